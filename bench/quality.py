@@ -1,0 +1,75 @@
+"""Quality of a built lake against the hand-labelled sample in bench/data/labelled_categories.csv.
+
+* zero-shot top-1 / top-3 accuracy of the text categories (and image categories where they exist);
+* visual neighbour agreement: for every entry with an image, the share of its 10 nearest image
+  neighbours whose (text-derived) category equals its own, against the chance rate Σ p_c² of two random
+  images sharing a category.
+
+Usage: python bench/quality.py [--lake DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import save  # noqa: E402
+from lake.reader import LakeReader  # noqa: E402
+from pipeline.neighbors import knn_graph  # noqa: E402
+
+LABELS = Path(__file__).resolve().parent / "data" / "labelled_categories.csv"
+
+
+def zero_shot_accuracy(reader: LakeReader, labels: pd.DataFrame, source: str) -> dict[str, float] | None:
+    cats = reader.query(
+        "SELECT strftime(date, '%Y-%m-%d') AS date, category, top3_categories FROM categories WHERE source = ?",
+        [source],
+    )
+    if cats.empty:
+        return None
+    merged = labels.merge(cats, on="date", how="inner", suffixes=("_true", ""))
+    top1 = float((merged.category == merged.category_true).mean())
+    top3 = float(np.mean([t in list(c) for t, c in zip(merged.category_true, merged.top3_categories)]))
+    return {"n": len(merged), "top1": round(top1, 3), "top3": round(top3, 3)}
+
+
+def neighbour_agreement(dates: list[str], vectors: np.ndarray, category: dict[str, str], k: int = 10) -> dict[str, float]:
+    labels = np.array([category.get(d, "?") for d in dates])
+    graph = knn_graph(vectors, k)
+    idx, _ = graph.without_self(k)
+    agree = float((labels[idx] == labels[:, None]).mean())
+    _, counts = np.unique(labels, return_counts=True)
+    p = counts / counts.sum()
+    chance = float((p**2).sum())
+    return {"n": len(dates), "k": k, "agreement": round(agree, 3), "chance": round(chance, 3),
+            "lift": round(agree / chance, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", type=Path, default=None)
+    args = ap.parse_args()
+    reader = LakeReader.open(args.lake)
+    labels = pd.read_csv(LABELS, dtype=str)
+    result = {"lake": str(reader.layout.root), "encoder": reader.manifest["encoder"].get("name"),
+              "labelled_sample": len(labels)}
+    result["zero_shot_text"] = zero_shot_accuracy(reader, labels, "text")
+    result["zero_shot_image"] = zero_shot_accuracy(reader, labels, "image")
+    text_cats = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, category FROM categories WHERE source='text'")
+    category = dict(zip(text_cats.date, text_cats.category))
+    dates, vecs = reader.vectors("image")
+    result["visual_neighbours_vs_text_categories"] = neighbour_agreement(dates, vecs, category)
+    path = save(f"quality_{result['encoder']}", result)
+    for key, val in result.items():
+        print(f"{key}: {val}")
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

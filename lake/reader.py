@@ -1,0 +1,68 @@
+"""Read-only access to a published lake: DuckDB over the Parquet tables, LanceDB for vectors.
+
+The app and the search code use this class only; they never open lake files themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from lake import manifest as manifest_io
+from lake import vectors
+from lake.layout import LakeLayout
+from lake.manifest import LakeMissingError
+from lake.schema import TABLES
+
+
+class LakeReader:
+    """A read-only view of one lake. Queries are parameterised; table names come from the schema."""
+
+    def __init__(self, layout: LakeLayout) -> None:
+        if not layout.exists():
+            raise LakeMissingError(layout.root)
+        self.layout = layout
+        self._local = threading.local()
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> "LakeReader":
+        return cls(LakeLayout.at(path))
+
+    @cached_property
+    def manifest(self) -> dict[str, Any]:
+        return manifest_io.read(self.layout.manifest)
+
+    @property
+    def tables(self) -> list[str]:
+        return [name for name in TABLES if self.layout.table(name).is_file()]
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A per-thread in-memory DuckDB connection with one view per published table."""
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = duckdb.connect(":memory:")
+            for name in self.tables:
+                con.read_parquet(str(self.layout.table(name))).create_view(name)
+            self._local.con = con
+        return con
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
+        """Run SQL against the table views. User values go in ``params``, never into ``sql``."""
+        return self.connection().execute(sql, params or []).df()
+
+    def count(self, table: str) -> int:
+        if table not in self.tables:
+            return 0
+        return int(self.connection().execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+
+    def vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
+        return vectors.read_vectors(self.layout.vectors, kind)
+
+    def vector_table(self, kind: str):
+        return vectors.open_table(self.layout.vectors, kind)

@@ -1,0 +1,73 @@
+"""LanceDB side of the lake: one table per embedding kind, keyed by ISO date."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from lake.schema import EMBEDDING_KINDS, vector_schema
+
+
+def _connect(path: Path):
+    os.environ.setdefault("LANCE_LOG", "error")  # lance logs "creating dataset" warnings otherwise
+    import lancedb  # heavy import, only when vectors are touched
+
+    return lancedb.connect(str(path))
+
+
+def write_table(
+    db_path: Path,
+    kind: str,
+    dates: list[str],
+    vectors: np.ndarray,
+    *,
+    titles: list[str],
+    years: list[int],
+    categories: list[str | None],
+    has_image: list[bool],
+) -> None:
+    """Replace table ``kind`` in one LanceDB commit, so readers see the old or the new version."""
+    if kind not in EMBEDDING_KINDS:
+        raise KeyError(kind)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    dim = int(vectors.shape[1])
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    table = pa.Table.from_arrays(
+        [
+            pa.array(dates, pa.string()),
+            pa.FixedSizeListArray.from_arrays(flat, dim),
+            pa.array(titles, pa.string()),
+            pa.array(years, pa.int16()),
+            pa.array(categories, pa.string()),
+            pa.array(has_image, pa.bool_()),
+        ],
+        schema=vector_schema(dim),
+    )
+    db = _connect(db_path)
+    db.create_table(kind, data=table, mode="overwrite")
+
+
+def open_table(db_path: Path, kind: str):
+    """Open a vector table for search; raises ``KeyError`` when it was not built."""
+    db = _connect(db_path)
+    names = set(_table_names(db))
+    if kind not in names:
+        raise KeyError(f"vector table {kind!r} is not in {db_path} (has: {sorted(names)})")
+    return db.open_table(kind)
+
+
+def _table_names(db) -> list[str]:
+    listing = db.list_tables() if hasattr(db, "list_tables") else db.table_names()
+    return list(getattr(listing, "tables", listing))
+
+
+def read_vectors(db_path: Path, kind: str) -> tuple[list[str], np.ndarray]:
+    """All dates and vectors of one kind, in table order."""
+    arrow = open_table(db_path, kind).to_arrow()
+    dates = arrow.column("date").to_pylist()
+    vec = arrow.column("vector").combine_chunks()
+    dim = vec.type.list_size
+    return dates, vec.flatten().to_numpy().reshape(-1, dim)

@@ -1,0 +1,63 @@
+"""Classify stage: zero-shot categories from the entries' vectors and the taxonomy's prompt vectors.
+
+Confidence is a softmax over cosine similarities. The temperature is the encoder's: CLIP's learned
+logit scale (100) for OpenCLIP, and 1/0.05 for MiniLM, whose similarities span a narrower range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.encoders import Encoder, l2_normalise
+from pipeline.taxonomy import IMAGE_TEMPLATES, Taxonomy
+
+
+@dataclass
+class Classification:
+    dates: list[str]
+    category: list[str]
+    confidence: np.ndarray
+    top3: list[list[str]]
+    top3_scores: np.ndarray
+
+
+def logit_scale(encoder: Encoder) -> float:
+    return 100.0 if encoder.info.shared_space else 20.0
+
+
+def class_vectors(encoder: Encoder, taxonomy: Taxonomy, templates: tuple[str, ...] = ("{}",)) -> np.ndarray:
+    rows = []
+    for prompts in taxonomy.categories.values():
+        texts = [t.format(p) for p in prompts for t in templates]
+        rows.append(encoder.encode_text(texts).mean(axis=0))
+    return l2_normalise(np.stack(rows))
+
+
+def zero_shot(vectors: np.ndarray, classes: np.ndarray, names: list[str], scale: float, dates: list[str]) -> Classification:
+    logits = scale * (vectors @ classes.T)
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    k = min(3, len(names))
+    order = np.argsort(-probs, axis=1)[:, :k]
+    top_scores = np.take_along_axis(probs, order, axis=1).astype(np.float32)
+    return Classification(
+        dates=dates,
+        category=[names[i] for i in order[:, 0]],
+        confidence=top_scores[:, 0],
+        top3=[[names[i] for i in row] for row in order],
+        top3_scores=top_scores,
+    )
+
+
+def classify(encoder: Encoder, taxonomy: Taxonomy, text: tuple[list[str], np.ndarray],
+             image: tuple[list[str], np.ndarray] | None) -> dict[str, Classification]:
+    """Categories from text vectors always; from image vectors when they share CLIP's space."""
+    scale = logit_scale(encoder)
+    out = {"text": zero_shot(text[1], class_vectors(encoder, taxonomy), taxonomy.names, scale, text[0])}
+    if image is not None and encoder.info.shared_space and len(image[0]):
+        classes = class_vectors(encoder, taxonomy, IMAGE_TEMPLATES)
+        out["image"] = zero_shot(image[1], classes, taxonomy.names, scale, image[0])
+    return out

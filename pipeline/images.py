@@ -1,0 +1,164 @@
+"""Images stage: a JPEG thumbnail per image entry, from a bundled file or a downloaded ``url``.
+
+Untrusted images are checked before decoding: a byte cap while downloading, a content-type check, and a
+pixel cap that turns Pillow's decompression-bomb warning into a rejection. A rejected image leaves its
+entry as a text-only entry; the reason is counted in the build summary.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from PIL import Image, UnidentifiedImageError
+
+from lake import atomic
+from lake.layout import LakeLayout
+from pipeline.hashing import sha1_bytes, sha1_text
+
+log = logging.getLogger(__name__)
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an acceptable image; the message is shown to users and in build reports."""
+
+
+@dataclass
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 60_000_000
+    thumb_size: int = 256
+
+
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Decode untrusted bytes into an RGB image, refusing oversize, bombs and non-images."""
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(f"image is {len(data):,} bytes, over the {limits.max_bytes:,}-byte limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > limits.max_pixels:
+                raise ImageRejected(f"image is {w}x{h} pixels, over the {limits.max_pixels:,}-pixel limit")
+            img.seek(0)  # first frame of animated GIFs
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"image rejected as a decompression bomb ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageRejected):
+            raise
+        raise ImageRejected(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    return img.convert("RGB")
+
+
+def thumbnail_jpeg(img: Image.Image, size: int) -> tuple[bytes, int, int]:
+    img = img.copy()
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85, optimize=True)
+    return buf.getvalue(), img.width, img.height
+
+
+def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.Session, timeout: float = 30) -> bytes:
+    """Fetch ``url`` (cached by URL hash) with a streaming byte cap and a content-type check."""
+    cached = cache_dir / sha1_text(url)
+    if cached.is_file():
+        return cached.read_bytes()
+    with session.get(url, stream=True, timeout=timeout) as resp:
+        if resp.status_code != 200:
+            raise ImageRejected(f"download failed: HTTP {resp.status_code}")
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype and not ctype.startswith("image/"):
+            raise ImageRejected(f"download is {ctype!r}, not an image")
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > limits.max_bytes:
+            raise ImageRejected(f"download is {int(declared):,} bytes, over the {limits.max_bytes:,}-byte limit")
+        chunks, total = [], 0
+        for chunk in resp.iter_content(64 * 1024):
+            total += len(chunk)
+            if total > limits.max_bytes:
+                raise ImageRejected(f"download exceeds the {limits.max_bytes:,}-byte limit")
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    atomic.write_bytes(cached, data)
+    return data
+
+
+@dataclass
+class ImageReport:
+    thumbnails: int = 0
+    reused: int = 0
+    downloaded: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+
+def _source_bytes(row: dict[str, Any], layout: LakeLayout, limits: ImageLimits, session, allow_download: bool) -> bytes | None:
+    if row.get("image_file"):
+        path = Path(row["image_file"])
+        if not path.is_file():
+            raise ImageRejected(f"image file {path} does not exist")
+        return path.read_bytes()
+    if allow_download and row.get("url") and row["source"] != "bundled":
+        return download(row["url"], layout.download_cache, limits, session)
+    return None
+
+
+def attach_images(
+    rows: list[dict[str, Any]],
+    layout: LakeLayout,
+    limits: ImageLimits,
+    *,
+    index: dict[str, dict[str, Any]],
+    allow_download: bool = True,
+    progress: bool = True,
+) -> tuple[dict[str, dict[str, Any]], ImageReport]:
+    """Add image columns to ``rows`` in place and return the updated thumbnail index.
+
+    ``index`` maps a date to what its thumbnail was made from (``src``) and the thumbnail's hash and
+    size; a thumbnail whose source is unchanged is reused without decoding anything.
+    """
+    from tqdm import tqdm
+
+    report = ImageReport()
+    new_index: dict[str, dict[str, Any]] = {}
+    session = requests.Session()
+    for row in tqdm(rows, desc="images", unit="entry", disable=not progress, mininterval=1.0):
+        row.update(has_image=False, image_path=None, image_width=None, image_height=None, image_sha1=None)
+        if row["media_type"] != "image":
+            continue
+        day = row["date"].isoformat()
+        try:
+            data = _source_bytes(row, layout, limits, session, allow_download)
+            if data is None:
+                continue
+            src = sha1_bytes(data)
+            known = index.get(day)
+            thumb = layout.thumb(day)
+            if known and known["src"] == src and thumb.is_file():
+                entry = known
+                report.reused += 1
+            else:
+                jpeg, w, h = thumbnail_jpeg(decode_image(data, limits), limits.thumb_size)
+                atomic.write_bytes(thumb, jpeg)
+                entry = {"src": src, "sha1": sha1_bytes(jpeg), "width": w, "height": h}
+                report.thumbnails += 1
+        except (ImageRejected, requests.RequestException) as exc:
+            report.rejected[str(exc).split(" (")[0]] += 1
+            log.debug("%s: image rejected: %s", day, exc)
+            continue
+        new_index[day] = entry
+        row.update(
+            has_image=True,
+            image_path=thumb.relative_to(layout.root).as_posix(),
+            image_width=entry["width"],
+            image_height=entry["height"],
+            image_sha1=entry["sha1"],
+        )
+    return new_index, report

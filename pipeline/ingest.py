@@ -1,0 +1,124 @@
+"""Ingest stage: raw source records → validated, cleaned entry rows (images are added later).
+
+Bad rows never abort a build: each is counted with its reason and skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.clean import clean_copyright, clean_explanation, clean_title
+from pipeline.sources import RawBatch
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPES = {"image", "video", "other"}
+_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".gif", ".tif", ".tiff", ".webp")
+MAX_REPORTED = 200  # invalid rows listed one by one in the manifest; the rest are only counted
+
+
+@dataclass
+class IngestResult:
+    rows: list[dict[str, Any]]
+    invalid: list[dict[str, str]] = field(default_factory=list)
+    invalid_by_reason: Counter = field(default_factory=Counter)
+
+    def reject(self, record: Any, reason: str) -> None:
+        self.invalid_by_reason[reason] += 1
+        if len(self.invalid) < MAX_REPORTED:
+            ident = record.get("date") if isinstance(record, dict) else None
+            self.invalid.append({"date": str(ident) if ident is not None else "", "reason": reason})
+
+
+def _parse_date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def _media_type(record: dict[str, Any]) -> str:
+    media = record.get("media_type")
+    if isinstance(media, str) and media in MEDIA_TYPES:
+        return media
+    url = str(record.get("url") or "").lower().split("?")[0]
+    if url.endswith(_IMAGE_EXT):
+        return "image"
+    if any(host in url for host in ("youtube", "vimeo", ".mp4", ".webm", ".mov")):
+        return "video"
+    return "other"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def normalise(record: dict[str, Any], source: str, today: dt.date) -> tuple[dict[str, Any] | None, str]:
+    """One raw record → an entry row, or ``(None, reason)``."""
+    if "_invalid" in record:
+        return None, record["_invalid"]
+    day = _parse_date(record.get("date"))
+    if day is None:
+        return None, "missing or malformed date"
+    if day > today:
+        return None, "date is in the future"
+    title = clean_title(_text(record.get("title")))
+    cleaned = clean_explanation(_text(record.get("explanation")))
+    if not title and not cleaned.explanation:
+        return None, "no title and no explanation"
+    copyright_ = clean_copyright(_text(record.get("copyright")))
+    return {
+        "date": day,
+        "title": title or "Untitled",
+        "explanation": cleaned.explanation,
+        "credit": cleaned.credit,
+        "copyright": copyright_,
+        "rights_note": cleaned.rights_note,
+        "url": _text(record.get("url")),
+        "hdurl": _text(record.get("hdurl")),
+        "media_type": _media_type(record),
+        "year": day.year,
+        "source": source,
+        "record_source": _text(record.get("record_source")),
+        "image_file": _text(record.get("image_file")),
+    }, ""
+
+
+def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date | None = None) -> IngestResult:
+    """Validate and merge batches by date; a later batch replaces an earlier one's entry."""
+    today = today or dt.date.today()
+    result = IngestResult(rows=[])
+    by_date: dict[dt.date, dict[str, Any]] = {}
+    for batch in batches:
+        seen: set[dt.date] = set()
+        for record in batch.records:
+            if not isinstance(record, dict):
+                result.reject({}, f"row is {type(record).__name__}, not an object")
+                continue
+            row, reason = normalise(record, batch.source, today)
+            if row is None:
+                result.reject(record, reason)
+                continue
+            if row["date"] in seen:
+                result.reject(record, "duplicate date within one source (kept the last)")
+            seen.add(row["date"])
+            by_date[row["date"]] = row
+    rows = [by_date[d] for d in sorted(by_date)]
+    result.rows = rows[:limit] if limit else rows
+    if result.invalid_by_reason:
+        log.warning(
+            "skipped %d invalid rows: %s",
+            sum(result.invalid_by_reason.values()),
+            ", ".join(f"{n} × {r}" for r, n in result.invalid_by_reason.most_common()),
+        )
+    return result

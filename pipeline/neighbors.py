@@ -1,0 +1,51 @@
+"""One exact cosine k-nearest-neighbour graph per embedding, shared by UMAP, t-SNE and clustering.
+
+Exact search is a blocked matrix product on normalised vectors: at archive scale (≈11k × 512) it takes
+about a second on two cores and spares us three approximate indexes that would disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class KnnGraph:
+    """Row ``i`` lists ``i`` itself first, then its neighbours by increasing cosine distance."""
+
+    indices: np.ndarray  # (n, k + 1) int64
+    distances: np.ndarray  # (n, k + 1) float32
+
+    @property
+    def k(self) -> int:
+        return self.indices.shape[1] - 1
+
+    def without_self(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        k = self.k if k is None else min(k, self.k)
+        return self.indices[:, 1 : k + 1], self.distances[:, 1 : k + 1]
+
+    def with_self(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, self.k)
+        return self.indices[:, : k + 1], self.distances[:, : k + 1]
+
+
+def knn_graph(vectors: np.ndarray, k: int, block: int = 2048) -> KnnGraph:
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = x.shape[0]
+    k = max(1, min(k, n - 1))
+    idx = np.empty((n, k + 1), dtype=np.int64)
+    dist = np.empty((n, k + 1), dtype=np.float32)
+    for start in range(0, n, block):
+        sims = x[start : start + block] @ x.T
+        rows = np.arange(sims.shape[0])
+        sims[rows, start + rows] = np.inf  # self first, even for duplicate vectors
+        part = np.argpartition(-sims, k, axis=1)[:, : k + 1]
+        part_sims = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-part_sims, axis=1)
+        idx[start : start + block] = np.take_along_axis(part, order, axis=1)
+        top = np.take_along_axis(part_sims, order, axis=1)
+        top[:, 0] = 1.0
+        dist[start : start + block] = np.clip(1.0 - top, 0.0, 2.0)
+    return KnnGraph(idx, dist)

@@ -1,0 +1,72 @@
+"""Project stage: 2-D UMAP and t-SNE per embedding and a 3-D UMAP, from the shared k-NN graph.
+
+UMAP (umap-learn) gets the graph as ``precomputed_knn``; t-SNE (openTSNE, FFT-accelerated) gets it
+as precomputed neighbours for its perplexity affinities. Seeds are fixed, so a rebuild reproduces the
+maps; umap-learn runs single-threaded when seeded, so the build runs maps of different embeddings in
+parallel instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from pipeline.neighbors import KnnGraph
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectionParams:
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    tsne_perplexity: float = 30.0
+    seed: int = 42
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"umap_metric": "cosine", "tsne_metric": "cosine", "tsne_init": "pca"}
+
+    @property
+    def knn_k(self) -> int:
+        """Neighbours to compute once: enough for t-SNE's 3 × perplexity and for UMAP."""
+        return max(self.umap_neighbors, int(3 * self.tsne_perplexity))
+
+
+def umap_map(vectors: np.ndarray, graph: KnnGraph, params: ProjectionParams, n_components: int = 2) -> np.ndarray:
+    import umap
+
+    n = vectors.shape[0]
+    k = max(2, min(params.umap_neighbors, n - 1))
+    idx, dist = graph.with_self(k - 1)
+    reducer = umap.UMAP(
+        n_components=n_components,
+        n_neighbors=idx.shape[1],
+        min_dist=params.umap_min_dist,
+        metric="cosine",
+        random_state=params.seed,
+        precomputed_knn=(idx, dist, None),
+        init="pca",  # spectral init fails on graphs with duplicate titles (many components)
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")
+        warnings.filterwarnings("ignore", message=".*precomputed_knn.*")
+        return reducer.fit_transform(vectors).astype(np.float32)
+
+
+def tsne_map(vectors: np.ndarray, graph: KnnGraph, params: ProjectionParams, n_jobs: int = 1) -> np.ndarray:
+    from openTSNE import TSNE, affinity, initialization
+    from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+    n = vectors.shape[0]
+    perplexity = min(params.tsne_perplexity, max(2.0, (n - 1) / 3))
+    idx, dist = graph.without_self(int(3 * perplexity))
+    aff = affinity.PerplexityBasedNN(
+        knn_index=PrecomputedNeighbors(idx, dist), perplexity=perplexity, n_jobs=n_jobs,
+        random_state=params.seed,
+    )
+    init = initialization.pca(vectors, random_state=params.seed)
+    tsne = TSNE(n_jobs=n_jobs, random_state=params.seed, negative_gradient_method="fft" if n > 500 else "bh")
+    return np.asarray(tsne.fit(affinities=aff, initialization=init), dtype=np.float32)
