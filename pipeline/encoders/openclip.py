@@ -60,6 +60,18 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
+def _quantize(net):
+    """int8 dynamic quantisation; open_clip reads ``.weight.dtype`` of MLP layers, which quantised
+    layers expose as a method, so record the original dtype where open_clip looks for it."""
+    import torch
+
+    qnet = quantize_int8(net)
+    for module in qnet.modules():
+        if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
+            module.int8_original_dtype = torch.float32
+    return qnet
+
+
 class OpenClipEncoder(Encoder):
     def __init__(
         self,
@@ -99,7 +111,7 @@ class OpenClipEncoder(Encoder):
         except Exception as exc:  # download or checkpoint errors come in many types
             raise EncoderUnavailable(f"{exc}\n" + how_to_fix(model, pretrained)) from exc
         net.eval()
-        self.net = quantize_int8(net) if quantize == "int8" else net
+        self.net = _quantize(net) if quantize == "int8" else net
         self.device = device
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(model)
@@ -119,7 +131,7 @@ class OpenClipEncoder(Encoder):
                 "model": model,
                 "pretrained": pretrained if not checkpoint else f"checkpoint:{Path(checkpoint).name}",
                 "checkpoint": str(checkpoint) if checkpoint else None,
-                "config_path": str(config_path) if config_path else None,
+                "config_path": str(Path(config_path).resolve()) if config_path else None,
             },
             versions={"open_clip_torch": _version("open_clip_torch"), "torch": _version("torch")},
         )

@@ -1,0 +1,114 @@
+"""Shared fixtures: small real datasets cut from the bundled archive, temporary lakes, a local HTTP
+server, and the tiny OpenCLIP architecture used instead of downloadable weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+TINY_CLIP = DATA / "tiny-clip-test.json"
+ARCHIVE = REPO / "data" / "apod" / "apod_archive.parquet"
+IMAGES = REPO / "data" / "apod" / "images"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub by accident
+
+
+def archive_rows(start: str, end: str) -> list[dict]:
+    """Real APOD rows (JSON-ready) between two dates, with bundled images referenced by path."""
+    df = pd.read_parquet(ARCHIVE)
+    df = df[(df.date.astype(str) >= start) & (df.date.astype(str) <= end)]
+    rows = []
+    for rec in df.to_dict("records"):
+        rec = {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in rec.items()}
+        rec["date"] = str(rec["date"])
+        img = IMAGES / f"{rec['date']}.jpg"
+        if img.is_file():
+            rec["image_file"] = str(img)
+        rows.append(rec)
+    return rows
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write((row if isinstance(row, str) else json.dumps(row, default=str)) + "\n")
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m pipeline`` for real, in a subprocess, from the repo root."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+
+
+@pytest.fixture
+def lake_dir(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+@pytest.fixture(scope="session")
+def small_dump(tmp_path_factory) -> Path:
+    """About 60 real entries from early 2014 (a fifth with bundled images)."""
+    path = tmp_path_factory.mktemp("dump") / "apod_2014q1.jsonl"
+    return write_jsonl(path, archive_rows("2014-01-01", "2014-02-28"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict[str, Callable[["_Handler"], None]] = {}
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path.split("?")[0]
+        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+        handler = self.server.routes.get(path)  # type: ignore[attr-defined]
+        if handler is None:
+            self.send_error(404)
+            return
+        handler(self)
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def reply(self, status: int, body: bytes, content_type: str = "application/json", headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def http_server() -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server on 127.0.0.1; tests add handlers to ``server.routes``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.routes = {}  # type: ignore[attr-defined]
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,195 @@
+"""End-to-end builds through the real CLI: offline encoder, tiny OpenCLIP, re-runs, crashes, failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lake.layout import LakeLayout
+from lake.reader import LakeReader
+from lake.schema import EMBEDDING_KINDS
+from tests.conftest import REPO, TINY_CLIP, run_cli
+
+pytestmark = pytest.mark.slow
+
+BASE = ["build", "--encoder", "offline", "--no-progress", "--start", "2014-01-01"]
+
+
+def manifest(lake: Path) -> dict:
+    return json.loads((lake / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A lake of the bundled archive's January–February 2014 (59 entries), built offline."""
+    lake = tmp_path_factory.mktemp("e2e") / "lake"
+    proc = run_cli(*BASE, "--end", "2014-02-28", "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return lake
+
+
+def copy_lake(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_offline_build_writes_the_lake_contract(built):
+    reader = LakeReader.open(built)
+    n = reader.count("entries")
+    assert n == 59
+    m = reader.manifest
+    assert m["encoder"]["name"] == "offline" and m["encoder"]["text_model"].endswith("all-MiniLM-L6-v2")
+    assert m["counts"]["entries"] == n and m["counts"]["with_image"] > 5
+    # categories: one text row per entry, top-3 ordered, confidences in (0, 1]
+    cats = reader.query("SELECT * FROM categories WHERE source = 'text'")
+    assert len(cats) == n and cats.confidence.between(0, 1).all()
+    assert all(len(t) == 3 and t[0] == c for t, c in zip(cats.top3_categories, cats.category))
+    # 8 two-dimensional maps + a 3-D UMAP of multimodal
+    maps = reader.query("SELECT embedding, method, count(*) AS n, count(z) AS nz FROM projections GROUP BY ALL")
+    got = {(r.embedding, r.method): (r.n, r.nz) for r in maps.itertuples()}
+    images = m["counts"]["with_image"]
+    for kind in EMBEDDING_KINDS:
+        for method in ("umap", "tsne"):
+            assert got[(kind, method)] == (images if kind == "image" else n, 0)
+    assert got[("multimodal", "umap3d")] == (n, n)
+    clusters = reader.query("SELECT embedding, count(DISTINCT cluster) AS k, min(label) AS l FROM clusters GROUP BY ALL")
+    assert set(clusters.embedding) == set(EMBEDDING_KINDS) and (clusters.k >= 2).all()
+    # vectors in LanceDB, keyed by date, with the filter columns search needs
+    dates, vecs = reader.vectors("multimodal")
+    assert len(dates) == n and vecs.shape[1] == 384 + 128
+    assert reader.vector_table("image").count_rows() == images
+    row = reader.vector_table("text").search(vecs[0][:384]).limit(1).to_list()[0]
+    assert row["date"] == dates[0] and row["category"] and row["title"]
+    # thumbnails and exports
+    paths = reader.query("SELECT image_path FROM entries WHERE has_image").image_path
+    assert all((built / p).is_file() for p in paths)
+    assert (built / "exports" / "apod_broad_categorization.csv").read_text().startswith("\"date\"")
+    # run metrics: a row per stage and resource samples with the seed's columns
+    stages = set(reader.query("SELECT process FROM metrics WHERE record = 'stage'").process)
+    assert stages >= {"ingest", "images", "embed", "classify", "project", "cluster"}
+    samples = reader.query("SELECT * FROM metrics WHERE record = 'sample'")
+    assert len(samples) > 0 and (samples.rss_bytes > 0).all()
+    for col in ("gpu_name", "gpu_utilization_percent", "gpu_memory_used_bytes", "gpu_memory_total_bytes"):
+        assert col in samples.columns
+    assert not (built / ".staging").exists()
+
+
+def test_noop_rerun_embeds_nothing(built, tmp_path):
+    lake = copy_lake(built, tmp_path / "lake")
+    before = manifest(lake)
+    t0 = time.perf_counter()
+    proc = run_cli(*BASE, "--end", "2014-02-28", "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = manifest(lake)
+    assert after["run_id"] != before["run_id"]
+    assert set(after["newly_embedded"].values()) == {0}
+    for stage in ("embed", "classify", "project", "cluster"):
+        assert after["stages"][stage]["skipped"] is True
+    assert after["stages"]["embed"]["input_hash"] == before["stages"]["embed"]["input_hash"]
+    assert time.perf_counter() - t0 < 60
+    assert "embed     reused" in proc.stderr
+
+
+def test_new_entries_do_not_reembed_old_ones(built, tmp_path):
+    lake = copy_lake(built, tmp_path / "lake")
+    proc = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = manifest(lake)
+    assert m["counts"]["entries"] == 59 + 10
+    assert m["newly_embedded"]["text"] == 10 and m["newly_embedded"]["title"] <= 10
+
+
+def _text_chunks(lake: Path) -> int:
+    return len(list((lake / "cache" / "embeddings").glob("*/text/chunk-*.parquet")))
+
+
+def test_killed_build_leaves_last_good_lake_and_rerun_completes(built, tmp_path):
+    lake = copy_lake(built, tmp_path / "lake")
+    before = manifest(lake)
+    chunks_before = _text_chunks(lake)
+    cmd = [sys.executable, "-m", "pipeline", *BASE, "--end", "2014-06-30", "--lake", str(lake), "--embed-chunk", "4"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _text_chunks(lake) < chunks_before + 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "build finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # the published lake is the old one, complete and readable
+    reader = LakeReader.open(lake)
+    assert reader.manifest["run_id"] == before["run_id"]
+    assert reader.count("entries") == 59 and reader.count("projections") > 0
+    assert len(reader.vectors("text")[0]) == 59
+    # re-run: resumes, embedding only what the killed run had not cached
+    done = run_cli(*BASE, "--end", "2014-06-30", "--lake", str(lake))
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = manifest(lake)
+    new_entries = m["counts"]["entries"] - 59
+    assert new_entries > 100
+    assert 0 < m["newly_embedded"]["text"] <= new_entries - 12  # ≥ 3 chunks of 4 survived the kill
+    assert LakeReader.open(lake).count("entries") == m["counts"]["entries"]
+
+
+def test_failed_stage_keeps_lake_and_rerun_reuses_staged_work(built, tmp_path):
+    lake = copy_lake(built, tmp_path / "lake")
+    before = manifest(lake)
+    bad = tmp_path / "taxonomy.json"
+    bad.write_text('{"categories": [{"name": "Only one"}]}')
+    failed = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake), "--taxonomy", str(bad))
+    assert failed.returncode == 1
+    assert "taxonomy file" in failed.stderr and "last published lake" in failed.stderr
+    assert manifest(lake)["run_id"] == before["run_id"]
+    assert LakeReader.open(lake).count("entries") == 59
+    # a fixed taxonomy (two categories with prompt ensembles) resumes from the staged embeddings
+    good = tmp_path / "taxonomy2.json"
+    good.write_text(json.dumps({"categories": [
+        {"name": "Sky", "prompts": ["stars and galaxies in the night sky", "a nebula"]},
+        {"name": "Ground", "prompts": ["a landscape on Earth", "a rocket launch"]}]}))
+    ok = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake), "--taxonomy", str(good))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    m = manifest(lake)
+    assert m["stages"]["embed"]["skipped"] is True and set(m["newly_embedded"].values()) == {0}
+    assert m["taxonomy"]["categories"] == ["Sky", "Ground"]
+    cats = LakeReader.open(lake).query("SELECT DISTINCT category FROM categories")
+    assert set(cats.category) <= {"Sky", "Ground"}
+
+
+def test_tiny_openclip_end_to_end(tmp_path, small_dump):
+    lake = tmp_path / "lake"
+    proc = run_cli("build", "--no-progress", "--encoder", "openclip", "--clip-model", "tiny-clip-test",
+                   "--clip-config", str(TINY_CLIP), "--clip-pretrained", "random", "--dump", str(small_dump),
+                   "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reader = LakeReader.open(lake)
+    enc = reader.manifest["encoder"]
+    assert enc["name"] == "openclip" and enc["shared_space"] and enc["settings"]["pretrained"] == "random"
+    assert set(reader.query("SELECT DISTINCT source FROM categories").source) == {"text", "image"}
+    n_img = reader.count("categories") - reader.count("entries")
+    assert n_img == reader.manifest["counts"]["with_image"] > 0
+    assert reader.vectors("text")[1].shape[1] == 32 and reader.vectors("multimodal")[1].shape[1] == 64
+    assert reader.manifest["sources"] == ["dump"]
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    proc = run_cli("build", "--start", "2014-02-30")
+    assert proc.returncode == 2 and "not a date like" in proc.stderr
+    proc = run_cli("build", "--source", "dump", "--lake", str(tmp_path / "l"))
+    assert proc.returncode == 2 and "--dump FILE" in proc.stderr
+    proc = run_cli("build", "--encoder", "openclip", "--clip-checkpoint", str(tmp_path / "none.bin"),
+                   "--lake", str(tmp_path / "l"), "--limit", "3")
+    assert proc.returncode == 1 and "--clip-checkpoint" in proc.stderr
+    assert not LakeLayout.at(tmp_path / "l").exists()
+
+
+def test_help_documents_the_options():
+    out = run_cli("build", "--help").stdout
+    for flag in ("--lake", "--source", "--dump", "--start", "--encoder", "--clip-checkpoint", "--quantize",
+                 "--taxonomy", "--force", "--embed-chunk"):
+        assert flag in out

@@ -1,0 +1,107 @@
+import datetime as dt
+
+import pytest
+
+from pipeline.clean import clean_copyright, clean_explanation, clean_title
+from pipeline.ingest import ingest
+from pipeline.sources import RawBatch, SourceError, dump
+from tests.conftest import archive_rows, write_jsonl
+
+
+def test_1995_boilerplate_removed_credit_and_rights_kept():
+    raw = (
+        "Today's Picture: June 24, 1995    The Crab and Geminga  Picture Credit: NASA, Compton Observatory "
+        " Explanation:  What if you could see in gamma-rays? Pulsars would shine.   We keep an archive of "
+        "previous Astronomy Pictures of the Day.  Astronomy Picture of the Day is brought to you by  Robert "
+        "Nemiroff and  Jerry Bonnell . Original material on this page is copyrighted to Robert J. Nemiroff "
+        "and Jerry T. Bonnell."
+    )
+    out = clean_explanation(raw)
+    assert out.explanation == "What if you could see in gamma-rays? Pulsars would shine."
+    assert out.credit == "NASA, Compton Observatory"
+    assert out.rights_note == "Original material on this page is copyrighted to Robert J. Nemiroff and Jerry T. Bonnell."
+
+
+def test_digg_script_junk_removed():
+    raw = "The clouds of Venus.   digg_url = 'http://apod.nasa.gov/apod/ap080226.html'; digg_skin = 'compact';"
+    assert clean_explanation(raw).explanation == "The clouds of Venus."
+
+
+def test_navigation_footer_only_becomes_empty():
+    raw = "Tomorrow's picture: Aurora Over Alaska  < Archive | Index | Search | Calendar >  Authors & editors"
+    assert clean_explanation(raw).explanation == ""
+
+
+def test_ordinary_text_untouched_apart_from_whitespace():
+    raw = "Today marks the\n third anniversary of ASCA.  It sees X-rays."
+    assert clean_explanation(raw).explanation == "Today marks the third anniversary of ASCA. It sees X-rays."
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [("Venus: Earth's Cloudy Twin\nCredit:", "Venus: Earth's Cloudy Twin"),
+     ("Tonight: A Total Lunar Eclipse \r\nCredit and Copyright:", "Tonight: A Total Lunar Eclipse"),
+     ("Credit Where Due", "Credit Where Due")],
+)
+def test_title_credit_label(raw, expected):
+    assert clean_title(raw) == expected
+
+
+def test_copyright_with_page_text_keeps_only_the_credit():
+    assert clean_copyright("Anglo-Australian Telescope\nBoard\n Explanation: \nLong winding arms") == \
+        "Anglo-Australian Telescope Board"
+    assert clean_copyright("Explanation:  \nOn August 21, 1995") is None
+
+
+def test_malformed_rows_are_reported_and_skipped(tmp_path):
+    good = archive_rows("2014-01-01", "2014-01-05")
+    bad = [
+        {"date": "2014-13-45", "title": "Bad date", "explanation": "x"},
+        {"title": "No date", "explanation": "x"},
+        {"date": "2014-01-06", "title": "", "explanation": ""},
+        {"date": "2999-01-01", "title": "Future", "explanation": "x"},
+        "[1, 2",  # not JSON
+        "42",  # JSON, but not an object
+        dict(good[0], title="Duplicate of the first date"),
+    ]
+    path = write_jsonl(tmp_path / "dump.jsonl", good + bad)
+    result = ingest([dump.load(path)], today=dt.date(2026, 11, 23))
+    assert len(result.rows) == len(good)
+    reasons = result.invalid_by_reason
+    assert reasons["missing or malformed date"] == 2
+    assert reasons["no title and no explanation"] == 1
+    assert reasons["date is in the future"] == 1
+    assert reasons["line is not valid JSON"] == 1
+    assert reasons["row is int, not an object"] == 1
+    assert reasons["duplicate date within one source (kept the last)"] == 1
+    first = [r for r in result.rows if r["date"] == dt.date.fromisoformat(good[0]["date"])][0]
+    assert first["title"] == "Duplicate of the first date"  # the last one wins
+    assert all(r["reason"] for r in result.invalid)
+
+
+def test_later_source_wins_and_videos_stay_text_only():
+    a = RawBatch("bundled", [{"date": "2020-01-01", "title": "Old", "explanation": "a", "media_type": "image"}], "a")
+    b = RawBatch("nasa", [{"date": "2020-01-01", "title": "New", "explanation": "b",
+                          "url": "https://www.youtube.com/embed/xyz"}], "b")
+    rows = ingest([a, b]).rows
+    assert [(r["title"], r["media_type"], r["source"]) for r in rows] == [("New", "video", "nasa")]
+
+
+def test_dump_formats(tmp_path):
+    rows = archive_rows("2014-01-01", "2014-01-03")
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "a.json").write_text(json.dumps({"entries": rows}))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    for name in ("a.json", "a.parquet"):
+        assert [r["date"] for r in ingest([dump.load(tmp_path / name)]).rows] == \
+            [dt.date(2014, 1, d) for d in (1, 2, 3)]
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(SourceError, match="not valid JSON"):
+        dump.load(tmp_path / "broken.json")
+    (tmp_path / "a.csv").write_text("date\n")
+    with pytest.raises(SourceError, match="unknown dump format"):
+        dump.load(tmp_path / "a.csv")

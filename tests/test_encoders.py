@@ -1,0 +1,108 @@
+"""Real encoders: MiniLM from its PyPI package, pixel descriptors, and OpenCLIP with a tiny config."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.encoders import EncoderUnavailable, build_encoder, encoder_from_manifest
+from pipeline.encoders.openclip import OpenClipEncoder
+from pipeline.encoders import visual
+from tests.conftest import IMAGES, TINY_CLIP
+
+
+@pytest.fixture(scope="module")
+def offline():
+    return build_encoder("offline", quantize="int8")
+
+
+def test_offline_text_is_semantic(offline):
+    v = offline.encode_text([
+        "a stellar nursery where young stars are born from gas clouds",
+        "an emission nebula, a star-forming region of glowing hydrogen",
+        "a rocket lifting off from the launch pad",
+    ])
+    assert v.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.2
+
+
+def test_int8_agrees_with_fp32(offline):
+    fp32 = build_encoder("offline", quantize="none")
+    texts = ["The Orion Nebula is a stellar nursery.", "Comet Hale-Bopp over the desert.",
+             "Saturn's rings seen by Cassini.", "A total solar eclipse over Oregon."]
+    a, b = offline.encode_text(texts), fp32.encode_text(texts)
+    assert np.min(np.sum(a * b, axis=1)) > 0.9
+    assert offline.info.fingerprint() != fp32.info.fingerprint()  # never mixed in one cache
+
+
+def test_visual_descriptor_uses_pixels_only(offline):
+    paths = sorted(IMAGES.glob("*.jpg"))[:3]
+    imgs = [Image.open(p) for p in paths]
+    feats = offline.encode_images(imgs)
+    assert feats.shape == (3, visual.DIM)
+    again = offline.encode_images([Image.open(paths[0]).copy()])
+    assert np.array_equal(feats[0], again[0])  # deterministic, from the pixels alone
+    flipped = offline.encode_images([imgs[0].transpose(Image.Transpose.FLIP_TOP_BOTTOM)])
+    assert not np.allclose(feats[0], flipped[0])
+
+
+def test_image_space_fit_and_apply_pads_small_collections(offline):
+    feats = offline.encode_images([Image.open(p) for p in sorted(IMAGES.glob("*.jpg"))[:10]])
+    state = offline.image_space(feats)
+    vecs = offline.to_image_vectors(feats, state)
+    assert vecs.shape == (10, offline.info.image_dim)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+
+
+def tiny_clip(**kw) -> OpenClipEncoder:
+    return OpenClipEncoder(model="tiny-clip-test", pretrained="random", config_path=TINY_CLIP, quantize="none", **kw)
+
+
+def test_tiny_openclip_both_towers():
+    enc = tiny_clip()
+    t = enc.encode_text(["a galaxy", "a nebula", "a comet"])
+    i = enc.encode_images([Image.open(p) for p in sorted(IMAGES.glob("*.jpg"))[:2]])
+    assert t.shape == (3, 32) and i.shape == (2, 32)
+    assert enc.info.shared_space and enc.info.settings["pretrained"] == "random"
+
+
+def test_openclip_loads_a_local_checkpoint(tmp_path):
+    src = tiny_clip()
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(src.net.state_dict(), ckpt)
+    loaded = OpenClipEncoder(model="tiny-clip-test", pretrained="laion2b_s34b_b79k", checkpoint=ckpt,
+                             config_path=TINY_CLIP)
+    texts = ["the Andromeda galaxy", "aurora over Norway"]
+    assert np.allclose(src.encode_text(texts), loaded.encode_text(texts), atol=1e-5)
+    assert loaded.info.settings["pretrained"] == "checkpoint:tiny.pt"
+
+
+def test_openclip_int8_quantisation_runs():
+    enc = OpenClipEncoder(model="tiny-clip-test", pretrained="random", config_path=TINY_CLIP, quantize="int8")
+    assert enc.encode_text(["a galaxy"]).shape == (1, 32)
+
+
+def test_missing_weights_error_says_how_to_fix(tmp_path):
+    with pytest.raises(EncoderUnavailable, match="--clip-checkpoint"):
+        build_encoder("openclip", clip_checkpoint=tmp_path / "nope.safetensors")
+    with pytest.raises(EncoderUnavailable, match="--encoder offline"):
+        OpenClipEncoder(model="ViT-B-32", pretrained="laion2b_s34b_b79k", allow_download=False)
+
+
+def test_auto_falls_back_to_offline_quickly(monkeypatch):
+    monkeypatch.setattr("pipeline.encoders.openclip.hub_reachable", lambda *a, **k: False)
+    start = time.perf_counter()
+    enc = build_encoder("auto")
+    assert enc.info.name == "offline"
+    assert time.perf_counter() - start < 60
+
+
+def test_query_time_encoder_matches_manifest(offline):
+    again = encoder_from_manifest(offline.info.to_dict())
+    assert again.info.fingerprint() == offline.info.fingerprint()
+    info = offline.info.to_dict() | {"fingerprint": "0" * 16}
+    with pytest.raises(EncoderUnavailable, match="differs"):
+        encoder_from_manifest(info)

@@ -1,0 +1,54 @@
+import io
+
+import pytest
+import requests
+from PIL import Image
+
+from pipeline.images import ImageLimits, ImageRejected, decode_image, download, thumbnail_jpeg
+
+
+def _png(size, mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_decode_and_thumbnail():
+    img = decode_image(_png((800, 400)), ImageLimits())
+    jpeg, w, h = thumbnail_jpeg(img, 256)
+    assert (w, h) == (256, 128)
+    assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
+
+
+def test_decompression_bomb_rejected():
+    bomb = _png((12000, 12000), mode="1")  # ~150 MP, a few hundred kB compressed
+    assert len(bomb) < 2_000_000
+    with pytest.raises(ImageRejected, match="pixel limit|decompression bomb"):
+        decode_image(bomb, ImageLimits(max_pixels=10_000_000))
+
+
+def test_not_an_image_and_too_big_rejected():
+    with pytest.raises(ImageRejected, match="not a readable image"):
+        decode_image(b"<html>hello</html>", ImageLimits())
+    with pytest.raises(ImageRejected, match="byte limit"):
+        decode_image(_png((10, 10)), ImageLimits(max_bytes=10))
+
+
+def test_download_checks_type_and_size(http_server, tmp_path):
+    png = _png((64, 64))
+    http_server.routes["/ok.png"] = lambda h: h.reply(200, png, "image/png")
+    http_server.routes["/page.html"] = lambda h: h.reply(200, b"<html></html>", "text/html")
+    http_server.routes["/big.png"] = lambda h: h.reply(200, b"x" * 5000, "image/png")
+    session = requests.Session()
+    limits = ImageLimits(max_bytes=4000)
+    assert download(f"{http_server.url}/ok.png", tmp_path, limits, session) == png
+    # second call is served from the cache: no new request
+    n = len(http_server.requests)
+    assert download(f"{http_server.url}/ok.png", tmp_path, limits, session) == png
+    assert len(http_server.requests) == n
+    with pytest.raises(ImageRejected, match="not an image"):
+        download(f"{http_server.url}/page.html", tmp_path, limits, session)
+    with pytest.raises(ImageRejected, match="byte limit"):
+        download(f"{http_server.url}/big.png", tmp_path, limits, session)
+    with pytest.raises(ImageRejected, match="HTTP 404"):
+        download(f"{http_server.url}/missing.png", tmp_path, limits, session)

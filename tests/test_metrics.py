@@ -1,0 +1,36 @@
+import time
+
+from pipeline.metrics import RunMetrics
+
+SEED_COLUMNS = {"timestamp", "process", "duration_seconds", "gpu_name", "gpu_utilization_percent",
+                "gpu_memory_used_bytes", "gpu_memory_total_bytes"}
+
+
+def test_sampler_and_stage_timings():
+    m = RunMetrics("run-1", interval=0.05).start()
+    with m.stage("work") as st:
+        data = [bytearray(1 << 20) for _ in range(20)]  # ~20 MB so peak RSS is visible
+        time.sleep(0.3)
+        st["items"] = 30
+    m.stop()
+    del data
+    samples = [r for r in m.rows if r["record"] == "sample"]
+    stages = [r for r in m.rows if r["record"] == "stage"]
+    assert len(samples) >= 3
+    assert SEED_COLUMNS <= set(samples[0])
+    assert all(s["rss_bytes"] > 0 and s["cpu_percent"] is not None for s in samples)
+    assert {s["process"] for s in samples} >= {"work"}
+    assert stages[0]["process"] == "work" and stages[0]["items"] == 30
+    assert 0.3 <= stages[0]["duration_seconds"] < 5
+    assert m.stages["work"]["items_per_second"] > 0
+    assert m.stages["work"]["peak_rss_bytes"] > 20 << 20
+
+
+def test_gpu_columns_are_null_without_a_gpu():
+    m = RunMetrics("run-2")
+    m.sample()
+    row = m.rows[0]
+    if m._gpu.handle is None:
+        assert row["gpu_name"] is None and row["gpu_utilization_percent"] is None
+    else:  # exercised where a GPU exists
+        assert row["gpu_memory_total_bytes"] > 0
