@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ from lake.schema import EMBEDDING_KINDS, vector_schema
 
 
 def _connect(path: Path):
-    os.environ.setdefault("LANCE_LOG", "error")  # lance logs "creating dataset" warnings otherwise
     import lancedb  # heavy import, only when vectors are touched
 
     return lancedb.connect(str(path))
@@ -47,7 +45,8 @@ def write_table(
         schema=vector_schema(dim),
     )
     db = _connect(db_path)
-    db.create_table(kind, data=table, mode="overwrite")
+    exists = kind in set(_table_names(db))
+    db.create_table(kind, data=table, mode="overwrite" if exists else "create")
 
 
 def open_table(db_path: Path, kind: str):

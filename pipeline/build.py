@@ -170,9 +170,18 @@ class Build:
         live = self.live.get("stages", {}).get(stage, {})
         return live.get("input_hash") == input_hash
 
-    def _done(self, stage: str) -> None:
-        self.staged.setdefault("stages", {})[stage] = {"input_hash": self.stage_hashes[stage]}
+    def _done(self, stage: str, **extra: Any) -> None:
+        self.staged.setdefault("stages", {})[stage] = {"input_hash": self.stage_hashes[stage], **extra}
         self.writer.save_staged_manifest(self.staged)
+
+    def _vector_counts(self) -> dict[str, int]:
+        """Vectors per kind: from this run's embed stage, else from the build that made them."""
+        if getattr(self, "vector_counts", None):
+            return self.vector_counts
+        staged = self.staged.get("stages", {}).get("embed", {})
+        if staged.get("input_hash") == self.stage_hashes["embed"] and "vector_counts" in staged:
+            return staged["vector_counts"]
+        return {k: v for k, v in self.live.get("counts", {}).items() if k.startswith("vectors_")}
 
     def _knn_for(self, kind: str, k: int) -> KnnGraph:
         if kind not in self._knn:
@@ -245,7 +254,8 @@ class Build:
                     self.writer.stage_vectors(kind, emb.dates[kind], emb.vectors[kind])
             self.writer.stage_file(self.layout.image_space, lambda p: np.savez(open(p, "wb"), **emb.image_space))
             st["items"] = sum(emb.computed.values())
-            self._done("embed")
+            self.vector_counts = {f"vectors_{k}": len(emb.dates[k]) for k in EMBEDDING_KINDS}
+            self._done("embed", vector_counts=self.vector_counts)
             self.embed_ran = True
             return emb.computed
 
@@ -337,8 +347,7 @@ class Build:
         if getattr(self, "classify_ran", False):
             self._stage_category_export(rows)
         counts = {"entries": len(rows), "with_image": sum(1 for r in rows if r.get("has_image"))}
-        for kind in EMBEDDING_KINDS:
-            counts[f"vectors_{kind}"] = len(self.writer.read_vectors(kind)[0])
+        counts |= self._vector_counts()
         encoder_info = self._encoder.info.to_dict() if self._encoder else self.live.get("encoder", {})
         rewrite_vectors = (getattr(self, "embed_ran", False) or getattr(self, "classify_ran", False)
                            or not self.layout.vectors.is_dir())

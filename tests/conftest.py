@@ -112,3 +112,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def demo_lake(tmp_path_factory) -> Path:
+    """A real lake of the bundled archive's January–April 2014, built offline through the CLI."""
+    lake = tmp_path_factory.mktemp("demo") / "lake"
+    proc = run_cli("build", "--encoder", "offline", "--no-progress", "--start", "2014-01-01", "--end", "2014-04-30",
+                   "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return lake

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 RANDOM = "random"
 _HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+#: Hub repositories of tags we know, so a cache check need not import open_clip (and torch).
+KNOWN_HF_REPOS = {("ViT-B-32", "laion2b_s34b_b79k"): "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"}
 
 
 def how_to_fix(model: str, pretrained: str) -> str:
@@ -36,15 +38,18 @@ def how_to_fix(model: str, pretrained: str) -> str:
 
 def cached_weights(model: str, pretrained: str) -> Path | None:
     """The weights file in the local Hugging Face cache, without touching the network."""
-    import open_clip
     from huggingface_hub import try_to_load_from_cache
 
-    cfg = open_clip.get_pretrained_cfg(model, pretrained)
-    if not cfg or not cfg.get("hf_hub"):
-        return None
-    repo_id, filename = cfg["hf_hub"].rstrip("/"), None
-    if repo_id.count("/") > 1:
-        repo_id, filename = repo_id.rsplit("/", 1)
+    repo_id, filename = KNOWN_HF_REPOS.get((model, pretrained)), None
+    if repo_id is None:
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(model, pretrained)
+        if not cfg or not cfg.get("hf_hub"):
+            return None
+        repo_id = cfg["hf_hub"].rstrip("/")
+        if repo_id.count("/") > 1:
+            repo_id, filename = repo_id.rsplit("/", 1)
     for name in (filename,) if filename else _HF_FILES:
         hit = try_to_load_from_cache(repo_id, name)
         if isinstance(hit, str):

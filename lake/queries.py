@@ -1,0 +1,249 @@
+"""The questions the app asks of the lake, as parameterised DuckDB queries and LanceDB searches.
+
+Pages call these methods and never see file names or SQL. Every user-supplied value goes in as a query
+parameter; table and column names come only from this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lake.reader import LakeReader
+from lake.schema import EMBEDDING_KINDS, PROJECTION_METHODS
+
+#: Largest number of points sent to the browser for one map view; more are thinned deterministically.
+MAX_MAP_POINTS = 60_000
+
+NASA_PAGE = "https://apod.nasa.gov/apod/ap{yymmdd}.html"
+LICENCE_NOTE = (
+    "APOD texts and images: NASA Astronomy Picture of the Day (Robert Nemiroff & Jerry Bonnell, "
+    "https://apod.nasa.gov). Entries with a copyright value belong to their authors; entries without one "
+    "are NASA/public domain per the APOD API, but check the credit column. Please credit APOD and the "
+    "image authors when you reuse this data."
+)
+
+
+def nasa_page_url(date: str) -> str:
+    d = dt.date.fromisoformat(date)
+    return NASA_PAGE.format(yymmdd=d.strftime("%y%m%d"))
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the user narrowed the view to; empty category list means all categories."""
+
+    categories: tuple[str, ...] = ()
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "cats": list(self.categories) or None,
+            "start": self.start or dt.date(1900, 1, 1),
+            "end": self.end or dt.date(2999, 12, 31),
+        }
+
+
+_FILTER_SQL = (
+    "($cats IS NULL OR list_contains($cats, c.category)) AND e.date BETWEEN $start AND $end"
+)
+_BASE_FROM = (
+    "FROM entries e LEFT JOIN categories c ON c.date = e.date AND c.source = 'text'"
+)
+
+
+@dataclass
+class MapView:
+    points: pd.DataFrame
+    total: int  # points matching the filters (before thinning)
+    thinned: bool
+    bounds: tuple[float, float, float, float] | None = None
+    cluster_centres: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+class AtlasQueries:
+    def __init__(self, reader: LakeReader) -> None:
+        self.reader = reader
+
+    # -- vocabulary -----------------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self.reader.manifest
+
+    def category_names(self) -> list[str]:
+        names = self.manifest.get("taxonomy", {}).get("categories")
+        if names:
+            return list(names)
+        return self.reader.query("SELECT DISTINCT category FROM categories ORDER BY 1").category.tolist()
+
+    def date_range(self) -> tuple[dt.date, dt.date]:
+        row = self.reader.query("SELECT min(date) AS lo, max(date) AS hi FROM entries").iloc[0]
+        return pd.Timestamp(row.lo).date(), pd.Timestamp(row.hi).date()
+
+    def available_maps(self) -> list[tuple[str, str]]:
+        df = self.reader.query("SELECT DISTINCT embedding, method FROM projections")
+        have = set(zip(df.embedding, df.method))
+        return [(k, m) for k in EMBEDDING_KINDS for m in PROJECTION_METHODS if (k, m) in have]
+
+    # -- map ------------------------------------------------------------------------------------
+    def map_view(
+        self,
+        embedding: str,
+        method: str,
+        filters: Filters,
+        *,
+        bounds: tuple[float, float, float, float] | None = None,
+        max_points: int = MAX_MAP_POINTS,
+    ) -> MapView:
+        """Points of one map under the filters; inside ``bounds`` (x0, x1, y0, y1) when zoomed.
+
+        Past ``max_points`` a stable pseudo-random subset is returned (ordered by a hash of the date),
+        so zooming in reveals more points without the overview flickering between requests.
+        """
+        params = filters.params() | {"emb": embedding, "method": method}
+        where = f"p.embedding = $emb AND p.method = $method AND {_FILTER_SQL}"
+        if bounds:
+            where += " AND p.x BETWEEN $x0 AND $x1 AND p.y BETWEEN $y0 AND $y1"
+            params |= dict(zip(("x0", "x1", "y0", "y1"), map(float, bounds)))
+        body = (
+            f"FROM projections p JOIN entries e ON e.date = p.date "
+            f"LEFT JOIN categories c ON c.date = p.date AND c.source = 'text' "
+            f"LEFT JOIN clusters k ON k.date = p.date AND k.embedding = p.embedding WHERE {where}"
+        )
+        total = int(self.reader.connection().execute(f"SELECT count(*) {body}", params).fetchone()[0])
+        sql = (
+            "SELECT strftime(p.date, '%Y-%m-%d') AS date, p.x, p.y, p.z, e.title, e.year, e.has_image, "
+            "coalesce(c.category, 'Uncategorised') AS category, c.confidence, k.cluster, k.label AS cluster_label "
+            f"{body}"
+        )
+        thinned = total > max_points
+        if thinned:
+            sql += " ORDER BY hash(p.date) LIMIT $limit"
+            params["limit"] = max_points
+        points = self.reader.query(sql, params)
+        centres = pd.DataFrame()
+        if not points.empty and points.cluster.notna().any():
+            grouped = points.groupby(["cluster", "cluster_label"], as_index=False)
+            centres = grouped.agg(x=("x", "median"), y=("y", "median"), n=("date", "size"))
+        return MapView(points, total, thinned, bounds, centres)
+
+    def counts_by_category(self, filters: Filters) -> pd.DataFrame:
+        return self.reader.query(
+            f"SELECT coalesce(c.category, 'Uncategorised') AS category, count(*) AS n {_BASE_FROM} "
+            f"WHERE {_FILTER_SQL} GROUP BY 1 ORDER BY n DESC",
+            filters.params(),
+        )
+
+    # -- selections and downloads ---------------------------------------------------------------
+    def selection(self, dates: list[str], filters: Filters | None = None) -> pd.DataFrame:
+        """Full rows (with credits, copyright and categories) for the selected dates that pass the
+        filters, in date order."""
+        if not dates:
+            return pd.DataFrame(columns=["date", "title", "nasa_page", "category", "confidence", "credit", "copyright"])
+        df = self.reader.query(
+            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, round(c.confidence, 3) AS confidence, "
+            "e.media_type, e.url, e.hdurl, e.credit, e.copyright, e.rights_note, e.explanation "
+            f"{_BASE_FROM} WHERE list_contains($dates, strftime(e.date, '%Y-%m-%d')) AND {_FILTER_SQL} "
+            "ORDER BY e.date",
+            {"dates": list(dates)} | (filters or Filters()).params(),
+        )
+        df.insert(2, "nasa_page", [nasa_page_url(d) for d in df.date])
+        return df
+
+    # -- categories page ------------------------------------------------------------------------
+    def counts_by_year(self, filters: Filters) -> pd.DataFrame:
+        return self.reader.query(
+            f"SELECT e.year, coalesce(c.category, 'Uncategorised') AS category, count(*) AS n {_BASE_FROM} "
+            f"WHERE {_FILTER_SQL} GROUP BY ALL ORDER BY e.year",
+            filters.params(),
+        )
+
+    def confidences(self, filters: Filters) -> pd.DataFrame:
+        return self.reader.query(
+            f"SELECT c.category, c.confidence {_BASE_FROM} WHERE c.category IS NOT NULL AND {_FILTER_SQL}",
+            filters.params(),
+        )
+
+    def text_image_agreement(self, filters: Filters) -> pd.DataFrame:
+        """Per text category: how often the image-based category agrees (CLIP lakes only)."""
+        return self.reader.query(
+            "SELECT c.category, count(*) AS n, avg(CASE WHEN i.category = c.category THEN 1 ELSE 0 END) AS agreement "
+            f"{_BASE_FROM} JOIN categories i ON i.date = e.date AND i.source = 'image' "
+            f"WHERE {_FILTER_SQL} GROUP BY 1 ORDER BY n DESC",
+            filters.params(),
+        )
+
+    def category_page(self, category: str, filters: Filters, page: int, per_page: int = 24) -> tuple[pd.DataFrame, int]:
+        params = filters.params() | {"cat": category}
+        where = f"c.category = $cat AND {_FILTER_SQL}"
+        total = int(self.reader.connection().execute(f"SELECT count(*) {_BASE_FROM} WHERE {where}", params).fetchone()[0])
+        df = self.reader.query(
+            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, e.has_image, c.confidence "
+            f"{_BASE_FROM} WHERE {where} ORDER BY c.confidence DESC, e.date LIMIT $limit OFFSET $offset",
+            params | {"limit": per_page, "offset": max(0, page) * per_page},
+        )
+        return df, total
+
+    # -- entry page -----------------------------------------------------------------------------
+    def entry(self, date: str) -> dict[str, Any] | None:
+        df = self.reader.query(
+            "SELECT strftime(date, '%Y-%m-%d') AS date, * EXCLUDE (date) FROM entries WHERE date = $d",
+            {"d": dt.date.fromisoformat(date)},
+        )
+        if df.empty:
+            return None
+        row = df.iloc[0].to_dict()
+        row["nasa_page"] = nasa_page_url(date)
+        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+
+    def entry_categories(self, date: str) -> pd.DataFrame:
+        return self.reader.query(
+            "SELECT source, category, confidence, top3_categories, top3_scores FROM categories WHERE date = $d",
+            {"d": dt.date.fromisoformat(date)},
+        )
+
+    def neighbours(self, date: str, kind: str, k: int = 8) -> pd.DataFrame:
+        """Nearest entries to ``date`` in one embedding (cosine), using its stored vector."""
+        if kind not in EMBEDDING_KINDS:
+            raise ValueError(f"unknown embedding {kind!r}")
+        try:
+            table = self.reader.vector_table(kind)
+        except KeyError:
+            return pd.DataFrame(columns=["date", "title", "category", "similarity", "has_image"])
+        own = table.search().where("date = '" + dt.date.fromisoformat(date).isoformat() + "'").limit(1).to_list()
+        if not own:
+            return pd.DataFrame(columns=["date", "title", "category", "similarity", "has_image"])
+        hits = table.search(own[0]["vector"]).metric("cosine").limit(k + 1).to_list()
+        rows = [
+            {"date": h["date"], "title": h["title"], "category": h["category"],
+             "similarity": round(1.0 - float(h["_distance"]), 3), "has_image": h["has_image"]}
+            for h in hits if h["date"] != own[0]["date"]
+        ]
+        return pd.DataFrame(rows[:k])
+
+    # -- metrics page ---------------------------------------------------------------------------
+    def runs(self) -> pd.DataFrame:
+        return self.reader.query(
+            "SELECT run_id, min(timestamp) AS started, sum(duration_seconds) FILTER (record = 'stage') AS seconds "
+            "FROM metrics GROUP BY run_id ORDER BY started DESC"
+        )
+
+    def stage_metrics(self, run_id: str) -> pd.DataFrame:
+        return self.reader.query(
+            "SELECT process AS stage, duration_seconds, items, items_per_second, peak_rss_bytes "
+            "FROM metrics WHERE record = 'stage' AND run_id = $run ORDER BY timestamp",
+            {"run": run_id},
+        )
+
+    def samples(self, run_id: str) -> pd.DataFrame:
+        return self.reader.query(
+            "SELECT timestamp, process, duration_seconds, cpu_percent, rss_bytes, gpu_name, "
+            "gpu_utilization_percent, gpu_memory_used_bytes, gpu_memory_total_bytes "
+            "FROM metrics WHERE record = 'sample' AND run_id = $run ORDER BY timestamp",
+            {"run": run_id},
+        )

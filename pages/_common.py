@@ -1,0 +1,98 @@
+"""Shared pieces of the pages: the lake accessor, component ids, and small layout helpers.
+
+Pages get data only from :func:`atlas` (a :class:`lake.queries.AtlasQueries`); they never open files.
+(Dash pages skips modules whose name starts with an underscore, so this is not a page.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from typing import Any
+from urllib.parse import urlencode
+
+import dash_bootstrap_components as dbc
+from dash import html
+
+from lake.layout import LAKE_ENV, LakeLayout
+from lake.manifest import LakeMissingError
+from lake.queries import AtlasQueries, Filters
+from lake.reader import LakeReader
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"atlas": None, "mtime": None}
+
+
+def lake_layout() -> LakeLayout:
+    return LakeLayout.at(os.environ.get(LAKE_ENV))
+
+
+def atlas() -> AtlasQueries:
+    """The lake of this process, reopened when a new build has been published."""
+    layout = lake_layout()
+    try:
+        mtime = layout.manifest.stat().st_mtime
+    except FileNotFoundError as exc:
+        raise LakeMissingError(layout.root) from exc
+    with _lock:
+        if _state["atlas"] is None or _state["mtime"] != mtime:
+            _state["atlas"] = AtlasQueries(LakeReader(layout))
+            _state["mtime"] = mtime
+        return _state["atlas"]
+
+
+def missing_lake_notice(exc: Exception) -> dbc.Alert:
+    root = getattr(exc, "root", lake_layout().root)
+    return dbc.Alert(
+        [
+            html.H4("No data lake yet", className="alert-heading"),
+            html.P(f"Cosmic Atlas found no built lake at {root}."),
+            html.P(["Build the embedded default (about 4 minutes, offline) with ",
+                    html.Code("make run"), " or ", html.Code(f"python -m pipeline build --lake {root}"),
+                    ", then reload this page."]),
+        ],
+        color="warning",
+        className="m-4",
+    )
+
+
+def thumb_url(date: str) -> str:
+    return f"/thumbs/{date}.jpg"
+
+
+def parse_date(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def parse_list(value: Any) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [v for v in str(value).split(",") if v]
+
+
+def filters_from(categories: list[str] | None, years: list[int] | None) -> Filters:
+    start = dt.date(int(years[0]), 1, 1) if years else None
+    end = dt.date(int(years[1]), 12, 31) if years else None
+    return Filters(tuple(categories or ()), start, end)
+
+
+def query_string(params: dict[str, Any]) -> str:
+    clean = {k: (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in params.items()
+             if v not in (None, "", [], ())}
+    return "?" + urlencode(clean) if clean else ""
+
+
+def thumb_card(date: str, title: str, has_image: bool, footer: str = "") -> dbc.Card:
+    body = [html.Div(title, className="small fw-semibold text-truncate", title=title),
+            html.Div(f"{date}{' · ' + footer if footer else ''}", className="small text-muted")]
+    img = (html.Img(src=thumb_url(date), className="card-img-top atlas-thumb", alt=title)
+           if has_image else html.Div("no image", className="atlas-thumb atlas-noimg"))
+    return dbc.Card(html.A([img, dbc.CardBody(body, className="p-2")], href=f"/entry/{date}",
+                           className="text-reset text-decoration-none"), className="h-100 atlas-card")
+

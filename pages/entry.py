@@ -1,0 +1,89 @@
+"""Entry page ``/entry/<date>``: the picture, its text and credits, categories, and nearest neighbours
+in each embedding."""
+
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from lake.manifest import LakeMissingError
+from lake.schema import EMBEDDING_KINDS
+from pages._common import atlas, missing_lake_notice, parse_date, thumb_card, thumb_url
+
+dash.register_page(__name__, path_template="/entry/<date>", name="Entry", title="Cosmic Atlas · Entry")
+
+KIND_HELP = {
+    "text": "title + explanation",
+    "title": "title only",
+    "image": "pixels only",
+    "multimodal": "text and image together",
+}
+
+
+def _categories(date: str) -> html.Div:
+    cats = atlas().entry_categories(date)
+    if cats.empty:
+        return html.Div()
+    blocks = []
+    for row in cats.itertuples():
+        items = [dbc.Badge(f"{c} {s:.0%}", color="primary" if i == 0 else "secondary", className="me-1")
+                 for i, (c, s) in enumerate(zip(row.top3_categories, row.top3_scores))]
+        blocks.append(html.Div([html.Span(f"From {row.source}: ", className="small text-muted"), *items],
+                               className="mb-1"))
+    return html.Div(blocks, className="mb-3")
+
+
+def _neighbours(date: str) -> dbc.Tabs:
+    tabs = []
+    for kind in EMBEDDING_KINDS:
+        df = atlas().neighbours(date, kind, k=8)
+        if df.empty:
+            body = html.Div("This entry has no vector of this kind (no image).", className="text-muted p-2")
+        else:
+            body = dbc.Row([dbc.Col(thumb_card(r.date, r.title, bool(r.has_image), f"{r.similarity:.2f}"),
+                                    xs=6, md=3, lg=3, className="mb-3") for r in df.itertuples()],
+                           className="pt-3 atlas-neighbours")
+        tabs.append(dbc.Tab(body, label=f"{kind.title()} ({KIND_HELP[kind]})", tab_id=f"nb-{kind}"))
+    return dbc.Tabs(tabs, active_tab="nb-text", id="entry-tabs")
+
+
+def layout(date: str = "", **_ignored) -> html.Div:
+    try:
+        a = atlas()
+    except LakeMissingError as exc:
+        return missing_lake_notice(exc)
+    day = parse_date(date)
+    entry = a.entry(day.isoformat()) if day else None
+    if entry is None:
+        return dbc.Container(dbc.Alert([html.H4("No such entry"),
+                                        html.P(f"There is no APOD entry for {date!r} in this lake."),
+                                        dcc.Link("Back to the map", href="/")], color="secondary"), className="mt-4")
+    d = entry["date"]
+    credits = [x for x in (
+        ("Credit", entry.get("credit")), ("Copyright", entry.get("copyright")), ("Rights", entry.get("rights_note"))
+    ) if x[1]]
+    picture = (html.Img(src=thumb_url(d), alt=entry["title"], className="img-fluid rounded atlas-entry-img")
+               if entry.get("has_image") else
+               dbc.Alert(f"No picture stored for this entry ({entry.get('media_type')}); see it on the NASA page.",
+                         color="light"))
+    return dbc.Container([
+        dbc.Row([
+            dbc.Col(picture, md=5),
+            dbc.Col([
+                html.Div(d, className="text-muted"),
+                html.H2(entry["title"], id="entry-title"),
+                _categories(d),
+                html.P(entry.get("explanation") or "(no explanation in the archive)", className="atlas-explanation"),
+                html.Dl([x for k, v in credits for x in (html.Dt(k), html.Dd(v))], className="small"),
+                html.Div([
+                    html.A("Open on apod.nasa.gov ↗", href=entry["nasa_page"], target="_blank", rel="noopener",
+                           className="btn btn-outline-primary btn-sm me-2"),
+                    html.A("Full-size image ↗", href=entry.get("hdurl") or entry.get("url") or entry["nasa_page"],
+                           target="_blank", rel="noopener", className="btn btn-outline-secondary btn-sm"),
+                ]),
+            ], md=7),
+        ], className="my-3"),
+        html.H4("Similar entries"),
+        _neighbours(d),
+    ], fluid=True)

@@ -1,0 +1,75 @@
+"""Metrics: how the lake was built — stage timings, throughput, CPU/GPU samples, encoder, provenance."""
+
+from __future__ import annotations
+
+import json
+
+import dash
+import dash_bootstrap_components as dbc
+import plotly.express as px
+from dash import Input, Output, callback, dcc, html
+
+from lake.manifest import LakeMissingError
+from pages._common import atlas, missing_lake_notice
+
+dash.register_page(__name__, path="/metrics", name="Metrics", title="Cosmic Atlas · Metrics")
+
+
+def _facts(m: dict) -> html.Dl:
+    enc = m.get("encoder", {})
+    rows = [
+        ("Built", m.get("built_at")),
+        ("Entries", f"{m.get('counts', {}).get('entries', 0):,} ({m.get('counts', {}).get('with_image', 0):,} with images)"),
+        ("Encoder", f"{enc.get('name')} · text {enc.get('text_model')} · image {enc.get('image_model')}"),
+        ("Dimensions", f"text {enc.get('text_dim')} · image {enc.get('image_dim')} · quantisation {enc.get('quantize')}"),
+        ("Sources", ", ".join(m.get("sources", []))),
+        ("Taxonomy", m.get("taxonomy", {}).get("source")),
+        ("Projection", json.dumps(m.get("projection"))),
+        ("Clustering", m.get("clustering", {}).get("algorithm")),
+        ("Skipped rows", ", ".join(f"{n} × {r}" for r, n in m.get("invalid_rows", {}).get("by_reason", {}).items()) or "none"),
+    ]
+    return html.Dl([x for k, v in rows for x in (html.Dt(k, className="col-sm-2"), html.Dd(str(v), className="col-sm-10"))],
+                   className="row small")
+
+
+def layout(**_ignored) -> html.Div:
+    try:
+        a = atlas()
+        runs = a.runs()
+    except LakeMissingError as exc:
+        return missing_lake_notice(exc)
+    options = [{"label": f"{r.run_id} ({r.seconds:.0f}s)" if r.seconds == r.seconds else r.run_id, "value": r.run_id}
+               for r in runs.itertuples()]
+    return dbc.Container([
+        html.H4("Lake", className="mt-2"),
+        _facts(a.manifest),
+        dbc.Row([dbc.Col(html.H4("Pipeline run"), width="auto"),
+                 dbc.Col(dcc.Dropdown(id="metrics-run", options=options, value=options[0]["value"] if options else None,
+                                      clearable=False), md=4)], className="align-items-center"),
+        dbc.Row([dbc.Col(dcc.Graph(id="metrics-stages"), md=6), dbc.Col(html.Div(id="metrics-table"), md=6)]),
+        dcc.Graph(id="metrics-samples"),
+    ], fluid=True)
+
+
+@callback(
+    Output("metrics-stages", "figure"),
+    Output("metrics-table", "children"),
+    Output("metrics-samples", "figure"),
+    Input("metrics-run", "value"),
+)
+def show_run(run_id):
+    a = atlas()
+    stages = a.stage_metrics(run_id)
+    fig = px.bar(stages, x="duration_seconds", y="stage", orientation="h", template="plotly_white",
+                 title="Wall time per stage (s)", labels={"duration_seconds": "seconds", "stage": ""})
+    table = stages.assign(peak_rss_mb=(stages.peak_rss_bytes / 2**20).round(0),
+                          duration_seconds=stages.duration_seconds.round(2)).drop(columns="peak_rss_bytes")
+    samples = a.samples(run_id)
+    samples = samples.assign(rss_mb=samples.rss_bytes / 2**20)
+    cols = ["cpu_percent", "rss_mb"] + (["gpu_utilization_percent"] if samples.gpu_name.notna().any() else [])
+    long = samples.melt(id_vars=["duration_seconds", "process"], value_vars=cols, var_name="metric")
+    line = px.line(long, x="duration_seconds", y="value", facet_row="metric", color="process", template="plotly_white",
+                   title="Resource samples" + (" (no GPU on the build machine)" if len(cols) == 2 else ""),
+                   labels={"duration_seconds": "seconds since start"}, height=520)
+    line.update_yaxes(matches=None)
+    return fig, dbc.Table.from_dataframe(table, striped=True, size="sm", className="mt-5"), line

@@ -1,0 +1,216 @@
+"""The dashboard in real headless Chromium, served by gunicorn as in the Procfile."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SCREENSHOTS = REPO / "tests" / "screenshots"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+def _serve(lake: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "COSMIC_ATLAS_LAKE": str(lake)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "app:server", "--workers", "1", "--threads", "4", "--timeout", "120",
+         "--bind", f"127.0.0.1:{port}"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()[-3000:])
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("dashboard did not start in 90 s")
+
+
+@pytest.fixture(scope="module")
+def server(demo_lake, tmp_path_factory):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _serve(demo_lake, port)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        pytest.fail("headless Chromium is missing: run scripts/install_chromium.sh (make test does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-dev-shm-usage", "--disable-component-update", "--no-first-run", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, css: str, timeout: float = 30):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def wait_until(fn, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def console_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def points_on_map(driver) -> int:
+    return driver.execute_script(
+        "const gd = document.querySelector('#map-graph .js-plotly-plot');"
+        "return gd && gd.data ? gd.data.reduce((s, t) => s + (t.customdata ? t.customdata.length : 0), 0) : -1;")
+
+
+def shot(driver, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+@pytest.mark.parametrize("path,ready,name", [
+    ("/", "#map-graph .js-plotly-plot .scatterlayer, #map-graph .js-plotly-plot .gl-container", "map"),
+    ("/categories", "#cat-grid .atlas-card", "categories"),
+    ("/entry/2014-01-07", ".atlas-neighbours .atlas-card", "entry"),
+    ("/metrics", "#metrics-samples .js-plotly-plot", "metrics"),
+])
+def test_every_page_loads_without_console_errors(browser, server, path, ready, name):
+    browser.get_log("browser")  # drop earlier messages
+    browser.get(server + path)
+    wait_for(browser, ready, timeout=45)
+    time.sleep(1.0)  # late callbacks
+    assert console_errors(browser) == []
+    assert "Error" not in browser.find_element("css selector", "body").text.split("\n")[0]
+    shot(browser, name)
+
+
+def test_filter_changes_map_and_counts(browser, server):
+    browser.get(server + "/")
+    wait_for(browser, "#map-graph .js-plotly-plot")
+    total = wait_until(lambda: max(points_on_map(browser), 0), what="points")
+    count_text = browser.find_element("id", "map-count").text
+    browser.get(server + "/?cats=Nebula")  # the same state a user gets by picking Nebula in the dropdown
+    wait_until(lambda: 0 < points_on_map(browser) < total, what="filtered map")
+    assert browser.find_element("id", "map-count").text != count_text
+    # and through the real dropdown: add Galaxy to the filter
+    before = points_on_map(browser)
+    browser.find_element("id", "map-cats").click()  # opens the option list
+    option = wait_for(browser, "input.dash-options-list-option-checkbox[value='Galaxy']")
+    browser.execute_script("arguments[0].closest('label, div, li').click()", option)
+    wait_until(lambda: points_on_map(browser) > before, what="map with Galaxy added")
+    assert "Galaxy" in browser.find_element("id", "map-category-counts").text
+    assert "cats=Nebula%2CGalaxy" in browser.current_url or "cats=Nebula,Galaxy" in browser.current_url
+
+
+def test_selection_fills_table_and_download_matches(browser, server, downloads):
+    browser.get(server + "/")
+    wait_until(lambda: points_on_map(browser) > 0, what="points")
+    picked = browser.execute_script("""
+        const gd = document.querySelector('#map-graph .js-plotly-plot');
+        const t = gd.data[0];
+        const pts = [0, 1, 2, 3, 4].filter(i => i < t.customdata.length).map(i => ({
+            curveNumber: 0, pointNumber: i, pointIndex: i, customdata: t.customdata[i]}));
+        gd.emit('plotly_selected', {points: pts});
+        return pts.map(p => p.customdata[0]).sort();
+    """)
+    wait_until(lambda: f"Selection: {len(picked)} entries" in browser.find_element("id", "map-selection-title").text,
+               what="selection table")
+    rows = browser.find_elements("css selector", "#map-table .ag-center-cols-container .ag-row")
+    assert len(rows) == len(picked)
+    for f in downloads.glob("*"):
+        f.unlink()
+    button = browser.find_element("id", "map-dl-csv")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    time.sleep(0.3)
+    button.click()
+    csv_file = wait_until(lambda: next(iter(downloads.glob("cosmic_atlas_selection.csv")), None), what="download")
+    time.sleep(0.5)
+    with open(csv_file, newline="", encoding="utf-8") as fh:
+        got = list(csv.DictReader(fh))
+    assert sorted(r["date"] for r in got) == picked
+    assert {"credit", "copyright", "licence_note", "nasa_page"} <= set(got[0])
+    assert "sel=" in browser.current_url
+
+
+def test_click_on_point_opens_entry_with_neighbours(browser, server):
+    browser.get(server + "/")
+    wait_until(lambda: points_on_map(browser) > 0, what="points")
+    date = browser.execute_script("""
+        const gd = document.querySelector('#map-graph .js-plotly-plot');
+        const t = gd.data[0];
+        gd.emit('plotly_click', {points: [{curveNumber: 0, pointNumber: 0, pointIndex: 0,
+                                            customdata: t.customdata[0]}]});
+        return t.customdata[0][0];
+    """)
+    wait_until(lambda: browser.current_url.endswith(f"/entry/{date}"), what="entry URL")
+    wait_for(browser, ".atlas-neighbours .atlas-card")
+    assert len(browser.find_elements("css selector", ".atlas-neighbours .atlas-card")) >= 3
+    assert browser.find_element("id", "entry-title").text
+
+
+def test_url_state_restores_view(browser, server):
+    browser.get(server + "/?emb=title&method=tsne&color=cluster&years=2014,2014")
+    wait_until(lambda: points_on_map(browser) > 0, what="points")
+    assert browser.find_element("css selector", "#map-method input[value='tsne']").is_selected()
+    assert browser.find_element("css selector", "#map-color input[value='cluster']").is_selected()
+    assert "Title" in browser.find_element("id", "map-emb").text
+
+
+def test_missing_lake_says_how_to_build(browser, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _serve(tmp_path / "empty-lake", port)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        wait_for(browser, ".alert-warning")
+        text = browser.find_element("css selector", ".alert-warning").text
+        assert "No data lake yet" in text and "python -m pipeline build" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
