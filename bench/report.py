@@ -71,8 +71,27 @@ def visual_section(r: dict) -> list[str]:
     return out + [""]
 
 
+def dashboard_section(r: dict) -> list[str]:
+    a, syn = r["archive"], r.get("synthetic")
+    out = ["## Dashboard", "", "Command: `python bench/dashboard.py` — the app under gunicorn (1 worker, 4 threads), "
+           "headless Chromium (software WebGL), warm browser cache; server times are real HTTP requests to the "
+           "map callback.", _machine(r), "",
+           "| lake | first render (median) | map callback | filter callback | payload | points drawn | zoom refine |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for v in (a, syn):
+        if v:
+            zoom = f"{v['zoom_refine_s_median']} s" if "zoom_refine_s_median" in v else "(client-side)"
+            out.append(f"| {v['lake']} | {v['first_render_s_median']} s | {v['map_callback_ms_median']} ms | "
+                       f"{v['filter_callback_ms_median']} ms | {v['map_callback_payload_kb']:,} kB | {v['points_drawn']:,} | {zoom} |")
+    out += ["", f"Targets: first render ≤ {r['targets']['first_render_s']} s and filter callback ≤ "
+            f"{r['targets']['filter_callback_ms']} ms on the archive. The synthetic lake is drawn as a stable "
+            "60,000-point sample; zooming re-queries the view's points on the server.", ""]
+    return out
+
+
 SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality_offline", quality_section),
-            ("visual_descriptors", visual_section)]
+            ("visual_descriptors", visual_section),
+            ("dashboard", dashboard_section)]
 
 
 def main() -> None:

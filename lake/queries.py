@@ -42,15 +42,12 @@ class Filters:
     end: dt.date | None = None
 
     def params(self) -> dict[str, Any]:
-        return {
-            "cats": list(self.categories) or None,
-            "start": self.start or dt.date(1900, 1, 1),
-            "end": self.end or dt.date(2999, 12, 31),
-        }
+        return {"cats": list(self.categories) or None, "start": self.start, "end": self.end}
 
 
 _FILTER_SQL = (
-    "($cats IS NULL OR list_contains($cats, c.category)) AND e.date BETWEEN $start AND $end"
+    "($cats::VARCHAR[] IS NULL OR list_contains($cats::VARCHAR[], c.category)) "
+    "AND ($start::DATE IS NULL OR e.date >= $start::DATE) AND ($end::DATE IS NULL OR e.date <= $end::DATE)"
 )
 _BASE_FROM = (
     "FROM entries e LEFT JOIN categories c ON c.date = e.date AND c.source = 'text'"

@@ -82,6 +82,15 @@ def filters_from(categories: list[str] | None, years: list[int] | None) -> Filte
     return Filters(tuple(categories or ()), start, end)
 
 
+def year_marks(lo: int, hi: int) -> dict[int, str]:
+    """About eight slider marks on round years, whatever the span."""
+    step = max(1, (hi - lo) // 8)
+    step = next((s for s in (1, 2, 5, 10, 25, 50, 100, 250, 500) if s >= step), step)
+    first = lo + (-lo) % step
+    inner = {y: str(y) for y in range(first, hi, step) if y - lo >= step / 2 and hi - y >= step / 2}
+    return {lo: str(lo), **inner, hi: str(hi)}
+
+
 def query_string(params: dict[str, Any]) -> str:
     clean = {k: (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in params.items()
              if v not in (None, "", [], ())}

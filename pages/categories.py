@@ -11,7 +11,7 @@ import plotly.express as px
 from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
-from pages._common import atlas, filters_from, missing_lake_notice, parse_list, thumb_card
+from pages._common import atlas, filters_from, year_marks, missing_lake_notice, parse_list, thumb_card
 
 dash.register_page(__name__, path="/categories", name="Categories", title="Cosmic Atlas · Categories")
 
@@ -30,7 +30,7 @@ def layout(cat: str = "", years: str = "", **_ignored) -> html.Div:
         dbc.Row([
             dbc.Col(dbc.Label("Years"), width="auto"),
             dbc.Col(dcc.RangeSlider(id="cat-years", min=lo.year, max=hi.year, step=1, value=year_sel,
-                                    marks={y: str(y) for y in range(lo.year, hi.year + 1, 5)},
+                                    marks=year_marks(lo.year, hi.year),
                                     tooltip={"placement": "bottom"})),
         ], className="my-2"),
         dbc.Row([

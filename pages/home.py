@@ -12,11 +12,12 @@ import plotly.graph_objects as go
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, Filters, MapView
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, filters_from, missing_lake_notice, parse_list, thumb_url
+from pages._common import atlas, filters_from, year_marks, missing_lake_notice, parse_list, thumb_url
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
 
@@ -67,7 +68,7 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
     years_row = dbc.Row([
         dbc.Col(dbc.Label("Years"), width="auto"),
         dbc.Col(dcc.RangeSlider(id="map-years", min=lo.year, max=hi.year, step=1, value=year_sel,
-                                marks={y: str(y) for y in range(lo.year, hi.year + 1, 5)},
+                                marks=year_marks(lo.year, hi.year),
                                 tooltip={"placement": "bottom"}), className="pt-1"),
     ], className="mb-2")
     return dbc.Container([
@@ -79,6 +80,7 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
         ], className="mb-1"),
         dcc.Loading(dcc.Graph(id="map-graph", config={"displaylogo": False, "scrollZoom": True},
                               style={"height": "68vh"}, clear_on_unhover=True), delay_show=400),
+        dcc.Store(id="map-thinned", data=False),
         dcc.Tooltip(id="map-tooltip", direction="right"),
         html.Div(id="map-category-counts", className="small my-2"),
         dcc.Store(id="map-page-selection", data=selected),
@@ -135,7 +137,7 @@ def _figure(view: MapView, color: str, method: str, uirev: str) -> go.Figure:
     axis = {"showgrid": False, "zeroline": False, "showticklabels": False, "title": ""}
     fig.update_layout(
         template="plotly_white", margin={"l": 0, "r": 0, "t": 0, "b": 0}, uirevision=uirev,
-        dragmode="lasso" if not three_d else "orbit", legend={"itemsizing": "constant", "font": {"size": 11}},
+        dragmode="lasso" if not three_d else "orbit", legend={"itemsizing": "constant", "font": {"size": 11}, "y": 0.94, "yanchor": "top"},
         xaxis=axis, yaxis=axis, hovermode="closest",
     )
     if three_d:
@@ -150,38 +152,63 @@ def _bounds(relayout: dict | None) -> tuple[float, float, float, float] | None:
     return None
 
 
+def _render(view: MapView, emb: str, method: str, color: str):
+    fig = _figure(view, color, method, uirev=f"{emb}/{method}")
+    shown = len(view.points)
+    count = f"{view.total:,} entries" if not view.thinned else f"{view.total:,} entries ({shown:,} drawn)"
+    if view.thinned:
+        note = ("Zoomed view: every point inside it that fits is drawn." if view.bounds else
+                "Thinned to a stable sample for speed; zoom in to see every point in the view.")
+    else:
+        note = f"{METHODS.get(method, method)} of the {emb} embedding · click a point to open it"
+    return fig, count, note
+
+
 @callback(
     Output("map-graph", "figure"),
     Output("map-count", "children"),
     Output("map-note", "children"),
     Output("map-category-counts", "children"),
+    Output("map-thinned", "data"),
     Input("map-emb", "value"),
     Input("map-method", "value"),
     Input("map-color", "value"),
     Input("map-cats", "value"),
     Input("map-years", "value"),
-    Input("map-graph", "relayoutData"),
 )
-def update_map(emb, method, color, cats, years, relayout):
+def update_map(emb, method, color, cats, years):
     a = atlas()
     filters = filters_from(cats, years)
     if (emb, method) not in a.available_maps():
         method = "umap" if (emb, "umap") in a.available_maps() else method
     view = a.map_view(emb, method, filters)
-    zoom = _bounds(relayout) if ctx.triggered_id == "map-graph" else None
-    if ctx.triggered_id == "map-graph" and not (view.thinned and zoom):
-        return no_update, no_update, no_update, no_update  # plotly zooms client-side; nothing to refine
-    if view.thinned and zoom:
-        view = a.map_view(emb, method, filters, bounds=zoom)
-    fig = _figure(view, color, method, uirev=f"{emb}/{method}")
-    shown = len(view.points)
-    count = f"{view.total:,} entries" if not view.thinned else f"{view.total:,} entries ({shown:,} drawn)"
-    note = ("Thinned to a stable sample for speed; zoom in to see every point in the view." if view.thinned
-            else f"{METHODS.get(method, method)} of the {emb} embedding · click a point to open it")
     counts = a.counts_by_category(filters)
     chips = [dbc.Badge(f"{r.category}: {r.n:,}", color="light", text_color="dark", className="me-1 mb-1 border")
              for r in counts.itertuples()]
-    return fig, count, note, chips
+    return (*_render(view, emb, method, color), chips, view.thinned)
+
+
+@callback(
+    Output("map-graph", "figure", allow_duplicate=True),
+    Output("map-count", "children", allow_duplicate=True),
+    Output("map-note", "children", allow_duplicate=True),
+    Input("map-graph", "relayoutData"),
+    State("map-thinned", "data"),
+    State("map-emb", "value"),
+    State("map-method", "value"),
+    State("map-color", "value"),
+    State("map-cats", "value"),
+    State("map-years", "value"),
+    prevent_initial_call=True,
+)
+def refine_on_zoom(relayout, thinned, emb, method, color, cats, years):
+    """Only thinned maps need the server on zoom: fetch every point of the new view (or the overview)."""
+    zoom = _bounds(relayout)
+    reset = bool(relayout) and relayout.get("xaxis.autorange") is True
+    if not thinned or not (zoom or reset):
+        raise PreventUpdate
+    view = atlas().map_view(emb, method, filters_from(cats, years), bounds=zoom)
+    return _render(view, emb, method, color)
 
 
 @callback(

@@ -1,0 +1,181 @@
+"""Dashboard speed: map page first render in headless Chromium, payload size, filter callback time,
+and the same on a synthetic 1,000,000-point lake (thinning + refine on zoom).
+
+The app runs under gunicorn (1 worker, 4 threads) as in the Procfile. "Server time" is the wall time of
+the real HTTP request to Dash's callback endpoint (``/_dash-update-component``) from this process.
+
+Usage: python bench/dashboard.py [--lake DIR] [--runs 5] [--synthetic 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import median, save  # noqa: E402
+from lake.layout import LakeLayout  # noqa: E402
+
+MAP_OUTPUTS = [("map-graph", "figure"), ("map-count", "children"), ("map-note", "children"),
+               ("map-category-counts", "children"), ("map-thinned", "data")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(lake: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:server", "--workers", "1", "--threads", "4",
+                             "--timeout", "300", "--bind", f"127.0.0.1:{port}"], cwd=REPO,
+                            env={**os.environ, "COSMIC_ATLAS_LAKE": str(lake)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/", timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit("server did not start")
+
+
+def map_callback(url: str, cats: list[str], years: list[int]) -> tuple[float, int]:
+    """One real POST of the map callback; returns (seconds, response bytes)."""
+    inputs = [("map-emb", "text"), ("map-method", "umap"), ("map-color", "category"), ("map-cats", cats),
+              ("map-years", years)]
+    payload = {
+        "output": ".." + "...".join(f"{i}.{p}" for i, p in MAP_OUTPUTS) + "..",
+        "outputs": [{"id": i, "property": p} for i, p in MAP_OUTPUTS],
+        "inputs": [{"id": i, "property": "value", "value": v} for i, v in inputs],
+        "changedPropIds": ["map-cats.value"],
+        "state": [],
+    }
+    req = urllib.request.Request(url + "/_dash-update-component", data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        body = resp.read()
+    return time.perf_counter() - t0, len(body)
+
+
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--window-size=1400,1000", "--disable-dev-shm-usage"):
+        opts.add_argument(a)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+POINTS_JS = ("const gd = document.querySelector('#map-graph .js-plotly-plot');"
+             "return gd && gd.data ? gd.data.reduce((s, t) => s + (t.customdata ? t.customdata.length : 0), 0) : 0;")
+
+
+def first_render(driver, url: str, query: str = "") -> tuple[float, int, int]:
+    """Seconds from navigation to the first drawn points, points drawn, bytes transferred."""
+    driver.get("about:blank")
+    t0 = time.perf_counter()
+    driver.get(url + "/" + query)
+    while True:
+        n = driver.execute_script(POINTS_JS)
+        if n:
+            elapsed = time.perf_counter() - t0
+            break
+        if time.perf_counter() - t0 > 120:
+            raise SystemExit("map never rendered")
+        time.sleep(0.01)
+    transferred = driver.execute_script(
+        "return performance.getEntriesByType('resource').reduce((s, e) => s + (e.transferSize || 0), 0)"
+        " + performance.getEntriesByType('navigation')[0].transferSize;")
+    return elapsed, n, transferred
+
+
+def zoom_update(driver) -> tuple[float, int, int]:
+    """Zoom to the central quarter and wait until the thinned map is refined with the view's points."""
+    before = driver.execute_script(POINTS_JS)
+    t0 = time.perf_counter()
+    driver.execute_script("""
+        const gd = document.querySelector('#map-graph .js-plotly-plot');
+        const xr = gd._fullLayout.xaxis.range, yr = gd._fullLayout.yaxis.range;
+        const cx = (xr[0] + xr[1]) / 2, cy = (yr[0] + yr[1]) / 2, dx = (xr[1] - xr[0]) / 8, dy = (yr[1] - yr[0]) / 8;
+        Plotly.relayout(gd, {'xaxis.range[0]': cx - dx, 'xaxis.range[1]': cx + dx,
+                             'yaxis.range[0]': cy - dy, 'yaxis.range[1]': cy + dy});
+    """)
+    count = driver.find_element("id", "map-count").text
+    while driver.find_element("id", "map-count").text == count:
+        if time.perf_counter() - t0 > 120:
+            raise SystemExit("zoom never refined")
+        time.sleep(0.01)
+    return time.perf_counter() - t0, before, driver.execute_script(POINTS_JS)
+
+
+def measure(lake: Path, runs: int, label: str, zoom: bool) -> dict:
+    proc, url = serve(lake)
+    try:
+        all_years = [1000, 3999]
+        map_callback(url, [], all_years)  # warm the worker (imports, first DuckDB connection)
+        unfiltered = [map_callback(url, [], all_years) for _ in range(runs)]
+        filtered = [map_callback(url, ["Nebula", "Galaxy"], [2000, 2020]) for _ in range(runs)]
+        driver = browser()
+        try:
+            first_render(driver, url)  # warm browser cache of the JS bundles
+            renders = [first_render(driver, url) for _ in range(runs)]
+            zooms = [zoom_update(driver) for _ in range(min(runs, 3))] if zoom else []
+        finally:
+            driver.quit()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out = {
+        "lake": label,
+        "filter_callback_ms_median": round(1000 * median([t for t, _ in filtered]), 1),
+        "map_callback_ms_median": round(1000 * median([t for t, _ in unfiltered]), 1),
+        "map_callback_payload_kb": round(unfiltered[0][1] / 1024, 1),
+        "first_render_s_median": round(median([r[0] for r in renders]), 3),
+        "first_render_runs_s": [round(r[0], 3) for r in renders],
+        "points_drawn": renders[0][1],
+        "page_transfer_kb_warm_cache": round(renders[0][2] / 1024, 1),
+    }
+    if zooms:
+        out |= {"zoom_refine_s_median": round(median([z[0] for z in zooms]), 3),
+                "points_before_zoom": zooms[0][1], "points_after_zoom": zooms[0][2]}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", type=Path, default=None)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--synthetic", type=int, default=1_000_000)
+    args = ap.parse_args()
+    lake = LakeLayout.at(args.lake).root
+    results = {"archive": measure(lake, args.runs, f"built lake ({lake})", zoom=False)}
+    print(json.dumps(results["archive"], indent=2), flush=True)
+    if args.synthetic:
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run([sys.executable, str(REPO / "bench" / "synthetic_lake.py"), tmp, "--n", str(args.synthetic)],
+                           check=True)
+            results["synthetic"] = measure(Path(tmp), args.runs, f"synthetic {args.synthetic:,} points", zoom=True)
+        print(json.dumps(results["synthetic"], indent=2))
+    results["targets"] = {"first_render_s": 1.5, "filter_callback_ms": 150}
+    print("saved", save("dashboard", results))
+
+
+if __name__ == "__main__":
+    main()
