@@ -10,10 +10,9 @@ import datetime as dt
 import os
 import threading
 from typing import Any
-from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
-from dash import html
+from dash import dcc, html
 
 from lake.layout import LAKE_ENV, LakeLayout
 from lake.manifest import LakeMissingError
@@ -91,10 +90,14 @@ def year_marks(lo: int, hi: int) -> dict[int, str]:
     return {lo: str(lo), **inner, hi: str(hi)}
 
 
-def query_string(params: dict[str, Any]) -> str:
-    clean = {k: (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in params.items()
-             if v not in (None, "", [], ())}
-    return "?" + urlencode(clean) if clean else ""
+def years_row(component_id: str, lo: int, hi: int, years_param: str) -> dbc.Row:
+    """A labelled year range slider, set from the page's ``years=FROM,TO`` URL parameter."""
+    chosen = [int(y) for y in parse_list(years_param)[:2] if y.isdigit()] or [lo, hi]
+    return dbc.Row([
+        dbc.Col(dbc.Label("Years"), width="auto"),
+        dbc.Col(dcc.RangeSlider(id=component_id, min=lo, max=hi, step=1, value=chosen, marks=year_marks(lo, hi),
+                                tooltip={"placement": "bottom"}), className="pt-1"),
+    ], className="my-2")
 
 
 def thumb_card(date: str, title: str, has_image: bool, footer: str = "") -> dbc.Card:

@@ -11,7 +11,7 @@ import plotly.express as px
 from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
-from pages._common import atlas, filters_from, year_marks, missing_lake_notice, parse_list, thumb_card
+from pages._common import atlas, filters_from, missing_lake_notice, thumb_card, years_row
 
 dash.register_page(__name__, path="/categories", name="Categories", title="Cosmic Atlas · Categories")
 
@@ -25,14 +25,8 @@ def layout(cat: str = "", years: str = "", **_ignored) -> html.Div:
         lo, hi = a.date_range()
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
-    year_sel = [int(y) for y in parse_list(years)[:2] if y.isdigit()] or [lo.year, hi.year]
     return dbc.Container([
-        dbc.Row([
-            dbc.Col(dbc.Label("Years"), width="auto"),
-            dbc.Col(dcc.RangeSlider(id="cat-years", min=lo.year, max=hi.year, step=1, value=year_sel,
-                                    marks=year_marks(lo.year, hi.year),
-                                    tooltip={"placement": "bottom"})),
-        ], className="my-2"),
+        years_row("cat-years", lo.year, hi.year, years),
         dbc.Row([
             dbc.Col(dcc.Graph(id="cat-counts", config={"displaylogo": False}), md=5),
             dbc.Col(dcc.Graph(id="cat-years-chart", config={"displaylogo": False}), md=7),

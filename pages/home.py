@@ -15,9 +15,9 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 from dash.exceptions import PreventUpdate
 
 from lake.manifest import LakeMissingError
-from lake.queries import LICENCE_NOTE, Filters, MapView
+from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, filters_from, year_marks, missing_lake_notice, parse_list, thumb_url
+from pages._common import atlas, filters_from, missing_lake_notice, parse_list, thumb_url, years_row
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
 
@@ -49,7 +49,6 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
         lo, hi = a.date_range()
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
-    year_sel = [int(y) for y in parse_list(years)[:2] if y.isdigit()] or [lo.year, hi.year]
     selected = [d for d in parse_list(sel) if len(d) == 10]
     controls = dbc.Row([
         dbc.Col([dbc.Label("Embedding", html_for="map-emb"),
@@ -65,15 +64,9 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
                  dcc.Dropdown(id="map-cats", options=names, value=[c for c in parse_list(cats) if c in names],
                               multi=True, placeholder="All categories")], md=4),
     ], className="g-2 mb-2")
-    years_row = dbc.Row([
-        dbc.Col(dbc.Label("Years"), width="auto"),
-        dbc.Col(dcc.RangeSlider(id="map-years", min=lo.year, max=hi.year, step=1, value=year_sel,
-                                marks=year_marks(lo.year, hi.year),
-                                tooltip={"placement": "bottom"}), className="pt-1"),
-    ], className="mb-2")
     return dbc.Container([
         controls,
-        years_row,
+        years_row("map-years", lo.year, hi.year, years),
         dbc.Row([
             dbc.Col(html.Div(id="map-count", className="fw-semibold"), width="auto"),
             dbc.Col(html.Div(id="map-note", className="text-muted small"), className="pt-1"),

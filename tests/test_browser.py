@@ -33,7 +33,7 @@ def _serve(lake: Path, port: int) -> subprocess.Popen:
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()[-3000:])
+                raise RuntimeError(proc.stderr.read().decode()[-3000:]) from None
             time.sleep(0.3)
     proc.kill()
     raise RuntimeError("dashboard did not start in 90 s")

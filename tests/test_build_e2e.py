@@ -193,3 +193,43 @@ def test_help_documents_the_options():
     for flag in ("--lake", "--source", "--dump", "--start", "--encoder", "--clip-checkpoint", "--quantize",
                  "--taxonomy", "--force", "--embed-chunk"):
         assert flag in out
+
+
+def test_nasa_source_downloads_and_thumbnails_new_images(http_server, tmp_path):
+    """--source nasa end to end: API pages and image downloads from a local server on 127.0.0.1."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 40, 40)).save(buf, format="PNG")
+    png = buf.getvalue()
+    entries = [
+        {"date": "2026-09-01", "title": "A Red Nebula", "explanation": "Glowing hydrogen gas in a stellar nursery.",
+         "media_type": "image", "url": f"{http_server.url}/img/red.png", "copyright": "Jane Doe"},
+        {"date": "2026-09-02", "title": "Not Really an Image", "explanation": "The server answers with a web page.",
+         "media_type": "image", "url": f"{http_server.url}/img/page.html"},
+        {"date": "2026-09-03", "title": "A Video of the Sun", "explanation": "Solar flares in motion.",
+         "media_type": "video", "url": "https://www.youtube.com/embed/abc"},
+        {"date": "2026-09-04", "title": "Comet Tail", "explanation": "A comet near the Sun.",
+         "media_type": "image", "url": f"{http_server.url}/img/red.png"},
+    ]
+    http_server.routes["/planetary/apod"] = lambda h: h.reply(200, json.dumps(entries).encode())
+    http_server.routes["/img/red.png"] = lambda h: h.reply(200, png, "image/png")
+    http_server.routes["/img/page.html"] = lambda h: h.reply(200, b"<html>nope</html>", "text/html")
+    lake = tmp_path / "lake"
+    proc = run_cli("build", "--no-progress", "--encoder", "offline", "--source", "nasa", "--nasa-url",
+                   f"{http_server.url}/planetary/apod", "--start", "2026-09-01", "--end", "2026-09-04",
+                   "--lake", str(lake), env={"NASA_API_KEY": "TESTKEY"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reader = LakeReader.open(lake)
+    rows = reader.query("SELECT strftime(date, '%Y-%m-%d') AS d, has_image, media_type, copyright, image_width "
+                        "FROM entries ORDER BY date")
+    assert rows.d.tolist() == ["2026-09-01", "2026-09-02", "2026-09-03", "2026-09-04"]
+    assert rows.has_image.tolist() == [True, False, False, True]
+    assert rows.image_width.iloc[0] == 256 and rows.copyright.iloc[0] == "Jane Doe"
+    m = reader.manifest
+    assert m["images"]["rejected"] and "not an image" in next(iter(m["images"]["rejected"]))
+    assert any("api_key=TESTKEY" in r for r in http_server.requests)
+    assert sum(r.startswith("/img/red.png") for r in http_server.requests) == 1  # downloads are cached by URL
+    assert reader.vector_table("image").count_rows() == 2
