@@ -16,6 +16,7 @@ import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
 from flask import abort, send_file
 
+import api
 from lake.layout import LAKE_ENV, LakeLayout
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -30,6 +31,10 @@ def navbar() -> dbc.Navbar:
         dbc.Container([
             dbc.NavbarBrand("✦ Cosmic Atlas", href="/", className="fw-bold"),
             dbc.Nav(links, navbar=True, className="me-auto"),
+            html.Form(dbc.InputGroup([
+                dbc.Input(name="q", id="nav-search", type="search", placeholder="Search the archive…", size="sm"),
+                dbc.Button("Search", type="submit", size="sm", color="secondary"),
+            ], size="sm"), action="/search", method="get", className="atlas-nav-search", role="search"),
         ], fluid=True),
         color="dark", dark=True, className="mb-2",
     )
@@ -56,6 +61,7 @@ def create_app() -> Dash:
     )
     app.layout = html.Div([navbar(), dash.page_container, dcc.Store(id="map-selection", storage_type="session")])
     _register_thumbnails(app)
+    api.register(app.server)
     return app
 
 

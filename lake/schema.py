@@ -117,18 +117,26 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
-def vector_schema(dim: int) -> pa.Schema:
+#: Version of the LanceDB tables' layout; a build rewrites tables made under another version.
+VECTOR_TABLES_VERSION = 2
+
+#: The vector table whose ``body`` (title + explanation) carries the full-text (BM25) index.
+KEYWORD_KIND = "text"
+
+
+def vector_schema(dim: int, *, with_body: bool = False) -> pa.Schema:
     """Schema of a LanceDB vector table: the key, the vector and the columns search filters use."""
-    return pa.schema(
-        [
-            pa.field("date", pa.string(), nullable=False),  # ISO date, the key shared with Parquet
-            pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
-            pa.field("title", pa.string()),
-            pa.field("year", pa.int16()),
-            pa.field("category", pa.string()),
-            pa.field("has_image", pa.bool_()),
-        ]
-    )
+    fields = [
+        pa.field("date", pa.string(), nullable=False),  # ISO date, the key shared with Parquet
+        pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("year", pa.int16()),
+        pa.field("category", pa.string()),
+        pa.field("has_image", pa.bool_()),
+    ]
+    if with_body:
+        fields.append(pa.field("body", pa.string()))
+    return pa.schema(fields)
 
 
 def conform(table: pa.Table, name: str) -> pa.Table:

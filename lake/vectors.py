@@ -26,27 +26,35 @@ def write_table(
     years: list[int],
     categories: list[str | None],
     has_image: list[bool],
+    bodies: list[str] | None = None,
 ) -> None:
-    """Replace table ``kind`` in one LanceDB commit, so readers see the old or the new version."""
+    """Replace table ``kind`` in one LanceDB commit, so readers see the old or the new version.
+
+    With ``bodies`` the table also gets a ``body`` column and a BM25 full-text index on it.
+    """
     if kind not in EMBEDDING_KINDS:
         raise KeyError(kind)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = int(vectors.shape[1])
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
-    table = pa.Table.from_arrays(
-        [
-            pa.array(dates, pa.string()),
-            pa.FixedSizeListArray.from_arrays(flat, dim),
-            pa.array(titles, pa.string()),
-            pa.array(years, pa.int16()),
-            pa.array(categories, pa.string()),
-            pa.array(has_image, pa.bool_()),
-        ],
-        schema=vector_schema(dim),
-    )
+    columns = [
+        pa.array(dates, pa.string()),
+        pa.FixedSizeListArray.from_arrays(flat, dim),
+        pa.array(titles, pa.string()),
+        pa.array(years, pa.int16()),
+        pa.array(categories, pa.string()),
+        pa.array(has_image, pa.bool_()),
+    ]
+    if bodies is not None:
+        columns.append(pa.array(bodies, pa.string()))
+    table = pa.Table.from_arrays(columns, schema=vector_schema(dim, with_body=bodies is not None))
     db = _connect(db_path)
     exists = kind in set(_table_names(db))
-    db.create_table(kind, data=table, mode="overwrite" if exists else "create")
+    lance_table = db.create_table(kind, data=table, mode="overwrite" if exists else "create")
+    if bodies is not None:
+        from lancedb.index import FTS
+
+        lance_table.create_index("body", config=FTS(), replace=True)
 
 
 def open_table(db_path: Path, kind: str):

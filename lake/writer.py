@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from lake import atomic, vectors
 from lake import manifest as manifest_io
 from lake.layout import LakeLayout
-from lake.schema import EMBEDDING_KINDS, conform
+from lake.schema import EMBEDDING_KINDS, KEYWORD_KIND, conform
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,7 @@ class LakeWriter:
                     years=[int(d[:4]) for d in dates],
                     categories=[cols["category"].get(d) for d in dates],
                     has_image=[bool(cols["has_image"].get(d)) for d in dates],
+                    bodies=[cols["body"].get(d, "") for d in dates] if kind == KEYWORD_KIND else None,
                 )
         manifest_io.write(self.layout.manifest, manifest)
         self.discard_staging()

@@ -7,38 +7,13 @@ Pages get data only from :func:`atlas` (a :class:`lake.queries.AtlasQueries`); t
 from __future__ import annotations
 
 import datetime as dt
-import os
-import threading
 from typing import Any
 
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
-from lake.layout import LAKE_ENV, LakeLayout
-from lake.manifest import LakeMissingError
-from lake.queries import AtlasQueries, Filters
-from lake.reader import LakeReader
-
-_lock = threading.Lock()
-_state: dict[str, Any] = {"atlas": None, "mtime": None}
-
-
-def lake_layout() -> LakeLayout:
-    return LakeLayout.at(os.environ.get(LAKE_ENV))
-
-
-def atlas() -> AtlasQueries:
-    """The lake of this process, reopened when a new build has been published."""
-    layout = lake_layout()
-    try:
-        mtime = layout.manifest.stat().st_mtime
-    except FileNotFoundError as exc:
-        raise LakeMissingError(layout.root) from exc
-    with _lock:
-        if _state["atlas"] is None or _state["mtime"] != mtime:
-            _state["atlas"] = AtlasQueries(LakeReader(layout))
-            _state["mtime"] = mtime
-        return _state["atlas"]
+from lake.queries import Filters
+from services import atlas, engine, lake_layout  # noqa: F401  (re-exported for the pages)
 
 
 def missing_lake_notice(exc: Exception) -> dbc.Alert:

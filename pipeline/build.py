@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from lake import atomic
 from lake.layout import LakeLayout
-from lake.schema import EMBEDDING_KINDS, SCHEMAS
+from lake.schema import EMBEDDING_KINDS, SCHEMAS, VECTOR_TABLES_VERSION
 from lake.writer import LakeWriter
 from pipeline import __version__, cluster, project, taxonomy
 from pipeline.classify import classify, logit_scale
@@ -350,7 +350,8 @@ class Build:
         counts |= self._vector_counts()
         encoder_info = self._encoder.info.to_dict() if self._encoder else self.live.get("encoder", {})
         rewrite_vectors = (getattr(self, "embed_ran", False) or getattr(self, "classify_ran", False)
-                           or not self.layout.vectors.is_dir())
+                           or not self.layout.vectors.is_dir()
+                           or self.live.get("vector_tables_version") != VECTOR_TABLES_VERSION)
         stages = {name: dict(self.metrics.stages.get(name, {}), input_hash=self.stage_hashes.get(name))
                   for name in STAGES}
         stages["entries"] = {"input_hash": self.stage_hashes["entries"]}
@@ -375,6 +376,7 @@ class Build:
                        "rejected": dict(self.image_report.rejected)},
             "stages": stages,
             "newly_embedded": embedded,
+            "vector_tables_version": VECTOR_TABLES_VERSION,
             "wall_seconds": round(wall, 2),
         }
         vector_columns = None
@@ -385,6 +387,7 @@ class Build:
                 "title": {r["date"].isoformat(): r["title"] for r in rows},
                 "category": dict(zip(text_cats.date.astype(str), text_cats.category)),
                 "has_image": {r["date"].isoformat(): r.get("has_image") for r in rows},
+                "body": {r["date"].isoformat(): text_input(r["title"], r["explanation"]) for r in rows},
             }
         self.writer.publish(manifest, vector_columns=vector_columns)
         return BuildSummary(self.run_id, self.layout.root, counts, self.metrics.stages, encoder_info, invalid,

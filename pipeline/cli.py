@@ -78,7 +78,45 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--threads", type=_positive, default=max(1, os.cpu_count() or 1))
     o.add_argument("--force", action="store_true", help="recompute every stage (embedding cache still used)")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s = sub.add_parser("search", help="search a built lake from the shell",
+                       description="Search a built lake: dense, keyword (BM25) or hybrid (reciprocal rank fusion).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.add_argument("query", help="free text, e.g. 'stellar nursery'")
+    s.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
+    s.add_argument("--k", type=int, default=10, help="number of results (1-100)")
+    s.add_argument("--kind", choices=["text", "title", "image", "multimodal"], default="text")
+    s.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
+    s.add_argument("--category", action="append", default=[], help="only these categories (repeatable)")
+    s.add_argument("--from", dest="start", type=_date, help="first date")
+    s.add_argument("--to", dest="end", type=_date, help="last date")
+    s.add_argument("--has-image", choices=["true", "false"], help="only entries with (or without) a picture")
+    s.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     return parser
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import json
+
+    from lake.manifest import LakeMissingError
+    from lake.reader import LakeReader
+    from lake.search import SearchEngine, SearchError, SearchFilters
+    from pipeline.encoders import encoder_from_manifest
+
+    try:
+        engine = SearchEngine(LakeReader.open(args.lake), encoder_from_manifest)
+        has_image = None if args.has_image is None else args.has_image == "true"
+        hits = engine.search(args.query, k=args.k, kind=args.kind, mode=args.mode,
+                             filters=SearchFilters(tuple(args.category), args.start, args.end, has_image))
+    except (SearchError, LakeMissingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps([{k: h[k] for k in ("date", "title", "score", "category", "snippet")} for h in hits],
+                         indent=2, ensure_ascii=False))
+    else:
+        for h in hits:
+            print(f"{h['date']}  {h['score']:>8.4f}  {h['category'] or '':<20} {h['title']}")
+    return 0
 
 
 def configure_logging(verbose: bool) -> None:
@@ -126,4 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.verbose)
     if args.command == "build":
         return cmd_build(args)
+    if args.command == "search":
+        return cmd_search(args)
     return 2

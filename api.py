@@ -1,0 +1,160 @@
+"""JSON API on the dashboard's server: search, similar entries, entries, image upload.
+
+Every bad request gets a 4xx with ``{"error": "..."}`` that says what to change; unknown parameters are
+refused rather than ignored, so a typo never silently changes a result.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify, request
+
+from lake.manifest import LakeMissingError
+from lake.queries import nasa_page_url
+from lake.search import MAX_K, SearchError, SearchFilters
+from services import atlas, engine
+
+log = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+UPLOAD_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _params(allowed: set[str]) -> dict[str, str]:
+    unknown = sorted(set(request.args) - allowed)
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    return {k: request.args.get(k, "") for k in allowed}
+
+
+def _int(value: str, name: str, default: int, lo: int, hi: int) -> int:
+    if value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+    if not lo <= n <= hi:
+        raise BadRequest(f"{name} must be between {lo} and {hi}")
+    return n
+
+
+def _date(value: str, name: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date like 2014-01-31") from None
+
+
+def _filters(p: dict[str, str]) -> SearchFilters:
+    cats = tuple(c for c in request.args.getlist("category") for c in c.split(",") if c)
+    has_image = {"": None, "true": True, "1": True, "false": False, "0": False}.get(p.get("has_image", "").lower())
+    if has_image is None and p.get("has_image"):
+        raise BadRequest("has_image must be true or false")
+    start, end = _date(p.get("from", ""), "from"), _date(p.get("to", ""), "to")
+    if start and end and start > end:
+        raise BadRequest("from is after to")
+    return SearchFilters(cats, start, end, has_image)
+
+
+def _result(hit: dict[str, Any]) -> dict[str, Any]:
+    return {"date": hit["date"], "title": hit["title"], "score": hit["score"], "category": hit.get("category"),
+            "has_image": bool(hit.get("has_image")), "snippet": hit.get("snippet", ""),
+            "url": f"/entry/{hit['date']}", "nasa_page": nasa_page_url(hit["date"])}
+
+
+SEARCH_PARAMS = {"q", "k", "kind", "mode", "category", "from", "to", "has_image", "page"}
+FILTER_PARAMS = {"k", "kind", "category", "from", "to", "has_image"}
+
+
+@bp.get("/search")
+def search():
+    p = _params(SEARCH_PARAMS)
+    k = _int(p["k"], "k", 10, 1, MAX_K)
+    page = _int(p["page"], "page", 1, 1, 100)
+    hits = engine().search(p["q"], k=k, kind=p["kind"] or "text", mode=p["mode"] or "hybrid",
+                           filters=_filters(p), offset=(page - 1) * k)
+    return jsonify({"query": p["q"].strip(), "mode": p["mode"] or "hybrid", "kind": p["kind"] or "text", "k": k,
+                    "page": page, "results": [_result(h) for h in hits]})
+
+
+@bp.get("/similar/<date>")
+def similar(date: str):
+    p = _params(FILTER_PARAMS)
+    day = _date(date, "date")
+    k = _int(p["k"], "k", 10, 1, MAX_K)
+    hits = engine().similar(day, kind=p["kind"] or "text", k=k, filters=_filters(p))
+    return jsonify({"date": day.isoformat(), "kind": p["kind"] or "text", "k": k, "results": [_result(h) for h in hits]})
+
+
+@bp.get("/entry/<date>")
+def entry(date: str):
+    _params(set())
+    day = _date(date, "date")
+    row = atlas().entry(day.isoformat())
+    if row is None:
+        raise LookupError(f"no entry for {day.isoformat()}")
+    cats = atlas().entry_categories(day.isoformat())
+    row["categories"] = [{"source": r.source, "category": r.category, "confidence": round(float(r.confidence), 4),
+                          "top3": [{"category": c, "score": round(float(s), 4)}
+                                   for c, s in zip(r.top3_categories, r.top3_scores)]} for r in cats.itertuples()]
+    return jsonify(row)
+
+
+@bp.post("/search/image")
+def search_image():
+    from pipeline.images import ImageLimits, ImageRejected, decode_image
+
+    p = _params(FILTER_PARAMS)
+    upload = request.files.get("image")
+    if upload is None:
+        raise BadRequest("send the picture as multipart form field 'image'")
+    if upload.mimetype not in UPLOAD_TYPES:
+        raise BadRequest(f"unsupported type {upload.mimetype!r}; send JPEG, PNG, GIF or WebP")
+    data = upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        return jsonify({"error": f"the picture is over the {MAX_UPLOAD_BYTES // 2**20} MB limit"}), 413
+    try:
+        image = decode_image(data, ImageLimits(max_bytes=MAX_UPLOAD_BYTES, max_pixels=40_000_000))
+    except ImageRejected as exc:
+        raise BadRequest(str(exc)) from None
+    k = _int(p["k"], "k", 10, 1, MAX_K)
+    hits = engine().by_image(image, k=k, kind=p["kind"] or "image", filters=_filters(p))
+    return jsonify({"kind": p["kind"] or "image", "k": k, "results": [_result(h) for h in hits]})
+
+
+@bp.errorhandler(BadRequest)
+@bp.errorhandler(SearchError)
+def bad_request(exc):
+    return jsonify({"error": str(exc)}), 400
+
+
+@bp.errorhandler(LookupError)
+def not_found(exc):
+    return jsonify({"error": str(exc)}), 404
+
+
+@bp.errorhandler(LakeMissingError)
+def no_lake(exc):
+    return jsonify({"error": str(exc)}), 503
+
+
+@bp.errorhandler(413)
+def too_large(_exc):
+    return jsonify({"error": f"the request is over the {MAX_UPLOAD_BYTES // 2**20} MB limit"}), 413
+
+
+def register(server: Flask) -> None:
+    server.config.setdefault("MAX_CONTENT_LENGTH", MAX_UPLOAD_BYTES + 64 * 1024)
+    server.register_blueprint(bp)

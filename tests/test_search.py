@@ -1,0 +1,158 @@
+"""Search: engine, JSON API (the real Flask app in-process) and CLI on a real built lake."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import pytest
+from PIL import Image
+
+from lake.reader import LakeReader
+from lake.search import SearchEngine, SearchError, SearchFilters, rrf, snippet
+from pipeline.encoders import encoder_from_manifest
+from tests.conftest import IMAGES, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def search(demo_lake):
+    return SearchEngine(LakeReader.open(demo_lake), encoder_from_manifest)
+
+
+@pytest.fixture(scope="module")
+def client(demo_lake):
+    os.environ["COSMIC_ATLAS_LAKE"] = str(demo_lake)
+    from app import server
+
+    server.config["TESTING"] = True
+    return server.test_client()
+
+
+def test_rrf_and_snippet():
+    scores = rrf([["a", "b", "c"], ["c", "a"]])
+    assert max(scores, key=scores.get) == "a" and scores["c"] > scores["b"]
+    text = "The Sun rose. A comet with a long tail appeared near the horizon. Birds sang."
+    assert snippet(text, "comet tail") == "A comet with a long tail appeared near the horizon."
+
+
+def test_modes_find_relevant_entries(search):
+    for mode in ("dense", "keyword", "hybrid"):
+        hits = search.search("open cluster of young stars", k=5, mode=mode)
+        assert len(hits) == 5 and hits[0]["snippet"]
+        assert any(h["category"] == "Star Cluster" for h in hits), mode
+    dense = search.search("stellar nursery", k=5, mode="dense")
+    assert sum(h["category"] == "Nebula" for h in dense) >= 3
+    assert any("nursery" not in (h["title"] + h["snippet"]).lower() for h in dense)  # found by meaning
+
+
+def test_filters_are_applied_inside_the_query(search):
+    hits = search.search("stars", k=10, filters=SearchFilters(categories=("Galaxy",)))
+    assert hits and all(h["category"] == "Galaxy" for h in hits)
+    import datetime as dt
+
+    feb = search.search("stars", k=10, filters=SearchFilters(start=dt.date(2014, 2, 1), end=dt.date(2014, 2, 28)))
+    assert feb and all("2014-02-01" <= h["date"] <= "2014-02-28" for h in feb)
+    pics = search.search("stars", k=10, mode="keyword", filters=SearchFilters(has_image=True))
+    assert pics and all(h["has_image"] for h in pics)
+    with pytest.raises(SearchError, match="unknown category"):
+        search.search("stars", filters=SearchFilters(categories=("Galaxy' OR 1=1 --",)))
+
+
+def test_similar_and_by_image(search):
+    import datetime as dt
+
+    hits = search.similar(dt.date(2014, 1, 7), k=5)
+    assert len(hits) == 5 and all(h["date"] != "2014-01-07" for h in hits)
+    date = search.reader.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE has_image LIMIT 1").d[0]
+    picture = Image.open(IMAGES / f"{date}.jpg")
+    found = search.by_image(picture, k=3)
+    assert found[0]["date"] == date and found[0]["score"] > 0.99  # its own picture comes first
+    with pytest.raises(SearchError, match="shared text–image space"):
+        search.search("a red nebula", kind="image")
+
+
+def test_api_search_and_entry(client):
+    r = client.get("/api/search?q=comet%20with%20a%20tail&k=3&mode=hybrid")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert len(body["results"]) == 3 and {"date", "title", "score", "snippet", "url"} <= set(body["results"][0])
+    r = client.get("/api/search?q=stars&k=5&category=Nebula&from=2014-02-01&to=2014-04-30&has_image=false")
+    assert r.status_code == 200 and all(x["category"] == "Nebula" and not x["has_image"] for x in r.get_json()["results"])
+    page2 = client.get("/api/search?q=stars&k=5&page=2").get_json()["results"]
+    page1 = client.get("/api/search?q=stars&k=5").get_json()["results"]
+    assert not {x["date"] for x in page1} & {x["date"] for x in page2}
+    e = client.get("/api/entry/2014-01-07").get_json()
+    assert e["title"].startswith("M7") and e["categories"][0]["top3"]
+    s = client.get("/api/similar/2014-01-07?k=4&kind=title").get_json()
+    assert len(s["results"]) == 4
+    assert client.get("/api/entry/2014-12-30").status_code == 404
+
+
+@pytest.mark.parametrize("url,fragment", [
+    ("/api/search?q=", "empty"),
+    ("/api/search?q=" + "a" * 10_000, "limit"),
+    ("/api/search?q=stars&k=0", "between 1 and 100"),
+    ("/api/search?q=stars&k=1000", "between 1 and 100"),
+    ("/api/search?q=stars&k=ten", "whole number"),
+    ("/api/search?q=stars&from=2014-02-30", "date like"),
+    ("/api/search?q=stars&from=2014-03-01&to=2014-02-01", "after"),
+    ("/api/search?q=stars&mode=magic", "mode must be"),
+    ("/api/search?q=stars&kind=sound", "kind must be"),
+    ("/api/search?q=stars&category=Nope", "unknown category"),
+    ("/api/search?q=stars&colour=red", "unknown parameter"),
+    ("/api/search?q=stars&has_image=maybe", "has_image"),
+    ("/api/similar/not-a-date", "date like"),
+    ("/api/search?q=stars&kind=image", "shared text"),
+])
+def test_hostile_input_gets_a_clear_4xx(client, url, fragment):
+    r = client.get(url)
+    assert 400 <= r.status_code < 500, r.data[:300]
+    assert fragment in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("q", ["'; DROP TABLE entries; --", "<script>alert(1)</script>", "\" OR 1=1 --", "body:*",
+                               "NOT AND OR ((("])
+def test_sql_html_and_query_syntax_are_just_text(client, q):
+    r = client.get("/api/search", query_string={"q": q, "k": 5})
+    assert r.status_code == 200
+    assert isinstance(r.get_json()["results"], list)
+
+
+def _png(size=(64, 64), mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, "white" if mode == "RGB" else 1).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_limits(client):
+    ok = client.post("/api/search/image?k=3", data={"image": (io.BytesIO(_png()), "a.png", "image/png")},
+                     content_type="multipart/form-data")
+    assert ok.status_code == 200 and len(ok.get_json()["results"]) == 3
+    wrong_type = client.post("/api/search/image", data={"image": (io.BytesIO(b"%PDF-1.4"), "a.pdf", "application/pdf")},
+                             content_type="multipart/form-data")
+    assert wrong_type.status_code == 400 and "unsupported type" in wrong_type.get_json()["error"]
+    fake = client.post("/api/search/image", data={"image": (io.BytesIO(b"<html>"), "a.png", "image/png")},
+                       content_type="multipart/form-data")
+    assert fake.status_code == 400 and "not a readable image" in fake.get_json()["error"]
+    bomb = client.post("/api/search/image", data={"image": (io.BytesIO(_png((9000, 9000), "1")), "b.png", "image/png")},
+                       content_type="multipart/form-data")
+    assert bomb.status_code == 400 and "limit" in bomb.get_json()["error"]
+    huge = client.post("/api/search/image", data={"image": (io.BytesIO(b"\0" * (9 * 2**20)), "h.png", "image/png")},
+                       content_type="multipart/form-data")
+    assert huge.status_code == 413
+    missing = client.post("/api/search/image", data={}, content_type="multipart/form-data")
+    assert missing.status_code == 400 and "'image'" in missing.get_json()["error"]
+
+
+def test_cli_search_json(demo_lake):
+    proc = run_cli("search", "meteor shower", "--k", "4", "--json", "--lake", str(demo_lake))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout)
+    assert len(results) == 4 and {"date", "title", "score"} <= set(results[0])
+    bad = run_cli("search", "x", "--k", "0", "--lake", str(demo_lake))
+    assert bad.returncode == 2 and "k must be" in bad.stderr
+    filtered = run_cli("search", "stars", "--category", "Galaxy", "--json", "--lake", str(demo_lake))
+    assert all(r["category"] == "Galaxy" for r in json.loads(filtered.stdout))
