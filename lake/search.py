@@ -7,10 +7,14 @@
 * **hybrid** (default): reciprocal rank fusion of both lists, ``score = Σ 1 / (60 + rank)`` over the
   lists an entry appears in (Cormack et al., 2009) — no score calibration needed between BM25 and cosine.
 
-Filters (categories, date range, has-image) are applied inside each query (LanceDB pre-filtering), not
-to the results afterwards, so ``k`` results come back whenever that many match. The filter expression
-is built only from validated values: categories must be names of the lake's taxonomy and dates are
-parsed ``datetime.date`` objects.
+Dense search reads its vectors from LanceDB. Tables below ``ANN_MIN_ROWS`` (the 11k archive) are
+searched exactly with one in-memory matrix product (0.2 ms instead of LanceDB's 9 ms brute-force scan);
+larger tables use LanceDB's IVF_PQ index with re-ranking (see ``lake.vectors``).
+
+Filters (categories, date range, has-image) are applied inside each query (a mask before the top-k, or
+LanceDB pre-filtering), not to the results afterwards, so ``k`` results come back whenever that many
+match. LanceDB filter expressions are built only from validated values: categories must be names of the
+lake's taxonomy and dates are parsed ``datetime.date`` objects.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 
 from lake.reader import LakeReader
 from lake.schema import EMBEDDING_KINDS, KEYWORD_KIND
+from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR
 
 MODES = ("hybrid", "dense", "keyword")
 RRF_K = 60
@@ -63,6 +68,45 @@ class SearchFilters:
         return " AND ".join(parts) or None
 
 
+class InMemoryVectors:
+    """A small vector table held in memory for exact search, with the columns filters need."""
+
+    def __init__(self, table) -> None:
+        arrow = table.to_arrow().select(["date", "vector", "title", "category", "has_image"])
+        vec = arrow.column("vector").combine_chunks()
+        self.vectors = vec.flatten().to_numpy().reshape(len(arrow), vec.type.list_size).astype(np.float32)
+        self.dates = np.array(arrow.column("date").to_pylist())
+        self.titles = arrow.column("title").to_pylist()
+        self.categories = np.array([c or "" for c in arrow.column("category").to_pylist()])
+        self.has_image = np.array(arrow.column("has_image").to_pylist(), dtype=bool)
+        self.row = {d: i for i, d in enumerate(self.dates.tolist())}
+
+    def mask(self, filters: "SearchFilters", exclude: str | None = None) -> np.ndarray | None:
+        m = np.ones(len(self.dates), dtype=bool)
+        if filters.categories:
+            m &= np.isin(self.categories, list(filters.categories))
+        if filters.start:
+            m &= self.dates >= filters.start.isoformat()
+        if filters.end:
+            m &= self.dates <= filters.end.isoformat()
+        if filters.has_image is not None:
+            m &= self.has_image == filters.has_image
+        if exclude is not None and exclude in self.row:
+            m[self.row[exclude]] = False
+        return None if m.all() else m
+
+    def search(self, vector: np.ndarray, mask: np.ndarray | None, n: int) -> list[dict[str, Any]]:
+        sims = self.vectors @ np.asarray(vector, np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
+        candidates = np.flatnonzero(mask) if mask is not None else np.arange(len(sims))
+        n = min(n, len(candidates))
+        if n == 0:
+            return []
+        top = candidates[np.argpartition(-sims[candidates], n - 1)[:n]]
+        top = top[np.lexsort((self.dates[top], -sims[top]))]
+        return [{"date": str(self.dates[i]), "title": self.titles[i], "category": self.categories[i] or None,
+                 "has_image": bool(self.has_image[i]), "score": round(float(sims[i]), 4)} for i in top]
+
+
 def snippet(text: str, query: str, width: int = 240) -> str:
     """The sentence of ``text`` sharing most words with the query (the first one when none do)."""
     if not text:
@@ -89,6 +133,8 @@ class SearchEngine:
         self._encoder_factory = encoder_factory
         self._encoder = None
         self._image_space: dict[str, np.ndarray] | None = None
+        self._memory: dict[str, InMemoryVectors | None] = {}
+        self._explanations: dict[str, str] | None = None
 
     # -- helpers --------------------------------------------------------------------------------
     @property
@@ -126,8 +172,25 @@ class SearchEngine:
             return np.concatenate([vec, np.zeros(dim - vec.shape[0], np.float32)])
         return vec
 
+    def _in_memory(self, kind: str) -> InMemoryVectors | None:
+        if kind not in self._memory:
+            table = self._table(kind)
+            self._memory[kind] = InMemoryVectors(table) if table.count_rows() < ANN_MIN_ROWS else None
+        return self._memory[kind]
+
+    def _dense_search(self, vector: np.ndarray, kind: str, filters: SearchFilters, n: int,
+                      exclude: str | None = None) -> list[dict[str, Any]]:
+        where = filters.where(self.categories)  # validates the categories in both paths
+        memory = self._in_memory(kind)
+        if memory is not None:
+            return memory.search(vector, memory.mask(filters, exclude), n)
+        if exclude is not None:
+            where = f"{where} AND date != '{exclude}'" if where else f"date != '{exclude}'"
+        return self._dense(vector, kind, where, n)
+
     def _dense(self, vector: np.ndarray, kind: str, where: str | None, n: int) -> list[dict[str, Any]]:
-        query = self._table(kind).search(np.asarray(vector, np.float32)).metric("cosine")
+        query = (self._table(kind).search(np.asarray(vector, np.float32)).metric("cosine")
+                 .nprobes(ANN_NPROBES).refine_factor(ANN_REFINE_FACTOR))  # used only where an ANN index exists
         if where:
             query = query.where(where, prefilter=True)
         hits = query.select(["date", "title", "category", "has_image", "_distance"]).limit(n).to_list()
@@ -140,15 +203,23 @@ class SearchEngine:
         hits = query.select(["date", "title", "category", "has_image", "_score"]).limit(n).to_list()
         return [h | {"score": round(float(h.pop("_score")), 4)} for h in hits]
 
-    def _with_snippets(self, hits: list[dict[str, Any]], q: str) -> list[dict[str, Any]]:
-        if not hits:
-            return hits
+    def _explanation_lookup(self, dates: list[str]) -> dict[str, str]:
+        if self._explanations is None and self.reader.count("entries") < ANN_MIN_ROWS:
+            df = self.reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, explanation FROM entries")
+            self._explanations = dict(zip(df.date, df.explanation))
+        if self._explanations is not None:
+            return {d: self._explanations.get(d, "") for d in dates}
         texts = self.reader.query(
             "SELECT strftime(date, '%Y-%m-%d') AS date, explanation FROM entries "
             "WHERE list_contains($dates, strftime(date, '%Y-%m-%d'))",
-            {"dates": [h["date"] for h in hits]},
+            {"dates": dates},
         )
-        by_date = dict(zip(texts.date, texts.explanation))
+        return dict(zip(texts.date, texts.explanation))
+
+    def _with_snippets(self, hits: list[dict[str, Any]], q: str) -> list[dict[str, Any]]:
+        if not hits:
+            return hits
+        by_date = self._explanation_lookup([h["date"] for h in hits])
         return [h | {"snippet": snippet(by_date.get(h["date"], ""), q)} for h in hits]
 
     # -- public API -----------------------------------------------------------------------------
@@ -168,12 +239,12 @@ class SearchEngine:
         where = filters.where(self.categories)
         n = offset + k
         if mode == "dense":
-            hits = self._dense(self._query_vector(q, kind), kind, where, n)
+            hits = self._dense_search(self._query_vector(q, kind), kind, filters, n)
         elif mode == "keyword":
             hits = self._keyword(q, where, n)
         else:
             pool = max(50, 2 * n)
-            dense = self._dense(self._query_vector(q, kind), kind, where, pool)
+            dense = self._dense_search(self._query_vector(q, kind), kind, filters, pool)
             keyword = self._keyword(q, where, pool)
             fused = rrf([[h["date"] for h in dense], [h["date"] for h in keyword]])
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
@@ -185,14 +256,19 @@ class SearchEngine:
                 filters: SearchFilters = SearchFilters()) -> list[dict[str, Any]]:
         if not 1 <= k <= MAX_K:
             raise SearchError(f"k must be between 1 and {MAX_K}")
-        table = self._table(kind)
-        own = table.search().where(f"date = '{date.isoformat()}'").limit(1).to_list()
-        if not own:
-            raise LookupError(f"no {kind} vector for {date.isoformat()}")
-        where = filters.where(self.categories)
-        exclude = f"date != '{date.isoformat()}'"
-        hits = self._dense(np.asarray(own[0]["vector"]), kind, f"{where} AND {exclude}" if where else exclude, k)
-        return self._with_snippets(hits, own[0]["title"] or "")
+        day = date.isoformat()
+        memory = self._in_memory(kind)
+        if memory is not None:
+            if day not in memory.row:
+                raise LookupError(f"no {kind} vector for {day}")
+            vector, title = memory.vectors[memory.row[day]], memory.titles[memory.row[day]]
+        else:
+            own = self._table(kind).search().where(f"date = '{day}'").limit(1).to_list()
+            if not own:
+                raise LookupError(f"no {kind} vector for {day}")
+            vector, title = np.asarray(own[0]["vector"]), own[0]["title"]
+        hits = self._dense_search(vector, kind, filters, k, exclude=day)
+        return self._with_snippets(hits, title or "")
 
     def by_image(self, image, *, k: int = 10, kind: str = "image",
                  filters: SearchFilters = SearchFilters()) -> list[dict[str, Any]]:
@@ -206,7 +282,7 @@ class SearchEngine:
         if kind == "multimodal":
             text_dim = self.reader.manifest["encoder"]["text_dim"]
             vec = np.concatenate([np.zeros(text_dim, np.float32), vec])
-        return self._with_snippets(self._dense(vec, kind, filters.where(self.categories), k), "")
+        return self._with_snippets(self._dense_search(vec, kind, filters, k), "")
 
     def _space(self) -> dict[str, np.ndarray]:
         if self._image_space is None:

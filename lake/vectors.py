@@ -16,6 +16,13 @@ def _connect(path: Path):
     return lancedb.connect(str(path))
 
 
+#: Tables with at least this many rows get an IVF_PQ index (exact search is fast enough below it).
+ANN_MIN_ROWS = 100_000
+#: Query-time ANN settings: recall@10 0.987 at p50 8 ms on 1M vectors (bench/ann.py, BENCHMARKS.md).
+ANN_NPROBES = 100
+ANN_REFINE_FACTOR = 40
+
+
 def write_table(
     db_path: Path,
     kind: str,
@@ -27,6 +34,7 @@ def write_table(
     categories: list[str | None],
     has_image: list[bool],
     bodies: list[str] | None = None,
+    ann_min_rows: int = ANN_MIN_ROWS,
 ) -> None:
     """Replace table ``kind`` in one LanceDB commit, so readers see the old or the new version.
 
@@ -55,6 +63,20 @@ def write_table(
         from lancedb.index import FTS
 
         lance_table.create_index("body", config=FTS(), replace=True)
+    if len(dates) >= ann_min_rows:
+        from lancedb.index import IvfPq
+
+        lance_table.create_index("vector", replace=True, config=IvfPq(
+            distance_type="cosine", num_partitions=max(1, int(len(dates) ** 0.5)),
+            num_sub_vectors=_sub_vectors(dim)))
+
+
+def _sub_vectors(dim: int) -> int:
+    """PQ sub-vectors of 8 dimensions (48 for MiniLM's 384), falling back to a divisor of ``dim``."""
+    for width in (8, 4, 2, 1):
+        if dim % width == 0:
+            return dim // width
+    return 1
 
 
 def open_table(db_path: Path, kind: str):

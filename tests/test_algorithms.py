@@ -82,3 +82,19 @@ def test_zero_shot_softmax():
     assert res.top3 == [["A", "B", "C"], ["C", "B", "A"]]
     assert np.allclose(res.top3_scores.sum(axis=1), 1.0, atol=1e-5)
     assert (res.confidence > 0.5).all()
+
+
+def test_ann_index_is_built_for_large_tables_and_searched(tmp_path):
+    from lake import vectors
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    dates = [f"d{i:05d}" for i in range(len(x))]
+    vectors.write_table(tmp_path, "text", dates, x, titles=dates, years=[2000] * len(x), categories=["c"] * len(x),
+                        has_image=[False] * len(x), ann_min_rows=1000)
+    table = vectors.open_table(tmp_path, "text")
+    assert any(ix.index_type == "IvfPq" for ix in table.list_indices())
+    hits = (table.search(x[7]).metric("cosine").nprobes(vectors.ANN_NPROBES).refine_factor(vectors.ANN_REFINE_FACTOR)
+            .limit(5).to_list())
+    assert hits[0]["date"] == "d00007"

@@ -214,3 +214,26 @@ def test_missing_lake_says_how_to_build(browser, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_navbar_search_shows_results_and_paging(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(server + "/categories")
+    box = wait_for(browser, "#nav-search")
+    box.send_keys("meteor shower over mountains")
+    box.send_keys(Keys.ENTER)
+    wait_until(lambda: "/search?" in browser.current_url, what="navigation to /search")
+    wait_for(browser, "#search-results .atlas-hit", timeout=60)
+    assert "/search?q=meteor+shower+over+mountains" in browser.current_url
+    hits = browser.find_elements("css selector", "#search-results .atlas-hit")
+    assert len(hits) == 10
+    assert console_errors(browser) == []
+    shot(browser, "search")
+    first = hits[0].find_element("css selector", "a").text
+    browser.get(server + "/search?q=meteor+shower+over+mountains&mode=hybrid&page=2")
+    wait_for(browser, "#search-results .atlas-hit")
+    assert browser.find_elements("css selector", "#search-results .atlas-hit")[0].find_element("css selector", "a").text != first
+    browser.get(server + "/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    wait_for(browser, "#search-results")
+    assert browser.find_element("id", "search-q").get_attribute("value") == "<script>alert(1)</script>"

@@ -156,3 +156,25 @@ def test_cli_search_json(demo_lake):
     assert bad.returncode == 2 and "k must be" in bad.stderr
     filtered = run_cli("search", "stars", "--category", "Galaxy", "--json", "--lake", str(demo_lake))
     assert all(r["category"] == "Galaxy" for r in json.loads(filtered.stdout))
+
+
+def test_lancedb_path_agrees_with_in_memory_path(demo_lake, monkeypatch):
+    """Large lakes search through LanceDB (pre-filtered); small ones in memory. Same answers."""
+    import datetime as dt
+
+    import lake.search as search_module
+
+    small = SearchEngine(LakeReader.open(demo_lake), encoder_from_manifest)
+    small.similar(dt.date(2014, 1, 7), k=1)  # loads the in-memory table and texts before the switch
+    monkeypatch.setattr(search_module, "ANN_MIN_ROWS", 10)
+    large = SearchEngine(LakeReader.open(demo_lake), encoder_from_manifest)
+    f = SearchFilters(categories=("Nebula", "Galaxy"), start=dt.date(2014, 2, 1))
+    for engine in (small, large):
+        engine._encoder = small.encoder
+    a = small.search("dusty clouds", k=8, mode="dense", filters=f)
+    b = large.search("dusty clouds", k=8, mode="dense", filters=f)
+    assert large._in_memory("text") is None and small._in_memory("text") is not None
+    assert [h["date"] for h in a] == [h["date"] for h in b]
+    assert [h["snippet"] for h in a] == [h["snippet"] for h in b]
+    assert [h["date"] for h in small.similar(dt.date(2014, 1, 7), k=5)] == \
+        [h["date"] for h in large.similar(dt.date(2014, 1, 7), k=5)]

@@ -1,0 +1,73 @@
+"""End-to-end search latency: HTTP request → JSON from the app under gunicorn, on the built lake.
+
+Sequential requests from one client (no concurrency), the benchmark queries repeated; the first round
+warms the worker (query encoder load). Reports p50/p95 per mode, for /api/similar, and a filtered query.
+
+Usage: python bench/search_latency.py [--lake DIR] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import save  # noqa: E402
+from bench.dashboard import serve  # noqa: E402
+from lake.layout import LakeLayout  # noqa: E402
+
+QUERIES = Path(__file__).resolve().parent / "data" / "search_queries.txt"
+
+
+def timed_get(url: str) -> float:
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        json.loads(resp.read())
+    return time.perf_counter() - t0
+
+
+def stats(xs: list[float]) -> dict[str, float]:
+    ms = np.array(xs) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            "n": len(xs)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", type=Path, default=None)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    lake = LakeLayout.at(args.lake).root
+    queries = [q for q in QUERIES.read_text().splitlines() if q.strip()]
+    proc, base = serve(lake)
+    try:
+        for q in queries:  # warm-up round
+            timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10}))
+        out = {}
+        for mode in ("hybrid", "dense", "keyword"):
+            out[mode] = stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10, "mode": mode}))
+                               for _ in range(args.rounds) for q in queries])
+        out["hybrid_filtered"] = stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode(
+            {"q": q, "k": 10, "category": "Nebula", "from": "2005-01-01", "to": "2020-12-31", "has_image": "true"}))
+            for _ in range(args.rounds) for q in queries])
+        dates = ["2014-01-07", "2002-05-03", "1999-08-18", "2020-07-11", "2024-05-02"]
+        out["similar"] = stats([timed_get(f"{base}/api/similar/{d}?k=10") for _ in range(args.rounds * 4) for d in dates])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    for k, v in out.items():
+        print(f"{k:<16} {v}")
+    save("search_latency", {"lake": str(lake), "server": "gunicorn 1 worker, 4 threads", "results": out,
+                            "targets": {"p50_ms": 25}})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Search quality: mean precision@10 of dense, keyword and hybrid search over hand-judged queries.
+
+Queries (bench/data/search_queries.txt) are written in other words than the archive uses ("shooting
+stars" for meteors, "frozen visitor … glowing tail" for comets). Judgements
+(bench/data/search_judgements.json) list the relevant entries of each query's pooled top-10 results;
+an entry outside the judged pool counts as not relevant, so re-running after a model change reports a
+lower bound until the new results are judged.
+
+Usage: python bench/search_quality.py [--lake DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import save  # noqa: E402
+from lake.reader import LakeReader  # noqa: E402
+from lake.search import SearchEngine  # noqa: E402
+from pipeline.encoders import encoder_from_manifest  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", type=Path, default=None)
+    args = ap.parse_args()
+    engine = SearchEngine(LakeReader.open(args.lake), encoder_from_manifest)
+    queries = [q for q in (DATA / "search_queries.txt").read_text().splitlines() if q.strip()]
+    judged = json.loads((DATA / "search_judgements.json").read_text())
+    per_query: dict[str, dict[str, float]] = {}
+    for q in queries:
+        relevant = set(judged[q])
+        per_query[q] = {}
+        for mode in ("dense", "keyword", "hybrid"):
+            dates = [h["date"] for h in engine.search(q, k=10, mode=mode)]
+            per_query[q][mode] = sum(d in relevant for d in dates) / 10
+    means = {m: round(sum(v[m] for v in per_query.values()) / len(queries), 3) for m in ("dense", "keyword", "hybrid")}
+    for q, v in per_query.items():
+        print(f"{q[:55]:<55} " + "  ".join(f"{m} {p:.1f}" for m, p in v.items()))
+    print("mean P@10:", means)
+    save("search_quality", {"queries": len(queries), "mean_p_at_10": means, "per_query": per_query,
+                            "encoder": engine.reader.manifest["encoder"]["name"]})
+
+
+if __name__ == "__main__":
+    main()
