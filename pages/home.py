@@ -122,7 +122,7 @@ def _figure(view: MapView, color: str, method: str, uirev: str) -> go.Figure:
         values = df.year if color == "year" else df.confidence
         fig.add_trace(trace(df, None, {"size": size, "color": values, "colorscale": "Viridis", "showscale": True,
                                        "colorbar": {"title": COLOURS[color], "thickness": 12}}))
-    if not three_d and color == "cluster" and not view.cluster_centres.empty:
+    if not three_d and not view.cluster_centres.empty:
         top = view.cluster_centres.sort_values("n", ascending=False).head(30)
         for row in top.itertuples():
             fig.add_annotation(x=row.x, y=row.y, text=str(row.cluster_label)[:40], showarrow=False,

@@ -1,0 +1,92 @@
+"""Offline name → position resolver over OpenNGC (the SQLite database shipped by the PyPI package
+``pyongc``, CC-BY-SA-4.0): NGC, IC and addendum objects with their Messier numbers, other catalogue
+identifiers (Caldwell, Melotte, UGC, …) and common names ("Orion Nebula", "Horsehead Nebula")."""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Position:
+    canonical_id: str  # OpenNGC name, e.g. NGC1976
+    ra_deg: float
+    dec_deg: float
+    object_type: str
+
+
+def database_path() -> Path:
+    import pyongc
+
+    return Path(pyongc.__file__).resolve().parent / "ongc.db"
+
+
+def key(catalogue: str, number: int | str) -> str:
+    """Normalised lookup key: ``("NGC", 224)`` → ``NGC224``; ``("M", "031")`` → ``M31``."""
+    return f"{catalogue.upper()}{int(number)}"
+
+
+_ID = re.compile(r"^([A-Za-z]+)\s*0*(\d+)$")
+
+
+class Gazetteer:
+    def __init__(self, path: Path | None = None) -> None:
+        con = sqlite3.connect(f"file:{path or database_path()}?mode=ro", uri=True)
+        rows = con.execute("SELECT name, type, ra, dec, messier, identifiers, commonnames, ngc, ic FROM objects").fetchall()
+        ids = con.execute("SELECT name, identifier FROM objIdentifiers").fetchall()
+        con.close()
+        self.positions: dict[str, Position] = {}
+        self.by_key: dict[str, str] = {}
+        self.common: dict[str, str] = {}
+        duplicates: dict[str, str] = {}
+        for name, typ, ra, dec, messier, identifiers, common, ngc, ic in rows:
+            if typ == "Dup":  # a duplicate record points at the real object
+                target = f"NGC{ngc}" if ngc else (f"IC{ic}" if ic else None)
+                if target:
+                    duplicates[name] = target
+                continue
+            if ra is None or dec is None or typ == "NonEx":
+                continue
+            self.positions[name] = Position(name, math.degrees(ra), math.degrees(dec), typ)
+            self._add_key(name, name)
+            if messier:
+                self.by_key[key("M", messier)] = name
+            for ident in (identifiers or "").split(","):
+                self._add_key(ident.strip(), name)
+            for cname in (common or "").split(","):
+                if cname.strip():
+                    self.common[cname.strip().lower()] = name
+        for ident, name in ids:
+            if name in self.positions:
+                self._add_key(ident, name)
+        for dup, target in duplicates.items():
+            target = self._canonical_name(target)
+            if target in self.positions:
+                self._add_key(dup, target)
+
+    def _canonical_name(self, name: str) -> str:
+        m = _ID.match(name)
+        return f"{m.group(1).upper()}{int(m.group(2)):04d}" if m else name
+
+    def _add_key(self, ident: str, name: str) -> None:
+        m = _ID.match(ident.replace(" ", "")) or _ID.match(ident)
+        if m:
+            self.by_key.setdefault(key(m.group(1), m.group(2)), name)
+
+    def resolve_key(self, k: str) -> Position | None:
+        name = self.by_key.get(k)
+        return self.positions.get(name) if name else None
+
+    def resolve_common(self, name: str) -> Position | None:
+        canonical = self.common.get(name.lower())
+        return self.positions.get(canonical) if canonical else None
+
+
+@lru_cache(maxsize=1)
+def default() -> Gazetteer:
+    return Gazetteer()
