@@ -57,6 +57,34 @@ def _date(value: str, name: str) -> dt.date | None:
         raise BadRequest(f"{name} must be a date like 2014-01-31") from None
 
 
+def _float(value: str, name: str, lo: float, hi: float) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number") from None
+    if not (lo <= x <= hi) or x != x:
+        raise BadRequest(f"{name} must be between {lo:g} and {hi:g}")
+    return x
+
+
+def _cone(p: dict[str, str]) -> tuple[float, float, float] | None:
+    """(ra, dec, r) from ra/dec/r or name/r parameters; None when no cone was asked for."""
+    if not any(p.get(x) for x in ("ra", "dec", "r", "name")):
+        return None
+    r = _float(p.get("r") or "1", "r", 1e-6, 180)
+    if p.get("name"):
+        from pipeline.sky.gazetteer import default
+        from pipeline.sky.resolve import objects_for
+
+        objs = [o for o in objects_for(p["name"], "", default()) if o.ra_deg is not None]
+        if not objs:
+            raise LookupError(f"cannot resolve {p['name'][:80]!r} offline; give ra and dec in degrees instead")
+        return objs[0].ra_deg, objs[0].dec_deg, r
+    if not (p.get("ra") and p.get("dec")):
+        raise BadRequest("a cone needs ra and dec (degrees), or a name")
+    return _float(p["ra"], "ra", 0, 360), _float(p["dec"], "dec", -90, 90), r
+
+
 def _filters(p: dict[str, str]) -> SearchFilters:
     cats = tuple(c for c in request.args.getlist("category") for c in c.split(",") if c)
     has_image = {"": None, "true": True, "1": True, "false": False, "0": False}.get(p.get("has_image", "").lower())
@@ -65,7 +93,7 @@ def _filters(p: dict[str, str]) -> SearchFilters:
     start, end = _date(p.get("from", ""), "from"), _date(p.get("to", ""), "to")
     if start and end and start > end:
         raise BadRequest("from is after to")
-    return SearchFilters(cats, start, end, has_image)
+    return SearchFilters(cats, start, end, has_image, cone=_cone(p))
 
 
 def _result(hit: dict[str, Any]) -> dict[str, Any]:
@@ -74,8 +102,9 @@ def _result(hit: dict[str, Any]) -> dict[str, Any]:
             "url": f"/entry/{hit['date']}", "nasa_page": nasa_page_url(hit["date"])}
 
 
-SEARCH_PARAMS = {"q", "k", "kind", "mode", "category", "from", "to", "has_image", "page"}
-FILTER_PARAMS = {"k", "kind", "category", "from", "to", "has_image"}
+CONE_PARAMS = {"ra", "dec", "r", "name"}
+SEARCH_PARAMS = {"q", "k", "kind", "mode", "category", "from", "to", "has_image", "page"} | CONE_PARAMS
+FILTER_PARAMS = {"k", "kind", "category", "from", "to", "has_image"} | CONE_PARAMS
 
 
 @bp.get("/search")
@@ -109,7 +138,33 @@ def entry(date: str):
     row["categories"] = [{"source": r.source, "category": r.category, "confidence": round(float(r.confidence), 4),
                           "top3": [{"category": c, "score": round(float(s), 4)}
                                    for c, s in zip(r.top3_categories, r.top3_scores)]} for r in cats.itertuples()]
+    row["objects"] = [_sky_object(o) for o in atlas().entry_objects(day.isoformat()).to_dict("records")]
     return jsonify(row)
+
+
+def _sky_object(o: dict[str, Any]) -> dict[str, Any]:
+    from lake.queries import aladin_url
+
+    clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in o.items()}
+    if clean.get("ra_deg") is not None:
+        clean["aladin"] = aladin_url(clean["ra_deg"], clean["dec_deg"])
+    return clean
+
+
+@bp.get("/cone")
+def cone():
+    """Entries with an object within r degrees of (ra, dec) or of a named object, nearest first."""
+    from lake.queries import Filters
+
+    p = _params(CONE_PARAMS | {"k", "category", "from", "to"})
+    center = _cone(p)
+    if center is None:
+        raise BadRequest("give ra, dec and r (degrees), or name and r")
+    f = _filters({k: v for k, v in p.items() if k not in CONE_PARAMS})
+    k = _int(p["k"], "k", 100, 1, 1000)
+    df = atlas().cone(*center, filters=Filters(f.categories, f.start, f.end), limit=k)
+    return jsonify({"ra": center[0], "dec": center[1], "r": center[2], "count": len(df),
+                    "results": [r | {"url": f"/entry/{r['date']}"} for r in df.to_dict("records")]})
 
 
 @bp.post("/search/image")

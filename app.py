@@ -58,6 +58,7 @@ def create_app() -> Dash:
         title="Cosmic Atlas",
         suppress_callback_exceptions=True,
         serve_locally=True,  # no CDN: everything the page needs comes from this server
+        assets_path_ignore=[r"^aladin-lite"],  # an ES module, imported by the Sky page only
     )
     app.layout = html.Div([navbar(), dash.page_container, dcc.Store(id="map-selection", storage_type="session")])
     _register_thumbnails(app)

@@ -57,7 +57,8 @@ def evaluate(tolerance: float = 0.1) -> dict:
 
 
 def main() -> None:
-    result = evaluate()
+    result = {"strict_0.1deg": evaluate(0.1), "extended_0.5deg": evaluate(0.5),
+              "targets": {"recall": 0.8, "precision": 0.9, "tolerance_deg": 0.1}, "resolver": "offline (OpenNGC)"}
     print(result)
     save("sky_quality", result)
 

@@ -28,6 +28,22 @@ LICENCE_NOTE = (
 )
 
 
+ALADIN = "https://aladin.cds.unistra.fr/AladinLite/"
+
+#: Great-circle separation (degrees) of an object row ``o`` from ($ra, $dec); exact at RA 0/360 and the poles.
+_SEPARATION_SQL = (
+    "degrees(acos(least(1.0, greatest(-1.0, sin(radians(o.dec_deg)) * sin(radians($ra0_dec)) + "
+    "cos(radians(o.dec_deg)) * cos(radians($ra0_dec)) * cos(radians(o.ra_deg - $ra0))))))"
+)
+
+
+def aladin_url(ra: float, dec: float, fov: float = 1.0, survey: str = "P/DSS2/color") -> str:
+    """A link that opens Aladin Lite centred on (ra, dec) with a field of view of ``fov`` degrees."""
+    from urllib.parse import urlencode
+
+    return ALADIN + "?" + urlencode({"target": f"{ra:.5f} {dec:+.5f}", "fov": f"{fov:g}", "survey": survey})
+
+
 def nasa_page_url(date: str) -> str:
     d = dt.date.fromisoformat(date)
     return NASA_PAGE.format(yymmdd=d.strftime("%y%m%d"))
@@ -222,6 +238,45 @@ class AtlasQueries:
             for h in hits if h["date"] != own[0]["date"]
         ]
         return pd.DataFrame(rows[:k])
+
+    # -- sky ------------------------------------------------------------------------------------
+    def has_sky(self) -> bool:
+        return "objects" in self.reader.tables
+
+    def entry_objects(self, date: str) -> pd.DataFrame:
+        if not self.has_sky():
+            return pd.DataFrame(columns=["name", "canonical_id", "ra_deg", "dec_deg", "object_type", "resolver"])
+        return self.reader.query(
+            "SELECT name, canonical_id, ra_deg, dec_deg, object_type, resolver, field, is_primary FROM objects "
+            "WHERE date = $d ORDER BY is_primary DESC, field DESC, span_start",
+            {"d": dt.date.fromisoformat(date)},
+        )
+
+    def sky_points(self, filters: Filters) -> pd.DataFrame:
+        """One point per entry: its primary target."""
+        if not self.has_sky():
+            return pd.DataFrame(columns=["date", "title", "category", "name", "canonical_id", "ra_deg", "dec_deg"])
+        return self.reader.query(
+            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, coalesce(c.category, 'Uncategorised') AS category, "
+            "o.name, o.canonical_id, o.ra_deg, o.dec_deg, e.has_image "
+            f"{_BASE_FROM} JOIN objects o ON o.date = e.date AND o.is_primary WHERE {_FILTER_SQL} ORDER BY e.date",
+            filters.params(),
+        )
+
+    def cone(self, ra: float, dec: float, radius: float, filters: Filters | None = None, limit: int = 500) -> pd.DataFrame:
+        """Entries with a resolved object within ``radius`` degrees of (ra, dec), nearest first."""
+        if not self.has_sky():
+            return pd.DataFrame(columns=["date", "title", "category", "name", "separation_deg"])
+        params = (filters or Filters()).params() | {"ra0": float(ra), "ra0_dec": float(dec), "r": float(radius),
+                                                    "limit": int(limit)}
+        return self.reader.query(
+            "SELECT strftime(e.date, '%Y-%m-%d') AS date, any_value(e.title) AS title, "
+            "any_value(coalesce(c.category, 'Uncategorised')) AS category, "
+            f"arg_min(o.name, {_SEPARATION_SQL}) AS name, round(min({_SEPARATION_SQL}), 4) AS separation_deg "
+            f"{_BASE_FROM} JOIN objects o ON o.date = e.date AND o.ra_deg IS NOT NULL "
+            f"WHERE {_SEPARATION_SQL} <= $r AND {_FILTER_SQL} GROUP BY e.date ORDER BY separation_deg, e.date LIMIT $limit",
+            params,
+        )
 
     # -- metrics page ---------------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:

@@ -19,6 +19,7 @@ lake's taxonomy and dates are parsed ``datetime.date`` objects.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable
@@ -49,10 +50,15 @@ class SearchFilters:
     start: dt.date | None = None
     end: dt.date | None = None
     has_image: bool | None = None
+    cone: tuple[float, float, float] | None = None  # (ra, dec, radius) in degrees
+    cone_dates: tuple[str, ...] | None = None  # filled by the engine from the lake's objects table
 
     def where(self, known_categories: list[str]) -> str | None:
         """A LanceDB SQL filter. Categories are checked against the taxonomy, dates are real dates."""
         parts = []
+        if self.cone_dates is not None:  # ISO dates read from the lake itself, re-checked here
+            safe = [d for d in self.cone_dates if re.fullmatch(r"\d{4}-\d{2}-\d{2}", d)]
+            parts.append("date IN (" + ", ".join(f"'{d}'" for d in safe) + ")" if safe else "false")
         unknown = [c for c in self.categories if c not in known_categories]
         if unknown:
             raise SearchError(f"unknown category {unknown[0]!r}; known: {', '.join(known_categories)}")
@@ -91,6 +97,8 @@ class InMemoryVectors:
             m &= self.dates <= filters.end.isoformat()
         if filters.has_image is not None:
             m &= self.has_image == filters.has_image
+        if filters.cone_dates is not None:
+            m &= np.isin(self.dates, list(filters.cone_dates))
         if exclude is not None and exclude in self.row:
             m[self.row[exclude]] = False
         return None if m.all() else m
@@ -222,9 +230,24 @@ class SearchEngine:
         by_date = self._explanation_lookup([h["date"] for h in hits])
         return [h | {"snippet": snippet(by_date.get(h["date"], ""), q)} for h in hits]
 
+    def _with_cone(self, filters: SearchFilters) -> SearchFilters:
+        """Turn a sky cone into the set of entry dates inside it (from the lake's objects table)."""
+        if filters.cone is None:
+            return filters
+        ra, dec, radius = filters.cone
+        if not (0 <= ra <= 360 and -90 <= dec <= 90 and 0 < radius <= 180):
+            raise SearchError("cone needs 0 ≤ ra ≤ 360, -90 ≤ dec ≤ 90 and 0 < radius ≤ 180 (degrees)")
+        if "objects" not in self.reader.tables:
+            raise SearchError("this lake has no sky positions; rebuild it to add the objects table")
+        from lake.queries import AtlasQueries
+
+        dates = AtlasQueries(self.reader).cone(ra, dec, radius, limit=1_000_000).date.tolist()
+        return dataclasses.replace(filters, cone_dates=tuple(dates))
+
     # -- public API -----------------------------------------------------------------------------
     def search(self, q: str, *, k: int = 10, kind: str = "text", mode: str = "hybrid",
                filters: SearchFilters = SearchFilters(), offset: int = 0) -> list[dict[str, Any]]:
+        filters = self._with_cone(filters)
         q = (q or "").strip()
         if not q:
             raise SearchError("the query is empty")
@@ -256,6 +279,7 @@ class SearchEngine:
                 filters: SearchFilters = SearchFilters()) -> list[dict[str, Any]]:
         if not 1 <= k <= MAX_K:
             raise SearchError(f"k must be between 1 and {MAX_K}")
+        filters = self._with_cone(filters)
         day = date.isoformat()
         memory = self._in_memory(kind)
         if memory is not None:
@@ -277,6 +301,7 @@ class SearchEngine:
             raise SearchError("kind must be image, multimodal, text or title")
         if kind in ("text", "title") and not self.shared_space:
             raise SearchError("image→text search needs an encoder with a shared text–image space (OpenCLIP)")
+        filters = self._with_cone(filters)
         features = self.encoder.encode_images([image])
         vec = self.encoder.to_image_vectors(features, self._space())[0]
         if kind == "multimodal":

@@ -16,6 +16,12 @@ from lake.queries import Filters
 from services import atlas, engine, lake_layout  # noqa: F401  (re-exported for the pages)
 
 
+#: Qualitative colours for categories and clusters, shared by the map pages.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52", "#843c39", "#7b4173", "#3182bd", "#31a354",
+           "#756bb1", "#636363", "#fd8d3c", "#9ecae1", "#a1d99b", "#bcbddc"]
+
+
 def missing_lake_notice(exc: Exception) -> dbc.Alert:
     root = getattr(exc, "root", lake_layout().root)
     return dbc.Alert(

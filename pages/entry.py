@@ -8,6 +8,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from lake.manifest import LakeMissingError
+from lake.queries import aladin_url
 from lake.schema import EMBEDDING_KINDS
 from pages._common import atlas, missing_lake_notice, parse_date, thumb_card, thumb_url
 
@@ -32,6 +33,21 @@ def _categories(date: str) -> html.Div:
         blocks.append(html.Div([html.Span(f"From {row.source}: ", className="small text-muted"), *items],
                                className="mb-1"))
     return html.Div(blocks, className="mb-3")
+
+
+def _sky_objects(date: str) -> html.Div:
+    objs = atlas().entry_objects(date)
+    if objs.empty:
+        return html.Div()
+    items = []
+    for o in objs.drop_duplicates("canonical_id").itertuples():
+        if o.ra_deg == o.ra_deg and o.ra_deg is not None:  # not NaN: a sidereal object with a position
+            label = f"{o.name} ({o.canonical_id}, {o.object_type}) RA {o.ra_deg:.3f}° Dec {o.dec_deg:+.3f}°"
+            items.append(html.Li([label, " ", html.A("Aladin ↗", href=aladin_url(o.ra_deg, o.dec_deg),
+                                                     target="_blank", rel="noopener")]))
+        elif o.resolver == "solar-system":
+            items.append(html.Li(f"{o.name} (solar-system body: no fixed position on the sky)", className="text-muted"))
+    return html.Div([html.H6("On the sky", className="mt-3"), html.Ul(items, className="small", id="entry-objects")])
 
 
 def _neighbours(date: str) -> dbc.Tabs:
@@ -76,6 +92,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
                 _categories(d),
                 html.P(entry.get("explanation") or "(no explanation in the archive)", className="atlas-explanation"),
                 html.Dl([x for k, v in credits for x in (html.Dt(k), html.Dd(v))], className="small"),
+                _sky_objects(d),
                 html.Div([
                     html.A("Open on apod.nasa.gov ↗", href=entry["nasa_page"], target="_blank", rel="noopener",
                            className="btn btn-outline-primary btn-sm me-2"),

@@ -17,15 +17,12 @@ from dash.exceptions import PreventUpdate
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, filters_from, missing_lake_notice, parse_list, thumb_url, years_row
+from pages._common import PALETTE, atlas, filters_from, missing_lake_notice, parse_list, thumb_url, years_row
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
 
 METHODS = {"umap": "UMAP", "tsne": "t-SNE", "umap3d": "3-D UMAP"}
 COLOURS = {"category": "Category", "cluster": "Cluster", "year": "Year", "confidence": "Confidence"}
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52", "#843c39", "#7b4173", "#3182bd", "#31a354",
-           "#756bb1", "#636363", "#fd8d3c", "#9ecae1", "#a1d99b", "#bcbddc"]
 MAX_URL_SELECTION = 200
 GRID_COLUMNS = [
     {"field": "date", "cellRenderer": "markdown", "linkTarget": "_self", "width": 120},

@@ -38,7 +38,7 @@ from pipeline.sources import RawBatch, bundled, dump, nasa
 
 log = logging.getLogger(__name__)
 
-STAGES = ("ingest", "images", "embed", "classify", "project", "cluster")
+STAGES = ("ingest", "images", "embed", "classify", "project", "cluster", "sky")
 METRIC_RUNS_KEPT = 20
 
 
@@ -205,6 +205,7 @@ class Build:
                 cats = self._classify(rows)
                 self._project(rows)
                 self._cluster(rows, cats)
+                self._sky(rows)
             finally:
                 self.metrics.stop()
             summary = self._publish(rows, invalid, embedded, time.perf_counter() - started)
@@ -326,6 +327,28 @@ class Build:
             self.writer.stage_table("clusters", pa.Table.from_pylist(records, schema=SCHEMAS["clusters"]))
             st["items"] = len(records)
             self._done("cluster")
+
+    def _sky(self, rows: list[dict[str, Any]]) -> None:
+        from pipeline.sky.gazetteer import database_path, default
+        from pipeline.sky.resolve import objects_for
+
+        out = self.layout.staged_table("objects")
+        with self.metrics.stage("sky") as st:
+            texts = [(r["date"].isoformat(), r["title"], r["explanation"]) for r in rows]
+            h = sha1_json([sha1_json(texts), database_path().stat().st_size, "sky-v1"])
+            if self._fresh("sky", h, [out]):
+                st["skipped"] = True
+                return
+            gazetteer = default()
+            records = []
+            for r in rows:
+                for o in objects_for(r["title"], r["explanation"], gazetteer):
+                    records.append({"date": r["date"], **{k: getattr(o, k) for k in (
+                        "name", "canonical_id", "ra_deg", "dec_deg", "object_type", "resolver", "field",
+                        "span_start", "span_end", "is_primary")}})
+            self.writer.stage_table("objects", pa.Table.from_pylist(records, schema=SCHEMAS["objects"]))
+            st["items"] = len(records)
+            self._done("sky")
 
     # -- publish --------------------------------------------------------------------------------
     def _metrics_table(self) -> pa.Table:

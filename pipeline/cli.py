@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from", dest="start", type=_date, help="first date")
     s.add_argument("--to", dest="end", type=_date, help="last date")
     s.add_argument("--has-image", choices=["true", "false"], help="only entries with (or without) a picture")
+    s.add_argument("--ra", type=float, help="sky cone centre, right ascension in degrees (with --dec, --radius)")
+    s.add_argument("--dec", type=float, help="sky cone centre, declination in degrees")
+    s.add_argument("--radius", type=float, default=1.0, help="sky cone radius in degrees")
     s.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     return parser
 
@@ -105,8 +108,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         engine = SearchEngine(LakeReader.open(args.lake), encoder_from_manifest)
         has_image = None if args.has_image is None else args.has_image == "true"
+        if (args.ra is None) != (args.dec is None):
+            raise SearchError("a sky cone needs both --ra and --dec")
+        cone = (args.ra, args.dec, args.radius) if args.ra is not None else None
         hits = engine.search(args.query, k=args.k, kind=args.kind, mode=args.mode,
-                             filters=SearchFilters(tuple(args.category), args.start, args.end, has_image))
+                             filters=SearchFilters(tuple(args.category), args.start, args.end, has_image, cone=cone))
     except (SearchError, LakeMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -237,3 +237,51 @@ def test_navbar_search_shows_results_and_paging(browser, server):
     browser.get(server + "/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     wait_for(browser, "#search-results")
     assert browser.find_element("id", "search-q").get_attribute("value") == "<script>alert(1)</script>"
+
+
+OFFLINE_ALADIN = ("unistra.fr", "Failed to fetch", "Uncaught (in promise)")  # survey servers unreachable here
+
+
+def test_sky_page_markers_and_click_to_entry(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get_log("browser")
+    browser.get(server + "/sky")
+    wait_for(browser, "#sky-graph .js-plotly-plot")
+    count = "const gd = document.querySelector('#sky-graph .js-plotly-plot'); return gd && gd.data ? " \
+            "gd.data.reduce((s, t) => s + (t.customdata ? t.customdata.length : 0), 0) : 0;"
+    n = wait_until(lambda: browser.execute_script(count), what="sky markers")
+    assert n > 10
+    aladin = wait_until(lambda: browser.execute_script("return window.atlasSkyMarkers || 0;"), timeout=45,
+                        what="Aladin Lite markers")
+    assert aladin == n
+    time.sleep(1.0)
+    errors = [e for e in console_errors(browser) if not any(s in e for s in OFFLINE_ALADIN)]
+    assert errors == []
+    shot(browser, "sky")
+    # a click on an Aladin Lite marker opens its entry
+    target = browser.execute_script("""
+        const al = window.atlasAladin, src = window.atlasCatalog.getSources()[0];
+        al.gotoRaDec(src.ra, src.dec); al.setFoV(1.0);
+        const xy = al.world2pix(src.ra, src.dec);
+        return {x: xy[0], y: xy[1], date: src.data.date};
+    """)
+    div = browser.find_element("id", "sky-aladin")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", div)
+    time.sleep(1.5)
+    rect = div.rect
+    ActionChains(browser).move_to_element_with_offset(
+        div, int(target["x"] - rect["width"] / 2), int(target["y"] - rect["height"] / 2)).click().perform()
+    wait_until(lambda: browser.current_url.endswith(f"/entry/{target['date']}"), what="entry opened from Aladin")
+    wait_for(browser, "#entry-objects a[href*='aladin.cds.unistra.fr']")
+    # and a click on the all-sky map does too
+    browser.get(server + "/sky")
+    wait_until(lambda: browser.execute_script(count), what="sky markers")
+    date = browser.execute_script("""
+        const gd = document.querySelector('#sky-graph .js-plotly-plot');
+        const i = gd.data.findIndex(t => t.customdata && t.customdata.length);
+        const t = gd.data[i];
+        gd.emit('plotly_click', {points: [{curveNumber: i, pointNumber: 0, pointIndex: 0, customdata: t.customdata[0]}]});
+        return t.customdata[0][0];
+    """)
+    wait_until(lambda: browser.current_url.endswith(f"/entry/{date}"), what="entry opened from the sky map")

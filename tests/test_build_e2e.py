@@ -79,6 +79,12 @@ def test_offline_build_writes_the_lake_contract(built):
     for col in ("gpu_name", "gpu_utilization_percent", "gpu_memory_used_bytes", "gpu_memory_total_bytes"):
         assert col in samples.columns
     assert not (built / ".staging").exists()
+    # sky positions: objects with RA/Dec in range, one primary target per entry at most
+    objs = reader.query("SELECT * FROM objects")
+    sidereal = objs[objs.ra_deg.notna()]
+    assert len(sidereal) > 10 and sidereal.ra_deg.between(0, 360).all() and sidereal.dec_deg.between(-90, 90).all()
+    assert reader.query("SELECT max(n) AS m FROM (SELECT count(*) AS n FROM objects WHERE is_primary GROUP BY date)").m[0] == 1
+    assert set(objs.resolver.dropna()) <= {"openngc", "solar-system"}
 
 
 def test_noop_rerun_embeds_nothing(built, tmp_path):

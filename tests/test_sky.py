@@ -54,3 +54,64 @@ def test_primary_target_prefers_the_title(g):
     objs = objects_for("The Helix Nebula", "Not far from M31 on the sky? No.", g)
     primary = [o for o in objs if o.is_primary]
     assert len(primary) == 1 and primary[0].field == "title" and primary[0].canonical_id == "NGC7293"
+
+
+def _tiny_lake(tmp_path, points):
+    """A published lake whose entries each have one object at the given (ra, dec)."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from lake import manifest as manifest_io
+    from lake.atomic import write_parquet
+    from lake.layout import LakeLayout
+    from lake.schema import SCHEMAS, conform
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    days = [dt.date(2000, 1, 1) + dt.timedelta(days=i) for i in range(len(points))]
+    entries = [{"date": d, "title": f"e{i}", "explanation": "", "media_type": "image", "has_image": False,
+                "year": 2000, "source": "test", "content_sha1": "x"} for i, d in enumerate(days)]
+    objects = [{"date": d, "name": f"o{i}", "ra_deg": ra, "dec_deg": dec, "resolver": "test", "is_primary": True}
+               for i, (d, (ra, dec)) in enumerate(zip(days, points))]
+    for name, rows in (("entries", entries), ("objects", objects), ("categories", [])):
+        write_parquet(layout.table(name), conform(pa.Table.from_pylist(rows, schema=SCHEMAS[name]), name))
+    manifest_io.write(layout.manifest, {"taxonomy": {"categories": []}})
+    return layout
+
+
+def test_cone_search_wraps_ra_and_handles_poles(tmp_path):
+    from lake.queries import AtlasQueries
+    from lake.reader import LakeReader
+
+    points = [(359.9, 0.0), (0.1, 0.0), (180.0, 0.0), (10.0, 89.9), (190.0, 89.9), (0.0, -89.95), (0.0, 2.5)]
+    a = AtlasQueries(LakeReader(_tiny_lake(tmp_path, points)))
+    near_zero = a.cone(0.0, 0.0, 0.5)
+    assert near_zero.title.tolist() in (["e0", "e1"], ["e1", "e0"])  # both sides of RA 0/360
+    assert near_zero.separation_deg.max() == pytest.approx(0.1, abs=1e-3)
+    pole = a.cone(123.0, 90.0, 0.2)  # every RA is close to the pole
+    assert sorted(pole.title) == ["e3", "e4"]
+    assert a.cone(0.0, -90.0, 0.1).title.tolist() == ["e5"]
+    assert a.cone(0.0, 0.0, 2.6).title.tolist()[-1] == "e6"  # nearest first
+    assert a.cone(90.0, 0.0, 1.0).empty
+
+
+def test_cone_api_and_search_filter(demo_lake):
+    import os
+
+    os.environ["COSMIC_ATLAS_LAKE"] = str(demo_lake)
+    from app import server
+
+    client = server.test_client()
+    r = client.get("/api/cone?ra=83.82&dec=-5.39&r=1")
+    assert r.status_code == 200 and "2014-04-08" in {x["date"] for x in r.get_json()["results"]}  # M42 entry
+    by_name = client.get("/api/cone", query_string={"name": "Orion Nebula", "r": "1"}).get_json()
+    assert {x["date"] for x in by_name["results"]} == {x["date"] for x in r.get_json()["results"]}
+    assert client.get("/api/cone?ra=400&dec=0&r=1").status_code == 400
+    assert client.get("/api/cone?ra=10").status_code == 400
+    assert client.get("/api/cone?name=Xyzzy%20Nebula").status_code == 404
+    inside = {x["date"] for x in r.get_json()["results"]}
+    hits = client.get("/api/search?q=stars&ra=83.82&dec=-5.39&r=1&k=5").get_json()["results"]
+    assert hits and {h["date"] for h in hits} <= inside
+    entry = client.get("/api/entry/2014-04-08").get_json()
+    m42 = next(o for o in entry["objects"] if o["canonical_id"] == "NGC1976")
+    assert m42["aladin"].startswith("https://aladin.cds.unistra.fr/AladinLite/?target=83.8")
