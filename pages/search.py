@@ -66,8 +66,8 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
         dbc.Col(dcc.Dropdown(id="search-cats", options=names, value=chosen, multi=True, placeholder="All categories"), md=5),
         dbc.Col(dcc.DatePickerRange(id="search-dates", start_date=filters.start, end_date=filters.end,
                                     display_format="YYYY-MM-DD", clearable=True), md=4),
-        dbc.Col(dbc.Select(id="search-image", value=image if image in ("yes", "no") else "",
-                           options=[{"label": "with or without picture", "value": ""},
+        dbc.Col(dbc.Select(id="search-image", value=image if image in ("yes", "no") else "any",
+                           options=[{"label": "with or without picture", "value": "any"},
                                     {"label": "with picture", "value": "yes"},
                                     {"label": "without picture", "value": "no"}]), md=3),
     ], className="g-2 mb-3")
@@ -103,7 +103,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
 )
 def go(_n, q, mode, kind, cats, start, end, image, page):
     params = {"q": q or "", "mode": mode, "kind": kind, "cats": ",".join(cats or []), "start": start or "",
-              "end": end or "", "image": image or ""}
+              "end": end or "", "image": image if image in ("yes", "no") else ""}
     if dash.ctx.triggered_id == "search-page":
         params["page"] = page
     return "/search?" + urlencode({k: v for k, v in params.items() if v})
