@@ -137,10 +137,10 @@ def sky_section(r: dict) -> list[str]:
             "| tolerance | recall | precision | our positions |", "|---|---:|---:|---:|",
             f"| 0.1° (target: recall ≥ 0.8, precision ≥ 0.9) | {a['recall']} | {a['precision']} | {a['resolved_objects']} |",
             f"| 0.5° (extended nebulae: catalogue centres differ) | {b['recall']} | {b['precision']} | {b['resolved_objects']} |",
-            "", "Not met offline. Most misses are names OpenNGC does not hold (constellations, bright stars, "
-            "Abell/Arp/WR/HH/SN designations: they need the SIMBAD resolver, not built yet) and extended objects whose "
-            "OpenNGC centre is 0.1–0.5° from SIMBAD's; most extra positions are objects the text mentions that the "
-            "check set did not record.", ""]
+            "", "Not met (offline; the online Sesame step could not run here). Most misses are names the "
+            "extractor does not look for yet (constellations, bright stars) or OpenNGC does not hold (Abell/Arp/WR/HH/SN "
+            "designations, which Sesame would place), and extended objects whose OpenNGC centre is 0.1–0.5° from "
+            "SIMBAD's; most extra positions are objects the text mentions that the check set did not record.", ""]
 
 
 SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality_offline", quality_section),

@@ -112,6 +112,11 @@ class LakeLayout:
         return self.cache / "nasa_api"
 
     @property
+    def sesame_cache(self) -> Path:
+        """Names already sent to the online resolver and its answers (null = unknown name)."""
+        return self.cache / "sesame.json"
+
+    @property
     def thumbs_index(self) -> Path:
         """What each thumbnail was made from, so unchanged images are not decoded again."""
         return self.cache / "thumbs_index.json"

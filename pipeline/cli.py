@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tsne-perplexity", type=float, default=30.0)
     c.add_argument("--clusters", type=_positive, dest="n_clusters", help="clusters per embedding (default √(n/8))")
     c.add_argument("--seed", type=int, default=42)
+    k = b.add_argument_group("sky positions")
+    k.add_argument("--offline", action="store_true",
+                   help="resolve object names with the bundled OpenNGC only; never touch the network")
+    k.add_argument("--sesame-url", action="append", dest="sesame_urls",
+                   help="Sesame name-resolver base URL (repeatable; env SESAME_URL, comma-separated)")
     o = b.add_argument_group("other")
     o.add_argument("--threads", type=_positive, default=max(1, os.cpu_count() or 1))
     o.add_argument("--force", action="store_true", help="recompute every stage (embedding cache still used)")
@@ -153,7 +158,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, embed_chunk=args.embed_chunk, taxonomy_path=args.taxonomy_path,
             umap_neighbors=args.umap_neighbors, umap_min_dist=args.umap_min_dist,
             tsne_perplexity=args.tsne_perplexity, n_clusters=args.n_clusters, seed=args.seed,
-            threads=args.threads, force=args.force,
+            threads=args.threads, force=args.force, offline=args.offline,
+            **({"sesame_urls": args.sesame_urls} if args.sesame_urls else {}),
         )
         summary = Build(cfg, progress=not args.no_progress).run()
     except (ValueError, SourceError, EncoderUnavailable, RuntimeError, OSError) as exc:

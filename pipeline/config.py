@@ -16,6 +16,8 @@ BUNDLED_IMAGES = BUNDLED_DIR / "images"
 
 NASA_API_URL = os.environ.get("NASA_APOD_URL", "https://api.nasa.gov/planetary/apod")
 
+SESAME_URLS = tuple(u for u in os.environ.get("SESAME_URL", "").split(",") if u) or (
+    "https://cds.unistra.fr/cgi-bin/nph-sesame/", "http://vizier.cfa.harvard.edu/viz-bin/nph-sesame/")
 ENCODER_CHOICES = ("auto", "offline", "openclip")
 CLIP_MODEL = "ViT-B-32"
 CLIP_PRETRAINED = "laion2b_s34b_b79k"
@@ -52,6 +54,8 @@ class BuildConfig:
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 60_000_000
     thumb_size: int = 256
+    offline: bool = False  # never use the network for name resolution
+    sesame_urls: list[str] = field(default_factory=lambda: list(SESAME_URLS))
     force: bool = False
     sample_interval: float = 0.5
 

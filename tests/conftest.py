@@ -23,6 +23,7 @@ ARCHIVE = REPO / "data" / "apod" / "apod_archive.parquet"
 IMAGES = REPO / "data" / "apod" / "images"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub by accident
+os.environ.setdefault("SESAME_URL", "http://127.0.0.1:9/")  # nor the CDS name resolver (closed local port)
 
 
 def archive_rows(start: str, end: str) -> list[dict]:

@@ -115,3 +115,65 @@ def test_cone_api_and_search_filter(demo_lake):
     entry = client.get("/api/entry/2014-04-08").get_json()
     m42 = next(o for o in entry["objects"] if o["canonical_id"] == "NGC1976")
     assert m42["aladin"].startswith("https://aladin.cds.unistra.fr/AladinLite/?target=83.8")
+
+
+def _sesame(server, answers: dict[str, str]):
+    from urllib.parse import unquote, urlparse
+
+    def handle(h):
+        name = unquote(urlparse(h.path).query)
+        body = answers.get(name, "#! *** Nothing found *** ")
+        h.reply(200, f"# {name}\n{body}\n".encode(), "text/plain")
+    server.routes["/sesame/SNV"] = handle
+
+
+def test_online_resolver_against_a_local_sesame_and_its_cache(http_server, tmp_path):
+    from pipeline.sky.online import SesameResolver
+
+    _sesame(http_server, {"Abell 2218": "%J 248.95417 +66.21222 = 16:35:49.0 +66:12:44"})
+    cache = tmp_path / "sesame.json"
+    r = SesameResolver(cache, (f"{http_server.url}/sesame/",), timeout=5)
+    got = r.resolve(["Abell 2218", "Xyzzy 1"])
+    assert got["Abell 2218"] == pytest.approx((248.95417, 66.21222)) and got["Xyzzy 1"] is None
+    asked = len(http_server.requests)
+    again = SesameResolver(cache, (f"{http_server.url}/sesame/",)).resolve(["Abell 2218", "Xyzzy 1"])
+    assert again == got and len(http_server.requests) == asked  # answered from the cache in the lake
+
+
+def test_unreachable_resolver_gives_up_fast(tmp_path, free_port):
+    import time
+
+    from pipeline.sky.online import SesameResolver
+
+    start = time.perf_counter()
+    r = SesameResolver(tmp_path / "s.json", (f"http://127.0.0.1:{free_port}/sesame/",), timeout=5)
+    assert r.resolve(["Abell 2218"]) == {"Abell 2218": None}
+    assert time.perf_counter() - start < 5 and r.queries == 0
+
+
+def test_build_uses_sesame_for_leftover_names_and_offline_never_asks(http_server, tmp_path):
+    import json
+
+    from lake.reader import LakeReader
+    from tests.conftest import run_cli, write_jsonl
+
+    _sesame(http_server, {"Abell 2218": "%J 248.95417 +66.21222 = 16:35:49.0 +66:12:44"})
+    dump = write_jsonl(tmp_path / "d.jsonl", [
+        {"date": "2020-01-01", "title": "Abell 2218: A Galaxy Cluster Lens", "explanation": "Gravity bends light."},
+        {"date": "2020-01-02", "title": "M42 again", "explanation": "The Orion Nebula."},
+        {"date": "2020-01-03", "title": "Saturn", "explanation": "Rings."},
+        {"date": "2020-01-04", "title": "Comet tails", "explanation": "Comet NEOWISE."}])
+    lake = tmp_path / "lake"
+    common = ["build", "--no-progress", "--encoder", "offline", "--dump", str(dump), "--lake", str(lake)]
+    proc = run_cli(*common, "--sesame-url", f"{http_server.url}/sesame/")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    objs = LakeReader.open(lake).query("SELECT * FROM objects")
+    abell = objs[objs.name == "Abell 2218"].iloc[0]
+    assert abell.resolver == "sesame" and abell.is_primary and abs(abell.ra_deg - 248.954) < 1e-3
+    assert json.loads((lake / "cache" / "sesame.json").read_text())["Abell 2218"]
+    offline_lake = tmp_path / "offline"
+    before = len(http_server.requests)
+    proc = run_cli(*common[:-1], str(offline_lake), "--offline", "--sesame-url", f"{http_server.url}/sesame/")
+    assert proc.returncode == 0 and len(http_server.requests) == before
+    off = LakeReader.open(offline_lake).query("SELECT * FROM objects WHERE name = 'Abell 2218'")
+    assert off.resolver.isna().all() and off.ra_deg.isna().all()
