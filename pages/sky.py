@@ -11,7 +11,7 @@ import dash
 import dash_bootstrap_components as dbc
 import numpy as np
 import plotly.graph_objects as go
-from dash import Input, Output, callback, clientside_callback, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from lake.manifest import LakeMissingError
 from pages._common import PALETTE, atlas, filters_from, missing_lake_notice, parse_list, years_row
@@ -40,6 +40,15 @@ def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
         ], className="mt-2"),
         years_row("sky-years", lo.year, hi.year, years),
         dcc.Graph(id="sky-graph", config={"displaylogo": False}, style={"height": "60vh"}),
+        html.H5("Cone search", className="mt-3"),
+        dbc.Row([
+            dbc.Col(dbc.Input(id="cone-name", placeholder="object name, e.g. Orion Nebula or M 31", type="text"), md=4),
+            dbc.Col(dbc.Input(id="cone-ra", placeholder="RA (deg)", type="number", min=0, max=360), md=2),
+            dbc.Col(dbc.Input(id="cone-dec", placeholder="Dec (deg)", type="number", min=-90, max=90), md=2),
+            dbc.Col(dbc.Input(id="cone-r", value=1.0, type="number", min=0.01, max=180, step=0.1), md=2),
+            dbc.Col(dbc.Button("Find entries", id="cone-go", color="primary"), md=2),
+        ], className="g-2"),
+        html.Div(id="cone-results", className="my-2"),
         html.H5("Aladin Lite", className="mt-3"),
         html.Div("Survey images come from CDS servers and need the internet; the markers (one per entry, its "
                  "primary target) work without it. Click a marker to open its entry.", className="small text-muted mb-2"),
@@ -118,11 +127,62 @@ def update_sky(cats, years, selection):
     return fig, note, sources
 
 
+@callback(
+    Output("cone-results", "children"),
+    Input("cone-go", "n_clicks"),
+    State("cone-name", "value"),
+    State("cone-ra", "value"),
+    State("cone-dec", "value"),
+    State("cone-r", "value"),
+    State("sky-cats", "value"),
+    State("sky-years", "value"),
+    prevent_initial_call=True,
+)
+def cone_search(_n, name, ra, dec, radius, cats, years):
+    radius = float(radius or 1.0)
+    if not 0 < radius <= 180:
+        return dbc.Alert("The radius must be between 0 and 180 degrees.", color="warning")
+    if name and name.strip():
+        from pipeline.sky.gazetteer import default
+        from pipeline.sky.resolve import objects_for
+
+        placed = [o for o in objects_for(name.strip(), "", default()) if o.ra_deg is not None]
+        if not placed:
+            return dbc.Alert(f"“{name.strip()[:80]}” is not in the offline catalogue; give RA and Dec instead.",
+                             color="warning")
+        ra, dec = placed[0].ra_deg, placed[0].dec_deg
+    if ra is None or dec is None or not (0 <= float(ra) <= 360 and -90 <= float(dec) <= 90):
+        return dbc.Alert("Give an object name, or RA (0–360°) and Dec (−90–90°).", color="warning")
+    df = atlas().cone(float(ra), float(dec), radius, filters_from(cats, years), limit=200)
+    head = html.Div(f"{len(df):,} entries within {radius:g}° of RA {float(ra):.3f}°, Dec {float(dec):+.3f}° "
+                    "(nearest first)", className="small text-muted mb-1")
+    rows = [html.Li([html.A(r.title, href=f"/entry/{r.date}"), f" — {r.date} · {r.name} · {r.separation_deg:.3f}°"])
+            for r in df.itertuples()]
+    return html.Div([head, html.Ol(rows, className="small", id="cone-list")])
+
+
 @callback(Output("sky-go", "pathname"), Input("sky-graph", "clickData"), prevent_initial_call=True)
 def open_entry(click):
     if not click or not click.get("points"):
         return no_update
     return f"/entry/{click['points'][0]['customdata'][0]}"
+
+
+clientside_callback(
+    """
+    function(cats, years) {
+        const p = new URLSearchParams();
+        if (cats && cats.length) p.set('cats', cats.join(','));
+        if (years && years.length === 2) p.set('years', years.join(','));
+        const qs = p.toString();
+        window.history.replaceState(null, '', window.location.pathname + (qs ? '?' + qs : ''));
+        return window.dash_clientside.no_update;
+    }
+    """,
+    Output("sky-go", "hash"),
+    Input("sky-cats", "value"),
+    Input("sky-years", "value"),
+)
 
 
 # Aladin Lite is an ES module: import it on this page only, create the view once, replace the markers

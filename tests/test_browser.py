@@ -285,3 +285,14 @@ def test_sky_page_markers_and_click_to_entry(browser, server):
         return t.customdata[0][0];
     """)
     wait_until(lambda: browser.current_url.endswith(f"/entry/{date}"), what="entry opened from the sky map")
+
+
+def test_sky_cone_search_by_name(browser, server):
+    browser.get(server + "/sky")
+    wait_for(browser, "#cone-name")
+    browser.find_element("id", "cone-name").send_keys("Orion Nebula")
+    button = browser.find_element("id", "cone-go")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    wait_for(browser, "#cone-list li a")
+    assert "2014-04-08" in {a.get_attribute("href")[-10:] for a in browser.find_elements("css selector", "#cone-list li a")}
