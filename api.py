@@ -73,13 +73,12 @@ def _cone(p: dict[str, str]) -> tuple[float, float, float] | None:
         return None
     r = _float(p.get("r") or "1", "r", 1e-6, 180)
     if p.get("name"):
-        from pipeline.sky.gazetteer import default
-        from pipeline.sky.resolve import objects_for
+        from pipeline.sky.resolve import position_of
 
-        objs = [o for o in objects_for(p["name"], "", default()) if o.ra_deg is not None]
-        if not objs:
+        pos = position_of(p["name"])
+        if pos is None:
             raise LookupError(f"cannot resolve {p['name'][:80]!r} offline; give ra and dec in degrees instead")
-        return objs[0].ra_deg, objs[0].dec_deg, r
+        return pos[0], pos[1], r
     if not (p.get("ra") and p.get("dec")):
         raise BadRequest("a cone needs ra and dec (degrees), or a name")
     return _float(p["ra"], "ra", 0, 360), _float(p["dec"], "dec", -90, 90), r

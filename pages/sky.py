@@ -143,14 +143,13 @@ def cone_search(_n, name, ra, dec, radius, cats, years):
     if not 0 < radius <= 180:
         return dbc.Alert("The radius must be between 0 and 180 degrees.", color="warning")
     if name and name.strip():
-        from pipeline.sky.gazetteer import default
-        from pipeline.sky.resolve import objects_for
+        from pipeline.sky.resolve import position_of
 
-        placed = [o for o in objects_for(name.strip(), "", default()) if o.ra_deg is not None]
-        if not placed:
+        pos = position_of(name.strip())
+        if pos is None:
             return dbc.Alert(f"“{name.strip()[:80]}” is not in the offline catalogue; give RA and Dec instead.",
                              color="warning")
-        ra, dec = placed[0].ra_deg, placed[0].dec_deg
+        ra, dec = pos
     if ra is None or dec is None or not (0 <= float(ra) <= 360 and -90 <= float(dec) <= 90):
         return dbc.Alert("Give an object name, or RA (0–360°) and Dec (−90–90°).", color="warning")
     df = atlas().cone(float(ra), float(dec), radius, filters_from(cats, years), limit=200)

@@ -50,3 +50,11 @@ def objects_for(title: str, explanation: str, gazetteer: Gazetteer) -> list[SkyO
         o = out[primary]
         out[primary] = SkyObject(**{**o.__dict__, "is_primary": True})
     return out
+
+
+def position_of(name: str) -> tuple[float, float] | None:
+    """RA/Dec (degrees) of a typed name ("Orion Nebula", "M 31", "NGC 2237"), offline; None if unknown."""
+    from pipeline.sky.gazetteer import default
+
+    placed = [o for o in objects_for(name, "", default()) if o.ra_deg is not None]
+    return (placed[0].ra_deg, placed[0].dec_deg) if placed else None
