@@ -211,7 +211,14 @@ clientside_callback(
             window.atlasCatalog.addSources(sources.map(s => A.source(s.ra_deg, s.dec_deg,
                 {date: s.date, title: s.title, name: s.name})));
             window.atlasSkyMarkers = sources.length;
-            return sources.length.toLocaleString() + ' markers in Aladin Lite';
+            let survey = '';
+            try {  // can the survey images load? (they stream from CDS)
+                const ctl = new AbortController(); setTimeout(() => ctl.abort(), 4000);
+                await fetch('https://alasky.cds.unistra.fr/DSS/DSSColor/properties', {mode: 'no-cors', signal: ctl.signal});
+            } catch (e) {
+                survey = ' · survey images cannot be loaded from CDS (no internet connection?): markers are shown on a blank sky';
+            }
+            return sources.length.toLocaleString() + ' markers in Aladin Lite' + survey;
         } catch (err) {
             return 'Aladin Lite could not start here (' + err + '); the all-sky map above has the same entries.';
         }

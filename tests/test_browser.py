@@ -255,7 +255,8 @@ def test_sky_page_markers_and_click_to_entry(browser, server):
     aladin = wait_until(lambda: browser.execute_script("return window.atlasSkyMarkers || 0;"), timeout=45,
                         what="Aladin Lite markers")
     assert aladin == n
-    time.sleep(1.0)
+    wait_until(lambda: "survey images cannot be loaded" in browser.find_element("id", "sky-aladin-status").text,
+               what="offline note for the survey images")
     errors = [e for e in console_errors(browser) if not any(s in e for s in OFFLINE_ALADIN)]
     assert errors == []
     shot(browser, "sky")
