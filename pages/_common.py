@@ -22,6 +22,13 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#756bb1", "#636363", "#fd8d3c", "#9ecae1", "#a1d99b", "#bcbddc"]
 
 
+def vocabulary() -> tuple[Any, list[str], dt.date, dt.date]:
+    """The lake's queries, its category names and its date range (raises LakeMissingError)."""
+    a = atlas()
+    lo, hi = a.date_range()
+    return a, a.category_names(), lo, hi
+
+
 def missing_lake_notice(exc: Exception) -> dbc.Alert:
     root = getattr(exc, "root", lake_layout().root)
     return dbc.Alert(

@@ -11,7 +11,7 @@ import plotly.express as px
 from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
-from pages._common import atlas, filters_from, missing_lake_notice, thumb_card, years_row
+from pages._common import atlas, filters_from, missing_lake_notice, thumb_card, vocabulary, years_row
 
 dash.register_page(__name__, path="/categories", name="Categories", title="Cosmic Atlas · Categories")
 
@@ -20,9 +20,7 @@ PER_PAGE = 24
 
 def layout(cat: str = "", years: str = "", **_ignored) -> html.Div:
     try:
-        a = atlas()
-        names = a.category_names()
-        lo, hi = a.date_range()
+        _, names, lo, hi = vocabulary()
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     return dbc.Container([

@@ -17,7 +17,9 @@ from dash.exceptions import PreventUpdate
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
-from pages._common import PALETTE, atlas, filters_from, missing_lake_notice, parse_list, thumb_url, years_row
+from pages._common import (
+    PALETTE, atlas, filters_from, missing_lake_notice, parse_list, thumb_url, vocabulary, years_row,
+)
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
 
@@ -41,9 +43,7 @@ def _choice(value, allowed, default):
 def layout(emb: str = "text", method: str = "umap", color: str = "category", cats: str = "",
            years: str = "", sel: str = "", **_ignored) -> html.Div:
     try:
-        a = atlas()
-        names = a.category_names()
-        lo, hi = a.date_range()
+        _, names, lo, hi = vocabulary()
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     selected = [d for d in parse_list(sel) if len(d) == 10]

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from lake.manifest import LakeMissingError
-from pages._common import PALETTE, atlas, filters_from, missing_lake_notice, parse_list, years_row
+from pages._common import PALETTE, atlas, filters_from, missing_lake_notice, parse_list, vocabulary, years_row
 
 dash.register_page(__name__, path="/sky", name="Sky", title="Cosmic Atlas · Sky")
 
@@ -23,9 +23,7 @@ ALADIN_JS = "/assets/vendor/aladin-lite-3.8.2/aladin.js"
 
 def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
     try:
-        a = atlas()
-        names = a.category_names()
-        lo, hi = a.date_range()
+        a, names, lo, hi = vocabulary()
         has_sky = a.has_sky()
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
