@@ -30,7 +30,7 @@ import numpy as np
 
 from lake.reader import LakeReader
 from lake.schema import EMBEDDING_KINDS, KEYWORD_KIND
-from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR
+from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR, matrix
 
 MODES = ("hybrid", "dense", "keyword")
 RRF_K = 60
@@ -79,8 +79,7 @@ class InMemoryVectors:
 
     def __init__(self, table) -> None:
         arrow = table.to_arrow().select(["date", "vector", "title", "category", "has_image"])
-        vec = arrow.column("vector").combine_chunks()
-        self.vectors = vec.flatten().to_numpy().reshape(len(arrow), vec.type.list_size).astype(np.float32)
+        self.vectors = matrix(arrow.column("vector"))
         self.dates = np.array(arrow.column("date").to_pylist())
         self.titles = arrow.column("title").to_pylist()
         self.categories = np.array([c or "" for c in arrow.column("category").to_pylist()])

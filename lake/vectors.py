@@ -93,10 +93,13 @@ def _table_names(db) -> list[str]:
     return list(getattr(listing, "tables", listing))
 
 
+def matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A fixed-size-list vector column as a float32 (rows × dim) matrix."""
+    vec = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return vec.flatten().to_numpy(zero_copy_only=False).reshape(len(vec), vec.type.list_size).astype(np.float32)
+
+
 def read_vectors(db_path: Path, kind: str) -> tuple[list[str], np.ndarray]:
     """All dates and vectors of one kind, in table order."""
     arrow = open_table(db_path, kind).to_arrow()
-    dates = arrow.column("date").to_pylist()
-    vec = arrow.column("vector").combine_chunks()
-    dim = vec.type.list_size
-    return dates, vec.flatten().to_numpy().reshape(-1, dim)
+    return arrow.column("date").to_pylist(), matrix(arrow.column("vector"))

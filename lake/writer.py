@@ -89,9 +89,7 @@ class LakeWriter:
         staged = self.layout.staged_vectors(kind)
         if staged.is_file():
             table = pq.read_table(staged)
-            vec = table.column("vector").combine_chunks()
-            dates = table.column("date").to_pylist()
-            return dates, vec.flatten().to_numpy().reshape(len(dates), -1)
+            return table.column("date").to_pylist(), vectors.matrix(table.column("vector"))
         if not self.layout.vectors.is_dir():
             return [], np.zeros((0, 0), np.float32)
         try:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lake import atomic
+from lake.vectors import matrix
 
 COMPACT_AFTER = 64  # chunk files before they are merged into one
 
@@ -31,10 +32,7 @@ class EmbeddingCache:
     def _load(self) -> None:
         for chunk in self._chunks():
             table = pq.read_table(chunk)
-            keys = table.column("key").to_pylist()
-            vec = table.column("vector").combine_chunks()
-            mat = vec.flatten().to_numpy(zero_copy_only=False).reshape(len(keys), -1).astype(np.float32)
-            self._vectors.update(zip(keys, mat))
+            self._vectors.update(zip(table.column("key").to_pylist(), matrix(table.column("vector"))))
 
     def __contains__(self, key: str) -> bool:
         return key in self._vectors
