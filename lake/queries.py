@@ -220,25 +220,6 @@ class AtlasQueries:
             {"d": dt.date.fromisoformat(date)},
         )
 
-    def neighbours(self, date: str, kind: str, k: int = 8) -> pd.DataFrame:
-        """Nearest entries to ``date`` in one embedding (cosine), using its stored vector."""
-        if kind not in EMBEDDING_KINDS:
-            raise ValueError(f"unknown embedding {kind!r}")
-        try:
-            table = self.reader.vector_table(kind)
-        except KeyError:
-            return pd.DataFrame(columns=["date", "title", "category", "similarity", "has_image"])
-        own = table.search().where("date = '" + dt.date.fromisoformat(date).isoformat() + "'").limit(1).to_list()
-        if not own:
-            return pd.DataFrame(columns=["date", "title", "category", "similarity", "has_image"])
-        hits = table.search(own[0]["vector"]).metric("cosine").limit(k + 1).to_list()
-        rows = [
-            {"date": h["date"], "title": h["title"], "category": h["category"],
-             "similarity": round(1.0 - float(h["_distance"]), 3), "has_image": h["has_image"]}
-            for h in hits if h["date"] != own[0]["date"]
-        ]
-        return pd.DataFrame(rows[:k])
-
     # -- sky ------------------------------------------------------------------------------------
     def has_sky(self) -> bool:
         return "objects" in self.reader.tables

@@ -3,14 +3,17 @@ in each embedding."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from lake.manifest import LakeMissingError
 from lake.queries import aladin_url
+from lake.search import SearchError
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, missing_lake_notice, parse_date, thumb_card, thumb_url
+from pages._common import atlas, engine, missing_lake_notice, parse_date, thumb_card, thumb_url
 
 dash.register_page(__name__, path_template="/entry/<date>", name="Entry", title="Cosmic Atlas · Entry")
 
@@ -53,12 +56,15 @@ def _sky_objects(date: str) -> html.Div:
 def _neighbours(date: str) -> dbc.Tabs:
     tabs = []
     for kind in EMBEDDING_KINDS:
-        df = atlas().neighbours(date, kind, k=8)
-        if df.empty:
+        try:
+            hits = engine().similar(dt.date.fromisoformat(date), kind=kind, k=8)
+        except (LookupError, SearchError):
+            hits = []
+        if not hits:
             body = html.Div("This entry has no vector of this kind (no image).", className="text-muted p-2")
         else:
-            body = dbc.Row([dbc.Col(thumb_card(r.date, r.title, bool(r.has_image), f"{r.similarity:.2f}"),
-                                    xs=6, md=3, lg=3, className="mb-3") for r in df.itertuples()],
+            body = dbc.Row([dbc.Col(thumb_card(h["date"], h["title"], bool(h["has_image"]), f"{h['score']:.2f}"),
+                                    xs=6, md=3, lg=3, className="mb-3") for h in hits],
                            className="pt-3 atlas-neighbours")
         tabs.append(dbc.Tab(body, label=f"{kind.title()} ({KIND_HELP[kind]})", tab_id=f"nb-{kind}"))
     return dbc.Tabs(tabs, active_tab="nb-text", id="entry-tabs")

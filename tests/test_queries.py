@@ -48,16 +48,22 @@ def test_selection_has_credits_and_nasa_links(atlas):
 
 
 def test_entry_and_neighbours(atlas):
+    from lake.search import SearchEngine, SearchError
+    from pipeline.encoders import encoder_from_manifest
+
     e = atlas.entry("2014-01-07")
     assert e["title"].startswith("M7") and e["nasa_page"].endswith("ap140107.html")
     assert atlas.entry("2014-12-31") is None
-    nb = atlas.neighbours("2014-01-07", "text", k=5)
-    assert len(nb) == 5 and "2014-01-07" not in set(nb.date)
-    assert nb.similarity.is_monotonic_decreasing
+    search = SearchEngine(atlas.reader, encoder_from_manifest)  # what the entry page asks for neighbours
+    nb = search.similar(dt.date(2014, 1, 7), kind="text", k=5)
+    assert len(nb) == 5 and "2014-01-07" not in {h["date"] for h in nb}
+    scores = [h["score"] for h in nb]
+    assert scores == sorted(scores, reverse=True)
     no_image = atlas.reader.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE NOT has_image").d[0]
-    assert atlas.neighbours(no_image, "image").empty  # no picture, no image vector
-    with pytest.raises(ValueError):
-        atlas.neighbours("2014-01-07", "bogus")
+    with pytest.raises(LookupError):  # no picture, no image vector
+        search.similar(dt.date.fromisoformat(no_image), kind="image")
+    with pytest.raises(SearchError):
+        search.similar(dt.date(2014, 1, 7), kind="bogus")
 
 
 def test_category_pages_and_counts(atlas):
