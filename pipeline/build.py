@@ -286,8 +286,9 @@ class Build:
             else:
                 st["skipped"] = True
         cats = self.writer.read_table("categories").to_pandas()
-        text_cats = cats[cats.source == "text"]
-        return dict(zip(text_cats.date.astype(str), text_cats.category))
+        text = cats[cats.source == "text"]
+        self.text_categories = text.set_index(text.date.astype(str))  # read once; publish and export use it
+        return dict(zip(self.text_categories.index, self.text_categories.category))
 
     def _project(self, rows: list[dict[str, Any]]) -> None:
         params = project.ProjectionParams(self.cfg.umap_neighbors, self.cfg.umap_min_dist,
@@ -421,11 +422,9 @@ class Build:
         }
         vector_columns = None
         if rewrite_vectors:
-            cats = self.writer.read_table("categories").to_pandas()
-            text_cats = cats[cats.source == "text"]
             vector_columns = {
                 "title": {r["date"].isoformat(): r["title"] for r in rows},
-                "category": dict(zip(text_cats.date.astype(str), text_cats.category)),
+                "category": self.text_categories.category.to_dict(),
                 "has_image": {r["date"].isoformat(): r.get("has_image") for r in rows},
                 "body": {r["date"].isoformat(): text_input(r["title"], r["explanation"]) for r in rows},
             }
@@ -436,8 +435,7 @@ class Build:
     def _stage_category_export(self, rows) -> None:
         import pyarrow.csv as pacsv
 
-        cats = self.writer.read_table("categories").to_pandas()
-        text = cats[cats.source == "text"].set_index(cats[cats.source == "text"].date.astype(str))
+        text = self.text_categories
         out = []
         for r in rows:
             d = r["date"].isoformat()
