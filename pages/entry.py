@@ -50,6 +50,9 @@ def _sky_objects(date: str) -> html.Div:
                                                      target="_blank", rel="noopener")]))
         elif o.resolver == "solar-system":
             items.append(html.Li(f"{o.name} (solar-system body: no fixed position on the sky)", className="text-muted"))
+        else:
+            items.append(html.Li(f"{o.name} ({o.canonical_id}: not placed; OpenNGC does not know it and the online "
+                                 "resolver was not asked or did not find it)", className="text-muted"))
     return html.Div([html.H6("On the sky", className="mt-3"), html.Ul(items, className="small", id="entry-objects")])
 
 

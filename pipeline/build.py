@@ -331,42 +331,29 @@ class Build:
             self._done("cluster")
 
     def _sky(self, rows: list[dict[str, Any]]) -> None:
-        from pipeline.sky.gazetteer import database_path, default
-        from pipeline.sky.resolve import objects_for
+        from pipeline.sky.gazetteer import default, fingerprint
+        from pipeline.sky.resolve import objects_for, place_online
 
         out = self.layout.staged_table("objects")
         with self.metrics.stage("sky") as st:
             texts = [(r["date"].isoformat(), r["title"], r["explanation"]) for r in rows]
             online = None if self.cfg.offline else SesameResolver(self.layout.sesame_cache, tuple(self.cfg.sesame_urls))
-            h = sha1_json([sha1_json(texts), database_path().stat().st_size, "sky-v1", self.cfg.offline])
+            h = sha1_json([sha1_json(texts), fingerprint(), self.cfg.offline])
             if self._fresh("sky", h, [out]):
                 st["skipped"] = True
                 return
             gazetteer = default()
+            per_entry = {r["date"]: objects_for(r["title"], r["explanation"], gazetteer) for r in rows}
+            if online is not None:
+                per_entry = place_online(per_entry, online)
             keys = ("name", "canonical_id", "ra_deg", "dec_deg", "object_type", "resolver", "field",
                     "span_start", "span_end", "is_primary")
-            records = [{"date": r["date"], **{k: getattr(o, k) for k in keys}}
-                       for r in rows for o in objects_for(r["title"], r["explanation"], gazetteer)]
-            if online is not None:
-                self._resolve_online(records, online)
+            records = [{"date": d, **{k: getattr(o, k) for k in keys}} for d, objs in per_entry.items() for o in objs]
             self.writer.stage_table("objects", pa.Table.from_pylist(records, schema=SCHEMAS["objects"]))
             st["items"] = len(records)
+            log.info("sky: %d object mentions, %d placed on the sky", len(records),
+                     sum(1 for r in records if r["ra_deg"] is not None))
             self._done("sky")
-
-    @staticmethod
-    def _resolve_online(records: list[dict[str, Any]], online) -> None:
-        """Place the names OpenNGC could not (Abell, Arp, Sharpless, …); entries without a primary get one."""
-        leftover = [r for r in records if r["resolver"] is None]
-        found = online.resolve([" ".join(r["name"].split()) for r in leftover])
-        for r in leftover:
-            pos = found.get(" ".join(r["name"].split()))
-            if pos:
-                r.update(ra_deg=pos[0], dec_deg=pos[1], resolver="sesame", canonical_id=r["canonical_id"] or r["name"])
-        has_primary = {r["date"] for r in records if r["is_primary"]}
-        for r in records:
-            if r["resolver"] == "sesame" and r["date"] not in has_primary:
-                r["is_primary"] = True
-                has_primary.add(r["date"])
 
     # -- publish --------------------------------------------------------------------------------
     def _metrics_table(self) -> pa.Table:

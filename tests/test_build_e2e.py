@@ -84,7 +84,7 @@ def test_offline_build_writes_the_lake_contract(built):
     sidereal = objs[objs.ra_deg.notna()]
     assert len(sidereal) > 10 and sidereal.ra_deg.between(0, 360).all() and sidereal.dec_deg.between(-90, 90).all()
     assert reader.query("SELECT max(n) AS m FROM (SELECT count(*) AS n FROM objects WHERE is_primary GROUP BY date)").m[0] == 1
-    assert set(objs.resolver.dropna()) <= {"openngc", "solar-system"}
+    assert set(objs.resolver.dropna()) <= {"openngc", "bright-stars", "solar-system"}  # offline: never "sesame"
 
 
 def test_noop_rerun_embeds_nothing(built, tmp_path):

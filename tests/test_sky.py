@@ -40,7 +40,40 @@ def test_solar_system_bodies_are_not_sidereal(g):
     assert {o.name for o in bodies} >= {"Jupiter", "Moon", "Comet Lovejoy"}
     assert all(o.ra_deg is None for o in bodies)
     m42 = next(o for o in objs if o.canonical_id == "NGC1976")
-    assert m42.is_primary and abs(m42.ra_deg - 83.82) < 0.01 and abs(m42.dec_deg + 5.39) < 0.01
+    assert abs(m42.ra_deg - 83.82) < 0.01 and abs(m42.dec_deg + 5.39) < 0.01
+    # the picture is of Jupiter: M42 in the text is not the entry's target
+    assert [o.name for o in objs if o.is_primary] == ["Jupiter"]
+
+
+def test_primary_prefers_catalogue_objects_to_signpost_stars(g):
+    objs = objects_for("A starry night", "Bright Antares shines to the left of globular cluster M4.", g)
+    assert [o.canonical_id for o in objs if o.is_primary] == ["NGC6121"]
+    only_star = objects_for("A starry night", "Bright Antares shines low.", g)
+    assert [(o.name, o.resolver) for o in only_star if o.is_primary] == [("Antares", "bright-stars")]
+
+
+def test_popular_name_aliases_win_over_openngc(g):
+    got = {o.name: o for o in objects_for("", "The Flame Nebula, the Bear Claw Nebula and the Hercules Cluster.", g)}
+    assert got["Flame Nebula"].canonical_id == "NGC2024"  # OpenNGC files the name under IC 434
+    assert got["Bear Claw Nebula"].canonical_id == "NGC6334"  # not the galaxy NGC 2537
+    hercules = got["Hercules Cluster"]  # not in OpenNGC: kept with the designation to ask online
+    assert hercules.ra_deg is None and hercules.resolver is None and hercules.canonical_id == "Abell 2151"
+
+
+def test_star_designations_and_other_catalogues(g):
+    text = ("Eta Carinae, 61 Cygni, V838 Mon and HL Tauri; T Tauri stars; HH 24, WR 104, HDE 227018, "
+            "SN 1006, 3C 75, ESO 137-001, Sh2-101, Abell S373, CG4 and Kepler-186f.")
+    got = [(m.name, m.kind, m.query) for m in extract(text, g)]
+    assert [q for _, _, q in got] == [
+        "Eta Carinae", "61 Cygni", "V838 Mon", "HL Tauri", "HH 24", "WR 104", "HD 227018", "SN 1006", "3C 75",
+        "ESO 137-001", "Sh2-101", "Abell S373", "CG 4", "Kepler-186"]
+    assert {kind for name, kind, _ in got[:4]} == {"designation"}
+
+
+def test_named_bright_stars_are_placed_offline_but_rockets_are_not(g):
+    spica = next(o for o in objects_for("Spica and the Moon", "", g) if o.name == "Spica")
+    assert spica.resolver == "bright-stars" and abs(spica.ra_deg - 201.298) < 0.01 and abs(spica.dec_deg + 11.161) < 0.01
+    assert not [o for o in objects_for("", "An Atlas V rocket lifts off; a peacock watches.", g) if o.ra_deg is not None]
 
 
 def test_resolution_of_catalogue_aliases(g):
@@ -48,6 +81,7 @@ def test_resolution_of_catalogue_aliases(g):
     assert g.resolve_key("C63").canonical_id == "NGC7293"  # Caldwell 63 = Helix
     assert g.resolve_common("horsehead nebula").canonical_id == "B033"
     assert g.resolve_key("ABELL2218") is None  # not in OpenNGC: left for the online resolver
+    assert g.resolve_common("Bear Claw Nebula").canonical_id == "NGC6334"
 
 
 def test_primary_target_prefers_the_title(g):
@@ -138,6 +172,21 @@ def test_online_resolver_against_a_local_sesame_and_its_cache(http_server, tmp_p
     asked = len(http_server.requests)
     again = SesameResolver(cache, (f"{http_server.url}/sesame/",)).resolve(["Abell 2218", "Xyzzy 1"])
     assert again == got and len(http_server.requests) == asked  # answered from the cache in the lake
+
+
+def test_build_asks_online_for_the_recorded_designations(http_server, tmp_path, g):
+    from pipeline.sky.online import SesameResolver
+    from pipeline.sky.resolve import place_online
+
+    _sesame(http_server, {"Abell 2151": "%J 241.3125 +17.7486 = 16:05:15.0 +17:44:55"})
+    per_entry = {"2014-06-25": objects_for("The Hercules Cluster of Galaxies", "Also known as Abell 2151.", g)}
+    assert not any(o.is_primary for o in per_entry["2014-06-25"])  # nothing placed offline
+    online = SesameResolver(tmp_path / "sesame.json", (f"{http_server.url}/sesame/",), timeout=5)
+    objs = place_online(per_entry, online)["2014-06-25"]
+    title = next(o for o in objs if o.field == "title")
+    assert (title.name, title.resolver, title.is_primary) == ("Hercules Cluster", "sesame", True)
+    assert title.ra_deg == pytest.approx(241.3125) and sum(o.is_primary for o in objs) == 1
+    assert {o.canonical_id for o in objs} == {"Abell 2151"}  # the alias and the designation: one object
 
 
 def test_unreachable_resolver_gives_up_fast(tmp_path, free_port):

@@ -1,6 +1,8 @@
 """Offline name → position resolver over OpenNGC (the SQLite database shipped by the PyPI package
 ``pyongc``, CC-BY-SA-4.0): NGC, IC and addendum objects with their Messier numbers, other catalogue
-identifiers (Caldwell, Melotte, UGC, …) and common names ("Orion Nebula", "Horsehead Nebula")."""
+identifiers (Caldwell, Melotte, UGC, …) and common names ("Orion Nebula", "Horsehead Nebula"); plus the
+popular-name aliases of ``data/aliases.csv`` (which win over OpenNGC's common names) and PyEphem's named
+bright stars."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from pipeline.sky import names
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,13 @@ def key(catalogue: str, number: int | str) -> str:
 
 
 _ID = re.compile(r"^([A-Za-z]+)\s*0*(\d+)$")
+_GALAXY_TYPES = ("G", "GPair", "GTrpl", "GGroup")
+
+
+def designation_key(designation: str) -> str | None:
+    """"NGC 2024" → ``NGC2024``, "M 64" → ``M64``; None for designations OpenNGC cannot hold ("Sh2-101")."""
+    m = _ID.match(designation.replace(" ", ""))
+    return key(m.group(1), m.group(2)) if m else None
 
 
 class Gazetteer:
@@ -59,7 +70,8 @@ class Gazetteer:
             for ident in (identifiers or "").split(","):
                 self._add_key(ident.strip(), name)
             for cname in (common or "").split(","):
-                if cname.strip():
+                # OpenNGC files "Bear Claw Nebula" under a galaxy; a name that says nebula is not one
+                if cname.strip() and not ("nebula" in cname.lower() and typ in _GALAXY_TYPES):
                     self.common[cname.strip().lower()] = name
         for ident, name in ids:
             if name in self.positions:
@@ -68,6 +80,10 @@ class Gazetteer:
             target = self._canonical_name(target)
             if target in self.positions:
                 self._add_key(dup, target)
+        self.aliases = names.aliases()
+        self.stars = names.bright_stars()
+        self._popular = tuple(dict.fromkeys(
+            [n for n in self.common if n not in self.aliases and len(n) > 3] + names.alias_names()))
 
     def _canonical_name(self, name: str) -> str:
         m = _ID.match(name)
@@ -82,9 +98,37 @@ class Gazetteer:
         name = self.by_key.get(k)
         return self.positions.get(name) if name else None
 
+    def popular_names(self) -> tuple[str, ...]:
+        """Every popular name the extractor looks for (OpenNGC common names and aliases)."""
+        return self._popular
+
+    def alias_of(self, name: str) -> str | None:
+        return self.aliases.get(name.lower())
+
     def resolve_common(self, name: str) -> Position | None:
+        designation = self.alias_of(name)
+        if designation is not None:
+            k = designation_key(designation)
+            return self.resolve_key(k) if k else None
         canonical = self.common.get(name.lower())
         return self.positions.get(canonical) if canonical else None
+
+    def resolve_star(self, name: str) -> Position | None:
+        radec = self.stars.get(name)
+        return Position(name, radec[0], radec[1], "*") if radec else None
+
+
+def fingerprint() -> str:
+    """Changes whenever what the offline resolver would answer can change (rebuilds the sky stage)."""
+    import hashlib
+
+    from pipeline.sky import extract, resolve
+
+    h = hashlib.sha1()
+    h.update(str(database_path().stat().st_size).encode())
+    for path in (names.ALIASES_CSV, Path(names.__file__), Path(extract.__file__), Path(resolve.__file__)):
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 @lru_cache(maxsize=1)

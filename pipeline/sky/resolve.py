@@ -1,9 +1,12 @@
-"""Resolve extracted mentions to positions: offline through OpenNGC; solar-system bodies stay
-non-sidereal. One primary target per entry: the first resolved object of the title, else of the text."""
+"""Resolve extracted mentions to positions offline: OpenNGC for catalogue and popular names, PyEphem's
+catalogue for named bright stars; solar-system bodies stay non-sidereal. What stays unplaced keeps, as
+its canonical id, the designation the online resolver is to be asked. One primary target per entry: the
+first placed object of the title, else of the text."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from pipeline.sky.extract import Mention, extract
 from pipeline.sky.gazetteer import Gazetteer
@@ -16,7 +19,7 @@ class SkyObject:
     ra_deg: float | None
     dec_deg: float | None
     object_type: str | None
-    resolver: str | None  # openngc | solar-system | None (unresolved)
+    resolver: str | None  # openngc | bright-stars | solar-system | online (sesame) | None (unresolved)
     field: str  # title | explanation
     span_start: int
     span_end: int
@@ -27,10 +30,17 @@ def resolve(mention: Mention, field: str, gazetteer: Gazetteer) -> SkyObject:
     if mention.kind == "solar_system":
         return SkyObject(mention.name, mention.name, None, None, "solar-system body", "solar-system", field,
                          mention.start, mention.end)
-    pos = gazetteer.resolve_key(mention.key) if mention.key else gazetteer.resolve_common(" ".join(mention.name.split()))
+    if mention.kind == "star":
+        pos, resolver = gazetteer.resolve_star(mention.name), "bright-stars"
+    elif mention.key:
+        pos, resolver = gazetteer.resolve_key(mention.key), "openngc"
+    elif mention.kind == "common":
+        pos, resolver = gazetteer.resolve_common(" ".join(mention.name.split())), "openngc"
+    else:
+        pos, resolver = None, None
     if pos is None:
-        return SkyObject(mention.name, mention.key, None, None, None, None, field, mention.start, mention.end)
-    return SkyObject(mention.name, pos.canonical_id, pos.ra_deg, pos.dec_deg, pos.object_type, "openngc", field,
+        return SkyObject(mention.name, mention.query, None, None, None, None, field, mention.start, mention.end)
+    return SkyObject(mention.name, pos.canonical_id, pos.ra_deg, pos.dec_deg, pos.object_type, resolver, field,
                      mention.start, mention.end)
 
 
@@ -45,10 +55,36 @@ def objects_for(title: str, explanation: str, gazetteer: Gazetteer) -> list[SkyO
                 continue
             seen.add(ident)
             out.append(obj)
-    primary = next((i for i, o in enumerate(out) if o.ra_deg is not None), None)
-    if primary is not None:
-        o = out[primary]
-        out[primary] = SkyObject(**{**o.__dict__, "is_primary": True})
+    return with_primary(out)
+
+
+def with_primary(objs: list[SkyObject]) -> list[SkyObject]:
+    """Mark the entry's primary target: the first placed object of the title; else, when the title names
+    a solar-system body, that body (a picture of Mars is not at the star it passes); else the first placed
+    object of the text, catalogue and popular names before bright stars, which APOD uses as signposts."""
+    placed = [o for o in objs if o.ra_deg is not None]
+    title_bodies = [o for o in objs if o.field == "title" and o.resolver == "solar-system"]
+    order = ([o for o in placed if o.field == "title"] + title_bodies
+             + [o for o in placed if o.resolver != "bright-stars"] + placed)
+    primary = order[0] if order else None
+    return [replace(o, is_primary=o is primary) for o in objs]
+
+
+def place_online(per_entry: dict[Any, list[SkyObject]], resolver) -> dict[Any, list[SkyObject]]:
+    """Place what OpenNGC could not (Abell, Sharpless, HD, "Eta Carinae", …) through ``resolver`` (see
+    ``online.SesameResolver``), asking by the designation the extractor recorded, then choose each
+    entry's primary target again."""
+    def query(o: SkyObject) -> str:
+        return o.canonical_id or " ".join(o.name.split())
+
+    found = resolver.resolve([query(o) for objs in per_entry.values() for o in objs if o.resolver is None])
+    out = {}
+    for entry, objs in per_entry.items():
+        placed = []
+        for o in objs:
+            pos = found.get(query(o)) if o.resolver is None else None
+            placed.append(replace(o, ra_deg=pos[0], dec_deg=pos[1], resolver="sesame") if pos else o)
+        out[entry] = with_primary(placed)
     return out
 
 
