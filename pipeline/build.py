@@ -337,7 +337,8 @@ class Build:
         out = self.layout.staged_table("objects")
         with self.metrics.stage("sky") as st:
             texts = [(r["date"].isoformat(), r["title"], r["explanation"]) for r in rows]
-            online = None if self.cfg.offline else SesameResolver(self.layout.sesame_cache, tuple(self.cfg.sesame_urls))
+            online = None if self.cfg.offline else SesameResolver(self.layout.sesame_cache, tuple(self.cfg.sesame_urls),
+                                                                  progress=self.progress)
             h = sha1_json([sha1_json(texts), fingerprint(), self.cfg.offline])
             if self._fresh("sky", h, [out]):
                 st["skipped"] = True

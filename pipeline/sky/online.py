@@ -19,8 +19,10 @@ DEFAULT_URLS = ("https://cds.unistra.fr/cgi-bin/nph-sesame/", "http://vizier.cfa
 
 
 class SesameResolver:
-    def __init__(self, cache_path: Path, urls: tuple[str, ...] = DEFAULT_URLS, timeout: float = 5.0) -> None:
+    def __init__(self, cache_path: Path, urls: tuple[str, ...] = DEFAULT_URLS, timeout: float = 5.0,
+                 progress: bool = False) -> None:
         self.cache_path = cache_path
+        self.progress = progress
         self.urls = tuple(urls)
         self.timeout = timeout
         self.cache: dict[str, list[float] | None] = (
@@ -40,13 +42,14 @@ class SesameResolver:
     def resolve(self, names: list[str]) -> dict[str, tuple[float, float] | None]:
         from astropy.coordinates import name_resolve
         from astropy.utils.data import conf
+        from tqdm.auto import tqdm
 
         todo = [n for n in dict.fromkeys(names) if n not in self.cache]
         if todo and self.reachable():
             with ExitStack() as stack:
                 stack.enter_context(conf.set_temp("remote_timeout", self.timeout))
                 stack.enter_context(name_resolve.sesame_url.set(list(self.urls)))
-                for name in todo:
+                for name in tqdm(todo, desc="sesame", unit="name", disable=not self.progress):
                     self.queries += 1
                     try:
                         c = name_resolve.get_icrs_coordinates(name, cache=False)
@@ -56,6 +59,8 @@ class SesameResolver:
                             log.warning("Sesame unreachable while resolving %r; will retry next build", name)
                             break
                         self.cache[name] = None  # a definite "unknown name": not asked again
+                    if self.queries % 50 == 0:  # an interrupted first build keeps what it learnt
+                        atomic.write_json(self.cache_path, self.cache)
             atomic.write_json(self.cache_path, self.cache)
         elif todo:
             log.info("Sesame not reachable: %d names stay unresolved (use --offline to skip this check)", len(todo))

@@ -34,7 +34,7 @@ def resolve(mention: Mention, field: str, gazetteer: Gazetteer) -> SkyObject:
         pos, resolver = gazetteer.resolve_star(mention.name), "bright-stars"
     elif mention.key:
         pos, resolver = gazetteer.resolve_key(mention.key), "openngc"
-    elif mention.kind == "common":
+    elif mention.kind in ("common", "designation"):  # OpenNGC knows "Omega Centauri", "47 Tucanae"
         pos, resolver = gazetteer.resolve_common(" ".join(mention.name.split())), "openngc"
     else:
         pos, resolver = None, None
