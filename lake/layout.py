@@ -112,9 +112,9 @@ class LakeLayout:
         return self.cache / "nasa_api"
 
     @property
-    def sesame_cache(self) -> Path:
-        """Names already sent to the online resolver and its answers (null = unknown name)."""
-        return self.cache / "sesame.json"
+    def names_cache(self) -> Path:
+        """Names already sent to the online resolvers (SIMBAD, Sesame) and their answers (null = unknown)."""
+        return self.cache / "names.json"
 
     @property
     def thumbs_index(self) -> Path:

@@ -34,7 +34,7 @@ from pipeline.images import ImageLimits, attach_images
 from pipeline.ingest import ingest
 from pipeline.metrics import RunMetrics
 from pipeline.neighbors import KnnGraph, knn_graph
-from pipeline.sky.online import SesameResolver
+from pipeline.sky.online import OnlineResolver
 from pipeline.sources import RawBatch, bundled, dump, nasa
 
 log = logging.getLogger(__name__)
@@ -337,8 +337,8 @@ class Build:
         out = self.layout.staged_table("objects")
         with self.metrics.stage("sky") as st:
             texts = [(r["date"].isoformat(), r["title"], r["explanation"]) for r in rows]
-            online = None if self.cfg.offline else SesameResolver(self.layout.sesame_cache, tuple(self.cfg.sesame_urls),
-                                                                  progress=self.progress)
+            online = None if self.cfg.offline else OnlineResolver(
+                self.layout.names_cache, self.cfg.simbad_url, tuple(self.cfg.sesame_urls), progress=self.progress)
             h = sha1_json([sha1_json(texts), fingerprint(), self.cfg.offline])
             if self._fresh("sky", h, [out]):
                 st["skipped"] = True

@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = b.add_argument_group("sky positions")
     k.add_argument("--offline", action="store_true",
                    help="resolve object names with the bundled OpenNGC only; never touch the network")
+    k.add_argument("--simbad-url", help="SIMBAD TAP endpoint asked first, in batches (env SIMBAD_TAP_URL)")
     k.add_argument("--sesame-url", action="append", dest="sesame_urls",
                    help="Sesame name-resolver base URL (repeatable; env SESAME_URL, comma-separated)")
     o = b.add_argument_group("other")
@@ -160,6 +161,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             tsne_perplexity=args.tsne_perplexity, n_clusters=args.n_clusters, seed=args.seed,
             threads=args.threads, force=args.force, offline=args.offline,
             **({"sesame_urls": args.sesame_urls} if args.sesame_urls else {}),
+            **({"simbad_url": args.simbad_url} if args.simbad_url else {}),
         )
         summary = Build(cfg, progress=not args.no_progress).run()
     except (ValueError, SourceError, EncoderUnavailable, RuntimeError, OSError) as exc:

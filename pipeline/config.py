@@ -16,6 +16,7 @@ BUNDLED_IMAGES = BUNDLED_DIR / "images"
 
 NASA_API_URL = os.environ.get("NASA_APOD_URL", "https://api.nasa.gov/planetary/apod")
 
+SIMBAD_TAP_URL = os.environ.get("SIMBAD_TAP_URL", "https://simbad.cds.unistra.fr/simbad/sim-tap")
 SESAME_URLS = tuple(u for u in os.environ.get("SESAME_URL", "").split(",") if u) or (
     "https://cds.unistra.fr/cgi-bin/nph-sesame/", "http://vizier.cfa.harvard.edu/viz-bin/nph-sesame/")
 ENCODER_CHOICES = ("auto", "offline", "openclip")
@@ -55,6 +56,7 @@ class BuildConfig:
     max_image_pixels: int = 60_000_000
     thumb_size: int = 256
     offline: bool = False  # never use the network for name resolution
+    simbad_url: str = SIMBAD_TAP_URL
     sesame_urls: list[str] = field(default_factory=lambda: list(SESAME_URLS))
     force: bool = False
     sample_interval: float = 0.5

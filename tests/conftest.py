@@ -23,6 +23,7 @@ ARCHIVE = REPO / "data" / "apod" / "apod_archive.parquet"
 IMAGES = REPO / "data" / "apod" / "images"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub by accident
+os.environ.setdefault("SIMBAD_TAP_URL", "http://127.0.0.1:9/simbad/sim-tap")
 os.environ.setdefault("SESAME_URL", "http://127.0.0.1:9/")  # nor the CDS name resolver (closed local port)
 
 
@@ -80,6 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         handler(self)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
 
     def log_message(self, *args) -> None:
         pass

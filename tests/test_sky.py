@@ -161,46 +161,112 @@ def _sesame(server, answers: dict[str, str]):
     server.routes["/sesame/SNV"] = handle
 
 
-def test_online_resolver_against_a_local_sesame_and_its_cache(http_server, tmp_path):
-    from pipeline.sky.online import SesameResolver
+_TAP_CAPABILITIES = b"""<?xml version="1.0" encoding="UTF-8"?>
+<vosi:capabilities xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1"
+  xmlns:tr="http://www.ivoa.net/xml/TAPRegExt/v1.0">
+ <capability standardID="ivo://ivoa.net/std/TAP" xsi:type="tr:TableAccess">
+  <interface xsi:type="vs:ParamHTTP" role="std"><accessURL use="base">http://127.0.0.1/</accessURL></interface>
+  <language><name>ADQL</name><version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version></language>
+  <outputFormat><mime>application/x-votable+xml</mime></outputFormat>
+  <outputLimit><default unit="row">10000</default><hard unit="row">2000000</hard></outputLimit>
+ </capability>
+</vosi:capabilities>"""
 
-    _sesame(http_server, {"Abell 2218": "%J 248.95417 +66.21222 = 16:35:49.0 +66:12:44"})
-    cache = tmp_path / "sesame.json"
-    r = SesameResolver(cache, (f"{http_server.url}/sesame/",), timeout=5)
-    got = r.resolve(["Abell 2218", "Xyzzy 1"])
-    assert got["Abell 2218"] == pytest.approx((248.95417, 66.21222)) and got["Xyzzy 1"] is None
+
+def _simbad(server, known: dict[str, tuple[str, float, float, str]], status: int = 200):
+    """A SIMBAD TAP service on 127.0.0.1: capabilities, and synchronous ADQL queries with an uploaded
+    table of names answered from ``known`` (name → main id, ra, dec, otype), null for the others."""
+    import email.parser
+    import io
+
+    from astropy.io.votable import from_table, parse_single_table
+    from astropy.table import MaskedColumn, Table
+
+    server.adql = []
+
+    def sync(h):
+        if status != 200:
+            h.reply(status, b"overloaded", "text/plain")
+            return
+        head = b"Content-Type: " + h.headers["Content-Type"].encode() + b"\r\n\r\n"
+        parts = {p.get_param("name", header="content-disposition"): p.get_payload(decode=True)
+                 for p in email.parser.BytesParser().parsebytes(head + h.body).get_payload()}
+        server.adql.append(parts["QUERY"].decode())
+        names = [str(n) for n in parse_single_table(io.BytesIO(parts["names"])).to_table()["user_specified_id"]]
+        rows = [known.get(n) for n in names]
+        miss = [r is None for r in rows]
+        cols = [MaskedColumn([r[i] if r else v for r in rows], name=c, mask=miss)
+                for i, (c, v) in enumerate((("main_id", ""), ("ra", 0.0), ("dec", 0.0), ("otype", "")))]
+        buf = io.BytesIO()
+        from_table(Table([names, *cols], names=["user_specified_id", "main_id", "ra", "dec", "otype"])).to_xml(buf)
+        h.reply(200, buf.getvalue(), "application/x-votable+xml")
+
+    server.routes["/simbad/sim-tap/capabilities"] = lambda h: h.reply(200, _TAP_CAPABILITIES, "text/xml")
+    server.routes["/simbad/sim-tap/sync"] = sync
+    return f"{server.url}/simbad/sim-tap"
+
+
+def test_online_resolver_asks_simbad_in_one_batch_then_sesame_and_caches(http_server, tmp_path):
+    from pipeline.sky.online import OnlineResolver
+
+    simbad = _simbad(http_server, {"Abell 2151": ("ACO  2151", 241.3125, 17.7486, "ClG"),
+                                   "Barnard's Loop": ("NAME Barnard's Loop", 86.0, -1.0, "HII")})
+    _sesame(http_server, {"Xyzzy Nebula": "%J 10.0 +20.0 = 00:40:00.0 +20:00:00"})
+    names = ["Abell 2151", "Barnard's Loop", "Xyzzy Nebula", "Nothing 1"]
+    cache = tmp_path / "names.json"
+    r = OnlineResolver(cache, simbad, (f"{http_server.url}/sesame/",), timeout=5)
+    got = r.resolve(names)
+    assert got["Abell 2151"].canonical_id == "ACO 2151" and got["Abell 2151"].object_type == "ClG"
+    assert (got["Abell 2151"].ra_deg, got["Abell 2151"].resolver) == (pytest.approx(241.3125), "simbad")
+    assert got["Barnard's Loop"].resolver == "simbad"  # a quote in a name: uploaded, never written into ADQL
+    assert (got["Xyzzy Nebula"].ra_deg, got["Xyzzy Nebula"].resolver) == (pytest.approx(10.0), "sesame")
+    assert got["Nothing 1"] is None
+    assert len(http_server.adql) == 1 and "Barnard" not in http_server.adql[0]  # one TAP query for all names
+    assert r.asked == {"simbad": 4, "sesame": 2}  # Sesame only for what SIMBAD did not know
     asked = len(http_server.requests)
-    again = SesameResolver(cache, (f"{http_server.url}/sesame/",)).resolve(["Abell 2218", "Xyzzy 1"])
+    again = OnlineResolver(cache, simbad, (f"{http_server.url}/sesame/",)).resolve(names)
     assert again == got and len(http_server.requests) == asked  # answered from the cache in the lake
 
 
+def test_simbad_down_falls_back_to_sesame(http_server, tmp_path):
+    from pipeline.sky.online import OnlineResolver
+
+    simbad = _simbad(http_server, {}, status=503)
+    _sesame(http_server, {"Abell 2218": "%J 248.95417 +66.21222 = 16:35:49.0 +66:12:44"})
+    got = OnlineResolver(tmp_path / "n.json", simbad, (f"{http_server.url}/sesame/",), timeout=5).resolve(["Abell 2218"])
+    assert got["Abell 2218"].resolver == "sesame" and got["Abell 2218"].dec_deg == pytest.approx(66.21222)
+
+
 def test_build_asks_online_for_the_recorded_designations(http_server, tmp_path, g):
-    from pipeline.sky.online import SesameResolver
+    from pipeline.sky.online import OnlineResolver
     from pipeline.sky.resolve import place_online
 
-    _sesame(http_server, {"Abell 2151": "%J 241.3125 +17.7486 = 16:05:15.0 +17:44:55"})
+    simbad = _simbad(http_server, {"Abell 2151": ("ACO 2151", 241.3125, 17.7486, "ClG")})
     per_entry = {"2014-06-25": objects_for("The Hercules Cluster of Galaxies", "Also known as Abell 2151.", g)}
     assert not any(o.is_primary for o in per_entry["2014-06-25"])  # nothing placed offline
-    online = SesameResolver(tmp_path / "sesame.json", (f"{http_server.url}/sesame/",), timeout=5)
+    online = OnlineResolver(tmp_path / "names.json", simbad, (), timeout=5)
     objs = place_online(per_entry, online)["2014-06-25"]
     title = next(o for o in objs if o.field == "title")
-    assert (title.name, title.resolver, title.is_primary) == ("Hercules Cluster", "sesame", True)
+    assert (title.name, title.resolver, title.is_primary, title.object_type) == ("Hercules Cluster", "simbad", True, "ClG")
     assert title.ra_deg == pytest.approx(241.3125) and sum(o.is_primary for o in objs) == 1
-    assert {o.canonical_id for o in objs} == {"Abell 2151"}  # the alias and the designation: one object
+    assert {o.canonical_id for o in objs} == {"ACO 2151"}  # the alias and the designation: one object
 
 
-def test_unreachable_resolver_gives_up_fast(tmp_path, free_port):
+def test_unreachable_resolvers_give_up_fast_and_ask_again_next_time(tmp_path, free_port):
     import time
 
-    from pipeline.sky.online import SesameResolver
+    from pipeline.sky.online import OnlineResolver
 
     start = time.perf_counter()
-    r = SesameResolver(tmp_path / "s.json", (f"http://127.0.0.1:{free_port}/sesame/",), timeout=5)
+    base = f"http://127.0.0.1:{free_port}"
+    r = OnlineResolver(tmp_path / "n.json", f"{base}/simbad/sim-tap", (f"{base}/sesame/",), timeout=5)
     assert r.resolve(["Abell 2218"]) == {"Abell 2218": None}
-    assert time.perf_counter() - start < 5 and r.queries == 0
+    assert time.perf_counter() - start < 5 and r.asked == {"simbad": 0, "sesame": 0}
+    assert "Abell 2218" not in r.cache  # not a definite "unknown": the next build asks again
 
 
-def test_build_uses_sesame_for_leftover_names_and_offline_never_asks(http_server, tmp_path):
+def test_build_resolves_leftover_names_online_and_offline_never_asks(http_server, tmp_path):
     import json
 
     from lake.reader import LakeReader
@@ -214,15 +280,18 @@ def test_build_uses_sesame_for_leftover_names_and_offline_never_asks(http_server
         {"date": "2020-01-04", "title": "Comet tails", "explanation": "Comet NEOWISE."}])
     lake = tmp_path / "lake"
     common = ["build", "--no-progress", "--encoder", "offline", "--dump", str(dump), "--lake", str(lake)]
-    proc = run_cli(*common, "--sesame-url", f"{http_server.url}/sesame/")
+    simbad = _simbad(http_server, {})  # SIMBAD answers, but does not know the name: Sesame places it
+    urls = ["--simbad-url", simbad, "--sesame-url", f"{http_server.url}/sesame/"]
+    proc = run_cli(*common, *urls)
     assert proc.returncode == 0, proc.stderr[-2000:]
     objs = LakeReader.open(lake).query("SELECT * FROM objects")
     abell = objs[objs.name == "Abell 2218"].iloc[0]
     assert abell.resolver == "sesame" and abell.is_primary and abs(abell.ra_deg - 248.954) < 1e-3
-    assert json.loads((lake / "cache" / "sesame.json").read_text())["Abell 2218"]
+    assert json.loads((lake / "cache" / "names.json").read_text())["Abell 2218"]["resolver"] == "sesame"
+    assert len(http_server.adql) == 1
     offline_lake = tmp_path / "offline"
     before = len(http_server.requests)
-    proc = run_cli(*common[:-1], str(offline_lake), "--offline", "--sesame-url", f"{http_server.url}/sesame/")
+    proc = run_cli(*common[:-1], str(offline_lake), "--offline", *urls)
     assert proc.returncode == 0 and len(http_server.requests) == before
     off = LakeReader.open(offline_lake).query("SELECT * FROM objects WHERE name = 'Abell 2218'")
     assert off.resolver.isna().all() and off.ra_deg.isna().all()

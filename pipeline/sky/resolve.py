@@ -19,7 +19,7 @@ class SkyObject:
     ra_deg: float | None
     dec_deg: float | None
     object_type: str | None
-    resolver: str | None  # openngc | bright-stars | solar-system | online (sesame) | None (unresolved)
+    resolver: str | None  # openngc | bright-stars | solar-system | simbad | sesame | None (unresolved)
     field: str  # title | explanation
     span_start: int
     span_end: int
@@ -71,8 +71,8 @@ def with_primary(objs: list[SkyObject]) -> list[SkyObject]:
 
 
 def place_online(per_entry: dict[Any, list[SkyObject]], resolver) -> dict[Any, list[SkyObject]]:
-    """Place what OpenNGC could not (Abell, Sharpless, HD, "Eta Carinae", …) through ``resolver`` (see
-    ``online.SesameResolver``), asking by the designation the extractor recorded, then choose each
+    """Place what OpenNGC could not (Abell, Sharpless, HD, "Eta Carinae", …) through ``resolver`` (an
+    ``online.OnlineResolver``), asking by the designation the extractor recorded, then choose each
     entry's primary target again."""
     def query(o: SkyObject) -> str:
         return o.canonical_id or " ".join(o.name.split())
@@ -82,8 +82,10 @@ def place_online(per_entry: dict[Any, list[SkyObject]], resolver) -> dict[Any, l
     for entry, objs in per_entry.items():
         placed = []
         for o in objs:
-            pos = found.get(query(o)) if o.resolver is None else None
-            placed.append(replace(o, ra_deg=pos[0], dec_deg=pos[1], resolver="sesame") if pos else o)
+            p = found.get(query(o)) if o.resolver is None else None
+            placed.append(replace(o, ra_deg=p.ra_deg, dec_deg=p.dec_deg, resolver=p.resolver,
+                                  canonical_id=p.canonical_id or o.canonical_id,
+                                  object_type=p.object_type or o.object_type) if p else o)
         out[entry] = with_primary(placed)
     return out
 
