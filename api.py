@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, jsonify, request
 from lake.manifest import LakeMissingError
 from lake.queries import nasa_page_url
 from lake.search import MAX_K, SearchError, SearchFilters
-from services import atlas, engine
+from services import atlas, engine, locate
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,10 @@ def _cone(p: dict[str, str]) -> tuple[float, float, float] | None:
         return None
     r = _float(p.get("r") or "1", "r", 1e-6, 180)
     if p.get("name"):
-        from pipeline.sky.resolve import position_of
-
-        pos = position_of(p["name"])
+        pos = locate(p["name"])
         if pos is None:
-            raise LookupError(f"cannot resolve {p['name'][:80]!r} offline; give ra and dec in degrees instead")
+            raise LookupError(f"{p['name'][:80]!r} is neither in the offline catalogues nor placed in this lake; "
+                              "give ra and dec in degrees instead")
         return pos[0], pos[1], r
     if not (p.get("ra") and p.get("dec")):
         raise BadRequest("a cone needs ra and dec (degrees), or a name")

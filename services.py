@@ -49,3 +49,11 @@ def atlas() -> AtlasQueries:
 
 def engine() -> SearchEngine:
     return _current()["engine"]
+
+
+def locate(name: str) -> tuple[float, float] | None:
+    """RA/Dec of a typed object name: the offline catalogues first, then the positions the lake's build
+    found (online resolution included). The web app never asks the network at request time."""
+    from pipeline.sky.resolve import position_of
+
+    return position_of(name) or atlas().object_position(name)

@@ -233,6 +233,19 @@ class AtlasQueries:
             {"d": dt.date.fromisoformat(date)},
         )
 
+    def object_position(self, name: str) -> tuple[float, float] | None:
+        """Where the lake placed an object of this name or canonical id (e.g. "Eta Carinae", placed online
+        when the lake was built); the most frequent position when mentions disagree."""
+        if not self.has_sky():
+            return None
+        df = self.reader.query(
+            "SELECT ra_deg, dec_deg, count(*) AS n FROM objects WHERE ra_deg IS NOT NULL AND "
+            "(lower(regexp_replace(name, '\\s+', ' ', 'g')) = $n OR lower(canonical_id) = $n) "
+            "GROUP BY ra_deg, dec_deg ORDER BY n DESC LIMIT 1",
+            {"n": " ".join(name.lower().split())},
+        )
+        return None if df.empty else (float(df.ra_deg[0]), float(df.dec_deg[0]))
+
     def sky_points(self, filters: Filters) -> pd.DataFrame:
         """One point per entry: its primary target."""
         if not self.has_sky():

@@ -13,7 +13,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from lake.queries import Filters
-from services import atlas, engine, lake_layout  # noqa: F401  (re-exported for the pages)
+from services import atlas, engine, lake_layout, locate  # noqa: F401  (re-exported for the pages)
 
 
 #: Qualitative colours for categories and clusters, shared by the map pages.

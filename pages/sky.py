@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, clientside_callback, dcc, html, no_update
 
 from lake.manifest import LakeMissingError
-from pages._common import PALETTE, atlas, filters_from, missing_lake_notice, parse_list, vocabulary, years_row
+from pages._common import (PALETTE, atlas, filters_from, locate, missing_lake_notice, parse_list, vocabulary,
+                           years_row)
 
 dash.register_page(__name__, path="/sky", name="Sky", title="Cosmic Atlas · Sky")
 
@@ -141,12 +142,10 @@ def cone_search(_n, name, ra, dec, radius, cats, years):
     if not 0 < radius <= 180:
         return dbc.Alert("The radius must be between 0 and 180 degrees.", color="warning")
     if name and name.strip():
-        from pipeline.sky.resolve import position_of
-
-        pos = position_of(name.strip())
+        pos = locate(name.strip())
         if pos is None:
-            return dbc.Alert(f"“{name.strip()[:80]}” is not in the offline catalogue; give RA and Dec instead.",
-                             color="warning")
+            return dbc.Alert(f"“{name.strip()[:80]}” is neither in the offline catalogues nor placed in this lake; "
+                             "give RA and Dec instead.", color="warning")
         ra, dec = pos
     if ra is None or dec is None or not (0 <= float(ra) <= 360 and -90 <= float(dec) <= 90):
         return dbc.Alert("Give an object name, or RA (0–360°) and Dec (−90–90°).", color="warning")

@@ -127,6 +127,8 @@ def test_cone_search_wraps_ra_and_handles_poles(tmp_path):
     assert a.cone(0.0, -90.0, 0.1).title.tolist() == ["e5"]
     assert a.cone(0.0, 0.0, 2.6).title.tolist()[-1] == "e6"  # nearest first
     assert a.cone(90.0, 0.0, 1.0).empty
+    # names typed into the cone search are also looked up among the lake's placed objects
+    assert a.object_position("  O3 ") == (10.0, 89.9) and a.object_position("o99") is None
 
 
 def test_cone_api_and_search_filter(demo_lake):
