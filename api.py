@@ -141,11 +141,12 @@ def entry(date: str):
 
 
 def _sky_object(o: dict[str, Any]) -> dict[str, Any]:
-    from lake.queries import aladin_url
+    from lake.queries import aladin_fov, aladin_url
 
     clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in o.items()}
     if clean.get("ra_deg") is not None:
-        clean["aladin"] = aladin_url(clean["ra_deg"], clean["dec_deg"])
+        fov = aladin_fov(clean.get("size_deg"), clean.get("object_type"))
+        clean["aladin"] = aladin_url(clean["ra_deg"], clean["dec_deg"], fov)
     return clean
 
 

@@ -37,6 +37,14 @@ _SEPARATION_SQL = (
 )
 
 
+def aladin_fov(size_deg: float | None, object_type: str | None = None) -> float:
+    """Three times the object's catalogued size, within 0.1–30°, so it fills the view with some sky
+    around it; half a degree for a star, one degree when the size is unknown."""
+    if size_deg is not None and size_deg == size_deg and size_deg > 0:
+        return round(min(30.0, max(0.1, 3.0 * size_deg)), 3)
+    return 0.5 if object_type in ("*", "**") else 1.0
+
+
 def aladin_url(ra: float, dec: float, fov: float = 1.0, survey: str = "P/DSS2/color") -> str:
     """A link that opens Aladin Lite centred on (ra, dec) with a field of view of ``fov`` degrees."""
     from urllib.parse import urlencode
@@ -228,7 +236,7 @@ class AtlasQueries:
         if not self.has_sky():
             return pd.DataFrame(columns=["name", "canonical_id", "ra_deg", "dec_deg", "object_type", "resolver"])
         return self.reader.query(
-            "SELECT name, canonical_id, ra_deg, dec_deg, object_type, resolver, field, is_primary FROM objects "
+            "SELECT * EXCLUDE (date) FROM objects "
             "WHERE date = $d ORDER BY is_primary DESC, field DESC, span_start",
             {"d": dt.date.fromisoformat(date)},
         )

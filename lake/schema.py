@@ -104,6 +104,7 @@ OBJECTS = pa.schema(
         pa.field("span_start", pa.int32()),
         pa.field("span_end", pa.int32()),
         pa.field("is_primary", pa.bool_()),
+        pa.field("size_deg", pa.float64()),  # catalogued major axis, degrees; null when unknown
     ]
 )
 

@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from lake.manifest import LakeMissingError
-from lake.queries import aladin_url
+from lake.queries import aladin_fov, aladin_url
 from lake.search import SearchError
 from lake.schema import EMBEDDING_KINDS
 from pages._common import atlas, engine, missing_lake_notice, parse_date, thumb_card, thumb_url
@@ -46,7 +46,8 @@ def _sky_objects(date: str) -> html.Div:
     for o in objs.drop_duplicates("canonical_id").itertuples():
         if o.ra_deg == o.ra_deg and o.ra_deg is not None:  # not NaN: a sidereal object with a position
             label = f"{o.name} ({o.canonical_id}, {o.object_type}) RA {o.ra_deg:.3f}° Dec {o.dec_deg:+.3f}°"
-            items.append(html.Li([label, " ", html.A("Aladin ↗", href=aladin_url(o.ra_deg, o.dec_deg),
+            fov = aladin_fov(getattr(o, "size_deg", None), o.object_type)  # older lakes have no sizes
+            items.append(html.Li([label, " ", html.A("Aladin ↗", href=aladin_url(o.ra_deg, o.dec_deg, fov),
                                                      target="_blank", rel="noopener")]))
         elif o.resolver == "solar-system":
             items.append(html.Li(f"{o.name} (solar-system body: no fixed position on the sky)", className="text-muted"))

@@ -348,7 +348,7 @@ class Build:
             if online is not None:
                 per_entry = place_online(per_entry, online)
             keys = ("name", "canonical_id", "ra_deg", "dec_deg", "object_type", "resolver", "field",
-                    "span_start", "span_end", "is_primary")
+                    "span_start", "span_end", "is_primary", "size_deg")
             records = [{"date": d, **{k: getattr(o, k) for k in keys}} for d, objs in per_entry.items() for o in objs]
             self.writer.stage_table("objects", pa.Table.from_pylist(records, schema=SCHEMAS["objects"]))
             st["items"] = len(records)

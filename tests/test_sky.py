@@ -151,6 +151,14 @@ def test_cone_api_and_search_filter(demo_lake):
     entry = client.get("/api/entry/2014-04-08").get_json()
     m42 = next(o for o in entry["objects"] if o["canonical_id"] == "NGC1976")
     assert m42["aladin"].startswith("https://aladin.cds.unistra.fr/AladinLite/?target=83.8")
+    assert m42["size_deg"] == pytest.approx(1.5) and "fov=4.5&" in m42["aladin"]  # 3× OpenNGC's 90′
+
+
+def test_aladin_field_of_view_follows_the_object_size():
+    from lake.queries import aladin_fov
+
+    assert aladin_fov(3.2) == 9.6 and aladin_fov(0.001) == 0.1 and aladin_fov(50.0) == 30.0
+    assert aladin_fov(None, "*") == 0.5 and aladin_fov(None, "G") == 1.0 and aladin_fov(float("nan")) == 1.0
 
 
 def _sesame(server, answers: dict[str, str]):

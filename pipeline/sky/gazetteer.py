@@ -22,6 +22,8 @@ class Position:
     ra_deg: float
     dec_deg: float
     object_type: str
+    size_deg: float | None = None  # catalogued major axis
+
 
 
 def database_path() -> Path:
@@ -48,14 +50,15 @@ def designation_key(designation: str) -> str | None:
 class Gazetteer:
     def __init__(self, path: Path | None = None) -> None:
         con = sqlite3.connect(f"file:{path or database_path()}?mode=ro", uri=True)
-        rows = con.execute("SELECT name, type, ra, dec, messier, identifiers, commonnames, ngc, ic FROM objects").fetchall()
+        rows = con.execute("SELECT name, type, ra, dec, messier, identifiers, commonnames, ngc, ic, majax "
+                           "FROM objects").fetchall()
         ids = con.execute("SELECT name, identifier FROM objIdentifiers").fetchall()
         con.close()
         self.positions: dict[str, Position] = {}
         self.by_key: dict[str, str] = {}
         self.common: dict[str, str] = {}
         duplicates: dict[str, str] = {}
-        for name, typ, ra, dec, messier, identifiers, common, ngc, ic in rows:
+        for name, typ, ra, dec, messier, identifiers, common, ngc, ic, majax in rows:
             if typ == "Dup":  # a duplicate record points at the real object
                 target = f"NGC{ngc}" if ngc else (f"IC{ic}" if ic else None)
                 if target:
@@ -63,7 +66,8 @@ class Gazetteer:
                 continue
             if ra is None or dec is None or typ == "NonEx":
                 continue
-            self.positions[name] = Position(name, math.degrees(ra), math.degrees(dec), typ)
+            self.positions[name] = Position(name, math.degrees(ra), math.degrees(dec), typ,
+                                            majax / 60.0 if majax else None)
             self._add_key(name, name)
             if messier:
                 self.by_key[key("M", messier)] = name

@@ -24,6 +24,7 @@ class SkyObject:
     span_start: int
     span_end: int
     is_primary: bool = False
+    size_deg: float | None = None  # catalogued major axis (OpenNGC), for the Aladin field of view
 
 
 def resolve(mention: Mention, field: str, gazetteer: Gazetteer) -> SkyObject:
@@ -41,7 +42,7 @@ def resolve(mention: Mention, field: str, gazetteer: Gazetteer) -> SkyObject:
     if pos is None:
         return SkyObject(mention.name, mention.query, None, None, None, None, field, mention.start, mention.end)
     return SkyObject(mention.name, pos.canonical_id, pos.ra_deg, pos.dec_deg, pos.object_type, resolver, field,
-                     mention.start, mention.end)
+                     mention.start, mention.end, size_deg=pos.size_deg)
 
 
 def objects_for(title: str, explanation: str, gazetteer: Gazetteer) -> list[SkyObject]:
