@@ -10,7 +10,10 @@ Counted per entry and distinct object (the lake keeps one row per mention; the c
   semi-major axis when that is larger (the reference's SIMBAD centre of a nebula 1° across may sit
   0.2° from OpenNGC's);
 - each number is given on the check set as it is and without the rows listed, with reasons, in
-  bench/data/sky_checkset_errata.csv (names that are not sky objects of the text: "Rio", "Great Wall").
+  bench/data/sky_checkset_errata.csv (names that are not sky objects of the text: "Rio", "Great Wall");
+- the check set lists each APOD's subjects, not every object its text names, so precision is also given
+  counting as correct the placed objects judged, by reading the text, to be named there
+  (bench/data/sky_mention_judgements.csv; objects not judged there count as wrong).
 Misses and unmatched objects are broken down by cause and listed in the result file.
 
 Usage: python bench/sky_quality.py   (offline: the online resolver is never asked)
@@ -38,6 +41,7 @@ from pipeline.sky.resolve import SkyObject, objects_for  # noqa: E402
 
 CHECK = ROOT / "tests" / "data" / "apod_2014_objects_slowe.csv"
 ERRATA = ROOT / "bench" / "data" / "sky_checkset_errata.csv"
+JUDGED = ROOT / "bench" / "data" / "sky_mention_judgements.csv"
 STRICT = 0.1
 
 
@@ -88,8 +92,9 @@ def _key(name: str) -> str:
 
 
 class Scorer:
-    def __init__(self, ref: pd.DataFrame, pred: dict[str, list[SkyObject]], radius: dict[str, float]) -> None:
-        self.ref, self.pred, self.radius = ref, pred, radius
+    def __init__(self, ref: pd.DataFrame, pred: dict[str, list[SkyObject]], radius: dict[str, float],
+                 judged_correct: set[tuple[str, str]]) -> None:
+        self.ref, self.pred, self.radius, self.judged_correct = ref, pred, radius, judged_correct
         self.placed = {d: distinct_placed(objs) for d, objs in pred.items()}
         self.by_date = {d: grp for d, grp in ref[ref.ra_deg.notna()].groupby("date")}
 
@@ -103,12 +108,15 @@ class Scorer:
                        for r in refs.itertuples())
         ours = [(d, o) for d, objs in self.placed.items() for o in objs]
         correct = sum(self._matches(d, o, extent) for d, o in ours)
+        judged = sum(not self._matches(d, o, extent) and (d, o.canonical_id) in self.judged_correct for d, o in ours)
         primaries = [(d, o) for d, o in ours if o.is_primary]
         primary_ok = sum(self._matches(d, o, extent) for d, o in primaries)
         return {"reference_objects_with_radec": len(refs), "recalled": recalled,
                 "recall": round(recalled / max(len(refs), 1), 3),
                 "placed_objects": len(ours), "matching_reference": correct,
                 "precision": round(correct / max(len(ours), 1), 3),
+                "judged_correct_mentions": judged, "precision_with_judged_mentions": round(
+                    (correct + judged) / max(len(ours), 1), 3),
                 "primary_targets": len(primaries), "primary_matching": primary_ok,
                 "primary_precision": round(primary_ok / max(len(primaries), 1), 3)}
 
@@ -158,13 +166,15 @@ def evaluate() -> dict:
     errata = pd.read_csv(ERRATA)
     pred = predictions(set(ref.date))
     radius = semi_major_axes()
+    judged = pd.read_csv(JUDGED, comment="#")
+    correct = set(zip(judged[judged.judgement == "correct"].date, judged[judged.judgement == "correct"].canonical_id))
     wrong = set(zip(errata.date, errata.object_name))
     corrected = ref[[(d, n) not in wrong for d, n in zip(ref.date, ref.object_name)]]
     result: dict = {}
     for label, table in (("check_set", ref), ("check_set_without_errata", corrected)):
-        s = Scorer(table, pred, radius)
+        s = Scorer(table, pred, radius, correct)
         result[label] = {"strict_0.1deg": s.score(extent=False), "extent_aware": s.score(extent=True)}
-    s = Scorer(corrected, pred, radius)
+    s = Scorer(corrected, pred, radius, correct)
     misses, unmatched = s.misses(constellation_names()), s.unmatched()
     result["misses_by_cause"] = dict(Counter(m["cause"] for m in misses).most_common())
     online = sum(m["cause"] == "extracted, needs the online resolver" for m in misses)

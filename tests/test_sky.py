@@ -21,6 +21,8 @@ def test_messier_but_not_tanks(g):
     assert keys("M1 is the Crab; so is Messier 1, near M 31", g) == [
         ("M1", "M1", "catalogue"), ("Messier 1", "M1", "catalogue"), ("M 31", "M31", "catalogue")]
     assert keys("M200 does not exist", g) == []
+    minkowski = extract("Not the Crab: M1-67 and the Twin Jet M2-9.", g)
+    assert [(m.name, m.key, m.query) for m in minkowski] == [("M1-67", None, "M 1-67"), ("M2-9", None, "M 2-9")]
 
 
 def test_ngc_ranges_and_ic(g):
@@ -82,6 +84,10 @@ def test_resolution_of_catalogue_aliases(g):
     assert g.resolve_common("horsehead nebula").canonical_id == "B033"
     assert g.resolve_key("ABELL2218") is None  # not in OpenNGC: left for the online resolver
     assert g.resolve_common("Bear Claw Nebula").canonical_id == "NGC6334"
+    blue = objects_for("", "IC 4592, the Blue Horsehead Nebula", g)
+    assert {o.canonical_id for o in blue} == {"IC4592"}  # not the Horsehead (Barnard 33)
+    belt = objects_for("", "Alnitak, Alnilam and Mintaka", g)
+    assert {o.resolver for o in belt} == {"bright-stars"}  # the star, not OpenNGC's NGC 1990 around it
 
 
 def test_primary_target_prefers_the_title(g):

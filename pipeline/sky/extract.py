@@ -2,7 +2,7 @@
 
 Catalogue designations (Messier, NGC/IC with ranges like "NGC 2237-9", Caldwell, Melotte, UGC, PGC, LBN,
 which OpenNGC can place, and Sharpless, Barnard, Abell, Arp, HH, WR, HD, HR, HIP, Gliese, SN, 3C, ESO,
-LDN, vdB, Collinder, Trumpler, Kepler hosts, cometary globules, which go to the online resolver), star designations
+LDN, vdB, Collinder, Trumpler, Kepler hosts, cometary globules, Minkowski's "M2-9", which go to the online resolver), star designations
 ("Eta Carinae", "61 Cygni", "V838 Mon", "HL Tauri"), popular names (OpenNGC's and ``data/aliases.csv``, possessives
 and line breaks included), named bright stars, and solar-system bodies, which are recorded as
 non-sidereal (no fixed RA/Dec). Text is matched as written; spans index into the given string.
@@ -28,7 +28,8 @@ class Mention:
     query: str | None = None  # what the online resolver is asked when OpenNGC cannot place it
 
 
-_NOT_AFTER_M = r"(?!\s*(?:Abrams|A\d|tank|rifle|dwarf|class|type|-class))"
+# not "M1 Abrams", "M2 rifle", nor Minkowski's planetary nebulae "M1-67", "M2-9"
+_NOT_AFTER_M = r"(?!\s*(?:Abrams|A\d|tank|rifle|dwarf|class|type|-class)|-\d)"
 # (OpenNGC key prefix or None, designation prefix for the online query, pattern whose group 1 is the number)
 _CATALOGUES: list[tuple[str | None, str, re.Pattern[str]]] = [
     ("M", "M ", re.compile(r"\b(?:M|Messier)\s?(\d{1,3})\b" + _NOT_AFTER_M)),
@@ -58,6 +59,7 @@ _CATALOGUES: list[tuple[str | None, str, re.Pattern[str]]] = [
     (None, "Trumpler ", re.compile(r"\bTrumpler\s?(\d{1,2})\b")),
     (None, "Kepler-", re.compile(r"\bKepler-(\d{1,4})(?:\s?[b-h])?\b")),
     (None, "CG ", re.compile(r"\bCG\s?(\d{1,2})\b")),
+    (None, "M ", re.compile(r"\bM\s?(\d-\d{1,3})\b")),  # Minkowski's planetary nebulae: M1-67, M2-9
 ]
 SOLAR_SYSTEM = ["Sun", "Moon", "Mercury", "Venus", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune", "Pluto",
                 "Ceres", "Io", "Europa", "Ganymede", "Callisto", "Titan", "Enceladus", "Phobos", "Deimos", "Charon"]

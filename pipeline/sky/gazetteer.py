@@ -86,8 +86,9 @@ class Gazetteer:
                 self._add_key(dup, target)
         self.aliases = names.aliases()
         self.stars = names.bright_stars()
+        stars = {s.lower() for s in self.stars}  # "Alnilam" is the star, not OpenNGC's nebula around it
         self._popular = tuple(dict.fromkeys(
-            [n for n in self.common if n not in self.aliases and len(n) > 3] + names.alias_names()))
+            [n for n in self.common if n not in self.aliases and n not in stars and len(n) > 3] + names.alias_names()))
 
     def _canonical_name(self, name: str) -> str:
         m = _ID.match(name)
