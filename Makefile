@@ -34,4 +34,9 @@ bench: .deps browser
 	$(PYTHON) -m pipeline build $(LAKE_ARG)
 	$(PYTHON) bench/quality.py $(LAKE_ARG)
 	$(PYTHON) bench/visual_descriptors.py $(LAKE_ARG)
+	$(PYTHON) bench/search_quality.py $(LAKE_ARG)
+	$(PYTHON) bench/search_latency.py $(LAKE_ARG)
+	$(PYTHON) bench/dashboard.py $(LAKE_ARG)
+	$(PYTHON) bench/ann.py
+	$(PYTHON) bench/sky_quality.py
 	$(PYTHON) bench/report.py
