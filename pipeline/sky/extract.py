@@ -1,11 +1,12 @@
 """Find object names in APOD titles and explanations.
 
-Catalogue designations (Messier, NGC/IC with ranges like "NGC 2237-9", Caldwell, Melotte, UGC, PGC, LBN,
-which OpenNGC can place, and Sharpless, Barnard, Abell, Arp, HH, WR, HD, HR, HIP, Gliese, SN, 3C, ESO,
-LDN, vdB, Collinder, Trumpler, Kepler hosts, cometary globules, Minkowski's "M2-9", which go to the online resolver), star designations
-("Eta Carinae", "61 Cygni", "V838 Mon", "HL Tauri"), popular names (OpenNGC's and ``data/aliases.csv``, possessives
-and line breaks included), named bright stars, and solar-system bodies, which are recorded as
-non-sidereal (no fixed RA/Dec). Text is matched as written; spans index into the given string.
+Catalogue designations: Messier, NGC/IC with ranges like "NGC 2237-9", Caldwell, Melotte, UGC, PGC and
+LBN, which OpenNGC can place; Sharpless, Barnard, Abell, Arp, HH, WR, HD, HR, HIP, Gliese, SN, 3C, ESO,
+LDN, vdB, Collinder, Trumpler, Kepler hosts, cometary globules and Minkowski's nebulae ("M2-9"), which
+go to the online resolver. Star designations ("Eta Carinae", "61 Cygni", "V838 Mon", "HL Tauri"); popular
+names (OpenNGC's and ``data/aliases.csv``, possessives and line breaks included); named bright stars;
+solar-system bodies, recorded as non-sidereal (no fixed RA/Dec). Text is matched as written; spans index
+into the given string.
 """
 
 from __future__ import annotations
