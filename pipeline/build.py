@@ -337,16 +337,15 @@ class Build:
         out = self.layout.staged_table("objects")
         with self.metrics.stage("sky") as st:
             texts = [(r["date"].isoformat(), r["title"], r["explanation"]) for r in rows]
-            online = None if self.cfg.offline else OnlineResolver(
-                self.layout.names_cache, self.cfg.simbad_url, tuple(self.cfg.sesame_urls), progress=self.progress)
             h = sha1_json([sha1_json(texts), fingerprint(), self.cfg.offline])
             if self._fresh("sky", h, [out]):
                 st["skipped"] = True
                 return
             gazetteer = default()
             per_entry = {r["date"]: objects_for(r["title"], r["explanation"], gazetteer) for r in rows}
-            if online is not None:
-                per_entry = place_online(per_entry, online)
+            if not self.cfg.offline:
+                per_entry = place_online(per_entry, OnlineResolver(
+                    self.layout.names_cache, self.cfg.simbad_url, tuple(self.cfg.sesame_urls), progress=self.progress))
             keys = ("name", "canonical_id", "ra_deg", "dec_deg", "object_type", "resolver", "field",
                     "span_start", "span_end", "is_primary", "size_deg")
             records = [{"date": d, **{k: getattr(o, k) for k in keys}} for d, objs in per_entry.items() for o in objs]

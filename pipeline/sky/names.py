@@ -31,25 +31,35 @@ GENITIVES = (
 _SKIPPED_STARS = {"Atlas", "Peacock", "Formalhaut", "Albereo", "Adara", "Minkar"}
 
 
-def constellation_abbreviations() -> tuple[str, ...]:
-    """The 88 three-letter IAU abbreviations, from the table astropy ships."""
+@lru_cache(maxsize=1)
+def constellations() -> dict[str, str]:
+    """The 88 IAU constellations, three-letter abbreviation → name, from the table astropy ships."""
     import astropy
 
     path = Path(astropy.__file__).resolve().parent / "coordinates" / "data" / "constellation_names.dat"
-    return tuple(line.split()[0] for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    rows = (line.split(None, 1) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    return {abbr: name.strip() for abbr, name in rows}
+
+
+def constellation_abbreviations() -> tuple[str, ...]:
+    return tuple(constellations())
 
 
 @lru_cache(maxsize=1)
-def aliases() -> dict[str, str]:
-    """Lower-cased popular name → catalogue designation."""
+def _alias_rows() -> tuple[tuple[str, str], ...]:
+    """(popular name as written, catalogue designation), in file order."""
     with ALIASES_CSV.open(newline="") as f:
         rows = csv.DictReader(line for line in f if not line.startswith("#"))
-        return {r["name"].strip().lower(): r["designation"].strip() for r in rows}
+        return tuple((r["name"].strip(), r["designation"].strip()) for r in rows)
+
+
+def aliases() -> dict[str, str]:
+    """Lower-cased popular name → catalogue designation."""
+    return {name.lower(): designation for name, designation in _alias_rows()}
 
 
 def alias_names() -> list[str]:
-    with ALIASES_CSV.open(newline="") as f:
-        return [r["name"].strip() for r in csv.DictReader(line for line in f if not line.startswith("#"))]
+    return [name for name, _ in _alias_rows()]
 
 
 @lru_cache(maxsize=1)
