@@ -1,42 +1,53 @@
 # The two commands of the README:  make run  (build the default lake if needed, start the dashboard)
 #                                  make test (install everything, run the whole test suite)
+# Everything installs into a project virtual environment (.venv), never into the system Python, so both
+# work where the system interpreter refuses pip (PEP 668 "externally-managed-environment").
 PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
 LAKE ?=
 PORT ?= 8050
 LAKE_ARG := $(if $(LAKE),--lake $(LAKE),)
 
-.PHONY: run lake test test-fast bench install browser
+.PHONY: run lake test test-fast bench install browser clean-venv
 
-.deps: requirements.txt requirements-dev.txt
-	$(PYTHON) -m pip install -q -r requirements-dev.txt
-	@touch .deps
+$(PY):
+	@$(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed. On Debian/Ubuntu: apt-get install python3-venv; then re-run make." >&2; exit 1; }
 
-install: .deps
+$(VENV)/.deps: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
 
-lake: .deps
-	$(PYTHON) -m pipeline build $(LAKE_ARG)
+install: $(VENV)/.deps
+
+lake: $(VENV)/.deps
+	$(PY) -m pipeline build $(LAKE_ARG)
 
 run: lake
-	$(PYTHON) app.py --port $(PORT) $(LAKE_ARG)
+	$(PY) app.py --port $(PORT) $(LAKE_ARG)
 
 browser:
 	@bash scripts/install_chromium.sh
 
-test: .deps browser
-	$(PYTHON) -m pytest
+test: $(VENV)/.deps browser
+	$(PY) -m pytest
 
-test-fast: .deps
-	$(PYTHON) -m pytest -m "not slow and not browser"
+test-fast: $(VENV)/.deps
+	$(PY) -m pytest -m "not slow and not browser"
 
-bench: .deps browser
-	$(PYTHON) bench/build.py
-	$(PYTHON) bench/quantization.py
-	$(PYTHON) -m pipeline build $(LAKE_ARG)
-	$(PYTHON) bench/quality.py $(LAKE_ARG)
-	$(PYTHON) bench/visual_descriptors.py $(LAKE_ARG)
-	$(PYTHON) bench/search_quality.py $(LAKE_ARG)
-	$(PYTHON) bench/search_latency.py $(LAKE_ARG)
-	$(PYTHON) bench/dashboard.py $(LAKE_ARG)
-	$(PYTHON) bench/ann.py
-	$(PYTHON) bench/sky_quality.py
-	$(PYTHON) bench/report.py
+bench: $(VENV)/.deps browser
+	$(PY) bench/build.py
+	$(PY) bench/quantization.py
+	$(PY) -m pipeline build $(LAKE_ARG)
+	$(PY) bench/quality.py $(LAKE_ARG)
+	$(PY) bench/visual_descriptors.py $(LAKE_ARG)
+	$(PY) bench/search_quality.py $(LAKE_ARG)
+	$(PY) bench/search_latency.py $(LAKE_ARG)
+	$(PY) bench/dashboard.py $(LAKE_ARG)
+	$(PY) bench/ann.py
+	$(PY) bench/sky_quality.py
+	$(PY) bench/report.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -10,17 +10,20 @@ import datetime as dt
 import logging
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map
 
+from atlas.images import MAX_UPLOAD_BYTES, UPLOAD_TYPES
+from lake.filters import FilterError, Filters
 from lake.manifest import LakeMissingError
 from lake.queries import nasa_page_url
-from lake.search import MAX_K, SearchError, SearchFilters
+from lake.records import records
+from lake.search import MAX_K, SearchError
 from services import atlas, engine, locate
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_BYTES = 8 * 1024 * 1024
-UPLOAD_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -83,7 +86,7 @@ def _cone(p: dict[str, str]) -> tuple[float, float, float] | None:
     return _float(p["ra"], "ra", 0, 360), _float(p["dec"], "dec", -90, 90), r
 
 
-def _filters(p: dict[str, str]) -> SearchFilters:
+def _filters(p: dict[str, str]) -> Filters:
     cats = tuple(c for c in request.args.getlist("category") for c in c.split(",") if c)
     has_image = {"": None, "true": True, "1": True, "false": False, "0": False}.get(p.get("has_image", "").lower())
     if has_image is None and p.get("has_image"):
@@ -91,7 +94,7 @@ def _filters(p: dict[str, str]) -> SearchFilters:
     start, end = _date(p.get("from", ""), "from"), _date(p.get("to", ""), "to")
     if start and end and start > end:
         raise BadRequest("from is after to")
-    return SearchFilters(cats, start, end, has_image, cone=_cone(p))
+    return Filters(categories=cats, start=start, end=end, has_image=has_image, cone=_cone(p))
 
 
 def _result(hit: dict[str, Any]) -> dict[str, Any]:
@@ -110,8 +113,9 @@ def search():
     p = _params(SEARCH_PARAMS)
     k = _int(p["k"], "k", 10, 1, MAX_K)
     page = _int(p["page"], "page", 1, 1, 100)
+    filters = _filters(p)  # every parameter is checked before the lake is opened
     hits = engine().search(p["q"], k=k, kind=p["kind"] or "text", mode=p["mode"] or "hybrid",
-                           filters=_filters(p), offset=(page - 1) * k)
+                           filters=filters, offset=(page - 1) * k)
     return jsonify({"query": p["q"].strip(), "mode": p["mode"] or "hybrid", "kind": p["kind"] or "text", "k": k,
                     "page": page, "results": [_result(h) for h in hits]})
 
@@ -121,7 +125,8 @@ def similar(date: str):
     p = _params(FILTER_PARAMS)
     day = _date(date, "date")
     k = _int(p["k"], "k", 10, 1, MAX_K)
-    hits = engine().similar(day, kind=p["kind"] or "text", k=k, filters=_filters(p))
+    filters = _filters(p)
+    hits = engine().similar(day, kind=p["kind"] or "text", k=k, filters=filters)
     return jsonify({"date": day.isoformat(), "kind": p["kind"] or "text", "k": k, "results": [_result(h) for h in hits]})
 
 
@@ -136,39 +141,38 @@ def entry(date: str):
     row["categories"] = [{"source": r.source, "category": r.category, "confidence": round(float(r.confidence), 4),
                           "top3": [{"category": c, "score": round(float(s), 4)}
                                    for c, s in zip(r.top3_categories, r.top3_scores)]} for r in cats.itertuples()]
-    row["objects"] = [_sky_object(o) for o in atlas().entry_objects(day.isoformat()).to_dict("records")]
+    row["objects"] = [_sky_object(o) for o in records(atlas().entry_objects(day.isoformat()))]
     return jsonify(row)
 
 
 def _sky_object(o: dict[str, Any]) -> dict[str, Any]:
+    """One object mention (JSON-safe values from :func:`lake.records.records`), with an Aladin link when placed."""
     from lake.queries import aladin_fov, aladin_url
 
-    clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in o.items()}
-    if clean.get("ra_deg") is not None:
-        fov = aladin_fov(clean.get("size_deg"), clean.get("object_type"))
-        clean["aladin"] = aladin_url(clean["ra_deg"], clean["dec_deg"], fov)
-    return clean
+    if o.get("ra_deg") is not None:
+        fov = aladin_fov(o.get("size_deg"), o.get("object_type"))
+        o = o | {"aladin": aladin_url(o["ra_deg"], o["dec_deg"], fov)}
+    return o
 
 
 @bp.get("/cone")
 def cone():
     """Entries with an object within r degrees of (ra, dec) or of a named object, nearest first."""
-    from lake.queries import Filters
-
     p = _params(CONE_PARAMS | {"k", "category", "from", "to"})
     center = _cone(p)
     if center is None:
         raise BadRequest("give ra, dec and r (degrees), or name and r")
-    f = _filters({k: v for k, v in p.items() if k not in CONE_PARAMS})
+    filters = _filters({k: v for k, v in p.items() if k not in CONE_PARAMS})
     k = _int(p["k"], "k", 100, 1, 1000)
-    df = atlas().cone(*center, filters=Filters(f.categories, f.start, f.end), limit=k)
+    filters.check_categories(atlas().category_names())  # as /search does: a typo is a 400, not an empty list
+    df = atlas().cone(*center, filters=filters, limit=k)
     return jsonify({"ra": center[0], "dec": center[1], "r": center[2], "count": len(df),
-                    "results": [r | {"url": f"/entry/{r['date']}"} for r in df.to_dict("records")]})
+                    "results": [r | {"url": f"/entry/{r['date']}"} for r in records(df)]})
 
 
 @bp.post("/search/image")
 def search_image():
-    from pipeline.images import ImageLimits, ImageRejected, decode_image
+    from atlas.images import ImageRejected, decode_image, upload_limits
 
     p = _params(FILTER_PARAMS)
     upload = request.files.get("image")
@@ -180,22 +184,54 @@ def search_image():
     if len(data) > MAX_UPLOAD_BYTES:
         return jsonify({"error": f"the picture is over the {MAX_UPLOAD_BYTES // 2**20} MB limit"}), 413
     try:
-        image = decode_image(data, ImageLimits(max_bytes=MAX_UPLOAD_BYTES, max_pixels=40_000_000))
+        image = decode_image(data, upload_limits())
     except ImageRejected as exc:
         raise BadRequest(str(exc)) from None
     k = _int(p["k"], "k", 10, 1, MAX_K)
-    hits = engine().by_image(image, k=k, kind=p["kind"] or "image", filters=_filters(p))
+    filters = _filters(p)
+    hits = engine().by_image(image, k=k, kind=p["kind"] or "image", filters=filters)
     return jsonify({"kind": p["kind"] or "image", "k": k, "results": [_result(h) for h in hits]})
+
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@bp.route("", defaults={"rest": ""}, methods=ALL_METHODS)
+@bp.route("/", defaults={"rest": "/"}, methods=ALL_METHODS)  # other defaults than "": no redirect between them
+@bp.route("/<path:rest>", methods=ALL_METHODS)
+def unknown_endpoint(rest: str):
+    """Any other ``/api`` path: a JSON 404 that lists the endpoints (405 for a known path and a wrong method).
+
+    Without this route the Dash app's catch-all page route would answer with its HTML shell and status 200,
+    which a client reads as success. Flask prefers the more specific ``/api/<path>`` to Dash's ``/<path>``.
+    """
+    rules = [r for r in current_app.url_map.iter_rules()
+             if r.endpoint.startswith(f"{bp.name}.") and r.endpoint != f"{bp.name}.unknown_endpoint"]
+    known = sorted(f"{m} {r.rule}" for r in rules for m in r.methods or () if m not in ("HEAD", "OPTIONS"))
+    try:
+        Map([r.empty() for r in rules]).bind("localhost").match(request.path, method=request.method)
+    except MethodNotAllowed as exc:
+        allowed = sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        return (jsonify({"error": f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}",
+                         "endpoints": known}), 405, {"Allow": ", ".join(exc.valid_methods or ())})
+    except NotFound:
+        pass
+    return jsonify({"error": f"no API endpoint {request.path}; the endpoints are: {', '.join(known)}",
+                    "endpoints": known}), 404
 
 
 @bp.errorhandler(BadRequest)
 @bp.errorhandler(SearchError)
+@bp.errorhandler(FilterError)
 def bad_request(exc):
     return jsonify({"error": str(exc)}), 400
 
 
 @bp.errorhandler(LookupError)
 def not_found(exc):
+    if isinstance(exc, (KeyError, IndexError)):  # a bug, not a missing entry: never answer it as a 404
+        log.error("internal error in %s", request.path, exc_info=exc)
+        return jsonify({"error": "internal error; the server log has the details"}), 500
     return jsonify({"error": str(exc)}), 404
 
 

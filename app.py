@@ -1,23 +1,31 @@
 """Cosmic Atlas dashboard: a multipage Dash app over a built lake.
 
-Run ``python app.py`` (development server) or ``gunicorn app:server`` (see Procfile). The lake is
-``$COSMIC_ATLAS_LAKE`` or ``lake/data``; build it with ``python -m pipeline build``.
+``create_app(lake=…)`` makes the app; nothing is built at import. Run ``python app.py --lake DIR``
+(development server) or ``gunicorn app:server -c gunicorn.conf.py`` (see Procfile), where ``server``
+is made on first access from ``$COSMIC_ATLAS_LAKE`` (else ``lake/data``) and each worker loads the
+query encoder before it takes requests. Build a lake with ``python -m pipeline build``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
+from pathlib import Path
+from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, dcc, html
-from flask import abort, send_file
+from flask import Flask, abort, send_file
 
 import api
-from lake.layout import LAKE_ENV, LakeLayout
+from atlas import environment
+from lake.layout import LakeLayout
+from pages import ids
+from services import EXTENSION, LakeService
+
+log = logging.getLogger(__name__)
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 NAV_ORDER = ["Map", "Categories", "Sky", "Metrics"]
@@ -32,7 +40,7 @@ def navbar() -> dbc.Navbar:
             dbc.NavbarBrand("✦ Cosmic Atlas", href="/", className="fw-bold"),
             dbc.Nav(links, navbar=True, className="me-auto"),
             html.Form(dbc.InputGroup([
-                dbc.Input(name="q", id="nav-search", type="search", placeholder="Search the archive…", size="sm"),
+                dbc.Input(name="q", id=ids.App.NAV_SEARCH, type="search", placeholder="Search the archive…", size="sm"),
                 dbc.Button("Search", type="submit", size="sm", color="secondary"),
             ], size="sm"), action="/search", method="get", className="atlas-nav-search", role="search"),
         ], fluid=True),
@@ -40,48 +48,65 @@ def navbar() -> dbc.Navbar:
     )
 
 
-def _register_thumbnails(app: Dash) -> None:
-    @app.server.route("/thumbs/<date>.jpg")
+def _register_thumbnails(server: Flask, service: LakeService) -> None:
+    @server.route("/thumbs/<date>.jpg")
     def thumbnail(date: str):
         if not _DATE.match(date):
             abort(404)
-        path = LakeLayout.at(os.environ.get(LAKE_ENV)).thumb(date)
+        path = service.layout.thumb(date)
         if not path.is_file():
             abort(404)
         return send_file(path, mimetype="image/jpeg", max_age=86400)
 
 
-def create_app() -> Dash:
+def create_app(*, lake: str | Path | LakeLayout | None = None, warm: bool = False) -> Dash:
+    """The dashboard over ``lake`` (a directory; default ``$COSMIC_ATLAS_LAKE``, else ``lake/data``).
+
+    ``warm=True`` opens the lake and loads the query encoder before returning (what each gunicorn
+    worker does after it forks: see gunicorn.conf.py), so the first search is as fast as the rest.
+    """
+    layout = lake if isinstance(lake, LakeLayout) else LakeLayout.at(lake or environment.lake_dir())
+    server = Flask(__name__)
+    service = LakeService(layout)
+    server.extensions[EXTENSION] = service
     app = Dash(
         __name__,
+        server=server,
         use_pages=True,
         title="Cosmic Atlas",
         suppress_callback_exceptions=True,
         serve_locally=True,  # no CDN: everything the page needs comes from this server
         assets_path_ignore=[r"^aladin-lite"],  # an ES module, imported by the Sky page only
     )
-    app.layout = html.Div([navbar(), dash.page_container, dcc.Store(id="map-selection", storage_type="session")])
-    _register_thumbnails(app)
-    api.register(app.server)
+    app.layout = html.Div([navbar(), dash.page_container,
+                           dcc.Store(id=ids.App.MAP_SELECTION, storage_type="session")])
+    _register_thumbnails(server, service)
+    api.register(server)
+    if warm:
+        service.warm()
     return app
 
 
-app = create_app()
-server = app.server
+def __getattr__(name: str) -> Any:
+    """``app.server`` / ``app.app`` for gunicorn (``app:server``): made on first access, not at import."""
+    if name in ("app", "server"):
+        made = globals().get("_default") or create_app()
+        globals()["_default"] = made
+        return made if name == "app" else made.server
+    raise AttributeError(name)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Cosmic Atlas dashboard (development server).")
-    ap.add_argument("--lake", help=f"lake directory (default ${LAKE_ENV} or lake/data)")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8050)
-    ap.add_argument("--debug", action="store_true")
-    args = ap.parse_args()
-    if args.lake:
-        os.environ[LAKE_ENV] = str(LakeLayout.at(args.lake).root)
+    ap.add_argument("--lake", help=f"lake directory (default ${environment.LAKE_ENV} or lake/data)")
+    ap.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    ap.add_argument("--port", type=int, default=8050, help="port to listen on")
+    ap.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, error pages)")
+    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger(__name__).info("Cosmic Atlas on http://%s:%d (lake %s)", args.host, args.port,
-                                     LakeLayout.at(os.environ.get(LAKE_ENV)).root)
+    app = create_app(lake=args.lake, warm=True)
+    log.info("Cosmic Atlas on http://%s:%d (lake %s)", args.host, args.port,
+             app.server.extensions[EXTENSION].layout.root)
     app.run(host=args.host, port=args.port, debug=args.debug)
 
 

@@ -1,59 +1,107 @@
-"""Process-wide handles on the configured lake for the web app: queries, search, and the query encoder.
+"""The web app's handles on its lake: queries, search, and the query encoder.
 
-Opened lazily and reopened when a new build publishes a new manifest, so a running server picks up
-rebuilt lakes. The lake is ``$COSMIC_ATLAS_LAKE`` or ``lake/data``.
+One :class:`LakeService` per app (made by ``app.create_app``, kept in the Flask app's extensions).
+It pins one published version of the lake at a time and reopens when the build publishes a new one
+(one ``readlink`` per request decides), so a running server picks up rebuilt lakes and a request never
+mixes two builds. Query encoders are kept by fingerprint across versions: a rebuild with the same
+model does not pay the model load again, and :meth:`LakeService.warm` loads it before the first search.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 import threading
+import time
 from typing import Any
 
-from lake.layout import LAKE_ENV, LakeLayout
+from flask import current_app
+
+from atlas.encoders import Encoder, encoder_from_manifest
+from atlas.sky.resolve import position_of
+from lake.layout import LakeLayout
 from lake.manifest import LakeMissingError
 from lake.queries import AtlasQueries
 from lake.reader import LakeReader
 from lake.search import SearchEngine
 
-_lock = threading.Lock()
-_state: dict[str, Any] = {"mtime": None, "atlas": None, "engine": None}
+log = logging.getLogger(__name__)
+
+EXTENSION = "cosmic_atlas"
 
 
-def lake_layout() -> LakeLayout:
-    return LakeLayout.at(os.environ.get(LAKE_ENV))
+class LakeService:
+    """Read-side access to one lake for every request of one process (thread-safe)."""
+
+    def __init__(self, layout: LakeLayout) -> None:
+        self.layout = layout
+        self._lock = threading.Lock()
+        self._version: str | None = None
+        self._atlas: AtlasQueries | None = None
+        self._engine: SearchEngine | None = None
+        self._encoders: dict[str, Encoder] = {}
+
+    def _encoder_for(self, info: dict[str, Any]) -> Encoder:
+        key = str(info.get("fingerprint"))
+        with self._lock:
+            if key not in self._encoders:
+                started = time.perf_counter()
+                self._encoders[key] = encoder_from_manifest(info)
+                log.info("query encoder %s loaded in %.1fs", info.get("name"), time.perf_counter() - started)
+            return self._encoders[key]
+
+    def _open(self) -> tuple[AtlasQueries, SearchEngine]:
+        version = self.layout.current_version()
+        if version is None:
+            LakeReader(self.layout)  # raises LakeMissingError with the reason (none built, or too old)
+        with self._lock:
+            if version != self._version or self._atlas is None:
+                reader = LakeReader(LakeLayout(self.layout.root, version))
+                self._atlas, self._engine = AtlasQueries(reader), SearchEngine(reader, self._encoder_for)
+                self._version = version
+                log.info("serving lake %s version %s", self.layout.root, version)
+            return self._atlas, self._engine  # type: ignore[return-value]
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+    def atlas(self) -> AtlasQueries:
+        return self._open()[0]
+
+    def engine(self) -> SearchEngine:
+        return self._open()[1]
+
+    def locate(self, name: str) -> tuple[float, float] | None:
+        """RA/Dec of a typed object name: the offline catalogues first, then the positions the lake's
+        build found (online resolution included). The web app never asks the network at request time."""
+        return position_of(name) or self.atlas().object_position(name)
+
+    def warm(self) -> None:
+        """Open the lake and load its query encoder now, so the first search is as fast as the rest."""
+        try:
+            engine = self.engine()
+            _ = engine.encoder
+            engine.search("warm-up", k=1)
+        except LakeMissingError as exc:
+            log.warning("%s", exc)
 
 
-def _query_encoder(info: dict[str, Any]):
-    from pipeline.encoders import encoder_from_manifest
-
-    return encoder_from_manifest(info)
-
-
-def _current() -> dict[str, Any]:
-    layout = lake_layout()
-    try:
-        mtime = layout.manifest.stat().st_mtime
-    except FileNotFoundError as exc:
-        raise LakeMissingError(layout.root) from exc
-    with _lock:
-        if _state["mtime"] != mtime:
-            reader = LakeReader(layout)
-            _state.update(mtime=mtime, atlas=AtlasQueries(reader), engine=SearchEngine(reader, _query_encoder))
-        return _state
+def current() -> LakeService:
+    """The service of the app handling this request."""
+    return current_app.extensions[EXTENSION]
 
 
 def atlas() -> AtlasQueries:
-    return _current()["atlas"]
+    return current().atlas()
 
 
 def engine() -> SearchEngine:
-    return _current()["engine"]
+    return current().engine()
 
 
 def locate(name: str) -> tuple[float, float] | None:
-    """RA/Dec of a typed object name: the offline catalogues first, then the positions the lake's build
-    found (online resolution included). The web app never asks the network at request time."""
-    from pipeline.sky.resolve import position_of
+    return current().locate(name)
 
-    return position_of(name) or atlas().object_position(name)
+
+def lake_layout() -> LakeLayout:
+    return current().layout

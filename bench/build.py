@@ -31,7 +31,7 @@ def run(lake: Path) -> tuple[float, dict]:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
-    return wall, json.loads((lake / "manifest.json").read_text())
+    return wall, json.loads((lake / "current" / "manifest.json").read_text())
 
 
 def main() -> None:

@@ -42,5 +42,14 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def lake_label(path: Path | str) -> str:
+    """How a lake is named in committed results: relative to the repository, never a machine's path."""
+    path, repo = Path(path).resolve(), RESULTS.parent.parent
+    try:
+        return str(path.relative_to(repo))
+    except ValueError:
+        return f"<temporary>/{path.name}"
+
+
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))

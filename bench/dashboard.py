@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import median, save  # noqa: E402
+from bench.common import lake_label, median, save  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
 
 MAP_OUTPUTS = [("map-graph", "figure"), ("map-count", "children"), ("map-note", "children"),
@@ -36,10 +36,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(lake: Path) -> tuple[subprocess.Popen, str]:
+def serve(lake: Path, *, config: bool = True) -> tuple[subprocess.Popen, str]:
+    """gunicorn as in the Procfile (``config=False``: without gunicorn.conf.py, i.e. no worker warm-up)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:server", "--workers", "1", "--threads", "4",
-                             "--timeout", "300", "--bind", f"127.0.0.1:{port}"], cwd=REPO,
+    conf = ["-c", "gunicorn.conf.py"] if config else ["--threads", "4", "--timeout", "300"]
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:server", *conf, "--workers", "1",
+                             "--bind", f"127.0.0.1:{port}"], cwd=REPO,
                             env={**os.environ, "COSMIC_ATLAS_LAKE": str(lake)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -165,7 +167,7 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=1_000_000)
     args = ap.parse_args()
     lake = LakeLayout.at(args.lake).root
-    results = {"archive": measure(lake, args.runs, f"built lake ({lake})", zoom=False)}
+    results = {"archive": measure(lake, args.runs, f"built lake ({lake_label(lake)})", zoom=False)}
     print(json.dumps(results["archive"], indent=2), flush=True)
     if args.synthetic:
         with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import save  # noqa: E402
+from bench.common import lake_label, save  # noqa: E402
+from atlas import environment  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
 from pipeline.neighbors import knn_graph  # noqa: E402
 
@@ -55,9 +56,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
     args = ap.parse_args()
-    reader = LakeReader.open(args.lake)
+    reader = LakeReader.open(args.lake or environment.lake_dir())
     labels = pd.read_csv(LABELS, dtype=str)
-    result = {"lake": str(reader.layout.root), "encoder": reader.manifest["encoder"].get("name"),
+    result = {"lake": lake_label(reader.layout.root), "encoder": reader.manifest["encoder"].get("name"),
               "labelled_sample": len(labels)}
     result["zero_shot_text"] = zero_shot_accuracy(reader, labels, "text")
     result["zero_shot_image"] = zero_shot_accuracy(reader, labels, "image")

@@ -25,9 +25,9 @@ from bench.common import median, save  # noqa: E402
 from pipeline import taxonomy  # noqa: E402
 from pipeline.classify import class_vectors, zero_shot  # noqa: E402
 from pipeline.config import BUNDLED_ARCHIVE  # noqa: E402
-from pipeline.device import set_threads  # noqa: E402
+from atlas.device import set_threads  # noqa: E402
 from pipeline.embed import text_input  # noqa: E402
-from pipeline.encoders.offline import OfflineEncoder  # noqa: E402
+from atlas.encoders.offline import OfflineEncoder  # noqa: E402
 from pipeline.ingest import normalise  # noqa: E402
 from pipeline.neighbors import knn_graph  # noqa: E402
 

@@ -19,9 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import save  # noqa: E402
+from atlas import environment  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
 from lake.search import SearchEngine  # noqa: E402
-from pipeline.encoders import encoder_from_manifest  # noqa: E402
+from atlas.encoders import encoder_from_manifest  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -30,7 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
     args = ap.parse_args()
-    engine = SearchEngine(LakeReader.open(args.lake), encoder_from_manifest)
+    engine = SearchEngine(LakeReader.open(args.lake or environment.lake_dir()), encoder_from_manifest)
     queries = [q for q in (DATA / "search_queries.txt").read_text().splitlines() if q.strip()]
     judged = json.loads((DATA / "search_judgements.json").read_text())
     per_query: dict[str, dict[str, float]] = {}

@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 from bench.common import save  # noqa: E402
 from pipeline.config import BUNDLED_ARCHIVE  # noqa: E402
 from pipeline.ingest import normalise  # noqa: E402
-from pipeline.sky.gazetteer import default  # noqa: E402
-from pipeline.sky.names import constellations  # noqa: E402
-from pipeline.sky.resolve import SkyObject, objects_for  # noqa: E402
+from atlas.sky.gazetteer import default  # noqa: E402
+from atlas.sky.names import constellations  # noqa: E402
+from atlas.sky.resolve import SkyObject, objects_for  # noqa: E402
 
 CHECK = ROOT / "tests" / "data" / "apod_2014_objects_slowe.csv"
 ERRATA = ROOT / "bench" / "data" / "sky_checkset_errata.csv"
@@ -71,14 +71,14 @@ def predictions(dates: set[str], online: bool = False) -> dict[str, list[SkyObje
         row, _ = normalise(rec, "bundled", dt.date.today())
         out[str(rec["date"])] = objects_for(row["title"], row["explanation"], g) if row else []
     if online:
+        from atlas import environment
+        from atlas.sky.resolve import place_online
         from lake.layout import LakeLayout
-        from pipeline.config import SESAME_URLS, SIMBAD_TAP_URL
         from pipeline.sky.online import OnlineResolver
-        from pipeline.sky.resolve import place_online
 
-        cache = LakeLayout.at().names_cache
+        cache = LakeLayout.at(environment.lake_dir()).names_cache
         cache.parent.mkdir(parents=True, exist_ok=True)
-        resolver = OnlineResolver(cache, SIMBAD_TAP_URL, SESAME_URLS, progress=True)
+        resolver = OnlineResolver(cache, environment.simbad_url(), tuple(environment.sesame_urls()), progress=True)
         out = place_online(out, resolver)
         if not any(resolver.asked.values()) and not resolver.cache:
             raise SystemExit("no online resolver answered (SIMBAD and Sesame unreachable): nothing measured; "

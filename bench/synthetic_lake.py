@@ -18,21 +18,15 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lake import manifest as manifest_io  # noqa: E402
-from lake.atomic import write_parquet  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
-from lake.schema import conform  # noqa: E402
+from lake.writer import LakeWriter  # noqa: E402
 from pipeline.taxonomy import DEFAULT  # noqa: E402
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path)
-    ap.add_argument("--n", type=int, default=1_000_000)
-    args = ap.parse_args()
-    layout = LakeLayout.at(args.out)
-    rng = np.random.default_rng(0)
-    n = args.n
+def write_synthetic_lake(out: Path, *, n: int, seed: int = 0) -> LakeLayout:
+    """Publish a synthetic lake of ``n`` entries at ``out`` (also used by the map-callback tests)."""
+    layout = LakeLayout.at(out)
+    rng = np.random.default_rng(seed)
     base = np.datetime64("1000-01-01")
     dates = (base + np.arange(n).astype("timedelta64[D]")).astype("datetime64[D]")
     names = list(DEFAULT)
@@ -62,11 +56,20 @@ def main() -> None:
                      "z": pa.nulls(n, pa.float32())})
     clusters = pa.table({"date": date_arr, "embedding": pa.array(["text"] * n), "cluster": pa.array(cat_idx.astype(np.int32)),
                          "label": pa.array([f"{names[i]}: synthetic" for i in cat_idx])})
-    for name, table in (("entries", entries), ("categories", cats), ("projections", proj), ("clusters", clusters)):
-        write_parquet(layout.table(name), conform(table, name))
-    manifest_io.write(layout.manifest, {"built_at": dt.datetime.now(dt.timezone.utc).isoformat(), "synthetic": True,
-                                        "taxonomy": {"categories": names}, "counts": {"entries": n}, "encoder": {}})
-    print(f"wrote a synthetic lake of {n:,} entries to {layout.root}")
+    tables = {"entries": entries, "categories": cats, "projections": proj, "clusters": clusters}
+    LakeWriter(layout).publish_tables(tables, {
+        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(), "synthetic": True,
+        "taxonomy": {"categories": names}, "counts": {"entries": n}, "encoder": {}}, version=f"synthetic-{n}")
+    return layout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    args = ap.parse_args()
+    layout = write_synthetic_lake(args.out, n=args.n)
+    print(f"wrote a synthetic lake of {args.n:,} entries to {layout.root}")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import save  # noqa: E402
+from bench.common import lake_label, save  # noqa: E402
 from bench.quality import neighbour_agreement  # noqa: E402
+from atlas import environment  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
-from pipeline.encoders import l2_normalise, visual  # noqa: E402
+from atlas.encoders import l2_normalise, visual  # noqa: E402
 
 
 def block_slices() -> dict[str, slice]:
@@ -44,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
     args = ap.parse_args()
-    reader = LakeReader.open(args.lake)
+    reader = LakeReader.open(args.lake or environment.lake_dir())
     rows = reader.query(
         "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.image_path, c.category FROM entries e "
         "JOIN categories c ON c.date = e.date AND c.source = 'text' WHERE e.has_image ORDER BY e.date")
@@ -66,7 +67,7 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:<45} agreement@10 {r['agreement']:.3f}  chance {r['chance']:.3f}  lift {r['lift']:.2f}")
     print(f"descriptor time: {per_image_ms:.2f} ms/image")
-    save("visual_descriptors", {"lake": str(reader.layout.root), "ms_per_image": round(per_image_ms, 2),
+    save("visual_descriptors", {"lake": lake_label(reader.layout.root), "ms_per_image": round(per_image_ms, 2),
                                 "variants": results})
 
 

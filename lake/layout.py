@@ -3,51 +3,85 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lake.schema import EMBEDDING_KINDS, TABLES
 
-#: Environment variable that points every command and the app at a lake directory.
-LAKE_ENV = "COSMIC_ATLAS_LAKE"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_lake_dir() -> Path:
-    """The lake used when no ``--lake`` is given: ``$COSMIC_ATLAS_LAKE`` or ``lake/data`` in the repo."""
-    env = os.environ.get(LAKE_ENV)
-    return Path(env).expanduser().resolve() if env else _REPO_ROOT / "lake" / "data"
+    """The lake used when neither ``--lake`` nor ``$COSMIC_ATLAS_LAKE`` names one: ``lake/data`` in the repo."""
+    return _REPO_ROOT / "lake" / "data"
 
 
 @dataclass(frozen=True)
 class LakeLayout:
     """Paths inside one lake directory.
 
-    ``root`` holds the published lake (what readers see). ``staging`` holds the outputs of a build in
-    progress; they are moved into ``root`` only when every stage has finished, so a failed or killed
-    build never leaves readers with a half-written lake.
+    Each build publishes a complete, immutable version in ``versions/<run id>/``; the symlink
+    ``current`` names the live one and is switched with one atomic rename, so a reader sees one whole
+    build or the next, never a mix. A layout with ``version`` set is *pinned* to that version (readers
+    pin once per open); without it, paths go through ``current``. ``staging`` holds the outputs of a
+    build in progress; caches, thumbnails and the build lock live beside the versions and outlive them.
     """
 
     root: Path
+    version: str | None = None
 
     @classmethod
     def at(cls, path: str | os.PathLike[str] | None = None) -> "LakeLayout":
         return cls(Path(path).expanduser().resolve() if path else default_lake_dir())
 
+    # -- versions -------------------------------------------------------------------------------
+    @property
+    def pointer(self) -> Path:
+        """Symlink to the live version folder (relative, so the lake can be moved or mounted elsewhere)."""
+        return self.root / "current"
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions"
+
+    def version_dir(self, version: str) -> Path:
+        return self.versions / version
+
+    def current_version(self) -> str | None:
+        """The live version's name, or None when nothing was published yet."""
+        try:
+            return Path(os.readlink(self.pointer)).name
+        except (FileNotFoundError, OSError):
+            return None
+
+    def pinned(self) -> "LakeLayout":
+        """This lake pinned to the version live right now: later publishes do not change its paths."""
+        return replace(self, version=self.current_version())
+
+    @property
+    def published(self) -> Path:
+        """The folder of the published lake this layout reads."""
+        return self.version_dir(self.version) if self.version else self.pointer
+
+    @property
+    def legacy_manifest(self) -> Path:
+        """Where lakes made before versioned publishing kept their manifest (detected to say: rebuild)."""
+        return self.root / "manifest.json"
+
     # -- published lake -------------------------------------------------------------------------
     def table(self, name: str) -> Path:
         if name not in TABLES:
             raise KeyError(f"unknown lake table {name!r}; known: {', '.join(TABLES)}")
-        return self.root / f"{name}.parquet"
+        return self.published / f"{name}.parquet"
 
     @property
     def manifest(self) -> Path:
-        return self.root / "manifest.json"
+        return self.published / "manifest.json"
 
     @property
     def vectors(self) -> Path:
         """LanceDB database directory with one table per embedding kind."""
-        return self.root / "vectors"
+        return self.published / "vectors"
 
     @property
     def thumbs(self) -> Path:
@@ -59,12 +93,12 @@ class LakeLayout:
     @property
     def image_space(self) -> Path:
         """Fitted map from image features to stored image vectors (offline encoder), for query time."""
-        return self.root / "models" / "image_space.npz"
+        return self.published / "models" / "image_space.npz"
 
     @property
     def exports(self) -> Path:
         """CSV exports kept for compatibility with the seed project's files."""
-        return self.root / "exports"
+        return self.published / "exports"
 
     @property
     def categories_csv(self) -> Path:
@@ -81,15 +115,21 @@ class LakeLayout:
 
     def staged(self, published: Path) -> Path:
         """Where a build keeps the new version of a published file until it publishes."""
-        return self.staging / published.relative_to(self.root)
+        return self.staging / published.relative_to(self.published)
 
     def staged_table(self, name: str) -> Path:
         return self.staged(self.table(name))
 
     def staged_vectors(self, kind: str) -> Path:
+        """The embed stage's matrix of one kind (an intermediate: it is not published as a file)."""
         if kind not in EMBEDDING_KINDS:
             raise KeyError(f"unknown embedding kind {kind!r}; known: {', '.join(EMBEDDING_KINDS)}")
-        return self.staging / f"vectors_{kind}.parquet"
+        return self.staging / "intermediate" / f"vectors_{kind}.parquet"
+
+    @property
+    def staged_intermediate(self) -> Path:
+        """Staged files that later stages read but that are not part of the published lake."""
+        return self.staging / "intermediate"
 
     @property
     def staged_manifest(self) -> Path:
@@ -126,5 +166,5 @@ class LakeLayout:
         return self.root / ".build.lock"
 
     def exists(self) -> bool:
-        """A lake is there when a build has published its manifest."""
+        """A lake is there when a build has published a version with its manifest."""
         return self.manifest.is_file()

@@ -11,14 +11,18 @@ from lake.schema import SCHEMA_VERSION
 
 
 class LakeMissingError(FileNotFoundError):
-    """Raised when a lake has not been built; the message says how to build one."""
+    """Raised when there is no usable lake; the message says how to build one."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, reason: str | None = None) -> None:
         super().__init__(
-            f"No Cosmic Atlas lake at {root}. Build it with `python -m pipeline build --lake {root}` "
-            "(or run `make run` / see README)."
+            (reason or f"No Cosmic Atlas lake at {root}.")
+            + f" Build it with `python -m pipeline build --lake {root}` (or run `make run` / see README)."
         )
         self.root = root
+
+
+class LakeVersionError(LakeMissingError, ValueError):
+    """The lake was written with another schema version than this code reads: it must be rebuilt."""
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -26,10 +30,10 @@ def read(path: Path) -> dict[str, Any]:
         manifest = json.load(fh)
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ValueError(
-            f"{path} has lake schema version {version}, this code reads version {SCHEMA_VERSION}; "
-            "rebuild the lake with `python -m pipeline build --force`."
-        )
+        root = path.parent.parent.parent if path.parent.parent.name == "versions" else path.parent
+        raise LakeVersionError(
+            root, f"The lake at {root} has schema version {version}; this Cosmic Atlas reads version "
+            f"{SCHEMA_VERSION}, so the lake must be rebuilt (the embedding cache is reused).")
     return manifest
 
 

@@ -10,10 +10,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from lake.filters import FilterError, Filters, separation_sql
 from lake.reader import LakeReader
+from lake.records import json_value, record
 from lake.schema import EMBEDDING_KINDS, PROJECTION_METHODS
 
 #: Largest number of points sent to the browser for one map view; more are thinned deterministically.
@@ -30,18 +31,16 @@ LICENCE_NOTE = (
 
 ALADIN = "https://aladin.cds.unistra.fr/AladinLite/"
 
-#: Great-circle separation (degrees) of an object row ``o`` from ($ra, $dec); exact at RA 0/360 and the poles.
-_SEPARATION_SQL = (
-    "degrees(acos(least(1.0, greatest(-1.0, sin(radians(o.dec_deg)) * sin(radians($ra0_dec)) + "
-    "cos(radians(o.dec_deg)) * cos(radians($ra0_dec)) * cos(radians(o.ra_deg - $ra0))))))"
-)
+#: Great-circle separation (degrees) of an object row ``o`` from ($ra0, $ra0_dec).
+_SEPARATION_SQL = separation_sql("o", "$ra0", "$ra0_dec")
 
 
 def aladin_fov(size_deg: float | None, object_type: str | None = None) -> float:
     """Three times the object's catalogued size, within 0.1–30°, so it fills the view with some sky
     around it; half a degree for a star, one degree when the size is unknown."""
-    if size_deg is not None and size_deg == size_deg and size_deg > 0:
-        return round(min(30.0, max(0.1, 3.0 * size_deg)), 3)
+    size = json_value(size_deg)  # NULL sizes arrive as NaN from DataFrames
+    if size is not None and size > 0:
+        return round(min(30.0, max(0.1, 3.0 * size)), 3)
     return 0.5 if object_type in ("*", "**") else 1.0
 
 
@@ -57,22 +56,6 @@ def nasa_page_url(date: str) -> str:
     return NASA_PAGE.format(yymmdd=d.strftime("%y%m%d"))
 
 
-@dataclass(frozen=True)
-class Filters:
-    """What the user narrowed the view to; empty category list means all categories."""
-
-    categories: tuple[str, ...] = ()
-    start: dt.date | None = None
-    end: dt.date | None = None
-
-    def params(self) -> dict[str, Any]:
-        return {"cats": list(self.categories) or None, "start": self.start, "end": self.end}
-
-
-_FILTER_SQL = (
-    "($cats::VARCHAR[] IS NULL OR list_contains($cats::VARCHAR[], c.category)) "
-    "AND ($start::DATE IS NULL OR e.date >= $start::DATE) AND ($end::DATE IS NULL OR e.date <= $end::DATE)"
-)
 _BASE_FROM = (
     "FROM entries e LEFT JOIN categories c ON c.date = e.date AND c.source = 'text'"
 )
@@ -90,6 +73,13 @@ class MapView:
 class AtlasQueries:
     def __init__(self, reader: LakeReader) -> None:
         self.reader = reader
+
+    def _where(self, filters: Filters | None) -> tuple[str, dict[str, Any]]:
+        """The filters as SQL over ``e`` (entries) and ``c`` (text categories), with their parameters."""
+        filters = filters or Filters()
+        if filters.cone is not None and not self.has_sky():
+            raise FilterError("this lake has no sky positions; rebuild it to add the objects table")
+        return filters.sql()
 
     # -- vocabulary -----------------------------------------------------------------------------
     @property
@@ -126,8 +116,9 @@ class AtlasQueries:
         Past ``max_points`` a stable pseudo-random subset is returned (ordered by a hash of the date),
         so zooming in reveals more points without the overview flickering between requests.
         """
-        params = filters.params() | {"emb": embedding, "method": method}
-        where = f"p.embedding = $emb AND p.method = $method AND {_FILTER_SQL}"
+        filter_sql, params = self._where(filters)
+        params |= {"emb": embedding, "method": method}
+        where = f"p.embedding = $emb AND p.method = $method AND {filter_sql}"
         if bounds:
             where += " AND p.x BETWEEN $x0 AND $x1 AND p.y BETWEEN $y0 AND $y1"
             params |= dict(zip(("x0", "x1", "y0", "y1"), map(float, bounds)))
@@ -154,10 +145,11 @@ class AtlasQueries:
         return MapView(points, total, thinned, bounds, centres)
 
     def counts_by_category(self, filters: Filters) -> pd.DataFrame:
+        where, params = self._where(filters)
         return self.reader.query(
             f"SELECT coalesce(c.category, 'Uncategorised') AS category, count(*) AS n {_BASE_FROM} "
-            f"WHERE {_FILTER_SQL} GROUP BY 1 ORDER BY n DESC",
-            filters.params(),
+            f"WHERE {where} GROUP BY 1 ORDER BY n DESC",
+            params,
         )
 
     # -- selections and downloads ---------------------------------------------------------------
@@ -166,42 +158,47 @@ class AtlasQueries:
         filters, in date order."""
         if not dates:
             return pd.DataFrame(columns=["date", "title", "nasa_page", "category", "confidence", "credit", "copyright"])
+        where, params = self._where(filters)
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, round(c.confidence, 3) AS confidence, "
             "e.media_type, e.url, e.hdurl, e.credit, e.copyright, e.rights_note, e.explanation "
-            f"{_BASE_FROM} WHERE list_contains($dates, strftime(e.date, '%Y-%m-%d')) AND {_FILTER_SQL} "
+            f"{_BASE_FROM} WHERE list_contains($dates, strftime(e.date, '%Y-%m-%d')) AND {where} "
             "ORDER BY e.date",
-            {"dates": list(dates)} | (filters or Filters()).params(),
+            {"dates": list(dates)} | params,
         )
         df.insert(2, "nasa_page", [nasa_page_url(d) for d in df.date])
         return df
 
     # -- categories page ------------------------------------------------------------------------
     def counts_by_year(self, filters: Filters) -> pd.DataFrame:
+        where, params = self._where(filters)
         return self.reader.query(
             f"SELECT e.year, coalesce(c.category, 'Uncategorised') AS category, count(*) AS n {_BASE_FROM} "
-            f"WHERE {_FILTER_SQL} GROUP BY ALL ORDER BY e.year",
-            filters.params(),
+            f"WHERE {where} GROUP BY ALL ORDER BY e.year",
+            params,
         )
 
     def confidences(self, filters: Filters) -> pd.DataFrame:
+        where, params = self._where(filters)
         return self.reader.query(
-            f"SELECT c.category, c.confidence {_BASE_FROM} WHERE c.category IS NOT NULL AND {_FILTER_SQL}",
-            filters.params(),
+            f"SELECT c.category, c.confidence {_BASE_FROM} WHERE c.category IS NOT NULL AND {where}",
+            params,
         )
 
     def text_image_agreement(self, filters: Filters) -> pd.DataFrame:
         """Per text category: how often the image-based category agrees (CLIP lakes only)."""
+        where, params = self._where(filters)
         return self.reader.query(
             "SELECT c.category, count(*) AS n, avg(CASE WHEN i.category = c.category THEN 1 ELSE 0 END) AS agreement "
             f"{_BASE_FROM} JOIN categories i ON i.date = e.date AND i.source = 'image' "
-            f"WHERE {_FILTER_SQL} GROUP BY 1 ORDER BY n DESC",
-            filters.params(),
+            f"WHERE {where} GROUP BY 1 ORDER BY n DESC",
+            params,
         )
 
     def category_page(self, category: str, filters: Filters, page: int, per_page: int = 24) -> tuple[pd.DataFrame, int]:
-        params = filters.params() | {"cat": category}
-        where = f"c.category = $cat AND {_FILTER_SQL}"
+        filter_sql, params = self._where(filters)
+        params |= {"cat": category}
+        where = f"c.category = $cat AND {filter_sql}"
         total = int(self.reader.connection().execute(f"SELECT count(*) {_BASE_FROM} WHERE {where}", params).fetchone()[0])
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, e.has_image, c.confidence "
@@ -218,9 +215,9 @@ class AtlasQueries:
         )
         if df.empty:
             return None
-        row = df.iloc[0].to_dict()
+        row = record(df.iloc[0].to_dict())
         row["nasa_page"] = nasa_page_url(date)
-        return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+        return row
 
     def entry_categories(self, date: str) -> pd.DataFrame:
         return self.reader.query(
@@ -255,30 +252,43 @@ class AtlasQueries:
         return None if df.empty else (float(df.ra_deg[0]), float(df.dec_deg[0]))
 
     def sky_points(self, filters: Filters) -> pd.DataFrame:
-        """One point per entry: its primary target."""
+        """One point per entry whose primary target is placed on the sky (has RA/Dec).
+
+        Entries whose primary target is a solar-system body (no fixed position) or was not resolved are
+        left out: they cannot be drawn, and the Sky page's count must match the points it draws.
+        """
         if not self.has_sky():
             return pd.DataFrame(columns=["date", "title", "category", "name", "canonical_id", "ra_deg", "dec_deg"])
+        where, params = self._where(filters)
         return self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, coalesce(c.category, 'Uncategorised') AS category, "
             "o.name, o.canonical_id, o.ra_deg, o.dec_deg, e.has_image "
-            f"{_BASE_FROM} JOIN objects o ON o.date = e.date AND o.is_primary WHERE {_FILTER_SQL} ORDER BY e.date",
-            filters.params(),
+            f"{_BASE_FROM} JOIN objects o ON o.date = e.date AND o.is_primary AND o.ra_deg IS NOT NULL "
+            f"WHERE {where} ORDER BY e.date",
+            params,
         )
 
     def cone(self, ra: float, dec: float, radius: float, filters: Filters | None = None, limit: int = 500) -> pd.DataFrame:
         """Entries with a resolved object within ``radius`` degrees of (ra, dec), nearest first."""
         if not self.has_sky():
             return pd.DataFrame(columns=["date", "title", "category", "name", "separation_deg"])
-        params = (filters or Filters()).params() | {"ra0": float(ra), "ra0_dec": float(dec), "r": float(radius),
-                                                    "limit": int(limit)}
+        where, params = self._where(filters)
+        params |= {"ra0": float(ra), "ra0_dec": float(dec), "r": float(radius), "limit": int(limit)}
         return self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, any_value(e.title) AS title, "
             "any_value(coalesce(c.category, 'Uncategorised')) AS category, "
             f"arg_min(o.name, {_SEPARATION_SQL}) AS name, round(min({_SEPARATION_SQL}), 4) AS separation_deg "
             f"{_BASE_FROM} JOIN objects o ON o.date = e.date AND o.ra_deg IS NOT NULL "
-            f"WHERE {_SEPARATION_SQL} <= $r AND {_FILTER_SQL} GROUP BY e.date ORDER BY separation_deg, e.date LIMIT $limit",
+            f"WHERE {_SEPARATION_SQL} <= $r AND {where} GROUP BY e.date ORDER BY separation_deg, e.date LIMIT $limit",
             params,
         )
+
+    def matching_dates(self, filters: Filters) -> list[dt.date]:
+        """Dates of the entries that pass ``filters``, in order. Search uses it to turn a sky cone into
+        dates, since LanceDB and the in-memory vectors have no objects table to evaluate the cone on."""
+        where, params = self._where(filters)
+        df = self.reader.query(f"SELECT e.date {_BASE_FROM} WHERE {where} ORDER BY e.date", params)
+        return [pd.Timestamp(d).date() for d in df.date]
 
     # -- metrics page ---------------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:

@@ -25,10 +25,18 @@ class LakeReader:
     """A read-only view of one lake. Queries are parameterised; table names come from the schema."""
 
     def __init__(self, layout: LakeLayout) -> None:
-        if not layout.exists():
-            raise LakeMissingError(layout.root)
-        self.layout = layout
+        pinned = layout if layout.version else layout.pinned()
+        if not pinned.version or not pinned.exists():
+            legacy = layout.legacy_manifest.is_file()
+            raise LakeMissingError(layout.root, f"The lake at {layout.root} was made by an older Cosmic Atlas "
+                                   "(before versioned publishing)." if legacy else None)
+        self.layout = pinned  # every query of this reader sees one published version, whatever is published next
         self._local = threading.local()
+        _ = self.manifest  # fails now, with the rebuild message, when the schema version differs
+
+    @property
+    def version(self) -> str:
+        return str(self.layout.version)
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> "LakeReader":

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+#: 2: versioned publishing (tables under versions/<run id>/, the live one named by the `current` link).
+SCHEMA_VERSION = 2
 
 #: The four vectors computed per entry (LanceDB table names, ``embedding`` values in other tables).
 EMBEDDING_KINDS: tuple[str, ...] = ("title", "text", "image", "multimodal")

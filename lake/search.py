@@ -11,23 +11,22 @@ Dense search reads its vectors from LanceDB. Tables below ``ANN_MIN_ROWS`` (the 
 searched exactly with one in-memory matrix product (0.2 ms instead of LanceDB's 9 ms brute-force scan);
 larger tables use LanceDB's IVF_PQ index with re-ranking (see ``lake.vectors``).
 
-Filters (categories, date range, has-image) are applied inside each query (a mask before the top-k, or
-LanceDB pre-filtering), not to the results afterwards, so ``k`` results come back whenever that many
-match. LanceDB filter expressions are built only from validated values: categories must be names of the
-lake's taxonomy and dates are parsed ``datetime.date`` objects.
+Filters (:class:`lake.filters.Filters`: categories, date range, has-image, sky cone) are applied inside
+each query (a mask before the top-k, or LanceDB pre-filtering), not to the results afterwards, so ``k``
+results come back whenever that many match. Both come from the one rule list in :mod:`lake.filters`;
+LanceDB filter expressions are built only from validated values (taxonomy names, ``datetime.date``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from lake.filters import FilterError, Filters
 from lake.reader import LakeReader
 from lake.schema import EMBEDDING_KINDS, KEYWORD_KIND
 from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR, matrix
@@ -44,36 +43,6 @@ class SearchError(ValueError):
     """A request that cannot be answered as asked; the message says why (shown to users, HTTP 400)."""
 
 
-@dataclass(frozen=True)
-class SearchFilters:
-    categories: tuple[str, ...] = ()
-    start: dt.date | None = None
-    end: dt.date | None = None
-    has_image: bool | None = None
-    cone: tuple[float, float, float] | None = None  # (ra, dec, radius) in degrees
-    cone_dates: tuple[str, ...] | None = None  # filled by the engine from the lake's objects table
-
-    def where(self, known_categories: list[str]) -> str | None:
-        """A LanceDB SQL filter. Categories are checked against the taxonomy, dates are real dates."""
-        parts = []
-        if self.cone_dates is not None:  # ISO dates read from the lake itself, re-checked here
-            safe = [d for d in self.cone_dates if re.fullmatch(r"\d{4}-\d{2}-\d{2}", d)]
-            parts.append("date IN (" + ", ".join(f"'{d}'" for d in safe) + ")" if safe else "false")
-        unknown = [c for c in self.categories if c not in known_categories]
-        if unknown:
-            raise SearchError(f"unknown category {unknown[0]!r}; known: {', '.join(known_categories)}")
-        if self.categories:
-            quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in self.categories)
-            parts.append(f"category IN ({quoted})")
-        if self.start:
-            parts.append(f"date >= '{self.start.isoformat()}'")
-        if self.end:
-            parts.append(f"date <= '{self.end.isoformat()}'")
-        if self.has_image is not None:
-            parts.append(f"has_image = {'true' if self.has_image else 'false'}")
-        return " AND ".join(parts) or None
-
-
 class InMemoryVectors:
     """A small vector table held in memory for exact search, with the columns filters need."""
 
@@ -86,18 +55,9 @@ class InMemoryVectors:
         self.has_image = np.array(arrow.column("has_image").to_pylist(), dtype=bool)
         self.row = {d: i for i, d in enumerate(self.dates.tolist())}
 
-    def mask(self, filters: "SearchFilters", exclude: str | None = None) -> np.ndarray | None:
-        m = np.ones(len(self.dates), dtype=bool)
-        if filters.categories:
-            m &= np.isin(self.categories, list(filters.categories))
-        if filters.start:
-            m &= self.dates >= filters.start.isoformat()
-        if filters.end:
-            m &= self.dates <= filters.end.isoformat()
-        if filters.has_image is not None:
-            m &= self.has_image == filters.has_image
-        if filters.cone_dates is not None:
-            m &= np.isin(self.dates, list(filters.cone_dates))
+    def mask(self, filters: Filters, exclude: str | None = None) -> np.ndarray | None:
+        """Rows passing ``filters`` (and not ``exclude``); None when every row does."""
+        m = filters.mask(columns={"date": self.dates, "category": self.categories, "has_image": self.has_image})
         if exclude is not None and exclude in self.row:
             m[self.row[exclude]] = False
         return None if m.all() else m
@@ -185,9 +145,16 @@ class SearchEngine:
             self._memory[kind] = InMemoryVectors(table) if table.count_rows() < ANN_MIN_ROWS else None
         return self._memory[kind]
 
-    def _dense_search(self, vector: np.ndarray, kind: str, filters: SearchFilters, n: int,
+    def _where(self, filters: Filters) -> str | None:
+        """The LanceDB filter; also where categories are checked against the taxonomy, for both paths."""
+        try:
+            return filters.lance_where(known_categories=self.categories)
+        except FilterError as exc:
+            raise SearchError(str(exc)) from None
+
+    def _dense_search(self, vector: np.ndarray, kind: str, filters: Filters, n: int,
                       exclude: str | None = None) -> list[dict[str, Any]]:
-        where = filters.where(self.categories)  # validates the categories in both paths
+        where = self._where(filters)  # validates the categories in both paths
         memory = self._in_memory(kind)
         if memory is not None:
             return memory.search(vector, memory.mask(filters, exclude), n)
@@ -229,23 +196,22 @@ class SearchEngine:
         by_date = self._explanation_lookup([h["date"] for h in hits])
         return [h | {"snippet": snippet(by_date.get(h["date"], ""), q)} for h in hits]
 
-    def _with_cone(self, filters: SearchFilters) -> SearchFilters:
-        """Turn a sky cone into the set of entry dates inside it (from the lake's objects table)."""
+    def _with_cone(self, filters: Filters | None) -> Filters:
+        """Turn a sky cone into the set of entry dates inside it: only DuckDB, over the lake's objects
+        table, can evaluate a cone; LanceDB and the in-memory vectors then filter on those dates."""
+        filters = filters or Filters()
         if filters.cone is None:
             return filters
-        ra, dec, radius = filters.cone
-        if not (0 <= ra <= 360 and -90 <= dec <= 90 and 0 < radius <= 180):
-            raise SearchError("cone needs 0 ≤ ra ≤ 360, -90 ≤ dec ≤ 90 and 0 < radius ≤ 180 (degrees)")
         if "objects" not in self.reader.tables:
             raise SearchError("this lake has no sky positions; rebuild it to add the objects table")
         from lake.queries import AtlasQueries
 
-        dates = AtlasQueries(self.reader).cone(ra, dec, radius, limit=1_000_000).date.tolist()
-        return dataclasses.replace(filters, cone_dates=tuple(dates))
+        inside = AtlasQueries(self.reader).matching_dates(Filters(cone=filters.cone, dates=filters.dates))
+        return filters.with_dates(inside)
 
     # -- public API -----------------------------------------------------------------------------
     def search(self, q: str, *, k: int = 10, kind: str = "text", mode: str = "hybrid",
-               filters: SearchFilters = SearchFilters(), offset: int = 0) -> list[dict[str, Any]]:
+               filters: Filters | None = None, offset: int = 0) -> list[dict[str, Any]]:
         filters = self._with_cone(filters)
         q = (q or "").strip()
         if not q:
@@ -258,7 +224,7 @@ class SearchEngine:
             raise SearchError(f"mode must be one of {', '.join(MODES)}")
         if offset < 0 or offset + k > 1000:
             raise SearchError("results beyond the first 1,000 are not available")
-        where = filters.where(self.categories)
+        where = self._where(filters)
         n = offset + k
         if mode == "dense":
             hits = self._dense_search(self._query_vector(q, kind), kind, filters, n)
@@ -275,7 +241,7 @@ class SearchEngine:
         return self._with_snippets(hits[offset:n], q)
 
     def similar(self, date: dt.date, *, kind: str = "text", k: int = 10,
-                filters: SearchFilters = SearchFilters()) -> list[dict[str, Any]]:
+                filters: Filters | None = None) -> list[dict[str, Any]]:
         if not 1 <= k <= MAX_K:
             raise SearchError(f"k must be between 1 and {MAX_K}")
         filters = self._with_cone(filters)
@@ -294,7 +260,7 @@ class SearchEngine:
         return self._with_snippets(hits, title or "")
 
     def by_image(self, image, *, k: int = 10, kind: str = "image",
-                 filters: SearchFilters = SearchFilters()) -> list[dict[str, Any]]:
+                 filters: Filters | None = None) -> list[dict[str, Any]]:
         """Entries that look like an uploaded picture (``image``), or match it across modalities."""
         if kind not in ("image", "multimodal", "text", "title"):
             raise SearchError("kind must be image, multimodal, text or title")

@@ -1,9 +1,9 @@
 """Build-side access to a lake: stage new outputs, read the newest version, publish atomically.
 
-Outputs of a build go to ``.staging/`` first. :meth:`LakeWriter.publish` moves them over the live
-files one ``os.replace`` at a time (each atomic), writes the LanceDB tables (one commit each) and writes
-``manifest.json`` last. Until then readers keep seeing the last good lake, and a re-run after a crash
-picks up the staged outputs instead of recomputing them.
+Outputs of a build go to ``.staging/`` first. :meth:`LakeWriter.publish` assembles them, with hard
+links to the unchanged files of the live version, into a new version folder and then switches the
+``current`` pointer with one atomic rename. Until then readers keep seeing the last good lake as a
+whole, and a re-run after a crash picks up the staged outputs instead of recomputing them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 from lake import atomic, vectors
 from lake import manifest as manifest_io
 from lake.layout import LakeLayout
-from lake.schema import EMBEDDING_KINDS, KEYWORD_KIND, conform
+from lake.schema import conform
 
 log = logging.getLogger(__name__)
 
@@ -97,32 +98,90 @@ class LakeWriter:
         except KeyError:  # e.g. no entry had an image
             return [], np.zeros((0, 0), np.float32)
 
-    def stage_file(self, published: Path, writer) -> None:
+    def stage_file(self, published: Path, writer: Callable[[Path], None]) -> None:
         atomic.write_with(self.layout.staged(published), writer)
 
     # -- publish --------------------------------------------------------------------------------
-    def publish(self, manifest: dict[str, Any], *, vector_columns: dict[str, Any] | None) -> None:
-        """Move staged files live, rewrite LanceDB tables when asked, then write the manifest."""
-        staging = self.layout.staging
+    def publish(self, manifest: dict[str, Any], *, version: str) -> Path:
+        """Make the staged build live as ``versions/<version>/`` and switch ``current`` to it.
+
+        The new version folder gets the staged outputs, and hard links to every file of the previous
+        version that this build did not remake (unchanged tables cost no copy and no time). It is
+        complete, manifest included, before the one atomic pointer switch; older versions beyond
+        :data:`VERSIONS_KEPT` are removed afterwards (a reader pinned to one finishes its request on
+        files that stay open, then reopens the new version).
+        """
+        layout = self.layout
+        staging, target = layout.staging, layout.version_dir(version)
+        if target.exists():
+            raise FileExistsError(f"lake version {version} already exists in {layout.versions}")
+        work = layout.versions / f".tmp-{version}"
+        atomic.remove_tree(work)
+        work.mkdir(parents=True)
+        remade: set[tuple[str, ...]] = set()
         for staged in sorted(p for p in staging.rglob("*") if p.is_file()):
             rel = staged.relative_to(staging)
-            if rel.name == "manifest.json" or rel.name.startswith("vectors_") or rel.name.startswith(".tmp-"):
+            if rel.parts[0] == layout.staged_intermediate.name or rel == Path("manifest.json") \
+                    or rel.name.startswith(".tmp-"):
                 continue
-            atomic.move_into_place(staged, self.layout.root / rel)
-        if vector_columns is not None:
-            for kind in EMBEDDING_KINDS:
-                dates, matrix = self.read_vectors(kind)
-                if not dates:
-                    continue
-                cols = vector_columns
-                vectors.write_table(
-                    self.layout.vectors, kind, dates, matrix,
-                    titles=[cols["title"].get(d) for d in dates],
-                    years=[int(d[:4]) for d in dates],
-                    categories=[cols["category"].get(d) for d in dates],
-                    has_image=[bool(cols["has_image"].get(d)) for d in dates],
-                    bodies=[cols["body"].get(d, "") for d in dates] if kind == KEYWORD_KIND else None,
-                )
-        manifest_io.write(self.layout.manifest, manifest)
-        self.discard_staging()
+            remade.add(_unit(rel))
+            atomic.move_into_place(staged, work / rel)
+        previous = layout.current_version()
+        if previous:
+            old = layout.version_dir(previous)
+            for path in (p for p in old.rglob("*") if p.is_file()):
+                rel = path.relative_to(old)
+                if rel != Path("manifest.json") and _unit(rel) not in remade:
+                    (work / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.link(path, work / rel)
+        manifest_io.write(work / "manifest.json", manifest)
         os.sync()
+        os.replace(work, target)
+        link = layout.root / f".tmp-current-{version}"
+        link.unlink(missing_ok=True)
+        link.symlink_to(target.relative_to(layout.root))
+        os.replace(link, layout.pointer)  # the switch: readers see the old version or the new one
+        self.discard_staging()
+        self.prune(keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS)
+        return target
+
+    def publish_tables(self, tables: dict[str, pa.Table], manifest: dict[str, Any], *, version: str) -> Path:
+        """Publish tables made outside the pipeline (synthetic benchmark lakes, test fixtures, imports)
+        through the same staging and atomic switch as a build."""
+        with self.locked():
+            for name, table in tables.items():
+                self.stage_table(name, table)
+            return self.publish(manifest, version=version)
+
+    def prune(self, *, keep: int, grace_seconds: float = 0.0) -> list[str]:
+        """Remove all but the newest ``keep`` versions and stray temporary folders, never the live one.
+
+        A version is removed only once its successor has been live for ``grace_seconds``: a reader
+        that pinned it just before a publish finishes its request on it, however fast builds follow.
+        """
+        live = self.layout.current_version()
+        if not self.layout.versions.is_dir():
+            return []
+        names = sorted(p.name for p in self.layout.versions.iterdir() if p.is_dir())
+        stale = [n for n in names if n.startswith(".tmp-") and n != f".tmp-{live}"]
+        done = [n for n in names if not n.startswith(".tmp-")]
+        now = time.time()
+        for i, name in enumerate(done[:-keep] if keep > 0 else done):
+            successor = self.layout.version_dir(done[i + 1]) if i + 1 < len(done) else None
+            superseded_for = now - successor.stat().st_mtime if successor else 0.0
+            if name != live and superseded_for >= grace_seconds:
+                stale.append(name)
+        for name in stale:
+            atomic.remove_tree(self.layout.version_dir(name))
+        return stale
+
+
+#: Published versions kept on disk: the live one and the two before it (readers mid-request, rollbacks).
+VERSIONS_KEPT = 3
+#: Seconds a superseded version stays readable beyond :data:`VERSIONS_KEPT` (requests in flight).
+PRUNE_GRACE_SECONDS = 300.0
+
+
+def _unit(rel: Path) -> tuple[str, ...]:
+    """What a build replaces as a whole: a LanceDB table folder, or a single file."""
+    return rel.parts[:2] if rel.parts[0] == "vectors" else rel.parts

@@ -1,4 +1,5 @@
-"""Shared pieces of the pages: the lake accessor, component ids, and small layout helpers.
+"""Shared pieces of the pages: the lake accessor and small layout helpers (component ids are in
+:mod:`pages.ids`, figure builders in :mod:`pages.figures`).
 
 Pages get data only from :func:`atlas` (a :class:`lake.queries.AtlasQueries`); they never open files.
 (Dash pages skips modules whose name starts with an underscore, so this is not a page.)
@@ -10,16 +11,10 @@ import datetime as dt
 from typing import Any
 
 import dash_bootstrap_components as dbc
-from dash import dcc, html
+from dash import dcc, html, no_update
 
-from lake.queries import Filters
+from lake.filters import Filters
 from services import atlas, engine, lake_layout, locate  # noqa: F401  (re-exported for the pages)
-
-
-#: Qualitative colours for categories and clusters, shared by the map pages.
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52", "#843c39", "#7b4173", "#3182bd", "#31a354",
-           "#756bb1", "#636363", "#fd8d3c", "#9ecae1", "#a1d99b", "#bcbddc"]
 
 
 def vocabulary() -> tuple[Any, list[str], dt.date, dt.date]:
@@ -66,7 +61,18 @@ def parse_list(value: Any) -> list[str]:
 def filters_from(categories: list[str] | None, years: list[int] | None) -> Filters:
     start = dt.date(int(years[0]), 1, 1) if years else None
     end = dt.date(int(years[1]), 12, 31) if years else None
-    return Filters(tuple(categories or ()), start, end)
+    return Filters(categories=tuple(categories or ()), start=start, end=end)
+
+
+def entry_path(click: dict[str, Any] | None) -> Any:
+    """The entry page of a clicked point (its ``customdata`` starts with the date), or ``no_update``.
+
+    Shared by the Map and Sky pages, whose graphs both carry the date first; each page still registers its
+    own callback, since a Dash callback is bound to one page's components.
+    """
+    if not click or not click.get("points"):
+        return no_update
+    return f"/entry/{click['points'][0]['customdata'][0]}"
 
 
 def year_marks(lo: int, hi: int) -> dict[int, str]:

@@ -11,9 +11,11 @@ from dash import dcc, html
 
 from lake.manifest import LakeMissingError
 from lake.queries import aladin_fov, aladin_url
+from lake.records import json_value
 from lake.search import SearchError
 from lake.schema import EMBEDDING_KINDS
 from pages._common import atlas, engine, missing_lake_notice, parse_date, thumb_card, thumb_url
+from pages.ids import Entry
 
 dash.register_page(__name__, path_template="/entry/<date>", name="Entry", title="Cosmic Atlas · Entry")
 
@@ -44,7 +46,7 @@ def _sky_objects(date: str) -> html.Div:
         return html.Div()
     items = []
     for o in objs.drop_duplicates("canonical_id").itertuples():
-        if o.ra_deg == o.ra_deg and o.ra_deg is not None:  # not NaN: a sidereal object with a position
+        if json_value(o.ra_deg) is not None:  # NULL comes back as NaN: only placed (sidereal) objects pass
             label = f"{o.name} ({o.canonical_id}, {o.object_type}) RA {o.ra_deg:.3f}° Dec {o.dec_deg:+.3f}°"
             fov = aladin_fov(getattr(o, "size_deg", None), o.object_type)  # older lakes have no sizes
             items.append(html.Li([label, " ", html.A("Aladin ↗", href=aladin_url(o.ra_deg, o.dec_deg, fov),
@@ -54,7 +56,7 @@ def _sky_objects(date: str) -> html.Div:
         else:
             items.append(html.Li(f"{o.name} ({o.canonical_id}: not placed; OpenNGC does not know it and the online "
                                  "resolver was not asked or did not find it)", className="text-muted"))
-    return html.Div([html.H6("On the sky", className="mt-3"), html.Ul(items, className="small", id="entry-objects")])
+    return html.Div([html.H6("On the sky", className="mt-3"), html.Ul(items, className="small", id=Entry.OBJECTS)])
 
 
 def _neighbours(date: str) -> dbc.Tabs:
@@ -71,7 +73,7 @@ def _neighbours(date: str) -> dbc.Tabs:
                                     xs=6, md=3, lg=3, className="mb-3") for h in hits],
                            className="pt-3 atlas-neighbours")
         tabs.append(dbc.Tab(body, label=f"{kind.title()} ({KIND_HELP[kind]})", tab_id=f"nb-{kind}"))
-    return dbc.Tabs(tabs, active_tab="nb-text", id="entry-tabs")
+    return dbc.Tabs(tabs, active_tab="nb-text", id=Entry.TABS)
 
 
 def layout(date: str = "", **_ignored) -> html.Div:
@@ -98,7 +100,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
             dbc.Col(picture, md=5),
             dbc.Col([
                 html.Div(d, className="text-muted"),
-                html.H2(entry["title"], id="entry-title"),
+                html.H2(entry["title"], id=Entry.TITLE),
                 _categories(d),
                 html.P(entry.get("explanation") or "(no explanation in the archive)", className="atlas-explanation"),
                 html.Dl([x for k, v in credits for x in (html.Dt(k), html.Dd(v))], className="small"),

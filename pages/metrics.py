@@ -6,11 +6,12 @@ import json
 
 import dash
 import dash_bootstrap_components as dbc
-import plotly.express as px
 from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
+from pages import figures
 from pages._common import atlas, missing_lake_notice
+from pages.ids import Metrics
 
 dash.register_page(__name__, path="/metrics", name="Metrics", title="Cosmic Atlas · Metrics")
 
@@ -44,32 +45,24 @@ def layout(**_ignored) -> html.Div:
         html.H4("Lake", className="mt-2"),
         _facts(a.manifest),
         dbc.Row([dbc.Col(html.H4("Pipeline run"), width="auto"),
-                 dbc.Col(dcc.Dropdown(id="metrics-run", options=options, value=options[0]["value"] if options else None,
+                 dbc.Col(dcc.Dropdown(id=Metrics.RUN, options=options, value=options[0]["value"] if options else None,
                                       clearable=False), md=4)], className="align-items-center"),
-        dbc.Row([dbc.Col(dcc.Graph(id="metrics-stages"), md=6), dbc.Col(html.Div(id="metrics-table"), md=6)]),
-        dcc.Graph(id="metrics-samples"),
+        dbc.Row([dbc.Col(dcc.Graph(id=Metrics.STAGES), md=6), dbc.Col(html.Div(id=Metrics.TABLE), md=6)]),
+        dcc.Graph(id=Metrics.SAMPLES),
     ], fluid=True)
 
 
 @callback(
-    Output("metrics-stages", "figure"),
-    Output("metrics-table", "children"),
-    Output("metrics-samples", "figure"),
-    Input("metrics-run", "value"),
+    Output(Metrics.STAGES, "figure"),
+    Output(Metrics.TABLE, "children"),
+    Output(Metrics.SAMPLES, "figure"),
+    Input(Metrics.RUN, "value"),
 )
 def show_run(run_id):
     a = atlas()
     stages = a.stage_metrics(run_id)
-    fig = px.bar(stages, x="duration_seconds", y="stage", orientation="h", template="plotly_white",
-                 title="Wall time per stage (s)", labels={"duration_seconds": "seconds", "stage": ""})
+    fig = figures.stage_durations_bar(stages)
     table = stages.assign(peak_rss_mb=(stages.peak_rss_bytes / 2**20).round(0),
                           duration_seconds=stages.duration_seconds.round(2)).drop(columns="peak_rss_bytes")
-    samples = a.samples(run_id)
-    samples = samples.assign(rss_mb=samples.rss_bytes / 2**20)
-    cols = ["cpu_percent", "rss_mb"] + (["gpu_utilization_percent"] if samples.gpu_name.notna().any() else [])
-    long = samples.melt(id_vars=["duration_seconds", "process"], value_vars=cols, var_name="metric")
-    line = px.line(long, x="duration_seconds", y="value", facet_row="metric", color="process", template="plotly_white",
-                   title="Resource samples" + (" (no GPU on the build machine)" if len(cols) == 2 else ""),
-                   labels={"duration_seconds": "seconds since start"}, height=520)
-    line.update_yaxes(matches=None)
+    line = figures.resource_samples_lines(a.samples(run_id))
     return fig, dbc.Table.from_dataframe(table, striped=True, size="sm", className="mt-5"), line

@@ -11,9 +11,11 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from lake.manifest import LakeMissingError
-from lake.search import MODES, SearchError, SearchFilters
+from lake.filters import Filters
+from lake.search import MODES, SearchError
 from lake.schema import EMBEDDING_KINDS
 from pages._common import atlas, engine, missing_lake_notice, parse_date, parse_list, thumb_url
+from pages.ids import Search
 
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
 
@@ -51,22 +53,24 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     mode = mode if mode in MODES else "hybrid"
     page_n = min(max(int(page) if page.isdigit() else 1, 1), MAX_PAGES)
     chosen = [c for c in parse_list(cats) if c in names]
-    filters = SearchFilters(tuple(chosen), parse_date(start), parse_date(end),
-                            {"yes": True, "no": False}.get(image))
+    first, last = parse_date(start), parse_date(end)
+    if first and last and first > last:  # a hand-edited URL: read the range the right way round
+        first, last = last, first
+    filters = Filters(categories=tuple(chosen), start=first, end=last, has_image={"yes": True, "no": False}.get(image))
     controls = dbc.Row([
-        dbc.Col(dbc.InputGroup([dbc.Input(id="search-q", value=q, placeholder="e.g. stellar nurseries, red planet rover…",
+        dbc.Col(dbc.InputGroup([dbc.Input(id=Search.Q, value=q, placeholder="e.g. stellar nurseries, red planet rover…",
                                           debounce=True, type="search"),
-                                dbc.Button("Search", id="search-go-btn", color="primary")]), md=6),
-        dbc.Col(dbc.RadioItems(id="search-mode", value=mode, inline=True,
+                                dbc.Button("Search", id=Search.GO_BTN, color="primary")]), md=6),
+        dbc.Col(dbc.RadioItems(id=Search.MODE, value=mode, inline=True,
                                options=[{"label": m.title(), "value": m} for m in MODES]), md=3, className="pt-2"),
-        dbc.Col(dcc.Dropdown(id="search-kind", value=kind, clearable=False,
+        dbc.Col(dcc.Dropdown(id=Search.KIND, value=kind, clearable=False,
                              options=[{"label": f"in {k}", "value": k} for k in EMBEDDING_KINDS]), md=3),
     ], className="g-2 my-2")
     filter_row = dbc.Row([
-        dbc.Col(dcc.Dropdown(id="search-cats", options=names, value=chosen, multi=True, placeholder="All categories"), md=5),
-        dbc.Col(dcc.DatePickerRange(id="search-dates", start_date=filters.start, end_date=filters.end,
+        dbc.Col(dcc.Dropdown(id=Search.CATS, options=names, value=chosen, multi=True, placeholder="All categories"), md=5),
+        dbc.Col(dcc.DatePickerRange(id=Search.DATES, start_date=filters.start, end_date=filters.end,
                                     display_format="YYYY-MM-DD", clearable=True), md=4),
-        dbc.Col(dbc.Select(id="search-image", value=image if image in ("yes", "no") else "any",
+        dbc.Col(dbc.Select(id=Search.IMAGE, value=image if image in ("yes", "no") else "any",
                            options=[{"label": "with or without picture", "value": "any"},
                                     {"label": "with picture", "value": "yes"},
                                     {"label": "without picture", "value": "no"}]), md=3),
@@ -77,47 +81,47 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
             hits = eng.search(q, k=PER_PAGE, kind=kind, mode=mode, filters=filters, offset=(page_n - 1) * PER_PAGE)
             body.append(results_block(hits, f"Results {1 + (page_n - 1) * PER_PAGE}–{(page_n - 1) * PER_PAGE + len(hits)} "
                                             f"for “{q.strip()}” ({mode}, {kind})"))
-            body.append(dbc.Pagination(id="search-page", active_page=page_n, max_value=MAX_PAGES if len(hits) == PER_PAGE else page_n,
+            body.append(dbc.Pagination(id=Search.PAGE, active_page=page_n, max_value=MAX_PAGES if len(hits) == PER_PAGE else page_n,
                                        fully_expanded=False, className="mt-3"))
         except SearchError as exc:
             body.append(dbc.Alert(str(exc), color="warning"))
-    upload = dcc.Upload(id="search-upload", accept="image/jpeg,image/png,image/gif,image/webp", max_size=8 * 2**20,
+    upload = dcc.Upload(id=Search.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=8 * 2**20,
                         children=html.Div(["Or drop a picture here (JPEG/PNG/GIF/WebP, ≤ 8 MB) to find entries that look like it"]),
                         className="atlas-upload mb-3")
-    return dbc.Container([controls, filter_row, upload, html.Div(body, id="search-results"),
-                          dcc.Location(id="search-go", refresh="callback-nav")], fluid=True)
+    return dbc.Container([controls, filter_row, upload, html.Div(body, id=Search.RESULTS),
+                          dcc.Location(id=Search.GO, refresh="callback-nav")], fluid=True)
 
 
 @callback(
-    Output("search-go", "href"),
-    Input("search-go-btn", "n_clicks"),
-    Input("search-q", "value"),
-    Input("search-mode", "value"),
-    Input("search-kind", "value"),
-    Input("search-cats", "value"),
-    Input("search-dates", "start_date"),
-    Input("search-dates", "end_date"),
-    Input("search-image", "value"),
-    Input("search-page", "active_page"),
+    Output(Search.GO, "href"),
+    Input(Search.GO_BTN, "n_clicks"),
+    Input(Search.Q, "value"),
+    Input(Search.MODE, "value"),
+    Input(Search.KIND, "value"),
+    Input(Search.CATS, "value"),
+    Input(Search.DATES, "start_date"),
+    Input(Search.DATES, "end_date"),
+    Input(Search.IMAGE, "value"),
+    Input(Search.PAGE, "active_page"),
     prevent_initial_call=True,
 )
 def go(_n, q, mode, kind, cats, start, end, image, page):
     params = {"q": q or "", "mode": mode, "kind": kind, "cats": ",".join(cats or []), "start": start or "",
               "end": end or "", "image": image if image in ("yes", "no") else ""}
-    if dash.ctx.triggered_id == "search-page":
+    if dash.ctx.triggered_id == Search.PAGE:
         params["page"] = page
     return "/search?" + urlencode({k: v for k, v in params.items() if v})
 
 
 @callback(
-    Output("search-results", "children"),
-    Input("search-upload", "contents"),
-    State("search-upload", "filename"),
-    State("search-kind", "value"),
+    Output(Search.RESULTS, "children"),
+    Input(Search.UPLOAD, "contents"),
+    State(Search.UPLOAD, "filename"),
+    State(Search.KIND, "value"),
     prevent_initial_call=True,
 )
 def search_by_picture(contents, filename, kind):
-    from pipeline.images import ImageLimits, ImageRejected, decode_image
+    from atlas.images import ImageRejected, decode_image, upload_limits
 
     if not contents:
         return no_update
@@ -125,7 +129,7 @@ def search_by_picture(contents, filename, kind):
         header, data = contents.split(",", 1)
         if not any(t in header for t in ("image/jpeg", "image/png", "image/gif", "image/webp")):
             raise ImageRejected("send a JPEG, PNG, GIF or WebP picture")
-        image = decode_image(base64.b64decode(data), ImageLimits(max_bytes=8 * 2**20, max_pixels=40_000_000))
+        image = decode_image(base64.b64decode(data), upload_limits())
         search_kind = kind if kind in ("image", "multimodal") or engine().shared_space else "image"
         hits = engine().by_image(image, k=PER_PAGE, kind=search_kind)
     except (ImageRejected, SearchError, ValueError) as exc:

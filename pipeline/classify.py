@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.encoders import Encoder, l2_normalise
+from atlas.encoders import Encoder, l2_normalise
 from pipeline.taxonomy import IMAGE_TEMPLATES, Taxonomy
 
 

@@ -1,12 +1,21 @@
-"""Build settings in one place: defaults, environment variables, and the CLI flags that set them."""
+"""Build settings in one place: each field of :class:`BuildConfig` carries its default, help text,
+choices and CLI group, and ``python -m pipeline build``'s flags are generated from them (see
+:func:`add_build_arguments`), so the CLI, the defaults and ``--help`` cannot disagree.
+
+Environment variables are read through :mod:`atlas.environment` when a config is made, never at import.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
+from atlas import environment
 from lake.layout import LakeLayout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -14,57 +23,218 @@ BUNDLED_DIR = REPO_ROOT / "data" / "apod"
 BUNDLED_ARCHIVE = BUNDLED_DIR / "apod_archive.parquet"
 BUNDLED_IMAGES = BUNDLED_DIR / "images"
 
-NASA_API_URL = os.environ.get("NASA_APOD_URL", "https://api.nasa.gov/planetary/apod")
-
-SIMBAD_TAP_URL = os.environ.get("SIMBAD_TAP_URL", "https://simbad.cds.unistra.fr/simbad/sim-tap")
-SESAME_URLS = tuple(u for u in os.environ.get("SESAME_URL", "").split(",") if u) or (
-    "https://cds.unistra.fr/cgi-bin/nph-sesame/", "http://vizier.cfa.harvard.edu/viz-bin/nph-sesame/")
+SOURCE_CHOICES = ("bundled", "nasa", "dump")
 ENCODER_CHOICES = ("auto", "offline", "openclip")
+QUANTIZE_CHOICES = ("int8", "none")
 CLIP_MODEL = "ViT-B-32"
 CLIP_PRETRAINED = "laion2b_s34b_b79k"
+
+
+def parse_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2024-01-31") from exc
+
+
+def parse_positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from exc
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def parse_lake(value: str) -> LakeLayout:
+    return LakeLayout.at(value)
+
+
+def option(
+    help: str,
+    *,
+    group: str,
+    flag: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    choices: tuple[str, ...] | None = None,
+    repeat: bool = False,
+    metavar: str | None = None,
+    cli: bool = True,
+) -> dict[str, Any]:
+    """Field metadata from which the CLI flag is generated (``cli=False``: settable from code only)."""
+    return {"help": help, "group": group, "flag": flag, "parse": parse, "choices": choices, "repeat": repeat,
+            "metavar": metavar, "cli": cli}
+
+
+def _default_threads() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _default_lake() -> LakeLayout:
+    return LakeLayout.at(environment.lake_dir())
 
 
 @dataclass
 class BuildConfig:
     """Everything a build depends on. Stage input hashes include the fields each stage uses."""
 
-    lake: LakeLayout = field(default_factory=LakeLayout.at)
-    sources: list[str] = field(default_factory=lambda: ["bundled"])
-    dump_paths: list[Path] = field(default_factory=list)
-    start: dt.date | None = None
-    end: dt.date | None = None
-    nasa_api_key: str = field(default_factory=lambda: os.environ.get("NASA_API_KEY", "DEMO_KEY"))
-    nasa_api_url: str = NASA_API_URL
-    limit: int | None = None  # keep only the first N entries (by date); for quick looks and tests
-    encoder: str = "auto"
-    clip_model: str = CLIP_MODEL
-    clip_pretrained: str = CLIP_PRETRAINED
-    clip_checkpoint: Path | None = None
-    clip_config: Path | None = None  # JSON architecture to register with open_clip (custom/tiny models)
-    quantize: str = "int8"  # int8 | none
-    text_max_tokens: int = 128
-    batch_size: int = 64
-    embed_chunk: int = 512  # items per embedding-cache checkpoint
-    taxonomy_path: Path | None = None
-    umap_neighbors: int = 15
-    umap_min_dist: float = 0.1
-    tsne_perplexity: float = 30.0
-    n_clusters: int | None = None  # default: grows with the square root of the entry count
-    seed: int = 42
-    threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
-    max_image_bytes: int = 20 * 1024 * 1024
-    max_image_pixels: int = 60_000_000
-    thumb_size: int = 256
-    offline: bool = False  # never use the network for name resolution
-    simbad_url: str = SIMBAD_TAP_URL
-    sesame_urls: list[str] = field(default_factory=lambda: list(SESAME_URLS))
-    force: bool = False
-    sample_interval: float = 0.5
+    lake: LakeLayout = field(default_factory=_default_lake, metadata=option(
+        "lake directory (default: $COSMIC_ATLAS_LAKE, else lake/data in the repo)", group="lake",
+        parse=parse_lake, metavar="DIR"))
+    sources: list[str] = field(default_factory=lambda: ["bundled"], metadata=option(
+        "where entries come from; repeat to merge (later sources win per date): bundled = the archive shipped "
+        "in data/apod, nasa = the APOD API, dump = files given with --dump", group="sources", flag="--source",
+        choices=SOURCE_CHOICES, repeat=True))
+    dump_paths: list[Path] = field(default_factory=list, metadata=option(
+        "a local JSON/JSONL(.gz)/Parquet dump (implies --source dump); repeatable", group="sources",
+        flag="--dump", parse=Path, repeat=True, metavar="FILE"))
+    start: dt.date | None = field(default=None, metadata=option(
+        "first date (YYYY-MM-DD) to take from every source", group="sources", parse=parse_date))
+    end: dt.date | None = field(default=None, metadata=option(
+        "last date (YYYY-MM-DD) to take from every source", group="sources", parse=parse_date))
+    nasa_api_url: str = field(default_factory=environment.nasa_api_url, metadata=option(
+        "APOD API endpoint (env NASA_APOD_URL)", group="sources", flag="--nasa-url", metavar="URL"))
+    nasa_api_key: str = field(default_factory=environment.nasa_api_key, metadata=option(
+        "APOD API key (env NASA_API_KEY; never printed)", group="sources", cli=False))
+    limit: int | None = field(default=None, metadata=option(
+        "keep only the first N entries by date (quick looks and tests)", group="sources", parse=parse_positive))
+    encoder: str = field(default="auto", metadata=option(
+        "auto = OpenCLIP when its weights load, else offline (MiniLM + pixel descriptors)", group="embedding",
+        choices=ENCODER_CHOICES))
+    clip_model: str = field(default=CLIP_MODEL, metadata=option("OpenCLIP architecture", group="embedding"))
+    clip_pretrained: str = field(default=CLIP_PRETRAINED, metadata=option(
+        "OpenCLIP pretrained tag ('random' = untrained weights, for tests only)", group="embedding"))
+    clip_checkpoint: Path | None = field(default=None, metadata=option(
+        "local OpenCLIP weights file", group="embedding", parse=Path, metavar="FILE"))
+    clip_config: Path | None = field(default=None, metadata=option(
+        "OpenCLIP model config JSON to register (custom models)", group="embedding", parse=Path, metavar="FILE"))
+    quantize: str = field(default="int8", metadata=option(
+        "dynamic int8 quantisation of linear layers (CPU); 'none' keeps fp32", group="embedding",
+        choices=QUANTIZE_CHOICES))
+    text_max_tokens: int = field(default=128, metadata=option(
+        "truncate explanations to this many word pieces (MiniLM was trained on 128)", group="embedding",
+        parse=parse_positive))
+    batch_size: int = field(default=64, metadata=option(
+        "texts or pictures per encoder call", group="embedding", parse=parse_positive))
+    embed_chunk: int = field(default=512, metadata=option(
+        "items per resumable embedding checkpoint", group="embedding", parse=parse_positive))
+    taxonomy_path: Path | None = field(default=None, metadata=option(
+        "JSON taxonomy replacing the 22 default categories", group="classify, project, cluster", flag="--taxonomy",
+        parse=Path, metavar="FILE"))
+    umap_neighbors: int = field(default=15, metadata=option(
+        "UMAP n_neighbors (also the k of the shared k-NN graph)", group="classify, project, cluster",
+        parse=parse_positive))
+    umap_min_dist: float = field(default=0.1, metadata=option(
+        "UMAP min_dist", group="classify, project, cluster", parse=float))
+    tsne_perplexity: float = field(default=30.0, metadata=option(
+        "t-SNE perplexity", group="classify, project, cluster", parse=float))
+    n_clusters: int | None = field(default=None, metadata=option(
+        "clusters per embedding (default √(n/8))", group="classify, project, cluster", flag="--clusters",
+        parse=parse_positive))
+    seed: int = field(default=42, metadata=option(
+        "random seed of every map and clustering", group="classify, project, cluster", parse=int))
+    offline: bool = field(default=False, metadata=option(
+        "resolve object names with the bundled catalogues only; never touch the network", group="sky positions"))
+    simbad_url: str = field(default_factory=environment.simbad_url, metadata=option(
+        "SIMBAD TAP endpoint asked first, in batches (env SIMBAD_TAP_URL)", group="sky positions", metavar="URL"))
+    sesame_urls: list[str] = field(default_factory=environment.sesame_urls, metadata=option(
+        "Sesame name-resolver base URL, repeatable (env SESAME_URL, comma-separated)", group="sky positions",
+        flag="--sesame-url", repeat=True, metavar="URL"))
+    threads: int = field(default_factory=_default_threads, metadata=option(
+        "CPU threads for torch, BLAS and the map workers (the CPUs this process may use)",
+        group="other", parse=parse_positive))
+    force: bool = field(default=False, metadata=option(
+        "recompute every stage (the embedding cache is still used)", group="other"))
+    progress: bool = field(default=True, metadata=option(
+        "no progress bars (logs only)", group="other"))
+    max_image_bytes: int = field(default=20 * 1024 * 1024, metadata=option(
+        "largest picture file accepted", group="images", parse=parse_positive, cli=False))
+    max_image_pixels: int = field(default=60_000_000, metadata=option(
+        "largest picture (pixels) decoded; more is treated as a decompression bomb", group="images",
+        parse=parse_positive, cli=False))
+    thumb_size: int = field(default=256, metadata=option(
+        "longest side of the thumbnails", group="images", parse=parse_positive, cli=False))
+    sample_interval: float = field(default=0.5, metadata=option(
+        "seconds between resource samples (CPU, RSS, GPU)", group="other", parse=float, cli=False))
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_CHOICES:
-            raise ValueError(f"--encoder must be one of {ENCODER_CHOICES}, not {self.encoder!r}")
-        if self.quantize not in ("int8", "none"):
-            raise ValueError(f"--quantize must be int8 or none, not {self.quantize!r}")
+            raise ValueError(f"--encoder must be one of {', '.join(ENCODER_CHOICES)}, not {self.encoder!r}")
+        if self.quantize not in QUANTIZE_CHOICES:
+            raise ValueError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not {self.quantize!r}")
+        unknown = [s for s in self.sources if s not in SOURCE_CHOICES]
+        if unknown:
+            raise ValueError(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCE_CHOICES)}")
+        if self.dump_paths and "dump" not in self.sources:
+            self.sources = [*self.sources, "dump"]
+        if "dump" in self.sources and not self.dump_paths:
+            raise ValueError("--source dump needs at least one --dump FILE")
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"--start {self.start} is after --end {self.end}")
+
+    def public(self) -> dict[str, Any]:
+        """The settings as recorded in the manifest (no secrets, paths as strings)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name == "nasa_api_key":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = str(value.root) if isinstance(value, LakeLayout) else value
+        return out
+
+
+def _shown_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    value = f.default_factory()  # type: ignore[misc]
+    return None if isinstance(value, LakeLayout) else value  # the help text says where the lake defaults to
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per CLI-visible field of :class:`BuildConfig`, grouped, with help and the real default.
+
+    Defaults are not passed to argparse (they are ``SUPPRESS``ed): an absent flag leaves the field to
+    the dataclass, so code and CLI builds get the same defaults, environment-derived ones included.
+    """
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(BuildConfig):
+        meta = f.metadata
+        if not meta.get("cli"):
+            continue
+        group = groups.get(meta["group"]) or groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        shown = _shown_default(f)
+        if f.type in ("bool", bool):  # a switch: --name turns a False default on, --no-name a True one off
+            flag = meta["flag"] or ("--no-" if shown else "--") + f.name.replace("_", "-")
+            group.add_argument(flag, dest=f.name, help=meta["help"], default=argparse.SUPPRESS,
+                               action="store_false" if shown else "store_true")
+            continue
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        help_text = meta["help"] + ("" if shown in (None, []) else f" (default: {_display(shown)})")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_text, "default": argparse.SUPPRESS}
+        if meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+        if meta["parse"]:
+            kwargs["type"] = meta["parse"]
+        metavar = meta["metavar"] or _METAVARS.get(meta["parse"])
+        if metavar:
+            kwargs["metavar"] = metavar
+        group.add_argument(flag, action="append" if meta["repeat"] else "store", **kwargs)
+
+
+_METAVARS: dict[Any, str] = {parse_positive: "N", int: "N", float: "X", parse_date: "YYYY-MM-DD"}
+
+
+def _display(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> BuildConfig:
+    """A :class:`BuildConfig` from parsed flags; fields whose flag was not given keep their defaults."""
+    names = {f.name for f in dataclasses.fields(BuildConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names} | overrides
+    if given.get("dump_paths") and "sources" not in given:  # `--dump F` alone means: build from F only
+        given["sources"] = ["dump"]
+    return BuildConfig(**given)

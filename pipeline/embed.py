@@ -17,8 +17,8 @@ from PIL import Image
 
 from lake.layout import LakeLayout
 from pipeline.embed_cache import EmbeddingCache
-from pipeline.encoders import Encoder, l2_normalise
-from pipeline.hashing import sha1_text
+from atlas.encoders import Encoder, l2_normalise
+from atlas.hashing import sha1_text
 
 log = logging.getLogger(__name__)
 

@@ -7,63 +7,20 @@ entry as a text-only entry; the reason is counted in the build summary.
 
 from __future__ import annotations
 
-import io
 import logging
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
-from PIL import Image, UnidentifiedImageError
 
 from lake import atomic
 from lake.layout import LakeLayout
-from pipeline.hashing import sha1_bytes, sha1_text
+from atlas.hashing import sha1_bytes, sha1_text
+from atlas.images import ImageLimits, ImageRejected, decode_image, thumbnail_jpeg  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-
-
-class ImageRejected(ValueError):
-    """The bytes are not an acceptable image; the message is shown to users and in build reports."""
-
-
-@dataclass
-class ImageLimits:
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 60_000_000
-    thumb_size: int = 256
-
-
-def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
-    """Decode untrusted bytes into an RGB image, refusing oversize, bombs and non-images."""
-    if len(data) > limits.max_bytes:
-        raise ImageRejected(f"image is {len(data):,} bytes, over the {limits.max_bytes:,}-byte limit")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > limits.max_pixels:
-                raise ImageRejected(f"image is {w}x{h} pixels, over the {limits.max_pixels:,}-pixel limit")
-            img.seek(0)  # first frame of animated GIFs
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"image rejected as a decompression bomb ({exc})") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, ImageRejected):
-            raise
-        raise ImageRejected(f"not a readable image ({type(exc).__name__}: {exc})") from exc
-    return img.convert("RGB")
-
-
-def thumbnail_jpeg(img: Image.Image, size: int) -> tuple[bytes, int, int]:
-    img = img.copy()
-    img.thumbnail((size, size), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85, optimize=True)
-    return buf.getvalue(), img.width, img.height
 
 
 def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.Session, timeout: float = 30) -> bytes:

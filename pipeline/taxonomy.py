@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.hashing import sha1_json
+from atlas.hashing import sha1_json
 
 DEFAULT: dict[str, list[str]] = {
     "Galaxy": [

@@ -120,6 +120,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test that uses the built demo lake is an end-to-end test: marked ``slow`` so the fast tier
+    (``make test-fast``) never builds a lake, whatever its author remembered to mark."""
+    no_gpu = None
+    for item in items:
+        if "demo_lake" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("gpu"):
+            if no_gpu is None:
+                import torch
+
+                no_gpu = not torch.cuda.is_available()
+            if no_gpu:
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU; none here"))
+
+
+@pytest.fixture(scope="session")
+def demo_app(demo_lake):
+    """The dashboard (Dash app made by the app factory) over the demo lake, shared by the session."""
+    from app import create_app
+
+    app = create_app(lake=demo_lake)
+    app.server.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture(scope="session")
+def demo_client(demo_app):
+    return demo_app.server.test_client()
+
+
 @pytest.fixture(scope="session")
 def demo_lake(tmp_path_factory) -> Path:
     """A real lake of the bundled archive's January–April 2014, built offline through the CLI."""

@@ -23,7 +23,7 @@ BASE = ["build", "--encoder", "offline", "--no-progress", "--start", "2014-01-01
 
 
 def manifest(lake: Path) -> dict:
-    return json.loads((lake / "manifest.json").read_text())
+    return json.loads((lake / "current" / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def built(tmp_path_factory) -> Path:
 
 
 def copy_lake(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
+    shutil.copytree(src, dst, symlinks=True)  # `current` stays a link to its version folder
     return dst
 
 
@@ -70,7 +70,7 @@ def test_offline_build_writes_the_lake_contract(built):
     # thumbnails and exports
     paths = reader.query("SELECT image_path FROM entries WHERE has_image").image_path
     assert all((built / p).is_file() for p in paths)
-    assert (built / "exports" / "apod_broad_categorization.csv").read_text().startswith("\"date\"")
+    assert (built / "current" / "exports" / "apod_broad_categorization.csv").read_text().startswith("\"date\"")
     # run metrics: a row per stage and resource samples with the seed's columns
     stages = set(reader.query("SELECT process FROM metrics WHERE record = 'stage'").process)
     assert stages >= {"ingest", "images", "embed", "classify", "project", "cluster"}
@@ -239,3 +239,34 @@ def test_nasa_source_downloads_and_thumbnails_new_images(http_server, tmp_path):
     assert any("api_key=TESTKEY" in r for r in http_server.requests)
     assert sum(r.startswith("/img/red.png") for r in http_server.requests) == 1  # downloads are cached by URL
     assert reader.vector_table("image").count_rows() == 2
+
+
+def test_concurrent_builds_one_waits_out_and_force_recomputes(built, tmp_path):
+    """Two builds of one lake: the second is refused with a clear message while the first holds the
+    lake, and leaves it alone; --force then recomputes every stage (from the embedding cache)."""
+    import fcntl
+
+    lake = copy_lake(built, tmp_path / "lake")
+    before = manifest(lake)
+    cmd = [sys.executable, "-m", "pipeline", *BASE, "--end", "2014-03-31", "--lake", str(lake)]
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    with open(lake / ".build.lock", "a") as probe:  # wait until the first build really holds the lock
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(probe, fcntl.LOCK_UN)
+                time.sleep(0.05)
+            except BlockingIOError:
+                break
+    second = run_cli(*BASE, "--end", "2014-02-28", "--lake", str(lake))
+    assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    assert second.returncode == 1 and "another build is writing" in second.stderr
+    after = manifest(lake)
+    assert after["run_id"] != before["run_id"] and after["counts"]["entries"] == 90  # Jan–Mar 2014
+    forced = run_cli(*BASE, "--end", "2014-03-31", "--lake", str(lake), "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    m = manifest(lake)
+    assert all(not m["stages"][s]["skipped"] for s in ("entries", "embed", "classify", "project", "cluster", "sky"))
+    assert set(m["newly_embedded"].values()) == {0}  # recomputed from the embedding cache, not re-encoded
+    assert LakeReader.open(lake).count("entries") == 90

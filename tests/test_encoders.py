@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.encoders import EncoderUnavailable, build_encoder, encoder_from_manifest
-from pipeline.encoders.openclip import OpenClipEncoder
-from pipeline.encoders import visual
+from atlas.encoders import EncoderUnavailable, build_encoder, encoder_from_manifest
+from atlas.encoders.openclip import OpenClipEncoder
+from atlas.encoders import visual
 from tests.conftest import IMAGES, TINY_CLIP
 
 
@@ -89,11 +89,13 @@ def test_missing_weights_error_says_how_to_fix(tmp_path):
     with pytest.raises(EncoderUnavailable, match="--clip-checkpoint"):
         build_encoder("openclip", clip_checkpoint=tmp_path / "nope.safetensors")
     with pytest.raises(EncoderUnavailable, match="--encoder offline"):
-        OpenClipEncoder(model="ViT-B-32", pretrained="laion2b_s34b_b79k", allow_download=False)
+        # an empty cache folder: true on every machine, whether or not its own HF cache has the weights
+        OpenClipEncoder(model="ViT-B-32", pretrained="laion2b_s34b_b79k", allow_download=False,
+                        cache_dir=tmp_path / "empty-hf-cache")
 
 
 def test_auto_falls_back_to_offline_quickly(monkeypatch):
-    monkeypatch.setattr("pipeline.encoders.openclip.hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("atlas.encoders.openclip.hub_reachable", lambda *a, **k: False)
     start = time.perf_counter()
     enc = build_encoder("auto")
     assert enc.info.name == "offline"

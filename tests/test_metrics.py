@@ -1,5 +1,7 @@
 import time
 
+import pytest
+
 from pipeline.metrics import RunMetrics
 
 SEED_COLUMNS = {"timestamp", "process", "duration_seconds", "gpu_name", "gpu_utilization_percent",
@@ -30,7 +32,20 @@ def test_gpu_columns_are_null_without_a_gpu():
     m = RunMetrics("run-2")
     m.sample()
     row = m.rows[0]
-    if m._gpu.handle is None:
-        assert row["gpu_name"] is None and row["gpu_utilization_percent"] is None
-    else:  # exercised where a GPU exists
-        assert row["gpu_memory_total_bytes"] > 0
+    if m._gpu.handle is not None:
+        pytest.skip("this machine has an NVIDIA GPU: test_gpu_columns_report_the_device covers it")
+    assert row["gpu_name"] is None and row["gpu_utilization_percent"] is None
+    assert row["gpu_memory_used_bytes"] is None and row["gpu_memory_total_bytes"] is None
+
+
+@pytest.mark.gpu
+def test_gpu_columns_report_the_device():
+    """Where CUDA is present, NVML must name the GPU and report its memory (skipped elsewhere)."""
+    import torch
+
+    m = RunMetrics("run-3")
+    m.sample()
+    row = m.rows[0]
+    assert row["gpu_name"] and torch.cuda.get_device_name(0) in row["gpu_name"]
+    assert 0 < row["gpu_memory_used_bytes"] <= row["gpu_memory_total_bytes"]
+    assert 0 <= row["gpu_utilization_percent"] <= 100

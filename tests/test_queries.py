@@ -4,7 +4,8 @@ import datetime as dt
 
 import pytest
 
-from lake.queries import AtlasQueries, Filters, nasa_page_url
+from lake.filters import Filters
+from lake.queries import AtlasQueries, nasa_page_url
 from lake.reader import LakeReader
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def test_selection_has_credits_and_nasa_links(atlas):
 
 def test_entry_and_neighbours(atlas):
     from lake.search import SearchEngine, SearchError
-    from pipeline.encoders import encoder_from_manifest
+    from atlas.encoders import encoder_from_manifest
 
     e = atlas.entry("2014-01-07")
     assert e["title"].startswith("M7") and e["nasa_page"].endswith("ap140107.html")
@@ -78,3 +79,39 @@ def test_category_pages_and_counts(atlas):
     run = atlas.runs().run_id.iloc[0]
     assert set(atlas.stage_metrics(run).stage) >= {"embed", "project"}
     assert len(atlas.samples(run)) > 0
+
+
+def test_sky_count_is_entries_with_a_placed_primary_target(atlas):
+    """The Sky page counts (and draws) entries whose primary target has RA/Dec, not solar-system ones."""
+    q = atlas.reader.query
+    unplaced = int(q("SELECT count(DISTINCT date) AS n FROM objects WHERE is_primary AND ra_deg IS NULL").n[0])
+    placed = int(q("SELECT count(DISTINCT date) AS n FROM objects WHERE is_primary AND ra_deg IS NOT NULL").n[0])
+    assert unplaced > 0  # e.g. the Moon or a planet as primary target: what the old count included
+    points = atlas.sky_points(Filters())
+    assert len(points) == placed and points.date.is_unique
+    assert points.ra_deg.notna().all() and points.dec_deg.notna().all()
+    galaxies = atlas.sky_points(Filters(categories=("Galaxy",)))
+    assert len(galaxies) < len(points) and set(galaxies.category) <= {"Galaxy"}
+
+
+def test_one_filter_type_for_every_query(atlas):
+    everything = int(atlas.counts_by_category(Filters()).n.sum())
+    with_picture = int(atlas.counts_by_category(Filters(has_image=True)).n.sum())
+    without = int(atlas.counts_by_category(Filters(has_image=False)).n.sum())
+    assert 0 < with_picture < everything == with_picture + without
+    target = atlas.sky_points(Filters()).iloc[0]
+    near = atlas.cone(target.ra_deg, target.dec_deg, 5.0, limit=10_000)
+    inside = atlas.matching_dates(Filters(cone=(target.ra_deg, target.dec_deg, 5.0)))
+    assert target.date in set(near.date)
+    assert [d.isoformat() for d in inside] == sorted(near.date)  # the cone rule and the cone query agree
+    on_map = atlas.map_view("text", "umap", Filters(cone=(target.ra_deg, target.dec_deg, 5.0)))
+    assert sorted(on_map.points.date) == sorted(near.date)
+
+
+def test_rows_come_back_without_nan(atlas):
+    import json
+
+    no_image = atlas.reader.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE NOT has_image").d[0]
+    row = atlas.entry(no_image)
+    assert row["image_width"] is None and row["has_image"] is False
+    json.dumps(row, allow_nan=False)  # NaN would make invalid JSON

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 
 import pytest
 from PIL import Image
 
+from lake.filters import Filters
 from lake.reader import LakeReader
-from lake.search import SearchEngine, SearchError, SearchFilters, rrf, snippet
-from pipeline.encoders import encoder_from_manifest
+from lake.search import SearchEngine, SearchError, rrf, snippet
+from atlas.encoders import encoder_from_manifest
 from tests.conftest import IMAGES, run_cli
 
 pytestmark = pytest.mark.slow
@@ -23,12 +23,8 @@ def search(demo_lake):
 
 
 @pytest.fixture(scope="module")
-def client(demo_lake):
-    os.environ["COSMIC_ATLAS_LAKE"] = str(demo_lake)
-    from app import server
-
-    server.config["TESTING"] = True
-    return server.test_client()
+def client(demo_client):
+    return demo_client
 
 
 def test_rrf_and_snippet():
@@ -49,16 +45,16 @@ def test_modes_find_relevant_entries(search):
 
 
 def test_filters_are_applied_inside_the_query(search):
-    hits = search.search("stars", k=10, filters=SearchFilters(categories=("Galaxy",)))
+    hits = search.search("stars", k=10, filters=Filters(categories=("Galaxy",)))
     assert hits and all(h["category"] == "Galaxy" for h in hits)
     import datetime as dt
 
-    feb = search.search("stars", k=10, filters=SearchFilters(start=dt.date(2014, 2, 1), end=dt.date(2014, 2, 28)))
+    feb = search.search("stars", k=10, filters=Filters(start=dt.date(2014, 2, 1), end=dt.date(2014, 2, 28)))
     assert feb and all("2014-02-01" <= h["date"] <= "2014-02-28" for h in feb)
-    pics = search.search("stars", k=10, mode="keyword", filters=SearchFilters(has_image=True))
+    pics = search.search("stars", k=10, mode="keyword", filters=Filters(has_image=True))
     assert pics and all(h["has_image"] for h in pics)
     with pytest.raises(SearchError, match="unknown category"):
-        search.search("stars", filters=SearchFilters(categories=("Galaxy' OR 1=1 --",)))
+        search.search("stars", filters=Filters(categories=("Galaxy' OR 1=1 --",)))
 
 
 def test_similar_and_by_image(search):
@@ -168,7 +164,7 @@ def test_lancedb_path_agrees_with_in_memory_path(demo_lake, monkeypatch):
     small.similar(dt.date(2014, 1, 7), k=1)  # loads the in-memory table and texts before the switch
     monkeypatch.setattr(search_module, "ANN_MIN_ROWS", 10)
     large = SearchEngine(LakeReader.open(demo_lake), encoder_from_manifest)
-    f = SearchFilters(categories=("Nebula", "Galaxy"), start=dt.date(2014, 2, 1))
+    f = Filters(categories=("Nebula", "Galaxy"), start=dt.date(2014, 2, 1))
     for engine in (small, large):
         engine._encoder = small.encoder
     a = small.search("dusty clouds", k=8, mode="dense", filters=f)
@@ -178,3 +174,28 @@ def test_lancedb_path_agrees_with_in_memory_path(demo_lake, monkeypatch):
     assert [h["snippet"] for h in a] == [h["snippet"] for h in b]
     assert [h["date"] for h in small.similar(dt.date(2014, 1, 7), k=5)] == \
         [h["date"] for h in large.similar(dt.date(2014, 1, 7), k=5)]
+
+
+def test_cone_filter_in_both_search_paths(demo_lake, monkeypatch):
+    """A sky cone is turned into dates through the lake's objects table, then applied in either path."""
+    import datetime as dt
+
+    import lake.search as search_module
+    from lake.queries import AtlasQueries
+
+    reader = LakeReader.open(demo_lake)
+    target = AtlasQueries(reader).sky_points(Filters()).iloc[0]
+    cone = (float(target.ra_deg), float(target.dec_deg), 90.0)  # a hemisphere: a few entries whatever the target
+    inside = {d.isoformat() for d in AtlasQueries(reader).matching_dates(Filters(cone=cone))}
+    assert 3 <= len(inside) < reader.count("entries")
+    small = SearchEngine(reader, encoder_from_manifest)
+    small.similar(dt.date(2014, 1, 7), k=1)  # loads the in-memory table before the switch
+    monkeypatch.setattr(search_module, "ANN_MIN_ROWS", 10)
+    large = SearchEngine(LakeReader.open(demo_lake), encoder_from_manifest)
+    large._encoder = small.encoder
+    f = Filters(cone=cone)
+    a = small.search("stars", k=3, mode="dense", filters=f)
+    b = large.search("stars", k=3, mode="dense", filters=f)
+    assert len(a) == 3 and [h["date"] for h in a] == [h["date"] for h in b]
+    assert {h["date"] for h in a} <= inside
+    assert {h["date"] for h in small.search("stars", k=3, mode="keyword", filters=f)} <= inside

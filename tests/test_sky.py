@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipeline.sky.extract import extract
-from pipeline.sky.gazetteer import default
-from pipeline.sky.resolve import objects_for
+from atlas.sky.extract import extract
+from atlas.sky.gazetteer import default
+from atlas.sky.resolve import objects_for
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +102,9 @@ def _tiny_lake(tmp_path, points):
 
     import pyarrow as pa
 
-    from lake import manifest as manifest_io
-    from lake.atomic import write_parquet
     from lake.layout import LakeLayout
-    from lake.schema import SCHEMAS, conform
+    from lake.schema import SCHEMAS
+    from lake.writer import LakeWriter
 
     layout = LakeLayout.at(tmp_path / "lake")
     days = [dt.date(2000, 1, 1) + dt.timedelta(days=i) for i in range(len(points))]
@@ -113,9 +112,9 @@ def _tiny_lake(tmp_path, points):
                 "year": 2000, "source": "test", "content_sha1": "x"} for i, d in enumerate(days)]
     objects = [{"date": d, "name": f"o{i}", "ra_deg": ra, "dec_deg": dec, "resolver": "test", "is_primary": True}
                for i, (d, (ra, dec)) in enumerate(zip(days, points))]
-    for name, rows in (("entries", entries), ("objects", objects), ("categories", [])):
-        write_parquet(layout.table(name), conform(pa.Table.from_pylist(rows, schema=SCHEMAS[name]), name))
-    manifest_io.write(layout.manifest, {"taxonomy": {"categories": []}})
+    tables = {name: pa.Table.from_pylist(rows, schema=SCHEMAS[name])
+              for name, rows in (("entries", entries), ("objects", objects), ("categories", []))}
+    LakeWriter(layout).publish_tables(tables, {"taxonomy": {"categories": []}}, version="tiny")
     return layout
 
 
@@ -137,13 +136,8 @@ def test_cone_search_wraps_ra_and_handles_poles(tmp_path):
     assert a.object_position("  O3 ") == (10.0, 89.9) and a.object_position("o99") is None
 
 
-def test_cone_api_and_search_filter(demo_lake):
-    import os
-
-    os.environ["COSMIC_ATLAS_LAKE"] = str(demo_lake)
-    from app import server
-
-    client = server.test_client()
+def test_cone_api_and_search_filter(demo_client):
+    client = demo_client
     r = client.get("/api/cone?ra=83.82&dec=-5.39&r=1")
     assert r.status_code == 200 and "2014-04-08" in {x["date"] for x in r.get_json()["results"]}  # M42 entry
     by_name = client.get("/api/cone", query_string={"name": "Orion Nebula", "r": "1"}).get_json()
@@ -256,7 +250,7 @@ def test_simbad_down_falls_back_to_sesame(http_server, tmp_path):
 
 def test_build_asks_online_for_the_recorded_designations(http_server, tmp_path, g):
     from pipeline.sky.online import OnlineResolver
-    from pipeline.sky.resolve import place_online
+    from atlas.sky.resolve import place_online
 
     simbad = _simbad(http_server, {"Abell 2151": ("ACO 2151", 241.3125, 17.7486, "ClG")})
     per_entry = {"2014-06-25": objects_for("The Hercules Cluster of Galaxies", "Also known as Abell 2151.", g)}
@@ -282,6 +276,7 @@ def test_unreachable_resolvers_give_up_fast_and_ask_again_next_time(tmp_path, fr
     assert "Abell 2218" not in r.cache  # not a definite "unknown": the next build asks again
 
 
+@pytest.mark.slow
 def test_build_resolves_leftover_names_online_and_offline_never_asks(http_server, tmp_path):
     import json
 

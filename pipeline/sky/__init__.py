@@ -1,1 +1,1 @@
-"""Sky positions: object names found in APOD texts, resolved to RA/Dec (ICRS degrees)."""
+"""The sky stage's network side: SIMBAD and Sesame name resolution for what the offline catalogues miss."""

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import requests
 
 from lake import atomic
-from pipeline.config import SESAME_URLS, SIMBAD_TAP_URL
+from atlas.environment import SESAME_URLS, SIMBAD_TAP_URL
 
 log = logging.getLogger(__name__)
 

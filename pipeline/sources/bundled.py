@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.hashing import sha1_file
+from atlas.hashing import sha1_file
 from pipeline.sources import RawBatch, SourceError
 
 

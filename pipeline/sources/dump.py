@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.hashing import sha1_file
+from atlas.hashing import sha1_file
 from pipeline.sources import RawBatch, SourceError
 
 

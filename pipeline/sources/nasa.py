@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from lake import atomic
-from pipeline.hashing import sha1_json
+from atlas.hashing import sha1_json
 from pipeline.sources import RawBatch, SourceError
 
 log = logging.getLogger(__name__)

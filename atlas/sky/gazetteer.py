@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from pipeline.sky import names
+from atlas.sky import names
 
 
 @dataclass(frozen=True)
@@ -121,19 +121,6 @@ class Gazetteer:
     def resolve_star(self, name: str) -> Position | None:
         radec = self.stars.get(name)
         return Position(name, radec[0], radec[1], "*") if radec else None
-
-
-def fingerprint() -> str:
-    """Changes whenever what the offline resolver would answer can change (rebuilds the sky stage)."""
-    import hashlib
-
-    from pipeline.sky import extract, resolve
-
-    h = hashlib.sha1()
-    h.update(str(database_path().stat().st_size).encode())
-    for path in (names.ALIASES_CSV, Path(names.__file__), Path(extract.__file__), Path(resolve.__file__)):
-        h.update(path.read_bytes())
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=1)

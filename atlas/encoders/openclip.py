@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
-from pipeline.encoders.offline import _version, quantize_int8
+from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
+from atlas.encoders.offline import _version, quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def how_to_fix(model: str, pretrained: str) -> str:
     )
 
 
-def cached_weights(model: str, pretrained: str) -> Path | None:
-    """The weights file in the local Hugging Face cache, without touching the network."""
+def cached_weights(model: str, pretrained: str, *, cache_dir: Path | None = None) -> Path | None:
+    """The weights file in the local Hugging Face cache (or ``cache_dir``), without touching the network."""
     from huggingface_hub import try_to_load_from_cache
 
     repo_id, filename = KNOWN_HF_REPOS.get((model, pretrained)), None
@@ -51,7 +51,7 @@ def cached_weights(model: str, pretrained: str) -> Path | None:
         if repo_id.count("/") > 1:
             repo_id, filename = repo_id.rsplit("/", 1)
     for name in (filename,) if filename else _HF_FILES:
-        hit = try_to_load_from_cache(repo_id, name)
+        hit = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
         if isinstance(hit, str):
             return Path(hit)
     return None
@@ -87,11 +87,12 @@ class OpenClipEncoder(Encoder):
         config_path: Path | None = None,
         quantize: str = "none",
         allow_download: bool = True,
+        cache_dir: Path | None = None,
     ) -> None:
         import open_clip
         import torch
 
-        from pipeline.device import torch_device
+        from atlas.device import torch_device
 
         if config_path:
             open_clip.add_model_config(Path(config_path))
@@ -106,7 +107,7 @@ class OpenClipEncoder(Encoder):
             log.warning("OpenCLIP %s with RANDOM weights: for tests only, its vectors mean nothing", model)
             weights = None
         else:
-            cached = cached_weights(model, pretrained)
+            cached = cached_weights(model, pretrained, cache_dir=cache_dir)
             if cached is None and not (allow_download and hub_reachable()):
                 raise EncoderUnavailable(how_to_fix(model, pretrained))
             weights = str(cached) if cached else pretrained

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pipeline.sky.gazetteer import Gazetteer, designation_key, key
-from pipeline.sky.names import GENITIVES, GREEK, constellation_abbreviations
+from atlas.sky.gazetteer import Gazetteer, designation_key, key
+from atlas.sky.names import GENITIVES, GREEK, constellation_abbreviations
 
 
 @dataclass(frozen=True)

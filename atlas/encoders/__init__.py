@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
+from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,8 @@ def build_encoder(
     clip_config: Path | None = None,
 ) -> Encoder:
     """``auto`` takes OpenCLIP when its weights load and falls back to the offline encoder."""
-    from pipeline.encoders.offline import OfflineEncoder
-    from pipeline.encoders.openclip import OpenClipEncoder
+    from atlas.encoders.offline import OfflineEncoder
+    from atlas.encoders.openclip import OpenClipEncoder
 
     if name in ("openclip", "auto"):
         try:

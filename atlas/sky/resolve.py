@@ -5,11 +5,13 @@ first placed object of the title, else of the text."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from pipeline.sky.extract import Mention, extract
-from pipeline.sky.gazetteer import Gazetteer
+from atlas.sky.extract import Mention, extract
+from atlas.sky.gazetteer import Gazetteer, default
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,19 @@ def place_online(per_entry: dict[Any, list[SkyObject]], resolver) -> dict[Any, l
     return out
 
 
+def fingerprint() -> str:
+    """Changes whenever what the offline resolver would answer can change (rebuilds the sky stage)."""
+    from atlas.sky import extract as extract_module
+    from atlas.sky import gazetteer, names
+
+    h = hashlib.sha1()
+    h.update(str(gazetteer.database_path().stat().st_size).encode())
+    for path in (names.ALIASES_CSV, names.__file__, extract_module.__file__, gazetteer.__file__, __file__):
+        h.update(Path(path).read_bytes())
+    return h.hexdigest()
+
+
 def position_of(name: str) -> tuple[float, float] | None:
     """RA/Dec (degrees) of a typed name ("Orion Nebula", "M 31", "NGC 2237"), offline; None if unknown."""
-    from pipeline.sky.gazetteer import default
-
     placed = [o for o in objects_for(name, "", default()) if o.ra_deg is not None]
     return (placed[0].ra_deg, placed[0].dec_deg) if placed else None

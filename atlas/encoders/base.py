@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline.hashing import sha1_json
+from atlas.hashing import sha1_json
 
 
 class EncoderUnavailable(RuntimeError):

@@ -1,0 +1,54 @@
+/* Cosmic Atlas clientside callbacks (namespace "atlas"), wired in pages/*.py with
+ * dash.ClientsideFunction(namespace="atlas", function_name=...).
+ *
+ * Why here and not in Python strings: a real JavaScript file is linted, highlighted and cached by the
+ * browser, and Dash loads every script in assets/ on every page, so the functions exist before any
+ * callback needs them. Component ids are not written here: the callbacks pass them in (as State of a
+ * component's "id"), so pages/ids.py stays the only place they are spelled.
+ */
+(function () {
+    'use strict';
+
+    /* Longest Map selection kept in the URL (more would make unwieldy links; the session store keeps it). */
+    const MAX_URL_SELECTION = 200;
+
+    /* Replace the query string without notifying Dash's router: the page keeps its state but is not
+     * re-rendered, and the URL stays bookmarkable. */
+    function replaceQuery(params, alwaysQuestionMark) {
+        const qs = params.toString();
+        const suffix = (qs || alwaysQuestionMark) ? '?' + qs : '';
+        window.history.replaceState(null, '', window.location.pathname + suffix);
+    }
+
+    function setFilters(params, cats, years) {
+        if (cats && cats.length) { params.set('cats', cats.join(',')); }
+        if (years && years.length === 2) { params.set('years', years.join(',')); }
+    }
+
+    window.dash_clientside = Object.assign({}, window.dash_clientside, {
+        atlas: {
+            /* Map page: embedding, method, colouring, filters and (short) selection into the URL. */
+            mapUrl: function (emb, method, color, cats, years, sel) {
+                const p = new URLSearchParams();
+                p.set('emb', emb); p.set('method', method); p.set('color', color);
+                setFilters(p, cats, years);
+                if (sel && sel.length && sel.length <= MAX_URL_SELECTION) { p.set('sel', sel.join(',')); }
+                replaceQuery(p, true);
+                return window.dash_clientside.no_update;
+            },
+
+            /* Sky page: category and year filters into the URL. */
+            skyUrl: function (cats, years) {
+                const p = new URLSearchParams();
+                setFilters(p, cats, years);
+                replaceQuery(p, false);
+                return window.dash_clientside.no_update;
+            },
+
+            /* Sky page: markers in Aladin Lite (see assets/atlas_sky.js); returns the status line. */
+            skyAladin: function (sources, containerId) {
+                return window.atlasSky.showMarkers(sources, containerId);
+            }
+        }
+    });
+}());

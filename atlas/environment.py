@@ -1,0 +1,47 @@
+"""Every environment variable Cosmic Atlas reads, in one place, read when asked (never at import).
+
+Reading at call time means a test, a worker or a long-running server sees the value in force when it
+acts, and a newcomer finds every knob here: nothing else in the project calls ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Points every command and the app at a lake directory (``--lake`` wins over it).
+LAKE_ENV = "COSMIC_ATLAS_LAKE"
+
+NASA_APOD_URL = "https://api.nasa.gov/planetary/apod"
+SIMBAD_TAP_URL = "https://simbad.cds.unistra.fr/simbad/sim-tap"
+SESAME_URLS = ("https://cds.unistra.fr/cgi-bin/nph-sesame/", "http://vizier.cfa.harvard.edu/viz-bin/nph-sesame/")
+
+
+def _get(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def lake_dir() -> Path | None:
+    """``$COSMIC_ATLAS_LAKE`` when set; None means the repository's ``lake/data``."""
+    value = _get(LAKE_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def nasa_api_key() -> str:
+    """``$NASA_API_KEY``, else NASA's shared ``DEMO_KEY`` (30 requests an hour)."""
+    return _get("NASA_API_KEY") or "DEMO_KEY"
+
+
+def nasa_api_url() -> str:
+    return _get("NASA_APOD_URL") or NASA_APOD_URL
+
+
+def simbad_url() -> str:
+    return _get("SIMBAD_TAP_URL") or SIMBAD_TAP_URL
+
+
+def sesame_urls() -> list[str]:
+    """``$SESAME_URL`` (comma-separated mirrors), else CDS and its Harvard mirror."""
+    value = _get("SESAME_URL")
+    return [u.strip() for u in value.split(",") if u.strip()] if value else list(SESAME_URLS)

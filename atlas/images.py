@@ -1,0 +1,64 @@
+"""Decoding untrusted picture bytes, shared by the build (downloads) and the app (uploads).
+
+A byte cap, a pixel cap that turns Pillow's decompression-bomb warning into a rejection, and the one
+list of limits for uploads, so the API and the pages refuse the same pictures with the same words.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+#: Uploaded pictures (search by picture, galaxy upload): the largest file and the types accepted.
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000
+UPLOAD_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an acceptable image; the message is shown to users and in build reports."""
+
+
+@dataclass
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 60_000_000
+    thumb_size: int = 256
+
+
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Decode untrusted bytes into an RGB image, refusing oversize, bombs and non-images."""
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(f"image is {len(data):,} bytes, over the {limits.max_bytes:,}-byte limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > limits.max_pixels:
+                raise ImageRejected(f"image is {w}x{h} pixels, over the {limits.max_pixels:,}-pixel limit")
+            img.seek(0)  # first frame of animated GIFs
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"image rejected as a decompression bomb ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageRejected):
+            raise
+        raise ImageRejected(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+    return img.convert("RGB")
+
+
+def thumbnail_jpeg(img: Image.Image, size: int) -> tuple[bytes, int, int]:
+    img = img.copy()
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85, optimize=True)
+    return buf.getvalue(), img.width, img.height
+
+
+def upload_limits() -> ImageLimits:
+    """The limits every upload form and endpoint applies."""
+    return ImageLimits(max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_UPLOAD_PIXELS)

@@ -1,0 +1,1 @@
+"""Sky positions: object names found in APOD texts, resolved to RA/Dec (ICRS degrees)."""

@@ -1,0 +1,244 @@
+"""Plotly figure builders for the pages: plain data in, a ``go.Figure`` out.
+
+Why a module of its own: the page callbacks mix three jobs (read the lake, shape the data into a figure,
+fill the other outputs). Building the figure from plain pandas data, with no Dash, no lake and no
+callback context, lets each figure be unit-tested in milliseconds (``tests/test_figures.py``) and
+reused by another page or a notebook. The callbacks only query the lake and call these functions.
+
+Every builder accepts an empty frame (with the expected columns) and returns a figure with no points
+rather than raising: a filter that matches nothing is an ordinary state of the pages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+log = logging.getLogger(__name__)
+
+#: Qualitative colours for categories and clusters: the n-th most frequent category gets the n-th colour.
+PALETTE: Final = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                  "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52", "#843c39", "#7b4173",
+                  "#3182bd", "#31a354", "#756bb1", "#636363", "#fd8d3c", "#9ecae1", "#a1d99b", "#bcbddc"]
+#: Colour of entries with no cluster (HDBSCAN noise) when the map is coloured by cluster.
+NO_CLUSTER_COLOUR: Final = "#cccccc"
+#: The map's "colour by" choices and their labels (the label also titles the colour bar).
+MAP_COLOURS: Final = {"category": "Category", "cluster": "Cluster", "year": "Year", "confidence": "Confidence"}
+#: Past this many points the 2-D map draws smaller markers, so dense maps stay readable.
+DENSE_MAP: Final = 20_000
+#: At most this many cluster labels are written on the 2-D map (the largest clusters).
+MAX_CLUSTER_LABELS: Final = 30
+#: Columns carried as ``customdata`` on every map point; the hover card and click handler read them.
+MAP_CUSTOMDATA: Final = ("date", "title", "category", "has_image")
+#: Columns carried as ``customdata`` on every sky point (date first: a click opens that entry).
+SKY_CUSTOMDATA: Final = ("date", "title", "name")
+SELECTION_COLOUR: Final = "#ffb000"
+SKY_BACKGROUND: Final = "#0b1020"
+
+_HIDDEN_AXIS: Final = {"showgrid": False, "zeroline": False, "showticklabels": False, "title": ""}
+
+
+def category_colours(categories: Iterable[str]) -> dict[str, str]:
+    """Palette colour per category in the given order (most frequent first), cycling past 24."""
+    return {cat: PALETTE[i % len(PALETTE)] for i, cat in enumerate(categories)}
+
+
+def _by_frequency(categories: pd.Series) -> list[str]:
+    return categories.value_counts().index.tolist()
+
+
+# -- map (home page) -------------------------------------------------------------------------------
+
+def map_scatter(
+    points: pd.DataFrame,
+    *,
+    color: str = "category",
+    three_d: bool = False,
+    cluster_centres: pd.DataFrame | None = None,
+    uirevision: str | None = None,
+) -> go.Figure:
+    """The embedding map: one WebGL scatter (``Scatter3d`` when ``three_d``) of ``points``.
+
+    ``points`` has the columns of :class:`lake.queries.MapView` points (``x``, ``y``, ``z``, ``date``,
+    ``title``, ``category``, ``has_image``, ``cluster``, ``year``, ``confidence``). It may be a thinned
+    sample of a >60k-point map or only the points inside a zoomed view: the figure is the same, and
+    ``uirevision`` (the same for the overview and its zooms) keeps the user's zoom when it is redrawn.
+    Colouring by category draws one trace per category, most frequent first, so the legend toggles
+    categories; by cluster, palette colours per cluster id (grey for none); by year or confidence, a
+    Viridis scale. Hover text is off: the page draws its own card from ``customdata``.
+    """
+    if color not in MAP_COLOURS:
+        raise ValueError(f"unknown map colouring {color!r}; expected one of {sorted(MAP_COLOURS)}")
+    fig = go.Figure()
+    size = 3 if three_d else (4 if len(points) > DENSE_MAP else 6)
+
+    def trace(part: pd.DataFrame, name: str | None, marker: dict) -> go.Scattergl | go.Scatter3d:
+        common = dict(mode="markers", name=name, customdata=part[list(MAP_CUSTOMDATA)].to_numpy(), hoverinfo="none",
+                      marker=marker, showlegend=name is not None)
+        if three_d:
+            return go.Scatter3d(x=part.x, y=part.y, z=part.z, **common)
+        return go.Scattergl(x=part.x, y=part.y, **common)
+
+    if color == "category":
+        for cat, colour in category_colours(_by_frequency(points.category)).items():
+            part = points[points.category == cat]
+            fig.add_trace(trace(part, f"{cat} ({len(part):,})", {"size": size, "color": colour}))
+    elif color == "cluster":
+        clusters = points.cluster.fillna(-1).astype(int)
+        colours = [PALETTE[c % len(PALETTE)] if c >= 0 else NO_CLUSTER_COLOUR for c in clusters]
+        fig.add_trace(trace(points, None, {"size": size, "color": colours}))
+    else:
+        fig.add_trace(trace(points, None, {"size": size, "color": points[color], "colorscale": "Viridis",
+                                           "showscale": True,
+                                           "colorbar": {"title": MAP_COLOURS[color], "thickness": 12}}))
+    if not three_d and cluster_centres is not None and not cluster_centres.empty:
+        for row in cluster_centres.sort_values("n", ascending=False).head(MAX_CLUSTER_LABELS).itertuples():
+            fig.add_annotation(x=row.x, y=row.y, text=str(row.cluster_label)[:40], showarrow=False,
+                               font={"size": 10, "color": "#111"}, bgcolor="rgba(255,255,255,0.7)")
+    fig.update_layout(
+        template="plotly_white", margin={"l": 0, "r": 0, "t": 0, "b": 0}, uirevision=uirevision,
+        dragmode="orbit" if three_d else "lasso",
+        legend={"itemsizing": "constant", "font": {"size": 11}, "y": 0.94, "yanchor": "top"},
+        xaxis=_HIDDEN_AXIS, yaxis=_HIDDEN_AXIS, hovermode="closest",
+    )
+    if three_d:
+        fig.update_layout(scene={"xaxis": _HIDDEN_AXIS, "yaxis": _HIDDEN_AXIS, "zaxis": _HIDDEN_AXIS})
+    return fig
+
+
+# -- sky page --------------------------------------------------------------------------------------
+
+def mollweide(ra_deg: Sequence[float] | np.ndarray | pd.Series,
+              dec_deg: Sequence[float] | np.ndarray | pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-area all-sky projection, RA 0 in the middle and increasing to the left (as seen on the sky).
+
+    Computed here so the sky map is plain WebGL scatter traces and needs no map data from a CDN.
+    x spans [-2√2, 2√2] and y [-√2, √2].
+    """
+    lon = np.radians(((-np.asarray(ra_deg, float) + 180.0) % 360.0) - 180.0)
+    lat = np.radians(np.asarray(dec_deg, float))
+    theta = lat.copy()
+    for _ in range(30):  # Newton's method on 2θ + sin 2θ = π sin φ
+        denom = 2 + 2 * np.cos(2 * theta)
+        residual = 2 * theta + np.sin(2 * theta) - np.pi * np.sin(lat)
+        step = np.where(denom > 1e-9, residual / np.maximum(denom, 1e-9), 0)
+        theta -= step
+    return 2 * np.sqrt(2) / np.pi * lon * np.cos(theta), np.sqrt(2) * np.sin(theta)
+
+
+def _sky_grid(fig: go.Figure) -> None:
+    style = {"mode": "lines", "line": {"color": "#3a4466", "width": 1}, "hoverinfo": "skip", "showlegend": False}
+    dec = np.linspace(-90, 90, 91)
+    for ra in (0.001, 30, 60, 90, 120, 150, 179.999, 180.001, 210, 240, 270, 300, 330):
+        x, y = mollweide(np.full_like(dec, ra), dec)
+        fig.add_trace(go.Scattergl(x=x, y=y, **style))
+    ra = np.linspace(180.001, 540 - 0.001, 181) % 360
+    for d in (-60, -30, 0, 30, 60):
+        x, y = mollweide(ra, np.full_like(ra, d))
+        fig.add_trace(go.Scattergl(x=x, y=y, **style))
+    for h in (0, 6, 12, 18):
+        x, y = mollweide([h * 15 + 0.001], [0])
+        fig.add_annotation(x=x[0], y=y[0], text=f"{h}h", showarrow=False, font={"color": "#8893b8", "size": 10})
+
+
+def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = ()) -> go.Figure:
+    """All-sky Mollweide map: a coordinate grid, one trace per category, and rings around ``selected`` dates.
+
+    ``points`` has the columns of :meth:`lake.queries.AtlasQueries.sky_points` (``date``, ``title``,
+    ``category``, ``name``, ``ra_deg``, ``dec_deg``). Rows without a position (solar-system primaries)
+    are left out, so each legend count is the number of markers drawn. The grid traces come first and
+    have no legend entry; clicks read the entry date from ``customdata[0]``.
+    """
+    placed = points.dropna(subset=["ra_deg", "dec_deg"])
+    if len(placed) < len(points):
+        log.debug("sky map: %d of %d points have no position", len(points) - len(placed), len(points))
+    fig = go.Figure()
+    _sky_grid(fig)
+    for cat, colour in category_colours(_by_frequency(placed.category)).items():
+        part = placed[placed.category == cat]
+        x, y = mollweide(part.ra_deg, part.dec_deg)
+        fig.add_trace(go.Scattergl(
+            x=x, y=y, mode="markers", name=f"{cat} ({len(part):,})", marker={"size": 5, "color": colour},
+            customdata=part[list(SKY_CUSTOMDATA)].to_numpy(),
+            hovertemplate="%{customdata[1]}<br>%{customdata[0]} · %{customdata[2]}<extra></extra>"))
+    chosen = placed[placed.date.isin(list(selected))]
+    if not chosen.empty:
+        x, y = mollweide(chosen.ra_deg, chosen.dec_deg)
+        fig.add_trace(go.Scattergl(
+            x=x, y=y, mode="markers", name=f"Map selection ({len(chosen):,})",
+            marker={"size": 11, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": SELECTION_COLOUR}},
+            customdata=chosen[list(SKY_CUSTOMDATA)].to_numpy(),
+            hovertemplate="%{customdata[1]}<br>%{customdata[0]} · %{customdata[2]}<extra>selected</extra>"))
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, legend={"font": {"size": 11}}, template="plotly_dark",
+                      paper_bgcolor=SKY_BACKGROUND, plot_bgcolor=SKY_BACKGROUND,
+                      xaxis={"visible": False, "range": [-2.9, 2.9]},
+                      yaxis={"visible": False, "range": [-1.45, 1.45], "scaleanchor": "x"}, hovermode="closest")
+    return fig
+
+
+# -- categories page -------------------------------------------------------------------------------
+
+def category_counts_bar(counts: pd.DataFrame) -> go.Figure:
+    """Horizontal bars of entries per category (``category``, ``n``), the largest at the top.
+
+    ``counts`` comes largest first (as :meth:`counts_by_category` returns it); bars are drawn bottom-up.
+    """
+    return px.bar(counts.iloc[::-1], x="n", y="category", orientation="h", title="Entries per category",
+                  labels={"n": "entries", "category": ""}, template="plotly_white", height=560)
+
+
+def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = ()) -> go.Figure:
+    """Stacked bars of entries per year (``year``, ``category``, ``n``), one colour per category.
+
+    ``order`` (usually largest category first) fixes the stacking and legend order.
+    """
+    return px.bar(per_year, x="year", y="n", color="category", title="Per year", template="plotly_white",
+                  labels={"n": "entries"}, height=560, category_orders={"category": list(order)})
+
+
+def confidence_box(confidences: pd.DataFrame) -> go.Figure:
+    """Box plot of the top category's confidence (``category``, ``confidence``), highest median first."""
+    order = confidences.groupby("category").confidence.median().sort_values(ascending=False).index.tolist()
+    fig = px.box(confidences, x="category", y="confidence", title="Confidence of the top category",
+                 template="plotly_white", category_orders={"category": order}, height=420, points=False)
+    fig.update_xaxes(tickangle=45, title="")
+    return fig
+
+
+def agreement_bar(agreement: pd.DataFrame) -> go.Figure:
+    """Share of entries per category (``category``, ``agreement`` in 0..1) whose image category matches
+    their text category; the x axis is fixed to [0, 1] so categories compare at a glance."""
+    return px.bar(agreement, x="agreement", y="category", orientation="h", template="plotly_white", height=420,
+                  title="Image category agrees with text category", range_x=[0, 1])
+
+
+# -- metrics page ----------------------------------------------------------------------------------
+
+def stage_durations_bar(stages: pd.DataFrame) -> go.Figure:
+    """Wall time per pipeline stage (``stage``, ``duration_seconds``), in run order top to bottom."""
+    return px.bar(stages, x="duration_seconds", y="stage", orientation="h", template="plotly_white",
+                  title="Wall time per stage (s)", labels={"duration_seconds": "seconds", "stage": ""})
+
+
+def resource_samples_lines(samples: pd.DataFrame) -> go.Figure:
+    """CPU %, resident memory (MB) and, if the build machine had a GPU, GPU utilisation over the run.
+
+    One facet row per metric with its own y scale, one line colour per process. ``samples`` has the
+    columns of :meth:`lake.queries.AtlasQueries.samples` (``duration_seconds``, ``process``,
+    ``cpu_percent``, ``rss_bytes``, ``gpu_name``, ``gpu_utilization_percent``).
+    """
+    samples = samples.assign(rss_mb=samples.rss_bytes / 2**20)
+    has_gpu = bool(samples.gpu_name.notna().any())
+    cols = ["cpu_percent", "rss_mb"] + (["gpu_utilization_percent"] if has_gpu else [])
+    long = samples.melt(id_vars=["duration_seconds", "process"], value_vars=cols, var_name="metric")
+    fig = px.line(long, x="duration_seconds", y="value", facet_row="metric", color="process", template="plotly_white",
+                  title="Resource samples" + ("" if has_gpu else " (no GPU on the build machine)"),
+                  labels={"duration_seconds": "seconds since start"}, height=520)
+    fig.update_yaxes(matches=None)
+    return fig

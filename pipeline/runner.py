@@ -1,0 +1,259 @@
+"""The one stage runner: decides, per stage, whether to skip, reuse staged work or run, then publishes.
+
+A stage (:class:`Stage`) is a function from a :class:`BuildContext` to a :class:`StageResult`, plus a
+function naming everything its output depends on. The runner hashes that description; a stage whose
+hash matches the published manifest is skipped (its published files carry over into the new version),
+one whose hash matches the staging manifest of an earlier, interrupted build reuses the staged output,
+and any other runs. So a no-op re-run does nothing, and a re-run after a crash resumes where the crash
+happened. Every stage is timed (wall and CPU seconds, peak RSS), and the manifest is assembled here from
+the stages' own sections, so a new stage is a function plus one registration line in
+:mod:`pipeline.stages`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from atlas.hashing import sha1_json
+from lake import atomic
+from lake.layout import LakeLayout
+from lake.schema import EMBEDDING_KINDS, SCHEMAS, VECTOR_TABLES_VERSION
+from lake.writer import LakeWriter
+from pipeline import __version__
+from pipeline.config import BuildConfig
+from pipeline.metrics import RunMetrics
+
+log = logging.getLogger(__name__)
+
+#: Runs whose metrics stay in the lake's ``metrics`` table.
+METRIC_RUNS_KEPT = 20
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage hands back: throughput, its section of the manifest, and values for later stages.
+
+    ``manifest`` is persisted (a skipped stage contributes the section its last run recorded);
+    ``value`` and ``summary`` live for this run only; ``fingerprint`` (stages that always run) is what
+    later stages' hashes depend on in place of an input hash.
+    """
+
+    items: int | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    value: Any = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A named build step.
+
+    ``inputs`` returns a JSON-able description of everything the output depends on (upstream hashes,
+    parameters, code versions); ``None`` instead of a function means the stage always runs (it reads
+    the sources). ``outputs`` lists the staged paths it writes, checked before reusing staged work.
+    """
+
+    name: str
+    run: Callable[["BuildContext"], StageResult]
+    inputs: Callable[["BuildContext"], Any] | None
+    outputs: Callable[[LakeLayout], Sequence[Path]] = lambda layout: ()
+
+
+class BuildContext:
+    """What stages share during one build: settings, the lake, this run's results and lazy resources."""
+
+    def __init__(self, cfg: BuildConfig, *, run_id: str) -> None:
+        self.cfg = cfg
+        self.layout: LakeLayout = cfg.lake
+        self.writer = LakeWriter(cfg.lake)
+        self.run_id = run_id
+        self.results: dict[str, StageResult] = {}
+        self.hashes: dict[str, str] = {}
+        self.ran: set[str] = set()
+        self.live: dict[str, Any] = {}
+        self.resources: dict[str, Any] = {}
+
+    def value(self, stage: str) -> Any:
+        """The in-memory result of an earlier stage of this run (always-run stages only)."""
+        return self.results[stage].value
+
+    def hash(self, stage: str) -> str:
+        """An earlier stage's input hash (or fingerprint): what later stages' hashes build on."""
+        return self.hashes[stage]
+
+    def section(self, stage: str) -> dict[str, Any]:
+        """An earlier stage's manifest section, whether it ran now or was skipped."""
+        return self.results[stage].manifest
+
+    def resource(self, key: str, make: Callable[[], Any]) -> Any:
+        """A value made once per build on first use (the encoder, k-NN graphs): skipped stages never pay."""
+        if key not in self.resources:
+            self.resources[key] = make()
+        return self.resources[key]
+
+
+@dataclass
+class BuildSummary:
+    run_id: str
+    lake: Path
+    version: str
+    counts: dict[str, int]
+    stages: dict[str, dict[str, Any]]
+    encoder: dict[str, Any]
+    invalid: dict[str, int]
+    wall_seconds: float
+    embedded: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [f"lake: {self.lake} (version {self.version})", f"encoder: {self.encoder.get('name')} "
+               f"(text {self.encoder.get('text_model')}, image {self.encoder.get('image_model')}, "
+               f"quantize {self.encoder.get('quantize')})"]
+        out.append("counts: " + ", ".join(f"{k} {v:,}" for k, v in self.counts.items()))
+        out.append("newly embedded: " + ", ".join(f"{k} {v:,}" for k, v in self.embedded.items()))
+        if self.invalid:
+            out.append("skipped rows: " + ", ".join(f"{n} × {r}" for r, n in self.invalid.items()))
+        for name, st in self.stages.items():
+            state = "reused" if st.get("skipped") else "ran"
+            out.append(f"  {name:<9} {state:<6} {st['wall_seconds']:>7.1f}s wall {st.get('cpu_seconds', 0):>7.1f}s cpu"
+                       + (f"  {st['items']:,} items" if st.get("items") else ""))
+        out.append(f"total: {self.wall_seconds:.1f}s")
+        return out
+
+
+def new_run_id() -> str:
+    """Sortable by time (it names the published version folder), unique across concurrent machines."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ-") + uuid.uuid4().hex[:6]
+
+
+def _cpu_seconds() -> float:
+    t = os.times()  # children count once joined: the projection workers' time lands in their stage
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    for p in paths:
+        if p.is_dir():
+            atomic.remove_tree(p)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _merge(sections: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stage sections merged in stage order; dict values (``counts``) are merged one level deep."""
+    out: dict[str, Any] = {}
+    for sec in sections:
+        for k, v in sec.items():
+            out[k] = (out.get(k) or {}) | v if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+class Runner:
+    """Runs registered stages in order for one build of one lake (one build per lake at a time)."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        names = [s.name for s in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique: {names}")
+        self.stages = list(stages)
+
+    def run(self, cfg: BuildConfig) -> BuildSummary:
+        started = time.perf_counter()
+        ctx = BuildContext(cfg, run_id=new_run_id())
+        metrics = RunMetrics(ctx.run_id, interval=cfg.sample_interval)
+        with ctx.writer.locked():
+            ctx.live = ctx.writer.live_manifest() or {}
+            if cfg.force:
+                ctx.writer.discard_staging()
+            staged = ctx.writer.staged_manifest()
+            metrics.start()
+            try:
+                for stage in self.stages:
+                    self._run_stage(stage, ctx, staged, metrics)
+            finally:
+                metrics.stop()
+            return self._publish(ctx, metrics, time.perf_counter() - started)
+
+    def _run_stage(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics) -> None:
+        cpu0 = _cpu_seconds()
+        with metrics.stage(stage.name) as info:
+            previous = self._reusable(stage, ctx, staged)
+            if previous is not None:
+                info["skipped"] = True
+                ctx.results[stage.name] = StageResult(manifest=previous.get("manifest", {}))
+            else:
+                result = stage.run(ctx)
+                info["items"] = result.items
+                if stage.inputs is None:
+                    ctx.hashes[stage.name] = result.fingerprint or sha1_json([stage.name, ctx.run_id])
+                ctx.results[stage.name] = result
+                ctx.ran.add(stage.name)
+                if stage.inputs is not None:  # always-run stages have nothing to resume
+                    staged.setdefault("stages", {})[stage.name] = {"input_hash": ctx.hashes[stage.name],
+                                                                   "manifest": result.manifest}
+                    ctx.writer.save_staged_manifest(staged)
+        metrics.stages[stage.name]["cpu_seconds"] = round(_cpu_seconds() - cpu0, 2)
+
+    def _reusable(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any]) -> dict[str, Any] | None:
+        """The record of an earlier run whose output is still valid (staged or published), else None."""
+        if stage.inputs is None:
+            return None
+        h = sha1_json([stage.name, stage.inputs(ctx)])
+        ctx.hashes[stage.name] = h
+        outputs = list(stage.outputs(ctx.layout))
+        if ctx.cfg.force:
+            _remove(outputs)
+            return None
+        record = staged.get("stages", {}).get(stage.name, {})
+        if record.get("input_hash") == h and all(p.exists() for p in outputs):
+            log.info("stage %s: reusing the output staged by an interrupted build", stage.name)
+            return record
+        _remove(outputs)  # stale leftovers of an interrupted build must not be published
+        record = ctx.live.get("stages", {}).get(stage.name, {})
+        return record if record.get("input_hash") == h else None
+
+    # -- publish --------------------------------------------------------------------------------
+    def _metrics_table(self, ctx: BuildContext, metrics: RunMetrics) -> pa.Table:
+        new = pa.Table.from_pylist(metrics.rows, schema=SCHEMAS["metrics"])
+        if not ctx.layout.table("metrics").is_file():
+            return new
+        old = ctx.writer.read_table("metrics")
+        runs = list(dict.fromkeys(old.column("run_id").to_pylist()))[-(METRIC_RUNS_KEPT - 1):]
+        old = old.filter(pa.compute.is_in(old.column("run_id"), pa.array(runs)))
+        return pa.concat_tables([old.cast(SCHEMAS["metrics"]), new])
+
+    def _publish(self, ctx: BuildContext, metrics: RunMetrics, wall: float) -> BuildSummary:
+        import pyarrow.csv as pacsv
+
+        table = self._metrics_table(ctx, metrics)
+        ctx.writer.stage_table("metrics", table)
+        ctx.writer.stage_file(ctx.layout.metrics_csv, lambda p: pacsv.write_csv(table, p))
+        body = _merge([ctx.results[s.name].manifest for s in self.stages])
+        embedded = next((r.summary["embedded"] for r in ctx.results.values() if "embedded" in r.summary),
+                        dict.fromkeys(EMBEDDING_KINDS, 0))
+        stages = {s.name: dict(metrics.stages.get(s.name, {}), input_hash=ctx.hashes.get(s.name))
+                  for s in self.stages}
+        manifest = {
+            "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "run_id": ctx.run_id,
+            "pipeline_version": __version__,
+            **body,
+            "stages": {name: st | {"manifest": ctx.results[name].manifest} for name, st in stages.items()},
+            "newly_embedded": embedded,
+            "vector_tables_version": VECTOR_TABLES_VERSION,
+            "wall_seconds": round(wall, 2),
+        }
+        ctx.writer.publish(manifest, version=ctx.run_id)
+        return BuildSummary(ctx.run_id, ctx.layout.root, ctx.run_id, body.get("counts", {}), metrics.stages,
+                            body.get("encoder", {}), body.get("invalid_rows", {}).get("by_reason", {}), wall,
+                            embedded)

@@ -1,0 +1,343 @@
+"""The build's stages: each a function from the build context to a :class:`StageResult`, registered
+once in :data:`STAGES` with what its output depends on.
+
+The algorithms live in their own modules (``ingest``, ``images``, ``embed``, ``classify``, ``project``,
+``cluster``, ``sky``); the functions here only read a stage's inputs from the lake or from earlier
+stages, call the algorithm and stage the outputs. Skipping, resuming, timing and publishing are the
+runner's (:mod:`pipeline.runner`). Adding a stage: write ``def my_stage(ctx) -> StageResult`` and add
+one ``Stage(...)`` line to :data:`STAGES`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from atlas.encoders import Encoder, build_encoder
+from atlas.hashing import sha1_json, sha1_text
+from lake import atomic, vectors
+from lake.schema import EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VECTOR_TABLES_VERSION
+from pipeline import cluster, project, taxonomy
+from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BuildConfig
+from pipeline.embed import embed_entries, text_input
+from pipeline.images import ImageLimits, attach_images
+from pipeline.ingest import ingest
+from pipeline.neighbors import KnnGraph, knn_graph
+from pipeline.runner import BuildContext, BuildSummary, Runner, Stage, StageResult
+from pipeline.sources import RawBatch, bundled, dump, nasa
+
+log = logging.getLogger(__name__)
+
+
+# -- shared resources (made on first use, so skipped stages cost nothing) ------------------------------
+def encoder_spec(cfg: BuildConfig) -> dict[str, Any]:
+    """Which encoder a build will use, decided without loading any weights."""
+    name = cfg.encoder
+    if name == "auto":
+        from atlas.encoders.openclip import cached_weights, hub_reachable
+
+        usable = cfg.clip_checkpoint or cfg.clip_pretrained == "random"
+        if not usable:
+            try:
+                usable = cached_weights(cfg.clip_model, cfg.clip_pretrained) is not None or hub_reachable()
+            except Exception:  # unknown model/tag: the offline encoder it is
+                usable = False
+        name = "openclip" if usable else "offline"
+    if name == "openclip":
+        ckpt = cfg.clip_checkpoint
+        return {"name": "openclip", "model": cfg.clip_model, "pretrained": cfg.clip_pretrained,
+                "checkpoint": [str(ckpt), ckpt.stat().st_size] if ckpt and ckpt.is_file() else None,
+                "config": sha1_text(Path(cfg.clip_config).read_text()) if cfg.clip_config else None,
+                "quantize": cfg.quantize}
+    from atlas.encoders.visual import DESCRIPTOR_VERSION
+
+    return {"name": "offline", "quantize": cfg.quantize, "text_max_tokens": cfg.text_max_tokens,
+            "descriptors": DESCRIPTOR_VERSION}
+
+
+def _spec(ctx: BuildContext) -> dict[str, Any]:
+    return ctx.resource("encoder_spec", lambda: encoder_spec(ctx.cfg))
+
+
+def _encoder(ctx: BuildContext) -> Encoder:
+    def make() -> Encoder:
+        from atlas.device import set_threads
+
+        cfg = ctx.cfg
+        set_threads(cfg.threads)
+        return build_encoder(_spec(ctx)["name"], quantize=cfg.quantize, text_max_tokens=cfg.text_max_tokens,
+                             clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained,
+                             clip_checkpoint=cfg.clip_checkpoint, clip_config=cfg.clip_config)
+
+    return ctx.resource("encoder", make)
+
+
+def _knn(ctx: BuildContext, kind: str, k: int) -> KnnGraph:
+    """One exact cosine k-NN graph per embedding kind, shared by the maps and the clustering."""
+    def make() -> KnnGraph:
+        _, vecs = ctx.writer.read_vectors(kind)
+        return knn_graph(vecs, k)
+
+    return ctx.resource(f"knn:{kind}", make)
+
+
+def _rows(ctx: BuildContext) -> list[dict[str, Any]]:
+    return ctx.value("images")
+
+
+def _text_categories(ctx: BuildContext) -> dict[str, Any]:
+    """The text categories by ISO date, read once per build (cluster labels, vector columns, export)."""
+    def make() -> dict[str, Any]:
+        cats = ctx.writer.read_table("categories").to_pandas()
+        text = cats[cats.source == "text"]
+        return text.set_index(text.date.astype(str))
+
+    return ctx.resource("text_categories", make)
+
+
+# -- ingest and images: always run (they read the sources) ----------------------------------------------
+def load_sources(cfg: BuildConfig) -> list[RawBatch]:
+    batches = []
+    for source in cfg.sources:
+        if source == "bundled":
+            batches.append(bundled.load(BUNDLED_ARCHIVE, BUNDLED_IMAGES))
+        elif source == "nasa":
+            client = nasa.NasaApodClient(api_url=cfg.nasa_api_url, api_key=cfg.nasa_api_key,
+                                         cache_dir=cfg.lake.api_cache)
+            batches.append(nasa.load(client, cfg.start, cfg.end))
+        elif source == "dump":
+            batches.extend(dump.load(p) for p in cfg.dump_paths)
+    if cfg.start or cfg.end:  # --start/--end bound every source, not only the API
+        lo, hi = cfg.start or dt.date.min, cfg.end or dt.date.max
+        for b in batches:
+            b.records = [r for r in b.records if _in_range(r, lo, hi)]
+    return batches
+
+
+def _in_range(record: dict[str, Any], lo: dt.date, hi: dt.date) -> bool:
+    try:
+        day = dt.date.fromisoformat(str(record.get("date"))[:10])
+    except ValueError:
+        return True  # let ingest report it
+    return lo <= day <= hi
+
+
+def content_hash(row: dict[str, Any]) -> str:
+    keys = ("title", "explanation", "credit", "copyright", "rights_note", "url", "hdurl", "media_type",
+            "image_sha1", "source", "record_source")
+    return sha1_json([row.get(k) for k in keys])
+
+
+def ingest_stage(ctx: BuildContext) -> StageResult:
+    result = ingest(load_sources(ctx.cfg), limit=ctx.cfg.limit)
+    if not result.rows:
+        raise ValueError("no valid entries to build from; check --source/--start/--end and the input files")
+    return StageResult(items=len(result.rows), value=result.rows, manifest={
+        "sources": ctx.cfg.sources,
+        "invalid_rows": {"by_reason": dict(result.invalid_by_reason), "examples": result.invalid[:50]},
+    })
+
+
+def images_stage(ctx: BuildContext) -> StageResult:
+    rows = ctx.value("ingest")
+    layout, cfg = ctx.layout, ctx.cfg
+    index = json.loads(layout.thumbs_index.read_text()) if layout.thumbs_index.is_file() else {}
+    limits = ImageLimits(cfg.max_image_bytes, cfg.max_image_pixels, cfg.thumb_size)
+    new_index, report = attach_images(rows, layout, limits, index=index, progress=cfg.progress)
+    atomic.write_json(layout.thumbs_index, index | new_index)
+    if report.rejected:
+        log.warning("images rejected: %s", dict(report.rejected))
+    for row in rows:
+        row["content_sha1"] = content_hash(row)
+    fingerprint = sha1_json([(r["date"].isoformat(), r["content_sha1"]) for r in rows])
+    return StageResult(items=report.thumbnails, value=rows, fingerprint=fingerprint, manifest={
+        "counts": {"entries": len(rows), "with_image": sum(1 for r in rows if r.get("has_image"))},
+        "images": {"thumbnails_made": report.thumbnails, "reused": report.reused, "rejected": dict(report.rejected)},
+    })
+
+
+def entries_stage(ctx: BuildContext) -> StageResult:
+    cols = SCHEMAS["entries"].names
+    rows = _rows(ctx)
+    ctx.writer.stage_table("entries", pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows]))
+    return StageResult(items=len(rows))
+
+
+# -- meaning ------------------------------------------------------------------------------------------
+def _embed_inputs(ctx: BuildContext) -> Any:
+    items = [(r["date"].isoformat(), sha1_text(r["title"]), sha1_text(text_input(r["title"], r["explanation"])),
+              r.get("image_sha1")) for r in _rows(ctx)]
+    return [_spec(ctx), items]
+
+
+def embed_stage(ctx: BuildContext) -> StageResult:
+    encoder = _encoder(ctx)
+    emb = embed_entries(_rows(ctx), encoder, ctx.layout, batch_size=ctx.cfg.batch_size, chunk=ctx.cfg.embed_chunk,
+                        progress=ctx.cfg.progress)
+    for kind in EMBEDDING_KINDS:
+        if emb.dates[kind]:
+            ctx.writer.stage_vectors(kind, emb.dates[kind], emb.vectors[kind])
+    ctx.writer.stage_file(ctx.layout.image_space, lambda p: np.savez(open(p, "wb"), **emb.image_space))
+    return StageResult(items=sum(emb.computed.values()), summary={"embedded": emb.computed}, manifest={
+        "encoder": encoder.info.to_dict(),
+        "counts": {f"vectors_{k}": len(emb.dates[k]) for k in EMBEDDING_KINDS},
+        "multimodal": "L2-normalised [text, image]; entries without an image get a zero image half",
+    })
+
+
+def classify_stage(ctx: BuildContext) -> StageResult:
+    import pyarrow.csv as pacsv
+
+    from pipeline.classify import classify, logit_scale
+
+    tax = taxonomy.load(ctx.cfg.taxonomy_path)
+    encoder = _encoder(ctx)
+    image = ctx.writer.read_vectors("image")
+    results = classify(encoder, tax, ctx.writer.read_vectors("text"), image if image[0] else None)
+    records = [{"date": dt.date.fromisoformat(d), "source": source, "category": res.category[i],
+                "confidence": float(res.confidence[i]), "top3_categories": res.top3[i],
+                "top3_scores": [float(s) for s in res.top3_scores[i]]}
+               for source, res in results.items() for i, d in enumerate(res.dates)]
+    ctx.writer.stage_table("categories", pa.Table.from_pylist(records))
+    export = _category_export(_rows(ctx), {r["date"].isoformat(): r for r in records if r["source"] == "text"})
+    ctx.writer.stage_file(ctx.layout.categories_csv, lambda p: pacsv.write_csv(export, p))
+    return StageResult(items=len(records), manifest={"taxonomy": {
+        "source": tax.source, "categories": tax.names, "fingerprint": tax.fingerprint(),
+        "logit_scale": logit_scale(encoder)}})
+
+
+def _category_export(rows: list[dict[str, Any]], text: dict[str, dict[str, Any]]) -> pa.Table:
+    """The seed project's ``apod_broad_categorization.csv``: one row per entry with its text category."""
+    out = []
+    for r in rows:
+        c = text.get(r["date"].isoformat())
+        if c is None:
+            continue
+        out.append({"date": r["date"].isoformat(), "title": r["title"], "broad_category": c["category"],
+                    "confidence": round(float(c["confidence"]), 4),
+                    "top3": "; ".join(f"{n} ({s:.3f})" for n, s in zip(c["top3_categories"], c["top3_scores"])),
+                    "media_type": r["media_type"], "url": r.get("url")})
+    return pa.Table.from_pylist(out)
+
+
+def _projection_params(ctx: BuildContext) -> project.ProjectionParams:
+    cfg = ctx.cfg
+    return project.ProjectionParams(cfg.umap_neighbors, cfg.umap_min_dist, cfg.tsne_perplexity, cfg.seed)
+
+
+def project_stage(ctx: BuildContext) -> StageResult:
+    from pipeline.project_jobs import run_projections
+
+    params = _projection_params(ctx)
+    tables = run_projections(ctx.writer, params, threads=ctx.cfg.threads, progress=ctx.cfg.progress,
+                             knn=lambda kind, k: _knn(ctx, kind, k))
+    ctx.writer.stage_table("projections", tables)
+    return StageResult(items=tables.num_rows, manifest={"projection": params.as_dict()})
+
+
+CLUSTER_KNN = 90
+
+
+def cluster_stage(ctx: BuildContext) -> StageResult:
+    cats = _text_categories(ctx).category.to_dict()
+    title_of = {r["date"].isoformat(): r["title"] for r in _rows(ctx)}
+    records = []
+    for kind in EMBEDDING_KINDS:
+        dates, vecs = ctx.writer.read_vectors(kind)
+        if len(dates) < 3:
+            continue
+        k = ctx.cfg.n_clusters or cluster.default_cluster_count(len(dates))
+        labels = cluster.ward_clusters(vecs, _knn(ctx, kind, CLUSTER_KNN), k)
+        names = cluster.cluster_labels(labels, [title_of[d] for d in dates], [cats.get(d, "?") for d in dates])
+        records += [{"date": dt.date.fromisoformat(d), "embedding": kind, "cluster": int(c),
+                     "label": names[int(c)]} for d, c in zip(dates, labels)]
+    ctx.writer.stage_table("clusters", pa.Table.from_pylist(records, schema=SCHEMAS["clusters"]))
+    return StageResult(items=len(records), manifest={"clustering": {
+        "algorithm": "Ward agglomerative, k-NN (k=15) connectivity",
+        "n_clusters": ctx.cfg.n_clusters or "sqrt(n/8)", "labels": "top category + class-TF-IDF title words"}})
+
+
+def _sky_inputs(ctx: BuildContext) -> Any:
+    from atlas.sky.resolve import fingerprint
+
+    texts = [(r["date"].isoformat(), r["title"], r["explanation"]) for r in _rows(ctx)]
+    return [sha1_json(texts), fingerprint(), ctx.cfg.offline]
+
+
+def sky_stage(ctx: BuildContext) -> StageResult:
+    from atlas.sky.gazetteer import default
+    from atlas.sky.resolve import objects_for, place_online
+
+    gazetteer = default()
+    per_entry = {r["date"]: objects_for(r["title"], r["explanation"], gazetteer) for r in _rows(ctx)}
+    if not ctx.cfg.offline:
+        from pipeline.sky.online import OnlineResolver
+
+        per_entry = place_online(per_entry, OnlineResolver(
+            ctx.layout.names_cache, ctx.cfg.simbad_url, tuple(ctx.cfg.sesame_urls), progress=ctx.cfg.progress))
+    keys = ("name", "canonical_id", "ra_deg", "dec_deg", "object_type", "resolver", "field",
+            "span_start", "span_end", "is_primary", "size_deg")
+    records = [{"date": d, **{k: getattr(o, k) for k in keys}} for d, objs in per_entry.items() for o in objs]
+    ctx.writer.stage_table("objects", pa.Table.from_pylist(records, schema=SCHEMAS["objects"]))
+    placed = sum(1 for r in records if r["ra_deg"] is not None)
+    log.info("sky: %d object mentions, %d placed on the sky", len(records), placed)
+    return StageResult(items=len(records), manifest={"counts": {"object_mentions": len(records),
+                                                                "objects_placed": placed}})
+
+
+def vectors_stage(ctx: BuildContext) -> StageResult:
+    """LanceDB tables (one per kind) with the columns search filters on, and BM25 over the texts."""
+    rows = _rows(ctx)
+    title = {r["date"].isoformat(): r["title"] for r in rows}
+    has_image = {r["date"].isoformat(): bool(r.get("has_image")) for r in rows}
+    body = {r["date"].isoformat(): text_input(r["title"], r["explanation"]) for r in rows}
+    category = _text_categories(ctx).category.to_dict()
+    db = ctx.layout.staged(ctx.layout.vectors)
+    written = 0
+    for kind in EMBEDDING_KINDS:
+        dates, matrix = ctx.writer.read_vectors(kind)
+        if not dates:
+            continue
+        vectors.write_table(db, kind, dates, matrix, titles=[title.get(d) for d in dates],
+                            years=[int(d[:4]) for d in dates], categories=[category.get(d) for d in dates],
+                            has_image=[has_image.get(d, False) for d in dates],
+                            bodies=[body.get(d, "") for d in dates] if kind == KEYWORD_KIND else None)
+        written += len(dates)
+    return StageResult(items=written)
+
+
+def _staged(*names: str):
+    return lambda layout: [layout.staged_table(n) for n in names]
+
+
+#: The build, in order. Each line: name, function, what its output depends on, what it stages.
+STAGES: list[Stage] = [
+    Stage("ingest", ingest_stage, None),
+    Stage("images", images_stage, None),
+    Stage("entries", entries_stage, lambda ctx: ctx.hash("images"), _staged("entries")),
+    Stage("embed", embed_stage, _embed_inputs,
+          lambda lo: [*(lo.staged_vectors(k) for k in ("title", "text", "multimodal")), lo.staged(lo.image_space)]),
+    Stage("classify", classify_stage,
+          lambda ctx: [ctx.hash("embed"), taxonomy.load(ctx.cfg.taxonomy_path).fingerprint(), "softmax-v1"],
+          lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv)]),
+    Stage("project", project_stage, lambda ctx: [ctx.hash("embed"), _projection_params(ctx).as_dict()],
+          _staged("projections")),
+    Stage("cluster", cluster_stage,
+          lambda ctx: [ctx.hash("embed"), ctx.hash("classify"), ctx.cfg.n_clusters, "ward-knn15-v1"],
+          _staged("clusters")),
+    Stage("sky", sky_stage, _sky_inputs, _staged("objects")),
+    Stage("vectors", vectors_stage,
+          lambda ctx: [ctx.hash("embed"), ctx.hash("classify"), ctx.hash("entries"), VECTOR_TABLES_VERSION],
+          lambda lo: [lo.staged(lo.vectors)]),
+]
+
+
+def build(cfg: BuildConfig) -> BuildSummary:
+    """Build or update the lake ``cfg.lake``: the registered stages, then an atomic publish."""
+    return Runner(STAGES).run(cfg)

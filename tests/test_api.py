@@ -1,0 +1,92 @@
+"""The JSON API's routing and request checks, on a bare Flask app with the blueprint (no Dash, no lake).
+
+The bare app gets a catch-all HTML route like the one Dash pages registers, so these tests show that
+``/api/...`` paths never fall through to the app shell.
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+import api
+
+
+@pytest.fixture(scope="module")
+def client():
+    server = Flask(__name__)
+
+    @server.route("/", defaults={"path": ""})
+    @server.route("/<path:path>")
+    def shell(path: str) -> str:  # what Dash answers for any page path
+        return "<html>app shell</html>"
+
+    api.register(server)
+    server.config["TESTING"] = True
+    return server.test_client()
+
+
+@pytest.mark.parametrize("path", ["/api/nope", "/api/search/nope", "/api/entries/2014-01-01", "/api/", "/api"])
+def test_unknown_api_path_is_a_json_404_naming_the_endpoints(client, path):
+    r = client.get(path)
+    assert r.status_code == 404 and r.is_json, r.data[:200]
+    body = r.get_json()
+    assert "no API endpoint" in body["error"]
+    for endpoint in ("GET /api/search", "GET /api/similar/<date>", "GET /api/entry/<date>", "GET /api/cone",
+                     "POST /api/search/image"):
+        assert endpoint in body["error"] and endpoint in body["endpoints"]
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_unknown_api_path_with_any_method_is_json(client, method):
+    r = getattr(client, method)("/api/nope")
+    assert r.status_code == 404 and r.is_json
+
+
+def test_known_path_with_the_wrong_method_is_a_json_405(client):
+    r = client.get("/api/search/image")
+    assert r.status_code == 405 and r.is_json
+    assert "use POST" in r.get_json()["error"] and "POST" in r.headers["Allow"]
+    assert client.post("/api/search").status_code == 405
+
+
+def test_pages_outside_api_still_reach_the_app(client):
+    r = client.get("/sky")
+    assert r.status_code == 200 and b"app shell" in r.data
+
+
+@pytest.mark.parametrize("url,fragment", [
+    ("/api/search?q=stars&k=0", "between 1 and 100"),
+    ("/api/search?q=stars&k=ten", "whole number"),
+    ("/api/search?q=stars&colour=red", "unknown parameter"),
+    ("/api/search?q=stars&from=2014-02-30", "date like"),
+    ("/api/search?q=stars&from=2014-03-01&to=2014-02-01", "after"),
+    ("/api/search?q=stars&has_image=maybe", "has_image"),
+    ("/api/search?q=stars&ra=10", "ra and dec"),
+    ("/api/search?q=stars&ra=400&dec=0", "ra must be between"),
+    ("/api/cone?ra=10&dec=95", "dec must be between"),
+    ("/api/cone", "give ra, dec and r"),
+    ("/api/similar/not-a-date", "date like"),
+    ("/api/entry/2014-01-01?x=1", "unknown parameter"),
+])
+def test_known_endpoint_with_a_bad_parameter_is_a_json_400(client, url, fragment):
+    r = client.get(url)
+    assert r.status_code == 400 and r.is_json, r.data[:300]
+    assert fragment in r.get_json()["error"]
+
+
+def test_a_missing_entry_is_a_404_but_a_bug_is_not(client, monkeypatch):
+    class NoEntries:
+        def entry(self, date: str) -> None:
+            return None
+
+    monkeypatch.setattr(api, "atlas", NoEntries)
+    r = client.get("/api/entry/2014-01-01")
+    assert r.status_code == 404 and "no entry for 2014-01-01" in r.get_json()["error"]
+
+    def broken():
+        raise KeyError("some_setting")
+
+    monkeypatch.setattr(api, "engine", broken)
+    r = client.get("/api/search?q=stars")
+    assert r.status_code == 500 and "some_setting" not in r.get_json()["error"]

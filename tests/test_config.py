@@ -1,0 +1,66 @@
+"""One settings object drives the CLI: flags, help, choices and defaults come from BuildConfig's fields,
+and environment variables are read when a config is made (never at import)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import build_parser
+from pipeline.config import BuildConfig, config_from_args
+
+
+def _build_args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["build", *argv])
+
+
+def test_every_cli_field_has_a_flag_with_help_and_its_real_default():
+    parser = build_parser()
+    build = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("build"))
+    by_dest = {a.dest: a for a in build._actions}
+    for f in dataclasses.fields(BuildConfig):
+        if not f.metadata.get("cli"):
+            assert f.name not in by_dest
+            continue
+        action = by_dest[f.name]
+        assert action.help and len(action.help) > 10, f.name
+        if f.metadata.get("choices"):
+            assert tuple(action.choices) == f.metadata["choices"]
+    assert "(default: 128)" in by_dest["text_max_tokens"].help and "(default: int8)" in by_dest["quantize"].help
+
+
+def test_absent_flags_keep_the_dataclass_defaults():
+    cfg = config_from_args(_build_args())
+    default = BuildConfig()
+    for name in ("encoder", "quantize", "text_max_tokens", "umap_neighbors", "seed", "sources", "offline", "force"):
+        assert getattr(cfg, name) == getattr(default, name), name
+    cfg = config_from_args(_build_args("--encoder", "offline", "--clusters", "7", "--start", "2014-01-01",
+                                       "--no-progress", "--sesame-url", "http://a/", "--sesame-url", "http://b/"))
+    assert (cfg.encoder, cfg.n_clusters, cfg.start, cfg.progress) == ("offline", 7, dt.date(2014, 1, 1), False)
+    assert cfg.sesame_urls == ["http://a/", "http://b/"]
+
+
+def test_dump_alone_builds_from_the_dump_and_with_sources_adds_to_them(tmp_path):
+    dump = tmp_path / "d.jsonl"
+    assert config_from_args(_build_args("--dump", str(dump))).sources == ["dump"]
+    both = config_from_args(_build_args("--source", "bundled", "--dump", str(dump)))
+    assert both.sources == ["bundled", "dump"] and both.dump_paths == [Path(dump)]
+    with pytest.raises(ValueError, match="--dump FILE"):
+        config_from_args(_build_args("--source", "dump"))
+    with pytest.raises(ValueError, match="after --end"):
+        config_from_args(_build_args("--start", "2014-02-01", "--end", "2014-01-01"))
+
+
+def test_environment_is_read_when_a_config_is_made(monkeypatch, tmp_path):
+    monkeypatch.setenv("COSMIC_ATLAS_LAKE", str(tmp_path / "env-lake"))
+    monkeypatch.setenv("SESAME_URL", "http://127.0.0.1:1/a/, http://127.0.0.1:1/b/")
+    monkeypatch.setenv("NASA_API_KEY", "secret-key")
+    cfg = BuildConfig()
+    assert cfg.lake.root == (tmp_path / "env-lake").resolve()
+    assert cfg.sesame_urls == ["http://127.0.0.1:1/a/", "http://127.0.0.1:1/b/"]
+    assert cfg.nasa_api_key == "secret-key" and "nasa_api_key" not in cfg.public()
+    assert config_from_args(_build_args("--lake", str(tmp_path / "flag"))).lake.root == (tmp_path / "flag").resolve()

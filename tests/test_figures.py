@@ -1,0 +1,370 @@
+"""Unit tests of the page figure builders (pages/figures.py) and the component id registry (pages/ids.py).
+
+The builders take plain DataFrames, so these tests need no lake, no Dash server and no browser; they check
+what a reader of the figure relies on: which traces, how many points, which colour per category, which
+axis ranges, what the hover and click handlers find in ``customdata``, and that empty data is drawn as an
+empty figure instead of an error.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pages import figures, ids
+from pages.figures import PALETTE
+
+PAGES = Path(__file__).resolve().parent.parent / "pages"
+
+MAP_COLUMNS = ["date", "x", "y", "z", "title", "year", "has_image", "category", "confidence", "cluster",
+               "cluster_label"]
+SKY_COLUMNS = ["date", "title", "category", "name", "canonical_id", "ra_deg", "dec_deg"]
+
+
+def _dates(n: int, start: str = "2014-01-01") -> list[str]:
+    return [d.strftime("%Y-%m-%d") for d in pd.date_range(start, periods=n, freq="D")]
+
+
+@pytest.fixture
+def points() -> pd.DataFrame:
+    """Ten map points, categories interleaved: 5 Galaxy, 3 Nebula, 2 Planet; two without a cluster."""
+    cats = ["Nebula", "Galaxy", "Planet", "Galaxy", "Nebula", "Galaxy", "Galaxy", "Planet", "Nebula", "Galaxy"]
+    return pd.DataFrame({
+        "date": _dates(10),
+        "x": np.arange(10, dtype=float),
+        "y": np.arange(10, dtype=float) * 2,
+        "z": np.arange(10, dtype=float) * 3,
+        "title": [f"Title {i}" for i in range(10)],
+        "year": [2014] * 5 + [2015] * 5,
+        "has_image": [True, False] * 5,
+        "category": cats,
+        "confidence": np.linspace(0.1, 1.0, 10),
+        "cluster": [0, 1, 2, np.nan, 25, 0, 1, np.nan, 3, 4],
+        "cluster_label": ["c0", "c1", "c2", None, "c25", "c0", "c1", None, "c3", "c4"],
+    })
+
+
+def _big_points(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "date": [f"d{i}" for i in range(n)], "x": rng.normal(size=n), "y": rng.normal(size=n), "z": rng.normal(size=n),
+        "title": "t", "year": 2000, "has_image": False, "category": rng.choice(["A", "B", "C"], size=n, p=[.5, .3, .2]),
+        "confidence": 0.5, "cluster": 1.0, "cluster_label": "k",
+    })
+
+
+# -- map -------------------------------------------------------------------------------------------
+
+def test_map_by_category_draws_one_trace_per_category_most_frequent_first(points):
+    fig = figures.map_scatter(points, color="category")
+    assert [t.type for t in fig.data] == ["scattergl"] * 3
+    assert [t.name for t in fig.data] == ["Galaxy (5)", "Nebula (3)", "Planet (2)"]
+    assert [t.marker.color for t in fig.data] == PALETTE[:3]
+    assert all(t.showlegend for t in fig.data)
+    galaxy = points[points.category == "Galaxy"]
+    assert list(fig.data[0].x) == galaxy.x.tolist() and list(fig.data[0].y) == galaxy.y.tolist()
+    assert sum(len(t.x) for t in fig.data) == len(points)
+
+
+def test_map_points_carry_date_title_category_and_image_flag_for_the_hover_card(points):
+    fig = figures.map_scatter(points, color="category")
+    for trace in fig.data:
+        assert trace.hoverinfo == "none"  # the page draws its own card from customdata
+        for row in trace.customdata:
+            date, title, category, has_image = row
+            src = points.set_index("date").loc[date]
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", date)
+            assert (title, category, has_image) == (src.title, src.category, src.has_image)
+            assert trace.name.startswith(category)
+
+
+def test_map_by_cluster_uses_palette_per_cluster_and_grey_without_cluster(points):
+    fig = figures.map_scatter(points, color="cluster")
+    assert len(fig.data) == 1 and fig.data[0].showlegend is False
+    colours = list(fig.data[0].marker.color)
+    expected = [PALETTE[0], PALETTE[1], PALETTE[2], figures.NO_CLUSTER_COLOUR, PALETTE[25 % len(PALETTE)],
+                PALETTE[0], PALETTE[1], figures.NO_CLUSTER_COLOUR, PALETTE[3], PALETTE[4]]
+    assert colours == expected
+
+
+@pytest.mark.parametrize(("color", "title"), [("year", "Year"), ("confidence", "Confidence")])
+def test_map_by_number_uses_a_colour_scale_with_a_titled_bar(points, color, title):
+    fig = figures.map_scatter(points, color=color)
+    (trace,) = fig.data
+    assert list(trace.marker.color) == points[color].tolist()
+    assert trace.marker.showscale is True
+    assert trace.marker.colorbar.title.text == title
+    assert trace.marker.colorscale[0][1] == "#440154"  # Viridis starts dark purple
+
+
+def test_map_in_3d_uses_scatter3d_orbit_and_hides_the_scene_axes(points):
+    centres = pd.DataFrame({"cluster": [0], "cluster_label": ["c0"], "x": [1.0], "y": [1.0], "n": [9]})
+    fig = figures.map_scatter(points, color="category", three_d=True, cluster_centres=centres)
+    assert {t.type for t in fig.data} == {"scatter3d"}
+    assert list(fig.data[0].z) == points[points.category == "Galaxy"].z.tolist()
+    assert fig.data[0].marker.size == 3
+    assert fig.layout.dragmode == "orbit"
+    assert fig.layout.scene.xaxis.showticklabels is False and fig.layout.scene.zaxis.showgrid is False
+    assert not fig.layout.annotations  # cluster labels are 2-D only
+
+
+def test_map_in_2d_lassos_hides_axes_and_keeps_the_zoom_across_redraws(points):
+    fig = figures.map_scatter(points, uirevision="text/umap")
+    assert fig.layout.dragmode == "lasso"
+    assert fig.layout.uirevision == "text/umap"
+    assert fig.layout.xaxis.showticklabels is False and fig.layout.yaxis.zeroline is False
+    assert fig.layout.hovermode == "closest"
+
+
+def test_map_labels_the_thirty_largest_clusters_with_short_names(points):
+    centres = pd.DataFrame({"cluster": range(35), "cluster_label": [f"cluster {i} " + "x" * 50 for i in range(35)],
+                            "x": np.arange(35.0), "y": np.arange(35.0), "n": np.arange(35)})
+    fig = figures.map_scatter(points, cluster_centres=centres)
+    texts = [a.text for a in fig.layout.annotations]
+    assert len(texts) == figures.MAX_CLUSTER_LABELS == 30
+    assert texts[0].startswith("cluster 34 ")  # largest first
+    assert not any(t.startswith(("cluster 0 ", "cluster 4 ")) for t in texts)  # five smallest left out
+    assert all(len(t) <= 40 for t in texts)
+    assert (fig.layout.annotations[0].x, fig.layout.annotations[0].y) == (34.0, 34.0)
+
+
+def test_map_draws_small_markers_for_a_thinned_60k_view_and_every_point_it_is_given():
+    big = _big_points(60_000)
+    started = time.perf_counter()
+    fig = figures.map_scatter(big, uirevision="text/umap")
+    assert time.perf_counter() - started < 5
+    assert sum(len(t.x) for t in fig.data) == 60_000  # the builder never thins: the lake query does
+    assert {t.marker.size for t in fig.data} == {4}
+    assert [t.name for t in fig.data][0].startswith("A (")
+    # a zoomed refinement is the same figure over fewer points, with the same uirevision (zoom kept)
+    zoomed = figures.map_scatter(big[(big.x.abs() < 0.1)], uirevision="text/umap")
+    assert zoomed.layout.uirevision == fig.layout.uirevision
+    assert {t.marker.size for t in zoomed.data} == {6}
+
+
+def test_map_of_no_points_is_an_empty_figure_not_an_error():
+    empty = pd.DataFrame(columns=MAP_COLUMNS)
+    assert len(figures.map_scatter(empty, color="category").data) == 0
+    for color in ("cluster", "year", "confidence"):
+        (trace,) = figures.map_scatter(empty, color=color).data
+        assert len(trace.x) == 0
+
+
+def test_map_rejects_an_unknown_colouring(points):
+    with pytest.raises(ValueError, match="colouring"):
+        figures.map_scatter(points, color="brightness")
+
+
+# -- sky -------------------------------------------------------------------------------------------
+
+def test_mollweide_centre_poles_edges_and_ra_increasing_to_the_left():
+    x, y = figures.mollweide([0, 90, 270, 0, 0, 180.0001], [0, 0, 0, 90, -90, 0])
+    assert (x[0], y[0]) == pytest.approx((0, 0))
+    assert x[1] < 0 < x[2]  # RA 90° is drawn left of the centre, as on the sky
+    assert x[1] == pytest.approx(-x[2])
+    assert (x[3], y[3]) == pytest.approx((0, np.sqrt(2)))
+    assert (x[4], y[4]) == pytest.approx((0, -np.sqrt(2)))
+    assert abs(x[5]) == pytest.approx(2 * np.sqrt(2), rel=1e-4)
+
+
+def test_mollweide_solves_the_auxiliary_angle_equation_at_every_latitude():
+    dec = np.array([-89.0, -60.0, -30.0, -5.0, 10.0, 45.0, 75.0, 89.5])
+    ra = np.full_like(dec, 300.0)  # 60° east of RA 0 on the sky: drawn right of the centre
+    x, y = figures.mollweide(ra, dec)
+    theta = np.arcsin(y / np.sqrt(2))
+    phi = np.radians(dec)
+    assert 2 * theta + np.sin(2 * theta) == pytest.approx(np.pi * np.sin(phi), abs=1e-9)
+    assert x == pytest.approx(2 * np.sqrt(2) / np.pi * np.radians(60.0) * np.cos(theta))
+
+
+def test_mollweide_keeps_every_point_inside_the_ellipse_and_is_equal_area():
+    rng = np.random.default_rng(1)
+    ra, dec = rng.uniform(0, 360, 2000), np.degrees(np.arcsin(rng.uniform(-1, 1, 2000)))  # uniform on the sphere
+    x, y = figures.mollweide(ra, dec)
+    assert np.all(x**2 / 8 + y**2 / 2 <= 1 + 1e-9)
+    # equal area: uniformly spread sky points fall into the northern and the |y| < half bands evenly
+    assert abs((y > 0).mean() - 0.5) < 0.05
+    band = np.abs(y) < np.sqrt(2) / 2  # this band covers 2·(θ + sinθcosθ)/π of the ellipse, θ = π/6
+    theta = np.pi / 6
+    assert abs(band.mean() - 2 * (2 * theta + np.sin(2 * theta)) / (2 * np.pi)) < 0.04
+
+
+@pytest.fixture
+def sky_points() -> pd.DataFrame:
+    return pd.DataFrame({
+        "date": _dates(6, "2014-03-01"),
+        "title": [f"Sky {i}" for i in range(6)],
+        "category": ["Nebula", "Galaxy", "Nebula", "Nebula", "Galaxy", "Planet"],
+        "name": ["M 42", "M 31", "M 8", "M 20", "M 33", "Mars"],
+        "canonical_id": ["M 42", "M 31", "M 8", "M 20", "M 33", "Mars"],
+        "ra_deg": [83.8, 10.7, 270.9, 270.6, 23.5, np.nan],
+        "dec_deg": [-5.4, 41.3, -24.4, -23.0, 30.7, np.nan],
+    })
+
+
+def _sky_parts(fig):
+    grid = [t for t in fig.data if t.mode == "lines"]
+    markers = [t for t in fig.data if t.mode == "markers"]
+    return grid, markers
+
+
+def test_sky_map_has_a_grid_then_one_trace_per_category_of_placed_entries(sky_points):
+    fig = figures.sky_map(sky_points)
+    grid, markers = _sky_parts(fig)
+    assert len(grid) == 13 + 5  # meridians (both sides of RA 180°) and parallels
+    assert all(t.showlegend is False and t.hoverinfo == "skip" for t in grid)
+    assert fig.data[:len(grid)] == tuple(grid)
+    assert [t.name for t in markers] == ["Nebula (3)", "Galaxy (2)"]  # Mars has no position: not drawn
+    assert [t.marker.color for t in markers] == PALETTE[:2]
+    assert {t.type for t in fig.data} == {"scattergl"}
+    assert [a.text for a in fig.layout.annotations] == ["0h", "6h", "12h", "18h"]
+    x, y = figures.mollweide([83.8], [-5.4])
+    assert markers[0].x[0] == pytest.approx(x[0]) and markers[0].y[0] == pytest.approx(y[0])
+
+
+def test_sky_map_hover_and_click_data_start_with_the_date(sky_points):
+    fig = figures.sky_map(sky_points)
+    _, markers = _sky_parts(fig)
+    nebulae = markers[0]
+    assert [row[0] for row in nebulae.customdata] == ["2014-03-01", "2014-03-03", "2014-03-04"]
+    assert [row[2] for row in nebulae.customdata] == ["M 42", "M 8", "M 20"]
+    assert "%{customdata[0]}" in nebulae.hovertemplate and "%{customdata[1]}" in nebulae.hovertemplate
+
+
+def test_sky_map_rings_the_map_selection(sky_points):
+    fig = figures.sky_map(sky_points, selected=["2014-03-02", "2014-03-06", "1999-01-01"])
+    _, markers = _sky_parts(fig)
+    ring = markers[-1]
+    assert ring.name == "Map selection (1)"  # 2014-03-06 (Mars) has no position, 1999 is not in the data
+    assert ring.marker.line.color == figures.SELECTION_COLOUR and ring.marker.color == "rgba(0,0,0,0)"
+    assert [row[0] for row in ring.customdata] == ["2014-03-02"]
+    assert "selected" in ring.hovertemplate
+    assert not any(t.name and t.name.startswith("Map selection") for t in _sky_parts(figures.sky_map(sky_points))[1])
+
+
+def test_sky_map_frames_the_whole_sky_on_a_dark_background(sky_points):
+    layout = figures.sky_map(sky_points).layout
+    assert tuple(layout.xaxis.range) == (-2.9, 2.9) and tuple(layout.yaxis.range) == (-1.45, 1.45)
+    assert layout.yaxis.scaleanchor == "x"  # round sky, not stretched
+    assert layout.xaxis.visible is False and layout.yaxis.visible is False
+    assert layout.plot_bgcolor == layout.paper_bgcolor == figures.SKY_BACKGROUND
+
+
+def test_sky_map_of_no_points_is_just_the_grid():
+    fig = figures.sky_map(pd.DataFrame(columns=SKY_COLUMNS), selected=["2014-01-01"])
+    grid, markers = _sky_parts(fig)
+    assert len(grid) == 18 and markers == []
+
+
+# -- categories ------------------------------------------------------------------------------------
+
+def test_category_counts_bar_puts_the_largest_category_on_top():
+    counts = pd.DataFrame({"category": ["Galaxy", "Nebula", "Planet"], "n": [50, 30, 5]})
+    fig = figures.category_counts_bar(counts)
+    (bar,) = fig.data
+    assert bar.type == "bar" and bar.orientation == "h"
+    assert list(bar.y) == ["Planet", "Nebula", "Galaxy"]  # drawn bottom-up: the first row ends on top
+    assert list(bar.x) == [5, 30, 50]
+    assert fig.layout.title.text == "Entries per category"
+
+
+def test_category_years_bar_stacks_categories_in_the_given_order():
+    per_year = pd.DataFrame({"year": [2000, 2000, 2001, 2001], "category": ["A", "B", "A", "B"], "n": [1, 2, 3, 4]})
+    fig = figures.category_years_bar(per_year, order=["B", "A"])
+    assert [t.name for t in fig.data] == ["B", "A"]
+    assert fig.layout.barmode == "relative"
+    b = fig.data[0]
+    assert list(b.x) == [2000, 2001] and list(b.y) == [2, 4]
+    assert fig.data[0].marker.color != fig.data[1].marker.color
+
+
+def test_confidence_box_orders_categories_by_median_confidence():
+    conf = pd.DataFrame({"category": ["Low"] * 3 + ["High"] * 3 + ["Mid"] * 3,
+                         "confidence": [0.1, 0.2, 0.9, 0.8, 0.85, 0.9, 0.5, 0.5, 0.6]})
+    fig = figures.confidence_box(conf)
+    assert {t.type for t in fig.data} == {"box"}
+    assert tuple(fig.layout.xaxis.categoryarray) == ("High", "Mid", "Low")
+    assert fig.layout.xaxis.tickangle == 45
+
+
+def test_agreement_bar_is_scaled_zero_to_one():
+    agree = pd.DataFrame({"category": ["Galaxy", "Nebula"], "n": [10, 5], "agreement": [0.8, 0.2]})
+    fig = figures.agreement_bar(agree)
+    assert tuple(fig.layout.xaxis.range) == (0, 1)
+    assert list(fig.data[0].x) == [0.8, 0.2] and fig.data[0].orientation == "h"
+
+
+def test_category_charts_accept_empty_frames():
+    assert all(len(t.x) == 0 for t in figures.category_counts_bar(pd.DataFrame(columns=["category", "n"])).data)
+    assert len(figures.category_years_bar(pd.DataFrame(columns=["year", "category", "n"])).data) == 0
+    box = figures.confidence_box(pd.DataFrame(columns=["category", "confidence"]))
+    assert all(len(t.y if t.y is not None else []) == 0 for t in box.data)
+    assert all(len(t.x) == 0 for t in figures.agreement_bar(pd.DataFrame(columns=["category", "agreement"])).data)
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+def test_stage_durations_bar_lists_stages_in_run_order():
+    stages = pd.DataFrame({"stage": ["ingest", "embed", "project"], "duration_seconds": [1.5, 30.0, 4.2]})
+    (bar,) = figures.stage_durations_bar(stages).data
+    assert list(bar.y) == ["ingest", "embed", "project"] and list(bar.x) == [1.5, 30.0, 4.2]
+    assert bar.orientation == "h"
+
+
+def _samples(gpu: bool) -> pd.DataFrame:
+    return pd.DataFrame({
+        "duration_seconds": [0.0, 1.0, 2.0, 0.0, 1.0],
+        "process": ["build"] * 3 + ["embed"] * 2,
+        "cpu_percent": [10.0, 20.0, 30.0, 40.0, 50.0],
+        "rss_bytes": [2**20, 2**21, 2**22, 3 * 2**20, 2**20],
+        "gpu_name": ["RTX"] * 5 if gpu else [None] * 5,
+        "gpu_utilization_percent": [5.0] * 5 if gpu else [None] * 5,
+    })
+
+
+def _metrics_of(fig) -> set[str]:
+    return {a.text.split("=", 1)[1] for a in fig.layout.annotations if a.text.startswith("metric=")}
+
+
+def test_resource_samples_without_gpu_show_cpu_and_memory_in_mb():
+    fig = figures.resource_samples_lines(_samples(gpu=False))
+    assert _metrics_of(fig) == {"cpu_percent", "rss_mb"}
+    assert "no GPU" in fig.layout.title.text
+    assert {t.name for t in fig.data} == {"build", "embed"}
+    assert len({t.line.color for t in fig.data}) == 2  # one colour per process
+    rss = [list(t.y) for t in fig.data if t.name == "build" and max(t.y) < 10]  # the MB facet
+    assert rss == [[1.0, 2.0, 4.0]]
+    assert fig.layout.yaxis.matches is None and fig.layout.yaxis2.matches is None  # own scale per facet
+
+
+def test_resource_samples_with_gpu_add_a_utilisation_row():
+    fig = figures.resource_samples_lines(_samples(gpu=True))
+    assert _metrics_of(fig) == {"cpu_percent", "rss_mb", "gpu_utilization_percent"}
+    assert "no GPU" not in fig.layout.title.text
+    assert len(fig.data) == 2 * 3
+
+
+def test_resource_samples_of_an_empty_run_do_not_fail():
+    fig = figures.resource_samples_lines(_samples(gpu=False).iloc[:0])
+    assert sum(len(t.x) for t in fig.data) == 0
+
+
+# -- component ids ---------------------------------------------------------------------------------
+
+def test_component_ids_are_unique_and_keep_the_strings_the_browser_tests_use():
+    every = ids.all_ids()
+    assert len(set(every.values())) == len(every)
+    assert every["App.NAV_SEARCH"] == "nav-search" and every["App.MAP_SELECTION"] == "map-selection"
+    assert every["Map.GRAPH"] == "map-graph" and every["Sky.ALADIN_STATUS"] == "sky-aladin-status"
+
+
+def test_pages_write_no_component_id_as_a_string_literal():
+    literal = re.compile(r"""\b(?:id|html_for)=["']|\b(?:Input|Output|State)\(\s*["']|triggered_id\s*==\s*["']""")
+    offenders = [f"{p.name}:{n}: {line.strip()}" for p in sorted(PAGES.glob("*.py")) if p.name != "ids.py"
+                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if literal.search(line)]
+    assert offenders == []

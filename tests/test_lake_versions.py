@@ -1,0 +1,145 @@
+"""Versioned publishing: a reader sees one whole build, the server follows new builds, old or foreign
+lakes get a message that says what to do. Real Parquet files, real DuckDB, real Flask app; no builds."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import pyarrow as pa
+import pytest
+
+from lake.layout import LakeLayout
+from lake.manifest import LakeMissingError, LakeVersionError
+from lake.reader import LakeReader
+from lake.schema import SCHEMAS
+from lake.writer import LakeBusyError, LakeWriter
+
+DAYS = [dt.date(2001, 1, 1) + dt.timedelta(days=i) for i in range(5)]
+
+
+def _tables(tag: str) -> dict[str, pa.Table]:
+    """Entries and categories that both carry ``tag``: a reader mixing two builds would see two tags."""
+    entries = [{"date": d, "title": f"{tag} entry {i}", "explanation": tag, "media_type": "image", "has_image": False,
+                "year": d.year, "source": "test", "content_sha1": tag} for i, d in enumerate(DAYS)]
+    cats = [{"date": d, "source": "text", "category": tag, "confidence": 0.9, "top3_categories": [tag] * 3,
+             "top3_scores": [0.9, 0.05, 0.05]} for d in DAYS]
+    return {"entries": pa.Table.from_pylist(entries, schema=SCHEMAS["entries"]),
+            "categories": pa.Table.from_pylist(cats, schema=SCHEMAS["categories"]),
+            "objects": SCHEMAS["objects"].empty_table()}
+
+
+def _publish(layout: LakeLayout, tag: str) -> None:
+    LakeWriter(layout).publish_tables(_tables(tag), {"taxonomy": {"categories": [tag]}, "tag": tag}, version=tag)
+
+
+def _tags(reader: LakeReader) -> set[str]:
+    got = reader.query("SELECT DISTINCT e.explanation AS t FROM entries e UNION SELECT DISTINCT category FROM categories")
+    return set(got.t) | {reader.manifest["tag"]}
+
+
+def test_publish_switches_whole_versions_and_pinned_readers_keep_theirs(tmp_path):
+    layout = LakeLayout.at(tmp_path / "lake")
+    _publish(layout, "v1")
+    first = LakeReader(layout)
+    _publish(layout, "v2")
+    assert _tags(first) == {"v1"}  # pinned: the old reader still answers from its own build, whole
+    assert _tags(LakeReader(layout)) == {"v2"} and layout.current_version() == "v2"
+    assert (layout.root / "current").is_symlink()
+
+
+def test_a_reader_during_publishes_never_sees_two_builds(tmp_path):
+    layout = LakeLayout.at(tmp_path / "lake")
+    _publish(layout, "v00")
+    seen: list[set[str]] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                seen.append(_tags(LakeReader(layout)))
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for i in range(1, 25):
+        _publish(layout, f"v{i:02d}")
+    done.set()
+    reader.join(timeout=30)
+    assert not errors, errors[:1]
+    assert len(seen) >= 5
+    assert all(len(tags) == 1 for tags in seen), [t for t in seen if len(t) != 1][:3]
+    assert len({next(iter(t)) for t in seen}) > 2  # it really read across several publishes
+
+
+def test_old_versions_are_pruned_and_unchanged_files_are_hard_links(tmp_path):
+    layout = LakeLayout.at(tmp_path / "lake")
+    for tag in ("a1", "a2", "a3", "a4", "a5"):
+        _publish(layout, tag)
+    names = sorted(p.name for p in layout.versions.iterdir())
+    assert names == ["a1", "a2", "a3", "a4", "a5"]  # superseded moments ago: still readable (grace period)
+    assert LakeWriter(layout).prune(keep=3, grace_seconds=0) == ["a1", "a2"]
+    assert sorted(p.name for p in layout.versions.iterdir()) == ["a3", "a4", "a5"]
+    writer = LakeWriter(layout)
+    with writer.locked():  # a build that remakes only the entries table
+        writer.stage_table("entries", _tables("a6")["entries"])
+        writer.publish({"tag": "a6"}, version="a6")
+    new, old = layout.version_dir("a6"), layout.version_dir("a5")
+    assert (new / "categories.parquet").stat().st_ino == (old / "categories.parquet").stat().st_ino
+    assert (new / "entries.parquet").stat().st_ino != (old / "entries.parquet").stat().st_ino
+
+
+def test_one_writer_at_a_time(tmp_path):
+    layout = LakeLayout.at(tmp_path / "lake")
+    with LakeWriter(layout).locked():
+        with pytest.raises(LakeBusyError, match="another build is writing"):
+            with LakeWriter(layout).locked():
+                pass
+
+
+def test_missing_old_and_foreign_schema_lakes_say_what_to_do(tmp_path):
+    layout = LakeLayout.at(tmp_path / "none")
+    with pytest.raises(LakeMissingError, match="python -m pipeline build --lake"):
+        LakeReader(layout)
+    legacy = LakeLayout.at(tmp_path / "legacy")
+    legacy.root.mkdir()
+    (legacy.root / "manifest.json").write_text(json.dumps({"schema_version": 1}))
+    with pytest.raises(LakeMissingError, match="older Cosmic Atlas"):
+        LakeReader(legacy)
+    other = LakeLayout.at(tmp_path / "other")
+    _publish(other, "s1")
+    manifest = other.manifest
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"schema_version": 999}))
+    with pytest.raises(LakeVersionError, match=r"schema version 999.*must be rebuilt"):
+        LakeReader(other)
+
+
+def test_the_server_follows_a_newly_published_lake(tmp_path):
+    from app import create_app
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    client = create_app(lake=layout.root).server.test_client()
+    missing = client.get(f"/api/entry/{DAYS[0]}")
+    assert missing.status_code == 503 and "python -m pipeline build" in missing.get_json()["error"]
+    _publish(layout, "first")
+    assert client.get(f"/api/entry/{DAYS[0]}").get_json()["title"] == "first entry 0"
+    _publish(layout, "second")
+    assert client.get(f"/api/entry/{DAYS[0]}").get_json()["title"] == "second entry 0"
+    manifest = layout.manifest
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"schema_version": 0}))
+    _publish(layout, "third")  # a good build after a bad one: served again
+    assert client.get(f"/api/entry/{DAYS[1]}").get_json()["title"] == "third entry 1"
+
+
+def test_the_app_reports_a_lake_of_another_schema_version(tmp_path):
+    from app import create_app
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    _publish(layout, "v1")
+    manifest = layout.manifest
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"schema_version": 0}))
+    reply = create_app(lake=layout.root).server.test_client().get(f"/api/entry/{DAYS[0]}")
+    assert reply.status_code == 503 and "must be rebuilt" in reply.get_json()["error"]

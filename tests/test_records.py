@@ -1,0 +1,28 @@
+"""lake.records: the one NaN → None (and numpy → Python) clean-up for rows shown or sent as JSON."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pandas as pd
+
+from lake.records import json_value, records
+
+
+def test_missing_values_become_none_and_numpy_becomes_python():
+    df = pd.DataFrame({"a": [1.5, np.nan], "b": ["x", None], "c": [np.array([1.0, np.nan]), np.array([])],
+                       "d": [True, False], "e": pd.array([1, None], dtype="Int64"),
+                       "t": [pd.Timestamp("2014-01-02"), pd.NaT]})
+    rows = records(df)
+    assert rows == [{"a": 1.5, "b": "x", "c": [1.0, None], "d": True, "e": 1, "t": "2014-01-02T00:00:00"},
+                    {"a": None, "b": None, "c": [], "d": False, "e": None, "t": None}]
+    assert type(rows[0]["d"]) is bool and type(rows[0]["e"]) is int
+    json.dumps(rows, allow_nan=False)
+
+
+def test_scalars():
+    assert json_value(np.float32(np.nan)) is None and json_value(float("inf")) is None
+    assert json_value(np.int16(3)) == 3 and json_value(dt.date(2014, 1, 2)) == "2014-01-02"
+    assert json_value("NaN") == "NaN"  # text is text
