@@ -89,7 +89,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     from pipeline.stages import build
 
     try:
-        summary = build(config_from_args(args))
+        cfg = config_from_args(args)
+    except ValueError as exc:  # settings that contradict each other: a usage error, like argparse's own
+        print(f"python -m pipeline build: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = build(cfg)
     except (ValueError, SourceError, EncoderUnavailable, RuntimeError, OSError) as exc:
         log.error("build failed: %s", exc)
         log.error("the last published lake (if any) is unchanged; fix the cause and re-run to resume")
