@@ -45,7 +45,7 @@ def main() -> None:
         raise SystemExit(f"{lake} exists; the cold build needs an empty directory")
     try:
         cold_wall, m = run(lake)
-        stages = {k: {"seconds": v.get("wall_seconds"), "items": v.get("items"),
+        stages = {k: {"seconds": v.get("wall_seconds"), "cpu_seconds": v.get("cpu_seconds"), "items": v.get("items"),
                       "items_per_second": v.get("items_per_second"),
                       "peak_rss_mb": round((v.get("peak_rss_bytes") or 0) / 2**20)}
                   for k, v in m["stages"].items() if "wall_seconds" in v}

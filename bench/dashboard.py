@@ -39,7 +39,8 @@ def free_port() -> int:
 def serve(lake: Path, *, config: bool = True) -> tuple[subprocess.Popen, str]:
     """gunicorn as in the Procfile (``config=False``: without gunicorn.conf.py, i.e. no worker warm-up)."""
     port = free_port()
-    conf = ["-c", "gunicorn.conf.py"] if config else ["--threads", "4", "--timeout", "300"]
+    # gunicorn reads ./gunicorn.conf.py by itself: the baseline names an empty config instead
+    conf = ["-c", "gunicorn.conf.py"] if config else ["-c", "/dev/null", "--threads", "4", "--timeout", "300"]
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:server", *conf, "--workers", "1",
                              "--bind", f"127.0.0.1:{port}"], cwd=REPO,
                             env={**os.environ, "COSMIC_ATLAS_LAKE": str(lake)},

