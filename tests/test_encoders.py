@@ -108,3 +108,29 @@ def test_query_time_encoder_matches_manifest(offline):
     info = offline.info.to_dict() | {"fingerprint": "0" * 16}
     with pytest.raises(EncoderUnavailable, match="differs"):
         encoder_from_manifest(info)
+
+
+def test_efficientnet_lite0_loads_offline_from_its_package_and_sees_real_classes(monkeypatch):
+    """The pretrained picture model loads from site-packages with no network, every tensor matched by
+    order and shape, and with TF-style inputs it names what two archive pictures show."""
+    import socket
+
+    import numpy as np
+    from PIL import Image
+
+    from atlas.encoders import efficientnet
+    from tests.conftest import IMAGES
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the picture encoder tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    model = efficientnet.EfficientNetFeatures()
+    shuttle = Image.open(IMAGES / "2001-04-23.jpg")  # "Space Shuttle Lifts Off for Space Station"
+    etna = Image.open(IMAGES / "2003-01-02.jpg")  # "Mt. Etna Eruption Plume"
+    top = np.argsort(-model.logits([shuttle, etna]), axis=1)[:, :3]
+    assert 812 in top[0]  # ImageNet "space shuttle"
+    assert 980 in top[1]  # ImageNet "volcano"
+    feats = model.features([shuttle, etna, shuttle])
+    assert feats.shape == (3, efficientnet.FEATURE_DIM) and np.allclose(feats[0], feats[2], atol=1e-5)
+    assert len(efficientnet.weights_sha256()) == 64

@@ -1,0 +1,210 @@
+"""Offline picture meaning, measured honestly: pretrained EfficientNet-Lite0 features vs the hand-made
+pixel descriptors, and a text–picture space learned from the archive's own picture–caption pairs.
+
+* **Neighbour agreement**: for each hand-labelled picture, the share of its 10 nearest labelled
+  pictures (cosine) with the same hand label; chance = Σ p_c².
+* **Learned space** (ridge regression from picture features into the MiniLM text space), scored only on
+  pairs it never saw: 5 folds by contiguous date blocks (APOD re-uses pictures of one event on nearby
+  days; blocks keep those on one side). Per fold: caption → picture R@10 among the fold's pictures
+  (chance = 10 / fold size), and zero-shot categories of the fold's labelled pictures against the
+  taxonomy's prompt vectors, top-1 (majority class and chance as baselines).
+* Two heads map a picture into the text space: ridge regression, and "neighbour captions" (the mean
+  caption vector of the picture's k nearest training pictures). Each head's setting (ridge strength,
+  k) is chosen by inner cross-validation of caption → picture R@10 on the training folds only; the hand
+  labels never choose anything (they are read once, to score).
+
+Needs a built lake for the caption vectors (``--lake``, default the repo's) and the bundled pictures.
+Usage: python bench/picture_meaning.py [--lake DIR] [--features CACHE.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from atlas import environment  # noqa: E402
+from atlas.encoders import visual  # noqa: E402
+from bench.common import lake_label, save  # noqa: E402
+from lake.reader import LakeReader  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+IMAGES = Path(__file__).resolve().parent.parent / "data" / "apod" / "images"
+ALPHAS = (10.0, 100.0, 1000.0, 3000.0, 10000.0, 30000.0)
+NEIGHBOURS = (5, 10, 20, 40)
+FOLDS = 5
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def labels() -> pd.DataFrame:
+    """Hand labels of entries with a bundled picture (both labelled files; scoring only)."""
+    frames = [pd.read_csv(DATA / name) for name in ("labelled_pictures.csv", "labelled_categories.csv")
+              if (DATA / name).is_file()]
+    df = pd.concat(frames).drop_duplicates("date")
+    return df[[(IMAGES / f"{d}.jpg").is_file() for d in df.date]].reset_index(drop=True)
+
+
+def features(dates: list[str], cache: Path | None) -> dict[str, np.ndarray]:
+    if cache and cache.is_file():
+        z = np.load(cache)
+        pos = {d: i for i, d in enumerate(z["dates"])}
+        idx = [pos[d] for d in dates]
+        return {"efficientnet": z["eff"][idx], "descriptors": z["desc"][idx]}
+    from PIL import Image
+
+    from atlas.encoders.efficientnet import EfficientNetFeatures
+
+    model, eff, desc = EfficientNetFeatures(), [], []
+    for i in range(0, len(dates), 64):
+        ims = [Image.open(IMAGES / f"{d}.jpg").convert("RGB") for d in dates[i:i + 64]]
+        eff.append(model.features(ims))
+        desc += [visual.describe(im) for im in ims]
+    out = {"efficientnet": np.concatenate(eff), "descriptors": np.stack(desc)}
+    if cache:
+        np.savez(cache, dates=np.array(dates), eff=out["efficientnet"], desc=out["descriptors"])
+    return out
+
+
+def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    mu, sd = train.mean(0), train.std(0) + 1e-6
+    return [(x - mu) / sd for x in (train, *others)]
+
+
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    """Closed-form ridge (with a bias column): the map from picture features to caption vectors."""
+    xb = np.hstack([x, np.ones((len(x), 1), x.dtype)])
+    reg = alpha * np.eye(xb.shape[1], dtype=np.float64)
+    reg[-1, -1] = 0
+    return np.linalg.solve(xb.T @ xb + reg, xb.T @ y)
+
+
+def project(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return unit(np.hstack([x, np.ones((len(x), 1), x.dtype)]) @ w)
+
+
+def recall_at(k: int, captions: np.ndarray, pictures: np.ndarray) -> float:
+    sims = unit(captions) @ pictures.T
+    own = np.diag(sims)
+    return float(np.mean((sims > own[:, None]).sum(1) < k))
+
+
+def blocks(n: int, folds: int) -> list[np.ndarray]:
+    return [np.arange(n)[i * n // folds:(i + 1) * n // folds] for i in range(folds)]
+
+
+def ridge_head(xt: np.ndarray, yt: np.ndarray, xh: np.ndarray, alpha: float) -> np.ndarray:
+    xt, xh = standardise(xt, xh)
+    return project(xh, ridge(xt, yt, alpha))
+
+
+def neighbour_head(xt: np.ndarray, yt: np.ndarray, xh: np.ndarray, k: float) -> np.ndarray:
+    """Mean caption of the k most similar training pictures (similarity-weighted)."""
+    mu = xt.mean(0)
+    sims = unit(xh - mu) @ unit(xt - mu).T
+    nn = np.argpartition(-sims, int(k), axis=1)[:, :int(k)]
+    w = np.maximum(np.take_along_axis(sims, nn, 1), 0)[..., None]
+    return unit((yt[nn] * w).sum(1))
+
+
+HEADS = {"ridge": (ridge_head, ALPHAS), "neighbour captions": (neighbour_head, NEIGHBOURS)}
+
+
+def choose(head: str, x: np.ndarray, y: np.ndarray) -> float:
+    """Inner 3-fold (date blocks) caption → picture R@10 on training pairs only."""
+    fn, grid = HEADS[head]
+    scores = {}
+    for setting in grid:
+        r = []
+        for held in blocks(len(x), 3):
+            keep = np.setdiff1d(np.arange(len(x)), held)
+            r.append(recall_at(10, y[held], fn(x[keep], y[keep], x[held], setting)))
+        scores[setting] = float(np.mean(r))
+    return max(scores, key=scores.get)
+
+
+def neighbour_agreement(vectors: np.ndarray, cats: np.ndarray, k: int = 10) -> float:
+    v = unit(vectors - vectors.mean(0))
+    sims = v @ v.T
+    np.fill_diagonal(sims, -np.inf)
+    nn = np.argsort(-sims, 1)[:, :k]
+    return float(np.mean(cats[nn] == cats[:, None]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", type=Path, default=None)
+    ap.add_argument("--features", type=Path, default=None, help="reuse/save picture features here (.npz)")
+    args = ap.parse_args()
+    reader = LakeReader.open(args.lake or environment.lake_dir())
+    text_dates, text_vecs = reader.vectors("text")
+    tpos = {d: i for i, d in enumerate(text_dates)}
+    dates = sorted(p.stem for p in IMAGES.glob("*.jpg") if p.stem in tpos)
+    captions = text_vecs[[tpos[d] for d in dates]].astype(np.float64)
+    t0 = time.perf_counter()
+    feats = {k: v.astype(np.float64) for k, v in features(dates, args.features).items()}
+    feature_seconds = time.perf_counter() - t0
+
+    lab = labels()
+    lab = lab[lab.date.isin(dates)]
+    pos = {d: i for i, d in enumerate(dates)}
+    lab_idx = np.array([pos[d] for d in lab.date])
+    cats = lab.category.to_numpy()
+    shares = lab.category.value_counts(normalize=True)
+    chance_nn = float((shares ** 2).sum())
+
+    from atlas.encoders import encoder_from_manifest
+    from pipeline import taxonomy
+    from pipeline.classify import class_vectors
+
+    encoder = encoder_from_manifest(reader.manifest["encoder"])
+    tax = taxonomy.load(None)
+    classes = unit(class_vectors(encoder, tax).astype(np.float64))
+    names = np.array(tax.names)
+
+    result = {"lake": lake_label(reader.layout.root), "pictures": len(dates), "labelled_pictures": len(lab),
+              "label_counts": lab.category.value_counts().to_dict(), "feature_seconds": round(feature_seconds, 1),
+              "neighbour_agreement": {"chance": round(chance_nn, 3)}, "aligned": {}}
+    for name, x in feats.items():
+        result["neighbour_agreement"][name] = round(neighbour_agreement(x[lab_idx], cats), 3)
+        for head in HEADS:
+            result["aligned"][f"{name} · {head}"] = evaluate(head, x, captions, lab_idx, cats, classes, names)
+    result["zero_shot_baselines"] = {"majority": round(float(shares.iloc[0]), 3),
+                                     "majority_class": shares.index[0], "chance": round(1 / len(names), 3)}
+    print(pd.Series(result).to_string())
+    save("picture_meaning", result)
+
+
+def evaluate(head: str, x: np.ndarray, captions: np.ndarray, lab_idx: np.ndarray, cats: np.ndarray,
+             classes: np.ndarray, names: np.ndarray) -> dict:
+    """Outer 5-fold scores of one head: caption → picture R@10 and zero-shot top-1 on held-out pairs."""
+    fn = HEADS[head][0]
+    recalls, hits, chosen, n_scored = [], 0, [], 0
+    for held in blocks(len(x), FOLDS):
+        keep = np.setdiff1d(np.arange(len(x)), held)
+        setting = choose(head, x[keep], captions[keep])
+        chosen.append(setting)
+        aligned = fn(x[keep], captions[keep], x[held], setting)
+        recalls.append((recall_at(10, captions[held], aligned), 10 / len(held)))
+        in_fold = np.isin(lab_idx, held)
+        if in_fold.any():
+            where = {g: i for i, g in enumerate(held)}
+            vecs = aligned[[where[g] for g in lab_idx[in_fold]]]
+            pred = names[np.argmax(vecs @ classes.T, 1)]
+            hits += int((pred == cats[in_fold]).sum())
+            n_scored += int(in_fold.sum())
+    return {"caption_to_picture_r10": round(float(np.mean([r for r, _ in recalls])), 3),
+            "r10_chance": round(float(np.mean([c for _, c in recalls])), 4),
+            "zero_shot_top1": round(hits / max(n_scored, 1), 3), "scored": n_scored, "settings": chosen}
+
+
+if __name__ == "__main__":
+    main()
