@@ -140,8 +140,9 @@ class LakeLayout:
         """Content-addressed caches that outlive builds (embeddings, downloads, API pages)."""
         return self.root / "cache"
 
-    def embedding_cache(self, encoder_fingerprint: str, kind: str) -> Path:
-        return self.cache / "embeddings" / encoder_fingerprint / kind
+    def embedding_cache(self, tower_fingerprint: str, kind: str) -> Path:
+        """Vectors (or picture features) of one kind, keyed by the fingerprint of the tower that made them."""
+        return self.cache / "embeddings" / tower_fingerprint / kind
 
     @property
     def download_cache(self) -> Path:

@@ -80,13 +80,13 @@ def embed_entries(
     chunk: int = 512,
     progress: bool = True,
 ) -> Embeddings:
-    fp = encoder.info.fingerprint()
+    text_fp, image_fp = encoder.info.tower_fingerprint("text"), encoder.info.tower_fingerprint("image")
     dates = [r["date"].isoformat() for r in rows]
     computed: dict[str, int] = {}
 
     titles = [r["title"] for r in rows]
     title_keys = [sha1_text(t) for t in titles]
-    title_cache = EmbeddingCache(layout.embedding_cache(fp, "title"))
+    title_cache = EmbeddingCache(layout.embedding_cache(text_fp, "title"))
     computed["title"] = _fill_cache(
         title_cache, title_keys, titles, lambda xs: encoder.encode_text(xs, batch_size=batch_size),
         chunk=chunk, desc="embed titles", progress=progress, order_by_length=True,
@@ -94,7 +94,7 @@ def embed_entries(
 
     texts = [text_input(r["title"], r["explanation"]) for r in rows]
     text_keys = [sha1_text(t) for t in texts]
-    text_cache = EmbeddingCache(layout.embedding_cache(fp, "text"))
+    text_cache = EmbeddingCache(layout.embedding_cache(text_fp, "text"))
     computed["text"] = _fill_cache(
         text_cache, text_keys, texts, lambda xs: encoder.encode_text(xs, batch_size=batch_size),
         chunk=chunk, desc="embed texts", progress=progress, order_by_length=True,
@@ -102,7 +102,7 @@ def embed_entries(
 
     with_image = [r for r in rows if r.get("has_image")]
     image_keys = [r["image_sha1"] for r in with_image]
-    image_cache = EmbeddingCache(layout.embedding_cache(fp, "image"))
+    image_cache = EmbeddingCache(layout.embedding_cache(image_fp, "image"))
     computed["image"] = _fill_cache(
         image_cache, image_keys, [r["image_path"] for r in with_image],
         lambda paths: encoder.encode_images([_load_image(layout, p) for p in paths]),

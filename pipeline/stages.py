@@ -55,10 +55,11 @@ def encoder_spec(cfg: BuildConfig) -> dict[str, Any]:
                 "checkpoint": [str(ckpt), ckpt.stat().st_size] if ckpt and ckpt.is_file() else None,
                 "config": sha1_text(Path(cfg.clip_config).read_text()) if cfg.clip_config else None,
                 "quantize": cfg.quantize}
-    from atlas.encoders.visual import DESCRIPTOR_VERSION
+    from atlas.encoders import efficientnet
+    from atlas.encoders.offline import IMAGE_DIM
 
     return {"name": "offline", "quantize": cfg.quantize, "text_max_tokens": cfg.text_max_tokens,
-            "descriptors": DESCRIPTOR_VERSION}
+            "image_weights": efficientnet.weights_sha256(), "image_dim": IMAGE_DIM}
 
 
 def _spec(ctx: BuildContext) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def test_offline_build_writes_the_lake_contract(built):
     assert set(clusters.embedding) == set(EMBEDDING_KINDS) and (clusters.k >= 2).all()
     # vectors in LanceDB, keyed by date, with the filter columns search needs
     dates, vecs = reader.vectors("multimodal")
-    assert len(dates) == n and vecs.shape[1] == 384 + 128
+    assert len(dates) == n and vecs.shape[1] == 384 + 256
     assert reader.vector_table("image").count_rows() == images
     row = reader.vector_table("text").search(vecs[0][:384]).limit(1).to_list()[0]
     assert row["date"] == dates[0] and row["category"] and row["title"]

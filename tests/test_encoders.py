@@ -9,7 +9,6 @@ from PIL import Image
 
 from atlas.encoders import EncoderUnavailable, build_encoder, encoder_from_manifest
 from atlas.encoders.openclip import OpenClipEncoder
-from atlas.encoders import visual
 from tests.conftest import IMAGES, TINY_CLIP
 
 
@@ -38,15 +37,29 @@ def test_int8_agrees_with_fp32(offline):
     assert offline.info.fingerprint() != fp32.info.fingerprint()  # never mixed in one cache
 
 
-def test_visual_descriptor_uses_pixels_only(offline):
+def test_picture_features_come_from_pixels_only(offline):
+    from atlas.encoders import efficientnet
+
     paths = sorted(IMAGES.glob("*.jpg"))[:3]
     imgs = [Image.open(p) for p in paths]
     feats = offline.encode_images(imgs)
-    assert feats.shape == (3, visual.DIM)
+    assert feats.shape == (3, efficientnet.FEATURE_DIM)
     again = offline.encode_images([Image.open(paths[0]).copy()])
-    assert np.array_equal(feats[0], again[0])  # deterministic, from the pixels alone
+    assert np.allclose(feats[0], again[0], atol=1e-4)  # deterministic, from the pixels alone
     flipped = offline.encode_images([imgs[0].transpose(Image.Transpose.FLIP_TOP_BOTTOM)])
     assert not np.allclose(feats[0], flipped[0])
+
+
+def test_text_cache_key_does_not_change_with_the_picture_model(offline):
+    import dataclasses
+
+    other = dataclasses.replace(offline.info, image_model="another picture model",
+                                settings={"image": {"weights_sha256": "0" * 64}})
+    assert other.tower_fingerprint("text") == offline.info.tower_fingerprint("text")
+    assert other.tower_fingerprint("image") != offline.info.tower_fingerprint("image")
+    assert other.fingerprint() != offline.info.fingerprint()  # the lake still records the whole encoder
+    fp32 = dataclasses.replace(offline.info, quantize="none")
+    assert fp32.tower_fingerprint("text") != offline.info.tower_fingerprint("text")
 
 
 def test_image_space_fit_and_apply_pads_small_collections(offline):

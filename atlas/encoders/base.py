@@ -37,6 +37,21 @@ class EncoderInfo:
         ident.pop("versions")
         return sha1_json(ident)[:16]
 
+    def tower_fingerprint(self, tower: str) -> str:
+        """Identifies one tower's cached outputs (``text`` or ``image``), so changing the picture model
+        never re-embeds the texts, nor the reverse. Picture caches hold raw features, before the
+        collection-fitted map, so they depend only on the picture model and its settings."""
+        if tower == "text":
+            ident = [self.name, self.text_model, self.text_dim, self.quantize, self.text_max_tokens,
+                     self.settings.get("text", {})]
+        elif tower == "image":
+            ident = [self.name, self.image_model, self.settings.get("image", {})]
+        else:
+            raise ValueError(f"unknown tower {tower!r}")
+        if self.name != "offline":  # one network for both towers: any change touches both
+            ident.append(self.fingerprint())
+        return sha1_json(ident)[:16]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"fingerprint": self.fingerprint()}
 

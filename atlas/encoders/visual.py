@@ -1,4 +1,5 @@
-"""Pixel-only image descriptors for the offline encoder (no caption text can leak into them).
+"""Hand-made pixel descriptors: the offline encoder's picture side before EfficientNet-Lite0, kept as
+the baseline that bench/picture_meaning.py and bench/visual_descriptors.py measure against.
 
 Astronomy pictures separate well on a few hand-made cues: colour (nebula reds, auroral greens, black
 sky), layout (a planetary disc in the middle, a horizon at the bottom), edge structure (landscapes,
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+
+from atlas.encoders.space import apply_space, fit_space  # noqa: F401  (the descriptors' collection map)
 
 SIDE = 64
 _BLOCK_WEIGHTS = {"colour": 1.0, "gray": 0.6, "layout": 1.0, "gradients": 1.0, "spectrum": 0.6}
@@ -86,22 +89,3 @@ def describe(img: Image.Image) -> np.ndarray:
 
 
 DIM = int(describe(Image.new("RGB", (8, 8))).shape[0])
-
-
-def fit_space(features: np.ndarray, dim: int = 128) -> dict[str, np.ndarray]:
-    """PCA whitening fitted on the collection's own images (kept to ``dim`` components)."""
-    x = np.asarray(features, dtype=np.float64)
-    mean = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-    k = int(min(dim, vt.shape[0], max(1, x.shape[0] - 1)))
-    components = np.zeros((dim, x.shape[1]), dtype=np.float32)  # zero rows pad a tiny collection
-    components[:k] = vt[:k]
-    scale = np.ones(dim, dtype=np.float32)
-    scale[:k] = np.maximum(s[:k] / np.sqrt(max(x.shape[0] - 1, 1)), 1e-6)
-    return {"mean": mean.astype(np.float32), "components": components, "scale": scale}
-
-
-def apply_space(features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
-    z = (np.asarray(features, dtype=np.float32) - state["mean"]) @ state["components"].T
-    z = z / np.sqrt(state["scale"])  # half-whitening: flattens the spectrum without blowing up noise
-    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
