@@ -124,7 +124,7 @@ class LakeLayout:
         """The embed stage's matrix of one kind (an intermediate: it is not published as a file)."""
         if kind not in EMBEDDING_KINDS:
             raise KeyError(f"unknown embedding kind {kind!r}; known: {', '.join(EMBEDDING_KINDS)}")
-        return self.staging / "intermediate" / f"vectors_{kind}.parquet"
+        return self.staged_intermediate / f"vectors_{kind}.parquet"
 
     @property
     def staged_intermediate(self) -> Path:

@@ -163,7 +163,7 @@ class LakeWriter:
         if not self.layout.versions.is_dir():
             return []
         names = sorted(p.name for p in self.layout.versions.iterdir() if p.is_dir())
-        stale = [n for n in names if n.startswith(".tmp-") and n != f".tmp-{live}"]
+        stale = [n for n in names if n.startswith(".tmp-")]  # left by a build that died mid-publish
         done = [n for n in names if not n.startswith(".tmp-")]
         now = time.time()
         for i, name in enumerate(done[:-keep] if keep > 0 else done):

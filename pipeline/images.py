@@ -18,7 +18,7 @@ import requests
 from lake import atomic
 from lake.layout import LakeLayout
 from atlas.hashing import sha1_bytes, sha1_text
-from atlas.images import ImageLimits, ImageRejected, decode_image, thumbnail_jpeg  # noqa: F401  (re-exported)
+from atlas.images import ImageLimits, ImageRejected, decode_image, thumbnail_jpeg
 
 log = logging.getLogger(__name__)
 

@@ -80,7 +80,6 @@ class BuildContext:
         self.run_id = run_id
         self.results: dict[str, StageResult] = {}
         self.hashes: dict[str, str] = {}
-        self.ran: set[str] = set()
         self.live: dict[str, Any] = {}
         self.resources: dict[str, Any] = {}
 
@@ -91,10 +90,6 @@ class BuildContext:
     def hash(self, stage: str) -> str:
         """An earlier stage's input hash (or fingerprint): what later stages' hashes build on."""
         return self.hashes[stage]
-
-    def section(self, stage: str) -> dict[str, Any]:
-        """An earlier stage's manifest section, whether it ran now or was skipped."""
-        return self.results[stage].manifest
 
     def resource(self, key: str, make: Callable[[], Any]) -> Any:
         """A value made once per build on first use (the encoder, k-NN graphs): skipped stages never pay."""
@@ -197,7 +192,6 @@ class Runner:
                 if stage.inputs is None:
                     ctx.hashes[stage.name] = result.fingerprint or sha1_json([stage.name, ctx.run_id])
                 ctx.results[stage.name] = result
-                ctx.ran.add(stage.name)
                 if stage.inputs is not None:  # always-run stages have nothing to resume
                     staged.setdefault("stages", {})[stage.name] = {"input_hash": ctx.hashes[stage.name],
                                                                    "manifest": result.manifest}

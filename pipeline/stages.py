@@ -80,12 +80,18 @@ def _encoder(ctx: BuildContext) -> Encoder:
 
 
 def _knn(ctx: BuildContext, kind: str, k: int) -> KnnGraph:
-    """One exact cosine k-NN graph per embedding kind, shared by the maps and the clustering."""
+    """One exact cosine k-NN graph per embedding kind and k, shared by the maps and the clustering
+    (with the default settings both ask for k = 90, so each kind's graph is computed once)."""
     def make() -> KnnGraph:
         _, vecs = ctx.writer.read_vectors(kind)
         return knn_graph(vecs, k)
 
-    return ctx.resource(f"knn:{kind}", make)
+    return ctx.resource(f"knn:{kind}:{k}", make)
+
+
+def _taxonomy(ctx: BuildContext) -> taxonomy.Taxonomy:
+    """The taxonomy file read once per build: the classify stage's hash and the stage itself use it."""
+    return ctx.resource("taxonomy", lambda: taxonomy.load(ctx.cfg.taxonomy_path))
 
 
 def _rows(ctx: BuildContext) -> list[dict[str, Any]]:
@@ -197,7 +203,7 @@ def classify_stage(ctx: BuildContext) -> StageResult:
 
     from pipeline.classify import classify, logit_scale
 
-    tax = taxonomy.load(ctx.cfg.taxonomy_path)
+    tax = _taxonomy(ctx)
     encoder = _encoder(ctx)
     image = ctx.writer.read_vectors("image")
     results = classify(encoder, tax, ctx.writer.read_vectors("text"), image if image[0] else None)
@@ -325,7 +331,7 @@ STAGES: list[Stage] = [
     Stage("embed", embed_stage, _embed_inputs,
           lambda lo: [*(lo.staged_vectors(k) for k in ("title", "text", "multimodal")), lo.staged(lo.image_space)]),
     Stage("classify", classify_stage,
-          lambda ctx: [ctx.hash("embed"), taxonomy.load(ctx.cfg.taxonomy_path).fingerprint(), "softmax-v1"],
+          lambda ctx: [ctx.hash("embed"), _taxonomy(ctx).fingerprint(), "softmax-v1"],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv)]),
     Stage("project", project_stage, lambda ctx: [ctx.hash("embed"), _projection_params(ctx).as_dict()],
           _staged("projections")),

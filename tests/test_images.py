@@ -4,7 +4,8 @@ import pytest
 import requests
 from PIL import Image
 
-from pipeline.images import ImageLimits, ImageRejected, decode_image, download, thumbnail_jpeg
+from atlas.images import ImageLimits, ImageRejected, decode_image, thumbnail_jpeg
+from pipeline.images import download
 
 
 def _png(size, mode="RGB") -> bytes:
