@@ -170,11 +170,10 @@ def cone():
                     "results": [r | {"url": f"/entry/{r['date']}"} for r in records(df)]})
 
 
-@bp.post("/search/image")
-def search_image():
+def _uploaded_image():
+    """The picture of a multipart upload (field ``image``), decoded within the upload limits."""
     from atlas.images import ImageRejected, decode_image, upload_limits
 
-    p = _params(FILTER_PARAMS)
     upload = request.files.get("image")
     if upload is None:
         raise BadRequest("send the picture as multipart form field 'image'")
@@ -182,15 +181,40 @@ def search_image():
         raise BadRequest(f"unsupported type {upload.mimetype!r}; send JPEG, PNG, GIF or WebP")
     data = upload.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
-        return jsonify({"error": f"the picture is over the {MAX_UPLOAD_BYTES // 2**20} MB limit"}), 413
+        raise UploadTooLarge()
     try:
-        image = decode_image(data, upload_limits())
+        return decode_image(data, upload_limits())
     except ImageRejected as exc:
         raise BadRequest(str(exc)) from None
+
+
+class UploadTooLarge(ValueError):
+    pass
+
+
+@bp.post("/search/image")
+def search_image():
+    """Entries like an uploaded picture (``kind``: image = look-alike pictures, text/title = matching
+    texts, multimodal = both), with the picture's zero-shot categories when the lake can give them."""
+    p = _params(FILTER_PARAMS)
     k = _int(p["k"], "k", 10, 1, MAX_K)
     filters = _filters(p)
+    image = _uploaded_image()
     hits = engine().by_image(image, k=k, kind=p["kind"] or "image", filters=filters)
-    return jsonify({"kind": p["kind"] or "image", "k": k, "results": [_result(h) for h in hits]})
+    try:
+        categories = engine().categorise_image(image)
+    except SearchError:  # a lake without a text–picture space still answers the search
+        categories = []
+    return jsonify({"kind": p["kind"] or "image", "k": k, "categories": categories,
+                    "results": [_result(h) for h in hits]})
+
+
+@bp.post("/categories/image")
+def categorise_image():
+    """Zero-shot categories of an uploaded picture, from the picture alone."""
+    p = _params({"top"})
+    top = _int(p["top"], "top", 5, 1, 50)
+    return jsonify({"categories": engine().categorise_image(_uploaded_image(), top=top)})
 
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -241,6 +265,7 @@ def no_lake(exc):
 
 
 @bp.errorhandler(413)
+@bp.errorhandler(UploadTooLarge)
 def too_large(_exc):
     return jsonify({"error": f"the request is over the {MAX_UPLOAD_BYTES // 2**20} MB limit"}), 413
 

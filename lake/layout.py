@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lake.schema import EMBEDDING_KINDS, TABLES
+from lake.schema import TABLES, VECTOR_KINDS
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,6 +96,16 @@ class LakeLayout:
         return self.published / "models" / "image_space.npz"
 
     @property
+    def align_head(self) -> Path:
+        """The learned picture → text-space head (offline encoder), for query-time uploads."""
+        return self.published / "models" / "align_head.npz"
+
+    @property
+    def class_vectors(self) -> Path:
+        """The taxonomy's prompt vectors (for text and for pictures), so the app can classify uploads."""
+        return self.published / "models" / "class_vectors.npz"
+
+    @property
     def exports(self) -> Path:
         """CSV exports kept for compatibility with the seed project's files."""
         return self.published / "exports"
@@ -122,8 +132,8 @@ class LakeLayout:
 
     def staged_vectors(self, kind: str) -> Path:
         """The embed stage's matrix of one kind (an intermediate: it is not published as a file)."""
-        if kind not in EMBEDDING_KINDS:
-            raise KeyError(f"unknown embedding kind {kind!r}; known: {', '.join(EMBEDDING_KINDS)}")
+        if kind not in VECTOR_KINDS:
+            raise KeyError(f"unknown vector kind {kind!r}; known: {', '.join(VECTOR_KINDS)}")
         return self.staged_intermediate / f"vectors_{kind}.parquet"
 
     @property

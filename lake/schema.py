@@ -13,6 +13,13 @@ SCHEMA_VERSION = 2
 #: The four vectors computed per entry (LanceDB table names, ``embedding`` values in other tables).
 EMBEDDING_KINDS: tuple[str, ...] = ("title", "text", "image", "multimodal")
 
+#: Pictures mapped into the text space (the alignment stage's output): what a text query searches to
+#: find pictures, and what picture categories come from. Searchable, but not mapped or clustered.
+ALIGNED_KIND = "aligned"
+
+#: Every LanceDB vector table a lake may hold.
+VECTOR_KINDS: tuple[str, ...] = (*EMBEDDING_KINDS, ALIGNED_KIND)
+
 #: Parquet tables of the lake.
 TABLES: tuple[str, ...] = ("entries", "categories", "projections", "clusters", "metrics", "objects")
 

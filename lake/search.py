@@ -1,7 +1,9 @@
 """Semantic, keyword and hybrid search over the lake's LanceDB tables.
 
-* **dense**: cosine nearest neighbours of the query vector in one embedding table (``text`` by default;
-  ``image`` from a text query only when the encoder has a shared text–image space).
+* **dense**: cosine nearest neighbours of the query vector in one embedding table (``text`` by default).
+  ``kind=image`` from a text query searches the pictures in the text space (the ``aligned`` table: the
+  offline lake's learned text–picture space, or CLIP's own picture vectors); ``multimodal`` is queried
+  with ``[q, q]`` because both of its halves live in the text space.
 * **keyword**: BM25 over ``title + explanation`` (LanceDB's full-text index on the ``text`` table's
   ``body`` column; English stemming, stop words removed).
 * **hybrid** (default): reciprocal rank fusion of both lists, ``score = Σ 1 / (60 + rank)`` over the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +31,7 @@ import numpy as np
 
 from lake.filters import FilterError, Filters
 from lake.reader import LakeReader
-from lake.schema import EMBEDDING_KINDS, KEYWORD_KIND
+from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND
 from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR, matrix
 
 MODES = ("hybrid", "dense", "keyword")
@@ -100,6 +103,8 @@ class SearchEngine:
         self._encoder_factory = encoder_factory
         self._encoder = None
         self._image_space: dict[str, np.ndarray] | None = None
+        self._head: Any = None  # the learned picture → text-space head (offline lakes), loaded on first use
+        self._classes: dict[str, Any] | None = None
         self._memory: dict[str, InMemoryVectors | None] = {}
         self._explanations: dict[str, str] | None = None
 
@@ -119,25 +124,46 @@ class SearchEngine:
         return bool(self.reader.manifest.get("encoder", {}).get("shared_space"))
 
     def _table(self, kind: str):
-        if kind not in EMBEDDING_KINDS:
+        if kind not in (*EMBEDDING_KINDS, ALIGNED_KIND):
             raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
         try:
             return self.reader.vector_table(kind)
         except KeyError as exc:
             raise SearchError(f"this lake has no {kind!r} vectors") from exc
 
-    def _query_vector(self, q: str, kind: str) -> np.ndarray:
+    def _has_table(self, kind: str) -> bool:
+        try:
+            self.reader.vector_table(kind)
+        except KeyError:
+            return False
+        return True
+
+    def _pictures_as_text(self) -> str:
+        """The table of pictures comparable with text queries (``aligned``; CLIP lakes of older builds:
+        ``image``), or a SearchError saying how to get one."""
+        if self._has_table(ALIGNED_KIND):
+            return ALIGNED_KIND
+        if self.shared_space:
+            return "image"
+        raise SearchError("this lake has no text–picture space (too few pictures, or built before alignment "
+                          "existed); rebuild it with `python -m pipeline build`, or search kind=text")
+
+    def _query(self, q: str, kind: str) -> tuple[str, np.ndarray]:
+        """(table, vector) of a text query for results of ``kind``."""
+        if kind not in EMBEDDING_KINDS:
+            raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
         vec = self.encoder.encode_text([q])[0]
         if kind == "image":
-            if not self.shared_space:
-                raise SearchError("text→image search needs an encoder with a shared text–image space (OpenCLIP); "
-                                  "this lake's image vectors come from pixels only — search kind=text or "
-                                  "multimodal, or upload an image")
-            return vec
-        if kind == "multimodal":  # the text half; the image half is zero, as for entries without a picture
-            dim = self._table("multimodal").schema.field("vector").type.list_size
-            return np.concatenate([vec, np.zeros(dim - vec.shape[0], np.float32)])
-        return vec
+            return self._pictures_as_text(), vec
+        if kind == "multimodal":  # both halves are in the text space
+            return kind, self._multimodal_query(vec)
+        return kind, vec
+
+    def _multimodal_query(self, vec: np.ndarray) -> np.ndarray:
+        dim = self._table("multimodal").schema.field("vector").type.list_size
+        if dim != 2 * vec.shape[0]:
+            raise SearchError("this lake's multimodal vectors predate the text–picture space; rebuild it")
+        return np.concatenate([vec, vec])
 
     def _in_memory(self, kind: str) -> InMemoryVectors | None:
         if kind not in self._memory:
@@ -224,15 +250,21 @@ class SearchEngine:
             raise SearchError(f"mode must be one of {', '.join(MODES)}")
         if offset < 0 or offset + k > 1000:
             raise SearchError("results beyond the first 1,000 are not available")
+        if kind == "image":  # pictures were asked for: keyword hits without one must not fuse in
+            if filters.has_image is False:
+                raise SearchError("kind=image finds pictures; it cannot be combined with has_image=false")
+            filters = replace(filters, has_image=True)
         where = self._where(filters)
         n = offset + k
         if mode == "dense":
-            hits = self._dense_search(self._query_vector(q, kind), kind, filters, n)
+            table, vec = self._query(q, kind)
+            hits = self._dense_search(vec, table, filters, n)
         elif mode == "keyword":
             hits = self._keyword(q, where, n)
         else:
             pool = max(50, 2 * n)
-            dense = self._dense_search(self._query_vector(q, kind), kind, filters, pool)
+            table, vec = self._query(q, kind)
+            dense = self._dense_search(vec, table, filters, pool)
             keyword = self._keyword(q, where, pool)
             fused = rrf([[h["date"] for h in dense], [h["date"] for h in keyword]])
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
@@ -261,18 +293,59 @@ class SearchEngine:
 
     def by_image(self, image, *, k: int = 10, kind: str = "image",
                  filters: Filters | None = None) -> list[dict[str, Any]]:
-        """Entries that look like an uploaded picture (``image``), or match it across modalities."""
-        if kind not in ("image", "multimodal", "text", "title"):
-            raise SearchError("kind must be image, multimodal, text or title")
-        if kind in ("text", "title") and not self.shared_space:
-            raise SearchError("image→text search needs an encoder with a shared text–image space (OpenCLIP)")
+        """Entries whose picture looks like an uploaded one (``image``), whose text matches it (``text``,
+        ``title``: through the text–picture space), or both (``multimodal``)."""
+        if kind not in EMBEDDING_KINDS:
+            raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
         filters = self._with_cone(filters)
-        features = self.encoder.encode_images([image])
-        vec = self.encoder.to_image_vectors(features, self._space())[0]
-        if kind == "multimodal":
-            text_dim = self.reader.manifest["encoder"]["text_dim"]
-            vec = np.concatenate([np.zeros(text_dim, np.float32), vec])
+        picture = self._upload_picture(image)
+        if kind == "image":
+            return self._with_snippets(self._dense_search(picture, kind, filters, k), "")
+        as_text = self._picture_in_text_space(picture)
+        vec = self._multimodal_query(as_text) if kind == "multimodal" else as_text
         return self._with_snippets(self._dense_search(vec, kind, filters, k), "")
+
+    def categorise_image(self, image, *, top: int = 5) -> list[dict[str, Any]]:
+        """Zero-shot categories of an uploaded picture, from the picture alone (probabilities, best first)."""
+        classes = self._class_vectors()
+        as_text = self._picture_in_text_space(self._upload_picture(image))
+        logits = classes["scale"] * (classes["picture"] @ as_text)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        order = np.argsort(-probs)[:top]
+        return [{"category": classes["names"][i], "probability": round(float(probs[i]), 4)} for i in order]
+
+    def _upload_picture(self, image) -> np.ndarray:
+        features = self.encoder.encode_images([image])
+        return self.encoder.to_image_vectors(features, self._space())[0]
+
+    def _picture_in_text_space(self, picture: np.ndarray) -> np.ndarray:
+        if self.shared_space:
+            return picture
+        head = self._align_head()
+        if head is None:
+            raise SearchError("this lake has no text–picture space (too few pictures, or built before alignment "
+                              "existed); rebuild it with `python -m pipeline build`, or search kind=image")
+        return head.apply(picture[None, :])[0]
+
+    def _align_head(self):
+        if self._head is None:
+            from atlas.encoders.align import HEAD_NAME, AlignHead
+
+            path = self.reader.layout.align_head
+            method = self.reader.manifest.get("alignment", {}).get("method")
+            self._head = AlignHead.load(path) if method == HEAD_NAME and path.is_file() else False
+        return self._head or None
+
+    def _class_vectors(self) -> dict[str, Any]:
+        if self._classes is None:
+            path = self.reader.layout.class_vectors
+            if not path.is_file():
+                raise SearchError("this lake has no saved category prompts; rebuild it with `python -m pipeline build`")
+            with np.load(path) as z:
+                self._classes = {"names": [str(n) for n in z["names"]], "text": z["text"], "picture": z["picture"],
+                                 "scale": float(z["logit_scale"])}
+        return self._classes
 
     def _space(self) -> dict[str, np.ndarray]:
         if self._image_space is None:

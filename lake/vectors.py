@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from lake.schema import EMBEDDING_KINDS, vector_schema
+from lake.schema import VECTOR_KINDS, vector_schema
 
 
 def _connect(path: Path):
@@ -40,7 +40,7 @@ def write_table(
 
     With ``bodies`` the table also gets a ``body`` column and a BM25 full-text index on it.
     """
-    if kind not in EMBEDDING_KINDS:
+    if kind not in VECTOR_KINDS:
         raise KeyError(kind)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = int(vectors.shape[1])

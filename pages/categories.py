@@ -62,9 +62,9 @@ def charts(years):
     box = figures.confidence_box(a.confidences(f))
     agree = a.text_image_agreement(f)
     if agree.empty:
-        note = dbc.Alert("Text-vs-image agreement needs an encoder with a shared text–image space (OpenCLIP). "
-                         "This lake was built with the offline encoder, whose image vectors come from pixels "
-                         "alone and carry no category names.", color="light", className="mt-5")
+        note = dbc.Alert("No picture categories in this lake (it has too few pictures to learn a text–picture "
+                         "space from, or was built before alignment existed: rebuild it).", color="light",
+                         className="mt-5")
     else:
         note = dcc.Graph(figure=figures.agreement_bar(agree), config={"displaylogo": False})
     return bar, stacked, box, note

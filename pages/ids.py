@@ -91,6 +91,7 @@ class Search:
     IMAGE: Final = "search-image"
     PAGE: Final = "search-page"
     UPLOAD: Final = "search-upload"
+    UPLOAD_CATEGORIES: Final = "search-upload-categories"
     RESULTS: Final = "search-results"
     GO: Final = "search-go"
 

@@ -20,6 +20,8 @@ from pages.ids import Search
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
 
 PER_PAGE = 10
+#: What each kind finds, as the kind menu says it (text queries and uploads alike).
+KIND_LABELS = {"text": "in texts", "title": "in titles", "image": "in pictures", "multimodal": "in pictures + texts"}
 MAX_PAGES = 20
 
 
@@ -64,7 +66,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
         dbc.Col(dbc.RadioItems(id=Search.MODE, value=mode, inline=True,
                                options=[{"label": m.title(), "value": m} for m in MODES]), md=3, className="pt-2"),
         dbc.Col(dcc.Dropdown(id=Search.KIND, value=kind, clearable=False,
-                             options=[{"label": f"in {k}", "value": k} for k in EMBEDDING_KINDS]), md=3),
+                             options=[{"label": KIND_LABELS[k], "value": k} for k in EMBEDDING_KINDS]), md=3),
     ], className="g-2 my-2")
     filter_row = dbc.Row([
         dbc.Col(dcc.Dropdown(id=Search.CATS, options=names, value=chosen, multi=True, placeholder="All categories"), md=5),
@@ -125,14 +127,31 @@ def search_by_picture(contents, filename, kind):
 
     if not contents:
         return no_update
+    name = filename or "your picture"
     try:
         header, data = contents.split(",", 1)
         if not any(t in header for t in ("image/jpeg", "image/png", "image/gif", "image/webp")):
             raise ImageRejected("send a JPEG, PNG, GIF or WebP picture")
         image = decode_image(base64.b64decode(data), upload_limits())
-        search_kind = kind if kind in ("image", "multimodal") or engine().shared_space else "image"
-        hits = engine().by_image(image, k=PER_PAGE, kind=search_kind)
+        hits = engine().by_image(image, k=PER_PAGE, kind=kind or "image")
+        try:
+            categories = engine().categorise_image(image)
+        except SearchError:  # no text–picture space in this lake: the look-alikes still show
+            categories = []
     except (ImageRejected, SearchError, ValueError) as exc:
         return dbc.Alert(f"{filename or 'The upload'}: {exc}", color="warning")
-    return results_block(hits, f"Entries that look like {filename or 'your picture'} ({search_kind} vectors)")
+    header = {"image": f"Entries whose pictures look like {name}",
+              "multimodal": f"Entries whose picture and text match {name}"}.get(kind, f"Entries whose {kind} matches {name}")
+    return html.Div([_picture_categories(categories, name), results_block(hits, header)])
 
+
+def _picture_categories(categories: list[dict], name: str) -> html.Div:
+    """The upload's zero-shot categories (from the picture alone), as labelled bars."""
+    if not categories:
+        return html.Div(id=Search.UPLOAD_CATEGORIES)
+    rows = [html.Div([html.Span(c["category"], className="atlas-cat-name"),
+                      dbc.Progress(value=100 * c["probability"], label=f"{c['probability']:.0%}",
+                                   className="flex-grow-1 ms-2", style={"height": "1.1rem"})],
+                     className="d-flex align-items-center mb-1") for c in categories]
+    return html.Div([html.Div(f"What {name} shows, judged from the picture alone", className="text-muted small mb-1"),
+                     *rows], id=Search.UPLOAD_CATEGORIES, className="mb-3", style={"maxWidth": "32rem"})

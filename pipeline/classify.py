@@ -1,4 +1,6 @@
-"""Classify stage: zero-shot categories from the entries' vectors and the taxonomy's prompt vectors.
+"""Classify stage: zero-shot categories from the entries' vectors and the taxonomy's prompt vectors —
+from the text (``source = 'text'``) and from the picture alone (``source = 'image'``, through the
+pictures' text-space vectors made by the alignment stage).
 
 Confidence is a softmax over cosine similarities. The temperature is the encoder's: CLIP's learned
 logit scale (100) for OpenCLIP, and 1/0.05 for MiniLM, whose similarities span a narrower range.
@@ -52,12 +54,37 @@ def zero_shot(vectors: np.ndarray, classes: np.ndarray, names: list[str], scale:
     )
 
 
-def classify(encoder: Encoder, taxonomy: Taxonomy, text: tuple[list[str], np.ndarray],
-             image: tuple[list[str], np.ndarray] | None) -> dict[str, Classification]:
-    """Categories from text vectors always; from image vectors when they share CLIP's space."""
-    scale = logit_scale(encoder)
-    out = {"text": zero_shot(text[1], class_vectors(encoder, taxonomy), taxonomy.names, scale, text[0])}
-    if image is not None and encoder.info.shared_space and len(image[0]):
-        classes = class_vectors(encoder, taxonomy, IMAGE_TEMPLATES)
-        out["image"] = zero_shot(image[1], classes, taxonomy.names, scale, image[0])
+def picture_class_vectors(encoder: Encoder, taxonomy: Taxonomy) -> np.ndarray:
+    """Prompt vectors pictures are compared with: CLIP's picture-caption templates in its shared space;
+    the plain prompts for pictures aligned into the offline text space (they land among captions)."""
+    return class_vectors(encoder, taxonomy, IMAGE_TEMPLATES if encoder.info.shared_space else ("{}",))
+
+
+@dataclass(frozen=True)
+class ClassVectors:
+    """The taxonomy's prompt vectors, saved in the lake so query-time uploads are classified alike."""
+
+    names: list[str]
+    text: np.ndarray
+    picture: np.ndarray
+    scale: float
+
+    @classmethod
+    def make(cls, encoder: Encoder, taxonomy: Taxonomy) -> "ClassVectors":
+        return cls(taxonomy.names, class_vectors(encoder, taxonomy), picture_class_vectors(encoder, taxonomy),
+                   logit_scale(encoder))
+
+    def save(self, path) -> None:
+        with open(path, "wb") as fh:
+            np.savez(fh, names=np.array(self.names), text=self.text, picture=self.picture,
+                     logit_scale=np.float32(self.scale))
+
+
+def classify(classes: ClassVectors, text: tuple[list[str], np.ndarray],
+             pictures: tuple[list[str], np.ndarray] | None) -> dict[str, Classification]:
+    """Categories from text vectors always; from pictures in the text space (CLIP's own, or the
+    offline encoder's learned alignment) when the lake has them."""
+    out = {"text": zero_shot(text[1], classes.text, classes.names, classes.scale, text[0])}
+    if pictures is not None and len(pictures[0]):
+        out["image"] = zero_shot(pictures[1], classes.picture, classes.names, classes.scale, pictures[0])
     return out

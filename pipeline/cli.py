@@ -28,12 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_build_arguments(b)
     s = sub.add_parser("search", help="search a built lake from the shell",
-                       description="Search a built lake: dense, keyword (BM25) or hybrid (reciprocal rank fusion).",
+                       description="Search a built lake: dense, keyword (BM25) or hybrid (reciprocal rank fusion); "
+                       "--kind image finds pictures that match the words. With --image FILE instead of a query: "
+                       "the picture's zero-shot categories and the entries like it.",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    s.add_argument("query", help="free text, e.g. 'stellar nursery'")
+    s.add_argument("query", nargs="?", help="free text, e.g. 'stellar nursery'")
+    s.add_argument("--image", type=Path, metavar="FILE",
+                   help="search with a picture (JPEG/PNG/GIF/WebP) instead of words; --kind image (default here) "
+                        "finds look-alike pictures, text finds matching texts")
     s.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
     s.add_argument("--k", type=int, default=10, help="number of results (1-100)")
-    s.add_argument("--kind", choices=["text", "title", "image", "multimodal"], default="text")
+    s.add_argument("--kind", choices=["text", "title", "image", "multimodal"], default=None,
+                   help="which vectors to search (default: text; with --image: image)")
     s.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
     s.add_argument("--category", action="append", default=[], help="only these categories (repeatable)")
     s.add_argument("--from", dest="start", type=parse_date, help="first date")
@@ -63,14 +69,37 @@ def cmd_search(args: argparse.Namespace) -> int:
         cone = (args.ra, args.dec, args.radius) if args.ra is not None else None
         filters = Filters(categories=tuple(args.category), start=args.start, end=args.end, has_image=has_image,
                           cone=cone)
-        hits = engine.search(args.query, k=args.k, kind=args.kind, mode=args.mode, filters=filters)
+        categories = []
+        if (args.query is None) == (args.image is None):
+            raise SearchError("give either a query or --image FILE")
+        if args.image is not None:
+            from atlas.images import ImageRejected, decode_image, upload_limits
+
+            try:
+                image = decode_image(args.image.read_bytes(), upload_limits())
+            except (OSError, ImageRejected) as exc:
+                raise SearchError(f"cannot use {args.image} as a picture: {exc}") from None
+            hits = engine.by_image(image, k=args.k, kind=args.kind or "image", filters=filters)
+            try:
+                categories = engine.categorise_image(image)
+            except SearchError as exc:
+                log.warning("no picture categories: %s", exc)
+        else:
+            hits = engine.search(args.query, k=args.k, kind=args.kind or "text", mode=args.mode, filters=filters)
     except (SearchError, FilterError, LakeMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.json and args.image is not None:
+        print(json.dumps({"categories": categories,
+                          "results": [{k: h[k] for k in ("date", "title", "score", "category")} for h in hits]},
+                         indent=2, ensure_ascii=False))
+        return 0
     if args.json:
         print(json.dumps([{k: h[k] for k in ("date", "title", "score", "category", "snippet")} for h in hits],
                          indent=2, ensure_ascii=False))
     else:
+        if categories:
+            print("picture categories: " + ", ".join(f"{c['category']} {c['probability']:.0%}" for c in categories))
         for h in hits:
             print(f"{h['date']}  {h['score']:>8.4f}  {h['category'] or '':<20} {h['title']}")
     return 0

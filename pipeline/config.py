@@ -47,6 +47,24 @@ def parse_positive(value: str) -> int:
     return n
 
 
+def read_date_list(path: Path) -> list[str]:
+    """Dates from a text file, one per line; blank lines and ``#`` comments are ignored."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ValueError(f"cannot read the date list {path}: {exc.strerror or exc}") from None
+    dates = set()
+    for number, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            dates.add(dt.date.fromisoformat(text).isoformat())
+        except ValueError:
+            raise ValueError(f"{path}, line {number}: {text!r} is not a date like 2024-01-31") from None
+    return sorted(dates)
+
+
 def parse_lake(value: str) -> LakeLayout:
     return LakeLayout.at(value)
 
@@ -100,7 +118,8 @@ class BuildConfig:
     limit: int | None = field(default=None, metadata=option(
         "keep only the first N entries by date (quick looks and tests)", group="sources", parse=parse_positive))
     encoder: str = field(default="auto", metadata=option(
-        "auto = OpenCLIP when its weights load, else offline (MiniLM + pixel descriptors)", group="embedding",
+        "auto = OpenCLIP when its weights load, else offline (MiniLM text + EfficientNet-Lite0 pictures)",
+        group="embedding",
         choices=ENCODER_CHOICES))
     clip_model: str = field(default=CLIP_MODEL, metadata=option("OpenCLIP architecture", group="embedding"))
     clip_pretrained: str = field(default=CLIP_PRETRAINED, metadata=option(
@@ -119,6 +138,9 @@ class BuildConfig:
         "texts or pictures per encoder call", group="embedding", parse=parse_positive))
     embed_chunk: int = field(default=512, metadata=option(
         "items per resumable embedding checkpoint", group="embedding", parse=parse_positive))
+    align_exclude: Path | None = field(default=None, metadata=option(
+        "file of dates (YYYY-MM-DD, one per line, # comments) kept out of the text–picture alignment's "
+        "training, to evaluate it on pictures it never saw", group="alignment", parse=Path, metavar="FILE"))
     taxonomy_path: Path | None = field(default=None, metadata=option(
         "JSON taxonomy replacing the 22 default categories", group="classify, project, cluster", flag="--taxonomy",
         parse=Path, metavar="FILE"))
@@ -172,6 +194,14 @@ class BuildConfig:
             raise ValueError("--source dump needs at least one --dump FILE")
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"--start {self.start} is after --end {self.end}")
+        if self.align_exclude is not None:
+            self.excluded_from_alignment()  # a missing file or a bad line fails before any work
+
+    def excluded_from_alignment(self) -> list[str]:
+        """The ISO dates of ``--align-exclude`` (sorted, unique); empty without the option."""
+        if self.align_exclude is None:
+            return []
+        return read_date_list(self.align_exclude)
 
     def public(self) -> dict[str, Any]:
         """The settings as recorded in the manifest (no secrets, paths as strings)."""

@@ -1,9 +1,8 @@
-"""Embed stage: four vectors per entry — title, text (title + explanation), image, multimodal.
+"""Embed stage: the vectors each tower makes — title, text (title + explanation) and image.
 
-``multimodal`` is the L2-normalised concatenation ``[text, image] / sqrt(2)``. Entries without an
-image get a zero image half, so their multimodal vector is their text vector padded with zeros: they
-sit among text neighbours and never look visually similar to anything. ``image`` vectors exist only
-for entries with an image.
+``image`` vectors exist only for entries with an image and come from pixels alone. The ``multimodal``
+vector is made later, by the alignment stage (:mod:`pipeline.align`), from the text vector and the
+picture mapped into the text space.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from PIL import Image
 
 from lake.layout import LakeLayout
 from pipeline.embed_cache import EmbeddingCache
-from atlas.encoders import Encoder, l2_normalise
+from atlas.encoders import Encoder
 from atlas.hashing import sha1_text
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,6 @@ def embed_entries(
         chunk=chunk, desc="embed images", progress=progress,
     )
 
-    text_vecs = text_cache.get(text_keys)
     image_dates = [r["date"].isoformat() for r in with_image]
     if with_image:
         features = image_cache.get(image_keys)
@@ -118,20 +116,9 @@ def embed_entries(
     else:
         space, image_vecs = {}, np.zeros((0, encoder.info.image_dim), np.float32)
 
-    image_half = np.zeros((len(rows), image_vecs.shape[1]), np.float32)
-    position = {d: i for i, d in enumerate(dates)}
-    for d, v in zip(image_dates, image_vecs):
-        image_half[position[d]] = v
-    multimodal = l2_normalise(np.hstack([text_vecs, image_half]))
-
     return Embeddings(
-        dates={"title": dates, "text": dates, "image": image_dates, "multimodal": dates},
-        vectors={
-            "title": title_cache.get(title_keys),
-            "text": text_vecs,
-            "image": image_vecs,
-            "multimodal": multimodal,
-        },
+        dates={"title": dates, "text": dates, "image": image_dates},
+        vectors={"title": title_cache.get(title_keys), "text": text_cache.get(text_keys), "image": image_vecs},
         image_space=space,
         computed=computed,
     )

@@ -234,7 +234,7 @@ class Runner:
         ctx.writer.stage_file(ctx.layout.metrics_csv, lambda p: pacsv.write_csv(table, p))
         body = _merge([ctx.results[s.name].manifest for s in self.stages])
         embedded = next((r.summary["embedded"] for r in ctx.results.values() if "embedded" in r.summary),
-                        dict.fromkeys(EMBEDDING_KINDS, 0))
+                        dict.fromkeys(("title", "text", "image"), 0))
         stages = {s.name: dict(metrics.stages.get(s.name, {}), input_hash=ctx.hashes.get(s.name))
                   for s in self.stages}
         manifest = {

@@ -1,8 +1,8 @@
 """The build's stages: each a function from the build context to a :class:`StageResult`, registered
 once in :data:`STAGES` with what its output depends on.
 
-The algorithms live in their own modules (``ingest``, ``images``, ``embed``, ``classify``, ``project``,
-``cluster``, ``sky``); the functions here only read a stage's inputs from the lake or from earlier
+The algorithms live in their own modules (``ingest``, ``images``, ``embed``, ``align``, ``classify``,
+``project``, ``cluster``, ``sky``); the functions here only read a stage's inputs from the lake or from earlier
 stages, call the algorithm and stage the outputs. Skipping, resuming, timing and publishing are the
 runner's (:mod:`pipeline.runner`). Adding a stage: write ``def my_stage(ctx) -> StageResult`` and add
 one ``Stage(...)`` line to :data:`STAGES`.
@@ -22,7 +22,7 @@ import pyarrow as pa
 from atlas.encoders import Encoder, build_encoder
 from atlas.hashing import sha1_json, sha1_text
 from lake import atomic, vectors
-from lake.schema import EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VECTOR_TABLES_VERSION
+from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VECTOR_KINDS, VECTOR_TABLES_VERSION
 from pipeline import cluster, project, taxonomy
 from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BuildConfig
 from pipeline.embed import embed_entries, text_input
@@ -187,26 +187,53 @@ def embed_stage(ctx: BuildContext) -> StageResult:
     encoder = _encoder(ctx)
     emb = embed_entries(_rows(ctx), encoder, ctx.layout, batch_size=ctx.cfg.batch_size, chunk=ctx.cfg.embed_chunk,
                         progress=ctx.cfg.progress)
-    for kind in EMBEDDING_KINDS:
-        if emb.dates[kind]:
-            ctx.writer.stage_vectors(kind, emb.dates[kind], emb.vectors[kind])
+    for kind, dates in emb.dates.items():
+        if dates:
+            ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
     ctx.writer.stage_file(ctx.layout.image_space, lambda p: np.savez(open(p, "wb"), **emb.image_space))
     return StageResult(items=sum(emb.computed.values()), summary={"embedded": emb.computed}, manifest={
         "encoder": encoder.info.to_dict(),
-        "counts": {f"vectors_{k}": len(emb.dates[k]) for k in EMBEDDING_KINDS},
-        "multimodal": "L2-normalised [text, image]; entries without an image get a zero image half",
+        "counts": {f"vectors_{k}": len(d) for k, d in emb.dates.items()},
+    })
+
+
+def _align_inputs(ctx: BuildContext) -> Any:
+    return [ctx.hash("embed"), _spec(ctx), ctx.cfg.excluded_from_alignment(), "neighbour-captions-v1"]
+
+
+def align_stage(ctx: BuildContext) -> StageResult:
+    """Pictures in the text space (a head learned from the archive's picture–caption pairs unless the
+    encoder already shares one) and the multimodal vectors made from the two halves."""
+    from pipeline.align import align
+
+    exclude = set(ctx.cfg.excluded_from_alignment())
+    result = align(text=ctx.writer.read_vectors("text"), image=ctx.writer.read_vectors("image"),
+                   shared_space=bool(_spec(ctx)["name"] == "openclip"), exclude=exclude)
+    if result.dates:
+        ctx.writer.stage_vectors(ALIGNED_KIND, result.dates, result.aligned)
+    ctx.writer.stage_vectors("multimodal", result.multimodal_dates, result.multimodal)
+    if result.head is not None:
+        ctx.writer.stage_file(ctx.layout.align_head, result.head.save)
+    unknown = len(exclude - set(result.multimodal_dates))
+    if unknown:
+        log.warning("--align-exclude: %d of its %d dates are not entries of this build", unknown, len(exclude))
+    return StageResult(items=len(result.dates), manifest={
+        "alignment": result.report | {"exclude_file_dates": len(exclude)},
+        "counts": {f"vectors_{ALIGNED_KIND}": len(result.dates), "vectors_multimodal": len(result.multimodal_dates)},
+        "multimodal": "unit [text, picture in the text space] / √2; an entry without a picture repeats its text",
     })
 
 
 def classify_stage(ctx: BuildContext) -> StageResult:
     import pyarrow.csv as pacsv
 
-    from pipeline.classify import classify, logit_scale
+    from pipeline.classify import ClassVectors, classify
 
     tax = _taxonomy(ctx)
-    encoder = _encoder(ctx)
-    image = ctx.writer.read_vectors("image")
-    results = classify(encoder, tax, ctx.writer.read_vectors("text"), image if image[0] else None)
+    classes = ClassVectors.make(_encoder(ctx), tax)
+    ctx.writer.stage_file(ctx.layout.class_vectors, classes.save)
+    pictures = ctx.writer.read_vectors(ALIGNED_KIND)
+    results = classify(classes, ctx.writer.read_vectors("text"), pictures if pictures[0] else None)
     records = [{"date": dt.date.fromisoformat(d), "source": source, "category": res.category[i],
                 "confidence": float(res.confidence[i]), "top3_categories": res.top3[i],
                 "top3_scores": [float(s) for s in res.top3_scores[i]]}
@@ -216,7 +243,7 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     ctx.writer.stage_file(ctx.layout.categories_csv, lambda p: pacsv.write_csv(export, p))
     return StageResult(items=len(records), manifest={"taxonomy": {
         "source": tax.source, "categories": tax.names, "fingerprint": tax.fingerprint(),
-        "logit_scale": logit_scale(encoder)}})
+        "logit_scale": classes.scale}})
 
 
 def _category_export(rows: list[dict[str, Any]], text: dict[str, dict[str, Any]]) -> pa.Table:
@@ -307,7 +334,7 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
     category = _text_categories(ctx).category.to_dict()
     db = ctx.layout.staged(ctx.layout.vectors)
     written = 0
-    for kind in EMBEDDING_KINDS:
+    for kind in VECTOR_KINDS:
         dates, matrix = ctx.writer.read_vectors(kind)
         if not dates:
             continue
@@ -329,18 +356,23 @@ STAGES: list[Stage] = [
     Stage("images", images_stage, None),
     Stage("entries", entries_stage, lambda ctx: ctx.hash("images"), _staged("entries")),
     Stage("embed", embed_stage, _embed_inputs,
-          lambda lo: [*(lo.staged_vectors(k) for k in ("title", "text", "multimodal")), lo.staged(lo.image_space)]),
+          lambda lo: [*(lo.staged_vectors(k) for k in ("title", "text", "image")), lo.staged(lo.image_space)]),
+    Stage("align", align_stage, _align_inputs,
+          lambda lo: [lo.staged_vectors(k) for k in (ALIGNED_KIND, "multimodal")] + [lo.staged(lo.align_head)]),
     Stage("classify", classify_stage,
-          lambda ctx: [ctx.hash("embed"), _taxonomy(ctx).fingerprint(), "softmax-v1"],
-          lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv)]),
-    Stage("project", project_stage, lambda ctx: [ctx.hash("embed"), _projection_params(ctx).as_dict()],
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), "softmax-v2"],
+          lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors)]),
+    Stage("project", project_stage,
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict()],
           _staged("projections")),
     Stage("cluster", cluster_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("classify"), ctx.cfg.n_clusters, "ward-knn15-v1"],
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.cfg.n_clusters,
+                       "ward-knn15-v1"],
           _staged("clusters")),
     Stage("sky", sky_stage, _sky_inputs, _staged("objects")),
     Stage("vectors", vectors_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("classify"), ctx.hash("entries"), VECTOR_TABLES_VERSION],
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.hash("entries"),
+                       VECTOR_TABLES_VERSION],
           lambda lo: [lo.staged(lo.vectors)]),
 ]
 

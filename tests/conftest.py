@@ -151,11 +151,17 @@ def demo_client(demo_app):
     return demo_app.server.test_client()
 
 
+#: Demo-lake pictures kept out of the alignment's training (``--align-exclude``).
+ALIGN_HOLDOUT = ("2014-01-13", "2014-02-18", "2014-03-15", "2014-04-05")
+
+
 @pytest.fixture(scope="session")
 def demo_lake(tmp_path_factory) -> Path:
     """A real lake of the bundled archive's January–April 2014, built offline through the CLI."""
     lake = tmp_path_factory.mktemp("demo") / "lake"
+    holdout = lake.parent / "align_holdout.txt"
+    holdout.write_text("# pictures the text–picture space must never train on\n" + "\n".join(ALIGN_HOLDOUT) + "\n")
     proc = run_cli("build", "--encoder", "offline", "--no-progress", "--start", "2014-01-01", "--end", "2014-04-30",
-                   "--lake", str(lake))
+                   "--align-exclude", str(holdout), "--lake", str(lake))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return lake

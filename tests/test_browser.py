@@ -245,6 +245,26 @@ def test_navbar_search_shows_results_and_paging(browser, server):
     assert browser.find_element("id", "search-q").get_attribute("value") == "<script>alert(1)</script>"
 
 
+def test_pictures_from_words_and_categories_of_an_upload(browser, server):
+    """kind=image finds pictures from words; an uploaded picture gets look-alikes and zero-shot categories."""
+    from tests.conftest import IMAGES
+
+    browser.get(server + "/search?q=the+Moon%27s+craters&kind=image&mode=dense")
+    wait_for(browser, "#search-results .atlas-hit", timeout=60)
+    hits = browser.find_elements("css selector", "#search-results .atlas-hit")
+    assert len(hits) == 10 and all(h.find_elements("css selector", "img.atlas-result-thumb") for h in hits)
+    upload = browser.find_element("css selector", "#search-upload input[type=file]")
+    upload.send_keys(str(IMAGES / "2014-01-20.jpg"))
+    wait_for(browser, "#search-upload-categories .progress", timeout=60)
+    bars = browser.find_elements("css selector", "#search-upload-categories .progress")
+    names = [e.text for e in browser.find_elements("css selector", "#search-upload-categories .atlas-cat-name")]
+    assert len(bars) == 5 and all(names)
+    first = browser.find_element("css selector", "#search-results .atlas-hit a")
+    assert first.get_attribute("href").endswith("/entry/2014-01-20")  # in-pictures search: its own picture first
+    assert console_errors(browser) == []
+    shot(browser, "search_by_picture")
+
+
 OFFLINE_ALADIN = ("unistra.fr", "Failed to fetch", "Uncaught (in promise)")  # survey servers unreachable here
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lake.layout import LakeLayout
@@ -63,7 +64,10 @@ def test_offline_build_writes_the_lake_contract(built):
     assert set(clusters.embedding) == set(EMBEDDING_KINDS) and (clusters.k >= 2).all()
     # vectors in LanceDB, keyed by date, with the filter columns search needs
     dates, vecs = reader.vectors("multimodal")
-    assert len(dates) == n and vecs.shape[1] == 384 + 256
+    assert len(dates) == n and vecs.shape[1] == 384 + 384  # [text, picture in the text space]
+    # 15 pictures are too few to learn a text–picture space from: no picture categories, said why
+    assert m["alignment"]["method"].startswith("none (fewer than")
+    assert set(reader.query("SELECT DISTINCT source FROM categories").source) == {"text"}
     assert reader.vector_table("image").count_rows() == images
     row = reader.vector_table("text").search(vecs[0][:384]).limit(1).to_list()[0]
     assert row["date"] == dates[0] and row["category"] and row["title"]
@@ -73,7 +77,7 @@ def test_offline_build_writes_the_lake_contract(built):
     assert (built / "current" / "exports" / "apod_broad_categorization.csv").read_text().startswith("\"date\"")
     # run metrics: a row per stage and resource samples with the seed's columns
     stages = set(reader.query("SELECT process FROM metrics WHERE record = 'stage'").process)
-    assert stages >= {"ingest", "images", "embed", "classify", "project", "cluster"}
+    assert stages >= {"ingest", "images", "embed", "align", "classify", "project", "cluster"}
     samples = reader.query("SELECT * FROM metrics WHERE record = 'sample'")
     assert len(samples) > 0 and (samples.rss_bytes > 0).all()
     for col in ("gpu_name", "gpu_utilization_percent", "gpu_memory_used_bytes", "gpu_memory_total_bytes"):
@@ -270,3 +274,26 @@ def test_concurrent_builds_one_waits_out_and_force_recomputes(built, tmp_path):
     assert all(not m["stages"][s]["skipped"] for s in ("entries", "embed", "classify", "project", "cluster", "sky"))
     assert set(m["newly_embedded"].values()) == {0}  # recomputed from the embedding cache, not re-encoded
     assert LakeReader.open(lake).count("entries") == 90
+
+
+def test_alignment_in_the_demo_lake_excludes_the_holdout(demo_lake):
+    """The demo lake is built with --align-exclude: those pictures are mapped but never trained on."""
+    from atlas.encoders.align import AlignHead
+    from tests.conftest import ALIGN_HOLDOUT
+
+    reader = LakeReader.open(demo_lake)
+    m = reader.manifest
+    pictures = m["counts"]["with_image"]
+    align = m["alignment"]
+    assert align["method"] == "neighbour captions" and align["excluded_pictures"] == len(ALIGN_HOLDOUT)
+    assert align["pairs"] == pictures - len(ALIGN_HOLDOUT) and align["training_fingerprint"]
+    head = AlignHead.load(reader.layout.align_head)
+    text_dates, text_vecs = reader.vectors("text")
+    held = {d: text_vecs[i] for i, d in enumerate(text_dates) if d in ALIGN_HOLDOUT}
+    assert len(held) == len(ALIGN_HOLDOUT) and len(head.captions) == align["pairs"]
+    for caption in held.values():  # no held-out caption is among the head's training captions
+        assert np.max(head.captions @ caption) < 0.9999
+    aligned_dates, _ = reader.vectors("aligned")
+    assert set(ALIGN_HOLDOUT) <= set(aligned_dates) and len(aligned_dates) == pictures
+    image_cats = reader.query("SELECT count(*) AS n FROM categories WHERE source = 'image'").n[0]
+    assert image_cats == pictures

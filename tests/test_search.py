@@ -66,8 +66,19 @@ def test_similar_and_by_image(search):
     picture = Image.open(IMAGES / f"{date}.jpg")
     found = search.by_image(picture, k=3)
     assert found[0]["date"] == date and found[0]["score"] > 0.99  # its own picture comes first
-    with pytest.raises(SearchError, match="shared text–image space"):
-        search.search("a red nebula", kind="image")
+    for kind in ("text", "title", "multimodal"):  # across modalities through the learned space
+        assert len(search.by_image(picture, k=3, kind=kind)) == 3
+    cats = search.categorise_image(picture)
+    assert len(cats) == 5 and cats[0]["category"] in search.categories
+    assert 0 < sum(c["probability"] for c in cats) <= 1.0001
+
+
+def test_text_to_picture_search(search):
+    """kind=image from words: only entries with pictures come back, ranked through the learned space."""
+    hits = search.search("the Moon's cratered surface", kind="image", mode="dense", k=5)
+    assert len(hits) == 5 and all(h["has_image"] for h in hits)
+    with_pictures = search.reader.query("SELECT count(*) AS n FROM entries WHERE has_image").n[0]
+    assert len(search.search("aurora", kind="image", mode="dense", k=100)) == with_pictures
 
 
 def test_api_search_and_entry(client):
@@ -101,7 +112,8 @@ def test_api_search_and_entry(client):
     ("/api/search?q=stars&colour=red", "unknown parameter"),
     ("/api/search?q=stars&has_image=maybe", "has_image"),
     ("/api/similar/not-a-date", "date like"),
-    ("/api/search?q=stars&kind=image", "shared text"),
+    ("/api/search?q=stars&kind=aligned", "kind must be"),
+    ("/api/search?q=stars&kind=image&has_image=false", "cannot be combined"),
 ])
 def test_hostile_input_gets_a_clear_4xx(client, url, fragment):
     r = client.get(url)
@@ -141,6 +153,33 @@ def test_upload_limits(client):
     assert huge.status_code == 413
     missing = client.post("/api/search/image", data={}, content_type="multipart/form-data")
     assert missing.status_code == 400 and "'image'" in missing.get_json()["error"]
+
+
+def test_api_picture_categories_and_text_to_picture(client):
+    picture = (IMAGES / "2014-01-20.jpg").read_bytes()
+    r = client.post("/api/categories/image?top=3", data={"image": (io.BytesIO(picture), "p.jpg", "image/jpeg")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 200
+    cats = r.get_json()["categories"]
+    assert len(cats) == 3 and cats[0]["probability"] >= cats[1]["probability"] >= cats[2]["probability"]
+    both = client.post("/api/search/image?kind=text&k=4", data={"image": (io.BytesIO(picture), "p.jpg", "image/jpeg")},
+                       content_type="multipart/form-data").get_json()
+    assert both["kind"] == "text" and len(both["results"]) == 4 and both["categories"]
+    bad_top = client.post("/api/categories/image?top=0", data={"image": (io.BytesIO(picture), "p.jpg", "image/jpeg")},
+                          content_type="multipart/form-data")
+    assert bad_top.status_code == 400
+    for mode in ("hybrid", "dense", "keyword"):  # every mode returns pictures only
+        words = client.get(f"/api/search?q=galaxy&kind=image&k=20&mode={mode}").get_json()
+        assert words["kind"] == "image" and words["results"] and all(h["has_image"] for h in words["results"])
+
+
+def test_cli_search_with_a_picture(demo_lake):
+    proc = run_cli("search", "--image", str(IMAGES / "2014-01-20.jpg"), "--k", "3", "--json", "--lake", str(demo_lake))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["results"][0]["date"] == "2014-01-20" and out["categories"]
+    neither = run_cli("search", "--lake", str(demo_lake))
+    assert neither.returncode == 2 and "either a query or --image" in neither.stderr
 
 
 def test_cli_search_json(demo_lake):

@@ -1,0 +1,113 @@
+"""The learned text–picture space: held-out captions find their own pictures, training pictures never
+use their own caption, ``--align-exclude`` keeps dates out of training, and fitting is deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atlas.encoders.align import AlignHead, choose_k, fit_head, recall_at
+from pipeline.align import align
+from pipeline.config import BuildConfig, read_date_list
+
+
+def _pairs(n: int = 240, topics: int = 12, seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Pictures and captions that share a hidden topic through *different* random maps (as pixels and
+    words do): no coordinate of a picture is a coordinate of its caption, only the topic links them."""
+    rng = np.random.default_rng(seed)
+    topic = rng.integers(0, topics, n)
+    centres_pic, centres_txt = rng.normal(size=(topics, 32)), rng.normal(size=(topics, 24))
+    pictures = centres_pic[topic] + 0.6 * rng.normal(size=(n, 32))
+    captions = centres_txt[topic] + 0.6 * rng.normal(size=(n, 24))
+    captions /= np.linalg.norm(captions, axis=1, keepdims=True)
+    dates = [f"{2000 + i // 365}-{(i % 365) // 28 + 1:02d}-{(i % 28) + 1:02d}" for i in range(n)]
+    return dates, pictures.astype(np.float32), captions.astype(np.float32)
+
+
+def test_held_out_caption_is_nearer_its_own_picture_than_a_random_one():
+    _, pictures, captions = _pairs()
+    head, scores = fit_head(pictures[:200], captions[:200])
+    aligned = head.apply(pictures[200:])
+    sims = captions[200:] @ aligned.T
+    own = np.diag(sims)
+    rng = np.random.default_rng(1)
+    random_other = sims[np.arange(40), (np.arange(40) + rng.integers(1, 40, 40)) % 40]
+    assert np.mean(own > random_other) > 0.75
+    assert recall_at(10, captions[200:], aligned) > 3 * 10 / 40  # chance is 10 / 40
+    assert head.k in scores and scores[head.k] == max(scores.values())
+
+
+def test_training_pictures_never_use_their_own_caption():
+    _, pictures, captions = _pairs(n=60)
+    head, _ = fit_head(pictures, captions)
+    own = np.arange(60)
+    before = head.apply(pictures, own_rows=own)
+    changed = captions.copy()
+    changed[7] = -changed[7]  # picture 7's own caption flipped: its aligned vector must not move
+    after = AlignHead(head.pictures, changed, head.mean, head.k).apply(pictures, own_rows=own)
+    assert np.allclose(before[7], after[7])
+    assert not np.allclose(before, after)  # …while its caption still informs other pictures
+
+
+def test_align_exclude_keeps_dates_out_of_training():
+    dates, pictures, captions = _pairs(n=120)
+    excluded = set(dates[::10])
+    base = align(text=(dates, captions), image=(dates, pictures), shared_space=False, exclude=excluded)
+    assert base.report["pairs"] == 108 and base.report["excluded_pictures"] == 12
+    assert len(base.head.captions) == 108
+    changed = captions.copy()
+    for i in range(0, 120, 10):  # rewrite every excluded caption: no aligned picture may change
+        changed[i] = -changed[i]
+    again = align(text=(dates, changed), image=(dates, pictures), shared_space=False, exclude=excluded)
+    assert np.array_equal(base.aligned, again.aligned)
+    assert again.report["training_fingerprint"] == base.report["training_fingerprint"]
+    included = align(text=(dates, changed), image=(dates, pictures), shared_space=False, exclude=set())
+    assert included.report["training_fingerprint"] != base.report["training_fingerprint"]
+
+
+def test_alignment_is_deterministic_and_multimodal_uses_both_halves():
+    dates, pictures, captions = _pairs(n=100)
+    a = align(text=(dates, captions), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set())
+    b = align(text=(dates, captions), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set())
+    assert np.array_equal(a.aligned, b.aligned) and a.report == b.report
+    assert a.multimodal.shape == (100, 48)
+    assert np.allclose(np.linalg.norm(a.multimodal, axis=1), 1, atol=1e-5)
+    # no picture: both halves are the text vector; with a picture the second half is the aligned picture
+    assert np.allclose(a.multimodal[90, :24], a.multimodal[90, 24:])
+    assert np.allclose(a.multimodal[5, 24:] / np.linalg.norm(a.multimodal[5, 24:]), a.aligned[5], atol=1e-5)
+
+
+def test_shared_space_and_too_few_pairs():
+    dates, pictures, captions = _pairs(n=30)
+    shared = align(text=(dates, captions), image=(dates, captions[:, :24]), shared_space=True, exclude=set())
+    assert shared.head is None and np.allclose(shared.aligned, captions, atol=1e-6)
+    few = align(text=(dates, captions), image=(dates[:5], pictures[:5]), shared_space=False, exclude=set())
+    assert few.head is None and few.dates == [] and "fewer than" in few.report["method"]
+    assert few.multimodal.shape == (30, 48)  # same layout as with a head: text repeated in both halves
+
+
+def test_choose_k_prefers_the_better_inner_score():
+    _, pictures, captions = _pairs(n=200)
+    k, scores = choose_k(pictures, captions, grid=(1, 10))
+    assert set(scores) == {1, 10} and k == max(scores, key=scores.get)
+
+
+def test_head_round_trips_through_a_file(tmp_path):
+    _, pictures, captions = _pairs(n=50)
+    head, _ = fit_head(pictures, captions)
+    head.save(tmp_path / "h.npz")
+    loaded = AlignHead.load(tmp_path / "h.npz")
+    assert loaded.k == head.k and np.array_equal(loaded.apply(pictures), head.apply(pictures))
+
+
+def test_exclude_file_is_validated(tmp_path):
+    good = tmp_path / "holdout.txt"
+    good.write_text("# held out\n2014-01-02\n\n2014-01-06  # a comment\n2014-01-02\n")
+    assert read_date_list(good) == ["2014-01-02", "2014-01-06"]
+    assert BuildConfig(align_exclude=good).excluded_from_alignment() == ["2014-01-02", "2014-01-06"]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("2014-01-02\n14 Jan 2014\n")
+    with pytest.raises(ValueError, match=r"line 2: '14 Jan 2014' is not a date"):
+        BuildConfig(align_exclude=bad)
+    with pytest.raises(ValueError, match="cannot read the date list"):
+        BuildConfig(align_exclude=tmp_path / "missing.txt")
