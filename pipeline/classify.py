@@ -1,6 +1,7 @@
 """Classify stage: zero-shot categories from the entries' vectors and the taxonomy's prompt vectors —
 from the text (``source = 'text'``) and from the picture alone (``source = 'image'``, through the
-pictures' text-space vectors made by the alignment stage).
+pictures' text-space vectors made by the alignment stage). The prompt vectors are first adapted to
+the collection without labels (:func:`adapt`).
 
 Confidence is a softmax over cosine similarities. The temperature is the encoder's: CLIP's learned
 logit scale (100) for OpenCLIP, and 1/0.05 for MiniLM, whose similarities span a narrower range.
@@ -37,6 +38,41 @@ def class_vectors(encoder: Encoder, taxonomy: Taxonomy, templates: tuple[str, ..
     return l2_normalise(np.stack(rows))
 
 
+#: Class-vector adaptation, chosen on the tuning labels (bench/data/labelled_categories.csv) and scored
+#: on labels never tuned on (labelled_pictures.csv): text top-1 0.744 → 0.820 on the tuning set and
+#: 0.646 → 0.696 on the held-out set; picture zero-shot (held-out pictures) 0.494 → 0.542.
+ADAPT = {"rounds": 3, "top_share": 0.2, "prompt_weight": 1.0}
+
+
+def adapt(prompts: np.ndarray, vectors: np.ndarray, *, rounds: int = ADAPT["rounds"],
+          top_share: float = ADAPT["top_share"], prompt_weight: float = ADAPT["prompt_weight"]) -> np.ndarray:
+    """Move each class vector towards the collection's own wording of that class (no labels used).
+
+    Each round assigns every vector to its nearest class, then sets a class vector to
+    ``prompt_weight · prompt + mean of its most confident `top_share` members`` (unit length). The
+    prompts say what a class means; the members say how this archive writes about it, which the short
+    prompts miss. A class nobody is assigned to keeps its prompt.
+    """
+    vectors = np.asarray(vectors, np.float32)
+    classes = l2_normalise(prompts)
+    if len(vectors) == 0:
+        return classes
+    for _ in range(rounds):
+        sims = vectors @ classes.T
+        nearest = sims.argmax(axis=1)
+        new = []
+        for c in range(len(classes)):
+            members = np.flatnonzero(nearest == c)
+            if len(members) == 0:
+                new.append(l2_normalise(prompts[c:c + 1])[0])
+                continue
+            top = members[np.argsort(-sims[members, c])[:max(1, int(top_share * len(members)))]]
+            centre = l2_normalise(vectors[top].mean(axis=0, keepdims=True))[0]
+            new.append(prompt_weight * l2_normalise(prompts[c:c + 1])[0] + centre)
+        classes = l2_normalise(np.stack(new))
+    return classes
+
+
 def zero_shot(vectors: np.ndarray, classes: np.ndarray, names: list[str], scale: float, dates: list[str]) -> Classification:
     logits = scale * (vectors @ classes.T)
     logits -= logits.max(axis=1, keepdims=True)
@@ -70,9 +106,19 @@ class ClassVectors:
     scale: float
 
     @classmethod
-    def make(cls, encoder: Encoder, taxonomy: Taxonomy) -> "ClassVectors":
-        return cls(taxonomy.names, class_vectors(encoder, taxonomy), picture_class_vectors(encoder, taxonomy),
-                   logit_scale(encoder))
+    def make(cls, encoder: Encoder, taxonomy: Taxonomy, *, texts: np.ndarray,
+             pictures: np.ndarray | None = None) -> "ClassVectors":
+        """Prompt vectors adapted to the collection (:func:`adapt`): text classes from the texts; picture
+        classes from the pictures in CLIP's space, and the text classes for pictures aligned into the
+        offline text space (they are means of captions, so the caption-adapted classes fit them)."""
+        text = adapt(class_vectors(encoder, taxonomy), texts)
+        if encoder.info.shared_space and pictures is not None and len(pictures):
+            picture = adapt(picture_class_vectors(encoder, taxonomy), pictures)
+        elif encoder.info.shared_space:
+            picture = picture_class_vectors(encoder, taxonomy)
+        else:
+            picture = text
+        return cls(taxonomy.names, text, picture, logit_scale(encoder))
 
     def save(self, path) -> None:
         with open(path, "wb") as fh:

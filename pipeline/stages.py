@@ -227,13 +227,13 @@ def align_stage(ctx: BuildContext) -> StageResult:
 def classify_stage(ctx: BuildContext) -> StageResult:
     import pyarrow.csv as pacsv
 
-    from pipeline.classify import ClassVectors, classify
+    from pipeline.classify import ADAPT, ClassVectors, classify
 
     tax = _taxonomy(ctx)
-    classes = ClassVectors.make(_encoder(ctx), tax)
+    text, pictures = ctx.writer.read_vectors("text"), ctx.writer.read_vectors(ALIGNED_KIND)
+    classes = ClassVectors.make(_encoder(ctx), tax, texts=text[1], pictures=pictures[1] if pictures[0] else None)
     ctx.writer.stage_file(ctx.layout.class_vectors, classes.save)
-    pictures = ctx.writer.read_vectors(ALIGNED_KIND)
-    results = classify(classes, ctx.writer.read_vectors("text"), pictures if pictures[0] else None)
+    results = classify(classes, text, pictures if pictures[0] else None)
     records = [{"date": dt.date.fromisoformat(d), "source": source, "category": res.category[i],
                 "confidence": float(res.confidence[i]), "top3_categories": res.top3[i],
                 "top3_scores": [float(s) for s in res.top3_scores[i]]}
@@ -243,7 +243,7 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     ctx.writer.stage_file(ctx.layout.categories_csv, lambda p: pacsv.write_csv(export, p))
     return StageResult(items=len(records), manifest={"taxonomy": {
         "source": tax.source, "categories": tax.names, "fingerprint": tax.fingerprint(),
-        "logit_scale": classes.scale}})
+        "logit_scale": classes.scale, "adaptation": ADAPT}})
 
 
 def _category_export(rows: list[dict[str, Any]], text: dict[str, dict[str, Any]]) -> pa.Table:
@@ -360,7 +360,7 @@ STAGES: list[Stage] = [
     Stage("align", align_stage, _align_inputs,
           lambda lo: [lo.staged_vectors(k) for k in (ALIGNED_KIND, "multimodal")] + [lo.staged(lo.align_head)]),
     Stage("classify", classify_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), "softmax-v2"],
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), "softmax-adapted-v3"],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors)]),
     Stage("project", project_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict()],
