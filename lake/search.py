@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lake.filters import FilterError, Filters
+from lake.pictures import picture_of
 from lake.reader import LakeReader
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND
 from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR, matrix
@@ -106,7 +107,7 @@ class SearchEngine:
         self._head: Any = None  # the learned picture → text-space head (offline lakes), loaded on first use
         self._classes: dict[str, Any] | None = None
         self._memory: dict[str, InMemoryVectors | None] = {}
-        self._explanations: dict[str, str] | None = None
+        self._explanations: dict[str, tuple[str, str | None, str | None]] | None = None
 
     # -- helpers --------------------------------------------------------------------------------
     @property
@@ -203,24 +204,29 @@ class SearchEngine:
         hits = query.select(["date", "title", "category", "has_image", "_score"]).limit(n).to_list()
         return [h | {"score": round(float(h.pop("_score")), 4)} for h in hits]
 
-    def _explanation_lookup(self, dates: list[str]) -> dict[str, str]:
+    def _details(self, dates: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """(explanation, url, media_type) of the given entries: snippets and where pictures come from.
+        Small lakes keep them all in memory after the first search; large ones ask DuckDB per page."""
+        sql = "SELECT strftime(date, '%Y-%m-%d') AS date, explanation, url, media_type FROM entries"
         if self._explanations is None and self.reader.count("entries") < ANN_MIN_ROWS:
-            df = self.reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, explanation FROM entries")
-            self._explanations = dict(zip(df.date, df.explanation))
+            df = self.reader.query(sql)
+            self._explanations = {d: (x, u, m) for d, x, u, m in zip(df.date, df.explanation, df.url, df.media_type)}
         if self._explanations is not None:
-            return {d: self._explanations.get(d, "") for d in dates}
-        texts = self.reader.query(
-            "SELECT strftime(date, '%Y-%m-%d') AS date, explanation FROM entries "
-            "WHERE list_contains($dates, strftime(date, '%Y-%m-%d'))",
-            {"dates": dates},
-        )
-        return dict(zip(texts.date, texts.explanation))
+            return {d: self._explanations.get(d, ("", None, None)) for d in dates}
+        df = self.reader.query(sql + " WHERE list_contains($dates, strftime(date, '%Y-%m-%d'))", {"dates": dates})
+        return {d: (x, u, m) for d, x, u, m in zip(df.date, df.explanation, df.url, df.media_type)}
 
     def _with_snippets(self, hits: list[dict[str, Any]], q: str) -> list[dict[str, Any]]:
+        """Hits with a snippet of their explanation and where their picture comes from."""
         if not hits:
             return hits
-        by_date = self._explanation_lookup([h["date"] for h in hits])
-        return [h | {"snippet": snippet(by_date.get(h["date"], ""), q)} for h in hits]
+        details = self._details([h["date"] for h in hits])
+        out = []
+        for h in hits:
+            explanation, url, media_type = details.get(h["date"], ("", None, None))
+            picture = picture_of(date=h["date"], has_image=bool(h.get("has_image")), url=url, media_type=media_type)
+            out.append(h | {"snippet": snippet(explanation or "", q), "picture": picture.to_dict()})
+        return out
 
     def _with_cone(self, filters: Filters | None) -> Filters:
         """Turn a sky cone into the set of entry dates inside it: only DuckDB, over the lake's objects

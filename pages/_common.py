@@ -39,10 +39,6 @@ def missing_lake_notice(exc: Exception) -> dbc.Alert:
     )
 
 
-def thumb_url(date: str) -> str:
-    return f"/thumbs/{date}.jpg"
-
-
 def parse_date(value: Any) -> dt.date | None:
     try:
         return dt.date.fromisoformat(str(value)) if value else None
@@ -94,11 +90,23 @@ def years_row(component_id: str, lo: int, hi: int, years_param: str) -> dbc.Row:
     ], className="my-2")
 
 
-def thumb_card(date: str, title: str, has_image: bool, footer: str = "") -> dbc.Card:
+def picture_element(picture: dict[str, Any] | None, *, alt: str, class_name: str) -> Any:
+    """An entry's picture as decided by :func:`lake.pictures.picture_of`: the lake's thumbnail, a
+    lazily loaded remote picture (``assets/atlas_pictures.js`` loads it and swaps in an offline
+    placeholder when it fails), or a badge linking to the original."""
+    picture = picture or {"kind": "none", "src": None, "link": None, "origin": "no picture"}
+    if picture["kind"] == "lake":
+        return html.Img(src=picture["src"], className=class_name, alt=alt)
+    if picture["src"]:
+        return html.Img(**{"data-src": picture["src"]}, className=f"{class_name} atlas-remote", alt=alt,
+                        title=picture["origin"], referrerPolicy="no-referrer")
+    label = "▶ video" if picture["kind"] == "video" else "no picture"
+    return html.Div(label, className=f"{class_name} atlas-noimg", title=picture["origin"])
+
+
+def thumb_card(date: str, title: str, *, picture: dict[str, Any] | None, footer: str = "") -> dbc.Card:
     body = [html.Div(title, className="small fw-semibold text-truncate", title=title),
             html.Div(f"{date}{' · ' + footer if footer else ''}", className="small text-muted")]
-    img = (html.Img(src=thumb_url(date), className="card-img-top atlas-thumb", alt=title)
-           if has_image else html.Div("no image", className="atlas-thumb atlas-noimg"))
+    img = picture_element(picture, alt=title, class_name="card-img-top atlas-thumb")
     return dbc.Card(html.A([img, dbc.CardBody(body, className="p-2")], href=f"/entry/{date}",
                            className="text-reset text-decoration-none"), className="h-100 atlas-card")
-

@@ -80,7 +80,7 @@ def charts(years):
 )
 def grid(category, page, years):
     df, total = atlas().category_page(category, filters_from(None, years), (page or 1) - 1, PER_PAGE)
-    cards = [dbc.Col(thumb_card(r.date, r.title, bool(r.has_image), f"{r.confidence:.0%}"), xs=6, md=3, lg=2,
+    cards = [dbc.Col(thumb_card(r.date, r.title, picture=r.picture, footer=f"{r.confidence:.0%}"), xs=6, md=3, lg=2,
                      className="mb-3") for r in df.itertuples()]
     return dbc.Row(cards), f"{total:,} entries, most confident first", max(1, math.ceil(total / PER_PAGE))
 

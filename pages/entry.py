@@ -14,7 +14,7 @@ from lake.queries import aladin_fov, aladin_url
 from lake.records import json_value
 from lake.search import SearchError
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, engine, missing_lake_notice, parse_date, thumb_card, thumb_url
+from pages._common import atlas, engine, missing_lake_notice, parse_date, picture_element, thumb_card
 from pages.ids import Entry
 
 dash.register_page(__name__, path_template="/entry/<date>", name="Entry", title="Cosmic Atlas · Entry")
@@ -69,7 +69,7 @@ def _neighbours(date: str) -> dbc.Tabs:
         if not hits:
             body = html.Div("This entry has no vector of this kind (no image).", className="text-muted p-2")
         else:
-            body = dbc.Row([dbc.Col(thumb_card(h["date"], h["title"], bool(h["has_image"]), f"{h['score']:.2f}"),
+            body = dbc.Row([dbc.Col(thumb_card(h["date"], h["title"], picture=h.get("picture"), footer=f"{h['score']:.2f}"),
                                     xs=6, md=3, lg=3, className="mb-3") for h in hits],
                            className="pt-3 atlas-neighbours")
         tabs.append(dbc.Tab(body, label=f"{kind.title()} ({KIND_HELP[kind]})", tab_id=f"nb-{kind}"))
@@ -91,10 +91,19 @@ def layout(date: str = "", **_ignored) -> html.Div:
     credits = [x for x in (
         ("Credit", entry.get("credit")), ("Copyright", entry.get("copyright")), ("Rights", entry.get("rights_note"))
     ) if x[1]]
-    picture = (html.Img(src=thumb_url(d), alt=entry["title"], className="img-fluid rounded atlas-entry-img")
-               if entry.get("has_image") else
-               dbc.Alert(f"No picture stored for this entry ({entry.get('media_type')}); see it on the NASA page.",
-                         color="light"))
+    pic = entry["picture"]
+    owner = entry.get("copyright") or entry.get("credit")
+    rights = (f"© {entry['copyright']} — reuse needs the owner's permission" if entry.get("copyright")
+              else "no copyright notice in the archive (NASA or public domain); credit the authors when reusing")
+    picture = html.Div([
+        picture_element(pic, alt=entry["title"], class_name="img-fluid rounded atlas-entry-img")
+        if pic["src"] else dbc.Alert([f"No picture to show here ({pic['origin']}). ",
+                                      html.A("See it on the NASA page ↗", href=entry["nasa_page"], target="_blank",
+                                             rel="noopener")], color="light"),
+        html.Div([html.Span("Picture: ", className="fw-semibold"), pic["origin"],
+                  *([" · ", html.Span(owner)] if owner else []), html.Br(), rights],
+                 className="small text-muted mt-1", id=Entry.PICTURE_SOURCE),
+    ])
     return dbc.Container([
         dbc.Row([
             dbc.Col(picture, md=5),

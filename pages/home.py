@@ -16,8 +16,8 @@ from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
 from pages import figures
-from pages._common import (atlas, entry_path, filters_from, missing_lake_notice, parse_list, thumb_url, vocabulary,
-                           years_row)
+from pages._common import (atlas, entry_path, filters_from, missing_lake_notice, parse_list, picture_element,
+                           vocabulary, years_row)
 from pages.ids import App, Map
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
@@ -170,8 +170,9 @@ def hover_card(hover):
     date, title, category, has_image = pt["customdata"]
     children = [html.Div(title, className="fw-semibold", style={"maxWidth": "220px"}),
                 html.Div(f"{date} · {category}", className="small text-muted")]
-    if has_image:
-        children.insert(0, html.Img(src=thumb_url(date), style={"width": "200px", "display": "block"}))
+    picture = atlas().picture(date)
+    if picture and picture["src"]:
+        children.insert(0, picture_element(picture, alt="", class_name="atlas-hover-img"))
     return True, pt.get("bbox", {"x0": 0, "x1": 0, "y0": 0, "y1": 0}), children
 
 

@@ -66,6 +66,7 @@ class Entry:
     """Entry page (``/entry/<date>``)."""
 
     TITLE: Final = "entry-title"
+    PICTURE_SOURCE: Final = "entry-picture-source"
     OBJECTS: Final = "entry-objects"
     TABS: Final = "entry-tabs"
 

@@ -14,7 +14,7 @@ from lake.manifest import LakeMissingError
 from lake.filters import Filters
 from lake.search import MODES, SearchError
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, engine, missing_lake_notice, parse_date, parse_list, thumb_url
+from pages._common import atlas, engine, missing_lake_notice, parse_date, parse_list, picture_element
 from pages.ids import Search
 
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
@@ -26,8 +26,7 @@ MAX_PAGES = 20
 
 
 def _hit(h: dict) -> dbc.ListGroupItem:
-    img = (html.Img(src=thumb_url(h["date"]), className="atlas-result-thumb me-3", alt="")
-           if h.get("has_image") else html.Div(className="atlas-result-thumb atlas-noimg me-3", children="no image"))
+    img = picture_element(h.get("picture"), alt="", class_name="atlas-result-thumb me-3")
     return dbc.ListGroupItem(html.Div([
         img,
         html.Div([

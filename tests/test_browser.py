@@ -19,6 +19,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SCREENSHOTS = REPO / "tests" / "screenshots"
 CDS_UNREACHABLE = "MAP *.unistra.fr ~NOTFOUND, MAP *.u-strasbg.fr ~NOTFOUND, MAP alasky.cds.unistra.fr ~NOTFOUND"
+# the browser is offline for NASA and YouTube too, here and on any CI: remote pictures take the offline path
+REMOTE_PICTURES_UNREACHABLE = "MAP apod.nasa.gov ~NOTFOUND, MAP img.youtube.com ~NOTFOUND"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -71,7 +73,7 @@ def browser(downloads):
                 "--disable-dev-shm-usage", "--disable-component-update", "--no-first-run", "--window-size=1400,1000",
                 # the CDS survey servers are unreachable for this browser whether or not the machine has
                 # internet, so the Sky page's offline path is what the tests check, everywhere
-                f"--host-resolver-rules={CDS_UNREACHABLE}"):
+                f"--host-resolver-rules={CDS_UNREACHABLE}, {REMOTE_PICTURES_UNREACHABLE}"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
@@ -101,7 +103,11 @@ def wait_until(fn, timeout: float = 30, what: str = "condition"):
 
 
 def console_errors(driver) -> list[str]:
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    """SEVERE browser messages, except the network errors of remote pictures this browser cannot reach
+    (the app handles those: it shows the offline placeholder)."""
+    remote = ("https://apod.nasa.gov/", "https://img.youtube.com/")
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"
+            and not (e["message"].startswith(remote) and "Failed to load resource" in e["message"])]
 
 
 def points_on_map(driver) -> int:
@@ -263,6 +269,25 @@ def test_pictures_from_words_and_categories_of_an_upload(browser, server):
     assert first.get_attribute("href").endswith("/entry/2014-01-20")  # in-pictures search: its own picture first
     assert console_errors(browser) == []
     shot(browser, "search_by_picture")
+
+
+def test_entry_without_thumbnail_shows_its_nasa_picture_or_an_offline_placeholder(browser, server):
+    """2014-01-07 has no bundled thumbnail: the page asks for its NASA URL; offline, the placeholder shows."""
+    nasa = "https://apod.nasa.gov/apod/image/1401/m7_fenyes_960.jpg"
+    browser.get(server + "/entry/2014-01-07")
+    img = wait_for(browser, "img.atlas-entry-img.atlas-remote")
+    assert img.get_attribute("data-src") == nasa
+    wait_until(lambda: "atlas-picture-offline" in (img.get_attribute("class") or ""), what="offline placeholder")
+    assert img.get_attribute("data-failed-src") == nasa  # the browser did try the NASA URL
+    assert img.get_attribute("src").endswith("/assets/picture-offline.svg")
+    source = browser.find_element("id", "entry-picture-source").text
+    assert "apod.nasa.gov" in source and ("©" in source or "credit" in source.lower())
+    # search results and neighbour cards use the same rule: no grey box for pictures NASA has
+    browser.get(server + "/search?q=star+cluster&image=no")
+    wait_for(browser, "#search-results .atlas-hit", timeout=60)
+    remote = browser.find_elements("css selector", "#search-results img.atlas-remote")
+    assert remote and all(r.get_attribute("data-src").startswith("https://") for r in remote)
+    shot(browser, "entry_remote_picture")
 
 
 OFFLINE_ALADIN = ("unistra.fr", "Failed to fetch", "Uncaught (in promise)")  # survey servers unreachable here

@@ -1,0 +1,44 @@
+"""Where each entry's picture comes from (lake/pictures.py): the one rule every page and the API use."""
+
+from __future__ import annotations
+
+import pytest
+
+from lake.pictures import picture_of, safe_url, youtube_still
+
+
+def test_stored_thumbnail_comes_first():
+    p = picture_of(date="2014-01-02", has_image=True, url="https://apod.nasa.gov/apod/image/1401/a.jpg",
+                   media_type="image")
+    assert p.kind == "lake" and p.src == "/thumbs/2014-01-02.jpg" and p.link.startswith("https://apod.nasa.gov/")
+
+
+def test_picture_without_thumbnail_loads_from_nasa():
+    url = "https://apod.nasa.gov/apod/image/1401/m7_fenyes_960.jpg"
+    p = picture_of(date="2014-01-07", has_image=False, url=url, media_type="image")
+    assert p.kind == "nasa" and p.src == url and "apod.nasa.gov" in p.origin
+
+
+@pytest.mark.parametrize("url,still", [
+    ("https://www.youtube.com/embed/hwQTH0IGrwE?rel=0", "https://img.youtube.com/vi/hwQTH0IGrwE/hqdefault.jpg"),
+    ("//youtube.com/embed/abc_DEF-123?rel=0", "https://img.youtube.com/vi/abc_DEF-123/hqdefault.jpg"),
+    ("https://youtu.be/hwQTH0IGrwE", "https://img.youtube.com/vi/hwQTH0IGrwE/hqdefault.jpg"),
+    ("//player.vimeo.com/video/108650530?title=0", None),
+])
+def test_videos_get_a_still_or_a_badge(url, still):
+    p = picture_of(date="2015-01-01", has_image=False, url=url, media_type="video")
+    assert p.kind == "video" and p.src == still and p.link == safe_url(url)
+    assert youtube_still(url) == still
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:image/png;base64,AAAA", "ftp://x/y.jpg",
+                                 "https://a.b/c d.jpg", 'https://a.b/"onerror=x', None, ""])
+def test_only_http_urls_reach_a_page(url):
+    assert safe_url(url) is None
+    p = picture_of(date="2015-01-01", has_image=False, url=url, media_type="image")
+    assert p.kind == "none" and p.src is None and p.link is None
+
+
+def test_protocol_relative_becomes_https():
+    assert safe_url("//apod.nasa.gov/x.jpg") == "https://apod.nasa.gov/x.jpg"
+    assert picture_of(date="2015-01-01", has_image=False, url=None, media_type="other").kind == "none"
