@@ -217,6 +217,150 @@ def categorise_image():
     return jsonify({"categories": engine().categorise_image(_uploaded_image(), top=top)})
 
 
+# -- cluster lists --------------------------------------------------------------------------------------
+@bp.get("/clusters/<embedding>")
+def cluster_list(embedding: str):
+    """The clusters of one embedding's map: id, label and size."""
+    _params(set())
+    _embedding(embedding)
+    return jsonify({"embedding": embedding, "clusters": records(atlas().clusters(embedding))})
+
+
+@bp.get("/clusters/<embedding>/<int:cluster>")
+def cluster_export(embedding: str, cluster: int):
+    """One cluster's members (dates, titles, credits, rights, licence note) as CSV, JSON or Parquet."""
+    p = _params({"format"})
+    fmt = p["format"] or "csv"
+    if fmt not in EXPORT_FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    _embedding(embedding)
+    df = atlas().cluster_members(embedding, cluster)
+    if df.empty:
+        raise LookupError(f"no cluster {cluster} in the {embedding} map")
+    return _download(df, f"cluster-{embedding}-{cluster}", fmt)
+
+
+def _embedding(name: str) -> None:
+    from lake.schema import EMBEDDING_KINDS
+
+    if name not in EMBEDDING_KINDS:
+        raise BadRequest(f"embedding must be one of {', '.join(EMBEDDING_KINDS)}")
+
+
+# -- oddities and feedback ---------------------------------------------------------------------------
+ODDITY_PARAMS = {"k", "page", "detector", "category", "from", "to", "has_image", "user"}
+EXPORT_FORMATS = ("csv", "json", "parquet")
+MAX_EXPORT_ROWS = 20_000
+
+
+def _oddities_frame(p: dict[str, str]):
+    from services import oddities
+
+    filters = _filters(p)
+    filters.check_categories(atlas().category_names())
+    try:
+        return oddities(filters=filters, detector=p["detector"] or "combined", user=p["user"] or None)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _oddity(row: dict[str, Any]) -> dict[str, Any]:
+    from lake.pictures import picture_of
+
+    return {"date": row["date"], "title": row["title"], "category": row.get("category"), "rank": row.get("rank"),
+            "score": round(float(row["score"]), 4), "flagged_by": row["flagged_by"], "why": row["why"],
+            "feedback": row.get("feedback"), "url": f"/entry/{row['date']}",
+            "picture": picture_of(date=row["date"], has_image=bool(row.get("has_image")), url=row.get("url"),
+                                  media_type=row.get("media_type")).to_dict()}
+
+
+@bp.get("/oddities")
+def oddities_list():
+    """Entries ranked by how odd they are (a detector's order, or the combined score re-ranked by the
+    person's labels), each with the detector that flags it and why."""
+    p = _params(ODDITY_PARAMS)
+    k = _int(p["k"], "k", 24, 1, MAX_K)
+    page = _int(p["page"], "page", 1, 1, 1000)
+    df = _oddities_frame(p)
+    rows = records(df.iloc[(page - 1) * k: page * k])
+    return jsonify({"detector": p["detector"] or "combined", "k": k, "page": page, "total": len(df),
+                    "results": [_oddity(r) for r in rows]})
+
+
+@bp.get("/oddities/export")
+def oddities_export():
+    """The whole ranked list (with every detector's score) as CSV, JSON or Parquet."""
+    p = _params(ODDITY_PARAMS - {"k", "page"} | {"format"})
+    fmt = p["format"] or "csv"
+    if fmt not in EXPORT_FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    df = _oddities_frame(p).head(MAX_EXPORT_ROWS).drop(columns=["url", "media_type"], errors="ignore")
+    return _download(df, f"oddities-{p['detector'] or 'combined'}", fmt)
+
+
+@bp.post("/feedback")
+def feedback_add():
+    """Body ``{"date": "2014-01-07", "interesting": true | false | null, "user": "…"}``."""
+    from atlas.userstate import FeedbackError
+    from services import feedback
+
+    _params(set())  # everything comes in the JSON body
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or "date" not in body or "interesting" not in body:
+        raise BadRequest('send JSON {"date": "YYYY-MM-DD", "interesting": true|false|null, "user": "name"}')
+    if body["interesting"] not in (True, False, None):
+        raise BadRequest("interesting must be true, false or null")
+    date = str(body["date"])
+    if not _is_date(date):
+        raise BadRequest(f"{date[:40]!r} is not a date like 2014-01-31")
+    if atlas().entry(date) is None:
+        raise LookupError(f"no entry for {date}")
+    try:
+        feedback().add(date=date, interesting=body["interesting"], user=str(body.get("user") or ""))
+    except FeedbackError as exc:
+        raise BadRequest(str(exc)) from None
+    return jsonify({"ok": True, "date": date, "interesting": body["interesting"]})
+
+
+def _is_date(value: Any) -> bool:
+    try:
+        dt.date.fromisoformat(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+@bp.get("/feedback/export")
+def feedback_export():
+    """Every label given (date, interesting, user, time) as CSV, JSON or Parquet."""
+    import pandas as pd
+
+    from services import feedback
+
+    p = _params({"format"})
+    fmt = p["format"] or "csv"
+    if fmt not in EXPORT_FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    df = pd.DataFrame(feedback().history(), columns=["date", "interesting", "user", "at"])
+    return _download(df, "feedback", fmt)
+
+
+def _download(df, stem: str, fmt: str):
+    import io
+
+    from flask import Response
+
+    if fmt == "json":
+        return jsonify(records(df))
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        body, mime = buf.getvalue(), "application/vnd.apache.parquet"
+    else:
+        body, mime = df.to_csv(index=False).encode(), "text/csv; charset=utf-8"
+    return Response(body, mimetype=mime, headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'})
+
+
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 

@@ -28,7 +28,7 @@ from services import EXTENSION, LakeService
 log = logging.getLogger(__name__)
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-NAV_ORDER = ["Map", "Categories", "Sky", "Metrics"]
+NAV_ORDER = ["Map", "Categories", "Oddities", "Sky", "Metrics"]
 
 
 def navbar() -> dbc.Navbar:

@@ -16,10 +16,15 @@ from typing import Any
 
 from flask import current_app
 
+import pandas as pd
+
 from atlas.encoders import Encoder, encoder_from_manifest
+from atlas.userstate import FeedbackStore, default_path
 from atlas.sky.resolve import position_of
 from lake.layout import LakeLayout
+from lake.filters import Filters
 from lake.manifest import LakeMissingError
+from lake.oddities import ranked
 from lake.queries import AtlasQueries
 from lake.reader import LakeReader
 from lake.search import SearchEngine
@@ -39,6 +44,7 @@ class LakeService:
         self._atlas: AtlasQueries | None = None
         self._engine: SearchEngine | None = None
         self._encoders: dict[str, Encoder] = {}
+        self._feedback: FeedbackStore | None = None
 
     def _encoder_for(self, info: dict[str, Any]) -> Encoder:
         key = str(info.get("fingerprint"))
@@ -70,6 +76,18 @@ class LakeService:
 
     def engine(self) -> SearchEngine:
         return self._open()[1]
+
+    def feedback(self) -> FeedbackStore:
+        """People's labels for this lake (outside the lake: they survive rebuilds)."""
+        with self._lock:
+            if self._feedback is None:
+                self._feedback = FeedbackStore(default_path(self.layout.root))
+            return self._feedback
+
+    def oddities(self, *, filters: Filters | None = None, detector: str = "combined",
+                 user: str | None = None) -> pd.DataFrame:
+        """The ranked oddities list: the detector's order, re-ranked by this person's labels."""
+        return ranked(self.atlas().anomaly_scores(filters), self.feedback().labels(user=user), detector=detector)
 
     def locate(self, name: str) -> tuple[float, float] | None:
         """RA/Dec of a typed object name: the offline catalogues first, then the positions the lake's
@@ -105,3 +123,11 @@ def locate(name: str) -> tuple[float, float] | None:
 
 def lake_layout() -> LakeLayout:
     return current().layout
+
+
+def feedback() -> FeedbackStore:
+    return current().feedback()
+
+
+def oddities(**kwargs: Any) -> pd.DataFrame:
+    return current().oddities(**kwargs)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 #: Points every command and the app at a lake directory (``--lake`` wins over it).
 LAKE_ENV = "COSMIC_ATLAS_LAKE"
+STATE_ENV = "COSMIC_ATLAS_STATE"
 
 NASA_APOD_URL = "https://api.nasa.gov/planetary/apod"
 SIMBAD_TAP_URL = "https://simbad.cds.unistra.fr/simbad/sim-tap"
@@ -26,6 +27,16 @@ def lake_dir() -> Path | None:
     """``$COSMIC_ATLAS_LAKE`` when set; None means the repository's ``lake/data``."""
     value = _get(LAKE_ENV)
     return Path(value).expanduser() if value else None
+
+
+def state_dir() -> Path:
+    """Where people's own data lives (feedback labels): ``$COSMIC_ATLAS_STATE``, else the XDG state
+    directory. Never inside a lake: lakes are rebuilt and may be read-only."""
+    value = _get(STATE_ENV)
+    if value:
+        return Path(value).expanduser()
+    base = _get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cosmic-atlas"
 
 
 def nasa_api_key() -> str:

@@ -240,6 +240,38 @@ class AtlasQueries:
         )
 
     # -- sky ------------------------------------------------------------------------------------
+    # -- cluster lists ---------------------------------------------------------------------------
+    def clusters(self, embedding: str) -> pd.DataFrame:
+        """The clusters of one embedding: id, label, size."""
+        return self.reader.query(
+            "SELECT cluster, any_value(label) AS label, count(*) AS size FROM clusters WHERE embedding = $emb "
+            "GROUP BY cluster ORDER BY cluster", {"emb": embedding})
+
+    def cluster_members(self, embedding: str, cluster: int) -> pd.DataFrame:
+        """Members of one cluster, for taking away: dates, titles, credits, rights and a licence note."""
+        df = self.reader.query(
+            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.credit, e.copyright, e.rights_note, "
+            "e.url, k.label AS cluster_label FROM clusters k JOIN entries e ON e.date = k.date "
+            "LEFT JOIN categories c ON c.date = e.date AND c.source = 'text' "
+            "WHERE k.embedding = $emb AND k.cluster = $cl ORDER BY e.date", {"emb": embedding, "cl": int(cluster)})
+        df["nasa_page"] = [nasa_page_url(d) for d in df.date]
+        df["licence_note"] = LICENCE_NOTE
+        return df
+
+    # -- oddities -------------------------------------------------------------------------------
+    def has_anomalies(self) -> bool:
+        return "anomalies" in self.reader.tables
+
+    def anomaly_scores(self, filters: Filters | None = None) -> pd.DataFrame:
+        """Every (filtered) entry's detector scores with its title, text category and picture facts."""
+        if not self.has_anomalies():
+            raise LookupError("this lake has no anomaly scores; rebuild it with `python -m pipeline build`")
+        filter_sql, params = self._where(filters)
+        df = self.reader.query(
+            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.has_image, e.url, e.media_type, "
+            f"a.* EXCLUDE (date) {_BASE_FROM} JOIN anomalies a ON a.date = e.date WHERE {filter_sql}", params)
+        return df
+
     def has_sky(self) -> bool:
         return "objects" in self.reader.tables
 

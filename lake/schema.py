@@ -21,7 +21,7 @@ ALIGNED_KIND = "aligned"
 VECTOR_KINDS: tuple[str, ...] = (*EMBEDDING_KINDS, ALIGNED_KIND)
 
 #: Parquet tables of the lake.
-TABLES: tuple[str, ...] = ("entries", "categories", "projections", "clusters", "metrics", "objects")
+TABLES: tuple[str, ...] = ("entries", "categories", "projections", "clusters", "metrics", "objects", "anomalies")
 
 #: 2-D/3-D maps computed for each embedding kind.
 PROJECTION_METHODS: tuple[str, ...] = ("umap", "tsne", "umap3d")
@@ -116,6 +116,18 @@ OBJECTS = pa.schema(
     ]
 )
 
+#: Detectors of the anomaly stage (pipeline/anomaly.py): per embedding kind, then across modalities.
+ANOMALY_DETECTORS: tuple[str, ...] = (
+    *(f"{kind}_{method}" for kind in EMBEDDING_KINDS for method in ("knn", "lof", "iforest")),
+    "picture_vs_text_neighbours", "text_vs_picture_neighbours", "caption_mismatch", "cross_modal",
+)
+
+ANOMALIES = pa.schema(
+    [pa.field("date", pa.date32(), nullable=False), pa.field("has_picture", pa.bool_(), nullable=False)]
+    + [pa.field(name, pa.float64()) for name in ANOMALY_DETECTORS]  # higher = odder; null = not applicable
+    + [pa.field("combined", pa.float64(), nullable=False), pa.field("rank", pa.int32(), nullable=False)]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "entries": ENTRIES,
     "categories": CATEGORIES,
@@ -123,6 +135,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "clusters": CLUSTERS,
     "metrics": METRICS,
     "objects": OBJECTS,
+    "anomalies": ANOMALIES,
 }
 
 

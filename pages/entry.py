@@ -76,6 +76,26 @@ def _neighbours(date: str) -> dbc.Tabs:
     return dbc.Tabs(tabs, active_tab="nb-text", id=Entry.TABS)
 
 
+def _text_vs_picture(date: str) -> html.Div | None:
+    """The entry's text neighbours next to its picture neighbours: where they disagree, one of the two
+    sides is unusual (the Oddities page ranks entries by that disagreement)."""
+    day = dt.date.fromisoformat(date)
+    try:
+        by_text = engine().similar(day, kind="text", k=6)
+        by_picture = engine().similar(day, kind="image", k=6)
+    except (LookupError, SearchError):
+        return None
+
+    def column(title: str, hits: list[dict]) -> dbc.Col:
+        cards = [dbc.Col(thumb_card(h["date"], h["title"], picture=h.get("picture"), footer=f"{h['score']:.2f}"),
+                         xs=6, md=4, className="mb-2") for h in hits]
+        return dbc.Col([html.H6(title), dbc.Row(cards)], md=6)
+
+    return html.Div([html.H4("Text neighbours vs picture neighbours"),
+                     dbc.Row([column("Nearest by text", by_text), column("Nearest by picture", by_picture)])],
+                    id=Entry.COMPARE, className="mb-3")
+
+
 def layout(date: str = "", **_ignored) -> html.Div:
     try:
         a = atlas()
@@ -122,6 +142,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
                 ]),
             ], md=7),
         ], className="my-3"),
+        _text_vs_picture(d),
         html.H4("Similar entries"),
         _neighbours(d),
     ], fluid=True)

@@ -86,6 +86,11 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
         dag.AgGrid(id=Map.TABLE, columnDefs=GRID_COLUMNS, rowData=[], className="ag-theme-alpine",
                    dashGridOptions={"pagination": True, "paginationPageSize": 20}, style={"height": "420px"}),
         dcc.Download(id=Map.DOWNLOAD),
+        dbc.Row([
+            dbc.Col(html.Span("Take a cluster away:", className="small fw-semibold"), width="auto"),
+            dbc.Col(dcc.Dropdown(id=Map.CLUSTER_PICK, placeholder="a cluster of this map", clearable=True), md=5),
+            dbc.Col(html.Div(id=Map.CLUSTER_LINKS), width="auto"),
+        ], className="align-items-center mt-3 g-2"),
         html.Div(LICENCE_NOTE, className="text-muted small my-3"),
     ], fluid=True)
 
@@ -174,6 +179,26 @@ def hover_card(hover):
     if picture and picture["src"]:
         children.insert(0, picture_element(picture, alt="", class_name="atlas-hover-img"))
     return True, pt.get("bbox", {"x0": 0, "x1": 0, "y0": 0, "y1": 0}), children
+
+
+@callback(Output(Map.CLUSTER_PICK, "options"), Output(Map.CLUSTER_PICK, "value"), Input(Map.EMB, "value"))
+def cluster_options(emb):
+    """The current embedding's clusters (label and size) for the cluster download."""
+    try:
+        clusters = atlas().clusters(emb or "text")
+    except LakeMissingError:
+        return [], None
+    return [{"label": f"{r.cluster}: {r.label} ({r.size:,})", "value": int(r.cluster)}
+            for r in clusters.itertuples()], None
+
+
+@callback(Output(Map.CLUSTER_LINKS, "children"), Input(Map.CLUSTER_PICK, "value"), State(Map.EMB, "value"))
+def cluster_links(cluster, emb):
+    if cluster is None:
+        return ""
+    base = f"/api/clusters/{emb or 'text'}/{int(cluster)}"
+    return [html.A("CSV", href=f"{base}?format=csv", className="btn btn-sm btn-outline-secondary me-2"),
+            html.A("Parquet", href=f"{base}?format=parquet", className="btn btn-sm btn-outline-secondary")]
 
 
 @callback(Output(Map.GO, "pathname"), Input(Map.GRAPH, "clickData"), prevent_initial_call=True)

@@ -46,6 +46,8 @@ class Map:
     CLEAR: Final = "map-clear"
     TABLE: Final = "map-table"
     DOWNLOAD: Final = "map-download"
+    CLUSTER_PICK: Final = "map-cluster-pick"
+    CLUSTER_LINKS: Final = "map-cluster-links"
 
 
 class Categories:
@@ -62,11 +64,28 @@ class Categories:
     PAGE: Final = "cat-page"
 
 
+class Oddities:
+    """Oddities page (``/oddities``): anomaly gallery with feedback."""
+
+    DETECTOR: Final = "odd-detector"
+    CATS: Final = "odd-cats"
+    DATES: Final = "odd-dates"
+    PAGE: Final = "odd-page"
+    NOTE: Final = "odd-note"
+    GALLERY: Final = "odd-gallery"
+    EXPORT: Final = "odd-export"
+    EXPORT_CSV: Final = "odd-export-csv"
+    USER: Final = "odd-user"
+    VERSION: Final = "odd-version"
+    THUMB: Final = "odd-thumb"  # pattern-matching type: {"type": THUMB, "date": …, "label": "up" | "down"}
+
+
 class Entry:
     """Entry page (``/entry/<date>``)."""
 
     TITLE: Final = "entry-title"
     PICTURE_SOURCE: Final = "entry-picture-source"
+    COMPARE: Final = "entry-compare"
     OBJECTS: Final = "entry-objects"
     TABS: Final = "entry-tabs"
 

@@ -49,7 +49,61 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dec", type=float, help="sky cone centre, declination in degrees")
     s.add_argument("--radius", type=float, default=1.0, help="sky cone radius in degrees")
     s.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    o = sub.add_parser("oddities", help="entries ranked by how odd they are (anomaly scores), re-ranked by your labels",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    o.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
+    o.add_argument("--detector", default="combined", help="combined, or one detector (see the lake's manifest)")
+    o.add_argument("--k", type=int, default=20, help="how many to list")
+    o.add_argument("--user", default=None, help="whose labels re-rank the list (default: everyone's latest)")
+    o.add_argument("--export", type=Path, metavar="FILE", help="write the whole ranked list (.csv or .parquet)")
+    o.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    f = sub.add_parser("feedback", help="mark an entry interesting or not (stored outside the lake)")
+    f.add_argument("date", type=parse_date, help="the entry, YYYY-MM-DD")
+    f.add_argument("label", choices=["interesting", "not", "clear"])
+    f.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
+    f.add_argument("--user", default="anonymous")
     return parser
+
+
+def cmd_oddities(args: argparse.Namespace) -> int:
+    import json
+
+    from atlas.userstate import FeedbackStore, default_path
+    from lake.manifest import LakeMissingError
+    from lake.oddities import ranked
+    from lake.queries import AtlasQueries
+    from lake.reader import LakeReader
+
+    try:
+        reader = LakeReader.open(args.lake or environment.lake_dir())
+        store = FeedbackStore(default_path(reader.layout.root))
+        if args.command == "feedback":
+            if AtlasQueries(reader).entry(args.date.isoformat()) is None:
+                raise LookupError(f"no entry for {args.date}")
+            store.add(date=args.date.isoformat(), interesting={"interesting": True, "not": False}.get(args.label),
+                      user=args.user)
+            print(f"{args.date}: {args.label} (user {args.user})")
+            return 0
+        df = ranked(AtlasQueries(reader).anomaly_scores(), store.labels(user=args.user), detector=args.detector)
+    except (LakeMissingError, LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.export:
+        if args.export.suffix not in (".csv", ".parquet"):
+            print("error: --export needs a .csv or .parquet file name", file=sys.stderr)
+            return 2
+        out = df.drop(columns=["url", "media_type"], errors="ignore")
+        out.to_parquet(args.export, index=False) if args.export.suffix == ".parquet" else out.to_csv(args.export, index=False)
+        print(f"wrote {len(out):,} rows to {args.export}")
+        return 0
+    top = df.head(args.k)
+    if args.json:
+        print(json.dumps([{"date": r.date, "title": r.title, "score": round(float(r.score), 4), "why": r.why}
+                          for r in top.itertuples()], indent=2, ensure_ascii=False))
+    else:
+        for r in top.itertuples():
+            print(f"{r.date}  {r.score:6.3f}  {r.title[:50]:<50}  {r.why}")
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -146,4 +200,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_build(args)
     if args.command == "search":
         return cmd_search(args)
+    if args.command in ("oddities", "feedback"):
+        return cmd_oddities(args)
     return 2

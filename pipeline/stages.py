@@ -346,6 +346,31 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
     return StageResult(items=written)
 
 
+def _anomaly_params(ctx: BuildContext):
+    from pipeline.anomaly import AnomalyParams
+
+    return AnomalyParams(seed=ctx.cfg.seed)
+
+
+def anomaly_stage(ctx: BuildContext) -> StageResult:
+    """Per-entry anomaly scores: single-modality detectors per kind and text-vs-picture disagreement."""
+    from lake.schema import ANOMALY_DETECTORS
+    from pipeline.anomaly import score_entries
+
+    params = _anomaly_params(ctx)
+    vectors = {k: ctx.writer.read_vectors(k) for k in (*EMBEDDING_KINDS, ALIGNED_KIND)}
+    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params)
+    for name in ANOMALY_DETECTORS:
+        if name not in df:
+            df[name] = np.nan
+    df["date"] = [dt.date.fromisoformat(d) for d in df.date]
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    ctx.writer.stage_table("anomalies", table)
+    return StageResult(items=len(df), manifest={"anomaly": params.as_dict() | {
+        "detectors": [n for n in ANOMALY_DETECTORS if df[n].notna().any()],
+        "combined": "cross_modal percentile for entries with a picture, text k-NN percentile otherwise"}})
+
+
 def _staged(*names: str):
     return lambda layout: [layout.staged_table(n) for n in names]
 
@@ -369,6 +394,9 @@ STAGES: list[Stage] = [
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.cfg.n_clusters,
                        "ward-knn15-v1"],
           _staged("clusters")),
+    Stage("anomaly", anomaly_stage,
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), "anomaly-v2"],
+          _staged("anomalies")),
     Stage("sky", sky_stage, _sky_inputs, _staged("objects")),
     Stage("vectors", vectors_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.hash("entries"),

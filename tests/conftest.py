@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,8 @@ IMAGES = REPO / "data" / "apod" / "images"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub by accident
 os.environ.setdefault("SIMBAD_TAP_URL", "http://127.0.0.1:9/simbad/sim-tap")
 os.environ.setdefault("SESAME_URL", "http://127.0.0.1:9/")  # nor the CDS name resolver (closed local port)
+# people's feedback labels go to a throw-away directory, never to the tester's own state directory
+os.environ["COSMIC_ATLAS_STATE"] = tempfile.mkdtemp(prefix="cosmic-atlas-state-")
 
 
 def archive_rows(start: str, end: str) -> list[dict]:

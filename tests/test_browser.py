@@ -290,6 +290,25 @@ def test_entry_without_thumbnail_shows_its_nasa_picture_or_an_offline_placeholde
     shot(browser, "entry_remote_picture")
 
 
+def test_oddities_gallery_thumbs_rerank_and_export(browser, server, downloads):
+    browser.get(server + "/oddities")
+    wait_for(browser, "#odd-gallery .atlas-oddity", timeout=60)
+    cards = browser.find_elements("css selector", "#odd-gallery .atlas-oddity")
+    assert len(cards) == 24 and all(c.find_element("css selector", ".atlas-why").text for c in cards)
+    first = cards[0].find_element("css selector", "a.fw-semibold").text
+    down = cards[0].find_elements("css selector", ".atlas-thumbs button")[1]
+    down.click()  # "not interesting": the list re-ranks and the entry leaves the top
+    wait_until(lambda: "re-ranked with your 1 mark" in browser.find_element("id", "odd-note").text, what="re-rank")
+    wait_until(lambda: browser.find_elements("css selector", "#odd-gallery .atlas-oddity a.fw-semibold")[0].text != first,
+               what="new first card")
+    browser.find_element("id", "odd-export-csv").click()
+    csv_path = wait_until(lambda: next(iter(downloads.glob("oddities-*.csv")), None), what="CSV download")
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) > 100 and rows[-1]["title"] == first  # the "not interesting" one is last
+    assert console_errors(browser) == []
+    shot(browser, "oddities")
+
+
 OFFLINE_ALADIN = ("unistra.fr", "Failed to fetch", "Uncaught (in promise)")  # survey servers unreachable here
 
 

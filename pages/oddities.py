@@ -1,0 +1,154 @@
+"""Oddities: the entries that do not fit, ranked by the anomaly stage's detectors, with thumbs up /
+down that re-rank the list for the person giving them (stored outside the lake, see atlas.userstate)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from urllib.parse import urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from lake.manifest import LakeMissingError
+from lake.pictures import picture_of
+from lake.schema import ANOMALY_DETECTORS
+from pages._common import atlas, missing_lake_notice, picture_element, vocabulary
+from pages.ids import Entry, Oddities
+from services import feedback, oddities
+
+dash.register_page(__name__, path="/oddities", name="Oddities", title="Cosmic Atlas · Oddities")
+
+PER_PAGE = 24
+DETECTOR_LABELS = {
+    "combined": "Combined (re-ranked by your feedback)",
+    "picture_vs_text_neighbours": "Picture unlike its text neighbours' pictures",
+    "text_vs_picture_neighbours": "Text unlike its picture neighbours' texts",
+    "caption_mismatch": "Caption does not match its picture",
+    "cross_modal": "Picture and text disagree (mean of the three)",
+}
+
+
+def _detector_label(name: str) -> str:
+    if name in DETECTOR_LABELS:
+        return DETECTOR_LABELS[name]
+    kind, _, method = name.partition("_")
+    return f"{kind.title()} vectors · { {'knn': 'k-NN distance', 'lof': 'local outlier factor', 'iforest': 'isolation forest'}[method]}"
+
+
+def layout(**_ignored) -> html.Div:
+    try:
+        _, names, lo, hi = vocabulary()
+        detectors = [d for d in ANOMALY_DETECTORS if d in atlas().manifest.get("anomaly", {}).get("detectors", [])]
+        if not atlas().has_anomalies():
+            raise LookupError
+    except LakeMissingError as exc:
+        return missing_lake_notice(exc)
+    except LookupError:
+        return dbc.Container(dbc.Alert("This lake has no anomaly scores yet: rebuild it with "
+                                       "`python -m pipeline build`.", color="warning"), className="mt-4")
+    options = [{"label": _detector_label(d), "value": d} for d in ("combined", *detectors)]
+    return dbc.Container([
+        dcc.Store(id=Oddities.USER, storage_type="local"),
+        dcc.Store(id=Oddities.VERSION, data=0),
+        html.H3("Oddities", className="mt-3"),
+        html.P("Entries that do not fit: pictures whose captions describe something else, rare subjects, odd "
+               "pictures. Mark what you find interesting; the list learns from your marks.", className="text-muted"),
+        dbc.Row([
+            dbc.Col(dcc.Dropdown(id=Oddities.DETECTOR, options=options, value="combined", clearable=False), md=4),
+            dbc.Col(dcc.Dropdown(id=Oddities.CATS, options=names, multi=True, placeholder="All categories"), md=4),
+            dbc.Col(dcc.DatePickerRange(id=Oddities.DATES, min_date_allowed=lo, max_date_allowed=hi,
+                                        display_format="YYYY-MM-DD", clearable=True), md=4),
+        ], className="g-2 mb-2"),
+        dbc.Row([dbc.Col(html.Div(id=Oddities.NOTE, className="small text-muted"), md=8),
+                 dbc.Col(html.Div(id=Oddities.EXPORT, className="text-end"), md=4)], className="mb-2"),
+        dbc.Row(id=Oddities.GALLERY),
+        dbc.Pagination(id=Oddities.PAGE, max_value=1, active_page=1, fully_expanded=False, className="mt-2"),
+    ], fluid=True)
+
+
+def _card(row: dict, user_label: bool | None) -> dbc.Card:
+    d = row["date"]
+    pic = picture_of(date=d, has_image=bool(row.get("has_image")), url=row.get("url"), media_type=row.get("media_type"))
+    thumbs = dbc.ButtonGroup([
+        dbc.Button("✓ Interesting", id={"type": Oddities.THUMB, "date": d, "label": "up"}, size="sm",
+                   title="thumbs up: more like this", color="success", outline=user_label is not True),
+        dbc.Button("✕ Not", id={"type": Oddities.THUMB, "date": d, "label": "down"}, size="sm",
+                   title="thumbs down: not interesting", color="secondary", outline=user_label is not False),
+    ], className="atlas-thumbs")
+    body = [html.A(row["title"], href=f"/entry/{d}", className="small fw-semibold d-block text-truncate",
+                   title=row["title"]),
+            html.Div(f"{d} · {row.get('category') or '—'}", className="small text-muted"),
+            html.Div(row["why"], className="small mt-1 atlas-why"),
+            html.Div([thumbs, html.A("neighbours", href=f"/entry/{d}#{Entry.COMPARE}", title="its text neighbours next to its picture neighbours",
+                                     className="small ms-2")], className="mt-2 d-flex align-items-center")]
+    return dbc.Card([html.A(picture_element(pic.to_dict(), alt=row["title"], class_name="card-img-top atlas-thumb"),
+                            href=f"/entry/{d}"),
+                     dbc.CardBody(body, className="p-2")], className="h-100 atlas-card atlas-oddity")
+
+
+@callback(Output(Oddities.USER, "data"), Input(Oddities.USER, "modified_timestamp"), State(Oddities.USER, "data"))
+def ensure_user(_ts, user):
+    """A random id per browser, so each person's labels re-rank their own list."""
+    return no_update if user else uuid.uuid4().hex[:16]
+
+
+@callback(
+    Output(Oddities.GALLERY, "children"),
+    Output(Oddities.NOTE, "children"),
+    Output(Oddities.EXPORT, "children"),
+    Output(Oddities.PAGE, "max_value"),
+    Input(Oddities.DETECTOR, "value"),
+    Input(Oddities.CATS, "value"),
+    Input(Oddities.DATES, "start_date"),
+    Input(Oddities.DATES, "end_date"),
+    Input(Oddities.PAGE, "active_page"),
+    Input(Oddities.USER, "data"),
+    Input(Oddities.VERSION, "data"),
+)
+def gallery(detector, cats, start, end, page, user, _version):
+    from lake.filters import FilterError, Filters
+
+    if not user:
+        return no_update, no_update, no_update, no_update
+    try:
+        filters = Filters(categories=tuple(cats or ()), start=(start or None) and start[:10],
+                          end=(end or None) and end[:10])
+        df = oddities(filters=filters, detector=detector or "combined", user=user)
+    except (FilterError, ValueError, LookupError) as exc:
+        return [], dbc.Alert(str(exc), color="warning"), no_update, 1
+    page = max(1, int(page or 1))
+    rows = df.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].to_dict("records")
+    cards = [dbc.Col(_card(r, r.get("feedback")), xs=12, sm=6, md=4, lg=3, className="mb-3") for r in rows]
+    labels = int(df["feedback"].notna().sum()) if "feedback" in df else 0
+    how = (f"re-ranked with your {labels} mark{'s' if labels != 1 else ''}" if detector == "combined" and labels
+           else "ranked by " + _detector_label(detector or "combined").lower())
+    note = f"{len(df):,} entries, {how}."
+    query = urlencode({k: v for k, v in {"detector": detector, "user": user, "from": (start or "")[:10],
+                                          "to": (end or "")[:10]}.items() if v} | ({"category": ",".join(cats)} if cats else {}))
+    export = [html.A("Download list (CSV)", href=f"/api/oddities/export?format=csv&{query}", className="btn btn-sm btn-outline-primary me-2",
+                     id=Oddities.EXPORT_CSV),
+              html.A("Parquet", href=f"/api/oddities/export?format=parquet&{query}", className="btn btn-sm btn-outline-primary me-2"),
+              html.A("Labels (CSV)", href="/api/feedback/export?format=csv", className="btn btn-sm btn-outline-secondary")]
+    return cards, note, export, max(1, math.ceil(len(df) / PER_PAGE))
+
+
+@callback(
+    Output(Oddities.VERSION, "data"),
+    Input({"type": Oddities.THUMB, "date": ALL, "label": ALL}, "n_clicks"),
+    State(Oddities.USER, "data"),
+    State(Oddities.VERSION, "data"),
+    prevent_initial_call=True,
+)
+def mark(clicks, user, version):
+    """Store a thumbs up / down (clicking the same one again clears it), then refresh the list."""
+    trigger = ctx.triggered_id
+    if not trigger or not any(clicks) or not user:
+        return no_update
+    store = feedback()
+    current = store.labels(user=user).get(trigger["date"])
+    wanted = trigger["label"] == "up"
+    store.add(date=trigger["date"], interesting=None if current is wanted else wanted, user=user)
+    return (version or 0) + 1
+

@@ -1,0 +1,148 @@
+"""Anomaly scores: entries that do not fit, per embedding kind and across modalities.
+
+Single-modality detectors, per embedding kind (scikit-learn): mean cosine distance to the k nearest
+neighbours (``knn``), local outlier factor (``lof``) and isolation forest (``iforest``, on a PCA-32
+of the vectors). They find rare subjects, but a picture whose caption describes something else looks
+ordinary to each of them on its own.
+
+Cross-modal detectors (entries with a picture) compare an entry's two sides:
+
+* ``picture_vs_text_neighbours``: how unlike its picture is to the pictures of its k text neighbours;
+* ``text_vs_picture_neighbours``: how unlike its text is to the texts of its k picture neighbours;
+* ``caption_mismatch``: 1 − cosine(text, picture in the text space) (the alignment stage's space);
+* ``cross_modal``: the mean of the three, each as a percentile (so no scale dominates).
+
+``combined`` ranks everything: the cross-modal score's percentile among entries with a picture, the
+text k-NN score's percentile among text-only entries (each group on its own scale, so neither crowds
+the other out of the top). Every score is "higher = odder"; percentiles are in (0, 1].
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from atlas.encoders import l2_normalise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnomalyParams:
+    k: int = 10  # neighbours for k-NN distance and the cross-modal neighbourhoods
+    lof_neighbours: int = 20
+    iforest_trees: int = 200
+    iforest_dims: int = 32
+    seed: int = 42
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+CROSS_MODAL = ("picture_vs_text_neighbours", "text_vs_picture_neighbours", "caption_mismatch")
+
+
+def percentile(x: np.ndarray) -> np.ndarray:
+    """Rank of each value in (0, 1]; ties share their mean rank; NaN stays NaN."""
+    out = np.full(len(x), np.nan)
+    ok = ~np.isnan(x)
+    out[ok] = pd.Series(x[ok]).rank(method="average").to_numpy() / max(int(ok.sum()), 1)
+    return out
+
+
+def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and cosine similarities of each row's k nearest other rows (exact, in blocks)."""
+    v = l2_normalise(vectors)
+    k = min(k, len(v) - 1)
+    idx = np.zeros((len(v), k), np.int64)
+    sims = np.zeros((len(v), k), np.float32)
+    for start in range(0, len(v), 2048):
+        s = v[start:start + 2048] @ v.T
+        s[np.arange(len(s)), np.arange(start, start + len(s))] = -np.inf
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        idx[start:start + len(s)] = part
+        sims[start:start + len(s)] = np.take_along_axis(s, part, axis=1)
+    return idx, sims
+
+
+def single_modal(vectors: np.ndarray, params: AnomalyParams) -> dict[str, np.ndarray]:
+    """k-NN distance, LOF and isolation forest scores of one embedding kind (higher = odder)."""
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor
+
+    n = len(vectors)
+    if n < 3:
+        return {name: np.zeros(n) for name in ("knn", "lof", "iforest")}
+    v = l2_normalise(vectors)
+    _, sims = _neighbours(v, params.k)
+    knn = 1.0 - sims.mean(axis=1)
+    lof = LocalOutlierFactor(n_neighbors=min(params.lof_neighbours, n - 1)).fit(v)
+    dims = min(params.iforest_dims, v.shape[1], n)
+    reduced = PCA(n_components=dims, random_state=params.seed).fit_transform(v)
+    forest = IsolationForest(n_estimators=params.iforest_trees, random_state=params.seed).fit(reduced)
+    return {"knn": knn.astype(np.float64), "lof": -lof.negative_outlier_factor_.astype(np.float64),
+            "iforest": -forest.score_samples(reduced).astype(np.float64)}
+
+
+def cross_modal(text: np.ndarray, picture: np.ndarray, picture_in_text: np.ndarray | None,
+                params: AnomalyParams) -> dict[str, np.ndarray]:
+    """Cross-modal scores for entries with a picture (rows aligned across the three matrices)."""
+    t, p = l2_normalise(text), l2_normalise(picture)
+    text_nn, _ = _neighbours(t, params.k)
+    picture_nn, _ = _neighbours(p, params.k)
+    out = {
+        "picture_vs_text_neighbours": 1.0 - np.einsum("id,ikd->i", p, p[text_nn]) / text_nn.shape[1],
+        "text_vs_picture_neighbours": 1.0 - np.einsum("id,ikd->i", t, t[picture_nn]) / picture_nn.shape[1],
+    }
+    if picture_in_text is not None:
+        out["caption_mismatch"] = 1.0 - np.einsum("id,id->i", t, l2_normalise(picture_in_text))
+    pcts = [percentile(out[name]) for name in CROSS_MODAL if name in out]
+    out["cross_modal"] = np.mean(pcts, axis=0)
+    return {k: v.astype(np.float64) for k, v in out.items()}
+
+
+def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: AnomalyParams) -> pd.DataFrame:
+    """One row per entry (the ``text`` kind's dates): every detector's score and percentile, the
+    combined score and rank. ``vectors`` maps kind → (dates, matrix); ``aligned`` is optional."""
+    dates = list(vectors["text"][0])
+    row = {d: i for i, d in enumerate(dates)}
+    df = pd.DataFrame({"date": dates})
+    for kind in ("title", "text", "image", "multimodal"):
+        if kind not in vectors or len(vectors[kind][0]) < 3:
+            continue
+        kdates, matrix = vectors[kind]
+        where = np.array([row[d] for d in kdates])
+        for name, score in single_modal(matrix, params).items():
+            col = np.full(len(dates), np.nan)
+            col[where] = score
+            df[f"{kind}_{name}"] = col
+    image_dates, pictures = vectors.get("image", ([], np.zeros((0, 0))))
+    with_text = [i for i, d in enumerate(image_dates) if d in row]
+    if len(with_text) >= params.k + 2:
+        pd_dates = [image_dates[i] for i in with_text]
+        text = vectors["text"][1][[row[d] for d in pd_dates]]
+        aligned = None
+        if "aligned" in vectors and len(vectors["aligned"][0]):
+            apos = {d: i for i, d in enumerate(vectors["aligned"][0])}
+            if all(d in apos for d in pd_dates):
+                aligned = vectors["aligned"][1][[apos[d] for d in pd_dates]]
+        where = np.array([row[d] for d in pd_dates])
+        for name, score in cross_modal(text, pictures[with_text], aligned, params).items():
+            col = np.full(len(dates), np.nan)
+            col[where] = score
+            df[name] = col
+    has_picture = df["cross_modal"].notna().to_numpy() if "cross_modal" in df else np.zeros(len(df), bool)
+    combined = np.zeros(len(df))
+    if has_picture.any():  # each group as a percentile of its own, so neither crowds out the other
+        combined[has_picture] = percentile(df["cross_modal"].to_numpy()[has_picture])
+    if "text_knn" in df and (~has_picture).any():
+        combined[~has_picture] = percentile(df["text_knn"].to_numpy()[~has_picture])
+    df["has_picture"] = has_picture
+    df["combined"] = combined
+    df["rank"] = pd.Series(-combined).rank(method="first").astype(int).to_numpy()
+    return df

@@ -1,0 +1,110 @@
+"""Anomaly detectors, feedback re-ranking and the feedback store (fast tier: synthetic data, real SQLite)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from atlas.userstate import FeedbackError, FeedbackStore
+from lake.oddities import explain, ranked, rerank
+from pipeline.anomaly import AnomalyParams, percentile, score_entries
+
+
+def _collection(n: int = 300, topics: int = 10, swapped: int = 6, seed: int = 0):
+    """Texts and pictures that share a topic through different maps; ``swapped`` pictures exchanged."""
+    rng = np.random.default_rng(seed)
+    topic = rng.integers(0, topics, n)
+    text = rng.normal(size=(topics, 32))[topic] + 0.5 * rng.normal(size=(n, 32))
+    picture = rng.normal(size=(topics, 24))[topic] + 0.5 * rng.normal(size=(n, 24))
+    dates = [str(pd.Timestamp("2000-01-01") + pd.Timedelta(days=i))[:10] for i in range(n)]
+    chosen = rng.choice(n, swapped, replace=False)
+    while (topic[chosen] == topic[np.roll(chosen, 1)]).any():  # every swap must really change topic
+        chosen = rng.choice(n, swapped, replace=False)
+    picture[chosen] = picture[np.roll(chosen, 1)]
+    return dates, text.astype(np.float32), picture.astype(np.float32), {dates[i] for i in chosen}
+
+
+def test_cross_modal_detectors_find_swapped_pictures_single_modal_ones_do_not():
+    dates, text, picture, swapped = _collection()
+    df = score_entries({"text": (dates, text), "image": (dates, picture)}, AnomalyParams(k=10))
+    top = set(df.sort_values("picture_vs_text_neighbours", ascending=False).date.head(12))
+    assert len(top & swapped) >= 5  # 6 swapped among 300: chance would put ~0.24 in the top 12
+    from sklearn.metrics import roc_auc_score
+
+    truth = df.date.isin(swapped)
+    assert roc_auc_score(truth, df.cross_modal) > 0.9
+    assert roc_auc_score(truth, df.image_knn) < 0.8  # a swapped picture is an ordinary picture
+    assert set(df["rank"]) == set(range(1, len(df) + 1))
+
+
+def test_text_only_entries_get_text_scores_and_a_fair_combined_rank():
+    dates, text, picture, _ = _collection(n=200)
+    df = score_entries({"text": (dates, text), "image": (dates[:120], picture[:120])}, AnomalyParams(k=10))
+    no_picture = df[~df.has_picture]
+    assert len(no_picture) == 80 and no_picture.cross_modal.isna().all() and no_picture.text_knn.notna().all()
+    top = df.sort_values("rank").head(40)  # both groups are on their own percentile scale
+    assert 0 < top.has_picture.sum() < 40
+    assert percentile(np.array([3.0, np.nan, 1.0])).tolist()[0] == 1.0
+
+
+def test_feedback_rerank_learns_and_pushes_down_not_interesting():
+    dates, text, picture, swapped = _collection(n=300, swapped=12, seed=3)
+    df = score_entries({"text": (dates, text), "image": (dates, picture)}, AnomalyParams(k=10))
+    order = df.sort_values("rank")
+    labels = {d: d in swapped for d in order.date.head(10)}
+    out = rerank(df, labels)
+    bad = [d for d, ok in labels.items() if not ok]
+    assert not set(out.date.head(50)) & set(bad)  # "not interesting" marks go to the end
+    assert set(out.date.tail(len(bad))) == set(bad)
+    assert rerank(df, {}).date.tolist() == order.date.tolist()  # no labels: the unsupervised order
+    one_class = rerank(df, {order.date.iloc[0]: True})
+    assert one_class.date.iloc[0] == order.date.iloc[0]
+
+
+def test_ranked_lists_say_why_and_refuse_unknown_detectors():
+    dates, text, picture, _ = _collection(n=120)
+    df = score_entries({"text": (dates, text), "image": (dates, picture)}, AnomalyParams(k=10))
+    out = ranked(df, {}, detector="caption_mismatch") if "caption_mismatch" in df else ranked(df, {}, detector="image_lof")
+    assert out.why.str.len().min() > 10
+    with pytest.raises(ValueError, match="unknown detector"):
+        ranked(df, {}, detector="has_image")
+    assert "99.9%" in explain("picture_vs_text_neighbours", 1.0)
+
+
+def _write_labels(path: str, client: int, n: int) -> None:
+    store = FeedbackStore(path)
+    for i in range(n):
+        store.add(date=f"2014-01-{i + 1:02d}", interesting=bool((client + i) % 2), user=f"user{client}")
+
+
+def test_twenty_concurrent_clients_lose_no_label(tmp_path):
+    path = str(tmp_path / "feedback.sqlite")
+    FeedbackStore(path)
+    procs = [mp.get_context("spawn").Process(target=_write_labels, args=(path, c, 15)) for c in range(20)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    store = FeedbackStore(path)
+    assert len(store.history()) == 20 * 15
+    for c in (0, 7, 19):
+        mine = store.labels(user=f"user{c}")
+        assert len(mine) == 15 and mine["2014-01-01"] == bool(c % 2)
+
+
+def test_feedback_store_keeps_latest_label_and_survives_reopen(tmp_path):
+    store = FeedbackStore(tmp_path / "f.sqlite")
+    store.add(date="2014-01-07", interesting=True, user="ann")
+    store.add(date="2014-01-07", interesting=False, user="ann")
+    store.add(date="2014-01-08", interesting=True, user="bob")
+    store.add(date="2014-01-08", interesting=None, user="bob")  # cleared
+    again = FeedbackStore(tmp_path / "f.sqlite")
+    assert again.labels(user="ann") == {"2014-01-07": False}
+    assert again.labels() == {"2014-01-07": False}
+    assert len(again.history()) == 4
+    with pytest.raises(FeedbackError, match="not a date"):
+        again.add(date="yesterday", interesting=True)

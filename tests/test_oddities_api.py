@@ -1,0 +1,94 @@
+"""Oddities through the JSON API and the CLI on the demo lake: ranking, feedback, exports, concurrency."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import pandas as pd
+import pytest
+
+from lake.reader import LakeReader
+
+pytestmark = pytest.mark.slow
+
+
+def test_anomaly_table_in_the_lake(demo_lake):
+    reader = LakeReader.open(demo_lake)
+    df = reader.query("SELECT * FROM anomalies")
+    assert len(df) == reader.count("entries") and sorted(df["rank"]) == list(range(1, len(df) + 1))
+    pictures = df[df.has_picture]
+    assert len(pictures) == reader.manifest["counts"]["with_image"] and pictures.cross_modal.notna().all()
+    assert df[~df.has_picture].cross_modal.isna().all() and df.text_knn.notna().all()
+    assert reader.manifest["anomaly"]["k"] == 10 and "caption_mismatch" in reader.manifest["anomaly"]["detectors"]
+
+
+def test_oddities_feedback_rerank_and_export(demo_client):
+    c = demo_client
+    first = c.get("/api/oddities?k=5&user=alice").get_json()
+    assert first["total"] > 100 and len(first["results"]) == 5 and all(r["why"] for r in first["results"])
+    top = first["results"][0]["date"]
+    ok = c.post("/api/feedback", json={"date": top, "interesting": False, "user": "alice"})
+    assert ok.status_code == 200
+    after = c.get("/api/oddities?k=5&user=alice").get_json()["results"]
+    assert top not in [r["date"] for r in after]  # alice's "not interesting" moved it to the end
+    assert c.get("/api/oddities?k=5&user=bob").get_json()["results"][0]["date"] == top  # bob's list is his own
+    picture_list = c.get("/api/oddities?k=3&detector=picture_vs_text_neighbours").get_json()["results"]
+    assert all("text neighbours' pictures" in r["why"] for r in picture_list)
+    csv = c.get("/api/oddities/export?format=csv&user=alice")
+    assert csv.status_code == 200 and "attachment" in csv.headers["Content-Disposition"]
+    table = pd.read_csv(io.BytesIO(csv.data))
+    assert table.date.iloc[-1] == top and {"cross_modal", "why", "score"} <= set(table.columns)
+    parquet = pd.read_parquet(io.BytesIO(c.get("/api/oddities/export?format=parquet").data))
+    assert len(parquet) == first["total"]
+    labels = pd.read_csv(io.BytesIO(c.get("/api/feedback/export").data))
+    assert (labels.date == top).any() and set(labels.columns) == {"date", "interesting", "user", "at"}
+
+
+@pytest.mark.parametrize("body,status,fragment", [
+    ({"date": "2014-01-07"}, 400, "send JSON"),
+    ({"date": "2014-13-01", "interesting": True}, 400, "not a date"),
+    ({"date": "1990-01-01", "interesting": True}, 404, "no entry"),
+    ({"date": "2014-01-07", "interesting": "yes"}, 400, "true, false or null"),
+])
+def test_bad_feedback_gets_a_clear_error(demo_client, body, status, fragment):
+    r = demo_client.post("/api/feedback", json=body)
+    assert r.status_code == status and fragment in r.get_json()["error"]
+    assert demo_client.get("/api/oddities?detector=nope").status_code == 400
+    assert demo_client.get("/api/oddities/export?format=xls").status_code == 400
+
+
+def test_twenty_clients_clicking_at_once_lose_nothing(demo_app):
+    dates = LakeReader.open(demo_app.server.extensions["cosmic_atlas"].layout.root).query(
+        "SELECT strftime(date, '%Y-%m-%d') AS d FROM entries ORDER BY date LIMIT 5").d.tolist()
+    errors: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def client(i: int) -> None:
+        c = demo_app.server.test_client()
+        barrier.wait()
+        for d in dates:
+            r = c.post("/api/feedback", json={"date": d, "interesting": i % 2 == 0, "user": f"crowd{i}"})
+            if r.status_code != 200:
+                errors.append(r.get_data(as_text=True))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    history = pd.read_csv(io.BytesIO(demo_app.server.test_client().get("/api/feedback/export").data))
+    assert (history.user.str.startswith("crowd")).sum() == 20 * len(dates)
+
+
+def test_cluster_lists_download(demo_client):
+    clusters = demo_client.get("/api/clusters/text").get_json()["clusters"]
+    assert clusters and sum(c["size"] for c in clusters) == 120
+    first = clusters[0]
+    table = pd.read_csv(io.BytesIO(demo_client.get(f"/api/clusters/text/{first['cluster']}?format=csv").data))
+    assert len(table) == first["size"] and {"date", "title", "credit", "copyright", "licence_note"} <= set(table.columns)
+    parquet = pd.read_parquet(io.BytesIO(demo_client.get(f"/api/clusters/image/0?format=parquet").data))
+    assert len(parquet) > 0
+    assert demo_client.get("/api/clusters/sound").status_code == 400
+    assert demo_client.get("/api/clusters/text/9999").status_code == 404
