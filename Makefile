@@ -43,6 +43,7 @@ bench: $(VENV)/.deps browser
 	$(PY) bench/quality.py $(LAKE_ARG)
 	$(PY) bench/visual_descriptors.py $(LAKE_ARG)
 	$(PY) bench/picture_meaning.py $(LAKE_ARG)
+	$(PY) bench/anomaly.py $(LAKE_ARG)
 	$(PY) bench/search_quality.py $(LAKE_ARG)
 	$(PY) bench/search_latency.py $(LAKE_ARG)
 	$(PY) bench/dashboard.py $(LAKE_ARG)

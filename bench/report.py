@@ -168,6 +168,25 @@ def picture_section(r: dict) -> list[str]:
     return out
 
 
+def anomaly_section(r: dict) -> list[str]:
+    out = ["## Oddities: anomaly detectors on injected oddities", "",
+           f"Command: `python bench/anomaly.py` — {r['injected_per_run']} of the lake's {r['pictures']:,} pictures "
+           f"(2 %) corrupted per run, every detector re-scored (alignment re-fitted on the corrupted pairs), "
+           f"medians over {r['seeds']} seeds (noise pictures: 2 seeds). Precision in the top 1 % of pictures; "
+           f"chance = {r['chance_precision']}. {r['seconds']} s in all.", _machine(r), "",
+           "| detector | swapped pictures AUROC | P@1% | noise pictures AUROC | P@1% |", "|---|---:|---:|---:|---:|"]
+    swap, noise = r["swapped_pictures"], r.get("noise_pictures", {})
+    for det in sorted(swap, key=lambda d: -swap[d]["auroc"]):
+        n = noise.get(det, {})
+        out.append(f"| {det} | {swap[det]['auroc']} | {swap[det]['precision_top1pct']} | {n.get('auroc', '—')} | "
+                   f"{n.get('precision_top1pct', '—')} |")
+    fb = r["feedback"]
+    out += ["", f"Target: cross-modal combined AUROC ≥ 0.85 on swapped pictures. Feedback (10 labels on the top 10 "
+            f"of the unsupervised list of entries with a picture): precision in the top 50 "
+            f"**{fb['unsupervised_p50']} → {fb['reranked_p50']}** (target: at least double).", ""]
+    return out
+
+
 def ann_section(r: dict) -> list[str]:
     out = ["## ANN index at 1,000,000 vectors", "",
            f"Command: `python bench/ann.py` — {r['n']:,} synthetic {r['dim']}-d vectors (clustered, normalised), "
@@ -229,7 +248,8 @@ def sky_section(r: dict) -> list[str]:
 SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality_offline", quality_section),
             ("visual_descriptors", visual_section),
             ("dashboard", dashboard_section), ("search_quality", search_quality_section),
-            ("search_latency", search_latency_section), ("picture_meaning", picture_section), ("ann", ann_section), ("sky_quality", sky_section),
+            ("search_latency", search_latency_section), ("picture_meaning", picture_section), ("anomaly", anomaly_section),
+            ("ann", ann_section), ("sky_quality", sky_section),
             ("sky_quality_online", sky_section)]
 
 

@@ -75,7 +75,8 @@ def test_category_pages_and_counts(atlas):
     assert total == counts.n.iloc[0] and len(page0) == min(5, total)
     assert page0.confidence.is_monotonic_decreasing
     assert atlas.counts_by_year(Filters()).year.unique().tolist() == [2014]
-    assert atlas.text_image_agreement(Filters()).empty  # offline encoder: no image categories
+    agree = atlas.text_image_agreement(Filters())  # the offline lake has picture categories (learned space)
+    assert agree.n.sum() == atlas.reader.manifest["counts"]["with_image"] and agree.agreement.between(0, 1).all()
     run = atlas.runs().run_id.iloc[0]
     assert set(atlas.stage_metrics(run).stage) >= {"embed", "project"}
     assert len(atlas.samples(run)) > 0
