@@ -27,7 +27,7 @@ import pyarrow as pa
 from atlas.hashing import sha1_json
 from lake import atomic
 from lake.layout import LakeLayout
-from lake.schema import EMBEDDING_KINDS, SCHEMAS, VECTOR_TABLES_VERSION
+from lake.schema import SCHEMAS, VECTOR_TABLES_VERSION
 from lake.writer import LakeWriter
 from pipeline import __version__
 from pipeline.config import BuildConfig
