@@ -170,6 +170,10 @@ class BuildConfig:
         "recompute every stage (the embedding cache is still used)", group="other"))
     progress: bool = field(default=True, metadata=option(
         "no progress bars (logs only)", group="other"))
+    fetch_images: bool = field(default=False, metadata=option(
+        "download the pictures the archive only links to (NASA URLs; at most 4 at once, retries with backoff, "
+        "resumable) and keep their thumbnails in the lake; later builds embed only the new pictures",
+        group="images"))
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata=option(
         "largest picture file accepted", group="images", parse=parse_positive, cli=False))
     max_image_pixels: int = field(default=60_000_000, metadata=option(
@@ -194,6 +198,8 @@ class BuildConfig:
             raise ValueError("--source dump needs at least one --dump FILE")
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"--start {self.start} is after --end {self.end}")
+        if self.fetch_images and self.offline:
+            raise ValueError("--fetch-images downloads pictures and --offline forbids the network; choose one")
         if self.align_exclude is not None:
             self.excluded_from_alignment()  # a missing file or a bad line fails before any work
 

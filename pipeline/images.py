@@ -23,6 +23,23 @@ from atlas.images import ImageLimits, ImageRejected, decode_image, thumbnail_jpe
 log = logging.getLogger(__name__)
 
 
+class RetryableDownload(ImageRejected):
+    """A failed download worth trying again (429, 5xx), with the server's Retry-After if it gave one."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retryable_status(status: int, headers) -> RetryableDownload | None:
+    """The error to retry for an HTTP status (429 and 5xx), with the server's Retry-After if any."""
+    if status != 429 and status < 500:
+        return None
+    value = (headers or {}).get("Retry-After", "")
+    retry_after = float(value) if value.strip().replace(".", "", 1).isdigit() else None
+    return RetryableDownload(f"download failed: HTTP {status}", retry_after)
+
+
 def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.Session, timeout: float = 30) -> bytes:
     """Fetch ``url`` (cached by URL hash) with a streaming byte cap and a content-type check."""
     cached = cache_dir / sha1_text(url)
@@ -30,7 +47,8 @@ def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.S
         return cached.read_bytes()
     with session.get(url, stream=True, timeout=timeout) as resp:
         if resp.status_code != 200:
-            raise ImageRejected(f"download failed: HTTP {resp.status_code}")
+            raise retryable_status(resp.status_code, resp.headers) or ImageRejected(
+                f"download failed: HTTP {resp.status_code}")
         ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype and not ctype.startswith("image/"):
             raise ImageRejected(f"download is {ctype!r}, not an image")
@@ -56,14 +74,21 @@ class ImageReport:
     rejected: Counter = field(default_factory=Counter)
 
 
-def _source_bytes(row: dict[str, Any], layout: LakeLayout, limits: ImageLimits, session, allow_download: bool) -> bytes | None:
+def _source_bytes(row: dict[str, Any], layout: LakeLayout, limits: ImageLimits, session, allow_download: bool,
+                  fetched_only: bool) -> bytes | None:
     if row.get("image_file"):
         path = Path(row["image_file"])
         if not path.is_file():
             raise ImageRejected(f"image file {path} does not exist")
         return path.read_bytes()
-    if allow_download and row.get("url") and row["source"] != "bundled":
-        return download(row["url"], layout.download_cache, limits, session)
+    url = row.get("url")
+    if not url:
+        return None
+    if allow_download and row["source"] != "bundled":
+        return download(url, layout.download_cache, limits, session)
+    if fetched_only:  # bundled entries: only pictures `--fetch-images` put in the download cache
+        cached = layout.download_cache / sha1_text(url)
+        return cached.read_bytes() if cached.is_file() else None
     return None
 
 
@@ -74,6 +99,7 @@ def attach_images(
     *,
     index: dict[str, dict[str, Any]],
     allow_download: bool = True,
+    use_fetched: bool = True,
     progress: bool = True,
 ) -> tuple[dict[str, dict[str, Any]], ImageReport]:
     """Add image columns to ``rows`` in place and return the updated thumbnail index.
@@ -92,7 +118,7 @@ def attach_images(
             continue
         day = row["date"].isoformat()
         try:
-            data = _source_bytes(row, layout, limits, session, allow_download)
+            data = _source_bytes(row, layout, limits, session, allow_download, use_fetched)
             if data is None:
                 continue
             src = sha1_bytes(data)

@@ -156,6 +156,14 @@ def images_stage(ctx: BuildContext) -> StageResult:
     layout, cfg = ctx.layout, ctx.cfg
     index = json.loads(layout.thumbs_index.read_text()) if layout.thumbs_index.is_file() else {}
     limits = ImageLimits(cfg.max_image_bytes, cfg.max_image_pixels, cfg.thumb_size)
+    fetched = {}
+    if cfg.fetch_images:
+        from pipeline.fetch import PoliteFetcher
+
+        urls = [r["url"] for r in rows if r["media_type"] == "image" and not r.get("image_file") and r.get("url")]
+        fetch = PoliteFetcher(layout.download_cache, limits).fetch_all(urls, progress=cfg.progress)
+        fetched = {"fetch": {"downloaded": fetch.fetched, "already_cached": fetch.cached,
+                             "failed": dict(fetch.failed)}}
     new_index, report = attach_images(rows, layout, limits, index=index, progress=cfg.progress)
     atomic.write_json(layout.thumbs_index, index | new_index)
     if report.rejected:
@@ -165,7 +173,8 @@ def images_stage(ctx: BuildContext) -> StageResult:
     fingerprint = sha1_json([(r["date"].isoformat(), r["content_sha1"]) for r in rows])
     return StageResult(items=report.thumbnails, value=rows, fingerprint=fingerprint, manifest={
         "counts": {"entries": len(rows), "with_image": sum(1 for r in rows if r.get("has_image"))},
-        "images": {"thumbnails_made": report.thumbnails, "reused": report.reused, "rejected": dict(report.rejected)},
+        "images": {"thumbnails_made": report.thumbnails, "reused": report.reused, "rejected": dict(report.rejected),
+                   **fetched},
     })
 
 

@@ -297,3 +297,34 @@ def test_alignment_in_the_demo_lake_excludes_the_holdout(demo_lake):
     assert set(ALIGN_HOLDOUT) <= set(aligned_dates) and len(aligned_dates) == pictures
     image_cats = reader.query("SELECT count(*) AS n FROM categories WHERE source = 'image'").n[0]
     assert image_cats == pictures
+
+
+def test_fetched_pictures_are_kept_and_only_they_are_embedded(built, tmp_path):
+    """After `--fetch-images` filled the download cache (as it does from NASA; here the cache is filled
+    from bundled pictures of other days, since no test may reach NASA), the next build makes their
+    thumbnails and embeds those pictures only: no text is embedded again."""
+    import io
+
+    from PIL import Image
+
+    from atlas.hashing import sha1_text
+
+    lake = copy_lake(built, tmp_path / "lake")
+    reader = LakeReader.open(lake)
+    before = reader.manifest["counts"]["with_image"]
+    missing = reader.query("SELECT strftime(date, '%Y-%m-%d') AS d, url FROM entries "
+                           "WHERE media_type = 'image' AND NOT has_image ORDER BY date LIMIT 3")
+    cache = LakeLayout(lake).download_cache
+    cache.mkdir(parents=True, exist_ok=True)
+    for i, url in enumerate(missing.url):
+        buf = io.BytesIO()
+        Image.new("RGB", (300, 200), (40 * i, 90, 200 - 40 * i)).save(buf, format="JPEG")
+        (cache / sha1_text(url)).write_bytes(buf.getvalue())
+    proc = run_cli(*BASE, "--end", "2014-02-28", "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = manifest(lake)
+    assert m["counts"]["with_image"] == before + 3
+    assert m["newly_embedded"] == {"title": 0, "text": 0, "image": 3}
+    after = LakeReader.open(lake)
+    got = set(after.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE has_image").d)
+    assert set(missing.d) <= got and all((lake / "thumbs" / f"{d}.jpg").is_file() for d in missing.d)

@@ -1,0 +1,121 @@
+"""Polite bulk download of the archive's pictures (``python -m pipeline build --fetch-images``).
+
+NASA's servers are shared: at most ``concurrency`` (≤ 4) requests at once, a timeout on every request,
+retries with exponential backoff on 429 / 5xx / network errors (``Retry-After`` honoured, capped),
+no retry on other 4xx, at most 5 redirects. Every body goes through :func:`pipeline.images.download`:
+a streaming byte cap and a content-type check, cached by URL in the lake's download cache — so an
+interrupted fetch resumes where it stopped, and a picture is never downloaded twice. Decoding (and its
+decompression-bomb guard) happens later, in the images stage, as for any untrusted picture.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from atlas.hashing import sha1_text
+from atlas.images import ImageLimits, ImageRejected
+from pipeline.images import RetryableDownload, download
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENCY = 4
+MAX_RETRY_AFTER = 60.0
+USER_AGENT = "CosmicAtlas/1 (+https://github.com/cosmic-atlas; polite bulk fetch of APOD pictures)"
+
+
+@dataclass
+class FetchReport:
+    fetched: int = 0
+    cached: int = 0
+    failed: Counter = field(default_factory=Counter)
+
+
+class PoliteFetcher:
+    def __init__(self, cache_dir: Path, limits: ImageLimits, *, concurrency: int = MAX_CONCURRENCY,
+                 retries: int = 3, backoff: float = 1.0, timeout: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be between 1 and {MAX_CONCURRENCY} (NASA's servers are shared)")
+        self.cache_dir, self.limits = cache_dir, limits
+        self.concurrency, self.retries, self.backoff, self.timeout = concurrency, retries, backoff, timeout
+        self._sleep = sleep
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        """One session per worker thread (requests sessions are not thread-safe)."""
+        if not hasattr(self._local, "session"):
+            s = requests.Session()
+            s.max_redirects = 5
+            s.headers["User-Agent"] = USER_AGENT
+            self._local.session = s
+        return self._local.session
+
+    def cached(self, url: str) -> bool:
+        return (self.cache_dir / sha1_text(url)).is_file()
+
+    def fetch(self, url: str) -> bytes:
+        """The body of ``url`` (from the cache when there), retrying what is worth retrying."""
+        for attempt in range(self.retries + 1):
+            try:
+                return download(url, self.cache_dir, self.limits, self._session(), timeout=self.timeout)
+            except RetryableDownload as exc:
+                wait = exc.retry_after if exc.retry_after is not None else self.backoff * 2 ** attempt
+                last: Exception = exc
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                wait, last = self.backoff * 2 ** attempt, exc
+            if attempt < self.retries:
+                self._sleep(min(wait, MAX_RETRY_AFTER))
+        raise ImageRejected(f"download failed after {self.retries + 1} tries: {_short(last)}")
+
+    def fetch_all(self, urls: Iterable[str], *, progress: bool = False) -> FetchReport:
+        """Fetch every URL into the cache; failures are counted by reason, never raised."""
+        from tqdm import tqdm
+
+        report = FetchReport()
+        todo = []
+        for url in dict.fromkeys(urls):
+            if self.cached(url):
+                report.cached += 1
+            else:
+                todo.append(url)
+        lock = threading.Lock()
+
+        def one(url: str) -> None:
+            try:
+                self.fetch(url)
+                outcome = None
+            except (ImageRejected, requests.RequestException) as exc:
+                outcome = _short(exc)
+            with lock:
+                if outcome is None:
+                    report.fetched += 1
+                else:
+                    report.failed[outcome] += 1
+
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="fetch") as pool, \
+                tqdm(total=len(todo), desc="fetch pictures", unit="picture", disable=not progress) as bar:
+            for _ in pool.map(one, todo):
+                bar.update(1)
+        log.info("fetch: %d downloaded, %d already cached, %d failed %s", report.fetched, report.cached,
+                 sum(report.failed.values()), dict(report.failed))
+        return report
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).split(" (")[0]
+    if isinstance(exc, requests.Timeout):
+        return "download timed out"
+    if isinstance(exc, requests.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return text[:120]

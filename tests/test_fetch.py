@@ -1,0 +1,112 @@
+"""The polite picture fetcher against a real HTTP server on 127.0.0.1: redirects, 404, 429, slow
+answers, corrupt JPEGs, HTML posing as a picture, the concurrency cap and resuming."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from atlas.images import ImageLimits, ImageRejected
+from pipeline.fetch import PoliteFetcher
+
+LIMITS = ImageLimits(max_bytes=2_000_000, max_pixels=20_000_000, thumb_size=64)
+
+
+def _jpeg(colour=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), colour).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def fetcher(tmp_path):
+    waits: list[float] = []
+    f = PoliteFetcher(tmp_path / "downloads", LIMITS, retries=2, backoff=0.01, timeout=0.5, sleep=waits.append)
+    f.waits = waits  # type: ignore[attr-defined]
+    return f
+
+
+def test_redirect_404_and_retry_after(http_server, fetcher):
+    jpeg = _jpeg()
+    http_server.routes["/img/a.jpg"] = lambda h: h.reply(200, jpeg, "image/jpeg")
+    http_server.routes["/old/a.jpg"] = lambda h: h.reply(301, b"", "text/plain", {"Location": "/img/a.jpg"})
+    assert fetcher.fetch(f"{http_server.url}/old/a.jpg") == jpeg
+    with pytest.raises(ImageRejected, match="HTTP 404"):
+        fetcher.fetch(f"{http_server.url}/missing.jpg")
+    assert sum("/missing.jpg" in r for r in http_server.requests) == 1  # a 404 is not retried
+    calls = []
+
+    def busy_then_ok(h):
+        calls.append(1)
+        if len(calls) < 3:
+            h.reply(429, b"slow down", "text/plain", {"Retry-After": "7"})
+        else:
+            h.reply(200, jpeg, "image/jpeg")
+
+    http_server.routes["/busy.jpg"] = busy_then_ok
+    assert fetcher.fetch(f"{http_server.url}/busy.jpg") == jpeg
+    assert fetcher.waits == [7.0, 7.0]  # the server's Retry-After, twice
+
+
+def test_server_errors_back_off_then_give_up(http_server, fetcher):
+    http_server.routes["/down.jpg"] = lambda h: h.reply(503, b"", "text/plain")
+    with pytest.raises(ImageRejected, match="after 3 tries"):
+        fetcher.fetch(f"{http_server.url}/down.jpg")
+    assert fetcher.waits == [0.01, 0.02]  # exponential backoff
+
+
+def test_slow_server_times_out(http_server, fetcher):
+    http_server.routes["/slow.jpg"] = lambda h: (time.sleep(1.5), h.reply(200, _jpeg(), "image/jpeg"))
+    report = fetcher.fetch_all([f"{http_server.url}/slow.jpg"])
+    assert report.fetched == 0 and list(report.failed) and "after 3 tries" in list(report.failed)[0]
+
+
+def test_html_and_corrupt_pictures_never_become_thumbnails(http_server, fetcher, tmp_path):
+    from lake.layout import LakeLayout
+    from pipeline.images import attach_images
+
+    http_server.routes["/page.jpg"] = lambda h: h.reply(200, b"<html>moved</html>", "text/html")
+    http_server.routes["/fake.jpg"] = lambda h: h.reply(200, b"<html>not a picture</html>", "image/jpeg")
+    http_server.routes["/cut.jpg"] = lambda h: h.reply(200, _jpeg()[:200], "image/jpeg")
+    http_server.routes["/good.jpg"] = lambda h: h.reply(200, _jpeg(), "image/jpeg")
+    layout = LakeLayout(tmp_path / "lake")
+    fetch = PoliteFetcher(layout.download_cache, LIMITS, retries=0, timeout=2)
+    urls = [f"{http_server.url}/{n}.jpg" for n in ("page", "fake", "cut", "good")]
+    report = fetch.fetch_all(urls)
+    assert report.fetched == 3 and report.failed  # the HTML page is refused while downloading
+    import datetime as dt
+
+    rows = [{"date": dt.date(2014, 1, i + 1), "media_type": "image", "url": u, "source": "bundled"}
+            for i, u in enumerate(urls)]
+    _, images = attach_images(rows, layout, LIMITS, index={}, allow_download=False, progress=False)
+    assert [r["has_image"] for r in rows] == [False, False, False, True]
+    assert images.thumbnails == 1 and sum(images.rejected.values()) == 2  # fake and cut fail to decode
+
+
+def test_at_most_four_at_once_and_resume(http_server, tmp_path):
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def slowish(h):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.15)
+        with lock:
+            active[0] -= 1
+        h.reply(200, _jpeg(), "image/jpeg")
+
+    for i in range(16):
+        http_server.routes[f"/p{i}.jpg"] = slowish
+    urls = [f"{http_server.url}/p{i}.jpg" for i in range(16)]
+    fetcher = PoliteFetcher(tmp_path / "dl", LIMITS, concurrency=4, timeout=5)
+    first = fetcher.fetch_all(urls[:10])
+    assert first.fetched == 10 and 2 <= peak[0] <= 4
+    before = len(http_server.requests)
+    again = fetcher.fetch_all(urls)  # an interrupted run resumes: cached pictures are not asked again
+    assert again.cached == 10 and again.fetched == 6 and len(http_server.requests) - before == 6
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        PoliteFetcher(tmp_path / "dl", LIMITS, concurrency=8)
