@@ -53,15 +53,17 @@ def percentiles(df: pd.DataFrame) -> pd.DataFrame:
     return df[detector_columns(df)].rank(pct=True)
 
 
-def rerank(scores: pd.DataFrame, labels: Mapping[str, bool], *, weight: float = FEEDBACK_WEIGHT) -> pd.DataFrame:
+def rerank(scores: pd.DataFrame, labels: Mapping[str, bool], *, weight: float = FEEDBACK_WEIGHT,
+           pct: pd.DataFrame | None = None) -> pd.DataFrame:
     """``scores`` (one row per entry, detector columns, ``combined``) ordered for this person's labels
-    (date → interesting?). Without labels: the unsupervised order. Adds ``score`` and ``feedback``."""
+    (date → interesting?). Without labels: the unsupervised order. Adds ``score`` and ``feedback``.
+    ``pct``: :func:`percentiles` of ``scores`` when the caller has them already."""
     df = scores.copy()
     base = df["combined"].rank(pct=True).to_numpy()
     prob = np.full(len(df), 0.5)
     labelled = df.date.isin(list(labels)).to_numpy()
     if labelled.any():
-        x = percentiles(df).fillna(0.5).to_numpy()
+        x = (percentiles(df) if pct is None else pct).fillna(0.5).to_numpy()
         y = np.array([bool(labels[d]) for d in df.date[labelled]])
         if y.all() or not y.any():  # one class only: similarity to the labelled entries' profile
             centre = x[labelled].mean(axis=0)
@@ -87,22 +89,21 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
         raise ValueError(f"unknown detector {detector!r}; choose combined or one of {', '.join(detector_columns(scores))}")
     pct = percentiles(scores)
     if detector == "combined":
-        out = rerank(scores, labels)
+        out = rerank(scores, labels, pct=pct)
     else:
         out = scores[scores[detector].notna()].copy()
         out["score"] = pct.loc[out.index, detector]
         out["feedback"] = [labels.get(d) for d in out.date]
         out = out.sort_values(["score", "date"], ascending=[False, True]).reset_index(drop=True)
-    pct_by_date = pct.set_index(scores.date)
-    why, flagged_by = [], []
-    for d in out.date:
-        row = pct_by_date.loc[d]
-        if detector != "combined":
-            best = detector
-        else:  # the most extreme of the cross-modal detectors; text-only entries: their text k-NN score
-            candidates = [c for c in CROSS_MODAL if pd.notna(row.get(c))] or ["text_knn"]
-            best = max(candidates, key=lambda c: row.get(c) if pd.notna(row.get(c)) else -1)
-        flagged_by.append(best)
-        why.append(explain(best, float(row[best])))
-    out["flagged_by"], out["why"] = flagged_by, why
+    rows = pct.set_index(scores.date).reindex(out.date)
+    if detector != "combined":
+        flagged_by = np.full(len(rows), detector, dtype=object)
+    else:  # the most extreme of the cross-modal detectors; text-only entries: their text k-NN score
+        cross = [c for c in CROSS_MODAL if c in rows]
+        values = rows[cross].fillna(-1.0).to_numpy() if cross else np.full((len(rows), 1), -1.0)
+        flagged_by = np.where(values.max(axis=1) >= 0, np.array(cross or ["text_knn"], dtype=object)[
+            values.argmax(axis=1)], "text_knn")
+    chosen = rows.to_numpy()[np.arange(len(rows)), [rows.columns.get_loc(c) for c in flagged_by]]
+    out["flagged_by"] = flagged_by
+    out["why"] = [explain(c, float(v)) for c, v in zip(flagged_by, chosen)]
     return out
