@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from atlas.encoders import l2_normalise
+from pipeline.neighbors import knn_graph
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +56,9 @@ def percentile(x: np.ndarray) -> np.ndarray:
 
 
 def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and cosine similarities of each row's k nearest other rows (exact, in blocks)."""
-    v = l2_normalise(vectors)
-    k = min(k, len(v) - 1)
-    idx = np.zeros((len(v), k), np.int64)
-    sims = np.zeros((len(v), k), np.float32)
-    for start in range(0, len(v), 2048):
-        s = v[start:start + 2048] @ v.T
-        s[np.arange(len(s)), np.arange(start, start + len(s))] = -np.inf
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        idx[start:start + len(s)] = part
-        sims[start:start + len(s)] = np.take_along_axis(s, part, axis=1)
-    return idx, sims
+    """Indices and cosine similarities of each row's k nearest other rows (the maps' exact k-NN graph)."""
+    indices, distances = knn_graph(l2_normalise(vectors), k).without_self(k)
+    return indices, 1.0 - distances
 
 
 def single_modal(vectors: np.ndarray, params: AnomalyParams) -> dict[str, np.ndarray]:
