@@ -200,11 +200,7 @@ def search_image():
     k = _int(p["k"], "k", 10, 1, MAX_K)
     filters = _filters(p)
     image = _uploaded_image()
-    hits = engine().by_image(image, k=k, kind=p["kind"] or "image", filters=filters)
-    try:
-        categories = engine().categorise_image(image)
-    except SearchError:  # a lake without a text–picture space still answers the search
-        categories = []
+    hits, categories = engine().picture_search(image, k=k, kind=p["kind"] or "image", filters=filters)
     return jsonify({"kind": p["kind"] or "image", "k": k, "categories": categories,
                     "results": [_result(h) for h in hits]})
 

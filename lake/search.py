@@ -301,20 +301,37 @@ class SearchEngine:
                  filters: Filters | None = None) -> list[dict[str, Any]]:
         """Entries whose picture looks like an uploaded one (``image``), whose text matches it (``text``,
         ``title``: through the text–picture space), or both (``multimodal``)."""
+        return self._by_picture(self._upload_picture(image), k=k, kind=kind, filters=filters)
+
+    def picture_search(self, image, *, k: int = 10, kind: str = "image",
+                       filters: Filters | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """:meth:`by_image` and :meth:`categorise_image` of one upload, running the picture model once.
+        The categories are empty when the lake has no text–picture space (the search still answers)."""
+        picture = self._upload_picture(image)
+        hits = self._by_picture(picture, k=k, kind=kind, filters=filters)
+        try:
+            categories = self._categories_of(picture)
+        except SearchError:
+            categories = []
+        return hits, categories
+
+    def categorise_image(self, image, *, top: int = 5) -> list[dict[str, Any]]:
+        """Zero-shot categories of an uploaded picture, from the picture alone (probabilities, best first)."""
+        return self._categories_of(self._upload_picture(image), top=top)
+
+    def _by_picture(self, picture: np.ndarray, *, k: int, kind: str, filters: Filters | None) -> list[dict[str, Any]]:
         if kind not in EMBEDDING_KINDS:
             raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
         filters = self._with_cone(filters)
-        picture = self._upload_picture(image)
         if kind == "image":
             return self._with_snippets(self._dense_search(picture, kind, filters, k), "")
         as_text = self._picture_in_text_space(picture)
         vec = self._multimodal_query(as_text) if kind == "multimodal" else as_text
         return self._with_snippets(self._dense_search(vec, kind, filters, k), "")
 
-    def categorise_image(self, image, *, top: int = 5) -> list[dict[str, Any]]:
-        """Zero-shot categories of an uploaded picture, from the picture alone (probabilities, best first)."""
+    def _categories_of(self, picture: np.ndarray, *, top: int = 5) -> list[dict[str, Any]]:
         classes = self._class_vectors()
-        as_text = self._picture_in_text_space(self._upload_picture(image))
+        as_text = self._picture_in_text_space(picture)
         logits = classes["scale"] * (classes["picture"] @ as_text)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()

@@ -132,11 +132,7 @@ def search_by_picture(contents, filename, kind):
         if not any(t in header for t in ("image/jpeg", "image/png", "image/gif", "image/webp")):
             raise ImageRejected("send a JPEG, PNG, GIF or WebP picture")
         image = decode_image(base64.b64decode(data), upload_limits())
-        hits = engine().by_image(image, k=PER_PAGE, kind=kind or "image")
-        try:
-            categories = engine().categorise_image(image)
-        except SearchError:  # no text–picture space in this lake: the look-alikes still show
-            categories = []
+        hits, categories = engine().picture_search(image, k=PER_PAGE, kind=kind or "image")
     except (ImageRejected, SearchError, ValueError) as exc:
         return dbc.Alert(f"{filename or 'The upload'}: {exc}", color="warning")
     header = {"image": f"Entries whose pictures look like {name}",

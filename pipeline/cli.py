@@ -133,11 +133,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                 image = decode_image(args.image.read_bytes(), upload_limits())
             except (OSError, ImageRejected) as exc:
                 raise SearchError(f"cannot use {args.image} as a picture: {exc}") from None
-            hits = engine.by_image(image, k=args.k, kind=args.kind or "image", filters=filters)
-            try:
-                categories = engine.categorise_image(image)
-            except SearchError as exc:
-                log.warning("no picture categories: %s", exc)
+            hits, categories = engine.picture_search(image, k=args.k, kind=args.kind or "image", filters=filters)
+            if not categories:
+                log.warning("no picture categories: this lake has no text–picture space")
         else:
             hits = engine.search(args.query, k=args.k, kind=args.kind or "text", mode=args.mode, filters=filters)
     except (SearchError, FilterError, LakeMissingError) as exc:
