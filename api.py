@@ -261,13 +261,11 @@ def _oddities_frame(p: dict[str, str]):
 
 
 def _oddity(row: dict[str, Any]) -> dict[str, Any]:
-    from lake.pictures import picture_of
+    from lake.pictures import picture_for
 
     return {"date": row["date"], "title": row["title"], "category": row.get("category"), "rank": row.get("rank"),
             "score": round(float(row["score"]), 4), "flagged_by": row["flagged_by"], "why": row["why"],
-            "feedback": row.get("feedback"), "url": f"/entry/{row['date']}",
-            "picture": picture_of(date=row["date"], has_image=bool(row.get("has_image")), url=row.get("url"),
-                                  media_type=row.get("media_type")).to_dict()}
+            "feedback": row.get("feedback"), "url": f"/entry/{row['date']}", "picture": picture_for(row)}
 
 
 @bp.get("/oddities")

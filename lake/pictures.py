@@ -15,7 +15,9 @@ protocol-relative ``//host/…`` becomes ``https://host/…``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 _YOUTUBE = re.compile(r"(?:youtube(?:-nocookie)?\.com/(?:embed/|watch\?v=|v/)|youtu\.be/)([A-Za-z0-9_-]{6,20})")
 
@@ -59,3 +61,9 @@ def picture_of(*, date: str, has_image: bool, url: str | None, media_type: str |
             return Picture("video", still, original, "video still from YouTube")
         return Picture("video", None, original, "video (no still available)")
     return Picture("none", None, original, "no picture")
+
+
+def picture_for(row: Mapping[str, Any]) -> dict[str, str | None]:
+    """:func:`picture_of` for an entry row (``date``, ``has_image``, ``url``, ``media_type``), as a dict."""
+    return picture_of(date=str(row["date"]), has_image=bool(row.get("has_image")), url=row.get("url"),
+                      media_type=row.get("media_type")).to_dict()

@@ -15,7 +15,7 @@ import pandas as pd
 from lake.filters import FilterError, Filters, separation_sql
 from lake.reader import LakeReader
 from lake.records import json_value, record
-from lake.pictures import picture_of
+from lake.pictures import picture_for
 from lake.schema import EMBEDDING_KINDS, PROJECTION_METHODS
 
 #: Largest number of points sent to the browser for one map view; more are thinned deterministically.
@@ -206,18 +206,14 @@ class AtlasQueries:
             f"{_BASE_FROM} WHERE {where} ORDER BY c.confidence DESC, e.date LIMIT $limit OFFSET $offset",
             params | {"limit": per_page, "offset": max(0, page) * per_page},
         )
-        df["picture"] = [picture_of(date=d, has_image=bool(h), url=u, media_type=m).to_dict()
-                         for d, h, u, m in zip(df.date, df.has_image, df.url, df.media_type)]
+        df["picture"] = [picture_for(r) for r in df[["date", "has_image", "url", "media_type"]].to_dict("records")]
         return df, total
 
     def picture(self, date: str) -> dict[str, Any] | None:
         """Where one entry's picture comes from (:mod:`lake.pictures`); None for an unknown date."""
         df = self.reader.query("SELECT has_image, url, media_type FROM entries WHERE date = $d",
                                {"d": dt.date.fromisoformat(date)})
-        if df.empty:
-            return None
-        row = df.iloc[0]
-        return picture_of(date=date, has_image=bool(row.has_image), url=row.url, media_type=row.media_type).to_dict()
+        return None if df.empty else picture_for(df.iloc[0].to_dict() | {"date": date})
 
     # -- entry page -----------------------------------------------------------------------------
     def entry(self, date: str) -> dict[str, Any] | None:
@@ -229,8 +225,7 @@ class AtlasQueries:
             return None
         row = record(df.iloc[0].to_dict())
         row["nasa_page"] = nasa_page_url(date)
-        row["picture"] = picture_of(date=date, has_image=bool(row.get("has_image")), url=row.get("url"),
-                                    media_type=row.get("media_type")).to_dict()
+        row["picture"] = picture_for(row)
         return row
 
     def entry_categories(self, date: str) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from lake.manifest import LakeMissingError
-from lake.pictures import picture_of
+from lake.pictures import picture_for
 from lake.schema import ANOMALY_DETECTORS
 from pages._common import atlas, missing_lake_notice, picture_element, vocabulary
 from pages.ids import Entry, Oddities
@@ -70,7 +70,6 @@ def layout(**_ignored) -> html.Div:
 
 def _card(row: dict, user_label: bool | None) -> dbc.Card:
     d = row["date"]
-    pic = picture_of(date=d, has_image=bool(row.get("has_image")), url=row.get("url"), media_type=row.get("media_type"))
     thumbs = dbc.ButtonGroup([
         dbc.Button("✓ Interesting", id={"type": Oddities.THUMB, "date": d, "label": "up"}, size="sm",
                    title="thumbs up: more like this", color="success", outline=user_label is not True),
@@ -83,7 +82,7 @@ def _card(row: dict, user_label: bool | None) -> dbc.Card:
             html.Div(row["why"], className="small mt-1 atlas-why"),
             html.Div([thumbs, html.A("neighbours", href=f"/entry/{d}#{Entry.COMPARE}", title="its text neighbours next to its picture neighbours",
                                      className="small ms-2")], className="mt-2 d-flex align-items-center")]
-    return dbc.Card([html.A(picture_element(pic.to_dict(), alt=row["title"], class_name="card-img-top atlas-thumb"),
+    return dbc.Card([html.A(picture_element(picture_for(row), alt=row["title"], class_name="card-img-top atlas-thumb"),
                             href=f"/entry/{d}"),
                      dbc.CardBody(body, className="p-2")], className="h-100 atlas-card atlas-oddity")
 
