@@ -59,13 +59,20 @@ def _sky_objects(date: str) -> html.Div:
     return html.Div([html.H6("On the sky", className="mt-3"), html.Ul(items, className="small", id=Entry.OBJECTS)])
 
 
-def _neighbours(date: str) -> dbc.Tabs:
-    tabs = []
+def _similar(date: str) -> dict[str, list[dict]]:
+    """The entry's 8 nearest entries by each kind of vector (empty where it has no such vector)."""
+    out = {}
     for kind in EMBEDDING_KINDS:
         try:
-            hits = engine().similar(dt.date.fromisoformat(date), kind=kind, k=8)
+            out[kind] = engine().similar(dt.date.fromisoformat(date), kind=kind, k=8)
         except (LookupError, SearchError):
-            hits = []
+            out[kind] = []
+    return out
+
+
+def _neighbours(similar: dict[str, list[dict]]) -> dbc.Tabs:
+    tabs = []
+    for kind, hits in similar.items():
         if not hits:
             body = html.Div("This entry has no vector of this kind (no image).", className="text-muted p-2")
         else:
@@ -76,14 +83,11 @@ def _neighbours(date: str) -> dbc.Tabs:
     return dbc.Tabs(tabs, active_tab="nb-text", id=Entry.TABS)
 
 
-def _text_vs_picture(date: str) -> html.Div | None:
+def _text_vs_picture(similar: dict[str, list[dict]]) -> html.Div | None:
     """The entry's text neighbours next to its picture neighbours: where they disagree, one of the two
     sides is unusual (the Oddities page ranks entries by that disagreement)."""
-    day = dt.date.fromisoformat(date)
-    try:
-        by_text = engine().similar(day, kind="text", k=6)
-        by_picture = engine().similar(day, kind="image", k=6)
-    except (LookupError, SearchError):
+    by_text, by_picture = similar["text"][:6], similar["image"][:6]
+    if not by_text or not by_picture:
         return None
 
     def column(title: str, hits: list[dict]) -> dbc.Col:
@@ -112,6 +116,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
         ("Credit", entry.get("credit")), ("Copyright", entry.get("copyright")), ("Rights", entry.get("rights_note"))
     ) if x[1]]
     pic = entry["picture"]
+    similar = _similar(d)
     owner = entry.get("copyright") or entry.get("credit")
     rights = (f"© {entry['copyright']} — reuse needs the owner's permission" if entry.get("copyright")
               else "no copyright notice in the archive (NASA or public domain); credit the authors when reusing")
@@ -142,7 +147,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
                 ]),
             ], md=7),
         ], className="my-3"),
-        _text_vs_picture(d),
+        _text_vs_picture(similar),
         html.H4("Similar entries"),
-        _neighbours(d),
+        _neighbours(similar),
     ], fluid=True)
