@@ -20,7 +20,9 @@ from lake.manifest import LakeMissingError
 from lake.queries import nasa_page_url
 from lake.records import records
 from lake.search import MAX_K, SearchError
-from services import atlas, engine, locate
+from lake.galaxies import MAX_K as MAX_GALAXY_K
+from lake.galaxies import GalaxyError
+from services import atlas, engine, galaxies, locate
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +341,64 @@ def feedback_export():
     return _download(df, "feedback", fmt)
 
 
+# -- Galaxy Zoo 2 ------------------------------------------------------------------------------------
+@bp.get("/galaxies")
+def galaxies_summary():
+    """The collection: counts, classes, base rates, and whether picture search is possible."""
+    _params(set())
+    return jsonify(galaxies().summary())
+
+
+@bp.get("/galaxies/<objid>")
+def galaxy_neighbours(objid: str):
+    """A catalogue galaxy and its neighbours (``space``: morphology, or image where it has a picture),
+    with the neighbourhood's morphology and sky dispersion beside their random baselines."""
+    p = _params({"k", "space"})
+    k = _int(p["k"], "k", 10, 1, MAX_GALAXY_K)
+    space = p["space"] or "morphology"
+    if space not in ("morphology", "image"):
+        raise BadRequest("space must be morphology or image")
+    g = galaxies()
+    found = g.morphology_neighbours(objid, k=k) if space == "morphology" else g.similar_to_galaxy_picture(objid, k=k)
+    return jsonify({"galaxy": records(g.galaxies([objid]))[0], **found.as_dict()})
+
+
+@bp.post("/galaxies/similar")
+def galaxies_like_upload():
+    """The galaxies whose pictures look most like an uploaded one (multipart field ``image``)."""
+    p = _params({"k"})
+    k = _int(p["k"], "k", 10, 1, MAX_GALAXY_K)
+    return jsonify(galaxies().similar_to_picture(_uploaded_image(), k=k).as_dict())
+
+
+@bp.route("/galaxies/selection", methods=["GET", "POST"])
+def galaxies_selection():
+    """Rows of chosen galaxies (``objid`` repeated or comma-separated, or a JSON list in a POST body)
+    as CSV, Parquet or JSON — what the morphology map's lasso downloads."""
+    p = _params({"objid", "format"})
+    fmt = p["format"] or "csv"
+    if fmt not in ("csv", "parquet", "json"):
+        raise BadRequest("format must be csv, parquet or json")
+    ids = [o for v in request.args.getlist("objid") for o in v.split(",") if o]
+    if request.method == "POST":
+        body = request.get_json(silent=True)
+        if not isinstance(body, list) or not all(isinstance(o, (str, int)) for o in body):
+            raise BadRequest("POST a JSON list of objids")
+        ids += [str(o) for o in body]
+    if not ids:
+        raise BadRequest("name at least one objid")
+    if len(ids) > MAX_SELECTION:
+        raise BadRequest(f"at most {MAX_SELECTION:,} galaxies per download")
+    bad = next((o for o in ids if not (o.isdigit() and len(o) <= 20)), None)
+    if bad is not None:
+        raise BadRequest(f"{bad[:40]!r} is not a Galaxy Zoo objid")
+    return _download(galaxies().selection(ids), "gz2_selection", fmt)
+
+
+#: Most galaxies in one selection download (the whole Stripe 82 catalogue fits).
+MAX_SELECTION = 25_000
+
+
 def _download(df, stem: str, fmt: str):
     import io
 
@@ -383,6 +443,7 @@ def unknown_endpoint(rest: str):
 
 
 @bp.errorhandler(BadRequest)
+@bp.errorhandler(GalaxyError)
 @bp.errorhandler(SearchError)
 @bp.errorhandler(FilterError)
 def bad_request(exc):

@@ -20,6 +20,7 @@ from dash import Dash, dcc, html
 from flask import Flask, abort, send_file
 
 import api
+from lake.galaxies import CUTOUT_ROUTE
 from atlas import environment
 from lake.layout import LakeLayout
 from pages import ids
@@ -28,7 +29,7 @@ from services import EXTENSION, LakeService
 log = logging.getLogger(__name__)
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-NAV_ORDER = ["Map", "Categories", "Oddities", "Sky", "Metrics"]
+NAV_ORDER = ["Map", "Categories", "Oddities", "Sky", "Galaxies", "Metrics"]
 
 
 def navbar() -> dbc.Navbar:
@@ -54,6 +55,15 @@ def _register_thumbnails(server: Flask, service: LakeService) -> None:
         if not _DATE.match(date):
             abort(404)
         path = service.layout.thumb(date)
+        if not path.is_file():
+            abort(404)
+        return send_file(path, mimetype="image/jpeg", max_age=86400)
+
+    @server.route(f"{CUTOUT_ROUTE}/<objid>.jpg")
+    def galaxy_cutout(objid: str):
+        if not (objid.isdigit() and len(objid) <= 20):
+            abort(404)
+        path = service.layout.cutout(objid)
         if not path.is_file():
             abort(404)
         return send_file(path, mimetype="image/jpeg", max_age=86400)

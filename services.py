@@ -23,6 +23,7 @@ from atlas.userstate import FeedbackStore, default_path
 from atlas.sky.resolve import position_of
 from lake.layout import LakeLayout
 from lake.filters import Filters
+from lake.galaxies import GalaxyQueries
 from lake.manifest import LakeMissingError
 from lake.oddities import ranked
 from lake.queries import AtlasQueries
@@ -43,6 +44,7 @@ class LakeService:
         self._version: str | None = None
         self._atlas: AtlasQueries | None = None
         self._engine: SearchEngine | None = None
+        self._galaxies: GalaxyQueries | None = None
         self._encoders: dict[str, Encoder] = {}
         self._feedback: FeedbackStore | None = None
 
@@ -63,6 +65,7 @@ class LakeService:
             if version != self._version or self._atlas is None:
                 reader = LakeReader(LakeLayout(self.layout.root, version))
                 self._atlas, self._engine = AtlasQueries(reader), SearchEngine(reader, self._encoder_for)
+                self._galaxies = GalaxyQueries(reader, self._encoder_for)
                 self._version = version
                 log.info("serving lake %s version %s", self.layout.root, version)
             return self._atlas, self._engine  # type: ignore[return-value]
@@ -76,6 +79,12 @@ class LakeService:
 
     def engine(self) -> SearchEngine:
         return self._open()[1]
+
+    def galaxies(self) -> GalaxyQueries:
+        """The lake's Galaxy Zoo collection (same pinned version as the rest of the request)."""
+        self._open()
+        with self._lock:
+            return self._galaxies  # type: ignore[return-value]
 
     def feedback(self) -> FeedbackStore:
         """People's labels for this lake (outside the lake: they survive rebuilds)."""
@@ -119,6 +128,10 @@ def engine() -> SearchEngine:
 
 def locate(name: str) -> tuple[float, float] | None:
     return current().locate(name)
+
+
+def galaxies() -> GalaxyQueries:
+    return current().galaxies()
 
 
 def lake_layout() -> LakeLayout:

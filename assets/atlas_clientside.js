@@ -48,6 +48,11 @@
             /* Sky page: markers in Aladin Lite (see assets/atlas_sky.js); returns the status line. */
             skyAladin: function (sources, containerId) {
                 return window.atlasSky.showMarkers(sources, containerId);
+            },
+
+            /* Galaxies page: the query galaxy and its neighbours in Aladin Lite (assets/atlas_sky.js). */
+            galaxyAladin: function (sources, containerId) {
+                return window.atlasSky.showGalaxies(sources, containerId);
             }
         }
     });

@@ -66,5 +66,47 @@
         }
     }
 
-    window.atlasSky = {showMarkers: showMarkers};
+    /* Galaxies page: its own view (the page's element is new after each navigation, so the view is
+     * remade when its element left the document), centred on the galaxies, SDSS colour survey. The
+     * query galaxy is drawn in orange, its neighbours in cyan; window.atlasGalaxyMarkers counts them. */
+    let galaxyView = null;
+
+    async function showGalaxies(sources, containerId) {
+        if (!sources) { return window.dash_clientside.no_update; }
+        const el = document.getElementById(containerId);
+        if (!el) { return window.dash_clientside.no_update; }
+        if (!sources.length) { window.atlasGalaxyMarkers = 0; return ''; }
+        try {
+            const A = window.atlasAladinLib || (await import(ALADIN_MODULE)).default;
+            if (!window.atlasAladinLib) { await A.init; window.atlasAladinLib = A; }
+            const ra = sources.map(s => s.ra), dec = sources.map(s => s.dec);
+            const span = Math.max(Math.max(...ra) - Math.min(...ra), Math.max(...dec) - Math.min(...dec));
+            const target = (ra.reduce((a, b) => a + b, 0) / ra.length).toFixed(5) + ' ' +
+                           (dec.reduce((a, b) => a + b, 0) / dec.length).toFixed(5);
+            const fov = Math.min(180, Math.max(0.05, span * 1.3));
+            if (!galaxyView || !document.body.contains(galaxyView.el)) {
+                const aladin = A.aladin('#' + containerId, {survey: 'P/SDSS9/color', fov: fov, target: target,
+                                                           showReticle: false, cooFrame: 'ICRS'});
+                const query = A.catalog({name: 'query galaxy', sourceSize: 14, color: '#ff7f0e', onClick: 'showPopup'});
+                const near = A.catalog({name: 'neighbours', sourceSize: 10, color: '#17becf', onClick: 'showPopup'});
+                aladin.addCatalog(query);
+                aladin.addCatalog(near);
+                galaxyView = {el: el, aladin: aladin, query: query, near: near};
+            } else {
+                galaxyView.aladin.gotoObject(target);
+                galaxyView.aladin.setFoV(fov);
+            }
+            galaxyView.query.removeAll();
+            galaxyView.near.removeAll();
+            const mark = s => A.source(s.ra, s.dec, {objid: s.objid, class: s.gz_class});
+            galaxyView.query.addSources(sources.filter(s => s.role === 'query').map(mark));
+            galaxyView.near.addSources(sources.filter(s => s.role !== 'query').map(mark));
+            window.atlasGalaxyMarkers = sources.length;
+            return sources.length + ' galaxies marked in Aladin Lite' + (await surveyNote());
+        } catch (err) {
+            return 'Aladin Lite could not start here (' + err + ').';
+        }
+    }
+
+    window.atlasSky = {showMarkers: showMarkers, showGalaxies: showGalaxies};
 }());

@@ -14,6 +14,7 @@ LAKE_ENV = "COSMIC_ATLAS_LAKE"
 STATE_ENV = "COSMIC_ATLAS_STATE"
 
 NASA_APOD_URL = "https://api.nasa.gov/planetary/apod"
+SDSS_CUTOUT_URL = "https://skyserver.sdss.org/dr18/SkyServerWS/ImgCutout/getjpeg"
 SIMBAD_TAP_URL = "https://simbad.cds.unistra.fr/simbad/sim-tap"
 SESAME_URLS = ("https://cds.unistra.fr/cgi-bin/nph-sesame/", "http://vizier.cfa.harvard.edu/viz-bin/nph-sesame/")
 
@@ -46,6 +47,11 @@ def nasa_api_key() -> str:
 
 def nasa_api_url() -> str:
     return _get("NASA_APOD_URL") or NASA_APOD_URL
+
+
+def gz2_cutout_url() -> str:
+    """Cutout service for galaxy pictures (``$GZ2_CUTOUT_URL``; default SDSS SkyServer DR18)."""
+    return _get("GZ2_CUTOUT_URL") or SDSS_CUTOUT_URL
 
 
 def simbad_url() -> str:

@@ -84,6 +84,24 @@ class LakeLayout:
         return self.published / "vectors"
 
     @property
+    def galaxy_vectors(self) -> Path:
+        """LanceDB database of the Galaxy Zoo collection (morphology and picture vectors, keyed by objid)."""
+        return self.published / "galaxy_vectors"
+
+    @property
+    def galaxy_image_space(self) -> Path:
+        """Fitted map from picture features to galaxy picture vectors (offline encoder), for uploads."""
+        return self.published / "models" / "galaxy_image_space.npz"
+
+    @property
+    def cutouts(self) -> Path:
+        """Galaxy cutouts fetched from the survey's cutout service; like thumbnails, they outlive builds."""
+        return self.root / "cutouts" / "gz2"
+
+    def cutout(self, objid: str) -> Path:
+        return self.cutouts / f"{objid}.jpg"
+
+    @property
     def thumbs(self) -> Path:
         return self.root / "thumbs"
 
@@ -135,6 +153,10 @@ class LakeLayout:
         if kind not in VECTOR_KINDS:
             raise KeyError(f"unknown vector kind {kind!r}; known: {', '.join(VECTOR_KINDS)}")
         return self.staged_intermediate / f"vectors_{kind}.parquet"
+
+    def staged_galaxy_vectors(self, kind: str) -> Path:
+        """The galaxy stages' matrix of one kind (intermediate, like :meth:`staged_vectors`)."""
+        return self.staged_intermediate / f"galaxy_vectors_{kind}.parquet"
 
     @property
     def staged_intermediate(self) -> Path:

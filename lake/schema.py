@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from lake.galaxy_schema import GALAXIES, GALAXY_MAPS
+
 #: 2: versioned publishing (tables under versions/<run id>/, the live one named by the `current` link).
 SCHEMA_VERSION = 2
 
@@ -21,7 +23,10 @@ ALIGNED_KIND = "aligned"
 VECTOR_KINDS: tuple[str, ...] = (*EMBEDDING_KINDS, ALIGNED_KIND)
 
 #: Parquet tables of the lake.
-TABLES: tuple[str, ...] = ("entries", "categories", "projections", "clusters", "metrics", "objects", "anomalies")
+TABLES: tuple[str, ...] = ("entries", "categories", "projections", "clusters", "metrics", "objects", "anomalies",
+                           "galaxies", "galaxy_maps")
+#: Tables of the second collection (Galaxy Zoo 2); a lake built with ``--collection apod`` only has none.
+GALAXY_TABLES: tuple[str, ...] = ("galaxies", "galaxy_maps")
 
 #: 2-D/3-D maps computed for each embedding kind.
 PROJECTION_METHODS: tuple[str, ...] = ("umap", "tsne", "umap3d")
@@ -136,6 +141,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "metrics": METRICS,
     "objects": OBJECTS,
     "anomalies": ANOMALIES,
+    "galaxies": GALAXIES,
+    "galaxy_maps": GALAXY_MAPS,
 }
 
 

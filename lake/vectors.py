@@ -103,3 +103,31 @@ def read_vectors(db_path: Path, kind: str) -> tuple[list[str], np.ndarray]:
     """All dates and vectors of one kind, in table order."""
     arrow = open_table(db_path, kind).to_arrow()
     return arrow.column("date").to_pylist(), matrix(arrow.column("vector"))
+
+
+def write_galaxy_table(db_path: Path, kind: str, galaxies: pa.Table, matrix_: np.ndarray) -> None:
+    """Replace the galaxy vector table ``kind``: one row per galaxy of ``galaxies`` (objid, ra, dec,
+    gz_class, has_image columns, same order as ``matrix_``), in one LanceDB commit."""
+    from lake.galaxy_schema import GALAXY_VECTOR_KINDS, galaxy_vector_schema
+
+    if kind not in GALAXY_VECTOR_KINDS:
+        raise KeyError(kind)
+    matrix_ = np.ascontiguousarray(matrix_, dtype=np.float32)
+    if len(matrix_) != galaxies.num_rows:
+        raise ValueError(f"{galaxies.num_rows} galaxies but {len(matrix_)} vectors")
+    dim = int(matrix_.shape[1])
+    schema = galaxy_vector_schema(dim)
+    table = pa.table({
+        "objid": galaxies.column("objid"),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix_.reshape(-1), pa.float32()), dim),
+        **{name: galaxies.column(name) for name in ("ra", "dec", "gz_class", "has_image")},
+    }).cast(schema)
+    db = _connect(db_path)
+    exists = kind in set(_table_names(db))
+    db.create_table(kind, data=table, mode="overwrite" if exists else "create")
+
+
+def read_galaxy_vectors(db_path: Path, kind: str) -> tuple[list[str], np.ndarray]:
+    """All objids and vectors of one galaxy kind, in table order."""
+    arrow = open_table(db_path, kind).to_arrow()
+    return arrow.column("objid").to_pylist(), matrix(arrow.column("vector"))

@@ -98,6 +98,35 @@ class LakeWriter:
         except KeyError:  # e.g. no entry had an image
             return [], np.zeros((0, 0), np.float32)
 
+    def stage_galaxy_vectors(self, kind: str, objids: list[str], matrix: np.ndarray) -> None:
+        """A galaxy vector matrix for later stages of this build (not published as a file)."""
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        table = pa.table({"objid": pa.array(objids, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(
+            pa.array(matrix.reshape(-1), pa.float32()), matrix.shape[1])})
+        atomic.write_parquet(self.layout.staged_galaxy_vectors(kind), table)
+
+    def read_galaxy_vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
+        """Staged galaxy vectors of this build, else the published table, else nothing."""
+        staged = self.layout.staged_galaxy_vectors(kind)
+        if staged.is_file():
+            table = pq.read_table(staged)
+            return table.column("objid").to_pylist(), vectors.matrix(table.column("vector"))
+        if not self.layout.galaxy_vectors.is_dir():  # connecting would create the folder
+            return [], np.zeros((0, 0), np.float32)
+        try:
+            return vectors.read_galaxy_vectors(self.layout.galaxy_vectors, kind)
+        except (KeyError, FileNotFoundError, ValueError):
+            return [], np.zeros((0, 0), np.float32)
+
+    def stage_arrays(self, published: Path, arrays: dict[str, np.ndarray]) -> None:
+        """Stage named arrays as one ``.npz`` (written through an open file: ``np.savez`` given a path
+        would append ``.npz`` to the temporary name and leave the staged file empty)."""
+        def write(path: Path) -> None:
+            with open(path, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        self.stage_file(published, write)
+
     def stage_file(self, published: Path, writer: Callable[[Path], None]) -> None:
         atomic.write_with(self.layout.staged(published), writer)
 
@@ -182,6 +211,10 @@ VERSIONS_KEPT = 3
 PRUNE_GRACE_SECONDS = 300.0
 
 
+#: Top-level folders of a version that are LanceDB databases (one folder per table inside).
+LANCE_DATABASES = ("vectors", "galaxy_vectors")
+
+
 def _unit(rel: Path) -> tuple[str, ...]:
     """What a build replaces as a whole: a LanceDB table folder, or a single file."""
-    return rel.parts[:2] if rel.parts[0] == "vectors" else rel.parts
+    return rel.parts[:2] if rel.parts[0] in LANCE_DATABASES else rel.parts

@@ -14,7 +14,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html, no_update
 
 from lake.filters import Filters
-from services import atlas, engine, lake_layout, locate  # noqa: F401  (re-exported for the pages)
+from services import atlas, engine, galaxies, lake_layout, locate  # noqa: F401  (re-exported for the pages)
 
 
 def vocabulary() -> tuple[Any, list[str], dt.date, dt.date]:
@@ -110,3 +110,21 @@ def thumb_card(date: str, title: str, *, picture: dict[str, Any] | None, footer:
     img = picture_element(picture, alt=title, class_name="card-img-top atlas-thumb")
     return dbc.Card(html.A([img, dbc.CardBody(body, className="p-2")], href=f"/entry/{date}",
                            className="text-reset text-decoration-none"), className="h-100 atlas-card")
+
+
+def decode_upload(contents: str):
+    """The picture of a ``dcc.Upload`` (a base64 data URL), decoded within the upload limits; raises
+    :class:`atlas.images.ImageRejected` with a message for the person who sent it."""
+    import base64
+    import binascii
+
+    from atlas.images import ImageRejected, decode_image, upload_limits
+
+    header, _, data = (contents or "").partition(",")
+    if not any(t in header for t in ("image/jpeg", "image/png", "image/gif", "image/webp")):
+        raise ImageRejected("send a JPEG, PNG, GIF or WebP picture")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageRejected("the upload arrived damaged; try again") from None
+    return decode_image(raw, upload_limits())

@@ -242,3 +242,36 @@ def resource_samples_lines(samples: pd.DataFrame) -> go.Figure:
                   labels={"duration_seconds": "seconds since start"}, height=520)
     fig.update_yaxes(matches=None)
     return fig
+
+
+# -- galaxies page -------------------------------------------------------------------------------------
+
+#: Colours of the Galaxy Zoo classes on the morphology map.
+GALAXY_CLASS_COLOURS: Final = {"smooth": "#d62728", "featured": "#1f77b4", "uncertain": "#9e9e9e",
+                               "star_or_artifact": "#bcbd22"}
+
+
+def galaxy_map(points: pd.DataFrame, *, highlight: Sequence[str] = ()) -> go.Figure:
+    """The collection's morphology (or picture) map: one WebGL trace per Galaxy Zoo class, objid as
+    ``customdata`` (a click picks the galaxy, the lasso selects for download); ``highlight`` rings the
+    current neighbourhood."""
+    fig = go.Figure()
+    for cls, colour in GALAXY_CLASS_COLOURS.items():
+        part = points[points.gz_class == cls]
+        if part.empty:
+            continue
+        fig.add_trace(go.Scattergl(
+            x=part.x, y=part.y, mode="markers", name=f"{cls.replace('_', ' ')} ({len(part):,})",
+            customdata=part[["objid", "cluster_label"]].to_numpy(),
+            hovertemplate="%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+            marker={"size": 3 if len(points) > DENSE_MAP / 2 else 5, "color": colour, "opacity": 0.6}))
+    chosen = points[points.objid.isin(list(highlight))]
+    if not chosen.empty:
+        fig.add_trace(go.Scattergl(x=chosen.x, y=chosen.y, mode="markers", name="neighbourhood",
+                                   customdata=chosen[["objid", "cluster_label"]].to_numpy(), hoverinfo="skip",
+                                   marker={"size": 11, "color": "rgba(0,0,0,0)",
+                                           "line": {"color": SELECTION_COLOUR, "width": 2}}))
+    fig.update_layout(template="plotly_white", margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode="lasso",
+                      xaxis=_HIDDEN_AXIS, yaxis=_HIDDEN_AXIS, hovermode="closest", uirevision="galaxy-map",
+                      legend={"itemsizing": "constant", "y": 0.98, "yanchor": "top"})
+    return fig

@@ -136,7 +136,32 @@ class Sky:
     CONE_LIST: Final = "cone-list"
 
 
-GROUPS: Final = (App, Map, Categories, Entry, Metrics, Search, Sky)
+class Galaxies:
+    """Galaxies page (``/galaxies``): Galaxy Zoo 2 look-alikes, morphology neighbours, map and sky."""
+
+    SUMMARY: Final = "gal-summary"
+    UPLOAD: Final = "gal-upload"
+    OBJID: Final = "gal-objid"
+    EXAMPLES: Final = "gal-examples"
+    K: Final = "gal-k"
+    SPACE: Final = "gal-space"
+    STATUS: Final = "gal-status"
+    MORPHOLOGY: Final = "gal-morphology"
+    SKY_STATS: Final = "gal-sky-stats"
+    RESULTS: Final = "gal-results"
+    ALADIN: Final = "gal-aladin"
+    ALADIN_STATUS: Final = "gal-aladin-status"
+    SOURCES: Final = "gal-sources"
+    MAP_SPACE: Final = "gal-map-space"
+    MAP: Final = "gal-map"
+    SELECTION: Final = "gal-selection"
+    SELECTION_COUNT: Final = "gal-selection-count"
+    DL_CSV: Final = "gal-dl-csv"
+    DL_PARQUET: Final = "gal-dl-parquet"
+    DOWNLOAD: Final = "gal-download"
+
+
+GROUPS: Final = (App, Map, Categories, Entry, Metrics, Search, Sky, Oddities, Galaxies)
 
 
 def all_ids() -> dict[str, str]:

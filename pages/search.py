@@ -3,7 +3,6 @@ uploaded picture."""
 
 from __future__ import annotations
 
-import base64
 from urllib.parse import urlencode
 
 import dash
@@ -14,7 +13,7 @@ from lake.manifest import LakeMissingError
 from lake.filters import Filters
 from lake.search import MODES, SearchError
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, engine, missing_lake_notice, parse_date, parse_list, picture_element
+from pages._common import atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, picture_element
 from pages.ids import Search
 
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
@@ -122,16 +121,13 @@ def go(_n, q, mode, kind, cats, start, end, image, page):
     prevent_initial_call=True,
 )
 def search_by_picture(contents, filename, kind):
-    from atlas.images import ImageRejected, decode_image, upload_limits
+    from atlas.images import ImageRejected
 
     if not contents:
         return no_update
     name = filename or "your picture"
     try:
-        header, data = contents.split(",", 1)
-        if not any(t in header for t in ("image/jpeg", "image/png", "image/gif", "image/webp")):
-            raise ImageRejected("send a JPEG, PNG, GIF or WebP picture")
-        image = decode_image(base64.b64decode(data), upload_limits())
+        image = decode_upload(contents)
         hits, categories = engine().picture_search(image, k=PER_PAGE, kind=kind or "image")
     except (ImageRejected, SearchError, ValueError) as exc:
         return dbc.Alert(f"{filename or 'The upload'}: {exc}", color="warning")

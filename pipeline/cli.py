@@ -62,7 +62,69 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("label", choices=["interesting", "not", "clear"])
     f.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
     f.add_argument("--user", default="anonymous")
+    g = sub.add_parser("galaxies", help="Galaxy Zoo 2: look-alikes of a picture, or a galaxy's morphology neighbours",
+                       description="With --image FILE: the galaxies whose pictures look most like it (needs cutouts: "
+                       "build with --collection gz2 --fetch-cutouts). With --objid: a catalogue galaxy's nearest "
+                       "neighbours in morphology space (or --space image). Either way, the neighbourhood's morphology "
+                       "with 90%% bootstrap intervals beside the collection's base rates and random sets, and its sky "
+                       "dispersion beside random sets of the same size. Without either: the collection's summary.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g.add_argument("--image", type=Path, metavar="FILE", help="a galaxy picture (JPEG/PNG/GIF/WebP)")
+    g.add_argument("--objid", help="a Galaxy Zoo 2 objid")
+    g.add_argument("--space", choices=["morphology", "image"], default="morphology",
+                   help="neighbours of --objid by volunteer votes or by picture")
+    g.add_argument("--k", type=int, default=10, help="number of neighbours (1-100)")
+    g.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
+    g.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
+
+
+def cmd_galaxies(args: argparse.Namespace) -> int:
+    import json
+
+    from atlas.encoders import encoder_from_manifest
+    from atlas.images import ImageRejected, decode_image, upload_limits
+    from lake.galaxies import GalaxyError, GalaxyQueries
+    from lake.manifest import LakeMissingError
+    from lake.reader import LakeReader
+
+    try:
+        g = GalaxyQueries(LakeReader.open(args.lake or environment.lake_dir()), encoder_from_manifest)
+        if args.image is not None and args.objid:
+            raise GalaxyError("give --image or --objid, not both")
+        if args.image is None and not args.objid:
+            print(json.dumps(g.summary(), indent=2))
+            return 0
+        if args.image is not None:
+            try:
+                image = decode_image(args.image.read_bytes(), upload_limits())
+            except (OSError, ImageRejected) as exc:
+                raise GalaxyError(f"cannot use {args.image} as a picture: {exc}") from None
+            found = g.similar_to_picture(image, k=args.k)
+        elif args.space == "image":
+            found = g.similar_to_galaxy_picture(args.objid, k=args.k)
+        else:
+            found = g.morphology_neighbours(args.objid, k=args.k)
+    except (GalaxyError, LookupError, LakeMissingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(found.as_dict(), indent=2))
+        return 0
+    for r in found.galaxies.itertuples():
+        print(f"{r.objid}  {r.distance:7.4f}  {r.gz_class:<16} RA {r.ra:9.4f} Dec {r.dec:+8.4f}  "
+              f"smooth {r.p_smooth:.2f} featured {r.p_features:.2f}")
+    n = found.query["found"]
+    print(f"\nmorphology of these {n} (90% bootstrap) | collection | random {n} (90% range)")
+    for m in found.morphology:
+        own, rnd = m["neighbours"], m["random"]
+        print(f"  {m['label']:<30} {own['value']:.2f} ({own['low']:.2f}-{own['high']:.2f}) | "
+              f"{m['collection']:.2f} | {rnd['low']:.2f}-{rnd['high']:.2f}")
+    if found.sky:
+        s = found.sky
+        print(f"sky dispersion {s['dispersion_deg']:.2f} deg; random sets {s['random_median_deg']:.2f} deg "
+              f"(90% {s['random_low_deg']:.2f}-{s['random_high_deg']:.2f}); {s['percentile']:.0f}% of random sets as tight")
+    return 0
 
 
 def cmd_oddities(args: argparse.Namespace) -> int:
@@ -200,4 +262,6 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_search(args)
     if args.command in ("oddities", "feedback"):
         return cmd_oddities(args)
+    if args.command == "galaxies":
+        return cmd_galaxies(args)
     return 2

@@ -22,8 +22,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DIR = REPO_ROOT / "data" / "apod"
 BUNDLED_ARCHIVE = BUNDLED_DIR / "apod_archive.parquet"
 BUNDLED_IMAGES = BUNDLED_DIR / "images"
+BUNDLED_GZ2 = REPO_ROOT / "data" / "galaxy_zoo2" / "gz2_willett13_table5_stripe82_coadd.csv.gz"
 
 SOURCE_CHOICES = ("bundled", "nasa", "dump")
+COLLECTION_CHOICES = ("apod", "gz2")
 ENCODER_CHOICES = ("auto", "offline", "openclip")
 QUANTIZE_CHOICES = ("int8", "none")
 CLIP_MODEL = "ViT-B-32"
@@ -100,6 +102,10 @@ class BuildConfig:
     lake: LakeLayout = field(default_factory=_default_lake, metadata=option(
         "lake directory (default: $COSMIC_ATLAS_LAKE, else lake/data in the repo)", group="lake",
         parse=parse_lake, metavar="DIR"))
+    collections: list[str] = field(default_factory=lambda: list(COLLECTION_CHOICES), metadata=option(
+        "collection(s) to build; repeat for several (default: all). Collections not named keep what "
+        "the lake already has: apod = Astronomy Picture of the Day, gz2 = Galaxy Zoo 2 (Stripe 82)",
+        group="lake", flag="--collection", choices=COLLECTION_CHOICES, repeat=True))
     sources: list[str] = field(default_factory=lambda: ["bundled"], metadata=option(
         "where entries come from; repeat to merge (later sources win per date): bundled = the archive shipped "
         "in data/apod, nasa = the APOD API, dump = files given with --dump", group="sources", flag="--source",
@@ -174,6 +180,19 @@ class BuildConfig:
         "download the pictures the archive only links to (NASA URLs; at most 4 at once, retries with backoff, "
         "resumable) and keep their thumbnails in the lake; later builds embed only the new pictures",
         group="images"))
+    gz2_catalogue: Path = field(default=BUNDLED_GZ2, metadata=option(
+        "Galaxy Zoo 2 vote table (Willett et al. 2013 table 5 layout, CSV or CSV.gz)", group="galaxies",
+        parse=Path, metavar="FILE"))
+    fetch_cutouts: bool = field(default=False, metadata=option(
+        "download a picture of every galaxy from the cutout service (at most 4 at once, retries with "
+        "backoff, resumable) and keep it in the lake; later builds embed only the new pictures",
+        group="galaxies"))
+    cutout_url: str = field(default_factory=environment.gz2_cutout_url, metadata=option(
+        "cutout service answering ?ra=&dec=&scale=&width=&height= with a JPEG (env GZ2_CUTOUT_URL)",
+        group="galaxies", metavar="URL"))
+    cutout_limit: int | None = field(default=None, metadata=option(
+        "fetch cutouts for at most N galaxies (catalogue order) in this build", group="galaxies",
+        parse=parse_positive))
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata=option(
         "largest picture file accepted", group="images", parse=parse_positive, cli=False))
     max_image_pixels: int = field(default=60_000_000, metadata=option(
@@ -200,6 +219,12 @@ class BuildConfig:
             raise ValueError(f"--start {self.start} is after --end {self.end}")
         if self.fetch_images and self.offline:
             raise ValueError("--fetch-images downloads pictures and --offline forbids the network; choose one")
+        if self.fetch_cutouts and self.offline:
+            raise ValueError("--fetch-cutouts downloads pictures and --offline forbids the network; choose one")
+        unknown = [c for c in self.collections if c not in COLLECTION_CHOICES]
+        if unknown or not self.collections:
+            raise ValueError(f"--collection must be one of {', '.join(COLLECTION_CHOICES)}")
+        self.collections = list(dict.fromkeys(self.collections))
         if self.align_exclude is not None:
             self.excluded_from_alignment()  # a missing file or a bad line fails before any work
 

@@ -36,7 +36,7 @@ class Embeddings:
     computed: dict[str, int] = field(default_factory=dict)  # items actually encoded this run
 
 
-def _fill_cache(
+def fill_cache(
     cache: EmbeddingCache,
     keys: list[str],
     inputs: list[Any],
@@ -86,7 +86,7 @@ def embed_entries(
     titles = [r["title"] for r in rows]
     title_keys = [sha1_text(t) for t in titles]
     title_cache = EmbeddingCache(layout.embedding_cache(text_fp, "title"))
-    computed["title"] = _fill_cache(
+    computed["title"] = fill_cache(
         title_cache, title_keys, titles, lambda xs: encoder.encode_text(xs, batch_size=batch_size),
         chunk=chunk, desc="embed titles", progress=progress, order_by_length=True,
     )
@@ -94,7 +94,7 @@ def embed_entries(
     texts = [text_input(r["title"], r["explanation"]) for r in rows]
     text_keys = [sha1_text(t) for t in texts]
     text_cache = EmbeddingCache(layout.embedding_cache(text_fp, "text"))
-    computed["text"] = _fill_cache(
+    computed["text"] = fill_cache(
         text_cache, text_keys, texts, lambda xs: encoder.encode_text(xs, batch_size=batch_size),
         chunk=chunk, desc="embed texts", progress=progress, order_by_length=True,
     )
@@ -102,7 +102,7 @@ def embed_entries(
     with_image = [r for r in rows if r.get("has_image")]
     image_keys = [r["image_sha1"] for r in with_image]
     image_cache = EmbeddingCache(layout.embedding_cache(image_fp, "image"))
-    computed["image"] = _fill_cache(
+    computed["image"] = fill_cache(
         image_cache, image_keys, [r["image_path"] for r in with_image],
         lambda paths: encoder.encode_images([_load_image(layout, p) for p in paths]),
         chunk=chunk, desc="embed images", progress=progress,

@@ -74,7 +74,7 @@ class PoliteFetcher:
                 wait, last = self.backoff * 2 ** attempt, exc
             if attempt < self.retries:
                 self._sleep(min(wait, MAX_RETRY_AFTER))
-        raise ImageRejected(f"download failed after {self.retries + 1} tries: {_short(last)}")
+        raise ImageRejected(f"download failed after {self.retries + 1} tries: {failure_reason(last)}")
 
     def fetch_all(self, urls: Iterable[str], *, progress: bool = False) -> FetchReport:
         """Fetch every URL into the cache; failures are counted by reason, never raised."""
@@ -94,7 +94,7 @@ class PoliteFetcher:
                 self.fetch(url)
                 outcome = None
             except (ImageRejected, requests.RequestException) as exc:
-                outcome = _short(exc)
+                outcome = failure_reason(exc)
             with lock:
                 if outcome is None:
                     report.fetched += 1
@@ -110,7 +110,7 @@ class PoliteFetcher:
         return report
 
 
-def _short(exc: Exception) -> str:
+def failure_reason(exc: Exception) -> str:
     text = str(exc).split(" (")[0]
     if isinstance(exc, requests.Timeout):
         return "download timed out"

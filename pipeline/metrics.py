@@ -120,6 +120,7 @@ class RunMetrics:
                 "items_per_second": round(items / wall, 2) if items and wall > 0 else None,
                 "peak_rss_bytes": self._peak_rss,
                 "skipped": bool(info.get("skipped")),
+                **({"carried_over": info["carried_over"]} if "carried_over" in info else {}),
             }
             self.stages[name] = summary
             with self._lock:
@@ -129,5 +130,11 @@ class RunMetrics:
                     "peak_rss_bytes": self._peak_rss, "cpu_percent": None, "rss_bytes": None,
                 } | self._gpu.sample())
                 self._stage = "between stages"
-            log.info("stage %-9s %s in %.1fs%s", name, "skipped (inputs unchanged)" if summary["skipped"] else "done",
+            log.info("stage %-9s %s in %.1fs%s", name, _state(summary),
                      wall, f", {items} items, {summary['items_per_second']}/s" if items and not summary["skipped"] else "")
+
+
+def _state(summary: dict) -> str:
+    if summary.get("carried_over") is not None:
+        return "kept (collection not in this build)"
+    return "skipped (inputs unchanged)" if summary["skipped"] else "done"

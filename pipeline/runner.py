@@ -62,12 +62,15 @@ class Stage:
     ``inputs`` returns a JSON-able description of everything the output depends on (upstream hashes,
     parameters, code versions); ``None`` instead of a function means the stage always runs (it reads
     the sources). ``outputs`` lists the staged paths it writes, checked before reusing staged work.
+    ``collection`` names the collection the stage belongs to: a build of other collections carries its
+    published output and manifest section over untouched.
     """
 
     name: str
     run: Callable[["BuildContext"], StageResult]
     inputs: Callable[["BuildContext"], Any] | None
     outputs: Callable[[LakeLayout], Sequence[Path]] = lambda layout: ()
+    collection: str = "apod"
 
 
 class BuildContext:
@@ -119,8 +122,8 @@ class BuildSummary:
         if self.invalid:
             out.append("skipped rows: " + ", ".join(f"{n} × {r}" for r, n in self.invalid.items()))
         for name, st in self.stages.items():
-            state = "reused" if st.get("skipped") else "ran"
-            out.append(f"  {name:<9} {state:<6} {st['wall_seconds']:>7.1f}s wall {st.get('cpu_seconds', 0):>7.1f}s cpu"
+            state = "kept" if st.get("carried_over") is not None else "reused" if st.get("skipped") else "ran"
+            out.append(f"  {name:<12} {state:<6} {st['wall_seconds']:>7.1f}s wall {st.get('cpu_seconds', 0):>7.1f}s cpu"
                        + (f"  {st['items']:,} items" if st.get("items") else ""))
         out.append(f"total: {self.wall_seconds:.1f}s")
         return out
@@ -182,8 +185,10 @@ class Runner:
     def _run_stage(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics) -> None:
         cpu0 = _cpu_seconds()
         with metrics.stage(stage.name) as info:
-            previous = self._reusable(stage, ctx, staged)
-            if previous is not None:
+            previous = None if stage.collection not in ctx.cfg.collections else self._reusable(stage, ctx, staged)
+            if stage.collection not in ctx.cfg.collections:
+                self._carry_over(stage, ctx, info)
+            elif previous is not None:
                 info["skipped"] = True
                 ctx.results[stage.name] = StageResult(manifest=previous.get("manifest", {}))
             else:
@@ -197,6 +202,16 @@ class Runner:
                                                                    "manifest": result.manifest}
                     ctx.writer.save_staged_manifest(staged)
         metrics.stages[stage.name]["cpu_seconds"] = round(_cpu_seconds() - cpu0, 2)
+
+    @staticmethod
+    def _carry_over(stage: Stage, ctx: BuildContext, info: dict[str, Any]) -> None:
+        """A stage of a collection this build leaves alone: its published files carry over (the publish
+        step hard-links every file not remade) and so does its manifest record, input hash included."""
+        record = ctx.live.get("stages", {}).get(stage.name) or {}
+        info["skipped"] = True
+        info["carried_over"] = bool(record)
+        ctx.hashes[stage.name] = record.get("input_hash") or f"not built:{stage.name}"
+        ctx.results[stage.name] = StageResult(manifest=record.get("manifest", {}))
 
     def _reusable(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any]) -> dict[str, Any] | None:
         """The record of an earlier run whose output is still valid (staged or published), else None."""

@@ -199,7 +199,7 @@ def embed_stage(ctx: BuildContext) -> StageResult:
     for kind, dates in emb.dates.items():
         if dates:
             ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
-    ctx.writer.stage_file(ctx.layout.image_space, lambda p: np.savez(open(p, "wb"), **emb.image_space))
+    ctx.writer.stage_arrays(ctx.layout.image_space, emb.image_space)
     return StageResult(items=sum(emb.computed.values()), summary={"embedded": emb.computed}, manifest={
         "encoder": encoder.info.to_dict(),
         "counts": {f"vectors_{k}": len(d) for k, d in emb.dates.items()},
@@ -380,6 +380,117 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
         "combined": "cross_modal percentile for entries with a picture, text k-NN percentile otherwise"}})
 
 
+# -- Galaxy Zoo 2 collection ----------------------------------------------------------------------------
+def gz2_cutouts_stage(ctx: BuildContext) -> StageResult:
+    """Fetch missing galaxy cutouts when asked (``--fetch-cutouts``); always report which exist, so
+    the later stages re-embed only when the set of pictures changed."""
+    from pipeline.galaxies import read_catalogue
+
+    cfg, layout = ctx.cfg, ctx.layout
+    table = ctx.resource("gz2_catalogue", lambda: read_catalogue(cfg.gz2_catalogue, limit=cfg.limit))
+    objids = table.column("objid").to_pylist()
+    report = None
+    if cfg.fetch_cutouts:
+        from pipeline.cutouts import CutoutService, fetch_cutouts
+        from pipeline.fetch import PoliteFetcher
+
+        wanted = list(zip(objids, table.column("ra").to_pylist(), table.column("dec").to_pylist()))
+        limits = ImageLimits(cfg.max_image_bytes, cfg.max_image_pixels, cfg.thumb_size)
+        report = fetch_cutouts(wanted[: cfg.cutout_limit], layout, service=CutoutService(cfg.cutout_url),
+                               fetcher=PoliteFetcher(layout.download_cache, limits), limits=limits,
+                               progress=cfg.progress)
+    present = {o: layout.cutout(o) for o in objids if layout.cutout(o).is_file()}
+    stamp = [(o, p.stat().st_size, p.stat().st_mtime_ns) for o, p in present.items()]
+    return StageResult(items=len(present), value=present, fingerprint=sha1_json(stamp),
+                       manifest={"gz2_cutouts": {"present": len(present),
+                                                 **({"last_fetch": report.as_dict()} if report else {})}})
+
+
+def _gz2_inputs(ctx: BuildContext) -> Any:
+    from atlas.hashing import sha1_file
+
+    return [sha1_file(ctx.cfg.gz2_catalogue), ctx.cfg.limit, ctx.hash("gz2_cutouts"), _spec(ctx), "gz2-v1"]
+
+
+def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
+    """The ``galaxies`` table and the collection's vector tables: morphology for every galaxy, pictures
+    (through the build's image encoder, in a space fitted on the galaxy pictures) where cutouts exist."""
+    from lake.galaxy_schema import IMAGE_KIND, MORPHOLOGY_KIND
+    from pipeline.embed import fill_cache
+    from pipeline.embed_cache import EmbeddingCache
+    from pipeline.galaxies import morphology_vectors, read_catalogue
+
+    cfg, layout = ctx.cfg, ctx.layout
+    table = ctx.resource("gz2_catalogue", lambda: read_catalogue(cfg.gz2_catalogue, limit=cfg.limit))
+    cutouts: dict[str, Path] = ctx.value("gz2_cutouts")
+    has_image = pa.array([o in cutouts for o in table.column("objid").to_pylist()])
+    table = table.set_column(table.schema.get_field_index("has_image"), "has_image", has_image)
+    ctx.writer.stage_table("galaxies", table)
+    db = layout.staged(layout.galaxy_vectors)
+    morphology = morphology_vectors(table)
+    vectors.write_galaxy_table(db, MORPHOLOGY_KIND, table, morphology)
+    ctx.writer.stage_galaxy_vectors(MORPHOLOGY_KIND, table.column("objid").to_pylist(), morphology)
+    pictured = table.filter(has_image)
+    embedded = 0
+    if pictured.num_rows:
+        from atlas.hashing import sha1_file
+        from PIL import Image
+
+        encoder = _encoder(ctx)
+        paths = [cutouts[o] for o in pictured.column("objid").to_pylist()]
+        keys = [sha1_file(p) for p in paths]
+        cache = EmbeddingCache(layout.embedding_cache(encoder.info.tower_fingerprint("image"), "image"))
+
+        def encode(batch: list[Path]) -> np.ndarray:
+            images = []
+            for path in batch:
+                with Image.open(path) as img:
+                    images.append(img.convert("RGB"))
+            return encoder.encode_images(images, batch_size=cfg.batch_size)
+
+        embedded = fill_cache(cache, keys, paths, encode, chunk=cfg.embed_chunk, desc="embed galaxy pictures",
+                               progress=cfg.progress)
+        features = cache.get(keys)
+        space = encoder.image_space(features)
+        image_vecs = encoder.to_image_vectors(features, space)
+        vectors.write_galaxy_table(db, IMAGE_KIND, pictured, image_vecs)
+        ctx.writer.stage_galaxy_vectors(IMAGE_KIND, pictured.column("objid").to_pylist(), image_vecs)
+        if space:
+            ctx.writer.stage_arrays(layout.galaxy_image_space, space)
+    classes = dict(zip(*np.unique(table.column("gz_class").to_pylist(), return_counts=True)))
+    log.info("gz2: %d galaxies (%d with a picture, %d newly embedded)", table.num_rows, pictured.num_rows, embedded)
+    return StageResult(items=table.num_rows, manifest={
+        "counts": {"galaxies": table.num_rows, "galaxies_with_picture": pictured.num_rows},
+        "gz2": {"catalogue": cfg.gz2_catalogue.name, "classes": {k: int(v) for k, v in classes.items()},
+                "morphology_vector": "debiased fractions × probability of reaching each question (37-d)",
+                "picture_vectors": pictured.num_rows, "cutout_url": cfg.cutout_url}})
+
+
+def gz2_maps_stage(ctx: BuildContext) -> StageResult:
+    """UMAP maps and Ward clusters of the morphology space (and of the picture space, with ≥ 30 pictures)."""
+    from lake.galaxy_schema import GALAXY_SPACES
+    from pipeline.galaxies import euclidean_graph, map_table, morphology_labels, umap_2d
+
+    galaxies = ctx.writer.read_table("galaxies")
+    by_id = {o: i for i, o in enumerate(galaxies.column("objid").to_pylist())}
+    parts = []
+    for space in GALAXY_SPACES:
+        objids, vecs = ctx.writer.read_galaxy_vectors(space)
+        if len(objids) < 30:
+            continue
+        graph = euclidean_graph(vecs) if space == "morphology" else knn_graph(vecs, 15)
+        xy = umap_2d(vecs, graph, metric="euclidean" if space == "morphology" else "cosine", seed=ctx.cfg.seed)
+        k = ctx.cfg.n_clusters or cluster.default_cluster_count(len(objids))
+        labels = cluster.ward_clusters(vecs, graph, k)
+        names = morphology_labels(labels, galaxies.take([by_id[o] for o in objids]))
+        parts.append(map_table(objids, xy, labels, names, space=space))
+    if parts:
+        ctx.writer.stage_table("galaxy_maps", pa.concat_tables(parts))
+    return StageResult(items=sum(p.num_rows for p in parts), manifest={"gz2_maps": {
+        "method": "UMAP (min_dist 0.1) on an exact 15-NN graph; Ward clusters on the same graph",
+        "spaces": [p.column("space")[0].as_py() for p in parts], "seed": ctx.cfg.seed}})
+
+
 def _staged(*names: str):
     return lambda layout: [layout.staged_table(n) for n in names]
 
@@ -411,6 +522,12 @@ STAGES: list[Stage] = [
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.hash("entries"),
                        VECTOR_TABLES_VERSION],
           lambda lo: [lo.staged(lo.vectors)]),
+    Stage("gz2_cutouts", gz2_cutouts_stage, None, collection="gz2"),
+    Stage("gz2_galaxies", gz2_galaxies_stage, _gz2_inputs,
+          lambda lo: [lo.staged_table("galaxies"), lo.staged(lo.galaxy_vectors)], collection="gz2"),
+    Stage("gz2_maps", gz2_maps_stage,
+          lambda ctx: [ctx.hash("gz2_galaxies"), ctx.cfg.seed, ctx.cfg.n_clusters, "gz2-maps-v1"],
+          _staged("galaxy_maps"), collection="gz2"),
 ]
 
 

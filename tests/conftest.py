@@ -26,6 +26,7 @@ IMAGES = REPO / "data" / "apod" / "images"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub by accident
 os.environ.setdefault("SIMBAD_TAP_URL", "http://127.0.0.1:9/simbad/sim-tap")
 os.environ.setdefault("SESAME_URL", "http://127.0.0.1:9/")  # nor the CDS name resolver (closed local port)
+os.environ.setdefault("GZ2_CUTOUT_URL", "http://127.0.0.1:9/cutout")  # nor SDSS's cutout service
 # people's feedback labels go to a throw-away directory, never to the tester's own state directory
 os.environ["COSMIC_ATLAS_STATE"] = tempfile.mkdtemp(prefix="cosmic-atlas-state-")
 
@@ -158,13 +159,78 @@ def demo_client(demo_app):
 ALIGN_HOLDOUT = ("2014-01-13", "2014-02-18", "2014-03-15", "2014-04-05")
 
 
+#: Galaxies of the demo lake's Galaxy Zoo collection (the bundled catalogue's first rows).
+DEMO_GALAXIES = 300
+
+
+def gz2_subset(path: Path, n: int) -> Path:
+    """The first ``n`` galaxies of the bundled Galaxy Zoo catalogue, same columns, as a CSV file."""
+    import pyarrow.csv as pacsv
+
+    from pipeline.config import BUNDLED_GZ2
+
+    table = pacsv.read_csv(BUNDLED_GZ2, convert_options=pacsv.ConvertOptions(
+        column_types={"objid": "string"})).slice(0, n)
+    pacsv.write_csv(table, path)
+    return path
+
+
+class CutoutServer:
+    """A local stand-in for SDSS's cutout service: a synthetic spiral for each featured galaxy of the
+    catalogue, an elliptical for the others (tests/galaxy_pictures.py), looked up by ra/dec."""
+
+    def __init__(self, catalogue: Path) -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        from pipeline.galaxies import read_catalogue
+        from tests.galaxy_pictures import render
+
+        table = read_catalogue(catalogue)
+        # keyed as the fetcher writes positions into the URL (6 decimals), so every galaxy is found
+        self.kinds = {(f"{ra:.6f}", f"{dec:.6f}"): ("spiral" if cls == "featured" else "smooth", int(o[-6:]))
+                      for o, ra, dec, cls in zip(*(table.column(c).to_pylist() for c in ("objid", "ra", "dec", "gz_class")))}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                q = parse_qs(urlsplit(self.path).query)
+                found = outer.kinds.get((q["ra"][0], q["dec"][0]))
+                if found is None:
+                    self.send_error(404)
+                    return
+                body = render(found[0], seed=found[1], size=int(q["width"][0]))
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cutout"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="session")
 def demo_lake(tmp_path_factory) -> Path:
-    """A real lake of the bundled archive's January–April 2014, built offline through the CLI."""
+    """A real lake built through the CLI: the bundled archive's January–April 2014 (offline encoder) and
+    the first 300 Galaxy Zoo galaxies with pictures fetched from a local cutout service."""
     lake = tmp_path_factory.mktemp("demo") / "lake"
     holdout = lake.parent / "align_holdout.txt"
     holdout.write_text("# pictures the text–picture space must never train on\n" + "\n".join(ALIGN_HOLDOUT) + "\n")
-    proc = run_cli("build", "--encoder", "offline", "--no-progress", "--start", "2014-01-01", "--end", "2014-04-30",
-                   "--align-exclude", str(holdout), "--lake", str(lake))
+    catalogue = gz2_subset(lake.parent / "gz2_subset.csv", DEMO_GALAXIES)
+    cutouts = CutoutServer(catalogue)
+    try:
+        proc = run_cli("build", "--encoder", "offline", "--no-progress", "--start", "2014-01-01", "--end", "2014-04-30",
+                       "--align-exclude", str(holdout), "--lake", str(lake), "--gz2-catalogue", str(catalogue),
+                       "--fetch-cutouts", "--cutout-url", cutouts.url)
+    finally:
+        cutouts.close()
     assert proc.returncode == 0, proc.stderr[-3000:]
     return lake

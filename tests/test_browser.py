@@ -367,3 +367,56 @@ def test_sky_cone_search_by_name(browser, server):
     button.click()
     wait_for(browser, "#cone-list li a")
     assert "2014-04-08" in {a.get_attribute("href")[-10:] for a in browser.find_elements("css selector", "#cone-list li a")}
+
+
+def test_galaxies_upload_results_aladin_and_download(browser, server, downloads, tmp_path):
+    """Upload a galaxy → look-alikes with pictures, morphology beside the random baseline, markers in
+    Aladin Lite; a catalogue galaxy's morphology neighbours; lasso on the morphology map → download."""
+    from tests.galaxy_pictures import render
+
+    browser.get_log("browser")
+    browser.get(server + "/galaxies")
+    wait_for(browser, "#gal-map .js-plotly-plot .gl-container, #gal-map .js-plotly-plot .scatterlayer", timeout=45)
+    assert "300 Galaxy Zoo 2 galaxies" in browser.find_element("id", "gal-summary").text
+    picture = tmp_path / "my-spiral.jpg"
+    picture.write_bytes(render("spiral", seed=31_337))
+    browser.find_element("css selector", "#gal-upload input[type=file]").send_keys(str(picture))
+    wait_for(browser, "#gal-results .atlas-galaxy img", timeout=60)
+    cards = browser.find_elements("css selector", "#gal-results .atlas-galaxy")
+    assert len(cards) == 10 and sum("featured" in c.text for c in cards) >= 8
+    assert "my-spiral.jpg" in browser.find_element("id", "gal-status").text
+    table = browser.find_element("id", "gal-morphology").text
+    assert "random 10" in table and "Featured or disk" in table and "whole collection" in table
+    assert "random sets" in browser.find_element("id", "gal-sky-stats").text
+    wait_until(lambda: browser.execute_script("return window.atlasGalaxyMarkers") == 10, timeout=60,
+               what="neighbours marked in Aladin Lite")
+    assert browser.execute_script("return document.querySelectorAll('#gal-aladin canvas').length") > 0
+    shot(browser, "galaxies")
+    # a catalogue galaxy (typed): its morphology neighbours, and itself marked too
+    box = browser.find_element("id", "gal-objid")
+    box.send_keys("8647474690312307154\n")
+    wait_until(lambda: "Nearest to 8647474690312307154" in browser.find_element("id", "gal-status").text,
+               what="morphology neighbours")
+    wait_until(lambda: browser.execute_script("return window.atlasGalaxyMarkers") == 11, what="query + neighbours")
+    # lasso on the morphology map → CSV of exactly those galaxies
+    picked = browser.execute_script("""
+        const gd = document.querySelector('#gal-map .js-plotly-plot');
+        const t = gd.data[0];
+        const pts = [0, 1, 2].map(i => ({curveNumber: 0, pointNumber: i, pointIndex: i, customdata: t.customdata[i]}));
+        gd.emit('plotly_selected', {points: pts});
+        return pts.map(p => p.customdata[0]).sort();
+    """)
+    wait_until(lambda: "3 galaxies selected" in browser.find_element("id", "gal-selection-count").text, what="selection")
+    for f in downloads.glob("*"):
+        f.unlink()
+    button = browser.find_element("id", "gal-dl-csv")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    time.sleep(0.3)
+    button.click()
+    csv_file = wait_until(lambda: next(iter(downloads.glob("gz2_selection.csv")), None), what="download")
+    time.sleep(0.5)
+    with open(csv_file, newline="", encoding="utf-8") as fh:
+        got = list(csv.DictReader(fh))
+    assert sorted(r["objid"] for r in got) == picked and "p_smooth" in got[0]
+    errors = [e for e in console_errors(browser) if not any(s in e for s in OFFLINE_ALADIN)]
+    assert errors == []

@@ -20,7 +20,7 @@ from tests.conftest import REPO, TINY_CLIP, run_cli
 
 pytestmark = pytest.mark.slow
 
-BASE = ["build", "--encoder", "offline", "--no-progress", "--start", "2014-01-01"]
+BASE = ["build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--start", "2014-01-01"]
 
 
 def manifest(lake: Path) -> dict:
@@ -173,7 +173,7 @@ def test_failed_stage_keeps_lake_and_rerun_reuses_staged_work(built, tmp_path):
 
 def test_tiny_openclip_end_to_end(tmp_path, small_dump):
     lake = tmp_path / "lake"
-    proc = run_cli("build", "--no-progress", "--encoder", "openclip", "--clip-model", "tiny-clip-test",
+    proc = run_cli("build", "--collection", "apod", "--no-progress", "--encoder", "openclip", "--clip-model", "tiny-clip-test",
                    "--clip-config", str(TINY_CLIP), "--clip-pretrained", "random", "--dump", str(small_dump),
                    "--lake", str(lake))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -228,7 +228,7 @@ def test_nasa_source_downloads_and_thumbnails_new_images(http_server, tmp_path):
     http_server.routes["/img/red.png"] = lambda h: h.reply(200, png, "image/png")
     http_server.routes["/img/page.html"] = lambda h: h.reply(200, b"<html>nope</html>", "text/html")
     lake = tmp_path / "lake"
-    proc = run_cli("build", "--no-progress", "--encoder", "offline", "--source", "nasa", "--nasa-url",
+    proc = run_cli("build", "--collection", "apod", "--no-progress", "--encoder", "offline", "--source", "nasa", "--nasa-url",
                    f"{http_server.url}/planetary/apod", "--start", "2026-09-01", "--end", "2026-09-04",
                    "--lake", str(lake), env={"NASA_API_KEY": "TESTKEY"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -328,3 +328,33 @@ def test_fetched_pictures_are_kept_and_only_they_are_embedded(built, tmp_path):
     after = LakeReader.open(lake)
     got = set(after.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE has_image").d)
     assert set(missing.d) <= got and all((lake / "thumbs" / f"{d}.jpg").is_file() for d in missing.d)
+
+
+def test_collections_build_apart_and_keep_each_other(built, tmp_path):
+    """``--collection gz2`` adds the galaxies to an APOD lake without touching APOD; a later APOD-only
+    build carries the galaxies (files and manifest records) over unchanged."""
+    from tests.conftest import gz2_subset
+
+    lake = copy_lake(built, tmp_path / "lake")
+    apod_before = LakeReader.open(lake).query("SELECT * FROM entries ORDER BY date")
+    catalogue = gz2_subset(tmp_path / "gz2.csv", 120)
+    gz = run_cli("build", "--collection", "gz2", "--no-progress", "--offline", "--gz2-catalogue", str(catalogue),
+                 "--lake", str(lake))
+    assert gz.returncode == 0, gz.stderr[-3000:]
+    reader = LakeReader.open(lake)
+    assert reader.count("galaxies") == 120 and reader.count("entries") == len(apod_before)
+    assert reader.query("SELECT * FROM entries ORDER BY date").equals(apod_before)
+    assert not reader.query("SELECT count(*) AS n FROM galaxies WHERE has_image").n[0]  # offline: no cutouts
+    galaxy_hash = manifest(lake)["stages"]["gz2_galaxies"]["input_hash"]
+    again = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake))  # APOD grows, galaxies left alone
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "kept (collection not in this build)" in again.stderr
+    m = manifest(lake)
+    assert m["counts"]["galaxies"] == 120 and m["stages"]["gz2_galaxies"]["input_hash"] == galaxy_hash
+    reader = LakeReader.open(lake)
+    assert reader.count("galaxies") == 120 and reader.count("entries") > len(apod_before)
+    assert len(reader.query("SELECT * FROM galaxy_maps")) == 120
+    from lake.galaxies import GalaxyQueries
+
+    found = GalaxyQueries(reader, lambda info: None).morphology_neighbours("8647474690312307154", k=5)
+    assert len(found.galaxies) == 5

@@ -290,7 +290,7 @@ def test_build_resolves_leftover_names_online_and_offline_never_asks(http_server
         {"date": "2020-01-03", "title": "Saturn", "explanation": "Rings."},
         {"date": "2020-01-04", "title": "Comet tails", "explanation": "Comet NEOWISE."}])
     lake = tmp_path / "lake"
-    common = ["build", "--no-progress", "--encoder", "offline", "--dump", str(dump), "--lake", str(lake)]
+    common = ["build", "--collection", "apod", "--no-progress", "--encoder", "offline", "--dump", str(dump), "--lake", str(lake)]
     simbad = _simbad(http_server, {})  # SIMBAD answers, but does not know the name: Sesame places it
     urls = ["--simbad-url", simbad, "--sesame-url", f"{http_server.url}/sesame/"]
     proc = run_cli(*common, *urls)

@@ -1,0 +1,110 @@
+"""Statistics of a set of galaxies, always next to what chance gives.
+
+A neighbourhood's morphology or sky spread means little alone: among a Stripe 82 galaxy's 10 nearest
+sky neighbours 50 % share its smooth/featured class while a random pick gives 52 % (data README). So
+each summary here comes with its yardstick: bootstrap intervals for the neighbourhood's mean fractions
+beside the collection's base rates and the range of means of random draws of the same size, and the
+sky dispersion beside the distribution of dispersions of random draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Bootstrap resamples and random draws: enough for stable 5th/95th percentiles in a few milliseconds.
+N_BOOTSTRAP = 2000
+N_RANDOM_DRAWS = 1000
+LEVEL = 0.90
+
+
+@dataclass(frozen=True)
+class Interval:
+    value: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": round(self.value, 4), "low": round(self.low, 4), "high": round(self.high, 4)}
+
+
+def _bounds(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    tail = (1.0 - level) / 2 * 100
+    return np.percentile(samples, tail, axis=0), np.percentile(samples, 100 - tail, axis=0)
+
+
+def bootstrap_means(values: np.ndarray, *, n_boot: int = N_BOOTSTRAP, level: float = LEVEL,
+                    seed: int = 0) -> list[Interval]:
+    """Mean of each column of ``values`` (galaxies × answers) with a percentile bootstrap interval."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or len(values) == 0:
+        raise ValueError("bootstrap_means needs at least one galaxy")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(values), size=(n_boot, len(values)))
+    means = values[picks].mean(axis=1)
+    low, high = _bounds(means, level)
+    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(values.mean(axis=0), low, high)]
+
+
+def random_draws(rng: np.random.Generator, population: int, size: int, draws: int) -> np.ndarray:
+    """``draws`` × ``size`` indices, each row without repeats: integer draws (fast), rows with a repeat
+    redrawn exactly (rare when ``size`` ≪ ``population``)."""
+    size = min(size, population)
+    picks = rng.integers(0, population, size=(draws, size))
+    ordered = np.sort(picks, axis=1)
+    for row in np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1)):
+        picks[row] = rng.choice(population, size=size, replace=False)
+    return picks
+
+
+def random_mean_range(population: np.ndarray, size: int, *, draws: int = N_RANDOM_DRAWS, level: float = LEVEL,
+                      seed: int = 0) -> list[Interval]:
+    """Per column: the population mean and the central ``level`` range of means of random draws of
+    ``size`` galaxies (what a neighbourhood picked at random would show)."""
+    population = np.asarray(population, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    picks = random_draws(rng, len(population), size, draws)
+    means = population[picks].mean(axis=1)
+    low, high = _bounds(means, level)
+    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(population.mean(axis=0), low, high)]
+
+
+def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
+    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=-1)
+
+
+def sky_dispersion(xyz: np.ndarray) -> float:
+    """Median great-circle separation (degrees) over all pairs of the given unit vectors."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if len(xyz) < 2:
+        return 0.0
+    cos = np.clip(xyz @ xyz.T, -1.0, 1.0)
+    upper = np.triu_indices(len(xyz), k=1)
+    return float(np.degrees(np.median(np.arccos(cos[upper]))))
+
+
+@dataclass(frozen=True)
+class DispersionComparison:
+    dispersion_deg: float
+    random_median_deg: float
+    random_low_deg: float
+    random_high_deg: float
+    percentile: float  # share of random draws at least as tight as the neighbours (0–100)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(float(v), 4) for k, v in self.__dict__.items()}
+
+
+def dispersion_vs_random(chosen: np.ndarray, population: np.ndarray, *, draws: int = N_RANDOM_DRAWS,
+                         level: float = LEVEL, seed: int = 0) -> DispersionComparison:
+    """The chosen galaxies' sky dispersion against random draws of the same size from ``population``
+    (both unit vectors). A low percentile means the neighbours cluster on the sky more than chance."""
+    rng = np.random.default_rng(seed)
+    size = len(chosen)
+    randoms = np.array([sky_dispersion(population[row]) for row in random_draws(rng, len(population), size, draws)])
+    low, high = _bounds(randoms, level)
+    own = sky_dispersion(chosen)
+    return DispersionComparison(own, float(np.median(randoms)), float(low), float(high),
+                                float((randoms <= own).mean() * 100))

@@ -1,0 +1,252 @@
+"""The questions the app asks of the Galaxy Zoo collection: look-alikes of a picture, morphology
+neighbours, the neighbourhood's statistics beside their random baselines, maps and selections.
+
+Like :mod:`lake.queries`, pages never see SQL or files: every user value is a query parameter, table
+and column names come from :mod:`lake.galaxy_schema`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from atlas import galaxy_stats
+from lake import vectors
+from lake.galaxy_schema import ANSWERS, GZ2_LICENCE_NOTE, IMAGE_KIND, MORPHOLOGY_KIND, SUMMARY
+from lake.reader import LakeReader
+
+#: Most neighbours one request may ask for.
+MAX_K = 100
+#: Columns of a galaxy listing (results, selections, downloads), besides the answer fractions.
+LISTING = ("objid", "ra", "dec", "gz_class", "total_votes", "has_image")
+#: Where the app serves a galaxy's cutout (the lake keeps them beside its versions).
+CUTOUT_ROUTE = "/cutouts/gz2"
+SDSS_NAVIGATE = "https://skyserver.sdss.org/dr18/VisualTools/navi?ra={ra:.5f}&dec={dec:.5f}&scale=0.2"
+
+
+class GalaxyError(ValueError):
+    """A request the collection cannot answer; the message says what to do."""
+
+
+class UnknownGalaxy(LookupError):
+    """No galaxy (or no picture of it) under that objid in this lake."""
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Galaxies found for one query, with their morphology and sky statistics against chance."""
+
+    galaxies: pd.DataFrame  # LISTING columns + p_* + distance (+ cutout flag)
+    morphology: list[dict[str, Any]]  # per SUMMARY answer: neighbours' mean [CI], base rate, random range
+    sky: dict[str, float]
+    query: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        from lake.records import records
+
+        return {"query": self.query, "galaxies": records(self.galaxies), "morphology": self.morphology,
+                "sky_dispersion": self.sky}
+
+
+class GalaxyQueries:
+    """Galaxy Zoo 2 side of one lake version (thread-safe; arrays are loaded once per version)."""
+
+    def __init__(self, reader: LakeReader, encoder_factory: Callable[[dict[str, Any]], Any]) -> None:
+        self.reader = reader
+        self._encoder_factory = encoder_factory
+        self._lock = threading.Lock()
+
+    # -- what is there ---------------------------------------------------------------------------
+    @property
+    def available(self) -> bool:
+        return "galaxies" in self.reader.tables
+
+    def _require(self) -> None:
+        if not self.available:
+            raise GalaxyError("This lake has no Galaxy Zoo collection. Build it with: "
+                              "python -m pipeline build --collection gz2")
+
+    @cached_property
+    def _arrays(self) -> dict[str, Any]:
+        """objids, unit sky vectors and summary fractions of every galaxy, for baselines (one read)."""
+        self._require()
+        cols = ", ".join(f"p_{n}" for n in SUMMARY)
+        df = self.reader.query(f"SELECT objid, ra, dec, {cols} FROM galaxies ORDER BY objid")
+        return {"objid": df.objid.to_numpy(), "xyz": galaxy_stats.unit_vectors(df.ra, df.dec),
+                "summary": df[[f"p_{n}" for n in SUMMARY]].to_numpy(np.float64)}
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, classes and base rates of the collection (what the page shows before any query)."""
+        self._require()
+        counts = self.reader.query("SELECT count(*) AS n, count(*) FILTER (WHERE has_image) AS pictures "
+                                   "FROM galaxies").iloc[0]
+        classes = self.reader.query("SELECT gz_class, count(*) AS n FROM galaxies GROUP BY 1 ORDER BY 2 DESC")
+        base = self._arrays["summary"].mean(axis=0)
+        return {"galaxies": int(counts.n), "with_picture": int(counts.pictures),
+                "classes": dict(zip(classes.gz_class, classes.n.astype(int))),
+                "base_rates": {n: round(float(v), 4) for n, v in zip(SUMMARY, base)},
+                "picture_search": self.has_pictures}
+
+    @property
+    def has_pictures(self) -> bool:
+        return self.available and self._has_vector_table(IMAGE_KIND)
+
+    def _has_vector_table(self, kind: str) -> bool:
+        try:
+            self._table(kind)
+            return True
+        except (KeyError, FileNotFoundError, ValueError):
+            return False
+
+    def _table(self, kind: str):
+        with self._lock:
+            cache = self.__dict__.setdefault("_tables", {})
+            if kind not in cache:
+                cache[kind] = vectors.open_table(self.reader.layout.galaxy_vectors, kind)
+            return cache[kind]
+
+    # -- listings --------------------------------------------------------------------------------
+    def galaxies(self, objids: Sequence[str]) -> pd.DataFrame:
+        """Rows of the given galaxies in the given order (unknown ids are left out)."""
+        self._require()
+        ids = [str(o) for o in objids]
+        if not ids:
+            return _with_links(self.reader.query(f"SELECT {self._listing()} FROM galaxies LIMIT 0"))
+        df = self.reader.query(f"SELECT {self._listing()} FROM galaxies WHERE objid IN (SELECT unnest($ids))",
+                               {"ids": ids})
+        order = {o: i for i, o in enumerate(ids)}
+        df = df.assign(_o=df.objid.map(order)).sort_values("_o").drop(columns="_o").reset_index(drop=True)
+        return _with_links(df)
+
+    @staticmethod
+    def _listing() -> str:
+        return ", ".join([*LISTING, *(f"p_{n}" for n in ANSWERS)])
+
+    def galaxy(self, objid: str) -> dict[str, Any]:
+        df = self.galaxies([objid])
+        if df.empty:
+            raise UnknownGalaxy(f"no galaxy with objid {objid!r} in this collection")
+        return df.iloc[0].to_dict()
+
+    def sample(self, n: int = 12, *, seed: int = 0) -> pd.DataFrame:
+        """A few galaxies to start from (with pictures first when the lake has them)."""
+        self._require()
+        return _with_links(self.reader.query(
+            f"SELECT {self._listing()} FROM galaxies ORDER BY has_image DESC, hash(objid || $seed) LIMIT $n",
+            {"n": int(n), "seed": str(seed)}))
+
+    def map_points(self, space: str = MORPHOLOGY_KIND) -> pd.DataFrame:
+        self._require()
+        if "galaxy_maps" not in self.reader.tables:
+            return pd.DataFrame(columns=["objid", "x", "y", "cluster", "cluster_label", "gz_class", "has_image"])
+        return self.reader.query(
+            "SELECT m.objid, m.x, m.y, m.cluster, m.cluster_label, g.gz_class, g.has_image "
+            "FROM galaxy_maps m JOIN galaxies g USING (objid) WHERE m.space = $space", {"space": space})
+
+    def map_spaces(self) -> list[str]:
+        if "galaxy_maps" not in self.reader.tables:
+            return []
+        return self.reader.query("SELECT DISTINCT space FROM galaxy_maps ORDER BY 1").space.tolist()
+
+    # -- neighbours ------------------------------------------------------------------------------
+    def morphology_neighbours(self, objid: str, *, k: int = 10) -> Neighbourhood:
+        """The ``k`` galaxies closest to ``objid`` in morphology space (itself excluded)."""
+        k = _check_k(k)
+        self._require()
+        table = self._table(MORPHOLOGY_KIND)
+        own = table.search().where(f"objid = {_quote(objid)}").limit(1).to_arrow()
+        if own.num_rows == 0:
+            raise UnknownGalaxy(f"no galaxy with objid {objid!r} in this collection")
+        vec = vectors.matrix(own.column("vector"))[0]
+        hits = table.search(vec).metric("l2").limit(k + 1).select(["objid", "_distance"]).to_arrow()
+        pairs = [(o, float(d) ** 0.5) for o, d in zip(hits.column("objid").to_pylist(),
+                                                      hits.column("_distance").to_pylist()) if o != objid][:k]
+        return self._neighbourhood(pairs, {"objid": objid, "space": MORPHOLOGY_KIND, "k": k})
+
+    def similar_to_picture(self, image, *, k: int = 10) -> Neighbourhood:
+        """The ``k`` galaxies whose pictures look most like ``image`` (a decoded RGB PIL image)."""
+        k = _check_k(k)
+        self._require()
+        if not self.has_pictures:
+            raise GalaxyError("This lake has no galaxy pictures to compare with. With internet, fetch them: "
+                              "python -m pipeline build --collection gz2 --fetch-cutouts")
+        vec = self._picture_vector(image)
+        hits = self._table(IMAGE_KIND).search(vec).metric("cosine").limit(k).select(["objid", "_distance"]).to_arrow()
+        pairs = list(zip(hits.column("objid").to_pylist(), (float(d) for d in hits.column("_distance").to_pylist())))
+        return self._neighbourhood(pairs, {"space": IMAGE_KIND, "k": k})
+
+    def similar_to_galaxy_picture(self, objid: str, *, k: int = 10) -> Neighbourhood:
+        """Look-alikes of a catalogue galaxy's own picture (itself excluded)."""
+        k = _check_k(k)
+        if not self.has_pictures:
+            raise GalaxyError("This lake has no galaxy pictures; neighbours by morphology are available.")
+        table = self._table(IMAGE_KIND)
+        own = table.search().where(f"objid = {_quote(objid)}").limit(1).to_arrow()
+        if own.num_rows == 0:
+            raise UnknownGalaxy(f"galaxy {objid} has no picture in this lake")
+        vec = vectors.matrix(own.column("vector"))[0]
+        hits = table.search(vec).metric("cosine").limit(k + 1).select(["objid", "_distance"]).to_arrow()
+        pairs = [(o, float(d)) for o, d in zip(hits.column("objid").to_pylist(),
+                                               hits.column("_distance").to_pylist()) if o != objid][:k]
+        return self._neighbourhood(pairs, {"objid": objid, "space": IMAGE_KIND, "k": k})
+
+    def _picture_vector(self, image) -> np.ndarray:
+        encoder = self._encoder_factory(self.reader.manifest["encoder"])
+        features = encoder.encode_images([image])
+        return encoder.to_image_vectors(features, self._image_space)[0]
+
+    @cached_property
+    def _image_space(self) -> dict[str, np.ndarray]:
+        path = self.reader.layout.galaxy_image_space
+        return dict(np.load(path)) if path.is_file() else {}
+
+    def _neighbourhood(self, pairs: list[tuple[str, float]], query: dict[str, Any]) -> Neighbourhood:
+        df = self.galaxies([o for o, _ in pairs])
+        df["distance"] = [d for _, d in pairs][: len(df)]
+        arrays = self._arrays
+        values = df[[f"p_{n}" for n in SUMMARY]].to_numpy(np.float64)
+        morphology = []
+        if len(df):
+            means = galaxy_stats.bootstrap_means(values)
+            randoms = galaxy_stats.random_mean_range(arrays["summary"], len(df))
+            morphology = [{"answer": name, "label": label, "neighbours": m.as_dict(),
+                           "collection": round(r.value, 4), "random": {"low": round(r.low, 4), "high": round(r.high, 4)}}
+                          for (name, label), m, r in zip(SUMMARY.items(), means, randoms)]
+        sky = {}
+        if len(df) >= 2:
+            chosen = galaxy_stats.unit_vectors(df.ra, df.dec)
+            sky = galaxy_stats.dispersion_vs_random(chosen, arrays["xyz"]).as_dict()
+        return Neighbourhood(df, morphology, sky, query | {"found": len(df)})
+
+    def selection(self, objids: Sequence[str]) -> pd.DataFrame:
+        """Rows for a download (lasso on the morphology map), in the catalogue's terms."""
+        df = self.galaxies(list(dict.fromkeys(str(o) for o in objids)))
+        return df.assign(licence_note=GZ2_LICENCE_NOTE)
+
+
+def _with_links(df: pd.DataFrame) -> pd.DataFrame:
+    """The app's picture URL (where a cutout exists) and the galaxy's page in SDSS's navigator."""
+    df["picture"] = [f"{CUTOUT_ROUTE}/{o}.jpg" if pic else None for o, pic in zip(df.objid, df.has_image)]
+    df["sdss"] = [SDSS_NAVIGATE.format(ra=ra, dec=dec) for ra, dec in zip(df.ra, df.dec)]
+    return df
+
+
+def _check_k(k: int) -> int:
+    k = int(k)
+    if not 1 <= k <= MAX_K:
+        raise GalaxyError(f"k must be between 1 and {MAX_K}")
+    return k
+
+
+def _quote(objid: str) -> str:
+    """An objid as a SQL literal for LanceDB's filter (digits only: anything else is refused)."""
+    text = str(objid).strip()
+    if not text.isdigit() or len(text) > 20:
+        raise GalaxyError(f"{objid!r} is not a Galaxy Zoo objid (up to 20 digits)")
+    return f"'{text}'"

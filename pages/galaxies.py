@@ -1,0 +1,243 @@
+"""Galaxies: Galaxy Zoo 2 (Stripe 82) — upload a galaxy or pick one, get its look-alikes or its morphology
+neighbours with what volunteers said about them, next to what chance gives; the neighbours on the sky
+in Aladin Lite (SDSS colour); the collection's morphology map with lasso → download."""
+
+from __future__ import annotations
+
+import io
+
+import dash
+import pandas as pd
+import dash_bootstrap_components as dbc
+from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from lake.galaxies import GalaxyError, Neighbourhood
+from lake.galaxy_schema import GZ2_LICENCE_NOTE
+from lake.manifest import LakeMissingError
+from pages import figures
+from pages._common import decode_upload, galaxies, missing_lake_notice
+from pages.ids import Galaxies
+
+dash.register_page(__name__, path="/galaxies", name="Galaxies", title="Cosmic Atlas · Galaxies")
+
+SPACES = {"morphology": "Morphology (volunteer votes)", "image": "Picture (look-alikes)"}
+
+
+def _summary_line(info: dict) -> html.Div:
+    classes = ", ".join(f"{n:,} {c.replace('_', ' ')}" for c, n in info["classes"].items())
+    pictures = (f"{info['with_picture']:,} with a picture" if info["with_picture"] else
+                "no pictures yet (with internet: python -m pipeline build --collection gz2 --fetch-cutouts)")
+    return html.Div([html.Span(f"{info['galaxies']:,} Galaxy Zoo 2 galaxies", className="fw-semibold"),
+                     f" from SDSS Stripe 82 · {classes} · {pictures}"], className="mb-2")
+
+
+def layout(objid: str = "", **_ignored) -> html.Div:
+    try:
+        g = galaxies()
+        info = g.summary()
+        examples = g.sample(6)
+        spaces = g.map_spaces()
+    except LakeMissingError as exc:
+        return missing_lake_notice(exc)
+    except GalaxyError as exc:
+        return dbc.Container(dbc.Alert(str(exc), color="info"), fluid=True)
+    pick = [dbc.Button(f"{r.objid[-6:]} · {r.gz_class}", id={"type": Galaxies.EXAMPLES, "objid": r.objid},
+                       size="sm", color="light", className="me-1 mb-1 border") for r in examples.itertuples()]
+    upload = dcc.Upload(
+        id=Galaxies.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=8 * 2**20,
+        disabled=not info["picture_search"], className="atlas-upload mb-2",
+        children=html.Div("Drop a galaxy picture here, or click to choose one" if info["picture_search"] else
+                          "Picture upload needs galaxy pictures in the lake (see above); pick a galaxy instead"))
+    controls = dbc.Row([
+        dbc.Col([upload,
+                 dbc.InputGroup([dbc.InputGroupText("objid"),
+                                 dbc.Input(id=Galaxies.OBJID, value=objid if objid.isdigit() else "",
+                                           placeholder="a catalogue galaxy, or click one on the map", debounce=True)],
+                                size="sm", className="mb-1"),
+                 html.Div([html.Span("Examples: ", className="small text-muted me-1"), *pick])], md=7),
+        dbc.Col([dbc.Label("Neighbours by", className="small mb-0"),
+                 dbc.RadioItems(id=Galaxies.SPACE, value="morphology", inline=True, className="small",
+                                options=[{"label": v, "value": k, "disabled": k == "image" and not info["picture_search"]}
+                                         for k, v in SPACES.items()]),
+                 dbc.Label("How many", className="small mb-0 mt-1"),
+                 dbc.Input(id=Galaxies.K, type="number", min=1, max=50, step=1, value=10, size="sm",
+                           style={"maxWidth": "6rem"})], md=5),
+    ], className="g-3 mb-2")
+    return dbc.Container([
+        html.Div(_summary_line(info), id=Galaxies.SUMMARY),
+        controls,
+        html.Div(id=Galaxies.STATUS, className="mb-2"),
+        dbc.Row([
+            dbc.Col([html.H6("Morphology of the neighbourhood"), html.Div(id=Galaxies.MORPHOLOGY),
+                     html.Div(id=Galaxies.SKY_STATS, className="small mt-2")], lg=6),
+            dbc.Col([html.H6("On the sky (Aladin Lite, SDSS colour)"),
+                     html.Div(id=Galaxies.ALADIN, style={"height": "340px", "width": "100%"}),
+                     html.Div(id=Galaxies.ALADIN_STATUS, className="small text-muted mt-1")], lg=6),
+        ], className="mb-3"),
+        html.Div(id=Galaxies.RESULTS, className="mb-3"),
+        dcc.Store(id=Galaxies.SOURCES),
+        html.Hr(),
+        dbc.Row([
+            dbc.Col(html.H6("The collection's map", className="mb-0"), width="auto"),
+            dbc.Col(dbc.RadioItems(id=Galaxies.MAP_SPACE, inline=True, className="small",
+                                   value="morphology" if "morphology" in spaces else (spaces[0] if spaces else None),
+                                   options=[{"label": SPACES[s].split(" (")[0], "value": s} for s in spaces])),
+        ], className="align-items-center"),
+        html.Div("Click a galaxy to see its neighbours; lasso or box to select galaxies for download.",
+                 className="text-muted small"),
+        dcc.Loading(dcc.Graph(id=Galaxies.MAP, config={"displaylogo": False, "scrollZoom": True},
+                              style={"height": "60vh"}), delay_show=400),
+        dcc.Store(id=Galaxies.SELECTION, data=[]),
+        dbc.Row([
+            dbc.Col(html.Div(id=Galaxies.SELECTION_COUNT, className="small fw-semibold"), width="auto"),
+            dbc.Col([dbc.Button("Download CSV", id=Galaxies.DL_CSV, size="sm", color="secondary", className="me-2"),
+                     dbc.Button("Download Parquet", id=Galaxies.DL_PARQUET, size="sm", color="secondary")]),
+        ], className="align-items-center my-2"),
+        dcc.Download(id=Galaxies.DOWNLOAD),
+        html.Div(GZ2_LICENCE_NOTE, className="text-muted small my-3"),
+    ], fluid=True)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def morphology_table(found: Neighbourhood) -> dbc.Table:
+    """Neighbourhood mean [90 % bootstrap interval] beside the collection's rate and the range of means
+    of random sets of the same size."""
+    n = found.query["found"]
+    head = html.Thead(html.Tr([html.Th("Volunteers said"), html.Th(f"these {n} (90% interval)"),
+                               html.Th("whole collection"), html.Th(f"random {n} (90% range)")]))
+    rows = []
+    for m in found.morphology:
+        own, rnd = m["neighbours"], m["random"]
+        outside = own["low"] > rnd["high"] or own["high"] < rnd["low"]
+        rows.append(html.Tr([html.Td(m["label"]),
+                             html.Td([html.Span(_pct(own["value"]), className="fw-semibold" if outside else ""),
+                                      f" ({_pct(own['low'])}–{_pct(own['high'])})"]),
+                             html.Td(_pct(m["collection"])),
+                             html.Td(f"{_pct(rnd['low'])}–{_pct(rnd['high'])}")]))
+    return dbc.Table([head, html.Tbody(rows)], size="sm", bordered=False, striped=True, className="small mb-1")
+
+
+def sky_line(found: Neighbourhood) -> str:
+    sky = found.sky
+    if not sky:
+        return ""
+    return (f"Sky dispersion (median separation between these galaxies): {sky['dispersion_deg']:.2f}°; random sets "
+            f"of the same size: {sky['random_median_deg']:.2f}° (90% range {sky['random_low_deg']:.2f}–"
+            f"{sky['random_high_deg']:.2f}°). {sky['percentile']:.0f}% of random sets are at least as tight.")
+
+
+def galaxy_card(row: dict) -> dbc.Card:
+    picture = (html.Img(src=row["picture"], className="card-img-top atlas-thumb", alt=f"galaxy {row['objid']}")
+               if row.get("picture") else html.Div("no picture", className="card-img-top atlas-thumb atlas-noimg"))
+    body = [html.Div(row["objid"], className="small fw-semibold text-truncate"),
+            html.Div(f"{row['gz_class'].replace('_', ' ')} · smooth {_pct(row['p_smooth'])} · "
+                     f"featured {_pct(row['p_features'])}", className="small"),
+            html.Div([f"RA {row['ra']:.4f}° Dec {row['dec']:+.4f}° · ",
+                      html.A("SDSS ↗", href=row["sdss"], target="_blank", rel="noopener")],
+                     className="small text-muted")]
+    return dbc.Card([picture, dbc.CardBody(body, className="p-2")], className="atlas-card h-100 atlas-galaxy")
+
+
+def _sources(found: Neighbourhood, centre: dict | None) -> list[dict]:
+    rows = [{"objid": r["objid"], "ra": r["ra"], "dec": r["dec"], "gz_class": r["gz_class"], "role": "neighbour"}
+            for r in found.galaxies.to_dict("records")]
+    if centre:
+        rows.insert(0, {"objid": centre["objid"], "ra": centre["ra"], "dec": centre["dec"],
+                        "gz_class": centre["gz_class"], "role": "query"})
+    return rows
+
+
+@callback(
+    Output(Galaxies.STATUS, "children"),
+    Output(Galaxies.MORPHOLOGY, "children"),
+    Output(Galaxies.SKY_STATS, "children"),
+    Output(Galaxies.RESULTS, "children"),
+    Output(Galaxies.SOURCES, "data"),
+    Input(Galaxies.UPLOAD, "contents"),
+    Input(Galaxies.OBJID, "value"),
+    Input(Galaxies.SPACE, "value"),
+    Input(Galaxies.K, "value"),
+    State(Galaxies.UPLOAD, "filename"),
+)
+def find(contents, objid, space, k, filename):
+    from atlas.images import ImageRejected
+
+    g = galaxies()
+    k = int(k) if isinstance(k, (int, float)) and 1 <= k <= 50 else 10
+    from_upload = ctx.triggered_id == Galaxies.UPLOAD or (contents and not objid)
+    try:
+        if from_upload and contents:
+            found = g.similar_to_picture(decode_upload(contents), k=k)
+            centre, title = None, f"Galaxies whose pictures look like {filename or 'your picture'}"
+        elif objid:
+            objid = str(objid).strip()
+            centre = g.galaxy(objid)
+            found = (g.similar_to_galaxy_picture(objid, k=k) if space == "image"
+                     else g.morphology_neighbours(objid, k=k))
+            title = (f"Galaxies that look like {objid}" if space == "image"
+                     else f"Nearest to {objid} in morphology ({centre['gz_class'].replace('_', ' ')}, "
+                          f"smooth {_pct(centre['p_smooth'])}, featured {_pct(centre['p_features'])})")
+        else:
+            return "", html.Div("Pick or upload a galaxy.", className="text-muted small"), "", "", []
+    except (GalaxyError, ImageRejected, LookupError) as exc:
+        return dbc.Alert(str(exc), color="warning", className="py-2"), "", "", "", []
+    cards = dbc.Row([dbc.Col(galaxy_card(r), xs=6, md=3, lg=2, className="mb-2")
+                     for r in found.galaxies.to_dict("records")], className="g-2")
+    return (html.Div(title, className="fw-semibold"), morphology_table(found), sky_line(found), cards,
+            _sources(found, centre))
+
+
+@callback(Output(Galaxies.OBJID, "value"),
+          Input({"type": Galaxies.EXAMPLES, "objid": dash.ALL}, "n_clicks"),
+          Input(Galaxies.MAP, "clickData"),
+          prevent_initial_call=True)
+def choose(_clicks, click):
+    if isinstance(ctx.triggered_id, dict):
+        if not any(_clicks or ()):
+            raise PreventUpdate
+        return ctx.triggered_id["objid"]
+    if click and click.get("points") and click["points"][0].get("customdata"):
+        return click["points"][0]["customdata"][0]
+    raise PreventUpdate
+
+
+@callback(Output(Galaxies.MAP, "figure"), Input(Galaxies.MAP_SPACE, "value"), Input(Galaxies.SOURCES, "data"))
+def draw_map(space, sources):
+    if not space:
+        return figures.galaxy_map(pd.DataFrame(columns=["objid", "x", "y", "gz_class", "cluster_label"]))
+    return figures.galaxy_map(galaxies().map_points(space), highlight=[s["objid"] for s in sources or []])
+
+
+@callback(Output(Galaxies.SELECTION, "data"), Output(Galaxies.SELECTION_COUNT, "children"),
+          Input(Galaxies.MAP, "selectedData"), prevent_initial_call=True)
+def select(selected):
+    ids = sorted({p["customdata"][0] for p in (selected or {}).get("points", []) if p.get("customdata")})
+    return ids, (f"{len(ids):,} galaxies selected" if ids else "")
+
+
+@callback(Output(Galaxies.DOWNLOAD, "data"),
+          Input(Galaxies.DL_CSV, "n_clicks"), Input(Galaxies.DL_PARQUET, "n_clicks"),
+          State(Galaxies.SELECTION, "data"), prevent_initial_call=True)
+def download(_csv, _parquet, ids):
+    if not ids:
+        return no_update
+    df = galaxies().selection(ids)
+    if ctx.triggered_id == Galaxies.DL_CSV:
+        return dcc.send_data_frame(df.to_csv, "gz2_selection.csv", index=False)
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return dcc.send_bytes(buf.getvalue(), "gz2_selection.parquet")
+
+
+# The neighbours (and the query galaxy) as markers in Aladin Lite: assets/atlas_sky.js, via
+# assets/atlas_clientside.js. The view centres on them; the SDSS colour survey streams from CDS.
+clientside_callback(
+    ClientsideFunction(namespace="atlas", function_name="galaxyAladin"),
+    Output(Galaxies.ALADIN_STATUS, "children"),
+    Input(Galaxies.SOURCES, "data"),
+    State(Galaxies.ALADIN, "id"),
+)

@@ -1,0 +1,113 @@
+"""Galaxy pictures for users with internet: cutouts from a public survey service, cached in the lake.
+
+Default service: SDSS SkyServer DR18 ``ImgCutout/getjpeg`` (gri colour JPEGs, the same survey the GZ2
+volunteers saw). Every galaxy gets the same angular scale (``scale`` arcsec per pixel × ``size``
+pixels), so sizes in the pictures compare across the catalogue. Downloads go through
+:class:`pipeline.fetch.PoliteFetcher` (≤ 4 at once, timeouts, retries with backoff, ``Retry-After``
+honoured, byte cap, content-type check); every body is decoded under the picture limits (corrupt files
+and decompression bombs are refused) and stored as ``cutouts/gz2/<objid>.jpg`` beside the versions, so
+an interrupted fetch resumes with the galaxies still missing and a rebuild never downloads twice.
+``--offline`` never calls this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import requests
+
+from atlas.environment import SDSS_CUTOUT_URL
+from atlas.hashing import sha1_text
+from atlas.images import ImageLimits, ImageRejected, decode_image
+from lake import atomic
+from lake.layout import LakeLayout
+from pipeline.fetch import PoliteFetcher, failure_reason
+
+log = logging.getLogger(__name__)
+
+#: Arcseconds per pixel and pixels per side: 0.3″ × 160 px = a 48″ field, enough for Stripe 82 galaxies.
+CUTOUT_SCALE = 0.3
+CUTOUT_SIZE = 160
+
+
+@dataclass(frozen=True)
+class CutoutService:
+    """Where cutouts come from: ``base_url`` answers ``?ra=&dec=&scale=&width=&height=`` with a JPEG."""
+
+    base_url: str = SDSS_CUTOUT_URL
+    scale: float = CUTOUT_SCALE
+    size: int = CUTOUT_SIZE
+
+    def url(self, ra: float, dec: float) -> str:
+        query = {"ra": f"{ra:.6f}", "dec": f"{dec:.6f}", "scale": f"{self.scale:g}",
+                 "width": self.size, "height": self.size}
+        return f"{self.base_url}?{urlencode(query)}"
+
+
+@dataclass
+class CutoutReport:
+    fetched: int = 0
+    present: int = 0
+    failed: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {"fetched": self.fetched, "already_present": self.present, "failed": dict(self.failed)}
+
+
+def fetch_cutouts(
+    galaxies: Sequence[tuple[str, float, float]],
+    layout: LakeLayout,
+    *,
+    service: CutoutService,
+    fetcher: PoliteFetcher,
+    limits: ImageLimits,
+    progress: bool = False,
+) -> CutoutReport:
+    """Fetch the cutout of every ``(objid, ra, dec)`` not in the lake yet; failures are counted, not raised."""
+    from tqdm import tqdm
+
+    report = CutoutReport()
+    todo = []
+    for objid, ra, dec in galaxies:
+        if layout.cutout(objid).is_file():
+            report.present += 1
+        else:
+            todo.append((objid, ra, dec))
+    lock = threading.Lock()
+
+    def one(item: tuple[str, float, float]) -> None:
+        objid, ra, dec = item
+        url = service.url(ra, dec)
+        try:
+            body = fetcher.fetch(url)
+            try:
+                img = decode_image(body, limits)
+                if img.width < 8 or img.height < 8:
+                    raise ImageRejected(f"cutout is only {img.width}x{img.height} pixels")
+                if (img.width, img.height) != (service.size, service.size):
+                    img = img.resize((service.size, service.size))
+                atomic.write_with(layout.cutout(objid), lambda p: img.save(p, format="JPEG", quality=90))
+            finally:  # the decoded cutout is the copy we keep; a bad body must not be served from cache
+                (fetcher.cache_dir / sha1_text(url)).unlink(missing_ok=True)
+            outcome = None
+        except (ImageRejected, requests.RequestException) as exc:
+            outcome = failure_reason(exc)
+        with lock:
+            if outcome is None:
+                report.fetched += 1
+            else:
+                report.failed[outcome] += 1
+
+    with ThreadPoolExecutor(max_workers=fetcher.concurrency, thread_name_prefix="cutout") as pool, \
+            tqdm(total=len(todo), desc="fetch galaxy cutouts", unit="galaxy", disable=not progress) as bar:
+        for _ in pool.map(one, todo):
+            bar.update(1)
+    log.info("cutouts: %d fetched, %d already in the lake, %d failed %s", report.fetched, report.present,
+             sum(report.failed.values()), dict(report.failed))
+    return report

@@ -1,0 +1,93 @@
+"""The Galaxy Zoo collection end to end: built into the demo lake beside APOD (pictures fetched from a
+local cutout service), answered through the JSON API and the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import DEMO_GALAXIES, run_cli
+from tests.galaxy_pictures import render
+
+
+def _upload(client, picture: bytes, k: int = 10):
+    return client.post(f"/api/galaxies/similar?k={k}", data={"image": (io.BytesIO(picture), "galaxy.jpg", "image/jpeg")},
+                       content_type="multipart/form-data")
+
+
+def test_the_collection_sits_beside_apod(demo_client, demo_lake):
+    from lake.reader import LakeReader
+
+    info = demo_client.get("/api/galaxies").get_json()
+    assert info["galaxies"] == DEMO_GALAXIES and info["with_picture"] == DEMO_GALAXIES and info["picture_search"]
+    assert set(info["base_rates"]) == {"smooth", "features", "bar", "spiral", "odd"}
+    reader = LakeReader.open(demo_lake)
+    assert {"entries", "categories", "projections", "galaxies", "galaxy_maps"} <= set(reader.tables)
+    assert reader.count("galaxies") == DEMO_GALAXIES
+    assert reader.manifest["counts"]["galaxies"] == DEMO_GALAXIES and reader.manifest["counts"]["entries"] > 100
+    spaces = reader.query("SELECT space, count(*) AS n FROM galaxy_maps GROUP BY 1 ORDER BY 1")
+    assert spaces.to_dict("list") == {"space": ["image", "morphology"], "n": [DEMO_GALAXIES, DEMO_GALAXIES]}
+
+
+@pytest.mark.parametrize("kind, wanted", [("spiral", "featured"), ("smooth", "smooth")])
+def test_an_uploaded_galaxy_finds_galaxies_of_its_kind(demo_client, kind, wanted):
+    body = _upload(demo_client, render(kind, seed=987_654)).get_json()
+    found = body["galaxies"]
+    assert len(found) == 10 and [g["distance"] for g in found] == sorted(g["distance"] for g in found)
+    share = sum(g["gz_class"] == wanted for g in found) / len(found)
+    base = demo_client.get("/api/galaxies").get_json()["classes"].get(wanted, 0) / DEMO_GALAXIES
+    assert share >= 0.8 > base  # the look-alikes are of the uploaded kind, far above the collection's share
+    assert all(g["picture"].startswith("/cutouts/gz2/") for g in found)
+    assert demo_client.get(found[0]["picture"]).status_code == 200
+    morph = {m["answer"]: m for m in body["morphology"]}
+    assert set(morph) == {"smooth", "features", "bar", "spiral", "odd"}
+    key = "features" if wanted == "featured" else "smooth"
+    own, rnd = morph[key]["neighbours"], morph[key]["random"]
+    assert own["low"] <= own["value"] <= own["high"] and own["low"] > rnd["high"]  # beyond any random 10
+    sky = body["sky_dispersion"]
+    assert sky["random_low_deg"] <= sky["random_median_deg"] <= sky["random_high_deg"]
+    assert 0 <= sky["percentile"] <= 100
+
+
+def test_morphology_neighbours_of_a_catalogue_galaxy(demo_client):
+    start = demo_client.get("/api/galaxies/8647474690312307154?k=5").get_json()
+    assert start["galaxy"]["objid"] == "8647474690312307154" and start["query"]["found"] == 5
+    assert "8647474690312307154" not in [g["objid"] for g in start["galaxies"]]
+    by_picture = demo_client.get("/api/galaxies/8647474690312307154?k=5&space=image").get_json()
+    assert len(by_picture["galaxies"]) == 5
+
+
+def test_bad_galaxy_requests_say_what_to_fix(demo_client):
+    assert demo_client.get("/api/galaxies/12ab").status_code == 400
+    missing = demo_client.get("/api/galaxies/1234567890")
+    assert missing.status_code == 404 and "no galaxy" in missing.get_json()["error"]
+    assert demo_client.get("/api/galaxies/8647474690312307154?k=500").status_code == 400
+    assert demo_client.get("/api/galaxies/8647474690312307154?space=colour").status_code == 400
+    not_picture = _upload(demo_client, b"<html>no</html>")
+    assert not_picture.status_code == 400
+    assert demo_client.get("/api/galaxies/selection?objid=1;DROP").status_code == 400
+
+
+def test_selection_downloads(demo_client):
+    ids = ["8647474690312307154", "8647474690312307877"]
+    csv = demo_client.get("/api/galaxies/selection?objid=" + ",".join(ids) + "&format=csv")
+    df = pd.read_csv(io.BytesIO(csv.data), dtype={"objid": str})
+    assert df.objid.tolist() == ids and "p_bar" in df and df.licence_note.str.contains("Willett").all()
+    parquet = demo_client.post("/api/galaxies/selection?format=parquet", json=ids)
+    assert pd.read_parquet(io.BytesIO(parquet.data)).objid.tolist() == ids
+
+
+def test_cli_upload_and_neighbours(demo_lake, tmp_path):
+    picture = tmp_path / "spiral.jpg"
+    picture.write_bytes(render("spiral", seed=42))
+    out = run_cli("galaxies", "--lake", str(demo_lake), "--image", str(picture), "--k", "5", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    body = json.loads(out.stdout)
+    assert len(body["galaxies"]) == 5 and body["morphology"] and body["sky_dispersion"]
+    table = run_cli("galaxies", "--lake", str(demo_lake), "--objid", "8647474690312307154")
+    assert table.returncode == 0 and "random 10" in table.stdout and "sky dispersion" in table.stdout
+    bad = run_cli("galaxies", "--lake", str(demo_lake), "--objid", "99")
+    assert bad.returncode == 2 and "no galaxy" in bad.stderr
