@@ -44,6 +44,8 @@ bench: $(VENV)/.deps browser
 	$(PY) bench/visual_descriptors.py $(LAKE_ARG)
 	$(PY) bench/picture_meaning.py $(LAKE_ARG)
 	$(PY) bench/anomaly.py $(LAKE_ARG)
+	$(PY) bench/multimodal.py $(LAKE_ARG)
+	$(PY) bench/galaxies.py
 	$(PY) bench/search_quality.py $(LAKE_ARG)
 	$(PY) bench/search_latency.py $(LAKE_ARG)
 	$(PY) bench/dashboard.py $(LAKE_ARG)

@@ -104,8 +104,14 @@ class LakeService:
         return position_of(name) or self.atlas().object_position(name)
 
     def warm(self) -> None:
-        """Open the lake and load its query encoder now, so the first search is as fast as the rest."""
+        """Open the lake and load its query encoders now, so the first search (and the first galaxy
+        upload) is as fast as the rest."""
         try:
+            galaxies = self.galaxies()
+            if galaxies.has_pictures:
+                galaxies.warm()
+            if not self.atlas().has_entries:  # a Galaxy-Zoo-only lake: no text search to warm
+                return
             engine = self.engine()
             _ = engine.encoder
             engine.search("warm-up", k=1)

@@ -61,6 +61,7 @@ class GalaxyQueries:
         self.reader = reader
         self._encoder_factory = encoder_factory
         self._lock = threading.Lock()
+        self._tables: dict[str, Any] = {}
 
     # -- what is there ---------------------------------------------------------------------------
     @property
@@ -106,10 +107,11 @@ class GalaxyQueries:
 
     def _table(self, kind: str):
         with self._lock:
-            cache = self.__dict__.setdefault("_tables", {})
-            if kind not in cache:
-                cache[kind] = vectors.open_table(self.reader.layout.galaxy_vectors, kind)
-            return cache[kind]
+            if kind not in self._tables:
+                if not self.reader.layout.galaxy_vectors.is_dir():  # connecting would create it
+                    raise KeyError(f"this lake has no galaxy vectors ({kind})")
+                self._tables[kind] = vectors.open_table(self.reader.layout.galaxy_vectors, kind)
+            return self._tables[kind]
 
     # -- listings --------------------------------------------------------------------------------
     def galaxies(self, objids: Sequence[str]) -> pd.DataFrame:
@@ -196,8 +198,18 @@ class GalaxyQueries:
                                                hits.column("_distance").to_pylist()) if o != objid][:k]
         return self._neighbourhood(pairs, {"objid": objid, "space": IMAGE_KIND, "k": k})
 
+    def warm(self) -> None:
+        """Load the picture encoder and the galaxy picture space before the first upload needs them."""
+        from PIL import Image
+
+        self._picture_vector(Image.new("RGB", (64, 64)))
+
     def _picture_vector(self, image) -> np.ndarray:
-        encoder = self._encoder_factory(self.reader.manifest["encoder"])
+        info = self.reader.manifest.get("gz2", {}).get("encoder")
+        if not info:
+            raise GalaxyError("This lake's galaxy pictures were embedded by an older build; rebuild with "
+                              "python -m pipeline build --collection gz2")
+        encoder = self._encoder_factory(info)
         features = encoder.encode_images([image])
         return encoder.to_image_vectors(features, self._image_space)[0]
 

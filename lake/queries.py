@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from lake.filters import FilterError, Filters, separation_sql
+from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.records import json_value, record
 from lake.pictures import picture_for
@@ -93,7 +94,14 @@ class AtlasQueries:
             return list(names)
         return self.reader.query("SELECT DISTINCT category FROM categories ORDER BY 1").category.tolist()
 
+    @property
+    def has_entries(self) -> bool:
+        """False for a lake built with ``--collection gz2`` only (no APOD tables)."""
+        return "entries" in self.reader.tables
+
     def date_range(self) -> tuple[dt.date, dt.date]:
+        if not self.has_entries:
+            raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
         row = self.reader.query("SELECT min(date) AS lo, max(date) AS hi FROM entries").iloc[0]
         return pd.Timestamp(row.lo).date(), pd.Timestamp(row.hi).date()
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from lake.filters import FilterError, Filters
 from lake.pictures import picture_of
+from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND
 from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR, matrix
@@ -113,6 +114,8 @@ class SearchEngine:
     @property
     def encoder(self):
         if self._encoder is None:
+            if "encoder" not in self.reader.manifest:  # built with --collection gz2 only
+                raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
             self._encoder = self._encoder_factory(self.reader.manifest["encoder"])
         return self._encoder
 

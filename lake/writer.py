@@ -78,45 +78,22 @@ class LakeWriter:
         return pq.read_table(staged if staged.is_file() else self.layout.table(name))
 
     def stage_vectors(self, kind: str, dates: list[str], matrix: np.ndarray) -> None:
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        dim = matrix.shape[1] if matrix.ndim == 2 and matrix.shape[1] else 1
-        table = pa.table({
-            "date": pa.array(dates, pa.string()),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim),
-        })
-        atomic.write_parquet(self.layout.staged_vectors(kind), table)
+        """An APOD vector matrix for later stages of this build (published later as LanceDB tables)."""
+        _write_keyed(self.layout.staged_vectors(kind), "date", dates, matrix)
 
     def read_vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
-        staged = self.layout.staged_vectors(kind)
-        if staged.is_file():
-            table = pq.read_table(staged)
-            return table.column("date").to_pylist(), vectors.matrix(table.column("vector"))
-        if not self.layout.vectors.is_dir():
-            return [], np.zeros((0, 0), np.float32)
-        try:
-            return vectors.read_vectors(self.layout.vectors, kind)
-        except KeyError:  # e.g. no entry had an image
-            return [], np.zeros((0, 0), np.float32)
+        """Staged APOD vectors of this build, else the published table, else nothing."""
+        return _read_keyed(self.layout.staged_vectors(kind), "date", self.layout.vectors,
+                           lambda: vectors.read_vectors(self.layout.vectors, kind))
 
     def stage_galaxy_vectors(self, kind: str, objids: list[str], matrix: np.ndarray) -> None:
         """A galaxy vector matrix for later stages of this build (not published as a file)."""
-        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        table = pa.table({"objid": pa.array(objids, pa.string()), "vector": pa.FixedSizeListArray.from_arrays(
-            pa.array(matrix.reshape(-1), pa.float32()), matrix.shape[1])})
-        atomic.write_parquet(self.layout.staged_galaxy_vectors(kind), table)
+        _write_keyed(self.layout.staged_galaxy_vectors(kind), "objid", objids, matrix)
 
     def read_galaxy_vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
         """Staged galaxy vectors of this build, else the published table, else nothing."""
-        staged = self.layout.staged_galaxy_vectors(kind)
-        if staged.is_file():
-            table = pq.read_table(staged)
-            return table.column("objid").to_pylist(), vectors.matrix(table.column("vector"))
-        if not self.layout.galaxy_vectors.is_dir():  # connecting would create the folder
-            return [], np.zeros((0, 0), np.float32)
-        try:
-            return vectors.read_galaxy_vectors(self.layout.galaxy_vectors, kind)
-        except (KeyError, FileNotFoundError, ValueError):
-            return [], np.zeros((0, 0), np.float32)
+        return _read_keyed(self.layout.staged_galaxy_vectors(kind), "objid", self.layout.galaxy_vectors,
+                           lambda: vectors.read_galaxy_vectors(self.layout.galaxy_vectors, kind))
 
     def stage_arrays(self, published: Path, arrays: dict[str, np.ndarray]) -> None:
         """Stage named arrays as one ``.npz`` (written through an open file: ``np.savez`` given a path
@@ -209,6 +186,28 @@ class LakeWriter:
 VERSIONS_KEPT = 3
 #: Seconds a superseded version stays readable beyond :data:`VERSIONS_KEPT` (requests in flight).
 PRUNE_GRACE_SECONDS = 300.0
+
+
+def _write_keyed(path: Path, key: str, keys: list[str], matrix: np.ndarray) -> None:
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    dim = matrix.shape[1] if matrix.ndim == 2 and matrix.shape[1] else 1
+    atomic.write_parquet(path, pa.table({
+        key: pa.array(keys, pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim),
+    }))
+
+
+def _read_keyed(staged: Path, key: str, database: Path,
+                published: Callable[[], tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    if staged.is_file():
+        table = pq.read_table(staged)
+        return table.column(key).to_pylist(), vectors.matrix(table.column("vector"))
+    if not database.is_dir():  # nothing published (and connecting would create the folder)
+        return [], np.zeros((0, 0), np.float32)
+    try:
+        return published()
+    except (KeyError, FileNotFoundError, ValueError):  # e.g. no entry had an image
+        return [], np.zeros((0, 0), np.float32)
 
 
 #: Top-level folders of a version that are LanceDB databases (one folder per table inside).

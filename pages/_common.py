@@ -29,7 +29,7 @@ def missing_lake_notice(exc: Exception) -> dbc.Alert:
     return dbc.Alert(
         [
             html.H4("No data lake yet", className="alert-heading"),
-            html.P(f"Cosmic Atlas found no built lake at {root}."),
+            html.P(str(exc).split(" Build it with")[0] or f"Cosmic Atlas found no built lake at {root}."),
             html.P(["Build the embedded default (about 4 minutes, offline) with ",
                     html.Code("make run"), " or ", html.Code(f"python -m pipeline build --lake {root}"),
                     ", then reload this page."]),

@@ -457,13 +457,16 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
         ctx.writer.stage_galaxy_vectors(IMAGE_KIND, pictured.column("objid").to_pylist(), image_vecs)
         if space:
             ctx.writer.stage_arrays(layout.galaxy_image_space, space)
+        picture_encoder = {"encoder": encoder.info.to_dict()}  # what uploads must be encoded with
+    else:
+        picture_encoder = {}
     classes = dict(zip(*np.unique(table.column("gz_class").to_pylist(), return_counts=True)))
     log.info("gz2: %d galaxies (%d with a picture, %d newly embedded)", table.num_rows, pictured.num_rows, embedded)
     return StageResult(items=table.num_rows, manifest={
         "counts": {"galaxies": table.num_rows, "galaxies_with_picture": pictured.num_rows},
         "gz2": {"catalogue": cfg.gz2_catalogue.name, "classes": {k: int(v) for k, v in classes.items()},
                 "morphology_vector": "debiased fractions × probability of reaching each question (37-d)",
-                "picture_vectors": pictured.num_rows, "cutout_url": cfg.cutout_url}})
+                "picture_vectors": pictured.num_rows, "cutout_url": cfg.cutout_url, **picture_encoder}})
 
 
 def gz2_maps_stage(ctx: BuildContext) -> StageResult:
