@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,13 +37,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(lake: Path, *, config: bool = True) -> tuple[subprocess.Popen, str]:
-    """gunicorn as in the Procfile (``config=False``: without gunicorn.conf.py, i.e. no worker warm-up)."""
+def serve(lake: Path, *, config: bool = True, repo: Path = REPO) -> tuple[subprocess.Popen, str]:
+    """gunicorn as in the Procfile (``config=False``: without gunicorn.conf.py, i.e. no worker warm-up);
+    ``repo``: the code to serve (a checkout of an earlier commit, for a before/after in one run)."""
     port = free_port()
     # gunicorn reads ./gunicorn.conf.py by itself: the baseline names an empty config instead
     conf = ["-c", "gunicorn.conf.py"] if config else ["-c", "/dev/null", "--threads", "4", "--timeout", "300"]
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:server", *conf, "--workers", "1",
-                             "--bind", f"127.0.0.1:{port}"], cwd=REPO,
+                             "--bind", f"127.0.0.1:{port}"], cwd=repo,
                             env={**os.environ, "COSMIC_ATLAS_LAKE": str(lake)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -53,6 +55,18 @@ def serve(lake: Path, *, config: bool = True) -> tuple[subprocess.Popen, str]:
         except OSError:
             time.sleep(0.3)
     raise SystemExit("server did not start")
+
+
+@contextmanager
+def checkout(rev: str):
+    """The repository at ``rev`` in a temporary git worktree (removed afterwards)."""
+    tmp = Path(tempfile.mkdtemp(prefix="cosmic-atlas-baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(tmp), rev], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield tmp
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tmp)], cwd=REPO, check=False)
 
 
 def map_callback(url: str, cats: list[str], years: list[int]) -> tuple[float, int]:

@@ -123,10 +123,24 @@ def search_quality_section(r: dict) -> list[str]:
 def search_latency_section(r: dict) -> list[str]:
     out = ["## Search latency (HTTP → JSON, full archive)", "",
            f"Command: `python bench/search_latency.py` — {r['server']}, one sequential client, warm worker.",
-           _machine(r), "", "| request | p50 | p95 | n |", "|---|---:|---:|---:|"]
+           _machine(r), ""]
     first = r["results"].get("first_search_ms")
+    before = r["results"].get("baseline")
+    if before:
+        out += [f"Before = the code of commit `{before['rev']}`, served from a git worktree on the same lake in the "
+                "same run; after = this commit.", "",
+                "| request | p50 before | p50 after | after/before | p95 before | p95 after | n |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+    else:
+        out += ["| request | p50 | p95 | n |", "|---|---:|---:|---:|"]
     for name, v in r["results"].items():
-        if isinstance(v, dict) and "p50_ms" in v:
+        if not (isinstance(v, dict) and "p50_ms" in v):
+            continue
+        if before and name in before:
+            b = before[name]
+            out.append(f"| {name} | {b['p50_ms']} ms | **{v['p50_ms']} ms** | {v['p50_ms'] / b['p50_ms']:.2f}× | "
+                       f"{b['p95_ms']} ms | {v['p95_ms']} ms | {v['n']} |")
+        else:
             out.append(f"| {name} | {v['p50_ms']} ms | {v['p95_ms']} ms | {v['n']} |")
     out += ["", f"Target: p50 ≤ {r['targets']['p50_ms']} ms.", ""]
     if first:

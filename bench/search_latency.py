@@ -5,7 +5,10 @@ search after the server answers its first page, with the Procfile's gunicorn.con
 the query encoder before it serves) and, as the baseline, without it (the encoder loads on first use).
 Reports p50/p95 per mode, for /api/similar, and a filtered query.
 
-Usage: python bench/search_latency.py [--lake DIR] [--rounds 5]
+With ``--baseline REV`` the same requests are also timed against the code of an earlier commit (a git
+worktree), on the same lake in the same run: the before/after of a speed change.
+
+Usage: python bench/search_latency.py [--lake DIR] [--rounds 5] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import lake_label, save  # noqa: E402
-from bench.dashboard import serve  # noqa: E402
+from bench.dashboard import checkout, serve  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
 
 QUERIES = Path(__file__).resolve().parent / "data" / "search_queries.txt"
@@ -42,10 +45,32 @@ def stats(xs: list[float]) -> dict[str, float]:
             "n": len(xs)}
 
 
+def measure(lake: Path, queries: list[str], rounds: int, repo: Path | None = None) -> dict:
+    """p50/p95 per request type against one server (``repo``: which code it runs)."""
+    proc, base = serve(lake, **({"repo": repo} if repo else {}))
+    try:
+        for q in queries:  # warm-up round
+            timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10}))
+        out = {}
+        for mode in ("hybrid", "dense", "keyword"):
+            out[mode] = stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10, "mode": mode}))
+                               for _ in range(rounds) for q in queries])
+        out["hybrid_filtered"] = stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode(
+            {"q": q, "k": 10, "category": "Nebula", "from": "2005-01-01", "to": "2020-12-31", "has_image": "true"}))
+            for _ in range(rounds) for q in queries])
+        dates = ["2014-01-07", "2002-05-03", "1999-08-18", "2020-07-11", "2024-05-02"]
+        out["similar"] = stats([timed_get(f"{base}/api/similar/{d}?k=10") for _ in range(rounds * 4) for d in dates])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--baseline", metavar="REV", help="also time the code of this commit (before/after)")
     args = ap.parse_args()
     lake = LakeLayout.at(args.lake).root
     queries = [q for q in QUERIES.read_text().splitlines() if q.strip()]
@@ -58,28 +83,17 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    proc, base = serve(lake)
-    try:
-        for q in queries:  # warm-up round
-            timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10}))
-        out = {}
-        for mode in ("hybrid", "dense", "keyword"):
-            out[mode] = stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10, "mode": mode}))
-                               for _ in range(args.rounds) for q in queries])
-        out["hybrid_filtered"] = stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode(
-            {"q": q, "k": 10, "category": "Nebula", "from": "2005-01-01", "to": "2020-12-31", "has_image": "true"}))
-            for _ in range(args.rounds) for q in queries])
-        dates = ["2014-01-07", "2002-05-03", "1999-08-18", "2020-07-11", "2024-05-02"]
-        out["similar"] = stats([timed_get(f"{base}/api/similar/{d}?k=10") for _ in range(args.rounds * 4) for d in dates])
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    out = measure(lake, queries, args.rounds)
+    if args.baseline:
+        with checkout(args.baseline) as tree:
+            before = measure(lake, queries, args.rounds, repo=tree)
+        out["baseline"] = {"rev": args.baseline, **before}
     out["first_search_ms"] = first
     out["first_search_over_warm_p50"] = round(first["with gunicorn.conf.py warm-up"] / out["hybrid"]["p50_ms"], 2)
     for k, v in out.items():
         print(f"{k:<16} {v}")
     save("search_latency", {"lake": lake_label(lake), "server": "gunicorn 1 worker, 4 threads", "results": out,
-                            "targets": {"p50_ms": 25}})
+                            "targets": {"p50_ms": 15}})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,10 @@ MAX_K = 100
 MAX_QUERY_CHARS = 1000
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+#: Threads that run hybrid searches' keyword half beside their dense half (shared by all engines).
+_KEYWORD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword")
 
 
 class SearchError(ValueError):
@@ -108,6 +113,7 @@ class SearchEngine:
         self._head: Any = None  # the learned picture → text-space head (offline lakes), loaded on first use
         self._classes: dict[str, Any] | None = None
         self._memory: dict[str, InMemoryVectors | None] = {}
+        self._tables: dict[str, Any] = {}  # opened LanceDB tables (read-only; one lake version)
         self._explanations: dict[str, tuple[str, str | None, str | None]] | None = None
 
     # -- helpers --------------------------------------------------------------------------------
@@ -130,10 +136,13 @@ class SearchEngine:
     def _table(self, kind: str):
         if kind not in (*EMBEDDING_KINDS, ALIGNED_KIND):
             raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
-        try:
-            return self.reader.vector_table(kind)
-        except KeyError as exc:
-            raise SearchError(f"this lake has no {kind!r} vectors") from exc
+        table = self._tables.get(kind)
+        if table is None:  # opening costs a LanceDB connect and listing (≈ 6 ms): once per kind
+            try:
+                table = self._tables[kind] = self.reader.vector_table(kind)
+            except KeyError as exc:
+                raise SearchError(f"this lake has no {kind!r} vectors") from exc
+        return table
 
     def _has_table(self, kind: str) -> bool:
         try:
@@ -204,8 +213,19 @@ class SearchEngine:
         query = self._table(KEYWORD_KIND).search(q, query_type="fts", fts_columns="body")
         if where:
             query = query.where(where, prefilter=True)
-        hits = query.select(["date", "title", "category", "has_image", "_score"]).limit(n).to_list()
-        return [h | {"score": round(float(h.pop("_score")), 4)} for h in hits]
+        memory = self._in_memory(KEYWORD_KIND)
+        if memory is None:
+            hits = query.select(["date", "title", "category", "has_image", "_score"]).limit(n).to_list()
+            return [h | {"score": round(float(h.pop("_score")), 4)} for h in hits]
+        # a small lake's columns are in memory already: the index returns the key and the score only
+        # (≈ 0.5 ms less per query on the archive), with the same ranking
+        hits = query.select(["date", "_score"]).limit(n).to_arrow()
+        out = []
+        for date, score in zip(hits.column("date").to_pylist(), hits.column("_score").to_pylist()):
+            i = memory.row[date]
+            out.append({"date": date, "title": memory.titles[i], "category": memory.categories[i] or None,
+                        "has_image": bool(memory.has_image[i]), "score": round(float(score), 4)})
+        return out
 
     def _details(self, dates: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
         """(explanation, url, media_type) of the given entries: snippets and where pictures come from.
@@ -272,9 +292,12 @@ class SearchEngine:
             hits = self._keyword(q, where, n)
         else:
             pool = max(50, 2 * n)
+            # the full-text query runs in LanceDB's native threads while this one encodes the query:
+            # on 2 cores the two overlap (≈ 3 ms of a ≈ 15 ms search)
+            keyword_future = _KEYWORD_POOL.submit(self._keyword, q, where, pool)
             table, vec = self._query(q, kind)
             dense = self._dense_search(vec, table, filters, pool)
-            keyword = self._keyword(q, where, pool)
+            keyword = keyword_future.result()
             fused = rrf([[h["date"] for h in dense], [h["date"] for h in keyword]])
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
             order = sorted(fused, key=lambda d: (-fused[d], d))[:n]

@@ -54,6 +54,10 @@ def _quiet_transformers() -> None:
         pass
 
 
+#: Up to this many texts take the direct path of :meth:`OfflineEncoder._encode_queries`.
+QUERY_BATCH = 8
+
+
 class OfflineEncoder(Encoder):
     def __init__(self, *, quantize: str = "int8", text_max_tokens: int = 128) -> None:
         try:
@@ -99,11 +103,26 @@ class OfflineEncoder(Encoder):
 
         if not texts:
             return np.zeros((0, self.info.text_dim), dtype=np.float32)
+        if len(texts) <= QUERY_BATCH and not progress:
+            return self._encode_queries(texts)
         with torch.inference_mode():
             vecs = self.model.encode(
                 texts, batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True,
                 convert_to_numpy=True,
             )
+        return l2_normalise(vecs)
+
+    def _encode_queries(self, texts: list[str]) -> np.ndarray:
+        """A few texts (search queries) straight through the model: ``SentenceTransformer.encode`` puts
+        the model in eval mode and sorts and batches on every call, ≈ 1.5 ms of a ≈ 6 ms query encoding
+        on 2 cores; the vectors are the same (the module pipeline ends with mean pooling + L2 norm)."""
+        import torch
+
+        with torch.inference_mode():
+            features = (self.model.preprocess if hasattr(self.model, "preprocess") else self.model.tokenize)(texts)
+            out = self.model.forward({k: v.to(self.model.device) if hasattr(v, "to") else v
+                                      for k, v in features.items()})
+            vecs = out["sentence_embedding"].float().cpu().numpy()
         return l2_normalise(vecs)
 
     @property
