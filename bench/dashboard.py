@@ -4,7 +4,7 @@ and the same on a synthetic 1,000,000-point lake (thinning + refine on zoom).
 The app runs under gunicorn (1 worker, 4 threads) as in the Procfile. "Server time" is the wall time of
 the real HTTP request to Dash's callback endpoint (``/_dash-update-component``) from this process.
 
-Usage: python bench/dashboard.py [--lake DIR] [--runs 5] [--synthetic 1000000]
+Usage: python bench/dashboard.py [--lake DIR] [--runs 5] [--synthetic 1000000] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -100,8 +100,11 @@ def browser():
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 
 
+#: Points Plotly has laid out, from ``_fullData`` (filled by the plot call, binary arrays decoded), the
+#: same moment for JSON-list and binary payloads.
 POINTS_JS = ("const gd = document.querySelector('#map-graph .js-plotly-plot');"
-             "return gd && gd.data ? gd.data.reduce((s, t) => s + (t.customdata ? t.customdata.length : 0), 0) : 0;")
+             "return gd && gd._fullData ? gd._fullData.reduce((s, t) => s + (t.customdata && t.customdata.length"
+             " ? t.customdata.length : 0), 0) : 0;")
 
 
 def first_render(driver, url: str, query: str = "") -> tuple[float, int, int]:
@@ -123,6 +126,34 @@ def first_render(driver, url: str, query: str = "") -> tuple[float, int, int]:
     return elapsed, n, transferred
 
 
+#: Pages whose callbacks are timed on load (server time of every ``_dash-update-component`` request).
+PAGES = ("/", "/?color=cluster", "/?emb=image&method=tsne", "/categories", "/entry/2014-01-07", "/entry/2021-07-04",
+         "/search?q=dust+lanes+in+spiral+galaxies", "/sky", "/oddities", "/galaxies", "/metrics")
+
+CALLBACKS_JS = ("return performance.getEntriesByType('resource').filter(e => e.name.includes('_dash-update-component'))"
+                ".map(e => e.responseStart - e.requestStart);")
+
+
+def page_callbacks(driver, url: str, runs: int) -> dict[str, dict[str, float]]:
+    """Per page: p50/p95/max of its callbacks' server time (request sent → first byte) over ``runs``
+    loads, and how many callbacks a load fires."""
+    out = {}
+    for page in PAGES:
+        times, per_load = [], []
+        for _ in range(runs):
+            driver.get("about:blank")
+            driver.get(url + page)
+            time.sleep(2.5)  # late callbacks (hover cards are not triggered)
+            got = driver.execute_script(CALLBACKS_JS)
+            times += got
+            per_load.append(len(got))
+        ms = sorted(times)
+        out[page] = {"p50_ms": round(ms[len(ms) // 2], 1) if ms else 0.0,
+                     "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1) if ms else 0.0,
+                     "max_ms": round(max(ms), 1) if ms else 0.0, "callbacks_per_load": max(per_load)}
+    return out
+
+
 def zoom_update(driver) -> tuple[float, int, int]:
     """Zoom to the central quarter and wait until the thinned map is refined with the view's points."""
     before = driver.execute_script(POINTS_JS)
@@ -142,18 +173,20 @@ def zoom_update(driver) -> tuple[float, int, int]:
     return time.perf_counter() - t0, before, driver.execute_script(POINTS_JS)
 
 
-def measure(lake: Path, runs: int, label: str, zoom: bool) -> dict:
-    proc, url = serve(lake)
+def measure(lake: Path, runs: int, label: str, zoom: bool, repo: Path = REPO) -> dict:
+    proc, url = serve(lake, repo=repo)
     try:
         all_years = [1000, 3999]
-        map_callback(url, [], all_years)  # warm the worker (imports, first DuckDB connection)
+        first_unfiltered = map_callback(url, [], all_years)  # also warms the worker (imports, DuckDB)
         unfiltered = [map_callback(url, [], all_years) for _ in range(runs)]
+        first_filtered = map_callback(url, ["Nebula", "Galaxy"], [2000, 2020])  # a view nobody asked for yet
         filtered = [map_callback(url, ["Nebula", "Galaxy"], [2000, 2020]) for _ in range(runs)]
         driver = browser()
         try:
             first_render(driver, url)  # warm browser cache of the JS bundles
             renders = [first_render(driver, url) for _ in range(runs)]
             zooms = [zoom_update(driver) for _ in range(min(runs, 3))] if zoom else []
+            callbacks = page_callbacks(driver, url, runs=3) if not zoom else {}
         finally:
             driver.quit()
     finally:
@@ -162,6 +195,9 @@ def measure(lake: Path, runs: int, label: str, zoom: bool) -> dict:
     out = {
         "lake": label,
         "filter_callback_ms_median": round(1000 * median([t for t, _ in filtered]), 1),
+        "filter_callback_first_ms": round(1000 * first_filtered[0], 1),
+        "map_callback_first_ms": round(1000 * first_unfiltered[0], 1),
+        "page_callbacks": callbacks,
         "map_callback_ms_median": round(1000 * median([t for t, _ in unfiltered]), 1),
         "map_callback_payload_kb": round(unfiltered[0][1] / 1024, 1),
         "first_render_s_median": round(median([r[0] for r in renders]), 3),
@@ -180,10 +216,16 @@ def main() -> None:
     ap.add_argument("--lake", type=Path, default=None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--synthetic", type=int, default=1_000_000)
+    ap.add_argument("--baseline", metavar="REV", help="also measure the code of this commit on the archive")
     args = ap.parse_args()
     lake = LakeLayout.at(args.lake).root
     results = {"archive": measure(lake, args.runs, f"built lake ({lake_label(lake)})", zoom=False)}
     print(json.dumps(results["archive"], indent=2), flush=True)
+    if args.baseline:
+        with checkout(args.baseline) as tree:
+            results["archive_baseline"] = measure(lake, args.runs, f"built lake, code of {args.baseline}", zoom=False,
+                                                  repo=tree) | {"rev": args.baseline}
+        print(json.dumps(results["archive_baseline"], indent=2), flush=True)
     if args.synthetic:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, str(REPO / "bench" / "synthetic_lake.py"), tmp, "--n", str(args.synthetic)],

@@ -219,9 +219,21 @@ class AtlasQueries:
 
     def picture(self, date: str) -> dict[str, Any] | None:
         """Where one entry's picture comes from (:mod:`lake.pictures`); None for an unknown date."""
-        df = self.reader.query("SELECT has_image, url, media_type FROM entries WHERE date = $d",
-                               {"d": dt.date.fromisoformat(date)})
-        return None if df.empty else picture_for(df.iloc[0].to_dict() | {"date": date})
+        card = self.hover_card(date)
+        return card["picture"] if card else None
+
+    def hover_card(self, date: str) -> dict[str, Any] | None:
+        """Title, text category and picture of one entry: what the map's hover card shows (the map sends
+        only each point's date to the browser, so the card is filled on hover)."""
+        df = self.reader.query(
+            "SELECT e.title, e.has_image, e.url, e.media_type, c.category FROM entries e "
+            "LEFT JOIN categories c ON c.date = e.date AND c.source = 'text' WHERE e.date = $d",
+            {"d": dt.date.fromisoformat(date)})
+        if df.empty:
+            return None
+        row = df.iloc[0].to_dict()
+        return {"date": date, "title": row["title"], "category": json_value(row["category"]),
+                "picture": picture_for(row | {"date": date})}
 
     # -- entry page -----------------------------------------------------------------------------
     def entry(self, date: str) -> dict[str, Any] | None:

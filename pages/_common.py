@@ -61,14 +61,17 @@ def filters_from(categories: list[str] | None, years: list[int] | None) -> Filte
 
 
 def entry_path(click: dict[str, Any] | None) -> Any:
-    """The entry page of a clicked point (its ``customdata`` starts with the date), or ``no_update``.
+    """The entry page of a clicked point (the Map's ``customdata`` is a day number, the Sky's a list that
+    starts with the date), or ``no_update``.
 
-    Shared by the Map and Sky pages, whose graphs both carry the date first; each page still registers its
-    own callback, since a Dash callback is bound to one page's components.
+    Shared by the Map and Sky pages; each page still registers its own callback, since a Dash callback is
+    bound to one page's components.
     """
-    if not click or not click.get("points"):
+    from pages.figures import date_of
+
+    if not click or not click.get("points") or click["points"][0].get("customdata") is None:
         return no_update
-    return f"/entry/{click['points'][0]['customdata'][0]}"
+    return f"/entry/{date_of(click['points'][0]['customdata'])}"
 
 
 def year_marks(lo: int, hi: int) -> dict[int, str]:
@@ -80,9 +83,14 @@ def year_marks(lo: int, hi: int) -> dict[int, str]:
     return {lo: str(lo), **inner, hi: str(hi)}
 
 
+def year_value(years_param: str, lo: int, hi: int) -> list[int]:
+    """The year slider's value for the page's ``years=FROM,TO`` URL parameter (all years without one)."""
+    return [int(y) for y in parse_list(years_param)[:2] if y.isdigit()] or [lo, hi]
+
+
 def years_row(component_id: str, lo: int, hi: int, years_param: str) -> dbc.Row:
     """A labelled year range slider, set from the page's ``years=FROM,TO`` URL parameter."""
-    chosen = [int(y) for y in parse_list(years_param)[:2] if y.isdigit()] or [lo, hi]
+    chosen = year_value(years_param, lo, hi)
     return dbc.Row([
         dbc.Col(dbc.Label("Years"), width="auto"),
         dbc.Col(dcc.RangeSlider(id=component_id, min=lo, max=hi, step=1, value=chosen, marks=year_marks(lo, hi),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 import dash
 import dash_ag_grid as dag
@@ -17,7 +18,7 @@ from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
 from pages import figures
 from pages._common import (atlas, entry_path, filters_from, missing_lake_notice, parse_list, picture_element,
-                           vocabulary, years_row)
+                           vocabulary, year_value, years_row)
 from pages.ids import App, Map
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
@@ -45,32 +46,37 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     selected = [d for d in parse_list(sel) if len(d) == 10]
+    emb, method, color = _choice(emb, EMBEDDING_KINDS, "text"), _choice(method, METHODS, "umap"), _choice(color, COLOURS, "category")
+    chosen_cats = [c for c in parse_list(cats) if c in names]
+    year_range = year_value(years, lo.year, hi.year)  # what the slider will hold
+    # the first view is drawn with the page (no callback round trip before the map appears)
+    figure, count, note, chips, thinned = map_outputs(emb, method, color, chosen_cats, year_range)
     controls = dbc.Row([
         dbc.Col([dbc.Label("Embedding", html_for=Map.EMB),
                  dcc.Dropdown(id=Map.EMB, options=[{"label": k.title(), "value": k} for k in EMBEDDING_KINDS],
-                              value=_choice(emb, EMBEDDING_KINDS, "text"), clearable=False)], md=2),
+                              value=emb, clearable=False)], md=2),
         dbc.Col([dbc.Label("Method"),
                  dbc.RadioItems(id=Map.METHOD, options=[{"label": v, "value": k} for k, v in METHODS.items()],
-                                value=_choice(method, METHODS, "umap"), inline=True)], md=3),
+                                value=method, inline=True)], md=3),
         dbc.Col([dbc.Label("Colour by"),
                  dbc.RadioItems(id=Map.COLOR, options=[{"label": v, "value": k} for k, v in COLOURS.items()],
-                                value=_choice(color, COLOURS, "category"), inline=True)], md=3),
+                                value=color, inline=True)], md=3),
         dbc.Col([dbc.Label("Categories", html_for=Map.CATS),
-                 dcc.Dropdown(id=Map.CATS, options=names, value=[c for c in parse_list(cats) if c in names],
+                 dcc.Dropdown(id=Map.CATS, options=names, value=chosen_cats,
                               multi=True, placeholder="All categories")], md=4),
     ], className="g-2 mb-2")
     return dbc.Container([
         controls,
         years_row(Map.YEARS, lo.year, hi.year, years),
         dbc.Row([
-            dbc.Col(html.Div(id=Map.COUNT, className="fw-semibold"), width="auto"),
-            dbc.Col(html.Div(id=Map.NOTE, className="text-muted small"), className="pt-1"),
+            dbc.Col(html.Div(count, id=Map.COUNT, className="fw-semibold"), width="auto"),
+            dbc.Col(html.Div(note, id=Map.NOTE, className="text-muted small"), className="pt-1"),
         ], className="mb-1"),
-        dcc.Loading(dcc.Graph(id=Map.GRAPH, config={"displaylogo": False, "scrollZoom": True},
+        dcc.Loading(dcc.Graph(id=Map.GRAPH, figure=figure, config={"displaylogo": False, "scrollZoom": True},
                               style={"height": "68vh"}, clear_on_unhover=True), delay_show=400),
-        dcc.Store(id=Map.THINNED, data=False),
+        dcc.Store(id=Map.THINNED, data=thinned),
         dcc.Tooltip(id=Map.TOOLTIP, direction="right"),
-        html.Div(id=Map.CATEGORY_COUNTS, className="small my-2"),
+        html.Div(chips, id=Map.CATEGORY_COUNTS, className="small my-2"),
         dcc.Store(id=Map.PAGE_SELECTION, data=selected),
         dcc.Location(id=Map.GO, refresh="callback-nav"),
         html.Hr(),
@@ -103,8 +109,10 @@ def _bounds(relayout: dict | None) -> tuple[float, float, float, float] | None:
 
 
 def _render(view: MapView, emb: str, method: str, color: str):
+    # cluster labels belong to the cluster colouring (30 annotations also cost ≈ 80 ms of drawing)
     fig = figures.map_scatter(view.points, color=color, three_d=method == "umap3d",
-                              cluster_centres=view.cluster_centres, uirevision=f"{emb}/{method}")
+                              cluster_centres=view.cluster_centres if color == "cluster" else None,
+                              uirevision=f"{emb}/{method}")
     shown = len(view.points)
     count = f"{view.total:,} entries" if not view.thinned else f"{view.total:,} entries ({shown:,} drawn)"
     if view.thinned:
@@ -126,10 +134,24 @@ def _render(view: MapView, emb: str, method: str, color: str):
     Input(Map.COLOR, "value"),
     Input(Map.CATS, "value"),
     Input(Map.YEARS, "value"),
+    prevent_initial_call=True,  # the layout draws the first view
 )
 def update_map(emb, method, color, cats, years):
+    return map_outputs(emb, method, color, list(cats or []), list(years) if years else None)
+
+
+def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[int] | None) -> tuple:
+    """Figure, count, note, category chips and thinned flag of one map view: what the page layout draws
+    first and what the callback redraws. Cached per lake version (a figure of the archive takes ≈ 0.2 s
+    to query and build; people come back to the same few views)."""
     a = atlas()
-    filters = filters_from(cats, years)
+    return _map_outputs(a.reader.version, emb, method, color, tuple(cats or ()), tuple(years) if years else None)
+
+
+@lru_cache(maxsize=32)
+def _map_outputs(version: str, emb: str, method: str, color: str, cats: tuple, years: tuple | None) -> tuple:
+    a = atlas()
+    filters = filters_from(list(cats), list(years) if years else None)
     if (emb, method) not in a.available_maps():
         method = "umap" if (emb, "umap") in a.available_maps() else method
     view = a.map_view(emb, method, filters)
@@ -172,10 +194,14 @@ def hover_card(hover):
     if not hover or not hover.get("points"):
         return False, no_update, no_update
     pt = hover["points"][0]
-    date, title, category, has_image = pt["customdata"]
-    children = [html.Div(title, className="fw-semibold", style={"maxWidth": "220px"}),
-                html.Div(f"{date} · {category}", className="small text-muted")]
-    picture = atlas().picture(date)
+    if pt.get("customdata") is None:
+        return False, no_update, no_update
+    card = atlas().hover_card(figures.date_of(pt["customdata"]))
+    if card is None:
+        return False, no_update, no_update
+    children = [html.Div(card["title"], className="fw-semibold", style={"maxWidth": "220px"}),
+                html.Div(f"{card['date']} · {card['category'] or '?'}", className="small text-muted")]
+    picture = card["picture"]
     if picture and picture["src"]:
         children.insert(0, picture_element(picture, alt="", class_name="atlas-hover-img"))
     return True, pt.get("bbox", {"x0": 0, "x1": 0, "y0": 0, "y1": 0}), children
@@ -215,7 +241,8 @@ def open_entry(click):
 def select_points(selected, _clear):
     if ctx.triggered_id == Map.CLEAR or not selected:
         return []
-    return sorted({p["customdata"][0] for p in selected.get("points", []) if p.get("customdata")})
+    return sorted({figures.date_of(p["customdata"]) for p in selected.get("points", [])
+                   if p.get("customdata") is not None})
 
 
 @callback(

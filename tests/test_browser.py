@@ -110,10 +110,16 @@ def console_errors(driver) -> list[str]:
             and not (e["message"].startswith(remote) and "Failed to load resource" in e["message"])]
 
 
+#: JavaScript: the ISO date of a map point's customdata (its entry's day number since 1970-01-01).
+DAY_TO_DATE = "const dayToDate = n => new Date(n * 86400000).toISOString().slice(0, 10);"
+
+
 def points_on_map(driver) -> int:
+    """Points Plotly has drawn (``_fullData``: the map sends binary arrays, which Plotly decodes there)."""
     return driver.execute_script(
         "const gd = document.querySelector('#map-graph .js-plotly-plot');"
-        "return gd && gd.data ? gd.data.reduce((s, t) => s + (t.customdata ? t.customdata.length : 0), 0) : -1;")
+        "return gd && gd._fullData ? gd._fullData.reduce((s, t) => s + (t.customdata ? t.customdata.length : 0), 0)"
+        " : -1;")
 
 
 def shot(driver, name: str) -> None:
@@ -162,12 +168,12 @@ def test_selection_fills_table_and_download_matches(browser, server, downloads):
     wait_until(lambda: points_on_map(browser) > 0, what="points")
     picked = browser.execute_script("""
         const gd = document.querySelector('#map-graph .js-plotly-plot');
-        const t = gd.data[0];
+        const t = gd._fullData[0];
         const pts = [0, 1, 2, 3, 4].filter(i => i < t.customdata.length).map(i => ({
             curveNumber: 0, pointNumber: i, pointIndex: i, customdata: t.customdata[i]}));
         gd.emit('plotly_selected', {points: pts});
-        return pts.map(p => p.customdata[0]).sort();
-    """)
+        return pts.map(p => dayToDate(p.customdata)).sort();
+    """.replace("const gd", DAY_TO_DATE + " const gd", 1))
     wait_until(lambda: f"Selection: {len(picked)} entries" in browser.find_element("id", "map-selection-title").text,
                what="selection table")
     rows = browser.find_elements("css selector", "#map-table .ag-center-cols-container .ag-row")
@@ -192,11 +198,11 @@ def test_click_on_point_opens_entry_with_neighbours(browser, server):
     wait_until(lambda: points_on_map(browser) > 0, what="points")
     date = browser.execute_script("""
         const gd = document.querySelector('#map-graph .js-plotly-plot');
-        const t = gd.data[0];
+        const t = gd._fullData[0];
         gd.emit('plotly_click', {points: [{curveNumber: 0, pointNumber: 0, pointIndex: 0,
                                             customdata: t.customdata[0]}]});
-        return t.customdata[0][0];
-    """)
+        return dayToDate(t.customdata[0]);
+    """.replace("const gd", DAY_TO_DATE + " const gd", 1))
     wait_until(lambda: browser.current_url.endswith(f"/entry/{date}"), what="entry URL")
     wait_for(browser, ".atlas-neighbours .atlas-card")
     assert len(browser.find_elements("css selector", ".atlas-neighbours .atlas-card")) >= 3

@@ -8,6 +8,7 @@ empty figure instead of an error.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from pathlib import Path
@@ -52,7 +53,7 @@ def points() -> pd.DataFrame:
 def _big_points(n: int) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     return pd.DataFrame({
-        "date": [f"d{i}" for i in range(n)], "x": rng.normal(size=n), "y": rng.normal(size=n), "z": rng.normal(size=n),
+        "date": [(dt.date(1900, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(n)], "x": rng.normal(size=n), "y": rng.normal(size=n), "z": rng.normal(size=n),
         "title": "t", "year": 2000, "has_image": False, "category": rng.choice(["A", "B", "C"], size=n, p=[.5, .3, .2]),
         "confidence": 0.5, "cluster": 1.0, "cluster_label": "k",
     })
@@ -71,16 +72,24 @@ def test_map_by_category_draws_one_trace_per_category_most_frequent_first(points
     assert sum(len(t.x) for t in fig.data) == len(points)
 
 
-def test_map_points_carry_date_title_category_and_image_flag_for_the_hover_card(points):
+def test_map_points_carry_their_entry_as_a_compact_day_number(points):
+    """Each point's customdata is its entry's day number (a 4-byte binary array in the payload); the
+    hover card, the click and the selection turn it back into the date."""
+    import plotly.io as pio
+
     fig = figures.map_scatter(points, color="category")
+    seen = []
     for trace in fig.data:
-        assert trace.hoverinfo == "none"  # the page draws its own card from customdata
-        for row in trace.customdata:
-            date, title, category, has_image = row
+        assert trace.hoverinfo == "none"  # the page draws its own card, asked from the server on hover
+        assert all(isinstance(day, int) for day in trace.customdata)
+        for day in trace.customdata:
+            date = figures.date_of(int(day))
             src = points.set_index("date").loc[date]
-            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", date)
-            assert (title, category, has_image) == (src.title, src.category, src.has_image)
-            assert trace.name.startswith(category)
+            assert trace.name.startswith(src.category)
+            seen.append(date)
+    assert sorted(seen) == sorted(points.date)
+    assert figures.date_of(0) == "1970-01-01" and figures.date_of(["2014-01-07", "x"]) == "2014-01-07"
+    assert '"x":{"dtype":"f4","bdata"' in pio.to_json(fig).replace(" ", "")  # coordinates as binary arrays
 
 
 def test_map_by_cluster_uses_palette_per_cluster_and_grey_without_cluster(points):

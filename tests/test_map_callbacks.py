@@ -95,3 +95,22 @@ def test_selection_downloads_as_parquet_with_credits_and_licence(client):
     assert sorted(table.column("date").to_pylist()) == dates
     assert {"title", "credit", "copyright", "licence_note"} <= set(table.column_names)
     assert b"licence" in table.schema.metadata
+
+
+def test_hover_card_and_selection_read_the_day_numbers(client):
+    """Points carry day numbers; the hover card asks the server for the title and category, the lasso
+    turns them back into dates."""
+    from pages.figures import date_of, day_numbers
+
+    first = _post(client, "map-emb.value", {"map-emb.value": "text", "map-method.value": "umap",
+                                            "map-color.value": "category", "map-cats.value": [],
+                                            "map-years.value": None})
+    day = first["map-graph"]["figure"]["data"][0]["customdata"][0]
+    assert isinstance(day, int)
+    card = _post(client, "map-graph.hoverData", {"map-graph.hoverData": {"points": [
+        {"customdata": day, "bbox": {"x0": 1, "x1": 2, "y0": 3, "y1": 4}}]}})
+    assert card["map-tooltip"]["show"] is True
+    assert date_of(day) in str(card["map-tooltip"]["children"])
+    picked = _post(client, "map-graph.selectedData", {"map-graph.selectedData": {"points": [
+        {"customdata": day}, {"customdata": int(day_numbers(["2001-01-01"])[0])}]}})
+    assert picked["map-page-selection"]["data"] == sorted({date_of(day), "2001-01-01"})
