@@ -69,6 +69,21 @@ def _register_thumbnails(server: Flask, service: LakeService) -> None:
         return send_file(path, mimetype="image/jpeg", max_age=86400)
 
 
+def _page_warmer(server: Flask):
+    """Build the pages' default views into their caches (called by the worker warm-up)."""
+    def warm() -> None:
+        from pages import categories, home, metrics, sky
+
+        with server.app_context():
+            for page in (home, sky, categories, metrics):
+                try:
+                    page.prefill()
+                except Exception:  # a page that cannot prefill still serves; its first visitor waits
+                    log.warning("warm-up of %s failed", page.__name__, exc_info=True)
+
+    return warm
+
+
 def create_app(*, lake: str | Path | LakeLayout | None = None, warm: bool = False) -> Dash:
     """The dashboard over ``lake`` (a directory; default ``$COSMIC_ATLAS_LAKE``, else ``lake/data``).
 
@@ -91,6 +106,7 @@ def create_app(*, lake: str | Path | LakeLayout | None = None, warm: bool = Fals
     app.layout = html.Div([navbar(), dash.page_container,
                            dcc.Store(id=ids.App.MAP_SELECTION, storage_type="session")])
     _register_thumbnails(server, service)
+    service.add_warmer(_page_warmer(server))
     api.register(server)
     if warm:
         service.warm()

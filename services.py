@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
@@ -47,6 +48,11 @@ class LakeService:
         self._galaxies: GalaxyQueries | None = None
         self._encoders: dict[str, Encoder] = {}
         self._feedback: FeedbackStore | None = None
+        self._warmers: list[Callable[[], None]] = []
+
+    def add_warmer(self, warm: Callable[[], None]) -> None:
+        """Something else to prepare in :meth:`warm` (the app registers its pages' default views)."""
+        self._warmers.append(warm)
 
     def _encoder_for(self, info: dict[str, Any]) -> Encoder:
         key = str(info.get("fingerprint"))
@@ -115,6 +121,9 @@ class LakeService:
             engine = self.engine()
             _ = engine.encoder
             engine.search("warm-up", k=1)
+            engine.preload()
+            for warm in self._warmers:
+                warm()
         except LakeMissingError as exc:
             log.warning("%s", exc)
 

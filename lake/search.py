@@ -265,6 +265,13 @@ class SearchEngine:
         return filters.with_dates(inside)
 
     # -- public API -----------------------------------------------------------------------------
+    def preload(self) -> None:
+        """Open every vector table and hold the small ones in memory now (server warm-up), so the first
+        entry page's neighbours do not pay for it."""
+        for kind in (*EMBEDDING_KINDS, ALIGNED_KIND):
+            if self._has_table(kind):
+                self._in_memory(kind)
+
     def search(self, q: str, *, k: int = 10, kind: str = "text", mode: str = "hybrid",
                filters: Filters | None = None, offset: int = 0) -> list[dict[str, Any]]:
         filters = self._with_cone(filters)

@@ -11,7 +11,8 @@ from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import atlas, filters_from, missing_lake_notice, thumb_card, vocabulary, years_row
+from pages._common import (atlas, by_lake_version, filters_from, missing_lake_notice, thumb_card, vocabulary, year_value,
+                           years_row)
 from pages.ids import Categories
 
 dash.register_page(__name__, path="/categories", name="Categories", title="Cosmic Atlas · Categories")
@@ -54,8 +55,21 @@ def layout(cat: str = "", years: str = "", **_ignored) -> html.Div:
     Input(Categories.YEARS, "value"),
 )
 def charts(years):
+    return chart_view(years or [])
+
+
+def prefill() -> None:
+    """Build the default charts now (server warm-up)."""
+    _, _, lo, hi = vocabulary()
+    chart_view(year_value("", lo.year, hi.year))
+
+
+@by_lake_version()
+def chart_view(years):
+    """The page's four charts for a year range (cached per lake version: plotly express figures of the
+    whole archive take ≈ 0.3 s to build)."""
     a = atlas()
-    f = filters_from(None, years)
+    f = filters_from(None, list(years) or None)
     counts = a.counts_by_category(f)
     bar = figures.category_counts_bar(counts)
     stacked = figures.category_years_bar(a.counts_by_year(f), order=counts.category.tolist())

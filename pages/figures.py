@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
@@ -153,19 +154,31 @@ def mollweide(ra_deg: Sequence[float] | np.ndarray | pd.Series,
     return 2 * np.sqrt(2) / np.pi * lon * np.cos(theta), np.sqrt(2) * np.sin(theta)
 
 
-def _sky_grid(fig: go.Figure) -> None:
-    style = {"mode": "lines", "line": {"color": "#3a4466", "width": 1}, "hoverinfo": "skip", "showlegend": False}
+@lru_cache(maxsize=1)
+def _sky_grid_lines() -> tuple[np.ndarray, np.ndarray]:
+    """Meridians (both sides of RA 180°) and parallels as one polyline, NaN between lines: computed once,
+    drawn as one trace (18 separate traces made the sky figure take twice as long to build)."""
+    xs, ys = [], []
     dec = np.linspace(-90, 90, 91)
     for ra in (0.001, 30, 60, 90, 120, 150, 179.999, 180.001, 210, 240, 270, 300, 330):
         x, y = mollweide(np.full_like(dec, ra), dec)
-        fig.add_trace(go.Scattergl(x=x, y=y, **style))
+        xs += [x, [np.nan]]
+        ys += [y, [np.nan]]
     ra = np.linspace(180.001, 540 - 0.001, 181) % 360
     for d in (-60, -30, 0, 30, 60):
         x, y = mollweide(ra, np.full_like(ra, d))
-        fig.add_trace(go.Scattergl(x=x, y=y, **style))
+        xs += [x, [np.nan]]
+        ys += [y, [np.nan]]
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.float32)
+
+
+def _sky_grid(fig: go.Figure) -> None:
+    x, y = _sky_grid_lines()
+    fig.add_trace(go.Scattergl(x=x, y=y, mode="lines", line={"color": "#3a4466", "width": 1}, hoverinfo="skip",
+                               showlegend=False, connectgaps=False, name="grid"))
     for h in (0, 6, 12, 18):
-        x, y = mollweide([h * 15 + 0.001], [0])
-        fig.add_annotation(x=x[0], y=y[0], text=f"{h}h", showarrow=False, font={"color": "#8893b8", "size": 10})
+        hx, hy = mollweide([h * 15 + 0.001], [0])
+        fig.add_annotation(x=hx[0], y=hy[0], text=f"{h}h", showarrow=False, font={"color": "#8893b8", "size": 10})
 
 
 def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = ()) -> go.Figure:
@@ -181,13 +194,15 @@ def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = ()) -> go.Figure:
         log.debug("sky map: %d of %d points have no position", len(points) - len(placed), len(points))
     fig = go.Figure()
     _sky_grid(fig)
+    traces = []
     for cat, colour in category_colours(_by_frequency(placed.category)).items():
         part = placed[placed.category == cat]
         x, y = mollweide(part.ra_deg, part.dec_deg)
-        fig.add_trace(go.Scattergl(
+        traces.append(go.Scattergl(
             x=x, y=y, mode="markers", name=f"{cat} ({len(part):,})", marker={"size": 5, "color": colour},
             customdata=part[list(SKY_CUSTOMDATA)].to_numpy(),
             hovertemplate="%{customdata[1]}<br>%{customdata[0]} · %{customdata[2]}<extra></extra>"))
+    fig.add_traces(traces)  # one call: add_trace copies the figure's data each time
     chosen = placed[placed.date.isin(list(selected))]
     if not chosen.empty:
         x, y = mollweide(chosen.ra_deg, chosen.dec_deg)

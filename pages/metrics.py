@@ -10,7 +10,7 @@ from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import atlas, missing_lake_notice
+from pages._common import atlas, by_lake_version, missing_lake_notice
 from pages.ids import Metrics
 
 dash.register_page(__name__, path="/metrics", name="Metrics", title="Cosmic Atlas · Metrics")
@@ -59,6 +59,19 @@ def layout(**_ignored) -> html.Div:
     Input(Metrics.RUN, "value"),
 )
 def show_run(run_id):
+    return run_view(run_id)
+
+
+def prefill() -> None:
+    """Build the latest run's view now (server warm-up)."""
+    runs = atlas().runs()
+    if len(runs):
+        run_view(runs.run_id.iloc[0])
+
+
+@by_lake_version()
+def run_view(run_id):
+    """Stage bars, stage table and resource samples of one run (cached per lake version)."""
     a = atlas()
     stages = a.stage_metrics(run_id)
     fig = figures.stage_durations_bar(stages)

@@ -13,8 +13,8 @@ from dash import ClientsideFunction, Input, Output, State, callback, clientside_
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import (atlas, entry_path, filters_from, locate, missing_lake_notice, parse_list, vocabulary,
-                           years_row)
+from pages._common import (atlas, by_lake_version, entry_path, filters_from, locate, missing_lake_notice, parse_list,
+                           vocabulary, year_value, years_row)
 from pages.ids import App, Sky
 
 dash.register_page(__name__, path="/sky", name="Sky", title="Cosmic Atlas · Sky")
@@ -65,9 +65,21 @@ def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
     Input(App.MAP_SELECTION, "data"),
 )
 def update_sky(cats, years, selection):
-    df = atlas().sky_points(filters_from(cats, years))
-    fig = figures.sky_map(df, selected=selection or [])
-    chosen = df[df.date.isin(selection or [])]
+    return sky_view(cats or [], years or [], selection or [])
+
+
+def prefill() -> None:
+    """Build the default sky view now (server warm-up)."""
+    _, _, lo, hi = vocabulary()
+    sky_view([], year_value("", lo.year, hi.year), [])
+
+
+@by_lake_version()
+def sky_view(cats, years, selection):
+    """Figure, count line and Aladin sources of one sky view (cached per lake version)."""
+    df = atlas().sky_points(filters_from(list(cats), list(years) or None))
+    fig = figures.sky_map(df, selected=list(selection))
+    chosen = df[df.date.isin(list(selection))]
     sources = df[["date", "title", "name", "ra_deg", "dec_deg"]].to_dict("records")
     note = f"{len(df):,} entries with a placed primary target" + (f" · {len(chosen):,} from the Map selection" if len(chosen) else "")
     return fig, note, sources

@@ -225,7 +225,8 @@ def _sky_parts(fig):
 def test_sky_map_has_a_grid_then_one_trace_per_category_of_placed_entries(sky_points):
     fig = figures.sky_map(sky_points)
     grid, markers = _sky_parts(fig)
-    assert len(grid) == 13 + 5  # meridians (both sides of RA 180°) and parallels
+    assert len(grid) == 1  # meridians (both sides of RA 180°) and parallels: one polyline
+    assert sum(np.isnan(np.asarray(grid[0].x, float))) == 13 + 5
     assert all(t.showlegend is False and t.hoverinfo == "skip" for t in grid)
     assert fig.data[:len(grid)] == tuple(grid)
     assert [t.name for t in markers] == ["Nebula (3)", "Galaxy (2)"]  # Mars has no position: not drawn
@@ -267,7 +268,7 @@ def test_sky_map_frames_the_whole_sky_on_a_dark_background(sky_points):
 def test_sky_map_of_no_points_is_just_the_grid():
     fig = figures.sky_map(pd.DataFrame(columns=SKY_COLUMNS), selected=["2014-01-01"])
     grid, markers = _sky_parts(fig)
-    assert len(grid) == 18 and markers == []
+    assert len(grid) == 1 and markers == []
 
 
 # -- categories ------------------------------------------------------------------------------------
