@@ -69,17 +69,26 @@ def _register_thumbnails(server: Flask, service: LakeService) -> None:
         return send_file(path, mimetype="image/jpeg", max_age=86400)
 
 
+#: Lakes up to this many entries get every page's default views built at worker start.
+PREFILL_MAX_ENTRIES = 100_000
+
+
 def _page_warmer(server: Flask):
-    """Build the pages' default views into their caches (called by the worker warm-up)."""
+    """Build the pages' default views into their caches (called by the worker warm-up, which logs and
+    skips a step that fails)."""
     def warm() -> None:
         from pages import categories, home, metrics, sky
+        from services import atlas
 
         with server.app_context():
-            for page in (home, sky, categories, metrics):
-                try:
-                    page.prefill()
-                except Exception:  # a page that cannot prefill still serves; its first visitor waits
-                    log.warning("warm-up of %s failed", page.__name__, exc_info=True)
+            # a big lake only gets its front page: building every view of 10^6 entries would hold the
+            # worker back for minutes
+            small = atlas().reader.count("entries") <= PREFILL_MAX_ENTRIES
+            steps = [lambda: home.prefill(every_view=small)]
+            if small:
+                steps += [sky.prefill, categories.prefill, metrics.prefill]
+            for step in steps:
+                step()
 
     return warm
 

@@ -111,21 +111,30 @@ class LakeService:
 
     def warm(self) -> None:
         """Open the lake and load its query encoders now, so the first search (and the first galaxy
-        upload) is as fast as the rest."""
-        try:
-            galaxies = self.galaxies()
-            if galaxies.has_pictures:
-                galaxies.warm()
+        upload) is as fast as the rest; then the registered warmers (the pages' default views). A step
+        that fails is logged and skipped: warming up must never stop a worker from serving."""
+        def galaxies() -> None:
+            g = self.galaxies()
+            if g.has_pictures:
+                g.warm()
+
+        def search() -> None:
             if not self.atlas().has_entries:  # a Galaxy-Zoo-only lake: no text search to warm
                 return
             engine = self.engine()
             _ = engine.encoder
             engine.search("warm-up", k=1)
             engine.preload()
-            for warm in self._warmers:
-                warm()
-        except LakeMissingError as exc:
-            log.warning("%s", exc)
+
+        for step in (galaxies, search, *self._warmers):
+            try:
+                step()
+            except LakeMissingError as exc:
+                log.warning("%s", exc)
+                return
+            except Exception:
+                log.warning("warm-up step %s failed; serving without it", getattr(step, "__name__", step),
+                            exc_info=True)
 
 
 def current() -> LakeService:

@@ -185,6 +185,8 @@ def measure(lake: Path, runs: int, label: str, zoom: bool, repo: Path = REPO) ->
         try:
             first_render(driver, url)  # warm browser cache of the JS bundles
             renders = [first_render(driver, url) for _ in range(runs)]
+            if zoom:  # dcc.Graph binds its relayout handler after the first draw completes
+                time.sleep(3)
             zooms = [zoom_update(driver) for _ in range(min(runs, 3))] if zoom else []
             callbacks = page_callbacks(driver, url, runs=3) if not zoom else {}
         finally:

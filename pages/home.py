@@ -122,15 +122,17 @@ def _render(view: MapView, emb: str, method: str, color: str):
     return fig, count, note
 
 
-def prefill() -> None:
-    """Build the common views now (server warm-up, ≈ 0.2 s each), so first visitors' maps come from the
-    cache."""
+def prefill(*, every_view: bool = True) -> None:
+    """Build the front page's view now (server warm-up), and with ``every_view`` its other colourings and
+    each embedding's map too (≈ 0.2 s each on the archive), so first visitors' maps come from the cache."""
     _, _, lo, hi = vocabulary()
     years = year_value("", lo.year, hi.year)
-    for color in COLOURS:  # the front page in each colouring, then each embedding's default map
-        map_outputs("text", "umap", color, [], years)
-    for emb in EMBEDDING_KINDS:
-        map_outputs(emb, "umap", "category", [], years)
+    map_outputs("text", "umap", "category", [], years)
+    if every_view:
+        for color in COLOURS:
+            map_outputs("text", "umap", color, [], years)
+        for emb in EMBEDDING_KINDS:
+            map_outputs(emb, "umap", "category", [], years)
 
 
 @callback(
