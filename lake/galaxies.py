@@ -159,17 +159,8 @@ class GalaxyQueries:
     # -- neighbours ------------------------------------------------------------------------------
     def morphology_neighbours(self, objid: str, *, k: int = 10) -> Neighbourhood:
         """The ``k`` galaxies closest to ``objid`` in morphology space (itself excluded)."""
-        k = _check_k(k)
         self._require()
-        table = self._table(MORPHOLOGY_KIND)
-        own = table.search().where(f"objid = {_quote(objid)}").limit(1).to_arrow()
-        if own.num_rows == 0:
-            raise UnknownGalaxy(f"no galaxy with objid {objid!r} in this collection")
-        vec = vectors.matrix(own.column("vector"))[0]
-        hits = table.search(vec).metric("l2").limit(k + 1).select(["objid", "_distance"]).to_arrow()
-        pairs = [(o, float(d) ** 0.5) for o, d in zip(hits.column("objid").to_pylist(),
-                                                      hits.column("_distance").to_pylist()) if o != objid][:k]
-        return self._neighbourhood(pairs, {"objid": objid, "space": MORPHOLOGY_KIND, "k": k})
+        return self._neighbours_of(objid, MORPHOLOGY_KIND, k, missing=f"no galaxy with objid {objid!r} in this collection")
 
     def similar_to_picture(self, image, *, k: int = 10) -> Neighbourhood:
         """The ``k`` galaxies whose pictures look most like ``image`` (a decoded RGB PIL image)."""
@@ -178,25 +169,30 @@ class GalaxyQueries:
         if not self.has_pictures:
             raise GalaxyError("This lake has no galaxy pictures to compare with. With internet, fetch them: "
                               "python -m pipeline build --collection gz2 --fetch-cutouts")
-        vec = self._picture_vector(image)
-        hits = self._table(IMAGE_KIND).search(vec).metric("cosine").limit(k).select(["objid", "_distance"]).to_arrow()
-        pairs = list(zip(hits.column("objid").to_pylist(), (float(d) for d in hits.column("_distance").to_pylist())))
-        return self._neighbourhood(pairs, {"space": IMAGE_KIND, "k": k})
+        return self._neighbourhood(self._search(IMAGE_KIND, self._picture_vector(image), k), {"space": IMAGE_KIND, "k": k})
 
     def similar_to_galaxy_picture(self, objid: str, *, k: int = 10) -> Neighbourhood:
         """Look-alikes of a catalogue galaxy's own picture (itself excluded)."""
-        k = _check_k(k)
         if not self.has_pictures:
             raise GalaxyError("This lake has no galaxy pictures; neighbours by morphology are available.")
-        table = self._table(IMAGE_KIND)
-        own = table.search().where(f"objid = {_quote(objid)}").limit(1).to_arrow()
+        return self._neighbours_of(objid, IMAGE_KIND, k, missing=f"galaxy {objid} has no picture in this lake")
+
+    def _neighbours_of(self, objid: str, kind: str, k: int, *, missing: str) -> Neighbourhood:
+        k = _check_k(k)
+        own = self._table(kind).search().where(f"objid = {_quote(objid)}").limit(1).to_arrow()
         if own.num_rows == 0:
-            raise UnknownGalaxy(f"galaxy {objid} has no picture in this lake")
-        vec = vectors.matrix(own.column("vector"))[0]
-        hits = table.search(vec).metric("cosine").limit(k + 1).select(["objid", "_distance"]).to_arrow()
-        pairs = [(o, float(d)) for o, d in zip(hits.column("objid").to_pylist(),
-                                               hits.column("_distance").to_pylist()) if o != objid][:k]
-        return self._neighbourhood(pairs, {"objid": objid, "space": IMAGE_KIND, "k": k})
+            raise UnknownGalaxy(missing)
+        pairs = [(o, d) for o, d in self._search(kind, vectors.matrix(own.column("vector"))[0], k + 1) if o != objid]
+        return self._neighbourhood(pairs[:k], {"objid": objid, "space": kind, "k": k})
+
+    def _search(self, kind: str, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """(objid, distance) of the ``n`` nearest: Euclidean in morphology space, cosine for pictures."""
+        metric = "l2" if kind == MORPHOLOGY_KIND else "cosine"
+        hits = self._table(kind).search(vector).metric(metric).limit(n).select(["objid", "_distance"]).to_arrow()
+        dist = [float(d) for d in hits.column("_distance").to_pylist()]
+        if metric == "l2":  # LanceDB reports squared distances
+            dist = [d ** 0.5 for d in dist]
+        return list(zip(hits.column("objid").to_pylist(), dist))
 
     def warm(self) -> None:
         """Load the picture encoder and the galaxy picture space before the first upload needs them."""
