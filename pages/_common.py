@@ -30,7 +30,7 @@ def missing_lake_notice(exc: Exception) -> dbc.Alert:
         [
             html.H4("No data lake yet", className="alert-heading"),
             html.P(str(exc).split(" Build it with")[0] or f"Cosmic Atlas found no built lake at {root}."),
-            html.P(["Build the embedded default (about 4 minutes, offline) with ",
+            html.P(["Build the embedded default (about 8 minutes on 2 cores, offline) with ",
                     html.Code("make run"), " or ", html.Code(f"python -m pipeline build --lake {root}"),
                     ", then reload this page."]),
         ],
