@@ -185,10 +185,9 @@ class Runner:
     def _run_stage(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics) -> None:
         cpu0 = _cpu_seconds()
         with metrics.stage(stage.name) as info:
-            previous = None if stage.collection not in ctx.cfg.collections else self._reusable(stage, ctx, staged)
             if stage.collection not in ctx.cfg.collections:
                 self._carry_over(stage, ctx, info)
-            elif previous is not None:
+            elif (previous := self._reusable(stage, ctx, staged)) is not None:
                 info["skipped"] = True
                 ctx.results[stage.name] = StageResult(manifest=previous.get("manifest", {}))
             else:
