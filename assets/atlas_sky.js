@@ -79,11 +79,17 @@
         try {
             const A = window.atlasAladinLib || (await import(ALADIN_MODULE)).default;
             if (!window.atlasAladinLib) { await A.init; window.atlasAladinLib = A; }
-            const ra = sources.map(s => s.ra), dec = sources.map(s => s.dec);
-            const span = Math.max(Math.max(...ra) - Math.min(...ra), Math.max(...dec) - Math.min(...dec));
-            const target = (ra.reduce((a, b) => a + b, 0) / ra.length).toFixed(5) + ' ' +
-                           (dec.reduce((a, b) => a + b, 0) / dec.length).toFixed(5);
-            const fov = Math.min(180, Math.max(0.05, span * 1.3));
+            // centre = mean direction (Stripe 82 wraps around RA 0), field = twice the farthest galaxy
+            const rad = Math.PI / 180;
+            const xyz = sources.map(s => [Math.cos(s.dec * rad) * Math.cos(s.ra * rad),
+                                          Math.cos(s.dec * rad) * Math.sin(s.ra * rad), Math.sin(s.dec * rad)]);
+            const m = [0, 1, 2].map(i => xyz.reduce((a, v) => a + v[i], 0));
+            const norm = Math.hypot(m[0], m[1], m[2]) || 1;
+            const c = m.map(v => v / norm);
+            const ra0 = ((Math.atan2(c[1], c[0]) / rad) + 360) % 360, dec0 = Math.asin(c[2]) / rad;
+            const far = Math.max(...xyz.map(v => Math.acos(Math.min(1, v[0] * c[0] + v[1] * c[1] + v[2] * c[2])) / rad));
+            const target = ra0.toFixed(5) + ' ' + dec0.toFixed(5);
+            const fov = Math.min(180, Math.max(0.05, far * 2.4));
             if (!galaxyView || !document.body.contains(galaxyView.el)) {
                 const aladin = A.aladin('#' + containerId, {survey: 'P/SDSS9/color', fov: fov, target: target,
                                                            showReticle: false, cooFrame: 'ICRS'});

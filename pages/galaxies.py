@@ -131,15 +131,17 @@ def sky_line(found: Neighbourhood) -> str:
 
 
 def galaxy_card(row: dict) -> dbc.Card:
+    # no grey box where a lake has no cutouts: the card is the galaxy's facts only
     picture = (html.Img(src=row["picture"], className="card-img-top atlas-thumb", alt=f"galaxy {row['objid']}")
-               if row.get("picture") else html.Div("no picture", className="card-img-top atlas-thumb atlas-noimg"))
+               if row.get("picture") else None)
     body = [html.Div(row["objid"], className="small fw-semibold text-truncate"),
             html.Div(f"{row['gz_class'].replace('_', ' ')} · smooth {_pct(row['p_smooth'])} · "
                      f"featured {_pct(row['p_features'])}", className="small"),
             html.Div([f"RA {row['ra']:.4f}° Dec {row['dec']:+.4f}° · ",
                       html.A("SDSS ↗", href=row["sdss"], target="_blank", rel="noopener")],
                      className="small text-muted")]
-    return dbc.Card([picture, dbc.CardBody(body, className="p-2")], className="atlas-card h-100 atlas-galaxy")
+    return dbc.Card([p for p in (picture, dbc.CardBody(body, className="p-2")) if p is not None],
+                    className="atlas-card h-100 atlas-galaxy")
 
 
 def _sources(found: Neighbourhood, centre: dict | None) -> list[dict]:
