@@ -97,14 +97,25 @@ class DispersionComparison:
         return {k: round(float(v), 4) for k, v in self.__dict__.items()}
 
 
-def dispersion_vs_random(chosen: np.ndarray, population: np.ndarray, *, draws: int = N_RANDOM_DRAWS,
-                         level: float = LEVEL, seed: int = 0) -> DispersionComparison:
-    """The chosen galaxies' sky dispersion against random draws of the same size from ``population``
-    (both unit vectors). A low percentile means the neighbours cluster on the sky more than chance."""
+def random_dispersions(population: np.ndarray, size: int, *, draws: int = N_RANDOM_DRAWS,
+                       seed: int = 0) -> np.ndarray:
+    """Sky dispersions of ``draws`` random sets of ``size`` galaxies from ``population`` (unit vectors).
+    It depends on the size only, so callers may keep it for every neighbourhood of that size."""
     rng = np.random.default_rng(seed)
-    size = len(chosen)
-    randoms = np.array([sky_dispersion(population[row]) for row in random_draws(rng, len(population), size, draws)])
+    return np.array([sky_dispersion(population[row]) for row in random_draws(rng, len(population), size, draws)])
+
+
+def compare_dispersion(chosen: np.ndarray, randoms: np.ndarray, *, level: float = LEVEL) -> DispersionComparison:
+    """The chosen galaxies' sky dispersion against the dispersions of random sets of the same size."""
     low, high = _bounds(randoms, level)
     own = sky_dispersion(chosen)
     return DispersionComparison(own, float(np.median(randoms)), float(low), float(high),
                                 float((randoms <= own).mean() * 100))
+
+
+def dispersion_vs_random(chosen: np.ndarray, population: np.ndarray, *, draws: int = N_RANDOM_DRAWS,
+                         level: float = LEVEL, seed: int = 0) -> DispersionComparison:
+    """The chosen galaxies' sky dispersion against random draws of the same size from ``population``
+    (both unit vectors). A low percentile means the neighbours cluster on the sky more than chance."""
+    return compare_dispersion(chosen, random_dispersions(population, len(chosen), draws=draws, seed=seed),
+                              level=level)

@@ -62,6 +62,7 @@ class GalaxyQueries:
         self._encoder_factory = encoder_factory
         self._lock = threading.Lock()
         self._tables: dict[str, Any] = {}
+        self._baselines: dict[int, tuple[list[galaxy_stats.Interval], np.ndarray]] = {}
 
     # -- what is there ---------------------------------------------------------------------------
     @property
@@ -75,12 +76,22 @@ class GalaxyQueries:
 
     @cached_property
     def _arrays(self) -> dict[str, Any]:
-        """objids, unit sky vectors and summary fractions of every galaxy, for baselines (one read)."""
+        """Unit sky vectors and summary fractions of every galaxy, for the baselines (one read)."""
         self._require()
         cols = ", ".join(f"p_{n}" for n in SUMMARY)
-        df = self.reader.query(f"SELECT objid, ra, dec, {cols} FROM galaxies ORDER BY objid")
-        return {"objid": df.objid.to_numpy(), "xyz": galaxy_stats.unit_vectors(df.ra, df.dec),
+        df = self.reader.query(f"SELECT ra, dec, {cols} FROM galaxies ORDER BY objid")
+        return {"xyz": galaxy_stats.unit_vectors(df.ra, df.dec),
                 "summary": df[[f"p_{n}" for n in SUMMARY]].to_numpy(np.float64)}
+
+    def _random_baselines(self, size: int) -> tuple[list[galaxy_stats.Interval], np.ndarray]:
+        """Means of random sets of ``size`` galaxies and their sky dispersions: they depend on the size
+        only (fixed seeds), so each size is drawn once per lake version, not on every query."""
+        with self._lock:
+            if size not in self._baselines:
+                arrays = self._arrays
+                self._baselines[size] = (galaxy_stats.random_mean_range(arrays["summary"], size),
+                                         galaxy_stats.random_dispersions(arrays["xyz"], size))
+            return self._baselines[size]
 
     def summary(self) -> dict[str, Any]:
         """Counts, classes and base rates of the collection (what the page shows before any query)."""
@@ -217,19 +228,16 @@ class GalaxyQueries:
     def _neighbourhood(self, pairs: list[tuple[str, float]], query: dict[str, Any]) -> Neighbourhood:
         df = self.galaxies([o for o, _ in pairs])
         df["distance"] = [d for _, d in pairs][: len(df)]
-        arrays = self._arrays
         values = df[[f"p_{n}" for n in SUMMARY]].to_numpy(np.float64)
-        morphology = []
+        morphology, sky = [], {}
         if len(df):
             means = galaxy_stats.bootstrap_means(values)
-            randoms = galaxy_stats.random_mean_range(arrays["summary"], len(df))
+            randoms, dispersions = self._random_baselines(len(df))
             morphology = [{"answer": name, "label": label, "neighbours": m.as_dict(),
                            "collection": round(r.value, 4), "random": {"low": round(r.low, 4), "high": round(r.high, 4)}}
                           for (name, label), m, r in zip(SUMMARY.items(), means, randoms)]
-        sky = {}
         if len(df) >= 2:
-            chosen = galaxy_stats.unit_vectors(df.ra, df.dec)
-            sky = galaxy_stats.dispersion_vs_random(chosen, arrays["xyz"]).as_dict()
+            sky = galaxy_stats.compare_dispersion(galaxy_stats.unit_vectors(df.ra, df.dec), dispersions).as_dict()
         return Neighbourhood(df, morphology, sky, query | {"found": len(df)})
 
     def selection(self, objids: Sequence[str]) -> pd.DataFrame:
