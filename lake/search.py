@@ -146,8 +146,8 @@ class SearchEngine:
 
     def _has_table(self, kind: str) -> bool:
         try:
-            self.reader.vector_table(kind)
-        except KeyError:
+            self._table(kind)  # through the cache: kind=image searches ask this on every query
+        except SearchError:
             return False
         return True
 
