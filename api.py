@@ -22,6 +22,7 @@ from lake.records import records
 from lake.search import MAX_K, SearchError
 from lake.galaxies import MAX_K as MAX_GALAXY_K
 from lake.galaxies import GalaxyError
+from lake.galaxy_schema import is_objid
 from services import atlas, engine, galaxies, locate
 
 log = logging.getLogger(__name__)
@@ -389,7 +390,7 @@ def galaxies_selection():
         raise BadRequest("name at least one objid")
     if len(ids) > MAX_SELECTION:
         raise BadRequest(f"at most {MAX_SELECTION:,} galaxies per download")
-    bad = next((o for o in ids if not (o.isdigit() and len(o) <= 20)), None)
+    bad = next((o for o in ids if not is_objid(o)), None)
     if bad is not None:
         raise BadRequest(f"{bad[:40]!r} is not a Galaxy Zoo objid")
     return _download(galaxies().selection(ids), "gz2_selection", fmt)

@@ -20,8 +20,9 @@ from dash import Dash, dcc, html
 from flask import Flask, abort, send_file
 
 import api
-from lake.galaxies import CUTOUT_ROUTE
 from atlas import environment
+from lake.galaxies import CUTOUT_ROUTE
+from lake.galaxy_schema import is_objid
 from lake.layout import LakeLayout
 from pages import ids
 from services import EXTENSION, LakeService
@@ -61,7 +62,7 @@ def _register_thumbnails(server: Flask, service: LakeService) -> None:
 
     @server.route(f"{CUTOUT_ROUTE}/<objid>.jpg")
     def galaxy_cutout(objid: str):
-        if not (objid.isdigit() and len(objid) <= 20):
+        if not is_objid(objid):
             abort(404)
         path = service.layout.cutout(objid)
         if not path.is_file():

@@ -18,7 +18,7 @@ import pandas as pd
 
 from atlas import galaxy_stats
 from lake import vectors
-from lake.galaxy_schema import ANSWERS, GZ2_LICENCE_NOTE, IMAGE_KIND, MORPHOLOGY_KIND, SUMMARY
+from lake.galaxy_schema import ANSWERS, GZ2_LICENCE_NOTE, IMAGE_KIND, MORPHOLOGY_KIND, SUMMARY, is_objid
 from lake.reader import LakeReader
 
 #: Most neighbours one request may ask for.
@@ -263,6 +263,6 @@ def _check_k(k: int) -> int:
 def _quote(objid: str) -> str:
     """An objid as a SQL literal for LanceDB's filter (digits only: anything else is refused)."""
     text = str(objid).strip()
-    if not text.isdigit() or len(text) > 20:
+    if not is_objid(text):
         raise GalaxyError(f"{objid!r} is not a Galaxy Zoo objid (up to 20 digits)")
     return f"'{text}'"

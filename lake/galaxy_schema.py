@@ -103,6 +103,12 @@ GZ2_LICENCE_NOTE: Final = (
 )
 
 
+def is_objid(text: str) -> bool:
+    """A Galaxy Zoo / SDSS objid as the app accepts it: digits only, at most 20 (what reaches SQL
+    filters, file names and URLs is checked here, in one place)."""
+    return text.isdigit() and len(text) <= 20
+
+
 def galaxy_vector_schema(dim: int) -> pa.Schema:
     return pa.schema([pa.field("objid", pa.string(), nullable=False),
                       pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
