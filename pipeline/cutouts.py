@@ -13,21 +13,17 @@ an interrupted fetch resumes with the galaxies still missing and a rebuild never
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
-
-import requests
 
 from atlas.environment import SDSS_CUTOUT_URL
 from atlas.hashing import sha1_text
 from atlas.images import ImageLimits, ImageRejected, decode_image
 from lake import atomic
 from lake.layout import LakeLayout
-from pipeline.fetch import PoliteFetcher, failure_reason
+from pipeline.fetch import PoliteFetcher
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +66,6 @@ def fetch_cutouts(
     progress: bool = False,
 ) -> CutoutReport:
     """Fetch the cutout of every ``(objid, ra, dec)`` not in the lake yet; failures are counted, not raised."""
-    from tqdm import tqdm
-
     report = CutoutReport()
     todo = []
     for objid, ra, dec in galaxies:
@@ -79,35 +73,23 @@ def fetch_cutouts(
             report.present += 1
         else:
             todo.append((objid, ra, dec))
-    lock = threading.Lock()
 
-    def one(item: tuple[str, float, float]) -> None:
+    def store(item: tuple[str, float, float]) -> None:
         objid, ra, dec = item
         url = service.url(ra, dec)
+        body = fetcher.fetch(url)
         try:
-            body = fetcher.fetch(url)
-            try:
-                img = decode_image(body, limits)
-                if img.width < 8 or img.height < 8:
-                    raise ImageRejected(f"cutout is only {img.width}x{img.height} pixels")
-                if (img.width, img.height) != (service.size, service.size):
-                    img = img.resize((service.size, service.size))
-                atomic.write_with(layout.cutout(objid), lambda p: img.save(p, format="JPEG", quality=90))
-            finally:  # the decoded cutout is the copy we keep; a bad body must not be served from cache
-                (fetcher.cache_dir / sha1_text(url)).unlink(missing_ok=True)
-            outcome = None
-        except (ImageRejected, requests.RequestException) as exc:
-            outcome = failure_reason(exc)
-        with lock:
-            if outcome is None:
-                report.fetched += 1
-            else:
-                report.failed[outcome] += 1
+            img = decode_image(body, limits)
+            if img.width < 8 or img.height < 8:
+                raise ImageRejected(f"cutout is only {img.width}x{img.height} pixels")
+            if (img.width, img.height) != (service.size, service.size):
+                img = img.resize((service.size, service.size))
+            atomic.write_with(layout.cutout(objid), lambda p: img.save(p, format="JPEG", quality=90))
+        finally:  # the decoded cutout is the copy we keep; a bad body must not be served from cache
+            (fetcher.cache_dir / sha1_text(url)).unlink(missing_ok=True)
 
-    with ThreadPoolExecutor(max_workers=fetcher.concurrency, thread_name_prefix="cutout") as pool, \
-            tqdm(total=len(todo), desc="fetch galaxy cutouts", unit="galaxy", disable=not progress) as bar:
-        for _ in pool.map(one, todo):
-            bar.update(1)
+    report.fetched, report.failed = fetcher.each(todo, store, desc="fetch galaxy cutouts", unit="galaxy",
+                                                 progress=progress)
     log.info("cutouts: %d fetched, %d already in the lake, %d failed %s", report.fetched, report.present,
              sum(report.failed.values()), dict(report.failed))
     return report

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
@@ -26,6 +27,7 @@ from atlas.images import ImageLimits, ImageRejected
 from pipeline.images import RetryableDownload, download
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_CONCURRENCY = 4
 MAX_RETRY_AFTER = 60.0
@@ -78,8 +80,6 @@ class PoliteFetcher:
 
     def fetch_all(self, urls: Iterable[str], *, progress: bool = False) -> FetchReport:
         """Fetch every URL into the cache; failures are counted by reason, never raised."""
-        from tqdm import tqdm
-
         report = FetchReport()
         todo = []
         for url in dict.fromkeys(urls):
@@ -87,27 +87,40 @@ class PoliteFetcher:
                 report.cached += 1
             else:
                 todo.append(url)
+        report.fetched, report.failed = self.each(todo, self.fetch, desc="fetch pictures", unit="picture",
+                                                  progress=progress)
+        log.info("fetch: %d downloaded, %d already cached, %d failed %s", report.fetched, report.cached,
+                 sum(report.failed.values()), dict(report.failed))
+        return report
+
+    def each(self, items: list[T], work: Callable[[T], object], *, desc: str, unit: str,
+             progress: bool = False) -> tuple[int, Counter]:
+        """Run ``work`` on every item, at most :attr:`concurrency` at once, with a progress bar: the
+        number that succeeded, and the failures (:class:`ImageRejected`, request errors) counted by
+        reason, never raised — one bad picture must not stop a bulk download."""
+        from tqdm import tqdm
+
+        done, failed = 0, Counter()
         lock = threading.Lock()
 
-        def one(url: str) -> None:
+        def one(item: T) -> None:
+            nonlocal done
             try:
-                self.fetch(url)
+                work(item)
                 outcome = None
             except (ImageRejected, requests.RequestException) as exc:
                 outcome = failure_reason(exc)
             with lock:
                 if outcome is None:
-                    report.fetched += 1
+                    done += 1
                 else:
-                    report.failed[outcome] += 1
+                    failed[outcome] += 1
 
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="fetch") as pool, \
-                tqdm(total=len(todo), desc="fetch pictures", unit="picture", disable=not progress) as bar:
-            for _ in pool.map(one, todo):
+                tqdm(total=len(items), desc=desc, unit=unit, disable=not progress) as bar:
+            for _ in pool.map(one, items):
                 bar.update(1)
-        log.info("fetch: %d downloaded, %d already cached, %d failed %s", report.fetched, report.cached,
-                 sum(report.failed.values()), dict(report.failed))
-        return report
+        return done, failed
 
 
 def failure_reason(exc: Exception) -> str:
