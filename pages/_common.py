@@ -159,7 +159,6 @@ def by_lake_version(maxsize: int = 32):
         def wrapper(*args: Any) -> Any:
             return cached(atlas().reader.version, *(freeze(a) for a in args))
 
-        wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
