@@ -88,6 +88,13 @@ def year_value(years_param: str, lo: int, hi: int) -> list[int]:
     return [int(y) for y in parse_list(years_param)[:2] if y.isdigit()] or [lo, hi]
 
 
+def all_years() -> list[int]:
+    """The year slider's value when the URL names no years: the lake's whole range (what the pages'
+    warm-up prefills; a page's layout gets the same from :func:`year_value`)."""
+    lo, hi = atlas().date_range()
+    return year_value("", lo.year, hi.year)
+
+
 def years_row(component_id: str, lo: int, hi: int, years_param: str) -> dbc.Row:
     """A labelled year range slider, set from the page's ``years=FROM,TO`` URL parameter."""
     chosen = year_value(years_param, lo, hi)

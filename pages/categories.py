@@ -11,8 +11,8 @@ from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import (atlas, by_lake_version, filters_from, missing_lake_notice, thumb_card, vocabulary, year_value,
-                           years_row)
+from pages._common import (all_years, atlas, by_lake_version, filters_from, missing_lake_notice, thumb_card,
+                           vocabulary, years_row)
 from pages.ids import Categories
 
 dash.register_page(__name__, path="/categories", name="Categories", title="Cosmic Atlas · Categories")
@@ -60,8 +60,7 @@ def charts(years):
 
 def prefill() -> None:
     """Build the default charts now (server warm-up)."""
-    _, _, lo, hi = vocabulary()
-    chart_view(year_value("", lo.year, hi.year))
+    chart_view(all_years())
 
 
 @by_lake_version()

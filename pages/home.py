@@ -16,8 +16,8 @@ from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
 from pages import figures
-from pages._common import (atlas, by_lake_version, entry_path, filters_from, missing_lake_notice, parse_list, picture_element,
-                           vocabulary, year_value, years_row)
+from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, missing_lake_notice,
+                           parse_list, picture_element, vocabulary, year_value, years_row)
 from pages.ids import App, Map
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
@@ -125,8 +125,7 @@ def _render(view: MapView, emb: str, method: str, color: str):
 def prefill(*, every_view: bool = True) -> None:
     """Build the front page's view now (server warm-up), and with ``every_view`` its other colourings and
     each embedding's map too (≈ 0.2 s each on the archive), so first visitors' maps come from the cache."""
-    _, _, lo, hi = vocabulary()
-    years = year_value("", lo.year, hi.year)
+    years = all_years()
     map_outputs("text", "umap", "category", [], years)
     if every_view:
         for color in COLOURS:

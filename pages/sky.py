@@ -13,8 +13,8 @@ from dash import ClientsideFunction, Input, Output, State, callback, clientside_
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import (atlas, by_lake_version, entry_path, filters_from, locate, missing_lake_notice, parse_list,
-                           vocabulary, year_value, years_row)
+from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, locate, missing_lake_notice,
+                           parse_list, vocabulary, years_row)
 from pages.ids import App, Sky
 
 dash.register_page(__name__, path="/sky", name="Sky", title="Cosmic Atlas · Sky")
@@ -70,8 +70,7 @@ def update_sky(cats, years, selection):
 
 def prefill() -> None:
     """Build the default sky view now (server warm-up)."""
-    _, _, lo, hi = vocabulary()
-    sky_view([], year_value("", lo.year, hi.year), [])
+    sky_view([], all_years(), [])
 
 
 @by_lake_version()
