@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,9 +66,14 @@ def fill_cache(
     return len(todo)
 
 
-def _load_image(layout: LakeLayout, rel: str) -> Image.Image:
-    with Image.open(layout.root / rel) as img:
+def load_rgb(path: Path) -> Image.Image:
+    """A picture the build stored itself (thumbnail or cutout), as RGB, with its file closed."""
+    with Image.open(path) as img:
         return img.convert("RGB")
+
+
+def _load_image(layout: LakeLayout, rel: str) -> Image.Image:
+    return load_rgb(layout.root / rel)
 
 
 def embed_entries(

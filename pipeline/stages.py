@@ -434,22 +434,17 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
     embedded = 0
     if pictured.num_rows:
         from atlas.hashing import sha1_file
-        from PIL import Image
+        from pipeline.embed import load_rgb
 
         encoder = _encoder(ctx)
         paths = [cutouts[o] for o in pictured.column("objid").to_pylist()]
         keys = [sha1_file(p) for p in paths]
         cache = EmbeddingCache(layout.embedding_cache(encoder.info.tower_fingerprint("image"), "image"))
-
         def encode(batch: list[Path]) -> np.ndarray:
-            images = []
-            for path in batch:
-                with Image.open(path) as img:
-                    images.append(img.convert("RGB"))
-            return encoder.encode_images(images, batch_size=cfg.batch_size)
+            return encoder.encode_images([load_rgb(p) for p in batch], batch_size=cfg.batch_size)
 
         embedded = fill_cache(cache, keys, paths, encode, chunk=cfg.embed_chunk, desc="embed galaxy pictures",
-                               progress=cfg.progress)
+                              progress=cfg.progress)
         features = cache.get(keys)
         space = encoder.image_space(features)
         image_vecs = encoder.to_image_vectors(features, space)
