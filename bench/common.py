@@ -53,3 +53,12 @@ def lake_label(path: Path | str) -> str:
 
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
+
+
+def latency_stats(seconds: list[float]) -> dict[str, float]:
+    """p50, p95 and max in milliseconds of a list of request times in seconds, and how many."""
+    import numpy as np
+
+    ms = np.array(seconds) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            "max_ms": round(float(ms.max()), 1), "n": len(seconds)}

@@ -23,22 +23,15 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import save  # noqa: E402
+from bench.common import latency_stats, save  # noqa: E402
 from bench.dashboard import serve  # noqa: E402
 from pipeline.config import BUNDLED_GZ2  # noqa: E402
 from tests.conftest import CutoutServer  # noqa: E402
 from tests.galaxy_pictures import render  # noqa: E402
-
-
-def stats(xs: list[float]) -> dict[str, float]:
-    ms = np.array(xs) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-            "max_ms": round(float(ms.max()), 1), "n": len(xs)}
 
 
 def upload(base: str, picture: bytes, k: int = 10) -> tuple[float, dict]:
@@ -91,8 +84,8 @@ def main() -> None:
             proc.wait(timeout=30)
     result = {
         "galaxies": info["galaxies"], "with_picture": info["with_picture"], "build_seconds": round(build_s, 1),
-        "first_upload_ms": round(first * 1000, 1), "upload_top10": stats(uploads),
-        "morphology_top10": stats(morph), "results_per_upload": min(found),
+        "first_upload_ms": round(first * 1000, 1), "upload_top10": latency_stats(uploads),
+        "morphology_top10": latency_stats(morph), "results_per_upload": min(found),
         "target_ms": 1000, "server": "gunicorn, 1 worker, 4 threads (Procfile settings), one sequential client",
     }
     print(json.dumps(result, indent=2))

@@ -110,8 +110,8 @@ def dashboard_section(r: dict) -> list[str]:
             b = (before or {}).get("page_callbacks", {}).get(page)
             prior = f"{b['p50_ms']} ms | {b['p95_ms']} ms | " if b else ("— | — | " if before else "")
             out.append(f"| `{page}` | {v['callbacks_per_load']} | {prior}{v['p50_ms']} ms | **{v['p95_ms']} ms** |")
-    out += ["", f"Targets (issue #13): first render ≤ 0.5 s for the 11k-point map in headless Chromium; every page's "
-            f"callbacks ≤ 150 ms p95. The synthetic lake is drawn as a stable 60,000-point sample; zooming "
+    out += ["", "Targets (issue #13): first render ≤ 0.5 s for the 11k-point map in headless Chromium; every page's "
+            "callbacks ≤ 150 ms p95. The synthetic lake is drawn as a stable 60,000-point sample; zooming "
             "re-queries the view's points on the server.", ""]
     return out
 

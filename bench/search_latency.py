@@ -21,11 +21,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import lake_label, save  # noqa: E402
+from bench.common import lake_label, latency_stats, save  # noqa: E402
 from bench.dashboard import checkout, serve  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
 
@@ -39,12 +38,6 @@ def timed_get(url: str) -> float:
     return time.perf_counter() - t0
 
 
-def stats(xs: list[float]) -> dict[str, float]:
-    ms = np.array(xs) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
-            "n": len(xs)}
-
-
 def measure(lake: Path, queries: list[str], rounds: int, repo: Path | None = None) -> dict:
     """p50/p95 per request type against one server (``repo``: which code it runs)."""
     proc, base = serve(lake, **({"repo": repo} if repo else {}))
@@ -53,13 +46,13 @@ def measure(lake: Path, queries: list[str], rounds: int, repo: Path | None = Non
             timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10}))
         out = {}
         for mode in ("hybrid", "dense", "keyword"):
-            out[mode] = stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10, "mode": mode}))
+            out[mode] = latency_stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10, "mode": mode}))
                                for _ in range(rounds) for q in queries])
-        out["hybrid_filtered"] = stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode(
+        out["hybrid_filtered"] = latency_stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode(
             {"q": q, "k": 10, "category": "Nebula", "from": "2005-01-01", "to": "2020-12-31", "has_image": "true"}))
             for _ in range(rounds) for q in queries])
         dates = ["2014-01-07", "2002-05-03", "1999-08-18", "2020-07-11", "2024-05-02"]
-        out["similar"] = stats([timed_get(f"{base}/api/similar/{d}?k=10") for _ in range(rounds * 4) for d in dates])
+        out["similar"] = latency_stats([timed_get(f"{base}/api/similar/{d}?k=10") for _ in range(rounds * 4) for d in dates])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
