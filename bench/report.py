@@ -295,6 +295,14 @@ def galaxies_section(r: dict) -> list[str]:
             f"{r['build_seconds']} s.", ""]
 
 
+def fusion_table(comparisons: dict, difference: str) -> list[str]:
+    """Each fusion model against the best single modality: the difference and its 95 % interval."""
+    out = ["", f"| fusion | vs | {difference} | 95 % interval | verdict |", "|---|---|---:|---|---|"]
+    for m, v in comparisons.items():
+        out.append(f"| {m} | {v['vs']} | {v['difference']:+.3f} | [{v['low']:+.3f}, {v['high']:+.3f}] | {v['verdict']} |")
+    return out
+
+
 def multimodal_section(r: dict) -> list[str]:
     def ms(x: dict) -> str:
         return f"{x['mean']:.3f} ± {x['sd']:.3f}"
@@ -310,17 +318,13 @@ def multimodal_section(r: dict) -> list[str]:
            "| inputs / model | RMSE (years) | MAE | R² |", "|---|---:|---:|---:|"]
     for m, s in y["scores"].items():
         out.append(f"| {m} | {ms(s['rmse'])} | {ms(s['mae'])} | {ms(s['r2'])} |")
-    out += ["", "| fusion | vs | Δ MAE (years) | 95 % interval | verdict |", "|---|---|---:|---|---|"]
-    for m, v in y["fusion_vs_best_single_mae"].items():
-        out.append(f"| {m} | {v['vs']} | {v['difference']:+.3f} | [{v['low']:+.3f}, {v['high']:+.3f}] | {v['verdict']} |")
+    out += fusion_table(y["fusion_vs_best_single_mae"], "Δ MAE (years)")
     out += ["", f"**Category** of the hand-labelled entries with a picture ({c['n']} entries, {c['classes']} classes "
             f"with ≥ {r['folds']} examples; chance {c['chance']}, majority class {c['majority']}):", "",
             "| inputs / model | accuracy | macro-F1 |", "|---|---:|---:|"]
     for m, s in c["scores"].items():
         out.append(f"| {m} | {ms(s['accuracy'])} | {ms(s['macro_f1'])} |")
-    out += ["", "| fusion | vs | Δ accuracy | 95 % interval | verdict |", "|---|---|---:|---|---|"]
-    for m, v in c["fusion_vs_best_single_accuracy"].items():
-        out.append(f"| {m} | {v['vs']} | {v['difference']:+.3f} | [{v['low']:+.3f}, {v['high']:+.3f}] | {v['verdict']} |")
+    out += fusion_table(c["fusion_vs_best_single_accuracy"], "Δ accuracy")
     out += ["", "**Cost against N** (synthetic data of the same width, 640 columns; MLP limited to 20 epochs):", "",
             "| N | ridge fit | ridge predict 1k | MLP fit | MLP predict 1k |", "|---:|---:|---:|---:|---:|"]
     for row in r["scaling"]:
