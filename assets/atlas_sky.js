@@ -17,11 +17,19 @@
     /* Survey properties fetched to tell whether the background images can load (they stream from CDS). */
     const SURVEY_PROBE = 'https://alasky.cds.unistra.fr/DSS/DSSColor/properties';
 
-    async function ensureView(containerId) {
-        if (!window.atlasAladin) {
+    /* The Aladin Lite module, imported and initialised once for every view of the session. */
+    async function aladinLib() {
+        if (!window.atlasAladinLib) {
             const A = (await import(ALADIN_MODULE)).default;
             await A.init;
             window.atlasAladinLib = A;
+        }
+        return window.atlasAladinLib;
+    }
+
+    async function ensureView(containerId) {
+        if (!window.atlasAladin) {
+            const A = await aladinLib();
             window.atlasAladin = A.aladin('#' + containerId, {survey: 'P/DSS2/color', fov: 180, projection: 'AIT',
                                                              showReticle: false, cooFrame: 'ICRS'});
             window.atlasAladin.on('objectClicked', function (obj) {
@@ -77,8 +85,7 @@
         if (!el) { return window.dash_clientside.no_update; }
         if (!sources.length) { window.atlasGalaxyMarkers = 0; return ''; }
         try {
-            const A = window.atlasAladinLib || (await import(ALADIN_MODULE)).default;
-            if (!window.atlasAladinLib) { await A.init; window.atlasAladinLib = A; }
+            const A = await aladinLib();
             // centre = mean direction (Stripe 82 wraps around RA 0), field = twice the farthest galaxy
             const rad = Math.PI / 180;
             const xyz = sources.map(s => [Math.cos(s.dec * rad) * Math.cos(s.ra * rad),

@@ -122,6 +122,20 @@ def points_on_map(driver) -> int:
         " : -1;")
 
 
+def download_csv(driver, downloads: Path, button_id: str, name: str) -> list[dict[str, str]]:
+    """Click a download button and read the CSV the browser saved as ``name`` (earlier files cleared)."""
+    for f in downloads.glob("*"):
+        f.unlink()
+    button = driver.find_element("id", button_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    time.sleep(0.3)
+    button.click()
+    csv_file = wait_until(lambda: next(iter(downloads.glob(name)), None), what=f"download of {name}")
+    time.sleep(0.5)
+    with open(csv_file, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
 def shot(driver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
@@ -178,16 +192,7 @@ def test_selection_fills_table_and_download_matches(browser, server, downloads):
                what="selection table")
     rows = browser.find_elements("css selector", "#map-table .ag-center-cols-container .ag-row")
     assert len(rows) == len(picked)
-    for f in downloads.glob("*"):
-        f.unlink()
-    button = browser.find_element("id", "map-dl-csv")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-    time.sleep(0.3)
-    button.click()
-    csv_file = wait_until(lambda: next(iter(downloads.glob("cosmic_atlas_selection.csv")), None), what="download")
-    time.sleep(0.5)
-    with open(csv_file, newline="", encoding="utf-8") as fh:
-        got = list(csv.DictReader(fh))
+    got = download_csv(browser, downloads, "map-dl-csv", "cosmic_atlas_selection.csv")
     assert sorted(r["date"] for r in got) == picked
     assert {"credit", "copyright", "licence_note", "nasa_page"} <= set(got[0])
     assert "sel=" in browser.current_url
@@ -413,16 +418,7 @@ def test_galaxies_upload_results_aladin_and_download(browser, server, downloads,
         return pts.map(p => p.customdata[0]).sort();
     """)
     wait_until(lambda: "3 galaxies selected" in browser.find_element("id", "gal-selection-count").text, what="selection")
-    for f in downloads.glob("*"):
-        f.unlink()
-    button = browser.find_element("id", "gal-dl-csv")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
-    time.sleep(0.3)
-    button.click()
-    csv_file = wait_until(lambda: next(iter(downloads.glob("gz2_selection.csv")), None), what="download")
-    time.sleep(0.5)
-    with open(csv_file, newline="", encoding="utf-8") as fh:
-        got = list(csv.DictReader(fh))
+    got = download_csv(browser, downloads, "gal-dl-csv", "gz2_selection.csv")
     assert sorted(r["objid"] for r in got) == picked and "p_smooth" in got[0]
     errors = [e for e in console_errors(browser) if not any(s in e for s in OFFLINE_ALADIN)]
     assert errors == []
