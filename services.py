@@ -29,6 +29,7 @@ from lake.manifest import LakeMissingError
 from lake.oddities import ranked
 from lake.queries import AtlasQueries
 from lake.reader import LakeReader
+from lake.remote import RemoteLake
 from lake.search import SearchEngine
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class LakeService:
 
     def __init__(self, layout: LakeLayout) -> None:
         self.layout = layout
+        self._remote = RemoteLake.of(layout)  # a lake on object storage: served from its working copy
         self._lock = threading.Lock()
         self._version: str | None = None
         self._atlas: AtlasQueries | None = None
@@ -64,7 +66,7 @@ class LakeService:
             return self._encoders[key]
 
     def _open(self) -> tuple[AtlasQueries, SearchEngine]:
-        version = self.layout.current_version()
+        version = self._remote.pull_if_stale() if self._remote else self.layout.current_version()
         if version is None:
             LakeReader(self.layout)  # raises LakeMissingError with the reason (none built, or too old)
         with self._lock:

@@ -12,6 +12,9 @@ from pathlib import Path
 #: Points every command and the app at a lake directory (``--lake`` wins over it).
 LAKE_ENV = "COSMIC_ATLAS_LAKE"
 STATE_ENV = "COSMIC_ATLAS_STATE"
+#: Working copies of lakes on object storage (``--lake s3://bucket/prefix``).
+CACHE_ENV = "COSMIC_ATLAS_CACHE"
+S3_ENDPOINT_ENV = "COSMIC_ATLAS_S3_ENDPOINT"
 
 NASA_APOD_URL = "https://api.nasa.gov/planetary/apod"
 SDSS_CUTOUT_URL = "https://skyserver.sdss.org/dr18/SkyServerWS/ImgCutout/getjpeg"
@@ -24,10 +27,27 @@ def _get(name: str) -> str | None:
     return value or None
 
 
-def lake_dir() -> Path | None:
-    """``$COSMIC_ATLAS_LAKE`` when set; None means the repository's ``lake/data``."""
+def lake_dir() -> Path | str | None:
+    """``$COSMIC_ATLAS_LAKE`` when set (a directory, or an ``s3://bucket/prefix`` URL kept as text);
+    None means the repository's ``lake/data``."""
     value = _get(LAKE_ENV)
+    if value and value.startswith("s3://"):
+        return value
     return Path(value).expanduser() if value else None
+
+
+def cache_dir() -> Path:
+    """Where working copies of object-store lakes live: ``$COSMIC_ATLAS_CACHE``, else the XDG cache."""
+    value = _get(CACHE_ENV)
+    if value:
+        return Path(value).expanduser()
+    return Path(_get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "cosmic-atlas"
+
+
+def s3_endpoint() -> str | None:
+    """Endpoint of an S3-compatible server (``$COSMIC_ATLAS_S3_ENDPOINT``, else ``$AWS_ENDPOINT_URL``);
+    None means Amazon S3 itself."""
+    return _get(S3_ENDPOINT_ENV) or _get("AWS_ENDPOINT_URL")
 
 
 def state_dir() -> Path:

@@ -1,10 +1,10 @@
 """Dashboard speed: map page first render in headless Chromium, payload size, filter callback time,
-and the same on a synthetic 1,000,000-point lake (thinning + refine on zoom).
+optionally a synthetic lake (--synthetic N; maps past 200,000 points: bench/large_maps.py).
 
 The app runs under gunicorn (1 worker, 4 threads) as in the Procfile. "Server time" is the wall time of
 the real HTTP request to Dash's callback endpoint (``/_dash-update-component``) from this process.
 
-Usage: python bench/dashboard.py [--lake DIR] [--runs 5] [--synthetic 1000000] [--baseline REV]
+Usage: python bench/dashboard.py [--lake DIR] [--runs 5] [--synthetic N] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def page_callbacks(driver, url: str, runs: int) -> dict[str, dict[str, float]]:
 def zoom_update(driver) -> tuple[float, int, int]:
     """Zoom to the central quarter and wait until the thinned map is refined with the view's points."""
     before = driver.execute_script(POINTS_JS)
+    count = driver.find_element("id", "map-count").text  # before the zoom: a fast reply can land first
     t0 = time.perf_counter()
     driver.execute_script("""
         const gd = document.querySelector('#map-graph .js-plotly-plot');
@@ -165,7 +166,6 @@ def zoom_update(driver) -> tuple[float, int, int]:
         Plotly.relayout(gd, {'xaxis.range[0]': cx - dx, 'xaxis.range[1]': cx + dx,
                              'yaxis.range[0]': cy - dy, 'yaxis.range[1]': cy + dy});
     """)
-    count = driver.find_element("id", "map-count").text
     while driver.find_element("id", "map-count").text == count:
         if time.perf_counter() - t0 > 120:
             raise SystemExit("zoom never refined")
@@ -217,7 +217,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--synthetic", type=int, default=1_000_000)
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="also a synthetic lake of N points (maps past 200,000 points: bench/large_maps.py)")
     ap.add_argument("--baseline", metavar="REV", help="also measure the code of this commit on the archive")
     args = ap.parse_args()
     lake = LakeLayout.at(args.lake).root

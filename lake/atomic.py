@@ -67,5 +67,14 @@ def move_into_place(staged: Path, target: Path) -> None:
     os.replace(staged, target)
 
 
+def switch_symlink(link: Path, target: Path) -> None:
+    """Point the symlink ``link`` at ``target`` (relative to the link's folder) in one atomic rename:
+    a reader resolves the old target or the new one, never nothing."""
+    tmp = link.parent / f".tmp-{link.name}-{target.name}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target.relative_to(link.parent))
+    os.replace(tmp, link)
+
+
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)

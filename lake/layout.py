@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlparse
 
+from atlas.environment import cache_dir
 from lake.schema import TABLES, VECTOR_KINDS
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +31,19 @@ class LakeLayout:
 
     root: Path
     version: str | None = None
+    #: ``s3://bucket/prefix`` when ``root`` is the local working copy of a lake on object storage
+    #: (see :mod:`lake.remote`); None for a plain local lake.
+    remote: str | None = None
 
     @classmethod
     def at(cls, path: str | os.PathLike[str] | None = None) -> "LakeLayout":
+        """The lake at a directory, or at ``s3://bucket/prefix`` (its working copy under the cache)."""
+        if isinstance(path, str) and path.startswith("s3://"):
+            parsed = urlparse(path)
+            if not parsed.netloc:
+                raise ValueError(f"{path!r} names no bucket; expected s3://bucket/prefix")
+            url = f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+            return cls(cache_dir() / "lakes" / parsed.netloc / (parsed.path.strip("/") or "_root"), remote=url)
         return cls(Path(path).expanduser().resolve() if path else default_lake_dir())
 
     # -- versions -------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from lake import density
+from lake.density import DensityView, MapColumnsCache
 from lake.filters import FilterError, Filters, separation_sql
 from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
@@ -75,6 +77,8 @@ class MapView:
 class AtlasQueries:
     def __init__(self, reader: LakeReader) -> None:
         self.reader = reader
+        self._columns = MapColumnsCache(reader)
+        self._map_sizes: dict[tuple[str, str], int] = {}
 
     def _where(self, filters: Filters | None) -> tuple[str, dict[str, Any]]:
         """The filters as SQL over ``e`` (entries) and ``c`` (text categories), with their parameters."""
@@ -102,7 +106,8 @@ class AtlasQueries:
     def date_range(self) -> tuple[dt.date, dt.date]:
         if not self.has_entries:
             raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
-        row = self.reader.query("SELECT min(date) AS lo, max(date) AS hi FROM entries").iloc[0]
+        # clamped to Python's dates: the synthetic 10M-point scale lakes run past year 9999
+        row = self.reader.query("SELECT min(date) AS lo, least(max(date), DATE '9999-12-31') AS hi FROM entries").iloc[0]
         return pd.Timestamp(row.lo).date(), pd.Timestamp(row.hi).date()
 
     def available_maps(self) -> list[tuple[str, str]]:
@@ -153,6 +158,48 @@ class AtlasQueries:
             centres = grouped.agg(x=("x", "median"), y=("y", "median"), n=("date", "size"))
         return MapView(points, total, thinned, bounds, centres)
 
+    def map_size(self, embedding: str, method: str) -> int:
+        """Points of one map (before filters); cached, the published tables never change."""
+        key = (embedding, method)
+        if key not in self._map_sizes:
+            self._map_sizes[key] = int(self.reader.connection().execute(
+                "SELECT count(*) FROM projections WHERE embedding = $emb AND method = $method",
+                {"emb": embedding, "method": method}).fetchone()[0])
+        return self._map_sizes[key]
+
+    def is_large_map(self, embedding: str, method: str) -> bool:
+        """Whether this 2-D map is served as density rasters (:mod:`lake.density`) instead of points."""
+        return method != "umap3d" and self.map_size(embedding, method) > density.LARGE_MAP
+
+    def _filter_days(self, filters: Filters):
+        """Day numbers allowed by the filters that need the lake (a cone, a date list), else None."""
+        if filters.cone is None and filters.dates is None:
+            return None
+        dates = self.matching_dates(filters)
+        return (pd.to_datetime(pd.Series(dates, dtype=object)).to_numpy("datetime64[D]").astype("int64")
+                .astype("int32"))
+
+    def density_map(self, embedding: str, method: str, filters: Filters, *, color: str,
+                    bounds: tuple[float, float, float, float] | None = None) -> DensityView:
+        """A view of a large map: raster of all its points plus a stable sample (see :mod:`lake.density`)."""
+        return density.density_view(self._columns.get(embedding, method), filters, color=color, bounds=bounds,
+                                    days=self._filter_days(filters))
+
+    def map_category_counts(self, embedding: str, method: str, filters: Filters) -> pd.DataFrame:
+        """Points per category of a large map under the filters, from memory (the SQL of
+        :meth:`counts_by_category` takes ≈ 0.6 s at 10M entries)."""
+        return density.category_counts(self._columns.get(embedding, method), filters,
+                                       days=self._filter_days(filters))
+
+    def polygon_selection(self, embedding: str, method: str, polygon: list[list[float]], filters: Filters, *,
+                          limit: int = density.MAX_SELECTION_ROWS) -> tuple[pd.DataFrame, int]:
+        """Entries of a map inside a lasso/box ``polygon`` ([[x, y], …] in map coordinates), counted over
+        every point of the map on the server: the first ``limit`` rows (date order) and the full count."""
+        shape = density.polygon_from(polygon)
+        days = density.inside_polygon(self._columns.get(embedding, method), shape, filters,
+                                      days=self._filter_days(filters))
+        return self.selection(density.day_strings(days[:limit]), filters), len(days)
+
     def counts_by_category(self, filters: Filters) -> pd.DataFrame:
         where, params = self._where(filters)
         return self.reader.query(
@@ -171,7 +218,8 @@ class AtlasQueries:
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, round(c.confidence, 3) AS confidence, "
             "e.media_type, e.url, e.hdurl, e.credit, e.copyright, e.rights_note, e.explanation "
-            f"{_BASE_FROM} WHERE list_contains($dates, strftime(e.date, '%Y-%m-%d')) AND {where} "
+            "FROM (SELECT DISTINCT try_cast(unnest($dates) AS DATE) AS date) s JOIN entries e ON e.date = s.date "
+            f"LEFT JOIN categories c ON c.date = e.date AND c.source = 'text' WHERE {where} "
             "ORDER BY e.date",
             {"dates": list(dates)} | params,
         )

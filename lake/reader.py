@@ -40,7 +40,14 @@ class LakeReader:
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> "LakeReader":
-        return cls(LakeLayout.at(path))
+        """The live version of the lake at ``path`` (a directory or ``s3://bucket/prefix``: that lake's
+        live version is pulled into its local working copy first)."""
+        layout = LakeLayout.at(path)
+        if layout.remote:
+            from lake.remote import RemoteLake
+
+            RemoteLake(layout).pull()
+        return cls(layout)
 
     @cached_property
     def manifest(self) -> dict[str, Any]:

@@ -143,10 +143,7 @@ class LakeWriter:
         manifest_io.write(work / "manifest.json", manifest)
         os.sync()
         os.replace(work, target)
-        link = layout.root / f".tmp-current-{version}"
-        link.unlink(missing_ok=True)
-        link.symlink_to(target.relative_to(layout.root))
-        os.replace(link, layout.pointer)  # the switch: readers see the old version or the new one
+        atomic.switch_symlink(layout.pointer, target)  # the switch: readers see the old version or the new one
         self.discard_staging()
         self.prune(keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS)
         return target

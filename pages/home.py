@@ -13,6 +13,7 @@ from dash import ClientsideFunction, Input, Output, State, callback, clientside_
 from dash.exceptions import PreventUpdate
 
 from lake.manifest import LakeMissingError
+from lake.density import MAX_SELECTION_ROWS, DensityView, PolygonError
 from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
 from pages import figures
@@ -24,6 +25,8 @@ dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
 
 METHODS = {"umap": "UMAP", "tsne": "t-SNE", "umap3d": "3-D UMAP"}
 COLOURS = figures.MAP_COLOURS
+#: Rows of a large map's selection listed in the table (the browser need not hold 50,000 rows).
+MAX_LISTED_ROWS = 1_000
 GRID_COLUMNS = [
     {"field": "date", "cellRenderer": "markdown", "linkTarget": "_self", "width": 120},
     {"field": "title", "flex": 2},
@@ -122,6 +125,18 @@ def _render(view: MapView, emb: str, method: str, color: str):
     return fig, count, note
 
 
+def _render_density(view: DensityView, emb: str, method: str, color: str):
+    """A large map's view: the raster of every point in it under a sample of real points."""
+    fig = figures.map_scatter(view.points, color=color, uirevision=f"{emb}/{method}", density=view.raster,
+                              extent=view.extent)
+    shown = len(view.points)
+    if view.raster is None:
+        return fig, f"{view.total:,} entries in view", "Every point of this view is drawn · click a point to open it"
+    return (fig, f"{view.total:,} entries in view ({shown:,} drawn over their density)",
+            "Density of every point in the view, with a stable sample on top for hover and click; zoom in to "
+            "see more points. Lasso or box selections count every point on the server.")
+
+
 def prefill(*, every_view: bool = True) -> None:
     """Build the front page's view now (server warm-up), and with ``every_view`` its other colourings and
     each embedding's map too (≈ 0.2 s each on the archive), so first visitors' maps come from the cache."""
@@ -160,10 +175,13 @@ def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[
     filters = filters_from(list(cats or ()), list(years) if years else None)
     if (emb, method) not in a.available_maps():
         method = "umap" if (emb, "umap") in a.available_maps() else method
-    view = a.map_view(emb, method, filters)
-    counts = a.counts_by_category(filters)
+    large = a.is_large_map(emb, method)
+    counts = a.map_category_counts(emb, method, filters) if large else a.counts_by_category(filters)
     chips = [dbc.Badge(f"{r.category}: {r.n:,}", color="light", text_color="dark", className="me-1 mb-1 border")
              for r in counts.itertuples()]
+    if large:  # always refined on zoom, so the stored flag is True
+        return (*_render_density(a.density_map(emb, method, filters, color=color), emb, method, color), chips, True)
+    view = a.map_view(emb, method, filters)
     return (*_render(view, emb, method, color), chips, view.thinned)
 
 
@@ -186,8 +204,10 @@ def refine_on_zoom(relayout, thinned, emb, method, color, cats, years):
     reset = bool(relayout) and relayout.get("xaxis.autorange") is True
     if not thinned or not (zoom or reset):
         raise PreventUpdate
-    view = atlas().map_view(emb, method, filters_from(cats, years), bounds=zoom)
-    return _render(view, emb, method, color)
+    a, filters = atlas(), filters_from(cats, years)
+    if a.is_large_map(emb, method):
+        return _render_density(a.density_map(emb, method, filters, color=color, bounds=zoom), emb, method, color)
+    return _render(a.map_view(emb, method, filters, bounds=zoom), emb, method, color)
 
 
 @callback(
@@ -242,13 +262,45 @@ def open_entry(click):
     Output(Map.PAGE_SELECTION, "data"),
     Input(Map.GRAPH, "selectedData"),
     Input(Map.CLEAR, "n_clicks"),
+    State(Map.EMB, "value"),
+    State(Map.METHOD, "value"),
     prevent_initial_call=True,
 )
-def select_points(selected, _clear):
+def select_points(selected, _clear, emb, method):
+    """The selected dates; on a large map the lasso/box shape instead, whose points the server counts
+    (the browser holds only a sample of them)."""
     if ctx.triggered_id == Map.CLEAR or not selected:
         return []
+    shape = selection_shape(selected)
+    if shape is not None and atlas().is_large_map(emb, method):
+        return {"polygon": shape}
     return sorted({figures.date_of(p["customdata"]) for p in selected.get("points", [])
                    if p.get("customdata") is not None})
+
+
+def selection_shape(selected: dict) -> list[list[float]] | None:
+    """The lasso's vertices or the box's corners of a Plotly selection event (None for a click selection)."""
+    if not (selected.get("range") or selected.get("lassoPoints")):
+        return None
+    if "lassoPoints" in selected:
+        return [[float(x), float(y)] for x, y in zip(selected["lassoPoints"]["x"], selected["lassoPoints"]["y"])]
+    (x0, x1), (y0, y1) = selected["range"]["x"], selected["range"]["y"]
+    return [[float(x0), float(y0)], [float(x1), float(y1)]]
+
+
+def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELECTION_ROWS):
+    """(rows, how many entries the selection holds): dates from a small map, a shape from a large one
+    (whose rows stop at ``limit``, in date order)."""
+    a, filters = atlas(), filters_from(cats, years)
+    if isinstance(selection, dict) and "polygon" in selection:
+        if not a.is_large_map(emb, method):
+            return a.selection([], filters), 0
+        try:
+            return a.polygon_selection(emb, method, selection["polygon"], filters, limit=limit)
+        except PolygonError:
+            return a.selection([], filters), 0
+    df = a.selection(selection or [], filters)
+    return df, len(df)
 
 
 @callback(
@@ -258,11 +310,17 @@ def select_points(selected, _clear):
     Input(Map.PAGE_SELECTION, "data"),
     Input(Map.CATS, "value"),
     Input(Map.YEARS, "value"),
+    State(Map.EMB, "value"),
+    State(Map.METHOD, "value"),
 )
-def fill_table(dates, cats, years):
-    df = atlas().selection(dates or [], filters_from(cats, years))
+def fill_table(selection, cats, years, emb, method):
+    df, total = _selected_rows(selection, emb, method, cats, years, limit=MAX_LISTED_ROWS)
     rows = df.assign(date=[f"[{d}](/entry/{d})" for d in df.date]).to_dict("records")
-    return rows, f"Selection: {len(df):,} entries", df.date.tolist()
+    title = f"Selection: {total:,} entries"
+    if total > len(df):
+        title += (f" (the first {len(df):,} by date are listed here; downloads hold the first "
+                  f"{min(total, MAX_SELECTION_ROWS):,})")
+    return rows, title, df.date.tolist()
 
 
 @callback(
@@ -272,10 +330,12 @@ def fill_table(dates, cats, years):
     State(Map.PAGE_SELECTION, "data"),
     State(Map.CATS, "value"),
     State(Map.YEARS, "value"),
+    State(Map.EMB, "value"),
+    State(Map.METHOD, "value"),
     prevent_initial_call=True,
 )
-def download(_csv, _parquet, dates, cats, years):
-    df = atlas().selection(dates or [], filters_from(cats, years))
+def download(_csv, _parquet, selection, cats, years, emb, method):
+    df, _total = _selected_rows(selection, emb, method, cats, years)
     df["licence_note"] = LICENCE_NOTE
     if ctx.triggered_id == Map.DL_CSV:
         return dcc.send_data_frame(df.to_csv, "cosmic_atlas_selection.csv", index=False)

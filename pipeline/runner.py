@@ -27,6 +27,7 @@ import pyarrow as pa
 from atlas.hashing import sha1_json
 from lake import atomic
 from lake.layout import LakeLayout
+from lake.remote import SHARED_FOR_BUILD, RemoteLake
 from lake.schema import SCHEMAS, VECTOR_TABLES_VERSION
 from lake.writer import LakeWriter
 from pipeline import __version__
@@ -169,7 +170,10 @@ class Runner:
         started = time.perf_counter()
         ctx = BuildContext(cfg, run_id=new_run_id())
         metrics = RunMetrics(ctx.run_id, interval=cfg.sample_interval)
+        remote = RemoteLake.of(cfg.lake)  # a lake on object storage: build in its working copy
         with ctx.writer.locked():
+            if remote is not None:
+                remote.pull(shared=SHARED_FOR_BUILD)
             ctx.live = ctx.writer.live_manifest() or {}
             if cfg.force:
                 ctx.writer.discard_staging()
@@ -180,7 +184,10 @@ class Runner:
                     self._run_stage(stage, ctx, staged, metrics)
             finally:
                 metrics.stop()
-            return self._publish(ctx, metrics, time.perf_counter() - started)
+            summary = self._publish(ctx, metrics, time.perf_counter() - started)
+            if remote is not None:
+                remote.push()  # the bucket's pointer moves last; a failed push leaves the old version live
+            return summary
 
     def _run_stage(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics) -> None:
         cpu0 = _cpu_seconds()

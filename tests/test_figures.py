@@ -94,11 +94,14 @@ def test_map_points_carry_their_entry_as_a_compact_day_number(points):
 
 def test_map_by_cluster_uses_palette_per_cluster_and_grey_without_cluster(points):
     fig = figures.map_scatter(points, color="cluster")
-    assert len(fig.data) == 1 and fig.data[0].showlegend is False
-    colours = list(fig.data[0].marker.color)
+    assert all(t.showlegend is False for t in fig.data)
+    # one trace per colour (a colour string per point would cost ≈ 10 bytes of JSON each)
+    assert all(isinstance(t.marker.color, str) for t in fig.data)
+    assert len({t.marker.color for t in fig.data}) == len(fig.data)
+    colour_of = {figures.date_of(int(day)): t.marker.color for t in fig.data for day in t.customdata}
     expected = [PALETTE[0], PALETTE[1], PALETTE[2], figures.NO_CLUSTER_COLOUR, PALETTE[25 % len(PALETTE)],
                 PALETTE[0], PALETTE[1], figures.NO_CLUSTER_COLOUR, PALETTE[3], PALETTE[4]]
-    assert colours == expected
+    assert [colour_of[d] for d in points.date] == expected
 
 
 @pytest.mark.parametrize(("color", "title"), [("year", "Year"), ("confidence", "Confidence")])
@@ -158,8 +161,9 @@ def test_map_draws_small_markers_for_a_thinned_60k_view_and_every_point_it_is_gi
 
 def test_map_of_no_points_is_an_empty_figure_not_an_error():
     empty = pd.DataFrame(columns=MAP_COLUMNS)
-    assert len(figures.map_scatter(empty, color="category").data) == 0
-    for color in ("cluster", "year", "confidence"):
+    for color in ("category", "cluster"):  # one trace per category / colour: none
+        assert len(figures.map_scatter(empty, color=color).data) == 0
+    for color in ("year", "confidence"):
         (trace,) = figures.map_scatter(empty, color=color).data
         assert len(trace.x) == 0
 

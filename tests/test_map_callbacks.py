@@ -1,15 +1,18 @@
 """The Map page's server callbacks through Dash's real HTTP endpoint (``/_dash-update-component``), on
-a real (synthetic) lake of 70,000 points: thinning, the zoom refinement, and the Parquet download."""
+real (synthetic) lakes: 70,000 points (thinning, the zoom refinement, the Parquet download) and just
+past the large-map threshold (density raster, zoom, lasso and box counted on the server)."""
 
 from __future__ import annotations
 
 import base64
 import io
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from bench.synthetic_lake import write_synthetic_lake
+from lake.density import LARGE_MAP, MAX_SELECTION_ROWS, OVERLAY_POINTS, RASTER_SHAPE
 from lake.queries import MAX_MAP_POINTS
 from pages.ids import Map
 
@@ -57,15 +60,13 @@ def _points(figure: dict) -> list[tuple[float, float]]:
 def _values(column) -> list[float]:
     """Plotly columns arrive as lists or as typed arrays ({"dtype", "bdata"}) — decode both."""
     if isinstance(column, dict):
-        import numpy as np
-
         return np.frombuffer(base64.b64decode(column["bdata"]), dtype=column["dtype"]).tolist()
     return list(column)
 
 
 def _state(years=(1000, 1200)) -> dict[str, object]:
     return {f"{Map.EMB}.value": "text", f"{Map.METHOD}.value": "umap", f"{Map.COLOR}.value": "category",
-            f"{Map.CATS}.value": [], f"{Map.YEARS}.value": list(years)}
+            f"{Map.CATS}.value": [], f"{Map.YEARS}.value": list(years) if years else None}
 
 
 def test_large_maps_are_thinned_and_zoom_refines_to_every_point_in_view(client):
@@ -114,3 +115,118 @@ def test_hover_card_and_selection_read_the_day_numbers(client):
     picked = _post(client, "map-graph.selectedData", {"map-graph.selectedData": {"points": [
         {"customdata": day}, {"customdata": int(day_numbers(["2001-01-01"])[0])}]}})
     assert picked["map-page-selection"]["data"] == sorted({date_of(day), "2001-01-01"})
+
+
+# -- maps past lake.density.LARGE_MAP: density raster, sample on top, selections counted on the server ----
+
+N_LARGE = LARGE_MAP + 20_000
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    """A client on a synthetic lake just past the large-map threshold, and that map's x/y straight from
+    its Parquet table (what the checks below count against, independently of lake.density)."""
+    from app import create_app
+
+    lake = write_synthetic_lake(tmp_path_factory.mktemp("large") / "lake", n=N_LARGE)
+    proj = pq.read_table(lake.table("projections"), filters=[("embedding", "=", "text"), ("method", "=", "umap")])
+    xy = np.column_stack([proj.column("x").to_numpy(), proj.column("y").to_numpy()]).astype(np.float64)
+    c = create_app(lake=lake.root).server.test_client()
+    c.get("/")
+    return c, xy
+
+
+def _images(figure: dict) -> list[dict]:
+    return figure["layout"].get("images") or []
+
+
+def _box_relayout(box) -> dict:
+    return {"xaxis.range[0]": box[0], "xaxis.range[1]": box[1], "yaxis.range[0]": box[2], "yaxis.range[1]": box[3]}
+
+
+def _in_box(xy: np.ndarray, box) -> np.ndarray:
+    return (xy[:, 0] >= box[0]) & (xy[:, 0] <= box[1]) & (xy[:, 1] >= box[2]) & (xy[:, 1] <= box[3])
+
+
+def test_a_large_map_is_a_density_raster_of_every_point_under_a_sample(large):
+    from PIL import Image
+
+    client, xy = large
+    first = _post(client, f"{Map.CATS}.value", _state(years=None))
+    figure = first[Map.GRAPH]["figure"]
+    (image,) = _images(figure)
+    assert image["source"].startswith("data:image/webp;base64,") and image["layer"] == "below"
+    raster = Image.open(io.BytesIO(base64.b64decode(image["source"].split(",", 1)[1]))).convert("RGBA")
+    assert raster.size == RASTER_SHAPE
+    pixels = np.asarray(raster).reshape(-1, 4)
+    painted = pixels[pixels[:, 3] > 0]
+    assert len(painted) > 0.05 * len(pixels)  # the clusters cover the canvas, not a few dots
+    assert len(np.unique(painted[:, :3] // 32, axis=0)) >= 5  # categories in their colours, not one tint
+    # the axes are fixed to the raster's extent, which holds every point of the map
+    (x0, x1), (y0, y1) = figure["layout"]["xaxis"]["range"], figure["layout"]["yaxis"]["range"]
+    assert (x0, x1, y0, y1) == (image["x"], image["x"] + image["sizex"], image["y"] - image["sizey"], image["y"])
+    assert _in_box(xy, (x0, x1, y0, y1)).all()
+    drawn = _points(figure)
+    assert len(drawn) == OVERLAY_POINTS
+    assert f"{N_LARGE:,} entries in view" in str(first[Map.COUNT]["children"])
+    assert first[Map.THINNED]["data"] is True  # zooming always goes back to the server
+
+
+def test_zooming_a_large_map_redraws_the_view_from_every_point(large):
+    client, xy = large
+    centre = np.median(xy, axis=0)
+    for half, raster in ((0.15, False), (8.0, True)):  # a small view: all its points; a wide one: raster
+        box = (centre[0] - half, centre[0] + half, centre[1] - half, centre[1] + half)
+        expected = int(_in_box(xy, box).sum())
+        assert (expected > OVERLAY_POINTS) is raster and expected > 0
+        zoomed = _post(client, f"{Map.GRAPH}.relayoutData",
+                       {**_state(years=None), f"{Map.GRAPH}.relayoutData": _box_relayout(box),
+                        f"{Map.THINNED}.data": True})
+        figure = zoomed[Map.GRAPH]["figure"]
+        inside = _points(figure)
+        assert all(box[0] <= x <= box[1] and box[2] <= y <= box[3] for x, y in inside)
+        assert len(inside) == min(expected, OVERLAY_POINTS)
+        assert bool(_images(figure)) is raster
+        assert str(zoomed[Map.COUNT]["children"]).startswith(f"{expected:,} entries in view")
+
+
+def _select(client, selected: dict) -> tuple[dict, dict]:
+    """Fire the map's selection event, then the table callback with what it stored."""
+    stored = _post(client, f"{Map.GRAPH}.selectedData",
+                   {**_state(years=None), f"{Map.GRAPH}.selectedData": selected})[Map.PAGE_SELECTION]["data"]
+    table = _post(client, f"{Map.PAGE_SELECTION}.data", {**_state(years=None), f"{Map.PAGE_SELECTION}.data": stored})
+    return stored, table
+
+
+def test_lasso_and_box_on_a_large_map_count_every_point_on_the_server(large):
+    from pages.home import MAX_LISTED_ROWS  # a page module: importable once the app exists
+
+    client, xy = large
+    cx, cy = np.median(xy, axis=0)
+    # a triangle lasso (the browser sends its vertices and only the sampled points it holds)
+    tri = np.array([[cx - 30, cy - 25], [cx + 35, cy - 20], [cx, cy + 30]])
+    stored, table = _select(client, {"points": [{"customdata": 0}],
+                                     "lassoPoints": {"x": tri[:, 0].tolist(), "y": tri[:, 1].tolist()}})
+    assert stored == {"polygon": tri.tolist()}
+    a, b, c = tri
+    def side(p, q):  # noqa: E306 - sign of each point against the edge p→q
+        return (q[0] - p[0]) * (xy[:, 1] - p[1]) - (q[1] - p[1]) * (xy[:, 0] - p[0])
+    s1, s2, s3 = side(a, b), side(b, c), side(c, a)
+    expected = int((((s1 >= 0) & (s2 >= 0) & (s3 >= 0)) | ((s1 <= 0) & (s2 <= 0) & (s3 <= 0))).sum())
+    assert expected > MAX_SELECTION_ROWS  # the listing is capped, the count is not
+    title = str(table[Map.SELECTION_TITLE]["children"])
+    assert title.startswith(f"Selection: {expected:,} entries") and f"first {MAX_SELECTION_ROWS:,})" in title
+    assert len(table[Map.TABLE]["rowData"]) == MAX_LISTED_ROWS
+    got = _post(client, f"{Map.DL_CSV}.n_clicks", {**_state(years=None), f"{Map.DL_CSV}.n_clicks": 1,
+                                                   f"{Map.PAGE_SELECTION}.data": stored})
+    listed = got[Map.DOWNLOAD]["data"]["content"].splitlines()
+    assert len(listed) == 1 + MAX_SELECTION_ROWS  # header + the first rows by date
+    # a box
+    box = (cx - 0.5, cx + 0.7, cy - 0.4, cy + 0.3)
+    stored, table = _select(client, {"points": [], "range": {"x": list(box[:2]), "y": list(box[2:])}})
+    expected = int(_in_box(xy, box).sum())
+    assert str(table[Map.SELECTION_TITLE]["children"]) == f"Selection: {expected:,} entries"
+    got = _post(client, f"{Map.DL_PARQUET}.n_clicks", {**_state(years=None), f"{Map.DL_PARQUET}.n_clicks": 1,
+                                                       f"{Map.PAGE_SELECTION}.data": stored})
+    rows = pq.read_table(io.BytesIO(base64.b64decode(got[Map.DOWNLOAD]["data"]["content"])))
+    assert rows.num_rows == expected and b"licence" in rows.schema.metadata

@@ -1,0 +1,139 @@
+"""Maps of 1M and 10M points in the dashboard: density raster + sample (lake/density.py) against the
+previous code (a 60,000-point sample from DuckDB, refined on zoom), on the same synthetic lakes.
+
+Per lake and code: first paint in headless Chromium (navigation → points laid out by Plotly), the map
+callback's server time and payload for the whole map and for a filtered view, zoom refresh in the
+browser (zoom to the central quarter → the view redrawn), and the lasso count (selection event → the
+table callback that counts the polygon's points on the server). The app runs under gunicorn with its
+warm-up (gunicorn.conf.py), as deployed; the worker's start-up time is reported too.
+
+Usage: python bench/large_maps.py [--sizes 1000000 10000000] [--runs 7] [--baseline REV]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import median, save  # noqa: E402
+from bench.dashboard import browser, checkout, first_render, map_callback, serve, zoom_update  # noqa: E402
+
+#: A lasso around the middle of the synthetic map (map units; the synthetic clusters span about ±40).
+LASSO = [[-20.0, -15.0], [25.0, -12.0], [18.0, 20.0], [-5.0, 24.0], [-24.0, 5.0]]
+
+
+def _post(url: str, payload: dict) -> tuple[float, dict]:
+    req = urllib.request.Request(url + "/_dash-update-component", data=json.dumps(payload).encode(),
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=600) as resp:
+        body = resp.read()
+    return time.perf_counter() - t0, json.loads(body)
+
+
+def lasso_count(url: str) -> tuple[float, float, str]:
+    """(selection event s, table callback s, the selection's title): the lasso as the browser sends it."""
+    state = [{"id": "map-emb", "property": "value", "value": "text"},
+             {"id": "map-method", "property": "value", "value": "umap"}]
+    selected = {"points": [], "lassoPoints": {"x": [p[0] for p in LASSO], "y": [p[1] for p in LASSO]}}
+    t_select, reply = _post(url, {
+        "output": "map-page-selection.data", "outputs": {"id": "map-page-selection", "property": "data"},
+        "inputs": [{"id": "map-graph", "property": "selectedData", "value": selected},
+                   {"id": "map-clear", "property": "n_clicks", "value": None}],
+        "state": state, "changedPropIds": ["map-graph.selectedData"]})
+    stored = reply["response"]["map-page-selection"]["data"]
+    outputs = [("map-table", "rowData"), ("map-selection-title", "children"), ("map-selection", "data")]
+    t_table, reply = _post(url, {
+        "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [{"id": "map-page-selection", "property": "data", "value": stored},
+                   {"id": "map-cats", "property": "value", "value": []},
+                   {"id": "map-years", "property": "value", "value": None}],
+        "state": state, "changedPropIds": ["map-page-selection.data"]})
+    return t_select, t_table, str(reply["response"]["map-selection-title"]["children"])
+
+
+def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
+    t0 = time.perf_counter()
+    proc, url = serve(lake, repo=repo)
+    started = time.perf_counter() - t0
+    try:
+        first = map_callback(url, [], None)
+        whole = [map_callback(url, [], None) for _ in range(runs)]
+        first_filtered = map_callback(url, ["Nebula", "Galaxy"], None)
+        filtered = [map_callback(url, ["Nebula", "Galaxy"], None) for _ in range(runs)]
+        try:
+            lassos = [lasso_count(url) for _ in range(3)]
+        except urllib.error.HTTPError:  # earlier code: the selection holds only the points the browser has
+            lassos = []
+        driver = browser()
+        try:
+            first_render(driver, url)  # the browser's cache of the JS bundles
+            renders = [first_render(driver, url) for _ in range(runs)]
+            time.sleep(3)  # dcc.Graph binds its relayout handler a moment after the first draw
+            zooms = [zoom_update(driver) for _ in range(3)]
+        finally:
+            driver.quit()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return {
+        "lake": label,
+        "server_ready_s": round(started, 1),
+        "first_paint_s_median": round(median([r[0] for r in renders]), 3),
+        "first_paint_runs_s": [round(r[0], 3) for r in renders],
+        "points_drawn": renders[0][1],
+        "map_callback_first_ms": round(1000 * first[0], 1),
+        "map_callback_ms_median": round(1000 * median([t for t, _ in whole]), 1),
+        "payload_kb_whole_map": round(whole[0][1] / 1024, 1),
+        "filter_callback_first_ms": round(1000 * first_filtered[0], 1),
+        "filter_callback_ms_median": round(1000 * median([t for t, _ in filtered]), 1),
+        "payload_kb_filtered": round(filtered[0][1] / 1024, 1),
+        "zoom_refresh_s_median": round(median([z[0] for z in zooms]), 3),
+        "points_after_zoom": zooms[0][2],
+    } | ({
+        "lasso_select_ms_median": round(1000 * median([t for t, _, _ in lassos]), 1),
+        "lasso_count_ms_first": round(1000 * lassos[0][1], 1),
+        "lasso_count_ms_median": round(1000 * median([t for _, t, _ in lassos]), 1),
+        "lasso_title": lassos[0][2],
+    } if lassos else {"lasso_count": "not on the server (counts only the points the browser holds)"})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--baseline", metavar="REV", help="also measure the code of this commit on the same lakes")
+    ap.add_argument("--baseline-max", type=int, default=1_000_000,
+                    help="largest lake the baseline is measured on (the synthetic 10M lake's dates run past "
+                         "year 9999, which earlier code cannot show)")
+    args = ap.parse_args()
+    results: dict = {"sizes": {}}
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="cosmic-atlas-large-") as tmp:
+            subprocess.run([sys.executable, str(REPO / "bench" / "synthetic_lake.py"), tmp, "--n", str(n)], check=True)
+            row = {"this": measure(Path(tmp), runs=args.runs, label=f"synthetic {n:,} points (this commit)")}
+            print(json.dumps(row["this"], indent=2), flush=True)
+            if args.baseline and n <= args.baseline_max:
+                with checkout(args.baseline) as tree:
+                    row["baseline"] = measure(Path(tmp), runs=args.runs, repo=tree,
+                                              label=f"synthetic {n:,} points, code of {args.baseline}")
+                    row["baseline"]["rev"] = args.baseline
+                print(json.dumps(row["baseline"], indent=2), flush=True)
+        results["sizes"][str(n)] = row
+    results["targets"] = {"first_paint_s": {"1000000": 1.0, "10000000": 1.5}, "payload_kb": 1024}
+    print("saved", save("large_maps", results))
+
+
+if __name__ == "__main__":
+    main()

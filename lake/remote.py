@@ -1,0 +1,236 @@
+"""A lake on object storage (Amazon S3 or anything that speaks its API: MinIO, Ceph, moto): published
+versions mirrored between a bucket prefix and a local working copy.
+
+Why a mirror rather than reading and writing the bucket directly: DuckDB and LanceDB read local files
+fast, while LanceDB's flat search was ≈ 4× slower on S3 than on local disk at 100k vectors, and every
+request would pay round trips; and the build's atomic publish (staging, hard links, one ``rename`` of
+the ``current`` symlink) has no object-store equivalent. So:
+
+* a **build** pulls the live version and the build state (caches, thumbnails, cutouts) into the working
+  copy, runs as on a local lake, then pushes the new version: every file under
+  ``<prefix>/versions/<id>/`` (never overwritten; a file the local publish hard-linked from the previous
+  version is copied server-side, not uploaded again), and **last** the pointer object
+  ``<prefix>/CURRENT`` in one PUT. A reader sees the old version or the new one, never a mix; a push
+  that dies half-way leaves the old pointer, and the next push resumes with what is missing;
+* the **app** pulls the version the pointer names into its working copy (checked at most every
+  :data:`POLL_SECONDS`) and reads that local copy, so queries run at local-disk speed.
+
+The working copy lives under ``$COSMIC_ATLAS_CACHE/lakes/<bucket>/<prefix>`` (default
+``~/.cache/cosmic-atlas``); credentials come from the usual AWS variables or files, the endpoint of an
+S3-compatible server from ``$COSMIC_ATLAS_S3_ENDPOINT`` (or ``$AWS_ENDPOINT_URL``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlparse
+
+from atlas.environment import s3_endpoint
+from lake import atomic
+from lake.layout import LakeLayout
+
+log = logging.getLogger(__name__)
+
+#: Object naming the live version (JSON ``{"version": …}``), written after all of the version's files.
+POINTER: Final = "CURRENT"
+#: Folders beside the versions that builds and the app share: pictures the app serves, and caches that
+#: make the next build incremental wherever it runs.
+SHARED_FOR_APP: Final = ("thumbs", "cutouts")
+SHARED_FOR_BUILD: Final = ("thumbs", "cutouts", "cache")
+#: How often a serving app asks the bucket whether a new version was published (one small GET).
+POLL_SECONDS: Final = 30.0
+
+
+class RemoteLakeError(OSError):
+    """The object store refused or could not be reached; the message says which lake and what to check."""
+
+
+def _split(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"{url!r} is not an object-store lake; expected s3://bucket/prefix")
+    return parsed.netloc, parsed.path.strip("/")
+
+
+def filesystem(endpoint: str | None = None):
+    """A pyarrow S3 filesystem; ``endpoint`` (``http://host:port``) for S3-compatible servers."""
+    from pyarrow import fs
+
+    kwargs: dict = {}
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+        kwargs |= {"endpoint_override": parsed.netloc, "scheme": parsed.scheme or "http"}
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return fs.S3FileSystem(**kwargs)
+
+
+@dataclass
+class RemoteLake:
+    """The bucket side of a lake whose working copy is ``layout`` (``layout.remote`` is its URL)."""
+
+    layout: LakeLayout
+    endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.layout.remote:
+            raise ValueError(f"the lake at {self.layout.root} is not mirrored from object storage")
+        self.bucket, self.prefix = _split(self.layout.remote)
+        self._fs = filesystem(self.endpoint or s3_endpoint())
+        self._checked_at = float("-inf")  # never looked yet
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, layout: LakeLayout, *, endpoint: str | None = None) -> "RemoteLake | None":
+        """The remote side of ``layout``, or None for a plain local lake."""
+        return cls(layout, endpoint) if layout.remote else None
+
+    # -- keys -------------------------------------------------------------------------------------
+    def _key(self, *parts: str) -> str:
+        return "/".join([self.bucket, *([self.prefix] if self.prefix else []), *parts])
+
+    def _error(self, action: str, exc: Exception) -> RemoteLakeError:
+        return RemoteLakeError(f"could not {action} the lake at {self.layout.remote}: {exc} "
+                               "(check the bucket, the credentials and $COSMIC_ATLAS_S3_ENDPOINT)")
+
+    def _listing(self, *parts: str) -> dict[str, int]:
+        """Relative path → size of every object under ``parts``."""
+        from pyarrow import fs
+
+        base = self._key(*parts)
+        try:
+            infos = self._fs.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+        except OSError as exc:
+            raise self._error("list", exc) from exc
+        return {i.path[len(base) + 1:]: i.size for i in infos if i.type == fs.FileType.File}
+
+    # -- pointer ----------------------------------------------------------------------------------
+    def current_version(self) -> str | None:
+        """The version the bucket's pointer names (None when nothing was pushed yet)."""
+        try:
+            with self._fs.open_input_stream(self._key(POINTER)) as stream:
+                return str(json.loads(stream.read())["version"])
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if "NoSuchKey" in str(exc) or "Path does not exist" in str(exc):
+                return None
+            raise self._error("read the pointer of", exc) from exc
+
+    # -- pull -------------------------------------------------------------------------------------
+    def pull(self, *, shared: tuple[str, ...] = SHARED_FOR_APP) -> str | None:
+        """Bring the live version (and the ``shared`` folders' new files) into the working copy and
+        point its ``current`` at it. Returns the version; files already there are not fetched again."""
+        with self._lock:
+            version = self.current_version()
+            self._checked_at = time.monotonic()
+            if version is None:
+                return None
+            for folder in shared:
+                self._download(self._listing(folder), (folder,), self.layout.root / folder)
+            target = self.layout.version_dir(version)
+            if not target.is_dir():
+                work = self.layout.versions / f".tmp-pull-{version}"
+                atomic.remove_tree(work)
+                self._download(self._listing("versions", version), ("versions", version), work)
+                os.replace(work, target)
+            if self.layout.current_version() != version:
+                atomic.switch_symlink(self.layout.pointer, target)
+            log.info("lake %s: version %s in the working copy %s", self.layout.remote, version, self.layout.root)
+            return version
+
+    def pull_if_stale(self) -> str | None:
+        """:meth:`pull` when :data:`POLL_SECONDS` have passed since the last look at the pointer (the
+        app calls this per request; all but one call in ``POLL_SECONDS`` return at once)."""
+        if time.monotonic() - self._checked_at < POLL_SECONDS:
+            return self.layout.current_version()
+        try:
+            return self.pull()
+        except RemoteLakeError as exc:  # keep serving the copy we have
+            log.warning("%s; serving version %s", exc, self.layout.current_version())
+            self._checked_at = time.monotonic()
+            return self.layout.current_version()
+
+    def _download(self, objects: dict[str, int], parts: tuple[str, ...], into: Path) -> None:
+        missing = [rel for rel, size in objects.items()
+                   if not ((into / rel).is_file() and (into / rel).stat().st_size == size)]
+        for rel in missing:
+            try:
+                with self._fs.open_input_stream(self._key(*parts, rel)) as stream:
+                    atomic.write_bytes(into / rel, stream.read())
+            except OSError as exc:
+                raise self._error(f"download {rel} of", exc) from exc
+        if missing:
+            log.info("lake %s: %d files of %s downloaded", self.layout.remote, len(missing), "/".join(parts))
+
+    # -- push -------------------------------------------------------------------------------------
+    def push(self, *, shared: tuple[str, ...] = SHARED_FOR_BUILD) -> str:
+        """Upload the working copy's live version and the ``shared`` folders' new files, then write the
+        pointer (last). Files already in the bucket with the same size are not sent again; files the
+        local publish hard-linked from the version before are copied inside the bucket."""
+        version = self.layout.current_version()
+        if version is None:
+            raise RemoteLakeError(f"nothing to push: the working copy {self.layout.root} has no published version")
+        with self._lock:
+            for folder in shared:
+                self._upload(self.layout.root / folder, (folder,))
+            previous = self.current_version()
+            same_as = self._hard_links(version, previous) if previous and previous != version else {}
+            self._upload(self.layout.version_dir(version), ("versions", version), copy_from=same_as,
+                         previous=previous)
+            pointer = json.dumps({"version": version,
+                                  "pushed_at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
+            try:
+                with self._fs.open_output_stream(self._key(POINTER)) as out:
+                    out.write(pointer)
+            except OSError as exc:
+                raise self._error("write the pointer of", exc) from exc
+            log.info("lake %s: version %s is live", self.layout.remote, version)
+            return version
+
+    def _hard_links(self, version: str, previous: str) -> set[str]:
+        """Files of ``version`` that are the very files (same inode) of ``previous`` in the working copy."""
+        new, old = self.layout.version_dir(version), self.layout.version_dir(previous)
+        if not old.is_dir():
+            return set()
+        same = set()
+        for path in (p for p in new.rglob("*") if p.is_file()):
+            rel = path.relative_to(new)
+            twin = old / rel
+            if twin.is_file() and os.path.samestat(path.stat(), twin.stat()):
+                same.add(rel.as_posix())
+        return same
+
+    def _upload(self, folder: Path, parts: tuple[str, ...], *, copy_from: set[str] = frozenset(),
+                previous: str | None = None) -> None:
+        if not folder.is_dir():
+            return
+        there = self._listing(*parts)
+        sent = copied = 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")):
+            rel = path.relative_to(folder).as_posix()
+            if there.get(rel) == path.stat().st_size:
+                continue
+            try:
+                if rel in copy_from:
+                    self._fs.copy_file(self._key("versions", str(previous), rel), self._key(*parts, rel))
+                    copied += 1
+                else:
+                    with self._fs.open_output_stream(self._key(*parts, rel)) as out, path.open("rb") as src:
+                        while chunk := src.read(8 << 20):
+                            out.write(chunk)
+                    sent += 1
+            except OSError as exc:
+                raise self._error(f"upload {rel} to", exc) from exc
+        if sent or copied:
+            log.info("lake %s: %s: %d files uploaded, %d copied in the bucket", self.layout.remote,
+                     "/".join(parts), sent, copied)

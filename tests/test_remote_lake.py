@@ -1,0 +1,177 @@
+"""A lake on object storage, against a real S3 server on 127.0.0.1 (moto's server, over HTTP): push and
+pull of versions, the pointer written last, resumed pushes, server-side copies of unchanged files, the
+app serving from the bucket, and a real build to ``s3://`` through the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench.synthetic_lake import write_synthetic_lake
+from lake import remote
+from lake.layout import LakeLayout
+from lake.reader import LakeReader
+from lake.remote import POINTER, RemoteLake, RemoteLakeError
+from lake.writer import LakeWriter
+from tests.conftest import run_cli
+
+BUCKET = "atlas"
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 server on a free local port, with a bucket; the AWS settings that point at it."""
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+           "COSMIC_ATLAS_S3_ENDPOINT": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    client = boto3.client("s3", endpoint_url=env["COSMIC_ATLAS_S3_ENDPOINT"], region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    try:
+        yield client, env
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _keys(client, prefix: str) -> dict[str, int]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+
+def _pointer(client, prefix: str) -> str:
+    return json.loads(client.get_object(Bucket=BUCKET, Key=f"{prefix}/{POINTER}")["Body"].read())["version"]
+
+
+def _copy(tmp_path, name: str, prefix: str) -> LakeLayout:
+    """A working copy of ``s3://atlas/<prefix>`` in its own folder (a machine of its own)."""
+    return LakeLayout(tmp_path / name, remote=f"s3://{BUCKET}/{prefix}")
+
+
+def _republish_categories(layout: LakeLayout, version: str) -> None:
+    """A new version in which only the categories table changed (the rest is hard-linked)."""
+    writer = LakeWriter(layout)
+    cats = LakeReader(layout).query("SELECT * FROM categories")
+    cats["category"] = "Galaxy"
+    manifest = json.loads(layout.manifest.read_text())
+    writer.publish_tables({"categories": pa.Table.from_pandas(cats, preserve_index=False)}, manifest, version=version)
+
+
+def test_push_then_pull_on_another_machine_gives_the_same_lake(s3_server, tmp_path):
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "roundtrip")
+    write_synthetic_lake(source.root, n=2_000)
+    version = RemoteLake(source).push()
+    keys = _keys(client, "roundtrip/")
+    assert f"roundtrip/versions/{version}/manifest.json" in keys and f"roundtrip/versions/{version}/entries.parquet" in keys
+    assert _pointer(client, "roundtrip") == version
+    reader_copy = _copy(tmp_path, "server", "roundtrip")
+    assert RemoteLake(reader_copy).pull() == version
+    for table in ("entries", "projections", "categories", "clusters"):
+        assert pq.read_table(reader_copy.table(table)).equals(pq.read_table(LakeLayout.at(source.root).table(table)))
+    assert LakeReader(reader_copy).count("entries") == 2_000
+
+
+def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s3_server, tmp_path, monkeypatch, caplog):
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "resume")
+    write_synthetic_lake(source.root, n=2_000)
+    first = RemoteLake(source).push()
+    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+
+    real_open = remote.RemoteLake._upload
+    calls = {"n": 0}
+
+    def dying_upload(self, folder, parts, **kw):
+        if parts[0] == "versions":
+            calls["n"] += 1
+            raise RemoteLakeError("connection reset (simulated)")
+        return real_open(self, folder, parts, **kw)
+
+    monkeypatch.setattr(remote.RemoteLake, "_upload", dying_upload)
+    with pytest.raises(RemoteLakeError):
+        RemoteLake(source).push()
+    assert calls["n"] == 1 and _pointer(client, "resume") == first  # readers still get the whole old version
+    other = _copy(tmp_path, "server", "resume")
+    assert RemoteLake(other).pull() == first
+    monkeypatch.setattr(remote.RemoteLake, "_upload", real_open)
+    with caplog.at_level(logging.INFO, logger="lake.remote"):
+        assert RemoteLake(source).push() == "v2"
+    assert _pointer(client, "resume") == "v2"
+    # only the categories table (and the manifest) were remade: uploaded; the hard-linked rest is copied
+    # inside the bucket
+    line = next(r.getMessage() for r in caplog.records if "versions/v2" in r.getMessage())
+    assert line.endswith("2 files uploaded, 3 copied in the bucket")
+    assert RemoteLake(other).pull() == "v2"
+    assert set(LakeReader(other).query("SELECT DISTINCT category FROM categories").category) == {"Galaxy"}
+    assert other.current_version() == "v2" and other.version_dir(first).is_dir()  # the old one still readable
+
+
+def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch):
+    from app import create_app
+
+    source = _copy(tmp_path, "builder", "served")
+    write_synthetic_lake(source.root, n=2_000)
+    RemoteLake(source).push()
+    monkeypatch.setenv("COSMIC_ATLAS_CACHE", str(tmp_path / "app-cache"))
+    monkeypatch.setattr(remote, "POLL_SECONDS", 0.0)
+    client = create_app(lake=f"s3://{BUCKET}/served").server.test_client()
+    reply = client.get("/api/entry/1000-01-05")
+    assert reply.status_code == 200, reply.data[:300]
+    assert reply.get_json()["title"] == "Synthetic entry 4"
+    assert (tmp_path / "app-cache" / "lakes" / BUCKET / "served" / "current" / "entries.parquet").is_file()
+    # a new version pushed by a build elsewhere is picked up by the running app
+    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    RemoteLake(source).push()
+    assert client.get("/api/entry/1000-01-05").get_json()["categories"][0]["category"] == "Galaxy"
+
+
+def test_a_bad_bucket_is_a_clear_error(s3_server, tmp_path):
+    layout = LakeLayout(tmp_path / "x", remote="s3://no-such-bucket/lake")
+    write_synthetic_lake(layout.root, n=10)
+    with pytest.raises(RemoteLakeError, match="no-such-bucket.*COSMIC_ATLAS_S3_ENDPOINT"):
+        RemoteLake(layout).push()
+    with pytest.raises(ValueError, match="expected s3://bucket/prefix"):
+        LakeLayout.at("s3://")
+
+
+@pytest.mark.slow
+def test_a_real_build_to_s3_and_a_rebuild_elsewhere_reuse_the_bucket(s3_server, tmp_path):
+    """The CLI builds into s3://, a second machine (empty cache) rebuilds with nothing to redo."""
+    client, env = s3_server
+    base = ["build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--start", "2014-01-01",
+            "--end", "2014-01-20", "--lake", f"s3://{BUCKET}/apod"]
+    first = run_cli(*base, env=env | {"COSMIC_ATLAS_CACHE": str(tmp_path / "machine-a")})
+    assert first.returncode == 0, first.stderr[-3000:]
+    version = _pointer(client, "apod")
+    keys = _keys(client, f"apod/versions/{version}/")
+    assert any(k.endswith("entries.parquet") for k in keys) and any("/vectors/" in k for k in keys)
+    assert any(k.startswith("apod/cache/") for k in _keys(client, "apod/cache/"))  # embeddings travel too
+    second = run_cli(*base, env=env | {"COSMIC_ATLAS_CACHE": str(tmp_path / "machine-b")})
+    assert second.returncode == 0, second.stderr[-3000:]
+    copy_b = tmp_path / "machine-b" / "lakes" / BUCKET / "apod" / "current" / "manifest.json"
+    rebuilt = json.loads(copy_b.read_text())
+    assert set(rebuilt["newly_embedded"].values()) == {0}  # the pulled caches made it a no-op
+    assert all(rebuilt["stages"][s]["skipped"] for s in ("embed", "project", "cluster"))
+    assert _pointer(client, "apod") == rebuilt["run_id"] != version
+    os.environ["COSMIC_ATLAS_CACHE"] = str(tmp_path / "reader")
+    try:
+        assert LakeReader.open(f"s3://{BUCKET}/apod").count("entries") == 20
+    finally:
+        os.environ.pop("COSMIC_ATLAS_CACHE")
