@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,8 +24,7 @@ ANN_NPROBES = 100
 ANN_REFINE_FACTOR = 40
 
 
-def write_table(
-    db_path: Path,
+def vector_table(
     kind: str,
     dates: list[str],
     vectors: np.ndarray,
@@ -34,12 +34,8 @@ def write_table(
     categories: list[str | None],
     has_image: list[bool],
     bodies: list[str] | None = None,
-    ann_min_rows: int = ANN_MIN_ROWS,
-) -> None:
-    """Replace table ``kind`` in one LanceDB commit, so readers see the old or the new version.
-
-    With ``bodies`` the table also gets a ``body`` column and a BM25 full-text index on it.
-    """
+) -> pa.Table:
+    """The Arrow table of vector kind ``kind`` (with a ``body`` column for BM25 when ``bodies`` is given)."""
     if kind not in VECTOR_KINDS:
         raise KeyError(kind)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -55,19 +51,43 @@ def write_table(
     ]
     if bodies is not None:
         columns.append(pa.array(bodies, pa.string()))
-    table = pa.Table.from_arrays(columns, schema=vector_schema(dim, with_body=bodies is not None))
+    return pa.Table.from_arrays(columns, schema=vector_schema(dim, with_body=bodies is not None))
+
+
+def write_table(db_path: Path, kind: str, dates: list[str], vectors: np.ndarray, *,
+                ann_min_rows: int = ANN_MIN_ROWS, **columns: Any) -> None:
+    """:func:`vector_table` written by :func:`write_arrow` (tests and tools; builds go through their
+    executor, which may write from a Ray cluster)."""
+    write_arrow(db_path, kind, vector_table(kind, dates, vectors, **columns), ann_min_rows=ann_min_rows)
+
+
+def table_uri(db_path: Path, kind: str) -> str:
+    """Where LanceDB keeps table ``kind`` of the database at ``db_path`` (a Lance dataset)."""
+    return str(db_path / f"{kind}.lance")
+
+
+def write_arrow(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int = ANN_MIN_ROWS) -> None:
+    """Replace table ``kind`` in one LanceDB commit, so readers see the old or the new version; then
+    its indexes (:func:`index_table`)."""
     db = _connect(db_path)
     exists = kind in set(_table_names(db))
-    lance_table = db.create_table(kind, data=table, mode="overwrite" if exists else "create")
-    if bodies is not None:
+    db.create_table(kind, data=table, mode="overwrite" if exists else "create")
+    index_table(db_path, kind, table, ann_min_rows=ann_min_rows)
+
+
+def index_table(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int = ANN_MIN_ROWS) -> None:
+    """BM25 over ``body`` when the table has one; IVF_PQ over the vectors from ``ann_min_rows`` rows."""
+    lance_table = _connect(db_path).open_table(kind)
+    if "body" in table.column_names:
         from lancedb.index import FTS
 
         lance_table.create_index("body", config=FTS(), replace=True)
-    if len(dates) >= ann_min_rows:
+    if table.num_rows >= ann_min_rows:
         from lancedb.index import IvfPq
 
+        dim = table.schema.field("vector").type.list_size
         lance_table.create_index("vector", replace=True, config=IvfPq(
-            distance_type="cosine", num_partitions=max(1, int(len(dates) ** 0.5)),
+            distance_type="cosine", num_partitions=max(1, int(table.num_rows ** 0.5)),
             num_sub_vectors=_sub_vectors(dim)))
 
 

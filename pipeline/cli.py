@@ -222,7 +222,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("numba", "urllib3", "httpx", "sentence_transformers", "openTSNE", "PIL", "huggingface_hub"):
+    for noisy in ("numba", "urllib3", "httpx", "sentence_transformers", "openTSNE", "PIL", "huggingface_hub", "ray"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

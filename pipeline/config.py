@@ -28,6 +28,7 @@ SOURCE_CHOICES = ("bundled", "nasa", "dump")
 COLLECTION_CHOICES = ("apod", "gz2")
 ENCODER_CHOICES = ("auto", "offline", "openclip")
 QUANTIZE_CHOICES = ("int8", "none")
+RUNNER_CHOICES = ("local", "ray")
 CLIP_MODEL = "ViT-B-32"
 CLIP_PRETRAINED = "laion2b_s34b_b79k"
 
@@ -65,6 +66,24 @@ def read_date_list(path: Path) -> list[str]:
         except ValueError:
             raise ValueError(f"{path}, line {number}: {text!r} is not a date like 2024-01-31") from None
     return sorted(dates)
+
+
+def parse_fraction(value: str) -> float:
+    """A positive number of CPUs (fractions allowed)."""
+    number = parse_non_negative(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return number
+
+
+def parse_non_negative(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from exc
+    if not number >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
 
 
 def parse_lake(value: str) -> LakeLayout:
@@ -172,6 +191,26 @@ class BuildConfig:
     threads: int = field(default_factory=_default_threads, metadata=option(
         "CPU threads for torch, BLAS and the map workers (the CPUs this process may use)",
         group="other", parse=parse_positive))
+    runner: str = field(default="local", metadata=option(
+        "where encoding and vector writes run: local = this process; ray = a Ray Data actor pool "
+        "(a local Ray instance, or the cluster at --ray-address), vectors written with lance_ray",
+        group="scale-out", choices=RUNNER_CHOICES))
+    ray_address: str | None = field(default=None, metadata=option(
+        "join this Ray cluster (auto, or ray://head:10001) instead of starting a local one with --threads CPUs",
+        group="scale-out", metavar="ADDRESS"))
+    ray_actors: int | None = field(default=None, metadata=option(
+        "encoder actors at most (default: --threads)", group="scale-out", parse=parse_positive))
+    ray_actor_cpus: float = field(default=0.5, metadata=option(
+        "CPUs reserved per encoder actor; fractional by default (whole CPUs per actor deadlocked a "
+        "2-core machine while Ray Data's read stage was backpressured)", group="scale-out", parse=parse_fraction,
+        metavar="CPUS"))
+    ray_gpus_per_actor: float = field(default=0.0, metadata=option(
+        "GPUs per encoder actor (0 = CPU actors; e.g. 1 or 0.5 on GPU nodes)", group="scale-out",
+        parse=parse_non_negative, metavar="GPUS"))
+    refit: bool = field(default=False, metadata=option(
+        "re-fit every map; by default a build that only adds entries places them on the published maps "
+        "(existing points stay put) until they reach 5%% of the fitted ones or the vectors drift",
+        group="maps"))
     force: bool = field(default=False, metadata=option(
         "recompute every stage (the embedding cache is still used)", group="other"))
     progress: bool = field(default=True, metadata=option(
@@ -208,6 +247,10 @@ class BuildConfig:
             raise ValueError(f"--encoder must be one of {', '.join(ENCODER_CHOICES)}, not {self.encoder!r}")
         if self.quantize not in QUANTIZE_CHOICES:
             raise ValueError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not {self.quantize!r}")
+        if self.runner not in RUNNER_CHOICES:
+            raise ValueError(f"--runner must be one of {', '.join(RUNNER_CHOICES)}, not {self.runner!r}")
+        if self.runner != "ray" and (self.ray_address or self.ray_actors or self.ray_gpus_per_actor):
+            raise ValueError("--ray-address, --ray-actors and --ray-gpus-per-actor need --runner ray")
         unknown = [s for s in self.sources if s not in SOURCE_CHOICES]
         if unknown:
             raise ValueError(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCE_CHOICES)}")

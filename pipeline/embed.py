@@ -17,6 +17,7 @@ from PIL import Image
 
 from lake.layout import LakeLayout
 from pipeline.embed_cache import EmbeddingCache
+from pipeline.executors import Executor, LocalExecutor
 from atlas.encoders import Encoder
 from atlas.hashing import sha1_text
 
@@ -72,10 +73,6 @@ def load_rgb(path: Path) -> Image.Image:
         return img.convert("RGB")
 
 
-def _load_image(layout: LakeLayout, rel: str) -> Image.Image:
-    return load_rgb(layout.root / rel)
-
-
 def embed_entries(
     rows: list[dict[str, Any]],
     encoder: Encoder,
@@ -84,7 +81,13 @@ def embed_entries(
     batch_size: int = 64,
     chunk: int = 512,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> Embeddings:
+    """Vectors of every entry, computing only what the content-addressed caches lack, on ``executor``
+    (this process by default; a Ray cluster with ``--runner ray``)."""
+    executor = executor or LocalExecutor()
+    encode_texts = executor.encoding(encoder, "text", root=layout.root, batch_size=batch_size)
+    encode_images = executor.encoding(encoder, "image", root=layout.root, batch_size=batch_size)
     text_fp, image_fp = encoder.info.tower_fingerprint("text"), encoder.info.tower_fingerprint("image")
     dates = [r["date"].isoformat() for r in rows]
     computed: dict[str, int] = {}
@@ -93,7 +96,7 @@ def embed_entries(
     title_keys = [sha1_text(t) for t in titles]
     title_cache = EmbeddingCache(layout.embedding_cache(text_fp, "title"))
     computed["title"] = fill_cache(
-        title_cache, title_keys, titles, lambda xs: encoder.encode_text(xs, batch_size=batch_size),
+        title_cache, title_keys, titles, encode_texts,
         chunk=chunk, desc="embed titles", progress=progress, order_by_length=True,
     )
 
@@ -101,7 +104,7 @@ def embed_entries(
     text_keys = [sha1_text(t) for t in texts]
     text_cache = EmbeddingCache(layout.embedding_cache(text_fp, "text"))
     computed["text"] = fill_cache(
-        text_cache, text_keys, texts, lambda xs: encoder.encode_text(xs, batch_size=batch_size),
+        text_cache, text_keys, texts, encode_texts,
         chunk=chunk, desc="embed texts", progress=progress, order_by_length=True,
     )
 
@@ -109,8 +112,7 @@ def embed_entries(
     image_keys = [r["image_sha1"] for r in with_image]
     image_cache = EmbeddingCache(layout.embedding_cache(image_fp, "image"))
     computed["image"] = fill_cache(
-        image_cache, image_keys, [r["image_path"] for r in with_image],
-        lambda paths: encoder.encode_images([_load_image(layout, p) for p in paths]),
+        image_cache, image_keys, [r["image_path"] for r in with_image], encode_images,
         chunk=chunk, desc="embed images", progress=progress,
     )
 

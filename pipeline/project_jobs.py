@@ -91,3 +91,54 @@ def run_projections(
     order = {job: i for i, job in enumerate(JOBS)}
     parts.sort(key=lambda t: order[(t.column("embedding")[0].as_py(), t.column("method")[0].as_py())])
     return pa.concat_tables(parts).cast(SCHEMAS["projections"])
+
+
+def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: dict) -> tuple[pa.Table, dict] | None:
+    """The published maps with this build's new entries placed on them (the existing points keep their
+    positions), or None when a re-fit is due: no published maps, other parameters, entries removed, a
+    kind's vectors drifted (:data:`PLACE_MAX_DRIFT`), or too many points placed since the last fit
+    (:data:`PLACE_MAX_SHARE`). ``previous`` is the live manifest's ``projection`` section."""
+    import pyarrow.parquet as pq
+
+    from lake import vectors as lake_vectors
+    from pipeline.project import PLACE_MAX_DRIFT, PLACE_MAX_SHARE, place_points, vector_drift
+
+    layout = writer.layout
+    fit = previous.get("fit")
+    if not fit or {k: previous.get(k) for k in params.as_dict()} != params.as_dict():
+        return None
+    if not layout.table("projections").is_file():
+        return None
+    published = pq.read_table(layout.table("projections")).to_pandas()
+    parts, drift, new_count = [], {}, 0
+    for (kind, method), group in published.groupby(["embedding", "method"], sort=False):
+        dates, vecs = writer.read_vectors(kind)
+        old_dates, old_vecs = lake_vectors.read_vectors(layout.vectors, kind)
+        row = {d: i for i, d in enumerate(dates)}
+        mapped = [d.isoformat() for d in group.date]
+        if any(d not in row for d in mapped) or set(old_dates) != set(mapped):
+            return None  # entries left the build, or the published vectors are not the mapped ones
+        if kind not in drift:
+            old_row = {d: i for i, d in enumerate(old_dates)}
+            drift[kind] = vector_drift(old_vecs[[old_row[d] for d in mapped]], vecs[[row[d] for d in mapped]])
+            if drift[kind] > PLACE_MAX_DRIFT:
+                log.info("maps of %s re-fitted: its vectors moved by %.4f (> %.2f)", kind, drift[kind], PLACE_MAX_DRIFT)
+                return None
+        mapped_set = set(mapped)
+        new = [d for d in dates if d not in mapped_set]
+        coords = group[["x", "y", "z"]].to_numpy(np.float32) if method == "umap3d" else group[["x", "y"]].to_numpy(np.float32)
+        placed = place_points(vecs[[row[d] for d in mapped]], coords, vecs[[row[d] for d in new]])
+        parts.append(_table(kind, method, mapped + new, np.concatenate([coords, placed])))
+        new_count = max(new_count, len(new))
+    if {(k, m) for k, m in JOBS} - set(zip(published.embedding, published.method)) and new_count:
+        return None  # a map the published lake lacks (too few points then): fit them all
+    placed_since_fit = int(previous.get("placed_since_fit", 0)) + new_count
+    if placed_since_fit > PLACE_MAX_SHARE * int(fit["entries"]):
+        log.info("maps re-fitted: %d entries placed since the last fit (> %.0f%% of %d)", placed_since_fit,
+                 100 * PLACE_MAX_SHARE, fit["entries"])
+        return None
+    order = {job: i for i, job in enumerate(JOBS)}
+    parts.sort(key=lambda t: order[(t.column("embedding")[0].as_py(), t.column("method")[0].as_py())])
+    report = {"mode": "placed", "fit": fit, "placed_this_build": new_count, "placed_since_fit": placed_since_fit,
+              "drift_since_fit": {k: round(v, 5) for k, v in drift.items()}}
+    return pa.concat_tables(parts).cast(SCHEMAS["projections"]), report

@@ -184,6 +184,9 @@ class Runner:
                     self._run_stage(stage, ctx, staged, metrics)
             finally:
                 metrics.stop()
+                executor = ctx.resources.get("executor")
+                if executor is not None:  # a local Ray instance stops with the build
+                    executor.close()
             summary = self._publish(ctx, metrics, time.perf_counter() - started)
             if remote is not None:
                 remote.push()  # the bucket's pointer moves last; a failed push leaves the old version live

@@ -26,6 +26,7 @@ from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VE
 from pipeline import cluster, project, taxonomy
 from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BuildConfig
 from pipeline.embed import embed_entries, text_input
+from pipeline.executors import Executor, make_executor
 from pipeline.images import ImageLimits, attach_images
 from pipeline.ingest import ingest
 from pipeline.neighbors import KnnGraph, knn_graph
@@ -77,6 +78,14 @@ def _encoder(ctx: BuildContext) -> Encoder:
                              clip_checkpoint=cfg.clip_checkpoint, clip_config=cfg.clip_config)
 
     return ctx.resource("encoder", make)
+
+
+def _executor(ctx: BuildContext) -> Executor:
+    """Where encoding and vector writes run (``--runner``): made on first use, closed by the runner."""
+    cfg = ctx.cfg
+    return ctx.resource("executor", lambda: make_executor(
+        runner=cfg.runner, address=cfg.ray_address, threads=cfg.threads, actors=cfg.ray_actors,
+        actor_cpus=cfg.ray_actor_cpus, actor_gpus=cfg.ray_gpus_per_actor))
 
 
 def _knn(ctx: BuildContext, kind: str, k: int) -> KnnGraph:
@@ -195,7 +204,7 @@ def _embed_inputs(ctx: BuildContext) -> Any:
 def embed_stage(ctx: BuildContext) -> StageResult:
     encoder = _encoder(ctx)
     emb = embed_entries(_rows(ctx), encoder, ctx.layout, batch_size=ctx.cfg.batch_size, chunk=ctx.cfg.embed_chunk,
-                        progress=ctx.cfg.progress)
+                        progress=ctx.cfg.progress, executor=_executor(ctx))
     for kind, dates in emb.dates.items():
         if dates:
             ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
@@ -275,13 +284,25 @@ def _projection_params(ctx: BuildContext) -> project.ProjectionParams:
 
 
 def project_stage(ctx: BuildContext) -> StageResult:
-    from pipeline.project_jobs import run_projections
+    """The maps. A build that only adds entries places them on the published maps (nothing moves; a
+    day's entry costs milliseconds instead of re-fitting ≈ 100 s of UMAP and t-SNE) until ``--refit``,
+    vector drift or the share of placed points calls for a new fit (:func:`place_on_previous`)."""
+    from pipeline.project_jobs import place_on_previous, run_projections
 
     params = _projection_params(ctx)
-    tables = run_projections(ctx.writer, params, threads=ctx.cfg.threads, progress=ctx.cfg.progress,
-                             knn=lambda kind, k: _knn(ctx, kind, k))
+    previous = ctx.live.get("stages", {}).get("project", {}).get("manifest", {}).get("projection", {})
+    placed = None if ctx.cfg.refit else place_on_previous(ctx.writer, params, previous)
+    if placed is not None:
+        tables, report = placed
+        log.info("maps: %d new entries placed on the published maps (fitted on %d entries)",
+                 report["placed_this_build"], report["fit"]["entries"])
+    else:
+        tables = run_projections(ctx.writer, params, threads=ctx.cfg.threads, progress=ctx.cfg.progress,
+                                 knn=lambda kind, k: _knn(ctx, kind, k))
+        fitted = len(ctx.writer.read_vectors("text")[0])
+        report = {"mode": "fitted", "fit": {"entries": fitted, "run_id": ctx.run_id}, "placed_since_fit": 0}
     ctx.writer.stage_table("projections", tables)
-    return StageResult(items=tables.num_rows, manifest={"projection": params.as_dict()})
+    return StageResult(items=tables.num_rows, manifest={"projection": params.as_dict() | report})
 
 
 CLUSTER_KNN = 90
@@ -347,10 +368,11 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
         dates, matrix = ctx.writer.read_vectors(kind)
         if not dates:
             continue
-        vectors.write_table(db, kind, dates, matrix, titles=[title.get(d) for d in dates],
-                            years=[int(d[:4]) for d in dates], categories=[category.get(d) for d in dates],
-                            has_image=[has_image.get(d, False) for d in dates],
-                            bodies=[body.get(d, "") for d in dates] if kind == KEYWORD_KIND else None)
+        table = vectors.vector_table(kind, dates, matrix, titles=[title.get(d) for d in dates],
+                                     years=[int(d[:4]) for d in dates], categories=[category.get(d) for d in dates],
+                                     has_image=[has_image.get(d, False) for d in dates],
+                                     bodies=[body.get(d, "") for d in dates] if kind == KEYWORD_KIND else None)
+        _executor(ctx).write_vectors(db, kind, table)
         written += len(dates)
     return StageResult(items=written)
 
@@ -506,7 +528,7 @@ STAGES: list[Stage] = [
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), "softmax-adapted-v3"],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors)]),
     Stage("project", project_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict()],
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict(), ctx.cfg.refit],
           _staged("projections")),
     Stage("cluster", cluster_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.cfg.n_clusters,

@@ -98,3 +98,22 @@ def test_ann_index_is_built_for_large_tables_and_searched(tmp_path):
     hits = (table.search(x[7]).metric("cosine").nprobes(vectors.ANN_NPROBES).refine_factor(vectors.ANN_REFINE_FACTOR)
             .limit(5).to_list())
     assert hits[0]["date"] == "d00007"
+
+
+def test_placed_points_sit_among_their_neighbours_and_fitted_ones_do_not_move():
+    from pipeline.project import place_points, vector_drift
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    labels = np.repeat(np.arange(3), 40)
+    fitted = centres[labels] + 0.05 * rng.normal(size=(120, 16))
+    coords = (np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])[labels] + rng.normal(size=(120, 2))).astype(np.float32)
+    new = centres[[2, 0]] + 0.05 * rng.normal(size=(2, 16))
+    placed = place_points(fitted, coords, new)
+    assert placed.shape == (2, 2)
+    assert np.linalg.norm(placed[0] - [0.0, 10.0]) < 2 and np.linalg.norm(placed[1] - [0.0, 0.0]) < 2
+    # a new point identical to a fitted one lands by that one's cluster, and nothing fitted changes
+    again = place_points(fitted, coords, fitted[:1])
+    assert np.linalg.norm(again[0] - coords[labels == 0].mean(axis=0)) < 1.5
+    assert place_points(fitted, coords, fitted[:0]).shape == (0, 2)
+    assert vector_drift(fitted, fitted) < 1e-6 < vector_drift(fitted, fitted + rng.normal(size=fitted.shape))

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lake.layout import LakeLayout
@@ -359,3 +360,31 @@ def test_collections_build_apart_and_keep_each_other(built, tmp_path):
 
     found = GalaxyQueries(reader, lambda info: None).morphology_neighbours("8647474690312307154", k=5)
     assert len(found.galaxies) == 5
+
+
+def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
+    """A build that adds two days places them on the published maps (no re-fit); --refit fits again."""
+    lake = copy_lake(built, tmp_path / "lake")
+    before = LakeReader.open(lake).query("SELECT * FROM projections")
+    proc = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    projection = manifest(lake)["stages"]["project"]["manifest"]["projection"]
+    assert projection["mode"] == "placed" and projection["placed_this_build"] == 2, projection
+    after = LakeReader.open(lake).query("SELECT * FROM projections")
+    old = after.merge(before, on=["date", "embedding", "method"], suffixes=("", "_before"))
+    assert len(old) == len(before)  # every existing point is still there...
+    assert (old.x == old.x_before).all() and (old.y == old.y_before).all()  # ...exactly where it was
+    added = after[after.date >= pd.Timestamp("2014-03-01")]
+    reader = LakeReader.open(lake)
+    new_per_kind = {k: sum(d >= "2014-03-01" for d in reader.vectors(k)[0]) for k in set(before.embedding)}
+    assert new_per_kind["text"] == 2  # both days; only those with a picture are on the picture maps
+    assert len(added) == sum(new_per_kind[emb] for emb, _ in before.groupby(["embedding", "method"]).groups)
+    # placed among the points, not at the origin or off the map
+    for (emb, method), group in after.groupby(["embedding", "method"]):
+        new, fitted = group[group.date >= pd.Timestamp("2014-03-01")], group[group.date < pd.Timestamp("2014-03-01")]
+        for axis in ("x", "y"):
+            assert ((fitted[axis].min() <= new[axis]) & (new[axis] <= fitted[axis].max())).all(), (emb, method)
+    refit = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake), "--refit")
+    assert refit.returncode == 0, refit.stderr[-3000:]
+    fitted = manifest(lake)["stages"]["project"]["manifest"]["projection"]
+    assert fitted["mode"] == "fitted" and fitted["fit"]["entries"] == 61

@@ -1,0 +1,89 @@
+"""The daily ingest: one new day added to the full archive, with the new entry placed on the published
+maps (the default) against re-fitting every map (``--refit``, what every build did before), in one run.
+
+A copy of a built lake (default ``lake/data``; its caches make embedding incremental) is first rebuilt
+without the archive's last day (a re-fit: entries left), then the last day is added back twice, from
+that same state: once as a plain build (placement) and once with ``--refit``. Wall and CPU per stage
+come from the builds' manifests; *moved* is the largest change of any existing point's map position.
+
+Usage: python bench/add_one_day.py [--lake DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.common import lake_label, save  # noqa: E402
+from lake.layout import LakeLayout  # noqa: E402
+from lake.reader import LakeReader  # noqa: E402
+
+
+def build(lake: Path, *extra: str) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "build", "--collection", "apod", "--no-progress",
+                           "--lake", str(lake), *extra], cwd=REPO, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    return wall, json.loads((lake / "current" / "manifest.json").read_text())
+
+
+def positions(lake: Path):
+    return LakeReader.open(lake).query("SELECT date, embedding, method, x, y, coalesce(z, 0) AS z FROM projections")
+
+
+def moved(before, after) -> float:
+    both = before.merge(after, on=["date", "embedding", "method"], suffixes=("_a", "_b"))
+    if len(both) != len(before):
+        raise SystemExit("existing points are missing after the build")
+    return float(np.max(np.abs(both[["x_a", "y_a", "z_a"]].to_numpy() - both[["x_b", "y_b", "z_b"]].to_numpy())))
+
+
+def stages(m: dict) -> dict:
+    return {name: {"wall_s": s["wall_seconds"], "cpu_s": s.get("cpu_seconds"), "reused": bool(s.get("skipped"))}
+            for name, s in m["stages"].items() if not name.startswith("gz2_")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", type=Path, default=None)
+    args = ap.parse_args()
+    source = LakeLayout.at(args.lake).root
+    last = LakeReader.open(source).query("SELECT max(date) AS d FROM entries").d[0].date()
+    day_before = (last - dt.timedelta(days=1)).isoformat()
+    results: dict = {"lake": lake_label(source), "added_day": last.isoformat()}
+    with tempfile.TemporaryDirectory(prefix="cosmic-atlas-add-day-") as tmp:
+        base = Path(tmp) / "base"
+        shutil.copytree(source, base, symlinks=True)
+        wall, m = build(base, "--end", day_before)
+        results["without_last_day"] = {"wall_s": round(wall, 1), "entries": m["counts"]["entries"]}
+        before = positions(base)
+        for label, extra in (("placed", ()), ("refit", ("--refit",))):
+            lake = Path(tmp) / label
+            shutil.copytree(base, lake, symlinks=True)
+            wall, m = build(lake, *extra)
+            results[label] = {"wall_s": round(wall, 1), "entries": m["counts"]["entries"],
+                              "projection": {k: v for k, v in m["stages"]["project"]["manifest"]["projection"].items()
+                                             if k in ("mode", "placed_this_build", "placed_since_fit", "drift_since_fit")},
+                              "moved_max": moved(before, positions(lake)), "stages": stages(m)}
+            print(label, json.dumps(results[label]), flush=True)
+            shutil.rmtree(lake)
+    results["target_s"] = 10
+    print("saved", save("add_one_day", results))
+
+
+if __name__ == "__main__":
+    main()

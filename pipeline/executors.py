@@ -1,0 +1,179 @@
+"""Where a build's heavy per-item work runs: in this process (``--runner local``) or on Ray Data
+(``--runner ray``).
+
+The stage functions do not change between the two: they ask the build's executor to encode a list of
+texts or pictures and to write a vector table, and the executor decides where that happens. Locally it
+calls the encoder and LanceDB directly. On Ray, encoding is a ``map_batches`` over an actor pool (each
+actor rebuilds the build's encoder once from its manifest record, which also checks that the actor's
+model is the same one: fingerprints must match) and vector tables are written with ``lance_ray``
+(Ray's own ``write_lance`` breaks against current pylance).
+
+Ray on small machines: actors take :attr:`RayExecutor.actor_cpus` CPUs each (fractional by default).
+With the default one CPU per actor, a 2-core machine deadlocked when the read stage was
+backpressured while every CPU was held by an idle actor. GPU actors (``--ray-gpus-per-actor``) are
+scheduled only on nodes that have GPUs; the encoder then runs on CUDA there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from atlas.encoders import Encoder
+
+log = logging.getLogger(__name__)
+
+#: Items per Ray block: small enough to spread a few thousand items over the actors, large enough that
+#: a block is worth a scheduling round trip.
+RAY_BLOCK_ITEMS = 256
+
+
+class Executor(Protocol):
+    """What the stages need from the runner's engine."""
+
+    name: str
+
+    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
+        """A function that encodes a list of inputs of ``kind`` (``text``: strings; ``image``: picture
+        paths relative to ``root``) into a float32 matrix, one row per input, in order."""
+
+    def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
+        """Write ``table`` as the Lance table ``kind`` of the LanceDB database ``db`` (replacing it)."""
+
+    def close(self) -> None:
+        """Release what the executor started (a local Ray instance)."""
+
+
+def _load_pictures(root: Path, paths: Sequence[str]) -> list:
+    from pipeline.embed import load_rgb
+
+    return [load_rgb(root / p) for p in paths]
+
+
+def encode_with(encoder: Encoder, kind: str, inputs: list[Any], *, root: Path, batch_size: int) -> np.ndarray:
+    """The one place that turns inputs into vectors, for both executors (and so both give the same)."""
+    if kind == "text":
+        return np.asarray(encoder.encode_text(list(inputs), batch_size=batch_size), np.float32)
+    if kind == "image":
+        return np.asarray(encoder.encode_images(_load_pictures(root, inputs)), np.float32)
+    raise ValueError(f"unknown input kind {kind!r}; expected text or image")
+
+
+class LocalExecutor:
+    """Everything in this process (the default)."""
+
+    name = "local"
+
+    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
+        return lambda inputs: encode_with(encoder, kind, inputs, root=root, batch_size=batch_size)
+
+    def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
+        from lake.vectors import write_arrow
+
+        write_arrow(db, kind, table)
+
+    def close(self) -> None:
+        pass
+
+
+class _EncodeActor:
+    """A Ray actor holding one copy of the build's encoder."""
+
+    def __init__(self, info: dict[str, Any], kind: str, root: str, batch_size: int, threads: int) -> None:
+        from atlas.device import set_threads
+        from atlas.encoders import encoder_from_manifest
+
+        set_threads(threads)
+        self.encoder = encoder_from_manifest(info)  # raises when this node's model differs from the build's
+        self.kind, self.root, self.batch_size = kind, Path(root), batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = encode_with(self.encoder, self.kind, list(batch["input"]), root=self.root, batch_size=self.batch_size)
+        return {"i": batch["i"], "vector": vectors}
+
+
+class RayExecutor:
+    """Encoding on a Ray Data actor pool and Lance writes through ``lance_ray``.
+
+    ``address`` None starts a local Ray instance with ``threads`` CPUs (stopped by :meth:`close`);
+    ``auto`` or ``ray://host:10001`` joins an existing cluster (a KubeRay ``RayCluster``: see deploy/).
+    """
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None, threads: int, actors: int, actor_cpus: float,
+                 actor_gpus: float) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # the runner is optional: say how to get it
+            raise RuntimeError("--runner ray needs Ray Data and lance-ray: pip install -r requirements-ray.txt") from exc
+        self._started = not ray.is_initialized()
+        if self._started:
+            ray.init(address=address, num_cpus=threads if address is None else None, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        self.actors, self.actor_cpus, self.actor_gpus = max(1, actors), actor_cpus, actor_gpus
+        # torch threads per actor = the build's --threads, not the actor's CPU share: kernels split work by
+        # thread count, and the same count gives the local runner's vectors bit for bit (1 thread moved
+        # picture features by ≈ 2e-6, enough to move a UMAP of a handful of pictures)
+        self.threads_per_actor = threads
+        log.info("ray: %s, %d actors × %.2g CPU%s", ray.cluster_resources(), self.actors, actor_cpus,
+                 f" × {actor_gpus:g} GPU" if actor_gpus else "")
+
+    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
+        info = encoder.info.to_dict()
+
+        def encode(inputs: list[Any]) -> np.ndarray:
+            import ray
+
+            items = [{"i": i, "input": x} for i, x in enumerate(inputs)]
+            ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // RAY_BLOCK_ITEMS)))
+            out = ds.map_batches(
+                _EncodeActor, batch_size=batch_size, batch_format="numpy",
+                fn_constructor_kwargs={"info": info, "kind": kind, "root": str(root), "batch_size": batch_size,
+                                       "threads": self.threads_per_actor},
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors),
+                num_cpus=self.actor_cpus, num_gpus=self.actor_gpus or None,
+            )
+            order, parts = [], []
+            for batch in out.iter_batches(batch_format="numpy", batch_size=None):
+                order.append(batch["i"])
+                parts.append(np.asarray(batch["vector"], np.float32))
+            if not parts:
+                raise RuntimeError("the Ray encoding returned nothing")
+            matrix = np.concatenate(parts)[np.argsort(np.concatenate(order), kind="stable")]
+            if len(matrix) != len(inputs):
+                raise RuntimeError(f"the Ray encoding returned {len(matrix)} vectors for {len(inputs)} inputs")
+            return matrix
+
+        return encode
+
+    def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
+        import lance_ray
+        import ray
+
+        from lake.vectors import index_table, table_uri
+
+        lance_ray.write_lance(ray.data.from_arrow(table), table_uri(db, kind), schema=table.schema, mode="overwrite")
+        index_table(db, kind, table)
+
+    def close(self) -> None:
+        import ray
+
+        if self._started and ray.is_initialized():
+            ray.shutdown()
+
+
+def make_executor(*, runner: str, address: str | None, threads: int, actors: int | None, actor_cpus: float,
+                  actor_gpus: float) -> Executor:
+    if runner == "local":
+        return LocalExecutor()
+    if runner == "ray":
+        return RayExecutor(address=address, threads=threads, actors=actors or threads, actor_cpus=actor_cpus,
+                           actor_gpus=actor_gpus)
+    raise ValueError(f"unknown runner {runner!r}; expected local or ray")

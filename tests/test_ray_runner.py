@@ -1,0 +1,50 @@
+"""``--runner ray``: the same small build on the local runner and on a local Ray cluster (Ray Data actor
+pool for encoding, lance_ray for the vector tables) gives the same vectors and the same lake tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from lake.layout import LakeLayout
+from lake.reader import LakeReader
+from lake.schema import EMBEDDING_KINDS
+from tests.conftest import run_cli
+
+pytest.importorskip("ray")
+pytest.importorskip("lance_ray")
+
+BASE = ["build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--start", "2014-01-01",
+        "--end", "2014-01-20"]
+
+
+@pytest.mark.slow
+def test_local_and_ray_runners_build_the_same_lake(tmp_path):
+    local = run_cli(*BASE, "--lake", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr[-3000:]
+    on_ray = run_cli(*BASE, "--lake", str(tmp_path / "ray"), "--runner", "ray", "--ray-actors", "2")
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    assert "ray: " in on_ray.stderr and "2 actors × 0.5 CPU" in on_ray.stderr  # it did run on Ray
+    a, b = LakeReader.open(tmp_path / "local"), LakeReader.open(tmp_path / "ray")
+    for kind in EMBEDDING_KINDS:
+        (dates_a, va), (dates_b, vb) = a.vectors(kind), b.vectors(kind)
+        assert dates_a == dates_b
+        np.testing.assert_allclose(va, vb, atol=1e-5, err_msg=kind)
+    for table in ("entries", "categories", "projections", "clusters", "anomalies", "objects"):
+        assert pq.read_table(a.layout.table(table)).equals(pq.read_table(b.layout.table(table))), table
+    # the tables lance_ray wrote are ordinary LanceDB tables: keyword index and vector search work
+    text = b.vector_table("text")
+    assert text.count_rows() == 20
+    assert text.search("comet", query_type="fts").limit(3).to_list()
+    manifest = json.loads(LakeLayout.at(tmp_path / "ray").manifest.read_text())
+    assert manifest["newly_embedded"] == json.loads(LakeLayout.at(tmp_path / "local").manifest.read_text())["newly_embedded"]
+
+
+def test_ray_settings_need_the_ray_runner(tmp_path):
+    proc = run_cli(*BASE, "--lake", str(tmp_path / "l"), "--ray-address", "auto")
+    assert proc.returncode == 2 and "need --runner ray" in proc.stderr
+    proc = run_cli(*BASE, "--lake", str(tmp_path / "l"), "--runner", "ray", "--ray-actor-cpus", "0")
+    assert proc.returncode == 2 and "must be more than 0" in proc.stderr
