@@ -221,20 +221,43 @@ def anomaly_section(r: dict) -> list[str]:
 
 
 def ann_section(r: dict) -> list[str]:
-    out = ["## ANN index at 1,000,000 vectors", "",
-           f"Command: `python bench/ann.py` — {r['n']:,} synthetic {r['dim']}-d vectors (clustered, normalised), "
-           f"{r['index']}; recall@10 against exact cosine search over {r['queries']} queries.", _machine(r), "",
+    out = [f"## ANN index at {r['n']:,} vectors", "",
+           f"Command: `python bench/ann.py --n {r['n']}` — {r['n']:,} synthetic {r['dim']}-d vectors (clustered, "
+           f"normalised), {r['index']}; recall@10 against exact cosine search over {r['queries']} queries"
+           + (f", unfiltered and with the prefilter `{r['filter']}` (about a third of the rows)" if r.get("filter") else "")
+           + ".", _machine(r), "",
            f"Index build **{r['index_build_s']} s** (table write {r['table_write_s']} s), extra memory while building "
            f"**{r['index_build_extra_rss_mb']} MB** (process RSS {r['rss_before_index_mb']} → "
-           f"{r['peak_rss_during_index_mb']} MB, most of it the benchmark's own copy of the vectors). Exact scan "
-           f"without the index: p50 {r['exact_scan_p50_ms']} ms.", "",
-           "| nprobes | refine factor | recall@10 | p50 | p95 |", "|---:|---:|---:|---:|---:|"]
+           f"{r['peak_rss_during_index_mb']} MB)" + (f", {r['disk_mb']:,} MB on disk" if r.get("disk_mb") else "")
+           + f". Exact scan without the index: p50 {r['exact_scan_p50_ms']} ms.", ""]
+    filtered = "filtered_recall_at_10" in r["settings"][0]
+    out += ["| nprobes | refine factor | recall@10 | p50 | p95 |" + (" filtered recall@10 | filtered p50 | filtered p95 |" if filtered else ""),
+            "|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if filtered else "")]
     for v in r["settings"]:
-        out.append(f"| {v['nprobes']} | {v['refine_factor']} | {v['recall_at_10']} | {v['p50_ms']} ms | {v['p95_ms']} ms |")
+        out.append(f"| {v['nprobes']} | {v['refine_factor']} | {v['recall_at_10']} | {v['p50_ms']} ms | {v['p95_ms']} ms |"
+                   + (f" {v['filtered_recall_at_10']} | {v['filtered_p50_ms']} ms | {v['filtered_p95_ms']} ms |" if filtered else ""))
     c = r["chosen"]
-    return out + ["", f"Smallest setting meeting recall ≥ {r['targets']['recall_at_10']}: nprobes {c['nprobes']}, "
+    return out + ["", f"Smallest setting meeting recall ≥ {r['targets']['recall_at_10']}"
+                  + (" with and without the filter" if filtered else "") + f": nprobes {c['nprobes']}, "
                   f"refine {c['refine_factor']} → recall {c['recall_at_10']}, p50 {c['p50_ms']} ms "
                   f"(target ≤ {r['targets']['p50_ms']} ms).", ""]
+
+
+def projection_sample_section(r: dict) -> list[str]:
+    f = r["full"]
+    out = ["## Maps fitted on a sample, the rest placed", "",
+           f"Command: `python bench/projection_sample.py` — the {r['entries']:,} text vectors of `{r['lake']}`: UMAP "
+           "fitted on a stable random sample and every other entry placed on it (`--map-sample`, the mechanism of "
+           "the daily ingest), against the full fit in the same run. Quality on the same "
+           f"{r['evaluated']:,} random entries: trustworthiness (k = 10) and 10-NN preservation (share of an entry's "
+           "10 nearest neighbours in the vector space among its 10 nearest on the map).", _machine(r), "",
+           "| fit | fit time | placement time | trustworthiness | 10-NN kept (all) | placed entries | fitted entries |",
+           "|---|---:|---:|---:|---:|---:|---:|",
+           f"| all {r['entries']:,} entries | {f['fit_s']} s | — | {f['trustworthiness']} | {f['knn_preservation']} | — | — |"]
+    for v in r["samples"]:
+        out.append(f"| sample of {v['sample']:,} | {v['fit_s']} s | {v['place_s']} s | {v['trustworthiness']} | "
+                   f"{v['knn_preservation']} | {v['knn_preservation_placed']} | {v['knn_preservation_fitted']} |")
+    return out + [""]
 
 
 def sky_section(r: dict) -> list[str]:
@@ -415,7 +438,8 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("search_quality", search_quality_section),
             ("search_latency", search_latency_section), ("picture_meaning", picture_section), ("anomaly", anomaly_section),
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
-            ("ann", ann_section), ("ray_runner", ray_section), ("add_one_day", add_day_section),
+            ("ann", ann_section), ("ann_10m", ann_section), ("projection_sample", projection_sample_section),
+            ("ray_runner", ray_section), ("add_one_day", add_day_section),
             ("sky_quality", sky_section),
             ("sky_quality_online", sky_section)]
 

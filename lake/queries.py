@@ -164,7 +164,7 @@ class AtlasQueries:
         if key not in self._map_sizes:
             self._map_sizes[key] = int(self.reader.connection().execute(
                 "SELECT count(*) FROM projections WHERE embedding = $emb AND method = $method",
-                {"emb": embedding, "method": method}).fetchone()[0])
+                {"emb": embedding, "method": method}).fetchall()[0][0])
         return self._map_sizes[key]
 
     def is_large_map(self, embedding: str, method: str) -> bool:

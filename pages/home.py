@@ -272,8 +272,8 @@ def select_points(selected, _clear, emb, method):
     if ctx.triggered_id == Map.CLEAR or not selected:
         return []
     shape = selection_shape(selected)
-    if shape is not None and atlas().is_large_map(emb, method):
-        return {"polygon": shape}
+    if shape is not None and atlas().is_large_map(emb, method):  # its coordinates are this map's
+        return {"polygon": shape, "embedding": emb, "method": method}
     return sorted({figures.date_of(p["customdata"]) for p in selected.get("points", [])
                    if p.get("customdata") is not None})
 
@@ -293,6 +293,7 @@ def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELE
     (whose rows stop at ``limit``, in date order)."""
     a, filters = atlas(), filters_from(cats, years)
     if isinstance(selection, dict) and "polygon" in selection:
+        emb, method = selection.get("embedding", emb), selection.get("method", method)
         if not a.is_large_map(emb, method):
             return a.selection([], filters), 0
         try:

@@ -176,6 +176,10 @@ class BuildConfig:
         "UMAP min_dist", group="classify, project, cluster", parse=float))
     tsne_perplexity: float = field(default=30.0, metadata=option(
         "t-SNE perplexity", group="classify, project, cluster", parse=float))
+    map_sample: int = field(default=200_000, metadata=option(
+        "fit each map on at most N entries (a stable random sample) and place the rest on it, as new days "
+        "are placed; the archive's 11k entries are all fitted", group="classify, project, cluster",
+        parse=parse_positive))
     n_clusters: int | None = field(default=None, metadata=option(
         "clusters per embedding (default √(n/8))", group="classify, project, cluster", flag="--clusters",
         parse=parse_positive))
@@ -210,7 +214,7 @@ class BuildConfig:
     refit: bool = field(default=False, metadata=option(
         "re-fit every map; by default a build that only adds entries places them on the published maps "
         "(existing points stay put) until they reach 5%% of the fitted ones or the vectors drift",
-        group="maps"))
+        group="classify, project, cluster"))
     force: bool = field(default=False, metadata=option(
         "recompute every stage (the embedding cache is still used)", group="other"))
     progress: bool = field(default=True, metadata=option(

@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from lake.schema import EMBEDDING_KINDS, SCHEMAS
 from lake.writer import LakeWriter
-from pipeline.neighbors import KnnGraph
-from pipeline.project import ProjectionParams, tsne_map, umap_map
+from pipeline.neighbors import KnnGraph, knn_graph
+from pipeline.project import ProjectionParams, fit_sample, place_points, tsne_map, umap_map
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +59,52 @@ def run_projections(
     from tqdm import tqdm
 
     inputs: dict[str, tuple[list[str], np.ndarray]] = {}
+    samples: dict[str, np.ndarray | None] = {}
     jobs = []
     for kind, method in JOBS:
         if kind not in inputs:
             inputs[kind] = writer.read_vectors(kind)
+            samples[kind] = fit_sample(len(inputs[kind][0]), params.fit_sample, params.seed)
         if len(inputs[kind][0]) < 4:
             log.info("skipping %s %s: only %d points", kind, method, len(inputs[kind][0]))
             continue
         jobs.append((kind, method))
     jobs.sort(key=lambda j: -len(inputs[j[0]][0]))
+
+    def fit_inputs(kind: str) -> tuple[np.ndarray, KnnGraph]:
+        """The vectors a map is fitted on and their k-NN graph: all of the kind, or its sample."""
+        sample = samples[kind]
+        if sample is None:
+            return inputs[kind][1], knn(kind, params.knn_k)
+        fitted = inputs[kind][1][sample]
+        return fitted, knn_graph(fitted, params.knn_k)
+
+    def finish(kind: str, method: str, coords: np.ndarray) -> pa.Table:
+        """All points of the map: the fitted ones, and the rest placed on them (when fitted on a sample)."""
+        dates, vecs = inputs[kind]
+        sample = samples[kind]
+        if sample is not None:
+            rest = np.setdiff1d(np.arange(len(dates)), sample)
+            full = np.empty((len(dates), coords.shape[1]), np.float32)
+            full[sample] = coords
+            full[rest] = place_points(vecs[sample], coords, vecs[rest], seed=params.seed)
+            log.info("%s %s: fitted on %d points, %d placed", kind, method, len(sample), len(rest))
+            coords = full
+        return _table(kind, method, dates, coords)
+
     parts: list[pa.Table] = []
     bar = tqdm(total=len(jobs), desc="maps", unit="map", disable=not progress)
     if threads > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=threads, mp_context=mp.get_context("spawn")) as pool:
-            futures = {
-                pool.submit(project_one, method, inputs[kind][1], knn(kind, params.knn_k), params): (kind, method)
-                for kind, method in jobs
-            }
+            futures = {pool.submit(project_one, method, *fit_inputs(kind), params): (kind, method)
+                       for kind, method in jobs}
             for fut in as_completed(futures):
                 kind, method = futures[fut]
-                parts.append(_table(kind, method, inputs[kind][0], fut.result()))
+                parts.append(finish(kind, method, fut.result()))
                 bar.update()
     else:
         for kind, method in jobs:
-            coords = project_one(method, inputs[kind][1], knn(kind, params.knn_k), params, n_jobs=threads)
-            parts.append(_table(kind, method, inputs[kind][0], coords))
+            parts.append(finish(kind, method, project_one(method, *fit_inputs(kind), params, n_jobs=threads)))
             bar.update()
     bar.close()
     if not parts:

@@ -280,7 +280,8 @@ def _category_export(rows: list[dict[str, Any]], text: dict[str, dict[str, Any]]
 
 def _projection_params(ctx: BuildContext) -> project.ProjectionParams:
     cfg = ctx.cfg
-    return project.ProjectionParams(cfg.umap_neighbors, cfg.umap_min_dist, cfg.tsne_perplexity, cfg.seed)
+    return project.ProjectionParams(cfg.umap_neighbors, cfg.umap_min_dist, cfg.tsne_perplexity, cfg.seed,
+                                    fit_sample=cfg.map_sample)
 
 
 def project_stage(ctx: BuildContext) -> StageResult:

@@ -388,3 +388,17 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     assert refit.returncode == 0, refit.stderr[-3000:]
     fitted = manifest(lake)["stages"]["project"]["manifest"]["projection"]
     assert fitted["mode"] == "fitted" and fitted["fit"]["entries"] == 61
+
+
+def test_maps_fitted_on_a_sample_place_every_other_entry(built, tmp_path):
+    """--map-sample N fits each map on N entries and places the rest on it (the mechanism for maps of
+    millions of points); its size is in the manifest."""
+    lake = copy_lake(built, tmp_path / "lake")
+    proc = run_cli(*BASE, "--end", "2014-02-28", "--lake", str(lake), "--map-sample", "30")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "text umap: fitted on 30 points, 29 placed" in proc.stderr
+    projection = manifest(lake)["stages"]["project"]["manifest"]["projection"]
+    assert projection["fit_sample"] == 30 and projection["mode"] == "fitted"
+    maps = LakeReader.open(lake).query("SELECT embedding, method, count(*) AS n, count(x) AS placed FROM projections "
+                                       "GROUP BY ALL")
+    assert (maps.n == maps.placed).all() and set(maps[maps.embedding == "text"].n) == {59}

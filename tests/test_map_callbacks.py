@@ -207,7 +207,7 @@ def test_lasso_and_box_on_a_large_map_count_every_point_on_the_server(large):
     tri = np.array([[cx - 30, cy - 25], [cx + 35, cy - 20], [cx, cy + 30]])
     stored, table = _select(client, {"points": [{"customdata": 0}],
                                      "lassoPoints": {"x": tri[:, 0].tolist(), "y": tri[:, 1].tolist()}})
-    assert stored == {"polygon": tri.tolist()}
+    assert stored == {"polygon": tri.tolist(), "embedding": "text", "method": "umap"}
     a, b, c = tri
     def side(p, q):  # noqa: E306 - sign of each point against the edge p→q
         return (q[0] - p[0]) * (xy[:, 1] - p[1]) - (q[1] - p[1]) * (xy[:, 0] - p[0])

@@ -1,0 +1,95 @@
+"""Maps fitted on a sample with the rest placed on them (``--map-sample``) against a full fit, on the
+archive's text vectors: how much of the neighbourhood structure survives, and what it costs.
+
+For each sample size: a UMAP fit (the build's settings: 15 neighbours, min_dist 0.1, cosine, seed 42,
+shared exact k-NN graph) on a stable random sample, every other entry placed with the build's
+placement (similarity-weighted mean of its 15 nearest fitted neighbours), against the full fit made in
+the same run. Quality on a fixed random subset of 3,000 entries (the same for all): trustworthiness
+(scikit-learn, k = 10, cosine in the vector space) and 10-NN preservation (the share of an entry's 10
+nearest neighbours in the vector space that are among its 10 nearest on the map), for all entries and
+for the placed ones alone.
+
+Usage: python bench/projection_sample.py [--lake DIR] [--samples 1000 2000 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import lake_label, save  # noqa: E402
+from lake.layout import LakeLayout  # noqa: E402
+from lake.reader import LakeReader  # noqa: E402
+from pipeline.neighbors import knn_graph  # noqa: E402
+from pipeline.project import ProjectionParams, fit_sample, place_points, umap_map  # noqa: E402
+
+EVAL = 3000
+K = 10
+
+
+def knn_preservation(vectors: np.ndarray, coords: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per evaluated row: share of its K vector-space neighbours (among all points) that are among its K
+    map neighbours."""
+    v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = v[rows] @ v.T
+    sims[np.arange(len(rows)), rows] = -np.inf
+    near_v = np.argpartition(-sims, K, axis=1)[:, :K]
+    d = ((coords[rows][:, None, :] - coords[None, :, :]) ** 2).sum(-1)
+    d[np.arange(len(rows)), rows] = np.inf
+    near_m = np.argpartition(d, K, axis=1)[:, :K]
+    return np.array([len(set(a) & set(b)) / K for a, b in zip(near_v, near_m)])
+
+
+def quality(vectors: np.ndarray, coords: np.ndarray, rows: np.ndarray, placed: np.ndarray | None) -> dict:
+    from sklearn.manifold import trustworthiness
+
+    kept = knn_preservation(vectors, coords, rows)
+    out = {"trustworthiness": round(float(trustworthiness(vectors[rows], coords[rows], n_neighbors=K, metric="cosine")), 4),
+           "knn_preservation": round(float(kept.mean()), 4)}
+    if placed is not None:
+        mask = np.isin(rows, placed)
+        out["knn_preservation_placed"] = round(float(kept[mask].mean()), 4)
+        out["knn_preservation_fitted"] = round(float(kept[~mask].mean()), 4)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", type=Path, default=None)
+    ap.add_argument("--samples", type=int, nargs="+", default=[1000, 2000, 4000])
+    args = ap.parse_args()
+    reader = LakeReader.open(LakeLayout.at(args.lake).root)
+    _, vectors = reader.vectors("text")
+    params = ProjectionParams()
+    rows = np.sort(np.random.default_rng(7).choice(len(vectors), min(EVAL, len(vectors)), replace=False))
+    t0 = time.perf_counter()
+    full = umap_map(vectors, knn_graph(vectors, params.knn_k), params)
+    results = {"lake": lake_label(reader.layout.root), "entries": len(vectors), "evaluated": len(rows),
+               "full": {"fit_s": round(time.perf_counter() - t0, 1), **quality(vectors, full, rows, None)}}
+    print("full", results["full"], flush=True)
+    results["samples"] = []
+    for size in args.samples:
+        sample = fit_sample(len(vectors), size, params.seed)
+        rest = np.setdiff1d(np.arange(len(vectors)), sample)
+        t0 = time.perf_counter()
+        fitted = umap_map(vectors[sample], knn_graph(vectors[sample], params.knn_k), params)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        coords = np.empty((len(vectors), 2), np.float32)
+        coords[sample], coords[rest] = fitted, place_points(vectors[sample], fitted, vectors[rest])
+        place_s = time.perf_counter() - t0
+        row = {"sample": size, "fit_s": round(fit_s, 1), "place_s": round(place_s, 2),
+               **quality(vectors, coords, rows, rest)}
+        results["samples"].append(row)
+        print(row, flush=True)
+    print("saved", save("projection_sample", results))
+
+
+if __name__ == "__main__":
+    main()
