@@ -70,3 +70,23 @@ def cluster_labels(labels: np.ndarray, titles: list[str], categories: list[str],
         best = [words[i] for i in np.argsort(-score[row])[:n_words] if score[row, i] > 0] if words.size else []
         out[cl] = f"{top_cat}: {', '.join(best)}" if best else top_cat
     return out
+
+
+def join_clusters(fitted_vectors: np.ndarray, fitted_labels: np.ndarray, new_vectors: np.ndarray,
+                  k: int = 15) -> np.ndarray:
+    """Clusters for new entries without re-clustering: the similarity-weighted majority cluster of each
+    new entry's ``k`` nearest clustered neighbours (existing entries keep theirs)."""
+    from pipeline.neighbors import nearest_fitted
+
+    if not len(new_vectors):
+        return np.zeros(0, np.int64)
+    idx, sims = nearest_fitted(fitted_vectors, new_vectors, k)
+    labels = np.asarray(fitted_labels)[idx]
+    weights = np.maximum(sims, 0.0) + 1e-6
+    out = np.empty(len(new_vectors), np.int64)
+    for i, (row, w) in enumerate(zip(labels, weights)):
+        votes: Counter = Counter()
+        for label, weight in zip(row, w):
+            votes[int(label)] += float(weight)
+        out[i] = votes.most_common(1)[0][0]
+    return out

@@ -49,3 +49,36 @@ def knn_graph(vectors: np.ndarray, k: int, block: int = 2048) -> KnnGraph:
         top[:, 0] = 1.0
         dist[start : start + block] = np.clip(1.0 - top, 0.0, 2.0)
     return KnnGraph(idx, dist)
+
+
+#: Above this many (query × fitted) similarities, :func:`nearest_fitted` uses an approximate index
+#: (pynndescent, which umap-learn already uses) instead of exact matrix products.
+EXACT_MAX_PAIRS = 200_000_000
+#: Queries per exact block (a block's similarity matrix stays under ≈ 400 MB at 25k fitted points).
+QUERY_BLOCK = 4096
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def nearest_fitted(fitted: np.ndarray, queries: np.ndarray, k: int, *, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's ``k`` most similar fitted vectors (cosine): (indices, similarities), both (q, k).
+
+    Exact blocked matrix products for a day's entries against the archive; an NN-descent index over the
+    fitted vectors when the product would be too large (millions of points against a fitted sample)."""
+    a, b = _unit(fitted), _unit(queries)
+    k = max(1, min(k, len(a)))
+    if len(a) * len(b) <= EXACT_MAX_PAIRS:
+        idx = np.empty((len(b), k), np.int64)
+        sims = np.empty((len(b), k), np.float32)
+        for start in range(0, len(b), QUERY_BLOCK):
+            block = b[start:start + QUERY_BLOCK] @ a.T
+            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+            idx[start:start + len(block)], sims[start:start + len(block)] = top, np.take_along_axis(block, top, axis=1)
+        return idx, sims
+    from pynndescent import NNDescent
+
+    index = NNDescent(a, metric="cosine", n_neighbors=max(k, 15), random_state=seed)
+    idx, dist = index.query(b, k=k)
+    return idx.astype(np.int64), 1.0 - dist.astype(np.float32)

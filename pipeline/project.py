@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.neighbors import KnnGraph
+from pipeline.neighbors import KnnGraph, nearest_fitted
 
 log = logging.getLogger(__name__)
 
@@ -88,44 +88,17 @@ def vector_drift(old: np.ndarray, new: np.ndarray) -> float:
     """Mean cosine distance between two versions of the same entries' vectors (rows aligned)."""
     a = old / np.maximum(np.linalg.norm(old, axis=1, keepdims=True), 1e-12)
     b = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12)
-    return float(np.mean(1.0 - np.sum(a * b, axis=1))) if len(a) else 0.0
-
-
-#: Above this many (new × fitted) similarities, placement finds neighbours with an approximate index
-#: (pynndescent, which umap-learn already uses) instead of one exact matrix product.
-EXACT_PLACE_MAX = 200_000_000
-#: New points per exact block (a block's similarity matrix stays under ≈ 400 MB).
-PLACE_BLOCK = 4096
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    return max(0.0, float(np.mean(1.0 - np.sum(a * b, axis=1)))) if len(a) else 0.0
 
 
 def place_points(fitted_vectors: np.ndarray, fitted_coords: np.ndarray, new_vectors: np.ndarray,
                  k: int = PLACE_K, *, seed: int = 42) -> np.ndarray:
     """Map positions for new points without moving the fitted ones: the similarity-weighted mean of
     the positions of each new point's ``k`` nearest fitted neighbours (cosine), which is how UMAP's
-    own ``transform`` initialises new points. Exact neighbours by matrix products (≈ ms for a day's
-    entries); an NN-descent index over the fitted points when the product would be too large (millions
-    placed on a fitted sample)."""
+    own ``transform`` initialises new points (neighbours from :func:`nearest_fitted`)."""
     if not len(new_vectors):
         return np.zeros((0, fitted_coords.shape[1]), np.float32)
-    a, b = _unit(fitted_vectors), _unit(new_vectors)
-    k = max(1, min(k, len(a)))
-    if len(a) * len(b) <= EXACT_PLACE_MAX:
-        idx = np.empty((len(b), k), np.int64)
-        sims = np.empty((len(b), k), np.float32)
-        for start in range(0, len(b), PLACE_BLOCK):
-            block = b[start:start + PLACE_BLOCK] @ a.T
-            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-            idx[start:start + len(block)], sims[start:start + len(block)] = top, np.take_along_axis(block, top, axis=1)
-    else:
-        from pynndescent import NNDescent
-
-        index = NNDescent(a, metric="cosine", n_neighbors=max(k, 15), random_state=seed)
-        idx, dist = index.query(b, k=k)
-        sims = 1.0 - dist.astype(np.float32)
+    idx, sims = nearest_fitted(fitted_vectors, new_vectors, k, seed=seed)
     weights = np.maximum(sims, 0.0) + 1e-6
     weights /= weights.sum(axis=1, keepdims=True)
     return np.einsum("nk,nkd->nd", weights, fitted_coords[idx]).astype(np.float32)

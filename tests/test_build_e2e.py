@@ -365,11 +365,23 @@ def test_collections_build_apart_and_keep_each_other(built, tmp_path):
 def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     """A build that adds two days places them on the published maps (no re-fit); --refit fits again."""
     lake = copy_lake(built, tmp_path / "lake")
-    before = LakeReader.open(lake).query("SELECT * FROM projections")
+    old_lake = LakeReader.open(lake)
+    before = old_lake.query("SELECT * FROM projections")
+    clusters_before = old_lake.query("SELECT * FROM clusters")
+    objects_before = old_lake.query("SELECT * FROM objects")
     proc = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake))
     assert proc.returncode == 0, proc.stderr[-3000:]
     projection = manifest(lake)["stages"]["project"]["manifest"]["projection"]
     assert projection["mode"] == "placed" and projection["placed_this_build"] == 2, projection
+    # the new days joined the existing clusters; the old entries kept theirs, and their sky objects
+    assert manifest(lake)["stages"]["cluster"]["manifest"]["clustering"]["mode"] == "joined"
+    clusters = LakeReader.open(lake).query("SELECT * FROM clusters")
+    kept = clusters.merge(clusters_before, on=["date", "embedding"], suffixes=("", "_before"))
+    assert len(kept) == len(clusters_before) and (kept.cluster == kept.cluster_before).all()
+    assert set(clusters[clusters.date >= pd.Timestamp("2014-03-01")].cluster) <= set(clusters_before.cluster)
+    assert "2 entries read, 59 kept from the last build" in proc.stderr
+    objects = LakeReader.open(lake).query("SELECT * FROM objects WHERE date < DATE '2014-03-01'")
+    pd.testing.assert_frame_equal(objects.reset_index(drop=True), objects_before.reset_index(drop=True))
     after = LakeReader.open(lake).query("SELECT * FROM projections")
     old = after.merge(before, on=["date", "embedding", "method"], suffixes=("", "_before"))
     assert len(old) == len(before)  # every existing point is still there...
