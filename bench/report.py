@@ -255,9 +255,18 @@ def projection_sample_section(r: dict) -> list[str]:
            "|---|---:|---:|---:|---:|---:|---:|",
            f"| all {r['entries']:,} entries | {f['fit_s']} s | — | {f['trustworthiness']} | {f['knn_preservation']} | — | — |"]
     for v in r["samples"]:
-        out.append(f"| sample of {v['sample']:,} | {v['fit_s']} s | {v['place_s']} s | {v['trustworthiness']} | "
+        out.append(f"| sample of {v['sample']:,}, placed | {v['fit_s']} s | {v['place_s']} s | {v['trustworthiness']} | "
                    f"{v['knn_preservation']} | {v['knn_preservation_placed']} | {v['knn_preservation_fitted']} |")
-    return out + [""]
+    u = r.get("umap_transform")
+    if u:
+        out.append(f"| sample of {u['sample']:,}, umap-learn `transform` | {u['fit_s']} s | {u['place_s']} s | "
+                   f"{u['trustworthiness']} | {u['knn_preservation']} | {u['knn_preservation_placed']} | "
+                   f"{u['knn_preservation_fitted']} |")
+    return out + ["", "The build's placement (similarity-weighted mean of the 15 nearest fitted points) is what new "
+                  "days use; it keeps the map's large-scale layout (trustworthiness) but pulls placed points into "
+                  "their neighbours' midst, so fine local order is lost (10-NN kept). umap-learn's `transform` keeps "
+                  "more of it at far higher cost on 2 cores; at survey scale it is the step to run in parallel "
+                  "batches (Ray) — not built yet.", ""]
 
 
 def sky_section(r: dict) -> list[str]:
@@ -416,15 +425,18 @@ def add_day_section(r: dict) -> list[str]:
     out = ["## Daily ingest: one day added to the full archive", "",
            f"Command: `python bench/add_one_day.py` — a copy of `{r['lake']}` rebuilt without its last day "
            f"({r['added_day']}), then that day added back from the same state: as a plain build (new entries "
-           "placed on the published maps) and with `--refit` (every map re-fitted, what every build did before). "
+           "placed on the published maps, joined to the existing clusters) and with `--refit` (every map re-fitted "
+           "and re-clustered, as every build did before; the sky stage keeps the rows of unchanged entries in both). "
            "*Moved* = the largest change of any existing point's map coordinates.", _machine(r), "",
-           "| build | whole build | project stage | maps | moved | entries |", "|---|---:|---:|---|---:|---:|"]
+           "| build | whole build | project | cluster | sky | anomaly | embed | maps | moved |",
+           "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for label in ("placed", "refit"):
         v = r[label]
-        proj = v["projection"]
-        how = f"{proj['mode']}" + (f" ({proj.get('placed_this_build')} placed, drift {proj.get('drift_since_fit')})"
-                                   if proj["mode"] == "placed" else "")
-        out.append(f"| {label} | {v['wall_s']} s | {v['stages']['project']['wall_s']} s | {how} | {v['moved_max']:g} | {v['entries']:,} |")
+        proj, st = v["projection"], v["stages"]
+        how = (f"placed ({proj.get('placed_this_build')} new; largest drift "
+               f"{max(proj.get('drift_since_fit', {0: 0}).values()):g})" if proj["mode"] == "placed" else "re-fitted")
+        out.append(f"| {label} | **{v['wall_s']} s** | " + " | ".join(f"{st[n]['wall_s']:.1f} s" for n in
+                   ("project", "cluster", "sky", "anomaly", "embed")) + f" | {how} | {v['moved_max']:g} |")
     v = r["placed"]["stages"]
     slow = sorted(((s["wall_s"], n) for n, s in v.items() if not s["reused"]), reverse=True)[:5]
     out += ["", "Stage times of the placed build (the slowest five that ran): " +
