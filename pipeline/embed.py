@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from lake.layout import LakeLayout
 from pipeline.embed_cache import EmbeddingCache
@@ -65,12 +63,6 @@ def fill_cache(
             cache.add([k for k, _ in part], vectors)
             bar.update(len(part))
     return len(todo)
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """A picture the build stored itself (thumbnail or cutout), as RGB, with its file closed."""
-    with Image.open(path) as img:
-        return img.convert("RGB")
 
 
 def embed_entries(

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+from PIL import Image
 
 from atlas.encoders import Encoder
 
@@ -49,9 +50,13 @@ class Executor(Protocol):
         """Release what the executor started (a local Ray instance)."""
 
 
-def _load_pictures(root: Path, paths: Sequence[str]) -> list:
-    from pipeline.embed import load_rgb
+def load_rgb(path: Path) -> Image.Image:
+    """A picture the build stored itself (thumbnail or cutout), as RGB, with its file closed."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
 
+
+def _load_pictures(root: Path, paths: Sequence[str]) -> list[Image.Image]:
     return [load_rgb(root / p) for p in paths]
 
 

@@ -522,7 +522,7 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
     embedded = 0
     if pictured.num_rows:
         from atlas.hashing import sha1_file
-        from pipeline.embed import load_rgb
+        from pipeline.executors import load_rgb
 
         encoder = _encoder(ctx)
         paths = [cutouts[o] for o in pictured.column("objid").to_pylist()]
