@@ -134,7 +134,7 @@ def __getattr__(name: str) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Cosmic Atlas dashboard (development server).")
-    ap.add_argument("--lake", help=f"lake directory (default ${environment.LAKE_ENV} or lake/data)")
+    ap.add_argument("--lake", help=f"lake directory or s3://bucket/prefix (default ${environment.LAKE_ENV} or lake/data)")
     ap.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     ap.add_argument("--port", type=int, default=8050, help="port to listen on")
     ap.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, error pages)")

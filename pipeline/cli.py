@@ -14,6 +14,9 @@ from pipeline.config import add_build_arguments, config_from_args, parse_date
 log = logging.getLogger("pipeline")
 
 
+LAKE_HELP = f"lake directory or s3://bucket/prefix (default: ${LAKE_ENV} or lake/data)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Cosmic Atlas build pipeline.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -36,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", type=Path, metavar="FILE",
                    help="search with a picture (JPEG/PNG/GIF/WebP) instead of words; --kind image (default here) "
                         "finds look-alike pictures, text finds matching texts")
-    s.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
+    s.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
     s.add_argument("--k", type=int, default=10, help="number of results (1-100)")
     s.add_argument("--kind", choices=["text", "title", "image", "multimodal"], default=None,
                    help="which vectors to search (default: text; with --image: image)")
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     o = sub.add_parser("oddities", help="entries ranked by how odd they are (anomaly scores), re-ranked by your labels",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    o.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
+    o.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
     o.add_argument("--detector", default="combined", help="combined, or one detector (see the lake's manifest)")
     o.add_argument("--k", type=int, default=20, help="how many to list")
     o.add_argument("--user", default=None, help="whose labels re-rank the list (default: everyone's latest)")
@@ -60,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("feedback", help="mark an entry interesting or not (stored outside the lake)")
     f.add_argument("date", type=parse_date, help="the entry, YYYY-MM-DD")
     f.add_argument("label", choices=["interesting", "not", "clear"])
-    f.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
+    f.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
     f.add_argument("--user", default="anonymous")
     g = sub.add_parser("galaxies", help="Galaxy Zoo 2: look-alikes of a picture, or a galaxy's morphology neighbours",
                        description="With --image FILE: the galaxies whose pictures look most like it (needs cutouts: "
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--space", choices=["morphology", "image"], default="morphology",
                    help="neighbours of --objid by volunteer votes or by picture")
     g.add_argument("--k", type=int, default=10, help="number of neighbours (1-100)")
-    g.add_argument("--lake", type=Path, default=None, help=f"lake directory (default: ${LAKE_ENV} or lake/data)")
+    g.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
     g.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return parser
 

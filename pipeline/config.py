@@ -119,8 +119,9 @@ class BuildConfig:
     """Everything a build depends on. Stage input hashes include the fields each stage uses."""
 
     lake: LakeLayout = field(default_factory=_default_lake, metadata=option(
-        "lake directory (default: $COSMIC_ATLAS_LAKE, else lake/data in the repo)", group="lake",
-        parse=parse_lake, metavar="DIR"))
+        "lake directory, or s3://bucket/prefix for a lake on object storage (built in a local working copy "
+        "and pushed; see README) (default: $COSMIC_ATLAS_LAKE, else lake/data in the repo)", group="lake",
+        parse=parse_lake, metavar="DIR|s3://BUCKET/PREFIX"))
     collections: list[str] = field(default_factory=lambda: list(COLLECTION_CHOICES), metadata=option(
         "collection(s) to build; repeat for several (default: all). Collections not named keep what "
         "the lake already has: apod = Astronomy Picture of the Day, gz2 = Galaxy Zoo 2 (Stripe 82)",
