@@ -5,8 +5,10 @@ The stage functions do not change between the two: they ask the build's executor
 texts or pictures and to write a vector table, and the executor decides where that happens. Locally it
 calls the encoder and LanceDB directly. On Ray, encoding is a ``map_batches`` over an actor pool (each
 actor rebuilds the build's encoder once from its manifest record, which also checks that the actor's
-model is the same one: fingerprints must match) and vector tables are written with ``lance_ray``
-(Ray's own ``write_lance`` breaks against current pylance).
+model is the same one: fingerprints must match; pictures are shipped as bytes, so actors on other
+nodes need no access to the lake) and vector tables are written with ``lance_ray`` (Ray's own
+``write_lance`` breaks against current pylance) when the workers share the driver's disk. Joined to a
+remote cluster, the build's staging folder lives on the driver only, so the driver writes the tables.
 
 Ray on small machines: actors take :attr:`RayExecutor.actor_cpus` CPUs each (fractional by default).
 With the default one CPU per actor, a 2-core machine deadlocked when the read stage was
@@ -16,8 +18,9 @@ scheduled only on nodes that have GPUs; the encoder then runs on CUDA there.
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -56,17 +59,21 @@ def load_rgb(path: Path) -> Image.Image:
         return img.convert("RGB")
 
 
-def _load_pictures(root: Path, paths: Sequence[str]) -> list[Image.Image]:
-    return [load_rgb(root / p) for p in paths]
-
-
 def encode_with(encoder: Encoder, kind: str, inputs: list[Any], *, root: Path, batch_size: int) -> np.ndarray:
-    """The one place that turns inputs into vectors, for both executors (and so both give the same)."""
+    """The one place that turns inputs into vectors, for both executors (and so both give the same).
+    Pictures come as paths relative to ``root`` or, on Ray, as the files' bytes (actors on other nodes
+    cannot read the driver's disk)."""
     if kind == "text":
         return np.asarray(encoder.encode_text(list(inputs), batch_size=batch_size), np.float32)
     if kind == "image":
-        return np.asarray(encoder.encode_images(_load_pictures(root, inputs)), np.float32)
+        pictures = [_picture_from_bytes(x) if isinstance(x, bytes) else load_rgb(root / x) for x in inputs]
+        return np.asarray(encoder.encode_images(pictures), np.float32)
     raise ValueError(f"unknown input kind {kind!r}; expected text or image")
+
+
+def _picture_from_bytes(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
 
 
 class LocalExecutor:
@@ -118,6 +125,7 @@ class RayExecutor:
         except ImportError as exc:  # the runner is optional: say how to get it
             raise RuntimeError("--runner ray needs Ray Data and lance-ray: pip install -r requirements-ray.txt") from exc
         self._started = not ray.is_initialized()
+        self._shared_disk = address is None  # a local instance: its workers see the staging folder
         if self._started:
             ray.init(address=address, num_cpus=threads if address is None else None, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
@@ -136,7 +144,8 @@ class RayExecutor:
         def encode(inputs: list[Any]) -> np.ndarray:
             import ray
 
-            items = [{"i": i, "input": x} for i, x in enumerate(inputs)]
+            # pictures travel as bytes: on a cluster the actors do not see this machine's lake
+            items = [{"i": i, "input": (root / x).read_bytes() if kind == "image" else x} for i, x in enumerate(inputs)]
             ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // RAY_BLOCK_ITEMS)))
             out = ds.map_batches(
                 _EncodeActor, batch_size=batch_size, batch_format="numpy",
@@ -159,11 +168,16 @@ class RayExecutor:
         return encode
 
     def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
+        """With lance_ray when the Ray workers share this machine's disk (a local Ray instance); joined to a
+        cluster, the build's staging folder is on the driver only, so the driver writes (as locally)."""
         import lance_ray
         import ray
 
-        from lake.vectors import index_table, table_uri
+        from lake.vectors import index_table, table_uri, write_arrow
 
+        if not self._shared_disk:
+            write_arrow(db, kind, table)
+            return
         lance_ray.write_lance(ray.data.from_arrow(table), table_uri(db, kind), schema=table.schema, mode="overwrite")
         index_table(db, kind, table)
 
