@@ -221,14 +221,16 @@ def anomaly_section(r: dict) -> list[str]:
 
 
 def ann_section(r: dict) -> list[str]:
-    out = [f"## ANN index at {r['n']:,} vectors", "",
-           f"Command: `python bench/ann.py --n {r['n']}` — {r['n']:,} synthetic {r['dim']}-d vectors (clustered, "
+    scalar = " --scalar-index" if r.get("scalar_index_s") is not None else ""
+    out = [f"## ANN index at {r['n']:,} vectors{', with a scalar index on the filter column' if scalar else ''}", "",
+           f"Command: `python bench/ann.py --n {r['n']}{scalar}` — {r['n']:,} synthetic {r['dim']}-d vectors (clustered, "
            f"normalised), {r['index']}; recall@10 against exact cosine search over {r['queries']} queries"
            + (f", unfiltered and with the prefilter `{r['filter']}` (about a third of the rows)" if r.get("filter") else "")
            + ".", _machine(r), "",
            f"Index build **{r['index_build_s']} s** (table write {r['table_write_s']} s), extra memory while building "
            f"**{r['index_build_extra_rss_mb']} MB** (process RSS {r['rss_before_index_mb']} → "
            f"{r['peak_rss_during_index_mb']} MB)" + (f", {r['disk_mb']:,} MB on disk" if r.get("disk_mb") else "")
+           + (f", scalar index {r['scalar_index_s']} s" if r.get("scalar_index_s") is not None else "")
            + f". Exact scan without the index: p50 {r['exact_scan_p50_ms']} ms.", ""]
     filtered = "filtered_recall_at_10" in r["settings"][0]
     out += ["| nprobes | refine factor | recall@10 | p50 | p95 |" + (" filtered recall@10 | filtered p50 | filtered p95 |" if filtered else ""),
@@ -452,7 +454,8 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("search_quality", search_quality_section),
             ("search_latency", search_latency_section), ("picture_meaning", picture_section), ("anomaly", anomaly_section),
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
-            ("ann", ann_section), ("ann_10m", ann_section), ("projection_sample", projection_sample_section),
+            ("ann", ann_section), ("ann_scalar", ann_section), ("ann_10m", ann_section),
+            ("projection_sample", projection_sample_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
             ("sky_quality", sky_section),
             ("sky_quality_online", sky_section)]
