@@ -3,7 +3,7 @@
 Why a path of its own: a map of millions of points cannot go to the browser (10M points are ≈ 120 MB
 of coordinates, and WebGL in a laptop browser stalls long before that), and joining four Parquet tables
 of 10M rows for every zoom costs ≈ 4 s in DuckDB. So, past :data:`LARGE_MAP` points, the app loads the
-map's columns once per lake version (≈ 3 s and ≈ 250 MB at 10M points), then answers each view from
+map's columns once per lake version (≈ 5 s and ≈ 250 MB at 10M points), then answers each view from
 memory: a *density raster* of every point in the view (datashader: ≈ 0.35 s for 10M points on one
 core), with a stable sample of at most :data:`OVERLAY_POINTS` real points drawn on top for hover and click;
 when a view holds at most :data:`OVERLAY_POINTS` points, all of them are drawn and no raster is needed.
@@ -124,7 +124,7 @@ def _day(value) -> int:
 
 
 def load_columns(reader: LakeReader, embedding: str, method: str) -> MapColumns:
-    """Read one map's columns from the lake (one join, ≈ 3 s at 10M points) and shuffle them once.
+    """Read one map's columns from the lake (one join, ≈ 5 s at 10M points) and shuffle them once.
 
     Arrow all the way: category names are dictionary-encoded by Arrow, never turned into 10M Python
     strings (that alone took ≈ 15 s at 10M points)."""
