@@ -16,7 +16,7 @@ from lake.galaxies import GalaxyError, Neighbourhood
 from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import decode_upload, galaxies, missing_lake_notice
+from pages._common import by_lake_version, decode_upload, galaxies, missing_lake_notice
 from pages.ids import Galaxies
 
 dash.register_page(__name__, path="/galaxies", name="Galaxies", title="Cosmic Atlas · Galaxies")
@@ -211,7 +211,21 @@ def choose(_clicks, click):
 def draw_map(space, sources):
     if not space:
         return figures.galaxy_map(pd.DataFrame(columns=["objid", "x", "y", "gz_class", "cluster_label"]))
-    return figures.galaxy_map(galaxies().map_points(space), highlight=[s["objid"] for s in sources or []])
+    return map_figure(space, [s["objid"] for s in sources or []])
+
+
+@by_lake_version()
+def map_figure(space: str, highlight: list[str]):
+    """The collection's map with ``highlight`` ringed, cached per lake version: the figure of 19,761
+    galaxies takes ≈ 0.4 s to query and build, and every visit starts with the same one."""
+    return figures.galaxy_map(galaxies().map_points(space), highlight=highlight)
+
+
+def prefill() -> None:
+    """The page's first map (morphology space, nothing highlighted), built at worker warm-up."""
+    spaces = galaxies().map_spaces()
+    if spaces:
+        map_figure("morphology" if "morphology" in spaces else spaces[0], [])
 
 
 @callback(Output(Galaxies.SELECTION, "data"), Output(Galaxies.SELECTION_COUNT, "children"),
