@@ -120,7 +120,12 @@ class DensityView:
 
 
 def _day(value) -> int:
-    return int((np.datetime64(value, "D") - _EPOCH).astype(int))
+    return int(day_numbers([value])[0])
+
+
+def day_numbers(dates) -> np.ndarray:
+    """Dates (``datetime.date`` or ISO text) as int32 days since 1970-01-01, the key of :class:`MapColumns`."""
+    return (np.asarray(dates, dtype="datetime64[D]") - _EPOCH).astype(np.int32)
 
 
 def load_columns(reader: LakeReader, embedding: str, method: str) -> MapColumns:

@@ -175,9 +175,7 @@ class AtlasQueries:
         """Day numbers allowed by the filters that need the lake (a cone, a date list), else None."""
         if filters.cone is None and filters.dates is None:
             return None
-        dates = self.matching_dates(filters)
-        return (pd.to_datetime(pd.Series(dates, dtype=object)).to_numpy("datetime64[D]").astype("int64")
-                .astype("int32"))
+        return density.day_numbers(self.matching_dates(filters))
 
     def density_map(self, embedding: str, method: str, filters: Filters, *, color: str,
                     bounds: tuple[float, float, float, float] | None = None) -> DensityView:

@@ -53,9 +53,10 @@ class Executor(Protocol):
         """Release what the executor started (a local Ray instance)."""
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """A picture the build stored itself (thumbnail or cutout), as RGB, with its file closed."""
-    with Image.open(path) as img:
+def load_rgb(source: Path | bytes) -> Image.Image:
+    """A picture the build stored itself (thumbnail or cutout), from its path or its file's bytes, as RGB,
+    with its file closed."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
         return img.convert("RGB")
 
 
@@ -66,14 +67,9 @@ def encode_with(encoder: Encoder, kind: str, inputs: list[Any], *, root: Path, b
     if kind == "text":
         return np.asarray(encoder.encode_text(list(inputs), batch_size=batch_size), np.float32)
     if kind == "image":
-        pictures = [_picture_from_bytes(x) if isinstance(x, bytes) else load_rgb(root / x) for x in inputs]
+        pictures = [load_rgb(x if isinstance(x, bytes) else root / x) for x in inputs]
         return np.asarray(encoder.encode_images(pictures), np.float32)
     raise ValueError(f"unknown input kind {kind!r}; expected text or image")
-
-
-def _picture_from_bytes(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
 
 
 class LocalExecutor:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from atlas.encoders.base import l2_normalise
+
 
 @dataclass
 class KnnGraph:
@@ -58,16 +60,12 @@ EXACT_MAX_PAIRS = 200_000_000
 QUERY_BLOCK = 4096
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
 def nearest_fitted(fitted: np.ndarray, queries: np.ndarray, k: int, *, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
     """Each query's ``k`` most similar fitted vectors (cosine): (indices, similarities), both (q, k).
 
     Exact blocked matrix products for a day's entries against the archive; an NN-descent index over the
     fitted vectors when the product would be too large (millions of points against a fitted sample)."""
-    a, b = _unit(fitted), _unit(queries)
+    a, b = l2_normalise(fitted), l2_normalise(queries)
     k = max(1, min(k, len(a)))
     if len(a) * len(b) <= EXACT_MAX_PAIRS:
         idx = np.empty((len(b), k), np.int64)

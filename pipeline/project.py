@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from atlas.encoders.base import l2_normalise
 from pipeline.neighbors import KnnGraph, nearest_fitted
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,7 @@ PLACE_K = 15
 
 def vector_drift(old: np.ndarray, new: np.ndarray) -> float:
     """Mean cosine distance between two versions of the same entries' vectors (rows aligned)."""
-    a = old / np.maximum(np.linalg.norm(old, axis=1, keepdims=True), 1e-12)
-    b = new / np.maximum(np.linalg.norm(new, axis=1, keepdims=True), 1e-12)
+    a, b = l2_normalise(old), l2_normalise(new)
     return max(0.0, float(np.mean(1.0 - np.sum(a * b, axis=1)))) if len(a) else 0.0
 
 

@@ -107,6 +107,11 @@ def run_projections(
             parts.append(finish(kind, method, project_one(method, *fit_inputs(kind), params, n_jobs=threads)))
             bar.update()
     bar.close()
+    return _assemble(parts)
+
+
+def _assemble(parts: list[pa.Table]) -> pa.Table:
+    """One projections table from per-map tables, maps in :data:`JOBS` order."""
     if not parts:
         return SCHEMAS["projections"].empty_table()
     order = {job: i for i, job in enumerate(JOBS)}
@@ -132,9 +137,11 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
         return None
     published = pq.read_table(layout.table("projections")).to_pandas()
     parts, drift, new_count = [], {}, 0
+    vectors: dict[str, tuple] = {}  # per kind: this build's and the published vectors (a kind has 2–3 maps)
     for (kind, method), group in published.groupby(["embedding", "method"], sort=False):
-        dates, vecs = writer.read_vectors(kind)
-        old_dates, old_vecs = lake_vectors.read_vectors(layout.vectors, kind)
+        if kind not in vectors:
+            vectors[kind] = (*writer.read_vectors(kind), *lake_vectors.read_vectors(layout.vectors, kind))
+        dates, vecs, old_dates, old_vecs = vectors[kind]
         row = {d: i for i, d in enumerate(dates)}
         mapped = [d.isoformat() for d in group.date]
         if any(d not in row for d in mapped) or set(old_dates) != set(mapped):
@@ -158,8 +165,6 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
         log.info("maps re-fitted: %d entries placed since the last fit (> %.0f%% of %d)", placed_since_fit,
                  100 * PLACE_MAX_SHARE, fit["entries"])
         return None
-    order = {job: i for i, job in enumerate(JOBS)}
-    parts.sort(key=lambda t: order[(t.column("embedding")[0].as_py(), t.column("method")[0].as_py())])
     report = {"mode": "placed", "fit": fit, "placed_this_build": new_count, "placed_since_fit": placed_since_fit,
               "drift_since_fit": {k: round(v, 5) for k, v in drift.items()}}
-    return pa.concat_tables(parts).cast(SCHEMAS["projections"]), report
+    return _assemble(parts), report

@@ -95,6 +95,10 @@ class BuildContext:
         """An earlier stage's input hash (or fingerprint): what later stages' hashes build on."""
         return self.hashes[stage]
 
+    def live_manifest(self, stage: str) -> dict[str, Any]:
+        """The manifest section a stage recorded in the published lake (empty when there is none)."""
+        return self.live.get("stages", {}).get(stage, {}).get("manifest", {})
+
     def resource(self, key: str, make: Callable[[], Any]) -> Any:
         """A value made once per build on first use (the encoder, k-NN graphs): skipped stages never pay."""
         if key not in self.resources:

@@ -291,7 +291,7 @@ def project_stage(ctx: BuildContext) -> StageResult:
     from pipeline.project_jobs import place_on_previous, run_projections
 
     params = _projection_params(ctx)
-    previous = ctx.live.get("stages", {}).get("project", {}).get("manifest", {}).get("projection", {})
+    previous = ctx.live_manifest("project").get("projection", {})
     placed = None if ctx.cfg.refit else place_on_previous(ctx.writer, params, previous)
     if placed is not None:
         tables, report = placed
@@ -316,9 +316,9 @@ def _published_clusters(ctx: BuildContext) -> dict[str, dict[str, tuple[int, str
         return None
     if not ctx.layout.table("clusters").is_file():
         return None
-    out: dict[str, dict[str, tuple[int, str]]] = {}
     import pyarrow.parquet as pq
 
+    out: dict[str, dict[str, tuple[int, str]]] = {}
     for r in pq.read_table(ctx.layout.table("clusters")).to_pylist():
         out.setdefault(r["embedding"], {})[r["date"].isoformat()] = (int(r["cluster"]), r["label"])
     return out
@@ -373,7 +373,7 @@ def _published_sky(ctx: BuildContext) -> tuple[dict[dt.date, str], dict[dt.date,
 
     from atlas.sky.resolve import fingerprint
 
-    made_by = ctx.live.get("stages", {}).get("sky", {}).get("manifest", {}).get("sky", {})
+    made_by = ctx.live_manifest("sky").get("sky", {})
     if made_by != {"resolver": fingerprint(), "offline": ctx.cfg.offline}:
         return None
     if not (ctx.layout.table("entries").is_file() and ctx.layout.table("objects").is_file()):
