@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from atlas.encoders import l2_normalise
-from pipeline.neighbors import knn_graph
+from pipeline.neighbors import KnnGraph, knn_graph
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +61,41 @@ def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return indices, 1.0 - distances
 
 
+def _lof(graph: KnnGraph, n_neighbors: int) -> np.ndarray:
+    """Local outlier factor from the k-NN graph already computed for the k-NN score.
+
+    scikit-learn's LOF takes a precomputed sparse neighbour graph (self first at distance 0, the format
+    of ``KNeighborsTransformer``); Euclidean distance between unit vectors is √(2·cosine distance), the
+    metric the dense LOF used. Fitting on the graph instead of the vectors spares a second all-pairs
+    search (1.3 s of 1.4 s per 11k × 384 kind)."""
+    from scipy.sparse import csr_matrix
+    from sklearn.neighbors import LocalOutlierFactor
+
+    indices, distances = graph.with_self(n_neighbors)
+    n, width = indices.shape
+    euclidean = np.sqrt(2.0 * distances.astype(np.float64))
+    euclidean[:, 0] = 0.0
+    matrix = csr_matrix((euclidean.ravel(), indices.ravel(), np.arange(0, n * width + 1, width)), shape=(n, n))
+    lof = LocalOutlierFactor(n_neighbors=width - 1, metric="precomputed").fit(matrix)
+    return -lof.negative_outlier_factor_.astype(np.float64)
+
+
 def single_modal(vectors: np.ndarray, params: AnomalyParams) -> dict[str, np.ndarray]:
     """k-NN distance, LOF and isolation forest scores of one embedding kind (higher = odder)."""
     from sklearn.decomposition import PCA
     from sklearn.ensemble import IsolationForest
-    from sklearn.neighbors import LocalOutlierFactor
 
     n = len(vectors)
     if n < 3:
         return {name: np.zeros(n) for name in ("knn", "lof", "iforest")}
     v = l2_normalise(vectors)
-    _, sims = _neighbours(v, params.k)
-    knn = 1.0 - sims.mean(axis=1)
-    lof = LocalOutlierFactor(n_neighbors=min(params.lof_neighbours, n - 1)).fit(v)
+    graph = knn_graph(v, max(params.k, params.lof_neighbours))
+    _, distances = graph.without_self(params.k)
+    knn = distances.astype(np.float64).mean(axis=1)
     dims = min(params.iforest_dims, v.shape[1], n)
     reduced = PCA(n_components=dims, random_state=params.seed).fit_transform(v)
     forest = IsolationForest(n_estimators=params.iforest_trees, random_state=params.seed).fit(reduced)
-    return {"knn": knn.astype(np.float64), "lof": -lof.negative_outlier_factor_.astype(np.float64),
+    return {"knn": knn, "lof": _lof(graph, min(params.lof_neighbours, n - 1)),
             "iforest": -forest.score_samples(reduced).astype(np.float64)}
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from atlas.encoders.base import l2_normalise
+from atlas.topk import top_k
 
 
 @dataclass
@@ -43,11 +44,7 @@ def knn_graph(vectors: np.ndarray, k: int, block: int = 2048) -> KnnGraph:
         sims = x[start : start + block] @ x.T
         rows = np.arange(sims.shape[0])
         sims[rows, start + rows] = np.inf  # self first, even for duplicate vectors
-        part = np.argpartition(-sims, k, axis=1)[:, : k + 1]
-        part_sims = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-part_sims, axis=1)
-        idx[start : start + block] = np.take_along_axis(part, order, axis=1)
-        top = np.take_along_axis(part_sims, order, axis=1)
+        idx[start : start + block], top = top_k(sims, k + 1)
         top[:, 0] = 1.0
         dist[start : start + block] = np.clip(1.0 - top, 0.0, 2.0)
     return KnnGraph(idx, dist)
@@ -72,8 +69,7 @@ def nearest_fitted(fitted: np.ndarray, queries: np.ndarray, k: int, *, seed: int
         sims = np.empty((len(b), k), np.float32)
         for start in range(0, len(b), QUERY_BLOCK):
             block = b[start:start + QUERY_BLOCK] @ a.T
-            top = np.argpartition(-block, k - 1, axis=1)[:, :k]
-            idx[start:start + len(block)], sims[start:start + len(block)] = top, np.take_along_axis(block, top, axis=1)
+            idx[start:start + len(block)], sims[start:start + len(block)] = top_k(block, k)
         return idx, sims
     from pynndescent import NNDescent
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from atlas.encoders.base import l2_normalise
+from atlas.topk import top_k
 
 HEAD_NAME = "neighbour captions"
 #: Candidate neighbour counts; the inner cross-validation picks one per build.
@@ -68,8 +69,8 @@ class AlignHead:
                 rows = np.asarray(own_rows[start:start + _CHUNK])
                 hit = rows >= 0
                 sims[np.flatnonzero(hit), rows[hit]] = -np.inf
-            nn = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            weights = np.maximum(np.take_along_axis(sims, nn, axis=1), 0.0)[..., None]
+            nn, nearest = top_k(sims, k)
+            weights = np.maximum(nearest, 0.0)[..., None]
             weights[~np.isfinite(weights)] = 0.0
             out[start:start + _CHUNK] = (self.captions[nn] * weights).sum(axis=1)
         return l2_normalise(out)
