@@ -264,10 +264,11 @@ def _oddities_frame(p: dict[str, str]):
 
 
 def _oddity(row: dict[str, Any]) -> dict[str, Any]:
+    from lake.oddities import reason
     from lake.pictures import picture_for
 
     return {"date": row["date"], "title": row["title"], "category": row.get("category"), "rank": row.get("rank"),
-            "score": round(float(row["score"]), 4), "flagged_by": row["flagged_by"], "why": row["why"],
+            "score": round(float(row["score"]), 4), "flagged_by": row["flagged_by"], "why": reason(row),
             "feedback": row.get("feedback"), "url": f"/entry/{row['date']}", "picture": picture_for(row)}
 
 
@@ -291,7 +292,10 @@ def oddities_export():
     fmt = p["format"] or "csv"
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    from lake.oddities import reasons
+
     df = _oddities_frame(p).head(MAX_EXPORT_ROWS).drop(columns=["url", "media_type"], errors="ignore")
+    df["why"] = reasons(df)
     return _download(df, f"oddities-{p['detector'] or 'combined'}", fmt)
 
 

@@ -103,8 +103,11 @@ class LakeService:
 
     def oddities(self, *, filters: Filters | None = None, detector: str = "combined",
                  user: str | None = None) -> pd.DataFrame:
-        """The ranked oddities list: the detector's order, re-ranked by this person's labels."""
-        return ranked(self.atlas().anomaly_scores(filters), self.feedback().labels(user=user), detector=detector)
+        """The ranked oddities list: the detector's order, re-ranked by this person's labels. Without
+        ``why`` (word the rows you show with :func:`lake.oddities.reason`)."""
+        atlas = self.atlas()
+        return ranked(atlas.anomaly_scores(filters), self.feedback().labels(user=user), detector=detector,
+                      pct=atlas.anomaly_percentiles(), words=False)
 
     def locate(self, name: str) -> tuple[float, float] | None:
         """RA/Dec of a typed object name: the offline catalogues first, then the positions the lake's

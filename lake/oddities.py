@@ -103,20 +103,27 @@ def rerank(scores: pd.DataFrame, labels: Mapping[str, bool], *, weight: float = 
     return df.sort_values(["score", "date"], ascending=[False, True]).reset_index(drop=True)
 
 
-def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = "combined") -> pd.DataFrame:
+def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = "combined",
+           pct: pd.DataFrame | None = None, words: bool = True) -> pd.DataFrame:
     """The list people see: ``combined`` re-ranked by their labels, or one detector's own order; with
-    ``why`` (the detector that flags each entry most, in words) and ``feedback`` columns."""
+    ``flagged_by`` (the detector that flags each entry most), its ``flagged_percentile`` and
+    ``feedback`` columns, and ``why`` (that in words) unless ``words=False``.
+
+    ``pct``: detector percentiles indexed by date (:meth:`AtlasQueries.anomaly_percentiles`, over the
+    whole archive), else computed over ``scores``. A caller that shows one page of the list passes
+    ``words=False`` and words only that page (:func:`reason`): 11k sentences cost more than the ranking."""
     if detector != "combined" and detector not in detector_columns(scores):
         raise ValueError(f"unknown detector {detector!r}; choose combined or one of {', '.join(detector_columns(scores))}")
-    pct = percentiles(scores)
+    pct = percentiles(scores).set_index(scores.date) if pct is None else pct
+    own = pct.reindex(scores.date).set_axis(scores.index)
     if detector == "combined":
-        out = rerank(scores, labels, pct=pct)
+        out = rerank(scores, labels, pct=own)
     else:
         out = scores[scores[detector].notna()].copy()
-        out["score"] = pct.loc[out.index, detector]
+        out["score"] = own.loc[out.index, detector]
         out["feedback"] = [labels.get(d) for d in out.date]
         out = out.sort_values(["score", "date"], ascending=[False, True]).reset_index(drop=True)
-    rows = pct.set_index(scores.date).reindex(out.date)
+    rows = pct.reindex(out.date)
     if detector != "combined":
         flagged_by = np.full(len(rows), detector, dtype=object)
     else:  # the most extreme of the cross-modal detectors; text-only entries: their text k-NN score
@@ -124,7 +131,18 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
         values = rows[cross].fillna(-1.0).to_numpy() if cross else np.full((len(rows), 1), -1.0)
         flagged_by = np.where(values.max(axis=1) >= 0, np.array(cross or ["text_knn"], dtype=object)[
             values.argmax(axis=1)], "text_knn")
-    chosen = rows.to_numpy()[np.arange(len(rows)), [rows.columns.get_loc(c) for c in flagged_by]]
     out["flagged_by"] = flagged_by
-    out["why"] = [explain(c, float(v)) for c, v in zip(flagged_by, chosen)]
+    out["flagged_percentile"] = rows.to_numpy()[np.arange(len(rows)), [rows.columns.get_loc(c) for c in flagged_by]]
+    if words:
+        out["why"] = reasons(out)
     return out
+
+
+def reason(row: Mapping) -> str:
+    """Why one row of :func:`ranked` is odd, in words."""
+    return explain(row["flagged_by"], float(row["flagged_percentile"]))
+
+
+def reasons(df: pd.DataFrame) -> list[str]:
+    """:func:`reason` for every row of a :func:`ranked` frame."""
+    return [explain(by, float(p)) for by, p in zip(df["flagged_by"], df["flagged_percentile"])]

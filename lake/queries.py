@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from lake import density
+from lake import density, oddities
 from lake.density import DensityView, MapColumnsCache
 from lake.filters import FilterError, Filters, separation_sql
 from lake.manifest import LakeMissingError
@@ -79,6 +79,8 @@ class AtlasQueries:
         self.reader = reader
         self._columns = MapColumnsCache(reader)
         self._map_sizes: dict[tuple[str, str], int] = {}
+        self._anomalies: pd.DataFrame | None = None
+        self._anomaly_percentiles: pd.DataFrame | None = None
 
     def _where(self, filters: Filters | None) -> tuple[str, dict[str, Any]]:
         """The filters as SQL over ``e`` (entries) and ``c`` (text categories), with their parameters."""
@@ -324,14 +326,29 @@ class AtlasQueries:
         return "anomalies" in self.reader.tables
 
     def anomaly_scores(self, filters: Filters | None = None) -> pd.DataFrame:
-        """Every (filtered) entry's detector scores with its title, text category and picture facts."""
+        """Every (filtered) entry's detector scores with its title, text category and picture facts.
+
+        The unfiltered table (the Oddities page's first view, and every re-rank after a mark) is read
+        once per lake version; treat it as read-only."""
         if not self.has_anomalies():
             raise LookupError("this lake has no anomaly scores; rebuild it with `python -m pipeline build`")
+        if (filters is None or filters == Filters()) and self._anomalies is not None:
+            return self._anomalies
         filter_sql, params = self._where(filters)
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.has_image, e.url, e.media_type, "
             f"a.* EXCLUDE (date) {_BASE_FROM} JOIN anomalies a ON a.date = e.date WHERE {filter_sql}", params)
+        if filters is None or filters == Filters():
+            self._anomalies = df
         return df
+
+    def anomaly_percentiles(self) -> pd.DataFrame:
+        """Each detector's percentile among all the lake's entries, indexed by date: "odder than 99 % of
+        entries" means of the archive, whatever the page is filtered to. Computed once per lake version."""
+        if self._anomaly_percentiles is None:
+            scores = self.anomaly_scores()
+            self._anomaly_percentiles = oddities.percentiles(scores).set_index(scores.date)
+        return self._anomaly_percentiles
 
     def has_sky(self) -> bool:
         return "objects" in self.reader.tables

