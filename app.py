@@ -78,7 +78,7 @@ def _page_warmer(server: Flask):
     """Build the pages' default views into their caches (called by the worker warm-up, which logs and
     skips a step that fails)."""
     def warm() -> None:
-        from pages import categories, galaxies, home, metrics, sky
+        from pages import categories, galaxies, home, metrics, oddities, sky
         from services import atlas
 
         with server.app_context():
@@ -87,7 +87,7 @@ def _page_warmer(server: Flask):
             small = atlas().reader.count("entries") <= PREFILL_MAX_ENTRIES
             steps = [lambda: home.prefill(every_view=small)]
             if small:
-                steps += [sky.prefill, categories.prefill, metrics.prefill, galaxies.prefill]
+                steps += [sky.prefill, categories.prefill, metrics.prefill, galaxies.prefill, oddities.prefill]
             for step in steps:
                 step()
 

@@ -63,6 +63,7 @@ class GalaxyQueries:
         self._lock = threading.Lock()
         self._tables: dict[str, Any] = {}
         self._baselines: dict[int, tuple[list[galaxy_stats.Interval], np.ndarray]] = {}
+        self._map_points: dict[str, pd.DataFrame] = {}
 
     # -- what is there ---------------------------------------------------------------------------
     @property
@@ -155,12 +156,30 @@ class GalaxyQueries:
             {"n": int(n), "seed": str(seed)}))
 
     def map_points(self, space: str = MORPHOLOGY_KIND) -> pd.DataFrame:
+        """One map's galaxies in objid order: the row number is how the page's map refers to a galaxy
+        (a 4-byte binary ``customdata`` instead of a 19-digit string per point; :meth:`objids_at`).
+        Read once per lake version and space; treat it as read-only."""
         self._require()
         if "galaxy_maps" not in self.reader.tables:
             return pd.DataFrame(columns=["objid", "x", "y", "cluster", "cluster_label", "gz_class", "has_image"])
-        return self.reader.query(
-            "SELECT m.objid, m.x, m.y, m.cluster, m.cluster_label, g.gz_class, g.has_image "
-            "FROM galaxy_maps m JOIN galaxies g USING (objid) WHERE m.space = $space", {"space": space})
+        with self._lock:
+            cached = self._map_points.get(space)
+        if cached is None:
+            cached = self.reader.query(
+                "SELECT m.objid, m.x, m.y, m.cluster, m.cluster_label, g.gz_class, g.has_image "
+                "FROM galaxy_maps m JOIN galaxies g USING (objid) WHERE m.space = $space ORDER BY m.objid",
+                {"space": space})
+            with self._lock:
+                self._map_points[space] = cached
+        return cached
+
+    def objids_at(self, space: str, rows: Sequence[int]) -> list[str]:
+        """The objids of rows of :meth:`map_points` (what a click or a lasso on the map sends back)."""
+        points = self.map_points(space)
+        picked = [int(r) for r in rows]
+        if any(r < 0 or r >= len(points) for r in picked):
+            raise GalaxyError(f"the {space} map has no galaxy number {max(picked)}: reload the page")
+        return points.objid.iloc[picked].tolist()
 
     def map_spaces(self) -> list[str]:
         if "galaxy_maps" not in self.reader.tables:

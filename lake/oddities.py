@@ -98,9 +98,18 @@ def rerank(scores: pd.DataFrame, labels: Mapping[str, bool], *, weight: float = 
         w = weight * min(1.0, labelled.sum() / FULL_WEIGHT_LABELS)
         score = base * (1.0 - w * conf * (1.0 - 2.0 * rel))  # like a labelled "yes": up; like a "no": down
     df["score"] = score
-    df["feedback"] = [labels.get(d) for d in df.date]
+    df["feedback"] = feedback_column(df.date, labels)
     df.loc[df.feedback == False, "score"] -= 10.0  # noqa: E712  (None means unlabelled)
     return df.sort_values(["score", "date"], ascending=[False, True]).reset_index(drop=True)
+
+
+def feedback_column(dates: pd.Series, labels: Mapping[str, bool]) -> np.ndarray:
+    """Each date's label (True / False) or None: a lookup per label, not per entry (11k dates, a few marks)."""
+    out = np.full(len(dates), None, dtype=object)
+    if labels:
+        marked = np.flatnonzero(dates.isin(list(labels)).to_numpy())
+        out[marked] = [labels[d] for d in dates.iloc[marked]]
+    return out
 
 
 def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = "combined",
@@ -121,7 +130,7 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
     else:
         out = scores[scores[detector].notna()].copy()
         out["score"] = own.loc[out.index, detector]
-        out["feedback"] = [labels.get(d) for d in out.date]
+        out["feedback"] = feedback_column(out.date, labels)
         out = out.sort_values(["score", "date"], ascending=[False, True]).reset_index(drop=True)
     rows = pct.reindex(out.date)
     if detector != "combined":
@@ -132,7 +141,9 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
         flagged_by = np.where(values.max(axis=1) >= 0, np.array(cross or ["text_knn"], dtype=object)[
             values.argmax(axis=1)], "text_knn")
     out["flagged_by"] = flagged_by
-    out["flagged_percentile"] = rows.to_numpy()[np.arange(len(rows)), [rows.columns.get_loc(c) for c in flagged_by]]
+    names, column = np.unique(flagged_by.astype(str), return_inverse=True)
+    out["flagged_percentile"] = rows.to_numpy()[np.arange(len(rows)),
+                                                np.array([rows.columns.get_loc(c) for c in names])[column]]
     if words:
         out["why"] = reasons(out)
     return out

@@ -196,15 +196,25 @@ def find(contents, objid, space, k, filename):
 @callback(Output(Galaxies.OBJID, "value"),
           Input({"type": Galaxies.EXAMPLES, "objid": dash.ALL}, "n_clicks"),
           Input(Galaxies.MAP, "clickData"),
+          State(Galaxies.MAP_SPACE, "value"),
           prevent_initial_call=True)
-def choose(_clicks, click):
+def choose(_clicks, click, space):
     if isinstance(ctx.triggered_id, dict):
         if not any(_clicks or ()):
             raise PreventUpdate
         return ctx.triggered_id["objid"]
-    if click and click.get("points") and click["points"][0].get("customdata"):
-        return click["points"][0]["customdata"][0]
-    raise PreventUpdate
+    rows = _map_rows((click or {}).get("points", [])[:1])
+    if not rows or not space:
+        raise PreventUpdate
+    try:
+        return galaxies().objids_at(space, rows)[0]
+    except GalaxyError:  # a map drawn from an earlier lake version: nothing sensible to pick
+        raise PreventUpdate from None
+
+
+def _map_rows(points: list[dict]) -> list[int]:
+    """Row numbers of :meth:`GalaxyQueries.map_points` that clicked or selected map points carry."""
+    return sorted({int(p["customdata"]) for p in points if isinstance(p.get("customdata"), (int, float))})
 
 
 @callback(Output(Galaxies.MAP, "figure"), Input(Galaxies.MAP_SPACE, "value"), Input(Galaxies.SOURCES, "data"))
@@ -229,9 +239,13 @@ def prefill() -> None:
 
 
 @callback(Output(Galaxies.SELECTION, "data"), Output(Galaxies.SELECTION_COUNT, "children"),
-          Input(Galaxies.MAP, "selectedData"), prevent_initial_call=True)
-def select(selected):
-    ids = sorted({p["customdata"][0] for p in (selected or {}).get("points", []) if p.get("customdata")})
+          Input(Galaxies.MAP, "selectedData"), State(Galaxies.MAP_SPACE, "value"), prevent_initial_call=True)
+def select(selected, space):
+    rows = _map_rows((selected or {}).get("points", []))
+    try:
+        ids = sorted(galaxies().objids_at(space, rows)) if rows and space else []
+    except GalaxyError as exc:
+        return [], str(exc)
     return ids, (f"{len(ids):,} galaxies selected" if ids else "")
 
 

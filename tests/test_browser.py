@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO
@@ -380,7 +381,7 @@ def test_sky_cone_search_by_name(browser, server):
     assert "2014-04-08" in {a.get_attribute("href")[-10:] for a in browser.find_elements("css selector", "#cone-list li a")}
 
 
-def test_galaxies_upload_results_aladin_and_download(browser, server, downloads, tmp_path):
+def test_galaxies_upload_results_aladin_and_download(browser, server, downloads, tmp_path, demo_lake):
     """Upload a galaxy → look-alikes with pictures, morphology beside the random baseline, markers in
     Aladin Lite; a catalogue galaxy's morphology neighbours; lasso on the morphology map → download."""
     from tests.galaxy_pictures import render
@@ -409,14 +410,18 @@ def test_galaxies_upload_results_aladin_and_download(browser, server, downloads,
     wait_until(lambda: "Nearest to 8647474690312307154" in browser.find_element("id", "gal-status").text,
                what="morphology neighbours")
     wait_until(lambda: browser.execute_script("return window.atlasGalaxyMarkers") == 11, what="query + neighbours")
-    # lasso on the morphology map → CSV of exactly those galaxies
-    picked = browser.execute_script("""
+    # lasso on the morphology map → CSV of exactly those galaxies. Points carry their row of the map in
+    # objid order; the expected objids are read from the lake's Parquet here, independently of the app.
+    rows = browser.execute_script("""
         const gd = document.querySelector('#gal-map .js-plotly-plot');
-        const t = gd.data[0];
-        const pts = [0, 1, 2].map(i => ({curveNumber: 0, pointNumber: i, pointIndex: i, customdata: t.customdata[i]}));
+        const t = gd._fullData.find(t => t.customdata && t.customdata.length >= 3);  // binary arrays decoded
+        const pts = [0, 1, 2].map(i => ({curveNumber: t.index, pointNumber: i, pointIndex: i, customdata: t.customdata[i]}));
         gd.emit('plotly_selected', {points: pts});
-        return pts.map(p => p.customdata[0]).sort();
+        return pts.map(p => p.customdata);
     """)
+    maps = pq.read_table(demo_lake / "current" / "galaxy_maps.parquet").to_pandas()
+    in_order = sorted(maps[maps.space == "morphology"].objid)
+    picked = sorted(in_order[int(r)] for r in rows)
     wait_until(lambda: "3 galaxies selected" in browser.find_element("id", "gal-selection-count").text, what="selection")
     got = download_csv(browser, downloads, "gal-dl-csv", "gz2_selection.csv")
     assert sorted(r["objid"] for r in got) == picked and "p_smooth" in got[0]

@@ -382,3 +382,36 @@ def test_pages_write_no_component_id_as_a_string_literal():
     offenders = [f"{p.name}:{n}: {line.strip()}" for p in sorted(PAGES.glob("*.py")) if p.name != "ids.py"
                  for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if literal.search(line)]
     assert offenders == []
+
+
+# -- galaxies map ----------------------------------------------------------------------------------
+
+def test_galaxy_map_points_carry_their_row_as_binary_customdata_and_hover_their_cluster():
+    """One legend entry per class, one trace per (class, cluster) whose hover text is its cluster; each
+    point's customdata is its row in the points table (a small integer, no per-point strings), so the
+    click and the lasso map back to objids on the server."""
+    import plotly.io as pio
+
+    points = pd.DataFrame({
+        "objid": [f"864747469031230{i:04d}" for i in range(7)],
+        "x": np.arange(7, dtype=np.float32), "y": -np.arange(7, dtype=np.float32),
+        "gz_class": ["smooth", "featured", "smooth", "featured", "smooth", "uncertain", "featured"],
+        "cluster_label": ["smooth · smooth", "featured · bar", "smooth · <odd>", "featured · bar",
+                          "smooth · smooth", None, "featured · spiral arms"]})
+    fig = figures.galaxy_map(points, highlight=[points.objid[3]])
+    classes = [t for t in fig.data if t.name != "neighbourhood"]
+    assert [t.name for t in classes if t.showlegend] == ["smooth (3)", "featured (3)", "uncertain (1)"]
+    assert sorted(int(r) for t in classes for r in t.customdata) == list(range(7))
+    for t in classes:
+        rows = [int(r) for r in t.customdata]
+        assert {points.gz_class[r] for r in rows} == {t.legendgroup}
+        assert list(t.x) == points.x[rows].tolist()
+        (label,) = {points.cluster_label[r] for r in rows}
+        shown = "no cluster" if pd.isna(label) else label.replace("<", "&lt;").replace(">", "&gt;")  # escaped
+        assert t.hovertemplate.startswith(shown + "<extra>")
+    ring = fig.data[-1]
+    assert ring.name == "neighbourhood" and [int(r) for r in ring.customdata] == [3]
+    payload = pio.to_json(fig).replace(" ", "")
+    assert '"customdata":[1,3]' in payload and points.objid[0] not in payload
+    assert payload.count("featured·bar") == 1  # once for its trace's hover, not once per point
+    assert '"x":{"dtype":"f4","bdata"' in payload  # coordinates as binary arrays
