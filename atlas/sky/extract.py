@@ -84,7 +84,20 @@ def _designation_pattern() -> re.Pattern[str]:
 
 @lru_cache(maxsize=4)
 def _common_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile(r"\b(?:the\s+)?(" + _alternation(names) + r")(?:'s)?\b", re.IGNORECASE)
+    """Popular names in any letter case, matched against the *lower-cased* text: Python's ``re`` tries a
+    case-insensitive alternation of ~230 names about 4× slower than the same alternation in lower case
+    (1.4 s against 0.35 s over 2,000 archive texts; the same matches)."""
+    return re.compile(r"\b(?:the\s+)?(" + _alternation([n.lower() for n in names]) + r")(?:'s)?\b")
+
+
+def _common_matches(text: str, names: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Spans of popular names in ``text``; lower-casing keeps positions for all but a few non-ASCII
+    letters (e.g. "İ"), and such a text takes the case-insensitive pattern instead."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return [m.span(1) for m in _common_pattern(names).finditer(lowered)]
+    slow = re.compile(_common_pattern(names).pattern, re.IGNORECASE)
+    return [m.span(1) for m in slow.finditer(text)]
 
 
 @lru_cache(maxsize=4)
@@ -130,11 +143,12 @@ def extract(text: str, gazetteer: Gazetteer) -> list[Mention]:
     for m in _designation_pattern().finditer(text):
         if claim(m.start(), m.end()):
             found.append(Mention(m.group(0), None, "designation", m.start(), m.end(), _one_line(m.group(0))))
-    for m in _common_pattern(gazetteer.popular_names()).finditer(text):
-        if claim(m.start(1), m.end(1)):
-            designation = gazetteer.alias_of(_one_line(m.group(1)))
-            found.append(Mention(m.group(1), designation_key(designation) if designation else None, "common",
-                                 m.start(1), m.end(1), designation or _one_line(m.group(1))))
+    for start, end in _common_matches(text, gazetteer.popular_names()):
+        if claim(start, end):
+            name = text[start:end]
+            designation = gazetteer.alias_of(_one_line(name))
+            found.append(Mention(name, designation_key(designation) if designation else None, "common",
+                                 start, end, designation or _one_line(name)))
     for m in _star_pattern(tuple(gazetteer.stars)).finditer(text):
         if claim(m.start(1), m.end(1)):
             found.append(Mention(m.group(1), None, "star", m.start(1), m.end(1), m.group(1)))
