@@ -273,6 +273,20 @@ def projection_sample_section(r: dict) -> list[str]:
                   "batches (Ray) — not built yet.", ""]
 
 
+def tsne_section(r: dict) -> list[str]:
+    out = ["## t-SNE iterations", "",
+           f"Command: `python bench/tsne_iterations.py` — the build's t-SNE (openTSNE, FFT, perplexity 30, PCA "
+           f"init, seed 42, one thread) on the {r['entries']:,} text vectors of `{r['lake']}`, with several "
+           "iteration counts after early exaggeration (openTSNE's default: 500), in one run; quality on "
+           f"{r['evaluated']:,} random entries as in the previous section.", _machine(r), "",
+           "| iterations | fit time | trustworthiness | 10-NN kept |", "|---:|---:|---:|---:|"]
+    for v in r["runs"]:
+        mark = " (build)" if v["iterations"] == r["build_default"] else ""
+        out.append(f"| {v['iterations']}{mark} | {v['fit_s']} s | {v['trustworthiness']} | {v['knn_preservation']} |")
+    return out + ["", "The late iterations are the slow ones (the FFT grid grows as the map spreads) and change "
+                  "little of the neighbourhoods; the build uses the row marked *(build)* for its four t-SNE maps.", ""]
+
+
 def sky_section(r: dict) -> list[str]:
     def row(label: str, x: dict) -> str:
         return (f"| {label} | {x['recall']} ({x['recalled']}/{x['reference_objects_with_radec']}) | "
@@ -455,7 +469,7 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("search_latency", search_latency_section), ("picture_meaning", picture_section), ("anomaly", anomaly_section),
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
             ("ann", ann_section), ("ann_scalar", ann_section), ("ann_10m", ann_section),
-            ("projection_sample", projection_sample_section),
+            ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
             ("sky_quality", sky_section),
             ("sky_quality_online", sky_section)]
