@@ -288,12 +288,12 @@ def oddities_list():
 @bp.get("/oddities/export")
 def oddities_export():
     """The whole ranked list (with every detector's score) as CSV, JSON or Parquet."""
+    from lake.oddities import reasons
+
     p = _params(ODDITY_PARAMS - {"k", "page"} | {"format"})
     fmt = p["format"] or "csv"
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
-    from lake.oddities import reasons
-
     df = _oddities_frame(p).head(MAX_EXPORT_ROWS).drop(columns=["url", "media_type"], errors="ignore")
     df["why"] = reasons(df)
     return _download(df, f"oddities-{p['detector'] or 'combined'}", fmt)

@@ -157,7 +157,7 @@ class GalaxyQueries:
 
     def map_points(self, space: str = MORPHOLOGY_KIND) -> pd.DataFrame:
         """One map's galaxies in objid order: the row number is how the page's map refers to a galaxy
-        (a 4-byte binary ``customdata`` instead of a 19-digit string per point; :meth:`objids_at`).
+        (a small integer ``customdata`` instead of a 19-digit string per point; :meth:`objids_at`).
         Read once per lake version and space; treat it as read-only."""
         self._require()
         if "galaxy_maps" not in self.reader.tables:

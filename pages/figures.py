@@ -355,22 +355,22 @@ def galaxy_map(points: pd.DataFrame, *, highlight: Sequence[str] = ()) -> go.Fig
     neighbourhood."""
     fig = go.Figure()
     rows = np.arange(len(points), dtype=np.int32)
+    xs, ys, labels = points.x.to_numpy(), points.y.to_numpy(), points.cluster_label.fillna("").to_numpy()
     size = 3 if len(points) > DENSE_MAP / 2 else 5
     for cls, colour in GALAXY_CLASS_COLOURS.items():
         in_class = (points.gz_class == cls).to_numpy()
         if not in_class.any():
             continue
-        labels = points.cluster_label.fillna("").to_numpy()
         for i, label in enumerate(sorted(set(labels[in_class]))):
             part = in_class & (labels == label)
             fig.add_trace(go.Scattergl(
-                x=points.x.to_numpy()[part], y=points.y.to_numpy()[part], customdata=rows[part].tolist(), mode="markers",
+                x=xs[part], y=ys[part], customdata=rows[part].tolist(), mode="markers",
                 name=f"{cls.replace('_', ' ')} ({int(in_class.sum()):,})", legendgroup=cls, showlegend=i == 0,
                 hovertemplate=f"{escape(label) or 'no cluster'}<extra>{escape(cls.replace('_', ' '))}</extra>",
                 marker={"size": size, "color": colour, "opacity": 0.6}))
     chosen = np.flatnonzero(points.objid.isin(list(highlight)).to_numpy())
     if len(chosen):
-        fig.add_trace(go.Scattergl(x=points.x.to_numpy()[chosen], y=points.y.to_numpy()[chosen], mode="markers",
+        fig.add_trace(go.Scattergl(x=xs[chosen], y=ys[chosen], mode="markers",
                                    name="neighbourhood", customdata=rows[chosen].tolist(), hoverinfo="skip",
                                    marker={"size": 11, "color": "rgba(0,0,0,0)",
                                            "line": {"color": SELECTION_COLOUR, "width": 2}}))
