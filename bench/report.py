@@ -21,15 +21,27 @@ def _machine(r: dict) -> str:
 
 
 def build_section(r: dict) -> list[str]:
-    out = ["## Build: cold and no-op", "", f"Command: `python bench/build.py` — {r['command']}.", _machine(r), "",
-           f"**Cold build: {r['cold_wall_seconds']} s** for {r['entries']:,} entries (target ≤ 360 s). "
+    base = r.get("baseline")
+    together = base is not None and not base.get("note")  # made by --baseline in the same process
+    command = f"python bench/build.py{' --baseline ' + base['rev'] if together else ''}"
+    out = ["## Build: cold and no-op", "", f"Command: `{command}` — {r['command']}"
+           + (f"; first, the same cold build by the code of `{base['rev']}` (a git worktree)" if together else "") + "."
+           + (f" {base['note']}" if base and base.get("note") else ""),
+           _machine(r), "",
+           f"**Cold build: {r['cold_wall_seconds']} s** for {r['entries']:,} entries (target ≤ 360 s"
+           + (f"; `{base['rev']}` in the same run: {base['cold_wall_seconds']} s" if base else "") + "). "
            f"**No-op re-run: median {r['noop_median_seconds']} s** over {len(r['noop_wall_seconds'])} runs "
            f"{r['noop_wall_seconds']} (target ≤ 10 s).", "",
-           "| stage | wall s | CPU s | items | items/s | peak RSS (MB) |", "|---|---:|---:|---:|---:|---:|"]
+           "| stage | wall s | CPU s | items | items/s | peak RSS (MB) |" + (" wall s before | CPU s before |" if base else ""),
+           "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if base else "")]
     for name, s in r["cold_stages"].items():
         cpu = s.get("cpu_seconds")
-        out.append(f"| {name} | {s['seconds']} | {'' if cpu is None else cpu} | {s['items'] or ''} | "
-                   f"{s['items_per_second'] or ''} | {s['peak_rss_mb']} |")
+        row = (f"| {name} | {s['seconds']} | {'' if cpu is None else cpu} | {s['items'] or ''} | "
+               f"{s['items_per_second'] or ''} | {s['peak_rss_mb']} |")
+        if base:
+            b = base["cold_stages"].get(name, {})
+            row += f" {b.get('seconds', '')} | {b.get('cpu_seconds', '')} |"
+        out.append(row)
     return out + [""]
 
 
