@@ -29,7 +29,8 @@ def build_section(r: dict) -> list[str]:
            + (f" {base['note']}" if base and base.get("note") else ""),
            _machine(r), "",
            f"**Cold build: {r['cold_wall_seconds']} s** for {r['entries']:,} entries (target ≤ 360 s"
-           + (f"; `{base['rev']}` in the same run: {base['cold_wall_seconds']} s" if base else "") + "). "
+           + (f"; `{base['rev']}` {'in the same run' if together else 'right after'}: {base['cold_wall_seconds']} s"
+              if base else "") + "). "
            f"**No-op re-run: median {r['noop_median_seconds']} s** over {len(r['noop_wall_seconds'])} runs "
            f"{r['noop_wall_seconds']} (target ≤ 10 s).", "",
            "| stage | wall s | CPU s | items | items/s | peak RSS (MB) |" + (" wall s before | CPU s before |" if base else ""),
