@@ -32,6 +32,33 @@ def test_knn_graph_is_exact(blobs):
     assert (np.diff(dist, axis=1) >= -1e-6).all()
 
 
+def test_top_k_matches_a_full_sort():
+    from atlas.topk import top_k
+
+    scores = np.random.default_rng(3).standard_normal((50, 300)).astype(np.float32)
+    idx, vals = top_k(scores, 7)
+    ref = np.argsort(-scores, axis=1)[:, :7]
+    assert idx.dtype == np.int64 and np.array_equal(idx, ref)
+    assert np.array_equal(vals, np.take_along_axis(scores, ref, axis=1))
+    assert top_k(scores[:, :4], 10)[0].shape == (50, 4)  # k capped at the columns
+
+
+def test_lof_from_the_knn_graph_matches_scikit_learns_own_search(blobs):
+    """The anomaly stage fits LOF on its k-NN graph (precomputed); the scores match a LOF that searches
+    the unit vectors itself (Euclidean), up to float32 rounding of the graph's distances."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from atlas.encoders import l2_normalise
+    from pipeline.anomaly import _lof
+
+    x, _ = blobs
+    v = l2_normalise(x)
+    got = _lof(knn_graph(v, 20), 20)
+    ref = -LocalOutlierFactor(n_neighbors=20).fit(v).negative_outlier_factor_
+    assert np.allclose(got, ref, rtol=1e-3, atol=1e-3)
+    assert np.corrcoef(got, ref)[0, 1] > 0.9999
+
+
 def test_knn_graph_with_duplicate_vectors_keeps_self_first():
     x = np.ones((6, 4), np.float32) / 2
     g = knn_graph(x, 3)

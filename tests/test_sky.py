@@ -36,6 +36,18 @@ def test_common_names_across_line_breaks_and_possessives(g):
         ("Horsehead Nebula", "common"), ("Orion Nebula", "common"), ("Pleiades", "common")]
 
 
+def test_common_names_in_any_case_and_beside_letters_that_lower_case_longer(g):
+    """Popular names are matched on the lower-cased text; "İ" lower-cases to two characters, so such a
+    text takes the case-insensitive pattern and the spans still point at the original text."""
+    text = "THE ORION NEBULA and the pleiades"
+    assert [(m.name, m.kind) for m in extract(text, g)] == [("ORION NEBULA", "common"), ("pleiades", "common")]
+    shifted = "İstanbul skies: the Orion Nebula and the Pleiades."
+    assert len(shifted.lower()) != len(shifted)
+    found = extract(shifted, g)
+    assert [m.name for m in found] == ["Orion Nebula", "Pleiades"]
+    assert all(shifted[m.start:m.end] == m.name for m in found)
+
+
 def test_solar_system_bodies_are_not_sidereal(g):
     objs = objects_for("Jupiter and the Moon", "Comet Lovejoy passed M42.", g)
     bodies = [o for o in objs if o.resolver == "solar-system"]
