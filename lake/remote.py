@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 from atlas.environment import s3_endpoint
 from lake import atomic
 from lake.layout import LakeLayout
+from lake.writer import PRUNE_GRACE_SECONDS, VERSIONS_KEPT, prune_versions
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class RemoteLake:
                 os.replace(work, target)
             if self.layout.current_version() != version:
                 atomic.switch_symlink(self.layout.pointer, target)
+                prune_versions(self.layout, keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS, temporaries=False)
             log.info("lake %s: version %s in the working copy %s", self.layout.remote, version, self.layout.root)
             return version
 
@@ -195,7 +197,42 @@ class RemoteLake:
             except OSError as exc:
                 raise self._error("write the pointer of", exc) from exc
             log.info("lake %s: version %s is live", self.layout.remote, version)
+            try:
+                self.prune()
+            except RemoteLakeError as exc:  # the new version is live; old ones wait for the next push
+                log.warning("%s", exc)
             return version
+
+    def prune(self, *, keep: int = VERSIONS_KEPT, grace_seconds: float | None = None) -> list[str]:
+        """Delete all but the newest ``keep`` versions from the bucket (never the live one), as a local
+        lake keeps its versions: without it every push would stay in the bucket for good. A version goes
+        once its successor has been there ``grace_seconds`` (its manifest's modification time), so an app
+        still pulling it finishes first. Returns the versions deleted."""
+        from pyarrow import fs
+
+        grace = PRUNE_GRACE_SECONDS if grace_seconds is None else grace_seconds
+        live = self.current_version()
+        try:
+            infos = self._fs.get_file_info(fs.FileSelector(self._key("versions"), allow_not_found=True))
+            names = sorted(i.base_name for i in infos if i.type == fs.FileType.Directory)
+            now = dt.datetime.now(dt.timezone.utc)
+            gone = []
+            for i, name in enumerate(names[:-keep] if keep > 0 else names):
+                if name == live:
+                    continue
+                if i + 1 < len(names):
+                    made = self._fs.get_file_info(self._key("versions", names[i + 1], "manifest.json")).mtime
+                    if made is not None and made.tzinfo is None:
+                        made = made.replace(tzinfo=dt.timezone.utc)
+                    if made is not None and (now - made).total_seconds() < grace:
+                        continue
+                self._fs.delete_dir(self._key("versions", name))
+                gone.append(name)
+        except OSError as exc:
+            raise self._error("prune old versions of", exc) from exc
+        if gone:
+            log.info("lake %s: %d old versions deleted from the bucket", self.layout.remote, len(gone))
+        return gone
 
     def _hard_links(self, version: str, previous: str) -> set[str]:
         """Files of ``version`` that are the very files (same inode) of ``previous`` in the working copy."""

@@ -157,26 +157,35 @@ class LakeWriter:
             return self.publish(manifest, version=version)
 
     def prune(self, *, keep: int, grace_seconds: float = 0.0) -> list[str]:
-        """Remove all but the newest ``keep`` versions and stray temporary folders, never the live one.
+        """:func:`prune_versions` of this lake."""
+        return prune_versions(self.layout, keep=keep, grace_seconds=grace_seconds)
 
-        A version is removed only once its successor has been live for ``grace_seconds``: a reader
-        that pinned it just before a publish finishes its request on it, however fast builds follow.
-        """
-        live = self.layout.current_version()
-        if not self.layout.versions.is_dir():
-            return []
-        names = sorted(p.name for p in self.layout.versions.iterdir() if p.is_dir())
-        stale = [n for n in names if n.startswith(".tmp-")]  # left by a build that died mid-publish
-        done = [n for n in names if not n.startswith(".tmp-")]
-        now = time.time()
-        for i, name in enumerate(done[:-keep] if keep > 0 else done):
-            successor = self.layout.version_dir(done[i + 1]) if i + 1 < len(done) else None
-            superseded_for = now - successor.stat().st_mtime if successor else 0.0
-            if name != live and superseded_for >= grace_seconds:
-                stale.append(name)
-        for name in stale:
-            atomic.remove_tree(self.layout.version_dir(name))
-        return stale
+
+def prune_versions(layout: LakeLayout, *, keep: int, grace_seconds: float = 0.0, temporaries: bool = True) -> list[str]:
+    """Remove all but the newest ``keep`` versions and (``temporaries``) stray temporary folders, never
+    the live one.
+
+    A version is removed only once its successor has been live for ``grace_seconds``: a reader that
+    pinned it just before a publish finishes its request on it, however fast builds follow. Used by
+    builds after publishing and by the app's working copy of a lake on object storage after a pull.
+    """
+    live = layout.current_version()
+    if not layout.versions.is_dir():
+        return []
+    names = sorted(p.name for p in layout.versions.iterdir() if p.is_dir())
+    # left by a build that died mid-publish (a build holds the lake's lock; an app's pulls do not, so
+    # they leave temporaries alone: another worker may be filling one)
+    stale = [n for n in names if n.startswith(".tmp-")] if temporaries else []
+    done = [n for n in names if not n.startswith(".tmp-")]
+    now = time.time()
+    for i, name in enumerate(done[:-keep] if keep > 0 else done):
+        successor = layout.version_dir(done[i + 1]) if i + 1 < len(done) else None
+        superseded_for = now - successor.stat().st_mtime if successor else 0.0
+        if name != live and superseded_for >= grace_seconds:
+            stale.append(name)
+    for name in stale:
+        atomic.remove_tree(layout.version_dir(name))
+    return stale
 
 
 #: Published versions kept on disk: the live one and the two before it (readers mid-request, rollbacks).

@@ -123,6 +123,34 @@ def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s
     assert other.current_version() == "v2" and other.version_dir(first).is_dir()  # the old one still readable
 
 
+def test_old_versions_leave_the_bucket_and_the_apps_copy_once_their_grace_is_over(s3_server, tmp_path, monkeypatch):
+    """Pushes and pulls keep the newest three versions, as a local lake does; a version superseded less
+    than the grace period ago stays (an app may still be pulling it)."""
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "prune")
+    server = _copy(tmp_path, "server", "prune")
+    write_synthetic_lake(source.root, n=500)
+    pushed = [RemoteLake(source).push()]
+    RemoteLake(server).pull()
+    for version in ("v2", "v3", "v4"):
+        _republish_categories(source, version)
+        pushed.append(RemoteLake(source).push())
+        RemoteLake(server).pull()
+
+    def in_bucket() -> list[str]:
+        # (deleting a folder, pyarrow writes an empty "versions/" marker so that the parent still exists)
+        return sorted({key.split("/")[2] for key in _keys(client, "prune/versions/")} - {""})
+
+    assert in_bucket() == sorted(pushed)  # all within the grace period
+    monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 0.0)
+    _republish_categories(source, "v5")
+    assert RemoteLake(source).push() == "v5"
+    assert in_bucket() == ["v3", "v4", "v5"] and _pointer(client, "prune") == "v5"
+    assert RemoteLake(server).pull() == "v5"
+    assert sorted(p.name for p in server.versions.iterdir()) == ["v3", "v4", "v5"]
+    assert set(LakeReader(server).query("SELECT DISTINCT category FROM categories").category) == {"Galaxy"}
+
+
 def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch):
     from app import create_app
 
