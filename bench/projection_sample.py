@@ -47,6 +47,11 @@ def knn_preservation(vectors: np.ndarray, coords: np.ndarray, rows: np.ndarray) 
     return np.array([len(set(a) & set(b)) / K for a, b in zip(near_v, near_m)])
 
 
+def evaluation_rows(n: int) -> np.ndarray:
+    """The fixed random entries every map of these benchmarks is scored on."""
+    return np.sort(np.random.default_rng(7).choice(n, min(EVAL, n), replace=False))
+
+
 def quality(vectors: np.ndarray, coords: np.ndarray, rows: np.ndarray, placed: np.ndarray | None) -> dict:
     from sklearn.manifold import trustworthiness
 
@@ -68,7 +73,7 @@ def main() -> None:
     reader = LakeReader.open(LakeLayout.at(args.lake).root)
     _, vectors = reader.vectors("text")
     params = ProjectionParams()
-    rows = np.sort(np.random.default_rng(7).choice(len(vectors), min(EVAL, len(vectors)), replace=False))
+    rows = evaluation_rows(len(vectors))
     t0 = time.perf_counter()
     full = umap_map(vectors, knn_graph(vectors, params.knn_k), params)
     results = {"lake": lake_label(reader.layout.root), "entries": len(vectors), "evaluated": len(rows),

@@ -17,12 +17,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import lake_label, save  # noqa: E402
-from bench.projection_sample import EVAL, quality  # noqa: E402
+from bench.projection_sample import evaluation_rows, quality  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
 from pipeline.neighbors import knn_graph  # noqa: E402
@@ -37,7 +35,7 @@ def main() -> None:
     reader = LakeReader.open(LakeLayout.at(args.lake).root)
     _, vectors = reader.vectors("text")
     params = ProjectionParams()
-    rows = np.sort(np.random.default_rng(7).choice(len(vectors), min(EVAL, len(vectors)), replace=False))
+    rows = evaluation_rows(len(vectors))
     graph = knn_graph(vectors, params.knn_k)
     results = {"lake": lake_label(reader.layout.root), "entries": len(vectors), "evaluated": len(rows),
                "build_default": params.tsne_iterations, "runs": []}
