@@ -140,8 +140,12 @@ def search_quality_section(r: dict) -> list[str]:
            "(*ideal*: the best any ranking could score); *normalised* = P@10 / ideal.", "",
            "| mode | " + " | ".join(f"{name} P@10 ({v['queries']} q.) | {name} normalised" for name, v in sets.items()) + " |",
            "|---|" + "---:|---:|" * len(sets)]
-    labels = {"dense": "dense (MiniLM cosine)", "keyword": "keyword (BM25)", "hybrid": "**hybrid (RRF, default)**"}
+    labels = {"dense": "dense (MiniLM cosine)", "keyword": "keyword (BM25)",
+              "hybrid_equal": "hybrid, equal weights (the fusion before, same run)",
+              "hybrid": "**hybrid (RRF, keyword weight 1.5, default)**"}
     for mode, label in labels.items():
+        if not all(mode in v["mean_p_at_10"] for v in sets.values()):
+            continue
         cells = [f"{v['mean_p_at_10'][mode]} | {v.get('normalised_p_at_10', {}).get(mode, '—')}" for v in sets.values()]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     out.append("| ideal (ceiling) | " + " | ".join(f"{v['mean_p_at_10'].get('ideal', '—')} | 1.0" for v in sets.values()) + " |")

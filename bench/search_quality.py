@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import save  # noqa: E402
 from atlas import environment  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
+from lake import search  # noqa: E402
 from lake.search import SearchEngine  # noqa: E402
 from atlas.encoders import encoder_from_manifest  # noqa: E402
 
@@ -36,6 +38,15 @@ SETS = {
 MODES = ("dense", "keyword", "hybrid")
 
 
+@contextmanager
+def equal_weights():
+    saved, search.KEYWORD_WEIGHT = search.KEYWORD_WEIGHT, 1.0
+    try:
+        yield
+    finally:
+        search.KEYWORD_WEIGHT = saved
+
+
 def score_set(engine: SearchEngine, queries_file: str, judgements_file: str) -> dict:
     """P@10 per mode, and the best P@10 any ranking could reach (queries with fewer than 10 relevant
     entries cap it), so ``normalised`` = P@10 / that ceiling."""
@@ -48,9 +59,12 @@ def score_set(engine: SearchEngine, queries_file: str, judgements_file: str) -> 
         for mode in MODES:
             dates = [h["date"] for h in engine.search(q, k=10, mode=mode)]
             per_query[q][mode] = sum(d in relevant for d in dates) / 10
+        with equal_weights():  # the fusion before its keyword weight was tuned, in the same run
+            dates = [h["date"] for h in engine.search(q, k=10, mode="hybrid")]
+        per_query[q]["hybrid_equal"] = sum(d in relevant for d in dates) / 10
         per_query[q]["ideal"] = min(len(relevant), 10) / 10
-    means = {m: round(sum(v[m] for v in per_query.values()) / len(queries), 3) for m in (*MODES, "ideal")}
-    normalised = {m: round(means[m] / means["ideal"], 3) for m in MODES}
+    means = {m: round(sum(v[m] for v in per_query.values()) / len(queries), 3) for m in (*MODES, "hybrid_equal", "ideal")}
+    normalised = {m: round(means[m] / means["ideal"], 3) for m in (*MODES, "hybrid_equal")}
     for q, v in per_query.items():
         print(f"{q[:55]:<55} " + "  ".join(f"{m} {p:.1f}" for m, p in v.items()))
     print(f"{queries_file}: mean P@10 {means}; P@10 / ideal {normalised}")

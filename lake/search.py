@@ -25,7 +25,7 @@ import datetime as dt
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,11 @@ from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR, matrix
 
 MODES = ("hybrid", "dense", "keyword")
 RRF_K = 60
+#: Weight of the keyword (BM25) list against 1 for the dense list in the hybrid fusion. Chosen on the
+#: tuning queries only (bench/data/search_queries.txt; RRF k = 60): P@10 0.621 / 0.675 / 0.671 / 0.637
+#: at weights 1 / 1.5 / 2 / 3, and k = 10 or 20 scored lower at every weight. The held-out queries never
+#: chose anything; BENCHMARKS.md (*Search quality*) scores both sets with this weight and with 1.
+KEYWORD_WEIGHT = 1.5
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -94,11 +99,12 @@ def snippet(text: str, query: str, width: int = 240) -> str:
     return best if len(best) <= width else best[: width - 1].rstrip() + "…"
 
 
-def rrf(ranked_lists: list[list[str]], k: int = RRF_K) -> dict[str, float]:
+def rrf(ranked_lists: list[list[str]], *, weights: Sequence[float] | None = None, k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal-rank fusion: each list adds ``weight / (k + rank)`` for every key it ranks."""
     scores: dict[str, float] = {}
-    for ranking in ranked_lists:
+    for weight, ranking in zip(weights or [1.0] * len(ranked_lists), ranked_lists):
         for rank, key in enumerate(ranking, start=1):
-            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+            scores[key] = scores.get(key, 0.0) + weight / (k + rank)
     return scores
 
 
@@ -305,7 +311,7 @@ class SearchEngine:
             table, vec = self._query(q, kind)
             dense = self._dense_search(vec, table, filters, pool)
             keyword = keyword_future.result()
-            fused = rrf([[h["date"] for h in dense], [h["date"] for h in keyword]])
+            fused = rrf([[h["date"] for h in dense], [h["date"] for h in keyword]], weights=(1.0, KEYWORD_WEIGHT))
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
             order = sorted(fused, key=lambda d: (-fused[d], d))[:n]
             hits = [info[d] | {"score": round(fused[d], 5)} for d in order]

@@ -30,6 +30,8 @@ def client(demo_client):
 def test_rrf_and_snippet():
     scores = rrf([["a", "b", "c"], ["c", "a"]])
     assert max(scores, key=scores.get) == "a" and scores["c"] > scores["b"]
+    weighted = rrf([["a", "b"], ["b", "c"]], weights=(1.0, 2.0), k=1)  # a: 1/2; b: 1/3 + 2/2; c: 2/3
+    assert weighted == pytest.approx({"a": 0.5, "b": 1 / 3 + 1.0, "c": 2 / 3})
     text = "The Sun rose. A comet with a long tail appeared near the horizon. Birds sang."
     assert snippet(text, "comet tail") == "A comet with a long tail appeared near the horizon."
 
