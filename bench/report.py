@@ -174,7 +174,7 @@ def search_latency_section(r: dict) -> list[str]:
                        f"{b['p95_ms']} ms | {v['p95_ms']} ms | {v['n']} |")
         else:
             out.append(f"| {name} | {v['p50_ms']} ms | {v['p95_ms']} ms | {v['n']} |")
-    out += ["", f"Target: p50 ≤ {r['targets']['p50_ms']} ms.", ""]
+    out += ["", f"Target: p50 ≤ {r['targets']['p50_ms']} ms." + (f" {r['note']}" if r.get("note") else ""), ""]
     if first:
         out += ["**First search after the server starts** (one request, right after the worker answers its first "
                 "page; same run):", "", "| server | first search |", "|---|---:|"]
