@@ -47,9 +47,13 @@ def knn_preservation(vectors: np.ndarray, coords: np.ndarray, rows: np.ndarray) 
     return np.array([len(set(a) & set(b)) / K for a, b in zip(near_v, near_m)])
 
 
-def evaluation_rows(n: int) -> np.ndarray:
-    """The fixed random entries every map of these benchmarks is scored on."""
-    return np.sort(np.random.default_rng(7).choice(n, min(EVAL, n), replace=False))
+def text_vectors(lake: Path | None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """What the map benchmarks score on: the lake's text vectors and the fixed random entries every map
+    is evaluated on, with the result header naming them (lake, entries, evaluated)."""
+    reader = LakeReader.open(LakeLayout.at(lake).root)
+    _, vectors = reader.vectors("text")
+    rows = np.sort(np.random.default_rng(7).choice(len(vectors), min(EVAL, len(vectors)), replace=False))
+    return {"lake": lake_label(reader.layout.root), "entries": len(vectors), "evaluated": len(rows)}, vectors, rows
 
 
 def quality(vectors: np.ndarray, coords: np.ndarray, rows: np.ndarray, placed: np.ndarray | None) -> dict:
@@ -70,14 +74,11 @@ def main() -> None:
     ap.add_argument("--lake", type=Path, default=None)
     ap.add_argument("--samples", type=int, nargs="+", default=[1000, 2000, 4000])
     args = ap.parse_args()
-    reader = LakeReader.open(LakeLayout.at(args.lake).root)
-    _, vectors = reader.vectors("text")
+    header, vectors, rows = text_vectors(args.lake)
     params = ProjectionParams()
-    rows = evaluation_rows(len(vectors))
     t0 = time.perf_counter()
     full = umap_map(vectors, knn_graph(vectors, params.knn_k), params)
-    results = {"lake": lake_label(reader.layout.root), "entries": len(vectors), "evaluated": len(rows),
-               "full": {"fit_s": round(time.perf_counter() - t0, 1), **quality(vectors, full, rows, None)}}
+    results = {**header, "full": {"fit_s": round(time.perf_counter() - t0, 1), **quality(vectors, full, rows, None)}}
     print("full", results["full"], flush=True)
     results["samples"] = []
     for size in args.samples:

@@ -19,10 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import lake_label, save  # noqa: E402
-from bench.projection_sample import evaluation_rows, quality  # noqa: E402
-from lake.layout import LakeLayout  # noqa: E402
-from lake.reader import LakeReader  # noqa: E402
+from bench.common import save  # noqa: E402
+from bench.projection_sample import quality, text_vectors  # noqa: E402
 from pipeline.neighbors import knn_graph  # noqa: E402
 from pipeline.project import ProjectionParams, tsne_map  # noqa: E402
 
@@ -32,13 +30,10 @@ def main() -> None:
     ap.add_argument("--lake", type=Path, default=None)
     ap.add_argument("--iterations", type=int, nargs="+", default=[500, 300, 200])
     args = ap.parse_args()
-    reader = LakeReader.open(LakeLayout.at(args.lake).root)
-    _, vectors = reader.vectors("text")
+    header, vectors, rows = text_vectors(args.lake)
     params = ProjectionParams()
-    rows = evaluation_rows(len(vectors))
     graph = knn_graph(vectors, params.knn_k)
-    results = {"lake": lake_label(reader.layout.root), "entries": len(vectors), "evaluated": len(rows),
-               "build_default": params.tsne_iterations, "runs": []}
+    results = {**header, "build_default": params.tsne_iterations, "runs": []}
     for n in args.iterations:
         t0 = time.perf_counter()
         coords = tsne_map(vectors, graph, replace(params, tsne_iterations=n), n_jobs=1)

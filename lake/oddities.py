@@ -64,6 +64,11 @@ def percentiles(df: pd.DataFrame) -> pd.DataFrame:
     return df[detector_columns(df)].rank(pct=True)
 
 
+def percentiles_by_date(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`percentiles`, indexed by the entries' dates (the ``pct`` that :func:`ranked` takes)."""
+    return percentiles(df).set_index(df.date)
+
+
 def relevance(x: np.ndarray, labelled: np.ndarray, y: np.ndarray, *,
               bandwidth: float = KERNEL_BANDWIDTH) -> tuple[np.ndarray, np.ndarray]:
     """Per entry: the kernel-weighted share of "interesting" among the labelled entries (``rel``) and
@@ -123,7 +128,7 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
     ``words=False`` and words only that page (:func:`reason`): 11k sentences cost more than the ranking."""
     if detector != "combined" and detector not in detector_columns(scores):
         raise ValueError(f"unknown detector {detector!r}; choose combined or one of {', '.join(detector_columns(scores))}")
-    pct = percentiles(scores).set_index(scores.date) if pct is None else pct
+    pct = percentiles_by_date(scores) if pct is None else pct
     own = pct.reindex(scores.date).set_axis(scores.index)
     if detector == "combined":
         out = rerank(scores, labels, pct=own)

@@ -332,13 +332,14 @@ class AtlasQueries:
         once per lake version; treat it as read-only."""
         if not self.has_anomalies():
             raise LookupError("this lake has no anomaly scores; rebuild it with `python -m pipeline build`")
-        if (filters is None or filters == Filters()) and self._anomalies is not None:
+        unfiltered = filters is None or filters == Filters()
+        if unfiltered and self._anomalies is not None:
             return self._anomalies
         filter_sql, params = self._where(filters)
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.has_image, e.url, e.media_type, "
             f"a.* EXCLUDE (date) {_BASE_FROM} JOIN anomalies a ON a.date = e.date WHERE {filter_sql}", params)
-        if filters is None or filters == Filters():
+        if unfiltered:
             self._anomalies = df
         return df
 
@@ -346,8 +347,7 @@ class AtlasQueries:
         """Each detector's percentile among all the lake's entries, indexed by date: "odder than 99 % of
         entries" means of the archive, whatever the page is filtered to. Computed once per lake version."""
         if self._anomaly_percentiles is None:
-            scores = self.anomaly_scores()
-            self._anomaly_percentiles = oddities.percentiles(scores).set_index(scores.date)
+            self._anomaly_percentiles = oddities.percentiles_by_date(self.anomaly_scores())
         return self._anomaly_percentiles
 
     def has_sky(self) -> bool:
