@@ -41,6 +41,13 @@ def _post(url: str, payload: dict) -> tuple[float, dict]:
     return time.perf_counter() - t0, json.loads(body)
 
 
+def _table_callback_output(url: str) -> str:
+    """The output key of the server's selection-table callback (the one that writes the selection title)."""
+    with urllib.request.urlopen(url + "/_dash-dependencies", timeout=60) as resp:
+        deps = json.loads(resp.read())
+    return next(d["output"] for d in deps if "map-selection-title.children" in d["output"])
+
+
 def lasso_count(url: str) -> tuple[float, float, str]:
     """(selection event s, table callback s, the selection's title): the lasso as the browser sends it."""
     state = [{"id": "map-emb", "property": "value", "value": "text"},
@@ -52,10 +59,10 @@ def lasso_count(url: str) -> tuple[float, float, str]:
                    {"id": "map-clear", "property": "n_clicks", "value": None}],
         "state": state, "changedPropIds": ["map-graph.selectedData"]})
     stored = reply["response"]["map-page-selection"]["data"]
-    outputs = [("map-table", "rowData"), ("map-selection-title", "children"), ("map-selection", "data")]
+    output = _table_callback_output(url)  # its outputs differ between versions of the page
     t_table, reply = _post(url, {
-        "output": ".." + "...".join(f"{i}.{p}" for i, p in outputs) + "..",
-        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "output": output,
+        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in output.strip(".").split("...")],
         "inputs": [{"id": "map-page-selection", "property": "data", "value": stored},
                    {"id": "map-cats", "property": "value", "value": []},
                    {"id": "map-years", "property": "value", "value": None}],

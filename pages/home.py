@@ -51,8 +51,9 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
     emb, method, color = _choice(emb, EMBEDDING_KINDS, "text"), _choice(method, METHODS, "umap"), _choice(color, COLOURS, "category")
     chosen_cats = [c for c in parse_list(cats) if c in names]
     year_range = year_value(years, lo.year, hi.year)  # what the slider will hold
-    # the first view is drawn with the page (no callback round trip before the map appears)
-    figure, count, note, chips, thinned = map_outputs(emb, method, color, chosen_cats, year_range)
+    # the first view is drawn with the page (no callback round trip before the map appears), over a
+    # picture of it that shows before Plotly has drawn
+    (figure, count, note, chips, thinned), preview = first_view(emb, method, color, chosen_cats, year_range)
     controls = dbc.Row([
         dbc.Col([dbc.Label("Embedding", html_for=Map.EMB),
                  dcc.Dropdown(id=Map.EMB, options=[{"label": k.title(), "value": k} for k in EMBEDDING_KINDS],
@@ -74,8 +75,12 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
             dbc.Col(html.Div(count, id=Map.COUNT, className="fw-semibold"), width="auto"),
             dbc.Col(html.Div(note, id=Map.NOTE, className="text-muted small"), className="pt-1"),
         ], className="mb-1"),
-        dcc.Loading(dcc.Graph(id=Map.GRAPH, figure=figure, config={"displaylogo": False, "scrollZoom": True},
-                              style={"height": "68vh"}, clear_on_unhover=True), delay_show=400),
+        html.Div([
+            html.Img(src=preview, alt="", className="atlas-map-preview",
+                     style={"width": f"calc(100% - {figures.MAP_RIGHT_MARGIN[color]}px)"}) if preview else None,
+            dcc.Loading(dcc.Graph(id=Map.GRAPH, figure=figure, config={"displaylogo": False, "scrollZoom": True},
+                                  style={"height": "68vh"}, clear_on_unhover=True), delay_show=400),
+        ], className="atlas-map-frame"),
         dcc.Store(id=Map.THINNED, data=thinned),
         dcc.Tooltip(id=Map.TOOLTIP, direction="right"),
         html.Div(chips, id=Map.CATEGORY_COUNTS, className="small my-2"),
@@ -91,8 +96,7 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
             ]),
         ], className="align-items-center"),
         html.Div("Use the lasso or box tool on the map to select entries.", className="text-muted small mb-2"),
-        dag.AgGrid(id=Map.TABLE, columnDefs=GRID_COLUMNS, rowData=[], className="ag-theme-alpine",
-                   dashGridOptions={"pagination": True, "paginationPageSize": 20}, style={"height": "420px"}),
+        html.Div(id=Map.TABLE_HOLDER),  # the table, once there is a selection (fill_table)
         dcc.Download(id=Map.DOWNLOAD),
         dbc.Row([
             dbc.Col(html.Span("Take a cluster away:", className="small fw-semibold"), width="auto"),
@@ -112,9 +116,12 @@ def _bounds(relayout: dict | None) -> tuple[float, float, float, float] | None:
 
 def _render(view: MapView, emb: str, method: str, color: str):
     # cluster labels belong to the cluster colouring (30 annotations also cost ≈ 80 ms of drawing)
+    # the overview's axes are fixed to its points (the preview picture must know where each one lands);
+    # a zoomed view keeps the user's axes (uirevision)
     fig = figures.map_scatter(view.points, color=color, three_d=method == "umap3d",
                               cluster_centres=view.cluster_centres if color == "cluster" else None,
-                              uirevision=f"{emb}/{method}")
+                              uirevision=f"{emb}/{method}",
+                              extent=None if view.bounds else figures.map_extent(view.points))
     shown = len(view.points)
     count = f"{view.total:,} entries" if not view.thinned else f"{view.total:,} entries ({shown:,} drawn)"
     if view.thinned:
@@ -141,12 +148,20 @@ def prefill(*, every_view: bool = True) -> None:
     """Build the front page's view now (server warm-up), and with ``every_view`` its other colourings and
     each embedding's map too (≈ 0.2 s each on the archive), so first visitors' maps come from the cache."""
     years = all_years()
-    map_outputs("text", "umap", "category", [], years)
+    first_view("text", "umap", "category", [], years)
     if every_view:
         for color in COLOURS:
-            map_outputs("text", "umap", color, [], years)
+            first_view("text", "umap", color, [], years)
         for emb in EMBEDDING_KINDS:
-            map_outputs(emb, "umap", "category", [], years)
+            first_view(emb, "umap", "category", [], years)
+
+
+@by_lake_version()
+def first_view(emb: str, method: str, color: str, cats: list[str], years: list[int] | None) -> tuple:
+    """(:func:`map_outputs`, the map's preview picture or None): what the page layout draws. The picture
+    (≈ 60 ms to draw for the archive) is cached with the view."""
+    outputs = map_outputs(emb, method, color, cats, years)
+    return outputs, figures.map_preview(outputs[0])
 
 
 @callback(
@@ -304,8 +319,18 @@ def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELE
     return df, len(df)
 
 
+def selection_table(rows: list[dict]) -> dag.AgGrid | None:
+    """The selection's table, or nothing for an empty selection. Mounted on demand rather than sitting
+    empty in the page: an AG Grid costs ≈ 0.3 s of the browser's main thread as the map page first
+    renders (bench/dashboard.py), for a table nobody has filled yet."""
+    if not rows:
+        return None
+    return dag.AgGrid(id=Map.TABLE, columnDefs=GRID_COLUMNS, rowData=rows, className="ag-theme-alpine",
+                      dashGridOptions={"pagination": True, "paginationPageSize": 20}, style={"height": "420px"})
+
+
 @callback(
-    Output(Map.TABLE, "rowData"),
+    Output(Map.TABLE_HOLDER, "children"),
     Output(Map.SELECTION_TITLE, "children"),
     Output(App.MAP_SELECTION, "data"),
     Input(Map.PAGE_SELECTION, "data"),
@@ -321,7 +346,7 @@ def fill_table(selection, cats, years, emb, method):
     if total > len(df):
         title += (f" (the first {len(df):,} by date are listed here; downloads hold the first "
                   f"{min(total, MAX_SELECTION_ROWS):,})")
-    return rows, title, df.date.tolist()
+    return selection_table(rows), title, df.date.tolist()
 
 
 @callback(

@@ -45,6 +45,8 @@ class Map:
     DL_PARQUET: Final = "map-dl-parquet"
     CLEAR: Final = "map-clear"
     TABLE: Final = "map-table"
+    #: Holds the selection table, mounted only once there is a selection (see pages/home.py).
+    TABLE_HOLDER: Final = "map-table-holder"
     DOWNLOAD: Final = "map-download"
     CLUSTER_PICK: Final = "map-cluster-pick"
     CLUSTER_LINKS: Final = "map-cluster-links"

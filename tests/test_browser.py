@@ -178,6 +178,37 @@ def test_filter_changes_map_and_counts(browser, server):
     assert "cats=Nebula%2CGalaxy" in browser.current_url or "cats=Nebula,Galaxy" in browser.current_url
 
 
+def test_map_picture_paints_first_covers_the_plot_area_and_gives_way_to_plotly(browser, server):
+    # without Plotly (still loading, or blocked) the page already shows the map as a picture
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*plotly.min.js*"]})
+    try:
+        browser.get(server + "/?color=year")
+        wait_for(browser, ".atlas-map-preview")
+        shown = wait_until(lambda: browser.execute_script(
+            "const img = document.querySelector('.atlas-map-preview');"
+            "return img && img.complete && img.naturalWidth && img.checkVisibility()"
+            " && [img.src.split(',')[0], img.getBoundingClientRect().width];"), what="map picture decoded and shown")
+        assert shown[0] == "data:image/png;base64" and shown[1] > 300 and points_on_map(browser) == -1
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
+        browser.get_log("browser")  # drained: the blocked script's errors are not the next test's
+    browser.get(server + "/?color=year")
+    wait_until(lambda: max(points_on_map(browser), 0), what="points")
+    preview = browser.find_element("css selector", ".atlas-map-preview")
+    assert not preview.is_displayed()  # Plotly has drawn: the picture is gone, not peeking through spinners
+    # it covered exactly the plot area Plotly then drew the points in
+    box, area = browser.execute_script("""
+        const img = document.querySelector('.atlas-map-preview'); img.style.display = 'block';
+        const r = img.getBoundingClientRect(); img.style.display = '';
+        const gd = document.querySelector('#map-graph .js-plotly-plot'), g = gd.getBoundingClientRect();
+        const s = gd._fullLayout._size;
+        return [[r.left, r.top, r.width, r.height], [g.left + s.l, g.top + s.t, s.w, s.h]];""")
+    assert box == pytest.approx(area, abs=1.5)
+
+
 def test_selection_fills_table_and_download_matches(browser, server, downloads):
     browser.get(server + "/")
     wait_until(lambda: points_on_map(browser) > 0, what="points")
@@ -191,7 +222,9 @@ def test_selection_fills_table_and_download_matches(browser, server, downloads):
     """.replace("const gd", DAY_TO_DATE + " const gd", 1))
     wait_until(lambda: f"Selection: {len(picked)} entries" in browser.find_element("id", "map-selection-title").text,
                what="selection table")
-    rows = browser.find_elements("css selector", "#map-table .ag-center-cols-container .ag-row")
+    # the table is mounted with the selection: its rows appear once AG Grid has laid them out
+    rows = wait_until(lambda: browser.find_elements("css selector", "#map-table .ag-center-cols-container .ag-row"),
+                      what="selection table rows")
     assert len(rows) == len(picked)
     got = download_csv(browser, downloads, "map-dl-csv", "cosmic_atlas_selection.csv")
     assert sorted(r["date"] for r in got) == picked

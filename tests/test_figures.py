@@ -174,6 +174,80 @@ def test_map_rejects_an_unknown_colouring(points):
         figures.map_scatter(points, color="brightness")
 
 
+def _decode(uri: str) -> np.ndarray:
+    import base64
+    import io
+
+    from PIL import Image
+
+    assert uri.startswith(("data:image/png;base64,", "data:image/webp;base64,"))
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA")).astype(int)
+
+
+def _pixel(fig, image: np.ndarray, x: float, y: float) -> np.ndarray:
+    """The preview's pixel where Plotly puts (x, y) in the plot area."""
+    (x0, x1), (y0, y1) = fig.layout.xaxis.range, fig.layout.yaxis.range
+    h, w = image.shape[:2]
+    return image[int(round((y1 - y) / (y1 - y0) * h)), int(round((x - x0) / (x1 - x0) * w))]
+
+
+def _rgb(hex_colour: str) -> np.ndarray:
+    return np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
+
+
+def test_map_extent_pads_the_points_span_and_has_none_without_points(points):
+    x0, x1, y0, y1 = figures.map_extent(points)
+    assert (x0, x1) == pytest.approx((-0.27, 9.27)) and (y0, y1) == pytest.approx((-0.54, 18.54))
+    assert figures.map_extent(points.iloc[:0]) is None
+
+
+def test_map_preview_puts_each_point_where_plotly_draws_it_in_its_trace_colour(points):
+    fig = figures.map_scatter(points, extent=figures.map_extent(points))
+    assert fig.layout.margin.r == figures.MAP_RIGHT_MARGIN["category"] and fig.layout.margin.autoexpand is False
+    image = _decode(figures.map_preview(fig, size=(200, 100)))
+    assert image.shape == (100, 200, 4)
+    colours = {t.name.split(" (")[0]: t.marker.color for t in fig.data}
+    for row in points.itertuples():
+        pixel = _pixel(fig, image, row.x, row.y)
+        assert pixel[3] == 255 and np.abs(pixel[:3] - _rgb(colours[row.category])).max() <= 24, row
+    assert image[5, 190, 3] == 0  # no point there: transparent, the page shows through
+    assert (image[..., 3] > 0).mean() < 0.05  # discs of the marker's size, not blobs
+
+
+@pytest.mark.parametrize("color", ["year", "confidence"])
+def test_map_preview_colours_numbers_on_the_figure_colour_scale(points, color):
+    fig = figures.map_scatter(points, color=color, extent=figures.map_extent(points))
+    image = _decode(figures.map_preview(fig, size=(200, 100)))
+    low, high = points.iloc[0], points.iloc[-1]  # the smallest and largest value of both columns
+    assert np.abs(_pixel(fig, image, low.x, low.y)[:3] - _rgb("#440154")).max() <= 24  # Viridis ends
+    assert np.abs(_pixel(fig, image, high.x, high.y)[:3] - _rgb("#fde725")).max() <= 24
+
+
+def test_map_preview_lays_a_density_raster_under_the_points():
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (10, 10), (200, 0, 0, 255)).save(buffer, format="PNG")
+    raster = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    fig = figures.map_scatter(pd.DataFrame({**{c: [] for c in MAP_COLUMNS}}).astype({"x": float, "y": float}),
+                              extent=(0.0, 10.0, 0.0, 10.0))
+    fig.add_scattergl(x=[5.0], y=[5.0], marker={"color": "#00ff00", "size": 6})
+    fig.add_layout_image(source=raster, xref="x", yref="y", x=0, y=10, sizex=5, sizey=10, sizing="stretch")
+    image = _decode(figures.map_preview(fig, size=(100, 100)))
+    assert np.abs(image[50, 20, :3] - [200, 0, 0]).max() <= 24  # the raster's left half
+    assert image[50, 80, 3] == 0  # beyond the raster
+    assert np.abs(_pixel(fig, image, 5.0, 5.0)[:3] - [0, 255, 0]).max() <= 24  # the point on top
+
+
+def test_map_preview_only_pictures_a_2d_map_with_fixed_axes(points):
+    assert figures.map_preview(figures.map_scatter(points)) is None  # autorange: positions unknown
+    assert figures.map_preview(figures.map_scatter(points, three_d=True, extent=(0, 1, 0, 1))) is None
+    assert figures.map_preview(figures.map_scatter(points.iloc[:0], extent=(0, 1, 0, 1))) is None
+
+
 # -- sky -------------------------------------------------------------------------------------------
 
 def test_mollweide_centre_poles_edges_and_ra_increasing_to_the_left():

@@ -14,6 +14,7 @@ import pytest
 from bench.synthetic_lake import write_synthetic_lake
 from lake.density import LARGE_MAP, MAX_SELECTION_ROWS, OVERLAY_POINTS, RASTER_SHAPE
 from lake.queries import MAX_MAP_POINTS
+from pages import figures
 from pages.ids import Map
 
 N = 70_000
@@ -172,6 +173,27 @@ def test_a_large_map_is_a_density_raster_of_every_point_under_a_sample(large):
     assert first[Map.THINNED]["data"] is True  # zooming always goes back to the server
 
 
+def test_a_large_map_page_first_shows_a_picture_of_its_raster_and_sample(large):
+    from PIL import Image
+
+    client, _ = large
+    with client.application.app_context():
+        from pages import home
+
+        (figure, *_), picture = home.first_view("text", "umap", "category", [], None)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(picture.split(",", 1)[1]))).convert("RGBA"))
+    assert pixels.shape[:2] == figures.PREVIEW_SIZE[::-1]
+    assert (pixels[..., 3] > 0).mean() > 0.05  # the density raster, laid where Plotly lays it
+    # and the sample on top: a point of the last trace drawn (nothing covers it) holds its colour
+    trace = next(t for t in reversed(figure.data) if len(t.x) >= 20)
+    (x0, x1), (y0, y1) = figure.layout.xaxis.range, figure.layout.yaxis.range
+    h, w = pixels.shape[:2]
+    colour = np.array([int(trace.marker.color[i:i + 2], 16) for i in (1, 3, 5)])
+    hits = [np.abs(pixels[int(round((y1 - y) / (y1 - y0) * h)), int(round((x - x0) / (x1 - x0) * w)), :3].astype(int)
+                   - colour).max() <= 40 for x, y in zip(trace.x[:50], trace.y[:50])]
+    assert np.mean(hits) >= 0.8  # a lossy WebP blurs some 3-pixel dots into the raster
+
+
 def test_zooming_a_large_map_redraws_the_view_from_every_point(large):
     client, xy = large
     centre = np.median(xy, axis=0)
@@ -216,7 +238,8 @@ def test_lasso_and_box_on_a_large_map_count_every_point_on_the_server(large):
     assert expected > MAX_SELECTION_ROWS  # the listing is capped, the count is not
     title = str(table[Map.SELECTION_TITLE]["children"])
     assert title.startswith(f"Selection: {expected:,} entries") and f"first {MAX_SELECTION_ROWS:,})" in title
-    assert len(table[Map.TABLE]["rowData"]) == MAX_LISTED_ROWS
+    grid = table[Map.TABLE_HOLDER]["children"]["props"]
+    assert grid["id"] == Map.TABLE and len(grid["rowData"]) == MAX_LISTED_ROWS
     got = _post(client, f"{Map.DL_CSV}.n_clicks", {**_state(years=None), f"{Map.DL_CSV}.n_clicks": 1,
                                                    f"{Map.PAGE_SELECTION}.data": stored})
     listed = got[Map.DOWNLOAD]["data"]["content"].splitlines()
