@@ -25,7 +25,7 @@ from lake.galaxies import CUTOUT_ROUTE
 from lake.galaxy_schema import is_objid
 from lake.layout import LakeLayout
 from pages import ids
-from services import EXTENSION, LakeService
+from services import EXTENSION, LakeService, prepare_worker
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--debug", action="store_true", help="Dash debug mode (reloader, error pages)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(lake=args.lake, warm=True)
+    app = create_app(lake=args.lake)
+    prepare_worker(app.server.extensions[EXTENSION])  # as each gunicorn worker does (gunicorn.conf.py)
     log.info("Cosmic Atlas on http://%s:%d (lake %s)", args.host, args.port,
              app.server.extensions[EXTENSION].layout.root)
     app.run(host=args.host, port=args.port, debug=args.debug)

@@ -14,7 +14,8 @@ preload_app = True
 
 
 def post_worker_init(worker) -> None:
-    """Warm this worker: open the lake and load the query encoder (torch must not be loaded before fork)."""
-    from services import EXTENSION
+    """Ready this worker (services.prepare_worker): torch threads, the lake and its query encoder, the
+    pages' default views (torch must not be loaded before fork)."""
+    from services import EXTENSION, prepare_worker
 
-    worker.wsgi.extensions[EXTENSION].warm()
+    prepare_worker(worker.wsgi.extensions[EXTENSION])

@@ -425,8 +425,12 @@ def large_maps_section(r: dict) -> list[str]:
            "holds only the points the browser has). *Payload* = the map callback's response for one view; "
            "*zoom* = zoom to the central quarter → the view redrawn in the browser; *lasso count* = the table "
            "callback counting a 5-vertex lasso over every point of the map.", _machine(r), "",
-           "| lake / code | worker ready | first paint (median) | map callback: first / repeated | payload: whole map / filtered | zoom refresh | lasso count | points drawn |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "*Map picture painted* = navigation start to the paint of the server's picture of the view (its "
+           "largest-contentful-paint entry; — where the code has none); *interactive* = navigation to the points "
+           "laid out by Plotly (the column called first paint before 2026-11-29).",
+           "",
+           "| lake / code | worker ready | map picture painted (median) | interactive (median) | map callback: first / repeated | payload: whole map / filtered | zoom refresh | lasso count | points drawn |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, row in r["sizes"].items():
         for key in ("baseline", "this"):
             v = row.get(key)
@@ -434,7 +438,8 @@ def large_maps_section(r: dict) -> list[str]:
                 continue
             lasso = (f"{v['lasso_count_ms_median']} ms ({v['lasso_title'].split(' entries')[0].split(': ')[1]} "
                      "selected)" if "lasso_count_ms_median" in v else "in the browser (sample only)")
-            out.append(f"| {v['lake']} | {v['server_ready_s']} s | {v['first_paint_s_median']} s | "
+            picture = f"{v['picture_paint_s_median']} s" if v.get("picture_paint_s_median") else "—"
+            out.append(f"| {v['lake']} | {v['server_ready_s']} s | {picture} | {v['first_paint_s_median']} s | "
                        f"{v['map_callback_first_ms']} / {v['map_callback_ms_median']} ms | "
                        f"{v['payload_kb_whole_map']:,} / {v['payload_kb_filtered']:,} kB | "
                        f"{v['zoom_refresh_s_median']} s | {lasso} | {v['points_drawn']:,} |")

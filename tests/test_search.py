@@ -240,3 +240,26 @@ def test_cone_filter_in_both_search_paths(demo_lake, monkeypatch):
     assert len(a) == 3 and [h["date"] for h in a] == [h["date"] for h in b]
     assert {h["date"] for h in a} <= inside
     assert {h["date"] for h in small.search("stars", k=3, mode="keyword", filters=f)} <= inside
+
+
+def test_a_serving_process_is_ready_before_its_first_request(demo_lake):
+    """services.prepare_worker, what gunicorn.conf.py and `python app.py` run in their own process: one
+    torch thread, the query encoder loaded, the warm-up's objects frozen out of the garbage collector."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import gc, sys, torch
+from app import create_app
+from services import EXTENSION, prepare_worker
+service = create_app(lake=sys.argv[1]).server.extensions[EXTENSION]
+assert not service._encoders and gc.get_freeze_count() == 0
+prepare_worker(service)
+print(torch.get_num_threads(), len(service._encoders), gc.get_freeze_count())
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(demo_lake)], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    threads, encoders, frozen = map(int, out.stdout.split())
+    assert threads == 1 and encoders >= 1 and frozen > 10_000
