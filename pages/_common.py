@@ -145,12 +145,27 @@ def decode_upload(contents: str):
     return decode_image(raw, upload_limits())
 
 
+def _sendable_figures(result: Any) -> Any:
+    """A view's result with its Plotly figures in the form Dash sends (``figures.sendable``): cached that
+    way, a figure is serialised once per lake version instead of on every request."""
+    import plotly.graph_objects as go
+
+    from pages.figures import sendable
+
+    if isinstance(result, go.Figure):
+        return sendable(result)
+    if isinstance(result, tuple):
+        return tuple(_sendable_figures(part) for part in result)
+    return result
+
+
 def by_lake_version(maxsize: int = 32):
     """Cache a page function's result per published lake version and arguments (lists count as tuples).
 
     For views that are pure functions of the lake and the page's inputs (a map, the sky, a run's metrics):
     building their Plotly figures costs 0.1–0.2 s, and people come back to the same few views. A new
-    publish changes the version, so nothing stale is ever served.
+    publish changes the version, so nothing stale is ever served. Figures in the result (alone or in a
+    tuple) are kept in the form Dash sends, JSON-ready.
     """
     from functools import lru_cache, wraps
 
@@ -160,7 +175,7 @@ def by_lake_version(maxsize: int = 32):
     def decorate(fn):
         @lru_cache(maxsize=maxsize)
         def cached(_version: str, *args: Any) -> Any:
-            return fn(*args)
+            return _sendable_figures(fn(*args))
 
         @wraps(fn)
         def wrapper(*args: Any) -> Any:

@@ -188,10 +188,33 @@ def map_extent(points: pd.DataFrame) -> tuple[float, float, float, float] | None
     return x0 - px_, x1 + px_, y0 - py_, y1 + py_
 
 
-def map_preview(fig: go.Figure, *, size: tuple[int, int] = PREVIEW_SIZE) -> str | None:
+def sendable(fig: go.Figure) -> dict[str, Any]:
+    """The figure as Dash sends it to the browser: plain JSON types, arrays as Plotly's base64 specs.
+
+    Cached views keep this form (``pages._common.by_lake_version``): Dash serialises a ``go.Figure`` again
+    on every request by walking every point (≈ 35 ms for the sky map and its titles), the plain form in
+    ≈ 1 ms."""
+    import json
+
+    import plotly.io as pio
+
+    return json.loads(pio.to_json(fig, validate=False))
+
+
+def _array(value: Any) -> np.ndarray:
+    """A figure array as numpy: a list, or a base64 spec ``{"dtype": "f4", "bdata": …}`` of the sent form."""
+    import base64
+
+    if isinstance(value, dict) and "bdata" in value:
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        return data.reshape(value["shape"]) if "shape" in value and isinstance(value["shape"], list) else data
+    return np.asarray(value if value is not None else [])
+
+
+def map_preview(fig: go.Figure | dict[str, Any], *, size: tuple[int, int] = PREVIEW_SIZE) -> str | None:
     """A picture of a 2-D map figure's plot area as a data URI: its raster, then its points in trace
     order, sizes and colours (colour scales included). None for a figure it cannot picture (3-D, no
-    fixed axis ranges, no points).
+    fixed axis ranges, no points). Takes the figure or its sent form (:func:`sendable`).
 
     Why: Plotly needs ≈ 1 s of a slow machine's main thread before the first point shows (its script,
     three WebGL contexts, the first draw). The page lays this picture, made on the server and cached with
@@ -206,30 +229,33 @@ def map_preview(fig: go.Figure, *, size: tuple[int, int] = PREVIEW_SIZE) -> str 
 
     from PIL import Image
 
-    xr, yr = fig.layout.xaxis.range, fig.layout.yaxis.range
-    traces = [t for t in fig.data if t.type in ("scattergl", "scatter") and t.x is not None and len(t.x)]
+    fig = sendable(fig) if isinstance(fig, go.Figure) else fig
+    layout = fig.get("layout", {})
+    xr, yr = layout.get("xaxis", {}).get("range"), layout.get("yaxis", {}).get("range")
+    traces = [t for t in fig.get("data", []) if t.get("type") in ("scattergl", "scatter") and len(_array(t.get("x")))]
     if xr is None or yr is None or not traces or xr[1] == xr[0] or yr[1] == yr[0]:
         return None
     width, height = size
     index = np.zeros((height, width), np.int32)  # palette entry per pixel; 0: no point
     palette: dict[tuple[int, ...], int] = {}
     for trace in traces:  # in trace order, as Plotly draws them: later traces on top
-        x = np.rint((np.asarray(trace.x, float) - xr[0]) / (xr[1] - xr[0]) * width).astype(np.int64)
-        y = np.rint((yr[1] - np.asarray(trace.y, float)) / (yr[1] - yr[0]) * height).astype(np.int64)
-        radius = max(float(trace.marker.size or 6) / 2, 1.0)
+        x = np.rint((_array(trace["x"]).astype(float) - xr[0]) / (xr[1] - xr[0]) * width).astype(np.int64)
+        y = np.rint((yr[1] - _array(trace["y"]).astype(float)) / (yr[1] - yr[0]) * height).astype(np.int64)
+        marker = trace.get("marker", {})
+        radius = max(float(marker.get("size") or 6) / 2, 1.0)
         span = np.arange(-int(radius), int(radius) + 1)
         dy, dx = (d.ravel() for d in np.meshgrid(span, span, indexing="ij"))
         disc = dx * dx + dy * dy <= radius * radius
         rows, cols = y[:, None] + dy[disc], x[:, None] + dx[disc]  # every pixel of every point's disc
         inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        colours, inverse = np.unique(_marker_colours(trace.marker, len(x)), axis=0, return_inverse=True)
+        colours, inverse = np.unique(_marker_colours(marker, len(x)), axis=0, return_inverse=True)
         entries = np.array([palette.setdefault(tuple(int(v) for v in c), len(palette) + 1) for c in colours])
         point_entry = entries[inverse.ravel()]
         index[rows[inside], cols[inside]] = np.broadcast_to(point_entry[:, None], rows.shape)[inside]
     table = np.zeros((len(palette) + 1, 4), np.uint8)
     for colour, entry in palette.items():
         table[entry] = (*colour, 255)
-    rasters = [layer for layer in fig.layout.images if layer.source and str(layer.source).startswith("data:image")]
+    rasters = [layer for layer in layout.get("images", []) if str(layer.get("source", "")).startswith("data:image")]
     buffer = io.BytesIO()
     if not rasters and len(table) <= 256:
         image = Image.fromarray(index.astype(np.uint8), "P")
@@ -238,10 +264,10 @@ def map_preview(fig: go.Figure, *, size: tuple[int, int] = PREVIEW_SIZE) -> str 
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     image = Image.new("RGBA", size, (255, 255, 255, 0))
     for layer in rasters:  # a large map's density raster, placed as Plotly places it
-        raster = Image.open(io.BytesIO(base64.b64decode(str(layer.source).split(",", 1)[1]))).convert("RGBA")
-        left = round((layer.x - xr[0]) / (xr[1] - xr[0]) * width)
-        top = round((yr[1] - layer.y) / (yr[1] - yr[0]) * height)
-        box = (round(layer.sizex / (xr[1] - xr[0]) * width), round(layer.sizey / (yr[1] - yr[0]) * height))
+        raster = Image.open(io.BytesIO(base64.b64decode(layer["source"].split(",", 1)[1]))).convert("RGBA")
+        left = round((layer["x"] - xr[0]) / (xr[1] - xr[0]) * width)
+        top = round((yr[1] - layer["y"]) / (yr[1] - yr[0]) * height)
+        box = (round(layer["sizex"] / (xr[1] - xr[0]) * width), round(layer["sizey"] / (yr[1] - yr[0]) * height))
         image.alpha_composite(raster.resize(box), (left, top))
     pixels = np.array(image)
     drawn = index > 0
@@ -251,8 +277,8 @@ def map_preview(fig: go.Figure, *, size: tuple[int, int] = PREVIEW_SIZE) -> str 
     return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _marker_colours(marker: Any, n: int) -> np.ndarray:
-    """RGB (n × 3, uint8) per point of a trace's marker: one colour, or numbers on its colour scale
+def _marker_colours(marker: dict[str, Any], n: int) -> np.ndarray:
+    """RGB (n × 3, uint8) per point of a (sent) trace's marker: one colour, or numbers on its colour scale
     (min..max, as Plotly scales them, in 128 steps so a picture's palette stays small; missing numbers
     grey)."""
     from plotly.colors import hex_to_rgb, unlabel_rgb
@@ -260,11 +286,14 @@ def _marker_colours(marker: Any, n: int) -> np.ndarray:
     def rgb(colour: str) -> tuple[float, ...]:
         return tuple(float(v) for v in (hex_to_rgb(colour) if colour.startswith("#") else unlabel_rgb(colour)))
 
-    if isinstance(marker.color, str):
-        return np.tile(np.array(rgb(marker.color), np.uint8), (n, 1))
-    values = np.asarray(marker.color, float)
-    at = np.array([float(stop) for stop, _ in marker.colorscale])
-    stops = np.array([rgb(colour) for _, colour in marker.colorscale])
+    colour = marker.get("color", PALETTE[0])
+    if isinstance(colour, str):
+        return np.tile(np.array(rgb(colour), np.uint8), (n, 1))
+    values = np.array([np.nan if v is None else v for v in colour], float) if isinstance(colour, list) \
+        else _array(colour).astype(float)
+    scale = marker.get("colorscale") or [[0.0, "#440154"], [1.0, "#fde725"]]
+    at = np.array([float(stop) for stop, _ in scale])
+    stops = np.array([rgb(c) for _, c in scale])
     finite = np.isfinite(values)
     lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 1.0)
     t = np.clip((np.where(finite, values, lo) - lo) / ((hi - lo) or 1.0), 0, 1)

@@ -159,7 +159,7 @@ def prefill(*, every_view: bool = True) -> None:
 @by_lake_version()
 def first_view(emb: str, method: str, color: str, cats: list[str], years: list[int] | None) -> tuple:
     """(:func:`map_outputs`, the map's preview picture or None): what the page layout draws. The picture
-    (≈ 60 ms to draw for the archive) is cached with the view."""
+    (≈ 25 ms to draw for the archive) is cached with the view."""
     outputs = map_outputs(emb, method, color, cats, years)
     return outputs, figures.map_preview(outputs[0])
 

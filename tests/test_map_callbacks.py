@@ -185,12 +185,13 @@ def test_a_large_map_page_first_shows_a_picture_of_its_raster_and_sample(large):
     assert pixels.shape[:2] == figures.PREVIEW_SIZE[::-1]
     assert (pixels[..., 3] > 0).mean() > 0.05  # the density raster, laid where Plotly lays it
     # and the sample on top: a point of the last trace drawn (nothing covers it) holds its colour
-    trace = next(t for t in reversed(figure.data) if len(t.x) >= 20)
-    (x0, x1), (y0, y1) = figure.layout.xaxis.range, figure.layout.yaxis.range
+    drawn = [(t, (_values(t["x"]), _values(t["y"]))) for t in figure["data"]]
+    trace, (xs, ys) = next((t, xy) for t, xy in reversed(drawn) if len(xy[0]) >= 20)
+    (x0, x1), (y0, y1) = figure["layout"]["xaxis"]["range"], figure["layout"]["yaxis"]["range"]
     h, w = pixels.shape[:2]
-    colour = np.array([int(trace.marker.color[i:i + 2], 16) for i in (1, 3, 5)])
+    colour = np.array([int(trace["marker"]["color"][i:i + 2], 16) for i in (1, 3, 5)])
     hits = [np.abs(pixels[int(round((y1 - y) / (y1 - y0) * h)), int(round((x - x0) / (x1 - x0) * w)), :3].astype(int)
-                   - colour).max() <= 40 for x, y in zip(trace.x[:50], trace.y[:50])]
+                   - colour).max() <= 40 for x, y in zip(xs[:50], ys[:50])]
     assert np.mean(hits) >= 0.8  # a lossy WebP blurs some 3-pixel dots into the raster
 
 
