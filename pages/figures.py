@@ -135,8 +135,9 @@ def map_scatter(
         size = 3
     key = category_colours(_by_frequency(points.category)) if color == "category" else {}
     if color == "category":
+        parts = dict(tuple(points.groupby("category", sort=False)))  # one pass, not a mask per category
         for cat, colour in key.items():
-            part = points[points.category == cat]
+            part = parts[cat]
             # over a raster, the legend counts are the drawn sample's, not the view's
             label = cat if density is not None else f"{cat} ({len(part):,})"
             traces.append(trace(part, label, {"size": size, "color": colour}))
@@ -161,7 +162,7 @@ def map_scatter(
             {"x": row.x, "y": row.y, "text": str(row.cluster_label)[:40], "showarrow": False,
              "font": {"size": 10, "color": "#111"}, "bgcolor": "rgba(255,255,255,0.7)"} for row in top.itertuples()])
     fig.update_layout(
-        template="plotly_white", margin={"l": 0, "r": 0, "t": 0, "b": 0}, uirevision=uirevision,
+        template=_scatter_template(), margin={"l": 0, "r": 0, "t": 0, "b": 0}, uirevision=uirevision,
         dragmode="orbit" if three_d else "lasso",
         legend={"itemsizing": "constant", "font": {"size": 11}, "y": 0.94, "yanchor": "top"},
         xaxis=_HIDDEN_AXIS, yaxis=_HIDDEN_AXIS, hovermode="closest",
@@ -174,6 +175,17 @@ def map_scatter(
         fig.update_xaxes(range=list(extent[:2]))
         fig.update_yaxes(range=list(extent[2:]))
     return fig
+
+
+@lru_cache(maxsize=1)
+def _scatter_template() -> go.layout.Template:
+    """plotly_white's layout and scatter styles only: the named template holds every trace type's styles,
+    and Plotly copies a template into each figure (≈ 10 ms of a map's ≈ 40 ms build)."""
+    import plotly.io as pio
+
+    white = pio.templates["plotly_white"]
+    return go.layout.Template(layout=white.layout, data={"scattergl": white.data.scattergl,
+                                                         "scatter3d": white.data.scatter3d})
 
 
 def map_extent(points: pd.DataFrame) -> tuple[float, float, float, float] | None:
