@@ -142,23 +142,14 @@ class LakeService:
                             exc_info=True)
 
 
-#: torch threads of a serving process: its model calls are single queries and single pictures, too small to
-#: split, and a second thread mostly waits and competes with LanceDB's full-text threads (in-process on 2
-#: cores: query encoding 7.8 → 4.8 ms, hybrid search 25 → 12 ms median). Builds keep their own setting.
-SERVING_TORCH_THREADS = 1
-
-
 def prepare_worker(service: LakeService) -> None:
     """What a serving process does once, before its first request (gunicorn.conf.py, ``python app.py``):
-    torch's threads for single requests, the warm-up (:meth:`LakeService.warm`), then everything the
-    warm-up made (≈ 740,000 objects on the archive: models, cached views) moved out of the garbage
-    collector's reach: a full collection walks every tracked object, a ≈ 0.4 s pause on 2 cores of whatever
-    request triggered it (the slowest callbacks of bench/dashboard.py)."""
+    the warm-up (:meth:`LakeService.warm`), then everything the warm-up made (≈ 740,000 objects on the
+    archive: models, cached views) moved out of the garbage collector's reach: a full collection walks
+    every tracked object, a ≈ 0.4 s pause on 2 cores of whatever request triggered it (the slowest
+    callbacks of bench/dashboard.py)."""
     import gc
 
-    from atlas.device import set_threads
-
-    set_threads(SERVING_TORCH_THREADS)
     service.warm()
     gc.collect()
     gc.freeze()
