@@ -142,15 +142,25 @@ class LakeService:
                             exc_info=True)
 
 
+#: torch threads of a serving process once warm: its model calls are single queries and single pictures,
+#: too small to split, and a second thread mostly waits and competes with LanceDB's full-text threads
+#: (hybrid search over HTTP: 14.8 and 16.1 ms p50 against 19.5 and 24.1 ms with torch's default of 2, in
+#: two runs of bench/search_latency.py). The warm-up (model loading) keeps the default.
+SERVING_TORCH_THREADS = 1
+
+
 def prepare_worker(service: LakeService) -> None:
     """What a serving process does once, before its first request (gunicorn.conf.py, ``python app.py``):
-    the warm-up (:meth:`LakeService.warm`), then everything the warm-up made (≈ 740,000 objects on the
-    archive: models, cached views) moved out of the garbage collector's reach: a full collection walks
-    every tracked object, a ≈ 0.4 s pause on 2 cores of whatever request triggered it (the slowest
-    callbacks of bench/dashboard.py)."""
+    the warm-up (:meth:`LakeService.warm`); torch's threads for single requests; then everything the
+    warm-up made (≈ 740,000 objects on the archive: models, cached views) moved out of the garbage
+    collector's reach: a full collection walks every tracked object, a ≈ 0.4 s pause on 2 cores of
+    whatever request triggered it (the slowest callbacks of bench/dashboard.py)."""
     import gc
 
+    from atlas.device import set_threads
+
     service.warm()
+    set_threads(SERVING_TORCH_THREADS)
     gc.collect()
     gc.freeze()
 

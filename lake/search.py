@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from atlas.device import one_thread
 from lake.filters import FilterError, Filters
 from lake.pictures import picture_of
 from lake.manifest import LakeMissingError
@@ -172,8 +171,7 @@ class SearchEngine:
         """(table, vector) of a text query for results of ``kind``."""
         if kind not in EMBEDDING_KINDS:
             raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
-        with one_thread():  # one short text: threads would only wait on each other
-            vec = self.encoder.encode_text([q])[0]
+        vec = self.encoder.encode_text([q])[0]
         if kind == "image":
             return self._pictures_as_text(), vec
         if kind == "multimodal":  # both halves are in the text space
