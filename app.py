@@ -94,11 +94,11 @@ def _page_warmer(server: Flask):
     return warm
 
 
-def create_app(*, lake: str | Path | LakeLayout | None = None, warm: bool = False) -> Dash:
+def create_app(*, lake: str | Path | LakeLayout | None = None) -> Dash:
     """The dashboard over ``lake`` (a directory; default ``$COSMIC_ATLAS_LAKE``, else ``lake/data``).
 
-    ``warm=True`` opens the lake and loads the query encoder before returning (what each gunicorn
-    worker does after it forks: see gunicorn.conf.py), so the first search is as fast as the rest.
+    Nothing is loaded yet: a serving process then calls ``services.prepare_worker`` on the app's service
+    (gunicorn.conf.py, :func:`main`), so the first search is as fast as the rest.
     """
     layout = lake if isinstance(lake, LakeLayout) else LakeLayout.at(lake or environment.lake_dir())
     server = Flask(__name__)
@@ -118,8 +118,6 @@ def create_app(*, lake: str | Path | LakeLayout | None = None, warm: bool = Fals
     _register_thumbnails(server, service)
     service.add_warmer(_page_warmer(server))
     api.register(server)
-    if warm:
-        service.warm()
     return app
 
 

@@ -144,8 +144,9 @@ class LakeService:
 
 #: torch threads of a serving process once warm: its model calls are single queries and single pictures,
 #: too small to split, and a second thread mostly waits and competes with LanceDB's full-text threads
-#: (hybrid search over HTTP: 14.8 and 16.1 ms p50 against 19.5 and 24.1 ms with torch's default of 2, in
-#: two runs of bench/search_latency.py). The warm-up (model loading) keeps the default.
+#: (in-process on 2 cores, hybrid search 18–20 ms median against 34–43 ms with torch's default of 2; over
+#: HTTP the difference was within bench/search_latency.py's run-to-run noise). The warm-up (model
+#: loading) keeps the default.
 SERVING_TORCH_THREADS = 1
 
 

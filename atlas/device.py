@@ -21,4 +21,3 @@ def set_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, n))
-

@@ -123,6 +123,17 @@ def picture_paint(driver) -> float | None:
     return driver.execute_async_script(PICTURE_PAINT_JS)
 
 
+def renders(driver, url: str, runs: int) -> tuple[list[tuple[float, int, int]], dict]:
+    """``runs`` first renders (:func:`first_render`) and, as result fields, when the map's picture was
+    painted in each (:func:`picture_paint`)."""
+    out, pictures = [], []
+    for _ in range(runs):
+        out.append(first_render(driver, url))
+        pictures.append(picture_paint(driver))
+    return out, {"picture_paint_s_median": round(median(pictures), 3) if None not in pictures else None,
+                 "picture_paint_runs_s": [None if p is None else round(p, 3) for p in pictures]}
+
+
 def first_render(driver, url: str, query: str = "") -> tuple[float, int, int]:
     """Seconds from navigation to the first drawn points, points drawn, bytes transferred (the picture
     painted before them: :func:`picture_paint`)."""
@@ -201,10 +212,7 @@ def measure(lake: Path, runs: int, label: str, zoom: bool, repo: Path = REPO) ->
         driver = browser()
         try:
             first_render(driver, url)  # warm browser cache of the JS bundles
-            renders, pictures = [], []
-            for _ in range(runs):
-                renders.append(first_render(driver, url))
-                pictures.append(picture_paint(driver))
+            drawn, pictures = renders(driver, url, runs)
             if zoom:  # dcc.Graph binds its relayout handler after the first draw completes
                 time.sleep(3)
             zooms = [zoom_update(driver) for _ in range(min(runs, 3))] if zoom else []
@@ -222,12 +230,11 @@ def measure(lake: Path, runs: int, label: str, zoom: bool, repo: Path = REPO) ->
         "page_callbacks": callbacks,
         "map_callback_ms_median": round(1000 * median([t for t, _ in unfiltered]), 1),
         "map_callback_payload_kb": round(unfiltered[0][1] / 1024, 1),
-        "first_render_s_median": round(median([r[0] for r in renders]), 3),
-        "first_render_runs_s": [round(r[0], 3) for r in renders],
-        "picture_paint_s_median": round(median(pictures), 3) if None not in pictures else None,
-        "picture_paint_runs_s": [None if p is None else round(p, 3) for p in pictures],
-        "points_drawn": renders[0][1],
-        "page_transfer_kb_warm_cache": round(renders[0][2] / 1024, 1),
+        "first_render_s_median": round(median([r[0] for r in drawn]), 3),
+        "first_render_runs_s": [round(r[0], 3) for r in drawn],
+        **pictures,
+        "points_drawn": drawn[0][1],
+        "page_transfer_kb_warm_cache": round(drawn[0][2] / 1024, 1),
     }
     if zooms:
         out |= {"zoom_refine_s_median": round(median([z[0] for z in zooms]), 3),

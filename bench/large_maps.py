@@ -26,8 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import median, save  # noqa: E402
-from bench.dashboard import (browser, checkout, first_render, map_callback, picture_paint, serve,  # noqa: E402
-                             zoom_update)
+from bench.dashboard import browser, checkout, first_render, map_callback, renders, serve, zoom_update  # noqa: E402
 
 #: A lasso around the middle of the synthetic map (map units; the synthetic clusters span about ±40).
 LASSO = [[-20.0, -15.0], [25.0, -12.0], [18.0, 20.0], [-5.0, 24.0], [-24.0, 5.0]]
@@ -87,10 +86,7 @@ def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
         driver = browser()
         try:
             first_render(driver, url)  # the browser's cache of the JS bundles
-            renders, pictures = [], []
-            for _ in range(runs):
-                renders.append(first_render(driver, url))
-                pictures.append(picture_paint(driver))
+            drawn, pictures = renders(driver, url, runs)
             time.sleep(3)  # dcc.Graph binds its relayout handler a moment after the first draw
             zooms = [zoom_update(driver) for _ in range(3)]
         finally:
@@ -101,11 +97,10 @@ def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
     return {
         "lake": label,
         "server_ready_s": round(started, 1),
-        "first_paint_s_median": round(median([r[0] for r in renders]), 3),
-        "first_paint_runs_s": [round(r[0], 3) for r in renders],
-        "picture_paint_s_median": round(median(pictures), 3) if None not in pictures else None,
-        "picture_paint_runs_s": [None if p is None else round(p, 3) for p in pictures],
-        "points_drawn": renders[0][1],
+        "first_paint_s_median": round(median([r[0] for r in drawn]), 3),
+        "first_paint_runs_s": [round(r[0], 3) for r in drawn],
+        **pictures,
+        "points_drawn": drawn[0][1],
         "map_callback_first_ms": round(1000 * first[0], 1),
         "map_callback_ms_median": round(1000 * median([t for t, _ in whole]), 1),
         "payload_kb_whole_map": round(whole[0][1] / 1024, 1),

@@ -96,6 +96,11 @@ def visual_section(r: dict) -> list[str]:
     return out + [""]
 
 
+def _picture_cell(v: dict) -> str:
+    """The "map picture painted" cell of a dashboard or large-map row (— for code without the picture)."""
+    return f"{v['picture_paint_s_median']} s" if v.get("picture_paint_s_median") else "—"
+
+
 def dashboard_section(r: dict) -> list[str]:
     a, syn, before = r["archive"], r.get("synthetic"), r.get("archive_baseline")
     out = ["## Dashboard", "", "Command: `python bench/dashboard.py [--baseline REV]` — the app under gunicorn "
@@ -115,8 +120,7 @@ def dashboard_section(r: dict) -> list[str]:
             first_map = f"{v['map_callback_first_ms']} / " if "map_callback_first_ms" in v else ""
             first_filter = f"{v['filter_callback_first_ms']} / " if "filter_callback_first_ms" in v else ""
             label = v["lake"] + ("" if v is before else " (this commit)" if v is a and before else "")
-            picture = f"{v['picture_paint_s_median']} s" if v.get("picture_paint_s_median") else "—"
-            out.append(f"| {label} | {picture} | {v['first_render_s_median']} s | {first_map}{v['map_callback_ms_median']} ms | "
+            out.append(f"| {label} | {_picture_cell(v)} | {v['first_render_s_median']} s | {first_map}{v['map_callback_ms_median']} ms | "
                        f"{first_filter}{v['filter_callback_ms_median']} ms | {v['map_callback_payload_kb']:,} kB | "
                        f"{v['points_drawn']:,} | {zoom} |")
     if a.get("page_callbacks"):
@@ -438,8 +442,7 @@ def large_maps_section(r: dict) -> list[str]:
                 continue
             lasso = (f"{v['lasso_count_ms_median']} ms ({v['lasso_title'].split(' entries')[0].split(': ')[1]} "
                      "selected)" if "lasso_count_ms_median" in v else "in the browser (sample only)")
-            picture = f"{v['picture_paint_s_median']} s" if v.get("picture_paint_s_median") else "—"
-            out.append(f"| {v['lake']} | {v['server_ready_s']} s | {picture} | {v['first_paint_s_median']} s | "
+            out.append(f"| {v['lake']} | {v['server_ready_s']} s | {_picture_cell(v)} | {v['first_paint_s_median']} s | "
                        f"{v['map_callback_first_ms']} / {v['map_callback_ms_median']} ms | "
                        f"{v['payload_kb_whole_map']:,} / {v['payload_kb_filtered']:,} kB | "
                        f"{v['zoom_refresh_s_median']} s | {lasso} | {v['points_drawn']:,} |")

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 from atlas.environment import s3_endpoint
 from lake import atomic
 from lake.layout import LakeLayout
-from lake.writer import PRUNE_GRACE_SECONDS, VERSIONS_KEPT, prune_versions
+from lake.writer import PRUNE_GRACE_SECONDS, VERSIONS_KEPT, prune_versions, versions_to_prune
 
 log = logging.getLogger(__name__)
 
@@ -216,18 +216,18 @@ class RemoteLake:
             infos = self._fs.get_file_info(fs.FileSelector(self._key("versions"), allow_not_found=True))
             names = sorted(i.base_name for i in infos if i.type == fs.FileType.Directory)
             now = dt.datetime.now(dt.timezone.utc)
-            gone = []
-            for i, name in enumerate(names[:-keep] if keep > 0 else names):
-                if name == live:
-                    continue
-                if i + 1 < len(names):
-                    made = self._fs.get_file_info(self._key("versions", names[i + 1], "manifest.json")).mtime
-                    if made is not None and made.tzinfo is None:
-                        made = made.replace(tzinfo=dt.timezone.utc)
-                    if made is not None and (now - made).total_seconds() < grace:
-                        continue
+
+            def superseded_for(successor: str | None) -> float:
+                """Age of the successor's manifest; unknown (no successor, no time) counts as long ago."""
+                made = self._fs.get_file_info(self._key("versions", successor, "manifest.json")).mtime \
+                    if successor else None
+                if made is None:
+                    return float("inf")
+                return (now - (made if made.tzinfo else made.replace(tzinfo=dt.timezone.utc))).total_seconds()
+
+            gone = versions_to_prune(names, live=live, keep=keep, grace_seconds=grace, superseded_for=superseded_for)
+            for name in gone:
                 self._fs.delete_dir(self._key("versions", name))
-                gone.append(name)
         except OSError as exc:
             raise self._error("prune old versions of", exc) from exc
         if gone:

@@ -176,16 +176,26 @@ def prune_versions(layout: LakeLayout, *, keep: int, grace_seconds: float = 0.0,
     # left by a build that died mid-publish (a build holds the lake's lock; an app's pulls do not, so
     # they leave temporaries alone: another worker may be filling one)
     stale = [n for n in names if n.startswith(".tmp-")] if temporaries else []
-    done = [n for n in names if not n.startswith(".tmp-")]
     now = time.time()
-    for i, name in enumerate(done[:-keep] if keep > 0 else done):
-        successor = layout.version_dir(done[i + 1]) if i + 1 < len(done) else None
-        superseded_for = now - successor.stat().st_mtime if successor else 0.0
-        if name != live and superseded_for >= grace_seconds:
-            stale.append(name)
+    stale += versions_to_prune(
+        [n for n in names if not n.startswith(".tmp-")], live=live, keep=keep, grace_seconds=grace_seconds,
+        superseded_for=lambda successor: now - layout.version_dir(successor).stat().st_mtime if successor else 0.0)
     for name in stale:
         atomic.remove_tree(layout.version_dir(name))
     return stale
+
+
+def versions_to_prune(names: list[str], *, live: str | None, keep: int, grace_seconds: float,
+                      superseded_for: Callable[[str | None], float]) -> list[str]:
+    """The pruning policy, wherever the versions are stored (this disk, a bucket: ``lake.remote``): of
+    ``names`` (oldest first) all but the newest ``keep``, never ``live``, each once its successor has
+    been there ``grace_seconds``. ``superseded_for(successor)`` says for how long (``None``: the version
+    has no successor); it is asked only about versions that may go."""
+    out = []
+    for i, name in enumerate(names[:-keep] if keep > 0 else names):
+        if name != live and superseded_for(names[i + 1] if i + 1 < len(names) else None) >= grace_seconds:
+            out.append(name)
+    return out
 
 
 #: Published versions kept on disk: the live one and the two before it (readers mid-request, rollbacks).
