@@ -194,7 +194,10 @@ def test_map_picture_paints_first_covers_the_plot_area_and_gives_way_to_plotly(b
     finally:
         browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
         browser.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": False})
-        browser.get_log("browser")  # drained: the blocked script's errors are not the next test's
+        # the blocked script's errors (Dash's Plotly loader rejects with the load's Event, logged by React's
+        # error boundary) arrive asynchronously: leave the page, so all of them are in, then drop them
+        browser.get("about:blank")
+        browser.get_log("browser")
     browser.get(server + "/?color=year")
     wait_until(lambda: max(points_on_map(browser), 0), what="points")
     preview = browser.find_element("css selector", ".atlas-map-preview")
@@ -277,6 +280,8 @@ def test_navbar_search_shows_results_and_paging(browser, server):
     from selenium.webdriver.common.keys import Keys
 
     browser.get(server + "/categories")
+    wait_for(browser, "#cat-grid .atlas-card")
+    browser.get_log("browser")  # this test checks the search page's messages, not earlier pages'
     box = wait_for(browser, "#nav-search")
     box.send_keys("meteor shower over mountains")
     box.send_keys(Keys.ENTER)
