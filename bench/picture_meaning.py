@@ -16,7 +16,9 @@ pixel descriptors, and a text–picture space learned from the archive's own pic
 * Zero-shot classes are the build's: the taxonomy's prompts adapted to the archive's texts
   (``pipeline.classify.adapt``, no labels).
 * **The lake's own path**: ``pipeline.align.align`` over the lake's stored vectors with every labelled
-  picture excluded from training (what ``--align-exclude`` does in a build).
+  picture excluded from training (what ``--align-exclude`` does in a build), and the build's picture
+  categories: the look-alikes' vote (``choose_vote``: settings by a label-free inner CV), with the
+  aligned vector's nearest class as the same run's baseline.
 
 Needs a built lake for the caption vectors (``--lake``, default the repo's) and the bundled pictures.
 Usage: python bench/picture_meaning.py [--lake DIR] [--features CACHE.npz]
@@ -202,7 +204,7 @@ def main() -> None:
 
     from atlas.encoders import encoder_from_manifest
     from pipeline import taxonomy
-    from pipeline.classify import adapt, class_vectors
+    from pipeline.classify import adapt, class_vectors, logit_scale
 
     encoder = encoder_from_manifest(reader.manifest["encoder"])
     tax = taxonomy.load(None)
@@ -220,7 +222,7 @@ def main() -> None:
             if head == "InfoNCE linear" and name == "descriptors":
                 continue
             result["aligned"][f"{name} · {head}"] = evaluate(head, x, captions, lab_idx, cats, classes, names)
-    result["lake_alignment_holdout"] = lake_holdout(reader, lab, classes, prompt_classes, names)
+    result["lake_alignment_holdout"] = lake_holdout(reader, lab, classes, prompt_classes, names, logit_scale(encoder))
     result["zero_shot_baselines"] = {"majority": round(float(shares.iloc[0]), 3),
                                      "majority_class": shares.index[0], "chance": round(1 / len(names), 3)}
     print(pd.Series(result).to_string())
@@ -228,10 +230,13 @@ def main() -> None:
 
 
 def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, prompt_classes: np.ndarray,
-                 names: np.ndarray) -> dict:
+                 names: np.ndarray, scale: float) -> dict:
     """The build's own code path (``pipeline.align.align``) on the lake's stored vectors, with every
     labelled picture passed as ``--align-exclude``: the space never saw them. Scores their picture
-    categories (adapted and plain prompt classes) and held-out caption → picture R@10 among them."""
+    categories by the build's rule (the look-alikes' vote, settings chosen without labels) and, as the
+    baseline of the same run, by the previous rule (the aligned vector's nearest class, adapted and
+    plain prompts), and held-out caption → picture R@10 among them."""
+    from atlas.encoders.align import choose_vote
     from pipeline.align import align
 
     text, image = reader.vectors("text"), reader.vectors("image")
@@ -241,9 +246,15 @@ def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, pro
     tpos = {d: i for i, d in enumerate(text[0])}
     captions = text[1][[tpos[d] for d in lab.date]]
     truth = lab.category.to_numpy()
+    # the build's picture categories: the look-alikes' vote, its settings chosen by the label-free inner CV
+    vote, vote_scores = choose_vote(res.head, classes, scale)
+    ipos = {d: i for i, d in enumerate(image[0])}
+    votes = res.head.category_votes(image[1][[ipos[d] for d in lab.date]], classes, scale, vote=vote)
     return {"held_out_pictures": len(lab), "k": res.head.k, "pairs": res.report["pairs"],
-            "zero_shot_top1": round(float(np.mean(names[np.argmax(aligned @ classes.T, 1)] == truth)), 3),
-            "zero_shot_top1_plain_prompts": round(float(np.mean(names[np.argmax(aligned @ prompt_classes.T, 1)] == truth)), 3),
+            "zero_shot_top1": round(float(np.mean(names[votes.argmax(1)] == truth)), 3),
+            "vote": {"k": vote.k, "tau": vote.tau, "inner_cv_caption_class_agreement": vote_scores},
+            "zero_shot_top1_aligned_vector": round(float(np.mean(names[np.argmax(aligned @ classes.T, 1)] == truth)), 3),
+            "zero_shot_top1_aligned_vector_plain_prompts": round(float(np.mean(names[np.argmax(aligned @ prompt_classes.T, 1)] == truth)), 3),
             "caption_to_picture_r10": round(recall_at(10, captions, aligned), 3), "r10_chance": round(10 / len(lab), 4)}
 
 

@@ -220,10 +220,22 @@ def picture_section(r: dict) -> list[str]:
     if lh:
         out += [f"**The build's own path** (`pipeline.align.align` on the lake's stored vectors, all "
                 f"{lh['held_out_pictures']} labelled pictures excluded from training as `--align-exclude` does; "
-                f"{lh['pairs']:,} training pairs, k = {lh['k']} by inner CV): zero-shot top-1 from the picture "
-                f"alone **{lh['zero_shot_top1']}** (plain prompts {lh['zero_shot_top1_plain_prompts']}); caption → "
-                f"picture R@10 among the held-out pictures **{lh['caption_to_picture_r10']}** (chance "
-                f"{lh['r10_chance']}).", ""]
+                f"{lh['pairs']:,} training pairs, k = {lh['k']} by inner CV): caption → picture R@10 among the "
+                f"held-out pictures **{lh['caption_to_picture_r10']}** (chance {lh['r10_chance']})."]
+        if "vote" in lh:
+            v = lh["vote"]
+            out += [f"Zero-shot top-1 from the picture alone, the build's rule (the look-alikes' vote of their "
+                    f"captions' categories, k = {v['k']}, τ = {v['tau']}, chosen by the label-free inner CV): "
+                    f"**{lh['zero_shot_top1']}**; the previous rule in the same run (the aligned vector's nearest "
+                    f"class): {lh['zero_shot_top1_aligned_vector']} (plain prompts "
+                    f"{lh['zero_shot_top1_aligned_vector_plain_prompts']}). Inner-CV agreement of each vote setting "
+                    "with the held-out training pictures' own caption categories (no hand labels): "
+                    + ", ".join(f"{name} {score}" for name, score in v["inner_cv_caption_class_agreement"].items())
+                    + "."]
+        else:
+            out += [f"Zero-shot top-1 from the picture alone **{lh['zero_shot_top1']}** (plain prompts "
+                    f"{lh['zero_shot_top1_plain_prompts']})."]
+        out.append("")
     return out
 
 

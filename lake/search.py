@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -49,9 +48,6 @@ MAX_QUERY_CHARS = 1000
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
-
-#: Threads that run hybrid searches' keyword half beside their dense half (shared by all engines).
-_KEYWORD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="keyword")
 
 
 class SearchError(ValueError):
@@ -305,12 +301,12 @@ class SearchEngine:
             hits = self._keyword(q, where, n)
         else:
             pool = max(50, 2 * n)
-            # the full-text query runs in LanceDB's native threads while this one encodes the query:
-            # on 2 cores the two overlap (≈ 3 ms of a ≈ 15 ms search)
-            keyword_future = _KEYWORD_POOL.submit(self._keyword, q, where, pool)
+            # one after the other: run beside the query's encoding, LanceDB's full-text threads and torch
+            # contend for 2 cores (the encoding took ≈ 10 ms instead of ≈ 4) and the search was ≈ 1 ms
+            # slower than in sequence (in-process, the benchmark queries: 11.9–12.1 against 10.9–11.4 ms)
+            keyword = self._keyword(q, where, pool)
             table, vec = self._query(q, kind)
             dense = self._dense_search(vec, table, filters, pool)
-            keyword = keyword_future.result()
             fused = rrf([[h["date"] for h in dense], [h["date"] for h in keyword]], weights=(1.0, KEYWORD_WEIGHT))
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
             order = sorted(fused, key=lambda d: (-fused[d], d))[:n]
@@ -369,11 +365,17 @@ class SearchEngine:
         return self._with_snippets(self._dense_search(vec, kind, filters, k), "")
 
     def _categories_of(self, picture: np.ndarray, *, top: int = 5) -> list[dict[str, Any]]:
+        """Zero-shot categories of a picture vector, by the rule its lake's build used for its pictures:
+        the look-alikes' vote (offline, see :mod:`atlas.encoders.align`) or CLIP's nearest prompts."""
+        from atlas.encoders.align import caption_probabilities
+
         classes = self._class_vectors()
-        as_text = self._picture_in_text_space(picture)
-        logits = classes["scale"] * (classes["picture"] @ as_text)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        head = None if self.shared_space else self._align_head()
+        if head is not None and classes["vote"] is not None:
+            probs = head.category_votes(picture[None, :], classes["text"], classes["scale"], vote=classes["vote"])[0]
+        else:
+            as_text = self._picture_in_text_space(picture)
+            probs = caption_probabilities(as_text[None, :], classes["picture"], classes["scale"])[0]
         order = np.argsort(-probs)[:top]
         return [{"category": classes["names"][i], "probability": round(float(probs[i]), 4)} for i in order]
 
@@ -404,9 +406,12 @@ class SearchEngine:
             path = self.reader.layout.class_vectors
             if not path.is_file():
                 raise SearchError("this lake has no saved category prompts; rebuild it with `python -m pipeline build`")
+            from atlas.encoders.align import CategoryVote
+
             with np.load(path) as z:
+                vote = CategoryVote(k=int(z["vote_k"]), tau=float(z["vote_tau"])) if "vote_k" in z.files else None
                 self._classes = {"names": [str(n) for n in z["names"]], "text": z["text"], "picture": z["picture"],
-                                 "scale": float(z["logit_scale"])}
+                                 "scale": float(z["logit_scale"]), "vote": vote}
         return self._classes
 
     def _space(self) -> dict[str, np.ndarray]:

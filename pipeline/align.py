@@ -68,10 +68,8 @@ def align(*, text: tuple[list[str], np.ndarray], image: tuple[list[str], np.ndar
             return Alignment([], np.zeros((0, text_vecs.shape[1]), np.float32), list(text_dates),
                              multimodal_vectors(text_vecs, text_vecs), None, {"method": f"none (fewer than {MIN_PAIRS} training pairs)", "pairs": len(order)})
         captions = text_vecs[[text_row[d] for d in train_dates]]
-        head, inner = fit_head(image_vecs[order], captions)
-        own = np.full(len(image_dates), -1, np.int64)
-        own[order] = np.arange(len(order))
-        aligned = head.apply(image_vecs, own_rows=own)
+        head, inner = fit_head(image_vecs[order], captions, dates=train_dates)
+        aligned = head.apply(image_vecs, own_rows=head.own_rows(list(image_dates)))
         report = {"method": HEAD_NAME, "k": head.k, "k_grid": list(K_GRID),
                   "inner_cv_caption_to_picture_r10": {str(k): v for k, v in inner.items()},
                   "pairs": len(order), "excluded_pictures": excluded,

@@ -1,7 +1,10 @@
 """Classify stage: zero-shot categories from the entries' vectors and the taxonomy's prompt vectors —
-from the text (``source = 'text'``) and from the picture alone (``source = 'image'``, through the
-pictures' text-space vectors made by the alignment stage). The prompt vectors are first adapted to
-the collection without labels (:func:`adapt`).
+from the text (``source = 'text'``) and from the picture alone (``source = 'image'``). The prompt
+vectors are first adapted to the collection without labels (:func:`adapt`).
+
+A picture's category comes from CLIP's picture vector where the encoder has a shared space; offline,
+from the vote of its look-alikes' captions through the alignment head
+(:meth:`atlas.encoders.align.AlignHead.category_votes`, settings chosen per build without labels).
 
 Confidence is a softmax over cosine similarities. The temperature is the encoder's: CLIP's learned
 logit scale (100) for OpenCLIP, and 1/0.05 for MiniLM, whose similarities span a narrower range.
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from atlas.encoders import Encoder, l2_normalise
+from atlas.encoders.align import AlignHead, CategoryVote, caption_probabilities, choose_vote
 from pipeline.taxonomy import IMAGE_TEMPLATES, Taxonomy
 
 
@@ -74,10 +78,11 @@ def adapt(prompts: np.ndarray, vectors: np.ndarray, *, rounds: int = ADAPT["roun
 
 
 def zero_shot(vectors: np.ndarray, classes: np.ndarray, names: list[str], scale: float, dates: list[str]) -> Classification:
-    logits = scale * (vectors @ classes.T)
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
+    return ranked(caption_probabilities(vectors, classes, scale), names, dates)
+
+
+def ranked(probs: np.ndarray, names: list[str], dates: list[str]) -> Classification:
+    """Top category, its probability and the top three of each row of class probabilities."""
     k = min(3, len(names))
     order = np.argsort(-probs, axis=1)[:, :k]
     top_scores = np.take_along_axis(probs, order, axis=1).astype(np.float32)
@@ -104,33 +109,49 @@ class ClassVectors:
     text: np.ndarray
     picture: np.ndarray
     scale: float
+    vote: CategoryVote | None = None  # offline lakes: how pictures' look-alikes vote (None: CLIP's own space)
+    vote_scores: dict[str, float] | None = None  # the label-free inner-CV score of every vote setting tried
 
     @classmethod
-    def make(cls, encoder: Encoder, taxonomy: Taxonomy, *, texts: np.ndarray,
-             pictures: np.ndarray | None = None) -> "ClassVectors":
+    def make(cls, encoder: Encoder, taxonomy: Taxonomy, *, texts: np.ndarray, pictures: np.ndarray | None = None,
+             head: AlignHead | None = None) -> "ClassVectors":
         """Prompt vectors adapted to the collection (:func:`adapt`): text classes from the texts; picture
         classes from the pictures in CLIP's space, and the text classes for pictures aligned into the
-        offline text space (they are means of captions, so the caption-adapted classes fit them)."""
+        offline text space (they are means of captions, so the caption-adapted classes fit them). With
+        an alignment ``head`` (offline), the picture vote's settings are chosen too."""
         text = adapt(class_vectors(encoder, taxonomy), texts)
+        scale = logit_scale(encoder)
+        vote, scores = None, None
         if encoder.info.shared_space and pictures is not None and len(pictures):
             picture = adapt(picture_class_vectors(encoder, taxonomy), pictures)
         elif encoder.info.shared_space:
             picture = picture_class_vectors(encoder, taxonomy)
         else:
             picture = text
-        return cls(taxonomy.names, text, picture, logit_scale(encoder))
+            if head is not None and len(head.pictures):
+                vote, scores = choose_vote(head, text, scale)
+        return cls(taxonomy.names, text, picture, scale, vote, scores)
 
     def save(self, path) -> None:
+        vote = {"vote_k": np.int64(self.vote.k), "vote_tau": np.float32(self.vote.tau)} if self.vote else {}
         with open(path, "wb") as fh:
             np.savez(fh, names=np.array(self.names), text=self.text, picture=self.picture,
-                     logit_scale=np.float32(self.scale))
+                     logit_scale=np.float32(self.scale), **vote)
 
 
 def classify(classes: ClassVectors, text: tuple[list[str], np.ndarray],
-             pictures: tuple[list[str], np.ndarray] | None) -> dict[str, Classification]:
-    """Categories from text vectors always; from pictures in the text space (CLIP's own, or the
-    offline encoder's learned alignment) when the lake has them."""
+             pictures: tuple[list[str], np.ndarray] | None, *, head: AlignHead | None = None) -> dict[str, Classification]:
+    """Categories from text vectors always; from pictures when the lake has them. ``pictures`` are in
+    the text space (CLIP's own picture vectors) or, given the alignment ``head`` and a vote in
+    ``classes``, the offline picture vectors the head votes with (each training picture without its
+    own caption)."""
     out = {"text": zero_shot(text[1], classes.text, classes.names, classes.scale, text[0])}
-    if pictures is not None and len(pictures[0]):
+    if pictures is None or not len(pictures[0]):
+        return out
+    if head is not None and classes.vote is not None:
+        probs = head.category_votes(pictures[1], classes.text, classes.scale, vote=classes.vote,
+                                    own_rows=head.own_rows(pictures[0]))
+        out["image"] = ranked(probs, classes.names, pictures[0])
+    else:
         out["image"] = zero_shot(pictures[1], classes.picture, classes.names, classes.scale, pictures[0])
     return out

@@ -216,7 +216,7 @@ def embed_stage(ctx: BuildContext) -> StageResult:
 
 
 def _align_inputs(ctx: BuildContext) -> Any:
-    return [ctx.hash("embed"), _spec(ctx), ctx.cfg.excluded_from_alignment(), "neighbour-captions-v1"]
+    return [ctx.hash("embed"), _spec(ctx), ctx.cfg.excluded_from_alignment(), "neighbour-captions-v2"]
 
 
 def align_stage(ctx: BuildContext) -> StageResult:
@@ -249,9 +249,13 @@ def classify_stage(ctx: BuildContext) -> StageResult:
 
     tax = _taxonomy(ctx)
     text, pictures = ctx.writer.read_vectors("text"), ctx.writer.read_vectors(ALIGNED_KIND)
-    classes = ClassVectors.make(_encoder(ctx), tax, texts=text[1], pictures=pictures[1] if pictures[0] else None)
+    head = _align_head(ctx)
+    classes = ClassVectors.make(_encoder(ctx), tax, texts=text[1], pictures=pictures[1] if pictures[0] else None,
+                                head=head)
     ctx.writer.stage_file(ctx.layout.class_vectors, classes.save)
-    results = classify(classes, text, pictures if pictures[0] else None)
+    if head is not None:  # offline: pictures' look-alikes vote, from the picture vectors
+        pictures = ctx.writer.read_vectors("image")
+    results = classify(classes, text, pictures if pictures[0] else None, head=head)
     records = [{"date": dt.date.fromisoformat(d), "source": source, "category": res.category[i],
                 "confidence": float(res.confidence[i]), "top3_categories": res.top3[i],
                 "top3_scores": [float(s) for s in res.top3_scores[i]]}
@@ -259,9 +263,25 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     ctx.writer.stage_table("categories", pa.Table.from_pylist(records))
     export = _category_export(_rows(ctx), {r["date"].isoformat(): r for r in records if r["source"] == "text"})
     ctx.writer.stage_file(ctx.layout.categories_csv, lambda p: pacsv.write_csv(export, p))
+    picture_rule = ({"method": "vote of the look-alikes' caption categories", "k": classes.vote.k,
+                     "tau": classes.vote.tau, "inner_cv_caption_class_agreement": classes.vote_scores}
+                    if classes.vote else {"method": "nearest prompt to the picture's text-space vector"})
     return StageResult(items=len(records), manifest={"taxonomy": {
         "source": tax.source, "categories": tax.names, "fingerprint": tax.fingerprint(),
-        "logit_scale": classes.scale, "adaptation": ADAPT}})
+        "logit_scale": classes.scale, "adaptation": ADAPT, "picture_categories": picture_rule}})
+
+
+def _align_head(ctx: BuildContext):
+    """This build's learned alignment head (its staged file, or the live one when the align stage was
+    reused), or None: CLIP's shared space, or too few pairs to learn one."""
+    from atlas.encoders.align import HEAD_NAME, AlignHead
+
+    if ctx.results["align"].manifest.get("alignment", {}).get("method") != HEAD_NAME:
+        return None
+    for path in (ctx.layout.staged(ctx.layout.align_head), ctx.layout.align_head):
+        if path.is_file():
+            return AlignHead.load(path)
+    return None
 
 
 def _category_export(rows: list[dict[str, Any]], text: dict[str, dict[str, Any]]) -> pa.Table:
@@ -591,7 +611,7 @@ STAGES: list[Stage] = [
     Stage("align", align_stage, _align_inputs,
           lambda lo: [lo.staged_vectors(k) for k in (ALIGNED_KIND, "multimodal")] + [lo.staged(lo.align_head)]),
     Stage("classify", classify_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), "softmax-adapted-v3"],
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), "softmax-adapted-v4-vote"],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors)]),
     Stage("project", project_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict(), ctx.cfg.refit],

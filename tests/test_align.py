@@ -6,19 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atlas.encoders.align import AlignHead, choose_k, fit_head, recall_at
+from atlas.encoders.align import AlignHead, CategoryVote, choose_k, choose_vote, fit_head, recall_at
 from pipeline.align import align
 from pipeline.config import BuildConfig, read_date_list
 
 
-def _pairs(n: int = 240, topics: int = 12, seed: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _pairs(n: int = 240, topics: int = 12, seed: int = 0, noise: float = 0.6) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Pictures and captions that share a hidden topic through *different* random maps (as pixels and
     words do): no coordinate of a picture is a coordinate of its caption, only the topic links them."""
     rng = np.random.default_rng(seed)
     topic = rng.integers(0, topics, n)
     centres_pic, centres_txt = rng.normal(size=(topics, 32)), rng.normal(size=(topics, 24))
-    pictures = centres_pic[topic] + 0.6 * rng.normal(size=(n, 32))
-    captions = centres_txt[topic] + 0.6 * rng.normal(size=(n, 24))
+    pictures = centres_pic[topic] + noise * rng.normal(size=(n, 32))
+    captions = centres_txt[topic] + noise * rng.normal(size=(n, 24))
     captions /= np.linalg.norm(captions, axis=1, keepdims=True)
     dates = [f"{2000 + i // 365}-{(i % 365) // 28 + 1:02d}-{(i % 28) + 1:02d}" for i in range(n)]
     return dates, pictures.astype(np.float32), captions.astype(np.float32)
@@ -93,11 +93,55 @@ def test_choose_k_prefers_the_better_inner_score():
 
 
 def test_head_round_trips_through_a_file(tmp_path):
-    _, pictures, captions = _pairs(n=50)
-    head, _ = fit_head(pictures, captions)
+    dates, pictures, captions = _pairs(n=50)
+    head, _ = fit_head(pictures, captions, dates=dates)
     head.save(tmp_path / "h.npz")
     loaded = AlignHead.load(tmp_path / "h.npz")
     assert loaded.k == head.k and np.array_equal(loaded.apply(pictures), head.apply(pictures))
+    assert list(loaded.dates) == dates
+
+
+def _topic_classes(n: int = 240, topics: int = 12, seed: int = 0, noise: float = 0.6):
+    """The pairs of :func:`_pairs`, and class vectors that are the captions' topic centres."""
+    dates, pictures, captions = _pairs(n, topics, seed, noise)
+    topic = np.random.default_rng(seed).integers(0, topics, n)  # the same draw as in _pairs
+    classes = np.stack([captions[topic == t].mean(axis=0) for t in range(topics)])
+    return dates, pictures, captions, topic, classes / np.linalg.norm(classes, axis=1, keepdims=True)
+
+
+def test_picture_categories_are_the_look_alikes_vote():
+    dates, pictures, captions, topic, classes = _topic_classes()
+    head, _ = fit_head(pictures[:200], captions[:200], dates=dates[:200])
+    probs = head.category_votes(pictures[200:], classes, 20.0, vote=CategoryVote(k=10, tau=0.1))
+    assert probs.shape == (40, 12) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert np.mean(probs.argmax(axis=1) == topic[200:]) > 0.8  # held-out pictures: chance is 1/12
+    # the vote is not the aligned vector's nearest class: a sharper τ follows the closest look-alike more
+    soft = head.category_votes(pictures[200:], classes, 20.0, vote=CategoryVote(k=10, tau=10.0))
+    assert not np.allclose(probs, soft)
+
+
+def test_training_pictures_never_vote_with_their_own_caption():
+    dates, pictures, captions, _, classes = _topic_classes(n=80)
+    head, _ = fit_head(pictures, captions, dates=dates)
+    own = head.own_rows(dates)
+    assert list(own) == list(range(80)) and list(head.own_rows(["1999-01-01"])) == [-1]
+    vote = CategoryVote(k=5, tau=0.1)
+    before = head.category_votes(pictures, classes, 20.0, vote=vote, own_rows=own)
+    changed = captions.copy()
+    changed[3] = classes[(np.argmax(classes @ captions[3]) + 1) % len(classes)]  # picture 3's caption: another class
+    swapped = AlignHead(head.pictures, changed, head.mean, head.k, head.dates)
+    after = swapped.category_votes(pictures, classes, 20.0, vote=vote, own_rows=own)
+    assert np.allclose(before[3], after[3])  # its own caption never votes for it…
+    assert not np.allclose(before, after)  # …while it still votes for its look-alikes
+
+
+def test_choose_vote_needs_no_labels_and_is_deterministic():
+    dates, pictures, captions, _, classes = _topic_classes(noise=1.5)  # look-alikes often of another topic
+    head, _ = fit_head(pictures, captions, dates=dates)
+    vote, scores = choose_vote(head, classes, 20.0, k_grid=(1, 10, 40), tau_grid=(0.05, 1.0))
+    assert len(scores) == 6 and scores[f"k={vote.k} tau={vote.tau}"] == max(scores.values())
+    assert scores["k=10 tau=1.0"] > scores["k=1 tau=1.0"]  # one look-alike is a noisier vote than ten
+    assert choose_vote(head, classes, 20.0, k_grid=(1, 10, 40), tau_grid=(0.05, 1.0)) == (vote, scores)
 
 
 def test_exclude_file_is_validated(tmp_path):

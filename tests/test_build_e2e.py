@@ -299,6 +299,12 @@ def test_alignment_in_the_demo_lake_excludes_the_holdout(demo_lake):
     assert set(ALIGN_HOLDOUT) <= set(aligned_dates) and len(aligned_dates) == pictures
     image_cats = reader.query("SELECT count(*) AS n FROM categories WHERE source = 'image'").n[0]
     assert image_cats == pictures
+    # pictures' categories are their look-alikes' vote, its settings chosen without labels, kept for uploads
+    rule = reader.manifest["taxonomy"]["picture_categories"]
+    assert rule["method"].startswith("vote") and f"k={rule['k']} tau={rule['tau']}" in rule["inner_cv_caption_class_agreement"]
+    assert list(head.dates) == sorted(set(aligned_dates) - set(ALIGN_HOLDOUT))
+    with np.load(reader.layout.class_vectors) as z:
+        assert (int(z["vote_k"]), float(z["vote_tau"])) == (rule["k"], pytest.approx(rule["tau"]))
 
 
 def test_fetched_pictures_are_kept_and_only_they_are_embedded(built, tmp_path):
