@@ -207,12 +207,16 @@ def picture_section(r: dict) -> list[str]:
            _machine(r), "",
            f"10-NN hand-label agreement among labelled pictures: EfficientNet-Lite0 **{na['efficientnet']}**, "
            f"pixel descriptors (previous default) {na['descriptors']}, chance {na['chance']}. Feature extraction "
-           f"for all pictures: {r['feature_seconds']} s (both extractors).", "",
+           "for all pictures: " + (f"{r['feature_seconds']} s (both extractors)." if r.get("feature_seconds") is not None
+                                   else "read from a cache of an earlier run (`--features`)."), "",
            "| picture features · head | caption → picture R@10 (held out) | chance | zero-shot top-1 from the "
            "picture alone (held out) | settings per fold |", "|---|---:|---:|---:|---|"]
     for name, v in r["aligned"].items():
         out.append(f"| {name} | {v['caption_to_picture_r10']} | {v['r10_chance']} | {v['zero_shot_top1']} "
                    f"(n={v['scored']}) | {v['settings']} |")
+    for name, v in r.get("vote", {}).items():  # categories only: the vote makes no text-space vector
+        out.append(f"| {name} · look-alikes' vote (the build's picture categories) | — | — | "
+                   f"**{v['zero_shot_top1']}** (n={v['scored']}) | {', '.join(v['settings'])} |")
     out += ["", f"Baselines for zero-shot top-1: majority class ({base['majority_class']}) {base['majority']}, "
             f"chance {base['chance']}. Target (issue #15): ≥ 0.60. Zero-shot classes: the taxonomy's prompts "
             "adapted to the archive's texts (no labels), as the build uses them.", ""]
