@@ -47,6 +47,32 @@ def equal_weights():
         search.KEYWORD_WEIGHT = saved
 
 
+def hybrid_order(dense: list[str], keyword: list[str], weight: float | None = None) -> list[str]:
+    """Dates of a dense and a keyword ranking fused as the search fuses them (RRF, keyword weight)."""
+    fused = search.rrf([dense, keyword], weights=(1.0, search.KEYWORD_WEIGHT if weight is None else weight))
+    return sorted(fused, key=lambda d: (-fused[d], d))
+
+
+def judged_pool(engine: SearchEngine, q: str, relevant: set[str]) -> set[str]:
+    """The entries the judges read for ``q``, rebuilt: the top 10 of dense (the lake's stored vectors),
+    keyword and hybrid search at both fusion weights used since judging, and every entry judged
+    relevant. Scoring other vectors against judgements pooled from these favours these (their new
+    results were never judged); :func:`condensed_p_at_10` does not."""
+    pool = set(relevant)
+    for mode in MODES:
+        pool |= {h["date"] for h in engine.search(q, k=10, mode=mode)}
+    with equal_weights():
+        pool |= {h["date"] for h in engine.search(q, k=10, mode="hybrid")}
+    return pool
+
+
+def condensed_p_at_10(ranking: list[str], pool: set[str], relevant: set[str]) -> float:
+    """P@10 over judged entries only: unjudged ones are skipped, not counted as misses (Sakai's
+    condensed lists), so rankings that surface entries nobody judged are not penalised for it."""
+    judged_top = [d for d in ranking if d in pool][:10]
+    return sum(d in relevant for d in judged_top) / max(len(judged_top), 1)
+
+
 def score_set(engine: SearchEngine, queries_file: str, judgements_file: str) -> dict:
     """P@10 per mode, and the best P@10 any ranking could reach (queries with fewer than 10 relevant
     entries cap it), so ``normalised`` = P@10 / that ceiling."""
