@@ -49,7 +49,6 @@ _WORD = re.compile(r"[A-Za-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
-
 class SearchError(ValueError):
     """A request that cannot be answered as asked; the message says why (shown to users, HTTP 400)."""
 
@@ -367,7 +366,7 @@ class SearchEngine:
     def _categories_of(self, picture: np.ndarray, *, top: int = 5) -> list[dict[str, Any]]:
         """Zero-shot categories of a picture vector, by the rule its lake's build used for its pictures:
         the look-alikes' vote (offline, see :mod:`atlas.encoders.align`) or CLIP's nearest prompts."""
-        from atlas.encoders.align import caption_probabilities
+        from atlas.encoders.align import class_probabilities
 
         classes = self._class_vectors()
         head = None if self.shared_space else self._align_head()
@@ -375,7 +374,7 @@ class SearchEngine:
             probs = head.category_votes(picture[None, :], classes["text"], classes["scale"], vote=classes["vote"])[0]
         else:
             as_text = self._picture_in_text_space(picture)
-            probs = caption_probabilities(as_text[None, :], classes["picture"], classes["scale"])[0]
+            probs = class_probabilities(as_text[None, :], classes["picture"], classes["scale"])[0]
         order = np.argsort(-probs)[:top]
         return [{"category": classes["names"][i], "probability": round(float(probs[i]), 4)} for i in order]
 

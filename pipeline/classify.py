@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from atlas.encoders import Encoder, l2_normalise
-from atlas.encoders.align import AlignHead, CategoryVote, caption_probabilities, choose_vote
+from atlas.encoders.align import AlignHead, CategoryVote, class_probabilities, choose_vote
 from pipeline.taxonomy import IMAGE_TEMPLATES, Taxonomy
 
 
@@ -78,7 +78,7 @@ def adapt(prompts: np.ndarray, vectors: np.ndarray, *, rounds: int = ADAPT["roun
 
 
 def zero_shot(vectors: np.ndarray, classes: np.ndarray, names: list[str], scale: float, dates: list[str]) -> Classification:
-    return ranked(caption_probabilities(vectors, classes, scale), names, dates)
+    return ranked(class_probabilities(vectors, classes, scale), names, dates)
 
 
 def ranked(probs: np.ndarray, names: list[str], dates: list[str]) -> Classification:

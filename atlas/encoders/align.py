@@ -57,9 +57,10 @@ class CategoryVote:
     tau: float
 
 
-def caption_probabilities(captions: np.ndarray, classes: np.ndarray, scale: float) -> np.ndarray:
-    """Zero-shot class probabilities of caption vectors: softmax of ``scale`` × cosine to each class."""
-    logits = scale * (np.asarray(captions, np.float32) @ np.asarray(classes, np.float32).T)
+def class_probabilities(vectors: np.ndarray, classes: np.ndarray, scale: float) -> np.ndarray:
+    """Zero-shot class probabilities of text-space vectors (captions, aligned pictures): softmax of
+    ``scale`` × cosine to each class."""
+    logits = scale * (np.asarray(vectors, np.float32) @ np.asarray(classes, np.float32).T)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     return probs / probs.sum(axis=1, keepdims=True)
 
@@ -101,7 +102,7 @@ class AlignHead:
         under ``classes`` (text-space class vectors, softmax at ``scale``), weighted by similarity.
         ``own_rows`` as in :meth:`apply`. With no training pictures every class is equally likely."""
         out = np.full((len(pictures), len(classes)), 1.0 / max(len(classes), 1), np.float32)
-        probs = caption_probabilities(self.captions, classes, scale)
+        probs = class_probabilities(self.captions, classes, scale)
         for start, nn, nearest in self._neighbours(pictures, vote.k, own_rows):
             out[start:start + len(nn)] = _vote(probs, nn, nearest, vote.tau)
         return out
@@ -149,7 +150,7 @@ def choose_vote(head: AlignHead, classes: np.ndarray, scale: float, *, k_grid: t
     Inner cross-validation over contiguous date blocks of the head's training pairs: each held-out
     picture votes among the other blocks' pictures, and scores when its winner is the zero-shot class
     of its own caption. Ties: the smaller ``k``, then the smaller ``τ``."""
-    probs = caption_probabilities(head.captions, classes, scale)
+    probs = class_probabilities(head.captions, classes, scale)
     own_class = probs.argmax(axis=1)
     n = len(head.pictures)
     hits = {(k, tau): 0 for k in k_grid for tau in tau_grid}
