@@ -47,6 +47,8 @@ bench: $(VENV)/.deps browser
 	$(PY) bench/multimodal.py $(LAKE_ARG)
 	$(PY) bench/galaxies.py
 	$(PY) bench/search_quality.py $(LAKE_ARG)
+	$(PY) bench/text_vectors.py $(LAKE_ARG)
+	$(PY) bench/passages.py $(LAKE_ARG)
 	$(PY) bench/search_latency.py $(LAKE_ARG)
 	$(PY) bench/dashboard.py $(LAKE_ARG)
 	$(PY) bench/ann.py
