@@ -82,7 +82,7 @@ def encode_windows(engine: SearchEngine, cache: Path | None) -> tuple[list[str],
     seconds = time.perf_counter() - t0
     owner_arr = np.array(owner)
     if cache:
-        np.savez(cache, dates=np.array(df.date), owner=owner_arr, vectors=vectors, seconds=seconds)
+        np.savez(cache, dates=np.array(df.date, dtype=str), owner=owner_arr, vectors=vectors, seconds=seconds)
     return list(df.date), owner_arr, vectors, seconds
 
 
@@ -134,10 +134,10 @@ def main() -> None:
                 scores = entry_scores(vec, owner, vectors, n, v, first, mean, stored)
                 dense = date_arr[np.argsort(-scores)[:100]].tolist()
                 for mode, ranking in (("dense", dense), ("hybrid", hybrid_order(dense[:50], keyword))):
-                    row = rows[f"{mode} · {v}"]
-                    row["p"].append(sum(d in relevant for d in ranking[:10]) / 10)
-                    row["condensed"].append(condensed_p_at_10(ranking, pool, relevant))
-                    row["unjudged"].append(sum(d not in pool for d in ranking[:10]))
+                    cell = rows[f"{mode} · {v}"]
+                    cell["p"].append(sum(d in relevant for d in ranking[:10]) / 10)
+                    cell["condensed"].append(condensed_p_at_10(ranking, pool, relevant))
+                    cell["unjudged"].append(sum(d not in pool for d in ranking[:10]))
         result["sets"][set_name] = {k: {"p_at_10": round(float(np.mean(r["p"])), 3),
                                         "condensed_p_at_10": round(float(np.mean(r["condensed"])), 3),
                                         "unjudged_in_top10": round(float(np.mean(r["unjudged"])), 2)}
