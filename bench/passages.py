@@ -35,13 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from atlas import environment  # noqa: E402
 from atlas.encoders import encoder_from_manifest, l2_normalise  # noqa: E402
 from bench.common import lake_label, save  # noqa: E402
-from bench.search_quality import SETS, condensed_p_at_10, hybrid_order, judged_pool  # noqa: E402
+from bench.search_quality import SETS, condensed_p_at_10, hybrid_order, judged_pool, load_set  # noqa: E402
 from lake import search  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
 from lake.search import SearchEngine  # noqa: E402
 from pipeline.embed import text_input  # noqa: E402
 
-DATA = Path(__file__).resolve().parent / "data"
 VARIANTS = ("stored", "first", "max", "mean")
 
 
@@ -119,9 +118,8 @@ def main() -> None:
               "windows_per_entry": round(len(owner) / n, 2), "window_encoding_s": round(seconds, 1),
               "stored_text_encoding_estimate_s": round(seconds * n / len(owner), 1),
               "keyword_weight": search.KEYWORD_WEIGHT, "sets": {}}
-    for set_name, (queries_file, judgements_file) in SETS.items():
-        queries = [q for q in (DATA / queries_file).read_text().splitlines() if q.strip()]
-        judged = json.loads((DATA / judgements_file).read_text())
+    for set_name, files in SETS.items():
+        queries, judged = load_set(*files)
         rows: dict[str, dict[str, list[float]]] = {f"{m} · {v}": {"p": [], "condensed": [], "unjudged": []}
                                                    for m in ("dense", "hybrid") for v in VARIANTS}
         for q in queries:

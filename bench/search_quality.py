@@ -47,10 +47,15 @@ def equal_weights():
         search.KEYWORD_WEIGHT = saved
 
 
-def hybrid_order(dense: list[str], keyword: list[str], weight: float | None = None) -> list[str]:
-    """Dates of a dense and a keyword ranking fused as the search fuses them (RRF, keyword weight)."""
-    fused = search.rrf([dense, keyword], weights=(1.0, search.KEYWORD_WEIGHT if weight is None else weight))
-    return sorted(fused, key=lambda d: (-fused[d], d))
+def load_set(queries_file: str, judgements_file: str) -> tuple[list[str], dict[str, list[str]]]:
+    """One judged set: its queries (in file order) and, per query, the dates judged relevant."""
+    queries = [q for q in (DATA / queries_file).read_text().splitlines() if q.strip()]
+    return queries, json.loads((DATA / judgements_file).read_text())
+
+
+def hybrid_order(dense: list[str], keyword: list[str]) -> list[str]:
+    """Dates of a dense and a keyword ranking in the order hybrid search gives them."""
+    return [d for d, _ in search.hybrid_ranking(dense, keyword)]
 
 
 def judged_pool(engine: SearchEngine, q: str, relevant: set[str]) -> set[str]:
@@ -76,8 +81,7 @@ def condensed_p_at_10(ranking: list[str], pool: set[str], relevant: set[str]) ->
 def score_set(engine: SearchEngine, queries_file: str, judgements_file: str) -> dict:
     """P@10 per mode, and the best P@10 any ranking could reach (queries with fewer than 10 relevant
     entries cap it), so ``normalised`` = P@10 / that ceiling."""
-    queries = [q for q in (DATA / queries_file).read_text().splitlines() if q.strip()]
-    judged = json.loads((DATA / judgements_file).read_text())
+    queries, judged = load_set(queries_file, judgements_file)
     per_query: dict[str, dict[str, float]] = {}
     for q in queries:
         relevant = set(judged[q])

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from atlas import environment  # noqa: E402
 from atlas.encoders import encoder_from_manifest, l2_normalise  # noqa: E402
 from bench.common import lake_label, save  # noqa: E402
-from bench.search_quality import SETS, condensed_p_at_10, hybrid_order, judged_pool  # noqa: E402
+from bench.search_quality import SETS, condensed_p_at_10, hybrid_order, judged_pool, load_set  # noqa: E402
 from lake import search  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
 from lake.search import SearchEngine  # noqa: E402
@@ -48,15 +48,6 @@ from pipeline.embed import text_input  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 LABELS = {"tuning": "labelled_categories.csv", "never_tuned": "labelled_pictures.csv"}
-
-
-def judgements() -> list[tuple[dict[str, list[str]], list[str]]]:
-    """(judgements, queries) of each judged query set."""
-    out = []
-    for queries_file, judgements_file in SETS.values():
-        out.append((json.loads((DATA / judgements_file).read_text()),
-                    [q for q in (DATA / queries_file).read_text().splitlines() if q.strip()]))
-    return out
 
 
 def encode(encoder, texts: list[str], one_per_pass: bool) -> tuple[np.ndarray, float]:
@@ -119,18 +110,21 @@ def main() -> None:
               "quantize": spec.get("quantize"), "text_max_tokens": spec.get("text_max_tokens"),
               "keyword_weight": search.KEYWORD_WEIGHT, "variants": {}}
     date_arr = np.array(dates)
-    pools = {q: judged_pool(engine, q, set(judged[q])) for judged, queries in judgements() for q in queries}
+    sets = {name: load_set(*files) for name, files in SETS.items()}
+    # per query, once: its judged pool and its keyword list (neither depends on the vectors scored)
+    pools, keywords = {}, {}
+    for queries, judged in sets.values():
+        for q in queries:
+            pools[q] = judged_pool(engine, q, set(judged[q]))
+            keywords[q] = [h["date"] for h in engine._keyword(q, None, 50)]
     for name, v in variants.items():
         out = {k: v[k] for k in ("texts_per_s", "batch_drift") if k in v}
-        for set_name, (queries_file, judgements_file) in SETS.items():
-            queries = [q for q in (DATA / queries_file).read_text().splitlines() if q.strip()]
-            judged = json.loads((DATA / judgements_file).read_text())
+        for set_name, (queries, judged) in sets.items():
             p: dict[str, list[float]] = {f"{m}{k}": [] for m in ("dense", "hybrid") for k in ("", "_condensed", "_unjudged")}
             for q in queries:
                 relevant, pool = set(judged[q]), pools[q]
-                keyword = [h["date"] for h in engine._keyword(q, None, 50)]
                 dense = date_arr[np.argsort(-(v["vectors"] @ v["queries"]._encode_queries([q])[0]))[:100]].tolist()
-                for mode, ranking in (("dense", dense), ("hybrid", hybrid_order(dense[:50], keyword))):
+                for mode, ranking in (("dense", dense), ("hybrid", hybrid_order(dense[:50], keywords[q]))):
                     p[mode].append(sum(d in relevant for d in ranking[:10]) / 10)
                     p[f"{mode}_condensed"].append(condensed_p_at_10(ranking, pool, relevant))
                     p[f"{mode}_unjudged"].append(sum(d not in pool for d in ranking[:10]))

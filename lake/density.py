@@ -228,11 +228,17 @@ def category_counts(columns: MapColumns, filters: Filters, *, days: np.ndarray |
 
 
 def _extent(columns: MapColumns, index: np.ndarray) -> tuple[float, float, float, float]:
-    if not len(index):
-        return (0.0, 1.0, 0.0, 1.0)
-    x, y = columns.x[index], columns.y[index]
+    return padded_extent(columns.x[index], columns.y[index], pad=0.02) or (0.0, 1.0, 0.0, 1.0)
+
+
+def padded_extent(x: np.ndarray, y: np.ndarray, *, pad: float) -> tuple[float, float, float, float] | None:
+    """(x0, x1, y0, y1) holding every point, widened by ``pad`` × the span on each side (× 1 where the
+    span is zero); None without points. Shared by the large maps' rasters and the map figure's axes."""
+    x, y = np.asarray(x), np.asarray(y)
+    if not len(x):
+        return None
     x0, x1, y0, y1 = float(x.min()), float(x.max()), float(y.min()), float(y.max())
-    pad_x, pad_y = 0.02 * (x1 - x0 or 1.0), 0.02 * (y1 - y0 or 1.0)
+    pad_x, pad_y = pad * (x1 - x0 or 1.0), pad * (y1 - y0 or 1.0)
     return (x0 - pad_x, x1 + pad_x, y0 - pad_y, y1 + pad_y)
 
 

@@ -103,6 +103,13 @@ def rrf(ranked_lists: list[list[str]], *, weights: Sequence[float] | None = None
     return scores
 
 
+def hybrid_ranking(dense: list[str], keyword: list[str]) -> list[tuple[str, float]]:
+    """The hybrid mode's order: the dense and keyword lists' keys fused by :func:`rrf` (the keyword list
+    weighted :data:`KEYWORD_WEIGHT`), best first, ties by key, with their fused scores."""
+    fused = rrf([dense, keyword], weights=(1.0, KEYWORD_WEIGHT))
+    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 class SearchEngine:
     """Answers searches for one lake; the query encoder is loaded once, on first use."""
 
@@ -306,10 +313,9 @@ class SearchEngine:
             keyword = self._keyword(q, where, pool)
             table, vec = self._query(q, kind)
             dense = self._dense_search(vec, table, filters, pool)
-            fused = rrf([[h["date"] for h in dense], [h["date"] for h in keyword]], weights=(1.0, KEYWORD_WEIGHT))
+            order = hybrid_ranking([h["date"] for h in dense], [h["date"] for h in keyword])[:n]
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
-            order = sorted(fused, key=lambda d: (-fused[d], d))[:n]
-            hits = [info[d] | {"score": round(fused[d], 5)} for d in order]
+            hits = [info[d] | {"score": round(score, 5)} for d, score in order]
         return self._with_snippets(hits[offset:n], q)
 
     def similar(self, date: dt.date, *, kind: str = "text", k: int = 10,

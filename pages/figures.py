@@ -23,6 +23,8 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from lake.density import padded_extent
+
 log = logging.getLogger(__name__)
 
 #: Qualitative colours for categories and clusters: the n-th most frequent category gets the n-th colour.
@@ -192,12 +194,7 @@ def map_extent(points: pd.DataFrame) -> tuple[float, float, float, float] | None
     """Axis ranges (x0, x1, y0, y1) holding every point with a :data:`MAP_PAD` margin; None without points.
 
     Fixed ranges instead of Plotly's autorange: the preview picture must know where each point lands."""
-    if points.empty:
-        return None
-    x0, x1 = float(points.x.min()), float(points.x.max())
-    y0, y1 = float(points.y.min()), float(points.y.max())
-    px_, py_ = MAP_PAD * ((x1 - x0) or 1.0), MAP_PAD * ((y1 - y0) or 1.0)
-    return x0 - px_, x1 + px_, y0 - py_, y1 + py_
+    return padded_extent(points.x.to_numpy(), points.y.to_numpy(), pad=MAP_PAD)
 
 
 def sendable(fig: go.Figure) -> dict[str, Any]:
