@@ -2,16 +2,22 @@
 maps (the default) against re-fitting every map (``--refit``, what every build did before), in one run.
 
 A copy of a built lake (default ``lake/data``; its caches make embedding incremental) is first rebuilt
-without the archive's last day (a re-fit: entries left), then the last day is added back twice, from
-that same state: once as a plain build (placement) and once with ``--refit``. Wall and CPU per stage
-come from the builds' manifests; *moved* is the largest change of any existing point's map position.
+without the archive's last day (a re-fit: entries left), with that day's vectors dropped from the
+embedding caches, so adding it back encodes it as a real new day would. Then the last day is added back
+twice, from that same state: once as a plain build (placement) and once with ``--refit``. Wall and CPU
+per stage come from the builds' manifests; *moved* is the largest change of any existing point's map
+position.
 
-Usage: python bench/add_one_day.py [--lake DIR]
+With ``--baseline REV`` the code of an earlier commit (a git worktree) also adds the day, from the same
+state, so the before/after pair comes from one run on one machine.
+
+Usage: python bench/add_one_day.py [--lake DIR] [--baseline REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -29,12 +35,15 @@ sys.path.insert(0, str(REPO))
 from bench.common import lake_label, save  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
+from pipeline.embed import text_input  # noqa: E402
+from pipeline.embed_cache import EmbeddingCache  # noqa: E402
+from atlas.hashing import sha1_text  # noqa: E402
 
 
-def build(lake: Path, *extra: str) -> tuple[float, dict]:
+def build(lake: Path, *extra: str, repo: Path = REPO) -> tuple[float, dict]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pipeline", "build", "--collection", "apod", "--no-progress",
-                           "--lake", str(lake), *extra], cwd=REPO, capture_output=True, text=True)
+                           "--lake", str(lake), *extra], cwd=repo, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
@@ -52,6 +61,18 @@ def moved(before, after) -> float:
     return float(np.max(np.abs(both[["x_a", "y_a", "z_a"]].to_numpy() - both[["x_b", "y_b", "z_b"]].to_numpy())))
 
 
+def forget_day(lake: Path, day: str) -> dict[str, int]:
+    """Drop one day's title, text and picture vectors from every embedding cache of ``lake``."""
+    row = LakeReader.open(lake).query("SELECT title, explanation, image_sha1 FROM entries WHERE date = ?", [day]).iloc[0]
+    keys = {"title": [sha1_text(row.title)], "text": [sha1_text(text_input(row.title, row.explanation))],
+            "image": [row.image_sha1] if row.image_sha1 else []}
+    dropped: dict[str, int] = {}
+    for folder in sorted(LakeLayout.at(lake).cache.glob("embeddings/*/*")):
+        if folder.name in keys:
+            dropped[folder.name] = dropped.get(folder.name, 0) + EmbeddingCache(folder).forget(keys[folder.name])
+    return dropped
+
+
 def stages(m: dict) -> dict:
     return {name: {"wall_s": s["wall_seconds"], "cpu_s": s.get("cpu_seconds"), "reused": bool(s.get("skipped"))}
             for name, s in m["stages"].items() if not name.startswith("gz2_")}
@@ -60,6 +81,7 @@ def stages(m: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
+    ap.add_argument("--baseline", metavar="REV", help="also add the day with the code of this commit")
     args = ap.parse_args()
     source = LakeLayout.at(args.lake).root
     last = LakeReader.open(source).query("SELECT max(date) AS d FROM entries").d[0].date()
@@ -68,19 +90,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cosmic-atlas-add-day-") as tmp:
         base = Path(tmp) / "base"
         shutil.copytree(source, base, symlinks=True)
+        results["added_day_has_picture"] = bool(LakeReader.open(base).query(
+            "SELECT has_image FROM entries WHERE date = ?", [last.isoformat()]).has_image[0])
+        results["forgotten_vectors"] = forget_day(base, last.isoformat())
         wall, m = build(base, "--end", day_before)
         results["without_last_day"] = {"wall_s": round(wall, 1), "entries": m["counts"]["entries"]}
         before = positions(base)
-        for label, extra in (("placed", ()), ("refit", ("--refit",))):
-            lake = Path(tmp) / label
-            shutil.copytree(base, lake, symlinks=True)
-            wall, m = build(lake, *extra)
-            results[label] = {"wall_s": round(wall, 1), "entries": m["counts"]["entries"],
-                              "projection": {k: v for k, v in m["stages"]["project"]["manifest"]["projection"].items()
-                                             if k in ("mode", "placed_this_build", "placed_since_fit", "drift_since_fit")},
-                              "moved_max": moved(before, positions(lake)), "stages": stages(m)}
-            print(label, json.dumps(results[label]), flush=True)
-            shutil.rmtree(lake)
+        runs: list[tuple[str, tuple[str, ...], Path]] = [("placed", (), REPO), ("refit", ("--refit",), REPO)]
+        with contextlib.ExitStack() as stack:
+            if args.baseline:
+                from bench.dashboard import checkout
+
+                runs.insert(0, ("placed_baseline", (), stack.enter_context(checkout(args.baseline))))
+                results["baseline"] = args.baseline
+            for label, extra, repo in runs:
+                lake = Path(tmp) / label
+                shutil.copytree(base, lake, symlinks=True)
+                wall, m = build(lake, *extra, repo=repo)
+                results[label] = {"wall_s": round(wall, 1), "entries": m["counts"]["entries"],
+                                  "projection": {k: v for k, v in m["stages"]["project"]["manifest"]["projection"].items()
+                                                 if k in ("mode", "placed_this_build", "placed_since_fit", "drift_since_fit")},
+                                  "embedded_items": m["stages"]["embed"]["items"],
+                                  "moved_max": moved(before, positions(lake)), "stages": stages(m)}
+                print(label, json.dumps(results[label]), flush=True)
+                shutil.rmtree(lake)
     results["target_s"] = 10
     print("saved", save("add_one_day", results))
 

@@ -188,6 +188,11 @@ class LakeLayout:
         """Vectors (or picture features) of one kind, keyed by the fingerprint of the tower that made them."""
         return self.cache / "embeddings" / tower_fingerprint / kind
 
+    def knn_cache(self, kind: str) -> Path:
+        """The last build's exact k-NN graph of one embedding kind (rows named by date, with digests of
+        their vectors), which the next build extends when it only adds entries."""
+        return self.cache / "knn" / f"{kind}.npz"
+
     @property
     def download_cache(self) -> Path:
         return self.cache / "downloads"

@@ -20,6 +20,7 @@ the other out of the top). Every score is "higher = odder"; percentiles are in (
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,8 +81,11 @@ def _lof(graph: KnnGraph, n_neighbors: int) -> np.ndarray:
     return -lof.negative_outlier_factor_.astype(np.float64)
 
 
-def single_modal(vectors: np.ndarray, params: AnomalyParams) -> dict[str, np.ndarray]:
-    """k-NN distance, LOF and isolation forest scores of one embedding kind (higher = odder)."""
+def single_modal(vectors: np.ndarray, params: AnomalyParams, *, graph: KnnGraph | None = None) -> dict[str, np.ndarray]:
+    """k-NN distance, LOF and isolation forest scores of one embedding kind (higher = odder).
+
+    ``graph``: the kind's cosine k-NN graph with at least ``max(k, lof_neighbours)`` neighbours when the
+    caller has it (the build's shared, incrementally kept graph); else computed here."""
     from sklearn.decomposition import PCA
     from sklearn.ensemble import IsolationForest
 
@@ -89,7 +93,8 @@ def single_modal(vectors: np.ndarray, params: AnomalyParams) -> dict[str, np.nda
     if n < 3:
         return {name: np.zeros(n) for name in ("knn", "lof", "iforest")}
     v = l2_normalise(vectors)
-    graph = knn_graph(v, max(params.k, params.lof_neighbours))
+    need = min(max(params.k, params.lof_neighbours), n - 1)
+    graph = knn_graph(v, need) if graph is None or graph.k < need else graph.truncated(need)
     _, distances = graph.without_self(params.k)
     knn = distances.astype(np.float64).mean(axis=1)
     dims = min(params.iforest_dims, v.shape[1], n)
@@ -116,9 +121,11 @@ def cross_modal(text: np.ndarray, picture: np.ndarray, picture_in_text: np.ndarr
     return {k: v.astype(np.float64) for k, v in out.items()}
 
 
-def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: AnomalyParams) -> pd.DataFrame:
+def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: AnomalyParams, *,
+                  knn: Callable[[str, int], KnnGraph] | None = None) -> pd.DataFrame:
     """One row per entry (the ``text`` kind's dates): every detector's score and percentile, the
-    combined score and rank. ``vectors`` maps kind → (dates, matrix); ``aligned`` is optional."""
+    combined score and rank. ``vectors`` maps kind → (dates, matrix); ``aligned`` is optional.
+    ``knn(kind, k)``: the k-NN graph of ``vectors[kind]`` when the caller keeps one (the build does)."""
     dates = list(vectors["text"][0])
     row = {d: i for i, d in enumerate(dates)}
     df = pd.DataFrame({"date": dates})
@@ -127,7 +134,8 @@ def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: Anom
             continue
         kdates, matrix = vectors[kind]
         where = np.array([row[d] for d in kdates])
-        for name, score in single_modal(matrix, params).items():
+        graph = knn(kind, max(params.k, params.lof_neighbours)) if knn is not None else None
+        for name, score in single_modal(matrix, params, graph=graph).items():
             col = np.full(len(dates), np.nan)
             col[where] = score
             df[f"{kind}_{name}"] = col

@@ -57,6 +57,13 @@ class EmbeddingCache:
         if len(self._chunks()) > COMPACT_AFTER:
             self.compact()
 
+    def forget(self, keys: list[str]) -> int:
+        """Drop these keys, so the next build embeds them again (the cache is rewritten as one chunk)."""
+        gone = [k for k in dict.fromkeys(keys) if self._vectors.pop(k, None) is not None]
+        if gone:
+            self.compact()
+        return len(gone)
+
     def compact(self) -> None:
         old = self._chunks()
         keys = list(self._vectors)

@@ -1,17 +1,26 @@
-"""One exact cosine k-nearest-neighbour graph per embedding, shared by UMAP, t-SNE and clustering.
+"""One exact cosine k-nearest-neighbour graph per embedding, shared by UMAP, t-SNE, clustering and the
+anomaly detectors.
 
 Exact search is a blocked matrix product on normalised vectors: at archive scale (≈11k × 512) it takes
-about a second on two cores and spares us three approximate indexes that would disagree.
+about a second on two cores and spares us three approximate indexes that would disagree. Builds keep
+each kind's graph in the lake's cache (:func:`cached_knn_graph`); a build that adds a day's entries
+extends it exactly (the new rows against all, the old rows against the new) instead of recomputing
+11k × 11k similarities per kind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from atlas.encoders.base import l2_normalise
 from atlas.topk import top_k
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,21 +42,120 @@ class KnnGraph:
         k = min(k, self.k)
         return self.indices[:, : k + 1], self.distances[:, : k + 1]
 
+    def truncated(self, k: int) -> "KnnGraph":
+        """The same graph with each row's ``k`` nearest neighbours (a view when ``k`` is smaller)."""
+        return self if k >= self.k else KnnGraph(self.indices[:, : k + 1], self.distances[:, : k + 1])
+
+
+def _rows_graph(x: np.ndarray, rows: np.ndarray, k: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Graph rows (self first) of the vectors at positions ``rows`` against all of ``x``."""
+    idx = np.empty((len(rows), k + 1), dtype=np.int64)
+    dist = np.empty((len(rows), k + 1), dtype=np.float32)
+    for start in range(0, len(rows), block):
+        part = rows[start : start + block]
+        sims = x[part] @ x.T
+        sims[np.arange(len(part)), part] = np.inf  # self first, even for duplicate vectors
+        idx[start : start + block], top = top_k(sims, k + 1)
+        top[:, 0] = 1.0
+        dist[start : start + block] = np.clip(1.0 - top, 0.0, 2.0)
+    return idx, dist
+
 
 def knn_graph(vectors: np.ndarray, k: int, block: int = 2048) -> KnnGraph:
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = x.shape[0]
     k = max(1, min(k, n - 1))
+    return KnnGraph(*_rows_graph(x, np.arange(n), k, block))
+
+
+def extend_graph(graph: KnnGraph, old_rows: np.ndarray, vectors: np.ndarray, block: int = 2048) -> KnnGraph:
+    """The exact graph of all ``vectors`` from ``graph``, the graph of ``vectors[old_rows]`` (its
+    indices count in ``old_rows`` order), at the same ``k``.
+
+    New rows get their neighbours from all rows; an old row keeps its list unless a new row is nearer
+    than its farthest neighbour. Equal to :func:`knn_graph` of ``vectors`` up to the order of exact ties
+    and last-bit rounding of the similarities."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, k = x.shape[0], graph.k
+    old_rows = np.asarray(old_rows, dtype=np.int64)
+    new_rows = np.setdiff1d(np.arange(n), old_rows)
     idx = np.empty((n, k + 1), dtype=np.int64)
     dist = np.empty((n, k + 1), dtype=np.float32)
-    for start in range(0, n, block):
-        sims = x[start : start + block] @ x.T
-        rows = np.arange(sims.shape[0])
-        sims[rows, start + rows] = np.inf  # self first, even for duplicate vectors
-        idx[start : start + block], top = top_k(sims, k + 1)
-        top[:, 0] = 1.0
-        dist[start : start + block] = np.clip(1.0 - top, 0.0, 2.0)
+    old_idx, old_dist = old_rows[graph.indices], graph.distances.copy()
+    if len(new_rows):
+        idx[new_rows], dist[new_rows] = _rows_graph(x, new_rows, k, block)
+        for start in range(0, len(old_rows), block):  # the old rows against the new ones, merged
+            part = slice(start, start + block)
+            cand = np.clip(1.0 - x[old_rows[part]] @ x[new_rows].T, 0.0, 2.0).astype(np.float32)
+            merged_idx = np.concatenate([old_idx[part], np.broadcast_to(new_rows, cand.shape)], axis=1)
+            merged_dist = np.concatenate([old_dist[part], cand], axis=1)
+            merged_dist[:, 0] = -1.0  # self stays first, even beside a duplicate
+            order = np.argsort(merged_dist, axis=1, kind="stable")[:, : k + 1]
+            old_idx[part] = np.take_along_axis(merged_idx, order, axis=1)
+            old_dist[part] = np.take_along_axis(merged_dist, order, axis=1)
+        old_dist[:, 0] = 0.0
+    idx[old_rows], dist[old_rows] = old_idx, old_dist
     return KnnGraph(idx, dist)
+
+
+def row_digests(vectors: np.ndarray) -> np.ndarray:
+    """A 16-byte digest of each row's exact float32 bytes: what tells a stored graph's rows are unchanged."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    return np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x], dtype="S16")
+
+
+#: Above this share of new rows a cached graph is recomputed rather than extended (the merge of the
+#: old rows grows with the number of new ones; a full product is cheaper by then).
+EXTEND_MAX_NEW_SHARE = 0.25
+
+
+def cached_knn_graph(vectors: np.ndarray, k: int, *, keys: list[str], store: Path | None) -> KnnGraph:
+    """:func:`knn_graph` of ``vectors`` (rows named by ``keys``, e.g. dates), reusing the graph kept at
+    ``store`` by the last build: extended when rows were only added and no kept row changed, else
+    recomputed. The graph written back keeps the larger of ``k`` and the kept one's ``k``."""
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(x)
+    k = max(1, min(k, n - 1))
+    if store is None:
+        return knn_graph(x, k)
+    digests = row_digests(x)
+    graph, reused = None, "recomputed"
+    kept = _load_graph(store)
+    if kept is not None and kept["k"] >= k and kept["k"] <= n - 1:
+        where = {key: i for i, key in enumerate(keys)}
+        old_rows = np.array([where.get(key, -1) for key in kept["keys"]], dtype=np.int64)
+        new_share = (n - len(old_rows)) / max(n, 1)
+        if (len(set(old_rows.tolist())) == len(old_rows) and (old_rows >= 0).all()
+                and np.array_equal(digests[old_rows], kept["digests"]) and new_share <= EXTEND_MAX_NEW_SHARE):
+            old = KnnGraph(kept["indices"], kept["distances"])
+            graph = old if len(old_rows) == n and np.array_equal(old_rows, np.arange(n)) else extend_graph(old, old_rows, x)
+            reused = f"extended by {n - len(old_rows)} rows" if len(old_rows) < n else "reused"
+    if graph is None:
+        graph = knn_graph(x, max(k, kept["k"]) if kept is not None else k)
+    if reused != "reused":
+        _save_graph(store, graph, keys, digests)
+    log.debug("k-NN graph %s: %s (%d rows, k=%d)", store.name, reused, n, graph.k)
+    return graph.truncated(k)
+
+
+def _load_graph(store: Path) -> dict | None:
+    try:
+        with np.load(store, allow_pickle=False) as f:
+            return {"k": int(f["indices"].shape[1] - 1), "keys": f["keys"].tolist(), "digests": f["digests"],
+                    "indices": f["indices"], "distances": f["distances"]}
+    except (OSError, KeyError, ValueError):  # absent, or torn by an older writer: recompute
+        return None
+
+
+def _save_graph(store: Path, graph: KnnGraph, keys: list[str], digests: np.ndarray) -> None:
+    from lake import atomic
+
+    def write(path: Path) -> None:
+        with open(path, "wb") as fh:
+            np.savez(fh, keys=np.array(keys, dtype=str), digests=digests, indices=graph.indices,
+                     distances=graph.distances)
+
+    atomic.write_with(store, write)
 
 
 #: Above this many (query × fitted) similarities, :func:`nearest_fitted` uses an approximate index

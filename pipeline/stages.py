@@ -29,7 +29,7 @@ from pipeline.embed import embed_entries, text_input
 from pipeline.executors import Executor, make_executor
 from pipeline.images import ImageLimits, attach_images
 from pipeline.ingest import ingest
-from pipeline.neighbors import KnnGraph, knn_graph
+from pipeline.neighbors import KnnGraph, cached_knn_graph, knn_graph
 from pipeline.runner import BuildContext, BuildSummary, Runner, Stage, StageResult
 from pipeline.sources import RawBatch, bundled, dump, nasa
 
@@ -89,11 +89,12 @@ def _executor(ctx: BuildContext) -> Executor:
 
 
 def _knn(ctx: BuildContext, kind: str, k: int) -> KnnGraph:
-    """One exact cosine k-NN graph per embedding kind and k, shared by the maps and the clustering
-    (with the default settings both ask for k = 90, so each kind's graph is computed once)."""
+    """One exact cosine k-NN graph per embedding kind and k, shared by the maps, the clustering and the
+    anomaly detectors, and kept in the lake's cache between builds: a build that adds a day extends
+    the kept graph instead of recomputing it (:func:`pipeline.neighbors.cached_knn_graph`)."""
     def make() -> KnnGraph:
-        _, vecs = ctx.writer.read_vectors(kind)
-        return knn_graph(vecs, k)
+        dates, vecs = ctx.writer.read_vectors(kind)
+        return cached_knn_graph(vecs, k, keys=dates, store=ctx.layout.knn_cache(kind))
 
     return ctx.resource(f"knn:{kind}:{k}", make)
 
@@ -226,7 +227,8 @@ def align_stage(ctx: BuildContext) -> StageResult:
 
     exclude = set(ctx.cfg.excluded_from_alignment())
     result = align(text=ctx.writer.read_vectors("text"), image=ctx.writer.read_vectors("image"),
-                   shared_space=bool(_spec(ctx)["name"] == "openclip"), exclude=exclude)
+                   shared_space=bool(_spec(ctx)["name"] == "openclip"), exclude=exclude,
+                   kept=lambda fingerprint: _kept_head(ctx, fingerprint))
     if result.dates:
         ctx.writer.stage_vectors(ALIGNED_KIND, result.dates, result.aligned)
     ctx.writer.stage_vectors("multimodal", result.multimodal_dates, result.multimodal)
@@ -240,6 +242,20 @@ def align_stage(ctx: BuildContext) -> StageResult:
         "counts": {f"vectors_{ALIGNED_KIND}": len(result.dates), "vectors_multimodal": len(result.multimodal_dates)},
         "multimodal": "unit [text, picture in the text space] / √2; an entry without a picture repeats its text",
     })
+
+
+def _kept_head(ctx: BuildContext, fingerprint: str):
+    """The published head and its inner-CV scores when it was trained on pairs with this fingerprint."""
+    from atlas.encoders.align import AlignHead
+
+    live = ctx.live_manifest("align").get("alignment", {})
+    if live.get("training_fingerprint") != fingerprint or not ctx.layout.align_head.is_file():
+        return None
+    try:
+        head = AlignHead.load(ctx.layout.align_head)
+    except (OSError, KeyError, ValueError):
+        return None
+    return head, {int(k): float(v) for k, v in live.get("inner_cv_caption_to_picture_r10", {}).items()}
 
 
 def classify_stage(ctx: BuildContext) -> StageResult:
@@ -476,7 +492,7 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
 
     params = _anomaly_params(ctx)
     vectors = {k: ctx.writer.read_vectors(k) for k in (*EMBEDDING_KINDS, ALIGNED_KIND)}
-    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params)
+    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=lambda kind, k: _knn(ctx, kind, k))
     for name in ANOMALY_DETECTORS:
         if name not in df:
             df[name] = np.nan

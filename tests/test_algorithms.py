@@ -6,7 +6,7 @@ from sklearn.manifold import trustworthiness
 
 from pipeline import cluster
 from pipeline.classify import zero_shot
-from pipeline.neighbors import knn_graph
+from pipeline.neighbors import cached_knn_graph, extend_graph, knn_graph
 from pipeline.project import ProjectionParams, tsne_map, umap_map
 
 
@@ -63,6 +63,61 @@ def test_knn_graph_with_duplicate_vectors_keeps_self_first():
     x = np.ones((6, 4), np.float32) / 2
     g = knn_graph(x, 3)
     assert (g.indices[:, 0] == np.arange(6)).all()
+
+
+def test_an_extended_graph_equals_the_graph_computed_from_scratch(blobs):
+    """A day's new rows, interleaved among the old ones: extending the old rows' graph gives the graph
+    of all rows, neighbours and distances."""
+    x, _ = blobs
+    rng = np.random.default_rng(4)
+    new = np.sort(rng.choice(len(x), 17, replace=False))
+    old_rows = np.setdiff1d(np.arange(len(x)), new)
+    rng.shuffle(old_rows)  # the old graph's rows in another order than today's
+    got = extend_graph(knn_graph(x[old_rows], 12), old_rows, x, block=41)
+    want = knn_graph(x, 12)
+    assert np.array_equal(got.indices, want.indices)
+    assert np.allclose(got.distances, want.distances, atol=1e-6)
+    # old rows that gained a new neighbour exist, so the merge is exercised, not just the new rows
+    assert np.isin(got.indices[old_rows, 1:], new).any()
+
+
+def test_extending_keeps_self_first_beside_a_duplicate_newcomer(blobs):
+    x, _ = blobs
+    both = np.concatenate([x[:30], x[:1]])  # the newcomer repeats row 0
+    got = extend_graph(knn_graph(x[:30], 5), np.arange(30), both)
+    assert (got.indices[:, 0] == np.arange(31)).all() and (got.distances[:, 0] == 0).all()
+    assert 30 in got.indices[0, 1:] and 0 in got.indices[30, 1:]
+
+
+def test_the_cached_graph_is_extended_reused_or_recomputed_as_the_rows_say(blobs, tmp_path, caplog):
+    """Kept between builds: only added rows → extended; nothing new → reused; a changed row → recomputed;
+    every answer equals the graph from scratch, and a smaller k is a slice of the kept graph."""
+    import logging
+
+    x, _ = blobs
+    keys = [f"d{i:03d}" for i in range(len(x))]
+    store = tmp_path / "knn" / "text.npz"
+    caplog.set_level(logging.DEBUG, logger="pipeline.neighbors")
+
+    def check(vectors, names, k, says):
+        caplog.clear()
+        got = cached_knn_graph(vectors, k, keys=names, store=store)
+        want = knn_graph(vectors, k)
+        assert np.array_equal(got.indices, want.indices) and np.allclose(got.distances, want.distances, atol=1e-6)
+        assert says in caplog.text, caplog.text
+
+    check(x[:280], keys[:280], 15, "recomputed")
+    check(x, keys, 15, "extended by 20 rows")
+    check(x, keys, 15, "reused")
+    check(x, keys, 8, "reused")  # the kept k = 15 graph, sliced
+    changed = x.copy()
+    changed[5] = x[6]
+    check(changed, keys, 15, "recomputed")  # one row's vector changed
+    check(x, keys, 15, "recomputed")  # … and back
+    check(x[::-1], keys[::-1], 15, "reused")  # the same rows in another order: re-indexed
+    check(x[5:], keys[5:], 15, "recomputed")  # rows removed
+    store.write_bytes(b"torn")
+    check(x, keys, 15, "recomputed")
 
 
 @pytest.mark.parametrize("method", ["umap", "tsne"])

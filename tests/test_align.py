@@ -77,6 +77,29 @@ def test_alignment_is_deterministic_and_multimodal_uses_both_halves():
     assert np.allclose(a.multimodal[5, 24:] / np.linalg.norm(a.multimodal[5, 24:]), a.aligned[5], atol=1e-5)
 
 
+def test_the_last_builds_head_is_kept_only_for_the_same_training_pairs():
+    """A day without a picture leaves the pairs unchanged: the kept head gives the same vectors without
+    training; any change to the pairs (here: one caption) trains again."""
+    dates, pictures, captions = _pairs(n=100)
+    first = align(text=(dates, captions), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set())
+    asked: list[str] = []
+
+    def kept(fingerprint: str):
+        asked.append(fingerprint)
+        return (first.head, {int(k): v for k, v in first.report["inner_cv_caption_to_picture_r10"].items()}) \
+            if fingerprint == first.report["training_fingerprint"] else None
+
+    again = align(text=(dates, captions), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set(), kept=kept)
+    assert again.head is first.head and again.report["head"].startswith("kept")
+    assert np.array_equal(again.aligned, first.aligned) and np.array_equal(again.multimodal, first.multimodal)
+    assert {k: v for k, v in again.report.items() if k != "head"} == {k: v for k, v in first.report.items() if k != "head"}
+    changed = captions.copy()
+    changed[3] = captions[4]
+    retrained = align(text=(dates, changed), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set(), kept=kept)
+    assert retrained.report["head"] == "trained" and retrained.head is not first.head
+    assert asked[-1] != first.report["training_fingerprint"]
+
+
 def test_shared_space_and_too_few_pairs():
     dates, pictures, captions = _pairs(n=30)
     shared = align(text=(dates, captions), image=(dates, captions[:, :24]), shared_space=True, exclude=set())
