@@ -402,6 +402,17 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
         new, fitted = group[group.date >= pd.Timestamp("2014-03-01")], group[group.date < pd.Timestamp("2014-03-01")]
         for axis in ("x", "y"):
             assert ((fitted[axis].min() <= new[axis]) & (new[axis] <= fitted[axis].max())).all(), (emb, method)
+    # the anomaly detectors ran on the k-NN graphs kept by the last build, extended by the two days:
+    # their scores are those of scoring the same vectors from scratch
+    from pipeline.anomaly import AnomalyParams, score_entries
+
+    assert all((lake / "cache" / "knn" / f"{kind}.npz").is_file() for kind in EMBEDDING_KINDS)
+    vectors = {k: reader.vectors(k) for k in EMBEDDING_KINDS}  # the single-modality detectors' inputs
+    fresh = score_entries({k: v for k, v in vectors.items() if v[0]}, AnomalyParams()).set_index("date")
+    stored = reader.query("SELECT * FROM anomalies").assign(date=lambda d: d.date.astype(str)).set_index("date")
+    single = [c for c in fresh.columns if c.endswith(("_knn", "_lof", "_iforest"))]
+    assert len(single) >= 9
+    pd.testing.assert_frame_equal(stored.loc[fresh.index, single], fresh[single], check_dtype=False, atol=1e-5)
     refit = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake), "--refit")
     assert refit.returncode == 0, refit.stderr[-3000:]
     fitted = manifest(lake)["stages"]["project"]["manifest"]["projection"]
