@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,10 +277,12 @@ def anomaly_section(r: dict) -> list[str]:
     return out
 
 
-def ann_section(r: dict) -> list[str]:
+def ann_section(r: dict, *, name: str = "ann") -> list[str]:
     scalar = " --scalar-index" if r.get("scalar_index_s") is not None else ""
-    out = [f"## ANN index at {r['n']:,} vectors{', with a scalar index on the filter column' if scalar else ''}", "",
-           f"Command: `python bench/ann.py --n {r['n']}{scalar}` — {r['n']:,} synthetic {r['dim']}-d vectors (clustered, "
+    kind = r["index"].split(",")[0]
+    flags = scalar + (" --index ivf_hnsw_sq" if kind == "IVF_HNSW_SQ" else "") + (f" --out {name}" if name != "ann" else "")
+    out = [f"## ANN index at {r['n']:,} vectors: {kind}{', with a scalar index on the filter column' if scalar else ''}", "",
+           f"Command: `python bench/ann.py --n {r['n']}{flags}` — {r['n']:,} synthetic {r['dim']}-d vectors (clustered, "
            f"normalised), {r['index']}; recall@10 against exact cosine search over {r['queries']} queries"
            + (f", unfiltered and with the prefilter `{r['filter']}` (about a third of the rows)" if r.get("filter") else "")
            + ".", _machine(r), "",
@@ -500,21 +503,32 @@ def ray_section(r: dict) -> list[str]:
 
 
 def add_day_section(r: dict) -> list[str]:
+    base = r.get("baseline")
+    forgotten = r.get("forgotten_vectors")
     out = ["## Daily ingest: one day added to the full archive", "",
-           f"Command: `python bench/add_one_day.py` — a copy of `{r['lake']}` rebuilt without its last day "
-           f"({r['added_day']}), then that day added back from the same state: as a plain build (new entries "
+           f"Command: `python bench/add_one_day.py{' --baseline ' + base if base else ''}` — a copy of `{r['lake']}` "
+           f"rebuilt without its last day ({r['added_day']}"
+           + (", which has no local picture" if r.get("added_day_has_picture") is False else "") + "), "
+           + ("that day's vectors dropped from the embedding caches (so it is encoded as a real new day is: "
+              + ", ".join(f"{n} {k}" for k, n in forgotten.items() if n) + "), " if forgotten else "")
+           + "then that day added back from the same state: as a plain build (new entries "
            "placed on the published maps, joined to the existing clusters) and with `--refit` (every map re-fitted "
-           "and re-clustered, as every build did before; the sky stage keeps the rows of unchanged entries in both). "
+           "and re-clustered, as every build did before; the sky stage keeps the rows of unchanged entries in both)"
+           + (f"; *placed, `{base}`* = the plain build by the code of that commit (a git worktree), from the same state"
+              if base else "") + ". "
            "*Moved* = the largest change of any existing point's map coordinates.", _machine(r), "",
-           "| build | whole build | project | cluster | sky | anomaly | embed | maps | moved |",
-           "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
-    for label in ("placed", "refit"):
+           "| build | whole build | project | cluster | sky | anomaly | align | embed | maps | moved |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    for label in ("placed_baseline", "placed", "refit"):
+        if label not in r:
+            continue
         v = r[label]
         proj, st = v["projection"], v["stages"]
         how = (f"placed ({proj.get('placed_this_build')} new; largest drift "
                f"{max(proj.get('drift_since_fit', {0: 0}).values()):g})" if proj["mode"] == "placed" else "re-fitted")
-        out.append(f"| {label} | **{v['wall_s']} s** | " + " | ".join(f"{st[n]['wall_s']:.1f} s" for n in
-                   ("project", "cluster", "sky", "anomaly", "embed")) + f" | {how} | {v['moved_max']:g} |")
+        name = f"placed, `{base}`" if label == "placed_baseline" else label
+        out.append(f"| {name} | **{v['wall_s']} s** | " + " | ".join(f"{st[n]['wall_s']:.1f} s" for n in
+                   ("project", "cluster", "sky", "anomaly", "align", "embed")) + f" | {how} | {v['moved_max']:g} |")
     v = r["placed"]["stages"]
     slow = sorted(((s["wall_s"], n) for n, s in v.items() if not s["reused"]), reverse=True)[:5]
     out += ["", "Stage times of the placed build (the slowest five that ran): " +
@@ -577,7 +591,7 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("passages", passages_section),
             ("search_latency", search_latency_section), ("picture_meaning", picture_section), ("anomaly", anomaly_section),
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
-            ("ann", ann_section), ("ann_scalar", ann_section), ("ann_10m", ann_section),
+            *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
             ("sky_quality", sky_section),

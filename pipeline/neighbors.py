@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,8 +105,8 @@ def row_digests(vectors: np.ndarray) -> np.ndarray:
     return np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x], dtype="S16")
 
 
-#: Above this share of new rows a cached graph is recomputed rather than extended (the merge of the
-#: old rows grows with the number of new ones; a full product is cheaper by then).
+#: Above this share of new rows a cached graph is recomputed rather than extended: the merge of the old
+#: rows grows with the number of new ones, and a build that adds that much is no daily ingest.
 EXTEND_MAX_NEW_SHARE = 0.25
 
 
@@ -143,7 +144,7 @@ def _load_graph(store: Path) -> dict | None:
         with np.load(store, allow_pickle=False) as f:
             return {"k": int(f["indices"].shape[1] - 1), "keys": f["keys"].tolist(), "digests": f["digests"],
                     "indices": f["indices"], "distances": f["distances"]}
-    except (OSError, KeyError, ValueError):  # absent, or torn by an older writer: recompute
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent or unreadable: recompute
         return None
 
 
