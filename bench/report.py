@@ -168,11 +168,11 @@ def search_quality_section(r: dict) -> list[str]:
 
 
 def search_latency_section(r: dict) -> list[str]:
-    out = ["## Search latency (HTTP → JSON, full archive)", "",
-           f"Command: `python bench/search_latency.py` — {r['server']}, one sequential client, warm worker.",
-           _machine(r), ""]
     first = r["results"].get("first_search_ms")
     before = r["results"].get("baseline")
+    out = ["## Search latency (HTTP → JSON, full archive)", "",
+           f"Command: `python bench/search_latency.py{' --baseline ' + before['rev'] if before else ''}` — "
+           f"{r['server']}, one sequential client, warm worker.", _machine(r), ""]
     if before:
         out += [f"Before = the code of commit `{before['rev']}`, served from a git worktree on the same lake in the "
                 "same run; after = this commit.", "",

@@ -11,7 +11,8 @@
 
 Dense search reads its vectors from LanceDB. Tables below ``ANN_MIN_ROWS`` (the 11k archive) are
 searched exactly with one in-memory matrix product (0.2 ms instead of LanceDB's 9 ms brute-force scan);
-larger tables use LanceDB's IVF_PQ index with re-ranking (see ``lake.vectors``).
+larger tables use LanceDB's ANN index (IVF_PQ, or IVF_HNSW_SQ at millions of rows) with re-ranking on
+the full vectors (see ``lake.vectors``).
 
 Filters (:class:`lake.filters.Filters`: categories, date range, has-image, sky cone) are applied inside
 each query (a mask before the top-k, or LanceDB pre-filtering), not to the results afterwards, so ``k``
@@ -34,7 +35,7 @@ from lake.pictures import picture_of
 from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND
-from lake.vectors import ANN_MIN_ROWS, ANN_NPROBES, ANN_REFINE_FACTOR, matrix
+from lake.vectors import ANN_MIN_ROWS, ann_search_settings, matrix
 
 MODES = ("hybrid", "dense", "keyword")
 RRF_K = 60
@@ -122,6 +123,7 @@ class SearchEngine:
         self._classes: dict[str, Any] | None = None
         self._memory: dict[str, InMemoryVectors | None] = {}
         self._tables: dict[str, Any] = {}  # opened LanceDB tables (read-only; one lake version)
+        self._ann: dict[str, tuple[int, int]] = {}  # (nprobes, refine factor) per kind with an ANN index
         self._explanations: dict[str, tuple[str, str | None, str | None]] | None = None
 
     # -- helpers --------------------------------------------------------------------------------
@@ -186,6 +188,12 @@ class SearchEngine:
             raise SearchError("this lake's multimodal vectors predate the text–picture space; rebuild it")
         return np.concatenate([vec, vec])
 
+    def _ann_settings(self, kind: str) -> tuple[int, int]:
+        """The query settings of ``kind``'s ANN index type, looked up once per kind."""
+        if kind not in self._ann:
+            self._ann[kind] = ann_search_settings(self._table(kind))
+        return self._ann[kind]
+
     def _in_memory(self, kind: str) -> InMemoryVectors | None:
         if kind not in self._memory:
             table = self._table(kind)
@@ -210,8 +218,9 @@ class SearchEngine:
         return self._dense(vector, kind, where, n)
 
     def _dense(self, vector: np.ndarray, kind: str, where: str | None, n: int) -> list[dict[str, Any]]:
+        nprobes, refine = self._ann_settings(kind)  # used only where an ANN index exists
         query = (self._table(kind).search(np.asarray(vector, np.float32)).metric("cosine")
-                 .nprobes(ANN_NPROBES).refine_factor(ANN_REFINE_FACTOR))  # used only where an ANN index exists
+                 .nprobes(nprobes).refine_factor(refine))
         if where:
             query = query.where(where, prefilter=True)
         hits = query.select(["date", "title", "category", "has_image", "_distance"]).limit(n).to_list()

@@ -167,7 +167,9 @@ def test_zero_shot_softmax():
     assert (res.confidence > 0.5).all()
 
 
-def test_ann_index_is_built_for_large_tables_and_searched(tmp_path):
+@pytest.mark.parametrize("hnsw_min_rows, index_type", [(10_000, "IvfPq"), (2000, "IvfHnswSq")])
+def test_ann_index_is_built_for_large_tables_and_searched(tmp_path, hnsw_min_rows, index_type):
+    """Large tables get IVF_PQ, the largest IVF_HNSW_SQ; each is searched with its own settings."""
     from lake import vectors
 
     rng = np.random.default_rng(3)
@@ -175,11 +177,12 @@ def test_ann_index_is_built_for_large_tables_and_searched(tmp_path):
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     dates = [f"d{i:05d}" for i in range(len(x))]
     vectors.write_table(tmp_path, "text", dates, x, titles=dates, years=[2000] * len(x), categories=["c"] * len(x),
-                        has_image=[False] * len(x), ann_min_rows=1000)
+                        has_image=[False] * len(x), ann_min_rows=1000, hnsw_min_rows=hnsw_min_rows)
     table = vectors.open_table(tmp_path, "text")
-    assert any(ix.index_type == "IvfPq" for ix in table.list_indices())
-    hits = (table.search(x[7]).metric("cosine").nprobes(vectors.ANN_NPROBES).refine_factor(vectors.ANN_REFINE_FACTOR)
-            .limit(5).to_list())
+    assert [ix.index_type for ix in table.list_indices()] == [index_type]
+    nprobes, refine = vectors.ann_search_settings(table)
+    assert (nprobes, refine) == vectors.ANN_SEARCH[index_type]
+    hits = table.search(x[7]).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(5).to_list()
     assert hits[0]["date"] == "d00007"
 
 
