@@ -89,14 +89,16 @@ def _executor(ctx: BuildContext) -> Executor:
 
 
 def _knn(ctx: BuildContext, kind: str, k: int) -> KnnGraph:
-    """One exact cosine k-NN graph per embedding kind and k, shared by the maps, the clustering and the
-    anomaly detectors, and kept in the lake's cache between builds: a build that adds a day extends
-    the kept graph instead of recomputing it (:func:`pipeline.neighbors.cached_knn_graph`)."""
-    def make() -> KnnGraph:
+    """One exact cosine k-NN graph per embedding kind, shared by the maps, the clustering and the
+    anomaly detectors (a smaller ``k`` is a slice of the graph already made), and kept in the lake's
+    cache between builds: a build that adds a day extends the kept graph instead of recomputing it
+    (:func:`pipeline.neighbors.cached_knn_graph`)."""
+    key = f"knn:{kind}"
+    graph = ctx.resources.get(key)
+    if graph is None or graph.k < k:
         dates, vecs = ctx.writer.read_vectors(kind)
-        return cached_knn_graph(vecs, k, keys=dates, store=ctx.layout.knn_cache(kind))
-
-    return ctx.resource(f"knn:{kind}:{k}", make)
+        graph = ctx.resources[key] = cached_knn_graph(vecs, k, keys=dates, store=ctx.layout.knn_cache(kind))
+    return graph.truncated(k)
 
 
 def _taxonomy(ctx: BuildContext) -> taxonomy.Taxonomy:
