@@ -50,9 +50,9 @@ def write_json(target: Path, obj: Any) -> None:
     write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def write_parquet(target: Path, table: pa.Table) -> None:
+def write_parquet(target: Path, table: pa.Table, *, compression: str = "zstd") -> None:
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression=compression)
 
 
 def write_with(target: Path, writer: Callable[[Path], None]) -> None:
@@ -65,6 +65,24 @@ def move_into_place(staged: Path, target: Path) -> None:
     """Publish a staged file (same file system, so ``os.replace`` is atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, target)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and folder under ``root`` to disk (and ``root`` itself): files other libraries
+    wrote (LanceDB's) were not fsynced by them, and renames and links live in the folders. Only this
+    tree: ``os.sync`` would flush every dirty page of the machine and take as long as they need."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            _fsync(Path(folder) / name, os.O_RDONLY)
+        _fsync(Path(folder), os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def switch_symlink(link: Path, target: Path) -> None:

@@ -194,6 +194,11 @@ class LakeLayout:
         return self.cache / "knn" / f"{kind}.npz"
 
     @property
+    def model_cache(self) -> Path:
+        """Models saved by earlier builds in a form that loads fast (the offline text tower's trace)."""
+        return self.cache / "models"
+
+    @property
     def download_cache(self) -> Path:
         return self.cache / "downloads"
 

@@ -33,9 +33,17 @@ class LakeBusyError(RuntimeError):
     pass
 
 
+#: Staged vector matrices up to this size stay in memory for the rest of the build (see
+#: :meth:`LakeWriter.read_vectors`); larger ones are read from their file each time.
+VECTOR_MEMO_MAX_BYTES = 256 * 2**20
+
+
 class LakeWriter:
     def __init__(self, layout: LakeLayout) -> None:
         self.layout = layout
+        # kind -> (staged file's stat stamp, dates, read-only matrix): later stages read the same matrices
+        # again and again (27 reads, ≈ 1 s of a daily build); the stamp catches a file changed underneath
+        self._vectors: dict[str, tuple[tuple[int, int, int], list[str], np.ndarray]] = {}
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -66,6 +74,7 @@ class LakeWriter:
         manifest_io.write(self.layout.staged_manifest, manifest)
 
     def discard_staging(self) -> None:
+        self._vectors.clear()
         atomic.remove_tree(self.layout.staging)
 
     # -- tables ---------------------------------------------------------------------------------
@@ -79,12 +88,22 @@ class LakeWriter:
 
     def stage_vectors(self, kind: str, dates: list[str], matrix: np.ndarray) -> None:
         """An APOD vector matrix for later stages of this build (published later as LanceDB tables)."""
-        _write_keyed(self.layout.staged_vectors(kind), "date", dates, matrix)
+        path = self.layout.staged_vectors(kind)
+        _write_keyed(path, "date", dates, matrix)
+        self._vectors.pop(kind, None)
+        matrix = np.array(matrix, dtype=np.float32, order="C")  # what reading the file back gives
+        if len(dates) and matrix.ndim == 2 and matrix.shape[1] and matrix.nbytes <= VECTOR_MEMO_MAX_BYTES:
+            matrix.flags.writeable = False
+            self._vectors[kind] = (_stamp(path), list(dates), matrix)
 
     def read_vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
-        """Staged APOD vectors of this build, else the published table, else nothing."""
-        return _read_keyed(self.layout.staged_vectors(kind), "date", self.layout.vectors,
-                           lambda: vectors.read_vectors(self.layout.vectors, kind))
+        """Staged APOD vectors of this build, else the published table, else nothing. A staged matrix
+        comes from memory while its file is unchanged, read-only: callers copy before changing it."""
+        path = self.layout.staged_vectors(kind)
+        memo = self._vectors.get(kind)
+        if memo is not None and path.is_file() and memo[0] == _stamp(path):
+            return list(memo[1]), memo[2]
+        return _read_keyed(path, "date", self.layout.vectors, lambda: vectors.read_vectors(self.layout.vectors, kind))
 
     def stage_galaxy_vectors(self, kind: str, objids: list[str], matrix: np.ndarray) -> None:
         """A galaxy vector matrix for later stages of this build (not published as a file)."""
@@ -141,7 +160,7 @@ class LakeWriter:
                     (work / rel).parent.mkdir(parents=True, exist_ok=True)
                     os.link(path, work / rel)
         manifest_io.write(work / "manifest.json", manifest)
-        os.sync()
+        atomic.fsync_tree(work)  # on disk before the switch makes it live
         os.replace(work, target)
         atomic.switch_symlink(layout.pointer, target)  # the switch: readers see the old version or the new one
         self.discard_staging()
@@ -204,13 +223,19 @@ VERSIONS_KEPT = 3
 PRUNE_GRACE_SECONDS = 300.0
 
 
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """Identifies one version of a file: modification time, size and inode (a replaced file has another)."""
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
 def _write_keyed(path: Path, key: str, keys: list[str], matrix: np.ndarray) -> None:
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     dim = matrix.shape[1] if matrix.ndim == 2 and matrix.shape[1] else 1
     atomic.write_parquet(path, pa.table({
         key: pa.array(keys, pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim),
-    }))
+    }), compression="none")  # an intermediate of one build: float vectors barely compress, zstd costs time
 
 
 def _read_keyed(staged: Path, key: str, database: Path,

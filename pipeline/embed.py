@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from lake.layout import LakeLayout
 from pipeline.embed_cache import EmbeddingCache
 from pipeline.executors import Executor, LocalExecutor
 from atlas.encoders import Encoder
-from atlas.hashing import sha1_text
+from atlas.hashing import sha1_json, sha1_text
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ class Embeddings:
     vectors: dict[str, np.ndarray]
     image_space: dict[str, np.ndarray]
     computed: dict[str, int] = field(default_factory=dict)  # items actually encoded this run
+    #: identifies the pictures the space was fitted on (the picture tower and the features' keys, in order)
+    image_space_fingerprint: str = ""
+    image_space_kept: bool = False  # the last build's fitted space, reused: same pictures, same fit
 
 
 def fill_cache(
@@ -74,9 +78,14 @@ def embed_entries(
     chunk: int = 512,
     progress: bool = True,
     executor: Executor | None = None,
+    kept_space: Callable[[str], dict[str, np.ndarray] | None] | None = None,
 ) -> Embeddings:
     """Vectors of every entry, computing only what the content-addressed caches lack, on ``executor``
-    (this process by default; a Ray cluster with ``--runner ray``)."""
+    (this process by default; a Ray cluster with ``--runner ray``).
+
+    ``kept_space(fingerprint)``: the last build's fitted picture space when it was fitted on the same
+    pictures (None otherwise). The fit is deterministic, so reusing it gives the same vectors; a day
+    without a new picture then skips the SVD of every picture's features."""
     executor = executor or LocalExecutor()
     encode_texts = executor.encoding(encoder, "text", root=layout.root, batch_size=batch_size)
     encode_images = executor.encoding(encoder, "image", root=layout.root, batch_size=batch_size)
@@ -109,9 +118,11 @@ def embed_entries(
     )
 
     image_dates = [r["date"].isoformat() for r in with_image]
+    space_fingerprint = sha1_json([image_fp, image_keys])
+    kept = kept_space(space_fingerprint) if kept_space is not None and with_image else None
     if with_image:
         features = image_cache.get(image_keys)
-        space = encoder.image_space(features)
+        space = kept if kept is not None else encoder.image_space(features)
         image_vecs = encoder.to_image_vectors(features, space)
     else:
         space, image_vecs = {}, np.zeros((0, encoder.info.image_dim), np.float32)
@@ -121,4 +132,6 @@ def embed_entries(
         vectors={"title": title_cache.get(title_keys), "text": text_cache.get(text_keys), "image": image_vecs},
         image_space=space,
         computed=computed,
+        image_space_fingerprint=space_fingerprint,
+        image_space_kept=kept is not None,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,8 @@ def _encoder(ctx: BuildContext) -> Encoder:
         set_threads(cfg.threads)
         return build_encoder(_spec(ctx)["name"], quantize=cfg.quantize, text_max_tokens=cfg.text_max_tokens,
                              clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained,
-                             clip_checkpoint=cfg.clip_checkpoint, clip_config=cfg.clip_config)
+                             clip_checkpoint=cfg.clip_checkpoint, clip_config=cfg.clip_config,
+                             trace_dir=ctx.layout.model_cache)
 
     return ctx.resource("encoder", make)
 
@@ -207,7 +209,8 @@ def _embed_inputs(ctx: BuildContext) -> Any:
 def embed_stage(ctx: BuildContext) -> StageResult:
     encoder = _encoder(ctx)
     emb = embed_entries(_rows(ctx), encoder, ctx.layout, batch_size=ctx.cfg.batch_size, chunk=ctx.cfg.embed_chunk,
-                        progress=ctx.cfg.progress, executor=_executor(ctx))
+                        progress=ctx.cfg.progress, executor=_executor(ctx),
+                        kept_space=lambda fingerprint: _kept_space(ctx, fingerprint))
     for kind, dates in emb.dates.items():
         if dates:
             ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
@@ -215,7 +218,21 @@ def embed_stage(ctx: BuildContext) -> StageResult:
     return StageResult(items=sum(emb.computed.values()), summary={"embedded": emb.computed}, manifest={
         "encoder": encoder.info.to_dict(),
         "counts": {f"vectors_{k}": len(d) for k, d in emb.dates.items()},
+        "image_space": {"fingerprint": emb.image_space_fingerprint,
+                        "fit": "kept from the last build" if emb.image_space_kept else "fitted"},
     })
+
+
+def _kept_space(ctx: BuildContext, fingerprint: str) -> dict[str, np.ndarray] | None:
+    """The published picture space when the live build fitted it on the same pictures (same fingerprint)."""
+    live = ctx.live_manifest("embed").get("image_space", {})
+    if live.get("fingerprint") != fingerprint or not ctx.layout.image_space.is_file():
+        return None
+    try:
+        with np.load(ctx.layout.image_space) as saved:
+            return {name: saved[name] for name in saved.files}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # unreadable: fit again
+        return None
 
 
 def _align_inputs(ctx: BuildContext) -> Any:

@@ -375,8 +375,14 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     before = old_lake.query("SELECT * FROM projections")
     clusters_before = old_lake.query("SELECT * FROM clusters")
     objects_before = old_lake.query("SELECT * FROM objects")
+    pictures_before = old_lake.vectors("image")
+    assert list((lake / "cache" / "models").glob("minilm-int8-*.pt"))  # the first build traced its text tower
     proc = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # neither day has a picture: the picture space is the last build's, and so is every picture vector
+    assert manifest(lake)["stages"]["embed"]["manifest"]["image_space"]["fit"] == "kept from the last build"
+    pictures = LakeReader.open(lake).vectors("image")
+    assert pictures[0] == pictures_before[0] and np.array_equal(pictures[1], pictures_before[1])
     projection = manifest(lake)["stages"]["project"]["manifest"]["projection"]
     assert projection["mode"] == "placed" and projection["placed_this_build"] == 2, projection
     # the new days joined the existing clusters; the old entries kept theirs, and their sky objects

@@ -32,6 +32,15 @@ def test_navigation_footer_only_becomes_empty():
     assert clean_explanation(raw).explanation == ""
 
 
+def test_labels_rights_and_script_junk_are_found_in_any_case():
+    raw = ("Picture Credit: ESO  EXPLANATION: Stars\u2003and dust.  DIGG_URL = 'x';  ORIGINAL MATERIAL ON THIS PAGE "
+           "IS COPYRIGHTED TO R. Nemiroff and J. Bonnell.")
+    out = clean_explanation(raw)
+    assert out.credit == "ESO" and out.explanation.startswith("Stars and dust. ORIGINAL MATERIAL")
+    assert "DIGG" not in out.explanation
+    assert out.rights_note == "ORIGINAL MATERIAL ON THIS PAGE IS COPYRIGHTED TO R. Nemiroff and J. Bonnell."
+
+
 def test_ordinary_text_untouched_apart_from_whitespace():
     raw = "Today marks the\n third anniversary of ASCA.  It sees X-rays."
     assert clean_explanation(raw).explanation == "Today marks the third anniversary of ASCA. It sees X-rays."

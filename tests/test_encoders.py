@@ -1,5 +1,7 @@
 """Real encoders: MiniLM from its PyPI package, pixel descriptors, and OpenCLIP with a tiny config."""
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -9,7 +11,7 @@ from PIL import Image
 
 from atlas.encoders import EncoderUnavailable, build_encoder, encoder_from_manifest
 from atlas.encoders.openclip import OpenClipEncoder
-from tests.conftest import IMAGES, TINY_CLIP
+from tests.conftest import IMAGES, REPO, TINY_CLIP
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +149,48 @@ def test_efficientnet_lite0_loads_offline_from_its_package_and_sees_real_classes
     feats = model.features([shuttle, etna, shuttle])
     assert feats.shape == (3, efficientnet.FEATURE_DIM) and np.allclose(feats[0], feats[2], atol=1e-5)
     assert len(efficientnet.weights_sha256()) == 64
+
+
+def _archive_texts() -> list[str]:
+    """Real titles and title + explanation texts (short, and past the 128-token limit)."""
+    from pipeline.embed import text_input
+    from tests.conftest import archive_rows
+
+    rows = archive_rows("2014-01-01", "2014-01-20")
+    return [r["title"] for r in rows] + [text_input(r["title"], r["explanation"]) for r in rows]
+
+
+def test_traced_text_tower_gives_the_models_vectors(offline, tmp_path):
+    """The first encoder made with a trace folder loads the model and saves its trace; the next loads
+    the trace alone and encodes the same vectors, batch by batch as ``SentenceTransformer.encode``."""
+    from atlas.encoders.offline import OfflineEncoder
+
+    first = OfflineEncoder(trace_dir=tmp_path)
+    assert not first.traced and len(list(tmp_path.glob("minilm-int8-128-*.pt"))) == 1
+    second = OfflineEncoder(trace_dir=tmp_path)
+    assert second.traced and second.model is None
+    assert second.info.fingerprint() == offline.info.fingerprint()  # the same vectors, the same caches
+    texts = _archive_texts()
+    for batch_size in (64, 7):  # one batch with much padding; many batches sorted by length
+        np.testing.assert_allclose(second.encode_text(texts, batch_size=batch_size),
+                                   offline.encode_text(texts, batch_size=batch_size), atol=1e-6)
+    np.testing.assert_allclose(second.encode_text(texts[:3]), offline.encode_text(texts[:3]), atol=1e-6)
+    assert second.encode_text([]).shape == (0, 384)
+
+
+def test_traced_text_tower_loads_without_sentence_transformers_and_a_torn_one_is_remade(offline, tmp_path):
+    from atlas.encoders.offline import OfflineEncoder
+
+    OfflineEncoder(trace_dir=tmp_path)
+    script = ("import sys; from pathlib import Path; from atlas.encoders.offline import OfflineEncoder; "
+              f"e = OfflineEncoder(trace_dir=Path({str(tmp_path)!r})); v = e.encode_text(['Comet over the hills']); "
+              "print(e.traced, 'sentence_transformers' in sys.modules, 'transformers' in sys.modules, round(float(v[0, 0]), 6))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    traced, st_loaded, hf_loaded, value = proc.stdout.split()
+    assert (traced, st_loaded, hf_loaded) == ("True", "False", "False")
+    assert abs(float(value) - float(offline.encode_text(["Comet over the hills"])[0, 0])) < 1e-5
+    trace = next(tmp_path.glob("minilm-*.pt"))
+    trace.write_bytes(trace.read_bytes()[:1000])  # a torn file: the model loads and traces again
+    again = OfflineEncoder(trace_dir=tmp_path)
+    assert not again.traced and OfflineEncoder(trace_dir=tmp_path).traced

@@ -143,3 +143,23 @@ def test_the_app_reports_a_lake_of_another_schema_version(tmp_path):
     manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"schema_version": 0}))
     reply = create_app(lake=layout.root).server.test_client().get(f"/api/entry/{DAYS[0]}")
     assert reply.status_code == 503 and "must be rebuilt" in reply.get_json()["error"]
+
+
+def test_staged_vectors_are_read_from_memory_until_their_file_changes(tmp_path):
+    """Later stages read a staged matrix many times: from memory, read-only, and never a stale copy."""
+    import numpy as np
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    writer, other = LakeWriter(layout), LakeWriter(layout)
+    dates = [d.isoformat() for d in DAYS]
+    first = np.arange(20, dtype=np.float64).reshape(5, 4)
+    writer.stage_vectors("text", dates, first)
+    got_dates, got = writer.read_vectors("text")
+    assert got_dates == dates and got.dtype == np.float32 and np.array_equal(got, first)
+    assert writer.read_vectors("text")[1] is got and not got.flags.writeable
+    with pytest.raises(ValueError):
+        got[0, 0] = 1.0
+    other.stage_vectors("text", dates[:2], np.ones((2, 4)))  # the file replaced by someone else
+    assert writer.read_vectors("text")[0] == dates[:2] and np.array_equal(writer.read_vectors("text")[1], np.ones((2, 4)))
+    writer.discard_staging()  # nothing staged: nothing published either
+    assert writer.read_vectors("text")[0] == []

@@ -22,8 +22,11 @@ def build_encoder(
     clip_pretrained: str = "laion2b_s34b_b79k",
     clip_checkpoint: Path | None = None,
     clip_config: Path | None = None,
+    trace_dir: Path | None = None,
 ) -> Encoder:
-    """``auto`` takes OpenCLIP when its weights load and falls back to the offline encoder."""
+    """``auto`` takes OpenCLIP when its weights load and falls back to the offline encoder.
+    ``trace_dir``: where the offline encoder keeps its text tower's saved trace (builds pass their lake's
+    model cache; query-time code loads the model as usual)."""
     from atlas.encoders.offline import OfflineEncoder
     from atlas.encoders.openclip import OpenClipEncoder
 
@@ -39,7 +42,7 @@ def build_encoder(
             log.info("OpenCLIP unavailable, using the offline encoder. %s", str(exc).splitlines()[0])
     if name not in ("offline", "auto"):
         raise ValueError(f"unknown encoder {name!r}")
-    return OfflineEncoder(quantize=quantize, text_max_tokens=text_max_tokens)
+    return OfflineEncoder(quantize=quantize, text_max_tokens=text_max_tokens, trace_dir=trace_dir)
 
 
 def encoder_from_manifest(info: dict[str, Any]) -> Encoder:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,14 @@ class EncoderInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"fingerprint": self.fingerprint()}
+
+
+def package_version(package: str) -> str:
+    """The installed version of ``package``, or ``missing`` (recorded with every lake's encoder)."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "missing"
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

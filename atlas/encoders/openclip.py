@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise
-from atlas.encoders.offline import _version, quantize_int8
+from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise, package_version
+from atlas.encoders.offline import quantize_int8
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class OpenClipEncoder(Encoder):
                 "checkpoint": str(checkpoint) if checkpoint else None,
                 "config_path": str(Path(config_path).resolve()) if config_path else None,
             },
-            versions={"open_clip_torch": _version("open_clip_torch"), "torch": _version("torch")},
+            versions={"open_clip_torch": package_version("open_clip_torch"), "torch": package_version("torch")},
         )
 
     def encode_text(self, texts: list[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
