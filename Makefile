@@ -51,6 +51,7 @@ bench: $(VENV)/.deps browser
 	$(PY) bench/passages.py $(LAKE_ARG)
 	$(PY) bench/search_latency.py $(LAKE_ARG)
 	$(PY) bench/dashboard.py $(LAKE_ARG)
+	$(PY) bench/webgl_floor.py
 	$(PY) bench/ann.py
 	$(PY) bench/sky_quality.py
 	$(PY) bench/report.py
