@@ -74,6 +74,17 @@ class ImageReport:
     rejected: Counter = field(default_factory=Counter)
 
 
+def _local_file(row: dict[str, Any], downloads: Path, allow_download: bool, fetched_only: bool) -> Path | None:
+    """The file on this disk a row's picture comes from (a bundled picture, or one ``--fetch-images``
+    saved for a bundled entry in ``downloads``); None when it is downloaded or there is none."""
+    if row.get("image_file"):
+        return Path(row["image_file"])
+    url = row.get("url")
+    if url and fetched_only and not (allow_download and row["source"] != "bundled"):
+        return downloads / sha1_text(url)
+    return None
+
+
 def _source_bytes(row: dict[str, Any], layout: LakeLayout, limits: ImageLimits, session, allow_download: bool,
                   fetched_only: bool) -> bytes | None:
     if row.get("image_file"):
@@ -92,6 +103,15 @@ def _source_bytes(row: dict[str, Any], layout: LakeLayout, limits: ImageLimits, 
     return None
 
 
+def _stamp(path: Path | None) -> list[Any] | None:
+    """Path, size and modification time of a local source file (None: not one, or absent)."""
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return [str(path), st.st_size, st.st_mtime_ns] if st is not None else None
+
+
 def attach_images(
     rows: list[dict[str, Any]],
     layout: LakeLayout,
@@ -104,44 +124,55 @@ def attach_images(
 ) -> tuple[dict[str, dict[str, Any]], ImageReport]:
     """Add image columns to ``rows`` in place and return the updated thumbnail index.
 
-    ``index`` maps a date to what its thumbnail was made from (``src``) and the thumbnail's hash and
-    size; a thumbnail whose source is unchanged is reused without decoding anything.
+    ``index`` maps a date to what its thumbnail was made from (``src``, the source's hash; ``stamp``, a
+    local source file's path, size and modification time) and the thumbnail's hash and size. A thumbnail
+    whose local source file has the same stamp is reused without reading the file (3,000 bundled pictures:
+    ≈ 0.3 s a build); one whose source bytes hash the same, without decoding anything.
     """
     from tqdm import tqdm
 
     report = ImageReport()
     new_index: dict[str, dict[str, Any]] = {}
     session = requests.Session()
+    downloads = layout.download_cache
     for row in tqdm(rows, desc="images", unit="entry", disable=not progress, mininterval=1.0):
         row.update(has_image=False, image_path=None, image_width=None, image_height=None, image_sha1=None)
         if row["media_type"] != "image":
             continue
         day = row["date"].isoformat()
+        local = _local_file(row, downloads, allow_download, use_fetched)
+        stamp = _stamp(local)
+        if local is not None and stamp is None and not row.get("image_file"):
+            continue  # a bundled entry whose picture was never fetched
+        known, thumb = index.get(day), layout.thumb(day)
+        if known and stamp and known.get("stamp") == stamp and thumb.is_file():
+            # the same local file as last time (path, size, mtime): not even read again
+            new_index[day] = known
+            report.reused += 1
+            _set_image(row, layout, thumb, known)
+            continue
         try:
             data = _source_bytes(row, layout, limits, session, allow_download, use_fetched)
             if data is None:
                 continue
             src = sha1_bytes(data)
-            known = index.get(day)
-            thumb = layout.thumb(day)
             if known and known["src"] == src and thumb.is_file():
-                entry = known
+                entry = {**known, "stamp": stamp}
                 report.reused += 1
             else:
                 jpeg, w, h = thumbnail_jpeg(decode_image(data, limits), limits.thumb_size)
                 atomic.write_bytes(thumb, jpeg)
-                entry = {"src": src, "sha1": sha1_bytes(jpeg), "width": w, "height": h}
+                entry = {"src": src, "sha1": sha1_bytes(jpeg), "width": w, "height": h, "stamp": stamp}
                 report.thumbnails += 1
         except (ImageRejected, requests.RequestException) as exc:
             report.rejected[str(exc).split(" (")[0]] += 1
             log.debug("%s: image rejected: %s", day, exc)
             continue
         new_index[day] = entry
-        row.update(
-            has_image=True,
-            image_path=thumb.relative_to(layout.root).as_posix(),
-            image_width=entry["width"],
-            image_height=entry["height"],
-            image_sha1=entry["sha1"],
-        )
+        _set_image(row, layout, thumb, entry)
     return new_index, report
+
+
+def _set_image(row: dict[str, Any], layout: LakeLayout, thumb: Path, entry: dict[str, Any]) -> None:
+    row.update(has_image=True, image_path=thumb.relative_to(layout.root).as_posix(), image_width=entry["width"],
+               image_height=entry["height"], image_sha1=entry["sha1"])

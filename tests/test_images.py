@@ -53,3 +53,32 @@ def test_download_checks_type_and_size(http_server, tmp_path):
         download(f"{http_server.url}/big.png", tmp_path, limits, session)
     with pytest.raises(ImageRejected, match="HTTP 404"):
         download(f"{http_server.url}/missing.png", tmp_path, limits, session)
+
+
+def test_unchanged_local_pictures_are_not_read_again_and_changed_ones_are(tmp_path):
+    """A local source with the same path, size and modification time keeps its thumbnail unread; new
+    bytes under a new modification time make a new one."""
+    import datetime as dt
+    import os
+
+    from lake.layout import LakeLayout
+    from pipeline.images import attach_images
+
+    layout = LakeLayout(tmp_path / "lake")
+    picture = tmp_path / "p.png"
+    picture.write_bytes(_png((600, 300)))
+    row = {"date": dt.date(2014, 1, 1), "media_type": "image", "image_file": str(picture), "source": "bundled"}
+    index, first = attach_images([dict(row)], layout, ImageLimits(), index={}, progress=False)
+    assert first.thumbnails == 1 and index["2014-01-01"]["stamp"][1] == picture.stat().st_size
+    st = picture.stat()
+    # other bytes of the same length under the same path and modification time: trusted, not read
+    picture.write_bytes(_png((300, 600))[: st.st_size].ljust(st.st_size, b"\0"))
+    os.utime(picture, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rows = [dict(row)]
+    index2, second = attach_images(rows, layout, ImageLimits(), index=index, progress=False)
+    assert second.reused == 1 and second.thumbnails == 0 and rows[0]["image_width"] == 256
+    picture.write_bytes(_png((300, 600)))  # new bytes, new time: read, and a new thumbnail
+    os.utime(picture, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    rows = [dict(row)]
+    _, third = attach_images(rows, layout, ImageLimits(), index=index2, progress=False)
+    assert third.thumbnails == 1 and (rows[0]["image_width"], rows[0]["image_height"]) == (128, 256)
