@@ -7,7 +7,7 @@ with torch and the ``tokenizers`` library alone in about 0.2 s.
 How it stays the same model: the trace is made from the loaded sentence-transformers model (after its
 int8 quantisation, so the same kernels run), checked against that model's own ``encode`` on probe texts
 before it is kept, and filed under a key of every package version that shapes the numbers, so another
-version makes a new trace instead of reusing a stale one. :meth:`TracedTextTower.encode` batches as
+version makes a new trace (and removes the stale one) instead of reusing it. :meth:`TracedTextTower.encode` batches as
 ``SentenceTransformer.encode`` does (texts sorted by character length, each batch padded to its longest
 text and truncated at the same token limit): with int8 activations quantised per batch, the same batches
 give the same vectors.
@@ -154,6 +154,10 @@ def save_trace(model: Any, target: Path, *, tokenizer_file: Path, max_tokens: in
             return False
         os.replace(tmp, target)
         log.info("text tower traced to %s (largest difference from the model %.1g)", target.name, diff)
+        prefix = target.name.rsplit("-", 1)[0]  # the same settings under other package versions: stale
+        for stale in target.parent.glob(f"{prefix}-*.pt"):
+            if stale != target:
+                stale.unlink(missing_ok=True)
         return True
     finally:
         tmp.unlink(missing_ok=True)
