@@ -53,6 +53,11 @@ fetch(variant + '.json').then(r => r.json()).then(fig => {
 </script></body></html>"""
 
 
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # noqa: ANN002
+        pass
+
+
 def figures(n: int = 11_382, traces: int = 22, seed: int = 0) -> dict[str, dict]:
     """The plotted figures: tiny WebGL, tiny SVG, and a map of ``n`` points in ``traces`` WebGL traces."""
     import base64
@@ -79,6 +84,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     import plotly
 
     bundle = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -88,9 +95,7 @@ def main() -> None:
         (root / "plotly.min.js").write_bytes(bundle.read_bytes())
         for name, fig in figures().items():
             (root / f"{name}.json").write_text(json.dumps(fig))
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-        handler.func.log_message = lambda *a: None  # type: ignore[attr-defined]
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         driver = browser()
         results: dict = {}

@@ -67,14 +67,30 @@ def move_into_place(staged: Path, target: Path) -> None:
     os.replace(staged, target)
 
 
-def fsync_tree(root: Path) -> None:
-    """Flush every file and folder under ``root`` to disk (and ``root`` itself): files other libraries
-    wrote (LanceDB's) were not fsynced by them, and renames and links live in the folders. Only this
-    tree: ``os.sync`` would flush every dirty page of the machine and take as long as they need."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            _fsync(Path(folder) / name, os.O_RDONLY)
+def fsync_tree(root: Path, *, files: bool = True) -> None:
+    """Flush every file (unless ``files=False``) and folder under ``root`` to disk, ``root`` included:
+    files other libraries wrote (LanceDB's) were not fsynced by them, and renames and links live in the
+    folders. Only this tree: ``os.sync`` would flush every dirty page of the machine and take as long
+    as they need. A folder that cannot be listed is an error, not a silent gap."""
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    for folder, _, names in os.walk(root, onerror=fail):
+        if files:
+            for name in names:
+                _fsync(Path(folder) / name, os.O_RDONLY)
         _fsync(Path(folder), os.O_RDONLY | os.O_DIRECTORY)
+
+
+def file_stamp(path: Path) -> tuple[int, int, int, int] | None:
+    """Size, modification and change times (ns) and inode of a file, None when it is absent: a file
+    rewritten or replaced has another (``utime`` can set the modification time back, not the change
+    time). Not for fingerprints that must survive copying a lake (a copy has new inodes)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 def _fsync(path: Path, flags: int) -> None:

@@ -34,7 +34,8 @@ class LakeBusyError(RuntimeError):
 
 
 #: Staged vector matrices up to this size stay in memory for the rest of the build (see
-#: :meth:`LakeWriter.read_vectors`); larger ones are read from their file each time.
+#: :meth:`LakeWriter.read_vectors`; with five kinds at most ≈ 1.3 GB besides the callers' own copies);
+#: larger ones are read from their file each time.
 VECTOR_MEMO_MAX_BYTES = 256 * 2**20
 
 
@@ -43,7 +44,7 @@ class LakeWriter:
         self.layout = layout
         # kind -> (staged file's stat stamp, dates, read-only matrix): later stages read the same matrices
         # again and again (27 reads, ≈ 1 s of a daily build); the stamp catches a file changed underneath
-        self._vectors: dict[str, tuple[tuple[int, int, int], list[str], np.ndarray]] = {}
+        self._vectors: dict[str, tuple[tuple[int, int, int, int] | None, list[str], np.ndarray]] = {}
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -94,14 +95,14 @@ class LakeWriter:
         matrix = np.array(matrix, dtype=np.float32, order="C")  # what reading the file back gives
         if len(dates) and matrix.ndim == 2 and matrix.shape[1] and matrix.nbytes <= VECTOR_MEMO_MAX_BYTES:
             matrix.flags.writeable = False
-            self._vectors[kind] = (_stamp(path), list(dates), matrix)
+            self._vectors[kind] = (atomic.file_stamp(path), list(dates), matrix)
 
     def read_vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
         """Staged APOD vectors of this build, else the published table, else nothing. A staged matrix
         comes from memory while its file is unchanged, read-only: callers copy before changing it."""
         path = self.layout.staged_vectors(kind)
         memo = self._vectors.get(kind)
-        if memo is not None and path.is_file() and memo[0] == _stamp(path):
+        if memo is not None and memo[0] is not None and memo[0] == atomic.file_stamp(path):
             return list(memo[1]), memo[2]
         return _read_keyed(path, "date", self.layout.vectors, lambda: vectors.read_vectors(self.layout.vectors, kind))
 
@@ -160,7 +161,10 @@ class LakeWriter:
                     (work / rel).parent.mkdir(parents=True, exist_ok=True)
                     os.link(path, work / rel)
         manifest_io.write(work / "manifest.json", manifest)
-        atomic.fsync_tree(work)  # on disk before the switch makes it live
+        atomic.fsync_tree(work)  # on disk before the switch makes it live...
+        for shared in (layout.thumbs, layout.cutouts):  # ...with the pictures it names (their files were
+            if shared.is_dir():                         # fsynced when written, their folders not)
+                atomic.fsync_tree(shared, files=False)
         os.replace(work, target)
         atomic.switch_symlink(layout.pointer, target)  # the switch: readers see the old version or the new one
         self.discard_staging()
@@ -221,12 +225,6 @@ def versions_to_prune(names: list[str], *, live: str | None, keep: int, grace_se
 VERSIONS_KEPT = 3
 #: Seconds a superseded version stays readable beyond :data:`VERSIONS_KEPT` (requests in flight).
 PRUNE_GRACE_SECONDS = 300.0
-
-
-def _stamp(path: Path) -> tuple[int, int, int]:
-    """Identifies one version of a file: modification time, size and inode (a replaced file has another)."""
-    st = path.stat()
-    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def _write_keyed(path: Path, key: str, keys: list[str], matrix: np.ndarray) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from lake.layout import LakeLayout
 from pipeline.embed_cache import EmbeddingCache
 from pipeline.executors import Executor, LocalExecutor
-from atlas.encoders import Encoder
+from atlas.encoders import Encoder, space
 from atlas.hashing import sha1_json, sha1_text
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class Embeddings:
     vectors: dict[str, np.ndarray]
     image_space: dict[str, np.ndarray]
     computed: dict[str, int] = field(default_factory=dict)  # items actually encoded this run
-    #: identifies the pictures the space was fitted on (the picture tower and the features' keys, in order)
+    #: identifies what the space was fitted on: the picture tower, the fit's version, the pictures' keys in order
     image_space_fingerprint: str = ""
     image_space_kept: bool = False  # the last build's fitted space, reused: same pictures, same fit
 
@@ -118,19 +118,19 @@ def embed_entries(
     )
 
     image_dates = [r["date"].isoformat() for r in with_image]
-    space_fingerprint = sha1_json([image_fp, image_keys])
+    space_fingerprint = sha1_json([image_fp, space.FIT_VERSION, image_keys])
     kept = kept_space(space_fingerprint) if kept_space is not None and with_image else None
     if with_image:
         features = image_cache.get(image_keys)
-        space = kept if kept is not None else encoder.image_space(features)
-        image_vecs = encoder.to_image_vectors(features, space)
+        fitted = kept if kept is not None else encoder.image_space(features)
+        image_vecs = encoder.to_image_vectors(features, fitted)
     else:
-        space, image_vecs = {}, np.zeros((0, encoder.info.image_dim), np.float32)
+        fitted, image_vecs = {}, np.zeros((0, encoder.info.image_dim), np.float32)
 
     return Embeddings(
         dates={"title": dates, "text": dates, "image": image_dates},
         vectors={"title": title_cache.get(title_keys), "text": text_cache.get(text_keys), "image": image_vecs},
-        image_space=space,
+        image_space=fitted,
         computed=computed,
         image_space_fingerprint=space_fingerprint,
         image_space_kept=kept is not None,

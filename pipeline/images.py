@@ -104,12 +104,9 @@ def _source_bytes(row: dict[str, Any], layout: LakeLayout, limits: ImageLimits, 
 
 
 def _stamp(path: Path | None) -> list[Any] | None:
-    """Path, size and modification time of a local source file (None: not one, or absent)."""
-    try:
-        st = path.stat() if path is not None else None
-    except OSError:
-        return None
-    return [str(path), st.st_size, st.st_mtime_ns] if st is not None else None
+    """A local source file's path and :func:`lake.atomic.file_stamp` (None: not one, or absent)."""
+    stamp = atomic.file_stamp(path) if path is not None else None
+    return [str(path), *stamp] if stamp is not None else None
 
 
 def attach_images(
@@ -125,7 +122,7 @@ def attach_images(
     """Add image columns to ``rows`` in place and return the updated thumbnail index.
 
     ``index`` maps a date to what its thumbnail was made from (``src``, the source's hash; ``stamp``, a
-    local source file's path, size and modification time) and the thumbnail's hash and size. A thumbnail
+    local source file's path, size, times and inode) and the thumbnail's hash and size. A thumbnail
     whose local source file has the same stamp is reused without reading the file (3,000 bundled pictures:
     ≈ 0.3 s a build); one whose source bytes hash the same, without decoding anything.
     """

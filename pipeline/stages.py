@@ -224,15 +224,21 @@ def embed_stage(ctx: BuildContext) -> StageResult:
 
 
 def _kept_space(ctx: BuildContext, fingerprint: str) -> dict[str, np.ndarray] | None:
-    """The published picture space when the live build fitted it on the same pictures (same fingerprint)."""
+    """The published picture space when the live build fitted it on the same pictures (same fingerprint);
+    None under ``--force`` (recompute everything), or when the saved arrays are unreadable or not a
+    space of the encoder's size."""
+    from atlas.encoders.space import FIELDS
+
     live = ctx.live_manifest("embed").get("image_space", {})
-    if live.get("fingerprint") != fingerprint or not ctx.layout.image_space.is_file():
+    if ctx.cfg.force or live.get("fingerprint") != fingerprint or not ctx.layout.image_space.is_file():
         return None
     try:
         with np.load(ctx.layout.image_space) as saved:
-            return {name: saved[name] for name in saved.files}
+            kept = {name: saved[name] for name in FIELDS}
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # unreadable: fit again
         return None
+    dim = int(_encoder(ctx).info.image_dim)
+    return kept if kept["components"].ndim == 2 and kept["components"].shape[0] == dim else None
 
 
 def _align_inputs(ctx: BuildContext) -> Any:

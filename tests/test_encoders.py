@@ -196,3 +196,14 @@ def test_traced_text_tower_loads_without_sentence_transformers_and_a_torn_one_is
     trace.write_bytes(trace.read_bytes()[:1000])  # a torn file: the model loads and traces again
     again = OfflineEncoder(trace_dir=tmp_path)
     assert not again.traced and OfflineEncoder(trace_dir=tmp_path).traced
+
+
+def test_a_trace_that_cannot_be_made_is_refused_once_and_never_fails_a_build(tmp_path):
+    from atlas.encoders import text_trace
+    from atlas.encoders.offline import OfflineEncoder
+
+    target = text_trace.trace_file(tmp_path, quantize="int8", max_tokens=128)
+    assert text_trace.save_trace(object(), target, tokenizer_file=tmp_path / "none.json", max_tokens=128) is False
+    assert not target.exists() and text_trace.refused(target).exists()
+    encoder = OfflineEncoder(trace_dir=tmp_path)  # refused for these packages: the model, no new attempt
+    assert not encoder.traced and not target.exists() and encoder.encode_text(["a comet"]).shape == (1, 384)

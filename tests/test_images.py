@@ -55,9 +55,9 @@ def test_download_checks_type_and_size(http_server, tmp_path):
         download(f"{http_server.url}/missing.png", tmp_path, limits, session)
 
 
-def test_unchanged_local_pictures_are_not_read_again_and_changed_ones_are(tmp_path):
-    """A local source with the same path, size and modification time keeps its thumbnail unread; new
-    bytes under a new modification time make a new one."""
+def test_local_pictures_are_trusted_by_their_stamp_and_remade_when_changed(tmp_path):
+    """A local source keeps its thumbnail under its stamp (path, size, times, inode); a touched file is
+    hashed again (same bytes: same thumbnail, new stamp); new bytes make a new thumbnail."""
     import datetime as dt
     import os
 
@@ -69,16 +69,16 @@ def test_unchanged_local_pictures_are_not_read_again_and_changed_ones_are(tmp_pa
     picture.write_bytes(_png((600, 300)))
     row = {"date": dt.date(2014, 1, 1), "media_type": "image", "image_file": str(picture), "source": "bundled"}
     index, first = attach_images([dict(row)], layout, ImageLimits(), index={}, progress=False)
-    assert first.thumbnails == 1 and index["2014-01-01"]["stamp"][1] == picture.stat().st_size
-    st = picture.stat()
-    # other bytes of the same length under the same path and modification time: trusted, not read
-    picture.write_bytes(_png((300, 600))[: st.st_size].ljust(st.st_size, b"\0"))
-    os.utime(picture, ns=(st.st_atime_ns, st.st_mtime_ns))
+    stamp = index["2014-01-01"]["stamp"]
+    assert first.thumbnails == 1 and stamp[:3] == [str(picture), picture.stat().st_size, picture.stat().st_mtime_ns]
     rows = [dict(row)]
-    index2, second = attach_images(rows, layout, ImageLimits(), index=index, progress=False)
-    assert second.reused == 1 and second.thumbnails == 0 and rows[0]["image_width"] == 256
-    picture.write_bytes(_png((300, 600)))  # new bytes, new time: read, and a new thumbnail
-    os.utime(picture, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again, second = attach_images(rows, layout, ImageLimits(), index=index, progress=False)
+    assert second.reused == 1 and second.thumbnails == 0 and again == index and rows[0]["image_width"] == 256
+    os.utime(picture, ns=(picture.stat().st_atime_ns, picture.stat().st_mtime_ns + 10**9))  # touched only
+    touched, third = attach_images([dict(row)], layout, ImageLimits(), index=index, progress=False)
+    assert third.reused == 1 and third.thumbnails == 0 and touched["2014-01-01"]["stamp"] != stamp
+    assert touched["2014-01-01"]["sha1"] == index["2014-01-01"]["sha1"]
+    picture.write_bytes(_png((300, 600)))  # new bytes
     rows = [dict(row)]
-    _, third = attach_images(rows, layout, ImageLimits(), index=index2, progress=False)
-    assert third.thumbnails == 1 and (rows[0]["image_width"], rows[0]["image_height"]) == (128, 256)
+    _, fourth = attach_images(rows, layout, ImageLimits(), index=touched, progress=False)
+    assert fourth.thumbnails == 1 and (rows[0]["image_width"], rows[0]["image_height"]) == (128, 256)

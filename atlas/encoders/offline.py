@@ -79,7 +79,7 @@ class OfflineEncoder(Encoder):
                 log.warning("saved text tower %s unreadable (%s); loading sentence-transformers", trace.name, exc)
         if self._traced is None:
             self.model = self._load_model(model_dir, quantize=quantize, text_max_tokens=text_max_tokens)
-            if trace is not None:
+            if trace is not None and not text_trace.refused(trace).exists():
                 text_trace.save_trace(self.model, trace, tokenizer_file=model_dir / "tokenizer.json",
                                       max_tokens=text_max_tokens)
         self._pictures: efficientnet.EfficientNetFeatures | None = None

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Version of :func:`fit_space`'s method: part of the fingerprint under which a build reuses a fitted
+#: space, so a change here fits again.
+FIT_VERSION = 1
+#: The arrays a fitted space holds.
+FIELDS = ("mean", "components", "scale")
+
 
 def fit_space(features: np.ndarray, dim: int = 128) -> dict[str, np.ndarray]:
     """PCA whitening fitted on the collection's own images (kept to ``dim`` components)."""

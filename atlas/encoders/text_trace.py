@@ -43,11 +43,13 @@ PROBES = (
 )
 #: Largest difference from the model's own vectors that still counts as the same model (float rounding).
 TOLERANCE = 1e-5
+#: Version of what this module traces (the tower below, the tokenizer set-up): part of the file's key.
+TRACE_FORMAT = 1
 
 
 def trace_file(folder: Path, *, quantize: str, max_tokens: int) -> Path:
     """Where the trace for these settings and the installed packages lives inside ``folder``."""
-    key = sha1_json([quantize, max_tokens, {p: package_version(p) for p in TRACE_PACKAGES}])[:16]
+    key = sha1_json([TRACE_FORMAT, quantize, max_tokens, {p: package_version(p) for p in TRACE_PACKAGES}])[:16]
     return Path(folder) / f"minilm-{quantize}-{max_tokens}-{key}.pt"
 
 
@@ -124,10 +126,37 @@ def _is_plain_mean_tower(model: Any) -> bool:
     return names == ["Transformer", "Pooling", "Normalize"] and getattr(model[1], "pooling_mode", None) in ("mean", ("mean",))
 
 
+def refused(target: Path) -> Path:
+    """Marks a trace that was tried and refused for these packages: later builds do not try again."""
+    return target.with_suffix(".refused")
+
+
 def save_trace(model: Any, target: Path, *, tokenizer_file: Path, max_tokens: int, batch_size: int = 64) -> bool:
     """Trace ``model`` (a CPU ``SentenceTransformer``), check the saved trace against ``model.encode`` on
     :data:`PROBES`, and keep it at ``target`` (written atomically) only if they agree within
-    :data:`TOLERANCE`. Returns whether it was kept; a refusal is logged and costs nothing but speed."""
+    :data:`TOLERANCE`. Returns whether it was kept. Nothing here fails a build: a refusal or an error
+    (a model tracing cannot follow, a full disk) is logged, marked (:func:`refused`) and costs only speed."""
+    try:
+        kept = _trace_and_check(model, target, tokenizer_file=tokenizer_file, max_tokens=max_tokens,
+                                batch_size=batch_size)
+    except Exception as exc:  # noqa: BLE001 (an optimisation: any failure falls back to the model)
+        log.warning("text tower not traced (%s: %s); builds keep loading sentence-transformers",
+                    type(exc).__name__, exc)
+        kept = False
+    if kept:
+        prefix = target.name.rsplit("-", 1)[0]  # the same settings under other package versions: stale
+        for stale in target.parent.glob(f"{prefix}-*"):
+            if stale != target:
+                stale.unlink(missing_ok=True)
+    else:
+        try:
+            refused(target).touch()
+        except OSError:
+            pass
+    return kept
+
+
+def _trace_and_check(model: Any, target: Path, *, tokenizer_file: Path, max_tokens: int, batch_size: int) -> bool:
     import torch
 
     if not _is_plain_mean_tower(model):
@@ -155,10 +184,6 @@ def save_trace(model: Any, target: Path, *, tokenizer_file: Path, max_tokens: in
             return False
         os.replace(tmp, target)
         log.info("text tower traced to %s (largest difference from the model %.1g)", target.name, diff)
-        prefix = target.name.rsplit("-", 1)[0]  # the same settings under other package versions: stale
-        for stale in target.parent.glob(f"{prefix}-*.pt"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
         return True
     finally:
         tmp.unlink(missing_ok=True)
