@@ -117,9 +117,17 @@ def test_auto_falls_back_to_offline_quickly(monkeypatch):
     assert time.perf_counter() - start < 60
 
 
-def test_query_time_encoder_matches_manifest(offline):
+def test_query_time_encoder_matches_manifest(offline, tmp_path):
     again = encoder_from_manifest(offline.info.to_dict())
     assert again.info.fingerprint() == offline.info.fingerprint()
+    # a lake's readers use the build's saved trace when there is one, and never write one themselves
+    reader = encoder_from_manifest(offline.info.to_dict(), trace_dir=tmp_path)
+    assert not reader.traced and not list(tmp_path.iterdir())
+    build_encoder("offline", trace_dir=tmp_path)  # what a build leaves in the lake's model cache
+    traced = encoder_from_manifest(offline.info.to_dict(), trace_dir=tmp_path)
+    assert traced.traced and traced.info.fingerprint() == offline.info.fingerprint()
+    query = ["dust lanes in spiral galaxies"]
+    np.testing.assert_allclose(traced.encode_text(query), offline.encode_text(query), atol=1e-6)
     info = offline.info.to_dict() | {"fingerprint": "0" * 16}
     with pytest.raises(EncoderUnavailable, match="differs"):
         encoder_from_manifest(info)

