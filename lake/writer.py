@@ -90,9 +90,9 @@ class LakeWriter:
     def stage_vectors(self, kind: str, dates: list[str], matrix: np.ndarray) -> None:
         """An APOD vector matrix for later stages of this build (published later as LanceDB tables)."""
         path = self.layout.staged_vectors(kind)
+        matrix = np.array(matrix, dtype=np.float32, order="C")  # a copy: what reading the file back gives
         _write_keyed(path, "date", dates, matrix)
         self._vectors.pop(kind, None)
-        matrix = np.array(matrix, dtype=np.float32, order="C")  # what reading the file back gives
         if len(dates) and matrix.ndim == 2 and matrix.shape[1] and matrix.nbytes <= VECTOR_MEMO_MAX_BYTES:
             matrix.flags.writeable = False
             self._vectors[kind] = (atomic.file_stamp(path), list(dates), matrix)

@@ -87,19 +87,16 @@ def _local_file(row: dict[str, Any], downloads: Path, allow_download: bool, fetc
 
 def _source_bytes(row: dict[str, Any], layout: LakeLayout, limits: ImageLimits, session, allow_download: bool,
                   fetched_only: bool) -> bytes | None:
-    if row.get("image_file"):
-        path = Path(row["image_file"])
-        if not path.is_file():
-            raise ImageRejected(f"image file {path} does not exist")
-        return path.read_bytes()
+    local = _local_file(row, layout.download_cache, allow_download, fetched_only)
+    if local is not None:
+        if local.is_file():
+            return local.read_bytes()
+        if row.get("image_file"):
+            raise ImageRejected(f"image file {local} does not exist")
+        return None  # a bundled entry whose picture `--fetch-images` never put in the download cache
     url = row.get("url")
-    if not url:
-        return None
-    if allow_download and row["source"] != "bundled":
+    if url and allow_download and row["source"] != "bundled":
         return download(url, layout.download_cache, limits, session)
-    if fetched_only:  # bundled entries: only pictures `--fetch-images` put in the download cache
-        cached = layout.download_cache / sha1_text(url)
-        return cached.read_bytes() if cached.is_file() else None
     return None
 
 
@@ -143,7 +140,7 @@ def attach_images(
             continue  # a bundled entry whose picture was never fetched
         known, thumb = index.get(day), layout.thumb(day)
         if known and stamp and known.get("stamp") == stamp and thumb.is_file():
-            # the same local file as last time (path, size, mtime): not even read again
+            # the same local file as last time (path, size, times, inode): not even read again
             new_index[day] = known
             report.reused += 1
             _set_image(row, layout, thumb, known)
