@@ -138,7 +138,7 @@ def run_task(x_img: np.ndarray, x_txt: np.ndarray, y: np.ndarray, groups: np.nda
             stack_tr = np.column_stack([i.reshape(len(i), -1) for i in inner])
             stack_te = np.column_stack([rep[n][te].reshape(te.sum(), -1) for n in ("picture", "text")])
             rep["stacked"][te] = fit_predict(make, stack_tr, y[tr], stack_te, classes)
-            rep["mlp"][te] = fit_predict(lambda: _mlp(regression, r), both[tr], y[tr], both[te], classes)
+            rep["mlp"][te] = fit_predict(lambda r=r: _mlp(regression, r), both[tr], y[tr], both[te], classes)
             print(f"  repeat {r + 1}/{repeats} fold {f + 1}/{FOLDS}", flush=True)
         for m in models:
             preds[m].append(rep[m])

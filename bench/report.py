@@ -512,7 +512,7 @@ def large_maps_section(r: dict) -> list[str]:
            "",
            "| lake / code | worker ready | map picture painted (median) | interactive (median) | map callback: first / repeated | payload: whole map / filtered | zoom refresh | lasso count | points drawn |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for n, row in r["sizes"].items():
+    for row in r["sizes"].values():
         for key in ("baseline", "this"):
             v = row.get(key)
             if not v:
@@ -562,11 +562,14 @@ def add_day_section(r: dict) -> list[str]:
            + "then that day added back from the same state: as a plain build (new entries "
            "placed on the published maps, joined to the existing clusters) and with `--refit` (every map re-fitted "
            "and re-clustered, as every build did before; the sky stage keeps the rows of unchanged entries in both)"
-           + (f"; *placed, `{base}`* = the plain build by the code of that commit (a git worktree), from the same state"
-              if base else "") + ". "
-           "*Moved* = the largest change of any existing point's map coordinates.", _machine(r), "",
-           "| build | whole build | project | cluster | sky | anomaly | align | embed | maps | moved |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+           + (f"; *placed, `{base}`* = the plain build by the code of that commit (a git worktree), from the same "
+              "state rebuilt by that code" if base else "") + ". "
+           + ("Plain builds: the code versions take turns, times are medians of "
+              f"{len(r['placed']['wall_runs_s'])} runs each (whole-build runs in the last column). "
+              if "wall_runs_s" in r["placed"] else "")
+           + "*Moved* = the largest change of any existing point's map coordinates.", _machine(r), "",
+           "| build | whole build | project | cluster | sky | anomaly | align | embed | maps | moved | runs |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     for label in ("placed_baseline", "placed", "refit"):
         if label not in r:
             continue
@@ -576,7 +579,8 @@ def add_day_section(r: dict) -> list[str]:
                f"{max(proj.get('drift_since_fit', {0: 0}).values()):g})" if proj["mode"] == "placed" else "re-fitted")
         name = f"placed, `{base}`" if label == "placed_baseline" else label
         out.append(f"| {name} | **{v['wall_s']} s** | " + " | ".join(f"{st[n]['wall_s']:.1f} s" for n in
-                   ("project", "cluster", "sky", "anomaly", "align", "embed")) + f" | {how} | {v['moved_max']:g} |")
+                   ("project", "cluster", "sky", "anomaly", "align", "embed")) + f" | {how} | {v['moved_max']:g} | "
+                   + ", ".join(f"{w:.1f}" for w in v.get("wall_runs_s", [])) + " |")
     v = r["placed"]["stages"]
     slow = sorted(((s["wall_s"], n) for n, s in v.items() if not s["reused"]), reverse=True)[:5]
     out += ["", "Stage times of the placed build (the slowest five that ran): " +

@@ -7,7 +7,6 @@ forked, because the parent holds torch's thread pools), largest first.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import multiprocessing as mp
 from collections.abc import Callable
@@ -39,7 +38,7 @@ def project_one(method: str, vectors: np.ndarray, graph: KnnGraph, params: Proje
 def _table(kind: str, method: str, dates: list[str], coords: np.ndarray) -> pa.Table:
     z = coords[:, 2] if coords.shape[1] > 2 else np.full(len(dates), np.nan, np.float32)
     return pa.table({
-        "date": pa.array([dt.date.fromisoformat(d) for d in dates], pa.date32()),
+        "date": pa.array(dates, pa.string()).cast(pa.date32()),  # ISO dates, parsed by Arrow (15 maps × 11k)
         "embedding": pa.array([kind] * len(dates)),
         "method": pa.array([method] * len(dates)),
         "x": pa.array(coords[:, 0], pa.float32()),
@@ -135,7 +134,10 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
         return None
     if not layout.table("projections").is_file():
         return None
-    published = pq.read_table(layout.table("projections")).to_pandas()
+    table = pq.read_table(layout.table("projections"))
+    # ISO date strings from Arrow: the rows are matched to vectors by date string, 15 maps × 11k of them
+    published = table.set_column(table.schema.get_field_index("date"), "date",
+                                 table.column("date").cast(pa.string())).to_pandas()
     parts, drift, new_count = [], {}, 0
     vectors: dict[str, tuple] = {}  # per kind: this build's and the published vectors (a kind has 2–3 maps)
     for (kind, method), group in published.groupby(["embedding", "method"], sort=False):
@@ -143,7 +145,7 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
             vectors[kind] = (*writer.read_vectors(kind), *lake_vectors.read_vectors(layout.vectors, kind))
         dates, vecs, old_dates, old_vecs = vectors[kind]
         row = {d: i for i, d in enumerate(dates)}
-        mapped = [d.isoformat() for d in group.date]
+        mapped = group.date.tolist()
         if any(d not in row for d in mapped) or set(old_dates) != set(mapped):
             return None  # entries left the build, or the published vectors are not the mapped ones
         if kind not in drift:

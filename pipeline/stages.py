@@ -297,17 +297,14 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     if head is not None:  # offline: pictures' look-alikes vote, from the picture vectors
         pictures = ctx.writer.read_vectors("image")
     results = classify(classes, text, pictures if pictures[0] else None, head=head)
-    records = [{"date": dt.date.fromisoformat(d), "source": source, "category": res.category[i],
-                "confidence": float(res.confidence[i]), "top3_categories": res.top3[i],
-                "top3_scores": [float(s) for s in res.top3_scores[i]]}
-               for source, res in results.items() for i, d in enumerate(res.dates)]
-    ctx.writer.stage_table("categories", pa.Table.from_pylist(records))
-    export = _category_export(_rows(ctx), {r["date"].isoformat(): r for r in records if r["source"] == "text"})
+    categories = pa.concat_tables([_category_table(source, res) for source, res in results.items()])
+    ctx.writer.stage_table("categories", categories)
+    export = _category_export(_rows(ctx), results["text"])
     ctx.writer.stage_file(ctx.layout.categories_csv, lambda p: pacsv.write_csv(export, p))
     picture_rule = ({"method": "vote of the look-alikes' caption categories", "k": classes.vote.k,
                      "tau": classes.vote.tau, "inner_cv_caption_class_agreement": classes.vote_scores}
                     if classes.vote else {"method": "nearest prompt to the picture's text-space vector"})
-    return StageResult(items=len(records), manifest={"taxonomy": {
+    return StageResult(items=categories.num_rows, manifest={"taxonomy": {
         "source": tax.source, "categories": tax.names, "fingerprint": tax.fingerprint(),
         "logit_scale": classes.scale, "adaptation": ADAPT, "picture_categories": picture_rule}})
 
@@ -325,16 +322,34 @@ def _align_head(ctx: BuildContext):
     return None
 
 
-def _category_export(rows: list[dict[str, Any]], text: dict[str, dict[str, Any]]) -> pa.Table:
-    """The seed project's ``apod_broad_categorization.csv``: one row per entry with its text category."""
+def _category_table(source: str, res) -> pa.Table:
+    """One source's categories (a :class:`pipeline.classify.Classification`: float32 scores, the top
+    ``k`` per row) as rows of the lake's ``categories`` table, built by column (2 sources × 11k rows)."""
+    scores = np.asarray(res.top3_scores, np.float32)
+    width = scores.shape[1] if scores.ndim == 2 else 0
+    return pa.table({
+        "date": pa.array(res.dates, pa.string()).cast(pa.date32()),
+        "source": pa.array([source] * len(res.dates), pa.string()),
+        "category": pa.array(res.category, pa.string()),
+        "confidence": pa.array(np.asarray(res.confidence, np.float32)),
+        "top3_categories": pa.array(res.top3, pa.list_(pa.string())),
+        "top3_scores": pa.ListArray.from_arrays(pa.array(np.arange(len(res.dates) + 1, dtype=np.int32) * width),
+                                                pa.array(scores.ravel())),
+    })
+
+
+def _category_export(rows: list[dict[str, Any]], text) -> pa.Table:
+    """The seed project's ``apod_broad_categorization.csv``: one row per entry with its text category
+    (``text``: the text :class:`pipeline.classify.Classification`)."""
+    pos = {d: i for i, d in enumerate(text.dates)}
     out = []
     for r in rows:
-        c = text.get(r["date"].isoformat())
-        if c is None:
+        i = pos.get(r["date"].isoformat())
+        if i is None:
             continue
-        out.append({"date": r["date"].isoformat(), "title": r["title"], "broad_category": c["category"],
-                    "confidence": round(float(c["confidence"]), 4),
-                    "top3": "; ".join(f"{n} ({s:.3f})" for n, s in zip(c["top3_categories"], c["top3_scores"])),
+        out.append({"date": r["date"].isoformat(), "title": r["title"], "broad_category": text.category[i],
+                    "confidence": round(float(text.confidence[i]), 4),
+                    "top3": "; ".join(f"{n} ({float(s):.3f})" for n, s in zip(text.top3[i], text.top3_scores[i])),
                     "media_type": r["media_type"], "url": r.get("url")})
     return pa.Table.from_pylist(out)
 
