@@ -56,7 +56,7 @@ def explain(detector: str, percentile: float) -> str:
     kind, _, method = detector.partition("_")
     how = {"knn": "farther from its nearest neighbours", "lof": "in a sparser neighbourhood",
            "iforest": "easier to isolate"}.get(method, method)
-    return f"its {kind} vector is {how} than {p} of entries'"
+    return f"its {kind} vector is {how} than the {kind} vectors of {p} of entries"
 
 
 def percentiles(df: pd.DataFrame) -> pd.DataFrame:

@@ -422,7 +422,9 @@ def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = ()) -> go.Figure:
             marker={"size": 11, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": SELECTION_COLOUR}},
             customdata=chosen[list(SKY_CUSTOMDATA)].to_numpy(),
             hovertemplate="%{customdata[1]}<br>%{customdata[0]} · %{customdata[2]}<extra>selected</extra>"))
-    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, legend={"font": {"size": 11}}, template="plotly_dark",
+    # the legend starts below the mode bar (top right), as on the map
+    fig.update_layout(margin={"l": 0, "r": 0, "t": 0, "b": 0}, legend={"font": {"size": 11}, "y": 0.94, "yanchor": "top"},
+                      template="plotly_dark",
                       paper_bgcolor=SKY_BACKGROUND, plot_bgcolor=SKY_BACKGROUND,
                       xaxis={"visible": False, "range": [-2.9, 2.9]},
                       yaxis={"visible": False, "range": [-1.45, 1.45], "scaleanchor": "x"}, hovermode="closest")

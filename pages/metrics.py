@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
@@ -16,6 +14,21 @@ from pages.ids import Metrics
 dash.register_page(__name__, path="/metrics", name="Metrics", title="Cosmic Atlas · Metrics")
 
 
+def _settings(d: dict) -> str:
+    """A manifest section as "key value · key value" (nested sections in brackets), not raw JSON."""
+    def value(v) -> str:
+        if isinstance(v, dict):
+            return f"({_settings(v)})"
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+    return " · ".join(f"{k.replace('_', ' ')} {value(v)}" for k, v in d.items()) or "—"
+
+
+#: Column headings of the stage table.
+STAGE_COLUMNS = {"stage": "Stage", "duration_seconds": "Wall (s)", "items": "Items", "items_per_second": "Items/s",
+                 "peak_rss_mb": "Peak RSS (MB)"}
+
+
 def _facts(m: dict) -> html.Dl:
     enc = m.get("encoder", {})
     rows = [
@@ -25,7 +38,7 @@ def _facts(m: dict) -> html.Dl:
         ("Dimensions", f"text {enc.get('text_dim')} · image {enc.get('image_dim')} · quantisation {enc.get('quantize')}"),
         ("Sources", ", ".join(m.get("sources", []))),
         ("Taxonomy", m.get("taxonomy", {}).get("source")),
-        ("Projection", json.dumps(m.get("projection"))),
+        ("Projection", _settings(m.get("projection") or {})),
         ("Clustering", m.get("clustering", {}).get("algorithm")),
         ("Skipped rows", ", ".join(f"{n} × {r}" for r, n in m.get("invalid_rows", {}).get("by_reason", {}).items()) or "none"),
     ]
@@ -76,6 +89,8 @@ def run_view(run_id):
     stages = a.stage_metrics(run_id)
     fig = figures.stage_durations_bar(stages)
     table = stages.assign(peak_rss_mb=(stages.peak_rss_bytes / 2**20).round(0),
-                          duration_seconds=stages.duration_seconds.round(2)).drop(columns="peak_rss_bytes")
+                          duration_seconds=stages.duration_seconds.round(2),
+                          items_per_second=stages.items_per_second.round(1)).drop(columns="peak_rss_bytes")
+    table = table[list(STAGE_COLUMNS)].rename(columns=STAGE_COLUMNS)
     line = figures.resource_samples_lines(a.samples(run_id))
     return fig, dbc.Table.from_dataframe(table, striped=True, size="sm", className="mt-5"), line

@@ -72,6 +72,8 @@ def test_ranked_lists_say_why_and_refuse_unknown_detectors():
     with pytest.raises(ValueError, match="unknown detector"):
         ranked(df, {}, detector="has_image")
     assert "99.9%" in explain("picture_vs_text_neighbours", 1.0)
+    assert explain("text_knn", 0.995) == ("its text vector is farther from its nearest neighbours than the text "
+                                          "vectors of 99.5% of entries")
 
 
 def _write_labels(path: str, client: int, n: int) -> None:
