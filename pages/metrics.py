@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
+import pandas as pd
 from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
@@ -91,6 +92,7 @@ def run_view(run_id):
     table = stages.assign(peak_rss_mb=(stages.peak_rss_bytes / 2**20).round(0),
                           duration_seconds=stages.duration_seconds.round(2),
                           items_per_second=stages.items_per_second.round(1)).drop(columns="peak_rss_bytes")
+    table["items"] = ["" if pd.isna(n) else f"{int(n):,}" for n in table["items"]]
     table = table[list(STAGE_COLUMNS)].rename(columns=STAGE_COLUMNS)
     line = figures.resource_samples_lines(a.samples(run_id))
     return fig, dbc.Table.from_dataframe(table, striped=True, size="sm", className="mt-5"), line
