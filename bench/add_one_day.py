@@ -79,6 +79,11 @@ def stages(m: dict) -> dict:
             for name, s in m["stages"].items() if not name.startswith("gz2_")}
 
 
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(float(np.median(known)), 2) if known else None
+
+
 def median_run(runs: list[dict]) -> dict:
     """The runs of one build as one row: median whole and per-stage times, every whole time, the largest
     move of any existing point over all runs."""
@@ -87,7 +92,7 @@ def median_run(runs: list[dict]) -> dict:
     out["wall_runs_s"] = [r["wall_s"] for r in runs]
     out["moved_max"] = max(r["moved_max"] for r in runs)
     out["stages"] = {name: {**stage, "wall_s": round(float(np.median([r["stages"][name]["wall_s"] for r in runs])), 3),
-                            "cpu_s": round(float(np.median([r["stages"][name]["cpu_s"] or 0 for r in runs])), 2)}
+                            "cpu_s": _median_or_none([r["stages"][name]["cpu_s"] for r in runs])}
                      for name, stage in runs[-1]["stages"].items()}
     return out
 
@@ -98,6 +103,8 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="REV", help="also add the day with the code of this commit")
     ap.add_argument("--repeat", type=int, default=3, help="plain builds per code version (median reported)")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     source = LakeLayout.at(args.lake).root
     last = LakeReader.open(source).query("SELECT max(date) AS d FROM entries").d[0].date()
     day_before = (last - dt.timedelta(days=1)).isoformat()
@@ -125,8 +132,10 @@ def main() -> None:
             wall, m = build(base, "--end", day_before)
             results["without_last_day"] = {"wall_s": round(wall, 1), "entries": m["counts"]["entries"]}
             before = {state: positions(state) for state in {state for *_, state in runs}}
-            # the plain builds take turns, --repeat times each (the machine's drift hits both); one re-fit
-            rounds = [run for _ in range(args.repeat) for run in runs if run[0] != "refit"]
+            # the plain builds take turns, --repeat times each, in ABBA order (the machine's drift and
+            # whatever a build leaves warm hit both alike); then one re-fit
+            plain = [run for run in runs if run[0] != "refit"]
+            rounds = [run for i in range(args.repeat) for run in (plain if i % 2 == 0 else plain[::-1])]
             rounds += [run for run in runs if run[0] == "refit"]
             done: dict[str, list[dict]] = {}
             for label, extra, repo, state in rounds:

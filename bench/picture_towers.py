@@ -121,13 +121,17 @@ def main() -> None:
     rate, rows = speeds(towers, dates), {}
     for tower in towers:
         cache = args.features / f"{tower.replace(' · ', '_').replace(' ', '_')}.npz" if args.features else None
-        if cache and cache.is_file():
-            x = np.load(cache)["features"]
+        from atlas.encoders.efficientnet import weights_sha256
+
+        key = np.array([weights_sha256(TOWERS[tower][0]), *dates])  # a cache of other weights or pictures is ignored
+        z = np.load(cache) if cache and cache.is_file() else None
+        if z is not None and "key" in z and np.array_equal(z["key"], key):
+            x = z["features"]
         else:
             x = extract(EfficientNetFeatures(variant=TOWERS[tower][0]), TOWERS[tower][1], dates)
             if cache:
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(cache, features=x)
+                np.savez(cache, features=x, key=key)
         stored = space.apply_space(x, space.fit_space(x, 256)).astype(np.float32)
         held = lake_holdout(_SwappedPictures(reader, dates, stored), lab, classes,
                             unit(plain.astype(np.float64)), names, logit_scale(encoder))
@@ -142,6 +146,7 @@ def main() -> None:
         row["time_vs_lite0"] = round(base / row["pictures_per_second"], 2) if base else None
     shares = lab.category.value_counts(normalize=True)
     save("picture_towers", {"lake": lake_label(reader.layout.root), "pictures": len(dates),
+                            "speed": {"pictures": min(SPEED_PICTURES, len(dates)), "rounds": SPEED_ROUNDS},
                             "labelled_pictures": len(lab), "towers": rows,
                             "baselines": {"majority": round(float(shares.iloc[0]), 3),
                                           "chance_neighbour_agreement": round(float((shares ** 2).sum()), 3),

@@ -254,6 +254,10 @@ def picture_section(r: dict) -> list[str]:
     return out
 
 
+def _times(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio}×"
+
+
 def picture_towers_section(r: dict) -> list[str]:
     b = r["baselines"]
     out = ["## Choosing the picture tower: EfficientNet-Lite0, its siblings, and how a picture is fed", "",
@@ -261,18 +265,21 @@ def picture_towers_section(r: dict) -> list[str]:
            f"python bench/picture_towers.py` — {r['pictures']:,} bundled pictures, {r['labelled_pictures']} "
            "hand-labelled (read only to score). Each tower's features go through the build's path: the collection "
            "PCA-256, `pipeline.align.align` with every labelled picture excluded from training, the look-alikes' "
-           "vote (settings by the label-free inner CV). Speed: the build's loop over 240 pictures, towers taking "
-           "turns, median of 3 rounds.", _machine(r), "",
+           "vote (settings by the label-free inner CV). Speed: the build's loop over "
+           f"{r.get('speed', {}).get('pictures', 240)} pictures, towers taking turns, median of "
+           f"{r.get('speed', {}).get('rounds', 3)} rounds. Lite0's features are re-extracted and its PCA refitted "
+           "here, so its score can differ from the lake's stored vectors in the section above by a picture or two.",
+           _machine(r), "",
            "| tower | pictures/s | time vs Lite0 | 10-NN label agreement | zero-shot top-1 from the picture "
            "(held out) | caption → picture R@10 (held out) |", "|---|---:|---:|---:|---:|---:|"]
     for name, v in r["towers"].items():
         out.append(f"| {name}{' (default)' if name == 'lite0' else ''} | {v['pictures_per_second']} | "
-                   f"{v['time_vs_lite0']}× | {v['neighbour_agreement']} | {v['zero_shot_top1']} | "
+                   f"{_times(v['time_vs_lite0'])} | {v['neighbour_agreement']} | {v['zero_shot_top1']} | "
                    f"{v['caption_to_picture_r10']} (chance {v['r10_chance']}) |")
     best = max(r["towers"].items(), key=lambda kv: kv[1]["zero_shot_top1"])
     out += ["", f"Baselines: majority class {b['majority']}, chance {b['chance_zero_shot']} (zero-shot); "
             f"{b['chance_neighbour_agreement']} (label agreement). The best zero-shot tower here is {best[0]} "
-            f"({best[1]['zero_shot_top1']}, {best[1]['time_vs_lite0']}× Lite0's time); with {r['labelled_pictures']} "
+            f"({best[1]['zero_shot_top1']}, {_times(best[1]['time_vs_lite0'])} Lite0's time); with {r['labelled_pictures']} "
             f"labelled pictures one standard error is about ±0.026. Target (issue #15): ≥ 0.60.", ""]
     return out
 

@@ -56,7 +56,8 @@ def explain(detector: str, percentile: float) -> str:
     kind, _, method = detector.partition("_")
     how = {"knn": "farther from its nearest neighbours", "lof": "in a sparser neighbourhood",
            "iforest": "easier to isolate"}.get(method, method)
-    return f"its {kind} vector is {how} than the {kind} vectors of {p} of entries"
+    among = "pictures" if kind == "image" else "entries"  # a percentile among the rows the detector scored
+    return f"its {kind} vector is {how} than the {kind} vectors of {p} of {among}"
 
 
 def percentiles(df: pd.DataFrame) -> pd.DataFrame:

@@ -17,12 +17,17 @@ dash.register_page(__name__, path="/metrics", name="Metrics", title="Cosmic Atla
 
 def _settings(d: dict) -> str:
     """A manifest section as "key value · key value" (nested sections in brackets), not raw JSON."""
-    def value(v) -> str:
+    def value(key: str, v) -> str:
         if isinstance(v, dict):
             return f"({_settings(v)})"
-        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+        if isinstance(v, (list, tuple)):
+            return ", ".join(value(key, x) for x in v) or "—"
+        if v is None:
+            return "—"
+        counts = isinstance(v, int) and not isinstance(v, bool) and key not in ("seed", "run_id")
+        return f"{v:,}" if counts else str(v)
 
-    return " · ".join(f"{k.replace('_', ' ')} {value(v)}" for k, v in d.items()) or "—"
+    return " · ".join(f"{k.replace('_', ' ')} {value(k, v)}" for k, v in d.items()) or "—"
 
 
 #: Column headings of the stage table.
@@ -92,7 +97,8 @@ def run_view(run_id):
     table = stages.assign(peak_rss_mb=(stages.peak_rss_bytes / 2**20).round(0),
                           duration_seconds=stages.duration_seconds.round(2),
                           items_per_second=stages.items_per_second.round(1)).drop(columns="peak_rss_bytes")
-    table["items"] = ["" if pd.isna(n) else f"{int(n):,}" for n in table["items"]]
+    for column in ("items", "peak_rss_mb"):
+        table[column] = ["" if pd.isna(n) else f"{int(n):,}" for n in table[column]]
     table = table[list(STAGE_COLUMNS)].rename(columns=STAGE_COLUMNS)
     line = figures.resource_samples_lines(a.samples(run_id))
     return fig, dbc.Table.from_dataframe(table, striped=True, size="sm", className="mt-5"), line

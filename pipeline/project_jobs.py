@@ -38,7 +38,7 @@ def project_one(method: str, vectors: np.ndarray, graph: KnnGraph, params: Proje
 def _table(kind: str, method: str, dates: list[str], coords: np.ndarray) -> pa.Table:
     z = coords[:, 2] if coords.shape[1] > 2 else np.full(len(dates), np.nan, np.float32)
     return pa.table({
-        "date": pa.array(dates, pa.string()).cast(pa.date32()),  # ISO dates, parsed by Arrow (15 maps × 11k)
+        "date": pa.array(dates, pa.string()).cast(pa.date32()),  # ISO dates, parsed by Arrow (9 maps, ≈ 86k rows)
         "embedding": pa.array([kind] * len(dates)),
         "method": pa.array([method] * len(dates)),
         "x": pa.array(coords[:, 0], pa.float32()),
@@ -135,7 +135,7 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
     if not layout.table("projections").is_file():
         return None
     table = pq.read_table(layout.table("projections"))
-    # ISO date strings from Arrow: the rows are matched to vectors by date string, 15 maps × 11k of them
+    # ISO date strings from Arrow: the rows are matched to vectors by date string, ≈ 86k of them (9 maps)
     published = table.set_column(table.schema.get_field_index("date"), "date",
                                  table.column("date").cast(pa.string())).to_pandas()
     parts, drift, new_count = [], {}, 0

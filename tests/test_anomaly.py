@@ -74,6 +74,7 @@ def test_ranked_lists_say_why_and_refuse_unknown_detectors():
     assert "99.9%" in explain("picture_vs_text_neighbours", 1.0)
     assert explain("text_knn", 0.995) == ("its text vector is farther from its nearest neighbours than the text "
                                           "vectors of 99.5% of entries")
+    assert explain("image_iforest", 0.5).endswith("than the image vectors of 50% of pictures")
 
 
 def _write_labels(path: str, client: int, n: int) -> None:

