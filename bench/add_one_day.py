@@ -5,8 +5,8 @@ A copy of a built lake (default ``lake/data``; its caches make embedding increme
 without the archive's last day (a re-fit: entries left), with that day's vectors dropped from the
 embedding caches, so adding it back encodes it as a real new day would. Then the last day is added back
 from that same state: as a plain build (placement; ``--repeat`` times, median) and once with
-``--refit``. Wall and CPU per stage come from the builds' manifests (medians over the repeats); *moved* is the largest change of any existing point's map
-position.
+``--refit``. Wall and CPU per stage come from the builds' manifests (medians over the repeats); *moved*
+is the largest change of any existing point's map position.
 
 With ``--baseline REV`` the code of an earlier commit (a git worktree) also adds the day, to the same
 state rebuilt by that code (so that a stage whose code changed is compared in its steady state, not in

@@ -62,16 +62,14 @@ def extract(model, feed: str, dates: list[str]) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def speeds(towers: list[str], dates: list[str]) -> dict[str, float]:
-    """Median pictures per second of each tower, the towers taking turns (the machine's drift hits all)."""
-    from atlas.encoders.efficientnet import EfficientNetFeatures
-
-    models = {t: EfficientNetFeatures(variant=TOWERS[t][0]) for t in towers}
+def speeds(towers: list[str], models: dict, dates: list[str]) -> dict[str, float]:
+    """Median pictures per second of each tower, the towers taking turns (the machine's drift hits all);
+    ``models``: variant → loaded :class:`~atlas.encoders.efficientnet.EfficientNetFeatures`."""
     sample, runs = dates[:SPEED_PICTURES], {t: [] for t in towers}
     for round_ in range(SPEED_ROUNDS + 1):
         for t in towers:
             t0 = time.perf_counter()
-            extract(models[t], TOWERS[t][1], sample)
+            extract(models[TOWERS[t][0]], TOWERS[t][1], sample)
             if round_:  # round 0 warms the page cache and each model
                 runs[t].append(len(sample) / (time.perf_counter() - t0))
     return {t: float(np.median(r)) for t, r in runs.items()}
@@ -116,19 +114,19 @@ def main() -> None:
     classes = unit(adapt(plain, reader.vectors("text")[1]).astype(np.float64))
     names = np.array(tax.names)
 
-    from atlas.encoders.efficientnet import EfficientNetFeatures
+    from atlas.encoders.efficientnet import EfficientNetFeatures, weights_sha256
 
-    rate, rows = speeds(towers, dates), {}
+    # one loaded model per variant: the Lite0 towers differ only in how a picture is fed
+    models = {variant: EfficientNetFeatures(variant=variant) for variant in {TOWERS[t][0] for t in towers}}
+    rate, rows = speeds(towers, models, dates), {}
     for tower in towers:
         cache = args.features / f"{tower.replace(' · ', '_').replace(' ', '_')}.npz" if args.features else None
-        from atlas.encoders.efficientnet import weights_sha256
-
         key = np.array([weights_sha256(TOWERS[tower][0]), *dates])  # a cache of other weights or pictures is ignored
         z = np.load(cache) if cache and cache.is_file() else None
         if z is not None and "key" in z and np.array_equal(z["key"], key):
             x = z["features"]
         else:
-            x = extract(EfficientNetFeatures(variant=TOWERS[tower][0]), TOWERS[tower][1], dates)
+            x = extract(models[TOWERS[tower][0]], TOWERS[tower][1], dates)
             if cache:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 np.savez(cache, features=x, key=key)

@@ -96,7 +96,7 @@ def run_view(run_id):
     fig = figures.stage_durations_bar(stages)
     table = stages.assign(peak_rss_mb=(stages.peak_rss_bytes / 2**20).round(0),
                           duration_seconds=stages.duration_seconds.round(2),
-                          items_per_second=stages.items_per_second.round(1)).drop(columns="peak_rss_bytes")
+                          items_per_second=stages.items_per_second.round(1))
     for column in ("items", "peak_rss_mb"):
         table[column] = ["" if pd.isna(n) else f"{int(n):,}" for n in table[column]]
     table = table[list(STAGE_COLUMNS)].rename(columns=STAGE_COLUMNS)

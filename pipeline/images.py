@@ -85,9 +85,9 @@ def _local_file(row: dict[str, Any], downloads: Path, allow_download: bool, fetc
     return None
 
 
-def _source_bytes(row: dict[str, Any], layout: LakeLayout, limits: ImageLimits, session, allow_download: bool,
-                  fetched_only: bool) -> bytes | None:
-    local = _local_file(row, layout.download_cache, allow_download, fetched_only)
+def _source_bytes(row: dict[str, Any], local: Path | None, layout: LakeLayout, limits: ImageLimits, session,
+                  allow_download: bool) -> bytes | None:
+    """The picture's bytes: from ``local`` (the row's :func:`_local_file`) or downloaded."""
     if local is not None:
         if local.is_file():
             return local.read_bytes()
@@ -146,7 +146,7 @@ def attach_images(
             _set_image(row, layout, thumb, known)
             continue
         try:
-            data = _source_bytes(row, layout, limits, session, allow_download, use_fetched)
+            data = _source_bytes(row, local, layout, limits, session, allow_download)
             if data is None:
                 continue
             src = sha1_bytes(data)

@@ -326,15 +326,14 @@ def _category_table(source: str, res) -> pa.Table:
     """One source's categories (a :class:`pipeline.classify.Classification`: float32 scores, the top
     ``k`` per row) as rows of the lake's ``categories`` table, built by column (11k text rows, ≈ 3k picture rows)."""
     scores = np.asarray(res.top3_scores, np.float32)
-    width = scores.shape[1] if scores.ndim == 2 else 0
     return pa.table({
         "date": pa.array(res.dates, pa.string()).cast(pa.date32()),
         "source": pa.array([source] * len(res.dates), pa.string()),
         "category": pa.array(res.category, pa.string()),
         "confidence": pa.array(np.asarray(res.confidence, np.float32)),
         "top3_categories": pa.array(res.top3, pa.list_(pa.string())),
-        "top3_scores": pa.ListArray.from_arrays(pa.array(np.arange(len(res.dates) + 1, dtype=np.int32) * width),
-                                                pa.array(scores.ravel())),
+        # fixed-size rows; stage_table casts them to the schema's list type
+        "top3_scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.ravel()), scores.shape[1]),
     })
 
 
