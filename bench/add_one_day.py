@@ -4,8 +4,9 @@ maps (the default) against re-fitting every map (``--refit``, what every build d
 A copy of a built lake (default ``lake/data``; its caches make embedding incremental) is first rebuilt
 without the archive's last day (a re-fit: entries left), with that day's vectors dropped from the
 embedding caches, so adding it back encodes it as a real new day would. Then the last day is added back
-from that same state: as a plain build (placement; ``--repeat`` times, median) and once with
-``--refit``. Wall and CPU per stage come from the builds' manifests (medians over the repeats); *moved*
+from that same state: as a plain build (placement; ``--repeat`` times, median), the same with every stage
+in the main process (``--no-background-stages``: the anomaly detectors not in the worker process beside
+the later stages) and once with ``--refit``. Wall and CPU per stage come from the builds' manifests (medians over the repeats); *moved*
 is the largest change of any existing point's map position.
 
 With ``--baseline REV`` the code of an earlier commit (a git worktree) also adds the day, to the same
@@ -115,8 +116,9 @@ def main() -> None:
         results["added_day_has_picture"] = bool(LakeReader.open(base).query(
             "SELECT has_image FROM entries WHERE date = ?", [last.isoformat()]).has_image[0])
         results["forgotten_vectors"] = forget_day(base, last.isoformat())
-        runs: list[tuple[str, tuple[str, ...], Path, Path]] = [("placed", (), REPO, base),
-                                                                ("refit", ("--refit",), REPO, base)]
+        runs: list[tuple[str, tuple[str, ...], Path, Path]] = [
+            ("placed", (), REPO, base), ("placed_serial", ("--no-background-stages",), REPO, base),
+            ("refit", ("--refit",), REPO, base)]
         with contextlib.ExitStack() as stack:
             if args.baseline:
                 from bench.dashboard import checkout

@@ -39,7 +39,8 @@ def run(lake: Path, repo: Path = REPO) -> tuple[float, dict]:
 
 def _stages(m: dict) -> dict:
     return {k: {"seconds": v.get("wall_seconds"), "cpu_seconds": v.get("cpu_seconds"), "items": v.get("items"),
-                "items_per_second": v.get("items_per_second"), "peak_rss_mb": round((v.get("peak_rss_bytes") or 0) / 2**20)}
+                "items_per_second": v.get("items_per_second"), "peak_rss_mb": round((v.get("peak_rss_bytes") or 0) / 2**20),
+                **({"ran_in": v["ran_in"]} if v.get("ran_in") else {})}
             for k, v in m["stages"].items() if "wall_seconds" in v}
 
 

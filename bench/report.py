@@ -39,12 +39,16 @@ def build_section(r: dict) -> list[str]:
            "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if base else "")]
     for name, s in r["cold_stages"].items():
         cpu = s.get("cpu_seconds")
-        row = (f"| {name} | {s['seconds']} | {'' if cpu is None else cpu} | {s['items'] or ''} | "
+        label = f"{name} (in the {s['ran_in']})" if s.get("ran_in") else name
+        row = (f"| {label} | {s['seconds']} | {'' if cpu is None else cpu} | {s['items'] or ''} | "
                f"{s['items_per_second'] or ''} | {s['peak_rss_mb']} |")
         if base:
             b = base["cold_stages"].get(name, {})
             row += f" {b.get('seconds', '')} | {b.get('cpu_seconds', '')} |"
         out.append(row)
+    if any(s.get("ran_in") for s in r["cold_stages"].values()):
+        out += ["", "A stage run in the build's worker process ran beside the stages after it, on CPU time they leave idle "
+                "(`pipeline/background.py`): its wall time overlaps theirs, and its CPU and memory are the worker's."]
     return out + [""]
 
 
@@ -574,17 +578,21 @@ def add_day_section(r: dict) -> list[str]:
            + ("Plain builds: the code versions take turns, times are medians of "
               f"{len(r['placed']['wall_runs_s'])} runs each (whole-build runs in the last column). "
               if "wall_runs_s" in r["placed"] else "")
-           + "*Moved* = the largest change of any existing point's map coordinates.", _machine(r), "",
+           + "*Moved* = the largest change of any existing point's map coordinates."
+           + (" The anomaly column of *placed* and *refit* is time spent in the build's worker process, beside "
+              "the stages after it (`pipeline/background.py`); `--no-background-stages` runs it in the main "
+              "process, in turn." if "placed_serial" in r else ""), _machine(r), "",
            "| build | whole build | project | cluster | sky | anomaly | align | embed | maps | moved | runs |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
-    for label in ("placed_baseline", "placed", "refit"):
+    names = {"placed_baseline": f"placed, `{base}`", "placed": "placed",
+             "placed_serial": "placed, `--no-background-stages`", "refit": "refit"}
+    for label, name in names.items():
         if label not in r:
             continue
         v = r[label]
         proj, st = v["projection"], v["stages"]
         how = (f"placed ({proj.get('placed_this_build')} new; largest drift "
                f"{max(proj.get('drift_since_fit', {0: 0}).values()):g})" if proj["mode"] == "placed" else "re-fitted")
-        name = f"placed, `{base}`" if label == "placed_baseline" else label
         out.append(f"| {name} | **{v['wall_s']} s** | " + " | ".join(f"{st[n]['wall_s']:.1f} s" for n in
                    ("project", "cluster", "sky", "anomaly", "align", "embed")) + f" | {how} | {v['moved_max']:g} | "
                    + ", ".join(f"{w:.1f}" for w in v.get("wall_runs_s", [])) + " |")

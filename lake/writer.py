@@ -92,19 +92,29 @@ class LakeWriter:
         path = self.layout.staged_vectors(kind)
         matrix = np.array(matrix, dtype=np.float32, order="C")  # a copy: what reading the file back gives
         _write_keyed(path, "date", dates, matrix)
+        self._remember(kind, atomic.file_stamp(path), dates, matrix)
+
+    def _remember(self, kind: str, stamp: tuple[int, int, int, int] | None, dates: list[str],
+                  matrix: np.ndarray) -> None:
         self._vectors.pop(kind, None)
         if len(dates) and matrix.ndim == 2 and matrix.shape[1] and matrix.nbytes <= VECTOR_MEMO_MAX_BYTES:
             matrix.flags.writeable = False
-            self._vectors[kind] = (atomic.file_stamp(path), list(dates), matrix)
+            self._vectors[kind] = (stamp, list(dates), matrix)
 
     def read_vectors(self, kind: str) -> tuple[list[str], np.ndarray]:
         """Staged APOD vectors of this build, else the published table, else nothing. A staged matrix
-        comes from memory while its file is unchanged, read-only: callers copy before changing it."""
+        comes from memory while its file is unchanged (written or read before by this writer; a build's
+        worker process has a writer of its own), read-only: callers copy before changing it."""
         path = self.layout.staged_vectors(kind)
         memo = self._vectors.get(kind)
         if memo is not None and memo[0] is not None and memo[0] == atomic.file_stamp(path):
             return list(memo[1]), memo[2]
-        return _read_keyed(path, "date", self.layout.vectors, lambda: vectors.read_vectors(self.layout.vectors, kind))
+        stamp = atomic.file_stamp(path)  # taken first: a file replaced while read is read again next time
+        dates, matrix = _read_keyed(path, "date", self.layout.vectors,
+                                    lambda: vectors.read_vectors(self.layout.vectors, kind))
+        if stamp is not None:
+            self._remember(kind, stamp, dates, matrix)
+        return dates, matrix
 
     def stage_galaxy_vectors(self, kind: str, objids: list[str], matrix: np.ndarray) -> None:
         """A galaxy vector matrix for later stages of this build (not published as a file)."""

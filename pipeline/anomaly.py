@@ -56,10 +56,17 @@ def percentile(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and cosine similarities of each row's k nearest other rows (the maps' exact k-NN graph)."""
-    indices, distances = knn_graph(l2_normalise(vectors), k).without_self(k)
-    return indices, 1.0 - distances
+#: ``knn(name, keys, unit_vectors, k)``: the exact cosine k-NN graph of a matrix whose rows ``keys`` name,
+#: with at least ``k`` neighbours. ``name`` is an embedding kind (the matrix is that kind's vectors) or
+#: one of :data:`CROSS_MODAL_GRAPHS`. The build passes one that keeps the graphs between builds.
+GraphSource = Callable[[str, list[str], np.ndarray, int], KnnGraph]
+
+#: The cross-modal detectors' graphs: text and pictures of the entries with a picture.
+CROSS_MODAL_GRAPHS = ("pictured_text", "pictured_image")
+
+
+def _fresh_graph(name: str, keys: list[str], vectors: np.ndarray, k: int) -> KnnGraph:
+    return knn_graph(vectors, k)
 
 
 def _lof(graph: KnnGraph, n_neighbors: int) -> np.ndarray:
@@ -105,11 +112,14 @@ def single_modal(vectors: np.ndarray, params: AnomalyParams, *, graph: KnnGraph 
 
 
 def cross_modal(text: np.ndarray, picture: np.ndarray, picture_in_text: np.ndarray | None,
-                params: AnomalyParams) -> dict[str, np.ndarray]:
-    """Cross-modal scores for entries with a picture (rows aligned across the three matrices)."""
+                params: AnomalyParams, *, keys: list[str] | None = None,
+                knn: GraphSource = _fresh_graph) -> dict[str, np.ndarray]:
+    """Cross-modal scores for entries with a picture (rows aligned across the three matrices, named by
+    ``keys``, e.g. dates, for ``knn``)."""
     t, p = l2_normalise(text), l2_normalise(picture)
-    text_nn, _ = _neighbours(t, params.k)
-    picture_nn, _ = _neighbours(p, params.k)
+    keys = list(keys) if keys is not None else [str(i) for i in range(len(t))]
+    text_nn, _ = knn(CROSS_MODAL_GRAPHS[0], keys, t, params.k).without_self(params.k)
+    picture_nn, _ = knn(CROSS_MODAL_GRAPHS[1], keys, p, params.k).without_self(params.k)
     out = {
         "picture_vs_text_neighbours": 1.0 - np.einsum("id,ikd->i", p, p[text_nn]) / text_nn.shape[1],
         "text_vs_picture_neighbours": 1.0 - np.einsum("id,ikd->i", t, t[picture_nn]) / picture_nn.shape[1],
@@ -122,10 +132,10 @@ def cross_modal(text: np.ndarray, picture: np.ndarray, picture_in_text: np.ndarr
 
 
 def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: AnomalyParams, *,
-                  knn: Callable[[str, int], KnnGraph] | None = None) -> pd.DataFrame:
+                  knn: GraphSource = _fresh_graph) -> pd.DataFrame:
     """One row per entry (the ``text`` kind's dates): every detector's score and percentile, the
     combined score and rank. ``vectors`` maps kind → (dates, matrix); ``aligned`` is optional.
-    ``knn(kind, k)``: the k-NN graph of ``vectors[kind]`` when the caller keeps one (the build does)."""
+    ``knn``: where the k-NN graphs come from (the build keeps them between builds; see :data:`GraphSource`)."""
     dates = list(vectors["text"][0])
     row = {d: i for i, d in enumerate(dates)}
     df = pd.DataFrame({"date": dates})
@@ -134,7 +144,7 @@ def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: Anom
             continue
         kdates, matrix = vectors[kind]
         where = np.array([row[d] for d in kdates])
-        graph = knn(kind, max(params.k, params.lof_neighbours)) if knn is not None else None
+        graph = knn(kind, list(kdates), l2_normalise(matrix), max(params.k, params.lof_neighbours))
         for name, score in single_modal(matrix, params, graph=graph).items():
             col = np.full(len(dates), np.nan)
             col[where] = score
@@ -150,7 +160,7 @@ def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: Anom
             if all(d in apos for d in pd_dates):
                 aligned = vectors["aligned"][1][[apos[d] for d in pd_dates]]
         where = np.array([row[d] for d in pd_dates])
-        for name, score in cross_modal(text, pictures[with_text], aligned, params).items():
+        for name, score in cross_modal(text, pictures[with_text], aligned, params, keys=pd_dates, knn=knn).items():
             col = np.full(len(dates), np.nan)
             col[where] = score
             df[name] = col

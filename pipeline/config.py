@@ -216,6 +216,9 @@ class BuildConfig:
         "re-fit every map; by default a build that only adds entries places them on the published maps "
         "(existing points stay put) until they reach 5%% of the fitted ones or the vectors drift",
         group="classify, project, cluster"))
+    background_stages: bool = field(default=True, metadata=option(
+        "run every stage in this process, one after another (by default, with --threads 2 or more, the "
+        "anomaly detectors run in a worker process beside the stages after them)", group="other"))
     force: bool = field(default=False, metadata=option(
         "recompute every stage (the embedding cache is still used)", group="other"))
     progress: bool = field(default=True, metadata=option(

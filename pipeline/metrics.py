@@ -102,7 +102,8 @@ class RunMetrics:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[dict[str, Any]]:
-        """Time a stage; the body may set ``info['items']`` for throughput."""
+        """Time a stage; the body may set ``info['items']`` for throughput, or ``info['background']``
+        when it handed the stage to the worker process (recorded later by :meth:`record_stage`)."""
         info: dict[str, Any] = {"items": None}
         with self._lock:
             self._stage, self._peak_rss = name, 0
@@ -113,25 +114,39 @@ class RunMetrics:
         finally:
             wall = time.perf_counter() - start
             self._rss()
-            items = info.get("items")
-            summary = {
-                "wall_seconds": round(wall, 3),
-                "items": items,
-                "items_per_second": round(items / wall, 2) if items and wall > 0 else None,
-                "peak_rss_bytes": self._peak_rss,
-                "skipped": bool(info.get("skipped")),
-                **({"carried_over": info["carried_over"]} if "carried_over" in info else {}),
-            }
-            self.stages[name] = summary
-            with self._lock:
-                self.rows.append({
-                    "run_id": self.run_id, "record": "stage", "timestamp": _now(), "process": name,
-                    "duration_seconds": wall, "items": items, "items_per_second": summary["items_per_second"],
-                    "peak_rss_bytes": self._peak_rss, "cpu_percent": None, "rss_bytes": None,
-                } | self._gpu.sample())
+            if info.get("background"):
+                self.stages[name] = {"wall_seconds": None, "skipped": False}  # its place in the stage order
+                with self._lock:
+                    self._stage = "between stages"
+                log.info("stage %-9s handed to the worker process", name)
+            else:
+                self.record_stage(name, wall=wall, items=info.get("items"), peak_rss=self._peak_rss,
+                                  skipped=bool(info.get("skipped")), carried_over=info.get("carried_over"))
+
+    def record_stage(self, name: str, *, wall: float, items: int | None, peak_rss: int, skipped: bool = False,
+                     carried_over: bool | None = None, where: str | None = None) -> None:
+        """A stage's summary and metrics row; ``where`` names another process that ran it (its own peak RSS)."""
+        summary = {
+            "wall_seconds": round(wall, 3),
+            "items": items,
+            "items_per_second": round(items / wall, 2) if items and wall > 0 else None,
+            "peak_rss_bytes": peak_rss,
+            "skipped": skipped,
+            **({"carried_over": carried_over} if carried_over is not None else {}),
+            **({"ran_in": where} if where else {}),
+        }
+        self.stages[name] = summary
+        with self._lock:
+            self.rows.append({
+                "run_id": self.run_id, "record": "stage", "timestamp": _now(), "process": name,
+                "duration_seconds": wall, "items": items, "items_per_second": summary["items_per_second"],
+                "peak_rss_bytes": peak_rss, "cpu_percent": None, "rss_bytes": None,
+            } | self._gpu.sample())
+            if where is None:
                 self._stage = "between stages"
-            log.info("stage %-9s %s in %.1fs%s", name, _state(summary),
-                     wall, f", {items} items, {summary['items_per_second']}/s" if items and not summary["skipped"] else "")
+        log.info("stage %-9s %s in %.1fs%s%s", name, _state(summary), wall,
+                 f", {items} items, {summary['items_per_second']}/s" if items and not skipped else "",
+                 f" ({where})" if where else "")
 
 
 def _state(summary: dict) -> str:

@@ -18,6 +18,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from lake.remote import SHARED_FOR_BUILD, RemoteLake
 from lake.schema import SCHEMAS, VECTOR_TABLES_VERSION
 from lake.writer import LakeWriter
 from pipeline import __version__
+from pipeline.background import BackgroundWorker, Outcome
 from pipeline.config import BuildConfig
 from pipeline.metrics import RunMetrics
 
@@ -64,7 +66,10 @@ class Stage:
     parameters, code versions); ``None`` instead of a function means the stage always runs (it reads
     the sources). ``outputs`` lists the staged paths it writes, checked before reusing staged work.
     ``collection`` names the collection the stage belongs to: a build of other collections carries its
-    published output and manifest section over untouched.
+    published output and manifest section over untouched. ``background``: no later stage reads the
+    output, so the stage may run in the build's worker process (:mod:`pipeline.background`) while the
+    stages after it go on; ``warm`` names the modules that worker imports ahead. ``run`` must then be a
+    module-level function (it is pickled) that uses no other stage's in-memory ``value``.
     """
 
     name: str
@@ -72,6 +77,8 @@ class Stage:
     inputs: Callable[["BuildContext"], Any] | None
     outputs: Callable[[LakeLayout], Sequence[Path]] = lambda layout: ()
     collection: str = "apod"
+    background: bool = False
+    warm: tuple[str, ...] = ()
 
 
 class BuildContext:
@@ -129,7 +136,8 @@ class BuildSummary:
         for name, st in self.stages.items():
             state = "kept" if st.get("carried_over") is not None else "reused" if st.get("skipped") else "ran"
             out.append(f"  {name:<12} {state:<6} {st['wall_seconds']:>7.1f}s wall {st.get('cpu_seconds', 0):>7.1f}s cpu"
-                       + (f"  {st['items']:,} items" if st.get("items") else ""))
+                       + (f"  {st['items']:,} items" if st.get("items") else "")
+                       + (f"  (in the {st['ran_in']}, beside the stages after it)" if st.get("ran_in") else ""))
         out.append(f"total: {self.wall_seconds:.1f}s")
         return out
 
@@ -137,6 +145,12 @@ class BuildSummary:
 def new_run_id() -> str:
     """Sortable by time (it names the published version folder), unique across concurrent machines."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ-") + uuid.uuid4().hex[:6]
+
+
+def run_in_worker(run: Callable[[BuildContext], StageResult], cfg: BuildConfig, run_id: str) -> StageResult:
+    """A background stage, in the worker process: with a context of its own (same settings, lake and
+    run id; no other stage's in-memory values, resources made afresh)."""
+    return run(BuildContext(cfg, run_id=run_id))
 
 
 def _cpu_seconds() -> float:
@@ -168,6 +182,8 @@ class Runner:
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique: {names}")
+        if any(s.background and s.inputs is None for s in stages):
+            raise ValueError("a stage that always runs (inputs=None) cannot run in the background")
         self.stages = list(stages)
 
     def run(self, cfg: BuildConfig) -> BuildSummary:
@@ -182,11 +198,21 @@ class Runner:
             if cfg.force:
                 ctx.writer.discard_staging()
             staged = ctx.writer.staged_manifest()
+            worker = BackgroundWorker(threads=cfg.threads, warm=[m for s in self.stages for m in s.warm],
+                                      enabled=cfg.background_stages and cfg.threads >= 2
+                                      and any(s.background for s in self.stages))
             metrics.start()
+            failed = True
             try:
+                pending: list[tuple[Stage, Future[Outcome]]] = []
                 for stage in self.stages:
-                    self._run_stage(stage, ctx, staged, metrics)
+                    if (future := self._run_stage(stage, ctx, staged, metrics, worker)) is not None:
+                        pending.append((stage, future))
+                for stage, future in pending:  # wait in registration order; a failure raises here
+                    self._finish_background(stage, future.result(), ctx, staged, metrics)
+                failed = False
             finally:
+                worker.close(failed=failed)
                 metrics.stop()
                 executor = ctx.resources.get("executor")
                 if executor is not None:  # a local Ray instance stops with the build
@@ -196,7 +222,10 @@ class Runner:
                 remote.push()  # the bucket's pointer moves last; a failed push leaves the old version live
             return summary
 
-    def _run_stage(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics) -> None:
+    def _run_stage(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics,
+                   worker: BackgroundWorker) -> Future[Outcome] | None:
+        """Skip, reuse or run one stage; a background stage that must run is handed to the worker and
+        its future returned (recorded by :meth:`_finish_background` once it is done)."""
         cpu0 = _cpu_seconds()
         with metrics.stage(stage.name) as info:
             if stage.collection not in ctx.cfg.collections:
@@ -205,16 +234,35 @@ class Runner:
                 info["skipped"] = True
                 ctx.results[stage.name] = StageResult(manifest=previous.get("manifest", {}))
             else:
+                if stage.inputs is not None:
+                    worker.start()  # the build has real work: the worker imports meanwhile
+                    if stage.background and worker.enabled:
+                        info["background"] = True
+                        return worker.submit(run_in_worker, stage.run, ctx.cfg, ctx.run_id)
                 result = stage.run(ctx)
                 info["items"] = result.items
                 if stage.inputs is None:
                     ctx.hashes[stage.name] = result.fingerprint or sha1_json([stage.name, ctx.run_id])
-                ctx.results[stage.name] = result
-                if stage.inputs is not None:  # always-run stages have nothing to resume
-                    staged.setdefault("stages", {})[stage.name] = {"input_hash": ctx.hashes[stage.name],
-                                                                   "manifest": result.manifest}
-                    ctx.writer.save_staged_manifest(staged)
+                self._record(stage, result, ctx, staged)
         metrics.stages[stage.name]["cpu_seconds"] = round(_cpu_seconds() - cpu0, 2)
+        return None
+
+    def _record(self, stage: Stage, result: StageResult, ctx: BuildContext, staged: dict[str, Any]) -> None:
+        """A stage's result for the later stages and, for stages with inputs, the resume record."""
+        ctx.results[stage.name] = result
+        if stage.inputs is not None:  # always-run stages have nothing to resume
+            staged.setdefault("stages", {})[stage.name] = {"input_hash": ctx.hashes[stage.name],
+                                                           "manifest": result.manifest}
+            ctx.writer.save_staged_manifest(staged)
+
+    def _finish_background(self, stage: Stage, outcome: Outcome, ctx: BuildContext, staged: dict[str, Any],
+                           metrics: RunMetrics) -> None:
+        """Record a stage the worker ran: its result, and its time and memory there (not the main
+        process's: its wall time overlaps the stages that ran meanwhile)."""
+        self._record(stage, outcome.result, ctx, staged)
+        metrics.record_stage(stage.name, wall=outcome.wall_seconds, items=outcome.result.items,
+                             peak_rss=outcome.peak_rss_bytes, where="worker process")
+        metrics.stages[stage.name]["cpu_seconds"] = round(outcome.cpu_seconds, 2)
 
     @staticmethod
     def _carry_over(stage: Stage, ctx: BuildContext, info: dict[str, Any]) -> None:

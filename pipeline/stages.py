@@ -531,7 +531,14 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
 
     params = _anomaly_params(ctx)
     vectors = {k: ctx.writer.read_vectors(k) for k in (*EMBEDDING_KINDS, ALIGNED_KIND)}
-    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=lambda kind, k: _knn(ctx, kind, k))
+    def graph(name: str, keys: list[str], unit: np.ndarray, k: int) -> KnnGraph:
+        if name in EMBEDDING_KINDS:
+            # the graph the maps and clusters share, at their k: this stage may run in the worker process
+            # at the same time as theirs, and both keep the graph in the same cache file
+            return _knn(ctx, name, max(k, _projection_params(ctx).knn_k, CLUSTER_KNN)).truncated(k)
+        return cached_knn_graph(unit, k, keys=keys, store=ctx.layout.knn_cache(name))
+
+    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=graph)
     for name in ANOMALY_DETECTORS:
         if name not in df:
             df[name] = np.nan
@@ -665,6 +672,11 @@ STAGES: list[Stage] = [
           lambda lo: [*(lo.staged_vectors(k) for k in ("title", "text", "image")), lo.staged(lo.image_space)]),
     Stage("align", align_stage, _align_inputs,
           lambda lo: [lo.staged_vectors(k) for k in (ALIGNED_KIND, "multimodal")] + [lo.staged(lo.align_head)]),
+    # only the app reads the anomaly scores: they are computed in the worker process beside the stages below
+    Stage("anomaly", anomaly_stage,
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), "anomaly-v2"],
+          _staged("anomalies"), background=True,
+          warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors", "lancedb")),
     Stage("classify", classify_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), "softmax-adapted-v4-vote"],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors)]),
@@ -675,9 +687,6 @@ STAGES: list[Stage] = [
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.cfg.n_clusters,
                        "ward-knn15-v1"],
           _staged("clusters")),
-    Stage("anomaly", anomaly_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), "anomaly-v2"],
-          _staged("anomalies")),
     Stage("sky", sky_stage, _sky_inputs, _staged("objects")),
     Stage("vectors", vectors_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.hash("entries"),

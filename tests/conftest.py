@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +29,13 @@ os.environ.setdefault("SIMBAD_TAP_URL", "http://127.0.0.1:9/simbad/sim-tap")
 os.environ.setdefault("SESAME_URL", "http://127.0.0.1:9/")  # nor the CDS name resolver (closed local port)
 os.environ.setdefault("GZ2_CUTOUT_URL", "http://127.0.0.1:9/cutout")  # nor SDSS's cutout service
 # people's feedback labels go to a throw-away directory, never to the tester's own state directory
-os.environ["COSMIC_ATLAS_STATE"] = tempfile.mkdtemp(prefix="cosmic-atlas-state-")
+STATE_DIR = tempfile.mkdtemp(prefix="cosmic-atlas-state-")
+os.environ["COSMIC_ATLAS_STATE"] = STATE_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The throw-away state directory goes when the session ends (servers and builds have stopped)."""
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
 
 
 def archive_rows(start: str, end: str) -> list[dict]:

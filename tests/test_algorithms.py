@@ -32,15 +32,20 @@ def test_knn_graph_is_exact(blobs):
     assert (np.diff(dist, axis=1) >= -1e-6).all()
 
 
-def test_top_k_matches_a_full_sort():
-    from atlas.topk import top_k
+@pytest.mark.parametrize("rows", [3, 400], ids=["numpy (small)", "torch (large)"])
+def test_top_k_matches_a_full_sort(rows):
+    from atlas.topk import NUMPY_MAX_SCORES, top_k
 
-    scores = np.random.default_rng(3).standard_normal((50, 300)).astype(np.float32)
+    scores = np.random.default_rng(3).standard_normal((rows, 300)).astype(np.float32)
+    assert (scores.size <= NUMPY_MAX_SCORES) == (rows == 3)
+    scores[0, 5] = np.inf  # the k-NN graphs put each row's own column first this way
     idx, vals = top_k(scores, 7)
     ref = np.argsort(-scores, axis=1)[:, :7]
-    assert idx.dtype == np.int64 and np.array_equal(idx, ref)
+    assert idx.dtype == np.int64 and np.array_equal(idx, ref) and idx[0, 0] == 5
     assert np.array_equal(vals, np.take_along_axis(scores, ref, axis=1))
-    assert top_k(scores[:, :4], 10)[0].shape == (50, 4)  # k capped at the columns
+    assert top_k(scores[:, :4], 10)[0].shape == (rows, 4)  # k capped at the columns
+    assert np.array_equal(top_k(scores[:, :4], 10)[0], np.argsort(-scores[:, :4], axis=1))
+    assert top_k(scores, 0)[0].shape == (rows, 0)
 
 
 def test_lof_from_the_knn_graph_matches_scikit_learns_own_search(blobs):

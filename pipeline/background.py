@@ -1,0 +1,157 @@
+"""A worker process for the stages that may run beside the rest of the build.
+
+A stage whose output no later stage reads (the anomaly detectors: only the app reads their table) need
+not hold up the stages after it. On a 2-core machine the build's main process mostly uses one core
+while it imports, encodes a day's text and places points on the maps; a worker process on the other
+core can import scikit-learn and score the anomalies meanwhile. A daily build spent 2.6 s of its 10 s
+in that stage, 0.8 s of it importing (see BENCHMARKS.md, "Daily ingest").
+
+The worker is spawned (not forked: the main process holds torch's and BLAS's thread pools) once the
+build has real work to do, and imports the stages' modules (:attr:`pipeline.runner.Stage.warm`) while
+the main process works. It runs only on CPU time the build leaves idle, and dies with the build. A stage
+sent to it gets a :class:`~pipeline.runner.BuildContext` of its own (same settings, lake and run id;
+:func:`pipeline.runner.run_in_worker`): it shares files with the main process, not memory, so it reads
+its inputs from the staged and published lake as any stage does. Its log records are forwarded to the
+main process's handlers. One worker, so background stages run one after another, in registration order.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import resource
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: prctl(2) option: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+#: Where the idle scheduling class is missing (not Linux), the worker's priority below the build's.
+WORKER_NICENESS = 10
+
+
+#: Thread-pool sizes of BLAS, OpenMP and numba, set in the worker before anything loads them.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a call run in the worker hands back: its result and what it cost there."""
+
+    result: Any
+    wall_seconds: float
+    cpu_seconds: float
+    peak_rss_bytes: int
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when the build process dies (Linux; elsewhere a no-op). A build
+    killed mid-stage must not leave a worker that goes on writing into the staging area, where the next
+    build (free to start once the dead one's lock is gone) could publish its stale output."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
+def _yield_to_the_build() -> None:
+    """Run only on CPU time the build leaves idle (Linux's SCHED_IDLE class; elsewhere a lower nice
+    value). The worker takes the core a daily build's main process leaves idle, but not a share of the
+    cores a cold build's encoder and maps keep busy: even at nice 10 its start-up slowed the encoder's
+    two threads by a few percent (BENCHMARKS.md, "Build: cold and no-op")."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(WORKER_NICENESS)
+
+
+def _start_worker(parent: int, modules: Sequence[str], records: Any, level: int, threads: int) -> None:
+    """Worker start-up: tie its life to the build's, yield the CPU to it, cap its thread pools (set
+    before numpy loads BLAS), log through the main process, then import what the stages need."""
+    _die_with(parent)
+    _yield_to_the_build()
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(level)
+    for name in modules:
+        importlib.import_module(name)
+
+
+def _timed(call: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
+    started, cpu = time.perf_counter(), os.times()
+    result = call(*args)
+    used = os.times()
+    return Outcome(result, time.perf_counter() - started, used.user + used.system - cpu.user - cpu.system,
+                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+class _Forward(logging.Handler):
+    """Hands a worker's log record to the logger of the same name here (so to this process's handlers)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
+
+
+class BackgroundWorker:
+    """The build's one worker process, started on demand; ``enabled=False`` runs everything in line."""
+
+    def __init__(self, *, threads: int, warm: Sequence[str], enabled: bool) -> None:
+        self.warm, self.enabled = tuple(dict.fromkeys(warm)), enabled
+        # the main process keeps its threads (it is the critical path); the worker takes the CPUs left,
+        # at least one: two BLAS pools of --threads each on the same cores made the stage 3× slower
+        self.threads = max(1, threads - 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._listener: logging.handlers.QueueListener | None = None
+
+    def start(self) -> None:
+        """Spawn the worker now (it imports while the build goes on); no-op when disabled or running."""
+        if not self.enabled or self._pool is not None:
+            return
+        context = multiprocessing.get_context("spawn")
+        records = context.Queue()
+        self._listener = logging.handlers.QueueListener(records, _Forward())
+        self._listener.start()
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=context, initializer=_start_worker,
+            initargs=(os.getpid(), self.warm, records, logging.getLogger().getEffectiveLevel(), self.threads))
+        self._pool.submit(int)  # the pool spawns its process on the first task
+        log.debug("background worker started (importing %s)", ", ".join(self.warm))
+
+    def submit(self, call: Callable[..., Any], *args: Any) -> Future[Outcome]:
+        """``call(*args)`` in the worker (both pickled: a module-level function, plain values)."""
+        self.start()
+        if self._pool is None:
+            raise RuntimeError("background stages are disabled for this build")
+        return self._pool.submit(_timed, call, args)
+
+    def close(self, *, failed: bool = False) -> None:
+        """Stop the worker and the log forwarding. After a failure (``failed``) a stage still running
+        there is stopped rather than waited for: its output would not be published anyway."""
+        if self._pool is not None:
+            if failed:
+                stop = getattr(self._pool, "terminate_workers", None)  # Python ≥ 3.14
+                if stop is not None:
+                    stop()
+                else:
+                    for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                        process.terminate()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None

@@ -1,0 +1,162 @@
+"""The stage runner with stages of its own: a background stage runs in the worker process beside the
+stages after it, its failure stops the build and the next build resumes it, and the switch that keeps
+every stage in this process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from lake import manifest as manifest_io
+from lake.layout import LakeLayout
+from pipeline.config import BuildConfig
+from pipeline.runner import Runner, Stage, StageResult
+
+log = logging.getLogger("tests.background_stage")
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} never appeared: the two stages did not run at the same time")
+        time.sleep(0.02)
+
+
+def waits_for_the_next_stage(ctx) -> StageResult:
+    """Starts, then finishes only once the stage registered after it has run (which waits for this one
+    to start): both orders of running them one after the other time out."""
+    (ctx.layout.root / "background-started").write_text("")
+    _wait_for(ctx.layout.root / "later-ran")
+    log.info("background stage done in process %d", os.getpid())
+    return StageResult(items=7, manifest={"background": {"pid": os.getpid()}})
+
+
+def waits_for_the_background_stage(ctx) -> StageResult:
+    _wait_for(ctx.layout.root / "background-started")
+    (ctx.layout.root / "later-ran").write_text("")
+    return StageResult(items=1, manifest={"later": {"pid": os.getpid()}})
+
+
+def later(ctx) -> StageResult:
+    return StageResult(items=1, manifest={"later": {"pid": os.getpid()}})
+
+
+def reports_its_process(ctx) -> StageResult:
+    return StageResult(items=7, manifest={"background": {"pid": os.getpid()}})
+
+
+def fails(ctx) -> StageResult:
+    if (ctx.layout.root / "let-it-pass").exists():
+        return reports_its_process(ctx)
+    raise RuntimeError("detector broke")
+
+
+def _runner(run, *, after=later) -> Runner:
+    return Runner([Stage("first", lambda ctx: StageResult(items=1), lambda ctx: "first-v1"),
+                   Stage("background", run, lambda ctx: [ctx.hash("first"), "v1"], background=True,
+                         warm=("json",)),
+                   Stage("later", after, lambda ctx: [ctx.hash("first"), "v1"])])
+
+
+def _cfg(tmp_path: Path, **overrides) -> BuildConfig:
+    return BuildConfig(**{"lake": LakeLayout.at(tmp_path / "lake"), "collections": ["apod"], "threads": 2,
+                          "progress": False, **overrides})
+
+
+def test_a_background_stage_runs_in_the_worker_beside_the_stages_after_it(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    summary = _runner(waits_for_the_next_stage, after=waits_for_the_background_stage).run(_cfg(tmp_path))
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
+    worker_pid = live["background"]["pid"]
+    assert worker_pid != os.getpid() and live["later"]["pid"] == os.getpid()
+    stage = live["stages"]["background"]
+    assert stage["ran_in"] == "worker process" and stage["items"] == 7 and stage["wall_seconds"] > 0.01
+    assert stage["cpu_seconds"] >= 0 and stage["peak_rss_bytes"] > 0
+    assert list(summary.stages) == ["first", "background", "later"]  # the registration order, kept
+    # the worker's log record reached this process's handlers
+    assert f"background stage done in process {worker_pid}" in caplog.text
+    # a no-op rebuild skips it like any stage
+    again = _runner(waits_for_the_next_stage, after=waits_for_the_background_stage).run(_cfg(tmp_path))
+    assert again.stages["background"]["skipped"] and again.stages["later"]["skipped"]
+
+
+def test_without_background_stages_everything_runs_in_this_process(tmp_path):
+    _runner(reports_its_process).run(_cfg(tmp_path, background_stages=False))
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
+    assert live["background"]["pid"] == os.getpid() and "ran_in" not in live["stages"]["background"]
+    # one thread: no CPU to spare for a worker either
+    _runner(reports_its_process).run(_cfg(tmp_path / "one", threads=1))
+    assert manifest_io.read_if_exists(LakeLayout.at(tmp_path / "one" / "lake").manifest)["background"]["pid"] == os.getpid()
+
+
+def test_a_failed_background_stage_stops_the_build_and_the_next_build_resumes_it(tmp_path):
+    lake = LakeLayout.at(tmp_path / "lake")
+    with pytest.raises(RuntimeError, match="detector broke"):
+        _runner(fails).run(_cfg(tmp_path))
+    assert manifest_io.read_if_exists(lake.manifest) is None  # nothing published
+    staged = manifest_io.read_if_exists(lake.staged_manifest)
+    assert "later" in staged["stages"] and "background" not in staged["stages"]
+    (lake.root / "let-it-pass").write_text("")
+    summary = _runner(fails).run(_cfg(tmp_path))
+    assert not summary.stages["background"]["skipped"] and summary.stages["later"]["skipped"]  # resumed
+    assert manifest_io.read_if_exists(lake.manifest)["background"]["pid"] != os.getpid()
+
+
+def test_a_stage_that_always_runs_cannot_be_a_background_stage():
+    with pytest.raises(ValueError, match="cannot run in the background"):
+        Runner([Stage("ingest", reports_its_process, None, background=True)])
+
+
+def sleeps_then_writes(ctx) -> StageResult:
+    (ctx.layout.root / "worker.pid").write_text(str(os.getpid()))
+    time.sleep(4)
+    (ctx.layout.root / "late-write").write_text("the worker outlived its build")
+    return StageResult(items=1)
+
+
+BUILD_SCRIPT = """
+import sys
+from pathlib import Path
+from tests.test_runner import _cfg, _runner, sleeps_then_writes
+_runner(sleeps_then_writes).run(_cfg(Path(sys.argv[1])))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"  # a zombie has finished: it only waits to be reaped
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the kernel's parent-death signal is Linux's")
+def test_a_killed_build_takes_its_worker_with_it(tmp_path):
+    """A build killed mid-stage (SIGKILL: no clean-up runs) leaves no worker writing into its staging
+    area, where the next build could pick the stale output up."""
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    build = subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, str(tmp_path)], cwd=root)
+    pid_file = tmp_path / "lake" / "worker.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pid_file.exists(), "the background stage never started"
+    worker = int(pid_file.read_text())
+    assert worker != build.pid and _alive(worker)
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
+    time.sleep(4.5)  # past the moment the stage would have written
+    assert not (tmp_path / "lake" / "late-write").exists()
