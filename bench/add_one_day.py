@@ -76,7 +76,8 @@ def forget_day(lake: Path, day: str) -> dict[str, int]:
 
 
 def stages(m: dict) -> dict:
-    return {name: {"wall_s": s["wall_seconds"], "cpu_s": s.get("cpu_seconds"), "reused": bool(s.get("skipped"))}
+    return {name: {"wall_s": s["wall_seconds"], "cpu_s": s.get("cpu_seconds"), "reused": bool(s.get("skipped")),
+                   "in_worker": bool(s.get("ran_in"))}
             for name, s in m["stages"].items() if not name.startswith("gz2_")}
 
 

@@ -47,7 +47,7 @@ def build_section(r: dict) -> list[str]:
             row += f" {b.get('seconds', '')} | {b.get('cpu_seconds', '')} |"
         out.append(row)
     if any(s.get("ran_in") for s in r["cold_stages"].values()):
-        out += ["", "A stage run in the build's worker process ran beside the stages after it, on CPU time they leave idle "
+        out += ["", "A stage run in the build's worker process ran beside the stages after it, at the lowest priority "
                 "(`pipeline/background.py`): its wall time overlaps theirs, and its CPU and memory are the worker's."]
     return out + [""]
 
@@ -599,7 +599,8 @@ def add_day_section(r: dict) -> list[str]:
     v = r["placed"]["stages"]
     slow = sorted(((s["wall_s"], n) for n, s in v.items() if not s["reused"]), reverse=True)[:5]
     out += ["", "Stage times of the placed build (the slowest five that ran): " +
-            ", ".join(f"{n} {w:.1f} s" for w, n in slow) + f". Target (issue #14): ≤ {r['target_s']} s for the whole build.", ""]
+            ", ".join(f"{n} {w:.1f} s" + (" (in the worker, beside the others)" if v[n].get("in_worker") else "")
+                      for w, n in slow) + f". Target (issue #14): ≤ {r['target_s']} s for the whole build.", ""]
     return out
 
 

@@ -8,7 +8,7 @@ in that stage, 0.8 s of it importing (see BENCHMARKS.md, "Daily ingest").
 
 The worker is spawned (not forked: the main process holds torch's and BLAS's thread pools) once the
 build has real work to do, and imports the stages' modules (:attr:`pipeline.runner.Stage.warm`) while
-the main process works. It runs only on CPU time the build leaves idle, and dies with the build. A stage
+the main process works. It runs at the lowest priority, and dies with the build. A stage
 sent to it gets a :class:`~pipeline.runner.BuildContext` of its own (same settings, lake and run id;
 :func:`pipeline.runner.run_in_worker`): it shares files with the main process, not memory, so it reads
 its inputs from the staged and published lake as any stage does. Its log records are forwarded to the
@@ -17,6 +17,7 @@ main process's handlers. One worker, so background stages run one after another,
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import logging
@@ -36,9 +37,12 @@ log = logging.getLogger(__name__)
 #: prctl(2) option: the signal a process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
 
-#: Where the idle scheduling class is missing (not Linux), the worker's priority below the build's.
-WORKER_NICENESS = 10
+#: The worker's nice value: the lowest priority an ordinary process can take.
+WORKER_NICENESS = 19
 
+
+#: How long closing waits for the last forwarded log records.
+LISTENER_JOIN_SECONDS = 5.0
 
 #: Thread-pool sizes of BLAS, OpenMP and numba, set in the worker before anything loads them.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -68,14 +72,14 @@ def _die_with(parent: int) -> None:
 
 
 def _yield_to_the_build() -> None:
-    """Run only on CPU time the build leaves idle (Linux's SCHED_IDLE class; elsewhere a lower nice
-    value). The worker takes the core a daily build's main process leaves idle, but not a share of the
-    cores a cold build's encoder and maps keep busy: even at nice 10 its start-up slowed the encoder's
-    two threads by a few percent (BENCHMARKS.md, "Build: cold and no-op")."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        os.nice(WORKER_NICENESS)
+    """The lowest ordinary priority (nice 19; Linux: also the batch class, no wake-up preference). The
+    worker takes the core a daily build's main process leaves idle, and only a sliver of the cores a
+    cold build's encoder and maps keep busy (at nice 0 the maps lost ≈ 5 s to it). Not the idle class:
+    that starves it behind any other busy process on the machine while the build waits for it."""
+    os.nice(WORKER_NICENESS)
+    if hasattr(os, "SCHED_BATCH"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def _start_worker(parent: int, modules: Sequence[str], records: Any, level: int, threads: int) -> None:
@@ -88,8 +92,15 @@ def _start_worker(parent: int, modules: Sequence[str], records: Any, level: int,
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(level)
-    for name in modules:
-        importlib.import_module(name)
+    for name in modules:  # ahead of need only: a module that fails here fails again, with its stage
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("the worker could not import %s ahead: %s", name, exc)
+    with contextlib.suppress(Exception):  # pools a re-run __main__ loaded before the variables were set
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
 
 
 def _timed(call: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:
@@ -104,7 +115,9 @@ class _Forward(logging.Handler):
     """Hands a worker's log record to the logger of the same name here (so to this process's handlers)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        logging.getLogger(record.name).handle(record)
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):  # this process's levels (the CLI quietens some loggers)
+            logger.handle(record)
 
 
 class BackgroundWorker:
@@ -117,13 +130,15 @@ class BackgroundWorker:
         self.threads = max(1, threads - 1)
         self._pool: ProcessPoolExecutor | None = None
         self._listener: logging.handlers.QueueListener | None = None
+        self._records: Any = None
+        self._submitted = False
 
     def start(self) -> None:
         """Spawn the worker now (it imports while the build goes on); no-op when disabled or running."""
         if not self.enabled or self._pool is not None:
             return
         context = multiprocessing.get_context("spawn")
-        records = context.Queue()
+        records = self._records = context.Queue()
         self._listener = logging.handlers.QueueListener(records, _Forward())
         self._listener.start()
         self._pool = ProcessPoolExecutor(
@@ -137,13 +152,15 @@ class BackgroundWorker:
         self.start()
         if self._pool is None:
             raise RuntimeError("background stages are disabled for this build")
+        self._submitted = True
         return self._pool.submit(_timed, call, args)
 
     def close(self, *, failed: bool = False) -> None:
         """Stop the worker and the log forwarding. After a failure (``failed``) a stage still running
-        there is stopped rather than waited for: its output would not be published anyway."""
+        there is stopped rather than waited for: its output would not be published anyway; so is a
+        worker that got no stage (its background stages were reused), rather than waited for to import."""
         if self._pool is not None:
-            if failed:
+            if failed or not self._submitted:
                 stop = getattr(self._pool, "terminate_workers", None)  # Python ≥ 3.14
                 if stop is not None:
                     stop()
@@ -153,5 +170,12 @@ class BackgroundWorker:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._listener is not None:
-            self._listener.stop()
+            # not QueueListener.stop(): its stop message shares the queue's lock with a worker that
+            # may have been killed holding it; the listener thread is a daemon and ends with the process
+            self._listener.enqueue_sentinel()
+            thread = self._listener._thread  # noqa: SLF001
+            if thread is not None:
+                thread.join(timeout=LISTENER_JOIN_SECONDS)
+            self._records.cancel_join_thread()  # nor may exiting wait for a queue a dead worker locked
+            self._records.close()
             self._listener = None

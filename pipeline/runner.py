@@ -203,14 +203,19 @@ class Runner:
                                       and any(s.background for s in self.stages))
             metrics.start()
             failed = True
+            pending: list[tuple[Stage, Future[Outcome]]] = []
             try:
-                pending: list[tuple[Stage, Future[Outcome]]] = []
                 for stage in self.stages:
                     if (future := self._run_stage(stage, ctx, staged, metrics, worker)) is not None:
                         pending.append((stage, future))
                 for stage, future in pending:  # wait in registration order; a failure raises here
                     self._finish_background(stage, future.result(), ctx, staged, metrics)
                 failed = False
+            except BaseException:
+                for stage, future in pending:  # a background stage that did finish can be resumed
+                    if future.done() and not future.cancelled() and future.exception() is None:
+                        self._record(stage, future.result().result, ctx, staged)
+                raise
             finally:
                 worker.close(failed=failed)
                 metrics.stop()
@@ -238,6 +243,10 @@ class Runner:
                     worker.start()  # the build has real work: the worker imports meanwhile
                     if stage.background and worker.enabled:
                         info["background"] = True
+                        # an earlier record for other inputs must not outlive its output (removed
+                        # above) while the worker makes the new one: a crash meanwhile would pair them
+                        if staged.get("stages", {}).pop(stage.name, None) is not None:
+                            ctx.writer.save_staged_manifest(staged)
                         return worker.submit(run_in_worker, stage.run, ctx.cfg, ctx.run_id)
                 result = stage.run(ctx)
                 info["items"] = result.items

@@ -107,6 +107,31 @@ def test_a_failed_background_stage_stops_the_build_and_the_next_build_resumes_it
     assert manifest_io.read_if_exists(lake.manifest)["background"]["pid"] != os.getpid()
 
 
+def finishes_at_once(ctx) -> StageResult:
+    (ctx.layout.root / "background-finished").write_text("")
+    return reports_its_process(ctx)
+
+
+def fails_after_the_background_stage(ctx) -> StageResult:
+    _wait_for(ctx.layout.root / "background-finished")
+    time.sleep(0.5)  # the worker's answer is on its way back
+    if (ctx.layout.root / "later-fails").exists():
+        raise RuntimeError("later stage broke")
+    return later(ctx)
+
+
+def test_a_background_stage_that_finished_is_resumed_after_a_later_stage_fails(tmp_path):
+    lake = LakeLayout.at(tmp_path / "lake")
+    lake.root.mkdir(parents=True)
+    (lake.root / "later-fails").write_text("")
+    with pytest.raises(RuntimeError, match="later stage broke"):
+        _runner(finishes_at_once, after=fails_after_the_background_stage).run(_cfg(tmp_path))
+    assert "background" in manifest_io.read_if_exists(lake.staged_manifest)["stages"]
+    (lake.root / "later-fails").unlink()
+    summary = _runner(finishes_at_once, after=fails_after_the_background_stage).run(_cfg(tmp_path))
+    assert summary.stages["background"]["skipped"] and not summary.stages["later"]["skipped"]
+
+
 def test_a_stage_that_always_runs_cannot_be_a_background_stage():
     with pytest.raises(ValueError, match="cannot run in the background"):
         Runner([Stage("ingest", reports_its_process, None, background=True)])
