@@ -106,10 +106,10 @@ class LakeWriter:
         comes from memory while its file is unchanged (written or read before by this writer; a build's
         worker process has a writer of its own), read-only: callers copy before changing it."""
         path = self.layout.staged_vectors(kind)
+        stamp = atomic.file_stamp(path)  # taken before reading: a file replaced while read is read again
         memo = self._vectors.get(kind)
-        if memo is not None and memo[0] is not None and memo[0] == atomic.file_stamp(path):
+        if memo is not None and stamp is not None and memo[0] == stamp:
             return list(memo[1]), memo[2]
-        stamp = atomic.file_stamp(path)  # taken first: a file replaced while read is read again next time
         dates, matrix = _read_keyed(path, "date", self.layout.vectors,
                                     lambda: vectors.read_vectors(self.layout.vectors, kind))
         if stamp is not None:

@@ -41,6 +41,11 @@ class AnomalyParams:
     iforest_dims: int = 32
     seed: int = 42
 
+    @property
+    def graph_k(self) -> int:
+        """Neighbours the single-modality detectors read from one k-NN graph (k-NN distance and LOF)."""
+        return max(self.k, self.lof_neighbours)
+
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
@@ -100,7 +105,7 @@ def single_modal(vectors: np.ndarray, params: AnomalyParams, *, graph: KnnGraph 
     if n < 3:
         return {name: np.zeros(n) for name in ("knn", "lof", "iforest")}
     v = l2_normalise(vectors)
-    need = min(max(params.k, params.lof_neighbours), n - 1)
+    need = min(params.graph_k, n - 1)
     graph = knn_graph(v, need) if graph is None or graph.k < need else graph.truncated(need)
     _, distances = graph.without_self(params.k)
     knn = distances.astype(np.float64).mean(axis=1)
@@ -144,7 +149,7 @@ def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: Anom
             continue
         kdates, matrix = vectors[kind]
         where = np.array([row[d] for d in kdates])
-        graph = knn(kind, list(kdates), l2_normalise(matrix), max(params.k, params.lof_neighbours))
+        graph = knn(kind, list(kdates), l2_normalise(matrix), params.graph_k)
         for name, score in single_modal(matrix, params, graph=graph).items():
             col = np.full(len(dates), np.nan)
             col[where] = score

@@ -40,7 +40,6 @@ PR_SET_PDEATHSIG = 1
 #: The worker's nice value: the lowest priority an ordinary process can take.
 WORKER_NICENESS = 19
 
-
 #: How long closing waits for the last forwarded log records.
 LISTENER_JOIN_SECONDS = 5.0
 

@@ -94,12 +94,15 @@ def _knn(ctx: BuildContext, kind: str, k: int) -> KnnGraph:
     """One exact cosine k-NN graph per embedding kind, shared by the maps, the clustering and the
     anomaly detectors (a smaller ``k`` is a slice of the graph already made), and kept in the lake's
     cache between builds: a build that adds a day extends the kept graph instead of recomputing it
-    (:func:`pipeline.neighbors.cached_knn_graph`)."""
+    (:func:`pipeline.neighbors.cached_knn_graph`). Every caller gets the graph made at the largest ``k``
+    any of them uses, so the kept graph does not depend on which stage asks first: the anomaly stage may
+    run in the worker process at the same time as the maps, both keeping the graph in the same file."""
     key = f"knn:{kind}"
     graph = ctx.resources.get(key)
     if graph is None or graph.k < k:
+        need = max(k, _projection_params(ctx).knn_k, CLUSTER_KNN, _anomaly_params(ctx).graph_k)
         dates, vecs = ctx.writer.read_vectors(kind)
-        graph = ctx.resources[key] = cached_knn_graph(vecs, k, keys=dates, store=ctx.layout.knn_cache(kind))
+        graph = ctx.resources[key] = cached_knn_graph(vecs, need, keys=dates, store=ctx.layout.knn_cache(kind))
     return graph.truncated(k)
 
 
@@ -532,10 +535,8 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
     params = _anomaly_params(ctx)
     vectors = {k: ctx.writer.read_vectors(k) for k in (*EMBEDDING_KINDS, ALIGNED_KIND)}
     def graph(name: str, keys: list[str], unit: np.ndarray, k: int) -> KnnGraph:
-        if name in EMBEDDING_KINDS:
-            # the graph the maps and clusters share, at their k: this stage may run in the worker process
-            # at the same time as theirs, and both keep the graph in the same cache file
-            return _knn(ctx, name, max(k, _projection_params(ctx).knn_k, CLUSTER_KNN)).truncated(k)
+        if name in EMBEDDING_KINDS:  # the graph the maps and clusters share
+            return _knn(ctx, name, k)
         return cached_knn_graph(unit, k, keys=keys, store=ctx.layout.knn_cache(name))
 
     df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=graph)
