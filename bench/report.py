@@ -343,27 +343,43 @@ def ann_section(r: dict, *, name: str = "ann") -> list[str]:
 def projection_sample_section(r: dict) -> list[str]:
     f = r["full"]
     out = ["## Maps fitted on a sample, the rest placed", "",
-           f"Command: `python bench/projection_sample.py` — the {r['entries']:,} text vectors of `{r['lake']}`: UMAP "
-           "fitted on a stable random sample and every other entry placed on it (`--map-sample`, the mechanism of "
-           "the daily ingest), against the full fit in the same run. Quality on the same "
+           f"Command: `python bench/projection_sample.py --ray` — the {r['entries']:,} text vectors of `{r['lake']}`: "
+           "UMAP fitted on a stable random sample and every other entry placed on it (`--map-sample`; the same "
+           "placement puts new days on the published maps) by `interpolate` (the weighted mean of the 15 nearest "
+           "fitted points' positions) or `transform` (umap-learn's transform steps on those neighbours: that start, "
+           "then 100 epochs of UMAP's layout for the placed points against the fixed map; `pipeline/placement.py`), "
+           "in batches of up to 4,096 rows in this process, in worker processes or as Ray tasks; against the full "
+           "fit in the same run. Placement times include starting worker processes or Ray tasks (importing "
+           "umap-learn, compiling its layout loop); this process compiled it before timing. Quality on the same "
            f"{r['evaluated']:,} random entries: trustworthiness (k = 10) and 10-NN preservation (share of an entry's "
            "10 nearest neighbours in the vector space among its 10 nearest on the map).", _machine(r), "",
-           "| fit | fit time | placement time | trustworthiness | 10-NN kept (all) | placed entries | fitted entries |",
-           "|---|---:|---:|---:|---:|---:|---:|",
-           f"| all {r['entries']:,} entries | {f['fit_s']} s | — | {f['trustworthiness']} | {f['knn_preservation']} | — | — |"]
+           "| fit | placement | where | fit time | placement time | trustworthiness | 10-NN kept (all) | "
+           "placed entries | fitted entries |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|",
+           f"| all {r['entries']:,} entries | — | — | {f['fit_s']} s | — | {f['trustworthiness']} | "
+           f"{f['knn_preservation']} | — | — |"]
     for v in r["samples"]:
-        out.append(f"| sample of {v['sample']:,}, placed | {v['fit_s']} s | {v['place_s']} s | {v['trustworthiness']} | "
-                   f"{v['knn_preservation']} | {v['knn_preservation_placed']} | {v['knn_preservation_fitted']} |")
+        out.append(f"| sample of {v['sample']:,} | {v.get('placement', 'interpolate')} | {v.get('where', 'local')} | "
+                   f"{v['fit_s']} s | {v['place_s']} s | {v['trustworthiness']} | {v['knn_preservation']} | "
+                   f"{v['knn_preservation_placed']} | {v['knn_preservation_fitted']} |")
     u = r.get("umap_transform")
     if u:
-        out.append(f"| sample of {u['sample']:,}, umap-learn `transform` | {u['fit_s']} s | {u['place_s']} s | "
-                   f"{u['trustworthiness']} | {u['knn_preservation']} | {u['knn_preservation_placed']} | "
-                   f"{u['knn_preservation_fitted']} |")
-    return out + ["", "The build's placement (similarity-weighted mean of the 15 nearest fitted points) is what new "
-                  "days use; it keeps the map's large-scale layout (trustworthiness) but pulls placed points into "
-                  "their neighbours' midst, so fine local order is lost (10-NN kept). umap-learn's `transform` keeps "
-                  "more of it at far higher cost on 2 cores; at survey scale it is the step to run in parallel "
-                  "batches (Ray) — not built yet.", ""]
+        out.append(f"| sample of {u['sample']:,}, umap-learn's own fit | umap-learn `UMAP.transform` | local, 1 process | "
+                   f"{u['fit_s']} s | {u['place_s']} s | {u['trustworthiness']} | {u['knn_preservation']} | "
+                   f"{u['knn_preservation_placed']} | {u['knn_preservation_fitted']} |")
+    if r.get("throughput"):
+        t = r["throughput"]
+        base = t[0]["seconds"]
+        out += ["", f"Throughput: {t[0]['points']:,} points (archive text vectors with small noise) placed by "
+                f"`transform` on the map fitted on {t[0]['fitted']:,} entries, in {t[0]['batches']} batches:", "",
+                "| where | time | points/s | vs one process | same positions as one process |", "|---|---:|---:|---:|---|"]
+        out += [f"| {v['where']} | {v['seconds']} s | {v['points_per_s']:,} | {base / v['seconds']:.2f}× | "
+                f"{'yes' if v['same_as_first'] else 'NO'} |" for v in t]
+    return out + ["", "`interpolate` keeps the map's large-scale layout but pulls placed points into their "
+                  "neighbours' midst, so fine local order is lost; `transform` restores it, to umap-learn's own "
+                  "`transform` level, at a fraction of umap-learn's cost (its own fit and transform build and query "
+                  "an NN-descent index). The build's `--map-placement auto` transforms from 1,000 placed points "
+                  "and interpolates fewer (a day's entries: see the daily ingest section).", ""]
 
 
 def tsne_section(r: dict) -> list[str]:

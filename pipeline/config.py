@@ -29,6 +29,7 @@ COLLECTION_CHOICES = ("apod", "gz2")
 ENCODER_CHOICES = ("auto", "offline", "openclip")
 QUANTIZE_CHOICES = ("int8", "none")
 RUNNER_CHOICES = ("local", "ray")
+PLACEMENT_CHOICES = ("auto", "interpolate", "transform")
 CLIP_MODEL = "ViT-B-32"
 CLIP_PRETRAINED = "laion2b_s34b_b79k"
 
@@ -181,6 +182,12 @@ class BuildConfig:
         "fit each map on at most N entries (a stable random sample) and place the rest on it, as new days "
         "are placed; the archive's 11k entries are all fitted", group="classify, project, cluster",
         parse=parse_positive))
+    map_placement: str = field(default="auto", metadata=option(
+        "how points are put on a fitted UMAP map (entries beyond --map-sample, new days): interpolate = the "
+        "weighted mean of the 15 nearest fitted points' positions (milliseconds); transform = umap-learn's "
+        "transform (that, then UMAP's layout for the new points), in batches on the runner's workers; auto = "
+        "transform from 1,000 points, else interpolate. t-SNE maps always interpolate",
+        group="classify, project, cluster", choices=PLACEMENT_CHOICES))
     n_clusters: int | None = field(default=None, metadata=option(
         "clusters per embedding (default √(n/8))", group="classify, project, cluster", flag="--clusters",
         parse=parse_positive))

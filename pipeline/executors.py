@@ -2,7 +2,8 @@
 (``--runner ray``).
 
 The stage functions do not change between the two: they ask the build's executor to encode a list of
-texts or pictures and to write a vector table, and the executor decides where that happens. Locally it
+texts or pictures, to write a vector table, or to run a function over fixed batches of rows (placing
+points on a map), and the executor decides where that happens. Locally it
 calls the encoder and LanceDB directly. On Ray, encoding is a ``map_batches`` over an actor pool (each
 actor rebuilds the build's encoder once from its manifest record, which also checks that the actor's
 model is the same one: fingerprints must match; pictures are shipped as bytes, so actors on other
@@ -49,6 +50,11 @@ class Executor(Protocol):
     def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
         """Write ``table`` as the Lance table ``kind`` of the LanceDB database ``db`` (replacing it)."""
 
+    def map_batches(self, fn: Callable[[np.ndarray, int], np.ndarray], rows: np.ndarray,
+                    parts: list[slice]) -> np.ndarray:
+        """``fn(rows[part], i)`` for each ``i, part`` of ``parts``, concatenated in order. ``fn`` must
+        pickle and its result may depend only on its arguments: batches run in parallel, anywhere."""
+
     def close(self) -> None:
         """Release what the executor started (a local Ray instance)."""
 
@@ -72,10 +78,76 @@ def encode_with(encoder: Encoder, kind: str, inputs: list[Any], *, root: Path, b
     raise ValueError(f"unknown input kind {kind!r}; expected text or image")
 
 
+#: Batches in flight per worker in :meth:`Executor.map_batches` (more only fill memory: every batch
+#: in flight holds a copy of its rows).
+BATCHES_IN_FLIGHT = 2
+
+
+def _bounded(submit: Callable[[int], Any], count: int, wait: Callable[[list[Any]], list[Any]], window: int) -> list[Any]:
+    """Run ``submit(i)`` for ``i < count`` keeping at most ``window`` unfinished handles; returns the
+    handles in order. ``wait(handles)`` blocks until at least one of them finished and returns those."""
+    handles: list[Any] = []
+    pending: list[Any] = []
+    for i in range(count):
+        if len(pending) >= window:
+            done = wait(pending)
+            pending = [h for h in pending if h not in done]
+        handles.append(submit(i))
+        pending.append(handles[-1])
+    return handles
+
+
+_HELD: Any = None
+
+
+def _hold(fn: Any) -> None:
+    """Worker-process initialiser: keep ``fn`` (sent once per worker, not once per batch), and use one
+    BLAS/OpenMP thread: the workers already fill the CPUs (as Ray does for its tasks)."""
+    from threadpoolctl import threadpool_limits
+
+    global _HELD
+    _HELD = fn
+    threadpool_limits(limits=1)
+
+
+def _apply_held(rows: np.ndarray, i: int) -> np.ndarray:
+    return _HELD(rows, i)
+
+
+def _apply(fn: Callable[[np.ndarray, int], np.ndarray], rows: np.ndarray, i: int) -> np.ndarray:
+    return fn(rows, i)
+
+
+#: Fewer batches than this run in this process: a spawned worker takes seconds to start (Python, numpy,
+#: umap-learn, compiling its layout loop), as long as ≈ 15 placement batches of 4,096 rows take.
+LOCAL_POOL_MIN_BATCHES = 16
+
+
 class LocalExecutor:
-    """Everything in this process (the default)."""
+    """Everything on this machine (the default): encoding in this process; batches of
+    :meth:`map_batches` in up to ``threads`` worker processes (spawned: this process holds torch's pools)
+    when there are at least ``pool_min_batches`` of them."""
 
     name = "local"
+
+    def __init__(self, *, threads: int = 1, pool_min_batches: int = LOCAL_POOL_MIN_BATCHES) -> None:
+        self.threads, self.pool_min_batches = threads, pool_min_batches
+
+    def map_batches(self, fn: Callable[[np.ndarray, int], np.ndarray], rows: np.ndarray,
+                    parts: list[slice]) -> np.ndarray:
+        if self.threads < 2 or len(parts) < max(2, self.pool_min_batches):
+            return _concatenate([fn(rows[part], i) for i, part in enumerate(parts)], rows)
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
+        from concurrent.futures import wait as wait_futures
+
+        workers = min(self.threads, len(parts))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_hold,
+                                 initargs=(fn,)) as pool:
+            futures = _bounded(lambda i: pool.submit(_apply_held, rows[parts[i]], i), len(parts),
+                               lambda fs: wait_futures(fs, return_when=FIRST_COMPLETED).done,
+                               BATCHES_IN_FLIGHT * workers)
+            return _concatenate([f.result() for f in futures], rows)
 
     def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
         return lambda inputs: encode_with(encoder, kind, inputs, root=root, batch_size=batch_size)
@@ -87,6 +159,13 @@ class LocalExecutor:
 
     def close(self) -> None:
         pass
+
+
+def _concatenate(results: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+    out = np.concatenate(results) if results else np.zeros((0, 0), np.float32)
+    if len(out) != len(rows):
+        raise RuntimeError(f"the batches returned {len(out)} rows for {len(rows)}")
+    return out
 
 
 class _EncodeActor:
@@ -163,6 +242,19 @@ class RayExecutor:
 
         return encode
 
+    def map_batches(self, fn: Callable[[np.ndarray, int], np.ndarray], rows: np.ndarray,
+                    parts: list[slice]) -> np.ndarray:
+        """One Ray task per batch (``actor_cpus`` CPUs each), ``fn`` put in the object store once; at
+        most :data:`BATCHES_IN_FLIGHT` batches per CPU of the cluster are submitted at a time."""
+        import ray
+
+        shared = ray.put(fn)
+        task = ray.remote(_apply).options(num_cpus=self.actor_cpus)
+        window = max(1, int(BATCHES_IN_FLIGHT * ray.cluster_resources().get("CPU", 1) / self.actor_cpus))
+        refs = _bounded(lambda i: task.remote(shared, rows[parts[i]], i), len(parts),
+                        lambda pending: ray.wait(pending, num_returns=1)[0], window)
+        return _concatenate(ray.get(refs), rows)
+
     def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
         """With lance_ray when the Ray workers share this machine's disk (a local Ray instance); joined to a
         cluster, the build's staging folder is on the driver only, so the driver writes (as locally)."""
@@ -187,7 +279,7 @@ class RayExecutor:
 def make_executor(*, runner: str, address: str | None, threads: int, actors: int | None, actor_cpus: float,
                   actor_gpus: float) -> Executor:
     if runner == "local":
-        return LocalExecutor()
+        return LocalExecutor(threads=threads)
     if runner == "ray":
         return RayExecutor(address=address, threads=threads, actors=actors or threads, actor_cpus=actor_cpus,
                            actor_gpus=actor_gpus)

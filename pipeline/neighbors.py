@@ -15,6 +15,7 @@ import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -166,22 +167,33 @@ EXACT_MAX_PAIRS = 200_000_000
 QUERY_BLOCK = 4096
 
 
-def nearest_fitted(fitted: np.ndarray, queries: np.ndarray, k: int, *, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
+def nearest_fitted(fitted: np.ndarray, queries: np.ndarray, k: int, *, seed: int = 42,
+                   index: Any = None, fitted_normalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each query's ``k`` most similar fitted vectors (cosine): (indices, similarities), both (q, k).
 
     Exact blocked matrix products for a day's entries against the archive; an NN-descent index over the
-    fitted vectors when the product would be too large (millions of points against a fitted sample)."""
-    a, b = l2_normalise(fitted), l2_normalise(queries)
+    fitted vectors when the product would be too large (millions of points against a fitted sample):
+    ``index`` (:func:`fitted_index`) when the caller queries the same fitted vectors batch after batch,
+    and ``fitted_normalised`` when it normalised them once already."""
+    a, b = (fitted if fitted_normalised else l2_normalise(fitted)), l2_normalise(queries)
     k = max(1, min(k, len(a)))
-    if len(a) * len(b) <= EXACT_MAX_PAIRS:
+    if index is None and len(a) * len(b) <= EXACT_MAX_PAIRS:
         idx = np.empty((len(b), k), np.int64)
         sims = np.empty((len(b), k), np.float32)
         for start in range(0, len(b), QUERY_BLOCK):
             block = b[start:start + QUERY_BLOCK] @ a.T
             idx[start:start + len(block)], sims[start:start + len(block)] = top_k(block, k)
         return idx, sims
-    from pynndescent import NNDescent
-
-    index = NNDescent(a, metric="cosine", n_neighbors=max(k, 15), random_state=seed)
+    index = fitted_index(a, k, seed=seed) if index is None else index
     idx, dist = index.query(b, k=k)
     return idx.astype(np.int64), 1.0 - dist.astype(np.float32)
+
+
+def fitted_index(fitted: np.ndarray, k: int, *, seed: int = 42) -> Any:
+    """An NN-descent index (cosine) over ``fitted`` for :func:`nearest_fitted`; it pickles, so batches
+    placed in other processes (or on Ray) share the one built here."""
+    from pynndescent import NNDescent
+
+    index = NNDescent(fitted, metric="cosine", n_neighbors=max(k, 15), random_state=seed)
+    index.prepare()
+    return index

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from atlas.encoders.base import l2_normalise
-from pipeline.neighbors import KnnGraph, nearest_fitted
+from pipeline.neighbors import KnnGraph
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,16 @@ class ProjectionParams:
     #: in 18 s instead of 41 s (late iterations are the slow ones: the FFT grid grows with the map;
     #: ``bench/tsne_iterations.py``). Four such maps were most of a cold build's map time.
     tsne_iterations: int = 300
+    #: How points are put on a fitted map (``pipeline.placement``): entries beyond the fit sample and new
+    #: days. Not a fit setting: changing it re-fits nothing, it applies to the next points placed.
+    placement: str = "auto"
 
     def as_dict(self) -> dict:
         return asdict(self) | {"umap_metric": "cosine", "tsne_metric": "cosine", "tsne_init": "pca"}
+
+    def fit_dict(self) -> dict:
+        """The settings a published map was fitted with: placing on it needs the same."""
+        return {k: v for k, v in self.as_dict().items() if k != "placement"}
 
     @property
     def knn_k(self) -> int:
@@ -43,12 +50,43 @@ class ProjectionParams:
         return max(self.umap_neighbors, int(3 * self.tsne_perplexity))
 
 
-def umap_map(vectors: np.ndarray, graph: KnnGraph, params: ProjectionParams, n_components: int = 2) -> np.ndarray:
-    import umap
+def umap_backend() -> str:
+    """``cuml`` where RAPIDS cuML is installed and sees a CUDA GPU, else ``umap-learn``.
 
+    cuML's UMAP fits the same model on the GPU (its own optimiser and random streams, so its maps are not
+    umap-learn's bit for bit). Checked without importing anything heavy when cuML is absent, which is
+    every CPU machine, so the CPU build pays nothing for the check. No GPU was available to test the cuML
+    path here: it degrades to umap-learn whenever cuML cannot run."""
+    import importlib.util
+
+    if importlib.util.find_spec("cuml") is None:
+        return "umap-learn"
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            import cuml.manifold  # noqa: F401
+
+            return "cuml"
+    except Exception as exc:  # a CUDA driver or library problem: the CPU fit still works
+        log.warning("cuML is installed but cannot run (%s): UMAP maps are fitted with umap-learn on the CPU", exc)
+    return "umap-learn"
+
+
+def umap_map(vectors: np.ndarray, graph: KnnGraph, params: ProjectionParams, n_components: int = 2, *,
+             backend: str = "umap-learn") -> np.ndarray:
+    """A UMAP map of ``vectors`` from their k-NN ``graph``, with umap-learn or (``backend="cuml"``) cuML."""
     n = vectors.shape[0]
     k = max(2, min(params.umap_neighbors, n - 1))
     idx, dist = graph.with_self(k - 1)
+    if backend == "cuml":
+        from cuml.manifold import UMAP
+
+        reducer = UMAP(n_components=n_components, n_neighbors=idx.shape[1], min_dist=params.umap_min_dist,
+                       metric="cosine", random_state=params.seed)
+        return np.asarray(reducer.fit_transform(np.asarray(vectors, np.float32), knn_graph=(idx, dist)), np.float32)
+    import umap
+
     reducer = umap.UMAP(
         n_components=n_components,
         n_neighbors=idx.shape[1],
@@ -87,27 +125,12 @@ PLACE_MAX_SHARE = 0.05
 #: ...and the fitted entries' own vectors moved by less than this mean cosine distance since the fit
 #: (a retrained alignment head or a new encoder moves them; then the maps are re-fitted).
 PLACE_MAX_DRIFT = 0.01
-#: Neighbours whose map positions a new point's position is interpolated from.
-PLACE_K = 15
 
 
 def vector_drift(old: np.ndarray, new: np.ndarray) -> float:
     """Mean cosine distance between two versions of the same entries' vectors (rows aligned)."""
     a, b = l2_normalise(old), l2_normalise(new)
     return max(0.0, float(np.mean(1.0 - np.sum(a * b, axis=1)))) if len(a) else 0.0
-
-
-def place_points(fitted_vectors: np.ndarray, fitted_coords: np.ndarray, new_vectors: np.ndarray,
-                 k: int = PLACE_K, *, seed: int = 42) -> np.ndarray:
-    """Map positions for new points without moving the fitted ones: the similarity-weighted mean of
-    the positions of each new point's ``k`` nearest fitted neighbours (cosine), which is how UMAP's
-    own ``transform`` initialises new points (neighbours from :func:`nearest_fitted`)."""
-    if not len(new_vectors):
-        return np.zeros((0, fitted_coords.shape[1]), np.float32)
-    idx, sims = nearest_fitted(fitted_vectors, new_vectors, k, seed=seed)
-    weights = np.maximum(sims, 0.0) + 1e-6
-    weights /= weights.sum(axis=1, keepdims=True)
-    return np.einsum("nk,nkd->nd", weights, fitted_coords[idx]).astype(np.float32)
 
 
 def fit_sample(n: int, size: int, seed: int) -> np.ndarray | None:

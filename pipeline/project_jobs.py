@@ -17,8 +17,10 @@ import pyarrow as pa
 
 from lake.schema import EMBEDDING_KINDS, SCHEMAS
 from lake.writer import LakeWriter
+from pipeline.executors import Executor
 from pipeline.neighbors import KnnGraph, knn_graph
-from pipeline.project import ProjectionParams, fit_sample, place_points, tsne_map, umap_map
+from pipeline.placement import MapPlacement, batches, resolve
+from pipeline.project import ProjectionParams, fit_sample, tsne_map, umap_map
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +29,32 @@ JOBS: list[tuple[str, str]] = [(kind, m) for kind in EMBEDDING_KINDS for m in ("
 ]
 
 
-def project_one(method: str, vectors: np.ndarray, graph: KnnGraph, params: ProjectionParams, n_jobs: int = 1) -> np.ndarray:
+def project_one(method: str, vectors: np.ndarray, graph: KnnGraph, params: ProjectionParams, n_jobs: int = 1,
+                backend: str = "umap-learn") -> np.ndarray:
     if method == "umap":
-        return umap_map(vectors, graph, params, 2)
+        return umap_map(vectors, graph, params, 2, backend=backend)
     if method == "umap3d":
-        return umap_map(vectors, graph, params, 3)
+        return umap_map(vectors, graph, params, 3, backend=backend)
     return tsne_map(vectors, graph, params, n_jobs=n_jobs)
+
+
+def place(method: str, params: ProjectionParams, *, fitted_vectors: np.ndarray, fitted_coords: np.ndarray,
+          new_vectors: np.ndarray, executor: Callable[[], Executor]) -> np.ndarray:
+    """Positions for ``new_vectors`` on the map ``method`` fitted on ``fitted_vectors`` (the fitted
+    points do not move), by ``params.placement`` as :func:`pipeline.placement.resolve` decides. A
+    ``transform`` runs in batches on the build's executor (worker processes, or Ray tasks)."""
+    if not len(new_vectors):
+        return np.zeros((0, fitted_coords.shape[1]), np.float32)
+    how = resolve(params.placement, map_method=method, points=len(new_vectors))
+    placement = MapPlacement.prepare(fitted_vectors=fitted_vectors, fitted_coords=fitted_coords, method=how,
+                                     queries=len(new_vectors), seed=params.seed, min_dist=params.umap_min_dist)
+    if how == "interpolate":
+        return placement(new_vectors, 0)  # one pass of neighbour products: not worth shipping anywhere
+    engine = executor()
+    parts = batches(len(new_vectors))
+    log.info("%s: %d points placed by UMAP transform, batches: %d, runner: %s", method, len(new_vectors),
+             len(parts), engine.name)
+    return engine.map_batches(placement, new_vectors, parts)
 
 
 def _table(kind: str, method: str, dates: list[str], coords: np.ndarray) -> pa.Table:
@@ -54,7 +76,13 @@ def run_projections(
     threads: int,
     progress: bool,
     knn: Callable[[str, int], KnnGraph],
+    executor: Callable[[], Executor],
+    backend: str = "umap-learn",
 ) -> pa.Table:
+    """Every map of :data:`JOBS`, fitted on all of its kind's entries or on a sample with the rest placed
+    (:func:`place`). ``executor`` gives the build's executor (asked for only when a placement needs it).
+    ``backend``: :func:`pipeline.project.umap_backend`; cuML fits run one after the other in this
+    process (they share the GPU), umap-learn fits in ``threads`` worker processes."""
     from tqdm import tqdm
 
     inputs: dict[str, tuple[list[str], np.ndarray]] = {}
@@ -86,14 +114,16 @@ def run_projections(
             rest = np.setdiff1d(np.arange(len(dates)), sample)
             full = np.empty((len(dates), coords.shape[1]), np.float32)
             full[sample] = coords
-            full[rest] = place_points(vecs[sample], coords, vecs[rest], seed=params.seed)
-            log.info("%s %s: fitted on %d points, %d placed", kind, method, len(sample), len(rest))
+            full[rest] = place(method, params, fitted_vectors=vecs[sample], fitted_coords=coords,
+                               new_vectors=vecs[rest], executor=executor)
+            log.info("%s %s: fitted on %d points, %d placed (%s)", kind, method, len(sample), len(rest),
+                     resolve(params.placement, map_method=method, points=len(rest)))
             coords = full
         return _table(kind, method, dates, coords)
 
     parts: list[pa.Table] = []
     bar = tqdm(total=len(jobs), desc="maps", unit="map", disable=not progress)
-    if threads > 1 and len(jobs) > 1:
+    if threads > 1 and len(jobs) > 1 and backend == "umap-learn":
         with ProcessPoolExecutor(max_workers=threads, mp_context=mp.get_context("spawn")) as pool:
             futures = {pool.submit(project_one, method, *fit_inputs(kind), params): (kind, method)
                        for kind, method in jobs}
@@ -103,7 +133,8 @@ def run_projections(
                 bar.update()
     else:
         for kind, method in jobs:
-            parts.append(finish(kind, method, project_one(method, *fit_inputs(kind), params, n_jobs=threads)))
+            parts.append(finish(kind, method, project_one(method, *fit_inputs(kind), params, n_jobs=threads,
+                                                          backend=backend)))
             bar.update()
     bar.close()
     return _assemble(parts)
@@ -118,7 +149,8 @@ def _assemble(parts: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(parts).cast(SCHEMAS["projections"])
 
 
-def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: dict) -> tuple[pa.Table, dict] | None:
+def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: dict, *,
+                      executor: Callable[[], Executor]) -> tuple[pa.Table, dict] | None:
     """The published maps with this build's new entries placed on them (the existing points keep their
     positions), or None when a re-fit is due: no published maps, other parameters, entries removed, a
     kind's vectors drifted (:data:`PLACE_MAX_DRIFT`), or too many points placed since the last fit
@@ -126,11 +158,11 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
     import pyarrow.parquet as pq
 
     from lake import vectors as lake_vectors
-    from pipeline.project import PLACE_MAX_DRIFT, PLACE_MAX_SHARE, place_points, vector_drift
+    from pipeline.project import PLACE_MAX_DRIFT, PLACE_MAX_SHARE, vector_drift
 
     layout = writer.layout
     fit = previous.get("fit")
-    if not fit or {k: previous.get(k) for k in params.as_dict()} != params.as_dict():
+    if not fit or {k: previous.get(k) for k in params.fit_dict()} != params.fit_dict():
         return None
     if not layout.table("projections").is_file():
         return None
@@ -157,7 +189,8 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
         mapped_set = set(mapped)
         new = [d for d in dates if d not in mapped_set]
         coords = group[["x", "y", "z"]].to_numpy(np.float32) if method == "umap3d" else group[["x", "y"]].to_numpy(np.float32)
-        placed = place_points(vecs[[row[d] for d in mapped]], coords, vecs[[row[d] for d in new]])
+        placed = place(method, params, fitted_vectors=vecs[[row[d] for d in mapped]], fitted_coords=coords,
+                       new_vectors=vecs[[row[d] for d in new]], executor=executor)
         parts.append(_table(kind, method, mapped + new, np.concatenate([coords, placed])))
         new_count = max(new_count, len(new))
     if {(k, m) for k, m in JOBS} - set(zip(published.embedding, published.method)) and new_count:

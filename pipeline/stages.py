@@ -359,7 +359,7 @@ def _category_export(rows: list[dict[str, Any]], text) -> pa.Table:
 def _projection_params(ctx: BuildContext) -> project.ProjectionParams:
     cfg = ctx.cfg
     return project.ProjectionParams(cfg.umap_neighbors, cfg.umap_min_dist, cfg.tsne_perplexity, cfg.seed,
-                                    fit_sample=cfg.map_sample)
+                                    fit_sample=cfg.map_sample, placement=cfg.map_placement)
 
 
 def project_stage(ctx: BuildContext) -> StageResult:
@@ -370,16 +370,19 @@ def project_stage(ctx: BuildContext) -> StageResult:
 
     params = _projection_params(ctx)
     previous = ctx.live_manifest("project").get("projection", {})
-    placed = None if ctx.cfg.refit else place_on_previous(ctx.writer, params, previous)
+    executor = lambda: _executor(ctx)  # noqa: E731  (made only if a placement runs in batches)
+    placed = None if ctx.cfg.refit else place_on_previous(ctx.writer, params, previous, executor=executor)
     if placed is not None:
         tables, report = placed
         log.info("maps: %d new entries placed on the published maps (fitted on %d entries)",
                  report["placed_this_build"], report["fit"]["entries"])
     else:
+        backend = project.umap_backend()
         tables = run_projections(ctx.writer, params, threads=ctx.cfg.threads, progress=ctx.cfg.progress,
-                                 knn=lambda kind, k: _knn(ctx, kind, k))
+                                 knn=lambda kind, k: _knn(ctx, kind, k), executor=executor, backend=backend)
         fitted = len(ctx.writer.read_vectors("text")[0])
-        report = {"mode": "fitted", "fit": {"entries": fitted, "run_id": ctx.run_id}, "placed_since_fit": 0}
+        report = {"mode": "fitted", "fit": {"entries": fitted, "run_id": ctx.run_id, "umap_backend": backend},
+                  "placed_since_fit": 0}
     ctx.writer.stage_table("projections", tables)
     return StageResult(items=tables.num_rows, manifest={"projection": params.as_dict() | report})
 

@@ -191,8 +191,59 @@ def test_ann_index_is_built_for_large_tables_and_searched(tmp_path, hnsw_min_row
     assert hits[0]["date"] == "d00007"
 
 
+@pytest.mark.slow
+def test_umap_transform_placement_matches_umap_learn_and_any_worker(monkeypatch):
+    """``--map-placement transform`` runs umap-learn's transform steps on the build's own neighbours (a
+    model fitted on a precomputed graph has no index for umap-learn's ``transform``). On a model umap-learn
+    can transform itself, the positions agree with its own up to the random negative samples, far closer
+    than interpolation; the fitted map does not move; fixed batches with a seed each give the same
+    positions serially and in worker processes."""
+    import warnings
+
+    import umap
+
+    from pipeline.executors import LocalExecutor
+    from pipeline.placement import MapPlacement, batches, resolve
+
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(6, 24))
+    x = (centres[rng.integers(0, 6, 600)] + 0.35 * rng.normal(size=(600, 24))).astype(np.float32)
+    fitted_rows, new_rows = np.arange(0, 600, 2), np.arange(1, 600, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reducer = umap.UMAP(n_neighbors=15, min_dist=0.1, metric="cosine", random_state=42, init="pca").fit(x[fitted_rows])
+        theirs = reducer.transform(x[new_rows])
+    coords = reducer.embedding_.copy()
+    placed = {}
+    for how in ("interpolate", "transform"):
+        placement = MapPlacement.prepare(fitted_vectors=x[fitted_rows], fitted_coords=coords, method=how,
+                                         queries=len(new_rows))
+        placed[how] = LocalExecutor(threads=1).map_batches(placement, x[new_rows], batches(len(new_rows), 64))
+    in_workers = LocalExecutor(threads=2, pool_min_batches=2).map_batches(placement, x[new_rows], batches(len(new_rows), 64))
+    np.testing.assert_array_equal(in_workers, placed["transform"])
+    np.testing.assert_array_equal(coords, reducer.embedding_)
+    extent = float(np.ptp(coords, axis=0).max())
+    off = {how: float(np.median(np.linalg.norm(p - theirs, axis=1))) for how, p in placed.items()}
+    assert off["transform"] < 0.03 * extent and off["transform"] < 0.6 * off["interpolate"], (off, extent)
+    assert resolve("auto", map_method="umap", points=5) == "interpolate"
+    assert resolve("auto", map_method="umap3d", points=5000) == "transform"
+    assert resolve("transform", map_method="tsne", points=5000) == "interpolate"
+    with pytest.raises(ValueError, match="choose interpolate or transform"):
+        MapPlacement.prepare(fitted_vectors=x, fitted_coords=np.zeros((600, 2)), method="auto", queries=1)
+    # millions of points against a large sample: one NN-descent index, built here and shipped to the workers
+    monkeypatch.setattr("pipeline.placement.EXACT_MAX_PAIRS", 1000)
+    approx = MapPlacement.prepare(fitted_vectors=x[fitted_rows], fitted_coords=coords, method="transform",
+                                  queries=len(new_rows))
+    assert approx.index is not None
+    shipped = LocalExecutor(threads=2, pool_min_batches=2).map_batches(approx, x[new_rows], batches(len(new_rows), 64))
+    np.testing.assert_array_equal(shipped, LocalExecutor(threads=1).map_batches(approx, x[new_rows],
+                                                                                 batches(len(new_rows), 64)))
+    assert float(np.median(np.linalg.norm(shipped - placed["transform"], axis=1))) < 0.03 * extent
+
+
 def test_placed_points_sit_among_their_neighbours_and_fitted_ones_do_not_move():
-    from pipeline.project import place_points, vector_drift
+    from pipeline.placement import place_points
+    from pipeline.project import vector_drift
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 16))

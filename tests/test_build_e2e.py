@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import re
 import shutil
@@ -431,9 +433,21 @@ def test_maps_fitted_on_a_sample_place_every_other_entry(built, tmp_path):
     lake = copy_lake(built, tmp_path / "lake")
     proc = run_cli(*BASE, "--end", "2014-02-28", "--lake", str(lake), "--map-sample", "30")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "text umap: fitted on 30 points, 29 placed" in proc.stderr
+    assert "text umap: fitted on 30 points, 29 placed (interpolate)" in proc.stderr  # auto: < 1,000 points
     projection = manifest(lake)["stages"]["project"]["manifest"]["projection"]
-    assert projection["fit_sample"] == 30 and projection["mode"] == "fitted"
-    maps = LakeReader.open(lake).query("SELECT embedding, method, count(*) AS n, count(x) AS placed FROM projections "
-                                       "GROUP BY ALL")
-    assert (maps.n == maps.placed).all() and set(maps[maps.embedding == "text"].n) == {59}
+    assert projection["fit_sample"] == 30 and projection["mode"] == "fitted" and projection["placement"] == "auto"
+    # which UMAP fitted the maps is on record: umap-learn here (no GPU, no cuML); cuML on a GPU machine with it
+    assert projection["fit"]["umap_backend"] == ("cuml" if importlib.util.find_spec("cuml") else "umap-learn")
+    query = "SELECT embedding, method, strftime(date, '%Y-%m-%d') AS date, x, y FROM projections"
+    maps = LakeReader.open(lake).query(query)
+    assert maps.x.notna().all() and set(maps[maps.embedding == "text"].groupby("method").size()) == {59}
+    # the next day is placed by UMAP's transform on the published maps (which do not move)
+    proc = run_cli(*BASE, "--end", "2014-03-01", "--lake", str(lake), "--map-sample", "30", "--map-placement", "transform")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "umap: 1 points placed by UMAP transform, batches: 1, runner: local" in proc.stderr
+    projection = manifest(lake)["stages"]["project"]["manifest"]["projection"]
+    assert projection["mode"] == "placed" and projection["placement"] == "transform"
+    after = LakeReader.open(lake).query(query)
+    kept = after.merge(maps, on=["embedding", "method", "date"], suffixes=("", "_before"))
+    assert len(kept) == len(maps) and (kept.x == kept.x_before).all() and (kept.y == kept.y_before).all()
+    assert set(after[after.embedding == "text"].groupby("method").size()) == {60} and after.x.notna().all()

@@ -1,5 +1,6 @@
 """``--runner ray``: the same small build on the local runner and on a local Ray cluster (Ray Data actor
-pool for encoding, lance_ray for the vector tables) gives the same vectors and the same lake tables."""
+pool for encoding, Ray tasks for map placement, lance_ray for the vector tables) gives the same vectors
+and the same lake tables."""
 
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ BASE = ["build", "--collection", "apod", "--encoder", "offline", "--no-progress"
 
 @pytest.mark.slow
 def test_local_and_ray_runners_build_the_same_lake(tmp_path):
-    local = run_cli(*BASE, "--lake", str(tmp_path / "local"))
+    # maps fitted on 12 of the 20 entries, the other 8 placed by UMAP transform: on Ray, as Ray tasks
+    maps = ["--map-sample", "12", "--map-placement", "transform"]
+    local = run_cli(*BASE, *maps, "--lake", str(tmp_path / "local"))
     assert local.returncode == 0, local.stderr[-3000:]
-    on_ray = run_cli(*BASE, "--lake", str(tmp_path / "ray"), "--runner", "ray", "--ray-actors", "2")
+    on_ray = run_cli(*BASE, *maps, "--lake", str(tmp_path / "ray"), "--runner", "ray", "--ray-actors", "2")
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
     assert "ray: " in on_ray.stderr and "2 actors × 0.5 CPU" in on_ray.stderr  # it did run on Ray
+    assert "text umap: fitted on 12 points, 8 placed (transform)" in local.stderr
+    assert "umap: 8 points placed by UMAP transform, batches: 1, runner: ray" in on_ray.stderr
+    assert "runner: local" in local.stderr
     a, b = LakeReader.open(tmp_path / "local"), LakeReader.open(tmp_path / "ray")
     for kind in EMBEDDING_KINDS:
         (dates_a, va), (dates_b, vb) = a.vectors(kind), b.vectors(kind)
