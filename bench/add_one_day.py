@@ -6,7 +6,9 @@ without the archive's last day (a re-fit: entries left), with that day's vectors
 embedding caches, so adding it back encodes it as a real new day would. Then the last day is added back
 from that same state: as a plain build (placement; ``--repeat`` times, median), the same with every stage
 in the main process (``--no-background-stages``: the anomaly detectors not in the worker process beside
-the later stages) and once with ``--refit``. Wall and CPU per stage come from the builds' manifests (medians over the repeats); *moved*
+the later stages), the same with the new entry placed by UMAP's transform instead of interpolation
+(``--map-placement transform``; the default ``auto`` interpolates fewer than 1,000 points) and once with
+``--refit``. Wall and CPU per stage come from the builds' manifests (medians over the repeats); *moved*
 is the largest change of any existing point's map position.
 
 With ``--baseline REV`` the code of an earlier commit (a git worktree) also adds the day, to the same
@@ -119,7 +121,7 @@ def main() -> None:
         results["forgotten_vectors"] = forget_day(base, last.isoformat())
         runs: list[tuple[str, tuple[str, ...], Path, Path]] = [
             ("placed", (), REPO, base), ("placed_serial", ("--no-background-stages",), REPO, base),
-            ("refit", ("--refit",), REPO, base)]
+            ("placed_transform", ("--map-placement", "transform"), REPO, base), ("refit", ("--refit",), REPO, base)]
         with contextlib.ExitStack() as stack:
             if args.baseline:
                 from bench.dashboard import checkout

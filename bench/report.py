@@ -597,11 +597,15 @@ def add_day_section(r: dict) -> list[str]:
            + "*Moved* = the largest change of any existing point's map coordinates."
            + (" The anomaly column of *placed* and *refit* is time spent in the build's worker process, beside "
               "the stages after it (`pipeline/background.py`); `--no-background-stages` runs it in the main "
-              "process, in turn." if "placed_serial" in r else ""), _machine(r), "",
+              "process, in turn." if "placed_serial" in r else "")
+           + (" *`--map-placement transform`* places the new entry by UMAP's transform on the UMAP maps instead of "
+              "the default interpolation (`auto` transforms from 1,000 points)." if "placed_transform" in r else ""),
+           _machine(r), "",
            "| build | whole build | project | cluster | sky | anomaly | align | embed | maps | moved | runs |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     names = {"placed_baseline": f"placed, `{base}`", "placed": "placed",
-             "placed_serial": "placed, `--no-background-stages`", "refit": "refit"}
+             "placed_serial": "placed, `--no-background-stages`",
+             "placed_transform": "placed, `--map-placement transform`", "refit": "refit"}
     for label, name in names.items():
         if label not in r:
             continue
