@@ -9,9 +9,11 @@
    sensor fault gives), mapped through the lake's own picture PCA.
 3. **Feedback**: a person labels the top 10 of the unsupervised ranking of the swapped set's entries
    with a picture ("interesting" when injected, "not interesting" otherwise); the re-ranked list's
-   precision in the top 50 is compared with the unsupervised list's (same run, same entries).
+   precision in the top 50 is compared with the unsupervised list's (same run, same entries). The same
+   on the whole list the Oddities page shows (every entry; those without a picture ranked by their text
+   scores), where the 10 labels also tell the re-ranker which kind of oddity the person is after.
 
-Usage: python bench/anomaly.py [--lake DIR] [--seeds 5]
+Usage: python bench/anomaly.py [--lake DIR] [--seeds 5] [--first-seed 5] [--out anomaly]
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=5,
                     help="seeds first-seed … first-seed+seeds-1; the re-ranker's settings were chosen on seeds 0-2")
+    ap.add_argument("--out", default="anomaly", help="results name (bench/results/<out>.json)")
     args = ap.parse_args()
     reader = LakeReader.open(args.lake or environment.lake_dir())
     vectors = {k: reader.vectors(k) for k in ("title", "text", "image")}
@@ -120,7 +123,15 @@ def main() -> None:
         pos = with_picture.date.isin(list(injected)).to_numpy()
         base_p50 = float(np.mean([d in injected for d in order.date.head(50)]))
         new_p50 = float(np.mean([d in injected for d in reranked.date.head(50)]))
-        feedback_runs.append({"unsupervised_p50": base_p50, "reranked_p50": new_p50, "positives": int(pos.sum())})
+        # the same on the whole list, as the Oddities page shows it: entries without a picture ranked by their
+        # text scores among them (their own share of the list), so the top 10 a person labels mixes both
+        whole = df.sort_values("rank")
+        marks = {d: (d in injected) for d in whole.date.head(10)}
+        whole_reranked = rerank(df, marks)
+        feedback_runs.append({"unsupervised_p50": base_p50, "reranked_p50": new_p50, "positives": int(pos.sum()),
+                              "whole_list_unsupervised_p50": float(np.mean([d in injected for d in whole.date.head(50)])),
+                              "whole_list_reranked_p50": float(np.mean([d in injected for d in whole_reranked.date.head(50)])),
+                              "whole_list_positives_in_labels": int(sum(marks.values()))})
         if seed < args.first_seed + 2:  # the noise injection costs EfficientNet passes: two seeds
             space = dict(np.load(reader.layout.image_space))
             from atlas.encoders.space import apply_space
@@ -140,7 +151,7 @@ def main() -> None:
         for det, v in sorted(result[name].items(), key=lambda kv: -kv[1]["auroc"]):
             print(f"  {det:<32} AUROC {v['auroc']:.3f}  P@1% {v['precision_top1pct']:.3f}")
     print("feedback", result["feedback"])
-    save("anomaly", result)
+    save(args.out, result)
 
 
 def _median(runs: list[dict]) -> dict:
