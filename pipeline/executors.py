@@ -100,14 +100,21 @@ def _bounded(submit: Callable[[int], Any], count: int, wait: Callable[[list[Any]
 _HELD: Any = None
 
 
-def _hold(fn: Any) -> None:
-    """Worker-process initialiser: keep ``fn`` (sent once per worker, not once per batch), and use one
-    BLAS/OpenMP thread: the workers already fill the CPUs (as Ray does for its tasks)."""
+def _hold(payload: bytes) -> None:
+    """Worker-process initialiser: one thread per library (the workers already fill the CPUs, as Ray's
+    tasks do), then keep the pickled function (sent once per worker, not once per batch). The limits
+    come first: unpickling may load numba (an NN-descent index) and a batch may load torch (top-k), and
+    both read their thread counts from the environment when they load."""
+    import os
+    import pickle
+
     from threadpoolctl import threadpool_limits
 
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = "1"
+    threadpool_limits(limits=1)  # the BLAS numpy loaded already
     global _HELD
-    _HELD = fn
-    threadpool_limits(limits=1)
+    _HELD = pickle.loads(payload)
 
 
 def _apply_held(rows: np.ndarray, i: int) -> np.ndarray:
@@ -141,9 +148,11 @@ class LocalExecutor:
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
         from concurrent.futures import wait as wait_futures
 
+        import pickle
+
         workers = min(self.threads, len(parts))
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_hold,
-                                 initargs=(fn,)) as pool:
+                                 initargs=(pickle.dumps(fn),)) as pool:
             futures = _bounded(lambda i: pool.submit(_apply_held, rows[parts[i]], i), len(parts),
                                lambda fs: wait_futures(fs, return_when=FIRST_COMPLETED).done,
                                BATCHES_IN_FLIGHT * workers)
@@ -244,13 +253,14 @@ class RayExecutor:
 
     def map_batches(self, fn: Callable[[np.ndarray, int], np.ndarray], rows: np.ndarray,
                     parts: list[slice]) -> np.ndarray:
-        """One Ray task per batch (``actor_cpus`` CPUs each), ``fn`` put in the object store once; at
-        most :data:`BATCHES_IN_FLIGHT` batches per CPU of the cluster are submitted at a time."""
+        """One Ray task per batch, one CPU each (the work is CPU-bound: Ray then gives the task one
+        OpenMP thread), ``fn`` put in the object store once; at most :data:`BATCHES_IN_FLIGHT` batches
+        per CPU of the cluster are submitted at a time. A failed batch raises once the submitted ones ran."""
         import ray
 
         shared = ray.put(fn)
-        task = ray.remote(_apply).options(num_cpus=self.actor_cpus)
-        window = max(1, int(BATCHES_IN_FLIGHT * ray.cluster_resources().get("CPU", 1) / self.actor_cpus))
+        task = ray.remote(_apply).options(num_cpus=1)
+        window = max(1, int(BATCHES_IN_FLIGHT * ray.cluster_resources().get("CPU", 1)))
         refs = _bounded(lambda i: task.remote(shared, rows[parts[i]], i), len(parts),
                         lambda pending: ray.wait(pending, num_returns=1)[0], window)
         return _concatenate(ray.get(refs), rows)

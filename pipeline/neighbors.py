@@ -163,35 +163,38 @@ def _save_graph(store: Path, graph: KnnGraph, keys: list[str], digests: np.ndarr
 #: Above this many (query × fitted) similarities, :func:`nearest_fitted` uses an approximate index
 #: (pynndescent, which umap-learn already uses) instead of exact matrix products.
 EXACT_MAX_PAIRS = 200_000_000
-#: Queries per exact block (a block's similarity matrix stays under ≈ 400 MB at 25k fitted points).
+#: Queries per exact block, at most...
 QUERY_BLOCK = 4096
+#: ...and fewer when a block's similarity matrix would pass this many entries (200 MB of float32): each
+#: worker placing a batch holds one.
+BLOCK_MAX_SIMS = 50_000_000
 
 
 def nearest_fitted(fitted: np.ndarray, queries: np.ndarray, k: int, *, seed: int = 42,
-                   index: Any = None, fitted_normalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   fitted_normalised: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each query's ``k`` most similar fitted vectors (cosine): (indices, similarities), both (q, k).
 
     Exact blocked matrix products for a day's entries against the archive; an NN-descent index over the
-    fitted vectors when the product would be too large (millions of points against a fitted sample):
-    ``index`` (:func:`fitted_index`) when the caller queries the same fitted vectors batch after batch,
-    and ``fitted_normalised`` when it normalised them once already."""
+    fitted vectors when the product would be too large (millions of points against a fitted sample;
+    :class:`pipeline.placement.MapPlacement` builds one :func:`fitted_index` for all its batches instead).
+    ``fitted_normalised``: the caller normalised ``fitted`` once already."""
     a, b = (fitted if fitted_normalised else l2_normalise(fitted)), l2_normalise(queries)
     k = max(1, min(k, len(a)))
-    if index is None and len(a) * len(b) <= EXACT_MAX_PAIRS:
+    if len(a) * len(b) <= EXACT_MAX_PAIRS:
         idx = np.empty((len(b), k), np.int64)
         sims = np.empty((len(b), k), np.float32)
-        for start in range(0, len(b), QUERY_BLOCK):
-            block = b[start:start + QUERY_BLOCK] @ a.T
+        rows = max(1, min(QUERY_BLOCK, BLOCK_MAX_SIMS // max(len(a), 1)))
+        for start in range(0, len(b), rows):
+            block = b[start:start + rows] @ a.T
             idx[start:start + len(block)], sims[start:start + len(block)] = top_k(block, k)
         return idx, sims
-    index = fitted_index(a, k, seed=seed) if index is None else index
-    idx, dist = index.query(b, k=k)
+    idx, dist = fitted_index(a, k, seed=seed).query(b, k=k)
     return idx.astype(np.int64), 1.0 - dist.astype(np.float32)
 
 
 def fitted_index(fitted: np.ndarray, k: int, *, seed: int = 42) -> Any:
-    """An NN-descent index (cosine) over ``fitted`` for :func:`nearest_fitted`; it pickles, so batches
-    placed in other processes (or on Ray) share the one built here."""
+    """An NN-descent index (cosine) over ``fitted``; it pickles, so batches placed in other processes
+    (or on Ray) share the one built once."""
     from pynndescent import NNDescent
 
     index = NNDescent(fitted, metric="cosine", n_neighbors=max(k, 15), random_state=seed)

@@ -53,8 +53,8 @@ class ProjectionParams:
 def umap_backend() -> str:
     """``cuml`` where RAPIDS cuML is installed and sees a CUDA GPU, else ``umap-learn``.
 
-    cuML's UMAP fits the same model on the GPU (its own optimiser and random streams, so its maps are not
-    umap-learn's bit for bit). Checked without importing anything heavy when cuML is absent, which is
+    cuML's UMAP fits the same model on the GPU (its own optimiser and random streams, and its spectral
+    start rather than umap-learn's PCA one, so its maps are not umap-learn's). Checked without importing anything heavy when cuML is absent, which is
     every CPU machine, so the CPU build pays nothing for the check. No GPU was available to test the cuML
     path here: it degrades to umap-learn whenever cuML cannot run."""
     import importlib.util
@@ -84,7 +84,8 @@ def umap_map(vectors: np.ndarray, graph: KnnGraph, params: ProjectionParams, n_c
 
         reducer = UMAP(n_components=n_components, n_neighbors=idx.shape[1], min_dist=params.umap_min_dist,
                        metric="cosine", random_state=params.seed)
-        return np.asarray(reducer.fit_transform(np.asarray(vectors, np.float32), knn_graph=(idx, dist)), np.float32)
+        knn = (np.ascontiguousarray(idx, np.int64), np.ascontiguousarray(dist, np.float32))
+        return np.asarray(reducer.fit_transform(np.asarray(vectors, np.float32), knn_graph=knn), np.float32)
     import umap
 
     reducer = umap.UMAP(

@@ -19,7 +19,7 @@ from lake.schema import EMBEDDING_KINDS, SCHEMAS
 from lake.writer import LakeWriter
 from pipeline.executors import Executor
 from pipeline.neighbors import KnnGraph, knn_graph
-from pipeline.placement import MapPlacement, batches, resolve
+from pipeline.placement import PLACE_K, MapPlacement, batches, resolve
 from pipeline.project import ProjectionParams, fit_sample, tsne_map, umap_map
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ def place(method: str, params: ProjectionParams, *, fitted_vectors: np.ndarray, 
         return np.zeros((0, fitted_coords.shape[1]), np.float32)
     how = resolve(params.placement, map_method=method, points=len(new_vectors))
     placement = MapPlacement.prepare(fitted_vectors=fitted_vectors, fitted_coords=fitted_coords, method=how,
-                                     queries=len(new_vectors), seed=params.seed, min_dist=params.umap_min_dist)
+                                     queries=len(new_vectors), seed=params.seed, min_dist=params.umap_min_dist,
+                                     k=params.umap_neighbors if how == "transform" else PLACE_K)
     if how == "interpolate":
         return placement(new_vectors, 0)  # one pass of neighbour products: not worth shipping anywhere
     engine = executor()

@@ -20,6 +20,7 @@ import pytest
 from lake.layout import LakeLayout
 from lake.reader import LakeReader
 from lake.schema import EMBEDDING_KINDS
+from pipeline.project import umap_backend
 from tests.conftest import REPO, TINY_CLIP, run_cli
 
 pytestmark = pytest.mark.slow
@@ -436,8 +437,10 @@ def test_maps_fitted_on_a_sample_place_every_other_entry(built, tmp_path):
     assert "text umap: fitted on 30 points, 29 placed (interpolate)" in proc.stderr  # auto: < 1,000 points
     projection = manifest(lake)["stages"]["project"]["manifest"]["projection"]
     assert projection["fit_sample"] == 30 and projection["mode"] == "fitted" and projection["placement"] == "auto"
-    # which UMAP fitted the maps is on record: umap-learn here (no GPU, no cuML); cuML on a GPU machine with it
-    assert projection["fit"]["umap_backend"] == ("cuml" if importlib.util.find_spec("cuml") else "umap-learn")
+    # which UMAP fitted the maps is on record: umap-learn here (no cuML); cuML on a GPU machine that has it
+    assert projection["fit"]["umap_backend"] == umap_backend()
+    if importlib.util.find_spec("cuml") is None:
+        assert umap_backend() == "umap-learn"
     query = "SELECT embedding, method, strftime(date, '%Y-%m-%d') AS date, x, y FROM projections"
     maps = LakeReader.open(lake).query(query)
     assert maps.x.notna().all() and set(maps[maps.embedding == "text"].groupby("method").size()) == {59}
