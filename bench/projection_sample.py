@@ -92,7 +92,7 @@ def main() -> None:
     executors = {"local, 1 process": LocalExecutor(threads=1), f"local, {args.threads} worker processes":
                  LocalExecutor(threads=args.threads, pool_min_batches=2)}
     if args.ray:
-        executors[f"Ray tasks ({args.threads} CPUs, 0.5 CPU a task)"] = make_executor(
+        executors[f"Ray tasks ({args.threads} CPUs, one per task)"] = make_executor(
             runner="ray", address=None, threads=args.threads, actors=None, actor_cpus=0.5, actor_gpus=0.0)
     # this process imports umap-learn and compiles its layout loop once, untimed (worker processes and
     # Ray tasks pay that in their times: it is part of starting them)

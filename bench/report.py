@@ -405,6 +405,10 @@ def projection_sample_section(r: dict) -> list[str]:
                 "| where | time | points/s | vs one process | same positions as one process |", "|---|---:|---:|---:|---|"]
         out += [f"| {v['where']} | {v['seconds']} s | {v['points_per_s']:,} | {base / v['seconds']:.2f}× | "
                 f"{'yes' if v['same_as_first'] else 'NO'} |" for v in t]
+        out += ["", "Worker processes are started for each placement (each imports umap-learn and compiles its "
+                "layout loop: seconds); Ray's workers stay up between calls, so its row ran on workers already warm "
+                "from the 4,000-sample row above. Times include shipping the fitted map to every worker or the "
+                "object store."]
     return out + ["", "`interpolate` keeps the map's large-scale layout but pulls placed points into their "
                   "neighbours' midst, so fine local order is lost; from a 2,000-point sample on, `transform` restores "
                   "much of it, to umap-learn's own `transform` level on the 4,000-point sample, at a fraction of "

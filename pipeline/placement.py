@@ -9,7 +9,7 @@ it) and the daily ingest (a day's new entries placed on the published maps). Two
   the fuzzy neighbours' positions, then runs UMAP's layout optimisation for the new points against the
   fixed fitted map (pulled towards their neighbours, pushed away from random fitted points). On the
   archive's text map fitted on 4,000 entries with 7,382 placed, it keeps trustworthiness at the full
-  fit's level (0.940 against 0.891 interpolated) and 10-NN preservation 0.226 against 0.167, for
+  fit's level (0.940 against 0.891 interpolated) and 10-NN preservation 0.225 against 0.167, for
   ≈ 0.2 ms a point in one process (``bench/projection_sample.py``). t-SNE maps are interpolated either way: openTSNE's
   ``transform`` needs its own neighbour index.
 
