@@ -43,9 +43,6 @@ WORKER_NICENESS = 19
 #: How long closing waits for the last forwarded log records.
 LISTENER_JOIN_SECONDS = 5.0
 
-#: Thread-pool sizes of BLAS, OpenMP and numba, set in the worker before anything loads them.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -82,12 +79,13 @@ def _yield_to_the_build() -> None:
 
 
 def _start_worker(parent: int, modules: Sequence[str], records: Any, level: int, threads: int) -> None:
-    """Worker start-up: tie its life to the build's, yield the CPU to it, cap its thread pools (set
-    before numpy loads BLAS), log through the main process, then import what the stages need."""
+    """Worker start-up: tie its life to the build's, yield the CPU to it, cap its thread pools (before
+    the stages' modules load theirs), log through the main process, then import what the stages need."""
+    from atlas.device import cap_thread_pools
+
     _die_with(parent)
     _yield_to_the_build()
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(threads)
+    cap_thread_pools(threads)
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(level)
@@ -96,10 +94,6 @@ def _start_worker(parent: int, modules: Sequence[str], records: Any, level: int,
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001
             log.warning("the worker could not import %s ahead: %s", name, exc)
-    with contextlib.suppress(Exception):  # pools a re-run __main__ loaded before the variables were set
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
 
 
 def _timed(call: Callable[..., Any], args: tuple[Any, ...]) -> Outcome:

@@ -102,17 +102,14 @@ _HELD: Any = None
 
 def _hold(payload: bytes) -> None:
     """Worker-process initialiser: one thread per library (the workers already fill the CPUs, as Ray's
-    tasks do), then keep the pickled function (sent once per worker, not once per batch). The limits
-    come first: unpickling may load numba (an NN-descent index) and a batch may load torch (top-k), and
-    both read their thread counts from the environment when they load."""
-    import os
+    tasks do), then keep the pickled function (sent once per worker, not once per batch). The cap comes
+    first: unpickling may load numba (an NN-descent index) and a batch may load torch (top-k), and both
+    read their thread counts from the environment when they load."""
     import pickle
 
-    from threadpoolctl import threadpool_limits
+    from atlas.device import cap_thread_pools
 
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = "1"
-    threadpool_limits(limits=1)  # the BLAS numpy loaded already
+    cap_thread_pools(1)
     global _HELD
     _HELD = pickle.loads(payload)
 

@@ -52,14 +52,6 @@ TRANSFORM_EPOCHS = 100
 BATCH_ROWS = 4096
 
 
-def place_points(fitted_vectors: np.ndarray, fitted_coords: np.ndarray, new_vectors: np.ndarray,
-                 k: int = PLACE_K, *, seed: int = 42) -> np.ndarray:
-    """Map positions for new points without moving the fitted ones, by interpolation: the
-    similarity-weighted mean of the positions of each new point's ``k`` nearest fitted neighbours."""
-    return MapPlacement.prepare(fitted_vectors=fitted_vectors, fitted_coords=fitted_coords, method="interpolate",
-                                k=k, seed=seed, queries=len(new_vectors))(new_vectors, 0)
-
-
 @dataclass(frozen=True)
 class MapPlacement:
     """One map's fitted points and how to place new ones on it. Callable on a batch of vectors and

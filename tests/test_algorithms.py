@@ -272,8 +272,12 @@ def test_placement_follows_the_maps_neighbours_and_dimensions():
 
 
 def test_placed_points_sit_among_their_neighbours_and_fitted_ones_do_not_move():
-    from pipeline.placement import place_points
+    from pipeline.placement import MapPlacement
     from pipeline.project import vector_drift
+
+    def place_points(fitted, coords, new):
+        return MapPlacement.prepare(fitted_vectors=fitted, fitted_coords=coords, method="interpolate",
+                                    queries=len(new))(new, 0)
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 16))
