@@ -17,8 +17,10 @@ pixel descriptors, and a text–picture space learned from the archive's own pic
   (``pipeline.classify.adapt``, no labels).
 * **The lake's own path**: ``pipeline.align.align`` over the lake's stored vectors with every labelled
   picture excluded from training (what ``--align-exclude`` does in a build), and the build's picture
-  categories: the look-alikes' vote (``choose_vote``: settings by a label-free inner CV), with the
-  aligned vector's nearest class as the same run's baseline.
+  categories: the look-alikes' vote of their captions' text categories (the lake's self-trained word
+  classifier, ``pipeline.text_classifier``; settings by a label-free inner CV), with the same vote of
+  the captions' dense zero-shot classes (the rule before) and the aligned vector's nearest class as the
+  same run's baselines. The per-feature vote rows above use the dense zero-shot caption classes.
 
 Needs a built lake for the caption vectors (``--lake``, default the repo's) and the bundled pictures.
 Usage: python bench/picture_meaning.py [--lake DIR] [--features CACHE.npz]
@@ -237,8 +239,10 @@ def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, pro
     categories by the build's rule (the look-alikes' vote, settings chosen without labels) and, as the
     baseline of the same run, by the previous rule (the aligned vector's nearest class, adapted and
     plain prompts), and held-out caption → picture R@10 among them."""
-    from atlas.encoders.align import choose_vote
+    from atlas.encoders.align import choose_vote, class_probabilities
     from pipeline.align import align
+    from pipeline.embed import text_input
+    from pipeline.text_classifier import TextClassifier
 
     text, image = reader.vectors("text"), reader.vectors("image")
     res = align(text=text, image=image, shared_space=False, exclude=set(lab.date))
@@ -247,13 +251,24 @@ def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, pro
     tpos = {d: i for i, d in enumerate(text[0])}
     captions = text[1][[tpos[d] for d in lab.date]]
     truth = lab.category.to_numpy()
-    # the build's picture categories: the look-alikes' vote, its settings chosen by the label-free inner CV
-    vote, vote_scores = choose_vote(res.head, classes, scale)
+    # the build's picture categories: the look-alikes' vote of their captions' text categories (the lake's
+    # word classifier, self-trained without labels), its settings chosen by the label-free inner CV
+    ent = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, title, explanation FROM entries").set_index("date")
+    words = [text_input(ent.title[d], ent.explanation[d]) for d in res.head.dates]
+    caption_probs = TextClassifier.load(reader.layout.text_classifier).probabilities(words)
+    vote, vote_scores = choose_vote(res.head, caption_probs)
     ipos = {d: i for i, d in enumerate(image[0])}
-    votes = res.head.category_votes(image[1][[ipos[d] for d in lab.date]], classes, scale, vote=vote)
+    query = image[1][[ipos[d] for d in lab.date]]
+    votes = res.head.category_votes(query, caption_probs, vote=vote)
+    # the previous rule, same run: the vote of the captions' dense zero-shot classes
+    dense = class_probabilities(res.head.captions, classes, scale)
+    dense_vote, _ = choose_vote(res.head, dense)
+    dense_votes = res.head.category_votes(query, dense, vote=dense_vote)
     return {"held_out_pictures": len(lab), "k": res.head.k, "pairs": res.report["pairs"],
             "zero_shot_top1": round(float(np.mean(names[votes.argmax(1)] == truth)), 3),
             "vote": {"k": vote.k, "tau": vote.tau, "inner_cv_caption_class_agreement": vote_scores},
+            "zero_shot_top1_dense_caption_vote": round(float(np.mean(names[dense_votes.argmax(1)] == truth)), 3),
+            "dense_caption_vote": {"k": dense_vote.k, "tau": dense_vote.tau},
             "zero_shot_top1_aligned_vector": round(float(np.mean(names[np.argmax(aligned @ classes.T, 1)] == truth)), 3),
             "zero_shot_top1_aligned_vector_plain_prompts": round(float(np.mean(names[np.argmax(aligned @ prompt_classes.T, 1)] == truth)), 3),
             "caption_to_picture_r10": round(recall_at(10, captions, aligned), 3), "r10_chance": round(10 / len(lab), 4)}
@@ -286,7 +301,7 @@ def evaluate_vote(x: np.ndarray, captions: np.ndarray, lab_idx: np.ndarray, cats
                   names: np.ndarray, scale: float) -> dict:
     """Outer 5-fold zero-shot top-1 of the build's picture categories (the look-alikes' vote), its
     settings chosen per fold by ``choose_vote`` on the training folds (caption categories, no labels)."""
-    from atlas.encoders.align import choose_vote, make_head
+    from atlas.encoders.align import choose_vote, class_probabilities, make_head
 
     hits, n_scored, chosen = 0, 0, []
     for held in blocks(len(x), FOLDS):
@@ -295,9 +310,10 @@ def evaluate_vote(x: np.ndarray, captions: np.ndarray, lab_idx: np.ndarray, cats
             continue
         keep = np.setdiff1d(np.arange(len(x)), held)
         head = make_head(x[keep], captions[keep], 10)
-        vote, _ = choose_vote(head, classes, scale)
+        caption_probs = class_probabilities(head.captions, classes, scale)
+        vote, _ = choose_vote(head, caption_probs)
         chosen.append(f"k={vote.k} tau={vote.tau}")
-        probs = head.category_votes(x[lab_idx[in_fold]], classes, scale, vote=vote)
+        probs = head.category_votes(x[lab_idx[in_fold]], caption_probs, vote=vote)
         hits += int((names[probs.argmax(1)] == cats[in_fold]).sum())
         n_scored += int(in_fold.sum())
     return {"zero_shot_top1": round(hits / max(n_scored, 1), 3), "scored": n_scored, "settings": chosen}

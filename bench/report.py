@@ -72,14 +72,13 @@ def quality_section(r: dict) -> list[str]:
            f"(encoder: {r['encoder']}); labels: `bench/data/labelled_categories.csv` ({r['labelled_sample']} entries, "
            "the set the class-vector adaptation was tuned on) and `bench/data/labelled_pictures.csv` (never tuned on).",
            _machine(r), "",
+           f"Text categories: {r.get('text_categories_rule') or 'nearest adapted prompt'}.", "",
            f"- Zero-shot text categories, tuning labels: **top-1 {zs['top1']:.1%}**, top-3 {zs['top3']:.1%} "
-           f"(n = {zs['n']}; chance for 22 classes ≈ 4.5%; plain prompts before adaptation, same run: "
-           f"{r.get('zero_shot_text_plain_prompts', {}).get('tuning', '—')})."]
+           f"(n = {zs['n']}; chance for 22 classes ≈ 4.5%; same run: {_baselines(r, 'tuning')})."]
     if r.get("zero_shot_text_never_tuned"):
         zn = r["zero_shot_text_never_tuned"]
         out.append(f"- Zero-shot text categories, labels never tuned on: **top-1 {zn['top1']:.1%}**, top-3 "
-                   f"{zn['top3']:.1%} (n = {zn['n']}; plain prompts, same run: "
-                   f"{r.get('zero_shot_text_plain_prompts', {}).get('never_tuned', '—')}).")
+                   f"{zn['top3']:.1%} (n = {zn['n']}; same run: {_baselines(r, 'never_tuned')}).")
     out += [
            f"- Offline visual embedding: the {vis['k']} nearest images share the query image's category "
            f"**{vis['agreement']:.1%}** of the time against **{vis['chance']:.1%}** by chance "
@@ -90,6 +89,34 @@ def quality_section(r: dict) -> list[str]:
                    f"{zi['top3']:.1%} (n = {zi['n']}; those pictures were in the alignment's training, "
                    "leave-one-out, so this is not a held-out score; the held-out one is in the next sections).")
     return out + [""]
+
+
+def _baselines(r: dict, labels: str) -> str:
+    """The prompt-vector baselines of a quality run for one label set."""
+    parts = [f"plain prompts {r.get('zero_shot_text_plain_prompts', {}).get(labels, '—')}"]
+    if "zero_shot_text_adapted_prompts" in r:
+        parts.append(f"adapted prompts (the rule before) {r['zero_shot_text_adapted_prompts'][labels]}")
+    return ", ".join(parts)
+
+
+def text_categories_section(r: dict) -> list[str]:
+    out = ["## Text categories: dense zero-shot and a self-trained word classifier", "",
+           "Command: `python bench/text_categories.py` — from the lake's stored text vectors and the entries' "
+           "words, no hand label used; the settings were chosen on the tuning labels "
+           f"({r['labelled']['tuning']} entries), `labelled_pictures.csv` ({r['labelled']['never_tuned']} entries) "
+           "was never tuned on. Self-trained = TF-IDF logistic regression fitted to the adapted zero-shot's most "
+           "confident share of each class (`pipeline/text_classifier.py`); fit = median of 3 on every entry.",
+           _machine(r), "",
+           "| text categories | top-1 tuning | top-1 never tuned | fit s | classify all s | words | pseudo-labels |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, v in r["variants"].items():
+        bold = "**" if name.startswith("self-trained (build") else ""
+        out.append(f"| {bold}{name}{bold} | {v['tuning']} | {v['never_tuned']} | {v.get('fit_s', '—')} | "
+                   f"{v.get('classify_all_s', '—')} | {v.get('words', '—')} | {v.get('pseudo_labels', '—')} |")
+    lake = r.get("lake_text_categories")
+    out += ["", f"Chance {r['chance']}. The lake's stored text categories score {lake['tuning']} / "
+            f"{lake['never_tuned']} (tuning / never tuned). Target (issue #15): top-1 ≥ 0.80.", ""]
+    return out
 
 
 def visual_section(r: dict) -> list[str]:
@@ -243,10 +270,13 @@ def picture_section(r: dict) -> list[str]:
                 f"held-out pictures **{lh['caption_to_picture_r10']}** (chance {lh['r10_chance']})."]
         if "vote" in lh:
             v = lh["vote"]
+            dense = (f"the vote of the captions' dense zero-shot classes (the rule before the word classifier, "
+                     f"k = {lh['dense_caption_vote']['k']}, τ = {lh['dense_caption_vote']['tau']}): "
+                     f"{lh['zero_shot_top1_dense_caption_vote']}; " if "dense_caption_vote" in lh else "")
             out += [f"Zero-shot top-1 from the picture alone, the build's rule (the look-alikes' vote of their "
-                    f"captions' categories, k = {v['k']}, τ = {v['tau']}, chosen by the label-free inner CV): "
-                    f"**{lh['zero_shot_top1']}**; the previous rule in the same run (the aligned vector's nearest "
-                    f"class): {lh['zero_shot_top1_aligned_vector']} (plain prompts "
+                    f"captions' text categories, k = {v['k']}, τ = {v['tau']}, chosen by the label-free inner CV): "
+                    f"**{lh['zero_shot_top1']}**; earlier rules in the same run: {dense}the aligned vector's nearest "
+                    f"class {lh['zero_shot_top1_aligned_vector']} (plain prompts "
                     f"{lh['zero_shot_top1_aligned_vector_plain_prompts']}). Inner-CV agreement of each vote setting "
                     "with the held-out training pictures' own caption categories (no hand labels): "
                     + ", ".join(f"{name} {score}" for name, score in v["inner_cv_caption_class_agreement"].items())
@@ -708,6 +738,7 @@ def passages_section(r: dict) -> list[str]:
 
 
 SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality_offline", quality_section),
+            ("text_categories", text_categories_section),
             ("visual_descriptors", visual_section),
             ("dashboard", dashboard_section), ("webgl_floor", webgl_floor_section), ("large_maps", large_maps_section),
             ("search_quality", search_quality_section), ("text_vectors", text_vectors_section),

@@ -136,6 +136,11 @@ class LakeLayout:
         return self.published / "models" / "class_vectors.npz"
 
     @property
+    def text_classifier(self) -> Path:
+        """The word classifier behind the text categories; later builds that only add entries reuse it."""
+        return self.published / "models" / "text_classifier.npz"
+
+    @property
     def exports(self) -> Path:
         """CSV exports kept for compatibility with the seed project's files."""
         return self.published / "exports"

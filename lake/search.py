@@ -386,7 +386,10 @@ class SearchEngine:
         classes = self._class_vectors()
         head = None if self.shared_space else self._align_head()
         if head is not None and classes["vote"] is not None:
-            probs = head.category_votes(picture[None, :], classes["text"], classes["scale"], vote=classes["vote"])[0]
+            captions = classes["caption_probs"]
+            if captions is None:  # lakes built before the captions' categories were kept: their zero-shot
+                captions = class_probabilities(head.captions, classes["text"], classes["scale"])
+            probs = head.category_votes(picture[None, :], captions, vote=classes["vote"])[0]
         else:
             as_text = self._picture_in_text_space(picture)
             probs = class_probabilities(as_text[None, :], classes["picture"], classes["scale"])[0]
@@ -425,7 +428,8 @@ class SearchEngine:
             with np.load(path) as z:
                 vote = CategoryVote(k=int(z["vote_k"]), tau=float(z["vote_tau"])) if "vote_k" in z.files else None
                 self._classes = {"names": [str(n) for n in z["names"]], "text": z["text"], "picture": z["picture"],
-                                 "scale": float(z["logit_scale"]), "vote": vote}
+                                 "scale": float(z["logit_scale"]), "vote": vote,
+                                 "caption_probs": z["caption_probs"] if "caption_probs" in z.files else None}
         return self._classes
 
     def _space(self) -> dict[str, np.ndarray]:

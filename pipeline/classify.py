@@ -1,24 +1,28 @@
 """Classify stage: zero-shot categories from the entries' vectors and the taxonomy's prompt vectors —
 from the text (``source = 'text'``) and from the picture alone (``source = 'image'``). The prompt
-vectors are first adapted to the collection without labels (:func:`adapt`).
+vectors are first adapted to the collection without labels (:func:`adapt`); a word classifier
+self-trained on their confident guesses then gives the text categories (:func:`text_probabilities`,
+:mod:`pipeline.text_classifier`).
 
 A picture's category comes from CLIP's picture vector where the encoder has a shared space; offline,
-from the vote of its look-alikes' captions through the alignment head
+from the vote of its look-alikes' caption categories through the alignment head
 (:meth:`atlas.encoders.align.AlignHead.category_votes`, settings chosen per build without labels).
 
-Confidence is a softmax over cosine similarities. The temperature is the encoder's: CLIP's learned
+The dense zero-shot's confidence is a softmax over cosine similarities. The temperature is the encoder's: CLIP's learned
 logit scale (100) for OpenCLIP, and 1/0.05 for MiniLM, whose similarities span a narrower range.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from atlas.encoders import Encoder, l2_normalise
 from atlas.encoders.align import AlignHead, CategoryVote, class_probabilities, choose_vote
+from pipeline import text_classifier
 from pipeline.taxonomy import IMAGE_TEMPLATES, Taxonomy
+from pipeline.text_classifier import TextClassifier
 
 
 @dataclass
@@ -111,45 +115,70 @@ class ClassVectors:
     scale: float
     vote: CategoryVote | None = None  # offline lakes: how pictures' look-alikes vote (None: CLIP's own space)
     vote_scores: dict[str, float] | None = None  # the label-free inner-CV score of every vote setting tried
+    caption_probs: np.ndarray | None = None  # with ``vote``: the head's training captions' class probabilities
 
     @classmethod
-    def make(cls, encoder: Encoder, taxonomy: Taxonomy, *, texts: np.ndarray, pictures: np.ndarray | None = None,
-             head: AlignHead | None = None) -> "ClassVectors":
+    def make(cls, encoder: Encoder, taxonomy: Taxonomy, *, texts: np.ndarray,
+             pictures: np.ndarray | None = None) -> "ClassVectors":
         """Prompt vectors adapted to the collection (:func:`adapt`): text classes from the texts; picture
         classes from the pictures in CLIP's space, and the text classes for pictures aligned into the
-        offline text space (they are means of captions, so the caption-adapted classes fit them). With
-        an alignment ``head`` (offline), the picture vote's settings are chosen too."""
+        offline text space (they are means of captions, so the caption-adapted classes fit them)."""
         text = adapt(class_vectors(encoder, taxonomy), texts)
-        scale = logit_scale(encoder)
-        vote, scores = None, None
         if encoder.info.shared_space and pictures is not None and len(pictures):
             picture = adapt(picture_class_vectors(encoder, taxonomy), pictures)
         elif encoder.info.shared_space:
             picture = picture_class_vectors(encoder, taxonomy)
         else:
             picture = text
-            if head is not None and len(head.pictures):
-                vote, scores = choose_vote(head, text, scale)
-        return cls(taxonomy.names, text, picture, scale, vote, scores)
+        return cls(taxonomy.names, text, picture, logit_scale(encoder))
+
+    def voting(self, head: AlignHead, caption_probs: np.ndarray) -> "ClassVectors":
+        """These classes with the look-alikes' vote of an offline alignment ``head``: its settings chosen
+        without labels (:func:`atlas.encoders.align.choose_vote`) on the head's training captions' class
+        probabilities ``caption_probs`` (in the head's order), which are kept for uploads."""
+        if not len(head.pictures):
+            return self
+        vote, scores = choose_vote(head, caption_probs)
+        return replace(self, vote=vote, vote_scores=scores, caption_probs=np.asarray(caption_probs, np.float32))
 
     def save(self, path) -> None:
-        vote = {"vote_k": np.int64(self.vote.k), "vote_tau": np.float32(self.vote.tau)} if self.vote else {}
+        vote = ({"vote_k": np.int64(self.vote.k), "vote_tau": np.float32(self.vote.tau),
+                 "caption_probs": self.caption_probs} if self.vote else {})
         with open(path, "wb") as fh:
             np.savez(fh, names=np.array(self.names), text=self.text, picture=self.picture,
                      logit_scale=np.float32(self.scale), **vote)
 
 
+def text_probabilities(*, texts: list[str], vectors: np.ndarray, classes: ClassVectors, kept: TextClassifier | None,
+                       key: str, refit: bool) -> tuple[np.ndarray, TextClassifier | None, dict]:
+    """The text categories' class probabilities (texts × classes): the word classifier self-trained on
+    the dense zero-shot's confident guesses (:mod:`pipeline.text_classifier`) — the published one when
+    it still applies, else a new fit — or the dense zero-shot alone when there is too little text.
+    Returns the probabilities, the classifier to publish (None: none) and what the manifest records."""
+    zero = class_probabilities(vectors, classes.text, classes.scale)
+    reason = text_classifier.refit_reason(kept, texts=len(texts), key=key, refit=refit)
+    model = kept if reason is None else text_classifier.fit(texts, zero, names=classes.names, key=key)
+    report = {"pseudo_label_share": text_classifier.SHARE, "C": text_classifier.C,
+              "refit_share": text_classifier.REFIT_SHARE}
+    if model is None:
+        return zero, None, {"method": f"dense zero-shot (fewer than {text_classifier.MIN_TEXTS} texts to learn words from)"}
+    report |= {"method": "word classifier self-trained on the dense zero-shot's confident guesses",
+               "fitted_on": model.fitted_on, "words": len(model.terms),
+               "model": "kept from an earlier build" if reason is None else f"fitted ({reason})"}
+    return model.probabilities(texts), model, report
+
+
 def classify(classes: ClassVectors, text: tuple[list[str], np.ndarray],
              pictures: tuple[list[str], np.ndarray] | None, *, head: AlignHead | None = None) -> dict[str, Classification]:
-    """Categories from text vectors always; from pictures when the lake has them. ``pictures`` are in
-    the text space (CLIP's own picture vectors) or, given the alignment ``head`` and a vote in
-    ``classes``, the offline picture vectors the head votes with (each training picture without its
-    own caption)."""
-    out = {"text": zero_shot(text[1], classes.text, classes.names, classes.scale, text[0])}
+    """Categories from the texts' class probabilities ``text`` (dates, texts × classes) always; from
+    pictures when the lake has them. ``pictures`` are in the text space (CLIP's own picture vectors) or,
+    given the alignment ``head`` and a vote in ``classes``, the offline picture vectors the head votes
+    with (each training picture without its own caption)."""
+    out = {"text": ranked(text[1], classes.names, text[0])}
     if pictures is None or not len(pictures[0]):
         return out
     if head is not None and classes.vote is not None:
-        probs = head.category_votes(pictures[1], classes.text, classes.scale, vote=classes.vote,
+        probs = head.category_votes(pictures[1], classes.caption_probs, vote=classes.vote,
                                     own_rows=head.own_rows(pictures[0]))
         out["image"] = ranked(probs, classes.names, pictures[0])
     else:

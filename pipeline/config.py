@@ -220,8 +220,9 @@ class BuildConfig:
         "GPUs per encoder actor (0 = CPU actors; e.g. 1 or 0.5 on GPU nodes)", group="scale-out",
         parse=parse_non_negative, metavar="GPUS"))
     refit: bool = field(default=False, metadata=option(
-        "re-fit every map; by default a build that only adds entries places them on the published maps "
-        "(existing points stay put) until they reach 5%% of the fitted ones or the vectors drift",
+        "re-fit every map and the text categories' word classifier; by default a build that only adds "
+        "entries places them on the published maps and classifies them with the published classifier "
+        "(existing points and categories stay put) until they reach 5%% of the fitted ones or the vectors drift",
         group="classify, project, cluster"))
     background_stages: bool = field(default=True, metadata=option(
         "run every stage in this process, one after another (by default, with --threads 2 or more, the "

@@ -289,17 +289,26 @@ def _kept_head(ctx: BuildContext, fingerprint: str):
 def classify_stage(ctx: BuildContext) -> StageResult:
     import pyarrow.csv as pacsv
 
-    from pipeline.classify import ADAPT, ClassVectors, classify
+    from pipeline.classify import ADAPT, ClassVectors, classify, text_probabilities
 
     tax = _taxonomy(ctx)
     text, pictures = ctx.writer.read_vectors("text"), ctx.writer.read_vectors(ALIGNED_KIND)
     head = _align_head(ctx)
-    classes = ClassVectors.make(_encoder(ctx), tax, texts=text[1], pictures=pictures[1] if pictures[0] else None,
-                                head=head)
-    ctx.writer.stage_file(ctx.layout.class_vectors, classes.save)
-    if head is not None:  # offline: pictures' look-alikes vote, from the picture vectors
+    encoder = _encoder(ctx)
+    classes = ClassVectors.make(encoder, tax, texts=text[1], pictures=pictures[1] if pictures[0] else None)
+    by_date = {r["date"].isoformat(): r for r in _rows(ctx)}
+    words = [text_input(by_date[d]["title"], by_date[d]["explanation"]) for d in text[0]]
+    probs, model, text_rule = text_probabilities(
+        texts=words, vectors=text[1], classes=classes, kept=_kept_text_classifier(ctx),
+        key=f"{tax.fingerprint()}:{encoder.info.fingerprint()}:words-v1", refit=ctx.cfg.refit)
+    if model is not None:
+        ctx.writer.stage_file(ctx.layout.text_classifier, model.save)
+    if head is not None:  # offline: pictures' look-alikes vote with their captions' categories
+        row = {d: i for i, d in enumerate(text[0])}
+        classes = classes.voting(head, probs[[row[str(d)] for d in head.dates]])
         pictures = ctx.writer.read_vectors("image")
-    results = classify(classes, text, pictures if pictures[0] else None, head=head)
+    ctx.writer.stage_file(ctx.layout.class_vectors, classes.save)
+    results = classify(classes, (text[0], probs), pictures if pictures[0] else None, head=head)
     categories = pa.concat_tables([_category_table(source, res) for source, res in results.items()])
     ctx.writer.stage_table("categories", categories)
     export = _category_export(_rows(ctx), results["text"])
@@ -309,7 +318,20 @@ def classify_stage(ctx: BuildContext) -> StageResult:
                     if classes.vote else {"method": "nearest prompt to the picture's text-space vector"})
     return StageResult(items=categories.num_rows, manifest={"taxonomy": {
         "source": tax.source, "categories": tax.names, "fingerprint": tax.fingerprint(),
-        "logit_scale": classes.scale, "adaptation": ADAPT, "picture_categories": picture_rule}})
+        "logit_scale": classes.scale, "adaptation": ADAPT, "text_categories": text_rule,
+        "picture_categories": picture_rule}})
+
+
+def _kept_text_classifier(ctx: BuildContext):
+    """The published word classifier, or None (none yet, or unreadable: then it is fitted anew)."""
+    from pipeline.text_classifier import TextClassifier
+
+    path = ctx.layout.text_classifier
+    try:
+        return TextClassifier.load(path) if path.is_file() else None
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("text classifier %s unreadable (%s); fitting a new one", path, exc)
+        return None
 
 
 def _align_head(ctx: BuildContext):
@@ -682,8 +704,10 @@ STAGES: list[Stage] = [
           _staged("anomalies"), background=True,
           warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors", "lancedb")),
     Stage("classify", classify_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), "softmax-adapted-v4-vote"],
-          lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors)]),
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), ctx.cfg.refit,
+                       "self-trained-words-v6"],
+          lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
+                      lo.staged(lo.text_classifier)]),
     Stage("project", project_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict(), ctx.cfg.refit],
           _staged("projections")),

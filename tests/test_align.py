@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atlas.encoders.align import AlignHead, CategoryVote, choose_k, choose_vote, fit_head, recall_at
+from atlas.encoders.align import AlignHead, CategoryVote, choose_k, choose_vote, class_probabilities, fit_head, recall_at
 from pipeline.align import align
 from pipeline.config import BuildConfig, read_date_list
 
@@ -135,11 +135,12 @@ def _topic_classes(n: int = 240, topics: int = 12, seed: int = 0, noise: float =
 def test_picture_categories_are_the_look_alikes_vote():
     dates, pictures, captions, topic, classes = _topic_classes()
     head, _ = fit_head(pictures[:200], captions[:200], dates=dates[:200])
-    probs = head.category_votes(pictures[200:], classes, 20.0, vote=CategoryVote(k=10, tau=0.1))
+    caption_probs = class_probabilities(head.captions, classes, 20.0)
+    probs = head.category_votes(pictures[200:], caption_probs, vote=CategoryVote(k=10, tau=0.1))
     assert probs.shape == (40, 12) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert np.mean(probs.argmax(axis=1) == topic[200:]) > 0.8  # held-out pictures: chance is 1/12
     # the vote is not the aligned vector's nearest class: a sharper τ follows the closest look-alike more
-    soft = head.category_votes(pictures[200:], classes, 20.0, vote=CategoryVote(k=10, tau=10.0))
+    soft = head.category_votes(pictures[200:], caption_probs, vote=CategoryVote(k=10, tau=10.0))
     assert not np.allclose(probs, soft)
 
 
@@ -149,11 +150,11 @@ def test_training_pictures_never_vote_with_their_own_caption():
     own = head.own_rows(dates)
     assert list(own) == list(range(80)) and list(head.own_rows(["1999-01-01"])) == [-1]
     vote = CategoryVote(k=5, tau=0.1)
-    before = head.category_votes(pictures, classes, 20.0, vote=vote, own_rows=own)
-    changed = captions.copy()
-    changed[3] = classes[(np.argmax(classes @ captions[3]) + 1) % len(classes)]  # picture 3's caption: another class
-    swapped = AlignHead(head.pictures, changed, head.mean, head.k, head.dates)
-    after = swapped.category_votes(pictures, classes, 20.0, vote=vote, own_rows=own)
+    caption_probs = class_probabilities(captions, classes, 20.0)
+    before = head.category_votes(pictures, caption_probs, vote=vote, own_rows=own)
+    changed = caption_probs.copy()
+    changed[3] = np.roll(changed[3], 1)  # picture 3's caption: another class
+    after = head.category_votes(pictures, changed, vote=vote, own_rows=own)
     assert np.allclose(before[3], after[3])  # its own caption never votes for it…
     assert not np.allclose(before, after)  # …while it still votes for its look-alikes
 
@@ -161,10 +162,11 @@ def test_training_pictures_never_vote_with_their_own_caption():
 def test_choose_vote_needs_no_labels_and_is_deterministic():
     dates, pictures, captions, _, classes = _topic_classes(noise=1.5)  # look-alikes often of another topic
     head, _ = fit_head(pictures, captions, dates=dates)
-    vote, scores = choose_vote(head, classes, 20.0, k_grid=(1, 10, 40), tau_grid=(0.05, 1.0))
+    caption_probs = class_probabilities(head.captions, classes, 20.0)
+    vote, scores = choose_vote(head, caption_probs, k_grid=(1, 10, 40), tau_grid=(0.05, 1.0))
     assert len(scores) == 6 and scores[f"k={vote.k} tau={vote.tau}"] == max(scores.values())
     assert scores["k=10 tau=1.0"] > scores["k=1 tau=1.0"]  # one look-alike is a noisier vote than ten
-    assert choose_vote(head, classes, 20.0, k_grid=(1, 10, 40), tau_grid=(0.05, 1.0)) == (vote, scores)
+    assert choose_vote(head, caption_probs, k_grid=(1, 10, 40), tau_grid=(0.05, 1.0)) == (vote, scores)
 
 
 def test_exclude_file_is_validated(tmp_path):

@@ -377,6 +377,7 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     old_lake = LakeReader.open(lake)
     before = old_lake.query("SELECT * FROM projections")
     clusters_before = old_lake.query("SELECT * FROM clusters")
+    categories_before = old_lake.query("SELECT * FROM categories WHERE source = 'text'")
     objects_before = old_lake.query("SELECT * FROM objects")
     pictures_before = old_lake.vectors("image")
     assert list((lake / "cache" / "models").glob("minilm-int8-*.pt"))  # the first build traced its text tower
@@ -395,6 +396,13 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     assert len(kept) == len(clusters_before) and (kept.cluster == kept.cluster_before).all()
     assert set(clusters[clusters.date >= pd.Timestamp("2014-03-01")].cluster) <= set(clusters_before.cluster)
     assert "2 entries read, 59 kept from the last build" in proc.stderr
+    # the published word classifier gave the new days their text categories; the old entries kept theirs
+    rule = manifest(lake)["stages"]["classify"]["manifest"]["taxonomy"]["text_categories"]
+    assert rule["model"] == "kept from an earlier build" and rule["fitted_on"] == 59, rule
+    categories = LakeReader.open(lake).query("SELECT * FROM categories WHERE source = 'text'")
+    assert len(categories) == 61
+    pd.testing.assert_frame_equal(categories[categories.date < pd.Timestamp("2014-03-01")].reset_index(drop=True),
+                                  categories_before.reset_index(drop=True))
     objects = LakeReader.open(lake).query("SELECT * FROM objects WHERE date < DATE '2014-03-01'")
     pd.testing.assert_frame_equal(objects.reset_index(drop=True), objects_before.reset_index(drop=True))
     after = LakeReader.open(lake).query("SELECT * FROM projections")
@@ -426,6 +434,8 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     assert refit.returncode == 0, refit.stderr[-3000:]
     fitted = manifest(lake)["stages"]["project"]["manifest"]["projection"]
     assert fitted["mode"] == "fitted" and fitted["fit"]["entries"] == 61
+    rule = manifest(lake)["stages"]["classify"]["manifest"]["taxonomy"]["text_categories"]
+    assert rule["model"] == "fitted (--refit)" and rule["fitted_on"] == 61, rule
 
 
 def test_maps_fitted_on_a_sample_place_every_other_entry(built, tmp_path):

@@ -14,13 +14,14 @@ picture R@10 over contiguous date blocks of the training pairs only (APOD re-use
 on nearby days; blocks keep those on one side).
 
 **Categories from a picture** (offline lakes) are a vote, not the aligned vector's nearest prompt: the
-picture's ``k`` most similar training pictures each bring their caption's zero-shot class
-probabilities, weighted by ``exp((similarity − best similarity) / τ)``. Averaging the neighbours'
-caption *vectors* first blurred a picture between classes. On the archive's 358 hand-labelled pictures
-held out of training, top-1 rose from 0.506 to 0.573 (``bench/picture_meaning.py``, one run); in its
-5-fold runs the vote was as good or better on every picture feature tried (+0.00 to +0.03). ``k``
-and ``τ`` are chosen per build without any labels (:func:`choose_vote`): by inner cross-validation of how
-often a held-out picture's vote names its own caption's zero-shot class.
+picture's ``k`` most similar training pictures each bring their caption's class probabilities (the
+build's text categories, :mod:`pipeline.text_classifier`), weighted by
+``exp((similarity − best similarity) / τ)``. Averaging the neighbours' caption *vectors* first blurred
+a picture between classes. On the archive's 358 hand-labelled pictures held out of training, top-1 rose
+from 0.506 to 0.573 (``bench/picture_meaning.py``, one run); in its 5-fold runs the vote was as good or
+better on every picture feature tried (+0.00 to +0.03). ``k`` and ``τ`` are chosen per build without
+any labels (:func:`choose_vote`): by inner cross-validation of how often a held-out picture's vote
+names its own caption's most likely class.
 
 Fitting is deterministic (no random state at all). Pictures in the training set are mapped
 *leave-one-out* (their own caption never contributes to their aligned vector or their vote), so a
@@ -96,13 +97,14 @@ class AlignHead:
             out[start:start + len(nn)] = (self.captions[nn] * weights).sum(axis=1)
         return l2_normalise(out)
 
-    def category_votes(self, pictures: np.ndarray, classes: np.ndarray, scale: float, *, vote: CategoryVote,
+    def category_votes(self, pictures: np.ndarray, caption_probs: np.ndarray, *, vote: CategoryVote,
                        own_rows: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities of ``pictures`` (rows sum to 1): the neighbours' caption probabilities
-        under ``classes`` (text-space class vectors, softmax at ``scale``), weighted by similarity.
-        ``own_rows`` as in :meth:`apply`. With no training pictures every class is equally likely."""
-        out = np.full((len(pictures), len(classes)), 1.0 / max(len(classes), 1), np.float32)
-        probs = class_probabilities(self.captions, classes, scale)
+        """Class probabilities of ``pictures`` (rows sum to 1): their neighbours' caption class
+        probabilities ``caption_probs`` (one row per training caption, in the head's order), weighted by
+        similarity. ``own_rows`` as in :meth:`apply`. With no training pictures every class is equally
+        likely."""
+        probs = np.asarray(caption_probs, np.float32)
+        out = np.full((len(pictures), probs.shape[1]), 1.0 / max(probs.shape[1], 1), np.float32)
         for start, nn, nearest in self._neighbours(pictures, vote.k, own_rows):
             out[start:start + len(nn)] = _vote(probs, nn, nearest, vote.tau)
         return out
@@ -142,15 +144,16 @@ def _vote(probs: np.ndarray, nn: np.ndarray, nearest: np.ndarray, tau: float) ->
     return (probs[nn] * weights[..., None]).sum(axis=1)
 
 
-def choose_vote(head: AlignHead, classes: np.ndarray, scale: float, *, k_grid: tuple[int, ...] = VOTE_K_GRID,
+def choose_vote(head: AlignHead, caption_probs: np.ndarray, *, k_grid: tuple[int, ...] = VOTE_K_GRID,
                 tau_grid: tuple[float, ...] = VOTE_TAU_GRID,
                 folds: int = INNER_FOLDS) -> tuple[CategoryVote, dict[str, float]]:
     """The vote that best names held-out training pictures' *caption* classes (no labels needed).
 
-    Inner cross-validation over contiguous date blocks of the head's training pairs: each held-out
-    picture votes among the other blocks' pictures, and scores when its winner is the zero-shot class
-    of its own caption. Ties: the smaller ``k``, then the smaller ``τ``."""
-    probs = class_probabilities(head.captions, classes, scale)
+    ``caption_probs``: the class probabilities of the head's training captions, in its order. Inner
+    cross-validation over contiguous date blocks of the head's training pairs: each held-out picture
+    votes among the other blocks' pictures, and scores when its winner is its own caption's most likely
+    class. Ties: the smaller ``k``, then the smaller ``τ``."""
+    probs = np.asarray(caption_probs, np.float32)
     own_class = probs.argmax(axis=1)
     n = len(head.pictures)
     hits = {(k, tau): 0 for k in k_grid for tau in tau_grid}

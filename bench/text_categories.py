@@ -1,0 +1,108 @@
+"""Text categories: the dense zero-shot against word classifiers self-trained on its confident guesses.
+
+Every variant is computed in this run from the lake's stored text vectors and the entries' own words, with
+no hand label; the labels are read only to score. The variants were chosen between on the tuning labels
+(``bench/data/labelled_categories.csv``); ``labelled_pictures.csv`` is the set never tuned on (its labels
+say what the *picture* shows, so text can only approach them).
+
+* plain prompts — the taxonomy's prompt vectors, nearest to each text;
+* adapted prompts — :func:`pipeline.classify.adapt` (the text categories before this change);
+* self-trained — :func:`pipeline.text_classifier.fit` at the build's settings (words, share 0.6, C 1),
+  and variants: other pseudo-label shares, word pairs (bigrams), a second round on its own guesses.
+
+Fit times are medians of 3 fits on 2 threads (TF-IDF + logistic regression on every entry).
+
+Usage: python bench/text_categories.py [--lake DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import lake_label, median, save  # noqa: E402
+from atlas import environment  # noqa: E402
+from lake.reader import LakeReader  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+SETS = {"tuning": DATA / "labelled_categories.csv", "never_tuned": DATA / "labelled_pictures.csv"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", type=Path, default=None)
+    args = ap.parse_args()
+
+    from atlas.encoders import encoder_from_manifest
+    from atlas.encoders.align import class_probabilities
+    from pipeline import taxonomy, text_classifier
+    from pipeline.classify import adapt, class_vectors, logit_scale
+    from pipeline.embed import text_input
+
+    reader = LakeReader.open(args.lake or environment.lake_dir())
+    encoder = encoder_from_manifest(reader.manifest["encoder"])
+    tax = taxonomy.load(None)  # the labels use the default taxonomy
+    names = np.array(tax.names)
+    dates, vecs = reader.vectors("text")
+    ent = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, title, explanation FROM entries").set_index("date")
+    words = [text_input(ent.title[d], ent.explanation[d]) for d in dates]
+    pos = {d: i for i, d in enumerate(dates)}
+    sets = {}
+    for name, path in SETS.items():
+        lab = pd.read_csv(path, dtype=str)
+        lab = lab[lab.date.isin(pos)]
+        sets[name] = (np.array([pos[d] for d in lab.date]), lab.category.to_numpy())
+
+    def scores(probs: np.ndarray) -> dict[str, float]:
+        top = names[np.asarray(probs).argmax(axis=1)]
+        return {name: round(float(np.mean(top[rows] == truth)), 3) for name, (rows, truth) in sets.items()}
+
+    scale = logit_scale(encoder)
+    prompts = class_vectors(encoder, tax)
+    plain = class_probabilities(vecs, prompts, scale)
+    zero = class_probabilities(vecs, adapt(prompts, vecs), scale)
+    rows: dict[str, dict] = {"plain prompts": scores(plain), "adapted prompts (before)": scores(zero)}
+
+    def self_trained(label: str, inputs: np.ndarray, *, share: float = text_classifier.SHARE,
+                     ngrams: tuple[int, int] = (1, 1)) -> np.ndarray:
+        times, model = [], None
+        for _ in range(3):
+            t0 = time.perf_counter()
+            model = text_classifier.fit(words, inputs, names=list(names), key="bench", share=share, ngrams=ngrams)
+            times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        probs = model.probabilities(words)
+        apply_s = time.perf_counter() - t0
+        rows[label] = {**scores(probs), "fit_s": round(median(times), 2), "classify_all_s": round(apply_s, 2),
+                       "words": len(model.terms), "pseudo_labels": len(text_classifier.pseudo_labels(inputs, share=share)[0])}
+        print(label, rows[label], flush=True)
+        return probs
+
+    built = self_trained("self-trained (build: words, share 0.6)", zero)
+    for share in (0.2, 0.4, 0.8, 1.0):
+        self_trained(f"self-trained, share {share}", zero, share=share)
+    self_trained("self-trained, words and word pairs", zero, ngrams=(1, 2))
+    self_trained("self-trained, second round on its own guesses", built)
+
+    stored = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, category FROM categories WHERE source = 'text'")
+    lake_cat = dict(zip(stored.date, stored.category))
+    lake_scores = {name: round(float(np.mean([lake_cat.get(dates[r]) == t for r, t in zip(rows_, truth)])), 3)
+                   for name, (rows_, truth) in sets.items()}
+    result = {"lake": lake_label(reader.layout.root), "encoder": reader.manifest["encoder"].get("name"),
+              "labelled": {name: len(r) for name, (r, _) in sets.items()}, "chance": round(1 / len(names), 3),
+              "variants": rows, "lake_text_categories": lake_scores,
+              "lake_rule": reader.manifest.get("taxonomy", {}).get("text_categories")}
+    path = save("text_categories", result)
+    print(pd.DataFrame(rows).T.to_string())
+    print(f"lake's stored text categories: {lake_scores}\nsaved {path}")
+
+
+if __name__ == "__main__":
+    main()
