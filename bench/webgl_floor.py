@@ -4,7 +4,7 @@
 A plain page loads the installed Plotly bundle (the one dcc.Graph serves) from a local server on
 127.0.0.1 and plots, in the same headless Chromium as the dashboard benchmark (software WebGL:
 SwiftShader): a 3-point WebGL scatter, a 3-point SVG scatter, and an archive-sized map (11,382 random
-points in 22 WebGL traces, binary arrays, as the Map page sends). *Plot* = ``Plotly.newPlot`` until
+points in 22 traces, binary arrays, as the Map page sends) drawn in WebGL and in SVG. *Plot* = ``Plotly.newPlot`` until
 its promise resolves; *drawn* = until two animation frames later (the first frame shown). *WebGL
 context* = creating one ``webgl`` context on a map-sized canvas with the attributes Plotly asks for;
 a WebGL plot makes three of them (drawing, focus, picking). Medians of ``--runs`` loads after a
@@ -59,7 +59,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 def figures(n: int = 11_382, traces: int = 22, seed: int = 0) -> dict[str, dict]:
-    """The plotted figures: tiny WebGL, tiny SVG, and a map of ``n`` points in ``traces`` WebGL traces."""
+    """The plotted figures: tiny WebGL, tiny SVG, and a map of ``n`` points in ``traces`` traces (WebGL, SVG)."""
     import base64
 
     rng = np.random.default_rng(seed)
@@ -77,7 +77,8 @@ def figures(n: int = 11_382, traces: int = 22, seed: int = 0) -> dict[str, dict]
                 "marker": {"size": 4, "color": f"hsl({15 * i}, 70%, 45%)"}} for i, p in enumerate(parts)]
     return {"webgl_3_points": {"data": [{**tiny, "type": "scattergl"}], "layout": layout},
             "svg_3_points": {"data": [{**tiny, "type": "scatter"}], "layout": layout},
-            "webgl_archive_map": {"data": archive, "layout": layout}}
+            "webgl_archive_map": {"data": archive, "layout": layout},
+            "svg_archive_map": {"data": [{**t, "type": "scatter"} for t in archive], "layout": layout}}
 
 
 def main() -> None:

@@ -8,8 +8,9 @@ A picture's category comes from CLIP's picture vector where the encoder has a sh
 from the vote of its look-alikes' caption categories through the alignment head
 (:meth:`atlas.encoders.align.AlignHead.category_votes`, settings chosen per build without labels).
 
-The dense zero-shot's confidence is a softmax over cosine similarities. The temperature is the encoder's: CLIP's learned
-logit scale (100) for OpenCLIP, and 1/0.05 for MiniLM, whose similarities span a narrower range.
+The dense zero-shot's confidence is a softmax over cosine similarities. The temperature is the
+encoder's: CLIP's learned logit scale (100) for OpenCLIP, and 1/0.05 for MiniLM, whose similarities
+span a narrower range.
 """
 
 from __future__ import annotations
@@ -153,19 +154,24 @@ def text_probabilities(*, texts: list[str], vectors: np.ndarray, classes: ClassV
                        key: str, refit: bool) -> tuple[np.ndarray, TextClassifier | None, dict]:
     """The text categories' class probabilities (texts × classes): the word classifier self-trained on
     the dense zero-shot's confident guesses (:mod:`pipeline.text_classifier`) — the published one when
-    it still applies, else a new fit — or the dense zero-shot alone when there is too little text.
-    Returns the probabilities, the classifier to publish (None: none) and what the manifest records."""
-    zero = class_probabilities(vectors, classes.text, classes.scale)
-    reason = text_classifier.refit_reason(kept, texts=len(texts), key=key, refit=refit)
-    model = kept if reason is None else text_classifier.fit(texts, zero, names=classes.names, key=key)
+    it still applies (it reads only the texts it has not seen), else a new fit — or the dense zero-shot
+    alone when there is too little text. Returns the probabilities, the classifier to publish (None:
+    none) and what the manifest records."""
     report = {"pseudo_label_share": text_classifier.SHARE, "C": text_classifier.C,
               "refit_share": text_classifier.REFIT_SHARE}
-    if model is None:
-        return zero, None, {"method": f"dense zero-shot (fewer than {text_classifier.MIN_TEXTS} texts to learn words from)"}
-    report |= {"method": "word classifier self-trained on the dense zero-shot's confident guesses",
-               "fitted_on": model.fitted_on, "words": len(model.terms),
-               "model": "kept from an earlier build" if reason is None else f"fitted ({reason})"}
-    return model.probabilities(texts), model, report
+    reason = text_classifier.refit_reason(kept, texts=len(texts), key=key, refit=refit)
+    if reason is None:
+        probs, new = kept.classify(texts)
+        model, how = kept.remembering(texts, probs), f"kept from an earlier build ({new} new texts read)"
+    else:
+        zero = class_probabilities(vectors, classes.text, classes.scale)
+        fitted = text_classifier.fit(texts, zero, names=classes.names, key=key)
+        if fitted is None:
+            return zero, None, {"method": f"dense zero-shot (fewer than {text_classifier.MIN_TEXTS} texts to learn words from)"}
+        (model, probs), how = fitted, f"fitted ({reason})"
+    return probs, model, report | {
+        "method": "word classifier self-trained on the dense zero-shot's confident guesses",
+        "fitted_on": model.fitted_on, "words": len(model.terms), "model": how}
 
 
 def classify(classes: ClassVectors, text: tuple[list[str], np.ndarray],

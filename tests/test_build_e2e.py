@@ -398,7 +398,7 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     assert "2 entries read, 59 kept from the last build" in proc.stderr
     # the published word classifier gave the new days their text categories; the old entries kept theirs
     rule = manifest(lake)["stages"]["classify"]["manifest"]["taxonomy"]["text_categories"]
-    assert rule["model"] == "kept from an earlier build" and rule["fitted_on"] == 59, rule
+    assert rule["model"] == "kept from an earlier build (2 new texts read)" and rule["fitted_on"] == 59, rule
     categories = LakeReader.open(lake).query("SELECT * FROM categories WHERE source = 'text'")
     assert len(categories) == 61
     pd.testing.assert_frame_equal(categories[categories.date < pd.Timestamp("2014-03-01")].reset_index(drop=True),

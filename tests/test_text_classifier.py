@@ -47,8 +47,7 @@ def test_pseudo_labels_keep_each_class_s_widest_margins():
 def test_self_training_corrects_the_zero_shot_where_it_was_unsure():
     texts, probs, truth, names = corpus()
     before = float(np.mean(probs.argmax(axis=1) == truth))
-    model = fit(texts, probs, names=names, key="k")
-    after = model.probabilities(texts)
+    model, after = fit(texts, probs, names=names, key="k")
     assert after.shape == probs.shape and np.allclose(after.sum(axis=1), 1, atol=1e-5)
     assert before < 0.75 and float(np.mean(after.argmax(axis=1) == truth)) > 0.95
     # unseen texts are classified by their words
@@ -58,13 +57,41 @@ def test_self_training_corrects_the_zero_shot_where_it_was_unsure():
 
 def test_saved_classifier_loads_without_pickle_and_classifies_alike(tmp_path):
     texts, probs, _, names = corpus(seed=1)
-    model = fit(texts, probs, names=names + ["Never guessed"], key="taxonomy:encoder")
+    model, probs = fit(texts, probs, names=names + ["Never guessed"], key="taxonomy:encoder")
     model.save(tmp_path / "m.npz")
     loaded = TextClassifier.load(tmp_path / "m.npz")  # np.load refuses object arrays: none are stored
     assert loaded.terms.dtype.kind == "U" and loaded.key == "taxonomy:encoder" and loaded.fitted_on == len(texts)
     again = loaded.probabilities(texts)
-    assert np.array_equal(again, model.probabilities(texts))
+    assert np.allclose(again, probs, atol=1e-6)  # read anew: as at the fit
     assert again.shape[1] == 4 and not again[:, 3].any()  # a class no text was guessed as gets 0
+    remembered, new = loaded.classify(texts)
+    assert new == 0 and np.array_equal(remembered, probs)
+
+
+def test_word_features_are_sklearns_tfidf():
+    """The classifier computes TF-IDF of new texts itself (no scikit-learn import in a daily build): the
+    same rows as sklearn's transform with the fitted vocabulary, including words it never saw."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts, probs, _, names = corpus(seed=2)
+    model, _ = fit(texts, probs, names=names, key="k")
+    fresh = ["Comet's TAIL, tail and tail: a coma!", "unknown words only", "", "aurora über storm storm"]
+    vec = TfidfVectorizer(vocabulary={str(t): i for i, t in enumerate(model.terms)}, **text_classifier._VECTORISER)
+    vec.idf_ = model.idf
+    assert np.allclose(model.features(fresh).toarray(), vec.transform(fresh).toarray(), atol=1e-6)
+    assert not model.features(["unknown words only"]).nnz
+
+
+def test_known_texts_are_not_read_again_and_changed_ones_are():
+    texts, probs, _, names = corpus(seed=3)
+    model, first = fit(texts, probs, names=names, key="k")
+    changed = list(texts)
+    changed[5] = "aurora aurora curtains storm"
+    out, new = model.classify(changed + ["comet tail coma"])
+    assert new == 2 and np.array_equal(out[:5], first[:5]) and names[out[5].argmax()] == "Aurora"
+    assert names[out[-1].argmax()] == "Comet"
+    later = model.remembering(changed, out[:-1])
+    assert later.classify(changed)[1] == 0 and len(later.known_sha) == len(changed)
 
 
 def test_too_little_text_leaves_the_zero_shot_alone():
@@ -78,8 +105,8 @@ def test_too_little_text_leaves_the_zero_shot_alone():
 def test_one_guessed_class_takes_every_text():
     texts, _, _, names = corpus()
     probs = np.tile([[0.1, 0.8, 0.1]], (len(texts), 1))
-    model = fit(texts, probs, names=names, key="k")
-    assert (model.probabilities(texts).argmax(axis=1) == 1).all()
+    model, out = fit(texts, probs, names=names, key="k")
+    assert (out.argmax(axis=1) == 1).all() and (model.probabilities(texts).argmax(axis=1) == 1).all()
 
 
 @pytest.mark.parametrize(("texts", "key", "refit", "reason"), [
