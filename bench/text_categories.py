@@ -10,7 +10,9 @@ say what the *picture* shows, so text can only approach them).
 * self-trained — :func:`pipeline.text_classifier.fit` at the build's settings (words, share 0.6, C 1),
   and variants: other pseudo-label shares, word pairs (bigrams), a second round on its own guesses.
 
-Fit times are medians of 3 fits on 2 threads (TF-IDF + logistic regression on every entry); *classify
+*By collection size*: the same on random samples of the archive (8 per size), each fitted on its own
+texts, scored on the labelled entries that fall in them: where the build's default ``--word-classifier-min``
+comes from. Fit times are medians of 3 fits on 2 threads (TF-IDF + logistic regression on every entry); *classify
 all* = a later build's classifier reading every entry's words anew (it remembers the texts it has
 classified, so a daily build reads only the new ones).
 
@@ -93,17 +95,47 @@ def main() -> None:
     self_trained("self-trained, words and word pairs", zero, ngrams=(1, 2))
     self_trained("self-trained, second round on its own guesses", built)
 
+    by_size = collection_sizes(words, vecs, prompts, scale, names, sets)
     stored = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, category FROM categories WHERE source = 'text'")
     lake_cat = dict(zip(stored.date, stored.category))
     lake_scores = {name: round(float(np.mean([lake_cat.get(dates[r]) == t for r, t in zip(rows_, truth)])), 3)
                    for name, (rows_, truth) in sets.items()}
     result = {"lake": lake_label(reader.layout.root), "encoder": reader.manifest["encoder"].get("name"),
               "labelled": {name: len(r) for name, (r, _) in sets.items()}, "chance": round(1 / len(names), 3),
-              "variants": rows, "lake_text_categories": lake_scores,
+              "variants": rows, "by_collection_size": by_size, "lake_text_categories": lake_scores,
               "lake_rule": reader.manifest.get("taxonomy", {}).get("text_categories")}
     path = save("text_categories", result)
     print(pd.DataFrame(rows).T.to_string())
     print(f"lake's stored text categories: {lake_scores}\nsaved {path}")
+
+
+def collection_sizes(words: list[str], vecs: np.ndarray, prompts: np.ndarray, scale: float, names: np.ndarray,
+                     sets: dict, *, sizes: tuple[int, ...] = (250, 500, 1000, 2000, 4000, 8000), draws: int = 8) -> dict:
+    """Smaller collections: ``draws`` random samples of each size, the zero-shot adapted and the classifier
+    fitted on each sample alone, scored on the labelled entries in it (top-1, pooled over the draws)."""
+    from atlas.encoders.align import class_probabilities
+    from pipeline import text_classifier
+    from pipeline.classify import adapt
+
+    rng = np.random.default_rng(1)
+    label = {int(r): (name, t) for name, (rows, truth) in sets.items() for r, t in zip(rows, truth)}
+    out = {}
+    for size in sizes:
+        hits = {(rule, name): [] for rule in ("dense", "words") for name in sets}
+        for _ in range(draws):
+            sample = np.sort(rng.choice(len(words), size, replace=False))
+            zero = class_probabilities(vecs[sample], adapt(prompts, vecs[sample]), scale)
+            _, probs = text_classifier.fit([words[i] for i in sample], zero, names=list(names), key="bench",
+                                           min_texts=1)
+            for j, i in enumerate(sample):
+                if int(i) in label:
+                    name, truth = label[int(i)]
+                    hits[("dense", name)].append(names[zero[j].argmax()] == truth)
+                    hits[("words", name)].append(names[probs[j].argmax()] == truth)
+        out[size] = {f"{rule} {name}": round(float(np.mean(v)), 3) for (rule, name), v in hits.items()}
+        out[size]["scored"] = {name: len(hits[("dense", name)]) for name in sets}
+        print(size, out[size], flush=True)
+    return out
 
 
 if __name__ == "__main__":

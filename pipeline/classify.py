@@ -151,23 +151,27 @@ class ClassVectors:
 
 
 def text_probabilities(*, texts: list[str], vectors: np.ndarray, classes: ClassVectors, kept: TextClassifier | None,
-                       key: str, refit: bool) -> tuple[np.ndarray, TextClassifier | None, dict]:
+                       key: str, refit: bool, min_texts: int = text_classifier.MIN_TEXTS,
+                       ) -> tuple[np.ndarray, TextClassifier | None, dict]:
     """The text categories' class probabilities (texts × classes): the word classifier self-trained on
     the dense zero-shot's confident guesses (:mod:`pipeline.text_classifier`) — the published one when
     it still applies (it reads only the texts it has not seen), else a new fit — or the dense zero-shot
-    alone when there is too little text. Returns the probabilities, the classifier to publish (None:
+    alone when there are fewer than ``min_texts`` texts (or too few shared words). Returns the probabilities, the classifier to publish (None:
     none) and what the manifest records."""
     report = {"pseudo_label_share": text_classifier.SHARE, "C": text_classifier.C,
               "refit_share": text_classifier.REFIT_SHARE}
     reason = text_classifier.refit_reason(kept, texts=len(texts), key=key, refit=refit)
+    if len(texts) < min_texts:
+        reason, kept = "too few texts", None
     if reason is None:
         probs, new = kept.classify(texts)
         model, how = kept.remembering(texts, probs), f"kept from an earlier build ({new} new texts read)"
     else:
         zero = class_probabilities(vectors, classes.text, classes.scale)
-        fitted = text_classifier.fit(texts, zero, names=classes.names, key=key)
+        fitted = text_classifier.fit(texts, zero, names=classes.names, key=key, min_texts=min_texts)
         if fitted is None:
-            return zero, None, {"method": f"dense zero-shot (fewer than {text_classifier.MIN_TEXTS} texts to learn words from)"}
+            return zero, None, {"method": f"dense zero-shot (fewer than {min_texts} texts, or too few shared "
+                                          "words, to learn a word classifier from)"}
         (model, probs), how = fitted, f"fitted ({reason})"
     return probs, model, report | {
         "method": "word classifier self-trained on the dense zero-shot's confident guesses",

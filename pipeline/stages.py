@@ -300,7 +300,8 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     words = [text_input(by_date[d]["title"], by_date[d]["explanation"]) for d in text[0]]
     probs, model, text_rule = text_probabilities(
         texts=words, vectors=text[1], classes=classes, kept=_kept_text_classifier(ctx),
-        key=f"{tax.fingerprint()}:{encoder.info.fingerprint()}:words-v1", refit=ctx.cfg.refit)
+        key=f"{tax.fingerprint()}:{encoder.info.fingerprint()}:words-v1", refit=ctx.cfg.refit,
+        min_texts=ctx.cfg.word_classifier_min)
     if model is not None:
         ctx.writer.stage_file(ctx.layout.text_classifier, model.save)
     if head is not None:  # offline: pictures' look-alikes vote with their captions' categories
@@ -705,7 +706,7 @@ STAGES: list[Stage] = [
           warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors", "lancedb")),
     Stage("classify", classify_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), ctx.cfg.refit,
-                       "self-trained-words-v7"],
+                       ctx.cfg.word_classifier_min, "self-trained-words-v7"],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
                       lo.staged(lo.text_classifier)]),
     Stage("project", project_stage,

@@ -47,7 +47,7 @@ def test_pseudo_labels_keep_each_class_s_widest_margins():
 def test_self_training_corrects_the_zero_shot_where_it_was_unsure():
     texts, probs, truth, names = corpus()
     before = float(np.mean(probs.argmax(axis=1) == truth))
-    model, after = fit(texts, probs, names=names, key="k")
+    model, after = fit(texts, probs, names=names, key="k", min_texts=50)
     assert after.shape == probs.shape and np.allclose(after.sum(axis=1), 1, atol=1e-5)
     assert before < 0.75 and float(np.mean(after.argmax(axis=1) == truth)) > 0.95
     # unseen texts are classified by their words
@@ -57,7 +57,7 @@ def test_self_training_corrects_the_zero_shot_where_it_was_unsure():
 
 def test_saved_classifier_loads_without_pickle_and_classifies_alike(tmp_path):
     texts, probs, _, names = corpus(seed=1)
-    model, probs = fit(texts, probs, names=names + ["Never guessed"], key="taxonomy:encoder")
+    model, probs = fit(texts, probs, names=names + ["Never guessed"], key="taxonomy:encoder", min_texts=50)
     model.save(tmp_path / "m.npz")
     loaded = TextClassifier.load(tmp_path / "m.npz")  # np.load refuses object arrays: none are stored
     assert loaded.terms.dtype.kind == "U" and loaded.key == "taxonomy:encoder" and loaded.fitted_on == len(texts)
@@ -74,7 +74,7 @@ def test_word_features_are_sklearns_tfidf():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texts, probs, _, names = corpus(seed=2)
-    model, _ = fit(texts, probs, names=names, key="k")
+    model, _ = fit(texts, probs, names=names, key="k", min_texts=50)
     fresh = ["Comet's TAIL, tail and tail: a coma!", "unknown words only", "", "aurora über storm storm"]
     vec = TfidfVectorizer(vocabulary={str(t): i for i, t in enumerate(model.terms)}, **text_classifier._VECTORISER)
     vec.idf_ = model.idf
@@ -84,7 +84,7 @@ def test_word_features_are_sklearns_tfidf():
 
 def test_known_texts_are_not_read_again_and_changed_ones_are():
     texts, probs, _, names = corpus(seed=3)
-    model, first = fit(texts, probs, names=names, key="k")
+    model, first = fit(texts, probs, names=names, key="k", min_texts=50)
     changed = list(texts)
     changed[5] = "aurora aurora curtains storm"
     out, new = model.classify(changed + ["comet tail coma"])
@@ -95,17 +95,29 @@ def test_known_texts_are_not_read_again_and_changed_ones_are():
 
 
 def test_too_little_text_leaves_the_zero_shot_alone():
-    texts, probs, _, names = corpus(n=text_classifier.MIN_TEXTS - 1)
-    assert fit(texts, probs, names=names, key="k") is None
+    texts, probs, _, names = corpus(n=300)
+    assert text_classifier.MIN_TEXTS > 300 and fit(texts, probs, names=names, key="k") is None
+    assert fit(texts[:49], probs[:49], names=names, key="k", min_texts=50) is None
     # every word in fewer than three texts: no vocabulary
     words = [f"word{i} other{i}" for i in range(60)]
-    assert fit(words, np.tile([[0.6, 0.4]], (60, 1)), names=["a", "b"], key="k") is None
+    assert fit(words, np.tile([[0.6, 0.4]], (60, 1)), names=["a", "b"], key="k", min_texts=50) is None
+
+
+def test_two_classes_are_a_binary_fit_with_both_columns():
+    texts, probs, truth, names = corpus()
+    two = truth < 2
+    texts2 = [t for t, keep in zip(texts, two) if keep]
+    probs2 = probs[two][:, :2] / probs[two][:, :2].sum(axis=1, keepdims=True)
+    model, out = fit(texts2, probs2, names=names[:2], key="k", min_texts=50)
+    assert model.coef.shape[0] == 2 and np.allclose(out.sum(axis=1), 1, atol=1e-5)
+    assert float(np.mean(out.argmax(axis=1) == truth[two])) > 0.95
+    assert np.allclose(model.probabilities(texts2), out, atol=1e-6)
 
 
 def test_one_guessed_class_takes_every_text():
     texts, _, _, names = corpus()
     probs = np.tile([[0.1, 0.8, 0.1]], (len(texts), 1))
-    model, out = fit(texts, probs, names=names, key="k")
+    model, out = fit(texts, probs, names=names, key="k", min_texts=50)
     assert (out.argmax(axis=1) == 1).all() and (model.probabilities(texts).argmax(axis=1) == 1).all()
 
 
