@@ -116,7 +116,8 @@ def text_categories_section(r: dict) -> list[str]:
     sizes = r.get("by_collection_size")
     if sizes:
         out += ["", "**By collection size** (random samples of the archive, 8 per size, each with its own adapted "
-                "zero-shot and classifier; top-1 of the labelled entries in them, pooled): the build uses the word "
+                "zero-shot and classifier; top-1 of the labelled entries in them, pooled over the draws, so an entry "
+                "counts once per draw it falls in): the build uses the word "
                 "classifier from `--word-classifier-min` texts (default 6,000: on the tuning labels it trailed the dense "
                 "zero-shot up to 4,000 texts and led from 8,000) and the dense zero-shot below.", "",
                 "| texts | dense tuning | words tuning | dense never tuned | words never tuned | labelled scored |",
