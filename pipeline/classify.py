@@ -164,8 +164,8 @@ def text_probabilities(*, texts: list[str], vectors: np.ndarray, classes: ClassV
     if len(texts) < min_texts:
         reason, kept = "too few texts", None
     if reason is None:
-        probs, new = kept.classify(texts)
-        model, how = kept.remembering(texts, probs), f"kept from an earlier build ({new} new texts read)"
+        probs, new, model = kept.classify(texts)
+        how = f"kept from an earlier build ({new} new texts read)"
     else:
         zero = class_probabilities(vectors, classes.text, classes.scale)
         fitted = text_classifier.fit(texts, zero, names=classes.names, key=key, min_texts=min_texts)

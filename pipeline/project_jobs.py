@@ -173,25 +173,33 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
                                  table.column("date").cast(pa.string())).to_pandas()
     parts, drift, new_count = [], {}, 0
     vectors: dict[str, tuple] = {}  # per kind: this build's and the published vectors (a kind has 2–3 maps)
+    # per kind, gathered once for its maps (they list their rows in the same order): the mapped dates, this
+    # build's vectors of those entries, the new entries' dates and their vectors
+    gathered: dict[str, tuple[list[str], np.ndarray, list[str], np.ndarray]] = {}
     for (kind, method), group in published.groupby(["embedding", "method"], sort=False):
-        if kind not in vectors:
-            vectors[kind] = (*writer.read_vectors(kind), *lake_vectors.read_vectors(layout.vectors, kind))
-        dates, vecs, old_dates, old_vecs = vectors[kind]
-        row = {d: i for i, d in enumerate(dates)}
         mapped = group.date.tolist()
-        if any(d not in row for d in mapped) or set(old_dates) != set(mapped):
-            return None  # entries left the build, or the published vectors are not the mapped ones
-        if kind not in drift:
-            old_row = {d: i for i, d in enumerate(old_dates)}
-            drift[kind] = vector_drift(old_vecs[[old_row[d] for d in mapped]], vecs[[row[d] for d in mapped]])
-            if drift[kind] > PLACE_MAX_DRIFT:
-                log.info("maps of %s re-fitted: its vectors moved by %.4f (> %.2f)", kind, drift[kind], PLACE_MAX_DRIFT)
-                return None
-        mapped_set = set(mapped)
-        new = [d for d in dates if d not in mapped_set]
+        if kind not in gathered or gathered[kind][0] != mapped:  # a map whose rows are in another order
+            if kind not in vectors:
+                vectors[kind] = (*writer.read_vectors(kind), *lake_vectors.read_vectors(layout.vectors, kind))
+            dates, vecs, old_dates, old_vecs = vectors[kind]
+            row = {d: i for i, d in enumerate(dates)}
+            if any(d not in row for d in mapped) or set(old_dates) != set(mapped):
+                return None  # entries left the build, or the published vectors are not the mapped ones
+            fitted = vecs[[row[d] for d in mapped]]
+            if kind not in drift:
+                old_row = {d: i for i, d in enumerate(old_dates)}
+                drift[kind] = vector_drift(old_vecs[[old_row[d] for d in mapped]], fitted)
+                if drift[kind] > PLACE_MAX_DRIFT:
+                    log.info("maps of %s re-fitted: its vectors moved by %.4f (> %.2f)", kind, drift[kind],
+                             PLACE_MAX_DRIFT)
+                    return None
+            mapped_set = set(mapped)
+            new = [d for d in dates if d not in mapped_set]
+            gathered[kind] = (mapped, fitted, new, vecs[[row[d] for d in new]])
+        _, fitted, new, new_vecs = gathered[kind]
         coords = group[["x", "y", "z"]].to_numpy(np.float32) if method == "umap3d" else group[["x", "y"]].to_numpy(np.float32)
-        placed = place(method, params, fitted_vectors=vecs[[row[d] for d in mapped]], fitted_coords=coords,
-                       new_vectors=vecs[[row[d] for d in new]], executor=executor)
+        placed = place(method, params, fitted_vectors=fitted, fitted_coords=coords, new_vectors=new_vecs,
+                       executor=executor)
         parts.append(_table(kind, method, mapped + new, np.concatenate([coords, placed])))
         new_count = max(new_count, len(new))
     if {(k, m) for k, m in JOBS} - set(zip(published.embedding, published.method)) and new_count:

@@ -95,19 +95,20 @@ class TextClassifier:
     known_sha: np.ndarray = field(default_factory=lambda: np.zeros(0, "U40"))  # sha1 of each known text
     known_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
-    def classify(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        """(texts × classes probabilities, how many texts were new): known texts (same hash) take their
-        remembered probabilities, the others are read by :meth:`probabilities`."""
+    def classify(self, texts: list[str]) -> tuple[np.ndarray, int, "TextClassifier"]:
+        """(texts × classes probabilities, how many texts were new, this classifier remembering exactly
+        these texts): known texts (same hash) take their remembered probabilities, the others are read by
+        :meth:`probabilities`. Each text is hashed once."""
         row = {str(h): i for i, h in enumerate(self.known_sha)}
-        shas = [sha1_text(t) for t in texts]
-        at = np.array([row.get(h, -1) for h in shas], np.int64)
+        shas = np.array([sha1_text(t) for t in texts], "U40")
+        at = np.array([row.get(str(h), -1) for h in shas], np.int64)
         out = np.zeros((len(texts), len(self.names)), np.float32)
         if len(self.known_probs):
             out[at >= 0] = self.known_probs[at[at >= 0]]
         new = np.flatnonzero(at < 0)
         if len(new):
             out[new] = self.probabilities([texts[i] for i in new])
-        return out, len(new)
+        return out, len(new), replace(self, known_sha=shas, known_probs=out)
 
     def remembering(self, texts: list[str], probs: np.ndarray) -> "TextClassifier":
         """This classifier, remembering ``texts``' class probabilities (and only those)."""

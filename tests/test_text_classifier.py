@@ -64,8 +64,9 @@ def test_saved_classifier_loads_without_pickle_and_classifies_alike(tmp_path):
     again = loaded.probabilities(texts)
     assert np.allclose(again, probs, atol=1e-6)  # read anew: as at the fit
     assert again.shape[1] == 4 and not again[:, 3].any()  # a class no text was guessed as gets 0
-    remembered, new = loaded.classify(texts)
+    remembered, new, same = loaded.classify(texts)
     assert new == 0 and np.array_equal(remembered, probs)
+    assert np.array_equal(same.known_sha, loaded.known_sha) and np.array_equal(same.known_probs, probs)
 
 
 def test_word_features_are_sklearns_tfidf():
@@ -87,11 +88,14 @@ def test_known_texts_are_not_read_again_and_changed_ones_are():
     model, first = fit(texts, probs, names=names, key="k", min_texts=50)
     changed = list(texts)
     changed[5] = "aurora aurora curtains storm"
-    out, new = model.classify(changed + ["comet tail coma"])
+    out, new, now = model.classify(changed + ["comet tail coma"])
     assert new == 2 and np.array_equal(out[:5], first[:5]) and names[out[5].argmax()] == "Aurora"
     assert names[out[-1].argmax()] == "Comet"
     later = model.remembering(changed, out[:-1])
     assert later.classify(changed)[1] == 0 and len(later.known_sha) == len(changed)
+    # what classify remembers is what it returned, for exactly the texts it was given
+    assert len(now.known_sha) == len(changed) + 1 and np.array_equal(now.known_probs, out)
+    assert now.classify(changed + ["comet tail coma"])[1] == 0
 
 
 def test_too_little_text_leaves_the_zero_shot_alone():
