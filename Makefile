@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 LAKE ?=
 PORT ?= 8050
 LAKE_ARG := $(if $(LAKE),--lake $(LAKE),)
+BUILD_ARGS ?=
 
 .PHONY: run lake test test-fast bench install browser clean-venv
 
@@ -22,7 +23,7 @@ $(VENV)/.deps: requirements.txt requirements-dev.txt | $(PY)
 install: $(VENV)/.deps
 
 lake: $(VENV)/.deps
-	$(PY) -m pipeline build $(LAKE_ARG)
+	$(PY) -m pipeline build $(LAKE_ARG) $(BUILD_ARGS)
 
 run: lake
 	$(PY) app.py --port $(PORT) $(LAKE_ARG)

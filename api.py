@@ -14,14 +14,14 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map
 
-from atlas.images import MAX_UPLOAD_BYTES, UPLOAD_TYPES
+from atlas.images import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, UPLOAD_TYPES
 from lake.filters import FilterError, Filters
 from lake.manifest import LakeMissingError
 from lake.queries import nasa_page_url
 from lake.records import records
 from lake.search import MAX_K, SearchError
 from lake.galaxies import MAX_K as MAX_GALAXY_K
-from lake.galaxies import GalaxyError
+from lake.galaxies import MAX_SELECTION, GalaxyError
 from lake.galaxy_schema import is_objid
 from services import atlas, engine, galaxies, locate
 
@@ -333,7 +333,8 @@ def _is_date(value: Any) -> bool:
 
 @bp.get("/feedback/export")
 def feedback_export():
-    """Every label given (date, interesting, user, time) as CSV, JSON or Parquet."""
+    """Every label given (date, interesting, user, time) as CSV, JSON or Parquet: the newest
+    ``MAX_EXPORT_ROWS``, oldest first."""
     import pandas as pd
 
     from services import feedback
@@ -342,7 +343,7 @@ def feedback_export():
     fmt = p["format"] or "csv"
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
-    df = pd.DataFrame(feedback().history(), columns=["date", "interesting", "user", "at"])
+    df = pd.DataFrame(feedback().history(limit=MAX_EXPORT_ROWS), columns=["date", "interesting", "user", "at"])
     return _download(df, "feedback", fmt)
 
 
@@ -401,7 +402,6 @@ def galaxies_selection():
 
 
 #: Most galaxies in one selection download (the whole Stripe 82 catalogue fits).
-MAX_SELECTION = 25_000
 
 
 def _download(df, stem: str, fmt: str):
@@ -475,5 +475,9 @@ def too_large(_exc):
 
 
 def register(server: Flask) -> None:
-    server.config.setdefault("MAX_CONTENT_LENGTH", MAX_UPLOAD_BYTES + 64 * 1024)
+    # the pages' uploads reach Dash's callbacks as base64 inside JSON (4/3 of the picture's bytes): the
+    # request bound lets those through; the picture's own bound is checked where it is read
+    # (Flask's default config holds the key with None, "no bound": setdefault would keep that)
+    if server.config.get("MAX_CONTENT_LENGTH") is None:
+        server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     server.register_blueprint(bp)

@@ -39,6 +39,11 @@
         return window.atlasAladinLib;
     }
 
+    const HTML_ESCAPES = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
+    function escapeHtml(value) {
+        return String(value == null ? '' : value).replace(/[&<>"']/g, c => HTML_ESCAPES[c]);
+    }
+
     function replaceMarkers(A, sources) {
         if (window.atlasCatalog) { window.atlasCatalog.removeAll(); }
         else {
@@ -46,8 +51,10 @@
                                              onClick: 'showPopup'});
             window.atlasAladin.addCatalog(window.atlasCatalog);
         }
+        // Aladin's popup writes these values into its table as HTML: archive titles and object names
+        // go in escaped, so markup in them shows as text
         window.atlasCatalog.addSources(sources.map(s => A.source(s.ra_deg, s.dec_deg,
-            {date: s.date, title: s.title, name: s.name})));
+            {date: escapeHtml(s.date), title: escapeHtml(s.title), name: escapeHtml(s.name)})));
         window.atlasSkyMarkers = sources.length;
     }
 
@@ -111,7 +118,7 @@
             }
             galaxyView.query.removeAll();
             galaxyView.near.removeAll();
-            const mark = s => A.source(s.ra, s.dec, {objid: s.objid, class: s.gz_class});
+            const mark = s => A.source(s.ra, s.dec, {objid: escapeHtml(s.objid), class: escapeHtml(s.gz_class)});
             galaxyView.query.addSources(sources.filter(s => s.role === 'query').map(mark));
             galaxyView.near.addSources(sources.filter(s => s.role !== 'query').map(mark));
             window.atlasGalaxyMarkers = sources.length;

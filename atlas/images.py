@@ -14,6 +14,9 @@ from PIL import Image, UnidentifiedImageError
 
 #: Uploaded pictures (search by picture, galaxy upload): the largest file and the types accepted.
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+#: Largest HTTP request the app accepts: a picture of MAX_UPLOAD_BYTES sent by a page's upload box
+#: arrives base64-encoded (4/3 of its bytes) inside a Dash callback's JSON.
+MAX_REQUEST_BYTES = -(-MAX_UPLOAD_BYTES * 4 // 3) + 256 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 UPLOAD_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 

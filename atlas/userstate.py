@@ -82,8 +82,11 @@ class FeedbackStore:
             rows = con.execute(sql, params).fetchall()
         return {d: bool(v) for d, v in rows if v is not None}
 
-    def history(self) -> list[dict[str, object]]:
-        """Every label ever given (for export), oldest first."""
+    def history(self, *, limit: int | None = None) -> list[dict[str, object]]:
+        """Every label ever given (for export), oldest first; with ``limit``, only the newest ``limit``
+        (labels are appended by anyone who can reach the app, so an export must have a bound)."""
+        sql = "SELECT entry_date, label, user, created_at FROM feedback ORDER BY id DESC"
         with self._connect() as con:
-            rows = con.execute("SELECT entry_date, label, user, created_at FROM feedback ORDER BY id").fetchall()
+            rows = con.execute(sql + (" LIMIT ?" if limit is not None else ""),
+                               (int(limit),) if limit is not None else ()).fetchall()[::-1]
         return [{"date": d, "interesting": None if v is None else bool(v), "user": u, "at": t} for d, v, u, t in rows]

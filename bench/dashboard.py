@@ -1,8 +1,9 @@
 """Dashboard speed: map page first render in headless Chromium, payload size, filter callback time,
 optionally a synthetic lake (--synthetic N; maps past 200,000 points: bench/large_maps.py).
 
-The app runs under gunicorn (1 worker, 4 threads) as in the Procfile. "Server time" is the wall time of
-the real HTTP request to Dash's callback endpoint (``/_dash-update-component``) from this process.
+The app runs under gunicorn with gunicorn.conf.py (its warm-up and 4 threads), in 1 worker (the
+Procfile runs 2). "Server time" is the wall time of the real HTTP request to Dash's callback endpoint
+(``/_dash-update-component``) from this process.
 
 Usage: python bench/dashboard.py [--lake DIR] [--runs 5] [--synthetic N] [--baseline REV]
 """

@@ -86,7 +86,7 @@ def main() -> None:
         "galaxies": info["galaxies"], "with_picture": info["with_picture"], "build_seconds": round(build_s, 1),
         "first_upload_ms": round(first * 1000, 1), "upload_top10": latency_stats(uploads),
         "morphology_top10": latency_stats(morph), "results_per_upload": min(found),
-        "target_ms": 1000, "server": "gunicorn, 1 worker, 4 threads (Procfile settings), one sequential client",
+        "target_ms": 1000, "server": "gunicorn, 1 worker, 4 threads (gunicorn.conf.py's threads; the Procfile runs 2 such workers), one sequential client",
     }
     print(json.dumps(result, indent=2))
     print("saved", save("galaxies", result))

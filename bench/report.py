@@ -580,7 +580,7 @@ def webgl_floor_section(r: dict) -> list[str]:
              "webgl_archive_map": "WebGL map, 11,382 points in 22 traces",
              "svg_archive_map": "SVG map, the same 11,382 points in 22 traces"}
     out = ["## Plotly alone in this browser: the floor under the interactive map", "",
-           "Command: `python bench/webgl_floor.py` — a plain page (no Dash) with the installed Plotly bundle "
+           f"Command: `python bench/webgl_floor.py --runs {r['runs']}` — a plain page (no Dash) with the installed Plotly bundle "
            f"(plotly.js {r['plotly_js']}) served from 127.0.0.1, in the dashboard benchmark's headless Chromium "
            f"(WebGL renderer: {r['webgl_renderer']}); medians of {r['runs']} loads after a warm-up load. *Plot* = "
            "`Plotly.newPlot` until its promise resolves; *drawn* = two animation frames later; *one WebGL context* = "

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,10 +105,27 @@ def _fsync(path: Path, flags: int) -> None:
 def switch_symlink(link: Path, target: Path) -> None:
     """Point the symlink ``link`` at ``target`` (relative to the link's folder) in one atomic rename:
     a reader resolves the old target or the new one, never nothing."""
-    tmp = link.parent / f".tmp-{link.name}-{target.name}"
-    tmp.unlink(missing_ok=True)
+    # a name no other process uses: two app workers may switch the same link at once
+    tmp = link.parent / f".tmp-{link.name}-{target.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.symlink_to(target.relative_to(link.parent))
-    os.replace(tmp, link)
+    try:
+        os.replace(tmp, link)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def publish_tree(staged: Path, target: Path) -> bool:
+    """Rename the folder ``staged`` to ``target`` unless ``target`` exists (then ``staged`` is removed):
+    True when this call published it. Two processes that build the same folder (app workers pulling
+    one lake version) both end with one complete ``target``, never a half-filled one."""
+    try:
+        os.rename(staged, target)  # fails on an existing non-empty folder, where os.replace would too
+    except OSError:
+        if not target.is_dir():
+            raise
+        remove_tree(staged)
+        return False
+    return True
 
 
 def remove_tree(path: Path) -> None:

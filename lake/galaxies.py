@@ -23,6 +23,8 @@ from lake.reader import LakeReader
 
 #: Most neighbours one request may ask for.
 MAX_K = 100
+#: Galaxies in one download (API and Galaxies page): a lasso over the whole map is 19,761 in GZ2's sample.
+MAX_SELECTION = 25_000
 #: Columns of a galaxy listing (results, selections, downloads), besides the answer fractions.
 LISTING = ("objid", "ra", "dec", "gz_class", "total_votes", "has_image")
 #: Where the app serves a galaxy's cutout (the lake keeps them beside its versions).
@@ -260,8 +262,12 @@ class GalaxyQueries:
         return Neighbourhood(df, morphology, sky, query | {"found": len(df)})
 
     def selection(self, objids: Sequence[str]) -> pd.DataFrame:
-        """Rows for a download (lasso on the morphology map), in the catalogue's terms."""
-        df = self.galaxies(list(dict.fromkeys(str(o) for o in objids)))
+        """Rows for a download (lasso on the morphology map), in the catalogue's terms; at most
+        :data:`MAX_SELECTION` galaxies (a GalaxyError says so beyond)."""
+        ids = list(dict.fromkeys(str(o) for o in objids))
+        if len(ids) > MAX_SELECTION:
+            raise GalaxyError(f"{len(ids):,} galaxies selected; at most {MAX_SELECTION:,} per download")
+        df = self.galaxies(ids)
         return df.assign(licence_note=GZ2_LICENCE_NOTE)
 
 

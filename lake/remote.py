@@ -26,6 +26,7 @@ import datetime as dt
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -140,10 +141,15 @@ class RemoteLake:
                 self._download(self._listing(folder), (folder,), self.layout.root / folder)
             target = self.layout.version_dir(version)
             if not target.is_dir():
-                work = self.layout.versions / f".tmp-pull-{version}"
-                atomic.remove_tree(work)
-                self._download(self._listing("versions", version), ("versions", version), work)
-                os.replace(work, target)
+                # a folder of this process's own: another app worker may be pulling the same version
+                self.layout.versions.mkdir(parents=True, exist_ok=True)
+                work = Path(tempfile.mkdtemp(prefix=f".tmp-pull-{version}-", dir=self.layout.versions))
+                try:
+                    self._download(self._listing("versions", version), ("versions", version), work)
+                    if not atomic.publish_tree(work, target):
+                        log.info("lake %s: version %s was pulled by another worker", self.layout.remote, version)
+                finally:
+                    atomic.remove_tree(work)
             if self.layout.current_version() != version:
                 atomic.switch_symlink(self.layout.pointer, target)
                 prune_versions(self.layout, keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS, temporaries=False)

@@ -6,8 +6,9 @@
   with ``[q, q]`` because both of its halves live in the text space.
 * **keyword**: BM25 over ``title + explanation`` (LanceDB's full-text index on the ``text`` table's
   ``body`` column; English stemming, stop words removed).
-* **hybrid** (default): reciprocal rank fusion of both lists, ``score = Σ 1 / (60 + rank)`` over the
-  lists an entry appears in (Cormack et al., 2009) — no score calibration needed between BM25 and cosine.
+* **hybrid** (default): reciprocal rank fusion of both lists, ``score = Σ weight / (60 + rank)`` over
+  the lists an entry appears in (Cormack et al., 2009; the keyword list weighs :data:`KEYWORD_WEIGHT`,
+  the dense list 1) — no score calibration needed between BM25 and cosine.
 
 Dense search reads its vectors from LanceDB. Tables below ``ANN_MIN_ROWS`` (the 11k archive) are
 searched exactly with one in-memory matrix product (0.2 ms instead of LanceDB's 9 ms brute-force scan);

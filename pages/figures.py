@@ -403,6 +403,9 @@ def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = ()) -> go.Figure:
     placed = points.dropna(subset=["ra_deg", "dec_deg"])
     if len(placed) < len(points):
         log.debug("sky map: %d of %d points have no position", len(points) - len(placed), len(points))
+    # the hover shows title and name through Plotly's HTML subset: archive text goes in escaped
+    placed = placed.assign(title=[escape(str(t)) for t in placed.title],
+                           name=[escape(str(n)) if isinstance(n, str) else n for n in placed.name])
     fig = go.Figure()
     _sky_grid(fig)
     traces = []

@@ -12,9 +12,10 @@ import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from lake.galaxies import GalaxyError, Neighbourhood
+from lake.galaxies import MAX_SELECTION, GalaxyError, Neighbourhood
 from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
+from atlas.images import MAX_UPLOAD_BYTES
 from pages import figures
 from pages._common import by_lake_version, decode_upload, galaxies, missing_lake_notice
 from pages.ids import Galaxies
@@ -45,7 +46,7 @@ def layout(objid: str = "", **_ignored) -> html.Div:
     pick = [dbc.Button(f"{r.objid[-6:]} · {r.gz_class}", id={"type": Galaxies.EXAMPLES, "objid": r.objid},
                        size="sm", color="light", className="me-1 mb-1 border") for r in examples.itertuples()]
     upload = dcc.Upload(
-        id=Galaxies.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=8 * 2**20,
+        id=Galaxies.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=MAX_UPLOAD_BYTES,
         disabled=not info["picture_search"], className="atlas-upload mb-2",
         children=html.Div("Drop a galaxy picture here, or click to choose one" if info["picture_search"] else
                           "Picture upload needs galaxy pictures in the lake (see above); pick a galaxy instead"))
@@ -246,6 +247,8 @@ def select(selected, space):
         ids = sorted(galaxies().objids_at(space, rows)) if rows and space else []
     except GalaxyError as exc:
         return [], str(exc)
+    if len(ids) > MAX_SELECTION:
+        return [], f"{len(ids):,} galaxies selected: at most {MAX_SELECTION:,} can be downloaded, select fewer"
     return ids, (f"{len(ids):,} galaxies selected" if ids else "")
 
 
@@ -255,7 +258,10 @@ def select(selected, space):
 def download(_csv, _parquet, ids):
     if not ids:
         return no_update
-    df = galaxies().selection(ids)
+    try:
+        df = galaxies().selection(ids)
+    except GalaxyError:  # only a hand-made store gets here: select() stops at the limit
+        return no_update
     if ctx.triggered_id == Galaxies.DL_CSV:
         return dcc.send_data_frame(df.to_csv, "gz2_selection.csv", index=False)
     buf = io.BytesIO()

@@ -13,6 +13,7 @@ from lake.manifest import LakeMissingError
 from lake.filters import Filters
 from lake.search import MODES, SearchError
 from lake.schema import EMBEDDING_KINDS
+from atlas.images import MAX_UPLOAD_BYTES
 from pages._common import atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, picture_element
 from pages.ids import Search
 
@@ -85,7 +86,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
                                        fully_expanded=False, className="mt-3"))
         except SearchError as exc:
             body.append(dbc.Alert(str(exc), color="warning"))
-    upload = dcc.Upload(id=Search.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=8 * 2**20,
+    upload = dcc.Upload(id=Search.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=MAX_UPLOAD_BYTES,
                         children=html.Div(["Or drop a picture here (JPEG/PNG/GIF/WebP, ≤ 8 MB) to find entries that look like it"]),
                         className="atlas-upload mb-3")
     return dbc.Container([controls, filter_row, upload, html.Div(body, id=Search.RESULTS),

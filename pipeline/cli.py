@@ -18,6 +18,13 @@ log = logging.getLogger("pipeline")
 LAKE_HELP = f"lake directory or s3://bucket/prefix (default: ${LAKE_ENV} or lake/data)"
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (``None``: the help says)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Cosmic Atlas build pipeline.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -35,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Search a built lake: dense, keyword (BM25) or hybrid (reciprocal rank fusion); "
                        "--kind image finds pictures that match the words. With --image FILE instead of a query: "
                        "the picture's zero-shot categories and the entries like it.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Defaults)
     s.add_argument("query", nargs="?", help="free text, e.g. 'stellar nursery'")
     s.add_argument("--image", type=Path, metavar="FILE",
                    help="search with a picture (JPEG/PNG/GIF/WebP) instead of words; --kind image (default here) "
@@ -44,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--k", type=int, default=10, help="number of results (1-100)")
     s.add_argument("--kind", choices=["text", "title", "image", "multimodal"], default=None,
                    help="which vectors to search (default: text; with --image: image)")
-    s.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid")
+    s.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid",
+                   help="hybrid fuses the dense (meaning) and keyword (BM25) rankings")
     s.add_argument("--category", action="append", default=[], help="only these categories (repeatable)")
     s.add_argument("--from", dest="start", type=parse_date, help="first date")
     s.add_argument("--to", dest="end", type=parse_date, help="last date")
@@ -54,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--radius", type=float, default=1.0, help="sky cone radius in degrees")
     s.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     o = sub.add_parser("oddities", help="entries ranked by how odd they are (anomaly scores), re-ranked by your labels",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Defaults)
     o.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
     o.add_argument("--detector", default="combined", help="combined, or one detector (see the lake's manifest)")
     o.add_argument("--k", type=int, default=20, help="how many to list")
@@ -63,16 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", action="store_true", help="print JSON instead of a table")
     f = sub.add_parser("feedback", help="mark an entry interesting or not (stored outside the lake)")
     f.add_argument("date", type=parse_date, help="the entry, YYYY-MM-DD")
-    f.add_argument("label", choices=["interesting", "not", "clear"])
+    f.add_argument("label", choices=["interesting", "not", "clear"],
+                   help="interesting, not interesting, or clear your earlier label")
     f.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
-    f.add_argument("--user", default="anonymous")
+    f.add_argument("--user", default="anonymous", help="whose label this is (default: anonymous)")
     g = sub.add_parser("galaxies", help="Galaxy Zoo 2: look-alikes of a picture, or a galaxy's morphology neighbours",
                        description="With --image FILE: the galaxies whose pictures look most like it (needs cutouts: "
                        "build with --collection gz2 --fetch-cutouts). With --objid: a catalogue galaxy's nearest "
                        "neighbours in morphology space (or --space image). Either way, the neighbourhood's morphology "
-                       "with 90%% bootstrap intervals beside the collection's base rates and random sets, and its sky "
+                       "with 90% bootstrap intervals beside the collection's base rates and random sets, and its sky "
                        "dispersion beside random sets of the same size. Without either: the collection's summary.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=_Defaults)
     g.add_argument("--image", type=Path, metavar="FILE", help="a galaxy picture (JPEG/PNG/GIF/WebP)")
     g.add_argument("--objid", help="a Galaxy Zoo 2 objid")
     g.add_argument("--space", choices=["morphology", "image"], default="morphology",

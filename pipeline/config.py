@@ -132,10 +132,12 @@ class BuildConfig:
         "in data/apod, nasa = the APOD API, dump = files given with --dump", group="sources", flag="--source",
         choices=SOURCE_CHOICES, repeat=True))
     dump_paths: list[Path] = field(default_factory=list, metadata=option(
-        "a local JSON/JSONL(.gz)/Parquet dump (implies --source dump); repeatable", group="sources",
+        "a local JSON/JSONL(.gz)/Parquet dump; repeatable. Alone it is the only source; with --source bundled "
+        "(or nasa) it is merged with them", group="sources",
         flag="--dump", parse=Path, repeat=True, metavar="FILE"))
     start: dt.date | None = field(default=None, metadata=option(
-        "first date (YYYY-MM-DD) to take from every source", group="sources", parse=parse_date))
+        "first date (YYYY-MM-DD) to take from every source (without it, --source nasa beside other sources asks "
+        "the API for the days after their latest)", group="sources", parse=parse_date))
     end: dt.date | None = field(default=None, metadata=option(
         "last date (YYYY-MM-DD) to take from every source", group="sources", parse=parse_date))
     nasa_api_url: str = field(default_factory=environment.nasa_api_url, metadata=option(
@@ -176,7 +178,8 @@ class BuildConfig:
         "dense zero-shot categories (on samples of 4,000 texts or fewer it scored worse, at 8,000 better)",
         group="classify, project, cluster", parse=parse_positive, metavar="N"))
     umap_neighbors: int = field(default=15, metadata=option(
-        "UMAP n_neighbors (also the k of the shared k-NN graph)", group="classify, project, cluster",
+        "UMAP n_neighbors (its neighbours are read from the build's shared k-NN graph, made at the largest k "
+        "any stage needs)", group="classify, project, cluster",
         parse=parse_positive))
     umap_min_dist: float = field(default=0.1, metadata=option(
         "UMAP min_dist", group="classify, project, cluster", parse=float))

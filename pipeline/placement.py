@@ -15,7 +15,8 @@ it) and the daily ingest (a day's new entries placed on the published maps). Two
 
 ``--map-placement auto`` (the default) transforms from :data:`TRANSFORM_MIN_POINTS` points and
 interpolates fewer: importing umap-learn and compiling its numba functions cost ≈ 6 s, which for the one
-entry a day adds made the daily build 14.0 s instead of 8.0 s (``bench/add_one_day.py``); re-fits put
+entry a day adds made the daily build 14.0 s instead of 8.0 s when measured (15.8 s against 9.4 s in the latest run;
+``bench/add_one_day.py``); re-fits put
 such points in order later.
 
 Why not ``umap.UMAP.transform`` itself: the build fits UMAP on its shared precomputed k-NN graph, and

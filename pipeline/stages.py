@@ -127,21 +127,42 @@ def _text_categories(ctx: BuildContext) -> dict[str, Any]:
 
 # -- ingest and images: always run (they read the sources) ----------------------------------------------
 def load_sources(cfg: BuildConfig) -> list[RawBatch]:
-    batches = []
-    for source in cfg.sources:
+    """Every source's records, in the order of ``cfg.sources``. The API is asked from ``--start``, or,
+    beside other sources, from the day after the latest they hold (``--source bundled --source nasa``
+    adds the days since the bundled archive), else from the first APOD."""
+    loaded: dict[int, list[RawBatch]] = {}
+    for i, source in enumerate(cfg.sources):
         if source == "bundled":
-            batches.append(bundled.load(BUNDLED_ARCHIVE, BUNDLED_IMAGES))
-        elif source == "nasa":
+            loaded[i] = [bundled.load(BUNDLED_ARCHIVE, BUNDLED_IMAGES)]
+        elif source == "dump":
+            loaded[i] = [dump.load(p) for p in cfg.dump_paths]
+    for i, source in enumerate(cfg.sources):
+        if source == "nasa":
+            start = cfg.start or _day_after([b for part in loaded.values() for b in part])
             client = nasa.NasaApodClient(api_url=cfg.nasa_api_url, api_key=cfg.nasa_api_key,
                                          cache_dir=cfg.lake.api_cache)
-            batches.append(nasa.load(client, cfg.start, cfg.end))
-        elif source == "dump":
-            batches.extend(dump.load(p) for p in cfg.dump_paths)
+            loaded[i] = [nasa.load(client, start, cfg.end)]
+    batches = [b for i in sorted(loaded) for b in loaded[i]]
     if cfg.start or cfg.end:  # --start/--end bound every source, not only the API
         lo, hi = cfg.start or dt.date.min, cfg.end or dt.date.max
         for b in batches:
             b.records = [r for r in b.records if _in_range(r, lo, hi)]
     return batches
+
+
+def _day_after(batches: list[RawBatch]) -> dt.date | None:
+    """The day after the latest valid date in ``batches`` (None: they hold none)."""
+    days = []
+    for b in batches:
+        for r in b.records:
+            try:
+                days.append(dt.date.fromisoformat(str(r.get("date"))[:10]))
+            except ValueError:
+                continue
+    if not days:
+        return None
+    log.info("NASA API: asking for the days after %s, the latest the other sources hold", max(days))
+    return max(days) + dt.timedelta(days=1)
 
 
 def _in_range(record: dict[str, Any], lo: dt.date, hi: dt.date) -> bool:

@@ -109,5 +109,7 @@ def test_feedback_store_keeps_latest_label_and_survives_reopen(tmp_path):
     assert again.labels(user="ann") == {"2014-01-07": False}
     assert again.labels() == {"2014-01-07": False}
     assert len(again.history()) == 4
+    newest = again.history(limit=2)  # an export's bound: the newest labels, oldest first
+    assert [(h["date"], h["interesting"]) for h in newest] == [("2014-01-08", True), ("2014-01-08", None)]
     with pytest.raises(FeedbackError, match="not a date"):
         again.add(date="yesterday", interesting=True)

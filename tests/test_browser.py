@@ -408,6 +408,32 @@ def test_sky_page_markers_and_click_to_entry(browser, server):
     wait_until(lambda: browser.current_url.endswith(f"/entry/{date}"), what="entry opened from the sky map")
 
 
+def test_sky_popup_shows_archive_text_as_text(browser, server):
+    """Aladin Lite writes a marker's fields into its popup as HTML: a title with markup must show as text."""
+    browser.get(server + "/sky")
+    wait_until(lambda: browser.execute_script("return window.atlasSkyMarkers || 0;"), timeout=45,
+               what="Aladin Lite markers")
+    hostile = '<img src="x" onerror="window.atlasInjected = 1"> M31 & friends'
+    status = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        window.atlasSky.showMarkers([{date: '2001-02-03', title: arguments[0], name: '<b>M31</b>',
+                                      ra_deg: 10.68, dec_deg: 41.27}], 'sky-aladin').then(done);
+    """, hostile)
+    assert status.startswith("1 markers")
+    popup = browser.execute_script("""
+        const src = window.atlasCatalog.getSources()[0];
+        window.atlasCatalog.onClick = 'showPopup';
+        src.actionClicked();
+        const el = document.querySelector('.aladin-popup');
+        return {title: src.data.title, html: el ? el.innerHTML : '', text: el ? el.textContent : ''};
+    """)
+    assert popup["title"].startswith("&lt;img")
+    assert "<img" not in popup["html"] and "<b>" not in popup["html"]
+    assert hostile in popup["text"] and "<b>M31</b>" in popup["text"]
+    time.sleep(0.5)
+    assert browser.execute_script("return window.atlasInjected === undefined;")
+
+
 def test_sky_cone_search_by_name(browser, server):
     browser.get(server + "/sky")
     wait_for(browser, "#cone-name")

@@ -325,6 +325,13 @@ def test_sky_map_hover_and_click_data_start_with_the_date(sky_points):
     assert "%{customdata[0]}" in nebulae.hovertemplate and "%{customdata[1]}" in nebulae.hovertemplate
 
 
+def test_sky_map_hover_shows_archive_markup_as_text(sky_points):
+    hostile = sky_points.assign(title=sky_points.title.where(sky_points.index != 0, "<b>Orion</b> & <a href='x'>co</a>"))
+    nebulae = _sky_parts(figures.sky_map(hostile))[1][0]
+    assert nebulae.customdata[0][1] == "&lt;b&gt;Orion&lt;/b&gt; &amp; &lt;a href=&#x27;x&#x27;&gt;co&lt;/a&gt;"
+    assert nebulae.customdata[0][0] == "2014-03-01"  # the date clicks read is untouched
+
+
 def test_sky_map_rings_the_map_selection(sky_points):
     fig = figures.sky_map(sky_points, selected=["2014-03-02", "2014-03-06", "1999-01-01"])
     _, markers = _sky_parts(fig)

@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 
+from lake.galaxies import MAX_SELECTION, GalaxyError
 from tests.conftest import DEMO_GALAXIES, run_cli
 from tests.galaxy_pictures import render
 
@@ -78,6 +79,13 @@ def test_selection_downloads(demo_client):
     assert df.objid.tolist() == ids and "p_bar" in df and df.licence_note.str.contains("Willett").all()
     parquet = demo_client.post("/api/galaxies/selection?format=parquet", json=ids)
     assert pd.read_parquet(io.BytesIO(parquet.data)).objid.tolist() == ids
+    too_many = [str(10**18 + i) for i in range(MAX_SELECTION + 1)]
+    over = demo_client.post("/api/galaxies/selection?format=csv", json=too_many)
+    assert over.status_code == 400 and f"at most {MAX_SELECTION:,}" in over.get_json()["error"]
+    from services import galaxies
+
+    with demo_client.application.app_context(), pytest.raises(GalaxyError, match="at most"):
+        galaxies().selection(too_many)  # the Galaxies page's download goes through the same bound
 
 
 def test_cli_upload_and_neighbours(demo_lake, tmp_path):

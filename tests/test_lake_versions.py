@@ -163,3 +163,36 @@ def test_staged_vectors_are_read_from_memory_until_their_file_changes(tmp_path):
     assert writer.read_vectors("text")[0] == dates[:2] and np.array_equal(writer.read_vectors("text")[1], np.ones((2, 4)))
     writer.discard_staging()  # nothing staged: nothing published either
     assert writer.read_vectors("text")[0] == []
+
+
+def test_publish_tree_keeps_the_first_complete_copy_and_switch_symlink_races(tmp_path):
+    """Two app workers pulling one version: each fills its own folder, the first rename publishes it and
+    the second copy is dropped; two workers switching `current` at once both succeed."""
+    from lake import atomic
+
+    target = tmp_path / "versions" / "v1"
+    target.parent.mkdir()
+    copies = []
+    for worker in ("a", "b"):
+        staged = tmp_path / "versions" / f".tmp-pull-v1-{worker}"
+        staged.mkdir()
+        (staged / "manifest.json").write_text(worker)
+        copies.append(staged)
+    assert [atomic.publish_tree(c, target) for c in copies] == [True, False]
+    assert (target / "manifest.json").read_text() == "a" and not any(c.exists() for c in copies)
+    link, errors = tmp_path / "current", []
+
+    def switch() -> None:
+        try:
+            for _ in range(200):
+                atomic.switch_symlink(link, target)
+        except OSError as exc:  # pragma: no cover - the failure this test guards against
+            errors.append(exc)
+
+    threads = [threading.Thread(target=switch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and link.resolve() == target.resolve()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []

@@ -84,3 +84,28 @@ def test_rejected_key(http_server, tmp_path):
     http_server.routes["/planetary/apod"] = lambda h: h.reply(403, b'{"error": {"code": "API_KEY_INVALID"}}')
     with pytest.raises(SourceError, match="NASA_API_KEY"):
         _client(http_server, tmp_path).fetch(dt.date(2021, 1, 1), dt.date(2021, 1, 2), progress=False)
+
+
+def test_api_beside_other_sources_asks_only_for_the_days_after_them(http_server, tmp_path):
+    """`--source dump --source nasa` (or bundled): the API fills in after the latest day the other sources
+    hold; `--start` still asks from that day; every record of the dump is kept."""
+    from lake.layout import LakeLayout
+    from pipeline.config import BuildConfig
+    from pipeline.stages import load_sources
+
+    state: dict = {}
+    http_server.routes["/planetary/apod"] = _api(state)
+    today = dt.date.today()
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text("\n".join(json.dumps(r) for r in _entries(today - dt.timedelta(days=40),
+                                                               today - dt.timedelta(days=3))) + "\n")
+    common = dict(dump_paths=[dump], nasa_api_url=f"{http_server.url}/planetary/apod", nasa_api_key="TESTKEY",
+                  lake=LakeLayout.at(tmp_path / "lake"))
+    dumped, api = load_sources(BuildConfig(sources=["dump", "nasa"], **common))
+    assert len(dumped.records) == 38
+    assert [r["date"] for r in api.records] == [(today - dt.timedelta(days=d)).isoformat() for d in (2, 1, 0)]
+    asked = [parse_qs(urlparse(r).query) for r in http_server.requests]
+    assert [q["start_date"] for q in asked] == [[(today - dt.timedelta(days=2)).isoformat()]]
+    start = today - dt.timedelta(days=5)
+    dumped, api = load_sources(BuildConfig(sources=["dump", "nasa"], start=start, **common))
+    assert api.records[0]["date"] == start.isoformat() and dumped.records[0]["date"] == start.isoformat()

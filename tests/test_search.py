@@ -157,6 +157,39 @@ def test_upload_limits(client):
     assert missing.status_code == 400 and "'image'" in missing.get_json()["error"]
 
 
+def test_page_upload_near_the_limit_reaches_the_callback(client):
+    """A picture just under the upload limit, sent by the Search page's upload box (base64 inside a Dash
+    callback's JSON, 4/3 of its bytes), is answered by the page, not refused by the server's request bound."""
+    import base64
+
+    import numpy as np
+
+    from atlas.images import MAX_UPLOAD_BYTES
+    from pages.ids import Search
+
+    noise = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG", compress_level=0)
+    picture = buf.getvalue()
+    assert 0.8 * MAX_UPLOAD_BYTES < len(picture) < MAX_UPLOAD_BYTES  # base64: past the picture limit
+    client.get("/search")  # Dash registers page callbacks on the first request
+    payload = {
+        "output": f"{Search.RESULTS}.children", "outputs": {"id": Search.RESULTS, "property": "children"},
+        "inputs": [{"id": Search.UPLOAD, "property": "contents",
+                    "value": "data:image/png;base64," + base64.b64encode(picture).decode()}],
+        "state": [{"id": Search.UPLOAD, "property": "filename", "value": "noise.png"},
+                  {"id": Search.KIND, "property": "value", "value": "image"}],
+        "changedPropIds": [f"{Search.UPLOAD}.contents"],
+    }
+    reply = client.post("/_dash-update-component", json=payload)
+    assert reply.status_code == 200, reply.data[:300]
+    assert "look like noise.png" in json.dumps(reply.get_json())
+    from atlas.images import MAX_REQUEST_BYTES
+
+    flood = client.post("/_dash-update-component", data=b"x" * (MAX_REQUEST_BYTES + 1), content_type="application/json")
+    assert flood.status_code == 413  # and every request has a bound
+
+
 def test_api_picture_categories_and_text_to_picture(client):
     picture = (IMAGES / "2014-01-20.jpg").read_bytes()
     r = client.post("/api/categories/image?top=3", data={"image": (io.BytesIO(picture), "p.jpg", "image/jpeg")},

@@ -32,7 +32,7 @@ def how_to_fix(model: str, pretrained: str) -> str:
         f"  * on a machine with internet run: python -c \"import open_clip; "
         f"open_clip.create_model_and_transforms('{model}', pretrained='{pretrained}')\" and copy "
         "~/.cache/huggingface to this machine (or set HF_HOME), or\n"
-        "  * use --encoder offline (MiniLM text + pixel descriptors, no download needed)."
+        "  * use --encoder offline (MiniLM text + EfficientNet-Lite0 pictures, no download needed)."
     )
 
 
