@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -25,6 +26,29 @@ def search(demo_lake):
 @pytest.fixture(scope="module")
 def client(demo_client):
     return demo_client
+
+
+def test_feedback_query_moves_toward_the_first_hits_it_has_vectors_for():
+    from lake.search import feedback_query
+
+    q = np.array([1.0, 0.0, 0.0], np.float32)
+    vectors = {"a": np.array([0.0, 2.0, 0.0]), "b": np.array([0.0, 0.0, 1.0]), "c": np.array([0.0, 1.0, 0.0])}
+    # "k" (a keyword-only hit) has no vector and is skipped; the first two with one are a and b
+    moved = feedback_query(q * 3, ["k", "a", "b", "c"], vectors, docs=2, weight=0.5)
+    np.testing.assert_allclose(moved, [1.0, 0.5 / np.sqrt(2), 0.5 / np.sqrt(2)], rtol=1e-6)
+    assert feedback_query(q, ["k"], vectors) is q  # nothing to learn from: the query as it was
+    np.testing.assert_allclose(feedback_query(q, ["c"], vectors, docs=5, weight=1.0), [1.0, 1.0, 0.0])
+
+
+def test_hybrid_feedback_changes_the_dense_side_only_for_text(search, monkeypatch):
+    import lake.search as search_module
+
+    with_feedback = [h["date"] for h in search.search("glowing gas and young stars", k=10)]
+    pictures = [h["date"] for h in search.search("glowing gas and young stars", k=10, kind="image")]
+    monkeypatch.setattr(search_module, "FEEDBACK_DOCS", 0)
+    without = [h["date"] for h in search.search("glowing gas and young stars", k=10)]
+    assert len(with_feedback) == len(without) == 10 and with_feedback != without
+    assert [h["date"] for h in search.search("glowing gas and young stars", k=10, kind="image")] == pictures
 
 
 def test_rrf_and_snippet():
@@ -162,8 +186,6 @@ def test_page_upload_near_the_limit_reaches_the_callback(client):
     callback's JSON, 4/3 of its bytes), is answered by the page, not refused by the server's request bound."""
     import base64
 
-    import numpy as np
-
     from atlas.images import MAX_UPLOAD_BYTES
     from pages.ids import Search
 
@@ -246,6 +268,10 @@ def test_lancedb_path_agrees_with_in_memory_path(demo_lake, monkeypatch):
     assert large._in_memory("text") is None and small._in_memory("text") is not None
     assert [h["date"] for h in a] == [h["date"] for h in b]
     assert [h["snippet"] for h in a] == [h["snippet"] for h in b]
+    # hybrid: the dense side's pseudo-relevance feedback reads its vectors from either path alike
+    hybrid = [small.search("dusty clouds", k=8, filters=f), large.search("dusty clouds", k=8, filters=f)]
+    assert [h["date"] for h in hybrid[0]] == [h["date"] for h in hybrid[1]]
+    assert all("vector" not in h for hits in hybrid for h in hits)
     assert [h["date"] for h in small.similar(dt.date(2014, 1, 7), k=5)] == \
         [h["date"] for h in large.similar(dt.date(2014, 1, 7), k=5)]
 
