@@ -47,7 +47,7 @@ def bootstrap_means(values: np.ndarray, *, n_boot: int = N_BOOTSTRAP, level: flo
     return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(values.mean(axis=0), low, high)]
 
 
-def random_draws(rng: np.random.Generator, population: int, size: int, draws: int) -> np.ndarray:
+def random_draws(rng: np.random.Generator, *, population: int, size: int, draws: int) -> np.ndarray:
     """``draws`` × ``size`` indices, each row without repeats: integer draws (fast), rows with a repeat
     redrawn exactly (rare when ``size`` ≪ ``population``)."""
     size = min(size, population)
@@ -64,7 +64,7 @@ def random_mean_range(population: np.ndarray, size: int, *, draws: int = N_RANDO
     ``size`` galaxies (what a neighbourhood picked at random would show)."""
     population = np.asarray(population, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    picks = random_draws(rng, len(population), size, draws)
+    picks = random_draws(rng, population=len(population), size=size, draws=draws)
     means = population[picks].mean(axis=1)
     low, high = _bounds(means, level)
     return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(population.mean(axis=0), low, high)]
@@ -102,7 +102,7 @@ def random_dispersions(population: np.ndarray, size: int, *, draws: int = N_RAND
     """Sky dispersions of ``draws`` random sets of ``size`` galaxies from ``population`` (unit vectors).
     It depends on the size only, so callers may keep it for every neighbourhood of that size."""
     rng = np.random.default_rng(seed)
-    return np.array([sky_dispersion(population[row]) for row in random_draws(rng, len(population), size, draws)])
+    return np.array([sky_dispersion(population[row]) for row in random_draws(rng, population=len(population), size=size, draws=draws)])
 
 
 def compare_dispersion(chosen: np.ndarray, randoms: np.ndarray, *, level: float = LEVEL) -> DispersionComparison:

@@ -128,7 +128,7 @@ def day_numbers(dates) -> np.ndarray:
     return (np.asarray(dates, dtype="datetime64[D]") - _EPOCH).astype(np.int32)
 
 
-def load_columns(reader: LakeReader, embedding: str, method: str) -> MapColumns:
+def load_columns(reader: LakeReader, *, embedding: str, method: str) -> MapColumns:
     """Read one map's columns from the lake (one join, ≈ 5 s at 10M points) and shuffle them once.
 
     Arrow all the way: category names are dictionary-encoded by Arrow, never turned into 10M Python
@@ -175,13 +175,13 @@ class MapColumnsCache:
         self._maps: OrderedDict[tuple[str, str], MapColumns] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, embedding: str, method: str) -> MapColumns:
+    def get(self, *, embedding: str, method: str) -> MapColumns:
         key = (embedding, method)
         with self._lock:
             if key in self._maps:
                 self._maps.move_to_end(key)
                 return self._maps[key]
-            columns = load_columns(self.reader, embedding, method)
+            columns = load_columns(self.reader, embedding=embedding, method=method)
             self._maps[key] = columns
             while len(self._maps) > MAPS_IN_MEMORY:
                 self._maps.popitem(last=False)

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from atlas import galaxy_stats
 from lake import vectors
 from lake.galaxy_schema import ANSWERS, GZ2_LICENCE_NOTE, IMAGE_KIND, MORPHOLOGY_KIND, SUMMARY, is_objid
 from lake.reader import LakeReader
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: Most neighbours one request may ask for.
 MAX_K = 100
@@ -194,7 +197,7 @@ class GalaxyQueries:
         self._require()
         return self._neighbours_of(objid, MORPHOLOGY_KIND, k, missing=f"no galaxy with objid {objid!r} in this collection")
 
-    def similar_to_picture(self, image, *, k: int = 10) -> Neighbourhood:
+    def similar_to_picture(self, image: "Image.Image", *, k: int = 10) -> Neighbourhood:
         """The ``k`` galaxies whose pictures look most like ``image`` (a decoded RGB PIL image)."""
         k = _check_k(k)
         self._require()

@@ -189,7 +189,7 @@ class LakeLayout:
         """Content-addressed caches that outlive builds (embeddings, downloads, API pages)."""
         return self.root / "cache"
 
-    def embedding_cache(self, tower_fingerprint: str, kind: str) -> Path:
+    def embedding_cache(self, tower_fingerprint: str, *, kind: str) -> Path:
         """Vectors (or picture features) of one kind, keyed by the fingerprint of the tower that made them."""
         return self.cache / "embeddings" / tower_fingerprint / kind
 

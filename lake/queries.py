@@ -120,10 +120,10 @@ class AtlasQueries:
     # -- map ------------------------------------------------------------------------------------
     def map_view(
         self,
+        *,
         embedding: str,
         method: str,
         filters: Filters,
-        *,
         bounds: tuple[float, float, float, float] | None = None,
         max_points: int = MAX_MAP_POINTS,
     ) -> MapView:
@@ -160,7 +160,7 @@ class AtlasQueries:
             centres = grouped.agg(x=("x", "median"), y=("y", "median"), n=("date", "size"))
         return MapView(points, total, thinned, bounds, centres)
 
-    def map_size(self, embedding: str, method: str) -> int:
+    def map_size(self, *, embedding: str, method: str) -> int:
         """Points of one map (before filters); cached, the published tables never change."""
         key = (embedding, method)
         if key not in self._map_sizes:
@@ -169,9 +169,9 @@ class AtlasQueries:
                 {"emb": embedding, "method": method}).fetchall()[0][0])
         return self._map_sizes[key]
 
-    def is_large_map(self, embedding: str, method: str) -> bool:
+    def is_large_map(self, *, embedding: str, method: str) -> bool:
         """Whether this 2-D map is served as density rasters (:mod:`lake.density`) instead of points."""
-        return method != "umap3d" and self.map_size(embedding, method) > density.LARGE_MAP
+        return method != "umap3d" and self.map_size(embedding=embedding, method=method) > density.LARGE_MAP
 
     def _filter_days(self, filters: Filters):
         """Day numbers allowed by the filters that need the lake (a cone, a date list), else None."""
@@ -179,25 +179,25 @@ class AtlasQueries:
             return None
         return density.day_numbers(self.matching_dates(filters))
 
-    def density_map(self, embedding: str, method: str, filters: Filters, *, color: str,
+    def density_map(self, *, embedding: str, method: str, filters: Filters, color: str,
                     bounds: tuple[float, float, float, float] | None = None) -> DensityView:
         """A view of a large map: raster of all its points plus a stable sample (see :mod:`lake.density`)."""
-        return density.density_view(self._columns.get(embedding, method), filters, color=color, bounds=bounds,
-                                    days=self._filter_days(filters))
+        columns = self._columns.get(embedding=embedding, method=method)
+        return density.density_view(columns, filters, color=color, bounds=bounds, days=self._filter_days(filters))
 
-    def map_category_counts(self, embedding: str, method: str, filters: Filters) -> pd.DataFrame:
+    def map_category_counts(self, *, embedding: str, method: str, filters: Filters) -> pd.DataFrame:
         """Points per category of a large map under the filters, from memory (the SQL of
         :meth:`counts_by_category` takes ≈ 0.6 s at 10M entries)."""
-        return density.category_counts(self._columns.get(embedding, method), filters,
-                                       days=self._filter_days(filters))
+        columns = self._columns.get(embedding=embedding, method=method)
+        return density.category_counts(columns, filters, days=self._filter_days(filters))
 
-    def polygon_selection(self, embedding: str, method: str, polygon: list[list[float]], filters: Filters, *,
+    def polygon_selection(self, *, embedding: str, method: str, polygon: list[list[float]], filters: Filters,
                           limit: int = density.MAX_SELECTION_ROWS) -> tuple[pd.DataFrame, int]:
         """Entries of a map inside a lasso/box ``polygon`` ([[x, y], …] in map coordinates), counted over
         every point of the map on the server: the first ``limit`` rows (date order) and the full count."""
         shape = density.polygon_from(polygon)
-        days = density.inside_polygon(self._columns.get(embedding, method), shape, filters,
-                                      days=self._filter_days(filters))
+        columns = self._columns.get(embedding=embedding, method=method)
+        days = density.inside_polygon(columns, shape, filters, days=self._filter_days(filters))
         return self.selection(density.day_strings(days[:limit]), filters), len(days)
 
     def counts_by_category(self, filters: Filters) -> pd.DataFrame:
@@ -252,7 +252,7 @@ class AtlasQueries:
             params,
         )
 
-    def category_page(self, category: str, filters: Filters, page: int, per_page: int = 24) -> tuple[pd.DataFrame, int]:
+    def category_page(self, category: str, filters: Filters, *, page: int, per_page: int = 24) -> tuple[pd.DataFrame, int]:
         filter_sql, params = self._where(filters)
         params |= {"cat": category}
         where = f"c.category = $cat AND {filter_sql}"

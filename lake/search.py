@@ -31,7 +31,7 @@ import datetime as dt
 import re
 from dataclasses import replace
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND
 from lake.vectors import ANN_MIN_ROWS, ann_search_settings, matrix
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MODES = ("hybrid", "dense", "keyword")
 RRF_K = 60
@@ -388,13 +391,13 @@ class SearchEngine:
         hits = self._dense_search(vector, kind, filters, k, exclude=day)
         return self._with_snippets(hits, title or "")
 
-    def by_image(self, image, *, k: int = 10, kind: str = "image",
+    def by_image(self, image: "Image.Image", *, k: int = 10, kind: str = "image",
                  filters: Filters | None = None) -> list[dict[str, Any]]:
         """Entries whose picture looks like an uploaded one (``image``), whose text matches it (``text``,
         ``title``: through the text–picture space), or both (``multimodal``)."""
         return self._by_picture(self._upload_picture(image), k=k, kind=kind, filters=filters)
 
-    def picture_search(self, image, *, k: int = 10, kind: str = "image",
+    def picture_search(self, image: "Image.Image", *, k: int = 10, kind: str = "image",
                        filters: Filters | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """:meth:`by_image` and :meth:`categorise_image` of one upload, running the picture model once.
         The categories are empty when the lake has no text–picture space (the search still answers)."""
@@ -406,7 +409,7 @@ class SearchEngine:
             categories = []
         return hits, categories
 
-    def categorise_image(self, image, *, top: int = 5) -> list[dict[str, Any]]:
+    def categorise_image(self, image: "Image.Image", *, top: int = 5) -> list[dict[str, Any]]:
         """Zero-shot categories of an uploaded picture, from the picture alone (probabilities, best first)."""
         return self._categories_of(self._upload_picture(image), top=top)
 

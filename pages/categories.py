@@ -92,7 +92,8 @@ def chart_view(years):
     Input(Categories.YEARS, "value"),
 )
 def grid(category, page, years):
-    df, total = atlas().category_page(category, filters_from(None, years), (page or 1) - 1, PER_PAGE)
+    df, total = atlas().category_page(category, filters_from(None, years), page=(page or 1) - 1,
+                                        per_page=PER_PAGE)
     cards = [dbc.Col(thumb_card(r.date, r.title, picture=r.picture, footer=f"{r.confidence:.0%}"), xs=6, md=3, lg=2,
                      className="mb-3") for r in df.itertuples()]
     return dbc.Row(cards), f"{total:,} entries, most confident first", max(1, math.ceil(total / PER_PAGE))

@@ -190,13 +190,14 @@ def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[
     filters = filters_from(list(cats or ()), list(years) if years else None)
     if (emb, method) not in a.available_maps():
         method = "umap" if (emb, "umap") in a.available_maps() else method
-    large = a.is_large_map(emb, method)
-    counts = a.map_category_counts(emb, method, filters) if large else a.counts_by_category(filters)
+    large = a.is_large_map(embedding=emb, method=method)
+    counts = a.map_category_counts(embedding=emb, method=method, filters=filters) if large else a.counts_by_category(filters)
     chips = [dbc.Badge(f"{r.category}: {r.n:,}", color="light", text_color="dark", className="me-1 mb-1 border")
              for r in counts.itertuples()]
     if large:  # always refined on zoom, so the stored flag is True
-        return (*_render_density(a.density_map(emb, method, filters, color=color), emb, method, color), chips, True)
-    view = a.map_view(emb, method, filters)
+        return (*_render_density(a.density_map(embedding=emb, method=method, filters=filters, color=color), emb, method, color),
+                chips, True)
+    view = a.map_view(embedding=emb, method=method, filters=filters)
     return (*_render(view, emb, method, color), chips, view.thinned)
 
 
@@ -220,9 +221,10 @@ def refine_on_zoom(relayout, thinned, emb, method, color, cats, years):
     if not thinned or not (zoom or reset):
         raise PreventUpdate
     a, filters = atlas(), filters_from(cats, years)
-    if a.is_large_map(emb, method):
-        return _render_density(a.density_map(emb, method, filters, color=color, bounds=zoom), emb, method, color)
-    return _render(a.map_view(emb, method, filters, bounds=zoom), emb, method, color)
+    if a.is_large_map(embedding=emb, method=method):
+        view = a.density_map(embedding=emb, method=method, filters=filters, color=color, bounds=zoom)
+        return _render_density(view, emb, method, color)
+    return _render(a.map_view(embedding=emb, method=method, filters=filters, bounds=zoom), emb, method, color)
 
 
 @callback(
@@ -287,7 +289,7 @@ def select_points(selected, _clear, emb, method):
     if ctx.triggered_id == Map.CLEAR or not selected:
         return []
     shape = selection_shape(selected)
-    if shape is not None and atlas().is_large_map(emb, method):  # its coordinates are this map's
+    if shape is not None and atlas().is_large_map(embedding=emb, method=method):  # its coordinates are this map's
         return {"polygon": shape, "embedding": emb, "method": method}
     return sorted({figures.date_of(p["customdata"]) for p in selected.get("points", [])
                    if p.get("customdata") is not None})
@@ -309,10 +311,11 @@ def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELE
     a, filters = atlas(), filters_from(cats, years)
     if isinstance(selection, dict) and "polygon" in selection:
         emb, method = selection.get("embedding", emb), selection.get("method", method)
-        if not a.is_large_map(emb, method):
+        if not a.is_large_map(embedding=emb, method=method):
             return a.selection([], filters), 0
         try:
-            return a.polygon_selection(emb, method, selection["polygon"], filters, limit=limit)
+            return a.polygon_selection(embedding=emb, method=method, polygon=selection["polygon"], filters=filters,
+                                       limit=limit)
         except PolygonError:
             return a.selection([], filters), 0
     df = a.selection(selection or [], filters)

@@ -95,7 +95,7 @@ def embed_entries(
 
     titles = [r["title"] for r in rows]
     title_keys = [sha1_text(t) for t in titles]
-    title_cache = EmbeddingCache(layout.embedding_cache(text_fp, "title"))
+    title_cache = EmbeddingCache(layout.embedding_cache(text_fp, kind="title"))
     computed["title"] = fill_cache(
         title_cache, title_keys, titles, encode_texts,
         chunk=chunk, desc="embed titles", progress=progress, order_by_length=True,
@@ -103,7 +103,7 @@ def embed_entries(
 
     texts = [text_input(r["title"], r["explanation"]) for r in rows]
     text_keys = [sha1_text(t) for t in texts]
-    text_cache = EmbeddingCache(layout.embedding_cache(text_fp, "text"))
+    text_cache = EmbeddingCache(layout.embedding_cache(text_fp, kind="text"))
     computed["text"] = fill_cache(
         text_cache, text_keys, texts, encode_texts,
         chunk=chunk, desc="embed texts", progress=progress, order_by_length=True,
@@ -111,7 +111,7 @@ def embed_entries(
 
     with_image = [r for r in rows if r.get("has_image")]
     image_keys = [r["image_sha1"] for r in with_image]
-    image_cache = EmbeddingCache(layout.embedding_cache(image_fp, "image"))
+    image_cache = EmbeddingCache(layout.embedding_cache(image_fp, kind="image"))
     computed["image"] = fill_cache(
         image_cache, image_keys, [r["image_path"] for r in with_image], encode_images,
         chunk=chunk, desc="embed images", progress=progress,

@@ -657,7 +657,7 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
         encoder = _encoder(ctx)
         paths = [cutouts[o] for o in pictured.column("objid").to_pylist()]
         keys = [sha1_file(p) for p in paths]
-        cache = EmbeddingCache(layout.embedding_cache(encoder.info.tower_fingerprint("image"), "image"))
+        cache = EmbeddingCache(layout.embedding_cache(encoder.info.tower_fingerprint("image"), kind="image"))
         def encode(batch: list[Path]) -> np.ndarray:
             return encoder.encode_images([load_rgb(p) for p in batch], batch_size=cfg.batch_size)
 

@@ -83,5 +83,5 @@ def test_sky_dispersion_against_random_draws():
 
 
 def test_random_draws_never_repeat_a_galaxy():
-    picks = galaxy_stats.random_draws(np.random.default_rng(0), 12, 10, 500)
+    picks = galaxy_stats.random_draws(np.random.default_rng(0), population=12, size=10, draws=500)
     assert all(len(set(row)) == 10 for row in picks.tolist())

@@ -17,26 +17,26 @@ def atlas(demo_lake):
 
 
 def test_map_view_filters_and_thinning(atlas):
-    everything = atlas.map_view("text", "umap", Filters())
+    everything = atlas.map_view(embedding="text", method="umap", filters=Filters())
     assert everything.total == len(everything.points) == atlas.reader.count("entries")
     top = everything.points.category.value_counts().index[0]
-    only = atlas.map_view("text", "umap", Filters(categories=(top,)))
+    only = atlas.map_view(embedding="text", method="umap", filters=Filters(categories=(top,)))
     assert 0 < only.total < everything.total and set(only.points.category) == {top}
-    feb = atlas.map_view("text", "umap", Filters(start=dt.date(2014, 2, 1), end=dt.date(2014, 2, 28)))
+    feb = atlas.map_view(embedding="text", method="umap", filters=Filters(start=dt.date(2014, 2, 1), end=dt.date(2014, 2, 28)))
     assert feb.total == 28
-    thin = atlas.map_view("text", "umap", Filters(), max_points=20)
+    thin = atlas.map_view(embedding="text", method="umap", filters=Filters(), max_points=20)
     assert thin.thinned and len(thin.points) == 20 and thin.total == everything.total
-    again = atlas.map_view("text", "umap", Filters(), max_points=20)
+    again = atlas.map_view(embedding="text", method="umap", filters=Filters(), max_points=20)
     assert thin.points.date.tolist() == again.points.date.tolist()  # stable subset
     x0, x1 = thin.points.x.min(), thin.points.x.median()
-    zoomed = atlas.map_view("text", "umap", Filters(), bounds=(x0, x1, -1e9, 1e9), max_points=20)
+    zoomed = atlas.map_view(embedding="text", method="umap", filters=Filters(), bounds=(x0, x1, -1e9, 1e9), max_points=20)
     assert zoomed.points.x.between(x0, x1).all()
     assert not everything.cluster_centres.empty
 
 
 def test_user_text_is_a_parameter_not_sql(atlas):
     evil = ("Galaxy') OR 1=1 --",)
-    assert atlas.map_view("text", "umap", Filters(categories=evil)).total == 0
+    assert atlas.map_view(embedding="text", method="umap", filters=Filters(categories=evil)).total == 0
     assert atlas.selection(["2014-01-05' OR '1'='1"]).empty
 
 
@@ -71,7 +71,7 @@ def test_category_pages_and_counts(atlas):
     counts = atlas.counts_by_category(Filters())
     assert counts.n.sum() == atlas.reader.count("entries")
     name = counts.category.iloc[0]
-    page0, total = atlas.category_page(name, Filters(), 0, per_page=5)
+    page0, total = atlas.category_page(name, Filters(), page=0, per_page=5)
     assert total == counts.n.iloc[0] and len(page0) == min(5, total)
     assert page0.confidence.is_monotonic_decreasing
     assert atlas.counts_by_year(Filters()).year.unique().tolist() == [2014]
@@ -105,7 +105,7 @@ def test_one_filter_type_for_every_query(atlas):
     inside = atlas.matching_dates(Filters(cone=(target.ra_deg, target.dec_deg, 5.0)))
     assert target.date in set(near.date)
     assert [d.isoformat() for d in inside] == sorted(near.date)  # the cone rule and the cone query agree
-    on_map = atlas.map_view("text", "umap", Filters(cone=(target.ra_deg, target.dec_deg, 5.0)))
+    on_map = atlas.map_view(embedding="text", method="umap", filters=Filters(cone=(target.ra_deg, target.dec_deg, 5.0)))
     assert sorted(on_map.points.date) == sorted(near.date)
 
 
