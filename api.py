@@ -17,12 +17,12 @@ from werkzeug.routing import Map
 from atlas.images import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, UPLOAD_TYPES
 from lake.filters import FilterError, Filters
 from lake.manifest import LakeMissingError
-from lake.queries import nasa_page_url
+from lake.queries import LICENCE_NOTE, nasa_page_url
 from lake.records import records
 from lake.search import MAX_K, SearchError
 from lake.galaxies import MAX_K as MAX_GALAXY_K
 from lake.galaxies import MAX_SELECTION, GalaxyError
-from lake.galaxy_schema import is_objid
+from lake.galaxy_schema import GZ2_LICENCE_NOTE, is_objid
 from services import atlas, engine, galaxies, locate
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def cluster_export(embedding: str, cluster: int):
     df = atlas().cluster_members(embedding, cluster)
     if df.empty:
         raise LookupError(f"no cluster {cluster} in the {embedding} map")
-    return _download(df, f"cluster-{embedding}-{cluster}", fmt)
+    return _download(df, f"cluster-{embedding}-{cluster}", fmt, licence=LICENCE_NOTE)
 
 
 def _embedding(name: str) -> None:
@@ -296,7 +296,7 @@ def oddities_export():
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
     df = _oddities_frame(p).head(MAX_EXPORT_ROWS).drop(columns=["url", "media_type"], errors="ignore")
     df["why"] = reasons(df)
-    return _download(df, f"oddities-{p['detector'] or 'combined'}", fmt)
+    return _download(df, f"oddities-{p['detector'] or 'combined'}", fmt, licence=LICENCE_NOTE)
 
 
 @bp.post("/feedback")
@@ -398,25 +398,21 @@ def galaxies_selection():
     bad = next((o for o in ids if not is_objid(o)), None)
     if bad is not None:
         raise BadRequest(f"{bad[:40]!r} is not a Galaxy Zoo objid")
-    return _download(galaxies().selection(ids), "gz2_selection", fmt)
+    return _download(galaxies().selection(ids), "gz2_selection", fmt, licence=GZ2_LICENCE_NOTE)
 
 
 #: Most galaxies in one selection download (the whole Stripe 82 catalogue fits).
 
 
-def _download(df, stem: str, fmt: str):
-    import io
-
+def _download(df, stem: str, fmt: str, *, licence: str | None = None):
+    """``df`` as a JSON list or a CSV/Parquet attachment (:func:`lake.exports.table_bytes`)."""
     from flask import Response
 
+    from lake.exports import table_bytes
+
     if fmt == "json":
-        return jsonify(records(df))
-    if fmt == "parquet":
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        body, mime = buf.getvalue(), "application/vnd.apache.parquet"
-    else:
-        body, mime = df.to_csv(index=False).encode(), "text/csv; charset=utf-8"
+        return jsonify(records(df if licence is None else df.assign(licence_note=licence)))
+    body, mime = table_bytes(df, fmt=fmt, licence=licence)
     return Response(body, mimetype=mime, headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'})
 
 

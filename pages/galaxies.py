@@ -4,7 +4,6 @@ in Aladin Lite (SDSS colour); the collection's morphology map with lasso → dow
 
 from __future__ import annotations
 
-import io
 
 import dash
 import pandas as pd
@@ -13,6 +12,7 @@ from dash import ClientsideFunction, Input, Output, State, callback, clientside_
 from dash.exceptions import PreventUpdate
 
 from lake.galaxies import MAX_SELECTION, GalaxyError, Neighbourhood
+from lake.exports import table_bytes
 from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
 from atlas.images import MAX_UPLOAD_BYTES
@@ -262,11 +262,9 @@ def download(_csv, _parquet, ids):
         df = galaxies().selection(ids)
     except GalaxyError:  # only a hand-made store gets here: select() stops at the limit
         return no_update
-    if ctx.triggered_id == Galaxies.DL_CSV:
-        return dcc.send_data_frame(df.to_csv, "gz2_selection.csv", index=False)
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    return dcc.send_bytes(buf.getvalue(), "gz2_selection.parquet")
+    fmt = "csv" if ctx.triggered_id == Galaxies.DL_CSV else "parquet"
+    body, _ = table_bytes(df, fmt=fmt, licence=GZ2_LICENCE_NOTE)
+    return dcc.send_bytes(body, f"gz2_selection.{fmt}")
 
 
 # The neighbours (and the query galaxy) as markers in Aladin Lite: assets/atlas_sky.js, via

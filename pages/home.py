@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import dash
 import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
-import pyarrow as pa
-import pyarrow.parquet as pq
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from lake.exports import table_bytes
 from lake.manifest import LakeMissingError
 from lake.density import MAX_SELECTION_ROWS, DensityView, PolygonError
 from lake.queries import LICENCE_NOTE, MapView
@@ -365,14 +362,9 @@ def fill_table(selection, cats, years, emb, method):
 )
 def download(_csv, _parquet, selection, cats, years, emb, method):
     df, _total = _selected_rows(selection, emb, method, cats, years)
-    df["licence_note"] = LICENCE_NOTE
-    if ctx.triggered_id == Map.DL_CSV:
-        return dcc.send_data_frame(df.to_csv, "cosmic_atlas_selection.csv", index=False)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"licence": LICENCE_NOTE.encode()})
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return dcc.send_bytes(buf.getvalue(), "cosmic_atlas_selection.parquet")
+    fmt = "csv" if ctx.triggered_id == Map.DL_CSV else "parquet"
+    body, _ = table_bytes(df, fmt=fmt, licence=LICENCE_NOTE)
+    return dcc.send_bytes(body, f"cosmic_atlas_selection.{fmt}")
 
 
 # Keep the page state in the URL (bookmarkable) without re-rendering the page: replaceState does not

@@ -243,7 +243,10 @@ def test_lasso_and_box_on_a_large_map_count_every_point_on_the_server(large):
     assert grid["id"] == Map.TABLE and len(grid["rowData"]) == MAX_LISTED_ROWS
     got = _post(client, f"{Map.DL_CSV}.n_clicks", {**_state(years=None), f"{Map.DL_CSV}.n_clicks": 1,
                                                    f"{Map.PAGE_SELECTION}.data": stored})
-    listed = got[Map.DOWNLOAD]["data"]["content"].splitlines()
+    sent = got[Map.DOWNLOAD]["data"]
+    assert sent["filename"] == "cosmic_atlas_selection.csv" and sent["base64"]
+    listed = base64.b64decode(sent["content"]).decode().splitlines()
+    assert listed[0].endswith(",licence_note")
     assert len(listed) == 1 + MAX_SELECTION_ROWS  # header + the first rows by date
     # a box
     box = (cx - 0.5, cx + 0.7, cy - 0.4, cy + 0.3)

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from lake.records import json_value, records
 
@@ -26,3 +27,24 @@ def test_scalars():
     assert json_value(np.float32(np.nan)) is None and json_value(float("inf")) is None
     assert json_value(np.int16(3)) == 3 and json_value(dt.date(2014, 1, 2)) == "2014-01-02"
     assert json_value("NaN") == "NaN"  # text is text
+
+
+def test_exports_carry_their_licence_in_csv_and_parquet():
+    import io
+
+    import pyarrow.parquet as pq
+
+    from lake.exports import table_bytes
+
+    df = pd.DataFrame({"date": ["2014-01-07"], "title": ["M7: Open Star Cluster"]})
+    csv, mime = table_bytes(df, fmt="csv", licence="terms: see apod.nasa.gov")
+    assert mime.startswith("text/csv")
+    assert pd.read_csv(io.BytesIO(csv)).licence_note.tolist() == ["terms: see apod.nasa.gov"]
+    parquet, mime = table_bytes(df, fmt="parquet", licence="terms: see apod.nasa.gov")
+    table = pq.read_table(io.BytesIO(parquet))
+    assert mime == "application/vnd.apache.parquet" and table.schema.metadata[b"licence"] == b"terms: see apod.nasa.gov"
+    assert table.column("title").to_pylist() == ["M7: Open Star Cluster"] and "licence_note" not in df
+    plain, _ = table_bytes(df, fmt="csv")
+    assert "licence_note" not in plain.decode()
+    with pytest.raises(ValueError, match="format must be one of csv, parquet"):
+        table_bytes(df, fmt="xlsx")
