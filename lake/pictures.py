@@ -43,6 +43,12 @@ def safe_url(url: str | None) -> str | None:
     return url if re.match(r"https?://[^\s\"'<>]+$", url, re.IGNORECASE) else None
 
 
+def full_size_url(*, hdurl: str | None, url: str | None, page: str) -> str:
+    """Where "full-size image" goes: the archive's high-resolution URL, else its URL, else the entry's
+    NASA page — only http(s) URLs (:func:`safe_url`)."""
+    return safe_url(hdurl) or safe_url(url) or page
+
+
 def youtube_still(url: str | None) -> str | None:
     match = _YOUTUBE.search(url or "")
     return f"https://img.youtube.com/vi/{match.group(1)}/hqdefault.jpg" if match else None

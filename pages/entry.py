@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from lake.manifest import LakeMissingError
-from lake.pictures import safe_url
+from lake.pictures import full_size_url
 from lake.queries import aladin_fov, aladin_url
 from lake.records import json_value
 from lake.search import SearchError
@@ -143,7 +143,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
                 html.Div([
                     html.A("Open on apod.nasa.gov ↗", href=entry["nasa_page"], target="_blank", rel="noopener",
                            className="btn btn-outline-primary btn-sm me-2"),
-                    html.A("Full-size image ↗", href=safe_url(entry.get("hdurl")) or safe_url(entry.get("url")) or entry["nasa_page"],
+                    html.A("Full-size image ↗", href=full_size_url(hdurl=entry.get("hdurl"), url=entry.get("url"), page=entry["nasa_page"]),
                            target="_blank", rel="noopener", className="btn btn-outline-secondary btn-sm"),
                 ]),
             ], md=7),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lake.pictures import picture_of, safe_url, youtube_still
+from lake.pictures import full_size_url, picture_of, safe_url, youtube_still
 
 
 def test_stored_thumbnail_comes_first():
@@ -42,3 +42,12 @@ def test_only_http_urls_reach_a_page(url):
 def test_protocol_relative_becomes_https():
     assert safe_url("//apod.nasa.gov/x.jpg") == "https://apod.nasa.gov/x.jpg"
     assert picture_of(date="2015-01-01", has_image=False, url=None, media_type="other").kind == "none"
+
+
+def test_full_size_link_only_to_http_urls():
+    page = "https://apod.nasa.gov/apod/ap150101.html"
+    assert full_size_url(hdurl="https://apod.nasa.gov/big.jpg", url="https://apod.nasa.gov/x.jpg", page=page) == \
+        "https://apod.nasa.gov/big.jpg"
+    assert full_size_url(hdurl="javascript:alert(1)", url="//apod.nasa.gov/x.jpg", page=page) == \
+        "https://apod.nasa.gov/x.jpg"
+    assert full_size_url(hdurl="ftp://x/y.jpg", url=None, page=page) == page
