@@ -21,7 +21,7 @@ from lake.queries import LICENCE_NOTE, nasa_page_url
 from lake.records import records
 from lake.search import MAX_K, SearchError
 from lake.galaxies import MAX_K as MAX_GALAXY_K
-from lake.galaxies import MAX_SELECTION, GalaxyError
+from lake.galaxies import GalaxyError
 from lake.galaxy_schema import GZ2_LICENCE_NOTE, is_objid
 from services import atlas, engine, galaxies, locate
 
@@ -393,25 +393,20 @@ def galaxies_selection():
         ids += [str(o) for o in body]
     if not ids:
         raise BadRequest("name at least one objid")
-    if len(ids) > MAX_SELECTION:
-        raise BadRequest(f"at most {MAX_SELECTION:,} galaxies per download")
     bad = next((o for o in ids if not is_objid(o)), None)
     if bad is not None:
         raise BadRequest(f"{bad[:40]!r} is not a Galaxy Zoo objid")
     return _download(galaxies().selection(ids), "gz2_selection", fmt, licence=GZ2_LICENCE_NOTE)
 
 
-#: Most galaxies in one selection download (the whole Stripe 82 catalogue fits).
-
-
 def _download(df, stem: str, fmt: str, *, licence: str | None = None):
     """``df`` as a JSON list or a CSV/Parquet attachment (:func:`lake.exports.table_bytes`)."""
     from flask import Response
 
-    from lake.exports import table_bytes
+    from lake.exports import table_bytes, with_licence
 
     if fmt == "json":
-        return jsonify(records(df if licence is None else df.assign(licence_note=licence)))
+        return jsonify(records(with_licence(df, licence)))
     body, mime = table_bytes(df, fmt=fmt, licence=licence)
     return Response(body, mimetype=mime, headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'})
 
@@ -467,7 +462,8 @@ def no_lake(exc):
 @bp.errorhandler(413)
 @bp.errorhandler(UploadTooLarge)
 def too_large(_exc):
-    return jsonify({"error": f"the request is over the {MAX_UPLOAD_BYTES // 2**20} MB limit"}), 413
+    return jsonify({"error": f"too large: pictures up to {MAX_UPLOAD_BYTES // 2**20} MB, requests up to "
+                             f"{MAX_REQUEST_BYTES / 2**20:.1f} MB"}), 413
 
 
 def register(server: Flask) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def no_feedback():
         search.FEEDBACK_DOCS = saved
 
 
-def load_set(queries_file: str, judgements_file: str) -> tuple[list[str], dict[str, list[str]]]:
+def load_set(queries_file: str, judgements_file: str) -> tuple[list[str], dict[str, Any]]:
     """One judged set: its queries (in file order) and, per query, the dates judged relevant (keys from
     ``_``: notes, e.g. ``_judged_not_relevant``: entries judged later that were not relevant)."""
     queries = [q for q in (DATA / queries_file).read_text().splitlines() if q.strip()]
@@ -71,7 +72,8 @@ def load_set(queries_file: str, judgements_file: str) -> tuple[list[str], dict[s
 
 
 def hybrid_order(dense: list[str], keyword: list[str]) -> list[str]:
-    """Dates of a dense and a keyword ranking in the order hybrid search gives them."""
+    """Dates of a dense and a keyword ranking fused as hybrid search fuses them (without its feedback,
+    which needs the lake's own vectors: these rankings come from other vectors)."""
     return [d for d, _ in search.hybrid_ranking(dense, keyword)]
 
 
@@ -126,8 +128,7 @@ class KeywordExpansion:
         extra = [self.terms[i] for i in np.argsort(-weights) if self.terms[i] not in said][:10]
         expanded = [h["date"] for h in self.engine.search(q + " " + " ".join(extra), k=50, mode="keyword")]
         w = search.KEYWORD_WEIGHT / 2
-        return [d for d, _ in sorted(search.rrf([dense, keyword, expanded], weights=(1.0, w, w)).items(),
-                                     key=lambda kv: (-kv[1], kv[0]))]
+        return [d for d, _ in search.fused_order([dense, keyword, expanded], weights=(1.0, w, w))]
 
 
 #: Rows of the table: how each ranks a query (mode names are the API's; the rest are variants).

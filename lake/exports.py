@@ -18,13 +18,17 @@ import pyarrow.parquet as pq
 MIME_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 
+def with_licence(df: pd.DataFrame, licence: str | None) -> pd.DataFrame:
+    """``df`` with a ``licence_note`` column (the lake's own exports, e.g. cluster members, have one)."""
+    return df if licence is None or "licence_note" in df else df.assign(licence_note=licence)
+
+
 def table_bytes(df: pd.DataFrame, *, fmt: str, licence: str | None = None) -> tuple[bytes, str]:
-    """(file contents, MIME type) of ``df`` as ``fmt`` (``csv`` or ``parquet``); with ``licence``, a
-    ``licence_note`` column and (Parquet) the ``licence`` schema metadata."""
+    """(file contents, MIME type) of ``df`` as ``fmt`` (``csv`` or ``parquet``); with ``licence``, the
+    ``licence`` schema metadata (Parquet) and a ``licence_note`` column where ``df`` has none yet."""
     if fmt not in MIME_TYPES:
         raise ValueError(f"format must be one of {', '.join(MIME_TYPES)}")
-    if licence is not None:
-        df = df.assign(licence_note=licence)
+    df = with_licence(df, licence)
     if fmt == "csv":
         return df.to_csv(index=False).encode(), MIME_TYPES[fmt]
     table = pa.Table.from_pandas(df, preserve_index=False)

@@ -51,6 +51,28 @@ SHARED_FOR_BUILD: Final = ("thumbs", "cutouts", "cache")
 POLL_SECONDS: Final = 30.0
 
 
+#: A pull's temporary folder untouched this long was left by a worker that died mid-pull (gunicorn kills
+#: a worker after its 120 s timeout, and a killed process runs no cleanup); a live pull writes files
+#: into it all along.
+ABANDONED_PULL_SECONDS = 3600
+
+
+def remove_abandoned_pulls(versions: Path, *, older_than: float = ABANDONED_PULL_SECONDS) -> list[str]:
+    """Remove the ``.tmp-pull-*`` folders under ``versions`` not modified for ``older_than`` seconds."""
+    now, removed = time.time(), []
+    for folder in versions.glob(".tmp-pull-*"):
+        try:
+            idle = now - max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+        except OSError:  # another worker removed it meanwhile
+            continue
+        if idle > older_than:
+            atomic.remove_tree(folder)
+            removed.append(folder.name)
+    if removed:
+        log.info("removed %d abandoned pull folders: %s", len(removed), ", ".join(removed))
+    return removed
+
+
 class RemoteLakeError(OSError):
     """The object store refused or could not be reached; the message says which lake and what to check."""
 
@@ -143,6 +165,7 @@ class RemoteLake:
             if not target.is_dir():
                 # a folder of this process's own: another app worker may be pulling the same version
                 self.layout.versions.mkdir(parents=True, exist_ok=True)
+                remove_abandoned_pulls(self.layout.versions)
                 work = Path(tempfile.mkdtemp(prefix=f".tmp-pull-{version}-", dir=self.layout.versions))
                 try:
                     self._download(self._listing("versions", version), ("versions", version), work)

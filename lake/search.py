@@ -9,10 +9,11 @@
 * **hybrid** (default): reciprocal rank fusion of both lists, ``score = Σ weight / (60 + rank)`` over
   the lists an entry appears in (Cormack et al., 2009; the keyword list weighs :data:`KEYWORD_WEIGHT`,
   the dense list 1) — no score calibration needed between BM25 and cosine.
-  For text results the dense list then takes pseudo-relevance feedback (Rocchio, 1971): the query
-  vector moves toward the mean vector of the fused list's top :data:`FEEDBACK_DOCS` entries, is searched
-  again, and the new dense list is fused with the keyword list. Paraphrase queries ("shooting stars",
-  "the ringed gas giant") borrow the archive's own words and phrasing from their first hits.
+  For text results on lakes searched in memory the dense list then takes pseudo-relevance feedback
+  (Rocchio, 1971): the query vector moves toward the mean vector of the fused list's top
+  :data:`FEEDBACK_DOCS` entries, is searched again, and the new dense list is fused with the keyword
+  list. Paraphrase queries ("shooting stars", "the ringed gas giant") borrow the archive's own words
+  and phrasing from their first hits.
 
 Dense search reads its vectors from LanceDB. Tables below ``ANN_MIN_ROWS`` (the 11k archive) are
 searched exactly with one in-memory matrix product (0.2 ms instead of LanceDB's 9 ms brute-force scan);
@@ -54,13 +55,21 @@ RRF_K = 60
 KEYWORD_WEIGHT = 1.5
 #: Pseudo-relevance feedback of hybrid text search: the query vector plus FEEDBACK_WEIGHT × the unit
 #: mean of the first fused list's top FEEDBACK_DOCS vectors (0 docs: none). Chosen on the tuning queries
-#: only (bench/search_quality.py): P@10 0.675 → 0.721 there; 3 or 10 docs and weight 1 scored lower in a
+#: only (bench/search_quality.py): P@10 0.675 → 0.737 there; 3 or 10 docs and weight 1 scored lower in a
 #: first look (condensed P@10 over judged entries). Expanding the BM25 query with the feedback entries'
-#: words as well scored 0.775 on the tuning set but costs a second full-text query (≈ 3.5 ms: past the
+#: words as well scored 0.771 on the tuning set but costs a second full-text query (≈ 3.5 ms: past the
 #: 15 ms p50 target), so search keeps the dense feedback alone (≈ 0.5 ms). BENCHMARKS.md (*Search
 #: quality*) scores both query sets with and without it.
+#: Large lakes (vectors not in memory: an ANN index) skip it: a second ANN query would double the dense
+#: side's cost (p50 42 ms at 10M vectors) for a gain measured only on the archive.
 FEEDBACK_DOCS = 5
 FEEDBACK_WEIGHT = 0.5
+#: Hybrid search fuses the top FUSION_DEPTH hits of each list, whatever page is asked for, so the pages
+#: of one query continue each other (a deeper list changes RRF's order: an entry ranked 60th in both
+#: lists outscores one ranked 1st in one). Results past the fused top come from lists DEEP_DEPTH deep,
+#: appended after it. The feedback entries come from the fused top too.
+FUSION_DEPTH = 50
+DEEP_DEPTH = 1000
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -90,8 +99,7 @@ class InMemoryVectors:
             m[self.row[exclude]] = False
         return None if m.all() else m
 
-    def search(self, vector: np.ndarray, mask: np.ndarray | None, n: int, *,
-               with_vectors: bool = False) -> list[dict[str, Any]]:
+    def search(self, vector: np.ndarray, mask: np.ndarray | None, n: int) -> list[dict[str, Any]]:
         sims = self.vectors @ np.asarray(vector, np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
         candidates = np.flatnonzero(mask) if mask is not None else np.arange(len(sims))
         n = min(n, len(candidates))
@@ -100,8 +108,7 @@ class InMemoryVectors:
         top = candidates[np.argpartition(-sims[candidates], n - 1)[:n]]
         top = top[np.lexsort((self.dates[top], -sims[top]))]
         return [{"date": str(self.dates[i]), "title": self.titles[i], "category": self.categories[i] or None,
-                 "has_image": bool(self.has_image[i]), "score": round(float(sims[i]), 4),
-                 **({"vector": self.vectors[i]} if with_vectors else {})} for i in top]
+                 "has_image": bool(self.has_image[i]), "score": round(float(sims[i]), 4)} for i in top]
 
 
 def snippet(text: str, query: str, width: int = 240) -> str:
@@ -126,9 +133,9 @@ def rrf(ranked_lists: list[list[str]], *, weights: Sequence[float] | None = None
 def feedback_query(vector: np.ndarray, ranking: list[str], vectors: dict[str, np.ndarray], *,
                    docs: int | None = None, weight: float | None = None) -> np.ndarray:
     """Rocchio's pseudo-relevance feedback: the unit query ``vector`` plus ``weight`` × the unit mean of
-    the unit vectors of ``ranking``'s first ``docs`` entries that have one in ``vectors`` (the dense
-    pool's; an entry only the keyword list found is skipped). Defaults: :data:`FEEDBACK_DOCS`,
-    :data:`FEEDBACK_WEIGHT`. No such entry: ``vector`` unchanged."""
+    the unit vectors of ``ranking``'s first ``docs`` entries that have one in ``vectors`` (others are
+    skipped). Defaults: :data:`FEEDBACK_DOCS`, :data:`FEEDBACK_WEIGHT`. No such entry: ``vector``
+    unchanged."""
     docs = FEEDBACK_DOCS if docs is None else docs
     weight = FEEDBACK_WEIGHT if weight is None else weight
     picked = [np.asarray(vectors[d], np.float32) for d in ranking if d in vectors][:docs]
@@ -140,11 +147,26 @@ def feedback_query(vector: np.ndarray, ranking: list[str], vectors: dict[str, np
     return query / max(float(np.linalg.norm(query)), 1e-12) + weight * centre / max(float(np.linalg.norm(centre)), 1e-12)
 
 
+def paged_fusion(dense: list[str], keyword: list[str], *, n: int) -> list[tuple[str, float]]:
+    """The first ``n`` of hybrid search's order, the same prefix for every ``n``: the fusion of both
+    lists' top :data:`FUSION_DEPTH`, then (for deeper pages) the fusion of the whole lists without the
+    entries already placed."""
+    order = hybrid_ranking(dense[:FUSION_DEPTH], keyword[:FUSION_DEPTH])
+    if len(order) < n and max(len(dense), len(keyword)) > FUSION_DEPTH:
+        placed = {d for d, _ in order}
+        order += [(d, s) for d, s in hybrid_ranking(dense, keyword) if d not in placed]
+    return order[:n]
+
+
+def fused_order(ranked_lists: list[list[str]], *, weights: Sequence[float]) -> list[tuple[str, float]]:
+    """The keys of ``ranked_lists`` fused by :func:`rrf`, best first, ties by key, with their scores."""
+    return sorted(rrf(ranked_lists, weights=weights).items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def hybrid_ranking(dense: list[str], keyword: list[str]) -> list[tuple[str, float]]:
-    """The hybrid mode's order: the dense and keyword lists' keys fused by :func:`rrf` (the keyword list
-    weighted :data:`KEYWORD_WEIGHT`), best first, ties by key, with their fused scores."""
-    fused = rrf([dense, keyword], weights=(1.0, KEYWORD_WEIGHT))
-    return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+    """The hybrid mode's order: the dense and keyword lists fused (:func:`fused_order`; the keyword list
+    weighted :data:`KEYWORD_WEIGHT`)."""
+    return fused_order([dense, keyword], weights=(1.0, KEYWORD_WEIGHT))
 
 
 class SearchEngine:
@@ -244,25 +266,22 @@ class SearchEngine:
             raise SearchError(str(exc)) from None
 
     def _dense_search(self, vector: np.ndarray, kind: str, filters: Filters, n: int,
-                      exclude: str | None = None, *, with_vectors: bool = False) -> list[dict[str, Any]]:
-        """The ``n`` nearest entries passing ``filters``; ``with_vectors``: each hit carries its vector."""
+                      exclude: str | None = None) -> list[dict[str, Any]]:
         where = self._where(filters)  # validates the categories in both paths
         memory = self._in_memory(kind)
         if memory is not None:
-            return memory.search(vector, memory.mask(filters, exclude), n, with_vectors=with_vectors)
+            return memory.search(vector, memory.mask(filters, exclude), n)
         if exclude is not None:
             where = f"{where} AND date != '{exclude}'" if where else f"date != '{exclude}'"
-        return self._dense(vector, kind, where, n, with_vectors=with_vectors)
+        return self._dense(vector, kind, where, n)
 
-    def _dense(self, vector: np.ndarray, kind: str, where: str | None, n: int, *,
-               with_vectors: bool = False) -> list[dict[str, Any]]:
+    def _dense(self, vector: np.ndarray, kind: str, where: str | None, n: int) -> list[dict[str, Any]]:
         nprobes, refine = self._ann_settings(kind)  # used only where an ANN index exists
         query = (self._table(kind).search(np.asarray(vector, np.float32)).metric("cosine")
                  .nprobes(nprobes).refine_factor(refine))
         if where:
             query = query.where(where, prefilter=True)
-        columns = ["date", "title", "category", "has_image", "_distance", *(["vector"] if with_vectors else [])]
-        hits = query.select(columns).limit(n).to_list()
+        hits = query.select(["date", "title", "category", "has_image", "_distance"]).limit(n).to_list()
         return [h | {"score": round(1.0 - float(h.pop("_distance")), 4)} for h in hits]
 
     def _keyword(self, q: str, where: str | None, n: int) -> list[dict[str, Any]]:
@@ -340,7 +359,7 @@ class SearchEngine:
             raise SearchError(f"k must be between 1 and {MAX_K}")
         if mode not in MODES:
             raise SearchError(f"mode must be one of {', '.join(MODES)}")
-        if offset < 0 or offset + k > 1000:
+        if offset < 0 or offset + k > DEEP_DEPTH:
             raise SearchError("results beyond the first 1,000 are not available")
         if kind == "image":  # pictures were asked for: keyword hits without one must not fuse in
             if filters.has_image is False:
@@ -354,20 +373,20 @@ class SearchEngine:
         elif mode == "keyword":
             hits = self._keyword(q, where, n)
         else:
-            pool = max(50, 2 * n)
+            depth = FUSION_DEPTH if n <= FUSION_DEPTH else DEEP_DEPTH
             # one after the other: run beside the query's encoding, LanceDB's full-text threads and torch
             # contend for 2 cores (the encoding took ≈ 10 ms instead of ≈ 4) and the search was ≈ 1 ms
             # slower than in sequence (in-process, the benchmark queries: 11.9–12.1 against 10.9–11.4 ms)
-            keyword = self._keyword(q, where, pool)
+            keyword = self._keyword(q, where, depth)
             table, vec = self._query(q, kind)
-            feedback = kind == "text" and FEEDBACK_DOCS > 0
-            dense = self._dense_search(vec, table, filters, pool, with_vectors=feedback)
-            order = hybrid_ranking([h["date"] for h in dense], [h["date"] for h in keyword])
-            if feedback:
-                moved = feedback_query(vec, [d for d, _ in order], {h["date"]: h.pop("vector") for h in dense})
-                dense = self._dense_search(moved, table, filters, pool)
-                order = hybrid_ranking([h["date"] for h in dense], [h["date"] for h in keyword])
-            order = order[:n]
+            dense = self._dense_search(vec, table, filters, depth)
+            memory = self._in_memory(table)
+            if kind == "text" and FEEDBACK_DOCS > 0 and memory is not None:
+                first = [d for d, _ in paged_fusion([h["date"] for h in dense], [h["date"] for h in keyword],
+                                                    n=FEEDBACK_DOCS)]
+                have = {d: memory.vectors[memory.row[d]] for d in first if d in memory.row}
+                dense = self._dense_search(feedback_query(vec, first, have), table, filters, depth)
+            order = paged_fusion([h["date"] for h in dense], [h["date"] for h in keyword], n=n)
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
             hits = [info[d] | {"score": round(score, 5)} for d, score in order]
         return self._with_snippets(hits[offset:n], q)

@@ -152,13 +152,7 @@ def load_sources(cfg: BuildConfig) -> list[RawBatch]:
 
 def _day_after(batches: list[RawBatch]) -> dt.date | None:
     """The day after the latest valid date in ``batches`` (None: they hold none)."""
-    days = []
-    for b in batches:
-        for r in b.records:
-            try:
-                days.append(dt.date.fromisoformat(str(r.get("date"))[:10]))
-            except ValueError:
-                continue
+    days = [day for b in batches for day in map(_record_day, b.records) if day is not None]
     if not days:
         return None
     log.info("NASA API: asking for the days after %s, the latest the other sources hold", max(days))
@@ -166,11 +160,15 @@ def _day_after(batches: list[RawBatch]) -> dt.date | None:
 
 
 def _in_range(record: dict[str, Any], lo: dt.date, hi: dt.date) -> bool:
+    day = _record_day(record)
+    return day is None or lo <= day <= hi  # a record without a valid date: let ingest report it
+
+
+def _record_day(record: dict[str, Any]) -> dt.date | None:
     try:
-        day = dt.date.fromisoformat(str(record.get("date"))[:10])
+        return dt.date.fromisoformat(str(record.get("date"))[:10])
     except ValueError:
-        return True  # let ingest report it
-    return lo <= day <= hi
+        return None
 
 
 def content_hash(row: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ import io
 import json
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from lake.galaxies import MAX_SELECTION, GalaxyError
@@ -79,6 +80,7 @@ def test_selection_downloads(demo_client):
     assert df.objid.tolist() == ids and "p_bar" in df and df.licence_note.str.contains("Willett").all()
     parquet = demo_client.post("/api/galaxies/selection?format=parquet", json=ids)
     assert pd.read_parquet(io.BytesIO(parquet.data)).objid.tolist() == ids
+    assert b"Willett" in pq.read_schema(io.BytesIO(parquet.data)).metadata[b"licence"]  # the terms travel along
     too_many = [str(10**18 + i) for i in range(MAX_SELECTION + 1)]
     over = demo_client.post("/api/galaxies/selection?format=csv", json=too_many)
     assert over.status_code == 400 and f"at most {MAX_SELECTION:,}" in over.get_json()["error"]

@@ -196,3 +196,24 @@ def test_publish_tree_keeps_the_first_complete_copy_and_switch_symlink_races(tmp
         t.join()
     assert errors == [] and link.resolve() == target.resolve()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_abandoned_pull_folders_are_removed_and_live_ones_kept(tmp_path):
+    """A worker killed mid-pull leaves its temporary folder; the next pull removes it once it has been
+    idle an hour, and never a folder another worker is still filling."""
+    import os
+    import time
+
+    from lake.remote import ABANDONED_PULL_SECONDS, remove_abandoned_pulls
+
+    old, live = tmp_path / ".tmp-pull-v1-dead", tmp_path / ".tmp-pull-v1-busy"
+    for folder in (old, live):
+        (folder / "vectors").mkdir(parents=True)
+        (folder / "vectors" / "part.lance").write_bytes(b"x")
+    stale = time.time() - ABANDONED_PULL_SECONDS - 60
+    for p in (old, old / "vectors", old / "vectors" / "part.lance"):
+        os.utime(p, (stale, stale))
+    os.utime(live, (stale, stale))  # an old folder with a file written just now is still being filled
+    (tmp_path / "20260101T000000Z").mkdir()  # a published version is never touched
+    assert remove_abandoned_pulls(tmp_path) == [old.name]
+    assert live.is_dir() and not old.exists() and (tmp_path / "20260101T000000Z").is_dir()

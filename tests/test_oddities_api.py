@@ -6,6 +6,7 @@ import io
 import threading
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from lake.reader import LakeReader
@@ -88,7 +89,8 @@ def test_cluster_lists_download(demo_client):
     first = clusters[0]
     table = pd.read_csv(io.BytesIO(demo_client.get(f"/api/clusters/text/{first['cluster']}?format=csv").data))
     assert len(table) == first["size"] and {"date", "title", "credit", "copyright", "licence_note"} <= set(table.columns)
-    parquet = pd.read_parquet(io.BytesIO(demo_client.get("/api/clusters/image/0?format=parquet").data))
-    assert len(parquet) > 0
+    body = demo_client.get("/api/clusters/image/0?format=parquet").data
+    assert len(pd.read_parquet(io.BytesIO(body))) > 0
+    assert b"apod.nasa.gov" in pq.read_schema(io.BytesIO(body)).metadata[b"licence"]  # the terms travel along
     assert demo_client.get("/api/clusters/sound").status_code == 400
     assert demo_client.get("/api/clusters/text/9999").status_code == 404
