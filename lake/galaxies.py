@@ -267,11 +267,16 @@ class GalaxyQueries:
     def selection(self, objids: Sequence[str]) -> pd.DataFrame:
         """Rows for a download (lasso on the morphology map), in the catalogue's terms; at most
         :data:`MAX_SELECTION` galaxies (a GalaxyError says so beyond)."""
-        ids = list(dict.fromkeys(str(o) for o in objids))
-        if len(ids) > MAX_SELECTION:
-            raise GalaxyError(f"{len(ids):,} galaxies selected; at most {MAX_SELECTION:,} per download")
-        df = self.galaxies(ids)
-        return df.assign(licence_note=GZ2_LICENCE_NOTE)
+        return self.galaxies(downloadable(objids)).assign(licence_note=GZ2_LICENCE_NOTE)
+
+
+def downloadable(objids: Sequence[str]) -> list[str]:
+    """``objids`` once each, in order, when one download may hold them: at most :data:`MAX_SELECTION`
+    (beyond, a GalaxyError says so)."""
+    ids = list(dict.fromkeys(str(o) for o in objids))
+    if len(ids) > MAX_SELECTION:
+        raise GalaxyError(f"{len(ids):,} galaxies selected; at most {MAX_SELECTION:,} per download")
+    return ids
 
 
 def _with_links(df: pd.DataFrame) -> pd.DataFrame:

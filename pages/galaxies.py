@@ -4,14 +4,13 @@ in Aladin Lite (SDSS colour); the collection's morphology map with lasso → dow
 
 from __future__ import annotations
 
-
 import dash
 import pandas as pd
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from lake.galaxies import MAX_SELECTION, GalaxyError, Neighbourhood
+from lake.galaxies import GalaxyError, Neighbourhood, downloadable
 from lake.exports import table_bytes
 from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
@@ -244,11 +243,9 @@ def prefill() -> None:
 def select(selected, space):
     rows = _map_rows((selected or {}).get("points", []))
     try:
-        ids = sorted(galaxies().objids_at(space, rows)) if rows and space else []
+        ids = downloadable(sorted(galaxies().objids_at(space, rows))) if rows and space else []
     except GalaxyError as exc:
         return [], str(exc)
-    if len(ids) > MAX_SELECTION:
-        return [], f"{len(ids):,} galaxies selected: at most {MAX_SELECTION:,} can be downloaded, select fewer"
     return ids, (f"{len(ids):,} galaxies selected" if ids else "")
 
 

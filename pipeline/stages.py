@@ -115,6 +115,13 @@ def _rows(ctx: BuildContext) -> list[dict[str, Any]]:
     return ctx.value("images")
 
 
+def _texts(ctx: BuildContext) -> dict[str, str]:
+    """Each entry's ``title. explanation`` by ISO date, made once per build: the embed stage's input
+    hash, the word classifier and the keyword index all read them."""
+    return ctx.resource("texts", lambda: {r["date"].isoformat(): text_input(r["title"], r["explanation"])
+                                          for r in _rows(ctx)})
+
+
 def _text_categories(ctx: BuildContext) -> dict[str, Any]:
     """The text categories by ISO date, read once per build (cluster labels, vector columns, export)."""
     def make() -> dict[str, Any]:
@@ -223,7 +230,8 @@ def entries_stage(ctx: BuildContext) -> StageResult:
 
 # -- meaning ------------------------------------------------------------------------------------------
 def _embed_inputs(ctx: BuildContext) -> Any:
-    items = [(r["date"].isoformat(), sha1_text(r["title"]), sha1_text(text_input(r["title"], r["explanation"])),
+    texts = _texts(ctx)
+    items = [(r["date"].isoformat(), sha1_text(r["title"]), sha1_text(texts[r["date"].isoformat()]),
               r.get("image_sha1")) for r in _rows(ctx)]
     return [_spec(ctx), items]
 
@@ -315,8 +323,7 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     head = _align_head(ctx)
     encoder = _encoder(ctx)
     classes = ClassVectors.make(encoder, tax, texts=text[1], pictures=pictures[1] if pictures[0] else None)
-    by_date = {r["date"].isoformat(): r for r in _rows(ctx)}
-    words = [text_input(by_date[d]["title"], by_date[d]["explanation"]) for d in text[0]]
+    words = [_texts(ctx)[d] for d in text[0]]
     probs, model, text_rule = text_probabilities(
         texts=words, vectors=text[1], classes=classes, kept=_kept_text_classifier(ctx),
         key=f"{tax.fingerprint()}:{encoder.info.fingerprint()}:words-v1", refit=ctx.cfg.refit,
@@ -549,7 +556,7 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
     rows = _rows(ctx)
     title = {r["date"].isoformat(): r["title"] for r in rows}
     has_image = {r["date"].isoformat(): bool(r.get("has_image")) for r in rows}
-    body = {r["date"].isoformat(): text_input(r["title"], r["explanation"]) for r in rows}
+    body = _texts(ctx)
     category = _text_categories(ctx).category.to_dict()
     db = ctx.layout.staged(ctx.layout.vectors)
     written = 0
