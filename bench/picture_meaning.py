@@ -18,9 +18,11 @@ pixel descriptors, and a text–picture space learned from the archive's own pic
 * **The lake's own path**: ``pipeline.align.align`` over the lake's stored vectors with every labelled
   picture excluded from training (what ``--align-exclude`` does in a build), and the build's picture
   categories: the look-alikes' vote of their captions' text categories (the lake's self-trained word
-  classifier, ``pipeline.text_classifier``; settings by a label-free inner CV), with the same vote of
-  the captions' dense zero-shot classes (the rule before) and the aligned vector's nearest class as the
-  same run's baselines. The per-feature vote rows above use the dense zero-shot caption classes.
+  classifier, ``pipeline.text_classifier``) blended with a linear probe trained on those categories
+  (``pipeline.picture_probe``; all settings by a label-free inner CV), with the vote alone (the rule
+  before the probe), the probe alone, the vote of the captions' dense zero-shot classes and the aligned
+  vector's nearest class as the same run's baselines. The per-feature vote rows above (5 outer folds,
+  vote and vote + probe) use the dense zero-shot caption classes.
 
 Needs a built lake for the caption vectors (``--lake``, default the repo's) and the bundled pictures.
 Usage: python bench/picture_meaning.py [--lake DIR] [--features CACHE.npz]
@@ -241,6 +243,7 @@ def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, pro
     plain prompts), and held-out caption → picture R@10 among them."""
     from atlas.encoders.align import choose_vote, class_probabilities
     from pipeline.align import align
+    from pipeline.picture_probe import fit_probe
     from pipeline.embed import text_input
     from pipeline.text_classifier import TextClassifier
 
@@ -257,15 +260,23 @@ def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, pro
     words = [text_input(ent.title[d], ent.explanation[d]) for d in res.head.dates]
     caption_probs = TextClassifier.load(reader.layout.text_classifier).probabilities(words)
     vote, vote_scores = choose_vote(res.head, caption_probs)
+    t0 = time.perf_counter()
+    probe, probe_report = fit_probe(res.head, caption_probs, vote=vote)
+    probe_s = time.perf_counter() - t0
     ipos = {d: i for i, d in enumerate(image[0])}
     query = image[1][[ipos[d] for d in lab.date]]
+    blended = res.head.category_votes(query, caption_probs, vote=vote, probe=probe)
     votes = res.head.category_votes(query, caption_probs, vote=vote)
+    linear = probe.probabilities(res.head.centred(query)) if probe is not None else votes
     # the previous rule, same run: the vote of the captions' dense zero-shot classes
     dense = class_probabilities(res.head.captions, classes, scale)
     dense_vote, _ = choose_vote(res.head, dense)
     dense_votes = res.head.category_votes(query, dense, vote=dense_vote)
     return {"held_out_pictures": len(lab), "k": res.head.k, "pairs": res.report["pairs"],
-            "zero_shot_top1": round(float(np.mean(names[votes.argmax(1)] == truth)), 3),
+            "zero_shot_top1": round(float(np.mean(names[blended.argmax(1)] == truth)), 3),
+            "zero_shot_top1_vote_alone": round(float(np.mean(names[votes.argmax(1)] == truth)), 3),
+            "zero_shot_top1_probe_alone": round(float(np.mean(names[linear.argmax(1)] == truth)), 3),
+            "probe": probe_report | {"fit_s": round(probe_s, 2)},
             "vote": {"k": vote.k, "tau": vote.tau, "inner_cv_caption_class_agreement": vote_scores},
             "zero_shot_top1_dense_caption_vote": round(float(np.mean(names[dense_votes.argmax(1)] == truth)), 3),
             "dense_caption_vote": {"k": dense_vote.k, "tau": dense_vote.tau},
@@ -299,11 +310,13 @@ def evaluate(head: str, x: np.ndarray, captions: np.ndarray, lab_idx: np.ndarray
 
 def evaluate_vote(x: np.ndarray, captions: np.ndarray, lab_idx: np.ndarray, cats: np.ndarray, classes: np.ndarray,
                   names: np.ndarray, scale: float) -> dict:
-    """Outer 5-fold zero-shot top-1 of the build's picture categories (the look-alikes' vote), its
-    settings chosen per fold by ``choose_vote`` on the training folds (caption categories, no labels)."""
+    """Outer 5-fold zero-shot top-1 of the build's picture categories (the look-alikes' vote, and the vote
+    blended with the linear probe), settings chosen per fold by ``choose_vote`` and ``fit_probe`` on the
+    training folds (caption categories, no labels)."""
     from atlas.encoders.align import choose_vote, class_probabilities, make_head
+    from pipeline.picture_probe import fit_probe
 
-    hits, n_scored, chosen = 0, 0, []
+    hits, n_scored, chosen, blend_hits, blend_chosen = 0, 0, [], 0, []
     for held in blocks(len(x), FOLDS):
         in_fold = np.isin(lab_idx, held)
         if not in_fold.any():
@@ -315,8 +328,13 @@ def evaluate_vote(x: np.ndarray, captions: np.ndarray, lab_idx: np.ndarray, cats
         chosen.append(f"k={vote.k} tau={vote.tau}")
         probs = head.category_votes(x[lab_idx[in_fold]], caption_probs, vote=vote)
         hits += int((names[probs.argmax(1)] == cats[in_fold]).sum())
+        probe, _ = fit_probe(head, caption_probs, vote=vote)
+        blend_chosen.append(f"C={probe.C} share={probe.share}" if probe else "none")
+        probs = head.category_votes(x[lab_idx[in_fold]], caption_probs, vote=vote, probe=probe)
+        blend_hits += int((names[probs.argmax(1)] == cats[in_fold]).sum())
         n_scored += int(in_fold.sum())
-    return {"zero_shot_top1": round(hits / max(n_scored, 1), 3), "scored": n_scored, "settings": chosen}
+    return {"zero_shot_top1": round(hits / max(n_scored, 1), 3), "scored": n_scored, "settings": chosen,
+            "with_probe": {"zero_shot_top1": round(blend_hits / max(n_scored, 1), 3), "settings": blend_chosen}}
 
 
 if __name__ == "__main__":

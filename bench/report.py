@@ -285,8 +285,12 @@ def picture_section(r: dict) -> list[str]:
         out.append(f"| {name} | {v['caption_to_picture_r10']} | {v['r10_chance']} | {v['zero_shot_top1']} "
                    f"(n={v['scored']}) | {v['settings']} |")
     for name, v in r.get("vote", {}).items():  # categories only: the vote makes no text-space vector
-        out.append(f"| {name} · look-alikes' vote (the build's picture categories) | — | — | "
-                   f"**{v['zero_shot_top1']}** (n={v['scored']}) | {', '.join(v['settings'])} |")
+        out.append(f"| {name} · look-alikes' vote (the build's picture categories before the probe) | — | — | "
+                   f"{v['zero_shot_top1']} (n={v['scored']}) | {', '.join(v['settings'])} |")
+        if "with_probe" in v:
+            out.append(f"| {name} · look-alikes' vote + linear probe (the build's picture categories) | — | — | "
+                       f"**{v['with_probe']['zero_shot_top1']}** (n={v['scored']}) | "
+                       f"{', '.join(v['with_probe']['settings'])} |")
     out += ["", f"Baselines for zero-shot top-1: majority class ({base['majority_class']}) {base['majority']}, "
             f"chance {base['chance']}. Target (issue #15): ≥ 0.60. Zero-shot classes: the taxonomy's prompts "
             "adapted to the archive's texts (no labels), as the build uses them.", ""]
@@ -301,14 +305,25 @@ def picture_section(r: dict) -> list[str]:
             dense = (f"the vote of the captions' dense zero-shot classes (the rule before the word classifier, "
                      f"k = {lh['dense_caption_vote']['k']}, τ = {lh['dense_caption_vote']['tau']}): "
                      f"{lh['zero_shot_top1_dense_caption_vote']}; " if "dense_caption_vote" in lh else "")
-            out += [f"Zero-shot top-1 from the picture alone, the build's rule (the look-alikes' vote of their "
-                    f"captions' text categories, k = {v['k']}, τ = {v['tau']}, chosen by the label-free inner CV): "
-                    f"**{lh['zero_shot_top1']}**; earlier rules in the same run: {dense}the aligned vector's nearest "
+            probe = lh.get("probe")
+            rule = (f"the look-alikes' vote of their captions' text categories, k = {v['k']}, τ = {v['tau']}, "
+                    f"blended with a linear probe trained on those categories, C = {probe['C']}, share "
+                    f"{probe['share']}, all chosen by the label-free inner CV; the probe's fit "
+                    f"{probe['fit_s']} s" if probe and "C" in probe else
+                    f"the look-alikes' vote of their captions' text categories, k = {v['k']}, τ = {v['tau']}, "
+                    "chosen by the label-free inner CV")
+            alone = (f"the vote alone (the rule before the probe) {lh['zero_shot_top1_vote_alone']}; the probe alone "
+                     f"{lh['zero_shot_top1_probe_alone']}; " if "zero_shot_top1_vote_alone" in lh else "")
+            out += [f"Zero-shot top-1 from the picture alone, the build's rule ({rule}): "
+                    f"**{lh['zero_shot_top1']}**; earlier rules in the same run: {alone}{dense}the aligned vector's nearest "
                     f"class {lh['zero_shot_top1_aligned_vector']} (plain prompts "
                     f"{lh['zero_shot_top1_aligned_vector_plain_prompts']}). Inner-CV agreement of each vote setting "
                     "with the held-out training pictures' own caption categories (no hand labels): "
                     + ", ".join(f"{name} {score}" for name, score in v["inner_cv_caption_class_agreement"].items())
-                    + "."]
+                    + "." + (" The same for each probe setting blended with the chosen vote (share 0 = the vote "
+                             "alone): " + ", ".join(f"{name} {score}" for name, score in
+                                                    probe["inner_cv_caption_class_agreement"].items()) + "."
+                             if probe and "inner_cv_caption_class_agreement" in probe else "")]
         else:
             out += [f"Zero-shot top-1 from the picture alone **{lh['zero_shot_top1']}** (plain prompts "
                     f"{lh['zero_shot_top1_plain_prompts']})."]

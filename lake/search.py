@@ -444,7 +444,8 @@ class SearchEngine:
 
     def _categories_of(self, picture: np.ndarray, *, top: int = 5) -> list[dict[str, Any]]:
         """Zero-shot categories of a picture vector, by the rule its lake's build used for its pictures:
-        the look-alikes' vote (offline, see :mod:`atlas.encoders.align`) or CLIP's nearest prompts."""
+        the look-alikes' vote blended with the linear probe (offline, see :mod:`atlas.encoders.align`) or
+        CLIP's nearest prompts."""
         from atlas.encoders.align import class_probabilities
 
         classes = self._class_vectors()
@@ -453,7 +454,7 @@ class SearchEngine:
             captions = classes["caption_probs"]
             if captions is None:  # lakes built before the captions' categories were kept: their zero-shot
                 captions = class_probabilities(head.captions, classes["text"], classes["scale"])
-            probs = head.category_votes(picture[None, :], captions, vote=classes["vote"])[0]
+            probs = head.category_votes(picture[None, :], captions, vote=classes["vote"], probe=classes["probe"])[0]
         else:
             as_text = self._picture_in_text_space(picture)
             probs = class_probabilities(as_text[None, :], classes["picture"], classes["scale"])[0]
@@ -487,13 +488,14 @@ class SearchEngine:
             path = self.reader.layout.class_vectors
             if not path.is_file():
                 raise SearchError("this lake has no saved category prompts; rebuild it with `python -m pipeline build`")
-            from atlas.encoders.align import CategoryVote
+            from atlas.encoders.align import CategoryVote, PictureProbe
 
             with np.load(path) as z:
                 vote = CategoryVote(k=int(z["vote_k"]), tau=float(z["vote_tau"])) if "vote_k" in z.files else None
                 self._classes = {"names": [str(n) for n in z["names"]], "text": z["text"], "picture": z["picture"],
                                  "scale": float(z["logit_scale"]), "vote": vote,
-                                 "caption_probs": z["caption_probs"] if "caption_probs" in z.files else None}
+                                 "caption_probs": z["caption_probs"] if "caption_probs" in z.files else None,
+                                 "probe": PictureProbe.from_fields(z)}
         return self._classes
 
     def _space(self) -> dict[str, np.ndarray]:

@@ -5,8 +5,9 @@ self-trained on their confident guesses then gives the text categories (:func:`t
 :mod:`pipeline.text_classifier`).
 
 A picture's category comes from CLIP's picture vector where the encoder has a shared space; offline,
-from the vote of its look-alikes' caption categories through the alignment head
-(:meth:`atlas.encoders.align.AlignHead.category_votes`, settings chosen per build without labels).
+from the vote of its look-alikes' caption categories through the alignment head, blended with a linear
+probe trained on those categories (:meth:`atlas.encoders.align.AlignHead.category_votes`,
+:mod:`pipeline.picture_probe`; settings chosen per build without labels).
 
 The dense zero-shot's confidence is a softmax over cosine similarities. The temperature is the
 encoder's: CLIP's learned logit scale (100) for OpenCLIP, and 1/0.05 for MiniLM, whose similarities
@@ -20,8 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from atlas.encoders import Encoder, l2_normalise
-from atlas.encoders.align import AlignHead, CategoryVote, class_probabilities, choose_vote
-from pipeline import text_classifier
+from atlas.encoders.align import AlignHead, CategoryVote, PictureProbe, class_probabilities, choose_vote
+from pipeline import picture_probe, text_classifier
 from pipeline.taxonomy import IMAGE_TEMPLATES, Taxonomy
 from pipeline.text_classifier import TextClassifier
 
@@ -117,6 +118,8 @@ class ClassVectors:
     vote: CategoryVote | None = None  # offline lakes: how pictures' look-alikes vote (None: CLIP's own space)
     vote_scores: dict[str, float] | None = None  # the label-free inner-CV score of every vote setting tried
     caption_probs: np.ndarray | None = None  # with ``vote``: the head's training captions' class probabilities
+    probe: PictureProbe | None = None  # with ``vote``: the linear probe blended with it (None: the vote alone)
+    probe_report: dict | None = None  # what the manifest records of the probe
 
     @classmethod
     def make(cls, encoder: Encoder, taxonomy: Taxonomy, *, texts: np.ndarray,
@@ -133,18 +136,24 @@ class ClassVectors:
             picture = text
         return cls(taxonomy.names, text, picture, logit_scale(encoder))
 
-    def voting(self, head: AlignHead, caption_probs: np.ndarray) -> "ClassVectors":
-        """These classes with the look-alikes' vote of an offline alignment ``head``: its settings chosen
-        without labels (:func:`atlas.encoders.align.choose_vote`) on the head's training captions' class
-        probabilities ``caption_probs`` (in the head's order), which are kept for uploads."""
+    def voting(self, head: AlignHead, caption_probs: np.ndarray, *, kept_probe: PictureProbe | None = None,
+               refit: bool = False) -> "ClassVectors":
+        """These classes with the look-alikes' vote of an offline alignment ``head`` and the linear probe
+        blended with it, their settings chosen without labels (:func:`atlas.encoders.align.choose_vote`,
+        :func:`pipeline.picture_probe.fit_probe`) on the head's training captions' class probabilities
+        ``caption_probs`` (in the head's order), which are kept for uploads. ``kept_probe``: the published
+        probe, kept while few of its training pictures changed (unless ``refit``)."""
         if not len(head.pictures):
             return self
         vote, scores = choose_vote(head, caption_probs)
-        return replace(self, vote=vote, vote_scores=scores, caption_probs=np.asarray(caption_probs, np.float32))
+        probe, report = picture_probe.fit_probe(head, caption_probs, vote=vote, kept=kept_probe, refit=refit)
+        return replace(self, vote=vote, vote_scores=scores, caption_probs=np.asarray(caption_probs, np.float32),
+                       probe=probe, probe_report=report)
 
     def save(self, path) -> None:
         vote = ({"vote_k": np.int64(self.vote.k), "vote_tau": np.float32(self.vote.tau),
-                 "caption_probs": self.caption_probs} if self.vote else {})
+                 "caption_probs": self.caption_probs, **(self.probe.fields() if self.probe else {})}
+                if self.vote else {})
         with open(path, "wb") as fh:
             np.savez(fh, names=np.array(self.names), text=self.text, picture=self.picture,
                      logit_scale=np.float32(self.scale), **vote)
@@ -189,7 +198,7 @@ def classify(classes: ClassVectors, text: tuple[list[str], np.ndarray],
         return out
     if head is not None and classes.vote is not None:
         probs = head.category_votes(pictures[1], classes.caption_probs, vote=classes.vote,
-                                    own_rows=head.own_rows(pictures[0]))
+                                    own_rows=head.own_rows(pictures[0]), probe=classes.probe)
         out["image"] = ranked(probs, classes.names, pictures[0])
     else:
         out["image"] = zero_shot(pictures[1], classes.picture, classes.names, classes.scale, pictures[0])

@@ -227,8 +227,9 @@ class BuildConfig:
         "GPUs per encoder actor (0 = CPU actors; e.g. 1 or 0.5 on GPU nodes)", group="scale-out",
         parse=parse_non_negative, metavar="GPUS"))
     refit: bool = field(default=False, metadata=option(
-        "re-fit every map and the text categories' word classifier; by default a build that only adds "
-        "entries places them on the published maps and classifies them with the published classifier "
+        "re-fit every map, the text categories' word classifier and the picture categories' probe; by default "
+        "a build that only adds entries places them on the published maps and classifies them with the "
+        "published classifiers "
         "(existing points and categories stay put) until they reach 5%% of the fitted ones or the vectors drift",
         group="classify, project, cluster"))
     background_stages: bool = field(default=True, metadata=option(

@@ -332,7 +332,8 @@ def classify_stage(ctx: BuildContext) -> StageResult:
         ctx.writer.stage_file(ctx.layout.text_classifier, model.save)
     if head is not None:  # offline: pictures' look-alikes vote with their captions' categories
         row = {d: i for i, d in enumerate(text[0])}
-        classes = classes.voting(head, probs[[row[str(d)] for d in head.dates]])
+        classes = classes.voting(head, probs[[row[str(d)] for d in head.dates]], kept_probe=_kept_probe(ctx),
+                                 refit=ctx.cfg.refit)
         pictures = ctx.writer.read_vectors("image")
     ctx.writer.stage_file(ctx.layout.class_vectors, classes.save)
     results = classify(classes, (text[0], probs), pictures if pictures[0] else None, head=head)
@@ -340,13 +341,35 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     ctx.writer.stage_table("categories", categories)
     export = _category_export(_rows(ctx), results["text"])
     ctx.writer.stage_file(ctx.layout.categories_csv, lambda p: pacsv.write_csv(export, p))
-    picture_rule = ({"method": "vote of the look-alikes' caption categories", "k": classes.vote.k,
-                     "tau": classes.vote.tau, "inner_cv_caption_class_agreement": classes.vote_scores}
+    blended = ", blended with a linear probe" if classes.probe is not None and classes.probe.share else ""
+    picture_rule = ({"method": f"vote of the look-alikes' caption categories{blended}", "k": classes.vote.k,
+                     "tau": classes.vote.tau, "inner_cv_caption_class_agreement": classes.vote_scores,
+                     "probe": classes.probe_report}
                     if classes.vote else {"method": "nearest prompt to the picture's text-space vector"})
     return StageResult(items=categories.num_rows, manifest={"taxonomy": {
         "source": tax.source, "categories": tax.names, "fingerprint": tax.fingerprint(),
         "logit_scale": classes.scale, "adaptation": ADAPT, "text_categories": text_rule,
         "picture_categories": picture_rule}})
+
+
+def _probe_settings() -> str:
+    from pipeline.picture_probe import settings
+
+    return settings()
+
+
+def _kept_probe(ctx: BuildContext):
+    """The published picture probe, or None (none yet, or unreadable: then it is fitted anew)."""
+    from atlas.encoders.align import PictureProbe
+
+    path = ctx.layout.class_vectors
+    try:
+        with np.load(path) as z:
+            return PictureProbe.from_fields(z)
+    except (OSError, KeyError, ValueError) as exc:
+        if path.exists():
+            log.warning("class vectors %s unreadable (%s); fitting a new picture probe", path, exc)
+        return None
 
 
 def _kept_text_classifier(ctx: BuildContext):
@@ -732,7 +755,7 @@ STAGES: list[Stage] = [
           warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors", "lancedb")),
     Stage("classify", classify_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), ctx.cfg.refit,
-                       ctx.cfg.word_classifier_min, "self-trained-words-v7"],
+                       ctx.cfg.word_classifier_min, "self-trained-words-v7", _probe_settings()],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
                       lo.staged(lo.text_classifier)]),
     Stage("project", project_stage,

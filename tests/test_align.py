@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atlas.encoders.align import AlignHead, CategoryVote, choose_k, choose_vote, class_probabilities, fit_head, recall_at
+from atlas.encoders.align import (AlignHead, CategoryVote, PictureProbe, choose_k, choose_vote, class_probabilities,
+                                  fit_head, recall_at)
 from pipeline.align import align
 from pipeline.config import BuildConfig, read_date_list
+from pipeline.picture_probe import C_GRID, SHARE_GRID, fit_probe
 
 
 def _pairs(n: int = 240, topics: int = 12, seed: int = 0, noise: float = 0.6) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -167,6 +169,70 @@ def test_choose_vote_needs_no_labels_and_is_deterministic():
     assert len(scores) == 6 and scores[f"k={vote.k} tau={vote.tau}"] == max(scores.values())
     assert scores["k=10 tau=1.0"] > scores["k=1 tau=1.0"]  # one look-alike is a noisier vote than ten
     assert choose_vote(head, caption_probs, k_grid=(1, 10, 40), tau_grid=(0.05, 1.0)) == (vote, scores)
+
+
+def test_probe_blend_is_chosen_without_labels_and_beats_chance():
+    dates, pictures, captions, topic, classes = _topic_classes(n=300, noise=1.2)
+    head, _ = fit_head(pictures[:240], captions[:240], dates=dates[:240])
+    caption_probs = class_probabilities(head.captions, classes, 20.0)
+    vote = CategoryVote(k=10, tau=0.1)
+    probe, report = fit_probe(head, caption_probs, vote=vote)
+    scores = report["inner_cv_caption_class_agreement"]
+    assert len(scores) == len(C_GRID) * len(SHARE_GRID)
+    assert scores[f"C={probe.C} share={probe.share}"] == max(scores.values())
+    assert report["model"] == "fitted (no probe yet)"
+    linear = probe.probabilities(head.centred(pictures[240:]))
+    assert linear.shape == (60, 12) and np.allclose(linear.sum(axis=1), 1, atol=1e-5)
+    assert np.mean(linear.argmax(axis=1) == topic[240:]) > 0.5  # held-out pictures: chance is 1/12
+    blend = head.category_votes(pictures[240:], caption_probs, vote=vote, probe=probe)
+    alone = head.category_votes(pictures[240:], caption_probs, vote=vote)
+    assert np.allclose(blend, (1 - probe.share) * alone + probe.share * linear, atol=1e-6)
+    again, _ = fit_probe(head, caption_probs, vote=vote)
+    assert np.array_equal(again.weights, probe.weights) and again.share == probe.share  # deterministic
+
+
+def test_training_pictures_never_get_the_probe_that_saw_their_caption():
+    dates, pictures, captions, _, classes = _topic_classes(n=120)
+    head, _ = fit_head(pictures, captions, dates=dates)
+    caption_probs = class_probabilities(captions, classes, 20.0)
+    vote, own = CategoryVote(k=5, tau=0.1), head.own_rows(dates)
+    grids = {"c_grid": (10.0,), "share_grid": (0.5,)}
+    before = head.category_votes(pictures, caption_probs, vote=vote, own_rows=own,
+                                 probe=fit_probe(head, caption_probs, vote=vote, **grids)[0])
+    changed = caption_probs.copy()
+    changed[3] = np.roll(changed[3], 1)  # picture 3's caption: another class
+    probe, _ = fit_probe(head, changed, vote=vote, **grids)
+    after = head.category_votes(pictures, changed, vote=vote, own_rows=own, probe=probe)
+    assert np.allclose(before[3], after[3], atol=1e-6)  # neither its vote nor its probe read its caption…
+    assert not np.allclose(before, after)  # …which still teaches the probe for other pictures
+    alone = head.category_votes(pictures[:1], changed, vote=vote, probe=probe)  # as an upload: the full probe
+    assert not np.allclose(alone[0], after[0])
+
+
+def test_published_probe_is_kept_until_its_training_pictures_change(tmp_path):
+    dates, pictures, captions, _, classes = _topic_classes(n=200)
+    vote = CategoryVote(k=5, tau=0.1)
+    head, _ = fit_head(pictures[:199], captions[:199], dates=dates[:199])
+    probe, _ = fit_probe(head, class_probabilities(head.captions, classes, 20.0), vote=vote)
+    with open(tmp_path / "classes.npz", "wb") as fh:
+        np.savez(fh, **probe.fields())
+    with np.load(tmp_path / "classes.npz") as z:
+        published = PictureProbe.from_fields(z)
+    assert np.array_equal(published.weights, probe.weights) and list(published.dates) == dates[:199]
+    # a day with a new picture: the head changes, the probe is kept and scores the new picture in full
+    grown, _ = fit_head(pictures, captions, dates=dates)
+    probs = class_probabilities(grown.captions, classes, 20.0)
+    kept, report = fit_probe(grown, probs, vote=vote, kept=published)
+    assert kept is published and report["model"].startswith("kept from an earlier build (1 newer")
+    own = grown.own_rows(dates[-1:])
+    both = grown.category_votes(pictures[-1:], probs, vote=vote, own_rows=own, probe=kept)
+    full = kept.probabilities(grown.centred(pictures[-1:]))
+    alone = grown.category_votes(pictures[-1:], probs, vote=vote, own_rows=own)
+    assert np.allclose(both, (1 - kept.share) * alone + kept.share * full, atol=1e-6)
+    assert fit_probe(grown, probs, vote=vote, kept=published, refit=True)[1]["model"] == "fitted (--refit)"
+    # many training pictures of another caption class: fitted anew
+    rolled = np.roll(probs, 1, axis=1)
+    assert fit_probe(grown, rolled, vote=vote, kept=published)[1]["model"].startswith("fitted (200 training")
 
 
 def test_exclude_file_is_validated(tmp_path):

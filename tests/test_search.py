@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -108,6 +109,35 @@ def test_similar_and_by_image(search):
     cats = search.categorise_image(picture)
     assert len(cats) == 5 and cats[0]["category"] in search.categories
     assert 0 < sum(c["probability"] for c in cats) <= 1.0001
+
+
+def test_upload_categories_blend_the_vote_with_the_lakes_picture_probe(search):
+    """The app classifies an upload by the build's rule: the look-alikes' vote blended with the probe it
+    saved (weights read from the lake, softmax of the centred picture)."""
+    from atlas.encoders.align import AlignHead, CategoryVote, PictureProbe
+
+    layout = search.reader.layout
+    rule = search.reader.manifest["taxonomy"]["picture_categories"]
+    assert rule["probe"]["model"].startswith("fitted")
+    with np.load(layout.class_vectors) as z:
+        probe, captions = PictureProbe.from_fields(z), z["caption_probs"]
+        vote = CategoryVote(k=int(z["vote_k"]), tau=float(z["vote_tau"]))
+    head = AlignHead.load(layout.align_head)
+    assert probe.share == rule["probe"]["share"] and len(probe.dates) == len(head.dates)
+    date = search.reader.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE has_image LIMIT 1").d[0]
+    picture = Image.open(IMAGES / f"{date}.jpg")
+    vector = search._upload_picture(picture)
+    centred = (vector - head.mean) / np.linalg.norm(vector - head.mean)
+    logits = centred @ probe.weights + probe.bias
+    linear = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    saved = search._class_vectors()["probe"]
+    search._classes["probe"] = replace(probe, share=0.5)  # the demo lake's share may be 0: make it count
+    try:
+        got = {c["category"]: c["probability"] for c in search.categorise_image(picture, top=3)}
+    finally:
+        search._classes["probe"] = saved
+    expected = 0.5 * head.category_votes(vector[None, :], captions, vote=vote)[0] + 0.5 * linear
+    assert got == {search._classes["names"][i]: round(float(expected[i]), 4) for i in np.argsort(-expected)[:3]}
 
 
 def test_text_to_picture_search(search):
