@@ -261,7 +261,7 @@ def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, pro
     caption_probs = TextClassifier.load(reader.layout.text_classifier).probabilities(words)
     vote, vote_scores = choose_vote(res.head, caption_probs)
     t0 = time.perf_counter()
-    probe, probe_report = fit_probe(res.head, caption_probs, vote=vote)
+    probe, probe_report = fit_probe(res.head, caption_probs, names=list(names), vote=vote)
     probe_s = time.perf_counter() - t0
     ipos = {d: i for i, d in enumerate(image[0])}
     query = image[1][[ipos[d] for d in lab.date]]
@@ -328,7 +328,7 @@ def evaluate_vote(x: np.ndarray, captions: np.ndarray, lab_idx: np.ndarray, cats
         chosen.append(f"k={vote.k} tau={vote.tau}")
         probs = head.category_votes(x[lab_idx[in_fold]], caption_probs, vote=vote)
         hits += int((names[probs.argmax(1)] == cats[in_fold]).sum())
-        probe, _ = fit_probe(head, caption_probs, vote=vote)
+        probe, _ = fit_probe(head, caption_probs, names=list(names), vote=vote)
         blend_chosen.append(f"C={probe.C} share={probe.share}" if probe else "none")
         probs = head.category_votes(x[lab_idx[in_fold]], caption_probs, vote=vote, probe=probe)
         blend_hits += int((names[probs.argmax(1)] == cats[in_fold]).sum())

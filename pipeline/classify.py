@@ -142,11 +142,12 @@ class ClassVectors:
         blended with it, their settings chosen without labels (:func:`atlas.encoders.align.choose_vote`,
         :func:`pipeline.picture_probe.fit_probe`) on the head's training captions' class probabilities
         ``caption_probs`` (in the head's order), which are kept for uploads. ``kept_probe``: the published
-        probe, kept while few of its training pictures changed (unless ``refit``)."""
+        probe, kept when fitted on the same inputs (unless ``refit``)."""
         if not len(head.pictures):
             return self
         vote, scores = choose_vote(head, caption_probs)
-        probe, report = picture_probe.fit_probe(head, caption_probs, vote=vote, kept=kept_probe, refit=refit)
+        probe, report = picture_probe.fit_probe(head, caption_probs, names=self.names, vote=vote, kept=kept_probe,
+                                                 refit=refit)
         return replace(self, vote=vote, vote_scores=scores, caption_probs=np.asarray(caption_probs, np.float32),
                        probe=probe, probe_report=report)
 

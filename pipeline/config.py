@@ -228,9 +228,9 @@ class BuildConfig:
         parse=parse_non_negative, metavar="GPUS"))
     refit: bool = field(default=False, metadata=option(
         "re-fit every map, the text categories' word classifier and the picture categories' probe; by default "
-        "a build that only adds entries places them on the published maps and classifies them with the "
-        "published classifiers "
-        "(existing points and categories stay put) until they reach 5%% of the fitted ones or the vectors drift",
+        "a build that only adds entries places them on the published maps and gives them text categories "
+        "with the published word classifier "
+        "(existing points and text categories stay put) until they reach 5%% of the fitted ones or the vectors drift",
         group="classify, project, cluster"))
     background_stages: bool = field(default=True, metadata=option(
         "run every stage in this process, one after another (by default, with --threads 2 or more, the "

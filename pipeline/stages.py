@@ -366,7 +366,7 @@ def _kept_probe(ctx: BuildContext):
     try:
         with np.load(path) as z:
             return PictureProbe.from_fields(z)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         if path.exists():
             log.warning("class vectors %s unreadable (%s); fitting a new picture probe", path, exc)
         return None

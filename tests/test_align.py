@@ -126,6 +126,9 @@ def test_head_round_trips_through_a_file(tmp_path):
     assert list(loaded.dates) == dates
 
 
+NAMES = [f"class {i}" for i in range(12)]
+
+
 def _topic_classes(n: int = 240, topics: int = 12, seed: int = 0, noise: float = 0.6):
     """The pairs of :func:`_pairs`, and class vectors that are the captions' topic centres."""
     dates, pictures, captions = _pairs(n, topics, seed, noise)
@@ -176,63 +179,73 @@ def test_probe_blend_is_chosen_without_labels_and_beats_chance():
     head, _ = fit_head(pictures[:240], captions[:240], dates=dates[:240])
     caption_probs = class_probabilities(head.captions, classes, 20.0)
     vote = CategoryVote(k=10, tau=0.1)
-    probe, report = fit_probe(head, caption_probs, vote=vote)
+    probe, report = fit_probe(head, caption_probs, names=NAMES, vote=vote)
     scores = report["inner_cv_caption_class_agreement"]
-    assert len(scores) == len(C_GRID) * len(SHARE_GRID)
-    assert scores[f"C={probe.C} share={probe.share}"] == max(scores.values())
-    assert report["model"] == "fitted (no probe yet)"
+    assert sorted(scores) == sorted(f"C={c} share={s}" for c in C_GRID for s in SHARE_GRID)
+    assert report["model"] == "fitted (no probe yet)" and (probe.C, probe.share) == (report["C"], report["share"])
     linear = probe.probabilities(head.centred(pictures[240:]))
     assert linear.shape == (60, 12) and np.allclose(linear.sum(axis=1), 1, atol=1e-5)
     assert np.mean(linear.argmax(axis=1) == topic[240:]) > 0.5  # held-out pictures: chance is 1/12
     blend = head.category_votes(pictures[240:], caption_probs, vote=vote, probe=probe)
     alone = head.category_votes(pictures[240:], caption_probs, vote=vote)
     assert np.allclose(blend, (1 - probe.share) * alone + probe.share * linear, atol=1e-6)
-    again, _ = fit_probe(head, caption_probs, vote=vote)
+    again, _ = fit_probe(head, caption_probs, names=NAMES, vote=vote)
     assert np.array_equal(again.weights, probe.weights) and again.share == probe.share  # deterministic
 
 
-def test_training_pictures_never_get_the_probe_that_saw_their_caption():
+def test_two_caption_classes_make_a_probe_of_every_class():
+    """sklearn fits one logit for two classes; the probe still gives every class a probability."""
+    dates, pictures, captions, topic, classes = _topic_classes(n=120)
+    head, _ = fit_head(pictures, captions, dates=dates)
+    probs = np.zeros((120, 12), np.float32)
+    probs[np.arange(120), np.where(topic < 6, 2, 7)] = 1.0  # two classes in the captions, ten in the taxonomy
+    probe, _ = fit_probe(head, probs, names=NAMES, vote=CategoryVote(k=5, tau=0.1), share_grid=(0.5,))
+    linear = probe.probabilities(head.pictures)
+    assert linear.shape == (120, 12) and np.allclose(linear.sum(axis=1), 1, atol=1e-5)
+    assert set(np.flatnonzero(linear.max(axis=0) > 1e-6)) == {2, 7}  # classes no caption had are ruled out
+    assert np.mean(linear.argmax(axis=1) == np.where(topic < 6, 2, 7)) > 0.7
+
+
+def test_training_pictures_get_the_probe_that_never_saw_their_caption():
     dates, pictures, captions, _, classes = _topic_classes(n=120)
     head, _ = fit_head(pictures, captions, dates=dates)
     caption_probs = class_probabilities(captions, classes, 20.0)
     vote, own = CategoryVote(k=5, tau=0.1), head.own_rows(dates)
-    grids = {"c_grid": (10.0,), "share_grid": (0.5,)}
-    before = head.category_votes(pictures, caption_probs, vote=vote, own_rows=own,
-                                 probe=fit_probe(head, caption_probs, vote=vote, **grids)[0])
+    grids = {"names": NAMES, "c_grid": (10.0,), "share_grid": (0.5,)}
+    probe, _ = fit_probe(head, caption_probs, vote=vote, **grids)
+    before = head.category_votes(pictures, caption_probs, vote=vote, own_rows=own, probe=probe)
+    voted = head.category_votes(pictures, caption_probs, vote=vote, own_rows=own)
+    assert np.allclose(before, 0.5 * voted + 0.5 * probe.held_out, atol=1e-6)  # not the full probe…
+    assert not np.allclose(probe.held_out, probe.probabilities(head.pictures), atol=1e-3)
     changed = caption_probs.copy()
     changed[3] = np.roll(changed[3], 1)  # picture 3's caption: another class
     probe, _ = fit_probe(head, changed, vote=vote, **grids)
     after = head.category_votes(pictures, changed, vote=vote, own_rows=own, probe=probe)
-    assert np.allclose(before[3], after[3], atol=1e-6)  # neither its vote nor its probe read its caption…
-    assert not np.allclose(before, after)  # …which still teaches the probe for other pictures
-    alone = head.category_votes(pictures[:1], changed, vote=vote, probe=probe)  # as an upload: the full probe
-    assert not np.allclose(alone[0], after[0])
+    assert np.allclose(before[3], after[3], atol=1e-6)  # …so neither its vote nor its probe read its caption,
+    assert not np.allclose(before, after)  # which still teaches the probe for other pictures
 
 
-def test_published_probe_is_kept_until_its_training_pictures_change(tmp_path):
+def test_published_probe_is_kept_only_for_the_same_inputs(tmp_path):
     dates, pictures, captions, _, classes = _topic_classes(n=200)
     vote = CategoryVote(k=5, tau=0.1)
-    head, _ = fit_head(pictures[:199], captions[:199], dates=dates[:199])
-    probe, _ = fit_probe(head, class_probabilities(head.captions, classes, 20.0), vote=vote)
+    head, _ = fit_head(pictures[1:], captions[1:], dates=dates[1:])
+    probs = class_probabilities(head.captions, classes, 20.0)
+    probe, _ = fit_probe(head, probs, names=NAMES, vote=vote)
     with open(tmp_path / "classes.npz", "wb") as fh:
         np.savez(fh, **probe.fields())
     with np.load(tmp_path / "classes.npz") as z:
         published = PictureProbe.from_fields(z)
-    assert np.array_equal(published.weights, probe.weights) and list(published.dates) == dates[:199]
-    # a day with a new picture: the head changes, the probe is kept and scores the new picture in full
+    assert np.array_equal(published.held_out, probe.held_out) and published.key == probe.key
+    kept, report = fit_probe(head, probs, names=NAMES, vote=vote, kept=published)
+    assert kept is published and report["model"].startswith("kept from an earlier build")
+    assert fit_probe(head, probs, names=NAMES, vote=vote, kept=published, refit=True)[1]["model"] == "fitted (--refit)"
+    # a new picture (first in date order: every row moves), other captions' classes, other classes: fitted anew
     grown, _ = fit_head(pictures, captions, dates=dates)
-    probs = class_probabilities(grown.captions, classes, 20.0)
-    kept, report = fit_probe(grown, probs, vote=vote, kept=published)
-    assert kept is published and report["model"].startswith("kept from an earlier build (1 newer")
-    own = grown.own_rows(dates[-1:])
-    both = grown.category_votes(pictures[-1:], probs, vote=vote, own_rows=own, probe=kept)
-    full = kept.probabilities(grown.centred(pictures[-1:]))
-    alone = grown.category_votes(pictures[-1:], probs, vote=vote, own_rows=own)
-    assert np.allclose(both, (1 - kept.share) * alone + kept.share * full, atol=1e-6)
-    assert fit_probe(grown, probs, vote=vote, kept=published, refit=True)[1]["model"] == "fitted (--refit)"
-    # many training pictures of another caption class: fitted anew
-    rolled = np.roll(probs, 1, axis=1)
-    assert fit_probe(grown, rolled, vote=vote, kept=published)[1]["model"].startswith("fitted (200 training")
+    refitted, report = fit_probe(grown, class_probabilities(grown.captions, classes, 20.0), names=NAMES, vote=vote,
+                                 kept=published)
+    assert report["model"] == "fitted (new inputs)" and refitted.held_out.shape == (200, 12)
+    assert fit_probe(head, np.roll(probs, 1, axis=1), names=NAMES, vote=vote, kept=published)[1]["model"] == "fitted (new inputs)"
+    assert fit_probe(head, probs, names=NAMES[::-1], vote=vote, kept=published)[1]["model"] == "fitted (new inputs)"
 
 
 def test_exclude_file_is_validated(tmp_path):

@@ -123,7 +123,7 @@ def test_upload_categories_blend_the_vote_with_the_lakes_picture_probe(search):
         probe, captions = PictureProbe.from_fields(z), z["caption_probs"]
         vote = CategoryVote(k=int(z["vote_k"]), tau=float(z["vote_tau"]))
     head = AlignHead.load(layout.align_head)
-    assert probe.share == rule["probe"]["share"] and len(probe.dates) == len(head.dates)
+    assert probe.share == rule["probe"]["share"] and len(probe.held_out) == len(head.pictures)
     date = search.reader.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE has_image LIMIT 1").d[0]
     picture = Image.open(IMAGES / f"{date}.jpg")
     vector = search._upload_picture(picture)
