@@ -15,7 +15,10 @@ With ``--baseline REV`` the code of an earlier commit (a git worktree) also adds
 state rebuilt by that code (so that a stage whose code changed is compared in its steady state, not in
 the one full pass an upgrade costs), and the before/after pair comes from one run on one machine.
 
-Usage: python bench/add_one_day.py [--lake DIR] [--baseline REV] [--repeat N]
+``--day DATE`` adds another day instead (the days after it stay out of every build): the archive's last
+day has no bundled picture, its last day with one is 2026-08-06.
+
+Usage: python bench/add_one_day.py [--lake DIR] [--baseline REV] [--repeat N] [--day DATE] [--out NAME]
 """
 
 from __future__ import annotations
@@ -106,12 +109,16 @@ def main() -> None:
     ap.add_argument("--lake", type=Path, default=None)
     ap.add_argument("--baseline", metavar="REV", help="also add the day with the code of this commit")
     ap.add_argument("--repeat", type=int, default=3, help="plain builds per code version (median reported)")
+    ap.add_argument("--day", type=dt.date.fromisoformat, default=None,
+                    help="the day to add (default: the lake's last); the days after it stay out of every build")
+    ap.add_argument("--out", default="add_one_day", help="results name (bench/results/NAME.json)")
     args = ap.parse_args()
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     source = LakeLayout.at(args.lake).root
-    last = LakeReader.open(source).query("SELECT max(date) AS d FROM entries").d[0].date()
+    last = args.day or LakeReader.open(source).query("SELECT max(date) AS d FROM entries").d[0].date()
     day_before = (last - dt.timedelta(days=1)).isoformat()
+    until = ("--end", last.isoformat())
     results: dict = {"lake": lake_label(source), "added_day": last.isoformat()}
     with tempfile.TemporaryDirectory(prefix="cosmic-atlas-add-day-") as tmp:
         base = Path(tmp) / "base"
@@ -120,8 +127,9 @@ def main() -> None:
             "SELECT has_image FROM entries WHERE date = ?", [last.isoformat()]).has_image[0])
         results["forgotten_vectors"] = forget_day(base, last.isoformat())
         runs: list[tuple[str, tuple[str, ...], Path, Path]] = [
-            ("placed", (), REPO, base), ("placed_serial", ("--no-background-stages",), REPO, base),
-            ("placed_transform", ("--map-placement", "transform"), REPO, base), ("refit", ("--refit",), REPO, base)]
+            ("placed", until, REPO, base), ("placed_serial", (*until, "--no-background-stages"), REPO, base),
+            ("placed_transform", (*until, "--map-placement", "transform"), REPO, base),
+            ("refit", (*until, "--refit"), REPO, base)]
         with contextlib.ExitStack() as stack:
             if args.baseline:
                 from bench.dashboard import checkout
@@ -132,7 +140,7 @@ def main() -> None:
                 shutil.copytree(base, base_baseline, symlinks=True)
                 repo = stack.enter_context(checkout(args.baseline))
                 build(base_baseline, "--end", day_before, repo=repo)
-                runs.insert(0, ("placed_baseline", (), repo, base_baseline))
+                runs.insert(0, ("placed_baseline", until, repo, base_baseline))
                 results["baseline"] = args.baseline
             wall, m = build(base, "--end", day_before)
             results["without_last_day"] = {"wall_s": round(wall, 1), "entries": m["counts"]["entries"]}
@@ -158,7 +166,7 @@ def main() -> None:
             for label, label_runs in done.items():
                 results[label] = median_run(label_runs)
     results["target_s"] = 10
-    print("saved", save("add_one_day", results))
+    print("saved", save(args.out, results))
 
 
 if __name__ == "__main__":

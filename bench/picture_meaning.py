@@ -261,13 +261,13 @@ def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, pro
     caption_probs = TextClassifier.load(reader.layout.text_classifier).probabilities(words)
     vote, vote_scores = choose_vote(res.head, caption_probs)
     t0 = time.perf_counter()
-    probe, probe_report = fit_probe(res.head, caption_probs, names=list(names), vote=vote)
+    probe, probe_report = fit_probe(res.head, caption_probs, names=list(names), vote=vote, space="bench")
     probe_s = time.perf_counter() - t0
     ipos = {d: i for i, d in enumerate(image[0])}
     query = image[1][[ipos[d] for d in lab.date]]
     blended = res.head.category_votes(query, caption_probs, vote=vote, probe=probe)
     votes = res.head.category_votes(query, caption_probs, vote=vote)
-    linear = probe.probabilities(res.head.centred(query)) if probe is not None else votes
+    linear = probe.probabilities(query) if probe is not None else votes
     # the previous rule, same run: the vote of the captions' dense zero-shot classes
     dense = class_probabilities(res.head.captions, classes, scale)
     dense_vote, _ = choose_vote(res.head, dense)
@@ -328,7 +328,7 @@ def evaluate_vote(x: np.ndarray, captions: np.ndarray, lab_idx: np.ndarray, cats
         chosen.append(f"k={vote.k} tau={vote.tau}")
         probs = head.category_votes(x[lab_idx[in_fold]], caption_probs, vote=vote)
         hits += int((names[probs.argmax(1)] == cats[in_fold]).sum())
-        probe, _ = fit_probe(head, caption_probs, names=list(names), vote=vote)
+        probe, _ = fit_probe(head, caption_probs, names=list(names), vote=vote, space="bench")
         blend_chosen.append(f"C={probe.C} share={probe.share}" if probe else "none")
         probs = head.category_votes(x[lab_idx[in_fold]], caption_probs, vote=vote, probe=probe)
         blend_hits += int((names[probs.argmax(1)] == cats[in_fold]).sum())

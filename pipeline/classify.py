@@ -136,18 +136,19 @@ class ClassVectors:
             picture = text
         return cls(taxonomy.names, text, picture, logit_scale(encoder))
 
-    def voting(self, head: AlignHead, caption_probs: np.ndarray, *, kept_probe: PictureProbe | None = None,
-               refit: bool = False) -> "ClassVectors":
+    def voting(self, head: AlignHead, caption_probs: np.ndarray, *, space: str,
+               kept_probe: PictureProbe | None = None, refit: bool = False) -> "ClassVectors":
         """These classes with the look-alikes' vote of an offline alignment ``head`` and the linear probe
         blended with it, their settings chosen without labels (:func:`atlas.encoders.align.choose_vote`,
         :func:`pipeline.picture_probe.fit_probe`) on the head's training captions' class probabilities
-        ``caption_probs`` (in the head's order), which are kept for uploads. ``kept_probe``: the published
-        probe, kept when fitted on the same inputs (unless ``refit``)."""
+        ``caption_probs`` (in the head's order), which are kept for uploads. ``space``: the picture
+        space's fingerprint; ``kept_probe``: the published probe, kept while it still applies (unless
+        ``refit``, see :func:`pipeline.picture_probe.refit_reason`)."""
         if not len(head.pictures):
             return self
         vote, scores = choose_vote(head, caption_probs)
-        probe, report = picture_probe.fit_probe(head, caption_probs, names=self.names, vote=vote, kept=kept_probe,
-                                                 refit=refit)
+        probe, report = picture_probe.fit_probe(head, caption_probs, names=self.names, vote=vote, space=space,
+                                                 kept=kept_probe, refit=refit)
         return replace(self, vote=vote, vote_scores=scores, caption_probs=np.asarray(caption_probs, np.float32),
                        probe=probe, probe_report=report)
 
@@ -198,8 +199,8 @@ def classify(classes: ClassVectors, text: tuple[list[str], np.ndarray],
     if pictures is None or not len(pictures[0]):
         return out
     if head is not None and classes.vote is not None:
-        probs = head.category_votes(pictures[1], classes.caption_probs, vote=classes.vote,
-                                    own_rows=head.own_rows(pictures[0]), probe=classes.probe)
+        probs = head.category_votes(pictures[1], classes.caption_probs, vote=classes.vote, dates=pictures[0],
+                                    probe=classes.probe)
         out["image"] = ranked(probs, classes.names, pictures[0])
     else:
         out["image"] = zero_shot(pictures[1], classes.picture, classes.names, classes.scale, pictures[0])

@@ -227,7 +227,8 @@ class BuildConfig:
         "GPUs per encoder actor (0 = CPU actors; e.g. 1 or 0.5 on GPU nodes)", group="scale-out",
         parse=parse_non_negative, metavar="GPUS"))
     refit: bool = field(default=False, metadata=option(
-        "re-fit every map, the text categories' word classifier and the picture categories' probe; by default "
+        "re-fit every map, the text categories' word classifier, the picture categories' probe and (when the "
+        "build embeds) the picture space; by default "
         "a build that only adds entries places them on the published maps and gives them text categories "
         "with the published word classifier "
         "(existing points and text categories stay put) until they reach 5%% of the fitted ones or the vectors drift",

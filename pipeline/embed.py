@@ -22,6 +22,10 @@ from atlas.hashing import sha1_json, sha1_text
 
 log = logging.getLogger(__name__)
 
+#: The published picture space is kept while at most this share of the pictures it was fitted on are new
+#: to it (as the word classifier's and the maps' 5 %); ``--refit`` or ``--force`` fit it anew.
+SPACE_REFIT_SHARE = 0.05
+
 
 def text_input(title: str, explanation: str) -> str:
     return f"{title}. {explanation}".strip() if explanation else title
@@ -36,8 +40,9 @@ class Embeddings:
     image_space: dict[str, np.ndarray]
     computed: dict[str, int] = field(default_factory=dict)  # items actually encoded this run
     #: identifies what the space was fitted on: the picture tower, the fit's version, the pictures' keys in order
-    image_space_fingerprint: str = ""
-    image_space_kept: bool = False  # the last build's fitted space, reused: same pictures, same fit
+    image_space_fingerprint: str = ""  # of the pictures the space was fitted on (kept: the last build's)
+    image_space_kept: bool = False  # the last build's fitted space, reused (see embed_entries)
+    image_space_new: int = 0  # pictures the kept space was not fitted on (placed in it as uploads are)
 
 
 def fill_cache(
@@ -78,14 +83,16 @@ def embed_entries(
     chunk: int = 512,
     progress: bool = True,
     executor: Executor | None = None,
-    kept_space: Callable[[str], dict[str, np.ndarray] | None] | None = None,
+    kept_space: Callable[[], tuple[dict[str, np.ndarray], str] | None] | None = None,
 ) -> Embeddings:
     """Vectors of every entry, computing only what the content-addressed caches lack, on ``executor``
     (this process by default; a Ray cluster with ``--runner ray``).
 
-    ``kept_space(fingerprint)``: the last build's fitted picture space when it was fitted on the same
-    pictures (None otherwise). The fit is deterministic, so reusing it gives the same vectors; a day
-    without a new picture then skips the SVD of every picture's features."""
+    ``kept_space()``: the last build's fitted picture space and its fit fingerprint (None: none, or a
+    re-fit is asked for). It is reused while it was fitted by this picture tower and fit version and at
+    most :data:`SPACE_REFIT_SHARE` of today's pictures are new to it: the new ones are mapped into it as
+    an upload is. A PCA re-fitted for one new picture would move every picture's vector (an SVD's signs
+    and order are arbitrary), and with them every picture map, the alignment and the categories."""
     executor = executor or LocalExecutor()
     encode_texts = executor.encoding(encoder, "text", root=layout.root, batch_size=batch_size)
     encode_images = executor.encoding(encoder, "image", root=layout.root, batch_size=batch_size)
@@ -119,10 +126,18 @@ def embed_entries(
 
     image_dates = [r["date"].isoformat() for r in with_image]
     space_fingerprint = sha1_json([image_fp, space.FIT_VERSION, image_keys])
-    kept = kept_space(space_fingerprint) if kept_space is not None and with_image else None
+    kept, new_to_space = None, 0
+    if kept_space is not None and with_image and (last := kept_space()) is not None:
+        state, fitted_on = last
+        new_to_space = len(set(image_keys) - set(str(k) for k in state.get("keys", ())))
+        if (fitted_on == sha1_json([image_fp, space.FIT_VERSION, [str(k) for k in state.get("keys", ())]])
+                and new_to_space <= SPACE_REFIT_SHARE * len(state["keys"])):
+            kept, space_fingerprint = state, fitted_on
     if with_image:
         features = image_cache.get(image_keys)
         fitted = kept if kept is not None else encoder.image_space(features)
+        if kept is None and fitted:  # the pictures it was fitted on, so a later build can keep it
+            fitted = {**fitted, "keys": np.asarray(image_keys, dtype=str)}
         image_vecs = encoder.to_image_vectors(features, fitted)
     else:
         fitted, image_vecs = {}, np.zeros((0, encoder.info.image_dim), np.float32)
@@ -134,4 +149,5 @@ def embed_entries(
         computed=computed,
         image_space_fingerprint=space_fingerprint,
         image_space_kept=kept is not None,
+        image_space_new=new_to_space if kept is not None else 0,
     )

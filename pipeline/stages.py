@@ -240,7 +240,7 @@ def embed_stage(ctx: BuildContext) -> StageResult:
     encoder = _encoder(ctx)
     emb = embed_entries(_rows(ctx), encoder, ctx.layout, batch_size=ctx.cfg.batch_size, chunk=ctx.cfg.embed_chunk,
                         progress=ctx.cfg.progress, executor=_executor(ctx),
-                        kept_space=lambda fingerprint: _kept_space(ctx, fingerprint))
+                        kept_space=lambda: _kept_space(ctx))
     for kind, dates in emb.dates.items():
         if dates:
             ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
@@ -249,26 +249,29 @@ def embed_stage(ctx: BuildContext) -> StageResult:
         "encoder": encoder.info.to_dict(),
         "counts": {f"vectors_{k}": len(d) for k, d in emb.dates.items()},
         "image_space": {"fingerprint": emb.image_space_fingerprint,
-                        "fit": "kept from the last build" if emb.image_space_kept else "fitted"},
+                        "fit": ("fitted" if not emb.image_space_kept else "kept from the last build"
+                                + (f" ({emb.image_space_new} new pictures mapped into it)" if emb.image_space_new else ""))},
     })
 
 
-def _kept_space(ctx: BuildContext, fingerprint: str) -> dict[str, np.ndarray] | None:
-    """The published picture space when the live build fitted it on the same pictures (same fingerprint);
-    None under ``--force`` (recompute everything), or when the saved arrays are unreadable or not a
-    space of the encoder's size."""
+def _kept_space(ctx: BuildContext) -> tuple[dict[str, np.ndarray], str] | None:
+    """The published picture space (with the keys of the pictures it was fitted on) and its fit
+    fingerprint, for :func:`pipeline.embed.embed_entries` to keep while few pictures are new to it; None
+    under ``--force`` or ``--refit``, or when the saved arrays are unreadable, lack their keys (lakes
+    before spaces were kept across new pictures) or are not a space of the encoder's size."""
     from atlas.encoders.space import FIELDS
 
     live = ctx.live_manifest("embed").get("image_space", {})
-    if ctx.cfg.force or live.get("fingerprint") != fingerprint or not ctx.layout.image_space.is_file():
+    if ctx.cfg.force or ctx.cfg.refit or not live.get("fingerprint") or not ctx.layout.image_space.is_file():
         return None
     try:
         with np.load(ctx.layout.image_space) as saved:
-            kept = {name: saved[name] for name in FIELDS}
+            kept = {name: saved[name] for name in (*FIELDS, "keys")}
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # unreadable: fit again
         return None
     dim = int(_encoder(ctx).info.image_dim)
-    return kept if kept["components"].ndim == 2 and kept["components"].shape[0] == dim else None
+    ok = kept["components"].ndim == 2 and kept["components"].shape[0] == dim
+    return (kept, str(live["fingerprint"])) if ok else None
 
 
 def _align_inputs(ctx: BuildContext) -> Any:
@@ -332,8 +335,8 @@ def classify_stage(ctx: BuildContext) -> StageResult:
         ctx.writer.stage_file(ctx.layout.text_classifier, model.save)
     if head is not None:  # offline: pictures' look-alikes vote with their captions' categories
         row = {d: i for i, d in enumerate(text[0])}
-        classes = classes.voting(head, probs[[row[str(d)] for d in head.dates]], kept_probe=_kept_probe(ctx),
-                                 refit=ctx.cfg.refit)
+        classes = classes.voting(head, probs[[row[str(d)] for d in head.dates]], space=_space_fingerprint(ctx),
+                                 kept_probe=_kept_probe(ctx), refit=ctx.cfg.refit)
         pictures = ctx.writer.read_vectors("image")
     ctx.writer.stage_file(ctx.layout.class_vectors, classes.save)
     results = classify(classes, (text[0], probs), pictures if pictures[0] else None, head=head)
@@ -352,10 +355,15 @@ def classify_stage(ctx: BuildContext) -> StageResult:
         "picture_categories": picture_rule}})
 
 
-def _probe_settings() -> str:
+def _probe_settings(ctx: BuildContext) -> str:
     from pipeline.picture_probe import settings
 
-    return settings()
+    return settings(names=_taxonomy(ctx).names)
+
+
+def _space_fingerprint(ctx: BuildContext) -> str:
+    """This build's picture space's fingerprint (the embed stage's, run or reused)."""
+    return str(ctx.results["embed"].manifest.get("image_space", {}).get("fingerprint", ""))
 
 
 def _kept_probe(ctx: BuildContext):
@@ -755,7 +763,7 @@ STAGES: list[Stage] = [
           warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors", "lancedb")),
     Stage("classify", classify_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), ctx.cfg.refit,
-                       ctx.cfg.word_classifier_min, "self-trained-words-v7", _probe_settings()],
+                       ctx.cfg.word_classifier_min, "self-trained-words-v7", _probe_settings(ctx)],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
                       lo.staged(lo.text_classifier)]),
     Stage("project", project_stage,

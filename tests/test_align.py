@@ -156,10 +156,10 @@ def test_training_pictures_never_vote_with_their_own_caption():
     assert list(own) == list(range(80)) and list(head.own_rows(["1999-01-01"])) == [-1]
     vote = CategoryVote(k=5, tau=0.1)
     caption_probs = class_probabilities(captions, classes, 20.0)
-    before = head.category_votes(pictures, caption_probs, vote=vote, own_rows=own)
+    before = head.category_votes(pictures, caption_probs, vote=vote, dates=dates)
     changed = caption_probs.copy()
     changed[3] = np.roll(changed[3], 1)  # picture 3's caption: another class
-    after = head.category_votes(pictures, changed, vote=vote, own_rows=own)
+    after = head.category_votes(pictures, changed, vote=vote, dates=dates)
     assert np.allclose(before[3], after[3])  # its own caption never votes for it…
     assert not np.allclose(before, after)  # …while it still votes for its look-alikes
 
@@ -179,17 +179,17 @@ def test_probe_blend_is_chosen_without_labels_and_beats_chance():
     head, _ = fit_head(pictures[:240], captions[:240], dates=dates[:240])
     caption_probs = class_probabilities(head.captions, classes, 20.0)
     vote = CategoryVote(k=10, tau=0.1)
-    probe, report = fit_probe(head, caption_probs, names=NAMES, vote=vote)
+    probe, report = fit_probe(head, caption_probs, names=NAMES, vote=vote, space="s")
     scores = report["inner_cv_caption_class_agreement"]
     assert sorted(scores) == sorted(f"C={c} share={s}" for c in C_GRID for s in SHARE_GRID)
     assert report["model"] == "fitted (no probe yet)" and (probe.C, probe.share) == (report["C"], report["share"])
-    linear = probe.probabilities(head.centred(pictures[240:]))
+    linear = probe.probabilities(pictures[240:])
     assert linear.shape == (60, 12) and np.allclose(linear.sum(axis=1), 1, atol=1e-5)
     assert np.mean(linear.argmax(axis=1) == topic[240:]) > 0.5  # held-out pictures: chance is 1/12
     blend = head.category_votes(pictures[240:], caption_probs, vote=vote, probe=probe)
     alone = head.category_votes(pictures[240:], caption_probs, vote=vote)
     assert np.allclose(blend, (1 - probe.share) * alone + probe.share * linear, atol=1e-6)
-    again, _ = fit_probe(head, caption_probs, names=NAMES, vote=vote)
+    again, _ = fit_probe(head, caption_probs, names=NAMES, vote=vote, space="s")
     assert np.array_equal(again.weights, probe.weights) and again.share == probe.share  # deterministic
 
 
@@ -199,8 +199,8 @@ def test_two_caption_classes_make_a_probe_of_every_class():
     head, _ = fit_head(pictures, captions, dates=dates)
     probs = np.zeros((120, 12), np.float32)
     probs[np.arange(120), np.where(topic < 6, 2, 7)] = 1.0  # two classes in the captions, ten in the taxonomy
-    probe, _ = fit_probe(head, probs, names=NAMES, vote=CategoryVote(k=5, tau=0.1), share_grid=(0.5,))
-    linear = probe.probabilities(head.pictures)
+    probe, _ = fit_probe(head, probs, names=NAMES, vote=CategoryVote(k=5, tau=0.1), space="s", share_grid=(0.5,))
+    linear = probe.probabilities(pictures)
     assert linear.shape == (120, 12) and np.allclose(linear.sum(axis=1), 1, atol=1e-5)
     assert set(np.flatnonzero(linear.max(axis=0) > 1e-6)) == {2, 7}  # classes no caption had are ruled out
     assert np.mean(linear.argmax(axis=1) == np.where(topic < 6, 2, 7)) > 0.7
@@ -210,42 +210,55 @@ def test_training_pictures_get_the_probe_that_never_saw_their_caption():
     dates, pictures, captions, _, classes = _topic_classes(n=120)
     head, _ = fit_head(pictures, captions, dates=dates)
     caption_probs = class_probabilities(captions, classes, 20.0)
-    vote, own = CategoryVote(k=5, tau=0.1), head.own_rows(dates)
-    grids = {"names": NAMES, "c_grid": (10.0,), "share_grid": (0.5,)}
+    vote = CategoryVote(k=5, tau=0.1)
+    grids = {"names": NAMES, "space": "s", "c_grid": (10.0,), "share_grid": (0.5,)}
     probe, _ = fit_probe(head, caption_probs, vote=vote, **grids)
-    before = head.category_votes(pictures, caption_probs, vote=vote, own_rows=own, probe=probe)
-    voted = head.category_votes(pictures, caption_probs, vote=vote, own_rows=own)
+    before = head.category_votes(pictures, caption_probs, vote=vote, dates=dates, probe=probe)
+    voted = head.category_votes(pictures, caption_probs, vote=vote, dates=dates)
     assert np.allclose(before, 0.5 * voted + 0.5 * probe.held_out, atol=1e-6)  # not the full probe…
-    assert not np.allclose(probe.held_out, probe.probabilities(head.pictures), atol=1e-3)
+    assert not np.allclose(probe.held_out, probe.probabilities(pictures), atol=1e-3)
     changed = caption_probs.copy()
     changed[3] = np.roll(changed[3], 1)  # picture 3's caption: another class
     probe, _ = fit_probe(head, changed, vote=vote, **grids)
-    after = head.category_votes(pictures, changed, vote=vote, own_rows=own, probe=probe)
+    after = head.category_votes(pictures, changed, vote=vote, dates=dates, probe=probe)
     assert np.allclose(before[3], after[3], atol=1e-6)  # …so neither its vote nor its probe read its caption,
     assert not np.allclose(before, after)  # which still teaches the probe for other pictures
+    # excluded from a later head (--align-exclude), picture 3 still gets the probe that never saw it
+    smaller, _ = fit_head(np.delete(pictures, 3, axis=0), np.delete(captions, 3, axis=0),
+                          dates=[d for i, d in enumerate(dates) if i != 3])
+    smaller_probs = np.delete(changed, 3, axis=0)
+    got = smaller.category_votes(pictures[3:4], smaller_probs, vote=vote, dates=dates[3:4], probe=probe)
+    voted = smaller.category_votes(pictures[3:4], smaller_probs, vote=vote, dates=dates[3:4])
+    assert np.allclose(got, 0.5 * voted + 0.5 * probe.held_out[3:4], atol=1e-6)
 
 
-def test_published_probe_is_kept_only_for_the_same_inputs(tmp_path):
+def test_published_probe_is_kept_while_its_space_holds_and_few_pictures_change(tmp_path):
     dates, pictures, captions, _, classes = _topic_classes(n=200)
     vote = CategoryVote(k=5, tau=0.1)
     head, _ = fit_head(pictures[1:], captions[1:], dates=dates[1:])
     probs = class_probabilities(head.captions, classes, 20.0)
-    probe, _ = fit_probe(head, probs, names=NAMES, vote=vote)
+    probe, _ = fit_probe(head, probs, names=NAMES, vote=vote, space="s")
     with open(tmp_path / "classes.npz", "wb") as fh:
         np.savez(fh, **probe.fields())
     with np.load(tmp_path / "classes.npz") as z:
         published = PictureProbe.from_fields(z)
-    assert np.array_equal(published.held_out, probe.held_out) and published.key == probe.key
-    kept, report = fit_probe(head, probs, names=NAMES, vote=vote, kept=published)
-    assert kept is published and report["model"].startswith("kept from an earlier build")
-    assert fit_probe(head, probs, names=NAMES, vote=vote, kept=published, refit=True)[1]["model"] == "fitted (--refit)"
-    # a new picture (first in date order: every row moves), other captions' classes, other classes: fitted anew
+    assert np.array_equal(published.held_out, probe.held_out) and list(published.dates) == dates[1:]
+    # a day with a new picture, first in date order (every head row moves): kept; the new one gets it in full
     grown, _ = fit_head(pictures, captions, dates=dates)
-    refitted, report = fit_probe(grown, class_probabilities(grown.captions, classes, 20.0), names=NAMES, vote=vote,
-                                 kept=published)
-    assert report["model"] == "fitted (new inputs)" and refitted.held_out.shape == (200, 12)
-    assert fit_probe(head, np.roll(probs, 1, axis=1), names=NAMES, vote=vote, kept=published)[1]["model"] == "fitted (new inputs)"
-    assert fit_probe(head, probs, names=NAMES[::-1], vote=vote, kept=published)[1]["model"] == "fitted (new inputs)"
+    grown_probs = class_probabilities(grown.captions, classes, 20.0)
+    kept, report = fit_probe(grown, grown_probs, names=NAMES, vote=vote, space="s", kept=published)
+    assert kept is published and report["model"].startswith("kept from an earlier build (1 newer")
+    both = kept.probabilities(pictures[:3], dates=dates[:3])
+    assert np.allclose(both[0], kept.probabilities(pictures[:1])[0])  # new: the full probe
+    assert np.allclose(both[1:], kept.held_out[:2])  # its training pictures: their held-out rows
+    refits = {"--refit": dict(refit=True), "another picture space": dict(space="t"),
+              "other settings or classes": dict(names=NAMES[::-1])}
+    for reason, change in refits.items():
+        args = {"names": NAMES, "vote": vote, "space": "s", "kept": published} | change
+        assert fit_probe(grown, grown_probs, **args)[1]["model"] == f"fitted ({reason})"
+    rolled = np.roll(grown_probs, 1, axis=1)  # every caption of another class
+    assert fit_probe(grown, rolled, names=NAMES, vote=vote, space="s", kept=published)[1]["model"].startswith(
+        "fitted (200 training pictures new, gone or of another caption class")
 
 
 def test_exclude_file_is_validated(tmp_path):

@@ -92,7 +92,7 @@ class AlignHead:
     dates: np.ndarray | None = None  # training pairs' dates (str), so a build can leave each one's own out
 
     def own_rows(self, dates: list[str]) -> np.ndarray:
-        """Each date's training row, or -1 (for :meth:`apply`'s and :meth:`category_votes`' ``own_rows``)."""
+        """Each date's training row, or -1 (for :meth:`apply`'s ``own_rows``)."""
         row = {str(d): i for i, d in enumerate(self.dates if self.dates is not None else [])}
         return np.array([row.get(d, -1) for d in dates], np.int64)
 
@@ -113,23 +113,20 @@ class AlignHead:
         return l2_normalise(out)
 
     def category_votes(self, pictures: np.ndarray, caption_probs: np.ndarray, *, vote: CategoryVote,
-                       own_rows: np.ndarray | None = None, probe: "PictureProbe | None" = None) -> np.ndarray:
+                       dates: list[str] | None = None, probe: "PictureProbe | None" = None) -> np.ndarray:
         """Class probabilities of ``pictures`` (rows sum to 1): their neighbours' caption class
         probabilities ``caption_probs`` (one row per training caption, in the head's order), weighted by
-        similarity, blended with ``probe`` where given. ``own_rows`` as in :meth:`apply` (a training
-        picture's probe probabilities are then its held-out ones). With no training pictures every class
-        is equally likely."""
+        similarity, blended with ``probe`` where given. ``dates``: the pictures' dates (None for uploads):
+        a training picture is left out of its own neighbours, and a picture the probe was fitted on gets
+        its held-out probabilities. With no training pictures every class is equally likely."""
         probs = np.asarray(caption_probs, np.float32)
         out = np.full((len(pictures), probs.shape[1]), 1.0 / max(probs.shape[1], 1), np.float32)
+        own_rows = None if dates is None else self.own_rows(dates)
         for start, nn, nearest in self._neighbours(pictures, vote.k, own_rows):
             out[start:start + len(nn)] = vote_probabilities(probs, nn, nearest, vote.tau)
         if probe is None or probe.share == 0 or not len(pictures):
             return out
-        linear = probe.probabilities(self.centred(pictures))
-        if own_rows is not None:  # the probe was fitted on this head's rows (its key says so)
-            rows = np.asarray(own_rows)
-            linear[rows >= 0] = probe.held_out[rows[rows >= 0]]
-        return (1 - probe.share) * out + probe.share * linear
+        return (1 - probe.share) * out + probe.share * probe.probabilities(pictures, dates=dates)
 
     def centred(self, pictures: np.ndarray) -> np.ndarray:
         """Pictures as the head compares them: the training mean removed, unit length."""
@@ -165,32 +162,48 @@ class AlignHead:
 
 @dataclass(frozen=True)
 class PictureProbe:
-    """A softmax classifier of centred, unit picture vectors (:meth:`AlignHead.centred`), trained on the
-    head's training pictures with their captions' categories as targets, and its share in the blend with
-    the look-alikes' vote (see the module docstring; fitted by :mod:`pipeline.picture_probe`)."""
+    """A softmax classifier of centred, unit picture vectors, trained on an alignment head's training
+    pictures with their captions' categories as targets, and its share in the blend with the
+    look-alikes' vote (see the module docstring; fitted by :mod:`pipeline.picture_probe`)."""
 
     weights: np.ndarray  # (picture dim, classes)
     bias: np.ndarray  # (classes,); classes no training caption had get a bias that rules them out
+    mean: np.ndarray  # (picture dim,): the training pictures' mean, removed before normalising (as the head does)
     share: float  # the probe's weight in the blend; the vote has 1 − share
     C: float  # the logistic regression's inverse regularisation it was fitted with (for the manifest)
-    key: str  # fingerprint of the head, captions, classes and settings it was fitted on
-    held_out: np.ndarray  # (the head's training pictures, classes): from the fold model that did not see each
+    space: str  # fingerprint of the picture space its vectors live in: another space fits it anew
+    version: str  # the fitting code, candidate settings and class names: others fit it anew
+    dates: np.ndarray  # (training pictures,) str: the pictures it was fitted on
+    targets: np.ndarray  # (training pictures,) int: their captions' classes it learned
+    held_out: np.ndarray  # (training pictures, classes): from the fold model that did not see each
 
-    def probabilities(self, centred: np.ndarray) -> np.ndarray:
-        return softmax(np.asarray(centred, np.float32) @ self.weights + self.bias)
+    def probabilities(self, pictures: np.ndarray, *, dates: list[str] | None = None) -> np.ndarray:
+        """Class probabilities of picture vectors; a picture whose date it was fitted on gets the
+        probabilities of the fold model that did not see its caption (any other never taught it)."""
+        out = softmax(l2_normalise(np.asarray(pictures, np.float32) - self.mean) @ self.weights + self.bias)
+        if dates is not None:
+            row = {str(d): i for i, d in enumerate(self.dates)}
+            at = [i for i, d in enumerate(dates) if str(d) in row]
+            out[at] = self.held_out[[row[str(dates[i])] for i in at]]
+        return out
 
     def fields(self) -> dict[str, np.ndarray]:
         """Its arrays for the lake's ``class_vectors.npz`` (read back by :meth:`from_fields`)."""
-        return {"probe_weights": self.weights, "probe_bias": self.bias, "probe_share": np.float32(self.share),
-                "probe_C": np.float32(self.C), "probe_key": np.array(self.key), "probe_held_out": self.held_out}
+        return {"probe_weights": self.weights, "probe_bias": self.bias, "probe_mean": self.mean,
+                "probe_share": np.float32(self.share), "probe_C": np.float32(self.C),
+                "probe_space": np.array(self.space), "probe_version": np.array(self.version),
+                "probe_dates": np.asarray(self.dates, dtype=str), "probe_targets": np.asarray(self.targets, np.int16),
+                "probe_held_out": self.held_out}
 
     @classmethod
     def from_fields(cls, z) -> "PictureProbe | None":
         """The probe stored in an opened ``class_vectors.npz`` (None: lakes without one)."""
-        if "probe_key" not in z.files:  # lakes built without one (or by an earlier form of it)
+        if "probe_space" not in z.files:  # lakes built without one (or by an earlier form of it)
             return None
-        return cls(weights=z["probe_weights"], bias=z["probe_bias"], share=round(float(z["probe_share"]), 6),
-                   C=round(float(z["probe_C"]), 6), key=str(z["probe_key"]), held_out=z["probe_held_out"])
+        return cls(weights=z["probe_weights"], bias=z["probe_bias"], mean=z["probe_mean"],
+                   share=round(float(z["probe_share"]), 6), C=round(float(z["probe_C"]), 6),
+                   space=str(z["probe_space"]), version=str(z["probe_version"]), dates=z["probe_dates"],
+                   targets=z["probe_targets"].astype(np.int64), held_out=z["probe_held_out"])
 
 
 def vote_probabilities(probs: np.ndarray, nn: np.ndarray, nearest: np.ndarray, tau: float) -> np.ndarray:
