@@ -696,9 +696,13 @@ def ray_section(r: dict) -> list[str]:
 def add_day_section(r: dict) -> list[str]:
     base = r.get("baseline")
     forgotten = r.get("forgotten_vectors")
-    out = ["## Daily ingest: one day added to the full archive", "",
-           f"Command: `python bench/add_one_day.py{' --baseline ' + base if base else ''}` — a copy of `{r['lake']}` "
-           f"rebuilt without its last day ({r['added_day']}"
+    picture = bool(r.get("added_day_has_picture"))  # --day: the archive's last day with a bundled picture
+    out = ["## Daily ingest: " + ("a day with a new picture" if picture else "one day added to the full archive"), "",
+           f"Command: `python bench/add_one_day.py{' --baseline ' + base if base else ''}"
+           + (f" --day {r['added_day']} --out add_one_day_picture" if picture else "") + f"` — a copy of `{r['lake']}` "
+           + (f"rebuilt without the days from {r['added_day']} on (the archive's last day with a bundled picture; "
+              f"{r['without_last_day']['entries']:,} entries then"
+              if picture else f"rebuilt without its last day ({r['added_day']}")
            + (", which has no local picture" if r.get("added_day_has_picture") is False else "") + "), "
            + ("that day's vectors dropped from the embedding caches (so it is encoded as a real new day is: "
               + ", ".join(f"{n} {k}" for k, n in forgotten.items() if n) + "), " if forgotten else "")
@@ -800,6 +804,7 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
+            ("add_one_day_picture", add_day_section),
             ("sky_quality", sky_section),
             ("sky_quality_online", sky_section)]
 

@@ -70,33 +70,43 @@ def knn_graph(vectors: np.ndarray, k: int, block: int = 2048) -> KnnGraph:
     return KnnGraph(*_rows_graph(x, np.arange(n), k, block))
 
 
-def extend_graph(graph: KnnGraph, old_rows: np.ndarray, vectors: np.ndarray, block: int = 2048) -> KnnGraph:
-    """The exact graph of all ``vectors`` from ``graph``, the graph of ``vectors[old_rows]`` (its
-    indices count in ``old_rows`` order), at the same ``k``.
+def extend_graph(graph: KnnGraph, old_rows: np.ndarray, vectors: np.ndarray, block: int = 2048, *,
+                 changed: np.ndarray | None = None) -> KnnGraph:
+    """The exact graph of all ``vectors`` from ``graph``, the graph of the earlier vectors of
+    ``vectors[old_rows]`` (its indices count in ``old_rows`` order), at the same ``k``.
 
-    New rows get their neighbours from all rows; an old row keeps its list unless a new row is nearer
-    than its farthest neighbour. Equal to :func:`knn_graph` of ``vectors`` up to the order of exact ties
-    and last-bit rounding of the similarities."""
+    ``changed`` marks the old rows whose vectors are not the ones ``graph`` was made of. New and changed
+    rows get their neighbours from all rows, and so does an old row that had a changed row among its
+    neighbours (its list may have lost one to a row beyond it); any other old row keeps its list unless a
+    new or changed row is nearer than its farthest neighbour. Equal to :func:`knn_graph` of ``vectors`` up
+    to the order of exact ties and last-bit rounding of the similarities."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, k = x.shape[0], graph.k
     old_rows = np.asarray(old_rows, dtype=np.int64)
+    changed = np.zeros(len(old_rows), bool) if changed is None else np.asarray(changed, bool)
+    stale = changed | changed[graph.indices].any(axis=1)  # positions in the old graph
     new_rows = np.setdiff1d(np.arange(n), old_rows)
+    fresh_rows = np.union1d(new_rows, old_rows[changed])  # vectors the kept lists never met
     idx = np.empty((n, k + 1), dtype=np.int64)
     dist = np.empty((n, k + 1), dtype=np.float32)
-    old_idx, old_dist = old_rows[graph.indices], graph.distances.copy()
-    if len(new_rows):
-        idx[new_rows], dist[new_rows] = _rows_graph(x, new_rows, k, block)
-        for start in range(0, len(old_rows), block):  # the old rows against the new ones, merged
+    redo = np.union1d(new_rows, old_rows[stale])
+    if len(redo):
+        idx[redo], dist[redo] = _rows_graph(x, redo, k, block)
+    kept = np.flatnonzero(~stale)
+    rows = old_rows[kept]
+    old_idx, old_dist = old_rows[graph.indices[kept]], graph.distances[kept].copy()
+    if len(fresh_rows):
+        for start in range(0, len(rows), block):  # the kept rows against the new and changed ones, merged
             part = slice(start, start + block)
-            cand = np.clip(1.0 - x[old_rows[part]] @ x[new_rows].T, 0.0, 2.0).astype(np.float32)
-            merged_idx = np.concatenate([old_idx[part], np.broadcast_to(new_rows, cand.shape)], axis=1)
+            cand = np.clip(1.0 - x[rows[part]] @ x[fresh_rows].T, 0.0, 2.0).astype(np.float32)
+            merged_idx = np.concatenate([old_idx[part], np.broadcast_to(fresh_rows, cand.shape)], axis=1)
             merged_dist = np.concatenate([old_dist[part], cand], axis=1)
             merged_dist[:, 0] = -1.0  # self stays first, even beside a duplicate
             order = np.argsort(merged_dist, axis=1, kind="stable")[:, : k + 1]
             old_idx[part] = np.take_along_axis(merged_idx, order, axis=1)
             old_dist[part] = np.take_along_axis(merged_dist, order, axis=1)
         old_dist[:, 0] = 0.0
-    idx[old_rows], dist[old_rows] = old_idx, old_dist
+    idx[rows], dist[rows] = old_idx, old_dist
     return KnnGraph(idx, dist)
 
 
@@ -106,15 +116,16 @@ def row_digests(vectors: np.ndarray) -> np.ndarray:
     return np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x], dtype="S16")
 
 
-#: Above this share of new rows a cached graph is recomputed rather than extended: the merge of the old
-#: rows grows with the number of new ones, and a build that adds that much is no daily ingest.
+#: Above this share of new and changed rows a cached graph is recomputed rather than extended: the merge
+#: of the old rows grows with their number, and a build that changes that much is no daily ingest.
 EXTEND_MAX_NEW_SHARE = 0.25
 
 
 def cached_knn_graph(vectors: np.ndarray, k: int, *, keys: list[str], store: Path | None) -> KnnGraph:
     """:func:`knn_graph` of ``vectors`` (rows named by ``keys``, e.g. dates), reusing the graph kept at
-    ``store`` by the last build: extended when rows were only added and no kept row changed, else
-    recomputed. The graph written back keeps the larger of ``k`` and the kept one's ``k``."""
+    ``store`` by the last build: extended (:func:`extend_graph`) when no kept row left and the new and
+    changed rows are few (a day whose new picture moves a few dozen entries' aligned and multimodal
+    vectors), else recomputed. The graph written back keeps the larger of ``k`` and the kept one's ``k``."""
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)
     k = max(1, min(k, n - 1))
@@ -126,12 +137,15 @@ def cached_knn_graph(vectors: np.ndarray, k: int, *, keys: list[str], store: Pat
     if kept is not None and kept["k"] >= k and kept["k"] <= n - 1:
         where = {key: i for i, key in enumerate(keys)}
         old_rows = np.array([where.get(key, -1) for key in kept["keys"]], dtype=np.int64)
-        new_share = (n - len(old_rows)) / max(n, 1)
-        if (len(set(old_rows.tolist())) == len(old_rows) and (old_rows >= 0).all()
-                and np.array_equal(digests[old_rows], kept["digests"]) and new_share <= EXTEND_MAX_NEW_SHARE):
-            old = KnnGraph(kept["indices"], kept["distances"])
-            graph = old if len(old_rows) == n and np.array_equal(old_rows, np.arange(n)) else extend_graph(old, old_rows, x)
-            reused = f"extended by {n - len(old_rows)} rows" if len(old_rows) < n else "reused"
+        if len(set(old_rows.tolist())) == len(old_rows) and (old_rows >= 0).all():
+            changed = digests[old_rows] != kept["digests"]
+            if (n - len(old_rows) + int(changed.sum())) / max(n, 1) <= EXTEND_MAX_NEW_SHARE:
+                old = KnnGraph(kept["indices"], kept["distances"])
+                same = len(old_rows) == n and not changed.any()  # the same rows, maybe in another order
+                in_order = same and np.array_equal(old_rows, np.arange(n))
+                graph = old if in_order else extend_graph(old, old_rows, x, changed=changed)
+                reused = "reused" if same else (f"extended by {n - len(old_rows)} rows, "
+                                                f"{int(changed.sum())} changed")
     if graph is None:
         graph = knn_graph(x, max(k, kept["k"]) if kept is not None else k)
     if reused != "reused":

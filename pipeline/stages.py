@@ -303,17 +303,23 @@ def align_stage(ctx: BuildContext) -> StageResult:
 
 
 def _kept_head(ctx: BuildContext, fingerprint: str):
-    """The published head and its inner-CV scores when it was trained on pairs with this fingerprint."""
+    """The published head, its inner-CV scores and whether it was trained on pairs with this fingerprint
+    (:data:`pipeline.align.KeptHead`): also when they differ, while its pictures' space is this build's
+    and no re-fit is asked for, so that a day's new picture extends it."""
     from atlas.encoders.align import AlignHead
 
     live = ctx.live_manifest("align").get("alignment", {})
-    if live.get("training_fingerprint") != fingerprint or not ctx.layout.align_head.is_file():
+    exact = live.get("training_fingerprint") == fingerprint
+    if not exact and (ctx.cfg.refit or ctx.cfg.force or not _space_fingerprint(ctx)
+                      or _space_fingerprint(ctx) != ctx.live_manifest("embed").get("image_space", {}).get("fingerprint")):
+        return None
+    if not ctx.layout.align_head.is_file():
         return None
     try:
         head = AlignHead.load(ctx.layout.align_head)
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
-    return head, {int(k): float(v) for k, v in live.get("inner_cv_caption_to_picture_r10", {}).items()}
+    return head, {int(k): float(v) for k, v in live.get("inner_cv_caption_to_picture_r10", {}).items()}, exact
 
 
 def classify_stage(ctx: BuildContext) -> StageResult:

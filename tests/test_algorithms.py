@@ -95,8 +95,9 @@ def test_extending_keeps_self_first_beside_a_duplicate_newcomer(blobs):
 
 
 def test_the_cached_graph_is_extended_reused_or_recomputed_as_the_rows_say(blobs, tmp_path, caplog):
-    """Kept between builds: only added rows → extended; nothing new → reused; a changed row → recomputed;
-    every answer equals the graph from scratch, and a smaller k is a slice of the kept graph."""
+    """Kept between builds: added or changed rows → extended; nothing new → reused; rows removed or too
+    many changed → recomputed; every answer equals the graph from scratch, and a smaller k is a slice of
+    the kept graph."""
     import logging
 
     x, _ = blobs
@@ -112,15 +113,20 @@ def test_the_cached_graph_is_extended_reused_or_recomputed_as_the_rows_say(blobs
         assert says in caplog.text, caplog.text
 
     check(x[:280], keys[:280], 15, "recomputed")
-    check(x, keys, 15, "extended by 20 rows")
+    check(x, keys, 15, "extended by 20 rows, 0 changed")
     check(x, keys, 15, "reused")
     check(x, keys, 8, "reused")  # the kept k = 15 graph, sliced
     changed = x.copy()
-    changed[5] = x[6]
-    check(changed, keys, 15, "recomputed")  # one row's vector changed
-    check(x, keys, 15, "recomputed")  # … and back
+    changed[5] = 0.5 * (x[6] + x[7])  # (not a copy of a row: the order of exact ties is not compared)
+    check(changed, keys, 15, "extended by 0 rows, 1 changed")  # one row's vector changed: its neighbours' lists too
+    check(x, keys, 15, "extended by 0 rows, 1 changed")  # … and back
+    moved = np.concatenate([x, x[:3] + 0.05])
+    moved[10:40] = x[40:70] + 0.01  # a day's new rows and 30 changed ones (a tenth: a picture's dozens of aligned rows)
+    check(moved, [*keys, "e0", "e1", "e2"], 15, "extended by 3 rows, 30 changed")
+    check(x, keys, 15, "recomputed")  # rows removed
     check(x[::-1], keys[::-1], 15, "reused")  # the same rows in another order: re-indexed
     check(x[5:], keys[5:], 15, "recomputed")  # rows removed
+    check(np.roll(x, 1, axis=0), keys, 15, "recomputed")  # every row changed
     for damaged in (b"not a graph", store.read_bytes()[:1000]):  # garbage, and a truncated file
         store.write_bytes(damaged)
         check(x, keys, 15, "recomputed")

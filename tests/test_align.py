@@ -79,25 +79,38 @@ def test_alignment_is_deterministic_and_multimodal_uses_both_halves():
     assert np.allclose(a.multimodal[5, 24:] / np.linalg.norm(a.multimodal[5, 24:]), a.aligned[5], atol=1e-5)
 
 
-def test_the_last_builds_head_is_kept_only_for_the_same_training_pairs():
+def test_the_last_builds_head_is_kept_for_the_same_pairs_and_extended_by_a_new_picture():
     """A day without a picture leaves the pairs unchanged: the kept head gives the same vectors without
-    training; any change to the pairs (here: one caption) trains again."""
+    training. A day's new picture extends it (same k and centring): an old picture's aligned vector moves
+    only if the new one became one of its look-alikes. A changed pair, or more new pictures than 5 %,
+    trains again; so does any change once the picture space is another (the callback says None)."""
     dates, pictures, captions = _pairs(n=100)
     first = align(text=(dates, captions), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set())
+    scores = {int(k): v for k, v in first.report["inner_cv_caption_to_picture_r10"].items()}
     asked: list[str] = []
 
     def kept(fingerprint: str):
         asked.append(fingerprint)
-        return (first.head, {int(k): v for k, v in first.report["inner_cv_caption_to_picture_r10"].items()}) \
-            if fingerprint == first.report["training_fingerprint"] else None
+        return first.head, scores, fingerprint == first.report["training_fingerprint"]
 
     again = align(text=(dates, captions), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set(), kept=kept)
     assert again.head is first.head and again.report["head"].startswith("kept")
     assert np.array_equal(again.aligned, first.aligned) and np.array_equal(again.multimodal, first.multimodal)
     assert {k: v for k, v in again.report.items() if k != "head"} == {k: v for k, v in first.report.items() if k != "head"}
+    grown = align(text=(dates, captions), image=(dates[:81], pictures[:81]), shared_space=False, exclude=set(), kept=kept)
+    assert grown.report["head"] == "extended from the last build (1 new pairs; its k and centring kept)"
+    assert grown.head.k == first.head.k and np.array_equal(grown.head.mean, first.head.mean)
+    moved = np.flatnonzero(np.any(grown.aligned[:80] != first.aligned, axis=1))
+    sims = grown.head.centred(pictures[:80]) @ grown.head.pictures.T
+    sims[np.arange(80), np.arange(80)] = -np.inf  # leave-one-out, as the head does
+    new_is_a_look_alike = np.flatnonzero((sims[:, 80:81] >= np.sort(sims, axis=1)[:, -first.head.k:-first.head.k + 1]).ravel())
+    assert 0 < len(moved) < 80 and set(moved) == set(new_is_a_look_alike)
+    many = align(text=(dates, captions), image=(dates[:90], pictures[:90]), shared_space=False, exclude=set(), kept=kept)
+    assert many.report["head"] == "trained"  # 10 new pairs: more than 5 % of 80
     changed = captions.copy()
     changed[3] = captions[4]
-    retrained = align(text=(dates, changed), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set(), kept=kept)
+    retrained = align(text=(dates, changed), image=(dates[:80], pictures[:80]), shared_space=False, exclude=set(),
+                      kept=lambda fp: kept(fp) if fp == first.report["training_fingerprint"] else None)
     assert retrained.report["head"] == "trained" and retrained.head is not first.head
     assert asked[-1] != first.report["training_fingerprint"]
 

@@ -245,9 +245,12 @@ def choose_vote(head: AlignHead, caption_probs: np.ndarray, *, k_grid: tuple[int
     return CategoryVote(k=k, tau=tau), scores
 
 
-def make_head(pictures: np.ndarray, captions: np.ndarray, k: int, *, dates: list[str] | None = None) -> AlignHead:
+def make_head(pictures: np.ndarray, captions: np.ndarray, k: int, *, dates: list[str] | None = None,
+              mean: np.ndarray | None = None) -> AlignHead:
+    """A head of these pairs; ``mean``: the centring to use (default: the pictures' own mean)."""
     x = np.asarray(pictures, np.float32)
-    mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1], np.float32)
+    if mean is None:
+        mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1], np.float32)
     return AlignHead(pictures=l2_normalise(x - mean), captions=l2_normalise(captions), mean=mean.astype(np.float32),
                      k=int(k), dates=None if dates is None else np.asarray(dates, dtype=str))
 
