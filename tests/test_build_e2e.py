@@ -353,7 +353,7 @@ def test_a_new_picture_keeps_the_picture_space_and_the_probe(demo_lake, tmp_path
     """A day's new picture (1 beside the demo lake's 35, under 5 %) is mapped into the published picture
     space: every other picture's vector stays bit for bit, and the picture probe is kept (the new
     picture gets the full probe, which never saw it). (The maps are re-fitted here all the same: on
-    120 entries one new picture moves the multimodal vectors by 0.014 on average, past the 0.01 drift
+    120 entries one new picture moves the multimodal vectors by ≈ 0.013 on average, past the 0.01 drift
     bound; on the archive they are placed, see bench/add_one_day.py --day.)"""
     import io
 
