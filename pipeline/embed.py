@@ -129,9 +129,10 @@ def embed_entries(
     kept, new_to_space = None, 0
     if kept_space is not None and with_image and (last := kept_space()) is not None:
         state, fitted_on = last
-        new_to_space = len(set(image_keys) - set(str(k) for k in state.get("keys", ())))
-        if (fitted_on == sha1_json([image_fp, space.FIT_VERSION, [str(k) for k in state.get("keys", ())]])
-                and new_to_space <= SPACE_REFIT_SHARE * len(state["keys"])):
+        fitted_keys = [str(k) for k in state["keys"]]
+        new_to_space = len(set(image_keys) - set(fitted_keys))
+        if (fitted_on == sha1_json([image_fp, space.FIT_VERSION, fitted_keys])
+                and new_to_space <= SPACE_REFIT_SHARE * len(fitted_keys)):
             kept, space_fingerprint = state, fitted_on
     if with_image:
         features = image_cache.get(image_keys)

@@ -310,8 +310,9 @@ def _kept_head(ctx: BuildContext, fingerprint: str):
 
     live = ctx.live_manifest("align").get("alignment", {})
     exact = live.get("training_fingerprint") == fingerprint
-    if not exact and (ctx.cfg.refit or ctx.cfg.force or not _space_fingerprint(ctx)
-                      or _space_fingerprint(ctx) != ctx.live_manifest("embed").get("image_space", {}).get("fingerprint")):
+    space = _space_fingerprint(ctx)
+    same_space = bool(space) and space == ctx.live_manifest("embed").get("image_space", {}).get("fingerprint")
+    if not exact and (ctx.cfg.refit or ctx.cfg.force or not same_space):
         return None
     if not ctx.layout.align_head.is_file():
         return None
