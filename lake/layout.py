@@ -198,9 +198,14 @@ class LakeLayout:
         their vectors), which the next build extends when it only adds entries."""
         return self.cache / "knn" / f"{kind}.npz"
 
+    def anomaly_cache(self, kind: str) -> Path:
+        """The isolation forest (and its PCA) an earlier build fitted on one embedding kind, which the
+        next build keeps while it only adds a few entries."""
+        return self.cache / "anomaly" / f"{kind}.pickle"
+
     @property
     def model_cache(self) -> Path:
-        """Models saved by earlier builds in a form that loads fast (the offline text tower's trace)."""
+        """Models saved by earlier builds in a form that loads fast (the offline towers' traces)."""
         return self.cache / "models"
 
     @property

@@ -1,11 +1,12 @@
 """A worker process for the stages that may run beside the rest of the build.
 
-A stage whose output no later stage reads (the anomaly detectors: only the app reads their table) need
-not hold up the stages after it. On a 2-core machine the build's main process mostly uses one core
-while it imports, encodes a day's text and places points on the maps; a worker process on the other
-core can import scikit-learn and score the anomalies meanwhile. When this was written a daily build spent
-2.6 s of its 10 s in that stage, 0.8 s of it importing (11.7 s without the worker against 9.4 s with it
-in the latest run) (see BENCHMARKS.md, "Daily ingest").
+A stage whose output no later stage reads (the anomaly detectors, the vector tables: only the app reads
+them) need not hold up the stages after it. On a 2-core machine the build's main process mostly uses one
+core while it imports, encodes a day's text and places points on the maps; a worker process on the other
+core can import scikit-learn and LanceDB, score the anomalies and write the vector tables meanwhile. When
+this was written a daily build spent 2.6 s of its 10 s in the anomaly stage, 0.8 s of it importing
+(11.7 s without the worker against 9.4 s with it in the latest run); the vector tables followed when a
+day with a new picture still took ≈ 10 s (see BENCHMARKS.md, "Daily ingest").
 
 The worker is spawned (not forked: the main process holds torch's and BLAS's thread pools) once the
 build has real work to do, and imports the stages' modules (:attr:`pipeline.runner.Stage.warm`) while

@@ -68,8 +68,9 @@ class Stage:
     ``collection`` names the collection the stage belongs to: a build of other collections carries its
     published output and manifest section over untouched. ``background``: no later stage reads the
     output, so the stage may run in the build's worker process (:mod:`pipeline.background`) while the
-    stages after it go on; ``warm`` names the modules that worker imports ahead. ``run`` must then be a
-    module-level function (it is pickled) that uses no other stage's in-memory ``value``.
+    stages after it go on (a function of the settings when that depends on them); ``warm`` names the
+    modules that worker imports ahead. ``run`` must then be a module-level function (it is pickled) that
+    uses no other stage's in-memory ``value``.
     """
 
     name: str
@@ -77,8 +78,12 @@ class Stage:
     inputs: Callable[["BuildContext"], Any] | None
     outputs: Callable[[LakeLayout], Sequence[Path]] = lambda layout: ()
     collection: str = "apod"
-    background: bool = False
+    background: bool | Callable[[BuildConfig], bool] = False
     warm: tuple[str, ...] = ()
+
+    def in_background(self, cfg: BuildConfig) -> bool:
+        """Whether this build may run the stage in the worker process."""
+        return self.background(cfg) if callable(self.background) else self.background
 
 
 class BuildContext:
@@ -200,7 +205,7 @@ class Runner:
             staged = ctx.writer.staged_manifest()
             worker = BackgroundWorker(threads=cfg.threads, warm=[m for s in self.stages for m in s.warm],
                                       enabled=cfg.background_stages and cfg.threads >= 2
-                                      and any(s.background for s in self.stages))
+                                      and any(s.in_background(cfg) for s in self.stages))
             metrics.start()
             failed = True
             pending: list[tuple[Stage, Future[Outcome]]] = []
@@ -241,7 +246,7 @@ class Runner:
             else:
                 if stage.inputs is not None:
                     worker.start()  # the build has real work: the worker imports meanwhile
-                    if stage.background and worker.enabled:
+                    if stage.in_background(ctx.cfg) and worker.enabled:
                         info["background"] = True
                         # an earlier record for other inputs must not outlive its output (removed
                         # above) while the worker makes the new one: a crash meanwhile would pair them

@@ -332,7 +332,8 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     text, pictures = ctx.writer.read_vectors("text"), ctx.writer.read_vectors(ALIGNED_KIND)
     head = _align_head(ctx)
     encoder = _encoder(ctx)
-    classes = ClassVectors.make(encoder, tax, texts=text[1], pictures=pictures[1] if pictures[0] else None)
+    classes = ClassVectors.make(encoder, tax, texts=text[1], pictures=pictures[1] if pictures[0] else None,
+                                cache=ctx.layout.model_cache)
     words = [_texts(ctx)[d] for d in text[0]]
     probs, model, text_rule = text_probabilities(
         texts=words, vectors=text[1], classes=classes, kept=_kept_text_classifier(ctx),
@@ -590,11 +591,15 @@ def sky_stage(ctx: BuildContext) -> StageResult:
 
 
 def vectors_stage(ctx: BuildContext) -> StageResult:
-    """LanceDB tables (one per kind) with the columns search filters on, and BM25 over the texts."""
-    rows = _rows(ctx)
-    title = {r["date"].isoformat(): r["title"] for r in rows}
-    has_image = {r["date"].isoformat(): bool(r.get("has_image")) for r in rows}
-    body = _texts(ctx)
+    """LanceDB tables (one per kind) with the columns search filters on, and BM25 over the texts.
+
+    No later stage reads them, so with the local runner the stage runs in the build's worker process,
+    beside the maps (importing LanceDB alone costs ≈ 1 s): it reads the entries from the staged table,
+    not from the ingest's rows in memory."""
+    entries = ctx.writer.read_table("entries").select(["date", "title", "explanation", "has_image"]).to_pylist()
+    title = {r["date"].isoformat(): r["title"] for r in entries}
+    has_image = {r["date"].isoformat(): bool(r["has_image"]) for r in entries}
+    body = {r["date"].isoformat(): text_input(r["title"], r["explanation"]) for r in entries}
     category = _text_categories(ctx).category.to_dict()
     db = ctx.layout.staged(ctx.layout.vectors)
     written = 0
@@ -620,7 +625,7 @@ def _anomaly_params(ctx: BuildContext):
 def anomaly_stage(ctx: BuildContext) -> StageResult:
     """Per-entry anomaly scores: single-modality detectors per kind and text-vs-picture disagreement."""
     from lake.schema import ANOMALY_DETECTORS
-    from pipeline.anomaly import score_entries
+    from pipeline.anomaly import IsolationModel, kept_isolation, score_entries
 
     params = _anomaly_params(ctx)
     vectors = {k: ctx.writer.read_vectors(k) for k in (*EMBEDDING_KINDS, ALIGNED_KIND)}
@@ -629,7 +634,14 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
             return _knn(ctx, name, k)
         return cached_knn_graph(unit, k, keys=keys, store=ctx.layout.knn_cache(name))
 
-    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=graph)
+    forests: dict[str, str] = {}
+
+    def forest(name: str, keys: list[str], unit: np.ndarray) -> IsolationModel:
+        model = kept_isolation(unit, params, keys=keys, store=ctx.layout.anomaly_cache(name), refit=ctx.cfg.refit)
+        forests[name] = f"{model.note} on {model.fitted_rows:,} rows"
+        return model
+
+    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=graph, forest=forest)
     for name in ANOMALY_DETECTORS:
         if name not in df:
             df[name] = np.nan
@@ -637,7 +649,7 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
     table = pa.Table.from_pandas(df, preserve_index=False)
     ctx.writer.stage_table("anomalies", table)
     return StageResult(items=len(df), manifest={"anomaly": params.as_dict() | {
-        "detectors": [n for n in ANOMALY_DETECTORS if df[n].notna().any()],
+        "detectors": [n for n in ANOMALY_DETECTORS if df[n].notna().any()], "isolation_forests": forests,
         "combined": "cross_modal percentile for entries with a picture, text k-NN percentile otherwise"}})
 
 
@@ -765,14 +777,21 @@ STAGES: list[Stage] = [
           lambda lo: [lo.staged_vectors(k) for k in (ALIGNED_KIND, "multimodal")] + [lo.staged(lo.align_head)]),
     # only the app reads the anomaly scores: they are computed in the worker process beside the stages below
     Stage("anomaly", anomaly_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), "anomaly-v2"],
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), ctx.cfg.refit,
+                       "anomaly-v3"],
           _staged("anomalies"), background=True,
-          warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors", "lancedb")),
+          warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors")),
     Stage("classify", classify_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), ctx.cfg.refit,
                        ctx.cfg.word_classifier_min, "self-trained-words-v7", _probe_settings(ctx)],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
                       lo.staged(lo.text_classifier)]),
+    # only the app reads the vector tables: with the local runner they are written in the worker process
+    # too (after the anomaly scores); Ray's executor belongs to the main process
+    Stage("vectors", vectors_stage,
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.hash("entries"),
+                       VECTOR_TABLES_VERSION],
+          lambda lo: [lo.staged(lo.vectors)], background=lambda cfg: cfg.runner == "local", warm=("lancedb",)),
     Stage("project", project_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict(), ctx.cfg.refit],
           _staged("projections")),
@@ -781,10 +800,6 @@ STAGES: list[Stage] = [
                        "ward-knn15-v1"],
           _staged("clusters")),
     Stage("sky", sky_stage, _sky_inputs, _staged("objects")),
-    Stage("vectors", vectors_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.hash("entries"),
-                       VECTOR_TABLES_VERSION],
-          lambda lo: [lo.staged(lo.vectors)]),
     Stage("gz2_cutouts", gz2_cutouts_stage, None, collection="gz2"),
     Stage("gz2_galaxies", gz2_galaxies_stage, _gz2_inputs,
           lambda lo: [lo.staged_table("galaxies"), lo.staged(lo.galaxy_vectors)], collection="gz2"),

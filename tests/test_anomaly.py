@@ -10,7 +10,8 @@ import pytest
 
 from atlas.userstate import FeedbackError, FeedbackStore
 from lake.oddities import explain, ranked, rerank
-from pipeline.anomaly import AnomalyParams, percentile, score_entries
+from atlas.encoders import l2_normalise
+from pipeline.anomaly import AnomalyParams, fit_isolation, kept_isolation, percentile, score_entries
 
 
 def _collection(n: int = 300, topics: int = 10, swapped: int = 6, seed: int = 0):
@@ -75,6 +76,52 @@ def test_ranked_lists_say_why_and_refuse_unknown_detectors():
     assert explain("text_knn", 0.995) == ("its text vector is farther from its nearest neighbours than the text "
                                           "vectors of 99.5% of entries")
     assert explain("image_iforest", 0.5).endswith("than the image vectors of 50% of pictures")
+
+
+def test_a_kept_isolation_forest_scores_a_new_day_as_a_fresh_fit_would_keep_it(tmp_path):
+    """A build that adds a few entries keeps the forest the last build fitted: the unchanged rows keep
+    their scores, new and changed rows are scored by the same forest; many new rows, other parameters,
+    ``--refit`` or a torn file fit it anew."""
+    dates, text, _, _ = _collection(n=420, seed=5)
+    unit, params, store = l2_normalise(text), AnomalyParams(k=10), tmp_path / "anomaly" / "text.pickle"
+    first = kept_isolation(unit[:380], params, keys=dates[:380], store=store)
+    assert first.note == "fitted" and first.fitted_rows == 380 and store.is_file()
+    fresh = fit_isolation(unit[:380], params)  # what the first build scored with: the same seeded fit
+    np.testing.assert_allclose(first.scores(unit[:380]), fresh.scores(unit[:380]))
+
+    grown, grown_keys = unit[:385].copy(), dates[:385]  # five new days, and one entry's vector changed
+    grown[7] = l2_normalise(grown[7:8] + 0.3)[0]
+    kept = kept_isolation(grown, params, keys=grown_keys, store=store)
+    assert kept.note.startswith("kept from an earlier build (6 rows new or changed") and kept.fitted_rows == 380
+    scores = kept.scores(grown)
+    np.testing.assert_allclose(scores[:380][np.arange(380) != 7], first.scores(unit[:380])[np.arange(380) != 7])
+    by_forest = -first.forest.score_samples(first.pca.transform(grown[[7, *range(380, 385)]]))
+    np.testing.assert_allclose(scores[[7, *range(380, 385)]], by_forest)
+    assert np.isnan(kept.known[[7, *range(380, 385)]]).all()  # those were scored now, not remembered
+
+    assert kept_isolation(unit, params, keys=dates, store=store).note == "fitted"  # 40 new of 420: > 5 %
+    assert kept_isolation(unit, params, keys=dates, store=store).note.startswith("kept")
+    assert kept_isolation(unit, params, keys=dates, store=store, refit=True).note == "fitted"
+    assert kept_isolation(unit, AnomalyParams(k=10, iforest_trees=50), keys=dates, store=store).note == "fitted"
+    store.write_bytes(b"torn")
+    assert kept_isolation(unit, params, keys=dates, store=store).note == "fitted"
+    assert kept_isolation(unit[1:], params, keys=dates[1:], store=store).note == "fitted"  # a fitted row left
+
+
+def test_score_entries_takes_the_isolation_models_it_is_given(tmp_path):
+    dates, text, picture, _ = _collection(n=200)
+    vectors = {"text": (dates, text), "image": (dates, picture)}
+    fitted = score_entries(vectors, AnomalyParams(k=10))
+    seen: list[str] = []
+
+    def forest(kind, keys, unit):
+        seen.append(kind)
+        return kept_isolation(unit, AnomalyParams(k=10), keys=keys, store=tmp_path / f"{kind}.pickle")
+
+    given = score_entries(vectors, AnomalyParams(k=10), forest=forest)
+    assert seen == ["text", "image"]
+    np.testing.assert_allclose(given.text_iforest, fitted.text_iforest)
+    np.testing.assert_allclose(given.image_iforest, fitted.image_iforest)
 
 
 def _write_labels(path: str, client: int, n: int) -> None:

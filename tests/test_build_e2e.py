@@ -428,6 +428,7 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     clusters_before = old_lake.query("SELECT * FROM clusters")
     categories_before = old_lake.query("SELECT * FROM categories WHERE source = 'text'")
     objects_before = old_lake.query("SELECT * FROM objects")
+    anomalies_before = old_lake.query("SELECT * FROM anomalies").assign(date=lambda d: d.date.astype(str))
     pictures_before = old_lake.vectors("image")
     assert list((lake / "cache" / "models").glob("minilm-int8-*.pt"))  # the first build traced its text tower
     proc = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake))
@@ -476,15 +477,25 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     vectors = {k: reader.vectors(k) for k in EMBEDDING_KINDS}  # the single-modality detectors' inputs
     fresh = score_entries({k: v for k, v in vectors.items() if v[0]}, AnomalyParams()).set_index("date")
     stored = reader.query("SELECT * FROM anomalies").assign(date=lambda d: d.date.astype(str)).set_index("date")
-    single = [c for c in fresh.columns if c.endswith(("_knn", "_lof", "_iforest"))]
-    assert len(single) >= 9
-    pd.testing.assert_frame_equal(stored.loc[fresh.index, single], fresh[single], check_dtype=False, atol=1e-5)
+    graph_based = [c for c in fresh.columns if c.endswith(("_knn", "_lof"))]
+    assert len(graph_based) >= 6
+    pd.testing.assert_frame_equal(stored.loc[fresh.index, graph_based], fresh[graph_based], check_dtype=False,
+                                  atol=1e-5)
+    # the isolation forests were kept (2 new texts of 61): the old entries' forest scores did not move
+    forests = manifest(lake)["stages"]["anomaly"]["manifest"]["anomaly"]["isolation_forests"]
+    assert forests["text"].startswith("kept from an earlier build (2 rows new"), forests
+    iforest = [c for c in fresh.columns if c.endswith("_iforest")]
+    old_days = anomalies_before.set_index("date").index
+    pd.testing.assert_frame_equal(stored.loc[old_days, iforest], anomalies_before.set_index("date")[iforest])
+    assert stored.loc[["2014-03-01", "2014-03-02"], "text_iforest"].notna().all()
     refit = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake), "--refit")
     assert refit.returncode == 0, refit.stderr[-3000:]
     fitted = manifest(lake)["stages"]["project"]["manifest"]["projection"]
     assert fitted["mode"] == "fitted" and fitted["fit"]["entries"] == 61
     rule = manifest(lake)["stages"]["classify"]["manifest"]["taxonomy"]["text_categories"]
     assert rule["model"] == "fitted (--refit)" and rule["fitted_on"] == 61, rule
+    forests = manifest(lake)["stages"]["anomaly"]["manifest"]["anomaly"]["isolation_forests"]
+    assert forests["text"] == "fitted on 61 rows", forests
 
 
 def test_maps_fitted_on_a_sample_place_every_other_entry(built, tmp_path):

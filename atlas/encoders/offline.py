@@ -54,11 +54,12 @@ QUERY_BATCH = 8
 
 
 class OfflineEncoder(Encoder):
-    """``trace_dir``: where a build keeps the text tower as a saved trace (:mod:`atlas.encoders.text_trace`).
-    With one there for the installed packages, the text tower loads from it without importing
-    sentence-transformers; without, the model loads as usual and, if ``make_trace``, the trace is made
-    for next time (readers of a lake pass ``make_trace=False``: they never write into it). Only the int8
-    CPU tower is traced (fp32 may run on a GPU)."""
+    """``trace_dir``: where a build keeps both towers as saved traces (:mod:`atlas.encoders.text_trace`,
+    :class:`atlas.encoders.efficientnet.EfficientNetFeatures`). With one there for the installed
+    packages, a tower loads from it without importing sentence-transformers or timm; without, the model
+    loads as usual and, if ``make_trace``, the trace is made for next time (readers of a lake pass
+    ``make_trace=False``: they never write into it). Only the int8 CPU text tower is traced (fp32 may
+    run on a GPU)."""
 
     def __init__(self, *, quantize: str = "int8", text_max_tokens: int = 128, trace_dir: Path | None = None,
                  make_trace: bool = True) -> None:
@@ -85,6 +86,7 @@ class OfflineEncoder(Encoder):
                 text_trace.save_trace(self.model, trace, tokenizer_file=model_dir / "tokenizer.json",
                                       max_tokens=text_max_tokens)
         self._pictures: efficientnet.EfficientNetFeatures | None = None
+        self._trace_dir, self._make_trace = trace_dir, make_trace
         self.info = EncoderInfo(
             name="offline",
             text_model=TEXT_MODEL,
@@ -160,7 +162,7 @@ class OfflineEncoder(Encoder):
     def pictures(self) -> efficientnet.EfficientNetFeatures:
         """The picture network, loaded on first use (text-only work never pays for it)."""
         if self._pictures is None:
-            self._pictures = efficientnet.EfficientNetFeatures()
+            self._pictures = efficientnet.EfficientNetFeatures(trace_dir=self._trace_dir, make_trace=self._make_trace)
         return self._pictures
 
     def encode_images(self, images: list[Image.Image], *, batch_size: int = 32) -> np.ndarray:

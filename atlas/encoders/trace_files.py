@@ -1,0 +1,95 @@
+"""Saved TorchScript traces of the offline towers: where they live, and how one is kept or refused.
+
+Why traces: a build that encodes a handful of new items (the daily ingest) spent most of its encoding
+time importing and assembling the models (sentence-transformers for the text tower, timm and
+torchvision for the picture tower), not running them. A saved trace loads with torch alone.
+
+What both towers share lives here: a trace file is keyed by every package version that shapes its
+numbers (another version makes a new trace and removes the stale one), it is written atomically, and it
+is kept only when the model that made it agrees with it on probe inputs. A trace that cannot be made or
+does not agree is marked *refused* for those packages, so later builds do not try again; none of this
+can fail a build (a trace is only a speed-up).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from atlas.encoders.base import package_version
+from atlas.hashing import sha1_json
+
+log = logging.getLogger(__name__)
+
+
+def trace_file(folder: Path, *, prefix: str, settings: Sequence[Any], packages: Sequence[str]) -> Path:
+    """``folder/prefix-KEY.pt``, KEY a hash of ``settings`` and the installed versions of ``packages``."""
+    key = sha1_json([*settings, {p: package_version(p) for p in packages}])[:16]
+    return Path(folder) / f"{prefix}-{key}.pt"
+
+
+def refused(target: Path) -> Path:
+    """Marks a trace that was tried and refused for these packages: later builds do not try again."""
+    return target.with_suffix(".refused")
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """TorchScript (and eager quantisation) are deprecated upstream; their warnings say nothing to a user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def keep_checked(target: Path, make: Callable[[Path], float | None], *, tower: str, tolerance: float) -> bool:
+    """Make a trace with ``make(tmp)`` and keep it at ``target`` if it agrees with its model.
+
+    ``make`` saves the trace to the temporary path it is given and returns the largest difference
+    between the saved trace's outputs and the model's on probe inputs, or None when the model is not
+    a layout the tower's trace reproduces. Returns whether the trace was kept. On success the same
+    tower's traces made under other package versions are removed; on a refusal or any error (a model
+    tracing cannot follow, a full disk) the refusal is logged and marked (:func:`refused`)."""
+    kept = False
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            diff = make(tmp)
+            if diff is not None and diff > tolerance:
+                log.warning("%s trace differs from the model by %.2g; builds keep loading the model", tower, diff)
+            elif diff is not None:
+                os.replace(tmp, target)
+                log.info("%s traced to %s (largest difference from the model %.1g)", tower, target.name, diff)
+                kept = True
+        finally:
+            tmp.unlink(missing_ok=True)
+    except Exception as exc:  # noqa: BLE001 (an optimisation: any failure falls back to the model)
+        log.warning("%s not traced (%s: %s); builds keep loading the model", tower, type(exc).__name__, exc)
+    if kept:
+        prefix = target.name.rsplit("-", 1)[0]  # the same settings under other package versions: stale
+        for stale in target.parent.glob(f"{prefix}-*"):
+            if stale != target:
+                stale.unlink(missing_ok=True)
+    else:
+        try:
+            refused(target).touch()
+        except OSError:
+            pass
+    return kept
+
+
+def load_trace(path: Path) -> Any:
+    """A saved trace on the CPU, in eval mode."""
+    import torch
+
+    with quiet():
+        module = torch.jit.load(str(path), map_location="cpu")
+    return module.eval()
