@@ -715,14 +715,15 @@ def add_day_section(r: dict) -> list[str]:
               f"{len(r['placed']['wall_runs_s'])} runs each (whole-build runs in the last column). "
               if "wall_runs_s" in r["placed"] else "")
            + "*Moved* = the largest change of any existing point's map coordinates."
-           + (" The anomaly column of *placed* and *refit* is time spent in the build's worker process, beside "
-              "the stages after it (`pipeline/background.py`); `--no-background-stages` runs it in the main "
-              "process, in turn." if "placed_serial" in r else "")
+           + (" The anomaly column of *placed* and *refit* (and the vectors column, where the code writes the "
+              "vector tables there too) is time spent in the build's worker process, beside the stages after it "
+              "(`pipeline/background.py`); `--no-background-stages` runs them in the main process, in turn."
+              if "placed_serial" in r else "")
            + (" *`--map-placement transform`* places the new entry by UMAP's transform on the UMAP maps instead of "
               "the default interpolation (`auto` transforms from 1,000 points)." if "placed_transform" in r else ""),
            _machine(r), "",
-           "| build | whole build | project | cluster | sky | anomaly | align | embed | maps | moved | runs |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+           "| build | whole build | project | cluster | sky | anomaly | vectors | align | embed | maps | moved | runs |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     names = {"placed_baseline": f"placed, `{base}`", "placed": "placed",
              "placed_serial": "placed, `--no-background-stages`",
              "placed_transform": "placed, `--map-placement transform`", "refit": "refit"}
@@ -734,7 +735,8 @@ def add_day_section(r: dict) -> list[str]:
         how = (f"placed ({proj.get('placed_this_build')} new; largest drift "
                f"{max(proj.get('drift_since_fit', {0: 0}).values()):g})" if proj["mode"] == "placed" else "re-fitted")
         out.append(f"| {name} | **{v['wall_s']} s** | " + " | ".join(f"{st[n]['wall_s']:.1f} s" for n in
-                   ("project", "cluster", "sky", "anomaly", "align", "embed")) + f" | {how} | {v['moved_max']:g} | "
+                   ("project", "cluster", "sky", "anomaly", "vectors", "align", "embed"))
+                   + f" | {how} | {v['moved_max']:g} | "
                    + ", ".join(f"{w:.1f}" for w in v.get("wall_runs_s", [])) + " |")
     v = r["placed"]["stages"]
     slow = sorted(((s["wall_s"], n) for n, s in v.items() if not s["reused"]), reverse=True)[:5]

@@ -227,15 +227,16 @@ class BuildConfig:
         "GPUs per encoder actor (0 = CPU actors; e.g. 1 or 0.5 on GPU nodes)", group="scale-out",
         parse=parse_non_negative, metavar="GPUS"))
     refit: bool = field(default=False, metadata=option(
-        "re-fit every map, the text categories' word classifier, the picture categories' probe and (when the "
-        "build embeds) the picture space; by default "
+        "re-fit every map, the text categories' word classifier, the picture categories' probe, the anomaly "
+        "detectors' isolation forests and (when the build embeds) the picture space; by default "
         "a build that only adds entries places them on the published maps and gives them text categories "
         "with the published word classifier "
         "(existing points and text categories stay put) until they reach 5%% of the fitted ones or the vectors drift",
         group="classify, project, cluster"))
     background_stages: bool = field(default=True, metadata=option(
         "run every stage in this process, one after another (by default, with --threads 2 or more, the "
-        "anomaly detectors run in a worker process beside the stages after them)", group="other"))
+        "anomaly detectors, and with the local runner the vector tables, run in a worker process beside the "
+        "stages after them)", group="other"))
     force: bool = field(default=False, metadata=option(
         "recompute every stage (the embedding cache is still used)", group="other"))
     progress: bool = field(default=True, metadata=option(
