@@ -24,7 +24,9 @@ NUMPY_MAX_SCORES_WITHOUT_TORCH = 1 << 24
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest entries of each row, largest first: (indices int64, values), both (rows, k).
 
-    ``k`` is capped at the number of columns. Ties come out in an unspecified but deterministic order."""
+    ``k`` is capped at the number of columns. Ties come out in an unspecified order, deterministic for one
+    path: numpy's and torch's may order exactly equal scores (duplicate vectors) differently, and which
+    path a block takes depends on whether the process has loaded torch."""
     k = max(0, min(int(k), scores.shape[1]))
     if scores.size <= (NUMPY_MAX_SCORES if "torch" in sys.modules else NUMPY_MAX_SCORES_WITHOUT_TORCH):
         picked = np.argpartition(-scores, k - 1, axis=1)[:, :k] if 0 < k < scores.shape[1] else \

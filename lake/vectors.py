@@ -147,11 +147,11 @@ def read_vectors(db_path: Path, kind: str) -> tuple[list[str], np.ndarray]:
     """All dates and vectors of one kind, in table order. A local table is read with pylance, the
     format library under LanceDB: importing LanceDB itself costs ≈ 1 s, more than a daily build's map
     placement spends on everything else."""
-    dataset = Path(db_path) / f"{kind}.lance"
-    if dataset.is_dir():
+    dataset = table_uri(Path(db_path), kind)
+    if Path(dataset).is_dir():
         import lance
 
-        arrow = lance.dataset(str(dataset)).to_table(columns=["date", "vector"])
+        arrow = lance.dataset(dataset).to_table(columns=["date", "vector"])
     else:
         arrow = open_table(db_path, kind).to_arrow()
     return arrow.column("date").to_pylist(), matrix(arrow.column("vector"))

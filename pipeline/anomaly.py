@@ -14,8 +14,9 @@ Cross-modal detectors (entries with a picture) compare an entry's two sides:
 
 The isolation forest (and the PCA it reads) is the one detector fitted on the rows rather than read
 from their k-NN graph. A build that only adds a few entries keeps the forest an earlier build fitted
-(:func:`kept_isolation`) and scores every row with it, as the maps place a new entry instead of
-re-fitting: re-fitting 4 × 200 trees cost a daily build ≈ 2 s, and moved every entry's score.
+(:func:`kept_isolation`), with the scores it gave, and scores only the new and changed rows with it, as
+the maps place a new entry instead of re-fitting: re-fitting 4 × 200 trees cost a daily build ≈ 2 s, and
+moved every entry's score.
 
 ``combined`` ranks everything: the cross-modal score's percentile among entries with a picture, the
 text k-NN score's percentile among text-only entries (each group on its own scale, so neither crowds
@@ -139,7 +140,7 @@ ForestSource = Callable[[str, list[str], np.ndarray], IsolationModel]
 #: fitted (as the maps' placement does; ``--refit`` fits it anew).
 FOREST_KEEP_SHARE = 0.05
 #: Version of the kept file's layout and of what it holds.
-_FOREST_FORMAT = "iforest-v1"
+_FOREST_FORMAT = "iforest-v2"
 
 
 def kept_isolation(unit: np.ndarray, params: AnomalyParams, *, keys: list[str], store: Path,
@@ -149,22 +150,18 @@ def kept_isolation(unit: np.ndarray, params: AnomalyParams, *, keys: list[str], 
     :data:`FOREST_KEEP_SHARE` of the rows new or changed since it was fitted), else one fitted on them
     and kept there, with the fitted rows' scores: a kept model scores only the rows new or changed since
     (a forest's score of an unchanged vector does not change; 4 × 11k rows took ≈ 0.5 s). The kept file
-    is a pickle (scikit-learn's own way to persist a model; joblib's loader, pure Python, took 0.1 s per
-    forest against 0.01 s) in the lake's own cache, written by its builds and never read by the app; one
-    that does not load is fitted anew."""
-    import pickle
-
+    is a pickle signed with this machine's key (:mod:`pipeline.local_pickle`: a lake on object storage
+    shares its cache with other builders); one that does not load or verify is fitted anew."""
     import sklearn
 
-    from lake import atomic
+    from pipeline import local_pickle
 
     stamp = {"format": _FOREST_FORMAT, "params": params.as_dict(), "sklearn": sklearn.__version__,
              "dim": int(unit.shape[1])}
     digests = row_digests(unit)
     if not refit and store.is_file():
         try:
-            with open(store, "rb") as fh:
-                kept = pickle.load(fh)  # noqa: S301 (the lake's own cache, written by its builds)
+            kept = local_pickle.load(store)
             if kept["stamp"] == stamp:
                 where = {key: i for i, key in enumerate(keys)}
                 rows = np.array([where.get(key, -1) for key in kept["keys"]], dtype=np.int64)
@@ -176,18 +173,15 @@ def kept_isolation(unit: np.ndarray, params: AnomalyParams, *, keys: list[str], 
                         known[rows[same]] = kept["scores"][same]
                         note = f"kept from an earlier build ({fresh} rows new or changed since its fit)"
                         return IsolationModel(kept["pca"], kept["forest"], len(rows), note, known)
+        except local_pickle.UntrustedPickle as exc:
+            log.warning("%s; the isolation forest is fitted anew", exc)
         except Exception as exc:  # noqa: BLE001 (a torn or foreign cache file: fit anew)
             log.info("kept isolation forest %s unreadable (%s); fitting it anew", store.name, exc)
     model = fit_isolation(unit, params)
     model = replace(model, known=model.scores(unit))
     record = {"stamp": stamp, "keys": list(keys), "digests": digests, "scores": model.known, "pca": model.pca,
               "forest": model.forest}
-
-    def write(path: Path) -> None:
-        with open(path, "wb") as fh:
-            pickle.dump(record, fh, protocol=pickle.HIGHEST_PROTOCOL)
-
-    atomic.write_with(store, write)
+    local_pickle.dump(record, store)
     return model
 
 

@@ -17,6 +17,7 @@ span a narrower range.
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -54,24 +55,26 @@ def class_vectors(encoder: Encoder, taxonomy: Taxonomy, templates: tuple[str, ..
     the prompts and the templates. Encoding them category by category cost a daily build ≈ 0.9 s for the
     same vectors every time; they are not batched together instead, because the int8 tower quantises
     its activations per batch, so other batches would give (slightly) other vectors."""
-    key = sha1_json([encoder.info.fingerprint(), list(templates), taxonomy.categories])[:16]
-    path = cache / f"class-prompts-{key}.npy" if cache is not None else None
+    # the categories in their order (a JSON object's keys would be sorted): the rows follow that order
+    categories = list(taxonomy.categories.items())
+    key = sha1_json([encoder.info.fingerprint(), list(templates), categories])[:16]
+    path = cache / f"class-prompts-{key}.npz" if cache is not None else None
     if path is not None and path.is_file():
         try:
-            kept = np.load(path, allow_pickle=False)
-            if kept.shape[0] == len(taxonomy.categories):
-                return kept
-        except (OSError, ValueError) as exc:  # torn or foreign: encode again
+            with np.load(path, allow_pickle=False) as kept:
+                if kept["names"].tolist() == [name for name, _ in categories]:
+                    return kept["vectors"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # torn or foreign
             log.info("kept class prompt vectors %s unreadable (%s)", path.name, exc)
     rows = []
-    for prompts in taxonomy.categories.values():
+    for _, prompts in categories:
         texts = [t.format(p) for p in prompts for t in templates]
         rows.append(encoder.encode_text(texts).mean(axis=0))
     vectors = l2_normalise(np.stack(rows))
     if path is not None:
         def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:  # through a file: np.save given a path may add a suffix
-                np.save(fh, vectors, allow_pickle=False)
+            with open(tmp, "wb") as fh:  # through a file: np.savez given a path may add a suffix
+                np.savez(fh, names=np.array([name for name, _ in categories], dtype=str), vectors=vectors)
 
         atomic.write_with(path, write)
     return vectors

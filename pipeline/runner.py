@@ -203,7 +203,8 @@ class Runner:
             if cfg.force:
                 ctx.writer.discard_staging()
             staged = ctx.writer.staged_manifest()
-            worker = BackgroundWorker(threads=cfg.threads, warm=[m for s in self.stages for m in s.warm],
+            worker = BackgroundWorker(threads=cfg.threads,
+                                      warm=[m for s in self.stages if s.in_background(cfg) for m in s.warm],
                                       enabled=cfg.background_stages and cfg.threads >= 2
                                       and any(s.in_background(cfg) for s in self.stages))
             metrics.start()

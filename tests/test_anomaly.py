@@ -122,6 +122,49 @@ def test_score_entries_takes_the_isolation_models_it_is_given(tmp_path):
     assert seen == ["text", "image"]
     np.testing.assert_allclose(given.text_iforest, fitted.text_iforest)
     np.testing.assert_allclose(given.image_iforest, fitted.image_iforest)
+    again = score_entries(vectors, AnomalyParams(k=10), forest=forest)  # the kept forests' kept scores
+    assert seen == ["text", "image"] * 2
+    pd.testing.assert_frame_equal(again, given)
+
+
+class _Planted:
+    """Unpickling this creates a file: what a planted pickle could do, and must never get to do."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_only_pickles_signed_by_this_machine_are_loaded(tmp_path, monkeypatch):
+    """A kept forest is signed with a key of this machine's state folder; a file planted in a shared
+    cache (another key, or no signature) is refused before anything is unpickled, and the forest is
+    fitted anew."""
+    import pickle
+
+    from pipeline import local_pickle
+
+    store = tmp_path / "cache" / "text.pickle"
+    local_pickle.dump({"a": np.arange(3)}, store)
+    assert local_pickle.load(store)["a"].tolist() == [0, 1, 2]
+    marker = tmp_path / "planted"
+    store.write_bytes(store.read_bytes()[:32] + pickle.dumps(_Planted(str(marker))))  # the payload swapped
+    with pytest.raises(local_pickle.UntrustedPickle):
+        local_pickle.load(store)
+    store.write_bytes(pickle.dumps(_Planted(str(marker))))  # a bare pickle
+    with pytest.raises(local_pickle.UntrustedPickle):
+        local_pickle.load(store)
+    assert not marker.exists()
+
+    dates, text, _, _ = _collection(n=100, seed=2)
+    unit, params = l2_normalise(text), AnomalyParams(k=10)
+    forest_store = tmp_path / "cache" / "forest.pickle"
+    assert kept_isolation(unit, params, keys=dates, store=forest_store).note == "fitted"
+    assert kept_isolation(unit, params, keys=dates, store=forest_store).note.startswith("kept")
+    monkeypatch.setenv("COSMIC_ATLAS_STATE", str(tmp_path / "another-machine"))  # another builder's key
+    assert kept_isolation(unit, params, keys=dates, store=forest_store).note == "fitted"
+    assert (tmp_path / "another-machine" / local_pickle.KEY_FILE).stat().st_mode & 0o077 == 0
 
 
 def _write_labels(path: str, client: int, n: int) -> None:

@@ -260,13 +260,14 @@ def test_traced_picture_tower_gives_the_networks_features_without_timm(offline, 
 
 def test_class_prompt_vectors_are_kept_between_builds(offline, tmp_path, monkeypatch):
     """A build keeps the taxonomy's prompt vectors in the lake's model cache: the next build gets the
-    same vectors without encoding a prompt; another encoder or taxonomy gets its own."""
+    same vectors without encoding a prompt; another taxonomy, or the same categories in another order,
+    gets its own (rows follow the categories' order)."""
     from pipeline import taxonomy
     from pipeline.classify import class_vectors
 
     tax = taxonomy.load(None)
     first = class_vectors(offline, tax, cache=tmp_path)
-    assert len(list(tmp_path.glob("class-prompts-*.npy"))) == 1
+    assert len(list(tmp_path.glob("class-prompts-*.npz"))) == 1
     calls = []
     monkeypatch.setattr(offline, "encode_text", lambda texts, **kw: calls.append(texts))
     again = class_vectors(offline, tax, cache=tmp_path)
@@ -275,4 +276,6 @@ def test_class_prompt_vectors_are_kept_between_builds(offline, tmp_path, monkeyp
     np.testing.assert_allclose(class_vectors(offline, tax), first, atol=1e-6)  # what encoding gives
     fewer = taxonomy.Taxonomy(dict(list(tax.categories.items())[:3]), source="test")
     assert class_vectors(offline, fewer, cache=tmp_path).shape[0] == 3
-    assert len(list(tmp_path.glob("class-prompts-*.npy"))) == 2
+    reordered = taxonomy.Taxonomy(dict(reversed(tax.categories.items())), source="test")
+    np.testing.assert_array_equal(class_vectors(offline, reordered, cache=tmp_path), first[::-1])
+    assert len(list(tmp_path.glob("class-prompts-*.npz"))) == 3

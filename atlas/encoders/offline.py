@@ -10,17 +10,14 @@ Picture vectors come from pixels only. Text and picture vectors live in differen
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from atlas.encoders import efficientnet, space, text_trace
+from atlas.encoders import efficientnet, space, text_trace, trace_files
 from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise, package_version
-
-log = logging.getLogger(__name__)
 
 TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 #: Stored picture vector size: PCA-256 of the 1280-d features (chosen by held-out caption retrieval).
@@ -74,15 +71,12 @@ class OfflineEncoder(Encoder):
         self._traced: text_trace.TracedTextTower | None = None
         trace = (text_trace.trace_file(trace_dir, quantize=quantize, max_tokens=text_max_tokens)
                  if trace_dir is not None and quantize == "int8" else None)
-        if trace is not None and trace.is_file():
-            try:
-                self._traced = text_trace.TracedTextTower(trace, tokenizer_file=model_dir / "tokenizer.json",
-                                                          max_tokens=text_max_tokens)
-            except Exception as exc:  # a torn or foreign file: load the model and trace it again
-                log.warning("saved text tower %s unreadable (%s); loading sentence-transformers", trace.name, exc)
+        self._traced = trace_files.load_saved(
+            trace, lambda path: text_trace.TracedTextTower(path, tokenizer_file=model_dir / "tokenizer.json",
+                                                           max_tokens=text_max_tokens), tower="text tower")
         if self._traced is None:
             self.model = self._load_model(model_dir, quantize=quantize, text_max_tokens=text_max_tokens)
-            if make_trace and trace is not None and not text_trace.refused(trace).exists():
+            if trace_files.wanted(trace, make_trace=make_trace):
                 text_trace.save_trace(self.model, trace, tokenizer_file=model_dir / "tokenizer.json",
                                       max_tokens=text_max_tokens)
         self._pictures: efficientnet.EfficientNetFeatures | None = None

@@ -20,12 +20,14 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from atlas.encoders.base import package_version
 from atlas.hashing import sha1_json
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def trace_file(folder: Path, *, prefix: str, settings: Sequence[Any], packages: Sequence[str]) -> Path:
@@ -93,3 +95,20 @@ def load_trace(path: Path) -> Any:
     with quiet():
         module = torch.jit.load(str(path), map_location="cpu")
     return module.eval()
+
+
+def load_saved(trace: Path | None, load: Callable[[Path], T], *, tower: str) -> T | None:
+    """``load(trace)`` when a trace is saved there, else None; a torn or foreign file is logged and
+    ignored (the caller builds the model, and traces it again)."""
+    if trace is None or not trace.is_file():
+        return None
+    try:
+        return load(trace)
+    except Exception as exc:  # noqa: BLE001 (a torn or foreign file: the model is built instead)
+        log.warning("saved %s %s unreadable (%s); building the model", tower, trace.name, exc)
+        return None
+
+
+def wanted(trace: Path | None, *, make_trace: bool) -> bool:
+    """Whether a build that just built the model should trace it: asked to, and not refused before."""
+    return make_trace and trace is not None and not refused(trace).exists()
