@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from atlas.encoders import l2_normalise
-from pipeline.neighbors import KnnGraph, knn_graph, row_digests
+from pipeline.neighbors import KnnGraph, kept_rows, knn_graph, row_digests
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,8 @@ def kept_isolation(unit: np.ndarray, params: AnomalyParams, *, keys: list[str], 
         try:
             kept = local_pickle.load(store)
             if kept["stamp"] == stamp:
-                where = {key: i for i, key in enumerate(keys)}
-                rows = np.array([where.get(key, -1) for key in kept["keys"]], dtype=np.int64)
-                if (rows >= 0).all():
+                rows = kept_rows(kept["keys"], keys)
+                if rows is not None:
                     same = digests[rows] == kept["digests"]
                     fresh = len(keys) - int(same.sum())
                     if fresh <= FOREST_KEEP_SHARE * len(keys):

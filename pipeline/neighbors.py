@@ -116,6 +116,14 @@ def row_digests(vectors: np.ndarray) -> np.ndarray:
     return np.array([hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x], dtype="S16")
 
 
+def kept_rows(kept_keys: list[str], keys: list[str]) -> np.ndarray | None:
+    """Where each row a kept model was made of (named by ``kept_keys``) is among today's rows ``keys``,
+    or None when one of them left (or a key repeats): such a model cannot be kept."""
+    where = {key: i for i, key in enumerate(keys)}
+    rows = np.array([where.get(key, -1) for key in kept_keys], dtype=np.int64)
+    return rows if (rows >= 0).all() and len(np.unique(rows)) == len(rows) else None
+
+
 #: Above this share of new and changed rows a cached graph is recomputed rather than extended: the merge
 #: of the old rows grows with their number, and a build that changes that much is no daily ingest.
 EXTEND_MAX_NEW_SHARE = 0.25
@@ -135,9 +143,8 @@ def cached_knn_graph(vectors: np.ndarray, k: int, *, keys: list[str], store: Pat
     graph, reused = None, "recomputed"
     kept = _load_graph(store)
     if kept is not None and kept["k"] >= k and kept["k"] <= n - 1:
-        where = {key: i for i, key in enumerate(keys)}
-        old_rows = np.array([where.get(key, -1) for key in kept["keys"]], dtype=np.int64)
-        if len(set(old_rows.tolist())) == len(old_rows) and (old_rows >= 0).all():
+        old_rows = kept_rows(kept["keys"], keys)
+        if old_rows is not None:
             changed = digests[old_rows] != kept["digests"]
             if (n - len(old_rows) + int(changed.sum())) / max(n, 1) <= EXTEND_MAX_NEW_SHARE:
                 old = KnnGraph(kept["indices"], kept["distances"])
