@@ -68,6 +68,8 @@ def keep_checked(target: Path, make: Callable[[Path], float | None], *, tower: s
             if diff is not None and diff > tolerance:
                 log.warning("%s trace differs from the model by %.2g; builds keep loading the model", tower, diff)
             elif diff is not None:
+                with open(tmp, "rb") as fh:  # on disk before the rename: a crash leaves no torn trace
+                    os.fsync(fh.fileno())
                 os.replace(tmp, target)
                 log.info("%s traced to %s (largest difference from the model %.1g)", tower, target.name, diff)
                 kept = True
