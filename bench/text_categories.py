@@ -8,7 +8,8 @@ say what the *picture* shows, so text can only approach them).
 * plain prompts — the taxonomy's prompt vectors, nearest to each text;
 * adapted prompts — :func:`pipeline.classify.adapt` (the text categories before this change);
 * self-trained — :func:`pipeline.text_classifier.fit` at the build's settings (words, share 0.6, C 1),
-  and variants: other pseudo-label shares, word pairs (bigrams), a second round on its own guesses.
+  and variants: other pseudo-label shares, word pairs (bigrams), a second round on its own guesses, and
+  the prompts put through templates (:data:`TEMPLATE_SETS`, each set's vectors averaged per category).
 
 *By collection size*: the same on random samples of the archive (8 per size), each fitted on its own
 texts, scored on the labelled entries that fall in them: where the build's default ``--word-classifier-min``
@@ -37,6 +38,12 @@ from lake.reader import LakeReader  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 SETS = {"tuning": DATA / "labelled_categories.csv", "never_tuned": DATA / "labelled_pictures.csv"}
+
+
+#: Prompt templates tried for the text categories (the build encodes the prompts as written, ``{}``).
+TEMPLATE_SETS = (("{}", "An astronomy picture of {}."), ("Astronomy Picture of the Day: {}.",),
+                 ("{}", "This image shows {}.", "The picture features {}."),
+                 ("{}.", "A picture of {}", "{} seen through a telescope"))
 
 
 def main() -> None:
@@ -94,6 +101,11 @@ def main() -> None:
         self_trained(f"self-trained, share {share}", zero, share=share)
     self_trained("self-trained, words and word pairs", zero, ngrams=(1, 2))
     self_trained("self-trained, second round on its own guesses", built)
+    # prompt templates: each category's prompts through each template, all averaged (as CLIP prompts are)
+    for templates in TEMPLATE_SETS:
+        templated = class_vectors(encoder, tax, templates)
+        self_trained("self-trained, prompts through " + " + ".join(f"“{t}”" for t in templates),
+                     class_probabilities(vecs, adapt(templated, vecs), scale))
 
     by_size = collection_sizes(words, vecs, prompts, scale, names, sets)
     stored = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, category FROM categories WHERE source = 'text'")
