@@ -143,6 +143,7 @@ def test_only_pickles_signed_by_this_machine_are_loaded(tmp_path, monkeypatch):
     fitted anew."""
     import pickle
 
+    from atlas import signing
     from pipeline import local_pickle
 
     store = tmp_path / "cache" / "text.pickle"
@@ -164,7 +165,7 @@ def test_only_pickles_signed_by_this_machine_are_loaded(tmp_path, monkeypatch):
     assert kept_isolation(unit, params, keys=dates, store=forest_store).note.startswith("kept")
     monkeypatch.setenv("COSMIC_ATLAS_STATE", str(tmp_path / "another-machine"))  # another builder's key
     assert kept_isolation(unit, params, keys=dates, store=forest_store).note == "fitted"
-    assert (tmp_path / "another-machine" / local_pickle.KEY_FILE).stat().st_mode & 0o077 == 0
+    assert (tmp_path / "another-machine" / signing.KEY_FILE).stat().st_mode & 0o077 == 0
 
 
 def _write_labels(path: str, client: int, n: int) -> None:

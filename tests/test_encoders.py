@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -216,6 +217,35 @@ def test_traced_text_tower_loads_without_sentence_transformers_and_a_torn_one_is
     trace.write_bytes(trace.read_bytes()[:1000])  # a torn file: the model loads and traces again
     again = OfflineEncoder(trace_dir=tmp_path)
     assert not again.traced and OfflineEncoder(trace_dir=tmp_path).traced
+
+
+def test_only_traces_signed_by_this_machine_are_loaded(tmp_path, monkeypatch):
+    """A trace is a program, and a lake's cache may come through a shared bucket: a saved trace loads only
+    with this machine's signature beside it. One signed with another machine's key, changed since it was
+    signed, or unsigned is never handed to the loader; the build makes the model, traces it again and
+    signs it with its own key."""
+    from atlas.encoders import trace_files
+    from atlas.encoders.offline import OfflineEncoder
+
+    OfflineEncoder(trace_dir=tmp_path)
+    trace = next(tmp_path.glob("minilm-*.pt"))
+    assert trace_files.signed(trace)
+    loaded: list[Path] = []
+
+    def load(path: Path) -> str:
+        loaded.append(path)
+        return "module"
+
+    assert trace_files.load_saved(trace, load, tower="text tower") == "module"
+    monkeypatch.setenv("COSMIC_ATLAS_STATE", str(tmp_path / "another-machine"))  # another builder's key
+    assert trace_files.load_saved(trace, load, tower="text tower") is None
+    remade = OfflineEncoder(trace_dir=tmp_path)  # the model, traced again and signed with this key
+    assert not remade.traced and trace_files.signed(trace) and OfflineEncoder(trace_dir=tmp_path).traced
+    trace.write_bytes(trace.read_bytes() + b"\0")  # changed after it was signed
+    assert trace_files.load_saved(trace, load, tower="text tower") is None
+    trace_files.signature(trace).unlink()  # no signature at all
+    assert trace_files.load_saved(trace, load, tower="text tower") is None
+    assert loaded == [trace]
 
 
 def test_a_trace_that_cannot_be_made_is_refused_once_and_never_fails_a_build(tmp_path):

@@ -9,6 +9,11 @@ numbers (another version makes a new trace and removes the stale one), it is wri
 is kept only when the model that made it agrees with it on probe inputs. A trace that cannot be made or
 does not agree is marked *refused* for those packages, so later builds do not try again; none of this
 can fail a build (a trace is only a speed-up).
+
+A trace is a program, and a lake on object storage shares its ``cache/`` with every builder through the
+bucket: so a kept trace is signed with this machine's key (:mod:`atlas.signing`, a ``.sig`` file beside
+it) and only a trace whose signature matches is loaded. One from elsewhere (or changed since) is ignored:
+the model is built from its package and traced again here.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from atlas import signing
 from atlas.encoders.base import package_version
 from atlas.hashing import sha1_json
 
@@ -39,6 +45,31 @@ def trace_file(folder: Path, *, prefix: str, settings: Sequence[Any], packages: 
 def refused(target: Path) -> Path:
     """Marks a trace that was tried and refused for these packages: later builds do not try again."""
     return target.with_suffix(".refused")
+
+
+def signature(target: Path) -> Path:
+    """This machine's signature of the trace at ``target`` (:mod:`atlas.signing`)."""
+    return target.with_suffix(".sig")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file, on disk before the rename (``atlas`` cannot use
+    ``lake.atomic``)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def signed(trace: Path) -> bool:
+    """Whether ``trace`` carries this machine's signature (so it was made by this machine's builds)."""
+    sig = signature(trace)
+    return sig.is_file() and signing.verify(trace.read_bytes(), sig.read_bytes())
 
 
 @contextmanager
@@ -70,6 +101,9 @@ def keep_checked(target: Path, make: Callable[[Path], float | None], *, tower: s
             elif diff is not None:
                 with open(tmp, "rb") as fh:  # on disk before the rename: a crash leaves no torn trace
                     os.fsync(fh.fileno())
+                    # signed first: a crash between the two renames leaves a signature that matches
+                    # nothing (the trace is made again), never an unsigned trace that loads
+                    _write_synced(signature(target), signing.sign(Path(tmp).read_bytes()))
                 os.replace(tmp, target)
                 log.info("%s traced to %s (largest difference from the model %.1g)", tower, target.name, diff)
                 kept = True
@@ -80,7 +114,7 @@ def keep_checked(target: Path, make: Callable[[Path], float | None], *, tower: s
     if kept:
         prefix = target.name.rsplit("-", 1)[0]  # the same settings under other package versions: stale
         for stale in target.parent.glob(f"{prefix}-*"):
-            if stale != target:
+            if stale not in (target, signature(target)):
                 stale.unlink(missing_ok=True)
     else:
         try:
@@ -100,11 +134,15 @@ def load_trace(path: Path) -> Any:
 
 
 def load_saved(trace: Path | None, load: Callable[[Path], T], *, tower: str) -> T | None:
-    """``load(trace)`` when a trace is saved there, else None; a torn or foreign file is logged and
-    ignored (the caller builds the model, and traces it again)."""
+    """``load(trace)`` when a trace this machine signed is saved there, else None; a torn, foreign or
+    unsigned file is logged and ignored (the caller builds the model, and traces it again)."""
     if trace is None or not trace.is_file():
         return None
     try:
+        if not signed(trace):
+            log.warning("saved %s %s is not signed by this machine's builds (made elsewhere, or changed "
+                        "since); building the model instead", tower, trace.name)
+            return None
         return load(trace)
     except Exception as exc:  # noqa: BLE001 (a torn or foreign file: the model is built instead)
         log.warning("saved %s %s unreadable (%s); building the model", tower, trace.name, exc)
