@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DATA = Path(__file__).resolve().parent / "data"
+#: The hand-labelled category sets of ``bench/data`` (see its README): the tuning labels may choose
+#: settings, the other set (what each *picture* shows) never does.
+LABEL_SETS = {"tuning": "labelled_categories.csv", "never_tuned": "labelled_pictures.csv"}
 
 
 def machine() -> dict[str, Any]:
@@ -62,3 +66,17 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
     ms = np.array(seconds) * 1000
     return {"p50_ms": round(float(np.percentile(ms, 50)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
             "max_ms": round(float(ms.max()), 1), "n": len(seconds)}
+
+
+def labelled_rows(pos: dict[str, int]) -> dict[str, tuple[Any, Any]]:
+    """Per label set (:data:`LABEL_SETS`): the rows of its entries that ``pos`` (date → row) holds, in the
+    file's order, and their categories, as two arrays."""
+    import numpy as np
+    import pandas as pd
+
+    out = {}
+    for name, file in LABEL_SETS.items():
+        lab = pd.read_csv(DATA / file, dtype=str)
+        lab = lab[lab.date.isin(pos)]
+        out[name] = (np.array([pos[d] for d in lab.date]), lab.category.to_numpy())
+    return out

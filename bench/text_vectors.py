@@ -33,21 +33,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from atlas import environment  # noqa: E402
 from atlas.encoders import encoder_from_manifest, l2_normalise  # noqa: E402
-from bench.common import lake_label, save  # noqa: E402
+from bench.common import labelled_rows, lake_label, save  # noqa: E402
 from bench.search_quality import SETS, condensed_p_at_10, hybrid_order, judged_pool, load_set  # noqa: E402
 from lake import search  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
 from lake.search import SearchEngine  # noqa: E402
 from pipeline.embed import text_input  # noqa: E402
 
-DATA = Path(__file__).resolve().parent / "data"
-LABELS = {"tuning": "labelled_categories.csv", "never_tuned": "labelled_pictures.csv"}
 
 
 def encode(encoder, texts: list[str], one_per_pass: bool) -> tuple[np.ndarray, float]:
@@ -69,6 +66,17 @@ def drift(encoder, texts: list[str], one_per_pass: bool) -> dict[str, float]:
     return {"mean_cos": round(float(cos.mean()), 5), "min_cos": round(float(cos.min()), 5)}
 
 
+def archive_texts(reader: LakeReader) -> tuple[list[str], list[str], np.ndarray]:
+    """Every entry's date and ``title. explanation`` (as the build encodes it), in date order, and its
+    stored ``text`` vector (unit length), row for row."""
+    df = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, title, explanation FROM entries ORDER BY date")
+    dates = df.date.tolist()
+    texts = [text_input(t or "", x or "") for t, x in zip(df.title, df.explanation)]
+    stored_dates, stored = reader.vectors("text")
+    row = {d: i for i, d in enumerate(stored_dates)}
+    return dates, texts, l2_normalise(stored[[row[d] for d in dates]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
@@ -77,13 +85,8 @@ def main() -> None:
     reader = LakeReader.open(args.lake or environment.lake_dir())
     engine = SearchEngine(reader, encoder_from_manifest)
     spec = reader.manifest["encoder"]
-    df = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, title, explanation FROM entries ORDER BY date")
-    dates = df.date.tolist()
-    texts = [text_input(t or "", x or "") for t, x in zip(df.title, df.explanation)]
-    stored_dates, stored = reader.vectors("text")
-    row = {d: i for i, d in enumerate(stored_dates)}
-    variants: dict[str, dict] = {"stored": {"vectors": l2_normalise(stored[[row[d] for d in dates]]),
-                                            "queries": engine.encoder}}
+    dates, texts, stored = archive_texts(reader)
+    variants: dict[str, dict] = {"stored": {"vectors": stored, "queries": engine.encoder}}
     cached = dict(np.load(args.cache)) if args.cache and args.cache.is_file() else {}
     from atlas.encoders.offline import OfflineEncoder
 
@@ -105,7 +108,7 @@ def main() -> None:
     from pipeline.classify import adapt, class_vectors
 
     tax = taxonomy.load(None)
-    pos = {d: i for i, d in enumerate(dates)}
+    labels = labelled_rows({d: i for i, d in enumerate(dates)})
     result = {"lake": lake_label(reader.layout.root), "entries": len(dates), "encoder": spec.get("name"),
               "quantize": spec.get("quantize"), "text_max_tokens": spec.get("text_max_tokens"),
               "keyword_weight": search.KEYWORD_WEIGHT, "variants": {}}
@@ -132,11 +135,9 @@ def main() -> None:
                 out[f"{k}_{set_name}"] = round(float(np.mean(values)), 3)
         # the build's class vectors, made the same way for each variant: prompts adapted to its vectors
         classes = adapt(class_vectors(v["queries"], tax), v["vectors"])
-        for label_set, file in LABELS.items():
-            lab = pd.read_csv(DATA / file, dtype=str)
-            lab = lab[lab.date.isin(pos)]
-            pred = np.array(tax.names)[(v["vectors"][[pos[d] for d in lab.date]] @ classes.T).argmax(axis=1)]
-            out[f"zero_shot_top1_{label_set}"] = round(float(np.mean(pred == lab.category.to_numpy())), 3)
+        for label_set, (rows, truth) in labels.items():
+            pred = np.array(tax.names)[(v["vectors"][rows] @ classes.T).argmax(axis=1)]
+            out[f"zero_shot_top1_{label_set}"] = round(float(np.mean(pred == truth)), 3)
         result["variants"][name] = out
         print(name, json.dumps(out), flush=True)
     save("text_vectors", result)

@@ -101,9 +101,10 @@ def keep_checked(target: Path, make: Callable[[Path], float | None], *, tower: s
             elif diff is not None:
                 with open(tmp, "rb") as fh:  # on disk before the rename: a crash leaves no torn trace
                     os.fsync(fh.fileno())
-                    # signed first: a crash between the two renames leaves a signature that matches
-                    # nothing (the trace is made again), never an unsigned trace that loads
-                    _write_synced(signature(target), signing.sign(Path(tmp).read_bytes()))
+                    made = fh.read()
+                # signed first: a crash between the two renames leaves a signature that matches
+                # nothing (the trace is made again), never an unsigned trace that loads
+                _write_synced(signature(target), signing.sign(made))
                 os.replace(tmp, target)
                 log.info("%s traced to %s (largest difference from the model %.1g)", tower, target.name, diff)
                 kept = True
