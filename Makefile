@@ -15,7 +15,7 @@ BUILD_ARGS ?=
 $(PY):
 	@$(PYTHON) -m venv $(VENV) || { echo "error: '$(PYTHON) -m venv' failed. On Debian/Ubuntu: apt-get install python3-venv; then re-run make." >&2; exit 1; }
 
-$(VENV)/.deps: requirements.txt requirements-dev.txt | $(PY)
+$(VENV)/.deps: requirements.txt requirements-dev.txt requirements-ray.txt | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@

@@ -227,16 +227,21 @@ def cluster_list(embedding: str):
 
 @bp.get("/clusters/<embedding>/<int:cluster>")
 def cluster_export(embedding: str, cluster: int):
-    """One cluster's members (dates, titles, credits, rights, licence note) as CSV, JSON or Parquet."""
+    """One cluster's members (dates, titles, credits, rights, licence note) as CSV, JSON or Parquet: the
+    first ``MAX_EXPORT_ROWS`` by date (header ``X-Rows-Omitted`` says how many more the cluster has)."""
     p = _params({"format"})
     fmt = p["format"] or "csv"
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
     _embedding(embedding)
-    df = atlas().cluster_members(embedding, cluster)
+    df = atlas().cluster_members(embedding, cluster, limit=MAX_EXPORT_ROWS + 1)
     if df.empty:
         raise LookupError(f"no cluster {cluster} in the {embedding} map")
-    return _download(df, f"cluster-{embedding}-{cluster}", fmt, licence=LICENCE_NOTE)
+    response = _download(df.head(MAX_EXPORT_ROWS), f"cluster-{embedding}-{cluster}", fmt, licence=LICENCE_NOTE)
+    if len(df) > MAX_EXPORT_ROWS:
+        size = next(c["size"] for c in records(atlas().clusters(embedding)) if int(c["cluster"]) == cluster)
+        response.headers["X-Rows-Omitted"] = str(int(size) - MAX_EXPORT_ROWS)
+    return response
 
 
 def _embedding(name: str) -> None:
@@ -365,6 +370,7 @@ def galaxy_neighbours(objid: str):
     if space not in ("morphology", "image"):
         raise BadRequest("space must be morphology or image")
     g = galaxies()
+    objid = objid.strip()
     found = g.morphology_neighbours(objid, k=k) if space == "morphology" else g.similar_to_galaxy_picture(objid, k=k)
     return jsonify({"galaxy": records(g.galaxies([objid]))[0], **found.as_dict()})
 

@@ -2,8 +2,9 @@
 
 One :class:`LakeService` per app (made by ``app.create_app``, kept in the Flask app's extensions).
 It pins one published version of the lake at a time and reopens when the build publishes a new one
-(one ``readlink`` per request decides), so a running server picks up rebuilt lakes and a request never
-mixes two builds. Query encoders are kept by fingerprint across versions: a rebuild with the same
+(one ``readlink`` per call of :meth:`LakeService.atlas` / :meth:`LakeService.engine` decides), so a
+running server picks up rebuilt lakes; each handle it returns reads one build (a request that asks twice
+while a build publishes may get the new one the second time). Query encoders are kept by fingerprint across versions: a rebuild with the same
 model does not pay the model load again, and :meth:`LakeService.warm` loads it before the first search.
 """
 

@@ -27,9 +27,14 @@
         return window.atlasAladinLib;
     }
 
+    /* The sky view in `containerId`: made again when the page was left and re-entered (Dash then renders
+       a new container, and a view kept from before would draw into the removed one). */
     async function ensureView(containerId) {
-        if (!window.atlasAladin) {
+        const el = document.getElementById(containerId);
+        if (!window.atlasAladin || !window.atlasAladinEl || !document.body.contains(window.atlasAladinEl)) {
             const A = await aladinLib();
+            window.atlasAladinEl = el;
+            window.atlasCatalog = null;  // the old view's catalogue went with it
             window.atlasAladin = A.aladin('#' + containerId, {survey: 'P/DSS2/color', fov: 180, projection: 'AIT',
                                                              showReticle: false, cooFrame: 'ICRS'});
             window.atlasAladin.on('objectClicked', function (obj) {

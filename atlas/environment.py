@@ -50,6 +50,11 @@ def s3_endpoint() -> str | None:
     return _get(S3_ENDPOINT_ENV) or _get("AWS_ENDPOINT_URL")
 
 
+def aws_region() -> str | None:
+    """The object store's region (``$AWS_REGION``, else ``$AWS_DEFAULT_REGION``); None: pyarrow's default."""
+    return _get("AWS_REGION") or _get("AWS_DEFAULT_REGION")
+
+
 def state_dir() -> Path:
     """Where people's own data lives (feedback labels): ``$COSMIC_ATLAS_STATE``, else the XDG state
     directory. Never inside a lake: lakes are rebuilt and may be read-only."""

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_by_entry ON feedback (user, entry_date, id);
+CREATE INDEX IF NOT EXISTS feedback_latest ON feedback (entry_date, id);
 """
 MAX_USER_CHARS = 64
 
@@ -39,6 +40,23 @@ def default_path(lake_root: Path) -> Path:
     """The feedback file of one lake: named after the lake's resolved path, so lakes never mix."""
     key = hashlib.sha1(str(Path(lake_root).resolve()).encode()).hexdigest()[:12]
     return environment.state_dir() / f"feedback-{key}.sqlite"
+
+
+def _day(date: str) -> str:
+    try:
+        return dt.date.fromisoformat(date).isoformat()
+    except (TypeError, ValueError):
+        raise FeedbackError(f"{date!r} is not a date like 2014-01-31") from None
+
+
+def _user(user: str | None) -> str:
+    """A person's name as stored and looked up: trimmed, at most :data:`MAX_USER_CHARS` characters."""
+    return (user or "anonymous").strip()[:MAX_USER_CHARS] or "anonymous"
+
+
+def _insert(con: sqlite3.Connection, day: str, label: int | None, user: str) -> None:
+    con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
+                (day, label, user, dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")))
 
 
 class FeedbackStore:
@@ -60,27 +78,35 @@ class FeedbackStore:
 
     def add(self, *, date: str, interesting: bool | None, user: str = "anonymous") -> None:
         """Store one label (``None`` clears this person's label of the entry)."""
-        try:
-            day = dt.date.fromisoformat(date).isoformat()
-        except (TypeError, ValueError):
-            raise FeedbackError(f"{date!r} is not a date like 2014-01-31") from None
-        user = (user or "anonymous").strip()[:MAX_USER_CHARS] or "anonymous"
+        day, user = _day(date), _user(user)
         label = None if interesting is None else int(bool(interesting))
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
-            con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
-                        (day, label, user, dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")))
+            _insert(con, day, label, user)
             con.execute("COMMIT")
 
+    def toggle(self, *, date: str, interesting: bool, user: str = "anonymous") -> bool | None:
+        """A thumb clicked: set this person's label of the entry, or clear it when it is already that.
+        Read and written in one transaction, so a quick double click sets and then clears (two
+        transactions could both read "unlabelled" and set it twice). Returns the label now stored."""
+        day, user = _day(date), _user(user)
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT label FROM feedback WHERE user = ? AND entry_date = ? ORDER BY id DESC LIMIT 1",
+                              (user, day)).fetchone()
+            label = None if row is not None and row[0] == int(interesting) else int(interesting)
+            _insert(con, day, label, user)
+            con.execute("COMMIT")
+        return None if label is None else bool(label)
+
     def labels(self, *, user: str | None = None) -> dict[str, bool]:
-        """Current labels, date → interesting; one person's, or everyone's latest when ``user`` is None."""
-        where, params = ("WHERE user = ?", (user,)) if user else ("", ())
-        sql = ("SELECT entry_date, label FROM feedback f WHERE id = (SELECT max(id) FROM feedback g "
-               f"WHERE g.entry_date = f.entry_date {'AND g.user = f.user' if user else ''}) "
-               f"{where.replace('WHERE', 'AND')}")
+        """Current labels, date → interesting; one person's, or everyone's latest when ``user`` is None.
+        One pass over an index: SQLite takes a bare column from the row that holds ``max(id)``."""
+        where, params = ("WHERE user = ?", (_user(user),)) if user else ("", ())
+        sql = f"SELECT entry_date, label, max(id) FROM feedback {where} GROUP BY entry_date"
         with self._connect() as con:
             rows = con.execute(sql, params).fetchall()
-        return {d: bool(v) for d, v in rows if v is not None}
+        return {d: bool(v) for d, v, _ in rows if v is not None}
 
     def history(self, *, limit: int | None = None) -> list[dict[str, object]]:
         """Every label ever given (for export), oldest first; with ``limit``, only the newest ``limit``

@@ -214,6 +214,7 @@ class GalaxyQueries:
 
     def _neighbours_of(self, objid: str, kind: str, k: int, *, missing: str) -> Neighbourhood:
         k = _check_k(k)
+        objid = str(objid).strip()  # as _quote reads it: " 123" is galaxy 123, never its own neighbour
         own = self._table(kind).search().where(f"objid = {_quote(objid)}").limit(1).to_arrow()
         if own.num_rows == 0:
             raise UnknownGalaxy(missing)

@@ -129,9 +129,10 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
     ``pct``: detector percentiles indexed by date (:meth:`AtlasQueries.anomaly_percentiles`, over the
     whole archive), else computed over ``scores``. A caller that shows one page of the list passes
     ``words=False`` and words only that page (:func:`reason`): 11k sentences cost more than the ranking."""
-    if detector != "combined" and detector not in detector_columns(scores):
-        raise ValueError(f"unknown detector {detector!r}; choose combined or one of {', '.join(detector_columns(scores))}")
     pct = percentiles_by_date(scores) if pct is None else pct
+    known = detector_columns(pct)  # the lake's detectors, not only those that scored the filtered rows
+    if detector != "combined" and detector not in known:
+        raise ValueError(f"unknown detector {detector!r}; choose combined or one of {', '.join(known)}")
     own = pct.reindex(scores.date).set_axis(scores.index)
     if detector == "combined":
         out = rerank(scores, labels, pct=own)
@@ -140,6 +141,9 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
         out["score"] = own.loc[out.index, detector]
         out["feedback"] = feedback_column(out.date, labels)
         out = out.sort_values(["score", "date"], ascending=[False, True]).reset_index(drop=True)
+    if out.empty:  # the filters match nothing (or nothing this detector scored): an empty list, not an error
+        return out.assign(flagged_by=pd.Series(dtype=object), flagged_percentile=pd.Series(dtype=float),
+                          **({"why": pd.Series(dtype=object)} if words else {}))
     rows = pct.reindex(out.date)
     if detector != "combined":
         flagged_by = np.full(len(rows), detector, dtype=object)

@@ -98,6 +98,8 @@ class AtlasQueries:
         names = self.manifest.get("taxonomy", {}).get("categories")
         if names:
             return list(names)
+        if "categories" not in self.reader.tables:  # a Galaxy Zoo-only lake: no APOD collection
+            raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
         return self.reader.query("SELECT DISTINCT category FROM categories ORDER BY 1").category.tolist()
 
     @property
@@ -265,11 +267,6 @@ class AtlasQueries:
         df["picture"] = [picture_for(r) for r in df[["date", "has_image", "url", "media_type"]].to_dict("records")]
         return df, total
 
-    def picture(self, date: str) -> dict[str, Any] | None:
-        """Where one entry's picture comes from (:mod:`lake.pictures`); None for an unknown date."""
-        card = self.hover_card(date)
-        return card["picture"] if card else None
-
     def hover_card(self, date: str) -> dict[str, Any] | None:
         """Title, text category and picture of one entry: what the map's hover card shows (the map sends
         only each point's date to the browser, so the card is filled on hover)."""
@@ -302,7 +299,6 @@ class AtlasQueries:
             {"d": dt.date.fromisoformat(date)},
         )
 
-    # -- sky ------------------------------------------------------------------------------------
     # -- cluster lists ---------------------------------------------------------------------------
     def clusters(self, embedding: str) -> pd.DataFrame:
         """The clusters of one embedding: id, label, size."""
@@ -310,13 +306,16 @@ class AtlasQueries:
             "SELECT cluster, any_value(label) AS label, count(*) AS size FROM clusters WHERE embedding = $emb "
             "GROUP BY cluster ORDER BY cluster", {"emb": embedding})
 
-    def cluster_members(self, embedding: str, cluster: int) -> pd.DataFrame:
-        """Members of one cluster, for taking away: dates, titles, credits, rights and a licence note."""
+    def cluster_members(self, embedding: str, cluster: int, *, limit: int | None = None) -> pd.DataFrame:
+        """Members of one cluster, for taking away: dates, titles, credits, rights and a licence note; the
+        first ``limit`` by date when given (a cluster of a large lake can hold hundreds of thousands)."""
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.credit, e.copyright, e.rights_note, "
             "e.url, k.label AS cluster_label FROM clusters k JOIN entries e ON e.date = k.date "
             "LEFT JOIN categories c ON c.date = e.date AND c.source = 'text' "
-            "WHERE k.embedding = $emb AND k.cluster = $cl ORDER BY e.date", {"emb": embedding, "cl": int(cluster)})
+            "WHERE k.embedding = $emb AND k.cluster = $cl ORDER BY e.date"
+            + (" LIMIT $limit" if limit is not None else ""),
+            {"emb": embedding, "cl": int(cluster)} | ({"limit": int(limit)} if limit is not None else {}))
         df["nasa_page"] = [nasa_page_url(d) for d in df.date]
         df["licence_note"] = LICENCE_NOTE
         return df

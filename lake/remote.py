@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlparse
 
-from atlas.environment import s3_endpoint
+from atlas.environment import aws_region, s3_endpoint
 from lake import atomic
 from lake.layout import LakeLayout
 from lake.writer import PRUNE_GRACE_SECONDS, VERSIONS_KEPT, prune_versions, versions_to_prune
@@ -47,7 +47,8 @@ POINTER: Final = "CURRENT"
 #: make the next build incremental wherever it runs.
 SHARED_FOR_APP: Final = ("thumbs", "cutouts")
 SHARED_FOR_BUILD: Final = ("thumbs", "cutouts", "cache")
-#: How often a serving app asks the bucket whether a new version was published (one small GET).
+#: How often a serving app looks at the bucket: a GET of the pointer and a listing of the shared picture
+#: folders (new thumbnails are fetched; a new version is pulled whole).
 POLL_SECONDS: Final = 30.0
 
 
@@ -92,7 +93,7 @@ def filesystem(endpoint: str | None = None):
     if endpoint:
         parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
         kwargs |= {"endpoint_override": parsed.netloc, "scheme": parsed.scheme or "http"}
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = aws_region()
     if region:
         kwargs["region"] = region
     return fs.S3FileSystem(**kwargs)

@@ -359,6 +359,8 @@ class SearchEngine:
             raise SearchError(f"k must be between 1 and {MAX_K}")
         if mode not in MODES:
             raise SearchError(f"mode must be one of {', '.join(MODES)}")
+        if kind not in EMBEDDING_KINDS:  # keyword mode reads no vectors, but a wrong kind is still an error
+            raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
         if offset < 0 or offset + k > DEEP_DEPTH:
             raise SearchError("results beyond the first 1,000 are not available")
         if kind == "image":  # pictures were asked for: keyword hits without one must not fuse in

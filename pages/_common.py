@@ -8,6 +8,8 @@ Pages get data only from :func:`atlas` (a :class:`lake.queries.AtlasQueries`); t
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -37,6 +39,16 @@ def missing_lake_notice(exc: Exception) -> dbc.Alert:
         color="warning",
         className="m-4",
     )
+
+
+def url_parameters(layout: Callable[..., Any]) -> Callable[..., Any]:
+    """A page layout that gets each URL parameter as one string. Dash pages passes a parameter given twice
+    (``?method=a&method=b``, a hand-edited or pasted URL) as a list; the layout then reads the first."""
+    @functools.wraps(layout)
+    def with_single_values(**params: Any) -> Any:
+        return layout(**{k: (str(v[0]) if v else "") if isinstance(v, list) else v for k, v in params.items()})
+
+    return with_single_values
 
 
 def parse_date(value: Any) -> dt.date | None:
@@ -84,8 +96,14 @@ def year_marks(lo: int, hi: int) -> dict[int, str]:
 
 
 def year_value(years_param: str, lo: int, hi: int) -> list[int]:
-    """The year slider's value for the page's ``years=FROM,TO`` URL parameter (all years without one)."""
-    return [int(y) for y in parse_list(years_param)[:2] if y.isdigit()] or [lo, hi]
+    """The year slider's value for the page's ``years=FROM,TO`` URL parameter: all years without one,
+    ``years=2005`` is that year alone, and a hand-edited range is read in order and kept inside the
+    lake's years (so a pasted URL never fails a page)."""
+    years = [int(y) for y in parse_list(years_param)[:2] if y.isdecimal() and len(y) <= 6]
+    if not years:
+        return [lo, hi]
+    first, last = (min(max(y, lo), hi) for y in (years[0], years[-1]))
+    return sorted([first, last])
 
 
 def all_years() -> list[int]:

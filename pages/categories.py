@@ -12,7 +12,7 @@ from dash import Input, Output, callback, dcc, html
 from lake.manifest import LakeMissingError
 from pages import figures
 from pages._common import (all_years, atlas, by_lake_version, filters_from, missing_lake_notice, thumb_card,
-                           vocabulary, years_row)
+                           vocabulary, years_row, url_parameters)
 from pages.ids import Categories
 
 dash.register_page(__name__, path="/categories", name="Categories", title="Cosmic Atlas · Categories")
@@ -20,6 +20,7 @@ dash.register_page(__name__, path="/categories", name="Categories", title="Cosmi
 PER_PAGE = 24
 
 
+@url_parameters
 def layout(cat: str = "", years: str = "", **_ignored) -> html.Div:
     try:
         _, names, lo, hi = vocabulary()

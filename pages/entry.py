@@ -15,7 +15,7 @@ from lake.queries import aladin_fov, aladin_url
 from lake.records import json_value
 from lake.search import SearchError
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, engine, missing_lake_notice, parse_date, picture_element, thumb_card
+from pages._common import atlas, engine, missing_lake_notice, parse_date, picture_element, thumb_card, url_parameters
 from pages.ids import Entry
 
 dash.register_page(__name__, path_template="/entry/<date>", name="Entry", title="Cosmic Atlas · Entry")
@@ -101,6 +101,7 @@ def _text_vs_picture(similar: dict[str, list[dict]]) -> html.Div | None:
                     id=Entry.COMPARE, className="mb-3")
 
 
+@url_parameters
 def layout(date: str = "", **_ignored) -> html.Div:
     try:
         a = atlas()

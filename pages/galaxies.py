@@ -16,7 +16,7 @@ from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
 from atlas.images import MAX_UPLOAD_BYTES
 from pages import figures
-from pages._common import by_lake_version, decode_upload, galaxies, missing_lake_notice
+from pages._common import by_lake_version, decode_upload, galaxies, missing_lake_notice, url_parameters
 from pages.ids import Galaxies
 
 dash.register_page(__name__, path="/galaxies", name="Galaxies", title="Cosmic Atlas · Galaxies")
@@ -32,6 +32,7 @@ def _summary_line(info: dict) -> html.Div:
                      f" from SDSS Stripe 82 · {classes} · {pictures}"], className="mb-2")
 
 
+@url_parameters
 def layout(objid: str = "", **_ignored) -> html.Div:
     try:
         g = galaxies()

@@ -153,9 +153,12 @@ def mark(clicks, user, version):
     trigger = ctx.triggered_id
     if not trigger or not any(clicks) or not user:
         return no_update
-    store = feedback()
-    current = store.labels(user=user).get(trigger["date"])
-    wanted = trigger["label"] == "up"
-    store.add(date=trigger["date"], interesting=None if current is wanted else wanted, user=user)
+    feedback().toggle(date=trigger["date"], interesting=trigger["label"] == "up", user=user)
     return (version or 0) + 1
 
+
+@callback(Output(Oddities.PAGE, "active_page"), Input(Oddities.DETECTOR, "value"), Input(Oddities.CATS, "value"),
+          Input(Oddities.DATES, "start_date"), Input(Oddities.DATES, "end_date"), prevent_initial_call=True)
+def back_to_first_page(_detector, _cats, _start, _end):
+    """Other filters make another list: it starts at its first page (page 10 of 3 would show nothing)."""
+    return 1

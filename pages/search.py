@@ -14,7 +14,7 @@ from lake.filters import Filters
 from lake.search import MODES, SearchError
 from lake.schema import EMBEDDING_KINDS
 from atlas.images import MAX_UPLOAD_BYTES
-from pages._common import atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, picture_element
+from pages._common import atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, picture_element, url_parameters
 from pages.ids import Search
 
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
@@ -37,12 +37,16 @@ def _hit(h: dict) -> dbc.ListGroupItem:
     ], className="d-flex"), className="atlas-hit")
 
 
+HIDDEN = {"display": "none"}
+
+
 def results_block(hits: list[dict], header: str) -> html.Div:
     if not hits:
         return dbc.Alert("Nothing found. Try other words, another mode, or fewer filters.", color="light")
     return html.Div([html.Div(header, className="text-muted small mb-2"), dbc.ListGroup([_hit(h) for h in hits])])
 
 
+@url_parameters
 def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = "", start: str = "", end: str = "",
            image: str = "", page: str = "1", **_ignored) -> html.Div:
     try:
@@ -52,7 +56,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
         return missing_lake_notice(exc)
     kind = kind if kind in EMBEDDING_KINDS else "text"
     mode = mode if mode in MODES else "hybrid"
-    page_n = min(max(int(page) if page.isdigit() else 1, 1), MAX_PAGES)
+    page_n = min(max(int(page) if page.isdecimal() and len(page) <= 3 else 1, 1), MAX_PAGES)
     chosen = [c for c in parse_list(cats) if c in names]
     first, last = parse_date(start), parse_date(end)
     if first and last and first > last:  # a hand-edited URL: read the range the right way round
@@ -77,19 +81,23 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
                                     {"label": "without picture", "value": "no"}]), md=3),
     ], className="g-2 mb-3")
     body: list = []
+    last_page = None  # the pager's last page; None: no results to page through
     if q.strip():
         try:
             hits = eng.search(q, k=PER_PAGE, kind=kind, mode=mode, filters=filters, offset=(page_n - 1) * PER_PAGE)
             body.append(results_block(hits, f"Results {1 + (page_n - 1) * PER_PAGE}–{(page_n - 1) * PER_PAGE + len(hits)} "
                                             f"for “{q.strip()}” ({mode}, {kind})"))
-            body.append(dbc.Pagination(id=Search.PAGE, active_page=page_n, max_value=MAX_PAGES if len(hits) == PER_PAGE else page_n,
-                                       fully_expanded=False, className="mt-3"))
+            last_page = MAX_PAGES if len(hits) == PER_PAGE else page_n
         except SearchError as exc:
             body.append(dbc.Alert(str(exc), color="warning"))
+    # always in the layout (hidden with nothing to page), outside the results an upload replaces: a
+    # callback runs only when all its inputs exist, and the pager is one of `go`'s
+    pager = dbc.Pagination(id=Search.PAGE, active_page=page_n, max_value=last_page or 1, fully_expanded=False,
+                           className="mt-3", style=None if last_page else HIDDEN)
     upload = dcc.Upload(id=Search.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=MAX_UPLOAD_BYTES,
                         children=html.Div(["Or drop a picture here (JPEG/PNG/GIF/WebP, ≤ 8 MB) to find entries that look like it"]),
                         className="atlas-upload mb-3")
-    return dbc.Container([controls, filter_row, upload, html.Div(body, id=Search.RESULTS),
+    return dbc.Container([controls, filter_row, upload, html.Div(body, id=Search.RESULTS), pager,
                           dcc.Location(id=Search.GO, refresh="callback-nav")], fluid=True)
 
 
@@ -116,6 +124,7 @@ def go(_n, q, mode, kind, cats, start, end, image, page):
 
 @callback(
     Output(Search.RESULTS, "children"),
+    Output(Search.PAGE, "style"),  # the pager pages the words' results, which the picture's replace
     Input(Search.UPLOAD, "contents"),
     State(Search.UPLOAD, "filename"),
     State(Search.KIND, "value"),
@@ -125,16 +134,16 @@ def search_by_picture(contents, filename, kind):
     from atlas.images import ImageRejected
 
     if not contents:
-        return no_update
+        return no_update, no_update
     name = filename or "your picture"
     try:
         image = decode_upload(contents)
         hits, categories = engine().picture_search(image, k=PER_PAGE, kind=kind or "image")
     except (ImageRejected, SearchError, ValueError) as exc:
-        return dbc.Alert(f"{filename or 'The upload'}: {exc}", color="warning")
+        return dbc.Alert(f"{filename or 'The upload'}: {exc}", color="warning"), HIDDEN
     header = {"image": f"Entries whose pictures look like {name}",
               "multimodal": f"Entries whose picture and text match {name}"}.get(kind, f"Entries whose {kind} matches {name}")
-    return html.Div([_picture_categories(categories, name), results_block(hits, header)])
+    return html.Div([_picture_categories(categories, name), results_block(hits, header)]), HIDDEN
 
 
 def _picture_categories(categories: list[dict], name: str) -> html.Div:

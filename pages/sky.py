@@ -14,12 +14,13 @@ from dash import ClientsideFunction, Input, Output, State, callback, clientside_
 from lake.manifest import LakeMissingError
 from pages import figures
 from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, locate, missing_lake_notice,
-                           parse_list, vocabulary, years_row)
+                           parse_list, vocabulary, years_row, url_parameters)
 from pages.ids import App, Sky
 
 dash.register_page(__name__, path="/sky", name="Sky", title="Cosmic Atlas · Sky")
 
 
+@url_parameters
 def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
     try:
         a, names, lo, hi = vocabulary()

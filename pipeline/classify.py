@@ -47,6 +47,26 @@ def logit_scale(encoder: Encoder) -> float:
     return 100.0 if encoder.info.shared_space else 20.0
 
 
+#: What the kept prompt vectors' file names start with (:func:`class_prompts_file`).
+PROMPTS_PREFIX = "class-prompts-"
+
+
+def class_prompts_file(cache: Path, encoder: Encoder, taxonomy: Taxonomy, templates: tuple[str, ...]) -> Path:
+    """Where :func:`class_vectors` keeps these prompts' vectors: keyed by the encoder's fingerprint, the
+    templates and the categories in their order."""
+    key = sha1_json([encoder.info.fingerprint(), list(templates), list(taxonomy.categories.items())])[:16]
+    return cache / f"{PROMPTS_PREFIX}{key}.npz"
+
+
+def prune_class_prompts(cache: Path, *, keep: set[Path]) -> None:
+    """Remove kept prompt vectors other than ``keep``: those of an earlier taxonomy, encoder or file
+    format would otherwise stay in the lake's cache for good."""
+    for old in cache.glob(f"{PROMPTS_PREFIX}*"):
+        if old not in keep:
+            old.unlink(missing_ok=True)
+            log.info("removed stale class prompt vectors %s", old.name)
+
+
 def class_vectors(encoder: Encoder, taxonomy: Taxonomy, templates: tuple[str, ...] = ("{}",), *,
                   cache: Path | None = None) -> np.ndarray:
     """Each category's prompts (through ``templates``) encoded together and averaged, unit length.
@@ -57,8 +77,7 @@ def class_vectors(encoder: Encoder, taxonomy: Taxonomy, templates: tuple[str, ..
     its activations per batch, so other batches would give (slightly) other vectors."""
     # the categories in their order (a JSON object's keys would be sorted): the rows follow that order
     categories = list(taxonomy.categories.items())
-    key = sha1_json([encoder.info.fingerprint(), list(templates), categories])[:16]
-    path = cache / f"class-prompts-{key}.npz" if cache is not None else None
+    path = class_prompts_file(cache, encoder, taxonomy, templates) if cache is not None else None
     if path is not None and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as kept:
@@ -167,6 +186,9 @@ class ClassVectors:
             picture = picture_class_vectors(encoder, taxonomy, cache=cache)
         else:
             picture = text
+        if cache is not None:
+            used = {("{}",), IMAGE_TEMPLATES} if encoder.info.shared_space else {("{}",)}
+            prune_class_prompts(cache, keep={class_prompts_file(cache, encoder, taxonomy, t) for t in used})
         return cls(taxonomy.names, text, picture, logit_scale(encoder))
 
     def voting(self, head: AlignHead, caption_probs: np.ndarray, *, space: str,

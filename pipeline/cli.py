@@ -249,6 +249,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     except ValueError as exc:  # settings that contradict each other: a usage error, like argparse's own
         print(f"python -m pipeline build: error: {exc}", file=sys.stderr)
         return 2
+    if cfg.offline:  # OpenCLIP's weights from the local cache only: no revision check against the hub
+        os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         summary = build(cfg)
     except (ValueError, SourceError, EncoderUnavailable, RuntimeError, OSError) as exc:

@@ -175,7 +175,8 @@ class BuildConfig:
         parse=Path, metavar="FILE"))
     word_classifier_min: int = field(default=6000, metadata=option(
         "fewest texts for the text categories' self-trained word classifier; smaller collections keep the "
-        "dense zero-shot categories (on samples of 4,000 texts or fewer it scored worse, at 8,000 better)",
+        "dense zero-shot categories (scored on the tuning labels, it was worse on samples of 4,000 texts or fewer "
+        "and better at 8,000)",
         group="classify, project, cluster", parse=parse_positive, metavar="N"))
     umap_neighbors: int = field(default=15, metadata=option(
         "UMAP n_neighbors (its neighbours are read from the build's shared k-NN graph, made at the largest k "
@@ -201,7 +202,9 @@ class BuildConfig:
     seed: int = field(default=42, metadata=option(
         "random seed of every map and clustering", group="classify, project, cluster", parse=int))
     offline: bool = field(default=False, metadata=option(
-        "resolve object names with the bundled catalogues only; never touch the network", group="sky positions"))
+        "never touch the network: object names from the bundled catalogues only, OpenCLIP only from weights "
+        "already on disk (--encoder auto does not probe the hub), no APOD API, no picture downloads",
+        group="sky positions"))
     simbad_url: str = field(default_factory=environment.simbad_url, metadata=option(
         "SIMBAD TAP endpoint asked first, in batches (env SIMBAD_TAP_URL)", group="sky positions", metavar="URL"))
     sesame_urls: list[str] = field(default_factory=environment.sesame_urls, metadata=option(
@@ -286,6 +289,8 @@ class BuildConfig:
             raise ValueError("--source dump needs at least one --dump FILE")
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"--start {self.start} is after --end {self.end}")
+        if "nasa" in self.sources and self.offline:
+            raise ValueError("--source nasa asks the APOD API and --offline forbids the network; choose one")
         if self.fetch_images and self.offline:
             raise ValueError("--fetch-images downloads pictures and --offline forbids the network; choose one")
         if self.fetch_cutouts and self.offline:

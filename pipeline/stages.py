@@ -46,8 +46,9 @@ def encoder_spec(cfg: BuildConfig) -> dict[str, Any]:
 
         usable = cfg.clip_checkpoint or cfg.clip_pretrained == "random"
         if not usable:
-            try:
-                usable = cached_weights(cfg.clip_model, cfg.clip_pretrained) is not None or hub_reachable()
+            try:  # weights already on disk, else (unless --offline) the hub if it answers
+                usable = (cached_weights(cfg.clip_model, cfg.clip_pretrained) is not None
+                          or (not cfg.offline and hub_reachable()))
             except Exception:  # unknown model/tag: the offline encoder it is
                 usable = False
         name = "openclip" if usable else "offline"
@@ -77,7 +78,7 @@ def _encoder(ctx: BuildContext) -> Encoder:
         return build_encoder(_spec(ctx)["name"], quantize=cfg.quantize, text_max_tokens=cfg.text_max_tokens,
                              clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained,
                              clip_checkpoint=cfg.clip_checkpoint, clip_config=cfg.clip_config,
-                             trace_dir=ctx.layout.model_cache)
+                             trace_dir=ctx.layout.model_cache, allow_download=not cfg.offline)
 
     return ctx.resource("encoder", make)
 

@@ -299,6 +299,14 @@ def test_navbar_search_shows_results_and_paging(browser, server):
     browser.get(server + "/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     wait_for(browser, "#search-results")
     assert browser.find_element("id", "search-q").get_attribute("value") == "<script>alert(1)</script>"
+    # a search page with nothing to show yet (no query, or an error) still searches what is typed
+    for start in ("/search", "/search?q=" + "x" * 1001):
+        browser.get(server + start)
+        box = wait_for(browser, "#search-q")
+        box.send_keys(Keys.CONTROL, "a")  # typed over, not cleared first (clearing is a change of its own)
+        box.send_keys("comet tail", Keys.ENTER)
+        wait_until(lambda: "q=comet+tail" in browser.current_url, what=f"a search typed on {start[:20]}")
+        wait_for(browser, "#search-results .atlas-hit", timeout=60)
 
 
 def test_pictures_from_words_and_categories_of_an_upload(browser, server):
@@ -380,6 +388,14 @@ def test_sky_page_markers_and_click_to_entry(browser, server):
     errors = [e for e in console_errors(browser) if not any(s in e for s in OFFLINE_ALADIN)]
     assert errors == []
     shot(browser, "sky")
+    # away and back inside the app (no reload): the markers are drawn in the page's new sky view
+    browser.find_element("link text", "Map").click()
+    wait_for(browser, "#map-graph .js-plotly-plot")
+    browser.execute_script("window.atlasSkyMarkers = 0;")
+    browser.find_element("link text", "Sky").click()
+    assert wait_until(lambda: browser.execute_script(
+        "return window.atlasAladinEl === document.getElementById('sky-aladin') && window.atlasSkyMarkers;"),
+        timeout=45, what="markers in the new sky view") == n
     # a click on an Aladin Lite marker opens its entry
     target = browser.execute_script("""
         const al = window.atlasAladin, src = window.atlasCatalog.getSources()[0];

@@ -524,3 +524,28 @@ def test_maps_fitted_on_a_sample_place_every_other_entry(built, tmp_path):
     kept = after.merge(maps, on=["embedding", "method", "date"], suffixes=("", "_before"))
     assert len(kept) == len(maps) and (kept.x == kept.x_before).all() and (kept.y == kept.y_before).all()
     assert set(after[after.embedding == "text"].groupby("method").size()) == {60} and after.x.notna().all()
+
+
+def test_a_galaxy_zoo_only_lake_serves_every_page(tmp_path):
+    """A lake built with ``--collection gz2`` alone: the Galaxies page works, and every APOD page (the
+    navbar's search box included) says the lake has no APOD collection instead of failing."""
+    from app import create_app
+    from tests.conftest import gz2_subset
+
+    lake = tmp_path / "lake"
+    gz = run_cli("build", "--collection", "gz2", "--no-progress", "--offline",
+                 "--gz2-catalogue", str(gz2_subset(tmp_path / "gz2.csv", 60)), "--lake", str(lake))
+    assert gz.returncode == 0, gz.stderr[-3000:]
+    client = create_app(lake=lake).server.test_client()
+    client.get("/")
+    for path, search in [("/", ""), ("/search", "?q=galaxy"), ("/categories", ""), ("/sky", ""),
+                         ("/oddities", ""), ("/metrics", ""), ("/galaxies", "")]:
+        reply = client.post("/_dash-update-component", json={
+            "output": ".._pages_content.children..._pages_store.data..",
+            "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+            "inputs": [{"id": "_pages_location", "property": "pathname", "value": path},
+                       {"id": "_pages_location", "property": "search", "value": search}],
+            "state": [], "changedPropIds": ["_pages_location.pathname"]})
+        assert reply.status_code == 200, (path, reply.data[-500:])
+        page = json.dumps(reply.get_json()["response"])
+        assert ("no APOD collection" in page) == (path not in ("/galaxies", "/metrics")), path

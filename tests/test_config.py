@@ -64,3 +64,21 @@ def test_environment_is_read_when_a_config_is_made(monkeypatch, tmp_path):
     assert cfg.sesame_urls == ["http://127.0.0.1:1/a/", "http://127.0.0.1:1/b/"]
     assert cfg.nasa_api_key == "secret-key" and "nasa_api_key" not in cfg.public()
     assert config_from_args(_build_args("--lake", str(tmp_path / "flag"))).lake.root == (tmp_path / "flag").resolve()
+
+
+def test_offline_means_no_network_anywhere(monkeypatch):
+    """``--offline`` refuses settings that need the network, and ``--encoder auto`` then takes OpenCLIP
+    only from weights already on disk: it never probes the hub."""
+    from pipeline.stages import encoder_spec
+
+    with pytest.raises(ValueError, match="--offline forbids the network"):
+        BuildConfig(sources=["nasa"], offline=True)
+
+    def probe(*args, **kwargs):
+        raise AssertionError("--offline probed the hub")
+
+    monkeypatch.setattr("atlas.encoders.openclip.hub_reachable", probe)
+    monkeypatch.setattr("atlas.encoders.openclip.cached_weights", lambda *a, **k: None)  # no weights on disk
+    assert encoder_spec(BuildConfig(encoder="auto", offline=True))["name"] == "offline"
+    monkeypatch.setattr("atlas.encoders.openclip.hub_reachable", lambda *a, **k: True)
+    assert encoder_spec(BuildConfig(encoder="auto"))["name"] == "openclip"  # online, the hub answers

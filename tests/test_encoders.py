@@ -3,7 +3,6 @@
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,13 +229,14 @@ def test_only_traces_signed_by_this_machine_are_loaded(tmp_path, monkeypatch):
     OfflineEncoder(trace_dir=tmp_path)
     trace = next(tmp_path.glob("minilm-*.pt"))
     assert trace_files.signed(trace)
-    loaded: list[Path] = []
+    loaded: list[bytes] = []
 
-    def load(path: Path) -> str:
-        loaded.append(path)
+    def load(data: bytes) -> str:
+        loaded.append(data)
         return "module"
 
     assert trace_files.load_saved(trace, load, tower="text tower") == "module"
+    assert loaded == [trace.read_bytes()]  # the bytes that were verified, read once
     monkeypatch.setenv("COSMIC_ATLAS_STATE", str(tmp_path / "another-machine"))  # another builder's key
     assert trace_files.load_saved(trace, load, tower="text tower") is None
     remade = OfflineEncoder(trace_dir=tmp_path)  # the model, traced again and signed with this key
@@ -245,7 +245,7 @@ def test_only_traces_signed_by_this_machine_are_loaded(tmp_path, monkeypatch):
     assert trace_files.load_saved(trace, load, tower="text tower") is None
     trace_files.signature(trace).unlink()  # no signature at all
     assert trace_files.load_saved(trace, load, tower="text tower") is None
-    assert loaded == [trace]
+    assert len(loaded) == 1
 
 
 def test_a_trace_that_cannot_be_made_is_refused_once_and_never_fails_a_build(tmp_path):
@@ -309,3 +309,22 @@ def test_class_prompt_vectors_are_kept_between_builds(offline, tmp_path, monkeyp
     reordered = taxonomy.Taxonomy(dict(reversed(tax.categories.items())), source="test")
     np.testing.assert_array_equal(class_vectors(offline, reordered, cache=tmp_path), first[::-1])
     assert len(list(tmp_path.glob("class-prompts-*.npz"))) == 3
+
+
+def test_a_build_removes_prompt_vectors_it_no_longer_uses(offline, tmp_path):
+    """The classify stage keeps the prompt vectors of its own taxonomy and encoder only: those of an
+    earlier taxonomy (or an older file format) do not pile up in the lake's cache."""
+    from pipeline import taxonomy
+    from pipeline.classify import ClassVectors, class_vectors
+
+    tax = taxonomy.load(None)
+    earlier = taxonomy.Taxonomy(dict(list(tax.categories.items())[:3]), source="test")
+    class_vectors(offline, earlier, cache=tmp_path)
+    (tmp_path / "class-prompts-0123456789abcdef.npy").write_bytes(b"an older format")
+    (tmp_path / "minilm-int8-128-0123456789abcdef.pt").write_bytes(b"not a prompt file")
+    texts = offline.encode_text(["A spiral galaxy in Virgo", "The Moon rises over the sea", "Aurora over Norway"])
+    classes = ClassVectors.make(offline, tax, texts=texts, cache=tmp_path)
+    assert classes.text.shape[0] == len(tax.names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [next(tmp_path.glob("class-prompts-*.npz")).name, "minilm-int8-128-0123456789abcdef.pt"])
+    np.testing.assert_array_equal(class_vectors(offline, tax, cache=tmp_path), class_vectors(offline, tax))

@@ -60,6 +60,8 @@ def test_morphology_neighbours_of_a_catalogue_galaxy(demo_client):
     assert "8647474690312307154" not in [g["objid"] for g in start["galaxies"]]
     by_picture = demo_client.get("/api/galaxies/8647474690312307154?k=5&space=image").get_json()
     assert len(by_picture["galaxies"]) == 5
+    padded = demo_client.get("/api/galaxies/8647474690312307154%20?k=5")  # a pasted id with a space
+    assert padded.status_code == 200 and padded.get_json()["galaxies"] == start["galaxies"]
 
 
 def test_bad_galaxy_requests_say_what_to_fix(demo_client):

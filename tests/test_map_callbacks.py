@@ -257,3 +257,65 @@ def test_lasso_and_box_on_a_large_map_count_every_point_on_the_server(large):
                                                        f"{Map.PAGE_SELECTION}.data": stored})
     rows = pq.read_table(io.BytesIO(base64.b64decode(got[Map.DOWNLOAD]["data"]["content"])))
     assert rows.num_rows == expected and b"licence" in rows.schema.metadata
+
+
+@pytest.mark.parametrize("path, search", [
+    ("/", "?years=2005"), ("/", "?years=2010,2000"), ("/", "?years=0,1"), ("/", "?years=%C2%B2"),
+    ("/", "?method=a&method=b&emb=text&emb=image"), ("/search", "?q=a&q=b&page=%C2%B2"),
+    ("/search", "?q=galaxy&page=99999999999999999999"), ("/categories", "?years=99999,1&cat=a&cat=b"),
+    ("/sky", "?years=2005&cats=x"),
+])
+def test_hand_edited_urls_still_render_their_page(client, path, search):
+    """A pasted or hand-edited URL (a parameter given twice, one year, years out of order or range, a
+    superscript digit) renders its page instead of failing the page's layout."""
+    reply = _post(client, "_pages_location.pathname",
+                  {"_pages_location.pathname": path, "_pages_location.search": search})
+    assert "_pages_content" in reply
+
+
+def test_year_parameters_are_read_in_order_inside_the_lakes_years():
+    from pages._common import year_value
+
+    assert year_value("", 1995, 2026) == [1995, 2026]
+    assert year_value("2005", 1995, 2026) == [2005, 2005]
+    assert year_value("2010,2000", 1995, 2026) == [2000, 2010]
+    assert year_value("0,99999", 1995, 2026) == [1995, 2026]
+    assert year_value("²,2001", 1995, 2026) == [2001, 2001]
+
+
+def test_a_cluster_export_is_bounded_and_says_what_it_left_out(client, monkeypatch):
+    """A cluster of a large lake is exported up to the API's row cap, first by date, and the response says
+    how many members it left out (this 70,000-point lake's clusters hold about 2,900 each)."""
+    import io as _io
+
+    import pandas as pd
+
+    import api
+
+    size = next(c["size"] for c in client.get("/api/clusters/text").get_json()["clusters"] if c["cluster"] == 0)
+    whole = client.get("/api/clusters/text/0?format=csv")
+    assert "X-Rows-Omitted" not in whole.headers and len(pd.read_csv(_io.BytesIO(whole.data))) == size
+    monkeypatch.setattr(api, "MAX_EXPORT_ROWS", 1_000)
+    capped = client.get("/api/clusters/text/0?format=csv")
+    rows = pd.read_csv(_io.BytesIO(capped.data))
+    assert len(rows) == 1_000 and int(capped.headers["X-Rows-Omitted"]) == size - 1_000
+    assert rows.date.tolist() == sorted(pd.read_csv(_io.BytesIO(whole.data)).date)[:1_000]
+
+
+def test_a_large_selection_lists_its_first_rows_with_the_grids_columns_only(client):
+    """A lasso over thousands of points of a map the browser holds whole: the table gets the first rows
+    by date with the grid's columns (no explanations), the count and the downloads cover them all."""
+    from pages.home import GRID_COLUMNS, MAX_LISTED_ROWS
+
+    overview = _post(client, f"{Map.CATS}.value", _state(years=None))[Map.GRAPH]["figure"]
+    days = [int(d) for t in overview["data"] for d in _values(t["customdata"])][:2_500]
+    stored, table = _select(client, {"points": [{"customdata": d} for d in days]})
+    assert len(stored) == len(set(days))
+    title = str(table[Map.SELECTION_TITLE]["children"])
+    assert title == (f"Selection: {len(stored):,} entries (the first {MAX_LISTED_ROWS:,} by date are listed "
+                     "here; downloads hold all of them)")
+    rows = table[Map.TABLE_HOLDER]["children"]["props"]["rowData"]
+    assert len(rows) == MAX_LISTED_ROWS and set(rows[0]) == {c["field"] for c in GRID_COLUMNS}
+    got = _post(client, f"{Map.DL_CSV}.n_clicks", {**_state(years=None), f"{Map.DL_CSV}.n_clicks": 1,
+                                                   f"{Map.PAGE_SELECTION}.data": stored})
+    assert len(base64.b64decode(got[Map.DOWNLOAD]["data"]["content"]).decode().splitlines()) == 1 + len(stored)

@@ -24,10 +24,12 @@ def build_encoder(
     clip_config: Path | None = None,
     trace_dir: Path | None = None,
     make_trace: bool = True,
+    allow_download: bool = True,
 ) -> Encoder:
     """``auto`` takes OpenCLIP when its weights load and falls back to the offline encoder.
     ``trace_dir``: where the offline encoder finds its towers' saved traces, and with ``make_trace``
-    saves them (builds pass their lake's model cache)."""
+    saves them (builds pass their lake's model cache). ``allow_download=False`` (``--offline``): OpenCLIP
+    only from weights already on disk, without asking the hub."""
     from atlas.encoders.offline import OfflineEncoder
     from atlas.encoders.openclip import OpenClipEncoder
 
@@ -35,7 +37,7 @@ def build_encoder(
         try:
             return OpenClipEncoder(
                 model=clip_model, pretrained=clip_pretrained, checkpoint=clip_checkpoint,
-                config_path=clip_config, quantize=quantize,
+                config_path=clip_config, quantize=quantize, allow_download=allow_download,
             )
         except EncoderUnavailable as exc:
             if name == "openclip":

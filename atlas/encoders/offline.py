@@ -72,7 +72,7 @@ class OfflineEncoder(Encoder):
         trace = (text_trace.trace_file(trace_dir, quantize=quantize, max_tokens=text_max_tokens)
                  if trace_dir is not None and quantize == "int8" else None)
         self._traced = trace_files.load_saved(
-            trace, lambda path: text_trace.TracedTextTower(path, tokenizer_file=model_dir / "tokenizer.json",
+            trace, lambda data: text_trace.TracedTextTower(data, tokenizer_file=model_dir / "tokenizer.json",
                                                            max_tokens=text_max_tokens), tower="text tower")
         if self._traced is None:
             self.model = self._load_model(model_dir, quantize=quantize, text_max_tokens=text_max_tokens)

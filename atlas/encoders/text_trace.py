@@ -54,10 +54,11 @@ def trace_file(folder: Path, *, quantize: str, max_tokens: int) -> Path:
 class TracedTextTower:
     """Encodes texts with a saved trace: torch and ``tokenizers`` only, no sentence-transformers."""
 
-    def __init__(self, path: Path, *, tokenizer_file: Path, max_tokens: int) -> None:
+    def __init__(self, source: Path | bytes, *, tokenizer_file: Path, max_tokens: int) -> None:
+        """``source``: the saved trace (a file, or its verified bytes: :func:`trace_files.load_saved`)."""
         from tokenizers import Tokenizer
 
-        self.module = load_trace(path)
+        self.module = load_trace(source)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.enable_truncation(max_length=max_tokens)
         pad = self.tokenizer.padding or {}

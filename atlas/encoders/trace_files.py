@@ -18,6 +18,7 @@ the model is built from its package and traced again here.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
@@ -125,26 +126,30 @@ def keep_checked(target: Path, make: Callable[[Path], float | None], *, tower: s
     return kept
 
 
-def load_trace(path: Path) -> Any:
-    """A saved trace on the CPU, in eval mode."""
+def load_trace(source: Path | bytes) -> Any:
+    """A saved trace (a file, or its bytes) on the CPU, in eval mode."""
     import torch
 
     with quiet():
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = torch.jit.load(io.BytesIO(source) if isinstance(source, bytes) else str(source), map_location="cpu")
     return module.eval()
 
 
-def load_saved(trace: Path | None, load: Callable[[Path], T], *, tower: str) -> T | None:
-    """``load(trace)`` when a trace this machine signed is saved there, else None; a torn, foreign or
-    unsigned file is logged and ignored (the caller builds the model, and traces it again)."""
+def load_saved(trace: Path | None, load: Callable[[bytes], T], *, tower: str) -> T | None:
+    """``load(data)`` with the bytes of the trace saved at ``trace`` when this machine signed them, else
+    None; a torn, foreign or unsigned file is logged and ignored (the caller builds the model, and traces
+    it again). The loader gets the bytes that were verified, not the path: the file is read once, and one
+    replaced between the check and the load is never run."""
     if trace is None or not trace.is_file():
         return None
     try:
-        if not signed(trace):
+        data = trace.read_bytes()
+        sig = signature(trace)
+        if not (sig.is_file() and signing.verify(data, sig.read_bytes())):
             log.warning("saved %s %s is not signed by this machine's builds (made elsewhere, or changed "
                         "since); building the model instead", tower, trace.name)
             return None
-        return load(trace)
+        return load(data)
     except Exception as exc:  # noqa: BLE001 (a torn or foreign file: the model is built instead)
         log.warning("saved %s %s unreadable (%s); building the model", tower, trace.name, exc)
         return None
