@@ -237,7 +237,8 @@ def test_page_upload_near_the_limit_reaches_the_callback(client):
     assert 0.8 * MAX_UPLOAD_BYTES < len(picture) < MAX_UPLOAD_BYTES  # base64: past the picture limit
     client.get("/search")  # Dash registers page callbacks on the first request
     payload = {
-        "output": f"{Search.RESULTS}.children", "outputs": {"id": Search.RESULTS, "property": "children"},
+        "output": f"..{Search.RESULTS}.children...{Search.PAGE}.style..",
+        "outputs": [{"id": Search.RESULTS, "property": "children"}, {"id": Search.PAGE, "property": "style"}],
         "inputs": [{"id": Search.UPLOAD, "property": "contents",
                     "value": "data:image/png;base64," + base64.b64encode(picture).decode()}],
         "state": [{"id": Search.UPLOAD, "property": "filename", "value": "noise.png"},
