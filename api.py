@@ -79,7 +79,10 @@ def _cone(p: dict[str, str]) -> tuple[float, float, float] | None:
         return None
     r = _float(p.get("r") or "1", "r", 1e-6, 180)
     if p.get("name"):
-        pos = locate(p["name"])
+        try:
+            pos = locate(p["name"])
+        except ValueError as exc:  # too long to resolve
+            raise BadRequest(str(exc)) from None
         if pos is None:
             raise LookupError(f"{p['name'][:80]!r} is neither in the offline catalogues nor placed in this lake; "
                               "give ra and dec in degrees instead")

@@ -34,6 +34,8 @@ from lake.remote import RemoteLake
 from lake.search import SearchEngine
 
 log = logging.getLogger(__name__)
+#: Longest object name a cone search resolves (the longest catalogue names are a few dozen characters).
+MAX_OBJECT_NAME_CHARS = 200
 
 EXTENSION = "cosmic_atlas"
 
@@ -182,6 +184,11 @@ def engine() -> SearchEngine:
 
 
 def locate(name: str) -> tuple[float, float] | None:
+    """:meth:`LakeService.locate` for a name a person typed: one longer than :data:`MAX_OBJECT_NAME_CHARS`
+    is refused (ValueError), before any lake is opened: the name scanner's time grows faster than the
+    text (≈ 1.4 s at 100,000 characters), and a request may carry megabytes."""
+    if len(name) > MAX_OBJECT_NAME_CHARS:
+        raise ValueError(f"an object name is at most {MAX_OBJECT_NAME_CHARS} characters; this one has {len(name):,}")
     return current().locate(name)
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -16,6 +17,22 @@ DATA = Path(__file__).resolve().parent / "data"
 #: The hand-labelled category sets of ``bench/data`` (see its README): the tuning labels may choose
 #: settings, the other set (what each *picture* shows) never does.
 LABEL_SETS = {"tuning": "labelled_categories.csv", "never_tuned": "labelled_pictures.csv"}
+
+
+#: Names a headless Chromium and its ChromeDriver go by: Debian's packages (``scripts/install_chromium.sh``),
+#: Ubuntu's snap, Google's builds. ``$CHROMIUM`` / ``$CHROMEDRIVER`` (a path or a name) come first.
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMEDRIVER_NAMES = ("chromedriver", "chromium.chromedriver")
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    """(browser, driver) executables for the browser tests and benchmarks, or None when either is missing."""
+    def find(env: str, names: tuple[str, ...]) -> str | None:
+        wanted = os.environ.get(env, "").strip()
+        return shutil.which(wanted) if wanted else next(filter(None, map(shutil.which, names)), None)
+
+    browser, driver = find("CHROMIUM", CHROMIUM_NAMES), find("CHROMEDRIVER", CHROMEDRIVER_NAMES)
+    return (browser, driver) if browser and driver else None
 
 
 def machine() -> dict[str, Any]:

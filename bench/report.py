@@ -261,11 +261,22 @@ def search_latency_section(r: dict) -> list[str]:
             return (f"{statistics.median(ms):,} ms" if len(ms) == 1 else
                     f"median {statistics.median(ms):,} ms ({', '.join(f'{m:,}' for m in ms)})")
 
-        out += ["**First search after the server starts** (right after the worker answers its first page; each "
-                "fresh server asks a different query; same run):", "", "| server | first search |", "|---|---:|"]
-        out += [f"| {label} | {cell(ms)} |" for label, ms in first.items()]
+        ready = r["results"].get("worker_ready_s", {})
+
+        def seconds(s) -> str:
+            s = s if isinstance(s, list) else [s]
+            return f"{statistics.median(s):.1f} s" if len(s) == 1 else (
+                f"median {statistics.median(s):.1f} s ({', '.join(f'{x:.1f}' for x in s)})")
+
+        out += ["**First search after the server starts** (*worker ready* = from starting gunicorn until its "
+                "worker answers its first page, the warm-up included; then the first search; each fresh server "
+                "asks a different query; same run):", "", "| server | worker ready | first search |",
+                "|---|---:|---:|"]
+        out += [f"| {label} | {seconds(ready[label]) if label in ready else '—'} | {cell(ms)} |"
+                for label, ms in first.items()]
         if before and "first_search_ms" in before:
-            out.append(f"| `{before['rev']}`, with its warm-up | {cell(before['first_search_ms'])} |")
+            was = seconds(before["worker_ready_s"]) if "worker_ready_s" in before else "—"
+            out.append(f"| `{before['rev']}`, with its warm-up | {was} | {cell(before['first_search_ms'])} |")
         ratio = f"**{r['results']['first_search_over_warm_p50']}×**"
         if before and "first_search_over_warm_p50" in before:
             ratio += f" (`{before['rev']}`: {before['first_search_over_warm_p50']}×)"

@@ -41,18 +41,22 @@ def timed_get(url: str) -> float:
 
 
 def first_searches(lake: Path, queries: list[str], starts: int, *, config: bool = True,
-                   repo: Path | None = None) -> list[float]:
-    """The first search (ms) of each of ``starts`` fresh servers, right after each answers its first page."""
-    out = []
+                   repo: Path | None = None) -> tuple[list[float], list[float]]:
+    """For each of ``starts`` fresh servers: seconds from the server's start until its worker answers its
+    first page (the worker's warm-up included, where the config has one), and the first search (ms)
+    right after."""
+    first, ready = [], []
     for i in range(starts):
+        t0 = time.perf_counter()
         proc, base = serve(lake, config=config, **({"repo": repo} if repo else {}))
+        ready.append(round(time.perf_counter() - t0, 2))
         try:
-            out.append(round(timed_get(f"{base}/api/search?" + urllib.parse.urlencode(
+            first.append(round(timed_get(f"{base}/api/search?" + urllib.parse.urlencode(
                 {"q": queries[i % len(queries)], "k": 10})) * 1000, 1))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    return out
+    return first, ready
 
 
 def measure(lake: Path, queries: list[str], rounds: int, repo: Path | None = None) -> dict:
@@ -85,16 +89,18 @@ def main() -> None:
     args = ap.parse_args()
     lake = LakeLayout.at(args.lake).root
     queries = [q for q in QUERIES.read_text().splitlines() if q.strip()]
-    first = {"without worker warm-up": first_searches(lake, queries, 1, config=False),
-             "with gunicorn.conf.py warm-up": first_searches(lake, queries, args.starts)}
+    starts = {"without worker warm-up": first_searches(lake, queries, 1, config=False),
+              "with gunicorn.conf.py warm-up": first_searches(lake, queries, args.starts)}
+    first = {label: ms for label, (ms, _) in starts.items()}
     out = measure(lake, queries, args.rounds)
     if args.baseline:
         with checkout(args.baseline) as tree:
             before = measure(lake, queries, args.rounds, repo=tree)
-            before["first_search_ms"] = first_searches(lake, queries, args.starts, repo=tree)
+            before["first_search_ms"], before["worker_ready_s"] = first_searches(lake, queries, args.starts, repo=tree)
             before["first_search_over_warm_p50"] = round(median(before["first_search_ms"]) / before["hybrid"]["p50_ms"], 2)
         out["baseline"] = {"rev": args.baseline, **before}
     out["first_search_ms"] = first
+    out["worker_ready_s"] = {label: s for label, (_, s) in starts.items()}
     out["first_search_over_warm_p50"] = round(median(first["with gunicorn.conf.py warm-up"]) / out["hybrid"]["p50_ms"], 2)
     for k, v in out.items():
         print(f"{k:<16} {v}")

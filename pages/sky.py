@@ -101,7 +101,10 @@ def cone_search(_n, name, ra, dec, radius, cats, years):
     if not 0 < radius <= 180:
         return dbc.Alert("The radius must be between 0 and 180 degrees.", color="warning")
     if name and name.strip():
-        pos = locate(name.strip())
+        try:
+            pos = locate(name.strip())
+        except ValueError as exc:  # too long to resolve
+            return dbc.Alert(f"{exc}.", color="warning")
         if pos is None:
             return dbc.Alert(f"“{name.strip()[:80]}” is neither in the offline catalogues nor placed in this lake; "
                              "give RA and Dec instead.", color="warning")

@@ -66,6 +66,7 @@ def test_pages_outside_api_still_reach_the_app(client):
     ("/api/search?q=stars&ra=400&dec=0", "ra must be between"),
     ("/api/cone?ra=10&dec=95", "dec must be between"),
     ("/api/cone", "give ra, dec and r"),
+    ("/api/cone?name=" + "M" * 201, "at most 200 characters"),
     ("/api/similar/not-a-date", "date like"),
     ("/api/entry/2014-01-01?x=1", "unknown parameter"),
 ])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +21,6 @@ SCREENSHOTS = REPO / "tests" / "screenshots"
 CDS_UNREACHABLE = "MAP *.unistra.fr ~NOTFOUND, MAP *.u-strasbg.fr ~NOTFOUND, MAP alasky.cds.unistra.fr ~NOTFOUND"
 # the browser is offline for NASA and YouTube too, here and on any CI: remote pictures take the offline path
 REMOTE_PICTURES_UNREACHABLE = "MAP apod.nasa.gov ~NOTFOUND, MAP img.youtube.com ~NOTFOUND"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def _serve(lake: Path, port: int) -> subprocess.Popen:
@@ -63,13 +61,18 @@ def downloads(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(downloads):
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.fail("headless Chromium is missing: run scripts/install_chromium.sh (make test does)")
+    from bench.common import chromium_paths
+
+    found = chromium_paths()
+    if found is None:
+        pytest.fail("headless Chromium is missing: run scripts/install_chromium.sh (make test does), or set "
+                    "CHROMIUM and CHROMEDRIVER to the browser's and its driver's executables")
+    chromium, chromedriver = found
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
+    opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-dev-shm-usage", "--disable-component-update", "--no-first-run", "--window-size=1400,1000",
                 # the CDS survey servers are unreachable for this browser whether or not the machine has
@@ -79,7 +82,7 @@ def browser(downloads):
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                            "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=opts)
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()

@@ -82,3 +82,24 @@ def test_offline_means_no_network_anywhere(monkeypatch):
     assert encoder_spec(BuildConfig(encoder="auto", offline=True))["name"] == "offline"
     monkeypatch.setattr("atlas.encoders.openclip.hub_reachable", lambda *a, **k: True)
     assert encoder_spec(BuildConfig(encoder="auto"))["name"] == "openclip"  # online, the hub answers
+
+
+def test_the_browser_is_found_by_name_or_by_environment(monkeypatch, tmp_path):
+    """Browser tests and benchmarks find Chromium and ChromeDriver on PATH under their usual names
+    (Debian's, Ubuntu's snap, Google's), or where $CHROMIUM / $CHROMEDRIVER say; a missing one is None."""
+    import stat
+
+    from bench.common import chromium_paths
+
+    for name in ("chromium-browser", "chromium.chromedriver", "my-chrome"):
+        exe = tmp_path / name
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CHROMIUM", raising=False)
+    monkeypatch.delenv("CHROMEDRIVER", raising=False)
+    assert chromium_paths() == (str(tmp_path / "chromium-browser"), str(tmp_path / "chromium.chromedriver"))
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "my-chrome"))
+    assert chromium_paths()[0] == str(tmp_path / "my-chrome")
+    monkeypatch.setenv("CHROMEDRIVER", "no-such-driver")
+    assert chromium_paths() is None
