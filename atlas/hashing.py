@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -22,6 +23,18 @@ def sha1_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha1_file(Path(path))
+
+
+def file_digest(path: Path) -> str:
+    """:func:`sha1_file` of ``path``, read once per process while its size and time stay the same (a
+    build asks for a model checkpoint's digest more than once; reading 600 MB takes about a second)."""
+    st = Path(path).stat()
+    return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def sha1_json(obj: Any) -> str:

@@ -62,12 +62,6 @@ def write_with(target: Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
-def move_into_place(staged: Path, target: Path) -> None:
-    """Publish a staged file (same file system, so ``os.replace`` is atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged, target)
-
-
 def fsync_tree(root: Path, *, files: bool = True) -> None:
     """Flush every file (unless ``files=False``) and folder under ``root`` to disk, ``root`` included:
     files other libraries wrote (LanceDB's) were not fsynced by them, and renames and links live in the

@@ -11,7 +11,8 @@ the ``current`` symlink) has no object-store equivalent. So:
   ``<prefix>/versions/<id>/`` (never overwritten; a file the local publish hard-linked from the previous
   version is copied server-side, not uploaded again), and **last** the pointer object
   ``<prefix>/CURRENT`` in one PUT. A reader sees the old version or the new one, never a mix; a push
-  that dies half-way leaves the old pointer, and the next push resumes with what is missing;
+  that dies half-way leaves the old pointer live (its half-uploaded version is never named; the next
+  build pulls the live version again and pushes a version of its own);
 * the **app** pulls the version the pointer names into its working copy (checked at most every
   :data:`POLL_SECONDS`) and reads that local copy, so queries run at local-disk speed.
 
@@ -198,7 +199,7 @@ class RemoteLake:
         for rel in missing:
             try:
                 with self._fs.open_input_stream(self._key(*parts, rel)) as stream:
-                    atomic.write_bytes(into / rel, stream.read())
+                    atomic.write_with(into / rel, lambda tmp: _copy_stream(stream, tmp))
             except OSError as exc:
                 raise self._error(f"download {rel} of", exc) from exc
         if missing:
@@ -301,3 +302,11 @@ class RemoteLake:
         if sent or copied:
             log.info("lake %s: %s: %d files uploaded, %d copied in the bucket", self.layout.remote,
                      "/".join(parts), sent, copied)
+
+
+def _copy_stream(stream, path: Path, chunk: int = 8 << 20) -> None:
+    """An object's bytes to ``path`` in pieces (a LanceDB fragment or a picture cache chunk need not fit
+    in memory whole), as uploads are sent."""
+    with path.open("wb") as out:
+        while block := stream.read(chunk):
+            out.write(block)

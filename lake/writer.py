@@ -141,11 +141,14 @@ class LakeWriter:
     def publish(self, manifest: dict[str, Any], *, version: str) -> Path:
         """Make the staged build live as ``versions/<version>/`` and switch ``current`` to it.
 
-        The new version folder gets the staged outputs, and hard links to every file of the previous
+        The new version folder gets hard links to the staged outputs, and to every file of the previous
         version that this build did not remake (unchanged tables cost no copy and no time). It is
         complete, manifest included, before the one atomic pointer switch; older versions beyond
         :data:`VERSIONS_KEPT` are removed afterwards (a reader pinned to one finishes its request on
-        files that stay open, then reopens the new version).
+        files that stay open, then reopens the new version). The staged files are linked, not moved:
+        until the switch the staging area stays whole, resume records and all, so a build killed while
+        publishing resumes from it (had they been moved, an emptied staged folder would still pass for
+        a stage's output, and the previous version's table would be linked in its place).
         """
         layout = self.layout
         staging, target = layout.staging, layout.version_dir(version)
@@ -161,7 +164,8 @@ class LakeWriter:
                     or rel.name.startswith(".tmp-"):
                 continue
             remade.add(_unit(rel))
-            atomic.move_into_place(staged, work / rel)
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.link(staged, work / rel)
         previous = layout.current_version()
         if previous:
             old = layout.version_dir(previous)

@@ -4,8 +4,9 @@ A stage (:class:`Stage`) is a function from a :class:`BuildContext` to a :class:
 function naming everything its output depends on. The runner hashes that description; a stage whose
 hash matches the published manifest is skipped (its published files carry over into the new version),
 one whose hash matches the staging manifest of an earlier, interrupted build reuses the staged output,
-and any other runs. So a no-op re-run does nothing, and a re-run after a crash resumes where the crash
-happened. Every stage is timed (wall and CPU seconds, peak RSS), and the manifest is assembled here from
+and any other runs. So a no-op re-run runs no stage (it still publishes a new version: the run's
+metrics are new; every other file is a hard link to the previous version's), and a re-run after a crash
+resumes where the crash happened. Every stage is timed (wall and CPU seconds, peak RSS), and the manifest is assembled here from
 the stages' own sections, so a new stage is a function plus one registration line in
 :mod:`pipeline.stages`.
 """
@@ -282,7 +283,10 @@ class Runner:
     @staticmethod
     def _carry_over(stage: Stage, ctx: BuildContext, info: dict[str, Any]) -> None:
         """A stage of a collection this build leaves alone: its published files carry over (the publish
-        step hard-links every file not remade) and so does its manifest record, input hash included."""
+        step hard-links every file not remade) and so does its manifest record, input hash included.
+        What an interrupted build of that collection left in the staging area is removed: published
+        beside the carried-over record, it would mix two builds of the collection."""
+        _remove(list(stage.outputs(ctx.layout)))
         record = ctx.live.get("stages", {}).get(stage.name) or {}
         info["skipped"] = True
         info["carried_over"] = bool(record)

@@ -21,8 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from atlas.encoders import Encoder, build_encoder
-from atlas.hashing import sha1_json, sha1_text
+from atlas.hashing import file_digest, sha1_json, sha1_text
 from lake import atomic, vectors
+from lake.galaxy_schema import IMAGE_KIND as GALAXY_IMAGE_KIND, MORPHOLOGY_KIND
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VECTOR_KINDS, VECTOR_TABLES_VERSION
 from pipeline import cluster, project, taxonomy
 from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BuildConfig
@@ -55,7 +56,7 @@ def encoder_spec(cfg: BuildConfig) -> dict[str, Any]:
     if name == "openclip":
         ckpt = cfg.clip_checkpoint
         return {"name": "openclip", "model": cfg.clip_model, "pretrained": cfg.clip_pretrained,
-                "checkpoint": [str(ckpt), ckpt.stat().st_size] if ckpt and ckpt.is_file() else None,
+                "checkpoint": [str(ckpt), file_digest(ckpt)] if ckpt and ckpt.is_file() else None,
                 "config": sha1_text(Path(cfg.clip_config).read_text()) if cfg.clip_config else None,
                 "quantize": cfg.quantize}
     from atlas.encoders import efficientnet
@@ -208,7 +209,8 @@ def images_stage(ctx: BuildContext) -> StageResult:
         fetch = PoliteFetcher(layout.download_cache, limits).fetch_all(urls, progress=cfg.progress)
         fetched = {"fetch": {"downloaded": fetch.fetched, "already_cached": fetch.cached,
                              "failed": dict(fetch.failed)}}
-    new_index, report = attach_images(rows, layout, limits, index=index, progress=cfg.progress)
+    new_index, report = attach_images(rows, layout, limits, index=index, allow_download=not cfg.offline,
+                                      progress=cfg.progress)
     atomic.write_json(layout.thumbs_index, index | new_index)
     if report.rejected:
         log.warning("images rejected: %s", dict(report.rejected))
@@ -481,8 +483,12 @@ CLUSTER_KNN = 90
 
 def _published_clusters(ctx: BuildContext) -> dict[str, dict[str, tuple[int, str]]] | None:
     """The published clusters per kind (date → (cluster, label)) when this build's maps were placed, not
-    re-fitted (new entries then join the existing clusters); else None (cluster again)."""
+    re-fitted, and the clusters were made with this build's settings (new entries then join the existing
+    clusters); else None (cluster again: ``--clusters N`` or another taxonomy must not be ignored)."""
     if ctx.results["project"].manifest.get("projection", {}).get("mode") != "placed":
+        return None
+    live = ctx.live_manifest("cluster").get("clustering", {})
+    if live.get("settings") != _cluster_settings(ctx):
         return None
     if not ctx.layout.table("clusters").is_file():
         return None
@@ -492,6 +498,12 @@ def _published_clusters(ctx: BuildContext) -> dict[str, dict[str, tuple[int, str
     for r in pq.read_table(ctx.layout.table("clusters")).to_pylist():
         out.setdefault(r["embedding"], {})[r["date"].isoformat()] = (int(r["cluster"]), r["label"])
     return out
+
+
+def _cluster_settings(ctx: BuildContext) -> dict[str, Any]:
+    """What the published clusters must have been made with for new entries to join them: the number of
+    clusters asked for, and the taxonomy their labels name."""
+    return {"n_clusters": ctx.cfg.n_clusters, "taxonomy": _taxonomy(ctx).fingerprint()}
 
 
 def cluster_stage(ctx: BuildContext) -> StageResult:
@@ -526,7 +538,8 @@ def cluster_stage(ctx: BuildContext) -> StageResult:
     return StageResult(items=len(records), manifest={"clustering": {
         "algorithm": "Ward agglomerative, k-NN (k=15) connectivity",
         "n_clusters": ctx.cfg.n_clusters or "sqrt(n/8)", "labels": "top category + class-TF-IDF title words",
-        "mode": "joined" if published is not None else "clustered", "joined_this_build": joined}})
+        "mode": "joined" if published is not None else "clustered", "joined_this_build": joined,
+        "settings": _cluster_settings(ctx)}})
 
 
 def _sky_inputs(ctx: BuildContext) -> Any:
@@ -756,8 +769,9 @@ def gz2_maps_stage(ctx: BuildContext) -> StageResult:
         labels = cluster.ward_clusters(vecs, graph, k)
         names = morphology_labels(labels, galaxies.take([by_id[o] for o in objids]))
         parts.append(map_table(objids, xy, labels, names, space=space))
-    if parts:
-        ctx.writer.stage_table("galaxy_maps", pa.concat_tables(parts))
+    # always staged, empty when no space has 30 galaxies: left out, the publish step would carry the
+    # previous version's maps over while the manifest lists none
+    ctx.writer.stage_table("galaxy_maps", pa.concat_tables(parts) if parts else SCHEMAS["galaxy_maps"].empty_table())
     return StageResult(items=sum(p.num_rows for p in parts), manifest={"gz2_maps": {
         "method": "UMAP (min_dist 0.1) on an exact 15-NN graph; Ward clusters on the same graph",
         "spaces": [p.column("space")[0].as_py() for p in parts], "seed": ctx.cfg.seed}})
@@ -783,8 +797,10 @@ STAGES: list[Stage] = [
           _staged("anomalies"), background=True,
           warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors")),
     Stage("classify", classify_stage,
+          # the entries' hash too: the categories CSV export carries each entry's url and media type
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), ctx.cfg.refit,
-                       ctx.cfg.word_classifier_min, "self-trained-words-v7", _probe_settings(ctx)],
+                       ctx.cfg.word_classifier_min, "self-trained-words-v7", _probe_settings(ctx),
+                       ctx.hash("entries")],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
                       lo.staged(lo.text_classifier)]),
     # only the app reads the vector tables: with the local runner they are written in the worker process
@@ -803,7 +819,10 @@ STAGES: list[Stage] = [
     Stage("sky", sky_stage, _sky_inputs, _staged("objects")),
     Stage("gz2_cutouts", gz2_cutouts_stage, None, collection="gz2"),
     Stage("gz2_galaxies", gz2_galaxies_stage, _gz2_inputs,
-          lambda lo: [lo.staged_table("galaxies"), lo.staged(lo.galaxy_vectors)], collection="gz2"),
+          # every staged file it may write: a leftover of an interrupted build (the picture space of
+          # another run, say) must be removed, never published or read by gz2_maps
+          lambda lo: [lo.staged_table("galaxies"), lo.staged(lo.galaxy_vectors), lo.staged(lo.galaxy_image_space),
+                      *(lo.staged_galaxy_vectors(k) for k in (MORPHOLOGY_KIND, GALAXY_IMAGE_KIND))], collection="gz2"),
     Stage("gz2_maps", gz2_maps_stage,
           lambda ctx: [ctx.hash("gz2_galaxies"), ctx.cfg.seed, ctx.cfg.n_clusters, "gz2-maps-v1"],
           _staged("galaxy_maps"), collection="gz2"),

@@ -406,6 +406,12 @@ def test_collections_build_apart_and_keep_each_other(built, tmp_path):
     assert reader.query("SELECT * FROM entries ORDER BY date").equals(apod_before)
     assert not reader.query("SELECT count(*) AS n FROM galaxies WHERE has_image").n[0]  # offline: no cutouts
     galaxy_hash = manifest(lake)["stages"]["gz2_galaxies"]["input_hash"]
+    # what an interrupted Galaxy Zoo build left staged must not be published by an APOD-only build
+    layout = LakeLayout.at(lake)
+    galaxies_before = reader.query("SELECT * FROM galaxies ORDER BY objid")
+    for leftover in (layout.staged(layout.galaxy_image_space), layout.staged_table("galaxies")):
+        leftover.parent.mkdir(parents=True, exist_ok=True)
+        leftover.write_bytes(b"left by an interrupted build")
     again = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake))  # APOD grows, galaxies left alone
     assert again.returncode == 0, again.stderr[-3000:]
     assert "kept (collection not in this build)" in again.stderr
@@ -413,6 +419,8 @@ def test_collections_build_apart_and_keep_each_other(built, tmp_path):
     assert m["counts"]["galaxies"] == 120 and m["stages"]["gz2_galaxies"]["input_hash"] == galaxy_hash
     reader = LakeReader.open(lake)
     assert reader.count("galaxies") == 120 and reader.count("entries") > len(apod_before)
+    assert reader.query("SELECT * FROM galaxies ORDER BY objid").equals(galaxies_before)
+    assert not LakeLayout.at(lake).galaxy_image_space.exists()  # offline: no cutouts, so no picture space
     assert len(reader.query("SELECT * FROM galaxy_maps")) == 120
     from lake.galaxies import GalaxyQueries
 
@@ -488,6 +496,12 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     old_days = anomalies_before.set_index("date").index
     pd.testing.assert_frame_equal(stored.loc[old_days, iforest], anomalies_before.set_index("date")[iforest])
     assert stored.loc[["2014-03-01", "2014-03-02"], "text_iforest"].notna().all()
+    # another number of clusters is honoured although the maps were placed: the clusters are made again
+    three = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake), "--clusters", "3")
+    assert three.returncode == 0, three.stderr[-3000:]
+    assert manifest(lake)["stages"]["cluster"]["manifest"]["clustering"]["mode"] == "clustered"
+    per_kind = LakeReader.open(lake).query("SELECT embedding, count(DISTINCT cluster) AS n FROM clusters GROUP BY 1")
+    assert set(per_kind.n) == {3}, per_kind
     refit = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake), "--refit")
     assert refit.returncode == 0, refit.stderr[-3000:]
     fitted = manifest(lake)["stages"]["project"]["manifest"]["projection"]

@@ -93,6 +93,20 @@ def test_openclip_loads_a_local_checkpoint(tmp_path):
     texts = ["the Andromeda galaxy", "aurora over Norway"]
     assert np.allclose(src.encode_text(texts), loaded.encode_text(texts), atol=1e-5)
     assert loaded.info.settings["pretrained"] == "checkpoint:tiny.pt"
+    # retrained in place, same size: other vectors, so another fingerprint (the caches must not serve
+    # the old vectors) and another stage input for the build
+    from pipeline.config import BuildConfig
+    from pipeline.stages import encoder_spec
+
+    cfg = BuildConfig(encoder="openclip", clip_model="tiny-clip-test", clip_checkpoint=ckpt, clip_config=TINY_CLIP)
+    spec = encoder_spec(cfg)
+    state = src.net.state_dict()
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, ckpt)
+    retrained = OpenClipEncoder(model="tiny-clip-test", pretrained="laion2b_s34b_b79k", checkpoint=ckpt,
+                                config_path=TINY_CLIP)
+    assert retrained.info.fingerprint() != loaded.info.fingerprint()
+    assert retrained.info.tower_fingerprint("text") != loaded.info.tower_fingerprint("text")
+    assert encoder_spec(cfg) != spec
 
 
 def test_openclip_int8_quantisation_runs():

@@ -110,3 +110,27 @@ def test_at_most_four_at_once_and_resume(http_server, tmp_path):
     assert again.cached == 10 and again.fetched == 6 and len(http_server.requests) - before == 6
     with pytest.raises(ValueError, match="between 1 and 4"):
         PoliteFetcher(tmp_path / "dl", LIMITS, concurrency=8)
+
+
+def test_an_offline_build_downloads_no_picture(http_server, tmp_path):
+    """``--offline`` with a dump whose entries name picture URLs: the images stage asks no server (the
+    entries keep no local picture); without ``--offline`` the same stage downloads them."""
+    from lake.layout import LakeLayout
+    from pipeline.config import BuildConfig
+    from pipeline.runner import Runner
+    from pipeline.stages import STAGES
+    from tests.conftest import archive_rows, write_jsonl
+
+    rows = archive_rows("2014-01-01", "2014-01-03")
+    for i, row in enumerate(rows):
+        http_server.routes[f"/a{i}.jpg"] = lambda h: h.reply(200, _jpeg(), "image/jpeg")
+        row.pop("image_file", None)
+        row.update(media_type="image", url=f"{http_server.url}/a{i}.jpg", hdurl=None)
+    dump = write_jsonl(tmp_path / "dump.jsonl", rows)
+    first_two = [s for s in STAGES if s.name in ("ingest", "images")]
+    offline = BuildConfig(lake=LakeLayout.at(tmp_path / "offline"), sources=["dump"], dump_paths=[dump], offline=True, progress=False)
+    Runner(first_two).run(offline)
+    assert http_server.requests == []
+    online = BuildConfig(lake=LakeLayout.at(tmp_path / "online"), sources=["dump"], dump_paths=[dump], progress=False)
+    Runner(first_two).run(online)
+    assert len(http_server.requests) == len(rows)

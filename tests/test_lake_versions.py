@@ -92,6 +92,34 @@ def test_old_versions_are_pruned_and_unchanged_files_are_hard_links(tmp_path):
     assert (new / "entries.parquet").stat().st_ino != (old / "entries.parquet").stat().st_ino
 
 
+def test_a_build_killed_while_publishing_keeps_its_staged_work(tmp_path, monkeypatch):
+    """Killed after the new version's files were gathered but before the switch: the old version stays
+    live, and the staging area stays whole (its tables and resume records), so the next publish makes
+    the staged tables live, not the previous version's."""
+    from lake import atomic
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    _publish(layout, "b1")
+    writer = LakeWriter(layout)
+    with writer.locked():
+        writer.stage_table("entries", _tables("b2")["entries"])
+        writer.save_staged_manifest({"stages": {"entries": {"input_hash": "h2"}}})
+
+        def killed(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(atomic, "fsync_tree", killed)
+        with pytest.raises(KeyboardInterrupt):
+            writer.publish({"tag": "b2"}, version="b2")
+        monkeypatch.undo()
+        assert layout.current_version() == "b1"
+        assert layout.staged_table("entries").is_file()
+        assert writer.staged_manifest()["stages"] == {"entries": {"input_hash": "h2"}}
+        writer.publish({"tag": "b2"}, version="b2b")
+    got = LakeReader(layout).query("SELECT DISTINCT explanation AS t FROM entries")
+    assert got.t.tolist() == ["b2"] and not layout.staging.exists()
+
+
 def test_one_writer_at_a_time(tmp_path):
     layout = LakeLayout.at(tmp_path / "lake")
     with LakeWriter(layout).locked():

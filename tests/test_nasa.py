@@ -80,6 +80,22 @@ def test_persistent_server_error_gives_up(http_server, tmp_path):
         _client(http_server, tmp_path, max_retries=2).fetch(dt.date(2021, 1, 1), dt.date(2021, 1, 2), progress=False)
 
 
+def test_an_unreachable_api_never_prints_the_key(tmp_path, caplog):
+    """requests quotes the whole URL in its connection errors; the key must not reach a log or an error."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = NasaApodClient(api_url=f"http://127.0.0.1:{port}/planetary/apod", api_key="SECRETKEY123",
+                            cache_dir=tmp_path / "cache", max_retries=1, backoff_seconds=0.01)
+    with caplog.at_level("WARNING"), pytest.raises(SourceError) as failed:
+        client.fetch(dt.date(2021, 1, 1), dt.date(2021, 1, 2), progress=False)
+    assert "unreachable" in str(failed.value) and "SECRETKEY123" not in str(failed.value)
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+    assert caplog.records and not any("SECRETKEY123" in r.getMessage() for r in caplog.records)
+
+
 def test_rejected_key(http_server, tmp_path):
     http_server.routes["/planetary/apod"] = lambda h: h.reply(403, b'{"error": {"code": "API_KEY_INVALID"}}')
     with pytest.raises(SourceError, match="NASA_API_KEY"):

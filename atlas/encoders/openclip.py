@@ -16,6 +16,7 @@ from PIL import Image
 
 from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise, package_version
 from atlas.encoders.offline import quantize_int8
+from atlas.hashing import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,11 @@ class OpenClipEncoder(Encoder):
                 "model": model,
                 "pretrained": pretrained if not checkpoint else f"checkpoint:{Path(checkpoint).name}",
                 "checkpoint": str(checkpoint) if checkpoint else None,
+                # the contents, not only the names: a checkpoint retrained in place (or an edited model
+                # config) makes other vectors, so the embedding caches must not serve the old ones
+                "checkpoint_sha1": file_digest(Path(checkpoint)) if checkpoint else None,
                 "config_path": str(Path(config_path).resolve()) if config_path else None,
+                "config_sha1": file_digest(Path(config_path)) if config_path else None,
             },
             versions={"open_clip_torch": package_version("open_clip_torch"), "torch": package_version("torch")},
         )

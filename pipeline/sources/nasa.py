@@ -100,9 +100,11 @@ class NasaApodClient:
                 self.requests_made += 1
                 resp = self.session.get(self.api_url, params=params, timeout=self.timeout)
             except requests.RequestException as exc:
+                # requests' messages quote the whole URL, key included: the key is never printed
+                said = str(exc).replace(self.api_key, "***") if self.api_key else str(exc)
                 if attempt == self.max_retries:
-                    raise SourceError(f"NASA APOD API unreachable for {label}: {exc}") from exc
-                log.warning("NASA API %s: %s; retrying in %.1fs", label, exc, wait)
+                    raise SourceError(f"NASA APOD API unreachable for {label}: {said}") from None
+                log.warning("NASA API %s: %s; retrying in %.1fs", label, said, wait)
                 time.sleep(wait)
                 continue
             if resp.status_code in RETRY_STATUS and attempt < self.max_retries:
