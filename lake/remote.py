@@ -215,7 +215,9 @@ class RemoteLake:
             raise RemoteLakeError(f"nothing to push: the working copy {self.layout.root} has no published version")
         with self._lock:
             for folder in shared:
-                self._upload(self.layout.root / folder, (folder,))
+                # the caches are mirrored: a build pulled all of them first, so what its working copy no
+                # longer holds (embedding chunks merged by a compaction, stale traces) leaves the bucket
+                self._upload(self.layout.root / folder, (folder,), mirror=folder == "cache")
             previous = self.current_version()
             same_as = self._hard_links(version, previous) if previous and previous != version else {}
             self._upload(self.layout.version_dir(version), ("versions", version), copy_from=same_as,
@@ -279,12 +281,27 @@ class RemoteLake:
         return same
 
     def _upload(self, folder: Path, parts: tuple[str, ...], *, copy_from: set[str] = frozenset(),
-                previous: str | None = None) -> None:
+                previous: str | None = None, mirror: bool = False) -> None:
+        """Send ``folder``'s files the bucket lacks under ``parts`` (``copy_from``: copy these from the
+        ``previous`` version inside the bucket instead); with ``mirror``, also delete the objects there
+        that the folder no longer has."""
         if not folder.is_dir():
             return
         there = self._listing(*parts)
         sent = copied = 0
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")):
+        local = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+        if mirror:
+            kept = {p.relative_to(folder).as_posix() for p in local}
+            gone = [rel for rel in there if rel not in kept]
+            for rel in gone:
+                try:
+                    self._fs.delete_file(self._key(*parts, rel))
+                except OSError as exc:
+                    raise self._error(f"delete {rel} from", exc) from exc
+            if gone:
+                log.info("lake %s: %s: %d files the working copy no longer holds deleted from the bucket",
+                         self.layout.remote, "/".join(parts), len(gone))
+        for path in local:
             rel = path.relative_to(folder).as_posix()
             if there.get(rel) == path.stat().st_size:
                 continue

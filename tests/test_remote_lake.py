@@ -88,6 +88,31 @@ def test_push_then_pull_on_another_machine_gives_the_same_lake(s3_server, tmp_pa
     assert LakeReader(reader_copy).count("entries") == 2_000
 
 
+def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_path):
+    """A build pulls every cache first, so what its working copy dropped since (embedding chunks merged by a
+    compaction, a stale trace) leaves the bucket with the next push; pictures are never deleted."""
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "mirror")
+    write_synthetic_lake(source.root, n=500)
+    chunks = source.root / "cache" / "embeddings" / "abc" / "text"
+    chunks.mkdir(parents=True)
+    for name in ("chunk-1.npz", "chunk-2.npz"):
+        (chunks / name).write_bytes(b"vectors " + name.encode())
+    (source.root / "thumbs").mkdir(exist_ok=True)
+    (source.root / "thumbs" / "2001-01-01.jpg").write_bytes(b"jpeg")
+    RemoteLake(source).push()
+    assert {"mirror/cache/embeddings/abc/text/chunk-1.npz", "mirror/thumbs/2001-01-01.jpg"} <= set(_keys(client, "mirror/"))
+    for name in ("chunk-1.npz", "chunk-2.npz"):  # a compaction merged them
+        (chunks / name).unlink()
+    (chunks / "chunk-all.npz").write_bytes(b"all vectors")
+    (source.root / "thumbs" / "2001-01-01.jpg").unlink()
+    RemoteLake(source).push()
+    # (pyarrow leaves an empty "folder/" marker where it deleted a folder's last object)
+    cache = {k for k in _keys(client, "mirror/") if k.startswith("mirror/cache/embeddings/") and not k.endswith("/")}
+    assert cache == {"mirror/cache/embeddings/abc/text/chunk-all.npz"}
+    assert "mirror/thumbs/2001-01-01.jpg" in _keys(client, "mirror/")
+
+
 def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s3_server, tmp_path, monkeypatch, caplog):
     client, _ = s3_server
     source = _copy(tmp_path, "builder", "resume")
