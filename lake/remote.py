@@ -114,6 +114,9 @@ class RemoteLake:
         self._fs = filesystem(self.endpoint or s3_endpoint())
         self._checked_at = float("-inf")  # never looked yet
         self._lock = threading.Lock()
+        #: the bucket's live version when this object last pulled ("" for an empty bucket; None: never
+        #: pulled): a push checks the pointer still names it (see :meth:`push`)
+        self._pulled: str | None = None
 
     @classmethod
     def of(cls, layout: LakeLayout, *, endpoint: str | None = None) -> "RemoteLake | None":
@@ -159,6 +162,7 @@ class RemoteLake:
         with self._lock:
             version = self.current_version()
             self._checked_at = time.monotonic()
+            self._pulled = version or ""
             if version is None:
                 return None
             for folder in shared:
@@ -219,6 +223,14 @@ class RemoteLake:
                 # longer holds (embedding chunks merged by a compaction, stale traces) leaves the bucket
                 self._upload(self.layout.root / folder, (folder,), mirror=folder == "cache")
             previous = self.current_version()
+            if self._pulled is not None and (previous or "") != self._pulled:
+                # another builder pushed since this build pulled: pushing now would drop its version
+                # (the check and the pointer's PUT are not one atomic step, but the window shrinks from
+                # the whole build to the upload)
+                raise RemoteLakeError(
+                    f"the live version of {self.layout.remote} changed from {self._pulled or 'nothing'} to "
+                    f"{previous or 'nothing'} while this build ran (another builder pushed); this build's "
+                    "version was not pushed: re-run it to build on top of the new one")
             same_as = self._hard_links(version, previous) if previous and previous != version else {}
             self._upload(self.layout.version_dir(version), ("versions", version), copy_from=same_as,
                          previous=previous)

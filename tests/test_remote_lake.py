@@ -113,6 +113,27 @@ def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_
     assert "mirror/thumbs/2001-01-01.jpg" in _keys(client, "mirror/")
 
 
+def test_a_build_that_another_builder_overtook_is_refused_not_lost(s3_server, tmp_path):
+    """Two machines pull the same live version and build; the first pushes. The second push is refused
+    with a message that says what happened and what to do: the first machine's version stays live."""
+    client, _ = s3_server
+    first = _copy(tmp_path, "first", "race")
+    write_synthetic_lake(first.root, n=500)
+    base = RemoteLake(first).push()
+    machine_a, machine_b = _copy(tmp_path, "a", "race"), _copy(tmp_path, "b", "race")
+    remote_a, remote_b = RemoteLake(machine_a), RemoteLake(machine_b)
+    assert remote_a.pull(shared=remote.SHARED_FOR_BUILD) == remote_b.pull(shared=remote.SHARED_FOR_BUILD) == base
+    _republish_categories(machine_a, "a1")
+    _republish_categories(machine_b, "b1")
+    assert remote_a.push() == "a1"
+    with pytest.raises(RemoteLakeError, match=f"changed from {base} to a1 .*re-run it"):
+        remote_b.push()
+    assert _pointer(client, "race") == "a1"
+    assert remote_b.pull(shared=remote.SHARED_FOR_BUILD) == "a1"  # the re-run builds on top of it
+    _republish_categories(machine_b, "b2")
+    assert remote_b.push() == "b2"
+
+
 def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s3_server, tmp_path, monkeypatch, caplog):
     client, _ = s3_server
     source = _copy(tmp_path, "builder", "resume")
