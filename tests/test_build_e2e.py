@@ -563,3 +563,10 @@ def test_a_galaxy_zoo_only_lake_serves_every_page(tmp_path):
         assert reply.status_code == 200, (path, reply.data[-500:])
         page = json.dumps(reply.get_json()["response"])
         assert ("no APOD collection" in page) == (path not in ("/galaxies", "/metrics")), path
+    assert LakeReader.open(lake).count("galaxy_maps") == 60  # the morphology map (no pictures offline)
+    # a rebuild with too few galaxies for a map publishes no map: not the previous build's
+    fewer = run_cli("build", "--collection", "gz2", "--no-progress", "--offline",
+                    "--gz2-catalogue", str(gz2_subset(tmp_path / "gz2-20.csv", 20)), "--lake", str(lake))
+    assert fewer.returncode == 0, fewer.stderr[-3000:]
+    assert LakeReader.open(lake).count("galaxy_maps") == 0
+    assert manifest(lake)["stages"]["gz2_maps"]["manifest"]["gz2_maps"]["spaces"] == []
