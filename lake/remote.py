@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -53,6 +54,8 @@ SHARED_FOR_BUILD: Final = ("thumbs", "cutouts", "cache")
 POLL_SECONDS: Final = 30.0
 
 
+#: Bytes read and written at a time when a file goes to or comes from the bucket.
+COPY_CHUNK: Final = 8 << 20
 #: A pull's temporary folder untouched this long was left by a worker that died mid-pull (gunicorn kills
 #: a worker after its 120 s timeout, and a killed process runs no cleanup); a live pull writes files
 #: into it all along.
@@ -203,7 +206,7 @@ class RemoteLake:
         for rel in missing:
             try:
                 with self._fs.open_input_stream(self._key(*parts, rel)) as stream:
-                    atomic.write_with(into / rel, lambda tmp: _copy_stream(stream, tmp))
+                    atomic.write_with(into / rel, lambda tmp: _copy_to(stream, tmp))
             except OSError as exc:
                 raise self._error(f"download {rel} of", exc) from exc
         if missing:
@@ -323,8 +326,7 @@ class RemoteLake:
                     copied += 1
                 else:
                     with self._fs.open_output_stream(self._key(*parts, rel)) as out, path.open("rb") as src:
-                        while chunk := src.read(8 << 20):
-                            out.write(chunk)
+                        shutil.copyfileobj(src, out, COPY_CHUNK)
                     sent += 1
             except OSError as exc:
                 raise self._error(f"upload {rel} to", exc) from exc
@@ -333,9 +335,8 @@ class RemoteLake:
                      "/".join(parts), sent, copied)
 
 
-def _copy_stream(stream, path: Path, chunk: int = 8 << 20) -> None:
-    """An object's bytes to ``path`` in pieces (a LanceDB fragment or a picture cache chunk need not fit
-    in memory whole), as uploads are sent."""
+def _copy_to(stream, path: Path) -> None:
+    """An object's bytes to ``path`` in :data:`COPY_CHUNK` pieces, as uploads are sent (a LanceDB fragment
+    or an embedding cache chunk need not fit in memory whole)."""
     with path.open("wb") as out:
-        while block := stream.read(chunk):
-            out.write(block)
+        shutil.copyfileobj(stream, out, COPY_CHUNK)

@@ -230,9 +230,7 @@ class SearchEngine:
                           "existed); rebuild it with `python -m pipeline build`, or search kind=text")
 
     def _query(self, q: str, kind: str) -> tuple[str, np.ndarray]:
-        """(table, vector) of a text query for results of ``kind``."""
-        if kind not in EMBEDDING_KINDS:
-            raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
+        """(table, vector) of a text query for results of ``kind`` (checked by :meth:`search`)."""
         vec = self.encoder.encode_text([q])[0]
         if kind == "image":
             return self._pictures_as_text(), vec

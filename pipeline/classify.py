@@ -152,10 +152,19 @@ def ranked(probs: np.ndarray, names: list[str], dates: list[str]) -> Classificat
     )
 
 
+#: The templates text classes are encoded through: the prompts as written.
+TEXT_TEMPLATES: tuple[str, ...] = ("{}",)
+
+
+def picture_templates(encoder: Encoder) -> tuple[str, ...]:
+    """CLIP's picture-caption templates in its shared space; the plain prompts for pictures aligned into
+    the offline text space (they land among captions)."""
+    return IMAGE_TEMPLATES if encoder.info.shared_space else TEXT_TEMPLATES
+
+
 def picture_class_vectors(encoder: Encoder, taxonomy: Taxonomy, *, cache: Path | None = None) -> np.ndarray:
-    """Prompt vectors pictures are compared with: CLIP's picture-caption templates in its shared space;
-    the plain prompts for pictures aligned into the offline text space (they land among captions)."""
-    return class_vectors(encoder, taxonomy, IMAGE_TEMPLATES if encoder.info.shared_space else ("{}",), cache=cache)
+    """Prompt vectors pictures are compared with (through :func:`picture_templates`)."""
+    return class_vectors(encoder, taxonomy, picture_templates(encoder), cache=cache)
 
 
 @dataclass(frozen=True)
@@ -187,7 +196,7 @@ class ClassVectors:
         else:
             picture = text
         if cache is not None:
-            used = {("{}",), IMAGE_TEMPLATES} if encoder.info.shared_space else {("{}",)}
+            used = {TEXT_TEMPLATES, picture_templates(encoder)}
             prune_class_prompts(cache, keep={class_prompts_file(cache, encoder, taxonomy, t) for t in used})
         return cls(taxonomy.names, text, picture, logit_scale(encoder))
 

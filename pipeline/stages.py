@@ -702,7 +702,6 @@ def _gz2_inputs(ctx: BuildContext) -> Any:
 def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
     """The ``galaxies`` table and the collection's vector tables: morphology for every galaxy, pictures
     (through the build's image encoder, in a space fitted on the galaxy pictures) where cutouts exist."""
-    from lake.galaxy_schema import IMAGE_KIND, MORPHOLOGY_KIND
     from pipeline.embed import fill_cache
     from pipeline.embed_cache import EmbeddingCache
     from pipeline.galaxies import morphology_vectors, read_catalogue
@@ -735,8 +734,8 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
         features = cache.get(keys)
         space = encoder.image_space(features)
         image_vecs = encoder.to_image_vectors(features, space)
-        vectors.write_galaxy_table(db, IMAGE_KIND, pictured, image_vecs)
-        ctx.writer.stage_galaxy_vectors(IMAGE_KIND, pictured.column("objid").to_pylist(), image_vecs)
+        vectors.write_galaxy_table(db, GALAXY_IMAGE_KIND, pictured, image_vecs)
+        ctx.writer.stage_galaxy_vectors(GALAXY_IMAGE_KIND, pictured.column("objid").to_pylist(), image_vecs)
         if space:
             ctx.writer.stage_arrays(layout.galaxy_image_space, space)
         picture_encoder = {"encoder": encoder.info.to_dict()}  # what uploads must be encoded with

@@ -67,10 +67,16 @@ def _write_synced(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def verified_bytes(trace: Path) -> bytes | None:
+    """The bytes of ``trace`` when they carry this machine's signature (made by this machine's builds),
+    else None."""
+    data, sig = trace.read_bytes(), signature(trace)
+    return data if sig.is_file() and signing.verify(data, sig.read_bytes()) else None
+
+
 def signed(trace: Path) -> bool:
-    """Whether ``trace`` carries this machine's signature (so it was made by this machine's builds)."""
-    sig = signature(trace)
-    return sig.is_file() and signing.verify(trace.read_bytes(), sig.read_bytes())
+    """Whether ``trace`` carries this machine's signature."""
+    return verified_bytes(trace) is not None
 
 
 @contextmanager
@@ -143,9 +149,8 @@ def load_saved(trace: Path | None, load: Callable[[bytes], T], *, tower: str) ->
     if trace is None or not trace.is_file():
         return None
     try:
-        data = trace.read_bytes()
-        sig = signature(trace)
-        if not (sig.is_file() and signing.verify(data, sig.read_bytes())):
+        data = verified_bytes(trace)
+        if data is None:
             log.warning("saved %s %s is not signed by this machine's builds (made elsewhere, or changed "
                         "since); building the model instead", tower, trace.name)
             return None
