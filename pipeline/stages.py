@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from atlas.encoders import Encoder, build_encoder
-from atlas.hashing import file_digest, sha1_json, sha1_text
+from atlas.hashing import file_digest, sha1_file, sha1_json, sha1_text
 from lake import atomic, vectors
 from lake.galaxy_schema import IMAGE_KIND as GALAXY_IMAGE_KIND, MORPHOLOGY_KIND
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VECTOR_KINDS, VECTOR_TABLES_VERSION
@@ -687,15 +687,15 @@ def gz2_cutouts_stage(ctx: BuildContext) -> StageResult:
                                fetcher=PoliteFetcher(layout.download_cache, limits), limits=limits,
                                progress=cfg.progress)
     present = {o: layout.cutout(o) for o in objids if layout.cutout(o).is_file()}
-    stamp = [(o, p.stat().st_size, p.stat().st_mtime_ns) for o, p in present.items()]
+    # by content, not by file times: a working copy pulled from object storage (or copied without its
+    # times) holds the same pictures with new times, and must not re-embed every galaxy
+    stamp = [(o, sha1_file(p)) for o, p in present.items()]
     return StageResult(items=len(present), value=present, fingerprint=sha1_json(stamp),
                        manifest={"gz2_cutouts": {"present": len(present),
                                                  **({"last_fetch": report.as_dict()} if report else {})}})
 
 
 def _gz2_inputs(ctx: BuildContext) -> Any:
-    from atlas.hashing import sha1_file
-
     return [sha1_file(ctx.cfg.gz2_catalogue), ctx.cfg.limit, ctx.hash("gz2_cutouts"), _spec(ctx), "gz2-v1"]
 
 
@@ -719,7 +719,6 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
     pictured = table.filter(has_image)
     embedded = 0
     if pictured.num_rows:
-        from atlas.hashing import sha1_file
         from pipeline.executors import load_rgb
 
         encoder = _encoder(ctx)

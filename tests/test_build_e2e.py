@@ -428,6 +428,34 @@ def test_collections_build_apart_and_keep_each_other(built, tmp_path):
     assert len(found.galaxies) == 5
 
 
+def test_galaxy_pictures_are_recognised_by_content_not_by_file_times(demo_lake, tmp_path):
+    """A working copy whose cutouts carry new file times (pulled from a bucket, copied without times)
+    re-embeds no galaxy; a cutout whose bytes changed makes the galaxy stage run again."""
+    import os
+
+    lake = copy_lake(demo_lake, tmp_path / "lake")
+    cutouts = sorted(LakeLayout.at(lake).cutouts.glob("*.jpg"))
+    assert len(cutouts) > 100
+    for path in cutouts:
+        os.utime(path, ns=(time.time_ns(), time.time_ns() + 7_000_000_000))
+    args = ("build", "--collection", "gz2", "--no-progress", "--offline",
+            "--gz2-catalogue", str(demo_lake.parent / "gz2_subset.csv"), "--lake", str(lake))
+    same = run_cli(*args)
+    assert same.returncode == 0, same.stderr[-3000:]
+    stages = manifest(lake)["stages"]
+    assert stages["gz2_cutouts"]["manifest"]["gz2_cutouts"]["present"] == len(cutouts)
+    assert stages["gz2_galaxies"].get("skipped") is True, stages["gz2_galaxies"]
+    before = stages["gz2_galaxies"]["input_hash"]
+    from PIL import Image
+
+    with Image.open(cutouts[0]) as picture:
+        picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(cutouts[0], quality=90)
+    changed = run_cli(*args)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    stages = manifest(lake)["stages"]
+    assert not stages["gz2_galaxies"].get("skipped") and stages["gz2_galaxies"]["input_hash"] != before
+
+
 def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     """A build that adds two days places them on the published maps (no re-fit); --refit fits again."""
     lake = copy_lake(built, tmp_path / "lake")
