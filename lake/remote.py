@@ -12,7 +12,10 @@ the ``current`` symlink) has no object-store equivalent. So:
   version is copied server-side, not uploaded again), and **last** the pointer object
   ``<prefix>/CURRENT`` in one PUT. A reader sees the old version or the new one, never a mix; a push
   that dies half-way leaves the old pointer live (its half-uploaded version is never named; the next
-  build pulls the live version again and pushes a version of its own);
+  build pulls the live version again and pushes a version of its own). That PUT is conditional
+  (``If-Match`` on the pointer's ETag at pull time, ``If-None-Match: *`` on an empty prefix): when two
+  builders race, the store lets one pointer through and refuses the other, instead of the last writer
+  silently dropping the first one's version;
 * the **app** pulls the version the pointer names into its working copy (checked at most every
   :data:`POLL_SECONDS`) and reads that local copy, so queries run at local-disk speed.
 
@@ -89,18 +92,37 @@ def _split(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.strip("/")
 
 
+def _endpoint_url(endpoint: str) -> str:
+    return endpoint if "://" in endpoint else f"http://{endpoint}"
+
+
 def filesystem(endpoint: str | None = None):
     """A pyarrow S3 filesystem; ``endpoint`` (``http://host:port``) for S3-compatible servers."""
     from pyarrow import fs
 
     kwargs: dict = {}
     if endpoint:
-        parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+        parsed = urlparse(_endpoint_url(endpoint))
         kwargs |= {"endpoint_override": parsed.netloc, "scheme": parsed.scheme or "http"}
     region = aws_region()
     if region:
         kwargs["region"] = region
     return fs.S3FileSystem(**kwargs)
+
+
+def object_client(endpoint: str | None = None):
+    """A boto3 S3 client for the pointer object: pyarrow's filesystem returns no ETag and sends no
+    ``If-Match``, which the pointer's conditional PUT needs. Same endpoint, region and credentials as
+    :func:`filesystem` (both read the usual AWS variables and files)."""
+    import boto3
+
+    kwargs: dict = {}
+    if endpoint:
+        kwargs["endpoint_url"] = _endpoint_url(endpoint)
+    region = aws_region()
+    if region:
+        kwargs["region_name"] = region
+    return boto3.client("s3", **kwargs)
 
 
 @dataclass
@@ -115,11 +137,14 @@ class RemoteLake:
             raise ValueError(f"the lake at {self.layout.root} is not mirrored from object storage")
         self.bucket, self.prefix = _split(self.layout.remote)
         self._fs = filesystem(self.endpoint or s3_endpoint())
+        self._client = object_client(self.endpoint or s3_endpoint())
         self._checked_at = float("-inf")  # never looked yet
         self._lock = threading.Lock()
         #: the bucket's live version when this object last pulled ("" for an empty bucket; None: never
-        #: pulled): a push checks the pointer still names it (see :meth:`push`)
+        #: pulled), and the pointer object's ETag then (None: there was none): a push replaces exactly
+        #: that pointer or nothing (see :meth:`push`)
         self._pulled: str | None = None
+        self._pulled_tag: str | None = None
 
     @classmethod
     def of(cls, layout: LakeLayout, *, endpoint: str | None = None) -> "RemoteLake | None":
@@ -148,22 +173,69 @@ class RemoteLake:
     # -- pointer ----------------------------------------------------------------------------------
     def current_version(self) -> str | None:
         """The version the bucket's pointer names (None when nothing was pushed yet)."""
+        return self._read_pointer()[0]
+
+    def _pointer_key(self) -> str:
+        return "/".join([*([self.prefix] if self.prefix else []), POINTER])
+
+    def _read_pointer(self) -> tuple[str | None, str | None]:
+        """The live version and the pointer object's ETag; (None, None) when nothing was pushed yet."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
-            with self._fs.open_input_stream(self._key(POINTER)) as stream:
-                return str(json.loads(stream.read())["version"])
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if "NoSuchKey" in str(exc) or "Path does not exist" in str(exc):
-                return None
+            got = self._client.get_object(Bucket=self.bucket, Key=self._pointer_key())
+            return str(json.loads(got["Body"].read())["version"]), got["ETag"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None, None
             raise self._error("read the pointer of", exc) from exc
+        except (BotoCoreError, ValueError, KeyError) as exc:
+            raise self._error("read the pointer of", exc) from exc
+
+    def _write_pointer(self, version: str) -> str:
+        """PUT the pointer naming ``version`` on the condition that it is still the pointer this object
+        pulled, and return the new pointer's ETag. The store checks and writes in one step, so of two
+        builders that pulled the same version only the first to get here goes live; the other is
+        refused (:meth:`_overtaken`)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        body = json.dumps({"version": version, "pushed_at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
+        condition = {} if self._pulled is None else \
+            {"IfMatch": self._pulled_tag} if self._pulled_tag else {"IfNoneMatch": "*"}
+
+        def put(**condition: str) -> str:
+            return self._client.put_object(Bucket=self.bucket, Key=self._pointer_key(), Body=body,
+                                           ContentType="application/json", **condition)["ETag"]
+
+        try:
+            try:
+                return put(**condition)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                    raise self._overtaken(self.current_version()) from None
+                if error.get("Code") != "NotImplemented" or not condition:
+                    raise
+                # an S3-compatible server without conditional writes: push()'s check stands alone
+                log.warning("lake %s: the object store cannot write conditionally (%s); the pointer is "
+                            "written after a plain check", self.layout.remote, error.get("Message"))
+                return put()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("write the pointer of", exc) from exc
+
+    def _overtaken(self, live: str | None) -> RemoteLakeError:
+        return RemoteLakeError(
+            f"the live version of {self.layout.remote} changed from {self._pulled or 'nothing'} to "
+            f"{live or 'nothing'} while this build ran (another builder pushed); this build's "
+            "version was not pushed: re-run it to build on top of the new one")
 
     # -- pull -------------------------------------------------------------------------------------
     def pull(self, *, shared: tuple[str, ...] = SHARED_FOR_APP) -> str | None:
         """Bring the live version (and the ``shared`` folders' new files) into the working copy and
         point its ``current`` at it. Returns the version; files already there are not fetched again."""
         with self._lock:
-            version = self.current_version()
+            version, self._pulled_tag = self._read_pointer()
             self._checked_at = time.monotonic()
             self._pulled = version or ""
             if version is None:
@@ -227,23 +299,15 @@ class RemoteLake:
                 self._upload(self.layout.root / folder, (folder,), mirror=folder == "cache")
             previous = self.current_version()
             if self._pulled is not None and (previous or "") != self._pulled:
-                # another builder pushed since this build pulled: pushing now would drop its version
-                # (the check and the pointer's PUT are not one atomic step, but the window shrinks from
-                # the whole build to the upload)
-                raise RemoteLakeError(
-                    f"the live version of {self.layout.remote} changed from {self._pulled or 'nothing'} to "
-                    f"{previous or 'nothing'} while this build ran (another builder pushed); this build's "
-                    "version was not pushed: re-run it to build on top of the new one")
+                # another builder pushed since this build pulled: pushing now would drop its version.
+                # Checked here to spare the upload; the pointer's conditional PUT closes the window
+                # between this check and that write
+                raise self._overtaken(previous)
             same_as = self._hard_links(version, previous) if previous and previous != version else {}
             self._upload(self.layout.version_dir(version), ("versions", version), copy_from=same_as,
                          previous=previous)
-            pointer = json.dumps({"version": version,
-                                  "pushed_at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
-            try:
-                with self._fs.open_output_stream(self._key(POINTER)) as out:
-                    out.write(pointer)
-            except OSError as exc:
-                raise self._error("write the pointer of", exc) from exc
+            # a second push from this working copy builds on this one
+            self._pulled, self._pulled_tag = version, self._write_pointer(version)
             log.info("lake %s: version %s is live", self.layout.remote, version)
             try:
                 self.prune()

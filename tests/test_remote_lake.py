@@ -134,6 +134,34 @@ def test_a_build_that_another_builder_overtook_is_refused_not_lost(s3_server, tm
     assert remote_b.push() == "b2"
 
 
+def test_the_pointer_write_itself_refuses_a_builder_that_was_overtaken(s3_server, tmp_path):
+    """The race push()'s check cannot see: another builder's pointer lands between that check and this
+    builder's PUT. The PUT is conditional on the pointer this builder pulled (If-Match on its ETag;
+    If-None-Match on an empty prefix), so the store refuses it and the other version stays live."""
+    client, _ = s3_server
+    for prefix, seed in (("window", True), ("window-empty", False)):
+        if seed:
+            first = _copy(tmp_path, f"{prefix}-first", prefix)
+            write_synthetic_lake(first.root, n=300)
+            RemoteLake(first).push()
+        machine_a, machine_b = _copy(tmp_path, f"{prefix}-a", prefix), _copy(tmp_path, f"{prefix}-b", prefix)
+        remote_a, remote_b = RemoteLake(machine_a), RemoteLake(machine_b)
+        pulled = remote_a.pull(shared=remote.SHARED_FOR_BUILD)
+        assert remote_b.pull(shared=remote.SHARED_FOR_BUILD) == pulled
+        for layout, version in ((machine_a, "a1"), (machine_b, "b1")):
+            if seed:
+                _republish_categories(layout, version)
+            else:
+                write_synthetic_lake(layout.root, n=300)
+        assert remote_a.push() == machine_a.current_version()
+        with pytest.raises(RemoteLakeError, match=f"changed from {pulled or 'nothing'} to .*re-run it"):
+            remote_b._write_pointer(machine_b.current_version())  # the step after push()'s check
+        assert _pointer(client, prefix) == machine_a.current_version()
+    # a working copy that pushed pushes again on top of its own version without pulling
+    _republish_categories(machine_a, "a2")
+    assert remote_a.push() == "a2" and _pointer(client, "window-empty") == "a2"
+
+
 def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s3_server, tmp_path, monkeypatch, caplog):
     client, _ = s3_server
     source = _copy(tmp_path, "builder", "resume")
