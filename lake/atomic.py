@@ -1,7 +1,6 @@
-"""Atomic file writes: write to a temporary file beside the target, fsync, then rename over it.
-
-A reader therefore sees either the old file or the new one, never a torn write, and a crash leaves at
-most a stray ``.tmp-*`` file that the next write ignores.
+"""Atomic file writes (:mod:`atlas.files`: a temporary file beside the target, fsync, rename over it)
+for the lake's formats, and the folder operations a publish needs: a symlink switched in one rename,
+a staged folder published whole.
 """
 
 from __future__ import annotations
@@ -9,38 +8,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from atlas.files import atomic_path, write_bytes
 
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path in ``target``'s folder; on success it replaces ``target``."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_bytes(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+__all__ = ["atomic_path", "file_stamp", "fsync_tree", "publish_tree", "remove_tree", "switch_symlink",
+           "write_bytes", "write_json", "write_parquet", "write_text", "write_with"]
 
 
 def write_text(target: Path, text: str) -> None:

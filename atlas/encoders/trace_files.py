@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from atlas import signing
+from atlas import files, signing
 from atlas.encoders.base import package_version
 from atlas.hashing import sha1_json
 
@@ -51,20 +51,6 @@ def refused(target: Path) -> Path:
 def signature(target: Path) -> Path:
     """This machine's signature of the trace at ``target`` (:mod:`atlas.signing`)."""
     return target.with_suffix(".sig")
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file, on disk before the rename (``atlas`` cannot use
-    ``lake.atomic``)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def verified_bytes(trace: Path) -> bytes | None:
@@ -111,7 +97,7 @@ def keep_checked(target: Path, make: Callable[[Path], float | None], *, tower: s
                     made = fh.read()
                 # signed first: a crash between the two renames leaves a signature that matches
                 # nothing (the trace is made again), never an unsigned trace that loads
-                _write_synced(signature(target), signing.sign(made))
+                files.write_bytes(signature(target), signing.sign(made))
                 os.replace(tmp, target)
                 log.info("%s traced to %s (largest difference from the model %.1g)", tower, target.name, diff)
                 kept = True
