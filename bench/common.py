@@ -35,6 +35,38 @@ def chromium_paths() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
+#: Options every headless Chromium of the tests and benchmarks runs with (software WebGL: SwiftShader).
+CHROMIUM_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-dev-shm-usage", "--disable-component-update", "--no-first-run", "--window-size=1400,1000")
+
+
+class ChromiumMissing(RuntimeError):
+    """No headless Chromium and ChromeDriver pair was found; the message says how to get one."""
+
+
+def chromium(*, extra_args: tuple[str, ...] = (), prefs: dict[str, Any] | None = None,
+             capabilities: dict[str, Any] | None = None):
+    """A Selenium driver of headless Chromium with :data:`CHROMIUM_ARGS` (and ``extra_args``, Chrome
+    ``prefs``, WebDriver ``capabilities``): the one set-up of the browser tests and the benchmarks."""
+    found = chromium_paths()
+    if found is None:
+        raise ChromiumMissing("headless Chromium is missing: run scripts/install_chromium.sh (make test and make "
+                              "bench do), or set CHROMIUM and CHROMEDRIVER to the browser's and its driver's "
+                              "executables")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = found[0]
+    for arg in (*CHROMIUM_ARGS, *extra_args):
+        opts.add_argument(arg)
+    for name, value in (capabilities or {}).items():
+        opts.set_capability(name, value)
+    if prefs:
+        opts.add_experimental_option("prefs", prefs)
+    return webdriver.Chrome(service=Service(found[1]), options=opts)
+
+
 def machine() -> dict[str, Any]:
     def v(pkg: str) -> str:
         try:

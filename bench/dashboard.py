@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import chromium_paths, lake_label, median, save  # noqa: E402
+from bench.common import ChromiumMissing, chromium, lake_label, median, save  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
 
 MAP_OUTPUTS = [("map-graph", "figure"), ("map-count", "children"), ("map-note", "children"),
@@ -90,19 +90,11 @@ def map_callback(url: str, cats: list[str], years: list[int]) -> tuple[float, in
 
 
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    found = chromium_paths()
-    if found is None:
-        raise SystemExit("headless Chromium is missing: run scripts/install_chromium.sh (make bench does), or set "
-                         "CHROMIUM and CHROMEDRIVER")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = found[0]
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--window-size=1400,1000", "--disable-dev-shm-usage"):
-        opts.add_argument(a)
-    return webdriver.Chrome(service=Service(found[1]), options=opts)
+    """The benchmarks' headless Chromium; a clear exit when there is none."""
+    try:
+        return chromium()
+    except ChromiumMissing as exc:
+        raise SystemExit(str(exc)) from None
 
 
 #: Points Plotly has laid out, from ``_fullData`` (filled by the plot call, binary arrays decoded), the

@@ -61,28 +61,16 @@ def downloads(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(downloads):
-    from bench.common import chromium_paths
+    from bench.common import ChromiumMissing, chromium
 
-    found = chromium_paths()
-    if found is None:
-        pytest.fail("headless Chromium is missing: run scripts/install_chromium.sh (make test does), or set "
-                    "CHROMIUM and CHROMEDRIVER to the browser's and its driver's executables")
-    chromium, chromedriver = found
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-dev-shm-usage", "--disable-component-update", "--no-first-run", "--window-size=1400,1000",
-                # the CDS survey servers are unreachable for this browser whether or not the machine has
-                # internet, so the Sky page's offline path is what the tests check, everywhere
-                f"--host-resolver-rules={CDS_UNREACHABLE}, {REMOTE_PICTURES_UNREACHABLE}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(chromedriver), options=opts)
+    try:
+        # the CDS survey servers are unreachable for this browser whether or not the machine has
+        # internet, so the Sky page's offline path is what the tests check, everywhere
+        driver = chromium(extra_args=(f"--host-resolver-rules={CDS_UNREACHABLE}, {REMOTE_PICTURES_UNREACHABLE}",),
+                          capabilities={"goog:loggingPrefs": {"browser": "ALL"}},
+                          prefs={"download.default_directory": str(downloads), "download.prompt_for_download": False})
+    except ChromiumMissing as exc:
+        pytest.fail(str(exc))
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
@@ -368,6 +356,29 @@ def test_oddities_gallery_thumbs_rerank_and_export(browser, server, downloads):
     assert len(rows) > 100 and rows[-1]["title"] == first  # the "not interesting" one is last
     assert console_errors(browser) == []
     shot(browser, "oddities")
+
+    # paging: page 2 holds other entries; another detector's list starts again at its first page
+    def titles() -> list[str]:  # read in one script: the gallery may be replaced while it is read
+        return browser.execute_script("return [...document.querySelectorAll('#odd-gallery .atlas-oddity "
+                                      "a.fw-semibold')].map(a => a.textContent)")
+
+    page_one = titles()
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")  # the pager sits under the gallery
+    time.sleep(1.0)  # lazy pictures above it load and move it
+    browser.find_element("xpath", "//*[@id='odd-page']//a[normalize-space()='2']").click()
+    wait_until(lambda: titles() and set(titles()).isdisjoint(page_one), what="page 2")
+    assert browser.find_element("css selector", "#odd-page .page-item.active").text.strip().startswith("2")
+    browser.execute_script("window.scrollTo(0, 0)")
+    time.sleep(0.3)
+    browser.find_element("id", "odd-detector").click()
+    option = wait_for(browser, "#odd-detector input[value='picture_vs_text_neighbours'], "
+                               "input.dash-options-list-option-checkbox[value='picture_vs_text_neighbours']")
+    browser.execute_script("arguments[0].closest('label, div, li').click()", option)
+    wait_until(lambda: browser.find_element("css selector", "#odd-page .page-item.active").text.strip().startswith("1"),
+               what="the pager back on page 1")
+    wait_until(lambda: len(titles()) == 24 and "its text neighbours" in browser.execute_script(
+        "return document.querySelector('#odd-gallery .atlas-why').textContent"), what="the other detector's first page")
+    assert console_errors(browser) == []
 
 
 OFFLINE_ALADIN = ("unistra.fr", "Failed to fetch", "Uncaught (in promise)")  # survey servers unreachable here
