@@ -763,6 +763,20 @@ def add_day_section(r: dict) -> list[str]:
     return out
 
 
+def import_times_section(r: dict) -> list[str]:
+    out = ["## Import times", "",
+           f"Command: `python bench/import_times.py --runs {r['runs']}` — fresh interpreters, medians of "
+           f"{r['runs']} runs per row taken in turns. *Python start* = `python -c pass`; *base* = `import "
+           f"{r['base_module']}` (what `python -m pipeline build` has loaded before a stage runs) beyond that; each "
+           "library = what `import` of it adds to a process that has the base. The one-day build (Daily ingest) "
+           "pays these before any work.", _machine(r), "",
+           "| import | adds | why a build loads it |", "|---|---:|---|",
+           f"| Python start | {r['python_start_s']:.2f} s | the interpreter |",
+           f"| `{r['base_module']}` | {r['base_import_s']:.2f} s | the stages, with numpy, pandas, pyarrow… |"]
+    out += [f"| `{m['module']}` | {m['adds_s']:.2f} s | {m['why']} |" for m in r["modules"]]
+    return out + [""]
+
+
 def text_vectors_section(r: dict) -> list[str]:
     sets = ("tuning", "held_out")
     out = ["## Text vectors: int8 batches, one text per pass, fp32", "",
@@ -875,7 +889,7 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
-            ("add_one_day_picture", add_day_section),
+            ("add_one_day_picture", add_day_section), ("import_times", import_times_section),
             ("sky_quality", sky_section),
             ("sky_quality_online", sky_section)]
 
