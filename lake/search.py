@@ -410,16 +410,12 @@ class SearchEngine:
         hits = self._dense_search(vector, kind, filters, k, exclude=day)
         return self._with_snippets(hits, title or "")
 
-    def by_image(self, image: "Image.Image", *, k: int = 10, kind: str = "image",
-                 filters: Filters | None = None) -> list[dict[str, Any]]:
-        """Entries whose picture looks like an uploaded one (``image``), whose text matches it (``text``,
-        ``title``: through the text–picture space), or both (``multimodal``)."""
-        return self._by_picture(self._upload_picture(image), k=k, kind=kind, filters=filters)
-
     def picture_search(self, image: "Image.Image", *, k: int = 10, kind: str = "image",
                        filters: Filters | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """:meth:`by_image` and :meth:`categorise_image` of one upload, running the picture model once.
-        The categories are empty when the lake has no text–picture space (the search still answers)."""
+        """Entries whose picture looks like an uploaded one (``image``), whose text matches it (``text``,
+        ``title``: through the text–picture space), or both (``multimodal``); and the upload's
+        :meth:`categorise_image`, from one run of the picture model. The categories are empty when the
+        lake has no text–picture space (the search still answers)."""
         picture = self._upload_picture(image)
         hits = self._by_picture(picture, k=k, kind=kind, filters=filters)
         try:

@@ -95,18 +95,19 @@ def test_filters_are_applied_inside_the_query(search):
         search.search("stars", filters=Filters(categories=("Galaxy' OR 1=1 --",)))
 
 
-def test_similar_and_by_image(search):
+def test_similar_and_picture_search(search):
     import datetime as dt
 
     hits = search.similar(dt.date(2014, 1, 7), k=5)
     assert len(hits) == 5 and all(h["date"] != "2014-01-07" for h in hits)
     date = search.reader.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE has_image LIMIT 1").d[0]
     picture = Image.open(IMAGES / f"{date}.jpg")
-    found = search.by_image(picture, k=3)
+    found, categories = search.picture_search(picture, k=3)
     assert found[0]["date"] == date and found[0]["score"] > 0.99  # its own picture comes first
     for kind in ("text", "title", "multimodal"):  # across modalities through the learned space
-        assert len(search.by_image(picture, k=3, kind=kind)) == 3
+        assert len(search.picture_search(picture, k=3, kind=kind)[0]) == 3
     cats = search.categorise_image(picture)
+    assert cats == categories
     assert len(cats) == 5 and cats[0]["category"] in search.categories
     assert 0 < sum(c["probability"] for c in cats) <= 1.0001
 
