@@ -32,7 +32,9 @@ from lake.reader import LakeReader
 #: Maps with more points than this are served from memory as density rasters plus a sample.
 LARGE_MAP: Final = 200_000
 #: At most this many real points are drawn over a raster (and a view with fewer is drawn without one).
-OVERLAY_POINTS: Final = 20_000
+#: Drawn in SVG (pages/figures.map_scatter): 3,000 markers take ≈ 0.24 s to draw in this project's
+#: headless Chromium, where Plotly's WebGL set-up alone takes ≈ 0.5 s (BENCHMARKS.md).
+OVERLAY_POINTS: Final = 3_000
 #: Raster size in pixels: about the map's size on a laptop screen (the figure stretches it).
 RASTER_SHAPE: Final = (1000, 620)
 #: Maps kept in memory per lake version (each ≈ 25 bytes per point).

@@ -99,8 +99,10 @@ def map_scatter(
     uirevision: str | None = None,
     density: Any = None,
     extent: tuple[float, float, float, float] | None = None,
+    svg: bool = False,
 ) -> go.Figure:
-    """The embedding map: one WebGL scatter (``Scatter3d`` when ``three_d``) of ``points``.
+    """The embedding map: one WebGL scatter (``Scatter3d`` when ``three_d``; SVG ``scatter`` with ``svg``)
+    of ``points``.
 
     A large map (:mod:`lake.density`) also passes ``density``, a datashader aggregate of every point in the
     view, and ``extent`` (x0, x1, y0, y1): the raster is shaded in the same colours as the points, laid
@@ -113,6 +115,11 @@ def map_scatter(
     Colouring by category draws one trace per category, most frequent first, so the legend toggles
     categories; by cluster, palette colours per cluster id (grey for none); by year or confidence, a
     Viridis scale. Hover text is off: the page draws its own card from ``customdata``.
+
+    ``svg`` is for the few thousand points of a large map's view: in SVG they are drawn in less time than
+    Plotly takes to set up WebGL (three contexts; ≈ 0.5 s on a software renderer, BENCHMARKS.md *Plotly
+    alone in this browser*), and a large map is always drawn so, zoomed or not, so Plotly never switches
+    renderers under the user.
     """
     if color not in MAP_COLOURS:
         raise ValueError(f"unknown map colouring {color!r}; expected one of {sorted(MAP_COLOURS)}")
@@ -131,7 +138,8 @@ def map_scatter(
                       marker=marker, showlegend=name is not None)
         if three_d:
             return dict(type="scatter3d", x=part.x.to_numpy(), y=part.y.to_numpy(), z=part.z.to_numpy(), **common)
-        return dict(type="scattergl", x=part.x.to_numpy(np.float32), y=part.y.to_numpy(np.float32), **common)
+        return dict(type="scatter" if svg else "scattergl", x=part.x.to_numpy(np.float32),
+                    y=part.y.to_numpy(np.float32), **common)
 
     if density is not None:
         size = 3
@@ -187,6 +195,7 @@ def _scatter_template() -> go.layout.Template:
 
     white = pio.templates["plotly_white"]
     return go.layout.Template(layout=white.layout, data={"scattergl": white.data.scattergl,
+                                                         "scatter": white.data.scatter,
                                                          "scatter3d": white.data.scatter3d})
 
 
@@ -322,7 +331,9 @@ def density_image(aggregate: Any, *, color: str, colours: dict[str, str],
 
     Counts per category or cluster mix their colours (eq_hist alpha, so sparse regions stay visible);
     a mean year or confidence uses Viridis over the drawn points' range, the range of the colour bar.
-    WebP keeps a 1000×620 raster ≈ 2.5× smaller than PNG (≈ 210 kB vs 550 kB for 10M points).
+    WebP keeps a 1000×620 raster ≈ 2.5× smaller than PNG (≈ 210 kB vs 550 kB for 10M points); at its
+    fastest effort (``method=0``) it encodes in ≈ 55 ms instead of ≈ 190 ms for ≈ 15 % more bytes, paid
+    on every zoom of a large map.
     """
     import base64
     import io
@@ -341,7 +352,7 @@ def density_image(aggregate: Any, *, color: str, colours: dict[str, str],
             span = (float(values.min()), float(values.max()))
         image = tf.shade(aggregate, cmap=px.colors.sequential.Viridis, how="linear", span=span)
     buffer = io.BytesIO()
-    image.to_pil().save(buffer, format="WEBP", quality=80)
+    image.to_pil().save(buffer, format="WEBP", quality=80, method=0)
     return "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -133,7 +133,7 @@ def _render(view: MapView, emb: str, method: str, color: str):
 def _render_density(view: DensityView, emb: str, method: str, color: str):
     """A large map's view: the raster of every point in it under a sample of real points."""
     fig = figures.map_scatter(view.points, color=color, uirevision=f"{emb}/{method}", density=view.raster,
-                              extent=view.extent)
+                              extent=view.extent, svg=True)
     shown = len(view.points)
     if view.raster is None:
         return fig, f"{view.total:,} entries in view", "Every point of this view is drawn · click a point to open it"

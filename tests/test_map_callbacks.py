@@ -169,6 +169,7 @@ def test_a_large_map_is_a_density_raster_of_every_point_under_a_sample(large):
     assert _in_box(xy, (x0, x1, y0, y1)).all()
     drawn = _points(figure)
     assert len(drawn) == OVERLAY_POINTS
+    assert {t["type"] for t in figure["data"]} == {"scatter"}  # SVG: a few thousand markers, no WebGL set-up
     assert f"{N_LARGE:,} entries in view" in str(first[Map.COUNT]["children"])
     assert first[Map.THINNED]["data"] is True  # zooming always goes back to the server
 
@@ -210,6 +211,7 @@ def test_zooming_a_large_map_redraws_the_view_from_every_point(large):
         assert all(box[0] <= x <= box[1] and box[2] <= y <= box[3] for x, y in inside)
         assert len(inside) == min(expected, OVERLAY_POINTS)
         assert bool(_images(figure)) is raster
+        assert {t["type"] for t in figure["data"]} == {"scatter"}  # zoomed or not: Plotly keeps its renderer
         assert str(zoomed[Map.COUNT]["children"]).startswith(f"{expected:,} entries in view")
 
 
