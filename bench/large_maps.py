@@ -108,6 +108,9 @@ def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
         "filter_callback_ms_median": round(1000 * median([t for t, _ in filtered]), 1),
         "payload_kb_filtered": round(filtered[0][1] / 1024, 1),
         "zoom_refresh_s_median": round(median([z[0] for z in zooms]), 3),
+        # three zooms in a row, each to the central quarter of the view before: the first one replaces
+        # the page's first figure (in this commit, SVG → WebGL), the later ones redraw the zoomed view
+        "zoom_refresh_runs_s": [round(z[0], 3) for z in zooms],
         "points_after_zoom": zooms[0][2],
     } | ({
         "lasso_select_ms_median": round(1000 * median([t for t, _, _ in lassos]), 1),

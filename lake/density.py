@@ -32,9 +32,11 @@ from lake.reader import LakeReader
 #: Maps with more points than this are served from memory as density rasters plus a sample.
 LARGE_MAP: Final = 200_000
 #: At most this many real points are drawn over a raster (and a view with fewer is drawn without one).
-#: Drawn in SVG (pages/figures.map_scatter): 3,000 markers take ≈ 0.24 s to draw in this project's
-#: headless Chromium, where Plotly's WebGL set-up alone takes ≈ 0.5 s (BENCHMARKS.md).
-OVERLAY_POINTS: Final = 3_000
+OVERLAY_POINTS: Final = 20_000
+#: The page's first view of a large map draws this smaller sample, in SVG (pages/home.py): 3,000 SVG
+#: markers are drawn in ≈ 0.24 s in this project's headless Chromium, where Plotly's WebGL set-up alone
+#: takes ≈ 0.5 s (BENCHMARKS.md). The first zoom or filter brings the full WebGL sample.
+FIRST_VIEW_POINTS: Final = 3_000
 #: Raster size in pixels: about the map's size on a laptop screen (the figure stretches it).
 RASTER_SHAPE: Final = (1000, 620)
 #: Maps kept in memory per lake version (each ≈ 25 bytes per point).
@@ -192,8 +194,8 @@ class MapColumnsCache:
 
 def density_view(columns: MapColumns, filters: Filters, *, color: str,
                  bounds: tuple[float, float, float, float] | None = None,
-                 days: np.ndarray | None = None) -> DensityView:
-    """The raster and overlay sample of one view of a large map.
+                 days: np.ndarray | None = None, sample: int = OVERLAY_POINTS) -> DensityView:
+    """The raster and overlay sample (at most ``sample`` points) of one view of a large map.
 
     The raster aggregates what the colouring needs: counts per category or per cluster (shaded as a
     mix of their colours), else the mean year or confidence per pixel.
@@ -204,8 +206,8 @@ def density_view(columns: MapColumns, filters: Filters, *, color: str,
     index = np.flatnonzero(keep)
     total = len(index)
     extent = bounds or _extent(columns, index)
-    points = columns.frame(index[:OVERLAY_POINTS])
-    if total <= OVERLAY_POINTS:
+    points = columns.frame(index[:sample])
+    if total <= sample:
         return DensityView(None, points, total, extent)
     x0, x1, y0, y1 = extent
     data = pd.DataFrame({"x": columns.x[index], "y": columns.y[index]})

@@ -182,10 +182,13 @@ class AtlasQueries:
         return density.day_numbers(self.matching_dates(filters))
 
     def density_map(self, *, embedding: str, method: str, filters: Filters, color: str,
-                    bounds: tuple[float, float, float, float] | None = None) -> DensityView:
-        """A view of a large map: raster of all its points plus a stable sample (see :mod:`lake.density`)."""
+                    bounds: tuple[float, float, float, float] | None = None,
+                    sample: int = density.OVERLAY_POINTS) -> DensityView:
+        """A view of a large map: raster of all its points plus a stable sample of at most ``sample``
+        points (see :mod:`lake.density`)."""
         columns = self._columns.get(embedding=embedding, method=method)
-        return density.density_view(columns, filters, color=color, bounds=bounds, days=self._filter_days(filters))
+        return density.density_view(columns, filters, color=color, bounds=bounds, days=self._filter_days(filters),
+                                    sample=sample)
 
     def map_category_counts(self, *, embedding: str, method: str, filters: Filters) -> pd.DataFrame:
         """Points per category of a large map under the filters, from memory (the SQL of

@@ -10,6 +10,7 @@ from dash.exceptions import PreventUpdate
 
 from lake.exports import table_bytes
 from lake.manifest import LakeMissingError
+from lake import density
 from lake.density import MAX_SELECTION_ROWS, DensityView, PolygonError
 from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
@@ -130,10 +131,10 @@ def _render(view: MapView, emb: str, method: str, color: str):
     return fig, count, note
 
 
-def _render_density(view: DensityView, emb: str, method: str, color: str):
+def _render_density(view: DensityView, emb: str, method: str, color: str, *, svg: bool = False):
     """A large map's view: the raster of every point in it under a sample of real points."""
     fig = figures.map_scatter(view.points, color=color, uirevision=f"{emb}/{method}", density=view.raster,
-                              extent=view.extent, svg=True)
+                              extent=view.extent, svg=svg)
     shown = len(view.points)
     if view.raster is None:
         return fig, f"{view.total:,} entries in view", "Every point of this view is drawn · click a point to open it"
@@ -158,7 +159,7 @@ def prefill(*, every_view: bool = True) -> None:
 def first_view(emb: str, method: str, color: str, cats: list[str], years: list[int] | None) -> tuple:
     """(:func:`map_outputs`, the map's preview picture or None): what the page layout draws. The picture
     (≈ 25 ms to draw for the archive) is cached with the view."""
-    outputs = map_outputs(emb, method, color, cats, years)
+    outputs = map_outputs(emb, method, color, cats, years, True)
     return outputs, figures.map_preview(outputs[0])
 
 
@@ -180,10 +181,16 @@ def update_map(emb, method, color, cats, years):
 
 
 @by_lake_version()
-def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[int] | None) -> tuple:
+def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[int] | None,
+                first: bool = False) -> tuple:
     """Figure, count, note, category chips and thinned flag of one map view: what the page layout draws
     first and what the callback redraws (cached per lake version: a figure of the archive takes ≈ 0.2 s
-    to query and build, and people come back to the same few views)."""
+    to query and build, and people come back to the same few views).
+
+    ``first``: the page's first figure. For a large map it draws a smaller sample in SVG, so the page is
+    interactive without waiting for Plotly's WebGL set-up (≈ 0.5 s in a software-rendered browser); the
+    first zoom or filter pays that set-up once and brings the full sample in WebGL, whose redraws on
+    every later zoom are faster than SVG's (BENCHMARKS.md, *Maps of 1M and 10M points*)."""
     a = atlas()
     filters = filters_from(list(cats or ()), list(years) if years else None)
     if (emb, method) not in a.available_maps():
@@ -193,8 +200,9 @@ def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[
     chips = [dbc.Badge(f"{r.category}: {r.n:,}", color="light", text_color="dark", className="me-1 mb-1 border")
              for r in counts.itertuples()]
     if large:  # always refined on zoom, so the stored flag is True
-        return (*_render_density(a.density_map(embedding=emb, method=method, filters=filters, color=color), emb, method, color),
-                chips, True)
+        sample = density.FIRST_VIEW_POINTS if first else density.OVERLAY_POINTS
+        view = a.density_map(embedding=emb, method=method, filters=filters, color=color, sample=sample)
+        return (*_render_density(view, emb, method, color, svg=first), chips, True)
     view = a.map_view(embedding=emb, method=method, filters=filters)
     return (*_render(view, emb, method, color), chips, view.thinned)
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.synthetic_lake import write_synthetic_lake
-from lake.density import LARGE_MAP, MAX_SELECTION_ROWS, OVERLAY_POINTS, RASTER_SHAPE
+from lake.density import FIRST_VIEW_POINTS, LARGE_MAP, MAX_SELECTION_ROWS, OVERLAY_POINTS, RASTER_SHAPE
 from lake.queries import MAX_MAP_POINTS
 from pages import figures
 from pages.ids import Map
@@ -169,7 +169,7 @@ def test_a_large_map_is_a_density_raster_of_every_point_under_a_sample(large):
     assert _in_box(xy, (x0, x1, y0, y1)).all()
     drawn = _points(figure)
     assert len(drawn) == OVERLAY_POINTS
-    assert {t["type"] for t in figure["data"]} == {"scatter"}  # SVG: a few thousand markers, no WebGL set-up
+    assert {t["type"] for t in figure["data"]} == {"scattergl"}
     assert f"{N_LARGE:,} entries in view" in str(first[Map.COUNT]["children"])
     assert first[Map.THINNED]["data"] is True  # zooming always goes back to the server
 
@@ -182,6 +182,9 @@ def test_a_large_map_page_first_shows_a_picture_of_its_raster_and_sample(large):
         from pages import home
 
         (figure, *_), picture = home.first_view("text", "umap", "category", [], None)
+    # the page's first figure: a smaller sample in SVG (interactive before Plotly could set up WebGL)
+    assert {t["type"] for t in figure["data"]} == {"scatter"}
+    assert sum(len(_values(t["x"])) for t in figure["data"]) == FIRST_VIEW_POINTS
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(picture.split(",", 1)[1]))).convert("RGBA"))
     assert pixels.shape[:2] == figures.PREVIEW_SIZE[::-1]
     assert (pixels[..., 3] > 0).mean() > 0.05  # the density raster, laid where Plotly lays it
@@ -211,7 +214,7 @@ def test_zooming_a_large_map_redraws_the_view_from_every_point(large):
         assert all(box[0] <= x <= box[1] and box[2] <= y <= box[3] for x, y in inside)
         assert len(inside) == min(expected, OVERLAY_POINTS)
         assert bool(_images(figure)) is raster
-        assert {t["type"] for t in figure["data"]} == {"scatter"}  # zoomed or not: Plotly keeps its renderer
+        assert {t["type"] for t in figure["data"]} == {"scattergl"}  # after the first view: WebGL throughout
         assert str(zoomed[Map.COUNT]["children"]).startswith(f"{expected:,} entries in view")
 
 
