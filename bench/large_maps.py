@@ -88,7 +88,12 @@ def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
             first_render(driver, url)  # the browser's cache of the JS bundles
             drawn, pictures = renders(driver, url, runs)
             time.sleep(3)  # dcc.Graph binds its relayout handler a moment after the first draw
-            zooms = [zoom_update(driver) for _ in range(3)]
+            zooms = []
+            for _ in range(3):
+                zooms.append(zoom_update(driver))
+                # the count changes when the callback's reply lands; Plotly may still be drawing it (the
+                # first zoom sets up WebGL): without a pause that work would be timed as the next zoom's
+                time.sleep(1.5)
         finally:
             driver.quit()
     finally:
