@@ -37,6 +37,30 @@
                 return window.dash_clientside.no_update;
             },
 
+            /* Map page: a large map's first figure is a small sample in SVG (pages/home.py map_outputs), so
+             * it answers the mouse before Plotly could set up WebGL. Once Plotly has drawn it and the
+             * browser is idle, resolve (the server then sends the WebGL figure: the set-up is paid
+             * while the reader looks, not on the first zoom). Any other figure: nothing to do. */
+            mapUpgrade: function (figure, graphId) {
+                const data = (figure && figure.data) || [];
+                const svgSample = data.length && data.every(t => t.type === 'scatter') &&
+                    figure.layout && figure.layout.images && figure.layout.images.length;
+                if (!svgSample) { return window.dash_clientside.no_update; }
+                return new Promise(resolve => {
+                    const started = performance.now();
+                    const drawn = () => {
+                        const gd = document.querySelector('#' + CSS.escape(graphId) + ' .js-plotly-plot');
+                        if (gd && gd._fullData && gd._fullData.length && gd._fullData[0].type === 'scatter') {
+                            const idle = window.requestIdleCallback || (f => setTimeout(f, 50));
+                            idle(() => resolve(Date.now()), {timeout: 2000});
+                        } else if (performance.now() - started < 30000) {
+                            requestAnimationFrame(drawn);
+                        }
+                    };
+                    drawn();
+                });
+            },
+
             /* Sky page: category and year filters into the URL. */
             skyUrl: function (cats, years) {
                 const p = new URLSearchParams();

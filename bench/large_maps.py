@@ -70,6 +70,24 @@ def lasso_count(url: str) -> tuple[float, float, str]:
     return t_select, t_table, str(reply["response"]["map-selection-title"]["children"])
 
 
+#: Whether Plotly has laid out the map's WebGL sample (the first figure of this commit is SVG; the WebGL
+#: figure replaces it once the page is idle).
+WEBGL_LAID_OUT_JS = ("const gd = document.querySelector('#map-graph .js-plotly-plot');"
+                     "return !!(gd && gd._fullData && gd._fullData.length && gd._fullData[0].type === 'scattergl');")
+
+
+def webgl_sample_ready(driver, url: str) -> float:
+    """Seconds from navigation to the map's WebGL sample laid out by Plotly."""
+    driver.get("about:blank")
+    t0 = time.perf_counter()
+    driver.get(url + "/")
+    while not driver.execute_script(WEBGL_LAID_OUT_JS):
+        if time.perf_counter() - t0 > 120:
+            raise SystemExit("the WebGL map never came")
+        time.sleep(0.01)
+    return time.perf_counter() - t0
+
+
 def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
     t0 = time.perf_counter()
     proc, url = serve(lake, repo=repo)
@@ -87,6 +105,7 @@ def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
         try:
             first_render(driver, url)  # the browser's cache of the JS bundles
             drawn, pictures = renders(driver, url, runs)
+            webgl = [webgl_sample_ready(driver, url) for _ in range(runs)]
             time.sleep(3)  # dcc.Graph binds its relayout handler a moment after the first draw
             zooms = []
             for _ in range(3):
@@ -105,6 +124,8 @@ def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
         "first_paint_s_median": round(median([r[0] for r in drawn]), 3),
         "first_paint_runs_s": [round(r[0], 3) for r in drawn],
         **pictures,
+        "webgl_sample_s_median": round(median(webgl), 3),
+        "webgl_sample_runs_s": [round(t, 3) for t in webgl],
         "points_drawn": drawn[0][1],
         "map_callback_first_ms": round(1000 * first[0], 1),
         "map_callback_ms_median": round(1000 * median([t for t, _ in whole]), 1),

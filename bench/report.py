@@ -671,10 +671,12 @@ def large_maps_section(r: dict) -> list[str]:
            "callback counting a 5-vertex lasso over every point of the map.", _machine(r), "",
            "*Map picture painted* = navigation start to the paint of the server's picture of the view (its "
            "largest-contentful-paint entry; — where the code has none); *interactive* = navigation to the points "
-           "laid out by Plotly (the column called first paint before 2026-11-29).",
+           "laid out by Plotly (the column called first paint before 2026-11-29); *WebGL sample* = navigation to "
+           "the 20,000-point WebGL sample laid out (this commit: it replaces the SVG figure once the page is idle; "
+           "earlier code: its first figure).",
            "",
-           "| lake / code | worker ready | map picture painted (median) | interactive (median) | map callback: first / repeated | payload: whole map / filtered | zoom refresh | lasso count | points drawn |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| lake / code | worker ready | map picture painted (median) | interactive (median) | WebGL sample (median) | map callback: first / repeated | payload: whole map / filtered | zoom refresh | lasso count | points drawn |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r["sizes"].values():
         for key in ("baseline", "this"):
             v = row.get(key)
@@ -682,7 +684,8 @@ def large_maps_section(r: dict) -> list[str]:
                 continue
             lasso = (f"{v['lasso_count_ms_median']} ms ({v['lasso_title'].split(' entries')[0].split(': ')[1]} "
                      "selected)" if "lasso_count_ms_median" in v else "in the browser (sample only)")
-            out.append(f"| {v['lake']} | {v['server_ready_s']} s | {_picture_cell(v)} | {v['first_paint_s_median']} s | "
+            webgl = f"{v['webgl_sample_s_median']} s" if "webgl_sample_s_median" in v else "—"
+            out.append(f"| {v['lake']} | {v['server_ready_s']} s | {_picture_cell(v)} | {v['first_paint_s_median']} s | {webgl} | "
                        f"{v['map_callback_first_ms']} / {v['map_callback_ms_median']} ms | "
                        f"{v['payload_kb_whole_map']:,} / {v['payload_kb_filtered']:,} kB | "
                        f"{v['zoom_refresh_s_median']} s"

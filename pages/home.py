@@ -81,6 +81,7 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
                                   style={"height": "68vh"}, clear_on_unhover=True), delay_show=400),
         ], className="atlas-map-frame"),
         dcc.Store(id=Map.THINNED, data=thinned),
+        dcc.Store(id=Map.UPGRADE),
         dcc.Tooltip(id=Map.TOOLTIP, direction="right"),
         html.Div(chips, id=Map.CATEGORY_COUNTS, className="small my-2"),
         dcc.Store(id=Map.PAGE_SELECTION, data=selected),
@@ -188,9 +189,9 @@ def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[
     to query and build, and people come back to the same few views).
 
     ``first``: the page's first figure. For a large map it draws a smaller sample in SVG, so the page is
-    interactive without waiting for Plotly's WebGL set-up (≈ 0.5 s in a software-rendered browser); the
-    first zoom or filter pays that set-up once and brings the full sample in WebGL, whose redraws on
-    every later zoom are faster than SVG's (BENCHMARKS.md, *Maps of 1M and 10M points*)."""
+    interactive without waiting for Plotly's WebGL set-up (≈ 0.5 s in a software-rendered browser). Once
+    it is drawn and the browser idles, :func:`upgrade_map` replaces it with the full sample in WebGL,
+    whose redraws on every zoom are faster than SVG's (BENCHMARKS.md, *Maps of 1M and 10M points*)."""
     a = atlas()
     filters = filters_from(list(cats or ()), list(years) if years else None)
     if (emb, method) not in a.available_maps():
@@ -205,6 +206,35 @@ def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[
         return (*_render_density(view, emb, method, color, svg=first), chips, True)
     view = a.map_view(embedding=emb, method=method, filters=filters)
     return (*_render(view, emb, method, color), chips, view.thinned)
+
+
+clientside_callback(
+    ClientsideFunction(namespace="atlas", function_name="mapUpgrade"),  # assets/atlas_clientside.js
+    Output(Map.UPGRADE, "data"),
+    Input(Map.GRAPH, "figure"),
+    State(Map.GRAPH, "id"),
+)
+
+
+@callback(
+    Output(Map.GRAPH, "figure", allow_duplicate=True),
+    Output(Map.COUNT, "children", allow_duplicate=True),
+    Input(Map.UPGRADE, "data"),
+    State(Map.GRAPH, "relayoutData"),
+    State(Map.EMB, "value"),
+    State(Map.METHOD, "value"),
+    State(Map.COLOR, "value"),
+    State(Map.CATS, "value"),
+    State(Map.YEARS, "value"),
+    prevent_initial_call=True,
+)
+def upgrade_map(_drawn, relayout, emb, method, color, cats, years):
+    """A large map's first figure (the SVG sample) drawn, the page idle: the same view in WebGL with the
+    full sample (cached with the view). Not once the reader has zoomed: the zoom brings its own."""
+    if _bounds(relayout):
+        raise PreventUpdate
+    figure, count, *_ = map_outputs(emb, method, color, list(cats or []), list(years) if years else None)
+    return figure, count
 
 
 @callback(

@@ -36,6 +36,9 @@ class Map:
     NOTE: Final = "map-note"
     GRAPH: Final = "map-graph"
     THINNED: Final = "map-thinned"
+    #: Set in the browser once a large map's first (SVG) figure is drawn and the page is idle: the server
+    #: then sends the WebGL figure (pages/home.py upgrade_map, assets/atlas_clientside.js).
+    UPGRADE: Final = "map-upgrade"
     TOOLTIP: Final = "map-tooltip"
     CATEGORY_COUNTS: Final = "map-category-counts"
     PAGE_SELECTION: Final = "map-page-selection"

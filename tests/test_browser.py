@@ -267,6 +267,39 @@ def test_missing_lake_says_how_to_build(browser, tmp_path):
         proc.wait(timeout=20)
 
 
+def test_a_large_map_answers_in_svg_first_then_becomes_webgl(browser, tmp_path):
+    """Past lake.density.LARGE_MAP points: the page's first figure is the SVG sample over the density
+    raster; once it is drawn, the browser asks for and draws the WebGL sample in its place."""
+    import socket
+
+    from bench.synthetic_lake import write_synthetic_lake
+    from lake.density import FIRST_VIEW_POINTS, LARGE_MAP, OVERLAY_POINTS
+
+    lake = write_synthetic_lake(tmp_path / "large", n=LARGE_MAP + 20_000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _serve(lake.root, port)
+    traces = ("const gd = document.querySelector('#map-graph .js-plotly-plot');"
+              "return gd && gd._fullData && gd._fullData.length ? [gd._fullData[0].type, "
+              "gd._fullData.reduce((s, t) => s + (t.customdata ? t.customdata.length : 0), 0)] : null;")
+    try:
+        browser.get_log("browser")
+        browser.get(f"http://127.0.0.1:{port}/")
+        seen, deadline = [], time.monotonic() + 60
+        while seen[-1:] != [["scattergl", OVERLAY_POINTS]]:  # polled fast: the SVG figure lives ≈ 0.6 s here
+            assert time.monotonic() < deadline, f"the WebGL sample never came: {seen[-3:]}"
+            seen.append(browser.execute_script(traces))
+            time.sleep(0.01)
+        assert ["scatter", FIRST_VIEW_POINTS] in seen  # the SVG figure was drawn first
+        assert f"({OVERLAY_POINTS:,} drawn over their density)" in browser.find_element("id", "map-count").text
+        assert browser.find_elements("css selector", "#map-graph .main-svg .imagelayer image")  # the raster under it
+        assert console_errors(browser) == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def test_navbar_search_shows_results_and_paging(browser, server):
     from selenium.webdriver.common.keys import Keys
 

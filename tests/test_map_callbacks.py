@@ -38,8 +38,9 @@ def _callback(client, *, trigger: str) -> dict:
                 and not d.get("clientside_function"))
 
 
-def _post(client, trigger: str, values: dict[str, object]) -> dict:
-    """Fire the callback of ``trigger`` with ``values`` (``id.property`` → value) as Dash's renderer does."""
+def _post(client, trigger: str, values: dict[str, object], *, status: int = 200) -> dict | None:
+    """Fire the callback of ``trigger`` with ``values`` (``id.property`` → value) as Dash's renderer does;
+    its response (None for ``status`` 204: the callback prevented the update)."""
     dep = _callback(client, trigger=trigger)
 
     def spec(items):
@@ -50,8 +51,8 @@ def _post(client, trigger: str, values: dict[str, object]) -> dict:
     payload = {"output": dep["output"], "outputs": outputs if len(outputs) > 1 else outputs[0],
                "inputs": spec(dep["inputs"]), "state": spec(dep["state"]), "changedPropIds": [trigger]}
     reply = client.post("/_dash-update-component", json=payload)
-    assert reply.status_code == 200, reply.data[:500]
-    return reply.get_json()["response"]
+    assert reply.status_code == status, reply.data[:500]
+    return reply.get_json()["response"] if status == 200 else None
 
 
 def _points(figure: dict) -> list[tuple[float, float]]:
@@ -197,6 +198,19 @@ def test_a_large_map_page_first_shows_a_picture_of_its_raster_and_sample(large):
     hits = [np.abs(pixels[int(round((y1 - y) / (y1 - y0) * h)), int(round((x - x0) / (x1 - x0) * w)), :3].astype(int)
                    - colour).max() <= 40 for x, y in zip(xs[:50], ys[:50])]
     assert np.mean(hits) >= 0.8  # a lossy WebP blurs some 3-pixel dots into the raster
+
+
+def test_once_the_first_figure_is_drawn_the_large_map_becomes_webgl_unless_zoomed(large):
+    """The browser reports the SVG first figure drawn (Map.UPGRADE): the same view comes back in WebGL
+    with the full sample. After a zoom the upgrade does nothing: the zoom's reply is the view to keep."""
+    client, _ = large
+    values = {**_state(years=None), f"{Map.UPGRADE}.data": 1, f"{Map.GRAPH}.relayoutData": {"autosize": True}}
+    upgraded = _post(client, f"{Map.UPGRADE}.data", values)
+    figure = upgraded[Map.GRAPH]["figure"]
+    assert {t["type"] for t in figure["data"]} == {"scattergl"} and len(_points(figure)) == OVERLAY_POINTS
+    assert f"({OVERLAY_POINTS:,} drawn over their density)" in str(upgraded[Map.COUNT]["children"])
+    zoomed = {**values, f"{Map.GRAPH}.relayoutData": _box_relayout((0.0, 1.0, 0.0, 1.0))}
+    assert _post(client, f"{Map.UPGRADE}.data", zoomed, status=204) is None
 
 
 def test_zooming_a_large_map_redraws_the_view_from_every_point(large):
