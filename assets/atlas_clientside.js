@@ -12,6 +12,14 @@
     /* Longest Map selection kept in the URL (more would make unwieldy links; the session store keeps it). */
     const MAX_URL_SELECTION = 200;
 
+    /* A large map's WebGL figure replaces its first one only after the reader's mouse, keys and wheel have
+     * rested this long (ms) since that figure was drawn: Plotly's WebGL set-up holds the page for ≈ 0.4 s
+     * in a software-rendered browser, better spent while nobody is pointing at anything. */
+    const QUIET_BEFORE_UPGRADE = 800;
+    let lastInput = 0;
+    ['pointermove', 'pointerdown', 'wheel', 'keydown', 'touchstart'].forEach(type =>
+        window.addEventListener(type, () => { lastInput = performance.now(); }, {passive: true, capture: true}));
+
     /* Replace the query string without notifying Dash's router: the page keeps its state but is not
      * re-rendered, and the URL stays bookmarkable. */
     function replaceQuery(params, alwaysQuestionMark) {
@@ -38,9 +46,10 @@
             },
 
             /* Map page: a large map's first figure is a small sample in SVG (pages/home.py map_outputs), so
-             * it answers the mouse before Plotly could set up WebGL. Once Plotly has drawn it and the
-             * browser is idle, resolve (the server then sends the WebGL figure: the set-up is paid
-             * while the reader looks, not on the first zoom). Any other figure: nothing to do. */
+             * it answers the mouse before Plotly could set up WebGL. Once Plotly has drawn it, the reader's
+             * input has rested (QUIET_BEFORE_UPGRADE) and the browser is idle, resolve: the server then
+             * sends the WebGL figure, and the set-up is paid while the reader looks, not on the first zoom.
+             * Any other figure: nothing to do. */
             mapUpgrade: function (figure, graphId) {
                 const data = (figure && figure.data) || [];
                 const svgSample = data.length && data.every(t => t.type === 'scatter') &&
@@ -51,8 +60,13 @@
                     const drawn = () => {
                         const gd = document.querySelector('#' + CSS.escape(graphId) + ' .js-plotly-plot');
                         if (gd && gd._fullData && gd._fullData.length && gd._fullData[0].type === 'scatter') {
+                            const drawnAt = performance.now();
                             const idle = window.requestIdleCallback || (f => setTimeout(f, 50));
-                            idle(() => resolve(Date.now()), {timeout: 2000});
+                            const whenQuiet = () => {
+                                const wait = QUIET_BEFORE_UPGRADE - (performance.now() - Math.max(lastInput, drawnAt));
+                                if (wait > 0) { setTimeout(whenQuiet, wait); } else { idle(() => resolve(Date.now()), {timeout: 2000}); }
+                            };
+                            whenQuiet();
                         } else if (performance.now() - started < 30000) {
                             requestAnimationFrame(drawn);
                         }
