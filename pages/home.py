@@ -149,6 +149,8 @@ def prefill(*, every_view: bool = True) -> None:
     each embedding's map too (≈ 0.2 s each on the archive), so first visitors' maps come from the cache."""
     years = all_years()
     first_view("text", "umap", "category", [], years)
+    if atlas().is_large_map(embedding="text", method="umap"):
+        map_outputs("text", "umap", "category", [], years)  # the WebGL figure that replaces the first one
     if every_view:
         for color in COLOURS:
             first_view("text", "umap", color, [], years)
