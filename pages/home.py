@@ -210,6 +210,10 @@ def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[
     return (*_render(view, emb, method, color), chips, view.thinned)
 
 
+#: The map view's settings, as State of the callbacks that redraw it (upgrade, zoom).
+VIEW_STATE = (State(Map.EMB, "value"), State(Map.METHOD, "value"), State(Map.COLOR, "value"),
+              State(Map.CATS, "value"), State(Map.YEARS, "value"))
+
 clientside_callback(
     ClientsideFunction(namespace="atlas", function_name="mapUpgrade"),  # assets/atlas_clientside.js
     Output(Map.UPGRADE, "data"),
@@ -223,11 +227,7 @@ clientside_callback(
     Output(Map.COUNT, "children", allow_duplicate=True),
     Input(Map.UPGRADE, "data"),
     State(Map.GRAPH, "relayoutData"),
-    State(Map.EMB, "value"),
-    State(Map.METHOD, "value"),
-    State(Map.COLOR, "value"),
-    State(Map.CATS, "value"),
-    State(Map.YEARS, "value"),
+    *VIEW_STATE,
     prevent_initial_call=True,
 )
 def upgrade_map(_drawn, relayout, emb, method, color, cats, years):
@@ -245,11 +245,7 @@ def upgrade_map(_drawn, relayout, emb, method, color, cats, years):
     Output(Map.NOTE, "children", allow_duplicate=True),
     Input(Map.GRAPH, "relayoutData"),
     State(Map.THINNED, "data"),
-    State(Map.EMB, "value"),
-    State(Map.METHOD, "value"),
-    State(Map.COLOR, "value"),
-    State(Map.CATS, "value"),
-    State(Map.YEARS, "value"),
+    *VIEW_STATE,
     prevent_initial_call=True,
 )
 def refine_on_zoom(relayout, thinned, emb, method, color, cats, years):
