@@ -192,7 +192,7 @@ def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[
 
     ``first``: the page's first figure. For a large map it draws a smaller sample in SVG, so the page is
     interactive without waiting for Plotly's WebGL set-up (≈ 0.5 s in a software-rendered browser). Once
-    it is drawn and the browser idles, :func:`upgrade_map` replaces it with the full sample in WebGL,
+    it is drawn and the reader's input has rested, :func:`upgrade_map` replaces it with the full sample in WebGL,
     whose redraws on every zoom are faster than SVG's (BENCHMARKS.md, *Maps of 1M and 10M points*)."""
     a = atlas()
     filters = filters_from(list(cats or ()), list(years) if years else None)
@@ -231,8 +231,9 @@ clientside_callback(
     prevent_initial_call=True,
 )
 def upgrade_map(_drawn, relayout, emb, method, color, cats, years):
-    """A large map's first figure (the SVG sample) drawn, the page idle: the same view in WebGL with the
-    full sample (cached with the view). Not once the reader has zoomed: the zoom brings its own."""
+    """A large map's first figure (the SVG sample) drawn and the reader's input at rest (the browser says
+    so: assets/atlas_clientside.js mapUpgrade): the same view in WebGL with the full sample (cached with
+    the view). Not once the reader has zoomed: the zoom brings its own."""
     if _bounds(relayout):
         raise PreventUpdate
     figure, count, *_ = map_outputs(emb, method, color, list(cats or []), list(years) if years else None)
