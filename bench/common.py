@@ -1,4 +1,5 @@
-"""Shared helpers for benchmarks: machine description and result files."""
+"""Shared helpers for benchmarks: machine description, result files, and the headless Chromium that the
+benchmarks and the browser tests drive."""
 
 from __future__ import annotations
 

@@ -23,6 +23,14 @@ CDS_UNREACHABLE = "MAP *.unistra.fr ~NOTFOUND, MAP *.u-strasbg.fr ~NOTFOUND, MAP
 REMOTE_PICTURES_UNREACHABLE = "MAP apod.nasa.gov ~NOTFOUND, MAP img.youtube.com ~NOTFOUND"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _serve(lake: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "COSMIC_ATLAS_LAKE": str(lake)}
     proc = subprocess.Popen(
@@ -43,11 +51,7 @@ def _serve(lake: Path, port: int) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def server(demo_lake, tmp_path_factory):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     proc = _serve(demo_lake, port)
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
@@ -251,11 +255,7 @@ def test_url_state_restores_view(browser, server):
 
 
 def test_missing_lake_says_how_to_build(browser, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     proc = _serve(tmp_path / "empty-lake", port)
     try:
         browser.get(f"http://127.0.0.1:{port}/")
@@ -270,15 +270,11 @@ def test_missing_lake_says_how_to_build(browser, tmp_path):
 def test_a_large_map_answers_in_svg_first_then_becomes_webgl(browser, tmp_path):
     """Past lake.density.LARGE_MAP points: the page's first figure is the SVG sample over the density
     raster; once it is drawn, the browser asks for and draws the WebGL sample in its place."""
-    import socket
-
     from bench.synthetic_lake import write_synthetic_lake
     from lake.density import FIRST_VIEW_POINTS, LARGE_MAP, OVERLAY_POINTS
 
     lake = write_synthetic_lake(tmp_path / "large", n=LARGE_MAP + 20_000)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     proc = _serve(lake.root, port)
     traces = ("const gd = document.querySelector('#map-graph .js-plotly-plot');"
               "return gd && gd._fullData && gd._fullData.length ? [gd._fullData[0].type, "
