@@ -197,6 +197,35 @@ def test_tiny_openclip_end_to_end(tmp_path, small_dump):
     assert reader.manifest["sources"] == ["dump"]
 
 
+def test_offline_build_loads_openclip_weights_from_the_hugging_face_cache(tmp_path, small_dump):
+    """``--offline`` with a named OpenCLIP model whose weights a machine downloaded before: they load from
+    the local Hugging Face cache, and nothing asks the network (the hub's address is a closed local
+    port). Real CLIP weights cannot be had here, so the cached file holds random weights of the real
+    architecture, in the cache's real layout; without it the build stops and says how to get weights."""
+    import torch
+    import open_clip
+
+    cache = tmp_path / "hf-cache"
+    snapshot = cache / "models--timm--resnet50_clip.openai" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (cache / "models--timm--resnet50_clip.openai" / "refs").mkdir()
+    (cache / "models--timm--resnet50_clip.openai" / "refs" / "main").write_text("0" * 40)
+    model = open_clip.create_model("RN50")
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, snapshot / "open_clip_pytorch_model.bin")
+    del model
+    args = ("build", "--collection", "apod", "--no-progress", "--offline", "--encoder", "openclip",
+            "--clip-model", "RN50", "--clip-pretrained", "openai", "--dump", str(small_dump))
+    closed = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "0"}  # --offline must set it itself
+    proc = run_cli(*args, "--lake", str(tmp_path / "lake"), env={**closed, "HF_HUB_CACHE": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    enc = LakeReader.open(tmp_path / "lake").manifest["encoder"]
+    assert enc["name"] == "openclip" and enc["text_model"] == "open_clip:RN50"
+    assert enc["settings"]["pretrained"] == "openai" and enc["text_dim"] == 1024
+    empty = run_cli(*args, "--lake", str(tmp_path / "none"), env={**closed, "HF_HUB_CACHE": str(tmp_path / "empty")})
+    assert empty.returncode == 1 and "OpenCLIP weights for RN50/openai are not available" in empty.stderr
+    assert "--encoder offline" in empty.stderr and not LakeLayout.at(tmp_path / "none").exists()
+
+
 def test_bad_arguments_are_clear_errors(tmp_path):
     proc = run_cli("build", "--start", "2014-02-30")
     assert proc.returncode == 2 and "not a date like" in proc.stderr

@@ -24,16 +24,21 @@ TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 IMAGE_DIM = 256
 
 
-def quantize_int8(module):
-    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised on the fly)."""
+def quantize_int8(module, *, keep_float: frozenset[str] = frozenset()):
+    """Dynamic int8 quantisation of every ``nn.Linear`` (weights int8, activations quantised on the fly)
+    but those named in ``keep_float`` (``named_modules`` names)."""
     import warnings
 
     import torch
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
+    spec: Any = {torch.nn.Linear} if not keep_float else {
+        name: default_dynamic_qconfig for name, layer in module.named_modules()
+        # the exact type, as the set form matches: attention's out_proj subclasses Linear to stay float
+        if type(layer) is torch.nn.Linear and name not in keep_float}
     with warnings.catch_warnings():  # eager-mode quantisation is deprecated in favour of torchao
         warnings.simplefilter("ignore")
-        return quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(module, spec, dtype=torch.qint8)
 
 
 def _quiet_transformers() -> None:

@@ -68,10 +68,16 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 def _quantize(net):
     """int8 dynamic quantisation; open_clip reads ``.weight.dtype`` of MLP layers, which quantised
-    layers expose as a method, so record the original dtype where open_clip looks for it."""
+    layers expose as a method, so record the original dtype where open_clip looks for it. The attention
+    pool of its ResNet towers (RN50…) reads its projections' ``.bias`` as tensors, which quantised layers
+    also expose as methods: those four layers stay float."""
     import torch
+    from open_clip.modified_resnet import AttentionPool2d
 
-    qnet = quantize_int8(net)
+    pools = [name for name, module in net.named_modules() if isinstance(module, AttentionPool2d)]
+    keep = frozenset(f"{pool}.{child}" for pool in pools
+                     for child, layer in net.get_submodule(pool).named_children() if isinstance(layer, torch.nn.Linear))
+    qnet = quantize_int8(net, keep_float=keep)
     for module in qnet.modules():
         if isinstance(module, torch.ao.nn.quantized.dynamic.Linear):
             module.int8_original_dtype = torch.float32
