@@ -35,7 +35,8 @@ LARGE_MAP: Final = 200_000
 OVERLAY_POINTS: Final = 20_000
 #: The page's first view of a large map draws this smaller sample, in SVG (pages/home.py): 3,000 SVG
 #: markers are drawn in ≈ 0.24 s in this project's headless Chromium, where Plotly's WebGL set-up alone
-#: takes ≈ 0.5 s (BENCHMARKS.md). The first zoom or filter brings the full WebGL sample.
+#: takes ≈ 0.5 s (BENCHMARKS.md). The full WebGL sample replaces it once the reader's input rests (or
+#: with the first zoom or filter).
 FIRST_VIEW_POINTS: Final = 3_000
 #: Raster size in pixels: about the map's size on a laptop screen (the figure stretches it).
 RASTER_SHAPE: Final = (1000, 620)

@@ -116,10 +116,10 @@ def map_scatter(
     categories; by cluster, palette colours per cluster id (grey for none); by year or confidence, a
     Viridis scale. Hover text is off: the page draws its own card from ``customdata``.
 
-    ``svg`` is for the few thousand points of a large map's view: in SVG they are drawn in less time than
-    Plotly takes to set up WebGL (three contexts; ≈ 0.5 s on a software renderer, BENCHMARKS.md *Plotly
-    alone in this browser*), and a large map is always drawn so, zoomed or not, so Plotly never switches
-    renderers under the user.
+    ``svg`` is for the page's first figure of a large map, a few thousand points: in SVG they are drawn in
+    less time than Plotly takes to set up WebGL (three contexts; ≈ 0.5 s on a software renderer,
+    BENCHMARKS.md *Plotly alone in this browser*). The WebGL figure replaces it once the reader's input
+    rests (pages/home.py ``upgrade_map``): SVG redraws each zoom more slowly than WebGL.
     """
     if color not in MAP_COLOURS:
         raise ValueError(f"unknown map colouring {color!r}; expected one of {sorted(MAP_COLOURS)}")
