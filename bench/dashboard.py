@@ -131,20 +131,23 @@ def renders(driver, url: str, runs: int) -> tuple[list[tuple[float, int, int]], 
                  "picture_paint_runs_s": [None if p is None else round(p, 3) for p in pictures]}
 
 
+def navigate_until(driver, url: str, condition_js: str, *, what: str, timeout: float = 120.0) -> tuple[float, object]:
+    """Navigate to ``url`` from a blank page and poll ``condition_js`` until it returns something truthy:
+    (seconds from navigation, that value). Stops the benchmark, naming ``what``, after ``timeout``."""
+    driver.get("about:blank")
+    t0 = time.perf_counter()
+    driver.get(url)
+    while not (value := driver.execute_script(condition_js)):
+        if time.perf_counter() - t0 > timeout:
+            raise SystemExit(f"{what} never came ({url})")
+        time.sleep(0.01)
+    return time.perf_counter() - t0, value
+
+
 def first_render(driver, url: str, query: str = "") -> tuple[float, int, int]:
     """Seconds from navigation to the first drawn points, points drawn, bytes transferred (the picture
     painted before them: :func:`picture_paint`)."""
-    driver.get("about:blank")
-    t0 = time.perf_counter()
-    driver.get(url + "/" + query)
-    while True:
-        n = driver.execute_script(POINTS_JS)
-        if n:
-            elapsed = time.perf_counter() - t0
-            break
-        if time.perf_counter() - t0 > 120:
-            raise SystemExit("map never rendered")
-        time.sleep(0.01)
+    elapsed, n = navigate_until(driver, url + "/" + query, POINTS_JS, what="the map's points")
     transferred = driver.execute_script(
         "return performance.getEntriesByType('resource').reduce((s, e) => s + (e.transferSize || 0), 0)"
         " + performance.getEntriesByType('navigation')[0].transferSize;")

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.common import median, save  # noqa: E402
-from bench.dashboard import browser, checkout, first_render, map_callback, renders, serve, zoom_update  # noqa: E402
+from bench.dashboard import (browser, checkout, first_render, map_callback, navigate_until, renders, serve,  # noqa: E402
+                             zoom_update)
 
 #: A lasso around the middle of the synthetic map (map units; the synthetic clusters span about ±40).
 LASSO = [[-20.0, -15.0], [25.0, -12.0], [18.0, 20.0], [-5.0, 24.0], [-24.0, 5.0]]
@@ -78,14 +79,7 @@ WEBGL_LAID_OUT_JS = ("const gd = document.querySelector('#map-graph .js-plotly-p
 
 def webgl_sample_ready(driver, url: str) -> float:
     """Seconds from navigation to the map's WebGL sample laid out by Plotly."""
-    driver.get("about:blank")
-    t0 = time.perf_counter()
-    driver.get(url + "/")
-    while not driver.execute_script(WEBGL_LAID_OUT_JS):
-        if time.perf_counter() - t0 > 120:
-            raise SystemExit("the WebGL map never came")
-        time.sleep(0.01)
-    return time.perf_counter() - t0
+    return navigate_until(driver, url + "/", WEBGL_LAID_OUT_JS, what="the WebGL map")[0]
 
 
 def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:

@@ -203,9 +203,9 @@ class RemoteLake:
         condition = {} if self._pulled is None else \
             {"IfMatch": self._pulled_tag} if self._pulled_tag else {"IfNoneMatch": "*"}
 
-        def put(**condition: str) -> str:
+        def put(**headers: str) -> str:
             return self._client.put_object(Bucket=self.bucket, Key=self._pointer_key(), Body=body,
-                                           ContentType="application/json", **condition)["ETag"]
+                                           ContentType="application/json", **headers)["ETag"]
 
         try:
             try:

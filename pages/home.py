@@ -183,29 +183,39 @@ def update_map(emb, method, color, cats, years):
     return map_outputs(emb, method, color, list(cats or []), list(years) if years else None)
 
 
-@by_lake_version()
 def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[int] | None,
                 first: bool = False) -> tuple:
     """Figure, count, note, category chips and thinned flag of one map view: what the page layout draws
-    first and what the callback redraws (cached per lake version: a figure of the archive takes ≈ 0.2 s
-    to query and build, and people come back to the same few views).
+    first and what the callback redraws.
 
     ``first``: the page's first figure. For a large map it draws a smaller sample in SVG, so the page is
     interactive without waiting for Plotly's WebGL set-up (≈ 0.5 s in a software-rendered browser). Once
     it is drawn and the reader's input has rested, :func:`upgrade_map` replaces it with the full sample in WebGL,
-    whose redraws on every zoom are faster than SVG's (BENCHMARKS.md, *Maps of 1M and 10M points*)."""
+    whose redraws on every zoom are faster than SVG's (BENCHMARKS.md, *Maps of 1M and 10M points*).
+    A point map's first figure is its only one, so the method and ``first`` are settled here, before the
+    cache key: one view is built and held once, whichever way it is asked for."""
     a = atlas()
-    filters = filters_from(list(cats or ()), list(years) if years else None)
     if (emb, method) not in a.available_maps():
         method = "umap" if (emb, "umap") in a.available_maps() else method
     large = a.is_large_map(embedding=emb, method=method)
+    return _view_outputs(emb, method, color, list(cats or ()), list(years) if years else None, large,
+                         first and large)
+
+
+@by_lake_version()
+def _view_outputs(emb: str, method: str, color: str, cats: list[str], years: list[int] | None,
+                  large: bool, svg: bool) -> tuple:
+    """:func:`map_outputs` of a settled view (cached per lake version: a figure of the archive takes
+    ≈ 0.2 s to query and build, and people come back to the same few views)."""
+    a = atlas()
+    filters = filters_from(cats, years)
     counts = a.map_category_counts(embedding=emb, method=method, filters=filters) if large else a.counts_by_category(filters)
     chips = [dbc.Badge(f"{r.category}: {r.n:,}", color="light", text_color="dark", className="me-1 mb-1 border")
              for r in counts.itertuples()]
     if large:  # always refined on zoom, so the stored flag is True
-        sample = density.FIRST_VIEW_POINTS if first else density.OVERLAY_POINTS
+        sample = density.FIRST_VIEW_POINTS if svg else density.OVERLAY_POINTS
         view = a.density_map(embedding=emb, method=method, filters=filters, color=color, sample=sample)
-        return (*_render_density(view, emb, method, color, svg=first), chips, True)
+        return (*_render_density(view, emb, method, color, svg=svg), chips, True)
     view = a.map_view(embedding=emb, method=method, filters=filters)
     return (*_render(view, emb, method, color), chips, view.thinned)
 

@@ -88,6 +88,17 @@ def test_large_maps_are_thinned_and_zoom_refines_to_every_point_in_view(client):
     assert str(zoomed[Map.COUNT]["children"]) == f"{len(inside):,} entries"  # all drawn: no longer thinned
 
 
+def test_a_point_maps_first_figure_and_its_redraw_are_one_cached_view(client):
+    """Only a large map's first figure differs from its redraw (an SVG sample): a point map's page view
+    and the callback's redraw of the same view are built once and held once."""
+    from pages import home
+
+    with client.application.app_context():
+        view = ("text", "umap", "category", [], [1000, 1200])
+        assert home.map_outputs(*view, True) is home.map_outputs(*view)
+        assert home.map_outputs("text", "no-such-method", "category", [], [1000, 1200]) is home.map_outputs(*view)
+
+
 def test_selection_downloads_as_parquet_with_credits_and_licence(client):
     dates = ["1000-01-01", "1000-01-05", "1000-03-01"]
     got = _post(client, f"{Map.DL_PARQUET}.n_clicks",

@@ -162,6 +162,103 @@ def test_the_pointer_write_itself_refuses_a_builder_that_was_overtaken(s3_server
     assert remote_a.push() == "a2" and _pointer(client, "window-empty") == "a2"
 
 
+@pytest.fixture
+def store_without_conditional_writes(s3_server):
+    """An S3 server that cannot write conditionally, as some S3-compatible stores cannot: a proxy on
+    127.0.0.1 that forwards every request to moto's server, except a PUT with ``If-Match`` or
+    ``If-None-Match``, which it answers as those stores do (501 NotImplemented). Yields its endpoint and
+    the list of the requests it refused."""
+    import http.client
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    upstream = urlsplit(s3_server[1]["COSMIC_ATLAS_S3_ENDPOINT"])
+    refused: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            chunks = []  # pyarrow's uploads come chunked
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+            return b"".join(chunks)
+
+        def _forward(self) -> None:
+            body = self._body()
+            if self.command == "PUT" and ({"if-match", "if-none-match"} & {h.lower() for h in self.headers}):
+                refused.append(self.path)
+                error = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A '
+                         b"header you provided implies functionality that is not implemented</Message></Error>")
+                self.send_response(501)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "transfer-encoding")}
+            headers["Content-Length"] = str(len(body))
+            conn.request(self.command, self.path, body=body, headers=headers)
+            reply = conn.getresponse()
+            data = reply.read()
+            self.send_response(reply.status)
+            for k, v in reply.getheaders():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                    self.send_header(k, v)
+            # a HEAD's reply has no body but tells the object's size
+            self.send_header("Content-Length", reply.getheader("Content-Length", "0") if self.command == "HEAD"
+                             else str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        def log_message(self, *args) -> None:  # quiet, as moto's server is
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", refused
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_store_without_conditional_writes_still_gets_the_pointer_after_the_check(
+        store_without_conditional_writes, s3_server, tmp_path, caplog):
+    """Where the store answers a conditional PUT with NotImplemented, the pointer is written plainly, with
+    a warning that says so, and push()'s own check still refuses a builder that was overtaken."""
+    endpoint, refused = store_without_conditional_writes
+    client, _ = s3_server
+    first = _copy(tmp_path, "first", "plain")
+    remote_first = RemoteLake(first, endpoint=endpoint)
+    assert remote_first.pull(shared=remote.SHARED_FOR_BUILD) is None  # an empty prefix
+    write_synthetic_lake(first.root, n=300)
+    with caplog.at_level(logging.WARNING, logger="lake.remote"):
+        base = remote_first.push()
+    assert _pointer(client, "plain") == base and len(refused) == 1  # If-None-Match, refused, then plain
+    assert "cannot write conditionally" in caplog.text
+    machine_a, machine_b = _copy(tmp_path, "a", "plain"), _copy(tmp_path, "b", "plain")
+    remote_a, remote_b = RemoteLake(machine_a, endpoint=endpoint), RemoteLake(machine_b, endpoint=endpoint)
+    assert remote_a.pull(shared=remote.SHARED_FOR_BUILD) == remote_b.pull(shared=remote.SHARED_FOR_BUILD) == base
+    _republish_categories(machine_a, "a1")
+    _republish_categories(machine_b, "b1")
+    assert remote_a.push() == "a1" and len(refused) == 2  # If-Match on the pulled ETag, refused, then plain
+    with pytest.raises(RemoteLakeError, match=f"changed from {base} to a1 .*re-run it"):
+        remote_b.push()
+    assert _pointer(client, "plain") == "a1"
+
+
 def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s3_server, tmp_path, monkeypatch, caplog):
     client, _ = s3_server
     source = _copy(tmp_path, "builder", "resume")
