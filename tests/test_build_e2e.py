@@ -21,7 +21,7 @@ from lake.layout import LakeLayout
 from lake.reader import LakeReader
 from lake.schema import EMBEDDING_KINDS
 from pipeline.project import umap_backend
-from tests.conftest import REPO, TINY_CLIP, run_cli
+from tests.conftest import REPO, TINY_CLIP, archive_rows, run_cli, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -224,6 +224,31 @@ def test_offline_build_loads_openclip_weights_from_the_hugging_face_cache(tmp_pa
     empty = run_cli(*args, "--lake", str(tmp_path / "none"), env={**closed, "HF_HUB_CACHE": str(tmp_path / "empty")})
     assert empty.returncode == 1 and "OpenCLIP weights for RN50/openai are not available" in empty.stderr
     assert "--encoder offline" in empty.stderr and not LakeLayout.at(tmp_path / "none").exists()
+
+
+def test_a_url_only_correction_reaches_the_categories_export(tmp_path):
+    """The archive corrects an entry's picture address and nothing else: its words are the same, so no
+    vector is made again, but the categories CSV (which carries each entry's url) gets the new address."""
+    import csv
+
+    rows = archive_rows("2014-01-01", "2014-01-31")
+    lake, dump = tmp_path / "lake", tmp_path / "apod.jsonl"
+    args = ("build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--word-classifier-min", "50",
+            "--dump", str(dump), "--lake", str(lake))
+    write_jsonl(dump, rows)
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fixed = next(r for r in rows if "image_file" not in r and r.get("media_type") == "image")
+    fixed["url"] = fixed["hdurl"] = "https://apod.nasa.gov/apod/image/1401/corrected_address.jpg"
+    write_jsonl(dump, rows)
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = manifest(lake)
+    assert set(after["newly_embedded"].values()) == {0} and after["stages"]["embed"]["skipped"] is True
+    assert after["stages"]["classify"]["skipped"] is False
+    with open(lake / "current" / "exports" / "apod_broad_categorization.csv", newline="", encoding="utf-8") as fh:
+        exported = {r["date"]: r for r in csv.DictReader(fh)}
+    assert exported[fixed["date"]]["url"] == fixed["url"]
 
 
 def test_bad_arguments_are_clear_errors(tmp_path):
