@@ -223,6 +223,31 @@ def test_map_preview_colours_numbers_on_the_figure_colour_scale(points, color):
     assert np.abs(_pixel(fig, image, high.x, high.y)[:3] - _rgb("#fde725")).max() <= 24
 
 
+@pytest.mark.parametrize("categories", [12, 1])
+def test_mixed_colours_are_the_pixels_of_datashaders_own_shading(categories):
+    """The large map's raster is shaded in bands of rows to keep its temporaries small: every pixel must
+    be the one datashader's shade gives the whole aggregate (mixed colours, eq_hist alpha), including
+    empty pixels, a band's edge and an empty view."""
+    import datashader.transfer_functions as tf
+    import xarray as xr
+
+    rng = np.random.default_rng(categories)
+    h, w = 150, 90  # bands of 64 rows: the last one is short
+    counts = rng.poisson(rng.gamma(0.5, 2.0, (h, w, 1)), (h, w, categories)).astype(np.uint32)
+    counts[rng.random((h, w)) < 0.4] = 0
+    assert (counts.sum(axis=2) > 0).sum() > 1000
+    names = [f"c{i}" for i in range(categories)]
+    colours = [PALETTE[i % len(PALETTE)] for i in range(categories)]
+    for data in (counts, np.zeros_like(counts)):
+        agg = xr.DataArray(data, dims=("y", "x", "cat"), coords={"y": np.arange(h), "x": np.arange(w), "cat": names})
+        ours = figures.mixed_colours(agg, colours)
+        theirs = tf.shade(agg, color_key=dict(zip(names, colours)), how="eq_hist").data.view(np.uint8).reshape(h, w, 4)
+        assert np.array_equal(ours[..., 3], theirs[..., 3])
+        seen = theirs[..., 3] > 0
+        assert np.array_equal(ours[seen], theirs[seen]) and (ours[~seen, 3] == 0).all()
+        assert seen.any() == data.any()
+
+
 def test_map_preview_lays_a_density_raster_under_the_points():
     import base64
     import io
