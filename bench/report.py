@@ -701,8 +701,12 @@ def large_maps_section(r: dict) -> list[str]:
             "this browser*), and fewer WebGL points (5,000) did not shorten it; 3,000 points in SVG are drawn in "
             "≈ 0.24 s, so the first figure is SVG and the WebGL figure follows when the reader is still. Zooms "
             "stay WebGL: an SVG sample (tried: 3,000 points throughout) redrew each zoom in ≈ 1 s against ≈ 0.4 s, "
-            "and switching to WebGL on the first zoom made that zoom ≈ 2 s. The baseline is not run at 10M: the "
-            "synthetic lake's dates pass year 9999, which that code cannot show.", ""]
+            "and switching to WebGL on the first zoom made that zoom ≈ 2 s. The raster's colours are mixed in bands "
+            "of rows (`pages/figures.py` `mixed_colours`, the same pixels as datashader's `shade`): the whole-raster "
+            "temporaries of datashader's own call were memory faulted in afresh on every zoom, ≈ 0.2 s of a 1M zoom's "
+            "≈ 0.37 s on the server, and up to ≈ 1.1 s on a server thread's first zoom."
+            + ("" if all(row.get("baseline") for row in r["sizes"].values()) else
+               " The baseline is not run at 10M here (`--baseline-max`)."), ""]
     return out
 
 
