@@ -32,6 +32,8 @@ class LakeReader:
                                    "(before versioned publishing)." if legacy else None)
         self.layout = pinned  # every query of this reader sees one published version, whatever is published next
         self._local = threading.local()
+        self._database_lock = threading.Lock()
+        self._db: duckdb.DuckDBPyConnection | None = None
         _ = self.manifest  # fails now, with the rebuild message, when the schema version differs
 
     @property
@@ -58,14 +60,23 @@ class LakeReader:
         return [name for name in TABLES if self.layout.table(name).is_file()]
 
     def connection(self) -> duckdb.DuckDBPyConnection:
-        """A per-thread in-memory DuckDB connection with one view per published table."""
+        """This thread's DuckDB connection: a cursor on the reader's one in-memory database, whose views
+        (one per published table) every cursor shares. DuckDB connections are not for sharing between
+        threads; a cursor is its way of giving each thread its own. Registering the views anew per thread
+        cost each server thread's first request ≈ 25 ms on the archive; a cursor costs ≈ 0.05 ms."""
         con = getattr(self._local, "con", None)
         if con is None:
-            con = duckdb.connect(":memory:")
-            for name in self.tables:
-                con.read_parquet(str(self.layout.table(name))).create_view(name)
-            self._local.con = con
+            con = self._local.con = self._database().cursor()
         return con
+
+    def _database(self) -> duckdb.DuckDBPyConnection:
+        with self._database_lock:
+            if self._db is None:
+                db = duckdb.connect(":memory:")
+                for name in self.tables:
+                    db.read_parquet(str(self.layout.table(name))).create_view(name)
+                self._db = db
+            return self._db
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         """Run SQL against the table views. User values go in ``params``, never into ``sql``."""

@@ -116,3 +116,38 @@ def test_rows_come_back_without_nan(atlas):
     row = atlas.entry(no_image)
     assert row["image_width"] is None and row["has_image"] is False
     json.dumps(row, allow_nan=False)  # NaN would make invalid JSON
+
+
+def test_each_thread_queries_through_its_own_cursor_on_one_database(demo_lake, monkeypatch):
+    """Server threads each get a connection of their own (DuckDB connections are not for sharing), but
+    the lake's views are registered once, on one database: 8 threads querying at once agree with the
+    main thread, and only one database was opened."""
+    import threading
+
+    import duckdb
+
+    opened = []
+    real_connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opened.append(a) or real_connect(*a, **k))
+    reader = LakeReader.open(demo_lake)
+    sql = "SELECT count(*), sum(length(title)) FROM entries WHERE date >= ?"
+    expected = reader.connection().execute(sql, [dt.date(2014, 1, 15)]).fetchone()
+    seen, errors = [], []
+
+    def work() -> None:
+        try:
+            con = reader.connection()
+            seen.append(con)
+            for _ in range(20):
+                assert con.execute(sql, [dt.date(2014, 1, 15)]).fetchone() == expected
+        except Exception as exc:  # reported below, with the thread's error
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and expected[0] > 0
+    assert len({id(c) for c in seen}) == 8 and reader.connection() not in seen
+    assert len(opened) == 1
