@@ -71,6 +71,34 @@ def lasso_count(url: str) -> tuple[float, float, str]:
     return t_select, t_table, str(reply["response"]["map-selection-title"]["children"])
 
 
+#: Views asked of the zoom callback over HTTP (x0, x1, y0, y1 in map units): quarters, eighths and
+#: off-centre views of the synthetic map, each asked once, in this order.
+ZOOM_VIEWS = [(-20.0, 20.0, -20.0, 20.0), (-10.0, 10.0, -10.0, 10.0), (-5.0, 5.0, -5.0, 5.0), (0.0, 20.0, 0.0, 20.0),
+              (-30.0, 0.0, -10.0, 20.0), (-12.0, 12.0, -11.0, 11.0), (-3.0, 7.0, -3.0, 7.0), (5.0, 35.0, -25.0, 5.0),
+              (-25.0, 25.0, -25.0, 25.0), (-8.0, 2.0, -2.0, 8.0), (10.0, 20.0, 10.0, 20.0), (-40.0, 40.0, -40.0, 40.0)]
+
+
+def zoom_callbacks(url: str) -> list[float]:
+    """Seconds of the zoom callback (the view's raster and sample) for each of :data:`ZOOM_VIEWS`, as the
+    browser asks after a zoom: server time plus the local HTTP round trip, no drawing."""
+    with urllib.request.urlopen(url + "/_dash-dependencies", timeout=60) as resp:
+        deps = json.loads(resp.read())
+    dep = next(d for d in deps if any(i["id"] == "map-graph" and i["property"] == "relayoutData" for i in d["inputs"])
+               and "map-note.children" in d["output"] and not d.get("clientside_function"))
+    values = {"map-thinned.data": True, "map-emb.value": "text", "map-method.value": "umap",
+              "map-color.value": "category", "map-cats.value": [], "map-years.value": None}
+    state = [{**s, "value": values.get(f"{s['id']}.{s['property']}")} for s in dep["state"]]
+    outputs = [{"id": o.split(".")[0], "property": o.split(".", 1)[1]} for o in dep["output"].strip(".").split("...")]
+    times = []
+    for x0, x1, y0, y1 in ZOOM_VIEWS:
+        relayout = {"xaxis.range[0]": x0, "xaxis.range[1]": x1, "yaxis.range[0]": y0, "yaxis.range[1]": y1}
+        seconds, _ = _post(url, {"output": dep["output"], "outputs": outputs, "state": state,
+                                 "inputs": [{"id": "map-graph", "property": "relayoutData", "value": relayout}],
+                                 "changedPropIds": ["map-graph.relayoutData"]})
+        times.append(seconds)
+    return times
+
+
 #: Whether Plotly has laid out the map's WebGL sample (the first figure of this commit is SVG; the WebGL
 #: figure replaces it once the page is idle).
 WEBGL_LAID_OUT_JS = ("const gd = document.querySelector('#map-graph .js-plotly-plot');"
@@ -91,6 +119,7 @@ def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
         whole = [map_callback(url, [], None) for _ in range(runs)]
         first_filtered = map_callback(url, ["Nebula", "Galaxy"], None)
         filtered = [map_callback(url, ["Nebula", "Galaxy"], None) for _ in range(runs)]
+        zoom_server = zoom_callbacks(url)
         try:
             lassos = [lasso_count(url) for _ in range(3)]
         except urllib.error.HTTPError:  # earlier code: the selection holds only the points the browser has
@@ -132,6 +161,9 @@ def measure(lake: Path, *, runs: int, label: str, repo: Path = REPO) -> dict:
         # the page's first figure (in this commit, SVG → WebGL), the later ones redraw the zoomed view
         "zoom_refresh_runs_s": [round(z[0], 3) for z in zooms],
         "points_after_zoom": zooms[0][2],
+        "zoom_callback_ms_median": round(1000 * median(zoom_server), 1),
+        "zoom_callback_ms_max": round(1000 * max(zoom_server), 1),
+        "zoom_callback_runs_ms": [round(1000 * t) for t in zoom_server],
     } | ({
         "lasso_select_ms_median": round(1000 * median([t for t, _, _ in lassos]), 1),
         "lasso_count_ms_first": round(1000 * lassos[0][1], 1),

@@ -669,7 +669,9 @@ def large_maps_section(r: dict) -> list[str]:
            "the code of an earlier commit on the same lake (a 60,000-point sample from DuckDB; a lasso there "
            "holds only the points the browser has). *Payload* = the map callback's response for one view; "
            "*zoom* = zoom to the central quarter → the view redrawn in the browser, three times in a row, 1.5 s "
-           "apart (median; the runs in brackets, where recorded); *lasso count* = the table "
+           "apart (median; the runs in brackets, where recorded); *zoom callback* = the server's reply to the zoom "
+           "callback for 12 views over HTTP, without drawing (median / slowest; — where not recorded); "
+           "*lasso count* = the table "
            "callback counting a 5-vertex lasso over every point of the map.", _machine(r), "",
            "*Map picture painted* = navigation start to the paint of the server's picture of the view (its "
            "largest-contentful-paint entry; — where the code has none); *interactive* = navigation to the points "
@@ -677,8 +679,8 @@ def large_maps_section(r: dict) -> list[str]:
            "the 20,000-point WebGL sample laid out (this commit: it replaces the SVG figure once the page is idle; "
            "earlier code: its first figure).",
            "",
-           "| lake / code | worker ready | map picture painted (median) | interactive (median) | WebGL sample (median) | map callback: first / repeated | payload: whole map / filtered | zoom refresh | lasso count | points drawn |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| lake / code | worker ready | map picture painted (median) | interactive (median) | WebGL sample (median) | map callback: first / repeated | payload: whole map / filtered | zoom refresh | zoom callback | lasso count | points drawn |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r["sizes"].values():
         for key in ("baseline", "this"):
             v = row.get(key)
@@ -692,6 +694,8 @@ def large_maps_section(r: dict) -> list[str]:
                        f"{v['payload_kb_whole_map']:,} / {v['payload_kb_filtered']:,} kB | "
                        f"{v['zoom_refresh_s_median']} s"
                        + (" (" + ", ".join(f"{z:g}" for z in v["zoom_refresh_runs_s"]) + ")" if "zoom_refresh_runs_s" in v else "")
+                       + (f" | {v['zoom_callback_ms_median']} / {v['zoom_callback_ms_max']} ms"
+                          if "zoom_callback_ms_median" in v else " | —")
                        + f" | {lasso} | {v['points_drawn']:,}"
                        + (f" → {v['points_after_zoom']:,}" if v.get("points_after_zoom") != v["points_drawn"] else "") + " |")
     t = r["targets"]

@@ -361,11 +361,11 @@ def mixed_colours(aggregate: Any, colours: Sequence[str], *, band: int = 64) -> 
     ``colours`` by their counts, with eq_hist alpha on its total. The same pixels as datashader's
     ``shade(aggregate, color_key=…, how="eq_hist")`` (tests/test_figures.py), made in bands of rows.
 
-    Why not that call: it makes a dozen whole-raster (H, W, C) temporaries, ≈ 30–60 MB each for a dozen
-    categories. Above glibc's mmap threshold, each is fresh memory faulted in page by page on every
-    zoom of a large map (≈ 0.2 s of the ≈ 0.45 s callback), and a huge-page fault that has to compact
-    memory held single zooms up to ≈ 0.7 s longer. A band's temporaries are ≈ 3 MB, reused from the
-    heap: ≈ 0.09 s against ≈ 0.2 s on the same aggregate."""
+    Why not that call: it makes about a dozen whole-raster (H, W, C) temporaries, ≈ 30 MB each at a
+    dozen categories, fresh memory that the kernel faults in on every zoom of a large map. On a 1M map
+    that was ≈ 0.2 s of a ≈ 0.37 s zoom callback, and a server thread's first zooms took up to ≈ 1.1 s,
+    nearly all of the extra in the kernel (huge-page faults). A band's temporaries are ≈ 3 MB, reused
+    from the heap: ≈ 0.09 s against ≈ 0.2 s on the same aggregate, and the zoom callback ≈ 0.2 s."""
     import datashader.transfer_functions as tf
     import xarray as xr
     from datashader.colors import rgb
