@@ -69,6 +69,26 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     )
 
 
+def in_threads(work: Callable[[int], None], n: int) -> list[BaseException]:
+    """Run ``work(i)`` for i in 0..n-1, each in its own thread, all at once (a barrier starts them
+    together); the exceptions they raised."""
+    barrier, errors = threading.Barrier(n), []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test, which asserts there are none
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 @pytest.fixture
 def lake_dir(tmp_path: Path) -> Path:
     return tmp_path / "lake"

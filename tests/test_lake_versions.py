@@ -15,6 +15,7 @@ from lake.manifest import LakeMissingError, LakeVersionError
 from lake.reader import LakeReader
 from lake.schema import SCHEMAS
 from lake.writer import LakeBusyError, LakeWriter
+from tests.conftest import in_threads
 
 DAYS = [dt.date(2001, 1, 1) + dt.timedelta(days=i) for i in range(5)]
 
@@ -208,20 +209,13 @@ def test_publish_tree_keeps_the_first_complete_copy_and_switch_symlink_races(tmp
         copies.append(staged)
     assert [atomic.publish_tree(c, target) for c in copies] == [True, False]
     assert (target / "manifest.json").read_text() == "a" and not any(c.exists() for c in copies)
-    link, errors = tmp_path / "current", []
+    link = tmp_path / "current"
 
-    def switch() -> None:
-        try:
-            for _ in range(200):
-                atomic.switch_symlink(link, target)
-        except OSError as exc:  # pragma: no cover - the failure this test guards against
-            errors.append(exc)
+    def switch(_: int) -> None:
+        for _ in range(200):
+            atomic.switch_symlink(link, target)
 
-    threads = [threading.Thread(target=switch) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = in_threads(switch, 4)
     assert errors == [] and link.resolve() == target.resolve()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
 

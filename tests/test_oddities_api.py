@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import threading
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from lake.reader import LakeReader
+from tests.conftest import in_threads
 
 pytestmark = pytest.mark.slow
 
@@ -62,23 +62,14 @@ def test_bad_feedback_gets_a_clear_error(demo_client, body, status, fragment):
 def test_twenty_clients_clicking_at_once_lose_nothing(demo_app):
     dates = LakeReader.open(demo_app.server.extensions["cosmic_atlas"].layout.root).query(
         "SELECT strftime(date, '%Y-%m-%d') AS d FROM entries ORDER BY date LIMIT 5").d.tolist()
-    errors: list[str] = []
-    barrier = threading.Barrier(20)
 
     def client(i: int) -> None:
         c = demo_app.server.test_client()
-        barrier.wait()
         for d in dates:
             r = c.post("/api/feedback", json={"date": d, "interesting": i % 2 == 0, "user": f"crowd{i}"})
-            if r.status_code != 200:
-                errors.append(r.get_data(as_text=True))
+            assert r.status_code == 200, r.get_data(as_text=True)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(client, 20) == []
     history = pd.read_csv(io.BytesIO(demo_app.server.test_client().get("/api/feedback/export").data))
     assert (history.user.str.startswith("crowd")).sum() == 20 * len(dates)
 

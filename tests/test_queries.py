@@ -7,6 +7,7 @@ import pytest
 from lake.filters import Filters
 from lake.queries import AtlasQueries, nasa_page_url
 from lake.reader import LakeReader
+from tests.conftest import in_threads
 
 pytestmark = pytest.mark.slow
 
@@ -122,8 +123,6 @@ def test_each_thread_queries_through_its_own_cursor_on_one_database(demo_lake, m
     """Server threads each get a connection of their own (DuckDB connections are not for sharing), but
     the lake's views are registered once, on one database: 8 threads querying at once agree with the
     main thread, and only one database was opened."""
-    import threading
-
     import duckdb
 
     opened = []
@@ -132,22 +131,15 @@ def test_each_thread_queries_through_its_own_cursor_on_one_database(demo_lake, m
     reader = LakeReader.open(demo_lake)
     sql = "SELECT count(*), sum(length(title)) FROM entries WHERE date >= ?"
     expected = reader.connection().execute(sql, [dt.date(2014, 1, 15)]).fetchone()
-    seen, errors = [], []
+    seen = []
 
-    def work() -> None:
-        try:
-            con = reader.connection()
-            seen.append(con)
-            for _ in range(20):
-                assert con.execute(sql, [dt.date(2014, 1, 15)]).fetchone() == expected
-        except Exception as exc:  # reported below, with the thread's error
-            errors.append(exc)
+    def work(_: int) -> None:
+        con = reader.connection()
+        seen.append(con)
+        for _ in range(20):
+            assert con.execute(sql, [dt.date(2014, 1, 15)]).fetchone() == expected
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = in_threads(work, 8)
     assert not errors and expected[0] > 0
     assert len({id(c) for c in seen}) == 8 and reader.connection() not in seen
     assert len(opened) == 1
