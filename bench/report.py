@@ -738,7 +738,9 @@ def add_day_section(r: dict) -> list[str]:
     picture = bool(r.get("added_day_has_picture"))  # --day: the archive's last day with a bundled picture
     out = ["## Daily ingest: " + ("a day with a new picture" if picture else "one day added to the full archive"), "",
            f"Command: `python bench/add_one_day.py{' --baseline ' + base if base else ''}"
-           + (f" --day {r['added_day']} --out add_one_day_picture" if picture else "") + f"` — a copy of `{r['lake']}` "
+           + (f" --day {r['added_day']} --out add_one_day_picture" if picture else "")
+           + (f" --repeat {n}" if (n := len(r["placed"].get("wall_runs_s", [0] * 3))) != 3 else "")
+           + f"` — a copy of `{r['lake']}` "
            + (f"rebuilt without the days from {r['added_day']} on (the archive's last day with a bundled picture; "
               f"{r['without_last_day']['entries']:,} entries then"
               if picture else f"rebuilt without its last day ({r['added_day']}")

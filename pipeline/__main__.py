@@ -4,9 +4,9 @@ Before numpy is imported (the CLI imports it), build processes turn off numpy's 
 asks Linux for huge pages for every large array, and a build allocates and frees many (vector
 matrices, k-NN graphs, maps). Where transparent huge pages are on "madvise" (the Debian and Ubuntu
 default), the kernel then zeroes and, when memory is fragmented, compacts memory afresh for each of
-them. Without the advice, the archive's daily build took a median 8.55 s against 9.09 s over 12
-alternating runs, with less kernel time (BENCHMARKS.md, *Daily ingest*). A value the user set is kept;
-the build's worker process inherits it; the app keeps numpy's default.
+them. Without the advice, the archive's daily build took a median 8.8 s against 9.1 s (8 runs each,
+slowest 9.2 s against 9.5 s; its map placement 0.8 s against 1.4 s: BENCHMARKS.md, *Daily ingest*).
+A value the user set is kept; the build's worker process inherits it; the app keeps numpy's default.
 """
 
 import os
