@@ -42,11 +42,18 @@ def _post(url: str, payload: dict) -> tuple[float, dict]:
     return time.perf_counter() - t0, json.loads(body)
 
 
-def _table_callback_output(url: str) -> str:
-    """The output key of the server's selection-table callback (the one that writes the selection title)."""
+def _dependency(url: str, writes: str, *, reads: str | None = None) -> dict:
+    """The server's record of the (server-side) callback that writes ``writes`` (``id.property``) and, if
+    given, reads ``reads``: its outputs differ between versions of the page."""
     with urllib.request.urlopen(url + "/_dash-dependencies", timeout=60) as resp:
         deps = json.loads(resp.read())
-    return next(d["output"] for d in deps if "map-selection-title.children" in d["output"])
+    return next(d for d in deps if writes in d["output"] and not d.get("clientside_function")
+                and (reads is None or any(f"{i['id']}.{i['property']}" == reads for i in d["inputs"])))
+
+
+def _outputs(output: str) -> list[dict[str, str]]:
+    """A callback's ``outputs`` as Dash's renderer sends them, from its ``..a.b...c.d..`` output key."""
+    return [{"id": o.split(".")[0], "property": o.split(".", 1)[1]} for o in output.strip(".").split("...")]
 
 
 def lasso_count(url: str) -> tuple[float, float, str]:
@@ -60,10 +67,10 @@ def lasso_count(url: str) -> tuple[float, float, str]:
                    {"id": "map-clear", "property": "n_clicks", "value": None}],
         "state": state, "changedPropIds": ["map-graph.selectedData"]})
     stored = reply["response"]["map-page-selection"]["data"]
-    output = _table_callback_output(url)  # its outputs differ between versions of the page
+    output = _dependency(url, "map-selection-title.children")["output"]
     t_table, reply = _post(url, {
         "output": output,
-        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in output.strip(".").split("...")],
+        "outputs": _outputs(output),
         "inputs": [{"id": "map-page-selection", "property": "data", "value": stored},
                    {"id": "map-cats", "property": "value", "value": []},
                    {"id": "map-years", "property": "value", "value": None}],
@@ -81,14 +88,11 @@ ZOOM_VIEWS = [(-20.0, 20.0, -20.0, 20.0), (-10.0, 10.0, -10.0, 10.0), (-5.0, 5.0
 def zoom_callbacks(url: str) -> list[float]:
     """Seconds of the zoom callback (the view's raster and sample) for each of :data:`ZOOM_VIEWS`, as the
     browser asks after a zoom: server time plus the local HTTP round trip, no drawing."""
-    with urllib.request.urlopen(url + "/_dash-dependencies", timeout=60) as resp:
-        deps = json.loads(resp.read())
-    dep = next(d for d in deps if any(i["id"] == "map-graph" and i["property"] == "relayoutData" for i in d["inputs"])
-               and "map-note.children" in d["output"] and not d.get("clientside_function"))
+    dep = _dependency(url, "map-note.children", reads="map-graph.relayoutData")
     values = {"map-thinned.data": True, "map-emb.value": "text", "map-method.value": "umap",
               "map-color.value": "category", "map-cats.value": [], "map-years.value": None}
     state = [{**s, "value": values.get(f"{s['id']}.{s['property']}")} for s in dep["state"]]
-    outputs = [{"id": o.split(".")[0], "property": o.split(".", 1)[1]} for o in dep["output"].strip(".").split("...")]
+    outputs = _outputs(dep["output"])
     times = []
     for x0, x1, y0, y1 in ZOOM_VIEWS:
         relayout = {"xaxis.range[0]": x0, "xaxis.range[1]": x1, "yaxis.range[0]": y0, "yaxis.range[1]": y1}
