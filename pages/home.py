@@ -180,13 +180,13 @@ def first_view(emb: str, method: str, color: str, cats: list[str], years: list[i
     prevent_initial_call=True,  # the layout draws the first view
 )
 def update_map(emb, method, color, cats, years):
-    return map_outputs(emb, method, color, list(cats or []), list(years) if years else None)
+    return map_outputs(emb, method, color, cats, years)
 
 
-def map_outputs(emb: str, method: str, color: str, cats: list[str], years: list[int] | None,
+def map_outputs(emb: str, method: str, color: str, cats: list[str] | None, years: list[int] | None,
                 first: bool = False) -> tuple:
     """Figure, count, note, category chips and thinned flag of one map view: what the page layout draws
-    first and what the callback redraws.
+    first and what the callback redraws (``cats`` and ``years`` as the page's controls hold them).
 
     ``first``: the page's first figure. For a large map it draws a smaller sample in SVG, so the page is
     interactive without waiting for Plotly's WebGL set-up (≈ 0.5 s in a software-rendered browser). Once
@@ -246,7 +246,7 @@ def upgrade_map(_drawn, relayout, emb, method, color, cats, years):
     the view). Not once the reader has zoomed: the zoom brings its own."""
     if _bounds(relayout):
         raise PreventUpdate
-    figure, count, *_ = map_outputs(emb, method, color, list(cats or []), list(years) if years else None)
+    figure, count, *_ = map_outputs(emb, method, color, cats, years)
     return figure, count
 
 
