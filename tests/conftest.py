@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -130,18 +131,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+@contextmanager
+def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP server on 127.0.0.1 (a free port) answering with ``handler`` from a thread of its own,
+    its address in ``server.url``; shut down on leaving."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def http_server() -> Iterator[ThreadingHTTPServer]:
     """A real HTTP server on 127.0.0.1; tests add handlers to ``server.routes``."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.routes = {}  # type: ignore[attr-defined]
-    server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    yield server
-    server.shutdown()
-    server.server_close()
+    with local_http_server(_Handler) as server:
+        server.routes = {}  # type: ignore[attr-defined]
+        server.requests = []  # type: ignore[attr-defined]
+        yield server
 
 
 @pytest.fixture
@@ -235,13 +245,11 @@ class CutoutServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cutout"
+        self._stack = ExitStack()
+        self.url = self._stack.enter_context(local_http_server(Handler)).url + "/cutout"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._stack.close()
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from lake.layout import LakeLayout
 from lake.reader import LakeReader
 from lake.remote import POINTER, RemoteLake, RemoteLakeError
 from lake.writer import LakeWriter
-from tests.conftest import run_cli
+from tests.conftest import local_http_server, run_cli
 
 BUCKET = "atlas"
 
@@ -169,8 +169,7 @@ def store_without_conditional_writes(s3_server):
     ``If-None-Match``, which it answers as those stores do (501 NotImplemented). Yields its endpoint and
     the list of the requests it refused."""
     import http.client
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
     from urllib.parse import urlsplit
 
     upstream = urlsplit(s3_server[1]["COSMIC_ATLAS_S3_ENDPOINT"])
@@ -224,14 +223,8 @@ def store_without_conditional_writes(s3_server):
         def log_message(self, *args) -> None:  # quiet, as moto's server is
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", refused
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_http_server(Proxy) as server:
+        yield server.url, refused
 
 
 def test_a_store_without_conditional_writes_still_gets_the_pointer_after_the_check(
