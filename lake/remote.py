@@ -145,6 +145,10 @@ class RemoteLake:
         #: that pointer or nothing (see :meth:`push`)
         self._pulled: str | None = None
         self._pulled_tag: str | None = None
+        #: per shared folder, the objects this object has seen there: pulled, or pushed from the working
+        #: copy. A mirrored push deletes only those of them the working copy no longer holds, never an
+        #: object another builder added after this one looked (see :meth:`_upload`)
+        self._known: dict[str, set[str]] = {}
 
     @classmethod
     def of(cls, layout: LakeLayout, *, endpoint: str | None = None) -> "RemoteLake | None":
@@ -241,7 +245,9 @@ class RemoteLake:
             if version is None:
                 return None
             for folder in shared:
-                self._download(self._listing(folder), (folder,), self.layout.root / folder)
+                listing = self._listing(folder)
+                self._download(listing, (folder,), self.layout.root / folder)
+                self._known[folder] = set(listing)
             target = self.layout.version_dir(version)
             if not target.is_dir():
                 # a folder of this process's own: another app worker may be pulling the same version
@@ -294,9 +300,10 @@ class RemoteLake:
             raise RemoteLakeError(f"nothing to push: the working copy {self.layout.root} has no published version")
         with self._lock:
             for folder in shared:
-                # the caches are mirrored: a build pulled all of them first, so what its working copy no
-                # longer holds (embedding chunks merged by a compaction, stale traces) leaves the bucket
-                self._upload(self.layout.root / folder, (folder,), mirror=folder == "cache")
+                # the caches are mirrored: what a build pulled (or pushed) and its working copy no longer
+                # holds (embedding chunks merged by a compaction, stale traces) leaves the bucket
+                self._known[folder] = self._upload(self.layout.root / folder, (folder,),
+                                                   mirror=self._known.get(folder, set()) if folder == "cache" else None)
             previous = self.current_version()
             if self._pulled is not None and (previous or "") != self._pulled:
                 # another builder pushed since this build pulled: pushing now would drop its version.
@@ -360,18 +367,24 @@ class RemoteLake:
         return same
 
     def _upload(self, folder: Path, parts: tuple[str, ...], *, copy_from: set[str] = frozenset(),
-                previous: str | None = None, mirror: bool = False) -> None:
+                previous: str | None = None, mirror: set[str] | None = None) -> set[str]:
         """Send ``folder``'s files the bucket lacks under ``parts`` (``copy_from``: copy these from the
-        ``previous`` version inside the bucket instead); with ``mirror``, also delete the objects there
-        that the folder no longer has."""
+        ``previous`` version inside the bucket instead); returns the folder's files (relative paths), the
+        objects this builder has now seen there.
+
+        ``mirror``: the objects under ``parts`` this builder has seen (pulled or pushed); those of them
+        the folder no longer has are deleted from the bucket. Objects outside it stay: another builder
+        sharing the bucket added them after this one looked (its new embedding chunk, or the chunk its
+        compaction wrote), and deleting them would throw that builder's work away. Nor are the objects it
+        had seen and another builder has deleted since sent back."""
         if not folder.is_dir():
-            return
+            return set()
         there = self._listing(*parts)
         sent = copied = 0
         local = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
-        if mirror:
-            kept = {p.relative_to(folder).as_posix() for p in local}
-            gone = [rel for rel in there if rel not in kept]
+        kept = {p.relative_to(folder).as_posix() for p in local}
+        if mirror is not None:
+            gone = [rel for rel in there if rel in mirror and rel not in kept]
             for rel in gone:
                 try:
                     self._fs.delete_file(self._key(*parts, rel))
@@ -384,6 +397,8 @@ class RemoteLake:
             rel = path.relative_to(folder).as_posix()
             if there.get(rel) == path.stat().st_size:
                 continue
+            if mirror is not None and rel in mirror and rel not in there:
+                continue  # another builder deleted it since this one looked (its compaction holds it)
             try:
                 if rel in copy_from:
                     self._fs.copy_file(self._key("versions", str(previous), rel), self._key(*parts, rel))
@@ -397,6 +412,7 @@ class RemoteLake:
         if sent or copied:
             log.info("lake %s: %s: %d files uploaded, %d copied in the bucket", self.layout.remote,
                      "/".join(parts), sent, copied)
+        return kept
 
 
 def _copy_to(stream, path: Path) -> None:

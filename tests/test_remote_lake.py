@@ -90,7 +90,7 @@ def test_push_then_pull_on_another_machine_gives_the_same_lake(s3_server, tmp_pa
 
 def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_path):
     """A build pulls every cache first, so what its working copy dropped since (embedding chunks merged by a
-    compaction, a stale trace) leaves the bucket with the next push; pictures are never deleted."""
+    compaction, a stale trace) leaves the bucket with its push; pictures are never deleted."""
     client, _ = s3_server
     source = _copy(tmp_path, "builder", "mirror")
     write_synthetic_lake(source.root, n=500)
@@ -102,15 +102,59 @@ def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_
     (source.root / "thumbs" / "2001-01-01.jpg").write_bytes(b"jpeg")
     RemoteLake(source).push()
     assert {"mirror/cache/embeddings/abc/text/chunk-1.npz", "mirror/thumbs/2001-01-01.jpg"} <= set(_keys(client, "mirror/"))
+    next_build = RemoteLake(source)  # a new build pulls first, as the runner does
+    next_build.pull(shared=remote.SHARED_FOR_BUILD)
     for name in ("chunk-1.npz", "chunk-2.npz"):  # a compaction merged them
         (chunks / name).unlink()
     (chunks / "chunk-all.npz").write_bytes(b"all vectors")
     (source.root / "thumbs" / "2001-01-01.jpg").unlink()
-    RemoteLake(source).push()
+    next_build.push()
     # (pyarrow leaves an empty "folder/" marker where it deleted a folder's last object)
     cache = {k for k in _keys(client, "mirror/") if k.startswith("mirror/cache/embeddings/") and not k.endswith("/")}
     assert cache == {"mirror/cache/embeddings/abc/text/chunk-all.npz"}
     assert "mirror/thumbs/2001-01-01.jpg" in _keys(client, "mirror/")
+
+
+def test_two_builders_compacting_and_adding_cache_chunks_keep_each_others_chunks(s3_server, tmp_path):
+    """Two machines pull the same caches. One compacts its embedding chunks into one and pushes; the other
+    adds a chunk of its own and pushes after it. Each push deletes only chunks its builder had seen, so the
+    bucket ends with both new chunks (before, the second push deleted the first one's compacted chunk, and
+    every builder after it embedded those vectors again)."""
+    client, _ = s3_server
+    first = _copy(tmp_path, "first", "chunks")
+    write_synthetic_lake(first.root, n=300)
+    folder = ("cache", "embeddings", "abc", "text")
+    (first.root.joinpath(*folder)).mkdir(parents=True)
+    for name in ("chunk-1.parquet", "chunk-2.parquet"):
+        first.root.joinpath(*folder, name).write_bytes(b"vectors " + name.encode())
+    RemoteLake(first).push()
+    machine_a, machine_b = _copy(tmp_path, "a", "chunks"), _copy(tmp_path, "b", "chunks")
+    remote_a, remote_b = RemoteLake(machine_a), RemoteLake(machine_b)
+    remote_a.pull(shared=remote.SHARED_FOR_BUILD)
+    remote_b.pull(shared=remote.SHARED_FOR_BUILD)
+    chunks_a, chunks_b = machine_a.root.joinpath(*folder), machine_b.root.joinpath(*folder)
+    for name in ("chunk-1.parquet", "chunk-2.parquet"):  # machine a's compaction merged them
+        (chunks_a / name).unlink()
+    (chunks_a / "chunk-3-all.parquet").write_bytes(b"all vectors of a")
+    (chunks_b / "chunk-4.parquet").write_bytes(b"new vectors of b")
+    _republish_categories(machine_a, "a1")
+    _republish_categories(machine_b, "b1")
+    remote_a.push()
+    with pytest.raises(RemoteLakeError, match="re-run it"):  # b was overtaken: its version is refused...
+        remote_b.push()
+    prefix = "chunks/" + "/".join(folder) + "/"
+    cache = {k[len(prefix):] for k in _keys(client, prefix) if not k.endswith("/")}
+    assert cache == {"chunk-3-all.parquet", "chunk-4.parquet"}  # ...but no chunk is lost
+    remote_b.pull(shared=remote.SHARED_FOR_BUILD)  # b's re-run starts from every chunk there is
+    assert sorted(p.name for p in chunks_b.iterdir()) == ["chunk-1.parquet", "chunk-2.parquet",
+                                                         "chunk-3-all.parquet", "chunk-4.parquet"]
+    for name in ("chunk-1.parquet", "chunk-2.parquet", "chunk-4.parquet"):  # b compacts in turn
+        (chunks_b / name).unlink()
+    (chunks_b / "chunk-5-all.parquet").write_bytes(b"all vectors of b")
+    _republish_categories(machine_b, "b2")
+    remote_b.push()
+    cache = {k[len(prefix):] for k in _keys(client, prefix) if not k.endswith("/")}
+    assert cache == {"chunk-3-all.parquet", "chunk-5-all.parquet"}
 
 
 def test_a_build_that_another_builder_overtook_is_refused_not_lost(s3_server, tmp_path):
