@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.clean import clean_copyright, clean_explanation, clean_title
+from pipeline.clean import clean_copyright, clean_explanation, clean_title, restore_clipped_starts
 from pipeline.sources import RawBatch
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ class IngestResult:
     rows: list[dict[str, Any]]
     invalid: list[dict[str, str]] = field(default_factory=list)
     invalid_by_reason: Counter = field(default_factory=Counter)
+    #: dates whose explanation had its first letters restored (:func:`restore_clipped_starts`)
+    restored_starts: list[str] = field(default_factory=list)
 
     def reject(self, record: Any, reason: str) -> None:
         self.invalid_by_reason[reason] += 1
@@ -114,6 +116,12 @@ def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date 
             seen.add(row["date"])
             by_date[row["date"]] = row
     rows = [by_date[d] for d in sorted(by_date)]
+    # every entry's words inform the restoration, also those --limit leaves out
+    for i, text in restore_clipped_starts([r["explanation"] for r in rows]).items():
+        rows[i]["explanation"] = text
+        result.restored_starts.append(rows[i]["date"].isoformat())
+    if result.restored_starts:
+        log.info("restored the first letters NASA's API clipped from %d explanations", len(result.restored_starts))
     result.rows = rows[:limit] if limit else rows
     if result.invalid_by_reason:
         log.warning(

@@ -193,6 +193,7 @@ def ingest_stage(ctx: BuildContext) -> StageResult:
     return StageResult(items=len(result.rows), value=result.rows, manifest={
         "sources": ctx.cfg.sources,
         "invalid_rows": {"by_reason": dict(result.invalid_by_reason), "examples": result.invalid[:50]},
+        "restored_starts": {"count": len(result.restored_starts), "dates": result.restored_starts[:50]},
     })
 
 

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline.clean import clean_copyright, clean_explanation, clean_title
+from pipeline.clean import clean_copyright, clean_explanation, clean_title, restore_clipped_starts
 from pipeline.ingest import ingest
 from pipeline.sources import RawBatch, SourceError, dump
 from tests.conftest import archive_rows, write_jsonl
@@ -86,6 +86,35 @@ def test_malformed_rows_are_reported_and_skipped(tmp_path):
     first = [r for r in result.rows if r["date"] == dt.date.fromisoformat(good[0]["date"])][0]
     assert first["title"] == "Duplicate of the first date"  # the last one wins
     assert all(r["reason"] for r in result.invalid)
+
+
+def test_first_letters_the_api_clipped_are_restored_from_the_archives_words():
+    """NASA's API strips "Explanation: " as a set of letters, so "Earth's" arrives as "rth's" (nasa/apod-api
+    issues 87 and 119). The archive's own words put the letters back where one word clearly fits."""
+    texts = [
+        "rth's orbit is an ellipse.",  # Earth's: the only fitting word
+        "st of Antares, dark markings sprawl.",  # East: "east of" occurs, "exist of" does not
+        "cal galaxy M87 is huge.",  # Elliptical (4 times) over Eliptical (once)
+        "graved in rock, these petroglyphs.",  # Engraved: no such word in the archive, left as it is
+        "ding shells of gas.",  # Expanding (2) or Exploding (1), and neither before "shells": unclear
+        "iPhone pictures of the Moon.",  # starts with a letter of the label: not a clipped text
+        "Earth's shadow. Planet Earth's night side. Earth's orbit. Stars east of Orion. Galaxies exist "
+        "everywhere. Worlds exist. Elliptical galaxies. Elliptical orbits. An elliptical one. Elliptical "
+        "again. An eliptical typo. Expanding gas. Expanding clouds. Exploding star.",
+    ]
+    restored = restore_clipped_starts(texts)
+    assert restored == {0: "Earth's orbit is an ellipse.", 1: "East of Antares, dark markings sprawl.",
+                        2: "Elliptical galaxy M87 is huge."}
+    assert restore_clipped_starts(["An intact text.", ""]) == {}
+
+
+def test_ingest_restores_clipped_starts_and_says_which(tmp_path):
+    rows = [{"date": "2014-01-01", "title": "Perihelion", "explanation": "rth's orbit around the Sun is an ellipse."},
+            {"date": "2014-01-02", "title": "Shadow", "explanation": "Planet Earth's shadow rises at dusk."}]
+    result = ingest([dump.load(write_jsonl(tmp_path / "dump.jsonl", rows))], today=dt.date(2026, 11, 23))
+    assert result.rows[0]["explanation"] == "Earth's orbit around the Sun is an ellipse."
+    assert result.rows[1]["explanation"] == "Planet Earth's shadow rises at dusk."
+    assert result.restored_starts == ["2014-01-01"]
 
 
 def test_later_source_wins_and_videos_stay_text_only():
