@@ -86,6 +86,13 @@ def entry_path(click: dict[str, Any] | None) -> Any:
     return f"/entry/{date_of(click['points'][0]['customdata'])}"
 
 
+def percent(share: float) -> str:
+    """A share (0–1) as a whole percentage, for category scores; "<1%" where that would round to a "0%"
+    that reads as impossible (the runner-up categories of a confident entry are often that small)."""
+    text = f"{share:.0%}"
+    return "<1%" if text == "0%" else text
+
+
 def year_marks(lo: int, hi: int) -> dict[int, str]:
     """About eight slider marks on round years, whatever the span."""
     step = max(1, (hi - lo) // 8)

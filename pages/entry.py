@@ -15,7 +15,7 @@ from lake.queries import aladin_fov, aladin_url
 from lake.records import json_value
 from lake.search import SearchError
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, engine, missing_lake_notice, parse_date, picture_element, thumb_card, url_parameters
+from pages._common import atlas, engine, missing_lake_notice, parse_date, percent, picture_element, thumb_card, url_parameters
 from pages.ids import Entry
 
 dash.register_page(__name__, path_template="/entry/<date>", name="Entry", title="Cosmic Atlas · Entry")
@@ -34,7 +34,7 @@ def _categories(date: str) -> html.Div:
         return html.Div()
     blocks = []
     for row in cats.itertuples():
-        items = [dbc.Badge(f"{c} {s:.0%}", color="primary" if i == 0 else "secondary", className="me-1")
+        items = [dbc.Badge(f"{c} {percent(s)}", color="primary" if i == 0 else "secondary", className="me-1")
                  for i, (c, s) in enumerate(zip(row.top3_categories, row.top3_scores))]
         blocks.append(html.Div([html.Span(f"From {row.source}: ", className="small text-muted"), *items],
                                className="mb-1"))

@@ -14,7 +14,7 @@ from lake.filters import Filters
 from lake.search import MODES, SearchError
 from lake.schema import EMBEDDING_KINDS
 from atlas.images import MAX_UPLOAD_BYTES
-from pages._common import atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, picture_element, url_parameters
+from pages._common import atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, percent, picture_element, url_parameters
 from pages.ids import Search
 
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
@@ -151,7 +151,7 @@ def _picture_categories(categories: list[dict], name: str) -> html.Div:
     if not categories:
         return html.Div(id=Search.UPLOAD_CATEGORIES)
     rows = [html.Div([html.Span(c["category"], className="atlas-cat-name"),
-                      dbc.Progress(value=100 * c["probability"], label=f"{c['probability']:.0%}",
+                      dbc.Progress(value=100 * c["probability"], label=percent(c["probability"]),
                                    className="flex-grow-1 ms-2", style={"height": "1.1rem"})],
                      className="d-flex align-items-center mb-1") for c in categories]
     return html.Div([html.Div(f"What {name} shows, judged from the picture alone", className="text-muted small mb-1"),

@@ -313,6 +313,12 @@ def test_year_parameters_are_read_in_order_inside_the_lakes_years():
     assert year_value("²,2001", 1995, 2026) == [2001, 2001]
 
 
+def test_category_shares_read_as_percentages_never_as_zero():
+    from pages._common import percent
+
+    assert [percent(x) for x in (1.0, 0.996, 0.42, 0.0051, 0.005, 0.0)] == ["100%", "100%", "42%", "1%", "<1%", "<1%"]
+
+
 def test_a_cluster_export_is_bounded_and_says_what_it_left_out(client, monkeypatch):
     """A cluster of a large lake is exported up to the API's row cap, first by date, and the response says
     how many members it left out (this 70,000-point lake's clusters hold about 2,900 each)."""
