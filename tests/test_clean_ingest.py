@@ -117,6 +117,18 @@ def test_ingest_restores_clipped_starts_and_says_which(tmp_path):
     assert result.restored_starts == ["2014-01-01"]
 
 
+def test_the_bundled_archive_gets_back_the_words_upstream_quotes_from_nasas_pages():
+    """The clipped texts that upstream's bug reports quote beside NASA's own page (nasa/apod-api issues 87
+    and 119, nasa/api-docs issue 162) come out of the bundled archive's ingest as the pages read."""
+    result = ingest([RawBatch("bundled", archive_rows("1995-01-01", "2100-01-01"), "archive")])
+    text = {r["date"].isoformat(): r["explanation"] for r in result.rows}
+    assert text["2021-12-07"].startswith("Every time two massive black holes collide")
+    assert text["2022-02-03"].startswith("Even though Venus (left) was the brightest planet")
+    assert text["2024-01-13"].startswith("Earth's orbit around the Sun is not a circle")
+    assert text["2024-01-26"].startswith("Epsilon Tauri lies 146 light-years away.")
+    assert len(result.restored_starts) >= 140  # of the archive's 152 clipped texts
+
+
 def test_later_source_wins_and_videos_stay_text_only():
     a = RawBatch("bundled", [{"date": "2020-01-01", "title": "Old", "explanation": "a", "media_type": "image"}], "a")
     b = RawBatch("nasa", [{"date": "2020-01-01", "title": "New", "explanation": "b",
