@@ -248,7 +248,8 @@ class AtlasQueries:
         )
 
     def text_image_agreement(self, filters: Filters) -> pd.DataFrame:
-        """Per text category: how often the image-based category agrees (CLIP lakes only)."""
+        """Per text category: how often the picture's category agrees (lakes with ``source = 'image'``
+        categories: CLIP's, or the offline learned space's)."""
         where, params = self._where(filters)
         return self.reader.query(
             "SELECT c.category, count(*) AS n, avg(CASE WHEN i.category = c.category THEN 1 ELSE 0 END) AS agreement "
