@@ -107,8 +107,9 @@ def _clipped_start(text: str) -> tuple[str, str] | None:
     return found.group(1), found.group(2).lower()
 
 
-def restore_clipped_starts(explanations: Sequence[str]) -> dict[int, str]:
-    """Explanations whose first letters NASA's API clipped, restored: index → repaired text.
+def restore_clipped_starts(explanations: Sequence[str], *, corpus: Sequence[str] = ()) -> dict[int, str]:
+    """Explanations whose first letters NASA's API clipped, restored: index → repaired text. The words
+    of ``explanations`` and of ``corpus`` (more texts of the archive, not repaired here) decide.
 
     The missing letters are "E" and then only letters of the label (:data:`_LABEL_CHARS`), so the
     archive's own words say what they were: among the words made of such a prefix and the clipped
@@ -121,7 +122,7 @@ def restore_clipped_starts(explanations: Sequence[str]) -> dict[int, str]:
         return {}
     fragments = "|".join(sorted({re.escape(f.lower()) for f, _ in clipped.values()}, key=len, reverse=True))
     letters = "".join(sorted(_LABEL_CHARS - {"E", ":", " "}))
-    text = "\n".join(explanations)
+    text = "\n".join([*explanations, *corpus])
     words: Counter[str] = Counter()
     pairs: Counter[tuple[str, str]] = Counter()
     # each word that could be a restored one, and the word after it, in one pass per initial: a pattern

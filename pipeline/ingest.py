@@ -116,8 +116,9 @@ def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date 
             seen.add(row["date"])
             by_date[row["date"]] = row
     rows = [by_date[d] for d in sorted(by_date)]
-    # every entry's words inform the restoration, also those --limit leaves out
-    for i, text in restore_clipped_starts([r["explanation"] for r in rows]).items():
+    # every entry's words inform the restoration, also those --limit and --start/--end leave out
+    corpus = [text for batch in batches for text in batch.words_only]
+    for i, text in restore_clipped_starts([r["explanation"] for r in rows], corpus=corpus).items():
         rows[i]["explanation"] = text
         result.restored_starts.append(rows[i]["date"].isoformat())
     if result.restored_starts:

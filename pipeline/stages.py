@@ -155,7 +155,10 @@ def load_sources(cfg: BuildConfig) -> list[RawBatch]:
     if cfg.start or cfg.end:  # --start/--end bound every source, not only the API
         lo, hi = cfg.start or dt.date.min, cfg.end or dt.date.max
         for b in batches:
-            b.records = [r for r in b.records if _in_range(r, lo, hi)]
+            inside = [_in_range(r, lo, hi) for r in b.records]
+            b.words_only = [text for r, keep in zip(b.records, inside)
+                            if not keep and isinstance(text := r.get("explanation"), str)]
+            b.records = [r for r, keep in zip(b.records, inside) if keep]
     return batches
 
 

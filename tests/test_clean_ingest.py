@@ -129,6 +129,22 @@ def test_the_bundled_archive_gets_back_the_words_upstream_quotes_from_nasas_page
     assert len(result.restored_starts) >= 140  # of the archive's 152 clipped texts
 
 
+def test_a_date_window_restores_its_texts_as_the_whole_archive_does(tmp_path):
+    """Words outside --start/--end still count, so a text is restored alike whatever the window: a build
+    that widens its window later must not see its old entries' texts change (and be embedded again)."""
+    from lake.layout import LakeLayout
+    from pipeline.config import BuildConfig
+    from pipeline.stages import load_sources
+
+    lake = LakeLayout.at(tmp_path / "lake")
+    whole = {r["date"]: r["explanation"] for r in ingest(load_sources(BuildConfig(sources=["bundled"], lake=lake))).rows}
+    window = ingest(load_sources(BuildConfig(sources=["bundled"], start=dt.date(2014, 1, 1), end=dt.date(2014, 2, 28),
+                                             lake=lake)))
+    assert len(window.rows) == 59
+    assert "2014-01-31" in window.restored_starts  # "Eerie pillars of light…": no other "eerie" in the window
+    assert all(r["explanation"] == whole[r["date"]] for r in window.rows)
+
+
 def test_later_source_wins_and_videos_stay_text_only():
     a = RawBatch("bundled", [{"date": "2020-01-01", "title": "Old", "explanation": "a", "media_type": "image"}], "a")
     b = RawBatch("nasa", [{"date": "2020-01-01", "title": "New", "explanation": "b",
