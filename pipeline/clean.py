@@ -40,7 +40,7 @@ _MAX_HEAD = 600
 #: "rth's", "Every" as "very", "Elliptical" as "cal" (nasa/apod-api issues 87 and 119; ≈ 150 texts of
 #: the archive). Only "E" of that set is upper case, so every clipped word began with "E".
 _LABEL_CHARS = frozenset("Explanation: ")
-_CLIPPED = re.compile(r"([a-z][a-z'\-]*)\W*([a-z0-9']*)")
+_CLIPPED = re.compile(r"([a-z][a-z'\-]*)\W*([A-Za-z0-9']*)")
 #: A clipped word is restored to the most frequent fitting word only when it is this many times as
 #: frequent as the next one (and the words that follow them in the archive do not decide).
 _CLEAR_LEAD = 3
@@ -114,9 +114,9 @@ def restore_clipped_starts(explanations: Sequence[str], *, corpus: Sequence[str]
     The missing letters are "E" and then only letters of the label (:data:`_LABEL_CHARS`), so the
     archive's own words say what they were: among the words made of such a prefix and the clipped
     fragment, the one most often followed by the text's next word ("East of Antares", not "Exist of"),
-    else the only one or one clearly the most frequent ("Elliptical", 393 times, over "Eliptical", once). Texts with no
-    fitting word in the archive, or no clear one, are left as they are (a wrong word is worse than a
-    clipped one)."""
+    else the only one, or one clearly the most frequent ("Elliptical", 393 times, over "Eliptical",
+    once). Texts with no fitting word in the archive, or no clear one, are left as they are (a wrong
+    word is worse than a clipped one)."""
     clipped = {i: hit for i, text in enumerate(explanations) if text and (hit := _clipped_start(text))}
     if not clipped:
         return {}
