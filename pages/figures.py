@@ -490,10 +490,15 @@ def category_counts_bar(counts: pd.DataFrame) -> go.Figure:
 def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = ()) -> go.Figure:
     """Stacked bars of entries per year (``year``, ``category``, ``n``), one colour per category.
 
-    ``order`` (usually largest category first) fixes the stacking and legend order.
+    ``order`` (usually largest category first) fixes the stacking and legend order, and the colours: the
+    map's palette in that order (:func:`category_colours`), so the taxonomy's 22 categories get 22
+    colours (Plotly's default cycle of 10 gave, e.g., Earth/Atmospheric and Comet the same blue) and a
+    category keeps the colour the archive map gives it when both rank the categories alike.
     """
+    order = list(order) or list(dict.fromkeys(per_year["category"]))
     return px.bar(per_year, x="year", y="n", color="category", title="Per year", template="plotly_white",
-                  labels={"n": "entries"}, height=560, category_orders={"category": list(order)})
+                  labels={"n": "entries"}, height=560, category_orders={"category": order},
+                  color_discrete_map=category_colours(order))
 
 
 def confidence_box(confidences: pd.DataFrame) -> go.Figure:

@@ -404,6 +404,15 @@ def test_category_years_bar_stacks_categories_in_the_given_order():
     assert fig.data[0].marker.color != fig.data[1].marker.color
 
 
+def test_category_years_bar_gives_every_category_of_the_taxonomy_its_own_map_colour():
+    names = [f"Category {i}" for i in range(22)]
+    per_year = pd.DataFrame({"year": [2014] * 22, "category": names, "n": list(range(22, 0, -1))})
+    fig = figures.category_years_bar(per_year, order=names)
+    colours = {t.name: t.marker.color for t in fig.data}
+    assert len(set(colours.values())) == 22
+    assert colours == figures.category_colours(names)  # as the map colours them, most frequent first
+
+
 def test_confidence_box_orders_categories_by_median_confidence():
     conf = pd.DataFrame({"category": ["Low"] * 3 + ["High"] * 3 + ["Mid"] * 3,
                          "confidence": [0.1, 0.2, 0.9, 0.8, 0.85, 0.9, 0.5, 0.5, 0.6]})
