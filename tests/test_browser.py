@@ -496,6 +496,8 @@ def test_sky_popup_shows_archive_text_as_text(browser, server):
 def test_sky_cone_search_by_name(browser, server):
     browser.get(server + "/sky")
     wait_for(browser, "#cone-name")
+    radius = browser.find_element("id", "cone-r").find_element("xpath", "..")  # the field says what it is
+    assert radius.text.split() == ["radius", "°"]
     browser.find_element("id", "cone-name").send_keys("Orion Nebula")
     button = browser.find_element("id", "cone-go")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
