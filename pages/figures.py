@@ -512,17 +512,23 @@ def confidence_box(confidences: pd.DataFrame) -> go.Figure:
 
 def agreement_bar(agreement: pd.DataFrame) -> go.Figure:
     """Share of entries per category (``category``, ``agreement`` in 0..1) whose image category matches
-    their text category; the x axis is fixed to [0, 1] so categories compare at a glance."""
-    return px.bar(agreement, x="agreement", y="category", orientation="h", template="plotly_white", height=420,
-                  title="Image category agrees with text category", range_x=[0, 1])
+    their text category; the x axis is fixed to [0, 1] so categories compare at a glance. Categories in
+    the frame's order from the top (largest first, as *Entries per category* beside it)."""
+    fig = px.bar(agreement, x="agreement", y="category", orientation="h", template="plotly_white", height=420,
+                 title="Image category agrees with text category", range_x=[0, 1])
+    fig.update_yaxes(autorange="reversed")
+    return fig
 
 
 # -- metrics page ----------------------------------------------------------------------------------
 
 def stage_durations_bar(stages: pd.DataFrame) -> go.Figure:
-    """Wall time per pipeline stage (``stage``, ``duration_seconds``), in run order top to bottom."""
-    return px.bar(stages, x="duration_seconds", y="stage", orientation="h", template="plotly_white",
-                  title="Wall time per stage (s)", labels={"duration_seconds": "seconds", "stage": ""})
+    """Wall time per pipeline stage (``stage``, ``duration_seconds``), in run order top to bottom, as the
+    table beside it lists them (Plotly draws a horizontal bar chart's first category at the bottom)."""
+    fig = px.bar(stages, x="duration_seconds", y="stage", orientation="h", template="plotly_white",
+                 title="Wall time per stage (s)", labels={"duration_seconds": "seconds", "stage": ""})
+    fig.update_yaxes(autorange="reversed")
+    return fig
 
 
 def resource_samples_lines(samples: pd.DataFrame) -> go.Figure:

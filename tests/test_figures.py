@@ -427,6 +427,7 @@ def test_agreement_bar_is_scaled_zero_to_one():
     fig = figures.agreement_bar(agree)
     assert tuple(fig.layout.xaxis.range) == (0, 1)
     assert list(fig.data[0].x) == [0.8, 0.2] and fig.data[0].orientation == "h"
+    assert fig.layout.yaxis.autorange == "reversed"  # the largest category on top, as in the counts chart
 
 
 def test_category_charts_accept_empty_frames():
@@ -441,9 +442,11 @@ def test_category_charts_accept_empty_frames():
 
 def test_stage_durations_bar_lists_stages_in_run_order():
     stages = pd.DataFrame({"stage": ["ingest", "embed", "project"], "duration_seconds": [1.5, 30.0, 4.2]})
-    (bar,) = figures.stage_durations_bar(stages).data
+    fig = figures.stage_durations_bar(stages)
+    (bar,) = fig.data
     assert list(bar.y) == ["ingest", "embed", "project"] and list(bar.x) == [1.5, 30.0, 4.2]
     assert bar.orientation == "h"
+    assert fig.layout.yaxis.autorange == "reversed"  # the first stage on top, as the table lists them
 
 
 def _samples(gpu: bool) -> pd.DataFrame:
