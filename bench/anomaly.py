@@ -12,7 +12,7 @@
    precision in the top 50 is compared with the unsupervised list's (same run, same entries), and with a
    ceiling: a classifier over the same detector percentiles that knows every entry's label. The same
    on the whole list the Oddities page shows (every entry; those without a picture ranked by their text
-   scores), where the 10 labels also tell the re-ranker which kind of oddity the person is after.
+   scores, those without an explanation by their title's), where the 10 labels also tell the re-ranker which kind of oddity the person is after.
 
 Usage: python bench/anomaly.py [--lake DIR] [--seeds 5] [--first-seed 5] [--out anomaly]
 """
@@ -32,6 +32,7 @@ from atlas import environment  # noqa: E402
 from bench.common import lake_label, save  # noqa: E402
 from lake.oddities import rerank  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
+from lake.schema import EXPLANATION_TEXT  # noqa: E402
 from pipeline.align import align  # noqa: E402
 from pipeline.anomaly import AnomalyParams, score_entries  # noqa: E402
 
@@ -50,14 +51,16 @@ def top_precision(scores: np.ndarray, positive: np.ndarray, n: int) -> float:
     return float(positive[np.argsort(-s)[:n]].mean())
 
 
-def rescore(vectors: dict, pictures: np.ndarray, params: AnomalyParams) -> "pd.DataFrame":  # noqa: F821
-    """Scores after replacing the picture vectors (alignment re-fitted on the corrupted pairs)."""
+def rescore(vectors: dict, pictures: np.ndarray, params: AnomalyParams, *,
+            without_explanation: list[str]) -> "pd.DataFrame":  # noqa: F821
+    """Scores after replacing the picture vectors (alignment re-fitted on the corrupted pairs), with the
+    build's rule for entries that have no explanation."""
     v = dict(vectors)
     v["image"] = (vectors["image"][0], pictures)
     res = align(text=vectors["text"], image=v["image"], shared_space=False, exclude=set())
     v["aligned"] = (res.dates, res.aligned)
     v["multimodal"] = (res.multimodal_dates, res.multimodal)
-    return score_entries(v, params)
+    return score_entries(v, params, without_explanation=without_explanation)
 
 
 def evaluate(df, injected_dates: set[str]) -> dict[str, dict[str, float]]:
@@ -115,6 +118,8 @@ def main() -> None:
     args = ap.parse_args()
     reader = LakeReader.open(args.lake or environment.lake_dir())
     vectors = {k: reader.vectors(k) for k in ("title", "text", "image")}
+    untexted = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date FROM entries "
+                            f"WHERE NOT regexp_matches(explanation, '{EXPLANATION_TEXT}')").date.tolist()
     params = AnomalyParams()
     image_dates, pictures = vectors["image"]
     n_inject = int(round(SHARE * len(image_dates)))
@@ -126,7 +131,7 @@ def main() -> None:
         swapped = pictures.copy()
         swapped[chosen] = pictures[np.roll(chosen, 1)]  # a derangement of the chosen rows
         injected = {image_dates[i] for i in chosen}
-        df = rescore(vectors, swapped, params)
+        df = rescore(vectors, swapped, params, without_explanation=untexted)
         swap_runs.append(evaluate(df, injected))
         # feedback, on the entries with a picture (the population the injection touches): the top 10 of
         # the unsupervised list are labelled by a person who knows the truth
@@ -153,7 +158,7 @@ def main() -> None:
 
             noisy = pictures.copy()
             noisy[chosen] = apply_space(noise_features(n_inject, rng), space)
-            noise_runs.append(evaluate(rescore(vectors, noisy, params), injected))
+            noise_runs.append(evaluate(rescore(vectors, noisy, params, without_explanation=untexted), injected))
     result = {"lake": lake_label(reader.layout.root), "pictures": len(image_dates), "injected_per_run": n_inject,
               "seeds": args.seeds, "first_seed": args.first_seed, "params": params.as_dict(), "seconds": round(time.perf_counter() - started, 1),
               "swapped_pictures": _median(swap_runs), "noise_pictures": _median(noise_runs),

@@ -397,7 +397,8 @@ def anomaly_section(r: dict) -> list[str]:
             "list of entries with a picture, never on the seeds below), and precision in the top 50 is compared "
             "(target: at least double). Two lists: the entries with a picture (the population the injection "
             "touches), and the whole list the Oddities page shows (entries without a picture ranked by their text "
-            "scores among them, so the labels also say which kind of oddity the person is after).", "",
+            "scores among them, those without an explanation by their title's, so the labels also say which kind "
+            "of oddity the person is after).", "",
             "| seeds (never tuned on) | list | P@50 unsupervised → re-ranked, mean | median | seeds at least doubled |",
             "|---|---|---:|---:|---:|"]
     extra = _load("anomaly_more_seeds")

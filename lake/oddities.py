@@ -46,6 +46,10 @@ DETECTOR_TEXT = {
 }
 
 
+#: Said first of an entry whose explanation the archive lacks (a ``has_explanation`` column says so).
+NO_EXPLANATION = "the archive has no explanation for it; "
+
+
 def detector_columns(df: pd.DataFrame) -> list[str]:
     """The detectors that scored at least one entry of ``df``."""
     return [c for c in ANOMALY_DETECTORS if c in df and df[c].notna().any()]
@@ -147,11 +151,15 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
     rows = pct.reindex(out.date)
     if detector != "combined":
         flagged_by = np.full(len(rows), detector, dtype=object)
-    else:  # the most extreme of the cross-modal detectors; text-only entries: their text k-NN score
+    else:  # the most extreme of the cross-modal detectors; entries without a picture: their text k-NN
+        # score; entries without an explanation: their title's (as the build ranks them)
         cross = [c for c in CROSS_MODAL if c in rows]
         values = rows[cross].fillna(-1.0).to_numpy() if cross else np.full((len(rows), 1), -1.0)
+        fallback = np.full(len(rows), "text_knn", dtype=object)
+        if "text_knn" in rows and "title_knn" in rows:
+            fallback[rows["text_knn"].isna().to_numpy() & rows["title_knn"].notna().to_numpy()] = "title_knn"
         flagged_by = np.where(values.max(axis=1) >= 0, np.array(cross or ["text_knn"], dtype=object)[
-            values.argmax(axis=1)], "text_knn")
+            values.argmax(axis=1)], fallback)
     out["flagged_by"] = flagged_by
     names, column = np.unique(flagged_by.astype(str), return_inverse=True)
     out["flagged_percentile"] = rows.to_numpy()[np.arange(len(rows)),
@@ -163,9 +171,15 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
 
 def reason(row: Mapping) -> str:
     """Why one row of :func:`ranked` is odd, in words."""
-    return explain(row["flagged_by"], float(row["flagged_percentile"]))
+    return _why(row["flagged_by"], float(row["flagged_percentile"]), bool(row.get("has_explanation", True)))
 
 
 def reasons(df: pd.DataFrame) -> list[str]:
     """:func:`reason` for every row of a :func:`ranked` frame."""
-    return [explain(by, float(p)) for by, p in zip(df["flagged_by"], df["flagged_percentile"])]
+    texted = df["has_explanation"] if "has_explanation" in df else np.ones(len(df), bool)
+    return [_why(by, float(p), bool(has)) for by, p, has in zip(df["flagged_by"], df["flagged_percentile"], texted)]
+
+
+def _why(detector: str, percentile: float, has_explanation: bool) -> str:
+    said = explain(detector, percentile)
+    return said if has_explanation else NO_EXPLANATION + said

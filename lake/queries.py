@@ -19,7 +19,7 @@ from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.records import json_value, record
 from lake.pictures import picture_for
-from lake.schema import EMBEDDING_KINDS, PROJECTION_METHODS
+from lake.schema import EMBEDDING_KINDS, EXPLANATION_TEXT, PROJECTION_METHODS
 
 #: Largest number of points sent to the browser for one map view; more are thinned deterministically.
 MAX_MAP_POINTS = 60_000
@@ -341,6 +341,7 @@ class AtlasQueries:
         filter_sql, params = self._where(filters)
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.has_image, e.url, e.media_type, "
+            f"regexp_matches(e.explanation, '{EXPLANATION_TEXT}') AS has_explanation, "
             f"a.* EXCLUDE (date) {_BASE_FROM} JOIN anomalies a ON a.date = e.date WHERE {filter_sql}", params)
         if unfiltered:
             self._anomalies = df

@@ -18,15 +18,22 @@ from their k-NN graph. A build that only adds a few entries keeps the forest an 
 the maps place a new entry instead of re-fitting: re-fitting 4 × 200 trees cost a daily build ≈ 2 s, and
 moved every entry's score.
 
-``combined`` ranks everything: the cross-modal score's percentile among entries with a picture, the
-text k-NN score's percentile among text-only entries (each group on its own scale, so neither crowds
-the other out of the top). Every score is "higher = odder"; percentiles are in (0, 1].
+Entries whose explanation is missing from the archive (113 of the bundled 11,382: NASA's records hold
+only page boilerplate for them) have a ``text`` vector of their title alone. Every text-reading
+detector would flag them for the missing words (before this rule they were 5 of the top 20), so those
+detectors do not score them (null, as picture detectors are for entries without a picture); their
+title and picture detectors still do.
+
+``combined`` ranks everything, each group by its own percentile so that no group crowds the others out
+of the top: the cross-modal score among entries with a picture and an explanation, the text k-NN score
+among the other entries with an explanation, the title k-NN score among entries without one. Every
+score is "higher = odder"; percentiles are in (0, 1].
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -223,14 +230,23 @@ def cross_modal(text: np.ndarray, picture: np.ndarray, picture_in_text: np.ndarr
     return {k: v.astype(np.float64) for k, v in out.items()}
 
 
+#: Embedding kinds whose vectors read an entry's explanation (not scored where it is missing).
+EXPLANATION_KINDS = ("text", "multimodal")
+
+
 def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: AnomalyParams, *,
-                  knn: GraphSource = _fresh_graph, forest: ForestSource | None = None) -> pd.DataFrame:
+                  knn: GraphSource = _fresh_graph, forest: ForestSource | None = None,
+                  without_explanation: Collection[str] = ()) -> pd.DataFrame:
     """One row per entry (the ``text`` kind's dates): every detector's score and percentile, the
     combined score and rank. ``vectors`` maps kind → (dates, matrix); ``aligned`` is optional.
     ``knn`` and ``forest``: where the k-NN graphs and the isolation models come from (the build keeps
-    both between builds; see :data:`GraphSource`, :data:`ForestSource`; by default made here)."""
+    both between builds; see :data:`GraphSource`, :data:`ForestSource`; by default made here).
+    ``without_explanation``: dates whose explanation is empty; the detectors that read it do not score
+    them (see the module's docstring)."""
     dates = list(vectors["text"][0])
     row = {d: i for i, d in enumerate(dates)}
+    untexted = np.isin(np.array(dates, dtype=object), list(without_explanation)) if len(without_explanation) \
+        else np.zeros(len(dates), bool)
     df = pd.DataFrame({"date": dates})
     for kind in ("title", "text", "image", "multimodal"):
         if kind not in vectors or len(vectors[kind][0]) < 3:
@@ -243,9 +259,13 @@ def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: Anom
         for name, score in single_modal(matrix, params, graph=graph, isolation=isolation).items():
             col = np.full(len(dates), np.nan)
             col[where] = score
+            if kind in EXPLANATION_KINDS:
+                col[untexted] = np.nan
             df[f"{kind}_{name}"] = col
     image_dates, pictures = vectors.get("image", ([], np.zeros((0, 0))))
-    with_text = [i for i, d in enumerate(image_dates) if d in row]
+    has_picture = np.isin(np.array(dates, dtype=object), list(image_dates)) if len(image_dates) \
+        else np.zeros(len(dates), bool)
+    with_text = [i for i, d in enumerate(image_dates) if d in row and not untexted[row[d]]]
     if len(with_text) >= params.k + 2:
         pd_dates = [image_dates[i] for i in with_text]
         text = vectors["text"][1][[row[d] for d in pd_dates]]
@@ -259,12 +279,12 @@ def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: Anom
             col = np.full(len(dates), np.nan)
             col[where] = score
             df[name] = col
-    has_picture = df["cross_modal"].notna().to_numpy() if "cross_modal" in df else np.zeros(len(df), bool)
+    cross = df["cross_modal"].notna().to_numpy() if "cross_modal" in df else np.zeros(len(df), bool)
     combined = np.zeros(len(df))
-    if has_picture.any():  # each group as a percentile of its own, so neither crowds out the other
-        combined[has_picture] = percentile(df["cross_modal"].to_numpy()[has_picture])
-    if "text_knn" in df and (~has_picture).any():
-        combined[~has_picture] = percentile(df["text_knn"].to_numpy()[~has_picture])
+    # each group as a percentile of its own, so that none crowds the others out of the top
+    for group, column in ((cross, "cross_modal"), (~cross & ~untexted, "text_knn"), (untexted, "title_knn")):
+        if group.any() and column in df:
+            combined[group] = percentile(df[column].to_numpy()[group])
     df["has_picture"] = has_picture
     df["combined"] = combined
     df["rank"] = pd.Series(-combined).rank(method="first").astype(int).to_numpy()

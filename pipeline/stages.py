@@ -642,7 +642,9 @@ def _anomaly_params(ctx: BuildContext):
 
 def anomaly_stage(ctx: BuildContext) -> StageResult:
     """Per-entry anomaly scores: single-modality detectors per kind and text-vs-picture disagreement."""
-    from lake.schema import ANOMALY_DETECTORS
+    import pyarrow.compute as pc
+
+    from lake.schema import ANOMALY_DETECTORS, EXPLANATION_TEXT
     from pipeline.anomaly import IsolationModel, kept_isolation, score_entries
 
     params = _anomaly_params(ctx)
@@ -659,7 +661,11 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
         forests[name] = f"{model.note} on {model.fitted_rows:,} rows"
         return model
 
-    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=graph, forest=forest)
+    entries = ctx.writer.read_table("entries")
+    texted = pc.match_substring_regex(entries["explanation"], EXPLANATION_TEXT)
+    untexted = [d.isoformat() for d in entries.filter(pc.invert(texted))["date"].to_pylist()]
+    df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=graph, forest=forest,
+                       without_explanation=untexted)
     for name in ANOMALY_DETECTORS:
         if name not in df:
             df[name] = np.nan
@@ -668,7 +674,9 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
     ctx.writer.stage_table("anomalies", table)
     return StageResult(items=len(df), manifest={"anomaly": params.as_dict() | {
         "detectors": [n for n in ANOMALY_DETECTORS if df[n].notna().any()], "isolation_forests": forests,
-        "combined": "cross_modal percentile for entries with a picture, text k-NN percentile otherwise"}})
+        "without_explanation": len(untexted),
+        "combined": "cross_modal percentile for entries with a picture and an explanation, text k-NN percentile "
+                    "for the others with an explanation, title k-NN percentile for those without"}})
 
 
 # -- Galaxy Zoo 2 collection ----------------------------------------------------------------------------
@@ -795,7 +803,7 @@ STAGES: list[Stage] = [
     # only the app reads the anomaly scores: they are computed in the worker process beside the stages below
     Stage("anomaly", anomaly_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), ctx.cfg.refit,
-                       "anomaly-v3"],
+                       "anomaly-v4"],
           _staged("anomalies"), background=True,
           warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors")),
     Stage("classify", classify_stage,

@@ -51,6 +51,35 @@ def test_text_only_entries_get_text_scores_and_a_fair_combined_rank():
     assert percentile(np.array([3.0, np.nan, 1.0])).tolist()[0] == 1.0
 
 
+def test_entries_without_an_explanation_are_ranked_by_their_titles_not_flagged_for_the_missing_text():
+    """An entry the archive has no explanation for has a text vector of its title alone, unlike every
+    other text: the text-reading detectors would put it at the top for the missing words. They leave it
+    unscored; its title and picture detectors score it, and it is ranked among its own kind."""
+    dates, text, picture, _ = _collection(n=200)
+    rng = np.random.default_rng(7)
+    untexted = dates[::20]  # 10 entries, 6 of them with a picture
+    title = text + 0.3 * rng.normal(size=text.shape).astype(np.float32)
+    for i in range(0, 200, 20):
+        text[i] = 5.0 * rng.normal(size=text.shape[1])  # the title alone: far from every full text
+    vectors = {"title": (dates, title), "text": (dates, text), "image": (dates[:120], picture[:120])}
+    before = score_entries(vectors, AnomalyParams(k=10))
+    assert before.sort_values("rank").date.head(20).isin(untexted).sum() >= 8  # what the rule is for
+    df = score_entries(vectors, AnomalyParams(k=10), without_explanation=untexted).set_index("date")
+    gone = [c for c in df.columns if c.startswith("text_") or c in ("cross_modal", "caption_mismatch",
+                                                                    "picture_vs_text_neighbours")]
+    assert len(gone) >= 4 and df.loc[untexted, gone].isna().all().all()
+    assert df.loc[untexted, "title_knn"].notna().all()
+    assert df.loc[untexted[:6], "image_knn"].notna().all() and df.loc[untexted[:6], "has_picture"].all()
+    assert df.drop(index=untexted)[["text_knn"]].notna().all().all()
+    top = df.sort_values("rank").head(20)
+    assert 1 <= top.index.isin(untexted).sum() <= 2  # 10 of 200: their share of the top, not all of it
+    listed = ranked(df.reset_index().assign(has_explanation=lambda d: ~d.date.isin(untexted)), {})
+    mine = listed[listed.date.isin(untexted)]
+    assert (mine.flagged_by == "title_knn").all()
+    assert mine.why.str.startswith("the archive has no explanation for it; its title vector is").all()
+    assert not listed[~listed.date.isin(untexted)].why.str.contains("no explanation").any()
+
+
 def test_feedback_rerank_learns_and_pushes_down_not_interesting():
     dates, text, picture, swapped = _collection(n=300, swapped=12, seed=3)
     df = score_entries({"text": (dates, text), "image": (dates, picture)}, AnomalyParams(k=10))
@@ -272,3 +301,40 @@ def test_latest_labels_stay_fast_as_labels_pile_up(tmp_path):
     assert store.labels() == replayed and len(replayed) == 23 * 28
     mine = {day: bool(label) for day, label, user in rows if user == "u7"}
     assert store.labels(user="u7") == mine
+
+
+def test_the_reader_says_which_entries_have_no_explanation_and_the_list_says_so(tmp_path):
+    """Real Parquet, real DuckDB: the Oddities list (and the API, which words it the same way) tells an
+    entry without an explanation (empty or blank in the lake) from the others."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from lake.layout import LakeLayout
+    from lake.queries import AtlasQueries
+    from lake.reader import LakeReader
+    from lake.schema import SCHEMAS
+    from lake.writer import LakeWriter
+
+    days = [dt.date(1999, 2, 14) + dt.timedelta(days=i) for i in range(40)]
+    texts = {0: "", 1: "  \n", 2: "\t"}  # the first three lack an explanation
+    vectors = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    iso = [d.isoformat() for d in days]
+    scores = score_entries({"title": (iso, vectors), "text": (iso, vectors)}, AnomalyParams(k=5),
+                           without_explanation=iso[:3])
+    scores["date"] = days
+    entries = [{"date": d, "title": f"entry {i}", "explanation": texts.get(i, f"words of entry {i}"),
+                "media_type": "image", "has_image": False, "year": d.year, "source": "test", "content_sha1": str(i)}
+               for i, d in enumerate(days)]
+    layout = LakeLayout.at(tmp_path / "lake")
+    LakeWriter(layout).publish_tables({
+        "entries": pa.Table.from_pylist(entries, schema=SCHEMAS["entries"]),
+        "categories": SCHEMAS["categories"].empty_table(), "objects": SCHEMAS["objects"].empty_table(),
+        "anomalies": pa.Table.from_pandas(scores.reindex(columns=SCHEMAS["anomalies"].names),
+                                          schema=SCHEMAS["anomalies"], preserve_index=False)}, {"taxonomy": {"categories": []}}, version="v1")
+    df = AtlasQueries(LakeReader(layout)).anomaly_scores()
+    assert df.set_index("date").has_explanation.to_dict() == {d: i >= 3 for i, d in enumerate(iso)}
+    listed = ranked(df, {}).set_index("date")
+    assert listed.loc[iso[:3], "why"].str.startswith("the archive has no explanation for it; its title").all()
+    assert not listed.loc[iso[3:], "why"].str.contains("no explanation").any()
+    assert (listed.loc[iso[3:], "flagged_by"] == "text_knn").all()
