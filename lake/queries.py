@@ -81,6 +81,7 @@ class AtlasQueries:
         self._map_sizes: dict[tuple[str, str], int] = {}
         self._anomalies: pd.DataFrame | None = None
         self._anomaly_percentiles: pd.DataFrame | None = None
+        self._category_order: list[str] | None = None
 
     def _where(self, filters: Filters | None) -> tuple[str, dict[str, Any]]:
         """The filters as SQL over ``e`` (entries) and ``c`` (text categories), with their parameters."""
@@ -93,6 +94,19 @@ class AtlasQueries:
     @property
     def manifest(self) -> dict[str, Any]:
         return self.reader.manifest
+
+    def category_order(self) -> list[str]:
+        """The text categories, most frequent in the whole lake first (ties by name), then the taxonomy's
+        categories no entry has: the order the pages give colours in, so that a category keeps its colour
+        whatever a view's filters leave (colouring each view by its own frequencies swapped them, e.g.
+        Galaxy became blue when the map was filtered to galaxies). Read once per lake version."""
+        if self._category_order is None:
+            counted = self.reader.query(
+                "SELECT category, count(*) AS n FROM categories WHERE source = 'text' AND category IS NOT NULL "
+                "GROUP BY 1 ORDER BY n DESC, category").category.tolist() if "categories" in self.reader.tables else []
+            taxonomy = self.manifest.get("taxonomy", {}).get("categories") or []
+            self._category_order = counted + [c for c in taxonomy if c not in set(counted)]
+        return self._category_order
 
     def category_names(self) -> list[str]:
         names = self.manifest.get("taxonomy", {}).get("categories")

@@ -86,6 +86,14 @@ def entry_path(click: dict[str, Any] | None) -> Any:
     return f"/entry/{date_of(click['points'][0]['customdata'])}"
 
 
+def fixed_category_colours() -> dict[str, str]:
+    """The lake's colour per category (:meth:`lake.queries.AtlasQueries.category_order`): the Map, Sky
+    and Categories pages draw a category in one colour, whatever their filters."""
+    from pages.figures import category_colours
+
+    return category_colours(atlas().category_order())
+
+
 def percent(share: float) -> str:
     """A share (0–1) as a whole percentage, for category scores; "<1%" where that would round to a "0%"
     that reads as impossible (the runner-up categories of a confident entry are often that small)."""

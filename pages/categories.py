@@ -11,8 +11,8 @@ from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import (all_years, atlas, by_lake_version, filters_from, missing_lake_notice, thumb_card,
-                           vocabulary, years_row, url_parameters)
+from pages._common import (all_years, atlas, by_lake_version, filters_from, fixed_category_colours,
+                           missing_lake_notice, thumb_card, vocabulary, years_row, url_parameters)
 from pages.ids import Categories
 
 dash.register_page(__name__, path="/categories", name="Categories", title="Cosmic Atlas · Categories")
@@ -72,7 +72,8 @@ def chart_view(years):
     f = filters_from(None, list(years) or None)
     counts = a.counts_by_category(f)
     bar = figures.category_counts_bar(counts)
-    stacked = figures.category_years_bar(a.counts_by_year(f), order=counts.category.tolist())
+    stacked = figures.category_years_bar(a.counts_by_year(f), order=counts.category.tolist(),
+                                         colours=fixed_category_colours())
     box = figures.confidence_box(a.confidences(f))
     agree = a.text_image_agreement(f)
     if agree.empty:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from html import escape
 from typing import Any, Final
@@ -80,12 +80,23 @@ def date_of(custom: Any) -> str:
 
 
 def category_colours(categories: Iterable[str]) -> dict[str, str]:
-    """Palette colour per category in the given order (most frequent first), cycling past 24."""
+    """Palette colour per category in the given order (most frequent first), cycling past 24. The pages
+    pass the lake's order (:meth:`lake.queries.AtlasQueries.category_order`), so a category has one
+    colour on every page and under every filter."""
     return {cat: PALETTE[i % len(PALETTE)] for i, cat in enumerate(categories)}
 
 
 def _by_frequency(categories: pd.Series) -> list[str]:
     return categories.value_counts().index.tolist()
+
+
+def _category_key(categories: pd.Series, colours: Mapping[str, str] | None) -> dict[str, str]:
+    """Legend order (most frequent in this view first) → colour: from ``colours`` where given (the lake's
+    fixed colours; a category it lacks is grey), else by this view's own frequencies."""
+    order = _by_frequency(categories)
+    if colours is None:
+        return category_colours(order)
+    return {cat: colours.get(cat, NO_CLUSTER_COLOUR) for cat in order}
 
 
 # -- map (home page) -------------------------------------------------------------------------------
@@ -100,6 +111,7 @@ def map_scatter(
     density: Any = None,
     extent: tuple[float, float, float, float] | None = None,
     svg: bool = False,
+    colours: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """The embedding map: one WebGL scatter (``Scatter3d`` when ``three_d``; SVG ``scatter`` with ``svg``)
     of ``points``.
@@ -113,7 +125,8 @@ def map_scatter(
     sample of a >60k-point map or only the points inside a zoomed view: the figure is the same, and
     ``uirevision`` (the same for the overview and its zooms) keeps the user's zoom when it is redrawn.
     Colouring by category draws one trace per category, most frequent first, so the legend toggles
-    categories; by cluster, palette colours per cluster id (grey for none); by year or confidence, a
+    categories, in ``colours`` (the lake's fixed colour per category, which the pages pass; without it,
+    by this view's frequencies); by cluster, palette colours per cluster id (grey for none); by year or confidence, a
     Viridis scale. Hover text is off: the page draws its own card from ``customdata``.
 
     ``svg`` is for the page's first figure of a large map, a few thousand points: in SVG they are drawn in
@@ -143,7 +156,7 @@ def map_scatter(
 
     if density is not None:
         size = 3
-    key = category_colours(_by_frequency(points.category)) if color == "category" else {}
+    key = _category_key(points.category, colours) if color == "category" else {}
     if color == "category":
         parts = dict(tuple(points.groupby("category", sort=False)))  # one pass, not a mask per category
         for cat, colour in key.items():
@@ -163,7 +176,8 @@ def map_scatter(
     fig = go.Figure(data=traces)
     if density is not None and extent is not None:
         x0, x1, y0, y1 = extent
-        fig.add_layout_image(source=density_image(density, color=color, colours=key, values=points.get(color)),
+        shades = {**(colours or {}), **key}  # the raster's categories may include some the sample lacks
+        fig.add_layout_image(source=density_image(density, color=color, colours=shades, values=points.get(color)),
                              xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0, sizey=y1 - y0, sizing="stretch",
                              layer="below", xanchor="left", yanchor="top")
     if not three_d and cluster_centres is not None and not cluster_centres.empty:
@@ -434,7 +448,8 @@ def _sky_grid(fig: go.Figure) -> None:
         fig.add_annotation(x=hx[0], y=hy[0], text=f"{h}h", showarrow=False, font={"color": "#8893b8", "size": 10})
 
 
-def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = ()) -> go.Figure:
+def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = (),
+            colours: Mapping[str, str] | None = None) -> go.Figure:
     """All-sky Mollweide map: a coordinate grid, one trace per category, and rings around ``selected`` dates.
 
     ``points`` has the columns of :meth:`lake.queries.AtlasQueries.sky_points` (``date``, ``title``,
@@ -451,7 +466,7 @@ def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = ()) -> go.Figure:
     fig = go.Figure()
     _sky_grid(fig)
     traces = []
-    for cat, colour in category_colours(_by_frequency(placed.category)).items():
+    for cat, colour in _category_key(placed.category, colours).items():
         part = placed[placed.category == cat]
         x, y = mollweide(part.ra_deg, part.dec_deg)
         traces.append(go.Scattergl(
@@ -487,7 +502,8 @@ def category_counts_bar(counts: pd.DataFrame) -> go.Figure:
                   labels={"n": "entries", "category": ""}, template="plotly_white", height=560)
 
 
-def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = ()) -> go.Figure:
+def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = (),
+                       colours: Mapping[str, str] | None = None) -> go.Figure:
     """Stacked bars of entries per year (``year``, ``category``, ``n``), one colour per category.
 
     ``order`` (usually largest category first) fixes the stacking and legend order, and the colours: the
@@ -498,14 +514,14 @@ def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = ()) -> 
     order = list(order) or list(dict.fromkeys(per_year["category"]))
     return px.bar(per_year, x="year", y="n", color="category", title="Per year", template="plotly_white",
                   labels={"n": "entries"}, height=560, category_orders={"category": order},
-                  color_discrete_map=category_colours(order))
+                  color_discrete_map=dict(colours) if colours is not None else category_colours(order))
 
 
 def confidence_box(confidences: pd.DataFrame) -> go.Figure:
     """Box plot of the top category's confidence (``category``, ``confidence``), highest median first."""
     order = confidences.groupby("category").confidence.median().sort_values(ascending=False).index.tolist()
     fig = px.box(confidences, x="category", y="confidence", title="Confidence of the top category",
-                 template="plotly_white", category_orders={"category": order}, height=420, points=False)
+                 template="plotly_white", category_orders={"category": order}, height=560, points=False)
     fig.update_xaxes(tickangle=45, title="")
     return fig
 
@@ -513,10 +529,16 @@ def confidence_box(confidences: pd.DataFrame) -> go.Figure:
 def agreement_bar(agreement: pd.DataFrame) -> go.Figure:
     """Share of entries per category (``category``, ``agreement`` in 0..1) whose image category matches
     their text category; the x axis is fixed to [0, 1] so categories compare at a glance. Categories in
-    the frame's order from the top (largest first, as *Entries per category* beside it)."""
-    fig = px.bar(agreement, x="agreement", y="category", orientation="h", template="plotly_white", height=420,
-                 title="Image category agrees with text category", range_x=[0, 1])
-    fig.update_yaxes(autorange="reversed")
+    the frame's order from the top (largest first, as *Entries per category* beside it), every one named
+    (at this height Plotly labelled every other bar); the hover adds ``n``, the pictures behind a share."""
+    fig = px.bar(agreement, x="agreement", y="category", orientation="h", template="plotly_white", height=560,
+                 title="Image category agrees with text category", range_x=[0, 1],
+                 labels={"category": "", "agreement": "share of pictures"},
+                 hover_data=["n"] if "n" in agreement else None)
+    if "n" in agreement:
+        fig.update_traces(hovertemplate="%{y}: %{x:.0%} of %{customdata[0]:,} pictures<extra></extra>")
+    fig.update_yaxes(autorange="reversed", dtick=1)
+    fig.update_xaxes(tickformat=".0%")
     return fig
 
 

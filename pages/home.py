@@ -15,8 +15,9 @@ from lake.density import MAX_SELECTION_ROWS, DensityView, PolygonError
 from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
 from pages import figures
-from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, missing_lake_notice,
-                           parse_list, picture_element, vocabulary, year_value, years_row, url_parameters)
+from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, fixed_category_colours,
+                           missing_lake_notice, parse_list, picture_element, vocabulary, year_value, years_row,
+                           url_parameters)
 from pages.ids import App, Map
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
@@ -120,7 +121,7 @@ def _render(view: MapView, emb: str, method: str, color: str):
     # a zoomed view keeps the user's axes (uirevision)
     fig = figures.map_scatter(view.points, color=color, three_d=method == "umap3d",
                               cluster_centres=view.cluster_centres if color == "cluster" else None,
-                              uirevision=f"{emb}/{method}",
+                              uirevision=f"{emb}/{method}", colours=fixed_category_colours(),
                               extent=None if view.bounds else figures.map_extent(view.points))
     shown = len(view.points)
     count = f"{view.total:,} entries" if not view.thinned else f"{view.total:,} entries ({shown:,} drawn)"
@@ -135,7 +136,7 @@ def _render(view: MapView, emb: str, method: str, color: str):
 def _render_density(view: DensityView, emb: str, method: str, color: str, *, svg: bool = False):
     """A large map's view: the raster of every point in it under a sample of real points."""
     fig = figures.map_scatter(view.points, color=color, uirevision=f"{emb}/{method}", density=view.raster,
-                              extent=view.extent, svg=svg)
+                              extent=view.extent, svg=svg, colours=fixed_category_colours())
     shown = len(view.points)
     if view.raster is None:
         return fig, f"{view.total:,} entries in view", "Every point of this view is drawn · click a point to open it"

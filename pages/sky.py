@@ -13,8 +13,8 @@ from dash import ClientsideFunction, Input, Output, State, callback, clientside_
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, locate, missing_lake_notice,
-                           parse_list, vocabulary, years_row, url_parameters)
+from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, fixed_category_colours,
+                           locate, missing_lake_notice, parse_list, vocabulary, years_row, url_parameters)
 from pages.ids import App, Sky
 
 dash.register_page(__name__, path="/sky", name="Sky", title="Cosmic Atlas · Sky")
@@ -80,7 +80,7 @@ def prefill() -> None:
 def sky_view(cats, years, selection):
     """Figure, count line and Aladin sources of one sky view (cached per lake version)."""
     df = atlas().sky_points(filters_from(list(cats), list(years) or None))
-    fig = figures.sky_map(df, selected=list(selection))
+    fig = figures.sky_map(df, selected=list(selection), colours=fixed_category_colours())
     chosen = df[df.date.isin(list(selection))]
     sources = df[["date", "title", "name", "ra_deg", "dec_deg"]].to_dict("records")
     note = f"{len(df):,} entries with a placed primary target" + (f" · {len(chosen):,} from the Map selection" if len(chosen) else "")

@@ -320,6 +320,26 @@ def sky_points() -> pd.DataFrame:
     })
 
 
+def test_a_category_keeps_the_lake_colour_whatever_the_view_leaves(points, sky_points):
+    """The pages pass the lake's colours: a filtered view (here, without Galaxy, so Nebula is the most
+    frequent) keeps each category's colour, on the map, its large-map raster and the sky; the legend
+    still lists the view's categories most frequent first. Without them, a view ranks its own (before:
+    Nebula turned blue once the galaxies were filtered out)."""
+    fixed = figures.category_colours(["Galaxy", "Nebula", "Planet", "Mars"])
+    view = points[points.category != "Galaxy"]
+    fig = figures.map_scatter(view, colours=fixed)
+    assert [(t.name.split(" (")[0], t.marker.color) for t in fig.data] == [("Nebula", fixed["Nebula"]),
+                                                                            ("Planet", fixed["Planet"])]
+    assert [t.marker.color for t in figures.map_scatter(view).data] == PALETTE[:2]  # the view's own order
+    unknown = figures.map_scatter(view.assign(category="Comet"), colours=fixed)
+    assert unknown.data[0].marker.color == figures.NO_CLUSTER_COLOUR
+    sky = {t.name.split(" (")[0]: t.marker.color for t in _sky_parts(figures.sky_map(sky_points, colours=fixed))[1]}
+    assert sky == {"Nebula": fixed["Nebula"], "Galaxy": fixed["Galaxy"]}
+    per_year = pd.DataFrame({"year": [2014, 2014], "category": ["Planet", "Nebula"], "n": [3, 1]})
+    bars = figures.category_years_bar(per_year, order=["Planet", "Nebula"], colours=fixed)
+    assert {t.name: t.marker.color for t in bars.data} == {"Planet": fixed["Planet"], "Nebula": fixed["Nebula"]}
+
+
 def _sky_parts(fig):
     grid = [t for t in fig.data if t.mode == "lines"]
     markers = [t for t in fig.data if t.mode == "markers"]
@@ -428,6 +448,9 @@ def test_agreement_bar_is_scaled_zero_to_one():
     assert tuple(fig.layout.xaxis.range) == (0, 1)
     assert list(fig.data[0].x) == [0.8, 0.2] and fig.data[0].orientation == "h"
     assert fig.layout.yaxis.autorange == "reversed"  # the largest category on top, as in the counts chart
+    assert fig.layout.yaxis.dtick == 1 and fig.layout.height == 560  # all 22 named, not every other one
+    assert fig.data[0].hovertemplate.startswith("%{y}: %{x:.0%} of %{customdata[0]:,} pictures")  # what it rests on
+    assert list(fig.data[0].customdata[:, 0]) == [10, 5]
 
 
 def test_category_charts_accept_empty_frames():

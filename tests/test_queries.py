@@ -35,6 +35,16 @@ def test_map_view_filters_and_thinning(atlas):
     assert not everything.cluster_centres.empty
 
 
+def test_category_order_is_the_whole_lake_s_and_names_every_category(atlas):
+    """The order the pages colour categories in: the lake's most frequent first, whatever a view keeps,
+    then the taxonomy's categories no entry has (so each has a colour ready)."""
+    counts = atlas.counts_by_category(Filters())
+    order = atlas.category_order()
+    assert order[:len(counts)] == counts.sort_values(["n", "category"], ascending=[False, True]).category.tolist()
+    assert set(order) == set(counts.category) | set(atlas.category_names()) and len(order) == len(set(order))
+    assert atlas.category_order() is order  # read once per lake version
+
+
 def test_user_text_is_a_parameter_not_sql(atlas):
     evil = ("Galaxy') OR 1=1 --",)
     assert atlas.map_view(embedding="text", method="umap", filters=Filters(categories=evil)).total == 0
