@@ -124,7 +124,7 @@ def main() -> None:
                                                    for m in ("dense", "hybrid") for v in VARIANTS}
         for q in queries:
             relevant = set(judged[q])
-            pool = judged_pool(engine, q, relevant, set(judged.get("_judged_not_relevant", {}).get(q, [])))
+            pool = judged_pool(judged, q)
             _, vec = engine._query(q, "text")
             vec = np.asarray(vec, np.float32) / np.linalg.norm(vec)
             keyword = [h["date"] for h in engine._keyword(q, None, 50)]

@@ -204,15 +204,18 @@ def search_quality_section(r: dict) -> list[str]:
            "Many queries have fewer than 10 relevant entries in the whole archive, so P@10 has a ceiling "
            "(*ideal*: the best any ranking could score); *normalised* = P@10 / ideal. Entries a new ranking "
            "put in the top 10 were judged too, without knowing which ranking found them (*unjudged* = those "
-           "still unread per top 10; each counts as not relevant).", "",
+           "still unread per top 10; each counts as not relevant). Judged means listed in the judgement files: "
+           "since 2026-11-30 the pools read when judging are listed there too, so a change of the search code "
+           "cannot make an unread entry count as read.", "",
            "| ranking | " + " | ".join(f"{name} P@10 ({v['queries']} q.) | {name} normalised | {name} unjudged"
                                     for name, v in sets.items()) + " |",
            "|---|" + "---:|---:|---:|" * len(sets)]
     labels = {"dense": "dense (MiniLM cosine)", "keyword": "keyword (BM25)",
               "hybrid_equal": "hybrid, equal weights, no feedback (the fusion before that, same run)",
-              "hybrid_no_feedback": "hybrid, keyword weight 1.5, no feedback (the default before, same run)",
+              "hybrid_no_feedback": "hybrid, keyword weight 1.5, no feedback (the default before feedback, same run)",
               "hybrid": f"**hybrid with dense pseudo-relevance feedback ({fb.get('docs', '?')} entries, weight "
-                        f"{fb.get('weight', '?')}; default)**",
+                        f"{fb.get('weight', '?')}; American spellings added to the keyword query; default)**",
+              "hybrid_as_typed": "hybrid with feedback, keyword query as typed (the default before, same run)",
               "hybrid_keyword_expansion": "hybrid + BM25 query expanded with the feedback entries' words (not adopted)"}
     for mode, label in labels.items():
         if not all(mode in v["mean_p_at_10"] for v in sets.values()):

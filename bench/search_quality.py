@@ -7,8 +7,9 @@ an entry outside the judged pool counts as not relevant, so re-running after a m
 lower bound until the new results are judged.
 
 Rankings: dense, keyword, hybrid (the default: RRF with pseudo-relevance feedback on the dense side),
-hybrid without feedback and with equal weights (the defaults before, same run), and the keyword
-expansion the build did not adopt (:class:`KeywordExpansion`).
+hybrid with the query's words as typed (before British spellings got their American ones), hybrid
+without feedback and with equal weights (the defaults before that, same run), and the keyword expansion
+the build did not adopt (:class:`KeywordExpansion`).
 
 Usage: python bench/search_quality.py [--lake DIR]
 """
@@ -64,6 +65,17 @@ def no_feedback():
         search.FEEDBACK_DOCS = saved
 
 
+@contextmanager
+def as_typed():
+    """Keyword search for the query's words as typed, without the American spellings that
+    :func:`lake.search.keyword_query` adds to British-spelled words (the default before)."""
+    saved, search.keyword_query = search.keyword_query, lambda q: q
+    try:
+        yield
+    finally:
+        search.keyword_query = saved
+
+
 def load_set(queries_file: str, judgements_file: str) -> tuple[list[str], dict[str, Any]]:
     """One judged set: its queries (in file order) and, per query, the dates judged relevant (keys from
     ``_``: notes, e.g. ``_judged_not_relevant``: entries judged later that were not relevant)."""
@@ -77,19 +89,14 @@ def hybrid_order(dense: list[str], keyword: list[str]) -> list[str]:
     return [d for d, _ in search.hybrid_ranking(dense, keyword)]
 
 
-def judged_pool(engine: SearchEngine, q: str, relevant: set[str], later: set[str] = frozenset()) -> set[str]:
-    """The entries the judges read for ``q``, rebuilt: the top 10 of dense (the lake's stored vectors),
-    keyword and hybrid search (without feedback, at both fusion weights used since judging), every entry
-    judged relevant, and ``later``: entries judged afterwards and found not relevant. Scoring other
-    rankings against judgements pooled from these favours these (their new results were never judged);
-    :func:`condensed_p_at_10` does not."""
-    pool = set(relevant) | set(later)
-    with no_feedback():
-        for mode in MODES:
-            pool |= {h["date"] for h in engine.search(q, k=10, mode=mode)}
-    with equal_weights():
-        pool |= {h["date"] for h in engine.search(q, k=10, mode="hybrid")}
-    return pool
+def judged_pool(judged: dict[str, Any], q: str) -> set[str]:
+    """The entries the judges read for ``q``: those judged relevant and those listed under
+    ``_judged_not_relevant`` (which holds the pooled top-10 entries of dense, keyword and hybrid search
+    read when judging, frozen 2026-11-30). Anything else a ranking returns is unjudged: scored as not
+    relevant by P@10, skipped by :func:`condensed_p_at_10`, counted in *unjudged*. (Until the freeze the
+    pool was recomputed with the current search code, so a code change could make an entry nobody had
+    read count as judged.)"""
+    return set(judged[q]) | set(judged.get("_judged_not_relevant", {}).get(q, []))
 
 
 def condensed_p_at_10(ranking: list[str], pool: set[str], relevant: set[str]) -> float:
@@ -132,11 +139,14 @@ class KeywordExpansion:
 
 
 #: Rows of the table: how each ranks a query (mode names are the API's; the rest are variants).
-RANKINGS = ("dense", "keyword", "hybrid", "hybrid_no_feedback", "hybrid_equal", "hybrid_keyword_expansion")
+RANKINGS = ("dense", "keyword", "hybrid", "hybrid_as_typed", "hybrid_no_feedback", "hybrid_equal",
+            "hybrid_keyword_expansion")
 
 
 def rankings(engine: SearchEngine, expansion: KeywordExpansion, q: str) -> dict[str, list[str]]:
     out = {mode: [h["date"] for h in engine.search(q, k=10, mode=mode)] for mode in MODES}
+    with as_typed():  # the default before British spellings got their American ones, in the same run
+        out["hybrid_as_typed"] = [h["date"] for h in engine.search(q, k=10, mode="hybrid")]
     with no_feedback():
         out["hybrid_no_feedback"] = [h["date"] for h in engine.search(q, k=10, mode="hybrid")]
     with equal_weights():  # the fusion before its keyword weight was tuned, in the same run
@@ -150,13 +160,12 @@ def score_set(engine: SearchEngine, expansion: KeywordExpansion, queries_file: s
     10, and the best P@10 any ranking could reach (queries with fewer than 10 relevant entries cap it),
     so ``normalised`` = P@10 / that ceiling."""
     queries, judged = load_set(queries_file, judgements_file)
-    later = judged.get("_judged_not_relevant", {})
     per_query: dict[str, dict[str, float]] = {}
     condensed: dict[str, list[float]] = {r: [] for r in RANKINGS}
     unjudged: dict[str, list[int]] = {r: [] for r in RANKINGS}
     for q in queries:
         relevant = set(judged[q])
-        pool = judged_pool(engine, q, relevant, set(later.get(q, [])))
+        pool = judged_pool(judged, q)
         per_query[q] = {}
         for name, ranking in rankings(engine, expansion, q).items():
             per_query[q][name] = sum(d in relevant for d in ranking[:10]) / 10

@@ -185,8 +185,7 @@ def main() -> None:
     result: dict = {"lake": lake_label(reader.layout.root), "entries": len(dates),
                     "keyword_weight": search.KEYWORD_WEIGHT, "feedback_docs": search.FEEDBACK_DOCS,
                     "emulated_hybrid_matches_app": f"{same_as_app}/{asked}", "encoders": {}}
-    pools = {q: judged_pool(engine, q, set(j[q]), set(j.get("_judged_not_relevant", {}).get(q, [])))
-             for qs, j in sets.values() for q in qs}
+    pools = {q: judged_pool(j, q) for qs, j in sets.values() for q in qs}
     unjudged: dict[str, set[str]] = {}
     for name, per_query in rankings.items():
         out: dict = {k: encoders[name][k] for k in ("sample_texts_per_s", "texts_per_s", "query_ms") if name in encoders and k in encoders[name]}

@@ -118,7 +118,7 @@ def main() -> None:
     pools, keywords = {}, {}
     for queries, judged in sets.values():
         for q in queries:
-            pools[q] = judged_pool(engine, q, set(judged[q]), set(judged.get("_judged_not_relevant", {}).get(q, [])))
+            pools[q] = judged_pool(judged, q)
             keywords[q] = [h["date"] for h in engine._keyword(q, None, 50)]
     for name, v in variants.items():
         out = {k: v[k] for k in ("texts_per_s", "batch_drift") if k in v}

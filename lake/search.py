@@ -5,7 +5,8 @@
   offline lake's learned text–picture space, or CLIP's own picture vectors); ``multimodal`` is queried
   with ``[q, q]`` because both of its halves live in the text space.
 * **keyword**: BM25 over ``title + explanation`` (LanceDB's full-text index on the ``text`` table's
-  ``body`` column; English stemming, stop words removed).
+  ``body`` column; English stemming, stop words removed), for the query's words and the American
+  spelling of its British-spelled ones (:func:`keyword_query`).
 * **hybrid** (default): reciprocal rank fusion of both lists, ``score = Σ weight / (60 + rank)`` over
   the lists an entry appears in (Cormack et al., 2009; the keyword list weighs :data:`KEYWORD_WEIGHT`,
   the dense list 1) — no score calibration needed between BM25 and cosine.
@@ -35,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from breame.data.spelling_constants import BRITISH_ENGLISH_SPELLINGS
 
 from lake.filters import FilterError, Filters
 from lake.pictures import picture_of
@@ -109,6 +111,22 @@ class InMemoryVectors:
         top = top[np.lexsort((self.dates[top], -sims[top]))]
         return [{"date": str(self.dates[i]), "title": self.titles[i], "category": self.categories[i] or None,
                  "has_image": bool(self.has_image[i]), "score": round(float(sims[i]), 4)} for i in top]
+
+
+def keyword_query(q: str) -> str:
+    """``q`` followed by the American spelling of each of its British-spelled words ("grey colour" →
+    "grey colour gray color"), for BM25 and snippets.
+
+    The archive is written in American English: "neighbor" is in 391 explanations and "neighbour" in
+    none, "color" in 2,871 and "colour" in 13, "center" in 2,883 and "centre" in 8. So a British-spelled
+    word found nothing, or only the few texts that spell it so, and "our closest big spiral neighbour
+    galaxy" missed every Andromeda entry. The words typed stay in the query (a few texts do use them:
+    "Endeavour", the shuttle). The word list is PyPI ``breame``'s (1,730 British → American spellings,
+    Apache-2.0); the dense side needs none (its word pieces place both spellings alike)."""
+    said = [w.lower() for w in _WORD.findall(q)]
+    american = dict.fromkeys(BRITISH_ENGLISH_SPELLINGS.get(w) for w in said)
+    added = [a for a in american if a and a not in said]
+    return " ".join([q, *added]) if added else q
 
 
 def snippet(text: str, query: str, width: int = 240) -> str:
@@ -283,7 +301,7 @@ class SearchEngine:
         return [h | {"score": round(1.0 - float(h.pop("_distance")), 4)} for h in hits]
 
     def _keyword(self, q: str, where: str | None, n: int) -> list[dict[str, Any]]:
-        query = self._table(KEYWORD_KIND).search(q, query_type="fts", fts_columns="body")
+        query = self._table(KEYWORD_KIND).search(keyword_query(q), query_type="fts", fts_columns="body")
         if where:
             query = query.where(where, prefilter=True)
         memory = self._in_memory(KEYWORD_KIND)
@@ -317,11 +335,12 @@ class SearchEngine:
         if not hits:
             return hits
         details = self._details([h["date"] for h in hits])
+        words = keyword_query(q)
         out = []
         for h in hits:
             explanation, url, media_type = details.get(h["date"], ("", None, None))
             picture = picture_of(date=h["date"], has_image=bool(h.get("has_image")), url=url, media_type=media_type)
-            out.append(h | {"snippet": snippet(explanation or "", q), "picture": picture.to_dict()})
+            out.append(h | {"snippet": snippet(explanation or "", words), "picture": picture.to_dict()})
         return out
 
     def _with_cone(self, filters: Filters | None) -> Filters:

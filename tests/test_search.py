@@ -72,6 +72,26 @@ def test_rrf_and_snippet():
     assert snippet(text, "comet tail") == "A comet with a long tail appeared near the horizon."
 
 
+def test_british_spellings_find_what_the_american_ones_do(search, monkeypatch):
+    """The archive spells "color" (32 texts of the demo lake's 2014 months, "colour" none): a British
+    speller's keyword search finds those texts, with the sentence that says it as the snippet; without
+    the added spelling it found nothing."""
+    from lake import search as search_module
+    from lake.search import keyword_query
+
+    assert keyword_query("Grey colour of the Centre") == "Grey colour of the Centre gray color center"
+    assert keyword_query("color of the gray sky") == "color of the gray sky"  # American words stay as they are
+    assert keyword_query("colour color") == "colour color"
+    british, american = (search.search(q, k=10, mode="keyword") for q in ("colour", "color"))
+    assert len(british) == 10 and [(h["date"], h["snippet"]) for h in british] == [
+        (h["date"], h["snippet"]) for h in american]  # the same entries, the same sentences shown
+    texts = search.reader.query("SELECT lower(title || ' ' || explanation) AS t FROM entries WHERE "
+                                "list_contains($d, strftime(date, '%Y-%m-%d'))", {"d": [h["date"] for h in british]})
+    assert len(texts) == 10 and texts.t.str.contains("color").all()
+    monkeypatch.setattr(search_module, "keyword_query", lambda q: q)
+    assert search.search("colour", k=10, mode="keyword") == []
+
+
 def test_modes_find_relevant_entries(search):
     for mode in ("dense", "keyword", "hybrid"):
         hits = search.search("open cluster of young stars", k=5, mode=mode)
