@@ -82,10 +82,10 @@ class LakeWriter:
     def stage_table(self, name: str, table: pa.Table) -> None:
         atomic.write_parquet(self.layout.staged_table(name), conform(table, name))
 
-    def read_table(self, name: str) -> pa.Table:
-        """The staged version when this build made one, else the published one."""
+    def read_table(self, name: str, *, columns: list[str] | None = None) -> pa.Table:
+        """The staged version when this build made one, else the published one (only ``columns`` if given)."""
         staged = self.layout.staged_table(name)
-        return pq.read_table(staged if staged.is_file() else self.layout.table(name))
+        return pq.read_table(staged if staged.is_file() else self.layout.table(name), columns=columns)
 
     def stage_vectors(self, kind: str, dates: list[str], matrix: np.ndarray) -> None:
         """An APOD vector matrix for later stages of this build (published later as LanceDB tables)."""

@@ -614,7 +614,7 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
     No later stage reads them, so with the local runner the stage runs in the build's worker process,
     beside the maps (importing LanceDB alone costs ≈ 1 s): it reads the entries from the staged table,
     not from the ingest's rows in memory."""
-    entries = ctx.writer.read_table("entries").select(["date", "title", "explanation", "has_image"]).to_pylist()
+    entries = ctx.writer.read_table("entries", columns=["date", "title", "explanation", "has_image"]).to_pylist()
     title = {r["date"].isoformat(): r["title"] for r in entries}
     has_image = {r["date"].isoformat(): bool(r["has_image"]) for r in entries}
     body = {r["date"].isoformat(): text_input(r["title"], r["explanation"]) for r in entries}
@@ -661,7 +661,7 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
         forests[name] = f"{model.note} on {model.fitted_rows:,} rows"
         return model
 
-    entries = ctx.writer.read_table("entries")
+    entries = ctx.writer.read_table("entries", columns=["date", "explanation"])
     texted = pc.match_substring_regex(entries["explanation"], EXPLANATION_TEXT)
     untexted = [d.isoformat() for d in entries.filter(pc.invert(texted))["date"].to_pylist()]
     df = score_entries({k: v for k, v in vectors.items() if v[0]}, params, knn=graph, forest=forest,
