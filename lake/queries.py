@@ -105,7 +105,7 @@ class AtlasQueries:
                 "SELECT category, count(*) AS n FROM categories WHERE source = 'text' AND category IS NOT NULL "
                 "GROUP BY 1 ORDER BY n DESC, category").category.tolist() if "categories" in self.reader.tables else []
             taxonomy = self.manifest.get("taxonomy", {}).get("categories") or []
-            self._category_order = counted + [c for c in taxonomy if c not in set(counted)]
+            self._category_order = list(dict.fromkeys(counted + taxonomy))
         return self._category_order
 
     def category_names(self) -> list[str]:

@@ -126,8 +126,8 @@ def map_scatter(
     ``uirevision`` (the same for the overview and its zooms) keeps the user's zoom when it is redrawn.
     Colouring by category draws one trace per category, most frequent first, so the legend toggles
     categories, in ``colours`` (the lake's fixed colour per category, which the pages pass; without it,
-    by this view's frequencies); by cluster, palette colours per cluster id (grey for none); by year or confidence, a
-    Viridis scale. Hover text is off: the page draws its own card from ``customdata``.
+    by this view's frequencies); by cluster, palette colours per cluster id (grey for none); by year or
+    confidence, a Viridis scale. Hover text is off: the page draws its own card from ``customdata``.
 
     ``svg`` is for the page's first figure of a large map, a few thousand points: in SVG they are drawn in
     less time than Plotly takes to set up WebGL (three contexts; ≈ 0.5 s on a software renderer,
@@ -506,10 +506,10 @@ def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = (),
                        colours: Mapping[str, str] | None = None) -> go.Figure:
     """Stacked bars of entries per year (``year``, ``category``, ``n``), one colour per category.
 
-    ``order`` (usually largest category first) fixes the stacking and legend order, and the colours: the
-    map's palette in that order (:func:`category_colours`), so the taxonomy's 22 categories get 22
-    colours (Plotly's default cycle of 10 gave, e.g., Earth/Atmospheric and Comet the same blue) and a
-    category keeps the colour the archive map gives it when both rank the categories alike.
+    ``order`` (usually largest category first) fixes the stacking and legend order. ``colours`` (the
+    lake's fixed colours, which the page passes) colour them, else the map's palette in ``order``
+    (:func:`category_colours`): the taxonomy's 22 categories get 22 colours (Plotly's default cycle of
+    10 gave, e.g., Earth/Atmospheric and Comet the same blue).
     """
     order = list(order) or list(dict.fromkeys(per_year["category"]))
     return px.bar(per_year, x="year", y="n", color="category", title="Per year", template="plotly_white",
@@ -529,8 +529,8 @@ def confidence_box(confidences: pd.DataFrame) -> go.Figure:
 def agreement_bar(agreement: pd.DataFrame) -> go.Figure:
     """Share of entries per category (``category``, ``agreement`` in 0..1) whose image category matches
     their text category; the x axis is fixed to [0, 1] so categories compare at a glance. Categories in
-    the frame's order from the top (largest first, as *Entries per category* beside it), every one named
-    (at this height Plotly labelled every other bar); the hover adds ``n``, the pictures behind a share."""
+    the frame's order from the top (most pictures first), every one named (at 420 px Plotly labelled
+    every other bar); the hover adds ``n``, the pictures behind a share."""
     fig = px.bar(agreement, x="agreement", y="category", orientation="h", template="plotly_white", height=560,
                  title="Image category agrees with text category", range_x=[0, 1],
                  labels={"category": "", "agreement": "share of pictures"},

@@ -230,6 +230,13 @@ def cross_modal(text: np.ndarray, picture: np.ndarray, picture_in_text: np.ndarr
     return {k: v.astype(np.float64) for k, v in out.items()}
 
 
+def _member(dates: list[str], among: Collection[str]) -> np.ndarray:
+    """Which ``dates`` are in ``among``, by set lookup (``np.isin`` on these string arrays sorts objects:
+    ≈ 0.4 s for the archive's 11k dates against its 3k pictures, a daily build's whole margin)."""
+    among = set(among)
+    return np.fromiter((d in among for d in dates), dtype=bool, count=len(dates))
+
+
 #: Embedding kinds whose vectors read an entry's explanation (not scored where it is missing).
 EXPLANATION_KINDS = ("text", "multimodal")
 
@@ -245,8 +252,7 @@ def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: Anom
     them (see the module's docstring)."""
     dates = list(vectors["text"][0])
     row = {d: i for i, d in enumerate(dates)}
-    untexted = np.isin(np.array(dates, dtype=object), list(without_explanation)) if len(without_explanation) \
-        else np.zeros(len(dates), bool)
+    untexted = _member(dates, without_explanation)
     df = pd.DataFrame({"date": dates})
     for kind in ("title", "text", "image", "multimodal"):
         if kind not in vectors or len(vectors[kind][0]) < 3:
@@ -263,8 +269,7 @@ def score_entries(vectors: dict[str, tuple[list[str], np.ndarray]], params: Anom
                 col[untexted] = np.nan
             df[f"{kind}_{name}"] = col
     image_dates, pictures = vectors.get("image", ([], np.zeros((0, 0))))
-    has_picture = np.isin(np.array(dates, dtype=object), list(image_dates)) if len(image_dates) \
-        else np.zeros(len(dates), bool)
+    has_picture = _member(dates, image_dates)
     with_text = [i for i, d in enumerate(image_dates) if d in row and not untexted[row[d]]]
     if len(with_text) >= params.k + 2:
         pd_dates = [image_dates[i] for i in with_text]
