@@ -355,3 +355,19 @@ def test_a_large_selection_lists_its_first_rows_with_the_grids_columns_only(clie
     got = _post(client, f"{Map.DL_CSV}.n_clicks", {**_state(years=None), f"{Map.DL_CSV}.n_clicks": 1,
                                                    f"{Map.PAGE_SELECTION}.data": stored})
     assert len(base64.b64decode(got[Map.DOWNLOAD]["data"]["content"]).decode().splitlines()) == 1 + len(stored)
+
+
+def test_a_category_keeps_its_colour_in_a_filtered_view_and_its_count_chip(client):
+    """The figure and the count chips under it colour a category as the whole lake does: filtering the map
+    to its second most frequent category does not make that category take the first colour."""
+    from pages import home
+
+    with client.application.app_context():
+        fig, _, _, chips, _ = home.map_outputs("text", "umap", "category", [], [1000, 1200])
+        colour = {t["name"].split(" (")[0]: t["marker"]["color"] for t in fig["data"]}
+        edge = {c.children.split(":")[0]: c.style["boxShadow"].split()[-1] for c in chips}
+        assert edge == colour and len(set(colour.values())) == len(colour) > 1
+        second = list(colour)[1]
+        only, _, _, one_chip, _ = home.map_outputs("text", "umap", "category", [second], [1000, 1200])
+        assert [t["marker"]["color"] for t in only["data"]] == [colour[second]] != [figures.PALETTE[0]]
+        assert [c.style["boxShadow"].split()[-1] for c in one_chip] == [colour[second]]
