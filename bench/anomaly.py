@@ -8,7 +8,9 @@
    synthetic junk (uniform noise, a flat grey frame, a colour gradient — what a broken download or a
    sensor fault gives), mapped through the lake's own picture PCA.
 3. **Feedback**: a person labels the top 10 of the unsupervised ranking of the swapped set's entries
-   with a picture ("interesting" when injected, "not interesting" otherwise); the re-ranked list's
+   with a picture (among them the 25 without an explanation, ranked by their titles as the page ranks
+   them, whose swapped pictures no cross-modal detector can see) ("interesting" when injected, "not
+   interesting" otherwise); the re-ranked list's
    precision in the top 50 is compared with the unsupervised list's (same run, same entries), and with a
    ceiling: a classifier over the same detector percentiles that knows every entry's label. The same
    on the whole list the Oddities page shows (every entry; those without a picture ranked by their text
@@ -31,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from atlas import environment  # noqa: E402
 from bench.common import lake_label, save  # noqa: E402
 from lake.oddities import rerank  # noqa: E402
+from lake.queries import AtlasQueries  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
-from lake.schema import EXPLANATION_TEXT  # noqa: E402
 from pipeline.align import align  # noqa: E402
 from pipeline.anomaly import AnomalyParams, score_entries  # noqa: E402
 
@@ -118,8 +120,7 @@ def main() -> None:
     args = ap.parse_args()
     reader = LakeReader.open(args.lake or environment.lake_dir())
     vectors = {k: reader.vectors(k) for k in ("title", "text", "image")}
-    untexted = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date FROM entries "
-                            f"WHERE NOT regexp_matches(explanation, '{EXPLANATION_TEXT}')").date.tolist()
+    untexted = AtlasQueries(reader).dates_without_explanation()
     params = AnomalyParams()
     image_dates, pictures = vectors["image"]
     n_inject = int(round(SHARE * len(image_dates)))

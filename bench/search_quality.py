@@ -2,9 +2,10 @@
 
 Queries (bench/data/search_queries.txt) are written in other words than the archive uses ("shooting
 stars" for meteors, "frozen visitor … glowing tail" for comets). Judgements
-(bench/data/search_judgements.json) list the relevant entries of each query's pooled top-10 results;
-an entry outside the judged pool counts as not relevant, so re-running after a model change reports a
-lower bound until the new results are judged.
+(bench/data/search_judgements.json) list the relevant entries of each query's pooled top-10 results
+and, under ``_judged_not_relevant``, the other entries read; an entry listed in neither counts as not
+relevant, so re-running after a model change reports a lower bound until the new results are judged
+(the *unjudged* counts say how many).
 
 Rankings: dense, keyword, hybrid (the default: RRF with pseudo-relevance feedback on the dense side),
 hybrid with the query's words as typed (before British spellings got their American ones), hybrid
@@ -78,7 +79,7 @@ def as_typed():
 
 def load_set(queries_file: str, judgements_file: str) -> tuple[list[str], dict[str, Any]]:
     """One judged set: its queries (in file order) and, per query, the dates judged relevant (keys from
-    ``_``: notes, e.g. ``_judged_not_relevant``: entries judged later that were not relevant)."""
+    ``_``: notes, e.g. ``_judged_not_relevant``: every other entry read, per query)."""
     queries = [q for q in (DATA / queries_file).read_text().splitlines() if q.strip()]
     return queries, json.loads((DATA / judgements_file).read_text())
 

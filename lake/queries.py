@@ -60,6 +60,9 @@ def nasa_page_url(date: str) -> str:
     return NASA_PAGE.format(yymmdd=d.strftime("%y%m%d"))
 
 
+#: SQL: entry ``e`` has an explanation (:data:`lake.schema.EXPLANATION_TEXT`).
+_HAS_EXPLANATION = f"regexp_matches(e.explanation, '{EXPLANATION_TEXT}')"
+
 _BASE_FROM = (
     "FROM entries e LEFT JOIN categories c ON c.date = e.date AND c.source = 'text'"
 )
@@ -355,11 +358,17 @@ class AtlasQueries:
         filter_sql, params = self._where(filters)
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.has_image, e.url, e.media_type, "
-            f"regexp_matches(e.explanation, '{EXPLANATION_TEXT}') AS has_explanation, "
+            f"{_HAS_EXPLANATION} AS has_explanation, "
             f"a.* EXCLUDE (date) {_BASE_FROM} JOIN anomalies a ON a.date = e.date WHERE {filter_sql}", params)
         if unfiltered:
             self._anomalies = df
         return df
+
+    def dates_without_explanation(self) -> list[str]:
+        """ISO dates of the entries the archive has no explanation for, in date order: those the anomaly
+        stage leaves to the detectors that do not read the explanation."""
+        return self.reader.query("SELECT strftime(e.date, '%Y-%m-%d') AS date FROM entries e "
+                                 f"WHERE NOT {_HAS_EXPLANATION} ORDER BY 1").date.tolist()
 
     def anomaly_percentiles(self) -> pd.DataFrame:
         """Each detector's percentile among all the lake's entries, indexed by date: "odder than 99 % of

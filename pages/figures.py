@@ -507,14 +507,16 @@ def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = (),
     """Stacked bars of entries per year (``year``, ``category``, ``n``), one colour per category.
 
     ``order`` (usually largest category first) fixes the stacking and legend order. ``colours`` (the
-    lake's fixed colours, which the page passes) colour them, else the map's palette in ``order``
+    lake's fixed colours, which the page passes; grey for one it lacks, e.g. Uncategorised, as on the
+    map) colour them, else the map's palette in ``order``
     (:func:`category_colours`): the taxonomy's 22 categories get 22 colours (Plotly's default cycle of
     10 gave, e.g., Earth/Atmospheric and Comet the same blue).
     """
     order = list(order) or list(dict.fromkeys(per_year["category"]))
     return px.bar(per_year, x="year", y="n", color="category", title="Per year", template="plotly_white",
                   labels={"n": "entries"}, height=560, category_orders={"category": order},
-                  color_discrete_map=dict(colours) if colours is not None else category_colours(order))
+                  color_discrete_map={c: colours.get(c, NO_CLUSTER_COLOUR) for c in order}
+                  if colours is not None else category_colours(order))
 
 
 def confidence_box(confidences: pd.DataFrame) -> go.Figure:

@@ -803,7 +803,7 @@ STAGES: list[Stage] = [
     # only the app reads the anomaly scores: they are computed in the worker process beside the stages below
     Stage("anomaly", anomaly_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), ctx.cfg.refit,
-                       "anomaly-v4"],
+                       "anomaly-v5"],
           _staged("anomalies"), background=True,
           warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors")),
     Stage("classify", classify_stage,

@@ -64,10 +64,11 @@ def test_entries_without_an_explanation_are_ranked_by_their_titles_not_flagged_f
     vectors = {"title": (dates, title), "text": (dates, text), "image": (dates[:120], picture[:120])}
     before = score_entries(vectors, AnomalyParams(k=10))
     assert before.sort_values("rank").date.head(20).isin(untexted).sum() >= 8  # what the rule is for
+    vectors["multimodal"] = (dates, np.hstack([text, 0.2 * title]))
     df = score_entries(vectors, AnomalyParams(k=10), without_explanation=untexted).set_index("date")
-    gone = [c for c in df.columns if c.startswith("text_") or c in ("cross_modal", "caption_mismatch",
-                                                                    "picture_vs_text_neighbours")]
-    assert len(gone) >= 4 and df.loc[untexted, gone].isna().all().all()
+    gone = [c for c in df.columns if c.startswith(("text_", "multimodal_"))
+            or c in ("cross_modal", "caption_mismatch", "picture_vs_text_neighbours")]
+    assert len(gone) >= 7 and df.loc[untexted, gone].isna().all().all()
     assert df.loc[untexted, "title_knn"].notna().all()
     assert df.loc[untexted[:6], "image_knn"].notna().all() and df.loc[untexted[:6], "has_picture"].all()
     assert df.drop(index=untexted)[["text_knn"]].notna().all().all()
@@ -78,6 +79,20 @@ def test_entries_without_an_explanation_are_ranked_by_their_titles_not_flagged_f
     assert (mine.flagged_by == "title_knn").all()
     assert mine.why.str.startswith("the archive has no explanation for it; its title vector is").all()
     assert not listed[~listed.date.isin(untexted)].why.str.contains("no explanation").any()
+
+
+def test_a_lake_whose_entries_all_lack_an_explanation_lists_them_by_title_or_says_nothing_scored_them():
+    """No entry has an explanation, so no text detector scored any: the list falls back on the titles'
+    k-NN, and where a lake has no title scores either it says so instead of a percentage."""
+    dates, text, _, _ = _collection(n=40)
+    df = score_entries({"title": (dates, text), "text": (dates, text)}, AnomalyParams(k=5),
+                       without_explanation=dates)
+    assert df.text_knn.isna().all() and df.title_knn.notna().all()
+    listed = ranked(df.assign(has_explanation=False), {})
+    assert (listed.flagged_by == "title_knn").all() and listed.flagged_percentile.notna().all()
+    assert listed.why.str.startswith("the archive has no explanation for it; its title vector").all()
+    bare = ranked(df.drop(columns=[c for c in df.columns if c.startswith("title_")]), {})
+    assert bare.flagged_percentile.isna().all() and (bare.why == "no detector has scored it").all()
 
 
 def test_feedback_rerank_learns_and_pushes_down_not_interesting():
@@ -317,7 +332,7 @@ def test_the_reader_says_which_entries_have_no_explanation_and_the_list_says_so(
     from lake.writer import LakeWriter
 
     days = [dt.date(1999, 2, 14) + dt.timedelta(days=i) for i in range(40)]
-    texts = {0: "", 1: "  \n", 2: "\t"}  # the first three lack an explanation
+    texts = {0: "", 1: "  \n", 2: "\u00a0\v"}  # the first three lack an explanation (as str.strip sees it)
     vectors = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     iso = [d.isoformat() for d in days]
     scores = score_entries({"title": (iso, vectors), "text": (iso, vectors)}, AnomalyParams(k=5),
@@ -332,8 +347,10 @@ def test_the_reader_says_which_entries_have_no_explanation_and_the_list_says_so(
         "categories": SCHEMAS["categories"].empty_table(), "objects": SCHEMAS["objects"].empty_table(),
         "anomalies": pa.Table.from_pandas(scores.reindex(columns=SCHEMAS["anomalies"].names),
                                           schema=SCHEMAS["anomalies"], preserve_index=False)}, {"taxonomy": {"categories": []}}, version="v1")
-    df = AtlasQueries(LakeReader(layout)).anomaly_scores()
+    atlas = AtlasQueries(LakeReader(layout))
+    df = atlas.anomaly_scores()
     assert df.set_index("date").has_explanation.to_dict() == {d: i >= 3 for i, d in enumerate(iso)}
+    assert atlas.dates_without_explanation() == iso[:3]
     listed = ranked(df, {}).set_index("date")
     assert listed.loc[iso[:3], "why"].str.startswith("the archive has no explanation for it; its title").all()
     assert not listed.loc[iso[3:], "why"].str.contains("no explanation").any()

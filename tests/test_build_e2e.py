@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 
 from lake.layout import LakeLayout
+from lake.queries import AtlasQueries
 from lake.reader import LakeReader
-from lake.schema import EMBEDDING_KINDS, EXPLANATION_TEXT
+from lake.schema import EMBEDDING_KINDS
 from pipeline.project import umap_backend
 from tests.conftest import REPO, TINY_CLIP, archive_rows, run_cli, write_jsonl
 
@@ -565,8 +566,7 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
 
     assert all((lake / "cache" / "knn" / f"{kind}.npz").is_file() for kind in EMBEDDING_KINDS)
     vectors = {k: reader.vectors(k) for k in EMBEDDING_KINDS}  # the single-modality detectors' inputs
-    untexted = reader.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries "
-                            f"WHERE NOT regexp_matches(explanation, '{EXPLANATION_TEXT}')").d.tolist()
+    untexted = AtlasQueries(reader).dates_without_explanation()
     fresh = score_entries({k: v for k, v in vectors.items() if v[0]}, AnomalyParams(),
                           without_explanation=untexted).set_index("date")
     stored = reader.query("SELECT * FROM anomalies").assign(date=lambda d: d.date.astype(str)).set_index("date")

@@ -448,7 +448,9 @@ def test_agreement_bar_is_scaled_zero_to_one():
     assert tuple(fig.layout.xaxis.range) == (0, 1)
     assert list(fig.data[0].x) == [0.8, 0.2] and fig.data[0].orientation == "h"
     assert fig.layout.yaxis.autorange == "reversed"  # the largest category on top, as in the counts chart
-    assert fig.layout.yaxis.dtick == 1 and fig.layout.height == 560  # all 22 named, not every other one
+    many = figures.agreement_bar(pd.DataFrame({"category": [f"Category {i}" for i in range(22)], "n": 10,
+                                               "agreement": 0.5}))
+    assert many.layout.yaxis.dtick == 1 and many.layout.height == 560  # all 22 named, not every other one
     assert fig.data[0].hovertemplate.startswith("%{y}: %{x:.0%} of %{customdata[0]:,} pictures")  # what it rests on
     assert list(fig.data[0].customdata[:, 0]) == [10, 5]
 
