@@ -19,7 +19,7 @@ from lake.filters import FilterError, Filters
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, nasa_page_url
 from lake.records import records
-from lake.search import MAX_K, SearchError
+from lake.search import MAX_K, SearchError, american_spellings
 from lake.galaxies import MAX_K as MAX_GALAXY_K
 from lake.galaxies import GalaxyError
 from lake.galaxy_schema import GZ2_LICENCE_NOTE, is_objid
@@ -122,8 +122,10 @@ def search():
     filters = _filters(p)  # every parameter is checked before the lake is opened
     hits = engine().search(p["q"], k=k, kind=p["kind"] or "text", mode=p["mode"] or "hybrid",
                            filters=filters, offset=(page - 1) * k)
-    return jsonify({"query": p["q"].strip(), "mode": p["mode"] or "hybrid", "kind": p["kind"] or "text", "k": k,
-                    "page": page, "results": [_result(h) for h in hits]})
+    mode = p["mode"] or "hybrid"
+    return jsonify({"query": p["q"].strip(), "mode": mode, "kind": p["kind"] or "text", "k": k, "page": page,
+                    "also_searched": american_spellings(p["q"]) if mode != "dense" else [],
+                    "results": [_result(h) for h in hits]})
 
 
 @bp.get("/similar/<date>")

@@ -123,10 +123,16 @@ def keyword_query(q: str) -> str:
     galaxy" missed every Andromeda entry. The words typed stay in the query (a few texts do use them:
     "Endeavour", the shuttle). The word list is PyPI ``breame``'s (1,730 British → American spellings,
     Apache-2.0); the dense side needs none (its word pieces place both spellings alike)."""
+    added = american_spellings(q)
+    return " ".join([q, *added]) if added else q
+
+
+def american_spellings(q: str) -> list[str]:
+    """The American spellings :func:`keyword_query` adds to ``q`` (none for words already American or
+    already in the query), in query order: the search page and API say which words were also searched."""
     said = [w.lower() for w in _WORD.findall(q)]
     american = dict.fromkeys(BRITISH_ENGLISH_SPELLINGS.get(w) for w in said)
-    added = [a for a in american if a and a not in said]
-    return " ".join([q, *added]) if added else q
+    return [a for a in american if a and a not in said]
 
 
 def snippet(text: str, query: str, width: int = 240) -> str:

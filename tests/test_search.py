@@ -92,6 +92,20 @@ def test_british_spellings_find_what_the_american_ones_do(search, monkeypatch):
     assert search.search("colour", k=10, mode="keyword") == []
 
 
+def test_the_page_and_the_api_say_which_spellings_were_also_searched(client):
+    """A person who typed "grey colour" is told that "gray" and "color" were searched too (not in dense
+    mode, which reads no words), on the search page and in the API's answer."""
+    from pages import search as page
+
+    assert client.get("/api/search?q=grey+colour&k=3").get_json()["also_searched"] == ["gray", "color"]
+    assert client.get("/api/search?q=grey+colour&k=3&mode=dense").get_json()["also_searched"] == []
+    assert client.get("/api/search?q=gray+color&k=3").get_json()["also_searched"] == []
+    with client.application.app_context():
+        said = str(page.layout(q="grey colour", mode="keyword"))
+        assert "also searched as the archive spells it: gray, color" in said
+        assert "also searched" not in str(page.layout(q="gray color", mode="keyword"))
+
+
 def test_modes_find_relevant_entries(search):
     for mode in ("dense", "keyword", "hybrid"):
         hits = search.search("open cluster of young stars", k=5, mode=mode)
