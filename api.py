@@ -19,7 +19,7 @@ from lake.filters import FilterError, Filters
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, nasa_page_url
 from lake.records import records
-from lake.search import MAX_K, SearchError, american_spellings
+from lake.search import MAX_K, SearchError, spellings_searched
 from lake.galaxies import MAX_K as MAX_GALAXY_K
 from lake.galaxies import GalaxyError
 from lake.galaxy_schema import GZ2_LICENCE_NOTE, is_objid
@@ -124,7 +124,7 @@ def search():
                            filters=filters, offset=(page - 1) * k)
     mode = p["mode"] or "hybrid"
     return jsonify({"query": p["q"].strip(), "mode": mode, "kind": p["kind"] or "text", "k": k, "page": page,
-                    "also_searched": american_spellings(p["q"]) if mode != "dense" else [],
+                    "also_searched": spellings_searched(p["q"], mode=mode),
                     "results": [_result(h) for h in hits]})
 
 

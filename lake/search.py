@@ -135,6 +135,12 @@ def american_spellings(q: str) -> list[str]:
     return [a for a in american if a and a not in said]
 
 
+def spellings_searched(q: str, *, mode: str) -> list[str]:
+    """The spellings a ``mode`` search of ``q`` also searched (:func:`american_spellings`), for the page
+    and the API to say so: none in dense mode, which reads no words."""
+    return american_spellings(q) if mode != "dense" else []
+
+
 def snippet(text: str, query: str, width: int = 240) -> str:
     """The sentence of ``text`` sharing most words with the query (the first one when none do)."""
     if not text:

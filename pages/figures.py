@@ -90,13 +90,17 @@ def _by_frequency(categories: pd.Series) -> list[str]:
     return categories.value_counts().index.tolist()
 
 
+def colours_of(categories: Iterable[str], colours: Mapping[str, str]) -> dict[str, str]:
+    """Each of ``categories`` → its colour in ``colours`` (the lake's fixed colours), grey for one they
+    lack (e.g. Uncategorised): the map, the sky, the per-year chart and the Map page's chips alike."""
+    return {cat: colours.get(cat, NO_CLUSTER_COLOUR) for cat in categories}
+
+
 def _category_key(categories: pd.Series, colours: Mapping[str, str] | None) -> dict[str, str]:
-    """Legend order (most frequent in this view first) → colour: from ``colours`` where given (the lake's
-    fixed colours; a category it lacks is grey), else by this view's own frequencies."""
+    """Legend order (most frequent in this view first) → colour: from ``colours`` where given
+    (:func:`colours_of`), else by this view's own frequencies."""
     order = _by_frequency(categories)
-    if colours is None:
-        return category_colours(order)
-    return {cat: colours.get(cat, NO_CLUSTER_COLOUR) for cat in order}
+    return category_colours(order) if colours is None else colours_of(order, colours)
 
 
 # -- map (home page) -------------------------------------------------------------------------------
@@ -515,8 +519,7 @@ def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = (),
     order = list(order) or list(dict.fromkeys(per_year["category"]))
     return px.bar(per_year, x="year", y="n", color="category", title="Per year", template="plotly_white",
                   labels={"n": "entries"}, height=560, category_orders={"category": order},
-                  color_discrete_map={c: colours.get(c, NO_CLUSTER_COLOUR) for c in order}
-                  if colours is not None else category_colours(order))
+                  color_discrete_map=colours_of(order, colours) if colours is not None else category_colours(order))
 
 
 def confidence_box(confidences: pd.DataFrame) -> go.Figure:

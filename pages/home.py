@@ -211,10 +211,10 @@ def _view_outputs(emb: str, method: str, color: str, cats: list[str], years: lis
     a = atlas()
     filters = filters_from(cats, years)
     counts = a.map_category_counts(embedding=emb, method=method, filters=filters) if large else a.counts_by_category(filters)
-    colours = fixed_category_colours()  # each chip edged in its category's map colour, a legend for any colouring
+    # each chip edged in its category's map colour, a legend for any colouring
+    edge = figures.colours_of(counts.category, fixed_category_colours())
     chips = [dbc.Badge(f"{r.category}: {r.n:,}", color="light", text_color="dark", className="me-1 mb-1 border",
-                       style={"boxShadow": f"inset 0.35rem 0 0 {colours.get(r.category, figures.NO_CLUSTER_COLOUR)}",
-                              "paddingLeft": "0.75rem"})
+                       style={"boxShadow": f"inset 0.35rem 0 0 {edge[r.category]}", "paddingLeft": "0.75rem"})
              for r in counts.itertuples()]
     if large:  # always refined on zoom, so the stored flag is True
         sample = density.FIRST_VIEW_POINTS if svg else density.OVERLAY_POINTS

@@ -11,7 +11,7 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from lake.manifest import LakeMissingError
 from lake.filters import Filters
-from lake.search import MODES, SearchError, american_spellings
+from lake.search import MODES, SearchError, spellings_searched
 from lake.schema import EMBEDDING_KINDS
 from atlas.images import MAX_UPLOAD_BYTES
 from pages._common import atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, percent, picture_element, url_parameters
@@ -85,7 +85,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     if q.strip():
         try:
             hits = eng.search(q, k=PER_PAGE, kind=kind, mode=mode, filters=filters, offset=(page_n - 1) * PER_PAGE)
-            added = american_spellings(q) if mode != "dense" else []  # the keyword side searched these too
+            added = spellings_searched(q, mode=mode)
             body.append(results_block(hits, f"Results {1 + (page_n - 1) * PER_PAGE}–{(page_n - 1) * PER_PAGE + len(hits)} "
                                             f"for “{q.strip()}” ({mode}, {kind})"
                                             + (f" · also searched as the archive spells it: {', '.join(added)}"
