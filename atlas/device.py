@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import sys
 from functools import lru_cache
 
 log = logging.getLogger(__name__)
 
 #: Thread-pool sizes of OpenMP (torch reads it too), BLAS and numba, read by each library as it loads.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: glibc ``mallopt`` parameters (malloc.h) and the size under which freed memory stays in the process.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEPT_ALLOCATION_BYTES = 256 * 1024 * 1024
 
 
 @lru_cache(maxsize=1)
@@ -39,3 +44,27 @@ def cap_thread_pools(threads: int) -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(threads)
+
+
+def keep_freed_memory(*, below: int = KEPT_ALLOCATION_BYTES) -> bool:
+    """Have glibc's malloc serve allocations under ``below`` bytes from the heap and keep freed heap
+    memory in the process, instead of mapping each large block afresh and unmapping it when freed.
+
+    Why: glibc maps every block above its mmap threshold (at most 32 MB, however it adapts) with a fresh
+    ``mmap`` and returns it with ``munmap`` when freed, so the next one page-faults and the kernel zeroes
+    it again. The text encoder's attention scores for a batch of 64 are 50 MB, so every batch paid for
+    ≈ 2,400 page faults per text: on a 2-core machine 20–30 % of the embed stage was system time and the
+    encoder ran ≈ 1.2× slower than with the memory kept (BENCHMARKS.md, *Build: cold and no-op*). The
+    price is a resident set that stays at its peak, which a build process reaches anyway.
+
+    For build processes (the CLI, its worker, the map pool); the app keeps glibc's default. Returns
+    whether the setting took (False off glibc, e.g. macOS or musl)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        took = bool(libc.mallopt(M_MMAP_THRESHOLD, below)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 * below))
+    except (OSError, AttributeError):  # not glibc
+        return False
+    log.debug("malloc keeps freed memory under %d bytes: %s", below, took)
+    return took

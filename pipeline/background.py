@@ -83,11 +83,12 @@ def _yield_to_the_build() -> None:
 def _start_worker(parent: int, modules: Sequence[str], records: Any, level: int, threads: int) -> None:
     """Worker start-up: tie its life to the build's, yield the CPU to it, cap its thread pools (before
     the stages' modules load theirs), log through the main process, then import what the stages need."""
-    from atlas.device import cap_thread_pools
+    from atlas.device import cap_thread_pools, keep_freed_memory
 
     _die_with(parent)
     _yield_to_the_build()
     cap_thread_pools(threads)
+    keep_freed_memory()
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(level)

@@ -107,9 +107,10 @@ def _hold(payload: bytes) -> None:
     read their thread counts from the environment when they load."""
     import pickle
 
-    from atlas.device import cap_thread_pools
+    from atlas.device import cap_thread_pools, keep_freed_memory
 
     cap_thread_pools(1)
+    keep_freed_memory()
     global _HELD
     _HELD = pickle.loads(payload)
 
