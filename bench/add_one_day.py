@@ -47,10 +47,16 @@ from pipeline.embed_cache import EmbeddingCache  # noqa: E402
 from atlas.hashing import sha1_text  # noqa: E402
 
 
+def shipped_vectors_flag(repo: Path) -> tuple[str, ...]:
+    """A real new day has no text vector shipped with the archive: code that reads them is told not to."""
+    return ("--no-shipped-vectors",) if "shipped_vectors" in (repo / "pipeline" / "config.py").read_text() else ()
+
+
 def build(lake: Path, *extra: str, repo: Path = REPO) -> tuple[float, dict]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pipeline", "build", "--collection", "apod", "--no-progress",
-                           "--lake", str(lake), *extra], cwd=repo, capture_output=True, text=True)
+                           "--lake", str(lake), *shipped_vectors_flag(repo), *extra], cwd=repo, capture_output=True,
+                          text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
@@ -126,6 +132,7 @@ def main() -> None:
         results["added_day_has_picture"] = bool(LakeReader.open(base).query(
             "SELECT has_image FROM entries WHERE date = ?", [last.isoformat()]).has_image[0])
         results["forgotten_vectors"] = forget_day(base, last.isoformat())
+        results["no_shipped_vectors"] = bool(shipped_vectors_flag(REPO))
         runs: list[tuple[str, tuple[str, ...], Path, Path]] = [
             ("placed", until, REPO, base), ("placed_serial", (*until, "--no-background-stages"), REPO, base),
             ("placed_transform", (*until, "--map-placement", "transform"), REPO, base),

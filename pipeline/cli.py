@@ -89,7 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--k", type=int, default=10, help="number of neighbours (1-100)")
     g.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
     g.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    x = sub.add_parser("export-vectors", help="write a lake's text vectors as seeds a later build starts from",
+                       description="Write the published lake's text vectors, from its own embedding cache, as seed "
+                       "files (float16 Parquet, keyed by the text's hash, in a folder named for the encoder and its "
+                       "settings). Builds read the seeds in data/apod/vectors unless given --no-shipped-vectors: "
+                       "this is how that folder is made, after a build with --no-shipped-vectors.",
+                       formatter_class=_Defaults)
+    x.add_argument("--lake", type=Path, default=None, metavar="DIR", help="a local lake (default: $COSMIC_ATLAS_LAKE, "
+                   "else lake/data in the repo)")
+    x.add_argument("--out", type=Path, default=None, metavar="DIR", help="seed folder (default: data/apod/vectors)")
+    x.add_argument("--kind", action="append", choices=["text", "title"], default=None,
+                   help="which vectors; repeatable (default: text)")
     return parser
+
+
+def cmd_export_vectors(args: argparse.Namespace) -> int:
+    from lake.layout import LakeLayout
+    from lake.manifest import LakeMissingError
+    from pipeline.config import BUNDLED_VECTORS
+    from pipeline.embed import export_seeds
+
+    try:
+        export_seeds(layout=LakeLayout.at(args.lake or environment.lake_dir()), out=args.out or BUNDLED_VECTORS,
+                     kinds=tuple(args.kind or ["text"]))
+    except (LakeMissingError, ValueError, OSError) as exc:
+        log.error("export failed: %s", exc)
+        return 1
+    return 0
 
 
 def cmd_galaxies(args: argparse.Namespace) -> int:
@@ -279,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_oddities(args)
     if args.command == "galaxies":
         return cmd_galaxies(args)
+    if args.command == "export-vectors":
+        return cmd_export_vectors(args)
     return 2
 
 

@@ -22,6 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_DIR = REPO_ROOT / "data" / "apod"
 BUNDLED_ARCHIVE = BUNDLED_DIR / "apod_archive.parquet"
 BUNDLED_IMAGES = BUNDLED_DIR / "images"
+#: The bundled archive's text vectors from the default offline encoder, made by ``python -m pipeline
+#: export-vectors`` (pipeline.embed_cache: seeds); a build uses those whose encoder and text match.
+BUNDLED_VECTORS = BUNDLED_DIR / "vectors"
 BUNDLED_GZ2 = REPO_ROOT / "data" / "galaxy_zoo2" / "gz2_willett13_table5_stripe82_coadd.csv.gz"
 
 SOURCE_CHOICES = ("bundled", "nasa", "dump")
@@ -167,6 +170,10 @@ class BuildConfig:
         "texts or pictures per encoder call", group="embedding", parse=parse_positive))
     embed_chunk: int = field(default=512, metadata=option(
         "items per resumable embedding checkpoint", group="embedding", parse=parse_positive))
+    shipped_vectors: bool = field(default=True, metadata=option(
+        "encode every text (by default, texts of the bundled archive take the vectors shipped in "
+        "data/apod/vectors where they were made by this encoder with these settings: the cold build's "
+        "longest step; see README)", group="embedding"))
     align_exclude: Path | None = field(default=None, metadata=option(
         "file of dates (YYYY-MM-DD, one per line, # comments) kept out of the text–picture alignment's "
         "training, to evaluate it on pictures it never saw", group="alignment", parse=Path, metavar="FILE"))

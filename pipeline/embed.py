@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lake.layout import LakeLayout
-from pipeline.embed_cache import EmbeddingCache
+from pipeline.embed_cache import EmbeddingCache, write_seed
 from pipeline.executors import Executor, LocalExecutor
 from atlas.encoders import Encoder, space
 from atlas.hashing import sha1_json, sha1_text
@@ -43,6 +44,12 @@ class Embeddings:
     image_space_fingerprint: str = ""  # of the pictures the space was fitted on (kept: the last build's)
     image_space_kept: bool = False  # the last build's fitted space, reused (see embed_entries)
     image_space_new: int = 0  # pictures the kept space was not fitted on (placed in it as uploads are)
+
+
+def seed_file(seeds: Path | None, tower_fingerprint: str, kind: str) -> Path | None:
+    """Where a folder of seeds keeps one kind's vectors from one tower: ``<seeds>/<fingerprint>/<kind>.npz``
+    (the fingerprint names the model and its settings, so another encoder never reads them)."""
+    return None if seeds is None else seeds / tower_fingerprint / f"{kind}.npz"
 
 
 def fill_cache(
@@ -84,6 +91,7 @@ def embed_entries(
     progress: bool = True,
     executor: Executor | None = None,
     kept_space: Callable[[], tuple[dict[str, np.ndarray], str] | None] | None = None,
+    seeds: Path | None = None,
 ) -> Embeddings:
     """Vectors of every entry, computing only what the content-addressed caches lack, on ``executor``
     (this process by default; a Ray cluster with ``--runner ray``).
@@ -92,7 +100,10 @@ def embed_entries(
     re-fit is asked for). It is reused while it was fitted by this picture tower and fit version and at
     most :data:`SPACE_REFIT_SHARE` of today's pictures are new to it: the new ones are mapped into it as
     an upload is. A PCA re-fitted for one new picture would move every picture's vector (an SVD's signs
-    and order are arbitrary), and with them every picture map, the alignment and the categories."""
+    and order are arbitrary), and with them every picture map, the alignment and the categories.
+
+    ``seeds``: a folder of seed files (:func:`seed_file`), such as the bundled archive's shipped text
+    vectors; what they hold for this encoder is not encoded again."""
     executor = executor or LocalExecutor()
     encode_texts = executor.encoding(encoder, "text", root=layout.root, batch_size=batch_size)
     encode_images = executor.encoding(encoder, "image", root=layout.root, batch_size=batch_size)
@@ -102,7 +113,7 @@ def embed_entries(
 
     titles = [r["title"] for r in rows]
     title_keys = [sha1_text(t) for t in titles]
-    title_cache = EmbeddingCache(layout.embedding_cache(text_fp, kind="title"))
+    title_cache = EmbeddingCache(layout.embedding_cache(text_fp, kind="title"), seed=seed_file(seeds, text_fp, "title"))
     computed["title"] = fill_cache(
         title_cache, title_keys, titles, encode_texts,
         chunk=chunk, desc="embed titles", progress=progress, order_by_length=True,
@@ -110,7 +121,9 @@ def embed_entries(
 
     texts = [text_input(r["title"], r["explanation"]) for r in rows]
     text_keys = [sha1_text(t) for t in texts]
-    text_cache = EmbeddingCache(layout.embedding_cache(text_fp, kind="text"))
+    text_cache = EmbeddingCache(layout.embedding_cache(text_fp, kind="text"), seed=seed_file(seeds, text_fp, "text"))
+    if text_cache.seeded:
+        log.info("text vectors: %d shipped with the archive (%s) for this encoder", text_cache.seeded, seeds)
     computed["text"] = fill_cache(
         text_cache, text_keys, texts, encode_texts,
         chunk=chunk, desc="embed texts", progress=progress, order_by_length=True,
@@ -118,7 +131,7 @@ def embed_entries(
 
     with_image = [r for r in rows if r.get("has_image")]
     image_keys = [r["image_sha1"] for r in with_image]
-    image_cache = EmbeddingCache(layout.embedding_cache(image_fp, kind="image"))
+    image_cache = EmbeddingCache(layout.embedding_cache(image_fp, kind="image"), seed=seed_file(seeds, image_fp, "image"))
     computed["image"] = fill_cache(
         image_cache, image_keys, [r["image_path"] for r in with_image], encode_images,
         chunk=chunk, desc="embed images", progress=progress,
@@ -152,3 +165,42 @@ def embed_entries(
         image_space_kept=kept is not None,
         image_space_new=new_to_space if kept is not None else 0,
     )
+
+
+#: Kinds a lake's vectors can be exported as seeds for (the picture features are keyed by the picture's
+#: bytes, which the entries table does not hold).
+SEED_KINDS = ("text", "title")
+
+
+def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = ("text",)) -> dict[str, Path]:
+    """Write the published lake's cached vectors of ``kinds`` for its current entries as seed files under
+    ``out`` (:func:`seed_file`), from the lake's own embedding cache: exactly what its build computed,
+    never re-encoded or edited. This is how ``data/apod/vectors`` is made: build the bundled archive with
+    ``--no-shipped-vectors`` so that every vector is computed here, then export. Raises ValueError when
+    the cache lacks a vector (a lake built elsewhere, or its cache cleaned)."""
+    from atlas.encoders import EncoderInfo
+    from lake.reader import LakeReader
+
+    unknown = sorted(set(kinds) - set(SEED_KINDS))
+    if unknown:
+        raise ValueError(f"cannot export {', '.join(unknown)}: seeds are made of {', '.join(SEED_KINDS)}")
+    reader = LakeReader.open(layout.root)
+    recorded = dict(reader.manifest["encoder"])
+    recorded.pop("fingerprint", None)
+    info = EncoderInfo(**recorded)
+    rows = reader.query("SELECT title, explanation FROM entries ORDER BY date")
+    inputs = {"title": list(rows.title),
+              "text": [text_input(t, x) for t, x in zip(rows.title, rows.explanation)]}
+    written = {}
+    for kind in kinds:
+        keys = list(dict.fromkeys(sha1_text(t) for t in inputs[kind]))
+        cache = EmbeddingCache(layout.embedding_cache(info.tower_fingerprint("text"), kind=kind))
+        missing = cache.missing(keys)
+        if missing:
+            raise ValueError(f"the lake's embedding cache lacks {len(missing):,} of its {len(keys):,} {kind} "
+                             "vectors; build it here first (python -m pipeline build --no-shipped-vectors)")
+        path = seed_file(out, info.tower_fingerprint("text"), kind)
+        write_seed(path, keys, cache.get(keys))
+        log.info("%s: %d %s vectors", path, len(keys), kind)
+        written[kind] = path
+    return written

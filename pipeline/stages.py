@@ -26,7 +26,7 @@ from lake import atomic, vectors
 from lake.galaxy_schema import IMAGE_KIND as GALAXY_IMAGE_KIND, MORPHOLOGY_KIND
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VECTOR_KINDS, VECTOR_TABLES_VERSION
 from pipeline import cluster, project, taxonomy
-from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BuildConfig
+from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BUNDLED_VECTORS, BuildConfig
 from pipeline.embed import embed_entries, text_input
 from pipeline.executors import Executor, make_executor
 from pipeline.images import ImageLimits, attach_images
@@ -247,7 +247,8 @@ def embed_stage(ctx: BuildContext) -> StageResult:
     encoder = _encoder(ctx)
     emb = embed_entries(_rows(ctx), encoder, ctx.layout, batch_size=ctx.cfg.batch_size, chunk=ctx.cfg.embed_chunk,
                         progress=ctx.cfg.progress, executor=_executor(ctx),
-                        kept_space=lambda: _kept_space(ctx))
+                        kept_space=lambda: _kept_space(ctx),
+                        seeds=BUNDLED_VECTORS if ctx.cfg.shipped_vectors else None)
     for kind, dates in emb.dates.items():
         if dates:
             ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])

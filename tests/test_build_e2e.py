@@ -27,9 +27,10 @@ from tests.conftest import REPO, TINY_CLIP, archive_rows, run_cli, write_jsonl
 pytestmark = pytest.mark.slow
 
 # the text categories' word classifier needs 6,000 texts by default; these lakes of 59–90 entries use it
-# anyway, so its path (fit, kept, refit, two classes) runs here
+# anyway, so its path (fit, kept, refit, two classes) runs here. They encode every text (no shipped
+# vectors): what they test is what the build embeds, caches and resumes.
 BASE = ["build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--word-classifier-min", "50",
-        "--start", "2014-01-01"]
+        "--no-shipped-vectors", "--start", "2014-01-01"]
 
 
 def manifest(lake: Path) -> dict:
@@ -235,7 +236,7 @@ def test_a_url_only_correction_reaches_the_categories_export(tmp_path):
     rows = archive_rows("2014-01-01", "2014-01-31")
     lake, dump = tmp_path / "lake", tmp_path / "apod.jsonl"
     args = ("build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--word-classifier-min", "50",
-            "--dump", str(dump), "--lake", str(lake))
+            "--no-shipped-vectors", "--dump", str(dump), "--lake", str(lake))
     write_jsonl(dump, rows)
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -31,6 +31,12 @@ def fit_space(features: np.ndarray, dim: int = 128) -> dict[str, np.ndarray]:
 
 
 def apply_space(features: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
-    z = (np.asarray(features, dtype=np.float32) - state["mean"]) @ state["components"].T
-    z = z / np.sqrt(state["scale"])  # half-whitening: flattens the spectrum without blowing up noise
-    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    """Picture vectors (float32, unit rows) of raw ``features``.
+
+    Computed in float64 and rounded once: in float32 a row's last bit depended on the rows beside it and
+    on where the array lay in memory (BLAS picks its kernels by both), so a build that added one picture
+    moved the others' vectors by 1e-7, and the k-NN cache, which keeps a graph's rows while their vectors'
+    bytes are unchanged, recomputed them all."""
+    z = (np.asarray(features, dtype=np.float64) - state["mean"]) @ state["components"].T.astype(np.float64)
+    z = z / np.sqrt(state["scale"].astype(np.float64))  # half-whitening: flattens the spectrum without blowing up noise
+    return (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(np.float32)

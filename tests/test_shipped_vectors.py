@@ -1,0 +1,101 @@
+"""The text vectors shipped with the bundled archive (data/apod/vectors): seeds a build starts from.
+
+A seed file is read and written by :mod:`pipeline.embed_cache`; the shipped one must hold a vector for
+every bundled text under the default encoder's fingerprint (else a cold build quietly encodes them all
+again), and each must be what the encoder makes of that text in the batch a cold build puts it in."""
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+
+from atlas.encoders import build_encoder
+from atlas.hashing import sha1_text
+from lake.reader import LakeReader
+from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BUNDLED_VECTORS
+from pipeline.embed import seed_file, text_input
+from pipeline.embed_cache import EmbeddingCache, read_seed, write_seed
+from pipeline.ingest import ingest
+from pipeline.sources import bundled
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_a_seed_reads_back_the_vectors_it_was_written_from(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = unit(rng.normal(size=(50, 384)).astype(np.float32))
+    keys = [f"k{i:02d}" for i in range(50)][::-1]
+    write_seed(tmp_path / "fp" / "text.npz", keys, vectors)
+    back = read_seed(tmp_path / "fp" / "text.npz")
+    assert list(back) == sorted(keys)  # sorted: the same vectors always make the same file
+    got = np.stack([back[k] for k in keys])
+    assert got.dtype == np.float32 and np.min(np.sum(unit(got) * vectors, axis=1)) > 0.99999
+
+
+def test_a_cache_starts_from_its_seed_and_its_own_vectors_win(tmp_path):
+    seed = tmp_path / "seed.npz"
+    write_seed(seed, ["a", "b"], np.eye(2, 4, dtype=np.float32))
+    before = seed.read_bytes()
+    cache = EmbeddingCache(tmp_path / "cache", seed=seed)
+    assert cache.seeded == 2 and cache.missing(["a", "b", "c"]) == ["c"]
+    cache.add(["b", "c"], np.full((2, 4), 0.5, np.float32))  # b computed here: it wins over the seed
+    again = EmbeddingCache(tmp_path / "cache", seed=seed)
+    assert np.array_equal(again.get(["a", "b", "c"]), np.array([[1, 0, 0, 0], [.5, .5, .5, .5], [.5, .5, .5, .5]]))
+    again.compact()
+    assert seed.read_bytes() == before  # the seed is read, never written
+    assert len(EmbeddingCache(tmp_path / "cache", seed=tmp_path / "absent.npz")) == 3
+
+
+@pytest.fixture(scope="module")
+def bundled_texts() -> list[str]:
+    """Each distinct text of the bundled archive, in the order a cold build first meets it (by date)."""
+    rows = ingest([bundled.load(BUNDLED_ARCHIVE, BUNDLED_IMAGES)], today=dt.date(2100, 1, 1)).rows
+    return list(dict.fromkeys(text_input(r["title"], r["explanation"]) for r in rows))
+
+
+@pytest.fixture(scope="module")
+def default_encoder():
+    return build_encoder("offline")  # the build's defaults: int8, 128 word pieces
+
+
+@pytest.fixture(scope="module")
+def shipped(default_encoder) -> dict[str, np.ndarray]:
+    path = seed_file(BUNDLED_VECTORS, default_encoder.info.tower_fingerprint("text"), "text")
+    assert path.is_file(), (f"no shipped text vectors for the default encoder's settings ({path}); make them with "
+                            "python -m pipeline build --no-shipped-vectors, then python -m pipeline export-vectors")
+    return read_seed(path)
+
+
+def test_every_bundled_text_has_a_shipped_vector(bundled_texts, shipped):
+    keys = {sha1_text(t) for t in bundled_texts}
+    assert keys <= set(shipped), f"{len(keys - set(shipped))} bundled texts have no shipped vector"
+
+
+@pytest.mark.slow
+def test_shipped_vectors_are_what_the_encoder_makes(bundled_texts, shipped, default_encoder):
+    """Re-encode two of a cold build's embedding checkpoints (512 texts each, in the order
+    :func:`pipeline.embed.fill_cache` gives them: int8 activations are scaled per batch, so a text's vector
+    depends on its batch-mates) and compare with the shipped vectors."""
+    ordered = sorted(bundled_texts, key=len)
+    for start in (0, 512 * 10):
+        chunk = ordered[start:start + 512]
+        fresh = default_encoder.encode_text(chunk, batch_size=64)
+        stored = np.stack([shipped[sha1_text(t)] for t in chunk])
+        cosine = np.sum(unit(fresh) * unit(stored), axis=1)
+        assert cosine.min() >= 0.999, (start, float(cosine.min()))
+
+
+def test_a_build_of_bundled_entries_takes_their_shipped_text_vectors(demo_lake, shipped):
+    """The demo lake (bundled entries, default settings) encoded its titles and pictures but no text,
+    and its text vectors are the shipped ones."""
+    m = json.loads((demo_lake / "current" / "manifest.json").read_text())
+    assert m["newly_embedded"]["text"] == 0 and m["newly_embedded"]["title"] > 0
+    reader = LakeReader.open(demo_lake)
+    dates, vectors = reader.vectors("text")
+    rows = reader.query("SELECT strftime(date, '%Y-%m-%d') AS d, title, explanation FROM entries")
+    text_of = {d: text_input(t, x) for d, t, x in zip(rows.d, rows.title, rows.explanation)}
+    expected = np.stack([shipped[sha1_text(text_of[d])] for d in dates])
+    assert len(dates) > 100 and np.min(np.sum(unit(vectors) * unit(expected), axis=1)) > 0.9999
