@@ -53,9 +53,9 @@ def keep_freed_memory(*, below: int = KEPT_ALLOCATION_BYTES) -> bool:
     Why: glibc maps every block above its mmap threshold (at most 32 MB, however it adapts) with a fresh
     ``mmap`` and returns it with ``munmap`` when freed, so the next one page-faults and the kernel zeroes
     it again. The text encoder's attention scores for a batch of 64 are 50 MB, so every batch paid for
-    ≈ 2,400 page faults per text: on a 2-core machine 20–30 % of the embed stage was system time and the
-    encoder ran ≈ 1.2× slower than with the memory kept (BENCHMARKS.md, *Build: cold and no-op*). The
-    price is a resident set that stays at its peak, which a build process reaches anyway.
+    ≈ 2,400 page faults per text: on a 2-core machine 20–30 % of the embed stage was system time, and
+    keeping the memory took a cold build's embed stage from 322.9 s to 276.6 s (README, *Shipped text
+    vectors*). The price is a resident set that stays at its peak, which a build process reaches anyway.
 
     For build processes (the CLI, its worker, the map pool); the app keeps glibc's default. Returns
     whether the setting took (False off glibc, e.g. macOS or musl)."""

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print JSON instead of tables")
     x = sub.add_parser("export-vectors", help="write a lake's text vectors as seeds a later build starts from",
                        description="Write the published lake's text vectors, from its own embedding cache, as seed "
-                       "files (float16 Parquet, keyed by the text's hash, in a folder named for the encoder and its "
+                       "files (float16 arrays in .npz, keyed by the text's hash, in a folder named for the encoder and its "
                        "settings). Builds read the seeds in data/apod/vectors unless given --no-shipped-vectors: "
                        "this is how that folder is made, after a build with --no-shipped-vectors.",
                        formatter_class=_Defaults)
