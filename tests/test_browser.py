@@ -98,6 +98,23 @@ def wait_until(fn, timeout: float = 30, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def click_when_clear(driver, xpath: str, what: str) -> None:
+    """Click an element as a user would, once nothing covers it: lazy pictures that load above it move
+    the page for a while (longer on a slow machine), and a click meanwhile lands on another element."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+
+    def attempt() -> bool:
+        element = driver.find_element("xpath", xpath)
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        try:
+            element.click()
+        except ElementClickInterceptedException:
+            return False
+        return True
+
+    wait_until(attempt, what=f"{what} to be clickable")
+
+
 def console_errors(driver) -> list[str]:
     """SEVERE browser messages, except the network errors of remote pictures this browser cannot reach
     (the app handles those: it shows the offline placeholder)."""
@@ -392,9 +409,7 @@ def test_oddities_gallery_thumbs_rerank_and_export(browser, server, downloads):
                                       "a.fw-semibold')].map(a => a.textContent)")
 
     page_one = titles()
-    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")  # the pager sits under the gallery
-    time.sleep(1.0)  # lazy pictures above it load and move it
-    browser.find_element("xpath", "//*[@id='odd-page']//a[normalize-space()='2']").click()
+    click_when_clear(browser, "//*[@id='odd-page']//a[normalize-space()='2']", what="the pager's page 2")
     wait_until(lambda: titles() and set(titles()).isdisjoint(page_one), what="page 2")
     assert browser.find_element("css selector", "#odd-page .page-item.active").text.strip().startswith("2")
     browser.execute_script("window.scrollTo(0, 0)")
