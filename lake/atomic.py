@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from atlas.files import atomic_path, write_bytes
 
 __all__ = ["atomic_path", "file_stamp", "fsync_tree", "publish_tree", "remove_tree", "switch_symlink",
-           "write_bytes", "write_json", "write_parquet", "write_text", "write_with"]
+           "write_bytes", "write_json", "write_npz", "write_parquet", "write_text", "write_with"]
 
 
 def write_text(target: Path, text: str) -> None:
@@ -33,6 +33,15 @@ def write_json(target: Path, obj: Any) -> None:
 def write_parquet(target: Path, table: pa.Table, *, compression: str = "zstd") -> None:
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression=compression)
+
+
+def write_npz(target: Path, arrays: dict[str, Any]) -> None:
+    """Atomically write named arrays as one ``.npz``, through an open file: ``np.savez`` given a path
+    appends ``.npz`` to a temporary name that lacks it."""
+    import numpy as np
+
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def write_with(target: Path, writer: Callable[[Path], None]) -> None:

@@ -91,11 +91,7 @@ def class_vectors(encoder: Encoder, taxonomy: Taxonomy, templates: tuple[str, ..
         rows.append(encoder.encode_text(texts).mean(axis=0))
     vectors = l2_normalise(np.stack(rows))
     if path is not None:
-        def write(tmp: Path) -> None:
-            with open(tmp, "wb") as fh:  # through a file: np.savez given a path may add a suffix
-                np.savez(fh, names=np.array([name for name, _ in categories], dtype=str), vectors=vectors)
-
-        atomic.write_with(path, write)
+        atomic.write_npz(path, {"names": np.array([name for name, _ in categories], dtype=str), "vectors": vectors})
     return vectors
 
 

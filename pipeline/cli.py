@@ -10,7 +10,7 @@ from pathlib import Path
 
 from atlas import environment
 from atlas.environment import LAKE_ENV
-from pipeline.config import add_build_arguments, config_from_args, parse_date
+from pipeline.config import SEED_KINDS, add_build_arguments, config_from_args, parse_date
 
 log = logging.getLogger("pipeline")
 
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--lake", type=Path, default=None, metavar="DIR", help="a local lake (default: $COSMIC_ATLAS_LAKE, "
                    "else lake/data in the repo)")
     x.add_argument("--out", type=Path, default=None, metavar="DIR", help="seed folder (default: data/apod/vectors)")
-    x.add_argument("--kind", action="append", choices=["text", "title"], default=None,
+    x.add_argument("--kind", action="append", choices=SEED_KINDS, default=None,
                    help="which vectors; repeatable (default: text)")
     return parser
 

@@ -25,6 +25,9 @@ BUNDLED_IMAGES = BUNDLED_DIR / "images"
 #: The bundled archive's text vectors from the default offline encoder, made by ``python -m pipeline
 #: export-vectors`` (pipeline.embed_cache: seeds); a build uses those whose encoder and text match.
 BUNDLED_VECTORS = BUNDLED_DIR / "vectors"
+#: Kinds of vectors a lake can export as seeds (``export-vectors --kind``); picture features are keyed by
+#: the picture's bytes, which the entries table does not hold.
+SEED_KINDS = ("text", "title")
 BUNDLED_GZ2 = REPO_ROOT / "data" / "galaxy_zoo2" / "gz2_willett13_table5_stripe82_coadd.csv.gz"
 
 SOURCE_CHOICES = ("bundled", "nasa", "dump")

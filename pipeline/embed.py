@@ -103,7 +103,7 @@ def embed_entries(
     and order are arbitrary), and with them every picture map, the alignment and the categories.
 
     ``seeds``: a folder of seed files (:func:`seed_file`), such as the bundled archive's shipped text
-    vectors; what they hold for this encoder is not encoded again."""
+    vectors; the text and title vectors they hold for this encoder are not encoded again."""
     executor = executor or LocalExecutor()
     encode_texts = executor.encoding(encoder, "text", root=layout.root, batch_size=batch_size)
     encode_images = executor.encoding(encoder, "image", root=layout.root, batch_size=batch_size)
@@ -131,7 +131,7 @@ def embed_entries(
 
     with_image = [r for r in rows if r.get("has_image")]
     image_keys = [r["image_sha1"] for r in with_image]
-    image_cache = EmbeddingCache(layout.embedding_cache(image_fp, kind="image"), seed=seed_file(seeds, image_fp, "image"))
+    image_cache = EmbeddingCache(layout.embedding_cache(image_fp, kind="image"))
     computed["image"] = fill_cache(
         image_cache, image_keys, [r["image_path"] for r in with_image], encode_images,
         chunk=chunk, desc="embed images", progress=progress,
@@ -167,11 +167,6 @@ def embed_entries(
     )
 
 
-#: Kinds a lake's vectors can be exported as seeds for (the picture features are keyed by the picture's
-#: bytes, which the entries table does not hold).
-SEED_KINDS = ("text", "title")
-
-
 def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = ("text",)) -> dict[str, Path]:
     """Write the published lake's cached vectors of ``kinds`` for its current entries as seed files under
     ``out`` (:func:`seed_file`), from the lake's own embedding cache: exactly what its build computed,
@@ -180,6 +175,7 @@ def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = ("te
     the cache lacks a vector (a lake built elsewhere, or its cache cleaned)."""
     from atlas.encoders import EncoderInfo
     from lake.reader import LakeReader
+    from pipeline.config import SEED_KINDS
 
     unknown = sorted(set(kinds) - set(SEED_KINDS))
     if unknown:
@@ -187,19 +183,19 @@ def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = ("te
     reader = LakeReader.open(layout.root)
     recorded = dict(reader.manifest["encoder"])
     recorded.pop("fingerprint", None)
-    info = EncoderInfo(**recorded)
+    text_fp = EncoderInfo(**recorded).tower_fingerprint("text")
     rows = reader.query("SELECT title, explanation FROM entries ORDER BY date")
     inputs = {"title": list(rows.title),
               "text": [text_input(t, x) for t, x in zip(rows.title, rows.explanation)]}
     written = {}
     for kind in kinds:
         keys = list(dict.fromkeys(sha1_text(t) for t in inputs[kind]))
-        cache = EmbeddingCache(layout.embedding_cache(info.tower_fingerprint("text"), kind=kind))
+        cache = EmbeddingCache(layout.embedding_cache(text_fp, kind=kind))
         missing = cache.missing(keys)
         if missing:
             raise ValueError(f"the lake's embedding cache lacks {len(missing):,} of its {len(keys):,} {kind} "
                              "vectors; build it here first (python -m pipeline build --no-shipped-vectors)")
-        path = seed_file(out, info.tower_fingerprint("text"), kind)
+        path = seed_file(out, text_fp, kind)
         write_seed(path, keys, cache.get(keys))
         log.info("%s: %d %s vectors", path, len(keys), kind)
         written[kind] = path

@@ -36,13 +36,8 @@ def write_seed(path: Path, keys: list[str], vectors: np.ndarray) -> None:
     """Write a seed file (keys sorted, so the same vectors always make the same bytes), atomically."""
     order = sorted(range(len(keys)), key=keys.__getitem__)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_with(path, lambda tmp: _save_npz(tmp, keys=np.array([keys[i] for i in order], dtype="S"),
-                                                  vectors=np.asarray(vectors, dtype=SEED_DTYPE)[order]))
-
-
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    with open(path, "wb") as fh:  # a file object: np.savez would append ".npz" to a temporary name
-        np.savez(fh, **arrays)
+    atomic.write_npz(path, {"keys": np.array([keys[i] for i in order], dtype="S"),
+                            "vectors": np.asarray(vectors, dtype=SEED_DTYPE)[order]})
 
 
 def read_seed(path: Path) -> dict[str, np.ndarray]:

@@ -173,12 +173,8 @@ def _load_graph(store: Path) -> dict | None:
 def _save_graph(store: Path, graph: KnnGraph, keys: list[str], digests: np.ndarray) -> None:
     from lake import atomic
 
-    def write(path: Path) -> None:
-        with open(path, "wb") as fh:
-            np.savez(fh, keys=np.array(keys, dtype=str), digests=digests, indices=graph.indices,
-                     distances=graph.distances)
-
-    atomic.write_with(store, write)
+    atomic.write_npz(store, {"keys": np.array(keys, dtype=str), "digests": digests, "indices": graph.indices,
+                             "distances": graph.distances})
 
 
 #: Above this many (query × fitted) similarities, :func:`nearest_fitted` uses an approximate index

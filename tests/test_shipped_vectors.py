@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from atlas.encoders import build_encoder
+from atlas.encoders import build_encoder, l2_normalise
 from atlas.hashing import sha1_text
 from lake.reader import LakeReader
 from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BUNDLED_VECTORS
@@ -20,19 +20,15 @@ from pipeline.ingest import ingest
 from pipeline.sources import bundled
 
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
 def test_a_seed_reads_back_the_vectors_it_was_written_from(tmp_path):
     rng = np.random.default_rng(0)
-    vectors = unit(rng.normal(size=(50, 384)).astype(np.float32))
+    vectors = l2_normalise(rng.normal(size=(50, 384)).astype(np.float32))
     keys = [f"k{i:02d}" for i in range(50)][::-1]
     write_seed(tmp_path / "fp" / "text.npz", keys, vectors)
     back = read_seed(tmp_path / "fp" / "text.npz")
     assert list(back) == sorted(keys)  # sorted: the same vectors always make the same file
     got = np.stack([back[k] for k in keys])
-    assert got.dtype == np.float32 and np.min(np.sum(unit(got) * vectors, axis=1)) > 0.99999
+    assert got.dtype == np.float32 and np.min(np.sum(l2_normalise(got) * vectors, axis=1)) > 0.99999
 
 
 def test_a_cache_starts_from_its_seed_and_its_own_vectors_win(tmp_path):
@@ -84,7 +80,7 @@ def test_shipped_vectors_are_what_the_encoder_makes(bundled_texts, shipped, defa
         chunk = ordered[start:start + 512]
         fresh = default_encoder.encode_text(chunk, batch_size=64)
         stored = np.stack([shipped[sha1_text(t)] for t in chunk])
-        cosine = np.sum(unit(fresh) * unit(stored), axis=1)
+        cosine = np.sum(l2_normalise(fresh) * l2_normalise(stored), axis=1)
         assert cosine.min() >= 0.999, (start, float(cosine.min()))
 
 
@@ -98,4 +94,4 @@ def test_a_build_of_bundled_entries_takes_their_shipped_text_vectors(demo_lake, 
     rows = reader.query("SELECT strftime(date, '%Y-%m-%d') AS d, title, explanation FROM entries")
     text_of = {d: text_input(t, x) for d, t, x in zip(rows.d, rows.title, rows.explanation)}
     expected = np.stack([shipped[sha1_text(text_of[d])] for d in dates])
-    assert len(dates) > 100 and np.min(np.sum(unit(vectors) * unit(expected), axis=1)) > 0.9999
+    assert len(dates) > 100 and np.min(np.sum(l2_normalise(vectors) * l2_normalise(expected), axis=1)) > 0.9999
