@@ -28,9 +28,16 @@ def torch_device() -> str:
 
 
 def set_threads(n: int) -> None:
-    import torch
+    """torch's intra-op threads: set now when torch is loaded, else through ``OMP_NUM_THREADS``, which
+    torch reads as it loads (a build process whose encoder lives in another process loads torch only
+    for large top-k selections, if at all, and need not import it here)."""
+    n = max(1, n)
+    if "torch" in sys.modules:
+        import torch
 
-    torch.set_num_threads(max(1, n))
+        torch.set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def cap_thread_pools(threads: int) -> None:

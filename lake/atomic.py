@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from atlas.files import atomic_path, write_bytes
 
-__all__ = ["atomic_path", "file_stamp", "fsync_tree", "publish_tree", "remove_tree", "switch_symlink",
+__all__ = ["atomic_path", "file_stamp", "fsync_tree", "link_tree", "publish_tree", "remove_tree", "switch_symlink",
            "write_bytes", "write_json", "write_npz", "write_parquet", "write_text", "write_with"]
 
 
@@ -112,3 +112,19 @@ def publish_tree(staged: Path, target: Path) -> bool:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """``target`` as a copy of the folder ``source`` whose files are hard links to ``source``'s (a real
+    copy where links cannot be made, across file systems). For folders whose writers never change a
+    file in place (Lance datasets: every commit writes new files), so changing the copy leaves
+    ``source`` as it was, and what stays unchanged costs no space or time."""
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    remove_tree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target, copy_function=link)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from lake import atomic
 from lake.schema import VECTOR_KINDS, vector_schema
 
 
@@ -92,6 +94,61 @@ def write_arrow(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int 
     exists = kind in set(_table_names(db))
     db.create_table(kind, data=table, mode="overwrite" if exists else "create")
     index_table(db_path, kind, table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows)
+
+
+def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: Path,
+                       ann_min_rows: int = ANN_MIN_ROWS, hnsw_min_rows: int = HNSW_MIN_ROWS) -> int | None:
+    """Write table ``kind`` of ``db_path`` as table ``kind`` of the database ``previous`` (the last
+    published version) plus new rows, when ``table`` is exactly that: the previous table's rows, same
+    schema, same values, same order, followed by rows it lacks, and the previous table has the indexes
+    :func:`index_table` would give ``table``. Returns the number of rows appended (0: the same table),
+    or None when ``table`` is something else and must be written whole (:func:`write_arrow`).
+
+    Why: a daily build adds a day's rows to tables of the whole archive. Rewriting them re-tokenised
+    every text for BM25 (1.2 s of the text table's 1.5 s on 11k entries; at 10M rows, rewriting the
+    ANN index would take most of an hour). The copy's files are hard links to the previous version's
+    (Lance never changes a file in place), the new rows are one more fragment, merged into the BM25
+    and ANN indexes and compacted with the rest. Appending keeps the rows in the order a rewrite would
+    give, and the BM25 scores equal a rewrite's (tested); a change to existing rows (a re-encoded kind,
+    a changed category) is not attempted, since deleted rows would stay in BM25's document statistics.
+    Done with pylance, the format library under LanceDB: importing LanceDB costs a daily build's worker
+    ≈ 2 s more."""
+    source = Path(table_uri(previous, kind))
+    if not source.is_dir():
+        return None
+    import lance
+
+    try:
+        old = lance.dataset(str(source))
+        rows = old.to_table()
+        indexes = {(column, index.index_type) for index in old.describe_indices() for column in index.field_names}
+    except (OSError, ValueError, RuntimeError):  # unreadable: write the table whole
+        return None
+    kept = rows.num_rows
+    if not 0 < kept <= table.num_rows or not rows.schema.equals(table.schema) \
+            or indexes != _indexes_for(table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows) \
+            or not rows.equals(table.slice(0, kept)):
+        return None
+    target = Path(table_uri(db_path, kind))
+    db_path.mkdir(parents=True, exist_ok=True)
+    atomic.link_tree(source, target)
+    if kept < table.num_rows:
+        dataset = lance.dataset(str(target))
+        dataset.insert(table.slice(kept), mode="append")
+        dataset.optimize.compact_files()
+        dataset.optimize.optimize_indices()
+        # one version left: the copy does not carry the history of every earlier build (no one else
+        # opens a staged table)
+        dataset.cleanup_old_versions(older_than=dt.timedelta(0))
+    return table.num_rows - kept
+
+
+def _indexes_for(table: pa.Table, *, ann_min_rows: int, hnsw_min_rows: int) -> set[tuple[str, str]]:
+    """The (column, Lance index type) pairs :func:`index_table` gives ``table``."""
+    kinds = {("body", "Inverted")} if "body" in table.column_names else set()
+    if table.num_rows >= ann_min_rows:
+        kinds.add(("vector", "IVF_HNSW_SQ" if table.num_rows >= hnsw_min_rows else "IVF_PQ"))
+    return kinds
 
 
 def index_table(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int = ANN_MIN_ROWS,

@@ -56,7 +56,7 @@ class Outcome:
     peak_rss_bytes: int
 
 
-def _die_with(parent: int) -> None:
+def die_with(parent: int) -> None:
     """Have the kernel kill this worker when the build process dies (Linux; elsewhere a no-op). A build
     killed mid-stage must not leave a worker that goes on writing into the staging area, where the next
     build (free to start once the dead one's lock is gone) could publish its stale output."""
@@ -67,6 +67,16 @@ def _die_with(parent: int) -> None:
         return
     if os.getppid() != parent:  # it died before the line above took effect
         os._exit(1)
+
+
+def terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's processes now, whatever they are doing (its ``shutdown`` would wait for them)."""
+    stop = getattr(pool, "terminate_workers", None)  # Python ≥ 3.14
+    if stop is not None:
+        stop()
+    else:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
 
 
 def _yield_to_the_build() -> None:
@@ -85,7 +95,7 @@ def _start_worker(parent: int, modules: Sequence[str], records: Any, level: int,
     the stages' modules load theirs), log through the main process, then import what the stages need."""
     from atlas.device import cap_thread_pools, keep_freed_memory
 
-    _die_with(parent)
+    die_with(parent)
     _yield_to_the_build()
     cap_thread_pools(threads)
     keep_freed_memory()
@@ -157,12 +167,7 @@ class BackgroundWorker:
         worker that got no stage (its background stages were reused), rather than waited for to import."""
         if self._pool is not None:
             if failed or not self._submitted:
-                stop = getattr(self._pool, "terminate_workers", None)  # Python ≥ 3.14
-                if stop is not None:
-                    stop()
-                else:
-                    for process in list((getattr(self._pool, "_processes", None) or {}).values()):
-                        process.terminate()
+                terminate(self._pool)
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._listener is not None:

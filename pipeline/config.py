@@ -247,9 +247,10 @@ class BuildConfig:
         "(existing points and text categories stay put) until they reach 5%% of the fitted ones or the vectors drift",
         group="classify, project, cluster"))
     background_stages: bool = field(default=True, metadata=option(
-        "run every stage in this process, one after another (by default, with --threads 2 or more, the "
-        "anomaly detectors, and with the local runner the vector tables, run in a worker process beside the "
-        "stages after them)", group="other"))
+        "run every stage and the encoder in this process, one after another (by default, with --threads 2 or "
+        "more, the anomaly detectors, and with the local runner the vector tables, run in a worker process "
+        "beside the stages after them, and the local runner's encoder loads in a process of its own while "
+        "the first stages run)", group="other"))
     force: bool = field(default=False, metadata=option(
         "recompute every stage (the embedding cache is still used)", group="other"))
     progress: bool = field(default=True, metadata=option(

@@ -157,6 +157,9 @@ class LocalExecutor:
             return _concatenate([f.result() for f in futures], rows)
 
     def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
+        remote = getattr(encoder, "encode_inputs", None)  # an encoder in another process (EncoderHost):
+        if remote is not None:                            # it reads the pictures there
+            return lambda inputs: remote(kind, inputs, root=root, batch_size=batch_size)
         return lambda inputs: encode_with(encoder, kind, inputs, root=root, batch_size=batch_size)
 
     def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:

@@ -71,7 +71,9 @@ class Stage:
     output, so the stage may run in the build's worker process (:mod:`pipeline.background`) while the
     stages after it go on (a function of the settings when that depends on them); ``warm`` names the
     modules that worker imports ahead. ``run`` must then be a module-level function (it is pickled) that
-    uses no other stage's in-memory ``value``.
+    uses no other stage's in-memory ``value``. ``ahead`` is called as the build starts, before any stage
+    runs, when the stage's collection is built: it may start loading, in another process, what the stage
+    is likely to need (the encoder: :mod:`pipeline.encoder_host`), as a resource the run closes.
     """
 
     name: str
@@ -81,6 +83,7 @@ class Stage:
     collection: str = "apod"
     background: bool | Callable[[BuildConfig], bool] = False
     warm: tuple[str, ...] = ()
+    ahead: Callable[["BuildContext"], None] | None = None
 
     def in_background(self, cfg: BuildConfig) -> bool:
         """Whether this build may run the stage in the worker process."""
@@ -213,6 +216,9 @@ class Runner:
             pending: list[tuple[Stage, Future[Outcome]]] = []
             try:
                 for stage in self.stages:
+                    if stage.ahead is not None and stage.collection in cfg.collections:
+                        stage.ahead(ctx)
+                for stage in self.stages:
                     if (future := self._run_stage(stage, ctx, staged, metrics, worker)) is not None:
                         pending.append((stage, future))
                 for stage, future in pending:  # wait in registration order; a failure raises here
@@ -226,9 +232,10 @@ class Runner:
             finally:
                 worker.close(failed=failed)
                 metrics.stop()
-                executor = ctx.resources.get("executor")
-                if executor is not None:  # a local Ray instance stops with the build
-                    executor.close()
+                for name in ("executor", "encoder"):  # a local Ray instance, the encoder's process
+                    resource = ctx.resources.get(name)  # stop with the build
+                    if resource is not None and hasattr(resource, "close"):
+                        resource.close()
             summary = self._publish(ctx, metrics, time.perf_counter() - started)
             if remote is not None:
                 remote.push()  # the bucket's pointer moves last; a failed push leaves the old version live

@@ -11,6 +11,7 @@ one ``Stage(...)`` line to :data:`STAGES`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import zipfile
@@ -71,17 +72,36 @@ def _spec(ctx: BuildContext) -> dict[str, Any]:
 
 
 def _encoder(ctx: BuildContext) -> Encoder:
+    """The build's encoder: in a process of its own with the local runner (:mod:`pipeline.encoder_host`,
+    unless ``--no-background-stages`` or ``--threads 1`` keeps the build in one process), in this one with
+    Ray's (whose actors load their own)."""
     def make() -> Encoder:
         from atlas.device import set_threads
 
         cfg = ctx.cfg
         set_threads(cfg.threads)
-        return build_encoder(_spec(ctx)["name"], quantize=cfg.quantize, text_max_tokens=cfg.text_max_tokens,
-                             clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained,
-                             clip_checkpoint=cfg.clip_checkpoint, clip_config=cfg.clip_config,
-                             trace_dir=ctx.layout.model_cache, allow_download=not cfg.offline)
+        build = functools.partial(
+            build_encoder, _spec(ctx)["name"], quantize=cfg.quantize, text_max_tokens=cfg.text_max_tokens,
+            clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained, clip_checkpoint=cfg.clip_checkpoint,
+            clip_config=cfg.clip_config, trace_dir=ctx.layout.model_cache, allow_download=not cfg.offline)
+        if _hosts_encoder(cfg):
+            from pipeline.encoder_host import EncoderHost
+
+            return EncoderHost(build, threads=cfg.threads)
+        return build()
 
     return ctx.resource("encoder", make)
+
+
+def _hosts_encoder(cfg: BuildConfig) -> bool:
+    """Whether the encoder gets a process of its own: as the worker does, when a core is left for it."""
+    return cfg.runner == "local" and cfg.background_stages and cfg.threads >= 2
+
+
+def _load_encoder_ahead(ctx: BuildContext) -> None:
+    """Start the encoder host as the build starts, so that it loads while the first stages run."""
+    if _hosts_encoder(ctx.cfg):
+        _encoder(ctx)
 
 
 def _executor(ctx: BuildContext) -> Executor:
@@ -621,7 +641,7 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
     body = {r["date"].isoformat(): text_input(r["title"], r["explanation"]) for r in entries}
     category = _text_categories(ctx).category.to_dict()
     db = ctx.layout.staged(ctx.layout.vectors)
-    written = 0
+    written, how = 0, {}
     for kind in VECTOR_KINDS:
         dates, matrix = ctx.writer.read_vectors(kind)
         if not dates:
@@ -630,9 +650,15 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
                                      years=[int(d[:4]) for d in dates], categories=[category.get(d) for d in dates],
                                      has_image=[has_image.get(d, False) for d in dates],
                                      bodies=[body.get(d, "") for d in dates] if kind == KEYWORD_KIND else None)
-        _executor(ctx).write_vectors(db, kind, table)
+        # a daily build's tables are the last version's plus the day: appended, not rewritten
+        appended = vectors.append_to_previous(db, kind, table, previous=ctx.layout.vectors)
+        if appended is None:
+            _executor(ctx).write_vectors(db, kind, table)
+        how[kind] = ("written whole" if appended is None else "the last version's, unchanged" if not appended
+                     else f"the last version's + {appended} rows")
         written += len(dates)
-    return StageResult(items=written)
+    log.info("vector tables: %s", "; ".join(f"{kind} {note}" for kind, note in how.items()))
+    return StageResult(items=written, manifest={"vector_tables": how})
 
 
 def _anomaly_params(ctx: BuildContext):
@@ -798,7 +824,8 @@ STAGES: list[Stage] = [
     Stage("images", images_stage, None),
     Stage("entries", entries_stage, lambda ctx: ctx.hash("images"), _staged("entries")),
     Stage("embed", embed_stage, _embed_inputs,
-          lambda lo: [*(lo.staged_vectors(k) for k in ("title", "text", "image")), lo.staged(lo.image_space)]),
+          lambda lo: [*(lo.staged_vectors(k) for k in ("title", "text", "image")), lo.staged(lo.image_space)],
+          ahead=_load_encoder_ahead),
     Stage("align", align_stage, _align_inputs,
           lambda lo: [lo.staged_vectors(k) for k in (ALIGNED_KIND, "multimodal")] + [lo.staged(lo.align_head)]),
     # only the app reads the anomaly scores: they are computed in the worker process beside the stages below
@@ -815,11 +842,13 @@ STAGES: list[Stage] = [
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
                       lo.staged(lo.text_classifier)]),
     # only the app reads the vector tables: with the local runner they are written in the worker process
-    # too (after the anomaly scores); Ray's executor belongs to the main process
+    # too (after the anomaly scores); Ray's executor belongs to the main process. The worker loads
+    # pylance ahead, not LanceDB: a daily build appends with pylance alone, and LanceDB (≈ 2 s of
+    # imports on a slow machine) is loaded only by a build that writes a table whole
     Stage("vectors", vectors_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.hash("entries"),
                        VECTOR_TABLES_VERSION],
-          lambda lo: [lo.staged(lo.vectors)], background=lambda cfg: cfg.runner == "local", warm=("lancedb",)),
+          lambda lo: [lo.staged(lo.vectors)], background=lambda cfg: cfg.runner == "local", warm=("lance",)),
     Stage("project", project_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict(), ctx.cfg.refit],
           _staged("projections")),

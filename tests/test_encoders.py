@@ -342,3 +342,52 @@ def test_a_build_removes_prompt_vectors_it_no_longer_uses(offline, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [next(tmp_path.glob("class-prompts-*.npz")).name, "minilm-int8-128-0123456789abcdef.pt"])
     np.testing.assert_array_equal(class_vectors(offline, tax, cache=tmp_path), class_vectors(offline, tax))
+
+
+def test_the_encoder_host_encodes_as_the_encoder_in_this_process(offline, tmp_path):
+    """A build's encoder lives in a process of its own (pipeline.encoder_host): what comes back is what
+    the same encoder gives here, pictures included (sent as paths, read there), and the process that
+    asked never imports torch for it."""
+    import functools
+
+    from pipeline.encoder_host import EncoderHost
+
+    texts = ["The Orion Nebula is a stellar nursery.", "Comet Hale-Bopp over the desert."]
+    pictures = sorted(IMAGES.glob("*.jpg"))[:3]
+    host = EncoderHost(functools.partial(build_encoder, "offline", quantize="int8"), threads=1)
+    try:
+        assert host.info == offline.info
+        assert np.allclose(host.encode_text(texts), offline.encode_text(texts), atol=1e-5)
+        features = host.encode_inputs("image", [p.name for p in pictures], root=IMAGES, batch_size=2)
+        local = offline.encode_images([Image.open(p).convert("RGB") for p in pictures])
+        assert np.allclose(features, local, atol=1e-5)
+        space = host.image_space(np.vstack([features] * 4))
+        assert np.array_equal(host.to_image_vectors(features, space), offline.to_image_vectors(features, space))
+    finally:
+        host.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        host.encode_text(texts)
+    script = ("import functools, sys; from atlas.encoders import build_encoder; "
+              "from pipeline.encoder_host import EncoderHost; "
+              "host = EncoderHost(functools.partial(build_encoder, 'offline'), threads=1); "
+              "assert host.encode_text(['a comet']).shape == (1, 384); host.close(); "
+              "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
+
+
+def test_an_encoder_that_cannot_load_in_the_host_raises_its_own_error(tmp_path):
+    import functools
+
+    from pipeline.encoder_host import EncoderHost
+
+    host = EncoderHost(functools.partial(build_encoder, "openclip", clip_checkpoint=tmp_path / "nope.safetensors"),
+                       threads=1)
+    try:
+        with pytest.raises(EncoderUnavailable, match="--clip-checkpoint"):
+            host.info  # noqa: B018 (the first call raises what loading raised)
+        with pytest.raises(EncoderUnavailable, match="--clip-checkpoint"):
+            host.encode_text(["a comet"])
+    finally:
+        host.close()

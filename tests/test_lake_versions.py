@@ -261,3 +261,94 @@ def test_whole_vector_tables_are_read_as_lancedb_reads_them(tmp_path):
     assert np.array_equal(got, vectors.matrix(want.column("vector"))) and np.array_equal(got, matrix)
     with pytest.raises(KeyError, match="not in"):
         vectors.read_vectors(db, "title")
+
+
+def _archive_table(kind: str, n: int, *, seed: int = 5, bodies: bool = False) -> pa.Table:
+    """A vector table of ``n`` days with distinct, word-rich texts (so BM25 has statistics to get wrong)."""
+    import numpy as np
+
+    from lake import vectors
+
+    rng = np.random.default_rng(seed)
+    words = ["nebula", "comet", "aurora", "eclipse", "galaxy", "saturn", "rings", "moon", "dust", "star"]
+    dates = [(dt.date(2001, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(n)]
+    texts = [" ".join(rng.choice(words, size=int(rng.integers(3, 30)))) for _ in range(n)]
+    return vectors.vector_table(kind, dates, rng.standard_normal((n, 16)).astype(np.float32), titles=texts,
+                                years=[2001] * n, categories=[words[i % 3] for i in range(n)],
+                                has_image=[i % 2 == 0 for i in range(n)], bodies=texts if bodies else None)
+
+
+def _files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_daily_build_appends_its_rows_to_the_last_versions_vector_tables(tmp_path):
+    """The day's rows are appended to a hard-linked copy of the last version's table: the same rows in
+    the same order as a table written whole, the same BM25 scores, and the last version's files
+    unchanged (its readers go on reading them)."""
+    import numpy as np
+
+    from lake import vectors
+
+    full = _archive_table("text", 400, bodies=True)
+    last, whole, staged = tmp_path / "last", tmp_path / "whole", tmp_path / "staged"
+    vectors.write_arrow(last, "text", full.slice(0, 397))
+    vectors.write_arrow(whole, "text", full)
+    before = _files(last)
+
+    assert vectors.append_to_previous(staged, "text", full, previous=last) == 3
+    assert _files(last) == before
+    appended = vectors.open_table(staged, "text")
+    assert appended.to_arrow().equals(full)
+    assert len(appended.list_versions()) == 1  # the copy does not carry the last version's history
+    def ranking(table, query: str) -> list[tuple[float, str]]:  # every match; ties in date order
+        hits = table.search(query, query_type="fts").limit(full.num_rows).to_arrow()
+        return sorted(zip((-s for s in hits.column("_score").to_pylist()), hits.column("date").to_pylist()))
+
+    for query in ("comet aurora", "saturn rings", "dust"):
+        want, got = ranking(vectors.open_table(whole, "text"), query), ranking(appended, query)
+        assert len(want) > 100 and [d for _, d in got] == [d for _, d in want]
+        assert np.allclose([s for s, _ in got], [s for s, _ in want], rtol=1e-6)
+    # the same table again: nothing to append, the copy is the last version's files
+    assert vectors.append_to_previous(tmp_path / "again", "text", full.slice(0, 397), previous=last) == 0
+    assert _files(tmp_path / "again") == before
+
+
+def test_vector_tables_that_are_not_the_last_plus_new_rows_are_written_whole(tmp_path):
+    """Appending is only for a table that starts with the last version's rows as they were: a changed
+    row, another schema, rows gone or no last table at all leave the staged table to a whole write."""
+    import pyarrow.compute as pc
+
+    from lake import vectors
+
+    full = _archive_table("title", 50)
+    last = tmp_path / "last"
+    vectors.write_arrow(last, "title", full.slice(0, 40))
+    changed = full.set_column(4, "category", pc.if_else(pc.equal(full["date"], "2001-01-03"), "other",
+                                                        full["category"]))
+    for table in (changed, full.slice(0, 30), _archive_table("title", 50, bodies=True)):
+        assert vectors.append_to_previous(tmp_path / "staged", "title", table, previous=last) is None
+    assert vectors.append_to_previous(tmp_path / "staged", "image", _archive_table("image", 50), previous=last) is None
+    assert not (tmp_path / "staged").exists()
+
+
+def test_an_appended_table_keeps_its_ann_index_over_every_row(tmp_path):
+    """Above the ANN threshold the index of the last version is extended to the new rows, not rebuilt;
+    a table that crosses a threshold (no index yet, or another index type due) is written whole."""
+    import lance
+
+    from lake import vectors
+
+    full = _archive_table("image", 700)
+    last = tmp_path / "last"
+    vectors.write_arrow(last, "image", full.slice(0, 690), ann_min_rows=600, hnsw_min_rows=10**9)
+    assert vectors.append_to_previous(tmp_path / "staged", "image", full, previous=last, ann_min_rows=600,
+                                      hnsw_min_rows=10**9) == 10
+    stats = lance.dataset(vectors.table_uri(tmp_path / "staged", "image")).index_statistics("vector_idx")
+    assert stats["num_indexed_rows"] == 700 and stats["num_unindexed_rows"] == 0
+    assert vectors.open_table(tmp_path / "staged", "image").to_arrow().equals(full)
+    unindexed = tmp_path / "unindexed"  # written below the threshold the new rows cross
+    vectors.write_arrow(unindexed, "image", full.slice(0, 690), ann_min_rows=695)
+    assert vectors.append_to_previous(tmp_path / "other", "image", full, previous=unindexed, ann_min_rows=695) is None
+    assert vectors.append_to_previous(tmp_path / "other", "image", full, previous=last, ann_min_rows=600,
+                                      hnsw_min_rows=695) is None  # IVF_HNSW_SQ due from 695 rows

@@ -224,3 +224,42 @@ def test_build_processes_ask_for_no_huge_pages_unless_told(given, used):
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [used, used, used]
+
+
+class _Loaded:
+    """Stands for what a stage's ``ahead`` starts loading elsewhere (the encoder's process)."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        events.append("ahead")
+
+    def close(self) -> None:
+        self.events.append("closed")
+
+
+def test_what_a_stage_loads_ahead_starts_before_the_first_stage_and_stops_with_the_build(tmp_path):
+    """``ahead`` runs as the build starts (so the encoder loads while the first stages run), only for
+    the collections being built, and what it left among the build's resources is closed at the end,
+    also when a stage fails."""
+    events: list[str] = []
+
+    def ahead(ctx) -> None:
+        ctx.resource("encoder", lambda: _Loaded(events))
+
+    def stage(name: str, *, fail: bool = False, collection: str = "apod") -> Stage:
+        def run(ctx) -> StageResult:
+            events.append(name)
+            if fail:
+                raise RuntimeError("stage broke")
+            return StageResult(items=1)
+        return Stage(name, run, lambda ctx: [name, "v1"], collection=collection, ahead=ahead if name == "embed" else None)
+
+    Runner([stage("first"), stage("embed"), stage("last")]).run(_cfg(tmp_path / "a"))
+    assert events == ["ahead", "first", "embed", "last", "closed"]
+    events.clear()
+    with pytest.raises(RuntimeError, match="stage broke"):
+        Runner([stage("first"), stage("embed", fail=True)]).run(_cfg(tmp_path / "b"))
+    assert events == ["ahead", "first", "embed", "closed"]
+    events.clear()
+    Runner([stage("first"), stage("embed", collection="gz2")]).run(_cfg(tmp_path / "c"))
+    assert events == ["first"]  # gz2 is not being built: nothing loaded for it
