@@ -107,6 +107,19 @@ class EncoderHost(Encoder):
         """:func:`pipeline.executors.encode_with` in the host: pictures travel as paths, not pixels."""
         return self._run(_encode_inputs, kind, list(inputs), root, batch_size)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the host process has used so far, its loading included (0 once it is gone). Read
+        from outside: a call would wait behind the loading or an encoding under way."""
+        import psutil
+
+        for pid in list((getattr(self._pool, "_processes", None) or {})):
+            try:
+                used = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                return 0.0
+            return used.user + used.system
+        return 0.0
+
     def close(self) -> None:
         """Stop the host (at once: a build that is done, or failed, waits for no encoding)."""
         if self._pool is None:

@@ -49,7 +49,9 @@ class StageResult:
 
     ``manifest`` is persisted (a skipped stage contributes the section its last run recorded);
     ``value`` and ``summary`` live for this run only; ``fingerprint`` (stages that always run) is what
-    later stages' hashes depend on in place of an input hash.
+    later stages' hashes depend on in place of an input hash. ``cpu_elsewhere``: CPU seconds spent for
+    the stage in a process the build started that is not a child it joins (the encoder's), added to the
+    stage's own.
     """
 
     items: int | None = None
@@ -57,6 +59,7 @@ class StageResult:
     value: Any = None
     summary: dict[str, Any] = field(default_factory=dict)
     fingerprint: str | None = None
+    cpu_elsewhere: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -245,7 +248,7 @@ class Runner:
                    worker: BackgroundWorker) -> Future[Outcome] | None:
         """Skip, reuse or run one stage; a background stage that must run is handed to the worker and
         its future returned (recorded by :meth:`_finish_background` once it is done)."""
-        cpu0 = _cpu_seconds()
+        cpu0, elsewhere = _cpu_seconds(), 0.0
         with metrics.stage(stage.name) as info:
             if stage.collection not in ctx.cfg.collections:
                 self._carry_over(stage, ctx, info)
@@ -263,11 +266,11 @@ class Runner:
                             ctx.writer.save_staged_manifest(staged)
                         return worker.submit(run_in_worker, stage.run, ctx.cfg, ctx.run_id)
                 result = stage.run(ctx)
-                info["items"] = result.items
+                info["items"], elsewhere = result.items, result.cpu_elsewhere
                 if stage.inputs is None:
                     ctx.hashes[stage.name] = result.fingerprint or sha1_json([stage.name, ctx.run_id])
                 self._record(stage, result, ctx, staged)
-        metrics.stages[stage.name]["cpu_seconds"] = round(_cpu_seconds() - cpu0, 2)
+        metrics.stages[stage.name]["cpu_seconds"] = round(_cpu_seconds() - cpu0 + elsewhere, 2)
         return None
 
     def _record(self, stage: Stage, result: StageResult, ctx: BuildContext, staged: dict[str, Any]) -> None:

@@ -273,7 +273,10 @@ def embed_stage(ctx: BuildContext) -> StageResult:
         if dates:
             ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
     ctx.writer.stage_arrays(ctx.layout.image_space, emb.image_space)
-    return StageResult(items=sum(emb.computed.values()), summary={"embedded": emb.computed}, manifest={
+    # the encoder's process (loaded ahead for this stage) works for it: its CPU, loading included, is the stage's
+    hosted = getattr(encoder, "cpu_seconds", None)
+    return StageResult(items=sum(emb.computed.values()), summary={"embedded": emb.computed},
+                       cpu_elsewhere=hosted() if hosted is not None else 0.0, manifest={
         "encoder": encoder.info.to_dict(),
         "counts": {f"vectors_{k}": len(d) for k, d in emb.dates.items()},
         "image_space": {"fingerprint": emb.image_space_fingerprint,

@@ -363,8 +363,10 @@ def test_the_encoder_host_encodes_as_the_encoder_in_this_process(offline, tmp_pa
         assert np.allclose(features, local, atol=1e-5)
         space = host.image_space(np.vstack([features] * 4))
         assert np.array_equal(host.to_image_vectors(features, space), offline.to_image_vectors(features, space))
+        assert host.cpu_seconds() > 0.5  # loading torch and the towers, counted as the embed stage's CPU
     finally:
         host.close()
+    assert host.cpu_seconds() == 0.0
     with pytest.raises(RuntimeError, match="closed"):
         host.encode_text(texts)
     script = ("import functools, sys; from atlas.encoders import build_encoder; "

@@ -263,3 +263,14 @@ def test_what_a_stage_loads_ahead_starts_before_the_first_stage_and_stops_with_t
     events.clear()
     Runner([stage("first"), stage("embed", collection="gz2")]).run(_cfg(tmp_path / "c"))
     assert events == ["first"]  # gz2 is not being built: nothing loaded for it
+
+
+def test_cpu_a_stage_used_in_another_process_counts_as_its_own(tmp_path):
+    """The encoder's process works for the embed stage: the CPU it reports (``cpu_elsewhere``) is added
+    to the stage's, so per-stage CPU in the manifest still adds up to what the build used."""
+    def helped(ctx) -> StageResult:
+        return StageResult(items=1, cpu_elsewhere=12.5)
+
+    Runner([Stage("helped", helped, lambda ctx: "v1")]).run(_cfg(tmp_path))
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
+    assert 12.5 <= live["stages"]["helped"]["cpu_seconds"] < 14
