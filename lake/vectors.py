@@ -131,8 +131,7 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
             or not rows.equals(table.slice(0, kept)):
         return None
     target = Path(table_uri(db_path, kind))
-    db_path.mkdir(parents=True, exist_ok=True)
-    atomic.link_tree(source, target)
+    atomic.link_tree(source, target)  # makes db_path too
     if kept < table.num_rows:
         dataset = lance.dataset(str(target))
         dataset.insert(table.slice(kept), mode="append")

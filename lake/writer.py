@@ -126,13 +126,8 @@ class LakeWriter:
                            lambda: vectors.read_galaxy_vectors(self.layout.galaxy_vectors, kind))
 
     def stage_arrays(self, published: Path, arrays: dict[str, np.ndarray]) -> None:
-        """Stage named arrays as one ``.npz`` (written through an open file: ``np.savez`` given a path
-        would append ``.npz`` to the temporary name and leave the staged file empty)."""
-        def write(path: Path) -> None:
-            with open(path, "wb") as fh:
-                np.savez(fh, **arrays)
-
-        self.stage_file(published, write)
+        """Stage named arrays as one ``.npz`` (:func:`lake.atomic.write_npz`)."""
+        atomic.write_npz(self.layout.staged(published), arrays)
 
     def stage_file(self, published: Path, writer: Callable[[Path], None]) -> None:
         atomic.write_with(self.layout.staged(published), writer)

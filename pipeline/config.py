@@ -313,6 +313,12 @@ class BuildConfig:
         if self.align_exclude is not None:
             self.excluded_from_alignment()  # a missing file or a bad line fails before any work
 
+    @property
+    def helper_processes(self) -> bool:
+        """Whether the build may run work in processes beside its own (the background worker, the
+        encoder's process): unless ``--no-background-stages``, and only with a core to spare for them."""
+        return self.background_stages and self.threads >= 2
+
     def excluded_from_alignment(self) -> list[str]:
         """The ISO dates of ``--align-exclude`` (sorted, unique); empty without the option."""
         if self.align_exclude is None:

@@ -212,7 +212,7 @@ class Runner:
             staged = ctx.writer.staged_manifest()
             worker = BackgroundWorker(threads=cfg.threads,
                                       warm=[m for s in self.stages if s.in_background(cfg) for m in s.warm],
-                                      enabled=cfg.background_stages and cfg.threads >= 2
+                                      enabled=cfg.helper_processes
                                       and any(s.in_background(cfg) for s in self.stages))
             metrics.start()
             failed = True

@@ -95,7 +95,7 @@ def _encoder(ctx: BuildContext) -> Encoder:
 
 def _hosts_encoder(cfg: BuildConfig) -> bool:
     """Whether the encoder gets a process of its own: as the worker does, when a core is left for it."""
-    return cfg.runner == "local" and cfg.background_stages and cfg.threads >= 2
+    return cfg.runner == "local" and cfg.helper_processes
 
 
 def _load_encoder_ahead(ctx: BuildContext) -> None:
