@@ -70,7 +70,9 @@ def browser(downloads):
     try:
         # the CDS survey servers are unreachable for this browser whether or not the machine has
         # internet, so the Sky page's offline path is what the tests check, everywhere
-        driver = chromium(extra_args=(f"--host-resolver-rules={CDS_UNREACHABLE}, {REMOTE_PICTURES_UNREACHABLE}",),
+        # reduced motion: no smooth scrolling or fades, so an element is where it was found when clicked
+        driver = chromium(extra_args=(f"--host-resolver-rules={CDS_UNREACHABLE}, {REMOTE_PICTURES_UNREACHABLE}",
+                                      "--force-prefers-reduced-motion"),
                           capabilities={"goog:loggingPrefs": {"browser": "ALL"}},
                           prefs={"download.default_directory": str(downloads), "download.prompt_for_download": False})
     except ChromiumMissing as exc:
@@ -99,20 +101,34 @@ def wait_until(fn, timeout: float = 30, what: str = "condition"):
 
 
 def click_when_clear(driver, xpath: str, what: str) -> None:
-    """Click an element as a user would, once nothing covers it: lazy pictures that load above it move
-    the page for a while (longer on a slow machine), and a click meanwhile lands on another element."""
-    from selenium.common.exceptions import ElementClickInterceptedException
+    """Click an element as a user would, once it stands still and nothing covers it: lazy pictures that
+    load above it move the page for a while (longer on a slow machine), and a click meanwhile lands on
+    another element. The scroll is instant (Bootstrap makes page scrolling smooth, and a click during the
+    animation lands where the element was); a failure names what took the click."""
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
+
+    last: list[str] = []
+    where = "const r = arguments[0].getBoundingClientRect(); return [r.x, r.y, r.width, r.height];"
 
     def attempt() -> bool:
-        element = driver.find_element("xpath", xpath)
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
         try:
+            element = driver.find_element("xpath", xpath)
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", element)
+            before = driver.execute_script(where, element)
+            time.sleep(0.1)
+            if driver.execute_script(where, element) != before:
+                last[:] = [f"still moving at {before}"]
+                return False
             element.click()
-        except ElementClickInterceptedException:
+        except (ElementClickInterceptedException, StaleElementReferenceException) as exc:
+            last[:] = [exc.msg or type(exc).__name__]
             return False
         return True
 
-    wait_until(attempt, what=f"{what} to be clickable")
+    try:
+        wait_until(attempt, what=f"{what} to be clickable")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last attempt: {last[0] if last else 'none'}") from None
 
 
 def console_errors(driver) -> list[str]:
@@ -140,7 +156,7 @@ def download_csv(driver, downloads: Path, button_id: str, name: str) -> list[dic
     for f in downloads.glob("*"):
         f.unlink()
     button = driver.find_element("id", button_id)
-    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", button)
     time.sleep(0.3)
     button.click()
     csv_file = wait_until(lambda: next(iter(downloads.glob(name)), None), what=f"download of {name}")
@@ -462,7 +478,7 @@ def test_sky_page_markers_and_click_to_entry(browser, server):
         return {x: xy[0], y: xy[1], date: src.data.date};
     """)
     div = browser.find_element("id", "sky-aladin")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", div)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", div)
     time.sleep(1.5)
     rect = div.rect
     ActionChains(browser).move_to_element_with_offset(
@@ -515,7 +531,7 @@ def test_sky_cone_search_by_name(browser, server):
     assert radius.text.split() == ["radius", "°"]
     browser.find_element("id", "cone-name").send_keys("Orion Nebula")
     button = browser.find_element("id", "cone-go")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center', behavior: 'instant'})", button)
     button.click()
     wait_for(browser, "#cone-list li a")
     assert "2014-04-08" in {a.get_attribute("href")[-10:] for a in browser.find_elements("css selector", "#cone-list li a")}
