@@ -14,7 +14,9 @@ the main process works. It runs at the lowest priority, and dies with the build.
 sent to it gets a :class:`~pipeline.runner.BuildContext` of its own (same settings, lake and run id;
 :func:`pipeline.runner.run_in_worker`): it shares files with the main process, not memory, so it reads
 its inputs from the staged and published lake as any stage does. Its log records are forwarded to the
-main process's handlers. One worker, so background stages run one after another, in registration order.
+main process's handlers. One worker, given one stage at a time by the runner, in registration order;
+a stage it has not been given when the main process runs out of stages of its own, the main process
+runs itself (:meth:`pipeline.runner.Runner._run_here`).
 """
 
 from __future__ import annotations

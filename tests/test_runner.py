@@ -108,6 +108,34 @@ def test_a_stage_can_run_in_the_background_for_some_settings_only(tmp_path):
     assert manifest_io.read_if_exists(LakeLayout.at(tmp_path / "no" / "lake").manifest)["background"]["pid"] == os.getpid()
 
 
+def busy_until_the_next_background_stage_ran(ctx) -> StageResult:
+    _wait_for(ctx.layout.root / "second-ran")
+    return StageResult(items=1, manifest={"busy": {"pid": os.getpid()}})
+
+
+def second_background_stage(ctx) -> StageResult:
+    (ctx.layout.root / "second-ran").write_text("")
+    return StageResult(items=2, manifest={"second": {"pid": os.getpid()}})
+
+
+def test_the_main_process_takes_a_background_stage_the_busy_worker_has_not_started(tmp_path):
+    """Two background stages and a worker still on the first when the main process has run its own:
+    the main process runs the second (a worker that took both in turn would wait here for ever: the
+    first finishes only once the second has run)."""
+    runner = Runner([Stage("first", lambda ctx: StageResult(items=1), lambda ctx: "first-v1"),
+                     Stage("busy", busy_until_the_next_background_stage_ran, lambda ctx: "busy-v1", background=True),
+                     Stage("second", second_background_stage, lambda ctx: "second-v1", background=True),
+                     Stage("later", later, lambda ctx: "later-v1")])
+    summary = runner.run(_cfg(tmp_path))
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
+    assert live["busy"]["pid"] != os.getpid() and live["stages"]["busy"]["ran_in"] == "worker process"
+    assert live["second"]["pid"] == os.getpid() and "ran_in" not in live["stages"]["second"]
+    assert live["stages"]["second"]["items"] == 2 and live["stages"]["second"]["cpu_seconds"] >= 0
+    assert list(summary.stages) == ["first", "busy", "second", "later"]
+    again = runner.run(_cfg(tmp_path))
+    assert all(st["skipped"] for st in again.stages.values())
+
+
 def test_a_failed_background_stage_stops_the_build_and_the_next_build_resumes_it(tmp_path):
     lake = LakeLayout.at(tmp_path / "lake")
     with pytest.raises(RuntimeError, match="detector broke"):
