@@ -71,6 +71,18 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
+def thread_only_progress_lock() -> None:
+    """Give tqdm a lock of threads only, in a helper process. tqdm otherwise makes a process-shared lock
+    (a named semaphore) for its first bar, even a disabled one; a helper stopped by :func:`terminate`
+    never releases it, and the multiprocessing resource tracker warns of a "leaked semaphore" as the
+    build ends. Bars of one helper never share a terminal line with another's."""
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
 def terminate(pool: ProcessPoolExecutor) -> None:
     """Stop a pool's processes now, whatever they are doing (its ``shutdown`` would wait for them)."""
     stop = getattr(pool, "terminate_workers", None)  # Python ≥ 3.14
@@ -99,6 +111,7 @@ def _start_worker(parent: int, modules: Sequence[str], records: Any, level: int,
 
     die_with(parent)
     _yield_to_the_build()
+    thread_only_progress_lock()
     cap_thread_pools(threads)
     keep_freed_memory()
     root = logging.getLogger()

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from atlas.encoders.base import Encoder, EncoderInfo
-from pipeline.background import die_with, terminate
+from pipeline.background import die_with, terminate, thread_only_progress_lock
 
 #: The host process's encoder, or what stopped it from loading (set once, by :func:`_load`).
 _HOSTED: Encoder | BaseException | None = None
@@ -42,6 +42,7 @@ def _load(make: Callable[[], Encoder], threads: int, parent: int) -> None:
     from atlas.device import keep_freed_memory, set_threads
 
     die_with(parent)
+    thread_only_progress_lock()
     keep_freed_memory()
     set_threads(threads)
     try:

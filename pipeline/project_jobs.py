@@ -176,7 +176,9 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
     # per kind, gathered once for its maps (they list their rows in the same order): the mapped dates, this
     # build's vectors of those entries, the new entries' dates and their vectors
     gathered: dict[str, tuple[list[str], np.ndarray, list[str], np.ndarray]] = {}
+    published_maps: set[tuple[str, str]] = set()
     for (kind, method), group in published.groupby(["embedding", "method"], sort=False):
+        published_maps.add((kind, method))
         mapped = group.date.tolist()
         if kind not in gathered or gathered[kind][0] != mapped:  # a map whose rows are in another order
             if kind not in vectors:
@@ -202,7 +204,7 @@ def place_on_previous(writer: LakeWriter, params: ProjectionParams, previous: di
                        executor=executor)
         parts.append(_table(kind, method, mapped + new, np.concatenate([coords, placed])))
         new_count = max(new_count, len(new))
-    if {(k, m) for k, m in JOBS} - set(zip(published.embedding, published.method)) and new_count:
+    if set(JOBS) - published_maps and new_count:
         return None  # a map the published lake lacks (too few points then): fit them all
     placed_since_fit = int(previous.get("placed_since_fit", 0)) + new_count
     if placed_since_fit > PLACE_MAX_SHARE * int(fit["entries"]):
