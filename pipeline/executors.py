@@ -30,6 +30,7 @@ import pyarrow as pa
 from PIL import Image
 
 from atlas.encoders import Encoder
+from pipeline.encoder_host import EncoderHost
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,8 @@ class LocalExecutor:
             return _concatenate([f.result() for f in futures], rows)
 
     def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
-        remote = getattr(encoder, "encode_inputs", None)  # an encoder in another process (EncoderHost):
-        if remote is not None:                            # it reads the pictures there
-            return lambda inputs: remote(kind, inputs, root=root, batch_size=batch_size)
+        if isinstance(encoder, EncoderHost):  # the encoder's own process reads the pictures
+            return lambda inputs: encoder.encode_inputs(kind, inputs, root=root, batch_size=batch_size)
         return lambda inputs: encode_with(encoder, kind, inputs, root=root, batch_size=batch_size)
 
     def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
@@ -182,9 +182,10 @@ class _EncodeActor:
     """A Ray actor holding one copy of the build's encoder."""
 
     def __init__(self, info: dict[str, Any], kind: str, root: str, batch_size: int, threads: int) -> None:
-        from atlas.device import set_threads
+        from atlas.device import keep_freed_memory, set_threads
         from atlas.encoders import encoder_from_manifest
 
+        keep_freed_memory()  # the actor only encodes: its attention blocks are what the setting is for
         set_threads(threads)
         self.encoder = encoder_from_manifest(info)  # raises when this node's model differs from the build's
         self.kind, self.root, self.batch_size = kind, Path(root), batch_size

@@ -29,6 +29,7 @@ from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VE
 from pipeline import cluster, project, taxonomy
 from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BUNDLED_VECTORS, BuildConfig
 from pipeline.embed import embed_entries, text_input
+from pipeline.encoder_host import EncoderHost
 from pipeline.executors import Executor, make_executor
 from pipeline.images import ImageLimits, attach_images
 from pipeline.ingest import ingest
@@ -85,8 +86,6 @@ def _encoder(ctx: BuildContext) -> Encoder:
             clip_model=cfg.clip_model, clip_pretrained=cfg.clip_pretrained, clip_checkpoint=cfg.clip_checkpoint,
             clip_config=cfg.clip_config, trace_dir=ctx.layout.model_cache, allow_download=not cfg.offline)
         if _hosts_encoder(cfg):
-            from pipeline.encoder_host import EncoderHost
-
             return EncoderHost(build, threads=cfg.threads)
         return build()
 
@@ -274,9 +273,8 @@ def embed_stage(ctx: BuildContext) -> StageResult:
             ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
     ctx.writer.stage_arrays(ctx.layout.image_space, emb.image_space)
     # the encoder's process (loaded ahead for this stage) works for it: its CPU, loading included, is the stage's
-    hosted = getattr(encoder, "cpu_seconds", None)
     return StageResult(items=sum(emb.computed.values()), summary={"embedded": emb.computed},
-                       cpu_elsewhere=hosted() if hosted is not None else 0.0, manifest={
+                       cpu_elsewhere=encoder.cpu_seconds() if isinstance(encoder, EncoderHost) else 0.0, manifest={
         "encoder": encoder.info.to_dict(),
         "counts": {f"vectors_{k}": len(d) for k, d in emb.dates.items()},
         "image_space": {"fingerprint": emb.image_space_fingerprint,
