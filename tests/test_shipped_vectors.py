@@ -70,18 +70,33 @@ def test_every_bundled_text_has_a_shipped_vector(bundled_texts, shipped):
     assert keys <= set(shipped), f"{len(keys - set(shipped))} bundled texts have no shipped vector"
 
 
+@pytest.fixture(scope="module")
+def float_encoder():
+    return build_encoder("offline", quantize="none")
+
+
 @pytest.mark.slow
-def test_shipped_vectors_are_what_the_encoder_makes(bundled_texts, shipped, default_encoder):
+def test_shipped_vectors_are_what_the_encoder_makes(bundled_texts, shipped, default_encoder, float_encoder):
     """Re-encode two of a cold build's embedding checkpoints (512 texts each, in the order
     :func:`pipeline.embed.fill_cache` gives them: int8 activations are scaled per batch, so a text's vector
-    depends on its batch-mates) and compare with the shipped vectors."""
+    depends on its batch-mates) and compare with the shipped vectors.
+
+    On the CPU the seed was exported on they agree to cosine ≥ 0.999; int8 kernels differ between CPUs
+    (on one with AVX512-VNNI and AMX they agreed to 0.988–0.991 on average, 0.970 at worst, while both
+    were 0.94 from the float model's vectors: README, *Shipped text vectors*). So the test asks what
+    holds on any CPU: every shipped vector is close to this machine's, and the shipped vectors are
+    nearer to this machine's int8 vectors than the float model's are (a seed of another model, or
+    float vectors, fail that)."""
     ordered = sorted(bundled_texts, key=len)
     for start in (0, 512 * 10):
         chunk = ordered[start:start + 512]
-        fresh = default_encoder.encode_text(chunk, batch_size=64)
-        stored = np.stack([shipped[sha1_text(t)] for t in chunk])
-        cosine = np.sum(l2_normalise(fresh) * l2_normalise(stored), axis=1)
-        assert cosine.min() >= 0.999, (start, float(cosine.min()))
+        fresh = l2_normalise(default_encoder.encode_text(chunk, batch_size=64))
+        stored = l2_normalise(np.stack([shipped[sha1_text(t)] for t in chunk]))
+        floats = l2_normalise(float_encoder.encode_text(chunk, batch_size=64))
+        cosine = np.sum(fresh * stored, axis=1)
+        float_cosine = np.sum(fresh * floats, axis=1)
+        assert cosine.min() >= 0.95, (start, float(cosine.min()))
+        assert cosine.mean() > float_cosine.mean() + 0.02, (start, float(cosine.mean()), float(float_cosine.mean()))
 
 
 def test_a_build_of_bundled_entries_takes_their_shipped_text_vectors(demo_lake, shipped):
