@@ -30,6 +30,7 @@ import numpy as np
 
 from atlas.encoders.base import Encoder, EncoderInfo
 from pipeline.background import die_with, terminate, thread_only_progress_lock
+from pipeline.encoding import encode_with
 
 #: The host process's encoder, or what stopped it from loading (set once, by :func:`_load`).
 _HOSTED: Encoder | BaseException | None = None
@@ -68,8 +69,6 @@ def _call(method: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def _encode_inputs(kind: str, inputs: list[Any], root: Path, batch_size: int) -> np.ndarray:
-    from pipeline.executors import encode_with
-
     return encode_with(_encoder(), kind, inputs, root=root, batch_size=batch_size)
 
 
@@ -105,7 +104,7 @@ class EncoderHost(Encoder):
         return self._run(_call, "to_image_vectors", features, state)
 
     def encode_inputs(self, kind: str, inputs: list[Any], *, root: Path, batch_size: int) -> np.ndarray:
-        """:func:`pipeline.executors.encode_with` in the host: pictures travel as paths, not pixels."""
+        """:func:`pipeline.encoding.encode_with` in the host: pictures travel as paths, not pixels."""
         return self._run(_encode_inputs, kind, list(inputs), root, batch_size)
 
     def cpu_seconds(self) -> float:

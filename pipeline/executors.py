@@ -19,7 +19,6 @@ scheduled only on nodes that have GPUs; the encoder then runs on CUDA there.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +26,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from atlas.encoders import Encoder
 from pipeline.encoder_host import EncoderHost
+from pipeline.encoding import encode_with
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +57,6 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release what the executor started (a local Ray instance)."""
-
-
-def load_rgb(source: Path | bytes) -> Image.Image:
-    """A picture the build stored itself (thumbnail or cutout), from its path or its file's bytes, as RGB,
-    with its file closed."""
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        return img.convert("RGB")
-
-
-def encode_with(encoder: Encoder, kind: str, inputs: list[Any], *, root: Path, batch_size: int) -> np.ndarray:
-    """The one place that turns inputs into vectors, for both executors (and so both give the same).
-    Pictures come as paths relative to ``root`` or, on Ray, as the files' bytes (actors on other nodes
-    cannot read the driver's disk)."""
-    if kind == "text":
-        return np.asarray(encoder.encode_text(list(inputs), batch_size=batch_size), np.float32)
-    if kind == "image":
-        pictures = [load_rgb(x if isinstance(x, bytes) else root / x) for x in inputs]
-        return np.asarray(encoder.encode_images(pictures), np.float32)
-    raise ValueError(f"unknown input kind {kind!r}; expected text or image")
 
 
 #: Batches in flight per worker in :meth:`Executor.map_batches` (more only fill memory: every batch

@@ -763,7 +763,7 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
     pictured = table.filter(has_image)
     embedded = 0
     if pictured.num_rows:
-        from pipeline.executors import load_rgb
+        from pipeline.encoding import load_rgb
 
         encoder = _encoder(ctx)
         paths = [cutouts[o] for o in pictured.column("objid").to_pylist()]
