@@ -64,8 +64,9 @@ def keep_freed_memory(*, below: int = KEPT_ALLOCATION_BYTES) -> bool:
     keeping the memory took a cold build's embed stage from 322.9 s to 276.6 s (README, *Shipped text
     vectors*). The price is a resident set that stays at its peak, which a build process reaches anyway.
 
-    For build processes (the CLI, its worker, the map pool, the encoder's process and Ray's encoder actors); the app keeps glibc's default. Returns
-    whether the setting took (False off glibc, e.g. macOS or musl)."""
+    For build processes (the CLI, its worker, the map pool, the encoder's process and Ray's encoder
+    actors); the app keeps glibc's default. Returns whether the setting took (False off glibc, e.g.
+    macOS or musl)."""
     if not sys.platform.startswith("linux"):
         return False
     try:

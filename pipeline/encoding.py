@@ -24,9 +24,9 @@ def load_rgb(source: Path | bytes) -> Image.Image:
 
 
 def encode_with(encoder: Encoder, kind: str, inputs: list[Any], *, root: Path, batch_size: int) -> np.ndarray:
-    """The one place that turns inputs into vectors, for both executors (and so both give the same).
-    Pictures come as paths relative to ``root`` or, on Ray, as the files' bytes (actors on other nodes
-    cannot read the driver's disk)."""
+    """The one place that turns inputs into vectors: the local executor, the encoder's process and Ray's
+    actors all call it, and so all give the same. Pictures come as paths relative to ``root`` or, on
+    Ray, as the files' bytes (actors on other nodes cannot read the driver's disk)."""
     if kind == "text":
         return np.asarray(encoder.encode_text(list(inputs), batch_size=batch_size), np.float32)
     if kind == "image":
