@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import save  # noqa: E402
+from bench.common import peak_rss, save  # noqa: E402
 
 DIM = 384
 BLOCK = 100_000
@@ -67,28 +65,6 @@ class ExactTop10:
         self.best, self.score = np.take_along_axis(cand_i, order, axis=1), np.take_along_axis(cand_s, order, axis=1)
 
 
-def _peak_rss(fn):
-    """Run ``fn``; return (result, seconds, RSS before in bytes, peak RSS during in bytes)."""
-    proc = psutil.Process()
-    before = proc.memory_info().rss
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.2):
-            peak[0] = max(peak[0], proc.memory_info().rss)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    t0 = time.perf_counter()
-    try:
-        out = fn()
-    finally:
-        done.set()
-        sampler.join()
-    return out, time.perf_counter() - t0, before, peak[0]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -126,7 +102,7 @@ def main() -> None:
         partitions = int(np.sqrt(args.n))
         config = (IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=48)
                   if args.index == "ivf_pq" else HnswSq(distance_type="cosine", num_partitions=max(1, partitions // 8)))
-        _, build_s, rss_before, rss_peak = _peak_rss(lambda: tbl.create_index("vector", config=config))
+        _, build_s, rss_before, rss_peak = peak_rss(lambda: tbl.create_index("vector", config=config))
         index_desc = (f"IVF_PQ, {partitions} partitions, 48 sub-vectors" if args.index == "ivf_pq"
                       else f"IVF_HNSW_SQ, {max(1, partitions // 8)} partitions")
         scalar_s = None

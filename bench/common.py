@@ -9,9 +9,13 @@ import os
 import platform
 import shutil
 import statistics
+import threading
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import psutil
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parent / "data"
@@ -130,3 +134,27 @@ def labelled_rows(pos: dict[str, int]) -> dict[str, tuple[Any, Any]]:
         lab = lab[lab.date.isin(pos)]
         out[name] = (np.array([pos[d] for d in lab.date]), lab.category.to_numpy())
     return out
+
+
+def peak_rss(fn: Callable[[], Any], *, every: float = 0.2) -> tuple[Any, float, int, int]:
+    """Run ``fn``; return (result, seconds, RSS before in bytes, peak RSS during in bytes, sampled every
+    ``every`` seconds and once as ``fn`` returns)."""
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every):
+            peak[0] = max(peak[0], proc.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+        peak[0] = max(peak[0], proc.memory_info().rss)
+    finally:
+        done.set()
+        sampler.join()
+    return out, time.perf_counter() - t0, before, peak[0]

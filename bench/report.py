@@ -800,6 +800,35 @@ def add_day_section(r: dict) -> list[str]:
     return out
 
 
+def append_vectors_section(r: dict) -> list[str]:
+    base = r.get("baseline")
+    out = ["## Appending a day to a vector table", "",
+           f"Command: `python bench/append_vectors.py{' --baseline ' + base if base else ''}"
+           + (f" --repeat {r['repeat']}" if r["repeat"] != 3 else "") + "` — "
+           + f"a synthetic last version of the `{r['kind']}` table ({r['dim']}-d vectors, its other columns; the "
+           "indexes the vectors stage gives that size), then the same rows plus one appended with "
+           "`lake.vectors.append_to_previous` to fresh copies, in a process per code version, "
+           f"{r['repeat']} times each (median). *Extra RSS* = resident memory during the call above what it "
+           "was before (the new table already in memory; sampled every 10 ms). "
+           + (f"*`{base}`* = the code of that commit (a git worktree), on the same last version: it read the "
+              "whole last table back and compared it. " if base else "")
+           + "*This code* compares the digest stored with the last version with a digest of the new table's first "
+           "rows and leaves the new row outside the ANN index; *index merge due* is the append that takes the "
+           "unindexed rows into the index (once in `UNINDEXED_MAX_ROWS` = 10,000 rows). At 1M rows this code's "
+           "time is mostly the digest's one pass over the new table's 1.5 GB of vectors, which grows with the "
+           "table (SHA-256, one core).", _machine(r), "",
+           "| rows | indexes | code | append (median) | runs | extra RSS |", "|---:|---|---|---:|---|---:|"]
+    for row in r["sizes"]:
+        for name in ("this", "this, index merge due", base):
+            if name and name in row:
+                v = row[name]
+                label = f"`{name}`" if name == base else name
+                out.append(f"| {row['rows']:,} | {', '.join(row['indexes']) or 'none'} | {label} | "
+                           f"**{v['wall_s']:.3f} s** | {', '.join(f'{w:.3f}' for w in v['wall_runs_s'])} | "
+                           f"{v['extra_rss_mb']:,} MB |")
+    return out + [""]
+
+
 def import_times_section(r: dict) -> list[str]:
     out = ["## Import times", "",
            f"Command: `python bench/import_times.py --runs {r['runs']}` — fresh interpreters, medians of "
@@ -926,7 +955,8 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
-            ("add_one_day_picture", add_day_section), ("import_times", import_times_section),
+            ("add_one_day_picture", add_day_section), ("append_vectors", append_vectors_section),
+            ("import_times", import_times_section),
             ("sky_quality", sky_section),
             ("sky_quality_online", sky_section)]
 

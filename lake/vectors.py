@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from lake import atomic
+from lake.digest import RowsDigest, rows_digest
 from lake.schema import VECTOR_KINDS, vector_schema
 
 
@@ -32,6 +33,12 @@ HNSW_MIN_ROWS = 5_000_000
 #: IVF_PQ recall@10 0.997 at p50 11 ms on 1M vectors; IVF_HNSW_SQ 0.97 at p50 42 ms on 10M (0.94 at
 #: 34 ms with 20 probes). A prefilter (``year >= 2016``) costs far more at 10M: p50 314 ms.
 ANN_SEARCH = {"IvfPq": (100, 40), "IvfHnswSq": (40, 20)}
+#: Rows appended to a table with an ANN index stay out of the index until this many are (searches read
+#: them exactly, beside the index, as LanceDB does with rows an index lacks); then one merge takes them
+#: in. Measured (bench/append_vectors.py, BENCHMARKS.md): merging one day's row into the IVF_PQ index of
+#: 1M vectors took 31 s; a delta index per day instead costs searches (30 days: p50 77 ms against 19 ms
+#: with the 30 rows unindexed).
+UNINDEXED_MAX_ROWS = 10_000
 
 
 def ann_search_settings(lance_table) -> tuple[int, int]:
@@ -89,15 +96,29 @@ def table_uri(db_path: Path, kind: str) -> str:
 def write_arrow(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int = ANN_MIN_ROWS,
                 hnsw_min_rows: int = HNSW_MIN_ROWS) -> None:
     """Replace table ``kind`` in one LanceDB commit, so readers see the old or the new version; then
-    its indexes (:func:`index_table`)."""
+    the digest of its rows (:func:`record_rows_digest`) and its indexes (:func:`index_table`)."""
     db = _connect(db_path)
     exists = kind in set(_table_names(db))
     db.create_table(kind, data=table, mode="overwrite" if exists else "create")
+    record_rows_digest(db_path, kind, table)
     index_table(db_path, kind, table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows)
 
 
+#: Key of the Lance dataset configuration that holds the :class:`~lake.digest.RowsDigest` of a table's rows.
+ROWS_DIGEST_KEY = "cosmic_atlas.rows_digest"
+
+
+def record_rows_digest(db_path: Path, kind: str, table: pa.Table) -> None:
+    """Store the digest of ``table`` (just written as table ``kind``) in the table's configuration, where
+    :func:`append_to_previous` of a later build finds it. Every writer of vector tables calls this."""
+    import lance
+
+    lance.dataset(table_uri(db_path, kind)).update_config({ROWS_DIGEST_KEY: rows_digest(table)})
+
+
 def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: Path,
-                       ann_min_rows: int = ANN_MIN_ROWS, hnsw_min_rows: int = HNSW_MIN_ROWS) -> int | None:
+                       ann_min_rows: int = ANN_MIN_ROWS, hnsw_min_rows: int = HNSW_MIN_ROWS,
+                       unindexed_max_rows: int = UNINDEXED_MAX_ROWS) -> int | None:
     """Write table ``kind`` of ``db_path`` as table ``kind`` of the database ``previous`` (the last
     published version) plus new rows, when ``table`` is exactly that: the previous table's rows, same
     schema, same values, same order, followed by rows it lacks, and the previous table has the indexes
@@ -107,13 +128,16 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
     Why: a daily build adds a day's rows to tables of the whole archive. Rewriting them re-tokenised
     every text for BM25 (1.2 s of the text table's 1.5 s on 11k entries; at 10M rows, rewriting the
     ANN index would take most of an hour). The copy's files are hard links to the previous version's
-    (Lance never changes a file in place), the new rows are one more fragment, merged into the BM25
-    and ANN indexes and compacted with the rest. Appending keeps the rows in the order a rewrite would
+    (Lance never changes a file in place), the new rows are one more fragment, compacted with the rest
+    and merged into the BM25 index; the ANN index takes them in once ``unindexed_max_rows`` rows are
+    outside it (:data:`UNINDEXED_MAX_ROWS`). Appending keeps the rows in the order a rewrite would
     give, and the BM25 scores equal a rewrite's (tested); a change to existing rows (a re-encoded kind,
     a changed category) is not attempted, since deleted rows would stay in BM25's document statistics.
     Done with pylance, the format library under LanceDB: importing LanceDB costs a daily build's worker
-    ≈ 2 s more. The check reads the whole last table (≈ 0.1 s for the archive's); at 10M rows that is
-    gigabytes, and a table of that size needs a stored digest per row to compare instead."""
+    ≈ 2 s more. The check reads no rows: the digest stored with the last version
+    (:func:`record_rows_digest`) is compared with the digest of ``table``'s first rows, so it costs one
+    pass over ``table`` in memory, not a second copy of the archive's vectors read from disk; a last
+    version written without a digest (by a build before digests) is written whole once."""
     source = Path(table_uri(previous, kind))
     if not source.is_dir():
         return None
@@ -121,26 +145,41 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
 
     try:
         old = lance.dataset(str(source))
-        rows = old.to_table()
+        stored, kept, schema = old.config().get(ROWS_DIGEST_KEY), old.count_rows(), old.schema
         indexes = {(column, index.index_type) for index in old.describe_indices() for column in index.field_names}
     except (OSError, ValueError, RuntimeError):  # unreadable: write the table whole
         return None
-    kept = rows.num_rows
-    if not 0 < kept <= table.num_rows or not rows.schema.equals(table.schema) \
-            or indexes != _indexes_for(table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows) \
-            or not rows.equals(table.slice(0, kept)):
+    if stored is None or not 0 < kept <= table.num_rows or not schema.equals(table.schema) \
+            or indexes != _indexes_for(table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows):
+        return None
+    digest = RowsDigest(table.schema)
+    digest.update(table.slice(0, kept))
+    if digest.hexdigest() != stored:
         return None
     target = Path(table_uri(db_path, kind))
     atomic.link_tree(source, target)  # makes db_path too
     if kept < table.num_rows:
         dataset = lance.dataset(str(target))
         dataset.insert(table.slice(kept), mode="append")
+        digest.update(table.slice(kept))
+        dataset.update_config({ROWS_DIGEST_KEY: digest.hexdigest()})
         dataset.optimize.compact_files()
-        dataset.optimize.optimize_indices()
+        due = _indexes_to_merge(dataset, unindexed_max_rows=unindexed_max_rows)
+        if due:
+            dataset.optimize.optimize_indices(index_names=due)
         # one version left: the copy does not carry the history of every earlier build (no one else
         # opens a staged table)
         dataset.cleanup_old_versions(older_than=dt.timedelta(0))
     return table.num_rows - kept
+
+
+def _indexes_to_merge(dataset, *, unindexed_max_rows: int) -> list[str]:
+    """The indexes of ``dataset`` (a Lance dataset) that take its unindexed rows in now: BM25's always (a
+    row outside it would be scored with other statistics than a rewritten table's), an ANN index once
+    ``unindexed_max_rows`` rows are outside it."""
+    rows = dataset.count_rows()
+    return [index.name for index in dataset.describe_indices()
+            if index.index_type == "Inverted" or rows - index.num_rows_indexed >= unindexed_max_rows]
 
 
 def _indexes_for(table: pa.Table, *, ann_min_rows: int, hnsw_min_rows: int) -> set[tuple[str, str]]:

@@ -286,11 +286,14 @@ def test_a_daily_build_appends_its_rows_to_the_last_versions_vector_tables(tmp_p
     """The day's rows are appended to a hard-linked copy of the last version's table: the same rows in
     the same order as a table written whole, the same BM25 scores, and the last version's files
     unchanged (its readers go on reading them)."""
+    import lance
     import numpy as np
 
     from lake import vectors
+    from lake.digest import rows_digest
 
-    full = _archive_table("text", 400, bodies=True)
+    more = _archive_table("text", 402, bodies=True)
+    full = more.slice(0, 400)
     last, whole, staged = tmp_path / "last", tmp_path / "whole", tmp_path / "staged"
     vectors.write_arrow(last, "text", full.slice(0, 397))
     vectors.write_arrow(whole, "text", full)
@@ -301,6 +304,10 @@ def test_a_daily_build_appends_its_rows_to_the_last_versions_vector_tables(tmp_p
     appended = vectors.open_table(staged, "text")
     assert appended.to_arrow().equals(full)
     assert len(appended.list_versions()) == 1  # the copy does not carry the last version's history
+    # the copy holds the digest of all its rows, so the next day appends to it in turn
+    stored = lance.dataset(vectors.table_uri(staged, "text")).config()[vectors.ROWS_DIGEST_KEY]
+    assert stored == rows_digest(full) == rows_digest(appended.to_arrow())
+    assert vectors.append_to_previous(tmp_path / "next", "text", more, previous=staged) == 2
     def ranking(table, query: str) -> list[tuple[float, str]]:  # every match; ties in date order
         hits = table.search(query, query_type="fts").limit(full.num_rows).to_arrow()
         return sorted(zip((-s for s in hits.column("_score").to_pylist()), hits.column("date").to_pylist()))
@@ -316,7 +323,9 @@ def test_a_daily_build_appends_its_rows_to_the_last_versions_vector_tables(tmp_p
 
 def test_vector_tables_that_are_not_the_last_plus_new_rows_are_written_whole(tmp_path):
     """Appending is only for a table that starts with the last version's rows as they were: a changed
-    row, another schema, rows gone or no last table at all leave the staged table to a whole write."""
+    row, another schema, rows gone, no last table at all, or one whose digest is missing (written before
+    digests) or is not its rows' leave the staged table to a whole write."""
+    import lance
     import pyarrow.compute as pc
 
     from lake import vectors
@@ -329,24 +338,41 @@ def test_vector_tables_that_are_not_the_last_plus_new_rows_are_written_whole(tmp
     for table in (changed, full.slice(0, 30), _archive_table("title", 50, bodies=True)):
         assert vectors.append_to_previous(tmp_path / "staged", "title", table, previous=last) is None
     assert vectors.append_to_previous(tmp_path / "staged", "image", _archive_table("image", 50), previous=last) is None
-    assert not (tmp_path / "staged").exists()
+    dataset = lance.dataset(vectors.table_uri(last, "title"))
+    assert vectors.append_to_previous(tmp_path / "staged", "title", full, previous=last) == 10  # as written
+    stored = dataset.config()[vectors.ROWS_DIGEST_KEY]
+    dataset.update_config({vectors.ROWS_DIGEST_KEY: stored[::-1]})
+    assert vectors.append_to_previous(tmp_path / "other", "title", full, previous=last) is None
+    dataset.delete_config_keys([vectors.ROWS_DIGEST_KEY])
+    assert vectors.append_to_previous(tmp_path / "other", "title", full, previous=last) is None
+    assert not (tmp_path / "other").exists()
 
 
-def test_an_appended_table_keeps_its_ann_index_over_every_row(tmp_path):
-    """Above the ANN threshold the index of the last version is extended to the new rows, not rebuilt;
-    a table that crosses a threshold (no index yet, or another index type due) is written whole."""
+def test_an_appended_table_keeps_its_ann_index_and_merges_new_rows_in_batches(tmp_path):
+    """Above the ANN threshold the index of the last version is kept, not rebuilt: the new rows stay
+    outside it (searched exactly beside it) until ``unindexed_max_rows`` are, then are merged into it; a
+    table that crosses a threshold (no index yet, or another index type due) is written whole."""
     import lance
+    import numpy as np
 
     from lake import vectors
 
     full = _archive_table("image", 700)
     last = tmp_path / "last"
     vectors.write_arrow(last, "image", full.slice(0, 690), ann_min_rows=600, hnsw_min_rows=10**9)
-    assert vectors.append_to_previous(tmp_path / "staged", "image", full, previous=last, ann_min_rows=600,
-                                      hnsw_min_rows=10**9) == 10
-    stats = lance.dataset(vectors.table_uri(tmp_path / "staged", "image")).index_statistics("vector_idx")
-    assert stats["num_indexed_rows"] == 700 and stats["num_unindexed_rows"] == 0
-    assert vectors.open_table(tmp_path / "staged", "image").to_arrow().equals(full)
+    for batch, unindexed in ((11, 10), (10, 0)):
+        staged = tmp_path / f"staged-{batch}"
+        assert vectors.append_to_previous(staged, "image", full, previous=last, ann_min_rows=600,
+                                          hnsw_min_rows=10**9, unindexed_max_rows=batch) == 10
+        stats = lance.dataset(vectors.table_uri(staged, "image")).index_statistics("vector_idx")
+        assert (stats["num_indexed_rows"], stats["num_unindexed_rows"]) == (700 - unindexed, unindexed)
+        table = vectors.open_table(staged, "image")
+        assert table.to_arrow().equals(full)
+        for row in (3, 695):  # an indexed row and a new one: each its own nearest neighbour
+            query = vectors.matrix(full.column("vector").slice(row, 1))[0]
+            hit = table.search(query).distance_type("cosine").nprobes(100).refine_factor(40).limit(1).to_arrow()
+            assert hit.column("date")[0] == full.column("date")[row] and np.isclose(hit.column("_distance")[0].as_py(), 0,
+                                                                                     atol=1e-5)
     unindexed = tmp_path / "unindexed"  # written below the threshold the new rows cross
     vectors.write_arrow(unindexed, "image", full.slice(0, 690), ann_min_rows=695)
     assert vectors.append_to_previous(tmp_path / "other", "image", full, previous=unindexed, ann_min_rows=695) is None

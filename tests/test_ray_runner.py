@@ -10,9 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from lake.digest import rows_digest
 from lake.layout import LakeLayout
 from lake.reader import LakeReader
 from lake.schema import EMBEDDING_KINDS
+from lake.vectors import ROWS_DIGEST_KEY
 from tests.conftest import run_cli
 
 pytest.importorskip("ray")
@@ -46,6 +48,8 @@ def test_local_and_ray_runners_build_the_same_lake(tmp_path):
     text = b.vector_table("text")
     assert text.count_rows() == 20
     assert text.search("comet", query_type="fts").limit(3).to_list()
+    # with the digest of its rows, so the next daily build appends to it (lake/vectors.py append_to_previous)
+    assert text.to_lance().config()[ROWS_DIGEST_KEY] == rows_digest(text.to_arrow())
     manifest = json.loads(LakeLayout.at(tmp_path / "ray").manifest.read_text())
     assert manifest["newly_embedded"] == json.loads(LakeLayout.at(tmp_path / "local").manifest.read_text())["newly_embedded"]
 
