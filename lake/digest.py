@@ -23,8 +23,8 @@ class RowsDigest:
     lengths and bytes) that are plain concatenations over rows, so feeding rows A then rows B gives the
     digest of the table A + B whatever its chunks, slices or buffer offsets. The form is injective (null
     positions are their own stream, string lengths are hashed beside their bytes), so equal digests mean
-    equal rows; values are compared by their bytes, stricter than ``Table.equals`` only where it calls a
-    value unequal to itself (NaN). A column without nulls costs one pass over its values' buffer, read
+    equal rows. Values are compared by their bytes: 0.0 and -0.0 differ and a NaN equals itself, the
+    opposite of ``Table.equals`` in both. A column without nulls costs one pass over its values' buffer, read
     in place (a vector column is hashed as the float32 matrix it is)."""
 
     def __init__(self, schema: pa.Schema) -> None:
