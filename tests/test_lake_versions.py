@@ -338,6 +338,7 @@ def test_vector_tables_that_are_not_the_last_plus_new_rows_are_written_whole(tmp
     for table in (changed, full.slice(0, 30), _archive_table("title", 50, bodies=True)):
         assert vectors.append_to_previous(tmp_path / "staged", "title", table, previous=last) is None
     assert vectors.append_to_previous(tmp_path / "staged", "image", _archive_table("image", 50), previous=last) is None
+    assert not (tmp_path / "staged").exists()
     dataset = lance.dataset(vectors.table_uri(last, "title"))
     assert vectors.append_to_previous(tmp_path / "staged", "title", full, previous=last) == 10  # as written
     stored = dataset.config()[vectors.ROWS_DIGEST_KEY]
