@@ -28,7 +28,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-DIM = 384
+sys.path.insert(0, str(REPO))
+
+from bench.ann import DIM, centres  # noqa: E402  (the same 2,000 centres as the ANN benchmark's vectors)
+
 KIND = "image"
 CATEGORIES = ["Galaxy", "Nebula", "Solar", "Earth/Atmospheric", "Comet", "Star cluster"]
 
@@ -36,11 +39,11 @@ CATEGORIES = ["Galaxy", "Nebula", "Solar", "Earth/Atmospheric", "Comet", "Star c
 def archive_table(vectors_module, n: int):
     """The vector table of ``n`` synthetic days, built by ``vectors_module.vector_table`` (the code under
     test's); the same rows for every ``n`` up to its own (seeded per 100,000-row block)."""
-    centres = np.random.default_rng(0).normal(size=(2000, DIM)).astype(np.float32)
+    around = centres()
     blocks = []
     for start in range(0, n, 100_000):
         rows = min(n, start + 100_000) - start
-        x = centres[np.random.default_rng([1, start, 0]).integers(0, len(centres), rows)]
+        x = around[np.random.default_rng([1, start, 0]).integers(0, len(around), rows)]
         x += 0.9 * np.random.default_rng([1, start, 1]).normal(size=x.shape).astype(np.float32)
         blocks.append(x / np.linalg.norm(x, axis=1, keepdims=True))
     days = np.datetime64("1000-01-01") + np.arange(n)
@@ -55,7 +58,6 @@ def child(code: Path, last: Path, n: int, repeat: int, *, merge_due: bool) -> di
     """In a process of its own (``code``'s ``lake`` package): append one row to ``last`` ``repeat`` times
     (``merge_due``: with the ANN index due to take the new row in, as it is once ``UNINDEXED_MAX_ROWS``
     rows are outside it)."""
-    sys.path.insert(0, str(REPO))
     from bench.common import peak_rss  # this repository's (it imports nothing of the lake)
 
     sys.path.insert(0, str(code))
@@ -102,7 +104,6 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.last, args.n[0], args.repeat, merge_due=args.merge_due)))
         return
-    sys.path.insert(0, str(REPO))
     import contextlib
 
     import lance

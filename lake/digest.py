@@ -45,14 +45,6 @@ class RowsDigest:
                     stream.update(data)
         self._rows += table.num_rows
 
-    def copy(self) -> RowsDigest:
-        """A digest that goes on from here independently (the digest of a prefix, kept while the rest is fed)."""
-        other = RowsDigest.__new__(RowsDigest)
-        other._schema, other._rows = self._schema, self._rows
-        other._streams = [[stream.copy() for stream in streams] for streams in self._streams]
-        other._fed = [list(fed) for fed in self._fed]
-        return other
-
     def hexdigest(self) -> str:
         """The digest of the schema, the row count and every column's streams."""
         whole = hashlib.sha256(self._schema.serialize().to_pybytes())

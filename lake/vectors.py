@@ -96,24 +96,26 @@ def table_uri(db_path: Path, kind: str) -> str:
 def write_arrow(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int = ANN_MIN_ROWS,
                 hnsw_min_rows: int = HNSW_MIN_ROWS) -> None:
     """Replace table ``kind`` in one LanceDB commit, so readers see the old or the new version; then
-    the digest of its rows (:func:`record_rows_digest`) and its indexes (:func:`index_table`)."""
+    :func:`finish_table`."""
     db = _connect(db_path)
     exists = kind in set(_table_names(db))
     db.create_table(kind, data=table, mode="overwrite" if exists else "create")
-    record_rows_digest(db_path, kind, table)
-    index_table(db_path, kind, table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows)
+    finish_table(db_path, kind, table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows)
 
 
 #: Key of the Lance dataset configuration that holds the :class:`~lake.digest.RowsDigest` of a table's rows.
 ROWS_DIGEST_KEY = "cosmic_atlas.rows_digest"
 
 
-def record_rows_digest(db_path: Path, kind: str, table: pa.Table) -> None:
-    """Store the digest of ``table`` (just written as table ``kind``) in the table's configuration, where
-    :func:`append_to_previous` of a later build finds it. Every writer of vector tables calls this."""
+def finish_table(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int = ANN_MIN_ROWS,
+                 hnsw_min_rows: int = HNSW_MIN_ROWS) -> None:
+    """What follows every whole write of table ``kind`` (``table``), whoever wrote it: the digest of its
+    rows in the table's configuration, where :func:`append_to_previous` of a later build finds it, then
+    its indexes (:func:`index_table`)."""
     import lance
 
     lance.dataset(table_uri(db_path, kind)).update_config({ROWS_DIGEST_KEY: rows_digest(table)})
+    index_table(db_path, kind, table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows)
 
 
 def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: Path,
@@ -135,7 +137,7 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
     a changed category) is not attempted, since deleted rows would stay in BM25's document statistics.
     Done with pylance, the format library under LanceDB: importing LanceDB costs a daily build's worker
     ≈ 2 s more. The check reads no rows: the digest stored with the last version
-    (:func:`record_rows_digest`) is compared with the digest of ``table``'s first rows, so it costs one
+    (:func:`finish_table`) is compared with the digest of ``table``'s first rows, so it costs one
     pass over ``table`` in memory, not a second copy of the archive's vectors read from disk; a last
     version written without a digest (by a build before digests) is written whole once."""
     source = Path(table_uri(previous, kind))

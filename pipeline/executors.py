@@ -253,14 +253,13 @@ class RayExecutor:
         import lance_ray
         import ray
 
-        from lake.vectors import index_table, record_rows_digest, table_uri, write_arrow
+        from lake.vectors import finish_table, table_uri, write_arrow
 
         if not self._shared_disk:
             write_arrow(db, kind, table)
             return
         lance_ray.write_lance(ray.data.from_arrow(table), table_uri(db, kind), schema=table.schema, mode="overwrite")
-        record_rows_digest(db, kind, table)
-        index_table(db, kind, table)
+        finish_table(db, kind, table)
 
     def close(self) -> None:
         import ray

@@ -41,10 +41,9 @@ def test_the_digest_does_not_depend_on_chunks_slices_or_feeding_order():
     for split in (1, 3, 8, 17, 36):  # offsets inside and across validity bytes
         digest = RowsDigest(table.schema)
         digest.update(table.slice(0, split))
-        prefix = digest.copy()
+        assert digest.hexdigest() == rows_digest(table.slice(0, split))
         digest.update(table.slice(split))
         assert digest.hexdigest() == whole
-        assert prefix.hexdigest() == rows_digest(table.slice(0, split))
         assert rows_digest(pa.concat_tables([pa.table(table.slice(split).to_pydict(), schema=table.schema)]))\
             == rows_digest(table.slice(split))  # rebuilt from Python values: fresh buffers, offset 0
     assert rows_digest(pa.Table.from_pylist(table.to_pylist(), schema=table.schema)) == whole
