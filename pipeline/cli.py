@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--k", type=int, default=10, help="number of neighbours (1-100)")
     g.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
     g.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    x = sub.add_parser("export-vectors", help="write a lake's text vectors as seeds a later build starts from",
-                       description="Write the published lake's text vectors, from its own embedding cache, as seed "
+    x = sub.add_parser("export-vectors", help="write a lake's text and title vectors as seeds a later build starts from",
+                       description="Write the published lake's text and title vectors, from its own embedding cache, as seed "
                        "files (float16 arrays in .npz, keyed by the text's hash, in a folder named for the encoder and its "
                        "settings). Builds read the seeds in data/apod/vectors unless given --no-shipped-vectors: "
                        "this is how that folder is made, after a build with --no-shipped-vectors.",
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "else lake/data in the repo)")
     x.add_argument("--out", type=Path, default=None, metavar="DIR", help="seed folder (default: data/apod/vectors)")
     x.add_argument("--kind", action="append", choices=SEED_KINDS, default=None,
-                   help="which vectors; repeatable (default: text)")
+                   help="which vectors; repeatable (default: both)")
     return parser
 
 
@@ -111,7 +111,7 @@ def cmd_export_vectors(args: argparse.Namespace) -> int:
 
     try:
         export_seeds(layout=LakeLayout.at(args.lake or environment.lake_dir()), out=args.out or BUNDLED_VECTORS,
-                     kinds=tuple(args.kind or ["text"]))
+                     kinds=tuple(args.kind or SEED_KINDS))
     except (LakeMissingError, ValueError, OSError) as exc:
         log.error("export failed: %s", exc)
         return 1

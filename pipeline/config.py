@@ -174,7 +174,7 @@ class BuildConfig:
     embed_chunk: int = field(default=512, metadata=option(
         "items per resumable embedding checkpoint", group="embedding", parse=parse_positive))
     shipped_vectors: bool = field(default=True, metadata=option(
-        "encode every text (by default, texts of the bundled archive take the vectors shipped in "
+        "encode every text and title (by default, texts and titles of the bundled archive take the vectors shipped in "
         "data/apod/vectors where they were made by this encoder with these settings: the cold build's "
         "longest step; see README)", group="embedding"))
     align_exclude: Path | None = field(default=None, metadata=option(

@@ -167,7 +167,7 @@ def embed_entries(
     )
 
 
-def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = ("text",)) -> dict[str, Path]:
+def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = ("text", "title")) -> dict[str, Path]:
     """Write the published lake's cached vectors of ``kinds`` for its current entries as seed files under
     ``out`` (:func:`seed_file`), from the lake's own embedding cache: exactly what its build computed,
     never re-encoded or edited. This is how ``data/apod/vectors`` is made: build the bundled archive with

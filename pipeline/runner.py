@@ -114,6 +114,14 @@ class BuildContext:
         """An earlier stage's input hash (or fingerprint): what later stages' hashes build on."""
         return self.hashes[stage]
 
+    def manifest_of(self, stage: str) -> dict[str, Any]:
+        """The manifest section an earlier stage of this build recorded: from memory, or, in the worker
+        process (which shares no memory with the build), from the staged manifest the build saved when
+        that stage finished."""
+        if stage in self.results:
+            return self.results[stage].manifest
+        return self.writer.staged_manifest().get("stages", {}).get(stage, {}).get("manifest", {})
+
     def live_manifest(self, stage: str) -> dict[str, Any]:
         """The manifest section a stage recorded in the published lake (empty when there is none)."""
         return self.live.get("stages", {}).get(stage, {}).get("manifest", {})
@@ -160,9 +168,11 @@ def new_run_id() -> str:
 
 
 def run_in_worker(run: Callable[[BuildContext], StageResult], cfg: BuildConfig, run_id: str) -> StageResult:
-    """A background stage, in the worker process: with a context of its own (same settings, lake and
-    run id; no other stage's in-memory values, resources made afresh)."""
-    return run(BuildContext(cfg, run_id=run_id))
+    """A background stage, in the worker process: with a context of its own (same settings, lake, run id
+    and published manifest; no other stage's in-memory values, resources made afresh)."""
+    ctx = BuildContext(cfg, run_id=run_id)
+    ctx.live = ctx.writer.live_manifest() or {}  # what the stage may keep from the published build
+    return run(ctx)
 
 
 def _cpu_seconds() -> float:

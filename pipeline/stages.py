@@ -136,6 +136,12 @@ def _rows(ctx: BuildContext) -> list[dict[str, Any]]:
     return ctx.value("images")
 
 
+def _entries(ctx: BuildContext, columns: list[str]) -> list[dict[str, Any]]:
+    """The entries' ``columns`` from the staged (else published) entries table: what a stage that may run
+    in the worker process reads instead of the ingest's rows, which only the main process holds."""
+    return ctx.writer.read_table("entries", columns=columns).to_pylist()
+
+
 def _texts(ctx: BuildContext) -> dict[str, str]:
     """Each entry's ``title. explanation`` by ISO date, made once per build: the embed stage's input
     hash, the word classifier and the keyword index all read them."""
@@ -511,7 +517,7 @@ def _published_clusters(ctx: BuildContext) -> dict[str, dict[str, tuple[int, str
     """The published clusters per kind (date → (cluster, label)) when this build's maps were placed, not
     re-fitted, and the clusters were made with this build's settings (new entries then join the existing
     clusters); else None (cluster again: ``--clusters N`` or another taxonomy must not be ignored)."""
-    if ctx.results["project"].manifest.get("projection", {}).get("mode") != "placed":
+    if ctx.manifest_of("project").get("projection", {}).get("mode") != "placed":
         return None
     live = ctx.live_manifest("cluster").get("clustering", {})
     if live.get("settings") != _cluster_settings(ctx):
@@ -540,7 +546,7 @@ def cluster_stage(ctx: BuildContext) -> StageResult:
     """Clusters of each embedding; a build whose maps were placed (only new entries) joins the new
     entries to the existing clusters instead (:func:`pipeline.cluster.join_clusters`)."""
     cats = _text_categories(ctx).category.to_dict()
-    title_of = {r["date"].isoformat(): r["title"] for r in _rows(ctx)}
+    title_of = {r["date"].isoformat(): r["title"] for r in _entries(ctx, ["date", "title"])}
     records = []
     published = _published_clusters(ctx)
     joined = 0
@@ -605,7 +611,7 @@ def sky_stage(ctx: BuildContext) -> StageResult:
     from atlas.sky.gazetteer import default
     from atlas.sky.resolve import fingerprint, objects_for, place_online
 
-    rows = _rows(ctx)
+    rows = _entries(ctx, ["date", "title", "explanation", "content_sha1"])
     published = _published_sky(ctx)
     hashes, kept = published or ({}, {})
     todo = [r for r in rows if hashes.get(r["date"]) != r["content_sha1"]]
@@ -640,7 +646,7 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
     No later stage reads them, so with the local runner the stage runs in the build's worker process,
     beside the maps (importing LanceDB alone costs ≈ 1 s): it reads the entries from the staged table,
     not from the ingest's rows in memory."""
-    entries = ctx.writer.read_table("entries", columns=["date", "title", "explanation", "has_image"]).to_pylist()
+    entries = _entries(ctx, ["date", "title", "explanation", "has_image"])
     title = {r["date"].isoformat(): r["title"] for r in entries}
     has_image = {r["date"].isoformat(): bool(r["has_image"]) for r in entries}
     body = {r["date"].isoformat(): text_input(r["title"], r["explanation"]) for r in entries}
@@ -857,11 +863,15 @@ STAGES: list[Stage] = [
     Stage("project", project_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict(), ctx.cfg.refit],
           _staged("projections")),
+    # no later stage reads the clusters or the sky positions either: the worker takes them once it has
+    # written the vector tables, beside the Galaxy Zoo stages here (each of the four is single-threaded:
+    # one after the other they left a core idle for ≈ 40 s of a cold build on a slow 2-core machine)
     Stage("cluster", cluster_stage,
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.cfg.n_clusters,
                        "ward-knn15-v1"],
-          _staged("clusters")),
-    Stage("sky", sky_stage, _sky_inputs, _staged("objects")),
+          _staged("clusters"), background=True, warm=("pipeline.cluster",)),
+    Stage("sky", sky_stage, _sky_inputs, _staged("objects"), background=True,
+          warm=("atlas.sky.gazetteer", "atlas.sky.resolve")),
     Stage("gz2_cutouts", gz2_cutouts_stage, None, collection="gz2"),
     Stage("gz2_galaxies", gz2_galaxies_stage, _gz2_inputs,
           # every staged file it may write: a leftover of an interrupted build (the picture space of

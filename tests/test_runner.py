@@ -136,6 +136,31 @@ def test_the_main_process_takes_a_background_stage_the_busy_worker_has_not_start
     assert all(st["skipped"] for st in again.stages.values())
 
 
+def first_with_a_manifest(ctx) -> StageResult:
+    return StageResult(items=1, manifest={"first": {"mode": ctx.cfg.seed}})
+
+
+def reads_what_the_build_knows(ctx) -> StageResult:
+    """What a stage keeping work from the published build (the clusters, the sky positions) asks: the
+    published manifest, and an earlier stage's section of this build."""
+    return StageResult(items=1, manifest={"seen": {"pid": os.getpid(), "first": ctx.manifest_of("first"),
+                                                   "published": ctx.live_manifest("first")}})
+
+
+def test_a_background_stage_sees_the_published_manifest_and_this_builds_earlier_stages(tmp_path):
+    runner = Runner([Stage("first", first_with_a_manifest, lambda ctx: ["first-v1", ctx.cfg.seed]),
+                     Stage("reader", reads_what_the_build_knows, lambda ctx: ctx.hash("first"), background=True),
+                     Stage("later", later, lambda ctx: "later-v1")])
+    runner.run(_cfg(tmp_path, seed=1))
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
+    assert live["seen"]["pid"] != os.getpid()  # it did run in the worker
+    assert live["seen"]["first"] == {"first": {"mode": 1}} and live["seen"]["published"] == {}
+    runner.run(_cfg(tmp_path, seed=2))
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
+    assert live["seen"]["pid"] != os.getpid()
+    assert live["seen"]["first"] == {"first": {"mode": 2}} and live["seen"]["published"] == {"first": {"mode": 1}}
+
+
 def test_a_failed_background_stage_stops_the_build_and_the_next_build_resumes_it(tmp_path):
     lake = LakeLayout.at(tmp_path / "lake")
     with pytest.raises(RuntimeError, match="detector broke"):

@@ -1,8 +1,8 @@
-"""The text vectors shipped with the bundled archive (data/apod/vectors): seeds a build starts from.
+"""The text and title vectors shipped with the bundled archive (data/apod/vectors): seeds a build starts from.
 
-A seed file is read and written by :mod:`pipeline.embed_cache`; the shipped one must hold a vector for
-every bundled text under the default encoder's fingerprint (else a cold build quietly encodes them all
-again), and each must be what the encoder makes of that text in the batch a cold build puts it in."""
+A seed file is read and written by :mod:`pipeline.embed_cache`; the shipped ones must hold a vector for
+every bundled text and title under the default encoder's fingerprint (else a cold build quietly encodes
+them all again), and each must be what the encoder makes of that text in the batch a cold build puts it in."""
 
 import datetime as dt
 import json
@@ -46,10 +46,20 @@ def test_a_cache_starts_from_its_seed_and_its_own_vectors_win(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def bundled_texts() -> list[str]:
+def bundled_rows() -> list[dict]:
+    return ingest([bundled.load(BUNDLED_ARCHIVE, BUNDLED_IMAGES)], today=dt.date(2100, 1, 1)).rows
+
+
+@pytest.fixture(scope="module")
+def bundled_texts(bundled_rows) -> list[str]:
     """Each distinct text of the bundled archive, in the order a cold build first meets it (by date)."""
-    rows = ingest([bundled.load(BUNDLED_ARCHIVE, BUNDLED_IMAGES)], today=dt.date(2100, 1, 1)).rows
-    return list(dict.fromkeys(text_input(r["title"], r["explanation"]) for r in rows))
+    return list(dict.fromkeys(text_input(r["title"], r["explanation"]) for r in bundled_rows))
+
+
+@pytest.fixture(scope="module")
+def bundled_titles(bundled_rows) -> list[str]:
+    """Each distinct title of the bundled archive, in the order a cold build first meets it (by date)."""
+    return list(dict.fromkeys(r["title"] for r in bundled_rows))
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +67,27 @@ def default_encoder():
     return build_encoder("offline")  # the build's defaults: int8, 128 word pieces
 
 
-@pytest.fixture(scope="module")
-def shipped(default_encoder) -> dict[str, np.ndarray]:
-    path = seed_file(BUNDLED_VECTORS, default_encoder.info.tower_fingerprint("text"), "text")
-    assert path.is_file(), (f"no shipped text vectors for the default encoder's settings ({path}); make them with "
+def shipped_seed(encoder, kind: str) -> dict[str, np.ndarray]:
+    path = seed_file(BUNDLED_VECTORS, encoder.info.tower_fingerprint("text"), kind)
+    assert path.is_file(), (f"no shipped {kind} vectors for the default encoder's settings ({path}); make them with "
                             "python -m pipeline build --no-shipped-vectors, then python -m pipeline export-vectors")
     return read_seed(path)
 
 
-def test_every_bundled_text_has_a_shipped_vector(bundled_texts, shipped):
-    keys = {sha1_text(t) for t in bundled_texts}
-    assert keys <= set(shipped), f"{len(keys - set(shipped))} bundled texts have no shipped vector"
+@pytest.fixture(scope="module")
+def shipped(default_encoder) -> dict[str, np.ndarray]:
+    return shipped_seed(default_encoder, "text")
+
+
+@pytest.fixture(scope="module")
+def shipped_titles(default_encoder) -> dict[str, np.ndarray]:
+    return shipped_seed(default_encoder, "title")
+
+
+def test_every_bundled_text_and_title_has_a_shipped_vector(bundled_texts, bundled_titles, shipped, shipped_titles):
+    for inputs, seed in ((bundled_texts, shipped), (bundled_titles, shipped_titles)):
+        keys = {sha1_text(t) for t in inputs}
+        assert keys <= set(seed), f"{len(keys - set(seed))} of {len(keys)} bundled inputs have no shipped vector"
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +96,10 @@ def float_encoder():
 
 
 @pytest.mark.slow
-def test_shipped_vectors_are_what_the_encoder_makes(bundled_texts, shipped, default_encoder, float_encoder):
-    """Re-encode two of a cold build's embedding checkpoints (512 texts each, in the order
+@pytest.mark.parametrize("kind", ["text", "title"])
+def test_shipped_vectors_are_what_the_encoder_makes(kind, bundled_texts, bundled_titles, shipped, shipped_titles,
+                                                    default_encoder, float_encoder):
+    """Re-encode two of a cold build's embedding checkpoints (512 texts or titles each, in the order
     :func:`pipeline.embed.fill_cache` gives them: int8 activations are scaled per batch, so a text's vector
     depends on its batch-mates) and compare with the shipped vectors.
 
@@ -87,11 +109,12 @@ def test_shipped_vectors_are_what_the_encoder_makes(bundled_texts, shipped, defa
     holds on any CPU: every shipped vector is close to this machine's, and the shipped vectors are
     nearer to this machine's int8 vectors than the float model's are (a seed of another model, or
     float vectors, fail that)."""
-    ordered = sorted(bundled_texts, key=len)
+    inputs, seed = (bundled_texts, shipped) if kind == "text" else (bundled_titles, shipped_titles)
+    ordered = sorted(inputs, key=len)
     for start in (0, 512 * 10):
         chunk = ordered[start:start + 512]
         fresh = l2_normalise(default_encoder.encode_text(chunk, batch_size=64))
-        stored = l2_normalise(np.stack([shipped[sha1_text(t)] for t in chunk]))
+        stored = l2_normalise(np.stack([seed[sha1_text(t)] for t in chunk]))
         floats = l2_normalise(float_encoder.encode_text(chunk, batch_size=64))
         cosine = np.sum(fresh * stored, axis=1)
         float_cosine = np.sum(fresh * floats, axis=1)
@@ -99,14 +122,16 @@ def test_shipped_vectors_are_what_the_encoder_makes(bundled_texts, shipped, defa
         assert cosine.mean() > float_cosine.mean() + 0.02, (start, float(cosine.mean()), float(float_cosine.mean()))
 
 
-def test_a_build_of_bundled_entries_takes_their_shipped_text_vectors(demo_lake, shipped):
-    """The demo lake (bundled entries, default settings) encoded its titles and pictures but no text,
-    and its text vectors are the shipped ones."""
+def test_a_build_of_bundled_entries_takes_their_shipped_vectors(demo_lake, shipped, shipped_titles):
+    """The demo lake (bundled entries, default settings) encoded its pictures but no text or title, and
+    its text and title vectors are the shipped ones."""
     m = json.loads((demo_lake / "current" / "manifest.json").read_text())
-    assert m["newly_embedded"]["text"] == 0 and m["newly_embedded"]["title"] > 0
+    assert m["newly_embedded"]["text"] == 0 and m["newly_embedded"]["title"] == 0 and m["newly_embedded"]["image"] > 0
     reader = LakeReader.open(demo_lake)
-    dates, vectors = reader.vectors("text")
     rows = reader.query("SELECT strftime(date, '%Y-%m-%d') AS d, title, explanation FROM entries")
-    text_of = {d: text_input(t, x) for d, t, x in zip(rows.d, rows.title, rows.explanation)}
-    expected = np.stack([shipped[sha1_text(text_of[d])] for d in dates])
-    assert len(dates) > 100 and np.min(np.sum(l2_normalise(vectors) * l2_normalise(expected), axis=1)) > 0.9999
+    inputs = {"text": {d: text_input(t, x) for d, t, x in zip(rows.d, rows.title, rows.explanation)},
+              "title": dict(zip(rows.d, rows.title))}
+    for kind, seed in (("text", shipped), ("title", shipped_titles)):
+        dates, vectors = reader.vectors(kind)
+        expected = np.stack([seed[sha1_text(inputs[kind][d])] for d in dates])
+        assert len(dates) > 100 and np.min(np.sum(l2_normalise(vectors) * l2_normalise(expected), axis=1)) > 0.9999
