@@ -74,7 +74,8 @@ class Stage:
     output, so the stage may run in the build's worker process (:mod:`pipeline.background`) while the
     stages after it go on (or in this process after them, if the worker is still busy by then) (a function of the settings when that depends on them); ``warm`` names the
     modules that worker imports ahead. ``run`` must then be a module-level function (it is pickled) that
-    uses no other stage's in-memory ``value``. ``ahead`` is called as the build starts, before any stage
+    uses no other stage's in-memory ``value`` or ``results`` (an earlier stage's manifest section:
+    :meth:`BuildContext.manifest_of`). ``ahead`` is called as the build starts, before any stage
     runs, when the stage's collection is built: it may start loading, in another process, what the stage
     is likely to need (the encoder: :mod:`pipeline.encoder_host`), as a resource the run closes.
     """
