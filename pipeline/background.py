@@ -14,13 +14,15 @@ the main process works. It runs at the lowest priority, and dies with the build.
 sent to it gets a :class:`~pipeline.runner.BuildContext` of its own (same settings, lake and run id;
 :func:`pipeline.runner.run_in_worker`): it shares files with the main process, not memory, so it reads
 its inputs from the staged and published lake as any stage does. Its log records are forwarded to the
-main process's handlers. One worker, given one stage at a time by the runner, in registration order;
+main process's handlers. One worker, given one stage at a time, in registration order, the moment it
+finishes the last (:class:`Handoff`);
 a stage it has not been given when the main process runs out of stages of its own, the main process
 runs itself (:meth:`pipeline.runner.Runner._run_here`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import importlib
@@ -30,13 +32,16 @@ import multiprocessing
 import os
 import resource
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: prctl(2) option: the signal a process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
@@ -195,3 +200,78 @@ class BackgroundWorker:
             self._records.cancel_join_thread()  # nor may exiting wait for a queue a dead worker locked
             self._records.close()
             self._listener = None
+
+
+class Handoff(Generic[T]):
+    """The background stages of one build on their way to the worker, one at a time.
+
+    Stages queue in registration order. The worker gets the next one the moment it finishes one (from
+    that future's done-callback), not when the build's own thread next looks: that thread may be inside
+    a long stage of its own, and the worker sat idle meanwhile (a cold build's clusters were done after
+    20 s of a 37 s Galaxy Zoo map, and the sky positions then waited for the map). A stage the worker has
+    not started stays here, and the build's thread takes it back (:meth:`take`) once it has run its own.
+    Results are collected by the build's thread alone (:meth:`finished`, :meth:`outstanding`), in the
+    order the stages were handed over. After a failure (a stage raised, or :meth:`stop`), nothing more is
+    handed over."""
+
+    def __init__(self, submit: Callable[[T], Future[Outcome]]) -> None:
+        self._submit = submit
+        self._lock = threading.RLock()  # re-entrant: a future already done runs its callback at once
+        self._queue: list[T] = []
+        self._sent: list[tuple[T, Future[Outcome]]] = []  # handed over, not yet collected
+        self._stopped = False
+
+    def add(self, item: T) -> None:
+        with self._lock:
+            self._queue.append(item)
+            self._hand_over()
+
+    def take(self) -> T | None:
+        """The next stage the worker has not been given (None: none left), for the caller to run itself."""
+        with self._lock:
+            return self._queue.pop(0) if self._queue else None
+
+    def finished(self) -> list[tuple[T, Future[Outcome]]]:
+        """The stages the worker has finished since the last call, in the order they were handed over."""
+        with self._lock:
+            done = []
+            while self._sent and self._sent[0][1].done():
+                done.append(self._sent.pop(0))
+            return done
+
+    def wait(self) -> list[tuple[T, Future[Outcome]]]:
+        """Wait until the stages handed over have finished, then :meth:`finished` (once the build's thread
+        has taken back what was queued, nothing more is handed over meanwhile)."""
+        with self._lock:
+            futures = [f for _, f in self._sent]
+        concurrent.futures.wait(futures)
+        return self.finished()
+
+    def outstanding(self) -> list[tuple[T, Future[Outcome]]]:
+        """Every stage handed over and not yet collected, finished or not."""
+        with self._lock:
+            return list(self._sent)
+
+    def stop(self) -> None:
+        """Hand nothing more over (the build is failing)."""
+        with self._lock:
+            self._stopped = True
+
+    def _hand_over(self) -> None:
+        if self._stopped or not self._queue or not all(f.done() for _, f in self._sent):
+            return
+        if any(f.exception() is not None for _, f in self._sent if not f.cancelled()):
+            return  # the build stops when it collects that stage
+        item = self._queue.pop(0)
+        try:
+            future = self._submit(item)
+        except RuntimeError:  # the worker was shut down under a failing build
+            self._queue.insert(0, item)
+            self._stopped = True
+            return
+        self._sent.append((item, future))
+        future.add_done_callback(self._on_done)
+
+    def _on_done(self, _future: Future[Outcome]) -> None:
+        with self._lock:
+            self._hand_over()

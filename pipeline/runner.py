@@ -33,7 +33,7 @@ from lake.remote import SHARED_FOR_BUILD, RemoteLake
 from lake.schema import SCHEMAS, VECTOR_TABLES_VERSION
 from lake.writer import LakeWriter
 from pipeline import __version__
-from pipeline.background import BackgroundWorker, Outcome
+from pipeline.background import BackgroundWorker, Handoff, Outcome
 from pipeline.config import BuildConfig
 from pipeline.metrics import RunMetrics
 
@@ -227,24 +227,26 @@ class Runner:
                                       and any(s.in_background(cfg) for s in self.stages))
             metrics.start()
             failed = True
-            queue: list[Stage] = []  # background stages to run, not yet handed to the worker
-            sent: list[tuple[Stage, Future[Outcome]]] = []  # the one the worker has, if any
+            # background stages to run: handed to the worker one at a time as it frees up
+            handoff: Handoff[Stage] = Handoff(
+                lambda stage: worker.submit(run_in_worker, stage.run, ctx.cfg, ctx.run_id))
             try:
                 for stage in self.stages:
                     if stage.ahead is not None and stage.collection in cfg.collections:
                         stage.ahead(ctx)
                 for stage in self.stages:
                     if self._run_stage(stage, ctx, staged, metrics, worker):
-                        queue.append(stage)
-                    self._feed(worker, queue, sent, ctx, staged, metrics)
-                while queue:  # this process is done with its own stages: it takes what the worker has not
-                    self._run_here(queue.pop(0), ctx, staged, metrics)
-                    self._feed(worker, queue, sent, ctx, staged, metrics)
-                for stage, future in sent:  # wait for the worker's last; a failure raises here
-                    self._finish_background(stage, future.result(), ctx, staged, metrics)
+                        handoff.add(stage)
+                    self._collect(handoff.finished(), ctx, staged, metrics)
+                # this process is done with its own stages: it takes what the worker has not started
+                while (stage := handoff.take()) is not None:
+                    self._run_here(stage, ctx, staged, metrics)
+                    self._collect(handoff.finished(), ctx, staged, metrics)
+                self._collect(handoff.wait(), ctx, staged, metrics)  # a failure there raises here
                 failed = False
             except BaseException:
-                for stage, future in sent:  # a background stage that did finish can be resumed
+                handoff.stop()
+                for stage, future in handoff.outstanding():  # a background stage that did finish can be resumed
                     if future.done() and not future.cancelled() and future.exception() is None:
                         self._record(stage, future.result().result, ctx, staged)
                 raise
@@ -262,9 +264,9 @@ class Runner:
 
     def _run_stage(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics,
                    worker: BackgroundWorker) -> bool:
-        """Skip, reuse or run one stage. True: it is a background stage that must run, left for
-        :meth:`_feed` to hand to the worker or, once this process has run its own stages, for
-        :meth:`_run_here`."""
+        """Skip, reuse or run one stage. True: it is a background stage that must run, left for the
+        :class:`~pipeline.background.Handoff` to give the worker or, once this process has run its own
+        stages, for :meth:`_run_here`."""
         cpu0, elsewhere = _cpu_seconds(), 0.0
         with metrics.stage(stage.name) as info:
             if stage.collection not in ctx.cfg.collections:
@@ -304,20 +306,12 @@ class Runner:
             elsewhere = self._execute(stage, ctx, staged, info)
         metrics.stages[stage.name]["cpu_seconds"] = round(_cpu_seconds() - cpu0 + elsewhere, 2)
 
-    def _feed(self, worker: BackgroundWorker, queue: list[Stage], sent: list[tuple[Stage, Future[Outcome]]],
-              ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics) -> None:
-        """Record the stage the worker finished (a failure raises here: the build stops) and hand it the
-        next queued one. One at a time: a stage it has not taken stays here, free for this process (a
-        process pool moves every submitted call into its own queue at once, out of reach)."""
-        if sent:
-            stage, future = sent[0]
-            if not future.done():
-                return
-            sent.clear()
+    def _collect(self, done: list[tuple[Stage, Future[Outcome]]], ctx: BuildContext, staged: dict[str, Any],
+                 metrics: RunMetrics) -> None:
+        """Record the background stages the worker finished (waiting for those still running); a stage that
+        failed there raises here, and the build stops."""
+        for stage, future in done:
             self._finish_background(stage, future.result(), ctx, staged, metrics)
-        if queue:
-            stage = queue.pop(0)
-            sent.append((stage, worker.submit(run_in_worker, stage.run, ctx.cfg, ctx.run_id)))
 
     def _record(self, stage: Stage, result: StageResult, ctx: BuildContext, staged: dict[str, Any]) -> None:
         """A stage's result for the later stages and, for stages with inputs, the resume record."""

@@ -161,6 +161,34 @@ def test_a_background_stage_sees_the_published_manifest_and_this_builds_earlier_
     assert live["seen"]["first"] == {"first": {"mode": 2}} and live["seen"]["published"] == {"first": {"mode": 1}}
 
 
+def busy_until_the_long_stage_started(ctx) -> StageResult:
+    _wait_for(ctx.layout.root / "long-started")
+    return StageResult(items=1, manifest={"busy": {"pid": os.getpid()}})
+
+
+def long_until_the_second_background_stage_ran(ctx) -> StageResult:
+    (ctx.layout.root / "long-started").write_text("")
+    _wait_for(ctx.layout.root / "second-ran")
+    return StageResult(items=1, manifest={"long": {"pid": os.getpid()}})
+
+
+def test_the_worker_gets_the_next_background_stage_while_the_main_process_is_inside_a_long_one(tmp_path):
+    """The worker is still on one background stage when a second is queued; it finishes that one while
+    the main process is inside a long stage of its own, and gets the second at once (the long stage
+    finishes only once the second has run: a worker that waited for the main process to look up
+    would wait for ever)."""
+    runner = Runner([Stage("first", lambda ctx: StageResult(items=1), lambda ctx: "first-v1"),
+                     Stage("busy", busy_until_the_long_stage_started, lambda ctx: "busy-v1", background=True),
+                     Stage("second", second_background_stage, lambda ctx: "second-v1", background=True),
+                     Stage("long", long_until_the_second_background_stage_ran, lambda ctx: "long-v1")])
+    summary = runner.run(_cfg(tmp_path))
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
+    assert live["busy"]["pid"] != os.getpid() and live["second"]["pid"] == live["busy"]["pid"]
+    assert live["stages"]["second"]["ran_in"] == "worker process" and live["long"]["pid"] == os.getpid()
+    assert list(summary.stages) == ["first", "busy", "second", "long"]
+    assert all(st["skipped"] for st in runner.run(_cfg(tmp_path)).stages.values())
+
+
 def test_a_failed_background_stage_stops_the_build_and_the_next_build_resumes_it(tmp_path):
     lake = LakeLayout.at(tmp_path / "lake")
     with pytest.raises(RuntimeError, match="detector broke"):
