@@ -1,9 +1,10 @@
 """A worker process for the stages that may run beside the rest of the build.
 
 A stage whose output no later stage reads (the anomaly detectors, the vector tables, the clusters, the
-sky positions: only the app reads them) need not hold up the stages after it. On a 2-core machine the build's main process mostly uses one
-core while it imports, encodes a day's text and places points on the maps; a worker process on the other
-core can import scikit-learn and LanceDB, score the anomalies and write the vector tables meanwhile. When
+sky positions: only the app reads them) need not hold up the stages after it. On a 2-core machine the
+build's main process mostly uses one core while it imports, encodes a day's text and places points on
+the maps; a worker process on the other core can import scikit-learn and LanceDB, score the anomalies
+and write the vector tables meanwhile. When
 this was written a daily build spent 2.6 s of its 10 s in the anomaly stage, 0.8 s of it importing
 (11.7 s without the worker against 9.4 s with it in the latest run); the vector tables followed when a
 day with a new picture still took ≈ 10 s (see BENCHMARKS.md, "Daily ingest").
@@ -210,8 +211,8 @@ class Handoff(Generic[T]):
     a long stage of its own, and the worker sat idle meanwhile (a cold build's clusters were done after
     20 s of a 37 s Galaxy Zoo map, and the sky positions then waited for the map). A stage the worker has
     not started stays here, and the build's thread takes it back (:meth:`take`) once it has run its own.
-    Results are collected by the build's thread alone (:meth:`finished`, :meth:`outstanding`), in the
-    order the stages were handed over. After a failure (a stage raised, or :meth:`stop`), nothing more is
+    Results are collected by the build's thread alone (:meth:`finished`, :meth:`wait`), in the order the
+    stages were handed over. After a failure (a stage raised, or :meth:`stop`), nothing more is
     handed over."""
 
     def __init__(self, submit: Callable[[T], Future[Outcome]]) -> None:
