@@ -118,14 +118,19 @@ def second_background_stage(ctx) -> StageResult:
     return StageResult(items=2, manifest={"second": {"pid": os.getpid()}})
 
 
+def _two_background_stages(busy, last: Stage) -> Runner:
+    """first (here), busy and second (background, in that order), then ``last`` (here)."""
+    return Runner([Stage("first", lambda ctx: StageResult(items=1), lambda ctx: "first-v1"),
+                   Stage("busy", busy, lambda ctx: "busy-v1", background=True),
+                   Stage("second", second_background_stage, lambda ctx: "second-v1", background=True),
+                   last])
+
+
 def test_the_main_process_takes_a_background_stage_the_busy_worker_has_not_started(tmp_path):
     """Two background stages and a worker still on the first when the main process has run its own:
     the main process runs the second (a worker that took both in turn would wait here for ever: the
     first finishes only once the second has run)."""
-    runner = Runner([Stage("first", lambda ctx: StageResult(items=1), lambda ctx: "first-v1"),
-                     Stage("busy", busy_until_the_next_background_stage_ran, lambda ctx: "busy-v1", background=True),
-                     Stage("second", second_background_stage, lambda ctx: "second-v1", background=True),
-                     Stage("later", later, lambda ctx: "later-v1")])
+    runner = _two_background_stages(busy_until_the_next_background_stage_ran, Stage("later", later, lambda ctx: "later-v1"))
     summary = runner.run(_cfg(tmp_path))
     live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
     assert live["busy"]["pid"] != os.getpid() and live["stages"]["busy"]["ran_in"] == "worker process"
@@ -177,10 +182,8 @@ def test_the_worker_gets_the_next_background_stage_while_the_main_process_is_ins
     the main process is inside a long stage of its own, and gets the second at once (the long stage
     finishes only once the second has run: a worker that waited for the main process to look up
     would wait for ever)."""
-    runner = Runner([Stage("first", lambda ctx: StageResult(items=1), lambda ctx: "first-v1"),
-                     Stage("busy", busy_until_the_long_stage_started, lambda ctx: "busy-v1", background=True),
-                     Stage("second", second_background_stage, lambda ctx: "second-v1", background=True),
-                     Stage("long", long_until_the_second_background_stage_ran, lambda ctx: "long-v1")])
+    runner = _two_background_stages(busy_until_the_long_stage_started,
+                                    Stage("long", long_until_the_second_background_stage_ran, lambda ctx: "long-v1"))
     summary = runner.run(_cfg(tmp_path))
     live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
     assert live["busy"]["pid"] != os.getpid() and live["second"]["pid"] == live["busy"]["pid"]
