@@ -263,14 +263,11 @@ class Handoff(Generic[T]):
             return
         if any(f.exception() is not None for _, f in self._sent if not f.cancelled()):
             return  # the build stops when it collects that stage
-        item = self._queue.pop(0)
-        try:
-            future = self._submit(item)
-        except RuntimeError:  # the worker was shut down under a failing build
-            self._queue.insert(0, item)
-            self._stopped = True
-            return
-        self._sent.append((item, future))
+        # taken off the queue only once the worker has it: if handing over raises, the stage stays
+        # queued for the build's thread to take back (the error is raised to the caller of add, or logged
+        # by concurrent.futures when raised in a done-callback)
+        future = self._submit(self._queue[0])
+        self._sent.append((self._queue.pop(0), future))
         future.add_done_callback(self._on_done)
 
     def _on_done(self, _future: Future[Outcome]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lake.layout import LakeLayout
+from pipeline.config import SEED_KINDS
 from pipeline.embed_cache import EmbeddingCache, write_seed
 from pipeline.executors import Executor, LocalExecutor
 from atlas.encoders import Encoder, space
@@ -167,7 +168,7 @@ def embed_entries(
     )
 
 
-def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = ("text", "title")) -> dict[str, Path]:
+def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = SEED_KINDS) -> dict[str, Path]:
     """Write the published lake's cached vectors of ``kinds`` for its current entries as seed files under
     ``out`` (:func:`seed_file`), from the lake's own embedding cache: exactly what its build computed,
     never re-encoded or edited. This is how ``data/apod/vectors`` is made: build the bundled archive with
@@ -175,7 +176,6 @@ def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = ("te
     the cache lacks a vector (a lake built elsewhere, or its cache cleaned)."""
     from atlas.encoders import EncoderInfo
     from lake.reader import LakeReader
-    from pipeline.config import SEED_KINDS
 
     unknown = sorted(set(kinds) - set(SEED_KINDS))
     if unknown:
