@@ -166,14 +166,15 @@ class LakeLayout:
         return self.staged(self.table(name))
 
     def staged_vectors(self, kind: str) -> Path:
-        """The embed stage's matrix of one kind (an intermediate: it is not published as a file)."""
+        """The embed stage's matrix of one kind (an intermediate: it is not published as a file; an Arrow
+        IPC file, :func:`lake.atomic.write_arrow`)."""
         if kind not in VECTOR_KINDS:
             raise KeyError(f"unknown vector kind {kind!r}; known: {', '.join(VECTOR_KINDS)}")
-        return self.staged_intermediate / f"vectors_{kind}.parquet"
+        return self.staged_intermediate / f"vectors_{kind}.arrow"
 
     def staged_galaxy_vectors(self, kind: str) -> Path:
         """The galaxy stages' matrix of one kind (intermediate, like :meth:`staged_vectors`)."""
-        return self.staged_intermediate / f"galaxy_vectors_{kind}.parquet"
+        return self.staged_intermediate / f"galaxy_vectors_{kind}.arrow"
 
     @property
     def staged_intermediate(self) -> Path:

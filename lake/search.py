@@ -213,6 +213,7 @@ class SearchEngine:
         self._tables: dict[str, Any] = {}  # opened LanceDB tables (read-only; one lake version)
         self._ann: dict[str, tuple[int, int]] = {}  # (nprobes, refine factor) per kind with an ANN index
         self._explanations: dict[str, tuple[str, str | None, str | None]] | None = None
+        self._fts: Any = None  # the keyword table's Lance dataset (see _keyword_dataset)
 
     # -- helpers --------------------------------------------------------------------------------
     @property
@@ -313,22 +314,30 @@ class SearchEngine:
         return [h | {"score": round(1.0 - float(h.pop("_distance")), 4)} for h in hits]
 
     def _keyword(self, q: str, where: str | None, n: int) -> list[dict[str, Any]]:
-        query = self._table(KEYWORD_KIND).search(keyword_query(q), query_type="fts", fts_columns="body")
-        if where:
-            query = query.where(where, prefilter=True)
         memory = self._in_memory(KEYWORD_KIND)
-        if memory is None:
-            hits = query.select(["date", "title", "category", "has_image", "_score"]).limit(n).to_list()
-            return [h | {"score": round(float(h.pop("_score")), 4)} for h in hits]
         # a small lake's columns are in memory already: the index returns the key and the score only
         # (≈ 0.5 ms less per query on the archive), with the same ranking
-        hits = query.select(["date", "_score"]).limit(n).to_arrow()
+        columns = ["date", "_score"] if memory is not None else ["date", "title", "category", "has_image", "_score"]
+        hits = self._keyword_dataset().to_table(
+            full_text_query={"query": keyword_query(q), "columns": ["body"]}, columns=columns, filter=where,
+            prefilter=True if where else None, limit=n)
+        if memory is None:
+            return [h | {"score": round(float(h.pop("_score")), 4)} for h in hits.to_pylist()]
         out = []
         for date, score in zip(hits.column("date").to_pylist(), hits.column("_score").to_pylist()):
             i = memory.row[date]
             out.append({"date": date, "title": memory.titles[i], "category": memory.categories[i] or None,
                         "has_image": bool(memory.has_image[i]), "score": round(float(score), 4)})
         return out
+
+    def _keyword_dataset(self) -> Any:
+        """The keyword table's Lance dataset (same version), opened once. BM25 goes to it directly, not
+        through LanceDB's query builder: the same index and the same ranking (the benchmark queries' top
+        50 agree), without the builder's six round trips to its event loop and its schema lookups (full-text
+        search 3.3 ms against 6.8 ms per query on a slow 2-core machine)."""
+        if self._fts is None:
+            self._fts = self._table(KEYWORD_KIND).to_lance()
+        return self._fts
 
     def _details(self, dates: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
         """(explanation, url, media_type) of the given entries: snippets and where pictures come from.

@@ -239,16 +239,16 @@ PRUNE_GRACE_SECONDS = 300.0
 def _write_keyed(path: Path, key: str, keys: list[str], matrix: np.ndarray) -> None:
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     dim = matrix.shape[1] if matrix.ndim == 2 and matrix.shape[1] else 1
-    atomic.write_parquet(path, pa.table({
+    atomic.write_arrow(path, pa.table({
         key: pa.array(keys, pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim),
-    }), compression="none")  # an intermediate of one build: float vectors barely compress, zstd costs time
+    }))
 
 
 def _read_keyed(staged: Path, key: str, database: Path,
                 published: Callable[[], tuple[list[str], np.ndarray]]) -> tuple[list[str], np.ndarray]:
     if staged.is_file():
-        table = pq.read_table(staged)
+        table = atomic.read_arrow(staged)
         return table.column(key).to_pylist(), vectors.matrix(table.column("vector"))
     if not database.is_dir():  # nothing published (and connecting would create the folder)
         return [], np.zeros((0, 0), np.float32)
