@@ -39,6 +39,12 @@ ANN_SEARCH = {"IvfPq": (100, 40), "IvfHnswSq": (40, 20)}
 #: 1M vectors took 31 s; a delta index per day instead costs searches (30 days: p50 77 ms against 19 ms
 #: with the 30 rows unindexed).
 UNINDEXED_MAX_ROWS = 10_000
+#: Appended rows stay in fragments of their own until a table has this many fragments; then they are
+#: compacted with the rest. Compacting after every day rewrote each of the archive's tables (one 11k-row
+#: fragment): 0.4 s of a one-day build on a slow 2-core machine, 0.25 s of it the text table. Reading
+#: many small fragments costs searches that read the table (21 fragments: a flat k-NN search 3–5 ms
+#: slower than one), so the count is kept small; the archive's own searches run from memory.
+COMPACT_AT_FRAGMENTS = 8
 
 
 def ann_search_settings(lance_table) -> tuple[int, int]:
@@ -120,7 +126,8 @@ def finish_table(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int
 
 def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: Path,
                        ann_min_rows: int = ANN_MIN_ROWS, hnsw_min_rows: int = HNSW_MIN_ROWS,
-                       unindexed_max_rows: int = UNINDEXED_MAX_ROWS) -> int | None:
+                       unindexed_max_rows: int = UNINDEXED_MAX_ROWS,
+                       compact_at_fragments: int = COMPACT_AT_FRAGMENTS) -> int | None:
     """Write table ``kind`` of ``db_path`` as table ``kind`` of the database ``previous`` (the last
     published version) plus new rows, when ``table`` is exactly that: the previous table's rows, same
     schema, same values, same order, followed by rows it lacks, and the previous table has the indexes
@@ -130,9 +137,11 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
     Why: a daily build adds a day's rows to tables of the whole archive. Rewriting them re-tokenised
     every text for BM25 (1.2 s of the text table's 1.5 s on 11k entries; at 10M rows, rewriting the
     ANN index would take most of an hour). The copy's files are hard links to the previous version's
-    (Lance never changes a file in place), the new rows are one more fragment, compacted with the rest
-    and merged into the BM25 index; the ANN index takes them in once ``unindexed_max_rows`` rows are
-    outside it (:data:`UNINDEXED_MAX_ROWS`). Appending keeps the rows in the order a rewrite would
+    (Lance never changes a file in place), the new rows are one more fragment (the last version's are
+    compacted first once the table would have ``compact_at_fragments``, :data:`COMPACT_AT_FRAGMENTS`:
+    compacting after the insert put the new rows first, Lance rewriting the indexed fragments apart
+    from the unindexed new one and placing them after it), and merged into the BM25 index; the ANN index takes them in once ``unindexed_max_rows`` rows are outside it
+    (:data:`UNINDEXED_MAX_ROWS`). Appending keeps the rows in the order a rewrite would
     give, and the BM25 scores equal a rewrite's (tested); a change to existing rows (a re-encoded kind,
     a changed category) is not attempted, since deleted rows would stay in BM25's document statistics.
     Done with pylance, the format library under LanceDB: importing LanceDB costs a daily build's worker
@@ -162,10 +171,11 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
     atomic.link_tree(source, target)  # makes db_path too
     if kept < table.num_rows:
         dataset = lance.dataset(str(target))
+        if len(dataset.get_fragments()) + 1 >= compact_at_fragments:
+            dataset.optimize.compact_files()
         dataset.insert(table.slice(kept), mode="append")
         digest.update(table.slice(kept))
         dataset.update_config({ROWS_DIGEST_KEY: digest.hexdigest()})
-        dataset.optimize.compact_files()
         due = _indexes_to_merge(dataset, unindexed_max_rows=unindexed_max_rows)
         if due:
             dataset.optimize.optimize_indices(index_names=due)

@@ -278,6 +278,19 @@ def _archive_table(kind: str, n: int, *, seed: int = 5, bodies: bool = False) ->
                                 has_image=[i % 2 == 0 for i in range(n)], bodies=texts if bodies else None)
 
 
+def _assert_same_bm25_ranking(got_table, want_table, query: str) -> None:
+    """Every BM25 match of ``query`` in the same order (ties in date order) with the same scores."""
+    import numpy as np
+
+    def ranking(table) -> list[tuple[float, str]]:
+        hits = table.search(query, query_type="fts").limit(table.count_rows()).to_arrow()
+        return sorted(zip((-s for s in hits.column("_score").to_pylist()), hits.column("date").to_pylist()))
+
+    want, got = ranking(want_table), ranking(got_table)
+    assert len(want) > 100 and [d for _, d in got] == [d for _, d in want]
+    assert np.allclose([s for s, _ in got], [s for s, _ in want], rtol=1e-6)
+
+
 def _files(root) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -287,7 +300,6 @@ def test_a_daily_build_appends_its_rows_to_the_last_versions_vector_tables(tmp_p
     the same order as a table written whole, the same BM25 scores, and the last version's files
     unchanged (its readers go on reading them)."""
     import lance
-    import numpy as np
 
     from lake import vectors
     from lake.digest import rows_digest
@@ -308,17 +320,38 @@ def test_a_daily_build_appends_its_rows_to_the_last_versions_vector_tables(tmp_p
     stored = lance.dataset(vectors.table_uri(staged, "text")).config()[vectors.ROWS_DIGEST_KEY]
     assert stored == rows_digest(full) == rows_digest(appended.to_arrow())
     assert vectors.append_to_previous(tmp_path / "next", "text", more, previous=staged) == 2
-    def ranking(table, query: str) -> list[tuple[float, str]]:  # every match; ties in date order
-        hits = table.search(query, query_type="fts").limit(full.num_rows).to_arrow()
-        return sorted(zip((-s for s in hits.column("_score").to_pylist()), hits.column("date").to_pylist()))
-
     for query in ("comet aurora", "saturn rings", "dust"):
-        want, got = ranking(vectors.open_table(whole, "text"), query), ranking(appended, query)
-        assert len(want) > 100 and [d for _, d in got] == [d for _, d in want]
-        assert np.allclose([s for s, _ in got], [s for s, _ in want], rtol=1e-6)
+        _assert_same_bm25_ranking(appended, vectors.open_table(whole, "text"), query)
     # the same table again: nothing to append, the copy is the last version's files
     assert vectors.append_to_previous(tmp_path / "again", "text", full.slice(0, 397), previous=last) == 0
     assert _files(tmp_path / "again") == before
+
+
+def test_appended_days_are_compacted_once_a_table_has_enough_fragments(tmp_path):
+    """Each day's rows are a fragment of their own (no rewrite of the table) until the table would have
+    ``compact_at_fragments``; then the last version's fragments are compacted before the day is added,
+    and every version's rows are in the order of the table written whole (compacting after the insert,
+    as before, put the newest rows first from the second day on) with the same BM25 ranking."""
+    import lance
+
+    from lake import vectors
+
+    days = _archive_table("text", 406, bodies=True)
+    last = tmp_path / "v0"
+    vectors.write_arrow(last, "text", days.slice(0, 400))
+    counts = []
+    for i in range(1, 7):
+        staged = tmp_path / f"v{i}"
+        assert vectors.append_to_previous(staged, "text", days.slice(0, 400 + i), previous=last,
+                                          compact_at_fragments=4) == 1
+        counts.append(len(lance.dataset(vectors.table_uri(staged, "text")).get_fragments()))
+        assert vectors.open_table(staged, "text").to_arrow().equals(days.slice(0, 400 + i))
+        last = staged
+    assert counts[:2] == [2, 3] and max(counts) < 4  # without compaction: 2, 3, …, 7
+    appended = vectors.open_table(last, "text")
+    vectors.write_arrow(tmp_path / "whole", "text", days)
+    for query in ("comet aurora", "saturn rings"):
+        _assert_same_bm25_ranking(appended, vectors.open_table(tmp_path / "whole", "text"), query)
 
 
 def test_vector_tables_that_are_not_the_last_plus_new_rows_are_written_whole(tmp_path):
