@@ -354,6 +354,30 @@ def test_appended_days_are_compacted_once_a_table_has_enough_fragments(tmp_path)
         _assert_same_bm25_ranking(appended, vectors.open_table(tmp_path / "whole", "text"), query)
 
 
+def test_a_table_whose_rows_are_out_of_place_is_written_whole(tmp_path):
+    """Appends by code before 30681ea compacted after the insert, which from the second day on put the
+    day's rows first while the stored digest still described the written order: such a last version
+    is not appended to (its rows are not where the digest says), so the next build writes it whole."""
+    import lance
+
+    from lake import vectors
+    from lake.digest import rows_digest
+
+    days = _archive_table("text", 403, bodies=True)
+    last = tmp_path / "old"
+    vectors.write_arrow(last, "text", days.slice(0, 400))
+    dataset = lance.dataset(vectors.table_uri(last, "text"))
+    for n in (401, 402):  # what the old append did: insert, digest of the intended rows, compact, index
+        dataset.insert(days.slice(n - 1, 1), mode="append")
+        dataset.update_config({vectors.ROWS_DIGEST_KEY: rows_digest(days.slice(0, n))})
+        dataset.optimize.compact_files()
+        dataset.optimize.optimize_indices()
+    kept = vectors.open_table(last, "text").to_arrow()
+    assert kept.sort_by("date").equals(days.slice(0, 402)) and not kept.equals(days.slice(0, 402))
+    assert vectors.append_to_previous(tmp_path / "staged", "text", days, previous=last) is None
+    assert not (tmp_path / "staged").exists()
+
+
 def test_vector_tables_that_are_not_the_last_plus_new_rows_are_written_whole(tmp_path):
     """Appending is only for a table that starts with the last version's rows as they were: a changed
     row, another schema, rows gone, no last table at all, or one whose digest is missing (written before
