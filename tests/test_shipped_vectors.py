@@ -103,23 +103,27 @@ def test_shipped_vectors_are_what_the_encoder_makes(kind, bundled_texts, bundled
     :func:`pipeline.embed.fill_cache` gives them: int8 activations are scaled per batch, so a text's vector
     depends on its batch-mates) and compare with the shipped vectors.
 
-    On the CPU the seed was exported on they agree to cosine ≥ 0.999; int8 kernels differ between CPUs
-    (on one with AVX512-VNNI and AMX they agreed to 0.988–0.991 on average, 0.970 at worst, while both
-    were 0.94 from the float model's vectors: README, *Shipped text vectors*). So the test asks what
-    holds on any CPU: every shipped vector is close to this machine's, and the shipped vectors are
-    nearer to this machine's int8 vectors than the float model's are (a seed of another model, or
-    float vectors, fail that)."""
+    On the CPU the seed was exported on they agree to cosine ≥ 0.999. Elsewhere they cannot: a batch's
+    activation scale comes from its largest value, so the smallest difference in a float kernel
+    re-rounds every activation, and the int8 vectors of another CPU differ from this one's as much as
+    this one's differ when the same inputs are batched otherwise (on an AVX-512 machine, the shortest
+    titles exported on an AVX2 one: mean 0.967, worst 0.911; the same machine's batches of 32 against
+    64: mean 0.966, worst 0.908; README, *Shipped text vectors*). So the test asks what holds on any
+    CPU: the shipped vectors agree with this machine's at least as well as its own vectors of another
+    batching do, and are nearer to them than the float model's are (a seed of another model, or float
+    vectors, fail both)."""
     inputs, seed = (bundled_texts, shipped) if kind == "text" else (bundled_titles, shipped_titles)
     ordered = sorted(inputs, key=len)
     for start in (0, 512 * 10):
         chunk = ordered[start:start + 512]
         fresh = l2_normalise(default_encoder.encode_text(chunk, batch_size=64))
         stored = l2_normalise(np.stack([seed[sha1_text(t)] for t in chunk]))
-        floats = l2_normalise(float_encoder.encode_text(chunk, batch_size=64))
+        rebatched = np.sum(fresh * l2_normalise(default_encoder.encode_text(chunk, batch_size=32)), axis=1)
+        floats = np.sum(fresh * l2_normalise(float_encoder.encode_text(chunk, batch_size=64)), axis=1)
         cosine = np.sum(fresh * stored, axis=1)
-        float_cosine = np.sum(fresh * floats, axis=1)
-        assert cosine.min() >= 0.95, (start, float(cosine.min()))
-        assert cosine.mean() > float_cosine.mean() + 0.02, (start, float(cosine.mean()), float(float_cosine.mean()))
+        numbers = (start, float(cosine.mean()), float(cosine.min()), float(rebatched.mean()), float(rebatched.min()))
+        assert cosine.mean() >= rebatched.mean() - 0.005 and cosine.min() >= rebatched.min() - 0.02, numbers
+        assert cosine.mean() > floats.mean() + 0.01, (start, float(cosine.mean()), float(floats.mean()))
 
 
 def test_a_build_of_bundled_entries_takes_their_shipped_vectors(demo_lake, shipped, shipped_titles):
