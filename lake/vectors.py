@@ -140,10 +140,11 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
     (Lance never changes a file in place), the new rows are one more fragment (the last version's are
     compacted first once the table would have ``compact_at_fragments``, :data:`COMPACT_AT_FRAGMENTS`:
     compacting after the insert put the new rows first, Lance rewriting the indexed fragments apart
-    from the unindexed new one and placing them after it), and merged into the BM25 index; the ANN index takes them in once ``unindexed_max_rows`` rows are outside it
-    (:data:`UNINDEXED_MAX_ROWS`). Appending keeps the rows in the order a rewrite would
-    give, and the BM25 scores equal a rewrite's (tested); a change to existing rows (a re-encoded kind,
-    a changed category) is not attempted, since deleted rows would stay in BM25's document statistics.
+    from the unindexed new one and placing them after it), and merged into the BM25 index; the ANN
+    index takes them in once ``unindexed_max_rows`` rows are outside it (:data:`UNINDEXED_MAX_ROWS`).
+    Appending keeps the rows in the order a rewrite would give, and the BM25 scores equal a rewrite's
+    (tested); a change to existing rows (a re-encoded kind, a changed category) is not attempted, since
+    deleted rows would stay in BM25's document statistics.
     Done with pylance, the format library under LanceDB: importing LanceDB costs a daily build's worker
     ≈ 2 s more. The check reads two rows a fragment: the digest stored with the last version
     (:func:`finish_table`) is compared with the digest of ``table``'s first rows, so it costs one
