@@ -146,8 +146,8 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
     (tested); a change to existing rows (a re-encoded kind, a changed category) is not attempted, since
     deleted rows would stay in BM25's document statistics.
     Done with pylance, the format library under LanceDB: importing LanceDB costs a daily build's worker
-    ≈ 2 s more. The check reads two rows a fragment: the digest stored with the last version
-    (:func:`finish_table`) is compared with the digest of ``table``'s first rows, so it costs one
+    ≈ 2 s more. The check reads two rows a fragment and nothing more: the digest stored with the last
+    version (:func:`finish_table`) is compared with the digest of ``table``'s first rows, so it costs one
     pass over ``table`` in memory, not a second copy of the archive's vectors read from disk; a last
     version written without a digest (by a build before digests), or whose rows are not where its
     digest says (:func:`_rows_in_place`), is written whole once."""
