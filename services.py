@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -63,10 +62,7 @@ class LakeService:
         key = str(info.get("fingerprint"))
         with self._lock:
             if key not in self._encoders:
-                started = time.perf_counter()
                 self._encoders[key] = encoder_from_manifest(info, trace_dir=self.layout.model_cache)
-                log.info("query encoder %s loaded in %.1fs%s", info.get("name"), time.perf_counter() - started,
-                         " (the build's saved text trace)" if getattr(self._encoders[key], "traced", False) else "")
             return self._encoders[key]
 
     def _open(self) -> tuple[AtlasQueries, SearchEngine]:

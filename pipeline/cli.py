@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from atlas import environment
 from atlas.environment import LAKE_ENV
 from pipeline.config import SEED_KINDS, add_build_arguments, config_from_args, parse_date
+
+if TYPE_CHECKING:
+    from atlas.encoders import Encoder
+    from lake.reader import LakeReader
 
 log = logging.getLogger("pipeline")
 
@@ -48,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search with a picture (JPEG/PNG/GIF/WebP) instead of words; --kind image (default here) "
                         "finds look-alike pictures, text finds matching texts")
     s.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
-    s.add_argument("--k", type=int, default=10, help="number of results (1-100)")
+    s.add_argument("-k", "--k", "--limit", dest="k", type=int, default=10, help="number of results (1-100)")
     s.add_argument("--kind", choices=["text", "title", "image", "multimodal"], default=None,
                    help="which vectors to search (default: text; with --image: image)")
     s.add_argument("--mode", choices=["hybrid", "dense", "keyword"], default="hybrid",
@@ -65,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_Defaults)
     o.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
     o.add_argument("--detector", default="combined", help="combined, or one detector (see the lake's manifest)")
-    o.add_argument("--k", type=int, default=20, help="how many to list")
+    o.add_argument("-k", "--k", "--limit", dest="k", type=int, default=20, help="how many to list")
     o.add_argument("--user", default=None, help="whose labels re-rank the list (default: everyone's latest)")
     o.add_argument("--export", type=Path, metavar="FILE", help="write the whole ranked list (.csv or .parquet)")
     o.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -118,17 +124,26 @@ def cmd_export_vectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _query_encoders(reader: LakeReader) -> Callable[[dict[str, Any]], Encoder]:
+    """The query encoder of a lake's manifest, loaded as the app loads it: from the text tower the build
+    saved in the lake's model cache where there is one (≈ 0.3 s), not through sentence-transformers,
+    whose import alone takes several seconds of every shell search."""
+    from atlas.encoders import encoder_from_manifest
+
+    return functools.partial(encoder_from_manifest, trace_dir=reader.layout.model_cache)
+
+
 def cmd_galaxies(args: argparse.Namespace) -> int:
     import json
 
-    from atlas.encoders import encoder_from_manifest
     from atlas.images import ImageRejected, decode_image, upload_limits
     from lake.galaxies import GalaxyError, GalaxyQueries
     from lake.manifest import LakeMissingError
     from lake.reader import LakeReader
 
     try:
-        g = GalaxyQueries(LakeReader.open(args.lake or environment.lake_dir()), encoder_from_manifest)
+        reader = LakeReader.open(args.lake or environment.lake_dir())
+        g = GalaxyQueries(reader, _query_encoders(reader))
         if args.image is not None and args.objid:
             raise GalaxyError("give --image or --objid, not both")
         if args.image is None and not args.objid:
@@ -214,10 +229,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from lake.manifest import LakeMissingError
     from lake.reader import LakeReader
     from lake.search import SearchEngine, SearchError
-    from atlas.encoders import encoder_from_manifest
 
     try:
-        engine = SearchEngine(LakeReader.open(args.lake or environment.lake_dir()), encoder_from_manifest)
+        reader = LakeReader.open(args.lake or environment.lake_dir())
+        engine = SearchEngine(reader, _query_encoders(reader))
         has_image = None if args.has_image is None else args.has_image == "true"
         if (args.ra is None) != (args.dec is None):
             raise SearchError("a sky cone needs both --ra and --dec")

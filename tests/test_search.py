@@ -317,10 +317,15 @@ def test_cli_search_with_a_picture(demo_lake):
 
 
 def test_cli_search_json(demo_lake):
-    proc = run_cli("search", "meteor shower", "--k", "4", "--json", "--lake", str(demo_lake))
+    proc = run_cli("search", "meteor shower", "-k", "4", "--json", "--lake", str(demo_lake))
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(proc.stdout)
     assert len(results) == 4 and {"date", "title", "score"} <= set(results[0])
+    # the query encoder loads as the app's does: from the text tower the build saved in the lake's model
+    # cache, without importing sentence-transformers (several seconds of every shell search)
+    assert "query encoder offline loaded" in proc.stderr and "the build's saved text trace" in proc.stderr
+    assert len(json.loads(run_cli("search", "meteor shower", "--limit", "2", "--json", "--lake",
+                                  str(demo_lake)).stdout)) == 2
     bad = run_cli("search", "x", "--k", "0", "--lake", str(demo_lake))
     assert bad.returncode == 2 and "k must be" in bad.stderr
     filtered = run_cli("search", "stars", "--category", "Galaxy", "--json", "--lake", str(demo_lake))

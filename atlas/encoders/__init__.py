@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ def encoder_from_manifest(info: dict[str, Any], *, trace_dir: Path | None = None
     """Rebuild the encoder a lake was made with, so query vectors match the stored ones. ``trace_dir``:
     the lake's model cache, whose saved tower traces (if the build left them for these packages) load
     in a fraction of the models' time; nothing is written there."""
+    started = time.perf_counter()
     settings = info.get("settings") or {}
     if info["name"] == "openclip":
         pretrained = settings.get("pretrained", "")
@@ -70,4 +72,6 @@ def encoder_from_manifest(info: dict[str, Any], *, trace_dir: Path | None = None
             f"the encoder available here ({encoder.info.fingerprint()}) differs from the lake's "
             f"({info.get('fingerprint')}); rebuild the lake or install the same model"
         )
+    log.info("query encoder %s loaded in %.1fs%s", info.get("name"), time.perf_counter() - started,
+             " (the build's saved text trace)" if getattr(encoder, "traced", False) else "")
     return encoder
