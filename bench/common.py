@@ -72,6 +72,21 @@ def chromium(*, extra_args: tuple[str, ...] = (), prefs: dict[str, Any] | None =
     return webdriver.Chrome(service=Service(found[1]), options=opts)
 
 
+def cpu() -> str:
+    """The processor's model and its widest vector extension (AVX-512, AVX2, …): 2-core machines of the
+    same kind differ by these, and the int8 and BLAS kernels with them, so a number says where it came from."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    widest = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+                   if flag in flags), None)
+    return f"{model}, {widest}" if widest else model
+
+
 def machine() -> dict[str, Any]:
     def v(pkg: str) -> str:
         try:
@@ -81,6 +96,7 @@ def machine() -> dict[str, Any]:
 
     return {
         "cpus": os.cpu_count(),
+        "cpu": cpu(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": v("torch"),

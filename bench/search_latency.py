@@ -86,6 +86,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--starts", type=int, default=5, help="fresh servers whose first search is timed")
     ap.add_argument("--baseline", metavar="REV", help="also time the code of this commit (before/after)")
+    ap.add_argument("--out", default="search_latency",
+                    help="results name (bench/results/<out>.json); search_latency_other_machine is shown beside "
+                         "the main run in BENCHMARKS.md")
     args = ap.parse_args()
     lake = LakeLayout.at(args.lake).root
     queries = [q for q in QUERIES.read_text().splitlines() if q.strip()]
@@ -104,7 +107,7 @@ def main() -> None:
     out["first_search_over_warm_p50"] = round(median(first["with gunicorn.conf.py warm-up"]) / out["hybrid"]["p50_ms"], 2)
     for k, v in out.items():
         print(f"{k:<16} {v}")
-    save("search_latency", {"lake": lake_label(lake), "server": "gunicorn 1 worker, 4 threads", "results": out,
+    save(args.out, {"lake": lake_label(lake), "server": "gunicorn 1 worker, 4 threads", "results": out,
                             "targets": {"p50_ms": 15}})
 
 
