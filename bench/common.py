@@ -76,12 +76,11 @@ def cpu() -> str:
     """The processor's model and its widest vector extension (AVX-512, AVX2, …): 2-core machines of the
     same kind differ by these, and the int8 and BLAS kernels with them, so a number says where it came from."""
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
     except OSError:
         return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                 platform.machine())
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    fields = {key.strip(): value.strip() for key, value in fields.items()}  # one CPU's (all of them are alike)
+    model, flags = fields.get("model name", platform.machine()), set(fields.get("flags", "").split())
     widest = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
                    if flag in flags), None)
     return f"{model}, {widest}" if widest else model

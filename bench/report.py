@@ -301,7 +301,7 @@ def search_latency_section(r: dict) -> list[str]:
         rev = other["results"].get("baseline", {}).get("rev")
         out += [f"**The same warm requests on another machine** (`python bench/search_latency.py"
                 f"{' --baseline ' + rev if rev else ''} --out search_latency_other_machine`, an earlier commit "
-                "with the same search code; before = `" + str(rev) + "` there too):", _machine(other), "",
+                f"with the same search code{f'; before = `{rev}` there too' if rev else ''}):", _machine(other), "",
                 *_latency_table(other), ""]
         target = r["targets"]["p50_ms"]
 
@@ -309,7 +309,7 @@ def search_latency_section(r: dict) -> list[str]:
             p50 = run["results"]["hybrid"]["p50_ms"]
             return f"{'met' if p50 <= target else 'NOT met'} ({p50} ms)"
 
-        out += [f"Hybrid p50 target (≤ {target} ms): {verdict(r)} on the first machine, {verdict(other)} on the "
+        out += [f"Hybrid p50 target (≤ {target} ms): {verdict(r)} on the machine above, {verdict(other)} on the "
                 "other: the same code meets it or not by the machine it runs on.", ""]
     return out
 

@@ -108,7 +108,7 @@ def main() -> None:
     for k, v in out.items():
         print(f"{k:<16} {v}")
     save(args.out, {"lake": lake_label(lake), "server": "gunicorn 1 worker, 4 threads", "results": out,
-                            "targets": {"p50_ms": 15}})
+                    "targets": {"p50_ms": 15}})
 
 
 if __name__ == "__main__":
