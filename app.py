@@ -112,6 +112,7 @@ def create_app(*, lake: str | Path | LakeLayout | None = None) -> Dash:
         suppress_callback_exceptions=True,
         serve_locally=True,  # no CDN: everything the page needs comes from this server
         assets_path_ignore=[r"^aladin-lite"],  # an ES module, imported by the Sky page only
+        add_log_handler=False,  # Dash's own handler printed each of its messages twice beside logging's
     )
     app.layout = html.Div([navbar(), dash.page_container,
                            dcc.Store(id=ids.App.MAP_SELECTION, storage_type="session")])

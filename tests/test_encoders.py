@@ -226,10 +226,32 @@ def test_traced_text_tower_loads_without_sentence_transformers_and_a_torn_one_is
     traced, st_loaded, hf_loaded, value = proc.stdout.split()
     assert (traced, st_loaded, hf_loaded) == ("True", "False", "False")
     assert abs(float(value) - float(offline.encode_text(["Comet over the hills"])[0, 0])) < 1e-5
+    # loading the int8 trace makes torch's C++ code print a deprecation the user can do nothing about
+    assert "quantized tensor creation" not in proc.stderr and "Quantizer.cpp" not in proc.stderr, proc.stderr
     trace = next(tmp_path.glob("minilm-*.pt"))
     trace.write_bytes(trace.read_bytes()[:1000])  # a torn file: the model loads and traces again
     again = OfflineEncoder(trace_dir=tmp_path)
     assert not again.traced and OfflineEncoder(trace_dir=tmp_path).traced
+
+
+def test_native_stderr_is_held_and_only_the_named_lines_are_dropped(capfd, caplog):
+    """What native code writes to descriptor 2 inside the block comes out after it, but for the lines
+    naming the dropped message (logged at debug level), also when the block raises."""
+    import logging
+    import os
+
+    from atlas.encoders.trace_files import native_stderr_filtered
+
+    caplog.set_level(logging.DEBUG, logger="atlas.encoders.trace_files")
+    with pytest.raises(RuntimeError), native_stderr_filtered(drop="tensor creation functions are deprecated"):
+        os.write(2, b"[W Quantizer.cpp] tensor creation functions are deprecated\n")
+        os.write(2, b"a real problem the user must see\n")
+        raise RuntimeError("the load failed")
+    os.write(2, b"written after the block\n")
+    err = capfd.readouterr().err
+    assert "a real problem the user must see\n" in err and "written after the block" in err
+    assert "deprecated" not in err
+    assert any("tensor creation functions are deprecated" in r.getMessage() for r in caplog.records)
 
 
 def test_only_traces_signed_by_this_machine_are_loaded(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -118,11 +119,40 @@ def keep_checked(target: Path, make: Callable[[Path], float | None], *, tower: s
     return kept
 
 
+#: What torch's C++ code prints, straight to the process's stderr, when an int8 trace's quantised tensors
+#: are loaded: a deprecation of eager quantisation. It is not a Python warning, so
+#: :func:`quiet` cannot filter it, and it told every user of the app and of shell search about an API
+#: they never call.
+TORCH_QUANTIZED_DEPRECATION = "quantized tensor creation functions"
+
+
+@contextmanager
+def native_stderr_filtered(*, drop: str) -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 inside the block; when it ends, log the lines
+    containing ``drop`` at debug level and write every other line to stderr (delayed, never lost).
+
+    Native libraries print their warnings with ``write(2, …)``, past Python's ``sys.stderr`` and its
+    ``warnings`` filters; :mod:`wurlitzer` swaps the descriptor for a pipe while the block runs."""
+    from wurlitzer import pipes
+
+    held = io.StringIO()
+    try:
+        with pipes(stdout=None, stderr=held):
+            yield
+    finally:
+        for line in held.getvalue().splitlines(keepends=True):
+            if drop in line:
+                log.debug("native stderr: %s", line.strip())
+            else:
+                sys.stderr.write(line)
+        sys.stderr.flush()
+
+
 def load_trace(source: Path | bytes) -> Any:
     """A saved trace (a file, or its bytes) on the CPU, in eval mode."""
     import torch
 
-    with quiet():
+    with quiet(), native_stderr_filtered(drop=TORCH_QUANTIZED_DEPRECATION):
         module = torch.jit.load(io.BytesIO(source) if isinstance(source, bytes) else str(source), map_location="cpu")
     return module.eval()
 
