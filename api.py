@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -54,10 +55,17 @@ def _int(value: str, name: str, default: int, lo: int, hi: int) -> int:
     return n
 
 
+#: A date as the API takes it: ``YYYY-MM-DD`` only (``date.fromisoformat`` also reads ``20140107`` and
+#: ``2014-W02-2``, which would come back in another form than sent).
+DATE_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _date(value: str, name: str) -> dt.date | None:
     if not value:
         return None
     try:
+        if not DATE_FORMAT.fullmatch(value):
+            raise ValueError(value)
         return dt.date.fromisoformat(value)
     except ValueError:
         raise BadRequest(f"{name} must be a date like 2014-01-31") from None
@@ -204,12 +212,17 @@ class UploadTooLarge(ValueError):
 def search_image():
     """Entries like an uploaded picture (``kind``: image = look-alike pictures, text/title = matching
     texts, multimodal = both), with the picture's zero-shot categories when the lake can give them."""
+    from lake.schema import EMBEDDING_KINDS
+
     p = _params(FILTER_PARAMS)
     k = _int(p["k"], "k", 10, 1, MAX_K)
     filters = _filters(p)
+    kind = p["kind"] or "image"
+    if kind not in EMBEDDING_KINDS:  # before the picture is decoded and encoded (≈ 40 ms)
+        raise BadRequest(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
     image = _uploaded_image()
-    hits, categories = engine().picture_search(image, k=k, kind=p["kind"] or "image", filters=filters)
-    return jsonify({"kind": p["kind"] or "image", "k": k, "categories": categories,
+    hits, categories = engine().picture_search(image, k=k, kind=kind, filters=filters)
+    return jsonify({"kind": kind, "k": k, "categories": categories,
                     "results": [_result(h) for h in hits]})
 
 
@@ -317,28 +330,28 @@ def feedback_add():
 
     _params(set())  # everything comes in the JSON body
     body = request.get_json(silent=True)
+    usage = 'send JSON {"date": "YYYY-MM-DD", "interesting": true|false|null, "user": "name"}'
     if not isinstance(body, dict) or "date" not in body or "interesting" not in body:
-        raise BadRequest('send JSON {"date": "YYYY-MM-DD", "interesting": true|false|null, "user": "name"}')
-    if body["interesting"] not in (True, False, None):
+        raise BadRequest(usage)
+    unknown = sorted(set(body) - FEEDBACK_KEYS)
+    if unknown:  # a misspelt "user" would otherwise file the label under "anonymous"
+        raise BadRequest(f"unknown field {str(unknown[0])[:40]!r}; {usage}")
+    interesting, user = body["interesting"], body.get("user")
+    if not (interesting is None or isinstance(interesting, bool)):  # 1 and 1.0 equal True in Python
         raise BadRequest("interesting must be true, false or null")
-    date = str(body["date"])
-    if not _is_date(date):
-        raise BadRequest(f"{date[:40]!r} is not a date like 2014-01-31")
-    if atlas().entry(date) is None:
-        raise LookupError(f"no entry for {date}")
+    if user is not None and not isinstance(user, str):
+        raise BadRequest("user must be a string")
+    day = _date(body["date"] if isinstance(body["date"], str) else "?", "date")
+    if atlas().entry(day.isoformat()) is None:
+        raise LookupError(f"no entry for {day.isoformat()}")
     try:
-        feedback().add(date=date, interesting=body["interesting"], user=str(body.get("user") or ""))
+        feedback().add(date=day.isoformat(), interesting=interesting, user=user or "")
     except FeedbackError as exc:
         raise BadRequest(str(exc)) from None
-    return jsonify({"ok": True, "date": date, "interesting": body["interesting"]})
+    return jsonify({"ok": True, "date": day.isoformat(), "interesting": interesting})
 
 
-def _is_date(value: Any) -> bool:
-    try:
-        dt.date.fromisoformat(str(value))
-    except ValueError:
-        return False
-    return True
+FEEDBACK_KEYS = frozenset({"date", "interesting", "user"})
 
 
 @bp.get("/feedback/export")
@@ -419,7 +432,7 @@ def _download(df, stem: str, fmt: str, *, licence: str | None = None):
     if fmt == "json":
         return jsonify(records(with_licence(df, licence)))
     body, mime = table_bytes(df, fmt=fmt, licence=licence)
-    return Response(body, mimetype=mime, headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'})
+    return Response(body, content_type=mime, headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'})
 
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -19,6 +19,10 @@ MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 MAX_REQUEST_BYTES = -(-MAX_UPLOAD_BYTES * 4 // 3) + 256 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
 UPLOAD_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+#: The only formats Pillow may decode, whatever type the sender declared: every other decoder Pillow has
+#: (TIFF, BMP, EPS through Ghostscript, …) stays out of reach of untrusted bytes. The archive's pictures
+#: and the survey cutouts are all among them.
+DECODED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
 
 
 class ImageRejected(ValueError):
@@ -39,7 +43,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=DECODED_FORMATS)
             w, h = img.size
             if w * h > limits.max_pixels:
                 raise ImageRejected(f"image is {w}x{h} pixels, over the {limits.max_pixels:,}-pixel limit")
@@ -47,10 +51,12 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"image rejected as a decompression bomb ({exc})") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError as exc:  # its message names a Python object, nothing a person can use
+        raise ImageRejected("not a JPEG, PNG, GIF or WebP picture") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, ImageRejected):
             raise
-        raise ImageRejected(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+        raise ImageRejected(f"a damaged or truncated picture ({type(exc).__name__}: {exc})") from exc
     return img.convert("RGB")
 
 

@@ -23,6 +23,27 @@ def with_licence(df: pd.DataFrame, licence: str | None) -> pd.DataFrame:
     return df if licence is None or "licence_note" in df else df.assign(licence_note=licence)
 
 
+#: What a spreadsheet reads as the start of a formula in a CSV cell (OWASP, "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert_for_spreadsheets(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every text cell that a spreadsheet would run as a formula prefixed by ``'``.
+
+    Some cells come from people (a feedback label's user name is whatever the sender typed), and a CSV
+    opened in a spreadsheet runs ``=HYPERLINK(…)`` in them. Parquet and JSON keep the text as it is."""
+    text = [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype)]
+    if not text:
+        return df
+    out = df.copy()
+    for c in text:
+        cells = out[c]
+        risky = cells.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_STARTS))
+        if risky.any():
+            out[c] = cells.where(~risky, "'" + cells.astype(str))
+    return out
+
+
 def table_bytes(df: pd.DataFrame, *, fmt: str, licence: str | None = None) -> tuple[bytes, str]:
     """(file contents, MIME type) of ``df`` as ``fmt`` (``csv`` or ``parquet``); with ``licence``, the
     ``licence`` schema metadata (Parquet) and a ``licence_note`` column where ``df`` has none yet."""
@@ -30,7 +51,7 @@ def table_bytes(df: pd.DataFrame, *, fmt: str, licence: str | None = None) -> tu
         raise ValueError(f"format must be one of {', '.join(MIME_TYPES)}")
     df = with_licence(df, licence)
     if fmt == "csv":
-        return df.to_csv(index=False).encode(), MIME_TYPES[fmt]
+        return inert_for_spreadsheets(df).to_csv(index=False).encode(), MIME_TYPES[fmt]
     table = pa.Table.from_pandas(df, preserve_index=False)
     if licence is not None:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"licence": licence.encode()})

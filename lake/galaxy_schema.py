@@ -106,7 +106,7 @@ GZ2_LICENCE_NOTE: Final = (
 def is_objid(text: str) -> bool:
     """A Galaxy Zoo / SDSS objid as the app accepts it: digits only, at most 20 (what reaches SQL
     filters, file names and URLs is checked here, in one place)."""
-    return text.isdigit() and len(text) <= 20
+    return text.isascii() and text.isdigit() and len(text) <= 20  # isdigit alone takes '²' and '٣'
 
 
 def galaxy_vector_schema(dim: int) -> pa.Schema:

@@ -435,6 +435,8 @@ class SearchEngine:
                 filters: Filters | None = None) -> list[dict[str, Any]]:
         if not 1 <= k <= MAX_K:
             raise SearchError(f"k must be between 1 and {MAX_K}")
+        if kind not in EMBEDDING_KINDS:  # the aligned text table is a search-time detail, not a kind
+            raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
         filters = self._with_cone(filters)
         day = date.isoformat()
         memory = self._in_memory(kind)

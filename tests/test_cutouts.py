@@ -83,7 +83,7 @@ def test_rate_limit_timeout_corrupt_and_html(http_server, tmp_path):
     reasons = " | ".join(report.failed)
     assert sum(report.failed.values()) == 3
     assert "timed out" in reasons or "after 3 tries" in reasons
-    assert "not a readable image" in reasons and "not an image" in reasons
+    assert "damaged or truncated" in reasons and "not an image" in reasons
     for objid, kind in bad.items():
         assert layout.cutout(objid).is_file() == (kind == "busy")
     assert not any(layout.download_cache.glob("*"))  # the corrupt body is not cached for next time

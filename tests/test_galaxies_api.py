@@ -73,6 +73,9 @@ def test_bad_galaxy_requests_say_what_to_fix(demo_client):
     not_picture = _upload(demo_client, b"<html>no</html>")
     assert not_picture.status_code == 400
     assert demo_client.get("/api/galaxies/selection?objid=1;DROP").status_code == 400
+    # digits of other scripts ('²', '٣') pass str.isdigit but are no objid
+    assert demo_client.get("/api/galaxies/%C2%B2%C2%B2").status_code == 400
+    assert demo_client.get("/api/galaxies/selection?objid=%D9%A3%D9%A4").status_code == 400
 
 
 def test_selection_downloads(demo_client):

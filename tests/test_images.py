@@ -29,8 +29,27 @@ def test_decompression_bomb_rejected():
 
 
 def test_not_an_image_and_too_big_rejected():
-    with pytest.raises(ImageRejected, match="not a readable image"):
+    with pytest.raises(ImageRejected, match="not a JPEG, PNG, GIF or WebP picture"):
         decode_image(b"<html>hello</html>", ImageLimits())
+    jpeg = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(jpeg, format="JPEG")
+    with pytest.raises(ImageRejected, match="damaged or truncated"):
+        decode_image(jpeg.getvalue()[: len(jpeg.getvalue()) // 2], ImageLimits())
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "PPM", "ICO"])
+def test_only_the_four_web_formats_are_decoded(fmt):
+    """Pillow reads many more formats than people upload; bytes of any other one (whatever type the
+    sender declared) never reach its decoder."""
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(buf, format=fmt)
+    assert Image.open(io.BytesIO(buf.getvalue())).format == fmt  # Pillow itself would read it
+    with pytest.raises(ImageRejected, match="not a JPEG, PNG, GIF or WebP picture"):
+        decode_image(buf.getvalue(), ImageLimits())
+    for web in ("JPEG", "PNG", "GIF", "WEBP"):
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), (200, 40, 40)).save(buf, format=web)
+        assert decode_image(buf.getvalue(), ImageLimits()).size == (32, 32)
     with pytest.raises(ImageRejected, match="byte limit"):
         decode_image(_png((10, 10)), ImageLimits(max_bytes=10))
 

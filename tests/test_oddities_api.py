@@ -46,11 +46,29 @@ def test_oddities_feedback_rerank_and_export(demo_client):
     assert (labels.date == top).any() and set(labels.columns) == {"date", "interesting", "user", "at"}
 
 
+def test_feedback_export_is_inert_in_a_spreadsheet(demo_client):
+    """A user name is whatever the sender typed: in the CSV a formula is text, in Parquet it is kept."""
+    c = demo_client
+    top = c.get("/api/oddities?k=1").get_json()["results"][0]["date"]
+    formula = '=HYPERLINK("http://example.invalid","x")'
+    assert c.post("/api/feedback", json={"date": top, "interesting": True, "user": formula}).status_code == 200
+    csv = c.get("/api/feedback/export?format=csv")
+    assert csv.headers["Content-Type"] == "text/csv; charset=utf-8"
+    users = pd.read_csv(io.BytesIO(csv.data)).user.tolist()
+    assert "'" + formula in users and formula not in users
+    assert formula in pd.read_parquet(io.BytesIO(c.get("/api/feedback/export?format=parquet").data)).user.tolist()
+
+
 @pytest.mark.parametrize("body,status,fragment", [
     ({"date": "2014-01-07"}, 400, "send JSON"),
-    ({"date": "2014-13-01", "interesting": True}, 400, "not a date"),
+    ({"date": "2014-13-01", "interesting": True}, 400, "a date like"),
     ({"date": "1990-01-01", "interesting": True}, 404, "no entry"),
     ({"date": "2014-01-07", "interesting": "yes"}, 400, "true, false or null"),
+    ({"date": "2014-01-07", "interesting": 1}, 400, "true, false or null"),  # 1 == True in Python, not in JSON
+    ({"date": "2014-01-07", "interesting": True, "usr": "me"}, 400, "unknown field 'usr'"),
+    ({"date": "2014-01-07", "interesting": True, "user": {"a": 1}}, 400, "user must be a string"),
+    ({"date": "20140107", "interesting": True}, 400, "a date like"),
+    ({"date": 20140107, "interesting": True}, 400, "a date like"),
 ])
 def test_bad_feedback_gets_a_clear_error(demo_client, body, status, fragment):
     r = demo_client.post("/api/feedback", json=body)

@@ -215,6 +215,8 @@ def test_api_search_and_entry(client):
     ("/api/search?q=stars&has_image=maybe", "has_image"),
     ("/api/similar/not-a-date", "date like"),
     ("/api/search?q=stars&kind=aligned", "kind must be"),
+    ("/api/similar/2014-01-07?kind=aligned", "kind must be"),
+    ("/api/similar/20140107", "date like"),
     ("/api/search?q=stars&kind=image&has_image=false", "cannot be combined"),
 ])
 def test_hostile_input_gets_a_clear_4xx(client, url, fragment):
@@ -246,7 +248,12 @@ def test_upload_limits(client):
     assert wrong_type.status_code == 400 and "unsupported type" in wrong_type.get_json()["error"]
     fake = client.post("/api/search/image", data={"image": (io.BytesIO(b"<html>"), "a.png", "image/png")},
                        content_type="multipart/form-data")
-    assert fake.status_code == 400 and "not a readable image" in fake.get_json()["error"]
+    assert fake.status_code == 400 and "not a JPEG, PNG, GIF or WebP picture" in fake.get_json()["error"]
+    tiff = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(tiff, format="TIFF")  # declared PNG: the bytes decide, not the label
+    tiff = client.post("/api/search/image", data={"image": (io.BytesIO(tiff.getvalue()), "a.png", "image/png")},
+                       content_type="multipart/form-data")
+    assert tiff.status_code == 400 and "not a JPEG, PNG, GIF or WebP picture" in tiff.get_json()["error"]
     bomb = client.post("/api/search/image", data={"image": (io.BytesIO(_png((9000, 9000), "1")), "b.png", "image/png")},
                        content_type="multipart/form-data")
     assert bomb.status_code == 400 and "limit" in bomb.get_json()["error"]
