@@ -23,7 +23,7 @@
     function load(img) {
         if (img.dataset.loading) { return; }
         img.dataset.loading = '1';
-        img.addEventListener('error', function () { failed(img); });
+        img.addEventListener('error', function () { failed(img); }, {once: true});
         img.src = img.dataset.src;
     }
 

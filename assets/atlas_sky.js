@@ -5,8 +5,8 @@
  * script (app.py keeps it out with assets_path_ignore). This file is a plain script that Dash loads on
  * every page, but it only defines functions: the module is imported on first use, i.e. on the Sky page
  * only. The view is created once; whenever the filtered sources change the markers are replaced.
- * A marker click opens the entry. window.atlasAladin, window.atlasCatalog and window.atlasSkyMarkers
- * are read by tests/test_browser.py.
+ * A marker click opens the entry. window.atlasAladin, window.atlasCatalog, window.atlasSkyMarkers and
+ * window.atlasGalaxyView are read by tests/test_browser.py.
  */
 (function () {
     'use strict';
@@ -30,9 +30,11 @@
     /* The sky view in `containerId`: made again when the page was left and re-entered (Dash then renders
        a new container, and a view kept from before would draw into the removed one). */
     async function ensureView(containerId) {
+        // the module first, the check after: from here on nothing awaits, so two calls made while the
+        // module loads (sources changed at once on a first visit) cannot both find no view and make two
+        const A = await aladinLib();
         const el = document.getElementById(containerId);
         if (!window.atlasAladin || !window.atlasAladinEl || !document.body.contains(window.atlasAladinEl)) {
-            const A = await aladinLib();
             window.atlasAladinEl = el;
             window.atlasCatalog = null;  // the old view's catalogue went with it
             window.atlasAladin = A.aladin('#' + containerId, {survey: 'P/DSS2/color', fov: 180, projection: 'AIT',
@@ -41,7 +43,7 @@
                 if (obj && obj.data && obj.data.date) { window.location.assign('/entry/' + obj.data.date); }
             });
         }
-        return window.atlasAladinLib;
+        return A;
     }
 
     const HTML_ESCAPES = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'};
@@ -95,7 +97,11 @@
         if (!sources) { return window.dash_clientside.no_update; }
         const el = document.getElementById(containerId);
         if (!el) { return window.dash_clientside.no_update; }
-        if (!sources.length) { window.atlasGalaxyMarkers = 0; return ''; }
+        if (!sources.length) {  // nothing to mark (a bad objid): the last galaxies' markers go too
+            if (galaxyView) { galaxyView.query.removeAll(); galaxyView.near.removeAll(); }
+            window.atlasGalaxyMarkers = 0;
+            return '';
+        }
         try {
             const A = await aladinLib();
             // centre = mean direction (Stripe 82 wraps around RA 0), field = twice the farthest galaxy
@@ -116,7 +122,7 @@
                 const near = A.catalog({name: 'neighbours', sourceSize: 10, color: '#17becf', onClick: 'showPopup'});
                 aladin.addCatalog(query);
                 aladin.addCatalog(near);
-                galaxyView = {el: el, aladin: aladin, query: query, near: near};
+                galaxyView = window.atlasGalaxyView = {el: el, aladin: aladin, query: query, near: near};
             } else {
                 galaxyView.aladin.gotoObject(target);
                 galaxyView.aladin.setFoV(fov);

@@ -32,7 +32,7 @@ def missing_lake_notice(exc: Exception) -> dbc.Alert:
         [
             html.H4("No data lake yet", className="alert-heading"),
             html.P(str(exc).split(" Build it with")[0] or f"Cosmic Atlas found no built lake at {root}."),
-            html.P(["Build the embedded default (about 8 minutes on 2 cores, offline) with ",
+            html.P(["Build the embedded default (about 3–5 minutes on 2 cores, offline) with ",
                     html.Code("make run"), " or ", html.Code(f"python -m pipeline build --lake {root}"),
                     ", then reload this page."]),
         ],
@@ -138,18 +138,27 @@ def years_row(component_id: str, lo: int, hi: int, years_param: str) -> dbc.Row:
     ], className="my-2")
 
 
-def picture_element(picture: dict[str, Any] | None, *, alt: str, class_name: str) -> Any:
+def picture_element(picture: dict[str, Any] | None, *, alt: str, class_name: str, link_out: bool = False) -> Any:
     """An entry's picture as decided by :func:`lake.pictures.picture_of`: the lake's thumbnail, a
     lazily loaded remote picture (``assets/atlas_pictures.js`` loads it and swaps in an offline
-    placeholder when it fails), or a badge linking to the original."""
+    placeholder when it fails), or a badge ("▶ video", "no picture").
+
+    ``link_out``: a remote picture (or its offline placeholder) and a badge link to the original, the
+    video's player or NASA's file, in a new tab. Not where the element already sits in a link (a card
+    that opens the entry: links cannot nest)."""
     picture = picture or {"kind": "none", "src": None, "link": None, "origin": "no picture"}
     if picture["kind"] == "lake":
         return html.Img(src=picture["src"], className=class_name, alt=alt)
     if picture["src"]:
-        return html.Img(**{"data-src": picture["src"]}, className=f"{class_name} atlas-remote", alt=alt,
-                        title=picture["origin"], referrerPolicy="no-referrer")
-    label = "▶ video" if picture["kind"] == "video" else "no picture"
-    return html.Div(label, className=f"{class_name} atlas-noimg", title=picture["origin"])
+        element = html.Img(**{"data-src": picture["src"]}, className=f"{class_name} atlas-remote", alt=alt,
+                           title=picture["origin"], referrerPolicy="no-referrer")
+    else:
+        label = "▶ video" if picture["kind"] == "video" else "no picture"
+        element = html.Div(label, className=f"{class_name} atlas-noimg", title=picture["origin"])
+    if link_out and picture.get("link"):  # lake.pictures.safe_url made it: http(s) only
+        return html.A(element, href=picture["link"], target="_blank", rel="noopener noreferrer",
+                      className="atlas-picture-link", title=f"{picture['origin']}: open the original")
+    return element
 
 
 def thumb_card(date: str, title: str, *, picture: dict[str, Any] | None, footer: str = "") -> dbc.Card:
@@ -158,6 +167,25 @@ def thumb_card(date: str, title: str, *, picture: dict[str, Any] | None, footer:
     img = picture_element(picture, alt=title, class_name="card-img-top atlas-thumb")
     return dbc.Card(html.A([img, dbc.CardBody(body, className="p-2")], href=f"/entry/{date}",
                            className="text-reset text-decoration-none"), className="h-100 atlas-card")
+
+
+def upload_box(upload_id: str, *, text: str, disabled: bool = False, class_name: str = "atlas-upload mb-3") -> html.Div:
+    """A picture drop zone with the upload limits, and beneath it the line where
+    ``assets/atlas_uploads.js`` says why a file was refused.
+
+    ``dcc.Upload`` drops a file over ``max_size`` or of a type ``accept`` does not list in the browser,
+    without firing any callback (plotly/dash#2638), so the server's words never reach the person: a
+    9 MB photo or a HEIC file simply did nothing. The limits the script checks are the server's own,
+    passed in data attributes."""
+    from atlas.images import MAX_UPLOAD_BYTES, UPLOAD_TYPES
+
+    types = ",".join(sorted(UPLOAD_TYPES))
+    return html.Div([
+        dcc.Upload(id=upload_id, accept=types, max_size=MAX_UPLOAD_BYTES, disabled=disabled, className=class_name,
+                   children=html.Div(text)),
+        html.Div(className="atlas-upload-refused text-danger small mb-2", role="alert",
+                 **{"data-max-bytes": str(MAX_UPLOAD_BYTES), "data-types": types}),
+    ], className="atlas-upload-box")
 
 
 def decode_upload(contents: str):

@@ -123,7 +123,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
     rights = (f"© {entry['copyright']} — reuse needs the owner's permission" if entry.get("copyright")
               else "no copyright notice in the archive (NASA or public domain); credit the authors when reusing")
     picture = html.Div([
-        picture_element(pic, alt=entry["title"], class_name="img-fluid rounded atlas-entry-img")
+        picture_element(pic, alt=entry["title"], class_name="img-fluid rounded atlas-entry-img", link_out=True)
         if pic["src"] else dbc.Alert([f"No picture to show here ({pic['origin']}). ",
                                       html.A("See it on the NASA page ↗", href=entry["nasa_page"], target="_blank",
                                              rel="noopener")], color="light"),

@@ -16,7 +16,7 @@ from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
 from atlas.images import MAX_UPLOAD_BYTES
 from pages import figures
-from pages._common import by_lake_version, decode_upload, galaxies, missing_lake_notice, url_parameters
+from pages._common import by_lake_version, decode_upload, galaxies, missing_lake_notice, upload_box, url_parameters
 from pages.ids import Galaxies
 
 dash.register_page(__name__, path="/galaxies", name="Galaxies", title="Cosmic Atlas · Galaxies")
@@ -45,11 +45,11 @@ def layout(objid: str = "", **_ignored) -> html.Div:
         return dbc.Container(dbc.Alert(str(exc), color="info"), fluid=True)
     pick = [dbc.Button(f"{r.objid[-6:]} · {r.gz_class}", id={"type": Galaxies.EXAMPLES, "objid": r.objid},
                        size="sm", color="light", className="me-1 mb-1 border") for r in examples.itertuples()]
-    upload = dcc.Upload(
-        id=Galaxies.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=MAX_UPLOAD_BYTES,
-        disabled=not info["picture_search"], className="atlas-upload mb-2",
-        children=html.Div("Drop a galaxy picture here, or click to choose one" if info["picture_search"] else
-                          "Picture upload needs galaxy pictures in the lake (see above); pick a galaxy instead"))
+    upload = upload_box(
+        Galaxies.UPLOAD, disabled=not info["picture_search"], class_name="atlas-upload mb-2",
+        text=(f"Drop a galaxy picture here (JPEG/PNG/GIF/WebP, ≤ {MAX_UPLOAD_BYTES // 2**20} MB), or click to choose one"
+              if info["picture_search"] else
+              "Picture upload needs galaxy pictures in the lake (see above); pick a galaxy instead"))
     controls = dbc.Row([
         dbc.Col([upload,
                  dbc.InputGroup([dbc.InputGroupText("objid"),
@@ -170,7 +170,7 @@ def find(contents, objid, space, k, filename):
     from atlas.images import ImageRejected
 
     g = galaxies()
-    k = int(k) if isinstance(k, (int, float)) and 1 <= k <= 50 else 10
+    k = min(max(int(k), 1), 50) if isinstance(k, (int, float)) else 10  # 100 typed: the most there are, 50
     from_upload = ctx.triggered_id == Galaxies.UPLOAD or (contents and not objid)
     try:
         if from_upload and contents:

@@ -49,6 +49,8 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
         return missing_lake_notice(exc)
     selected = [d for d in parse_list(sel) if len(d) == 10]
     emb, method, color = _choice(emb, EMBEDDING_KINDS, "text"), _choice(method, METHODS, "umap"), _choice(color, COLOURS, "category")
+    maps = atlas().available_maps()
+    method = settled_method(emb, method, maps)
     chosen_cats = [c for c in parse_list(cats) if c in names]
     year_range = year_value(years, lo.year, hi.year)  # what the slider will hold
     # the first view is drawn with the page (no callback round trip before the map appears), over a
@@ -56,11 +58,11 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
     (figure, count, note, chips, thinned), preview = first_view(emb, method, color, chosen_cats, year_range)
     controls = dbc.Row([
         dbc.Col([dbc.Label("Embedding", html_for=Map.EMB),
-                 dcc.Dropdown(id=Map.EMB, options=[{"label": k.title(), "value": k} for k in EMBEDDING_KINDS],
-                              value=emb, clearable=False)], md=2),
+                 dcc.Dropdown(id=Map.EMB, value=emb, clearable=False,
+                              options=[{"label": k.title(), "value": k, "disabled": not any(e == k for e, _ in maps)}
+                                       for k in EMBEDDING_KINDS])], md=2),
         dbc.Col([dbc.Label("Method"),
-                 dbc.RadioItems(id=Map.METHOD, options=[{"label": v, "value": k} for k, v in METHODS.items()],
-                                value=method, inline=True)], md=3),
+                 dbc.RadioItems(id=Map.METHOD, options=method_options(emb, maps), value=method, inline=True)], md=3),
         dbc.Col([dbc.Label("Colour by"),
                  dbc.RadioItems(id=Map.COLOR, options=[{"label": v, "value": k} for k, v in COLOURS.items()],
                                 value=color, inline=True)], md=3),
@@ -106,6 +108,34 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
         ], className="align-items-center mt-3 g-2"),
         html.Div(LICENCE_NOTE, className="text-muted small my-3"),
     ], fluid=True)
+
+
+def method_options(emb: str, maps: list[tuple[str, str]]) -> list[dict]:
+    """The method choices of one embedding: a method the lake has no map of for it is shown disabled
+    (the build makes the 3-D UMAP of the multimodal vectors only)."""
+    return [{"label": v, "value": k, "disabled": (emb, k) not in maps} for k, v in METHODS.items()]
+
+
+def settled_method(emb: str, method: str, maps: list[tuple[str, str]]) -> str:
+    """``method`` when the lake has that map of ``emb``, else the first method it has (else ``method``)."""
+    if (emb, method) in maps:
+        return method
+    return next((m for m in METHODS if (emb, m) in maps), method)
+
+
+@callback(
+    Output(Map.METHOD, "options"),
+    Output(Map.METHOD, "value"),
+    Input(Map.EMB, "value"),
+    State(Map.METHOD, "value"),
+    prevent_initial_call=True,
+)
+def methods_of_embedding(emb, method):
+    """Another embedding chosen: its methods, and the method moved to one it has (3-D UMAP of the text
+    vectors drew a flat UMAP under a "3-D UMAP" button, and its zoom found no points)."""
+    maps = atlas().available_maps()
+    settled = settled_method(emb, method, maps)
+    return method_options(emb, maps), no_update if settled == method else settled
 
 
 def _bounds(relayout: dict | None) -> tuple[float, float, float, float] | None:
@@ -196,8 +226,7 @@ def map_outputs(emb: str, method: str, color: str, cats: list[str] | None, years
     A point map's first figure is its only one, so the method and ``first`` are settled here, before the
     cache key: one view is built and held once, whichever way it is asked for."""
     a = atlas()
-    if (emb, method) not in a.available_maps():
-        method = "umap" if (emb, "umap") in a.available_maps() else method
+    method = settled_method(emb, method, a.available_maps())
     large = a.is_large_map(embedding=emb, method=method)
     return _view_outputs(emb, method, color, list(cats or ()), list(years) if years else None, large,
                          first and large)
@@ -417,6 +446,8 @@ def fill_table(selection, cats, years, emb, method):
     prevent_initial_call=True,
 )
 def download(_csv, _parquet, selection, cats, years, emb, method):
+    if not selection:  # nothing lassoed yet: no file of column names only
+        raise PreventUpdate
     df, _total = _selected_rows(selection, emb, method, cats, years)
     fmt = "csv" if ctx.triggered_id == Map.DL_CSV else "parquet"
     body, _ = table_bytes(df, fmt=fmt, licence=LICENCE_NOTE)

@@ -14,7 +14,8 @@ from lake.filters import Filters
 from lake.search import MODES, SearchError, spellings_searched
 from lake.schema import EMBEDDING_KINDS
 from atlas.images import MAX_UPLOAD_BYTES
-from pages._common import atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, percent, picture_element, url_parameters
+from pages._common import (atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, percent, picture_element,
+                           upload_box, url_parameters)
 from pages.ids import Search
 
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
@@ -26,11 +27,11 @@ MAX_PAGES = 20
 
 
 def _hit(h: dict) -> dbc.ListGroupItem:
-    img = picture_element(h.get("picture"), alt="", class_name="atlas-result-thumb me-3")
+    img = picture_element(h.get("picture"), alt="", class_name="atlas-result-thumb me-3", link_out=True)
     return dbc.ListGroupItem(html.Div([
         img,
         html.Div([
-            html.A(h["title"], href=f"/entry/{h['date']}", className="fw-semibold"),
+            html.A(h["title"], href=f"/entry/{h['date']}", className="fw-semibold atlas-hit-title"),
             html.Div(f"{h['date']} · {h.get('category') or '—'} · score {h['score']}", className="small text-muted"),
             html.Div(h.get("snippet", ""), className="small mt-1"),
         ]),
@@ -63,9 +64,10 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
         first, last = last, first
     filters = Filters(categories=tuple(chosen), start=first, end=last, has_image={"yes": True, "no": False}.get(image))
     controls = dbc.Row([
-        dbc.Col(dbc.InputGroup([dbc.Input(id=Search.Q, value=q, placeholder="e.g. stellar nurseries, red planet rover…",
-                                          debounce=True, type="search"),
-                                dbc.Button("Search", id=Search.GO_BTN, color="primary")]), md=6),
+        dbc.Col([dbc.Label("Search the archive", html_for=Search.Q, className="visually-hidden"),
+                 dbc.InputGroup([dbc.Input(id=Search.Q, value=q, placeholder="e.g. stellar nurseries, red planet rover…",
+                                           debounce=True, type="search"),
+                                 dbc.Button("Search", id=Search.GO_BTN, color="primary")])], md=6),
         dbc.Col(dbc.RadioItems(id=Search.MODE, value=mode, inline=True,
                                options=[{"label": m.title(), "value": m} for m in MODES]), md=3, className="pt-2"),
         dbc.Col(dcc.Dropdown(id=Search.KIND, value=kind, clearable=False,
@@ -74,7 +76,8 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     filter_row = dbc.Row([
         dbc.Col(dcc.Dropdown(id=Search.CATS, options=names, value=chosen, multi=True, placeholder="All categories"), md=5),
         dbc.Col(dcc.DatePickerRange(id=Search.DATES, start_date=filters.start, end_date=filters.end,
-                                    display_format="YYYY-MM-DD", clearable=True), md=4),
+                                    display_format="YYYY-MM-DD", clearable=True,
+                                    updatemode="bothdates"), md=4),  # not a search (and a reload) per click
         dbc.Col(dbc.Select(id=Search.IMAGE, value=image if image in ("yes", "no") else "any",
                            options=[{"label": "with or without picture", "value": "any"},
                                     {"label": "with picture", "value": "yes"},
@@ -84,24 +87,39 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     last_page = None  # the pager's last page; None: no results to page through
     if q.strip():
         try:
-            hits = eng.search(q, k=PER_PAGE, kind=kind, mode=mode, filters=filters, offset=(page_n - 1) * PER_PAGE)
+            # one result more than a page shows: whether a next page exists (the pager offers only pages
+            # that have results; offering 20 sent people to empty pages of an 18-result query)
+            hits = eng.search(q, k=PER_PAGE + (page_n < MAX_PAGES), kind=kind, mode=mode, filters=filters,
+                              offset=(page_n - 1) * PER_PAGE)
+            more, hits = len(hits) > PER_PAGE, hits[:PER_PAGE]
             added = spellings_searched(q, mode=mode)
-            body.append(results_block(hits, f"Results {1 + (page_n - 1) * PER_PAGE}–{(page_n - 1) * PER_PAGE + len(hits)} "
-                                            f"for “{q.strip()}” ({mode}, {kind})"
-                                            + (f" · also searched as the archive spells it: {', '.join(added)}"
-                                               if added else "")))
-            last_page = MAX_PAGES if len(hits) == PER_PAGE else page_n
+            if not hits and page_n > 1:
+                body.append(dbc.Alert([f"Page {page_n} is past the last result for “{q.strip()}”. ",
+                                       dcc.Link("Back to the first page", href=_search_href(
+                                           {"q": q, "mode": mode, "kind": kind, "cats": cats, "start": start,
+                                            "end": end, "image": image}))],
+                                      color="light"))
+            else:
+                body.append(results_block(hits, f"Results {1 + (page_n - 1) * PER_PAGE}–{(page_n - 1) * PER_PAGE + len(hits)} "
+                                                f"for “{q.strip()}” ({mode}, {kind})"
+                                                + (f" · also searched as the archive spells it: {', '.join(added)}"
+                                                   if added else "")))
+            last_page = page_n + 1 if more else (page_n if hits else None)
         except SearchError as exc:
             body.append(dbc.Alert(str(exc), color="warning"))
     # always in the layout (hidden with nothing to page), outside the results an upload replaces: a
     # callback runs only when all its inputs exist, and the pager is one of `go`'s
     pager = dbc.Pagination(id=Search.PAGE, active_page=page_n, max_value=last_page or 1, fully_expanded=False,
                            className="mt-3", style=None if last_page else HIDDEN)
-    upload = dcc.Upload(id=Search.UPLOAD, accept="image/jpeg,image/png,image/gif,image/webp", max_size=MAX_UPLOAD_BYTES,
-                        children=html.Div(["Or drop a picture here (JPEG/PNG/GIF/WebP, ≤ 8 MB) to find entries that look like it"]),
-                        className="atlas-upload mb-3")
+    upload = upload_box(Search.UPLOAD, text=f"Or drop a picture here (JPEG/PNG/GIF/WebP, ≤ {MAX_UPLOAD_BYTES // 2**20} MB) "
+                                            "to find entries that look like it")
     return dbc.Container([controls, filter_row, upload, html.Div(body, id=Search.RESULTS), pager,
                           dcc.Location(id=Search.GO, refresh="callback-nav")], fluid=True)
+
+
+def _search_href(params: dict) -> str:
+    """The search page's URL for these parameters (empty ones left out)."""
+    return "/search?" + urlencode({k: v for k, v in params.items() if v})
 
 
 @callback(
@@ -122,7 +140,7 @@ def go(_n, q, mode, kind, cats, start, end, image, page):
               "end": end or "", "image": image if image in ("yes", "no") else ""}
     if dash.ctx.triggered_id == Search.PAGE:
         params["page"] = page
-    return "/search?" + urlencode({k: v for k, v in params.items() if v})
+    return _search_href(params)
 
 
 @callback(

@@ -70,6 +70,19 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subpro
     )
 
 
+def component_with_id(layout, component_id: str):
+    """The component of a Dash layout tree whose id is ``component_id`` (what a page's layout function
+    returned, walked as Dash would serialise it)."""
+    stack = [layout]
+    while stack:
+        component = stack.pop()
+        if getattr(component, "id", None) == component_id:
+            return component
+        children = getattr(component, "children", None)
+        stack += [c for c in (children if isinstance(children, (list, tuple)) else [children]) if hasattr(c, "to_plotly_json")]
+    raise LookupError(f"no component with id {component_id!r} in the layout")
+
+
 def in_threads(work: Callable[[int], None], n: int) -> list[BaseException]:
     """Run ``work(i)`` for i in 0..n-1, each in its own thread, all at once (a barrier starts them
     together); the exceptions they raised."""

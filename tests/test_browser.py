@@ -345,10 +345,10 @@ def test_navbar_search_shows_results_and_paging(browser, server):
     assert len(hits) == 10
     assert console_errors(browser) == []
     shot(browser, "search")
-    first = hits[0].find_element("css selector", "a").text
+    first = hits[0].find_element("css selector", "a.atlas-hit-title").text
     browser.get(server + "/search?q=meteor+shower+over+mountains&mode=hybrid&page=2")
     wait_for(browser, "#search-results .atlas-hit")
-    assert browser.find_elements("css selector", "#search-results .atlas-hit")[0].find_element("css selector", "a").text != first
+    assert browser.find_elements("css selector", "#search-results .atlas-hit")[0].find_element("css selector", "a.atlas-hit-title").text != first
     browser.get(server + "/search?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     wait_for(browser, "#search-results")
     assert browser.find_element("id", "search-q").get_attribute("value") == "<script>alert(1)</script>"
@@ -376,10 +376,32 @@ def test_pictures_from_words_and_categories_of_an_upload(browser, server):
     bars = browser.find_elements("css selector", "#search-upload-categories .progress")
     names = [e.text for e in browser.find_elements("css selector", "#search-upload-categories .atlas-cat-name")]
     assert len(bars) == 5 and all(names)
-    first = browser.find_element("css selector", "#search-results .atlas-hit a")
+    first = browser.find_element("css selector", "#search-results .atlas-hit a.atlas-hit-title")
     assert first.get_attribute("href").endswith("/entry/2014-01-20")  # in-pictures search: its own picture first
     assert console_errors(browser) == []
     shot(browser, "search_by_picture")
+
+
+def test_a_refused_upload_says_why(browser, server, tmp_path):
+    """dcc.Upload drops a file over its size limit or of another type without a callback: the line under
+    the box says why, and empties again for a file the box takes."""
+    from atlas.images import MAX_UPLOAD_BYTES
+    from tests.conftest import IMAGES
+
+    big, notes = tmp_path / "huge_photo.jpg", tmp_path / "notes.txt"
+    big.write_bytes(b"\xff" * (MAX_UPLOAD_BYTES + 1024 * 1024))
+    notes.write_text("not a picture")
+    browser.get(server + "/search")
+    upload = wait_for(browser, "#search-upload input[type=file]")
+    note = browser.find_element("css selector", ".atlas-upload-refused")
+    upload.send_keys(str(big))
+    wait_until(lambda: "huge_photo.jpg was not sent" in note.text, what="the size refusal")
+    assert f"up to {MAX_UPLOAD_BYTES // 2**20} MB" in note.text
+    upload.send_keys(str(notes))
+    wait_until(lambda: "text/plain is not accepted" in note.text, what="the type refusal")
+    upload.send_keys(str(IMAGES / "2014-01-20.jpg"))
+    wait_for(browser, "#search-upload-categories .progress", timeout=60)
+    assert note.text == ""
 
 
 def test_entry_without_thumbnail_shows_its_nasa_picture_or_an_offline_placeholder(browser, server):
@@ -540,6 +562,8 @@ def test_sky_cone_search_by_name(browser, server):
 def test_galaxies_upload_results_aladin_and_download(browser, server, downloads, tmp_path, demo_lake):
     """Upload a galaxy → look-alikes with pictures, morphology beside the random baseline, markers in
     Aladin Lite; a catalogue galaxy's morphology neighbours; lasso on the morphology map → download."""
+    from selenium.webdriver.common.keys import Keys
+
     from tests.galaxy_pictures import render
 
     browser.get_log("browser")
@@ -581,5 +605,12 @@ def test_galaxies_upload_results_aladin_and_download(browser, server, downloads,
     wait_until(lambda: "3 galaxies selected" in browser.find_element("id", "gal-selection-count").text, what="selection")
     got = download_csv(browser, downloads, "gal-dl-csv", "gz2_selection.csv")
     assert sorted(r["objid"] for r in got) == picked and "p_smooth" in got[0]
+    # a galaxy that is not in the catalogue: a warning, and the last galaxies' markers leave the sky too
+    box = browser.find_element("id", "gal-objid")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("1234567890\n")
+    wait_until(lambda: browser.execute_script("return window.atlasGalaxyMarkers") == 0, what="markers cleared")
+    assert browser.execute_script("const v = window.atlasGalaxyView;"
+                                  "return v.query.getSources().length + v.near.getSources().length") == 0
     errors = [e for e in console_errors(browser) if not any(s in e for s in OFFLINE_ALADIN)]
     assert errors == []

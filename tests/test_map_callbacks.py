@@ -16,6 +16,7 @@ from lake.density import FIRST_VIEW_POINTS, LARGE_MAP, MAX_SELECTION_ROWS, OVERL
 from lake.queries import MAX_MAP_POINTS
 from pages import figures
 from pages.ids import Map
+from tests.conftest import component_with_id
 
 N = 70_000
 
@@ -31,17 +32,19 @@ def client(tmp_path_factory):
     return c
 
 
-def _callback(client, *, trigger: str) -> dict:
-    """The dependency record of the callback that ``trigger`` (``id.property``) fires."""
+def _callback(client, *, trigger: str, output: str = "") -> dict:
+    """The dependency record of the callback that ``trigger`` (``id.property``) fires (the one whose
+    outputs include ``output``, where several do)."""
     deps = client.get("/_dash-dependencies").get_json()
     return next(d for d in deps if any(f"{i['id']}.{i['property']}" == trigger for i in d["inputs"])
-                and not d.get("clientside_function"))
+                and not d.get("clientside_function") and output in d["output"])
 
 
-def _post(client, trigger: str, values: dict[str, object], *, status: int = 200) -> dict | None:
-    """Fire the callback of ``trigger`` with ``values`` (``id.property`` → value) as Dash's renderer does;
-    its response (None for ``status`` 204: the callback prevented the update)."""
-    dep = _callback(client, trigger=trigger)
+def _post(client, trigger: str, values: dict[str, object], *, status: int = 200, output: str = "") -> dict | None:
+    """Fire the callback of ``trigger`` (the one writing ``output``, where several are fired) with
+    ``values`` (``id.property`` → value) as Dash's renderer does; its response (None for ``status`` 204:
+    the callback prevented the update)."""
+    dep = _callback(client, trigger=trigger, output=output)
 
     def spec(items):
         return [{"id": i["id"], "property": i["property"], "value": values.get(f"{i['id']}.{i['property']}")}
@@ -111,6 +114,32 @@ def test_selection_downloads_as_parquet_with_credits_and_licence(client):
     assert b"licence" in table.schema.metadata
 
 
+def test_nothing_selected_downloads_nothing(client):
+    """A file of column names only is no download: the buttons do nothing until something is lassoed."""
+    _post(client, f"{Map.DL_CSV}.n_clicks", {**_state(), f"{Map.DL_CSV}.n_clicks": 1, f"{Map.PAGE_SELECTION}.data": []},
+          status=204)
+
+
+def test_methods_a_lake_has_no_map_of_are_disabled_and_left(client):
+    """This lake has only the text UMAP: choosing the text embedding while on 3-D UMAP (a map only the
+    multimodal vectors get) moves the method to UMAP, and the page offers only the maps it has."""
+    got = _post(client, f"{Map.EMB}.value", {f"{Map.EMB}.value": "text", f"{Map.METHOD}.value": "umap3d"},
+                output=f"{Map.METHOD}.options")
+    options = {o["value"]: o["disabled"] for o in got[Map.METHOD]["options"]}
+    assert options == {"umap": False, "tsne": True, "umap3d": True} and got[Map.METHOD]["value"] == "umap"
+    same = _post(client, f"{Map.EMB}.value", {f"{Map.EMB}.value": "text", f"{Map.METHOD}.value": "umap"},
+                 output=f"{Map.METHOD}.options")
+    assert "value" not in same[Map.METHOD]  # already a map it has: left alone
+    from pages import home
+
+    with client.application.test_request_context("/?emb=text&method=umap3d"):  # a URL asking for it
+        layout = home.layout(emb="text", method="umap3d")
+    radio = component_with_id(layout, Map.METHOD)
+    assert radio.value == "umap" and [o["disabled"] for o in radio.options] == [False, True, True]
+    emb = component_with_id(layout, Map.EMB)
+    assert [o["value"] for o in emb.options if not o["disabled"]] == ["text"]
+
+
 def test_hover_card_and_selection_read_the_day_numbers(client):
     """Points carry day numbers; the hover card asks the server for the title and category, the lasso
     turns them back into dates."""
@@ -118,7 +147,7 @@ def test_hover_card_and_selection_read_the_day_numbers(client):
 
     first = _post(client, "map-emb.value", {"map-emb.value": "text", "map-method.value": "umap",
                                             "map-color.value": "category", "map-cats.value": [],
-                                            "map-years.value": None})
+                                            "map-years.value": None}, output="map-graph.figure")
     day = first["map-graph"]["figure"]["data"][0]["customdata"][0]
     assert isinstance(day, int)
     card = _post(client, "map-graph.hoverData", {"map-graph.hoverData": {"points": [

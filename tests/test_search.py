@@ -14,7 +14,7 @@ from lake.filters import Filters
 from lake.reader import LakeReader
 from lake.search import SearchEngine, SearchError, rrf, snippet
 from atlas.encoders import encoder_from_manifest
-from tests.conftest import IMAGES, run_cli
+from tests.conftest import IMAGES, component_with_id, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +104,26 @@ def test_the_page_and_the_api_say_which_spellings_were_also_searched(client):
         said = str(page.layout(q="grey colour", mode="keyword"))
         assert "also searched as the archive spells it: gray, color" in said
         assert "also searched" not in str(page.layout(q="gray color", mode="keyword"))
+
+
+def test_the_pager_offers_only_pages_with_results(client, search):
+    """An 18-result query offered 20 pages, 18 of them empty: the pager now reaches one page past the
+    current one while results go on, and a page past the end says so and links back."""
+    from pages import search as page
+    from pages.ids import Search
+
+    query = next(q for q in ("comet", "galaxy", "nebula", "moon")
+                 if 10 < len(search.search(q, k=100, mode="keyword")) < 100)
+    n = len(search.search(query, k=100, mode="keyword"))
+    last = -(-n // 10)
+
+    with client.application.app_context():
+        first = component_with_id(page.layout(q=query, mode="keyword", page="1"), Search.PAGE)
+        assert first.max_value == 2 and first.style is None
+        end = component_with_id(page.layout(q=query, mode="keyword", page=str(last)), Search.PAGE)
+        assert end.max_value == last
+        past = page.layout(q=query, mode="keyword", page=str(last + 1))
+        assert f"Page {last + 1} is past the last result" in str(past) and component_with_id(past, Search.PAGE).style == page.HIDDEN
 
 
 def test_modes_find_relevant_entries(search):

@@ -1,0 +1,36 @@
+/* Why a picture dropped on an upload box was refused.
+ *
+ * dcc.Upload refuses a file over its max_size, or of a type its accept list lacks, in the browser and
+ * fires no callback (plotly/dash#2638): without this the person saw nothing happen. Each box
+ * (pages/_common.py upload_box, .atlas-upload-box) has a line under its drop zone,
+ * .atlas-upload-refused, carrying the server's limits in data attributes; a drop or a file chosen in
+ * the dialog is checked against them here, and the line says what to send instead (or is emptied for a
+ * file the box takes).
+ */
+(function () {
+    'use strict';
+
+    function megabytes(bytes) { return (bytes / 1048576).toFixed(1).replace(/\.0$/, '') + ' MB'; }
+
+    function check(event) {
+        const box = event.target && event.target.closest ? event.target.closest('.atlas-upload-box') : null;
+        const note = box ? box.querySelector('.atlas-upload-refused') : null;
+        if (!note) { return; }
+        const files = event.type === 'drop' ? (event.dataTransfer && event.dataTransfer.files) : event.target.files;
+        note.textContent = '';
+        if (!files || !files.length) { return; }
+        const file = files[0];
+        const max = Number(note.dataset.maxBytes);
+        const types = (note.dataset.types || '').split(',');
+        if (types.indexOf(file.type) < 0) {
+            note.textContent = file.name + ' was not sent: ' + (file.type || 'its type') +
+                ' is not accepted. Send a JPEG, PNG, GIF or WebP picture.';
+        } else if (file.size > max) {
+            note.textContent = file.name + ' was not sent: it is ' + megabytes(file.size) +
+                ', and pictures up to ' + megabytes(max) + ' are accepted.';
+        }
+    }
+
+    document.addEventListener('drop', check, true);
+    document.addEventListener('change', check, true);
+})();
