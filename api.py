@@ -16,6 +16,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map
 
 from atlas.images import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, UPLOAD_TYPES
+from atlas.userstate import FeedbackUnavailable
 from lake.filters import FilterError, Filters
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, nasa_page_url
@@ -479,7 +480,8 @@ def not_found(exc):
 
 
 @bp.errorhandler(LakeMissingError)
-def no_lake(exc):
+@bp.errorhandler(FeedbackUnavailable)
+def unavailable(exc):
     return jsonify({"error": str(exc)}), 503
 
 

@@ -20,7 +20,7 @@ from flask import current_app
 import pandas as pd
 
 from atlas.encoders import Encoder, encoder_from_manifest
-from atlas.userstate import FeedbackStore, default_path
+from atlas.userstate import FeedbackStore, FeedbackUnavailable, default_path
 from atlas.sky.resolve import position_of
 from lake.layout import LakeLayout
 from lake.filters import Filters
@@ -106,7 +106,12 @@ class LakeService:
         """The ranked oddities list: the detector's order, re-ranked by this person's labels. Without
         ``why`` (word the rows you show with :func:`lake.oddities.reason`)."""
         atlas = self.atlas()
-        return ranked(atlas.anomaly_scores(filters), self.feedback().labels(user=user), detector=detector,
+        try:
+            labels = self.feedback().labels(user=user)
+        except FeedbackUnavailable as exc:  # the detectors' own order still answers; storing labels says why not
+            log.warning("oddities without feedback: %s", exc)
+            labels = {}
+        return ranked(atlas.anomaly_scores(filters), labels, detector=detector,
                       pct=atlas.anomaly_percentiles(), words=False)
 
     def locate(self, name: str) -> tuple[float, float] | None:

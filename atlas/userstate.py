@@ -36,6 +36,11 @@ class FeedbackError(ValueError):
     """A label that cannot be stored as given; the message says why."""
 
 
+class FeedbackUnavailable(RuntimeError):
+    """The labels' database cannot be opened or written (a read-only home, a full disk): the message
+    says where it is and how to move it."""
+
+
 def default_path(lake_root: Path) -> Path:
     """The feedback file of one lake: named after the lake's resolved path, so lakes never mix."""
     key = hashlib.sha1(str(Path(lake_root).resolve()).encode()).hexdigest()[:12]
@@ -62,17 +67,29 @@ def _insert(con: sqlite3.Connection, day: str, label: int | None, user: str) -> 
 class FeedbackStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
 
+    def _unavailable(self, exc: Exception) -> FeedbackUnavailable:
+        return FeedbackUnavailable(f"people's labels cannot be kept in {self.path} ({type(exc).__name__}: {exc}); "
+                                   f"set {environment.STATE_ENV} to a folder this server can write")
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc) from exc
         try:
             con.execute("PRAGMA busy_timeout=30000")
             yield con
+        except sqlite3.OperationalError as exc:  # read-only file, full disk, locked past the timeout
+            raise self._unavailable(exc) from exc
         finally:
             con.close()
 

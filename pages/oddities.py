@@ -3,6 +3,7 @@ down that re-rank the list for the person giving them (stored outside the lake, 
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from urllib.parse import urlencode
@@ -11,6 +12,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
+from atlas.userstate import FeedbackUnavailable
 from lake.manifest import LakeMissingError
 from lake.oddities import reason
 from lake.pictures import picture_for
@@ -18,6 +20,8 @@ from lake.schema import ANOMALY_DETECTORS
 from pages._common import atlas, missing_lake_notice, picture_element, vocabulary
 from pages.ids import Entry, Oddities
 from services import feedback, oddities
+
+log = logging.getLogger(__name__)
 
 dash.register_page(__name__, path="/oddities", name="Oddities", title="Cosmic Atlas · Oddities")
 
@@ -153,7 +157,11 @@ def mark(clicks, user, version):
     trigger = ctx.triggered_id
     if not trigger or not any(clicks) or not user:
         return no_update
-    feedback().toggle(date=trigger["date"], interesting=trigger["label"] == "up", user=user)
+    try:
+        feedback().toggle(date=trigger["date"], interesting=trigger["label"] == "up", user=user)
+    except FeedbackUnavailable as exc:  # the server's operator must move the store; the list stays as it was
+        log.error("a thumb was not stored: %s", exc)
+        return no_update
     return (version or 0) + 1
 
 

@@ -77,6 +77,21 @@ def test_bad_feedback_gets_a_clear_error(demo_client, body, status, fragment):
     assert demo_client.get("/api/oddities/export?format=xls").status_code == 400
 
 
+def test_a_state_folder_that_cannot_be_written_is_a_clear_503_and_the_list_still_answers(demo_lake, tmp_path,
+                                                                                          monkeypatch):
+    from app import create_app
+
+    blocked = tmp_path / "a-file-not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("COSMIC_ATLAS_STATE", str(blocked / "state"))
+    c = create_app(lake=demo_lake).server.test_client()
+    listed = c.get("/api/oddities?k=3&user=alice")
+    assert listed.status_code == 200 and len(listed.get_json()["results"]) == 3  # the detectors' own order
+    top = listed.get_json()["results"][0]["date"]
+    stored = c.post("/api/feedback", json={"date": top, "interesting": True, "user": "alice"})
+    assert stored.status_code == 503 and "COSMIC_ATLAS_STATE" in stored.get_json()["error"]
+
+
 def test_twenty_clients_clicking_at_once_lose_nothing(demo_app):
     dates = LakeReader.open(demo_app.server.extensions["cosmic_atlas"].layout.root).query(
         "SELECT strftime(date, '%Y-%m-%d') AS d FROM entries ORDER BY date LIMIT 5").d.tolist()
