@@ -126,7 +126,24 @@ def publish_tree(staged: Path, target: Path) -> bool:
 
 
 def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a folder in one step: renamed aside (atomic), then deleted.
+
+    A removal cut short (a killed build, a full disk) leaves a hidden ``.trash-…`` sibling, deleted by
+    the next removal of that name, never a half-deleted folder under its own name, which a resumed
+    build would take for finished output (a staged vector table missing half its files)."""
+    path = Path(path)
+    for leftover in path.parent.glob(f".trash-{path.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if path.is_symlink() or not path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    trash = path.parent / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(path, trash)
+    except OSError:  # another file system under it, or a folder gone meanwhile: delete in place
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def link_tree(source: Path, target: Path) -> None:

@@ -14,23 +14,38 @@ class LakeMissingError(FileNotFoundError):
     """Raised when there is no usable lake; the message says how to build one."""
 
     def __init__(self, root: Path, reason: str | None = None) -> None:
-        super().__init__(
-            (reason or f"No Cosmic Atlas lake at {root}.")
-            + f" Build it with `python -m pipeline build --lake {root}` (or run `make run` / see README)."
-        )
+        super().__init__((reason or f"No Cosmic Atlas lake at {root}.") + " " + self.advice(root))
         self.root = root
+
+    def advice(self, root: Path) -> str:
+        return f"Build it with `python -m pipeline build --lake {root}` (or run `make run` / see README)."
 
 
 class LakeVersionError(LakeMissingError, ValueError):
     """The lake was written with another schema version than this code reads: it must be rebuilt."""
 
 
+class LakeNewerError(LakeVersionError):
+    """The lake was written by a newer Cosmic Atlas: this code must be upgraded, and a build must not
+    replace the lake with an older kind (unless asked to, with ``--force``)."""
+
+    def advice(self, root: Path) -> str:
+        return f"A build of this version replaces it only when asked to: `python -m pipeline build --lake {root} --force`."
+
+
 def read(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as fh:
-        manifest = json.load(fh)
-    version = manifest.get("schema_version")
+    root = path.parent.parent.parent if path.parent.parent.name == "versions" else path.parent
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # a lake's files are written atomically: not ours
+        raise LakeMissingError(root, f"The lake at {root} has an unreadable manifest ({path.name}: {exc}).") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise LakeNewerError(
+            root, f"The lake at {root} was written by a newer Cosmic Atlas (schema version {version}; this one "
+            f"reads {SCHEMA_VERSION}): upgrade Cosmic Atlas to read it, or build a lake of this version elsewhere.")
     if version != SCHEMA_VERSION:
-        root = path.parent.parent.parent if path.parent.parent.name == "versions" else path.parent
         raise LakeVersionError(
             root, f"The lake at {root} has schema version {version}; this Cosmic Atlas reads version "
             f"{SCHEMA_VERSION}, so the lake must be rebuilt (the embedding cache is reused).")

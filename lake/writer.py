@@ -58,17 +58,25 @@ class LakeWriter:
             yield
 
     # -- manifests ------------------------------------------------------------------------------
-    def live_manifest(self) -> dict[str, Any] | None:
+    def live_manifest(self, *, replace_newer: bool = False) -> dict[str, Any] | None:
+        """The published manifest; None for none, or for a lake of an older schema (rebuilt whole). A lake
+        written by a newer Cosmic Atlas raises :class:`lake.manifest.LakeNewerError` unless
+        ``replace_newer`` (``--force``): an upgrade's lake is not quietly replaced by an older kind."""
         try:
             return manifest_io.read_if_exists(self.layout.manifest)
-        except ValueError as exc:  # older schema: rebuild everything
+        except manifest_io.LakeNewerError as exc:
+            if not replace_newer:
+                raise
+            log.warning("%s Replacing it, as --force asks.", exc)
+            return None
+        except (ValueError, manifest_io.LakeMissingError) as exc:  # older schema, unreadable: rebuild everything
             log.warning("%s", exc)
             return None
 
     def staged_manifest(self) -> dict[str, Any]:
         try:
             return manifest_io.read_if_exists(self.layout.staged_manifest) or {}
-        except ValueError:
+        except (ValueError, manifest_io.LakeMissingError):
             return {}
 
     def save_staged_manifest(self, manifest: dict[str, Any]) -> None:

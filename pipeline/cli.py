@@ -124,6 +124,17 @@ def cmd_export_vectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def _query_errors() -> tuple[type[BaseException], ...]:
+    """What a query command (search, galaxies, oddities, feedback) answers with a one-line error: a
+    missing, unreadable or newer lake, a bad argument, an unknown entry, a lake on object storage that
+    cannot be pulled, a feedback store that cannot be written (all named by their messages). Called in
+    the ``except`` clause, so a command that succeeds never imports what these live in."""
+    from atlas.userstate import FeedbackUnavailable
+    from lake.manifest import LakeMissingError
+
+    return LakeMissingError, LookupError, ValueError, OSError, FeedbackUnavailable
+
+
 def _query_encoders(reader: LakeReader) -> Callable[[dict[str, Any]], Encoder]:
     """The query encoder of a lake's manifest, loaded as the app loads it: from the text tower the build
     saved in the lake's model cache where there is one, not through sentence-transformers, whose import
@@ -139,7 +150,6 @@ def cmd_galaxies(args: argparse.Namespace) -> int:
 
     from atlas.images import ImageRejected, decode_image, upload_limits
     from lake.galaxies import GalaxyError, GalaxyQueries
-    from lake.manifest import LakeMissingError
     from lake.reader import LakeReader
 
     try:
@@ -160,7 +170,7 @@ def cmd_galaxies(args: argparse.Namespace) -> int:
             found = g.similar_to_galaxy_picture(args.objid, k=args.k)
         else:
             found = g.morphology_neighbours(args.objid, k=args.k)
-    except (GalaxyError, LookupError, LakeMissingError) as exc:
+    except _query_errors() as exc:  # GalaxyError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -186,11 +196,13 @@ def cmd_oddities(args: argparse.Namespace) -> int:
     import json
 
     from atlas.userstate import FeedbackStore, default_path
-    from lake.manifest import LakeMissingError
     from lake.oddities import ranked
     from lake.queries import AtlasQueries
     from lake.reader import LakeReader
 
+    if args.command == "oddities" and args.k < 1:
+        print("error: -k must be 1 or more", file=sys.stderr)
+        return 2
     try:
         reader = LakeReader.open(args.lake or environment.lake_dir())
         store = FeedbackStore(default_path(reader.layout.root))
@@ -202,15 +214,21 @@ def cmd_oddities(args: argparse.Namespace) -> int:
             print(f"{args.date}: {args.label} (user {args.user})")
             return 0
         df = ranked(AtlasQueries(reader).anomaly_scores(), store.labels(user=args.user), detector=args.detector)
-    except (LakeMissingError, LookupError, ValueError) as exc:
+    except _query_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.export:
+        from lake.exports import table_bytes
+
         if args.export.suffix not in (".csv", ".parquet"):
             print("error: --export needs a .csv or .parquet file name", file=sys.stderr)
             return 2
         out = df.drop(columns=["url", "media_type"], errors="ignore")
-        out.to_parquet(args.export, index=False) if args.export.suffix == ".parquet" else out.to_csv(args.export, index=False)
+        try:  # as the API writes it (CSV cells a spreadsheet would run, made inert)
+            args.export.write_bytes(table_bytes(out, fmt=args.export.suffix[1:])[0])
+        except OSError as exc:
+            print(f"error: cannot write {args.export}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         print(f"wrote {len(out):,} rows to {args.export}")
         return 0
     top = df.head(args.k)
@@ -226,8 +244,7 @@ def cmd_oddities(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     import json
 
-    from lake.filters import FilterError, Filters
-    from lake.manifest import LakeMissingError
+    from lake.filters import Filters
     from lake.reader import LakeReader
     from lake.search import SearchEngine, SearchError
 
@@ -255,7 +272,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                 log.warning("no picture categories: this lake has no text–picture space")
         else:
             hits = engine.search(args.query, k=args.k, kind=args.kind or "text", mode=args.mode, filters=filters)
-    except (SearchError, FilterError, LakeMissingError) as exc:
+    except _query_errors() as exc:  # SearchError and FilterError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json and args.image is not None:
@@ -313,6 +330,15 @@ def _stages():
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        log.warning("interrupted; the published lake is unchanged, and the same command resumes a build "
+                    "from its finished stages")
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "build":
         return cmd_build(args)
     if args.command == "search":

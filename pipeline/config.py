@@ -94,7 +94,12 @@ def parse_non_negative(value: str) -> float:
 
 
 def parse_lake(value: str) -> LakeLayout:
-    return LakeLayout.at(value)
+    if not value.strip():  # `--lake "$UNSET"` must not quietly mean the repository's own lake
+        raise argparse.ArgumentTypeError("is empty; give a folder or s3://bucket/prefix (or leave --lake out)")
+    try:
+        return LakeLayout.at(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def option(
@@ -312,6 +317,18 @@ class BuildConfig:
         self.collections = list(dict.fromkeys(self.collections))
         if self.align_exclude is not None:
             self.excluded_from_alignment()  # a missing file or a bad line fails before any work
+        # files and numbers a stage would refuse minutes into a cold build, refused before any work
+        for flag, path in (("--taxonomy", self.taxonomy_path), ("--gz2-catalogue", self.gz2_catalogue
+                                                                  if "gz2" in self.collections else None),
+                           *(("--dump", d) for d in self.dump_paths)):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{flag} {path}: no such file")
+        if self.umap_neighbors < 2:
+            raise ValueError("--umap-neighbors must be at least 2 (a point and one neighbour)")
+        if not 0 <= self.umap_min_dist <= 1:
+            raise ValueError("--umap-min-dist must be between 0 and 1")
+        if not self.tsne_perplexity > 0:
+            raise ValueError("--tsne-perplexity must be more than 0")
 
     @property
     def helper_processes(self) -> bool:

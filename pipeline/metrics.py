@@ -111,17 +111,19 @@ class RunMetrics:
         self.sample()
         try:
             yield info
-        finally:
-            wall = time.perf_counter() - start
-            self._rss()
-            if info.get("background"):
-                self.stages[name] = {"wall_seconds": None, "skipped": False}  # its place in the stage order
-                with self._lock:
-                    self._stage = "between stages"
-                log.info("stage %-9s handed to the worker process", name)
-            else:
-                self.record_stage(name, wall=wall, items=info.get("items"), peak_rss=self._peak_rss,
-                                  skipped=bool(info.get("skipped")), carried_over=info.get("carried_over"))
+        except BaseException:  # not recorded, nor logged as done: the build's error (or interruption) says why
+            log.error("stage %-9s failed after %.1fs", name, time.perf_counter() - start)
+            raise
+        wall = time.perf_counter() - start
+        self._rss()
+        if info.get("background"):
+            self.stages[name] = {"wall_seconds": None, "skipped": False}  # its place in the stage order
+            with self._lock:
+                self._stage = "between stages"
+            log.info("stage %-9s handed to the worker process", name)
+        else:
+            self.record_stage(name, wall=wall, items=info.get("items"), peak_rss=self._peak_rss,
+                              skipped=bool(info.get("skipped")), carried_over=info.get("carried_over"))
 
     def record_stage(self, name: str, *, wall: float, items: int | None, peak_rss: int, skipped: bool = False,
                      carried_over: bool | None = None, where: str | None = None) -> None:

@@ -172,7 +172,7 @@ def run_in_worker(run: Callable[[BuildContext], StageResult], cfg: BuildConfig, 
     """A background stage, in the worker process: with a context of its own (same settings, lake, run id
     and published manifest; no other stage's in-memory values, resources made afresh)."""
     ctx = BuildContext(cfg, run_id=run_id)
-    ctx.live = ctx.writer.live_manifest() or {}  # what the stage may keep from the published build
+    ctx.live = ctx.writer.live_manifest(replace_newer=cfg.force) or {}  # what the stage may keep of the published build
     return run(ctx)
 
 
@@ -217,7 +217,7 @@ class Runner:
         with ctx.writer.locked():
             if remote is not None:
                 remote.pull(shared=SHARED_FOR_BUILD)
-            ctx.live = ctx.writer.live_manifest() or {}
+            ctx.live = ctx.writer.live_manifest(replace_newer=ctx.cfg.force) or {}
             if cfg.force:
                 ctx.writer.discard_staging()
             staged = ctx.writer.staged_manifest()

@@ -175,7 +175,7 @@ def load_sources(cfg: BuildConfig) -> list[RawBatch]:
             start = cfg.start or _day_after([b for part in loaded.values() for b in part])
             client = nasa.NasaApodClient(api_url=cfg.nasa_api_url, api_key=cfg.nasa_api_key,
                                          cache_dir=cfg.lake.api_cache)
-            loaded[i] = [nasa.load(client, start, cfg.end)]
+            loaded[i] = [nasa.load(client, start, cfg.end, progress=cfg.progress)]
     batches = [b for i in sorted(loaded) for b in loaded[i]]
     if cfg.start or cfg.end:  # --start/--end bound every source, not only the API
         lo, hi = cfg.start or dt.date.min, cfg.end or dt.date.max

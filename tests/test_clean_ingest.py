@@ -171,3 +171,16 @@ def test_dump_formats(tmp_path):
     (tmp_path / "a.csv").write_text("date\n")
     with pytest.raises(SourceError, match="unknown dump format"):
         dump.load(tmp_path / "a.csv")
+    import gzip
+
+    whole = gzip.compress(b"\n".join(json.dumps(r).encode() for r in rows))
+    (tmp_path / "torn.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # a download cut short
+    (tmp_path / "latin1.jsonl").write_bytes('{"date": "2014-01-01", "title": "Caf\u00e9"}\n'.encode("latin-1"))
+    (tmp_path / "torn.parquet").write_bytes((tmp_path / "a.parquet").read_bytes()[:200])
+    for name in ("torn.jsonl.gz", "latin1.jsonl", "torn.parquet"):
+        with pytest.raises(SourceError, match=f"cannot read the dump .*{name}"):
+            dump.load(tmp_path / name)
+    odd = [dict(rows[0], image_file=5), rows[1]]
+    (tmp_path / "odd.jsonl").write_text("\n".join(json.dumps(r) for r in odd))
+    loaded = dump.load(tmp_path / "odd.jsonl").records
+    assert loaded[0] == {"_invalid": "image_file is int, not a path"} and loaded[1]["date"] == rows[1]["date"]

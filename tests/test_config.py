@@ -46,6 +46,7 @@ def test_absent_flags_keep_the_dataclass_defaults():
 
 def test_dump_alone_builds_from_the_dump_and_with_sources_adds_to_them(tmp_path):
     dump = tmp_path / "d.jsonl"
+    dump.write_text("")
     assert config_from_args(_build_args("--dump", str(dump))).sources == ["dump"]
     both = config_from_args(_build_args("--source", "bundled", "--dump", str(dump)))
     assert both.sources == ["bundled", "dump"] and both.dump_paths == [Path(dump)]
@@ -53,6 +54,30 @@ def test_dump_alone_builds_from_the_dump_and_with_sources_adds_to_them(tmp_path)
         config_from_args(_build_args("--source", "dump"))
     with pytest.raises(ValueError, match="after --end"):
         config_from_args(_build_args("--start", "2014-02-01", "--end", "2014-01-01"))
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--taxonomy", "no-such-taxonomy.json"], "--taxonomy no-such-taxonomy.json: no such file"),
+    (["--gz2-catalogue", "no-such.csv.gz"], "--gz2-catalogue no-such.csv.gz: no such file"),
+    (["--dump", "no-such.jsonl"], "--dump no-such.jsonl: no such file"),
+    (["--umap-neighbors", "1"], "at least 2"),
+    (["--umap-min-dist", "1.5"], "between 0 and 1"),
+    (["--tsne-perplexity", "0"], "more than 0"),
+])
+def test_settings_a_stage_would_refuse_late_are_refused_before_any_work(flags, message):
+    """A missing file or an impossible number used to fail minutes into a cold build, after embedding."""
+    with pytest.raises(ValueError, match=message):
+        config_from_args(_build_args(*flags))
+    assert config_from_args(_build_args("--collection", "apod", "--gz2-catalogue", "no-such.csv.gz")).collections == \
+        ["apod"]  # a catalogue that this build does not read is not asked for
+
+
+def test_an_empty_or_bucketless_lake_is_a_usage_error(capsys):
+    """`--lake "$UNSET"` quietly meant the repository's own lake; `s3://` hid why it was refused."""
+    for value, said in (("", "is empty"), ("s3://", "names no bucket")):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(["build", "--lake", value])
+        assert exit_.value.code == 2 and said in capsys.readouterr().err
 
 
 def test_environment_is_read_when_a_config_is_made(monkeypatch, tmp_path):

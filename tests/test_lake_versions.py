@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from lake.layout import LakeLayout
-from lake.manifest import LakeMissingError, LakeVersionError
+from lake.manifest import LakeMissingError, LakeNewerError
 from lake.reader import LakeReader
 from lake.schema import SCHEMAS
 from lake.writer import LakeBusyError, LakeWriter
@@ -142,8 +143,44 @@ def test_missing_old_and_foreign_schema_lakes_say_what_to_do(tmp_path):
     _publish(other, "s1")
     manifest = other.manifest
     manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"schema_version": 999}))
-    with pytest.raises(LakeVersionError, match=r"schema version 999.*must be rebuilt"):
+    with pytest.raises(LakeNewerError, match=r"newer Cosmic Atlas \(schema version 999.*upgrade Cosmic Atlas"):
+        LakeReader(other)  # a lake from a newer release: this code is what must change, not the lake
+    with pytest.raises(LakeNewerError, match="--force"):
+        LakeWriter(other).live_manifest()  # a build of this version would replace it with an older kind
+    assert LakeWriter(other).live_manifest(replace_newer=True) is None  # --force: rebuilt whole
+    manifest.write_text('{"schema_version": 3, "torn')  # not written by a build (they write atomically)
+    with pytest.raises(LakeMissingError, match="unreadable manifest"):
         LakeReader(other)
+    assert LakeWriter(other).live_manifest() is None  # a build rebuilds it whole
+
+
+def test_a_folder_removal_cut_short_never_leaves_a_half_folder_under_its_name(tmp_path, monkeypatch):
+    """A resumed build takes a staged folder that exists for finished output: removal renames it aside
+    first, so a removal killed midway leaves only a hidden leftover, deleted by the next removal."""
+    import shutil
+
+    from lake import atomic
+
+    staged = tmp_path / "vectors"
+    (staged / "data").mkdir(parents=True)
+    for i in range(5):
+        (staged / "data" / f"{i}.lance").write_bytes(b"x")
+    real_rmtree = shutil.rmtree
+
+    def killed(path, *args, **kwargs):  # the process dies after deleting one file
+        next(Path(path).rglob("*.lance")).unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.remove_tree(staged)
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    assert not staged.exists()  # never half there under its own name
+    leftovers = list(tmp_path.glob(".trash-vectors-*"))
+    assert len(leftovers) == 1 and len(list(leftovers[0].rglob("*.lance"))) == 4
+    staged.mkdir()
+    atomic.remove_tree(staged)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_server_follows_a_newly_published_lake(tmp_path):

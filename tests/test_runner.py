@@ -358,3 +358,33 @@ def test_cpu_a_stage_used_in_another_process_counts_as_its_own(tmp_path):
     Runner([Stage("helped", helped, lambda ctx: "v1")]).run(_cfg(tmp_path))
     live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
     assert 12.5 <= live["stages"]["helped"]["cpu_seconds"] < 14
+
+
+def broken_here(ctx) -> StageResult:
+    raise RuntimeError("stage broke")
+
+
+def test_a_failed_stage_is_logged_as_failed_not_done(tmp_path, caplog):
+    runner = Runner([Stage("first", lambda ctx: StageResult(items=1), lambda ctx: "first-v1"),
+                     Stage("broken", broken_here, lambda ctx: [ctx.hash("first"), "v1"])])
+    caplog.set_level(logging.INFO, logger="pipeline.metrics")
+    with pytest.raises(RuntimeError, match="stage broke"):
+        runner.run(_cfg(tmp_path, background_stages=False))
+    said = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
+    assert any("failed after" in m for m in said) and not any(" done " in m for m in said), said
+
+
+def test_the_query_commands_answer_bad_lakes_and_interruptions_in_one_line(tmp_path, monkeypatch, capsys):
+    """No traceback for a lake whose manifest is torn, a count below 1, or Ctrl-C (exit 130, resumable)."""
+    from pipeline import cli
+
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "manifest.json").write_text('{"schema_version": ')
+    for argv in (["search", "comets", "--lake", str(torn)], ["galaxies", "--lake", str(torn)],
+                 ["oddities", "--lake", str(torn)], ["oddities", "-k", "0", "--lake", str(torn)]):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err, (argv, err)
+    monkeypatch.setattr(cli, "_dispatch", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["search", "comets"]) == 130

@@ -55,7 +55,13 @@ def load(path: Path) -> RawBatch:
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"dump file {path} does not exist")
-    records, bad_lines = _read_records(path)
+    try:
+        records, bad_lines = _read_records(path)
+    except SourceError:
+        raise
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:  # a torn .gz, another encoding, bad Parquet
+        raise SourceError(f"cannot read the dump {path} ({type(exc).__name__}: {exc}); JSON and JSONL dumps "
+                          "must be UTF-8 text (gzipped if named .gz), Parquet files whole") from None
     clean: list[dict[str, Any]] = []
     for rec in records:
         if not isinstance(rec, dict):
@@ -63,6 +69,9 @@ def load(path: Path) -> RawBatch:
             continue
         rec = dict(rec)
         image = rec.get("image_file")
+        if image is not None and not isinstance(image, str):
+            clean.append({"_invalid": f"image_file is {type(image).__name__}, not a path"})
+            continue
         if image and not Path(image).is_absolute():
             rec["image_file"] = str((path.parent / image).resolve())
         rec.setdefault("record_source", f"dump:{path.name}")

@@ -134,12 +134,12 @@ class NasaApodClient:
         return records
 
 
-def load(client: NasaApodClient, start: dt.date | None, end: dt.date | None) -> RawBatch:
+def load(client: NasaApodClient, start: dt.date | None, end: dt.date | None, *, progress: bool = True) -> RawBatch:
     start = start or FIRST_APOD
     end = end or dt.date.today()
     if start < FIRST_APOD:
         raise SourceError(f"--start {start} is before the first APOD ({FIRST_APOD})")
-    records = client.fetch(start, end)
+    records = client.fetch(start, end, progress=progress)
     for rec in records:
         rec.setdefault("record_source", "api.nasa.gov")
     return RawBatch(
