@@ -215,10 +215,11 @@ def prune_versions(layout: LakeLayout, *, keep: int, grace_seconds: float = 0.0,
     names = sorted(p.name for p in layout.versions.iterdir() if p.is_dir())
     # left by a build that died mid-publish (a build holds the lake's lock; an app's pulls do not, so
     # they leave temporaries alone: another worker may be filling one)
-    stale = [n for n in names if n.startswith(".tmp-")] if temporaries else []
+    # and the hidden leftovers of a removal cut short (atomic.remove_tree), which are never versions
+    stale = [n for n in names if n.startswith((".tmp-", ".trash-"))] if temporaries else []
     now = time.time()
     stale += versions_to_prune(
-        [n for n in names if not n.startswith(".tmp-")], live=live, keep=keep, grace_seconds=grace_seconds,
+        [n for n in names if not n.startswith(".")], live=live, keep=keep, grace_seconds=grace_seconds,
         superseded_for=lambda successor: now - layout.version_dir(successor).stat().st_mtime if successor else 0.0)
     for name in stale:
         atomic.remove_tree(layout.version_dir(name))
