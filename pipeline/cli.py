@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ra", type=float, help="sky cone centre, right ascension in degrees (with --dec, --radius)")
     s.add_argument("--dec", type=float, help="sky cone centre, declination in degrees")
     s.add_argument("--radius", type=float, default=1.0, help="sky cone radius in degrees")
-    s.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table: a list of results, or "
+                   "with --image an object of the picture's categories and the results")
     o = sub.add_parser("oddities", help="entries ranked by how odd they are (anomaly scores), re-ranked by your labels",
                        formatter_class=_Defaults)
     o.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)

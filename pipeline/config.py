@@ -156,7 +156,8 @@ class BuildConfig:
     nasa_api_key: str = field(default_factory=environment.nasa_api_key, metadata=option(
         "APOD API key (env NASA_API_KEY; never printed)", group="sources", cli=False))
     limit: int | None = field(default=None, metadata=option(
-        "keep only the first N entries by date (quick looks and tests)", group="sources", parse=parse_positive))
+        "keep only the first N entries by date, and the Galaxy Zoo catalogue's first N galaxies (quick looks "
+        "and tests)", group="sources", parse=parse_positive))
     encoder: str = field(default="auto", metadata=option(
         "auto = OpenCLIP when its weights load, else offline (MiniLM text + EfficientNet-Lite0 pictures)",
         group="embedding",
