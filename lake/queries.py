@@ -308,6 +308,8 @@ class AtlasQueries:
 
     # -- entry page -----------------------------------------------------------------------------
     def entry(self, date: str) -> dict[str, Any] | None:
+        if not self.has_entries:  # a Galaxy Zoo-only lake: no APOD entry to find (not a missing table)
+            raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
         df = self.reader.query(
             "SELECT strftime(date, '%Y-%m-%d') AS date, * EXCLUDE (date) FROM entries WHERE date = $d",
             {"d": dt.date.fromisoformat(date)},

@@ -373,18 +373,3 @@ def test_a_failed_stage_is_logged_as_failed_not_done(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
     assert any("failed after" in m for m in said) and not any(" done " in m for m in said), said
 
-
-def test_the_query_commands_answer_bad_lakes_and_interruptions_in_one_line(tmp_path, monkeypatch, capsys):
-    """No traceback for a lake whose manifest is torn, a count below 1, or Ctrl-C (exit 130, resumable)."""
-    from pipeline import cli
-
-    torn = tmp_path / "torn"
-    torn.mkdir()
-    (torn / "manifest.json").write_text('{"schema_version": ')
-    for argv in (["search", "comets", "--lake", str(torn)], ["galaxies", "--lake", str(torn)],
-                 ["oddities", "--lake", str(torn)], ["oddities", "-k", "0", "--lake", str(torn)]):
-        assert cli.main(argv) == 2, argv
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and "Traceback" not in err, (argv, err)
-    monkeypatch.setattr(cli, "_dispatch", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
-    assert cli.main(["search", "comets"]) == 130

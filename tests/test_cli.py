@@ -1,0 +1,42 @@
+"""The command line's answers to bad lakes and interruptions: one line and an exit code, never a
+traceback (the commands themselves are exercised end to end in test_build_e2e.py and test_search.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lake.layout import LakeLayout
+from lake.writer import LakeWriter
+from pipeline import cli
+
+
+def test_the_query_commands_answer_bad_lakes_and_interruptions_in_one_line(tmp_path, monkeypatch, capsys):
+    """No traceback for a lake whose manifest is torn, a count below 1, or Ctrl-C (exit 130, resumable)."""
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "manifest.json").write_text('{"schema_version": ')
+    for argv in (["search", "comets", "--lake", str(torn)], ["galaxies", "--lake", str(torn)],
+                 ["oddities", "--lake", str(torn)], ["oddities", "-k", "0", "--lake", str(torn)]):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err, (argv, err)
+    monkeypatch.setattr(cli, "_dispatch", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["search", "comets"]) == 130
+
+
+def test_a_galaxy_zoo_only_lake_says_it_has_no_apod_collection(tmp_path, capsys):
+    """A lake built with ``--collection gz2`` alone has no APOD tables: marking or exporting APOD
+    entries there failed with a DuckDB CatalogException or a KeyError."""
+    layout = LakeLayout.at(tmp_path / "gz2-only")
+    LakeWriter(layout).publish_tables({}, {"collections": ["gz2"]}, version="only-galaxies")
+    assert cli.main(["feedback", "2014-01-07", "interesting", "--lake", str(layout.root)]) == 2
+    assert "no APOD collection" in capsys.readouterr().err
+    assert cli.main(["export-vectors", "--lake", str(layout.root), "--out", str(tmp_path / "seeds")]) == 1
+    assert not (tmp_path / "seeds").exists()
+
+
+@pytest.mark.parametrize("argv", [["search", "--help"], ["oddities", "--help"]])
+def test_help_still_exits_cleanly(argv):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 0
