@@ -61,10 +61,14 @@ def layout(**_ignored) -> html.Div:
         html.P("Entries that do not fit: pictures whose captions describe something else, rare subjects, odd "
                "pictures. Mark what you find interesting; the list learns from your marks.", className="text-muted"),
         dbc.Row([
-            dbc.Col(dcc.Dropdown(id=Oddities.DETECTOR, options=options, value="combined", clearable=False), md=4),
-            dbc.Col(dcc.Dropdown(id=Oddities.CATS, options=names, multi=True, placeholder="All categories"), md=4),
-            dbc.Col(dcc.DatePickerRange(id=Oddities.DATES, min_date_allowed=lo, max_date_allowed=hi,
-                                        display_format="YYYY-MM-DD", clearable=True), md=4),
+            dbc.Col([dbc.Label("Detector", html_for=Oddities.DETECTOR, className="small mb-0"),
+                     dcc.Dropdown(id=Oddities.DETECTOR, options=options, value="combined", clearable=False)], md=4),
+            dbc.Col([dbc.Label("Categories", html_for=Oddities.CATS, className="small mb-0"),
+                     dcc.Dropdown(id=Oddities.CATS, options=names, multi=True, placeholder="All categories")], md=4),
+            dbc.Col([dbc.Label("Dates", html_for=Oddities.DATES, className="small mb-0 d-block"),
+                     dcc.DatePickerRange(id=Oddities.DATES, min_date_allowed=lo, max_date_allowed=hi,
+                                         display_format="YYYY-MM-DD", clearable=True,
+                                         updatemode="bothdates")], md=4),  # one re-rank per range, not per click
         ], className="g-2 mb-2"),
         dbc.Row([dbc.Col(html.Div(id=Oddities.NOTE, className="small text-muted"), md=8),
                  dbc.Col(html.Div(id=Oddities.EXPORT, className="text-end"), md=4)], className="mb-2"),
