@@ -254,9 +254,9 @@ class BuildConfig:
         group="classify, project, cluster"))
     background_stages: bool = field(default=True, metadata=option(
         "run every stage and the encoder in this process, one after another (by default, with --threads 2 or "
-        "more, the anomaly detectors, and with the local runner the vector tables, run in a worker process "
-        "beside the stages after them, and the local runner's encoder loads in a process of its own while "
-        "the first stages run)", group="other"))
+        "more, the anomaly detectors, the clusters, the sky positions and, with the local runner, the vector "
+        "tables run in a worker process beside the stages after them, and the local runner's encoder loads "
+        "in a process of its own while the first stages run)", group="other"))
     force: bool = field(default=False, metadata=option(
         "recompute every stage (the embedding cache is still used)", group="other"))
     progress: bool = field(default=True, metadata=option(
