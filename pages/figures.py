@@ -28,9 +28,14 @@ from lake.density import padded_extent
 log = logging.getLogger(__name__)
 
 #: Qualitative colours for categories and clusters: the n-th most frequent category gets the n-th colour.
+#: D3's ten, then the next colours of colorcet's ``glasbey_category10`` (Glasbey et al. 2007: each as far as
+#: possible from all before it) whose CIELAB lightness is 40-72, chroma at least 30 and distance (ΔE*76) from
+#: every colour kept before it at least 25, so every one shows on the white map and on the dark sky alike.
+#: The 22 categories used to end in D3's category20 shades, near-twins of the first ten (Galaxy and Rocket
+#: Launch ΔE ≈ 3), and Aurora's navy vanished on the sky.
 PALETTE: Final = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                  "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#e7ba52", "#843c39", "#7b4173",
-                  "#3182bd", "#31a354", "#756bb1", "#636363", "#fd8d3c", "#9ecae1", "#a1d99b", "#bcbddc"]
+                  "#bcbd22", "#17becf", "#b80080", "#6b6500", "#028268", "#ff6f76", "#798cff", "#dd00ff",
+                  "#ff018d", "#b75700", "#6f8957", "#ff07d6", "#d99c00", "#845cff", "#bd004a", "#d6a266"]
 #: Colour of entries with no cluster (HDBSCAN noise) when the map is coloured by cluster.
 NO_CLUSTER_COLOUR: Final = "#cccccc"
 #: The map's "colour by" choices and their labels (the label also titles the colour bar).

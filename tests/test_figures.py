@@ -561,3 +561,22 @@ def test_galaxy_map_points_carry_their_row_as_customdata_and_hover_their_cluster
     assert sum("featured · bar" in t["hovertemplate"] for t in sent if "hovertemplate" in t) == 1
     assert all(isinstance(r, int) for t in sent for r in t["customdata"])  # no per-point strings
     assert '"x":{"dtype":"f4","bdata"' in payload  # coordinates as binary arrays
+
+
+def _lab(hex_colour: str) -> np.ndarray:
+    """CIELAB of an sRGB colour (D65)."""
+    c = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+    f = np.cbrt(np.maximum(xyz / np.array([0.95047, 1.0, 1.08883]), 0.008856))
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_the_taxonomys_categories_get_colours_a_reader_can_tell_apart():
+    """22 categories on one map: no two of their colours closer than ΔE 25 (the palette ended in near-twins
+    of its first colours, ΔE ≈ 3 for Galaxy and Rocket Launch), and every one mid-light, so it shows on
+    the white map and on the dark sky."""
+    labs = [_lab(c) for c in PALETTE[:22]]
+    closest = min(np.linalg.norm(a - b) for i, a in enumerate(labs) for b in labs[i + 1:])
+    assert closest >= 25, closest
+    assert all(40 <= lab[0] <= 75 for lab in labs)
