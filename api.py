@@ -184,7 +184,8 @@ def cone():
     filters.check_categories(atlas().category_names())  # as /search does: a typo is a 400, not an empty list
     df = atlas().cone(*center, filters=filters, limit=k)
     return jsonify({"ra": center[0], "dec": center[1], "r": center[2], "count": len(df),
-                    "results": [r | {"url": f"/entry/{r['date']}"} for r in records(df)]})
+                    "total": int(df.total.iloc[0]) if len(df) else 0,  # all in the cone; count = those listed (k)
+                    "results": [r | {"url": f"/entry/{r['date']}"} for r in records(df.drop(columns="total"))]})
 
 
 def _uploaded_image():

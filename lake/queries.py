@@ -427,15 +427,18 @@ class AtlasQueries:
         )
 
     def cone(self, ra: float, dec: float, radius: float, filters: Filters | None = None, limit: int = 500) -> pd.DataFrame:
-        """Entries with a resolved object within ``radius`` degrees of (ra, dec), nearest first."""
+        """Entries with a resolved object within ``radius`` degrees of (ra, dec), nearest first: the first
+        ``limit``, each with ``total``, how many there are in all (a list cut at ``limit`` must not read as
+        the whole count)."""
         if not self.has_sky():
-            return pd.DataFrame(columns=["date", "title", "category", "name", "separation_deg"])
+            return pd.DataFrame(columns=["date", "title", "category", "name", "separation_deg", "total"])
         where, params = self._where(filters)
         params |= {"ra0": float(ra), "ra0_dec": float(dec), "r": float(radius), "limit": int(limit)}
         return self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, any_value(e.title) AS title, "
             "any_value(coalesce(c.category, 'Uncategorised')) AS category, "
-            f"arg_min(o.name, {_SEPARATION_SQL}) AS name, round(min({_SEPARATION_SQL}), 4) AS separation_deg "
+            f"arg_min(o.name, {_SEPARATION_SQL}) AS name, round(min({_SEPARATION_SQL}), 4) AS separation_deg, "
+            "count(*) OVER () AS total "
             f"{_BASE_FROM} JOIN objects o ON o.date = e.date AND o.ra_deg IS NOT NULL "
             f"WHERE {_SEPARATION_SQL} <= $r AND {where} GROUP BY e.date ORDER BY separation_deg, e.date LIMIT $limit",
             params,
@@ -450,8 +453,15 @@ class AtlasQueries:
 
     # -- metrics page ---------------------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
+        """The builds recorded in the lake, newest first: run id, start and wall seconds (first sample to
+        last record; the stages' sum overstates it, as background stages overlap the others). Empty for a
+        lake without a metrics table."""
+        if "metrics" not in self.reader.tables:
+            return pd.DataFrame({"run_id": pd.Series(dtype=str), "started": pd.Series(dtype="datetime64[us, UTC]"),
+                                 "seconds": pd.Series(dtype=float)})
         return self.reader.query(
-            "SELECT run_id, min(timestamp) AS started, sum(duration_seconds) FILTER (record = 'stage') AS seconds "
+            "SELECT run_id, min(timestamp) AS started, "
+            "epoch(max(timestamp)) - epoch(min(timestamp)) AS seconds "
             "FROM metrics GROUP BY run_id ORDER BY started DESC"
         )
 

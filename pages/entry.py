@@ -60,22 +60,28 @@ def _sky_objects(date: str) -> html.Div:
     return html.Div([html.H6("On the sky", className="mt-3"), html.Ul(items, className="small", id=Entry.OBJECTS)])
 
 
-def _similar(date: str) -> dict[str, list[dict]]:
-    """The entry's 8 nearest entries by each kind of vector (empty where it has no such vector)."""
-    out = {}
+def _similar(date: str) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """The entry's 8 nearest entries by each kind of vector, and for each kind without any, why: the lake
+    has no such vectors, this entry has none (a picture's vectors need a picture), or no other entry has."""
+    out, why = {}, {}
     for kind in EMBEDDING_KINDS:
         try:
             out[kind] = engine().similar(dt.date.fromisoformat(date), kind=kind, k=8)
-        except (LookupError, SearchError):
-            out[kind] = []
-    return out
+            if not out[kind]:
+                why[kind] = "No other entry has a vector of this kind to compare with."
+        except SearchError:
+            out[kind], why[kind] = [], f"This lake has no {kind} vectors."
+        except LookupError:
+            out[kind], why[kind] = [], ("This entry has no picture, so it has no picture vector." if kind == "image"
+                                        else "This entry has no vector of this kind.")
+    return out, why
 
 
-def _neighbours(similar: dict[str, list[dict]]) -> dbc.Tabs:
+def _neighbours(similar: dict[str, list[dict]], why: dict[str, str]) -> dbc.Tabs:
     tabs = []
     for kind, hits in similar.items():
         if not hits:
-            body = html.Div("This entry has no vector of this kind (no image).", className="text-muted p-2")
+            body = html.Div(why.get(kind, "No neighbours."), className="text-muted p-2")
         else:
             body = dbc.Row([dbc.Col(thumb_card(h["date"], h["title"], picture=h.get("picture"), footer=f"{h['score']:.2f}"),
                                     xs=6, md=3, lg=3, className="mb-3") for h in hits],
@@ -101,14 +107,24 @@ def _text_vs_picture(similar: dict[str, list[dict]]) -> html.Div | None:
                     id=Entry.COMPARE, className="mb-3")
 
 
+def _original_link(entry: dict) -> html.A | None:
+    """The entry's own file: the full-size picture, or the video's player; none for other media, whose
+    only page is NASA's (linked beside it already)."""
+    label = {"image": "Full-size image ↗", "video": "Open the video ↗"}.get(entry.get("media_type") or "")
+    if label is None:
+        return None
+    return html.A(label, href=full_size_url(hdurl=entry.get("hdurl"), url=entry.get("url"), page=entry["nasa_page"]),
+                  target="_blank", rel="noopener", className="btn btn-outline-secondary btn-sm")
+
+
 @url_parameters
 def layout(date: str = "", **_ignored) -> html.Div:
+    day = parse_date(date)
     try:
         a = atlas()
-    except LakeMissingError as exc:
+        entry = a.entry(day.isoformat()) if day else None
+    except LakeMissingError as exc:  # no lake, or one with the Galaxy Zoo collection only
         return missing_lake_notice(exc)
-    day = parse_date(date)
-    entry = a.entry(day.isoformat()) if day else None
     if entry is None:
         return dbc.Container(dbc.Alert([html.H4("No such entry"),
                                         html.P(f"There is no APOD entry for {date!r} in this lake."),
@@ -118,7 +134,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
         ("Credit", entry.get("credit")), ("Copyright", entry.get("copyright")), ("Rights", entry.get("rights_note"))
     ) if x[1]]
     pic = entry["picture"]
-    similar = _similar(d)
+    similar, why_none = _similar(d)
     owner = entry.get("copyright") or entry.get("credit")
     rights = (f"© {entry['copyright']} — reuse needs the owner's permission" if entry.get("copyright")
               else "no copyright notice in the archive (NASA or public domain); credit the authors when reusing")
@@ -144,12 +160,11 @@ def layout(date: str = "", **_ignored) -> html.Div:
                 html.Div([
                     html.A("Open on apod.nasa.gov ↗", href=entry["nasa_page"], target="_blank", rel="noopener",
                            className="btn btn-outline-primary btn-sm me-2"),
-                    html.A("Full-size image ↗", href=full_size_url(hdurl=entry.get("hdurl"), url=entry.get("url"), page=entry["nasa_page"]),
-                           target="_blank", rel="noopener", className="btn btn-outline-secondary btn-sm"),
+                    _original_link(entry),
                 ]),
             ], md=7),
         ], className="my-3"),
         _text_vs_picture(similar),
         html.H4("Similar entries"),
-        _neighbours(similar),
+        _neighbours(similar, why_none),
     ], fluid=True)

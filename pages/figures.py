@@ -574,11 +574,23 @@ def resource_samples_lines(samples: pd.DataFrame) -> go.Figure:
     has_gpu = bool(samples.gpu_name.notna().any())
     cols = ["cpu_percent", "rss_mb"] + (["gpu_utilization_percent"] if has_gpu else [])
     long = samples.melt(id_vars=["duration_seconds", "process"], value_vars=cols, var_name="metric")
+    # the samples are the build's main process only: the encoder's process and the background worker
+    # (their CPU time is in the stage table) are not in these lines
     fig = px.line(long, x="duration_seconds", y="value", facet_row="metric", color="process", template="plotly_white",
-                  title="Resource samples" + ("" if has_gpu else " (no GPU on the build machine)"),
-                  labels={"duration_seconds": "seconds since start"}, height=520)
+                  color_discrete_sequence=PALETTE,
+                  title="Resource samples of the build's main process" + ("" if has_gpu else " (no GPU on the build machine)"),
+                  labels={"duration_seconds": "seconds since the build started", "process": "stage"}, height=560)
     fig.update_yaxes(matches=None)
+    fig.layout.annotations = ()  # the facet labels ("metric=cpu_percent"): the y titles say it in words
+    rows = len(cols)
+    for i, col in enumerate(cols):  # facet row 1 is the bottom one
+        fig.update_yaxes(title_text=SAMPLE_AXES[col], row=rows - i, col=1)
     return fig
+
+
+#: The resource samples' y axes: what each line is, in its unit.
+SAMPLE_AXES: Final = {"cpu_percent": "CPU % (100 = one core)", "rss_mb": "memory (RSS, MB)",
+                      "gpu_utilization_percent": "GPU utilisation %"}
 
 
 # -- galaxies page -------------------------------------------------------------------------------------

@@ -58,8 +58,11 @@ def layout(**_ignored) -> html.Div:
         runs = a.runs()
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
-    options = [{"label": f"{r.run_id} ({r.seconds:.0f}s)" if r.seconds == r.seconds else r.run_id, "value": r.run_id}
+    options = [{"label": f"{r.run_id} (≈ {r.seconds:.0f} s)" if r.seconds == r.seconds else r.run_id, "value": r.run_id}
                for r in runs.itertuples()]
+    if not options:  # a lake without metrics (copied without its table, or made by other tools)
+        return dbc.Container([html.H4("Lake", className="mt-2"), _facts(a.manifest),
+                              dbc.Alert("This lake has no build metrics recorded.", color="light")], fluid=True)
     return dbc.Container([
         html.H4("Lake", className="mt-2"),
         _facts(a.manifest),

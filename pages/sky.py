@@ -90,6 +90,10 @@ def sky_view(cats, years, selection):
     return fig, note, sources
 
 
+#: Entries a cone search lists (the nearest; the heading gives the whole count).
+CONE_LISTED = 200
+
+
 @callback(
     Output(Sky.CONE_RESULTS, "children"),
     Input(Sky.CONE_GO, "n_clicks"),
@@ -116,8 +120,10 @@ def cone_search(_n, name, ra, dec, radius, cats, years):
         ra, dec = pos
     if ra is None or dec is None or not (0 <= float(ra) <= 360 and -90 <= float(dec) <= 90):
         return dbc.Alert("Give an object name, or RA (0–360°) and Dec (−90–90°).", color="warning")
-    df = atlas().cone(float(ra), float(dec), radius, filters_from(cats, years), limit=200)
-    head = html.Div(f"{len(df):,} entries within {radius:g}° of RA {float(ra):.3f}°, Dec {float(dec):+.3f}° "
+    df = atlas().cone(float(ra), float(dec), radius, filters_from(cats, years), limit=CONE_LISTED)
+    total = int(df.total.iloc[0]) if len(df) else 0
+    shown = f"the nearest {len(df):,} of {total:,}" if total > len(df) else f"{total:,}"
+    head = html.Div(f"{shown} entries within {radius:g}° of RA {float(ra):.3f}°, Dec {float(dec):+.3f}° "
                     "(nearest first)", className="small text-muted mb-1")
     rows = [html.Li([html.A(r.title, href=f"/entry/{r.date}"), f" — {r.date} · {r.name} · {r.separation_deg:.3f}°"])
             for r in df.itertuples()]

@@ -486,7 +486,10 @@ def _samples(gpu: bool) -> pd.DataFrame:
 
 
 def _metrics_of(fig) -> set[str]:
-    return {a.text.split("=", 1)[1] for a in fig.layout.annotations if a.text.startswith("metric=")}
+    """The metrics a samples figure shows, read from its y-axis titles (which carry the units)."""
+    titles = {fig.layout[k].title.text for k in fig.layout if k.startswith("yaxis")}
+    assert not any(a.text.startswith("metric=") for a in fig.layout.annotations)  # no raw column names
+    return {metric for metric, title in figures.SAMPLE_AXES.items() if title in titles}
 
 
 def test_resource_samples_without_gpu_show_cpu_and_memory_in_mb():

@@ -116,6 +116,8 @@ def test_one_filter_type_for_every_query(atlas):
     inside = atlas.matching_dates(Filters(cone=(target.ra_deg, target.dec_deg, 5.0)))
     assert target.date in set(near.date)
     assert [d.isoformat() for d in inside] == sorted(near.date)  # the cone rule and the cone query agree
+    first = atlas.cone(target.ra_deg, target.dec_deg, 5.0, limit=2)
+    assert first.date.tolist() == near.date.tolist()[:2] and set(first.total) == {len(near)}  # cut, not the count
     on_map = atlas.map_view(embedding="text", method="umap", filters=Filters(cone=(target.ra_deg, target.dec_deg, 5.0)))
     assert sorted(on_map.points.date) == sorted(near.date)
 

@@ -1,0 +1,61 @@
+"""Page layouts on the demo lake, as the page functions return them (what the browser tests cannot
+reach cheaply: every kind of entry, and lakes that lack a collection)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lake.layout import LakeLayout
+from lake.writer import LakeWriter
+from pages.ids import Entry
+
+
+@pytest.fixture(scope="module")
+def entry_page(demo_app):
+    from pages import entry
+
+    def render(date: str) -> str:
+        with demo_app.server.test_request_context(f"/entry/{date}"):
+            return str(entry.layout(date=date))
+    return render
+
+
+def test_an_entry_without_a_picture_says_why_it_has_no_picture_neighbours(entry_page):
+    page = entry_page("2014-01-01")  # an image entry whose picture is not bundled: text vectors only
+    assert "This entry has no picture, so it has no picture vector." in page
+    assert "no vector of this kind (no image)" not in page  # the old words, said of every empty tab
+    assert Entry.TABS in page
+
+
+def test_the_original_link_says_what_it_opens(entry_page):
+    assert "Full-size image ↗" in entry_page("2014-01-20")
+    video = entry_page("2014-02-24")
+    assert "Open the video ↗" in video and "Full-size image" not in video
+    other = entry_page("2014-01-12")  # neither picture nor video: NASA's page is the only original
+    assert "Open on apod.nasa.gov" in other and "Full-size image" not in other and "Open the video" not in other
+
+
+def test_an_entry_page_on_a_galaxy_zoo_only_lake_says_so(tmp_path):
+    from app import create_app
+
+    layout = LakeLayout.at(tmp_path / "gz2-only")
+    LakeWriter(layout).publish_tables({}, {"collections": ["gz2"]}, version="only-galaxies")
+    app = create_app(lake=layout.root)
+    from pages import entry  # registers its page: after an app exists
+    with app.server.test_request_context("/entry/2014-01-07"):
+        page = str(entry.layout(date="2014-01-07"))
+    assert "no APOD collection" in page and "No data lake yet" in page
+
+
+def test_a_lake_without_build_metrics_says_so_on_the_metrics_page(tmp_path):
+    """No metrics table (a Galaxy Zoo-only lake made by hand here; a lake copied without it) used to end
+    in a DuckDB CatalogException."""
+    from app import create_app
+
+    layout = LakeLayout.at(tmp_path / "no-metrics")
+    LakeWriter(layout).publish_tables({}, {"collections": ["gz2"]}, version="no-metrics")
+    app = create_app(lake=layout.root)
+    from pages import metrics  # registers its page: after an app exists
+    with app.server.test_request_context("/metrics"):
+        page = str(metrics.layout())
+    assert "This lake has no build metrics recorded." in page
