@@ -324,6 +324,10 @@ def oddities_export():
     return _download(df, f"oddities-{p['detector'] or 'combined'}", fmt, licence=LICENCE_NOTE)
 
 
+#: The fields of a feedback label (anything else is refused: a misspelt field would be lost silently).
+FEEDBACK_KEYS = frozenset({"date", "interesting", "user"})
+
+
 @bp.post("/feedback")
 def feedback_add():
     """Body ``{"date": "2014-01-07", "interesting": true | false | null, "user": "…"}``."""
@@ -351,9 +355,6 @@ def feedback_add():
     except FeedbackError as exc:
         raise BadRequest(str(exc)) from None
     return jsonify({"ok": True, "date": day.isoformat(), "interesting": interesting})
-
-
-FEEDBACK_KEYS = frozenset({"date", "interesting", "user"})
 
 
 @bp.get("/feedback/export")

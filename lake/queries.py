@@ -457,8 +457,7 @@ class AtlasQueries:
         last record; the stages' sum overstates it, as background stages overlap the others). Empty for a
         lake without a metrics table."""
         if "metrics" not in self.reader.tables:
-            return pd.DataFrame({"run_id": pd.Series(dtype=str), "started": pd.Series(dtype="datetime64[us, UTC]"),
-                                 "seconds": pd.Series(dtype=float)})
+            return pd.DataFrame(columns=["run_id", "started", "seconds"])
         return self.reader.query(
             "SELECT run_id, min(timestamp) AS started, "
             "epoch(max(timestamp)) - epoch(min(timestamp)) AS seconds "

@@ -194,10 +194,10 @@ def decode_upload(contents: str):
     import base64
     import binascii
 
-    from atlas.images import ImageRejected, decode_image, upload_limits
+    from atlas.images import UPLOAD_TYPES, ImageRejected, decode_image, upload_limits
 
     header, _, data = (contents or "").partition(",")
-    if not any(t in header for t in ("image/jpeg", "image/png", "image/gif", "image/webp")):
+    if not any(t in header for t in UPLOAD_TYPES):
         raise ImageRejected("send a JPEG, PNG, GIF or WebP picture")
     try:
         raw = base64.b64decode(data, validate=True)

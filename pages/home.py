@@ -44,12 +44,12 @@ def _choice(value, allowed, default):
 def layout(emb: str = "text", method: str = "umap", color: str = "category", cats: str = "",
            years: str = "", sel: str = "", **_ignored) -> html.Div:
     try:
-        _, names, lo, hi = vocabulary()
+        a, names, lo, hi = vocabulary()
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     selected = [d for d in parse_list(sel) if len(d) == 10]
     emb, method, color = _choice(emb, EMBEDDING_KINDS, "text"), _choice(method, METHODS, "umap"), _choice(color, COLOURS, "category")
-    maps = atlas().available_maps()
+    maps = a.available_maps()
     method = settled_method(emb, method, maps)
     chosen_cats = [c for c in parse_list(cats) if c in names]
     year_range = year_value(years, lo.year, hi.year)  # what the slider will hold

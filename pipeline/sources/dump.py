@@ -57,8 +57,6 @@ def load(path: Path) -> RawBatch:
         raise SourceError(f"dump file {path} does not exist")
     try:
         records, bad_lines = _read_records(path)
-    except SourceError:
-        raise
     except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:  # a torn .gz, another encoding, bad Parquet
         raise SourceError(f"cannot read the dump {path} ({type(exc).__name__}: {exc}); JSON and JSONL dumps "
                           "must be UTF-8 text (gzipped if named .gz), Parquet files whole") from None
