@@ -6,6 +6,11 @@
  * .atlas-upload-refused, carrying the server's limits in data attributes; a drop or a file chosen in
  * the dialog is checked against them here, and the line says what to send instead (or is emptied for a
  * file the box takes).
+ *
+ * A file the box takes first clears the upload's contents: Dash fires no callback for a prop set to the
+ * value it already holds, so the same picture dropped again (after picking a galaxy, or changing what
+ * to search) did nothing. The file input is emptied too, so choosing the same file in the dialog again
+ * still fires a change.
  */
 (function () {
     'use strict';
@@ -28,6 +33,18 @@
         } else if (file.size > max) {
             note.textContent = file.name + ' was not sent: it is ' + megabytes(file.size) +
                 ', and pictures up to ' + megabytes(max) + ' are accepted.';
+        } else {
+            rearm(box, event.target);
+        }
+    }
+
+    function rearm(box, target) {
+        const upload = box.firstElementChild;  // the dcc.Upload, carrying its component id
+        if (upload && upload.id && window.dash_clientside && window.dash_clientside.set_props) {
+            window.dash_clientside.set_props(upload.id, {contents: null});
+        }
+        if (target && target.type === 'file') {
+            setTimeout(function () { target.value = ''; }, 0);  // after the drop zone has read its files
         }
     }
 

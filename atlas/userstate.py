@@ -5,18 +5,26 @@ rebuilds (labels are keyed by entry date, which rebuilds keep) and many concurre
 a busy timeout, and one short transaction per label, so two people clicking at once both land. Every
 label is appended (with who and when); a person's current label for an entry is their latest one,
 and ``None`` (clearing) is a label too.
+
+Anyone who reaches the app can click, so the history is bounded: every :data:`PRUNE_EVERY` labels, the
+superseded ones (a person's earlier labels of an entry they labelled again) beyond the newest
+:data:`KEEP_SUPERSEDED` rows are deleted. Current labels are never pruned, so what re-ranks the list and
+what the export's newest rows show do not change; a thumb clicked a million times costs a bounded file.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from atlas import environment
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -30,6 +38,9 @@ CREATE INDEX IF NOT EXISTS feedback_by_entry ON feedback (user, entry_date, id);
 CREATE INDEX IF NOT EXISTS feedback_latest ON feedback (entry_date, id);
 """
 MAX_USER_CHARS = 64
+#: superseded labels kept beyond the current ones (the newest rows), and how often the rest are pruned
+KEEP_SUPERSEDED = 100_000
+PRUNE_EVERY = 1_000
 
 
 class FeedbackError(ValueError):
@@ -59,14 +70,10 @@ def _user(user: str | None) -> str:
     return (user or "anonymous").strip()[:MAX_USER_CHARS] or "anonymous"
 
 
-def _insert(con: sqlite3.Connection, day: str, label: int | None, user: str) -> None:
-    con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
-                (day, label, user, dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")))
-
-
 class FeedbackStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keep_superseded: int = KEEP_SUPERSEDED, prune_every: int = PRUNE_EVERY) -> None:
         self.path = Path(path)
+        self.keep_superseded, self.prune_every = int(keep_superseded), max(1, int(prune_every))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -93,13 +100,29 @@ class FeedbackStore:
         finally:
             con.close()
 
+    def _insert(self, con: sqlite3.Connection, day: str, label: int | None, user: str) -> None:
+        """Append one label (inside the caller's transaction), pruning the history when its id says so."""
+        cur = con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
+                          (day, label, user, dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")))
+        if cur.lastrowid % self.prune_every == 0:
+            self._prune(con)
+
+    def _prune(self, con: sqlite3.Connection) -> None:
+        """Delete superseded labels older than the newest ``keep_superseded`` rows; current ones stay."""
+        deleted = con.execute(
+            "DELETE FROM feedback WHERE id <= (SELECT max(id) FROM feedback) - ? "
+            "AND id NOT IN (SELECT max(id) FROM feedback GROUP BY user, entry_date)",
+            (self.keep_superseded,)).rowcount
+        if deleted:
+            log.info("feedback history pruned: %d superseded labels deleted", deleted)
+
     def add(self, *, date: str, interesting: bool | None, user: str = "anonymous") -> None:
         """Store one label (``None`` clears this person's label of the entry)."""
         day, user = _day(date), _user(user)
         label = None if interesting is None else int(bool(interesting))
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
-            _insert(con, day, label, user)
+            self._insert(con, day, label, user)
             con.execute("COMMIT")
 
     def toggle(self, *, date: str, interesting: bool, user: str = "anonymous") -> bool | None:
@@ -112,7 +135,7 @@ class FeedbackStore:
             row = con.execute("SELECT label FROM feedback WHERE user = ? AND entry_date = ? ORDER BY id DESC LIMIT 1",
                               (user, day)).fetchone()
             label = None if row is not None and row[0] == int(interesting) else int(interesting)
-            _insert(con, day, label, user)
+            self._insert(con, day, label, user)
             con.execute("COMMIT")
         return None if label is None else bool(label)
 
@@ -126,8 +149,9 @@ class FeedbackStore:
         return {d: bool(v) for d, v, _ in rows if v is not None}
 
     def history(self, *, limit: int | None = None) -> list[dict[str, object]]:
-        """Every label ever given (for export), oldest first; with ``limit``, only the newest ``limit``
-        (labels are appended by anyone who can reach the app, so an export must have a bound)."""
+        """Every label kept (for export: the current ones and the newest superseded ones), oldest first;
+        with ``limit``, only the newest ``limit`` (labels are appended by anyone who can reach the app, so
+        an export must have a bound)."""
         sql = "SELECT entry_date, label, user, created_at FROM feedback ORDER BY id DESC"
         with self._connect() as con:
             rows = con.execute(sql + (" LIMIT ?" if limit is not None else ""),

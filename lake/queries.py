@@ -280,6 +280,10 @@ class AtlasQueries:
             params,
         )
 
+    def picture_categories(self) -> int:
+        """How many entries have a category from their picture (0: the lake has none at all)."""
+        return int(self.reader.query("SELECT count(*) AS n FROM categories WHERE source = 'image'").n[0])
+
     def category_page(self, category: str, filters: Filters, *, page: int, per_page: int = 24) -> tuple[pd.DataFrame, int]:
         filter_sql, params = self._where(filters)
         params |= {"cat": category}

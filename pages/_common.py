@@ -169,6 +169,13 @@ def thumb_card(date: str, title: str, *, picture: dict[str, Any] | None, footer:
                            className="text-reset text-decoration-none"), className="h-100 atlas-card")
 
 
+def upload_limits_text() -> str:
+    """The upload limits as the drop zones state them ("JPEG/PNG/GIF/WebP, ≤ 8 MB"): the server's own."""
+    from atlas.images import MAX_UPLOAD_BYTES
+
+    return f"JPEG/PNG/GIF/WebP, ≤ {MAX_UPLOAD_BYTES // 2**20} MB"
+
+
 def upload_box(upload_id: str, *, text: str, disabled: bool = False, class_name: str = "atlas-upload mb-3") -> html.Div:
     """A picture drop zone with the upload limits, and beneath it the line where
     ``assets/atlas_uploads.js`` says why a file was refused.

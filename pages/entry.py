@@ -9,6 +9,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from atlas.sky.types import object_type_name
 from lake.manifest import LakeMissingError
 from lake.pictures import full_size_url
 from lake.queries import aladin_fov, aladin_url
@@ -48,7 +49,9 @@ def _sky_objects(date: str) -> html.Div:
     items = []
     for o in objs.drop_duplicates("canonical_id").itertuples():
         if json_value(o.ra_deg) is not None:  # NULL comes back as NaN: only placed (sidereal) objects pass
-            label = f"{o.name} ({o.canonical_id}, {o.object_type}) RA {o.ra_deg:.3f}° Dec {o.dec_deg:+.3f}°"
+            kind = object_type_name(o.object_type)
+            label = (f"{o.name} ({o.canonical_id}{', ' + kind if kind else ''}) "
+                     f"RA {o.ra_deg:.3f}° Dec {o.dec_deg:+.3f}°")
             fov = aladin_fov(getattr(o, "size_deg", None), o.object_type)  # older lakes have no sizes
             items.append(html.Li([label, " ", html.A("Aladin ↗", href=aladin_url(o.ra_deg, o.dec_deg, fov),
                                                      target="_blank", rel="noopener")]))

@@ -574,11 +574,11 @@ def resource_samples_lines(samples: pd.DataFrame) -> go.Figure:
     has_gpu = bool(samples.gpu_name.notna().any())
     cols = ["cpu_percent", "rss_mb"] + (["gpu_utilization_percent"] if has_gpu else [])
     long = samples.melt(id_vars=["duration_seconds", "process"], value_vars=cols, var_name="metric")
-    # the samples are the build's main process only: the encoder's process and the background worker
-    # (their CPU time is in the stage table) are not in these lines
+    # the samples are the build's whole process tree (main, encoder, worker): lines coloured by the
+    # main process's stage, while the worker runs its own beside it
     fig = px.line(long, x="duration_seconds", y="value", facet_row="metric", color="process", template="plotly_white",
                   color_discrete_sequence=PALETTE,
-                  title="Resource samples of the build's main process" + ("" if has_gpu else " (no GPU on the build machine)"),
+                  title="Resource samples of the build's processes (main, encoder, background worker)" + ("" if has_gpu else " (no GPU on the build machine)"),
                   labels={"duration_seconds": "seconds since the build started", "process": "stage"}, height=560)
     fig.update_yaxes(matches=None)
     fig.layout.annotations = ()  # the facet labels ("metric=cpu_percent"): the y titles say it in words

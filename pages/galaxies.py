@@ -14,9 +14,9 @@ from lake.galaxies import GalaxyError, Neighbourhood, downloadable
 from lake.exports import table_bytes
 from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
-from atlas.images import MAX_UPLOAD_BYTES
 from pages import figures
-from pages._common import by_lake_version, decode_upload, galaxies, missing_lake_notice, upload_box, url_parameters
+from pages._common import (by_lake_version, decode_upload, galaxies, missing_lake_notice, upload_box, upload_limits_text,
+                           url_parameters)
 from pages.ids import Galaxies
 
 dash.register_page(__name__, path="/galaxies", name="Galaxies", title="Cosmic Atlas · Galaxies")
@@ -47,7 +47,7 @@ def layout(objid: str = "", **_ignored) -> html.Div:
                        size="sm", color="light", className="me-1 mb-1 border") for r in examples.itertuples()]
     upload = upload_box(
         Galaxies.UPLOAD, disabled=not info["picture_search"], class_name="atlas-upload mb-2",
-        text=(f"Drop a galaxy picture here (JPEG/PNG/GIF/WebP, ≤ {MAX_UPLOAD_BYTES // 2**20} MB), or click to choose one"
+        text=(f"Drop a galaxy picture here ({upload_limits_text()}), or click to choose one"
               if info["picture_search"] else
               "Picture upload needs galaxy pictures in the lake (see above); pick a galaxy instead"))
     controls = dbc.Row([
@@ -169,6 +169,8 @@ def _sources(found: Neighbourhood, centre: dict | None) -> list[dict]:
 def find(contents, objid, space, k, filename):
     from atlas.images import ImageRejected
 
+    if ctx.triggered_id == Galaxies.UPLOAD and not contents:  # cleared ahead of a new drop (atlas_uploads.js)
+        raise PreventUpdate
     g = galaxies()
     k = min(max(int(k), 1), 50) if isinstance(k, (int, float)) else 10  # 100 typed: the most there are, 50
     from_upload = ctx.triggered_id == Galaxies.UPLOAD or (contents and not objid)

@@ -13,9 +13,8 @@ from lake.manifest import LakeMissingError
 from lake.filters import Filters
 from lake.search import MODES, SearchError, spellings_searched
 from lake.schema import EMBEDDING_KINDS
-from atlas.images import MAX_UPLOAD_BYTES
 from pages._common import (atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, percent, picture_element,
-                           upload_box, url_parameters)
+                           upload_box, upload_limits_text, url_parameters)
 from pages.ids import Search
 
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
@@ -111,8 +110,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     # callback runs only when all its inputs exist, and the pager is one of `go`'s
     pager = dbc.Pagination(id=Search.PAGE, active_page=page_n, max_value=last_page or 1, fully_expanded=False,
                            className="mt-3", style=None if last_page else HIDDEN)
-    upload = upload_box(Search.UPLOAD, text=f"Or drop a picture here (JPEG/PNG/GIF/WebP, ≤ {MAX_UPLOAD_BYTES // 2**20} MB) "
-                                            "to find entries that look like it")
+    upload = upload_box(Search.UPLOAD, text=f"Or drop a picture here ({upload_limits_text()}) to find entries that look like it")
     return dbc.Container([controls, filter_row, upload, html.Div(body, id=Search.RESULTS), pager,
                           dcc.Location(id=Search.GO, refresh="callback-nav")], fluid=True)
 

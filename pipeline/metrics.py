@@ -2,7 +2,8 @@
 
 The sampler writes the seed's columns (timestamp, process, duration_seconds, gpu_name,
 gpu_utilization_percent, gpu_memory_used_bytes, gpu_memory_total_bytes) through NVML when a GPU is
-present, and CPU % and RSS always. Without a GPU or NVML the GPU columns are null, not zero.
+present, and CPU % and RSS always (of the build's whole process tree). Without a GPU or NVML the GPU
+columns are null, not zero.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class RunMetrics:
 
     def __post_init__(self) -> None:
         self._proc = psutil.Process(os.getpid())
+        self._tree: dict[int, psutil.Process] = {}  # the build's child processes, kept for their CPU deltas
         self._gpu = Gpu()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -86,6 +88,28 @@ class RunMetrics:
             self._peak_rss = max(self._peak_rss, rss)
         return rss
 
+    def _tree_usage(self) -> tuple[float, int]:
+        """CPU % and RSS of the build's whole process tree: the main process, the encoder's process, the
+        background worker and the projection workers (a sample of the main process alone showed an idle
+        build while its worker ran the anomaly detectors). A child's first sample counts no CPU yet."""
+        cpu, rss = float(self._proc.cpu_percent(None)), self._rss()
+        try:
+            children = self._proc.children(recursive=True)
+        except psutil.Error:
+            children = []
+        alive = {}
+        for child in children:
+            proc = self._tree.get(child.pid, child)
+            try:
+                since_last = proc.cpu_percent(None)  # a child's first call only starts its count
+                cpu += since_last if child.pid in self._tree else 0.0
+                rss += proc.memory_info().rss
+            except psutil.Error:  # ended between the listing and the reading
+                continue
+            alive[child.pid] = proc
+        self._tree = alive
+        return cpu, rss
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.sample()
@@ -95,8 +119,7 @@ class RunMetrics:
             "run_id": self.run_id, "record": "sample", "timestamp": _now(), "process": self._stage,
             "duration_seconds": time.perf_counter() - self._started, "items": None,
             "items_per_second": None, "peak_rss_bytes": None,
-            "cpu_percent": float(self._proc.cpu_percent(None)), "rss_bytes": self._rss(),
-        } | self._gpu.sample()
+        } | dict(zip(("cpu_percent", "rss_bytes"), self._tree_usage())) | self._gpu.sample()
         with self._lock:
             self.rows.append(row)
 

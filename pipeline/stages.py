@@ -41,9 +41,17 @@ log = logging.getLogger(__name__)
 
 
 # -- shared resources (made on first use, so skipped stages cost nothing) ------------------------------
-def encoder_spec(cfg: BuildConfig) -> dict[str, Any]:
-    """Which encoder a build will use, decided without loading any weights."""
+def encoder_spec(cfg: BuildConfig, *, published: str | None = None) -> dict[str, Any]:
+    """Which encoder a build will use, decided without loading any weights. ``published``: the encoder
+    the published lake was embedded with. ``auto`` keeps it (unless ``--force``): a lake built offline is
+    not silently re-embedded, and its weights downloaded, the day OpenCLIP becomes reachable; only a new
+    lake, ``--force`` or an explicit ``--encoder`` chooses afresh. An OpenCLIP lake whose weights are gone
+    falls back to the offline encoder (re-embedding), as a new lake would."""
     name = cfg.encoder
+    if name == "auto" and published == "offline" and not cfg.force:
+        log.info("--encoder auto keeps this lake's offline encoder (--encoder openclip switches to OpenCLIP "
+                 "where its weights load, re-embedding every entry)")
+        name = "offline"
     if name == "auto":
         from atlas.encoders.openclip import cached_weights, hub_reachable
 
@@ -69,7 +77,8 @@ def encoder_spec(cfg: BuildConfig) -> dict[str, Any]:
 
 
 def _spec(ctx: BuildContext) -> dict[str, Any]:
-    return ctx.resource("encoder_spec", lambda: encoder_spec(ctx.cfg))
+    published = ctx.live_manifest("embed").get("encoder", {}).get("name")
+    return ctx.resource("encoder_spec", lambda: encoder_spec(ctx.cfg, published=published))
 
 
 def _encoder(ctx: BuildContext) -> Encoder:

@@ -274,6 +274,29 @@ def test_feedback_store_keeps_latest_label_and_survives_reopen(tmp_path):
     assert again.labels() == {"2014-01-07": False, "2014-01-09": False}  # everyone's latest
 
 
+def test_clicking_a_thumb_forever_keeps_the_file_bounded_and_every_current_label(tmp_path):
+    """The history is pruned of superseded labels beyond the newest few: current labels, and so the
+    re-ranking and the export's newest rows, are exactly what an unpruned store holds."""
+    import random
+
+    pruned = FeedbackStore(tmp_path / "pruned.sqlite", keep_superseded=40, prune_every=50)
+    full = FeedbackStore(tmp_path / "full.sqlite", keep_superseded=10**9, prune_every=10**9)
+    rng = random.Random(7)
+    for _ in range(1_000):
+        click = {"date": f"2014-01-{1 + rng.randrange(30):02d}", "interesting": rng.random() < 0.5,
+                 "user": f"u{rng.randrange(4)}"}
+        assert pruned.toggle(**click) == full.toggle(**click)
+    current = sum(len(full.labels(user=f"u{u}")) for u in range(4))
+    assert pruned.labels() == full.labels() and all(
+        pruned.labels(user=f"u{u}") == full.labels(user=f"u{u}") for u in range(4))
+    kept = len(pruned.history())
+    assert len(full.history()) == 1_000 and kept <= 4 * 30 + 40 + 50  # every (user, day) once, + the newest
+    def newest(store):
+        return [(h["date"], h["interesting"], h["user"]) for h in store.history(limit=40)]
+    assert newest(pruned) == newest(full)
+    assert current <= kept
+
+
 def _click(path: str, barrier, out) -> None:
     store = FeedbackStore(path)
     barrier.wait()

@@ -590,6 +590,11 @@ def test_galaxies_upload_results_aladin_and_download(browser, server, downloads,
     wait_until(lambda: "Nearest to 8647474690312307154" in browser.find_element("id", "gal-status").text,
                what="morphology neighbours")
     wait_until(lambda: browser.execute_script("return window.atlasGalaxyMarkers") == 11, what="query + neighbours")
+    # the same picture dropped again after picking a galaxy: its look-alikes again (dcc.Upload's contents
+    # did not change, so the page used to ignore it)
+    browser.find_element("css selector", "#gal-upload input[type=file]").send_keys(str(picture))
+    wait_until(lambda: "my-spiral.jpg" in browser.find_element("id", "gal-status").text, what="the same upload again")
+    wait_until(lambda: browser.execute_script("return window.atlasGalaxyMarkers") == 10, what="its look-alikes marked")
     # lasso on the morphology map → CSV of exactly those galaxies. Points carry their row of the map in
     # objid order; the expected objids are read from the lake's Parquet here, independently of the app.
     rows = browser.execute_script("""

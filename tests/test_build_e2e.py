@@ -117,6 +117,19 @@ def test_noop_rerun_embeds_nothing(built, tmp_path):
     assert re.search(r"embed +reused", proc.stderr)
 
 
+def test_auto_keeps_an_offline_lake_offline(built, tmp_path):
+    """``--encoder auto`` on a lake built offline, where OpenCLIP could load (here: untrained weights,
+    always available), keeps the offline encoder: a no-op, not a re-embedding of every entry."""
+    lake = copy_lake(built, tmp_path / "lake")
+    args = [a if a != "offline" else "auto" for a in BASE]
+    proc = run_cli(*args, "--clip-pretrained", "random", "--end", "2014-02-28", "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = manifest(lake)
+    assert m["encoder"]["name"] == "offline" and set(m["newly_embedded"].values()) == {0}
+    assert m["stages"]["embed"]["skipped"] is True
+    assert "keeps this lake's offline encoder" in proc.stderr
+
+
 def test_new_entries_do_not_reembed_old_ones(built, tmp_path):
     lake = copy_lake(built, tmp_path / "lake")
     proc = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake))

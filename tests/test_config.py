@@ -109,6 +109,23 @@ def test_offline_means_no_network_anywhere(monkeypatch):
     assert encoder_spec(BuildConfig(encoder="auto"))["name"] == "openclip"  # online, the hub answers
 
 
+def test_auto_keeps_the_published_lakes_offline_encoder(monkeypatch):
+    """A lake built offline is not re-embedded (and 600 MB of weights fetched) because the hub answers on
+    a later build: ``auto`` keeps the published encoder; ``--force``, an explicit ``--encoder openclip``
+    or a new lake chooses afresh."""
+    from pipeline.stages import encoder_spec
+
+    monkeypatch.setattr("atlas.encoders.openclip.hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr("atlas.encoders.openclip.cached_weights", lambda *a, **k: None)
+    assert encoder_spec(BuildConfig(encoder="auto"), published="offline")["name"] == "offline"
+    assert encoder_spec(BuildConfig(encoder="auto", force=True), published="offline")["name"] == "openclip"
+    assert encoder_spec(BuildConfig(encoder="openclip"), published="offline")["name"] == "openclip"
+    assert encoder_spec(BuildConfig(encoder="auto"), published=None)["name"] == "openclip"
+    assert encoder_spec(BuildConfig(encoder="auto"), published="openclip")["name"] == "openclip"
+    monkeypatch.setattr("atlas.encoders.openclip.hub_reachable", lambda *a, **k: False)
+    assert encoder_spec(BuildConfig(encoder="auto"), published="openclip")["name"] == "offline"  # weights gone
+
+
 def test_the_browser_is_found_by_name_or_by_environment(monkeypatch, tmp_path):
     """Browser tests and benchmarks find Chromium and ChromeDriver on PATH under their usual names
     (Debian's, Ubuntu's snap, Google's), or where $CHROMIUM / $CHROMEDRIVER say; a missing one is None."""

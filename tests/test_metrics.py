@@ -28,6 +28,28 @@ def test_sampler_and_stage_timings():
     assert m.stages["work"]["peak_rss_bytes"] > 20 << 20
 
 
+def test_samples_count_the_builds_child_processes():
+    """A child that works while the main process waits (the encoder's process, the background worker)
+    shows in the samples: CPU and memory of the whole tree, not an idle main process."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    burn = "import time\nx = bytearray(200 << 20)\nt = time.time()\nwhile time.time() - t < 2.5: pass"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    m = RunMetrics("run-2", interval=0.25).start()
+    try:
+        with m.stage("waiting"):
+            child.wait(timeout=30)
+    finally:
+        m.stop()
+    samples = [r for r in m.rows if r["record"] == "sample"]
+    main_rss = psutil.Process().memory_info().rss
+    assert max(s["cpu_percent"] for s in samples) > 50  # the main process itself only slept
+    assert max(s["rss_bytes"] for s in samples) > main_rss + (150 << 20)
+
+
 def test_gpu_columns_are_null_without_a_gpu():
     m = RunMetrics("run-2")
     m.sample()

@@ -35,6 +35,18 @@ def test_the_original_link_says_what_it_opens(entry_page):
     assert "Open on apod.nasa.gov" in other and "Full-size image" not in other and "Open the video" not in other
 
 
+def test_sky_objects_are_named_by_kind_not_by_catalogue_code(entry_page):
+    page = entry_page("2014-01-10")  # the Helix Nebula: OpenNGC type "PN"
+    assert "(NGC7293, planetary nebula)" in page and ", PN)" not in page
+
+
+def test_object_type_names():
+    from atlas.sky.types import object_type_name
+
+    assert object_type_name("Cl+N") == "star cluster and nebula" and object_type_name("GlCl") == "globular cluster"
+    assert object_type_name("Xyz?") == "Xyz?" and object_type_name(None) is None and object_type_name("") is None
+
+
 def test_an_entry_page_on_a_galaxy_zoo_only_lake_says_so(tmp_path):
     from app import create_app
 
@@ -59,3 +71,33 @@ def test_a_lake_without_build_metrics_says_so_on_the_metrics_page(tmp_path):
     with app.server.test_request_context("/metrics"):
         page = str(metrics.layout())
     assert "This lake has no build metrics recorded." in page
+
+
+def test_categories_page_blames_the_years_not_the_lake_when_they_hold_no_picture_category(tmp_path):
+    """A year range whose entries have no picture category used to be told the lake has none at all
+    ('rebuild it')."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from app import create_app
+    from lake.schema import SCHEMAS
+
+    days = [dt.date(2001, 1, 1), dt.date(2002, 1, 1)]
+    entries = [{"date": d, "title": f"e{d.year}", "explanation": "", "media_type": "image", "has_image": d.year == 2001,
+                "year": d.year, "source": "test", "content_sha1": "x"} for d in days]
+    cats = [{"date": d, "source": source, "category": "Galaxy", "confidence": 0.9, "top3_categories": ["Galaxy"] * 3,
+             "top3_scores": [0.9, 0.05, 0.05]} for d in days for source in ("text", "image") if source == "text" or d.year == 2001]
+    layout = LakeLayout.at(tmp_path / "lake")
+    LakeWriter(layout).publish_tables({"entries": pa.Table.from_pylist(entries, schema=SCHEMAS["entries"]),
+                                       "categories": pa.Table.from_pylist(cats, schema=SCHEMAS["categories"]),
+                                       "objects": SCHEMAS["objects"].empty_table()},
+                                      {"taxonomy": {"categories": ["Galaxy"]}}, version="two-years")
+    app = create_app(lake=layout.root)
+    from pages import categories  # registers its page: after an app exists
+    with app.server.test_request_context("/categories"):
+        *_, all_years = categories.chart_view((2001, 2002))
+        *_, later = categories.chart_view((2002, 2002))
+    assert "Graph" in type(all_years).__name__
+    assert "No entry in these years has a picture category (1 in the whole lake" in str(later)
+    assert "rebuild" not in str(later)
