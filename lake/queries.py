@@ -469,11 +469,20 @@ class AtlasQueries:
         )
 
     def stage_metrics(self, run_id: str) -> pd.DataFrame:
-        return self.reader.query(
+        """One run's stages in run order: wall seconds, items, items/s, peak RSS; and, for the run that
+        made this lake version (its manifest records them), CPU seconds (the encoder's process counted
+        in the embed stage's) and where a stage ran (the background worker's stages overlap the others,
+        so their wall time is not time the build waited). Older runs: CPU NaN, place empty."""
+        df = self.reader.query(
             "SELECT process AS stage, duration_seconds, items, items_per_second, peak_rss_bytes "
             "FROM metrics WHERE record = 'stage' AND run_id = $run ORDER BY timestamp",
             {"run": run_id},
         )
+        recorded = self.manifest.get("stages", {}) if self.manifest.get("run_id") == run_id else {}
+        df["cpu_seconds"] = [recorded.get(s, {}).get("cpu_seconds", float("nan")) for s in df.stage]
+        df["ran_in"] = [recorded.get(s, {}).get("ran_in") or ("main process" if s in recorded else "")
+                        for s in df.stage]
+        return df
 
     def samples(self, run_id: str) -> pd.DataFrame:
         return self.reader.query(

@@ -31,8 +31,8 @@ def _settings(d: dict) -> str:
 
 
 #: Column headings of the stage table.
-STAGE_COLUMNS = {"stage": "Stage", "duration_seconds": "Wall (s)", "items": "Items", "items_per_second": "Items/s",
-                 "peak_rss_mb": "Peak RSS (MB)"}
+STAGE_COLUMNS = {"stage": "Stage", "duration_seconds": "Wall (s)", "cpu_seconds": "CPU (s)", "items": "Items",
+                 "items_per_second": "Items/s", "peak_rss_mb": "Peak RSS (MB)", "ran_in": "Ran in"}
 
 
 def _facts(m: dict) -> html.Dl:
@@ -102,6 +102,8 @@ def run_view(run_id):
                           items_per_second=stages.items_per_second.round(1))
     for column in ("items", "peak_rss_mb"):
         table[column] = ["" if pd.isna(n) else f"{int(n):,}" for n in table[column]]
+    table["cpu_seconds"] = ["" if pd.isna(n) else f"{n:,.1f}" for n in table.cpu_seconds]
+    table["ran_in"] = [where.replace(" process", "") for where in table.ran_in]
     table = table[list(STAGE_COLUMNS)].rename(columns=STAGE_COLUMNS)
     line = figures.resource_samples_lines(a.samples(run_id))
     return fig, dbc.Table.from_dataframe(table, striped=True, size="sm", className="mt-5"), line

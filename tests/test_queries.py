@@ -89,7 +89,10 @@ def test_category_pages_and_counts(atlas):
     agree = atlas.text_image_agreement(Filters())  # the offline lake has picture categories (learned space)
     assert agree.n.sum() == atlas.reader.manifest["counts"]["with_image"] and agree.agreement.between(0, 1).all()
     run = atlas.runs().run_id.iloc[0]
-    assert set(atlas.stage_metrics(run).stage) >= {"embed", "project"}
+    stages = atlas.stage_metrics(run).set_index("stage")
+    assert set(stages.index) >= {"embed", "project"}
+    assert stages.loc["embed", "cpu_seconds"] > 0 and stages.cpu_seconds.notna().all()  # the manifest's run
+    assert set(stages.ran_in) <= {"main process", "worker process"} and "main process" in set(stages.ran_in)
     assert len(atlas.samples(run)) > 0
 
 
