@@ -21,7 +21,7 @@ from lake.filters import FilterError, Filters
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, nasa_page_url
 from lake.records import records
-from lake.search import MAX_K, SearchError, spellings_searched
+from lake.search import MAX_K, SearchError, SearchUnavailable, spellings_searched
 from lake.galaxies import MAX_K as MAX_GALAXY_K
 from lake.galaxies import GalaxyError
 from lake.galaxy_schema import GZ2_LICENCE_NOTE, is_objid
@@ -483,8 +483,21 @@ def not_found(exc):
 
 @bp.errorhandler(LakeMissingError)
 @bp.errorhandler(FeedbackUnavailable)
+@bp.errorhandler(SearchUnavailable)
 def unavailable(exc):
-    return jsonify({"error": str(exc)}), 503
+    """503 with the reason and the fix, but no server paths or OS errors (those go to the log): the
+    lake's folder is named by the setting that chooses it."""
+    from atlas.environment import LAKE_ENV, STATE_ENV
+
+    log.warning("%s: %s", request.path, exc)
+    if isinstance(exc, SearchUnavailable):
+        message = str(exc)
+    elif isinstance(exc, FeedbackUnavailable):
+        message = (f"people's labels cannot be stored on this server (the server log says why); its administrator "
+                   f"sets {STATE_ENV} to a folder the server can write")
+    else:
+        message = str(exc).replace(str(exc.root), f"${LAKE_ENV}")
+    return jsonify({"error": message}), 503
 
 
 @bp.errorhandler(413)

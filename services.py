@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -19,7 +20,7 @@ from flask import current_app
 
 import pandas as pd
 
-from atlas.encoders import Encoder, encoder_from_manifest
+from atlas.encoders import Encoder, EncoderUnavailable, encoder_from_manifest
 from atlas.userstate import FeedbackStore, FeedbackUnavailable, default_path
 from atlas.sky.resolve import position_of
 from lake.layout import LakeLayout
@@ -30,11 +31,13 @@ from lake.oddities import ranked
 from lake.queries import AtlasQueries
 from lake.reader import LakeReader
 from lake.remote import RemoteLake
-from lake.search import SearchEngine
+from lake.search import SearchEngine, SearchUnavailable
 
 log = logging.getLogger(__name__)
 #: Longest object name a cone search resolves (the longest catalogue names are a few dozen characters).
 MAX_OBJECT_NAME_CHARS = 200
+#: A query encoder that failed to load is tried again after this long (each try may take seconds).
+ENCODER_RETRY_SECONDS = 60.0
 
 EXTENSION = "cosmic_atlas"
 
@@ -51,6 +54,8 @@ class LakeService:
         self._engine: SearchEngine | None = None
         self._galaxies: GalaxyQueries | None = None
         self._encoders: dict[str, Encoder] = {}
+        self._encoder_lock = threading.Lock()  # loading takes seconds: not under the lock every request takes
+        self._encoder_failed: dict[str, tuple[float, str]] = {}  # fingerprint → (when, why), retried after a while
         self._feedback: FeedbackStore | None = None
         self._warmers: list[Callable[[], None]] = []
 
@@ -59,11 +64,26 @@ class LakeService:
         self._warmers.append(warm)
 
     def _encoder_for(self, info: dict[str, Any]) -> Encoder:
+        """The lake's query encoder, loaded once (under its own lock: the requests that need no encoder
+        go on meanwhile). One that does not load here is a :class:`lake.search.SearchUnavailable`, and
+        is not tried again for :data:`ENCODER_RETRY_SECONDS` (each try may take seconds)."""
         key = str(info.get("fingerprint"))
-        with self._lock:
-            if key not in self._encoders:
-                self._encoders[key] = encoder_from_manifest(info, trace_dir=self.layout.model_cache)
-            return self._encoders[key]
+        with self._encoder_lock:
+            if key in self._encoders:
+                return self._encoders[key]
+            failed = self._encoder_failed.get(key)
+            if failed is None or time.monotonic() - failed[0] > ENCODER_RETRY_SECONDS:
+                try:
+                    self._encoders[key] = encoder_from_manifest(info, trace_dir=self.layout.model_cache,
+                                                                allow_download=False)
+                    self._encoder_failed.pop(key, None)
+                    return self._encoders[key]
+                except EncoderUnavailable as exc:
+                    log.error("the lake's encoder does not load on this server: %s", exc)
+                    failed = self._encoder_failed[key] = (time.monotonic(), str(exc))
+        raise SearchUnavailable("search by meaning is unavailable on this server: the encoder this lake was built "
+                                "with does not load here (the server log says why). Rebuild the lake with the "
+                                "packages installed here, or install the lake's models.")
 
     def _open(self) -> tuple[AtlasQueries, SearchEngine]:
         version = self._remote.pull_if_stale() if self._remote else self.layout.current_version()

@@ -57,10 +57,16 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def labels() -> pd.DataFrame:
-    """Hand labels of entries with a bundled picture (both labelled files; scoring only)."""
+    """Hand labels of entries with a bundled picture (both labelled files; scoring only). ``never_tuned``
+    marks the rows of ``labelled_pictures.csv`` not also in ``labelled_categories.csv``: the latter chose
+    the text categories' settings, which the picture vote learns from, so scores on its rows are reported
+    apart."""
     frames = [pd.read_csv(DATA / name) for name in ("labelled_pictures.csv", "labelled_categories.csv")
               if (DATA / name).is_file()]
     df = pd.concat(frames).drop_duplicates("date")
+    tuning = DATA / "labelled_categories.csv"
+    tuned = set(pd.read_csv(tuning).date) if tuning.is_file() else set()
+    df = df.assign(never_tuned=[d not in tuned for d in df.date])
     return df[[(IMAGES / f"{d}.jpg").is_file() for d in df.date]].reset_index(drop=True)
 
 
@@ -272,8 +278,14 @@ def lake_holdout(reader: LakeReader, lab: pd.DataFrame, classes: np.ndarray, pro
     dense = class_probabilities(res.head.captions, classes, scale)
     dense_vote, _ = choose_vote(res.head, dense)
     dense_votes = res.head.category_votes(query, dense, vote=dense_vote)
+    never = lab.never_tuned.to_numpy()
+    hits = names[blended.argmax(1)] == truth
     return {"held_out_pictures": len(lab), "k": res.head.k, "pairs": res.report["pairs"],
-            "zero_shot_top1": round(float(np.mean(names[blended.argmax(1)] == truth)), 3),
+            "zero_shot_top1": round(float(np.mean(hits)), 3),
+            "never_tuned_pictures": int(never.sum()),
+            "zero_shot_top1_never_tuned": round(float(np.mean(hits[never])), 3),
+            "zero_shot_top1_tuning_labels": round(float(np.mean(hits[~never])), 3) if (~never).any() else None,
+            "majority_never_tuned": round(float(pd.Series(truth[never]).value_counts(normalize=True).iloc[0]), 3),
             "zero_shot_top1_vote_alone": round(float(np.mean(names[votes.argmax(1)] == truth)), 3),
             "zero_shot_top1_probe_alone": round(float(np.mean(names[linear.argmax(1)] == truth)), 3),
             "probe": probe_report | {"fit_s": round(probe_s, 2)},

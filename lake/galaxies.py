@@ -169,6 +169,8 @@ class GalaxyQueries:
             return pd.DataFrame(columns=["objid", "x", "y", "cluster", "cluster_label", "gz_class", "has_image"])
         with self._lock:
             cached = self._map_points.get(space)
+        if cached is None and space not in self.map_spaces():  # a name from a client: not cached
+            return pd.DataFrame(columns=["objid", "x", "y", "cluster", "cluster_label", "gz_class", "has_image"])
         if cached is None:
             cached = self.reader.query(
                 "SELECT m.objid, m.x, m.y, m.cluster, m.cluster_label, g.gz_class, g.has_image "

@@ -185,8 +185,11 @@ class AtlasQueries:
         return MapView(points, total, thinned, bounds, centres)
 
     def map_size(self, *, embedding: str, method: str) -> int:
-        """Points of one map (before filters); cached, the published tables never change."""
+        """Points of one map (before filters); cached, the published tables never change. A map the lake
+        lacks has 0 and is not cached (the names come from clients: a cache keyed by any string grows)."""
         key = (embedding, method)
+        if key not in self.available_maps():
+            return 0
         if key not in self._map_sizes:
             self._map_sizes[key] = int(self.reader.connection().execute(
                 "SELECT count(*) FROM projections WHERE embedding = $emb AND method = $method",

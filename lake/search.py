@@ -82,6 +82,11 @@ class SearchError(ValueError):
     """A request that cannot be answered as asked; the message says why (shown to users, HTTP 400)."""
 
 
+class SearchUnavailable(SearchError):
+    """Search by meaning cannot run on this server: the encoder the lake was built with does not load
+    here (other package versions, OpenCLIP weights not on disk). Not the asker's fault: HTTP 503."""
+
+
 class InMemoryVectors:
     """A small vector table held in memory for exact search, with the columns filters need."""
 

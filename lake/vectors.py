@@ -251,7 +251,11 @@ def _sub_vectors(dim: int) -> int:
 
 
 def open_table(db_path: Path, kind: str):
-    """Open a vector table for search; raises ``KeyError`` when it was not built."""
+    """Open a vector table for search; raises ``KeyError`` when it was not built. A lake without vector
+    tables (Galaxy Zoo only) is not connected to: connecting would create the folder inside a published,
+    immutable version (or fail on a read-only mount)."""
+    if isinstance(db_path, Path) and not db_path.is_dir():
+        raise KeyError(f"vector table {kind!r}: this lake has no vector tables")
     db = _connect(db_path)
     names = set(_table_names(db))
     if kind not in names:

@@ -14,6 +14,7 @@ from lake.galaxies import GalaxyError, Neighbourhood, downloadable
 from lake.exports import table_bytes
 from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
+from lake.search import SearchUnavailable
 from pages import figures
 from pages._common import (by_lake_version, decode_upload, galaxies, missing_lake_notice, upload_box, upload_limits_text,
                            url_parameters)
@@ -188,7 +189,7 @@ def find(contents, objid, space, k, filename):
                           f"smooth {_pct(centre['p_smooth'])}, featured {_pct(centre['p_features'])})")
         else:
             return "", html.Div("Pick or upload a galaxy.", className="text-muted small"), "", "", []
-    except (GalaxyError, ImageRejected, LookupError) as exc:
+    except (GalaxyError, ImageRejected, LookupError, SearchUnavailable) as exc:
         return dbc.Alert(str(exc), color="warning", className="py-2"), "", "", "", []
     cards = dbc.Row([dbc.Col(galaxy_card(r), xs=6, md=3, lg=2, className="mb-2")
                      for r in found.galaxies.to_dict("records")], className="g-2")

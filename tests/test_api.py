@@ -69,6 +69,8 @@ def test_pages_outside_api_still_reach_the_app(client):
     ("/api/cone?name=" + "M" * 201, "at most 200 characters"),
     ("/api/similar/not-a-date", "date like"),
     ("/api/entry/2014-01-01?x=1", "unknown parameter"),
+    ("/api/search?q=stars&k=1000", "between 1 and 100"),
+    ("/api/similar/20140107", "date like"),
 ])
 def test_known_endpoint_with_a_bad_parameter_is_a_json_400(client, url, fragment):
     r = client.get(url)
@@ -76,13 +78,26 @@ def test_known_endpoint_with_a_bad_parameter_is_a_json_400(client, url, fragment
     assert fragment in r.get_json()["error"]
 
 
-def test_a_missing_entry_is_a_404_but_a_bug_is_not(client, monkeypatch):
-    class NoEntries:
-        def entry(self, date: str) -> None:
-            return None
+def test_a_missing_entry_is_a_404_but_a_bug_is_not(client, monkeypatch, tmp_path):
+    import datetime as dt
 
-    monkeypatch.setattr(api, "atlas", NoEntries)
-    r = client.get("/api/entry/2014-01-01")
+    import pyarrow as pa
+
+    from app import create_app
+    from lake.layout import LakeLayout
+    from lake.schema import SCHEMAS
+    from lake.writer import LakeWriter
+
+    layout = LakeLayout.at(tmp_path / "lake")  # a real lake of one entry: 2014-01-01 is not in it
+    entries = [{"date": dt.date(2001, 1, 1), "title": "one", "explanation": "", "media_type": "image",
+                "has_image": False, "year": 2001, "source": "test", "content_sha1": "x"}]
+    LakeWriter(layout).publish_tables({"entries": pa.Table.from_pylist(entries, schema=SCHEMAS["entries"]),
+                                       "categories": SCHEMAS["categories"].empty_table(),
+                                       "objects": SCHEMAS["objects"].empty_table()},
+                                      {"taxonomy": {"categories": []}}, version="one")
+    app_client = create_app(lake=layout.root).server.test_client()
+    assert app_client.get("/api/entry/2001-01-01").status_code == 200
+    r = app_client.get("/api/entry/2014-01-01")
     assert r.status_code == 404 and "no entry for 2014-01-01" in r.get_json()["error"]
 
     def broken():

@@ -104,7 +104,6 @@ def test_offline_build_writes_the_lake_contract(built):
 def test_noop_rerun_embeds_nothing(built, tmp_path):
     lake = copy_lake(built, tmp_path / "lake")
     before = manifest(lake)
-    t0 = time.perf_counter()
     proc = run_cli(*BASE, "--end", "2014-02-28", "--lake", str(lake))
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = manifest(lake)
@@ -113,7 +112,6 @@ def test_noop_rerun_embeds_nothing(built, tmp_path):
     for stage in ("embed", "classify", "project", "cluster"):
         assert after["stages"][stage]["skipped"] is True
     assert after["stages"]["embed"]["input_hash"] == before["stages"]["embed"]["input_hash"]
-    assert time.perf_counter() - t0 < 60
     assert re.search(r"embed +reused", proc.stderr)
 
 
@@ -329,21 +327,20 @@ def test_nasa_source_downloads_and_thumbnails_new_images(http_server, tmp_path):
 def test_concurrent_builds_one_waits_out_and_force_recomputes(built, tmp_path):
     """Two builds of one lake: the second is refused with a clear message while the first holds the
     lake, and leaves it alone; --force then recomputes every stage (from the embedding cache)."""
-    import fcntl
-
     lake = copy_lake(built, tmp_path / "lake")
     before = manifest(lake)
     cmd = [sys.executable, "-m", "pipeline", *BASE, "--end", "2014-03-31", "--lake", str(lake)]
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # wait until the first build really holds the lock, seen in /proc/locks: taking the lock to test it
+    # could make the first build's own (non-blocking) attempt fail
+    lock = lake / ".build.lock"
+    lock.touch()
+    inode = f":{lock.stat().st_ino} "
     deadline = time.monotonic() + 60
-    with open(lake / ".build.lock", "a") as probe:  # wait until the first build really holds the lock
-        while time.monotonic() < deadline:
-            try:
-                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(probe, fcntl.LOCK_UN)
-                time.sleep(0.05)
-            except BlockingIOError:
-                break
+    while not any(f" {first.pid} " in line and inode in line for line in Path("/proc/locks").read_text().splitlines()):
+        if time.monotonic() > deadline or first.poll() is not None:
+            pytest.fail("the first build never held the lake's lock")
+        time.sleep(0.05)
     second = run_cli(*BASE, "--end", "2014-02-28", "--lake", str(lake))
     assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
     assert second.returncode == 1 and "another build is writing" in second.stderr

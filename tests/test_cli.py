@@ -3,6 +3,8 @@ traceback (the commands themselves are exercised end to end in test_build_e2e.py
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from lake.layout import LakeLayout
@@ -21,7 +23,10 @@ def test_the_query_commands_answer_bad_lakes_and_interruptions_in_one_line(tmp_p
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "Traceback" not in err, (argv, err)
     monkeypatch.setattr(cli, "_dispatch", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
+    capsys.readouterr()
     assert cli.main(["search", "comets"]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
 
 
 def test_a_galaxy_zoo_only_lake_says_it_has_no_apod_collection(tmp_path, capsys):
@@ -33,6 +38,13 @@ def test_a_galaxy_zoo_only_lake_says_it_has_no_apod_collection(tmp_path, capsys)
     assert "no APOD collection" in capsys.readouterr().err
     assert cli.main(["export-vectors", "--lake", str(layout.root), "--out", str(tmp_path / "seeds")]) == 1
     assert not (tmp_path / "seeds").exists()
+    from lake.reader import LakeReader
+    from lake.search import SearchEngine, SearchError
+
+    engine = SearchEngine(LakeReader.open(layout.root), encoder_factory=lambda info: None)  # refused before encoding
+    with pytest.raises(SearchError, match="no 'text' vectors"):
+        engine.similar(dt.date(2014, 1, 7), kind="text", k=5)
+    assert not (layout.root / "current" / "vectors").exists()  # connecting would have made it, in a published version
 
 
 @pytest.mark.parametrize("argv", [["search", "--help"], ["oddities", "--help"]])

@@ -190,6 +190,8 @@ def test_the_server_follows_a_newly_published_lake(tmp_path):
     client = create_app(lake=layout.root).server.test_client()
     missing = client.get(f"/api/entry/{DAYS[0]}")
     assert missing.status_code == 503 and "python -m pipeline build" in missing.get_json()["error"]
+    assert str(tmp_path) not in missing.get_json()["error"]  # no server paths to clients: named by its setting
+    assert "$COSMIC_ATLAS_LAKE" in missing.get_json()["error"]
     _publish(layout, "first")
     assert client.get(f"/api/entry/{DAYS[0]}").get_json()["title"] == "first entry 0"
     _publish(layout, "second")

@@ -9,6 +9,9 @@ SEED_COLUMNS = {"timestamp", "process", "duration_seconds", "gpu_name", "gpu_uti
 
 
 def test_sampler_and_stage_timings():
+    import psutil
+
+    before = psutil.Process().memory_info().rss  # the test process already holds numpy, torch…
     m = RunMetrics("run-1", interval=0.05).start()
     with m.stage("work") as st:
         data = [bytearray(1 << 20) for _ in range(20)]  # ~20 MB so peak RSS is visible
@@ -25,7 +28,7 @@ def test_sampler_and_stage_timings():
     assert stages[0]["process"] == "work" and stages[0]["items"] == 30
     assert 0.3 <= stages[0]["duration_seconds"] < 5
     assert m.stages["work"]["items_per_second"] > 0
-    assert m.stages["work"]["peak_rss_bytes"] > 20 << 20
+    assert m.stages["work"]["peak_rss_bytes"] >= before + (18 << 20)  # the stage's own 20 MB seen
 
 
 def test_samples_count_the_builds_child_processes():
@@ -36,7 +39,7 @@ def test_samples_count_the_builds_child_processes():
 
     import psutil
 
-    burn = "import time\nx = bytearray(200 << 20)\nt = time.time()\nwhile time.time() - t < 2.5: pass"
+    burn = "import time\nx = bytearray(200 << 20)\nwhile time.process_time() < 1.5: pass"  # 1.5 s of CPU, however slow
     child = subprocess.Popen([sys.executable, "-c", burn])
     m = RunMetrics("run-2", interval=0.25).start()
     try:
@@ -46,7 +49,8 @@ def test_samples_count_the_builds_child_processes():
         m.stop()
     samples = [r for r in m.rows if r["record"] == "sample"]
     main_rss = psutil.Process().memory_info().rss
-    assert max(s["cpu_percent"] for s in samples) > 50  # the main process itself only slept
+    cpu_seconds = sum(s["cpu_percent"] for s in samples) / 100 * m.interval  # the main process only waited
+    assert cpu_seconds > 0.75
     assert max(s["rss_bytes"] for s in samples) > main_rss + (150 << 20)
 
 

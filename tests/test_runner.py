@@ -236,8 +236,9 @@ def test_a_stage_that_always_runs_cannot_be_a_background_stage():
 
 
 def sleeps_then_writes(ctx) -> StageResult:
+    """Writes once the test says so (after it killed the build): only a worker that outlived it can."""
     (ctx.layout.root / "worker.pid").write_text(str(os.getpid()))
-    time.sleep(4)
+    _wait_for(ctx.layout.root / "go")
     (ctx.layout.root / "late-write").write_text("the worker outlived its build")
     return StageResult(items=1)
 
@@ -281,7 +282,8 @@ def test_a_killed_build_takes_its_worker_with_it(tmp_path):
     while _alive(worker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(worker)
-    time.sleep(4.5)  # past the moment the stage would have written
+    (tmp_path / "lake" / "go").write_text("")
+    time.sleep(0.5)  # a surviving worker polls for it every 0.02 s
     assert not (tmp_path / "lake" / "late-write").exists()
 
 

@@ -50,10 +50,12 @@ def build_encoder(
                           make_trace=make_trace)
 
 
-def encoder_from_manifest(info: dict[str, Any], *, trace_dir: Path | None = None) -> Encoder:
+def encoder_from_manifest(info: dict[str, Any], *, trace_dir: Path | None = None,
+                          allow_download: bool = True) -> Encoder:
     """Rebuild the encoder a lake was made with, so query vectors match the stored ones. ``trace_dir``:
     the lake's model cache, whose saved tower traces (if the build left them for these packages) load
-    in a fraction of the models' time; nothing is written there."""
+    in a fraction of the models' time; nothing is written there. ``allow_download=False`` (the web app):
+    OpenCLIP weights only from disk, never fetched while a request waits."""
     started = time.perf_counter()
     settings = info.get("settings") or {}
     if info["name"] == "openclip":
@@ -63,6 +65,7 @@ def encoder_from_manifest(info: dict[str, Any], *, trace_dir: Path | None = None
             clip_pretrained="random" if pretrained == "random" else pretrained,
             clip_checkpoint=Path(settings["checkpoint"]) if settings.get("checkpoint") else None,
             clip_config=Path(settings["config_path"]) if settings.get("config_path") else None,
+            allow_download=allow_download,
         )
     else:
         encoder = build_encoder("offline", quantize=info["quantize"], text_max_tokens=info["text_max_tokens"],
