@@ -63,7 +63,10 @@ def quant_section(r: dict) -> list[str]:
     out = ["## Text encoder: fp32 vs dynamic int8, and truncation", "",
            f"Command: `python bench/quantization.py` — {r['texts']} texts (title + explanation; "
            f"{r['labelled']} of them hand-labelled), median of {r['repeats']} runs, {r['threads']} threads. "
-           "Baseline fp32@256 = plain sentence-transformers settings.", _machine(r), "",
+           "Baseline fp32@256 = plain sentence-transformers settings. The zero-shot column is scored on the "
+           "tuning labels only (`labelled_categories.csv`; the run predates the category rule of today), so it "
+           "shows that int8 loses nothing there, not what it scores on labels never tuned on; *Text vectors* "
+           "below compares int8 with fp32 on both sets.", _machine(r), "",
            "| variant | texts/s | speed-up | mean cos to fp32@256 | top-10 NN overlap | category agreement | zero-shot top-1 |",
            "|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in r["variants"].items():
@@ -145,7 +148,9 @@ def text_categories_section(r: dict) -> list[str]:
 
 
 def visual_section(r: dict) -> list[str]:
-    out = ["## Choosing the offline image descriptor", "",
+    out = ["## The hand-made image descriptor (the picture baseline since EfficientNet-Lite0 replaced it)", "",
+           "Measured on 2026-11-23, when the descriptor was the offline default and its variant was chosen here; "
+           "it survives only as the baseline of the picture sections above.", "",
            "Command: `python bench/visual_descriptors.py` — neighbour agreement@10 against text-derived "
            f"categories for each descriptor block and whitening choice ({r['ms_per_image']} ms per image).",
            _machine(r), "", "| variant | agreement@10 | chance | lift |", "|---|---:|---:|---:|"]
@@ -161,7 +166,7 @@ def _picture_cell(v: dict) -> str:
 
 def dashboard_section(r: dict) -> list[str]:
     a, syn, before = r["archive"], r.get("synthetic"), r.get("archive_baseline")
-    out = ["## Dashboard", "", "Command: `python bench/dashboard.py [--baseline REV]` — the app under gunicorn "
+    out = ["## Dashboard", "", "Command: `python bench/dashboard.py --baseline REV`, REV the commit its baseline row names — the app under gunicorn "
            "(1 worker, 4 threads, gunicorn.conf.py warm-up), headless Chromium (software WebGL: SwiftShader), warm "
            "browser cache; server times are real HTTP requests to the map callback. *Map picture painted* = "
            "navigation start to the paint of the server's picture of the map (the browser's "
@@ -300,7 +305,8 @@ def search_latency_section(r: dict) -> list[str]:
     if other:  # warm requests only: the first-search table above is this section's machine
         rev = other["results"].get("baseline", {}).get("rev")
         out += [f"**The same warm requests on another machine** (`python bench/search_latency.py"
-                f"{' --baseline ' + rev if rev else ''} --out search_latency_other_machine`, an earlier commit "
+                f"{' --baseline ' + rev if rev else ''}` there, its result file renamed "
+                "`search_latency_other_machine.json` and its CPU model added by hand; an earlier commit "
                 f"with the same search code{f'; before = `{rev}` there too' if rev else ''}):", _machine(other), "",
                 *_latency_table(other), ""]
         target = r["targets"]["p50_ms"]
@@ -585,7 +591,10 @@ def sky_section(r: dict) -> list[str]:
            "per entry, what the Sky page plots). Near = within 0.1° (the target), or *extent-aware*: within the "
            "object's OpenNGC semi-major axis when larger. *Without errata*: minus the "
            f"{len(r['errata'])} reference rows listed with reasons in `bench/data/sky_checkset_errata.csv` "
-           "(\"Rio\", \"Great Wall\", RA 0 Dec 0 placeholders, M104 where the text says M107, …).", _machine(r), "",
+           "(\"Rio\", \"Great Wall\", RA 0 Dec 0 placeholders, M104 where the text says M107, …). The 2014 set "
+           "is the extractor's development set, not a held-out one: readings found wrong while judging it were "
+           "fixed in the extractor, and the errata were written after looking at the misses; no other year has "
+           "been scored.", _machine(r), "",
            "| check set, match rule | recall | precision (all objects) | precision, judged mentions counted | "
            "precision (primary targets) |",
            "|---|---:|---:|---:|---:|",
@@ -704,7 +713,7 @@ def webgl_floor_section(r: dict) -> list[str]:
 
 def large_maps_section(r: dict) -> list[str]:
     out = ["## Maps of 1M and 10M points", "",
-           "Command: `python bench/large_maps.py --baseline REV` — synthetic lakes (`bench/synthetic_lake.py`: "
+           "Command: `python bench/large_maps.py --baseline REV`, REV the commit its baseline rows name — synthetic lakes (`bench/synthetic_lake.py`: "
            "clustered 2-D map, 24 categories), the app under gunicorn with its warm-up, headless Chromium "
            "(SwiftShader), warm browser cache. This commit: a density raster of every point (datashader, WebP) "
            "under a stable sample of real points, selections counted on the server (`lake/density.py`); the "
@@ -712,8 +721,8 @@ def large_maps_section(r: dict) -> list[str]:
            "rested 0.8 s after it is drawn, the same view with 20,000 points in WebGL replaces it (Plotly's WebGL "
            "set-up then holds the page ≈ 0.4 s, a long task in this browser), and every later view (zoom, "
            "filter) is WebGL. Baseline: "
-           "the code of an earlier commit on the same lake (a 60,000-point sample from DuckDB; a lasso there "
-           "holds only the points the browser has). *Payload* = the map callback's response for one view; "
+           "the code of the earlier commit its rows name, on the same lake, served from a git worktree in the same "
+           "run. *Payload* = the map callback's response for one view; "
            "*zoom* = zoom to the central quarter → the view redrawn in the browser, three times in a row, 1.5 s "
            "apart (median; the runs in brackets, where recorded); *zoom callback* = the server's reply to the zoom "
            "callback for 12 views over HTTP, without drawing (median / slowest; — where not recorded); "
@@ -878,6 +887,14 @@ def import_times_section(r: dict) -> list[str]:
     return out + [""]
 
 
+def _pre_freeze(r: dict) -> str:
+    """Said of a run made before the judged pools were frozen (4816aaa, 2026-11-30 22:59 UTC)."""
+    if r.get("run_at", "") >= "2026-11-30T22:59":
+        return ""
+    return (" This run predates the freezing of the judged pools (2026-11-30), when a ranking's unjudged results "
+            "could still join them: its P@10 are comparable within the section, not with *Search quality*.")
+
+
 def text_vectors_section(r: dict) -> list[str]:
     sets = ("tuning", "held_out")
     out = ["## Text vectors: int8 batches, one text per pass, fp32", "",
@@ -887,7 +904,7 @@ def text_vectors_section(r: dict) -> list[str]:
            "63 batch-mates (int8 quantises each layer's input with one scale for the whole batch). Search "
            "P@10 counts unjudged results as misses, which favours the stored vectors the judges' pools came "
            "from; *condensed* P@10 skips unjudged entries instead; *unjudged* = mean unjudged entries in the "
-           "top 10.", _machine(r), "",
+           f"top 10.{_pre_freeze(r)}", _machine(r), "",
            "| vectors | texts/s | drift (mean / min cos) | " + " | ".join(
                f"{m} P@10 {s} (condensed, unjudged)" for m in ("dense", "hybrid") for s in sets)
            + " | zero-shot text top-1 tuning / never tuned |",
@@ -913,7 +930,7 @@ def passages_section(r: dict) -> list[str]:
            f"limit ({r['windows']:,} windows, {r['windows_per_entry']} per entry; encoding them took "
            f"{r['window_encoding_s']} s), an entry scored by its stored vector, its first window re-encoded, its "
            "best window (max) or the mean of its windows; hybrid = RRF with the keyword list (weight "
-           f"{r['keyword_weight']}). *condensed* and *unjudged* as in the section above.", _machine(r), "",
+           f"{r['keyword_weight']}). *condensed* and *unjudged* as in the section above.{_pre_freeze(r)}", _machine(r), "",
            "| ranking | " + " | ".join(f"{s} P@10 | {s} condensed | {s} unjudged" for s in sets) + " |",
            "|---|" + "---:|---:|---:|" * len(sets)]
     for name in r["sets"][sets[0]]:
@@ -973,8 +990,9 @@ def text_encoders_section(r: dict) -> list[str]:
                 f"{e['query_ms']['p50_ms']} ms against {m['query_ms']['p50_ms']} ms, which would take hybrid "
                 "search past its 15 ms p50. The 372 entries these rankings put in a top 10 that nobody had judged "
                 "were judged blind (shuffled, without knowing which ranking found them) and added to both judgement "
-                "files (135 found relevant), so no row here counts an unread entry as a miss; MiniLM's rows were "
-                "fully judged before and did not move."]
+                "files (135 found relevant). This run predates the freezing of the judged pools (2026-11-30): then each "
+                "ranking's own top 10 joined the pools, so its rows count no unread entry as a miss by construction, "
+                "and they are not comparable with the frozen pools' numbers in *Search quality*."]
     return out + [""]
 
 
@@ -999,8 +1017,9 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
 def main() -> None:
     lines = ["# Benchmarks", "",
              "Generated by `python bench/report.py` from `bench/results/*.json`; each section names the "
-             "script that measured it. Machines are shared and noisy: times are medians, and speed-ups are "
-             "ratios against a baseline measured in the same run.", ""]
+             "script that measured it. Machines are shared and noisy: times are medians of the runs a section "
+             "names (a number whose section names no count of runs is one run), and speed-ups are ratios against "
+             "a baseline measured in the same run.", ""]
     for name, render in SECTIONS:
         r = _load(name)
         if r:
