@@ -15,10 +15,28 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import (reading it means setting it, which is not thread-safe).
+UMASK = _read_umask()
+
+
+def as_if_created(path: Path, *, folder: bool = False) -> None:
+    """Give a file (or folder) made by ``mkstemp`` (``mkdtemp``), which are the owner's only (0600/0700),
+    the mode a plain ``open``/``mkdir`` would have given it: a lake built by one user is read by a server
+    running as another (a cron builder and a www-data app, a shared volume)."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~UMASK)
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path in ``target``'s folder; on success it is flushed to disk and replaces
-    ``target``; on an error it is removed and ``target`` is left as it was."""
+    ``target`` (with the mode a plain write would have given it); on an error it is removed and
+    ``target`` is left as it was."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}-", dir=target.parent)
@@ -28,6 +46,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        as_if_created(tmp)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -40,6 +40,7 @@ from typing import Final
 from urllib.parse import urlparse
 
 from atlas.environment import aws_region, s3_endpoint
+from atlas.files import as_if_created
 from lake import atomic
 from lake.layout import LakeLayout
 from lake.writer import PRUNE_GRACE_SECONDS, VERSIONS_KEPT, prune_versions, versions_to_prune
@@ -254,6 +255,7 @@ class RemoteLake:
                 self.layout.versions.mkdir(parents=True, exist_ok=True)
                 remove_abandoned_pulls(self.layout.versions)
                 work = Path(tempfile.mkdtemp(prefix=f".tmp-pull-{version}-", dir=self.layout.versions))
+                as_if_created(work, folder=True)  # it becomes the version folder: readable as a built one is
                 try:
                     self._download(self._listing("versions", version), ("versions", version), work)
                     if not atomic.publish_tree(work, target):

@@ -475,3 +475,19 @@ def test_an_appended_table_keeps_its_ann_index_and_merges_new_rows_in_batches(tm
     assert vectors.append_to_previous(tmp_path / "other", "image", full, previous=unindexed, ann_min_rows=695) is None
     assert vectors.append_to_previous(tmp_path / "other", "image", full, previous=last, ann_min_rows=600,
                                       hnsw_min_rows=695) is None  # IVF_HNSW_SQ due from 695 rows
+
+
+def test_published_files_are_as_readable_as_plainly_written_ones(tmp_path):
+    """Atomic writes go through mkstemp (owner-only, 0600): a lake built by one user was unreadable to a
+    server running as another. They now get the mode a plain write gets (here the umask's)."""
+    import stat
+
+    from atlas import files
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    _publish(layout, "v1")
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    for table in ("entries.parquet", "manifest.json"):
+        mode = stat.S_IMODE((layout.version_dir("v1") / table).stat().st_mode)
+        assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~files.UMASK, (table, oct(mode))
