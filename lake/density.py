@@ -178,18 +178,28 @@ class MapColumnsCache:
     def __init__(self, reader: LakeReader) -> None:
         self.reader = reader
         self._maps: OrderedDict[tuple[str, str], MapColumns] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the dictionaries only: held for microseconds
+        self._loading: dict[tuple[str, str], threading.Lock] = {}  # one per map being loaded
 
     def get(self, *, embedding: str, method: str) -> MapColumns:
+        """A map's columns. Loading one takes seconds at 10M points: requests for a map already in
+        memory do not wait behind it, and the requests for the map being loaded wait for that one load."""
         key = (embedding, method)
         with self._lock:
             if key in self._maps:
                 self._maps.move_to_end(key)
                 return self._maps[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                if key in self._maps:  # loaded by the request this one waited for
+                    return self._maps[key]
             columns = load_columns(self.reader, embedding=embedding, method=method)
-            self._maps[key] = columns
-            while len(self._maps) > MAPS_IN_MEMORY:
-                self._maps.popitem(last=False)
+            with self._lock:
+                self._maps[key] = columns
+                self._loading.pop(key, None)
+                while len(self._maps) > MAPS_IN_MEMORY:
+                    self._maps.popitem(last=False)
             return columns
 
 

@@ -400,3 +400,39 @@ def test_a_category_keeps_its_colour_in_a_filtered_view_and_its_count_chip(clien
         only, _, _, one_chip, _ = home.map_outputs("text", "umap", "category", [second], [1000, 1200])
         assert [t["marker"]["color"] for t in only["data"]] == [colour[second]] != [figures.PALETTE[0]]
         assert [c.style["boxShadow"].split()[-1] for c in one_chip] == [colour[second]]
+
+
+def test_a_map_being_loaded_holds_up_only_the_requests_for_that_map(tmp_path, monkeypatch):
+    """Loading a large map's columns takes seconds at 10M points: two requests for it load it once, and
+    a request for a map already in memory is answered meanwhile."""
+    import threading
+
+    from lake import density
+    from lake.reader import LakeReader
+
+    layout = write_synthetic_lake(tmp_path / "lake", n=5_000)
+    cache = density.MapColumnsCache(LakeReader(layout))
+    real, loads, release = density.load_columns, [], threading.Event()
+    first = cache.get(embedding="text", method="umap")  # in memory
+
+    def slow_load(reader, *, embedding, method):  # the real load, held until the test lets it finish
+        loads.append((embedding, method))
+        release.wait(30)
+        return real(reader, embedding=embedding, method=method)
+    monkeypatch.setattr(density, "load_columns", slow_load)
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get(embedding="text", method="tsne")))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    while not loads:
+        threading.Event().wait(0.01)
+    answered: list = []
+    meanwhile = threading.Thread(target=lambda: answered.append(cache.get(embedding="text", method="umap")))
+    meanwhile.start()
+    meanwhile.join(10)  # the other map's load is held until release: this must not wait for it
+    assert answered == [first]
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert loads == [("text", "tsne")] and len(got) == 2 and got[0] is got[1]
