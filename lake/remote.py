@@ -27,11 +27,11 @@ S3-compatible server from ``$COSMIC_ATLAS_S3_ENDPOINT`` (or ``$AWS_ENDPOINT_URL`
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -251,22 +251,32 @@ class RemoteLake:
                 self._known[folder] = set(listing)
             target = self.layout.version_dir(version)
             if not target.is_dir():
-                # a folder of this process's own: another app worker may be pulling the same version
-                self.layout.versions.mkdir(parents=True, exist_ok=True)
-                remove_abandoned_pulls(self.layout.versions)
-                work = Path(tempfile.mkdtemp(prefix=f".tmp-pull-{version}-", dir=self.layout.versions))
-                as_if_created(work, folder=True)  # it becomes the version folder: readable as a built one is
-                try:
-                    self._download(self._listing("versions", version), ("versions", version), work)
-                    if not atomic.publish_tree(work, target):
-                        log.info("lake %s: version %s was pulled by another worker", self.layout.remote, version)
-                finally:
-                    atomic.remove_tree(work)
+                self._pull_version(version, target)
             if self.layout.current_version() != version:
                 atomic.switch_symlink(self.layout.pointer, target)
                 prune_versions(self.layout, keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS, temporaries=False)
             log.info("lake %s: version %s in the working copy %s", self.layout.remote, version, self.layout.root)
             return version
+
+    def _pull_version(self, version: str, target: Path) -> None:
+        """Download one version into ``.tmp-pull-<version>`` and publish it as ``target``. One process at
+        a time per version (an app's workers start together: the others wait, then find it pulled), and
+        resumable: files a killed pull finished are kept, so a worker that gunicorn killed mid-download
+        (a large version, a slow link) leaves its successor less to fetch, not all of it again."""
+        self.layout.versions.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_pulls(self.layout.versions)
+        lock = self.layout.versions / f".pull-{version}.lock"
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            if target.is_dir():
+                log.info("lake %s: version %s was pulled by another worker", self.layout.remote, version)
+                return
+            work = self.layout.versions / f".tmp-pull-{version}"
+            work.mkdir(exist_ok=True)
+            as_if_created(work, folder=True)  # it becomes the version folder: readable as a built one is
+            self._download(self._listing("versions", version), ("versions", version), work)
+            atomic.publish_tree(work, target)
+            lock.unlink(missing_ok=True)  # a process waiting on it finds the version there
 
     def pull_if_stale(self) -> str | None:
         """:meth:`pull` when :data:`POLL_SECONDS` have passed since the last look at the pointer (the

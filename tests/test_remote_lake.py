@@ -95,6 +95,44 @@ def test_push_then_pull_on_another_machine_gives_the_same_lake(s3_server, tmp_pa
     assert LakeReader(reader_copy).count("entries") == 2_000
 
 
+def test_a_pull_that_dies_is_resumed_not_restarted(s3_server, tmp_path, caplog):
+    """An app worker killed mid-download (gunicorn's timeout during its warm-up, on a large version)
+    used to leave its successor everything to fetch again, in a fresh temporary folder."""
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "pull-resume")
+    write_synthetic_lake(source.root, n=2_000)
+    version = RemoteLake(source).push()
+    server = _copy(tmp_path, "server", "pull-resume")
+    dying = RemoteLake(server)
+    opened = []
+
+    class DiesOnTheThirdFile:
+        def __init__(self, fs) -> None:
+            self.fs = fs
+
+        def __getattr__(self, name):
+            return getattr(self.fs, name)
+
+        def open_input_stream(self, key, *args, **kwargs):
+            if f"/versions/{version}/" in key:
+                opened.append(key)
+                if len(opened) == 3:
+                    raise OSError("connection reset (simulated)")
+            return self.fs.open_input_stream(key, *args, **kwargs)
+
+    dying._fs = DiesOnTheThirdFile(dying._fs)
+    with pytest.raises(RemoteLakeError, match="connection reset"):
+        dying.pull()
+    assert not server.version_dir(version).exists()  # nothing half-published
+    with caplog.at_level(logging.INFO, logger="lake.remote"):
+        assert RemoteLake(server).pull() == version
+    files = len([k for k in _keys(client, f"pull-resume/versions/{version}/") if not k.endswith("/")])
+    line = next(r.getMessage() for r in caplog.records if f"of versions/{version} downloaded" in r.getMessage())
+    assert int(re.search(r"(\d+) files of", line).group(1)) == files - 2  # the two the dead pull finished
+    assert LakeReader(server).count("entries") == 2_000
+    assert not list(server.versions.glob(".tmp-pull-*")) and not list(server.versions.glob(".pull-*"))
+
+
 def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_path):
     """A build pulls every cache first, so what its working copy dropped since (embedding chunks merged by a
     compaction, a stale trace) leaves the bucket with its push; pictures are never deleted."""
