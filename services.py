@@ -55,7 +55,7 @@ class LakeService:
         self._galaxies: GalaxyQueries | None = None
         self._encoders: dict[str, Encoder] = {}
         self._encoder_lock = threading.Lock()  # loading takes seconds: not under the lock every request takes
-        self._encoder_failed: dict[str, tuple[float, str]] = {}  # fingerprint → (when, why), retried after a while
+        self._encoder_failed: dict[str, float] = {}  # fingerprint → when it failed; retried after a while
         self._feedback: FeedbackStore | None = None
         self._warmers: list[Callable[[], None]] = []
 
@@ -72,7 +72,7 @@ class LakeService:
             if key in self._encoders:
                 return self._encoders[key]
             failed = self._encoder_failed.get(key)
-            if failed is None or time.monotonic() - failed[0] > ENCODER_RETRY_SECONDS:
+            if failed is None or time.monotonic() - failed > ENCODER_RETRY_SECONDS:
                 try:
                     self._encoders[key] = encoder_from_manifest(info, trace_dir=self.layout.model_cache,
                                                                 allow_download=False)
@@ -80,7 +80,10 @@ class LakeService:
                     return self._encoders[key]
                 except EncoderUnavailable as exc:
                     log.error("the lake's encoder does not load on this server: %s", exc)
-                    failed = self._encoder_failed[key] = (time.monotonic(), str(exc))
+                    self._encoder_failed[key] = time.monotonic()
+                except Exception:  # noqa: BLE001 (torch, a model file, a manifest: every cause is a 503 here)
+                    log.exception("the lake's encoder failed to load on this server")
+                    self._encoder_failed[key] = time.monotonic()
         raise SearchUnavailable("search by meaning is unavailable on this server: the encoder this lake was built "
                                 "with does not load here (the server log says why). Rebuild the lake with the "
                                 "packages installed here, or install the lake's models.")

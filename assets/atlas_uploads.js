@@ -33,14 +33,16 @@
         } else if (file.size > max) {
             note.textContent = file.name + ' was not sent: it is ' + megabytes(file.size) +
                 ', and pictures up to ' + megabytes(max) + ' are accepted.';
-        } else {
-            rearm(box, event.target);
+        } else if (box.firstElementChild && box.firstElementChild.contains(event.target)) {
+            rearm(box, event.target);  // a file the drop zone itself takes (not the line under it)
         }
     }
 
     function rearm(box, target) {
         const upload = box.firstElementChild;  // the dcc.Upload, carrying its component id
-        if (upload && upload.id && window.dash_clientside && window.dash_clientside.set_props) {
+        const input = upload.querySelector('input[type=file]');
+        if (input && input.disabled) { return; }  // a disabled box takes nothing: keep what it holds
+        if (upload.id && window.dash_clientside && window.dash_clientside.set_props) {
             window.dash_clientside.set_props(upload.id, {contents: null});
         }
         if (target && target.type === 'file') {

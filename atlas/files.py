@@ -15,21 +15,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _read_umask() -> int:
+def umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` can only read it by setting it, which
+    races with other threads): from ``/proc/self/status`` on Linux, else by setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-#: The process's umask, read once at import (reading it means setting it, which is not thread-safe).
-UMASK = _read_umask()
 
 
 def as_if_created(path: Path, *, folder: bool = False) -> None:
     """Give a file (or folder) made by ``mkstemp`` (``mkdtemp``), which are the owner's only (0600/0700),
     the mode a plain ``open``/``mkdir`` would have given it: a lake built by one user is read by a server
     running as another (a cron builder and a www-data app, a shared volume)."""
-    os.chmod(path, (0o777 if folder else 0o666) & ~UMASK)
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask())
 
 
 @contextmanager

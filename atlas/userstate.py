@@ -6,10 +6,12 @@ a busy timeout, and one short transaction per label, so two people clicking at o
 label is appended (with who and when); a person's current label for an entry is their latest one,
 and ``None`` (clearing) is a label too.
 
-Anyone who reaches the app can click, so the history is bounded: every :data:`PRUNE_EVERY` labels, the
-superseded ones (a person's earlier labels of an entry they labelled again) beyond the newest
-:data:`KEEP_SUPERSEDED` rows are deleted. Current labels are never pruned, so what re-ranks the list and
-what the export's newest rows show do not change; a thumb clicked a million times costs a bounded file.
+Anyone who reaches the app can click, so superseded labels are pruned: every :data:`PRUNE_EVERY` labels,
+a person's earlier labels of an entry they labelled again, beyond the newest :data:`KEEP_SUPERSEDED`
+rows, are deleted. Current labels are never pruned, so what re-ranks the list and what the export's newest
+rows show do not change, and a thumb clicked a million times costs a bounded file. Current labels under
+ever new names are not bounded here (each is someone's label): a public server wants a rate limit in
+front of ``POST /api/feedback``.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Final
 
@@ -179,28 +180,39 @@ class MapColumnsCache:
         self.reader = reader
         self._maps: OrderedDict[tuple[str, str], MapColumns] = OrderedDict()
         self._lock = threading.Lock()  # the dictionaries only: held for microseconds
-        self._loading: dict[tuple[str, str], threading.Lock] = {}  # one per map being loaded
+        self._loading: dict[tuple[str, str], Future[MapColumns]] = {}  # the maps being loaded
 
     def get(self, *, embedding: str, method: str) -> MapColumns:
         """A map's columns. Loading one takes seconds at 10M points: requests for a map already in
-        memory do not wait behind it, and the requests for the map being loaded wait for that one load."""
+        memory do not wait behind it, and the requests for the map being loaded get that one load's
+        result (or its error)."""
         key = (embedding, method)
         with self._lock:
             if key in self._maps:
                 self._maps.move_to_end(key)
                 return self._maps[key]
-            loading = self._loading.setdefault(key, threading.Lock())
-        with loading:
-            with self._lock:
-                if key in self._maps:  # loaded by the request this one waited for
-                    return self._maps[key]
+            pending = self._loading.get(key)
+            if pending is None:
+                pending = self._loading[key] = Future()
+                loads_it = True
+            else:
+                loads_it = False
+        if not loads_it:
+            return pending.result()
+        try:
             columns = load_columns(self.reader, embedding=embedding, method=method)
+        except BaseException as exc:
             with self._lock:
-                self._maps[key] = columns
                 self._loading.pop(key, None)
-                while len(self._maps) > MAPS_IN_MEMORY:
-                    self._maps.popitem(last=False)
-            return columns
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            self._maps[key] = columns
+            self._loading.pop(key, None)
+            while len(self._maps) > MAPS_IN_MEMORY:
+                self._maps.popitem(last=False)
+        pending.set_result(columns)
+        return columns
 
 
 def density_view(columns: MapColumns, filters: Filters, *, color: str,

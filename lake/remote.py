@@ -40,7 +40,6 @@ from typing import Final
 from urllib.parse import urlparse
 
 from atlas.environment import aws_region, s3_endpoint
-from atlas.files import as_if_created
 from lake import atomic
 from lake.layout import LakeLayout
 from lake.writer import PRUNE_GRACE_SECONDS, VERSIONS_KEPT, prune_versions, versions_to_prune
@@ -66,17 +65,29 @@ COPY_CHUNK: Final = 8 << 20
 ABANDONED_PULL_SECONDS = 3600
 
 
+def pull_lock(versions: Path, version: str) -> Path:
+    """The lock file a process holds while it pulls ``version`` into ``.tmp-pull-<version>``."""
+    return versions / f".pull-{version}.lock"
+
+
 def remove_abandoned_pulls(versions: Path, *, older_than: float = ABANDONED_PULL_SECONDS) -> list[str]:
-    """Remove the ``.tmp-pull-*`` folders under ``versions`` not modified for ``older_than`` seconds."""
+    """Remove the ``.tmp-pull-*`` folders under ``versions`` not modified for ``older_than`` seconds and
+    not being pulled into now (their version's lock is taken, without waiting, before they are judged)."""
     now, removed = time.time(), []
     for folder in versions.glob(".tmp-pull-*"):
-        try:
-            idle = now - max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
-        except OSError:  # another worker removed it meanwhile
-            continue
-        if idle > older_than:
-            atomic.remove_tree(folder)
-            removed.append(folder.name)
+        version = folder.name[len(".tmp-pull-"):]
+        with open(pull_lock(versions, version), "a") as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a pull is filling it
+                continue
+            try:
+                idle = now - max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
+            except OSError:  # another process removed it meanwhile
+                continue
+            if idle > older_than:
+                atomic.remove_tree(folder)
+                removed.append(folder.name)
     if removed:
         log.info("removed %d abandoned pull folders: %s", len(removed), ", ".join(removed))
     return removed
@@ -265,16 +276,24 @@ class RemoteLake:
         (a large version, a slow link) leaves its successor less to fetch, not all of it again."""
         self.layout.versions.mkdir(parents=True, exist_ok=True)
         remove_abandoned_pulls(self.layout.versions)
-        lock = self.layout.versions / f".pull-{version}.lock"
+        lock = pull_lock(self.layout.versions, version)
         with open(lock, "a") as held:
             fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes, or the process dies
             if target.is_dir():
                 log.info("lake %s: version %s was pulled by another worker", self.layout.remote, version)
                 return
             work = self.layout.versions / f".tmp-pull-{version}"
-            work.mkdir(exist_ok=True)
-            as_if_created(work, folder=True)  # it becomes the version folder: readable as a built one is
-            self._download(self._listing("versions", version), ("versions", version), work)
+            work.mkdir(exist_ok=True)  # plain mkdir: the mode a built version's folder has
+            os.utime(work)  # resumed: not idle
+            for partial in work.rglob(".tmp-*"):  # a file a killed pull was writing
+                partial.unlink(missing_ok=True)
+            listing = self._listing("versions", version)
+            self._download(listing, ("versions", version), work)
+            short = [rel for rel, size in listing.items()
+                     if not ((work / rel).is_file() and (work / rel).stat().st_size == size)]
+            if short:
+                raise RemoteLakeError(f"version {version} of {self.layout.remote} pulled without {len(short)} of "
+                                      f"its files ({short[0]}, …); the next pull completes it")
             atomic.publish_tree(work, target)
             lock.unlink(missing_ok=True)  # a process waiting on it finds the version there
 

@@ -66,6 +66,7 @@ class RunMetrics:
     def __post_init__(self) -> None:
         self._proc = psutil.Process(os.getpid())
         self._tree: dict[int, psutil.Process] = {}  # the build's child processes, kept for their CPU deltas
+        self._sampling = threading.Lock()  # the sampler thread and stage starts both sample
         self._gpu = Gpu()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -99,10 +100,11 @@ class RunMetrics:
             children = []
         alive = {}
         for child in children:
-            proc = self._tree.get(child.pid, child)
+            known = self._tree.get(child.pid)
+            proc = known if known is not None and known == child else child  # == compares start times: pid reuse
             try:
                 since_last = proc.cpu_percent(None)  # a child's first call only starts its count
-                cpu += since_last if child.pid in self._tree else 0.0
+                cpu += since_last if proc is known else 0.0
                 rss += proc.memory_info().rss
             except psutil.Error:  # ended between the listing and the reading
                 continue
@@ -115,6 +117,10 @@ class RunMetrics:
             self.sample()
 
     def sample(self) -> None:
+        with self._sampling:
+            self._sample()
+
+    def _sample(self) -> None:
         row = {
             "run_id": self.run_id, "record": "sample", "timestamp": _now(), "process": self._stage,
             "duration_seconds": time.perf_counter() - self._started, "items": None,

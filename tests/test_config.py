@@ -126,6 +126,19 @@ def test_auto_keeps_the_published_lakes_offline_encoder(monkeypatch):
     assert encoder_spec(BuildConfig(encoder="auto"), published="openclip")["name"] == "offline"  # weights gone
 
 
+def test_auto_reads_the_published_encoder_of_a_galaxy_zoo_only_lake(monkeypatch, tmp_path):
+    """A lake of Galaxy Zoo alone has no embed stage: its encoder is the galaxy pictures' (gz2 section)."""
+    from lake.layout import LakeLayout
+    from pipeline.runner import BuildContext
+    from pipeline.stages import _spec
+
+    monkeypatch.setattr("atlas.encoders.openclip.hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr("atlas.encoders.openclip.cached_weights", lambda *a, **k: None)
+    ctx = BuildContext(BuildConfig(encoder="auto", lake=LakeLayout.at(tmp_path / "lake")), run_id="r")
+    ctx.live = {"stages": {"gz2_galaxies": {"manifest": {"gz2": {"encoder": {"name": "offline"}}}}}}
+    assert _spec(ctx)["name"] == "offline"
+
+
 def test_the_browser_is_found_by_name_or_by_environment(monkeypatch, tmp_path):
     """Browser tests and benchmarks find Chromium and ChromeDriver on PATH under their usual names
     (Debian's, Ubuntu's snap, Google's), or where $CHROMIUM / $CHROMEDRIVER say; a missing one is None."""

@@ -234,7 +234,7 @@ def test_staged_vectors_are_read_from_memory_until_their_file_changes(tmp_path):
 
 
 def test_publish_tree_keeps_the_first_complete_copy_and_switch_symlink_races(tmp_path):
-    """Two app workers pulling one version: each fills its own folder, the first rename publishes it and
+    """Two processes publishing one folder (each from its own copy): the first rename publishes it and
     the second copy is dropped; two workers switching `current` at once both succeed."""
     from lake import atomic
 
@@ -265,7 +265,9 @@ def test_abandoned_pull_folders_are_removed_and_live_ones_kept(tmp_path):
     import os
     import time
 
-    from lake.remote import ABANDONED_PULL_SECONDS, remove_abandoned_pulls
+    import fcntl
+
+    from lake.remote import ABANDONED_PULL_SECONDS, pull_lock, remove_abandoned_pulls
 
     old, live = tmp_path / ".tmp-pull-v1-dead", tmp_path / ".tmp-pull-v1-busy"
     for folder in (old, live):
@@ -276,8 +278,14 @@ def test_abandoned_pull_folders_are_removed_and_live_ones_kept(tmp_path):
         os.utime(p, (stale, stale))
     os.utime(live, (stale, stale))  # an old folder with a file written just now is still being filled
     (tmp_path / "20260101T000000Z").mkdir()  # a published version is never touched
-    assert remove_abandoned_pulls(tmp_path) == [old.name]
-    assert live.is_dir() and not old.exists() and (tmp_path / "20260101T000000Z").is_dir()
+    resumed = tmp_path / ".tmp-pull-v2"  # idle for an hour, but a pull holds its lock: it is resuming it
+    resumed.mkdir()
+    os.utime(resumed, (stale, stale))
+    with open(pull_lock(tmp_path, "v2"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert remove_abandoned_pulls(tmp_path) == [old.name]
+    assert live.is_dir() and not old.exists() and (tmp_path / "20260101T000000Z").is_dir() and resumed.is_dir()
+    assert remove_abandoned_pulls(tmp_path) == [resumed.name]  # the lock released: abandoned after all
 
 
 def test_whole_vector_tables_are_read_as_lancedb_reads_them(tmp_path):
@@ -479,15 +487,21 @@ def test_an_appended_table_keeps_its_ann_index_and_merges_new_rows_in_batches(tm
 
 def test_published_files_are_as_readable_as_plainly_written_ones(tmp_path):
     """Atomic writes go through mkstemp (owner-only, 0600): a lake built by one user was unreadable to a
-    server running as another. They now get the mode a plain write gets (here the umask's)."""
+    server running as another. They now get the mode a plain write gets (the umask's: 0640 here)."""
+    import os
     import stat
 
     from atlas import files
 
-    layout = LakeLayout.at(tmp_path / "lake")
-    _publish(layout, "v1")
-    plain = tmp_path / "plain"
-    plain.write_bytes(b"")
+    before = os.umask(0o027)
+    try:
+        assert files.umask() == 0o027
+        layout = LakeLayout.at(tmp_path / "lake")
+        _publish(layout, "v1")
+        plain = tmp_path / "plain"
+        plain.write_bytes(b"")
+    finally:
+        os.umask(before)
     for table in ("entries.parquet", "manifest.json"):
         mode = stat.S_IMODE((layout.version_dir("v1") / table).stat().st_mode)
-        assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~files.UMASK, (table, oct(mode))
+        assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o640, (table, oct(mode))
