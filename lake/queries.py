@@ -433,7 +433,8 @@ class AtlasQueries:
             params,
         )
 
-    def cone(self, ra: float, dec: float, radius: float, filters: Filters | None = None, limit: int = 500) -> pd.DataFrame:
+    def cone(self, ra: float, dec: float, radius: float, *, filters: Filters | None = None,
+             limit: int = 500) -> pd.DataFrame:
         """Entries with a resolved object within ``radius`` degrees of (ra, dec), nearest first: the first
         ``limit``, each with ``total``, how many there are in all (a list cut at ``limit`` must not read as
         the whole count)."""

@@ -161,6 +161,10 @@ class RemoteLake:
         #: copy. A mirrored push deletes only those of them the working copy no longer holds, never an
         #: object another builder added after this one looked (see :meth:`_upload`)
         self._known: dict[str, set[str]] = {}
+        #: the version whose shared folders this object last brought in: a version's thumbnails and
+        #: cutouts are pushed before its pointer, so while the pointer stays, the folders are not listed
+        #: again (an app looks every 30 s, and a folder of 100k thumbnails is a long listing)
+        self._shared_for: dict[tuple[str, ...], str] = {}
 
     @classmethod
     def of(cls, layout: LakeLayout, *, endpoint: str | None = None) -> "RemoteLake | None":
@@ -256,10 +260,12 @@ class RemoteLake:
             self._pulled = version or ""
             if version is None:
                 return None
-            for folder in shared:
-                listing = self._listing(folder)
-                self._download(listing, (folder,), self.layout.root / folder)
-                self._known[folder] = set(listing)
+            if self._shared_for.get(shared) != version:
+                for folder in shared:
+                    listing = self._listing(folder)
+                    self._download(listing, (folder,), self.layout.root / folder)
+                    self._known[folder] = set(listing)
+                self._shared_for[shared] = version
             target = self.layout.version_dir(version)
             if not target.is_dir():
                 self._pull_version(version, target)

@@ -120,7 +120,7 @@ def cone_search(_n, name, ra, dec, radius, cats, years):
         ra, dec = pos
     if ra is None or dec is None or not (0 <= float(ra) <= 360 and -90 <= float(dec) <= 90):
         return dbc.Alert("Give an object name, or RA (0–360°) and Dec (−90–90°).", color="warning")
-    df = atlas().cone(float(ra), float(dec), radius, filters_from(cats, years), limit=CONE_LISTED)
+    df = atlas().cone(float(ra), float(dec), radius, filters=filters_from(cats, years), limit=CONE_LISTED)
     total = int(df.total.iloc[0]) if len(df) else 0
     shown = f"the nearest {len(df):,} of {total:,}" if total > len(df) else f"{total:,}"
     head = html.Div(f"{shown} entries within {radius:g}° of RA {float(ra):.3f}°, Dec {float(dec):+.3f}° "

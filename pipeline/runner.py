@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Runs whose metrics stay in the lake's ``metrics`` table.
 METRIC_RUNS_KEPT = 20
+#: When a build fails, how long it waits for a background stage's answer already on its way back (so a
+#: stage that finished is kept for the next build to resume); a stage still at work delays it this long at most.
+IN_FLIGHT_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -246,7 +250,11 @@ class Runner:
                 failed = False
             except BaseException:
                 handoff.stop()
-                for stage, future in handoff.outstanding():  # a background stage that did finish can be resumed
+                sent = handoff.outstanding()
+                # a background stage that did finish can be resumed: one whose answer is on its way (a
+                # pipe's milliseconds) is given a moment to arrive; one still at work is not waited for
+                futures.wait([f for _, f in sent], timeout=IN_FLIGHT_GRACE_SECONDS)
+                for stage, future in sent:
                     if future.done() and not future.cancelled() and future.exception() is None:
                         self._record(stage, future.result().result, ctx, staged)
                 raise

@@ -1,3 +1,4 @@
+import mmap
 import time
 
 import pytest
@@ -14,11 +15,14 @@ def test_sampler_and_stage_timings():
     before = psutil.Process().memory_info().rss  # the test process already holds numpy, torch…
     m = RunMetrics("run-1", interval=0.05).start()
     with m.stage("work") as st:
-        data = [bytearray(1 << 20) for _ in range(20)]  # ~20 MB so peak RSS is visible
+        # 20 MB of fresh pages (an anonymous map, written): freed heap memory the suite's earlier tests left
+        # resident could serve a plain allocation without RSS growing
+        data = mmap.mmap(-1, 20 << 20)
+        data.write(b"x" * (20 << 20))
         time.sleep(0.3)
         st["items"] = 30
     m.stop()
-    del data
+    data.close()
     samples = [r for r in m.rows if r["record"] == "sample"]
     stages = [r for r in m.rows if r["record"] == "stage"]
     assert len(samples) >= 3

@@ -467,3 +467,22 @@ def test_a_real_build_to_s3_and_a_rebuild_elsewhere_reuse_the_bucket(s3_server, 
         assert LakeReader.open(f"s3://{BUCKET}/apod").count("entries") == 20
     finally:
         os.environ.pop("COSMIC_ATLAS_CACHE")
+
+
+def test_the_app_lists_the_shared_folders_again_only_when_the_pointer_moves(s3_server, tmp_path):
+    """A version's thumbnails are pushed before its pointer: while the pointer stays, an app's look every
+    30 s does not list the thumbnail folder again (100k objects at scale); a new version brings new ones."""
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "shared-poll")
+    write_synthetic_lake(source.root, n=500)
+    RemoteLake(source).push()
+    server = _copy(tmp_path, "server", "shared-poll")
+    app = RemoteLake(server)
+    app.pull()
+    client.put_object(Bucket=BUCKET, Key="shared-poll/thumbs/1000-01-01.jpg", Body=b"a thumbnail")
+    app.pull()
+    assert not (server.root / "thumbs" / "1000-01-01.jpg").exists()  # the pointer did not move
+    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    RemoteLake(source).push()
+    assert app.pull() == "v2"
+    assert (server.root / "thumbs" / "1000-01-01.jpg").read_bytes() == b"a thumbnail"
