@@ -87,6 +87,7 @@ def remove_abandoned_pulls(versions: Path, *, older_than: float = ABANDONED_PULL
                 continue
             if idle > older_than:
                 atomic.remove_tree(folder)
+                pull_lock(versions, version).unlink(missing_ok=True)  # held: a waiter then finds no folder
                 removed.append(folder.name)
     if removed:
         log.info("removed %d abandoned pull folders: %s", len(removed), ", ".join(removed))
