@@ -286,7 +286,8 @@ def test_abandoned_pull_folders_are_removed_and_live_ones_kept(tmp_path):
         assert remove_abandoned_pulls(tmp_path) == [old.name]
     assert live.is_dir() and not old.exists() and (tmp_path / "20260101T000000Z").is_dir() and resumed.is_dir()
     assert remove_abandoned_pulls(tmp_path) == [resumed.name]  # the lock released: abandoned after all
-    assert not list(tmp_path.glob(".pull-*.lock"))  # the removed folders' lock files go with them
+    locks = {p.name for p in tmp_path.glob(".pull-*.lock")}
+    assert locks == {".pull-v1-busy.lock"}  # the removed folders' lock files went with them
 
 
 def test_whole_vector_tables_are_read_as_lancedb_reads_them(tmp_path):
