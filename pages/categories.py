@@ -76,17 +76,16 @@ def chart_view(years):
                                          colours=fixed_category_colours())
     box = figures.confidence_box(a.confidences(f))
     agree = a.text_image_agreement(f)
-    pictured = a.picture_categories() if agree.empty else 0
-    if agree.empty and pictured:
+    if not agree.empty:
+        note = dcc.Graph(figure=figures.agreement_bar(agree), config={"displaylogo": False})
+    elif pictured := a.picture_categories():
         note = dbc.Alert(f"No entry in these years has a picture category ({pictured:,} in the whole lake: "
                          "only entries with a picture get one). Widen the years.",
                          color="light", className="mt-5")
-    elif agree.empty:
+    else:
         note = dbc.Alert("No picture categories in this lake (it has too few pictures to learn a text–picture "
                          "space from, or was built before alignment existed: rebuild it).", color="light",
                          className="mt-5")
-    else:
-        note = dcc.Graph(figure=figures.agreement_bar(agree), config={"displaylogo": False})
     return bar, stacked, box, note
 
 

@@ -77,9 +77,11 @@ def encoder_spec(cfg: BuildConfig, *, published: str | None = None) -> dict[str,
 
 
 def _spec(ctx: BuildContext) -> dict[str, Any]:
-    published = (ctx.live_manifest("embed").get("encoder", {}).get("name")  # a Galaxy Zoo-only lake's is gz2's
-                 or ctx.live_manifest("gz2_galaxies").get("gz2", {}).get("encoder", {}).get("name"))
-    return ctx.resource("encoder_spec", lambda: encoder_spec(ctx.cfg, published=published))
+    def decide() -> dict[str, Any]:
+        published = (ctx.live_manifest("embed").get("encoder", {}).get("name")  # a Galaxy Zoo-only lake's is gz2's
+                     or ctx.live_manifest("gz2_galaxies").get("gz2", {}).get("encoder", {}).get("name"))
+        return encoder_spec(ctx.cfg, published=published)
+    return ctx.resource("encoder_spec", decide)
 
 
 def _encoder(ctx: BuildContext) -> Encoder:

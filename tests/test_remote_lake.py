@@ -66,6 +66,35 @@ def _pointer(client, prefix: str) -> str:
     return json.loads(client.get_object(Bucket=BUCKET, Key=f"{prefix}/{POINTER}")["Body"].read())["version"]
 
 
+class ResetsOnFile:
+    """The real S3 filesystem, whose connection resets on the ``nth`` file under ``under`` it reads,
+    writes or copies to (a push or a pull dying part-way through a version)."""
+
+    def __init__(self, fs, *, under: str, nth: int) -> None:
+        self.fs, self.under, self.nth, self.files = fs, under, nth, []
+
+    def __getattr__(self, name):
+        return getattr(self.fs, name)
+
+    def _touch(self, key: str) -> None:
+        if self.under in key:
+            self.files.append(key)
+            if len(self.files) == self.nth:
+                raise OSError("connection reset (simulated)")
+
+    def open_input_stream(self, key, *args, **kwargs):
+        self._touch(key)
+        return self.fs.open_input_stream(key, *args, **kwargs)
+
+    def open_output_stream(self, key, *args, **kwargs):
+        self._touch(key)
+        return self.fs.open_output_stream(key, *args, **kwargs)
+
+    def copy_file(self, src, dest):
+        self._touch(dest)
+        return self.fs.copy_file(src, dest)
+
+
 def _copy(tmp_path, name: str, prefix: str) -> LakeLayout:
     """A working copy of ``s3://atlas/<prefix>`` in its own folder (a machine of its own)."""
     return LakeLayout(tmp_path / name, remote=f"s3://{BUCKET}/{prefix}")
@@ -104,23 +133,7 @@ def test_a_pull_that_dies_is_resumed_not_restarted(s3_server, tmp_path, caplog):
     version = RemoteLake(source).push()
     server = _copy(tmp_path, "server", "pull-resume")
     dying = RemoteLake(server)
-    opened = []
-
-    class DiesOnTheThirdFile:
-        def __init__(self, fs) -> None:
-            self.fs = fs
-
-        def __getattr__(self, name):
-            return getattr(self.fs, name)
-
-        def open_input_stream(self, key, *args, **kwargs):
-            if f"/versions/{version}/" in key:
-                opened.append(key)
-                if len(opened) == 3:
-                    raise OSError("connection reset (simulated)")
-            return self.fs.open_input_stream(key, *args, **kwargs)
-
-    dying._fs = DiesOnTheThirdFile(dying._fs)
+    dying._fs = ResetsOnFile(dying._fs, under=f"/versions/{version}/", nth=3)
     with pytest.raises(RemoteLakeError, match="connection reset"):
         dying.pull()
     assert not server.version_dir(version).exists()  # nothing half-published
@@ -344,34 +357,11 @@ def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s
     first = RemoteLake(source).push()
     _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
 
-    class DiesOnTheSecondFile:
-        """The real S3 filesystem, whose connection resets on the new version's second file."""
-
-        def __init__(self, fs) -> None:
-            self.fs, self.writes = fs, []
-
-        def __getattr__(self, name):
-            return getattr(self.fs, name)
-
-        def _write(self, key: str) -> None:
-            if "/versions/v2/" in key:
-                self.writes.append(key)
-                if len(self.writes) == 2:
-                    raise OSError("connection reset (simulated)")
-
-        def open_output_stream(self, key, *args, **kwargs):
-            self._write(key)
-            return self.fs.open_output_stream(key, *args, **kwargs)
-
-        def copy_file(self, src, dest):
-            self._write(dest)
-            return self.fs.copy_file(src, dest)
-
     dying = RemoteLake(source)
-    dying._fs = flaky = DiesOnTheSecondFile(dying._fs)
+    dying._fs = flaky = ResetsOnFile(dying._fs, under="/versions/v2/", nth=2)
     with pytest.raises(RemoteLakeError, match="connection reset"):
         dying.push()
-    assert len(flaky.writes) == 2 and _pointer(client, "resume") == first  # readers still get the whole old version
+    assert len(flaky.files) == 2 and _pointer(client, "resume") == first  # readers still get the whole old version
     other = _copy(tmp_path, "server", "resume")
     assert RemoteLake(other).pull() == first
     with caplog.at_level(logging.INFO, logger="lake.remote"):
