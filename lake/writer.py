@@ -95,6 +95,15 @@ class LakeWriter:
         staged = self.layout.staged_table(name)
         return pq.read_table(staged if staged.is_file() else self.layout.table(name), columns=columns)
 
+    def stage_removal(self, published: Path) -> None:
+        """Leave ``published`` (a file, or a LanceDB table's folder) out of the version this build
+        publishes. The publish step carries over every file a build did not remake, which is right for the
+        outputs of skipped stages, wrong for one a stage ran and had nothing for (its pictures all gone:
+        the last version's picture table would stay, naming entries this version lacks)."""
+        marker = removal_marker(self.layout.staged(published))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
     def stage_vectors(self, kind: str, dates: list[str], matrix: np.ndarray) -> None:
         """An APOD vector matrix for later stages of this build (published later as LanceDB tables)."""
         path = self.layout.staged_vectors(kind)
@@ -165,6 +174,9 @@ class LakeWriter:
             rel = staged.relative_to(staging)
             if rel.parts[0] == layout.staged_intermediate.name or rel == Path("manifest.json") \
                     or rel.name.startswith(".tmp-"):
+                continue
+            if rel.name.endswith(REMOVED_SUFFIX):  # stage_removal: neither linked nor carried over
+                remade.add(_unit(rel.with_name(rel.name[:-len(REMOVED_SUFFIX)])))
                 continue
             remade.add(_unit(rel))
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +249,15 @@ def versions_to_prune(names: list[str], *, live: str | None, keep: int, grace_se
         if name != live and superseded_for(names[i + 1] if i + 1 < len(names) else None) >= grace_seconds:
             out.append(name)
     return out
+
+
+#: What :meth:`LakeWriter.stage_removal` appends to a published path's name, in the staging area.
+REMOVED_SUFFIX = ".removed-by-build"
+
+def removal_marker(staged: Path) -> Path:
+    """The marker :meth:`LakeWriter.stage_removal` leaves for a staged path: a stage's output either way
+    (made, or marked removed), and removed with it when the output is stale."""
+    return staged.with_name(staged.name + REMOVED_SUFFIX)
 
 
 #: Published versions kept on disk: the live one and the two before it (readers mid-request, rollbacks).

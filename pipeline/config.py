@@ -258,7 +258,7 @@ class BuildConfig:
         "tables run in a worker process beside the stages after them, and the local runner's encoder loads "
         "in a process of its own while the first stages run)", group="other"))
     force: bool = field(default=False, metadata=option(
-        "recompute every stage (the embedding cache is still used)", group="other"))
+        "recompute every stage and re-fit what --refit re-fits (the embedding cache is still used)", group="other"))
     progress: bool = field(default=True, metadata=option(
         "no progress bars (logs only)", group="other"))
     fetch_images: bool = field(default=False, metadata=option(
@@ -324,6 +324,10 @@ class BuildConfig:
                            *(("--dump", d) for d in self.dump_paths)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{flag} {path}: no such file")
+        if self.taxonomy_path is not None:  # read whole now, not when the classify stage hashes it (after embed)
+            from pipeline.taxonomy import load
+
+            load(self.taxonomy_path)
         if self.umap_neighbors < 2:
             raise ValueError("--umap-neighbors must be at least 2 (a point and one neighbour)")
         if not 0 <= self.umap_min_dist <= 1:

@@ -7,7 +7,10 @@ text changes its key; old entries keep theirs, so new entries never cause old on
 A cache may also start from a *seed*: a read-only file of vectors this pipeline made elsewhere
 (:func:`write_seed`), such as the bundled archive's text vectors shipped in ``data/apod/vectors`` (made
 by ``python -m pipeline export-vectors``). The seed is keyed the same way, so a text the seed holds is
-not encoded again and any other text is; vectors the cache computed itself win over the seed's.
+not encoded again and any other text is; vectors the cache computed itself win over the seed's. A seed's
+vectors never enter the cache's own files (compaction writes only what this cache computed), so a build
+without the seed (``--no-shipped-vectors``) still encodes what the seed held, and ``export-vectors``
+exports only what this lake's own builds computed.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class EmbeddingCache:
         self.directory = directory
         self._vectors: dict[str, np.ndarray] = read_seed(seed) if seed is not None and seed.is_file() else {}
         self.seeded = len(self._vectors)
+        self._own: set[str] = set()  # keys this cache computed (its chunk files), not the seed's
         self._load()
 
     def _chunks(self) -> list[Path]:
@@ -60,7 +64,9 @@ class EmbeddingCache:
     def _load(self) -> None:
         for chunk in self._chunks():
             table = pq.read_table(chunk)
-            self._vectors.update(zip(table.column("key").to_pylist(), matrix(table.column("vector"))))
+            keys = table.column("key").to_pylist()
+            self._vectors.update(zip(keys, matrix(table.column("vector"))))
+            self._own.update(keys)
 
     def __contains__(self, key: str) -> bool:
         return key in self._vectors
@@ -82,20 +88,24 @@ class EmbeddingCache:
         vectors = np.asarray(vectors, dtype=np.float32)
         self._write(f"chunk-{time.time_ns()}.parquet", keys, vectors)
         self._vectors.update(zip(keys, vectors))
+        self._own.update(keys)
         if len(self._chunks()) > COMPACT_AFTER:
             self.compact()
 
     def forget(self, keys: list[str]) -> int:
         """Drop these keys, so the next build embeds them again (the cache is rewritten as one chunk)."""
         gone = [k for k in dict.fromkeys(keys) if self._vectors.pop(k, None) is not None]
+        self._own.difference_update(gone)
         if gone:
             self.compact()
         return len(gone)
 
     def compact(self) -> None:
+        """Merge the chunk files into one, of this cache's own vectors only (never the seed's)."""
         old = self._chunks()
-        keys = list(self._vectors)
-        self._write(f"chunk-{time.time_ns()}-all.parquet", keys, self.get(keys))
+        keys = [k for k in self._vectors if k in self._own]
+        if keys:
+            self._write(f"chunk-{time.time_ns()}-all.parquet", keys, self.get(keys))
         for chunk in old:
             chunk.unlink(missing_ok=True)
 

@@ -75,14 +75,19 @@ class ImageReport:
 
 
 def _local_file(row: dict[str, Any], downloads: Path, allow_download: bool, fetched_only: bool) -> Path | None:
-    """The file on this disk a row's picture comes from (a bundled picture, or one ``--fetch-images``
-    saved for a bundled entry in ``downloads``); None when it is downloaded or there is none."""
+    """The file on this disk a row's picture comes from (a bundled picture, one ``--fetch-images`` saved
+    for a bundled entry in ``downloads``, or a downloaded picture already in ``downloads``, which is what a
+    download would read); None when it must be downloaded or there is none. A file here is stamped, so an
+    unchanged one is not read again (before, every build read and hashed each downloaded original)."""
     if row.get("image_file"):
         return Path(row["image_file"])
     url = row.get("url")
-    if url and fetched_only and not (allow_download and row["source"] != "bundled"):
-        return downloads / sha1_text(url)
-    return None
+    if not url:
+        return None
+    cached = downloads / sha1_text(url)
+    if allow_download and row["source"] != "bundled":
+        return cached if cached.is_file() else None
+    return cached if fetched_only else None
 
 
 def _source_bytes(row: dict[str, Any], local: Path | None, layout: LakeLayout, limits: ImageLimits, session,

@@ -32,7 +32,7 @@ from lake import atomic
 from lake.layout import LakeLayout
 from lake.remote import SHARED_FOR_BUILD, RemoteLake
 from lake.schema import SCHEMAS, VECTOR_TABLES_VERSION
-from lake.writer import LakeWriter
+from lake.writer import LakeWriter, removal_marker
 from pipeline import __version__
 from pipeline.background import BackgroundWorker, Handoff, Outcome
 from pipeline.config import BuildConfig
@@ -82,6 +82,9 @@ class Stage:
     :meth:`BuildContext.manifest_of`). ``ahead`` is called as the build starts, before any stage
     runs, when the stage's collection is built: it may start loading, in another process, what the stage
     is likely to need (the encoder: :mod:`pipeline.encoder_host`), as a resource the run closes.
+    ``rerun``, when it answers True, runs the stage though the published output's inputs are unchanged
+    (work the published build could not finish, such as names asked while every resolver was down); the
+    output is recorded under the same input hash, so the builds after it skip the stage again.
     """
 
     name: str
@@ -92,6 +95,7 @@ class Stage:
     background: bool | Callable[[BuildConfig], bool] = False
     warm: tuple[str, ...] = ()
     ahead: Callable[["BuildContext"], None] | None = None
+    rerun: Callable[["BuildContext"], bool] | None = None
 
     def in_background(self, cfg: BuildConfig) -> bool:
         """Whether this build may run the stage in the worker process."""
@@ -122,10 +126,15 @@ class BuildContext:
     def manifest_of(self, stage: str) -> dict[str, Any]:
         """The manifest section an earlier stage of this build recorded: from memory, or, in the worker
         process (which shares no memory with the build), from the staged manifest the build saved when
-        that stage finished."""
+        that stage finished, or the published one for a stage this build reused."""
         if stage in self.results:
             return self.results[stage].manifest
-        return self.writer.staged_manifest().get("stages", {}).get(stage, {}).get("manifest", {})
+        staged = self.writer.staged_manifest().get("stages", {})
+        if stage in staged:
+            return staged[stage].get("manifest", {})
+        # reused from the published lake, so never staged: its record is the published one (as the main
+        # process sees it; before, the worker saw nothing and, e.g., re-clustered maps that were placed)
+        return self.live_manifest(stage)
 
     def live_manifest(self, stage: str) -> dict[str, Any]:
         """The manifest section a stage recorded in the published lake (empty when there is none)."""
@@ -186,11 +195,19 @@ def _cpu_seconds() -> float:
 
 
 def _remove(paths: Sequence[Path]) -> None:
+    """Stale staged outputs, and the markers that say a stage left one out (``LakeWriter.stage_removal``):
+    an interrupted build's marker must not drop a published file that a later build reuses."""
     for p in paths:
         if p.is_dir():
             atomic.remove_tree(p)
         else:
             p.unlink(missing_ok=True)
+        removal_marker(p).unlink(missing_ok=True)
+
+
+def _staged_output(p: Path) -> bool:
+    """Whether a stage's staged output is there: made, or marked left out of the next version."""
+    return p.exists() or removal_marker(p).exists()
 
 
 def _merge(sections: list[dict[str, Any]]) -> dict[str, Any]:
@@ -287,10 +304,6 @@ class Runner:
                     worker.start()  # the build has real work: the worker imports meanwhile
                     if stage.in_background(ctx.cfg) and worker.enabled:
                         info["background"] = True
-                        # an earlier record for other inputs must not outlive its output (removed
-                        # above) while another process makes the new one: a crash meanwhile would pair them
-                        if staged.get("stages", {}).pop(stage.name, None) is not None:
-                            ctx.writer.save_staged_manifest(staged)
                         return True
                 elsewhere = self._execute(stage, ctx, staged, info)
         metrics.stages[stage.name]["cpu_seconds"] = round(_cpu_seconds() - cpu0 + elsewhere, 2)
@@ -362,12 +375,21 @@ class Runner:
             _remove(outputs)
             return None
         record = staged.get("stages", {}).get(stage.name, {})
-        if record.get("input_hash") == h and all(p.exists() for p in outputs):
+        if record.get("input_hash") == h and all(map(_staged_output, outputs)):
             log.info("stage %s: reusing the output staged by an interrupted build", stage.name)
             return record
         _remove(outputs)  # stale leftovers of an interrupted build must not be published
+        # nor may their record outlive them: a build killed while remaking the output would leave a partial
+        # one beside it, and a later build with the record's inputs would take that for finished work
+        if staged.get("stages", {}).pop(stage.name, None) is not None:
+            ctx.writer.save_staged_manifest(staged)
         record = ctx.live.get("stages", {}).get(stage.name, {})
-        return record if record.get("input_hash") == h else None
+        if record.get("input_hash") != h:
+            return None
+        if stage.rerun is not None and stage.rerun(ctx):
+            log.info("stage %s: runs again to finish what the published build left undone", stage.name)
+            return None
+        return record
 
     # -- publish --------------------------------------------------------------------------------
     def _metrics_table(self, ctx: BuildContext, metrics: RunMetrics) -> pa.Table:

@@ -60,7 +60,9 @@ def encoder_spec(cfg: BuildConfig, *, published: str | None = None) -> dict[str,
             try:  # weights already on disk, else (unless --offline) the hub if it answers
                 usable = (cached_weights(cfg.clip_model, cfg.clip_pretrained) is not None
                           or (not cfg.offline and hub_reachable()))
-            except Exception:  # unknown model/tag: the offline encoder it is
+            except Exception as exc:  # unknown model/tag: the offline encoder it is, said so (a typo shows)
+                log.warning("--encoder auto: OpenCLIP %s/%s cannot be used (%s: %s); the offline encoder it is",
+                            cfg.clip_model, cfg.clip_pretrained, type(exc).__name__, exc)
                 usable = False
         name = "openclip" if usable else "offline"
     if name == "openclip":
@@ -277,7 +279,9 @@ def _embed_inputs(ctx: BuildContext) -> Any:
     texts = _texts(ctx)
     items = [(r["date"].isoformat(), sha1_text(r["title"]), sha1_text(texts[r["date"].isoformat()]),
               r.get("image_sha1")) for r in _rows(ctx)]
-    return [_spec(ctx), items]
+    # without the shipped seeds the stage computes other vectors (this machine's own), so it must run again;
+    # with them (the default) the inputs stay as they were, and so do lakes built before this was an input
+    return [_spec(ctx), items, *([] if ctx.cfg.shipped_vectors else ["no shipped vectors"])]
 
 
 def embed_stage(ctx: BuildContext) -> StageResult:
@@ -286,9 +290,8 @@ def embed_stage(ctx: BuildContext) -> StageResult:
                         progress=ctx.cfg.progress, executor=_executor(ctx),
                         kept_space=lambda: _kept_space(ctx),
                         seeds=BUNDLED_VECTORS if ctx.cfg.shipped_vectors else None)
-    for kind, dates in emb.dates.items():
-        if dates:
-            ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
+    for kind, dates in emb.dates.items():  # empty ones too: later stages must not read the last version's
+        ctx.writer.stage_vectors(kind, dates, emb.vectors[kind])
     ctx.writer.stage_arrays(ctx.layout.image_space, emb.image_space)
     # the encoder's process (loaded ahead for this stage) works for it: its CPU, loading included, is the stage's
     return StageResult(items=sum(emb.computed.values()), summary={"embedded": emb.computed},
@@ -301,6 +304,13 @@ def embed_stage(ctx: BuildContext) -> StageResult:
     })
 
 
+def _refits(ctx: BuildContext) -> bool:
+    """Whether what a build may keep of the published one (maps, word classifier, picture probe, isolation
+    forests, picture space) is fitted anew: under ``--refit``, and under ``--force``, which promises to
+    recompute every stage (before, it re-fitted the picture space and the alignment head but kept the rest)."""
+    return bool(ctx.cfg.refit or ctx.cfg.force)
+
+
 def _kept_space(ctx: BuildContext) -> tuple[dict[str, np.ndarray], str] | None:
     """The published picture space (with the keys of the pictures it was fitted on) and its fit
     fingerprint, for :func:`pipeline.embed.embed_entries` to keep while few pictures are new to it; None
@@ -309,7 +319,7 @@ def _kept_space(ctx: BuildContext) -> tuple[dict[str, np.ndarray], str] | None:
     from atlas.encoders.space import FIELDS
 
     live = ctx.live_manifest("embed").get("image_space", {})
-    if ctx.cfg.force or ctx.cfg.refit or not live.get("fingerprint") or not ctx.layout.image_space.is_file():
+    if _refits(ctx) or not live.get("fingerprint") or not ctx.layout.image_space.is_file():
         return None
     try:
         with np.load(ctx.layout.image_space) as saved:
@@ -334,11 +344,12 @@ def align_stage(ctx: BuildContext) -> StageResult:
     result = align(text=ctx.writer.read_vectors("text"), image=ctx.writer.read_vectors("image"),
                    shared_space=bool(_spec(ctx)["name"] == "openclip"), exclude=exclude,
                    kept=lambda fingerprint: _kept_head(ctx, fingerprint))
-    if result.dates:
-        ctx.writer.stage_vectors(ALIGNED_KIND, result.dates, result.aligned)
+    ctx.writer.stage_vectors(ALIGNED_KIND, result.dates, result.aligned)  # empty too (no picture: none)
     ctx.writer.stage_vectors("multimodal", result.multimodal_dates, result.multimodal)
     if result.head is not None:
         ctx.writer.stage_file(ctx.layout.align_head, result.head.save)
+    else:  # no head this build (no picture, or a shared space): not the last version's either
+        ctx.writer.stage_removal(ctx.layout.align_head)
     unknown = len(exclude - set(result.multimodal_dates))
     if unknown:
         log.warning("--align-exclude: %d of its %d dates are not entries of this build", unknown, len(exclude))
@@ -359,7 +370,7 @@ def _kept_head(ctx: BuildContext, fingerprint: str):
     exact = live.get("training_fingerprint") == fingerprint
     space = _space_fingerprint(ctx)
     same_space = bool(space) and space == ctx.live_manifest("embed").get("image_space", {}).get("fingerprint")
-    if not exact and (ctx.cfg.refit or ctx.cfg.force or not same_space):
+    if not exact and (_refits(ctx) or not same_space):
         return None
     if not ctx.layout.align_head.is_file():
         return None
@@ -384,14 +395,16 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     words = [_texts(ctx)[d] for d in text[0]]
     probs, model, text_rule = text_probabilities(
         texts=words, vectors=text[1], classes=classes, kept=_kept_text_classifier(ctx),
-        key=f"{tax.fingerprint()}:{encoder.info.fingerprint()}:words-v1", refit=ctx.cfg.refit,
+        key=f"{tax.fingerprint()}:{encoder.info.fingerprint()}:words-v1", refit=_refits(ctx),
         min_texts=ctx.cfg.word_classifier_min)
     if model is not None:
         ctx.writer.stage_file(ctx.layout.text_classifier, model.save)
+    else:  # the dense zero-shot alone: the last version's word classifier must not be kept for later builds
+        ctx.writer.stage_removal(ctx.layout.text_classifier)
     if head is not None:  # offline: pictures' look-alikes vote with their captions' categories
         row = {d: i for i, d in enumerate(text[0])}
         classes = classes.voting(head, probs[[row[str(d)] for d in head.dates]], space=_space_fingerprint(ctx),
-                                 kept_probe=_kept_probe(ctx), refit=ctx.cfg.refit)
+                                 kept_probe=_kept_probe(ctx), refit=_refits(ctx))
         pictures = ctx.writer.read_vectors("image")
     ctx.writer.stage_file(ctx.layout.class_vectors, classes.save)
     results = classify(classes, (text[0], probs), pictures if pictures[0] else None, head=head)
@@ -506,7 +519,7 @@ def project_stage(ctx: BuildContext) -> StageResult:
     params = _projection_params(ctx)
     previous = ctx.live_manifest("project").get("projection", {})
     executor = lambda: _executor(ctx)  # noqa: E731  (made only if a placement runs in batches)
-    placed = None if ctx.cfg.refit else place_on_previous(ctx.writer, params, previous, executor=executor)
+    placed = None if _refits(ctx) else place_on_previous(ctx.writer, params, previous, executor=executor)
     if placed is not None:
         tables, report = placed
         log.info("maps: %d new entries placed on the published maps (fitted on %d entries)",
@@ -597,6 +610,25 @@ def _sky_inputs(ctx: BuildContext) -> Any:
     return [sha1_json(texts), fingerprint(), ctx.cfg.offline]
 
 
+def _sky_rerun(ctx: BuildContext) -> bool:
+    """Whether the sky stage runs though its inputs are unchanged: the published build left names no
+    resolver answered (both were down) and one takes a connection now; looked at most once an hour."""
+    if ctx.cfg.offline or not ctx.live_manifest("sky").get("sky", {}).get("unanswered_names"):
+        return False
+    from pipeline.sky.online import any_reachable, retry_due
+
+    return retry_due(ctx.layout.names_cache) and any_reachable(ctx.cfg.simbad_url, tuple(ctx.cfg.sesame_urls))
+
+
+def _unanswered(rows: list[dict], resolver) -> list[str]:
+    """The names of object rows the gazetteer could not place and no online resolver has answered yet."""
+    from atlas.sky.resolve import query_name
+
+    if resolver is None:
+        return []
+    return resolver.unanswered([query_name(r["name"], r["canonical_id"]) for r in rows if r["resolver"] is None])
+
+
 def _published_sky(ctx: BuildContext) -> tuple[dict[dt.date, str], dict[dt.date, list[dict]]] | None:
     """The published entries' content hashes and object rows, when they were made by the same resolver
     settings as this build (their rows can be kept for unchanged entries); else None."""
@@ -605,7 +637,7 @@ def _published_sky(ctx: BuildContext) -> tuple[dict[dt.date, str], dict[dt.date,
     from atlas.sky.resolve import fingerprint
 
     made_by = ctx.live_manifest("sky").get("sky", {})
-    if made_by != {"resolver": fingerprint(), "offline": ctx.cfg.offline}:
+    if (made_by.get("resolver"), made_by.get("offline")) != (fingerprint(), ctx.cfg.offline):
         return None
     if not (ctx.layout.table("entries").is_file() and ctx.layout.table("objects").is_file()):
         return None
@@ -626,14 +658,25 @@ def sky_stage(ctx: BuildContext) -> StageResult:
     rows = _entries(ctx, ["date", "title", "explanation", "content_sha1"])
     published = _published_sky(ctx)
     hashes, kept = published or ({}, {})
-    todo = [r for r in rows if hashes.get(r["date"]) != r["content_sha1"]]
-    gazetteer = default() if todo else None
-    per_entry = {r["date"]: objects_for(r["title"], r["explanation"], gazetteer) for r in todo}
-    if not ctx.cfg.offline and per_entry:
+    resolver = None
+    if not ctx.cfg.offline:
         from pipeline.sky.online import OnlineResolver
 
-        per_entry = place_online(per_entry, OnlineResolver(
-            ctx.layout.names_cache, ctx.cfg.simbad_url, tuple(ctx.cfg.sesame_urls), progress=ctx.cfg.progress))
+        resolver = OnlineResolver(ctx.layout.names_cache, ctx.cfg.simbad_url, tuple(ctx.cfg.sesame_urls),
+                                  progress=ctx.cfg.progress)
+    # new or changed entries, and (when a resolver takes a connection) kept ones with names no resolver
+    # answered yet: asked again
+    waiting = {d for d, objs in kept.items() if _unanswered(objs, resolver)}
+    if waiting:
+        from pipeline.sky.online import any_reachable
+
+        if not any_reachable(ctx.cfg.simbad_url, tuple(ctx.cfg.sesame_urls)):
+            waiting = set()
+    todo = [r for r in rows if hashes.get(r["date"]) != r["content_sha1"] or r["date"] in waiting]
+    gazetteer = default() if todo else None
+    per_entry = {r["date"]: objects_for(r["title"], r["explanation"], gazetteer) for r in todo}
+    if resolver is not None and per_entry:
+        per_entry = place_online(per_entry, resolver)
     keys = ("name", "canonical_id", "ra_deg", "dec_deg", "object_type", "resolver", "field",
             "span_start", "span_end", "is_primary", "size_deg")
     records = []
@@ -645,11 +688,14 @@ def sky_stage(ctx: BuildContext) -> StageResult:
             records += kept.get(d, [])
     ctx.writer.stage_table("objects", pa.Table.from_pylist(records, schema=SCHEMAS["objects"]))
     placed = sum(1 for r in records if r["ra_deg"] is not None)
+    unanswered = len(set(_unanswered(records, resolver)))
     log.info("sky: %d object mentions, %d placed on the sky (%d entries read, %d kept from the last build)",
              len(records), placed, len(todo), len(rows) - len(todo))
+    if unanswered:
+        log.warning("sky: %d names wait for a name resolver; the next build asks them again", unanswered)
     return StageResult(items=len(records), manifest={
         "counts": {"object_mentions": len(records), "objects_placed": placed},
-        "sky": {"resolver": fingerprint(), "offline": ctx.cfg.offline}})
+        "sky": {"resolver": fingerprint(), "offline": ctx.cfg.offline, "unanswered_names": unanswered}})
 
 
 def vectors_stage(ctx: BuildContext) -> StageResult:
@@ -667,7 +713,8 @@ def vectors_stage(ctx: BuildContext) -> StageResult:
     written, how = 0, {}
     for kind in VECTOR_KINDS:
         dates, matrix = ctx.writer.read_vectors(kind)
-        if not dates:
+        if not dates:  # none this build (e.g. no picture left): no table, not the last version's either
+            ctx.writer.stage_removal(Path(vectors.table_uri(ctx.layout.vectors, kind)))
             continue
         table = vectors.vector_table(kind, dates, matrix, titles=[title.get(d) for d in dates],
                                      years=[int(d[:4]) for d in dates], categories=[category.get(d) for d in dates],
@@ -707,7 +754,7 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
     forests: dict[str, str] = {}
 
     def forest(name: str, keys: list[str], unit: np.ndarray) -> IsolationModel:
-        model = kept_isolation(unit, params, keys=keys, store=ctx.layout.anomaly_cache(name), refit=ctx.cfg.refit)
+        model = kept_isolation(unit, params, keys=keys, store=ctx.layout.anomaly_cache(name), refit=_refits(ctx))
         forests[name] = f"{model.note} on {model.fitted_rows:,} rows"
         return model
 
@@ -800,7 +847,10 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
         if space:
             ctx.writer.stage_arrays(layout.galaxy_image_space, space)
         picture_encoder = {"encoder": encoder.info.to_dict()}  # what uploads must be encoded with
-    else:
+    else:  # no cutout this build: later stages and the next version see no galaxy pictures, not the last's
+        ctx.writer.stage_galaxy_vectors(GALAXY_IMAGE_KIND, [], np.zeros((0, 0), np.float32))
+        ctx.writer.stage_removal(Path(vectors.table_uri(layout.galaxy_vectors, GALAXY_IMAGE_KIND)))
+        ctx.writer.stage_removal(layout.galaxy_image_space)
         picture_encoder = {}
     classes = dict(zip(*np.unique(table.column("gz_class").to_pylist(), return_counts=True)))
     log.info("gz2: %d galaxies (%d with a picture, %d newly embedded)", table.num_rows, pictured.num_rows, embedded)
@@ -882,7 +932,7 @@ STAGES: list[Stage] = [
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), ctx.hash("classify"), ctx.cfg.n_clusters,
                        "ward-knn15-v1"],
           _staged("clusters"), background=True, warm=("pipeline.cluster",)),
-    Stage("sky", sky_stage, _sky_inputs, _staged("objects"), background=True,
+    Stage("sky", sky_stage, _sky_inputs, _staged("objects"), background=True, rerun=_sky_rerun,
           warm=("atlas.sky.gazetteer", "atlas.sky.resolve")),
     Stage("gz2_cutouts", gz2_cutouts_stage, None, collection="gz2"),
     Stage("gz2_galaxies", gz2_galaxies_stage, _gz2_inputs,

@@ -115,6 +115,21 @@ def test_noop_rerun_embeds_nothing(built, tmp_path):
     assert re.search(r"embed +reused", proc.stderr)
 
 
+def test_shipped_vectors_or_not_is_an_input_of_embedding(built, tmp_path):
+    """Starting from the shipped vectors or not makes other text vectors, so switching re-runs the embed
+    stage (before, ``--no-shipped-vectors`` on a lake built with them skipped it and encoded nothing, and
+    ``export-vectors`` then kept asking for that build). Here the switch goes the other way on a lake
+    that encoded its own: they win over the shipped ones, so nothing is encoded again."""
+    lake = copy_lake(built, tmp_path / "lake")
+    before = manifest(lake)
+    proc = run_cli(*[a for a in BASE if a != "--no-shipped-vectors"], "--end", "2014-02-28", "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    after = manifest(lake)
+    assert after["stages"]["embed"]["skipped"] is False
+    assert after["stages"]["embed"]["input_hash"] != before["stages"]["embed"]["input_hash"]
+    assert after["newly_embedded"]["text"] == 0 and after["newly_embedded"]["title"] == 0
+
+
 def test_auto_keeps_an_offline_lake_offline(built, tmp_path):
     """``--encoder auto`` on a lake built offline, where OpenCLIP could load (here: untrained weights,
     always available), keeps the offline encoder: a no-op, not a re-embedding of every entry."""
@@ -171,21 +186,25 @@ def test_killed_build_leaves_last_good_lake_and_rerun_completes(built, tmp_path)
 
 
 def test_failed_stage_keeps_lake_and_rerun_reuses_staged_work(built, tmp_path):
+    """A stage fails after the embeddings were made (a file stands where the build stages its exports,
+    as disk trouble would): the published lake stays, and the next build resumes from the staged work."""
     lake = copy_lake(built, tmp_path / "lake")
     before = manifest(lake)
-    bad = tmp_path / "taxonomy.json"
-    bad.write_text('{"categories": [{"name": "Only one"}]}')
-    failed = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake), "--taxonomy", str(bad))
-    assert failed.returncode == 1
-    assert "taxonomy file" in failed.stderr and "last published lake" in failed.stderr
-    assert manifest(lake)["run_id"] == before["run_id"]
-    assert LakeReader.open(lake).count("entries") == 59
-    # a fixed taxonomy (two categories with prompt ensembles) resumes from the staged embeddings
-    good = tmp_path / "taxonomy2.json"
-    good.write_text(json.dumps({"categories": [
+    taxonomy = tmp_path / "taxonomy.json"  # two categories with prompt ensembles
+    taxonomy.write_text(json.dumps({"categories": [
         {"name": "Sky", "prompts": ["stars and galaxies in the night sky", "a nebula"]},
         {"name": "Ground", "prompts": ["a landscape on Earth", "a rocket launch"]}]}))
-    ok = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake), "--taxonomy", str(good))
+    blocker = lake / ".staging" / "exports"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the categories' export folder goes")
+    failed = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake), "--taxonomy", str(taxonomy))
+    assert failed.returncode == 1
+    assert "exports" in failed.stderr and "last published lake" in failed.stderr
+    assert manifest(lake)["run_id"] == before["run_id"]
+    assert LakeReader.open(lake).count("entries") == 59
+    assert "embed" in json.loads((lake / ".staging" / "manifest.json").read_text())["stages"]
+    blocker.unlink()  # the trouble gone, the build resumes from the staged embeddings
+    ok = run_cli(*BASE, "--end", "2014-03-10", "--lake", str(lake), "--taxonomy", str(taxonomy))
     assert ok.returncode == 0, ok.stderr[-2000:]
     m = manifest(lake)
     assert m["stages"]["embed"]["skipped"] is True and set(m["newly_embedded"].values()) == {0}
@@ -266,6 +285,28 @@ def test_a_url_only_correction_reaches_the_categories_export(tmp_path):
     assert exported[fixed["date"]]["url"] == fixed["url"]
 
 
+def test_a_build_left_without_pictures_keeps_none_of_the_last_ones(built, tmp_path):
+    """A lake built with pictures is rebuilt from a dump whose pictures cannot be had (``--offline``: links
+    only). Every stage sees no picture, and the new version holds none of the last one's picture, aligned
+    or picture-space files (before, the last version's picture vectors were read back as this build's,
+    and the anomaly stage failed with a KeyError on their dates)."""
+    lake = copy_lake(built, tmp_path / "lake")
+    assert (lake / "current" / "vectors" / "image.lance").is_dir() and manifest(lake)["counts"]["with_image"] > 5
+    rows = [{k: v for k, v in r.items() if k != "image_file"} for r in archive_rows("2014-03-01", "2014-03-20")]
+    dump = write_jsonl(tmp_path / "links.jsonl", rows)
+    proc = run_cli("build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--word-classifier-min", "50",
+                   "--no-shipped-vectors", "--source", "dump", "--dump", str(dump), "--offline", "--lake", str(lake))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = manifest(lake)
+    assert m["counts"]["entries"] == 20 and m["counts"]["with_image"] == 0
+    current = lake / "current"
+    assert sorted(p.name for p in (current / "vectors").iterdir()) == ["multimodal.lance", "text.lance", "title.lance"]
+    assert not (current / "models" / "align_head.npz").exists()
+    reader = LakeReader.open(lake)
+    assert set(reader.query("SELECT DISTINCT embedding FROM projections").embedding) == {"text", "title", "multimodal"}
+    assert reader.query("SELECT count(*) AS n FROM categories WHERE source = 'image'").n[0] == 0
+
+
 def test_bad_arguments_are_clear_errors(tmp_path):
     proc = run_cli("build", "--start", "2014-02-30")
     assert proc.returncode == 2 and "not a date like" in proc.stderr
@@ -274,6 +315,10 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     proc = run_cli("build", "--encoder", "openclip", "--clip-checkpoint", str(tmp_path / "none.bin"),
                    "--lake", str(tmp_path / "l"), "--limit", "3")
     assert proc.returncode == 1 and "--clip-checkpoint" in proc.stderr
+    bad = tmp_path / "taxonomy.json"  # read whole before any work, not when classify comes (after embedding)
+    bad.write_text('{"categories": [{"name": "Only one", "prompts": ["a lonely category"]}]}')
+    proc = run_cli("build", "--taxonomy", str(bad), "--lake", str(tmp_path / "l"), "--limit", "3")
+    assert proc.returncode == 2 and "≥ 2 categories" in proc.stderr
     assert not LakeLayout.at(tmp_path / "l").exists()
 
 
@@ -351,6 +396,9 @@ def test_concurrent_builds_one_waits_out_and_force_recomputes(built, tmp_path):
     m = manifest(lake)
     assert all(not m["stages"][s]["skipped"] for s in ("entries", "embed", "classify", "project", "cluster", "sky"))
     assert set(m["newly_embedded"].values()) == {0}  # recomputed from the embedding cache, not re-encoded
+    # and fitted anew, as --refit would: no map placed on the published ones, no isolation forest kept
+    assert m["projection"]["mode"] == "fitted" and m["clustering"]["mode"] == "clustered"
+    assert all(note.startswith("fitted") for note in m["anomaly"]["isolation_forests"].values())
     assert LakeReader.open(lake).count("entries") == 90
 
 

@@ -101,3 +101,31 @@ def test_local_pictures_are_trusted_by_their_stamp_and_remade_when_changed(tmp_p
     rows = [dict(row)]
     _, fourth = attach_images(rows, layout, ImageLimits(), index=touched, progress=False)
     assert fourth.thumbnails == 1 and (rows[0]["image_width"], rows[0]["image_height"]) == (128, 256)
+
+
+def test_a_downloaded_picture_is_trusted_by_its_stamp_too(http_server, tmp_path, monkeypatch):
+    """A picture downloaded by an earlier build is read from the download cache, which is stamped like a
+    local file: the next build reuses its thumbnail without reading or hashing the original again
+    (before, every build read and hashed each downloaded original: gigabytes for a --source nasa lake)."""
+    import datetime as dt
+
+    from atlas.hashing import sha1_text
+    from lake.layout import LakeLayout
+    from pipeline.images import attach_images
+
+    png = _png((600, 300))
+    http_server.routes["/p.png"] = lambda h: h.reply(200, png, "image/png")
+    layout = LakeLayout(tmp_path / "lake")
+    row = {"date": dt.date(2020, 1, 1), "media_type": "image", "url": f"{http_server.url}/p.png", "source": "nasa"}
+    index, first = attach_images([dict(row)], layout, ImageLimits(), index={}, progress=False)
+    assert first.thumbnails == 1 and len(http_server.requests) == 1
+    cached = layout.download_cache / sha1_text(row["url"])
+    rows = [dict(row)]
+    again, second = attach_images(rows, layout, ImageLimits(), index=index, progress=False)
+    assert second.reused == 1 and second.thumbnails == 0 and rows[0]["has_image"] and len(http_server.requests) == 1
+    assert again["2020-01-01"]["stamp"][:2] == [str(cached), cached.stat().st_size]  # stamped: not read next time
+    read = []
+    real_read_bytes = type(cached).read_bytes
+    monkeypatch.setattr(type(cached), "read_bytes", lambda self: read.append(self) or real_read_bytes(self))
+    _, third = attach_images([dict(row)], layout, ImageLimits(), index=again, progress=False)
+    assert third.reused == 1 and third.thumbnails == 0 and read == []  # nothing read, nothing hashed

@@ -94,6 +94,36 @@ def test_old_versions_are_pruned_and_unchanged_files_are_hard_links(tmp_path):
     assert (new / "entries.parquet").stat().st_ino != (old / "entries.parquet").stat().st_ino
 
 
+def test_a_staged_removal_leaves_a_file_or_vector_table_out_of_the_next_version(tmp_path):
+    """The publish step carries over what a build did not remake; a stage that ran and had nothing for a
+    file or a LanceDB table (no picture left) marks it removed, and the new version has none of it."""
+    import numpy as np
+
+    from lake import vectors
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    writer = LakeWriter(layout)
+    with writer.locked():
+        writer.stage_table("entries", _tables("r1")["entries"])
+        writer.stage_table("categories", _tables("r1")["categories"])
+        writer.stage_arrays(layout.align_head, {"w": np.eye(2, dtype=np.float32)})
+        vectors.write_table(layout.staged(layout.vectors), "image", [d.isoformat() for d in DAYS],
+                            np.eye(5, 4, dtype=np.float32), titles=["t"] * 5, years=[2001] * 5,
+                            categories=[None] * 5, has_image=[True] * 5)
+        writer.publish({"tag": "r1"}, version="r1")
+    image = Path(vectors.table_uri(layout.version_dir("r1") / "vectors", "image"))
+    assert image.is_dir() and (layout.version_dir("r1") / "models" / "align_head.npz").is_file()
+    with writer.locked():
+        writer.stage_table("entries", _tables("r2")["entries"])
+        writer.stage_removal(layout.align_head)
+        writer.stage_removal(Path(vectors.table_uri(layout.vectors, "image")))
+        writer.publish({"tag": "r2"}, version="r2")
+    r2 = layout.version_dir("r2")
+    assert not (r2 / "models" / "align_head.npz").exists() and not (r2 / "vectors").exists()
+    assert (r2 / "categories.parquet").is_file()  # what nothing remade or removed is carried over as before
+    assert not any(p.name.endswith(".removed-by-build") for p in r2.rglob("*"))
+
+
 def test_a_build_killed_while_publishing_keeps_its_staged_work(tmp_path, monkeypatch):
     """Killed after the new version's files were gathered but before the switch: the old version stays
     live, and the staging area stays whole (its tables and resume records), so the next publish makes

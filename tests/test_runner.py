@@ -374,3 +374,55 @@ def test_a_failed_stage_is_logged_as_failed_not_done(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
     assert any("failed after" in m for m in said) and not any(" done " in m for m in said), said
 
+
+
+def test_a_background_stage_sees_the_record_of_a_stage_this_build_reused(tmp_path):
+    """The worker reads an earlier stage's section from the staged manifest, where a stage reused from
+    the published lake never goes: it sees the published section, as the main process does (before, it
+    saw nothing, and the clusters of placed maps were made afresh in the worker only)."""
+    runner = Runner([Stage("first", first_with_a_manifest, lambda ctx: ["first-v1", ctx.cfg.seed]),
+                     Stage("reader", reads_what_the_build_knows, lambda ctx: [ctx.hash("first"), ctx.cfg.n_clusters],
+                           background=True),
+                     Stage("later", later, lambda ctx: "later-v1")])
+    runner.run(_cfg(tmp_path, seed=1))
+    summary = runner.run(_cfg(tmp_path, seed=1, n_clusters=5))  # "first" reused, "reader" runs again
+    assert summary.stages["first"]["skipped"] and not summary.stages["reader"]["skipped"]
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)
+    assert live["seen"]["pid"] != os.getpid() and live["seen"]["first"] == {"first": {"mode": 1}}
+
+
+def makes_a_folder(ctx) -> StageResult:
+    """Writes its output folder in two steps; with ``break-midway`` in the lake, stops between them (a
+    build killed while it works)."""
+    out = ctx.layout.staging / "made"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "part-1").write_text(str(ctx.cfg.seed))
+    if (ctx.layout.root / "break-midway").exists():
+        raise RuntimeError("killed midway")
+    (out / "part-2").write_text(str(ctx.cfg.seed))
+    return StageResult(items=1, manifest={"made": {"seed": ctx.cfg.seed}})
+
+
+def test_a_partial_output_is_never_paired_with_an_older_record(tmp_path):
+    """A stage finishes (its record kept for resuming), the build fails later; the next build, with other
+    settings, dies while remaking that output; a third, with the first settings again, must not take the
+    partial folder for the first build's finished one."""
+    lake = LakeLayout.at(tmp_path / "lake")
+    lake.root.mkdir(parents=True)
+
+    def runner() -> Runner:
+        return Runner([Stage("made", makes_a_folder, lambda ctx: ["made-v1", ctx.cfg.seed],
+                             outputs=lambda layout: [layout.staging / "made"]),
+                       Stage("later", fails, lambda ctx: "later-v1")])
+
+    with pytest.raises(RuntimeError, match="detector broke"):
+        runner().run(_cfg(tmp_path, seed=1))
+    assert "made" in manifest_io.read_if_exists(lake.staged_manifest)["stages"]
+    (lake.root / "break-midway").write_text("")
+    with pytest.raises(RuntimeError, match="killed midway"):
+        runner().run(_cfg(tmp_path, seed=2))
+    (lake.root / "break-midway").unlink()
+    (lake.root / "let-it-pass").write_text("")
+    summary = runner().run(_cfg(tmp_path, seed=1))
+    assert not summary.stages["made"]["skipped"]  # made again, not the partial folder reused
+    assert manifest_io.read_if_exists(lake.manifest)["made"] == {"seed": 1}

@@ -42,7 +42,15 @@ def test_a_cache_starts_from_its_seed_and_its_own_vectors_win(tmp_path):
     assert np.array_equal(again.get(["a", "b", "c"]), np.array([[1, 0, 0, 0], [.5, .5, .5, .5], [.5, .5, .5, .5]]))
     again.compact()
     assert seed.read_bytes() == before  # the seed is read, never written
-    assert len(EmbeddingCache(tmp_path / "cache", seed=tmp_path / "absent.npz")) == 3
+    # compaction keeps the cache's own vectors only: without its seed, the cache still lacks what the seed held
+    # (a build with --no-shipped-vectors encodes it; export-vectors exports only what this lake computed)
+    unseeded = EmbeddingCache(tmp_path / "cache", seed=tmp_path / "absent.npz")
+    assert len(unseeded) == 2 and unseeded.missing(["a", "b", "c"]) == ["a"]
+    assert np.array_equal(unseeded.get(["b", "c"]), np.full((2, 4), 0.5, np.float32))
+    again.forget(["b", "c"])  # nothing of its own left: no chunk written, the seed's vectors answer again
+    assert EmbeddingCache(tmp_path / "cache").missing(["a", "b", "c"]) == ["a", "b", "c"]
+    reseeded = EmbeddingCache(tmp_path / "cache", seed=seed)
+    assert reseeded.missing(["a", "b", "c"]) == ["c"] and np.array_equal(reseeded.get(["b"]), [[0, 1, 0, 0]])
 
 
 @pytest.fixture(scope="module")

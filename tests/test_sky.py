@@ -318,3 +318,56 @@ def test_build_resolves_leftover_names_online_and_offline_never_asks(http_server
     assert proc.returncode == 0 and len(http_server.requests) == before
     off = LakeReader.open(offline_lake).query("SELECT * FROM objects WHERE name = 'Abell 2218'")
     assert off.resolver.isna().all() and off.ra_deg.isna().all()
+
+
+@pytest.mark.slow
+def test_names_left_by_an_outage_are_asked_by_the_next_build(http_server, tmp_path, free_port):
+    """A build while both resolvers are down records the names nobody answered; the next build, with a
+    resolver back, asks them again and places them, though no entry changed (before, it skipped the sky
+    stage and those objects stayed off the sky until --force); once answered, builds skip the stage again."""
+    import json
+
+    from lake.reader import LakeReader
+    from tests.conftest import run_cli, write_jsonl
+
+    dump = write_jsonl(tmp_path / "d.jsonl", [
+        {"date": "2020-01-01", "title": "Abell 2218: A Galaxy Cluster Lens", "explanation": "Gravity bends light."},
+        {"date": "2020-01-02", "title": "M42 again", "explanation": "The Orion Nebula."}])
+    lake = tmp_path / "lake"
+    common = ["build", "--collection", "apod", "--no-progress", "--encoder", "offline", "--dump", str(dump), "--lake", str(lake)]
+    down = f"http://127.0.0.1:{free_port}"
+    proc = run_cli(*common, "--simbad-url", f"{down}/simbad/sim-tap", "--sesame-url", f"{down}/sesame/")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "wait for a name resolver" in proc.stderr
+
+    def sky() -> tuple[dict, object]:
+        m = json.loads((lake / "current" / "manifest.json").read_text())
+        abell = LakeReader.open(lake).query("SELECT * FROM objects WHERE name = 'Abell 2218'").iloc[0]
+        return m, abell
+
+    m, abell = sky()
+    assert m["sky"]["unanswered_names"] >= 1 and abell.resolver is None
+    _sesame(http_server, {"Abell 2218": "%J 248.95417 +66.21222 = 16:35:49.0 +66:12:44"})
+    up = ["--simbad-url", _simbad(http_server, {}), "--sesame-url", f"{http_server.url}/sesame/"]
+    proc = run_cli(*common, *up)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m, abell = sky()
+    assert m["stages"]["sky"]["skipped"] is False and m["sky"]["unanswered_names"] == 0
+    assert abell.resolver == "sesame" and abs(abell.ra_deg - 248.954) < 1e-3 and abell.is_primary
+    asked = len(http_server.requests)
+    proc = run_cli(*common, *up)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m, _ = sky()
+    assert m["stages"]["sky"]["skipped"] is True and len(http_server.requests) == asked
+
+
+def test_a_look_for_a_resolver_back_is_taken_at_most_once_an_hour(tmp_path):
+    """Builds whose sky stage left names pending look whether a resolver is back at most once per
+    RETRY_PENDING_EVERY: a machine without the network is not made to try on every no-op build."""
+    from pipeline.sky.online import RETRY_PENDING_EVERY, retry_due
+
+    cache = tmp_path / "names.json"
+    assert retry_due(cache, now=1_000_000.0)  # never looked
+    assert not retry_due(cache, now=1_000_000.0 + RETRY_PENDING_EVERY / 2)
+    assert retry_due(cache, now=1_000_000.0 + RETRY_PENDING_EVERY + 1)
+    assert retry_due(cache, now=1.0)  # a clock set back: looked again, not never

@@ -73,12 +73,18 @@ def with_primary(objs: list[SkyObject]) -> list[SkyObject]:
     return [replace(o, is_primary=o is primary) for o in objs]
 
 
+def query_name(name: str, canonical_id: str | None) -> str:
+    """What an object the offline gazetteer could not place is asked online by: the designation the
+    extractor recorded, else its name as written (one space between words)."""
+    return canonical_id or " ".join(name.split())
+
+
 def place_online(per_entry: dict[Any, list[SkyObject]], resolver) -> dict[Any, list[SkyObject]]:
     """Place what OpenNGC could not (Abell, Sharpless, HD, "Eta Carinae", …) through ``resolver`` (an
     ``online.OnlineResolver``), asking by the designation the extractor recorded, then choose each
     entry's primary target again."""
     def query(o: SkyObject) -> str:
-        return o.canonical_id or " ".join(o.name.split())
+        return query_name(o.name, o.canonical_id)
 
     found = resolver.resolve([query(o) for objs in per_entry.values() for o in objs if o.resolver is None])
     out = {}

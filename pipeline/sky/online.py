@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import socket
+import time
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -53,6 +54,34 @@ def reachable(url: str, timeout: float) -> bool:
             return True
     except (OSError, TypeError):
         return False
+
+
+def any_reachable(simbad_url: str | None, sesame_urls: tuple[str, ...], timeout: float = 2.0) -> bool:
+    """Whether SIMBAD or the first Sesame mirror takes a TCP connection. A build asks names left pending by
+    an outage again only then: a machine without the network would otherwise re-read their entries on
+    every build, for nothing."""
+    return any(reachable(url, timeout) for url in (simbad_url, *sesame_urls[:1]) if url)
+
+
+#: Seconds between two looks, by builds whose sky stage is otherwise unchanged, at whether a resolver is
+#: back for names left pending (a machine without the network, whose names stay pending, would otherwise
+#: pay a connection attempt, or a DNS time-out, on every no-op build).
+RETRY_PENDING_EVERY = 3600.0
+
+
+def retry_due(names_cache: Path, *, every: float = RETRY_PENDING_EVERY, now: float | None = None) -> bool:
+    """Whether a build may look now (at most once per ``every`` seconds per lake; the time of the last
+    look is kept beside the names cache, outside the published lake)."""
+    stamp = names_cache.with_name(names_cache.stem + "-retried.json")
+    now = time.time() if now is None else now
+    try:
+        last = float(json.loads(stamp.read_text()).get("at", 0.0))
+    except (OSError, ValueError, AttributeError):
+        last = 0.0
+    if 0 <= now - last < every:
+        return False
+    atomic.write_json(stamp, {"at": now})
+    return True
 
 
 class _TimeoutSession(requests.Session):
@@ -152,6 +181,11 @@ class OnlineResolver:
                 log.warning("%d names stay unresolved: no name resolver answered (use --offline to skip the "
                             "network, or re-run later)", unasked)
         return {n: self.cache.get(n) for n in names}
+
+    def unanswered(self, names: list[str]) -> list[str]:
+        """Those of ``names`` no service has answered yet (asked while both were down, or never asked):
+        a build keeps their entries pending and asks again."""
+        return [n for n in names if n not in self.cache]
 
     def _save(self) -> None:
         atomic.write_json(self.cache_path, {k: asdict(v) if v else None for k, v in self.cache.items()})
