@@ -487,14 +487,13 @@ def not_found(exc):
 def unavailable(exc):
     """503 with the reason and the fix, but no server paths or OS errors (those go to the log): the
     lake's folder is named by the setting that chooses it."""
-    from atlas.environment import LAKE_ENV, STATE_ENV
+    from atlas.environment import LAKE_ENV
 
     log.warning("%s: %s", request.path, exc)
     if isinstance(exc, SearchUnavailable):
         message = str(exc)
     elif isinstance(exc, FeedbackUnavailable):
-        message = (f"people's labels cannot be stored on this server (the server log says why); its administrator "
-                   f"sets {STATE_ENV} to a folder the server can write")
+        message = exc.public_message
     else:
         message = str(exc).replace(str(exc.root), f"${LAKE_ENV}")
     return jsonify({"error": message}), 503

@@ -45,6 +45,15 @@
                 return window.dash_clientside.no_update;
             },
 
+            /* Map page: a page whose URL named no selection (its store holds null) takes back the one this
+             * tab made last ({selection, dates, total} in the session's store, pages/home.py fill_table);
+             * an empty one when there is none. Any other change of the selection: nothing to do. */
+            restoreSelection: function (selection, stored) {
+                if (selection !== null && selection !== undefined) { return window.dash_clientside.no_update; }
+                if (Array.isArray(stored)) { return stored; }  // a tab's record from before it had fields
+                return (stored && stored.selection) || [];
+            },
+
             /* Map page: a large map's first figure is a small sample in SVG (pages/home.py map_outputs), so
              * it answers the mouse before Plotly could set up WebGL. Once Plotly has drawn it, the reader's
              * input has rested (QUIET_BEFORE_UPGRADE) and the browser is idle, resolve: the server then

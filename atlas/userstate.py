@@ -53,6 +53,11 @@ class FeedbackUnavailable(RuntimeError):
     """The labels' database cannot be opened or written (a read-only home, a full disk): the message
     says where it is and how to move it."""
 
+    #: what a person who clicked is told (the API's 503, the Oddities page): the fix, without the server's
+    #: paths or OS errors, which go to the server's log
+    public_message = (f"people's labels cannot be stored on this server (the server log says why); its administrator "
+                      f"sets {environment.STATE_ENV} to a folder the server can write")
+
 
 def default_path(lake_root: Path) -> Path:
     """The feedback file of one lake: named after the lake's resolved path, so lakes never mix."""

@@ -200,6 +200,12 @@ class AtlasQueries:
         """Whether this 2-D map is served as density rasters (:mod:`lake.density`) instead of points."""
         return method != "umap3d" and self.map_size(embedding=embedding, method=method) > density.LARGE_MAP
 
+    def selects_on_server(self, *, embedding: str, method: str) -> bool:
+        """Whether a lasso or box on this 2-D map is counted on the server (:meth:`polygon_selection`): the
+        browser holds only a sample of its points (a map thinned past :data:`MAX_MAP_POINTS`, or a density
+        raster's overlay), so the points it sends back are a share of those inside the shape."""
+        return method != "umap3d" and self.map_size(embedding=embedding, method=method) > MAX_MAP_POINTS
+
     def _filter_days(self, filters: Filters):
         """Day numbers allowed by the filters that need the lake (a cone, a date list), else None."""
         if filters.cone is None and filters.dates is None:

@@ -87,7 +87,8 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
         dcc.Store(id=Map.UPGRADE),
         dcc.Tooltip(id=Map.TOOLTIP, direction="right"),
         html.Div(chips, id=Map.CATEGORY_COUNTS, className="small my-2"),
-        dcc.Store(id=Map.PAGE_SELECTION, data=selected),
+        # None: the URL named no selection, so the one this browser tab made last is taken back (restoreSelection)
+        dcc.Store(id=Map.PAGE_SELECTION, data=selected if sel else None),
         dcc.Location(id=Map.GO, refresh="callback-nav"),
         html.Hr(),
         dbc.Row([
@@ -362,12 +363,12 @@ def open_entry(click):
     prevent_initial_call=True,
 )
 def select_points(selected, _clear, emb, method):
-    """The selected dates; on a large map the lasso/box shape instead, whose points the server counts
-    (the browser holds only a sample of them)."""
+    """The selected dates; on a thinned or large map the lasso/box shape instead, whose points the server
+    counts (the browser holds only a sample of them)."""
     if ctx.triggered_id == Map.CLEAR or not selected:
         return []
     shape = selection_shape(selected)
-    if shape is not None and atlas().is_large_map(embedding=emb, method=method):  # its coordinates are this map's
+    if shape is not None and atlas().selects_on_server(embedding=emb, method=method):  # in this map's coordinates
         return {"polygon": shape, "embedding": emb, "method": method}
     return sorted({figures.date_of(p["customdata"]) for p in selected.get("points", [])
                    if p.get("customdata") is not None})
@@ -384,12 +385,12 @@ def selection_shape(selected: dict) -> list[list[float]] | None:
 
 
 def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELECTION_ROWS):
-    """(rows, how many entries the selection holds): dates from a small map, a shape from a large one
-    (whose rows stop at ``limit``, in date order)."""
+    """(rows, how many entries the selection holds): dates from a map the browser holds whole, a shape
+    from a thinned or large one (whose rows stop at ``limit``, in date order)."""
     a, filters = atlas(), filters_from(cats, years)
     if isinstance(selection, dict) and "polygon" in selection:
         emb, method = selection.get("embedding", emb), selection.get("method", method)
-        if not a.is_large_map(embedding=emb, method=method):
+        if not a.selects_on_server(embedding=emb, method=method):
             return a.selection([], filters), 0
         try:
             return a.polygon_selection(embedding=emb, method=method, polygon=selection["polygon"], filters=filters,
@@ -421,6 +422,11 @@ def selection_table(rows: list[dict]) -> dag.AgGrid | None:
     State(Map.METHOD, "value"),
 )
 def fill_table(selection, cats, years, emb, method):
+    """The selection's table and title, and the tab's session record of it: the selection as the page holds
+    it (dates, or a shape counted on the server) for the Map to take back, and its first listed dates for
+    the Sky page to ring."""
+    if selection is None:  # not given by the URL: restoreSelection fills it in a moment
+        raise PreventUpdate
     df, total = _selected_rows(selection, emb, method, cats, years, limit=MAX_LISTED_ROWS)
     # the browser gets the grid's columns of the first rows only (a lasso around the whole archive
     # sent 11k explanations, ≈ 12 MB); the downloads read the selection again, whole
@@ -428,10 +434,11 @@ def fill_table(selection, cats, years, emb, method):
     rows = listed.assign(date=[f"[{d}](/entry/{d})" for d in listed.date])[[c["field"] for c in GRID_COLUMNS]]
     title = f"Selection: {total:,} entries"
     if total > len(listed):
-        by_shape = isinstance(selection, dict) and "polygon" in selection  # large maps: counted on the server
+        by_shape = isinstance(selection, dict) and "polygon" in selection  # counted on the server
         kept = f"the first {min(total, MAX_SELECTION_ROWS):,}" if by_shape else "all of them"
         title += f" (the first {len(listed):,} by date are listed here; downloads hold {kept})"
-    return selection_table(rows.to_dict("records")), title, df.date.tolist()
+    return (selection_table(rows.to_dict("records")), title,
+            {"selection": selection, "dates": listed.date.tolist(), "total": total})
 
 
 @callback(
@@ -452,6 +459,18 @@ def download(_csv, _parquet, selection, cats, years, emb, method):
     fmt = "csv" if ctx.triggered_id == Map.DL_CSV else "parquet"
     body, _ = table_bytes(df, fmt=fmt, licence=LICENCE_NOTE)
     return dcc.send_bytes(body, f"cosmic_atlas_selection.{fmt}")
+
+
+# A Map page whose URL names no selection (the navbar's link, a long or lassoed selection the URL could not
+# hold) takes back the one this tab made last, from the session's store: leaving the Map for the Sky page
+# and coming back keeps it. In the browser: no round trip.
+clientside_callback(
+    ClientsideFunction(namespace="atlas", function_name="restoreSelection"),  # assets/atlas_clientside.js
+    Output(Map.PAGE_SELECTION, "data", allow_duplicate=True),
+    Input(Map.PAGE_SELECTION, "data"),
+    State(App.MAP_SELECTION, "data"),
+    prevent_initial_call="initial_duplicate",
+)
 
 
 # Keep the page state in the URL (bookmarkable) without re-rendering the page: replaceState does not

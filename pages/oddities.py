@@ -96,8 +96,10 @@ def _card(row: dict, user_label: bool | None) -> dbc.Card:
                    title=row["title"]),
             html.Div(f"{d} · {row.get('category') or '—'}", className="small text-muted"),
             html.Div(reason(row), className="small mt-1 atlas-why"),
-            html.Div([thumbs, html.A("neighbours", href=f"/entry/{d}#{Entry.COMPARE}", title="its text neighbours next to its picture neighbours",
-                                     className="small ms-2")], className="mt-2 d-flex align-items-center")]
+            # the entry page compares text and picture neighbours only for an entry with a picture
+            html.Div([thumbs, *([html.A("neighbours", href=f"/entry/{d}#{Entry.COMPARE}", className="small ms-2",
+                                        title="its text neighbours next to its picture neighbours")]
+                                if row.get("has_picture") else [])], className="mt-2 d-flex align-items-center")]
     return dbc.Card([html.A(picture_element(picture_for(row), alt=row["title"], class_name="card-img-top atlas-thumb"),
                             href=f"/entry/{d}"),
                      dbc.CardBody(body, className="p-2")], className="h-100 atlas-card atlas-oddity")
@@ -151,22 +153,25 @@ def gallery(detector, cats, start, end, page, user, _version):
 
 @callback(
     Output(Oddities.VERSION, "data"),
+    Output(Oddities.NOTE, "children", allow_duplicate=True),
     Input({"type": Oddities.THUMB, "date": ALL, "label": ALL}, "n_clicks"),
     State(Oddities.USER, "data"),
     State(Oddities.VERSION, "data"),
     prevent_initial_call=True,
 )
 def mark(clicks, user, version):
-    """Store a thumbs up / down (clicking the same one again clears it), then refresh the list."""
+    """Store a thumbs up / down (clicking the same one again clears it), then refresh the list; a mark the
+    server cannot store says so where the list's note stands (before, the click just did nothing)."""
     trigger = ctx.triggered_id
     if not trigger or not any(clicks) or not user:
-        return no_update
+        return no_update, no_update
     try:
         feedback().toggle(date=trigger["date"], interesting=trigger["label"] == "up", user=user)
     except FeedbackUnavailable as exc:  # the server's operator must move the store; the list stays as it was
         log.error("a thumb was not stored: %s", exc)
-        return no_update
-    return (version or 0) + 1
+        return no_update, dbc.Alert(f"Your mark was not stored: {exc.public_message}.", color="warning",
+                                    className="mb-0 py-2")
+    return (version or 0) + 1, no_update
 
 
 @callback(Output(Oddities.PAGE, "active_page"), Input(Oddities.DETECTOR, "value"), Input(Oddities.CATS, "value"),

@@ -58,10 +58,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     mode = mode if mode in MODES else "hybrid"
     page_n = min(max(int(page) if page.isdecimal() and len(page) <= 3 else 1, 1), MAX_PAGES)
     chosen = [c for c in parse_list(cats) if c in names]
-    first, last = parse_date(start), parse_date(end)
-    if first and last and first > last:  # a hand-edited URL: read the range the right way round
-        first, last = last, first
-    filters = Filters(categories=tuple(chosen), start=first, end=last, has_image={"yes": True, "no": False}.get(image))
+    filters = _filters(chosen, start, end, image)
     controls = dbc.Row([
         dbc.Col([dbc.Label("Search the archive", html_for=Search.Q, className="visually-hidden"),
                  dbc.InputGroup([dbc.Input(id=Search.Q, value=q, placeholder="e.g. stellar nurseries, red planet rover…",
@@ -110,9 +107,17 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     # callback runs only when all its inputs exist, and the pager is one of `go`'s
     pager = dbc.Pagination(id=Search.PAGE, active_page=page_n, max_value=last_page or 1, fully_expanded=False,
                            className="mt-3", style=None if last_page else HIDDEN)
-    upload = upload_box(Search.UPLOAD, text=f"Or drop a picture here ({upload_limits_text()}) to find entries that look like it")
+    upload = upload_box(Search.UPLOAD, text=f"Or drop a picture here ({upload_limits_text()}) to find entries like it, by the embedding chosen above")
     return dbc.Container([controls, filter_row, upload, html.Div(body, id=Search.RESULTS), pager,
                           dcc.Location(id=Search.GO, refresh="callback-nav")], fluid=True)
+
+
+def _filters(categories: list[str], start: str | None, end: str | None, image: str | None) -> Filters:
+    """The filters the page shows (its URL's, or its controls' as they stand), for words and pictures alike."""
+    first, last = parse_date(start or ""), parse_date(end or "")
+    if first and last and first > last:  # a hand-edited URL: read the range the right way round
+        first, last = last, first
+    return Filters(categories=tuple(categories), start=first, end=last, has_image={"yes": True, "no": False}.get(image))
 
 
 def _search_href(params: dict) -> str:
@@ -147,17 +152,24 @@ def go(_n, q, mode, kind, cats, start, end, image, page):
     Input(Search.UPLOAD, "contents"),
     State(Search.UPLOAD, "filename"),
     State(Search.KIND, "value"),
+    State(Search.CATS, "value"),
+    State(Search.DATES, "start_date"),
+    State(Search.DATES, "end_date"),
+    State(Search.IMAGE, "value"),
     prevent_initial_call=True,
 )
-def search_by_picture(contents, filename, kind):
+def search_by_picture(contents, filename, kind, cats, start, end, image):
+    """Entries like a dropped picture, under the filters the page shows (before, a picture searched the
+    whole archive whatever the category, dates and picture filters said)."""
     from atlas.images import ImageRejected
 
     if not contents:
         return no_update, no_update
     name = filename or "your picture"
     try:
-        image = decode_upload(contents)
-        hits, categories = engine().picture_search(image, k=PER_PAGE, kind=kind or "image")
+        upload = decode_upload(contents)
+        hits, categories = engine().picture_search(upload, k=PER_PAGE, kind=kind or "image",
+                                                   filters=_filters(list(cats or []), start, end, image))
     except (ImageRejected, SearchError, ValueError) as exc:
         return dbc.Alert(f"{filename or 'The upload'}: {exc}", color="warning"), HIDDEN
     header = {"image": f"Entries whose pictures look like {name}",

@@ -70,23 +70,31 @@ def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
     Input(Sky.YEARS, "value"),
     Input(App.MAP_SELECTION, "data"),
 )
-def update_sky(cats, years, selection):
-    return sky_view(cats or [], years or [], selection or [])
+def update_sky(cats, years, stored):
+    """``stored``: the Map's selection as its page records it (pages/home.py fill_table): its first listed
+    dates and how many it holds."""
+    dates, total = ((stored.get("dates") or [], int(stored.get("total") or 0)) if isinstance(stored, dict)
+                    else (stored or [], len(stored or [])))  # a tab's record from before the record had fields
+    return sky_view(cats or [], years or [], dates, total)
 
 
 def prefill() -> None:
     """Build the default sky view now (server warm-up)."""
-    sky_view([], all_years(), [])
+    sky_view([], all_years(), [], 0)
 
 
 @by_lake_version()
-def sky_view(cats, years, selection):
-    """Figure, count line and Aladin sources of one sky view (cached per lake version)."""
+def sky_view(cats, years, selection, total):
+    """Figure, count line and Aladin sources of one sky view (cached per lake version). ``selection``: the
+    Map selection's dates it rings (its first by date), of ``total``."""
     df = atlas().sky_points(filters_from(list(cats), list(years) or None))
     fig = figures.sky_map(df, selected=list(selection), colours=fixed_category_colours())
     chosen = df[df.date.isin(list(selection))]
     sources = df[["date", "title", "name", "ra_deg", "dec_deg"]].to_dict("records")
-    note = f"{len(df):,} entries with a placed primary target" + (f" · {len(chosen):,} from the Map selection" if len(chosen) else "")
+    note = f"{len(df):,} entries with a placed primary target"
+    if len(chosen):
+        note += f" · {len(chosen):,} from the Map selection" + (
+            f" (of its first {len(selection):,} entries by date; it holds {total:,})" if total > len(selection) else "")
     return fig, note, sources
 
 

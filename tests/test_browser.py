@@ -261,6 +261,12 @@ def test_selection_fills_table_and_download_matches(browser, server, downloads):
     assert sorted(r["date"] for r in got) == picked
     assert {"credit", "copyright", "licence_note", "nasa_page"} <= set(got[0])
     assert "sel=" in browser.current_url
+    # the Map again without a selection in its URL (the navbar's link): this tab's selection is taken back
+    browser.get(server + "/")
+    title = wait_for(browser, "#map-selection-title")
+    wait_until(lambda: f"Selection: {len(picked)} entries" in title.text, what="the selection taken back")
+    wait_until(lambda: "sel=" in browser.current_url, what="the selection back in the URL")
+    assert console_errors(browser) == []
 
 
 def test_click_on_point_opens_entry_with_neighbours(browser, server):
@@ -461,6 +467,15 @@ def test_oddities_gallery_thumbs_rerank_and_export(browser, server, downloads):
     wait_until(lambda: len(titles()) == 24 and "its text neighbours" in browser.execute_script(
         "return document.querySelector('#odd-gallery .atlas-why').textContent"), what="the other detector's first page")
     assert console_errors(browser) == []
+
+    # "neighbours" opens the entry page at its text-vs-picture section (rendered after the page loads)
+    link = browser.find_element("css selector", "#odd-gallery .atlas-oddity a[href$='#entry-compare']")
+    browser.get(link.get_attribute("href"))
+    wait_until(lambda: browser.execute_script(
+        "const el = document.getElementById('entry-compare');"
+        "const top = el ? el.getBoundingClientRect().top : -1;"
+        "return window.scrollY > 0 && top > -5 && top < 200;"),  # at the top, or as far as the page scrolls
+        what="the entry page scrolled to its text-vs-picture section")
 
 
 OFFLINE_ALADIN = ("unistra.fr", "Failed to fetch", "Uncaught (in promise)")  # survey servers unreachable here

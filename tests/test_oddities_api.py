@@ -91,6 +91,27 @@ def test_a_state_folder_that_cannot_be_written_is_a_clear_503_and_the_list_still
     stored = c.post("/api/feedback", json={"date": top, "interesting": True, "user": "alice"})
     assert stored.status_code == 503 and "COSMIC_ATLAS_STATE" in stored.get_json()["error"]
     assert str(tmp_path) not in stored.get_json()["error"]  # the path and the OS error go to the log only
+    # a thumb on the Oddities page says the same where the list's note stands (before: nothing happened)
+    import json
+
+    from pages.ids import Oddities
+
+    c.get("/oddities")  # Dash registers page callbacks on the first request
+    dep = next(d for d in c.get("/_dash-dependencies").get_json()
+               if f"{Oddities.VERSION}.data" in d["output"] and not d.get("clientside_function"))
+    thumb = {"date": top, "label": "up", "type": Oddities.THUMB}
+    reply = c.post("/_dash-update-component", json={
+        "output": dep["output"],
+        "outputs": [{"id": o.split(".")[0], "property": o.split(".", 1)[1]} for o in dep["output"].strip(".").split("...")],
+        "inputs": [[{"id": thumb, "property": "n_clicks", "value": 1}]],
+        "state": [{"id": Oddities.USER, "property": "data", "value": "alice"},
+                  {"id": Oddities.VERSION, "property": "data", "value": 3}],
+        "changedPropIds": [json.dumps(thumb, separators=(",", ":")) + ".n_clicks"]})
+    assert reply.status_code == 200, reply.data[:500]
+    response = reply.get_json()["response"]
+    assert Oddities.VERSION not in response  # the list is not refreshed: nothing changed
+    note = json.dumps(response[Oddities.NOTE])
+    assert "Your mark was not stored" in note and "COSMIC_ATLAS_STATE" in note and str(tmp_path) not in note
 
 
 def test_twenty_clients_clicking_at_once_lose_nothing(demo_app):

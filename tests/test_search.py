@@ -276,6 +276,54 @@ def test_upload_limits(client):
     assert missing.status_code == 400 and "'image'" in missing.get_json()["error"]
 
 
+def _upload_state(filename: str, *, kind: str = "image", cats: list[str] | None = None, start: str | None = None,
+                  end: str | None = None, image: str = "any") -> list[dict]:
+    """The Search page's state sent with an upload: the kind and the filters as its controls stand."""
+    from pages.ids import Search
+
+    return [{"id": Search.UPLOAD, "property": "filename", "value": filename},
+            {"id": Search.KIND, "property": "value", "value": kind},
+            {"id": Search.CATS, "property": "value", "value": cats or []},
+            {"id": Search.DATES, "property": "start_date", "value": start},
+            {"id": Search.DATES, "property": "end_date", "value": end},
+            {"id": Search.IMAGE, "property": "value", "value": image}]
+
+
+def _upload_on_the_page(client, picture: bytes, state: list[dict]) -> list[str]:
+    """The dates of the entries the Search page lists for a dropped picture (through Dash's endpoint)."""
+    import base64
+    import re
+
+    from pages.ids import Search
+
+    client.get("/search")  # Dash registers page callbacks on the first request
+    reply = client.post("/_dash-update-component", json={
+        "output": f"..{Search.RESULTS}.children...{Search.PAGE}.style..",
+        "outputs": [{"id": Search.RESULTS, "property": "children"}, {"id": Search.PAGE, "property": "style"}],
+        "inputs": [{"id": Search.UPLOAD, "property": "contents",
+                    "value": "data:image/jpeg;base64," + base64.b64encode(picture).decode()}],
+        "state": state, "changedPropIds": [f"{Search.UPLOAD}.contents"]})
+    assert reply.status_code == 200, reply.data[:300]
+    return list(dict.fromkeys(re.findall(r"/entry/(\d{4}-\d{2}-\d{2})", json.dumps(reply.get_json()))))
+
+
+def test_a_picture_dropped_on_the_page_searches_under_its_filters(client):
+    """The page's category, date and picture filters hold for a dropped picture as for words (before, a
+    picture searched the whole archive whatever the filters said)."""
+    picture = (IMAGES / "2014-01-20.jpg").read_bytes()
+    everything = _upload_on_the_page(client, picture, _upload_state("p.jpg"))
+    assert everything[0] == "2014-01-20" and len(everything) == 10  # its own picture first
+    later = _upload_on_the_page(client, picture, _upload_state("p.jpg", start="2014-02-01", end="2014-03-31"))
+    assert later and all("2014-02-01" <= d <= "2014-03-31" for d in later)
+    def text_category(day: str) -> str:  # what the category filter reads
+        return next(c["category"] for c in client.get(f"/api/entry/{day}").get_json()["categories"] if c["source"] == "text")
+
+    category = text_category("2014-01-20")
+    same = _upload_on_the_page(client, picture, _upload_state("p.jpg", kind="text", cats=[category]))
+    assert same and all(text_category(d) == category for d in same)
+    assert {text_category(d) for d in everything} != {category}  # without the filter, others come too
+
+
 def test_page_upload_near_the_limit_reaches_the_callback(client):
     """A picture just under the upload limit, sent by the Search page's upload box (base64 inside a Dash
     callback's JSON, 4/3 of its bytes), is answered by the page, not refused by the server's request bound."""
@@ -295,8 +343,7 @@ def test_page_upload_near_the_limit_reaches_the_callback(client):
         "outputs": [{"id": Search.RESULTS, "property": "children"}, {"id": Search.PAGE, "property": "style"}],
         "inputs": [{"id": Search.UPLOAD, "property": "contents",
                     "value": "data:image/png;base64," + base64.b64encode(picture).decode()}],
-        "state": [{"id": Search.UPLOAD, "property": "filename", "value": "noise.png"},
-                  {"id": Search.KIND, "property": "value", "value": "image"}],
+        "state": _upload_state("noise.png"),
         "changedPropIds": [f"{Search.UPLOAD}.contents"],
     }
     reply = client.post("/_dash-update-component", json=payload)
