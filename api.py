@@ -188,6 +188,10 @@ def cone():
                     "results": [r | {"url": f"/entry/{r['date']}"} for r in records(df.drop(columns="total"))]})
 
 
+#: Part types that say nothing of the file: an upload labelled so is judged by its bytes alone.
+UNLABELLED_TYPES = frozenset({"", "application/octet-stream"})
+
+
 def _uploaded_image():
     """The picture of a multipart upload (field ``image``), decoded within the upload limits."""
     from atlas.images import ImageRejected, decode_image, upload_limits
@@ -195,7 +199,9 @@ def _uploaded_image():
     upload = request.files.get("image")
     if upload is None:
         raise BadRequest("send the picture as multipart form field 'image'")
-    if upload.mimetype not in UPLOAD_TYPES:
+    # the bytes decide (decode_image reads JPEG, PNG, GIF and WebP only); a label refuses only what says it
+    # is something else: clients that send none (Python's requests) or a generic one (curl's for .webp) pass
+    if upload.mimetype not in UPLOAD_TYPES | UNLABELLED_TYPES:
         raise BadRequest(f"unsupported type {upload.mimetype!r}; send JPEG, PNG, GIF or WebP")
     data = upload.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
@@ -312,16 +318,21 @@ def oddities_list():
 
 @bp.get("/oddities/export")
 def oddities_export():
-    """The whole ranked list (with every detector's score) as CSV, JSON or Parquet."""
+    """The ranked list (with every detector's score) as CSV, JSON or Parquet: its first ``MAX_EXPORT_ROWS``
+    (header ``X-Rows-Omitted`` says how many more it has; the CLI's ``oddities --export`` writes them all)."""
     from lake.oddities import reasons
 
     p = _params(ODDITY_PARAMS - {"k", "page"} | {"format"})
     fmt = p["format"] or "csv"
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
-    df = _oddities_frame(p).head(MAX_EXPORT_ROWS).drop(columns=["url", "media_type"], errors="ignore")
+    ranked = _oddities_frame(p)
+    df = ranked.head(MAX_EXPORT_ROWS).drop(columns=["url", "media_type"], errors="ignore")
     df["why"] = reasons(df)
-    return _download(df, f"oddities-{p['detector'] or 'combined'}", fmt, licence=LICENCE_NOTE)
+    response = _download(df, f"oddities-{p['detector'] or 'combined'}", fmt, licence=LICENCE_NOTE)
+    if len(ranked) > MAX_EXPORT_ROWS:
+        response.headers["X-Rows-Omitted"] = str(len(ranked) - MAX_EXPORT_ROWS)
+    return response
 
 
 #: The fields of a feedback label (anything else is refused: a misspelt field would be lost silently).

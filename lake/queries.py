@@ -125,9 +125,13 @@ class AtlasQueries:
         """False for a lake built with ``--collection gz2`` only (no APOD tables)."""
         return "entries" in self.reader.tables
 
-    def date_range(self) -> tuple[dt.date, dt.date]:
+    def _require_apod(self) -> None:
+        """A Galaxy Zoo-only lake has no APOD tables: say so (a 503 in the API), not a missing table's error."""
         if not self.has_entries:
             raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
+
+    def date_range(self) -> tuple[dt.date, dt.date]:
+        self._require_apod()
         # clamped to Python's dates: the synthetic 10M-point scale lakes run past year 9999
         row = self.reader.query("SELECT min(date) AS lo, least(max(date), DATE '9999-12-31') AS hi FROM entries").iloc[0]
         return pd.Timestamp(row.lo).date(), pd.Timestamp(row.hi).date()
@@ -321,8 +325,7 @@ class AtlasQueries:
 
     # -- entry page -----------------------------------------------------------------------------
     def entry(self, date: str) -> dict[str, Any] | None:
-        if not self.has_entries:  # a Galaxy Zoo-only lake: no APOD entry to find (not a missing table)
-            raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
+        self._require_apod()  # a Galaxy Zoo-only lake: no APOD entry to find (not a missing table)
         df = self.reader.query(
             "SELECT strftime(date, '%Y-%m-%d') AS date, * EXCLUDE (date) FROM entries WHERE date = $d",
             {"d": dt.date.fromisoformat(date)},
@@ -343,6 +346,7 @@ class AtlasQueries:
     # -- cluster lists ---------------------------------------------------------------------------
     def clusters(self, embedding: str) -> pd.DataFrame:
         """The clusters of one embedding: id, label, size."""
+        self._require_apod()
         return self.reader.query(
             "SELECT cluster, any_value(label) AS label, count(*) AS size FROM clusters WHERE embedding = $emb "
             "GROUP BY cluster ORDER BY cluster", {"emb": embedding})
@@ -350,6 +354,7 @@ class AtlasQueries:
     def cluster_members(self, embedding: str, cluster: int, *, limit: int | None = None) -> pd.DataFrame:
         """Members of one cluster, for taking away: dates, titles, credits, rights and a licence note; the
         first ``limit`` by date when given (a cluster of a large lake can hold hundreds of thousands)."""
+        self._require_apod()
         df = self.reader.query(
             "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.credit, e.copyright, e.rights_note, "
             "e.url, k.label AS cluster_label FROM clusters k JOIN entries e ON e.date = k.date "

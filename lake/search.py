@@ -221,11 +221,16 @@ class SearchEngine:
         self._fts: Any = None  # the keyword table's Lance dataset (see _keyword_dataset)
 
     # -- helpers --------------------------------------------------------------------------------
+    def _require_apod(self) -> None:
+        """A lake built with ``--collection gz2`` only has nothing to search: a 503 that says so, whatever
+        the mode (before, keyword and hybrid searches blamed the request with a 400)."""
+        if "encoder" not in self.reader.manifest:
+            raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
+
     @property
     def encoder(self):
         if self._encoder is None:
-            if "encoder" not in self.reader.manifest:  # built with --collection gz2 only
-                raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
+            self._require_apod()
             self._encoder = self._encoder_factory(self.reader.manifest["encoder"])
         return self._encoder
 
@@ -392,14 +397,14 @@ class SearchEngine:
 
     def search(self, q: str, *, k: int = 10, kind: str = "text", mode: str = "hybrid",
                filters: Filters | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        self._require_apod()
         filters = self._with_cone(filters)
         q = (q or "").strip()
         if not q:
             raise SearchError("the query is empty")
         if len(q) > MAX_QUERY_CHARS:
             raise SearchError(f"the query is {len(q):,} characters; the limit is {MAX_QUERY_CHARS:,}")
-        if not 1 <= k <= MAX_K:
-            raise SearchError(f"k must be between 1 and {MAX_K}")
+        _check_k(k)
         if mode not in MODES:
             raise SearchError(f"mode must be one of {', '.join(MODES)}")
         if kind not in EMBEDDING_KINDS:  # keyword mode reads no vectors, but a wrong kind is still an error
@@ -438,8 +443,8 @@ class SearchEngine:
 
     def similar(self, date: dt.date, *, kind: str = "text", k: int = 10,
                 filters: Filters | None = None) -> list[dict[str, Any]]:
-        if not 1 <= k <= MAX_K:
-            raise SearchError(f"k must be between 1 and {MAX_K}")
+        self._require_apod()
+        _check_k(k)
         if kind not in EMBEDDING_KINDS:  # the aligned text table is a search-time detail, not a kind
             raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
         filters = self._with_cone(filters)
@@ -463,6 +468,8 @@ class SearchEngine:
         ``title``: through the text–picture space), or both (``multimodal``); and the upload's
         :meth:`categorise_image`, from one run of the picture model. The categories are empty when the
         lake has no text–picture space (the search still answers)."""
+        self._require_apod()
+        _check_k(k)  # before the picture model runs (the CLI passes -k through as typed)
         picture = self._upload_picture(image)
         hits = self._by_picture(picture, k=k, kind=kind, filters=filters)
         try:
@@ -546,3 +553,9 @@ class SearchEngine:
             path = self.reader.layout.image_space
             self._image_space = dict(np.load(path)) if path.is_file() else {}
         return self._image_space
+
+
+def _check_k(k: int) -> None:
+    """The result counts every search takes: 1 to :data:`MAX_K`."""
+    if not 1 <= k <= MAX_K:
+        raise SearchError(f"k must be between 1 and {MAX_K}")

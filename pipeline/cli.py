@@ -196,7 +196,7 @@ def cmd_galaxies(args: argparse.Namespace) -> int:
 def cmd_oddities(args: argparse.Namespace) -> int:
     import json
 
-    from atlas.userstate import FeedbackStore, default_path
+    from atlas.userstate import FeedbackStore, FeedbackUnavailable, default_path
     from lake.oddities import ranked
     from lake.queries import AtlasQueries
     from lake.reader import LakeReader
@@ -206,15 +206,20 @@ def cmd_oddities(args: argparse.Namespace) -> int:
         return 2
     try:
         reader = LakeReader.open(args.lake or environment.lake_dir())
-        store = FeedbackStore(default_path(reader.layout.root))
         if args.command == "feedback":
+            store = FeedbackStore(default_path(reader.layout.root))
             if AtlasQueries(reader).entry(args.date.isoformat()) is None:
                 raise LookupError(f"no entry for {args.date}")
             store.add(date=args.date.isoformat(), interesting={"interesting": True, "not": False}.get(args.label),
                       user=args.user)
             print(f"{args.date}: {args.label} (user {args.user})")
             return 0
-        df = ranked(AtlasQueries(reader).anomaly_scores(), store.labels(user=args.user), detector=args.detector)
+        try:
+            labels = FeedbackStore(default_path(reader.layout.root)).labels(user=args.user)
+        except FeedbackUnavailable as exc:  # as the API: without the marks, the detectors' own order
+            log.warning("the list without your marks: %s", exc)
+            labels = {}
+        df = ranked(AtlasQueries(reader).anomaly_scores(), labels, detector=args.detector)
     except _query_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -224,9 +229,11 @@ def cmd_oddities(args: argparse.Namespace) -> int:
         if args.export.suffix not in (".csv", ".parquet"):
             print("error: --export needs a .csv or .parquet file name", file=sys.stderr)
             return 2
+        from lake.queries import LICENCE_NOTE
+
         out = df.drop(columns=["url", "media_type"], errors="ignore")
-        try:  # as the API writes it (CSV cells a spreadsheet would run, made inert)
-            args.export.write_bytes(table_bytes(out, fmt=args.export.suffix[1:])[0])
+        try:  # as the API writes it (CSV cells a spreadsheet would run, made inert; the licence note), whole
+            args.export.write_bytes(table_bytes(out, fmt=args.export.suffix[1:], licence=LICENCE_NOTE)[0])
         except OSError as exc:
             print(f"error: cannot write {args.export}: {exc.strerror or exc}", file=sys.stderr)
             return 2

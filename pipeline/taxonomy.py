@@ -148,6 +148,8 @@ def load(path: Path | None) -> Taxonomy:
         prompts = item.get("prompts", [name]) if isinstance(item, dict) else None
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"taxonomy file {path}: category #{i + 1} has no name")
+        if "," in name:  # the API, the CLI and the pages' links list categories separated by commas
+            raise ValueError(f"taxonomy file {path}: category {name!r} has a comma; name it without one")
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
             raise ValueError(f"taxonomy file {path}: category {name!r} needs a non-empty list of prompt strings")
         if name in categories:

@@ -38,12 +38,21 @@ def test_a_galaxy_zoo_only_lake_says_it_has_no_apod_collection(tmp_path, capsys)
     assert "no APOD collection" in capsys.readouterr().err
     assert cli.main(["export-vectors", "--lake", str(layout.root), "--out", str(tmp_path / "seeds")]) == 1
     assert not (tmp_path / "seeds").exists()
+    from lake.manifest import LakeMissingError
+    from lake.queries import AtlasQueries
     from lake.reader import LakeReader
-    from lake.search import SearchEngine, SearchError
+    from lake.search import SearchEngine
 
-    engine = SearchEngine(LakeReader.open(layout.root), encoder_factory=lambda info: None)  # refused before encoding
-    with pytest.raises(SearchError, match="no 'text' vectors"):
-        engine.similar(dt.date(2014, 1, 7), kind="text", k=5)
+    reader = LakeReader.open(layout.root)
+    engine = SearchEngine(reader, encoder_factory=lambda info: None)  # refused before encoding
+    # every search and cluster list says the lake has no APOD collection (the API's 503), whatever the mode
+    # (keyword and hybrid searches blamed the request with a 400, the cluster lists failed with a 500)
+    for refused in (lambda: engine.similar(dt.date(2014, 1, 7), kind="text", k=5),
+                    lambda: engine.search("galaxy", mode="keyword"), lambda: engine.search("galaxy", mode="dense"),
+                    lambda: AtlasQueries(reader).clusters("text"),
+                    lambda: AtlasQueries(reader).cluster_members("text", 0)):
+        with pytest.raises(LakeMissingError, match="no APOD collection"):
+            refused()
     assert not (layout.root / "current" / "vectors").exists()  # connecting would have made it, in a published version
 
 

@@ -158,3 +158,19 @@ def test_the_browser_is_found_by_name_or_by_environment(monkeypatch, tmp_path):
     assert chromium_paths()[0] == str(tmp_path / "my-chrome")
     monkeypatch.setenv("CHROMEDRIVER", "no-such-driver")
     assert chromium_paths() is None
+
+
+@pytest.mark.parametrize("categories,message", [
+    ([{"name": "Only one", "prompts": ["a lonely category"]}], "≥ 2 categories"),
+    ([{"name": "Stars, Clusters", "prompts": ["stars"]}, {"name": "Sky"}], "has a comma"),
+    ([{"name": "Sky"}, {"name": "Sky"}], "appears twice"),
+])
+def test_a_malformed_taxonomy_is_refused_before_any_work(tmp_path, categories, message):
+    """Read whole when the settings are made, not when the classify stage first hashes it (after
+    embedding); a name with a comma could never be chosen in a filter (categories are listed with commas)."""
+    import json
+
+    path = tmp_path / "taxonomy.json"
+    path.write_text(json.dumps({"categories": categories}))
+    with pytest.raises(ValueError, match=message):
+        config_from_args(_build_args("--taxonomy", str(path)))

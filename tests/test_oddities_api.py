@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lake.reader import LakeReader
-from tests.conftest import in_threads
+from tests.conftest import IMAGES, in_threads
 
 pytestmark = pytest.mark.slow
 
@@ -140,3 +140,41 @@ def test_cluster_lists_download(demo_client):
     assert b"apod.nasa.gov" in pq.read_schema(io.BytesIO(body)).metadata[b"licence"]  # the terms travel along
     assert demo_client.get("/api/clusters/sound").status_code == 400
     assert demo_client.get("/api/clusters/text/9999").status_code == 404
+
+
+def test_the_oddities_export_says_what_it_left_out(demo_client, monkeypatch):
+    """The API exports the ranked list up to its row cap and says how many rows it left out (before, the
+    list was cut silently; the cluster export already said so)."""
+    import api
+
+    total = demo_client.get("/api/oddities?k=1").get_json()["total"]
+    whole = demo_client.get("/api/oddities/export?format=csv")
+    assert "X-Rows-Omitted" not in whole.headers and len(pd.read_csv(io.BytesIO(whole.data))) == total
+    monkeypatch.setattr(api, "MAX_EXPORT_ROWS", 10)
+    capped = demo_client.get("/api/oddities/export?format=csv")
+    assert len(pd.read_csv(io.BytesIO(capped.data))) == 10 and int(capped.headers["X-Rows-Omitted"]) == total - 10
+
+
+def test_cli_oddities_answers_without_the_marks_store_and_exports_the_whole_list(demo_lake, tmp_path, monkeypatch,
+                                                                               capsys, caplog):
+    """As the API: where people's marks cannot be read, the CLI lists and exports the detectors' own order
+    (before, it stopped with an error); its export holds every row, with the licence note."""
+    import logging
+
+    from pipeline import cli
+
+    blocked = tmp_path / "a-file-not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("COSMIC_ATLAS_STATE", str(blocked / "state"))
+    out = tmp_path / "oddities.parquet"
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        assert cli.main(["oddities", "--export", str(out), "--lake", str(demo_lake)]) == 0
+    assert "without your marks" in caplog.text
+    table = pq.read_table(out)
+    assert table.num_rows == LakeReader.open(demo_lake).count("entries") and b"licence" in table.schema.metadata
+    assert "licence_note" in table.column_names
+    capsys.readouterr()
+    assert cli.main(["oddities", "-k", "3", "--lake", str(demo_lake)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert cli.main(["search", "--image", str(IMAGES / "2014-01-20.jpg"), "-k", "0", "--lake", str(demo_lake)]) == 2
+    assert "k must be between 1 and 100" in capsys.readouterr().err

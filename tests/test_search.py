@@ -258,6 +258,10 @@ def test_upload_limits(client):
     wrong_type = client.post("/api/search/image", data={"image": (io.BytesIO(b"%PDF-1.4"), "a.pdf", "application/pdf")},
                              content_type="multipart/form-data")
     assert wrong_type.status_code == 400 and "unsupported type" in wrong_type.get_json()["error"]
+    for label in ("", "application/octet-stream"):  # no type (Python's requests) or a generic one (curl, .webp)
+        unlabelled = client.post("/api/search/image?k=3", data={"image": (io.BytesIO(_png()), "a.png", label)},
+                                 content_type="multipart/form-data")
+        assert unlabelled.status_code == 200, (label, unlabelled.get_json())
     fake = client.post("/api/search/image", data={"image": (io.BytesIO(b"<html>"), "a.png", "image/png")},
                        content_type="multipart/form-data")
     assert fake.status_code == 400 and "not a JPEG, PNG, GIF or WebP picture" in fake.get_json()["error"]
