@@ -254,6 +254,7 @@ def versions_to_prune(names: list[str], *, live: str | None, keep: int, grace_se
 #: What :meth:`LakeWriter.stage_removal` appends to a published path's name, in the staging area.
 REMOVED_SUFFIX = ".removed-by-build"
 
+
 def removal_marker(staged: Path) -> Path:
     """The marker :meth:`LakeWriter.stage_removal` leaves for a staged path: a stage's output either way
     (made, or marked removed), and removed with it when the output is stale."""

@@ -692,7 +692,8 @@ def sky_stage(ctx: BuildContext) -> StageResult:
     log.info("sky: %d object mentions, %d placed on the sky (%d entries read, %d kept from the last build)",
              len(records), placed, len(todo), len(rows) - len(todo))
     if unanswered:
-        log.warning("sky: %d names wait for a name resolver; the next build asks them again", unanswered)
+        log.warning("sky: %d names wait for a name resolver (none answered); a later build asks them again "
+                    "once one does (--offline skips the network)", unanswered)
     return StageResult(items=len(records), manifest={
         "counts": {"object_mentions": len(records), "objects_placed": placed},
         "sky": {"resolver": fingerprint(), "offline": ctx.cfg.offline, "unanswered_names": unanswered}})

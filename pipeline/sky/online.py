@@ -171,15 +171,13 @@ class OnlineResolver:
         self.asked = {"simbad": 0, "sesame": 0}
 
     def resolve(self, names: list[str]) -> dict[str, Placement | None]:
-        todo = [n for n in dict.fromkeys(names) if n not in self.cache]
+        """The placements of ``names`` (None: unknown, or not answered; :meth:`unanswered` tells which).
+        The sky stage warns of the names left waiting, those it kept from earlier builds included."""
+        todo = self.unanswered(list(dict.fromkeys(names)))
         if todo:
             left = self._ask_simbad(todo)
             self._ask_sesame(left)
             self._save()
-            unasked = sum(1 for n in todo if n not in self.cache)
-            if unasked:
-                log.warning("%d names stay unresolved: no name resolver answered (use --offline to skip the "
-                            "network, or re-run later)", unasked)
         return {n: self.cache.get(n) for n in names}
 
     def unanswered(self, names: list[str]) -> list[str]:
