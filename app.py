@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from services import EXTENSION, LakeService, prepare_worker
 
 log = logging.getLogger(__name__)
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 NAV_ORDER = ["Map", "Categories", "Oddities", "Sky", "Galaxies", "Metrics"]
 
 
@@ -51,14 +49,14 @@ def navbar() -> dbc.Navbar:
 
 
 def _register_thumbnails(server: Flask, service: LakeService) -> None:
-    @server.route("/thumbs/<date>.jpg")
-    def thumbnail(date: str):
-        if not _DATE.match(date):
+    @server.route("/thumbs/<stem>.jpg")
+    def thumbnail(stem: str):
+        path = service.layout.thumb_file(stem)
+        if path is None or not path.is_file():
             abort(404)
-        path = service.layout.thumb(date)
-        if not path.is_file():
-            abort(404)
-        return send_file(path, mimetype="image/jpeg", max_age=86400)
+        # a name that carries its content's hash never changes content: browsers may keep it for good
+        named_by_content = stem != stem[:10]
+        return send_file(path, mimetype="image/jpeg", max_age=31536000 if named_by_content else 86400)
 
     @server.route(f"{CUTOUT_ROUTE}/<objid>.jpg")
     def galaxy_cutout(objid: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,6 +12,10 @@ from atlas.environment import cache_dir
 from lake.schema import TABLES, VECTOR_KINDS
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: A thumbnail's file name without ``.jpg``: its entry's date and the first 12 hex digits of the JPEG's
+#: sha1 (lakes built before thumbnails were named by content: the date alone).
+THUMB_STEM = re.compile(r"\d{4}-\d{2}-\d{2}(?:-[0-9a-f]{12})?")
 
 
 def default_lake_dir() -> Path:
@@ -117,8 +122,15 @@ class LakeLayout:
     def thumbs(self) -> Path:
         return self.root / "thumbs"
 
-    def thumb(self, date: str) -> Path:
-        return self.thumbs / f"{date}.jpg"
+    def thumb(self, date: str, sha1: str) -> Path:
+        """The thumbnail of ``date`` whose JPEG bytes hash to ``sha1``: named by its content, so a picture
+        NASA replaces gets a new file and each version keeps showing its own (never a new picture beside
+        the old picture's vectors); files no kept version names are swept after a publish."""
+        return self.thumbs / f"{date}-{sha1[:12]}.jpg"
+
+    def thumb_file(self, stem: str) -> Path | None:
+        """The thumbnail a URL names by its file stem (:data:`THUMB_STEM`), None when ``stem`` is not one."""
+        return self.thumbs / f"{stem}.jpg" if THUMB_STEM.fullmatch(stem) else None
 
     @property
     def image_space(self) -> Path:

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lake.layout import THUMB_STEM
+
 _YOUTUBE = re.compile(r"(?:youtube(?:-nocookie)?\.com/(?:embed/|watch\?v=|v/)|youtu\.be/)([A-Za-z0-9_-]{6,20})")
 
 
@@ -54,11 +56,12 @@ def youtube_still(url: str | None) -> str | None:
     return f"https://img.youtube.com/vi/{match.group(1)}/hqdefault.jpg" if match else None
 
 
-def picture_of(*, date: str, has_image: bool, url: str | None, media_type: str | None) -> Picture:
-    """How to show one entry's picture (see the module docstring for the cases)."""
+def picture_of(*, image_path: str | None, url: str | None, media_type: str | None) -> Picture:
+    """How to show one entry's picture (see the module docstring for the cases); ``image_path`` is the
+    entries table's, the stored thumbnail relative to the lake (None: none stored)."""
     original = safe_url(url)
-    if has_image:
-        return Picture("lake", f"/thumbs/{date}.jpg", original, "thumbnail stored in this lake")
+    if image_path and _lake_path(image_path):
+        return Picture("lake", f"/{image_path}", original, "thumbnail stored in this lake")
     if media_type == "image" and original:
         return Picture("nasa", original, original, "loaded from apod.nasa.gov (not stored in this lake)")
     if media_type == "video":
@@ -69,7 +72,14 @@ def picture_of(*, date: str, has_image: bool, url: str | None, media_type: str |
     return Picture("none", None, original, "no picture")
 
 
+def _lake_path(image_path: str) -> bool:
+    """Whether ``image_path`` names a thumbnail the app serves (``thumbs/<stem>.jpg``)."""
+    folder, _, name = image_path.partition("/")
+    return folder == "thumbs" and name.endswith(".jpg") and THUMB_STEM.fullmatch(name[:-4]) is not None
+
+
 def picture_for(row: Mapping[str, Any]) -> dict[str, str | None]:
-    """:func:`picture_of` for an entry row (``date``, ``has_image``, ``url``, ``media_type``), as a dict."""
-    return picture_of(date=str(row["date"]), has_image=bool(row.get("has_image")), url=row.get("url"),
+    """:func:`picture_of` for an entry row (``image_path``, ``url``, ``media_type``), as a dict."""
+    path = row.get("image_path")
+    return picture_of(image_path=path if isinstance(path, str) else None, url=row.get("url"),
                       media_type=row.get("media_type")).to_dict()

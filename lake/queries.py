@@ -303,25 +303,25 @@ class AtlasQueries:
         where = f"c.category = $cat AND {filter_sql}"
         total = int(self.reader.connection().execute(f"SELECT count(*) {_BASE_FROM} WHERE {where}", params).fetchone()[0])
         df = self.reader.query(
-            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, e.has_image, e.url, e.media_type, c.confidence "
+            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, e.image_path, e.url, e.media_type, c.confidence "
             f"{_BASE_FROM} WHERE {where} ORDER BY c.confidence DESC, e.date LIMIT $limit OFFSET $offset",
             params | {"limit": per_page, "offset": max(0, page) * per_page},
         )
-        df["picture"] = [picture_for(r) for r in df[["date", "has_image", "url", "media_type"]].to_dict("records")]
+        df["picture"] = [picture_for(r) for r in df[["image_path", "url", "media_type"]].to_dict("records")]
         return df, total
 
     def hover_card(self, date: str) -> dict[str, Any] | None:
         """Title, text category and picture of one entry: what the map's hover card shows (the map sends
         only each point's date to the browser, so the card is filled on hover)."""
         df = self.reader.query(
-            "SELECT e.title, e.has_image, e.url, e.media_type, c.category FROM entries e "
+            "SELECT e.title, e.image_path, e.url, e.media_type, c.category FROM entries e "
             "LEFT JOIN categories c ON c.date = e.date AND c.source = 'text' WHERE e.date = $d",
             {"d": dt.date.fromisoformat(date)})
         if df.empty:
             return None
         row = df.iloc[0].to_dict()
         return {"date": date, "title": row["title"], "category": json_value(row["category"]),
-                "picture": picture_for(row | {"date": date})}
+                "picture": picture_for(row)}
 
     # -- entry page -----------------------------------------------------------------------------
     def entry(self, date: str) -> dict[str, Any] | None:
@@ -382,7 +382,8 @@ class AtlasQueries:
             return self._anomalies
         filter_sql, params = self._where(filters)
         df = self.reader.query(
-            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.has_image, e.url, e.media_type, "
+            "SELECT strftime(e.date, '%Y-%m-%d') AS date, e.title, c.category, e.has_image, e.image_path, e.url, "
+            "e.media_type, "
             f"{_HAS_EXPLANATION} AS has_explanation, "
             f"a.* EXCLUDE (date) {_BASE_FROM} JOIN anomalies a ON a.date = e.date WHERE {filter_sql}", params)
         if unfiltered:

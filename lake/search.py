@@ -46,6 +46,7 @@ from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND
 from lake.vectors import ANN_MIN_ROWS, ann_search_settings, matrix
 
 if TYPE_CHECKING:
+    import pandas as pd
     from PIL import Image
 
 MODES = ("hybrid", "dense", "keyword")
@@ -217,7 +218,7 @@ class SearchEngine:
         self._memory: dict[str, InMemoryVectors | None] = {}
         self._tables: dict[str, Any] = {}  # opened LanceDB tables (read-only; one lake version)
         self._ann: dict[str, tuple[int, int]] = {}  # (nprobes, refine factor) per kind with an ANN index
-        self._explanations: dict[str, tuple[str, str | None, str | None]] | None = None
+        self._explanations: dict[str, _Details] | None = None
         self._fts: Any = None  # the keyword table's Lance dataset (see _keyword_dataset)
 
     # -- helpers --------------------------------------------------------------------------------
@@ -349,17 +350,16 @@ class SearchEngine:
             self._fts = self._table(KEYWORD_KIND).to_lance()
         return self._fts
 
-    def _details(self, dates: list[str]) -> dict[str, tuple[str, str | None, str | None]]:
-        """(explanation, url, media_type) of the given entries: snippets and where pictures come from.
+    def _details(self, dates: list[str]) -> dict[str, _Details]:
+        """(explanation, image_path, url, media_type) of the given entries: snippets and where pictures come from.
         Small lakes keep them all in memory after the first search; large ones ask DuckDB per page."""
-        sql = "SELECT strftime(date, '%Y-%m-%d') AS date, explanation, url, media_type FROM entries"
+        sql = "SELECT strftime(date, '%Y-%m-%d') AS date, explanation, image_path, url, media_type FROM entries"
         if self._explanations is None and self.reader.count("entries") < ANN_MIN_ROWS:
-            df = self.reader.query(sql)
-            self._explanations = {d: (x, u, m) for d, x, u, m in zip(df.date, df.explanation, df.url, df.media_type)}
+            self._explanations = _details_by_date(self.reader.query(sql))
         if self._explanations is not None:
-            return {d: self._explanations.get(d, ("", None, None)) for d in dates}
-        df = self.reader.query(sql + " WHERE list_contains($dates, strftime(date, '%Y-%m-%d'))", {"dates": dates})
-        return {d: (x, u, m) for d, x, u, m in zip(df.date, df.explanation, df.url, df.media_type)}
+            return {d: self._explanations.get(d, ("", None, None, None)) for d in dates}
+        return _details_by_date(
+            self.reader.query(sql + " WHERE list_contains($dates, strftime(date, '%Y-%m-%d'))", {"dates": dates}))
 
     def _with_snippets(self, hits: list[dict[str, Any]], q: str) -> list[dict[str, Any]]:
         """Hits with a snippet of their explanation and where their picture comes from."""
@@ -369,8 +369,8 @@ class SearchEngine:
         words = keyword_query(q)
         out = []
         for h in hits:
-            explanation, url, media_type = details.get(h["date"], ("", None, None))
-            picture = picture_of(date=h["date"], has_image=bool(h.get("has_image")), url=url, media_type=media_type)
+            explanation, image_path, url, media_type = details.get(h["date"], ("", None, None, None))
+            picture = picture_of(image_path=image_path, url=url, media_type=media_type)
             out.append(h | {"snippet": snippet(explanation or "", words), "picture": picture.to_dict()})
         return out
 
@@ -553,6 +553,15 @@ class SearchEngine:
             path = self.reader.layout.image_space
             self._image_space = dict(np.load(path)) if path.is_file() else {}
         return self._image_space
+
+
+#: What a hit's snippet and picture are made from: explanation, image_path, url, media_type.
+_Details = tuple[str, str | None, str | None, str | None]
+
+
+def _details_by_date(df: pd.DataFrame) -> dict[str, _Details]:
+    return {d: (x, p if isinstance(p, str) else None, u, m)
+            for d, x, p, u, m in zip(df.date, df.explanation, df.image_path, df.url, df.media_type)}
 
 
 def _check_k(k: int) -> None:

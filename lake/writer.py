@@ -235,7 +235,37 @@ def prune_versions(layout: LakeLayout, *, keep: int, grace_seconds: float = 0.0,
         superseded_for=lambda successor: now - layout.version_dir(successor).stat().st_mtime if successor else 0.0)
     for name in stale:
         atomic.remove_tree(layout.version_dir(name))
+    # a build, holding the lock: no other build is writing thumbnails no version names yet. Not in the
+    # working copy of a lake on object storage: the bucket's other versions may name what this copy's
+    # do not, and each build would pull those files again only to remove them
+    if temporaries and layout.remote is None:
+        sweep_thumbnails(layout)
     return stale
+
+
+def sweep_thumbnails(layout: LakeLayout) -> list[str]:
+    """Remove the thumbnails no remaining version names (pictures NASA replaced, entries that left):
+    thumbnails are named by their content and shared by the versions, so each goes with the last
+    version that shows it. Nothing is removed when a version's entries cannot be read."""
+    if not layout.thumbs.is_dir() or not layout.versions.is_dir():
+        return []
+    named: set[str] = set()
+    for version in (p for p in layout.versions.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        entries = version / layout.table("entries").name
+        if not entries.is_file():
+            continue
+        try:
+            paths = pq.read_table(entries, columns=["image_path"]).column("image_path").to_pylist()
+        except (OSError, KeyError, pa.ArrowException) as exc:
+            log.warning("thumbnails not swept: the entries of version %s cannot be read (%s)", version.name, exc)
+            return []
+        named.update(Path(p).name for p in paths if p)
+    removed = [p.name for p in layout.thumbs.glob("*.jpg") if p.name not in named]
+    for name in removed:
+        (layout.thumbs / name).unlink(missing_ok=True)
+    if removed:
+        log.info("removed %d thumbnails no version shows any more", len(removed))
+    return removed
 
 
 def versions_to_prune(names: list[str], *, live: str | None, keep: int, grace_seconds: float,

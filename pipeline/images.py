@@ -143,35 +143,39 @@ def attach_images(
         stamp = _stamp(local)
         if local is not None and stamp is None and not row.get("image_file"):
             continue  # a bundled entry whose picture was never fetched
-        known, thumb = index.get(day), layout.thumb(day)
-        if known and stamp and known.get("stamp") == stamp and thumb.is_file():
+        known = index.get(day)
+        kept = known is not None and layout.thumb(day, known["sha1"]).is_file()
+        if kept and stamp and known.get("stamp") == stamp:
             # the same local file as last time (path, size, times, inode): not even read again
             new_index[day] = known
             report.reused += 1
-            _set_image(row, layout, thumb, known)
+            _set_image(row, layout, known)
             continue
         try:
             data = _source_bytes(row, local, layout, limits, session, allow_download)
             if data is None:
                 continue
             src = sha1_bytes(data)
-            if known and known["src"] == src and thumb.is_file():
+            if kept and known["src"] == src:
                 entry = {**known, "stamp": stamp}
                 report.reused += 1
             else:
                 jpeg, w, h = thumbnail_jpeg(decode_image(data, limits), limits.thumb_size)
-                atomic.write_bytes(thumb, jpeg)
                 entry = {"src": src, "sha1": sha1_bytes(jpeg), "width": w, "height": h, "stamp": stamp}
+                # a new name for new content: the live version's thumbnail stays as it is until the
+                # version that names this one is published
+                atomic.write_bytes(layout.thumb(day, entry["sha1"]), jpeg)
                 report.thumbnails += 1
         except (ImageRejected, requests.RequestException) as exc:
             report.rejected[str(exc).split(" (")[0]] += 1
             log.debug("%s: image rejected: %s", day, exc)
             continue
         new_index[day] = entry
-        _set_image(row, layout, thumb, entry)
+        _set_image(row, layout, entry)
     return new_index, report
 
 
-def _set_image(row: dict[str, Any], layout: LakeLayout, thumb: Path, entry: dict[str, Any]) -> None:
+def _set_image(row: dict[str, Any], layout: LakeLayout, entry: dict[str, Any]) -> None:
+    thumb = layout.thumb(row["date"].isoformat(), entry["sha1"])
     row.update(has_image=True, image_path=thumb.relative_to(layout.root).as_posix(), image_width=entry["width"],
                image_height=entry["height"], image_sha1=entry["sha1"])

@@ -259,7 +259,9 @@ def images_stage(ctx: BuildContext) -> StageResult:
         log.warning("images rejected: %s", dict(report.rejected))
     for row in rows:
         row["content_sha1"] = content_hash(row)
-    fingerprint = sha1_json([(r["date"].isoformat(), r["content_sha1"]) for r in rows])
+    # the thumbnail's name too: the entries table must name the file this build's pictures are in (a
+    # lake from before thumbnails were named by content gets them renamed, and its old files swept)
+    fingerprint = sha1_json([(r["date"].isoformat(), r["content_sha1"], r.get("image_path")) for r in rows])
     return StageResult(items=report.thumbnails, value=rows, fingerprint=fingerprint, manifest={
         "counts": {"entries": len(rows), "with_image": sum(1 for r in rows if r.get("has_image"))},
         "images": {"thumbnails_made": report.thumbnails, "reused": report.reused, "rejected": dict(report.rejected),

@@ -461,8 +461,8 @@ def test_fetched_pictures_are_kept_and_only_they_are_embedded(built, tmp_path):
     assert m["counts"]["with_image"] == before + 3
     assert m["newly_embedded"] == {"title": 0, "text": 0, "image": 3}
     after = LakeReader.open(lake)
-    got = set(after.query("SELECT strftime(date, '%Y-%m-%d') AS d FROM entries WHERE has_image").d)
-    assert set(missing.d) <= got and all((lake / "thumbs" / f"{d}.jpg").is_file() for d in missing.d)
+    got = after.query("SELECT strftime(date, '%Y-%m-%d') AS d, image_path FROM entries WHERE has_image")
+    assert set(missing.d) <= set(got.d) and all((lake / p).is_file() for p in got.image_path)
 
 
 def test_a_new_picture_keeps_the_picture_space_and_the_probe(demo_lake, tmp_path):

@@ -94,6 +94,49 @@ def test_old_versions_are_pruned_and_unchanged_files_are_hard_links(tmp_path):
     assert (new / "entries.parquet").stat().st_ino != (old / "entries.parquet").stat().st_ino
 
 
+def test_a_replaced_picture_gets_a_thumbnail_of_its_own_and_the_old_one_goes_with_its_last_version(tmp_path):
+    """Thumbnails are named by their content: a build meeting a picture NASA replaced writes a new file,
+    so the live version shows its own picture until the switch (before, the new picture overwrote the
+    old one in place, beside the old picture's vectors); a file goes once no kept version names it."""
+    from PIL import Image
+
+    from atlas.images import ImageLimits
+    from pipeline.images import attach_images
+
+    layout, picture, index = LakeLayout.at(tmp_path / "lake"), tmp_path / "p.png", {}
+
+    def images(colour: tuple[int, int, int]) -> dict:
+        nonlocal index
+        Image.new("RGB", (64, 48), colour).save(picture)
+        rows = [{"date": DAYS[0], "media_type": "image", "image_file": str(picture), "source": "bundled"}]
+        index, _ = attach_images(rows, layout, ImageLimits(thumb_size=32), index=index, progress=False)
+        return rows[0]
+
+    def publish(tag: str, row: dict) -> None:
+        tables = _tables(tag)
+        entries = tables["entries"].to_pylist()
+        entries[0] |= {k: row[k] for k in ("has_image", "image_path", "image_width", "image_height", "image_sha1")}
+        tables["entries"] = pa.Table.from_pylist(entries, schema=SCHEMAS["entries"])
+        LakeWriter(layout).publish_tables(tables, {"tag": tag}, version=tag)
+
+    legacy = layout.thumbs / f"{DAYS[0]}.jpg"  # a thumbnail named by its date, from before, which no version names
+    red = images((200, 0, 0))
+    legacy.write_bytes((layout.root / red["image_path"]).read_bytes())
+    publish("b1", red)
+    assert not legacy.exists()
+    shown = (layout.root / red["image_path"]).read_bytes()
+    blue = images((0, 0, 200))  # the next build meets the replaced picture...
+    assert blue["image_path"] != red["image_path"] and blue["image_sha1"] != red["image_sha1"]
+    live = LakeReader.open(layout.root).query("SELECT image_path FROM entries WHERE has_image").image_path[0]
+    assert (layout.root / live).read_bytes() == shown  # ...and the live version still shows its own
+    for tag in ("b2", "b3", "b4"):
+        publish(tag, images((0, 0, 200)))  # the same picture: the same file
+    assert sorted(p.name for p in layout.thumbs.iterdir()) == sorted(
+        [Path(red["image_path"]).name, Path(blue["image_path"]).name])  # b1 is in its grace period
+    assert LakeWriter(layout).prune(keep=3, grace_seconds=0) == ["b1"]
+    assert [p.name for p in layout.thumbs.iterdir()] == [Path(blue["image_path"]).name]
+
+
 def test_a_staged_removal_leaves_a_file_or_vector_table_out_of_the_next_version(tmp_path):
     """The publish step carries over what a build did not remake; a stage that ran and had nothing for a
     file or a LanceDB table (no picture left) marks it removed, and the new version has none of it."""

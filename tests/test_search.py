@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -219,6 +221,21 @@ def test_api_search_and_entry(client):
     s = client.get("/api/similar/2014-01-07?k=4&kind=title").get_json()
     assert len(s["results"]) == 4
     assert client.get("/api/entry/2014-12-30").status_code == 404
+
+
+def test_a_hits_thumbnail_is_served_under_the_name_its_content_gives(client):
+    """Results name each stored picture by its content (``/thumbs/DATE-SHA.jpg``): the app serves it, for
+    good (the name never shows other bytes), and serves nothing a thumbnail name cannot be."""
+    hits = client.get("/api/search?q=stars&k=10&has_image=true").get_json()["results"]
+    src = hits[0]["picture"]["src"]
+    assert hits[0]["picture"]["kind"] == "lake" and re.fullmatch(r"/thumbs/\d{4}-\d\d-\d\d-[0-9a-f]{12}\.jpg", src)
+    r = client.get(src)
+    assert r.status_code == 200 and r.mimetype == "image/jpeg" and r.cache_control.max_age == 31536000
+    assert hashlib.sha1(r.data).hexdigest()[:12] == src[-16:-4]
+    for bad in (f"/thumbs/{hits[0]['date']}-{'0' * 12}.jpg", "/thumbs/latest.jpg", "/thumbs/2014-01-01-ABC.jpg"):
+        assert client.get(bad).status_code == 404, bad
+    escape = client.get("/thumbs/..%2Fcurrent%2Fmanifest.json.jpg")  # no thumbnail route: the app's page shell
+    assert escape.mimetype == "text/html" and b"schema_version" not in escape.data
 
 
 @pytest.mark.parametrize("url,fragment", [  # what needs the lake; the request checks alone are in test_api.py
