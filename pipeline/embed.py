@@ -18,7 +18,7 @@ import numpy as np
 from lake.layout import LakeLayout
 from pipeline.config import SEED_KINDS
 from pipeline.embed_cache import EmbeddingCache, write_seed
-from pipeline.executors import Executor, LocalExecutor
+from pipeline.executors import EncodeChunks, Executor, LocalExecutor
 from atlas.encoders import Encoder, space
 from atlas.hashing import sha1_json, sha1_text
 
@@ -57,13 +57,16 @@ def fill_cache(
     cache: EmbeddingCache,
     keys: list[str],
     inputs: list[Any],
-    encode,
+    encode: EncodeChunks,
     *,
     chunk: int,
     desc: str,
     progress: bool,
     order_by_length: bool = False,
 ) -> int:
+    """Encode the inputs whose keys ``cache`` lacks, in chunks of ``chunk`` (an executor's
+    :meth:`~pipeline.executors.Executor.encoding`), each chunk added to the cache as it is done: a build
+    that dies keeps every finished chunk. Returns how many inputs were encoded."""
     from tqdm import tqdm
 
     todo_keys = cache.missing(keys)
@@ -74,12 +77,16 @@ def fill_cache(
     if order_by_length:  # similar lengths in a batch → less padding work
         todo.sort(key=lambda kv: len(kv[1]))
     with tqdm(total=len(todo), desc=desc, unit="item", disable=not progress, mininterval=1.0) as bar:
-        for start in range(0, len(todo), chunk):
-            part = todo[start : start + chunk]
-            vectors = encode([item for _, item in part])
-            cache.add([k for k, _ in part], vectors)
-            bar.update(len(part))
+        parts = [todo[start : start + chunk] for start in range(0, len(todo), chunk)]
+        for i, vectors in encode([[item for _, item in part] for part in parts]):
+            cache.add([k for k, _ in parts[i]], vectors)
+            bar.update(len(parts[i]))
     return len(todo)
+
+
+def chunk_by_chunk(encode: Callable[[list[Any]], np.ndarray]) -> EncodeChunks:
+    """:func:`fill_cache`'s encoder from a function of one chunk, run here, one chunk after another."""
+    return lambda chunks: ((i, encode(inputs)) for i, inputs in enumerate(chunks))
 
 
 def embed_entries(

@@ -20,7 +20,7 @@ scheduled only on nodes that have GPUs; the encoder then runs on CUDA there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,9 +33,12 @@ from pipeline.encoding import encode_with
 
 log = logging.getLogger(__name__)
 
-#: Items per Ray block: small enough to spread a few thousand items over the actors, large enough that
-#: a block is worth a scheduling round trip.
-RAY_BLOCK_ITEMS = 256
+#: What :meth:`Executor.encoding` returns: chunks of inputs in, ``(chunk index, vectors)`` out as done.
+EncodeChunks = Callable[[list[list[Any]]], Iterator[tuple[int, np.ndarray]]]
+
+#: Chunks per Ray Data job of :meth:`RayExecutor.encoding`: one actor pool (and one model load per
+#: actor) for up to 64 × 512 inputs, while the driver holds only one job's pictures in memory at a time.
+RAY_CHUNKS_PER_JOB = 64
 
 
 class Executor(Protocol):
@@ -43,9 +46,12 @@ class Executor(Protocol):
 
     name: str
 
-    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
-        """A function that encodes a list of inputs of ``kind`` (``text``: strings; ``image``: picture
-        paths relative to ``root``) into a float32 matrix, one row per input, in order."""
+    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> EncodeChunks:
+        """A function that encodes chunks of inputs of ``kind`` (``text``: strings; ``image``: picture
+        paths relative to ``root``) and yields ``(chunk index, float32 matrix)`` as each chunk is done, in
+        any order: one row per input of the chunk, in order. Each chunk is encoded by one call of
+        :func:`pipeline.encoding.encode_with`, on any runner, so a chunk's vectors do not depend on where
+        it ran (int8 activations are scaled per batch: the batches must be the same)."""
 
     def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
         """Write ``table`` as the Lance table ``kind`` of the LanceDB database ``db`` (replacing it)."""
@@ -137,10 +143,15 @@ class LocalExecutor:
                                BATCHES_IN_FLIGHT * workers)
             return _concatenate([f.result() for f in futures], rows)
 
-    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
-        if isinstance(encoder, EncoderHost):  # the encoder's own process reads the pictures
-            return lambda inputs: encoder.encode_inputs(kind, inputs, root=root, batch_size=batch_size)
-        return lambda inputs: encode_with(encoder, kind, inputs, root=root, batch_size=batch_size)
+    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> EncodeChunks:
+        def encode(chunks: list[list[Any]]) -> Iterator[tuple[int, np.ndarray]]:
+            for i, inputs in enumerate(chunks):
+                if isinstance(encoder, EncoderHost):  # the encoder's own process reads the pictures
+                    yield i, encoder.encode_inputs(kind, inputs, root=root, batch_size=batch_size)
+                else:
+                    yield i, encode_with(encoder, kind, inputs, root=root, batch_size=batch_size)
+
+        return encode
 
     def write_vectors(self, db: Path, kind: str, table: pa.Table) -> None:
         from lake.vectors import write_arrow
@@ -171,8 +182,11 @@ class _EncodeActor:
         self.kind, self.root, self.batch_size = kind, Path(root), batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vectors = encode_with(self.encoder, self.kind, list(batch["input"]), root=self.root, batch_size=self.batch_size)
-        return {"i": batch["i"], "vector": vectors}
+        """One row in: a whole chunk (its index and its inputs); one row out per input, with its place."""
+        (chunk,), (inputs,) = batch["chunk"], batch["inputs"]
+        inputs = [bytes(x) for x in inputs] if self.kind == "image" else [str(x) for x in inputs]
+        vectors = encode_with(self.encoder, self.kind, inputs, root=self.root, batch_size=self.batch_size)
+        return {"chunk": np.full(len(inputs), chunk), "at": np.arange(len(inputs)), "vector": vectors}
 
 
 class RayExecutor:
@@ -204,34 +218,49 @@ class RayExecutor:
         log.info("ray: %s, %d actors × %.2g CPU%s", ray.cluster_resources(), self.actors, actor_cpus,
                  f" × {actor_gpus:g} GPU" if actor_gpus else "")
 
-    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> Callable[[list[Any]], np.ndarray]:
+    def encoding(self, encoder: Encoder, kind: str, *, root: Path, batch_size: int) -> EncodeChunks:
+        """Up to :data:`RAY_CHUNKS_PER_JOB` chunks at a time as one Ray Dataset (a chunk per row and per
+        block) mapped over one actor pool, so each actor loads the model once per job (before, each
+        chunk of 512 made a dataset and a pool of its own, and every actor loaded the model again for
+        it). Chunks are yielded as they complete, so the embedding cache still checkpoints every chunk."""
         info = encoder.info.to_dict()
 
-        def encode(inputs: list[Any]) -> np.ndarray:
-            import ray
-
-            # pictures travel as bytes: on a cluster the actors do not see this machine's lake
-            items = [{"i": i, "input": (root / x).read_bytes() if kind == "image" else x} for i, x in enumerate(inputs)]
-            ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // RAY_BLOCK_ITEMS)))
-            out = ds.map_batches(
-                _EncodeActor, batch_size=batch_size, batch_format="numpy",
-                fn_constructor_kwargs={"info": info, "kind": kind, "root": str(root), "batch_size": batch_size,
-                                       "threads": self.threads_per_actor},
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=self.actors),
-                num_cpus=self.actor_cpus, num_gpus=self.actor_gpus or None,
-            )
-            order, parts = [], []
-            for batch in out.iter_batches(batch_format="numpy", batch_size=None):
-                order.append(batch["i"])
-                parts.append(np.asarray(batch["vector"], np.float32))
-            if not parts:
-                raise RuntimeError("the Ray encoding returned nothing")
-            matrix = np.concatenate(parts)[np.argsort(np.concatenate(order), kind="stable")]
-            if len(matrix) != len(inputs):
-                raise RuntimeError(f"the Ray encoding returned {len(matrix)} vectors for {len(inputs)} inputs")
-            return matrix
+        def encode(chunks: list[list[Any]]) -> Iterator[tuple[int, np.ndarray]]:
+            for first in range(0, len(chunks), RAY_CHUNKS_PER_JOB):
+                for i, vectors in self._encode_job(chunks[first : first + RAY_CHUNKS_PER_JOB], info=info,
+                                                   kind=kind, root=root, batch_size=batch_size):
+                    yield first + i, vectors
 
         return encode
+
+    def _encode_job(self, chunks: list[list[Any]], *, info: dict[str, Any], kind: str, root: Path,
+                    batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+        import ray
+
+        # pictures travel as bytes: on a cluster the actors do not see this machine's lake
+        items = [{"chunk": i, "inputs": [(root / x).read_bytes() for x in inputs] if kind == "image" else inputs}
+                 for i, inputs in enumerate(chunks)]
+        actors = min(self.actors, len(items))
+        out = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _EncodeActor, batch_size=1, batch_format="numpy",
+            fn_constructor_kwargs={"info": info, "kind": kind, "root": str(root), "batch_size": batch_size,
+                                   "threads": self.threads_per_actor},
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+            num_cpus=self.actor_cpus, num_gpus=self.actor_gpus or None,
+        )
+        log.info("ray: %d %s chunks on one pool of at most %d actors", len(items), kind, actors)
+        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        have: dict[int, int] = {}
+        for batch in out.iter_batches(batch_format="numpy", batch_size=None):
+            for chunk in np.unique(batch["chunk"]):
+                c, mine = int(chunk), batch["chunk"] == chunk
+                parts.setdefault(c, []).append((batch["at"][mine], np.asarray(batch["vector"][mine], np.float32)))
+                have[c] = have.get(c, 0) + int(mine.sum())
+                if have[c] == len(chunks[c]):
+                    at, vectors = (np.concatenate(x) for x in zip(*parts.pop(c)))
+                    yield c, vectors[np.argsort(at, kind="stable")]
+        if parts or len(have) != len(chunks):
+            raise RuntimeError(f"the Ray encoding returned {len(have) - len(parts)} of {len(chunks)} chunks whole")
 
     def map_batches(self, fn: Callable[[np.ndarray, int], np.ndarray], rows: np.ndarray,
                     parts: list[slice]) -> np.ndarray:

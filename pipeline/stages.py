@@ -814,7 +814,7 @@ def _gz2_inputs(ctx: BuildContext) -> Any:
 def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
     """The ``galaxies`` table and the collection's vector tables: morphology for every galaxy, pictures
     (through the build's image encoder, in a space fitted on the galaxy pictures) where cutouts exist."""
-    from pipeline.embed import fill_cache
+    from pipeline.embed import chunk_by_chunk, fill_cache
     from pipeline.embed_cache import EmbeddingCache
     from pipeline.galaxies import morphology_vectors, read_catalogue
 
@@ -840,8 +840,8 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
         def encode(batch: list[Path]) -> np.ndarray:
             return encoder.encode_images([load_rgb(p) for p in batch], batch_size=cfg.batch_size)
 
-        embedded = fill_cache(cache, keys, paths, encode, chunk=cfg.embed_chunk, desc="embed galaxy pictures",
-                              progress=cfg.progress)
+        embedded = fill_cache(cache, keys, paths, chunk_by_chunk(encode), chunk=cfg.embed_chunk,
+                              desc="embed galaxy pictures", progress=cfg.progress)
         features = cache.get(keys)
         space = encoder.image_space(features)
         image_vecs = encoder.to_image_vectors(features, space)

@@ -17,9 +17,6 @@ from lake.schema import EMBEDDING_KINDS
 from lake.vectors import ROWS_DIGEST_KEY
 from tests.conftest import run_cli
 
-pytest.importorskip("ray")
-pytest.importorskip("lance_ray")
-
 # every text encoded on each runner (no shipped vectors), so the two runners' encoders are compared
 BASE = ["build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--no-shipped-vectors",
         "--start", "2014-01-01", "--end", "2014-01-20"]
@@ -27,13 +24,15 @@ BASE = ["build", "--collection", "apod", "--encoder", "offline", "--no-progress"
 
 @pytest.mark.slow
 def test_local_and_ray_runners_build_the_same_lake(tmp_path):
-    # maps fitted on 12 of the 20 entries, the other 8 placed by UMAP transform: on Ray, as Ray tasks
-    maps = ["--map-sample", "12", "--map-placement", "transform"]
+    # maps fitted on 12 of the 20 entries, the other 8 placed by UMAP transform: on Ray, as Ray tasks;
+    # chunks of 6 (4 per kind): each is encoded whole on one actor of the kind's one pool, as locally
+    maps = ["--map-sample", "12", "--map-placement", "transform", "--embed-chunk", "6"]
     local = run_cli(*BASE, *maps, "--lake", str(tmp_path / "local"))
     assert local.returncode == 0, local.stderr[-3000:]
     on_ray = run_cli(*BASE, *maps, "--lake", str(tmp_path / "ray"), "--runner", "ray", "--ray-actors", "2")
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
     assert "ray: " in on_ray.stderr and "2 actors × 0.5 CPU" in on_ray.stderr  # it did run on Ray
+    assert on_ray.stderr.count("ray: 4 text chunks on one pool of at most 2 actors") == 2  # titles, texts
     assert "text umap: fitted on 12 points, 8 placed (transform)" in local.stderr
     assert "umap: 8 points placed by UMAP transform, batches: 1, runner: ray" in on_ray.stderr
     assert "runner: local" in local.stderr
@@ -41,7 +40,7 @@ def test_local_and_ray_runners_build_the_same_lake(tmp_path):
     for kind in EMBEDDING_KINDS:
         (dates_a, va), (dates_b, vb) = a.vectors(kind), b.vectors(kind)
         assert dates_a == dates_b
-        np.testing.assert_allclose(va, vb, atol=1e-5, err_msg=kind)
+        assert np.array_equal(va, vb), kind  # the same batches and threads: bit for bit
     for table in ("entries", "categories", "projections", "clusters", "anomalies", "objects"):
         assert pq.read_table(a.layout.table(table)).equals(pq.read_table(b.layout.table(table))), table
     # the tables lance_ray wrote are ordinary LanceDB tables: keyword index and vector search work
