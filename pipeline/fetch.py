@@ -4,8 +4,9 @@ NASA's servers are shared: at most ``concurrency`` (≤ 4) requests at once, a t
 retries with exponential backoff on 429 / 5xx / network errors (``Retry-After`` honoured, capped),
 no retry on other 4xx, at most 5 redirects. Every body goes through :func:`pipeline.images.download`:
 a streaming byte cap and a content-type check, cached by URL in the lake's download cache — so an
-interrupted fetch resumes where it stopped, and a picture is never downloaded twice. Decoding (and its
-decompression-bomb guard) happens later, in the images stage, as for any untrusted picture.
+interrupted fetch resumes where it stopped, and a picture is never downloaded twice. A body is kept
+only once it decodes as a picture (see :func:`pipeline.images.download`): HTML sent as ``image/jpeg``
+or a torn JPEG is counted as failed and asked for again by the next run.
 """
 
 from __future__ import annotations

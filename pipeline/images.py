@@ -41,7 +41,10 @@ def retryable_status(status: int, headers) -> RetryableDownload | None:
 
 
 def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.Session, timeout: float = 30) -> bytes:
-    """Fetch ``url`` (cached by URL hash) with a streaming byte cap and a content-type check."""
+    """Fetch ``url`` (cached by URL hash) with a streaming byte cap and a content-type check. The body
+    is kept only once it decodes as a picture (at reduced scale, with the decompression-bomb guard): HTML
+    sent as ``image/jpeg`` or a torn JPEG raises :class:`ImageRejected` and is asked for again next time
+    (the server may have mended it), where a cached bad body would have failed every later build."""
     cached = cache_dir / sha1_text(url)
     if cached.is_file():
         return cached.read_bytes()
@@ -62,6 +65,7 @@ def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.S
                 raise ImageRejected(f"download exceeds the {limits.max_bytes:,}-byte limit")
             chunks.append(chunk)
     data = b"".join(chunks)
+    decode_image(data, limits, draft=limits.thumb_size)
     atomic.write_bytes(cached, data)
     return data
 

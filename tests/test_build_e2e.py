@@ -465,6 +465,64 @@ def test_fetched_pictures_are_kept_and_only_they_are_embedded(built, tmp_path):
     assert set(missing.d) <= set(got.d) and all((lake / p).is_file() for p in got.image_path)
 
 
+def test_fetch_images_downloads_the_linked_pictures_and_embeds_only_them(built, tmp_path, http_server):
+    """``build --fetch-images`` end to end, from a picture server on 127.0.0.1 (no test may reach NASA:
+    a dump source points every link-only day of the built range there). The pictures that come are
+    downloaded, kept as thumbnails and embedded, and nothing else is encoded; a 404, an HTML page and
+    a corrupt JPEG are reported by reason and fail nothing; the next build downloads none of them again."""
+    import io
+
+    from PIL import Image
+
+    lake = copy_lake(built, tmp_path / "lake")
+    before = LakeReader.open(lake)
+    linked = [r for r in archive_rows("2014-01-01", "2014-02-28")
+              if r["media_type"] == "image" and not r.get("image_file") and r.get("url")]
+    assert len(linked) >= 8 and before.query(
+        "SELECT count(*) AS n FROM entries WHERE media_type = 'image' AND NOT has_image").n[0] == len(linked)
+    bad = {linked[0]["date"]: "missing", linked[1]["date"]: "html", linked[2]["date"]: "corrupt"}
+    for i, row in enumerate(linked):
+        path = f"/apod/image/{row['date']}.jpg"
+        row["url"], row["hdurl"] = http_server.url + path, None
+        kind = bad.get(row["date"])
+        if kind == "html":
+            http_server.routes[path] = lambda h: h.reply(200, b"<html><body>Not a picture</body></html>", "text/html")
+        elif kind == "corrupt":
+            http_server.routes[path] = lambda h: h.reply(200, b"\xff\xd8\xff\xe0 torn off", "image/jpeg")
+        elif kind is None:
+            buf = io.BytesIO()
+            Image.new("RGB", (320, 240), (20 * i % 256, 120, 255 - 20 * i % 256)).save(buf, format="JPEG")
+            picture = buf.getvalue()
+            http_server.routes[path] = lambda h, body=picture: h.reply(200, body, "image/jpeg")
+    dump = write_jsonl(tmp_path / "linked.jsonl", linked)
+    good = len(linked) - len(bad)
+
+    def build() -> dict:
+        proc = run_cli(*BASE, "--end", "2014-02-28", "--source", "bundled", "--dump", str(dump), "--fetch-images",
+                       "--lake", str(lake))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return manifest(lake)
+
+    m = build()
+    fetch = m["stages"]["images"]["manifest"]["images"]["fetch"]
+    assert fetch["downloaded"] == good and fetch["already_cached"] == 0, fetch
+    assert sorted(fetch["failed"].values()) == [1, 1, 1], fetch  # one reason each: 404, not a picture, corrupt
+    assert m["newly_embedded"] == {"title": 0, "text": 0, "image": good}
+    assert m["counts"]["with_image"] == before.manifest["counts"]["with_image"] + good
+    after = LakeReader.open(lake)
+    got = after.query("SELECT strftime(date, '%Y-%m-%d') AS d, has_image, image_path FROM entries")
+    pictured = dict(zip(got.d, got.has_image))
+    assert all(pictured[r["date"]] == (r["date"] not in bad) for r in linked)
+    assert all((lake / p).is_file() for p in got.image_path.dropna())
+    assert set(after.vectors("image")[0]) >= {r["date"] for r in linked if r["date"] not in bad}
+    asked = len(http_server.requests)
+    m = build()  # nothing new: the pictures that came are in the download cache; only the failures are asked again
+    fetch = m["stages"]["images"]["manifest"]["images"]["fetch"]
+    assert fetch["downloaded"] == 0 and fetch["already_cached"] == good, fetch
+    assert {r.split("/")[-1][:10] for r in http_server.requests[asked:]} <= set(bad)
+    assert set(m["newly_embedded"].values()) == {0}
+
+
 def test_a_new_picture_keeps_the_picture_space_and_the_probe(demo_lake, tmp_path):
     """A day's new picture (1 beside the demo lake's 35, under 5 %) is mapped into the published picture
     space: every other picture's vector stays bit for bit, and the picture probe is kept (the new
