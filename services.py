@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Final
 
 from flask import current_app
@@ -94,11 +95,11 @@ class LakeService:
             LakeReader(self.layout)  # raises LakeMissingError with the reason (none built, or too old)
         with self._lock:
             if version != self._version or self._atlas is None:
-                reader = LakeReader(LakeLayout(self.layout.root, version))
+                reader = LakeReader(replace(self.layout, version=version))
                 self._atlas, self._engine = AtlasQueries(reader), SearchEngine(reader, self._encoder_for)
                 self._galaxies = GalaxyQueries(reader, self._encoder_for)
                 self._version = version
-                log.info("serving lake %s version %s", self.layout.root, version)
+                log.info("serving lake %s version %s", self.layout.location, version)
             return self._atlas, self._engine  # type: ignore[return-value]
 
     @property

@@ -23,6 +23,12 @@ def default_lake_dir() -> Path:
     return _REPO_ROOT / "lake" / "data"
 
 
+#: In a version pulled from object storage: for each of its files, the version that first uploaded
+#: that content (written by ``lake.remote``'s push, read by its pull to keep unchanged files). A
+#: local publish does not carry it into the next version: that version's push writes its own.
+VERSION_ORIGINS = ".origins.json"
+
+
 @dataclass(frozen=True)
 class LakeLayout:
     """Paths inside one lake directory.
@@ -41,15 +47,25 @@ class LakeLayout:
     remote: str | None = None
 
     @classmethod
-    def at(cls, path: str | os.PathLike[str] | None = None) -> "LakeLayout":
-        """The lake at a directory, or at ``s3://bucket/prefix`` (its working copy under the cache)."""
+    def at(cls, path: str | os.PathLike[str] | None = None, *, building: bool = False) -> "LakeLayout":
+        """The lake at a directory, or at ``s3://bucket/prefix``: then its working copy under the cache,
+        one for builds (``building``) and one for readers (the app, the CLI's search). A build publishes
+        into its copy before it pushes; an app sharing that copy on the same machine switched its
+        ``current`` back to the bucket's version in between, and the build then pushed the old one."""
         if isinstance(path, str) and path.startswith("s3://"):
             parsed = urlparse(path)
             if not parsed.netloc:
                 raise ValueError(f"{path!r} names no bucket; expected s3://bucket/prefix")
             url = f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
-            return cls(cache_dir() / "lakes" / parsed.netloc / (parsed.path.strip("/") or "_root"), remote=url)
+            copies = cache_dir() / ("builds" if building else "lakes")
+            return cls(copies / parsed.netloc / (parsed.path.strip("/") or "_root"), remote=url)
         return cls(Path(path).expanduser().resolve() if path else default_lake_dir())
+
+    @property
+    def location(self) -> str:
+        """The lake as its users name it, in messages and advice: the ``s3://`` URL of a lake on object
+        storage (not its working copy under the cache, which no build is pointed at), else its folder."""
+        return self.remote or str(self.root)
 
     # -- versions -------------------------------------------------------------------------------
     @property

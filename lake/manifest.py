@@ -13,11 +13,12 @@ from lake.schema import SCHEMA_VERSION
 class LakeMissingError(FileNotFoundError):
     """Raised when there is no usable lake; the message says how to build one."""
 
-    def __init__(self, root: Path, reason: str | None = None) -> None:
+    def __init__(self, root: Path | str, reason: str | None = None) -> None:
+        """``root``: the lake as its users name it (:attr:`lake.layout.LakeLayout.location`)."""
         super().__init__((reason or f"No Cosmic Atlas lake at {root}.") + " " + self.advice(root))
         self.root = root
 
-    def advice(self, root: Path) -> str:
+    def advice(self, root: Path | str) -> str:
         return f"Build it with `python -m pipeline build --lake {root}` (or run `make run` / see README)."
 
 
@@ -29,12 +30,13 @@ class LakeNewerError(LakeVersionError):
     """The lake was written by a newer Cosmic Atlas: this code must be upgraded, and a build must not
     replace the lake with an older kind (unless asked to, with ``--force``)."""
 
-    def advice(self, root: Path) -> str:
+    def advice(self, root: Path | str) -> str:
         return f"A build of this version replaces it only when asked to: `python -m pipeline build --lake {root} --force`."
 
 
-def read(path: Path) -> dict[str, Any]:
-    root = path.parent.parent.parent if path.parent.parent.name == "versions" else path.parent
+def read(path: Path, *, lake: str | None = None) -> dict[str, Any]:
+    """The manifest at ``path``; errors name the lake as ``lake`` (default: the folder the path is in)."""
+    root = lake or (path.parent.parent.parent if path.parent.parent.name == "versions" else path.parent)
     try:
         with open(path, encoding="utf-8") as fh:
             manifest = json.load(fh)

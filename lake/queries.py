@@ -117,7 +117,7 @@ class AtlasQueries:
         if names:
             return list(names)
         if "categories" not in self.reader.tables:  # a Galaxy Zoo-only lake: no APOD collection
-            raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
+            raise LakeMissingError(self.reader.layout.location, "This lake has no APOD collection yet.")
         return self.reader.query("SELECT DISTINCT category FROM categories ORDER BY 1").category.tolist()
 
     @property
@@ -128,7 +128,7 @@ class AtlasQueries:
     def _require_apod(self) -> None:
         """A Galaxy Zoo-only lake has no APOD tables: say so (a 503 in the API), not a missing table's error."""
         if not self.has_entries:
-            raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
+            raise LakeMissingError(self.reader.layout.location, "This lake has no APOD collection yet.")
 
     def date_range(self) -> tuple[dt.date, dt.date]:
         self._require_apod()

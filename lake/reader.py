@@ -28,7 +28,7 @@ class LakeReader:
         pinned = layout if layout.version else layout.pinned()
         if not pinned.version or not pinned.exists():
             legacy = layout.legacy_manifest.is_file()
-            raise LakeMissingError(layout.root, f"The lake at {layout.root} was made by an older Cosmic Atlas "
+            raise LakeMissingError(layout.location, f"The lake at {layout.location} was made by an older Cosmic Atlas "
                                    "(before versioned publishing)." if legacy else None)
         self.layout = pinned  # every query of this reader sees one published version, whatever is published next
         self._local = threading.local()
@@ -53,7 +53,7 @@ class LakeReader:
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
-        return manifest_io.read(self.layout.manifest)
+        return manifest_io.read(self.layout.manifest, lake=self.layout.location)
 
     @property
     def tables(self) -> list[str]:

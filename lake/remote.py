@@ -19,8 +19,10 @@ the ``current`` symlink) has no object-store equivalent. So:
 * the **app** pulls the version the pointer names into its working copy (checked at most every
   :data:`POLL_SECONDS`) and reads that local copy, so queries run at local-disk speed.
 
-The working copy lives under ``$COSMIC_ATLAS_CACHE/lakes/<bucket>/<prefix>`` (default
-``~/.cache/cosmic-atlas``); credentials come from the usual AWS variables or files, the endpoint of an
+The working copies live under ``$COSMIC_ATLAS_CACHE/builds/<bucket>/<prefix>`` (builds) and
+``$COSMIC_ATLAS_CACHE/lakes/<bucket>/<prefix>`` (the app and other readers; default cache
+``~/.cache/cosmic-atlas``), apart, so a build and an app on one machine never switch each other's
+``current``; credentials come from the usual AWS variables or files, the endpoint of an
 S3-compatible server from ``$COSMIC_ATLAS_S3_ENDPOINT`` (or ``$AWS_ENDPOINT_URL``).
 """
 
@@ -41,7 +43,7 @@ from urllib.parse import urlparse
 
 from atlas.environment import aws_region, s3_endpoint
 from lake import atomic
-from lake.layout import LakeLayout
+from lake.layout import VERSION_ORIGINS, LakeLayout
 from lake.writer import PRUNE_GRACE_SECONDS, VERSIONS_KEPT, prune_versions, versions_to_prune
 
 log = logging.getLogger(__name__)
@@ -152,7 +154,7 @@ class RemoteLake:
         self._fs = filesystem(self.endpoint or s3_endpoint())
         self._client = object_client(self.endpoint or s3_endpoint())
         self._checked_at = float("-inf")  # never looked yet
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # pull_if_stale holds it around pull()
         #: the bucket's live version when this object last pulled ("" for an empty bucket; None: never
         #: pulled), and the pointer object's ETag then (None: there was none): a push replaces exactly
         #: that pointer or nothing (see :meth:`push`)
@@ -295,6 +297,7 @@ class RemoteLake:
             for partial in work.rglob(".tmp-*"):  # a file a killed pull was writing
                 partial.unlink(missing_ok=True)
             listing = self._listing("versions", version)
+            self._link_unchanged(version, listing, work)
             self._download(listing, ("versions", version), work)
             short = [rel for rel, size in listing.items()
                      if not ((work / rel).is_file() and (work / rel).stat().st_size == size)]
@@ -304,17 +307,95 @@ class RemoteLake:
             atomic.publish_tree(work, target)
             lock.unlink(missing_ok=True)  # a process waiting on it finds the version there
 
+    def _read_origins(self, version: str) -> dict[str, str]:
+        """The bucket's :data:`~lake.layout.VERSION_ORIGINS` record of ``version`` ({} when it has none:
+        pushed before the record existed, or half-pushed)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = "/".join([*([self.prefix] if self.prefix else []), "versions", version, VERSION_ORIGINS])
+        try:
+            record = json.loads(self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return {}
+            raise self._error("read the file record of", exc) from exc
+        except (BotoCoreError, ValueError) as exc:
+            raise self._error("read the file record of", exc) from exc
+        return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) else {}
+
+    def _write_origins(self, version: str, previous: str | None, *, copied: set[str]) -> None:
+        """Record, for every file of ``version``, the version that first uploaded its content: its own
+        for a file sent now, the previous version's origin for a file copied inside the bucket. Two
+        versions name the same origin for a path only when the file is the same (version names are
+        never reused), which is what lets a pull take unchanged files from the version it has. (ETags
+        cannot tell: a copy of a multipart upload gets another one.)"""
+        before = self._read_origins(previous) if previous else {}
+        folder = self.layout.version_dir(version)
+        files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                       if p.is_file() and not p.name.startswith(".tmp-") and p.name != VERSION_ORIGINS)
+        origins = {rel: before.get(rel, str(previous)) if rel in copied else version for rel in files}
+        key = "/".join([*([self.prefix] if self.prefix else []), "versions", version, VERSION_ORIGINS])
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        body = json.dumps(origins, sort_keys=True).encode()
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+        except (BotoCoreError, ClientError) as exc:  # the version is not complete without it
+            raise self._error("write the file record of", exc) from exc
+        # the working copy's version has it too (as a pull would bring it): this builder's next pull
+        # keeps the unchanged files
+        atomic.write_bytes(folder / VERSION_ORIGINS, body)
+
+    def _link_unchanged(self, version: str, listing: dict[str, int], work: Path) -> None:
+        """Hard-link into ``work`` the files of the version this copy serves that ``version`` holds
+        unchanged (the same origin in both versions' records, :meth:`_write_origins`): a daily version
+        differs from the one before in a few tables and a vector fragment, and the rest (at scale,
+        gigabytes of vectors) was downloaded again for every version."""
+        previous = self.layout.current_version()
+        if not previous or previous == version:
+            return
+        old_dir = self.layout.version_dir(previous)
+        try:
+            had = json.loads((old_dir / VERSION_ORIGINS).read_text())
+        except (OSError, ValueError):  # built here, or pulled before the record existed: download all
+            return
+        origins = self._read_origins(version)
+        linked = 0
+        for rel, size in listing.items():
+            src, dst = old_dir / rel, work / rel
+            if origins.get(rel) is None or had.get(rel) != origins[rel] or dst.exists() \
+                    or not src.is_file() or src.stat().st_size != size:
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:  # another file system, or no links there: it is downloaded
+                continue
+            linked += 1
+        if linked:
+            log.info("lake %s: %d unchanged files of version %s taken from version %s", self.layout.remote,
+                     linked, version, previous)
+
     def pull_if_stale(self) -> str | None:
         """:meth:`pull` when :data:`POLL_SECONDS` have passed since the last look at the pointer (the
         app calls this per request; all but one call in ``POLL_SECONDS`` return at once)."""
         if time.monotonic() - self._checked_at < POLL_SECONDS:
             return self.layout.current_version()
+        serving = self.layout.current_version()
+        # another request of this process is pulling (a new version may take minutes to download): serve
+        # the copy there is rather than wait; only an app with no copy yet waits for it
+        if not self._lock.acquire(blocking=serving is None):
+            return serving
         try:
+            if time.monotonic() - self._checked_at < POLL_SECONDS:  # pulled while this one waited
+                return self.layout.current_version()
             return self.pull()
         except RemoteLakeError as exc:  # keep serving the copy we have
             log.warning("%s; serving version %s", exc, self.layout.current_version())
             self._checked_at = time.monotonic()
             return self.layout.current_version()
+        finally:
+            self._lock.release()
 
     def _download(self, objects: dict[str, int], parts: tuple[str, ...], into: Path) -> None:
         missing = [rel for rel, size in objects.items()
@@ -339,18 +420,22 @@ class RemoteLake:
         with self._lock:
             for folder in shared:
                 # the caches are mirrored: what a build pulled (or pushed) and its working copy no longer
-                # holds (embedding chunks merged by a compaction, stale traces) leaves the bucket
+                # holds (embedding chunks merged by a compaction, stale traces) leaves the bucket. Sent
+                # before the check below on purpose: an overtaken build's new embedding chunks and pictures
+                # are kept for its re-run and for every other builder, only its version is refused
                 self._known[folder] = self._upload(self.layout.root / folder, (folder,),
                                                    mirror=self._known.get(folder, set()) if folder == "cache" else None)
             previous = self.current_version()
             if self._pulled is not None and (previous or "") != self._pulled:
                 # another builder pushed since this build pulled: pushing now would drop its version.
-                # Checked here to spare the upload; the pointer's conditional PUT closes the window
-                # between this check and that write
+                # Checked here to spare the version's upload; the pointer's conditional PUT closes the
+                # window between this check and that write
                 raise self._overtaken(previous)
             same_as = self._hard_links(version, previous) if previous and previous != version else {}
             self._upload(self.layout.version_dir(version), ("versions", version), copy_from=same_as,
                          previous=previous)
+            if previous != version:  # (pushed again: its record is there)
+                self._write_origins(version, previous, copied=same_as)
             # a second push from this working copy builds on this one
             self._pulled, self._pulled_tag = version, self._write_pointer(version)
             log.info("lake %s: version %s is live", self.layout.remote, version)
@@ -419,18 +504,9 @@ class RemoteLake:
             return set()
         there = self._listing(*parts)
         sent = copied = 0
-        local = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+        local = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
+                       and not (parts[0] == "versions" and p.name == VERSION_ORIGINS))  # written by push
         kept = {p.relative_to(folder).as_posix() for p in local}
-        if mirror is not None:
-            gone = [rel for rel in there if rel in mirror and rel not in kept]
-            for rel in gone:
-                try:
-                    self._fs.delete_file(self._key(*parts, rel))
-                except OSError as exc:
-                    raise self._error(f"delete {rel} from", exc) from exc
-            if gone:
-                log.info("lake %s: %s: %d files the working copy no longer holds deleted from the bucket",
-                         self.layout.remote, "/".join(parts), len(gone))
         for path in local:
             rel = path.relative_to(folder).as_posix()
             if there.get(rel) == path.stat().st_size:
@@ -450,6 +526,16 @@ class RemoteLake:
         if sent or copied:
             log.info("lake %s: %s: %d files uploaded, %d copied in the bucket", self.layout.remote,
                      "/".join(parts), sent, copied)
+        if mirror is not None:  # after the uploads: a push that dies between never leaves the bucket with less
+            gone = [rel for rel in there if rel in mirror and rel not in kept]
+            for rel in gone:
+                try:
+                    self._fs.delete_file(self._key(*parts, rel))
+                except OSError as exc:
+                    raise self._error(f"delete {rel} from", exc) from exc
+            if gone:
+                log.info("lake %s: %s: %d files the working copy no longer holds deleted from the bucket",
+                         self.layout.remote, "/".join(parts), len(gone))
         return kept
 
 

@@ -226,7 +226,7 @@ class SearchEngine:
         """A lake built with ``--collection gz2`` only has nothing to search: a 503 that says so, whatever
         the mode (before, keyword and hybrid searches blamed the request with a 400)."""
         if "encoder" not in self.reader.manifest:
-            raise LakeMissingError(self.reader.layout.root, "This lake has no APOD collection yet.")
+            raise LakeMissingError(self.reader.layout.location, "This lake has no APOD collection yet.")
 
     @property
     def encoder(self):

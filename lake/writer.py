@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from lake import atomic, vectors
 from lake import manifest as manifest_io
-from lake.layout import LakeLayout
+from lake.layout import VERSION_ORIGINS, LakeLayout
 from lake.schema import conform
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ class LakeWriter:
             old = layout.version_dir(previous)
             for path in (p for p in old.rglob("*") if p.is_file()):
                 rel = path.relative_to(old)
-                if rel != Path("manifest.json") and _unit(rel) not in remade:
+                if rel not in (Path("manifest.json"), Path(VERSION_ORIGINS)) and _unit(rel) not in remade:
                     (work / rel).parent.mkdir(parents=True, exist_ok=True)
                     os.link(path, work / rel)
         manifest_io.write(work / "manifest.json", manifest)

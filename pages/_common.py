@@ -27,7 +27,7 @@ def vocabulary() -> tuple[Any, list[str], dt.date, dt.date]:
 
 
 def missing_lake_notice(exc: Exception) -> dbc.Alert:
-    root = getattr(exc, "root", lake_layout().root)
+    root = getattr(exc, "root", lake_layout().location)
     return dbc.Alert(
         [
             html.H4("No data lake yet", className="alert-heading"),

@@ -117,8 +117,8 @@ def cmd_export_vectors(args: argparse.Namespace) -> int:
     from pipeline.embed import export_seeds
 
     try:
-        export_seeds(layout=LakeLayout.at(args.lake or environment.lake_dir()), out=args.out or BUNDLED_VECTORS,
-                     kinds=tuple(args.kind or SEED_KINDS))
+        layout = LakeLayout.at(args.lake or environment.lake_dir(), building=True)  # the build's caches
+        export_seeds(layout=layout, out=args.out or BUNDLED_VECTORS, kinds=tuple(args.kind or SEED_KINDS))
     except (LakeMissingError, ValueError, OSError) as exc:
         log.error("export failed: %s", exc)
         return 1

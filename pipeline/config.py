@@ -97,7 +97,7 @@ def parse_lake(value: str) -> LakeLayout:
     if not value.strip():  # `--lake "$UNSET"` must not quietly mean the repository's own lake
         raise argparse.ArgumentTypeError("is empty; give a folder or s3://bucket/prefix (or leave --lake out)")
     try:
-        return LakeLayout.at(value)
+        return LakeLayout.at(value, building=True)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -123,7 +123,7 @@ def _default_threads() -> int:
 
 
 def _default_lake() -> LakeLayout:
-    return LakeLayout.at(environment.lake_dir())
+    return LakeLayout.at(environment.lake_dir(), building=True)
 
 
 @dataclass

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +61,43 @@ def write_jsonl(path: Path, rows: list) -> Path:
         for row in rows:
             fh.write((row if isinstance(row, str) else json.dumps(row, default=str)) + "\n")
     return path
+
+
+@contextmanager
+def serve_dashboard(lake: str | Path, *, log: Path, env: dict | None = None, workers: int = 1,
+                    start_timeout: float = 90) -> Iterator[str]:
+    """The dashboard served by gunicorn as the Procfile serves it (``gunicorn.conf.py``, preloaded app,
+    forked workers) over ``lake``, on a free local port; yields its base URL and stops it on leaving.
+    The server's output goes to ``log`` (a file: a pipe nobody reads fills up and stalls the server),
+    and its tail is the error when it does not start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "app:server", "-c", "gunicorn.conf.py", "--workers", str(workers),
+             "--bind", f"127.0.0.1:{port}"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "COSMIC_ATLAS_LAKE": str(lake), **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                urllib.request.urlopen(url + "/", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the dashboard did not start in {start_timeout:.0f} s:\n"
+                                       + log.read_text(errors="replace")[-3000:]) from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, serve_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -23,39 +19,10 @@ CDS_UNREACHABLE = "MAP *.unistra.fr ~NOTFOUND, MAP *.u-strasbg.fr ~NOTFOUND, MAP
 REMOTE_PICTURES_UNREACHABLE = "MAP apod.nasa.gov ~NOTFOUND, MAP img.youtube.com ~NOTFOUND"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(lake: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "COSMIC_ATLAS_LAKE": str(lake)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "app:server", "-c", "gunicorn.conf.py", "--workers", "1",
-         "--bind", f"127.0.0.1:{port}"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()[-3000:]) from None
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("dashboard did not start in 90 s")
-
-
 @pytest.fixture(scope="module")
 def server(demo_lake, tmp_path_factory):
-    port = _free_port()
-    proc = _serve(demo_lake, port)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=20)
+    with serve_dashboard(demo_lake, log=tmp_path_factory.mktemp("gunicorn") / "server.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -294,16 +261,11 @@ def test_url_state_restores_view(browser, server):
 
 
 def test_missing_lake_says_how_to_build(browser, tmp_path):
-    port = _free_port()
-    proc = _serve(tmp_path / "empty-lake", port)
-    try:
-        browser.get(f"http://127.0.0.1:{port}/")
+    with serve_dashboard(tmp_path / "empty-lake", log=tmp_path / "server.log") as url:
+        browser.get(url + "/")
         wait_for(browser, ".alert-warning")
         text = browser.find_element("css selector", ".alert-warning").text
         assert "No data lake yet" in text and "python -m pipeline build" in text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_a_large_map_answers_in_svg_first_then_becomes_webgl(browser, tmp_path):
@@ -313,14 +275,12 @@ def test_a_large_map_answers_in_svg_first_then_becomes_webgl(browser, tmp_path):
     from lake.density import FIRST_VIEW_POINTS, LARGE_MAP, OVERLAY_POINTS
 
     lake = write_synthetic_lake(tmp_path / "large", n=LARGE_MAP + 20_000)
-    port = _free_port()
-    proc = _serve(lake.root, port)
     traces = ("const gd = document.querySelector('#map-graph .js-plotly-plot');"
               "return gd && gd._fullData && gd._fullData.length ? [gd._fullData[0].type, "
               "gd._fullData.reduce((s, t) => s + (t.customdata ? t.customdata.length : 0), 0)] : null;")
-    try:
+    with serve_dashboard(lake.root, log=tmp_path / "server.log") as url:
         browser.get_log("browser")
-        browser.get(f"http://127.0.0.1:{port}/")
+        browser.get(url + "/")
         seen, deadline = [], time.monotonic() + 60
         while seen[-1:] != [["scattergl", OVERLAY_POINTS]]:  # polled fast: the SVG figure lives ≈ 0.6 s here
             assert time.monotonic() < deadline, f"the WebGL sample never came: {seen[-3:]}"
@@ -330,9 +290,6 @@ def test_a_large_map_answers_in_svg_first_then_becomes_webgl(browser, tmp_path):
         assert f"({OVERLAY_POINTS:,} drawn over their density)" in browser.find_element("id", "map-count").text
         assert browser.find_elements("css selector", "#map-graph .main-svg .imagelayer image")  # the raster under it
         assert console_errors(browser) == []
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_navbar_search_shows_results_and_paging(browser, server):
@@ -446,6 +403,18 @@ def test_oddities_gallery_thumbs_rerank_and_export(browser, server, downloads):
     assert len(rows) > 100 and rows[-1]["title"] == first  # the "not interesting" one is last
     assert console_errors(browser) == []
     shot(browser, "oddities")
+
+    # "interesting": the list re-ranks with both marks and the card shows its thumb pressed
+    liked = browser.find_elements("css selector", "#odd-gallery .atlas-oddity")[5]
+    liked_title = liked.find_element("css selector", "a.fw-semibold").text
+    liked.find_elements("css selector", ".atlas-thumbs button")[0].click()
+    wait_until(lambda: "re-ranked with your 2 marks" in browser.find_element("id", "odd-note").text,
+               what="the second re-rank")
+    pressed = ("const card = [...document.querySelectorAll('#odd-gallery .atlas-oddity')]"
+               ".find(c => c.querySelector('a.fw-semibold').textContent === arguments[0]);"
+               "return card ? card.querySelector('.atlas-thumbs button').className : null;")
+    wait_until(lambda: (c := browser.execute_script(pressed, liked_title)) and "btn-success" in c and "outline" not in c,
+               what="the liked card on the first page with its thumb pressed")
 
     # paging: page 2 holds other entries; another detector's list starts again at its first page
     def titles() -> list[str]:  # read in one script: the gallery may be replaced while it is read

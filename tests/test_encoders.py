@@ -144,12 +144,12 @@ def test_auto_falls_back_to_offline_without_the_hub(monkeypatch):
 
 def test_the_hub_probe_is_one_quick_refused_connection():
     """What ``auto`` asks before it waits for a download: one TCP connect with a timeout (nothing listens
-    on port 443 of 127.0.0.1 here, so it is refused at once)."""
+    on port 443 of 127.0.0.1 here, so it is refused at once: the answer does not wait for the timeout)."""
     from atlas.encoders.openclip import hub_reachable
 
     start = time.perf_counter()
-    assert hub_reachable("127.0.0.1", timeout=3.0) is False
-    assert time.perf_counter() - start < 3.0
+    assert hub_reachable("127.0.0.1", timeout=60.0) is False
+    assert time.perf_counter() - start < 30.0
 
 
 def test_query_time_encoder_matches_manifest(offline, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -148,9 +147,7 @@ def test_map_labels_the_thirty_largest_clusters_with_short_names(points):
 
 def test_map_draws_small_markers_for_a_thinned_60k_view_and_every_point_it_is_given():
     big = _big_points(60_000)
-    started = time.perf_counter()
-    fig = figures.map_scatter(big, uirevision="text/umap")
-    assert time.perf_counter() - started < 5
+    fig = figures.map_scatter(big, uirevision="text/umap")  # its speed: bench/dashboard.py
     assert sum(len(t.x) for t in fig.data) == 60_000  # the builder never thins: the lake query does
     assert {t.marker.size for t in fig.data} == {4}
     assert [t.name for t in fig.data][0].startswith("A (")

@@ -14,6 +14,7 @@ def test_sampler_and_stage_timings():
 
     before = psutil.Process().memory_info().rss  # the test process already holds numpy, torch…
     m = RunMetrics("run-1", interval=0.05).start()
+    outside = time.perf_counter()
     with m.stage("work") as st:
         # 20 MB of fresh pages (an anonymous map, written): freed heap memory the suite's earlier tests left
         # resident could serve a plain allocation without RSS growing
@@ -21,6 +22,7 @@ def test_sampler_and_stage_timings():
         data.write(b"x" * (20 << 20))
         time.sleep(0.3)
         st["items"] = 30
+    outside = time.perf_counter() - outside
     m.stop()
     data.close()
     samples = [r for r in m.rows if r["record"] == "sample"]
@@ -30,7 +32,7 @@ def test_sampler_and_stage_timings():
     assert all(s["rss_bytes"] > 0 and s["cpu_percent"] is not None for s in samples)
     assert {s["process"] for s in samples} >= {"work"}
     assert stages[0]["process"] == "work" and stages[0]["items"] == 30
-    assert 0.3 <= stages[0]["duration_seconds"] < 5
+    assert 0.3 <= stages[0]["duration_seconds"] <= outside  # the stage's own time, timed from inside it
     assert m.stages["work"]["items_per_second"] > 0
     assert m.stages["work"]["peak_rss_bytes"] >= before + (18 << 20)  # the stage's own 20 MB seen
 

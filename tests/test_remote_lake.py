@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import socket
+import urllib.request
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,10 +18,11 @@ import pytest
 from bench.synthetic_lake import write_synthetic_lake
 from lake import remote
 from lake.layout import LakeLayout
+from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.remote import POINTER, RemoteLake, RemoteLakeError
 from lake.writer import LakeWriter
-from tests.conftest import local_http_server, run_cli
+from tests.conftest import local_http_server, run_cli, serve_dashboard
 
 BUCKET = "atlas"
 
@@ -28,7 +30,7 @@ BUCKET = "atlas"
 @pytest.fixture(scope="module")
 def s3_server():
     """moto's S3 server on a free local port, with a bucket; the AWS settings that point at it."""
-    boto3 = pytest.importorskip("boto3")
+    import boto3
     from moto.server import ThreadedMotoServer
 
     with socket.socket() as s:
@@ -39,16 +41,15 @@ def s3_server():
     server.start()
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
            "COSMIC_ATLAS_S3_ENDPOINT": f"http://127.0.0.1:{port}"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    client = boto3.client("s3", endpoint_url=env["COSMIC_ATLAS_S3_ENDPOINT"], region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
     try:
-        yield client, env
+        with pytest.MonkeyPatch.context() as patch:
+            for k, v in env.items():
+                patch.setenv(k, v)
+            client = boto3.client("s3", endpoint_url=env["COSMIC_ATLAS_S3_ENDPOINT"], region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            yield client, env
     finally:
         server.stop()
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def _keys(client, prefix: str) -> dict[str, int]:
@@ -100,6 +101,18 @@ def _copy(tmp_path, name: str, prefix: str) -> LakeLayout:
     return LakeLayout(tmp_path / name, remote=f"s3://{BUCKET}/{prefix}")
 
 
+def _pushed_and_pulled(tmp_path, prefix: str, *, n: int) -> tuple[LakeLayout, LakeLayout, RemoteLake]:
+    """A synthetic lake of ``n`` entries built and pushed on one machine, and pulled by an app's copy on
+    another: the builder's layout, the app's layout and its :class:`RemoteLake`."""
+    source = _copy(tmp_path, "builder", prefix)
+    write_synthetic_lake(source.root, n=n)
+    RemoteLake(source).push()
+    server = _copy(tmp_path, "server", prefix)
+    app = RemoteLake(server)
+    app.pull()
+    return source, server, app
+
+
 def _republish_categories(layout: LakeLayout, version: str) -> None:
     """A new version in which only the categories table changed (the rest is hard-linked)."""
     writer = LakeWriter(layout)
@@ -144,6 +157,32 @@ def test_a_pull_that_dies_is_resumed_not_restarted(s3_server, tmp_path, caplog):
     assert int(re.search(r"(\d+) files of", line).group(1)) == files - 2  # the two the dead pull finished
     assert LakeReader(server).count("entries") == 2_000
     assert not list(server.versions.glob(".tmp-pull-*")) and not list(server.versions.glob(".pull-*"))
+
+
+def test_a_new_version_downloads_only_what_changed(s3_server, tmp_path, caplog):
+    """An app's copy takes the next version's unchanged files from the version it serves (hard links,
+    found by the versions' records of where each file's content was first uploaded) and downloads only
+    the changed ones; before, every new version was downloaded whole (at scale, gigabytes of unchanged
+    vectors a day). (The files' ETags could not tell: a copy of a multipart upload gets another.)"""
+    source, server, app = _pushed_and_pulled(tmp_path, "delta", n=2_000)
+    first = server.current_version()
+    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    RemoteLake(source).push()
+    new, old = source.version_dir("v2"), source.version_dir(first)
+    files = [p.relative_to(new) for p in new.rglob("*") if p.is_file()]
+    changed = {rel for rel in files if not ((old / rel).is_file() and os.path.samestat((new / rel).stat(),
+                                                                                        (old / rel).stat()))}
+    assert {"categories.parquet", "manifest.json", ".origins.json"} <= {r.as_posix() for r in changed}
+    assert len(changed) < len(files)
+    with caplog.at_level(logging.INFO, logger="lake.remote"):
+        assert app.pull() == "v2"
+    line = next(r.getMessage() for r in caplog.records if "of versions/v2 downloaded" in r.getMessage())
+    assert int(re.search(r"(\d+) files of", line).group(1)) == len(changed)  # the version's record among them
+    for rel in files:
+        same = os.path.samestat((server.version_dir("v2") / rel).stat(), (server.version_dir(first) / rel).stat())
+        assert same == (rel not in changed), rel
+        assert (server.version_dir("v2") / rel).read_bytes() == (new / rel).read_bytes(), rel
+    assert set(LakeReader(server).query("SELECT DISTINCT category FROM categories").category) == {"Galaxy"}
 
 
 def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_path):
@@ -424,18 +463,26 @@ def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch)
     assert client.get("/api/entry/1000-01-05").get_json()["categories"][0]["category"] == "Galaxy"
 
 
-def test_a_bad_bucket_is_a_clear_error(s3_server, tmp_path):
+def test_a_bad_bucket_is_a_clear_error(s3_server, tmp_path, monkeypatch):
     layout = LakeLayout(tmp_path / "x", remote="s3://no-such-bucket/lake")
     write_synthetic_lake(layout.root, n=10)
     with pytest.raises(RemoteLakeError, match="no-such-bucket.*COSMIC_ATLAS_S3_ENDPOINT"):
         RemoteLake(layout).push()
     with pytest.raises(ValueError, match="expected s3://bucket/prefix"):
         LakeLayout.at("s3://")
+    # a bucket with no lake yet: the advice names the lake as the user does, not its working copy
+    monkeypatch.setenv("COSMIC_ATLAS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(LakeMissingError, match=f"No Cosmic Atlas lake at s3://{BUCKET}/nothing-yet. Build it with "
+                                               f"`python -m pipeline build --lake s3://{BUCKET}/nothing-yet`"):
+        LakeReader.open(f"s3://{BUCKET}/nothing-yet")
 
 
 @pytest.mark.slow
-def test_a_real_build_to_s3_and_a_rebuild_elsewhere_reuse_the_bucket(s3_server, tmp_path):
-    """The CLI builds into s3://, a second machine (empty cache) rebuilds with nothing to redo."""
+def test_a_real_build_to_s3_is_served_from_it_and_a_rebuild_elsewhere_reuses_the_bucket(s3_server, tmp_path,
+                                                                                          monkeypatch):
+    """The CLI builds into s3://; the dashboard, served by gunicorn as the Procfile serves it (two
+    forked workers) on a third machine's cache, answers from that lake: search, an entry, a thumbnail;
+    a second machine (empty cache) rebuilds with nothing to redo."""
     client, env = s3_server
     base = ["build", "--collection", "apod", "--encoder", "offline", "--no-progress", "--start", "2014-01-01",
             "--end", "2014-01-20", "--lake", f"s3://{BUCKET}/apod"]
@@ -445,30 +492,41 @@ def test_a_real_build_to_s3_and_a_rebuild_elsewhere_reuse_the_bucket(s3_server, 
     keys = _keys(client, f"apod/versions/{version}/")
     assert any(k.endswith("entries.parquet") for k in keys) and any("/vectors/" in k for k in keys)
     assert any(k.startswith("apod/cache/") for k in _keys(client, "apod/cache/"))  # embeddings travel too
+    # served on the builder's machine, from a working copy of its own (a build publishes into its copy
+    # before it pushes: an app sharing it switched `current` back under the build)
+    with serve_dashboard(f"s3://{BUCKET}/apod", log=tmp_path / "server.log", workers=2,
+                         env={"COSMIC_ATLAS_CACHE": str(tmp_path / "machine-a")}) as url:
+        def get(path: str) -> bytes:
+            with urllib.request.urlopen(url + path, timeout=30) as reply:
+                return reply.read()
+
+        for _ in range(4):  # more answers than workers: each forked worker reads the bucket's lake
+            hits = json.loads(get("/api/search?q=comet+in+the+night+sky&has_image=true&k=3"))["results"]
+            assert len(hits) == 3 and all(h["picture"]["kind"] == "lake" for h in hits)
+        entry = json.loads(get(f"/api/entry/{hits[0]['date']}"))
+        assert entry["title"] == hits[0]["title"] and entry["categories"]
+        thumb = hits[0]["picture"]["src"]
+        assert get(thumb) == client.get_object(Bucket=BUCKET, Key=f"apod{thumb}")["Body"].read()
+        assert b"Cosmic Atlas" in get("/")
+    for copy in ("builds", "lakes"):  # the build's working copy and the app's, apart
+        assert (tmp_path / "machine-a" / copy / BUCKET / "apod" / "current" / "manifest.json").is_file(), copy
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
     second = run_cli(*base, env=env | {"COSMIC_ATLAS_CACHE": str(tmp_path / "machine-b")})
     assert second.returncode == 0, second.stderr[-3000:]
-    copy_b = tmp_path / "machine-b" / "lakes" / BUCKET / "apod" / "current" / "manifest.json"
+    copy_b = tmp_path / "machine-b" / "builds" / BUCKET / "apod" / "current" / "manifest.json"
     rebuilt = json.loads(copy_b.read_text())
     assert set(rebuilt["newly_embedded"].values()) == {0}  # the pulled caches made it a no-op
     assert all(rebuilt["stages"][s]["skipped"] for s in ("embed", "project", "cluster"))
     assert _pointer(client, "apod") == rebuilt["run_id"] != version
-    os.environ["COSMIC_ATLAS_CACHE"] = str(tmp_path / "reader")
-    try:
-        assert LakeReader.open(f"s3://{BUCKET}/apod").count("entries") == 20
-    finally:
-        os.environ.pop("COSMIC_ATLAS_CACHE")
+    monkeypatch.setenv("COSMIC_ATLAS_CACHE", str(tmp_path / "reader"))
+    assert LakeReader.open(f"s3://{BUCKET}/apod").count("entries") == 20
 
 
 def test_the_app_lists_the_shared_folders_again_only_when_the_pointer_moves(s3_server, tmp_path):
     """A version's thumbnails are pushed before its pointer: while the pointer stays, an app's look every
     30 s does not list the thumbnail folder again (100k objects at scale); a new version brings new ones."""
     client, _ = s3_server
-    source = _copy(tmp_path, "builder", "shared-poll")
-    write_synthetic_lake(source.root, n=500)
-    RemoteLake(source).push()
-    server = _copy(tmp_path, "server", "shared-poll")
-    app = RemoteLake(server)
-    app.pull()
+    source, server, app = _pushed_and_pulled(tmp_path, "shared-poll", n=500)
     client.put_object(Bucket=BUCKET, Key="shared-poll/thumbs/1000-01-01.jpg", Body=b"a thumbnail")
     app.pull()
     assert not (server.root / "thumbs" / "1000-01-01.jpg").exists()  # the pointer did not move

@@ -18,8 +18,8 @@ from lake.search import SearchEngine, SearchError, rrf, snippet
 from atlas.encoders import encoder_from_manifest
 from tests.conftest import IMAGES, component_with_id, run_cli
 
-pytestmark = pytest.mark.slow
-
+# no module-wide mark: the tests that use the built demo lake are marked slow by conftest, the rest
+# (ranking arithmetic) run in the fast tier
 
 @pytest.fixture(scope="module")
 def search(demo_lake):

@@ -282,9 +282,10 @@ def test_unreachable_resolvers_give_up_fast_and_ask_again_next_time(tmp_path, fr
 
     start = time.perf_counter()
     base = f"http://127.0.0.1:{free_port}"
-    r = OnlineResolver(tmp_path / "n.json", f"{base}/simbad/sim-tap", (f"{base}/sesame/",), timeout=5)
+    r = OnlineResolver(tmp_path / "n.json", f"{base}/simbad/sim-tap", (f"{base}/sesame/",), timeout=60)
     assert r.resolve(["Abell 2218"]) == {"Abell 2218": None}
-    assert time.perf_counter() - start < 5 and r.asked == {"simbad": 0, "sesame": 0}
+    # refused connections: no waiting for the timeout, and no name counted as asked
+    assert time.perf_counter() - start < 30 and r.asked == {"simbad": 0, "sesame": 0}
     assert "Abell 2218" not in r.cache  # not a definite "unknown": the next build asks again
 
 
