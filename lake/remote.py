@@ -17,7 +17,9 @@ the ``current`` symlink) has no object-store equivalent. So:
   builders race, the store lets one pointer through and refuses the other, instead of the last writer
   silently dropping the first one's version;
 * the **app** pulls the version the pointer names into its working copy (checked at most every
-  :data:`POLL_SECONDS`) and reads that local copy, so queries run at local-disk speed.
+  :data:`POLL_SECONDS`) and reads that local copy, so queries run at local-disk speed. A pull downloads
+  only the files the new version does not share with the version the copy holds (each push records
+  where each file's content was first uploaded: :data:`lake.layout.VERSION_ORIGINS`).
 
 The working copies live under ``$COSMIC_ATLAS_CACHE/builds/<bucket>/<prefix>`` (builds) and
 ``$COSMIC_ATLAS_CACHE/lakes/<bucket>/<prefix>`` (the app and other readers; default cache
