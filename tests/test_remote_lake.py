@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import socket
+import threading
 import urllib.request
 
 import pyarrow as pa
@@ -94,6 +95,24 @@ class ResetsOnFile:
     def copy_file(self, src, dest):
         self._touch(dest)
         return self.fs.copy_file(src, dest)
+
+
+class HeldDownloads:
+    """An S3 file system whose downloads under ``under`` wait until ``release`` is set (a slow link);
+    ``started`` says that the first one began."""
+
+    def __init__(self, fs, *, under: str) -> None:
+        self.fs, self.under = fs, under
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.fs, name)
+
+    def open_input_stream(self, key, *args, **kwargs):
+        if self.under in key:
+            self.started.set()
+            assert self.release.wait(60), "never released"
+        return self.fs.open_input_stream(key, *args, **kwargs)
 
 
 def _copy(tmp_path, name: str, prefix: str) -> LakeLayout:
@@ -183,6 +202,27 @@ def test_a_new_version_downloads_only_what_changed(s3_server, tmp_path, caplog):
         assert same == (rel not in changed), rel
         assert (server.version_dir("v2") / rel).read_bytes() == (new / rel).read_bytes(), rel
     assert set(LakeReader(server).query("SELECT DISTINCT category FROM categories").category) == {"Galaxy"}
+
+
+def test_requests_are_answered_from_the_copy_while_a_new_version_downloads(s3_server, tmp_path, monkeypatch):
+    """The request that finds the pointer moved downloads the new version (minutes, for a large one); the
+    worker's other requests meanwhile answer from the version its copy has, instead of queueing behind
+    that download (the call below would wait for ever if they still did: the download is held)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    source, server, app = _pushed_and_pulled(tmp_path, "busy", n=300)
+    first = server.current_version()
+    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    RemoteLake(source).push()
+    monkeypatch.setattr(remote, "POLL_SECONDS", 0.0)
+    app._fs = held = HeldDownloads(app._fs, under="/versions/v2/")
+    with ThreadPoolExecutor(1) as pool:
+        pulling = pool.submit(app.pull_if_stale)
+        assert held.started.wait(30)
+        assert app.pull_if_stale() == first  # not blocked by the download under way
+        held.release.set()
+        assert pulling.result(timeout=60) == "v2"
+    assert app.pull_if_stale() == "v2" and server.current_version() == "v2"
 
 
 def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_path):
