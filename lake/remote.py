@@ -460,16 +460,23 @@ class RemoteLake:
             infos = self._fs.get_file_info(fs.FileSelector(self._key("versions"), allow_not_found=True))
             names = sorted(i.base_name for i in infos if i.type == fs.FileType.Directory)
             now = dt.datetime.now(dt.timezone.utc)
+            made = {name: self._fs.get_file_info(self._key("versions", name, "manifest.json")).mtime for name in names}
 
-            def superseded_for(successor: str | None) -> float:
-                """Age of the successor's manifest; unknown (no successor, no time) counts as long ago."""
-                made = self._fs.get_file_info(self._key("versions", successor, "manifest.json")).mtime \
-                    if successor else None
-                if made is None:
+            def age(name: str | None) -> float:
+                """Seconds since ``name``'s manifest was written (no version: long ago)."""
+                when = made.get(name) if name else None
+                if when is None:
                     return float("inf")
-                return (now - (made if made.tzinfo else made.replace(tzinfo=dt.timezone.utc))).total_seconds()
+                return (now - (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))).total_seconds()
 
-            gone = versions_to_prune(names, live=live, keep=keep, grace_seconds=grace, superseded_for=superseded_for)
+            # a version's manifest is the last file its push sends: one without is a push that died or
+            # was refused. It is no successor (counted as one "superseded long ago", it let its
+            # predecessor go at once, while apps could still be pulling it), and it goes itself once a
+            # version pushed after it has been live for the grace period
+            complete = [name for name in names if made[name] is not None]
+            gone = versions_to_prune(complete, live=live, keep=keep, grace_seconds=grace, superseded_for=age)
+            if live in complete and age(live) >= grace:
+                gone += [name for name in names if made[name] is None and name < live]
             for name in gone:
                 self._fs.delete_dir(self._key("versions", name))
         except OSError as exc:
@@ -506,8 +513,11 @@ class RemoteLake:
             return set()
         there = self._listing(*parts)
         sent = copied = 0
-        local = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
-                       and not (parts[0] == "versions" and p.name == VERSION_ORIGINS))  # written by push
+        # a version's record is written by push; its manifest goes last, so a version without one is
+        # known to be half-pushed (see prune)
+        local = sorted((p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
+                        and not (parts[0] == "versions" and p.name == VERSION_ORIGINS)),
+                       key=lambda p: (parts[0] == "versions" and p == folder / "manifest.json", p))
         kept = {p.relative_to(folder).as_posix() for p in local}
         for path in local:
             rel = path.relative_to(folder).as_posix()

@@ -132,6 +132,11 @@ def _pushed_and_pulled(tmp_path, prefix: str, *, n: int) -> tuple[LakeLayout, La
     return source, server, app
 
 
+def _versions_in_bucket(client, prefix: str) -> list[str]:
+    # (deleting a folder, pyarrow writes an empty "versions/" marker so that the parent still exists)
+    return sorted({key.split("/")[2] for key in _keys(client, f"{prefix}/versions/")} - {""})
+
+
 def _republish_categories(layout: LakeLayout, version: str) -> None:
     """A new version in which only the categories table changed (the rest is hard-linked)."""
     writer = LakeWriter(layout)
@@ -470,18 +475,35 @@ def test_old_versions_leave_the_bucket_and_the_apps_copy_once_their_grace_is_ove
         pushed.append(RemoteLake(source).push())
         RemoteLake(server).pull()
 
-    def in_bucket() -> list[str]:
-        # (deleting a folder, pyarrow writes an empty "versions/" marker so that the parent still exists)
-        return sorted({key.split("/")[2] for key in _keys(client, "prune/versions/")} - {""})
-
-    assert in_bucket() == sorted(pushed)  # all within the grace period
+    assert _versions_in_bucket(client, "prune") == sorted(pushed)  # all within the grace period
     monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 0.0)
     _republish_categories(source, "v5")
     assert RemoteLake(source).push() == "v5"
-    assert in_bucket() == ["v3", "v4", "v5"] and _pointer(client, "prune") == "v5"
+    assert _versions_in_bucket(client, "prune") == ["v3", "v4", "v5"] and _pointer(client, "prune") == "v5"
     assert RemoteLake(server).pull() == "v5"
     assert sorted(p.name for p in server.versions.iterdir()) == ["v3", "v4", "v5"]
     assert set(LakeReader(server).query("SELECT DISTINCT category FROM categories").category) == {"Galaxy"}
+
+
+def test_a_half_pushed_version_is_no_successor_and_leaves_after_the_grace(s3_server, tmp_path, monkeypatch):
+    """A push that died leaves a version without its manifest (sent last). It used to count as a successor
+    pushed "long ago", so the version before it left the bucket at once, seconds after it stopped being
+    live; now it is skipped, and deleted itself once a later version has been live for the grace."""
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "half")
+    write_synthetic_lake(source.root, n=300)
+    first = RemoteLake(source).push()
+    _republish_categories(source, "v2")
+    RemoteLake(source).push()
+    client.put_object(Bucket=BUCKET, Key="half/versions/v3/entries.parquet", Body=b"half of a push that died")
+    for version in ("v4", "v5"):
+        _republish_categories(source, version)
+        RemoteLake(source).push()
+    assert _versions_in_bucket(client, "half") == [first, "v2", "v3", "v4", "v5"]  # v2 was live seconds ago
+    monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 0.0)
+    _republish_categories(source, "v6")
+    RemoteLake(source).push()
+    assert _versions_in_bucket(client, "half") == ["v4", "v5", "v6"]  # the newest three whole ones
 
 
 def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch):
