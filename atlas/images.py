@@ -36,10 +36,19 @@ class ImageLimits:
     thumb_size: int = 256
 
 
-def decode_image(data: bytes, limits: ImageLimits, *, draft: int | None = None) -> Image.Image:
-    """Decode untrusted bytes into an RGB image, refusing oversize, bombs and non-images. ``draft``: a
-    JPEG may be decoded at a reduced scale whose sides stay at least this long (1/8 of the work for a
-    large picture; enough to know every byte of it decodes)."""
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Decode untrusted bytes into an RGB image, refusing oversize, bombs and non-images."""
+    return _decoded(data, limits).convert("RGB")
+
+
+def check_image(data: bytes, limits: ImageLimits) -> None:
+    """Raise :class:`ImageRejected` unless ``data`` decodes as :func:`decode_image` would take it: the
+    same checks, with a JPEG decoded at a reduced scale whose sides stay at least ``limits.thumb_size``
+    (1/8 of the work for a large picture, enough to know every byte of it decodes) and no RGB copy."""
+    _decoded(data, limits, draft=limits.thumb_size)
+
+
+def _decoded(data: bytes, limits: ImageLimits, *, draft: int | None = None) -> Image.Image:
     if len(data) > limits.max_bytes:
         raise ImageRejected(f"image is {len(data):,} bytes, over the {limits.max_bytes:,}-byte limit")
     try:
@@ -61,7 +70,7 @@ def decode_image(data: bytes, limits: ImageLimits, *, draft: int | None = None) 
         if isinstance(exc, ImageRejected):
             raise
         raise ImageRejected(f"a damaged or truncated picture ({type(exc).__name__}: {exc})") from exc
-    return img.convert("RGB")
+    return img
 
 
 def thumbnail_jpeg(img: Image.Image, size: int) -> tuple[bytes, int, int]:

@@ -54,8 +54,8 @@ def read(path: Path, *, lake: str | None = None) -> dict[str, Any]:
     return manifest
 
 
-def read_if_exists(path: Path) -> dict[str, Any] | None:
-    return read(path) if path.is_file() else None
+def read_if_exists(path: Path, *, lake: str | None = None) -> dict[str, Any] | None:
+    return read(path, lake=lake) if path.is_file() else None
 
 
 def write(path: Path, manifest: dict[str, Any]) -> None:

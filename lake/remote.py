@@ -256,9 +256,11 @@ class RemoteLake:
             "version was not pushed: re-run it to build on top of the new one")
 
     # -- pull -------------------------------------------------------------------------------------
-    def pull(self, *, shared: tuple[str, ...] = SHARED_FOR_APP) -> str | None:
+    def pull(self, *, shared: tuple[str, ...] = SHARED_FOR_APP, wait: bool = True) -> str | None:
         """Bring the live version (and the ``shared`` folders' new files) into the working copy and
-        point its ``current`` at it. Returns the version; files already there are not fetched again."""
+        point its ``current`` at it. Returns the version; files already there are not fetched again.
+        ``wait`` False: when another process is downloading that version, return the version the copy
+        has instead of waiting for the download (an app's other workers keep answering)."""
         with self._lock:
             version, self._pulled_tag = self._read_pointer()
             self._checked_at = time.monotonic()
@@ -272,27 +274,33 @@ class RemoteLake:
                     self._known[folder] = set(listing)
                 self._shared_for[shared] = version
             target = self.layout.version_dir(version)
-            if not target.is_dir():
-                self._pull_version(version, target)
+            if not target.is_dir() and not self._pull_version(version, target, wait=wait):
+                log.info("lake %s: another process is downloading version %s; serving version %s meanwhile",
+                         self.layout.remote, version, self.layout.current_version())
+                return self.layout.current_version()
             if self.layout.current_version() != version:
                 atomic.switch_symlink(self.layout.pointer, target)
                 prune_versions(self.layout, keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS, temporaries=False)
             log.info("lake %s: version %s in the working copy %s", self.layout.remote, version, self.layout.root)
             return version
 
-    def _pull_version(self, version: str, target: Path) -> None:
+    def _pull_version(self, version: str, target: Path, *, wait: bool = True) -> bool:
         """Download one version into ``.tmp-pull-<version>`` and publish it as ``target``. One process at
-        a time per version (an app's workers start together: the others wait, then find it pulled), and
-        resumable: files a killed pull finished are kept, so a worker that gunicorn killed mid-download
-        (a large version, a slow link) leaves its successor less to fetch, not all of it again."""
+        a time per version (an app's workers start together: the others wait, then find it pulled, or
+        with ``wait`` False return False at once), and resumable: files a killed pull finished are kept,
+        so a worker that gunicorn killed mid-download (a large version, a slow link) leaves its
+        successor less to fetch, not all of it again. True once the version is there."""
         self.layout.versions.mkdir(parents=True, exist_ok=True)
         remove_abandoned_pulls(self.layout.versions)
         lock = pull_lock(self.layout.versions, version)
         with open(lock, "a") as held:
-            fcntl.flock(held, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+            try:  # released when the file closes, or the process dies
+                fcntl.flock(held, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return False
             if target.is_dir():
                 log.info("lake %s: version %s was pulled by another worker", self.layout.remote, version)
-                return
+                return True
             work = self.layout.versions / f".tmp-pull-{version}"
             work.mkdir(exist_ok=True)  # plain mkdir: the mode a built version's folder has
             os.utime(work)  # resumed: not idle
@@ -308,6 +316,7 @@ class RemoteLake:
                                       f"its files ({short[0]}, …); the next pull completes it")
             atomic.publish_tree(work, target)
             lock.unlink(missing_ok=True)  # a process waiting on it finds the version there
+            return True
 
     def _read_origins(self, version: str) -> dict[str, str]:
         """The bucket's :data:`~lake.layout.VERSION_ORIGINS` record of ``version`` ({} when it has none:
@@ -357,21 +366,25 @@ class RemoteLake:
         if not previous or previous == version:
             return
         old_dir = self.layout.version_dir(previous)
-        try:
+        try:  # only a saving is at stake: whatever goes wrong, the files are downloaded
             had = json.loads((old_dir / VERSION_ORIGINS).read_text())
-        except (OSError, ValueError):  # built here, or pulled before the record existed: download all
+            origins = self._read_origins(version)
+        except (OSError, ValueError, RemoteLakeError) as exc:  # built here, pulled before records, …
+            log.debug("version %s: no unchanged files taken from %s (%s)", version, previous, exc)
             return
-        origins = self._read_origins(version)
+        if not isinstance(had, dict):
+            return
         linked = 0
         for rel, size in listing.items():
             src, dst = old_dir / rel, work / rel
-            if origins.get(rel) is None or had.get(rel) != origins[rel] or dst.exists() \
-                    or not src.is_file() or src.stat().st_size != size:
+            if origins.get(rel) is None or had.get(rel) != origins[rel] or dst.exists():
                 continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if not src.is_file() or src.stat().st_size != size:
+                    continue
+                dst.parent.mkdir(parents=True, exist_ok=True)
                 os.link(src, dst)
-            except OSError:  # another file system, or no links there: it is downloaded
+            except OSError:  # pruned meanwhile, another file system, no links there: it is downloaded
                 continue
             linked += 1
         if linked:
@@ -384,14 +397,14 @@ class RemoteLake:
         if time.monotonic() - self._checked_at < POLL_SECONDS:
             return self.layout.current_version()
         serving = self.layout.current_version()
-        # another request of this process is pulling (a new version may take minutes to download): serve
-        # the copy there is rather than wait; only an app with no copy yet waits for it
+        # another request of this process, or another worker, is pulling (a new version may take minutes
+        # to download): serve the copy there is rather than wait; only an app with no copy yet waits
         if not self._lock.acquire(blocking=serving is None):
             return serving
         try:
             if time.monotonic() - self._checked_at < POLL_SECONDS:  # pulled while this one waited
                 return self.layout.current_version()
-            return self.pull()
+            return self.pull(wait=serving is None)
         except RemoteLakeError as exc:  # keep serving the copy we have
             log.warning("%s; serving version %s", exc, self.layout.current_version())
             self._checked_at = time.monotonic()
@@ -434,10 +447,11 @@ class RemoteLake:
                 # window between this check and that write
                 raise self._overtaken(previous)
             same_as = self._hard_links(version, previous) if previous and previous != version else {}
-            self._upload(self.layout.version_dir(version), ("versions", version), copy_from=same_as,
-                         previous=previous)
             if previous != version:  # (pushed again: its record is there)
                 self._write_origins(version, previous, copied=same_as)
+            # the version's files, its manifest last (a version without one is known to be half-pushed)
+            self._upload(self.layout.version_dir(version), ("versions", version), copy_from=same_as,
+                         previous=previous)
             # a second push from this working copy builds on this one
             self._pulled, self._pulled_tag = version, self._write_pointer(version)
             log.info("lake %s: version %s is live", self.layout.remote, version)
@@ -469,14 +483,15 @@ class RemoteLake:
                     return float("inf")
                 return (now - (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))).total_seconds()
 
-            # a version's manifest is the last file its push sends: one without is a push that died or
-            # was refused. It is no successor (counted as one "superseded long ago", it let its
+            # a version's manifest is the last file its push sends: one without is a push that died (or
+            # one under way). It is no successor (counted as one "superseded long ago", it let its
             # predecessor go at once, while apps could still be pulling it), and it goes itself once a
-            # version pushed after it has been live for the grace period
+            # version of a later build has been there for the grace period (run ids sort by start time;
+            # a push still under way from an earlier build than a live one is refused at its pointer)
             complete = [name for name in names if made[name] is not None]
             gone = versions_to_prune(complete, live=live, keep=keep, grace_seconds=grace, superseded_for=age)
-            if live in complete and age(live) >= grace:
-                gone += [name for name in names if made[name] is None and name < live]
+            settled = [name for name in complete if age(name) >= grace]
+            gone += [name for name in names if made[name] is None and name != live and any(name < s for s in settled)]
             for name in gone:
                 self._fs.delete_dir(self._key("versions", name))
         except OSError as exc:
@@ -513,8 +528,8 @@ class RemoteLake:
             return set()
         there = self._listing(*parts)
         sent = copied = 0
-        # a version's record is written by push; its manifest goes last, so a version without one is
-        # known to be half-pushed (see prune)
+        # a version's record is sent by push itself (before the files); its manifest goes last, so a
+        # version without one is known to be half-pushed (see prune)
         local = sorted((p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
                         and not (parts[0] == "versions" and p.name == VERSION_ORIGINS)),
                        key=lambda p: (parts[0] == "versions" and p == folder / "manifest.json", p))

@@ -54,7 +54,7 @@ class LakeWriter:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise LakeBusyError(f"another build is writing {self.layout.root}; wait for it to finish") from exc
+                raise LakeBusyError(f"another build is writing {self.layout.location}; wait for it to finish") from exc
             yield
 
     # -- manifests ------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ class LakeWriter:
         written by a newer Cosmic Atlas raises :class:`lake.manifest.LakeNewerError` unless
         ``replace_newer`` (``--force``): an upgrade's lake is not quietly replaced by an older kind."""
         try:
-            return manifest_io.read_if_exists(self.layout.manifest)
+            return manifest_io.read_if_exists(self.layout.manifest, lake=self.layout.location)
         except manifest_io.LakeNewerError as exc:
             if not replace_newer:
                 raise

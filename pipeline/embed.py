@@ -189,7 +189,7 @@ def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = SEED
         raise ValueError(f"cannot export {', '.join(unknown)}: seeds are made of {', '.join(SEED_KINDS)}")
     reader = LakeReader.open(layout.root)
     if "encoder" not in reader.manifest or "entries" not in reader.tables:
-        raise ValueError(f"the lake at {layout.root} has no APOD collection to export vectors of")
+        raise ValueError(f"the lake at {layout.location} has no APOD collection to export vectors of")
     recorded = dict(reader.manifest["encoder"])
     recorded.pop("fingerprint", None)
     text_fp = EncoderInfo(**recorded).tower_fingerprint("text")

@@ -8,6 +8,7 @@ entry as a text-only entry; the reason is counted in the build summary.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import requests
 from lake import atomic
 from lake.layout import LakeLayout
 from atlas.hashing import sha1_bytes, sha1_text
-from atlas.images import ImageLimits, ImageRejected, decode_image, thumbnail_jpeg
+from atlas.images import ImageLimits, ImageRejected, check_image, decode_image, thumbnail_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,59 @@ def retryable_status(status: int, headers) -> RetryableDownload | None:
     return RetryableDownload(f"download failed: HTTP {status}", retry_after)
 
 
+#: How long a URL whose answer was refused for good (an HTTP error that is not retried, not a picture,
+#: a torn picture, over a limit) is not asked for again: the images stage right after ``--fetch-images``,
+#: and every later build, would otherwise download it again. After that the server may have mended it.
+REFUSED_FOR_SECONDS = 24 * 3600.0
+
+
+def refusal_record(cache_dir: Path, url: str) -> Path:
+    """Where the download cache keeps why ``url``'s answer was refused (beside its body's place)."""
+    return cache_dir / f"{sha1_text(url)}.refused"
+
+
+def remember_refusal(cache_dir: Path, url: str, reason: str) -> None:
+    """Record that ``url``'s answer was refused (and drop a body cached for it by older code)."""
+    (cache_dir / sha1_text(url)).unlink(missing_ok=True)
+    atomic.write_text(refusal_record(cache_dir, url), reason)
+
+
+def _recent_refusal(cache_dir: Path, url: str) -> str | None:
+    record = refusal_record(cache_dir, url)
+    try:
+        if time.time() - record.stat().st_mtime < REFUSED_FOR_SECONDS:
+            return record.read_text(encoding="utf-8").strip() or "refused"
+    except OSError:  # none (or unreadable): ask
+        pass
+    return None
+
+
 def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.Session, timeout: float = 30) -> bytes:
     """Fetch ``url`` (cached by URL hash) with a streaming byte cap and a content-type check. The body
-    is kept only once it decodes as a picture (at reduced scale, with the decompression-bomb guard): HTML
-    sent as ``image/jpeg`` or a torn JPEG raises :class:`ImageRejected` and is asked for again next time
-    (the server may have mended it), where a cached bad body would have failed every later build."""
+    is kept only once it decodes as a picture (:func:`atlas.images.check_image`): HTML sent as
+    ``image/jpeg`` or a torn JPEG raises :class:`ImageRejected`, and so does a 404. A refusal is
+    remembered for :data:`REFUSED_FOR_SECONDS` (no second request in that time; before, a bad body was
+    cached and failed every later build, and was never asked for again)."""
     cached = cache_dir / sha1_text(url)
     if cached.is_file():
         return cached.read_bytes()
+    if (reason := _recent_refusal(cache_dir, url)) is not None:
+        raise ImageRejected(f"{reason} (at the last try, less than a day ago)")
+    try:
+        data = _body(url, limits, session, timeout)
+        check_image(data, limits)
+    except RetryableDownload:
+        raise
+    except ImageRejected as exc:
+        remember_refusal(cache_dir, url, str(exc).split(" (")[0])
+        raise
+    atomic.write_bytes(cached, data)
+    return data
+
+
+def _body(url: str, limits: ImageLimits, session: requests.Session, timeout: float) -> bytes:
+    """``url``'s body, refused (:class:`ImageRejected`) on an HTTP error, another content type or a size
+    past the byte cap."""
     with session.get(url, stream=True, timeout=timeout) as resp:
         if resp.status_code != 200:
             raise retryable_status(resp.status_code, resp.headers) or ImageRejected(
@@ -64,10 +110,7 @@ def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.S
             if total > limits.max_bytes:
                 raise ImageRejected(f"download exceeds the {limits.max_bytes:,}-byte limit")
             chunks.append(chunk)
-    data = b"".join(chunks)
-    decode_image(data, limits, draft=limits.thumb_size)
-    atomic.write_bytes(cached, data)
-    return data
+    return b"".join(chunks)
 
 
 @dataclass
@@ -173,6 +216,9 @@ def attach_images(
         except (ImageRejected, requests.RequestException) as exc:
             report.rejected[str(exc).split(" (")[0]] += 1
             log.debug("%s: image rejected: %s", day, exc)
+            if isinstance(exc, ImageRejected) and local is not None and local.parent == downloads:
+                # a body an older build cached without decoding it: not read again for every build
+                remember_refusal(downloads, row["url"], str(exc).split(" (")[0])
             continue
         new_index[day] = entry
         _set_image(row, layout, entry)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def serve_dashboard(lake: str | Path, *, log: Path, env: dict | None = None, wor
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "app:server", "-c", "gunicorn.conf.py", "--workers", str(workers),
              "--bind", f"127.0.0.1:{port}"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "COSMIC_ATLAS_LAKE": str(lake), **(env or {})})
+            env={**os.environ, "COSMIC_ATLAS_LAKE": str(lake), **(env or {})}, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + start_timeout
@@ -91,12 +92,12 @@ def serve_dashboard(lake: str | Path, *, log: Path, env: dict | None = None, wor
                                        + log.read_text(errors="replace")[-3000:]) from None
                 time.sleep(0.3)
         yield url
-    finally:
-        proc.terminate()
+    finally:  # the whole process group: a worker still warming up is not left behind
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=40)  # gunicorn's graceful timeout is 30 s
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 

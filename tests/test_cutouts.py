@@ -86,7 +86,8 @@ def test_rate_limit_timeout_corrupt_and_html(http_server, tmp_path):
     assert "damaged or truncated" in reasons and "not an image" in reasons
     for objid, kind in bad.items():
         assert layout.cutout(objid).is_file() == (kind == "busy")
-    assert not any(layout.download_cache.glob("*"))  # the corrupt body is not cached for next time
+    # no body is cached for next time; the corrupt and the HTML answers are remembered as refused for a day
+    assert sorted(p.suffix for p in layout.download_cache.glob("*")) == [".refused", ".refused"]
 
 
 def test_an_interrupted_fetch_resumes_with_what_is_missing(http_server, tmp_path):

@@ -81,7 +81,18 @@ def test_html_and_corrupt_pictures_never_become_thumbnails(http_server, fetcher,
     assert report.fetched == 1 and dict(report.failed) == {
         "download is 'text/html', not an image": 1, "not a JPEG, PNG, GIF or WebP picture": 1,
         "a damaged or truncated picture": 1}
-    assert [fetch.cached(u) for u in urls] == [False, False, False, True]  # asked for again next time
+    assert [fetch.cached(u) for u in urls] == [False, False, False, True]
+    # the refusals are remembered: a second run (or the images stage after the fetch) asks the server
+    # nothing for a day, and says why they failed
+    asked = len(http_server.requests)
+    again = fetch.fetch_all(urls)
+    assert len(http_server.requests) == asked and again.cached == 1 and dict(again.failed) == dict(report.failed)
+    import os
+
+    for record in layout.download_cache.glob("*.refused"):  # a day later, the server may have mended them
+        os.utime(record, (record.stat().st_atime - 86_401, record.stat().st_mtime - 86_401))
+    fetch.fetch_all(urls)
+    assert len(http_server.requests) == asked + 3
     import datetime as dt
 
     rows = [{"date": dt.date(2014, 1, i + 1), "media_type": "image", "url": u, "source": "bundled"}
@@ -89,6 +100,27 @@ def test_html_and_corrupt_pictures_never_become_thumbnails(http_server, fetcher,
     _, images = attach_images(rows, layout, LIMITS, index={}, allow_download=False, progress=False)
     assert [r["has_image"] for r in rows] == [False, False, False, True]
     assert images.thumbnails == 1 and not images.rejected  # nothing but the good picture was kept to try
+
+
+def test_a_bad_body_an_older_build_cached_is_dropped_and_remembered(tmp_path):
+    """Older builds cached a download without decoding it: the images stage, failing on it, drops it and
+    remembers the refusal, so later builds neither read it again nor count it as a fetched picture."""
+    import datetime as dt
+
+    from atlas.hashing import sha1_text
+    from lake.layout import LakeLayout
+    from pipeline.images import attach_images, refusal_record
+
+    layout = LakeLayout(tmp_path / "lake")
+    url = "https://apod.nasa.gov/apod/image/1401/torn.jpg"
+    layout.download_cache.mkdir(parents=True)
+    (layout.download_cache / sha1_text(url)).write_bytes(_jpeg()[:200])
+    rows = [{"date": dt.date(2014, 1, 1), "media_type": "image", "url": url, "source": "bundled"}]
+    _, images = attach_images(rows, layout, LIMITS, index={}, allow_download=False, progress=False)
+    assert rows[0]["has_image"] is False and images.rejected == {"a damaged or truncated picture": 1}
+    assert not (layout.download_cache / sha1_text(url)).exists()
+    assert refusal_record(layout.download_cache, url).read_text() == "a damaged or truncated picture"
+    assert not PoliteFetcher(layout.download_cache, LIMITS).cached(url)
 
 
 def test_at_most_four_at_once_and_resume(http_server, tmp_path):

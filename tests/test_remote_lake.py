@@ -230,6 +230,23 @@ def test_requests_are_answered_from_the_copy_while_a_new_version_downloads(s3_se
     assert app.pull_if_stale() == "v2" and server.current_version() == "v2"
 
 
+def test_a_worker_answers_from_its_copy_while_another_worker_downloads(s3_server, tmp_path, monkeypatch):
+    """Another worker of the app (another process) holds the version's download lock: this worker does
+    not wait for its download (minutes, for a large version) but answers from the version its copy has,
+    and takes the new one once it is there."""
+    import fcntl
+
+    source, server, app = _pushed_and_pulled(tmp_path, "workers", n=300)
+    first = server.current_version()
+    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    RemoteLake(source).push()
+    monkeypatch.setattr(remote, "POLL_SECONDS", 0.0)
+    with open(remote.pull_lock(server.versions, "v2"), "a") as other_worker:
+        fcntl.flock(other_worker, fcntl.LOCK_EX)  # a lock of another open file: as another process's
+        assert app.pull_if_stale() == first
+    assert app.pull_if_stale() == "v2" and server.current_version() == "v2"
+
+
 def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_path):
     """A build pulls every cache first, so what its working copy dropped since (embedding chunks merged by a
     compaction, a stale trace) leaves the bucket with its push; pictures are never deleted."""
@@ -488,7 +505,9 @@ def test_old_versions_leave_the_bucket_and_the_apps_copy_once_their_grace_is_ove
 def test_a_half_pushed_version_is_no_successor_and_leaves_after_the_grace(s3_server, tmp_path, monkeypatch):
     """A push that died leaves a version without its manifest (sent last). It used to count as a successor
     pushed "long ago", so the version before it left the bucket at once, seconds after it stopped being
-    live; now it is skipped, and deleted itself once a later version has been live for the grace."""
+    live; now it is skipped, and deleted itself once a later build's version has been there for the
+    grace period, however new the live one is."""
+    import time
     client, _ = s3_server
     source = _copy(tmp_path, "builder", "half")
     write_synthetic_lake(source.root, n=300)
@@ -500,7 +519,8 @@ def test_a_half_pushed_version_is_no_successor_and_leaves_after_the_grace(s3_ser
         _republish_categories(source, version)
         RemoteLake(source).push()
     assert _versions_in_bucket(client, "half") == [first, "v2", "v3", "v4", "v5"]  # v2 was live seconds ago
-    monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 2.0)
+    time.sleep(3.5)  # v4 and v5 past the grace (the store's times are whole seconds); v6 will not be
     _republish_categories(source, "v6")
     RemoteLake(source).push()
     assert _versions_in_bucket(client, "half") == ["v4", "v5", "v6"]  # the newest three whole ones
@@ -562,7 +582,7 @@ def test_a_real_build_to_s3_is_served_from_it_and_a_rebuild_elsewhere_reuses_the
             with urllib.request.urlopen(url + path, timeout=30) as reply:
                 return reply.read()
 
-        for _ in range(4):  # more answers than workers: each forked worker reads the bucket's lake
+        for _ in range(4):  # several requests, answered by either forked worker
             hits = json.loads(get("/api/search?q=comet+in+the+night+sky&has_image=true&k=3"))["results"]
             assert len(hits) == 3 and all(h["picture"]["kind"] == "lake" for h in hits)
         entry = json.loads(get(f"/api/entry/{hits[0]['date']}"))
