@@ -788,7 +788,7 @@ def ray_section(r: dict) -> list[str]:
             *(f"| {name} | {v['embed_wall_s_median']:.1f} s | {v['items_per_s']} | {v['vectors_wall_s_median']:.1f} s | "
               f"{v['build_wall_s_median']:.1f} s |" for name, v in rows),
             "", f"On one 2-core machine Ray costs **{r['ray_over_local_embed']}×** the local embed time: each input kind "
-            "(titles, texts, pictures) is one Ray Data job (up to 64 chunks) whose actors start and load the models "
+            "(titles, texts, pictures) is one Ray Data job (up to 64 chunks of texts, 8 of pictures) whose actors start and load the models "
             f"(≈ {(ray['embed_wall_s_median'] - lo['embed_wall_s_median']) / 3:.0f} s more per job), and the actors "
             "share the same 2 cores. That overhead is fixed per job; it pays off only where there are more nodes "
             "(or GPUs) than one process can use."

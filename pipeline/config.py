@@ -263,7 +263,8 @@ class BuildConfig:
         "no progress bars (logs only)", group="other"))
     fetch_images: bool = field(default=False, metadata=option(
         "download the pictures the archive only links to (NASA URLs; at most 4 at once, retries with backoff, "
-        "resumable) and keep their thumbnails in the lake; later builds embed only the new pictures",
+        "resumable; an answer that is not a whole picture is asked again after a day) and keep their "
+        "thumbnails in the lake; later builds embed only the new pictures",
         group="images"))
     gz2_catalogue: Path = field(default=BUNDLED_GZ2, metadata=option(
         "Galaxy Zoo 2 vote table (Willett et al. 2013 table 5 layout, CSV or CSV.gz)", group="galaxies",

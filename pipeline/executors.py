@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 #: What :meth:`Executor.encoding` returns: chunks of inputs in, ``(chunk index, vectors)`` out as done.
 EncodeChunks = Callable[[list[list[Any]]], Iterator[tuple[int, np.ndarray]]]
 
-#: Chunks per Ray Data job of :meth:`RayExecutor.encoding`: one actor pool (and one model load per
-#: actor) for up to 64 × 512 inputs, while the driver holds only one job's pictures in memory at a time.
-RAY_CHUNKS_PER_JOB = 64
+#: Chunks per Ray Data job of :meth:`RayExecutor.encoding`, by input kind: one actor pool (and one model
+#: load per actor) for up to 64 × 512 texts; pictures travel as bytes from the driver, which holds one
+#: job's worth at a time, so their jobs are smaller (8 × 512 thumbnails of ≈ 20 kB: ≈ 80 MB).
+RAY_CHUNKS_PER_JOB = {"text": 64, "image": 8}
 
 
 class Executor(Protocol):
@@ -224,10 +225,11 @@ class RayExecutor:
         chunk of 512 made a dataset and a pool of its own, and every actor loaded the model again for
         it). Chunks are yielded as they complete, so the embedding cache still checkpoints every chunk."""
         info = encoder.info.to_dict()
+        per_job = RAY_CHUNKS_PER_JOB[kind]
 
         def encode(chunks: list[list[Any]]) -> Iterator[tuple[int, np.ndarray]]:
-            for first in range(0, len(chunks), RAY_CHUNKS_PER_JOB):
-                for i, vectors in self._encode_job(chunks[first : first + RAY_CHUNKS_PER_JOB], info=info,
+            for first in range(0, len(chunks), per_job):
+                for i, vectors in self._encode_job(chunks[first : first + per_job], info=info,
                                                    kind=kind, root=root, batch_size=batch_size):
                     yield first + i, vectors
 
