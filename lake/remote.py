@@ -314,7 +314,8 @@ class RemoteLake:
             if short:
                 raise RemoteLakeError(f"version {version} of {self.layout.remote} pulled without {len(short)} of "
                                       f"its files ({short[0]}, …); the next pull completes it")
-            atomic.publish_tree(work, target)
+            if atomic.publish_tree(work, target):
+                os.utime(target)  # stamped as pulled: the copy's prune orders versions by it
             lock.unlink(missing_ok=True)  # a process waiting on it finds the version there
             return True
 
@@ -465,7 +466,12 @@ class RemoteLake:
         """Delete all but the newest ``keep`` versions from the bucket (never the live one), as a local
         lake keeps its versions: without it every push would stay in the bucket for good. A version goes
         once its successor has been there ``grace_seconds`` (its manifest's modification time), so an app
-        still pulling it finishes first. Returns the versions deleted."""
+        still pulling it finishes first. Returns the versions deleted.
+
+        Versions are ordered by the store's clock (when each manifest arrived), not by name: a run id is
+        the build's start time on its own machine, and a builder whose clock is behind would name a
+        version that went live today as if it were older than last week's, which then counted as its
+        successor and let it go while apps still pulled it."""
         from pyarrow import fs
 
         grace = PRUNE_GRACE_SECONDS if grace_seconds is None else grace_seconds
@@ -473,25 +479,28 @@ class RemoteLake:
         try:
             infos = self._fs.get_file_info(fs.FileSelector(self._key("versions"), allow_not_found=True))
             names = sorted(i.base_name for i in infos if i.type == fs.FileType.Directory)
-            now = dt.datetime.now(dt.timezone.utc)
-            made = {name: self._fs.get_file_info(self._key("versions", name, "manifest.json")).mtime for name in names}
+            now = self._store_now()
+            made = {name: _utc(self._fs.get_file_info(self._key("versions", name, "manifest.json")).mtime)
+                    for name in names}
 
             def age(name: str | None) -> float:
                 """Seconds since ``name``'s manifest was written (no version: long ago)."""
                 when = made.get(name) if name else None
-                if when is None:
-                    return float("inf")
-                return (now - (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))).total_seconds()
+                return float("inf") if when is None else (now - when).total_seconds()
 
             # a version's manifest is the last file its push sends: one without is a push that died (or
             # one under way). It is no successor (counted as one "superseded long ago", it let its
             # predecessor go at once, while apps could still be pulling it), and it goes itself once a
-            # version of a later build has been there for the grace period (run ids sort by start time;
-            # a push still under way from an earlier build than a live one is refused at its pointer)
-            complete = [name for name in names if made[name] is not None]
+            # version whose manifest arrived after its first file has been there for the grace period:
+            # that push had pulled an older live version, so its pointer write would be refused
+            complete = sorted((name for name in names if made[name] is not None), key=lambda n: (made[n], n))
             gone = versions_to_prune(complete, live=live, keep=keep, grace_seconds=grace, superseded_for=age)
-            settled = [name for name in complete if age(name) >= grace]
-            gone += [name for name in names if made[name] is None and name != live and any(name < s for s in settled)]
+            settled = [made[name] for name in complete if age(name) >= grace]
+            for name in names:
+                if made[name] is None and name != live and settled:
+                    started = self._first_written(name)
+                    if started is None or any(started <= when for when in settled):
+                        gone.append(name)
             for name in gone:
                 self._fs.delete_dir(self._key("versions", name))
         except OSError as exc:
@@ -499,6 +508,30 @@ class RemoteLake:
         if gone:
             log.info("lake %s: %d old versions deleted from the bucket", self.layout.remote, len(gone))
         return gone
+
+    def _store_now(self) -> dt.datetime:
+        """The store's clock now (the Date of its reply): a version's age is measured against the time
+        the store gave its manifest, and this machine's clock may be minutes off (ahead, every version
+        looked past its grace the moment it was pushed). This machine's clock when the store gives none."""
+        from email.utils import parsedate_to_datetime
+
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            reply = self._client.head_bucket(Bucket=self.bucket)
+            return _utc(parsedate_to_datetime(reply["ResponseMetadata"]["HTTPHeaders"]["date"]))
+        except (BotoCoreError, ClientError, KeyError, TypeError, ValueError) as exc:
+            log.debug("lake %s: the store's time is unknown (%s); this machine's is used", self.layout.remote, exc)
+            return dt.datetime.now(dt.timezone.utc)
+
+    def _first_written(self, version: str) -> dt.datetime | None:
+        """When the first file of ``version`` that is still there arrived (None: it holds no file)."""
+        from pyarrow import fs
+
+        infos = self._fs.get_file_info(fs.FileSelector(self._key("versions", version), recursive=True,
+                                                       allow_not_found=True))
+        times = [_utc(i.mtime) for i in infos if i.type == fs.FileType.File and i.mtime is not None]
+        return min(times) if times else None
 
     def _hard_links(self, version: str, previous: str) -> set[str]:
         """Files of ``version`` that are the very files (same inode) of ``previous`` in the working copy."""
@@ -564,6 +597,11 @@ class RemoteLake:
                 log.info("lake %s: %s: %d files the working copy no longer holds deleted from the bucket",
                          self.layout.remote, "/".join(parts), len(gone))
         return kept
+
+
+def _utc(when: dt.datetime | None) -> dt.datetime | None:
+    """A store's modification time as an aware UTC time (pyarrow gives naive UTC for some stores)."""
+    return None if when is None else when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def _copy_to(stream, path: Path) -> None:

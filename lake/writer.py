@@ -195,6 +195,7 @@ class LakeWriter:
             if shared.is_dir():                         # fsynced when written, their folders not)
                 atomic.fsync_tree(shared, files=False)
         os.replace(work, target)
+        os.utime(target)  # stamped as published: prune orders versions by it
         atomic.switch_symlink(layout.pointer, target)  # the switch: readers see the old version or the new one
         self.discard_staging()
         self.prune(keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS)
@@ -230,9 +231,13 @@ def prune_versions(layout: LakeLayout, *, keep: int, grace_seconds: float = 0.0,
     # and the hidden leftovers of a removal cut short (atomic.remove_tree), which are never versions
     stale = [n for n in names if n.startswith((".tmp-", ".trash-"))] if temporaries else []
     now = time.time()
+    # in the order they were published here (a version's folder is stamped as it is published or pulled),
+    # not by name: run ids are start times on the clocks of the machines that built them
+    published = {n: when for n in names
+                 if not n.startswith(".") and (when := _mtime(layout.version_dir(n))) is not None}
     stale += versions_to_prune(
-        [n for n in names if not n.startswith(".")], live=live, keep=keep, grace_seconds=grace_seconds,
-        superseded_for=lambda successor: now - layout.version_dir(successor).stat().st_mtime if successor else 0.0)
+        sorted(published, key=lambda n: (published[n], n)), live=live, keep=keep, grace_seconds=grace_seconds,
+        superseded_for=lambda successor: now - published[successor] if successor else 0.0)
     for name in stale:
         atomic.remove_tree(layout.version_dir(name))
     # a build, holding the lock: no other build is writing thumbnails no version names yet. Not in the
@@ -266,6 +271,14 @@ def sweep_thumbnails(layout: LakeLayout) -> list[str]:
     if removed:
         log.info("removed %d thumbnails no version shows any more", len(removed))
     return removed
+
+
+def _mtime(path: Path) -> float | None:
+    """``path``'s modification time; None when it is gone (another process pruned it meanwhile)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def versions_to_prune(names: list[str], *, live: str | None, keep: int, grace_seconds: float,

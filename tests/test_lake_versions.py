@@ -99,6 +99,30 @@ def test_old_versions_are_pruned_and_unchanged_files_are_hard_links(tmp_path):
     assert (new / "entries.parquet").stat().st_ino != (old / "entries.parquet").stat().st_ino
 
 
+
+def test_versions_are_pruned_in_the_order_they_were_published_not_by_name(tmp_path):
+    """Run ids are start times on the builder's clock: a version from a machine whose clock is behind
+    sorts before older ones. Ordered by name, the version live until a moment ago counted as superseded
+    by one published long ago and went at once; ordered as published, it stays for the grace period."""
+    import os
+    import time
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    for tag in ("v1", "v2", "v3", "v4"):
+        _publish(layout, tag)
+    for i, tag in enumerate(("v1", "v2", "v3", "v4")):  # published an hour ago, a minute apart
+        when = time.time() - 3600 + 60 * i
+        os.utime(layout.version_dir(tag), (when, when))
+    _publish(layout, "a0")  # a clock behind: the newest version sorts first
+    _publish(layout, "v5")  # (each publish prunes, with the 5-minute grace)
+    # the newest three as published. By name, a0, live until a moment ago, was the oldest and went at
+    # once (its "successor" v2 an hour old), and v3 stayed as one of the "newest"
+    assert sorted(p.name for p in layout.versions.iterdir()) == ["a0", "v4", "v5"]
+    _publish(layout, "v6")
+    assert sorted(p.name for p in layout.versions.iterdir()) == ["a0", "v4", "v5", "v6"]  # v4: a0 is new
+    assert LakeWriter(layout).prune(keep=3, grace_seconds=0) == ["v4"]
+    assert layout.current_version() == "v6"
+
 def test_a_replaced_picture_gets_a_thumbnail_of_its_own_and_the_old_one_goes_with_its_last_version(tmp_path):
     """Thumbnails are named by their content: a build meeting a picture NASA replaced writes a new file,
     so the live version shows its own picture until the switch (before, the new picture overwrote the

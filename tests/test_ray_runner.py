@@ -53,6 +53,39 @@ def test_local_and_ray_runners_build_the_same_lake(tmp_path):
     assert manifest["newly_embedded"] == json.loads(LakeLayout.at(tmp_path / "local").manifest.read_text())["newly_embedded"]
 
 
+
+@pytest.mark.slow
+def test_ray_splits_many_picture_chunks_into_jobs_and_returns_each_chunk_whole(caplog):
+    """Pictures travel from the driver as bytes, so a Ray picture job holds at most
+    ``RAY_CHUNKS_PER_JOB["image"]`` chunks: 11 chunks make two jobs, and every chunk comes back once,
+    under its own index, with the vectors the local runner gives it (no test build has that many)."""
+    import torch
+
+    from atlas.encoders import build_encoder
+    from pipeline.executors import RAY_CHUNKS_PER_JOB, LocalExecutor, RayExecutor
+    from tests.conftest import IMAGES
+
+    per_job = RAY_CHUNKS_PER_JOB["image"]
+    names = [p.name for p in sorted(IMAGES.glob("*.jpg"))[:per_job + 5]]
+    chunks = [names[i:i + 1] for i in range(per_job)] + [names[per_job:per_job + 2], names[per_job + 2:per_job + 5]]
+    assert len(chunks) > per_job
+    encoder = build_encoder("offline", quantize="int8")
+    threads = torch.get_num_threads()  # an actor's torch threads are the build's: the same kernels
+    local = dict(LocalExecutor().encoding(encoder, "image", root=IMAGES, batch_size=8)(chunks))
+    ray_runner = RayExecutor(address=None, threads=threads, actors=2, actor_cpus=0.5, actor_gpus=0)
+    try:
+        with caplog.at_level("INFO", logger="pipeline.executors"):
+            got = list(ray_runner.encoding(encoder, "image", root=IMAGES, batch_size=8)(chunks))
+    finally:
+        ray_runner.close()
+    assert sorted(i for i, _ in got) == list(range(len(chunks)))
+    for i, vectors in got:
+        assert vectors.shape[0] == len(chunks[i])
+        assert np.array_equal(vectors, local[i]), i
+    jobs = [r.getMessage() for r in caplog.records if "image chunks on one pool" in r.getMessage()]
+    assert jobs == [f"ray: {per_job} image chunks on one pool of at most 2 actors",
+                    f"ray: {len(chunks) - per_job} image chunks on one pool of at most 2 actors"]
+
 def test_ray_settings_need_the_ray_runner(tmp_path):
     proc = run_cli(*BASE, "--lake", str(tmp_path / "l"), "--ray-address", "auto")
     assert proc.returncode == 2 and "need --runner ray" in proc.stderr

@@ -515,16 +515,62 @@ def test_a_half_pushed_version_is_no_successor_and_leaves_after_the_grace(s3_ser
     _republish_categories(source, "v2")
     RemoteLake(source).push()
     client.put_object(Bucket=BUCKET, Key="half/versions/v3/entries.parquet", Body=b"half of a push that died")
+    # and one from a builder whose clock is ahead: by name it came after every later version, and stayed
+    client.put_object(Bucket=BUCKET, Key="half/versions/z9/entries.parquet", Body=b"another push that died")
     for version in ("v4", "v5"):
         _republish_categories(source, version)
         RemoteLake(source).push()
-    assert _versions_in_bucket(client, "half") == [first, "v2", "v3", "v4", "v5"]  # v2 was live seconds ago
+    assert _versions_in_bucket(client, "half") == [first, "v2", "v3", "v4", "v5", "z9"]  # v2 was live seconds ago
     monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 2.0)
     time.sleep(3.5)  # v4 and v5 past the grace (the store's times are whole seconds); v6 will not be
     _republish_categories(source, "v6")
     RemoteLake(source).push()
     assert _versions_in_bucket(client, "half") == ["v4", "v5", "v6"]  # the newest three whole ones
 
+
+
+def test_versions_leave_the_bucket_in_the_order_they_went_live_not_by_name(s3_server, tmp_path, monkeypatch):
+    """Run ids are start times on each builder's own clock. A version from a builder whose clock is
+    behind (``a1``) sorts before last hour's; ordered by name, it was deleted the moment the next version
+    went live (its "successor" long settled), while apps could still be pulling it. Ordered by the
+    store's clock (when each manifest arrived), it stays, and the newest three as pushed are kept."""
+    import time
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "skew")
+    write_synthetic_lake(source.root, n=300)
+    monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 2.0)
+    RemoteLake(source).push()
+    for version in ("v2", "v3", "v4"):
+        _republish_categories(source, version)
+        RemoteLake(source).push()
+    time.sleep(3.5)  # all past the grace (the store's times are whole seconds)
+    for version in ("a1", "v5"):
+        _republish_categories(source, version)
+        assert RemoteLake(source).push() == version
+    assert _versions_in_bucket(client, "skew") == ["a1", "v4", "v5"]
+
+
+def test_a_builder_whose_clock_is_ahead_does_not_prune_what_apps_may_still_pull(s3_server, tmp_path, monkeypatch):
+    """A version's age is measured on the store's clock, which dated its manifest: measured on a
+    builder's clock an hour ahead, every version looked past its grace the moment it was pushed, and the
+    version live until then left the bucket at once."""
+    import datetime as dt
+    import types
+
+    class AnHourAhead(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime.now(tz) + dt.timedelta(hours=1)
+
+    client, _ = s3_server
+    source = _copy(tmp_path, "builder", "ahead")
+    write_synthetic_lake(source.root, n=300)
+    versions = [RemoteLake(source).push()]
+    monkeypatch.setattr(remote, "dt", types.SimpleNamespace(datetime=AnHourAhead, timezone=dt.timezone))
+    for version in ("v2", "v3", "v4"):
+        _republish_categories(source, version)
+        versions.append(RemoteLake(source).push())
+    assert _versions_in_bucket(client, "ahead") == sorted(versions)  # pushed seconds ago: all stay
 
 def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch):
     from app import create_app
