@@ -42,13 +42,16 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
 
 
 def check_image(data: bytes, limits: ImageLimits) -> None:
-    """Raise :class:`ImageRejected` unless ``data`` decodes as :func:`decode_image` would take it: the
-    same checks, with a JPEG decoded at a reduced scale whose sides stay at least ``limits.thumb_size``
-    (1/8 of the work for a large picture, enough to know every byte of it decodes) and no RGB copy."""
-    _decoded(data, limits, draft=limits.thumb_size)
+    """Raise :class:`ImageRejected` unless ``data`` is a picture :func:`decode_image` would take: the
+    same limits, and the whole file read, at the least work that still finds a torn or altered one. A
+    JPEG is decoded at a reduced scale whose sides stay at least ``limits.thumb_size`` (1/8 of the work
+    for a large picture); a PNG's chunks are read to the end and their checksums compared, its pixels
+    not inflated (Pillow's ``verify``); GIF and WebP, which have no such check, are decoded whole. No
+    RGB copy is made."""
+    _decoded(data, limits, check=True)
 
 
-def _decoded(data: bytes, limits: ImageLimits, *, draft: int | None = None) -> Image.Image:
+def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False) -> Image.Image:
     if len(data) > limits.max_bytes:
         raise ImageRejected(f"image is {len(data):,} bytes, over the {limits.max_bytes:,}-byte limit")
     try:
@@ -59,8 +62,11 @@ def _decoded(data: bytes, limits: ImageLimits, *, draft: int | None = None) -> I
             if w * h > limits.max_pixels:
                 raise ImageRejected(f"image is {w}x{h} pixels, over the {limits.max_pixels:,}-pixel limit")
             img.seek(0)  # first frame of animated GIFs
-            if draft is not None:
-                img.draft("RGB", (draft, draft))
+            if check and img.format == "PNG":
+                img.verify()  # every chunk's CRC, to the closing IEND
+                return img
+            if check:
+                img.draft("RGB", (limits.thumb_size, limits.thumb_size))
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"image rejected as a decompression bomb ({exc})") from exc

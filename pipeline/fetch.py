@@ -5,8 +5,9 @@ retries with exponential backoff on 429 / 5xx / network errors (``Retry-After`` 
 no retry on other 4xx, at most 5 redirects. Every body goes through :func:`pipeline.images.download`:
 a streaming byte cap and a content-type check, cached by URL in the lake's download cache — so an
 interrupted fetch resumes where it stopped, and a picture is never downloaded twice. A body is kept
-only once it decodes as a picture (see :func:`pipeline.images.download`): HTML sent as ``image/jpeg``
-or a torn JPEG is counted as failed and asked for again by the next run.
+only once it reads as a whole picture (see :func:`pipeline.images.download`): HTML sent as
+``image/jpeg`` or a torn file is counted as failed, and the refusal is remembered for a day
+(:data:`pipeline.images.REFUSED_FOR_SECONDS`) before the URL is asked for again.
 """
 
 from __future__ import annotations

@@ -125,12 +125,16 @@ def test_a_bad_body_an_older_build_cached_is_dropped_and_remembered(tmp_path):
 
 def test_at_most_four_at_once_and_resume(http_server, tmp_path):
     active, peak, lock = [0], [0], threading.Lock()
+    # requests are answered two by two: a fetcher asking one at a time leaves the first waiting for a
+    # partner that never comes (it fails after 10 s), whatever the scheduler does
+    pairs = threading.Barrier(2, timeout=10)
 
     def slowish(h):
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
-        time.sleep(0.15)
+        pairs.wait()
+        time.sleep(0.15)  # long enough for the other two of four to arrive
         with lock:
             active[0] -= 1
         h.reply(200, _jpeg(), "image/jpeg")

@@ -37,6 +37,31 @@ def test_not_an_image_and_too_big_rejected():
         decode_image(jpeg.getvalue()[: len(jpeg.getvalue()) // 2], ImageLimits())
 
 
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])
+def test_a_download_is_kept_only_whole_and_unaltered(fmt):
+    """check_image reads a downloaded picture to its end without decoding all of it (a JPEG at a
+    reduced scale, a PNG by its chunks' checksums): a torn file fails, and so does a PNG altered in
+    transit, the one change a checksum catches and a cheap check could miss."""
+    import numpy as np
+
+    from atlas.images import check_image
+
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format=fmt)
+    data = buf.getvalue()
+    check_image(data, ImageLimits())
+    with pytest.raises(ImageRejected, match="damaged or truncated"):
+        check_image(data[: len(data) // 2], ImageLimits())
+    if fmt == "PNG":
+        altered = bytearray(data)
+        altered[len(data) // 2] ^= 0xFF  # inside the pixel data
+        with pytest.raises(ImageRejected, match="damaged or truncated"):
+            check_image(bytes(altered), ImageLimits())
+    with pytest.raises(ImageRejected, match="pixel limit"):
+        check_image(data, ImageLimits(max_pixels=1_000))
+
 @pytest.mark.parametrize("fmt", ["TIFF", "BMP", "PPM", "ICO"])
 def test_only_the_four_web_formats_are_decoded(fmt):
     """Pillow reads many more formats than people upload; bytes of any other one (whatever type the
