@@ -898,6 +898,21 @@ def import_times_section(r: dict) -> list[str]:
     return out + [""]
 
 
+def picture_check_section(r: dict) -> list[str]:
+    out = ["## Checking a downloaded picture", "",
+           f"Command: `python bench/picture_check.py --megapixels {r['megapixels']:g} --runs {r['runs']}` — what "
+           "`--fetch-images` does to every body before keeping it (`atlas.images.check_image`: the whole file read, "
+           "a torn or altered one refused) against decoding the picture whole (the check before, for every "
+           "format but JPEG), on one photograph-like picture per format made by the script (its byte cap "
+           f"raised so that all four are measured); medians of {r['runs']} runs taken in turns.", _machine(r), "",
+           "| format | file | decoded whole | checked | checked / whole |", "|---|---:|---:|---:|---:|"]
+    out += [f"| {f['format']} | {f['megabytes']} MB | {f['whole_ms']} ms | **{f['check_ms']} ms** | {f['ratio']}× |"
+            for f in r["formats"]]
+    return out + ["", "A JPEG is decoded at a reduced scale (its sides at least the thumbnail's), a PNG by its "
+                  "chunks' checksums to the closing chunk without inflating its pixels; Pillow has no such check "
+                  "for GIF and WebP, so they are still decoded whole.", ""]
+
+
 def _pre_freeze(r: dict) -> str:
     """Said of a run made before the judged pools were frozen (4816aaa, 2026-11-30 22:59 UTC)."""
     if r.get("run_at", "") >= "2026-11-30T22:59":
@@ -1020,7 +1035,7 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
             ("add_one_day_picture", add_day_section), ("append_vectors", append_vectors_section),
-            ("import_times", import_times_section),
+            ("import_times", import_times_section), ("picture_check", picture_check_section),
             ("sky_quality", sky_section),
             ("sky_quality_online", sky_section)]
 
