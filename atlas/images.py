@@ -42,13 +42,25 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
 
 
 def check_image(data: bytes, limits: ImageLimits) -> None:
-    """Raise :class:`ImageRejected` unless ``data`` is a picture :func:`decode_image` would take: the
-    same limits, and the whole file read, at the least work that still finds a torn or altered one. A
+    """Raise :class:`ImageRejected` unless ``data`` is a whole picture within the limits of
+    :func:`decode_image`, read to its end at the least work that still finds a torn or altered file. A
     JPEG is decoded at a reduced scale whose sides stay at least ``limits.thumb_size`` (1/8 of the work
-    for a large picture); a PNG's chunks are read to the end and their checksums compared, its pixels
-    not inflated (Pillow's ``verify``); GIF and WebP, which have no such check, are decoded whole. No
-    RGB copy is made."""
+    for a large picture). A PNG passes when its chunks read to the closing one with their checksums
+    right, its pixels not inflated (Pillow's ``verify``); one that does not is decoded whole, which
+    decides (a bad checksum in a text chunk, a missing end chunk: pictures browsers show). GIF and WebP,
+    which have no such check, are decoded whole. No RGB copy is made. A PNG whose compressed pixels are
+    garbage under right checksums passes here and is refused when the images stage decodes it."""
     _decoded(data, limits, check=True)
+
+
+def _png_reads_whole(data: bytes) -> bool:
+    """True when every chunk of a PNG reads with its checksum right, to the closing IEND."""
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as img:
+            img.verify()
+    except Exception:  # noqa: BLE001 - whatever the failure (Pillow raises IndexError for a PNG with no
+        return False   # pixel data), the whole decode decides, with the reasons people are shown
+    return True
 
 
 def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False) -> Image.Image:
@@ -62,8 +74,7 @@ def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False) -> Image.
             if w * h > limits.max_pixels:
                 raise ImageRejected(f"image is {w}x{h} pixels, over the {limits.max_pixels:,}-pixel limit")
             img.seek(0)  # first frame of animated GIFs
-            if check and img.format == "PNG":
-                img.verify()  # every chunk's CRC, to the closing IEND
+            if check and img.format == "PNG" and _png_reads_whole(data):
                 return img
             if check:
                 img.draft("RGB", (limits.thumb_size, limits.thumb_size))

@@ -479,9 +479,9 @@ class RemoteLake:
         try:
             infos = self._fs.get_file_info(fs.FileSelector(self._key("versions"), allow_not_found=True))
             names = sorted(i.base_name for i in infos if i.type == fs.FileType.Directory)
-            now = self._store_now()
             made = {name: _utc(self._fs.get_file_info(self._key("versions", name, "manifest.json")).mtime)
                     for name in names}
+            now = self._store_now(newest=max((t for t in made.values() if t is not None), default=None))
 
             def age(name: str | None) -> float:
                 """Seconds since ``name``'s manifest was written (no version: long ago)."""
@@ -509,20 +509,30 @@ class RemoteLake:
             log.info("lake %s: %d old versions deleted from the bucket", self.layout.remote, len(gone))
         return gone
 
-    def _store_now(self) -> dt.datetime:
+    def _store_now(self, *, newest: dt.datetime | None) -> dt.datetime:
         """The store's clock now (the Date of its reply): a version's age is measured against the time
         the store gave its manifest, and this machine's clock may be minutes off (ahead, every version
-        looked past its grace the moment it was pushed). This machine's clock when the store gives none."""
+        looked past its grace the moment it was pushed). A refused request's reply is dated too (a
+        policy may allow listing under the lake's prefix only). With no date at all, the earlier of this
+        machine's clock and ``newest``, the newest manifest's time (which the store's clock has passed):
+        ages are then never overstated, and a version waits for a later push rather than going early."""
         from email.utils import parsedate_to_datetime
 
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            reply = self._client.head_bucket(Bucket=self.bucket)
-            return _utc(parsedate_to_datetime(reply["ResponseMetadata"]["HTTPHeaders"]["date"]))
-        except (BotoCoreError, ClientError, KeyError, TypeError, ValueError) as exc:
-            log.debug("lake %s: the store's time is unknown (%s); this machine's is used", self.layout.remote, exc)
-            return dt.datetime.now(dt.timezone.utc)
+            headers = self._client.head_bucket(Bucket=self.bucket)["ResponseMetadata"]["HTTPHeaders"]
+        except ClientError as exc:
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        except BotoCoreError:
+            headers = {}
+        try:
+            return _utc(parsedate_to_datetime(headers["date"]))
+        except (KeyError, TypeError, ValueError):
+            local = dt.datetime.now(dt.timezone.utc)
+            log.warning("lake %s: the object store's replies carry no date; old versions are aged by the "
+                        "newest one's time instead", self.layout.remote)
+            return min(local, newest) if newest is not None else local
 
     def _first_written(self, version: str) -> dt.datetime | None:
         """When the first file of ``version`` that is still there arrived (None: it holds no file)."""

@@ -70,7 +70,7 @@ def _recent_refusal(cache_dir: Path, url: str) -> str | None:
 
 def download(url: str, cache_dir: Path, limits: ImageLimits, session: requests.Session, timeout: float = 30) -> bytes:
     """Fetch ``url`` (cached by URL hash) with a streaming byte cap and a content-type check. The body
-    is kept only once it decodes as a picture (:func:`atlas.images.check_image`): HTML sent as
+    is kept only once it reads as a whole picture (:func:`atlas.images.check_image`): HTML sent as
     ``image/jpeg`` or a torn JPEG raises :class:`ImageRejected`, and so does a 404. A refusal is
     remembered for :data:`REFUSED_FOR_SECONDS` (no second request in that time; before, a bad body was
     cached and failed every later build, and was never asked for again)."""

@@ -59,6 +59,13 @@ def test_a_download_is_kept_only_whole_and_unaltered(fmt):
         altered[len(data) // 2] ^= 0xFF  # inside the pixel data
         with pytest.raises(ImageRejected, match="damaged or truncated"):
             check_image(bytes(altered), ImageLimits())
+        # no pixel data at all (Pillow's verify raised IndexError, which stopped a whole fetch)
+        no_pixels = data[:33] + data[-12:]  # the signature and IHDR, then IEND
+        assert no_pixels[12:16] == b"IHDR" and no_pixels[-8:-4] == b"IEND"
+        with pytest.raises(ImageRejected):
+            check_image(no_pixels, ImageLimits())
+        # a picture browsers show: the closing chunk missing. Refused here, it was asked again every day
+        check_image(data[:-12], ImageLimits())
     with pytest.raises(ImageRejected, match="pixel limit"):
         check_image(data, ImageLimits(max_pixels=1_000))
 

@@ -57,7 +57,7 @@ def test_local_and_ray_runners_build_the_same_lake(tmp_path):
 @pytest.mark.slow
 def test_ray_splits_many_picture_chunks_into_jobs_and_returns_each_chunk_whole(caplog):
     """Pictures travel from the driver as bytes, so a Ray picture job holds at most
-    ``RAY_CHUNKS_PER_JOB["image"]`` chunks: 11 chunks make two jobs, and every chunk comes back once,
+    ``RAY_CHUNKS_PER_JOB["image"]`` chunks: 10 chunks make two jobs, and every chunk comes back once,
     under its own index, with the vectors the local runner gives it (no test build has that many)."""
     import torch
 

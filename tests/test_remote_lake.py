@@ -572,6 +572,22 @@ def test_a_builder_whose_clock_is_ahead_does_not_prune_what_apps_may_still_pull(
         versions.append(RemoteLake(source).push())
     assert _versions_in_bucket(client, "ahead") == sorted(versions)  # pushed seconds ago: all stay
 
+    # a refused request's reply is dated by the store too (here: a bucket that is not there)
+    store_now = RemoteLake(LakeLayout(tmp_path / "x", remote="s3://no-such-bucket/lake"))._store_now(newest=None)
+    assert abs((store_now - dt.datetime.now(dt.timezone.utc)).total_seconds()) < 60
+    # no reply at all: the newest manifest's time, never this machine's clock an hour ahead
+    from botocore.exceptions import EndpointConnectionError
+
+    class Unreachable:
+        def head_bucket(self, **kwargs):
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+    lake = RemoteLake(source)
+    monkeypatch.setattr(lake, "_client", Unreachable())
+    newest = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    assert lake._store_now(newest=newest) == newest
+
+
 def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch):
     from app import create_app
 
