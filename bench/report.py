@@ -780,20 +780,24 @@ def ray_section(r: dict) -> list[str]:
             f"(a local Ray instance, 2 actors × 0.5 CPU), every title, text and picture encoded "
             f"(`--no-shipped-vectors`: {encoded['title']} titles and {encoded['text']} texts, two checkpoint chunks "
             f"of 512 each, and {encoded['image']} pictures)"
-            + (f"; *ray, `{base}`* = the Ray runner of that commit (a git worktree), which made a Ray Data job and "
-               "actor pool for every chunk" if base else "")
+            + (f"; *ray, `{base}`* = the Ray runner of that commit (a git worktree), whose actors loaded the models "
+               "without the build's saved traces" if base else "")
             + f"; the runners take turns, {r['repeats']} runs each, medians; stage times from the builds' manifests "
             "(the embed stage's CPU time there counts the build's own processes, not Ray's workers).", _machine(r), "",
             "| runner | embed stage (median) | items/s | vector tables | whole build |", "|---|---:|---:|---:|---:|",
             *(f"| {name} | {v['embed_wall_s_median']:.1f} s | {v['items_per_s']} | {v['vectors_wall_s_median']:.1f} s | "
               f"{v['build_wall_s_median']:.1f} s |" for name, v in rows),
             "", f"On one 2-core machine Ray costs **{r['ray_over_local_embed']}×** the local embed time: each input kind "
-            "(titles, texts, pictures) is one Ray Data job (up to 64 chunks of texts, 8 of pictures) whose actors start and load the models "
+            "(titles, texts, pictures) is one Ray Data job (up to 64 chunks of texts, 8 of pictures) whose actors start and load the encoder "
             f"(≈ {(ray['embed_wall_s_median'] - lo['embed_wall_s_median']) / 3:.0f} s more per job), and the actors "
             "share the same 2 cores. That overhead is fixed per job; it pays off only where there are more nodes "
-            "(or GPUs) than one process can use."
-            + (f" The code before took **{r['baseline_ray_over_ray_embed']}×** this time on Ray: a job per chunk, "
-               "so the actors loaded the models again for the second chunk of titles and of texts." if base else "")
+            "(or GPUs) than one process can use. The actors of a local Ray instance load the text tower from the "
+            "trace the build saves in the lake's model cache (the local runner's encoder loads it the same way); "
+            "the picture tower's trace is made only where a local build encoded pictures, so on an empty lake the "
+            "picture actors load timm's model, and actors on other nodes of a cluster, which do not see the "
+            "cache, load both models."
+            + (f" The code of `{base}` took **{r['baseline_ray_over_ray_embed']}×** this time on Ray: its actors "
+               "loaded the text model (sentence-transformers, int8 quantisation) afresh." if base else "")
             + " The vectors are identical to the local runner's, bit for bit (`tests/test_ray_runner.py`, "
             "4 chunks per kind).", ""]
 

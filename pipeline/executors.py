@@ -173,13 +173,17 @@ def _concatenate(results: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
 class _EncodeActor:
     """A Ray actor holding one copy of the build's encoder."""
 
-    def __init__(self, info: dict[str, Any], kind: str, root: str, batch_size: int, threads: int) -> None:
+    def __init__(self, info: dict[str, Any], kind: str, root: str, batch_size: int, threads: int,
+                 trace_dir: str | None) -> None:
         from atlas.device import keep_freed_memory, set_threads
         from atlas.encoders import encoder_from_manifest
 
         keep_freed_memory()  # the actor only encodes: its attention blocks are what the setting is for
         set_threads(threads)
-        self.encoder = encoder_from_manifest(info)  # raises when this node's model differs from the build's
+        # raises when this node's model differs from the build's; the build's saved traces, where this node
+        # sees them, load in a fraction of the models' time (only read; a trace is filed under the versions
+        # of the packages that shape its numbers, so a node with other versions loads the models instead)
+        self.encoder = encoder_from_manifest(info, trace_dir=Path(trace_dir) if trace_dir else None)
         self.kind, self.root, self.batch_size = kind, Path(root), batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -195,18 +199,21 @@ class RayExecutor:
 
     ``address`` None starts a local Ray instance with ``threads`` CPUs (stopped by :meth:`close`);
     ``auto`` or ``ray://host:10001`` joins an existing cluster (a KubeRay ``RayCluster``: see deploy/).
+    ``trace_dir``: the lake's model cache, whose saved encoder traces the actors of a local instance load
+    (on a cluster the other nodes do not see it, and load the models themselves).
     """
 
     name = "ray"
 
     def __init__(self, *, address: str | None, threads: int, actors: int, actor_cpus: float,
-                 actor_gpus: float) -> None:
+                 actor_gpus: float, trace_dir: Path | None = None) -> None:
         try:
             import ray
         except ImportError as exc:  # the runner is optional: say how to get it
             raise RuntimeError("--runner ray needs Ray Data and lance-ray: pip install -r requirements-ray.txt") from exc
         self._started = not ray.is_initialized()
         self._shared_disk = address is None  # a local instance: its workers see the staging folder
+        self._trace_dir = str(trace_dir) if trace_dir is not None and self._shared_disk else None
         if self._started:
             ray.init(address=address, num_cpus=threads if address is None else None, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
@@ -246,7 +253,7 @@ class RayExecutor:
         out = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _EncodeActor, batch_size=1, batch_format="numpy",
             fn_constructor_kwargs={"info": info, "kind": kind, "root": str(root), "batch_size": batch_size,
-                                   "threads": self.threads_per_actor},
+                                   "threads": self.threads_per_actor, "trace_dir": self._trace_dir},
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
             num_cpus=self.actor_cpus, num_gpus=self.actor_gpus or None,
         )
@@ -300,10 +307,10 @@ class RayExecutor:
 
 
 def make_executor(*, runner: str, address: str | None, threads: int, actors: int | None, actor_cpus: float,
-                  actor_gpus: float) -> Executor:
+                  actor_gpus: float, trace_dir: Path | None = None) -> Executor:
     if runner == "local":
         return LocalExecutor(threads=threads)
     if runner == "ray":
         return RayExecutor(address=address, threads=threads, actors=actors or threads, actor_cpus=actor_cpus,
-                           actor_gpus=actor_gpus)
+                           actor_gpus=actor_gpus, trace_dir=trace_dir)
     raise ValueError(f"unknown runner {runner!r}; expected local or ray")

@@ -122,7 +122,7 @@ def _executor(ctx: BuildContext) -> Executor:
     cfg = ctx.cfg
     return ctx.resource("executor", lambda: make_executor(
         runner=cfg.runner, address=cfg.ray_address, threads=cfg.threads, actors=cfg.ray_actors,
-        actor_cpus=cfg.ray_actor_cpus, actor_gpus=cfg.ray_gpus_per_actor))
+        actor_cpus=cfg.ray_actor_cpus, actor_gpus=cfg.ray_gpus_per_actor, trace_dir=ctx.layout.model_cache))
 
 
 def _knn(ctx: BuildContext, kind: str, k: int) -> KnnGraph:
