@@ -23,6 +23,9 @@ UPLOAD_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 #: (TIFF, BMP, EPS through Ghostscript, …) stays out of reach of untrusted bytes. The archive's pictures
 #: and the survey cutouts are all among them.
 DECODED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP")
+#: The longest side an encoder sees, as a multiple of the short one (the archive's longest panorama is
+#: about 10:1, so no archive picture is cut).
+MAX_ASPECT = 16
 
 
 class ImageRejected(ValueError):
@@ -88,6 +91,23 @@ def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False) -> Image.
             raise
         raise ImageRejected(f"a damaged or truncated picture ({type(exc).__name__}: {exc})") from exc
     return img
+
+
+def within_aspect(img: Image.Image, *, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """The centre of ``img``, cut to at most ``max_aspect``:1, for an encoder that scales the short side
+    to its input size and keeps the centre: a thin picture within the pixel cap would otherwise be
+    scaled up past any memory (a 177-byte 100000×1 PNG asked for a 22,400,000×224 resize). A picture
+    within the ratio is returned as it is, so its vectors do not change."""
+    w, h = img.size
+    short = max(1, min(w, h))
+    if max(w, h) <= max_aspect * short:
+        return img
+    long = int(max_aspect * short)
+    if w > h:
+        left = (w - long) // 2
+        return img.crop((left, 0, left + long, h))
+    top = (h - long) // 2
+    return img.crop((0, top, w, top + long))
 
 
 def thumbnail_jpeg(img: Image.Image, size: int) -> tuple[bytes, int, int]:

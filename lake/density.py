@@ -47,11 +47,17 @@ MAPS_IN_MEMORY: Final = 2
 MAX_SELECTION_ROWS: Final = 50_000
 #: Vertices kept of a lasso (simplified beyond that): a lasso drawn by hand sends hundreds.
 MAX_POLYGON_VERTICES: Final = 500
+#: Vertices a selection polygon may have at all (a dragged lasso sends a few thousand at most).
+MAX_POLYGON_INPUT: Final = 50_000
+#: Self-crossings a selection polygon may have: repairing a tangled ring (shapely's make_valid) grows
+#: faster than their count, a 101-point star (≈ 4,900 crossings) took 5 s of a core and a 201-point one
+#: minutes; 500 take ≈ 0.1 s, far more loops than a lasso drawn by hand makes.
+MAX_POLYGON_CROSSINGS: Final = 500
 _EPOCH: Final = np.datetime64("1970-01-01", "D")
 
 
 class PolygonError(ValueError):
-    """A selection polygon that cannot be used (too few vertices, not numbers)."""
+    """A selection polygon that cannot be used (too few vertices, not numbers, too tangled)."""
 
 
 @dataclass(frozen=True)
@@ -270,7 +276,10 @@ def padded_extent(x: np.ndarray, y: np.ndarray, *, pad: float) -> tuple[float, f
 
 
 def polygon_from(points: Sequence[Sequence[float]]):
-    """A shapely polygon from [[x, y], …] (a box's two corners make a rectangle); checked, simplified."""
+    """A shapely polygon from [[x, y], …] (a box's two corners make a rectangle): checked, simplified to
+    at most :data:`MAX_POLYGON_VERTICES` vertices, and repaired where it crosses itself (the loops of a
+    figure eight both count), unless it crosses itself more than :data:`MAX_POLYGON_CROSSINGS` times:
+    no lasso drawn by hand does, and the repair of such a tangle would hold a core for minutes."""
     import shapely
 
     try:
@@ -282,14 +291,52 @@ def polygon_from(points: Sequence[Sequence[float]]):
     if len(xy) == 2:  # a box: two opposite corners
         (ax, ay), (bx, by) = xy
         xy = np.array([[ax, ay], [bx, ay], [bx, by], [ax, by]])
+    if len(xy) > MAX_POLYGON_INPUT:
+        raise PolygonError(f"a selection polygon has at most {MAX_POLYGON_INPUT:,} vertices ({len(xy):,} sent)")
+    xy = _simplified(xy)
     if len(xy) < 3:
         raise PolygonError("a selection polygon needs at least 3 vertices (or a box's 2 corners)")
+    crossings = self_crossings(xy)
+    if crossings > MAX_POLYGON_CROSSINGS:
+        raise PolygonError(f"the selection crosses itself {crossings:,} times (at most {MAX_POLYGON_CROSSINGS}): "
+                           "draw it again with fewer loops")
     polygon = shapely.make_valid(shapely.Polygon(xy))
-    if len(xy) > MAX_POLYGON_VERTICES:
-        span = max(np.ptp(xy[:, 0]), np.ptp(xy[:, 1]))
-        polygon = polygon.simplify(span / 1000)
     shapely.prepare(polygon)
     return polygon
+
+
+def _simplified(xy: np.ndarray) -> np.ndarray:
+    """The ring through ``xy`` with at most :data:`MAX_POLYGON_VERTICES` vertices (Douglas–Peucker from a
+    thousandth of the polygon's span, the tolerance doubled up to a sixty-fourth until few enough
+    remain; an outline still more intricate is refused)."""
+    import shapely
+
+    if len(xy) <= MAX_POLYGON_VERTICES:
+        return xy
+    span = float(max(np.ptp(xy[:, 0]), np.ptp(xy[:, 1])))
+    for step in range(7):
+        ring = shapely.simplify(shapely.LineString(np.vstack([xy, xy[:1]])), span / 1000 * 2**step,
+                                preserve_topology=False)
+        kept = shapely.get_coordinates(ring)[:-1]
+        if len(kept) <= MAX_POLYGON_VERTICES:
+            return kept
+    raise PolygonError(f"the selection's outline is too intricate ({len(xy):,} vertices that do not simplify to "
+                       f"{MAX_POLYGON_VERTICES}): draw it again with fewer loops")
+
+
+def self_crossings(xy: np.ndarray) -> int:
+    """How many times the closed ring through ``xy`` crosses itself: every pair of its edges tested at
+    once (vertices are few here), a crossing where each edge has the other's ends on opposite sides.
+    Edges that only touch or overlap do not count."""
+    a = np.asarray(xy, dtype=float)
+    b = np.roll(a, -1, axis=0)
+
+    def side(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:  # sign of the turn p → q → r
+        return np.sign((q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
+
+    ai, bi, aj, bj = a[:, None], b[:, None], a[None, :], b[None, :]
+    crossing = (side(ai, bi, aj) * side(ai, bi, bj) < 0) & (side(aj, bj, ai) * side(aj, bj, bi) < 0)
+    return int(np.triu(crossing, k=1).sum())
 
 
 def inside_polygon(columns: MapColumns, polygon, filters: Filters, *, days: np.ndarray | None = None) -> np.ndarray:

@@ -385,20 +385,21 @@ def selection_shape(selected: dict) -> list[list[float]] | None:
 
 
 def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELECTION_ROWS):
-    """(rows, how many entries the selection holds): dates from a map the browser holds whole, a shape
-    from a thinned or large one (whose rows stop at ``limit``, in date order)."""
+    """(rows, how many entries the selection holds, why a shape selects nothing or None): dates from a map
+    the browser holds whole, a shape from a thinned or large one (whose rows stop at ``limit``, in date
+    order)."""
     a, filters = atlas(), filters_from(cats, years)
     if isinstance(selection, dict) and "polygon" in selection:
         emb, method = selection.get("embedding", emb), selection.get("method", method)
         if not a.selects_on_server(embedding=emb, method=method):
-            return a.selection([], filters), 0
+            return a.selection([], filters), 0, None
         try:
-            return a.polygon_selection(embedding=emb, method=method, polygon=selection["polygon"], filters=filters,
-                                       limit=limit)
-        except PolygonError:
-            return a.selection([], filters), 0
+            return (*a.polygon_selection(embedding=emb, method=method, polygon=selection["polygon"], filters=filters,
+                                         limit=limit), None)
+        except PolygonError as exc:
+            return a.selection([], filters), 0, str(exc)
     df = a.selection(selection or [], filters)
-    return df, len(df)
+    return df, len(df), None
 
 
 def selection_table(rows: list[dict]) -> dag.AgGrid | None:
@@ -427,12 +428,12 @@ def fill_table(selection, cats, years, emb, method):
     the Sky page to ring."""
     if selection is None:  # not given by the URL: restoreSelection fills it in a moment
         raise PreventUpdate
-    df, total = _selected_rows(selection, emb, method, cats, years, limit=MAX_LISTED_ROWS)
+    df, total, refused = _selected_rows(selection, emb, method, cats, years, limit=MAX_LISTED_ROWS)
     # the browser gets the grid's columns of the first rows only (a lasso around the whole archive
     # sent 11k explanations, ≈ 12 MB); the downloads read the selection again, whole
     listed = df.head(MAX_LISTED_ROWS)
     rows = listed.assign(date=[f"[{d}](/entry/{d})" for d in listed.date])[[c["field"] for c in GRID_COLUMNS]]
-    title = f"Selection: {total:,} entries"
+    title = f"Selection: {total:,} entries" + (f" ({refused})" if refused else "")
     if total > len(listed):
         by_shape = isinstance(selection, dict) and "polygon" in selection  # counted on the server
         kept = f"the first {min(total, MAX_SELECTION_ROWS):,}" if by_shape else "all of them"
@@ -455,7 +456,7 @@ def fill_table(selection, cats, years, emb, method):
 def download(_csv, _parquet, selection, cats, years, emb, method):
     if not selection:  # nothing lassoed yet: no file of column names only
         raise PreventUpdate
-    df, _total = _selected_rows(selection, emb, method, cats, years)
+    df, _total, _refused = _selected_rows(selection, emb, method, cats, years)
     fmt = "csv" if ctx.triggered_id == Map.DL_CSV else "parquet"
     body, _ = table_bytes(df, fmt=fmt, licence=LICENCE_NOTE)
     return dcc.send_bytes(body, f"cosmic_atlas_selection.{fmt}")

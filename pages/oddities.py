@@ -12,7 +12,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from atlas.userstate import FeedbackUnavailable
+from atlas.userstate import FeedbackError, FeedbackUnavailable
 from lake.manifest import LakeMissingError
 from lake.oddities import reason
 from lake.pictures import picture_for
@@ -165,13 +165,26 @@ def mark(clicks, user, version):
     trigger = ctx.triggered_id
     if not trigger or not any(clicks) or not user:
         return no_update, no_update
+    day = str(trigger.get("date") or "")
+    try:  # the checks of POST /api/feedback: a thumb names an entry of this lake by its YYYY-MM-DD date (a
+        row = atlas().entry(day)  # request made by hand may name any date, or none)
+    except ValueError:
+        row = None
+    known = row is not None and row["date"] == day
+    if not known:
+        return no_update, _not_stored(f"there is no entry for {day[:20]!r}")
     try:
-        feedback().toggle(date=trigger["date"], interesting=trigger["label"] == "up", user=user)
+        feedback().toggle(date=day, interesting=trigger.get("label") == "up", user=user)
     except FeedbackUnavailable as exc:  # the server's operator must move the store; the list stays as it was
         log.error("a thumb was not stored: %s", exc)
-        return no_update, dbc.Alert(f"Your mark was not stored: {exc.public_message}.", color="warning",
-                                    className="mb-0 py-2")
+        return no_update, _not_stored(exc.public_message)
+    except FeedbackError as exc:
+        return no_update, _not_stored(str(exc))
     return (version or 0) + 1, no_update
+
+
+def _not_stored(why: str) -> dbc.Alert:
+    return dbc.Alert(f"Your mark was not stored: {why}.", color="warning", className="mb-0 py-2")
 
 
 @callback(Output(Oddities.PAGE, "active_page"), Input(Oddities.DETECTOR, "value"), Input(Oddities.CATS, "value"),

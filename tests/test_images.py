@@ -4,7 +4,7 @@ import pytest
 import requests
 from PIL import Image
 
-from atlas.images import ImageLimits, ImageRejected, decode_image, thumbnail_jpeg
+from atlas.images import MAX_ASPECT, ImageLimits, ImageRejected, decode_image, thumbnail_jpeg, within_aspect
 from pipeline.images import download
 
 
@@ -19,6 +19,23 @@ def test_decode_and_thumbnail():
     jpeg, w, h = thumbnail_jpeg(img, 256)
     assert (w, h) == (256, 128)
     assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
+
+
+def test_a_thin_picture_is_cut_to_its_centre_before_an_encoder_scales_it():
+    """A 100000×1 picture is 177 bytes and within the pixel cap; scaling its short side to 224 would ask
+    for a 22,400,000×224 picture. Encoders see its centre at MAX_ASPECT:1; the archive's own panoramas
+    (up to about 10:1) are left whole."""
+    from atlas.encoders.efficientnet import preprocess
+
+    panorama = Image.new("RGB", (2560, 256))
+    assert within_aspect(panorama) is panorama
+    wide = Image.linear_gradient("L").resize((256, 1)).resize((100_000, 1)).convert("RGB")
+    cut = within_aspect(wide)
+    assert cut.size == (MAX_ASPECT, 1)
+    assert cut.getpixel((0, 0)) == wide.getpixel(((100_000 - MAX_ASPECT) // 2, 0))  # the centre, not an end
+    assert within_aspect(wide.transpose(Image.Transpose.ROTATE_90)).size == (1, MAX_ASPECT)
+    pixels = preprocess([wide, wide.transpose(Image.Transpose.ROTATE_90)])
+    assert pixels.shape == (2, 3, 224, 224)
 
 
 def test_decompression_bomb_rejected():

