@@ -371,9 +371,11 @@ def feedback_add():
 @bp.get("/feedback/export")
 def feedback_export():
     """Every label given (date, interesting, user, time) as CSV, JSON or Parquet: the newest
-    ``MAX_EXPORT_ROWS``, oldest first."""
+    ``MAX_EXPORT_ROWS``, oldest first; each person under a pseudonym (:func:`atlas.userstate.pseudonym`),
+    never the name or browser id that marks as them."""
     import pandas as pd
 
+    from atlas.userstate import pseudonym
     from services import feedback
 
     p = _params({"format"})
@@ -381,6 +383,7 @@ def feedback_export():
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
     df = pd.DataFrame(feedback().history(limit=MAX_EXPORT_ROWS), columns=["date", "interesting", "user", "at"])
+    df["user"] = df["user"].map(pseudonym)
     return _download(df, "feedback", fmt)
 
 

@@ -77,6 +77,14 @@ def _user(user: str | None) -> str:
     return (user or "anonymous").strip()[:MAX_USER_CHARS] or "anonymous"
 
 
+def pseudonym(user: str) -> str:
+    """How a person appears in a public export of the marks: the same name gives the same pseudonym, so
+    marks can still be grouped by person, but the name is not shown. The Oddities page names each
+    browser by a random id, and anyone holding that id can mark (and read) as that browser; the
+    export is public, so it must not list the ids."""
+    return "u-" + hashlib.sha256(_user(user).encode()).hexdigest()[:12]
+
+
 class FeedbackStore:
     def __init__(self, path: Path, *, keep_superseded: int = KEEP_SUPERSEDED, prune_every: int = PRUNE_EVERY) -> None:
         self.path = Path(path)

@@ -48,17 +48,27 @@ def test_oddities_feedback_rerank_and_export(demo_client):
     assert (labels.date == top).any() and set(labels.columns) == {"date", "interesting", "user", "at"}
 
 
-def test_feedback_export_is_inert_in_a_spreadsheet(demo_client):
-    """A user name is whatever the sender typed: in the CSV a formula is text, in Parquet it is kept."""
+def test_the_marks_export_names_people_by_pseudonym_not_by_what_marks_as_them(demo_client):
+    """The export is public; the Oddities page's per-browser id (or a name sent to the API) marks as that
+    person, so the export shows a pseudonym instead: the same for the same person, so marks still group
+    by person. A name that is a spreadsheet formula cannot reach the file either."""
+    from atlas.userstate import pseudonym
+
     c = demo_client
-    top = c.get("/api/oddities?k=1").get_json()["results"][0]["date"]
-    formula = '=HYPERLINK("http://example.invalid","x")'
-    assert c.post("/api/feedback", json={"date": top, "interesting": True, "user": formula}).status_code == 200
+    top, second = (r["date"] for r in c.get("/api/oddities?k=2").get_json()["results"])
+    browser, formula = "3f9c2a7be01d44c8", '=HYPERLINK("http://example.invalid","x")'
+    for user, day in ((browser, top), (browser, second), (formula, top)):
+        assert c.post("/api/feedback", json={"date": day, "interesting": True, "user": user}).status_code == 200
     csv = c.get("/api/feedback/export?format=csv")
     assert csv.headers["Content-Type"] == "text/csv; charset=utf-8"
-    users = pd.read_csv(io.BytesIO(csv.data)).user.tolist()
-    assert "'" + formula in users and formula not in users
-    assert formula in pd.read_parquet(io.BytesIO(c.get("/api/feedback/export?format=parquet").data)).user.tolist()
+    parquet = c.get("/api/feedback/export?format=parquet").data
+    for body in (csv.data, parquet):
+        assert browser.encode() not in body and b"HYPERLINK" not in body
+    marks = pd.read_parquet(io.BytesIO(parquet))
+    assert marks.user.str.fullmatch(r"u-[0-9a-f]{12}").all()
+    mine = marks[marks.user == pseudonym(browser)]
+    assert {top, second} <= set(mine.date) and pseudonym(formula) != pseudonym(browser)
+    assert (pd.read_csv(io.BytesIO(csv.data)).user == marks.user).all()
 
 
 @pytest.mark.parametrize("body,status,fragment", [
@@ -120,16 +130,18 @@ def _thumb(c, *, date: object, user: str) -> dict:
 def test_a_thumb_for_no_entry_is_refused_as_the_api_refuses_it(demo_client):
     """The page's thumbs take the API's checks: a hand-made click naming a date with no entry stored a
     mark for it, and a date that is no date failed the callback."""
+    from atlas.userstate import pseudonym
+
     c = demo_client
     for date in ("1990-01-01", "x", 20140107):
         response = _thumb(c, date=date, user="mallory")
         assert Oddities.NOTE in response, (date, response)
         note = json.dumps(response[Oddities.NOTE])
         assert "Your mark was not stored: there is no entry for" in note, note
-    assert "mallory" not in set(pd.read_csv(io.BytesIO(c.get("/api/feedback/export").data)).user)
+    assert pseudonym("mallory") not in set(pd.read_csv(io.BytesIO(c.get("/api/feedback/export").data)).user)
     top = c.get("/api/oddities?k=1").get_json()["results"][0]["date"]
     assert Oddities.VERSION in _thumb(c, date=top, user="mallory")  # a real entry is marked, the list refreshed
-    assert "mallory" in set(pd.read_csv(io.BytesIO(c.get("/api/feedback/export").data)).user)
+    assert pseudonym("mallory") in set(pd.read_csv(io.BytesIO(c.get("/api/feedback/export").data)).user)
 
 
 def test_twenty_clients_clicking_at_once_lose_nothing(demo_app):
@@ -142,9 +154,11 @@ def test_twenty_clients_clicking_at_once_lose_nothing(demo_app):
             r = c.post("/api/feedback", json={"date": d, "interesting": i % 2 == 0, "user": f"crowd{i}"})
             assert r.status_code == 200, r.get_data(as_text=True)
 
+    from atlas.userstate import pseudonym
+
     assert in_threads(client, 20) == []
     history = pd.read_csv(io.BytesIO(demo_app.server.test_client().get("/api/feedback/export").data))
-    assert (history.user.str.startswith("crowd")).sum() == 20 * len(dates)
+    assert history.user.isin({pseudonym(f"crowd{i}") for i in range(20)}).sum() == 20 * len(dates)
 
 
 def test_cluster_lists_download(demo_client):
