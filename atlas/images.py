@@ -18,6 +18,9 @@ MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 #: arrives base64-encoded (4/3 of its bytes) inside a Dash callback's JSON.
 MAX_REQUEST_BYTES = -(-MAX_UPLOAD_BYTES * 4 // 3) + 256 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000
+#: Longest side an upload keeps once decoded: the encoders look at 224 pixels, and a full-size copy of
+#: a 40-megapixel upload (RGB, then the encoder's own) held ≈ 480 MB per request.
+UPLOAD_SIDE = 1024
 UPLOAD_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 #: The only formats Pillow may decode, whatever type the sender declared: every other decoder Pillow has
 #: (TIFF, BMP, EPS through Ghostscript, …) stays out of reach of untrusted bytes. The archive's pictures
@@ -37,11 +40,20 @@ class ImageLimits:
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 60_000_000
     thumb_size: int = 256
+    #: With a value, pictures are reduced to at most this long side as they are decoded (a JPEG at a
+    #: reduced scale from the start), before the RGB copy is made.
+    max_side: int | None = None
 
 
 def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     """Decode untrusted bytes into an RGB image, refusing oversize, bombs and non-images."""
-    return _decoded(data, limits).convert("RGB")
+    img = _decoded(data, limits, draft=limits.max_side)
+    if limits.max_side is None or max(img.size) <= limits.max_side:
+        return img.convert("RGB")
+    if img.mode not in ("RGB", "L"):  # resampled in colour: a palette or bilevel one is not resampled
+        img = img.convert("RGB")      # at all, and one with alpha gets a premultiplied full-size copy
+    img.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
+    return img.convert("RGB")
 
 
 def check_image(data: bytes, limits: ImageLimits) -> None:
@@ -66,7 +78,7 @@ def _png_reads_whole(data: bytes) -> bool:
     return True
 
 
-def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False) -> Image.Image:
+def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False, draft: int | None = None) -> Image.Image:
     if len(data) > limits.max_bytes:
         raise ImageRejected(f"image is {len(data):,} bytes, over the {limits.max_bytes:,}-byte limit")
     try:
@@ -79,8 +91,8 @@ def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False) -> Image.
             img.seek(0)  # first frame of animated GIFs
             if check and img.format == "PNG" and _png_reads_whole(data):
                 return img
-            if check:
-                img.draft("RGB", (limits.thumb_size, limits.thumb_size))
+            if check or draft:
+                img.draft("RGB", (draft or limits.thumb_size,) * 2)
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"image rejected as a decompression bomb ({exc})") from exc
@@ -120,4 +132,4 @@ def thumbnail_jpeg(img: Image.Image, size: int) -> tuple[bytes, int, int]:
 
 def upload_limits() -> ImageLimits:
     """The limits every upload form and endpoint applies."""
-    return ImageLimits(max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_UPLOAD_PIXELS)
+    return ImageLimits(max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_UPLOAD_PIXELS, max_side=UPLOAD_SIDE)

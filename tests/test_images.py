@@ -4,7 +4,16 @@ import pytest
 import requests
 from PIL import Image
 
-from atlas.images import MAX_ASPECT, ImageLimits, ImageRejected, decode_image, thumbnail_jpeg, within_aspect
+from atlas.images import (
+    MAX_ASPECT,
+    UPLOAD_SIDE,
+    ImageLimits,
+    ImageRejected,
+    decode_image,
+    thumbnail_jpeg,
+    upload_limits,
+    within_aspect,
+)
 from pipeline.images import download
 
 
@@ -36,6 +45,26 @@ def test_a_thin_picture_is_cut_to_its_centre_before_an_encoder_scales_it():
     assert within_aspect(wide.transpose(Image.Transpose.ROTATE_90)).size == (1, MAX_ASPECT)
     pixels = preprocess([wide, wide.transpose(Image.Transpose.ROTATE_90)])
     assert pixels.shape == (2, 3, 224, 224)
+
+
+@pytest.mark.parametrize("fmt, mode", [("JPEG", "RGB"), ("PNG", "RGBA"), ("GIF", "P"), ("PNG", "1")])
+def test_an_upload_is_reduced_as_it_is_decoded_and_a_small_one_kept_as_sent(fmt, mode):
+    """The encoders look at 224 pixels: an upload keeps at most UPLOAD_SIDE on its long side (a large JPEG
+    decoded at a reduced scale from the start), in colour whatever its mode; the build's own pictures
+    (no max_side) and uploads already small enough are decoded as they are."""
+    big = Image.radial_gradient("L").resize((3000, 2000)).convert(mode)
+    buf = io.BytesIO()
+    big.save(buf, format=fmt)
+    got = decode_image(buf.getvalue(), upload_limits())
+    assert got.mode == "RGB" and got.size == (UPLOAD_SIDE, round(UPLOAD_SIDE * 2000 / 3000))
+    assert decode_image(buf.getvalue(), ImageLimits()).size == (3000, 2000)
+    if mode == "RGB":  # resampled, not cut or shifted: the centre of the gradient stays dark, corners light
+        w, h = got.size
+        assert got.getpixel((w // 2, h // 2))[0] < 40 < 200 < got.getpixel((0, 0))[0]
+    small = io.BytesIO()
+    Image.new("RGB", (256, 180), (200, 100, 50)).save(small, format="PNG")
+    kept = decode_image(small.getvalue(), upload_limits())
+    assert kept.size == (256, 180) and kept.getpixel((5, 5)) == (200, 100, 50)
 
 
 def test_decompression_bomb_rejected():
