@@ -47,7 +47,7 @@ class ImageLimits:
 
 def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
     """Decode untrusted bytes into an RGB image, refusing oversize, bombs and non-images."""
-    img = _decoded(data, limits, draft=limits.max_side)
+    img = _decoded(data, limits)
     if limits.max_side is None or max(img.size) <= limits.max_side:
         return img.convert("RGB")
     if img.mode not in ("RGB", "L"):  # resampled in colour: a palette or bilevel one is not resampled
@@ -78,7 +78,7 @@ def _png_reads_whole(data: bytes) -> bool:
     return True
 
 
-def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False, draft: int | None = None) -> Image.Image:
+def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False) -> Image.Image:
     if len(data) > limits.max_bytes:
         raise ImageRejected(f"image is {len(data):,} bytes, over the {limits.max_bytes:,}-byte limit")
     try:
@@ -91,8 +91,8 @@ def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False, draft: in
             img.seek(0)  # first frame of animated GIFs
             if check and img.format == "PNG" and _png_reads_whole(data):
                 return img
-            if check or draft:
-                img.draft("RGB", (draft or limits.thumb_size,) * 2)
+            if check or limits.max_side:  # a JPEG decoded at a reduced scale: the check's, or the cap's
+                img.draft("RGB", (limits.thumb_size if check else limits.max_side,) * 2)
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"image rejected as a decompression bomb ({exc})") from exc
