@@ -2,10 +2,13 @@
 
 One :class:`LakeService` per app (made by ``app.create_app``, kept in the Flask app's extensions).
 It pins one published version of the lake at a time and reopens when the build publishes a new one
-(one ``readlink`` per call of :meth:`LakeService.atlas` / :meth:`LakeService.engine` decides), so a
-running server picks up rebuilt lakes; each handle it returns reads one build (a request that asks twice
-while a build publishes may get the new one the second time). Query encoders are kept by fingerprint across versions: a rebuild with the same
-model does not pay the model load again, and :meth:`LakeService.warm` loads it before the first search.
+(one ``readlink`` per request decides), so a running server picks up rebuilt lakes. Everything one
+request reads comes from one build: the first handle it asks for is kept for the rest of the request
+(``flask.g``), so a view cached under a version was made from that version, and a request that asks
+twice while a build publishes does not mix two builds. A serving process (one that ran :meth:`LakeService.warm`)
+warms a new version in the background as soon as it sees it; query encoders are kept by fingerprint
+across that switch (a rebuild with the same model does not pay the model load again) and the ones the
+new version does not use are let go once it is warm.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 
 import pandas as pd
 
@@ -41,6 +44,18 @@ MAX_OBJECT_NAME_CHARS = 200
 ENCODER_RETRY_SECONDS = 60.0
 
 EXTENSION = "cosmic_atlas"
+#: Where a request keeps the lake version it reads (``flask.g``).
+REQUEST_PIN = "cosmic_atlas_lake"
+
+
+@dataclass(frozen=True)
+class LakeHandles:
+    """One published version's query objects: what a request reads, all of one build."""
+
+    version: str
+    atlas: AtlasQueries
+    engine: SearchEngine
+    galaxies: GalaxyQueries
 
 
 class LakeService:
@@ -50,15 +65,16 @@ class LakeService:
         self.layout = layout
         self._remote = RemoteLake.of(layout)  # a lake on object storage: served from its working copy
         self._lock = threading.Lock()
-        self._version: str | None = None
-        self._atlas: AtlasQueries | None = None
-        self._engine: SearchEngine | None = None
-        self._galaxies: GalaxyQueries | None = None
-        self._encoders: dict[str, Encoder] = {}
+        self._handles: LakeHandles | None = None
+        self._encoders: dict[str, Encoder] = {}  # used since the version served was opened
+        self._encoders_before: dict[str, Encoder] = {}  # the version before's: taken over, or let go once warm
         self._encoder_lock = threading.Lock()  # loading takes seconds: not under the lock every request takes
         self._encoder_failed: dict[str, float] = {}  # fingerprint → when it failed; retried after a while
         self._feedback: FeedbackStore | None = None
         self._warmers: list[Callable[[], None]] = []
+        self._serving = False  # warm() ran: this process serves, and warms each new version as it comes
+        self._rewarm_lock = threading.Lock()  # one background warm-up at a time
+        self._rewarmer: threading.Thread | None = None  # the last one started
 
     def add_warmer(self, warm: Callable[[], None]) -> None:
         """Something else to prepare in :meth:`warm` (the app registers its pages' default views)."""
@@ -71,6 +87,9 @@ class LakeService:
         key = str(info.get("fingerprint"))
         with self._encoder_lock:
             if key in self._encoders:
+                return self._encoders[key]
+            if key in self._encoders_before:  # a new version built with the same model
+                self._encoders[key] = self._encoders_before.pop(key)
                 return self._encoders[key]
             failed = self._encoder_failed.get(key)
             if failed is None or time.monotonic() - failed > ENCODER_RETRY_SECONDS:
@@ -89,34 +108,82 @@ class LakeService:
                                 "with does not load here (the server log says why). Rebuild the lake with the "
                                 "packages installed here, or install the lake's models.")
 
-    def _open(self) -> tuple[AtlasQueries, SearchEngine]:
-        version = self._remote.pull_if_stale() if self._remote else self.layout.current_version()
-        if version is None:
-            LakeReader(self.layout)  # raises LakeMissingError with the reason (none built, or too old)
+    def handles(self) -> LakeHandles:
+        """The version this request reads (inside a request: the one its first call got, see the module
+        docstring), else the version served now."""
+        if not has_request_context():
+            return self._current()
+        pinned = g.get(REQUEST_PIN)
+        if pinned is None:
+            pinned = self._current()
+            setattr(g, REQUEST_PIN, pinned)
+        return pinned
+
+    def _current(self) -> LakeHandles:
+        """The live version's handles, opened anew when the build published another. A lake on object
+        storage is looked at every ``POLL_SECONDS``; a new version there downloads in the background
+        while this copy answers (a large one takes minutes, which no visitor's request should wait)."""
+        if self._remote:
+            self._remote.pull_if_stale(background=True, then=self._current)
         with self._lock:
-            if version != self._version or self._atlas is None:
-                reader = LakeReader(replace(self.layout, version=version))
-                self._atlas, self._engine = AtlasQueries(reader), SearchEngine(reader, self._encoder_for)
-                self._galaxies = GalaxyQueries(reader, self._encoder_for)
-                self._version = version
-                log.info("serving lake %s version %s", self.layout.location, version)
-            return self._atlas, self._engine  # type: ignore[return-value]
+            # the pointer is read under the lock: read before it, a request that read the version before
+            # a publish and got the lock after one that read the new version switched the worker back
+            version = self.layout.current_version()
+            if version is None:
+                LakeReader(self.layout)  # raises LakeMissingError with the reason (none built, or too old)
+            if self._handles is not None and self._handles.version == version:
+                return self._handles
+            reader = LakeReader(replace(self.layout, version=version))
+            switched = self._handles is not None
+            self._handles = LakeHandles(str(version), AtlasQueries(reader), SearchEngine(reader, self._encoder_for),
+                                        GalaxyQueries(reader, self._encoder_for))
+            log.info("serving lake %s version %s", self.layout.location, version)
+            handles = self._handles
+        if switched:
+            self._switched()
+        return handles
+
+    def _switched(self) -> None:
+        """A new version is served: its encoders are taken over from the version before's by fingerprint,
+        and the rest let go once it is warm (a serving process warms it now, in the background; the
+        others at the next switch), so a worker holds the encoders of at most two versions."""
+        with self._encoder_lock:
+            self._encoders_before, self._encoders = self._encoders, {}
+        if self._serving:
+            self._rewarmer = threading.Thread(target=self._rewarm, name="lake-rewarm", daemon=True)
+            self._rewarmer.start()
+
+    def _rewarm(self) -> None:
+        with self._rewarm_lock:
+            self.warm()
+            with self._encoder_lock:
+                self._encoders_before = {}
+
+    def settle(self, timeout: float = 600.0) -> bool:
+        """Wait for the background work a new version started (its download, its warm-up); False if some
+        still runs after ``timeout`` seconds (tests, and anything that must see the new version warm)."""
+        deadline = time.monotonic() + timeout
+        if self._remote and not self._remote.join_pull(timeout):
+            return False
+        if self._rewarmer is not None:
+            self._rewarmer.join(max(0.0, deadline - time.monotonic()))
+            return not self._rewarmer.is_alive()
+        return True
 
     @property
     def version(self) -> str | None:
-        return self._version
+        """The version served now (None before the first request opened the lake)."""
+        return self._handles.version if self._handles else None
 
     def atlas(self) -> AtlasQueries:
-        return self._open()[0]
+        return self.handles().atlas
 
     def engine(self) -> SearchEngine:
-        return self._open()[1]
+        return self.handles().engine
 
     def galaxies(self) -> GalaxyQueries:
         """The lake's Galaxy Zoo collection (same pinned version as the rest of the request)."""
-        self._open()
-        with self._lock:
-            return self._galaxies  # type: ignore[return-value]
+        return self.handles().galaxies
 
     def feedback(self) -> FeedbackStore:
         """People's labels for this lake (outside the lake: they survive rebuilds)."""
@@ -146,7 +213,10 @@ class LakeService:
     def warm(self) -> None:
         """Open the lake and load its query encoders now, so the first search (and the first galaxy
         upload) is as fast as the rest; then the registered warmers (the pages' default views). A step
-        that fails is logged and skipped: warming up must never stop a worker from serving."""
+        that fails is logged and skipped: warming up must never stop a worker from serving. From then on
+        the service warms each new version it sees, in the background."""
+        self._serving = True
+
         def galaxies() -> None:
             g = self.galaxies()
             if g.has_pictures:

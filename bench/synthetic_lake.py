@@ -59,7 +59,8 @@ def write_synthetic_lake(out: Path, *, n: int, seed: int = 0) -> LakeLayout:
     tables = {"entries": entries, "categories": cats, "projections": proj, "clusters": clusters}
     LakeWriter(layout).publish_tables(tables, {
         "built_at": dt.datetime.now(dt.timezone.utc).isoformat(), "synthetic": True,
-        "taxonomy": {"categories": names}, "counts": {"entries": n}, "encoder": {}}, version=f"synthetic-{n}")
+        "taxonomy": {"categories": names}, "counts": {"entries": n}, "encoder": {},
+        "projection": {"mode": "fitted", "fit": {"entries": n, "run_id": f"synthetic-{n}-{seed}"}}}, version=f"synthetic-{n}")
     return layout
 
 

@@ -35,6 +35,10 @@ CUTOUT_ROUTE = "/cutouts/gz2"
 SDSS_NAVIGATE = "https://skyserver.sdss.org/dr18/VisualTools/navi?ra={ra:.5f}&dec={dec:.5f}&scale=0.2"
 
 
+#: Why rows picked on a galaxy map drawn from an earlier build name no galaxy (:meth:`GalaxyQueries.objids_at`).
+MAP_CHANGED = "the map has changed with a newer build of the lake since it was drawn: reload the page and select again"
+
+
 class GalaxyError(ValueError):
     """A request the collection cannot answer; the message says what to do."""
 
@@ -69,6 +73,7 @@ class GalaxyQueries:
         self._tables: dict[str, Any] = {}
         self._baselines: dict[int, tuple[list[galaxy_stats.Interval], np.ndarray]] = {}
         self._map_points: dict[str, pd.DataFrame] = {}
+        self._map_keys: dict[str, str] = {}
 
     # -- what is there ---------------------------------------------------------------------------
     @property
@@ -180,8 +185,29 @@ class GalaxyQueries:
                 self._map_points[space] = cached
         return cached
 
-    def objids_at(self, space: str, rows: Sequence[int]) -> list[str]:
-        """The objids of rows of :meth:`map_points` (what a click or a lasso on the map sends back)."""
+    def map_key(self, space: str) -> str:
+        """What one map's row numbers mean: a digest of its galaxies and their places, in row order. A
+        page keeps the key of the map it drew and hands it back with the rows a click or lasso picked
+        (:meth:`objids_at`): a new build that changed the map would otherwise turn them into other
+        galaxies; one that left the map as it was (an APOD-only daily build) keeps them good."""
+        with self._lock:
+            key = self._map_keys.get(space)
+        if key is None:
+            import hashlib
+
+            points = self.map_points(space)
+            digest = hashlib.sha256("\n".join(points.objid.astype(str)).encode())
+            digest.update(points[["x", "y"]].to_numpy(np.float64).tobytes())
+            key = digest.hexdigest()[:16]
+            with self._lock:
+                self._map_keys[space] = key
+        return key
+
+    def objids_at(self, space: str, rows: Sequence[int], *, drawn: str | None) -> list[str]:
+        """The objids of rows of :meth:`map_points` (what a click or a lasso on the map sends back), for a
+        map drawn with :meth:`map_key` ``drawn``; a map that has changed since is a :class:`GalaxyError`."""
+        if drawn != self.map_key(space):
+            raise GalaxyError(MAP_CHANGED)
         points = self.map_points(space)
         picked = [int(r) for r in rows]
         if any(r < 0 or r >= len(points) for r in picked):

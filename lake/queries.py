@@ -99,6 +99,13 @@ class AtlasQueries:
     def manifest(self) -> dict[str, Any]:
         return self.reader.manifest
 
+    def map_fit(self) -> str | None:
+        """Which fit the maps' coordinates come from (the build that last fitted them; None for a lake that
+        does not say). A daily build places its new entries on the maps without moving a point, so an
+        outline drawn on a map holds as long as this stays the same; a new fit moves every point."""
+        fit = (self.manifest.get("projection") or {}).get("fit") or {}
+        return str(fit["run_id"]) if fit.get("run_id") else None
+
     def category_order(self) -> list[str]:
         """The text categories, most frequent in the whole lake first (ties by name), then the taxonomy's
         categories no entry has: the order the pages give colours in, so that a category keeps its colour

@@ -17,9 +17,10 @@ the ``current`` symlink) has no object-store equivalent. So:
   builders race, the store lets one pointer through and refuses the other, instead of the last writer
   silently dropping the first one's version;
 * the **app** pulls the version the pointer names into its working copy (checked at most every
-  :data:`POLL_SECONDS`) and reads that local copy, so queries run at local-disk speed. A pull downloads
-  only the files the new version does not share with the version the copy holds (each push records
-  where each file's content was first uploaded: :data:`lake.layout.VERSION_ORIGINS`).
+  :data:`POLL_SECONDS`, in the background: its requests go on answering from the copy meanwhile) and
+  reads that local copy, so queries run at local-disk speed. A pull downloads only the files the new
+  version does not share with the version the copy holds (each push records where each file's content
+  was first uploaded: :data:`lake.layout.VERSION_ORIGINS`).
 
 The working copies live under ``$COSMIC_ATLAS_CACHE/builds/<bucket>/<prefix>`` (builds) and
 ``$COSMIC_ATLAS_CACHE/lakes/<bucket>/<prefix>`` (the app and other readers; default cache
@@ -38,6 +39,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -157,6 +159,8 @@ class RemoteLake:
         self._client = object_client(self.endpoint or s3_endpoint())
         self._checked_at = float("-inf")  # never looked yet
         self._lock = threading.RLock()  # pull_if_stale holds it around pull()
+        self._puller: threading.Thread | None = None  # pull_if_stale's background pull, while one runs
+        self._puller_lock = threading.Lock()
         #: the bucket's live version when this object last pulled ("" for an empty bucket; None: never
         #: pulled), and the pointer object's ETag then (None: there was none): a push replaces exactly
         #: that pointer or nothing (see :meth:`push`)
@@ -392,12 +396,35 @@ class RemoteLake:
             log.info("lake %s: %d unchanged files of version %s taken from version %s", self.layout.remote,
                      linked, version, previous)
 
-    def pull_if_stale(self) -> str | None:
+    def pull_if_stale(self, *, background: bool = False, then: Callable[[], object] | None = None) -> str | None:
         """:meth:`pull` when :data:`POLL_SECONDS` have passed since the last look at the pointer (the
-        app calls this per request; all but one call in ``POLL_SECONDS`` return at once)."""
+        app calls this per request; all but one call in ``POLL_SECONDS`` return at once). Returns the
+        version the working copy serves now.
+
+        ``background``: a copy that already serves a version is refreshed in a thread of its own, and
+        this call returns at once (a new version may take minutes to download: the request that noticed
+        it should not wait for it); ``then`` runs in that thread after a pull that changed the version
+        (the app opens and warms it). A copy with nothing to serve yet is pulled here, as without."""
         if time.monotonic() - self._checked_at < POLL_SECONDS:
             return self.layout.current_version()
         serving = self.layout.current_version()
+        if background and serving is not None:
+            with self._puller_lock:
+                if self._puller is None or not self._puller.is_alive():
+                    self._puller = threading.Thread(target=self._refresh, args=(serving,), kwargs={"then": then},
+                                                    name="lake-pull", daemon=True)
+                    self._puller.start()
+            return serving
+        return self._refresh(serving)
+
+    def join_pull(self, timeout: float | None = None) -> bool:
+        """Wait for a background pull (:meth:`pull_if_stale`) to finish; False if it still runs."""
+        puller = self._puller
+        if puller is not None:
+            puller.join(timeout)
+        return puller is None or not puller.is_alive()
+
+    def _refresh(self, serving: str | None, *, then: Callable[[], object] | None = None) -> str | None:
         # another request of this process, or another worker, is pulling (a new version may take minutes
         # to download): serve the copy there is rather than wait; only an app with no copy yet waits
         if not self._lock.acquire(blocking=serving is None):
@@ -405,13 +432,20 @@ class RemoteLake:
         try:
             if time.monotonic() - self._checked_at < POLL_SECONDS:  # pulled while this one waited
                 return self.layout.current_version()
-            return self.pull(wait=serving is None)
+            version = self.pull(wait=serving is None)
         except RemoteLakeError as exc:  # keep serving the copy we have
             log.warning("%s; serving version %s", exc, self.layout.current_version())
             self._checked_at = time.monotonic()
             return self.layout.current_version()
         finally:
             self._lock.release()
+        if then is not None and version != serving:
+            try:
+                then()
+            except Exception:  # noqa: BLE001 (a thread of its own: the next request reports what is wrong)
+                log.warning("lake %s: opening version %s after its pull failed", self.layout.remote, version,
+                            exc_info=True)
+        return version
 
     def _download(self, objects: dict[str, int], parts: tuple[str, ...], into: Path) -> None:
         missing = [rel for rel, size in objects.items()

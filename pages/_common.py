@@ -232,8 +232,9 @@ def by_lake_version(maxsize: int = 32):
 
     For views that are pure functions of the lake and the page's inputs (a map, the sky, a run's metrics):
     building their Plotly figures costs 0.1–0.2 s, and people come back to the same few views. A new
-    publish changes the version, so nothing stale is ever served. Figures in the result (alone or in a
-    tuple) are kept in the form Dash sends, JSON-ready.
+    publish changes the version, so nothing stale is ever served; and a request reads one version from
+    its first call to its last (``services``), so what is cached under a version was made from it.
+    Figures in the result (alone or in a tuple) are kept in the form Dash sends, JSON-ready.
     """
     from functools import lru_cache, wraps
 

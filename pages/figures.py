@@ -604,8 +604,9 @@ def galaxy_map(points: pd.DataFrame, *, highlight: Sequence[str] = ()) -> go.Fig
     """The collection's morphology (or picture) map: WebGL traces per Galaxy Zoo class (one legend entry
     each) and cluster, so the hover text is the trace's own and every point carries only its row number
     in ``points`` as ``customdata`` (a click picks the galaxy, the lasso selects for download: the page
-    turns rows back into objids). A plain list, as on the entries' map (dcc.Graph looks event customdata
-    up in the figure's own data, where a binary array is still undecoded). Per-point objid and label
+    turns rows back into objids, with the key of the map it drew: ``GalaxyQueries.objids_at``). A plain
+    list, as on the entries' map (dcc.Graph looks event customdata up in the figure's own data, where a
+    binary array is still undecoded). Per-point objid and label
     strings made the 19,761-galaxy figure 1.2 MB of JSON. ``highlight`` (objids) rings the current
     neighbourhood."""
     fig = go.Figure()

@@ -90,6 +90,7 @@ def layout(objid: str = "", **_ignored) -> html.Div:
                  className="text-muted small"),
         dcc.Loading(dcc.Graph(id=Galaxies.MAP, config={"displaylogo": False, "scrollZoom": True},
                               style={"height": "60vh"}), delay_show=400),
+        dcc.Store(id=Galaxies.MAP_KEY),  # which map the figure shows: what its points' row numbers mean
         dcc.Store(id=Galaxies.SELECTION, data=[]),
         dbc.Row([
             dbc.Col(html.Div(id=Galaxies.SELECTION_COUNT, className="small fw-semibold"), width="auto"),
@@ -198,22 +199,24 @@ def find(contents, objid, space, k, filename):
 
 
 @callback(Output(Galaxies.OBJID, "value"),
+          Output(Galaxies.SELECTION_COUNT, "children", allow_duplicate=True),
           Input({"type": Galaxies.EXAMPLES, "objid": dash.ALL}, "n_clicks"),
           Input(Galaxies.MAP, "clickData"),
           State(Galaxies.MAP_SPACE, "value"),
+          State(Galaxies.MAP_KEY, "data"),
           prevent_initial_call=True)
-def choose(_clicks, click, space):
+def choose(_clicks, click, space, drawn):
     if isinstance(ctx.triggered_id, dict):
         if not any(_clicks or ()):
             raise PreventUpdate
-        return ctx.triggered_id["objid"]
+        return ctx.triggered_id["objid"], no_update
     rows = _map_rows((click or {}).get("points", [])[:1])
     if not rows or not space:
         raise PreventUpdate
     try:
-        return galaxies().objids_at(space, rows)[0]
-    except GalaxyError:  # a map drawn from an earlier lake version: nothing sensible to pick
-        raise PreventUpdate from None
+        return galaxies().objids_at(space, rows, drawn=drawn)[0], no_update
+    except GalaxyError as exc:  # a map drawn from an earlier lake version: its rows are other galaxies now
+        return no_update, str(exc)
 
 
 def _map_rows(points: list[dict]) -> list[int]:
@@ -221,11 +224,13 @@ def _map_rows(points: list[dict]) -> list[int]:
     return sorted({int(p["customdata"]) for p in points if isinstance(p.get("customdata"), (int, float))})
 
 
-@callback(Output(Galaxies.MAP, "figure"), Input(Galaxies.MAP_SPACE, "value"), Input(Galaxies.SOURCES, "data"))
+@callback(Output(Galaxies.MAP, "figure"), Output(Galaxies.MAP_KEY, "data"),
+          Input(Galaxies.MAP_SPACE, "value"), Input(Galaxies.SOURCES, "data"))
 def draw_map(space, sources):
     if not space:
-        return figures.galaxy_map(pd.DataFrame(columns=["objid", "x", "y", "gz_class", "cluster_label"]))
-    return map_figure(space, [s["objid"] for s in sources or []])
+        return figures.galaxy_map(pd.DataFrame(columns=["objid", "x", "y", "gz_class", "cluster_label"])), None
+    # one request reads one lake version (services): the key is the drawn map's
+    return map_figure(space, [s["objid"] for s in sources or []]), galaxies().map_key(space)
 
 
 @by_lake_version()
@@ -243,11 +248,12 @@ def prefill() -> None:
 
 
 @callback(Output(Galaxies.SELECTION, "data"), Output(Galaxies.SELECTION_COUNT, "children"),
-          Input(Galaxies.MAP, "selectedData"), State(Galaxies.MAP_SPACE, "value"), prevent_initial_call=True)
-def select(selected, space):
+          Input(Galaxies.MAP, "selectedData"), State(Galaxies.MAP_SPACE, "value"), State(Galaxies.MAP_KEY, "data"),
+          prevent_initial_call=True)
+def select(selected, space, drawn):
     rows = _map_rows((selected or {}).get("points", []))
     try:
-        ids = downloadable(sorted(galaxies().objids_at(space, rows))) if rows and space else []
+        ids = downloadable(sorted(galaxies().objids_at(space, rows, drawn=drawn))) if rows and space else []
     except GalaxyError as exc:
         return [], str(exc)
     return ids, (f"{len(ids):,} galaxies selected" if ids else "")

@@ -84,6 +84,7 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
                                   style={"height": "68vh"}, clear_on_unhover=True), delay_show=400),
         ], className="atlas-map-frame"),
         dcc.Store(id=Map.THINNED, data=thinned),
+        dcc.Store(id=Map.FIT, data=a.map_fit()),  # the fit the drawn map comes from (a lasso's coordinates)
         dcc.Store(id=Map.UPGRADE),
         dcc.Tooltip(id=Map.TOOLTIP, direction="right"),
         html.Div(chips, id=Map.CATEGORY_COUNTS, className="small my-2"),
@@ -204,6 +205,7 @@ def first_view(emb: str, method: str, color: str, cats: list[str], years: list[i
     Output(Map.NOTE, "children"),
     Output(Map.CATEGORY_COUNTS, "children"),
     Output(Map.THINNED, "data"),
+    Output(Map.FIT, "data"),
     Input(Map.EMB, "value"),
     Input(Map.METHOD, "value"),
     Input(Map.COLOR, "value"),
@@ -212,7 +214,8 @@ def first_view(emb: str, method: str, color: str, cats: list[str], years: list[i
     prevent_initial_call=True,  # the layout draws the first view
 )
 def update_map(emb, method, color, cats, years):
-    return map_outputs(emb, method, color, cats, years)
+    # one request reads one lake version (services): the fit is the drawn map's
+    return *map_outputs(emb, method, color, cats, years), atlas().map_fit()
 
 
 def map_outputs(emb: str, method: str, color: str, cats: list[str] | None, years: list[int] | None,
@@ -269,6 +272,7 @@ clientside_callback(
 @callback(
     Output(Map.GRAPH, "figure", allow_duplicate=True),
     Output(Map.COUNT, "children", allow_duplicate=True),
+    Output(Map.FIT, "data", allow_duplicate=True),
     Input(Map.UPGRADE, "data"),
     State(Map.GRAPH, "relayoutData"),
     *VIEW_STATE,
@@ -281,13 +285,14 @@ def upgrade_map(_drawn, relayout, emb, method, color, cats, years):
     if _bounds(relayout):
         raise PreventUpdate
     figure, count, *_ = map_outputs(emb, method, color, cats, years)
-    return figure, count
+    return figure, count, atlas().map_fit()
 
 
 @callback(
     Output(Map.GRAPH, "figure", allow_duplicate=True),
     Output(Map.COUNT, "children", allow_duplicate=True),
     Output(Map.NOTE, "children", allow_duplicate=True),
+    Output(Map.FIT, "data", allow_duplicate=True),
     Input(Map.GRAPH, "relayoutData"),
     State(Map.THINNED, "data"),
     *VIEW_STATE,
@@ -302,8 +307,8 @@ def refine_on_zoom(relayout, thinned, emb, method, color, cats, years):
     a, filters = atlas(), filters_from(cats, years)
     if a.is_large_map(embedding=emb, method=method):
         view = a.density_map(embedding=emb, method=method, filters=filters, color=color, bounds=zoom)
-        return _render_density(view, emb, method, color)
-    return _render(a.map_view(embedding=emb, method=method, filters=filters, bounds=zoom), emb, method, color)
+        return *_render_density(view, emb, method, color), a.map_fit()
+    return *_render(a.map_view(embedding=emb, method=method, filters=filters, bounds=zoom), emb, method, color), a.map_fit()
 
 
 @callback(
@@ -360,16 +365,17 @@ def open_entry(click):
     Input(Map.CLEAR, "n_clicks"),
     State(Map.EMB, "value"),
     State(Map.METHOD, "value"),
+    State(Map.FIT, "data"),
     prevent_initial_call=True,
 )
-def select_points(selected, _clear, emb, method):
+def select_points(selected, _clear, emb, method, fit):
     """The selected dates; on a thinned or large map the lasso/box shape instead, whose points the server
-    counts (the browser holds only a sample of them)."""
+    counts (the browser holds only a sample of them), with the fit of the map it was drawn on."""
     if ctx.triggered_id == Map.CLEAR or not selected:
         return []
     shape = selection_shape(selected)
     if shape is not None and atlas().selects_on_server(embedding=emb, method=method):  # in this map's coordinates
-        return {"polygon": shape, "embedding": emb, "method": method}
+        return {"polygon": shape, "embedding": emb, "method": method, "fit": fit}
     return sorted({figures.date_of(p["customdata"]) for p in selected.get("points", [])
                    if p.get("customdata") is not None})
 
@@ -384,15 +390,22 @@ def selection_shape(selected: dict) -> list[list[float]] | None:
     return [[float(x0), float(y0)], [float(x1), float(y1)]]
 
 
+#: Why an outline drawn before the maps' last fit selects nothing (shown in the selection's title).
+REFITTED = "the maps were fitted anew by a newer build since this outline was drawn: draw it again"
+
+
 def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELECTION_ROWS):
     """(rows, how many entries the selection holds, why a shape selects nothing or None): dates from a map
     the browser holds whole, a shape from a thinned or large one (whose rows stop at ``limit``, in date
-    order)."""
+    order). A shape is in the coordinates of the fit it was drawn on: after a new fit (a rebuild while
+    the page was open, a shape the tab kept from before) it would select whatever moved under it."""
     a, filters = atlas(), filters_from(cats, years)
     if isinstance(selection, dict) and "polygon" in selection:
         emb, method = selection.get("embedding", emb), selection.get("method", method)
         if not a.selects_on_server(embedding=emb, method=method):
             return a.selection([], filters), 0, None
+        if selection.get("fit") != a.map_fit():
+            return a.selection([], filters), 0, REFITTED
         try:
             return (*a.polygon_selection(embedding=emb, method=method, polygon=selection["polygon"], filters=filters,
                                          limit=limit), None)

@@ -36,6 +36,7 @@ class Map:
     NOTE: Final = "map-note"
     GRAPH: Final = "map-graph"
     THINNED: Final = "map-thinned"
+    FIT: Final = "map-fit"
     #: Set in the browser once a large map's first (SVG) figure is drawn and the page is idle: the server
     #: then sends the WebGL figure (pages/home.py upgrade_map, assets/atlas_clientside.js).
     UPGRADE: Final = "map-upgrade"
@@ -159,6 +160,7 @@ class Galaxies:
     SOURCES: Final = "gal-sources"
     MAP_SPACE: Final = "gal-map-space"
     MAP: Final = "gal-map"
+    MAP_KEY: Final = "gal-map-key"
     SELECTION: Final = "gal-selection"
     SELECTION_COUNT: Final = "gal-selection-count"
     DL_CSV: Final = "gal-dl-csv"

@@ -123,6 +123,32 @@ def component_with_id(layout, component_id: str):
     raise LookupError(f"no component with id {component_id!r} in the layout")
 
 
+def dash_dependency(client, *, trigger: str, output: str = "") -> dict:
+    """The dependency record of the callback that ``trigger`` (``id.property``) fires (the one whose
+    outputs include ``output``, where several do)."""
+    deps = client.get("/_dash-dependencies").get_json()
+    return next(d for d in deps if any(f"{i['id']}.{i['property']}" == trigger for i in d["inputs"])
+                and not d.get("clientside_function") and output in d["output"])
+
+
+def fire_callback(client, trigger: str, values: dict[str, object], *, status: int = 200, output: str = "") -> dict | None:
+    """Fire the callback of ``trigger`` (the one writing ``output``, where several are fired) with
+    ``values`` (``id.property`` → value) as Dash's renderer does; its response (None for ``status`` 204:
+    the callback prevented the update)."""
+    dep = dash_dependency(client, trigger=trigger, output=output)
+
+    def spec(items):
+        return [{"id": i["id"], "property": i["property"], "value": values.get(f"{i['id']}.{i['property']}")}
+                for i in items]
+
+    outputs = [{"id": o.split(".")[0], "property": o.split(".", 1)[1]} for o in dep["output"].strip(".").split("...")]
+    payload = {"output": dep["output"], "outputs": outputs if len(outputs) > 1 else outputs[0],
+               "inputs": spec(dep["inputs"]), "state": spec(dep["state"]), "changedPropIds": [trigger]}
+    reply = client.post("/_dash-update-component", json=payload)
+    assert reply.status_code == status, reply.data[:500]
+    return reply.get_json()["response"] if status == 200 else None
+
+
 def in_threads(work: Callable[[int], None], n: int) -> list[BaseException]:
     """Run ``work(i)`` for i in 0..n-1, each in its own thread, all at once (a barrier starts them
     together); the exceptions they raised."""
@@ -141,6 +167,21 @@ def in_threads(work: Callable[[int], None], n: int) -> list[BaseException]:
     for t in threads:
         t.join()
     return errors
+
+
+def republish_categories(layout, version: str, *, manifest: dict | None = None) -> None:
+    """A new version of the lake at ``layout`` in which only the categories table changed (every one
+    "Galaxy"; the rest is hard-linked), its manifest updated with ``manifest``'s top-level sections."""
+    import pyarrow as pa
+
+    from lake.reader import LakeReader
+    from lake.writer import LakeWriter
+
+    cats = LakeReader(layout).query("SELECT * FROM categories")
+    cats["category"] = "Galaxy"
+    published = json.loads(layout.manifest.read_text()) | (manifest or {})
+    LakeWriter(layout).publish_tables({"categories": pa.Table.from_pandas(cats, preserve_index=False)}, published,
+                                      version=version)
 
 
 @pytest.fixture

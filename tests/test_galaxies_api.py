@@ -95,6 +95,70 @@ def test_selection_downloads(demo_client):
         galaxies().selection(too_many)  # the Galaxies page's download goes through the same bound
 
 
+def test_galaxies_picked_on_the_map_are_the_drawn_maps_and_a_stale_map_picks_none(demo_client, demo_lake):
+    """The map's points carry their row in the map (19-digit objids per point made the figure 1.2 MB);
+    the page keeps the key of the map it drew, and rows of a map an earlier build drew (the page stayed
+    open through a rebuild) are refused with the reason instead of naming other galaxies."""
+    from lake.galaxies import MAP_CHANGED
+    from pages.ids import Galaxies
+    from tests.conftest import fire_callback
+
+    demo_client.get("/galaxies")  # Dash registers page callbacks on the first request
+    maps = pq.read_table(demo_lake / "current" / "galaxy_maps.parquet").to_pandas()
+    in_order = sorted(maps[maps.space == "morphology"].objid)
+    drawn = fire_callback(demo_client, f"{Galaxies.MAP_SPACE}.value",
+                          {f"{Galaxies.MAP_SPACE}.value": "morphology", f"{Galaxies.SOURCES}.data": []})
+    key = drawn[Galaxies.MAP_KEY]["data"]
+    rows = [5, 0, 17]
+    for map_key, want, said in ((key, sorted(in_order[r] for r in rows), "3 galaxies selected"),
+                                ("an-earlier-map", [], MAP_CHANGED)):
+        state = {f"{Galaxies.MAP_SPACE}.value": "morphology", f"{Galaxies.MAP_KEY}.data": map_key}
+        got = fire_callback(demo_client, f"{Galaxies.MAP}.selectedData",
+                            {**state, f"{Galaxies.MAP}.selectedData": {"points": [{"customdata": r} for r in rows]}})
+        assert got[Galaxies.SELECTION]["data"] == want and got[Galaxies.SELECTION_COUNT]["children"] == said
+        clicked = fire_callback(demo_client, f"{Galaxies.MAP}.clickData",
+                                {**state, f"{Galaxies.MAP}.clickData": {"points": [{"customdata": 17}]}})
+        if want:
+            assert clicked[Galaxies.OBJID]["value"] == in_order[17] and Galaxies.SELECTION_COUNT not in clicked
+        else:
+            assert Galaxies.OBJID not in clicked and clicked[Galaxies.SELECTION_COUNT]["children"] == MAP_CHANGED
+
+
+def test_a_galaxy_maps_key_holds_through_a_build_that_leaves_it_and_changes_with_it(demo_lake, tmp_path):
+    """What the page's row numbers mean survives a rebuild that did not touch the galaxy map (an APOD-only
+    daily build), and changes with one that did."""
+    import os
+    import shutil
+
+    import pyarrow as pa
+
+    from lake.galaxies import GalaxyQueries
+    from lake.layout import LakeLayout
+    from lake.reader import LakeReader
+    from lake.writer import LakeWriter
+    from tests.conftest import republish_categories
+
+    shutil.copytree(demo_lake, tmp_path / "lake", symlinks=True, copy_function=os.link)
+    layout = LakeLayout.at(tmp_path / "lake")
+
+    def queries() -> GalaxyQueries:
+        return GalaxyQueries(LakeReader(layout), encoder_factory=lambda info: None)  # maps need no encoder
+
+    first = queries()
+    key = first.map_key("morphology")
+    assert first.objids_at("morphology", [0, 1], drawn=key) == sorted(first.map_points("morphology").objid)[:2]
+    republish_categories(layout, "apod-only")
+    assert queries().map_key("morphology") == key
+    moved = LakeReader(layout).query("SELECT * FROM galaxy_maps")
+    moved["x"] = moved["x"] + 1.0
+    LakeWriter(layout).publish_tables({"galaxy_maps": pa.Table.from_pandas(moved, preserve_index=False)},
+                                      json.loads(layout.manifest.read_text()), version="galaxies-refitted")
+    now = queries()
+    assert now.map_key("morphology") != key
+    with pytest.raises(GalaxyError, match="reload the page"):
+        now.objids_at("morphology", [0, 1], drawn=key)
+
+
 def test_cli_upload_and_neighbours(demo_lake, tmp_path):
     picture = tmp_path / "spiral.jpg"
     picture.write_bytes(render("spiral", seed=42))

@@ -304,6 +304,96 @@ def test_the_server_follows_a_newly_published_lake(tmp_path):
     assert client.get(f"/api/entry/{DAYS[1]}").get_json()["title"] == "third entry 1"
 
 
+def test_one_request_reads_one_version_while_a_build_publishes(tmp_path):
+    """Everything a request reads comes from the version its first call got: a view cached under a
+    version was made from that version (it was cached under the old version's key with the new one's
+    content when a publish fell between the key and the view), and pages that ask twice see one build."""
+    from app import create_app
+    from pages._common import atlas, by_lake_version, galaxies
+    from services import EXTENSION
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    _publish(layout, "v1")
+    app = create_app(lake=layout.root)
+    service = app.server.extensions[EXTENSION]
+    built: list[str] = []
+
+    @by_lake_version()
+    def view(n: int) -> tuple[str, str]:
+        if not built:
+            _publish(layout, "v2")  # a build publishes while the view is made
+        built.append(atlas().reader.version)
+        return atlas().reader.version, galaxies().reader.version
+
+    with app.server.test_request_context():
+        assert view(1) == ("v1", "v1") and service.version == "v1"
+        assert service.atlas().reader.version == "v1"
+    with app.server.test_request_context():
+        assert view(1) == ("v2", "v2")  # the next request: the new version, and its own cache entry
+        assert view(1) == ("v2", "v2") and built == ["v1", "v2"]
+    assert service.atlas().reader.version == "v2" == service.version  # outside a request: the live one
+
+
+def test_the_served_version_is_read_under_the_lock(tmp_path):
+    """A request waiting for the service's lock reads the pointer once it has it: read before, one that
+    read the old version and got the lock after another request opened the new one switched the worker
+    back to the old version."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app import create_app
+    from services import EXTENSION
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    _publish(layout, "v1")
+    service = create_app(lake=layout.root).server.extensions[EXTENSION]
+    assert service.atlas().reader.version == "v1"
+    with ThreadPoolExecutor(1) as pool:
+        with service._lock:
+            waiting = pool.submit(lambda: service.atlas().reader.version)
+            time.sleep(0.3)  # it is waiting for the lock now
+            _publish(layout, "v2")
+        assert waiting.result(timeout=30) == "v2" == service.version
+
+
+def test_a_serving_worker_warms_each_new_version_and_lets_go_of_encoders_it_no_longer_uses(demo_lake, tmp_path):
+    """A worker that warmed up (as gunicorn's do) warms a new version in the background as soon as it
+    sees it: a version built with the same model takes the loaded encoders over (no second load), and the
+    encoders of a model the new version does not use are let go (they were kept for the process's life)."""
+    import gc
+    import os
+    import shutil
+    import weakref
+
+    from app import create_app
+    from services import EXTENSION
+    from tests.conftest import republish_categories
+
+    shutil.copytree(demo_lake, tmp_path / "lake", symlinks=True, copy_function=os.link)
+    layout = LakeLayout.at(tmp_path / "lake")
+    service = create_app(lake=layout.root).server.extensions[EXTENSION]
+    service.warm()
+    loaded = dict(service._encoders)
+    assert loaded  # the text query encoder (the galaxy pictures' too: one model here)
+
+    republish_categories(layout, "same-model")
+    assert service.atlas().reader.version == "same-model"
+    assert service.settle(300)
+    assert {k: id(v) for k, v in service._encoders.items()} == {k: id(v) for k, v in loaded.items()}
+    assert not service._encoders_before
+
+    gone = [weakref.ref(encoder) for encoder in loaded.values()]
+    del loaded
+    manifest = json.loads(layout.manifest.read_text())
+    other = {"encoder": manifest["encoder"] | {"fingerprint": "another-model"},
+             "gz2": manifest["gz2"] | {"encoder": manifest["gz2"]["encoder"] | {"fingerprint": "another-model"}}}
+    republish_categories(layout, "another-model", manifest=other)
+    assert service.engine().reader.version == "another-model"
+    assert service.settle(300)
+    assert not service._encoders and not service._encoders_before  # that model does not load here: none kept
+    gc.collect()
+    assert all(ref() is None for ref in gone)
+
+
 def test_the_app_reports_a_lake_of_another_schema_version(tmp_path):
     from app import create_app
 

@@ -16,7 +16,7 @@ from lake.density import FIRST_VIEW_POINTS, LARGE_MAP, MAX_SELECTION_ROWS, OVERL
 from lake.queries import MAX_MAP_POINTS
 from pages import figures
 from pages.ids import Map
-from tests.conftest import component_with_id
+from tests.conftest import component_with_id, fire_callback as _post
 
 N = 70_000
 
@@ -30,32 +30,6 @@ def client(tmp_path_factory):
     c = app.server.test_client()
     c.get("/")  # Dash registers page callbacks on the first request
     return c
-
-
-def _callback(client, *, trigger: str, output: str = "") -> dict:
-    """The dependency record of the callback that ``trigger`` (``id.property``) fires (the one whose
-    outputs include ``output``, where several do)."""
-    deps = client.get("/_dash-dependencies").get_json()
-    return next(d for d in deps if any(f"{i['id']}.{i['property']}" == trigger for i in d["inputs"])
-                and not d.get("clientside_function") and output in d["output"])
-
-
-def _post(client, trigger: str, values: dict[str, object], *, status: int = 200, output: str = "") -> dict | None:
-    """Fire the callback of ``trigger`` (the one writing ``output``, where several are fired) with
-    ``values`` (``id.property`` → value) as Dash's renderer does; its response (None for ``status`` 204:
-    the callback prevented the update)."""
-    dep = _callback(client, trigger=trigger, output=output)
-
-    def spec(items):
-        return [{"id": i["id"], "property": i["property"], "value": values.get(f"{i['id']}.{i['property']}")}
-                for i in items]
-
-    outputs = [{"id": o.split(".")[0], "property": o.split(".", 1)[1]} for o in dep["output"].strip(".").split("...")]
-    payload = {"output": dep["output"], "outputs": outputs if len(outputs) > 1 else outputs[0],
-               "inputs": spec(dep["inputs"]), "state": spec(dep["state"]), "changedPropIds": [trigger]}
-    reply = client.post("/_dash-update-component", json=payload)
-    assert reply.status_code == status, reply.data[:500]
-    return reply.get_json()["response"] if status == 200 else None
 
 
 def _points(figure: dict) -> list[tuple[float, float]]:
@@ -272,10 +246,13 @@ def test_zooming_a_large_map_redraws_the_view_from_every_point(large):
         assert str(zoomed[Map.COUNT]["children"]).startswith(f"{expected:,} entries in view")
 
 
-def _select(client, selected: dict) -> tuple[dict, dict]:
-    """Fire the map's selection event, then the table callback with what it stored."""
+def _select(client, selected: dict, *, fit: str | None = None) -> tuple[dict, dict]:
+    """Draw the map, fire its selection event (on a map of the fit ``fit`` instead, when given: the
+    page kept from before), then the table callback with what it stored."""
+    drawn = _post(client, f"{Map.CATS}.value", _state(years=None))[Map.FIT]["data"] if fit is None else fit
     stored = _post(client, f"{Map.GRAPH}.selectedData",
-                   {**_state(years=None), f"{Map.GRAPH}.selectedData": selected})[Map.PAGE_SELECTION]["data"]
+                   {**_state(years=None), f"{Map.GRAPH}.selectedData": selected,
+                    f"{Map.FIT}.data": drawn})[Map.PAGE_SELECTION]["data"]
     table = _post(client, f"{Map.PAGE_SELECTION}.data", {**_state(years=None), f"{Map.PAGE_SELECTION}.data": stored})
     return stored, table
 
@@ -289,7 +266,7 @@ def test_lasso_and_box_on_a_large_map_count_every_point_on_the_server(large):
     tri = np.array([[cx - 30, cy - 25], [cx + 35, cy - 20], [cx, cy + 30]])
     stored, table = _select(client, {"points": [{"customdata": 0}],
                                      "lassoPoints": {"x": tri[:, 0].tolist(), "y": tri[:, 1].tolist()}})
-    assert stored == {"polygon": tri.tolist(), "embedding": "text", "method": "umap"}
+    assert stored == {"polygon": tri.tolist(), "embedding": "text", "method": "umap", "fit": f"synthetic-{N_LARGE}-0"}
     a, b, c = tri
     def side(p, q):  # noqa: E306 - sign of each point against the edge p→q
         return (q[0] - p[0]) * (xy[:, 1] - p[1]) - (q[1] - p[1]) * (xy[:, 0] - p[0])
@@ -351,6 +328,46 @@ def test_a_tangled_lasso_is_refused_at_once_and_a_figure_eight_counts_both_loops
     assert inside > 0 and str(table[Map.SELECTION_TITLE]["children"]).startswith(f"Selection: {inside:,} entries")
 
 
+def test_an_outline_drawn_on_the_maps_before_a_new_fit_selects_nothing_and_says_why(tmp_path):
+    """A shape is kept in map coordinates (the tab's session keeps it too). A build that fits the maps
+    anew while the page is open moves every point: an outline drawn on the map the page still shows is
+    refused with the reason, in the table and the download, instead of selecting whatever moved under it;
+    drawn again on the new map, it selects. (A daily build places new points and moves none: same fit.)"""
+    import json
+
+    import pyarrow as pa
+
+    from app import create_app
+    from lake.writer import LakeWriter
+    from pages.home import REFITTED
+
+    layout = write_synthetic_lake(tmp_path / "lake", n=MAX_MAP_POINTS + 5_000)
+    client = create_app(lake=layout.root).server.test_client()
+    client.get("/")
+    before = _post(client, f"{Map.CATS}.value", _state(years=None))[Map.FIT]["data"]
+    proj = pq.read_table(layout.table("projections")).to_pandas()
+    proj["x"], proj["y"] = -proj["y"], proj["x"]  # the new fit: every point elsewhere
+    manifest = json.loads(layout.manifest.read_text())
+    manifest["projection"]["fit"]["run_id"] = "refitted"
+    LakeWriter(layout).publish_tables({"projections": pa.Table.from_pandas(proj, preserve_index=False)}, manifest,
+                                      version="refitted")
+    text = proj[(proj.embedding == "text") & (proj.method == "umap")]
+    xy = text[["x", "y"]].to_numpy(np.float64)
+    (x0, y0), (x1, y1) = np.quantile(xy, 0.3, axis=0).tolist(), np.quantile(xy, 0.7, axis=0).tolist()
+    box = {"points": [], "range": {"x": [x0, x1], "y": [y0, y1]}}
+    stored, table = _select(client, box, fit=before)  # drawn on the map the page showed before the build
+    assert stored["fit"] == before != "refitted"
+    assert str(table[Map.SELECTION_TITLE]["children"]) == f"Selection: 0 entries ({REFITTED})"
+    assert table[Map.TABLE_HOLDER]["children"] is None
+    got = _post(client, f"{Map.DL_CSV}.n_clicks", {**_state(years=None), f"{Map.DL_CSV}.n_clicks": 1,
+                                                   f"{Map.PAGE_SELECTION}.data": stored})
+    assert len(base64.b64decode(got[Map.DOWNLOAD]["data"]["content"]).decode().splitlines()) == 1  # the header
+    stored, table = _select(client, box)  # drawn again on the map as it is now
+    inside = int(_in_box(xy, (x0, x1, y0, y1)).sum())
+    assert stored["fit"] == "refitted" and inside > 0
+    assert str(table[Map.SELECTION_TITLE]["children"]).startswith(f"Selection: {inside:,} entries")
+
+
 def test_a_box_on_a_thinned_map_counts_every_point_not_only_the_drawn_sample(client):
     """Past MAX_MAP_POINTS the browser draws a stable sample; a box (or lasso) there is counted on the
     server over every point of the map (before, only the drawn points inside it were selected: 60k of
@@ -366,7 +383,7 @@ def test_a_box_on_a_thinned_map_counts_every_point_not_only_the_drawn_sample(cli
     expected, in_drawn = int(_in_box(xy, box).sum()), int(_in_box(drawn, box).sum())
     assert 0 < in_drawn < expected  # the sample lacks some of the points inside
     stored, table = _select(client, {"points": [], "range": {"x": [x0, x1], "y": [y0, y1]}})
-    assert stored == {"polygon": [[x0, y0], [x1, y1]], "embedding": "text", "method": "umap"}
+    assert stored == {"polygon": [[x0, y0], [x1, y1]], "embedding": "text", "method": "umap", "fit": f"synthetic-{N}-0"}
     assert str(table[Map.SELECTION_TITLE]["children"]).startswith(f"Selection: {expected:,} entries")
 
 

@@ -12,7 +12,6 @@ import socket
 import threading
 import urllib.request
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -22,8 +21,7 @@ from lake.layout import LakeLayout
 from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.remote import POINTER, RemoteLake, RemoteLakeError
-from lake.writer import LakeWriter
-from tests.conftest import local_http_server, run_cli, serve_dashboard
+from tests.conftest import local_http_server, republish_categories, run_cli, serve_dashboard
 
 BUCKET = "atlas"
 
@@ -137,15 +135,6 @@ def _versions_in_bucket(client, prefix: str) -> list[str]:
     return sorted({key.split("/")[2] for key in _keys(client, f"{prefix}/versions/")} - {""})
 
 
-def _republish_categories(layout: LakeLayout, version: str) -> None:
-    """A new version in which only the categories table changed (the rest is hard-linked)."""
-    writer = LakeWriter(layout)
-    cats = LakeReader(layout).query("SELECT * FROM categories")
-    cats["category"] = "Galaxy"
-    manifest = json.loads(layout.manifest.read_text())
-    writer.publish_tables({"categories": pa.Table.from_pandas(cats, preserve_index=False)}, manifest, version=version)
-
-
 def test_push_then_pull_on_another_machine_gives_the_same_lake(s3_server, tmp_path):
     client, _ = s3_server
     source = _copy(tmp_path, "builder", "roundtrip")
@@ -190,7 +179,7 @@ def test_a_new_version_downloads_only_what_changed(s3_server, tmp_path, caplog):
     vectors a day). (The files' ETags could not tell: a copy of a multipart upload gets another.)"""
     source, server, app = _pushed_and_pulled(tmp_path, "delta", n=2_000)
     first = server.current_version()
-    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
     RemoteLake(source).push()
     new, old = source.version_dir("v2"), source.version_dir(first)
     files = [p.relative_to(new) for p in new.rglob("*") if p.is_file()]
@@ -217,7 +206,7 @@ def test_requests_are_answered_from_the_copy_while_a_new_version_downloads(s3_se
 
     source, server, app = _pushed_and_pulled(tmp_path, "busy", n=300)
     first = server.current_version()
-    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
     RemoteLake(source).push()
     monkeypatch.setattr(remote, "POLL_SECONDS", 0.0)
     app._fs = held = HeldDownloads(app._fs, under="/versions/v2/")
@@ -238,7 +227,7 @@ def test_a_worker_answers_from_its_copy_while_another_worker_downloads(s3_server
 
     source, server, app = _pushed_and_pulled(tmp_path, "workers", n=300)
     first = server.current_version()
-    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
     RemoteLake(source).push()
     monkeypatch.setattr(remote, "POLL_SECONDS", 0.0)
     with open(remote.pull_lock(server.versions, "v2"), "a") as other_worker:
@@ -294,8 +283,8 @@ def test_two_builders_compacting_and_adding_cache_chunks_keep_each_others_chunks
         (chunks_a / name).unlink()
     (chunks_a / "chunk-3-all.parquet").write_bytes(b"all vectors of a")
     (chunks_b / "chunk-4.parquet").write_bytes(b"new vectors of b")
-    _republish_categories(machine_a, "a1")
-    _republish_categories(machine_b, "b1")
+    republish_categories(machine_a, "a1")
+    republish_categories(machine_b, "b1")
     remote_a.push()
     with pytest.raises(RemoteLakeError, match="re-run it"):  # b was overtaken: its version is refused...
         remote_b.push()
@@ -307,7 +296,7 @@ def test_two_builders_compacting_and_adding_cache_chunks_keep_each_others_chunks
     for name in ("chunk-1.parquet", "chunk-2.parquet", "chunk-4.parquet"):  # b compacts in turn
         (chunks_b / name).unlink()
     (chunks_b / "chunk-5-all.parquet").write_bytes(b"all vectors of b")
-    _republish_categories(machine_b, "b2")
+    republish_categories(machine_b, "b2")
     remote_b.push()
     assert _files(client, prefix) == {"chunk-3-all.parquet", "chunk-5-all.parquet"}
 
@@ -322,14 +311,14 @@ def test_a_build_that_another_builder_overtook_is_refused_not_lost(s3_server, tm
     machine_a, machine_b = _copy(tmp_path, "a", "race"), _copy(tmp_path, "b", "race")
     remote_a, remote_b = RemoteLake(machine_a), RemoteLake(machine_b)
     assert remote_a.pull(shared=remote.SHARED_FOR_BUILD) == remote_b.pull(shared=remote.SHARED_FOR_BUILD) == base
-    _republish_categories(machine_a, "a1")
-    _republish_categories(machine_b, "b1")
+    republish_categories(machine_a, "a1")
+    republish_categories(machine_b, "b1")
     assert remote_a.push() == "a1"
     with pytest.raises(RemoteLakeError, match=f"changed from {base} to a1 .*re-run it"):
         remote_b.push()
     assert _pointer(client, "race") == "a1"
     assert remote_b.pull(shared=remote.SHARED_FOR_BUILD) == "a1"  # the re-run builds on top of it
-    _republish_categories(machine_b, "b2")
+    republish_categories(machine_b, "b2")
     assert remote_b.push() == "b2"
 
 
@@ -349,7 +338,7 @@ def test_the_pointer_write_itself_refuses_a_builder_that_was_overtaken(s3_server
         assert remote_b.pull(shared=remote.SHARED_FOR_BUILD) == pulled
         for layout, version in ((machine_a, "a1"), (machine_b, "b1")):
             if seed:
-                _republish_categories(layout, version)
+                republish_categories(layout, version)
             else:
                 write_synthetic_lake(layout.root, n=300)
         assert remote_a.push() == machine_a.current_version()
@@ -357,7 +346,7 @@ def test_the_pointer_write_itself_refuses_a_builder_that_was_overtaken(s3_server
             remote_b._write_pointer(machine_b.current_version())  # the step after push()'s check
         assert _pointer(client, prefix) == machine_a.current_version()
     # a working copy that pushed pushes again on top of its own version without pulling
-    _republish_categories(machine_a, "a2")
+    republish_categories(machine_a, "a2")
     assert remote_a.push() == "a2" and _pointer(client, "window-empty") == "a2"
 
 
@@ -443,8 +432,8 @@ def test_a_store_without_conditional_writes_still_gets_the_pointer_after_the_che
     machine_a, machine_b = _copy(tmp_path, "a", "plain"), _copy(tmp_path, "b", "plain")
     remote_a, remote_b = RemoteLake(machine_a, endpoint=endpoint), RemoteLake(machine_b, endpoint=endpoint)
     assert remote_a.pull(shared=remote.SHARED_FOR_BUILD) == remote_b.pull(shared=remote.SHARED_FOR_BUILD) == base
-    _republish_categories(machine_a, "a1")
-    _republish_categories(machine_b, "b1")
+    republish_categories(machine_a, "a1")
+    republish_categories(machine_b, "b1")
     assert remote_a.push() == "a1" and len(refused) == 2  # If-Match on the pulled ETag, refused, then plain
     with pytest.raises(RemoteLakeError, match=f"changed from {base} to a1 .*re-run it"):
         remote_b.push()
@@ -456,7 +445,7 @@ def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s
     source = _copy(tmp_path, "builder", "resume")
     write_synthetic_lake(source.root, n=2_000)
     first = RemoteLake(source).push()
-    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
 
     dying = RemoteLake(source)
     dying._fs = flaky = ResetsOnFile(dying._fs, under="/versions/v2/", nth=2)
@@ -488,13 +477,13 @@ def test_old_versions_leave_the_bucket_and_the_apps_copy_once_their_grace_is_ove
     pushed = [RemoteLake(source).push()]
     RemoteLake(server).pull()
     for version in ("v2", "v3", "v4"):
-        _republish_categories(source, version)
+        republish_categories(source, version)
         pushed.append(RemoteLake(source).push())
         RemoteLake(server).pull()
 
     assert _versions_in_bucket(client, "prune") == sorted(pushed)  # all within the grace period
     monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 0.0)
-    _republish_categories(source, "v5")
+    republish_categories(source, "v5")
     assert RemoteLake(source).push() == "v5"
     assert _versions_in_bucket(client, "prune") == ["v3", "v4", "v5"] and _pointer(client, "prune") == "v5"
     assert RemoteLake(server).pull() == "v5"
@@ -512,18 +501,18 @@ def test_a_half_pushed_version_is_no_successor_and_leaves_after_the_grace(s3_ser
     source = _copy(tmp_path, "builder", "half")
     write_synthetic_lake(source.root, n=300)
     first = RemoteLake(source).push()
-    _republish_categories(source, "v2")
+    republish_categories(source, "v2")
     RemoteLake(source).push()
     client.put_object(Bucket=BUCKET, Key="half/versions/v3/entries.parquet", Body=b"half of a push that died")
     # and one from a builder whose clock is ahead: by name it came after every later version, and stayed
     client.put_object(Bucket=BUCKET, Key="half/versions/z9/entries.parquet", Body=b"another push that died")
     for version in ("v4", "v5"):
-        _republish_categories(source, version)
+        republish_categories(source, version)
         RemoteLake(source).push()
     assert _versions_in_bucket(client, "half") == [first, "v2", "v3", "v4", "v5", "z9"]  # v2 was live seconds ago
     monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 2.0)
     time.sleep(3.5)  # v4 and v5 past the grace (the store's times are whole seconds); v6 will not be
-    _republish_categories(source, "v6")
+    republish_categories(source, "v6")
     RemoteLake(source).push()
     assert _versions_in_bucket(client, "half") == ["v4", "v5", "v6"]  # the newest three whole ones
 
@@ -541,11 +530,11 @@ def test_versions_leave_the_bucket_in_the_order_they_went_live_not_by_name(s3_se
     monkeypatch.setattr(remote, "PRUNE_GRACE_SECONDS", 2.0)
     RemoteLake(source).push()
     for version in ("v2", "v3", "v4"):
-        _republish_categories(source, version)
+        republish_categories(source, version)
         RemoteLake(source).push()
     time.sleep(3.5)  # all past the grace (the store's times are whole seconds)
     for version in ("a1", "v5"):
-        _republish_categories(source, version)
+        republish_categories(source, version)
         assert RemoteLake(source).push() == version
     assert _versions_in_bucket(client, "skew") == ["a1", "v4", "v5"]
 
@@ -568,7 +557,7 @@ def test_a_builder_whose_clock_is_ahead_does_not_prune_what_apps_may_still_pull(
     versions = [RemoteLake(source).push()]
     monkeypatch.setattr(remote, "dt", types.SimpleNamespace(datetime=AnHourAhead, timezone=dt.timezone))
     for version in ("v2", "v3", "v4"):
-        _republish_categories(source, version)
+        republish_categories(source, version)
         versions.append(RemoteLake(source).push())
     assert _versions_in_bucket(client, "ahead") == sorted(versions)  # pushed seconds ago: all stay
 
@@ -590,6 +579,7 @@ def test_a_builder_whose_clock_is_ahead_does_not_prune_what_apps_may_still_pull(
 
 def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch):
     from app import create_app
+    from services import EXTENSION
 
     source = _copy(tmp_path, "builder", "served")
     write_synthetic_lake(source.root, n=2_000)
@@ -601,9 +591,17 @@ def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch)
     assert reply.status_code == 200, reply.data[:300]
     assert reply.get_json()["title"] == "Synthetic entry 4"
     assert (tmp_path / "app-cache" / "lakes" / BUCKET / "served" / "current" / "entries.parquet").is_file()
-    # a new version pushed by a build elsewhere is picked up by the running app
-    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    # a new version pushed by a build elsewhere is picked up by the running app: downloaded in the
+    # background (held here, as on a slow link) while the request that noticed it answers from the copy
+    service = client.application.extensions[EXTENSION]
+    service._remote._fs = held = HeldDownloads(service._remote._fs, under="/versions/v2/")
+    republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
     RemoteLake(source).push()
+    assert client.get("/api/entry/1000-01-05").get_json()["categories"][0]["category"] == "Supernova"
+    assert held.started.wait(30) and not service._remote.join_pull(0.1)
+    held.release.set()
+    assert service._remote.join_pull(60)
+    assert service.version == "v2"  # opened by the pull's thread, before any request asked
     assert client.get("/api/entry/1000-01-05").get_json()["categories"][0]["category"] == "Galaxy"
 
 
@@ -674,7 +672,7 @@ def test_the_app_lists_the_shared_folders_again_only_when_the_pointer_moves(s3_s
     client.put_object(Bucket=BUCKET, Key="shared-poll/thumbs/1000-01-01.jpg", Body=b"a thumbnail")
     app.pull()
     assert not (server.root / "thumbs" / "1000-01-01.jpg").exists()  # the pointer did not move
-    _republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
+    republish_categories(LakeLayout(source.root, remote=source.remote), "v2")
     RemoteLake(source).push()
     assert app.pull() == "v2"
     assert (server.root / "thumbs" / "1000-01-01.jpg").read_bytes() == b"a thumbnail"
