@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -17,7 +16,7 @@ from werkzeug.routing import Map
 
 from atlas.images import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, UPLOAD_TYPES
 from atlas.userstate import FeedbackUnavailable
-from lake.filters import FilterError, Filters
+from lake.filters import FilterError, Filters, iso_day
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, nasa_page_url
 from lake.records import records
@@ -56,18 +55,12 @@ def _int(value: str, name: str, default: int, lo: int, hi: int) -> int:
     return n
 
 
-#: A date as the API takes it: ``YYYY-MM-DD`` only (``date.fromisoformat`` also reads ``20140107`` and
-#: ``2014-W02-2``, which would come back in another form than sent).
-DATE_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
 def _date(value: str, name: str) -> dt.date | None:
+    """A date parameter (:func:`lake.filters.iso_day`), or None when not given."""
     if not value:
         return None
     try:
-        if not DATE_FORMAT.fullmatch(value):
-            raise ValueError(value)
-        return dt.date.fromisoformat(value)
+        return iso_day(value)
     except ValueError:
         raise BadRequest(f"{name} must be a date like 2014-01-31") from None
 
@@ -343,7 +336,7 @@ FEEDBACK_KEYS = frozenset({"date", "interesting", "user"})
 def feedback_add():
     """Body ``{"date": "2014-01-07", "interesting": true | false | null, "user": "…"}``."""
     from atlas.userstate import FeedbackError
-    from services import feedback
+    from services import store_mark
 
     _params(set())  # everything comes in the JSON body
     body = request.get_json(silent=True)
@@ -358,14 +351,13 @@ def feedback_add():
         raise BadRequest("interesting must be true, false or null")
     if user is not None and not isinstance(user, str):
         raise BadRequest("user must be a string")
-    day = _date(body["date"] if isinstance(body["date"], str) else "?", "date")
-    if atlas().entry(day.isoformat()) is None:
-        raise LookupError(f"no entry for {day.isoformat()}")
     try:
-        feedback().add(date=day.isoformat(), interesting=interesting, user=user or "")
+        day = store_mark(date=body["date"], interesting=interesting, user=user or "")
     except FeedbackError as exc:
         raise BadRequest(str(exc)) from None
-    return jsonify({"ok": True, "date": day.isoformat(), "interesting": interesting})
+    except ValueError:
+        raise BadRequest("date must be a date like 2014-01-31") from None
+    return jsonify({"ok": True, "date": day, "interesting": interesting})
 
 
 @bp.get("/feedback/export")

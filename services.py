@@ -28,7 +28,7 @@ from atlas.encoders import Encoder, EncoderUnavailable, encoder_from_manifest
 from atlas.userstate import FeedbackStore, FeedbackUnavailable, default_path
 from atlas.sky.resolve import position_of
 from lake.layout import LakeLayout
-from lake.filters import Filters
+from lake.filters import Filters, iso_day
 from lake.galaxies import GalaxyQueries
 from lake.manifest import LakeMissingError
 from lake.oddities import ranked
@@ -304,6 +304,22 @@ def lake_layout() -> LakeLayout:
 
 def feedback() -> FeedbackStore:
     return current().feedback()
+
+
+def store_mark(*, date: object, interesting: bool | None, user: str, toggle: bool = False) -> str:
+    """Store one person's mark of an entry (the JSON API's and the Oddities page's one way in): ``date``
+    must name an entry of this lake by its ``YYYY-MM-DD`` date (ValueError: no such date; LookupError: no
+    entry that day; a request made by hand may name anything). ``toggle``: a thumb clicked, which clears
+    the mark when it is already that (:meth:`atlas.userstate.FeedbackStore.toggle`). Returns the date."""
+    day = iso_day(date).isoformat()
+    if atlas().entry(day) is None:
+        raise LookupError(f"there is no entry for {day}")
+    store = feedback()
+    if toggle:
+        store.toggle(date=day, interesting=bool(interesting), user=user)
+    else:
+        store.add(date=day, interesting=interesting, user=user)
+    return day
 
 
 def oddities(**kwargs: Any) -> pd.DataFrame:

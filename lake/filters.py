@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
@@ -65,6 +66,18 @@ def separation_sql(alias: str, ra: str, dec: str) -> str:
         f"degrees(acos(least(1.0, greatest(-1.0, sin(radians({alias}.dec_deg)) * sin(radians({dec})) + "
         f"cos(radians({alias}.dec_deg)) * cos(radians({dec})) * cos(radians({alias}.ra_deg - {ra}))))))"
     )
+
+
+#: A date as a client writes one: ``YYYY-MM-DD`` only (``date.fromisoformat`` also reads ``20140107`` and
+#: ``2014-W02-2``, which would come back in another form than sent).
+DATE_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_day(value: object) -> dt.date:
+    """``value`` as a date, if it is a string written ``YYYY-MM-DD`` that names a real day; else ValueError."""
+    if isinstance(value, str) and DATE_FORMAT.fullmatch(value):
+        return dt.date.fromisoformat(value)  # ValueError for a day that is none (2014-02-30)
+    raise ValueError(f"{str(value)[:40]!r} is not a date like 2014-01-31")
 
 
 def _date(value: Any, name: str) -> dt.date:

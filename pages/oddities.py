@@ -19,7 +19,7 @@ from lake.pictures import picture_for
 from lake.schema import ANOMALY_DETECTORS
 from pages._common import atlas, missing_lake_notice, picture_element, vocabulary
 from pages.ids import Entry, Oddities
-from services import feedback, oddities
+from services import oddities, store_mark
 
 log = logging.getLogger(__name__)
 
@@ -165,21 +165,15 @@ def mark(clicks, user, version):
     trigger = ctx.triggered_id
     if not trigger or not any(clicks) or not user:
         return no_update, no_update
-    day = str(trigger.get("date") or "")
-    try:  # the checks of POST /api/feedback: a thumb names an entry of this lake by its YYYY-MM-DD date (a
-        row = atlas().entry(day)  # request made by hand may name any date, or none)
-    except ValueError:
-        row = None
-    known = row is not None and row["date"] == day
-    if not known:
-        return no_update, _not_stored(f"there is no entry for {day[:20]!r}")
     try:
-        feedback().toggle(date=day, interesting=trigger.get("label") == "up", user=user)
+        store_mark(date=trigger.get("date"), interesting=trigger.get("label") == "up", user=user, toggle=True)
     except FeedbackUnavailable as exc:  # the server's operator must move the store; the list stays as it was
         log.error("a thumb was not stored: %s", exc)
         return no_update, _not_stored(exc.public_message)
     except FeedbackError as exc:
         return no_update, _not_stored(str(exc))
+    except (ValueError, LookupError):  # a request made by hand: any date, or none
+        return no_update, _not_stored(f"there is no entry for {str(trigger.get('date'))[:20]!r}")
     return (version or 0) + 1, no_update
 
 
