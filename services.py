@@ -13,6 +13,7 @@ new version does not use are let go once it is warm.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -158,6 +159,8 @@ class LakeService:
             self.warm()
             with self._encoder_lock:
                 self._encoders_before = {}
+            if gc.get_freeze_count():  # prepare_worker froze the first version's objects: the new one's too
+                freeze_warm_objects(again=True)
 
     def settle(self, timeout: float = 600.0) -> bool:
         """Wait for the background work a new version started (its download, its warm-up); False if some
@@ -262,12 +265,21 @@ def prepare_worker(service: LakeService) -> None:
     warm-up made (≈ 740,000 objects on the archive: models, cached views) moved out of the garbage
     collector's reach: a full collection walks every tracked object, a ≈ 0.4 s pause on 2 cores of
     whatever request triggered it (the slowest callbacks of bench/dashboard.py)."""
-    import gc
-
     from atlas.device import set_threads
 
     service.warm()
     set_threads(SERVING_TORCH_THREADS)
+    freeze_warm_objects()
+
+
+def freeze_warm_objects(*, again: bool = False) -> None:
+    """Move every object there is now out of the garbage collector's reach (:func:`prepare_worker`).
+    ``again``, once a new version is warm: the frozen objects are let back first, so that the version
+    before's cycles (its queries, its cached views, encoders it no longer uses) are collected; frozen,
+    they would stay for the process's life, one version's worth per rebuild. One full collection (≈ 0.4 s
+    on 2 cores, in the warm-up's thread) per new version."""
+    if again:
+        gc.unfreeze()
     gc.collect()
     gc.freeze()
 
