@@ -16,7 +16,7 @@ from werkzeug.routing import Map
 
 from atlas.images import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, UPLOAD_TYPES
 from atlas.userstate import FeedbackUnavailable
-from lake.filters import FilterError, Filters, iso_day
+from lake.filters import DateError, FilterError, Filters, iso_day
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, nasa_page_url
 from lake.records import records
@@ -61,7 +61,7 @@ def _date(value: str, name: str) -> dt.date | None:
         return None
     try:
         return iso_day(value)
-    except ValueError:
+    except DateError:
         raise BadRequest(f"{name} must be a date like 2014-01-31") from None
 
 
@@ -351,11 +351,11 @@ def feedback_add():
         raise BadRequest("interesting must be true, false or null")
     if user is not None and not isinstance(user, str):
         raise BadRequest("user must be a string")
-    try:
+    try:  # services.UnknownEntry (no entry that day) is a LookupError: the 404 of the handler below
         day = store_mark(date=body["date"], interesting=interesting, user=user or "")
     except FeedbackError as exc:
         raise BadRequest(str(exc)) from None
-    except ValueError:
+    except DateError:
         raise BadRequest("date must be a date like 2014-01-31") from None
     return jsonify({"ok": True, "date": day, "interesting": interesting})
 

@@ -13,6 +13,7 @@ new version does not use are let go once it is warm.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -67,8 +68,10 @@ class LakeService:
         self._remote = RemoteLake.of(layout)  # a lake on object storage: served from its working copy
         self._lock = threading.Lock()
         self._handles: LakeHandles | None = None
-        self._encoders: dict[str, Encoder] = {}  # used since the version served was opened
+        self._encoders: dict[str, Encoder] = {}  # the served version's (see _encoder_for)
         self._encoders_before: dict[str, Encoder] = {}  # the version before's: taken over, or let go once warm
+        self._encoders_version: str | None = None  # the version whose encoders are in _encoders
+        self._warming = threading.local()  # the handles warm() reads, pinned for its whole run
         self._encoder_lock = threading.Lock()  # loading takes seconds: not under the lock every request takes
         self._encoder_failed: dict[str, float] = {}  # fingerprint → when it failed; retried after a while
         self._feedback: FeedbackStore | None = None
@@ -81,39 +84,69 @@ class LakeService:
         """Something else to prepare in :meth:`warm` (the app registers its pages' default views)."""
         self._warmers.append(warm)
 
-    def _encoder_for(self, info: dict[str, Any]) -> Encoder:
-        """The lake's query encoder, loaded once (under its own lock: the requests that need no encoder
-        go on meanwhile). One that does not load here is a :class:`lake.search.SearchUnavailable`, and
-        is not tried again for :data:`ENCODER_RETRY_SECONDS` (each try may take seconds)."""
+    def _encoder_for(self, info: dict[str, Any], *, version: str) -> Encoder:
+        """The query encoder ``version``'s handles ask for (each version gets this bound to its name),
+        loaded once (under its own lock: the requests that need no encoder go on meanwhile). One that
+        does not load here is a :class:`lake.search.SearchUnavailable`, and is not tried again for
+        :data:`ENCODER_RETRY_SECONDS` (each try may take seconds).
+
+        Encoders are kept per generation: those of the version served (``_encoders``) and of the one
+        before (``_encoders_before``, taken over by fingerprint, let go once the new version is warm). A
+        request still reading an older version is served from either without moving anything, or from a
+        model loaded for it alone: it must not bring the old model back into the new version's set."""
         key = str(info.get("fingerprint"))
+        serving = self._handles.version if self._handles else None
         with self._encoder_lock:
-            if key in self._encoders:
+            if version == serving:
+                self._rotate_encoders(version)
+            if version != self._encoders_version:  # a request on an older version, finishing
+                kept = self._encoders.get(key) or self._encoders_before.get(key)
+                if kept is not None:
+                    return kept
+            elif key in self._encoders:
                 return self._encoders[key]
-            if key in self._encoders_before:  # a new version built with the same model
+            elif key in self._encoders_before:  # a new version built with the same model
                 self._encoders[key] = self._encoders_before.pop(key)
                 return self._encoders[key]
-            failed = self._encoder_failed.get(key)
-            if failed is None or time.monotonic() - failed > ENCODER_RETRY_SECONDS:
-                try:
-                    self._encoders[key] = encoder_from_manifest(info, trace_dir=self.layout.model_cache,
-                                                                allow_download=False)
-                    self._encoder_failed.pop(key, None)
-                    return self._encoders[key]
-                except EncoderUnavailable as exc:
-                    log.error("the lake's encoder does not load on this server: %s", exc)
-                    self._encoder_failed[key] = time.monotonic()
-                except Exception:  # noqa: BLE001 (torch, a model file, a manifest: every cause is a 503 here)
-                    log.exception("the lake's encoder failed to load on this server")
-                    self._encoder_failed[key] = time.monotonic()
+            else:
+                return self._load_encoder(info, key, keep=True)
+        return self._load_encoder(info, key, keep=False)  # outside the lock: the served version's go on
+
+    def _load_encoder(self, info: dict[str, Any], key: str, *, keep: bool) -> Encoder:
+        """Load one encoder (``keep``: into the served version's set; the caller holds the encoder lock)."""
+        failed = self._encoder_failed.get(key)
+        if failed is None or time.monotonic() - failed > ENCODER_RETRY_SECONDS:
+            try:
+                encoder = encoder_from_manifest(info, trace_dir=self.layout.model_cache, allow_download=False)
+                self._encoder_failed.pop(key, None)
+                if keep:
+                    self._encoders[key] = encoder
+                return encoder
+            except EncoderUnavailable as exc:
+                log.error("the lake's encoder does not load on this server: %s", exc)
+                self._encoder_failed[key] = time.monotonic()
+            except Exception:  # noqa: BLE001 (torch, a model file, a manifest: every cause is a 503 here)
+                log.exception("the lake's encoder failed to load on this server")
+                self._encoder_failed[key] = time.monotonic()
         raise SearchUnavailable("search by meaning is unavailable on this server: the encoder this lake was built "
                                 "with does not load here (the server log says why). Rebuild the lake with the "
                                 "packages installed here, or install the lake's models.")
+
+    def _rotate_encoders(self, version: str) -> None:
+        """Make ``version`` (the one served) the encoders' current generation, the one before the
+        previous generation (under the encoder lock). Tagged with the version, so that two switches in
+        quick succession rotate once each, in order, whichever thread gets here first."""
+        if self._encoders_version == version:
+            return
+        if self._encoders_version is not None:
+            self._encoders_before, self._encoders = self._encoders, {}
+        self._encoders_version = version
 
     def handles(self) -> LakeHandles:
         """The version this request reads (inside a request: the one its first call got, see the module
         docstring), else the version served now."""
         if not has_request_context():
-            return self._current()
+            return getattr(self._warming, "handles", None) or self._current()
         pinned = g.get(REQUEST_PIN)
         if pinned is None:
             pinned = self._current()
@@ -136,29 +169,33 @@ class LakeService:
                 return self._handles
             reader = LakeReader(replace(self.layout, version=version))
             switched = self._handles is not None
-            self._handles = LakeHandles(str(version), AtlasQueries(reader), SearchEngine(reader, self._encoder_for),
-                                        GalaxyQueries(reader, self._encoder_for))
+            encoders = functools.partial(self._encoder_for, version=str(version))
+            self._handles = LakeHandles(str(version), AtlasQueries(reader), SearchEngine(reader, encoders),
+                                        GalaxyQueries(reader, encoders))
             log.info("serving lake %s version %s", self.layout.location, version)
             handles = self._handles
         if switched:
-            self._switched()
+            self._switched(handles.version)
         return handles
 
-    def _switched(self) -> None:
-        """A new version is served: its encoders are taken over from the version before's by fingerprint,
-        and the rest let go once it is warm (a serving process warms it now, in the background; the
-        others at the next switch), so a worker holds the encoders of at most two versions."""
+    def _switched(self, version: str) -> None:
+        """``version`` is served now: its encoders are taken over from the version before's by
+        fingerprint, and the rest let go once it is warm (a serving process warms it now, in the
+        background; the others at the next switch), so a worker holds the encoders of at most two
+        versions (:meth:`_encoder_for`)."""
         with self._encoder_lock:
-            self._encoders_before, self._encoders = self._encoders, {}
+            if self._handles is not None and self._handles.version == version:  # not overtaken meanwhile
+                self._rotate_encoders(version)
         if self._serving:
-            self._rewarmer = threading.Thread(target=self._rewarm, name="lake-rewarm", daemon=True)
+            self._rewarmer = threading.Thread(target=self._rewarm, args=(version,), name="lake-rewarm", daemon=True)
             self._rewarmer.start()
 
-    def _rewarm(self) -> None:
+    def _rewarm(self, version: str) -> None:
         with self._rewarm_lock:
             self.warm()
             with self._encoder_lock:
-                self._encoders_before = {}
+                if self._encoders_version == version:  # else a newer switch rotated since: its warm-up clears
+                    self._encoders_before = {}
             if gc.get_freeze_count():  # prepare_worker froze the first version's objects: the new one's too
                 freeze_warm_objects(again=True)
 
@@ -219,7 +256,20 @@ class LakeService:
         that fails is logged and skipped: warming up must never stop a worker from serving. From then on
         the service warms each new version it sees, in the background."""
         self._serving = True
+        try:
+            self._warming.handles = self._current()  # one version for every step, the page caches' keys too
+        except LakeMissingError as exc:
+            log.warning("%s", exc)
+            return
+        except Exception:
+            log.warning("warm-up skipped: the lake does not open", exc_info=True)
+            return
+        try:
+            self._warm_steps()
+        finally:
+            self._warming.handles = None
 
+    def _warm_steps(self) -> None:
         def galaxies() -> None:
             g = self.galaxies()
             if g.has_pictures:
@@ -318,14 +368,18 @@ def feedback() -> FeedbackStore:
     return current().feedback()
 
 
+class UnknownEntry(LookupError):
+    """No entry of this lake on the day a request named."""
+
+
 def store_mark(*, date: object, interesting: bool | None, user: str, toggle: bool = False) -> str:
     """Store one person's mark of an entry (the JSON API's and the Oddities page's one way in): ``date``
-    must name an entry of this lake by its ``YYYY-MM-DD`` date (ValueError: no such date; LookupError: no
-    entry that day; a request made by hand may name anything). ``toggle``: a thumb clicked, which clears
+    must name an entry of this lake by its ``YYYY-MM-DD`` date (:class:`lake.filters.DateError`: no such
+    date; :class:`UnknownEntry`: no entry that day; a request made by hand may name anything). ``toggle``: a thumb clicked, which clears
     the mark when it is already that (:meth:`atlas.userstate.FeedbackStore.toggle`). Returns the date."""
     day = iso_day(date).isoformat()
     if atlas().entry(day) is None:
-        raise LookupError(f"there is no entry for {day}")
+        raise UnknownEntry(f"there is no entry for {day}")
     store = feedback()
     if toggle:
         store.toggle(date=day, interesting=bool(interesting), user=user)

@@ -73,11 +73,18 @@ def separation_sql(alias: str, ra: str, dec: str) -> str:
 DATE_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+class DateError(ValueError):
+    """A value that is not a date written ``YYYY-MM-DD`` (:func:`iso_day`)."""
+
+
 def iso_day(value: object) -> dt.date:
-    """``value`` as a date, if it is a string written ``YYYY-MM-DD`` that names a real day; else ValueError."""
+    """``value`` as a date, if it is a string written ``YYYY-MM-DD`` that names a real day; else DateError."""
     if isinstance(value, str) and DATE_FORMAT.fullmatch(value):
-        return dt.date.fromisoformat(value)  # ValueError for a day that is none (2014-02-30)
-    raise ValueError(f"{str(value)[:40]!r} is not a date like 2014-01-31")
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:  # a day that is none (2014-02-30)
+            pass
+    raise DateError(f"{str(value)[:40]!r} is not a date like 2014-01-31")
 
 
 def _date(value: Any, name: str) -> dt.date:

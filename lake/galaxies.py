@@ -35,8 +35,9 @@ CUTOUT_ROUTE = "/cutouts/gz2"
 SDSS_NAVIGATE = "https://skyserver.sdss.org/dr18/VisualTools/navi?ra={ra:.5f}&dec={dec:.5f}&scale=0.2"
 
 
-#: Why rows picked on a galaxy map drawn from an earlier build name no galaxy (:meth:`GalaxyQueries.objids_at`).
-MAP_CHANGED = "the map has changed with a newer build of the lake since it was drawn: reload the page and select again"
+#: Why rows picked on a galaxy map drawn from another build name no galaxy (:meth:`GalaxyQueries.objids_at`).
+MAP_CHANGED = ("the map was drawn from another build of the lake than this server's (a new build changed it): "
+               "reload the page and select again")
 
 
 class GalaxyError(ValueError):

@@ -404,14 +404,14 @@ class RemoteLake:
         ``background``: a copy that already serves a version is refreshed in a thread of its own, and
         this call returns at once (a new version may take minutes to download: the request that noticed
         it should not wait for it); ``then`` runs in that thread after a pull that changed the version
-        (the app opens and warms it). A copy with nothing to serve yet is pulled here, as without."""
+        (the app opens it, and warms it in a thread of its own). A copy with nothing to serve yet is pulled here, as without."""
         if time.monotonic() - self._checked_at < POLL_SECONDS:
             return self.layout.current_version()
         serving = self.layout.current_version()
         if background and serving is not None:
             with self._puller_lock:
                 if self._puller is None or not self._puller.is_alive():
-                    self._puller = threading.Thread(target=self._refresh, args=(serving,), kwargs={"then": then},
+                    self._puller = threading.Thread(target=self._refresh_in_background, args=(serving, then),
                                                     name="lake-pull", daemon=True)
                     self._puller.start()
             return serving
@@ -423,6 +423,13 @@ class RemoteLake:
         if puller is not None:
             puller.join(timeout)
         return puller is None or not puller.is_alive()
+
+    def _refresh_in_background(self, serving: str, then: Callable[[], object] | None) -> None:
+        try:
+            self._refresh(serving, then=then)
+        except Exception:  # noqa: BLE001 (a thread of its own: its failure reaches nobody but the log)
+            log.exception("lake %s: pulling its new version failed; serving version %s", self.layout.remote,
+                          self.layout.current_version())
 
     def _refresh(self, serving: str | None, *, then: Callable[[], object] | None = None) -> str | None:
         # another request of this process, or another worker, is pulling (a new version may take minutes

@@ -390,8 +390,9 @@ def selection_shape(selected: dict) -> list[list[float]] | None:
     return [[float(x0), float(y0)], [float(x1), float(y1)]]
 
 
-#: Why an outline drawn before the maps' last fit selects nothing (shown in the selection's title).
-REFITTED = "the maps were fitted anew by a newer build since this outline was drawn: draw it again"
+#: Why an outline drawn on another fit of the maps selects nothing (shown in the selection's title).
+REFITTED = ("this outline was drawn on maps of another build than this server's (the maps were fitted anew "
+            "since, or the server is not on that build yet): draw it again")
 
 
 def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELECTION_ROWS):
@@ -469,7 +470,9 @@ def fill_table(selection, cats, years, emb, method):
 def download(_csv, _parquet, selection, cats, years, emb, method):
     if not selection:  # nothing lassoed yet: no file of column names only
         raise PreventUpdate
-    df, _total, _refused = _selected_rows(selection, emb, method, cats, years)
+    df, _total, refused = _selected_rows(selection, emb, method, cats, years)
+    if refused:  # an outline that selects nothing: the selection's title says why; no file of column names
+        raise PreventUpdate
     fmt = "csv" if ctx.triggered_id == Map.DL_CSV else "parquet"
     body, _ = table_bytes(df, fmt=fmt, licence=LICENCE_NOTE)
     return dcc.send_bytes(body, f"cosmic_atlas_selection.{fmt}")

@@ -13,13 +13,14 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from atlas.userstate import FeedbackError, FeedbackUnavailable
+from lake.filters import DateError
 from lake.manifest import LakeMissingError
 from lake.oddities import reason
 from lake.pictures import picture_for
 from lake.schema import ANOMALY_DETECTORS
 from pages._common import atlas, missing_lake_notice, picture_element, vocabulary
 from pages.ids import Entry, Oddities
-from services import oddities, store_mark
+from services import UnknownEntry, oddities, store_mark
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def mark(clicks, user, version):
         return no_update, _not_stored(exc.public_message)
     except FeedbackError as exc:
         return no_update, _not_stored(str(exc))
-    except (ValueError, LookupError):  # a request made by hand: any date, or none
+    except (DateError, UnknownEntry):  # a request made by hand: any date, or none
         return no_update, _not_stored(f"there is no entry for {str(trigger.get('date'))[:20]!r}")
     return (version or 0) + 1, no_update
 

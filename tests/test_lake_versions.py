@@ -366,6 +366,8 @@ def test_a_serving_worker_warms_each_new_version_and_lets_go_of_what_it_no_longe
     import shutil
     import weakref
 
+    from PIL import Image
+
     from app import create_app
     from services import EXTENSION, freeze_warm_objects
     from tests.conftest import republish_categories
@@ -392,6 +394,7 @@ def test_a_serving_worker_warms_each_new_version_and_lets_go_of_what_it_no_longe
 
         gone = [weakref.ref(encoder) for encoder in loaded.values()]
         del loaded
+        still_on_it = service.galaxies()  # a request on this version, still running after the next switch
         manifest = json.loads(layout.manifest.read_text())
         other = {"encoder": manifest["encoder"] | {"fingerprint": "another-model"},
                  "gz2": manifest["gz2"] | {"encoder": manifest["gz2"]["encoder"] | {"fingerprint": "another-model"}}}
@@ -400,6 +403,10 @@ def test_a_serving_worker_warms_each_new_version_and_lets_go_of_what_it_no_longe
         assert service.settle(300)
         assert not service._encoders and not service._encoders_before  # that model does not load here: none kept
         assert all(ref() is None for ref in gone)
+        # the request on the version before finishes: served by a model loaded for it alone, which does not
+        # come back into the new version's set (it stayed there for the new version's life)
+        assert len(still_on_it.similar_to_picture(Image.new("RGB", (64, 64)), k=3).galaxies) == 3
+        assert not service._encoders and not service._encoders_before
     finally:
         gc.unfreeze()
 

@@ -603,6 +603,7 @@ def test_the_app_serves_a_lake_from_the_bucket(s3_server, tmp_path, monkeypatch)
     assert service._remote.join_pull(60)
     assert service.version == "v2"  # opened by the pull's thread, before any request asked
     assert client.get("/api/entry/1000-01-05").get_json()["categories"][0]["category"] == "Galaxy"
+    assert service.settle(60)  # the look that request started (POLL_SECONDS 0) ends with the test
 
 
 def test_a_bad_bucket_is_a_clear_error(s3_server, tmp_path, monkeypatch):
