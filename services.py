@@ -113,7 +113,8 @@ class LakeService:
         return self._load_encoder(info, key, keep=False)  # outside the lock: the served version's go on
 
     def _load_encoder(self, info: dict[str, Any], key: str, *, keep: bool) -> Encoder:
-        """Load one encoder (``keep``: into the served version's set; the caller holds the encoder lock)."""
+        """Load one encoder; ``keep``: into the served version's set (the caller then holds the encoder lock;
+        without, a model for a request on an older version alone, loaded outside it)."""
         failed = self._encoder_failed.get(key)
         if failed is None or time.monotonic() - failed > ENCODER_RETRY_SECONDS:
             try:
