@@ -392,7 +392,7 @@ def selection_shape(selected: dict) -> list[list[float]] | None:
 
 #: Why an outline drawn on another fit of the maps selects nothing (shown in the selection's title).
 REFITTED = ("this outline was drawn on maps of another build than this server's (the maps were fitted anew "
-            "since, or the server is not on that build yet): draw it again")
+            "since, or the server is not on that build yet): reload the page and draw it again")
 
 
 def _selected_rows(selection, emb, method, cats, years, *, limit: int = MAX_SELECTION_ROWS):
