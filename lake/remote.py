@@ -404,7 +404,8 @@ class RemoteLake:
         ``background``: a copy that already serves a version is refreshed in a thread of its own, and
         this call returns at once (a new version may take minutes to download: the request that noticed
         it should not wait for it); ``then`` runs in that thread after a pull that changed the version
-        (the app opens it, and warms it in a thread of its own). A copy with nothing to serve yet is pulled here, as without."""
+        (the app opens it, and warms it in a thread of its own). A copy with nothing to serve yet is
+        pulled here, as without."""
         if time.monotonic() - self._checked_at < POLL_SECONDS:
             return self.layout.current_version()
         serving = self.layout.current_version()
@@ -425,13 +426,21 @@ class RemoteLake:
         return puller is None or not puller.is_alive()
 
     def _refresh_in_background(self, serving: str, then: Callable[[], object] | None) -> None:
+        # a thread of its own: its failures reach nobody but the log
         try:
-            self._refresh(serving, then=then)
-        except Exception:  # noqa: BLE001 (a thread of its own: its failure reaches nobody but the log)
+            version = self._refresh(serving)
+        except Exception:  # noqa: BLE001
             log.exception("lake %s: pulling its new version failed; serving version %s", self.layout.remote,
                           self.layout.current_version())
+            return
+        if then is not None and version != serving:
+            try:
+                then()
+            except Exception:  # noqa: BLE001 (the next request reports what is wrong)
+                log.warning("lake %s: opening version %s after its pull failed", self.layout.remote, version,
+                            exc_info=True)
 
-    def _refresh(self, serving: str | None, *, then: Callable[[], object] | None = None) -> str | None:
+    def _refresh(self, serving: str | None) -> str | None:
         # another request of this process, or another worker, is pulling (a new version may take minutes
         # to download): serve the copy there is rather than wait; only an app with no copy yet waits
         if not self._lock.acquire(blocking=serving is None):
@@ -439,20 +448,13 @@ class RemoteLake:
         try:
             if time.monotonic() - self._checked_at < POLL_SECONDS:  # pulled while this one waited
                 return self.layout.current_version()
-            version = self.pull(wait=serving is None)
+            return self.pull(wait=serving is None)
         except RemoteLakeError as exc:  # keep serving the copy we have
             log.warning("%s; serving version %s", exc, self.layout.current_version())
             self._checked_at = time.monotonic()
             return self.layout.current_version()
         finally:
             self._lock.release()
-        if then is not None and version != serving:
-            try:
-                then()
-            except Exception:  # noqa: BLE001 (a thread of its own: the next request reports what is wrong)
-                log.warning("lake %s: opening version %s after its pull failed", self.layout.remote, version,
-                            exc_info=True)
-        return version
 
     def _download(self, objects: dict[str, int], parts: tuple[str, ...], into: Path) -> None:
         missing = [rel for rel, size in objects.items()
