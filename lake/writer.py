@@ -150,7 +150,7 @@ class LakeWriter:
         atomic.write_with(self.layout.staged(published), writer)
 
     # -- publish --------------------------------------------------------------------------------
-    def publish(self, manifest: dict[str, Any], *, version: str) -> Path:
+    def publish(self, manifest: dict[str, Any], *, version: str, keep_staging: bool = False) -> Path:
         """Make the staged build live as ``versions/<version>/`` and switch ``current`` to it.
 
         The new version folder gets hard links to the staged outputs, and to every file of the previous
@@ -161,6 +161,10 @@ class LakeWriter:
         until the switch the staging area stays whole, resume records and all, so a build killed while
         publishing resumes from it (had they been moved, an emptied staged folder would still pass for
         a stage's output, and the previous version's table would be linked in its place).
+
+        ``keep_staging``: the staging area outlives the switch too, for a build whose version is not
+        safe yet once it is live here (a lake on object storage until its push is done: the next build
+        pulls the bucket's version back, and would otherwise redo every stage); its caller discards it.
         """
         layout = self.layout
         staging, target = layout.staging, layout.version_dir(version)
@@ -197,7 +201,8 @@ class LakeWriter:
         os.replace(work, target)
         os.utime(target)  # stamped as published: prune orders versions by it
         atomic.switch_symlink(layout.pointer, target)  # the switch: readers see the old version or the new one
-        self.discard_staging()
+        if not keep_staging:
+            self.discard_staging()
         self.prune(keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS)
         return target
 

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from atlas.hashing import sha1_json
 from lake import atomic
 from lake.layout import LakeLayout
-from lake.remote import SHARED_FOR_BUILD, RemoteLake
+from lake.remote import SHARED_FOR_BUILD, RemoteLake, RemoteLakeError
 from lake.schema import SCHEMAS, VECTOR_TABLES_VERSION
 from lake.writer import LakeWriter, removal_marker
 from pipeline import __version__
@@ -282,9 +283,16 @@ class Runner:
                     resource = ctx.resources.get(name)  # stop with the build
                     if resource is not None and hasattr(resource, "close"):
                         resource.close()
-            summary = self._publish(ctx, metrics, time.perf_counter() - started)
+            # a lake on object storage keeps the staging area until its push is done: a push that fails
+            # leaves the old version live, and the next build pulls it back, then resumes from staging
+            summary = self._publish(ctx, metrics, time.perf_counter() - started, keep_staging=remote is not None)
             if remote is not None:
-                remote.push()  # the bucket's pointer moves last; a failed push leaves the old version live
+                try:
+                    remote.push()  # the bucket's pointer moves last; a failed push leaves the old version live
+                except RemoteLakeError as exc:
+                    raise RemoteLakeError(f"{exc}. This build's stages are kept: the next build reuses "
+                                          "those whose inputs are unchanged") from exc
+                ctx.writer.discard_staging()
             return summary
 
     def _run_stage(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any], metrics: RunMetrics,
@@ -396,12 +404,14 @@ class Runner:
         new = pa.Table.from_pylist(metrics.rows, schema=SCHEMAS["metrics"])
         if not ctx.layout.table("metrics").is_file():
             return new
-        old = ctx.writer.read_table("metrics")
+        # the published table, not a staged one: a build whose push failed left its metrics staged, and
+        # its run never went live
+        old = pq.read_table(ctx.layout.table("metrics"))
         runs = list(dict.fromkeys(old.column("run_id").to_pylist()))[-(METRIC_RUNS_KEPT - 1):]
         old = old.filter(pa.compute.is_in(old.column("run_id"), pa.array(runs)))
         return pa.concat_tables([old.cast(SCHEMAS["metrics"]), new])
 
-    def _publish(self, ctx: BuildContext, metrics: RunMetrics, wall: float) -> BuildSummary:
+    def _publish(self, ctx: BuildContext, metrics: RunMetrics, wall: float, *, keep_staging: bool) -> BuildSummary:
         import pyarrow.csv as pacsv
 
         table = self._metrics_table(ctx, metrics)
@@ -422,7 +432,7 @@ class Runner:
             "vector_tables_version": VECTOR_TABLES_VERSION,
             "wall_seconds": round(wall, 2),
         }
-        ctx.writer.publish(manifest, version=ctx.run_id)
+        ctx.writer.publish(manifest, version=ctx.run_id, keep_staging=keep_staging)
         return BuildSummary(ctx.run_id, ctx.layout.root, ctx.run_id, body.get("counts", {}), metrics.stages,
                             body.get("encoder", {}), body.get("invalid_rows", {}).get("by_reason", {}), wall,
                             embedded)

@@ -16,11 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.synthetic_lake import write_synthetic_lake
+from lake import manifest as manifest_io
 from lake import remote
 from lake.layout import LakeLayout
 from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.remote import POINTER, RemoteLake, RemoteLakeError
+from pipeline.config import BuildConfig
+from pipeline.runner import Runner, Stage, StageResult
 from tests.conftest import local_http_server, republish_categories, run_cli, serve_dashboard
 
 BUCKET = "atlas"
@@ -465,6 +468,52 @@ def test_a_push_that_dies_leaves_the_old_version_live_and_the_next_one_resumes(s
     assert RemoteLake(other).pull() == "v2"
     assert set(LakeReader(other).query("SELECT DISTINCT category FROM categories").category) == {"Galaxy"}
     assert other.current_version() == "v2" and other.version_dir(first).is_dir()  # the old one still readable
+
+
+#: the seeds :func:`writes_its_seed` ran with, in order
+SEEDS_RUN: list[int] = []
+
+
+def writes_its_seed(ctx) -> StageResult:
+    SEEDS_RUN.append(ctx.cfg.seed)
+    ctx.writer.stage_file(ctx.layout.published / "made-by.txt", lambda p: p.write_text(str(ctx.cfg.seed)))
+    return StageResult(items=1, manifest={"made_by": ctx.cfg.seed})
+
+
+def test_a_build_whose_push_fails_keeps_its_stages_for_the_next_build(s3_server, tmp_path):
+    """The build publishes into its working copy, then its push dies: the bucket keeps the old version,
+    and the next build pulls that back. Its stages are not lost with it: the staging area outlives a
+    failed push, so the next build reuses them, pushes, and only then lets the staging area go."""
+    client, _ = s3_server
+    layout = _copy(tmp_path, "builder", "kept")
+    runner = Runner([Stage("made", writes_its_seed, lambda ctx: ctx.cfg.seed,
+                           outputs=lambda lake: [lake.staged(lake.published / "made-by.txt")])])
+
+    def settings(seed: int) -> BuildConfig:
+        return BuildConfig(lake=layout, collections=["apod"], threads=1, progress=False, seed=seed)
+
+    SEEDS_RUN.clear()
+    first = runner.run(settings(1)).version
+    assert _pointer(client, "kept") == first and not layout.staging.exists()
+    real_of = RemoteLake.of.__func__
+
+    def dies_pushing(cls, lake, **kwargs):
+        remote_lake = real_of(cls, lake, **kwargs)
+        remote_lake._fs = ResetsOnFile(remote_lake._fs, under="/versions/", nth=1)
+        return remote_lake
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RemoteLake, "of", classmethod(dies_pushing))
+        with pytest.raises(RemoteLakeError, match="connection reset.*stages are kept"):
+            runner.run(settings(2))
+    assert _pointer(client, "kept") == first and SEEDS_RUN == [1, 2]
+    again = runner.run(settings(2))
+    assert SEEDS_RUN == [1, 2] and again.stages["made"]["skipped"]  # reused, not run a third time
+    assert _pointer(client, "kept") == again.version != first and not layout.staging.exists()
+    reader = _copy(tmp_path, "reader", "kept")
+    assert RemoteLake(reader).pull() == again.version
+    assert (reader.published / "made-by.txt").read_text() == "2"
+    assert manifest_io.read_if_exists(reader.manifest)["made_by"] == 2
 
 
 def test_old_versions_leave_the_bucket_and_the_apps_copy_once_their_grace_is_over(s3_server, tmp_path, monkeypatch):
