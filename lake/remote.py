@@ -166,6 +166,8 @@ class RemoteLake:
         #: that pointer or nothing (see :meth:`push`)
         self._pulled: str | None = None
         self._pulled_tag: str | None = None
+        #: the version this object's last :meth:`push` made live (None until a pointer write succeeds)
+        self.pushed: str | None = None
         #: per shared folder, the objects this object has seen there: pulled, or pushed from the working
         #: copy. A mirrored push deletes only those of them the working copy no longer holds, never an
         #: object another builder added after this one looked (see :meth:`_upload`)
@@ -498,6 +500,7 @@ class RemoteLake:
                          previous=previous)
             # a second push from this working copy builds on this one
             self._pulled, self._pulled_tag = version, self._write_pointer(version)
+            self.pushed = version
             log.info("lake %s: version %s is live", self.layout.remote, version)
             try:
                 self.prune()

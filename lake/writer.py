@@ -45,6 +45,8 @@ class LakeWriter:
         # kind -> (staged file's stat stamp, dates, read-only matrix): later stages read the same matrices
         # again and again (27 reads, ≈ 1 s of a daily build); the stamp catches a file changed underneath
         self._vectors: dict[str, tuple[tuple[int, int, int, int] | None, list[str], np.ndarray]] = {}
+        #: the version :meth:`publish` made live (None until its switch is done)
+        self.went_live: str | None = None
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -201,6 +203,7 @@ class LakeWriter:
         os.replace(work, target)
         os.utime(target)  # stamped as published: prune orders versions by it
         atomic.switch_symlink(layout.pointer, target)  # the switch: readers see the old version or the new one
+        self.went_live = version
         if not keep_staging:
             self.discard_staging()
         self.prune(keep=VERSIONS_KEPT, grace_seconds=PRUNE_GRACE_SECONDS)

@@ -213,10 +213,14 @@ class Handoff(Generic[T]):
     not started stays here, and the build's thread takes it back (:meth:`take`) once it has run its own.
     Results are collected by the build's thread alone (:meth:`finished`, :meth:`wait`), in the order the
     stages were handed over. After a failure (a stage raised, or :meth:`stop`), nothing more is
-    handed over."""
+    handed over. ``on_finished`` is called, from the done-callback, with each stage the worker finished
+    and its outcome: what must not wait for the build's thread to collect it (the resume record: a build
+    killed while its thread is inside a long stage would otherwise lose a stage the worker had done)."""
 
-    def __init__(self, submit: Callable[[T], Future[Outcome]]) -> None:
+    def __init__(self, submit: Callable[[T], Future[Outcome]], *,
+                 on_finished: Callable[[T, Outcome], None] | None = None) -> None:
         self._submit = submit
+        self._on_finished = on_finished
         self._lock = threading.RLock()  # re-entrant: a future already done runs its callback at once
         self._queue: list[T] = []
         self._sent: list[tuple[T, Future[Outcome]]] = []  # handed over, not yet collected
@@ -270,6 +274,14 @@ class Handoff(Generic[T]):
         self._sent.append((self._queue.pop(0), future))
         future.add_done_callback(self._on_done)
 
-    def _on_done(self, _future: Future[Outcome]) -> None:
+    def _on_done(self, future: Future[Outcome]) -> None:
+        if self._on_finished is not None and not future.cancelled() and future.exception() is None:
+            with self._lock:  # (None: the build's thread has collected it already, and records it)
+                item = next((i for i, f in self._sent if f is future), None)
+            try:
+                if item is not None:
+                    self._on_finished(item, future.result())
+            except Exception:  # the build's thread records the stage again when it collects it
+                log.exception("could not record the finished background stage %s", item)
         with self._lock:
             self._hand_over()

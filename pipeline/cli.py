@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -306,8 +310,28 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, ``docker stop``, systemd, Kubernetes ending a pod) stops a build as Ctrl-C does:
+    the background stages that finished are recorded, the worker, the encoder's process and a local Ray
+    are stopped, and the message says what became of the lake. Without it the process just died."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from atlas.encoders import EncoderUnavailable
+    from pipeline.runner import BuildInterrupted
     from pipeline.sources import SourceError
     from pipeline.stages import build
 
@@ -319,7 +343,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     if cfg.offline:  # OpenCLIP's weights from the local cache only: no revision check against the hub
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        summary = build(cfg)
+        with terminate_as_interrupt():
+            summary = build(cfg)
+    except BuildInterrupted as exc:
+        if exc.live is None:
+            raise  # the message for any interrupt: nothing of this build is live, and it resumes
+        log.warning("interrupted after this build's version %s went live: %s holds it whole", exc.live,
+                    cfg.lake.location)
+        return 130
     except (ValueError, SourceError, EncoderUnavailable, RuntimeError, OSError) as exc:
         log.error("build failed: %s", exc)
         log.error("the last published lake (if any) is unchanged; fix the cause and re-run to resume")

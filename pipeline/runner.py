@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -148,6 +149,16 @@ class BuildContext:
         return self.resources[key]
 
 
+class BuildInterrupted(KeyboardInterrupt):
+    """A build stopped by Ctrl-C (or SIGTERM, which the CLI turns into one). ``live``: this build's
+    version when it had gone live before the interrupt (the switch done, a push's pointer written), so
+    that the message does not say the published lake is unchanged when it is this build's."""
+
+    def __init__(self, *, live: str | None) -> None:
+        super().__init__(live)
+        self.live = live
+
+
 @dataclass
 class BuildSummary:
     run_id: str
@@ -230,12 +241,21 @@ class Runner:
         if any(s.background and s.inputs is None for s in stages):
             raise ValueError("a stage that always runs (inputs=None) cannot run in the background")
         self.stages = list(stages)
+        # the resume record is written by the build's thread and, for background stages, by the done-
+        # callbacks of the worker's futures (:meth:`_save_resume`)
+        self._staged_lock = threading.Lock()
 
     def run(self, cfg: BuildConfig) -> BuildSummary:
-        started = time.perf_counter()
         ctx = BuildContext(cfg, run_id=new_run_id())
-        metrics = RunMetrics(ctx.run_id, interval=cfg.sample_interval)
         remote = RemoteLake.of(cfg.lake)  # a lake on object storage: build in its working copy
+        try:
+            return self._build(ctx, remote)
+        except KeyboardInterrupt as exc:
+            raise BuildInterrupted(live=remote.pushed if remote is not None else ctx.writer.went_live) from exc
+
+    def _build(self, ctx: BuildContext, remote: RemoteLake | None) -> BuildSummary:
+        started, cfg = time.perf_counter(), ctx.cfg
+        metrics = RunMetrics(ctx.run_id, interval=cfg.sample_interval)
         with ctx.writer.locked():
             if remote is not None:
                 remote.pull(shared=SHARED_FOR_BUILD)
@@ -251,7 +271,8 @@ class Runner:
             failed = True
             # background stages to run: handed to the worker one at a time as it frees up
             handoff: Handoff[Stage] = Handoff(
-                lambda stage: worker.submit(run_in_worker, stage.run, ctx.cfg, ctx.run_id))
+                lambda stage: worker.submit(run_in_worker, stage.run, ctx.cfg, ctx.run_id),
+                on_finished=lambda stage, outcome: self._save_resume(stage, outcome.result, ctx, staged))
             try:
                 for stage in self.stages:
                     if stage.ahead is not None and stage.collection in cfg.collections:
@@ -346,6 +367,14 @@ class Runner:
         """A stage's result for the later stages and, for stages with inputs, the resume record."""
         ctx.results[stage.name] = result
         if stage.inputs is not None:  # always-run stages have nothing to resume
+            self._save_resume(stage, result, ctx, staged)
+
+    def _save_resume(self, stage: Stage, result: StageResult, ctx: BuildContext, staged: dict[str, Any]) -> None:
+        """Save a finished stage's resume record. A background stage's is saved the moment the worker
+        finishes it, from its future's done-callback, not when the build's thread next looks: that thread
+        may be inside a long stage of its own, and a build killed meanwhile (SIGKILL, the OOM killer)
+        would leave the stage's output staged without its record, to be made again."""
+        with self._staged_lock:
             staged.setdefault("stages", {})[stage.name] = {"input_hash": ctx.hashes[stage.name],
                                                            "manifest": result.manifest}
             ctx.writer.save_staged_manifest(staged)
@@ -389,8 +418,9 @@ class Runner:
         _remove(outputs)  # stale leftovers of an interrupted build must not be published
         # nor may their record outlive them: a build killed while remaking the output would leave a partial
         # one beside it, and a later build with the record's inputs would take that for finished work
-        if staged.get("stages", {}).pop(stage.name, None) is not None:
-            ctx.writer.save_staged_manifest(staged)
+        with self._staged_lock:
+            if staged.get("stages", {}).pop(stage.name, None) is not None:
+                ctx.writer.save_staged_manifest(staged)
         record = ctx.live.get("stages", {}).get(stage.name, {})
         if record.get("input_hash") != h:
             return None

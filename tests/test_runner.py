@@ -13,8 +13,9 @@ import pytest
 
 from lake import manifest as manifest_io
 from lake.layout import LakeLayout
+from lake.writer import LakeWriter
 from pipeline.config import BuildConfig
-from pipeline.runner import Runner, Stage, StageResult
+from pipeline.runner import BuildInterrupted, Runner, Stage, StageResult
 
 log = logging.getLogger("tests.background_stage")
 
@@ -284,6 +285,72 @@ def test_a_killed_build_takes_its_worker_with_it(tmp_path):
     (tmp_path / "lake" / "go").write_text("")
     time.sleep(0.5)  # a surviving worker polls for it every 0.02 s
     assert not (tmp_path / "lake" / "late-write").exists()
+
+
+def waits_for_go(ctx) -> StageResult:
+    """A long stage: it ends once the test says so (or never, when the test kills the build first)."""
+    _wait_for(ctx.layout.root / "go")
+    return later(ctx)
+
+
+STOPPED_BUILD_SCRIPT = """
+import sys
+from pathlib import Path
+from pipeline.cli import terminate_as_interrupt
+from pipeline.runner import BuildInterrupted
+from tests.test_runner import _cfg, _runner, finishes_at_once, waits_for_go
+try:
+    with terminate_as_interrupt():
+        _runner(finishes_at_once, after=waits_for_go).run(_cfg(Path(sys.argv[1])))
+except BuildInterrupted as exc:
+    print(f"interrupted; live: {exc.live}")
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_background_stage_the_worker_finished_survives_a_build_killed_inside_a_long_stage(tmp_path, how):
+    """The worker finishes a stage while the build's own thread is inside a long one; the build is then
+    killed (SIGKILL, the OOM killer: nothing runs) or terminated (SIGTERM: it stops as Ctrl-C stops it).
+    The finished stage's resume record was saved when the worker finished it, so the next build reuses it."""
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    lake = LakeLayout.at(tmp_path / "lake")
+    build = subprocess.Popen([sys.executable, "-c", STOPPED_BUILD_SCRIPT, str(tmp_path)], cwd=root,
+                             stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while build.poll() is None and time.monotonic() < deadline:
+        record = manifest_io.read_if_exists(lake.staged_manifest) if lake.staged_manifest.is_file() else None
+        if record and "background" in record.get("stages", {}):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the finished background stage was not recorded while the build's thread was busy")
+    assert not (lake.root / "go").exists() and build.poll() is None  # the build's thread: still in its stage
+    build.send_signal(getattr(signal, how))
+    out, _ = build.communicate(timeout=30)
+    if how == "SIGTERM":
+        assert build.returncode == 130 and "interrupted; live: None" in out, out
+    else:
+        assert build.returncode == -signal.SIGKILL
+    assert manifest_io.read_if_exists(lake.manifest) is None  # nothing went live
+    summary = _runner(finishes_at_once, after=later).run(_cfg(tmp_path))
+    assert summary.stages["background"]["skipped"] and not summary.stages["later"]["skipped"]
+
+
+def test_an_interrupt_after_the_switch_names_the_version_that_went_live(tmp_path, monkeypatch):
+    """Ctrl-C while the old versions are being pruned: the new version is live already, and the
+    interrupt says so (the CLI's message then does not claim the published lake is unchanged)."""
+    def interrupted(self, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LakeWriter, "prune", interrupted)
+    with pytest.raises(BuildInterrupted) as caught:
+        _runner(reports_its_process).run(_cfg(tmp_path, background_stages=False))
+    assert caught.value.live is not None and caught.value.live == LakeLayout.at(tmp_path / "lake").current_version()
 
 
 @pytest.mark.parametrize("given, used", [(None, "0"), ("1", "1")])
