@@ -77,6 +77,21 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
+def process_pool(workers: int, *, initializer: Callable[..., None] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> ProcessPoolExecutor:
+    """A pool of spawned processes (not forked: the build holds torch's and BLAS's thread pools) that die
+    with this one (:func:`die_with`): a killed build must leave no UMAP fit or point placement running
+    for minutes, nor a pool worker waiting for work that never comes. ``initializer`` runs after that."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_tied_to, initargs=(os.getpid(), initializer, initargs))
+
+
+def _tied_to(parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    die_with(parent)
+    if initializer is not None:
+        initializer(*initargs)
+
+
 def thread_only_progress_lock() -> None:
     """Give tqdm a lock of threads only, in a helper process. tqdm otherwise makes a process-shared lock
     (a named semaphore) for its first bar, even a disabled one; a helper stopped by :func:`terminate`

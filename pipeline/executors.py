@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from atlas.encoders import Encoder
+from pipeline.background import process_pool
 from pipeline.encoder_host import EncoderHost
 from pipeline.encoding import encode_with
 
@@ -130,15 +131,13 @@ class LocalExecutor:
                     parts: list[slice]) -> np.ndarray:
         if self.threads < 2 or len(parts) < max(2, self.pool_min_batches):
             return _concatenate([fn(rows[part], i) for i, part in enumerate(parts)], rows)
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
+        from concurrent.futures import FIRST_COMPLETED
         from concurrent.futures import wait as wait_futures
 
         import pickle
 
         workers = min(self.threads, len(parts))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_hold,
-                                 initargs=(pickle.dumps(fn),)) as pool:
+        with process_pool(workers, initializer=_hold, initargs=(pickle.dumps(fn),)) as pool:
             futures = _bounded(lambda i: pool.submit(_apply_held, rows[parts[i]], i), len(parts),
                                lambda fs: wait_futures(fs, return_when=FIRST_COMPLETED).done,
                                BATCHES_IN_FLIGHT * workers)

@@ -8,15 +8,15 @@ forked, because the parent holds torch's thread pools), largest first.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 import numpy as np
 import pyarrow as pa
 
 from lake.schema import EMBEDDING_KINDS, SCHEMAS
 from lake.writer import LakeWriter
+from pipeline.background import process_pool
 from pipeline.executors import Executor
 from pipeline.neighbors import KnnGraph, knn_graph
 from pipeline.placement import PLACE_K, MapPlacement, batches, resolve
@@ -125,7 +125,7 @@ def run_projections(
     parts: list[pa.Table] = []
     bar = tqdm(total=len(jobs), desc="maps", unit="map", disable=not progress)
     if threads > 1 and len(jobs) > 1 and backend == "umap-learn":
-        with ProcessPoolExecutor(max_workers=threads, mp_context=mp.get_context("spawn")) as pool:
+        with process_pool(threads) as pool:
             futures = {pool.submit(project_one, method, *fit_inputs(kind), params): (kind, method)
                        for kind, method in jobs}
             for fut in as_completed(futures):

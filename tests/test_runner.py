@@ -287,6 +287,52 @@ def test_a_killed_build_takes_its_worker_with_it(tmp_path):
     assert not (tmp_path / "lake" / "late-write").exists()
 
 
+def waits_in_a_pool(root: Path, rows, i: int):
+    """A batch of :meth:`pipeline.executors.LocalExecutor.map_batches`: says which process runs it, then
+    writes once the test says so (after it killed the build): only a pool worker that outlived it can."""
+    (root / f"pool-{os.getpid()}.pid").write_text("")
+    _wait_for(root / "go")
+    (root / "late-write").write_text("a pool worker outlived its build")
+    return rows
+
+
+POOL_SCRIPT = """
+import functools, sys
+from pathlib import Path
+import numpy as np
+from pipeline.executors import LocalExecutor
+from tests.test_runner import waits_in_a_pool
+LocalExecutor(threads=2, pool_min_batches=2).map_batches(
+    functools.partial(waits_in_a_pool, Path(sys.argv[1])), np.zeros((4, 2), np.float32), [slice(0, 2), slice(2, 4)])
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the kernel's parent-death signal is Linux's")
+def test_a_killed_build_takes_its_process_pool_with_it(tmp_path):
+    """The pools that place points and fit maps (``pipeline.background.process_pool``) die with a build
+    killed mid-batch: none goes on for minutes, or waits for ever for work that never comes."""
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    build = subprocess.Popen([sys.executable, "-c", POOL_SCRIPT, str(tmp_path)], cwd=root)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("pool-*.pid"))) < 2 and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(p.name[5:-4]) for p in tmp_path.glob("pool-*.pid")]
+    assert len(workers) == 2 and all(map(_alive, workers)) and build.pid not in workers
+    build.send_signal(signal.SIGKILL)
+    build.wait()
+    deadline = time.monotonic() + 10
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(_alive, workers))
+    (tmp_path / "go").write_text("")
+    time.sleep(0.5)  # a surviving worker polls for it every 0.02 s
+    assert not (tmp_path / "late-write").exists()
+
+
 def waits_for_go(ctx) -> StageResult:
     """A long stage: it ends once the test says so (or never, when the test kills the build first)."""
     _wait_for(ctx.layout.root / "go")
