@@ -329,6 +329,15 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+def _resume_advice(cfg: Any) -> str:
+    """How to go on after a build that stopped: ``--force`` clears the staging area as it starts, so the
+    same command with it starts over; without it, the finished stages are reused."""
+    if cfg.force:
+        return ("a re-run with --force starts over; without it, a re-run keeps the stages this build finished "
+                "(and reuses the published output of those whose inputs are unchanged)")
+    return "the same command resumes from the finished stages"
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from atlas.encoders import EncoderUnavailable
     from pipeline.runner import BuildInterrupted
@@ -347,13 +356,14 @@ def cmd_build(args: argparse.Namespace) -> int:
             summary = build(cfg)
     except BuildInterrupted as exc:
         if exc.live is None:
-            raise  # the message for any interrupt: nothing of this build is live, and it resumes
-        log.warning("interrupted after this build's version %s went live: %s holds it whole", exc.live,
-                    cfg.lake.location)
+            log.warning("interrupted; the published lake is unchanged, and %s", _resume_advice(cfg))
+        else:
+            log.warning("interrupted after this build's version %s went live: %s holds it whole", exc.live,
+                        cfg.lake.location)
         return 130
     except (ValueError, SourceError, EncoderUnavailable, RuntimeError, OSError) as exc:
         log.error("build failed: %s", exc)
-        log.error("the last published lake (if any) is unchanged; fix the cause and re-run to resume")
+        log.error("the last published lake (if any) is unchanged; fix the cause, and %s", _resume_advice(cfg))
         return 1
     for line in summary.lines():
         log.info("%s", line)

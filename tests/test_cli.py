@@ -56,6 +56,18 @@ def test_a_galaxy_zoo_only_lake_says_it_has_no_apod_collection(tmp_path, capsys)
     assert not (layout.root / "current" / "vectors").exists()  # connecting would have made it, in a published version
 
 
+def test_a_failed_build_says_how_to_go_on_with_and_without_force(tmp_path, caplog):
+    """``--force`` clears the staging area as it starts, so a stopped ``--force`` build's own command
+    starts over: its message says so, where it said "re-run to resume" as a plain build's does."""
+    layout = LakeLayout.at(tmp_path / "lake")
+    with LakeWriter(layout).locked():  # another build at work: this one stops before any stage
+        for extra, advice in (([], "the same command resumes from the finished stages"),
+                              (["--force"], "a re-run with --force starts over; without it, a re-run keeps")):
+            caplog.clear()
+            assert cli.main(["build", "--lake", str(layout.root), "--no-progress", *extra]) == 1
+            assert "another build is writing" in caplog.text and advice in caplog.text, caplog.text
+
+
 @pytest.mark.parametrize("argv", [["search", "--help"], ["oddities", "--help"]])
 def test_help_still_exits_cleanly(argv):
     with pytest.raises(SystemExit) as exit_:
