@@ -13,6 +13,7 @@ only once it reads as a whole picture (see :func:`pipeline.images.download`): HT
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -74,7 +75,8 @@ class PoliteFetcher:
             except RetryableDownload as exc:
                 wait = exc.retry_after if exc.retry_after is not None else self.backoff * 2 ** attempt
                 last: Exception = exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            # (ChunkedEncodingError: the connection broke inside the body, a truncated answer)
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 wait, last = self.backoff * 2 ** attempt, exc
             if attempt < self.retries:
                 self._sleep(min(wait, MAX_RETRY_AFTER))
@@ -126,6 +128,8 @@ class PoliteFetcher:
 
 
 def failure_reason(exc: Exception) -> str:
+    """A failure's reason as the fetch report counts it: one key per kind of failure, so the picture's
+    own numbers (its size in bytes or pixels) are left out ("download over the 25,000,000-byte limit")."""
     text = str(exc).split(" (")[0]
     if isinstance(exc, requests.Timeout):
         return "download timed out"
@@ -133,4 +137,10 @@ def failure_reason(exc: Exception) -> str:
         return "too many redirects"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
-    return text[:120]
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection broke during the download"
+    return _OWN_SIZE.sub(r"\1 over", text)[:120]
+
+
+#: "download is 31,457,280 bytes, over …", "image is 20000x20000 pixels, over …": the size is the picture's
+_OWN_SIZE = re.compile(r"^(download|image) is [\d,x]+ (?:bytes|pixels), over")

@@ -59,6 +59,38 @@ def test_server_errors_back_off_then_give_up(http_server, fetcher):
     assert fetcher.waits == [0.01, 0.02]  # exponential backoff
 
 
+def test_a_connection_that_breaks_inside_the_body_is_retried(http_server, fetcher):
+    """The server promises the whole picture, sends half and hangs up (a dropped link): that is tried
+    again, as a refused connection is, not counted as a failure at once."""
+    jpeg, calls = _jpeg(), []
+
+    def breaks_once(h):
+        calls.append(1)
+        if len(calls) > 1:
+            return h.reply(200, jpeg, "image/jpeg")
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(len(jpeg)))
+        h.end_headers()
+        h.wfile.write(jpeg[: len(jpeg) // 2])
+        h.wfile.flush()
+        h.close_connection = True
+
+    http_server.routes["/broken.jpg"] = breaks_once
+    assert fetcher.fetch(f"{http_server.url}/broken.jpg") == jpeg and len(calls) == 2
+    assert fetcher.waits == [0.01]
+
+
+def test_the_report_counts_a_kind_of_failure_once_whatever_the_pictures_sizes(http_server, fetcher):
+    """Two pictures over the byte limit are one reason in the report, not one reason per size."""
+    for name, size in (("big", 3_000_000), ("bigger", 4_500_000)):
+        http_server.routes[f"/{name}.jpg"] = lambda h, size=size: (
+            h.send_response(200), h.send_header("Content-Type", "image/jpeg"),
+            h.send_header("Content-Length", str(size)), h.end_headers())
+    report = fetcher.fetch_all([f"{http_server.url}/big.jpg", f"{http_server.url}/bigger.jpg"])
+    assert dict(report.failed) == {"download over the 2,000,000-byte limit": 2}
+
+
 def test_slow_server_times_out(http_server, fetcher):
     http_server.routes["/slow.jpg"] = lambda h: (time.sleep(1.5), h.reply(200, _jpeg(), "image/jpeg"))
     report = fetcher.fetch_all([f"{http_server.url}/slow.jpg"])
