@@ -22,7 +22,7 @@ from lake.queries import LICENCE_NOTE, nasa_page_url
 from lake.records import records
 from lake.search import MAX_K, SearchError, SearchUnavailable, spellings_searched
 from lake.galaxies import MAX_K as MAX_GALAXY_K
-from lake.galaxies import GalaxyError
+from lake.galaxies import GalaxiesMissing, GalaxyError
 from lake.galaxy_schema import GZ2_LICENCE_NOTE, is_objid
 from services import atlas, engine, galaxies, locate
 
@@ -36,10 +36,19 @@ class BadRequest(ValueError):
     pass
 
 
+#: Parameters that may be given more than once (each value adds to the list).
+REPEATABLE_PARAMS = frozenset({"category", "objid"})
+
+
 def _params(allowed: set[str]) -> dict[str, str]:
+    """The request's parameters, checked: an unknown one, or one given twice that takes one value
+    (``k=5&k=50`` answered with 5 and said nothing), is a 400 that names it."""
     unknown = sorted(set(request.args) - allowed)
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    twice = sorted(k for k in set(request.args) - REPEATABLE_PARAMS if len(request.args.getlist(k)) > 1)
+    if twice:
+        raise BadRequest(f"parameter {twice[0]!r} is given more than once; give it once")
     return {k: request.args.get(k, "") for k in allowed}
 
 
@@ -490,13 +499,14 @@ def not_found(exc):
 @bp.errorhandler(LakeMissingError)
 @bp.errorhandler(FeedbackUnavailable)
 @bp.errorhandler(SearchUnavailable)
+@bp.errorhandler(GalaxiesMissing)
 def unavailable(exc):
     """503 with the reason and the fix, but no server paths or OS errors (those go to the log): the
     lake's folder is named by the setting that chooses it."""
     from atlas.environment import LAKE_ENV
 
     log.warning("%s: %s", request.path, exc)
-    if isinstance(exc, SearchUnavailable):
+    if isinstance(exc, (SearchUnavailable, GalaxiesMissing)):
         message = str(exc)
     elif isinstance(exc, FeedbackUnavailable):
         message = exc.public_message

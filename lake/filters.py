@@ -28,6 +28,10 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 
+#: Why a sky cone cannot be answered on a lake without the sky stage's ``objects`` table.
+NO_SKY = "This lake has no sky positions (the objects table its sky stage writes)."
+
+
 class FilterError(ValueError):
     """Filters that cannot be applied as given; the message says what to change (shown to users)."""
 

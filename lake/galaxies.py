@@ -44,6 +44,11 @@ class GalaxyError(ValueError):
     """A request the collection cannot answer; the message says what to do."""
 
 
+class GalaxiesMissing(GalaxyError):
+    """What was asked needs a part of the collection this lake lacks (the collection, or its pictures):
+    the lake's limit, not the request's fault (the API answers 503, as for a lake without APOD)."""
+
+
 class UnknownGalaxy(LookupError):
     """No galaxy (or no picture of it) under that objid in this lake."""
 
@@ -83,7 +88,7 @@ class GalaxyQueries:
 
     def _require(self) -> None:
         if not self.available:
-            raise GalaxyError("This lake has no Galaxy Zoo collection. Build it with: "
+            raise GalaxiesMissing("This lake has no Galaxy Zoo collection. Build it with: "
                               "python -m pipeline build --collection gz2")
 
     @cached_property
@@ -231,14 +236,15 @@ class GalaxyQueries:
         k = _check_k(k)
         self._require()
         if not self.has_pictures:
-            raise GalaxyError("This lake has no galaxy pictures to compare with. With internet, fetch them: "
+            raise GalaxiesMissing("This lake has no galaxy pictures to compare with. With internet, fetch them: "
                               "python -m pipeline build --collection gz2 --fetch-cutouts")
         return self._neighbourhood(self._search(IMAGE_KIND, self._picture_vector(image), k), {"space": IMAGE_KIND, "k": k})
 
     def similar_to_galaxy_picture(self, objid: str, *, k: int = 10) -> Neighbourhood:
         """Look-alikes of a catalogue galaxy's own picture (itself excluded)."""
+        self._require()
         if not self.has_pictures:
-            raise GalaxyError("This lake has no galaxy pictures; neighbours by morphology are available.")
+            raise GalaxiesMissing("This lake has no galaxy pictures; neighbours by morphology are available.")
         return self._neighbours_of(objid, IMAGE_KIND, k, missing=f"galaxy {objid} has no picture in this lake")
 
     def _neighbours_of(self, objid: str, kind: str, k: int, *, missing: str) -> Neighbourhood:

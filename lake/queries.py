@@ -14,7 +14,7 @@ import pandas as pd
 
 from lake import density, oddities
 from lake.density import DensityView, MapColumnsCache
-from lake.filters import FilterError, Filters, separation_sql
+from lake.filters import NO_SKY, Filters, separation_sql
 from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.records import json_value, record
@@ -90,9 +90,15 @@ class AtlasQueries:
     def _where(self, filters: Filters | None) -> tuple[str, dict[str, Any]]:
         """The filters as SQL over ``e`` (entries) and ``c`` (text categories), with their parameters."""
         filters = filters or Filters()
-        if filters.cone is not None and not self.has_sky():
-            raise FilterError("this lake has no sky positions; rebuild it to add the objects table")
+        if filters.cone is not None:
+            self._require_sky()
         return filters.sql()
+
+    def _require_sky(self) -> None:
+        """A sky cone on a lake without sky positions: the lake's limit (the API's 503), not an empty
+        answer (nothing there) nor the request's fault."""
+        if not self.has_sky():
+            raise LakeMissingError(self.reader.layout.location, NO_SKY)
 
     # -- vocabulary -----------------------------------------------------------------------------
     @property
@@ -457,8 +463,7 @@ class AtlasQueries:
         """Entries with a resolved object within ``radius`` degrees of (ra, dec), nearest first: the first
         ``limit``, each with ``total``, how many there are in all (a list cut at ``limit`` must not read as
         the whole count)."""
-        if not self.has_sky():
-            return pd.DataFrame(columns=["date", "title", "category", "name", "separation_deg", "total"])
+        self._require_sky()
         where, params = self._where(filters)
         params |= {"ra0": float(ra), "ra0_dec": float(dec), "r": float(radius), "limit": int(limit)}
         return self.reader.query(

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from breame.data.spelling_constants import BRITISH_ENGLISH_SPELLINGS
 
-from lake.filters import FilterError, Filters
+from lake.filters import NO_SKY, FilterError, Filters
 from lake.pictures import picture_of
 from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
@@ -380,8 +380,8 @@ class SearchEngine:
         filters = filters or Filters()
         if filters.cone is None:
             return filters
-        if "objects" not in self.reader.tables:
-            raise SearchError("this lake has no sky positions; rebuild it to add the objects table")
+        if "objects" not in self.reader.tables:  # the lake's limit: the API's 503, not the request's 400
+            raise LakeMissingError(self.reader.layout.location, NO_SKY)
         from lake.queries import AtlasQueries
 
         inside = AtlasQueries(self.reader).matching_dates(Filters(cone=filters.cone, dates=filters.dates))

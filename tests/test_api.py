@@ -71,6 +71,8 @@ def test_pages_outside_api_still_reach_the_app(client):
     ("/api/entry/2014-01-01?x=1", "unknown parameter"),
     ("/api/search?q=stars&k=1000", "between 1 and 100"),
     ("/api/similar/20140107", "date like"),
+    ("/api/search?q=stars&k=5&k=50", "'k' is given more than once"),
+    ("/api/cone?ra=10&dec=20&r=1&r=30", "'r' is given more than once"),
 ])
 def test_known_endpoint_with_a_bad_parameter_is_a_json_400(client, url, fragment):
     r = client.get(url)
@@ -106,3 +108,24 @@ def test_a_missing_entry_is_a_404_but_a_bug_is_not(client, monkeypatch, tmp_path
     monkeypatch.setattr(api, "engine", broken)
     r = client.get("/api/search?q=stars")
     assert r.status_code == 500 and "some_setting" not in r.get_json()["error"]
+
+
+def test_what_a_lake_lacks_is_a_503_that_says_so_not_an_empty_answer_or_a_400(tmp_path):
+    """A lake built without the sky stage, and without the Galaxy Zoo collection: a cone (on its own or
+    as a search filter) and every galaxy request answer 503 with the reason, as a lake without APOD
+    does. Before, the cone answered 200 with nothing in it (as if the sky were empty there), a cone
+    search and the galaxy requests blamed the request (400), and ``space=image`` spoke of pictures."""
+    from app import create_app
+    from bench.synthetic_lake import write_synthetic_lake
+
+    layout = write_synthetic_lake(tmp_path / "lake", n=200)  # APOD entries, no objects, no galaxies
+    app_client = create_app(lake=layout.root).server.test_client()
+    for url, reason in (("/api/cone?ra=10&dec=20&r=5", "no sky positions"),
+                        ("/api/search?q=synthetic&mode=keyword&ra=10&dec=20&r=5", "no sky positions"),
+                        ("/api/galaxies", "no Galaxy Zoo collection"),
+                        ("/api/galaxies/587722981741363294", "no Galaxy Zoo collection"),
+                        ("/api/galaxies/587722981741363294?space=image", "no Galaxy Zoo collection")):
+        r = app_client.get(url)
+        assert r.status_code == 503 and reason in r.get_json()["error"], (url, r.status_code, r.get_json())
+        assert str(tmp_path) not in r.get_json()["error"]  # the lake is named by its setting, not its path
+    assert app_client.get("/api/entry/1000-01-01").status_code == 200  # the rest still answers
