@@ -322,6 +322,7 @@ class BuildConfig:
         # files and numbers a stage would refuse minutes into a cold build, refused before any work
         for flag, path in (("--taxonomy", self.taxonomy_path), ("--gz2-catalogue", self.gz2_catalogue
                                                                   if "gz2" in self.collections else None),
+                           ("--clip-checkpoint", self.clip_checkpoint), ("--clip-config", self.clip_config),
                            *(("--dump", d) for d in self.dump_paths)):
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{flag} {path}: no such file")

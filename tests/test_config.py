@@ -60,6 +60,8 @@ def test_dump_alone_builds_from_the_dump_and_with_sources_adds_to_them(tmp_path)
     (["--taxonomy", "no-such-taxonomy.json"], "--taxonomy no-such-taxonomy.json: no such file"),
     (["--gz2-catalogue", "no-such.csv.gz"], "--gz2-catalogue no-such.csv.gz: no such file"),
     (["--dump", "no-such.jsonl"], "--dump no-such.jsonl: no such file"),
+    (["--clip-checkpoint", "no-such.pt"], "--clip-checkpoint no-such.pt: no such file"),
+    (["--clip-config", "no-such.json"], "--clip-config no-such.json: no such file"),
     (["--umap-neighbors", "1"], "at least 2"),
     (["--umap-min-dist", "1.5"], "between 0 and 1"),
     (["--tsne-perplexity", "0"], "more than 0"),
