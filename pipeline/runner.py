@@ -85,8 +85,10 @@ class Stage:
     runs, when the stage's collection is built: it may start loading, in another process, what the stage
     is likely to need (the encoder: :mod:`pipeline.encoder_host`), as a resource the run closes.
     ``rerun``, when it answers True, runs the stage though the published output's inputs are unchanged
-    (work the published build could not finish, such as names asked while every resolver was down); the
-    output is recorded under the same input hash, so the builds after it skip the stage again.
+    (work the published build could not finish, such as names asked while every resolver was down, or a
+    re-fit asked with ``--refit``); the output is recorded under the same input hash, so the builds after
+    it skip the stage again, and under an output hash of this run's own, which the stages after it build
+    on (they run again with it in this build, and are skipped with it in the next).
     """
 
     name: str
@@ -113,7 +115,11 @@ class BuildContext:
         self.writer = LakeWriter(cfg.lake)
         self.run_id = run_id
         self.results: dict[str, StageResult] = {}
+        #: per stage, what later stages' hashes build on: its input hash, or, for a stage run again by its
+        #: ``rerun`` (its inputs unchanged, its output maybe not), a hash of this run's output of its own
         self.hashes: dict[str, str] = {}
+        #: the input hashes of the stages whose :attr:`hashes` entry is not their input hash
+        self.input_hashes: dict[str, str] = {}
         self.live: dict[str, Any] = {}
         self.resources: dict[str, Any] = {}
 
@@ -220,6 +226,11 @@ def _remove(paths: Sequence[Path]) -> None:
 def _staged_output(p: Path) -> bool:
     """Whether a stage's staged output is there: made, or marked left out of the next version."""
     return p.exists() or removal_marker(p).exists()
+
+
+def _output_hash(record: dict[str, Any]) -> str | None:
+    """What the stages after a recorded stage built on (records made before output hashes: its input hash)."""
+    return record.get("output_hash") or record.get("input_hash")
 
 
 def _merge(sections: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,8 +386,9 @@ class Runner:
         may be inside a long stage of its own, and a build killed meanwhile (SIGKILL, the OOM killer)
         would leave the stage's output staged without its record, to be made again."""
         with self._staged_lock:
-            staged.setdefault("stages", {})[stage.name] = {"input_hash": ctx.hashes[stage.name],
-                                                           "manifest": result.manifest}
+            staged.setdefault("stages", {})[stage.name] = {
+                "input_hash": ctx.input_hashes.get(stage.name, ctx.hashes[stage.name]),
+                "output_hash": ctx.hashes[stage.name], "manifest": result.manifest}
             ctx.writer.save_staged_manifest(staged)
 
     def _finish_background(self, stage: Stage, outcome: Outcome, ctx: BuildContext, staged: dict[str, Any],
@@ -398,7 +410,7 @@ class Runner:
         record = ctx.live.get("stages", {}).get(stage.name) or {}
         info["skipped"] = True
         info["carried_over"] = bool(record)
-        ctx.hashes[stage.name] = record.get("input_hash") or f"not built:{stage.name}"
+        Runner._builds_on(stage, ctx, record, default=f"not built:{stage.name}")
         ctx.results[stage.name] = StageResult(manifest=record.get("manifest", {}))
 
     def _reusable(self, stage: Stage, ctx: BuildContext, staged: dict[str, Any]) -> dict[str, Any] | None:
@@ -412,8 +424,12 @@ class Runner:
             _remove(outputs)
             return None
         record = staged.get("stages", {}).get(stage.name, {})
-        if record.get("input_hash") == h and all(map(_staged_output, outputs)):
+        # (not an interrupted build's plain run of a stage this build runs again: ``--refit`` after a
+        # plain build that died must re-fit; a run again staged its own output hash, and is reused)
+        if record.get("input_hash") == h and all(map(_staged_output, outputs)) and not (
+                stage.rerun is not None and _output_hash(record) == h and stage.rerun(ctx)):
             log.info("stage %s: reusing the output staged by an interrupted build", stage.name)
+            self._builds_on(stage, ctx, record, default=h)
             return record
         _remove(outputs)  # stale leftovers of an interrupted build must not be published
         # nor may their record outlive them: a build killed while remaking the output would leave a partial
@@ -425,9 +441,20 @@ class Runner:
         if record.get("input_hash") != h:
             return None
         if stage.rerun is not None and stage.rerun(ctx):
-            log.info("stage %s: runs again to finish what the published build left undone", stage.name)
+            log.info("stage %s: runs again though its inputs are unchanged", stage.name)
+            ctx.input_hashes[stage.name] = h  # later stages build on this run's output, not the last one's
+            ctx.hashes[stage.name] = sha1_json([h, "rerun", ctx.run_id])
             return None
+        self._builds_on(stage, ctx, record, default=h)
         return record
+
+    @staticmethod
+    def _builds_on(stage: Stage, ctx: BuildContext, record: dict[str, Any], *, default: str) -> None:
+        """A reused or carried-over stage's hash for the stages after it: the output hash its run recorded
+        (``default`` when it recorded none); its input hash is recorded again as it was."""
+        ctx.hashes[stage.name] = _output_hash(record) or default
+        if record.get("input_hash") and record["input_hash"] != ctx.hashes[stage.name]:
+            ctx.input_hashes[stage.name] = record["input_hash"]
 
     # -- publish --------------------------------------------------------------------------------
     def _metrics_table(self, ctx: BuildContext, metrics: RunMetrics) -> pa.Table:
@@ -450,7 +477,9 @@ class Runner:
         body = _merge([ctx.results[s.name].manifest for s in self.stages])
         embedded = next((r.summary["embedded"] for r in ctx.results.values() if "embedded" in r.summary),
                         dict.fromkeys(("title", "text", "image"), 0))
-        stages = {s.name: dict(metrics.stages.get(s.name, {}), input_hash=ctx.hashes.get(s.name))
+        stages = {s.name: dict(metrics.stages.get(s.name, {}),
+                               input_hash=ctx.input_hashes.get(s.name, ctx.hashes.get(s.name)),
+                               output_hash=ctx.hashes.get(s.name))
                   for s in self.stages}
         manifest = {
             "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -306,6 +306,13 @@ def embed_stage(ctx: BuildContext) -> StageResult:
     })
 
 
+def _refit_asked(ctx: BuildContext) -> bool:
+    """``rerun`` of the stages that keep fitted models (anomaly, classify, project): ``--refit`` runs them
+    again though their inputs are unchanged. Not an input: the plain build after a ``--refit`` build
+    re-ran those stages, and the ones after them, only because the flag was gone again."""
+    return bool(ctx.cfg.refit)
+
+
 def _refits(ctx: BuildContext) -> bool:
     """Whether what a build may keep of the published one (maps, word classifier, picture probe, isolation
     forests, picture space) is fitted anew: under ``--refit``, and under ``--force``, which promises to
@@ -906,17 +913,16 @@ STAGES: list[Stage] = [
           lambda lo: [lo.staged_vectors(k) for k in (ALIGNED_KIND, "multimodal")] + [lo.staged(lo.align_head)]),
     # only the app reads the anomaly scores: they are computed in the worker process beside the stages below
     Stage("anomaly", anomaly_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), ctx.cfg.refit,
-                       "anomaly-v5"],
-          _staged("anomalies"), background=True,
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _anomaly_params(ctx).as_dict(), "anomaly-v5"],
+          _staged("anomalies"), background=True, rerun=_refit_asked,
           warm=("pipeline.anomaly", "sklearn.decomposition", "sklearn.ensemble", "sklearn.neighbors")),
     Stage("classify", classify_stage,
           # the entries' hash too: the categories CSV export carries each entry's url and media type
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(), ctx.cfg.refit,
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(),
                        ctx.cfg.word_classifier_min, "self-trained-words-v7", _probe_settings(ctx),
                        ctx.hash("entries")],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
-                      lo.staged(lo.text_classifier)]),
+                      lo.staged(lo.text_classifier)], rerun=_refit_asked),
     # only the app reads the vector tables: with the local runner they are written in the worker process
     # too (after the anomaly scores); Ray's executor belongs to the main process. The worker loads
     # pylance ahead, not LanceDB: a daily build appends with pylance alone, and LanceDB (≈ 2 s of
@@ -926,8 +932,8 @@ STAGES: list[Stage] = [
                        VECTOR_TABLES_VERSION],
           lambda lo: [lo.staged(lo.vectors)], background=lambda cfg: cfg.runner == "local", warm=("lance",)),
     Stage("project", project_stage,
-          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict(), ctx.cfg.refit],
-          _staged("projections")),
+          lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _projection_params(ctx).as_dict()],
+          _staged("projections"), rerun=_refit_asked),
     # no later stage reads the clusters or the sky positions either: the worker takes them once it has
     # written the vector tables, beside the Galaxy Zoo stages here (each of the four is single-threaded:
     # one after the other they left a core idle for ≈ 40 s of a cold build on a slow 2-core machine)

@@ -716,6 +716,13 @@ def test_added_days_are_placed_on_the_maps_and_nothing_moves(built, tmp_path):
     assert rule["model"] == "fitted (--refit)" and rule["fitted_on"] == 61, rule
     forests = manifest(lake)["stages"]["anomaly"]["manifest"]["anomaly"]["isolation_forests"]
     assert forests["text"] == "fitted on 61 rows", forests
+    # the plain build after it has nothing to redo (--refit was an input: five stages ran again for it)
+    plain = run_cli(*BASE, "--end", "2014-03-02", "--lake", str(lake))
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    stages = manifest(lake)["stages"]
+    assert all(stages[s]["skipped"] for s in ("anomaly", "classify", "vectors", "project", "cluster")), \
+        {s: stages[s].get("skipped") for s in stages}
+    assert stages["project"]["manifest"]["projection"]["fit"] == fitted["fit"]
 
 
 def test_maps_fitted_on_a_sample_place_every_other_entry(built, tmp_path):

@@ -399,6 +399,58 @@ def test_an_interrupt_after_the_switch_names_the_version_that_went_live(tmp_path
     assert caught.value.live is not None and caught.value.live == LakeLayout.at(tmp_path / "lake").current_version()
 
 
+def test_a_stage_run_again_by_its_rerun_takes_the_stages_after_it_along_once(tmp_path):
+    """``--refit`` re-fits through a stage's ``rerun`` (it was an input: the plain build after a ``--refit``
+    build re-ran five stages only because the flag was gone). The stage run again gives the stages after
+    it an output hash of its own, so they run again with it; the next plain build skips them all."""
+    runner = Runner([Stage("fitted", lambda ctx: StageResult(items=1), lambda ctx: "fitted-v1",
+                           rerun=lambda ctx: ctx.cfg.refit),
+                     Stage("reader", later, lambda ctx: [ctx.hash("fitted"), "v1"])])
+
+    def ran(summary) -> list[str]:
+        return [name for name, st in summary.stages.items() if not st.get("skipped")]
+
+    assert ran(runner.run(_cfg(tmp_path))) == ["fitted", "reader"]
+    assert ran(runner.run(_cfg(tmp_path))) == []
+    assert ran(runner.run(_cfg(tmp_path, refit=True))) == ["fitted", "reader"]  # re-fitted, and read again
+    assert ran(runner.run(_cfg(tmp_path))) == []  # the plain build after it: nothing to redo
+    assert ran(runner.run(_cfg(tmp_path, refit=True))) == ["fitted", "reader"]
+    live = manifest_io.read_if_exists(LakeLayout.at(tmp_path / "lake").manifest)["stages"]["fitted"]
+    assert live["input_hash"] != live["output_hash"]
+
+
+def test_a_refit_after_a_plain_build_died_refits_rather_than_resuming_it(tmp_path):
+    """A plain build staged a stage's output and died; ``--refit`` then runs that stage again (a resumed
+    plain output is not a re-fit). A ``--refit`` build that died is resumed by the next ``--refit``."""
+    lake = LakeLayout.at(tmp_path / "lake")
+    lake.root.mkdir(parents=True)
+
+    def runner(after):
+        return Runner([Stage("fitted", lambda ctx: StageResult(items=1), lambda ctx: "fitted-v1",
+                             rerun=lambda ctx: ctx.cfg.refit),
+                       Stage("later", after, lambda ctx: [ctx.hash("fitted"), "v1"])])
+
+    Runner([Stage("fitted", lambda ctx: StageResult(items=1), lambda ctx: "fitted-v1")]).run(_cfg(tmp_path))
+    (lake.root / "later-fails").write_text("")
+    (lake.root / "background-finished").write_text("")
+    with pytest.raises(RuntimeError, match="later stage broke"):
+        runner(fails_after_the_background_stage).run(_cfg(tmp_path, refit=True))
+    (lake.root / "later-fails").unlink()
+    summary = runner(fails_after_the_background_stage).run(_cfg(tmp_path, refit=True))
+    assert summary.stages["fitted"]["skipped"]  # the refit that died had re-fitted it: resumed
+    with pytest.raises(RuntimeError, match="later stage broke"):
+        (lake.root / "later-fails").write_text("")
+        Runner([Stage("fitted", lambda ctx: StageResult(items=2), lambda ctx: "fitted-v2",
+                      rerun=lambda ctx: ctx.cfg.refit),
+                Stage("later", fails_after_the_background_stage, lambda ctx: [ctx.hash("fitted"), "v1"])]
+               ).run(_cfg(tmp_path))  # a plain build: fitted-v2 runs (new inputs), later dies
+    (lake.root / "later-fails").unlink()
+    summary = Runner([Stage("fitted", lambda ctx: StageResult(items=2), lambda ctx: "fitted-v2",
+                            rerun=lambda ctx: ctx.cfg.refit),
+                      Stage("later", later, lambda ctx: [ctx.hash("fitted"), "v1"])]).run(_cfg(tmp_path, refit=True))
+    assert not summary.stages["fitted"]["skipped"] and not summary.stages["later"]["skipped"]
+
+
 @pytest.mark.parametrize("given, used", [(None, "0"), ("1", "1")])
 def test_build_processes_ask_for_no_huge_pages_unless_told(given, used):
     """The command line (``python -m pipeline``, ``cosmic-atlas``: both load ``pipeline.__main__``) turns
