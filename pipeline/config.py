@@ -277,7 +277,8 @@ class BuildConfig:
         "cutout service answering ?ra=&dec=&scale=&width=&height= with a JPEG (env GZ2_CUTOUT_URL)",
         group="galaxies", metavar="URL"))
     cutout_limit: int | None = field(default=None, metadata=option(
-        "fetch cutouts for at most N galaxies (catalogue order) in this build", group="galaxies",
+        "fetch cutouts for at most N galaxies in this build: the first N (catalogue order) without one yet",
+        group="galaxies",
         parse=parse_positive))
     max_image_bytes: int = field(default=20 * 1024 * 1024, metadata=option(
         "largest picture file accepted", group="images", parse=parse_positive, cli=False))

@@ -63,9 +63,12 @@ def fetch_cutouts(
     service: CutoutService,
     fetcher: PoliteFetcher,
     limits: ImageLimits,
+    limit: int | None = None,
     progress: bool = False,
 ) -> CutoutReport:
-    """Fetch the cutout of every ``(objid, ra, dec)`` not in the lake yet; failures are counted, not raised."""
+    """Fetch the cutout of every ``(objid, ra, dec)`` not in the lake yet (of the first ``limit`` of them,
+    in order: ``--cutout-limit`` counts the galaxies still to fetch, so that each build with it fetches
+    the next part rather than none once the first part is there); failures are counted, not raised."""
     report = CutoutReport()
     todo = []
     for objid, ra, dec in galaxies:
@@ -73,6 +76,7 @@ def fetch_cutouts(
             report.present += 1
         else:
             todo.append((objid, ra, dec))
+    todo = todo[:limit]
 
     def store(item: tuple[str, float, float]) -> None:
         objid, ra, dec = item

@@ -802,9 +802,9 @@ def gz2_cutouts_stage(ctx: BuildContext) -> StageResult:
 
         wanted = list(zip(objids, table.column("ra").to_pylist(), table.column("dec").to_pylist()))
         limits = ImageLimits(cfg.max_image_bytes, cfg.max_image_pixels, cfg.thumb_size)
-        report = fetch_cutouts(wanted[: cfg.cutout_limit], layout, service=CutoutService(cfg.cutout_url),
+        report = fetch_cutouts(wanted, layout, service=CutoutService(cfg.cutout_url),
                                fetcher=PoliteFetcher(layout.download_cache, limits), limits=limits,
-                               progress=cfg.progress)
+                               limit=cfg.cutout_limit, progress=cfg.progress)
     present = {o: layout.cutout(o) for o in objids if layout.cutout(o).is_file()}
     # by content, not by file times: a working copy pulled from object storage (or copied without its
     # times) holds the same pictures with new times, and must not re-embed every galaxy

@@ -108,6 +108,20 @@ def test_an_interrupted_fetch_resumes_with_what_is_missing(http_server, tmp_path
     assert len(served) == len(GALAXIES) - 15  # nothing downloaded twice
 
 
+def test_a_limited_fetch_fetches_the_next_part_each_time(http_server, tmp_path):
+    """``--cutout-limit 15`` counts galaxies still without a cutout: the second build fetches the next
+    15 (it counted the 15 already there, and fetched nothing)."""
+    http_server.routes["/cutout"] = lambda h: h.reply(200, render("smooth", seed=int(_position(h)[0] * 1000)),
+                                                      "image/jpeg")
+    layout = LakeLayout(tmp_path / "lake")
+    fetcher = PoliteFetcher(layout.download_cache, LIMITS, retries=0, timeout=2.0)
+    service = CutoutService(http_server.url + "/cutout", scale=0.3, size=64)
+    for part in (1, 2):
+        report = fetch_cutouts(GALAXIES, layout, service=service, fetcher=fetcher, limits=LIMITS, limit=15)
+        assert report.fetched == 15 and report.present == 15 * (part - 1)
+    assert {o for o, _, _ in GALAXIES if layout.cutout(o).is_file()} == {o for o, _, _ in GALAXIES[:30]}
+
+
 def test_offline_builds_refuse_to_fetch():
     from pipeline.config import BuildConfig
 
