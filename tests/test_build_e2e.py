@@ -314,7 +314,7 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     assert proc.returncode == 2 and "--dump FILE" in proc.stderr
     proc = run_cli("build", "--encoder", "openclip", "--clip-checkpoint", str(tmp_path / "none.bin"),
                    "--lake", str(tmp_path / "l"), "--limit", "3")
-    assert proc.returncode == 1 and "--clip-checkpoint" in proc.stderr
+    assert proc.returncode == 2 and "--clip-checkpoint" in proc.stderr and "no such file" in proc.stderr
     bad = tmp_path / "taxonomy.json"  # read whole before any work, not when classify comes (after embedding)
     bad.write_text('{"categories": [{"name": "Only one", "prompts": ["a lonely category"]}]}')
     proc = run_cli("build", "--taxonomy", str(bad), "--lake", str(tmp_path / "l"), "--limit", "3")
