@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -200,6 +201,7 @@ class LakeWriter:
         for shared in (layout.thumbs, layout.cutouts):  # ...with the pictures it names (their files were
             if shared.is_dir():                         # fsynced when written, their folders not)
                 atomic.fsync_tree(shared, files=False)
+        remove_never_live(layout)
         os.replace(work, target)
         os.utime(target)  # stamped as published: prune orders versions by it
         atomic.switch_symlink(layout.pointer, target)  # the switch: readers see the old version or the new one
@@ -248,12 +250,71 @@ def prune_versions(layout: LakeLayout, *, keep: int, grace_seconds: float = 0.0,
         superseded_for=lambda successor: now - published[successor] if successor else 0.0)
     for name in stale:
         atomic.remove_tree(layout.version_dir(name))
+    if temporaries:
+        sweep_temporaries(layout)
     # a build, holding the lock: no other build is writing thumbnails no version names yet. Not in the
     # working copy of a lake on object storage: the bucket's other versions may name what this copy's
     # do not, and each build would pull those files again only to remove them
     if temporaries and layout.remote is None:
         sweep_thumbnails(layout)
     return stale
+
+
+def remove_never_live(layout: LakeLayout) -> list[str]:
+    """Remove the version folders made after the live version that never went live: a build killed
+    between naming its version folder and switching ``current`` to it leaves one. No reader ever saw it,
+    and left in place it would count as one of the :data:`VERSIONS_KEPT` versions, so the lake would keep
+    one version fewer to roll back to. Only for the build holding the lake's lock, as it publishes.
+
+    A folder goes only when it is newer than the live version both by its run id (a start time) and by
+    the time it was stamped: a lake copied with ``cp -r`` (every folder stamped with the time of the
+    copy) keeps its older versions."""
+    live = layout.current_version()
+    live_at = _mtime(layout.version_dir(live)) if live else None
+    if live is None or live_at is None or not layout.versions.is_dir():
+        return []
+    gone = []
+    for folder in layout.versions.iterdir():
+        name = folder.name
+        if folder.is_dir() and not name.startswith(".") and name > live \
+                and (stamped := _mtime(folder)) is not None and stamped > live_at:
+            log.warning("removing lake version %s: it was made after the live version %s but never went "
+                        "live (a build stopped while publishing it)", name, live)
+            atomic.remove_tree(folder)
+            gone.append(name)
+    return gone
+
+
+#: Temporary files younger than this are left alone by :func:`sweep_temporaries`: a writer may still be
+#: filling one (an app's process, or a build's own worker, writing beside the lake's caches).
+TEMPORARY_GRACE_SECONDS = 3600.0
+
+
+def sweep_temporaries(layout: LakeLayout, *, older_than: float = TEMPORARY_GRACE_SECONDS) -> list[Path]:
+    """Remove the temporary files and folders (``.tmp-*``, ``.trash-*``) that killed writers left in the
+    lake's shared folders (the caches, thumbnails and cutouts, which outlive versions): an atomic write
+    cut short leaves its temporary file, which nothing reads and nothing else would ever remove; a
+    killed download of a large model or a run of embeddings can leave hundreds of megabytes."""
+    cutoff = time.time() - older_than
+    removed: list[Path] = []
+    for shared in (layout.cache, layout.thumbs, layout.cutouts):
+        if not shared.is_dir():
+            continue
+        leftovers = sorted(p for pattern in (".tmp-*", ".trash-*") for p in shared.rglob(pattern))
+        for path in leftovers:
+            if any(parent in removed for parent in path.parents):
+                continue  # inside a leftover folder already removed
+            stamped = _mtime(path)
+            if stamped is None or stamped > cutoff:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.info("removed %d temporary files that stopped writers left in %s", len(removed), layout.root)
+    return removed
 
 
 def sweep_thumbnails(layout: LakeLayout) -> list[str]:

@@ -224,6 +224,55 @@ def test_a_build_killed_while_publishing_keeps_its_staged_work(tmp_path, monkeyp
     assert got.t.tolist() == ["b2"] and not layout.staging.exists()
 
 
+def test_a_version_killed_before_its_switch_is_removed_and_takes_no_kept_place(tmp_path, monkeypatch):
+    """Killed between naming its version folder and switching ``current``: no reader ever saw that
+    version. Left in place it counted as one of the three kept versions, so the lake kept one version
+    fewer to roll back to; the next publish removes it."""
+    from lake import atomic
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    for tag in ("k1", "k2", "k3"):
+        _publish(layout, tag)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic, "switch_symlink", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _publish(layout, "k4")
+    monkeypatch.undo()
+    assert layout.version_dir("k4").is_dir() and layout.current_version() == "k3"
+    _publish(layout, "k5")
+    assert sorted(p.name for p in layout.versions.iterdir()) == ["k1", "k2", "k3", "k5"]
+    assert LakeWriter(layout).prune(keep=3, grace_seconds=0) == ["k1"]  # k2 and k3 stay, to roll back to
+    assert _tags(LakeReader(layout)) == {"k5"}
+
+
+def test_temporary_files_that_killed_writers_left_are_swept_once_they_are_old(tmp_path):
+    """An atomic write cut short leaves its ``.tmp-*`` file beside the lake's caches, thumbnails or
+    cutouts, which outlive versions: nothing read or removed them. A build sweeps those older than an
+    hour; younger ones may be another writer's, still being filled."""
+    import os
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    _publish(layout, "t1")
+    old = [layout.cache / "embeddings" / "tower" / "text" / ".tmp-chunk-0001.npy-x1",
+           layout.thumbs / ".tmp-2001-01-01-abc.jpg-y2",
+           layout.cutouts / ".tmp-587722981741363294.jpg-z3",
+           layout.cache / "models" / ".trash-trace-1a2b" / "model.pt"]
+    fresh = layout.thumbs / ".tmp-2001-01-02-def.jpg-w4"
+    kept = [layout.cutouts / "587722981741363294.jpg", layout.cache / "embeddings" / "tower" / "text" / "chunk.npy"]
+    for path in [*old, fresh, *kept]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    hour_ago = time.time() - 3700
+    for path in [*old, old[-1].parent, *kept]:
+        os.utime(path, (hour_ago, hour_ago))
+    _publish(layout, "t2")
+    assert not any(p.exists() for p in old) and not old[-1].parent.exists()
+    assert fresh.exists() and all(p.exists() for p in kept)
+
+
 def test_one_writer_at_a_time(tmp_path):
     layout = LakeLayout.at(tmp_path / "lake")
     with LakeWriter(layout).locked():
