@@ -10,16 +10,20 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from atlas.sky.types import object_type_name
+from lake.filters import DateError, iso_day
 from lake.manifest import LakeMissingError
 from lake.pictures import full_size_url
 from lake.queries import aladin_fov, aladin_url
 from lake.records import json_value
 from lake.search import SearchError
 from lake.schema import EMBEDDING_KINDS
-from pages._common import atlas, engine, missing_lake_notice, parse_date, percent, picture_element, thumb_card, url_parameters
+from pages._common import atlas, engine, missing_lake_notice, percent, picture_element, thumb_card, url_parameters
 from pages.ids import Entry
 
-dash.register_page(__name__, path_template="/entry/<date>", name="Entry", title="Cosmic Atlas · Entry")
+# The path variable is not called ``date``: Dash passes the layout the path's variables and the query's
+# parameters in one set of arguments, the query's winning, so /entry/2014-01-07?date=2020-01-01 (a link
+# another site built by appending) showed another entry than the one its path names.
+dash.register_page(__name__, path_template="/entry/<entry_day>", name="Entry", title="Cosmic Atlas · Entry")
 
 KIND_HELP = {
     "text": "title + explanation",
@@ -121,8 +125,12 @@ def _original_link(entry: dict) -> html.A | None:
 
 
 @url_parameters
-def layout(date: str = "", **_ignored) -> html.Div:
-    day = parse_date(date)
+def layout(entry_day: str = "", **_ignored) -> html.Div:
+    date = entry_day
+    try:  # the API's format, strictly: 20140107 or 2014-W02-2 are not this page's addresses
+        day: dt.date | None = iso_day(date)
+    except DateError:
+        day = None
     try:
         a = atlas()
         entry = a.entry(day.isoformat()) if day else None
@@ -130,7 +138,7 @@ def layout(date: str = "", **_ignored) -> html.Div:
         return missing_lake_notice(exc)
     if entry is None:
         return dbc.Container(dbc.Alert([html.H4("No such entry"),
-                                        html.P(f"There is no APOD entry for {date!r} in this lake."),
+                                        html.P(f"There is no APOD entry for {date[:40]!r} in this lake."),
                                         dcc.Link("Back to the map", href="/")], color="secondary"), className="mt-4")
     d = entry["date"]
     credits = [x for x in (

@@ -114,7 +114,7 @@ CONE_LISTED = 200
     prevent_initial_call=True,
 )
 def cone_search(_n, name, ra, dec, radius, cats, years):
-    radius = float(radius or 1.0)
+    radius = 1.0 if radius is None else float(radius)  # 0 is a radius to refuse, not "unset"
     if not 0 < radius <= 180:
         return dbc.Alert("The radius must be between 0 and 180 degrees.", color="warning")
     if name and name.strip():

@@ -16,7 +16,7 @@ def entry_page(demo_app):
 
     def render(date: str) -> str:
         with demo_app.server.test_request_context(f"/entry/{date}"):
-            return str(entry.layout(date=date))
+            return str(entry.layout(entry_day=date))
     return render
 
 
@@ -55,7 +55,7 @@ def test_an_entry_page_on_a_galaxy_zoo_only_lake_says_so(tmp_path):
     app = create_app(lake=layout.root)
     from pages import entry  # registers its page: after an app exists
     with app.server.test_request_context("/entry/2014-01-07"):
-        page = str(entry.layout(date="2014-01-07"))
+        page = str(entry.layout(entry_day="2014-01-07"))
     assert "no APOD collection" in page and "No data lake yet" in page
 
 
@@ -101,3 +101,28 @@ def test_categories_page_blames_the_years_not_the_lake_when_they_hold_no_picture
     assert "Graph" in type(all_years).__name__
     assert "No entry in these years has a picture category (1 in the whole lake" in str(later)
     assert "rebuild" not in str(later)
+
+
+@pytest.mark.parametrize("path, search, shows", [
+    ("/entry/2014-01-10", "?date=2014-01-20", "NGC7293"),  # the path names the entry, not a query parameter
+    ("/entry/2014-01-10", "", "NGC7293"),
+    ("/entry/20140110", "", "No such entry"),  # the API's date format only
+    ("/entry/2014-W02-5", "", "No such entry"),
+    ("/entry/2014-02-30", "", "No such entry"),
+])
+def test_the_entry_page_shows_the_entry_its_path_names(demo_client, path, search, shows):
+    from tests.conftest import fire_callback
+
+    reply = fire_callback(demo_client, "_pages_location.pathname",
+                          {"_pages_location.pathname": path, "_pages_location.search": search})
+    page = str(reply["_pages_content"])
+    assert shows in page
+    assert ("Full-size image" in page) == (shows != "No such entry")  # 2014-01-20's page has one too
+
+
+def test_a_cone_radius_of_zero_is_refused_and_an_empty_one_is_one_degree(demo_app):
+    from pages import sky
+
+    with demo_app.server.test_request_context("/sky"):
+        assert "between 0 and 180 degrees" in str(sky.cone_search(1, None, 83.8, -5.4, 0, None, None))
+        assert "within 1° of RA 83.800°" in str(sky.cone_search(1, None, 83.8, -5.4, None, None, None))
