@@ -476,11 +476,15 @@ class AtlasQueries:
             params,
         )
 
-    def matching_dates(self, filters: Filters) -> list[dt.date]:
-        """Dates of the entries that pass ``filters``, in order. Search uses it to turn a sky cone into
-        dates, since LanceDB and the in-memory vectors have no objects table to evaluate the cone on."""
+    def matching_dates(self, filters: Filters, *, limit: int | None = None) -> list[dt.date]:
+        """Dates of the entries that pass ``filters``, in order (the first ``limit``). Search uses it to
+        turn a sky cone into dates, since LanceDB and the in-memory vectors have no objects table to
+        evaluate the cone on."""
         where, params = self._where(filters)
-        df = self.reader.query(f"SELECT e.date {_BASE_FROM} WHERE {where} ORDER BY e.date", params)
+        tail = ""
+        if limit is not None:
+            tail, params = " LIMIT $limit", {**params, "limit": int(limit)}
+        df = self.reader.query(f"SELECT e.date {_BASE_FROM} WHERE {where} ORDER BY e.date{tail}", params)
         return [pd.Timestamp(d).date() for d in df.date]
 
     # -- metrics page ---------------------------------------------------------------------------

@@ -75,6 +75,11 @@ FUSION_DEPTH = 50
 DEEP_DEPTH = 1000
 MAX_K = 100
 MAX_QUERY_CHARS = 1000
+#: The most entries a sky cone may hold in a search. The cone reaches LanceDB as the list of dates inside
+#: it, one literal each, parsed with every query and applied to both the keyword and the vector search:
+#: the whole archive (11,382 entries) is well within it; on a lake of millions a wide cone is refused
+#: with a reason rather than sent as a filter of a million dates.
+MAX_CONE_DATES = 20_000
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -384,7 +389,11 @@ class SearchEngine:
             raise LakeMissingError(self.reader.layout.location, NO_SKY)
         from lake.queries import AtlasQueries
 
-        inside = AtlasQueries(self.reader).matching_dates(Filters(cone=filters.cone, dates=filters.dates))
+        inside = AtlasQueries(self.reader).matching_dates(Filters(cone=filters.cone, dates=filters.dates),
+                                                          limit=MAX_CONE_DATES + 1)
+        if len(inside) > MAX_CONE_DATES:
+            raise SearchError(f"the sky cone holds more than {MAX_CONE_DATES:,} entries: give a smaller "
+                              "radius, or search without a cone")
         return filters.with_dates(inside)
 
     # -- public API -----------------------------------------------------------------------------
@@ -398,7 +407,6 @@ class SearchEngine:
     def search(self, q: str, *, k: int = 10, kind: str = "text", mode: str = "hybrid",
                filters: Filters | None = None, offset: int = 0) -> list[dict[str, Any]]:
         self._require_apod()
-        filters = self._with_cone(filters)
         q = (q or "").strip()
         if not q:
             raise SearchError("the query is empty")
@@ -411,6 +419,7 @@ class SearchEngine:
             raise SearchError(f"kind must be one of {', '.join(EMBEDDING_KINDS)}")
         if offset < 0 or offset + k > DEEP_DEPTH:
             raise SearchError("results beyond the first 1,000 are not available")
+        filters = self._with_cone(filters)  # a query of the objects table: after the checks that cost nothing
         if kind == "image":  # pictures were asked for: keyword hits without one must not fuse in
             if filters.has_image is False:
                 raise SearchError("kind=image finds pictures; it cannot be combined with has_image=false")

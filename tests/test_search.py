@@ -473,6 +473,13 @@ def test_cone_filter_in_both_search_paths(demo_lake, monkeypatch):
     assert len(a) == 3 and [h["date"] for h in a] == [h["date"] for h in b]
     assert {h["date"] for h in a} <= inside
     assert {h["date"] for h in small.search("stars", k=3, mode="keyword", filters=f)} <= inside
+    # a cone holding more entries than a filter may list is refused with what to do
+    monkeypatch.setattr(search_module, "MAX_CONE_DATES", len(inside) - 1)
+    with pytest.raises(SearchError, match="give a smaller radius"):
+        small.search("stars", k=3, filters=f)
+    narrower = Filters(cone=(cone[0], cone[1], 1.0))
+    assert len(AtlasQueries(reader).matching_dates(narrower)) < len(inside)
+    small.search("stars", k=3, filters=narrower)  # a smaller cone still searches
 
 
 def test_a_serving_process_is_ready_before_its_first_request(demo_lake):
