@@ -199,6 +199,22 @@ def paged_fusion(dense: list[str], keyword: list[str], *, n: int) -> list[tuple[
     return order[:n]
 
 
+def paged_list(fetch: Callable[[int], list[dict[str, Any]]], n: int) -> list[dict[str, Any]]:
+    """A ranked list deep enough for the first ``n`` results whose top :data:`FUSION_DEPTH` is the same
+    whatever ``n``: pages cut from it, and the fusion of its top, continue each other.
+
+    ``fetch(m)`` returns the best ``m``. An ANN index's best 50 are not the first 50 of its best 1,000
+    (its exact re-ranking sees more candidates when more are asked for: for 5 of 20 random queries of an
+    IVF_PQ table of 20,000 vectors), nor are BM25's ties ordered alike at every depth; so a page past the
+    top came from a list whose top was another, and results were repeated or skipped where the pages
+    changed depth. A deeper list is the top's fetch followed by the deep fetch's other entries."""
+    top = fetch(FUSION_DEPTH)
+    if n <= FUSION_DEPTH or len(top) < FUSION_DEPTH:
+        return top
+    placed = {h["date"] for h in top}
+    return top + [h for h in fetch(DEEP_DEPTH) if h["date"] not in placed]
+
+
 def fused_order(ranked_lists: list[list[str]], *, weights: Sequence[float]) -> list[tuple[str, float]]:
     """The keys of ``ranked_lists`` fused by :func:`rrf`, best first, ties by key, with their scores."""
     return sorted(rrf(ranked_lists, weights=weights).items(), key=lambda kv: (-kv[1], kv[0]))
@@ -320,6 +336,13 @@ class SearchEngine:
             where = f"{where} AND date != '{exclude}'" if where else f"date != '{exclude}'"
         return self._dense(vector, kind, where, n)
 
+    def _paged_dense(self, vector: np.ndarray, kind: str, filters: Filters, n: int) -> list[dict[str, Any]]:
+        """The dense list a page of ``n`` results is cut from (:func:`paged_list`). Exact search from
+        memory is the same order at every depth, so it fetches once; an ANN index's is not."""
+        if self._in_memory(kind) is not None:
+            return self._dense_search(vector, kind, filters, FUSION_DEPTH if n <= FUSION_DEPTH else DEEP_DEPTH)
+        return paged_list(lambda m: self._dense_search(vector, kind, filters, m), n)
+
     def _dense(self, vector: np.ndarray, kind: str, where: str | None, n: int) -> list[dict[str, Any]]:
         nprobes, refine = self._ann_settings(kind)  # used only where an ANN index exists
         query = (self._table(kind).search(np.asarray(vector, np.float32)).metric("cosine")
@@ -428,19 +451,19 @@ class SearchEngine:
         n = offset + k
         if mode == "dense":
             table, vec = self._query(q, kind)
-            hits = self._dense_search(vec, table, filters, n)
+            hits = self._paged_dense(vec, table, filters, n)
         elif mode == "keyword":
-            hits = self._keyword(q, where, n)
+            hits = paged_list(lambda m: self._keyword(q, where, m), n)
         else:
-            depth = FUSION_DEPTH if n <= FUSION_DEPTH else DEEP_DEPTH
             # one after the other: run beside the query's encoding, LanceDB's full-text threads and torch
             # contend for 2 cores (the encoding took ≈ 10 ms instead of ≈ 4) and the search was ≈ 1 ms
             # slower than in sequence (in-process, the benchmark queries: 11.9–12.1 against 10.9–11.4 ms)
-            keyword = self._keyword(q, where, depth)
+            keyword = paged_list(lambda m: self._keyword(q, where, m), n)
             table, vec = self._query(q, kind)
-            dense = self._dense_search(vec, table, filters, depth)
+            dense = self._paged_dense(vec, table, filters, n)
             memory = self._in_memory(table)
-            if kind == "text" and FEEDBACK_DOCS > 0 and memory is not None:
+            if kind == "text" and FEEDBACK_DOCS > 0 and memory is not None:  # exact: one fetch at any depth
+                depth = FUSION_DEPTH if n <= FUSION_DEPTH else DEEP_DEPTH
                 first = [d for d, _ in paged_fusion([h["date"] for h in dense], [h["date"] for h in keyword],
                                                     n=FEEDBACK_DOCS)]
                 have = {d: memory.vectors[memory.row[d]] for d in first if d in memory.row}

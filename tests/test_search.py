@@ -65,6 +65,37 @@ def test_pages_of_a_hybrid_search_continue_each_other(search):
     assert [h["date"] for h in search.search("bright glowing clouds of gas", k=70)] == dates
 
 
+@pytest.mark.slow
+def test_pages_cut_from_an_ann_index_continue_each_other(tmp_path):
+    """An IVF_PQ index's best 50 are not the first 50 of its best 1,000, so pages 5 and 6 of a search
+    on a lake with an index (≥ 100k entries) came from lists with different tops: entries repeated or
+    skipped. ``paged_list`` keeps the top whatever the depth."""
+    from lake import vectors
+    from lake.search import DEEP_DEPTH, FUSION_DEPTH, paged_list
+
+    rng = np.random.default_rng(3)
+    n, dim = 20_000, 32  # √n partitions: more than the 100 probed, as on a real indexed lake
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    dates = [f"d{i:05d}" for i in range(n)]
+    vectors.write_table(tmp_path, "text", dates, x, titles=dates, years=[2000] * n, categories=["c"] * n,
+                        has_image=[False] * n, ann_min_rows=1000)
+    table = vectors.open_table(tmp_path, "text")
+    assert [ix.index_type for ix in table.list_indices()] == ["IvfPq"]
+    nprobes, refine = vectors.ann_search_settings(table)
+
+    def searcher(q):
+        return lambda m: table.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(m).to_list()
+
+    queries = (rng.normal(size=dim).astype(np.float32) for _ in range(200))
+    fetch = next(f for f in map(searcher, queries)  # a query whose top depends on the depth asked for
+                 if [h["date"] for h in f(FUSION_DEPTH)] != [h["date"] for h in f(DEEP_DEPTH)[:FUSION_DEPTH]])
+    pages = [paged_list(fetch, end)[end - 10:end] for end in range(10, 110, 10)]
+    dates_read = [h["date"] for page in pages for h in page]
+    assert len(dates_read) == 100 == len(set(dates_read))
+    assert dates_read == [h["date"] for h in paged_list(fetch, 100)[:100]]
+
+
 def test_rrf_and_snippet():
     scores = rrf([["a", "b", "c"], ["c", "a"]])
     assert max(scores, key=scores.get) == "a" and scores["c"] > scores["b"]
