@@ -234,7 +234,9 @@ def by_lake_version(maxsize: int = 32):
     building their Plotly figures costs 0.1–0.2 s, and people come back to the same few views. A new
     publish changes the version, so nothing stale is ever served; and a request reads one version from
     its first call to its last (``services``), so what is cached under a version was made from it.
-    Figures in the result (alone or in a tuple) are kept in the form Dash sends, JSON-ready.
+    Figures in the result (alone or in a tuple) are kept in the form Dash sends, JSON-ready. The first
+    call under a new version drops the views of the versions before: kept until newer views pushed them
+    out, a worker held up to ``maxsize`` figures per view that no request would ask for again.
     """
     from functools import lru_cache, wraps
 
@@ -246,10 +248,17 @@ def by_lake_version(maxsize: int = 32):
         def cached(_version: str, *args: Any) -> Any:
             return _sendable_figures(fn(*args))
 
+        seen: list[str | None] = [None]  # the version of the last call
+
         @wraps(fn)
         def wrapper(*args: Any) -> Any:
-            return cached(atlas().reader.version, *(freeze(a) for a in args))
+            version = atlas().reader.version
+            if version != seen[0]:  # (a request still on the version before, in flight across the switch,
+                cached.cache_clear()  # clears once more: what it costs is a view made again)
+                seen[0] = version
+            return cached(version, *(freeze(a) for a in args))
 
+        wrapper.cache_info = cached.cache_info  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

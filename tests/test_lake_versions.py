@@ -380,6 +380,7 @@ def test_one_request_reads_one_version_while_a_build_publishes(tmp_path):
     with app.server.test_request_context():
         assert view(1) == ("v2", "v2")  # the next request: the new version, and its own cache entry
         assert view(1) == ("v2", "v2") and built == ["v1", "v2"]
+        assert view.cache_info().currsize == 1  # the version before's view is let go at once
     assert service.atlas().reader.version == "v2" == service.version  # outside a request: the live one
 
 
