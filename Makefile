@@ -28,7 +28,7 @@ lake: $(VENV)/.deps
 run: lake
 	$(PY) app.py --port $(PORT) $(LAKE_ARG)
 
-browser:
+browser: $(VENV)/.deps
 	@bash scripts/install_chromium.sh
 
 test: $(VENV)/.deps browser
@@ -52,7 +52,7 @@ bench: $(VENV)/.deps browser
 	$(PY) bench/passages.py $(LAKE_ARG)
 	$(PY) bench/search_latency.py $(LAKE_ARG)
 	$(PY) bench/dashboard.py $(LAKE_ARG)
-	$(PY) bench/webgl_floor.py
+	$(PY) bench/webgl_floor.py --runs 9
 	$(PY) bench/ann.py
 	$(PY) bench/sky_quality.py
 	$(PY) bench/report.py

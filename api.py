@@ -372,7 +372,7 @@ def feedback_add():
 @bp.get("/feedback/export")
 def feedback_export():
     """Every label given (date, interesting, user, time) as CSV, JSON or Parquet: the newest
-    ``MAX_EXPORT_ROWS``, oldest first; each person under a pseudonym (:func:`atlas.userstate.pseudonym`),
+    ``MAX_EXPORT_ROWS``, oldest first (header ``X-Rows-Omitted`` says how many older ones are kept); each person under a pseudonym (:func:`atlas.userstate.pseudonym`),
     never the name or browser id that marks as them."""
     import pandas as pd
 
@@ -383,9 +383,14 @@ def feedback_export():
     fmt = p["format"] or "csv"
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
-    df = pd.DataFrame(feedback().history(limit=MAX_EXPORT_ROWS), columns=["date", "interesting", "user", "at"])
+    store = feedback()
+    df = pd.DataFrame(store.history(limit=MAX_EXPORT_ROWS), columns=["date", "interesting", "user", "at"])
     df["user"] = df["user"].map(pseudonym)
-    return _download(df, "feedback", fmt)
+    response = _download(df, "feedback", fmt)
+    kept = store.count()
+    if kept > len(df):
+        response.headers["X-Rows-Omitted"] = str(kept - len(df))
+    return response
 
 
 # -- Galaxy Zoo 2 ------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 MAX_OBJECT_NAME_CHARS = 200
 #: A query encoder that failed to load is tried again after this long (each try may take seconds).
 ENCODER_RETRY_SECONDS = 60.0
+#: Seconds before a labels' store that failed to open is tried again (each try may wait on the database).
+FEEDBACK_RETRY_SECONDS = 30.0
 
 EXTENSION = "cosmic_atlas"
 #: Where a request keeps the lake version it reads (``flask.g``).
@@ -75,6 +77,8 @@ class LakeService:
         self._encoder_lock = threading.Lock()  # loading takes seconds: not under the lock every request takes
         self._encoder_failed: dict[str, float] = {}  # fingerprint → when it failed; retried after a while
         self._feedback: FeedbackStore | None = None
+        self._feedback_lock = threading.Lock()  # opening may wait on the database: not the requests' lock
+        self._feedback_failed: tuple[float, FeedbackUnavailable] | None = None  # when, and why
         self._warmers: list[Callable[[], None]] = []
         self._serving = False  # warm() ran: this process serves, and warms each new version as it comes
         self._rewarm_lock = threading.Lock()  # one background warm-up at a time
@@ -227,10 +231,22 @@ class LakeService:
         return self.handles().galaxies
 
     def feedback(self) -> FeedbackStore:
-        """People's labels for this lake (outside the lake: they survive rebuilds)."""
-        with self._lock:
+        """People's labels for this lake (outside the lake: they survive rebuilds). Opened under a lock of
+        its own: opening waits on the database (another process writing) and must not hold up every
+        request of this worker. A store that failed to open is tried again after
+        :data:`FEEDBACK_RETRY_SECONDS`; meanwhile the same error answers at once."""
+        with self._feedback_lock:
             if self._feedback is None:
-                self._feedback = FeedbackStore(default_path(self.layout.root))
+                failed = self._feedback_failed
+                if failed is not None and time.monotonic() - failed[0] < FEEDBACK_RETRY_SECONDS:
+                    raise FeedbackUnavailable(str(failed[1]), public=failed[1].public_message)  # a new one:
+                    # raised again, the stored exception would gather every raise's traceback
+                try:
+                    self._feedback = FeedbackStore(default_path(self.layout.root))
+                except FeedbackUnavailable as exc:
+                    self._feedback_failed = (time.monotonic(), exc)
+                    raise
+                self._feedback_failed = None
             return self._feedback
 
     def oddities(self, *, filters: Filters | None = None, detector: str = "combined",

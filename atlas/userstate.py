@@ -6,6 +6,10 @@ a busy timeout, and one short transaction per label, so two people clicking at o
 label is appended (with who and when); a person's current label for an entry is their latest one,
 and ``None`` (clearing) is a label too.
 
+Without a person named, the list is re-ranked by everyone's labels as votes: each person's current
+label of an entry counts once, and an entry is "interesting" when more people say so than not (a tie
+says nothing). One visitor's ✕ is one vote, not everyone's answer.
+
 Anyone who reaches the app can click, so superseded labels are pruned: every :data:`PRUNE_EVERY` labels,
 a person's earlier labels of an entry they labelled again, beyond the newest :data:`KEEP_SUPERSEDED`
 rows, are deleted. Current labels are never pruned, so what re-ranks the list and what the export's newest
@@ -24,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from atlas import environment
+from atlas import environment, signing
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,18 @@ class FeedbackUnavailable(RuntimeError):
     public_message = (f"people's labels cannot be stored on this server (the server log says why); its administrator "
                       f"sets {environment.STATE_ENV} to a folder the server can write")
 
+    def __init__(self, message: str, *, public: str | None = None) -> None:
+        super().__init__(message)
+        if public is not None:
+            self.public_message = public
+
+
+#: What a person is told when the labels' file is damaged (the server's log names it).
+DAMAGED_MESSAGE = ("people's labels cannot be read on this server: its administrator moves the damaged labels' "
+                   "file aside (the server log names it)")
+#: What a person is told while another writer holds the database past the busy timeout.
+BUSY_MESSAGE = "people's labels are being written by many at once; try again in a moment"
+
 
 def default_path(lake_root: Path) -> Path:
     """The feedback file of one lake: named after the lake's resolved path, so lakes never mix."""
@@ -73,31 +89,51 @@ def _day(date: str) -> str:
 
 
 def _user(user: str | None) -> str:
-    """A person's name as stored and looked up: trimmed, at most :data:`MAX_USER_CHARS` characters."""
-    return (user or "anonymous").strip()[:MAX_USER_CHARS] or "anonymous"
+    """A person's name as stored and looked up: trimmed; longer than :data:`MAX_USER_CHARS` characters is
+    refused (cut, two names sharing their start would be one person)."""
+    if user is not None and not isinstance(user, str):
+        raise FeedbackError("user must be a string")
+    name = (user or "").strip() or "anonymous"
+    if len(name) > MAX_USER_CHARS:
+        raise FeedbackError(f"user is {len(name)} characters; the limit is {MAX_USER_CHARS}")
+    return name
 
 
 def pseudonym(user: str) -> str:
     """How a person appears in a public export of the marks: the same name gives the same pseudonym, so
     marks can still be grouped by person, but the name is not shown. The Oddities page names each
     browser by a random id, and anyone holding that id can mark (and read) as that browser; the
-    export is public, so it must not list the ids."""
-    return "u-" + hashlib.sha256(_user(user).encode()).hexdigest()[:12]
+    export is public, so it must not list the ids. Keyed with this machine's secret (HMAC): a plain
+    hash of a name people choose (an e-mail address, "anonymous") is undone by hashing guesses, and
+    would link one person across servers."""
+    return "u-" + signing.sign(b"export pseudonym\0" + _user(user).encode()).hex()[:12]
 
 
 class FeedbackStore:
     def __init__(self, path: Path, *, keep_superseded: int = KEEP_SUPERSEDED, prune_every: int = PRUNE_EVERY) -> None:
         self.path = Path(path)
         self.keep_superseded, self.prune_every = int(keep_superseded), max(1, int(prune_every))
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # the file holds the browsers' ids, which are enough to mark as them: its owner's only
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path.touch(mode=0o600, exist_ok=True)
         except OSError as exc:
             raise self._unavailable(exc) from exc
         with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # a file system without shared memory (NFS and the like)
+                log.warning("the labels' database %s is not in WAL mode (%s): keep it on a local disk", self.path, mode)
             con.executescript(_SCHEMA)
+        log.info("people's labels are kept in %s", self.path)
 
     def _unavailable(self, exc: Exception) -> FeedbackUnavailable:
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return FeedbackUnavailable(f"the labels' database {self.path} stayed locked past the 30 s timeout "
+                                       f"({exc})", public=BUSY_MESSAGE)
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            return FeedbackUnavailable(f"the labels' database {self.path} is damaged or not a database ({exc}): "
+                                       "move it aside (the server starts a new one) and recover what it held "
+                                       "with the sqlite3 shell's .recover", public=DAMAGED_MESSAGE)
         return FeedbackUnavailable(f"people's labels cannot be kept in {self.path} ({type(exc).__name__}: {exc}); "
                                    f"set {environment.STATE_ENV} to a folder this server can write")
 
@@ -110,7 +146,9 @@ class FeedbackStore:
         try:
             con.execute("PRAGMA busy_timeout=30000")
             yield con
-        except sqlite3.OperationalError as exc:  # read-only file, full disk, locked past the timeout
+        # read-only file, full disk, locked past the timeout (OperationalError); a damaged file or one
+        # that is not a database (DatabaseError)
+        except sqlite3.DatabaseError as exc:
             raise self._unavailable(exc) from exc
         finally:
             con.close()
@@ -155,13 +193,27 @@ class FeedbackStore:
         return None if label is None else bool(label)
 
     def labels(self, *, user: str | None = None) -> dict[str, bool]:
-        """Current labels, date → interesting; one person's, or everyone's latest when ``user`` is None.
-        One pass over an index: SQLite takes a bare column from the row that holds ``max(id)``."""
-        where, params = ("WHERE user = ?", (_user(user),)) if user else ("", ())
-        sql = f"SELECT entry_date, label, max(id) FROM feedback {where} GROUP BY entry_date"
+        """Current labels, date → interesting, the most recently given last; one person's, or when
+        ``user`` is None everyone's as votes (each person's current label counts once; more "yes" than
+        "no" is interesting, more "no" is not, a tie is no label). SQLite takes a bare column from the
+        row that holds ``max(id)``."""
+        if user:
+            sql = ("SELECT entry_date, label, max(id) AS last FROM feedback WHERE user = ? "
+                   "GROUP BY entry_date ORDER BY last")
+            with self._connect() as con:
+                rows = con.execute(sql, (_user(user),)).fetchall()
+            return {d: bool(v) for d, v, _ in rows if v is not None}
+        sql = ("SELECT entry_date, sum(label = 1), sum(label = 0), max(last) AS newest FROM ("
+               "SELECT entry_date, label, max(id) AS last FROM feedback GROUP BY user, entry_date"
+               ") GROUP BY entry_date ORDER BY newest")
         with self._connect() as con:
-            rows = con.execute(sql, params).fetchall()
-        return {d: bool(v) for d, v, _ in rows if v is not None}
+            rows = con.execute(sql).fetchall()
+        return {d: up > down for d, up, down, _ in rows if up != down}
+
+    def count(self) -> int:
+        """How many labels are kept (current and superseded)."""
+        with self._connect() as con:
+            return int(con.execute("SELECT count(*) FROM feedback").fetchone()[0])
 
     def history(self, *, limit: int | None = None) -> list[dict[str, object]]:
         """Every label kept (for export: the current ones and the newest superseded ones), oldest first;

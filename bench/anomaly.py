@@ -11,7 +11,9 @@
    with a picture (among them the 25 without an explanation, ranked by their titles as the page ranks
    them, whose swapped pictures no cross-modal detector can see) ("interesting" when injected, "not
    interesting" otherwise); the re-ranked list's
-   precision in the top 50 is compared with the unsupervised list's (same run, same entries), and with a
+   precision in the top 50 of the entries not labelled is compared with the unsupervised list's (same
+   run, same entries; the labelled ones are left out of both, since sending the labelled "not
+   interesting" ones to the end lifts a list's precision by itself), and with a
    ceiling: a classifier over the same detector percentiles that knows every entry's label. The same
    on the whole list the Oddities page shows (every entry; those without a picture ranked by their text
    scores, those without an explanation by their title's), where the 10 labels also tell the re-ranker which kind of oddity the person is after.
@@ -74,6 +76,13 @@ def evaluate(df, injected_dates: set[str]) -> dict[str, dict[str, float]]:
         scores = pictures[col].to_numpy(dtype=float)
         out[col] = {"auroc": round(auroc(scores, positive), 3), "precision_top1pct": round(top_precision(scores, positive, n_top), 3)}
     return out
+
+
+def p50(dates, injected: set[str], *, unlabelled: dict | None = None) -> float:
+    """Precision in the top 50 of a ranked list of dates; with ``unlabelled``, of the list without the
+    dates labelled there (a re-ranker is judged on the entries it was not told about)."""
+    kept = [d for d in dates if unlabelled is None or d not in unlabelled]
+    return float(np.mean([d in injected for d in kept[:50]]))
 
 
 def every_label_p50(df, positive: np.ndarray) -> float:
@@ -141,18 +150,25 @@ def main() -> None:
         labelled = {d: (d in injected) for d in order.date.head(10)}
         reranked = rerank(with_picture, labelled)
         pos = with_picture.date.isin(list(injected)).to_numpy()
-        base_p50 = float(np.mean([d in injected for d in order.date.head(50)]))
-        new_p50 = float(np.mean([d in injected for d in reranked.date.head(50)]))
-        # the same on the whole list, as the Oddities page shows it: entries without a picture ranked by their
-        # text scores among them (their own share of the list), so the top 10 a person labels mixes both
+        # the whole list, as the Oddities page shows it: entries without a picture ranked by their text
+        # scores among them (their own share of the list), so the top 10 a person labels mixes both
         whole = df.sort_values("rank")
         marks = {d: (d in injected) for d in whole.date.head(10)}
         whole_reranked = rerank(df, marks)
-        feedback_runs.append({"unsupervised_p50": base_p50, "reranked_p50": new_p50, "positives": int(pos.sum()),
-                              "every_label_p50": every_label_p50(with_picture, pos),
-                              "whole_list_unsupervised_p50": float(np.mean([d in injected for d in whole.date.head(50)])),
-                              "whole_list_reranked_p50": float(np.mean([d in injected for d in whole_reranked.date.head(50)])),
-                              "whole_list_positives_in_labels": int(sum(marks.values()))})
+        feedback_runs.append({
+            # precision among the entries nobody labelled: what the labels taught about the others (the
+            # labelled "not interesting" ones go to the end, which lifts a list's precision by itself)
+            "unsupervised_p50": p50(order.date, injected, unlabelled=labelled),
+            "reranked_p50": p50(reranked.date, injected, unlabelled=labelled),
+            "positives": int(pos.sum()), "every_label_p50": every_label_p50(with_picture, pos),
+            "whole_list_unsupervised_p50": p50(whole.date, injected, unlabelled=marks),
+            "whole_list_reranked_p50": p50(whole_reranked.date, injected, unlabelled=marks),
+            "whole_list_positives_in_labels": int(sum(marks.values())),
+            # the measure before, the labelled entries included in both lists (kept for comparison)
+            "with_labelled_unsupervised_p50": p50(order.date, injected),
+            "with_labelled_reranked_p50": p50(reranked.date, injected),
+            "with_labelled_whole_list_unsupervised_p50": p50(whole.date, injected),
+            "with_labelled_whole_list_reranked_p50": p50(whole_reranked.date, injected)})
         if seed < args.first_seed + 2:  # the noise injection costs EfficientNet passes: two seeds
             space = dict(np.load(reader.layout.image_space))
             from atlas.encoders.space import apply_space

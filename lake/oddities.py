@@ -11,13 +11,13 @@ anything labelled keep their unsupervised score. Labelled "not interesting" entr
 
 Why a kernel and not a classifier: ten labels, nearly all taken from the top of the list, cannot fit a
 logistic regression over 16 detectors, while "odd like the ones I marked" needs no fitting. Measured
-honestly (BENCHMARKS.md), on pictures swapped between 2 % of entries with 10 labels on the top 10: among
-entries with a picture it is a small gain, precision in the top 50 from 0.29 to 0.48 on seeds 0–2 (where
-the bandwidth and weight were chosen) but only from 0.38 to 0.41 on average on seeds 5–9 that never chose
-anything (the logistic regression it replaced: 0.36 there); on the whole list, where the labels also say
-which kind of oddity the person is after (pictures at odds with their text, not rare texts), from 0.15 to
-0.30 on seeds 5–9 and from 0.14 to 0.40 on seeds 20–29. The labels re-order what the detectors found;
-they cannot find what no detector scores high.
+(BENCHMARKS.md) on pictures swapped between 2 % of entries with 10 labels on the top 10, as precision in
+the top 50 of the entries not labelled, on seeds that never chose a setting (the bandwidth and weight
+were chosen on seeds 0–2): among entries with a picture it is a small gain, from 0.27 to 0.30 on seeds
+5–9 and from 0.26 to 0.35 on seeds 20–29; on the whole list, where the labels also say which kind of
+oddity the person is after (pictures at odds with their text, not rare texts), from 0.16 to 0.24 and
+from 0.14 to 0.38. The labels re-order what the detectors found; they cannot find what no detector
+scores high.
 """
 
 from __future__ import annotations
@@ -78,38 +78,70 @@ def percentiles_by_date(df: pd.DataFrame) -> pd.DataFrame:
     return percentiles(df).set_index(df.date)
 
 
-def relevance(x: np.ndarray, labelled: np.ndarray, y: np.ndarray, *,
+#: The newest labels a re-rank learns from: each costs a column of distances to every entry, and one
+#: person may mark thousands (every mark is kept and shown; only the kernel is bounded).
+MAX_LABELS = 500
+#: Entries the kernel width (a median of distances) is measured on: all of them up to this many, then an
+#: even sample, so a re-rank's memory stays bounded on a lake of millions.
+WIDTH_ROWS = 20_000
+#: Entries whose kernel rows are computed at once.
+CHUNK_ROWS = 8_192
+
+
+def relevance(x: np.ndarray, anchors: np.ndarray, y: np.ndarray, *, reference: np.ndarray | None = None,
               bandwidth: float = KERNEL_BANDWIDTH) -> tuple[np.ndarray, np.ndarray]:
     """Per entry: the kernel-weighted share of "interesting" among the labelled entries (``rel``) and
     how close it is to any labelled one (``conf`` in (0, 1], 1 for a labelled entry itself).
 
-    ``x``: entries × detector percentiles; ``labelled``: boolean mask; ``y``: the labels (bool) of the
-    labelled rows, in row order."""
-    std = x.std(axis=0)
-    xs = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    anchors = xs[labelled]
-    d2 = np.maximum((xs ** 2).sum(1)[:, None] + (anchors ** 2).sum(1)[None, :] - 2 * xs @ anchors.T, 0.0)
-    scale = 2 * bandwidth * max(float(np.median(d2)), 1e-12)
-    k = np.exp(-d2 / scale)
-    rel = (k @ y.astype(float)) / np.maximum(k.sum(axis=1), 1e-300)
-    return rel, k.max(axis=1)
+    ``x``: entries × detector percentiles; ``anchors``: the labelled entries' percentiles, ``y`` their
+    labels (bool). ``reference``: the entries whose spread standardises the detectors and whose distances
+    to the anchors set the kernel's width (default ``x``): the whole archive, so a filtered list is
+    re-ranked as the whole one would be. Computed in chunks of rows, so memory stays bounded."""
+    reference = x if reference is None else reference
+    mean, std = reference.mean(axis=0), reference.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    a = (anchors - mean) / std
+    a2 = (a ** 2).sum(axis=1)
+
+    def dist2(rows: np.ndarray) -> np.ndarray:
+        r = (rows - mean) / std
+        return np.maximum((r ** 2).sum(axis=1)[:, None] + a2[None, :] - 2 * r @ a.T, 0.0)
+
+    sample = reference if len(reference) <= WIDTH_ROWS else \
+        reference[np.linspace(0, len(reference) - 1, WIDTH_ROWS).astype(int)]
+    scale = 2 * bandwidth * max(float(np.median(dist2(sample))), 1e-12)
+    rel, conf, yf = np.empty(len(x)), np.empty(len(x)), y.astype(float)
+    for start in range(0, len(x), CHUNK_ROWS):
+        k = np.exp(-dist2(x[start:start + CHUNK_ROWS]) / scale)
+        rel[start:start + CHUNK_ROWS] = (k @ yf) / np.maximum(k.sum(axis=1), 1e-300)
+        conf[start:start + CHUNK_ROWS] = k.max(axis=1)
+    return rel, conf
 
 
 def rerank(scores: pd.DataFrame, labels: Mapping[str, bool], *, weight: float = FEEDBACK_WEIGHT,
-           pct: pd.DataFrame | None = None) -> pd.DataFrame:
+           pct: pd.DataFrame | None = None, reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """``scores`` (one row per entry, detector columns, ``combined``) ordered for this person's labels
-    (date → interesting?). Without labels: the unsupervised order. Adds ``score`` and ``feedback``.
-    ``pct``: :func:`percentiles` of ``scores`` when the caller has them already."""
+    (date → interesting?, oldest first: the newest :data:`MAX_LABELS` are learnt from). Without labels:
+    the unsupervised order. Adds ``score`` and ``feedback``.
+
+    ``pct``: :func:`percentiles` of ``scores``' rows when the caller has them already. ``reference``: the
+    percentiles of every entry, indexed by date, when ``scores`` is a filtered part of them: the labels
+    outside the filters still teach the re-rank, and the detectors are standardised over the whole."""
     df = scores.copy()
     base = df["combined"].rank(pct=True).to_numpy()
-    labelled = df.date.isin(list(labels)).to_numpy()
+    own = percentiles(df) if pct is None else pct
+    if reference is None:
+        reference = own.set_axis(df.date.to_numpy())
+    learnt = [d for d in list(labels)[-MAX_LABELS:] if d in reference.index]
     score = base
-    if labelled.any():
-        x = (percentiles(df) if pct is None else pct).fillna(0.5).to_numpy()
-        y = np.array([bool(labels[d]) for d in df.date[labelled]])
-        rel, conf = relevance(x, labelled, y)
+    if learnt:
+        columns = list(own.columns)
+        known = reference.reindex(columns=columns).fillna(0.5)
+        y = np.array([bool(labels[d]) for d in learnt])
+        rel, conf = relevance(own.fillna(0.5).to_numpy(), known.loc[learnt].to_numpy(), y,
+                              reference=known.to_numpy())
         # the labels earn their weight: one mark nudges the list, ten or more re-weight it fully
-        w = weight * min(1.0, labelled.sum() / FULL_WEIGHT_LABELS)
+        w = weight * min(1.0, len(learnt) / FULL_WEIGHT_LABELS)
         score = base * (1.0 - w * conf * (1.0 - 2.0 * rel))  # like a labelled "yes": up; like a "no": down
     df["score"] = score
     df["feedback"] = feedback_column(df.date, labels)
@@ -141,7 +173,7 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
         raise ValueError(f"unknown detector {detector!r}; choose combined or one of {', '.join(known)}")
     own = pct.reindex(scores.date).set_axis(scores.index)
     if detector == "combined":
-        out = rerank(scores, labels, pct=own)
+        out = rerank(scores, labels, pct=own, reference=pct)
     else:
         out = scores[scores[detector].notna()].copy()
         out["score"] = own.loc[out.index, detector]

@@ -12,7 +12,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from atlas.userstate import FeedbackError, FeedbackUnavailable
+from atlas.userstate import MAX_USER_CHARS, FeedbackError, FeedbackUnavailable
 from lake.filters import DateError
 from lake.manifest import LakeMissingError
 from lake.oddities import reason
@@ -108,8 +108,13 @@ def _card(row: dict, user_label: bool | None) -> dbc.Card:
 
 @callback(Output(Oddities.USER, "data"), Input(Oddities.USER, "modified_timestamp"), State(Oddities.USER, "data"))
 def ensure_user(_ts, user):
-    """A random id per browser, so each person's labels re-rank their own list."""
-    return no_update if user else uuid.uuid4().hex[:16]
+    """A random id per browser, so each person's labels re-rank their own list; a new one for a stored
+    value that cannot name a person (edited in the browser's storage: not text, or too long)."""
+    return no_update if _usable(user) else uuid.uuid4().hex[:16]
+
+
+def _usable(user: object) -> bool:
+    return isinstance(user, str) and 0 < len(user.strip()) <= MAX_USER_CHARS
 
 
 @callback(
@@ -128,7 +133,7 @@ def ensure_user(_ts, user):
 def gallery(detector, cats, start, end, page, user, _version):
     from lake.filters import FilterError, Filters
 
-    if not user:
+    if not _usable(user):  # ensure_user gives it an id first
         return no_update, no_update, no_update, no_update
     try:
         filters = Filters(categories=tuple(cats or ()), start=(start or None) and start[:10],
@@ -164,8 +169,10 @@ def mark(clicks, user, version):
     """Store a thumbs up / down (clicking the same one again clears it), then refresh the list; a mark the
     server cannot store says so where the list's note stands (before, the click just did nothing)."""
     trigger = ctx.triggered_id
-    if not trigger or not any(clicks) or not user:
+    if not trigger or not any(clicks) or not _usable(user):
         return no_update, no_update
+    if trigger.get("label") not in ("up", "down"):  # a request made by hand
+        return no_update, _not_stored("a mark is “up” or “down”")
     try:
         store_mark(date=trigger.get("date"), interesting=trigger.get("label") == "up", user=user, toggle=True)
     except FeedbackUnavailable as exc:  # the server's operator must move the store; the list stays as it was

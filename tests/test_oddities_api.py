@@ -108,6 +108,24 @@ def test_a_state_folder_that_cannot_be_written_is_a_clear_503_and_the_list_still
     assert Oddities.VERSION not in response  # the list is not refreshed: nothing changed
     note = json.dumps(response[Oddities.NOTE])
     assert "Your mark was not stored" in note and "COSMIC_ATLAS_STATE" in note and str(tmp_path) not in note
+    # the folder fixed: the store is tried again after a while (until then the failure answers at once)
+    blocked.unlink()
+    assert c.post("/api/feedback", json={"date": top, "interesting": True, "user": "alice"}).status_code == 503
+    import services
+    monkeypatch.setattr(services, "FEEDBACK_RETRY_SECONDS", 0.0)
+    stored = c.post("/api/feedback", json={"date": top, "interesting": True, "user": "alice"})
+    assert stored.status_code == 200 and c.get("/api/oddities?k=3&user=alice").get_json()["results"][0]["date"] == top
+    # a damaged labels' file: a 503 that says so, not a 500
+    damaged = tmp_path / "damaged-state"
+    damaged.mkdir()
+    monkeypatch.setenv("COSMIC_ATLAS_STATE", str(damaged))
+    from atlas.userstate import default_path
+    default_path(demo_lake).write_bytes(b"this is not a database at all, only text" * 50)
+    c = create_app(lake=demo_lake).server.test_client()
+    assert c.get("/api/oddities?k=3&user=alice").status_code == 200  # the detectors' order
+    refused = c.post("/api/feedback", json={"date": top, "interesting": True, "user": "alice"})
+    assert refused.status_code == 503 and "damaged" in refused.get_json()["error"]
+    assert str(tmp_path) not in refused.get_json()["error"]
 
 
 def _thumb(c, *, date: object, user: str) -> dict:
