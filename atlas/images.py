@@ -7,9 +7,12 @@ list of limits for uploads, so the API and the pages refuse the same pictures wi
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 #: Uploaded pictures (search by picture, galaxy upload): the largest file and the types accepted.
@@ -61,21 +64,82 @@ def check_image(data: bytes, limits: ImageLimits) -> None:
     :func:`decode_image`, read to its end at the least work that still finds a torn or altered file. A
     JPEG is decoded at a reduced scale whose sides stay at least ``limits.thumb_size`` (1/8 of the work
     for a large picture). A PNG passes when its chunks read to the closing one with their checksums
-    right, its pixels not inflated (Pillow's ``verify``); one that does not is decoded whole, which
-    decides (a bad checksum in a text chunk, a missing end chunk: pictures browsers show). GIF and WebP,
-    which have no such check, are decoded whole. No RGB copy is made. A PNG whose compressed pixels are
-    garbage under right checksums passes here and is refused when the images stage decodes it."""
+    right (Pillow's ``verify``) and its pixel data inflating to exactly its rows, not filtered into
+    pixels; one that does not is decoded whole, which decides (a bad checksum in a text chunk, a missing
+    end chunk: pictures browsers show). GIF and WebP, which have no such check, are decoded whole. No
+    RGB copy is made."""
     _decoded(data, limits, check=True)
 
 
 def _png_reads_whole(data: bytes) -> bool:
-    """True when every chunk of a PNG reads with its checksum right, to the closing IEND."""
+    """True when every chunk of a PNG reads with its checksum right, to the closing IEND, and its pixel
+    data inflates to exactly the rows its header promises (:func:`_png_pixels_inflate`)."""
     try:
         with Image.open(io.BytesIO(data), formats=("PNG",)) as img:
             img.verify()
+        return _png_pixels_inflate(data)
     except Exception:  # noqa: BLE001 - whatever the failure (Pillow raises IndexError for a PNG with no
         return False   # pixel data), the whole decode decides, with the reasons people are shown
-    return True
+
+
+#: Channels per PNG colour type (greyscale, RGB, palette, grey + alpha, RGBA).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 interlacing's seven passes: first column, first row, column step, row step.
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+#: Inflated bytes looked at per step: the check's memory, whatever the picture's size.
+_INFLATE_STEP = 1 << 20
+
+
+def _png_rows(data: bytes) -> list[tuple[int, int]]:
+    """(bytes per row with its filter byte, rows) of each pass of a PNG's pixel data, from its IHDR."""
+    width, height = struct.unpack(">II", data[16:24])
+    depth, colour, interlace = data[24], data[25], data[28]
+    bits = depth * _PNG_CHANNELS[colour]
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    out = []
+    for x0, y0, dx, dy in passes:
+        cols, rows = -(-max(width - x0, 0) // dx), -(-max(height - y0, 0) // dy)
+        if cols and rows:
+            out.append((1 + -(-cols * bits // 8), rows))
+    return out
+
+
+def _png_pixels_inflate(data: bytes) -> bool:
+    """Whether a PNG's pixel data (its IDAT chunks) is one whole zlib stream that inflates to exactly its
+    rows, each starting with a filter type Pillow knows (0–4). The chunk checksums ``verify`` compares
+    say the bytes arrived as sent, not that they are pixels: garbage under right checksums passed the
+    check and failed only when the images stage decoded it. Inflated a step at a time and thrown away,
+    never filtered into pixels, so the check costs a part of a decode and little memory."""
+    rows = _png_rows(data)
+    starts: list[tuple[int, int, int]] = []  # (first byte, end, stride) of each pass in the stream
+    at = 0
+    for stride, count in rows:
+        starts.append((at, at + stride * count, stride))
+        at += stride * count
+    expected, seen = at, 0
+    inflate = zlib.decompressobj()
+    pos = 8
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            pending = data[pos + 8:pos + 8 + length]
+            while pending:
+                out = inflate.decompress(pending, _INFLATE_STEP)
+                pending = inflate.unconsumed_tail
+                if seen + len(out) > expected:
+                    return False
+                chunk = np.frombuffer(out, np.uint8)
+                for first, end, stride in starts:  # the filter bytes inside this step
+                    lo, hi = max(first, seen), min(end, seen + len(out))
+                    if lo < hi:
+                        offset = (-(lo - first)) % stride
+                        if (chunk[lo - seen + offset:hi - seen:stride] > 4).any():
+                            return False
+                seen += len(out)
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    return inflate.eof and seen == expected
 
 
 def _decoded(data: bytes, limits: ImageLimits, *, check: bool = False) -> Image.Image:

@@ -2,8 +2,9 @@
 on every body before keeping it) against decoding the picture whole, per format.
 
 The check reads the whole file, at the least work that still finds a torn or altered one: a JPEG is
-decoded at a reduced scale, a PNG's chunks are read and their checksums compared without inflating its
-pixels, GIF and WebP (no such check in Pillow) are decoded whole, as every format was before. The
+decoded at a reduced scale, a PNG's chunks are read, their checksums compared and its pixel data inflated
+to count its rows (never filtered into pixels), GIF and WebP (no such check in Pillow) are decoded whole,
+as every format was before. The
 pictures are made here, photograph-like (a smooth gradient with a little noise), at ``--megapixels``.
 
 Usage: python bench/picture_check.py [--megapixels 12] [--runs 7]

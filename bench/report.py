@@ -923,7 +923,8 @@ def picture_check_section(r: dict) -> list[str]:
     out += [f"| {f['format']} | {f['megabytes']} MB | {f['whole_ms']} ms | **{f['check_ms']} ms** | {f['ratio']}× |"
             for f in r["formats"]]
     return out + ["", "A JPEG is decoded at a reduced scale (its sides at least the thumbnail's), a PNG by its "
-                  "chunks' checksums to the closing chunk without inflating its pixels (one that fails is decoded whole, "
+                  "chunks' checksums to the closing chunk and its pixel data inflated to exactly its rows, never filtered "
+                  "into pixels (one that fails is decoded whole, "
                   "which decides: a bad checksum in a text chunk or a missing end chunk still shows in a browser); "
                   "Pillow has no such check for GIF and WebP, so they are still decoded whole.", ""]
 

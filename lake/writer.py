@@ -9,6 +9,7 @@ whole, and a re-run after a crash picks up the staged outputs instead of recompu
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -196,7 +197,10 @@ class LakeWriter:
                 if rel not in (Path("manifest.json"), Path(VERSION_ORIGINS)) and _unit(rel) not in remade:
                     (work / rel).parent.mkdir(parents=True, exist_ok=True)
                     os.link(path, work / rel)
-        manifest_io.write(work / "manifest.json", manifest)
+        # its place in the lake's line of versions: prune keeps the newest by it (a folder's time stamp is
+        # lost by a plain copy of the lake, and run ids are the start times of machines' clocks)
+        sequence = (published_sequence(layout.version_dir(previous)) or 0) + 1 if previous else 1
+        manifest_io.write(work / "manifest.json", {**manifest, PUBLISHED_SEQUENCE: sequence})
         atomic.fsync_tree(work)  # on disk before the switch makes it live...
         for shared in (layout.thumbs, layout.cutouts):  # ...with the pictures it names (their files were
             if shared.is_dir():                         # fsynced when written, their folders not)
@@ -241,12 +245,15 @@ def prune_versions(layout: LakeLayout, *, keep: int, grace_seconds: float = 0.0,
     # and the hidden leftovers of a removal cut short (atomic.remove_tree), which are never versions
     stale = [n for n in names if n.startswith((".tmp-", ".trash-"))] if temporaries else []
     now = time.time()
-    # in the order they were published here (a version's folder is stamped as it is published or pulled),
-    # not by name: run ids are start times on the clocks of the machines that built them
+    # in the order they were published: by their place in the lake's line of versions (in the manifest),
+    # then, for versions published before it was recorded, by the time their folder was stamped as it was
+    # published or pulled; not by name: run ids are start times on the clocks of the machines that built them
     published = {n: when for n in names
                  if not n.startswith(".") and (when := _mtime(layout.version_dir(n))) is not None}
+    place = {n: published_sequence(layout.version_dir(n)) for n in published}
+    order = sorted(published, key=lambda n: (place[n] is not None, place[n] or 0, published[n], n))
     stale += versions_to_prune(
-        sorted(published, key=lambda n: (published[n], n)), live=live, keep=keep, grace_seconds=grace_seconds,
+        order, live=live, keep=keep, grace_seconds=grace_seconds,
         superseded_for=lambda successor: now - published[successor] if successor else 0.0)
     for name in stale:
         atomic.remove_tree(layout.version_dir(name))
@@ -340,6 +347,22 @@ def sweep_thumbnails(layout: LakeLayout) -> list[str]:
     if removed:
         log.info("removed %d thumbnails no version shows any more", len(removed))
     return removed
+
+
+#: The manifest key of a version's place in its lake's line of published versions (1, 2, …): each
+#: publish gives the live version's plus one, so the order survives copies that lose time stamps.
+PUBLISHED_SEQUENCE = "published_sequence"
+
+
+def published_sequence(version: Path) -> int | None:
+    """A published version's :data:`PUBLISHED_SEQUENCE`; None for one published before it was recorded
+    (or whose manifest cannot be read: a version being removed)."""
+    try:
+        with open(version / "manifest.json", encoding="utf-8") as fh:
+            value = json.load(fh).get(PUBLISHED_SEQUENCE)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _mtime(path: Path) -> float | None:

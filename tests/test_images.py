@@ -115,6 +115,74 @@ def test_a_download_is_kept_only_whole_and_unaltered(fmt):
     with pytest.raises(ImageRejected, match="pixel limit"):
         check_image(data, ImageLimits(max_pixels=1_000))
 
+def _png_of_chunks(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    """A PNG of these (type, data) chunks, each with its right checksum."""
+    import struct
+    import zlib
+
+    out = b"\x89PNG\r\n\x1a\n"
+    for kind, body in chunks:
+        out += struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return out
+
+
+def _adam7_rows(width: int, height: int, channels: int) -> bytes:
+    """The raw rows of an interlaced 8-bit picture: each pass's rows, filter byte 0 first."""
+    import numpy as np
+
+    rng, raw = np.random.default_rng(1), b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)):
+        cols, rows = -(-max(width - x0, 0) // dx), -(-max(height - y0, 0) // dy)
+        if cols:
+            for _ in range(rows):
+                raw += b"\x00" + rng.integers(0, 256, cols * channels, dtype=np.uint8).tobytes()
+    return raw
+
+
+def test_a_png_whose_pixel_data_is_garbage_under_right_checksums_is_refused():
+    """Chunk checksums say the bytes arrived as sent, not that they are pixels: garbage in the pixel data
+    under right checksums passed the download check and failed only when the images stage decoded it.
+    The check inflates the pixel data (never filtering it into pixels) and counts its rows; pictures of
+    every bit depth, palette and interlaced ones still pass."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from atlas.images import check_image
+
+    def ihdr(w, h, depth=8, colour=2, interlace=0):
+        return b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, interlace)
+
+    rng = np.random.default_rng(2)
+    good_rows = b"".join(b"\x01" + rng.integers(0, 256, 30, dtype=np.uint8).tobytes() for _ in range(12))
+    good = _png_of_chunks([ihdr(10, 12), (b"IDAT", zlib.compress(good_rows)), (b"IEND", b"")])
+    check_image(good, ImageLimits())
+    for idat in (rng.integers(0, 256, 200, dtype=np.uint8).tobytes(),  # garbage
+                 zlib.compress(good_rows[:31 * 5] + b"\x09" + good_rows[31 * 5 + 1:])):  # a filter type that is none
+        with pytest.raises(ImageRejected, match="damaged or truncated"):
+            check_image(_png_of_chunks([ihdr(10, 12), (b"IDAT", idat), (b"IEND", b"")]), ImageLimits())
+    # a row short: not whole by the inflate check, so the whole decode decides, as the images stage's
+    # does: Pillow shows it (its last row blank), so it is kept
+    short = _png_of_chunks([ihdr(10, 12), (b"IDAT", zlib.compress(good_rows[:-31])), (b"IEND", b"")])
+    from atlas.images import _png_pixels_inflate
+    assert not _png_pixels_inflate(short) and _png_pixels_inflate(good)
+    check_image(short, ImageLimits())
+    # split over several IDAT chunks, as encoders write large pictures: one stream
+    stream = zlib.compress(good_rows)
+    check_image(_png_of_chunks([ihdr(10, 12), (b"IDAT", stream[:7]), (b"IDAT", stream[7:40]), (b"IDAT", stream[40:]),
+                      (b"IEND", b"")]), ImageLimits())
+    interlaced = _png_of_chunks([ihdr(13, 11, interlace=1), (b"IDAT", zlib.compress(_adam7_rows(13, 11, 3))), (b"IEND", b"")])
+    check_image(interlaced, ImageLimits())
+    assert Image.open(io.BytesIO(interlaced)).convert("RGB").size == (13, 11)
+    for mode, options in [("1", {}), ("P", {"bits": 4}), ("L", {}), ("LA", {}), ("RGBA", {}), ("I;16", {})]:
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 2 if mode == "1" else 16, (37, 29), dtype=np.uint8) * (1 if mode in "1P" else 9)
+                        ).convert(mode).save(buf, format="PNG", **options)
+        check_image(buf.getvalue(), ImageLimits())
+        assert _png_pixels_inflate(buf.getvalue()), mode  # by the inflate check, not by a whole decode
+
+
 @pytest.mark.parametrize("fmt", ["TIFF", "BMP", "PPM", "ICO"])
 def test_only_the_four_web_formats_are_decoded(fmt):
     """Pillow reads many more formats than people upload; bytes of any other one (whatever type the

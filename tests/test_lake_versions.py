@@ -196,6 +196,29 @@ def test_a_staged_removal_leaves_a_file_or_vector_table_out_of_the_next_version(
     assert not any(p.name.endswith(".removed-by-build") for p in r2.rglob("*"))
 
 
+def test_a_lake_copied_without_its_time_stamps_prunes_its_versions_in_the_order_they_were_published(tmp_path):
+    """A plain ``cp -r`` stamps every folder with the time of the copy, in whatever order it copied them:
+    ordered by that, prune removed the versions copied last, whichever they were. Each version's
+    manifest carries its place in the lake's line of versions, which the copy keeps."""
+    import os
+    import shutil
+
+    from lake.writer import published_sequence
+
+    layout = LakeLayout.at(tmp_path / "lake")
+    for tag in ("c1", "c2", "c3", "c4"):
+        _publish(layout, tag)
+    assert [published_sequence(layout.version_dir(t)) for t in ("c1", "c2", "c3", "c4")] == [1, 2, 3, 4]
+    copy = LakeLayout.at(tmp_path / "copy")
+    shutil.copytree(layout.root, copy.root, symlinks=True)  # what cp -r does to the times: the copy's
+    for i, tag in enumerate(("c4", "c3", "c2", "c1")):  # copied newest first: c1 looks the newest
+        when = time.time() - 600 + 60 * i
+        os.utime(copy.version_dir(tag), (when, when))
+    _publish(copy, "c5")  # which prunes what has been superseded for 5 minutes: by their stamps, c4 and c3
+    assert published_sequence(copy.version_dir("c5")) == 5
+    assert sorted(p.name for p in copy.versions.iterdir()) == ["c3", "c4", "c5"]
+
+
 def test_a_build_killed_while_publishing_keeps_its_staged_work(tmp_path, monkeypatch):
     """Killed after the new version's files were gathered but before the switch: the old version stays
     live, and the staging area stays whole (its tables and resume records), so the next publish makes
