@@ -16,6 +16,7 @@ from werkzeug.routing import Map
 
 from atlas.images import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, UPLOAD_TYPES
 from atlas.userstate import FeedbackUnavailable
+from lake import exports
 from lake.filters import DateError, FilterError, Filters, iso_day
 from lake.manifest import LakeMissingError
 from lake.queries import LICENCE_NOTE, nasa_page_url
@@ -282,7 +283,7 @@ def _embedding(name: str) -> None:
 # -- oddities and feedback ---------------------------------------------------------------------------
 ODDITY_PARAMS = {"k", "page", "detector", "category", "from", "to", "has_image", "user"}
 EXPORT_FORMATS = ("csv", "json", "parquet")
-MAX_EXPORT_ROWS = 20_000
+MAX_EXPORT_ROWS = exports.MAX_EXPORT_ROWS
 
 
 def _oddities_frame(p: dict[str, str]):
@@ -322,15 +323,14 @@ def oddities_list():
 def oddities_export():
     """The ranked list (with every detector's score) as CSV, JSON or Parquet: its first ``MAX_EXPORT_ROWS``
     (header ``X-Rows-Omitted`` says how many more it has; the CLI's ``oddities --export`` writes them all)."""
-    from lake.oddities import reasons
+    from lake.oddities import export_frame
 
     p = _params(ODDITY_PARAMS - {"k", "page"} | {"format"})
     fmt = p["format"] or "csv"
     if fmt not in EXPORT_FORMATS:
         raise BadRequest(f"format must be one of {', '.join(EXPORT_FORMATS)}")
     ranked = _oddities_frame(p)
-    df = ranked.head(MAX_EXPORT_ROWS).drop(columns=["url", "media_type"], errors="ignore")
-    df["why"] = reasons(df)
+    df = export_frame(ranked, limit=MAX_EXPORT_ROWS)
     response = _download(df, f"oddities-{p['detector'] or 'combined'}", fmt, licence=LICENCE_NOTE)
     if len(ranked) > MAX_EXPORT_ROWS:
         response.headers["X-Rows-Omitted"] = str(len(ranked) - MAX_EXPORT_ROWS)
@@ -435,15 +435,25 @@ def galaxies_selection():
     ids = [o for v in request.args.getlist("objid") for o in v.split(",") if o]
     if request.method == "POST":
         body = request.get_json(silent=True)
-        if not isinstance(body, list) or not all(isinstance(o, (str, int)) for o in body):
-            raise BadRequest("POST a JSON list of objids")
+        # strings, or integers a JSON number holds exactly: a 19-digit objid written as a number by a
+        # JavaScript client arrives rounded to another galaxy's id, or to none
+        if not isinstance(body, list) or not all(
+                isinstance(o, str) or (type(o) is int and 0 <= o <= 2**53) for o in body):
+            raise BadRequest("POST a JSON list of objids as strings (19-digit ids do not survive as JSON numbers)")
         ids += [str(o) for o in body]
     if not ids:
         raise BadRequest("name at least one objid")
     bad = next((o for o in ids if not is_objid(o)), None)
     if bad is not None:
         raise BadRequest(f"{bad[:40]!r} is not a Galaxy Zoo objid")
-    return _download(galaxies().selection(ids), "gz2_selection", fmt, licence=GZ2_LICENCE_NOTE)
+    rows = galaxies().selection(ids)
+    missing = len(set(ids)) - len(rows)
+    if not len(rows):
+        raise LookupError(f"none of the {len(set(ids)):,} objids is a galaxy of this collection")
+    response = _download(rows, "gz2_selection", fmt, licence=GZ2_LICENCE_NOTE)
+    if missing:  # left out of the rows: say so, as the other exports say what they omit
+        response.headers["X-Objids-Not-Found"] = str(missing)
+    return response
 
 
 def _download(df, stem: str, fmt: str, *, licence: str | None = None):

@@ -9,6 +9,7 @@ sky dispersion beside the distribution of dispersions of random draws.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,26 +26,44 @@ class Interval:
     low: float
     high: float
 
-    def as_dict(self) -> dict[str, float]:
-        return {"value": round(self.value, 4), "low": round(self.low, 4), "high": round(self.high, 4)}
+    def as_dict(self) -> dict[str, float | None]:
+        """Rounded; None for what no galaxy answered (a conditional question none of them reached)."""
+        return {k: None if np.isnan(v) else round(v, 4) for k, v in
+                (("value", self.value), ("low", self.low), ("high", self.high))}
 
 
 def _bounds(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     tail = (1.0 - level) / 2 * 100
-    return np.percentile(samples, tail, axis=0), np.percentile(samples, 100 - tail, axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: its bounds are NaN
+        return np.nanpercentile(samples, tail, axis=0), np.nanpercentile(samples, 100 - tail, axis=0)
 
 
-def bootstrap_means(values: np.ndarray, *, n_boot: int = N_BOOTSTRAP, level: float = LEVEL,
-                    seed: int = 0) -> list[Interval]:
-    """Mean of each column of ``values`` (galaxies × answers) with a percentile bootstrap interval."""
+def weighted_means(values: np.ndarray, weights: np.ndarray | None, *, axis: int = 0) -> np.ndarray:
+    """Means of ``values`` along ``axis``, each value counted by its weight (plain means without
+    weights); NaN where the weights sum to nothing. A conditional answer of the GZ2 tree ("bar", asked
+    only of featured, face-on galaxies) is weighted by the share of votes that reached its question,
+    so a smooth galaxy, never asked, does not count as a galaxy without a bar."""
+    if weights is None:
+        return values.mean(axis=axis)
+    total = weights.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (values * weights).sum(axis=axis) / np.where(total > 0, total, 1.0), np.nan)
+
+
+def bootstrap_means(values: np.ndarray, *, weights: np.ndarray | None = None, n_boot: int = N_BOOTSTRAP,
+                    level: float = LEVEL, seed: int = 0) -> list[Interval]:
+    """Mean of each column of ``values`` (galaxies × answers; :func:`weighted_means` with ``weights`` of
+    the same shape) with a percentile bootstrap interval."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or len(values) == 0:
         raise ValueError("bootstrap_means needs at least one galaxy")
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(values), size=(n_boot, len(values)))
-    means = values[picks].mean(axis=1)
+    means = weighted_means(values[picks], None if w is None else w[picks], axis=1)
     low, high = _bounds(means, level)
-    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(values.mean(axis=0), low, high)]
+    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(weighted_means(values, w), low, high)]
 
 
 def random_draws(rng: np.random.Generator, *, population: int, size: int, draws: int) -> np.ndarray:
@@ -58,16 +77,18 @@ def random_draws(rng: np.random.Generator, *, population: int, size: int, draws:
     return picks
 
 
-def random_mean_range(population: np.ndarray, size: int, *, draws: int = N_RANDOM_DRAWS, level: float = LEVEL,
-                      seed: int = 0) -> list[Interval]:
+def random_mean_range(population: np.ndarray, size: int, *, weights: np.ndarray | None = None,
+                      draws: int = N_RANDOM_DRAWS, level: float = LEVEL, seed: int = 0) -> list[Interval]:
     """Per column: the population mean and the central ``level`` range of means of random draws of
-    ``size`` galaxies (what a neighbourhood picked at random would show)."""
+    ``size`` galaxies (what a neighbourhood picked at random would show); weighted as
+    :func:`bootstrap_means` is, with ``weights``."""
     population = np.asarray(population, dtype=np.float64)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
     rng = np.random.default_rng(seed)
     picks = random_draws(rng, population=len(population), size=size, draws=draws)
-    means = population[picks].mean(axis=1)
+    means = weighted_means(population[picks], None if w is None else w[picks], axis=1)
     low, high = _bounds(means, level)
-    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(population.mean(axis=0), low, high)]
+    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(weighted_means(population, w), low, high)]
 
 
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:

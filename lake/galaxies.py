@@ -18,7 +18,8 @@ import pandas as pd
 
 from atlas import galaxy_stats
 from lake import vectors
-from lake.galaxy_schema import ANSWERS, GZ2_LICENCE_NOTE, IMAGE_KIND, MORPHOLOGY_KIND, SUMMARY, is_objid
+from lake.galaxy_schema import (ANSWERS, GZ2_LICENCE_NOTE, IMAGE_KIND, MORPHOLOGY_KIND, REACH, SUMMARY, is_objid,
+                                summary_values)
 from lake.reader import LakeReader
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class GalaxyQueries:
         self._encoder_factory = encoder_factory
         self._lock = threading.Lock()
         self._tables: dict[str, Any] = {}
-        self._baselines: dict[int, tuple[list[galaxy_stats.Interval], np.ndarray]] = {}
+        self._baselines: dict[tuple[str, int], tuple[list[galaxy_stats.Interval], np.ndarray]] = {}
         self._map_points: dict[str, pd.DataFrame] = {}
         self._map_keys: dict[str, str] = {}
 
@@ -93,22 +94,32 @@ class GalaxyQueries:
 
     @cached_property
     def _arrays(self) -> dict[str, Any]:
-        """Unit sky vectors and summary fractions of every galaxy, for the baselines (one read)."""
+        """Unit sky vectors, summary fractions and their weights (:func:`summary_values`) and which
+        galaxies have a picture, of every galaxy, for the baselines (one read)."""
         self._require()
-        cols = ", ".join(f"p_{n}" for n in SUMMARY)
-        df = self.reader.query(f"SELECT ra, dec, {cols} FROM galaxies ORDER BY objid")
-        return {"xyz": galaxy_stats.unit_vectors(df.ra, df.dec),
-                "summary": df[[f"p_{n}" for n in SUMMARY]].to_numpy(np.float64)}
+        answers = dict.fromkeys([*SUMMARY, *(a for via in REACH.values() for a in via)])
+        cols = ", ".join(f"p_{n}" for n in answers)
+        df = self.reader.query(f"SELECT ra, dec, has_image, {cols} FROM galaxies ORDER BY objid")
+        values, weights = summary_values(lambda n: df[f"p_{n}"])
+        return {"xyz": galaxy_stats.unit_vectors(df.ra, df.dec), "summary": values, "weights": weights,
+                "has_image": df.has_image.to_numpy(bool)}
 
-    def _random_baselines(self, size: int) -> tuple[list[galaxy_stats.Interval], np.ndarray]:
-        """Means of random sets of ``size`` galaxies and their sky dispersions: they depend on the size
-        only (fixed seeds), so each size is drawn once per lake version, not on every query."""
+    def _random_baselines(self, size: int, *, space: str) -> tuple[list[galaxy_stats.Interval], np.ndarray]:
+        """Means of random sets of ``size`` galaxies and their sky dispersions, drawn from the galaxies a
+        search in ``space`` can return: every galaxy by morphology, those with a picture by picture (a
+        lake holding the cutouts of one stretch of sky only compared look-alikes with random sets from
+        the whole catalogue, and found every set "tighter on the sky than chance"). They depend on the
+        space and the size only (fixed seeds): each is drawn once per lake version, not on every query."""
         with self._lock:
-            if size not in self._baselines:
-                arrays = self._arrays
-                self._baselines[size] = (galaxy_stats.random_mean_range(arrays["summary"], size),
-                                         galaxy_stats.random_dispersions(arrays["xyz"], size))
-            return self._baselines[size]
+            known = self._baselines.get((space, size))
+        if known is None:  # drawn outside the lock the tables and maps take (up to ≈ 0.3 s at k = 100): two
+            arrays = self._arrays  # requests may both draw it, with the same seeds, so the same numbers
+            rows = arrays["has_image"] if space == IMAGE_KIND else slice(None)
+            known = (galaxy_stats.random_mean_range(arrays["summary"][rows], size, weights=arrays["weights"][rows]),
+                     galaxy_stats.random_dispersions(arrays["xyz"][rows], size))
+            with self._lock:
+                known = self._baselines.setdefault((space, size), known)
+        return known
 
     def summary(self) -> dict[str, Any]:
         """Counts, classes and base rates of the collection (what the page shows before any query)."""
@@ -116,10 +127,10 @@ class GalaxyQueries:
         counts = self.reader.query("SELECT count(*) AS n, count(*) FILTER (WHERE has_image) AS pictures "
                                    "FROM galaxies").iloc[0]
         classes = self.reader.query("SELECT gz_class, count(*) AS n FROM galaxies GROUP BY 1 ORDER BY 2 DESC")
-        base = self._arrays["summary"].mean(axis=0)
+        base = galaxy_stats.weighted_means(self._arrays["summary"], self._arrays["weights"])
         return {"galaxies": int(counts.n), "with_picture": int(counts.pictures),
                 "classes": dict(zip(classes.gz_class, classes.n.astype(int))),
-                "base_rates": {n: round(float(v), 4) for n, v in zip(SUMMARY, base)},
+                "base_rates": {n: None if np.isnan(v) else round(float(v), 4) for n, v in zip(SUMMARY, base)},
                 "picture_search": self.has_pictures}
 
     @property
@@ -130,14 +141,15 @@ class GalaxyQueries:
         try:
             self._table(kind)
             return True
-        except (KeyError, FileNotFoundError, ValueError):
+        except (KeyError, FileNotFoundError, ValueError):  # GalaxiesMissing is a ValueError
             return False
 
     def _table(self, kind: str):
         with self._lock:
             if kind not in self._tables:
                 if not self.reader.layout.galaxy_vectors.is_dir():  # connecting would create it
-                    raise KeyError(f"this lake has no galaxy vectors ({kind})")
+                    raise GalaxiesMissing(f"This lake has no galaxy vectors ({kind}); rebuild it with "
+                                          "python -m pipeline build --collection gz2")
                 self._tables[kind] = vectors.open_table(self.reader.layout.galaxy_vectors, kind)
             return self._tables[kind]
 
@@ -274,11 +286,15 @@ class GalaxyQueries:
     def _picture_vector(self, image) -> np.ndarray:
         info = self.reader.manifest.get("gz2", {}).get("encoder")
         if not info:
-            raise GalaxyError("This lake's galaxy pictures were embedded by an older build; rebuild with "
-                              "python -m pipeline build --collection gz2")
+            raise GalaxiesMissing("This lake's galaxy pictures were embedded by an older build; rebuild with "
+                                  "python -m pipeline build --collection gz2")
         encoder = self._encoder_factory(info)
         features = encoder.encode_images([image])
-        return encoder.to_image_vectors(features, self._image_space)[0]
+        try:
+            return encoder.to_image_vectors(features, self._image_space)[0]
+        except KeyError:  # the picture space the build fitted is not in this lake version
+            raise GalaxiesMissing("This lake's galaxy picture space is missing; rebuild with "
+                                  "python -m pipeline build --collection gz2 --fetch-cutouts") from None
 
     @cached_property
     def _image_space(self) -> dict[str, np.ndarray]:
@@ -287,15 +303,15 @@ class GalaxyQueries:
 
     def _neighbourhood(self, pairs: list[tuple[str, float]], query: dict[str, Any]) -> Neighbourhood:
         df = self.galaxies([o for o, _ in pairs])
-        df["distance"] = [d for _, d in pairs][: len(df)]
-        values = df[[f"p_{n}" for n in SUMMARY]].to_numpy(np.float64)
+        df["distance"] = df.objid.map(dict(pairs))  # by objid: a hit missing from the table shifts nothing
+        values, weights = summary_values(lambda n: df[f"p_{n}"])
         morphology, sky = [], {}
         if len(df):
-            means = galaxy_stats.bootstrap_means(values)
-            randoms, dispersions = self._random_baselines(len(df))
-            morphology = [{"answer": name, "label": label, "neighbours": m.as_dict(),
-                           "collection": round(r.value, 4), "random": {"low": round(r.low, 4), "high": round(r.high, 4)}}
-                          for (name, label), m, r in zip(SUMMARY.items(), means, randoms)]
+            means = galaxy_stats.bootstrap_means(values, weights=weights)
+            randoms, dispersions = self._random_baselines(len(df), space=query["space"])
+            morphology = [{"answer": name, "label": label, "neighbours": m.as_dict(), "collection": r["value"],
+                           "random": {"low": r["low"], "high": r["high"]}}
+                          for (name, label), m, r in zip(SUMMARY.items(), means, (x.as_dict() for x in randoms))]
         if len(df) >= 2:
             sky = galaxy_stats.compare_dispersion(galaxy_stats.unit_vectors(df.ra, df.dec), dispersions).as_dict()
         return Neighbourhood(df, morphology, sky, query | {"found": len(df)})

@@ -8,8 +8,10 @@ tree (Willett et al. 2013, table 5) get short names here once, so nobody downstr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Final
 
+import numpy as np
 import pyarrow as pa
 
 #: Collection name used on the command line, in the manifest and in the app.
@@ -66,6 +68,24 @@ SUMMARY: Final[dict[str, str]] = {
     "spiral": "Spiral arms (of those asked)",
     "odd": "Something odd",
 }
+
+#: The answers through which the votes reach a conditional SUMMARY question (GZ2's tree: "is there a
+#: bar?" and "spiral arms?" are asked of featured galaxies not seen edge-on). Their product is the share
+#: of a galaxy's votes that were asked: the weight of its answer in a mean "of those asked".
+REACH: Final[dict[str, tuple[str, ...]]] = {"bar": ("features", "not_edge_on"), "spiral": ("features", "not_edge_on")}
+
+
+def summary_values(column: Callable[[str], Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """The SUMMARY fractions of some galaxies (galaxies × answers) and their weights (1, or the share
+    of votes that reached a conditional question: :data:`REACH`), from ``column(answer)``, the galaxies'
+    ``p_<answer>`` values. Missing fractions count as 0."""
+    values = np.column_stack([np.asarray(column(n), np.float64) for n in SUMMARY])
+    weights = np.ones_like(values)
+    for j, name in enumerate(SUMMARY):
+        for via in REACH.get(name, ()):
+            weights[:, j] *= np.asarray(column(via), np.float64)
+    return np.nan_to_num(values), np.nan_to_num(weights)
+
 
 #: Debiased fraction ≥ this makes a galaxy "smooth" or "featured" for the class columns (as in the data README).
 CLASS_THRESHOLD: Final = 0.5

@@ -102,8 +102,8 @@ def layout(objid: str = "", **_ignored) -> html.Div:
     ], fluid=True)
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.0f}%"
 
 
 def morphology_table(found: Neighbourhood) -> dbc.Table:
@@ -115,7 +115,11 @@ def morphology_table(found: Neighbourhood) -> dbc.Table:
     rows = []
     for m in found.morphology:
         own, rnd = m["neighbours"], m["random"]
-        outside = own["low"] > rnd["high"] or own["high"] < rnd["low"]
+        if own["value"] is None:  # a question none of these galaxies was asked (a bar, of smooth ones)
+            rows.append(html.Tr([html.Td(m["label"]), html.Td("none of these was asked", className="text-muted"),
+                                 html.Td(_pct(m["collection"])), html.Td(f"{_pct(rnd['low'])}–{_pct(rnd['high'])}")]))
+            continue
+        outside = None not in (rnd["low"], rnd["high"]) and (own["low"] > rnd["high"] or own["high"] < rnd["low"])
         rows.append(html.Tr([html.Td(m["label"]),
                              html.Td([html.Span(_pct(own["value"]), className="fw-semibold" if outside else ""),
                                       f" ({_pct(own['low'])}–{_pct(own['high'])})"]),

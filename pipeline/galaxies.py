@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lake.galaxy_schema import ANSWERS, CLASS_THRESHOLD, GALAXIES, GALAXY_MAPS, SUMMARY
+from atlas import galaxy_stats
+from lake.galaxy_schema import ANSWERS, CLASS_THRESHOLD, GALAXIES, GALAXY_MAPS, SUMMARY, summary_values
 from pipeline.neighbors import KnnGraph
 
 log = logging.getLogger(__name__)
@@ -141,14 +142,15 @@ def morphology_labels(labels: np.ndarray, table: pa.Table) -> dict[int, str]:
     """Each cluster named by its most common class and the summary answer most above the collection's
     mean (e.g. "featured · bar"), so the legend reads as morphology rather than numbers."""
     names = list(SUMMARY)
-    values = np.column_stack([table.column(f"p_{n}").to_numpy(zero_copy_only=False) for n in names])
-    overall = values.mean(axis=0)
+    # "bar" and "spiral" as the fractions of those asked (smooth galaxies, never asked, do not count)
+    values, weights = summary_values(lambda n: table.column(f"p_{n}").to_numpy(zero_copy_only=False))
+    overall = galaxy_stats.weighted_means(values, weights)
     classes = np.asarray(table.column("gz_class").to_pylist())
     out = {}
     for c in sorted(set(labels.tolist())):
         members = labels == c
         kinds, counts = np.unique(classes[members], return_counts=True)
-        lift = values[members].mean(axis=0) - overall
+        lift = np.nan_to_num(galaxy_stats.weighted_means(values[members], weights[members]) - overall, nan=-np.inf)
         best = names[int(np.argmax(lift))]
         out[int(c)] = f"{kinds[np.argmax(counts)]} · {SUMMARY[best].split(' (')[0].lower()}"
     return out

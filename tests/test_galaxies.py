@@ -85,3 +85,54 @@ def test_sky_dispersion_against_random_draws():
 def test_random_draws_never_repeat_a_galaxy():
     picks = galaxy_stats.random_draws(np.random.default_rng(0), population=12, size=10, draws=500)
     assert all(len(set(row)) == 10 for row in picks.tolist())
+
+
+def test_bar_and_spiral_are_means_of_those_asked():
+    """GZ2 asks "is there a bar?" only of featured galaxies not seen edge-on: a smooth galaxy's bar
+    fraction is 0 because it was never asked, not because it has none. Means weight each galaxy by the
+    share of its votes that reached the question; a set none of whose galaxies was asked says nothing."""
+    from lake.galaxy_schema import SUMMARY, summary_values
+
+    answers = {"smooth": [0.9, 0.1, 0.1], "features": [0.1, 0.9, 0.9], "not_edge_on": [1.0, 1.0, 0.5],
+               "bar": [0.0, 0.8, 0.4], "spiral": [0.0, 0.6, 0.2], "odd": [0.1, 0.2, 0.3]}
+    values, weights = summary_values(lambda n: answers[n])
+    bar = list(SUMMARY).index("bar")
+    np.testing.assert_allclose(weights[:, bar], [0.1, 0.9, 0.45])
+    means = galaxy_stats.weighted_means(values, weights)
+    assert means[bar] == pytest.approx((0.1 * 0 + 0.9 * 0.8 + 0.45 * 0.4) / 1.45)  # the plain mean: 0.4
+    assert means[list(SUMMARY).index("smooth")] == pytest.approx(1.1 / 3)  # unconditional: the plain mean
+    never_asked = galaxy_stats.bootstrap_means(np.zeros((4, 2)), weights=np.array([[1, 0]] * 4, float))
+    assert never_asked[1].as_dict() == {"value": None, "low": None, "high": None}
+    assert never_asked[0].as_dict() == {"value": 0.0, "low": 0.0, "high": 0.0}
+    drawn = galaxy_stats.random_mean_range(values, 2, weights=weights, draws=200)[bar]
+    assert drawn.value == pytest.approx(means[bar]) and 0.0 <= drawn.low <= drawn.high <= 0.8
+
+
+def test_picture_searches_are_compared_with_random_sets_of_galaxies_that_have_pictures(tmp_path):
+    """Picture search returns only galaxies with a cutout. Compared with random sets of the whole
+    catalogue, look-alikes from a lake whose cutouts cover one stretch of sky were always "tighter on the
+    sky than chance"; their random sets come from the galaxies with pictures."""
+    import pyarrow as pa
+
+    from lake.galaxies import GalaxyQueries
+    from lake.galaxy_schema import IMAGE_KIND, MORPHOLOGY_KIND
+    from lake.layout import LakeLayout
+    from lake.reader import LakeReader
+    from lake.writer import LakeWriter
+
+    rng = np.random.default_rng(4)
+    n = 400
+    ra = np.where(np.arange(n) < 100, rng.uniform(0, 5, n), rng.uniform(0, 60, n))  # pictures: RA 0–5° only
+    rows = {"objid": [f"{10**18 + i}" for i in range(n)], "ra": ra, "dec": rng.uniform(-1.2, 1.2, n),
+            "total_votes": [40] * n, "total_classifications": [40] * n, "gz_class": ["smooth"] * n,
+            "has_image": np.arange(n) < 100}
+    for name in ANSWERS:
+        rows[f"p_{name}"] = rng.uniform(0, 1, n)
+        rows[f"flag_{name}"] = [False] * n
+    layout = LakeLayout.at(tmp_path / "lake")
+    LakeWriter(layout).publish_tables({"galaxies": pa.Table.from_pydict(rows, schema=GALAXIES)},
+                                      {"collections": ["gz2"]}, version="g1")
+    queries = GalaxyQueries(LakeReader.open(layout.root), encoder_factory=lambda info: None)
+    _, by_picture = queries._random_baselines(10, space=IMAGE_KIND)
+    _, by_morphology = queries._random_baselines(10, space=MORPHOLOGY_KIND)
+    assert np.median(by_picture) < 3 < 10 < np.median(by_morphology)

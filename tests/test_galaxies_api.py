@@ -86,6 +86,14 @@ def test_selection_downloads(demo_client):
     parquet = demo_client.post("/api/galaxies/selection?format=parquet", json=ids)
     assert pd.read_parquet(io.BytesIO(parquet.data)).objid.tolist() == ids
     assert b"Willett" in pq.read_schema(io.BytesIO(parquet.data)).metadata[b"licence"]  # the terms travel along
+    assert "X-Objids-Not-Found" not in parquet.headers
+    # a 19-digit id as a JSON number is another (rounded) number by the time it arrives: refused, not lost
+    rounded = demo_client.post("/api/galaxies/selection?format=json", json=[int(ids[0]), ids[1]])
+    assert rounded.status_code == 400 and "as strings" in rounded.get_json()["error"]
+    partly = demo_client.post("/api/galaxies/selection?format=json", json=[ids[0], "123456789", ids[1]])
+    assert [r["objid"] for r in partly.get_json()] == ids and partly.headers["X-Objids-Not-Found"] == "1"
+    none = demo_client.post("/api/galaxies/selection?format=csv", json=["123456789", 42])
+    assert none.status_code == 404 and "none of the 2 objids" in none.get_json()["error"]
     too_many = [str(10**18 + i) for i in range(MAX_SELECTION + 1)]
     over = demo_client.post("/api/galaxies/selection?format=csv", json=too_many)
     assert over.status_code == 400 and f"at most {MAX_SELECTION:,}" in over.get_json()["error"]
