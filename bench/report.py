@@ -926,7 +926,10 @@ def picture_check_section(r: dict) -> list[str]:
                   "chunks' checksums to the closing chunk and its pixel data inflated to exactly its rows, never filtered "
                   "into pixels (one that fails is decoded whole, "
                   "which decides: a bad checksum in a text chunk or a missing end chunk still shows in a browser); "
-                  "Pillow has no such check for GIF and WebP, so they are still decoded whole.", ""]
+                  "Pillow has no such check for GIF and WebP, so they are still decoded whole. Inflating is most of "
+                  "a PNG's decoding, so its check costs nearly a whole decode (0.041× on 2026-12-04, when only the "
+                  "checksums were read: garbage pixel data under right checksums passed), in 1 MB steps rather than "
+                  "a whole raster of memory.", ""]
 
 
 def _pre_freeze(r: dict) -> str:

@@ -206,6 +206,14 @@ def ranked(scores: pd.DataFrame, labels: Mapping[str, bool], *, detector: str = 
     return out
 
 
+def export_frame(ranked_list: pd.DataFrame, *, limit: int) -> pd.DataFrame:
+    """The first ``limit`` rows of a :func:`ranked` list as a download holds them: every detector's score
+    and the reason in words, without the columns only the gallery uses."""
+    df = ranked_list.head(limit).drop(columns=["url", "media_type"], errors="ignore")
+    df["why"] = reasons(df)
+    return df
+
+
 def reason(row: Mapping) -> str:
     """Why one row of :func:`ranked` is odd, in words."""
     return _why(row["flagged_by"], float(row["flagged_percentile"]), bool(row.get("has_explanation", True)))

@@ -81,6 +81,8 @@ class Oddities:
     GALLERY: Final = "odd-gallery"
     EXPORT: Final = "odd-export"
     EXPORT_CSV: Final = "odd-export-csv"
+    EXPORT_PARQUET: Final = "odd-export-parquet"
+    DOWNLOAD: Final = "odd-download"
     USER: Final = "odd-user"
     VERSION: Final = "odd-version"
     THUMB: Final = "odd-thumb"  # pattern-matching type: {"type": THUMB, "date": …, "label": "up" | "down"}

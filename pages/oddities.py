@@ -6,16 +6,17 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from urllib.parse import urlencode
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from atlas.userstate import MAX_USER_CHARS, FeedbackError, FeedbackUnavailable
-from lake.filters import DateError
+from lake.filters import DateError, Filters
 from lake.manifest import LakeMissingError
-from lake.oddities import reason
+from lake.exports import MAX_EXPORT_ROWS, table_bytes
+from lake.oddities import export_frame, reason
+from lake.queries import LICENCE_NOTE
 from lake.pictures import picture_for
 from lake.schema import ANOMALY_DETECTORS
 from pages._common import atlas, missing_lake_notice, picture_element, vocabulary
@@ -72,7 +73,15 @@ def layout(**_ignored) -> html.Div:
                                          updatemode="bothdates")], md=4),  # one re-rank per range, not per click
         ], className="g-2 mb-2"),
         dbc.Row([dbc.Col(html.Div(id=Oddities.NOTE, className="small text-muted"), md=8),
-                 dbc.Col(html.Div(id=Oddities.EXPORT, className="text-end"), md=4)], className="mb-2"),
+                 dbc.Col(html.Div([
+                     dbc.Button("Download list (CSV)", id=Oddities.EXPORT_CSV, size="sm", color="primary",
+                                outline=True, className="me-2"),
+                     dbc.Button("Parquet", id=Oddities.EXPORT_PARQUET, size="sm", color="primary", outline=True,
+                                className="me-2"),
+                     html.A("Labels (CSV)", href="/api/feedback/export?format=csv",
+                            className="btn btn-sm btn-outline-secondary"),
+                     dcc.Download(id=Oddities.DOWNLOAD)], id=Oddities.EXPORT, className="text-end"), md=4)],
+                className="mb-2"),
         dbc.Row(id=Oddities.GALLERY),
         dbc.Pagination(id=Oddities.PAGE, max_value=1, active_page=1, fully_expanded=False, className="mt-2"),
     ], fluid=True)
@@ -117,10 +126,13 @@ def _usable(user: object) -> bool:
     return isinstance(user, str) and 0 < len(user.strip()) <= MAX_USER_CHARS
 
 
+def _filters(cats: list[str] | None, start: str | None, end: str | None) -> Filters:
+    return Filters(categories=tuple(cats or ()), start=(start or None) and start[:10], end=(end or None) and end[:10])
+
+
 @callback(
     Output(Oddities.GALLERY, "children"),
     Output(Oddities.NOTE, "children"),
-    Output(Oddities.EXPORT, "children"),
     Output(Oddities.PAGE, "max_value"),
     Input(Oddities.DETECTOR, "value"),
     Input(Oddities.CATS, "value"),
@@ -131,16 +143,14 @@ def _usable(user: object) -> bool:
     Input(Oddities.VERSION, "data"),
 )
 def gallery(detector, cats, start, end, page, user, _version):
-    from lake.filters import FilterError, Filters
+    from lake.filters import FilterError
 
     if not _usable(user):  # ensure_user gives it an id first
-        return no_update, no_update, no_update, no_update
+        return no_update, no_update, no_update
     try:
-        filters = Filters(categories=tuple(cats or ()), start=(start or None) and start[:10],
-                          end=(end or None) and end[:10])
-        df = oddities(filters=filters, detector=detector or "combined", user=user)
+        df = oddities(filters=_filters(cats, start, end), detector=detector or "combined", user=user)
     except (FilterError, ValueError, LookupError) as exc:
-        return [], dbc.Alert(str(exc), color="warning"), no_update, 1
+        return [], dbc.Alert(str(exc), color="warning"), 1
     page = max(1, int(page or 1))
     rows = df.iloc[(page - 1) * PER_PAGE: page * PER_PAGE].to_dict("records")
     cards = [dbc.Col(_card(r, r.get("feedback")), xs=12, sm=6, md=4, lg=3, className="mb-3") for r in rows]
@@ -148,13 +158,37 @@ def gallery(detector, cats, start, end, page, user, _version):
     how = (f"re-ranked with your {labels} mark{'s' if labels != 1 else ''}" if detector == "combined" and labels
            else "ranked by " + _detector_label(detector or "combined").lower())
     note = f"{len(df):,} entries, {how}."
-    query = urlencode({k: v for k, v in {"detector": detector, "user": user, "from": (start or "")[:10],
-                                          "to": (end or "")[:10]}.items() if v} | ({"category": ",".join(cats)} if cats else {}))
-    export = [html.A("Download list (CSV)", href=f"/api/oddities/export?format=csv&{query}", className="btn btn-sm btn-outline-primary me-2",
-                     id=Oddities.EXPORT_CSV),
-              html.A("Parquet", href=f"/api/oddities/export?format=parquet&{query}", className="btn btn-sm btn-outline-primary me-2"),
-              html.A("Labels (CSV)", href="/api/feedback/export?format=csv", className="btn btn-sm btn-outline-secondary")]
-    return cards, note, export, max(1, math.ceil(len(df) / PER_PAGE))
+    return cards, note, max(1, math.ceil(len(df) / PER_PAGE))
+
+
+@callback(
+    Output(Oddities.DOWNLOAD, "data"),
+    Input(Oddities.EXPORT_CSV, "n_clicks"),
+    Input(Oddities.EXPORT_PARQUET, "n_clicks"),
+    State(Oddities.DETECTOR, "value"),
+    State(Oddities.CATS, "value"),
+    State(Oddities.DATES, "start_date"),
+    State(Oddities.DATES, "end_date"),
+    State(Oddities.USER, "data"),
+    prevent_initial_call=True,
+)
+def download_list(_csv, _parquet, detector, cats, start, end, user):
+    """The list as shown (its filters, its detector, this browser's marks), its first
+    :data:`lake.exports.MAX_EXPORT_ROWS` rows, sent through the callback: the browser's id, which is
+    enough to mark as it, never goes into a URL (the export links carried it, into browser histories
+    and proxies' logs)."""
+    from lake.filters import FilterError
+
+    if not _usable(user):
+        return no_update
+    detector = detector or "combined"
+    try:
+        df = oddities(filters=_filters(cats, start, end), detector=detector, user=user)
+    except (FilterError, ValueError, LookupError):  # the gallery shows why
+        return no_update
+    fmt = "csv" if ctx.triggered_id == Oddities.EXPORT_CSV else "parquet"
+    body, _ = table_bytes(export_frame(df, limit=MAX_EXPORT_ROWS), fmt=fmt, licence=LICENCE_NOTE)
+    return dcc.send_bytes(body, f"oddities-{detector}.{fmt}")
 
 
 @callback(

@@ -228,3 +228,30 @@ def test_cli_oddities_answers_without_the_marks_store_and_exports_the_whole_list
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     assert cli.main(["search", "--image", str(IMAGES / "2014-01-20.jpg"), "-k", "0", "--lake", str(demo_lake)]) == 2
     assert "k must be between 1 and 100" in capsys.readouterr().err
+
+
+def test_the_pages_download_is_the_list_as_shown_and_puts_no_browser_id_in_a_url(demo_client):
+    """The Oddities page's list download comes through its callback (a POST): its links carried the
+    browser's id, which is enough to mark as that browser, in a URL (histories, proxies' logs)."""
+    import base64
+
+    from tests.conftest import fire_callback
+
+    demo_client.get("/oddities")  # Dash registers page callbacks on the first request
+    user = "0123456789abcdef"
+    listed = demo_client.get(f"/api/oddities?k=2&user={user}").get_json()["results"]
+    assert demo_client.post("/api/feedback", json={"date": listed[0]["date"], "interesting": False,
+                                                   "user": user}).status_code == 200
+    values = {f"{Oddities.EXPORT_CSV}.n_clicks": 1, f"{Oddities.DETECTOR}.value": "combined",
+              f"{Oddities.USER}.data": user}
+    sent = fire_callback(demo_client, f"{Oddities.EXPORT_CSV}.n_clicks", values)[Oddities.DOWNLOAD]["data"]
+    assert sent["filename"] == "oddities-combined.csv" and sent["base64"]
+    rows = pd.read_csv(io.BytesIO(base64.b64decode(sent["content"])), dtype={"date": str})
+    assert rows.date.iloc[-1] == listed[0]["date"] and {"why", "combined"} <= set(rows.columns)
+    layout = json.dumps(demo_client.post("/_dash-update-component", json={
+        "output": ".._pages_content.children..._pages_store.data..",
+        "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+        "inputs": [{"id": "_pages_location", "property": "pathname", "value": "/oddities"},
+                   {"id": "_pages_location", "property": "search", "value": ""}],
+        "state": [], "changedPropIds": ["_pages_location.pathname"]}).get_json())
+    assert "user=" not in layout and "/api/oddities/export" not in layout
