@@ -245,7 +245,10 @@ class RemoteLake:
                 error = exc.response.get("Error", {})
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
-                    raise self._overtaken(self.current_version()) from None
+                    live = self.current_version()
+                    if live == version:  # the client's retry of a PUT that had gone through: ours is live
+                        return self._client.head_object(Bucket=self.bucket, Key=self._pointer_key())["ETag"]
+                    raise self._overtaken(live) from None
                 if error.get("Code") != "NotImplemented" or not condition:
                     raise
                 # an S3-compatible server without conditional writes: push()'s check stands alone
@@ -313,6 +316,10 @@ class RemoteLake:
             for partial in work.rglob(".tmp-*"):  # a file a killed pull was writing
                 partial.unlink(missing_ok=True)
             listing = self._listing("versions", version)
+            if "manifest.json" not in listing:  # its push sends the manifest last: half-pushed, or emptied
+                raise RemoteLakeError(f"version {version} of {self.layout.remote} has no manifest.json in the "
+                                      "bucket (a push that did not finish, or files removed by hand): it cannot be "
+                                      "pulled; push a build again")
             self._link_unchanged(version, listing, work)
             self._download(listing, ("versions", version), work)
             short = [rel for rel, size in listing.items()

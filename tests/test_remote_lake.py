@@ -353,6 +353,40 @@ def test_the_pointer_write_itself_refuses_a_builder_that_was_overtaken(s3_server
     assert remote_a.push() == "a2" and _pointer(client, "window-empty") == "a2"
 
 
+def test_a_pointer_put_that_went_through_and_was_retried_is_a_success(s3_server, tmp_path):
+    """botocore retries a PUT after a timeout or a 5xx: when the first try had gone through, the retry's
+    condition fails on our own new pointer (412). That said "another builder pushed" while this build's
+    version was live. The pointer naming our version is a success."""
+    client, _ = s3_server
+    first = _copy(tmp_path, "retry-first", "retried")
+    write_synthetic_lake(first.root, n=300)
+    RemoteLake(first).push()
+    builder = _copy(tmp_path, "retry-builder", "retried")
+    remote_b = RemoteLake(builder)
+    remote_b.pull(shared=remote.SHARED_FOR_BUILD)
+    republish_categories(builder, "r1")
+    remote_b._write_pointer("r1")  # the first try: through, but its answer lost
+    tag = remote_b._write_pointer("r1")  # the retry, on the same condition
+    assert tag and _pointer(client, "retried") == "r1"
+    with pytest.raises(RemoteLakeError, match="changed from"):  # another version live: still refused
+        remote_b._write_pointer("r2")
+
+
+def test_a_version_without_its_manifest_in_the_bucket_is_not_pulled(s3_server, tmp_path):
+    """A pull published whatever the bucket listed under the version the pointer names: with its manifest
+    gone (files removed by hand, a copy that missed some), an app's copy published a version without one,
+    and never pulled it again."""
+    client, _ = s3_server
+    source = _copy(tmp_path, "nomanifest-builder", "nomanifest")
+    write_synthetic_lake(source.root, n=300)
+    version = RemoteLake(source).push()
+    client.delete_object(Bucket=BUCKET, Key=f"nomanifest/versions/{version}/manifest.json")
+    server = _copy(tmp_path, "nomanifest-server", "nomanifest")
+    with pytest.raises(RemoteLakeError, match="no manifest.json"):
+        RemoteLake(server).pull()
+    assert not server.version_dir(version).exists()
+
+
 @pytest.fixture
 def store_without_conditional_writes(s3_server):
     """An S3 server that cannot write conditionally, as some S3-compatible stores cannot: a proxy on

@@ -89,6 +89,11 @@ class Gazetteer:
         stars = {s.lower() for s in self.stars}  # "Alnilam" is the star, not OpenNGC's nebula around it
         self._popular = tuple(dict.fromkeys(
             [n for n in self.common if n not in self.aliases and n not in stars and len(n) > 3] + names.alias_names()))
+        # OpenNGC names that say no kind of object ("Eyes", "Silver Coin", "Browning", "Pleiades") read as
+        # names only where written as one, with a capital: "naked eyes" made NGC 4438 the main object
+        # of 78 entries, and "a Roman silver coin" NGC 253
+        self._capitalised_only = frozenset(n for n in self._popular if n in self.common and n not in self.aliases
+                                           and not _KIND_WORD.search(n))
 
     def _canonical_name(self, name: str) -> str:
         m = _ID.match(name)
@@ -102,6 +107,16 @@ class Gazetteer:
     def resolve_key(self, k: str) -> Position | None:
         name = self.by_key.get(k)
         return self.positions.get(name) if name else None
+
+    def capitalised_only(self, name: str) -> bool:
+        """Whether a popular name says no kind of object (an OpenNGC name without "Nebula", "Galaxy", …),
+        so that it may be an ordinary word ("Eyes", "Silver Coin")."""
+        return " ".join(name.lower().split()) in self._capitalised_only
+
+    def name_as_written(self, name: str, written: str) -> bool:
+        """Whether ``written`` (a popular name as the text has it) may name the object: a name that says
+        no kind of object must hold a capital letter, as a proper noun does."""
+        return not self.capitalised_only(name) or any(c.isupper() for c in written)
 
     def popular_names(self) -> tuple[str, ...]:
         """Every popular name the extractor looks for (OpenNGC common names and aliases)."""
@@ -121,6 +136,12 @@ class Gazetteer:
     def resolve_star(self, name: str) -> Position | None:
         radec = self.stars.get(name)
         return Position(name, radec[0], radec[1], "*") if radec else None
+
+
+#: Words that say what kind of object a name is ("… Nebula", "… Cluster"): a name without one may be an
+#: ordinary word, so it must be written as a proper noun (:meth:`Gazetteer.name_as_written`).
+_KIND_WORD = re.compile(r"\b(?:nebula|nebulae|galaxy|galaxies|cluster|clusters|group|cloud|clouds|remnant|"
+                        r"association|complex|quintet|quartet|trio|triplet|pair|chain|sextet|loop|asterism)\b")
 
 
 @lru_cache(maxsize=1)

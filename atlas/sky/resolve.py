@@ -50,8 +50,15 @@ def resolve(mention: Mention, field: str, gazetteer: Gazetteer) -> SkyObject:
 def objects_for(title: str, explanation: str, gazetteer: Gazetteer) -> list[SkyObject]:
     out: list[SkyObject] = []
     seen: set[tuple[str, str | None]] = set()
-    for field, text in (("title", title), ("explanation", explanation)):
-        for m in extract(text or "", gazetteer):
+    mentions = {"title": extract(title or "", gazetteer), "explanation": extract(explanation or "", gazetteer)}
+    # A title is written in title case, so its capitals do not say that a word is a name: a popular name
+    # that says no kind of object ("New Eyes for the Hubble") counts in a title only when the
+    # explanation names it too
+    named = {m.name.lower() for m in mentions["explanation"] if m.kind == "common"}
+    mentions["title"] = [m for m in mentions["title"] if m.kind != "common" or m.name.lower() in named
+                         or not gazetteer.capitalised_only(m.name)]
+    for field, found in mentions.items():
+        for m in found:
             obj = resolve(m, field, gazetteer)
             ident = (field, obj.canonical_id or obj.name)
             if ident in seen:
@@ -104,8 +111,15 @@ def fingerprint() -> str:
     from atlas.sky import extract as extract_module
     from atlas.sky import gazetteer, names
 
+    from importlib.metadata import PackageNotFoundError, version
+
     h = hashlib.sha1()
-    h.update(str(gazetteer.database_path().stat().st_size).encode())
+    h.update(gazetteer.database_path().read_bytes())  # its contents: an update may keep the size
+    for package in ("pyongc", "ephem"):  # the catalogue's reader and the bright stars' positions
+        try:
+            h.update(f"{package} {version(package)}".encode())
+        except PackageNotFoundError:
+            pass
     for path in (names.ALIASES_CSV, names.__file__, extract_module.__file__, gazetteer.__file__, __file__):
         h.update(Path(path).read_bytes())
     return h.hexdigest()

@@ -9,6 +9,7 @@ answers are cached in the lake, so a rebuild asks only about names it has never 
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -57,10 +58,10 @@ def reachable(url: str, timeout: float) -> bool:
 
 
 def any_reachable(simbad_url: str | None, sesame_urls: tuple[str, ...], timeout: float = 2.0) -> bool:
-    """Whether SIMBAD or the first Sesame mirror takes a TCP connection. A build asks names left pending by
+    """Whether SIMBAD or any Sesame mirror takes a TCP connection. A build asks names left pending by
     an outage again only then: a machine without the network would otherwise re-read their entries on
     every build, for nothing."""
-    return any(reachable(url, timeout) for url in (simbad_url, *sesame_urls[:1]) if url)
+    return any(reachable(url, timeout) for url in (simbad_url, *sesame_urls) if url)
 
 
 #: Seconds between two looks, by builds whose sky stage is otherwise unchanged, at whether a resolver is
@@ -154,6 +155,10 @@ class SesameResolver:
                         raise ServiceDown(f"Sesame at {self.urls[0]}: {exc}") from exc
                     yield name, None  # a definite "unknown name"
                     continue
+                # a connection that broke mid-answer (astropy passes these on as they are): the service,
+                # not the name; the rest wait for the next build, as in an outage
+                except (OSError, http.client.HTTPException) as exc:
+                    raise ServiceDown(f"Sesame at {self.urls[0]}: {type(exc).__name__}: {exc}") from exc
                 yield name, Placement(float(c.ra.deg), float(c.dec.deg), None, None, "sesame")
 
 
@@ -175,9 +180,11 @@ class OnlineResolver:
         The sky stage warns of the names left waiting, those it kept from earlier builds included."""
         todo = self.unanswered(list(dict.fromkeys(names)))
         if todo:
-            left = self._ask_simbad(todo)
-            self._ask_sesame(left)
-            self._save()
+            try:
+                left = self._ask_simbad(todo)
+                self._ask_sesame(left)
+            finally:  # whatever stopped it, what the services answered is kept
+                self._save()
         return {n: self.cache.get(n) for n in names}
 
     def unanswered(self, names: list[str]) -> list[str]:
@@ -207,8 +214,8 @@ class OnlineResolver:
     def _ask_sesame(self, left: list[str]) -> None:
         from tqdm.auto import tqdm
 
-        if not left or self.sesame is None or not reachable(self.sesame.urls[0], self.timeout):
-            return
+        if not left or self.sesame is None or not any(reachable(u, self.timeout) for u in self.sesame.urls):
+            return  # (every mirror: the second is there for when the first is down)
         try:
             for i, (name, placement) in enumerate(tqdm(self.sesame.lookup(left), total=len(left), desc="sesame",
                                                        unit="name", disable=not self.progress), 1):
