@@ -39,10 +39,11 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlparse
 
 from atlas.environment import aws_region, s3_endpoint
@@ -211,16 +212,23 @@ class RemoteLake:
 
     def _read_pointer(self) -> tuple[str | None, str | None]:
         """The live version and the pointer object's ETag; (None, None) when nothing was pushed yet."""
+        body, tag = self._pointer_record()
+        return (None if body is None else str(body["version"])), tag
+
+    def _pointer_record(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The pointer object's record and ETag; (None, None) when nothing was pushed yet."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             got = self._client.get_object(Bucket=self.bucket, Key=self._pointer_key())
-            return str(json.loads(got["Body"].read())["version"]), got["ETag"]
+            body = json.loads(got["Body"].read())
+            str(body["version"])
+            return body, got["ETag"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None, None
             raise self._error("read the pointer of", exc) from exc
-        except (BotoCoreError, ValueError, KeyError) as exc:
+        except (BotoCoreError, ValueError, KeyError, TypeError) as exc:
             raise self._error("read the pointer of", exc) from exc
 
     def _write_pointer(self, version: str) -> str:
@@ -230,7 +238,9 @@ class RemoteLake:
         refused (:meth:`_overtaken`)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        body = json.dumps({"version": version, "pushed_at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
+        push = uuid.uuid4().hex  # this write's own mark: a retry of it finds it there
+        body = json.dumps({"version": version, "pushed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                           "push": push}).encode()
         condition = {} if self._pulled is None else \
             {"IfMatch": self._pulled_tag} if self._pulled_tag else {"IfNoneMatch": "*"}
 
@@ -245,10 +255,10 @@ class RemoteLake:
                 error = exc.response.get("Error", {})
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if error.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
-                    live = self.current_version()
-                    if live == version:  # the client's retry of a PUT that had gone through: ours is live
-                        return self._client.head_object(Bucket=self.bucket, Key=self._pointer_key())["ETag"]
-                    raise self._overtaken(live) from None
+                    record, tag = self._pointer_record()
+                    if record is not None and record.get("push") == push and tag:  # the client retried a PUT
+                        return tag  # that had gone through: the pointer is this write's
+                    raise self._overtaken(None if record is None else str(record["version"])) from None
                 if error.get("Code") != "NotImplemented" or not condition:
                     raise
                 # an S3-compatible server without conditional writes: push()'s check stands alone

@@ -11,6 +11,8 @@ import re
 import socket
 import threading
 import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 
 import pyarrow.parquet as pq
 import pytest
@@ -354,22 +356,31 @@ def test_the_pointer_write_itself_refuses_a_builder_that_was_overtaken(s3_server
 
 
 def test_a_pointer_put_that_went_through_and_was_retried_is_a_success(s3_server, tmp_path):
-    """botocore retries a PUT after a timeout or a 5xx: when the first try had gone through, the retry's
-    condition fails on our own new pointer (412). That said "another builder pushed" while this build's
-    version was live. The pointer naming our version is a success."""
-    client, _ = s3_server
+    """botocore retries a PUT that got a 5xx: when the first try had gone through, the retry's condition
+    fails on this very write's pointer (412). That said "another builder pushed" while this build's
+    version was live. A proxy lets the first conditional PUT of the pointer through and answers 500."""
+    client, env = s3_server
     first = _copy(tmp_path, "retry-first", "retried")
     write_synthetic_lake(first.root, n=300)
     RemoteLake(first).push()
-    builder = _copy(tmp_path, "retry-builder", "retried")
-    remote_b = RemoteLake(builder)
-    remote_b.pull(shared=remote.SHARED_FOR_BUILD)
-    republish_categories(builder, "r1")
-    remote_b._write_pointer("r1")  # the first try: through, but its answer lost
-    tag = remote_b._write_pointer("r1")  # the retry, on the same condition
-    assert tag and _pointer(client, "retried") == "r1"
-    with pytest.raises(RemoteLakeError, match="changed from"):  # another version live: still refused
-        remote_b._write_pointer("r2")
+    lost: list[int] = []
+
+    def intercept(request, body) -> bool:
+        if request.command == "PUT" and request.path.split("?")[0].endswith(f"/retried/{POINTER}") \
+                and "if-match" in {h.lower() for h in request.headers} and not lost:
+            lost.append(request.forward(body)[0])  # through to the store; its answer lost on the way back
+            request.answer(500, b"<Error><Code>InternalError</Code><Message>lost</Message></Error>",
+                           [("Content-Type", "application/xml")])
+            return True
+        return False
+
+    with _proxy(env["COSMIC_ATLAS_S3_ENDPOINT"], intercept) as proxy:
+        builder = _copy(tmp_path, "retry-builder", "retried")
+        remote_b = RemoteLake(builder, endpoint=proxy.url)
+        remote_b.pull(shared=remote.SHARED_FOR_BUILD)
+        republish_categories(builder, "r1")
+        assert remote_b.push() == "r1"
+    assert lost == [200] and _pointer(client, "retried") == "r1"
 
 
 def test_a_version_without_its_manifest_in_the_bucket_is_not_pulled(s3_server, tmp_path):
@@ -387,18 +398,13 @@ def test_a_version_without_its_manifest_in_the_bucket_is_not_pulled(s3_server, t
     assert not server.version_dir(version).exists()
 
 
-@pytest.fixture
-def store_without_conditional_writes(s3_server):
-    """An S3 server that cannot write conditionally, as some S3-compatible stores cannot: a proxy on
-    127.0.0.1 that forwards every request to moto's server, except a PUT with ``If-Match`` or
-    ``If-None-Match``, which it answers as those stores do (501 NotImplemented). Yields its endpoint and
-    the list of the requests it refused."""
+def _proxy(upstream_endpoint: str, intercept: Callable[[BaseHTTPRequestHandler, bytes], bool]):
+    """An S3 proxy on 127.0.0.1 that forwards every request to ``upstream_endpoint`` unless ``intercept``
+    (the request, its body) answers it itself and returns True."""
     import http.client
-    from http.server import BaseHTTPRequestHandler
     from urllib.parse import urlsplit
 
-    upstream = urlsplit(s3_server[1]["COSMIC_ATLAS_S3_ENDPOINT"])
-    refused: list[str] = []
+    upstream = urlsplit(upstream_endpoint)
 
     class Proxy(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -414,41 +420,60 @@ def store_without_conditional_writes(s3_server):
                 pass
             return b"".join(chunks)
 
-        def _forward(self) -> None:
-            body = self._body()
-            if self.command == "PUT" and ({"if-match", "if-none-match"} & {h.lower() for h in self.headers}):
-                refused.append(self.path)
-                error = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A '
-                         b"header you provided implies functionality that is not implemented</Message></Error>")
-                self.send_response(501)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(error)))
-                self.end_headers()
-                self.wfile.write(error)
-                return
+        def forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
             conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "transfer-encoding")}
             headers["Content-Length"] = str(len(body))
             conn.request(self.command, self.path, body=body, headers=headers)
             reply = conn.getresponse()
-            data = reply.read()
-            self.send_response(reply.status)
-            for k, v in reply.getheaders():
+            answer = (reply.status, reply.getheaders(), reply.read())
+            conn.close()
+            return answer
+
+        def answer(self, status: int, data: bytes, headers: list[tuple[str, str]] = ()) -> None:
+            self.send_response(status)
+            length = str(len(data))
+            for k, v in headers:
                 if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
                     self.send_header(k, v)
-            # a HEAD's reply has no body but tells the object's size
-            self.send_header("Content-Length", reply.getheader("Content-Length", "0") if self.command == "HEAD"
-                             else str(len(data)))
+                elif k.lower() == "content-length" and self.command == "HEAD":
+                    length = v  # a HEAD's reply has no body but tells the object's size
+            self.send_header("Content-Length", length)
             self.end_headers()
             self.wfile.write(data)
-            conn.close()
+
+        def _forward(self) -> None:
+            body = self._body()
+            if not intercept(self, body):
+                status, headers, data = self.forward(body)
+                self.answer(status, data, headers)
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
         def log_message(self, *args) -> None:  # quiet, as moto's server is
             pass
 
-    with local_http_server(Proxy) as server:
+    return local_http_server(Proxy)
+
+
+@pytest.fixture
+def store_without_conditional_writes(s3_server):
+    """An S3 server that cannot write conditionally, as some S3-compatible stores cannot: a proxy that
+    forwards every request to moto's server, except a PUT with ``If-Match`` or ``If-None-Match``, which it
+    answers as those stores do (501 NotImplemented). Yields its endpoint and the list of the requests it
+    refused."""
+    refused: list[str] = []
+
+    def intercept(request, _body) -> bool:
+        if request.command == "PUT" and ({"if-match", "if-none-match"} & {h.lower() for h in request.headers}):
+            refused.append(request.path)
+            request.answer(501, b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>A '
+                                b"header you provided implies functionality that is not implemented</Message></Error>",
+                           [("Content-Type", "application/xml")])
+            return True
+        return False
+
+    with _proxy(s3_server[1]["COSMIC_ATLAS_S3_ENDPOINT"], intercept) as server:
         yield server.url, refused
 
 
