@@ -58,11 +58,15 @@ def bootstrap_means(values: np.ndarray, *, weights: np.ndarray | None = None, n_
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2 or len(values) == 0:
         raise ValueError("bootstrap_means needs at least one galaxy")
+    picks = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
+    return _intervals(values, weights, picks, level)
+
+
+def _intervals(values: np.ndarray, weights: np.ndarray | None, picks: np.ndarray, level: float) -> list[Interval]:
+    """Per column of ``values``: its (weighted) mean and the central ``level`` range of the means of the
+    sets of rows in ``picks`` (draws × rows)."""
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(values), size=(n_boot, len(values)))
-    means = weighted_means(values[picks], None if w is None else w[picks], axis=1)
-    low, high = _bounds(means, level)
+    low, high = _bounds(weighted_means(values[picks], None if w is None else w[picks], axis=1), level)
     return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(weighted_means(values, w), low, high)]
 
 
@@ -83,12 +87,8 @@ def random_mean_range(population: np.ndarray, size: int, *, weights: np.ndarray 
     ``size`` galaxies (what a neighbourhood picked at random would show); weighted as
     :func:`bootstrap_means` is, with ``weights``."""
     population = np.asarray(population, dtype=np.float64)
-    w = None if weights is None else np.asarray(weights, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    picks = random_draws(rng, population=len(population), size=size, draws=draws)
-    means = weighted_means(population[picks], None if w is None else w[picks], axis=1)
-    low, high = _bounds(means, level)
-    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(weighted_means(population, w), low, high)]
+    picks = random_draws(np.random.default_rng(seed), population=len(population), size=size, draws=draws)
+    return _intervals(population, weights, picks, level)
 
 
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:

@@ -14,11 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-#: Formats :func:`table_bytes` writes, with their MIME types.
 #: Rows a download made on request holds at most (the API's list, cluster and marks exports, the
 #: Oddities page's): a bound on what one request costs; the CLI writes whole lists.
 MAX_EXPORT_ROWS = 20_000
 
+#: Formats :func:`table_bytes` writes, with their MIME types.
 MIME_TYPES = {"csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 
 

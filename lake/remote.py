@@ -222,13 +222,14 @@ class RemoteLake:
         try:
             got = self._client.get_object(Bucket=self.bucket, Key=self._pointer_key())
             body = json.loads(got["Body"].read())
-            str(body["version"])
+            if not isinstance(body, dict) or "version" not in body:
+                raise ValueError("the pointer names no version")
             return body, got["ETag"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None, None
             raise self._error("read the pointer of", exc) from exc
-        except (BotoCoreError, ValueError, KeyError, TypeError) as exc:
+        except (BotoCoreError, ValueError, KeyError) as exc:
             raise self._error("read the pointer of", exc) from exc
 
     def _write_pointer(self, version: str) -> str:

@@ -199,6 +199,12 @@ def paged_fusion(dense: list[str], keyword: list[str], *, n: int) -> list[tuple[
     return order[:n]
 
 
+def list_depth(n: int) -> int:
+    """How deep a ranked list is fetched for the first ``n`` results: the fused top, or every result
+    that can be paged to."""
+    return FUSION_DEPTH if n <= FUSION_DEPTH else DEEP_DEPTH
+
+
 def paged_list(fetch: Callable[[int], list[dict[str, Any]]], n: int) -> list[dict[str, Any]]:
     """A ranked list deep enough for the first ``n`` results whose top :data:`FUSION_DEPTH` is the same
     whatever ``n``: pages cut from it, and the fusion of its top, continue each other.
@@ -340,7 +346,7 @@ class SearchEngine:
         """The dense list a page of ``n`` results is cut from (:func:`paged_list`). Exact search from
         memory is the same order at every depth, so it fetches once; an ANN index's is not."""
         if self._in_memory(kind) is not None:
-            return self._dense_search(vector, kind, filters, FUSION_DEPTH if n <= FUSION_DEPTH else DEEP_DEPTH)
+            return self._dense_search(vector, kind, filters, list_depth(n))
         return paged_list(lambda m: self._dense_search(vector, kind, filters, m), n)
 
     def _dense(self, vector: np.ndarray, kind: str, where: str | None, n: int) -> list[dict[str, Any]]:
@@ -463,11 +469,10 @@ class SearchEngine:
             dense = self._paged_dense(vec, table, filters, n)
             memory = self._in_memory(table)
             if kind == "text" and FEEDBACK_DOCS > 0 and memory is not None:  # exact: one fetch at any depth
-                depth = FUSION_DEPTH if n <= FUSION_DEPTH else DEEP_DEPTH
                 first = [d for d, _ in paged_fusion([h["date"] for h in dense], [h["date"] for h in keyword],
                                                     n=FEEDBACK_DOCS)]
                 have = {d: memory.vectors[memory.row[d]] for d in first if d in memory.row}
-                dense = self._dense_search(feedback_query(vec, first, have), table, filters, depth)
+                dense = self._dense_search(feedback_query(vec, first, have), table, filters, list_depth(n))
             order = paged_fusion([h["date"] for h in dense], [h["date"] for h in keyword], n=n)
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
             hits = [info[d] | {"score": round(score, 5)} for d, score in order]

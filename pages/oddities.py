@@ -12,7 +12,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from atlas.userstate import MAX_USER_CHARS, FeedbackError, FeedbackUnavailable
-from lake.filters import DateError, Filters
+from lake.filters import DateError, FilterError, Filters
 from lake.manifest import LakeMissingError
 from lake.exports import MAX_EXPORT_ROWS, table_bytes
 from lake.oddities import export_frame, reason
@@ -143,8 +143,6 @@ def _filters(cats: list[str] | None, start: str | None, end: str | None) -> Filt
     Input(Oddities.VERSION, "data"),
 )
 def gallery(detector, cats, start, end, page, user, _version):
-    from lake.filters import FilterError
-
     if not _usable(user):  # ensure_user gives it an id first
         return no_update, no_update, no_update
     try:
@@ -177,8 +175,6 @@ def download_list(_csv, _parquet, detector, cats, start, end, user):
     :data:`lake.exports.MAX_EXPORT_ROWS` rows, sent through the callback: the browser's id, which is
     enough to mark as it, never goes into a URL (the export links carried it, into browser histories
     and proxies' logs)."""
-    from lake.filters import FilterError
-
     if not _usable(user):
         return no_update
     detector = detector or "combined"

@@ -144,7 +144,7 @@ def extract(text: str, gazetteer: Gazetteer) -> list[Mention]:
         if claim(m.start(), m.end()):
             found.append(Mention(m.group(0), None, "designation", m.start(), m.end(), _one_line(m.group(0))))
     for start, end in _common_matches(text, gazetteer.popular_names()):
-        if gazetteer.name_as_written(_one_line(text[start:end]), text[start:end]) and claim(start, end):
+        if gazetteer.name_as_written(text[start:end]) and claim(start, end):
             name = text[start:end]
             designation = gazetteer.alias_of(_one_line(name))
             found.append(Mention(name, designation_key(designation) if designation else None, "common",

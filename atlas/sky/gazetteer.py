@@ -113,10 +113,10 @@ class Gazetteer:
         so that it may be an ordinary word ("Eyes", "Silver Coin")."""
         return " ".join(name.lower().split()) in self._capitalised_only
 
-    def name_as_written(self, name: str, written: str) -> bool:
+    def name_as_written(self, written: str) -> bool:
         """Whether ``written`` (a popular name as the text has it) may name the object: a name that says
         no kind of object must hold a capital letter, as a proper noun does."""
-        return not self.capitalised_only(name) or any(c.isupper() for c in written)
+        return not self.capitalised_only(written) or any(c.isupper() for c in written)
 
     def popular_names(self) -> tuple[str, ...]:
         """Every popular name the extractor looks for (OpenNGC common names and aliases)."""

@@ -108,10 +108,10 @@ def place_online(per_entry: dict[Any, list[SkyObject]], resolver) -> dict[Any, l
 
 def fingerprint() -> str:
     """Changes whenever what the offline resolver would answer can change (rebuilds the sky stage)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     from atlas.sky import extract as extract_module
     from atlas.sky import gazetteer, names
-
-    from importlib.metadata import PackageNotFoundError, version
 
     h = hashlib.sha1()
     h.update(gazetteer.database_path().read_bytes())  # its contents: an update may keep the size
