@@ -40,7 +40,8 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -77,16 +78,37 @@ def pull_lock(versions: Path, version: str) -> Path:
     return versions / f".pull-{version}.lock"
 
 
+@contextmanager
+def holding(lock: Path, *, wait: bool) -> Iterator[bool]:
+    """Hold ``lock`` (an exclusive ``flock`` on that path) for the ``with`` block; yields False at once
+    when ``wait`` is False and another process holds it. The holder unlinks the file when done, so a
+    lock taken on a file the path no longer names (unlinked between this process's open and its lock)
+    is let go and taken again on the path's file: else a process that waited on the old file and one
+    that came after the unlink, on a new file, would both hold "the" lock and fill one folder at once."""
+    while True:
+        with open(lock, "a") as held:
+            try:  # released when the file closes, or the process dies
+                fcntl.flock(held, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                current = os.stat(lock).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(held.fileno()).st_ino:
+                yield True
+                return
+
+
 def remove_abandoned_pulls(versions: Path, *, older_than: float = ABANDONED_PULL_SECONDS) -> list[str]:
     """Remove the ``.tmp-pull-*`` folders under ``versions`` not modified for ``older_than`` seconds and
     not being pulled into now (their version's lock is taken, without waiting, before they are judged)."""
     now, removed = time.time(), []
     for folder in versions.glob(".tmp-pull-*"):
         version = folder.name[len(".tmp-pull-"):]
-        with open(pull_lock(versions, version), "a") as held:
-            try:
-                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:  # a pull is filling it
+        with holding(pull_lock(versions, version), wait=False) as held:
+            if not held:  # a pull is filling it
                 continue
             try:
                 idle = now - max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.rglob("*"))])
@@ -313,10 +335,8 @@ class RemoteLake:
         self.layout.versions.mkdir(parents=True, exist_ok=True)
         remove_abandoned_pulls(self.layout.versions)
         lock = pull_lock(self.layout.versions, version)
-        with open(lock, "a") as held:
-            try:  # released when the file closes, or the process dies
-                fcntl.flock(held, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
+        with holding(lock, wait=wait) as held:
+            if not held:
                 return False
             if target.is_dir():
                 log.info("lake %s: version %s was pulled by another worker", self.layout.remote, version)

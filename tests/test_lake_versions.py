@@ -572,6 +572,40 @@ def test_abandoned_pull_folders_are_removed_and_live_ones_kept(tmp_path):
     assert locks == {".pull-v1-busy.lock"}  # the removed folders' lock files went with them
 
 
+def test_a_pull_lock_unlinked_by_its_holder_is_held_by_one_process_at_a_time(tmp_path):
+    """The holder of a pull lock unlinks its file when done. A worker that was waiting on that file
+    then held a lock on a file no path names, while a worker that came after the unlink locked a new
+    file at the same path: both "held" the lock and would fill one folder at once. The waiter now
+    takes the lock again on the path's file, so the latecomer finds it held."""
+    from lake.remote import holding, pull_lock
+
+    lock = pull_lock(tmp_path, "v1")
+    waiting, holds, done = threading.Event(), threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        waiting.set()
+        with holding(lock, wait=True) as held:
+            assert held
+            holds.set()
+            done.wait(30)
+
+    with holding(lock, wait=True) as first:
+        assert first
+        worker = threading.Thread(target=waiter)
+        worker.start()
+        waiting.wait(30)
+        time.sleep(0.3)  # the waiter has opened the file and blocks on its lock
+        assert not holds.is_set()
+        lock.unlink()  # as a finished pull does, still holding it
+    assert holds.wait(30)
+    with holding(lock, wait=False) as latecomer:
+        assert not latecomer  # the waiter holds the path's lock, not a lock on an unlinked file
+    done.set()
+    worker.join(30)
+    with holding(lock, wait=False) as after:
+        assert after
+
+
 def test_whole_vector_tables_are_read_as_lancedb_reads_them(tmp_path):
     """A build reads a local vector table with pylance, not LanceDB (whose import costs ≈ 1 s): the same
     rows in the same order, also after the table was replaced by a later commit."""

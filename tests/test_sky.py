@@ -169,6 +169,19 @@ def test_cone_search_wraps_ra_and_handles_poles(tmp_path):
     assert a.object_position("  O3 ") == (10.0, 89.9) and a.object_position("o99") is None
 
 
+def test_typed_names_are_found_in_any_case_and_spacing():
+    """The Sky page and the cone API look up what a person typed: "m42" and "NGC  2237" were not found
+    (the text scanner wants catalogue names as an archive text writes them), nor "vega"."""
+    from atlas.sky.resolve import position_of
+
+    m42 = position_of("M 42")
+    assert m42 == pytest.approx((83.8187, -5.3897), abs=1e-3)
+    assert position_of("m42") == position_of("M  42") == position_of(" orion   nebula ") == m42
+    assert position_of("ngc  2237") == position_of("NGC 2237") is not None
+    assert position_of("vega") == position_of("Vega") is not None
+    assert position_of("Xyzzy") is None and position_of("Saturn") is None  # no fixed position
+
+
 def test_cone_api_and_search_filter(demo_client):
     client = demo_client
     r = client.get("/api/cone?ra=83.82&dec=-5.39&r=1")
@@ -217,9 +230,10 @@ _TAP_CAPABILITIES = b"""<?xml version="1.0" encoding="UTF-8"?>
 </vosi:capabilities>"""
 
 
-def _simbad(server, known: dict[str, tuple[str, float, float, str]], status: int = 200):
+def _simbad(server, known: dict[str, tuple[str, float, float, str]], status: int = 200, fail_after: int | None = None):
     """A SIMBAD TAP service on 127.0.0.1: capabilities, and synchronous ADQL queries with an uploaded
-    table of names answered from ``known`` (name → main id, ra, dec, otype), null for the others."""
+    table of names answered from ``known`` (name → main id, ra, dec, otype), null for the others; it
+    answers ``status`` (or 503 once ``fail_after`` queries were answered)."""
     import email.parser
     import io
 
@@ -229,7 +243,7 @@ def _simbad(server, known: dict[str, tuple[str, float, float, str]], status: int
     server.adql = []
 
     def sync(h):
-        if status != 200:
+        if status != 200 or (fail_after is not None and len(server.adql) >= fail_after):
             h.reply(status, b"overloaded", "text/plain")
             return
         head = b"Content-Type: " + h.headers["Content-Type"].encode() + b"\r\n\r\n"
@@ -307,7 +321,7 @@ def test_a_sesame_answer_cut_mid_way_keeps_what_was_learnt_and_a_second_mirror_i
     got = r.resolve(["Alpha Nebula", "Broken Nebula", "Gamma Nebula"])
     assert got["Alpha Nebula"] is not None and got["Alpha Nebula"].resolver == "sesame"
     assert r.unanswered(["Alpha Nebula", "Broken Nebula", "Gamma Nebula"]) == ["Broken Nebula", "Gamma Nebula"]
-    assert "Alpha Nebula" in json.loads(cache.read_text())  # saved, for the next build
+    assert "Alpha Nebula" in json.loads(cache.read_text())["resolvers"][r.key]  # saved, for the next build
 
 
 def test_simbad_down_falls_back_to_sesame(http_server, tmp_path):
@@ -334,6 +348,76 @@ def test_build_asks_online_for_the_recorded_designations(http_server, tmp_path, 
     assert {o.canonical_id for o in objs} == {"ACO 2151"}  # the alias and the designation: one object
 
 
+def test_a_simbad_outage_mid_way_keeps_the_batches_it_answered(http_server, tmp_path, monkeypatch):
+    """SIMBAD answers batch by batch: when it fails at the second batch, the names of the first stay
+    placed (before, the whole lookup was thrown away and every name went to Sesame, one by one)."""
+    from pipeline.sky import online
+
+    monkeypatch.setattr(online, "SIMBAD_BATCH", 2)
+    simbad = _simbad(http_server, {"Abell 2151": ("ACO 2151", 241.3125, 17.7486, "ClG"),
+                                   "Abell 1689": ("ACO 1689", 197.875, -1.336, "ClG"),
+                                   "Abell 370": ("ACO 370", 39.97, -1.58, "ClG")}, fail_after=1)
+    _sesame(http_server, {})
+    r = online.OnlineResolver(tmp_path / "n.json", simbad, (f"{http_server.url}/sesame/",), timeout=5)
+    got = r.resolve(["Abell 2151", "Abell 1689", "Abell 370", "Nothing 1"])
+    assert got["Abell 2151"].resolver == got["Abell 1689"].resolver == "simbad"
+    assert got["Abell 370"] is None and len(http_server.adql) == 1
+    assert r.asked == {"simbad": 2, "sesame": 2}  # Sesame for the second batch only; it knew neither
+    again = online.OnlineResolver(tmp_path / "n.json", simbad, (f"{http_server.url}/sesame/",), timeout=5)
+    assert again.resolve(["Abell 2151"])["Abell 2151"].canonical_id == "ACO 2151"  # kept in the cache
+
+
+def test_unknown_names_are_asked_again_after_a_while_and_answers_are_kept_per_resolver(http_server, tmp_path):
+    """"Nobody knows this name" is not kept forever: it is asked again after UNKNOWN_RECHECK_DAYS
+    (spread per name over as many again). And the cache answers only for the resolvers that gave the
+    answers: a lake built once against another server (a test double, a private mirror) does not take
+    that server's answers, or its "unknown", for SIMBAD's; going back to the first server finds its
+    answers again."""
+    import json
+
+    from pipeline.sky.online import UNKNOWN_RECHECK_DAYS, OnlineResolver, recheck_due
+
+    day, t0 = 86400.0, 1_000_000_000.0
+    cache, sesame = tmp_path / "names.json", (f"{http_server.url}/sesame/",)
+    _sesame(http_server, {})
+    first = OnlineResolver(cache, None, sesame, timeout=5, now=t0)
+    assert first.resolve(["Xyzzy Nebula"]) == {"Xyzzy Nebula": None} and first.asked["sesame"] == 1
+    soon = OnlineResolver(cache, None, sesame, timeout=5, now=t0 + UNKNOWN_RECHECK_DAYS * day - 1)
+    assert soon.unanswered(["Xyzzy Nebula"]) == []  # still known to be unknown
+    late = t0 + 2 * UNKNOWN_RECHECK_DAYS * day
+    _sesame(http_server, {"Xyzzy Nebula": "%J 10.0 +20.0 = 00:40:00.0 +20:00:00"})  # the catalogue learnt it
+    later = OnlineResolver(cache, None, sesame, timeout=5, now=late)
+    assert later.unanswered(["Xyzzy Nebula"]) == ["Xyzzy Nebula"]
+    assert later.resolve(["Xyzzy Nebula"])["Xyzzy Nebula"].ra_deg == pytest.approx(10.0)
+    due = [recheck_due(f"name {i}", t0, now=t0 + d * day) for i in range(200) for d in (1.5 * UNKNOWN_RECHECK_DAYS,)]
+    assert 0.2 < sum(due) / len(due) < 0.8  # spread: about half of the names fall due by then
+
+    other = OnlineResolver(cache, f"{http_server.url}/other-simbad/sim-tap", sesame, timeout=5, now=late)
+    assert other.unanswered(["Xyzzy Nebula"]) == ["Xyzzy Nebula"]  # another setting's answer is not this one's
+    other._save()
+    assert len(json.loads(cache.read_text())["resolvers"]) == 2
+    back = OnlineResolver(cache, None, sesame, timeout=5, now=late)
+    assert back.unanswered(["Xyzzy Nebula"]) == []
+
+
+def test_a_names_cache_of_the_first_format_is_read_as_the_default_resolvers(tmp_path):
+    """A lake built before the cache was kept per resolver: its placements count for the default
+    resolvers (the only ones a build could use without a flag), its unknowns are asked again, and a
+    damaged file is read as empty rather than failing the build."""
+    import json
+
+    from pipeline.sky.online import OnlineResolver
+
+    cache = tmp_path / "names.json"
+    cache.write_text(json.dumps({"Abell 2218": {"ra_deg": 248.95, "dec_deg": 66.2, "canonical_id": None,
+                                                "object_type": None, "resolver": "sesame"}, "Nothing 1": None}))
+    r = OnlineResolver(cache)
+    assert r.cache["Abell 2218"].ra_deg == 248.95 and r.unanswered(["Abell 2218", "Nothing 1"]) == ["Nothing 1"]
+    assert OnlineResolver(cache, "http://127.0.0.1:9/sim-tap", ()).unanswered(["Abell 2218"]) == ["Abell 2218"]
+    cache.write_text("{not json")
+    assert OnlineResolver(cache).unanswered(["Abell 2218"]) == ["Abell 2218"]
+
+
 def test_unreachable_resolvers_give_up_fast_and_ask_again_next_time(tmp_path, free_port):
     import time
 
@@ -353,6 +437,7 @@ def test_build_resolves_leftover_names_online_and_offline_never_asks(http_server
     import json
 
     from lake.reader import LakeReader
+    from pipeline.sky.online import resolver_key
     from tests.conftest import run_cli, write_jsonl
 
     _sesame(http_server, {"Abell 2218": "%J 248.95417 +66.21222 = 16:35:49.0 +66:12:44"})
@@ -370,7 +455,8 @@ def test_build_resolves_leftover_names_online_and_offline_never_asks(http_server
     objs = LakeReader.open(lake).query("SELECT * FROM objects")
     abell = objs[objs.name == "Abell 2218"].iloc[0]
     assert abell.resolver == "sesame" and abell.is_primary and abs(abell.ra_deg - 248.954) < 1e-3
-    assert json.loads((lake / "cache" / "names.json").read_text())["Abell 2218"]["resolver"] == "sesame"
+    cached = json.loads((lake / "cache" / "names.json").read_text())["resolvers"]
+    assert cached[resolver_key(simbad, (f"{http_server.url}/sesame/",))]["Abell 2218"]["resolver"] == "sesame"
     assert len(http_server.adql) == 1
     offline_lake = tmp_path / "offline"
     before = len(http_server.requests)

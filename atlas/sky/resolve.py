@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas.sky.extract import Mention, extract
-from atlas.sky.gazetteer import Gazetteer, default
+from atlas.sky.gazetteer import Gazetteer, default, designation_key
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,17 @@ def fingerprint() -> str:
 
 
 def position_of(name: str) -> tuple[float, float] | None:
-    """RA/Dec (degrees) of a typed name ("Orion Nebula", "M 31", "NGC 2237"), offline; None if unknown."""
-    placed = [o for o in objects_for(name, "", default()) if o.ra_deg is not None]
+    """RA/Dec (degrees) of a typed name ("Orion Nebula", "M 31", "NGC 2237"), offline; None if unknown.
+
+    A person types names as they come: "m42", "NGC  2237", "orion nebula", "vega". The catalogue forms
+    are looked up in any case and spacing first; the text scanner (which wants them as an archive text
+    writes them, so that "m 42" in prose is not Messier 42) reads the rest."""
+    written = " ".join(name.split())
+    g = default()
+    k = designation_key(written)
+    found = (g.resolve_key(k) if k else None) or g.resolve_common(written) or g.resolve_star(written) \
+        or g.resolve_star(written.title())
+    if found is not None:
+        return found.ra_deg, found.dec_deg
+    placed = [o for o in objects_for(written, "", g) if o.ra_deg is not None]
     return (placed[0].ra_deg, placed[0].dec_deg) if placed else None

@@ -4,18 +4,22 @@ SIMBAD first, through astroquery's SIMBAD client: one TAP query per batch of nam
 table, never written into the ADQL) returns SIMBAD's main identifier, ICRS position and object type.
 Names SIMBAD does not know go to CDS Sesame (SIMBAD, NED, then VizieR) through astropy's resolver.
 Every request has a timeout, an unreachable server is detected with one quick TCP connect, and the
-answers are cached in the lake, so a rebuild asks only about names it has never asked about. With
-``--offline`` nothing here runs."""
+answers are cached in the lake, so a rebuild asks only about names it has never asked about. The cache is
+kept per resolver setting (a lake built once against a test server or a mirror never takes that
+server's answers for SIMBAD's), and a "nobody knows this name" answer is asked again after
+:data:`UNKNOWN_RECHECK_DAYS` (spread over a second such period, so the daily build asks a few names a
+day, not all of them on one day): the catalogues learn names. With ``--offline`` nothing here runs."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import logging
 import math
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +33,12 @@ from atlas.environment import SESAME_URLS, SIMBAD_TAP_URL
 log = logging.getLogger(__name__)
 
 SIMBAD_BATCH = 500
+#: Days before a name neither SIMBAD nor Sesame knew is asked again (plus up to as many again, fixed per
+#: name, so that the names learnt by a first build do not all fall due on the same day).
+UNKNOWN_RECHECK_DAYS = 30
+#: Version of the names cache's file; a flat file of the first version is read as the answers of the
+#: default resolvers, its "unknown" answers (which carry no date) as due to be asked again.
+NAMES_CACHE_FORMAT = 2
 _ADQL = ("SELECT u.user_specified_id, b.main_id, b.ra, b.dec, b.otype FROM TAP_UPLOAD.names AS u "
          "LEFT JOIN ident AS i ON i.id = u.user_specified_id LEFT JOIN basic AS b ON b.oid = i.oidref")
 
@@ -116,13 +126,14 @@ class SimbadResolver:
 
         return _Simbad()
 
-    def lookup(self, names: list[str]) -> dict[str, Placement | None]:
-        """SIMBAD's answer per name; None when SIMBAD does not know the name. Raises ServiceDown."""
+    def lookup(self, names: list[str]) -> Iterator[dict[str, Placement | None]]:
+        """SIMBAD's answers, one batch of :data:`SIMBAD_BATCH` names at a time (None: SIMBAD does not know
+        the name). Raises ServiceDown at the batch it could not ask; the batches before are answered."""
         from astropy.table import Table
 
-        client, out = self._client(), {}
+        client = self._client()
         for i in range(0, len(names), SIMBAD_BATCH):
-            batch = names[i:i + SIMBAD_BATCH]
+            batch, out = names[i:i + SIMBAD_BATCH], {}
             try:
                 rows = client.query_tap(_ADQL, names=Table({"user_specified_id": batch}))
             except Exception as exc:  # pyvo raises DALServiceError, requests errors, XML errors…
@@ -132,7 +143,7 @@ class SimbadResolver:
                 ra, dec = _float(_value(row, "ra")), _float(_value(row, "dec"))
                 if name and main_id and ra is not None and dec is not None and name not in out:
                     out[name] = Placement(ra, dec, " ".join(main_id.split()), otype, "simbad")
-        return {n: out.get(n) for n in names}
+            yield {n: out.get(n) for n in batch}
 
 
 class SesameResolver:
@@ -162,17 +173,39 @@ class SesameResolver:
                 yield name, Placement(float(c.ra.deg), float(c.dec.deg), None, None, "sesame")
 
 
+def resolver_key(simbad_url: str | None, sesame_urls: tuple[str, ...]) -> str:
+    """What the names cache files its answers under: the resolvers asked (another server's answers, or its
+    "unknown", are not this setting's)."""
+    return json.dumps([simbad_url, list(sesame_urls)])
+
+
+def recheck_due(name: str, unknown_since: float, *, now: float) -> bool:
+    """Whether a name nobody knew at ``unknown_since`` is to be asked again at ``now``."""
+    spread = int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF  # fixed per name, in [0, 1]
+    return now - unknown_since >= (1.0 + spread) * UNKNOWN_RECHECK_DAYS * 86400.0 or now < unknown_since
+
+
 class OnlineResolver:
-    """SIMBAD (batched) then Sesame, behind a cache kept in the lake (name → answer, or null for names
-    neither knows; names asked while a service was down are not cached and are asked again)."""
+    """SIMBAD (batched) then Sesame, behind a cache kept in the lake, per resolver setting (name → answer,
+    or the time neither knew it; names asked while a service was down are not cached and are asked again,
+    and unknown names are asked again once :func:`recheck_due` says so)."""
 
     def __init__(self, cache_path: Path, simbad_url: str | None = SIMBAD_TAP_URL,
-                 sesame_urls: tuple[str, ...] = SESAME_URLS, timeout: float = 5.0, progress: bool = False) -> None:
+                 sesame_urls: tuple[str, ...] = SESAME_URLS, timeout: float = 5.0, progress: bool = False,
+                 now: float | None = None) -> None:
         self.cache_path, self.progress, self.timeout = cache_path, progress, timeout
+        self.now = time.time() if now is None else now
         self.simbad = SimbadResolver(simbad_url, timeout=2 * timeout) if simbad_url else None
         self.sesame = SesameResolver(sesame_urls, timeout) if sesame_urls else None
-        raw = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-        self.cache: dict[str, Placement | None] = {k: Placement(**v) if v else None for k, v in raw.items()}
+        self.key = resolver_key(simbad_url, tuple(sesame_urls))
+        self._others, mine = _read_cache(cache_path, self.key)
+        self.cache: dict[str, Placement | None] = {}
+        self.unknown_since: dict[str, float] = {}
+        for name, answer in mine.items():
+            if isinstance(answer, dict) and "unknown_since" in answer:
+                self.cache[name], self.unknown_since[name] = None, float(answer["unknown_since"])
+            elif isinstance(answer, dict):
+                self.cache[name] = Placement(**answer)
         self.asked = {"simbad": 0, "sesame": 0}
 
     def resolve(self, names: list[str]) -> dict[str, Placement | None]:
@@ -188,26 +221,36 @@ class OnlineResolver:
         return {n: self.cache.get(n) for n in names}
 
     def unanswered(self, names: list[str]) -> list[str]:
-        """Those of ``names`` no service has answered yet (asked while both were down, or never asked):
-        a build keeps their entries pending and asks again."""
-        return [n for n in names if n not in self.cache]
+        """Those of ``names`` to be asked (never asked, asked while both services were down, or unknown
+        long enough to be asked again): a build keeps their entries pending and asks again."""
+        return [n for n in names if n not in self.cache
+                or (self.cache[n] is None and recheck_due(n, self.unknown_since.get(n, 0.0), now=self.now))]
+
+    def _answer(self, name: str, placement: Placement | None) -> None:
+        self.cache[name] = placement
+        if placement is None:
+            self.unknown_since[name] = self.now
+        else:
+            self.unknown_since.pop(name, None)
 
     def _save(self) -> None:
-        atomic.write_json(self.cache_path, {k: asdict(v) if v else None for k, v in self.cache.items()})
+        mine = {k: asdict(v) if v else {"unknown_since": self.unknown_since.get(k, 0.0)} for k, v in self.cache.items()}
+        atomic.write_json(self.cache_path, {"format": NAMES_CACHE_FORMAT, "resolvers": {**self._others, self.key: mine}})
 
     def _ask_simbad(self, todo: list[str]) -> list[str]:
-        """Names SIMBAD did not place (unknown to it, or all of them when it is down)."""
+        """Names SIMBAD did not place (unknown to it, or not asked because it went down)."""
         if self.simbad is None or not reachable(self.simbad.tap_url, self.timeout):
             return todo
+        found: dict[str, Placement | None] = {}
         try:
-            found = self.simbad.lookup(todo)
-        except ServiceDown as exc:
-            log.warning("%s; falling back to Sesame", exc)
-            return todo
-        self.asked["simbad"] += len(todo)
-        for name, placement in found.items():
-            if placement is not None:
-                self.cache[name] = placement
+            for answers in self.simbad.lookup(todo):
+                found.update(answers)
+                self.asked["simbad"] += len(answers)
+                for name, placement in answers.items():
+                    if placement is not None:
+                        self._answer(name, placement)
+        except ServiceDown as exc:  # the batches it answered are kept
+            log.warning("%s; falling back to Sesame for the %d names it did not answer", exc, len(todo) - len(found))
         log.info("SIMBAD placed %d of %d names", sum(p is not None for p in found.values()), len(todo))
         return [n for n in todo if found.get(n) is None]
 
@@ -220,11 +263,31 @@ class OnlineResolver:
             for i, (name, placement) in enumerate(tqdm(self.sesame.lookup(left), total=len(left), desc="sesame",
                                                        unit="name", disable=not self.progress), 1):
                 self.asked["sesame"] += 1
-                self.cache[name] = placement
+                self._answer(name, placement)
                 if i % 50 == 0:  # an interrupted first build keeps what it learnt
                     self._save()
         except ServiceDown as exc:
             log.warning("%s; the remaining names will be asked by the next build", exc)
+
+
+def _read_cache(path: Path, key: str) -> tuple[dict[str, dict], dict[str, dict | None]]:
+    """The names cache's other resolver settings, and this setting's answers. A damaged file is read
+    as empty, with a warning (its names are asked again, and the next save replaces it) rather than failing
+    the build: it only saves asking."""
+    try:
+        raw = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        log.warning("names cache %s unreadable (%s): the names are asked again", path, exc)
+        raw = {}
+    if not isinstance(raw, dict) or not raw:
+        return {}, {}
+    if raw.get("format") == NAMES_CACHE_FORMAT:
+        sections = {k: v for k, v in (raw.get("resolvers") or {}).items() if isinstance(v, dict)}
+        return {k: v for k, v in sections.items() if k != key}, sections.get(key, {})
+    # the first format: one flat map written by the default resolvers; its nulls carry no date
+    flat = {n: (v if v else {"unknown_since": 0.0}) for n, v in raw.items() if v is None or isinstance(v, dict)}
+    default_key = resolver_key(SIMBAD_TAP_URL, SESAME_URLS)
+    return ({default_key: flat}, {}) if key != default_key else ({}, flat)
 
 
 def _value(row, column: str) -> str | float | None:
