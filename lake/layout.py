@@ -251,6 +251,12 @@ class LakeLayout:
         return self.cache / "names.json"
 
     @property
+    def cutout_sources(self) -> Path:
+        """Which cutout service (address, scale, size) each galaxy cutout came from, so a build pointed at
+        another service replaces the cutouts instead of mixing two surveys' pictures."""
+        return self.cache / "cutout_sources.json"
+
+    @property
     def thumbs_index(self) -> Path:
         """What each thumbnail was made from, so unchanged images are not decoded again."""
         return self.cache / "thumbs_index.json"

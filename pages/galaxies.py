@@ -79,6 +79,7 @@ def layout(objid: str = "", **_ignored) -> html.Div:
         ], className="mb-3"),
         html.Div(id=Galaxies.RESULTS, className="mb-3"),
         dcc.Store(id=Galaxies.SOURCES),
+        dcc.Store(id=Galaxies.ASKED),  # which input the shown neighbours answer: "upload" or "objid"
         html.Hr(),
         dbc.Row([
             dbc.Col(html.H6("The collection's map", className="mb-0"), width="auto"),
@@ -160,31 +161,46 @@ def _sources(found: Neighbourhood, centre: dict | None) -> list[dict]:
     return rows
 
 
+def asked_for(*, trigger: str | None, contents: str | None, objid: str | None, previous: str | None) -> str | None:
+    """Which input the neighbours answer: the one the person used last. A change of space or of how many
+    asks the same one again (an upload after a typed galaxy used to turn back into that galaxy's
+    neighbours when "how many" changed, because both inputs still held a value)."""
+    if trigger == Galaxies.UPLOAD and contents:
+        return "upload"
+    if trigger == Galaxies.OBJID:
+        return "objid" if objid else ("upload" if contents else None)
+    if (previous == "upload" and contents) or (previous == "objid" and objid):
+        return previous
+    return "objid" if objid else ("upload" if contents else None)
+
+
 @callback(
     Output(Galaxies.STATUS, "children"),
     Output(Galaxies.MORPHOLOGY, "children"),
     Output(Galaxies.SKY_STATS, "children"),
     Output(Galaxies.RESULTS, "children"),
     Output(Galaxies.SOURCES, "data"),
+    Output(Galaxies.ASKED, "data"),
     Input(Galaxies.UPLOAD, "contents"),
     Input(Galaxies.OBJID, "value"),
     Input(Galaxies.SPACE, "value"),
     Input(Galaxies.K, "value"),
     State(Galaxies.UPLOAD, "filename"),
+    State(Galaxies.ASKED, "data"),
 )
-def find(contents, objid, space, k, filename):
+def find(contents, objid, space, k, filename, previous):
     from atlas.images import ImageRejected
 
     if ctx.triggered_id == Galaxies.UPLOAD and not contents:  # cleared ahead of a new drop (atlas_uploads.js)
         raise PreventUpdate
     g = galaxies()
     k = min(max(int(k), 1), 50) if isinstance(k, (int, float)) else 10  # 100 typed: the most there are, 50
-    from_upload = ctx.triggered_id == Galaxies.UPLOAD or (contents and not objid)
+    asked = asked_for(trigger=ctx.triggered_id, contents=contents, objid=objid, previous=previous)
     try:
-        if from_upload and contents:
+        if asked == "upload":
             found = g.similar_to_picture(decode_upload(contents), k=k)
             centre, title = None, f"Galaxies whose pictures look like {filename or 'your picture'}"
-        elif objid:
+        elif asked == "objid":
             objid = str(objid).strip()
             centre = g.galaxy(objid)
             found = (g.similar_to_galaxy_picture(objid, k=k) if space == "image"
@@ -193,13 +209,13 @@ def find(contents, objid, space, k, filename):
                      else f"Nearest to {objid} in morphology ({centre['gz_class'].replace('_', ' ')}, "
                           f"smooth {_pct(centre['p_smooth'])}, featured {_pct(centre['p_features'])})")
         else:
-            return "", html.Div("Pick or upload a galaxy.", className="text-muted small"), "", "", []
+            return "", html.Div("Pick or upload a galaxy.", className="text-muted small"), "", "", [], None
     except (GalaxyError, ImageRejected, LookupError, SearchUnavailable) as exc:
-        return dbc.Alert(str(exc), color="warning", className="py-2"), "", "", "", []
+        return dbc.Alert(str(exc), color="warning", className="py-2"), "", "", "", [], asked
     cards = dbc.Row([dbc.Col(galaxy_card(r), xs=6, md=3, lg=2, className="mb-2")
                      for r in found.galaxies.to_dict("records")], className="g-2")
     return (html.Div(title, className="fw-semibold"), morphology_table(found), sky_line(found), cards,
-            _sources(found, centre))
+            _sources(found, centre), asked)
 
 
 @callback(Output(Galaxies.OBJID, "value"),

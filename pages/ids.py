@@ -160,6 +160,7 @@ class Galaxies:
     ALADIN: Final = "gal-aladin"
     ALADIN_STATUS: Final = "gal-aladin-status"
     SOURCES: Final = "gal-sources"
+    ASKED: Final = "gal-asked"
     MAP_SPACE: Final = "gal-map-space"
     MAP: Final = "gal-map"
     MAP_KEY: Final = "gal-map-key"

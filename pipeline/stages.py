@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import zipfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -790,6 +791,7 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
 def gz2_cutouts_stage(ctx: BuildContext) -> StageResult:
     """Fetch missing galaxy cutouts when asked (``--fetch-cutouts``); always report which exist, so
     the later stages re-embed only when the set of pictures changed."""
+    from pipeline.cutouts import cutout_sources
     from pipeline.galaxies import read_catalogue
 
     cfg, layout = ctx.cfg, ctx.layout
@@ -809,8 +811,10 @@ def gz2_cutouts_stage(ctx: BuildContext) -> StageResult:
     # by content, not by file times: a working copy pulled from object storage (or copied without its
     # times) holds the same pictures with new times, and must not re-embed every galaxy
     stamp = [(o, sha1_file(p)) for o, p in present.items()]
+    made_by = cutout_sources(layout)  # which service made them (the manifest says; a fetch replaces others')
+    sources = Counter(made_by.get(o, "unknown") for o in present)
     return StageResult(items=len(present), value=present, fingerprint=sha1_json(stamp),
-                       manifest={"gz2_cutouts": {"present": len(present),
+                       manifest={"gz2_cutouts": {"present": len(present), "sources": dict(sources),
                                                  **({"last_fetch": report.as_dict()} if report else {})}})
 
 
@@ -868,7 +872,7 @@ def gz2_galaxies_stage(ctx: BuildContext) -> StageResult:
         "counts": {"galaxies": table.num_rows, "galaxies_with_picture": pictured.num_rows},
         "gz2": {"catalogue": cfg.gz2_catalogue.name, "classes": {k: int(v) for k, v in classes.items()},
                 "morphology_vector": "debiased fractions × probability of reaching each question (37-d)",
-                "picture_vectors": pictured.num_rows, "cutout_url": cfg.cutout_url, **picture_encoder}})
+                "picture_vectors": pictured.num_rows, **picture_encoder}})
 
 
 def gz2_maps_stage(ctx: BuildContext) -> StageResult:

@@ -590,6 +590,12 @@ def test_galaxies_upload_results_aladin_and_download(browser, server, downloads,
     browser.find_element("css selector", "#gal-upload input[type=file]").send_keys(str(picture))
     wait_until(lambda: "my-spiral.jpg" in browser.find_element("id", "gal-status").text, what="the same upload again")
     wait_until(lambda: browser.execute_script("return window.atlasGalaxyMarkers") == 10, what="its look-alikes marked")
+    # fewer of them: still the upload's look-alikes (the page used to go back to the typed galaxy)
+    how_many = browser.find_element("id", "gal-k")
+    how_many.send_keys(Keys.CONTROL, "a")
+    how_many.send_keys("5")
+    wait_until(lambda: browser.execute_script("return window.atlasGalaxyMarkers") == 5, what="5 look-alikes marked")
+    assert "my-spiral.jpg" in browser.find_element("id", "gal-status").text
     # lasso on the morphology map → CSV of exactly those galaxies. Points carry their row of the map in
     # objid order; the expected objids are read from the lake's Parquet here, independently of the app.
     rows = browser.execute_script("""

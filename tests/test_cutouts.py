@@ -122,6 +122,48 @@ def test_a_limited_fetch_fetches_the_next_part_each_time(http_server, tmp_path):
     assert {o for o, _, _ in GALAXIES if layout.cutout(o).is_file()} == {o for o, _, _ in GALAXIES[:30]}
 
 
+def test_a_fetch_from_another_service_replaces_the_cutouts_it_did_not_make(http_server, tmp_path):
+    """Cutouts were kept by galaxy alone: pointed at another survey (or another scale), a fetch found
+    every galaxy "present" and kept the first survey's pictures. Each cutout's service is recorded now;
+    another service's cutouts are fetched again, and one it cannot fetch keeps its old picture."""
+    import json
+
+    def survey(colour: str):
+        def cutout(h):
+            ra, _ = _position(h)
+            if colour == "red" and round(ra, 6) == GALAXIES[0][1]:
+                h.reply(404, b"no such field", "text/plain")
+                return
+            h.reply(200, render("smooth", seed=int(ra * 1000), size=64), "image/jpeg")
+        return cutout
+
+    http_server.routes["/sdss"], http_server.routes["/legacy"] = survey("grey"), survey("red")
+    layout = LakeLayout(tmp_path / "lake")
+    fetcher = PoliteFetcher(layout.download_cache, LIMITS, retries=0, timeout=2.0)
+    galaxies = GALAXIES[:6]
+    sdss = CutoutService(http_server.url + "/sdss", scale=0.3, size=64)
+    assert fetch_cutouts(galaxies, layout, service=sdss, fetcher=fetcher, limits=LIMITS).fetched == 6
+    first = {o: layout.cutout(o).read_bytes() for o, _, _ in galaxies}
+    legacy = CutoutService(http_server.url + "/legacy", scale=0.3, size=64)
+    report = fetch_cutouts(galaxies, layout, service=legacy, fetcher=fetcher, limits=LIMITS)
+    assert (report.present, report.fetched, report.replaced, sum(report.failed.values())) == (0, 5, 5, 1)
+    recorded = json.loads(layout.cutout_sources.read_text())
+    assert recorded[galaxies[0][0]] == sdss.key and layout.cutout(galaxies[0][0]).read_bytes() == first[galaxies[0][0]]
+    assert {recorded[o] for o, _, _ in galaxies[1:]} == {legacy.key}
+    assert fetch_cutouts(galaxies, layout, service=legacy, fetcher=fetcher, limits=LIMITS).present == 5
+    finer = CutoutService(http_server.url + "/legacy", scale=0.2, size=64)  # another scale: other pictures
+    assert fetch_cutouts(galaxies[1:], layout, service=finer, fetcher=fetcher, limits=LIMITS).replaced == 5
+
+
+def test_cutouts_fetched_before_sources_were_recorded_count_as_the_default_service(tmp_path):
+    from pipeline.cutouts import cutout_sources
+
+    layout = LakeLayout(tmp_path / "lake")
+    layout.cutouts.mkdir(parents=True)
+    layout.cutout("587722981741363294").write_bytes(b"jpeg")
+    assert cutout_sources(layout) == {"587722981741363294": CutoutService().key}
+
+
 def test_offline_builds_refuse_to_fetch():
     from pipeline.config import BuildConfig
 

@@ -126,3 +126,24 @@ def test_a_cone_radius_of_zero_is_refused_and_an_empty_one_is_one_degree(demo_ap
     with demo_app.server.test_request_context("/sky"):
         assert "between 0 and 180 degrees" in str(sky.cone_search(1, None, 83.8, -5.4, 0, None, None))
         assert "within 1° of RA 83.800°" in str(sky.cone_search(1, None, 83.8, -5.4, None, None, None))
+
+
+def test_the_galaxies_page_answers_the_input_used_last(tmp_path):
+    """Upload after typing a galaxy, then change "how many": the look-alikes of the upload, not the typed
+    galaxy's neighbours (both inputs still hold a value; the page used to go back to the galaxy)."""
+    from app import create_app
+
+    create_app(lake=tmp_path / "no-lake")  # pages register with an app
+    from pages.galaxies import asked_for
+    from pages.ids import Galaxies
+
+    typed = asked_for(trigger=Galaxies.OBJID, contents=None, objid="8647474690312307154", previous=None)
+    upload = asked_for(trigger=Galaxies.UPLOAD, contents="data:image/jpeg;base64,AA==",
+                       objid="8647474690312307154", previous=typed)
+    assert (typed, upload) == ("objid", "upload")
+    for control in (Galaxies.K, Galaxies.SPACE):
+        assert asked_for(trigger=control, contents="data:…", objid="8647474690312307154", previous=upload) == "upload"
+        assert asked_for(trigger=control, contents="data:…", objid="8647474690312307154", previous=typed) == "objid"
+    assert asked_for(trigger=Galaxies.OBJID, contents="data:…", objid="", previous="objid") == "upload"  # emptied
+    assert asked_for(trigger=None, contents=None, objid="8647474690312307154", previous=None) == "objid"  # from the URL
+    assert asked_for(trigger=Galaxies.K, contents=None, objid="", previous=None) is None
