@@ -242,7 +242,7 @@ class LakeService:
                     raise FeedbackUnavailable(str(failed[1]), public=failed[1].public_message)  # a new one:
                     # raised again, the stored exception would gather every raise's traceback
                 try:
-                    self._feedback = FeedbackStore(default_path(self.layout.root))
+                    self._feedback = FeedbackStore(default_path(self.layout.root, lake_id=self.atlas().reader.lake_id))
                 except FeedbackUnavailable as exc:
                     self._feedback_failed = (time.monotonic(), exc)
                     raise

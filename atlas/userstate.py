@@ -1,7 +1,8 @@
 """People's feedback on entries ("interesting" / "not interesting"), kept outside the lake.
 
-A small SQLite database (one file per lake, in :func:`atlas.environment.state_dir`): it survives
-rebuilds (labels are keyed by entry date, which rebuilds keep) and many concurrent writers — WAL mode,
+A small SQLite database (one file per lake, in :func:`atlas.environment.state_dir`, named after the
+lake's id: :func:`default_path`): it survives rebuilds and moves of the lake (labels are keyed by entry
+date, which rebuilds keep) and many concurrent writers — WAL mode,
 a busy timeout, and one short transaction per label, so two people clicking at once both land. Every
 label is appended (with who and when); a person's current label for an entry is their latest one,
 and ``None`` (clearing) is a label too.
@@ -20,15 +21,19 @@ front of ``POST /api/feedback``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from atlas import environment, signing
+from atlas.files import write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +80,65 @@ DAMAGED_MESSAGE = ("people's labels cannot be read on this server: its administr
 BUSY_MESSAGE = "people's labels are being written by many at once; try again in a moment"
 
 
-def default_path(lake_root: Path) -> Path:
-    """The feedback file of one lake: named after the lake's resolved path, so lakes never mix."""
-    key = hashlib.sha1(str(Path(lake_root).resolve()).encode()).hexdigest()[:12]
-    return environment.state_dir() / f"feedback-{key}.sqlite"
+def default_path(lake_root: Path, *, lake_id: str | None = None) -> Path:
+    """The feedback file of one lake.
+
+    Named after the lake's id (:data:`lake.manifest.LAKE_ID`, which every build of a lake carries on, and
+    which a copied or moved lake keeps), so labels follow the lake when it moves: they used to be named
+    after its path, and a lake moved to another disk, or mounted elsewhere in a container, lost them. A
+    lake without an id (published before ids) keeps the file named after its path. The first time a lake
+    is opened by id, the labels of the last lake seen at this path are copied in (the path's file of
+    old, or the file of the lake the path held before it was built afresh), so neither an upgrade nor a
+    lake deleted and built again at the same place starts with no labels."""
+    state = environment.state_dir()
+    path_key = hashlib.sha1(str(Path(lake_root).resolve()).encode()).hexdigest()[:12]
+    by_path = state / f"feedback-{path_key}.sqlite"
+    if not lake_id:
+        return by_path
+    by_id = state / f"feedback-lake-{_id_key(lake_id)}.sqlite"
+    pointer = state / f"feedback-{path_key}.lake"  # the id of the lake last opened at this path
+    try:
+        earlier = pointer.read_text().strip()
+    except OSError:
+        earlier = ""
+    if not by_id.exists():
+        for source in ((state / f"feedback-lake-{_id_key(earlier)}.sqlite") if earlier else None, by_path):
+            if source is not None and source.is_file() and source.stat().st_size:
+                _copy_labels(source, by_id)
+                break
+    if earlier != lake_id:
+        try:
+            state.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_bytes(pointer, lake_id.encode())
+        except OSError as exc:  # the store says what to do when the folder is not writable
+            log.warning("could not record the lake id beside the labels (%s)", exc)
+    return by_id
+
+
+def _id_key(lake_id: str) -> str:
+    """A lake id as it names a file: a uuid's hex digits as they are, anything else hashed."""
+    return lake_id if re.fullmatch(r"[0-9a-f]{32}", lake_id) else hashlib.sha1(lake_id.encode()).hexdigest()[:32]
+
+
+def _copy_labels(source: Path, target: Path) -> None:
+    """Copy a labels' database with SQLite's backup (consistent while others write to it) and put it in
+    place only if no other process did first (a hard link refuses an existing name: two workers opening
+    the lake at once must not replace each other's copy, and labels written to the first meanwhile)."""
+    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+    try:
+        with contextlib.closing(sqlite3.connect(source, timeout=30)) as src, \
+                contextlib.closing(sqlite3.connect(tmp)) as dst:
+            src.backup(dst)
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, target)
+            log.info("people's labels of %s copied to %s (the lake's own file from now on)", source, target)
+        except FileExistsError:
+            pass
+    except (OSError, sqlite3.Error) as exc:  # the old file stays as it was: nothing is lost
+        log.warning("could not copy people's labels from %s to %s (%s); they stay in the first", source, target, exc)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _day(date: str) -> str:

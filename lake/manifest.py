@@ -9,6 +9,11 @@ from typing import Any
 from lake import atomic
 from lake.schema import SCHEMA_VERSION
 
+#: The lake's id: made by its first publish, carried on by every later one (and kept by a copy or a move
+#: of the lake), so what is kept about a lake outside it (people's labels:
+#: :func:`atlas.userstate.default_path`) follows the lake, not its path.
+LAKE_ID = "lake_id"
+
 
 class LakeMissingError(FileNotFoundError):
     """Raised when there is no usable lake; the message says how to build one."""

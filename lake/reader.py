@@ -56,6 +56,12 @@ class LakeReader:
         return manifest_io.read(self.layout.manifest, lake=self.layout.location)
 
     @property
+    def lake_id(self) -> str | None:
+        """The lake's id (:data:`lake.manifest.LAKE_ID`; None for a lake published before ids)."""
+        value = self.manifest.get(manifest_io.LAKE_ID)
+        return value if isinstance(value, str) and value else None
+
+    @property
     def tables(self) -> list[str]:
         return [name for name in TABLES if self.layout.table(name).is_file()]
 

@@ -211,7 +211,7 @@ def cmd_oddities(args: argparse.Namespace) -> int:
     try:
         reader = LakeReader.open(args.lake or environment.lake_dir())
         if args.command == "feedback":
-            store = FeedbackStore(default_path(reader.layout.root))
+            store = FeedbackStore(default_path(reader.layout.root, lake_id=reader.lake_id))
             if AtlasQueries(reader).entry(args.date.isoformat()) is None:
                 raise LookupError(f"no entry for {args.date}")
             store.add(date=args.date.isoformat(), interesting={"interesting": True, "not": False}.get(args.label),
@@ -219,7 +219,7 @@ def cmd_oddities(args: argparse.Namespace) -> int:
             print(f"{args.date}: {args.label} (user {args.user})")
             return 0
         try:
-            labels = FeedbackStore(default_path(reader.layout.root)).labels(user=args.user)
+            labels = FeedbackStore(default_path(reader.layout.root, lake_id=reader.lake_id)).labels(user=args.user)
         except FeedbackUnavailable as exc:  # as the API: without the marks, the detectors' own order
             log.warning("the list without your marks: %s", exc)
             labels = {}

@@ -321,6 +321,44 @@ def test_feedback_store_keeps_latest_label_and_survives_reopen(tmp_path):
     assert again.labels() == {"2014-01-07": False}  # everyone's votes: 2014-01-09 is one against one
 
 
+def test_labels_follow_the_lake_when_it_moves_and_survive_an_upgrade_and_a_fresh_build(tmp_path, monkeypatch):
+    """Labels were kept in a file named after the lake's path: a lake moved to another disk (or mounted
+    elsewhere in a container) came up with none. They follow the lake's id now (kept by every build of
+    the lake, and by a copy or a move); the first open by id copies in the labels kept under the path
+    (an upgraded lake) or of the lake the path held before it was built afresh."""
+    import shutil
+    from pathlib import Path
+
+    from atlas.userstate import default_path
+    from lake.layout import LakeLayout
+    from lake.reader import LakeReader
+    from lake.writer import LakeWriter
+
+    monkeypatch.setenv("COSMIC_ATLAS_STATE", str(tmp_path / "state"))
+    table: dict = {}  # a lake with nothing in it but its manifest: ids are the manifest's
+
+    def publish(root: Path, version: str) -> str:
+        LakeWriter(LakeLayout(root)).publish_tables(table, {}, version=version)
+        return LakeReader.open(root).lake_id
+
+    home = tmp_path / "lake"
+    first = publish(home, "v1")
+    legacy = default_path(home)  # the path's file of an earlier release, holding a label
+    FeedbackStore(legacy).add(date="2014-01-07", interesting=True, user="ann")
+    assert publish(home, "v2") == first  # carried on by the next build
+    mine = FeedbackStore(default_path(home, lake_id=first))
+    assert mine.path != legacy and mine.labels(user="ann") == {"2014-01-07": True}  # copied in
+    mine.add(date="2014-01-08", interesting=False, user="ann")
+    moved = tmp_path / "elsewhere" / "lake"
+    shutil.move(home, moved)
+    assert LakeReader.open(moved).lake_id == first
+    assert FeedbackStore(default_path(moved, lake_id=first)).labels(user="ann") == {"2014-01-07": True, "2014-01-08": False}
+    fresh = publish(home, "v1")  # a new lake built where the first one was
+    assert fresh != first
+    assert FeedbackStore(default_path(home, lake_id=fresh)).labels(user="ann") == {"2014-01-07": True, "2014-01-08": False}
+    assert FeedbackStore(default_path(home, lake_id="not-a-uuid/../x")).path.parent == tmp_path / "state"
+
+
 def test_without_a_person_the_labels_are_everyones_votes(tmp_path):
     """The list nobody is named for (the API without ``user``, the CLI) is re-ranked by everyone's marks
     as votes: each person's current mark counts once. Before, the newest mark by anyone was the answer,
