@@ -33,6 +33,12 @@ def _summary_line(info: dict) -> html.Div:
                      f" from SDSS Stripe 82 · {classes} · {pictures}"], className="mb-2")
 
 
+#: The catalogue's pictures are all framed alike (0.3″ a pixel, 160 pixels: 48″ across), and an upload
+#: is compared with them as a whole picture: one framed the same way compares form with form.
+FRAMING_HINT = ("Frame it like the catalogue's cutouts for the closest matches: one galaxy, centred, with some "
+                "sky around it (each cutout is 48″ across); crop a wide field to the galaxy first.")
+
+
 @url_parameters
 def layout(objid: str = "", **_ignored) -> html.Div:
     try:
@@ -53,6 +59,7 @@ def layout(objid: str = "", **_ignored) -> html.Div:
               "Picture upload needs galaxy pictures in the lake (see above); pick a galaxy instead"))
     controls = dbc.Row([
         dbc.Col([upload,
+                 html.Div(FRAMING_HINT, className="small text-muted mb-2") if info["picture_search"] else None,
                  dbc.InputGroup([dbc.InputGroupText("objid"),
                                  dbc.Input(id=Galaxies.OBJID, value=objid if objid.isdigit() else "",
                                            placeholder="a catalogue galaxy, or click one on the map", debounce=True)],

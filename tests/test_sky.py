@@ -169,6 +169,20 @@ def test_cone_search_wraps_ra_and_handles_poles(tmp_path):
     assert a.object_position("  O3 ") == (10.0, 89.9) and a.object_position("o99") is None
 
 
+def test_abell_numbers_are_asked_as_the_catalogue_the_entry_speaks_of(g):
+    """Abell numbered both planetary nebulae (to 86) and galaxy clusters: "Abell 39" in an entry about a
+    planetary nebula is asked as PN A66 39, "Abell 68" in one about a lensing cluster as ACO 68; a
+    number past 86, or an entry that says both or neither, is asked as written."""
+    def asked(title: str, text: str) -> set[str]:
+        return {o.canonical_id for o in objects_for(title, text, g) if o.canonical_id and "Abell" in o.name}
+
+    assert asked("Abell 39: A Planetary Nebula", "Abell 39 is a remarkably simple nebula.") == {"PN A66 39"}
+    assert asked("Gravitational Lensing by Abell 68", "Galaxy cluster Abell 68 bends light.") == {"ACO 68"}
+    assert asked("Abell 2218: A Galaxy Cluster Lens", "Gravity bends light.") == {"Abell 2218"}
+    assert asked("Abell 7", "A faint nebula.") == {"Abell 7"}
+    assert asked("Abell 33 and Abell 1689", "A planetary nebula, and a cluster of galaxies.") == {"Abell 33", "Abell 1689"}
+
+
 def test_typed_names_are_found_in_any_case_and_spacing():
     """The Sky page and the cone API look up what a person typed: "m42" and "NGC  2237" were not found
     (the text scanner wants catalogue names as an archive text writes them), nor "vega"."""

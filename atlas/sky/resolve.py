@@ -6,6 +6,7 @@ first placed object of the title, else of the text."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,15 +58,38 @@ def objects_for(title: str, explanation: str, gazetteer: Gazetteer) -> list[SkyO
     named = {m.name.lower() for m in mentions["explanation"] if m.kind == "common"}
     mentions["title"] = [m for m in mentions["title"] if m.kind != "common" or m.name.lower() in named
                          or not gazetteer.capitalised_only(m.name)]
+    context = f"{title or ''} {explanation or ''}".lower()
     for field, found in mentions.items():
         for m in found:
             obj = resolve(m, field, gazetteer)
+            if obj.resolver is None and obj.canonical_id:
+                obj = replace(obj, canonical_id=abell_designation(obj.canonical_id, context))
             ident = (field, obj.canonical_id or obj.name)
             if ident in seen:
                 continue
             seen.add(ident)
             out.append(obj)
     return with_primary(out)
+
+
+#: Abell's 1966 catalogue of planetary nebulae runs to 86; his galaxy clusters (ACO) use the same numbers
+_ABELL_LOW = re.compile(r"^Abell (\d{1,2})$")
+_PLANETARY = re.compile(r"\bplanetary\b")
+_GALAXY_CLUSTER = re.compile(r"\b(?:galaxy clusters?|clusters? of galaxies)\b")
+
+
+def abell_designation(designation: str, context: str) -> str:
+    """"Abell 39" is a planetary nebula and "Abell 68" a cluster of galaxies, and SIMBAD can take either
+    for the other: a number of the planetary nebulae's catalogue is asked as "PN A66 n" when the entry
+    speaks of a planetary nebula, as "ACO n" when it speaks of a galaxy cluster, and as written when it
+    says both or neither. ``context``: the entry's title and explanation, lower case."""
+    m = _ABELL_LOW.match(designation)
+    if not m or not 1 <= int(m.group(1)) <= 86:
+        return designation
+    planetary, cluster = bool(_PLANETARY.search(context)), bool(_GALAXY_CLUSTER.search(context))
+    if planetary == cluster:
+        return designation
+    return f"PN A66 {int(m.group(1))}" if planetary else f"ACO {int(m.group(1))}"
 
 
 def with_primary(objs: list[SkyObject]) -> list[SkyObject]:
