@@ -104,7 +104,8 @@ def default_path(lake_root: Path, *, lake_id: str | None = None) -> Path:
     if not by_id.exists():
         for source in ((state / f"feedback-lake-{_id_key(earlier)}.sqlite") if earlier else None, by_path):
             if source is not None and source.is_file() and source.stat().st_size:
-                _copy_labels(source, by_id)
+                if not _copy_labels(source, by_id):
+                    return source  # (damaged, or no room for a copy) the store says what is wrong with it
                 break
     if earlier != lake_id:
         try:
@@ -120,10 +121,11 @@ def _id_key(lake_id: str) -> str:
     return lake_id if re.fullmatch(r"[0-9a-f]{32}", lake_id) else hashlib.sha1(lake_id.encode()).hexdigest()[:32]
 
 
-def _copy_labels(source: Path, target: Path) -> None:
+def _copy_labels(source: Path, target: Path) -> bool:
     """Copy a labels' database with SQLite's backup (consistent while others write to it) and put it in
     place only if no other process did first (a hard link refuses an existing name: two workers opening
-    the lake at once must not replace each other's copy, and labels written to the first meanwhile)."""
+    the lake at once must not replace each other's copy, and labels written to the first meanwhile).
+    False when it could not be copied: the labels stay where they are, to be used from there."""
     tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
     try:
         with contextlib.closing(sqlite3.connect(source, timeout=30)) as src, \
@@ -135,8 +137,11 @@ def _copy_labels(source: Path, target: Path) -> None:
             log.info("people's labels of %s copied to %s (the lake's own file from now on)", source, target)
         except FileExistsError:
             pass
+        return True
     except (OSError, sqlite3.Error) as exc:  # the old file stays as it was: nothing is lost
-        log.warning("could not copy people's labels from %s to %s (%s); they stay in the first", source, target, exc)
+        log.warning("could not copy people's labels from %s to %s (%s); they are used where they are",
+                    source, target, exc)
+        return False
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -265,6 +265,11 @@ class LakeLayout:
     def lock(self) -> Path:
         return self.root / ".build.lock"
 
+    def sync_record(self, folder: str) -> Path:
+        """What a working copy's shared ``folder`` (thumbs, cutouts, cache) held the last time it was in
+        step with the bucket, file by file (:class:`lake.remote.SyncRecord`)."""
+        return self.root / ".sync" / f"{folder}.json"
+
     def exists(self) -> bool:
         """A lake is there when a build has published a version with its manifest."""
         return self.manifest.is_file()

@@ -67,6 +67,59 @@ POLL_SECONDS: Final = 30.0
 
 #: Bytes read and written at a time when a file goes to or comes from the bucket.
 COPY_CHUNK: Final = 8 << 20
+#: Shared folders mirrored both ways: a file one builder removed (embedding chunks merged by a compaction,
+#: a stale trace) leaves the bucket, and then the other working copies. Pictures are never deleted.
+MIRRORED: Final = ("cache",)
+#: Files sent in one push above which the bucket's stamps of them are read by listing the folder once,
+#: rather than one request per file.
+RELIST_AFTER: Final = 100
+
+#: A file's stamp: (size in bytes, modification time): on disk in ns; in the bucket in whole seconds, the
+#: store's own resolution (a listing may carry milliseconds that a HEAD of the same object does not).
+Stamp = tuple[int, int]
+
+
+def _bucket_stamp(size: int, mtime_ns: int | None) -> Stamp:
+    return size, (mtime_ns or 0) // 1_000_000_000
+
+
+class SyncRecord:
+    """For one shared folder of a working copy, each file's stamp in the bucket and on disk the last time
+    the two held the same file (it was pulled, or pushed).
+
+    Sizes alone cannot tell a changed file from the same one (an index rewritten with other dates, a
+    cutout replaced by another survey's of the same size): with the record, a file changed on disk since
+    is pushed, one changed in the bucket since is pulled, and one another builder deleted since (the
+    chunks a compaction merged) is deleted here too, rather than uploaded again by the next push. Kept
+    in the working copy (:meth:`lake.layout.LakeLayout.sync_record`); a file it does not list (a copy
+    made before the record, or a record lost) is compared by size."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raw = {}
+        self.files: dict[str, tuple[Stamp, Stamp]] = {}  # relative path → (bucket stamp, disk stamp)
+        for rel, v in (raw.get("files") or {}).items() if isinstance(raw, dict) else ():
+            try:
+                self.files[rel] = ((int(v[0]), int(v[1])), (int(v[2]), int(v[3])))
+            except (TypeError, ValueError, IndexError):
+                continue
+
+    def save(self) -> None:
+        body = {"format": 1, "files": {rel: [*there, *here] for rel, (there, here) in sorted(self.files.items())}}
+        atomic.write_text(self.path, json.dumps(body, separators=(",", ":")))
+
+
+def _disk_stamp(path: Path) -> Stamp | None:
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
 #: A pull's temporary folder untouched this long was left by a worker that died mid-pull (gunicorn kills
 #: a worker after its 120 s timeout, and a killed process runs no cleanup); a live pull writes files
 #: into it all along.
@@ -191,10 +244,6 @@ class RemoteLake:
         self._pulled_tag: str | None = None
         #: the version this object's last :meth:`push` made live (None until a pointer write succeeds)
         self.pushed: str | None = None
-        #: per shared folder, the objects this object has seen there: pulled, or pushed from the working
-        #: copy. A mirrored push deletes only those of them the working copy no longer holds, never an
-        #: object another builder added after this one looked (see :meth:`_upload`)
-        self._known: dict[str, set[str]] = {}
         #: the version whose shared folders this object last brought in: a version's thumbnails and
         #: cutouts are pushed before its pointer, so while the pointer stays, the folders are not listed
         #: again (an app looks every 30 s, and a folder of 100k thumbnails is a long listing)
@@ -215,6 +264,10 @@ class RemoteLake:
 
     def _listing(self, *parts: str) -> dict[str, int]:
         """Relative path → size of every object under ``parts``."""
+        return {rel: size for rel, (size, _) in self._objects(*parts).items()}
+
+    def _objects(self, *parts: str) -> dict[str, Stamp]:
+        """Relative path → stamp (size, modification time) of every object under ``parts``."""
         from pyarrow import fs
 
         base = self._key(*parts)
@@ -222,7 +275,7 @@ class RemoteLake:
             infos = self._fs.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise self._error("list", exc) from exc
-        return {i.path[len(base) + 1:]: i.size for i in infos if i.type == fs.FileType.File}
+        return {i.path[len(base) + 1:]: _bucket_stamp(i.size, i.mtime_ns) for i in infos if i.type == fs.FileType.File}
 
     # -- pointer ----------------------------------------------------------------------------------
     def current_version(self) -> str | None:
@@ -311,9 +364,7 @@ class RemoteLake:
                 return None
             if self._shared_for.get(shared) != version:
                 for folder in shared:
-                    listing = self._listing(folder)
-                    self._download(listing, (folder,), self.layout.root / folder)
-                    self._known[folder] = set(listing)
+                    self._pull_shared(folder)
                 self._shared_for[shared] = version
             target = self.layout.version_dir(version)
             if not target.is_dir() and not self._pull_version(version, target, wait=wait):
@@ -508,22 +559,56 @@ class RemoteLake:
         if missing:
             log.info("lake %s: %d files of %s downloaded", self.layout.remote, len(missing), "/".join(parts))
 
+    def _pull_shared(self, folder: str) -> None:
+        """Bring a shared folder in step with the bucket (:class:`SyncRecord`): files missing here, or
+        changed in the bucket since this copy was last in step, are downloaded (the bucket's wins over an
+        unpushed change here); files changed here since are left for the next push; in a
+        :data:`MIRRORED` folder, files another builder deleted from the bucket since are deleted here
+        too, unless changed here since."""
+        into = self.layout.root / folder
+        there = self._objects(folder)
+        record = SyncRecord(self.layout.sync_record(folder))
+        fetch = []
+        for rel, stamp in there.items():
+            here, seen = _disk_stamp(into / rel), record.files.get(rel)
+            if here is None or (seen is None and here[0] != stamp[0]) or (seen is not None and seen[0] != stamp):
+                fetch.append(rel)
+            elif seen is None:  # same size, no record: taken as the same file (as before the record)
+                record.files[rel] = (stamp, here)
+        removed = 0
+        try:
+            for rel in fetch:
+                try:
+                    with self._fs.open_input_stream(self._key(folder, rel)) as stream:
+                        atomic.write_with(into / rel, lambda tmp: _copy_to(stream, tmp))
+                except OSError as exc:
+                    raise self._error(f"download {rel} of", exc) from exc
+                record.files[rel] = (there[rel], _disk_stamp(into / rel) or (0, 0))
+            for rel in [r for r in record.files if r not in there]:
+                _, here_then = record.files.pop(rel)
+                if folder in MIRRORED and _disk_stamp(into / rel) == here_then:
+                    (into / rel).unlink(missing_ok=True)
+                    removed += 1
+        finally:
+            record.save()
+        if fetch or removed:
+            log.info("lake %s: %s: %d files downloaded, %d that other builders deleted from the bucket deleted here",
+                     self.layout.remote, folder, len(fetch), removed)
+
     # -- push -------------------------------------------------------------------------------------
     def push(self, *, shared: tuple[str, ...] = SHARED_FOR_BUILD) -> str:
-        """Upload the working copy's live version and the ``shared`` folders' new files, then write the
-        pointer (last). Files already in the bucket with the same size are not sent again; files the
-        local publish hard-linked from the version before are copied inside the bucket."""
+        """Upload the working copy's live version and the ``shared`` folders' new and changed files (see
+        :meth:`_push_shared`), then write the pointer (last). A version's files already in the bucket are
+        not sent again; files the local publish hard-linked from the version before are copied inside the
+        bucket."""
         version = self.layout.current_version()
         if version is None:
             raise RemoteLakeError(f"nothing to push: the working copy {self.layout.root} has no published version")
         with self._lock:
             for folder in shared:
-                # the caches are mirrored: what a build pulled (or pushed) and its working copy no longer
-                # holds (embedding chunks merged by a compaction, stale traces) leaves the bucket. Sent
-                # before the check below on purpose: an overtaken build's new embedding chunks and pictures
-                # are kept for its re-run and for every other builder, only its version is refused
-                self._known[folder] = self._upload(self.layout.root / folder, (folder,),
-                                                   mirror=self._known.get(folder, set()) if folder == "cache" else None)
+                # sent before the check below on purpose: an overtaken build's new embedding chunks and
+                # pictures are kept for its re-run and for every other builder, only its version is refused
+                self._push_shared(folder)
             previous = self.current_version()
             if self._pulled is not None and (previous or "") != self._pulled:
                 # another builder pushed since this build pulled: pushing now would drop its version.
@@ -641,56 +726,96 @@ class RemoteLake:
         return same
 
     def _upload(self, folder: Path, parts: tuple[str, ...], *, copy_from: set[str] = frozenset(),
-                previous: str | None = None, mirror: set[str] | None = None) -> set[str]:
-        """Send ``folder``'s files the bucket lacks under ``parts`` (``copy_from``: copy these from the
-        ``previous`` version inside the bucket instead); returns the folder's files (relative paths), the
-        objects this builder has now seen there.
-
-        ``mirror``: the objects under ``parts`` this builder has seen (pulled or pushed); those of them
-        the folder no longer has are deleted from the bucket. Objects outside it stay: another builder
-        sharing the bucket added them after this one looked (its new embedding chunk, or the chunk its
-        compaction wrote), and deleting them would throw that builder's work away. Nor are the objects it
-        had seen and another builder has deleted since sent back."""
+                previous: str | None = None) -> None:
+        """Send a version folder's files the bucket lacks under ``parts`` (``copy_from``: copy these from
+        the ``previous`` version inside the bucket instead). A version's files never change, so a file
+        there with the same size is that file."""
         if not folder.is_dir():
-            return set()
+            return
         there = self._listing(*parts)
         sent = copied = 0
         # a version's record is sent by push itself (before the files); its manifest goes last, so a
         # version without one is known to be half-pushed (see prune)
         local = sorted((p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
-                        and not (parts[0] == "versions" and p.name == VERSION_ORIGINS)),
-                       key=lambda p: (parts[0] == "versions" and p == folder / "manifest.json", p))
-        kept = {p.relative_to(folder).as_posix() for p in local}
+                        and p.name != VERSION_ORIGINS), key=lambda p: (p == folder / "manifest.json", p))
         for path in local:
             rel = path.relative_to(folder).as_posix()
             if there.get(rel) == path.stat().st_size:
                 continue
-            if mirror is not None and rel in mirror and rel not in there:
-                continue  # another builder deleted it since this one looked (its compaction holds it)
             try:
                 if rel in copy_from:
                     self._fs.copy_file(self._key("versions", str(previous), rel), self._key(*parts, rel))
                     copied += 1
                 else:
-                    with self._fs.open_output_stream(self._key(*parts, rel)) as out, path.open("rb") as src:
-                        shutil.copyfileobj(src, out, COPY_CHUNK)
+                    self._send(path, self._key(*parts, rel))
                     sent += 1
             except OSError as exc:
                 raise self._error(f"upload {rel} to", exc) from exc
         if sent or copied:
             log.info("lake %s: %s: %d files uploaded, %d copied in the bucket", self.layout.remote,
                      "/".join(parts), sent, copied)
-        if mirror is not None:  # after the uploads: a push that dies between never leaves the bucket with less
-            gone = [rel for rel in there if rel in mirror and rel not in kept]
+
+    def _send(self, path: Path, key: str) -> None:
+        with self._fs.open_output_stream(key) as out, path.open("rb") as src:
+            shutil.copyfileobj(src, out, COPY_CHUNK)
+
+    def _push_shared(self, folder: str) -> None:
+        """Send a shared folder's new files, and those changed here since this copy was last in step with
+        the bucket (:class:`SyncRecord`). A file the bucket changed since, and this copy did not, is left
+        to the next pull; one another builder deleted since (its compaction holds the vectors), left out.
+        In a :data:`MIRRORED` folder, what this copy deleted since (the chunks its compaction merged)
+        leaves the bucket, unless another builder changed it since; objects another builder added after
+        this copy looked stay. Deletions come after the uploads: a push that dies between never leaves the
+        bucket with less."""
+        root = self.layout.root / folder
+        if not root.is_dir():
+            return
+        there = self._objects(folder)
+        record = SyncRecord(self.layout.sync_record(folder))
+        mirrored = folder in MIRRORED
+        here = {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")}
+        send = []
+        for rel, stamp in sorted(here.items()):
+            seen, remote = record.files.get(rel), there.get(rel)
+            unchanged = seen is not None and seen[1] == stamp
+            if remote is not None and (unchanged or (seen is None and remote[0] == stamp[0])):
+                if seen is None:  # same size, no record: taken as the same file (as before the record)
+                    record.files[rel] = (remote, stamp)
+                continue
+            if remote is None and unchanged and mirrored:
+                continue  # another builder deleted it since: the next pull deletes it here
+            send.append(rel)
+        gone: list[str] = []
+        try:
+            for rel in send:
+                try:
+                    self._send(root / rel, self._key(folder, rel))
+                    # the bucket's stamp of what was sent: asked per file, or listed once for many
+                    info = self._fs.get_file_info(self._key(folder, rel)) if len(send) <= RELIST_AFTER else None
+                except OSError as exc:
+                    raise self._error(f"upload {rel} to", exc) from exc
+                record.files[rel] = (_bucket_stamp(info.size, info.mtime_ns) if info else (-1, -1), here[rel])
+            if len(send) > RELIST_AFTER:
+                now_there = self._objects(folder)
+                for rel in send:
+                    if rel in now_there:
+                        record.files[rel] = (now_there[rel], here[rel])
+            gone = [rel for rel, (remote_then, _) in record.files.items()
+                    if mirrored and rel not in here and there.get(rel) == remote_then]
             for rel in gone:
                 try:
-                    self._fs.delete_file(self._key(*parts, rel))
+                    self._fs.delete_file(self._key(folder, rel))
                 except OSError as exc:
                     raise self._error(f"delete {rel} from", exc) from exc
-            if gone:
-                log.info("lake %s: %s: %d files the working copy no longer holds deleted from the bucket",
-                         self.layout.remote, "/".join(parts), len(gone))
-        return kept
+                del record.files[rel]
+            for rel in [r for r in record.files if r not in here and r not in there]:
+                del record.files[rel]  # gone from both
+        finally:
+            record.save()
+        if send or gone:
+            log.info("lake %s: %s: %d files uploaded, %d the working copy no longer holds deleted from the bucket",
+                     self.layout.remote, folder, len(send), len(gone))
 
 
 def _utc(when: dt.datetime | None) -> dt.datetime | None:

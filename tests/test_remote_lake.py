@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -295,15 +296,66 @@ def test_two_builders_compacting_and_adding_cache_chunks_keep_each_others_chunks
         remote_b.push()
     prefix = "chunks/" + "/".join(folder) + "/"
     assert _files(client, prefix) == {"chunk-3-all.parquet", "chunk-4.parquet"}  # ...but no chunk is lost
-    remote_b.pull(shared=remote.SHARED_FOR_BUILD)  # b's re-run starts from every chunk there is
-    assert sorted(p.name for p in chunks_b.iterdir()) == ["chunk-1.parquet", "chunk-2.parquet",
-                                                         "chunk-3-all.parquet", "chunk-4.parquet"]
-    for name in ("chunk-1.parquet", "chunk-2.parquet", "chunk-4.parquet"):  # b compacts in turn
-        (chunks_b / name).unlink()
-    (chunks_b / "chunk-5-all.parquet").write_bytes(b"all vectors of b")
+    # b's re-run starts from every chunk there is, without the two a's compaction merged (they would
+    # go back to the bucket with b's next push, and be pulled and merged by every builder after it)
+    remote_b.pull(shared=remote.SHARED_FOR_BUILD)
+    assert sorted(p.name for p in chunks_b.iterdir()) == ["chunk-3-all.parquet", "chunk-4.parquet"]
     republish_categories(machine_b, "b2")
     remote_b.push()
-    assert _files(client, prefix) == {"chunk-3-all.parquet", "chunk-5-all.parquet"}
+    assert _files(client, prefix) == {"chunk-3-all.parquet", "chunk-4.parquet"}
+    for name in ("chunk-3-all.parquet", "chunk-4.parquet"):  # b compacts in turn
+        (chunks_b / name).unlink()
+    (chunks_b / "chunk-5-all.parquet").write_bytes(b"all vectors of b")
+    republish_categories(machine_b, "b3")
+    remote_b.push()
+    assert _files(client, prefix) == {"chunk-5-all.parquet"}
+
+
+def test_a_shared_file_changed_without_changing_size_is_pushed_and_pulled(s3_server, tmp_path):
+    """Shared files were compared by size alone: an index rewritten with other dates, or a cutout replaced
+    by another survey's, of the same size, never left the machine that changed it, and a copy that had
+    the old one never took the new one. Each copy records what it last had in step with the bucket, so
+    a file changed on either side since goes the right way, and a change on neither side sends nothing."""
+    client, _ = s3_server
+    builder = _copy(tmp_path, "builder", "stamps")
+    write_synthetic_lake(builder.root, n=200)
+    names = builder.root / "cache" / "names.json"
+    names.parent.mkdir(parents=True, exist_ok=True)
+    names.write_text('{"Abell 39": {"unknown_since": 1000000000.0}}')
+    (builder.root / "cutouts" / "gz2").mkdir(parents=True)
+    cutout = builder.root / "cutouts" / "gz2" / "587722981741363294.jpg"
+    cutout.write_bytes(b"sdss picture")
+    RemoteLake(builder).push()
+    written = names.stat().st_mtime_ns
+    RemoteLake(builder).pull(shared=remote.SHARED_FOR_BUILD)  # the next build's pull: in step, nothing to fetch
+    assert names.stat().st_mtime_ns == written
+    app = _copy(tmp_path, "app", "stamps")
+    RemoteLake(app).pull(shared=remote.SHARED_FOR_BUILD)
+    assert (app.root / "cache" / "names.json").read_text() == names.read_text()
+
+    time.sleep(1.1)  # the store's times are to the second
+    names.write_text('{"Abell 39": {"unknown_since": 1000086400.0}}')  # a re-ask: same size, new date
+    cutout.write_bytes(b"legs picture")  # another survey's cutout, of the same size
+    again = RemoteLake(builder)
+    again.pull(shared=remote.SHARED_FOR_BUILD)  # as a build does first: nothing newer in the bucket
+    assert names.read_text().endswith('1000086400.0}}')  # its own change is not overwritten
+    republish_categories(builder, "v2")
+    again.push()
+    got = client.get_object(Bucket=BUCKET, Key="stamps/cache/names.json")["Body"].read().decode()
+    assert got.endswith('1000086400.0}}')
+    assert client.get_object(Bucket=BUCKET, Key="stamps/cutouts/gz2/587722981741363294.jpg")["Body"].read() == b"legs picture"
+    RemoteLake(app).pull(shared=remote.SHARED_FOR_BUILD)
+    assert (app.root / "cache" / "names.json").read_text().endswith('1000086400.0}}')
+    assert (app.root / "cutouts" / "gz2" / "587722981741363294.jpg").read_bytes() == b"legs picture"
+    before = _stamps(client, "stamps/cache/")
+    republish_categories(builder, "v3")
+    RemoteLake(builder).push()  # nothing changed: nothing sent again
+    assert _stamps(client, "stamps/cache/") == before
+
+
+def _stamps(client, prefix: str) -> dict[str, str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return {o["Key"]: f'{o["LastModified"]}/{o["ETag"]}' for page in pages for o in page.get("Contents", [])}
 
 
 def test_a_build_that_another_builder_overtook_is_refused_not_lost(s3_server, tmp_path):
