@@ -292,6 +292,10 @@ ALIGN_HOLDOUT = ("2014-01-13", "2014-02-18", "2014-03-15", "2014-04-05")
 
 #: Galaxies of the demo lake's Galaxy Zoo collection (the bundled catalogue's first rows).
 DEMO_GALAXIES = 300
+#: The cutout service of the demo lake has no picture of every tenth of them (as SDSS has none outside
+#: its footprint): the lake has galaxies without pictures, as a real one does.
+DEMO_MISSING_EVERY = 10
+DEMO_PICTURED = DEMO_GALAXIES - DEMO_GALAXIES // DEMO_MISSING_EVERY
 
 
 def gz2_subset(path: Path, n: int) -> Path:
@@ -308,9 +312,10 @@ def gz2_subset(path: Path, n: int) -> Path:
 
 class CutoutServer:
     """A local stand-in for SDSS's cutout service: a synthetic spiral for each featured galaxy of the
-    catalogue, an elliptical for the others (tests/galaxy_pictures.py), looked up by ra/dec."""
+    catalogue, an elliptical for the others (tests/galaxy_pictures.py), looked up by ra/dec; with
+    ``missing_every`` n, a 404 for every n-th galaxy of the catalogue."""
 
-    def __init__(self, catalogue: Path) -> None:
+    def __init__(self, catalogue: Path, *, missing_every: int | None = None) -> None:
         from urllib.parse import parse_qs, urlsplit
 
         from pipeline.galaxies import read_catalogue
@@ -318,8 +323,9 @@ class CutoutServer:
 
         table = read_catalogue(catalogue)
         # keyed as the fetcher writes positions into the URL (6 decimals), so every galaxy is found
+        rows = zip(*(table.column(c).to_pylist() for c in ("objid", "ra", "dec", "gz_class")))
         self.kinds = {(f"{ra:.6f}", f"{dec:.6f}"): ("spiral" if cls == "featured" else "smooth", int(o[-6:]))
-                      for o, ra, dec, cls in zip(*(table.column(c).to_pylist() for c in ("objid", "ra", "dec", "gz_class")))}
+                      for i, (o, ra, dec, cls) in enumerate(rows, 1) if not missing_every or i % missing_every}
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -349,12 +355,12 @@ class CutoutServer:
 @pytest.fixture(scope="session")
 def demo_lake(tmp_path_factory) -> Path:
     """A real lake built through the CLI: the bundled archive's January–April 2014 (offline encoder) and
-    the first 300 Galaxy Zoo galaxies with pictures fetched from a local cutout service."""
+    the first 300 Galaxy Zoo galaxies, 270 with pictures fetched from a local cutout service."""
     lake = tmp_path_factory.mktemp("demo") / "lake"
     holdout = lake.parent / "align_holdout.txt"
     holdout.write_text("# pictures the text–picture space must never train on\n" + "\n".join(ALIGN_HOLDOUT) + "\n")
     catalogue = gz2_subset(lake.parent / "gz2_subset.csv", DEMO_GALAXIES)
-    cutouts = CutoutServer(catalogue)
+    cutouts = CutoutServer(catalogue, missing_every=DEMO_MISSING_EVERY)
     try:
         proc = run_cli("build", "--encoder", "offline", "--no-progress", "--start", "2014-01-01", "--end", "2014-04-30",
                        "--align-exclude", str(holdout), "--lake", str(lake), "--gz2-catalogue", str(catalogue),

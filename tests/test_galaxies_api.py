@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lake.galaxies import MAX_SELECTION, GalaxyError
-from tests.conftest import DEMO_GALAXIES, run_cli
+from tests.conftest import DEMO_GALAXIES, DEMO_PICTURED, run_cli
 from tests.galaxy_pictures import render
 
 
@@ -24,14 +24,14 @@ def test_the_collection_sits_beside_apod(demo_client, demo_lake):
     from lake.reader import LakeReader
 
     info = demo_client.get("/api/galaxies").get_json()
-    assert info["galaxies"] == DEMO_GALAXIES and info["with_picture"] == DEMO_GALAXIES and info["picture_search"]
+    assert info["galaxies"] == DEMO_GALAXIES and info["with_picture"] == DEMO_PICTURED and info["picture_search"]
     assert set(info["base_rates"]) == {"smooth", "features", "bar", "spiral", "odd"}
     reader = LakeReader.open(demo_lake)
     assert {"entries", "categories", "projections", "galaxies", "galaxy_maps"} <= set(reader.tables)
     assert reader.count("galaxies") == DEMO_GALAXIES
     assert reader.manifest["counts"]["galaxies"] == DEMO_GALAXIES and reader.manifest["counts"]["entries"] > 100
     spaces = reader.query("SELECT space, count(*) AS n FROM galaxy_maps GROUP BY 1 ORDER BY 1")
-    assert spaces.to_dict("list") == {"space": ["image", "morphology"], "n": [DEMO_GALAXIES, DEMO_GALAXIES]}
+    assert spaces.to_dict("list") == {"space": ["image", "morphology"], "n": [DEMO_PICTURED, DEMO_GALAXIES]}
 
 
 @pytest.mark.parametrize("kind, wanted", [("spiral", "featured"), ("smooth", "smooth")])
@@ -62,6 +62,25 @@ def test_morphology_neighbours_of_a_catalogue_galaxy(demo_client):
     assert len(by_picture["galaxies"]) == 5
     padded = demo_client.get("/api/galaxies/8647474690312307154%20?k=5")  # a pasted id with a space
     assert padded.status_code == 200 and padded.get_json()["galaxies"] == start["galaxies"]
+
+
+def test_a_galaxy_without_a_picture_has_morphology_neighbours_and_says_it_has_no_picture(demo_client, demo_lake):
+    """The demo lake's cutout service has no picture of every tenth galaxy, as SDSS has none for some:
+    such a galaxy has morphology neighbours (listed without a picture), its picture neighbours are a
+    clear 404, and it is never one of a picture's look-alikes."""
+    from lake.reader import LakeReader
+
+    reader = LakeReader.open(demo_lake)
+    bare = reader.query("SELECT objid FROM galaxies WHERE NOT has_image ORDER BY objid").objid.tolist()
+    assert len(bare) == DEMO_GALAXIES - DEMO_PICTURED
+    assert reader.manifest["stages"]["gz2_cutouts"]["manifest"]["gz2_cutouts"]["last_fetch"]["failed"]
+    own = demo_client.get(f"/api/galaxies/{bare[0]}?k=5")
+    assert own.status_code == 200 and own.get_json()["galaxy"]["picture"] is None
+    by_picture = demo_client.get(f"/api/galaxies/{bare[0]}?k=5&space=image")
+    assert by_picture.status_code == 404 and "has no picture" in by_picture.get_json()["error"]
+    found = _upload(demo_client, render("spiral", seed=5), k=50).get_json()["galaxies"]
+    assert len(found) == 50 and not {g["objid"] for g in found} & set(bare)
+    assert all(g["picture"] for g in found)
 
 
 def test_bad_galaxy_requests_say_what_to_fix(demo_client):
