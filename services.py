@@ -77,6 +77,7 @@ class LakeService:
         self._encoder_lock = threading.Lock()  # loading takes seconds: not under the lock every request takes
         self._encoder_failed: dict[str, float] = {}  # fingerprint → when it failed; retried after a while
         self._feedback: FeedbackStore | None = None
+        self._feedback_for: str | None = None  # the lake id the store was opened for
         self._feedback_lock = threading.Lock()  # opening may wait on the database: not the requests' lock
         self._feedback_failed: tuple[float, FeedbackUnavailable] | None = None  # when, and why
         self._warmers: list[Callable[[], None]] = []
@@ -234,19 +235,22 @@ class LakeService:
         """People's labels for this lake (outside the lake: they survive rebuilds). Opened under a lock of
         its own: opening waits on the database (another process writing) and must not hold up every
         request of this worker. A store that failed to open is tried again after
-        :data:`FEEDBACK_RETRY_SECONDS`; meanwhile the same error answers at once."""
+        :data:`FEEDBACK_RETRY_SECONDS`; meanwhile the same error answers at once. The store follows the
+        served version's lake id: a worker that served a lake published before ids (or a lake since built
+        afresh at its path) moves to the lake's own file when the new version is served."""
+        lake_id = self.atlas().reader.lake_id
         with self._feedback_lock:
-            if self._feedback is None:
+            if self._feedback is None or self._feedback_for != lake_id:
                 failed = self._feedback_failed
                 if failed is not None and time.monotonic() - failed[0] < FEEDBACK_RETRY_SECONDS:
                     raise FeedbackUnavailable(str(failed[1]), public=failed[1].public_message)  # a new one:
                     # raised again, the stored exception would gather every raise's traceback
                 try:
-                    self._feedback = FeedbackStore(default_path(self.layout.root, lake_id=self.atlas().reader.lake_id))
+                    self._feedback = FeedbackStore(default_path(self.layout.root, lake_id=lake_id))
                 except FeedbackUnavailable as exc:
                     self._feedback_failed = (time.monotonic(), exc)
                     raise
-                self._feedback_failed = None
+                self._feedback_for, self._feedback_failed = lake_id, None
             return self._feedback
 
     def oddities(self, *, filters: Filters | None = None, detector: str = "combined",

@@ -247,8 +247,9 @@ class LakeLayout:
 
     @property
     def names_cache(self) -> Path:
-        """Names already sent to the online resolvers (SIMBAD, Sesame) and their answers (null = unknown)."""
-        return self.cache / "names.json"
+        """Names already sent to the online resolvers (SIMBAD, Sesame) and their answers, per resolver
+        setting (:mod:`pipeline.sky.online`; the first format's ``names.json`` beside it is carried over)."""
+        return self.cache / "names-v2.json"
 
     @property
     def cutout_sources(self) -> Path:

@@ -15,6 +15,12 @@ from lake.schema import SCHEMA_VERSION
 LAKE_ID = "lake_id"
 
 
+def lake_id(manifest: dict[str, Any]) -> str | None:
+    """The lake id a manifest carries (None for a lake published before ids)."""
+    value = manifest.get(LAKE_ID)
+    return value if isinstance(value, str) and value else None
+
+
 class LakeMissingError(FileNotFoundError):
     """Raised when there is no usable lake; the message says how to build one."""
 

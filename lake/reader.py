@@ -58,8 +58,7 @@ class LakeReader:
     @property
     def lake_id(self) -> str | None:
         """The lake's id (:data:`lake.manifest.LAKE_ID`; None for a lake published before ids)."""
-        value = self.manifest.get(manifest_io.LAKE_ID)
-        return value if isinstance(value, str) and value else None
+        return manifest_io.lake_id(self.manifest)
 
     @property
     def tables(self) -> list[str]:

@@ -70,29 +70,31 @@ COPY_CHUNK: Final = 8 << 20
 #: Shared folders mirrored both ways: a file one builder removed (embedding chunks merged by a compaction,
 #: a stale trace) leaves the bucket, and then the other working copies. Pictures are never deleted.
 MIRRORED: Final = ("cache",)
-#: Files sent in one push above which the bucket's stamps of them are read by listing the folder once,
-#: rather than one request per file.
-RELIST_AFTER: Final = 100
-
-#: A file's stamp: (size in bytes, modification time): on disk in ns; in the bucket in whole seconds, the
-#: store's own resolution (a listing may carry milliseconds that a HEAD of the same object does not).
-Stamp = tuple[int, int]
+#: A file on disk: (size in bytes, modification time in ns).
+DiskStamp = tuple[int, int]
 
 
-def _bucket_stamp(size: int, mtime_ns: int | None) -> Stamp:
-    return size, (mtime_ns or 0) // 1_000_000_000
+@dataclass(frozen=True)
+class BucketObject:
+    """An object of a shared folder as the bucket lists it: its size, and its ETag, which names its
+    content (the MD5 of a single PUT's body), not when it was written."""
+
+    size: int
+    etag: str
 
 
 class SyncRecord:
-    """For one shared folder of a working copy, each file's stamp in the bucket and on disk the last time
-    the two held the same file (it was pulled, or pushed).
+    """For one shared folder of a working copy, each file's ETag in the bucket and its stamp on disk
+    the last time the two held the same file (it was pulled, or pushed: the ETag the PUT itself
+    answered, so another builder's write of the same key just after is never taken for this one).
 
     Sizes alone cannot tell a changed file from the same one (an index rewritten with other dates, a
     cutout replaced by another survey's of the same size): with the record, a file changed on disk since
     is pushed, one changed in the bucket since is pulled, and one another builder deleted since (the
     chunks a compaction merged) is deleted here too, rather than uploaded again by the next push. Kept
     in the working copy (:meth:`lake.layout.LakeLayout.sync_record`); a file it does not list (a copy
-    made before the record, or a record lost) is compared by size."""
+    made before the record, or a record lost) is compared by size. An app's workers share one copy and
+    may each rewrite the record: the last write wins, which costs at most a file fetched again."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -100,19 +102,19 @@ class SyncRecord:
             raw = json.loads(path.read_text())
         except (OSError, ValueError):
             raw = {}
-        self.files: dict[str, tuple[Stamp, Stamp]] = {}  # relative path → (bucket stamp, disk stamp)
-        for rel, v in (raw.get("files") or {}).items() if isinstance(raw, dict) else ():
+        self.files: dict[str, tuple[str, DiskStamp]] = {}  # relative path → (ETag, disk stamp)
+        for rel, v in (raw.get("files") or {}).items() if isinstance(raw, dict) and raw.get("format") == 2 else ():
             try:
-                self.files[rel] = ((int(v[0]), int(v[1])), (int(v[2]), int(v[3])))
+                self.files[rel] = (str(v[0]), (int(v[1]), int(v[2])))
             except (TypeError, ValueError, IndexError):
                 continue
 
     def save(self) -> None:
-        body = {"format": 1, "files": {rel: [*there, *here] for rel, (there, here) in sorted(self.files.items())}}
+        body = {"format": 2, "files": {rel: [etag, *here] for rel, (etag, here) in sorted(self.files.items())}}
         atomic.write_text(self.path, json.dumps(body, separators=(",", ":")))
 
 
-def _disk_stamp(path: Path) -> Stamp | None:
+def _disk_stamp(path: Path) -> DiskStamp | None:
     try:
         st = path.stat()
     except (FileNotFoundError, NotADirectoryError):
@@ -264,10 +266,6 @@ class RemoteLake:
 
     def _listing(self, *parts: str) -> dict[str, int]:
         """Relative path → size of every object under ``parts``."""
-        return {rel: size for rel, (size, _) in self._objects(*parts).items()}
-
-    def _objects(self, *parts: str) -> dict[str, Stamp]:
-        """Relative path → stamp (size, modification time) of every object under ``parts``."""
         from pyarrow import fs
 
         base = self._key(*parts)
@@ -275,7 +273,22 @@ class RemoteLake:
             infos = self._fs.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise self._error("list", exc) from exc
-        return {i.path[len(base) + 1:]: _bucket_stamp(i.size, i.mtime_ns) for i in infos if i.type == fs.FileType.File}
+        return {i.path[len(base) + 1:]: i.size for i in infos if i.type == fs.FileType.File}
+
+    def _objects(self, folder: str) -> dict[str, BucketObject]:
+        """Relative path → size and ETag of every object under a shared ``folder``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        head = "/".join([*([self.prefix] if self.prefix else []), folder]) + "/"
+        out = {}
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=head):
+                for o in page.get("Contents", []):
+                    if not o["Key"].endswith("/"):  # the empty "folder/" markers pyarrow leaves
+                        out[o["Key"][len(head):]] = BucketObject(int(o["Size"]), o["ETag"])
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("list", exc) from exc
+        return out
 
     # -- pointer ----------------------------------------------------------------------------------
     def current_version(self) -> str | None:
@@ -391,6 +404,7 @@ class RemoteLake:
                 return False
             if target.is_dir():
                 log.info("lake %s: version %s was pulled by another worker", self.layout.remote, version)
+                lock.unlink(missing_ok=True)  # (a waiter that took it again made the file anew)
                 return True
             work = self.layout.versions / f".tmp-pull-{version}"
             work.mkdir(exist_ok=True)  # plain mkdir: the mode a built version's folder has
@@ -551,42 +565,50 @@ class RemoteLake:
         missing = [rel for rel, size in objects.items()
                    if not ((into / rel).is_file() and (into / rel).stat().st_size == size)]
         for rel in missing:
-            try:
-                with self._fs.open_input_stream(self._key(*parts, rel)) as stream:
-                    atomic.write_with(into / rel, lambda tmp: _copy_to(stream, tmp))
-            except OSError as exc:
-                raise self._error(f"download {rel} of", exc) from exc
+            self._fetch(self._key(*parts, rel), into / rel)
         if missing:
             log.info("lake %s: %d files of %s downloaded", self.layout.remote, len(missing), "/".join(parts))
 
+    def _fetch(self, key: str, path: Path) -> None:
+        """Download one object to ``path`` (atomically: a killed download leaves no half file)."""
+        try:
+            with self._fs.open_input_stream(key) as stream:
+                atomic.write_with(path, lambda tmp: _copy_to(stream, tmp))
+        except OSError as exc:
+            raise self._error(f"download {path.name} of", exc) from exc
+
     def _pull_shared(self, folder: str) -> None:
-        """Bring a shared folder in step with the bucket (:class:`SyncRecord`): files missing here, or
-        changed in the bucket since this copy was last in step, are downloaded (the bucket's wins over an
-        unpushed change here); files changed here since are left for the next push; in a
-        :data:`MIRRORED` folder, files another builder deleted from the bucket since are deleted here
-        too, unless changed here since."""
+        """Bring a shared folder in step with the bucket (:class:`SyncRecord`). Downloaded: files missing
+        here that this copy never had, and files the bucket changed since this copy was last in step (the
+        bucket's wins over a change here not pushed yet, as the push's wins over the bucket's when it is
+        the one to find both changed). Left for the next push: files changed here since, and, in a
+        :data:`MIRRORED` folder, files deleted here since (a build's compaction that was not pushed: its
+        merged chunks must not come back). Deleted here, in a mirrored folder: files another builder
+        deleted from the bucket since, unless changed here since."""
         into = self.layout.root / folder
         there = self._objects(folder)
         record = SyncRecord(self.layout.sync_record(folder))
+        mirrored = folder in MIRRORED
         fetch = []
-        for rel, stamp in there.items():
+        for rel, obj in there.items():
             here, seen = _disk_stamp(into / rel), record.files.get(rel)
-            if here is None or (seen is None and here[0] != stamp[0]) or (seen is not None and seen[0] != stamp):
-                fetch.append(rel)
-            elif seen is None:  # same size, no record: taken as the same file (as before the record)
-                record.files[rel] = (stamp, here)
+            if seen is not None and seen[0] != obj.etag:
+                fetch.append(rel)  # changed in the bucket since
+            elif here is None and not (seen is not None and mirrored):
+                fetch.append(rel)  # (a mirrored file this copy had and deleted: the push deletes it there)
+            elif seen is None and here is not None:
+                if here[0] != obj.size:
+                    fetch.append(rel)
+                else:  # same size, no record: taken as the same file (as before the record)
+                    record.files[rel] = (obj.etag, here)
         removed = 0
         try:
             for rel in fetch:
-                try:
-                    with self._fs.open_input_stream(self._key(folder, rel)) as stream:
-                        atomic.write_with(into / rel, lambda tmp: _copy_to(stream, tmp))
-                except OSError as exc:
-                    raise self._error(f"download {rel} of", exc) from exc
-                record.files[rel] = (there[rel], _disk_stamp(into / rel) or (0, 0))
+                self._fetch(self._key(folder, rel), into / rel)
+                record.files[rel] = (there[rel].etag, _disk_stamp(into / rel) or (0, 0))
             for rel in [r for r in record.files if r not in there]:
                 _, here_then = record.files.pop(rel)
-                if folder in MIRRORED and _disk_stamp(into / rel) == here_then:
+                if mirrored and _disk_stamp(into / rel) == here_then:
                     (into / rel).unlink(missing_ok=True)
                     removed += 1
         finally:
@@ -759,9 +781,21 @@ class RemoteLake:
         with self._fs.open_output_stream(key) as out, path.open("rb") as src:
             shutil.copyfileobj(src, out, COPY_CHUNK)
 
+    def _put(self, path: Path, folder: str, rel: str) -> str:
+        """Upload a shared file in one PUT; its ETag, as the store answered that PUT."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = "/".join([*([self.prefix] if self.prefix else []), folder, rel])
+        try:
+            with path.open("rb") as body:
+                return self._client.put_object(Bucket=self.bucket, Key=key, Body=body)["ETag"]
+        except (OSError, BotoCoreError, ClientError) as exc:
+            raise self._error(f"upload {rel} to", exc) from exc
+
     def _push_shared(self, folder: str) -> None:
         """Send a shared folder's new files, and those changed here since this copy was last in step with
-        the bucket (:class:`SyncRecord`). A file the bucket changed since, and this copy did not, is left
+        the bucket (:class:`SyncRecord`), whether or not the bucket's changed too (the push's copy wins,
+        as the bucket's wins in a pull). A file the bucket changed since, and this copy did not, is left
         to the next pull; one another builder deleted since (its compaction holds the vectors), left out.
         In a :data:`MIRRORED` folder, what this copy deleted since (the chunks its compaction merged)
         leaves the bucket, unless another builder changed it since; objects another builder added after
@@ -773,36 +807,25 @@ class RemoteLake:
         there = self._objects(folder)
         record = SyncRecord(self.layout.sync_record(folder))
         mirrored = folder in MIRRORED
-        here = {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-                for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")}
+        here = {p.relative_to(root).as_posix(): stamp for p in root.rglob("*")
+                if p.is_file() and not p.name.startswith(".tmp-") and (stamp := _disk_stamp(p)) is not None}
         send = []
         for rel, stamp in sorted(here.items()):
-            seen, remote = record.files.get(rel), there.get(rel)
+            seen, obj = record.files.get(rel), there.get(rel)
             unchanged = seen is not None and seen[1] == stamp
-            if remote is not None and (unchanged or (seen is None and remote[0] == stamp[0])):
+            if obj is not None and (unchanged or (seen is None and obj.size == stamp[0])):
                 if seen is None:  # same size, no record: taken as the same file (as before the record)
-                    record.files[rel] = (remote, stamp)
+                    record.files[rel] = (obj.etag, stamp)
                 continue
-            if remote is None and unchanged and mirrored:
+            if obj is None and unchanged and mirrored:
                 continue  # another builder deleted it since: the next pull deletes it here
             send.append(rel)
         gone: list[str] = []
         try:
             for rel in send:
-                try:
-                    self._send(root / rel, self._key(folder, rel))
-                    # the bucket's stamp of what was sent: asked per file, or listed once for many
-                    info = self._fs.get_file_info(self._key(folder, rel)) if len(send) <= RELIST_AFTER else None
-                except OSError as exc:
-                    raise self._error(f"upload {rel} to", exc) from exc
-                record.files[rel] = (_bucket_stamp(info.size, info.mtime_ns) if info else (-1, -1), here[rel])
-            if len(send) > RELIST_AFTER:
-                now_there = self._objects(folder)
-                for rel in send:
-                    if rel in now_there:
-                        record.files[rel] = (now_there[rel], here[rel])
-            gone = [rel for rel, (remote_then, _) in record.files.items()
-                    if mirrored and rel not in here and there.get(rel) == remote_then]
+                record.files[rel] = (self._put(root / rel, folder, rel), here[rel])
+            gone = [rel for rel, (etag, _) in record.files.items()
+                    if mirrored and rel not in here and rel in there and there[rel].etag == etag]
             for rel in gone:
                 try:
                     self._fs.delete_file(self._key(folder, rel))

@@ -201,8 +201,8 @@ class LakeWriter:
         # its place in the lake's line of versions: prune keeps the newest by it (a folder's time stamp is
         # lost by a plain copy of the lake, and run ids are the start times of machines' clocks)
         sequence = (published_sequence(layout.version_dir(previous)) or 0) + 1 if previous else 1
-        lake_id = (_lake_id(layout.version_dir(previous)) if previous else None) or manifest.get(manifest_io.LAKE_ID) \
-            or uuid.uuid4().hex
+        lake_id = (manifest_io.lake_id(_manifest_of(layout.version_dir(previous))) if previous else None) \
+            or manifest_io.lake_id(manifest) or uuid.uuid4().hex
         manifest_io.write(work / "manifest.json", {**manifest, PUBLISHED_SEQUENCE: sequence, manifest_io.LAKE_ID: lake_id})
         atomic.fsync_tree(work)  # on disk before the switch makes it live...
         for shared in (layout.thumbs, layout.cutouts):  # ...with the pictures it names (their files were
@@ -357,24 +357,21 @@ def sweep_thumbnails(layout: LakeLayout) -> list[str]:
 PUBLISHED_SEQUENCE = "published_sequence"
 
 
-def _lake_id(version: Path) -> str | None:
-    value = _manifest_value(version, manifest_io.LAKE_ID)
-    return value if isinstance(value, str) and value else None
-
-
 def published_sequence(version: Path) -> int | None:
     """A published version's :data:`PUBLISHED_SEQUENCE`; None for one published before it was recorded
     (or whose manifest cannot be read: a version being removed)."""
-    value = _manifest_value(version, PUBLISHED_SEQUENCE)
+    value = _manifest_of(version).get(PUBLISHED_SEQUENCE)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _manifest_value(version: Path, key: str) -> Any:
+def _manifest_of(version: Path) -> dict[str, Any]:
+    """A version's manifest as it is ({} when it cannot be read)."""
     try:
         with open(version / "manifest.json", encoding="utf-8") as fh:
-            return json.load(fh).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
+            value = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _mtime(path: Path) -> float | None:

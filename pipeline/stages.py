@@ -789,8 +789,9 @@ def anomaly_stage(ctx: BuildContext) -> StageResult:
 
 # -- Galaxy Zoo 2 collection ----------------------------------------------------------------------------
 def gz2_cutouts_stage(ctx: BuildContext) -> StageResult:
-    """Fetch missing galaxy cutouts when asked (``--fetch-cutouts``); always report which exist, so
-    the later stages re-embed only when the set of pictures changed."""
+    """Fetch missing galaxy cutouts, and replace those another cutout service made, when asked
+    (``--fetch-cutouts``); always report which exist (and which service made them), so the later stages
+    re-embed only when the set of pictures changed."""
     from pipeline.cutouts import cutout_sources
     from pipeline.galaxies import read_catalogue
 

@@ -572,30 +572,38 @@ def test_abandoned_pull_folders_are_removed_and_live_ones_kept(tmp_path):
     assert locks == {".pull-v1-busy.lock"}  # the removed folders' lock files went with them
 
 
-def test_a_pull_lock_unlinked_by_its_holder_is_held_by_one_process_at_a_time(tmp_path):
+def test_a_pull_lock_unlinked_by_its_holder_is_held_by_one_process_at_a_time(tmp_path, monkeypatch):
     """The holder of a pull lock unlinks its file when done. A worker that was waiting on that file
     then held a lock on a file no path names, while a worker that came after the unlink locked a new
     file at the same path: both "held" the lock and would fill one folder at once. The waiter now
     takes the lock again on the path's file, so the latecomer finds it held."""
+    import fcntl
+
     from lake.remote import holding, pull_lock
 
     lock = pull_lock(tmp_path, "v1")
-    waiting, holds, done = threading.Event(), threading.Event(), threading.Event()
+    about_to_wait, holds, done = threading.Event(), threading.Event(), threading.Event()
+    real_flock = fcntl.flock
+
+    def flock(fd, operation):  # the waiter has opened the file when it asks for the lock
+        if threading.current_thread().name == "waiter":
+            about_to_wait.set()
+        return real_flock(fd, operation)
 
     def waiter() -> None:
-        waiting.set()
         with holding(lock, wait=True) as held:
             assert held
             holds.set()
             done.wait(30)
 
+    monkeypatch.setattr(fcntl, "flock", flock)
     with holding(lock, wait=True) as first:
         assert first
-        worker = threading.Thread(target=waiter)
+        worker = threading.Thread(target=waiter, name="waiter")
         worker.start()
-        waiting.wait(30)
-        time.sleep(0.3)  # the waiter has opened the file and blocks on its lock
-        assert not holds.is_set()
+        assert about_to_wait.wait(30)
+        time.sleep(0.2)
+        assert not holds.is_set()  # it waits on the file it opened
         lock.unlink()  # as a finished pull does, still holding it
     assert holds.wait(30)
     with holding(lock, wait=False) as latecomer:

@@ -180,6 +180,7 @@ def test_abell_numbers_are_asked_as_the_catalogue_the_entry_speaks_of(g):
     assert asked("Gravitational Lensing by Abell 68", "Galaxy cluster Abell 68 bends light.") == {"ACO 68"}
     assert asked("Abell 2218: A Galaxy Cluster Lens", "Gravity bends light.") == {"Abell 2218"}
     assert asked("Abell 7", "A faint nebula.") == {"Abell 7"}
+    assert asked("Abell 3", "Lensed arcs, as planetary scientists see them.") == {"Abell 3"}  # not a nebula
     assert asked("Abell 33 and Abell 1689", "A planetary nebula, and a cluster of galaxies.") == {"Abell 33", "Abell 1689"}
 
 
@@ -414,22 +415,36 @@ def test_unknown_names_are_asked_again_after_a_while_and_answers_are_kept_per_re
     assert back.unanswered(["Xyzzy Nebula"]) == []
 
 
-def test_a_names_cache_of_the_first_format_is_read_as_the_default_resolvers(tmp_path):
-    """A lake built before the cache was kept per resolver: its placements count for the default
-    resolvers (the only ones a build could use without a flag), its unknowns are asked again, and a
-    damaged file is read as empty rather than failing the build."""
+def test_a_names_cache_of_the_first_format_is_carried_over_and_a_damaged_one_fails_nothing(tmp_path):
+    """A lake built before the cache was kept per resolver has its answers in ``names.json``: they are
+    carried into the new file (placements for the default resolvers, the only ones a build used without
+    a flag; unknown names taken as learnt on the day, so they fall due over the following weeks, not all
+    on the next build), and the old file is left for a builder still on a release that reads it. A cache
+    of a shape or format this code does not know is read as empty: its names are asked again, the build
+    goes on."""
     import json
 
-    from pipeline.sky.online import OnlineResolver
+    from lake.layout import LakeLayout
+    from pipeline.sky.online import UNKNOWN_RECHECK_DAYS, OnlineResolver
 
-    cache = tmp_path / "names.json"
-    cache.write_text(json.dumps({"Abell 2218": {"ra_deg": 248.95, "dec_deg": 66.2, "canonical_id": None,
-                                                "object_type": None, "resolver": "sesame"}, "Nothing 1": None}))
-    r = OnlineResolver(cache)
-    assert r.cache["Abell 2218"].ra_deg == 248.95 and r.unanswered(["Abell 2218", "Nothing 1"]) == ["Nothing 1"]
-    assert OnlineResolver(cache, "http://127.0.0.1:9/sim-tap", ()).unanswered(["Abell 2218"]) == ["Abell 2218"]
-    cache.write_text("{not json")
-    assert OnlineResolver(cache).unanswered(["Abell 2218"]) == ["Abell 2218"]
+    layout, t0 = LakeLayout(tmp_path / "lake"), 1_000_000_000.0
+    layout.cache.mkdir(parents=True)
+    legacy = layout.cache / "names.json"
+    legacy.write_text(json.dumps({"Abell 2218": {"ra_deg": 248.95, "dec_deg": 66.2, "canonical_id": None,
+                                                 "object_type": None, "resolver": "sesame"}, "Nothing 1": None}))
+    r = OnlineResolver(layout.names_cache, now=t0)
+    assert r.cache["Abell 2218"].ra_deg == 248.95 and r.unanswered(["Abell 2218", "Nothing 1"]) == []
+    r._save()  # (as a build's resolve does)
+    assert OnlineResolver(layout.names_cache, now=t0 + 2 * UNKNOWN_RECHECK_DAYS * 86400).unanswered(["Nothing 1"]) \
+        == ["Nothing 1"]
+    assert OnlineResolver(layout.names_cache, "http://127.0.0.1:9/sim-tap", (), now=t0).unanswered(["Abell 2218"]) \
+        == ["Abell 2218"]  # another resolver's answers are not the default ones'
+    assert "resolvers" in json.loads(layout.names_cache.read_text()) and "Abell 2218" in json.loads(legacy.read_text())
+    legacy.unlink()  # (else an unreadable file is read as the first format's again)
+    for damaged in ("{not json", '{"format": 2, "resolvers": [1]}', '{"format": 3, "anything": {}}', "[1, 2]",
+                    json.dumps({"format": 2, "resolvers": {r.key: {"Abell 2218": {"ra": 1}, "Nothing 1": {"unknown_since": "x"}}}})):
+        layout.names_cache.write_text(damaged)
+        assert OnlineResolver(layout.names_cache, now=t0).unanswered(["Abell 2218", "Nothing 1"]) == ["Abell 2218", "Nothing 1"]
 
 
 def test_unreachable_resolvers_give_up_fast_and_ask_again_next_time(tmp_path, free_port):
@@ -469,7 +484,7 @@ def test_build_resolves_leftover_names_online_and_offline_never_asks(http_server
     objs = LakeReader.open(lake).query("SELECT * FROM objects")
     abell = objs[objs.name == "Abell 2218"].iloc[0]
     assert abell.resolver == "sesame" and abell.is_primary and abs(abell.ra_deg - 248.954) < 1e-3
-    cached = json.loads((lake / "cache" / "names.json").read_text())["resolvers"]
+    cached = json.loads((lake / "cache" / "names-v2.json").read_text())["resolvers"]
     assert cached[resolver_key(simbad, (f"{http_server.url}/sesame/",))]["Abell 2218"]["resolver"] == "sesame"
     assert len(http_server.adql) == 1
     offline_lake = tmp_path / "offline"

@@ -74,7 +74,7 @@ def objects_for(title: str, explanation: str, gazetteer: Gazetteer) -> list[SkyO
 
 #: Abell's 1966 catalogue of planetary nebulae runs to 86; his galaxy clusters (ACO) use the same numbers
 _ABELL_LOW = re.compile(r"^Abell (\d{1,2})$")
-_PLANETARY = re.compile(r"\bplanetary\b")
+_PLANETARY = re.compile(r"\bplanetary\s+nebula(?:e|s)?\b")  # not "planetary system"
 _GALAXY_CLUSTER = re.compile(r"\b(?:galaxy clusters?|clusters? of galaxies)\b")
 
 

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import requests
@@ -198,14 +199,18 @@ class OnlineResolver:
         self.simbad = SimbadResolver(simbad_url, timeout=2 * timeout) if simbad_url else None
         self.sesame = SesameResolver(sesame_urls, timeout) if sesame_urls else None
         self.key = resolver_key(simbad_url, tuple(sesame_urls))
-        self._others, mine = _read_cache(cache_path, self.key)
+        self._others, mine = _read_cache(cache_path, self.key, now=self.now)
         self.cache: dict[str, Placement | None] = {}
         self.unknown_since: dict[str, float] = {}
         for name, answer in mine.items():
-            if isinstance(answer, dict) and "unknown_since" in answer:
-                self.cache[name], self.unknown_since[name] = None, float(answer["unknown_since"])
-            elif isinstance(answer, dict):
-                self.cache[name] = Placement(**answer)
+            try:  # an answer of another shape is asked again, not a failed build
+                if "unknown_since" in answer:
+                    self.unknown_since[name] = float(answer["unknown_since"])
+                    self.cache[name] = None
+                else:
+                    self.cache[name] = Placement(**answer)
+            except (TypeError, ValueError):
+                continue
         self.asked = {"simbad": 0, "sesame": 0}
 
     def resolve(self, names: list[str]) -> dict[str, Placement | None]:
@@ -270,22 +275,44 @@ class OnlineResolver:
             log.warning("%s; the remaining names will be asked by the next build", exc)
 
 
-def _read_cache(path: Path, key: str) -> tuple[dict[str, dict], dict[str, dict | None]]:
-    """The names cache's other resolver settings, and this setting's answers. A damaged file is read
-    as empty, with a warning (its names are asked again, and the next save replaces it) rather than failing
-    the build: it only saves asking."""
+#: The file the first format of the names cache was kept in (beside :attr:`LakeLayout.names_cache`): read
+#: once, to carry its answers over; left as it was, for a builder still on a release that reads it.
+LEGACY_NAMES_FILE = "names.json"
+
+
+def _load(path: Path) -> dict | None:
+    """A JSON object read from ``path``; None when there is none or it is not one (with a warning)."""
+    if not path.is_file():
+        return None
     try:
-        raw = json.loads(path.read_text()) if path.is_file() else {}
+        raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        log.warning("names cache %s unreadable (%s): the names are asked again", path, exc)
-        raw = {}
-    if not isinstance(raw, dict) or not raw:
-        return {}, {}
-    if raw.get("format") == NAMES_CACHE_FORMAT:
-        sections = {k: v for k, v in (raw.get("resolvers") or {}).items() if isinstance(v, dict)}
+        log.warning("names cache %s unreadable (%s): its names are asked again", path, exc)
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def _read_cache(path: Path, key: str, *, now: float) -> tuple[dict[str, dict], dict[str, Any]]:
+    """The names cache's other resolver settings, and this setting's answers. A damaged file, or one of
+    a format this code does not know, is read as empty with a warning (its names are asked again)
+    rather than failing the build: it only saves asking. Without a file of this format, the first
+    format's file beside it is carried over: its placements count for the default resolvers (the only
+    ones a build used without a flag), its unknown names are taken as learnt ``now`` (so that they fall
+    due over the following days, not all on the next build)."""
+    raw = _load(path)
+    if raw is not None and raw.get("format") == NAMES_CACHE_FORMAT:
+        resolvers = raw.get("resolvers")
+        sections = {k: v for k, v in resolvers.items() if isinstance(k, str) and isinstance(v, dict)} \
+            if isinstance(resolvers, dict) else {}
         return {k: v for k, v in sections.items() if k != key}, sections.get(key, {})
-    # the first format: one flat map written by the default resolvers; its nulls carry no date
-    flat = {n: (v if v else {"unknown_since": 0.0}) for n, v in raw.items() if v is None or isinstance(v, dict)}
+    if raw is not None and "format" in raw:
+        log.warning("names cache %s is of another format (%r): its names are asked again", path, raw.get("format"))
+        return {}, {}
+    legacy = raw if raw is not None else _load(path.with_name(LEGACY_NAMES_FILE))
+    if not legacy:
+        return {}, {}
+    flat = {n: (v if v else {"unknown_since": now}) for n, v in legacy.items()
+            if isinstance(n, str) and (v is None or isinstance(v, dict))}
     default_key = resolver_key(SIMBAD_TAP_URL, SESAME_URLS)
     return ({default_key: flat}, {}) if key != default_key else ({}, flat)
 
