@@ -13,6 +13,7 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -241,16 +242,23 @@ def test_a_worker_answers_from_its_copy_while_another_worker_downloads(s3_server
     assert app.pull_if_stale() == "v2" and server.current_version() == "v2"
 
 
-def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_path):
-    """A build pulls every cache first, so what its working copy dropped since (embedding chunks merged by a
-    compaction, a stale trace) leaves the bucket with its push; pictures are never deleted."""
-    client, _ = s3_server
-    source = _copy(tmp_path, "builder", "mirror")
-    write_synthetic_lake(source.root, n=500)
+def _builder_with_chunks(tmp_path, prefix: str, *, n: int) -> tuple[LakeLayout, Path]:
+    """A builder's working copy of a synthetic lake of ``n`` entries with two embedding-cache chunks; the
+    layout and the chunks' folder."""
+    source = _copy(tmp_path, "builder", prefix)
+    write_synthetic_lake(source.root, n=n)
     chunks = source.root / "cache" / "embeddings" / "abc" / "text"
     chunks.mkdir(parents=True)
     for name in ("chunk-1.npz", "chunk-2.npz"):
         (chunks / name).write_bytes(b"vectors " + name.encode())
+    return source, chunks
+
+
+def test_the_bucket_keeps_only_the_caches_the_working_copy_holds(s3_server, tmp_path):
+    """A build pulls every cache first, so what its working copy dropped since (embedding chunks merged by a
+    compaction, a stale trace) leaves the bucket with its push; pictures are never deleted."""
+    client, _ = s3_server
+    source, chunks = _builder_with_chunks(tmp_path, "mirror", n=500)
     (source.root / "thumbs").mkdir(exist_ok=True)
     (source.root / "thumbs" / "2001-01-01.jpg").write_bytes(b"jpeg")
     RemoteLake(source).push()
@@ -315,12 +323,7 @@ def test_chunks_a_build_merged_and_did_not_push_are_not_pulled_back(s3_server, t
     bring the merged chunks back (their vectors would be merged in again, and a forgotten key return);
     its push deletes them from the bucket."""
     client, _ = s3_server
-    builder = _copy(tmp_path, "builder", "unpushed")
-    write_synthetic_lake(builder.root, n=200)
-    chunks = builder.root / "cache" / "embeddings" / "abc" / "text"
-    chunks.mkdir(parents=True)
-    for name in ("chunk-1.npz", "chunk-2.npz"):
-        (chunks / name).write_bytes(b"vectors " + name.encode())
+    builder, chunks = _builder_with_chunks(tmp_path, "unpushed", n=200)
     RemoteLake(builder).push()
     for name in ("chunk-1.npz", "chunk-2.npz"):  # a compaction, and then the build failed
         (chunks / name).unlink()
