@@ -93,6 +93,9 @@ def test_popular_name_aliases_win_over_openngc(g):
     assert got["Bear Claw Nebula"].canonical_id == "NGC6334"  # not the galaxy NGC 2537
     hercules = got["Hercules Cluster"]  # not in OpenNGC: kept with the designation to ask online
     assert hercules.ra_deg is None and hercules.resolver is None and hercules.canonical_id == "Abell 2151"
+    # "Virgo Galaxy Cluster" (24 mentions in the archive) is the cluster, not OpenNGC's "Virgo Galaxy" (M87)
+    virgo = objects_for("The Virgo Galaxy Cluster", "Galaxies of the Virgo Galaxy Cluster.", g)
+    assert {(o.name, o.canonical_id) for o in virgo} == {("Virgo Galaxy Cluster", "Virgo Cluster")}
 
 
 def test_star_designations_and_other_catalogues(g):
