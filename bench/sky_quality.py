@@ -18,7 +18,7 @@ Misses and unmatched objects are broken down by cause and listed in the result f
 
 Usage: python bench/sky_quality.py [--online]
   default: offline, the online resolvers are never asked; --online: names left over are placed through
-  SIMBAD then Sesame (configured as for builds; answers cached in the default lake's cache/names.json)
+  SIMBAD then Sesame (configured as for builds; answers cached in the default lake's cache/names-v2.json)
 """
 
 from __future__ import annotations
