@@ -359,6 +359,52 @@ def test_labels_follow_the_lake_when_it_moves_and_survive_an_upgrade_and_a_fresh
     assert FeedbackStore(default_path(home, lake_id="not-a-uuid/../x")).path.parent == tmp_path / "state"
 
 
+def test_a_serving_worker_moves_to_the_lake_ids_labels_when_the_served_version_changes(tmp_path, monkeypatch):
+    """A worker that served a lake published before ids kept writing to the path's file after the lake
+    got its id, where nothing read them any more: the store follows the served version's id."""
+    import json
+
+    from atlas.userstate import default_path
+    from lake.layout import LakeLayout
+    from lake.reader import LakeReader
+    from lake.writer import LakeWriter
+    from services import LakeService
+
+    monkeypatch.setenv("COSMIC_ATLAS_STATE", str(tmp_path / "state"))
+    layout = LakeLayout(tmp_path / "lake")
+    LakeWriter(layout).publish_tables({}, {}, version="v1")
+    manifest = layout.version_dir("v1") / "manifest.json"  # as a lake published before ids
+    manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "lake_id"}))
+    service = LakeService(layout)
+    before = service.feedback()
+    assert before.path == default_path(layout.root)
+    before.add(date="2014-01-07", interesting=True, user="ann")
+    LakeWriter(layout).publish_tables({}, {}, version="v2")  # the next build gives the lake its id
+    lake_id = LakeReader.open(layout.root).lake_id
+    after = service.feedback()
+    assert lake_id and after.path == default_path(layout.root, lake_id=lake_id) != before.path
+    assert after.labels(user="ann") == {"2014-01-07": True}  # carried over
+    assert service.feedback() is after  # opened once per id
+
+
+def test_a_copy_of_the_labels_never_replaces_the_one_another_worker_made(tmp_path):
+    """Two workers open a lake by its id at once and both copy the old labels: the second copy must not
+    replace the first, which may hold labels given since."""
+    from atlas.userstate import _copy_labels
+
+    FeedbackStore(tmp_path / "old.sqlite").add(date="2014-01-07", interesting=True, user="ann")
+    target = tmp_path / "by-id.sqlite"
+    assert _copy_labels(tmp_path / "old.sqlite", target)  # the first worker's copy...
+    FeedbackStore(target).add(date="2014-01-08", interesting=False, user="bob")  # ...written to since
+    assert _copy_labels(tmp_path / "old.sqlite", target)  # the second worker's
+    assert FeedbackStore(target).labels(user="bob") == {"2014-01-08": False}
+    assert not list(tmp_path.glob(".tmp-*"))
+    damaged = tmp_path / "damaged.sqlite"
+    damaged.write_bytes(b"not a database, only text" * 50)
+    assert not _copy_labels(damaged, tmp_path / "other.sqlite")  # used where it is: the store says it is damaged
+    assert not (tmp_path / "other.sqlite").exists()
+
+
 def test_without_a_person_the_labels_are_everyones_votes(tmp_path):
     """The list nobody is named for (the API without ``user``, the CLI) is re-ranked by everyone's marks
     as votes: each person's current mark counts once. Before, the newest mark by anyone was the answer,
