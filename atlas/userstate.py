@@ -95,14 +95,14 @@ def default_path(lake_root: Path, *, lake_id: str | None = None) -> Path:
     by_path = state / f"feedback-{path_key}.sqlite"
     if not lake_id:
         return by_path
-    by_id = state / f"feedback-lake-{_id_key(lake_id)}.sqlite"
+    by_id = _by_id(state, lake_id)
     pointer = state / f"feedback-{path_key}.lake"  # the id of the lake last opened at this path
     try:
         earlier = pointer.read_text().strip()
     except OSError:
         earlier = ""
     if not by_id.exists():
-        for source in ((state / f"feedback-lake-{_id_key(earlier)}.sqlite") if earlier else None, by_path):
+        for source in (_by_id(state, earlier) if earlier else None, by_path):
             if source is not None and source.is_file() and source.stat().st_size:
                 if not _copy_labels(source, by_id):
                     return source  # (damaged, or no room for a copy) the store says what is wrong with it
@@ -116,9 +116,10 @@ def default_path(lake_root: Path, *, lake_id: str | None = None) -> Path:
     return by_id
 
 
-def _id_key(lake_id: str) -> str:
-    """A lake id as it names a file: a uuid's hex digits as they are, anything else hashed."""
-    return lake_id if re.fullmatch(r"[0-9a-f]{32}", lake_id) else hashlib.sha1(lake_id.encode()).hexdigest()[:32]
+def _by_id(state: Path, lake_id: str) -> Path:
+    """The labels' file of the lake ``lake_id``: a uuid's hex digits name it as they are, anything else hashed."""
+    key = lake_id if re.fullmatch(r"[0-9a-f]{32}", lake_id) else hashlib.sha1(lake_id.encode()).hexdigest()[:32]
+    return state / f"feedback-lake-{key}.sqlite"
 
 
 def _copy_labels(source: Path, target: Path) -> bool:

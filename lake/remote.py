@@ -258,7 +258,12 @@ class RemoteLake:
 
     # -- keys -------------------------------------------------------------------------------------
     def _key(self, *parts: str) -> str:
-        return "/".join([self.bucket, *([self.prefix] if self.prefix else []), *parts])
+        """An object's path as pyarrow's file system names it (bucket first)."""
+        return f"{self.bucket}/{self._object_key(*parts)}"
+
+    def _object_key(self, *parts: str) -> str:
+        """An object's key in the bucket, as S3's own API (boto3) names it."""
+        return "/".join([*([self.prefix] if self.prefix else []), *parts])
 
     def _error(self, action: str, exc: Exception) -> RemoteLakeError:
         return RemoteLakeError(f"could not {action} the lake at {self.layout.remote}: {exc} "
@@ -279,7 +284,7 @@ class RemoteLake:
         """Relative path → size and ETag of every object under a shared ``folder``."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        head = "/".join([*([self.prefix] if self.prefix else []), folder]) + "/"
+        head = self._object_key(folder) + "/"
         out = {}
         try:
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=head):
@@ -296,7 +301,7 @@ class RemoteLake:
         return self._read_pointer()[0]
 
     def _pointer_key(self) -> str:
-        return "/".join([*([self.prefix] if self.prefix else []), POINTER])
+        return self._object_key(POINTER)
 
     def _read_pointer(self) -> tuple[str | None, str | None]:
         """The live version and the pointer object's ETag; (None, None) when nothing was pushed yet."""
@@ -433,7 +438,7 @@ class RemoteLake:
         pushed before the record existed, or half-pushed)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        key = "/".join([*([self.prefix] if self.prefix else []), "versions", version, VERSION_ORIGINS])
+        key = self._object_key("versions", version, VERSION_ORIGINS)
         try:
             record = json.loads(self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
         except ClientError as exc:
@@ -455,7 +460,7 @@ class RemoteLake:
         files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                        if p.is_file() and not p.name.startswith(".tmp-") and p.name != VERSION_ORIGINS)
         origins = {rel: before.get(rel, str(previous)) if rel in copied else version for rel in files}
-        key = "/".join([*([self.prefix] if self.prefix else []), "versions", version, VERSION_ORIGINS])
+        key = self._object_key("versions", version, VERSION_ORIGINS)
         from botocore.exceptions import BotoCoreError, ClientError
 
         body = json.dumps(origins, sort_keys=True).encode()
@@ -769,7 +774,8 @@ class RemoteLake:
                     self._fs.copy_file(self._key("versions", str(previous), rel), self._key(*parts, rel))
                     copied += 1
                 else:
-                    self._send(path, self._key(*parts, rel))
+                    with self._fs.open_output_stream(self._key(*parts, rel)) as out, path.open("rb") as src:
+                        shutil.copyfileobj(src, out, COPY_CHUNK)
                     sent += 1
             except OSError as exc:
                 raise self._error(f"upload {rel} to", exc) from exc
@@ -777,15 +783,11 @@ class RemoteLake:
             log.info("lake %s: %s: %d files uploaded, %d copied in the bucket", self.layout.remote,
                      "/".join(parts), sent, copied)
 
-    def _send(self, path: Path, key: str) -> None:
-        with self._fs.open_output_stream(key) as out, path.open("rb") as src:
-            shutil.copyfileobj(src, out, COPY_CHUNK)
-
     def _put(self, path: Path, folder: str, rel: str) -> str:
         """Upload a shared file in one PUT; its ETag, as the store answered that PUT."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        key = "/".join([*([self.prefix] if self.prefix else []), folder, rel])
+        key = self._object_key(folder, rel)
         try:
             with path.open("rb") as body:
                 return self._client.put_object(Bucket=self.bucket, Key=key, Body=body)["ETag"]

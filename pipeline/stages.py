@@ -813,7 +813,7 @@ def gz2_cutouts_stage(ctx: BuildContext) -> StageResult:
     # times) holds the same pictures with new times, and must not re-embed every galaxy
     stamp = [(o, sha1_file(p)) for o, p in present.items()]
     made_by = cutout_sources(layout)  # which service made them (the manifest says; a fetch replaces others')
-    sources = Counter(made_by.get(o, "unknown") for o in present)
+    sources = Counter(made_by[o] for o in present)
     return StageResult(items=len(present), value=present, fingerprint=sha1_json(stamp),
                        manifest={"gz2_cutouts": {"present": len(present), "sources": dict(sources),
                                                  **({"last_fetch": report.as_dict()} if report else {})}})

@@ -84,12 +84,13 @@ def abell_designation(designation: str, context: str) -> str:
     speaks of a planetary nebula, as "ACO n" when it speaks of a galaxy cluster, and as written when it
     says both or neither. ``context``: the entry's title and explanation, lower case."""
     m = _ABELL_LOW.match(designation)
-    if not m or not 1 <= int(m.group(1)) <= 86:
+    number = int(m.group(1)) if m else 0
+    if not 1 <= number <= 86:
         return designation
     planetary, cluster = bool(_PLANETARY.search(context)), bool(_GALAXY_CLUSTER.search(context))
     if planetary == cluster:
         return designation
-    return f"PN A66 {int(m.group(1))}" if planetary else f"ACO {int(m.group(1))}"
+    return f"PN A66 {number}" if planetary else f"ACO {number}"
 
 
 def with_primary(objs: list[SkyObject]) -> list[SkyObject]:

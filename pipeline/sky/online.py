@@ -37,8 +37,8 @@ SIMBAD_BATCH = 500
 #: Days before a name neither SIMBAD nor Sesame knew is asked again (plus up to as many again, fixed per
 #: name, so that the names learnt by a first build do not all fall due on the same day).
 UNKNOWN_RECHECK_DAYS = 30
-#: Version of the names cache's file; a flat file of the first version is read as the answers of the
-#: default resolvers, its "unknown" answers (which carry no date) as due to be asked again.
+#: Version of the names cache's file; a flat file of the first version is carried over as the answers of
+#: the default resolvers, its "unknown" answers (which carry no date) as learnt on the day (see _read_cache).
 NAMES_CACHE_FORMAT = 2
 _ADQL = ("SELECT u.user_specified_id, b.main_id, b.ra, b.dec, b.otype FROM TAP_UPLOAD.names AS u "
          "LEFT JOIN ident AS i ON i.id = u.user_specified_id LEFT JOIN basic AS b ON b.oid = i.oidref")
