@@ -149,3 +149,85 @@ def restore_clipped_starts(explanations: Sequence[str], *, corpus: Sequence[str]
             continue
         restored[i] = "E" + word[1:len(word) - len(tail)] + explanations[i]
     return restored
+
+
+#: What NASA's API puts where a page's character did not survive its decoding (U+FFFD): ≈ 170 entries
+#: of the archive read "Eyjafjallaj�kull", "Troms�", "Sigur�ur" (in credits too), "20 �C", "it�s".
+REPLACED = "\ufffd"
+#: A word as the repair reads it: letters of any script, and replaced characters.
+_DAMAGED_WORD = re.compile(rf"(?:[^\W\d_]|{REPLACED})*{REPLACED}(?:[^\W\d_]|{REPLACED})*")
+_LETTER_WORD = re.compile(r"[^\W\d_]+")
+#: A run of letters glued to the next capitalised word ("L�pezEl", "Druckm�llerBrno": a credit joined
+#: to the text after it) is looked up word by word.
+_GLUED = re.compile(rf"(?<=[a-z{REPLACED}])(?=[A-Z])")
+#: Endings after an apostrophe ("it�s", "Don�t", "CSIRO�s").
+_CLITIC = re.compile(rf"([A-Za-z]+){REPLACED}(s|t|re|ll|ve|d|m)\b")
+#: A degree sign before a temperature scale ("20 �C", "-40�F").
+_DEGREE = re.compile(rf"(?<=\d)(\s?){REPLACED}(?=[CFK]\b)")
+#: A dash between two names ("Churyumov�Gerasimenko", "Sunyaev�Zel'dovich").
+_NAME_DASH = re.compile(rf"([A-Z][a-z]+){REPLACED}(?=([A-Z][a-z]+))")
+
+
+def restore_replaced_characters(texts: Sequence[str | None], *, corpus: Sequence[str] = ()) -> dict[int, str]:
+    """Texts in which NASA's API replaced characters by U+FFFD (:data:`REPLACED`), repaired where the
+    archive's own words say what they were: index → repaired text. The words of ``texts`` and of
+    ``corpus`` (more texts of the archive, not repaired here) decide.
+
+    Each replaced character stood for one character outside ASCII, so a damaged word is compared with
+    the archive's words that have such characters: "Eyjafjallaj�kull" fits only "Eyjafjallajökull", and
+    "St�phane" is "Stéphane" (25 times) rather than any other. A word is repaired when one such word
+    fits, or one clearly the most frequent (:data:`_CLEAR_LEAD` times the next). Then, where the
+    archive writes the same words with an apostrophe or a hyphen, an apostrophe ("it’s") or a dash
+    ("Churyumov–Gerasimenko"); a degree sign before C, F or K after a number. What nothing decides is
+    left as it is (a wrong letter in a name is worse than a visibly missing one)."""
+    damaged = {i: t for i, t in enumerate(texts) if t and REPLACED in t}
+    if not damaged:
+        return {}
+    sound = [t for t in (*texts, *corpus) if t and REPLACED not in t]
+    # only texts with a character outside ASCII can hold a fitting word (a third of the time)
+    words: Counter[str] = Counter(w for t in sound if not t.isascii() for w in _LETTER_WORD.findall(t)
+                                  if not w.isascii())
+    fitting: dict[str, str | None] = {}
+
+    lowered: list[str] = []  # the archive's texts joined in lower case, made when first asked
+
+    def archive_says(*forms: str) -> bool:
+        """Whether the archive writes any of ``forms`` (lower case) somewhere."""
+        if not lowered:
+            lowered.append("\n".join(sound).lower())
+        return any(form in lowered[0] for form in forms)
+
+    def fit(word: str) -> str | None:
+        """The archive's word that ``word`` (one with replaced characters) stands for, if one is clear."""
+        if word not in fitting:
+            shape = re.compile("".join("[^\\x00-\\x7f]" if c == REPLACED else re.escape(c) for c in word))
+            found = sorted(((n, w) for w, n in words.items() if len(w) == len(word) and shape.fullmatch(w)),
+                           reverse=True)
+            clear = found and (len(found) == 1 or found[0][0] >= _CLEAR_LEAD * found[1][0])
+            fitting[word] = found[0][1] if clear else None
+        return fitting[word]
+
+    def repair_word(match: re.Match) -> str:
+        return "".join(fit(part) or part if part.strip(REPLACED) and REPLACED in part else part
+                       for part in _GLUED.split(match.group()))
+
+    def clitic(match: re.Match) -> str:
+        stem, ending = match.group(1), match.group(2)
+        said = archive_says(f"{stem}'{ending}".lower(), f"{stem}\u2019{ending}".lower())
+        return f"{stem}\u2019{ending}" if said else match.group()
+
+    def name_dash(match: re.Match) -> str:
+        left, right = match.group(1), match.group(2)
+        said = archive_says(f"{left}-{right}".lower(), f"{left}\u2013{right}".lower())
+        return f"{left}\u2013" if said else match.group()
+
+    repaired = {}
+    for i, text in damaged.items():
+        fixed = _DAMAGED_WORD.sub(repair_word, text)
+        fixed = _DEGREE.sub(lambda m: f"{m.group(1)}\u00b0", fixed)
+        fixed = _CLITIC.sub(clitic, fixed)
+        fixed = _NAME_DASH.sub(name_dash, fixed)
+        if fixed != text:
+            repaired[i] = fixed
+    return repaired
+

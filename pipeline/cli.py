@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, default=None, metavar="DIR", help="seed folder (default: data/apod/vectors)")
     x.add_argument("--kind", action="append", choices=SEED_KINDS, default=None,
                    help="which vectors; repeatable (default: both)")
+    x.add_argument("--keep-seed", action="store_true",
+                   help="also export the vectors the build took from the seed already in --out: after a few texts "
+                   "changed, their new vectors replace the old ones and every other vector stays as it was")
     return parser
 
 
@@ -122,7 +125,8 @@ def cmd_export_vectors(args: argparse.Namespace) -> int:
 
     try:
         layout = LakeLayout.at(args.lake or environment.lake_dir(), building=True)  # the build's caches
-        export_seeds(layout=layout, out=args.out or BUNDLED_VECTORS, kinds=tuple(args.kind or SEED_KINDS))
+        export_seeds(layout=layout, out=args.out or BUNDLED_VECTORS, kinds=tuple(args.kind or SEED_KINDS),
+                     keep_seed=args.keep_seed)
     except (LakeMissingError, ValueError, OSError) as exc:
         log.error("export failed: %s", exc)
         return 1

@@ -175,12 +175,18 @@ def embed_entries(
     )
 
 
-def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = SEED_KINDS) -> dict[str, Path]:
+def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = SEED_KINDS,
+                 keep_seed: bool = False) -> dict[str, Path]:
     """Write the published lake's cached vectors of ``kinds`` for its current entries as seed files under
     ``out`` (:func:`seed_file`), from the lake's own embedding cache: exactly what its build computed,
     never re-encoded or edited. This is how ``data/apod/vectors`` is made: build the bundled archive with
-    ``--no-shipped-vectors`` so that every vector is computed here, then export. Raises ValueError when
-    the cache lacks a vector (a lake built elsewhere, or its cache cleaned)."""
+    ``--no-shipped-vectors`` so that every vector is computed here, then export.
+
+    ``keep_seed``: the vectors the build took from the seed already in ``out`` count too, so a build
+    after a few texts changed (a repair of the archive's texts) updates the seed: the changed texts'
+    vectors are this build's, every other one stays as it was, bit for bit, and the texts no entry has
+    any more leave it. Raises ValueError when the cache lacks a vector (a lake built elsewhere, or its
+    cache cleaned)."""
     from atlas.encoders import EncoderInfo
     from lake.reader import LakeReader
 
@@ -199,12 +205,13 @@ def export_seeds(*, layout: LakeLayout, out: Path, kinds: tuple[str, ...] = SEED
     written = {}
     for kind in kinds:
         keys = list(dict.fromkeys(sha1_text(t) for t in inputs[kind]))
-        cache = EmbeddingCache(layout.embedding_cache(text_fp, kind=kind))
+        path = seed_file(out, text_fp, kind)
+        cache = EmbeddingCache(layout.embedding_cache(text_fp, kind=kind), seed=path if keep_seed else None)
         missing = cache.missing(keys)
         if missing:
             raise ValueError(f"the lake's embedding cache lacks {len(missing):,} of its {len(keys):,} {kind} "
-                             "vectors; build it here first (python -m pipeline build --no-shipped-vectors)")
-        path = seed_file(out, text_fp, kind)
+                             "vectors; build it here first (python -m pipeline build --no-shipped-vectors, or a "
+                             "build with the shipped vectors and --keep-seed)")
         write_seed(path, keys, cache.get(keys))
         log.info("%s: %d %s vectors", path, len(keys), kind)
         written[kind] = path

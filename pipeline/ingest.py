@@ -11,7 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.clean import clean_copyright, clean_explanation, clean_title, restore_clipped_starts
+from pipeline.clean import (REPLACED, clean_copyright, clean_explanation, clean_title, restore_clipped_starts,
+                            restore_replaced_characters)
 from pipeline.sources import RawBatch
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ class IngestResult:
     invalid_by_reason: Counter = field(default_factory=Counter)
     #: dates whose explanation had its first letters restored (:func:`restore_clipped_starts`)
     restored_starts: list[str] = field(default_factory=list)
+    #: dates whose texts had characters NASA's API replaced put back (:func:`restore_replaced_characters`),
+    #: and how many replaced characters the ingested texts still hold (nothing in the archive said what)
+    repaired_characters: list[str] = field(default_factory=list)
+    replaced_left: int = 0
 
     def reject(self, record: Any, reason: str) -> None:
         self.invalid_by_reason[reason] += 1
@@ -96,6 +101,24 @@ def normalise(record: dict[str, Any], source: str, today: dt.date) -> tuple[dict
     }, ""
 
 
+#: The text fields whose replaced characters are repaired (and whose words inform the repair).
+_REPAIRED = ("title", "explanation", "credit", "copyright")
+
+
+def _repair_replaced(rows: list[dict[str, Any]], result: IngestResult, *, corpus: list[str]) -> None:
+    """Put back the characters NASA's API replaced by U+FFFD in the rows' texts, in place, where the
+    archive's words say what they were (:func:`restore_replaced_characters`)."""
+    texts = [row[name] for row in rows for name in _REPAIRED]
+    repaired = restore_replaced_characters(texts, corpus=corpus)
+    for i, text in repaired.items():
+        rows[i // len(_REPAIRED)][_REPAIRED[i % len(_REPAIRED)]] = text
+    result.repaired_characters = sorted({rows[i // len(_REPAIRED)]["date"].isoformat() for i in repaired})
+    result.replaced_left = sum((row[name] or "").count(REPLACED) for row in rows for name in _REPAIRED)
+    if repaired:
+        log.info("put back characters NASA's API replaced in %d entries (%d replaced characters left where "
+                 "the archive does not say what they were)", len(result.repaired_characters), result.replaced_left)
+
+
 def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date | None = None) -> IngestResult:
     """Validate and merge batches by date; a later batch replaces an earlier one's entry."""
     today = today or dt.date.today()
@@ -117,12 +140,15 @@ def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date 
             by_date[row["date"]] = row
     rows = [by_date[d] for d in sorted(by_date)]
     # every entry's words inform the restoration, also those --limit and --start/--end leave out
-    corpus = [text for batch in batches for text in batch.words_only]
+    outside = [record for batch in batches for record in batch.outside_window]
+    corpus = [text for record in outside if isinstance(text := record.get("explanation"), str)]
     for i, text in restore_clipped_starts([r["explanation"] for r in rows], corpus=corpus).items():
         rows[i]["explanation"] = text
         result.restored_starts.append(rows[i]["date"].isoformat())
     if result.restored_starts:
         log.info("restored the first letters NASA's API clipped from %d explanations", len(result.restored_starts))
+    _repair_replaced(rows, result, corpus=[text for record in outside for name in _REPAIRED
+                                           if isinstance(text := record.get(name), str)])
     result.rows = rows[:limit] if limit else rows
     if result.invalid_by_reason:
         log.warning(

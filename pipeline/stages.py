@@ -196,8 +196,7 @@ def load_sources(cfg: BuildConfig) -> list[RawBatch]:
         lo, hi = cfg.start or dt.date.min, cfg.end or dt.date.max
         for b in batches:
             inside = [_in_range(r, lo, hi) for r in b.records]
-            b.words_only = [text for r, keep in zip(b.records, inside)
-                            if not keep and isinstance(text := r.get("explanation"), str)]
+            b.outside_window = [r for r, keep in zip(b.records, inside) if not keep and isinstance(r, dict)]
             b.records = [r for r, keep in zip(b.records, inside) if keep]
     return batches
 
@@ -237,6 +236,8 @@ def ingest_stage(ctx: BuildContext) -> StageResult:
         "sources": ctx.cfg.sources,
         "invalid_rows": {"by_reason": dict(result.invalid_by_reason), "examples": result.invalid[:50]},
         "restored_starts": {"count": len(result.restored_starts), "dates": result.restored_starts[:50]},
+        "repaired_characters": {"count": len(result.repaired_characters), "dates": result.repaired_characters[:50],
+                                "left": result.replaced_left},
     })
 
 

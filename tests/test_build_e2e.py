@@ -130,6 +130,34 @@ def test_shipped_vectors_or_not_is_an_input_of_embedding(built, tmp_path):
     assert after["newly_embedded"]["text"] == 0 and after["newly_embedded"]["title"] == 0
 
 
+def test_export_keep_seed_updates_a_seed_after_a_few_texts_changed(built, tmp_path):
+    """``export-vectors --keep-seed``: vectors the build took from the seed count too, so the seed of a
+    lake whose cache computed only a few texts (the rest came from the seed) is updated, not refused; the
+    other vectors stay bit for bit, and keys no entry has any more leave the seed."""
+    from atlas.encoders import EncoderInfo
+    from pipeline import cli
+    from pipeline.embed import seed_file
+    from pipeline.embed_cache import EmbeddingCache, read_seed, write_seed
+
+    lake = copy_lake(built, tmp_path / "lake")
+    seeds = tmp_path / "seeds"
+    assert cli.main(["export-vectors", "--lake", str(lake), "--out", str(seeds), "--kind", "text"]) == 0
+    recorded = dict(manifest(lake)["encoder"])
+    recorded.pop("fingerprint", None)
+    fingerprint = EncoderInfo(**recorded).tower_fingerprint("text")
+    path = seed_file(seeds, fingerprint, "text")
+    first = read_seed(path)
+    keys = sorted(first)
+    write_seed(path, [*keys, "0" * 40], np.stack([*(first[k] for k in keys), first[keys[0]]]))  # a text gone since
+    cache = EmbeddingCache(LakeLayout.at(lake, building=True).embedding_cache(fingerprint, kind="text"))
+    assert cache.forget(keys[:40]) == 40  # as if these came from the seed: the lake's cache has only the others
+    assert cli.main(["export-vectors", "--lake", str(lake), "--out", str(seeds), "--kind", "text"]) == 1
+    assert cli.main(["export-vectors", "--lake", str(lake), "--out", str(seeds), "--kind", "text", "--keep-seed"]) == 0
+    again = read_seed(path)
+    assert sorted(again) == keys
+    assert all(np.array_equal(again[k], first[k]) for k in keys)
+
+
 def test_auto_keeps_an_offline_lake_offline(built, tmp_path):
     """``--encoder auto`` on a lake built offline, where OpenCLIP could load (here: untrained weights,
     always available), keeps the offline encoder: a no-op, not a re-embedding of every entry."""

@@ -2,7 +2,8 @@ import datetime as dt
 
 import pytest
 
-from pipeline.clean import clean_copyright, clean_explanation, clean_title, restore_clipped_starts
+from pipeline.clean import (clean_copyright, clean_explanation, clean_title, restore_clipped_starts,
+                            restore_replaced_characters)
 from pipeline.ingest import ingest
 from pipeline.sources import RawBatch, SourceError, dump
 from tests.conftest import archive_rows, write_jsonl
@@ -143,6 +144,54 @@ def test_a_date_window_restores_its_texts_as_the_whole_archive_does(tmp_path):
     assert len(window.rows) == 59
     assert "2014-01-31" in window.restored_starts  # "Eerie pillars of light…": no other "eerie" in the window
     assert all(r["explanation"] == whole[r["date"]] for r in window.rows)
+
+
+def test_replaced_characters_come_back_where_the_archive_says_what_they_were():
+    archive = ["Eyjafjallajökull erupted. Stéphane and Stéphane again; Stèphane once. It's clear; "
+               "comet Churyumov-Gerasimenko. Gerasimenko's nucleus. Tromsø, Norway. Tromsö once."]
+    damaged = [
+        "Eyjafjallaj\ufffdkull erupted again, photographed by St\ufffdphane.",  # one fit; a clear lead (2 : 1)
+        "Water boils at 100 \ufffdC (212\ufffdF).",  # degree signs
+        "it\ufffds late; comet Churyumov\ufffdGerasimenko\ufffds tail.",  # apostrophes and a dash the archive writes
+        "Bj\ufffdrn went to Troms\ufffd.",  # no fitting word; two fitting words, neither clearly the one
+        "Gerasimenko\ufffdChuryumov and you\ufffdz and \ufffd alone",  # forms the archive never writes
+        "Nothing replaced here.",
+    ]
+    repaired = restore_replaced_characters([*damaged, None], corpus=archive)
+    assert repaired == {
+        0: "Eyjafjallajökull erupted again, photographed by St\ufffdphane.",
+        1: "Water boils at 100 °C (212°F).",
+        2: "it\u2019s late; comet Churyumov\u2013Gerasimenko\u2019s tail.",
+    }
+    # with "Stéphane" three times as often as "Stèphane", the lead is clear
+    assert restore_replaced_characters(["St\ufffdphane"], corpus=[archive[0] + " Stéphane"]) == {0: "Stéphane"}
+    assert restore_replaced_characters(["All intact.", ""]) == {}
+
+
+def test_ingest_repairs_replaced_characters_in_texts_and_credits_and_says_which(tmp_path):
+    rows = [{"date": "2010-04-19", "title": "Eyjafjallaj\ufffdkull Erupts", "copyright": "J\ufffdn Sigur\ufffdsson",
+             "explanation": "Ash above Eyjafjallaj\ufffdkull in Iceland."},
+            {"date": "2010-04-20", "title": "Volcano", "copyright": "Jón Sigurðsson",
+             "explanation": "Lightning over Eyjafjallajökull."},
+            {"date": "2010-04-21", "title": "Unknown", "explanation": "A name nobody else writes: Bj\ufffdrk."}]
+    result = ingest([dump.load(write_jsonl(tmp_path / "dump.jsonl", rows))], today=dt.date(2026, 11, 23))
+    first = result.rows[0]
+    assert (first["title"], first["explanation"]) == ("Eyjafjallajökull Erupts", "Ash above Eyjafjallajökull in Iceland.")
+    assert first["copyright"] == "Jón Sigurðsson"
+    assert result.rows[2]["explanation"] == "A name nobody else writes: Bj\ufffdrk."
+    assert result.repaired_characters == ["2010-04-19"]
+    assert result.replaced_left == 1
+
+
+def test_the_bundled_archive_gets_its_replaced_characters_back_where_its_words_say():
+    result = ingest([RawBatch("bundled", archive_rows("1995-01-01", "2100-01-01"), "archive")])
+    row = {r["date"].isoformat(): r for r in result.rows}
+    assert "Eyjafjallajökull" in row["2019-05-12"]["explanation"]
+    assert "Tromsø" in row["2018-04-10"]["explanation"] + row["2018-04-10"]["title"]
+    assert row["2013-12-11"]["explanation"].count("°C") == 3
+    assert "67P/Churyumov\u2013Gerasimenko" in row["2014-09-15"]["explanation"]
+    assert len(result.repaired_characters) >= 100  # of the ≈ 170 entries with replaced characters
+    assert result.replaced_left <= 120  # of 279
 
 
 def test_later_source_wins_and_videos_stay_text_only():

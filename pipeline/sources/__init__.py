@@ -20,7 +20,7 @@ class RawBatch:
     records: list[dict[str, Any]]
     fingerprint: str  # changes when the source's content changes
     notes: dict[str, Any] = field(default_factory=dict)
-    #: explanations of the source's records outside ``--start``/``--end``: not ingested, but their words
-    #: still inform the repair of clipped texts, so a text is repaired alike whatever the date window
-    #: (:func:`pipeline.clean.restore_clipped_starts`)
-    words_only: list[str] = field(default_factory=list)
+    #: the source's records outside ``--start``/``--end``: not ingested, but their words still inform
+    #: the repair of clipped texts and replaced characters, so a text is repaired alike whatever the
+    #: date window (:func:`pipeline.clean.restore_clipped_starts`, :func:`~pipeline.clean.restore_replaced_characters`)
+    outside_window: list[dict[str, Any]] = field(default_factory=list)
