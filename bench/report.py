@@ -208,7 +208,9 @@ def dashboard_section(r: dict) -> list[str]:
 def search_quality_section(r: dict) -> list[str]:
     sets = r.get("sets") or {"tuning": {"queries": r["queries"], "mean_p_at_10": r["mean_p_at_10"]}}
     fb = r.get("feedback", {})
-    out = ["## Search quality", "", "Command: `python bench/search_quality.py` — two sets of queries written in "
+    command = "python bench/search_quality.py" + (
+        f" --compare-lake DIR --compare-label '{r['compared']['label']}'" if "compared" in r else "")
+    out = ["## Search quality", "", f"Command: `{command}` — two sets of queries written in "
            "other words than the archive uses, relevance judged by reading every pooled top-10 result: the first "
            "set (`bench/data/search_queries.txt`, `search_judgements.json`) may be tuned on; the second "
            "(`search_queries_holdout.txt`, `search_judgements_holdout.json`) was written and judged before any "
@@ -242,9 +244,25 @@ def search_quality_section(r: dict) -> list[str]:
                 "and searches again (≈ 0.5 ms). Expanding the BM25 query with those entries' words as well scored "
                 "higher on the tuning set, but it costs a second full-text query (≈ 3.5 ms, which would take hybrid "
                 "search past its 15 ms p50 target), so it was not adopted (the held-out set, which chose nothing, "
-                "scores it a little higher too). Feedback runs where the lake's vectors are in memory (below "
-                "100,000 entries): a large lake would pay a second ANN query."]
+                f"scores it {_versus(sets, 'hybrid_keyword_expansion', 'hybrid')}). Feedback runs where the lake's "
+                "vectors are in memory (below 100,000 entries): a large lake would pay a second ANN query."]
+    if "compared" in r:
+        c = r["compared"]
+        out += ["", f"**The same queries on the {c['label']}**, with this search code, same run (`--compare-lake`): "
+                + "; ".join(f"{name} " + ", ".join(f"{mode} {c['sets'][name]['mean_p_at_10'][mode]} (this lake "
+                                                   f"{sets[name]['mean_p_at_10'][mode]})"
+                                                   for mode in ("hybrid", "dense", "keyword"))
+                            for name in sets if name in c["sets"]) + "."]
     return out + [""]
+
+
+def _versus(sets: dict, mode: str, base: str) -> str:
+    """How the held-out set scores ``mode`` against ``base``: "higher", "lower" or "the same"."""
+    held = sets.get("held_out", {}).get("mean_p_at_10", {})
+    if mode not in held or base not in held:
+        return "—"
+    a, b = held[mode], held[base]
+    return f"{'higher' if a > b else 'lower' if a < b else 'the same'} ({a} against {b})"
 
 
 def _latency_table(r: dict) -> list[str]:

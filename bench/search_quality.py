@@ -12,7 +12,11 @@ hybrid with the query's words as typed (before British spellings got their Ameri
 without feedback and with equal weights (the defaults before that, same run), and the keyword expansion
 the build did not adopt (:class:`KeywordExpansion`).
 
-Usage: python bench/search_quality.py [--lake DIR]
+With ``--compare-lake DIR`` (and ``--compare-label``, what that lake is: e.g. "lake built by 1a2b3c4") the
+same queries are also scored on another lake with this search code, in the same run: what a change of the
+lake's contents (its texts, its vectors) did to search, apart from the search code.
+
+Usage: python bench/search_quality.py [--lake DIR] [--compare-lake DIR --compare-label TEXT]
 """
 
 from __future__ import annotations
@@ -187,15 +191,24 @@ def score_set(engine: SearchEngine, expansion: KeywordExpansion, queries_file: s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
+    ap.add_argument("--compare-lake", type=Path, default=None, help="also score this lake, with the same code")
+    ap.add_argument("--compare-label", default=None, help="what the compared lake is (shown in BENCHMARKS.md)")
     args = ap.parse_args()
+    if args.compare_lake is not None and not args.compare_label:
+        ap.error("--compare-lake needs --compare-label (say what that lake is)")
     engine = SearchEngine(LakeReader.open(args.lake or environment.lake_dir()), encoder_from_manifest)
-    expansion = KeywordExpansion(engine)
-    results = {name: score_set(engine, expansion, *files) for name, files in SETS.items()}
+    results = {name: score_set(engine, KeywordExpansion(engine), *files) for name, files in SETS.items()}
     tuning = results["tuning"]
-    save("search_quality", {"queries": tuning["queries"], "mean_p_at_10": tuning["mean_p_at_10"],
-                            "per_query": tuning["per_query"], "sets": results,
-                            "feedback": {"docs": search.FEEDBACK_DOCS, "weight": search.FEEDBACK_WEIGHT},
-                            "encoder": engine.reader.manifest["encoder"]["name"]})
+    payload = {"queries": tuning["queries"], "mean_p_at_10": tuning["mean_p_at_10"],
+               "per_query": tuning["per_query"], "sets": results,
+               "feedback": {"docs": search.FEEDBACK_DOCS, "weight": search.FEEDBACK_WEIGHT},
+               "encoder": engine.reader.manifest["encoder"]["name"]}
+    if args.compare_lake is not None:
+        other = SearchEngine(LakeReader.open(args.compare_lake), encoder_from_manifest)
+        expansion = KeywordExpansion(other)
+        payload["compared"] = {"label": args.compare_label, "sets": {
+            name: {"mean_p_at_10": score_set(other, expansion, *files)["mean_p_at_10"]} for name, files in SETS.items()}}
+    save("search_quality", payload)
 
 
 if __name__ == "__main__":

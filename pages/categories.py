@@ -71,9 +71,9 @@ def chart_view(years):
     a = atlas()
     f = filters_from(None, list(years) or None)
     counts = a.counts_by_category(f)
-    bar = figures.category_counts_bar(counts)
-    stacked = figures.category_years_bar(a.counts_by_year(f), order=counts.category.tolist(),
-                                         colours=fixed_category_colours())
+    colours = fixed_category_colours()
+    bar = figures.category_counts_bar(counts, colours=colours)
+    stacked = figures.category_years_bar(a.counts_by_year(f), order=counts.category.tolist(), colours=colours)
     box = figures.confidence_box(a.confidences(f))
     agree = a.text_image_agreement(f)
     if not agree.empty:

@@ -502,13 +502,18 @@ def sky_map(points: pd.DataFrame, *, selected: Iterable[str] = (),
 
 # -- categories page -------------------------------------------------------------------------------
 
-def category_counts_bar(counts: pd.DataFrame) -> go.Figure:
-    """Horizontal bars of entries per category (``category``, ``n``), the largest at the top.
+def category_counts_bar(counts: pd.DataFrame, *, colours: Mapping[str, str] | None = None) -> go.Figure:
+    """Horizontal bars of entries per category (``category``, ``n``), the largest at the top, each in its
+    category's colour (``colours``: the lake's fixed ones, as on the map and the per-year chart beside
+    it; else the palette in this order), so a bar reads as the same category everywhere on the page.
 
     ``counts`` comes largest first (as :meth:`counts_by_category` returns it); bars are drawn bottom-up.
     """
-    return px.bar(counts.iloc[::-1], x="n", y="category", orientation="h", title="Entries per category",
-                  labels={"n": "entries", "category": ""}, template="plotly_white", height=560)
+    order = counts["category"].tolist()
+    key = colours_of(order, colours) if colours is not None else category_colours(order)
+    fig = px.bar(counts.iloc[::-1], x="n", y="category", orientation="h", title="Entries per category",
+                 labels={"n": "entries", "category": ""}, template="plotly_white", height=560)
+    return fig.update_traces(marker_color=[key[c] for c in counts["category"].iloc[::-1]])
 
 
 def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = (),

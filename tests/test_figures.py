@@ -409,6 +409,10 @@ def test_category_counts_bar_puts_the_largest_category_on_top():
     assert list(bar.y) == ["Planet", "Nebula", "Galaxy"]  # drawn bottom-up: the first row ends on top
     assert list(bar.x) == [5, 30, 50]
     assert fig.layout.title.text == "Entries per category"
+    fixed = {"Galaxy": "#111111", "Nebula": "#222222"}  # the lake's colours; Planet has none: grey, as on the map
+    (bar,) = figures.category_counts_bar(counts, colours=fixed).data
+    assert list(bar.marker.color) == [figures.NO_CLUSTER_COLOUR, "#222222", "#111111"]
+    assert len(set(figures.category_counts_bar(counts).data[0].marker.color)) == 3  # the palette: one colour each
 
 
 def test_category_years_bar_stacks_categories_in_the_given_order():
