@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_by_entry ON feedback (user, entry_date, id);
 CREATE INDEX IF NOT EXISTS feedback_latest ON feedback (entry_date, id);
+CREATE TABLE IF NOT EXISTS carried (   -- a labels' file this one was copied from, and its last row copied
+    source TEXT PRIMARY KEY,
+    last_id INTEGER NOT NULL
+);
 """
 MAX_USER_CHARS = 64
 #: superseded labels kept beyond the current ones (the newest rows), and how often the rest are pruned
@@ -89,7 +93,9 @@ def default_path(lake_root: Path, *, lake_id: str | None = None) -> Path:
     lake without an id (published before ids) keeps the file named after its path. The first time a lake
     is opened by id, the labels of the last lake seen at this path are copied in (the path's file of
     old, or the file of the lake the path held before it was built afresh), so neither an upgrade nor a
-    lake deleted and built again at the same place starts with no labels."""
+    lake deleted and built again at the same place starts with no labels. Labels given in the old file
+    after the copy (by workers still serving the lake before) are carried over by
+    :meth:`FeedbackStore._catch_up`."""
     state = environment.state_dir()
     path_key = hashlib.sha1(str(Path(lake_root).resolve()).encode()).hexdigest()[:12]
     by_path = state / f"feedback-{path_key}.sqlite"
@@ -132,6 +138,13 @@ def _copy_labels(source: Path, target: Path) -> bool:
         with contextlib.closing(sqlite3.connect(source, timeout=30)) as src, \
                 contextlib.closing(sqlite3.connect(tmp)) as dst:
             src.backup(dst)
+            # where the copy came from and how far: labels given there by a worker still serving the
+            # lake before are carried over later (FeedbackStore._catch_up)
+            dst.executescript(_SCHEMA)
+            dst.execute("DELETE FROM carried")  # the source's own sources are its to catch up with, not the copy's
+            dst.execute("INSERT INTO carried (source, last_id) "
+                        "VALUES (?, (SELECT coalesce(max(id), 0) FROM feedback))", (str(Path(source).resolve()),))
+            dst.commit()
         os.chmod(tmp, 0o600)
         try:
             os.link(tmp, target)
@@ -189,7 +202,46 @@ class FeedbackStore:
             if str(mode).lower() != "wal":  # a file system without shared memory (NFS and the like)
                 log.warning("the labels' database %s is not in WAL mode (%s): keep it on a local disk", self.path, mode)
             con.executescript(_SCHEMA)
+        self._catch_up()
         log.info("people's labels are kept in %s", self.path)
+
+    def _catch_up(self) -> None:
+        """Carry over the labels given in the file this one was copied from since the copy: while an app's
+        workers move to a new lake at the same path one by one, those still serving the lake before write
+        to its file. Each worker catches up when it opens this file, so the last one to move brings
+        everything; a label is skipped where the same person labelled the entry here later (their newer
+        label stays current). One transaction per source: two workers catching up at once copy each row once."""
+        with self._connect() as con:
+            sources = con.execute("SELECT source, last_id FROM carried").fetchall()
+        for source, last_id in sources:
+            if not Path(source).is_file() or Path(source).resolve() == self.path.resolve():
+                continue
+            try:
+                with contextlib.closing(sqlite3.connect(source, timeout=30)) as src:
+                    rows = src.execute("SELECT id, entry_date, label, user, created_at FROM feedback WHERE id > ? "
+                                       "ORDER BY id", (last_id,)).fetchall()
+            except sqlite3.Error as exc:  # gone, damaged, or not readable here: what was copied stays
+                log.warning("could not read the labels given in %s since its copy (%s)", source, exc)
+                continue
+            if not rows:
+                continue
+            with self._connect() as con:
+                con.execute("BEGIN IMMEDIATE")
+                done = con.execute("SELECT last_id FROM carried WHERE source = ?", (source,)).fetchone()[0]
+                carried = 0
+                for row_id, day, label, user, at in rows:
+                    if row_id <= done or con.execute(
+                            "SELECT 1 FROM feedback WHERE user = ? AND entry_date = ? AND created_at > ? LIMIT 1",
+                            (user, day, at)).fetchone():
+                        continue
+                    con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
+                                (day, label, user, at))
+                    carried += 1
+                con.execute("UPDATE carried SET last_id = ? WHERE source = ? AND last_id < ?",
+                            (rows[-1][0], source, rows[-1][0]))
+                con.execute("COMMIT")
+            if carried:
+                log.info("%d labels given in %s since its copy carried over to %s", carried, source, self.path)
 
     def _unavailable(self, exc: Exception) -> FeedbackUnavailable:
         text = str(exc).lower()

@@ -405,6 +405,36 @@ def test_a_copy_of_the_labels_never_replaces_the_one_another_worker_made(tmp_pat
     assert not (tmp_path / "other.sqlite").exists()
 
 
+def test_labels_given_to_the_lake_before_while_workers_move_are_carried_over(tmp_path, monkeypatch):
+    """While an app's workers move one by one to a lake built afresh at the same path, those still serving
+    the lake before write to its labels' file, which the new lake's file was copied from: the next open
+    of the new file carries them over, once, and a person's newer label there stays current."""
+    import time
+
+    from atlas.userstate import default_path
+
+    monkeypatch.setenv("COSMIC_ATLAS_STATE", str(tmp_path / "state"))
+    home = tmp_path / "lake"
+    before = FeedbackStore(default_path(home, lake_id="a" * 32))
+    before.add(date="2014-01-07", interesting=True, user="ann")
+    moved = FeedbackStore(default_path(home, lake_id="b" * 32))  # the first worker on the new lake: copied in
+    assert moved.path != before.path and moved.labels(user="ann") == {"2014-01-07": True}
+    before.add(date="2014-01-08", interesting=True, user="bob")  # a worker still on the lake before
+    before.add(date="2014-01-09", interesting=True, user="ann")  # ann, there first...
+    time.sleep(0.01)
+    moved.add(date="2014-01-09", interesting=False, user="ann")  # ...then on the new lake: this one is current
+    assert moved.labels(user="bob") == {}
+    last = FeedbackStore(default_path(home, lake_id="b" * 32))  # the last worker to move
+    assert last.labels(user="bob") == {"2014-01-08": True}
+    assert last.labels(user="ann") == {"2014-01-07": True, "2014-01-09": False}
+    count = last.count()
+    assert FeedbackStore(last.path).count() == count  # carried once
+    later = FeedbackStore(default_path(home, lake_id="c" * 32))  # the lake after: copied from b's file only
+    before.add(date="2014-01-10", interesting=True, user="cy")
+    assert FeedbackStore(later.path).labels(user="cy") == {}  # a's labels reach c through b, not around it
+    assert later.count() == count
+
+
 def test_without_a_person_the_labels_are_everyones_votes(tmp_path):
     """The list nobody is named for (the API without ``user``, the CLI) is re-ranked by everyone's marks
     as votes: each person's current mark counts once. Before, the newest mark by anyone was the answer,
