@@ -214,16 +214,16 @@ def cmd_oddities(args: argparse.Namespace) -> int:
         return 2
     try:
         reader = LakeReader.open(args.lake or environment.lake_dir())
+        labels_file = default_path(reader.layout.root, lake_id=reader.lake_id)
         if args.command == "feedback":
-            store = FeedbackStore(default_path(reader.layout.root, lake_id=reader.lake_id))
             if AtlasQueries(reader).entry(args.date.isoformat()) is None:
                 raise LookupError(f"no entry for {args.date}")
-            store.add(date=args.date.isoformat(), interesting={"interesting": True, "not": False}.get(args.label),
-                      user=args.user)
+            FeedbackStore(labels_file).add(date=args.date.isoformat(), user=args.user,
+                                           interesting={"interesting": True, "not": False}.get(args.label))
             print(f"{args.date}: {args.label} (user {args.user})")
             return 0
         try:
-            labels = FeedbackStore(default_path(reader.layout.root, lake_id=reader.lake_id)).labels(user=args.user)
+            labels = FeedbackStore(labels_file).labels(user=args.user)
         except FeedbackUnavailable as exc:  # as the API: without the marks, the detectors' own order
             log.warning("the list without your marks: %s", exc)
             labels = {}
@@ -232,6 +232,7 @@ def cmd_oddities(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.export:
+        from atlas.files import write_bytes
         from lake.exports import table_bytes
 
         if args.export.suffix not in (".csv", ".parquet"):
@@ -240,8 +241,9 @@ def cmd_oddities(args: argparse.Namespace) -> int:
         from lake.queries import LICENCE_NOTE
 
         out = df.drop(columns=["url", "media_type"], errors="ignore")
-        try:  # as the API writes it (CSV cells a spreadsheet would run, made inert; the licence note), whole
-            args.export.write_bytes(table_bytes(out, fmt=args.export.suffix[1:], licence=LICENCE_NOTE)[0])
+        try:  # as the API writes it (CSV cells a spreadsheet would run, made inert; the licence note), whole;
+            # atomically: an export that fails half-way leaves the file of the last one as it was
+            write_bytes(args.export, table_bytes(out, fmt=args.export.suffix[1:], licence=LICENCE_NOTE)[0])
         except OSError as exc:
             print(f"error: cannot write {args.export}: {exc.strerror or exc}", file=sys.stderr)
             return 2

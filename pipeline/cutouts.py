@@ -61,6 +61,9 @@ class CutoutReport:
     present: int = 0
     replaced: int = 0  # of ``fetched``: cutouts another service had made
     failed: Counter = field(default_factory=Counter)
+    #: every cutout in the lake after the fetch → the service that made it (:func:`cutout_sources`), so
+    #: the stage need not list the folder again
+    sources: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"fetched": self.fetched, "already_present": self.present, "replaced": self.replaced,
@@ -133,6 +136,7 @@ def fetch_cutouts(
     finally:
         with lock:
             atomic.write_json(layout.cutout_sources, dict(sources))
+            report.sources = dict(sources)
     log.info("cutouts: %d fetched (%d replacing another service's), %d already in the lake, %d failed %s",
              report.fetched, report.replaced, report.present, sum(report.failed.values()), dict(report.failed))
     return report

@@ -809,11 +809,13 @@ def gz2_cutouts_stage(ctx: BuildContext) -> StageResult:
         report = fetch_cutouts(wanted, layout, service=CutoutService(cfg.cutout_url),
                                fetcher=PoliteFetcher(layout.download_cache, limits), limits=limits,
                                limit=cfg.cutout_limit, progress=cfg.progress)
-    present = {o: layout.cutout(o) for o in objids if layout.cutout(o).is_file()}
+    # the cutouts in the lake and which service made each (the manifest says; a fetch replaces others'):
+    # one listing of the folder, the fetch's where it ran
+    made_by = report.sources if report is not None else cutout_sources(layout)
+    present = {o: layout.cutout(o) for o in objids if o in made_by}
     # by content, not by file times: a working copy pulled from object storage (or copied without its
     # times) holds the same pictures with new times, and must not re-embed every galaxy
     stamp = [(o, sha1_file(p)) for o, p in present.items()]
-    made_by = cutout_sources(layout)  # which service made them (the manifest says; a fetch replaces others')
     sources = Counter(made_by[o] for o in present)
     return StageResult(items=len(present), value=present, fingerprint=sha1_json(stamp),
                        manifest={"gz2_cutouts": {"present": len(present), "sources": dict(sources),

@@ -128,6 +128,8 @@ def test_a_fetch_from_another_service_replaces_the_cutouts_it_did_not_make(http_
     another service's cutouts are fetched again, and one it cannot fetch keeps its old picture."""
     import json
 
+    from pipeline.cutouts import cutout_sources
+
     def survey(colour: str):
         def cutout(h):
             ra, _ = _position(h)
@@ -150,6 +152,7 @@ def test_a_fetch_from_another_service_replaces_the_cutouts_it_did_not_make(http_
     recorded = json.loads(layout.cutout_sources.read_text())
     assert recorded[galaxies[0][0]] == sdss.key and layout.cutout(galaxies[0][0]).read_bytes() == first[galaxies[0][0]]
     assert {recorded[o] for o, _, _ in galaxies[1:]} == {legacy.key}
+    assert report.sources == cutout_sources(layout)  # what the stage reads instead of listing the folder again
     assert fetch_cutouts(galaxies, layout, service=legacy, fetcher=fetcher, limits=LIMITS).present == 5
     finer = CutoutService(http_server.url + "/legacy", scale=0.2, size=64)  # another scale: other pictures
     assert fetch_cutouts(galaxies[1:], layout, service=finer, fetcher=fetcher, limits=LIMITS).replaced == 5
