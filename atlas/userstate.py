@@ -140,9 +140,9 @@ def _copy_labels(source: Path, target: Path) -> bool:
             src.backup(dst)
             # where the copy came from and how far: labels given there by a worker still serving the
             # lake before are carried over later (FeedbackStore._catch_up)
+            # the source's own sources stay: a worker may move on from the lake before straight to this one
             dst.executescript(_SCHEMA)
-            dst.execute("DELETE FROM carried")  # the source's own sources are its to catch up with, not the copy's
-            dst.execute("INSERT INTO carried (source, last_id) "
+            dst.execute("INSERT OR REPLACE INTO carried (source, last_id) "
                         "VALUES (?, (SELECT coalesce(max(id), 0) FROM feedback))", (str(Path(source).resolve()),))
             dst.commit()
         os.chmod(tmp, 0o600)
@@ -206,42 +206,48 @@ class FeedbackStore:
         log.info("people's labels are kept in %s", self.path)
 
     def _catch_up(self) -> None:
-        """Carry over the labels given in the file this one was copied from since the copy: while an app's
+        """Carry over the labels given in the files this one was copied from since the copy: while an app's
         workers move to a new lake at the same path one by one, those still serving the lake before write
         to its file. Each worker catches up when it opens this file, so the last one to move brings
-        everything; a label is skipped where the same person labelled the entry here later (their newer
-        label stays current). One transaction per source: two workers catching up at once copy each row once."""
+        everything. A label is skipped where the same person labelled the entry here at the same time or
+        later (their newer label stays current; one that came by two paths, through the lake in between
+        and straight from the one before it, is carried once). One transaction per source: two workers
+        catching up at once copy each row once. Best effort: a source that cannot be read now is tried
+        again at the next open, and the labels already here stay usable."""
         with self._connect() as con:
             sources = con.execute("SELECT source, last_id FROM carried").fetchall()
         for source, last_id in sources:
-            if not Path(source).is_file() or Path(source).resolve() == self.path.resolve():
+            path = Path(source)
+            if not path.is_file() or path.resolve() == self.path.resolve():
                 continue
             try:
-                with contextlib.closing(sqlite3.connect(source, timeout=30)) as src:
-                    rows = src.execute("SELECT id, entry_date, label, user, created_at FROM feedback WHERE id > ? "
-                                       "ORDER BY id", (last_id,)).fetchall()
-            except sqlite3.Error as exc:  # gone, damaged, or not readable here: what was copied stays
-                log.warning("could not read the labels given in %s since its copy (%s)", source, exc)
-                continue
-            if not rows:
-                continue
-            with self._connect() as con:
-                con.execute("BEGIN IMMEDIATE")
-                done = con.execute("SELECT last_id FROM carried WHERE source = ?", (source,)).fetchone()[0]
-                carried = 0
-                for row_id, day, label, user, at in rows:
-                    if row_id <= done or con.execute(
-                            "SELECT 1 FROM feedback WHERE user = ? AND entry_date = ? AND created_at > ? LIMIT 1",
-                            (user, day, at)).fetchone():
-                        continue
-                    con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
-                                (day, label, user, at))
-                    carried += 1
-                con.execute("UPDATE carried SET last_id = ? WHERE source = ? AND last_id < ?",
-                            (rows[-1][0], source, rows[-1][0]))
-                con.execute("COMMIT")
-            if carried:
-                log.info("%d labels given in %s since its copy carried over to %s", carried, source, self.path)
+                self._carry(path, last_id)
+            except (sqlite3.Error, FeedbackUnavailable) as exc:
+                log.warning("labels given in %s since its copy are not carried over yet (%s)", path, exc)
+
+    def _carry(self, source: Path, last_id: int) -> None:
+        # mode=rw: read where it is; a file gone since the check above is not created again
+        with contextlib.closing(sqlite3.connect(f"{source.as_uri()}?mode=rw", uri=True, timeout=30)) as src:
+            rows = src.execute("SELECT id, entry_date, label, user, created_at FROM feedback WHERE id > ? ORDER BY id",
+                               (last_id,)).fetchall()
+        if not rows:
+            return
+        carried = 0
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            done = con.execute("SELECT last_id FROM carried WHERE source = ?", (str(source),)).fetchone()[0]
+            for row_id, day, label, user, at in rows:
+                if row_id <= done or con.execute(
+                        "SELECT 1 FROM feedback WHERE user = ? AND entry_date = ? AND created_at >= ? LIMIT 1",
+                        (user, day, at)).fetchone():
+                    continue
+                con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
+                            (day, label, user, at))
+                carried += 1
+            con.execute("UPDATE carried SET last_id = max(last_id, ?) WHERE source = ?", (rows[-1][0], str(source)))
+            con.execute("COMMIT")
+        if carried:
+            log.info("%d labels given in %s since its copy carried over to %s", carried, source, self.path)
 
     def _unavailable(self, exc: Exception) -> FeedbackUnavailable:
         text = str(exc).lower()

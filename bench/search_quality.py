@@ -197,7 +197,8 @@ def main() -> None:
     if args.compare_lake is not None and not args.compare_label:
         ap.error("--compare-lake needs --compare-label (say what that lake is)")
     engine = SearchEngine(LakeReader.open(args.lake or environment.lake_dir()), encoder_from_manifest)
-    results = {name: score_set(engine, KeywordExpansion(engine), *files) for name, files in SETS.items()}
+    expansion = KeywordExpansion(engine)
+    results = {name: score_set(engine, expansion, *files) for name, files in SETS.items()}
     tuning = results["tuning"]
     payload = {"queries": tuning["queries"], "mean_p_at_10": tuning["mean_p_at_10"],
                "per_query": tuning["per_query"], "sets": results,
@@ -205,9 +206,10 @@ def main() -> None:
                "encoder": engine.reader.manifest["encoder"]["name"]}
     if args.compare_lake is not None:
         other = SearchEngine(LakeReader.open(args.compare_lake), encoder_from_manifest)
-        expansion = KeywordExpansion(other)
+        other_expansion = KeywordExpansion(other)
         payload["compared"] = {"label": args.compare_label, "sets": {
-            name: {"mean_p_at_10": score_set(other, expansion, *files)["mean_p_at_10"]} for name, files in SETS.items()}}
+            name: {"mean_p_at_10": score_set(other, other_expansion, *files)["mean_p_at_10"]}
+            for name, files in SETS.items()}}
     save("search_quality", payload)
 
 

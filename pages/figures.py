@@ -104,7 +104,12 @@ def colours_of(categories: Iterable[str], colours: Mapping[str, str]) -> dict[st
 def _category_key(categories: pd.Series, colours: Mapping[str, str] | None) -> dict[str, str]:
     """Legend order (most frequent in this view first) → colour: from ``colours`` where given
     (:func:`colours_of`), else by this view's own frequencies."""
-    order = _by_frequency(categories)
+    return _colours_in(_by_frequency(categories), colours)
+
+
+def _colours_in(order: list[str], colours: Mapping[str, str] | None) -> dict[str, str]:
+    """Each category of ``order`` → its colour: the lake's fixed ``colours`` where given, else the
+    palette in this order."""
     return category_colours(order) if colours is None else colours_of(order, colours)
 
 
@@ -510,7 +515,7 @@ def category_counts_bar(counts: pd.DataFrame, *, colours: Mapping[str, str] | No
     ``counts`` comes largest first (as :meth:`counts_by_category` returns it); bars are drawn bottom-up.
     """
     order = counts["category"].tolist()
-    key = colours_of(order, colours) if colours is not None else category_colours(order)
+    key = _colours_in(order, colours)
     fig = px.bar(counts.iloc[::-1], x="n", y="category", orientation="h", title="Entries per category",
                  labels={"n": "entries", "category": ""}, template="plotly_white", height=560)
     return fig.update_traces(marker_color=[key[c] for c in counts["category"].iloc[::-1]])
@@ -529,7 +534,7 @@ def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = (),
     order = list(order) or list(dict.fromkeys(per_year["category"]))
     return px.bar(per_year, x="year", y="n", color="category", title="Per year", template="plotly_white",
                   labels={"n": "entries"}, height=560, category_orders={"category": order},
-                  color_discrete_map=colours_of(order, colours) if colours is not None else category_colours(order))
+                  color_discrete_map=_colours_in(order, colours))
 
 
 def confidence_box(confidences: pd.DataFrame) -> go.Figure:

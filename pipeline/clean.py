@@ -160,12 +160,15 @@ _LETTER_WORD = re.compile(r"[^\W\d_]+")
 #: A run of letters glued to the next capitalised word ("L�pezEl", "Druckm�llerBrno": a credit joined
 #: to the text after it) is looked up word by word.
 _GLUED = re.compile(rf"(?<=[a-z{REPLACED}])(?=[A-Z])")
-#: Endings after an apostrophe ("it�s", "Don�t", "CSIRO�s").
-_CLITIC = re.compile(rf"([A-Za-z]+){REPLACED}(s|t|re|ll|ve|d|m)\b")
-#: A degree sign before a temperature scale ("20 �C", "-40�F").
-_DEGREE = re.compile(rf"(?<=\d)(\s?){REPLACED}(?=[CFK]\b)")
-#: A dash between two names ("Churyumov�Gerasimenko", "Sunyaev�Zel'dovich").
-_NAME_DASH = re.compile(rf"([A-Z][a-z]+){REPLACED}(?=([A-Z][a-z]+))")
+#: Letters a damaged word must keep for a fit to be trusted ("�s" could be many words; "�le" is "île").
+_MIN_KNOWN_LETTERS = 2
+#: A whole word, then an ending after an apostrophe ("it�s", "Don�t", "CSIRO�s").
+_CLITIC = re.compile(rf"(?<![^\W\d_])([A-Za-z]+){REPLACED}(s|t|re|ll|ve|d|m)\b")
+#: A degree sign before a temperature scale ("20 �C", "-40�F"; not K: kelvins take none, and "30 �K"
+#: is more likely µK).
+_DEGREE = re.compile(rf"(?<=\d)(\s?){REPLACED}(?=[CF]\b)")
+#: A dash between two whole names ("Churyumov�Gerasimenko").
+_NAME_DASH = re.compile(rf"(?<![^\W\d_])([A-Z][a-z]+){REPLACED}(?=([A-Z][a-z]+)(?![a-z]))")
 
 
 def restore_replaced_characters(texts: Sequence[str | None], *, corpus: Sequence[str] = ()) -> dict[int, str]:
@@ -173,13 +176,14 @@ def restore_replaced_characters(texts: Sequence[str | None], *, corpus: Sequence
     archive's own words say what they were: index → repaired text. The words of ``texts`` and of
     ``corpus`` (more texts of the archive, not repaired here) decide.
 
-    Each replaced character stood for one character outside ASCII, so a damaged word is compared with
-    the archive's words that have such characters: "Eyjafjallaj�kull" fits only "Eyjafjallajökull", and
-    "St�phane" is "Stéphane" (25 times) rather than any other. A word is repaired when one such word
-    fits, or one clearly the most frequent (:data:`_CLEAR_LEAD` times the next). Then, where the
-    archive writes the same words with an apostrophe or a hyphen, an apostrophe ("it’s") or a dash
-    ("Churyumov–Gerasimenko"); a degree sign before C, F or K after a number. What nothing decides is
-    left as it is (a wrong letter in a name is worse than a visibly missing one)."""
+    Each replaced character stood for one character outside ASCII, so a damaged word (with at least
+    :data:`_MIN_KNOWN_LETTERS` letters left, not glued to a number) is compared with the archive's
+    words that have such characters: "Eyjafjallaj�kull" fits only "Eyjafjallajökull", and "St�phane"
+    is "Stéphane" (25 times) rather than any other. A word is repaired when one such word fits, or one
+    clearly the most frequent (:data:`_CLEAR_LEAD` times the next). Then, where the archive writes the
+    same whole words with an apostrophe or a hyphen, an apostrophe ("it’s") or a dash
+    ("Churyumov–Gerasimenko"); a degree sign before C or F after a number. What nothing decides is left
+    as it is (a wrong letter in a name is worse than a visibly missing one)."""
     damaged = {i: t for i, t in enumerate(texts) if t and REPLACED in t}
     if not damaged:
         return {}
@@ -188,14 +192,23 @@ def restore_replaced_characters(texts: Sequence[str | None], *, corpus: Sequence
     words: Counter[str] = Counter(w for t in sound if not t.isascii() for w in _LETTER_WORD.findall(t)
                                   if not w.isascii())
     fitting: dict[str, str | None] = {}
+    joined: list[str] = []  # the archive's texts joined in lower case, made when first asked
 
-    lowered: list[str] = []  # the archive's texts joined in lower case, made when first asked
-
-    def archive_says(*forms: str) -> bool:
-        """Whether the archive writes any of ``forms`` (lower case) somewhere."""
-        if not lowered:
-            lowered.append("\n".join(sound).lower())
-        return any(form in lowered[0] for form in forms)
+    def archive_writes(left: str, joints: str, right: str) -> bool:
+        """Whether the archive writes the whole words ``left`` and ``right`` (any case) joined by one of
+        ``joints`` (an apostrophe, a hyphen or dash) somewhere."""
+        if not joined:
+            joined.append("\n".join(sound).lower())
+        text = joined[0]
+        for joint in joints:
+            form = f"{left}{joint}{right}".lower()
+            at = text.find(form)
+            while at >= 0:
+                end = at + len(form)
+                if not (at and text[at - 1].isalpha()) and not (end < len(text) and text[end].isalpha()):
+                    return True
+                at = text.find(form, at + 1)
+        return False
 
     def fit(word: str) -> str | None:
         """The archive's word that ``word`` (one with replaced characters) stands for, if one is clear."""
@@ -208,18 +221,18 @@ def restore_replaced_characters(texts: Sequence[str | None], *, corpus: Sequence
         return fitting[word]
 
     def repair_word(match: re.Match) -> str:
-        return "".join(fit(part) or part if part.strip(REPLACED) and REPLACED in part else part
-                       for part in _GLUED.split(match.group()))
+        if match.start() and match.string[match.start() - 1].isdigit():  # "1990�s": a number's ending
+            return match.group()
+        return "".join(fit(part) or part if REPLACED in part and len(part) - part.count(REPLACED) >= _MIN_KNOWN_LETTERS
+                       else part for part in _GLUED.split(match.group()))
 
     def clitic(match: re.Match) -> str:
         stem, ending = match.group(1), match.group(2)
-        said = archive_says(f"{stem}'{ending}".lower(), f"{stem}\u2019{ending}".lower())
-        return f"{stem}\u2019{ending}" if said else match.group()
+        return f"{stem}\u2019{ending}" if archive_writes(stem, "'\u2019", ending) else match.group()
 
     def name_dash(match: re.Match) -> str:
         left, right = match.group(1), match.group(2)
-        said = archive_says(f"{left}-{right}".lower(), f"{left}\u2013{right}".lower())
-        return f"{left}\u2013" if said else match.group()
+        return f"{left}\u2013" if archive_writes(left, "-\u2013", right) else match.group()
 
     repaired = {}
     for i, text in damaged.items():
@@ -230,4 +243,3 @@ def restore_replaced_characters(texts: Sequence[str | None], *, corpus: Sequence
         if fixed != text:
             repaired[i] = fixed
     return repaired
-

@@ -105,18 +105,13 @@ def normalise(record: dict[str, Any], source: str, today: dt.date) -> tuple[dict
 _REPAIRED = ("title", "explanation", "credit", "copyright")
 
 
-def _repair_replaced(rows: list[dict[str, Any]], result: IngestResult, *, corpus: list[str]) -> None:
+def _repair_replaced(rows: list[dict[str, Any]], *, corpus: list[str]) -> list[str]:
     """Put back the characters NASA's API replaced by U+FFFD in the rows' texts, in place, where the
-    archive's words say what they were (:func:`restore_replaced_characters`)."""
-    texts = [row[name] for row in rows for name in _REPAIRED]
-    repaired = restore_replaced_characters(texts, corpus=corpus)
+    archive's words say what they were (:func:`restore_replaced_characters`); returns the dates repaired."""
+    repaired = restore_replaced_characters([row[name] for row in rows for name in _REPAIRED], corpus=corpus)
     for i, text in repaired.items():
         rows[i // len(_REPAIRED)][_REPAIRED[i % len(_REPAIRED)]] = text
-    result.repaired_characters = sorted({rows[i // len(_REPAIRED)]["date"].isoformat() for i in repaired})
-    result.replaced_left = sum((row[name] or "").count(REPLACED) for row in rows for name in _REPAIRED)
-    if repaired:
-        log.info("put back characters NASA's API replaced in %d entries (%d replaced characters left where "
-                 "the archive does not say what they were)", len(result.repaired_characters), result.replaced_left)
+    return sorted({rows[i // len(_REPAIRED)]["date"].isoformat() for i in repaired})
 
 
 def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date | None = None) -> IngestResult:
@@ -140,16 +135,24 @@ def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date 
             by_date[row["date"]] = row
     rows = [by_date[d] for d in sorted(by_date)]
     # every entry's words inform the restoration, also those --limit and --start/--end leave out
-    outside = [record for batch in batches for record in batch.outside_window]
+    # once per date, the later batch's, as the rows inside the window are
+    outside = list({str(r.get("date")): r for batch in batches for r in batch.outside_window}.values())
     corpus = [text for record in outside if isinstance(text := record.get("explanation"), str)]
-    for i, text in restore_clipped_starts([r["explanation"] for r in rows], corpus=corpus).items():
+    restored = restore_clipped_starts([r["explanation"] for r in rows], corpus=corpus)
+    for i, text in restored.items():
         rows[i]["explanation"] = text
-        result.restored_starts.append(rows[i]["date"].isoformat())
+    repaired = set(_repair_replaced(rows, corpus=[text for record in outside for name in _REPAIRED
+                                                  if isinstance(text := record.get(name), str)]))
+    result.rows = rows[:limit] if limit else rows
+    # what the manifest reports: of the entries the lake holds (--limit keeps the first ones)
+    result.restored_starts = [rows[i]["date"].isoformat() for i in sorted(restored) if not limit or i < limit]
+    result.repaired_characters = [r["date"].isoformat() for r in result.rows if r["date"].isoformat() in repaired]
+    result.replaced_left = sum((row[name] or "").count(REPLACED) for row in result.rows for name in _REPAIRED)
     if result.restored_starts:
         log.info("restored the first letters NASA's API clipped from %d explanations", len(result.restored_starts))
-    _repair_replaced(rows, result, corpus=[text for record in outside for name in _REPAIRED
-                                           if isinstance(text := record.get(name), str)])
-    result.rows = rows[:limit] if limit else rows
+    if result.repaired_characters:
+        log.info("put back characters NASA's API replaced in %d entries (%d replaced characters left where the "
+                 "archive does not say what they were)", len(result.repaired_characters), result.replaced_left)
     if result.invalid_by_reason:
         log.warning(
             "skipped %d invalid rows: %s",

@@ -236,8 +236,8 @@ def ingest_stage(ctx: BuildContext) -> StageResult:
         "sources": ctx.cfg.sources,
         "invalid_rows": {"by_reason": dict(result.invalid_by_reason), "examples": result.invalid[:50]},
         "restored_starts": {"count": len(result.restored_starts), "dates": result.restored_starts[:50]},
-        "repaired_characters": {"count": len(result.repaired_characters), "dates": result.repaired_characters[:50],
-                                "left": result.replaced_left},
+        "repaired_characters": {"entries": len(result.repaired_characters), "dates": result.repaired_characters[:50],
+                                "characters_left": result.replaced_left},
     })
 
 

@@ -429,10 +429,15 @@ def test_labels_given_to_the_lake_before_while_workers_move_are_carried_over(tmp
     assert last.labels(user="ann") == {"2014-01-07": True, "2014-01-09": False}
     count = last.count()
     assert FeedbackStore(last.path).count() == count  # carried once
-    later = FeedbackStore(default_path(home, lake_id="c" * 32))  # the lake after: copied from b's file only
-    before.add(date="2014-01-10", interesting=True, user="cy")
-    assert FeedbackStore(later.path).labels(user="cy") == {}  # a's labels reach c through b, not around it
-    assert later.count() == count
+    last._carry(before.path.resolve(), 0)  # a second worker that read the same rows before the first committed
+    assert last.count() == count
+    later = FeedbackStore(default_path(home, lake_id="c" * 32))  # the lake after, copied from b's file
+    before.add(date="2014-01-10", interesting=True, user="cy")  # a worker moving from a straight to c
+    assert FeedbackStore(later.path).labels(user="cy") == {"2014-01-10": True}  # a is c's source too
+    FeedbackStore(last.path)  # b catches up with it too...
+    assert FeedbackStore(later.path).count() == count + 1  # ...and c, catching up with b, keeps one copy
+    before.path.write_bytes(b"damaged " * 100)  # an unreadable source: the labels here stay usable
+    assert FeedbackStore(later.path).labels(user="cy") == {"2014-01-10": True}
 
 
 def test_without_a_person_the_labels_are_everyones_votes(tmp_path):

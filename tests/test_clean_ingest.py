@@ -150,7 +150,7 @@ def test_replaced_characters_come_back_where_the_archive_says_what_they_were():
     archive = ["Eyjafjallajökull erupted. Stéphane and Stéphane again; Stèphane once. It's clear; "
                "comet Churyumov-Gerasimenko. Gerasimenko's nucleus. Tromsø, Norway. Tromsö once."]
     damaged = [
-        "Eyjafjallaj\ufffdkull erupted again, photographed by St\ufffdphane.",  # one fit; a clear lead (2 : 1)
+        "Eyjafjallaj\ufffdkull erupted again, photographed by St\ufffdphane.",  # one fit; no clear lead (2 : 1)
         "Water boils at 100 \ufffdC (212\ufffdF).",  # degree signs
         "it\ufffds late; comet Churyumov\ufffdGerasimenko\ufffds tail.",  # apostrophes and a dash the archive writes
         "Bj\ufffdrn went to Troms\ufffd.",  # no fitting word; two fitting words, neither clearly the one
@@ -168,6 +168,23 @@ def test_replaced_characters_come_back_where_the_archive_says_what_they_were():
     assert restore_replaced_characters(["All intact.", ""]) == {}
 
 
+def test_replaced_character_rules_read_whole_words():
+    archive = ["An atom's nucleus. Comet McNaught-Russell. Jökulsárlón lagoon. LópezEl and López. Réunion. "
+               "The 1990s. The 1990ás typo. Île. 3 K."]
+    cases = {
+        "Photo: Tom\ufffds": "Photo: Tom\ufffds",  # "atom's" is no "Tom's"
+        "Comet Naught\ufffdRussell": "Comet Naught\ufffdRussell",  # "McNaught-Russell" is no "Naught-Russell"
+        "the J\ufffdkuls\ufffdrl\ufffdn lagoon": "the Jökulsárlón lagoon",  # several replaced in one word
+        "Credit: Ana L\ufffdpezEl Teide": "Credit: Ana LópezEl Teide",  # a credit glued to the next word
+        "R\ufffd\ufffdunion": "R\ufffd\ufffdunion",  # two in a row stand for two characters: no such word
+        "the 1990\ufffds": "the 1990\ufffds",  # a number's ending is not looked up
+        "cooled to 3 \ufffdK": "cooled to 3 \ufffdK",  # kelvins take no degree sign (likely µK)
+        "on \ufffdle de R\ufffdunion": "on Île de Réunion",
+    }
+    repaired = restore_replaced_characters(list(cases), corpus=archive)
+    assert {text: repaired.get(i, text) for i, text in enumerate(cases)} == cases
+
+
 def test_ingest_repairs_replaced_characters_in_texts_and_credits_and_says_which(tmp_path):
     rows = [{"date": "2010-04-19", "title": "Eyjafjallaj\ufffdkull Erupts", "copyright": "J\ufffdn Sigur\ufffdsson",
              "explanation": "Ash above Eyjafjallaj\ufffdkull in Iceland."},
@@ -181,6 +198,9 @@ def test_ingest_repairs_replaced_characters_in_texts_and_credits_and_says_which(
     assert result.rows[2]["explanation"] == "A name nobody else writes: Bj\ufffdrk."
     assert result.repaired_characters == ["2010-04-19"]
     assert result.replaced_left == 1
+    first_two = ingest([dump.load(tmp_path / "dump.jsonl")], today=dt.date(2026, 11, 23), limit=2)
+    assert first_two.rows[0]["copyright"] == "Jón Sigurðsson"  # the entries left out still lend their words
+    assert (first_two.repaired_characters, first_two.replaced_left) == (["2010-04-19"], 0)  # of the lake's entries
 
 
 def test_the_bundled_archive_gets_its_replaced_characters_back_where_its_words_say():
