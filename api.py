@@ -118,7 +118,8 @@ def _filters(p: dict[str, str]) -> Filters:
 def _result(hit: dict[str, Any]) -> dict[str, Any]:
     return {"date": hit["date"], "title": hit["title"], "score": hit["score"], "category": hit.get("category"),
             "has_image": bool(hit.get("has_image")), "snippet": hit.get("snippet", ""), "picture": hit.get("picture"),
-            "url": f"/entry/{hit['date']}", "nasa_page": nasa_page_url(hit["date"])}
+            "url": f"/entry/{hit['date']}", "nasa_page": nasa_page_url(hit["date"]),
+            **({"matched": hit["matched"]} if "matched" in hit else {})}
 
 
 CONE_PARAMS = {"ra", "dec", "r", "name"}

@@ -475,7 +475,11 @@ class SearchEngine:
                 dense = self._dense_search(feedback_query(vec, first, have), table, filters, list_depth(n))
             order = paged_fusion([h["date"] for h in dense], [h["date"] for h in keyword], n=n)
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
-            hits = [info[d] | {"score": round(score, 5)} for d, score in order]
+            # where each hit stood in the lists fused into it (1 = first; None: not in that list): a fused
+            # score alone (0.039…) tells a reader nothing, "words #3, meaning #12" says why it is there
+            words, meaning = ({h["date"]: i for i, h in enumerate(ranked, start=1)} for ranked in (keyword, dense))
+            hits = [info[d] | {"score": round(score, 5), "matched": {"words": words.get(d), "meaning": meaning.get(d)}}
+                    for d, score in order]
         return self._with_snippets(hits[offset:n], q)
 
     def similar(self, date: dt.date, *, kind: str = "text", k: int = 10,

@@ -31,10 +31,21 @@ def _hit(h: dict) -> dbc.ListGroupItem:
         img,
         html.Div([
             html.A(h["title"], href=f"/entry/{h['date']}", className="fw-semibold atlas-hit-title"),
-            html.Div(f"{h['date']} · {h.get('category') or '—'} · score {h['score']}", className="small text-muted"),
+            html.Div(f"{h['date']} · {h.get('category') or '—'} · {_why(h)}", className="small text-muted"),
             html.Div(h.get("snippet", ""), className="small mt-1"),
         ]),
     ], className="d-flex"), className="atlas-hit")
+
+
+def _why(h: dict) -> str:
+    """Why a hit is listed: where a hybrid hit stood among the keyword and the meaning matches (its
+    fused score means nothing to a reader), else its score."""
+    matched = h.get("matched")
+    if not matched:
+        return f"score {h['score']}"
+    parts = [f"{name} #{rank}" for name, rank in (("words", matched.get("words")), ("meaning", matched.get("meaning")))
+             if rank]
+    return "matches " + " and ".join(parts) if parts else f"score {h['score']}"
 
 
 HIDDEN = {"display": "none"}

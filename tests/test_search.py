@@ -159,6 +159,29 @@ def test_the_pager_offers_only_pages_with_results(client, search):
         assert f"Page {last + 1} is past the last result" in str(past) and component_with_id(past, Search.PAGE).style == page.HIDDEN
 
 
+def test_a_hybrid_hit_says_where_it_stood_in_the_lists_fused_into_it(search, client):
+    """A fused score (0.039…) tells a reader nothing: each hybrid hit carries its rank in the keyword
+    list (``words``) and in the dense list after the feedback (``meaning``), and the results page shows them."""
+    q = "comet with a long tail"
+    keyword = [h["date"] for h in search.search(q, k=50, mode="keyword")]
+    hits = search.search(q, k=10)
+    assert all(h["matched"]["words"] or h["matched"]["meaning"] for h in hits)
+    for h in hits:
+        words = h["matched"]["words"]
+        assert (keyword[words - 1] == h["date"]) if words else h["date"] not in keyword
+    assert any(h["matched"]["words"] and h["matched"]["meaning"] for h in hits)
+    assert "matched" not in search.search(q, k=3, mode="dense")[0]
+    body = client.get("/api/search?q=comet+with+a+long+tail&k=3").get_json()
+    assert [r["matched"] for r in body["results"]] == [h["matched"] for h in hits[:3]]
+    from pages import search as page
+
+    first = hits[0]["matched"]
+    said = " and ".join(f"{name} #{first[name]}" for name in ("words", "meaning") if first[name])
+    with client.application.app_context():
+        assert f"matches {said}" in str(page.layout(q=q))
+        assert "matches" not in str(page.layout(q=q, mode="dense"))  # a cosine score there
+
+
 def test_modes_find_relevant_entries(search):
     for mode in ("dense", "keyword", "hybrid"):
         hits = search.search("open cluster of young stars", k=5, mode=mode)
