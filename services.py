@@ -291,6 +291,10 @@ class LakeService:
             self._warming.handles = None
 
     def _warm_steps(self) -> None:
+        def tables() -> None:  # the small tables copied into memory: an entry by date ≈ 2 ms, not ≈ 11
+            held = self.atlas().reader.hold_small_tables()
+            log.info("tables held in memory: %s", ", ".join(held) or "none (all larger than the limit)")
+
         def galaxies() -> None:
             g = self.galaxies()
             if g.has_pictures:
@@ -305,7 +309,7 @@ class LakeService:
                 engine.search(query, k=10)
             engine.preload()
 
-        for step in (galaxies, search, *self._warmers):
+        for step in (tables, galaxies, search, *self._warmers):
             try:
                 step()
             except LakeMissingError as exc:

@@ -1,6 +1,7 @@
 """The app's questions to the lake (lake.queries) on a real built lake."""
 
 import datetime as dt
+import threading
 
 import pytest
 
@@ -158,6 +159,44 @@ def test_each_thread_queries_through_its_own_cursor_on_one_database(demo_lake, m
     assert not errors and expected[0] > 0
     assert len({id(c) for c in seen}) == 8 and reader.connection() not in seen
     assert len(opened) == 1
+
+
+def test_a_serving_reader_holds_its_small_tables_in_memory_with_the_same_rows(demo_lake):
+    """A serving process copies the small tables into DuckDB's memory (an entry by date ≈ 2 ms instead
+    of ≈ 11 through the view of its Parquet file); larger ones stay views; every query answers alike,
+    in every thread, also while the copy is made."""
+    reader = LakeReader.open(demo_lake)
+    queries = AtlasQueries(reader)
+    day = reader.query("SELECT strftime(min(date), '%Y-%m-%d') AS d FROM entries").d[0]
+    before = (queries.entry(day), reader.query("SELECT * FROM categories ORDER BY date, source"),
+              reader.query("SELECT * FROM projections ORDER BY ALL"))
+    entries_size = reader.layout.table("entries").stat().st_size
+    answers, errors, done = [], [], threading.Event()
+
+    def ask() -> None:  # other threads query while the tables are copied
+        while not done.is_set():
+            try:
+                answers.append(queries.entry(day) == before[0] and
+                               reader.query("SELECT count(*) AS n FROM categories").n[0] == len(before[1]))
+            except Exception as exc:  # noqa: BLE001 - the test asserts there are none
+                errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for t in threads:
+        t.start()
+    held = reader.hold_small_tables(max_bytes=entries_size - 1)
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors and answers and all(answers)
+    assert "entries" not in held and {"categories", "projections"} <= set(held)
+    kinds = dict(reader.query("SELECT table_name AS name, table_type AS kind FROM information_schema.tables").values)
+    assert kinds["entries"] == "VIEW" and kinds["categories"] == "BASE TABLE"
+    after = (queries.entry(day), reader.query("SELECT * FROM categories ORDER BY date, source"),
+             reader.query("SELECT * FROM projections ORDER BY ALL"))
+    assert after[0] == before[0] and all(a.equals(b) for a, b in zip(after[1:], before[1:]))
+    assert reader.hold_small_tables() == ["entries"]  # the rest are held already
+    assert not in_threads(lambda i: queries.entry(day), 2)
 
 
 def test_map_names_from_clients_are_not_cached(atlas, demo_lake):
