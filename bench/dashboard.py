@@ -28,8 +28,6 @@ sys.path.insert(0, str(REPO))
 from bench.common import ChromiumMissing, chromium, lake_label, median, save  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
 
-MAP_OUTPUTS = [("map-graph", "figure"), ("map-count", "children"), ("map-note", "children"),
-               ("map-category-counts", "children"), ("map-thinned", "data")]
 
 
 def free_port() -> int:
@@ -70,13 +68,26 @@ def checkout(rev: str):
         subprocess.run(["git", "worktree", "remove", "--force", str(tmp)], cwd=REPO, check=False)
 
 
+def map_outputs(url: str) -> str:
+    """The served map callback's outputs as Dash names them (``..map-graph.figure...map-count.children..``),
+    asked of the app itself: the code of a baseline commit may have other outputs than this one's, and a
+    request naming others is refused (HTTP 500)."""
+    with urllib.request.urlopen(url + "/_dash-dependencies", timeout=60) as resp:
+        callbacks = json.loads(resp.read())
+    for cb in callbacks:
+        if cb["output"].startswith("..map-graph.figure.") and any(i["id"] == "map-cats" for i in cb["inputs"]):
+            return cb["output"]
+    raise SystemExit(f"{url} has no map callback (map-graph.figure from map-cats)")
+
+
 def map_callback(url: str, cats: list[str], years: list[int]) -> tuple[float, int]:
     """One real POST of the map callback; returns (seconds, response bytes)."""
     inputs = [("map-emb", "text"), ("map-method", "umap"), ("map-color", "category"), ("map-cats", cats),
               ("map-years", years)]
+    output = map_outputs(url)
     payload = {
-        "output": ".." + "...".join(f"{i}.{p}" for i, p in MAP_OUTPUTS) + "..",
-        "outputs": [{"id": i, "property": p} for i, p in MAP_OUTPUTS],
+        "output": output,
+        "outputs": [dict(zip(("id", "property"), part.rsplit(".", 1))) for part in output.strip(".").split("...")],
         "inputs": [{"id": i, "property": "value", "value": v} for i, v in inputs],
         "changedPropIds": ["map-cats.value"],
         "state": [],
@@ -162,23 +173,27 @@ CALLBACKS_JS = ("return performance.getEntriesByType('resource').filter(e => e.n
                 ".map(e => e.responseStart - e.requestStart);")
 
 
-def page_callbacks(driver, url: str, runs: int) -> dict[str, dict[str, float]]:
-    """Per page: p50/p95/max of its callbacks' server time (request sent → first byte) over ``runs``
-    loads, and how many callbacks a load fires."""
+def page_loads(driver, url: str) -> dict[str, list[float]]:
+    """One load of every page: its callbacks' server times (request sent → first byte), in ms."""
     out = {}
     for page in PAGES:
-        times, per_load = [], []
-        for _ in range(runs):
-            driver.get("about:blank")
-            driver.get(url + page)
-            time.sleep(2.5)  # late callbacks (hover cards are not triggered)
-            got = driver.execute_script(CALLBACKS_JS)
-            times += got
-            per_load.append(len(got))
-        ms = sorted(times)
+        driver.get("about:blank")
+        driver.get(url + page)
+        time.sleep(2.5)  # late callbacks (hover cards are not triggered)
+        out[page] = driver.execute_script(CALLBACKS_JS)
+    return out
+
+
+def callback_stats(loads: list[dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Per page: p50/p95/max of its callbacks' server time over ``loads`` (:func:`page_loads`), and how many
+    callbacks a load fires."""
+    out = {}
+    for page in PAGES:
+        ms = sorted(t for load in loads for t in load[page])
         out[page] = {"p50_ms": round(ms[len(ms) // 2], 1) if ms else 0.0,
                      "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1) if ms else 0.0,
-                     "max_ms": round(max(ms), 1) if ms else 0.0, "callbacks_per_load": max(per_load)}
+                     "max_ms": round(max(ms), 1) if ms else 0.0,
+                     "callbacks_per_load": max(len(load[page]) for load in loads)}
     return out
 
 
@@ -202,41 +217,77 @@ def zoom_update(driver) -> tuple[float, int, int]:
 
 
 def measure(lake: Path, runs: int, label: str, zoom: bool, repo: Path = REPO) -> dict:
-    proc, url = serve(lake, repo=repo)
+    """One code version (``repo``) serving ``lake``: :func:`measure_in_turns` of it alone."""
+    return measure_in_turns(lake, runs, {"this": (label, repo)}, zoom=zoom)["this"]
+
+
+def measure_in_turns(lake: Path, runs: int, versions: dict[str, tuple[str, Path]], zoom: bool = False) -> dict:
+    """Each code version of ``versions`` (key → (label, repo)) serving ``lake`` at once, measured in turns:
+    run after run, every version once, so that a drift of the machine or the browser over the minutes of
+    a benchmark (the interactive map's times here fall in two groups, ≈ 1.1 s and ≈ 1.9 s, by the
+    software renderer's mood) touches them alike. Returns key → the version's results."""
+    servers = {key: serve(lake, repo=repo) for key, (_, repo) in versions.items()}
+    urls = {key: url for key, (_, url) in servers.items()}
+    whole, chosen = ([], [1000, 3999]), (["Nebula", "Galaxy"], [2000, 2020])  # (categories, years)
+    acc = {key: {"unfiltered": [], "filtered": [], "drawn": [], "pictures": [], "loads": [], "zooms": []}
+           for key in urls}
     try:
-        all_years = [1000, 3999]
-        first_unfiltered = map_callback(url, [], all_years)  # also warms the worker (imports, DuckDB)
-        unfiltered = [map_callback(url, [], all_years) for _ in range(runs)]
-        first_filtered = map_callback(url, ["Nebula", "Galaxy"], [2000, 2020])  # a view nobody asked for yet
-        filtered = [map_callback(url, ["Nebula", "Galaxy"], [2000, 2020]) for _ in range(runs)]
+        for key, url in urls.items():
+            acc[key]["first_unfiltered"] = map_callback(url, *whole)  # also warms the worker
+        for _ in range(runs):
+            for key, url in urls.items():
+                acc[key]["unfiltered"].append(map_callback(url, *whole))
+        for key, url in urls.items():
+            acc[key]["first_filtered"] = map_callback(url, *chosen)  # a view nobody asked for yet
+        for _ in range(runs):
+            for key, url in urls.items():
+                acc[key]["filtered"].append(map_callback(url, *chosen))
         driver = browser()
         try:
-            first_render(driver, url)  # warm browser cache of the JS bundles
-            drawn, pictures = renders(driver, url, runs)
-            if zoom:  # dcc.Graph binds its relayout handler after the first draw completes
-                time.sleep(3)
-            zooms = [zoom_update(driver) for _ in range(min(runs, 3))] if zoom else []
-            callbacks = page_callbacks(driver, url, runs=3) if not zoom else {}
+            for url in urls.values():
+                first_render(driver, url)  # warm browser cache of the JS bundles
+            for _ in range(runs):
+                for key, url in urls.items():
+                    acc[key]["drawn"].append(first_render(driver, url))
+                    acc[key]["pictures"].append(picture_paint(driver))
+            if zoom:
+                for key, url in urls.items():
+                    first_render(driver, url)
+                    time.sleep(3)  # dcc.Graph binds its relayout handler after the first draw completes
+                    acc[key]["zooms"] = [zoom_update(driver) for _ in range(min(runs, 3))]
+            else:
+                for _ in range(3):
+                    for key, url in urls.items():
+                        acc[key]["loads"].append(page_loads(driver, url))
         finally:
             driver.quit()
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+    return {key: _results(versions[key][0], a) for key, a in acc.items()}
+
+
+def _results(label: str, a: dict) -> dict:
+    drawn, pictures = a["drawn"], a["pictures"]
     out = {
         "lake": label,
-        "filter_callback_ms_median": round(1000 * median([t for t, _ in filtered]), 1),
-        "filter_callback_first_ms": round(1000 * first_filtered[0], 1),
-        "map_callback_first_ms": round(1000 * first_unfiltered[0], 1),
-        "page_callbacks": callbacks,
-        "map_callback_ms_median": round(1000 * median([t for t, _ in unfiltered]), 1),
-        "map_callback_payload_kb": round(unfiltered[0][1] / 1024, 1),
+        "filter_callback_ms_median": round(1000 * median([t for t, _ in a["filtered"]]), 1),
+        "filter_callback_first_ms": round(1000 * a["first_filtered"][0], 1),
+        "map_callback_first_ms": round(1000 * a["first_unfiltered"][0], 1),
+        "page_callbacks": callback_stats(a["loads"]) if a["loads"] else {},
+        "map_callback_ms_median": round(1000 * median([t for t, _ in a["unfiltered"]]), 1),
+        "map_callback_payload_kb": round(a["unfiltered"][0][1] / 1024, 1),
         "first_render_s_median": round(median([r[0] for r in drawn]), 3),
         "first_render_runs_s": [round(r[0], 3) for r in drawn],
-        **pictures,
+        "picture_paint_s_median": round(median(pictures), 3) if None not in pictures else None,
+        "picture_paint_runs_s": [None if p is None else round(p, 3) for p in pictures],
         "points_drawn": drawn[0][1],
         "page_transfer_kb_warm_cache": round(drawn[0][2] / 1024, 1),
+        "in_turns": True,
     }
-    if zooms:
+    if a["zooms"]:
+        zooms = a["zooms"]
         out |= {"zoom_refine_s_median": round(median([z[0] for z in zooms]), 3),
                 "points_before_zoom": zooms[0][1], "points_after_zoom": zooms[0][2]}
     return out
@@ -251,13 +302,15 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="REV", help="also measure the code of this commit on the archive")
     args = ap.parse_args()
     lake = LakeLayout.at(args.lake).root
-    results = {"archive": measure(lake, args.runs, f"built lake ({lake_label(lake)})", zoom=False)}
-    print(json.dumps(results["archive"], indent=2), flush=True)
-    if args.baseline:
+    this = (f"built lake ({lake_label(lake)})", REPO)
+    if args.baseline:  # both served at once and measured in turns
         with checkout(args.baseline) as tree:
-            results["archive_baseline"] = measure(lake, args.runs, f"built lake, code of {args.baseline}", zoom=False,
-                                                  repo=tree) | {"rev": args.baseline}
-        print(json.dumps(results["archive_baseline"], indent=2), flush=True)
+            both = measure_in_turns(lake, args.runs, {"archive": this,
+                                                      "archive_baseline": (f"built lake, code of {args.baseline}", tree)})
+        results = {"archive": both["archive"], "archive_baseline": both["archive_baseline"] | {"rev": args.baseline}}
+    else:
+        results = {"archive": measure(lake, args.runs, this[0], zoom=False)}
+    print(json.dumps(results, indent=2), flush=True)
     if args.synthetic:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, str(REPO / "bench" / "synthetic_lake.py"), tmp, "--n", str(args.synthetic)],
@@ -265,6 +318,7 @@ def main() -> None:
             results["synthetic"] = measure(Path(tmp), args.runs, f"synthetic {args.synthetic:,} points", zoom=True)
         print(json.dumps(results["synthetic"], indent=2))
     results["targets"] = {"first_render_s": 1.5, "filter_callback_ms": 150}
+    results["runs"] = args.runs
     print("saved", save("dashboard", results))
 
 

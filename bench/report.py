@@ -166,14 +166,17 @@ def _picture_cell(v: dict) -> str:
 
 def dashboard_section(r: dict) -> list[str]:
     a, syn, before = r["archive"], r.get("synthetic"), r.get("archive_baseline")
-    out = ["## Dashboard", "", "Command: `python bench/dashboard.py --baseline REV`, REV the commit its baseline row names — the app under gunicorn "
+    runs = f" --runs {r['runs']}" if r.get("runs", 5) != 5 else ""
+    turns = (" Both served at once and measured in turns (every run: each version once), so that the machine's "
+             "and the browser's drift over the run touches them alike." if before and before.get("in_turns") else "")
+    out = ["## Dashboard", "", f"Command: `python bench/dashboard.py --baseline REV{runs}`, REV the commit its baseline row names — the app under gunicorn "
            "(1 worker, 4 threads, gunicorn.conf.py warm-up), headless Chromium (software WebGL: SwiftShader), warm "
            "browser cache; server times are real HTTP requests to the map callback. *Map picture painted* = "
            "navigation start to the paint of the server's picture of the map (the browser's "
            "largest-contentful-paint entry for it; — where the code has none); *interactive map* = navigation to "
            "the map's points laid out by Plotly (hover, click, lasso; before 2026-11-29 the only column, called "
            "first render). With `--baseline`, the code of an earlier commit is served from a git worktree on the "
-           "same lake in the same run.", _machine(r), "",
+           f"same lake in the same run.{turns}", _machine(r), "",
            "| lake / code | map picture painted (median) | interactive map (median) | map callback: first / repeated "
            "| filter callback: first / repeated | payload | points drawn | zoom refine |",
            "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -186,6 +189,12 @@ def dashboard_section(r: dict) -> list[str]:
             out.append(f"| {label} | {_picture_cell(v)} | {v['first_render_s_median']} s | {first_map}{v['map_callback_ms_median']} ms | "
                        f"{first_filter}{v['filter_callback_ms_median']} ms | {v['map_callback_payload_kb']:,} kB | "
                        f"{v['points_drawn']:,} | {zoom} |")
+    if before and "first_render_runs_s" in before:
+        out += ["", "Interactive map, every run (sorted): " + "; ".join(
+            f"{v['lake']}: " + ", ".join(f"{x:.2f}" for x in sorted(v["first_render_runs_s"])) for v in (before, a))
+            + " s. In this software-rendered browser Plotly's WebGL set-up takes ≈ 0.55 s in some loads and ≈ 1.3 s "
+            "in others, whatever the code (*Plotly alone in this browser*), so the medians move with how many slow "
+            "loads each version drew."]
     if a.get("page_callbacks"):
         out += ["", "**Every page's callbacks** (server time of each `_dash-update-component` request fired while "
                 "the page loads, 3 loads per page; p95 ≈ the slowest, usually the first load of a view):", "",
