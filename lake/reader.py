@@ -102,7 +102,7 @@ class LakeReader:
                 if name in self._held or self.layout.table(name).stat().st_size > max_bytes:
                     continue
                 db.execute(f'CREATE TABLE "_held_{name}" AS SELECT * FROM "{name}"')
-                # one statement swaps the view for the table: no query finds neither
+                # one transaction swaps the view for the table: no query finds neither
                 db.execute(f'BEGIN; DROP VIEW "{name}"; ALTER TABLE "_held_{name}" RENAME TO "{name}"; COMMIT')
                 self._held.add(name)
                 held.append(name)

@@ -3,7 +3,8 @@
 The 1995–96 pages were scraped with their navigation text ("Today's Picture:", "We keep an archive…")
 and a few 2008–09 pages carry ``digg_url = …`` JavaScript. Credits and copyright notices found in that
 text are returned separately instead of being thrown away. NASA's API also clips the first letters of
-some explanations; :func:`restore_clipped_starts` puts them back from the archive's own words.
+some explanations, and replaces some characters outside ASCII by U+FFFD; :func:`restore_clipped_starts`
+and :func:`restore_replaced_characters` put them back from the archive's own words.
 """
 
 from __future__ import annotations
