@@ -47,12 +47,17 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_by_entry ON feedback (user, entry_date, id);
 CREATE INDEX IF NOT EXISTS feedback_latest ON feedback (entry_date, id);
+CREATE TABLE IF NOT EXISTS superseded (  -- labels a later one of the same person and entry replaced
+    id INTEGER PRIMARY KEY
+);
 CREATE TABLE IF NOT EXISTS carried (   -- a labels' file this one was copied from, and its last row copied
     source TEXT PRIMARY KEY,
     last_id INTEGER NOT NULL
 );
 """
 MAX_USER_CHARS = 64
+#: ``PRAGMA user_version`` of a labels' file whose ``superseded`` table lists every superseded label.
+SUPERSEDED_LISTED = 1
 #: superseded labels kept beyond the current ones (the newest rows), and how often the rest are pruned
 KEEP_SUPERSEDED = 100_000
 PRUNE_EVERY = 1_000
@@ -202,8 +207,21 @@ class FeedbackStore:
             if str(mode).lower() != "wal":  # a file system without shared memory (NFS and the like)
                 log.warning("the labels' database %s is not in WAL mode (%s): keep it on a local disk", self.path, mode)
             con.executescript(_SCHEMA)
+            if con.execute("PRAGMA user_version").fetchone()[0] < SUPERSEDED_LISTED:
+                self._list_superseded(con)
         self._catch_up()
         log.info("people's labels are kept in %s", self.path)
+
+    @staticmethod
+    def _list_superseded(con: sqlite3.Connection) -> None:
+        """List the superseded labels of a file made before they were listed as they were given (once:
+        one pass over the whole history)."""
+        con.execute("BEGIN IMMEDIATE")
+        if con.execute("PRAGMA user_version").fetchone()[0] < SUPERSEDED_LISTED:  # another process did meanwhile
+            con.execute("INSERT OR IGNORE INTO superseded (id) SELECT id FROM feedback "
+                        "WHERE id NOT IN (SELECT max(id) FROM feedback GROUP BY user, entry_date)")
+            con.execute(f"PRAGMA user_version = {SUPERSEDED_LISTED}")
+        con.execute("COMMIT")
 
     def _catch_up(self) -> None:
         """Carry over the labels given in the files this one was copied from since the copy: while an app's
@@ -241,8 +259,7 @@ class FeedbackStore:
                         "SELECT 1 FROM feedback WHERE user = ? AND entry_date = ? AND created_at >= ? LIMIT 1",
                         (user, day, at)).fetchone():
                     continue
-                con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
-                            (day, label, user, at))
+                self._insert(con, day, label, user, at)
                 carried += 1
             con.execute("UPDATE carried SET last_id = max(last_id, ?) WHERE source = ?", (rows[-1][0], str(source)))
             con.execute("COMMIT")
@@ -277,19 +294,25 @@ class FeedbackStore:
         finally:
             con.close()
 
-    def _insert(self, con: sqlite3.Connection, day: str, label: int | None, user: str) -> None:
-        """Append one label (inside the caller's transaction), pruning the history when its id says so."""
+    def _insert(self, con: sqlite3.Connection, day: str, label: int | None, user: str, at: str | None = None) -> None:
+        """Append one label (inside the caller's transaction; ``at``: when it was given, default now),
+        listing the one it replaces as superseded, and pruning the history when its id says so."""
+        before = con.execute("SELECT max(id) FROM feedback WHERE user = ? AND entry_date = ?", (user, day)).fetchone()[0]
         cur = con.execute("INSERT INTO feedback (entry_date, label, user, created_at) VALUES (?, ?, ?, ?)",
-                          (day, label, user, dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")))
+                          (day, label, user, at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")))
+        if before is not None:
+            con.execute("INSERT OR IGNORE INTO superseded (id) VALUES (?)", (before,))
         if cur.lastrowid % self.prune_every == 0:
             self._prune(con)
 
     def _prune(self, con: sqlite3.Connection) -> None:
-        """Delete superseded labels older than the newest ``keep_superseded`` rows; current ones stay."""
-        deleted = con.execute(
-            "DELETE FROM feedback WHERE id <= (SELECT max(id) FROM feedback) - ? "
-            "AND id NOT IN (SELECT max(id) FROM feedback GROUP BY user, entry_date)",
-            (self.keep_superseded,)).rowcount
+        """Delete superseded labels older than the newest ``keep_superseded`` rows; current ones stay.
+        They are listed as they are superseded (:meth:`_insert`), so a prune reads only them: the query
+        that found them among every label took ≈ 0.3 s, inside the write lock, on a file of 300,000."""
+        cutoff = con.execute("SELECT max(id) FROM feedback").fetchone()[0] - self.keep_superseded
+        deleted = con.execute("DELETE FROM feedback WHERE id IN (SELECT id FROM superseded WHERE id <= ?)",
+                              (cutoff,)).rowcount
+        con.execute("DELETE FROM superseded WHERE id <= ?", (cutoff,))
         if deleted:
             log.info("feedback history pruned: %d superseded labels deleted", deleted)
 

@@ -518,6 +518,28 @@ def test_clicking_a_thumb_forever_keeps_the_file_bounded_and_every_current_label
     assert current <= kept
 
 
+def test_a_labels_file_from_before_superseded_labels_were_listed_is_pruned_alike(tmp_path):
+    """Superseded labels are listed as they are given, so a prune reads only them; a file made before
+    has them listed once, when it is first opened, and is pruned as a new one is."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    store = FeedbackStore(path, keep_superseded=10**9, prune_every=10**9)
+    for label in (True, False, True, None, True):
+        store.add(date="2014-01-07", interesting=label, user="ann")
+    store.add(date="2014-01-08", interesting=True, user="bob")
+    with sqlite3.connect(path) as con:  # as a file of the release before
+        con.execute("DELETE FROM superseded")
+        con.execute("PRAGMA user_version = 0")
+    opened = FeedbackStore(path, keep_superseded=0, prune_every=1)
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM superseded").fetchone()[0] == 4  # ann's first four
+    opened.add(date="2014-01-09", interesting=False, user="cy")  # its id triggers a prune
+    assert [(h["date"], h["user"]) for h in opened.history()] == [
+        ("2014-01-07", "ann"), ("2014-01-08", "bob"), ("2014-01-09", "cy")]
+    assert opened.labels(user="ann") == {"2014-01-07": True}
+
+
 def _click(path: str, barrier, out) -> None:
     store = FeedbackStore(path)
     barrier.wait()
