@@ -11,6 +11,7 @@ Usage: python bench/dashboard.py [--lake DIR] [--runs 5] [--synthetic N] [--base
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -53,7 +54,20 @@ def serve(lake: Path, *, config: bool = True, repo: Path = REPO) -> tuple[subpro
             return proc, url
         except OSError:
             time.sleep(0.3)
+    stop(proc)
     raise SystemExit("server did not start")
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    """Stop servers: every one asked first, then each waited for (killed after 30 s)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager
@@ -68,27 +82,38 @@ def checkout(rev: str):
         subprocess.run(["git", "worktree", "remove", "--force", str(tmp)], cwd=REPO, check=False)
 
 
-def map_outputs(url: str) -> str:
-    """The served map callback's outputs as Dash names them (``..map-graph.figure...map-count.children..``),
-    asked of the app itself: the code of a baseline commit may have other outputs than this one's, and a
-    request naming others is refused (HTTP 500)."""
+#: The map callback's inputs as the benchmark sets them, by component id (categories and years per call).
+MAP_INPUTS = {"map-emb": "text", "map-method": "umap", "map-color": "category"}
+
+
+@functools.lru_cache(maxsize=None)
+def map_callback_spec(url: str) -> tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The served map callback as Dash names it: its output string (``..map-graph.figure...``), its
+    outputs (id, property) and its inputs' ids, in order. Asked of the app itself: the code of a
+    baseline commit may have other outputs or inputs than this one's, and a request naming others is
+    refused (HTTP 500)."""
     with urllib.request.urlopen(url + "/_dash-dependencies", timeout=60) as resp:
         callbacks = json.loads(resp.read())
     for cb in callbacks:
-        if cb["output"].startswith("..map-graph.figure.") and any(i["id"] == "map-cats" for i in cb["inputs"]):
-            return cb["output"]
+        output = cb["output"]
+        if output.strip(".").startswith("map-graph.figure") and any(i["id"] == "map-cats" for i in cb["inputs"]):
+            parts = output[2:-2].split("...") if output.startswith("..") else [output]
+            return (output, tuple(tuple(part.rsplit(".", 1)) for part in parts),
+                    tuple(i["id"] for i in cb["inputs"]))
     raise SystemExit(f"{url} has no map callback (map-graph.figure from map-cats)")
 
 
 def map_callback(url: str, cats: list[str], years: list[int]) -> tuple[float, int]:
     """One real POST of the map callback; returns (seconds, response bytes)."""
-    inputs = [("map-emb", "text"), ("map-method", "umap"), ("map-color", "category"), ("map-cats", cats),
-              ("map-years", years)]
-    output = map_outputs(url)
+    output, outputs, input_ids = map_callback_spec(url)
+    values = MAP_INPUTS | {"map-cats": cats, "map-years": years}
+    unknown = [i for i in input_ids if i not in values]
+    if unknown:
+        raise SystemExit(f"{url}'s map callback has inputs this benchmark does not set: {', '.join(unknown)}")
     payload = {
         "output": output,
-        "outputs": [dict(zip(("id", "property"), part.rsplit(".", 1))) for part in output.strip(".").split("...")],
-        "inputs": [{"id": i, "property": "value", "value": v} for i, v in inputs],
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [{"id": i, "property": "value", "value": values[i]} for i in input_ids],
         "changedPropIds": ["map-cats.value"],
         "state": [],
     }
@@ -226,45 +251,49 @@ def measure_in_turns(lake: Path, runs: int, versions: dict[str, tuple[str, Path]
     run after run, every version once, so that a drift of the machine or the browser over the minutes of
     a benchmark (the interactive map's times here fall in two groups, ≈ 1.1 s and ≈ 1.9 s, by the
     software renderer's mood) touches them alike. Returns key → the version's results."""
-    servers = {key: serve(lake, repo=repo) for key, (_, repo) in versions.items()}
-    urls = {key: url for key, (_, url) in servers.items()}
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        for key, (_, repo) in versions.items():
+            servers[key] = serve(lake, repo=repo)
+        return _measure_served({key: url for key, (_, url) in servers.items()}, runs, versions, zoom=zoom)
+    finally:
+        stop(*(proc for proc, _ in servers.values()))
+
+
+def _measure_served(urls: dict[str, str], runs: int, versions: dict[str, tuple[str, Path]], *, zoom: bool) -> dict:
+    """:func:`measure_in_turns` once the servers answer (``urls``: key → its server's address)."""
     whole, chosen = ([], [1000, 3999]), (["Nebula", "Galaxy"], [2000, 2020])  # (categories, years)
     acc = {key: {"unfiltered": [], "filtered": [], "drawn": [], "pictures": [], "loads": [], "zooms": []}
            for key in urls}
+    for key, url in urls.items():
+        acc[key]["first_unfiltered"] = map_callback(url, *whole)  # also warms the worker
+    for _ in range(runs):
+        for key, url in urls.items():
+            acc[key]["unfiltered"].append(map_callback(url, *whole))
+    for key, url in urls.items():
+        acc[key]["first_filtered"] = map_callback(url, *chosen)  # a view nobody asked for yet
+    for _ in range(runs):
+        for key, url in urls.items():
+            acc[key]["filtered"].append(map_callback(url, *chosen))
+    driver = browser()
     try:
-        for key, url in urls.items():
-            acc[key]["first_unfiltered"] = map_callback(url, *whole)  # also warms the worker
+        for url in urls.values():
+            first_render(driver, url)  # warm browser cache of the JS bundles
         for _ in range(runs):
             for key, url in urls.items():
-                acc[key]["unfiltered"].append(map_callback(url, *whole))
-        for key, url in urls.items():
-            acc[key]["first_filtered"] = map_callback(url, *chosen)  # a view nobody asked for yet
-        for _ in range(runs):
+                acc[key]["drawn"].append(first_render(driver, url))
+                acc[key]["pictures"].append(picture_paint(driver))
+        if zoom:
             for key, url in urls.items():
-                acc[key]["filtered"].append(map_callback(url, *chosen))
-        driver = browser()
-        try:
-            for url in urls.values():
-                first_render(driver, url)  # warm browser cache of the JS bundles
-            for _ in range(runs):
+                first_render(driver, url)
+                time.sleep(3)  # dcc.Graph binds its relayout handler after the first draw completes
+                acc[key]["zooms"] = [zoom_update(driver) for _ in range(min(runs, 3))]
+        else:
+            for _ in range(3):
                 for key, url in urls.items():
-                    acc[key]["drawn"].append(first_render(driver, url))
-                    acc[key]["pictures"].append(picture_paint(driver))
-            if zoom:
-                for key, url in urls.items():
-                    first_render(driver, url)
-                    time.sleep(3)  # dcc.Graph binds its relayout handler after the first draw completes
-                    acc[key]["zooms"] = [zoom_update(driver) for _ in range(min(runs, 3))]
-            else:
-                for _ in range(3):
-                    for key, url in urls.items():
-                        acc[key]["loads"].append(page_loads(driver, url))
-        finally:
-            driver.quit()
+                    acc[key]["loads"].append(page_loads(driver, url))
     finally:
-        for proc, _ in servers.values():
-            proc.terminate()
-            proc.wait(timeout=30)
+        driver.quit()
     return {key: _results(versions[key][0], a) for key, a in acc.items()}
 
 

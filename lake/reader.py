@@ -5,6 +5,7 @@ The app and the search code use this class only; they never open lake files them
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from functools import cached_property
 from pathlib import Path
@@ -20,9 +21,9 @@ from lake.layout import LakeLayout
 from lake.manifest import LakeMissingError
 from lake.schema import TABLES
 
-#: Tables whose Parquet file is at most this size are held in memory by a serving process
-#: (:meth:`LakeReader.hold_small_tables`): every table of the archive's lake (the largest, 4.7 MB).
-HELD_TABLE_MAX_BYTES = 64 * 1024 * 1024
+#: The tables a serving process holds in memory, smallest first, add up to at most this much data
+#: (uncompressed; :meth:`LakeReader.hold_small_tables`): every table of the archive's lake.
+HELD_TABLES_MAX_BYTES = 256 * 1024 * 1024
 
 
 class LakeReader:
@@ -38,7 +39,8 @@ class LakeReader:
         self._local = threading.local()
         self._database_lock = threading.Lock()
         self._db: duckdb.DuckDBPyConnection | None = None
-        self._held: set[str] = set()  # tables copied into memory (hold_small_tables)
+        self._held: set[str] = set()  # tables copied into memory (hold_small_tables), and their data's size
+        self._held_bytes = 0
         _ = self.manifest  # fails now, with the rebuild message, when the schema version differs
 
     @property
@@ -88,25 +90,43 @@ class LakeReader:
                 self._db = db
             return self._db
 
-    def hold_small_tables(self, *, max_bytes: int = HELD_TABLE_MAX_BYTES) -> list[str]:
-        """Copy every table whose Parquet file is at most ``max_bytes`` into the reader's in-memory
-        database, in place of its view; returns their names. For a serving process, once (its warm-up):
-        a view reads its Parquet file's metadata and row groups again for every query, so one entry by
-        date took ≈ 11 ms through the view of the archive's 4.7 MB ``entries`` file and ≈ 2 ms from the
-        copy (all its tables: ≈ 0.13 s to copy, a few tens of MB). Large tables (the maps of a lake of
-        millions) stay views over their files. Queries running meanwhile see the view or the copy, the
-        same rows either way."""
+    def hold_small_tables(self, *, budget: int = HELD_TABLES_MAX_BYTES) -> list[str]:
+        """Copy the tables into the reader's in-memory database, in place of their views, smallest first
+        while their data (uncompressed, as the Parquet files' metadata gives it) fits in ``budget`` bytes
+        altogether; returns the names copied. For a serving process, once (its warm-up): a view reads its
+        Parquet file's metadata and row groups again for every query, so one entry by date took ≈ 11 ms
+        through the view of the archive's ``entries`` file and ≈ 2 ms from the copy (all its tables: ≈
+        0.14 s to copy). Large tables (the maps of a lake of millions) stay views over their files. Queries
+        running meanwhile see the view or the copy, the same rows either way."""
+        import pyarrow.parquet as pq
+
         db, held = self._database(), []
         with self._database_lock:
-            for name in self.tables:
-                if name in self._held or self.layout.table(name).stat().st_size > max_bytes:
-                    continue
-                db.execute(f'CREATE TABLE "_held_{name}" AS SELECT * FROM "{name}"')
-                # one transaction swaps the view for the table: no query finds neither
-                db.execute(f'BEGIN; DROP VIEW "{name}"; ALTER TABLE "_held_{name}" RENAME TO "{name}"; COMMIT')
+            sizes = {name: pq.ParquetFile(self.layout.table(name)).metadata for name in self.tables if name not in self._held}
+            sizes = {name: sum(m.row_group(i).total_byte_size for i in range(m.num_row_groups)) for name, m in sizes.items()}
+            left = budget - self._held_bytes
+            for name in sorted(sizes, key=sizes.get):
+                if sizes[name] > left:
+                    break
+                try:
+                    db.execute(f'CREATE TABLE "_held_{name}" AS SELECT * FROM "{name}"')
+                    # one transaction swaps the view for the table: no query finds neither
+                    db.execute(f'BEGIN; DROP VIEW "{name}"; ALTER TABLE "_held_{name}" RENAME TO "{name}"; COMMIT')
+                except duckdb.Error:  # (out of memory, say) the view stays, as it was
+                    with contextlib.suppress(duckdb.Error):
+                        db.execute("ROLLBACK")
+                    db.execute(f'DROP TABLE IF EXISTS "_held_{name}"')
+                    raise
                 self._held.add(name)
+                self._held_bytes += sizes[name]
+                left -= sizes[name]
                 held.append(name)
         return held
+
+    @property
+    def held_bytes(self) -> int:
+        """The data of the tables held in memory (:meth:`hold_small_tables`), uncompressed, in bytes."""
+        return self._held_bytes
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         """Run SQL against the table views. User values go in ``params``, never into ``sql``."""

@@ -199,6 +199,28 @@ def paged_fusion(dense: list[str], keyword: list[str], *, n: int) -> list[tuple[
     return order[:n]
 
 
+def matched_ranks(dates: list[str], *, dense: list[dict[str, Any]], keyword: list[dict[str, Any]]
+                  ) -> list[dict[str, int | None]]:
+    """Where each hybrid hit stood in the lists fused into it (1 = first; None: not there): ``words``, the
+    keyword list, and ``meaning``, the dense one. A fused score alone (0.039…) tells a reader nothing;
+    "words #3, meaning #12" says why the entry is there. Ranks within each list's top
+    :data:`FUSION_DEPTH`, the part fused into the first results (so a hit says the same on every page
+    size); a hit fused from the deeper lists (past the top of both) gives its ranks there."""
+    def ranks(lists: tuple[list[dict[str, Any]], ...], depth: int | None) -> tuple[dict[str, int], ...]:
+        return tuple({h["date"]: i for i, h in enumerate(ranked[:depth], start=1)} for ranked in lists)
+
+    top_words, top_meaning = ranks((keyword, dense), FUSION_DEPTH)
+    deep: tuple[dict[str, int], ...] | None = None
+    out = []
+    for d in dates:
+        if d not in top_words and d not in top_meaning:
+            deep = deep or ranks((keyword, dense), None)
+            out.append({"words": deep[0].get(d), "meaning": deep[1].get(d)})
+        else:
+            out.append({"words": top_words.get(d), "meaning": top_meaning.get(d)})
+    return out
+
+
 def list_depth(n: int) -> int:
     """How deep a ranked list is fetched for the first ``n`` results: the fused top, or every result
     that can be paged to."""
@@ -475,11 +497,8 @@ class SearchEngine:
                 dense = self._dense_search(feedback_query(vec, first, have), table, filters, list_depth(n))
             order = paged_fusion([h["date"] for h in dense], [h["date"] for h in keyword], n=n)
             info = {h["date"]: h for h in keyword} | {h["date"]: h for h in dense}
-            # where each hit stood in the lists fused into it (1 = first; None: not in that list): a fused
-            # score alone (0.039…) tells a reader nothing, "words #3, meaning #12" says why it is there
-            words, meaning = ({h["date"]: i for i, h in enumerate(ranked, start=1)} for ranked in (keyword, dense))
-            hits = [info[d] | {"score": round(score, 5), "matched": {"words": words.get(d), "meaning": meaning.get(d)}}
-                    for d, score in order]
+            hits = [info[d] | {"score": round(score, 5), "matched": matched} for (d, score), matched
+                    in zip(order, matched_ranks([d for d, _ in order], dense=dense, keyword=keyword))]
         return self._with_snippets(hits[offset:n], q)
 
     def similar(self, date: dt.date, *, kind: str = "text", k: int = 10,

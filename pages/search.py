@@ -25,25 +25,26 @@ KIND_LABELS = {"text": "in texts", "title": "in titles", "image": "in pictures",
 MAX_PAGES = 20
 
 
-def _hit(h: dict) -> dbc.ListGroupItem:
+def _hit(h: dict, kind: str) -> dbc.ListGroupItem:
     img = picture_element(h.get("picture"), alt="", class_name="atlas-result-thumb me-3", link_out=True)
     return dbc.ListGroupItem(html.Div([
         img,
         html.Div([
             html.A(h["title"], href=f"/entry/{h['date']}", className="fw-semibold atlas-hit-title"),
-            html.Div(f"{h['date']} · {h.get('category') or '—'} · {_why(h)}", className="small text-muted"),
+            html.Div(f"{h['date']} · {h.get('category') or '—'} · {_why(h, kind)}", className="small text-muted"),
             html.Div(h.get("snippet", ""), className="small mt-1"),
         ]),
     ], className="d-flex"), className="atlas-hit")
 
 
-def _why(h: dict) -> str:
-    """Why a hit is listed: where a hybrid hit stood among the keyword and the meaning matches (its
-    fused score means nothing to a reader), else its score."""
+def _why(h: dict, kind: str) -> str:
+    """Why a hit is listed: where a hybrid hit stood among the keyword matches and the matches by meaning
+    (by picture, for ``kind`` image; its fused score means nothing to a reader), else its score."""
     matched = h.get("matched")
     if not matched:
         return f"score {h['score']}"
-    parts = [f"{name} #{rank}" for name, rank in (("words", matched.get("words")), ("meaning", matched.get("meaning")))
+    dense = "picture" if kind == "image" else "meaning"
+    parts = [f"{name} #{rank}" for name, rank in (("words", matched.get("words")), (dense, matched.get("meaning")))
              if rank]
     return "matches " + " and ".join(parts) if parts else f"score {h['score']}"
 
@@ -51,10 +52,10 @@ def _why(h: dict) -> str:
 HIDDEN = {"display": "none"}
 
 
-def results_block(hits: list[dict], header: str) -> html.Div:
+def results_block(hits: list[dict], header: str, *, kind: str = "text") -> html.Div:
     if not hits:
         return dbc.Alert("Nothing found. Try other words, another mode, or fewer filters.", color="light")
-    return html.Div([html.Div(header, className="text-muted small mb-2"), dbc.ListGroup([_hit(h) for h in hits])])
+    return html.Div([html.Div(header, className="text-muted small mb-2"), dbc.ListGroup([_hit(h, kind) for h in hits])])
 
 
 @url_parameters
@@ -110,7 +111,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
                 body.append(results_block(hits, f"Results {1 + (page_n - 1) * PER_PAGE}–{(page_n - 1) * PER_PAGE + len(hits)} "
                                                 f"for “{q.strip()}” ({mode}, {kind})"
                                                 + (f" · also searched as the archive spells it: {', '.join(added)}"
-                                                   if added else "")))
+                                                   if added else ""), kind=kind))
             last_page = page_n + 1 if more else (page_n if hits else None)
         except SearchError as exc:
             body.append(dbc.Alert(str(exc), color="warning"))
@@ -185,7 +186,7 @@ def search_by_picture(contents, filename, kind, cats, start, end, image):
         return dbc.Alert(f"{filename or 'The upload'}: {exc}", color="warning"), HIDDEN
     header = {"image": f"Entries whose pictures look like {name}",
               "multimodal": f"Entries whose picture and text match {name}"}.get(kind, f"Entries whose {kind} matches {name}")
-    return html.Div([_picture_categories(categories, name), results_block(hits, header)]), HIDDEN
+    return html.Div([_picture_categories(categories, name), results_block(hits, header, kind=kind)]), HIDDEN
 
 
 def _picture_categories(categories: list[dict], name: str) -> html.Div:

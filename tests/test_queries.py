@@ -163,39 +163,56 @@ def test_each_thread_queries_through_its_own_cursor_on_one_database(demo_lake, m
 
 def test_a_serving_reader_holds_its_small_tables_in_memory_with_the_same_rows(demo_lake):
     """A serving process copies the small tables into DuckDB's memory (an entry by date ≈ 2 ms instead
-    of ≈ 11 through the view of its Parquet file); larger ones stay views; every query answers alike,
-    in every thread, also while the copy is made."""
-    reader = LakeReader.open(demo_lake)
-    queries = AtlasQueries(reader)
-    day = reader.query("SELECT strftime(min(date), '%Y-%m-%d') AS d FROM entries").d[0]
-    before = (queries.entry(day), reader.query("SELECT * FROM categories ORDER BY date, source"),
-              reader.query("SELECT * FROM projections ORDER BY ALL"))
-    entries_size = reader.layout.table("entries").stat().st_size
-    answers, errors, done = [], [], threading.Event()
+    of ≈ 11 through the view of its Parquet file), smallest first within a budget; larger ones stay
+    views; every query answers alike, in every thread, also while the copy is made."""
+    import pyarrow.parquet as pq
 
-    def ask() -> None:  # other threads query while the tables are copied
-        while not done.is_set():
-            try:
-                answers.append(queries.entry(day) == before[0] and
-                               reader.query("SELECT count(*) AS n FROM categories").n[0] == len(before[1]))
-            except Exception as exc:  # noqa: BLE001 - the test asserts there are none
-                errors.append(exc)
+    def data_bytes(reader: LakeReader, name: str) -> int:
+        meta = pq.ParquetFile(reader.layout.table(name)).metadata
+        return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
 
-    threads = [threading.Thread(target=ask) for _ in range(3)]
-    for t in threads:
-        t.start()
-    held = reader.hold_small_tables(max_bytes=entries_size - 1)
-    done.set()
-    for t in threads:
-        t.join()
-    assert not errors and answers and all(answers)
-    assert "entries" not in held and {"categories", "projections"} <= set(held)
+    first = LakeReader.open(demo_lake)
+    day = first.query("SELECT strftime(min(date), '%Y-%m-%d') AS d FROM entries").d[0]
+    before = (AtlasQueries(first).entry(day), first.query("SELECT * FROM categories ORDER BY date, source"),
+              first.query("SELECT * FROM projections ORDER BY ALL"))
+    sizes = {name: data_bytes(first, name) for name in first.tables}
+    largest = max(sizes, key=sizes.get)
+    def copied_while_queried() -> tuple[LakeReader, AtlasQueries, list[str]]:
+        """A fresh reader whose tables are copied while three threads query it."""
+        reader = LakeReader.open(demo_lake)
+        queries = AtlasQueries(reader)
+        answers, errors, started, done = [], [], threading.Barrier(4), threading.Event()
+
+        def ask() -> None:
+            started.wait()
+            while not done.is_set() or not answers:
+                try:
+                    answers.append(queries.entry(day) == before[0] and
+                                   reader.query("SELECT count(*) AS n FROM categories").n[0] == len(before[1]))
+                except Exception as exc:  # noqa: BLE001 - the test asserts there are none
+                    errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=ask) for _ in range(3)]
+        for t in threads:
+            t.start()
+        started.wait()
+        held = reader.hold_small_tables(budget=sum(sizes.values()) - 1)  # all but the largest fit
+        done.set()
+        for t in threads:
+            t.join()
+        assert not errors and answers and all(answers)
+        return reader, queries, held
+
+    for _ in range(5):
+        reader, queries, held = copied_while_queried()
+        assert set(held) == set(sizes) - {largest} and reader.held_bytes == sum(sizes.values()) - sizes[largest]
     kinds = dict(reader.query("SELECT table_name AS name, table_type AS kind FROM information_schema.tables").values)
-    assert kinds["entries"] == "VIEW" and kinds["categories"] == "BASE TABLE"
+    assert kinds[largest] == "VIEW" and kinds["categories"] == "BASE TABLE"
     after = (queries.entry(day), reader.query("SELECT * FROM categories ORDER BY date, source"),
              reader.query("SELECT * FROM projections ORDER BY ALL"))
     assert after[0] == before[0] and all(a.equals(b) for a, b in zip(after[1:], before[1:]))
-    assert reader.hold_small_tables() == ["entries"]  # the rest are held already
+    assert reader.hold_small_tables() == [largest]  # the rest are held already; the default budget fits it
     assert not in_threads(lambda i: queries.entry(day), 2)
 
 

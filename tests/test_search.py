@@ -170,6 +170,8 @@ def test_a_hybrid_hit_says_where_it_stood_in_the_lists_fused_into_it(search, cli
         words = h["matched"]["words"]
         assert (keyword[words - 1] == h["date"]) if words else h["date"] not in keyword
     assert any(h["matched"]["words"] and h["matched"]["meaning"] for h in hits)
+    deeper = search.search(q, k=60)  # lists 1,000 deep now: the first results say what they said
+    assert [h["matched"] for h in deeper[:10]] == [h["matched"] for h in hits]
     assert "matched" not in search.search(q, k=3, mode="dense")[0]
     body = client.get("/api/search?q=comet+with+a+long+tail&k=3").get_json()
     assert [r["matched"] for r in body["results"]] == [h["matched"] for h in hits[:3]]
@@ -180,6 +182,8 @@ def test_a_hybrid_hit_says_where_it_stood_in_the_lists_fused_into_it(search, cli
     with client.application.app_context():
         assert f"matches {said}" in str(page.layout(q=q))
         assert "matches" not in str(page.layout(q=q, mode="dense"))  # a cosine score there
+        said = str(page.layout(q=q, kind="image"))  # the dense list ranks pictures there
+        assert "picture #" in said and "meaning #" not in said
 
 
 def test_modes_find_relevant_entries(search):
