@@ -163,8 +163,13 @@ def renders(driver, url: str, runs: int) -> tuple[list[tuple[float, int, int]], 
     for _ in range(runs):
         out.append(first_render(driver, url))
         pictures.append(picture_paint(driver))
-    return out, {"picture_paint_s_median": round(median(pictures), 3) if None not in pictures else None,
-                 "picture_paint_runs_s": [None if p is None else round(p, 3) for p in pictures]}
+    return out, picture_fields(pictures)
+
+
+def picture_fields(pictures: list[float | None]) -> dict:
+    """The result fields of when the map's picture was painted in each run (None: no picture)."""
+    return {"picture_paint_s_median": round(median(pictures), 3) if None not in pictures else None,
+            "picture_paint_runs_s": [None if p is None else round(p, 3) for p in pictures]}
 
 
 def navigate_until(driver, url: str, condition_js: str, *, what: str, timeout: float = 120.0) -> tuple[float, object]:
@@ -309,8 +314,7 @@ def _results(label: str, a: dict) -> dict:
         "map_callback_payload_kb": round(a["unfiltered"][0][1] / 1024, 1),
         "first_render_s_median": round(median([r[0] for r in drawn]), 3),
         "first_render_runs_s": [round(r[0], 3) for r in drawn],
-        "picture_paint_s_median": round(median(pictures), 3) if None not in pictures else None,
-        "picture_paint_runs_s": [None if p is None else round(p, 3) for p in pictures],
+        **picture_fields(pictures),
         "points_drawn": drawn[0][1],
         "page_transfer_kb_warm_cache": round(drawn[0][2] / 1024, 1),
         "in_turns": True,

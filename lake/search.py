@@ -206,18 +206,13 @@ def matched_ranks(dates: list[str], *, dense: list[dict[str, Any]], keyword: lis
     "words #3, meaning #12" says why the entry is there. Ranks within each list's top
     :data:`FUSION_DEPTH`, the part fused into the first results (so a hit says the same on every page
     size); a hit fused from the deeper lists (past the top of both) gives its ranks there."""
-    def ranks(lists: tuple[list[dict[str, Any]], ...], depth: int | None) -> tuple[dict[str, int], ...]:
-        return tuple({h["date"]: i for i, h in enumerate(ranked[:depth], start=1)} for ranked in lists)
-
-    top_words, top_meaning = ranks((keyword, dense), FUSION_DEPTH)
-    deep: tuple[dict[str, int], ...] | None = None
+    words, meaning = ({h["date"]: i for i, h in enumerate(ranked, start=1)} for ranked in (keyword, dense))
     out = []
     for d in dates:
-        if d not in top_words and d not in top_meaning:
-            deep = deep or ranks((keyword, dense), None)
-            out.append({"words": deep[0].get(d), "meaning": deep[1].get(d)})
-        else:
-            out.append({"words": top_words.get(d), "meaning": top_meaning.get(d)})
+        ranks = (words.get(d), meaning.get(d))
+        if any(r is not None and r <= FUSION_DEPTH for r in ranks):  # fused from the tops: ranks there
+            ranks = tuple(r if r is not None and r <= FUSION_DEPTH else None for r in ranks)
+        out.append(dict(zip(("words", "meaning"), ranks)))
     return out
 
 

@@ -518,7 +518,7 @@ def category_counts_bar(counts: pd.DataFrame, *, colours: Mapping[str, str] | No
     key = _colours_in(order, colours)
     fig = px.bar(counts.iloc[::-1], x="n", y="category", orientation="h", title="Entries per category",
                  labels={"n": "entries", "category": ""}, template="plotly_white", height=560)
-    return fig.update_traces(marker_color=[key[c] for c in counts["category"].iloc[::-1]])
+    return fig.update_traces(marker_color=[key[c] for c in reversed(order)])
 
 
 def category_years_bar(per_year: pd.DataFrame, *, order: Sequence[str] = (),

@@ -165,17 +165,13 @@ def test_a_serving_reader_holds_its_small_tables_in_memory_with_the_same_rows(de
     """A serving process copies the small tables into DuckDB's memory (an entry by date ≈ 2 ms instead
     of ≈ 11 through the view of its Parquet file), smallest first within a budget; larger ones stay
     views; every query answers alike, in every thread, also while the copy is made."""
-    import pyarrow.parquet as pq
-
-    def data_bytes(reader: LakeReader, name: str) -> int:
-        meta = pq.ParquetFile(reader.layout.table(name)).metadata
-        return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    from lake.reader import data_bytes
 
     first = LakeReader.open(demo_lake)
     day = first.query("SELECT strftime(min(date), '%Y-%m-%d') AS d FROM entries").d[0]
     before = (AtlasQueries(first).entry(day), first.query("SELECT * FROM categories ORDER BY date, source"),
               first.query("SELECT * FROM projections ORDER BY ALL"))
-    sizes = {name: data_bytes(first, name) for name in first.tables}
+    sizes = {name: data_bytes(first.layout.table(name)) for name in first.tables}
     largest = max(sizes, key=sizes.get)
     def copied_while_queried() -> tuple[LakeReader, AtlasQueries, list[str]]:
         """A fresh reader whose tables are copied while three threads query it."""
