@@ -55,6 +55,8 @@ def extract(model, feed: str, dates: list[str]) -> np.ndarray:
         ims = [Image.open(IMAGES / f"{d}.jpg").convert("RGB") for d in dates[i:i + FORWARD_BATCH]]
         if feed == "squash":
             ims = [im.resize((model.size, model.size), Image.Resampling.BICUBIC) for im in ims]
+        elif feed == "pad":  # the whole picture, proportions kept, on black (the sky around most of them)
+            ims = [ImageOps.pad(im, (model.size, model.size), Image.Resampling.BICUBIC, color=(0, 0, 0)) for im in ims]
         f = model.features(ims)
         if feed == "mirror":
             f = (f + model.features([ImageOps.mirror(im) for im in ims])) / 2
