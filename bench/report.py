@@ -239,7 +239,9 @@ def search_quality_section(r: dict) -> list[str]:
               "hybrid": f"**hybrid with dense pseudo-relevance feedback ({fb.get('docs', '?')} entries, weight "
                         f"{fb.get('weight', '?')}; American spellings added to the keyword query; default)**",
               "hybrid_as_typed": "hybrid with feedback, keyword query as typed (the default before, same run)",
-              "hybrid_keyword_expansion": "hybrid + BM25 query expanded with the feedback entries' words (not adopted)"}
+              "hybrid_keyword_expansion": "hybrid + BM25 query expanded with the feedback entries' words (not adopted)",
+              "hybrid_convex": "hybrid fused by a convex combination of normalised scores, with feedback "
+                               f"({r.get('convex_fusion', {}).get('chosen', '?')}, chosen on the tuning set; not adopted)"}
     for mode, label in labels.items():
         if not all(mode in v["mean_p_at_10"] for v in sets.values()):
             continue
@@ -255,6 +257,16 @@ def search_quality_section(r: dict) -> list[str]:
                 "search past its 15 ms p50 target), so it was not adopted (the held-out set, which chose nothing, "
                 f"scores it {_versus(sets, 'hybrid_keyword_expansion', 'hybrid')}). Feedback runs where the lake's "
                 "vectors are in memory (below 100,000 entries): a large lake would pay a second ANN query."]
+    if "convex_fusion" in r and "hybrid_convex" in sets.get("tuning", {}).get("mean_p_at_10", {}):
+        grid = r["convex_fusion"]["tuning_p_at_10"]
+        out += ["", "Score fusion instead of rank fusion (Bruch, Gai & Ingber 2023: a convex combination "
+                "α·dense + (1 − α)·BM25 of scores normalised by min–max over each list's top 50 (*mm*) or from 0 to "
+                "the list's best (*tmm*), with the same dense feedback) was tried on the tuning set over "
+                f"{len(grid)} settings: the best, {r['convex_fusion']['chosen']}, scores "
+                f"{sets['tuning']['mean_p_at_10']['hybrid_convex']} there against RRF's "
+                f"{sets['tuning']['mean_p_at_10']['hybrid']}, so RRF stays (the held-out set, which chose nothing, "
+                f"scores it {_versus(sets, 'hybrid_convex', 'hybrid')}). Tuning P@10 per setting: "
+                + ", ".join(f"{k} {v}" for k, v in grid.items()) + "."]
     if "compared" in r:
         c = r["compared"]
         out += ["", f"**The same queries on the {c['label']}**, with this search code, same run (`--compare-lake`): "

@@ -9,8 +9,9 @@ relevant, so re-running after a model change reports a lower bound until the new
 
 Rankings: dense, keyword, hybrid (the default: RRF with pseudo-relevance feedback on the dense side),
 hybrid with the query's words as typed (before British spellings got their American ones), hybrid
-without feedback and with equal weights (the defaults before that, same run), and the keyword expansion
-the build did not adopt (:class:`KeywordExpansion`).
+without feedback and with equal weights (the defaults before that, same run), and two alternatives the
+build did not adopt: the keyword expansion (:class:`KeywordExpansion`) and score fusion by a convex
+combination (:class:`ConvexFusion`, its setting chosen on the tuning set).
 
 With ``--compare-lake DIR`` (and ``--compare-label``, what that lake is: e.g. "lake built by 1a2b3c4") the
 same queries are also scored on another lake with this search code, in the same run: what a change of the
@@ -143,12 +144,69 @@ class KeywordExpansion:
         return [d for d, _ in search.fused_order([dense, keyword, expanded], weights=(1.0, w, w))]
 
 
+class ConvexFusion:
+    """The other common fusion, not adopted: a convex combination of the two lists' normalised scores,
+    ``α·dense + (1 − α)·BM25`` (Bruch, Gai & Ingber 2023, "An Analysis of Fusion Functions for Hybrid
+    Retrieval", which found it ahead of RRF once α is tuned), with the same dense feedback as the app's
+    hybrid mode. Normalisation: min–max over each list's top 50 (*mm*), or from 0 to the list's best score
+    (*tmm*, the theoretical-minimum variant; an entry missing from a list scores 0 there). Its (normalisation,
+    α) are chosen on the tuning set only (:meth:`choose`), then applied unchanged to the held-out set."""
+
+    GRID = tuple((how, alpha) for how in ("mm", "tmm") for alpha in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
+
+    def __init__(self, engine: SearchEngine) -> None:
+        from lake.filters import Filters
+
+        self.engine, self.filters = engine, Filters()
+        self.setting: tuple[str, float] | None = None
+        self.tuning_scores: dict[str, float] = {}
+        self._lists: dict[str, tuple] = {}
+
+    @staticmethod
+    def _normalised(hits: list[dict[str, Any]], how: str) -> dict[str, float]:
+        if not hits:
+            return {}
+        scores = [h["score"] for h in hits]
+        lo, hi = (min(scores) if how == "mm" else 0.0), max(scores)
+        return {h["date"]: (v - lo) / max(hi - lo, 1e-9) for h, v in zip(hits, scores)}
+
+    def _fused(self, dense: list[dict[str, Any]], keyword: list[dict[str, Any]], how: str, alpha: float) -> list[str]:
+        a, b = self._normalised(dense, how), self._normalised(keyword, how)
+        return sorted(set(a) | set(b), key=lambda d: (-(alpha * a.get(d, 0.0) + (1 - alpha) * b.get(d, 0.0)), d))
+
+    def _ranking(self, q: str, how: str, alpha: float) -> list[str]:
+        e = self.engine
+        if q not in self._lists:
+            vec = e.encoder.encode_text([q])[0]
+            self._lists[q] = (e._keyword(q, None, search.FUSION_DEPTH), vec,
+                              e._dense_search(vec, "text", self.filters, search.FUSION_DEPTH))
+        keyword, vec, dense = self._lists[q]
+        memory = e._in_memory("text")
+        first = self._fused(dense, keyword, how, alpha)[:search.FEEDBACK_DOCS]
+        have = {d: memory.vectors[memory.row[d]] for d in first if d in memory.row}
+        dense = e._dense_search(search.feedback_query(vec, first, have), "text", self.filters, search.FUSION_DEPTH)
+        return self._fused(dense, keyword, how, alpha)[:10]
+
+    def choose(self, queries: list[str], judged: dict[str, Any]) -> None:
+        """The grid's best setting by mean P@10 on these (tuning) queries; ties: the first in the grid."""
+        for how, alpha in self.GRID:
+            p = [sum(d in set(judged[q]) for d in self._ranking(q, how, alpha)) / 10 for q in queries]
+            self.tuning_scores[f"{how} alpha={alpha}"] = round(sum(p) / len(p), 3)
+        best = max(self.tuning_scores, key=self.tuning_scores.get)
+        self.setting = next(s for s in self.GRID if f"{s[0]} alpha={s[1]}" == best)
+
+    def ranking(self, q: str) -> list[str]:
+        assert self.setting is not None, "choose() on the tuning set first"
+        return self._ranking(q, *self.setting)
+
+
 #: Rows of the table: how each ranks a query (mode names are the API's; the rest are variants).
 RANKINGS = ("dense", "keyword", "hybrid", "hybrid_as_typed", "hybrid_no_feedback", "hybrid_equal",
-            "hybrid_keyword_expansion")
+            "hybrid_keyword_expansion", "hybrid_convex")
 
 
-def rankings(engine: SearchEngine, expansion: KeywordExpansion, q: str) -> dict[str, list[str]]:
+def rankings(engine: SearchEngine, expansion: KeywordExpansion, q: str,
+             convex: ConvexFusion | None = None) -> dict[str, list[str]]:
     out = {mode: [h["date"] for h in engine.search(q, k=10, mode=mode)] for mode in MODES}
     with as_typed():  # the default before British spellings got their American ones, in the same run
         out["hybrid_as_typed"] = [h["date"] for h in engine.search(q, k=10, mode="hybrid")]
@@ -157,28 +215,32 @@ def rankings(engine: SearchEngine, expansion: KeywordExpansion, q: str) -> dict[
     with equal_weights():  # the fusion before its keyword weight was tuned, in the same run
         out["hybrid_equal"] = [h["date"] for h in engine.search(q, k=10, mode="hybrid")]
     out["hybrid_keyword_expansion"] = expansion.ranking(q)
+    if convex is not None:
+        out["hybrid_convex"] = convex.ranking(q)
     return out
 
 
-def score_set(engine: SearchEngine, expansion: KeywordExpansion, queries_file: str, judgements_file: str) -> dict:
+def score_set(engine: SearchEngine, expansion: KeywordExpansion, queries_file: str, judgements_file: str,
+              convex: ConvexFusion | None = None) -> dict:
     """P@10 per ranking, the condensed P@10 (unjudged entries skipped) and the unjudged entries per top
     10, and the best P@10 any ranking could reach (queries with fewer than 10 relevant entries cap it),
     so ``normalised`` = P@10 / that ceiling."""
     queries, judged = load_set(queries_file, judgements_file)
     per_query: dict[str, dict[str, float]] = {}
-    condensed: dict[str, list[float]] = {r: [] for r in RANKINGS}
-    unjudged: dict[str, list[int]] = {r: [] for r in RANKINGS}
+    names = [r for r in RANKINGS if convex is not None or r != "hybrid_convex"]
+    condensed: dict[str, list[float]] = {r: [] for r in names}
+    unjudged: dict[str, list[int]] = {r: [] for r in names}
     for q in queries:
         relevant = set(judged[q])
         pool = judged_pool(judged, q)
         per_query[q] = {}
-        for name, ranking in rankings(engine, expansion, q).items():
+        for name, ranking in rankings(engine, expansion, q, convex).items():
             per_query[q][name] = sum(d in relevant for d in ranking[:10]) / 10
             condensed[name].append(condensed_p_at_10(ranking, pool, relevant))
             unjudged[name].append(sum(d not in pool for d in ranking[:10]))
         per_query[q]["ideal"] = min(len(relevant), 10) / 10
-    means = {m: round(sum(v[m] for v in per_query.values()) / len(queries), 3) for m in (*RANKINGS, "ideal")}
-    normalised = {m: round(means[m] / means["ideal"], 3) for m in RANKINGS}
+    means = {m: round(sum(v[m] for v in per_query.values()) / len(queries), 3) for m in (*names, "ideal")}
+    normalised = {m: round(means[m] / means["ideal"], 3) for m in names}
     for q, v in per_query.items():
         print(f"{q[:55]:<55} " + "  ".join(f"{m} {p:.1f}" for m, p in v.items()))
     print(f"{queries_file}: mean P@10 {means}; P@10 / ideal {normalised}")
@@ -198,11 +260,15 @@ def main() -> None:
         ap.error("--compare-lake needs --compare-label (say what that lake is)")
     engine = SearchEngine(LakeReader.open(args.lake or environment.lake_dir()), encoder_from_manifest)
     expansion = KeywordExpansion(engine)
-    results = {name: score_set(engine, expansion, *files) for name, files in SETS.items()}
+    convex = ConvexFusion(engine)
+    convex.choose(*load_set(*SETS["tuning"]))  # its setting comes from the tuning set alone
+    results = {name: score_set(engine, expansion, *files, convex=convex) for name, files in SETS.items()}
     tuning = results["tuning"]
     payload = {"queries": tuning["queries"], "mean_p_at_10": tuning["mean_p_at_10"],
                "per_query": tuning["per_query"], "sets": results,
                "feedback": {"docs": search.FEEDBACK_DOCS, "weight": search.FEEDBACK_WEIGHT},
+               "convex_fusion": {"chosen": f"{convex.setting[0]} alpha={convex.setting[1]}",
+                                 "tuning_p_at_10": convex.tuning_scores},
                "encoder": engine.reader.manifest["encoder"]["name"]}
     if args.compare_lake is not None:
         other = SearchEngine(LakeReader.open(args.compare_lake), encoder_from_manifest)
