@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -46,7 +47,8 @@ def _params(allowed: set[str]) -> dict[str, str]:
     (``k=5&k=50`` answered with 5 and said nothing), is a 400 that names it."""
     unknown = sorted(set(request.args) - allowed)
     if unknown:
-        raise BadRequest(f"unknown parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+        raise BadRequest(f"unknown parameter {unknown[0]!r}; "
+                         + (f"allowed: {', '.join(sorted(allowed))}" if allowed else "this endpoint takes none"))
     twice = sorted(k for k in set(request.args) - REPEATABLE_PARAMS if len(request.args.getlist(k)) > 1)
     if twice:
         raise BadRequest(f"parameter {twice[0]!r} is given more than once; give it once")
@@ -255,10 +257,16 @@ def cluster_list(embedding: str):
     return jsonify({"embedding": embedding, "clusters": records(atlas().clusters(embedding))})
 
 
-@bp.get("/clusters/<embedding>/<int:cluster>")
-def cluster_export(embedding: str, cluster: int):
+@bp.get("/clusters/<embedding>/<cluster_id>")
+def cluster_export(embedding: str, cluster_id: str):
     """One cluster's members (dates, titles, credits, rights, licence note) as CSV, JSON or Parquet: the
-    first ``MAX_EXPORT_ROWS`` by date (header ``X-Rows-Omitted`` says how many more the cluster has)."""
+    first ``MAX_EXPORT_ROWS`` by date (header ``X-Rows-Omitted`` says how many more the cluster has).
+    The cluster is any path segment, checked here: Flask's ``<int:…>`` matched no "-1" or "abc", which
+    then got the list of endpoints as if the path did not exist."""
+    if not re.fullmatch(r"-?\d{1,9}", cluster_id):
+        raise BadRequest(f"cluster must be a whole number, not {cluster_id[:20]!r} "
+                         f"(GET /api/clusters/{embedding[:20]} lists them)")
+    cluster = int(cluster_id)
     p = _params({"format"})
     fmt = p["format"] or "csv"
     if fmt not in EXPORT_FORMATS:

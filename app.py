@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Dash, dcc, html
-from flask import Flask, abort, send_file
+from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html
+from flask import Flask, abort, request, send_file
 
 import api
 from atlas import environment
 from lake.galaxies import CUTOUT_ROUTE
 from lake.galaxy_schema import is_objid
 from lake.layout import LakeLayout
+from lake.search import MAX_QUERY_CHARS
 from pages import ids
 from services import EXTENSION, LakeService, prepare_worker
 
@@ -35,17 +38,28 @@ def navbar() -> dbc.Navbar:
     pages = sorted((p for p in dash.page_registry.values() if p["name"] in NAV_ORDER),
                    key=lambda p: NAV_ORDER.index(p["name"]))
     links = [dbc.NavItem(dbc.NavLink(p["name"], href=p["relative_path"], active="exact")) for p in pages]
+    search = html.Form([
+        dbc.Label("Search the archive", html_for=ids.App.NAV_SEARCH, className="visually-hidden"),
+        dbc.InputGroup([
+            dbc.Input(name="q", id=ids.App.NAV_SEARCH, type="search", placeholder="Search the archive…", size="sm",
+                      maxLength=MAX_QUERY_CHARS),
+            dbc.Button("Search", type="submit", size="sm", color="secondary"),
+        ], size="sm"),
+    ], action="/search", method="get", className="atlas-nav-search", role="search")
+    # on a narrow screen the links and the search fold behind a toggler (assets/atlas_clientside.js navToggle)
     return dbc.Navbar(
         dbc.Container([
             dbc.NavbarBrand("✦ Cosmic Atlas", href="/", className="fw-bold"),
-            dbc.Nav(links, navbar=True, className="me-auto"),
-            html.Form(dbc.InputGroup([
-                dbc.Input(name="q", id=ids.App.NAV_SEARCH, type="search", placeholder="Search the archive…", size="sm"),
-                dbc.Button("Search", type="submit", size="sm", color="secondary"),
-            ], size="sm"), action="/search", method="get", className="atlas-nav-search", role="search"),
+            dbc.NavbarToggler(id=ids.App.NAV_TOGGLE, n_clicks=0),
+            dbc.Collapse([dbc.Nav(links, navbar=True, className="me-auto"), search],
+                         id=ids.App.NAV_COLLAPSE, is_open=False, navbar=True),
         ], fluid=True),
-        color="dark", dark=True, className="mb-2",
+        color="dark", dark=True, expand="lg", className="mb-2",
     )
+
+
+#: Dash's page with the language of every page's text declared (screen readers pronounce by it).
+INDEX = dash.dash._default_index.replace("<html>", '<html lang="en">', 1)
 
 
 def _register_thumbnails(server: Flask, service: LakeService) -> None:
@@ -66,6 +80,37 @@ def _register_thumbnails(server: Flask, service: LakeService) -> None:
         if not path.is_file():
             abort(404)
         return send_file(path, mimetype="image/jpeg", max_age=86400)
+
+
+def page_exists(path: str) -> bool:
+    """Whether ``path`` names a page of the app: a registered page's path, or a path template's whose page
+    module says its variables name something (``page_exists`` in pages/entry.py: an entry the lake has)."""
+    path = "/" + path.strip("/")
+    for page in dash.page_registry.values():
+        template = page.get("path_template")
+        if template is None:
+            if path == "/" + page["relative_path"].strip("/"):
+                return True
+            continue
+        pattern = re.sub(r"<(\w+)>", r"(?P<\1>[^/]+)", re.escape("/" + template.strip("/")))
+        found = re.fullmatch(pattern, path)
+        if found:
+            exists = getattr(sys.modules[page["module"]], "page_exists", None)
+            return exists is None or exists(**found.groupdict())
+    return False
+
+
+def _register_not_found(server: Flask, dash_app: Dash) -> None:
+    """A page path that names nothing (a typo, /entry/1990-01-01) answers 404: Dash's catch-all served
+    every path as a page with 200, so links checkers, crawlers and scripts saw a page there. The body is
+    still the app, which shows its "not found" view."""
+    catchall = dash_app.config.routes_pathname_prefix + "<path:path>"
+
+    @server.after_request
+    def not_found(response):
+        if request.endpoint == catchall and response.status_code == 200 and not page_exists(request.path):
+            response.status_code = 404
+        return response
 
 
 #: Lakes up to this many entries get every page's default views built at worker start.
@@ -112,9 +157,18 @@ def create_app(*, lake: str | Path | LakeLayout | None = None) -> Dash:
         assets_path_ignore=[r"^aladin-lite"],  # an ES module, imported by the Sky page only
         add_log_handler=False,  # Dash's own handler printed each of its messages twice beside logging's
     )
+    app.index_string = INDEX
     app.layout = html.Div([navbar(), dash.page_container,
                            dcc.Store(id=ids.App.MAP_SELECTION, storage_type="session")])
+    app.clientside_callback(
+        ClientsideFunction(namespace="atlas", function_name="navToggle"),  # assets/atlas_clientside.js
+        Output(ids.App.NAV_COLLAPSE, "is_open"),
+        Input(ids.App.NAV_TOGGLE, "n_clicks"),
+        State(ids.App.NAV_COLLAPSE, "is_open"),
+        prevent_initial_call=True,
+    )
     _register_thumbnails(server, service)
+    _register_not_found(server, app)
     service.add_warmer(_page_warmer(server))
     api.register(server)
     return app

@@ -35,6 +35,11 @@
 
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
         atlas: {
+            /* Every page: the navbar's toggler opens and closes its links on a narrow screen (app.py). */
+            navToggle: function (clicks, open) {
+                return clicks ? !open : open;
+            },
+
             /* Map page: embedding, method, colouring, filters and (short) selection into the URL. */
             mapUrl: function (emb, method, color, cats, years, sel) {
                 const p = new URLSearchParams();

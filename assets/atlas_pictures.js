@@ -10,14 +10,20 @@
 (function () {
     'use strict';
 
+    /* by the picture's kind (data-kind, lake/pictures.py): NASA's own files, or a video's still */
+    const PLACEHOLDERS = {video: '/assets/video-still-offline.svg'};
     const PLACEHOLDER = '/assets/picture-offline.svg';
+
+    function host(url) {
+        try { return new URL(url, window.location.href).hostname; } catch (e) { return 'another site'; }
+    }
 
     function failed(img) {
         if (img.classList.contains('atlas-picture-offline')) { return; }
         img.classList.add('atlas-picture-offline');
         img.dataset.failedSrc = img.currentSrc || img.src;  /* what was tried, for people and tests */
-        img.title = 'This picture is on apod.nasa.gov and could not be loaded (offline?)';
-        img.src = PLACEHOLDER;
+        img.title = 'This picture is on ' + host(img.dataset.src) + ' and could not be loaded (offline?)';
+        img.src = PLACEHOLDERS[img.dataset.kind] || PLACEHOLDER;
     }
 
     function load(img) {

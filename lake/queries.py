@@ -85,6 +85,7 @@ class AtlasQueries:
         self._anomalies: pd.DataFrame | None = None
         self._anomaly_percentiles: pd.DataFrame | None = None
         self._category_order: list[str] | None = None
+        self._category_totals: dict[str, int] | None = None
         self._available_maps: list[tuple[str, str]] | None = None
 
     def _where(self, filters: Filters | None) -> tuple[str, dict[str, Any]]:
@@ -118,12 +119,21 @@ class AtlasQueries:
         whatever a view's filters leave (colouring each view by its own frequencies swapped them, e.g.
         Galaxy became blue when the map was filtered to galaxies). Read once per lake version."""
         if self._category_order is None:
-            counted = self.reader.query(
-                "SELECT category, count(*) AS n FROM categories WHERE source = 'text' AND category IS NOT NULL "
-                "GROUP BY 1 ORDER BY n DESC, category").category.tolist() if "categories" in self.reader.tables else []
+            counted = list(self.category_totals())
             taxonomy = self.manifest.get("taxonomy", {}).get("categories") or []
             self._category_order = list(dict.fromkeys(counted + taxonomy))
         return self._category_order
+
+    def category_totals(self) -> dict[str, int]:
+        """Entries per text category in the whole lake, most first (ties by name); a category of the
+        taxonomy no entry has is absent. The filters offer such a one disabled, with its count, rather
+        than as a choice that draws an empty map. Read once per lake version."""
+        if self._category_totals is None:
+            counted = self.reader.query(
+                "SELECT category, count(*) AS n FROM categories WHERE source = 'text' AND category IS NOT NULL "
+                "GROUP BY 1 ORDER BY n DESC, category") if "categories" in self.reader.tables else None
+            self._category_totals = {} if counted is None else dict(zip(counted.category, counted.n.astype(int)))
+        return self._category_totals
 
     def category_names(self) -> list[str]:
         names = self.manifest.get("taxonomy", {}).get("categories")
@@ -253,8 +263,15 @@ class AtlasQueries:
         days = density.inside_polygon(columns, shape, filters, days=self._filter_days(filters))
         return self.selection(density.day_strings(days[:limit]), filters), len(days)
 
-    def counts_by_category(self, filters: Filters) -> pd.DataFrame:
+    def counts_by_category(self, filters: Filters, *, embedding: str | None = None,
+                           method: str | None = None) -> pd.DataFrame:
+        """Entries per category under the filters; with ``embedding`` and ``method``, only the entries that
+        map has (the image map holds the entries with a picture: its chips counted the whole archive)."""
         where, params = self._where(filters)
+        if embedding is not None and method is not None:
+            where += (" AND e.date IN (SELECT p.date FROM projections p "
+                      "WHERE p.embedding = $emb AND p.method = $method)")
+            params = params | {"emb": embedding, "method": method}
         return self.reader.query(
             f"SELECT coalesce(c.category, 'Uncategorised') AS category, count(*) AS n {_BASE_FROM} "
             f"WHERE {where} GROUP BY 1 ORDER BY n DESC",
@@ -337,6 +354,13 @@ class AtlasQueries:
                 "picture": picture_for(row)}
 
     # -- entry page -----------------------------------------------------------------------------
+    def has_entry(self, day: dt.date) -> bool:
+        """Whether the lake holds an APOD entry of ``day`` (False for a lake without the collection)."""
+        if not self.has_entries:
+            return False
+        return bool(self.reader.connection().execute("SELECT count(*) FROM entries WHERE date = $d",
+                                                     {"d": day}).fetchone()[0])
+
     def entry(self, date: str) -> dict[str, Any] | None:
         self._require_apod()  # a Galaxy Zoo-only lake: no APOD entry to find (not a missing table)
         df = self.reader.query(

@@ -26,6 +26,19 @@ def vocabulary() -> tuple[Any, list[str], dt.date, dt.date]:
     return a, a.category_names(), lo, hi
 
 
+def page_heading(text: str) -> html.H1:
+    """The page's main heading for screen readers and outlines (the controls say the rest to the eye)."""
+    return html.H1(text, className="visually-hidden")
+
+
+def category_options(names: list[str]) -> list[dict[str, Any]]:
+    """The category filters' choices: each with its number of entries in the lake, and a category no entry
+    has shown but disabled (choosing one drew an empty map with no word of why)."""
+    totals = atlas().category_totals()
+    return [{"label": f"{name} ({totals.get(name, 0):,})", "value": name, "disabled": not totals.get(name)}
+            for name in names]
+
+
 def missing_lake_notice(exc: Exception) -> dbc.Alert:
     root = getattr(exc, "root", lake_layout().location)
     return dbc.Alert(
@@ -131,11 +144,13 @@ def all_years() -> list[int]:
 def years_row(component_id: str, lo: int, hi: int, years_param: str) -> dbc.Row:
     """A labelled year range slider, set from the page's ``years=FROM,TO`` URL parameter."""
     chosen = year_value(years_param, lo, hi)
+    # no number boxes beside the slider (Dash's direct input): they had no labels, and a year outside the
+    # lake's was taken back without a word; the slider's handles are keyboard-operable and say their years
     return dbc.Row([
-        dbc.Col(dbc.Label("Years"), width="auto"),
+        dbc.Col(html.Span("Years", className="form-label"), width="auto"),
         dbc.Col(dcc.RangeSlider(id=component_id, min=lo, max=hi, step=1, value=chosen, marks=year_marks(lo, hi),
-                                tooltip={"placement": "bottom"}), className="pt-1"),
-    ], className="my-2")
+                                tooltip={"placement": "bottom"}, allow_direct_input=False), className="pt-1"),
+    ], className="my-2 atlas-years")
 
 
 def picture_element(picture: dict[str, Any] | None, *, alt: str, class_name: str, link_out: bool = False) -> Any:
@@ -150,7 +165,8 @@ def picture_element(picture: dict[str, Any] | None, *, alt: str, class_name: str
     if picture["kind"] == "lake":
         return html.Img(src=picture["src"], className=class_name, alt=alt)
     if picture["src"]:
-        element = html.Img(**{"data-src": picture["src"]}, className=f"{class_name} atlas-remote", alt=alt,
+        element = html.Img(**{"data-src": picture["src"], "data-kind": picture["kind"]},
+                           className=f"{class_name} atlas-remote", alt=alt,
                            title=picture["origin"], referrerPolicy="no-referrer")
     else:
         label = "▶ video" if picture["kind"] == "video" else "no picture"

@@ -11,8 +11,8 @@ from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import (all_years, atlas, by_lake_version, filters_from, fixed_category_colours,
-                           missing_lake_notice, thumb_card, vocabulary, years_row, url_parameters)
+from pages._common import (all_years, atlas, by_lake_version, category_options, filters_from, fixed_category_colours,
+                           missing_lake_notice, page_heading, thumb_card, url_parameters, vocabulary, years_row)
 from pages.ids import Categories
 
 dash.register_page(__name__, path="/categories", name="Categories", title="Cosmic Atlas · Categories")
@@ -26,7 +26,9 @@ def layout(cat: str = "", years: str = "", **_ignored) -> html.Div:
         _, names, lo, hi = vocabulary()
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
+    options = category_options(names)
     return dbc.Container([
+        page_heading("Categories of the archive"),
         years_row(Categories.YEARS, lo.year, hi.year, years),
         dbc.Row([
             dbc.Col(dcc.Graph(id=Categories.COUNTS, config={"displaylogo": False}), md=5),
@@ -39,8 +41,9 @@ def layout(cat: str = "", years: str = "", **_ignored) -> html.Div:
         html.Hr(),
         dbc.Row([
             dbc.Col(html.H4("Browse a category"), width="auto"),
-            dbc.Col(dcc.Dropdown(id=Categories.PICK, options=names, value=cat if cat in names else names[0],
-                                 clearable=False), md=3),
+            dbc.Col(dcc.Dropdown(id=Categories.PICK, options=options, clearable=False,
+                                 value=cat if cat in names else next((o["value"] for o in options if not o["disabled"]),
+                                                                     names[0])), md=3),
             dbc.Col(html.Div(id=Categories.GRID_COUNT, className="text-muted pt-2"), width="auto"),
         ], className="align-items-center mb-2"),
         html.Div(id=Categories.GRID),

@@ -124,6 +124,28 @@ def _original_link(entry: dict) -> html.A | None:
                   target="_blank", rel="noopener", className="btn btn-outline-secondary btn-sm")
 
 
+def page_exists(entry_day: str) -> bool:
+    """Whether /entry/<entry_day> names an entry of the lake (app.py answers 404 where not). A lake that
+    is missing or has no APOD collection counts as one: the page says what is wrong with the lake."""
+    try:
+        return atlas().has_entry(iso_day(entry_day))
+    except DateError:
+        return False
+    except LakeMissingError:
+        return True
+
+
+def credit_lines(entry: dict) -> tuple[list[tuple[str, str]], str]:
+    """(the credits listed beside the text, the rights line under the picture): the owner is named once,
+    in the rights line when there is a copyright notice (the page named it three times: after the
+    picture's origin, in the © line and in the list), and a credit that only repeats it is not listed."""
+    owner, credit, note = entry.get("copyright"), entry.get("credit"), entry.get("rights_note")
+    listed = [(k, v) for k, v in (("Credit", credit), ("Rights", note)) if v and v != owner]
+    if owner:
+        return listed, f"© {owner} — reuse needs the owner's permission"
+    return listed, "no copyright notice in the archive (NASA or public domain); credit the authors when reusing"
+
+
 @url_parameters
 def layout(entry_day: str = "", **_ignored) -> html.Div:
     date = entry_day
@@ -141,21 +163,15 @@ def layout(entry_day: str = "", **_ignored) -> html.Div:
                                         html.P(f"There is no APOD entry for {date[:40]!r} in this lake."),
                                         dcc.Link("Back to the map", href="/")], color="secondary"), className="mt-4")
     d = entry["date"]
-    credits = [x for x in (
-        ("Credit", entry.get("credit")), ("Copyright", entry.get("copyright")), ("Rights", entry.get("rights_note"))
-    ) if x[1]]
     pic = entry["picture"]
     similar, why_none = _similar(d)
-    owner = entry.get("copyright") or entry.get("credit")
-    rights = (f"© {entry['copyright']} — reuse needs the owner's permission" if entry.get("copyright")
-              else "no copyright notice in the archive (NASA or public domain); credit the authors when reusing")
+    credits, rights = credit_lines(entry)
     picture = html.Div([
         picture_element(pic, alt=entry["title"], class_name="img-fluid rounded atlas-entry-img", link_out=True)
         if pic["src"] else dbc.Alert([f"No picture to show here ({pic['origin']}). ",
                                       html.A("See it on the NASA page ↗", href=entry["nasa_page"], target="_blank",
                                              rel="noopener")], color="light"),
-        html.Div([html.Span("Picture: ", className="fw-semibold"), pic["origin"],
-                  *([" · ", html.Span(owner)] if owner else []), html.Br(), rights],
+        html.Div([html.Span("Picture: ", className="fw-semibold"), pic["origin"], html.Br(), rights],
                  className="small text-muted mt-1", id=Entry.PICTURE_SOURCE),
     ])
     return dbc.Container([
@@ -163,7 +179,7 @@ def layout(entry_day: str = "", **_ignored) -> html.Div:
             dbc.Col(picture, md=5),
             dbc.Col([
                 html.Div(d, className="text-muted"),
-                html.H2(entry["title"], id=Entry.TITLE),
+                html.H1(entry["title"], id=Entry.TITLE, className="h2"),
                 _categories(d),
                 html.P(entry.get("explanation") or "(no explanation in the archive)", className="atlas-explanation"),
                 html.Dl([x for k, v in credits for x in (html.Dt(k), html.Dd(v))], className="small"),

@@ -186,7 +186,10 @@ def map_scatter(
     else:
         traces.append(trace(points, None, {"size": size, "color": points[color], "colorscale": "Viridis",
                                            "showscale": True,
-                                           "colorbar": {"title": MAP_COLOURS[color], "thickness": 12}}))
+                                           # the title along the bar and the bar's top below the modebar
+                                           # (the title sat under the toolbar's buttons)
+                                           "colorbar": {"title": {"text": MAP_COLOURS[color], "side": "right"},
+                                                        "thickness": 12, "len": 0.9, "y": 0, "yanchor": "bottom"}}))
     fig = go.Figure(data=traces)
     if density is not None and extent is not None:
         x0, x1, y0, y1 = extent
@@ -599,7 +602,7 @@ def resource_samples_lines(samples: pd.DataFrame) -> go.Figure:
 
 
 #: The resource samples' y axes: what each line is, in its unit.
-SAMPLE_AXES: Final = {"cpu_percent": "CPU % (100 = one core)", "rss_mb": "memory (RSS, MB)",
+SAMPLE_AXES: Final = {"cpu_percent": "CPU % (100 = one core)", "rss_mb": "memory (RSS, MB, all processes summed)",
                       "gpu_utilization_percent": "GPU utilisation %"}
 
 

@@ -16,8 +16,8 @@ from lake.galaxy_schema import GZ2_LICENCE_NOTE
 from lake.manifest import LakeMissingError
 from lake.search import SearchUnavailable
 from pages import figures
-from pages._common import (by_lake_version, decode_upload, galaxies, missing_lake_notice, upload_box, upload_limits_text,
-                           url_parameters)
+from pages._common import (by_lake_version, decode_upload, galaxies, missing_lake_notice, page_heading, upload_box,
+                           upload_limits_text, url_parameters)
 from pages.ids import Galaxies
 
 dash.register_page(__name__, path="/galaxies", name="Galaxies", title="Cosmic Atlas · Galaxies")
@@ -60,6 +60,7 @@ def layout(objid: str = "", **_ignored) -> html.Div:
     controls = dbc.Row([
         dbc.Col([upload,
                  html.Div(FRAMING_HINT, className="small text-muted mb-2") if info["picture_search"] else None,
+                 dbc.Label("Galaxy Zoo objid", html_for=Galaxies.OBJID, className="visually-hidden"),
                  dbc.InputGroup([dbc.InputGroupText("objid"),
                                  dbc.Input(id=Galaxies.OBJID, value=objid if objid.isdigit() else "",
                                            placeholder="a catalogue galaxy, or click one on the map", debounce=True)],
@@ -69,11 +70,14 @@ def layout(objid: str = "", **_ignored) -> html.Div:
                  dbc.RadioItems(id=Galaxies.SPACE, value="morphology", inline=True, className="small",
                                 options=[{"label": v, "value": k, "disabled": k == "image" and not info["picture_search"]}
                                          for k, v in SPACES.items()]),
-                 dbc.Label("How many", className="small mb-0 mt-1"),
-                 dbc.Input(id=Galaxies.K, type="number", min=1, max=50, step=1, value=10, size="sm",
+                 dbc.Label("How many", html_for=Galaxies.K, className="small mb-0 mt-1"),
+                 # no max or step: the browser hands a value outside them to Dash as None, so 60 showed 10;
+                 # the server takes any number and says what it kept (neighbour_count)
+                 dbc.Input(id=Galaxies.K, type="number", min=1, step="any", value=DEFAULT_NEIGHBOURS, size="sm",
                            style={"maxWidth": "6rem"})], md=5),
     ], className="g-3 mb-2")
     return dbc.Container([
+        page_heading("Galaxies: Galaxy Zoo 2 look-alikes and morphology"),
         html.Div(_summary_line(info), id=Galaxies.SUMMARY),
         controls,
         html.Div(id=Galaxies.STATUS, className="mb-2"),
@@ -181,6 +185,21 @@ def asked_for(*, trigger: str | None, contents: str | None, objid: str | None, p
     return "objid" if objid else ("upload" if contents else None)
 
 
+#: Neighbours listed unless the reader asks otherwise, and the most listed.
+DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS = 10, 50
+
+
+def neighbour_count(asked: object) -> tuple[int, str]:
+    """How many neighbours to list for the "How many" box's value, and what to tell the reader when that
+    is not what they typed (empty: the default, silently; 100: the most, 50; 2.5: 3)."""
+    if not isinstance(asked, (int, float)) or asked != asked:  # empty box (or NaN)
+        return DEFAULT_NEIGHBOURS, ""
+    k = min(max(round(asked), 1), MAX_NEIGHBOURS)
+    if k == asked:
+        return k, ""
+    return k, f"{k} shown ({asked:g} asked; between 1 and {MAX_NEIGHBOURS} are listed)"
+
+
 @callback(
     Output(Galaxies.STATUS, "children"),
     Output(Galaxies.MORPHOLOGY, "children"),
@@ -201,7 +220,7 @@ def find(contents, objid, space, k, filename, previous):
     if ctx.triggered_id == Galaxies.UPLOAD and not contents:  # cleared ahead of a new drop (atlas_uploads.js)
         raise PreventUpdate
     g = galaxies()
-    k = min(max(int(k), 1), 50) if isinstance(k, (int, float)) else 10  # 100 typed: the most there are, 50
+    k, kept = neighbour_count(k)
     asked = asked_for(trigger=ctx.triggered_id, contents=contents, objid=objid, previous=previous)
     try:
         if asked == "upload":
@@ -221,7 +240,8 @@ def find(contents, objid, space, k, filename, previous):
         return dbc.Alert(str(exc), color="warning", className="py-2"), "", "", "", [], asked
     cards = dbc.Row([dbc.Col(galaxy_card(r), xs=6, md=3, lg=2, className="mb-2")
                      for r in found.galaxies.to_dict("records")], className="g-2")
-    return (html.Div(title, className="fw-semibold"), morphology_table(found), sky_line(found), cards,
+    heading = [title, html.Span(f" · {kept}", className="fw-normal text-muted small") if kept else None]
+    return (html.Div(heading, className="fw-semibold"), morphology_table(found), sky_line(found), cards,
             _sources(found, centre), asked)
 
 

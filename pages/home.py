@@ -15,9 +15,9 @@ from lake.density import MAX_SELECTION_ROWS, DensityView, PolygonError
 from lake.queries import LICENCE_NOTE, MapView
 from lake.schema import EMBEDDING_KINDS
 from pages import figures
-from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, fixed_category_colours,
-                           missing_lake_notice, parse_list, picture_element, vocabulary, year_value, years_row,
-                           url_parameters)
+from pages._common import (all_years, atlas, by_lake_version, category_options, entry_path, filters_from,
+                           fixed_category_colours, missing_lake_notice, page_heading, parse_list, picture_element,
+                           url_parameters, vocabulary, year_value, years_row)
 from pages.ids import App, Map
 
 dash.register_page(__name__, path="/", name="Map", title="Cosmic Atlas · Map")
@@ -27,10 +27,12 @@ COLOURS = figures.MAP_COLOURS
 #: Rows of a large map's selection listed in the table (the browser need not hold 50,000 rows).
 MAX_LISTED_ROWS = 1_000
 GRID_COLUMNS = [
-    {"field": "date", "cellRenderer": "markdown", "linkTarget": "_self", "width": 120},
+    {"field": "date", "cellRenderer": "markdown", "width": 120},  # its links open in this tab (the default)
     {"field": "title", "flex": 2},
     {"field": "category", "width": 150},
-    {"field": "confidence", "width": 110},
+    # the classifier's probability as a percentage (as the entry pages show it), not 0.41700000000000004
+    {"field": "confidence", "width": 120, "type": "rightAligned",
+     "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"}},
     {"field": "credit", "flex": 1},
     {"field": "copyright", "flex": 1},
 ]
@@ -67,10 +69,11 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
                  dbc.RadioItems(id=Map.COLOR, options=[{"label": v, "value": k} for k, v in COLOURS.items()],
                                 value=color, inline=True)], md=3),
         dbc.Col([dbc.Label("Categories", html_for=Map.CATS),
-                 dcc.Dropdown(id=Map.CATS, options=names, value=chosen_cats,
+                 dcc.Dropdown(id=Map.CATS, options=category_options(names), value=chosen_cats,
                               multi=True, placeholder="All categories")], md=4),
     ], className="g-2 mb-2")
     return dbc.Container([
+        page_heading("Map of the archive"),
         controls,
         years_row(Map.YEARS, lo.year, hi.year, years),
         dbc.Row([
@@ -82,11 +85,13 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
                      style={"width": f"calc(100% - {figures.MAP_RIGHT_MARGIN[color]}px)"}) if preview else None,
             dcc.Loading(dcc.Graph(id=Map.GRAPH, figure=figure, config={"displaylogo": False, "scrollZoom": True},
                                   style={"height": "68vh"}, clear_on_unhover=True), delay_show=400),
+            # in the frame, whose corner is the graph's: the point's bbox is relative to the graph (outside it,
+            # the card sat a header's height above the point, under the graph's stacking layer)
+            dcc.Tooltip(id=Map.TOOLTIP, direction="right"),
         ], className="atlas-map-frame"),
         dcc.Store(id=Map.THINNED, data=thinned),
         dcc.Store(id=Map.FIT, data=a.map_fit()),  # the fit the drawn map comes from (a lasso's coordinates)
         dcc.Store(id=Map.UPGRADE),
-        dcc.Tooltip(id=Map.TOOLTIP, direction="right"),
         html.Div(chips, id=Map.CATEGORY_COUNTS, className="small my-2"),
         # None: the URL named no selection, so the one this browser tab made last is taken back (restoreSelection)
         dcc.Store(id=Map.PAGE_SELECTION, data=selected if sel else None),
@@ -95,8 +100,10 @@ def layout(emb: str = "text", method: str = "umap", color: str = "category", cat
         dbc.Row([
             dbc.Col(html.H5(id=Map.SELECTION_TITLE, children="Selection"), width="auto"),
             dbc.Col([
-                dbc.Button("Download CSV", id=Map.DL_CSV, size="sm", color="secondary", className="me-2"),
-                dbc.Button("Download Parquet", id=Map.DL_PARQUET, size="sm", color="secondary", className="me-2"),
+                # enabled by fill_table once there is something to download (they did nothing before)
+                dbc.Button("Download CSV", id=Map.DL_CSV, size="sm", color="secondary", className="me-2", disabled=True),
+                dbc.Button("Download Parquet", id=Map.DL_PARQUET, size="sm", color="secondary", className="me-2",
+                           disabled=True),
                 dbc.Button("Clear", id=Map.CLEAR, size="sm", color="link"),
             ]),
         ], className="align-items-center"),
@@ -243,7 +250,8 @@ def _view_outputs(emb: str, method: str, color: str, cats: list[str], years: lis
     ≈ 0.2 s to query and build, and people come back to the same few views)."""
     a = atlas()
     filters = filters_from(cats, years)
-    counts = a.map_category_counts(embedding=emb, method=method, filters=filters) if large else a.counts_by_category(filters)
+    counts = (a.map_category_counts(embedding=emb, method=method, filters=filters) if large
+              else a.counts_by_category(filters, embedding=emb, method=method))
     # each chip edged in its category's map colour, a legend for any colouring
     edge = figures.colours_of(counts.category, fixed_category_colours())
     chips = [dbc.Badge(f"{r.category}: {r.n:,}", color="light", text_color="dark", className="me-1 mb-1 border",
@@ -430,6 +438,8 @@ def selection_table(rows: list[dict]) -> dag.AgGrid | None:
     Output(Map.TABLE_HOLDER, "children"),
     Output(Map.SELECTION_TITLE, "children"),
     Output(App.MAP_SELECTION, "data"),
+    Output(Map.DL_CSV, "disabled"),
+    Output(Map.DL_PARQUET, "disabled"),
     Input(Map.PAGE_SELECTION, "data"),
     Input(Map.CATS, "value"),
     Input(Map.YEARS, "value"),
@@ -452,8 +462,9 @@ def fill_table(selection, cats, years, emb, method):
         by_shape = isinstance(selection, dict) and "polygon" in selection  # counted on the server
         kept = f"the first {min(total, MAX_SELECTION_ROWS):,}" if by_shape else "all of them"
         title += f" (the first {len(listed):,} by date are listed here; downloads hold {kept})"
+    empty = total == 0
     return (selection_table(rows.to_dict("records")), title,
-            {"selection": selection, "dates": listed.date.tolist(), "total": total})
+            {"selection": selection, "dates": listed.date.tolist(), "total": total}, empty, empty)
 
 
 @callback(

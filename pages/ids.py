@@ -20,6 +20,9 @@ class App:
     """The app shell in ``app.py``: present on every page."""
 
     NAV_SEARCH: Final = "nav-search"
+    #: The navbar's toggler and what it folds on a narrow screen (the links and the search).
+    NAV_TOGGLE: Final = "nav-toggle"
+    NAV_COLLAPSE: Final = "nav-collapse"
     #: Session store with the dates selected on the Map page; the Sky page highlights them.
     MAP_SELECTION: Final = "map-selection"
 

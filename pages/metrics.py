@@ -9,7 +9,7 @@ from dash import Input, Output, callback, dcc, html
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import atlas, by_lake_version, missing_lake_notice
+from pages._common import atlas, by_lake_version, missing_lake_notice, page_heading
 from pages.ids import Metrics
 
 dash.register_page(__name__, path="/metrics", name="Metrics", title="Cosmic Atlas · Metrics")
@@ -61,9 +61,10 @@ def layout(**_ignored) -> html.Div:
     options = [{"label": f"{r.run_id} (≈ {r.seconds:.0f} s)" if r.seconds == r.seconds else r.run_id, "value": r.run_id}
                for r in runs.itertuples()]
     if not options:  # a lake without metrics (copied without its table, or made by other tools)
-        return dbc.Container([html.H4("Lake", className="mt-2"), _facts(a.manifest),
+        return dbc.Container([page_heading("Build metrics"), html.H4("Lake", className="mt-2"), _facts(a.manifest),
                               dbc.Alert("This lake has no build metrics recorded.", color="light")], fluid=True)
     return dbc.Container([
+        page_heading("Build metrics"),
         html.H4("Lake", className="mt-2"),
         _facts(a.manifest),
         dbc.Row([dbc.Col(html.H4("Pipeline run"), width="auto"),
@@ -106,4 +107,4 @@ def run_view(run_id):
     table["ran_in"] = [where.replace(" process", "") for where in table.ran_in]
     table = table[list(STAGE_COLUMNS)].rename(columns=STAGE_COLUMNS)
     line = figures.resource_samples_lines(a.samples(run_id))
-    return fig, dbc.Table.from_dataframe(table, striped=True, size="sm", className="mt-5"), line
+    return fig, dbc.Table.from_dataframe(table, striped=True, size="sm", responsive=True, className="mt-5"), line

@@ -19,7 +19,7 @@ from lake.oddities import export_frame, reason
 from lake.queries import LICENCE_NOTE
 from lake.pictures import picture_for
 from lake.schema import ANOMALY_DETECTORS
-from pages._common import atlas, missing_lake_notice, picture_element, vocabulary
+from pages._common import atlas, category_options, missing_lake_notice, page_heading, picture_element, vocabulary
 from pages.ids import Entry, Oddities
 from services import UnknownEntry, oddities, store_mark
 
@@ -57,6 +57,7 @@ def layout(**_ignored) -> html.Div:
                                        "`python -m pipeline build`.", color="warning"), className="mt-4")
     options = [{"label": _detector_label(d), "value": d} for d in ("combined", *detectors)]
     return dbc.Container([
+        page_heading("Oddities of the archive"),
         dcc.Store(id=Oddities.USER, storage_type="local"),
         dcc.Store(id=Oddities.VERSION, data=0),
         html.H3("Oddities", className="mt-3"),
@@ -66,7 +67,7 @@ def layout(**_ignored) -> html.Div:
             dbc.Col([dbc.Label("Detector", html_for=Oddities.DETECTOR, className="small mb-0"),
                      dcc.Dropdown(id=Oddities.DETECTOR, options=options, value="combined", clearable=False)], md=4),
             dbc.Col([dbc.Label("Categories", html_for=Oddities.CATS, className="small mb-0"),
-                     dcc.Dropdown(id=Oddities.CATS, options=names, multi=True, placeholder="All categories")], md=4),
+                     dcc.Dropdown(id=Oddities.CATS, options=category_options(names), multi=True, placeholder="All categories")], md=4),
             dbc.Col([dbc.Label("Dates", html_for=Oddities.DATES, className="small mb-0 d-block"),
                      dcc.DatePickerRange(id=Oddities.DATES, min_date_allowed=lo, max_date_allowed=hi,
                                          display_format="YYYY-MM-DD", clearable=True,

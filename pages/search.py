@@ -11,10 +11,11 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from lake.manifest import LakeMissingError
 from lake.filters import Filters
-from lake.search import MODES, SearchError, spellings_searched
+from lake.search import MAX_QUERY_CHARS, MODES, SearchError, spellings_searched
 from lake.schema import EMBEDDING_KINDS
-from pages._common import (atlas, decode_upload, engine, missing_lake_notice, parse_date, parse_list, percent, picture_element,
-                           upload_box, upload_limits_text, url_parameters)
+from pages._common import (atlas, category_options, decode_upload, engine, missing_lake_notice, page_heading,
+                           parse_date, parse_list, percent, picture_element, upload_box, upload_limits_text,
+                           url_parameters)
 from pages.ids import Search
 
 dash.register_page(__name__, path="/search", name="Search", title="Cosmic Atlas · Search")
@@ -74,7 +75,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     controls = dbc.Row([
         dbc.Col([dbc.Label("Search the archive", html_for=Search.Q, className="visually-hidden"),
                  dbc.InputGroup([dbc.Input(id=Search.Q, value=q, placeholder="e.g. stellar nurseries, red planet rover…",
-                                           debounce=True, type="search"),
+                                           debounce=True, type="search", maxLength=MAX_QUERY_CHARS),
                                  dbc.Button("Search", id=Search.GO_BTN, color="primary")])], md=6),
         dbc.Col(dbc.RadioItems(id=Search.MODE, value=mode, inline=True,
                                options=[{"label": m.title(), "value": m} for m in MODES]), md=3, className="pt-2"),
@@ -82,7 +83,7 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
                              options=[{"label": KIND_LABELS[k], "value": k} for k in EMBEDDING_KINDS]), md=3),
     ], className="g-2 my-2")
     filter_row = dbc.Row([
-        dbc.Col(dcc.Dropdown(id=Search.CATS, options=names, value=chosen, multi=True, placeholder="All categories"), md=5),
+        dbc.Col(dcc.Dropdown(id=Search.CATS, options=category_options(names), value=chosen, multi=True, placeholder="All categories"), md=5),
         dbc.Col(dcc.DatePickerRange(id=Search.DATES, start_date=filters.start, end_date=filters.end,
                                     display_format="YYYY-MM-DD", clearable=True,
                                     updatemode="bothdates"), md=4),  # not a search (and a reload) per click
@@ -102,14 +103,14 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
             more, hits = len(hits) > PER_PAGE, hits[:PER_PAGE]
             added = spellings_searched(q, mode=mode)
             if not hits and page_n > 1:
-                body.append(dbc.Alert([f"Page {page_n} is past the last result for “{q.strip()}”. ",
+                body.append(dbc.Alert([f"Page {page_n} is past the last result for “{quoted(q)}”. ",
                                        dcc.Link("Back to the first page", href=_search_href(
                                            {"q": q, "mode": mode, "kind": kind, "cats": cats, "start": start,
                                             "end": end, "image": image}))],
                                       color="light"))
             else:
                 body.append(results_block(hits, f"Results {1 + (page_n - 1) * PER_PAGE}–{(page_n - 1) * PER_PAGE + len(hits)} "
-                                                f"for “{q.strip()}” ({mode}, {kind})"
+                                                f"for “{quoted(q)}” ({mode}, {kind})"
                                                 + (f" · also searched as the archive spells it: {', '.join(added)}"
                                                    if added else ""), kind=kind))
             last_page = page_n + 1 if more else (page_n if hits else None)
@@ -120,8 +121,18 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
     pager = dbc.Pagination(id=Search.PAGE, active_page=page_n, max_value=last_page or 1, fully_expanded=False,
                            className="mt-3", style=None if last_page else HIDDEN)
     upload = upload_box(Search.UPLOAD, text=f"Or drop a picture here ({upload_limits_text()}) to find entries like it, by the embedding chosen above")
-    return dbc.Container([controls, filter_row, upload, html.Div(body, id=Search.RESULTS), pager,
+    return dbc.Container([page_heading("Search the archive"), controls, filter_row, upload, html.Div(body, id=Search.RESULTS), pager,
                           dcc.Location(id=Search.GO, refresh="callback-nav")], fluid=True)
+
+
+#: How much of a query the page repeats in its headings (a 600-character one made the page 2,500 px wide).
+QUOTED_CHARS = 80
+
+
+def quoted(q: str) -> str:
+    """The query as the headings repeat it: trimmed, and cut to :data:`QUOTED_CHARS` with an ellipsis."""
+    q = " ".join(q.split())
+    return q if len(q) <= QUOTED_CHARS else q[:QUOTED_CHARS - 1].rstrip() + "…"
 
 
 def _filters(categories: list[str], start: str | None, end: str | None, image: str | None) -> Filters:

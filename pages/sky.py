@@ -13,11 +13,19 @@ from dash import ClientsideFunction, Input, Output, State, callback, clientside_
 
 from lake.manifest import LakeMissingError
 from pages import figures
-from pages._common import (all_years, atlas, by_lake_version, entry_path, filters_from, fixed_category_colours,
-                           locate, missing_lake_notice, parse_list, vocabulary, years_row, url_parameters)
+from pages._common import (all_years, atlas, by_lake_version, category_options, entry_path, filters_from,
+                           fixed_category_colours, locate, missing_lake_notice, page_heading, parse_list,
+                           url_parameters, vocabulary, years_row)
 from pages.ids import App, Sky
 
 dash.register_page(__name__, path="/sky", name="Sky", title="Cosmic Atlas · Sky")
+
+
+#: The cone's number boxes take any number: a value outside a box's min, max or step reaches Dash as None
+#: (83.82 against the default step of 1, a radius of 3 against step 0.1 from 0.01), so the search used
+#: to fall back to its defaults in silence. cone_search checks the ranges and says what is wrong.
+NUMBER = {"type": "number", "step": "any"}
+DEFAULT_RADIUS = 1.0
 
 
 @url_parameters
@@ -31,8 +39,9 @@ def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
         return dbc.Container(dbc.Alert("This lake has no sky positions yet: rebuild it with "
                                        "`python -m pipeline build` to add the objects table.", color="warning"))
     return dbc.Container([
+        page_heading("The archive on the sky"),
         dbc.Row([
-            dbc.Col(dcc.Dropdown(id=Sky.CATS, options=names, value=[c for c in parse_list(cats) if c in names],
+            dbc.Col(dcc.Dropdown(id=Sky.CATS, options=category_options(names), value=[c for c in parse_list(cats) if c in names],
                                  multi=True, placeholder="All categories"), md=6),
             dbc.Col(html.Div(id=Sky.COUNT, className="pt-2 fw-semibold"), md=6),
         ], className="mt-2"),
@@ -43,12 +52,13 @@ def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
             dbc.Col([dbc.Label("Object name", html_for=Sky.CONE_NAME, className="visually-hidden"),
                      dbc.Input(id=Sky.CONE_NAME, placeholder="object name, e.g. Orion Nebula or M 31", type="text")], md=4),
             dbc.Col([dbc.Label("Right ascension in degrees", html_for=Sky.CONE_RA, className="visually-hidden"),
-                     dbc.Input(id=Sky.CONE_RA, placeholder="RA (deg)", type="number", min=0, max=360)], md=2),
+                     dbc.Input(id=Sky.CONE_RA, placeholder="RA (deg)", **NUMBER)], md=2),
             dbc.Col([dbc.Label("Declination in degrees", html_for=Sky.CONE_DEC, className="visually-hidden"),
-                     dbc.Input(id=Sky.CONE_DEC, placeholder="Dec (deg)", type="number", min=-90, max=90)], md=2),
-            dbc.Col(dbc.InputGroup([dbc.InputGroupText("radius"),
-                                    dbc.Input(id=Sky.CONE_RADIUS, value=1.0, type="number", min=0.01, max=180, step=0.1),
-                                    dbc.InputGroupText("°")]), md=2),
+                     dbc.Input(id=Sky.CONE_DEC, placeholder="Dec (deg)", **NUMBER)], md=2),
+            dbc.Col([dbc.Label("Cone radius in degrees", html_for=Sky.CONE_RADIUS, className="visually-hidden"),
+                     dbc.InputGroup([dbc.InputGroupText("radius"),
+                                     dbc.Input(id=Sky.CONE_RADIUS, value=DEFAULT_RADIUS, **NUMBER),
+                                     dbc.InputGroupText("°")])], md=2),
             dbc.Col(dbc.Button("Find entries", id=Sky.CONE_GO, color="primary"), md=2),
         ], className="g-2"),
         html.Div(id=Sky.CONE_RESULTS, className="my-2"),
@@ -114,7 +124,7 @@ CONE_LISTED = 200
     prevent_initial_call=True,
 )
 def cone_search(_n, name, ra, dec, radius, cats, years):
-    radius = 1.0 if radius is None else float(radius)  # 0 is a radius to refuse, not "unset"
+    radius = DEFAULT_RADIUS if radius is None else float(radius)  # empty box; 0 is a radius to refuse
     if not 0 < radius <= 180:
         return dbc.Alert("The radius must be between 0 and 180 degrees.", color="warning")
     if name and name.strip():

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.clean import (REPLACED, clean_copyright, clean_explanation, clean_title, restore_clipped_starts,
                             restore_replaced_characters)
+from pipeline.credits import separate_glued_credits
 from pipeline.sources import RawBatch
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class IngestResult:
     #: and how many replaced characters the ingested texts still hold (nothing in the archive said what)
     repaired_characters: list[str] = field(default_factory=list)
     replaced_left: int = 0
+    #: dates whose credits had parts NASA's API glued together separated (:func:`separate_glued_credits`)
+    separated_credits: list[str] = field(default_factory=list)
 
     def reject(self, record: Any, reason: str) -> None:
         self.invalid_by_reason[reason] += 1
@@ -114,6 +117,22 @@ def _repair_replaced(rows: list[dict[str, Any]], *, corpus: list[str]) -> list[s
     return sorted({rows[i // len(_REPAIRED)]["date"].isoformat() for i in repaired})
 
 
+#: The credit fields whose glued parts are separated (:func:`separate_glued_credits`).
+_CREDITS = ("credit", "copyright")
+
+
+def _separate_credits(rows: list[dict[str, Any]], *, prose: list[str]) -> list[str]:
+    """Separate the parts of the rows' credits that NASA's API glued together, in place; the rows' own
+    titles and explanations and ``prose`` (more of the archive's) say which compounds are written whole.
+    Returns the dates changed."""
+    texts = [row[name] for row in rows for name in _CREDITS]
+    own = [row[name] for row in rows for name in ("title", "explanation")]
+    separated = separate_glued_credits(texts, prose=[*own, *prose])
+    for i, text in separated.items():
+        rows[i // len(_CREDITS)][_CREDITS[i % len(_CREDITS)]] = text
+    return sorted({rows[i // len(_CREDITS)]["date"].isoformat() for i in separated})
+
+
 def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date | None = None) -> IngestResult:
     """Validate and merge batches by date; a later batch replaces an earlier one's entry."""
     today = today or dt.date.today()
@@ -143,7 +162,10 @@ def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date 
         rows[i]["explanation"] = text
     repaired = set(_repair_replaced(rows, corpus=[text for record in outside for name in _REPAIRED
                                                   if isinstance(text := record.get(name), str)]))
+    separated = _separate_credits(rows, prose=[text for record in outside for name in ("title", "explanation")
+                                                if isinstance(text := record.get(name), str)])
     result.rows = rows[:limit] if limit else rows
+    result.separated_credits = [d for d in separated if not limit or d <= result.rows[-1]["date"].isoformat()]
     # what the manifest reports: of the entries the lake holds (--limit keeps the first ones)
     result.restored_starts = [rows[i]["date"].isoformat() for i in sorted(restored) if not limit or i < limit]
     result.repaired_characters = [r["date"].isoformat() for r in result.rows if r["date"].isoformat() in repaired]
@@ -153,6 +175,8 @@ def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date 
     if result.repaired_characters:
         log.info("put back characters NASA's API replaced in %d entries (%d replaced characters left where the "
                  "archive does not say what they were)", len(result.repaired_characters), result.replaced_left)
+    if result.separated_credits:
+        log.info("separated the credits NASA's API glued together in %d entries", len(result.separated_credits))
     if result.invalid_by_reason:
         log.warning(
             "skipped %d invalid rows: %s",

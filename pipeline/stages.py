@@ -238,6 +238,7 @@ def ingest_stage(ctx: BuildContext) -> StageResult:
         "restored_starts": {"count": len(result.restored_starts), "dates": result.restored_starts[:50]},
         "repaired_characters": {"entries": len(result.repaired_characters), "dates": result.repaired_characters[:50],
                                 "characters_left": result.replaced_left},
+        "separated_credits": {"entries": len(result.separated_credits), "dates": result.separated_credits[:50]},
     })
 
 

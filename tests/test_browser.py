@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import time
 from pathlib import Path
 
@@ -152,7 +153,32 @@ def test_every_page_loads_without_console_errors(browser, server, path, ready, n
     body = browser.find_element("css selector", "body").text
     assert "No data lake yet" not in body and "Traceback" not in body
     assert not browser.find_elements("css selector", ".alert-danger, .dash-fe-error__title")
+    # one main heading, and the language declared (screen readers read the page by both)
+    assert browser.execute_script("return document.documentElement.lang") == "en"
+    assert len(browser.find_elements("css selector", "h1")) == 1
     shot(browser, name)
+
+
+def test_a_phone_wide_screen_folds_the_navbar_and_nothing_is_wider_than_it(browser, server):
+    """At 420 px the navbar's links fold behind a toggler, and no page is wider than the screen (the
+    metrics table and a 600-character query's heading were)."""
+    size = browser.get_window_size()
+    browser.set_window_size(420, 900)
+    try:
+        for path, ready in (("/metrics", "#metrics-table table"), ("/search?q=" + "n" * 600, "#search-results"),
+                            ("/", "#map-graph .js-plotly-plot"), ("/sky", "#cone-go")):
+            browser.get(server + path)
+            wait_for(browser, ready, timeout=45)
+            wide, screen = browser.execute_script(
+                "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+            assert wide <= screen, (path, wide, screen)
+        link = browser.find_element("css selector", "#nav-collapse a.nav-link")
+        assert not link.is_displayed()
+        browser.find_element("id", "nav-toggle").click()
+        wait_until(link.is_displayed, what="the navbar's links unfolded")
+        assert browser.find_element("id", "nav-search").is_displayed()
+    finally:
+        browser.set_window_size(size["width"], size["height"])
 
 
 def test_filter_changes_map_and_counts(browser, server):
@@ -224,6 +250,11 @@ def test_selection_fills_table_and_download_matches(browser, server, downloads):
     rows = wait_until(lambda: browser.find_elements("css selector", "#map-table .ag-center-cols-container .ag-row"),
                       what="selection table rows")
     assert len(rows) == len(picked)
+    confidence = [c.text for c in browser.find_elements("css selector", "#map-table .ag-center-cols-container "
+                                                                        "[col-id=confidence]")]
+    assert confidence and all(re.fullmatch(r"\d{1,3}%", c) for c in confidence if c), confidence
+    logged = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE" or "colDef" in e["message"]]
+    assert logged == []  # AG Grid warned "invalid colDef property 'linkTarget'"
     got = download_csv(browser, downloads, "map-dl-csv", "cosmic_atlas_selection.csv")
     assert sorted(r["date"] for r in got) == picked
     assert {"credit", "copyright", "licence_note", "nasa_page"} <= set(got[0])
@@ -250,6 +281,43 @@ def test_click_on_point_opens_entry_with_neighbours(browser, server):
     wait_for(browser, ".atlas-neighbours .atlas-card")
     assert len(browser.find_elements("css selector", ".atlas-neighbours .atlas-card")) >= 3
     assert browser.find_element("id", "entry-title").text
+
+
+def test_hovering_a_point_shows_its_card_beside_it(browser, server):
+    """The hover card sits at the hovered point, above the map (it sat a header's height above the point,
+    under the graph's stacking layer)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get(server + "/")
+    wait_until(lambda: points_on_map(browser) > 0, what="points")
+    graph = browser.find_element("css selector", "#map-graph .js-plotly-plot")
+    # the point nearest the middle of the plot, in pixels from the graph's centre (where Selenium starts)
+    dx, dy = browser.execute_script("""
+        const gd = arguments[0], t = gd._fullData[0], fl = gd._fullLayout, s = fl._size;
+        const px = i => [s.l + fl.xaxis.l2p(t.x[i]), s.t + fl.yaxis.l2p(t.y[i])];
+        let best = 0, bestD = Infinity;
+        for (let i = 0; i < t.x.length; i++) {
+            const [x, y] = px(i), d = (x - s.l - s.w / 2) ** 2 + (y - s.t - s.h / 2) ** 2;
+            if (d < bestD) { best = i; bestD = d; }
+        }
+        const [x, y] = px(best), r = gd.getBoundingClientRect();
+        return [x - r.width / 2, y - r.height / 2];""", graph)
+    ActionChains(browser).move_to_element_with_offset(graph, int(round(dx)), int(round(dy))).perform()
+    card = wait_for(browser, "#map-tooltip", timeout=20)
+    wait_until(lambda: card.text.strip(), what="the hover card's text")
+    # what is painted on top at the card's centre: the card takes no pointer events (elementFromPoint
+    # passes through it), so it takes them for this one look
+    point, box, on_top = browser.execute_script("""
+        const g = arguments[0].getBoundingClientRect(), b = document.querySelector('.dcc-tooltip-bounding-box');
+        const c = arguments[1].getBoundingClientRect(), all = [b, ...b.querySelectorAll('*')];
+        const before = all.map(e => e.style.pointerEvents);
+        all.forEach(e => { e.style.pointerEvents = 'auto'; });
+        const top = document.elementFromPoint(c.left + c.width / 2, c.top + c.height / 2);
+        all.forEach((e, i) => { e.style.pointerEvents = before[i]; });
+        return [[g.left + g.width / 2 + arguments[2], g.top + g.height / 2 + arguments[3]],
+                b.getBoundingClientRect().toJSON(), b.contains(top)];""", graph, card, dx, dy)
+    assert abs(box["left"] + box["width"] / 2 - point[0]) < 12 and abs(box["top"] + box["height"] / 2 - point[1]) < 12
+    assert on_top  # nothing of the map covers the card
 
 
 def test_url_state_restores_view(browser, server):
@@ -389,6 +457,13 @@ def test_entry_without_thumbnail_shows_its_nasa_picture_or_an_offline_placeholde
     assert img.get_attribute("src").endswith("/assets/picture-offline.svg")
     source = browser.find_element("id", "entry-picture-source").text
     assert "apod.nasa.gov" in source and ("©" in source or "credit" in source.lower())
+    # a video's still comes from YouTube, and its placeholder says so (it said "Picture on apod.nasa.gov")
+    browser.get(server + "/entry/2014-02-24")
+    still = wait_for(browser, "img.atlas-entry-img.atlas-remote")
+    assert still.get_attribute("data-src").startswith("https://img.youtube.com/")
+    wait_until(lambda: "atlas-picture-offline" in (still.get_attribute("class") or ""), what="offline still")
+    assert still.get_attribute("src").endswith("/assets/video-still-offline.svg")
+    assert "img.youtube.com" in still.get_attribute("title")
     # search results and neighbour cards use the same rule: no grey box for pictures NASA has
     browser.get(server + "/search?q=star+cluster&image=no")
     wait_for(browser, "#search-results .atlas-hit", timeout=60)
@@ -458,7 +533,9 @@ def test_oddities_gallery_thumbs_rerank_and_export(browser, server, downloads):
         what="the entry page scrolled to its text-vs-picture section")
 
 
-OFFLINE_ALADIN = ("unistra.fr", "Failed to fetch", "Uncaught (in promise)")  # survey servers unreachable here
+#: Survey servers unreachable here; and Aladin Lite first asks the page's own server for a survey given by
+#: its id (``P/DSS2/color/properties``), which answers 404 (it is no page), before it asks CDS.
+OFFLINE_ALADIN = ("unistra.fr", "Failed to fetch", "Uncaught (in promise)", "/color/properties - Failed to load")
 
 
 def test_sky_page_markers_and_click_to_entry(browser, server):
@@ -542,6 +619,8 @@ def test_sky_popup_shows_archive_text_as_text(browser, server):
 
 
 def test_sky_cone_search_by_name(browser, server):
+    from selenium.webdriver.common.keys import Keys
+
     browser.get(server + "/sky")
     wait_for(browser, "#cone-name")
     radius = browser.find_element("id", "cone-r").find_element("xpath", "..")  # the field says what it is
@@ -552,6 +631,23 @@ def test_sky_cone_search_by_name(browser, server):
     button.click()
     wait_for(browser, "#cone-list li a")
     assert "2014-04-08" in {a.get_attribute("href")[-10:] for a in browser.find_elements("css selector", "#cone-list li a")}
+    # numbers as people type them: decimals, a radius of 3, one out of range (the browser's step check
+    # turned them into None, and the search used 1° or refused the position without saying why)
+    results = browser.find_element("id", "cone-results")
+
+    def cone(ra: str, dec: str, r: str, expect: str) -> None:
+        for field, value in (("cone-name", ""), ("cone-ra", ra), ("cone-dec", dec), ("cone-r", r)):
+            box = browser.find_element("id", field)
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys(Keys.DELETE)
+            if value:
+                box.send_keys(value)
+        button.click()
+        wait_until(lambda: expect in results.text, what=expect)
+
+    cone("83.82", "-5.39", "3", "within 3° of RA 83.820°, Dec -5.390°")
+    cone("83.82", "-5.39", "500", "The radius must be between 0 and 180 degrees.")
+    cone("400", "-5.39", "2.5", "Give an object name, or RA (0–360°)")
 
 
 def test_galaxies_upload_results_aladin_and_download(browser, server, downloads, tmp_path, demo_lake):

@@ -289,6 +289,7 @@ def test_lasso_and_box_on_a_large_map_count_every_point_on_the_server(large):
     stored, table = _select(client, {"points": [], "range": {"x": list(box[:2]), "y": list(box[2:])}})
     expected = int(_in_box(xy, box).sum())
     assert str(table[Map.SELECTION_TITLE]["children"]) == f"Selection: {expected:,} entries"
+    assert table[Map.DL_CSV]["disabled"] is table[Map.DL_PARQUET]["disabled"] is False
     got = _post(client, f"{Map.DL_PARQUET}.n_clicks", {**_state(years=None), f"{Map.DL_PARQUET}.n_clicks": 1,
                                                        f"{Map.PAGE_SELECTION}.data": stored})
     rows = pq.read_table(io.BytesIO(base64.b64decode(got[Map.DOWNLOAD]["data"]["content"])))
@@ -359,6 +360,7 @@ def test_an_outline_drawn_on_the_maps_before_a_new_fit_selects_nothing_and_says_
     assert stored["fit"] == before != "refitted"
     assert str(table[Map.SELECTION_TITLE]["children"]) == f"Selection: 0 entries ({REFITTED})"
     assert table[Map.TABLE_HOLDER]["children"] is None
+    assert table[Map.DL_CSV]["disabled"] is table[Map.DL_PARQUET]["disabled"] is True  # nothing to download
     _post(client, f"{Map.DL_CSV}.n_clicks", {**_state(years=None), f"{Map.DL_CSV}.n_clicks": 1,
                                              f"{Map.PAGE_SELECTION}.data": stored}, status=204)  # no file
     stored, table = _select(client, box)  # drawn again on the map as it is now

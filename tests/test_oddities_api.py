@@ -190,6 +190,8 @@ def test_cluster_lists_download(demo_client):
     assert b"apod.nasa.gov" in pq.read_schema(io.BytesIO(body)).metadata[b"licence"]  # the terms travel along
     assert demo_client.get("/api/clusters/sound").status_code == 400
     assert demo_client.get("/api/clusters/text/9999").status_code == 404
+    minus = demo_client.get("/api/clusters/text/-1")  # Flask's <int:…> did not match it: the endpoint list
+    assert minus.status_code == 404 and minus.get_json()["error"] == "no cluster -1 in the text map"
 
 
 def test_the_oddities_export_says_what_it_left_out(demo_client, monkeypatch):

@@ -35,6 +35,11 @@ def test_the_original_link_says_what_it_opens(entry_page):
     assert "Open on apod.nasa.gov" in other and "Full-size image" not in other and "Open the video" not in other
 
 
+def test_an_entry_names_its_copyright_owner_once(entry_page):
+    page = entry_page("2014-01-01")  # © Jay Ouellet: named after the picture's origin, in the © line and the list
+    assert page.count("Jay Ouellet") == 1 and "© Jay Ouellet — reuse needs the owner's permission" in page
+
+
 def test_sky_objects_are_named_by_kind_not_by_catalogue_code(entry_page):
     page = entry_page("2014-01-10")  # the Helix Nebula: OpenNGC type "PN"
     assert "(NGC7293, planetary nebula)" in page and ", PN)" not in page
@@ -120,6 +125,17 @@ def test_the_entry_page_shows_the_entry_its_path_names(demo_client, path, search
     assert ("Full-size image" in page) == (shows != "No such entry")  # 2014-01-20's page has one too
 
 
+@pytest.mark.parametrize("path, status", [
+    ("/", 200), ("/sky", 200), ("/sky/", 200), ("/search?q=nebula", 200), ("/entry/2014-01-10", 200),
+    ("/skyy", 404), ("/entry/1990-01-01", 404), ("/entry/2014-02-30", 404), ("/entry/20140110", 404),
+    ("/entry/2014-01-10/more", 404),
+])
+def test_a_path_that_names_no_page_answers_404(demo_client, path, status):
+    """Dash served every path as a page with 200; the body is still the app, which says what is not there."""
+    reply = demo_client.get(path)
+    assert reply.status_code == status and reply.mimetype == "text/html"
+
+
 def test_a_cone_radius_of_zero_is_refused_and_an_empty_one_is_one_degree(demo_app):
     from pages import sky
 
@@ -147,3 +163,58 @@ def test_the_galaxies_page_answers_the_input_used_last(tmp_path):
     assert asked_for(trigger=Galaxies.OBJID, contents="data:…", objid="", previous="objid") == "upload"  # emptied
     assert asked_for(trigger=None, contents=None, objid="8647474690312307154", previous=None) == "objid"  # from the URL
     assert asked_for(trigger=Galaxies.K, contents=None, objid="", previous=None) is None
+
+
+def test_how_many_galaxies_takes_what_is_typed_and_says_what_it_kept(tmp_path):
+    """The box sends any number (its old max of 50 made the browser send None for 60, which showed 10)."""
+    from app import create_app
+
+    create_app(lake=tmp_path / "no-lake")
+    from pages.galaxies import DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS, neighbour_count
+
+    assert neighbour_count(None) == (DEFAULT_NEIGHBOURS, "")
+    assert neighbour_count(25) == (25, "")
+    k, said = neighbour_count(100)
+    assert k == MAX_NEIGHBOURS and "100 asked" in said and f"between 1 and {MAX_NEIGHBOURS}" in said
+    assert neighbour_count(0)[0] == 1 and neighbour_count(-4)[0] == 1
+    assert neighbour_count(2.6) == (3, "3 shown (2.6 asked; between 1 and 50 are listed)")
+    assert neighbour_count(float("nan")) == (DEFAULT_NEIGHBOURS, "")
+
+
+@pytest.mark.parametrize("module, component", [("home", "Map"), ("sky", "Sky"), ("search", "Search")])
+def test_category_filters_disable_categories_no_entry_has(demo_app, module, component):
+    """A category of the taxonomy no entry has is offered disabled, each with its count: choosing one
+    drew an empty map and said nothing."""
+    import importlib
+
+    from pages import ids
+    from tests.conftest import component_with_id
+
+    page = importlib.import_module(f"pages.{module}")
+    with demo_app.server.test_request_context("/"):
+        from services import atlas
+        totals = atlas().category_totals()
+        names = atlas().category_names()
+        dropdown = component_with_id(page.layout(), getattr(ids, component).CATS)
+    assert [o["value"] for o in dropdown.options] == names
+    empty = [n for n in names if not totals.get(n)]
+    assert empty, "the demo lake's four months leave some category empty"
+    for option in dropdown.options:
+        count = totals.get(option["value"], 0)
+        assert option["disabled"] == (count == 0) and option["label"] == f"{option['value']} ({count:,})"
+
+
+def test_a_long_query_is_quoted_short_and_the_box_holds_what_the_search_takes(demo_app):
+    """A 600-character query made the results' heading 2,500 px wide; the box took what the search refuses."""
+    from lake.search import MAX_QUERY_CHARS
+    from pages import search
+    from pages.ids import Search
+    from tests.conftest import component_with_id
+
+    q = "nebula " + "n" * 600
+    with demo_app.server.test_request_context("/search"):
+        page = search.layout(q=q)
+    heading = str(component_with_id(page, Search.RESULTS).children)
+    assert f"“{q[:search.QUOTED_CHARS - 1]}…”" in heading and q not in heading
+    assert component_with_id(page, Search.Q).maxLength == MAX_QUERY_CHARS
+    assert search.quoted("  red   planet ") == "red planet"

@@ -97,6 +97,24 @@ def test_category_pages_and_counts(atlas):
     assert len(atlas.samples(run)) > 0
 
 
+def test_category_totals_count_each_category_the_entries_have(atlas):
+    totals = atlas.category_totals()
+    counts = atlas.counts_by_category(Filters()).set_index("category").n
+    assert totals == {k: int(v) for k, v in counts.items() if k != "Uncategorised"}
+    assert list(totals) == atlas.category_order()[:len(totals)] and all(n > 0 for n in totals.values())
+
+
+def test_category_counts_of_one_map_count_its_points(atlas):
+    """The Map's chips under the image map count the entries that map draws (those with a picture), not
+    the whole archive."""
+    image_map = atlas.map_view(embedding="image", method="umap", filters=Filters(), max_points=10**6)
+    counts = atlas.counts_by_category(Filters(), embedding="image", method="umap").set_index("category").n
+    assert counts.sum() == image_map.total < atlas.reader.count("entries")
+    assert counts.to_dict() == image_map.points.category.value_counts().to_dict()
+    text = atlas.counts_by_category(Filters(), embedding="text", method="umap")
+    assert text.n.sum() == atlas.reader.count("entries")
+
+
 def test_sky_count_is_entries_with_a_placed_primary_target(atlas):
     """The Sky page counts (and draws) entries whose primary target has RA/Dec, not solar-system ones."""
     q = atlas.reader.query
