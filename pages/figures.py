@@ -44,6 +44,12 @@ MAP_COLOURS: Final = {"category": "Category", "cluster": "Cluster", "year": "Yea
 DENSE_MAP: Final = 20_000
 #: At most this many cluster labels are written on the 2-D map (the largest clusters).
 MAX_CLUSTER_LABELS: Final = 30
+#: A cluster label's longest text (its category and first terms, cut after a whole term).
+MAX_LABEL_CHARS: Final = 40
+#: A label's size as a share of the map's extent, for a map drawn about 1,000 × 550 px (the Map page's
+#: 68vh on a laptop): ≈ 6 px per character of the 10-px font, and 16 px of height.
+LABEL_CHAR_WIDTH: Final = 0.006
+LABEL_HEIGHT: Final = 0.03
 #: The map sends each point's entry as its *day number* (days since 1970-01-01) in ``customdata``: ~6
 #: bytes of JSON per point instead of ~80 (date, title, category), which made the 11k-point map's payload
 #: 876 kB; x and y go as binary float32 arrays. Hover, click and selection turn it back into a date
@@ -198,10 +204,10 @@ def map_scatter(
                              xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0, sizey=y1 - y0, sizing="stretch",
                              layer="below", xanchor="left", yanchor="top")
     if not three_d and cluster_centres is not None and not cluster_centres.empty:
-        top = cluster_centres.sort_values("n", ascending=False).head(MAX_CLUSTER_LABELS)
         fig.update_layout(annotations=[
-            {"x": row.x, "y": row.y, "text": str(row.cluster_label)[:40], "showarrow": False,
-             "font": {"size": 10, "color": "#111"}, "bgcolor": "rgba(255,255,255,0.7)"} for row in top.itertuples()])
+            {"x": x, "y": y, "text": text, "showarrow": False, "font": {"size": 10, "color": "#111"},
+             "bgcolor": "rgba(255,255,255,0.7)"}
+            for x, y, text in cluster_labels(cluster_centres, extent=extent or map_extent(points))])
     fig.update_layout(
         template=_scatter_template(), margin={"l": 0, "r": 0, "t": 0, "b": 0}, uirevision=uirevision,
         dragmode="orbit" if three_d else "lasso",
@@ -228,6 +234,38 @@ def _scatter_template() -> go.layout.Template:
     return go.layout.Template(layout=white.layout, data={"scattergl": white.data.scattergl,
                                                          "scatter": white.data.scatter,
                                                          "scatter3d": white.data.scatter3d})
+
+
+def short_label(text: str, limit: int = MAX_LABEL_CHARS) -> str:
+    """A cluster label cut to ``limit`` characters after its last whole term ("Galaxy: galaxy, m81, m"
+    read as a word cut in two), with an ellipsis when it was cut."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1]
+    cut = max(head.rfind(", "), head.rfind(": ") + 1)
+    return (head[:cut] if cut > 0 else head).rstrip(" ,:") + "…"
+
+
+def cluster_labels(centres: pd.DataFrame, *, extent: tuple[float, float, float, float] | None = None
+                   ) -> list[tuple[float, float, str]]:
+    """(x, y, text) of the cluster labels a map shows: the largest clusters first, up to
+    :data:`MAX_CLUSTER_LABELS`, leaving out a label that would cover one already placed (30 labels at
+    their centres piled up over the dense middle of the archive's maps, unreadable). ``extent``: the
+    map's (x0, x1, y0, y1); else the centres' own."""
+    top = centres.sort_values("n", ascending=False)
+    x0, x1, y0, y1 = extent or (top.x.min(), top.x.max(), top.y.min(), top.y.max())
+    width, height = max(x1 - x0, 1e-9), max(y1 - y0, 1e-9)
+    placed: list[tuple[float, float, str]] = []
+    for row in top.itertuples():
+        text = short_label(row.cluster_label)
+        half_w, half_h = len(text) * LABEL_CHAR_WIDTH * width / 2, LABEL_HEIGHT * height / 2
+        if all(abs(row.x - x) >= half_w + len(t) * LABEL_CHAR_WIDTH * width / 2 or abs(row.y - y) >= 2 * half_h
+               for x, y, t in placed):
+            placed.append((float(row.x), float(row.y), text))
+        if len(placed) == MAX_CLUSTER_LABELS:
+            break
+    return placed
 
 
 def map_extent(points: pd.DataFrame) -> tuple[float, float, float, float] | None:

@@ -87,10 +87,11 @@ def layout(q: str = "", kind: str = "text", mode: str = "hybrid", cats: str = ""
         dbc.Col(dcc.DatePickerRange(id=Search.DATES, start_date=filters.start, end_date=filters.end,
                                     display_format="YYYY-MM-DD", clearable=True,
                                     updatemode="bothdates"), md=4),  # not a search (and a reload) per click
-        dbc.Col(dbc.Select(id=Search.IMAGE, value=image if image in ("yes", "no") else "any",
-                           options=[{"label": "with or without picture", "value": "any"},
-                                    {"label": "with picture", "value": "yes"},
-                                    {"label": "without picture", "value": "no"}]), md=3),
+        dbc.Col([dbc.Label("Entries with or without a picture", html_for=Search.IMAGE, className="visually-hidden"),
+                 dbc.Select(id=Search.IMAGE, value=image if image in ("yes", "no") else "any",
+                            options=[{"label": "with or without picture", "value": "any"},
+                                     {"label": "with picture", "value": "yes"},
+                                     {"label": "without picture", "value": "no"}])], md=3),
     ], className="g-2 mb-3")
     body: list = []
     last_page = None  # the pager's last page; None: no results to page through

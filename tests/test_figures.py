@@ -134,15 +134,27 @@ def test_map_in_2d_lassos_hides_axes_and_keeps_the_zoom_across_redraws(points):
 
 
 def test_map_labels_the_thirty_largest_clusters_with_short_names(points):
-    centres = pd.DataFrame({"cluster": range(35), "cluster_label": [f"cluster {i} " + "x" * 50 for i in range(35)],
-                            "x": np.arange(35.0), "y": np.arange(35.0), "n": np.arange(35)})
-    fig = figures.map_scatter(points, cluster_centres=centres)
+    # 35 centres far enough apart for every label (one column of seven per x, rows 10 % of the height apart)
+    centres = pd.DataFrame({"cluster": range(35), "cluster_label": [f"Galaxy: cluster {i}, " + "spiral, " * 8
+                                                                     for i in range(35)],
+                            "x": np.arange(35) // 7 * 100.0, "y": np.arange(35) % 7 * 10.0, "n": np.arange(35)})
+    fig = figures.map_scatter(points, cluster_centres=centres, extent=(0, 400, 0, 60))
     texts = [a.text for a in fig.layout.annotations]
     assert len(texts) == figures.MAX_CLUSTER_LABELS == 30
-    assert texts[0].startswith("cluster 34 ")  # largest first
-    assert not any(t.startswith(("cluster 0 ", "cluster 4 ")) for t in texts)  # five smallest left out
-    assert all(len(t) <= 40 for t in texts)
-    assert (fig.layout.annotations[0].x, fig.layout.annotations[0].y) == (34.0, 34.0)
+    assert texts[0].startswith("Galaxy: cluster 34, ")  # largest first
+    assert not any(t.startswith(("Galaxy: cluster 0,", "Galaxy: cluster 4,")) for t in texts)  # five smallest left out
+    assert all(len(t) <= figures.MAX_LABEL_CHARS and t.endswith("spiral…") for t in texts)  # cut after a whole term
+    assert (fig.layout.annotations[0].x, fig.layout.annotations[0].y) == (400.0, 60.0)
+
+
+def test_a_cluster_label_that_would_cover_a_larger_cluster_s_is_left_out():
+    centres = pd.DataFrame({"cluster": [0, 1, 2, 3], "cluster_label": ["Nebula: orion", "Nebula: horsehead",
+                                                                       "Galaxy: m31", "Planet: mars"],
+                            "x": [50.0, 51.0, 50.0, 90.0], "y": [50.0, 50.5, 60.0, 50.5], "n": [90, 80, 70, 60]})
+    placed = figures.cluster_labels(centres, extent=(0, 100, 0, 100))
+    assert [t for _, _, t in placed] == ["Nebula: orion", "Galaxy: m31", "Planet: mars"]  # horsehead sat on orion
+    assert figures.short_label("Galaxy: galaxy, m81, m82, spiral, bode") == "Galaxy: galaxy, m81, m82, spiral, bode"
+    assert figures.short_label("Supernova: supernova, remnant, cassiopeia, crab", 40) == "Supernova: supernova, remnant…"
 
 
 def test_map_draws_small_markers_for_a_thinned_60k_view_and_every_point_it_is_given():
