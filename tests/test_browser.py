@@ -185,6 +185,12 @@ def test_a_phone_wide_screen_folds_the_navbar_and_nothing_is_wider_than_it(brows
             wide, screen = browser.execute_script(
                 "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
             assert wide <= screen, (path, wide, screen)
+        for path, graph in (("/", "#map-graph"), ("/sky", "#sky-graph")):  # legends under the plot, in rows
+            browser.get(server + path)
+            wait_until(lambda: browser.execute_script(
+                f"const gd = document.querySelector('{graph} .js-plotly-plot');"
+                "return gd && gd._fullLayout && gd._fullLayout.legend && gd._fullLayout.legend.orientation === 'h';"),
+                what=f"{graph}'s legend below it")
         link = browser.find_element("css selector", "#nav-collapse a.nav-link")
         assert not link.is_displayed()
         browser.find_element("id", "nav-toggle").click()
