@@ -263,7 +263,7 @@ def cluster_export(embedding: str, cluster_id: str):
     first ``MAX_EXPORT_ROWS`` by date (header ``X-Rows-Omitted`` says how many more the cluster has).
     The cluster is any path segment, checked here: Flask's ``<int:…>`` matched no "-1" or "abc", which
     then got the list of endpoints as if the path did not exist."""
-    if not re.fullmatch(r"-?\d{1,9}", cluster_id):
+    if not re.fullmatch(r"-?[0-9]{1,9}", cluster_id):  # ASCII digits only ("١" is a \d)
         raise BadRequest(f"cluster must be a whole number, not {cluster_id[:20]!r} "
                          f"(GET /api/clusters/{embedding[:20]} lists them)")
     cluster = int(cluster_id)

@@ -58,8 +58,26 @@ def navbar() -> dbc.Navbar:
     )
 
 
-#: Dash's page with the language of every page's text declared (screen readers pronounce by it).
-INDEX = dash.dash._default_index.replace("<html>", '<html lang="en">', 1)
+#: The page Dash serves, as its default one but with the language of every page's text declared
+#: (screen readers pronounce by it).
+INDEX = """<!DOCTYPE html>
+<html lang="en">
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        {%css%}
+    </head>
+    <body>
+        {%app_entry%}
+        <footer>
+            {%config%}
+            {%scripts%}
+            {%renderer%}
+        </footer>
+    </body>
+</html>
+"""
 
 
 def _register_thumbnails(server: Flask, service: LakeService) -> None:
@@ -108,8 +126,13 @@ def _register_not_found(server: Flask, dash_app: Dash) -> None:
 
     @server.after_request
     def not_found(response):
-        if request.endpoint == catchall and response.status_code == 200 and not page_exists(request.path):
-            response.status_code = 404
+        if request.endpoint != catchall or response.status_code != 200:
+            return response
+        try:
+            if not page_exists(request.path):
+                response.status_code = 404
+        except Exception:  # the lake unreadable for a moment: the page still renders and says what it can
+            log.exception("could not tell whether %s names a page; answered 200", request.path[:200])
         return response
 
 
@@ -164,6 +187,7 @@ def create_app(*, lake: str | Path | LakeLayout | None = None) -> Dash:
         ClientsideFunction(namespace="atlas", function_name="navToggle"),  # assets/atlas_clientside.js
         Output(ids.App.NAV_COLLAPSE, "is_open"),
         Input(ids.App.NAV_TOGGLE, "n_clicks"),
+        Input(ids.App.PAGES_LOCATION, "pathname"),  # a page picked: fold the links again
         State(ids.App.NAV_COLLAPSE, "is_open"),
         prevent_initial_call=True,
     )

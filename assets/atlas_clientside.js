@@ -35,9 +35,13 @@
 
     window.dash_clientside = Object.assign({}, window.dash_clientside, {
         atlas: {
-            /* Every page: the navbar's toggler opens and closes its links on a narrow screen (app.py). */
-            navToggle: function (clicks, open) {
-                return clicks ? !open : open;
+            /* Every page: the navbar's toggler opens and closes its links on a narrow screen, and
+             * another page closes them (app.py). */
+            navToggle: function (clicks, pathname, open) {
+                const by = (window.dash_clientside.callback_context.triggered || []).map(function (t) {
+                    return t.prop_id;
+                });
+                return by.indexOf('nav-toggle.n_clicks') >= 0 ? !open : false;
             },
 
             /* Map page: embedding, method, colouring, filters and (short) selection into the URL. */

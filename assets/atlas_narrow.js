@@ -10,13 +10,17 @@
 
     const NARROW = window.matchMedia('(max-width: 575.98px)');
 
+    /* Plotly.react, not relayout: a relayout fires plotly_relayout, which dcc.Graph reports as the
+     * graph's relayoutData: the Map's zoom callbacks would take the legend's move for a zoom (a round
+     * trip per figure) and forget the reader's real zoom. */
     function fit(gd) {
         const full = gd._fullLayout;
         if (!NARROW.matches || !full || !full.showlegend || full.legend.orientation === 'h') { return; }
-        window.Plotly.relayout(gd, {
-            'legend.orientation': 'h', 'legend.x': 0, 'legend.xanchor': 'left', 'legend.y': 0,
-            'legend.yanchor': 'top', 'margin.r': 0, 'margin.autoexpand': true,
+        const layout = Object.assign({}, gd.layout, {
+            legend: Object.assign({}, gd.layout.legend, {orientation: 'h', x: 0, xanchor: 'left', y: 0, yanchor: 'top'}),
+            margin: Object.assign({}, gd.layout.margin, {r: 0, autoexpand: true}),
         });
+        window.Plotly.react(gd, gd.data, layout);
     }
 
     function watch(root) {
@@ -24,7 +28,7 @@
         plots.forEach(function (gd) {
             if (gd.dataset.atlasNarrow || typeof gd.on !== 'function') { return; }
             gd.dataset.atlasNarrow = '1';
-            gd.on('plotly_afterplot', function () { fit(gd); });
+            gd.on('plotly_afterplot', function () { window.requestAnimationFrame(function () { fit(gd); }); });
             fit(gd);
         });
     }

@@ -43,7 +43,7 @@ def missing_lake_notice(exc: Exception) -> dbc.Alert:
     root = getattr(exc, "root", lake_layout().location)
     return dbc.Alert(
         [
-            html.H4("No data lake yet", className="alert-heading"),
+            html.H1("No data lake yet", className="alert-heading h4"),
             html.P(str(exc).split(" Build it with")[0] or f"Cosmic Atlas found no built lake at {root}."),
             html.P(["Build the embedded default (about 3–5 minutes on 2 cores, offline) with ",
                     html.Code("make run"), " or ", html.Code(f"python -m pipeline build --lake {root}"),

@@ -128,9 +128,12 @@ def page_exists(entry_day: str) -> bool:
     """Whether /entry/<entry_day> names an entry of the lake (app.py answers 404 where not). A lake that
     is missing or has no APOD collection counts as one: the page says what is wrong with the lake."""
     try:
-        return atlas().has_entry(iso_day(entry_day))
+        day = iso_day(entry_day)
     except DateError:
         return False
+    try:
+        a = atlas()
+        return a.has_entry(day) if a.has_entries else True
     except LakeMissingError:
         return True
 
@@ -159,7 +162,7 @@ def layout(entry_day: str = "", **_ignored) -> html.Div:
     except LakeMissingError as exc:  # no lake, or one with the Galaxy Zoo collection only
         return missing_lake_notice(exc)
     if entry is None:
-        return dbc.Container(dbc.Alert([html.H4("No such entry"),
+        return dbc.Container(dbc.Alert([html.H1("No such entry", className="h4"),
                                         html.P(f"There is no APOD entry for {date[:40]!r} in this lake."),
                                         dcc.Link("Back to the map", href="/")], color="secondary"), className="mt-4")
     d = entry["date"]

@@ -236,7 +236,7 @@ def _scatter_template() -> go.layout.Template:
                                                          "scatter3d": white.data.scatter3d})
 
 
-def short_label(text: str, limit: int = MAX_LABEL_CHARS) -> str:
+def short_label(text: str, *, limit: int = MAX_LABEL_CHARS) -> str:
     """A cluster label cut to ``limit`` characters after its last whole term ("Galaxy: galaxy, m81, m"
     read as a word cut in two), with an ellipsis when it was cut."""
     text = " ".join(str(text).split())

@@ -4,6 +4,8 @@ in Aladin Lite (SDSS colour); the collection's morphology map with lasso → dow
 
 from __future__ import annotations
 
+import math
+
 import dash
 import pandas as pd
 import dash_bootstrap_components as dbc
@@ -49,7 +51,8 @@ def layout(objid: str = "", **_ignored) -> html.Div:
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     except GalaxyError as exc:
-        return dbc.Container(dbc.Alert(str(exc), color="info"), fluid=True)
+        return dbc.Container([page_heading("Galaxies: Galaxy Zoo 2 look-alikes and morphology"),
+                              dbc.Alert(str(exc), color="info")], fluid=True)
     pick = [dbc.Button(f"{r.objid[-6:]} · {r.gz_class}", id={"type": Galaxies.EXAMPLES, "objid": r.objid},
                        size="sm", color="light", className="me-1 mb-1 border") for r in examples.itertuples()]
     upload = upload_box(
@@ -71,9 +74,9 @@ def layout(objid: str = "", **_ignored) -> html.Div:
                                 options=[{"label": v, "value": k, "disabled": k == "image" and not info["picture_search"]}
                                          for k, v in SPACES.items()]),
                  dbc.Label("How many", html_for=Galaxies.K, className="small mb-0 mt-1"),
-                 # no max or step: the browser hands a value outside them to Dash as None, so 60 showed 10;
-                 # the server takes any number and says what it kept (neighbour_count)
-                 dbc.Input(id=Galaxies.K, type="number", min=1, step="any", value=DEFAULT_NEIGHBOURS, size="sm",
+                 # no min, max or step: the browser hands a value outside them to Dash as None, so 60
+                 # showed 10; the server takes any number and says what it kept (neighbour_count)
+                 dbc.Input(id=Galaxies.K, type="number", step="any", value=DEFAULT_NEIGHBOURS, size="sm",
                            style={"maxWidth": "6rem"})], md=5),
     ], className="g-3 mb-2")
     return dbc.Container([
@@ -191,10 +194,10 @@ DEFAULT_NEIGHBOURS, MAX_NEIGHBOURS = 10, 50
 
 def neighbour_count(asked: object) -> tuple[int, str]:
     """How many neighbours to list for the "How many" box's value, and what to tell the reader when that
-    is not what they typed (empty: the default, silently; 100: the most, 50; 2.5: 3)."""
+    is not what they typed (empty: the default, silently; 100: the most, 50; 2.6: 3; 0: 1)."""
     if not isinstance(asked, (int, float)) or asked != asked:  # empty box (or NaN)
         return DEFAULT_NEIGHBOURS, ""
-    k = min(max(round(asked), 1), MAX_NEIGHBOURS)
+    k = min(max(round(asked), 1), MAX_NEIGHBOURS) if math.isfinite(asked) else MAX_NEIGHBOURS
     if k == asked:
         return k, ""
     return k, f"{k} shown ({asked:g} asked; between 1 and {MAX_NEIGHBOURS} are listed)"

@@ -23,6 +23,8 @@ class App:
     #: The navbar's toggler and what it folds on a narrow screen (the links and the search).
     NAV_TOGGLE: Final = "nav-toggle"
     NAV_COLLAPSE: Final = "nav-collapse"
+    #: Dash pages' own location component (dash.page_container): its pathname changes with every page.
+    PAGES_LOCATION: Final = "_pages_location"
     #: Session store with the dates selected on the Map page; the Sky page highlights them.
     MAP_SELECTION: Final = "map-selection"
 

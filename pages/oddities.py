@@ -53,8 +53,9 @@ def layout(**_ignored) -> html.Div:
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     except LookupError:
-        return dbc.Container(dbc.Alert("This lake has no anomaly scores yet: rebuild it with "
-                                       "`python -m pipeline build`.", color="warning"), className="mt-4")
+        return dbc.Container([page_heading("Oddities of the archive"),
+                              dbc.Alert("This lake has no anomaly scores yet: rebuild it with "
+                                        "`python -m pipeline build`.", color="warning")], className="mt-4")
     options = [{"label": _detector_label(d), "value": d} for d in ("combined", *detectors)]
     return dbc.Container([
         page_heading("Oddities of the archive"),

@@ -36,8 +36,9 @@ def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     if not has_sky:
-        return dbc.Container(dbc.Alert("This lake has no sky positions yet: rebuild it with "
-                                       "`python -m pipeline build` to add the objects table.", color="warning"))
+        return dbc.Container([page_heading("The archive on the sky"),
+                              dbc.Alert("This lake has no sky positions yet: rebuild it with "
+                                        "`python -m pipeline build` to add the objects table.", color="warning")])
     return dbc.Container([
         page_heading("The archive on the sky"),
         dbc.Row([

@@ -10,7 +10,7 @@ from tests.conftest import archive_rows, write_jsonl
 
 #: Prose as the archive writes it: acronyms used on their own, and a compound written whole.
 PROSE = ["NASA and ESA with CSA: the STScI team.", "NASA, ESA, CSA and STScI.", "NASA ESA CSA STScI",
-         "Seen from the Mount Lemmon SkyCenter in Arizona."]
+         "Seen from the Mount Lemmon SkyCenter in Arizona.", "NOIRLab's telescope", "a SpaceX rocket"]
 
 
 def test_glued_parts_are_separated_where_the_letters_show_it():
@@ -23,6 +23,12 @@ def test_glued_parts_are_separated_where_the_letters_show_it():
         "Juan Carlos CasadoTWANStarryEarth": "Juan Carlos Casado, TWAN, StarryEarth",
         "NASAESACSASTScI": "NASA, ESA, CSA, STScI",  # only into acronyms the prose uses on their own
         "Adam BlockMount Lemmon SkyCenterUniv. Arizona": "Adam Block, Mount Lemmon SkyCenter, Univ. Arizona",
+        "Yuichi TakasakaTWANwww.blue-moon.ca": "Yuichi Takasaka, TWAN, www.blue-moon.ca",
+        "Eric NguyenOklahoma U.www.mesoscale.ws": "Eric Nguyen, Oklahoma U., www.mesoscale.ws",
+        "B. E. SchaeferU. Texas": "B. E. Schaefer, U. Texas",  # an initial after a name is a part
+        "AATBCaltech": "AATB, Caltech",
+        "ESA/HubbleNASA": "ESA/Hubble, NASA",
+        "IceCube Neutrino Obs.NSFhtAlice Allen": "IceCube Neutrino Obs., NSFhtAlice Allen",  # not "NS, FhtAlice"
     }
     separated = separate_glued_credits(list(cases), prose=PROSE)
     assert {text: separated.get(i, text) for i, text in enumerate(cases)} == cases
@@ -38,9 +44,14 @@ def test_what_the_letters_cannot_tell_apart_is_left_whole():
         "R Jay Gabany M.Pohlen (Cardiff), S.Majewski (U.Virginia)",  # initials, not abbreviations
         "GMUNASAGSFC",  # GMU is no acronym the prose uses on its own: no guess
         "", None,
+        # wrong cuts a review of the first version found (it made "NOIR, Lab", "www., MrEclipse.com", ...)
+        "NSF–DOE Vera C. Rubin Observatory/NOIRLab/SLAC/AURA", "Courtesy SpaceX", "NSF NOIRLab",
+        "STSci Digitized Sky Survey", "www.MrEclipse.com", "Marcella Giulia Pace / GreenFlash.Photo",
+        "Zhuoxiao Wang / Origin.Space", "Jeong ByoungJun", "Ed FitzGerald", "Horacio Lander / AstroHoracio",
     ]
     separated = separate_glued_credits(whole, prose=PROSE)
     assert separated == {1: "Chris Kotsiopoulos, GreekSky"}
+    assert separate_glued_credits(["Neil deGrasseTysonAMNH"], prose=PROSE) == {0: "Neil deGrasseTyson, AMNH"}
 
 
 def test_ingest_separates_credits_and_says_which(tmp_path):
@@ -58,4 +69,4 @@ def test_the_bundled_archive_s_glued_credits():
     assert row["2005-06-09"]["copyright"].startswith("Laurent Laveder, Version")
     glued = sum(1 for r in result.rows if r["copyright"] and any(
         a.islower() and b.isupper() and len(w) > 1 for w in r["copyright"].split() for a, b in zip(w, w[1:])))
-    assert len(result.separated_credits) > 600 and glued < 300  # 844 notices were glued
+    assert len(result.separated_credits) > 600 and glued < 320  # 844 notices were glued

@@ -154,7 +154,7 @@ def test_a_cluster_label_that_would_cover_a_larger_cluster_s_is_left_out():
     placed = figures.cluster_labels(centres, extent=(0, 100, 0, 100))
     assert [t for _, _, t in placed] == ["Nebula: orion", "Galaxy: m31", "Planet: mars"]  # horsehead sat on orion
     assert figures.short_label("Galaxy: galaxy, m81, m82, spiral, bode") == "Galaxy: galaxy, m81, m82, spiral, bode"
-    assert figures.short_label("Supernova: supernova, remnant, cassiopeia, crab", 40) == "Supernova: supernova, remnant…"
+    assert figures.short_label("Supernova: supernova, remnant, cassiopeia, crab", limit=40) == "Supernova: supernova, remnant…"
 
 
 def test_map_draws_small_markers_for_a_thinned_60k_view_and_every_point_it_is_given():

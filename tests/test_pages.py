@@ -62,6 +62,9 @@ def test_an_entry_page_on_a_galaxy_zoo_only_lake_says_so(tmp_path):
     with app.server.test_request_context("/entry/2014-01-07"):
         page = str(entry.layout(entry_day="2014-01-07"))
     assert "no APOD collection" in page and "No data lake yet" in page
+    client = app.server.test_client()  # the page says what the lake lacks: no 404 for the entry's path
+    assert client.get("/entry/2014-01-07").status_code == 200 and client.get("/entry/2014-02-30").status_code == 404
+    assert create_app(lake=tmp_path / "no-lake").server.test_client().get("/entry/2014-01-07").status_code == 200
 
 
 def test_a_lake_without_build_metrics_says_so_on_the_metrics_page(tmp_path):
@@ -179,6 +182,7 @@ def test_how_many_galaxies_takes_what_is_typed_and_says_what_it_kept(tmp_path):
     assert neighbour_count(0)[0] == 1 and neighbour_count(-4)[0] == 1
     assert neighbour_count(2.6) == (3, "3 shown (2.6 asked; between 1 and 50 are listed)")
     assert neighbour_count(float("nan")) == (DEFAULT_NEIGHBOURS, "")
+    assert neighbour_count(float("inf"))[0] == MAX_NEIGHBOURS  # 1e999 from a hand-made request: no 500
 
 
 @pytest.mark.parametrize("module, component", [("home", "Map"), ("sky", "Sky"), ("search", "Search")])
