@@ -23,33 +23,13 @@
         window.Plotly.react(gd, gd.data, layout);
     }
 
-    function watch(root) {
-        const plots = root.querySelectorAll ? root.querySelectorAll('.js-plotly-plot') : [];
-        plots.forEach(function (gd) {
-            if (gd.dataset.atlasNarrow || typeof gd.on !== 'function') { return; }
-            gd.dataset.atlasNarrow = '1';
-            gd.on('plotly_afterplot', function () { window.requestAnimationFrame(function () { fit(gd); }); });
-            fit(gd);
-        });
+    function watch(gd) {
+        if (gd.dataset.atlasNarrow || typeof gd.on !== 'function') { return; }  /* Plotly not set up yet */
+        gd.dataset.atlasNarrow = '1';
+        gd.on('plotly_afterplot', function () { window.requestAnimationFrame(function () { fit(gd); }); });
+        fit(gd);
     }
 
-    function start() {
-        watch(document);
-        new MutationObserver(function (mutations) {
-            mutations.forEach(function (m) {
-                m.addedNodes.forEach(function (node) {
-                    if (node.nodeType !== 1) { return; }
-                    if (node.classList && node.classList.contains('js-plotly-plot')) { watch(node.parentNode); }
-                    watch(node);
-                });
-                if (m.type === 'attributes' && m.target.classList.contains('js-plotly-plot')) { watch(m.target.parentNode); }
-            });
-        }).observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ['class']});
-    }
-
-    if (document.readyState === 'loading') {
-        document.addEventListener('DOMContentLoaded', start);
-    } else {
-        start();
-    }
+    /* Plotly gives a graph's element the class js-plotly-plot as it sets it up (assets/atlas_added.js) */
+    window.atlasWhenAdded('.js-plotly-plot', watch, ['class']);
 })();

@@ -2,7 +2,7 @@
  * "unavailable offline" placeholder when they cannot load.
  *
  * Pages render such pictures as <img class="atlas-remote" data-src="https://…"> (lake/pictures.py decides
- * which). Dash renders pages with React at any time, so a MutationObserver finds new ones; an
+ * which). Dash renders pages with React at any time, so atlasWhenAdded finds new ones; an
  * IntersectionObserver gives each its real src only when it comes near the viewport, so a page of
  * results does not fetch pictures nobody scrolls to. A failed load (offline browser, moved file) gets
  * the class atlas-picture-offline and the placeholder; data-src keeps the original URL.
@@ -42,37 +42,16 @@
         });
     }, {rootMargin: '300px'}) : null;
 
-    function watch(root) {
-        const imgs = root.querySelectorAll ? root.querySelectorAll('img.atlas-remote[data-src]') : [];
-        imgs.forEach(function (img) {
-            if (img.dataset.watched) { return; }
-            img.dataset.watched = '1';
-            if (nearView) { nearView.observe(img); } else { load(img); }
-        });
+    function watch(img, reused) {
+        if (reused) {  /* React re-used the element for another picture */
+            delete img.dataset.watched;
+            delete img.dataset.loading;
+            img.classList.remove('atlas-picture-offline');
+        }
+        if (img.dataset.watched) { return; }
+        img.dataset.watched = '1';
+        if (nearView) { nearView.observe(img); } else { load(img); }
     }
 
-    function start() {
-        watch(document);
-        new MutationObserver(function (mutations) {
-            mutations.forEach(function (m) {
-                m.addedNodes.forEach(function (node) {
-                    if (node.nodeType !== 1) { return; }
-                    if (node.matches && node.matches('img.atlas-remote[data-src]')) { watch(node.parentNode || document); }
-                    watch(node);
-                });
-                if (m.type === 'attributes' && m.target.matches && m.target.matches('img.atlas-remote')) {
-                    delete m.target.dataset.watched;  /* React re-used the element for another picture */
-                    delete m.target.dataset.loading;
-                    m.target.classList.remove('atlas-picture-offline');
-                    watch(m.target.parentNode || document);
-                }
-            });
-        }).observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ['data-src']});
-    }
-
-    if (document.readyState === 'loading') {
-        document.addEventListener('DOMContentLoaded', start);
-    } else {
-        start();
-    }
+    window.atlasWhenAdded('img.atlas-remote[data-src]', watch, ['data-src']);  /* assets/atlas_added.js */
 })();
