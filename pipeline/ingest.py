@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,13 +109,20 @@ def normalise(record: dict[str, Any], source: str, today: dt.date) -> tuple[dict
 _REPAIRED = ("title", "explanation", "credit", "copyright")
 
 
+def _rewrite_fields(rows: list[dict[str, Any]], names: tuple[str, ...],
+                    rewrite: Callable[[list[str | None]], dict[int, str]]) -> list[str]:
+    """Give ``rewrite`` the rows' ``names`` fields as one flat list, put the texts it returns (index → new
+    text) back in place, and return the dates of the rows it changed."""
+    changed = rewrite([row[name] for row in rows for name in names])
+    for i, text in changed.items():
+        rows[i // len(names)][names[i % len(names)]] = text
+    return sorted({rows[i // len(names)]["date"].isoformat() for i in changed})
+
+
 def _repair_replaced(rows: list[dict[str, Any]], *, corpus: list[str]) -> list[str]:
     """Put back the characters NASA's API replaced by U+FFFD in the rows' texts, in place, where the
     archive's words say what they were (:func:`restore_replaced_characters`); returns the dates repaired."""
-    repaired = restore_replaced_characters([row[name] for row in rows for name in _REPAIRED], corpus=corpus)
-    for i, text in repaired.items():
-        rows[i // len(_REPAIRED)][_REPAIRED[i % len(_REPAIRED)]] = text
-    return sorted({rows[i // len(_REPAIRED)]["date"].isoformat() for i in repaired})
+    return _rewrite_fields(rows, _REPAIRED, lambda texts: restore_replaced_characters(texts, corpus=corpus))
 
 
 #: The credit fields whose glued parts are separated (:func:`separate_glued_credits`).
@@ -125,12 +133,8 @@ def _separate_credits(rows: list[dict[str, Any]], *, prose: list[str]) -> list[s
     """Separate the parts of the rows' credits that NASA's API glued together, in place; the rows' own
     titles and explanations and ``prose`` (more of the archive's) say which compounds are written whole.
     Returns the dates changed."""
-    texts = [row[name] for row in rows for name in _CREDITS]
     own = [row[name] for row in rows for name in ("title", "explanation")]
-    separated = separate_glued_credits(texts, prose=[*own, *prose])
-    for i, text in separated.items():
-        rows[i // len(_CREDITS)][_CREDITS[i % len(_CREDITS)]] = text
-    return sorted({rows[i // len(_CREDITS)]["date"].isoformat() for i in separated})
+    return _rewrite_fields(rows, _CREDITS, lambda texts: separate_glued_credits(texts, prose=[*own, *prose]))
 
 
 def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date | None = None) -> IngestResult:
@@ -162,13 +166,13 @@ def ingest(batches: list[RawBatch], *, limit: int | None = None, today: dt.date 
         rows[i]["explanation"] = text
     repaired = set(_repair_replaced(rows, corpus=[text for record in outside for name in _REPAIRED
                                                   if isinstance(text := record.get(name), str)]))
-    separated = _separate_credits(rows, prose=[text for record in outside for name in ("title", "explanation")
-                                                if isinstance(text := record.get(name), str)])
+    separated = set(_separate_credits(rows, prose=[text for record in outside for name in ("title", "explanation")
+                                                    if isinstance(text := record.get(name), str)]))
     result.rows = rows[:limit] if limit else rows
-    result.separated_credits = [d for d in separated if not limit or d <= result.rows[-1]["date"].isoformat()]
     # what the manifest reports: of the entries the lake holds (--limit keeps the first ones)
     result.restored_starts = [rows[i]["date"].isoformat() for i in sorted(restored) if not limit or i < limit]
     result.repaired_characters = [r["date"].isoformat() for r in result.rows if r["date"].isoformat() in repaired]
+    result.separated_credits = [r["date"].isoformat() for r in result.rows if r["date"].isoformat() in separated]
     result.replaced_left = sum((row[name] or "").count(REPLACED) for row in result.rows for name in _REPAIRED)
     if result.restored_starts:
         log.info("restored the first letters NASA's API clipped from %d explanations", len(result.restored_starts))
