@@ -257,10 +257,13 @@ def cluster_labels(centres: pd.DataFrame, *, extent: tuple[float, float, float, 
     x0, x1, y0, y1 = extent or (top.x.min(), top.x.max(), top.y.min(), top.y.max())
     width, height = max(x1 - x0, 1e-9), max(y1 - y0, 1e-9)
     placed: list[tuple[float, float, str]] = []
+    def half_width(text: str) -> float:
+        return len(text) * LABEL_CHAR_WIDTH * width / 2
+
     for row in top.itertuples():
         text = short_label(row.cluster_label)
-        half_w, half_h = len(text) * LABEL_CHAR_WIDTH * width / 2, LABEL_HEIGHT * height / 2
-        if all(abs(row.x - x) >= half_w + len(t) * LABEL_CHAR_WIDTH * width / 2 or abs(row.y - y) >= 2 * half_h
+        # two labels of the same height overlap where they are closer than a height, and than half widths
+        if all(abs(row.x - x) >= half_width(text) + half_width(t) or abs(row.y - y) >= LABEL_HEIGHT * height
                for x, y, t in placed):
             placed.append((float(row.x), float(row.y), text))
         if len(placed) == MAX_CLUSTER_LABELS:

@@ -24,6 +24,9 @@ from pages.ids import Galaxies
 
 dash.register_page(__name__, path="/galaxies", name="Galaxies", title="Cosmic Atlas · Galaxies")
 
+#: The page's main heading (its fallback views have it too).
+HEADING = "Galaxies: Galaxy Zoo 2 look-alikes and morphology"
+
 SPACES = {"morphology": "Morphology (volunteer votes)", "image": "Picture (look-alikes)"}
 
 
@@ -51,7 +54,7 @@ def layout(objid: str = "", **_ignored) -> html.Div:
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     except GalaxyError as exc:
-        return dbc.Container([page_heading("Galaxies: Galaxy Zoo 2 look-alikes and morphology"),
+        return dbc.Container([page_heading(HEADING),
                               dbc.Alert(str(exc), color="info")], fluid=True)
     pick = [dbc.Button(f"{r.objid[-6:]} · {r.gz_class}", id={"type": Galaxies.EXAMPLES, "objid": r.objid},
                        size="sm", color="light", className="me-1 mb-1 border") for r in examples.itertuples()]
@@ -80,7 +83,7 @@ def layout(objid: str = "", **_ignored) -> html.Div:
                            style={"maxWidth": "6rem"})], md=5),
     ], className="g-3 mb-2")
     return dbc.Container([
-        page_heading("Galaxies: Galaxy Zoo 2 look-alikes and morphology"),
+        page_heading(HEADING),
         html.Div(_summary_line(info), id=Galaxies.SUMMARY),
         controls,
         html.Div(id=Galaxies.STATUS, className="mb-2"),

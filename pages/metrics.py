@@ -14,6 +14,9 @@ from pages.ids import Metrics
 
 dash.register_page(__name__, path="/metrics", name="Metrics", title="Cosmic Atlas · Metrics")
 
+#: The page's main heading (its fallback views have it too).
+HEADING = "Build metrics"
+
 
 def _settings(d: dict) -> str:
     """A manifest section as "key value · key value" (nested sections in brackets), not raw JSON."""
@@ -61,10 +64,10 @@ def layout(**_ignored) -> html.Div:
     options = [{"label": f"{r.run_id} (≈ {r.seconds:.0f} s)" if r.seconds == r.seconds else r.run_id, "value": r.run_id}
                for r in runs.itertuples()]
     if not options:  # a lake without metrics (copied without its table, or made by other tools)
-        return dbc.Container([page_heading("Build metrics"), html.H4("Lake", className="mt-2"), _facts(a.manifest),
+        return dbc.Container([page_heading(HEADING), html.H4("Lake", className="mt-2"), _facts(a.manifest),
                               dbc.Alert("This lake has no build metrics recorded.", color="light")], fluid=True)
     return dbc.Container([
-        page_heading("Build metrics"),
+        page_heading(HEADING),
         html.H4("Lake", className="mt-2"),
         _facts(a.manifest),
         dbc.Row([dbc.Col(html.H4("Pipeline run"), width="auto"),

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 dash.register_page(__name__, path="/oddities", name="Oddities", title="Cosmic Atlas · Oddities")
 
+#: The page's main heading (its fallback views have it too).
+HEADING = "Oddities of the archive"
+
 PER_PAGE = 24
 DETECTOR_LABELS = {
     "combined": "Combined (re-ranked by your feedback)",
@@ -53,12 +56,12 @@ def layout(**_ignored) -> html.Div:
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     except LookupError:
-        return dbc.Container([page_heading("Oddities of the archive"),
+        return dbc.Container([page_heading(HEADING),
                               dbc.Alert("This lake has no anomaly scores yet: rebuild it with "
                                         "`python -m pipeline build`.", color="warning")], className="mt-4")
     options = [{"label": _detector_label(d), "value": d} for d in ("combined", *detectors)]
     return dbc.Container([
-        page_heading("Oddities of the archive"),
+        page_heading(HEADING),
         dcc.Store(id=Oddities.USER, storage_type="local"),
         dcc.Store(id=Oddities.VERSION, data=0),
         html.H3("Oddities", className="mt-3"),

@@ -20,6 +20,9 @@ from pages.ids import App, Sky
 
 dash.register_page(__name__, path="/sky", name="Sky", title="Cosmic Atlas · Sky")
 
+#: The page's main heading (its fallback views have it too).
+HEADING = "The archive on the sky"
+
 
 #: The cone's number boxes take any number: a value outside a box's min, max or step reaches Dash as None
 #: (83.82 against the default step of 1, a radius of 3 against step 0.1 from 0.01), so the search used
@@ -36,11 +39,11 @@ def layout(cats: str = "", years: str = "", **_ignored) -> html.Div:
     except LakeMissingError as exc:
         return missing_lake_notice(exc)
     if not has_sky:
-        return dbc.Container([page_heading("The archive on the sky"),
+        return dbc.Container([page_heading(HEADING),
                               dbc.Alert("This lake has no sky positions yet: rebuild it with "
                                         "`python -m pipeline build` to add the objects table.", color="warning")])
     return dbc.Container([
-        page_heading("The archive on the sky"),
+        page_heading(HEADING),
         dbc.Row([
             dbc.Col(dcc.Dropdown(id=Sky.CATS, options=category_options(names), value=[c for c in parse_list(cats) if c in names],
                                  multi=True, placeholder="All categories"), md=6),
