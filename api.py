@@ -45,6 +45,10 @@ REPEATABLE_PARAMS = frozenset({"category", "objid"})
 def _params(allowed: set[str]) -> dict[str, str]:
     """The request's parameters, checked: an unknown one, or one given twice that takes one value
     (``k=5&k=50`` answered with 5 and said nothing), is a 400 that names it."""
+    if request.form:  # curl -F k=3: a form field no endpoint reads would quietly leave k at its default
+        name = sorted(request.form)[0][:40]
+        raise BadRequest(f"form field {name!r} is not read: parameters go in the query string (?{name}=…); "
+                         "the only form field is an upload's picture, 'image'")
     unknown = sorted(set(request.args) - allowed)
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}; "
@@ -414,6 +418,9 @@ def galaxies_summary():
 def galaxy_neighbours(objid: str):
     """A catalogue galaxy and its neighbours (``space``: morphology, or image where it has a picture),
     with the neighbourhood's morphology and sky dispersion beside their random baselines."""
+    if objid == "similar":  # the upload's path asked with GET (curl without -F): no objid, a wrong method
+        return (jsonify({"error": "GET is not allowed on /api/galaxies/similar; POST the picture as multipart "
+                                  "form field 'image'"}), 405, {"Allow": "POST"})
     p = _params({"k", "space"})
     k = _int(p["k"], "k", 10, 1, MAX_GALAXY_K)
     space = p["space"] or "morphology"

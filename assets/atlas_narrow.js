@@ -3,7 +3,9 @@
  * The server draws each figure for a laptop: a legend in the right margin (the Map's categories, the Sky's).
  * At 420 px that legend took half the width and left the map a strip. The server cannot know the
  * screen's width, so the browser moves the legend under the plot, in rows, whenever a figure is drawn on
- * a narrow screen (Dash sends a new figure with every view; each one is moved as it is drawn).
+ * a narrow screen (Dash sends a new figure with every view; each one is moved as it is drawn). A moved
+ * legend keeps the server's placement beside it, and goes back there when the window widens (a phone
+ * turned sideways, a window dragged wider); narrowed again, it moves again.
  */
 (function () {
     'use strict';
@@ -16,10 +18,23 @@
     function fit(gd) {
         const full = gd._fullLayout;
         if (!NARROW.matches || !full || !full.showlegend || full.legend.orientation === 'h') { return; }
-        const layout = Object.assign({}, gd.layout, {
-            legend: Object.assign({}, gd.layout.legend, {orientation: 'h', x: 0, xanchor: 'left', y: 0, yanchor: 'top'}),
-            margin: Object.assign({}, gd.layout.margin, {r: 0, autoexpand: true}),
-        });
+        gd.atlasWide = {legend: gd.layout.legend, margin: gd.layout.margin};
+        place(gd, Object.assign({}, gd.layout.legend, {orientation: 'h', x: 0, xanchor: 'left', y: 0, yanchor: 'top'}),
+              Object.assign({}, gd.layout.margin, {r: 0, autoexpand: true}));
+    }
+
+    /* back where the server put it: only a legend this script moved, and only while it is still ours */
+    function unfit(gd) {
+        const wide = gd.atlasWide;
+        delete gd.atlasWide;
+        if (!wide || !gd._fullLayout || gd._fullLayout.legend.orientation !== 'h') { return; }
+        place(gd, wide.legend, wide.margin);
+    }
+
+    function place(gd, legend, margin) {
+        const layout = Object.assign({}, gd.layout, {legend: legend, margin: margin});
+        if (legend === undefined) { delete layout.legend; }
+        if (margin === undefined) { delete layout.margin; }
         window.Plotly.react(gd, gd.data, layout);
     }
 
@@ -32,4 +47,8 @@
 
     /* Plotly gives a graph's element the class js-plotly-plot as it sets it up (assets/atlas_added.js) */
     window.atlasWhenAdded('.js-plotly-plot', watch, ['class']);
+
+    NARROW.addEventListener('change', function () {
+        document.querySelectorAll('.js-plotly-plot[data-atlas-narrow]').forEach(NARROW.matches ? fit : unfit);
+    });
 })();

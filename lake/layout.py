@@ -23,6 +23,17 @@ def default_lake_dir() -> Path:
     return _REPO_ROOT / "lake" / "data"
 
 
+def _inside_version(root: Path) -> Path | None:
+    """The lake whose published version folder ``root`` is (or lies in), else None. Pointed at
+    ``lake/data/current`` or ``versions/<run>`` (a path easily copied from a listing), a reader would
+    say there is no lake there and advise building one, and a build would write a lake inside a
+    published version; both are told the lake's own folder instead."""
+    for folder in (root, *root.parents):
+        if folder.parent.name == "versions" and (folder.parent.parent / "current").is_symlink():
+            return folder.parent.parent
+    return None
+
+
 #: In a version pulled from object storage: for each of its files, the version that first uploaded
 #: that content (written by ``lake.remote``'s push, read by its pull to keep unchanged files). A
 #: local publish does not carry it into the next version: that version's push writes its own.
@@ -59,7 +70,12 @@ class LakeLayout:
             url = f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
             copies = cache_dir() / ("builds" if building else "lakes")
             return cls(copies / parsed.netloc / (parsed.path.strip("/") or "_root"), remote=url)
-        return cls(Path(path).expanduser().resolve() if path else default_lake_dir())
+        root = Path(path).expanduser().resolve() if path else default_lake_dir()
+        inside = _inside_version(root)
+        if inside is not None:
+            raise ValueError(f"{path} is a published version inside the lake at {inside}, not a lake: "
+                             f"give the lake's own folder ({inside})")
+        return cls(root)
 
     @property
     def location(self) -> str:

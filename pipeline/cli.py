@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from atlas import environment
-from atlas.environment import LAKE_ENV
-from pipeline.config import SEED_KINDS, add_build_arguments, config_from_args, parse_date
+from atlas.environment import LAKE_ENV, STATE_ENV
+from pipeline.config import SEED_KINDS, add_build_arguments, config_from_args, parse_date, parse_lake_location
 
 if TYPE_CHECKING:
     from atlas.encoders import Encoder
@@ -26,6 +26,8 @@ log = logging.getLogger("pipeline")
 
 
 LAKE_HELP = f"lake directory or s3://bucket/prefix (default: ${LAKE_ENV} or lake/data)"
+STATE_NOTE = (f"Marks are kept outside the read-only lake, in a small database per lake under ${STATE_ENV} "
+              "(default: $XDG_STATE_HOME/cosmic-atlas, else ~/.local/state/cosmic-atlas), so they survive rebuilds.")
 
 
 class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -57,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", type=Path, metavar="FILE",
                    help="search with a picture (JPEG/PNG/GIF/WebP) instead of words; --kind image (default here) "
                         "finds look-alike pictures, text finds matching texts")
-    s.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
+    s.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                   help=LAKE_HELP)
     s.add_argument("-k", "--k", "--limit", dest="k", type=int, default=10, help="number of results (1-100)")
     s.add_argument("--kind", choices=["text", "title", "image", "multimodal"], default=None,
                    help="which vectors to search (default: text; with --image: image)")
@@ -73,18 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON instead of a table: a list of results, or "
                    "with --image an object of the picture's categories and the results")
     o = sub.add_parser("oddities", help="entries ranked by how odd they are (anomaly scores), re-ranked by your labels",
+                       description="The lake's entries ranked by its anomaly detectors (the Oddities page's list), "
+                       "re-ranked by the marks given with `feedback` or on the page. " + STATE_NOTE,
                        formatter_class=_Defaults)
-    o.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
+    o.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                   help=LAKE_HELP)
     o.add_argument("--detector", default="combined", help="combined, or one detector (see the lake's manifest)")
     o.add_argument("-k", "--k", "--limit", dest="k", type=int, default=20, help="how many to list")
     o.add_argument("--user", default=None, help="whose labels re-rank the list (default: everyone's latest)")
     o.add_argument("--export", type=Path, metavar="FILE", help="write the whole ranked list (.csv or .parquet)")
     o.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    f = sub.add_parser("feedback", help="mark an entry interesting or not (stored outside the lake)")
+    f = sub.add_parser("feedback", help="mark an entry interesting or not (stored outside the lake)",
+                       description="Mark an entry interesting or not interesting (or clear the mark): `oddities` "
+                       "and the Oddities page re-rank their list by the marks. " + STATE_NOTE)
     f.add_argument("date", type=parse_date, help="the entry, YYYY-MM-DD")
     f.add_argument("label", choices=["interesting", "not", "clear"],
                    help="interesting, not interesting, or clear your earlier label")
-    f.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
+    f.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                   help=LAKE_HELP)
     f.add_argument("--user", default="anonymous", help="whose label this is (default: anonymous)")
     g = sub.add_parser("galaxies", help="Galaxy Zoo 2: look-alikes of a picture, or a galaxy's morphology neighbours",
                        description="With --image FILE: the galaxies whose pictures look most like it (needs cutouts: "
@@ -97,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--objid", help="a Galaxy Zoo 2 objid")
     g.add_argument("--space", choices=["morphology", "image"], default="morphology",
                    help="neighbours of --objid by volunteer votes or by picture")
-    g.add_argument("--k", type=int, default=10, help="number of neighbours (1-100)")
-    g.add_argument("--lake", default=None, metavar="DIR|s3://BUCKET/PREFIX", help=LAKE_HELP)
+    g.add_argument("-k", "--k", "--limit", dest="k", type=int, default=10, help="number of neighbours (1-100)")
+    g.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                   help=LAKE_HELP)
     g.add_argument("--json", action="store_true", help="print JSON instead of tables")
     x = sub.add_parser("export-vectors", help="write a lake's text and title vectors as seeds a later build starts from",
                        description="Write the published lake's text and title vectors, from its own embedding cache, as seed "
@@ -106,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "settings). Builds read the seeds in data/apod/vectors unless given --no-shipped-vectors: "
                        "this is how that folder is made, after a build with --no-shipped-vectors.",
                        formatter_class=_Defaults)
-    x.add_argument("--lake", type=Path, default=None, metavar="DIR", help="a local lake (default: $COSMIC_ATLAS_LAKE, "
+    x.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR", help="a local lake (default: $COSMIC_ATLAS_LAKE, "
                    "else lake/data in the repo)")
     x.add_argument("--out", type=Path, default=None, metavar="DIR", help="seed folder (default: data/apod/vectors)")
     x.add_argument("--kind", action="append", choices=SEED_KINDS, default=None,
@@ -136,12 +146,14 @@ def cmd_export_vectors(args: argparse.Namespace) -> int:
 def _query_errors() -> tuple[type[BaseException], ...]:
     """What a query command (search, galaxies, oddities, feedback) answers with a one-line error: a
     missing, unreadable or newer lake, a bad argument, an unknown entry, a lake on object storage that
-    cannot be pulled, a feedback store that cannot be written (all named by their messages). Called in
+    cannot be pulled, a feedback store that cannot be written, a lake's encoder that cannot be loaded
+    here (all named by their messages). Called in
     the ``except`` clause, so a command that succeeds never imports what these live in."""
+    from atlas.encoders import EncoderUnavailable
     from atlas.userstate import FeedbackUnavailable
     from lake.manifest import LakeMissingError
 
-    return LakeMissingError, LookupError, ValueError, OSError, FeedbackUnavailable
+    return LakeMissingError, LookupError, ValueError, OSError, FeedbackUnavailable, EncoderUnavailable
 
 
 def _query_encoders(reader: LakeReader) -> Callable[[dict[str, Any]], Encoder]:
@@ -388,8 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
-        log.warning("interrupted; the published lake is unchanged, and the same command resumes a build "
-                    "from its finished stages")
+        if args.command == "build":
+            log.warning("interrupted; the published lake is unchanged, and the same command resumes a build "
+                        "from its finished stages")
+        else:  # a query or an export: nothing to resume, nothing of the lake touched
+            log.warning("interrupted; nothing was changed")
         return 130
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from atlas import environment
+from lake.filters import iso_day
 from lake.layout import LakeLayout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,15 +37,18 @@ ENCODER_CHOICES = ("auto", "offline", "openclip")
 QUANTIZE_CHOICES = ("int8", "none")
 RUNNER_CHOICES = ("local", "ray")
 PLACEMENT_CHOICES = ("auto", "interpolate", "transform")
+RAY_ACTOR_CPUS = 0.5
 CLIP_MODEL = "ViT-B-32"
 CLIP_PRETRAINED = "laion2b_s34b_b79k"
 
 
 def parse_date(value: str) -> dt.date:
+    """YYYY-MM-DD only, as the API takes it (:func:`lake.filters.iso_day`): Python 3.11's
+    ``fromisoformat`` also took 20240131 and 2024-W05-3."""
     try:
-        return dt.date.fromisoformat(value)
+        return iso_day(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a date like 2024-01-31") from exc
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_positive(value: str) -> int:
@@ -93,9 +97,15 @@ def parse_non_negative(value: str) -> float:
     return number
 
 
-def parse_lake(value: str) -> LakeLayout:
-    if not value.strip():  # `--lake "$UNSET"` must not quietly mean the repository's own lake
+def parse_lake_location(value: str) -> str:
+    """A ``--lake`` value as given; `--lake "$UNSET"` must not quietly mean the repository's own lake."""
+    if not value.strip():
         raise argparse.ArgumentTypeError("is empty; give a folder or s3://bucket/prefix (or leave --lake out)")
+    return value
+
+
+def parse_lake(value: str) -> LakeLayout:
+    value = parse_lake_location(value)
     try:
         return LakeLayout.at(value, building=True)
     except ValueError as exc:
@@ -140,11 +150,16 @@ class BuildConfig:
         group="lake", flag="--collection", choices=COLLECTION_CHOICES, repeat=True))
     sources: list[str] = field(default_factory=lambda: ["bundled"], metadata=option(
         "where entries come from; repeat to merge (later sources win per date): bundled = the archive shipped "
-        "in data/apod, nasa = the APOD API, dump = files given with --dump", group="sources", flag="--source",
+        "in data/apod, nasa = the APOD API (one request per 30 days asked; its key is env NASA_API_KEY, else "
+        "DEMO_KEY: 30 requests an hour; fetched pages are kept, so a re-run goes on), dump = files given with "
+        "--dump. The lake holds what its sources give: to add new days to the archive, keep bundled beside nasa",
+        group="sources", flag="--source",
         choices=SOURCE_CHOICES, repeat=True))
     dump_paths: list[Path] = field(default_factory=list, metadata=option(
-        "a local JSON/JSONL(.gz)/Parquet dump; repeatable. Alone it is the only source; with --source bundled "
-        "(or nasa) it is merged with them", group="sources",
+        "a local JSON/JSONL(.gz)/Parquet dump of records with a date (YYYY-MM-DD) and a title or explanation, "
+        "and optionally the APOD API's other fields and image_file (a local picture; README, Input files); "
+        "repeatable. Alone it is the only source; with --source bundled (or nasa) it is merged with them",
+        group="sources",
         flag="--dump", parse=Path, repeat=True, metavar="FILE"))
     start: dt.date | None = field(default=None, metadata=option(
         "first date (YYYY-MM-DD) to take from every source (without it, --source nasa beside other sources asks "
@@ -157,7 +172,8 @@ class BuildConfig:
         "APOD API key (env NASA_API_KEY; never printed)", group="sources", cli=False))
     limit: int | None = field(default=None, metadata=option(
         "keep only the first N entries by date, and the Galaxy Zoo catalogue's first N galaxies (quick looks "
-        "and tests)", group="sources", parse=parse_positive))
+        "and tests: give them their own --lake, or the small lake replaces the published one)", group="sources",
+        parse=parse_positive))
     encoder: str = field(default="auto", metadata=option(
         "auto = OpenCLIP when its weights load, else offline (MiniLM text + EfficientNet-Lite0 pictures)",
         group="embedding",
@@ -187,7 +203,8 @@ class BuildConfig:
         "file of dates (YYYY-MM-DD, one per line, # comments) kept out of the text–picture alignment's "
         "training, to evaluate it on pictures it never saw", group="alignment", parse=Path, metavar="FILE"))
     taxonomy_path: Path | None = field(default=None, metadata=option(
-        "JSON taxonomy replacing the 22 default categories", group="classify, project, cluster", flag="--taxonomy",
+        "JSON taxonomy replacing the 22 default categories: {\"categories\": [{\"name\": ..., \"prompts\": [...]}, ...]}, "
+        "at least 2, names without commas (README, Input files)", group="classify, project, cluster", flag="--taxonomy",
         parse=Path, metavar="FILE"))
     word_classifier_min: int = field(default=6000, metadata=option(
         "fewest texts for the text categories' self-trained word classifier; smaller collections keep the "
@@ -238,7 +255,7 @@ class BuildConfig:
         group="scale-out", metavar="ADDRESS"))
     ray_actors: int | None = field(default=None, metadata=option(
         "encoder actors at most (default: --threads)", group="scale-out", parse=parse_positive))
-    ray_actor_cpus: float = field(default=0.5, metadata=option(
+    ray_actor_cpus: float = field(default=RAY_ACTOR_CPUS, metadata=option(
         "CPUs reserved per encoder actor; fractional by default (whole CPUs per actor deadlocked a "
         "2-core machine while Ray Data's read stage was backpressured)", group="scale-out", parse=parse_fraction,
         metavar="CPUS"))
@@ -297,8 +314,9 @@ class BuildConfig:
             raise ValueError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not {self.quantize!r}")
         if self.runner not in RUNNER_CHOICES:
             raise ValueError(f"--runner must be one of {', '.join(RUNNER_CHOICES)}, not {self.runner!r}")
-        if self.runner != "ray" and (self.ray_address or self.ray_actors or self.ray_gpus_per_actor):
-            raise ValueError("--ray-address, --ray-actors and --ray-gpus-per-actor need --runner ray")
+        if self.runner != "ray" and (self.ray_address or self.ray_actors or self.ray_gpus_per_actor
+                                     or self.ray_actor_cpus != RAY_ACTOR_CPUS):
+            raise ValueError("--ray-address, --ray-actors, --ray-actor-cpus and --ray-gpus-per-actor need --runner ray")
         unknown = [s for s in self.sources if s not in SOURCE_CHOICES]
         if unknown:
             raise ValueError(f"unknown source {unknown[0]!r}; choose from {', '.join(SOURCE_CHOICES)}")

@@ -232,6 +232,7 @@ def ingest_stage(ctx: BuildContext) -> StageResult:
     result = ingest(load_sources(ctx.cfg), limit=ctx.cfg.limit)
     if not result.rows:
         raise ValueError("no valid entries to build from; check --source/--start/--end and the input files")
+    _warn_if_shrinking(ctx, len(result.rows))
     return StageResult(items=len(result.rows), value=result.rows, manifest={
         "sources": ctx.cfg.sources,
         "invalid_rows": {"by_reason": dict(result.invalid_by_reason), "examples": result.invalid[:50]},
@@ -240,6 +241,22 @@ def ingest_stage(ctx: BuildContext) -> StageResult:
                                 "characters_left": result.replaced_left},
         "separated_credits": {"entries": len(result.separated_credits), "dates": result.separated_credits[:50]},
     })
+
+
+#: A build whose entries fall below this share of the published lake's says so before it goes on.
+SHRINK_WARNING = 0.9
+
+
+def _warn_if_shrinking(ctx: BuildContext, entries: int) -> None:
+    """The lake holds what the sources give, not what it held plus them: ``--limit 300`` meant as a quick
+    look, or ``--source nasa --start DAY`` meant as "add these days", publishes a small lake over the
+    whole one (which stays only among the kept versions). Not refused (it may be meant), but said."""
+    published = ctx.live_manifest("images").get("counts", {}).get("entries")
+    if isinstance(published, int) and entries < SHRINK_WARNING * published:
+        log.warning("this build keeps %s entries where the published lake at %s has %s (the sources and "
+                    "--limit/--start/--end decide what a lake holds): for a quick look, give another --lake; "
+                    "to add new days, keep the bundled source (--source bundled --source nasa)",
+                    f"{entries:,}", ctx.cfg.lake.location, f"{published:,}")
 
 
 def images_stage(ctx: BuildContext) -> StageResult:

@@ -50,6 +50,25 @@ def test_known_path_with_the_wrong_method_is_a_json_405(client):
     assert client.post("/api/search").status_code == 405
 
 
+def test_the_galaxy_upload_path_asked_with_get_is_a_405_not_an_objid(client):
+    """``curl /api/galaxies/similar`` without ``-F`` is a GET, which the catalogue galaxy's route
+    ``/galaxies/<objid>`` took: "'similar' is not a Galaxy Zoo objid"."""
+    r = client.get("/api/galaxies/similar")
+    assert r.status_code == 405 and r.is_json and r.headers["Allow"] == "POST"
+    assert "POST the picture" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/api/search/image", "/api/categories/image", "/api/galaxies/similar"])
+def test_parameters_sent_as_form_fields_are_refused_not_ignored(client, path):
+    """``curl -F image=@x.jpg -F k=3`` answered with the default k and said nothing."""
+    import io
+
+    r = client.post(path, data={"image": (io.BytesIO(b"not read"), "x.jpg", "image/jpeg"), "k": "3"},
+                    content_type="multipart/form-data")
+    assert r.status_code == 400 and r.is_json
+    assert r.get_json()["error"].startswith("form field 'k' is not read: parameters go in the query string (?k=")
+
+
 def test_pages_outside_api_still_reach_the_app(client):
     r = client.get("/sky")
     assert r.status_code == 200 and b"app shell" in r.data

@@ -208,6 +208,14 @@ def test_a_phone_wide_screen_folds_the_navbar_and_nothing_is_wider_than_it(brows
             what="the new figure's legend below it")
         moved = [k for k in browser.execute_script("return window.atlasRelayouts") if k.startswith(("legend", "margin"))]
         assert moved == []  # (a resize's own {autosize: true} may come: Plotly's, not ours)
+        legend = ("const gd = document.querySelector('#sky-graph .js-plotly-plot');"
+                  "return [gd._fullLayout.legend.orientation, gd._fullLayout.margin.r];")
+        server_margin = browser.execute_script(
+            "return document.querySelector('#sky-graph .js-plotly-plot').atlasWide.margin.r")
+        browser.set_window_size(size["width"], size["height"])  # widened: the legend goes back beside the plot
+        wait_until(lambda: browser.execute_script(legend) == ["v", server_margin], what="the legend back beside it")
+        browser.set_window_size(420, 900)  # and narrowed again, under it again
+        wait_until(lambda: browser.execute_script(legend)[0] == "h", what="the legend below it again")
         link = browser.find_element("css selector", "#nav-collapse a.nav-link")
         assert not link.is_displayed()
         browser.find_element("id", "nav-toggle").click()

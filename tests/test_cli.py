@@ -56,6 +56,26 @@ def test_a_galaxy_zoo_only_lake_says_it_has_no_apod_collection(tmp_path, capsys)
     assert not (layout.root / "current" / "vectors").exists()  # connecting would have made it, in a published version
 
 
+def test_an_empty_lake_or_a_version_folder_is_named_for_what_it_is(tmp_path, capsys):
+    """`--lake "$UNSET"` meant the repository's own lake (a mark filed for the wrong lake); a lake's
+    ``current`` or ``versions/<run>`` was "no lake", with advice to build one there (inside a version)."""
+    layout = LakeLayout.at(tmp_path / "lake")
+    LakeWriter(layout).publish_tables({}, {"collections": ["gz2"]}, version="v1")
+    for command in (["search", "comets"], ["oddities"], ["feedback", "2014-01-07", "not"], ["galaxies"],
+                    ["export-vectors"]):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([*command, "--lake", " "])
+        assert exit_.value.code == 2 and "--lake: is empty" in capsys.readouterr().err, command
+    for inside in (layout.root / "current", layout.root / "versions" / "v1", layout.root / "versions" / "v1" / "x"):
+        assert cli.main(["galaxies", "--lake", str(inside)]) == 2
+        err = capsys.readouterr().err
+        assert f"is a published version inside the lake at {layout.root}, not a lake" in err, err
+        with pytest.raises(SystemExit) as exit_:  # a build there would write a lake inside a published version
+            cli.main(["build", "--lake", str(inside)])
+        assert exit_.value.code == 2 and "give the lake's own folder" in capsys.readouterr().err
+    assert cli.build_parser().parse_args(["galaxies", "-k", "3"]).k == 3  # as search's and oddities' -k
+
+
 def test_a_failed_build_says_how_to_go_on_with_and_without_force(tmp_path, caplog):
     """``--force`` clears the staging area as it starts, so a stopped ``--force`` build's own command
     starts over: its message says so, where it said "re-run to resume" as a plain build's does."""

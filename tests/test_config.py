@@ -65,6 +65,7 @@ def test_dump_alone_builds_from_the_dump_and_with_sources_adds_to_them(tmp_path)
     (["--umap-neighbors", "1"], "at least 2"),
     (["--umap-min-dist", "1.5"], "between 0 and 1"),
     (["--tsne-perplexity", "0"], "more than 0"),
+    (["--ray-actor-cpus", "1"], "--ray-actor-cpus and --ray-gpus-per-actor need --runner ray"),  # was ignored
 ])
 def test_settings_a_stage_would_refuse_late_are_refused_before_any_work(flags, message):
     """A missing file or an impossible number used to fail minutes into a cold build, after embedding."""
@@ -176,3 +177,30 @@ def test_a_malformed_taxonomy_is_refused_before_any_work(tmp_path, categories, m
     path.write_text(json.dumps({"categories": categories}))
     with pytest.raises(ValueError, match=message):
         config_from_args(_build_args("--taxonomy", str(path)))
+
+
+def test_a_build_that_would_shrink_the_published_lake_says_so(tmp_path, caplog):
+    """``--limit 300`` (a quick look) or ``--source nasa --start DAY`` (meant as "add these days") publish a
+    small lake over the whole one; the build says so, and says nothing for a lake that grows or is new."""
+    from lake.layout import LakeLayout
+    from pipeline.runner import BuildContext
+    from pipeline.stages import _warn_if_shrinking
+
+    ctx = BuildContext(BuildConfig(lake=LakeLayout.at(tmp_path / "lake")), run_id="r")
+    for published, entries, warned in ((None, 300, False), (11_382, 11_383, False), (11_382, 10_300, False),
+                                       (11_382, 300, True)):
+        ctx.live = {} if published is None else {"stages": {"images": {"manifest": {"counts": {"entries": published}}}}}
+        caplog.clear()
+        _warn_if_shrinking(ctx, entries)
+        assert ("keeps 300 entries where the published lake" in caplog.text
+                and "11,382" in caplog.text and str(tmp_path / "lake") in caplog.text) is warned, caplog.text
+
+
+@pytest.mark.parametrize("value", ["20240131", "2024-W05-3", "2014-02-30", "2024-1-31"])
+def test_dates_on_the_command_line_are_written_as_the_api_takes_them(value):
+    """Python 3.11's ``date.fromisoformat`` takes 20240131 and week dates; the API does not."""
+    from pipeline.config import parse_date
+
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a date like"):
+        parse_date(value)
+    assert parse_date("2024-01-31") == dt.date(2024, 1, 31)

@@ -80,6 +80,14 @@ def test_persistent_server_error_gives_up(http_server, tmp_path):
         _client(http_server, tmp_path, max_retries=2).fetch(dt.date(2021, 1, 1), dt.date(2021, 1, 2), progress=False)
 
 
+def test_a_spent_allowance_says_to_set_a_key_and_that_a_rerun_goes_on(http_server, tmp_path):
+    """429 after every retry said only "HTTP 429"; DEMO_KEY allows 30 requests an hour."""
+    http_server.routes["/planetary/apod"] = lambda h: h.reply(429, b'{"error": "slow down"}',
+                                                              headers={"Retry-After": "0"})
+    with pytest.raises(SourceError, match=r"too many requests \(HTTP 429\).*set NASA_API_KEY.*goes on from where"):
+        _client(http_server, tmp_path, max_retries=1).fetch(dt.date(2021, 1, 1), dt.date(2021, 1, 2), progress=False)
+
+
 def test_an_unreachable_api_never_prints_the_key(tmp_path, caplog):
     """requests quotes the whole URL in its connection errors; the key must not reach a log or an error."""
     import socket

@@ -464,6 +464,25 @@ def test_cli_search_with_a_picture(demo_lake):
     assert neither.returncode == 2 and "either a query or --image" in neither.stderr
 
 
+def test_cli_search_with_an_encoder_that_cannot_load_is_one_line(demo_lake, tmp_path, capsys):
+    """The lake's encoder not loadable here (an OpenCLIP lake without its weights, other weights than the
+    build's: here the manifest names another fingerprint) ended a shell search in a traceback; the API
+    answers it with a 503."""
+    import shutil
+
+    from pipeline import cli
+
+    copy = tmp_path / "lake"
+    shutil.copytree(demo_lake, copy, symlinks=True, ignore=shutil.ignore_patterns("thumbs"))
+    manifest = copy / "current" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["encoder"]["fingerprint"] = "0" * 16
+    manifest.write_text(json.dumps(data))
+    assert cli.main(["search", "comets", "--mode", "dense", "--lake", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the encoder available here") and "rebuild the lake" in err and "Traceback" not in err
+
+
 def test_cli_search_json(demo_lake):
     proc = run_cli("search", "meteor shower", "-k", "4", "--json", "--lake", str(demo_lake))
     assert proc.returncode == 0, proc.stderr[-2000:]
