@@ -42,13 +42,19 @@ class BadRequest(ValueError):
 REPEATABLE_PARAMS = frozenset({"category", "objid"})
 
 
-def _params(allowed: set[str]) -> dict[str, str]:
+def _params(allowed: set[str], *, json_body: str | None = None) -> dict[str, str]:
     """The request's parameters, checked: an unknown one, or one given twice that takes one value
-    (``k=5&k=50`` answered with 5 and said nothing), is a 400 that names it."""
-    if request.form:  # curl -F k=3: a form field no endpoint reads would quietly leave k at its default
-        name = sorted(request.form)[0][:40]
-        raise BadRequest(f"form field {name!r} is not read: parameters go in the query string (?{name}=…); "
-                         "the only form field is an upload's picture, 'image'")
+    (``k=5&k=50`` answered with 5 and said nothing), is a 400 that names it; so is a form field, which
+    no endpoint reads (``curl -F k=3`` quietly left k at its default). ``json_body``: what the endpoint
+    takes as a JSON body, said to a client whose body came as a form (curl -d without a Content-Type)."""
+    if request.form:
+        name = sorted(request.form)[0]
+        if json_body:
+            raise BadRequest(f"{json_body}, with the header Content-Type: application/json")
+        if name == "image":
+            raise BadRequest("send the picture as a file in multipart form field 'image' (curl -F image=@photo.jpg)")
+        raise BadRequest(f"form field {name[:40]!r} is not read: parameters go in the query string "
+                         f"(?{name[:40]}=…); the only form field is an upload's picture, 'image'")
     unknown = sorted(set(request.args) - allowed)
     if unknown:
         raise BadRequest(f"unknown parameter {unknown[0]!r}; "
@@ -360,9 +366,9 @@ def feedback_add():
     from atlas.userstate import FeedbackError
     from services import store_mark
 
-    _params(set())  # everything comes in the JSON body
-    body = request.get_json(silent=True)
     usage = 'send JSON {"date": "YYYY-MM-DD", "interesting": true|false|null, "user": "name"}'
+    _params(set(), json_body=usage)  # everything comes in the JSON body
+    body = request.get_json(silent=True)
     if not isinstance(body, dict) or "date" not in body or "interesting" not in body:
         raise BadRequest(usage)
     unknown = sorted(set(body) - FEEDBACK_KEYS)
@@ -440,11 +446,14 @@ def galaxies_like_upload():
     return jsonify(galaxies().similar_to_picture(_uploaded_image(), k=k).as_dict())
 
 
+SELECTION_BODY = "POST a JSON list of objids as strings"
+
+
 @bp.route("/galaxies/selection", methods=["GET", "POST"])
 def galaxies_selection():
     """Rows of chosen galaxies (``objid`` repeated or comma-separated, or a JSON list in a POST body)
     as CSV, Parquet or JSON — what the morphology map's lasso downloads."""
-    p = _params({"objid", "format"})
+    p = _params({"objid", "format"}, json_body=SELECTION_BODY)
     fmt = p["format"] or "csv"
     if fmt not in ("csv", "parquet", "json"):
         raise BadRequest("format must be csv, parquet or json")
@@ -455,7 +464,7 @@ def galaxies_selection():
         # JavaScript client arrives rounded to another galaxy's id, or to none
         if not isinstance(body, list) or not all(
                 isinstance(o, str) or (type(o) is int and 0 <= o <= 2**53) for o in body):
-            raise BadRequest("POST a JSON list of objids as strings (19-digit ids do not survive as JSON numbers)")
+            raise BadRequest(f"{SELECTION_BODY} (19-digit ids do not survive as JSON numbers)")
         ids += [str(o) for o in body]
     if not ids:
         raise BadRequest("name at least one objid")

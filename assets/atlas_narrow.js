@@ -17,17 +17,19 @@
      * trip per figure) and forget the reader's real zoom. */
     function fit(gd) {
         const full = gd._fullLayout;
-        if (!NARROW.matches || !full || !full.showlegend || full.legend.orientation === 'h') { return; }
-        gd.atlasWide = {legend: gd.layout.legend, margin: gd.layout.margin};
-        place(gd, Object.assign({}, gd.layout.legend, {orientation: 'h', x: 0, xanchor: 'left', y: 0, yanchor: 'top'}),
-              Object.assign({}, gd.layout.margin, {r: 0, autoexpand: true}));
+        if (gd.atlasWide && gd.layout.legend !== gd.atlasWide.placed) { delete gd.atlasWide; }  /* a new figure */
+        if (!NARROW.matches || !full || !full.showlegend || !full.legend || full.legend.orientation === 'h') { return; }
+        const legend = Object.assign({}, gd.layout.legend, {orientation: 'h', x: 0, xanchor: 'left', y: 0, yanchor: 'top'});
+        gd.atlasWide = {legend: gd.layout.legend, margin: gd.layout.margin, placed: legend};
+        place(gd, legend, Object.assign({}, gd.layout.margin, {r: 0, autoexpand: true}));
     }
 
-    /* back where the server put it: only a legend this script moved, and only while it is still ours */
+    /* back where the server put it: only a legend this script placed, while the figure is still the one it
+     * moved (a figure Dash sent since, with or without a legend, has the server's own placement) */
     function unfit(gd) {
         const wide = gd.atlasWide;
         delete gd.atlasWide;
-        if (!wide || !gd._fullLayout || gd._fullLayout.legend.orientation !== 'h') { return; }
+        if (!wide || !gd.layout || gd.layout.legend !== wide.placed) { return; }
         place(gd, wide.legend, wide.margin);
     }
 
@@ -48,7 +50,8 @@
     /* Plotly gives a graph's element the class js-plotly-plot as it sets it up (assets/atlas_added.js) */
     window.atlasWhenAdded('.js-plotly-plot', watch, ['class']);
 
-    NARROW.addEventListener('change', function () {
+    function resized() {
         document.querySelectorAll('.js-plotly-plot[data-atlas-narrow]').forEach(NARROW.matches ? fit : unfit);
-    });
+    }
+    if (NARROW.addEventListener) { NARROW.addEventListener('change', resized); } else { NARROW.addListener(resized); }  /* Safari < 14 */
 })();

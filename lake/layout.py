@@ -24,12 +24,17 @@ def default_lake_dir() -> Path:
 
 
 def _inside_version(root: Path) -> Path | None:
-    """The lake whose published version folder ``root`` is (or lies in), else None. Pointed at
-    ``lake/data/current`` or ``versions/<run>`` (a path easily copied from a listing), a reader would
-    say there is no lake there and advise building one, and a build would write a lake inside a
-    published version; both are told the lake's own folder instead."""
+    """The lake whose ``versions`` folder ``root`` is, or whose published version ``root`` is or lies
+    in; else None. Pointed at ``lake/data/current`` or ``versions/<run>`` (a path easily copied from a
+    listing), a reader would say there is no lake there and advise building one, and a build would write
+    a lake inside a published version; both are told the lake's own folder instead. A version is a
+    folder with a manifest in a ``versions`` folder beside a ``current`` link (a release layout such as
+    ``/srv/app/versions/<rev>`` with ``/srv/app/current`` holds no manifest: not a lake's)."""
+    if root.name == "versions" and (root.parent / "current").is_symlink() and any(root.glob("*/manifest.json")):
+        return root.parent
     for folder in (root, *root.parents):
-        if folder.parent.name == "versions" and (folder.parent.parent / "current").is_symlink():
+        if (folder.parent.name == "versions" and (folder.parent.parent / "current").is_symlink()
+                and (folder / "manifest.json").is_file()):
             return folder.parent.parent
     return None
 
@@ -73,7 +78,7 @@ class LakeLayout:
         root = Path(path).expanduser().resolve() if path else default_lake_dir()
         inside = _inside_version(root)
         if inside is not None:
-            raise ValueError(f"{path} is a published version inside the lake at {inside}, not a lake: "
+            raise ValueError(f"{root} is inside the published versions of the lake at {inside}, not a lake: "
                              f"give the lake's own folder ({inside})")
         return cls(root)
 

@@ -403,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             log.warning("interrupted; the published lake is unchanged, and the same command resumes a build "
                         "from its finished stages")
-        else:  # a query or an export: nothing to resume, nothing of the lake touched
+        elif args.command == "export-vectors":  # each seed file is written whole or not at all
+            log.warning("interrupted; the seed files already written are whole, and the same command writes them all")
+        else:  # a query, or a mark (one transaction): nothing to resume, nothing half-done
             log.warning("interrupted; nothing was changed")
         return 130
 

@@ -73,8 +73,8 @@ def read_date_list(path: Path) -> list[str]:
         if not text:
             continue
         try:
-            dates.add(dt.date.fromisoformat(text).isoformat())
-        except ValueError:
+            dates.add(iso_day(text).isoformat())
+        except ValueError:  # YYYY-MM-DD only, as on the command line (parse_date)
             raise ValueError(f"{path}, line {number}: {text!r} is not a date like 2024-01-31") from None
     return sorted(dates)
 
@@ -255,10 +255,10 @@ class BuildConfig:
         group="scale-out", metavar="ADDRESS"))
     ray_actors: int | None = field(default=None, metadata=option(
         "encoder actors at most (default: --threads)", group="scale-out", parse=parse_positive))
-    ray_actor_cpus: float = field(default=RAY_ACTOR_CPUS, metadata=option(
-        "CPUs reserved per encoder actor; fractional by default (whole CPUs per actor deadlocked a "
-        "2-core machine while Ray Data's read stage was backpressured)", group="scale-out", parse=parse_fraction,
-        metavar="CPUS"))
+    ray_actor_cpus: float | None = field(default=None, metadata=option(
+        f"CPUs reserved per encoder actor (default: {RAY_ACTOR_CPUS}; fractional, as whole CPUs per actor "
+        "deadlocked a 2-core machine while Ray Data's read stage was backpressured)", group="scale-out",
+        parse=parse_fraction, metavar="CPUS"))
     ray_gpus_per_actor: float = field(default=0.0, metadata=option(
         "GPUs per encoder actor (0 = CPU actors; e.g. 1 or 0.5 on GPU nodes)", group="scale-out",
         parse=parse_non_negative, metavar="GPUS"))
@@ -315,7 +315,7 @@ class BuildConfig:
         if self.runner not in RUNNER_CHOICES:
             raise ValueError(f"--runner must be one of {', '.join(RUNNER_CHOICES)}, not {self.runner!r}")
         if self.runner != "ray" and (self.ray_address or self.ray_actors or self.ray_gpus_per_actor
-                                     or self.ray_actor_cpus != RAY_ACTOR_CPUS):
+                                     or self.ray_actor_cpus is not None):
             raise ValueError("--ray-address, --ray-actors, --ray-actor-cpus and --ray-gpus-per-actor need --runner ray")
         unknown = [s for s in self.sources if s not in SOURCE_CHOICES]
         if unknown:

@@ -28,7 +28,7 @@ from lake import atomic, vectors
 from lake.galaxy_schema import IMAGE_KIND as GALAXY_IMAGE_KIND, MORPHOLOGY_KIND
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND, SCHEMAS, VECTOR_KINDS, VECTOR_TABLES_VERSION
 from pipeline import cluster, project, taxonomy
-from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BUNDLED_VECTORS, BuildConfig
+from pipeline.config import BUNDLED_ARCHIVE, BUNDLED_IMAGES, BUNDLED_VECTORS, RAY_ACTOR_CPUS, BuildConfig
 from pipeline.embed import embed_entries, text_input
 from pipeline.encoder_host import EncoderHost
 from pipeline.executors import Executor, make_executor
@@ -123,7 +123,7 @@ def _executor(ctx: BuildContext) -> Executor:
     cfg = ctx.cfg
     return ctx.resource("executor", lambda: make_executor(
         runner=cfg.runner, address=cfg.ray_address, threads=cfg.threads, actors=cfg.ray_actors,
-        actor_cpus=cfg.ray_actor_cpus, actor_gpus=cfg.ray_gpus_per_actor, trace_dir=ctx.layout.model_cache))
+        actor_cpus=cfg.ray_actor_cpus or RAY_ACTOR_CPUS, actor_gpus=cfg.ray_gpus_per_actor, trace_dir=ctx.layout.model_cache))
 
 
 def _knn(ctx: BuildContext, kind: str, k: int) -> KnnGraph:

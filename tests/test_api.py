@@ -67,6 +67,18 @@ def test_parameters_sent_as_form_fields_are_refused_not_ignored(client, path):
                     content_type="multipart/form-data")
     assert r.status_code == 400 and r.is_json
     assert r.get_json()["error"].startswith("form field 'k' is not read: parameters go in the query string (?k=")
+    as_text = client.post(path, data={"image": "photo.jpg"}, content_type="multipart/form-data")  # -F image=photo.jpg
+    assert as_text.status_code == 400 and "as a file in multipart form field 'image'" in as_text.get_json()["error"]
+
+
+@pytest.mark.parametrize("path,said", [("/api/feedback", 'send JSON {"date"'),
+                                       ("/api/galaxies/selection", "POST a JSON list of objids")])
+def test_a_json_body_sent_as_a_form_is_told_its_content_type(client, path, said):
+    """``curl -d '{...}'`` without ``-H 'Content-Type: application/json'`` sends a urlencoded form."""
+    r = client.post(path, data='{"date": "2015-04-01", "interesting": true}',
+                    content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400
+    assert r.get_json()["error"].startswith(said) and "Content-Type: application/json" in r.get_json()["error"]
 
 
 def test_pages_outside_api_still_reach_the_app(client):

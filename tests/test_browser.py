@@ -208,14 +208,36 @@ def test_a_phone_wide_screen_folds_the_navbar_and_nothing_is_wider_than_it(brows
             what="the new figure's legend below it")
         moved = [k for k in browser.execute_script("return window.atlasRelayouts") if k.startswith(("legend", "margin"))]
         assert moved == []  # (a resize's own {autosize: true} may come: Plotly's, not ours)
-        legend = ("const gd = document.querySelector('#sky-graph .js-plotly-plot');"
-                  "return [gd._fullLayout.legend.orientation, gd._fullLayout.margin.r];")
-        server_margin = browser.execute_script(
-            "return document.querySelector('#sky-graph .js-plotly-plot').atlasWide.margin.r")
-        browser.set_window_size(size["width"], size["height"])  # widened: the legend goes back beside the plot
-        wait_until(lambda: browser.execute_script(legend) == ["v", server_margin], what="the legend back beside it")
-        browser.set_window_size(420, 900)  # and narrowed again, under it again
-        wait_until(lambda: browser.execute_script(legend)[0] == "h", what="the legend below it again")
+        # widened, a moved legend goes back where the server drew it (the Map's: in its fixed right margin);
+        # narrowed again, under the plot again; a figure without a legend since (cluster colours) is left alone
+        from pages.figures import MAP_RIGHT_MARGIN
+
+        def map_legend() -> list | str | None:
+            """[orientation, right margin] of the Map's legend; None: a figure without one."""
+            return browser.execute_script(
+                "const gd = document.querySelector('#map-graph .js-plotly-plot');"
+                "if (!gd || !gd._fullLayout) { return 'not drawn'; } const full = gd._fullLayout;"
+                "return full.showlegend && full.legend ? [full.legend.orientation, full.margin.r] : null;")
+
+        browser.get(server + "/")
+        wait_until(lambda: map_legend() == ["h", 0], what="the Map's legend below it")
+        browser.set_window_size(size["width"], size["height"])
+        wait_until(lambda: map_legend() == ["v", MAP_RIGHT_MARGIN["category"]],
+                   what="the legend back in the map's right margin")
+        browser.set_window_size(420, 900)
+        wait_until(lambda: map_legend() == ["h", 0], what="the legend below it again")
+        def colour_by(value: str) -> None:
+            radio = browser.find_element("css selector", f"#map-color input[value='{value}']")
+            browser.execute_script("arguments[0].click()", radio)
+
+        colour_by("cluster")
+        wait_until(lambda: map_legend() is None, what="the cluster colours' figure, without a legend")
+        browser.get_log("browser")
+        browser.set_window_size(size["width"], size["height"])
+        colour_by("category")  # the server's figure for a wide screen
+        wait_until(lambda: map_legend() == ["v", MAP_RIGHT_MARGIN["category"]], what="a wide screen's legend")
+        assert console_errors(browser) == []  # widening over a figure without a legend threw
+        browser.set_window_size(420, 900)
         link = browser.find_element("css selector", "#nav-collapse a.nav-link")
         assert not link.is_displayed()
         browser.find_element("id", "nav-toggle").click()

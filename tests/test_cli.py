@@ -66,13 +66,18 @@ def test_an_empty_lake_or_a_version_folder_is_named_for_what_it_is(tmp_path, cap
         with pytest.raises(SystemExit) as exit_:
             cli.main([*command, "--lake", " "])
         assert exit_.value.code == 2 and "--lake: is empty" in capsys.readouterr().err, command
-    for inside in (layout.root / "current", layout.root / "versions" / "v1", layout.root / "versions" / "v1" / "x"):
+    for inside in (layout.root / "current", layout.root / "versions" / "v1", layout.root / "versions" / "v1" / "x",
+                   layout.root / "versions"):
         assert cli.main(["galaxies", "--lake", str(inside)]) == 2
         err = capsys.readouterr().err
-        assert f"is a published version inside the lake at {layout.root}, not a lake" in err, err
+        assert f"is inside the published versions of the lake at {layout.root}, not a lake" in err, err
         with pytest.raises(SystemExit) as exit_:  # a build there would write a lake inside a published version
             cli.main(["build", "--lake", str(inside)])
         assert exit_.value.code == 2 and "give the lake's own folder" in capsys.readouterr().err
+    release = tmp_path / "srv" / "versions" / "rev1"  # a release layout: versions/<rev> and current, no manifest
+    (release / "lake" / "data").mkdir(parents=True)
+    (tmp_path / "srv" / "current").symlink_to("versions/rev1")
+    assert LakeLayout.at(tmp_path / "srv" / "current" / "lake" / "data").root == release / "lake" / "data"
     assert cli.build_parser().parse_args(["galaxies", "-k", "3"]).k == 3  # as search's and oddities' -k
 
 

@@ -66,6 +66,7 @@ def test_dump_alone_builds_from_the_dump_and_with_sources_adds_to_them(tmp_path)
     (["--umap-min-dist", "1.5"], "between 0 and 1"),
     (["--tsne-perplexity", "0"], "more than 0"),
     (["--ray-actor-cpus", "1"], "--ray-actor-cpus and --ray-gpus-per-actor need --runner ray"),  # was ignored
+    (["--ray-actor-cpus", "0.5"], "--ray-actor-cpus and --ray-gpus-per-actor need --runner ray"),  # its default too
 ])
 def test_settings_a_stage_would_refuse_late_are_refused_before_any_work(flags, message):
     """A missing file or an impossible number used to fail minutes into a cold build, after embedding."""
@@ -192,8 +193,9 @@ def test_a_build_that_would_shrink_the_published_lake_says_so(tmp_path, caplog):
         ctx.live = {} if published is None else {"stages": {"images": {"manifest": {"counts": {"entries": published}}}}}
         caplog.clear()
         _warn_if_shrinking(ctx, entries)
-        assert ("keeps 300 entries where the published lake" in caplog.text
-                and "11,382" in caplog.text and str(tmp_path / "lake") in caplog.text) is warned, caplog.text
+        assert ("published lake" in caplog.text) is warned, caplog.text
+        if warned:
+            assert "keeps 300 entries where the published lake at " + str(tmp_path / "lake") + " has 11,382" in caplog.text
 
 
 @pytest.mark.parametrize("value", ["20240131", "2024-W05-3", "2014-02-30", "2024-1-31"])
