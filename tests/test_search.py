@@ -318,6 +318,7 @@ def test_sql_html_and_query_syntax_are_just_text(client, q):
     r = client.get("/api/search", query_string={"q": q, "k": 5})
     assert r.status_code == 200
     assert isinstance(r.get_json()["results"], list)
+    assert client.get("/api/entry/2014-01-07").status_code == 200  # the tables are still there
 
 
 def _png(size=(64, 64), mode="RGB") -> bytes:

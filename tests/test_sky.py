@@ -495,7 +495,7 @@ def test_build_resolves_leftover_names_online_and_offline_never_asks(http_server
     proc = run_cli(*common[:-1], str(offline_lake), "--offline", *urls)
     assert proc.returncode == 0 and len(http_server.requests) == before
     off = LakeReader.open(offline_lake).query("SELECT * FROM objects WHERE name = 'Abell 2218'")
-    assert off.resolver.isna().all() and off.ra_deg.isna().all()
+    assert len(off) == 1 and off.resolver.isna().all() and off.ra_deg.isna().all()
 
 
 @pytest.mark.slow
