@@ -30,6 +30,12 @@ STATE_NOTE = (f"Marks are kept outside the read-only lake, in a small database p
               "(default: $XDG_STATE_HOME/cosmic-atlas, else ~/.local/state/cosmic-atlas), so they survive rebuilds.")
 
 
+def _lake_option(command: argparse.ArgumentParser) -> None:
+    """The query commands' ``--lake`` (an empty value is refused: it would mean the repository's lake)."""
+    command.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
+                         help=LAKE_HELP)
+
+
 class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each option's default, except where there is none to show (``None``: the help says)."""
 
@@ -59,8 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image", type=Path, metavar="FILE",
                    help="search with a picture (JPEG/PNG/GIF/WebP) instead of words; --kind image (default here) "
                         "finds look-alike pictures, text finds matching texts")
-    s.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
-                   help=LAKE_HELP)
+    _lake_option(s)
     s.add_argument("-k", "--k", "--limit", dest="k", type=int, default=10, help="number of results (1-100)")
     s.add_argument("--kind", choices=["text", "title", "image", "multimodal"], default=None,
                    help="which vectors to search (default: text; with --image: image)")
@@ -79,8 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The lake's entries ranked by its anomaly detectors (the Oddities page's list), "
                        "re-ranked by the marks given with `feedback` or on the page. " + STATE_NOTE,
                        formatter_class=_Defaults)
-    o.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
-                   help=LAKE_HELP)
+    _lake_option(o)
     o.add_argument("--detector", default="combined", help="combined, or one detector (see the lake's manifest)")
     o.add_argument("-k", "--k", "--limit", dest="k", type=int, default=20, help="how many to list")
     o.add_argument("--user", default=None, help="whose labels re-rank the list (default: everyone's latest)")
@@ -92,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("date", type=parse_date, help="the entry, YYYY-MM-DD")
     f.add_argument("label", choices=["interesting", "not", "clear"],
                    help="interesting, not interesting, or clear your earlier label")
-    f.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
-                   help=LAKE_HELP)
+    _lake_option(f)
     f.add_argument("--user", default="anonymous", help="whose label this is (default: anonymous)")
     g = sub.add_parser("galaxies", help="Galaxy Zoo 2: look-alikes of a picture, or a galaxy's morphology neighbours",
                        description="With --image FILE: the galaxies whose pictures look most like it (needs cutouts: "
@@ -107,8 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--space", choices=["morphology", "image"], default="morphology",
                    help="neighbours of --objid by volunteer votes or by picture")
     g.add_argument("-k", "--k", "--limit", dest="k", type=int, default=10, help="number of neighbours (1-100)")
-    g.add_argument("--lake", type=parse_lake_location, default=None, metavar="DIR|s3://BUCKET/PREFIX",
-                   help=LAKE_HELP)
+    _lake_option(g)
     g.add_argument("--json", action="store_true", help="print JSON instead of tables")
     x = sub.add_parser("export-vectors", help="write a lake's text and title vectors as seeds a later build starts from",
                        description="Write the published lake's text and title vectors, from its own embedding cache, as seed "

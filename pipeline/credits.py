@@ -125,7 +125,7 @@ def _cut(token: str, words: Counter[str], *, part_start: bool, last: bool) -> li
                 continue
         if at in name_ends:
             left = token[start:at]
-            if (left in _NAME_PREFIXES or left[:1].islower() or right == right[:1] == right[:1].upper()
+            if (left in _NAME_PREFIXES or left[:1].islower() or len(right) == 1
                     or (last and n + 1 == len(cuts) and _SHORT_LAST.fullmatch(right))):
                 continue  # "FitzGerald", "deGrasseTyson", "SpaceX", a credit ending "ByoungJun"
         pieces.append(token[start:at])

@@ -120,11 +120,11 @@ class NasaApodClient:
                     "to a key from https://api.nasa.gov"
                 )
             if resp.status_code == 429:  # after every retry: the key's hourly allowance is spent
+                advice = "DEMO_KEY allows 30 requests an hour: set" if self.api_key == "DEMO_KEY" else "Wait, or set"
                 raise SourceError(
                     f"NASA APOD API: too many requests (HTTP 429) for {label}, still after {self.max_retries} "
-                    f"retries. {'DEMO_KEY allows 30 requests an hour: set' if self.api_key == 'DEMO_KEY' else 'Wait, or set'} "
-                    "NASA_API_KEY to your own key from https://api.nasa.gov (1,000 an hour); the pages already "
-                    "fetched are kept, so the same command goes on from where this one stopped")
+                    f"retries. {advice} NASA_API_KEY to your own key from https://api.nasa.gov (1,000 an hour); "
+                    "the pages already fetched are kept, so the same command goes on from where this one stopped")
             if resp.status_code != 200:
                 raise SourceError(f"NASA APOD API HTTP {resp.status_code} for {label}: {resp.text[:200]}")
             return resp.text
