@@ -12,13 +12,16 @@ import argparse
 import logging
 import re
 import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html
-from flask import Flask, abort, request, send_file
+from flask import Flask, Request, abort, request, send_file
+from flask_compress import Compress
 
 import api
 from atlas import environment
@@ -136,6 +139,74 @@ def _register_not_found(server: Flask, dash_app: Dash) -> None:
         return response
 
 
+#: What is compressed besides flask-compress's own list (HTML, CSS, JavaScript, JSON, SVG…): the API's CSV.
+EXTRA_COMPRESSED_TYPES = ("text/csv",)
+
+#: Memory a worker may hold in compressed component bundles (all of them, in two encodings, take ≈ 6 MB).
+BUNDLE_CACHE_BYTES = 64 * 2**20
+
+
+class BundleCache:
+    """flask-compress's store of compressed responses, keeping Dash's component bundles only.
+
+    Why: a first visit fetches ≈ 7 MB of JavaScript (Plotly's 4.8 MB of it), which compression cuts to
+    about a third (BENCHMARKS.md *Dashboard*, first visit); but that costs 15-70 ms of a core for Plotly
+    alone (zstd to Brotli), and every new browser would pay it again. A bundle's bytes come from an installed package and
+    cannot change while the server runs, so each is compressed once per encoding and kept (least recently
+    used first out past ``max_bytes``). Anything else (callbacks, the API) has the empty key
+    (:meth:`key`) and is compressed afresh, never stored.
+    """
+
+    def __init__(self, *, prefix: str, max_bytes: int = BUNDLE_CACHE_BYTES) -> None:
+        self.prefix, self.max_bytes = prefix, max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def key(self, req: Request) -> str:
+        """The request's cache key: its path and query for a bundle, else "" (not stored)."""
+        if req.method != "GET" or not req.path.startswith(self.prefix):
+            return ""
+        return req.path + (f"?{req.query_string.decode('latin-1')}" if req.query_string else "")
+
+    @staticmethod
+    def _kept(key: str) -> bool:
+        return bool(key.partition(";")[2])  # flask-compress asks for "<encoding>;<key>"
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+            return self._items.get(key)
+
+    def set(self, key: str, value: bytes) -> None:
+        if not self._kept(key) or len(value) > self.max_bytes:
+            return
+        with self._lock:
+            self._size += len(value) - len(self._items.pop(key, b""))
+            self._items[key] = value
+            while self._size > self.max_bytes:
+                self._size -= len(self._items.popitem(last=False)[1])
+
+
+def _enable_compression(server: Flask, dash_app: Dash) -> None:
+    """Compressed responses for browsers that accept them, in flask-compress's order of preference (zstd,
+    Brotli, gzip; over plain HTTP browsers offer gzip only). Not Dash's ``compress=True``, which allows gzip
+    only and compresses every bundle anew for each browser."""
+    cache = BundleCache(prefix=dash_app.config.routes_pathname_prefix + "_dash-component-suites/")
+    server.config.update(
+        COMPRESS_CACHE_BACKEND=lambda: cache, COMPRESS_CACHE_KEY=cache.key,
+        # the assets (Bootstrap's CSS on every page, Aladin Lite's 2.4 MB on the Sky's) are sent as streams:
+        # their revalidation by ETag still answers 304 (flask-compress evaluates it for these endpoints only)
+        COMPRESS_STREAMING_ENDPOINT_CONDITIONAL=["static", "_dash_assets.static"],
+        # gzip (what browsers take over plain HTTP) at level 1: the map's callbacks are mostly base64 (binary
+        # arrays, its picture), where level 6 saved 2.5 % of 263 kB for 7.8 ms against 3.9 ms
+        COMPRESS_LEVEL=1,
+    )
+    compress = Compress(server)
+    compress.compress_mimetypes_set.update(EXTRA_COMPRESSED_TYPES)
+
+
 #: Lakes up to this many entries get every page's default views built at worker start.
 PREFILL_MAX_ENTRIES = 100_000
 
@@ -193,6 +264,7 @@ def create_app(*, lake: str | Path | LakeLayout | None = None) -> Dash:
     )
     _register_thumbnails(server, service)
     _register_not_found(server, app)
+    _enable_compression(server, app)
     service.add_warmer(_page_warmer(server))
     api.register(server)
     return app

@@ -1,5 +1,5 @@
-"""Dashboard speed: map page first render in headless Chromium, payload size, filter callback time,
-optionally a synthetic lake (--synthetic N; maps past 200,000 points: bench/large_maps.py).
+"""Dashboard speed: map page first render in headless Chromium (warm cache, and a first visit over an
+emulated home connection), payload size, filter callback time, optionally a synthetic lake (--synthetic N; maps past 200,000 points: bench/large_maps.py).
 
 The app runs under gunicorn with gunicorn.conf.py (its warm-up and 4 threads), in 1 worker (the
 Procfile runs 2). "Server time" is the wall time of the real HTTP request to Dash's callback endpoint
@@ -195,6 +195,25 @@ def first_render(driver, url: str, query: str = "") -> tuple[float, int, int]:
     return elapsed, n, transferred
 
 
+#: The link of a first visit (Chrome's network emulation, which holds for 127.0.0.1 too): a home connection
+#: of 20 Mbit/s down, 5 Mbit/s up, 40 ms round trip.
+HOME_LINK = {"offline": False, "latency": 40, "downloadThroughput": 20e6 / 8, "uploadThroughput": 5e6 / 8}
+NO_EMULATION = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+
+
+def first_visit(driver, url: str) -> tuple[float, float | None, int]:
+    """A first visit to the map over :data:`HOME_LINK`, the browser's cache (and the compiled code kept with
+    it) emptied first: (seconds to the interactive map, to the map's picture, bytes transferred)."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.clearBrowserCache", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", HOME_LINK)
+    try:
+        elapsed, _, transferred = first_render(driver, url)
+        return elapsed, picture_paint(driver), transferred
+    finally:
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions", NO_EMULATION)
+
+
 #: Pages whose callbacks are timed on load (server time of every ``_dash-update-component`` request).
 PAGES = ("/", "/?color=cluster", "/?emb=image&method=tsne", "/categories", "/entry/2014-01-07", "/entry/2021-07-04",
          "/search?q=dust+lanes+in+spiral+galaxies", "/sky", "/oddities", "/galaxies", "/metrics")
@@ -268,7 +287,7 @@ def measure_in_turns(lake: Path, runs: int, versions: dict[str, tuple[str, Path]
 def _measure_served(urls: dict[str, str], runs: int, versions: dict[str, tuple[str, Path]], *, zoom: bool) -> dict:
     """:func:`measure_in_turns` once the servers answer (``urls``: key → its server's address)."""
     whole, chosen = ([], [1000, 3999]), (["Nebula", "Galaxy"], [2000, 2020])  # (categories, years)
-    acc = {key: {"unfiltered": [], "filtered": [], "drawn": [], "pictures": [], "loads": [], "zooms": []}
+    acc = {key: {"unfiltered": [], "filtered": [], "drawn": [], "pictures": [], "loads": [], "zooms": [], "visits": []}
            for key in urls}
     for key, url in urls.items():
         acc[key]["first_unfiltered"] = map_callback(url, *whole)  # also warms the worker
@@ -288,6 +307,9 @@ def _measure_served(urls: dict[str, str], runs: int, versions: dict[str, tuple[s
             for key, url in urls.items():
                 acc[key]["drawn"].append(first_render(driver, url))
                 acc[key]["pictures"].append(picture_paint(driver))
+        for _ in range(runs):
+            for key, url in urls.items():
+                acc[key]["visits"].append(first_visit(driver, url))
         if zoom:
             for key, url in urls.items():
                 first_render(driver, url)
@@ -319,6 +341,13 @@ def _results(label: str, a: dict) -> dict:
         "page_transfer_kb_warm_cache": round(drawn[0][2] / 1024, 1),
         "in_turns": True,
     }
+    if a["visits"]:
+        visits = a["visits"]
+        out |= {"first_visit_interactive_s_median": round(median([v[0] for v in visits]), 3),
+                "first_visit_picture_s_median": round(median([v[1] for v in visits]), 3) if all(v[1] for v in visits)
+                else None,
+                "first_visit_transfer_kb_median": round(median([v[2] for v in visits]) / 1024, 1),
+                "first_visit_runs_s": [[round(v[0], 3), v[1] and round(v[1], 3)] for v in visits]}
     if a["zooms"]:
         zooms = a["zooms"]
         out |= {"zoom_refine_s_median": round(median([z[0] for z in zooms]), 3),

@@ -195,6 +195,17 @@ def dashboard_section(r: dict) -> list[str]:
             + " s. In this software-rendered browser Plotly's WebGL set-up takes ≈ 0.55 s in some loads and ≈ 1.3 s "
             "in others, whatever the code (*Plotly alone in this browser*), so the medians move with how many slow "
             "loads each version drew."]
+    if a.get("first_visit_interactive_s_median"):
+        out += ["", "**First visit over a home connection** (the same runs, after the warm ones: the browser's cache "
+                "emptied, Chrome's network emulation at 20 Mbit/s down, 5 Mbit/s up, 40 ms round trip; medians; "
+                "plain HTTP, so a compressing server sends gzip, where HTTPS browsers take zstd or Brotli):", "",
+                "| code | map picture painted | interactive map | bytes transferred |", "|---|---:|---:|---:|"]
+        for v in (before, a):
+            if v and v.get("first_visit_interactive_s_median"):
+                picture = v.get("first_visit_picture_s_median")
+                out.append(f"| {v['lake']}{' (this commit)' if v is a and before else ''} | "
+                           f"{f'{picture} s' if picture else '—'} | {v['first_visit_interactive_s_median']} s | "
+                           f"{v['first_visit_transfer_kb_median']:,} kB |")
     if a.get("page_callbacks"):
         out += ["", "**Every page's callbacks** (server time of each `_dash-update-component` request fired while "
                 "the page loads, 3 loads per page; p95 ≈ the slowest, usually the first load of a view):", "",
