@@ -5,10 +5,12 @@ search after the server answers its first page, with the Procfile's gunicorn.con
 the query encoder before it serves) and, as the baseline, without it (the encoder loads on first use).
 One request is one sample, as noisy as any single request, so the first search is timed on ``--starts``
 fresh servers (a different query each time) and reported as their median against the warm p50.
-Reports p50/p95 per mode, for /api/similar, and a filtered query.
+Reports p50/p95 per mode, for /api/similar, a filtered query, and hybrid from a client that accepts gzip
+(as browsers do: the reply's compression and decoding in the time).
 
 With ``--baseline REV`` the same requests are also timed against the code of an earlier commit (a git
-worktree), on the same lake in the same run: the before/after of a speed change.
+worktree), on the same lake in the same run, both served at once and timed in turns (every round: each
+version once): the before/after of a speed change.
 
 Usage: python bench/search_latency.py [--lake DIR] [--rounds 5] [--starts 5] [--baseline REV]
 """
@@ -16,6 +18,7 @@ Usage: python bench/search_latency.py [--lake DIR] [--rounds 5] [--starts 5] [--
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 import time
@@ -33,10 +36,16 @@ from lake.layout import LakeLayout  # noqa: E402
 QUERIES = Path(__file__).resolve().parent / "data" / "search_queries.txt"
 
 
-def timed_get(url: str) -> float:
+def timed_get(url: str, *, gzip_ok: bool = False) -> float:
+    """Seconds for one GET until its JSON is read; ``gzip_ok``: sent as browsers and ``curl --compressed``
+    send it, taking a gzip reply (decoded in the time) where the server compresses."""
     t0 = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as resp:
-        json.loads(resp.read())
+    req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip_ok else {})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        body = resp.read()
+        if resp.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        json.loads(body)
     return time.perf_counter() - t0
 
 
@@ -59,25 +68,33 @@ def first_searches(lake: Path, queries: list[str], starts: int, *, config: bool 
     return first, ready
 
 
-def measure(lake: Path, queries: list[str], rounds: int, repo: Path | None = None) -> dict:
-    """p50/p95 per request type against one server (``repo``: which code it runs)."""
-    proc, base = serve(lake, **({"repo": repo} if repo else {}))
+def measure(lake: Path, queries: list[str], rounds: int, repos: dict[str, Path | None]) -> dict[str, dict]:
+    """p50/p95 per request type for each code version of ``repos`` (key → its checkout, None: this one),
+    all served at once and timed in turns, round after round, so that the machine's drift over the run
+    touches them alike. Returns key → request type → statistics."""
+    servers = {key: serve(lake, **({"repo": repo} if repo else {})) for key, repo in repos.items()}
+    dates = ["2014-01-07", "2002-05-03", "1999-08-18", "2020-07-11", "2024-05-02"]
+    filtered = {"category": "Nebula", "from": "2005-01-01", "to": "2020-12-31", "has_image": "true"}
+    samples: dict[str, dict[str, list[float]]] = {key: {} for key in servers}
     try:
-        for q in queries:  # warm-up round
-            timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10}))
-        out = {}
-        for mode in ("hybrid", "dense", "keyword"):
-            out[mode] = latency_stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10, "mode": mode}))
-                               for _ in range(rounds) for q in queries])
-        out["hybrid_filtered"] = latency_stats([timed_get(f"{base}/api/search?" + urllib.parse.urlencode(
-            {"q": q, "k": 10, "category": "Nebula", "from": "2005-01-01", "to": "2020-12-31", "has_image": "true"}))
-            for _ in range(rounds) for q in queries])
-        dates = ["2014-01-07", "2002-05-03", "1999-08-18", "2020-07-11", "2024-05-02"]
-        out["similar"] = latency_stats([timed_get(f"{base}/api/similar/{d}?k=10") for _ in range(rounds * 4) for d in dates])
+        for _, base in servers.values():
+            for q in queries:  # warm-up round
+                timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10}))
+        for _ in range(rounds):
+            for key, (_, base) in servers.items():
+                requests = {mode: ({"mode": mode}, False) for mode in ("hybrid", "dense", "keyword")} | {
+                    "hybrid_gzip_accepted": ({}, True), "hybrid_filtered": (filtered, False)}
+                for name, (params, gzip_ok) in requests.items():
+                    samples[key].setdefault(name, []).extend(
+                        timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10} | params),
+                                  gzip_ok=gzip_ok) for q in queries)
+                samples[key].setdefault("similar", []).extend(timed_get(f"{base}/api/similar/{d}?k=10")
+                                                              for _ in range(4) for d in dates)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    return out
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=30)
+    return {key: {name: latency_stats(values) for name, values in got.items()} for key, got in samples.items()}
 
 
 def main() -> None:
@@ -95,10 +112,12 @@ def main() -> None:
     starts = {"without worker warm-up": first_searches(lake, queries, 1, config=False),
               "with gunicorn.conf.py warm-up": first_searches(lake, queries, args.starts)}
     first = {label: ms for label, (ms, _) in starts.items()}
-    out = measure(lake, queries, args.rounds)
-    if args.baseline:
+    if not args.baseline:
+        out = measure(lake, queries, args.rounds, {"this": None})["this"]
+    else:
         with checkout(args.baseline) as tree:
-            before = measure(lake, queries, args.rounds, repo=tree)
+            timed = measure(lake, queries, args.rounds, {"this": None, "before": tree})
+            out, before = timed["this"], timed["before"]
             before["first_search_ms"], before["worker_ready_s"] = first_searches(lake, queries, args.starts, repo=tree)
             before["first_search_over_warm_p50"] = round(median(before["first_search_ms"]) / before["hybrid"]["p50_ms"], 2)
         out["baseline"] = {"rev": args.baseline, **before}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 
@@ -183,8 +184,11 @@ def test_cluster_lists_download(demo_client):
     clusters = demo_client.get("/api/clusters/text").get_json()["clusters"]
     assert clusters and sum(c["size"] for c in clusters) == 120
     first = clusters[0]
-    table = pd.read_csv(io.BytesIO(demo_client.get(f"/api/clusters/text/{first['cluster']}?format=csv").data))
+    plain = demo_client.get(f"/api/clusters/text/{first['cluster']}?format=csv").data
+    table = pd.read_csv(io.BytesIO(plain))
     assert len(table) == first["size"] and {"date", "title", "credit", "copyright", "licence_note"} <= set(table.columns)
+    packed = demo_client.get(f"/api/clusters/text/{first['cluster']}?format=csv", headers={"Accept-Encoding": "gzip"})
+    assert packed.headers["Content-Encoding"] == "gzip" and gzip.decompress(packed.data) == plain  # as browsers get it
     body = demo_client.get("/api/clusters/image/0?format=parquet").data
     assert len(pd.read_parquet(io.BytesIO(body))) > 0
     assert b"apod.nasa.gov" in pq.read_schema(io.BytesIO(body)).metadata[b"licence"]  # the terms travel along
