@@ -133,6 +133,8 @@ def test_filtered_ann_queries_post_filter_broad_filters_and_pre_filter_narrow_on
         pre.append(len({h["date"] for h in before} & truth) / 10)
     assert np.mean(post) >= 0.9 and np.mean(post) >= np.mean(pre) - 0.05, (np.mean(post), np.mean(pre))
     assert ann.narrow_filters == ()
+    deep = ann.search(queries[0], where=broad, n=200, columns=["date", "year"])  # past the post-filter's depth
+    assert len(deep) == 200 and all(h["year"] >= 2016 for h in deep) and ann.narrow_filters == ()
     few = int(((years == 2001) & (np.arange(n) < 2000)).sum())
     assert 10 <= few < 150  # fewer than a post-filter of 80 would find
     found = []
