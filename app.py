@@ -20,7 +20,8 @@ from typing import Any
 import dash
 import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html
-from flask import Flask, Request, abort, request, send_file
+from dash.fingerprint import check_fingerprint
+from flask import Flask, Request, Response, abort, request, send_file
 from flask_compress import Compress
 
 import api
@@ -151,10 +152,10 @@ class BundleCache:
 
     Why: a first visit fetches ≈ 7 MB of JavaScript (Plotly's 4.8 MB of it), which compression cuts to
     about a third (BENCHMARKS.md *Dashboard*, first visit); but that costs 15-70 ms of a core for Plotly
-    alone (zstd to Brotli), and every new browser would pay it again. A bundle's bytes come from an installed package and
-    cannot change while the server runs, so each is compressed once per encoding and kept (least recently
-    used first out past ``max_bytes``). Anything else (callbacks, the API) has the empty key
-    (:meth:`key`) and is compressed afresh, never stored.
+    alone (zstd to Brotli), and every new browser would pay it again. A bundle's bytes come from an
+    installed package and cannot change while the server runs, so each is compressed once per encoding
+    and kept (least recently used first out past ``max_bytes``). Anything else (callbacks, the API) has
+    the empty key (:meth:`key`) and is compressed afresh, never stored.
     """
 
     def __init__(self, *, prefix: str, max_bytes: int = BUNDLE_CACHE_BYTES) -> None:
@@ -164,10 +165,16 @@ class BundleCache:
         self._lock = threading.Lock()
 
     def key(self, req: Request) -> str:
-        """The request's cache key: its path and query for a bundle, else "" (not stored)."""
-        if req.method != "GET" or not req.path.startswith(self.prefix):
+        """The request's cache key: a bundle's file in its package, else "" (not stored). Dash serves a
+        bundle's file whatever fingerprint or query its URL carries: keyed by those, made-up URLs would
+        each cost a compression and push the real bundles out."""
+        if req.method not in ("GET", "HEAD") or not req.path.startswith(self.prefix):
             return ""
-        return req.path + (f"?{req.query_string.decode('latin-1')}" if req.query_string else "")
+        package, _, fingerprinted = req.path[len(self.prefix):].partition("/")
+        return f"{package}/{check_fingerprint(fingerprinted)[0]}"
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     @staticmethod
     def _kept(key: str) -> bool:
@@ -189,21 +196,37 @@ class BundleCache:
                 self._size -= len(self._items.popitem(last=False)[1])
 
 
+class _Compress(Compress):
+    """flask-compress, leaving byte ranges alone: a 206 answer's ``Content-Range`` counts the file's own
+    bytes, so it cannot be compressed; and a compressed answer offers no ranges (its length is unknown
+    while it streams)."""
+
+    def after_request(self, response: Response) -> Response:
+        if response.status_code == 206:
+            return response
+        response = super().after_request(response)
+        if "Content-Encoding" in response.headers:
+            response.headers.pop("Accept-Ranges", None)
+        return response
+
+
 def _enable_compression(server: Flask, dash_app: Dash) -> None:
     """Compressed responses for browsers that accept them, in flask-compress's order of preference (zstd,
     Brotli, gzip; over plain HTTP browsers offer gzip only). Not Dash's ``compress=True``, which allows gzip
     only and compresses every bundle anew for each browser."""
     cache = BundleCache(prefix=dash_app.config.routes_pathname_prefix + "_dash-component-suites/")
+    # the assets (Bootstrap's CSS on every page, Aladin Lite's 2.4 MB on the Sky's) are sent as streams,
+    # compressed by what a stream takes (deflate where a browser offers gzip and deflate only): their
+    # revalidation by ETag still answers 304 (flask-compress evaluates it for the endpoints named here)
+    assets = [rule.endpoint for rule in server.url_map.iter_rules() if rule.endpoint.endswith("dash_assets.static")]
     server.config.update(
         COMPRESS_CACHE_BACKEND=lambda: cache, COMPRESS_CACHE_KEY=cache.key,
-        # the assets (Bootstrap's CSS on every page, Aladin Lite's 2.4 MB on the Sky's) are sent as streams:
-        # their revalidation by ETag still answers 304 (flask-compress evaluates it for these endpoints only)
-        COMPRESS_STREAMING_ENDPOINT_CONDITIONAL=["static", "_dash_assets.static"],
+        COMPRESS_STREAMING_ENDPOINT_CONDITIONAL=["static", *assets],
         # gzip (what browsers take over plain HTTP) at level 1: the map's callbacks are mostly base64 (binary
         # arrays, its picture), where level 6 saved 2.5 % of 263 kB for 7.8 ms against 3.9 ms
         COMPRESS_LEVEL=1,
     )
-    compress = Compress(server)
+    compress = _Compress(server)
     compress.compress_mimetypes_set.update(EXTRA_COMPRESSED_TYPES)
 
 

@@ -8,8 +8,10 @@ filtered queries. They are generated block by block from per-block seeds and str
 the exact top-10 of every query is kept up to date block by block, so 10M vectors (15 GB as float32)
 never sit in memory at once. Index: IVF_PQ (cosine), √n partitions, 48 sub-vectors, or IVF_HNSW_SQ;
 searched with ``nprobes`` partitions and re-ranked on full vectors (``refine_factor``). Filtered queries
-two ways: LanceDB's pre-filter, and the lake's own (``lake.vectors.FilteredAnn``: a post-filter over an
-unfiltered list 8 times deeper, the pre-filter where too few pass).
+two ways: LanceDB's pre-filter (what the app runs), and a post-filter tried against it (an unfiltered list
+8 times deeper cut to the rows that pass; the pre-filter where too few do). Each at 10 rows and at the
+depth the app's searches fetch (``FUSION_DEPTH``, 50: recall of its first 10); with
+``--then-scalar-index``, the filtered ones again once the filter column has an index of its own.
 
 Usage: python bench/ann.py [--n 1000000] [--queries 200] [--index ivf_pq|ivf_hnsw_sq] [--out ann]
 """
@@ -17,6 +19,7 @@ Usage: python bench/ann.py [--n 1000000] [--queries 200] [--index ivf_pq|ivf_hns
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -28,7 +31,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import peak_rss, save  # noqa: E402
-from lake.vectors import FilteredAnn  # noqa: E402
+from lake.search import FUSION_DEPTH  # noqa: E402
 
 DIM = 384
 BLOCK = 100_000
@@ -68,6 +71,50 @@ class ExactTop10:
         self.best, self.score = np.take_along_axis(cand_i, order, axis=1), np.take_along_axis(cand_s, order, axis=1)
 
 
+#: The post-filter tried: an unfiltered list this many times deeper, cut to the rows passing the filter
+#: (LanceDB's pre-filter where fewer pass).
+POSTFILTER_DEPTH = 8
+
+
+def post_filtered(tbl, q: np.ndarray, where: str, n: int, nprobes: int, refine: int) -> list[int]:
+    """The ids of the ``n`` nearest rows passing ``where``, from an unfiltered list :data:`POSTFILTER_DEPTH`
+    times deeper (LanceDB's pre-filter where fewer than ``n`` of them pass)."""
+    def query(limit: int):
+        return tbl.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(limit)
+
+    ids = query(n * POSTFILTER_DEPTH).where(where, prefilter=False).select(["id", "_distance"]).to_arrow()
+    if ids.num_rows < n:
+        ids = query(n).where(where, prefilter=True).select(["id", "_distance"]).to_arrow()
+    return ids.column("id").to_pylist()[:n]
+
+
+def measure(tbl, queries: np.ndarray, modes, nprobes: int, refine: int) -> dict:
+    """Recall@10 and latency of each mode (label, filter, exact top-10) at 10 rows and at the depth the
+    app's searches fetch a list at (the fused top, whose first 10 are scored). *postfiltered* = a
+    post-filter (:func:`post_filtered`), the others LanceDB's query as such."""
+    row = {}
+    for (label, where, exact), depth in itertools.product(modes, (10, FUSION_DEPTH)):
+        label = label if depth == 10 else f"list{depth}_{label}"
+        lat, recall = [], []
+        for q, t in zip(queries, exact.best):
+            s = time.perf_counter()
+            if "postfiltered_" in label:
+                ids = post_filtered(tbl, q, where, depth, nprobes, refine)
+            else:
+                query = tbl.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(depth)
+                if where:
+                    query = query.where(where, prefilter=True)
+                ids = query.select(["id", "_distance"]).to_arrow().column("id").to_pylist()
+            lat.append(time.perf_counter() - s)
+            recall.append(len(set(ids[:10]) & set(t.tolist())) / 10)
+        lat_ms = np.array(lat[5:]) * 1000  # the first queries warm the index cache
+        row |= {f"{label}recall_at_10": round(float(np.mean(recall)), 4),
+                f"{label}p50_ms": round(float(np.percentile(lat_ms, 50)), 2),
+                f"{label}p95_ms": round(float(np.percentile(lat_ms, 95)), 2)}
+    print({"nprobes": nprobes, "refine_factor": refine} | row, flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -76,6 +123,8 @@ def main() -> None:
     ap.add_argument("--out", default="ann", help="results name (bench/results/<out>.json)")
     ap.add_argument("--scalar-index", action="store_true",
                     help="also a BTREE index on year (the vectors stage builds none)")
+    ap.add_argument("--then-scalar-index", choices=("BTREE", "BITMAP"),
+                    help="after the grid, index the year column so and time the filtered queries again")
     args = ap.parse_args()
     import lancedb
     from lancedb.index import HnswSq, IvfPq
@@ -108,39 +157,24 @@ def main() -> None:
         _, build_s, rss_before, rss_peak = peak_rss(lambda: tbl.create_index("vector", config=config))
         index_desc = (f"IVF_PQ, {partitions} partitions, 48 sub-vectors" if args.index == "ivf_pq"
                       else f"IVF_HNSW_SQ, {max(1, partitions // 8)} partitions")
-        scalar_s = None
+        scalar_s = then_s = None
         if args.scalar_index:
             t0 = time.perf_counter()
             tbl.create_scalar_index("year", index_type="BTREE")
             scalar_s = round(time.perf_counter() - t0, 1)
             index_desc += ", BTREE index on year"
         grid = ((20, 10), (60, 20), (100, 40), (200, 50)) if args.index == "ivf_pq" else ((5, 10), (10, 10), (20, 20), (40, 20))
-        settings = []
-        for nprobes, refine in grid:
-            row = {"nprobes": nprobes, "refine_factor": refine}
-            # the lake's own filtered queries: a post-filter over a deeper unfiltered list, a pre-filter
-            # where that leaves too few (lake/vectors.py FilteredAnn)
-            lake_queries = FilteredAnn(tbl, nprobes=nprobes, refine_factor=refine)
-            for label, where, exact in (("", None, truth), ("filtered_", YEAR_FILTER, truth_filtered),
-                                        ("postfiltered_", YEAR_FILTER, truth_filtered)):
-                lat, recall = [], []
-                for q, t in zip(queries, exact.best):
-                    s = time.perf_counter()
-                    if label == "postfiltered_":
-                        ids = [h["id"] for h in lake_queries.search(q, where=where, n=10, columns=["id"])]
-                    else:
-                        query = tbl.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(10)
-                        if where:
-                            query = query.where(where, prefilter=True)
-                        ids = query.select(["id", "_distance"]).to_arrow().column("id").to_pylist()
-                    lat.append(time.perf_counter() - s)
-                    recall.append(len(set(ids) & set(t.tolist())) / 10)
-                lat_ms = np.array(lat[5:]) * 1000  # the first queries warm the index cache
-                row |= {f"{label}recall_at_10": round(float(np.mean(recall)), 4),
-                        f"{label}p50_ms": round(float(np.percentile(lat_ms, 50)), 2),
-                        f"{label}p95_ms": round(float(np.percentile(lat_ms, 95)), 2)}
-            settings.append(row)
-            print(row, flush=True)
+        modes = (("", None, truth), ("filtered_", YEAR_FILTER, truth_filtered), ("postfiltered_", YEAR_FILTER, truth_filtered))
+        settings = [{"nprobes": nprobes, "refine_factor": refine} | measure(tbl, queries, modes, nprobes, refine)
+                    for nprobes, refine in grid]
+        if args.then_scalar_index:  # the filtered queries again, once the filter column has its own index
+            t0 = time.perf_counter()
+            tbl.create_scalar_index("year", index_type=args.then_scalar_index)
+            then_s = round(time.perf_counter() - t0, 1)
+            for row in settings:
+                row |= {f"scalar_{k}": v for k, v in measure(tbl, queries, modes[1:], row["nprobes"],
+                                                             row["refine_factor"]).items()}
+                print(row, flush=True)
         exact_lat = []
         for q in queries[:10]:
             s = time.perf_counter()
@@ -148,13 +182,12 @@ def main() -> None:
             exact_lat.append(time.perf_counter() - s)
         disk_mb = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file()) / 2**20
     chosen = next((s for s in settings if s["recall_at_10"] >= 0.95 and s["filtered_recall_at_10"] >= 0.95), settings[-1])
-    chosen_post = next((s for s in settings if s["recall_at_10"] >= 0.95 and s["postfiltered_recall_at_10"] >= 0.95),
-                       settings[-1])
     result = {"n": args.n, "dim": DIM, "queries": args.queries, "index": index_desc, "filter": YEAR_FILTER,
               "table_write_s": round(write_s, 1), "index_build_s": round(build_s, 1), "scalar_index_s": scalar_s,
+              "then_scalar_index": args.then_scalar_index and {"type": args.then_scalar_index, "build_s": then_s},
               "rss_before_index_mb": round(rss_before / 2**20), "peak_rss_during_index_mb": round(rss_peak / 2**20),
               "index_build_extra_rss_mb": round((rss_peak - rss_before) / 2**20), "disk_mb": round(disk_mb),
-              "settings": settings, "chosen": chosen, "chosen_postfilter": chosen_post,
+              "settings": settings, "chosen": chosen,
               "exact_scan_p50_ms": round(float(np.median(exact_lat)) * 1000, 1),
               "targets": {"p50_ms": 50, "recall_at_10": 0.95}}
     print(result)

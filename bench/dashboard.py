@@ -201,17 +201,28 @@ HOME_LINK = {"offline": False, "latency": 40, "downloadThroughput": 20e6 / 8, "u
 NO_EMULATION = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
 
 
-def first_visit(driver, url: str) -> tuple[float, float | None, int]:
+#: The encoding the server chose for this browser (a HEAD request for the page, as the browser sends it;
+#: "identity" where the reply is not compressed).
+ENCODING_JS = """
+    const done = arguments[arguments.length - 1];
+    fetch(location.href, {method: 'HEAD', cache: 'no-store'})
+        .then(r => done(r.headers.get('content-encoding') || 'identity'), e => done('error: ' + e));"""
+
+
+def first_visit(driver, url: str) -> tuple[float, float | None, int, str]:
     """A first visit to the map over :data:`HOME_LINK`, the browser's cache (and the compiled code kept with
-    it) emptied first: (seconds to the interactive map, to the map's picture, bytes transferred)."""
+    it) emptied first: (seconds to the interactive map, to the map's picture, bytes transferred, the
+    encoding the server chose). Chromium offers zstd and Brotli to 127.0.0.1 as to HTTPS sites, gzip and
+    deflate only to other plain-HTTP ones."""
     driver.execute_cdp_cmd("Network.enable", {})
     driver.execute_cdp_cmd("Network.clearBrowserCache", {})
     driver.execute_cdp_cmd("Network.emulateNetworkConditions", HOME_LINK)
     try:
         elapsed, _, transferred = first_render(driver, url)
-        return elapsed, picture_paint(driver), transferred
+        picture = picture_paint(driver)
     finally:
         driver.execute_cdp_cmd("Network.emulateNetworkConditions", NO_EMULATION)
+    return elapsed, picture, transferred, driver.execute_async_script(ENCODING_JS)
 
 
 #: Pages whose callbacks are timed on load (server time of every ``_dash-update-component`` request).
@@ -310,6 +321,8 @@ def _measure_served(urls: dict[str, str], runs: int, versions: dict[str, tuple[s
         for _ in range(runs):
             for key, url in urls.items():
                 acc[key]["visits"].append(first_visit(driver, url))
+        for url in urls.values():
+            first_render(driver, url)  # each version's bundles back in the cache for the page loads below
         if zoom:
             for key, url in urls.items():
                 first_render(driver, url)
@@ -347,6 +360,7 @@ def _results(label: str, a: dict) -> dict:
                 "first_visit_picture_s_median": round(median([v[1] for v in visits]), 3) if all(v[1] for v in visits)
                 else None,
                 "first_visit_transfer_kb_median": round(median([v[2] for v in visits]) / 1024, 1),
+                "first_visit_encodings": sorted({v[3] for v in visits}),
                 "first_visit_runs_s": [[round(v[0], 3), v[1] and round(v[1], 3)] for v in visits]}
     if a["zooms"]:
         zooms = a["zooms"]

@@ -80,14 +80,18 @@ def measure(lake: Path, queries: list[str], rounds: int, repos: dict[str, Path |
         for _, base in servers.values():
             for q in queries:  # warm-up round
                 timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10}))
-        for _ in range(rounds):
+        requests = {mode: ({"mode": mode}, False) for mode in ("hybrid", "dense", "keyword")} | {
+            "hybrid_gzip_accepted": ({}, True), "hybrid_filtered": (filtered, False)}
+        names = list(requests)
+        for r in range(rounds):
             for key, (_, base) in servers.items():
-                requests = {mode: ({"mode": mode}, False) for mode in ("hybrid", "dense", "keyword")} | {
-                    "hybrid_gzip_accepted": ({}, True), "hybrid_filtered": (filtered, False)}
-                for name, (params, gzip_ok) in requests.items():
-                    samples[key].setdefault(name, []).extend(
-                        timed_get(f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10} | params),
-                                  gzip_ok=gzip_ok) for q in queries)
+                timed_get(f"{base}/api/similar/{dates[0]}?k=10")  # the turn's first request, not timed
+                for i, q in enumerate(queries):  # the request types in turn, each query in another order
+                    shift = (i + r) % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        params, gzip_ok = requests[name]
+                        samples[key].setdefault(name, []).append(timed_get(
+                            f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10} | params), gzip_ok=gzip_ok))
                 samples[key].setdefault("similar", []).extend(timed_get(f"{base}/api/similar/{d}?k=10")
                                                               for _ in range(4) for d in dates)
     finally:

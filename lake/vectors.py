@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,9 @@ ANN_MIN_ROWS = 100_000
 HNSW_MIN_ROWS = 5_000_000
 #: Query-time settings (nprobes, refine factor) per index type (LanceDB's ``IndexConfig.index_type``):
 #: IVF_PQ recall@10 0.997 at p50 11 ms on 1M vectors; IVF_HNSW_SQ 0.97 at p50 42 ms on 10M (0.94 at
-#: 34 ms with 20 probes). A prefilter (``year >= 2016``) costs far more at 10M: p50 314 ms.
+#: 34 ms with 20 probes). A filter costs far more at 10M: LanceDB reads the filter column over the
+#: whole table first (``year >= 2016``: p50 210 ms, 92 ms with a bitmap index on ``year``; post-filtering
+#: a list 8 times deeper instead took 150 ms, and 487 ms at the 50 rows a search fetches: BENCHMARKS.md).
 ANN_SEARCH = {"IvfPq": (100, 40), "IvfHnswSq": (40, 20)}
 #: Rows appended to a table with an ANN index stay out of the index until this many are (searches read
 #: them exactly, beside the index, as LanceDB does with rows an index lacks); then one merge takes them
@@ -46,63 +47,6 @@ UNINDEXED_MAX_ROWS = 10_000
 #: many small fragments costs searches that read the table (21 fragments: a flat k-NN search 3–5 ms
 #: slower than one), so the count is kept small; the archive's own searches run from memory.
 COMPACT_AT_FRAGMENTS = 8
-
-
-#: A filtered search first asks the index for this many times the hits it needs, without the filter,
-#: and keeps those that pass it (a post-filter); only when fewer than needed pass does it search again
-#: with the filter applied first (a pre-filter), which reads the filter column over the whole table:
-#: at 10M vectors a pre-filtered query (``year >= 2016``) took p50 314 ms against 42 ms unfiltered.
-POSTFILTER_DEPTH = 8
-#: ... but never deeper than this many rows (the refine step reads depth × refine factor full vectors):
-#: a longer list (a deep page of results) is pre-filtered at once.
-POSTFILTER_MAX_ROWS = 500
-#: Filters that came up short of hits as a post-filter (they keep few rows) go straight to the pre-filter
-#: next time; this many are remembered per table.
-NARROW_FILTERS_KEPT = 256
-
-
-class FilteredAnn:
-    """Filtered nearest-neighbour queries on one LanceDB table with an ANN index: a post-filter over an
-    unfiltered search of :data:`POSTFILTER_DEPTH` × the hits wanted, a pre-filter where that leaves too
-    few, and for lists longer than a third of :data:`POSTFILTER_MAX_ROWS` (deep pages of results). Where a filter keeps a large share of the rows (a range of years, an excluded date), the first
-    pass finds them at the cost of an unfiltered query: the order is the index's own, cut to the rows
-    that pass. The refine step reads full vectors for the deeper list as for any (depth × refine factor):
-    with as many as an unfiltered query of ``n`` reads, spread over the deeper list, recall@10 fell from
-    0.997 to 0.90 (tests/test_search.py)."""
-
-    def __init__(self, table, *, nprobes: int, refine_factor: int) -> None:
-        self.table, self.nprobes, self.refine_factor = table, nprobes, refine_factor
-        self._narrow: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
-        self._lock = threading.Lock()  # a server's threads share one instance
-
-    @property
-    def narrow_filters(self) -> tuple[str, ...]:
-        """The filters that go straight to the pre-filter (a post-filter of them came up short)."""
-        with self._lock:
-            return tuple(self._narrow)
-
-    def _query(self, vector: np.ndarray, limit: int):
-        return (self.table.search(np.asarray(vector, np.float32)).metric("cosine").nprobes(self.nprobes)
-                .refine_factor(self.refine_factor).limit(limit))
-
-    def search(self, vector: np.ndarray, *, where: str | None, n: int, columns: list[str]) -> list[dict[str, Any]]:
-        """The ``n`` nearest rows passing ``where`` (all rows when None), nearest first, with ``columns``
-        and ``_distance``."""
-        columns = [*columns, "_distance"]
-        if not where:
-            return self._query(vector, n).select(columns).to_list()
-        depth = min(n * POSTFILTER_DEPTH, POSTFILTER_MAX_ROWS)
-        with self._lock:
-            narrow = where in self._narrow
-        if not narrow and depth >= 3 * n:
-            hits = self._query(vector, depth).where(where, prefilter=False).select(columns).to_list()
-            if len(hits) >= n:
-                return hits[:n]
-            with self._lock:
-                self._narrow[where] = None
-                while len(self._narrow) > NARROW_FILTERS_KEPT:
-                    self._narrow.pop(next(iter(self._narrow)))
-        return self._query(vector, n).where(where, prefilter=True).select(columns).to_list()
 
 
 def ann_search_settings(lance_table) -> tuple[int, int]:

@@ -14,12 +14,13 @@ from backports import zstd
 DECODERS = {"gzip": gzip.decompress, "br": brotli.decompress, "zstd": zstd.decompress}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app over a folder with no lake: its pages, bundles and router callback are served all the same."""
+@pytest.fixture
+def server(tmp_path):
+    """A new app (its own bundle cache) over a folder with no lake: its pages, bundles and router callback
+    are served all the same."""
     from app import create_app
 
-    app = create_app(lake=tmp_path_factory.mktemp("compression") / "no-lake")
+    app = create_app(lake=tmp_path / "no-lake")
     app.server.config["TESTING"] = True
     return app.server
 
@@ -66,6 +67,18 @@ def test_assets_are_sent_compressed_and_revalidate_to_304(server):
         tag = got.headers["ETag"]
     with client.get("/assets/atlas.css", headers={"Accept-Encoding": "gzip, deflate", "If-None-Match": tag}) as again:
         assert again.status_code == 304 and not again.data
+    assert "Accept-Ranges" not in got.headers  # a compressed stream offers no byte ranges
+
+
+def test_a_byte_range_is_sent_as_it_is(server):
+    """A 206 answer's Content-Range counts the file's own bytes: compressing it would send bytes that
+    match no range of anything."""
+    client = server.test_client()
+    with client.get("/assets/atlas.css") as plain:
+        body = plain.data
+    with client.get("/assets/atlas.css", headers={"Accept-Encoding": "gzip, deflate", "Range": "bytes=10-109"}) as part:
+        assert part.status_code == 206 and "Content-Encoding" not in part.headers
+        assert part.headers["Content-Range"] == f"bytes 10-109/{len(body)}" and part.data == body[10:110]
 
 
 def test_only_the_bundles_are_kept_compressed(server):
@@ -73,8 +86,14 @@ def test_only_the_bundles_are_kept_compressed(server):
     cache = server.config["COMPRESS_CACHE_BACKEND"]()
     bundle = bundle_paths(client)[0]
     first = client.get(bundle, headers={"Accept-Encoding": "gzip"}).data
-    assert cache.get(f"gzip;{bundle}") == first  # kept under the bundle's path (and query, where it has one)
-    assert client.get(bundle, headers={"Accept-Encoding": "gzip"}).data == first
+    assert len(cache) == 1 and client.get(bundle, headers={"Accept-Encoding": "gzip"}).data == first
+    # the same file by another fingerprint, a query, or a HEAD request: the same entry, no second compression
+    stem, fingerprint, rest = bundle.split(".", 2)
+    assert re.fullmatch(r"v[\w-]+m[0-9a-f]+", fingerprint)
+    for other in (f"{stem}.v0m1.{rest}", f"{bundle}?cache-buster=1"):
+        assert client.get(other, headers={"Accept-Encoding": "gzip"}).data == first
+    assert client.head(bundle, headers={"Accept-Encoding": "gzip"}).headers["Content-Length"] == str(len(first))
+    assert len(cache) == 1
     kept = dict(cache._items)
     # the page router's callback (what a page load posts first): compressed, decoded intact, never kept
     reply = client.post("/_dash-update-component", headers={"Accept-Encoding": "gzip"}, json={
@@ -85,7 +104,7 @@ def test_only_the_bundles_are_kept_compressed(server):
         "changedPropIds": ["_pages_location.pathname"], "state": []})
     assert reply.status_code == 200 and reply.headers["Content-Encoding"] == "gzip"
     assert "No data lake yet" in json.dumps(json.loads(gzip.decompress(reply.data)))
-    assert dict(cache._items) == kept
+    assert dict(cache._items) == kept and len(cache) == 1
 
 
 def test_the_bundle_cache_keeps_its_bound_and_drops_the_oldest_first():

@@ -96,59 +96,6 @@ def test_pages_cut_from_an_ann_index_continue_each_other(tmp_path):
     assert dates_read == [h["date"] for h in paged_list(fetch, 100)[:100]]
 
 
-@pytest.mark.slow
-def test_filtered_ann_queries_post_filter_broad_filters_and_pre_filter_narrow_ones(tmp_path):
-    """FilteredAnn (lake/vectors.py): a filter that keeps a third of the rows is answered from a deeper
-    unfiltered list, as well as the pre-filter answers it; one that keeps a few rows falls back to the
-    pre-filter, is remembered as narrow, and still gets every row it asked for; one that keeps none, none."""
-    from lake import vectors
-
-    rng = np.random.default_rng(5)
-    n, dim = 20_000, 32
-    x = rng.normal(size=(n, dim)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    years = rng.integers(1995, 2027, n)
-    dates = [f"d{i:05d}" for i in range(n)]
-    vectors.write_table(tmp_path, "text", dates, x, titles=dates, years=years.tolist(), categories=["c"] * n,
-                        has_image=[False] * n, ann_min_rows=1000)
-    table = vectors.open_table(tmp_path, "text")
-    nprobes, refine = vectors.ann_search_settings(table)
-    ann = vectors.FilteredAnn(table, nprobes=nprobes, refine_factor=refine)
-
-    def exact(q: np.ndarray, keep: np.ndarray) -> set[str]:
-        sims = np.where(keep, x @ q, -np.inf)
-        return {dates[i] for i in np.argsort(-sims)[:10]}
-
-    broad, narrow = "year >= 2016", "year = 2001 AND date < 'd02000'"
-    queries = x[rng.integers(0, n, 30)] + 0.1 * rng.normal(size=(30, dim)).astype(np.float32)
-    post, pre = [], []
-    for q in queries:
-        truth = exact(q, years >= 2016)
-        got = ann.search(q, where=broad, n=10, columns=["date", "year"])
-        assert len(got) == 10 and all(h["year"] >= 2016 for h in got)
-        assert [h["_distance"] for h in got] == sorted(h["_distance"] for h in got)
-        post.append(len({h["date"] for h in got} & truth) / 10)
-        before = (table.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine)
-                  .where(broad, prefilter=True).limit(10).to_list())
-        pre.append(len({h["date"] for h in before} & truth) / 10)
-    assert np.mean(post) >= 0.9 and np.mean(post) >= np.mean(pre) - 0.05, (np.mean(post), np.mean(pre))
-    assert ann.narrow_filters == ()
-    deep = ann.search(queries[0], where=broad, n=200, columns=["date", "year"])  # past the post-filter's depth
-    assert len(deep) == 200 and all(h["year"] >= 2016 for h in deep) and ann.narrow_filters == ()
-    few = int(((years == 2001) & (np.arange(n) < 2000)).sum())
-    assert 10 <= few < 150  # fewer than a post-filter of 80 would find
-    found = []
-    for q in queries[:3]:
-        got = ann.search(q, where=narrow, n=10, columns=["date", "year"])
-        assert len(got) == 10 and all(h["year"] == 2001 and h["date"] < "d02000" for h in got)
-        found.append(len({h["date"] for h in got} & exact(q, (years == 2001) & (np.arange(n) < 2000))) / 10)
-    assert np.mean(found) >= 0.8
-    assert ann.narrow_filters == (narrow,)
-    assert ann.search(queries[0], where="year = 1900", n=10, columns=["date"]) == []
-    assert ann.narrow_filters == (narrow, "year = 1900")
-    assert len(ann.search(queries[0], where=None, n=10, columns=["date"])) == 10
-
-
 def test_rrf_and_snippet():
     scores = rrf([["a", "b", "c"], ["c", "a"]])
     assert max(scores, key=scores.get) == "a" and scores["c"] > scores["b"]
