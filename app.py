@@ -212,8 +212,9 @@ class _Compress(Compress):
 
 def _enable_compression(server: Flask, dash_app: Dash) -> None:
     """Compressed responses for browsers that accept them, in flask-compress's order of preference (zstd,
-    Brotli, gzip; over plain HTTP browsers offer gzip only). Not Dash's ``compress=True``, which allows gzip
-    only and compresses every bundle anew for each browser."""
+    Brotli, gzip; Chromium offers the first two to HTTPS sites and localhost, gzip and deflate to other
+    plain-HTTP ones). Not Dash's ``compress=True``, which allows gzip only and compresses every bundle anew
+    for each browser."""
     cache = BundleCache(prefix=dash_app.config.routes_pathname_prefix + "_dash-component-suites/")
     # the assets (Bootstrap's CSS on every page, Aladin Lite's 2.4 MB on the Sky's) are sent as streams,
     # compressed by what a stream takes (deflate where a browser offers gzip and deflate only): their

@@ -76,16 +76,22 @@ class ExactTop10:
 POSTFILTER_DEPTH = 8
 
 
+def ann_ids(tbl, q: np.ndarray, *, nprobes: int, refine: int, limit: int, where: str | None = None,
+            prefilter: bool = True) -> list[int]:
+    """The ids of one ANN query's hits, nearest first (``where`` applied before or after the search)."""
+    query = tbl.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(limit)
+    if where:
+        query = query.where(where, prefilter=prefilter)
+    return query.select(["id", "_distance"]).to_arrow().column("id").to_pylist()
+
+
 def post_filtered(tbl, q: np.ndarray, where: str, n: int, nprobes: int, refine: int) -> list[int]:
     """The ids of the ``n`` nearest rows passing ``where``, from an unfiltered list :data:`POSTFILTER_DEPTH`
     times deeper (LanceDB's pre-filter where fewer than ``n`` of them pass)."""
-    def query(limit: int):
-        return tbl.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(limit)
-
-    ids = query(n * POSTFILTER_DEPTH).where(where, prefilter=False).select(["id", "_distance"]).to_arrow()
-    if ids.num_rows < n:
-        ids = query(n).where(where, prefilter=True).select(["id", "_distance"]).to_arrow()
-    return ids.column("id").to_pylist()[:n]
+    ids = ann_ids(tbl, q, nprobes=nprobes, refine=refine, limit=n * POSTFILTER_DEPTH, where=where, prefilter=False)
+    if len(ids) < n:
+        ids = ann_ids(tbl, q, nprobes=nprobes, refine=refine, limit=n, where=where)
+    return ids[:n]
 
 
 def measure(tbl, queries: np.ndarray, modes, nprobes: int, refine: int) -> dict:
@@ -101,10 +107,7 @@ def measure(tbl, queries: np.ndarray, modes, nprobes: int, refine: int) -> dict:
             if "postfiltered_" in label:
                 ids = post_filtered(tbl, q, where, depth, nprobes, refine)
             else:
-                query = tbl.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(depth)
-                if where:
-                    query = query.where(where, prefilter=True)
-                ids = query.select(["id", "_distance"]).to_arrow().column("id").to_pylist()
+                ids = ann_ids(tbl, q, nprobes=nprobes, refine=refine, limit=depth, where=where)
             lat.append(time.perf_counter() - s)
             recall.append(len(set(ids[:10]) & set(t.tolist())) / 10)
         lat_ms = np.array(lat[5:]) * 1000  # the first queries warm the index cache

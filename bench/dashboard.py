@@ -1,5 +1,6 @@
 """Dashboard speed: map page first render in headless Chromium (warm cache, and a first visit over an
-emulated home connection), payload size, filter callback time, optionally a synthetic lake (--synthetic N; maps past 200,000 points: bench/large_maps.py).
+emulated home connection), payload size, filter callback time, optionally a synthetic lake
+(--synthetic N; maps past 200,000 points: bench/large_maps.py).
 
 The app runs under gunicorn with gunicorn.conf.py (its warm-up and 4 threads), in 1 worker (the
 Procfile runs 2). "Server time" is the wall time of the real HTTP request to Dash's callback endpoint

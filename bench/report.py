@@ -600,15 +600,14 @@ def ann_section(r: dict, *, name: str = "ann") -> list[str]:
         out.append(f"| {v['nprobes']} | {v['refine_factor']} | {v['recall_at_10']} | {v['p50_ms']} ms | {v['p95_ms']} ms |"
                    + (f" {v['filtered_recall_at_10']} | {v['filtered_p50_ms']} ms | {v['filtered_p95_ms']} ms |" if filtered else ""))
     if "postfiltered_recall_at_10" in r["settings"][0]:
-        scalar = (r.get("then_scalar_index") or {}).get("type")
         ways = [("filtered_", "pre-filter (the app's)"), ("postfiltered_", "post-filter, 8× deeper")]
-        ways += [("scalar_filtered_", f"pre-filter, {scalar} index on year"),
-                 ("scalar_postfiltered_", f"post-filter, {scalar} index on year")] if scalar else []
+        ways += [("scalar_filtered_", f"pre-filter, {then} index on year"),
+                 ("scalar_postfiltered_", f"post-filter, {then} index on year")] if then else []
         out += ["", "**Filtered queries, other ways** (the same run and queries): *pre-filter* = LanceDB reads the "
                 "filter over the whole table, then searches the rows that pass (what the app runs); *post-filter* = "
                 "an unfiltered list 8 times deeper cut to the rows that pass (the pre-filter where fewer than wanted "
-                "pass)" + (f"; then a {scalar} index on the filter column (built in {r['then_scalar_index']['build_s']} s)"
-                           if scalar else "") + ". Recall@10 and p50 (p95) at 10 rows, and at the 50 rows a search "
+                "pass)" + (f"; then a {then} index on the filter column (built in {r['then_scalar_index']['build_s']} s)"
+                           if then else "") + ". Recall@10 and p50 (p95) at 10 rows, and at the 50 rows a search "
                 "of the app fetches (the fused top; recall of its first 10):", "",
                 "| nprobes | refine | unfiltered, 50 rows | " + " | ".join(f"{name}: 10 rows | 50 rows" for _, name in ways) + " |",
                 "|---:|---:|---:|" + "---:|---:|" * len(ways)]
