@@ -52,6 +52,14 @@ def block(start: int, stop: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return x / np.linalg.norm(x, axis=1, keepdims=True), years
 
 
+def queries_near(c: np.ndarray, *, n: int, count: int, seed: int) -> np.ndarray:
+    """``count`` unit query vectors, each a little off a row of the first block of a table of ``n`` rows."""
+    first, _ = block(0, min(BLOCK, n), c)
+    rng = np.random.default_rng(seed)
+    queries = first[rng.integers(0, len(first), count)] + 0.05 * rng.normal(size=(count, DIM)).astype(np.float32)
+    return queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
 class ExactTop10:
     """Running exact cosine top-10 of fixed queries over blocks of rows (optionally only rows passing a mask)."""
 
@@ -130,13 +138,10 @@ def main() -> None:
                     help="after the grid, index the year column so and time the filtered queries again")
     args = ap.parse_args()
     import lancedb
-    from lancedb.index import HnswSq, IvfPq
+    from lancedb.index import Bitmap, BTree, HnswSq, IvfPq
 
     c = centres()
-    first, _ = block(0, min(BLOCK, args.n), c)
-    rng = np.random.default_rng(1)
-    queries = first[rng.integers(0, len(first), args.queries)] + 0.05 * rng.normal(size=(args.queries, DIM)).astype(np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    queries = queries_near(c, n=args.n, count=args.queries, seed=1)
     truth, truth_filtered = ExactTop10(queries), ExactTop10(queries)
     schema = pa.schema([("id", pa.int64()), ("year", pa.int16()), ("vector", pa.list_(pa.float32(), DIM))])
 
@@ -163,7 +168,7 @@ def main() -> None:
         scalar_s = then_s = None
         if args.scalar_index:
             t0 = time.perf_counter()
-            tbl.create_scalar_index("year", index_type="BTREE")
+            tbl.create_index("year", config=BTree())
             scalar_s = round(time.perf_counter() - t0, 1)
             index_desc += ", BTREE index on year"
         grid = ((20, 10), (60, 20), (100, 40), (200, 50)) if args.index == "ivf_pq" else ((5, 10), (10, 10), (20, 20), (40, 20))
@@ -172,7 +177,7 @@ def main() -> None:
                     for nprobes, refine in grid]
         if args.then_scalar_index:  # the filtered queries again, once the filter column has its own index
             t0 = time.perf_counter()
-            tbl.create_scalar_index("year", index_type=args.then_scalar_index)
+            tbl.create_index("year", config={"BTREE": BTree, "BITMAP": Bitmap}[args.then_scalar_index]())
             then_s = round(time.perf_counter() - t0, 1)
             for row in settings:
                 row |= {f"scalar_{k}": v for k, v in measure(tbl, queries, modes[1:], row["nprobes"],

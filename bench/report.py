@@ -631,6 +631,74 @@ def ann_section(r: dict, *, name: str = "ann") -> list[str]:
     return out + [""]
 
 
+def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
+    """bench/ann_filters.py: filtered search as the lake indexes it, the previous version in the same run."""
+    modes = ["unfiltered", *r["filters"]]
+    q = r["queries"]
+    flags = (f" --n {r['n']}" + (f" --queries {q['tune'] + q['test']}" if q["tune"] + q["test"] != 200 else "")
+             + (" --keep DIR" if r["kept_table"] else "") + (f" --out {name}" if name != "ann_filters" else ""))
+    previous = r.get("previous_where", {})
+    filters = "; ".join(f"*{m}* `{f['where']}` ({f['share']:.1%} of the rows pass"
+                        + (f"; the previous version wrote `{previous[m]}`" if m in previous else "") + ")"
+                        for m, f in r["filters"].items())
+    t = r["targets"]
+    out = [f"## Filtered search at {r['n']:,} vectors, as the lake indexes it ({r['index']})", "",
+           f"Command: `python bench/ann_filters.py{flags}` — {r['n']:,} synthetic {r['dim']}-d vectors (those of "
+           "`bench/ann.py`) with the columns of the lake's vector tables, the ANN index and the filter-column indexes "
+           "`lake/vectors.py` builds, and the filter expressions search sends. Filters: " + filters + ". Query settings "
+           f"(nprobes, refine factor) are chosen on {q['tune']} tuning queries (the fastest whose recall@10 is ≥ "
+           f"{t['recall_at_10']} in every mode at both depths) and reported on {q['test']} held-out ones. Recall@10 "
+           "against exact cosine search over the rows passing the filter; p50 (p95) at 10 rows, and p50 at the 50 "
+           "rows a search of the app fetches.", _machine(r), "",
+           f"Table write {r['table_write_s']} s; ANN index build **{r['index_build_s']} s**, "
+           f"{r['index_build_extra_rss_mb']} MB extra memory" + (" (built by an earlier run with `--keep`)" if r["kept_table"] else "")
+           + "; filter-column indexes " + ", ".join(f"`{c}` {s} s" for c, s in r["scalar_index_build_s"].items())
+           + f"; {r['disk_mb']:,} MB on disk.", ""]
+
+    def cells(row: dict) -> str:
+        m = row["modes"]
+
+        def probes(x: str) -> str:  # the probes of a filtered query, where search gave it more
+            n = m[f"{x}@10"].get("nprobes", row["nprobes"])
+            return f" [{n} probes]" if n != row["nprobes"] else ""
+
+        return " | ".join(f"{m[f'{x}@10']['recall_at_10']} · {m[f'{x}@10']['p50_ms']} ms ({m[f'{x}@10']['p95_ms']}){probes(x)} | "
+                          f"{m[f'{x}@50']['recall_at_10']} · {m[f'{x}@50']['p50_ms']} ms" for x in modes)
+
+    head = "| " + " | ".join(f"{x}: 10 rows | 50 rows" for x in modes) + " |"
+    rule = "---:|---:|" * len(modes)
+    shipped, chosen = r["shipped"], r["chosen"]
+    counts = r["count_rows_p50_ms"]
+    out += [f"A filtered query passing a share *s* < {r['probed_share']} of the rows probes nprobes × "
+            f"{r['probed_share']} / *s* partitions (under IVF_PQ: `lake.vectors.AnnSettings.probes`; shown in brackets); search counts the "
+            "rows a filter passes once per filter: p50 " + ", ".join(
+                f"{m} {counts['without_scalar_indexes'][m]} → {counts['with_scalar_indexes'][m]} ms" for m in r["filters"])
+            + " (without → with the filter-column indexes).", "",
+            "**Held-out queries** (recall@10 · p50):", "",
+            "| version | nprobes | refine " + head, "|---|---:|---:|" + rule,
+            f"| before: no filter-column indexes, the same probes for every query | {shipped[0]} | {shipped[1]} | "
+            f"{cells(r['baseline_without_scalar_indexes'])} |",
+            f"| filter-column indexes, the same probes | {shipped[0]} | {shipped[1]} | "
+            f"{cells(r['shipped_fixed_probes_held_out'])} |",
+            f"| now: filter-column indexes, more probes for narrow filters | {shipped[0]} | {shipped[1]} | "
+            f"{cells(r['shipped_held_out'])} |"]
+    if [chosen["nprobes"], chosen["refine_factor"]] != shipped:
+        out.append(f"| now: chosen on the tuning queries | {chosen['nprobes']} | {chosen['refine_factor']} | "
+                   f"{cells(r['chosen_held_out'])} |")
+    out += ["", "**Tuning queries**, the grid:", "", "| nprobes | refine " + head, "|---:|---:|" + rule]
+    out += [f"| {row['nprobes']} | {row['refine_factor']} | {cells(row)} |" for row in r["grid_tuning_queries"]]
+    held = r["chosen_held_out"]["modes"]
+    worst_recall = min(m["recall_at_10"] for m in held.values())
+    worst_p50 = max(m["p50_ms"] for k, m in held.items() if k.endswith("@10"))
+    met = worst_recall >= t["recall_at_10"] and worst_p50 <= t["p50_ms"]
+    lead = ("Chosen" if chosen["met_on_tuning"] else
+            f"**No setting tried reaches recall ≥ {t['recall_at_10']} in every mode** on the tuning queries; the most thorough")
+    out += ["", f"{lead}: nprobes {chosen['nprobes']}, refine {chosen['refine_factor']}. Held out: lowest recall@10 "
+            f"{worst_recall}, slowest p50 at 10 rows {worst_p50} ms: the target (recall ≥ {t['recall_at_10']} at p50 ≤ "
+            f"{t['p50_ms']} ms, every mode) is **{'met' if met else 'not met'}**."]
+    return out + [""]
+
+
 def projection_sample_section(r: dict) -> list[str]:
     f = r["full"]
     out = ["## Maps fitted on a sample, the rest placed", "",
@@ -1161,6 +1229,7 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("anomaly", anomaly_section),
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
             *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
+            *((name, partial(ann_filters_section, name=name)) for name in ("ann_filters_200k", "ann_filters", "ann_filters_10m")),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
             ("add_one_day_picture", add_day_section), ("append_vectors", append_vectors_section),

@@ -43,7 +43,7 @@ from lake.pictures import picture_of
 from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND
-from lake.vectors import ANN_MIN_ROWS, ann_search_settings, matrix
+from lake.vectors import ANN_MIN_ROWS, AnnSettings, ann_search_settings, matrix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -261,7 +261,8 @@ class SearchEngine:
         self._classes: dict[str, Any] | None = None
         self._memory: dict[str, InMemoryVectors | None] = {}
         self._tables: dict[str, Any] = {}  # opened LanceDB tables (read-only; one lake version)
-        self._ann: dict[str, tuple[int, int]] = {}  # (nprobes, refine factor) per kind with an ANN index
+        self._ann: dict[str, AnnSettings] = {}  # query settings per kind with an ANN index
+        self._shares: dict[tuple[str, str], float] = {}  # share of a table's rows passing a filter (one version)
         self._explanations: dict[str, _Details] | None = None
         self._fts: Any = None  # the keyword table's Lance dataset (see _keyword_dataset)
 
@@ -330,7 +331,7 @@ class SearchEngine:
             raise SearchError("this lake's multimodal vectors predate the text–picture space; rebuild it")
         return np.concatenate([vec, vec])
 
-    def _ann_settings(self, kind: str) -> tuple[int, int]:
+    def _ann_settings(self, kind: str) -> AnnSettings:
         """The query settings of ``kind``'s ANN index type, looked up once per kind."""
         if kind not in self._ann:
             self._ann[kind] = ann_search_settings(self._table(kind))
@@ -357,8 +358,8 @@ class SearchEngine:
             return memory.search(vector, memory.mask(filters, exclude), n)
         if exclude is None:
             return self._dense(vector, kind, where, n)
-        # one more, then the excluded entry dropped: with a filter, LanceDB reads the filter's column over the
-        # whole table before it searches (at 10M rows, for a range of years: p50 210 ms against 39 ms)
+        # one more, then the excluded entry dropped: a filter of its own would make every neighbour list a
+        # filtered search (the filter evaluated, more probes under IVF_PQ: lake.vectors.AnnSettings.probes)
         return [h for h in self._dense(vector, kind, where, n + 1) if h["date"] != exclude][:n]
 
     def _paged_dense(self, vector: np.ndarray, kind: str, filters: Filters, n: int) -> list[dict[str, Any]]:
@@ -369,13 +370,28 @@ class SearchEngine:
         return paged_list(lambda m: self._dense_search(vector, kind, filters, m), n)
 
     def _dense(self, vector: np.ndarray, kind: str, where: str | None, n: int) -> list[dict[str, Any]]:
-        nprobes, refine = self._ann_settings(kind)  # used only where an ANN index exists
+        settings = self._ann_settings(kind)  # used only where an ANN index exists
+        nprobes = settings.probes(share=self._share(kind, where)) if where else settings.nprobes
         query = (self._table(kind).search(np.asarray(vector, np.float32)).metric("cosine")
-                 .nprobes(nprobes).refine_factor(refine))
+                 .nprobes(nprobes).refine_factor(settings.refine_factor))
         if where:
             query = query.where(where, prefilter=True)
         hits = query.select(["date", "title", "category", "has_image", "_distance"]).limit(n).to_list()
         return [h | {"score": round(1.0 - float(h.pop("_distance")), 4)} for h in hits]
+
+    #: Filters whose share of passing rows is remembered (per kind); the oldest are forgotten beyond it.
+    SHARES_KEPT = 256
+
+    def _share(self, kind: str, where: str) -> float:
+        """The share of table ``kind``'s rows passing ``where``, counted once per filter from the filter
+        columns' indexes (:data:`lake.vectors.SCALAR_INDEXES`; a few ms at 10M rows)."""
+        key = (kind, where)
+        if key not in self._shares:
+            table = self._table(kind)
+            if len(self._shares) >= self.SHARES_KEPT:
+                self._shares.pop(next(iter(self._shares)))
+            self._shares[key] = table.count_rows(where) / max(1, table.count_rows())
+        return self._shares[key]
 
     def _keyword(self, q: str, where: str | None, n: int) -> list[dict[str, Any]]:
         memory = self._in_memory(KEYWORD_KIND)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -31,10 +33,24 @@ ANN_MIN_ROWS = 100_000
 HNSW_MIN_ROWS = 5_000_000
 #: Query-time settings (nprobes, refine factor) per index type (LanceDB's ``IndexConfig.index_type``):
 #: IVF_PQ recall@10 0.997 at p50 11 ms on 1M vectors; IVF_HNSW_SQ 0.97 at p50 42 ms on 10M (0.94 at
-#: 34 ms with 20 probes). A filter costs far more at 10M: LanceDB reads the filter column over the
-#: whole table first (``year >= 2016``: p50 210 ms, 92 ms with a bitmap index on ``year``; post-filtering
-#: a list 8 times deeper instead took 150 ms, and 487 ms at the 50 rows a search fetches: BENCHMARKS.md).
+#: 34 ms with 20 probes). Filtered queries: :data:`SCALAR_INDEXES`, :data:`PROBED_SHARE`.
 ANN_SEARCH = {"IvfPq": (100, 40), "IvfHnswSq": (40, 20)}
+#: Under IVF_PQ, a filter passing a smaller share of the rows than this is searched with proportionally
+#: more probes (:meth:`AnnSettings.probes`). Why: LanceDB's pre-filter searches the probed partitions'
+#: passing rows, and the nearest rows passing a narrow filter lie further out: the tenth of those passing
+#: 6 % of the rows is about the 170th nearest overall. With the probes of :data:`ANN_SEARCH`, recall@10
+#: was 0.77 there (200k vectors; 0.95 with these probes, p50 10 → 21 ms) while a filter passing a third
+#: of the rows kept the unfiltered recall. How far out depends on the data: at 1M it had kept 0.99, and
+#: the probes cost 11 → 40 ms there for 1.0. IVF_HNSW_SQ kept its recall for both filters (10M vectors:
+#: 0.96 at 40 probes), so its probes stay as they are (bench/ann_filters.py, BENCHMARKS.md).
+PROBED_SHARE = 1 / 3
+#: Scalar indexes (column → LanceDB index type) that tables with an ANN index get on the columns search
+#: filters read (:meth:`lake.filters.Filters.lance_where`): a B-tree for date ranges and date lists (ISO
+#: text), bitmaps for whole years, the few categories and the has-image flag. Why: without them LanceDB's
+#: pre-filter reads the filter column over the whole table on every filtered query (10M vectors, 40
+#: probes, a third of the rows passing: p50 363 ms, 93 ms with them, 36 ms unfiltered; one category, 6 %
+#: of the rows: 371 → 54 ms; built in 7.4 s in all; bench/ann_filters.py, BENCHMARKS.md).
+SCALAR_INDEXES = {"date": "BTree", "year": "Bitmap", "category": "Bitmap", "has_image": "Bitmap"}
 #: Rows appended to a table with an ANN index stay out of the index until this many are (searches read
 #: them exactly, beside the index, as LanceDB does with rows an index lacks); then one merge takes them
 #: in. Measured (bench/append_vectors.py, BENCHMARKS.md): merging one day's row into the IVF_PQ index of
@@ -49,13 +65,29 @@ UNINDEXED_MAX_ROWS = 10_000
 COMPACT_AT_FRAGMENTS = 8
 
 
-def ann_search_settings(lance_table) -> tuple[int, int]:
-    """(nprobes, refine factor) for the vector index ``lance_table`` has (IVF_PQ's when it has none:
-    they are then ignored)."""
+class AnnSettings(NamedTuple):
+    """How a table's ANN index is queried (:data:`ANN_SEARCH` for its type)."""
+
+    index_type: str  #: LanceDB's ``IndexConfig.index_type`` ("IvfPq", "IvfHnswSq")
+    nprobes: int
+    refine_factor: int
+
+    def probes(self, *, share: float) -> int:
+        """The partitions to probe for a filter that ``share`` of the rows pass: under IVF_PQ
+        ``nprobes × PROBED_SHARE / share`` (:data:`PROBED_SHARE`), never fewer than ``nprobes``
+        (LanceDB probes every partition when asked for more than the index has); else ``nprobes``."""
+        if self.index_type != "IvfPq" or share <= 0:  # share 0: LanceDB answers from the filter alone
+            return self.nprobes
+        return max(self.nprobes, math.ceil(self.nprobes * PROBED_SHARE / share))
+
+
+def ann_search_settings(lance_table) -> AnnSettings:
+    """The :class:`AnnSettings` of the vector index ``lance_table`` has (IVF_PQ's when it has none: they
+    are then ignored)."""
     for index in lance_table.list_indices():
         if "vector" in index.columns and index.index_type in ANN_SEARCH:
-            return ANN_SEARCH[index.index_type]
-    return ANN_SEARCH["IvfPq"]
+            return AnnSettings(index.index_type, *ANN_SEARCH[index.index_type])
+    return AnnSettings("IvfPq", *ANN_SEARCH["IvfPq"])
 
 
 def vector_table(
@@ -208,8 +240,9 @@ def _rows_in_place(dataset, table: pa.Table) -> bool:
 
 def _indexes_to_merge(dataset, *, unindexed_max_rows: int) -> list[str]:
     """The indexes of ``dataset`` (a Lance dataset) that take its unindexed rows in now: BM25's always (a
-    row outside it would be scored with other statistics than a rewritten table's), an ANN index once
-    ``unindexed_max_rows`` rows are outside it."""
+    row outside it would be scored with other statistics than a rewritten table's), an ANN or scalar
+    index once ``unindexed_max_rows`` rows are outside it (LanceDB reads the rows an index lacks beside
+    it, so filters and searches see them before)."""
     rows = dataset.count_rows()
     return [index.name for index in dataset.describe_indices()
             if index.index_type == "Inverted" or rows - index.num_rows_indexed >= unindexed_max_rows]
@@ -220,28 +253,49 @@ def _indexes_for(table: pa.Table, *, ann_min_rows: int, hnsw_min_rows: int) -> s
     kinds = {("body", "Inverted")} if "body" in table.column_names else set()
     if table.num_rows >= ann_min_rows:
         kinds.add(("vector", "IVF_HNSW_SQ" if table.num_rows >= hnsw_min_rows else "IVF_PQ"))
+        kinds |= {(column, kind) for column, kind in SCALAR_INDEXES.items() if column in table.column_names}
     return kinds
+
+
+def vector_index_config(*, num_rows: int, dim: int, hnsw_min_rows: int = HNSW_MIN_ROWS):
+    """The LanceDB configuration of the ANN index of a table of ``num_rows`` vectors of ``dim`` dimensions:
+    IVF_PQ (√n partitions), or IVF_HNSW_SQ (√n/8 partitions) from ``hnsw_min_rows`` rows (see
+    :data:`HNSW_MIN_ROWS`). Public so that bench/ann_filters.py measures the index the lake builds."""
+    from lancedb.index import HnswSq, IvfPq
+
+    partitions = max(1, int(num_rows ** 0.5))
+    if num_rows >= hnsw_min_rows:
+        return HnswSq(distance_type="cosine", num_partitions=max(1, partitions // 8))
+    return IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=_sub_vectors(dim))
+
+
+def create_scalar_indexes(lance_table, *, columns: Iterable[str]) -> list[str]:
+    """The :data:`SCALAR_INDEXES` of those of ``columns`` that have one, created (replaced) on
+    ``lance_table`` (a LanceDB table); returns the columns indexed."""
+    from lancedb.index import Bitmap, BTree
+
+    configs = {"BTree": BTree, "Bitmap": Bitmap}
+    done = [column for column in SCALAR_INDEXES if column in set(columns)]
+    for column in done:
+        lance_table.create_index(column, config=configs[SCALAR_INDEXES[column]](), replace=True)
+    return done
 
 
 def index_table(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int = ANN_MIN_ROWS,
                 hnsw_min_rows: int = HNSW_MIN_ROWS) -> None:
-    """BM25 over ``body`` when the table has one; an ANN index over the vectors from ``ann_min_rows``
-    rows: IVF_PQ, or IVF_HNSW_SQ from ``hnsw_min_rows`` rows (see :data:`HNSW_MIN_ROWS`)."""
+    """BM25 over ``body`` when the table has one; from ``ann_min_rows`` rows (below them search reads
+    the table into memory), an ANN index over the vectors (:func:`vector_index_config`) and the
+    :data:`SCALAR_INDEXES` of the filter columns."""
     lance_table = _connect(db_path).open_table(kind)
     if "body" in table.column_names:
         from lancedb.index import FTS
 
         lance_table.create_index("body", config=FTS(), replace=True)
     if table.num_rows >= ann_min_rows:
-        from lancedb.index import HnswSq, IvfPq
-
-        partitions = max(1, int(table.num_rows ** 0.5))
-        if table.num_rows >= hnsw_min_rows:
-            config = HnswSq(distance_type="cosine", num_partitions=max(1, partitions // 8))
-        else:
-            config = IvfPq(distance_type="cosine", num_partitions=partitions,
-                           num_sub_vectors=_sub_vectors(table.schema.field("vector").type.list_size))
-        lance_table.create_index("vector", replace=True, config=config)
+        dim = table.schema.field("vector").type.list_size
+        lance_table.create_index("vector", replace=True, config=vector_index_config(
+            num_rows=table.num_rows, dim=dim, hnsw_min_rows=hnsw_min_rows))
+        create_scalar_indexes(lance_table, columns=table.column_names)
 
 
 def _sub_vectors(dim: int) -> int:

@@ -1,11 +1,13 @@
 """Neighbour graph, projections and clustering on small fixed data, judged by quality thresholds."""
 
+import datetime as dt
 import sys
 
 import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
 
+from lake.filters import Filters
 from pipeline import cluster
 from pipeline.classify import zero_shot
 from pipeline.neighbors import cached_knn_graph, extend_graph, knn_graph
@@ -193,15 +195,25 @@ def test_ann_index_is_built_for_large_tables_and_searched(tmp_path, hnsw_min_row
     rng = np.random.default_rng(3)
     x = rng.normal(size=(3000, 32)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    dates = [f"d{i:05d}" for i in range(len(x))]
-    vectors.write_table(tmp_path, "text", dates, x, titles=dates, years=[2000] * len(x), categories=["c"] * len(x),
+    dates = [(dt.date(2000, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(len(x))]  # 2000 to 2008
+    vectors.write_table(tmp_path, "text", dates, x, titles=dates, years=[int(d[:4]) for d in dates],
+                        categories=["c"] * len(x),
                         has_image=[False] * len(x), ann_min_rows=1000, hnsw_min_rows=hnsw_min_rows)
     table = vectors.open_table(tmp_path, "text")
-    assert [ix.index_type for ix in table.list_indices()] == [index_type]
-    nprobes, refine = vectors.ann_search_settings(table)
-    assert (nprobes, refine) == vectors.ANN_SEARCH[index_type]
+    assert {ix.columns[0]: ix.index_type for ix in table.list_indices()} == {
+        "vector": index_type, "date": "BTree", "year": "Bitmap", "category": "Bitmap", "has_image": "Bitmap"}
+    _, nprobes, refine = settings = vectors.ann_search_settings(table)
+    assert settings == (index_type, *vectors.ANN_SEARCH[index_type])
     hits = table.search(x[7]).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(5).to_list()
-    assert hits[0]["date"] == "d00007"
+    assert hits[0]["date"] == "2000-01-08"
+    # a filter as search writes it is answered from the filter columns' indexes, not by reading them
+    where = Filters(categories=("c",), start="2000-01-01", end="2001-06-30", has_image=False).lance_where(
+        known_categories=["c"])  # … AND ((year = 2000) OR (date >= '2001-01-01' AND date <= '2001-06-30'))
+    query = table.search(x[7]).metric("cosine").nprobes(nprobes).refine_factor(refine).where(where, prefilter=True)
+    plan = query.limit(5).explain_plan(True)
+    assert "ScalarIndexQuery" in plan and all(f"{column}_idx" in plan for column in vectors.SCALAR_INDEXES)
+    hits = query.limit(5).to_list()
+    assert hits[0]["date"] == "2000-01-08" and all(h["date"] <= "2001-06-30" for h in hits)
 
 
 @pytest.mark.slow

@@ -82,7 +82,7 @@ def test_a_cone_must_be_resolved_before_lancedb_or_numpy():
 
 def _rows(n: int = 120) -> pd.DataFrame:
     rng = np.random.default_rng(7)
-    dates = [dt.date(2014, 1, 1) + dt.timedelta(days=i) for i in range(n)]
+    dates = [dt.date(2012, 12, 1) + dt.timedelta(days=4 * i) for i in range(n)]  # across three years
     cats = [CATS[i] if i < len(CATS) else None for i in rng.integers(0, len(CATS) + 1, n)]  # some uncategorised
     return pd.DataFrame({"date": dates, "category": cats, "has_image": rng.random(n) < 0.4,
                          "ra": rng.uniform(0, 360, n), "dec": rng.uniform(-90, 90, n)})
@@ -99,6 +99,15 @@ CASES = [
     Filters(has_image=False, categories=("Comet", "Galaxy"), start=dt.date(2014, 1, 15), end=dt.date(2014, 3, 31)),
     Filters(dates=[dt.date(2014, 1, 5), dt.date(2014, 3, 1), dt.date(2020, 1, 1)]),
     Filters(dates=[]),
+    Filters(start=dt.date(2013, 1, 1)),  # whole years: written on the year column for LanceDB
+    Filters(end=dt.date(2013, 12, 31), has_image=True),
+    Filters(start=dt.date(2013, 1, 1), end=dt.date(2013, 12, 31), categories=("Galaxy", "Comet")),
+    Filters(start=dt.date(2013, 1, 1), end=dt.date(2014, 2, 1)),
+    Filters(start=dt.date(2013, 1, 2), end=dt.date(2013, 12, 30)),
+    Filters(start=dt.date(2013, 3, 15), has_image=False),  # partial first year, then whole years
+    Filters(end=dt.date(2014, 2, 10)),  # whole years, then the days of the last
+    Filters(start=dt.date(2012, 12, 20), end=dt.date(2014, 1, 10), categories=("Nebula",)),
+    Filters(start=dt.date(2013, 12, 31), end=dt.date(2014, 1, 1)),
 ]
 
 
@@ -130,6 +139,7 @@ def lance_table(tmp_path_factory):
     vectors = np.random.default_rng(1).random((len(rows), 4), dtype=np.float32)
     table = pa.table({
         "date": pa.array(cols["date"].tolist(), pa.string()),
+        "year": pa.array([d.year for d in rows.date], pa.int16()),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 4),
         "category": pa.array([c or None for c in cols["category"].tolist()], pa.string()),
         "has_image": pa.array(cols["has_image"].tolist(), pa.bool_()),
@@ -152,6 +162,25 @@ def test_duckdb_numpy_and_lancedb_select_the_same_rows(f, lance_table):
     assert by_sql == by_mask == by_lance
     if f == Filters():
         assert len(by_sql) == len(rows)
+
+
+def test_date_ranges_go_on_the_year_column_where_they_cover_whole_years():
+    """LanceDB reads the ``year`` column's bitmap index faster than the date's B-tree, so the whole years
+    of a range are written on ``year`` and only the days of a partly covered first or last year on
+    ``date`` (the agreement test above checks that each selects the same rows as DuckDB and numpy)."""
+    def where(start, end):
+        return Filters(start=start, end=end).lance_where(known_categories=CATS)
+
+    assert where("2013-01-01", "2014-12-31") == "year >= 2013 AND year <= 2014"  # the year slider's
+    assert where("2013-01-01", "2013-12-31") == "year = 2013"
+    assert where(None, "2013-12-31") == "year <= 2013"
+    assert where("2013-03-15", None) == "((date >= '2013-03-15' AND date <= '2013-12-31') OR (year >= 2014))"
+    assert where("2013-03-15", "2016-02-01") == ("((date >= '2013-03-15' AND date <= '2013-12-31') OR "
+                                                 "(year >= 2014 AND year <= 2015) OR "
+                                                 "(date >= '2016-01-01' AND date <= '2016-02-01'))")
+    assert where("2013-03-15", "2013-04-01") == "date >= '2013-03-15' AND date <= '2013-04-01'"
+    both = Filters(start="2013-03-15", categories=("Galaxy",)).lance_where(known_categories=CATS)
+    assert both == "category IN ('Galaxy') AND ((date >= '2013-03-15' AND date <= '2013-12-31') OR (year >= 2014))"
 
 
 def test_cone_in_duckdb_matches_the_great_circle_distance():

@@ -795,15 +795,26 @@ def test_an_appended_table_keeps_its_ann_index_and_merges_new_rows_in_batches(tm
         staged = tmp_path / f"staged-{batch}"
         assert vectors.append_to_previous(staged, "image", full, previous=last, ann_min_rows=600,
                                           hnsw_min_rows=10**9, unindexed_max_rows=batch) == 10
-        stats = lance.dataset(vectors.table_uri(staged, "image")).index_statistics("vector_idx")
-        assert (stats["num_indexed_rows"], stats["num_unindexed_rows"]) == (700 - unindexed, unindexed)
+        dataset = lance.dataset(vectors.table_uri(staged, "image"))
+        for index in ("vector_idx", *(f"{column}_idx" for column in vectors.SCALAR_INDEXES)):  # the scalar ones alike
+            stats = dataset.index_statistics(index)
+            assert (stats["num_indexed_rows"], stats["num_unindexed_rows"]) == (700 - unindexed, unindexed)
         table = vectors.open_table(staged, "image")
         assert table.to_arrow().equals(full)
-        for row in (3, 695):  # an indexed row and a new one: each its own nearest neighbour
+        for row in (3, 695):  # an indexed row and a new one: each its own nearest neighbour, with a filter too
             query = vectors.matrix(full.column("vector").slice(row, 1))[0]
-            hit = table.search(query).distance_type("cosine").nprobes(100).refine_factor(40).limit(1).to_arrow()
-            assert hit.column("date")[0] == full.column("date")[row] and np.isclose(hit.column("_distance")[0].as_py(), 0,
-                                                                                     atol=1e-5)
+            day, category = full.column("date")[row].as_py(), full.column("category")[row].as_py()
+            for where in (None, f"date >= '{day}' AND category IN ('{category}')"):
+                search = table.search(query).distance_type("cosine").nprobes(100).refine_factor(40).limit(1)
+                hit = (search.where(where, prefilter=True) if where else search).to_arrow()
+                assert hit.column("date")[0].as_py() == day
+                assert np.isclose(hit.column("_distance")[0].as_py(), 0, atol=1e-5)
+    without_scalar = tmp_path / "without-scalar"  # published before the filter columns had indexes
+    vectors.write_arrow(without_scalar, "image", full.slice(0, 690), ann_min_rows=600, hnsw_min_rows=10**9)
+    for column in vectors.SCALAR_INDEXES:
+        lance.dataset(vectors.table_uri(without_scalar, "image")).drop_index(f"{column}_idx")
+    assert vectors.append_to_previous(tmp_path / "other", "image", full, previous=without_scalar, ann_min_rows=600,
+                                      hnsw_min_rows=10**9) is None  # written whole once, with them
     unindexed = tmp_path / "unindexed"  # written below the threshold the new rows cross
     vectors.write_arrow(unindexed, "image", full.slice(0, 690), ann_min_rows=695)
     assert vectors.append_to_previous(tmp_path / "other", "image", full, previous=unindexed, ann_min_rows=695) is None

@@ -1,0 +1,243 @@
+"""Filtered vector search at N vectors (default 1,000,000; ``--n 10000000`` for the 10M case) as the lake
+builds and runs it: the ANN index and the filter-column indexes of ``lake.vectors`` (``vector_index_config``,
+``create_scalar_indexes``), the filter expressions of ``lake.filters.Filters`` that search sends, the query
+settings chosen by measurement on one half of the queries and reported on the other.
+
+Rows: the vectors and years of ``bench/ann.py`` (384-d, around 2,000 centres; the same seeds, so the same
+vectors), with the columns of the lake's vector tables: an ISO ``date`` in that year, a ``category`` of 12
+with a skewed share (as the archive's taxonomy), ``has_image`` for 95 %. Filters: whole years (from
+2016, as the dashboard's year slider makes them: about a third of the rows), the same from a day inside
+a year (from 15 March 2016: that year's days on the date's index, the later years on the year's), and
+one category with pictures (about 6 %).
+
+Steps, one run: (1) the table with its ANN index (or the one ``--keep`` left); (2) the baseline, the
+previous version of the lake: the shipped query settings (``lake.vectors.ANN_SEARCH``) without the
+filter-column indexes, with as many probes for a filtered query as for any, and date ranges written on
+the date alone (``PREVIOUS_WHERE``), on the held-out queries; (3) the filter-column indexes built, timed, and
+the count of each filter's rows timed without and with them; (4) a grid of (nprobes, refine factor) on
+the tuning queries, filtered queries probing as search does (``lake.vectors.AnnSettings.probes``: more
+for a narrow filter under IVF_PQ); the fastest setting whose recall@10 is ≥ 0.95 in every mode
+(unfiltered and each filter) at both list depths is chosen; (5) that setting, the shipped one, and the
+shipped one with fixed probes measured on the held-out queries. Recall@10 is against exact cosine search
+over the rows passing the filter; latency of each query alone, after 5 warm-up queries per mode; at 10
+rows and at the 50 a search of the app fetches (``FUSION_DEPTH``; recall of its first 10).
+
+Usage: python bench/ann_filters.py [--n 1000000] [--queries 200] [--keep DIR] [--out ann_filters]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ann import BLOCK, DIM, ExactTop10, ann_ids, block, centres, queries_near  # noqa: E402
+from bench.common import peak_rss, save  # noqa: E402
+from lake.filters import Filters  # noqa: E402
+from lake.schema import vector_schema  # noqa: E402
+from lake.search import FUSION_DEPTH  # noqa: E402
+from lake.vectors import (  # noqa: E402
+    ANN_SEARCH,
+    HNSW_MIN_ROWS,
+    PROBED_SHARE,
+    SCALAR_INDEXES,
+    AnnSettings,
+    create_scalar_indexes,
+    vector_index_config,
+)
+
+CATEGORIES = ("galaxy", "nebula", "star cluster", "planet", "moon", "sun", "comet", "aurora", "eclipse",
+              "spacecraft", "earth", "sky")
+#: Shares of the categories (most common first), a skew like the archive's taxonomy.
+SHARES = np.array([0.2, 0.16, 0.12, 0.1, 0.09, 0.08, 0.06, 0.05, 0.045, 0.04, 0.03, 0.025])
+FILTERS = {"years": Filters(start=dt.date(2016, 1, 1)), "days": Filters(start=dt.date(2016, 3, 15)),
+           "category": Filters(categories=("comet",), has_image=True)}
+#: The filters as the previous version wrote them for LanceDB (d714fb0: date bounds on ``date`` only).
+PREVIOUS_WHERE = {"years": "date >= '2016-01-01'", "days": "date >= '2016-03-15'"}
+#: Settings tried on the tuning queries; the shipped one (ANN_SEARCH) is among them.
+GRID = {"IvfHnswSq": ((10, 10), (20, 5), (20, 10), (20, 20), (30, 5), (30, 10), (40, 5), (40, 10), (40, 20),
+                      (60, 10)),
+        "IvfPq": ((20, 10), (40, 20), (60, 20), (100, 20), (100, 40), (150, 40), (200, 50))}
+TARGET_RECALL, TARGET_P50_MS = 0.95, 50
+DEPTHS = (10, FUSION_DEPTH)
+#: A vector table of the lake, and the row number the exact answers are kept by.
+SCHEMA = pa.schema([*vector_schema(DIM), pa.field("id", pa.int64())])
+WARMUP = 5
+
+
+def rows(start: int, stop: int, c: np.ndarray) -> tuple[np.ndarray, pa.RecordBatch, dict[str, np.ndarray]]:
+    """Vectors, the record batch of rows [start, stop) (the lake's vector-table columns and an ``id``)
+    and, per filter, which of them pass it; the same whatever else was generated."""
+    x, years = block(start, stop, c)
+    rng = np.random.default_rng([2, start])
+    year = (years.astype(np.int64) - 1970).astype("datetime64[Y]")
+    first, after = year.astype("datetime64[D]"), (year + 1).astype("datetime64[D]")
+    dates = (first + (rng.random(len(x)) * (after - first).astype(np.int64)).astype("timedelta64[D]")).astype(str)
+    category = np.array(CATEGORIES)[rng.choice(len(CATEGORIES), len(x), p=SHARES)]
+    has_image = rng.random(len(x)) < 0.95
+    passes = {name: f.mask(columns={"date": dates, "category": category, "has_image": has_image})
+              for name, f in FILTERS.items()}
+    batch = pa.record_batch([pa.array(dates), pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), DIM),
+                             pa.nulls(len(x), pa.string()), pa.array(years), pa.array(category),
+                             pa.array(has_image), pa.array(np.arange(start, stop))], schema=SCHEMA)
+    return x, batch, passes
+
+
+def measure(tbl, queries: np.ndarray, truth: dict[str, ExactTop10], wheres: dict[str, str | None],
+            settings: AnnSettings, *, shares: dict[str, float] | None = None) -> dict:
+    """Recall@10, p50 and p95 of each mode (unfiltered, each filter) at each list depth; with ``shares``
+    (of the rows passing each filter), filtered queries probe as search does (``AnnSettings.probes``),
+    else ``settings.nprobes`` partitions whatever the filter."""
+    out = {}
+    nprobes, refine = settings.nprobes, settings.refine_factor
+    for (mode, where), depth in itertools.product(wheres.items(), DEPTHS):
+        probes = settings.probes(share=shares[mode]) if shares and where else nprobes
+        run = partial(ann_ids, tbl, nprobes=probes, refine=refine, limit=depth, where=where)
+
+        for q in queries[:WARMUP]:
+            run(q)
+        lat, recall = [], []
+        for q, best in zip(queries, truth[mode].best):
+            s = time.perf_counter()
+            ids = run(q)
+            lat.append((time.perf_counter() - s) * 1000)
+            recall.append(len(set(ids[:10]) & set(best.tolist())) / 10)
+        out[f"{mode}@{depth}"] = {"nprobes": probes, "recall_at_10": round(float(np.mean(recall)), 4),
+                                  "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                                  "p95_ms": round(float(np.percentile(lat, 95)), 2)}
+    print({"nprobes": nprobes, "refine_factor": refine, "by_share": shares is not None} | out, flush=True)
+    return {"nprobes": nprobes, "refine_factor": refine, "by_share": shares is not None, "modes": out}
+
+
+def meets(row: dict) -> bool:
+    return all(m["recall_at_10"] >= TARGET_RECALL for m in row["modes"].values())
+
+
+def slowest_p50(row: dict) -> float:
+    return max(m["p50_ms"] for key, m in row["modes"].items() if key.endswith("@10"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=200, help="half tune the settings, half report them")
+    ap.add_argument("--keep", type=Path, help="keep the table here, and use the one a run with the same --n left")
+    ap.add_argument("--out", default="ann_filters", help="results name (bench/results/<out>.json)")
+    args = ap.parse_args()
+    import lance
+    import lancedb
+
+    c = centres()
+    queries = queries_near(c, n=args.n, count=args.queries, seed=7)
+    tune, test = queries[: args.queries // 2], queries[args.queries // 2:]
+    modes = ("unfiltered", *FILTERS)
+    truth = {m: ExactTop10(queries) for m in modes}
+    shares = dict.fromkeys(FILTERS, 0)
+
+    def batches():
+        for start in range(0, args.n, BLOCK):
+            x, batch, passes = rows(start, min(args.n, start + BLOCK), c)
+            truth["unfiltered"].add(x, start)
+            for name, keep in passes.items():
+                truth[name].add(x, start, keep=keep)
+                shares[name] += int(keep.sum())
+            yield batch
+
+    with tempfile.TemporaryDirectory(prefix="cosmic-atlas-ann-") as tmp:
+        where = args.keep or Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        meta_path = where / "ann_filters.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        db = lancedb.connect(str(where))
+        if meta.get("n") == args.n and "vectors" in db.table_names():
+            tbl = db.open_table("vectors")
+            for _ in batches():  # the exact answers only
+                pass
+        else:
+            t0 = time.perf_counter()
+            tbl = db.create_table("vectors", data=pa.RecordBatchReader.from_batches(SCHEMA, batches()), mode="overwrite")
+            write_s = time.perf_counter() - t0
+            config = vector_index_config(num_rows=args.n, dim=DIM)
+            _, build_s, rss_before, rss_peak = peak_rss(lambda: tbl.create_index("vector", config=config))
+            meta = {"n": args.n, "index": type(config).__name__, "table_write_s": round(write_s, 1),
+                    "index_build_s": round(build_s, 1), "rss_before_index_mb": round(rss_before / 2**20),
+                    "index_build_extra_rss_mb": round((rss_peak - rss_before) / 2**20)}
+            meta_path.write_text(json.dumps(meta))
+        index_type = next(ix.index_type for ix in tbl.list_indices() if ix.columns == ["vector"])
+        dataset = lance.dataset(str(where / "vectors.lance"))
+        for index in dataset.describe_indices():  # a kept table's, from the run before: the baseline has none
+            if index.field_names != ["vector"]:
+                dataset.drop_index(index.name)
+        tbl = db.open_table("vectors")
+        wheres = {"unfiltered": None} | {name: f.lance_where(known_categories=CATEGORIES) for name, f in FILTERS.items()}
+        tune_truth = {m: _subset(t, slice(None, len(tune))) for m, t in truth.items()}
+        test_truth = {m: _subset(t, slice(len(tune), None)) for m, t in truth.items()}
+        shipped = AnnSettings(index_type, *ANN_SEARCH[index_type])
+        previous = wheres | PREVIOUS_WHERE
+        count_ms = {"without_scalar_indexes": count_times(tbl, previous)}
+        baseline = measure(tbl, test, test_truth, previous, shipped)
+        scalar_s = {}
+        for column in SCALAR_INDEXES:
+            t0 = time.perf_counter()
+            create_scalar_indexes(tbl, columns=[column])
+            scalar_s[column] = round(time.perf_counter() - t0, 2)
+        count_ms["with_scalar_indexes"] = count_times(tbl, wheres)
+        share = {name: count / args.n for name, count in shares.items()}
+        grid = [measure(tbl, tune, tune_truth, wheres, AnnSettings(index_type, nprobes, refine), shares=share)
+                for nprobes, refine in GRID[index_type]]
+        good = [row for row in grid if meets(row)]
+        chosen = min(good, key=slowest_p50) if good else max(grid, key=lambda r: min(m["recall_at_10"] for m in r["modes"].values()))
+        best = AnnSettings(index_type, chosen["nprobes"], chosen["refine_factor"])
+        chosen_test = measure(tbl, test, test_truth, wheres, best, shares=share)
+        shipped_test = chosen_test if best == shipped else measure(tbl, test, test_truth, wheres, shipped, shares=share)
+        shipped_fixed = measure(tbl, test, test_truth, wheres, shipped)  # every query shipped's probes, with the indexes
+        disk_mb = sum(p.stat().st_size for p in (where / "vectors.lance").rglob("*") if p.is_file()) / 2**20
+    result = {"n": args.n, "dim": DIM, "queries": {"tune": len(tune), "test": len(test)}, "index": index_type,
+              "hnsw_min_rows": HNSW_MIN_ROWS, "kept_table": args.keep is not None,
+              "filters": {name: {"where": wheres[name], "share": round(shares[name] / args.n, 4)} for name in FILTERS},
+              **{k: meta[k] for k in ("table_write_s", "index_build_s", "rss_before_index_mb", "index_build_extra_rss_mb")},
+              "scalar_index_build_s": scalar_s, "disk_mb": round(disk_mb), "shipped": list(shipped[1:]),
+              "previous_where": PREVIOUS_WHERE,
+              "probed_share": round(PROBED_SHARE, 4), "count_rows_p50_ms": count_ms,
+              "baseline_without_scalar_indexes": baseline, "shipped_fixed_probes_held_out": shipped_fixed,
+              "grid_tuning_queries": grid,
+              "chosen": {"nprobes": chosen["nprobes"], "refine_factor": chosen["refine_factor"], "met_on_tuning": bool(good)},
+              "chosen_held_out": chosen_test, "shipped_held_out": shipped_test,
+              "targets": {"recall_at_10": TARGET_RECALL, "p50_ms": TARGET_P50_MS}}
+    print(result)
+    save(args.out, result)
+
+
+def count_times(tbl, wheres: dict[str, str | None]) -> dict[str, float]:
+    """Median ms of counting each filter's rows (what search does once per filter: lake.search)."""
+    out = {}
+    for mode, where in wheres.items():
+        if where:
+            lat = []
+            for _ in range(7):
+                s = time.perf_counter()
+                tbl.count_rows(where)
+                lat.append((time.perf_counter() - s) * 1000)
+            out[mode] = round(float(np.median(lat)), 2)
+    return out
+
+
+def _subset(truth: ExactTop10, part: slice) -> ExactTop10:
+    out = ExactTop10(truth.q[part])
+    out.best, out.score = truth.best[part], truth.score[part]
+    return out
+
+
+if __name__ == "__main__":
+    main()
