@@ -72,11 +72,16 @@ class AnnSettings(NamedTuple):
     nprobes: int
     refine_factor: int
 
+    @property
+    def probes_by_share(self) -> bool:
+        """Whether a filtered query's probes depend on the share of rows passing it (IVF_PQ's do)."""
+        return self.index_type == "IvfPq"
+
     def probes(self, *, share: float) -> int:
         """The partitions to probe for a filter that ``share`` of the rows pass: under IVF_PQ
         ``nprobes × PROBED_SHARE / share`` (:data:`PROBED_SHARE`), never fewer than ``nprobes``
         (LanceDB probes every partition when asked for more than the index has); else ``nprobes``."""
-        if self.index_type != "IvfPq" or share <= 0:  # share 0: LanceDB answers from the filter alone
+        if not self.probes_by_share or share <= 0:  # share 0: LanceDB answers from the filter alone
             return self.nprobes
         return max(self.nprobes, math.ceil(self.nprobes * PROBED_SHARE / share))
 
