@@ -23,6 +23,8 @@ import itertools
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +104,19 @@ def post_filtered(tbl, q: np.ndarray, where: str, n: int, nprobes: int, refine: 
     return ids[:n]
 
 
+def timed_recall(run: Callable[[np.ndarray], list[int]], queries: np.ndarray,
+                 best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Latency (ms) of ``run`` (a query → the ids of its hits, nearest first) on each of ``queries``, and
+    the recall@10 of its first 10 against their exact top 10 (``best``, row by row)."""
+    lat, recall = [], []
+    for q, truth in zip(queries, best):
+        s = time.perf_counter()
+        ids = run(q)
+        lat.append((time.perf_counter() - s) * 1000)
+        recall.append(len(set(ids[:10]) & set(truth.tolist())) / 10)
+    return np.array(lat), np.array(recall)
+
+
 def measure(tbl, queries: np.ndarray, modes, nprobes: int, refine: int) -> dict:
     """Recall@10 and latency of each mode (label, filter, exact top-10) at 10 rows and at the depth the
     app's searches fetch a list at (the fused top, whose first 10 are scored). *postfiltered* = a
@@ -109,16 +124,11 @@ def measure(tbl, queries: np.ndarray, modes, nprobes: int, refine: int) -> dict:
     row = {}
     for (label, where, exact), depth in itertools.product(modes, (10, FUSION_DEPTH)):
         label = label if depth == 10 else f"list{depth}_{label}"
-        lat, recall = [], []
-        for q, t in zip(queries, exact.best):
-            s = time.perf_counter()
-            if "postfiltered_" in label:
-                ids = post_filtered(tbl, q, where, depth, nprobes, refine)
-            else:
-                ids = ann_ids(tbl, q, nprobes=nprobes, refine=refine, limit=depth, where=where)
-            lat.append(time.perf_counter() - s)
-            recall.append(len(set(ids[:10]) & set(t.tolist())) / 10)
-        lat_ms = np.array(lat[5:]) * 1000  # the first queries warm the index cache
+        run = (partial(post_filtered, tbl, where=where, n=depth, nprobes=nprobes, refine=refine)
+               if "postfiltered_" in label else
+               partial(ann_ids, tbl, nprobes=nprobes, refine=refine, limit=depth, where=where))
+        lat, recall = timed_recall(run, queries, exact.best)
+        lat_ms = lat[5:]  # the first queries warm the index cache
         row |= {f"{label}recall_at_10": round(float(np.mean(recall)), 4),
                 f"{label}p50_ms": round(float(np.percentile(lat_ms, 50)), 2),
                 f"{label}p95_ms": round(float(np.percentile(lat_ms, 95)), 2)}

@@ -42,7 +42,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ann import BLOCK, DIM, ExactTop10, ann_ids, block, centres, queries_near  # noqa: E402
+from bench.ann import BLOCK, DIM, ExactTop10, ann_ids, block, centres, queries_near, timed_recall  # noqa: E402
 from bench.common import peak_rss, save  # noqa: E402
 from lake.filters import Filters  # noqa: E402
 from lake.schema import vector_schema  # noqa: E402
@@ -107,12 +107,7 @@ def measure(tbl, queries: np.ndarray, truth: dict[str, ExactTop10], wheres: dict
 
         for q in queries[:WARMUP]:
             run(q)
-        lat, recall = [], []
-        for q, best in zip(queries, truth[mode].best):
-            s = time.perf_counter()
-            ids = run(q)
-            lat.append((time.perf_counter() - s) * 1000)
-            recall.append(len(set(ids[:10]) & set(best.tolist())) / 10)
+        lat, recall = timed_recall(run, queries, truth[mode].best)
         out[f"{mode}@{depth}"] = {"nprobes": probes, "recall_at_10": round(float(np.mean(recall)), 4),
                                   "p50_ms": round(float(np.percentile(lat, 50)), 2),
                                   "p95_ms": round(float(np.percentile(lat, 95)), 2)}
@@ -205,7 +200,7 @@ def main() -> None:
         disk_mb = sum(p.stat().st_size for p in (where / "vectors.lance").rglob("*") if p.is_file()) / 2**20
     result = {"n": args.n, "dim": DIM, "queries": {"tune": len(tune), "test": len(test)}, "index": index_type,
               "hnsw_min_rows": HNSW_MIN_ROWS, "kept_table": args.keep is not None,
-              "filters": {name: {"where": wheres[name], "share": round(shares[name] / args.n, 4)} for name in FILTERS},
+              "filters": {name: {"where": wheres[name], "share": round(share[name], 4)} for name in FILTERS},
               **{k: meta[k] for k in ("table_write_s", "index_build_s", "rss_before_index_mb", "index_build_extra_rss_mb")},
               "scalar_index_build_s": scalar_s, "disk_mb": round(disk_mb), "shipped": list(shipped[1:]),
               "previous_where": PREVIOUS_WHERE,

@@ -274,16 +274,14 @@ def vector_index_config(*, num_rows: int, dim: int, hnsw_min_rows: int = HNSW_MI
     return IvfPq(distance_type="cosine", num_partitions=partitions, num_sub_vectors=_sub_vectors(dim))
 
 
-def create_scalar_indexes(lance_table, *, columns: Iterable[str]) -> list[str]:
+def create_scalar_indexes(lance_table, *, columns: Iterable[str]) -> None:
     """The :data:`SCALAR_INDEXES` of those of ``columns`` that have one, created (replaced) on
-    ``lance_table`` (a LanceDB table); returns the columns indexed."""
+    ``lance_table`` (a LanceDB table)."""
     from lancedb.index import Bitmap, BTree
 
     configs = {"BTree": BTree, "Bitmap": Bitmap}
-    done = [column for column in SCALAR_INDEXES if column in set(columns)]
-    for column in done:
+    for column in set(columns) & SCALAR_INDEXES.keys():
         lance_table.create_index(column, config=configs[SCALAR_INDEXES[column]](), replace=True)
-    return done
 
 
 def index_table(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int = ANN_MIN_ROWS,
