@@ -11,16 +11,18 @@ a year (from 15 March 2016: that year's days on the date's index, the later year
 one category with pictures (about 6 %).
 
 Steps, one run: (1) the table with its ANN index (or the one ``--keep`` left); (2) the baseline, the
-previous version of the lake: the shipped query settings (``lake.vectors.ANN_SEARCH``) without the
-filter-column indexes, with as many probes for a filtered query as for any, and date ranges written on
-the date alone (``PREVIOUS_WHERE``), on the held-out queries; (3) the filter-column indexes built, timed, and
-the count of each filter's rows timed without and with them; (4) a grid of (nprobes, refine factor) on
-the tuning queries, filtered queries probing as search does (``lake.vectors.AnnSettings.probes``: more
-for a narrow filter under IVF_PQ); the fastest setting whose recall@10 is ≥ 0.95 in every mode
-(unfiltered and each filter) at both list depths is chosen; (5) that setting, the shipped one, and the
-shipped one with fixed probes measured on the held-out queries. Recall@10 is against exact cosine search
-over the rows passing the filter; latency of each query alone, after 5 warm-up queries per mode; at 10
-rows and at the 50 a search of the app fetches (``FUSION_DEPTH``; recall of its first 10).
+version before the filter-column indexes: the previous query settings (``PREVIOUS_SEARCH``), every filter
+a pre-filter with as many probes as any query, and date ranges written on the date alone
+(``PREVIOUS_WHERE``), on the held-out queries; (3) the filter-column indexes built, timed, and the count of
+each filter's rows timed without and with them; (4) a grid of (nprobes, refine factor, ef) on the tuning
+queries, filtered queries planned as search plans them (``lake.vectors.ann_search``: under IVF_PQ more
+probes for a narrow filter, under IVF_HNSW_SQ a broad filter applied after the search); the fastest
+setting whose recall@10 is ≥ 0.95 in every mode (unfiltered and each filter) at both list depths is chosen;
+(5) on the held-out queries: that setting, the shipped one (``lake.vectors.ANN_SEARCH``), the shipped one
+with every filter pre-filtered at its probes (without the share), and the previous version's settings and
+plan (``PREVIOUS_SEARCH``, pre-filters; under IVF_PQ the same as now). Recall@10 is against exact cosine
+search over the rows passing the filter; latency of each query alone, after 5 warm-up queries per mode;
+at 10 rows and at the 50 a search of the app fetches (``FUSION_DEPTH``; recall of its first 10).
 
 Usage: python bench/ann_filters.py [--n 1000000] [--queries 200] [--keep DIR] [--out ann_filters]
 """
@@ -42,17 +44,20 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ann import BLOCK, DIM, ExactTop10, ann_ids, block, centres, queries_near, timed_recall  # noqa: E402
+from bench.ann import BLOCK, DIM, ExactTop10, block, centres, queries_near, timed_recall  # noqa: E402
 from bench.common import peak_rss, save  # noqa: E402
 from lake.filters import Filters  # noqa: E402
 from lake.schema import vector_schema  # noqa: E402
 from lake.search import FUSION_DEPTH  # noqa: E402
 from lake.vectors import (  # noqa: E402
     ANN_SEARCH,
+    POST_FILTER_MARGIN,
+    POST_FILTER_MIN_SHARE,
     HNSW_MIN_ROWS,
     PROBED_SHARE,
     SCALAR_INDEXES,
     AnnSettings,
+    ann_search,
     create_scalar_indexes,
     vector_index_config,
 )
@@ -66,9 +71,14 @@ FILTERS = {"years": Filters(start=dt.date(2016, 1, 1)), "days": Filters(start=dt
 #: The filters as the previous version wrote them for LanceDB (d714fb0: date bounds on ``date`` only).
 PREVIOUS_WHERE = {"years": "date >= '2016-01-01'", "days": "date >= '2016-03-15'"}
 #: Settings tried on the tuning queries; the shipped one (ANN_SEARCH) is among them.
-GRID = {"IvfHnswSq": ((10, 10), (20, 5), (20, 10), (20, 20), (30, 5), (30, 10), (40, 5), (40, 10), (40, 20),
-                      (60, 10)),
-        "IvfPq": ((20, 10), (40, 20), (60, 20), (100, 20), (100, 40), (150, 40), (200, 50))}
+#: (nprobes, refine factor, ef): ef is HNSW's candidate list (None under IVF_PQ, which has none).
+GRID = {"IvfHnswSq": ((20, 2, 300), (30, 2, 200), (30, 2, 300), (40, 2, 150), (40, 2, 200), (40, 2, 300),
+                      (40, 5, 300), (50, 2, 300), (60, 2, 300)),
+        "IvfPq": ((20, 10, None), (40, 20, None), (60, 20, None), (100, 20, None), (100, 40, None),
+                  (150, 40, None), (200, 50, None))}
+#: The query settings of the previous version (272eeeb): IVF_HNSW_SQ's ef was LanceDB's default, 1.5 ×
+#: limit × refine factor, and every filter was a pre-filter (its queries did not count the share).
+PREVIOUS_SEARCH = {"IvfHnswSq": (40, 20, None), "IvfPq": (100, 40, None)}
 TARGET_RECALL, TARGET_P50_MS = 0.95, 50
 DEPTHS = (10, FUSION_DEPTH)
 #: A vector table of the lake, and the row number the exact answers are kept by.
@@ -96,23 +106,32 @@ def rows(start: int, stop: int, c: np.ndarray) -> tuple[np.ndarray, pa.RecordBat
 
 def measure(tbl, queries: np.ndarray, truth: dict[str, ExactTop10], wheres: dict[str, str | None],
             settings: AnnSettings, *, shares: dict[str, float] | None = None) -> dict:
-    """Recall@10, p50 and p95 of each mode (unfiltered, each filter) at each list depth; with ``shares``
-    (of the rows passing each filter), filtered queries probe as search does (``AnnSettings.probes``),
-    else ``settings.nprobes`` partitions whatever the filter."""
+    """Recall@10, p50 and p95 of each mode (unfiltered, each filter) at each list depth, the queries as
+    search makes them (``lake.vectors.ann_search``). With ``shares`` (of the rows passing each filter),
+    filtered queries are planned by it as search plans them (a post-filter or a pre-filter, the probes);
+    without, every filter is a pre-filter with ``settings.nprobes``."""
     out = {}
-    nprobes, refine = settings.nprobes, settings.refine_factor
     for (mode, where), depth in itertools.product(wheres.items(), DEPTHS):
-        probes = settings.probes(share=shares[mode]) if shares and where else nprobes
-        run = partial(ann_ids, tbl, nprobes=probes, refine=refine, limit=depth, where=where)
-
+        share = shares[mode] if shares and where else None
+        run = partial(_ids, tbl, settings=settings, limit=depth, where=where, share=share)
         for q in queries[:WARMUP]:
             run(q)
         lat, recall = timed_recall(run, queries, truth[mode].best)
-        out[f"{mode}@{depth}"] = {"nprobes": probes, "recall_at_10": round(float(np.mean(recall)), 4),
+        post = settings.post_filter(share=share, n=depth) if share is not None else None  # (depth, ef)
+        out[f"{mode}@{depth}"] = {"nprobes": settings.probes(share=share) if share is not None else settings.nprobes,
+                                  "post_filter_depth": post and post[0], "post_filter_ef": post and post[1],
+                                  "recall_at_10": round(float(np.mean(recall)), 4),
                                   "p50_ms": round(float(np.percentile(lat, 50)), 2),
                                   "p95_ms": round(float(np.percentile(lat, 95)), 2)}
-    print({"nprobes": nprobes, "refine_factor": refine, "by_share": shares is not None} | out, flush=True)
-    return {"nprobes": nprobes, "refine_factor": refine, "by_share": shares is not None, "modes": out}
+    row = {"nprobes": settings.nprobes, "refine_factor": settings.refine_factor, "ef": settings.ef,
+           "by_share": shares is not None, "modes": out}
+    print(row, flush=True)
+    return row
+
+
+def _ids(tbl, q: np.ndarray, *, settings: AnnSettings, limit: int, where: str | None, share: float | None) -> list[int]:
+    return [h["id"] for h in ann_search(tbl, q, settings=settings, limit=limit, columns=["id"], where=where,
+                                         share=share)]
 
 
 def meets(row: dict) -> bool:
@@ -179,9 +198,10 @@ def main() -> None:
         tune_truth = {m: _subset(t, slice(None, len(tune))) for m, t in truth.items()}
         test_truth = {m: _subset(t, slice(len(tune), None)) for m, t in truth.items()}
         shipped = AnnSettings(index_type, *ANN_SEARCH[index_type])
-        previous = wheres | PREVIOUS_WHERE
-        count_ms = {"without_scalar_indexes": count_times(tbl, previous)}
-        baseline = measure(tbl, test, test_truth, previous, shipped)
+        previous = AnnSettings(index_type, *PREVIOUS_SEARCH[index_type])
+        previous_where = wheres | PREVIOUS_WHERE
+        count_ms = {"without_scalar_indexes": count_times(tbl, previous_where)}
+        baseline = measure(tbl, test, test_truth, previous_where, previous)
         scalar_s = {}
         for column in SCALAR_INDEXES:
             t0 = time.perf_counter()
@@ -189,25 +209,31 @@ def main() -> None:
             scalar_s[column] = round(time.perf_counter() - t0, 2)
         count_ms["with_scalar_indexes"] = count_times(tbl, wheres)
         share = {name: count / args.n for name, count in shares.items()}
-        grid = [measure(tbl, tune, tune_truth, wheres, AnnSettings(index_type, nprobes, refine), shares=share)
-                for nprobes, refine in GRID[index_type]]
+        grid = [measure(tbl, tune, tune_truth, wheres, AnnSettings(index_type, *row), shares=share)
+                for row in GRID[index_type]]
         good = [row for row in grid if meets(row)]
         chosen = min(good, key=slowest_p50) if good else max(grid, key=lambda r: min(m["recall_at_10"] for m in r["modes"].values()))
-        best = AnnSettings(index_type, chosen["nprobes"], chosen["refine_factor"])
+        best = AnnSettings(index_type, chosen["nprobes"], chosen["refine_factor"], chosen["ef"])
         chosen_test = measure(tbl, test, test_truth, wheres, best, shares=share)
         shipped_test = chosen_test if best == shipped else measure(tbl, test, test_truth, wheres, shipped, shares=share)
-        shipped_fixed = measure(tbl, test, test_truth, wheres, shipped)  # every query shipped's probes, with the indexes
+        # the previous version's queries (under IVF_PQ the same as now: its probes read the share)
+        previous_test = (shipped_test if previous == shipped else
+                         measure(tbl, test, test_truth, wheres, previous, shares=share if index_type == "IvfPq" else None))
+        without_share = measure(tbl, test, test_truth, wheres, shipped)  # every filter pre-filtered, shipped's probes
         disk_mb = sum(p.stat().st_size for p in (where / "vectors.lance").rglob("*") if p.is_file()) / 2**20
     result = {"n": args.n, "dim": DIM, "queries": {"tune": len(tune), "test": len(test)}, "index": index_type,
               "hnsw_min_rows": HNSW_MIN_ROWS, "kept_table": args.keep is not None,
               "filters": {name: {"where": wheres[name], "share": round(share[name], 4)} for name in FILTERS},
               **{k: meta[k] for k in ("table_write_s", "index_build_s", "rss_before_index_mb", "index_build_extra_rss_mb")},
               "scalar_index_build_s": scalar_s, "disk_mb": round(disk_mb), "shipped": list(shipped[1:]),
-              "previous_where": PREVIOUS_WHERE,
-              "probed_share": round(PROBED_SHARE, 4), "count_rows_p50_ms": count_ms,
-              "baseline_without_scalar_indexes": baseline, "shipped_fixed_probes_held_out": shipped_fixed,
+              "previous_where": PREVIOUS_WHERE, "previous_search": list(previous[1:]),
+              "probed_share": round(PROBED_SHARE, 4),
+              "post_filter": {"min_share": POST_FILTER_MIN_SHARE, "margin": POST_FILTER_MARGIN}, "count_rows_p50_ms": count_ms,
+              "baseline_without_scalar_indexes": baseline, "previous_held_out": previous_test,
+              "shipped_without_share_held_out": without_share,
               "grid_tuning_queries": grid,
-              "chosen": {"nprobes": chosen["nprobes"], "refine_factor": chosen["refine_factor"], "met_on_tuning": bool(good)},
+              "chosen": {"nprobes": chosen["nprobes"], "refine_factor": chosen["refine_factor"], "ef": chosen["ef"],
+                         "met_on_tuning": bool(good)},
               "chosen_held_out": chosen_test, "shipped_held_out": shipped_test,
               "targets": {"recall_at_10": TARGET_RECALL, "p50_ms": TARGET_P50_MS}}
     print(result)

@@ -646,7 +646,7 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
            f"Command: `python bench/ann_filters.py{flags}` — {r['n']:,} synthetic {r['dim']}-d vectors (those of "
            "`bench/ann.py`) with the columns of the lake's vector tables, the ANN index and the filter-column indexes "
            "`lake/vectors.py` builds, and the filter expressions search sends. Filters: " + filters + ". Query settings "
-           f"(nprobes, refine factor) are chosen on {q['tune']} tuning queries (the fastest whose recall@10 is ≥ "
+           f"(nprobes, refine factor, HNSW's ef) are chosen on {q['tune']} tuning queries (the fastest whose recall@10 is ≥ "
            f"{t['recall_at_10']} in every mode at both depths) and reported on {q['test']} held-out ones. Recall@10 "
            "against exact cosine search over the rows passing the filter; p50 (p95) at 10 rows, and p50 at the 50 "
            "rows a search of the app fetches.", _machine(r), "",
@@ -658,42 +658,64 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
     def cells(row: dict) -> str:
         m = row["modes"]
 
-        def probes(x: str) -> str:  # the probes of a filtered query, where search gave it more
-            n = m[f"{x}@10"].get("nprobes", row["nprobes"])
+        def plan(x: str) -> str:  # how search applied a filter, where not as a pre-filter with row's probes
+            mode = m[x]
+            if mode.get("post_filter_depth"):
+                ef = f", ef {mode['post_filter_ef']}" if mode.get("post_filter_ef") else ""
+                return f" [after, from {mode['post_filter_depth']}{ef}]"
+            n = mode.get("nprobes", row["nprobes"])
             return f" [{n} probes]" if n != row["nprobes"] else ""
 
-        return " | ".join(f"{m[f'{x}@10']['recall_at_10']} · {m[f'{x}@10']['p50_ms']} ms ({m[f'{x}@10']['p95_ms']}){probes(x)} | "
-                          f"{m[f'{x}@50']['recall_at_10']} · {m[f'{x}@50']['p50_ms']} ms" for x in modes)
+        return " | ".join(f"{m[f'{x}@10']['recall_at_10']} · {m[f'{x}@10']['p50_ms']} ms ({m[f'{x}@10']['p95_ms']}){plan(f'{x}@10')} | "
+                          f"{m[f'{x}@50']['recall_at_10']} · {m[f'{x}@50']['p50_ms']} ms{plan(f'{x}@50')}" for x in modes)
+
+    def settings(row: dict | list) -> str:
+        nprobes, refine, *ef = row if isinstance(row, list) else (row["nprobes"], row["refine_factor"], row.get("ef"))
+        return f"{nprobes} | {refine} | {ef[0] if ef and ef[0] else 'default'}"
 
     head = "| " + " | ".join(f"{x}: 10 rows | 50 rows" for x in modes) + " |"
     rule = "---:|---:|" * len(modes)
     shipped, chosen = r["shipped"], r["chosen"]
+    previous = r.get("previous_search", shipped)
     counts = r["count_rows_p50_ms"]
+    post = r.get("post_filter")
     out += [f"A filtered query passing a share *s* < {r['probed_share']} of the rows probes nprobes × "
-            f"{r['probed_share']} / *s* partitions (under IVF_PQ: `lake.vectors.AnnSettings.probes`; shown in brackets); search counts the "
-            "rows a filter passes once per filter: p50 " + ", ".join(
+            f"{r['probed_share']} / *s* partitions (under IVF_PQ: `lake.vectors.AnnSettings.probes`; shown in brackets)"
+            + (f"; under IVF_HNSW_SQ a filter passing *s* ≥ {post['min_share']} is applied after the search, to an "
+               f"unfiltered list {post['margin']} / *s* times as deep as the rows asked for (if no deeper than ef; "
+               "LanceDB's pre-filter where too few of its rows pass: `AnnSettings.post_filter`; '[after, from N, ef E]': its ef grows as 1 / √*s*)"
+               if post else "")
+            + "; search counts the rows a filter passes once per filter: p50 " + ", ".join(
                 f"{m} {counts['without_scalar_indexes'][m]} → {counts['with_scalar_indexes'][m]} ms" for m in r["filters"])
-            + " (without → with the filter-column indexes).", "",
+            + " (without → with the filter-column indexes). ef 'default': LanceDB's, 1.5 × rows × refine factor.", "",
             "**Held-out queries** (recall@10 · p50):", "",
-            "| version | nprobes | refine " + head, "|---|---:|---:|" + rule,
-            f"| before: no filter-column indexes, the same probes for every query | {shipped[0]} | {shipped[1]} | "
-            f"{cells(r['baseline_without_scalar_indexes'])} |",
-            f"| filter-column indexes, the same probes | {shipped[0]} | {shipped[1]} | "
-            f"{cells(r['shipped_fixed_probes_held_out'])} |",
-            f"| now: filter-column indexes, more probes for narrow filters | {shipped[0]} | {shipped[1]} | "
-            f"{cells(r['shipped_held_out'])} |"]
-    if [chosen["nprobes"], chosen["refine_factor"]] != shipped:
-        out.append(f"| now: chosen on the tuning queries | {chosen['nprobes']} | {chosen['refine_factor']} | "
-                   f"{cells(r['chosen_held_out'])} |")
-    out += ["", "**Tuning queries**, the grid:", "", "| nprobes | refine " + head, "|---:|---:|" + rule]
-    out += [f"| {row['nprobes']} | {row['refine_factor']} | {cells(row)} |" for row in r["grid_tuning_queries"]]
+            "| version | nprobes | refine | ef " + head, "|---|---:|---:|---:|" + rule,
+            f"| before: no filter-column indexes, every filter pre-filtered with the same probes | {settings(previous)} | "
+            f"{cells(r['baseline_without_scalar_indexes'])} |"]
+    if "previous_held_out" in r:
+        if previous != shipped:
+            out.append(f"| previous (272eeeb): filter-column indexes, every filter pre-filtered | {settings(previous)} | "
+                       f"{cells(r['previous_held_out'])} |")
+        out.append(f"| now, without the share: every filter pre-filtered with the same probes | {settings(shipped)} | "
+                   f"{cells(r['shipped_without_share_held_out'])} |")
+        out.append(f"| **now**{' (= previous)' if previous == shipped else ''} | {settings(shipped)} | "
+                   f"{cells(r['shipped_held_out'])} |")
+    else:  # results of 272eeeb
+        out += [f"| filter-column indexes, the same probes | {settings(shipped)} | {cells(r['shipped_fixed_probes_held_out'])} |",
+                f"| now: filter-column indexes, more probes for narrow filters | {settings(shipped)} | "
+                f"{cells(r['shipped_held_out'])} |"]
+    if [chosen["nprobes"], chosen["refine_factor"], chosen.get("ef")][:len(shipped)] != shipped:
+        out.append(f"| now: chosen on the tuning queries | {settings(chosen)} | {cells(r['chosen_held_out'])} |")
+    out += ["", "**Tuning queries**, the grid:", "", "| nprobes | refine | ef " + head, "|---:|---:|---:|" + rule]
+    out += [f"| {settings(row)} | {cells(row)} |" for row in r["grid_tuning_queries"]]
     held = r["chosen_held_out"]["modes"]
     worst_recall = min(m["recall_at_10"] for m in held.values())
     worst_p50 = max(m["p50_ms"] for k, m in held.items() if k.endswith("@10"))
     met = worst_recall >= t["recall_at_10"] and worst_p50 <= t["p50_ms"]
     lead = ("Chosen" if chosen["met_on_tuning"] else
             f"**No setting tried reaches recall ≥ {t['recall_at_10']} in every mode** on the tuning queries; the most thorough")
-    out += ["", f"{lead}: nprobes {chosen['nprobes']}, refine {chosen['refine_factor']}. Held out: lowest recall@10 "
+    out += ["", f"{lead}: nprobes {chosen['nprobes']}, refine {chosen['refine_factor']}"
+            + (f", ef {chosen['ef']}" if chosen.get("ef") else "") + ". Held out: lowest recall@10 "
             f"{worst_recall}, slowest p50 at 10 rows {worst_p50} ms: the target (recall ≥ {t['recall_at_10']} at p50 ≤ "
             f"{t['p50_ms']} ms, every mode) is **{'met' if met else 'not met'}**."]
     return out + [""]

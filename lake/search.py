@@ -22,8 +22,9 @@ larger tables use LanceDB's ANN index (IVF_PQ, or IVF_HNSW_SQ at millions of row
 the full vectors (see ``lake.vectors``).
 
 Filters (:class:`lake.filters.Filters`: categories, date range, has-image, sky cone) are applied inside
-each query (a mask before the top-k, or LanceDB pre-filtering), not to the results afterwards, so ``k``
-results come back whenever that many match. Both come from the one rule list in :mod:`lake.filters`;
+each query (a mask before the top-k, or LanceDB pre-filtering), so ``k`` results come back whenever that
+many match; under IVF_HNSW_SQ a filter most rows pass is cut from a deeper unfiltered list, and
+pre-filtered where that list holds fewer than ``k`` (``lake.vectors.ann_search``). Both come from the one rule list in :mod:`lake.filters`;
 LanceDB filter expressions are built only from validated values (taxonomy names, ``datetime.date``).
 """
 
@@ -43,7 +44,7 @@ from lake.pictures import picture_of
 from lake.manifest import LakeMissingError
 from lake.reader import LakeReader
 from lake.schema import ALIGNED_KIND, EMBEDDING_KINDS, KEYWORD_KIND
-from lake.vectors import ANN_MIN_ROWS, AnnSettings, ann_search_settings, matrix
+from lake.vectors import ANN_MIN_ROWS, AnnSettings, ann_search, ann_search_settings, matrix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -370,22 +371,18 @@ class SearchEngine:
         return paged_list(lambda m: self._dense_search(vector, kind, filters, m), n)
 
     def _dense(self, vector: np.ndarray, kind: str, where: str | None, n: int) -> list[dict[str, Any]]:
-        settings = self._ann_settings(kind)  # used only where an ANN index exists
-        nprobes = settings.probes(share=self._share(kind, where)) if where and settings.probes_by_share \
-            else settings.nprobes
-        query = (self._table(kind).search(np.asarray(vector, np.float32)).metric("cosine")
-                 .nprobes(nprobes).refine_factor(settings.refine_factor))
-        if where:
-            query = query.where(where, prefilter=True)
-        hits = query.select(["date", "title", "category", "has_image", "_distance"]).limit(n).to_list()
+        hits = ann_search(self._table(kind), vector, settings=self._ann_settings(kind), limit=n,
+                          columns=["date", "title", "category", "has_image"], where=where,
+                          share=self._share(kind, where) if where else None)
         return [h | {"score": round(1.0 - float(h.pop("_distance")), 4)} for h in hits]
 
     #: Filters whose share of passing rows is remembered (per kind); all are forgotten beyond it.
     SHARES_KEPT = 256
 
     def _share(self, kind: str, where: str) -> float:
-        """The share of table ``kind``'s rows passing ``where``, counted once per filter from the filter
-        columns' indexes (:data:`lake.vectors.SCALAR_INDEXES`: 3–8 ms at 10M rows, 140–160 ms without)."""
+        """The share of table ``kind``'s rows passing ``where`` (what the ANN query is planned by:
+        :func:`lake.vectors.ann_search`), counted once per filter from the filter columns' indexes
+        (:data:`lake.vectors.SCALAR_INDEXES`: 3–8 ms at 10M rows, 140–160 ms without)."""
         key = (kind, where)
         share = self._shares.get(key)
         if share is None:

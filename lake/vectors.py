@@ -31,10 +31,14 @@ ANN_MIN_ROWS = 100_000
 #: (p50 81 ms) while IVF_HNSW_SQ reaches 0.97 at p50 42 ms; it builds in 45 minutes on 2 cores against 9
 #: (with less memory: 1.1 GB extra against 2.7 GB). Nothing between 1M and 10M was measured.
 HNSW_MIN_ROWS = 5_000_000
-#: Query-time settings (nprobes, refine factor) per index type (LanceDB's ``IndexConfig.index_type``):
-#: IVF_PQ recall@10 0.997 at p50 11 ms on 1M vectors; IVF_HNSW_SQ 0.97 at p50 42 ms on 10M (0.94 at
-#: 34 ms with 20 probes). Filtered queries: :data:`SCALAR_INDEXES`, :data:`PROBED_SHARE`.
-ANN_SEARCH = {"IvfPq": (100, 40), "IvfHnswSq": (40, 20)}
+#: Query-time settings (nprobes, refine factor, ef) per index type (LanceDB's ``IndexConfig.index_type``):
+#: IVF_PQ recall@10 0.997 at p50 11 ms on 1M vectors. IVF_HNSW_SQ: ef, the candidates each probed
+#: partition's graph search keeps, is set on its own. LanceDB's default is 1.5 × limit × refine factor,
+#: so the refine factor 20 this had meant ef 300 at 10 rows and 1,500 at the 50 a search of the app
+#: fetches: 10M vectors, held-out queries, recall@10 0.957 at p50 38 ms, and 0.968 at 112 ms for the
+#: 50-row list. Refine 2 with ef 300 gives 0.957 at 35 and 37 ms (bench/ann_filters.py, BENCHMARKS.md).
+#: Filtered queries: :data:`SCALAR_INDEXES`, :data:`PROBED_SHARE`, :data:`POST_FILTER_MIN_SHARE`.
+ANN_SEARCH = {"IvfPq": (100, 40, None), "IvfHnswSq": (40, 2, 300)}
 #: Under IVF_PQ, a filter passing a smaller share of the rows than this is searched with proportionally
 #: more probes (:meth:`AnnSettings.probes`). Why: LanceDB's pre-filter searches the probed partitions'
 #: passing rows, and the nearest rows passing a narrow filter lie further out: the tenth of those passing
@@ -44,6 +48,19 @@ ANN_SEARCH = {"IvfPq": (100, 40), "IvfHnswSq": (40, 20)}
 #: the probes cost 11 → 40 ms there for 1.0. IVF_HNSW_SQ kept its recall for both filters (10M vectors:
 #: 0.96 at 40 probes), so its probes stay as they are (bench/ann_filters.py, BENCHMARKS.md).
 PROBED_SHARE = 1 / 3
+#: Under IVF_HNSW_SQ, a filter at least this share of the rows pass is applied after the search, to an
+#: unfiltered list :data:`POST_FILTER_MARGIN` times as deep as the share makes enough
+#: (:meth:`AnnSettings.post_filter`); LanceDB's pre-filter where that list holds too few. Why: the
+#: pre-filter's graph search walks past the rows failing the filter to fill its candidate list, so a
+#: third of the rows passing cost three times the unfiltered search, while the post-filtered list costs
+#: about what an unfiltered one does and its passing rows are the nearest passing ones it found. 10M
+#: vectors, 40 probes, held-out queries: a third of the rows 113 → 48 ms p50 (265 → 53 ms for the 50 rows
+#: a search fetches), recall@10 0.964 → 0.959 (bench/ann_filters.py, BENCHMARKS.md). For a narrow filter
+#: LanceDB searches each probed partition's passing rows directly, and a list deep enough would cost more
+#: (6 % of the rows: 52 ms pre-filtered for recall 0.940 on 40 tuning queries; post-filtered from 260
+#: rows, ef 600, 61 ms for 0.918).
+POST_FILTER_MIN_SHARE = 0.2
+POST_FILTER_MARGIN = 1.5
 #: Scalar indexes (column → LanceDB index type) that tables with an ANN index get on the columns search
 #: filters read (:meth:`lake.filters.Filters.lance_where`): a B-tree for date ranges and date lists (ISO
 #: text), bitmaps for whole years, the few categories and the has-image flag. Why: without them LanceDB's
@@ -71,19 +88,60 @@ class AnnSettings(NamedTuple):
     index_type: str  #: LanceDB's ``IndexConfig.index_type`` ("IvfPq", "IvfHnswSq")
     nprobes: int
     refine_factor: int
+    #: HNSW's candidate list per partition, at least the limit × refine factor rows asked of the graph
+    #: (None: LanceDB's 1.5 × limit × refine factor)
+    ef: int | None = None
 
-    @property
-    def probes_by_share(self) -> bool:
-        """Whether a filtered query's probes depend on the share of rows passing it (IVF_PQ's do)."""
-        return self.index_type == "IvfPq"
+    def post_filter(self, *, share: float, n: int) -> tuple[int, int] | None:
+        """(depth, ef) of the unfiltered list the first ``n`` rows passing a filter are cut from, for a
+        filter ``share`` of the rows pass (:data:`POST_FILTER_MIN_SHARE`); None where the filter is applied
+        before the search: under IVF_PQ, where fewer pass, or where the list would be longer than its ``ef``
+        (deep pages: it would cost more than the pre-filter). The list's ``ef`` grows as 1/√share, as the
+        share of the graph's candidates passing the filter falls: at a third of the rows (ef 512 from 300)
+        the post-filtered recall@10 on the tuning queries matched the unfiltered query's (0.930 both; 0.918
+        with ef 300, for 46 ms against 38)."""
+        if self.index_type != "IvfHnswSq" or self.ef is None or share < POST_FILTER_MIN_SHARE:
+            return None
+        depth, ef = math.ceil(n * POST_FILTER_MARGIN / share), math.ceil(self.ef / math.sqrt(share))
+        return (depth, ef) if depth <= ef else None
 
     def probes(self, *, share: float) -> int:
         """The partitions to probe for a filter that ``share`` of the rows pass: under IVF_PQ
         ``nprobes × PROBED_SHARE / share`` (:data:`PROBED_SHARE`), never fewer than ``nprobes``
         (LanceDB probes every partition when asked for more than the index has); else ``nprobes``."""
-        if not self.probes_by_share or share <= 0:  # share 0: LanceDB answers from the filter alone
+        if self.index_type != "IvfPq" or share <= 0:  # share 0: LanceDB answers from the filter alone
             return self.nprobes
         return max(self.nprobes, math.ceil(self.nprobes * PROBED_SHARE / share))
+
+
+def ann_search(lance_table, vector: np.ndarray, *, settings: AnnSettings, limit: int, columns: list[str],
+               where: str | None = None, share: float | None = None) -> list[dict[str, Any]]:
+    """The ``limit`` rows of ``lance_table`` nearest ``vector`` (cosine) among those passing ``where``,
+    nearest first, with ``columns`` and ``_distance``. ``share``: of the rows passing ``where`` (counted by
+    the caller, once per filter); it decides between a post-filter (:meth:`AnnSettings.post_filter`)
+    and a pre-filter, and the pre-filter's probes (:meth:`AnnSettings.probes`). Without it, the filter is
+    pre-filtered with the settings' probes."""
+    post = settings.post_filter(share=share, n=limit) if where and share is not None else None
+    if post is not None:
+        depth, ef = post
+        # the deep list re-ranks as many candidates as the pre-filtered query would, not refine × more
+        refine = max(1, math.ceil(limit * settings.refine_factor / depth))
+        hits = _ann_query(lance_table, vector, limit=depth, nprobes=settings.nprobes, refine=refine, ef=ef,
+                          columns=columns).where(where, prefilter=False).to_list()
+        if len(hits) >= limit:
+            return hits[:limit]
+        # fewer passed than the share promised: the filter shuns this query's neighbourhood
+    nprobes = settings.probes(share=share) if where and share is not None else settings.nprobes
+    query = _ann_query(lance_table, vector, limit=limit, nprobes=nprobes, refine=settings.refine_factor,
+                       ef=settings.ef, columns=columns)
+    return (query.where(where, prefilter=True) if where else query).to_list()
+
+
+def _ann_query(lance_table, vector: np.ndarray, *, limit: int, nprobes: int, refine: int, ef: int | None,
+               columns: list[str]):
+    query = (lance_table.search(np.asarray(vector, np.float32)).metric("cosine").nprobes(nprobes)
+             .refine_factor(refine).select([*columns, "_distance"]).limit(limit))
+    return query if ef is None else query.ef(max(ef, limit * refine))  # LanceDB refuses fewer
 
 
 def ann_search_settings(lance_table) -> AnnSettings:

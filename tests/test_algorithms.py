@@ -1,6 +1,7 @@
 """Neighbour graph, projections and clustering on small fixed data, judged by quality thresholds."""
 
 import datetime as dt
+import math
 import sys
 
 import numpy as np
@@ -202,10 +203,11 @@ def test_ann_index_is_built_for_large_tables_and_searched(tmp_path, hnsw_min_row
     table = vectors.open_table(tmp_path, "text")
     assert {ix.columns[0]: ix.index_type for ix in table.list_indices()} == {
         "vector": index_type, "date": "BTree", "year": "Bitmap", "category": "Bitmap", "has_image": "Bitmap"}
-    _, nprobes, refine = settings = vectors.ann_search_settings(table)
+    settings = vectors.ann_search_settings(table)
     assert settings == (index_type, *vectors.ANN_SEARCH[index_type])
-    hits = table.search(x[7]).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(5).to_list()
+    hits = vectors.ann_search(table, x[7], settings=settings, limit=5, columns=["date"])
     assert hits[0]["date"] == "2000-01-08"
+    nprobes, refine = settings.nprobes, settings.refine_factor
     # a filter as search writes it is answered from the filter columns' indexes, not by reading them
     where = Filters(categories=("c",), start="2000-01-01", end="2001-06-30", has_image=False).lance_where(
         known_categories=["c"])  # … AND ((year = 2000) OR (date >= '2001-01-01' AND date <= '2001-06-30'))
@@ -214,6 +216,52 @@ def test_ann_index_is_built_for_large_tables_and_searched(tmp_path, hnsw_min_row
     assert "ScalarIndexQuery" in plan and all(f"{column}_idx" in plan for column in vectors.SCALAR_INDEXES)
     hits = query.limit(5).to_list()
     assert hits[0]["date"] == "2000-01-08" and all(h["date"] <= "2001-06-30" for h in hits)
+
+
+def test_broad_filters_are_post_filtered_under_hnsw_and_pre_filtered_where_they_shun_the_query(tmp_path, monkeypatch):
+    """Under IVF_HNSW_SQ a filter most rows pass is cut from a deeper unfiltered list (one query); where
+    that list holds too few passing rows (the filter shuns the query's neighbourhood) the pre-filter
+    answers (a second query). Either way the rows are the exact nearest passing ones."""
+    from lake import vectors
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(30, 32))
+    x = (centres[np.arange(3000) % 30] + 0.3 * rng.normal(size=(3000, 32))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    dates = [(dt.date(2000, 1, 1) + dt.timedelta(days=i // 30) if i % 30 == 0  # one cluster is all 2000
+              else dt.date(2001, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(len(x))]
+    years = [int(d[:4]) for d in dates]
+    vectors.write_table(tmp_path, "text", dates, x, titles=dates, years=years, categories=["c"] * len(x),
+                        has_image=[True] * len(x), ann_min_rows=1000, hnsw_min_rows=2000)
+    table = vectors.open_table(tmp_path, "text")
+    settings = vectors.ann_search_settings(table)
+    assert settings.index_type == "IvfHnswSq" and settings.ef is not None
+    prefilters = []  # how each query applies the filter
+    search = table.search
+
+    def observed(*args, **kwargs):
+        builder = search(*args, **kwargs)
+        where = builder.where
+        builder.where = lambda w, prefilter: prefilters.append(prefilter) or where(w, prefilter=prefilter)
+        return builder
+
+    monkeypatch.setattr(table, "search", observed)
+    where = "year >= 2001"
+    share = table.count_rows(where) / len(x)
+    assert settings.post_filter(share=share, n=10) == (math.ceil(10 * vectors.POST_FILTER_MARGIN / share),
+                                                       math.ceil(settings.ef / math.sqrt(share)))
+    passing = np.array(years) >= 2001
+    for query_row, applied in ((1, [False]), (0, [False, True])):  # a later cluster: after; the 2000 one: both
+        prefilters.clear()
+        hits = vectors.ann_search(table, x[query_row], settings=settings, limit=10, columns=["date"],
+                                  where=where, share=share)
+        sims = np.where(passing, x @ x[query_row], -np.inf)
+        assert [h["date"] for h in hits] == [dates[i] for i in np.argsort(-sims)[:10]]
+        assert prefilters == applied
+    # a narrow filter, and a list deeper than the graph's candidates (deep pages): pre-filtered at once
+    assert settings.post_filter(share=0.1, n=10) is None
+    assert settings.post_filter(share=0.9, n=1000) is None
+    assert vectors.AnnSettings("IvfPq", *vectors.ANN_SEARCH["IvfPq"]).post_filter(share=0.9, n=10) is None
 
 
 @pytest.mark.slow

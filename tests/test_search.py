@@ -83,10 +83,10 @@ def test_pages_cut_from_an_ann_index_continue_each_other(tmp_path):
                         has_image=[False] * n, ann_min_rows=1000)
     table = vectors.open_table(tmp_path, "text")
     assert [ix.index_type for ix in table.list_indices() if ix.columns == ["vector"]] == ["IvfPq"]
-    _, nprobes, refine = vectors.ann_search_settings(table)
+    settings = vectors.ann_search_settings(table)
 
     def searcher(q):
-        return lambda m: table.search(q).metric("cosine").nprobes(nprobes).refine_factor(refine).limit(m).to_list()
+        return lambda m: vectors.ann_search(table, q, settings=settings, limit=m, columns=["date"])
 
     queries = (rng.normal(size=dim).astype(np.float32) for _ in range(200))
     fetch = next(f for f in map(searcher, queries)  # a query whose top depends on the depth asked for
@@ -122,15 +122,16 @@ def test_narrow_filters_probe_more_partitions(tmp_path):
     assert settings.index_type == "IvfPq" and probes == math.ceil(base * vectors.PROBED_SHARE / share)
     assert settings.probes(share=0.5) == base and settings._replace(index_type="IvfHnswSq").probes(share=share) == base
 
-    def recall(nprobes: int) -> float:
+    def recall(share: float | None) -> float:  # without the share, search probes as for any query
         found = []
         for i in rng.choice(n, 30, replace=False):
             truth = set(np.flatnonzero(rare)[np.argsort(-(x[rare] @ x[i]))[:10]])
-            hits = table.search(x[i]).metric("cosine").nprobes(nprobes).refine_factor(10).where(where, prefilter=True)
-            found.append(len(truth & {int(d[1:]) for d in hits.limit(10).to_arrow().column("date").to_pylist()}) / 10)
+            hits = vectors.ann_search(table, x[i], settings=settings, limit=10, columns=["date"], where=where,
+                                      share=share)
+            found.append(len(truth & {int(h["date"][1:]) for h in hits}) / 10)
         return float(np.mean(found))
 
-    fixed, more = recall(base), recall(probes)
+    fixed, more = recall(None), recall(share)
     assert more >= 0.9 and more > fixed + 0.2, (fixed, more)
 
 
