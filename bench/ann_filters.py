@@ -22,7 +22,9 @@ setting whose recall@10 is ≥ 0.95 in every mode (unfiltered and each filter) a
 with every filter pre-filtered at its probes (without the share), and the previous version's settings and
 plan (``PREVIOUS_SEARCH``, pre-filters; under IVF_PQ the same as now). Recall@10 is against exact cosine
 search over the rows passing the filter; latency of each query alone, after 5 warm-up queries per mode;
-at 10 rows and at the 50 a search of the app fetches (``FUSION_DEPTH``; recall of its first 10).
+at 10 rows and at the 50 a search of the app fetches (``FUSION_DEPTH``; recall of its first 10); where
+a filter is applied after the search, how many queries found too few passing rows in the list and went
+to the pre-filter (a second query: ``lake.vectors`` logs each).
 
 Usage: python bench/ann_filters.py [--n 1000000] [--queries 200] [--keep DIR] [--out ann_filters]
 """
@@ -33,6 +35,7 @@ import argparse
 import datetime as dt
 import itertools
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -51,6 +54,7 @@ from lake.schema import vector_schema  # noqa: E402
 from lake.search import FUSION_DEPTH  # noqa: E402
 from lake.vectors import (  # noqa: E402
     ANN_SEARCH,
+    POST_FILTER_FELL_BACK,
     POST_FILTER_MARGIN,
     POST_FILTER_MIN_SHARE,
     HNSW_MIN_ROWS,
@@ -116,10 +120,12 @@ def measure(tbl, queries: np.ndarray, truth: dict[str, ExactTop10], wheres: dict
         run = partial(_ids, tbl, settings=settings, limit=depth, where=where, share=share)
         for q in queries[:WARMUP]:
             run(q)
-        lat, recall = timed_recall(run, queries, truth[mode].best)
+        with FallBacks() as fell_back:
+            lat, recall = timed_recall(run, queries, truth[mode].best)
         post = settings.post_filter(share=share, n=depth) if share is not None else None  # (depth, ef)
         out[f"{mode}@{depth}"] = {"nprobes": settings.probes(share=share) if share is not None else settings.nprobes,
                                   "post_filter_depth": post and post[0], "post_filter_ef": post and post[1],
+                                  "post_filter_fell_back": fell_back.count if post else None,
                                   "recall_at_10": round(float(np.mean(recall)), 4),
                                   "p50_ms": round(float(np.percentile(lat, 50)), 2),
                                   "p95_ms": round(float(np.percentile(lat, 95)), 2)}
@@ -127,6 +133,29 @@ def measure(tbl, queries: np.ndarray, truth: dict[str, ExactTop10], wheres: dict
            "by_share": shares is not None, "modes": out}
     print(row, flush=True)
     return row
+
+
+class FallBacks(logging.Handler):
+    """Counts, while in its ``with`` block, the queries whose post-filtered list held too few passing rows
+    and went to the pre-filter (``lake.vectors`` logs each at DEBUG): the second query they cost."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+        self._logger = logging.getLogger("lake.vectors")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += record.msg == POST_FILTER_FELL_BACK
+
+    def __enter__(self) -> FallBacks:
+        self._level = self._logger.level
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
 
 
 def _ids(tbl, q: np.ndarray, *, settings: AnnSettings, limit: int, where: str | None, share: float | None) -> list[int]:
@@ -174,7 +203,7 @@ def main() -> None:
         meta_path = where / "ann_filters.json"
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         db = lancedb.connect(str(where))
-        if meta.get("n") == args.n and "vectors" in db.table_names():
+        if meta.get("n") == args.n and "vectors" in db.list_tables().tables:
             tbl = db.open_table("vectors")
             for _ in batches():  # the exact answers only
                 pass

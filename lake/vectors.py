@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +15,8 @@ import pyarrow as pa
 from lake import atomic
 from lake.digest import RowsDigest, rows_digest
 from lake.schema import VECTOR_KINDS, vector_schema
+
+log = logging.getLogger(__name__)
 
 
 def _connect(path: Path):
@@ -54,13 +57,17 @@ PROBED_SHARE = 1 / 3
 #: pre-filter's graph search walks past the rows failing the filter to fill its candidate list, so a
 #: third of the rows passing cost three times the unfiltered search, while the post-filtered list costs
 #: about what an unfiltered one does and its passing rows are the nearest passing ones it found. 10M
-#: vectors, 40 probes, held-out queries: a third of the rows 113 → 48 ms p50 (265 → 53 ms for the 50 rows
-#: a search fetches), recall@10 0.964 → 0.959 (bench/ann_filters.py, BENCHMARKS.md). For a narrow filter
+#: vectors, 40 probes, held-out queries, two runs: a third of the rows 108–113 → 48 ms p50 (265–268 → 51–53
+#: ms for the 50 rows a search fetches), recall@10 0.964 → 0.959 (bench/ann_filters.py, BENCHMARKS.md); 3
+#: of 100 queries fell back to the pre-filter at 10 rows, none at 50. For a narrow filter
 #: LanceDB searches each probed partition's passing rows directly, and a list deep enough would cost more
 #: (6 % of the rows: 52 ms pre-filtered for recall 0.940 on 40 tuning queries; post-filtered from 260
 #: rows, ef 600, 61 ms for 0.918).
 POST_FILTER_MIN_SHARE = 0.2
 POST_FILTER_MARGIN = 1.5
+#: What :func:`ann_search` logs (at DEBUG) when a post-filtered list holds too few passing rows and the
+#: pre-filter answers instead: a second query (bench/ann_filters.py counts them).
+POST_FILTER_FELL_BACK = "post-filter: %d of %d rows passed (wanted %d) for %s; pre-filtering"
 #: Scalar indexes (column → LanceDB index type) that tables with an ANN index get on the columns search
 #: filters read (:meth:`lake.filters.Filters.lance_where`): a B-tree for date ranges and date lists (ISO
 #: text), bitmaps for whole years, the few categories and the has-image flag. Why: without them LanceDB's
@@ -131,6 +138,7 @@ def ann_search(lance_table, vector: np.ndarray, *, settings: AnnSettings, limit:
         if len(hits) >= limit:
             return hits[:limit]
         # fewer passed than the share promised: the filter shuns this query's neighbourhood
+        log.debug(POST_FILTER_FELL_BACK, len(hits), depth, limit, where)
     nprobes = settings.probes(share=share) if where and share is not None else settings.nprobes
     query = _ann_query(lance_table, vector, limit=limit, nprobes=nprobes, refine=settings.refine_factor,
                        ef=settings.ef, columns=columns)

@@ -1,6 +1,7 @@
 """Neighbour graph, projections and clustering on small fixed data, judged by quality thresholds."""
 
 import datetime as dt
+import logging
 import math
 import sys
 
@@ -218,10 +219,11 @@ def test_ann_index_is_built_for_large_tables_and_searched(tmp_path, hnsw_min_row
     assert hits[0]["date"] == "2000-01-08" and all(h["date"] <= "2001-06-30" for h in hits)
 
 
-def test_broad_filters_are_post_filtered_under_hnsw_and_pre_filtered_where_they_shun_the_query(tmp_path, monkeypatch):
+def test_broad_filters_are_post_filtered_under_hnsw_and_pre_filtered_where_they_shun_the_query(tmp_path, monkeypatch,
+                                                                                              caplog):
     """Under IVF_HNSW_SQ a filter most rows pass is cut from a deeper unfiltered list (one query); where
     that list holds too few passing rows (the filter shuns the query's neighbourhood) the pre-filter
-    answers (a second query). Either way the rows are the exact nearest passing ones."""
+    answers (a second query, logged). Either way the rows are the exact nearest passing ones."""
     from lake import vectors
 
     rng = np.random.default_rng(4)
@@ -253,11 +255,15 @@ def test_broad_filters_are_post_filtered_under_hnsw_and_pre_filtered_where_they_
     passing = np.array(years) >= 2001
     for query_row, applied in ((1, [False]), (0, [False, True])):  # a later cluster: after; the 2000 one: both
         prefilters.clear()
-        hits = vectors.ann_search(table, x[query_row], settings=settings, limit=10, columns=["date"],
-                                  where=where, share=share)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="lake.vectors"):
+            hits = vectors.ann_search(table, x[query_row], settings=settings, limit=10, columns=["date"],
+                                      where=where, share=share)
         sims = np.where(passing, x @ x[query_row], -np.inf)
         assert [h["date"] for h in hits] == [dates[i] for i in np.argsort(-sims)[:10]]
         assert prefilters == applied
+        fell_back = [r for r in caplog.records if r.msg == vectors.POST_FILTER_FELL_BACK]
+        assert len(fell_back) == len(applied) - 1
     # a narrow filter, and a list deeper than the graph's candidates (deep pages): pre-filtered at once
     assert settings.post_filter(share=0.1, n=10) is None
     assert settings.post_filter(share=0.9, n=1000) is None
