@@ -87,3 +87,30 @@ def sesame_urls() -> list[str]:
     """``$SESAME_URL`` (comma-separated mirrors), else CDS and its Harvard mirror."""
     value = _get("SESAME_URL")
     return [u.strip() for u in value.split(",") if u.strip()] if value else list(SESAME_URLS)
+
+
+#: Lance's compute threads (its own variable): vector and full-text searches run on them.
+LANCE_THREADS_ENV = "LANCE_CPU_THREADS"
+
+
+def lance_threads(cpus: int) -> int:
+    """The compute threads :func:`default_lance_threads` gives Lance on ``cpus`` cores: Lance's own
+    choice (all cores but the two it keeps for I/O, at least one), raised to two where two cores exist."""
+    return max(cpus - 2, min(cpus, 2), 1)
+
+
+def default_lance_threads() -> int:
+    """Sets ``$LANCE_CPU_THREADS`` by :func:`lance_threads` unless it is set already (a value set
+    wins). Why: Lance keeps two cores for I/O, so on a 2-core machine a search ran its probed partitions
+    on one thread while the lake's indexes sit in memory and leave the I/O threads idle; with two, a
+    filtered search of 10M vectors took 47-52 → 32-40 ms, an unfiltered one 32-34 → 21-23 ms, the same rows
+    (bench/lance_threads.py, two runs; BENCHMARKS.md). Lance reads the variable once per process, at its first query, so this runs before
+    anything opens a table (``lake.vectors``). Returns the count in force."""
+    if _get(LANCE_THREADS_ENV) is None:
+        os.environ[LANCE_THREADS_ENV] = str(lance_threads(usable_cpus()))
+    return int(os.environ[LANCE_THREADS_ENV])
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

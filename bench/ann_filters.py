@@ -21,7 +21,9 @@ setting whose recall@10 is ≥ 0.95 in every mode (unfiltered and each filter) a
 (5) on the held-out queries: that setting, the shipped one (``lake.vectors.ANN_SEARCH``), the shipped one
 with every filter pre-filtered at its probes (without the share), and the previous version's settings and
 plan (``PREVIOUS_SEARCH``, pre-filters; under IVF_PQ the same as now). Recall@10 is against exact cosine
-search over the rows passing the filter; latency of each query alone, after 5 warm-up queries per mode;
+search over the rows passing the filter; latency of each query alone, after 5 warm-up queries per mode,
+with Lance's compute threads as the lake sets them (``atlas.environment.default_lance_threads``; every
+row of one run alike: bench/lance_threads.py compares thread counts);
 at 10 rows and at the 50 a search of the app fetches (``FUSION_DEPTH``; recall of its first 10); where
 a filter is applied after the search, how many queries found too few passing rows in the list and went
 to the pre-filter (a second query: ``lake.vectors`` logs each).
@@ -47,6 +49,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from atlas.environment import default_lance_threads  # noqa: E402
 from bench.ann import BLOCK, DIM, ExactTop10, block, centres, queries_near, timed_recall  # noqa: E402
 from bench.common import peak_rss, save  # noqa: E402
 from lake.filters import Filters  # noqa: E402
@@ -77,7 +80,7 @@ PREVIOUS_WHERE = {"years": "date >= '2016-01-01'", "days": "date >= '2016-03-15'
 #: Settings tried on the tuning queries; the shipped one (ANN_SEARCH) is among them.
 #: (nprobes, refine factor, ef): ef is HNSW's candidate list (None under IVF_PQ, which has none).
 GRID = {"IvfHnswSq": ((20, 2, 300), (30, 2, 200), (30, 2, 300), (40, 2, 150), (40, 2, 200), (40, 2, 300),
-                      (40, 5, 300), (50, 2, 300), (60, 2, 300)),
+                      (40, 5, 300), (45, 2, 300), (50, 2, 300), (55, 2, 300), (60, 2, 300)),
         "IvfPq": ((20, 10, None), (40, 20, None), (60, 20, None), (100, 20, None), (100, 40, None),
                   (150, 40, None), (200, 50, None))}
 #: The query settings of the previous version (272eeeb): IVF_HNSW_SQ's ef was LanceDB's default, 1.5 ×
@@ -178,6 +181,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep the table here, and use the one a run with the same --n left")
     ap.add_argument("--out", default="ann_filters", help="results name (bench/results/<out>.json)")
     args = ap.parse_args()
+    lance_cpu_threads = default_lance_threads()  # as the lake's tables are opened (lake.vectors)
     import lance
     import lancedb
 
@@ -251,7 +255,7 @@ def main() -> None:
         without_share = measure(tbl, test, test_truth, wheres, shipped)  # every filter pre-filtered, shipped's probes
         disk_mb = sum(p.stat().st_size for p in (where / "vectors.lance").rglob("*") if p.is_file()) / 2**20
     result = {"n": args.n, "dim": DIM, "queries": {"tune": len(tune), "test": len(test)}, "index": index_type,
-              "hnsw_min_rows": HNSW_MIN_ROWS, "kept_table": args.keep is not None,
+              "hnsw_min_rows": HNSW_MIN_ROWS, "kept_table": args.keep is not None, "lance_cpu_threads": lance_cpu_threads,
               "filters": {name: {"where": wheres[name], "share": round(share[name], 4)} for name in FILTERS},
               **{k: meta[k] for k in ("table_write_s", "index_build_s", "rss_before_index_mb", "index_build_extra_rss_mb")},
               "scalar_index_build_s": scalar_s, "disk_mb": round(disk_mb), "shipped": list(shipped[1:]),

@@ -631,6 +631,32 @@ def ann_section(r: dict, *, name: str = "ann") -> list[str]:
     return out + [""]
 
 
+def lance_threads_section(r: dict) -> list[str]:
+    """bench/lance_threads.py: Lance's own compute threads against the lake's, taking turns in one run."""
+    runs = r["runs"]
+    modes = list(runs[0]["modes"])
+    first, lakes = runs[0], next(x for x in runs if x["threads"] == "the lake's")
+    own = [x for x in runs if x["threads"] != "the lake's"]
+    out = [f"## Lance's compute threads: vector search at {r['n']:,} vectors ({r['index']})", "",
+           "Command: `python bench/lance_threads.py --table DIR` (DIR: a table `bench/ann_filters.py --n "
+           f"{r['n']} --keep DIR` left) — the search the lake ships (`lake.vectors.ann_search`, settings "
+           f"{tuple(r['settings'])}, filters as search writes and plans them) on {r['queries']} held-out queries, "
+           "each setting in its own process, taking turns: Lance's own thread count (all cores but two, at least "
+           "one), the lake's (`atlas.environment.default_lance_threads`: at least two where two cores exist), "
+           "Lance's own again. p50 (p95) of each query alone, index partitions loaded first.", _machine(r), "",
+           "| threads | " + " | ".join(m.replace("@", ", ") + " rows" for m in modes) + " |",
+           "|---|" + "---:|" * len(modes)]
+    for x in runs:
+        out.append(f"| {x['threads']}: {x['lance_cpu_threads']} | "
+                   + " | ".join(f"{x['modes'][m]['p50_ms']} ms ({x['modes'][m]['p95_ms']})" for m in modes) + " |")
+    ratio = [min(o["modes"][m]["p50_ms"] for o in own) / lakes["modes"][m]["p50_ms"] for m in modes]
+    out += ["", f"The lake's threads against the faster of Lance's own two runs: p50 {min(ratio):.2f}–{max(ratio):.2f}× "
+            f"faster; slowest p50 at 10 rows {max(lakes['modes'][m]['p50_ms'] for m in modes if m.endswith('@10'))} ms "
+            f"against {max(first['modes'][m]['p50_ms'] for m in modes if m.endswith('@10'))} ms. Every run returned "
+            f"{'the same rows for every query' if r['same_rows'] else '**different rows**'}.", ""]
+    return out
+
+
 def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
     """bench/ann_filters.py: filtered search as the lake indexes it, the previous version in the same run."""
     modes = ["unfiltered", *r["filters"]]
@@ -649,7 +675,10 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
            f"(nprobes, refine factor, HNSW's ef) are chosen on {q['tune']} tuning queries (the fastest whose recall@10 is ≥ "
            f"{t['recall_at_10']} in every mode at both depths) and reported on {q['test']} held-out ones. Recall@10 "
            "against exact cosine search over the rows passing the filter; p50 (p95) at 10 rows, and p50 at the 50 "
-           "rows a search of the app fetches.", _machine(r), "",
+           "rows a search of the app fetches. Lance's compute threads: "
+           + (f"{r['lance_cpu_threads']}, as the lake sets them" if r.get("lance_cpu_threads") else
+              "Lance's own (one on 2 cores; run before the lake set them: see *Lance's compute threads*)") + ".",
+           _machine(r), "",
            f"Table write {r['table_write_s']} s; ANN index build **{r['index_build_s']} s**, "
            f"{r['index_build_extra_rss_mb']} MB extra memory" + (" (built by an earlier run with `--keep`)" if r["kept_table"] else "")
            + "; filter-column indexes " + ", ".join(f"`{c}` {s} s" for c, s in r["scalar_index_build_s"].items())
@@ -1257,6 +1286,7 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
             *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
             *((name, partial(ann_filters_section, name=name)) for name in ("ann_filters_200k", "ann_filters", "ann_filters_10m")),
+            ("lance_threads", lance_threads_section),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
             ("add_one_day_picture", add_day_section), ("append_vectors", append_vectors_section),

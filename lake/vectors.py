@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from atlas import environment
 from lake import atomic
 from lake.digest import RowsDigest, rows_digest
 from lake.schema import VECTOR_KINDS, vector_schema
@@ -20,9 +21,18 @@ log = logging.getLogger(__name__)
 
 
 def _connect(path: Path):
+    environment.default_lance_threads()  # before Lance's first query in this process
     import lancedb  # heavy import, only when vectors are touched
 
     return lancedb.connect(str(path))
+
+
+def _lance():
+    """pylance, the format library under LanceDB, once Lance's compute threads are set (as :func:`_connect`)."""
+    environment.default_lance_threads()
+    import lance
+
+    return lance
 
 
 #: Tables with at least this many rows get an ANN index (exact search is fast enough below it).
@@ -40,6 +50,10 @@ HNSW_MIN_ROWS = 5_000_000
 #: so the refine factor 20 this had meant ef 300 at 10 rows and 1,500 at the 50 a search of the app
 #: fetches: 10M vectors, held-out queries, recall@10 0.957 at p50 38 ms, and 0.968 at 112 ms for the
 #: 50-row list. Refine 2 with ef 300 gives 0.957 at 35 and 37 ms (bench/ann_filters.py, BENCHMARKS.md).
+#: With Lance's two compute threads (:func:`atlas.environment.default_lance_threads`), 40 probes take
+#: 23 ms unfiltered and 31-33 ms filtered (held out, 10 rows), but their recall@10 depends on the query
+#: sample: 0.930-0.960 over four samples of 100-200 queries (0.9415 on the latest held-out 200), so the
+#: 0.95 target needs more probes (50: 0.955-0.965 on the tuning 200, 27-40 ms) chosen with a margin.
 #: Filtered queries: :data:`SCALAR_INDEXES`, :data:`PROBED_SHARE`, :data:`POST_FILTER_MIN_SHARE`.
 ANN_SEARCH = {"IvfPq": (100, 40, None), "IvfHnswSq": (40, 2, 300)}
 #: Under IVF_PQ, a filter passing a smaller share of the rows than this is searched with proportionally
@@ -223,9 +237,7 @@ def finish_table(db_path: Path, kind: str, table: pa.Table, *, ann_min_rows: int
     """What follows every whole write of table ``kind`` (``table``), whoever wrote it: the digest of its
     rows in the table's configuration, where :func:`append_to_previous` of a later build finds it, then
     its indexes (:func:`index_table`)."""
-    import lance
-
-    lance.dataset(table_uri(db_path, kind)).update_config({ROWS_DIGEST_KEY: rows_digest(table)})
+    _lance().dataset(table_uri(db_path, kind)).update_config({ROWS_DIGEST_KEY: rows_digest(table)})
     index_table(db_path, kind, table, ann_min_rows=ann_min_rows, hnsw_min_rows=hnsw_min_rows)
 
 
@@ -259,10 +271,8 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
     source = Path(table_uri(previous, kind))
     if not source.is_dir():
         return None
-    import lance
-
     try:
-        old = lance.dataset(str(source))
+        old = _lance().dataset(str(source))
         stored, kept, schema = old.config().get(ROWS_DIGEST_KEY), old.count_rows(), old.schema
         indexes = {(column, index.index_type) for index in old.describe_indices() for column in index.field_names}
     except (OSError, ValueError, RuntimeError):  # unreadable: write the table whole
@@ -277,7 +287,7 @@ def append_to_previous(db_path: Path, kind: str, table: pa.Table, *, previous: P
     target = Path(table_uri(db_path, kind))
     atomic.link_tree(source, target)  # makes db_path too
     if kept < table.num_rows:
-        dataset = lance.dataset(str(target))
+        dataset = _lance().dataset(str(target))
         if len(dataset.get_fragments()) + 1 >= compact_at_fragments:
             dataset.optimize.compact_files()
         dataset.insert(table.slice(kept), mode="append")
@@ -405,9 +415,7 @@ def read_vectors(db_path: Path, kind: str) -> tuple[list[str], np.ndarray]:
     placement spends on everything else."""
     dataset = table_uri(Path(db_path), kind)
     if Path(dataset).is_dir():
-        import lance
-
-        arrow = lance.dataset(dataset).to_table(columns=["date", "vector"])
+        arrow = _lance().dataset(dataset).to_table(columns=["date", "vector"])
     else:
         arrow = open_table(db_path, kind).to_arrow()
     return arrow.column("date").to_pylist(), matrix(arrow.column("vector"))

@@ -95,6 +95,29 @@ def test_environment_is_read_when_a_config_is_made(monkeypatch, tmp_path):
     assert config_from_args(_build_args("--lake", str(tmp_path / "flag"))).lake.root == (tmp_path / "flag").resolve()
 
 
+def test_lance_computes_on_two_threads_where_two_cores_exist_unless_told_otherwise(monkeypatch, tmp_path):
+    """Lance keeps two cores for I/O and computes on the rest, at least one: on 2 cores a search ran on one
+    thread. Opening the lake's vector tables gives it two where two cores exist, Lance's own choice
+    elsewhere, and leaves a value someone set alone."""
+    import os
+
+    import numpy as np
+
+    from atlas import environment
+    from lake import vectors
+
+    assert [environment.lance_threads(c) for c in (1, 2, 3, 4, 8, 64)] == [1, 2, 2, 2, 6, 62]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for preset, expected in (("", "2"), ("1", "1")):
+        monkeypatch.setenv(environment.LANCE_THREADS_ENV, preset)  # "" = unset; restored after the test
+        db = tmp_path / f"lake-{preset or 'unset'}"
+        vectors.write_table(db, "title", ["2000-01-01"], np.ones((1, 4), np.float32), titles=["t"], years=[2000],
+                            categories=["c"], has_image=[False])
+        assert os.environ[environment.LANCE_THREADS_ENV] == expected
+        assert vectors.open_table(db, "title").count_rows() == 1
+
+
 def test_offline_means_no_network_anywhere(monkeypatch):
     """``--offline`` refuses settings that need the network, and ``--encoder auto`` then takes OpenCLIP
     only from weights already on disk: it never probes the hub."""
