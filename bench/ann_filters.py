@@ -17,7 +17,8 @@ a pre-filter with as many probes as any query, and date ranges written on the da
 each filter's rows timed without and with them; (4) a grid of (nprobes, refine factor, ef) on the tuning
 queries, filtered queries planned as search plans them (``lake.vectors.ann_search``: under IVF_PQ more
 probes for a narrow filter, under IVF_HNSW_SQ a broad filter applied after the search); the fastest
-setting whose recall@10 is ≥ 0.95 in every mode (unfiltered and each filter) at both list depths is chosen;
+setting whose recall@10 is ≥ 0.95 by a standard error (:func:`meets`) in every mode (unfiltered and each
+filter) at both list depths is chosen;
 (5) on the held-out queries: that setting, the shipped one (``lake.vectors.ANN_SEARCH``), the shipped one
 with every filter pre-filtered at its probes (without the share), and the previous version's settings and
 plan (``PREVIOUS_SEARCH``, pre-filters; under IVF_PQ the same as now). Recall@10 is against exact cosine
@@ -28,7 +29,7 @@ at 10 rows and at the 50 a search of the app fetches (``FUSION_DEPTH``; recall o
 a filter is applied after the search, how many queries found too few passing rows in the list and went
 to the pre-filter (a second query: ``lake.vectors`` logs each).
 
-Usage: python bench/ann_filters.py [--n 1000000] [--queries 200] [--keep DIR] [--out ann_filters]
+Usage: python bench/ann_filters.py [--n 1000000] [--queries 200] [--seed 7] [--keep DIR] [--out ann_filters]
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def measure(tbl, queries: np.ndarray, truth: dict[str, ExactTop10], wheres: dict
                                   "post_filter_depth": post and post[0], "post_filter_ef": post and post[1],
                                   "post_filter_fell_back": fell_back.count if post else None,
                                   "recall_at_10": round(float(np.mean(recall)), 4),
+                                  "recall_se": round(float(np.std(recall, ddof=1) / np.sqrt(len(recall))), 4),
                                   "p50_ms": round(float(np.percentile(lat, 50)), 2),
                                   "p95_ms": round(float(np.percentile(lat, 95)), 2)}
     row = {"nprobes": settings.nprobes, "refine_factor": settings.refine_factor, "ef": settings.ef,
@@ -167,7 +169,10 @@ def _ids(tbl, q: np.ndarray, *, settings: AnnSettings, limit: int, where: str | 
 
 
 def meets(row: dict) -> bool:
-    return all(m["recall_at_10"] >= TARGET_RECALL for m in row["modes"].values())
+    """Recall@10 at least one standard error (of the mean over the tuning queries) above the target in
+    every mode. Why the margin: a setting that only just reaches the target on one sample of queries
+    misses it on the next (10M vectors, 40 probes: 0.950 on 200 tuning queries, 0.9415 on 200 held out)."""
+    return all(m["recall_at_10"] - m.get("recall_se", 0) >= TARGET_RECALL for m in row["modes"].values())
 
 
 def slowest_p50(row: dict) -> float:
@@ -178,6 +183,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200, help="half tune the settings, half report them")
+    ap.add_argument("--seed", type=int, default=7, help="of the queries (a new seed: queries no run has seen)")
     ap.add_argument("--keep", type=Path, help="keep the table here, and use the one a run with the same --n left")
     ap.add_argument("--out", default="ann_filters", help="results name (bench/results/<out>.json)")
     args = ap.parse_args()
@@ -186,7 +192,7 @@ def main() -> None:
     import lancedb
 
     c = centres()
-    queries = queries_near(c, n=args.n, count=args.queries, seed=7)
+    queries = queries_near(c, n=args.n, count=args.queries, seed=args.seed)
     tune, test = queries[: args.queries // 2], queries[args.queries // 2:]
     modes = ("unfiltered", *FILTERS)
     truth = {m: ExactTop10(queries) for m in modes}
@@ -254,7 +260,8 @@ def main() -> None:
                          measure(tbl, test, test_truth, wheres, previous, shares=share if index_type == "IvfPq" else None))
         without_share = measure(tbl, test, test_truth, wheres, shipped)  # every filter pre-filtered, shipped's probes
         disk_mb = sum(p.stat().st_size for p in (where / "vectors.lance").rglob("*") if p.is_file()) / 2**20
-    result = {"n": args.n, "dim": DIM, "queries": {"tune": len(tune), "test": len(test)}, "index": index_type,
+    result = {"n": args.n, "dim": DIM, "queries": {"tune": len(tune), "test": len(test)}, "seed": args.seed,
+              "choice_margin": "one standard error", "index": index_type,
               "hnsw_min_rows": HNSW_MIN_ROWS, "kept_table": args.keep is not None, "lance_cpu_threads": lance_cpu_threads,
               "filters": {name: {"where": wheres[name], "share": round(share[name], 4)} for name in FILTERS},
               **{k: meta[k] for k in ("table_write_s", "index_build_s", "rss_before_index_mb", "index_build_extra_rss_mb")},

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT))
+
+from lake.vectors import ANN_SEARCH  # noqa: E402  (the query settings the lake ships today)
 
 
 def _load(name: str) -> dict | None:
@@ -662,6 +666,7 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
     modes = ["unfiltered", *r["filters"]]
     q = r["queries"]
     flags = (f" --n {r['n']}" + (f" --queries {q['tune'] + q['test']}" if q["tune"] + q["test"] != 200 else "")
+             + (f" --seed {r['seed']}" if r.get("seed", 7) != 7 else "")
              + (" --keep DIR" if r["kept_table"] else "") + (f" --out {name}" if name != "ann_filters" else ""))
     previous = r.get("previous_where", {})
     filters = "; ".join(f"*{m}* `{f['where']}` ({f['share']:.1%} of the rows pass"
@@ -673,7 +678,8 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
            "`bench/ann.py`) with the columns of the lake's vector tables, the ANN index and the filter-column indexes "
            "`lake/vectors.py` builds, and the filter expressions search sends. Filters: " + filters + ". Query settings "
            f"(nprobes, refine factor, HNSW's ef) are chosen on {q['tune']} tuning queries (the fastest whose recall@10 is ≥ "
-           f"{t['recall_at_10']} in every mode at both depths) and reported on {q['test']} held-out ones. Recall@10 "
+           f"{t['recall_at_10']}" + (f" by {r['choice_margin']}" if r.get("choice_margin") else "")
+           + f" in every mode at both depths) and reported on {q['test']} held-out ones. Recall@10 "
            "against exact cosine search over the rows passing the filter; p50 (p95) at 10 rows, and p50 at the 50 "
            "rows a search of the app fetches. Lance's compute threads: "
            + (f"{r['lance_cpu_threads']}, as the lake sets them" if r.get("lance_cpu_threads") else
@@ -706,6 +712,9 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
     head = "| " + " | ".join(f"{x}: 10 rows | 50 rows" for x in modes) + " |"
     rule = "---:|---:|" * len(modes)
     shipped, chosen = r["shipped"], r["chosen"]
+    chosen_setting = [chosen["nprobes"], chosen["refine_factor"], chosen.get("ef")][:len(shipped)]
+    current = list(ANN_SEARCH[r["index"]])[:len(shipped)]
+    now_label = "**now**" if shipped == current else "shipped when run"
     previous = r.get("previous_search", shipped)
     counts = r["count_rows_p50_ms"]
     post = r.get("post_filter")
@@ -728,14 +737,15 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
                        f"{cells(r['previous_held_out'])} |")
         out.append(f"| now, without the share: every filter pre-filtered with the same probes | {settings(shipped)} | "
                    f"{cells(r['shipped_without_share_held_out'])} |")
-        out.append(f"| **now**{' (= previous)' if previous == shipped else ''} | {settings(shipped)} | "
+        out.append(f"| {now_label}{' (= previous)' if previous == shipped else ''} | {settings(shipped)} | "
                    f"{cells(r['shipped_held_out'])} |")
     else:  # results of 272eeeb
         out += [f"| filter-column indexes, the same probes | {settings(shipped)} | {cells(r['shipped_fixed_probes_held_out'])} |",
                 f"| now: filter-column indexes, more probes for narrow filters | {settings(shipped)} | "
                 f"{cells(r['shipped_held_out'])} |"]
-    if [chosen["nprobes"], chosen["refine_factor"], chosen.get("ef")][:len(shipped)] != shipped:
-        out.append(f"| now: chosen on the tuning queries | {settings(chosen)} | {cells(r['chosen_held_out'])} |")
+    if chosen_setting != shipped:
+        label = "**now**: chosen on the tuning queries (shipped since)" if chosen_setting == current else "chosen on the tuning queries"
+        out.append(f"| {label} | {settings(chosen)} | {cells(r['chosen_held_out'])} |")
     out += ["", "**Tuning queries**, the grid:", "", "| nprobes | refine | ef " + head, "|---:|---:|---:|" + rule]
     out += [f"| {settings(row)} | {cells(row)} |" for row in r["grid_tuning_queries"]]
     def verdict(held: dict) -> str:
@@ -751,7 +761,8 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
     out += ["", f"{lead}: nprobes {chosen['nprobes']}, refine {chosen['refine_factor']}"
             + (f", ef {chosen['ef']}" if chosen.get("ef") else "") + f". Held out: {verdict(r['chosen_held_out']['modes'])}."]
     if r["shipped_held_out"] is not r["chosen_held_out"] and r["shipped_held_out"] != r["chosen_held_out"]:
-        out[-1] += f" Shipped ({settings(shipped).replace(' | ', ', ')}), held out: {verdict(r['shipped_held_out']['modes'])}."
+        out[-1] += (f" {'Shipped' if shipped == current else 'Shipped when run'} ({settings(shipped).replace(' | ', ', ')}), "
+                    f"held out: {verdict(r['shipped_held_out']['modes'])}.")
     return out + [""]
 
 
