@@ -673,7 +673,8 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
                         + (f"; the previous version wrote `{previous[m]}`" if m in previous else "") + ")"
                         for m, f in r["filters"].items())
     t = r["targets"]
-    out = [f"## Filtered search at {r['n']:,} vectors, as the lake indexes it ({r['index']})", "",
+    sample = f", queries of seed {r['seed']}" if name.endswith(f"_seed{r.get('seed')}") else ""
+    out = [f"## Filtered search at {r['n']:,} vectors, as the lake indexes it ({r['index']}{sample})", "",
            f"Command: `python bench/ann_filters.py{flags}` — {r['n']:,} synthetic {r['dim']}-d vectors (those of "
            "`bench/ann.py`) with the columns of the lake's vector tables, the ANN index and the filter-column indexes "
            "`lake/vectors.py` builds, and the filter expressions search sends. Filters: " + filters + ". Query settings "
@@ -757,7 +758,9 @@ def ann_filters_section(r: dict, *, name: str = "ann_filters") -> list[str]:
                 f"is **{'met' if met else 'not met'}**")
 
     lead = ("Chosen" if chosen["met_on_tuning"] else
-            f"**No setting tried reaches recall ≥ {t['recall_at_10']} in every mode** on the tuning queries; the most thorough")
+            f"**No setting tried reaches recall ≥ {t['recall_at_10']}"
+            + (f" by {r['choice_margin']}" if r.get("choice_margin") else "")
+            + " in every mode** on the tuning queries; the most thorough")
     out += ["", f"{lead}: nprobes {chosen['nprobes']}, refine {chosen['refine_factor']}"
             + (f", ef {chosen['ef']}" if chosen.get("ef") else "") + f". Held out: {verdict(r['chosen_held_out']['modes'])}."]
     if r["shipped_held_out"] is not r["chosen_held_out"] and r["shipped_held_out"] != r["chosen_held_out"]:
@@ -1296,7 +1299,8 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("anomaly", anomaly_section),
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
             *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
-            *((name, partial(ann_filters_section, name=name)) for name in ("ann_filters_200k", "ann_filters", "ann_filters_10m")),
+            *((name, partial(ann_filters_section, name=name)) for name in (
+                "ann_filters_200k", "ann_filters", "ann_filters_10m", "ann_filters_10m_seed9")),
             ("lance_threads", lance_threads_section),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
