@@ -80,8 +80,8 @@ FILTERS = {"years": Filters(start=dt.date(2016, 1, 1)), "days": Filters(start=dt
 PREVIOUS_WHERE = {"years": "date >= '2016-01-01'", "days": "date >= '2016-03-15'"}
 #: Settings tried on the tuning queries; the shipped one (ANN_SEARCH) is among them.
 #: (nprobes, refine factor, ef): ef is HNSW's candidate list (None under IVF_PQ, which has none).
-GRID = {"IvfHnswSq": ((20, 2, 300), (30, 2, 200), (30, 2, 300), (40, 2, 150), (40, 2, 200), (40, 2, 300),
-                      (40, 5, 300), (45, 2, 300), (50, 2, 300), (55, 2, 300), (60, 2, 300)),
+GRID = {"IvfHnswSq": ((20, 2, 300), (30, 2, 300), (40, 2, 200), (40, 2, 300), (40, 5, 300), (45, 2, 300),
+                      (45, 2, 400), (50, 2, 300), (50, 2, 400), (55, 2, 300), (55, 2, 400), (60, 2, 300)),
         "IvfPq": ((20, 10, None), (40, 20, None), (60, 20, None), (100, 20, None), (100, 40, None),
                   (150, 40, None), (200, 50, None))}
 #: The query settings of the previous version (272eeeb): IVF_HNSW_SQ's ef was LanceDB's default, 1.5 ×

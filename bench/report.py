@@ -1300,7 +1300,7 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
             *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
             *((name, partial(ann_filters_section, name=name)) for name in (
-                "ann_filters_200k", "ann_filters", "ann_filters_10m", "ann_filters_10m_seed9")),
+                "ann_filters_200k", "ann_filters", "ann_filters_10m", "ann_filters_10m_seed9", "ann_filters_10m_seed10")),
             ("lance_threads", lance_threads_section),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
