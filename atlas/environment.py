@@ -93,18 +93,25 @@ def sesame_urls() -> list[str]:
 LANCE_THREADS_ENV = "LANCE_CPU_THREADS"
 
 
+def lances_own_threads(cpus: int) -> int:
+    """The compute threads Lance picks by itself on ``cpus`` cores: all but the two it keeps for I/O, at
+    least one."""
+    return max(cpus - 2, 1)
+
+
 def lance_threads(cpus: int) -> int:
     """The compute threads :func:`default_lance_threads` gives Lance on ``cpus`` cores: Lance's own
-    choice (all cores but the two it keeps for I/O, at least one), raised to two where two cores exist."""
-    return max(cpus - 2, min(cpus, 2), 1)
+    choice (:func:`lances_own_threads`), raised to two where two cores exist."""
+    return max(lances_own_threads(cpus), min(cpus, 2))
 
 
 def default_lance_threads() -> int:
     """Sets ``$LANCE_CPU_THREADS`` by :func:`lance_threads` unless it is set already (a value set
     wins). Why: Lance keeps two cores for I/O, so on a 2-core machine a search ran its probed partitions
     on one thread while the lake's indexes sit in memory and leave the I/O threads idle; with two, a
-    filtered search of 10M vectors took 47-52 → 32-40 ms, an unfiltered one 32-34 → 21-23 ms, the same rows
-    (bench/lance_threads.py, two runs; BENCHMARKS.md). Lance reads the variable once per process, at its first query, so this runs before
+    filtered search of 10M vectors took 47-52 → 32-40 ms at 40 probes and 60-64 → 41-44 ms at the 55
+    shipped now, an unfiltered one 32-34 → 21-23 ms and 43 → 28 ms, the same rows (bench/lance_threads.py;
+    BENCHMARKS.md). Lance reads the variable once per process, at its first query, so this runs before
     anything opens a table (``lake.vectors``). Returns the count in force."""
     if _get(LANCE_THREADS_ENV) is None:
         os.environ[LANCE_THREADS_ENV] = str(lance_threads(usable_cpus()))
@@ -112,5 +119,6 @@ def default_lance_threads() -> int:
 
 
 def usable_cpus() -> int:
-    """The cores this process may run on (its affinity where the OS tells it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The cores this process may run on (its affinity where the OS tells it), at least one: the build's
+    default ``--threads`` and Lance's compute threads (:func:`lance_threads`)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))

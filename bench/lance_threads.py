@@ -3,7 +3,7 @@ filters as search writes and plans them) on a table ``bench/ann_filters.py --kee
 compute threads Lance picks by itself (all cores but two, at least one: one on 2 cores) and with those the
 lake gives it (``atlas.environment.default_lance_threads``). Lance reads its thread count once per process,
 so each setting runs in its own process, taking turns: Lance's own, the lake's, Lance's own again. Queries:
-the held-out half of ``bench/ann_filters.py``'s (same seed), each run once unfiltered first (the index
+the held-out half of ``bench/ann_filters.py``'s by its default seed (7), each run once unfiltered first (the index
 partitions they probe loaded); p50 and p95 of each query alone after 5 warm-up queries per mode, at 10 rows and at the 50 a search of the app fetches; and whether every setting
 returned the same rows (threads must change the time, not the answer).
 
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from atlas.environment import LANCE_THREADS_ENV, lance_threads, usable_cpus  # noqa: E402
+from atlas.environment import LANCE_THREADS_ENV, lance_threads, lances_own_threads, usable_cpus  # noqa: E402
 from bench.common import save  # noqa: E402
 
 DEPTHS = (10, 50)
@@ -79,7 +79,7 @@ def main() -> None:
     if meta.get("n") != args.n:
         raise SystemExit(f"{args.table} holds a table of {meta.get('n'):,} vectors, not --n {args.n:,}")
     cpus = usable_cpus()
-    lances_own, lakes = max(cpus - 2, 1), lance_threads(cpus)
+    lances_own, lakes = lances_own_threads(cpus), lance_threads(cpus)
     runs = []
     for label, threads in (("Lance's own", lances_own), ("the lake's", lakes), ("Lance's own", lances_own)):
         env = os.environ | {LANCE_THREADS_ENV: str(threads)}

@@ -642,7 +642,9 @@ def lance_threads_section(r: dict) -> list[str]:
     first, lakes = runs[0], next(x for x in runs if x["threads"] == "the lake's")
     own = [x for x in runs if x["threads"] != "the lake's"]
     out = [f"## Lance's compute threads: vector search at {r['n']:,} vectors ({r['index']})", "",
-           "Command: `python bench/lance_threads.py --table DIR` (DIR: a table `bench/ann_filters.py --n "
+           "Command: `python bench/lance_threads.py --table DIR"
+           + (f" --queries {2 * r['queries']}" if r["queries"] != 100 else "")
+           + "` (DIR: a table `bench/ann_filters.py --n "
            f"{r['n']} --keep DIR` left) — the search the lake ships (`lake.vectors.ann_search`, settings "
            f"{tuple(r['settings'])}, filters as search writes and plans them) on {r['queries']} held-out queries, "
            "each setting in its own process, taking turns: Lance's own thread count (all cores but two, at least "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -128,10 +127,6 @@ def option(
             "metavar": metavar, "cli": cli}
 
 
-def _default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 def _default_lake() -> LakeLayout:
     return LakeLayout.at(environment.lake_dir(), building=True)
 
@@ -243,7 +238,7 @@ class BuildConfig:
     sesame_urls: list[str] = field(default_factory=environment.sesame_urls, metadata=option(
         "Sesame name-resolver base URL, repeatable (env SESAME_URL, comma-separated)", group="sky positions",
         flag="--sesame-url", repeat=True, metavar="URL"))
-    threads: int = field(default_factory=_default_threads, metadata=option(
+    threads: int = field(default_factory=environment.usable_cpus, metadata=option(
         "CPU threads for torch, BLAS and the map workers (the CPUs this process may use)",
         group="other", parse=parse_positive))
     runner: str = field(default="local", metadata=option(
