@@ -44,6 +44,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -189,44 +190,16 @@ def main() -> None:
     args = ap.parse_args()
     lance_cpu_threads = default_lance_threads()  # as the lake's tables are opened (lake.vectors)
     import lance
-    import lancedb
 
-    c = centres()
-    queries = queries_near(c, n=args.n, count=args.queries, seed=args.seed)
+    queries = queries_near(centres(), n=args.n, count=args.queries, seed=args.seed)
     tune, test = queries[: args.queries // 2], queries[args.queries // 2:]
     modes = ("unfiltered", *FILTERS)
     truth = {m: ExactTop10(queries) for m in modes}
-    shares = dict.fromkeys(FILTERS, 0)
-
-    def batches():
-        for start in range(0, args.n, BLOCK):
-            x, batch, passes = rows(start, min(args.n, start + BLOCK), c)
-            truth["unfiltered"].add(x, start)
-            for name, keep in passes.items():
-                truth[name].add(x, start, keep=keep)
-                shares[name] += int(keep.sum())
-            yield batch
 
     with tempfile.TemporaryDirectory(prefix="cosmic-atlas-ann-") as tmp:
         where = args.keep or Path(tmp)
-        where.mkdir(parents=True, exist_ok=True)
-        meta_path = where / "ann_filters.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        db = lancedb.connect(str(where))
-        if meta.get("n") == args.n and "vectors" in db.list_tables().tables:
-            tbl = db.open_table("vectors")
-            for _ in batches():  # the exact answers only
-                pass
-        else:
-            t0 = time.perf_counter()
-            tbl = db.create_table("vectors", data=pa.RecordBatchReader.from_batches(SCHEMA, batches()), mode="overwrite")
-            write_s = time.perf_counter() - t0
-            config = vector_index_config(num_rows=args.n, dim=DIM)
-            _, build_s, rss_before, rss_peak = peak_rss(lambda: tbl.create_index("vector", config=config))
-            meta = {"n": args.n, "index": type(config).__name__, "table_write_s": round(write_s, 1),
-                    "index_build_s": round(build_s, 1), "rss_before_index_mb": round(rss_before / 2**20),
-                    "index_build_extra_rss_mb": round((rss_peak - rss_before) / 2**20)}
-            meta_path.write_text(json.dumps(meta))
+        db, meta, shares = kept_table(where, n=args.n, truth=truth)
+        tbl = db.open_table("vectors")
         index_type = next(ix.index_type for ix in tbl.list_indices() if ix.columns == ["vector"])
         dataset = lance.dataset(str(where / "vectors.lance"))
         for index in dataset.describe_indices():  # a kept table's, from the run before: the baseline has none
@@ -278,6 +251,47 @@ def main() -> None:
               "targets": {"recall_at_10": TARGET_RECALL, "p50_ms": TARGET_P50_MS}}
     print(result)
     save(args.out, result)
+
+
+def kept_table(where: Path, *, n: int, truth: dict[str, ExactTop10]) -> tuple[Any, dict, dict[str, int]]:
+    """The LanceDB connection of ``where`` holding the table of ``n`` rows (``vectors``, with its ANN
+    index): the one a run with the same ``n`` left there, or written and indexed now (10M rows: about
+    35 min on 2 cores). Every row also goes through ``truth`` (one :class:`ExactTop10` per mode:
+    ``unfiltered`` and each filter), so the exact answers are ready either way. Returns the connection,
+    the table's build record (``ann_filters.json``: write and index times, memory) and the number of rows
+    passing each filter."""
+    import lancedb
+
+    c = centres()
+    shares = dict.fromkeys(FILTERS, 0)
+
+    def batches():
+        for start in range(0, n, BLOCK):
+            x, batch, passes = rows(start, min(n, start + BLOCK), c)
+            truth["unfiltered"].add(x, start)
+            for name, keep in passes.items():
+                truth[name].add(x, start, keep=keep)
+                shares[name] += int(keep.sum())
+            yield batch
+
+    where.mkdir(parents=True, exist_ok=True)
+    meta_path = where / "ann_filters.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    db = lancedb.connect(str(where))
+    if meta.get("n") == n and "vectors" in db.list_tables().tables:
+        for _ in batches():  # the exact answers only
+            pass
+        return db, meta, shares
+    t0 = time.perf_counter()
+    tbl = db.create_table("vectors", data=pa.RecordBatchReader.from_batches(SCHEMA, batches()), mode="overwrite")
+    write_s = time.perf_counter() - t0
+    config = vector_index_config(num_rows=n, dim=DIM)
+    _, build_s, rss_before, rss_peak = peak_rss(lambda: tbl.create_index("vector", config=config))
+    meta = {"n": n, "index": type(config).__name__, "table_write_s": round(write_s, 1),
+            "index_build_s": round(build_s, 1), "rss_before_index_mb": round(rss_before / 2**20),
+            "index_build_extra_rss_mb": round((rss_peak - rss_before) / 2**20)}
+    meta_path.write_text(json.dumps(meta))
+    return db, meta, shares
 
 
 def count_times(tbl, wheres: dict[str, str | None]) -> dict[str, float]:

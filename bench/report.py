@@ -20,6 +20,14 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _with_seeds(name: str) -> list[str]:
+    """``name`` and its runs on other query samples (``<name>_seed<S>.json``, by seed), so that a new
+    sample's results join the report without a line here."""
+    seeds = [(int(seed), p.stem) for p in RESULTS.glob(f"{name}_seed*.json")
+             if (seed := p.stem.removeprefix(f"{name}_seed")).isdigit()]
+    return [name, *(stem for _, stem in sorted(seeds))]
+
+
 def _machine(r: dict) -> str:
     m = r["machine"]
     return (f"_{r['run_at']} · {m['cpus']} CPUs{' (' + m['cpu'] + ')' if m.get('cpu') else ''} · Python {m['python']} · torch {m['torch']} · "
@@ -358,6 +366,15 @@ def search_latency_section(r: dict) -> list[str]:
         if before and "first_search_over_warm_p50" in before:
             ratio += f" (`{before['rev']}`: {before['first_search_over_warm_p50']}×)"
         out += ["", f"First search with warm-up (median) / warm hybrid p50: {ratio} (target ≤ 2×).", ""]
+    loads = r["results"].get("clients_at_once")
+    if loads:
+        one = next(iter(loads.values()))
+        out += ["**Clients at once** (the Procfile's server: gunicorn.conf.py, 2 workers × 4 threads; hybrid search "
+                "from that many clients in a closed loop, the counts taking turns in each round; same run):", "",
+                "| clients | p50 | p95 | requests/s | p50 against one client | n |", "|---|---:|---:|---:|---:|---:|"]
+        out += [f"| {label} | {v['p50_ms']} ms | {v['p95_ms']} ms | {v['requests_per_s']} | "
+                f"{v['p50_ms'] / one['p50_ms']:.2f}× | {v['n']} |" for label, v in loads.items()]
+        out.append("")
     other = _load("search_latency_other_machine")
     if other:  # warm requests only: the first-search table above is this section's machine
         rev = other["results"].get("baseline", {}).get("rev")
@@ -644,7 +661,7 @@ def lance_threads_section(r: dict) -> list[str]:
     out = [f"## Lance's compute threads: vector search at {r['n']:,} vectors ({r['index']})", "",
            "Command: `python bench/lance_threads.py --table DIR"
            + (f" --queries {2 * r['queries']}" if r["queries"] != 100 else "")
-           + "` (DIR: a table `bench/ann_filters.py --n "
+           + (f" --seed {r['seed']}" if r.get("seed", 7) != 7 else "") + "` (DIR: a table `bench/ann_filters.py --n "
            f"{r['n']} --keep DIR` left) — the search the lake ships (`lake.vectors.ann_search`, settings "
            f"{tuple(r['settings'])}, filters as search writes and plans them) on {r['queries']} held-out queries, "
            "each setting in its own process, taking turns: Lance's own thread count (all cores but two, at least "
@@ -660,6 +677,63 @@ def lance_threads_section(r: dict) -> list[str]:
             f"faster; slowest p50 at 10 rows {max(lakes['modes'][m]['p50_ms'] for m in modes if m.endswith('@10'))} ms "
             f"against {max(first['modes'][m]['p50_ms'] for m in modes if m.endswith('@10'))} ms. Every run returned "
             f"{'the same rows for every query' if r['same_rows'] else '**different rows**'}.", ""]
+    return out
+
+
+def ann_load_section(r: dict) -> list[str]:
+    """bench/ann_load.py: the shipped search on many fresh queries, alone and with searches at once."""
+    runs = r["runs"]
+    alone = runs[0]
+    modes = list(alone["modes"])
+    t = r["targets"]
+    label = {m: m.replace("@", ", ") + " rows" for m in modes}
+    filters = ", ".join(f"*{m}* {share:.1%} of the rows" for m, share in r["filters"].items())
+    out = [f"## Search at {r['n']:,} vectors on {r['queries']:,} fresh queries, alone and under load", "",
+           f"Command: `python bench/ann_load.py --table DIR` (DIR: a table `bench/ann_filters.py --n {r['n']} --keep DIR` "
+           f"left, or an empty directory) — the search the lake ships (`lake.vectors.ann_search`, settings "
+           f"{tuple(alone['settings'][1:])} under {alone['settings'][0]}, filters as search writes and plans them: "
+           f"{filters}) on {r['queries']:,} queries of seed {r['seed']}, none tuned on, in worker processes taking "
+           "turns: *alone* (one query at a time), *two workers* (two processes searching at once, as the Procfile's two "
+           "gunicorn workers can), the same with one Lance thread each, and *one worker, two requests* (two searches at "
+           "once from one process's threads). Closed loop: each stream sends its next query when its last is "
+           "answered. Each process first runs its queries once unfiltered (index partitions loaded).", _machine(r), "",
+           "**Recall@10** (± one standard error; the same rows in every run: "
+           + ("yes" if all(x["same_rows_as_alone"] for x in runs) else "**no**") + "):", "",
+           "| " + " | ".join(label[m] for m in modes) + " |", "|" + "---:|" * len(modes),
+           "| " + " | ".join(f"{alone['modes'][m]['recall_at_10']} ± {alone['modes'][m]['recall_se']}" for m in modes) + " |",
+           "", "**Latency of each search**, p50 (p95):", "",
+           "| run | Lance threads per process | searches/s | " + " | ".join(label[m] for m in modes) + " |",
+           "|---|---:|---:|" + "---:|" * len(modes)]
+    for x in runs:
+        out.append(f"| {x['run']} | {x['lance_cpu_threads']} | {x['searches_per_s']} | "
+                   + " | ".join(f"{x['modes'][m]['p50_ms']} ms ({x['modes'][m]['p95_ms']})" for m in modes) + " |")
+
+    def slowest(x: dict, depth: str = "@10") -> float:
+        return max(x["modes"][m]["p50_ms"] for m in modes if m.endswith(depth))
+
+    alones = [x for x in runs if x["processes"] == 1 and x["streams_per_process"] == 1]
+    loaded = [x for x in runs if x not in alones]
+    low = min(modes, key=lambda m: alone["modes"][m]["recall_at_10"])
+    lo = alone["modes"][low]
+    worst = max(slowest(x) for x in alones)
+    met = lo["recall_at_10"] >= t["recall_at_10"] and worst <= t["p50_ms"]
+    out += ["", f"Target (issue #14): recall@10 ≥ {t['recall_at_10']} at p50 ≤ {t['p50_ms']} ms. Alone: lowest recall "
+            f"{lo['recall_at_10']} ± {lo['recall_se']} ({label[low]}), slowest p50 at 10 rows "
+            + " and ".join(f"{slowest(x)} ms" for x in alones) + f" ({len(alones)} runs): "
+            + ("**met**" if met else "**not met**") + "; at the 50 rows a search of the app fetches, "
+            + " and ".join(f"{slowest(x, '@50')} ms" for x in alones) + ". With two searches at once the slowest "
+            "p50 at 10 rows is " + ", ".join(f"{slowest(x)} ms ({x['run']})" for x in loaded) + "."]
+    two = {x["lance_cpu_threads"]: x for x in loaded if x["processes"] == 2}
+    if len(two) == 2:
+        one, lakes = two[1], two[max(two)]
+        out += ["", f"Under two workers, one Lance thread each serves {one['searches_per_s']} searches/s against "
+                   f"{lakes['searches_per_s']} with the lake's {lakes['lance_cpu_threads']} "
+                   f"({one['searches_per_s'] / lakes['searches_per_s']:.2f}×), each search's p50 "
+                   f"{min(one['modes'][m]['p50_ms'] / lakes['modes'][m]['p50_ms'] for m in modes):.2f}–"
+                   f"{max(one['modes'][m]['p50_ms'] / lakes['modes'][m]['p50_ms'] for m in modes):.2f}× theirs: "
+                   "a server that meets searches at once more often than alone does better with "
+                   "`LANCE_CPU_THREADS=1` (alone, one thread is slower: *Lance's compute threads*)."]
+    return out + [""]
     return out
 
 
@@ -1301,9 +1375,9 @@ SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality
             ("anomaly", anomaly_section),
             ("galaxies", galaxies_section), ("multimodal", multimodal_section),
             *((name, partial(ann_section, name=name)) for name in ("ann", "ann_scalar", "ann_hnsw", "ann_10m", "ann_10m_hnsw")),
-            *((name, partial(ann_filters_section, name=name)) for name in (
-                "ann_filters_200k", "ann_filters", "ann_filters_10m", "ann_filters_10m_seed9", "ann_filters_10m_seed10")),
-            ("lance_threads", lance_threads_section),
+            *((name, partial(ann_filters_section, name=name))
+              for name in ("ann_filters_200k", "ann_filters", *_with_seeds("ann_filters_10m"))),
+            ("lance_threads", lance_threads_section), ("ann_load_10m", ann_load_section),
             ("projection_sample", projection_sample_section), ("tsne_iterations", tsne_section),
             ("ray_runner", ray_section), ("add_one_day", add_day_section),
             ("add_one_day_picture", add_day_section), ("append_vectors", append_vectors_section),
