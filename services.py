@@ -334,18 +334,22 @@ WARM_QUERIES: Final = ("galaxy", "planetary nebula", "comet tail over the mounta
 #: HTTP the difference was within bench/search_latency.py's run-to-run noise). The warm-up (model
 #: loading) keeps the default.
 SERVING_TORCH_THREADS = 1
+#: BLAS threads of a serving process once warm (numpy's OpenBLAS): one, because its idle threads spin
+#: after each call on the core another worker needs (:func:`atlas.device.set_blas_threads`).
+SERVING_BLAS_THREADS = 1
 
 
 def prepare_worker(service: LakeService) -> None:
     """What a serving process does once, before its first request (gunicorn.conf.py, ``python app.py``):
-    the warm-up (:meth:`LakeService.warm`); torch's threads for single requests; then everything the
+    the warm-up (:meth:`LakeService.warm`); torch's and BLAS's threads for single requests; then everything the
     warm-up made (≈ 740,000 objects on the archive: models, cached views) moved out of the garbage
     collector's reach: a full collection walks every tracked object, a ≈ 0.4 s pause on 2 cores of
     whatever request triggered it (the slowest callbacks of bench/dashboard.py)."""
-    from atlas.device import set_threads
+    from atlas.device import set_blas_threads, set_threads
 
     service.warm()
     set_threads(SERVING_TORCH_THREADS)
+    set_blas_threads(SERVING_BLAS_THREADS)
     freeze_warm_objects()
 
 

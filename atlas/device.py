@@ -40,6 +40,24 @@ def set_threads(n: int) -> None:
         os.environ["OMP_NUM_THREADS"] = str(n)
 
 
+def set_blas_threads(n: int) -> None:
+    """The threads of the BLAS libraries this process has loaded (numpy's OpenBLAS), through threadpoolctl;
+    the environment (``OPENBLAS_NUM_THREADS``) for one loaded later.
+
+    Why a serving process wants one: OpenBLAS's idle threads spin for a while after each call instead of
+    sleeping. The app's calls are single queries (an 11k × 384 matrix times one vector), too small to
+    split, and under the Procfile's two gunicorn workers on 2 cores, the threads of the worker that just
+    answered spin on the core the other worker needs for the next request: one client's hybrid search
+    took p50 18.5–21.4 ms there against 7.5–9.9 ms on one worker, and 10.2 ms with one BLAS thread per
+    worker, the workers' CPU time for the same 96 requests falling from 3.7 s to 1.0 s (BENCHMARKS.md,
+    *Search latency*)."""
+    n = max(1, n)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n, user_api="blas")
+
+
 def cap_thread_pools(threads: int) -> None:
     """Cap this process's OpenMP, BLAS, numba and torch thread pools at ``threads``: through the
     environment for the libraries that load from now on, through threadpoolctl for those loaded already

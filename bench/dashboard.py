@@ -38,13 +38,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(lake: Path, *, config: bool = True, repo: Path = REPO) -> tuple[subprocess.Popen, str]:
+def serve(lake: Path, *, config: bool = True, repo: Path = REPO, workers: int = 1) -> tuple[subprocess.Popen, str]:
     """gunicorn as in the Procfile (``config=False``: without gunicorn.conf.py, i.e. no worker warm-up);
-    ``repo``: the code to serve (a checkout of an earlier commit, for a before/after in one run)."""
+    ``repo``: the code to serve (a checkout of an earlier commit, for a before/after in one run);
+    ``workers``: one by default, so that every request meets the same warm process (the Procfile's
+    config runs two)."""
     port = free_port()
     # gunicorn reads ./gunicorn.conf.py by itself: the baseline names an empty config instead
     conf = ["-c", "gunicorn.conf.py"] if config else ["-c", "/dev/null", "--threads", "4", "--timeout", "300"]
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:server", *conf, "--workers", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "app:server", *conf, "--workers", str(workers),
                              "--bind", f"127.0.0.1:{port}"], cwd=repo,
                             env={**os.environ, "COSMIC_ATLAS_LAKE": str(lake)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -368,12 +368,21 @@ def search_latency_section(r: dict) -> list[str]:
         out += ["", f"First search with warm-up (median) / warm hybrid p50: {ratio} (target ≤ 2×).", ""]
     loads = r["results"].get("clients_at_once")
     if loads:
+        was = (before or {}).get("clients_at_once")
         one = next(iter(loads.values()))
         out += ["**Clients at once** (the Procfile's server: gunicorn.conf.py, 2 workers × 4 threads; hybrid search "
-                "from that many clients in a closed loop, the counts taking turns in each round; same run):", "",
-                "| clients | p50 | p95 | requests/s | p50 against one client | n |", "|---|---:|---:|---:|---:|---:|"]
-        out += [f"| {label} | {v['p50_ms']} ms | {v['p95_ms']} ms | {v['requests_per_s']} | "
-                f"{v['p50_ms'] / one['p50_ms']:.2f}× | {v['n']} |" for label, v in loads.items()]
+                "from that many clients in a closed loop, the counts" + (" and the two versions" if was else "")
+                + " taking turns in each round; same run):", ""]
+        if was:
+            out += ["| clients | p50 before | p50 after | after/before | p95 before | p95 after | requests/s before | "
+                    "requests/s after | n |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            out += [f"| {label} | {was[label]['p50_ms']} ms | **{v['p50_ms']} ms** | {v['p50_ms'] / was[label]['p50_ms']:.2f}× | "
+                    f"{was[label]['p95_ms']} ms | {v['p95_ms']} ms | {was[label]['requests_per_s']} | "
+                    f"{v['requests_per_s']} | {v['n']} |" for label, v in loads.items()]
+        else:
+            out += ["| clients | p50 | p95 | requests/s | p50 against one client | n |", "|---|---:|---:|---:|---:|---:|"]
+            out += [f"| {label} | {v['p50_ms']} ms | {v['p95_ms']} ms | {v['requests_per_s']} | "
+                    f"{v['p50_ms'] / one['p50_ms']:.2f}× | {v['n']} |" for label, v in loads.items()]
         out.append("")
     other = _load("search_latency_other_machine")
     if other:  # warm requests only: the first-search table above is this section's machine

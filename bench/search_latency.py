@@ -12,6 +12,12 @@ With ``--baseline REV`` the same requests are also timed against the code of an 
 worktree), on the same lake in the same run, both served at once and timed in turns (every round: each
 version once): the before/after of a speed change.
 
+Then **clients at once**: the Procfile's server (gunicorn.conf.py: two workers, four threads each) and 1,
+2 and 4 clients sending hybrid searches in a closed loop (each its next request when its last is
+answered), taking turns round after round (with ``--baseline``, both versions so served at once, in
+turns); p50/p95 of each request and requests per second. The one-worker numbers above are one request
+at a time on one warm process; the Procfile's server is what a deployment runs.
+
 Usage: python bench/search_latency.py [--lake DIR] [--rounds 5] [--starts 5] [--baseline REV]
 """
 
@@ -30,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import lake_label, latency_stats, median, save  # noqa: E402
-from bench.dashboard import checkout, serve  # noqa: E402
+from bench.dashboard import checkout, serve, stop  # noqa: E402
 from lake.layout import LakeLayout  # noqa: E402
 
 QUERIES = Path(__file__).resolve().parent / "data" / "search_queries.txt"
@@ -101,6 +107,48 @@ def measure(lake: Path, queries: list[str], rounds: int, repos: dict[str, Path |
     return {key: {name: latency_stats(values) for name, values in got.items()} for key, got in samples.items()}
 
 
+CLIENTS = (1, 2, 4)
+
+
+def clients_at_once(lake: Path, queries: list[str], rounds: int, repos: dict[str, Path | None]) -> dict[str, dict]:
+    """Hybrid search from 1, 2 and 4 clients at once (closed loop, each client all the queries once per
+    round, in its own order) against the Procfile's server (two workers) for each code version of
+    ``repos`` (key → its checkout, None: this one), all served at once: per version and client count,
+    p50/p95 of each request and requests/s. Versions and counts take turns in every round, so that drift
+    touches them alike."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    servers = {key: serve(lake, workers=2, **({"repo": repo} if repo else {})) for key, repo in repos.items()}
+    urls = {key: [f"{base}/api/search?" + urllib.parse.urlencode({"q": q, "k": 10}) for q in queries]
+            for key, (_, base) in servers.items()}
+    samples = {key: {n: [] for n in CLIENTS} for key in servers}
+    busy = {key: dict.fromkeys(CLIENTS, 0.0) for key in servers}
+
+    def client(share: list[str]) -> list[float]:
+        return [timed_get(url) for url in share]
+
+    def shares(key: str, n: int) -> list[list[str]]:  # each client every query, starting at its own place
+        return [urls[key][k * len(queries) // n:] + urls[key][:k * len(queries) // n] for k in range(n)]
+
+    try:
+        with ThreadPoolExecutor(max(CLIENTS)) as pool:
+            for key in servers:  # warm-up: enough requests at once to reach both workers
+                for _ in range(2):
+                    list(pool.map(client, shares(key, max(CLIENTS))))
+            for r in range(rounds):
+                for key in servers:
+                    for n in CLIENTS[r % len(CLIENTS):] + CLIENTS[:r % len(CLIENTS)]:
+                        t0 = time.perf_counter()
+                        for got in pool.map(client, shares(key, n)):
+                            samples[key][n].extend(got)
+                        busy[key][n] += time.perf_counter() - t0
+    finally:
+        stop(*(proc for proc, _ in servers.values()))
+    return {key: {f"{n} client{'s' if n > 1 else ''}": latency_stats(got) | {
+        "requests_per_s": round(len(got) / busy[key][n], 1)} for n, got in got_n.items()}
+        for key, got_n in samples.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
@@ -118,10 +166,13 @@ def main() -> None:
     first = {label: ms for label, (ms, _) in starts.items()}
     if not args.baseline:
         out = measure(lake, queries, args.rounds, {"this": None})["this"]
+        out["clients_at_once"] = clients_at_once(lake, queries, args.rounds, {"this": None})["this"]
     else:
         with checkout(args.baseline) as tree:
             timed = measure(lake, queries, args.rounds, {"this": None, "before": tree})
             out, before = timed["this"], timed["before"]
+            loads = clients_at_once(lake, queries, args.rounds, {"this": None, "before": tree})
+            out["clients_at_once"], before["clients_at_once"] = loads["this"], loads["before"]
             before["first_search_ms"], before["worker_ready_s"] = first_searches(lake, queries, args.starts, repo=tree)
             before["first_search_over_warm_p50"] = round(median(before["first_search_ms"]) / before["hybrid"]["p50_ms"], 2)
         out["baseline"] = {"rev": args.baseline, **before}

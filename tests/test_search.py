@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 from dataclasses import replace
 
@@ -603,25 +604,31 @@ def test_cone_filter_in_both_search_paths(demo_lake, monkeypatch):
 
 def test_a_serving_process_is_ready_before_its_first_request(demo_lake):
     """services.prepare_worker, what gunicorn.conf.py and `python app.py` run in their own process: the
-    query encoder loaded, one torch thread, the warm-up's objects frozen out of the garbage collector."""
+    query encoder loaded, one torch thread and one BLAS thread, the warm-up's objects frozen out of the
+    garbage collector."""
     import subprocess
     import sys
     from pathlib import Path
 
     code = """
 import gc, sys, torch
+from threadpoolctl import threadpool_info
 from app import create_app
 from services import EXTENSION, prepare_worker
 service = create_app(lake=sys.argv[1]).server.extensions[EXTENSION]
 assert not service._encoders and gc.get_freeze_count() == 0
+blas = lambda: [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+before = blas()
 prepare_worker(service)
-print(torch.get_num_threads(), len(service._encoders), gc.get_freeze_count())
+print(max(before), max(blas()), torch.get_num_threads(), len(service._encoders), gc.get_freeze_count())
 """
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code, str(demo_lake)], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parent.parent)
+                         cwd=Path(__file__).resolve().parent.parent, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    threads, encoders, frozen = map(int, out.stdout.split()[-3:])
+    blas_before, blas, threads, encoders, frozen = map(int, out.stdout.split()[-5:])
     assert threads == 1 and encoders >= 1 and frozen > 10_000
+    assert blas == 1 and (blas_before > 1 or os.cpu_count() == 1)  # numpy's BLAS had one per core before
 
 
 def test_a_lake_whose_encoder_does_not_load_here_answers_503_and_is_not_retried(demo_lake, tmp_path, caplog):
