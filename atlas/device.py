@@ -47,10 +47,10 @@ def set_blas_threads(n: int) -> None:
     Why a serving process wants one: OpenBLAS's idle threads spin for a while after each call instead of
     sleeping. The app's calls are single queries (an 11k × 384 matrix times one vector), too small to
     split, and under the Procfile's two gunicorn workers on 2 cores, the threads of the worker that just
-    answered spin on the core the other worker needs for the next request: one client's hybrid search
-    took p50 18.5–21.4 ms there against 7.5–9.9 ms on one worker, and 10.2 ms with one BLAS thread per
-    worker, the workers' CPU time for the same 96 requests falling from 3.7 s to 1.0 s (BENCHMARKS.md,
-    *Search latency*)."""
+    answered spin on the core the other worker needs for the next request. There one client's hybrid
+    search took p50 19.7 ms (9.8 ms on a one-worker server) and now takes 9.6 ms; four clients at once
+    get 185 requests/s instead of 79 (bench/search_latency.py, BENCHMARKS.md, *Search latency*). The
+    workers' CPU time for the same 96 requests fell from 3.7 s to 1.0 s (measured once, ad hoc)."""
     n = max(1, n)
     os.environ["OPENBLAS_NUM_THREADS"] = str(n)
     from threadpoolctl import threadpool_limits
