@@ -206,7 +206,7 @@ def main() -> None:
             if index.field_names != ["vector"]:
                 dataset.drop_index(index.name)
         tbl = db.open_table("vectors")
-        wheres = {"unfiltered": None} | {name: f.lance_where(known_categories=CATEGORIES) for name, f in FILTERS.items()}
+        wheres = lance_wheres()
         tune_truth = {m: _subset(t, slice(None, len(tune))) for m, t in truth.items()}
         test_truth = {m: _subset(t, slice(len(tune), None)) for m, t in truth.items()}
         shipped = AnnSettings(index_type, *ANN_SEARCH[index_type])
@@ -292,6 +292,28 @@ def kept_table(where: Path, *, n: int, truth: dict[str, ExactTop10]) -> tuple[An
             "index_build_extra_rss_mb": round((rss_peak - rss_before) / 2**20)}
     meta_path.write_text(json.dumps(meta))
     return db, meta, shares
+
+
+def lance_wheres() -> dict[str, str | None]:
+    """Each mode's filter as search writes it for LanceDB (``unfiltered``: None)."""
+    return {"unfiltered": None} | {m: f.lance_where(known_categories=CATEGORIES) for m, f in FILTERS.items()}
+
+
+def shipped_table(where: Path) -> tuple[Any, AnnSettings, dict[str, str | None], dict[str, float | None]]:
+    """The table :func:`kept_table` left in ``where``, opened for the search the lake ships: the table,
+    its settings (``ANN_SEARCH`` for its index), each mode's filter (:func:`lance_wheres`) and the share
+    of the rows passing it, counted as search counts it (None: unfiltered). For the benchmarks that
+    time that search in processes of their own (bench/lance_threads.py, bench/ann_load.py)."""
+    import lancedb
+
+    from lake.vectors import ann_search_settings
+
+    tbl = lancedb.connect(str(where)).open_table("vectors")
+    settings = ann_search_settings(tbl)
+    assert settings[1:] == ANN_SEARCH[settings.index_type], "the table's index is not one the lake ships settings for"
+    wheres = lance_wheres()
+    total = tbl.count_rows()
+    return tbl, settings, wheres, {m: tbl.count_rows(w) / total if w else None for m, w in wheres.items()}
 
 
 def count_times(tbl, wheres: dict[str, str | None]) -> dict[str, float]:

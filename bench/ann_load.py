@@ -49,11 +49,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from atlas.environment import LANCE_THREADS_ENV, default_lance_threads, lance_threads, usable_cpus  # noqa: E402
 from bench.ann import ExactTop10, centres, queries_near  # noqa: E402
-from bench.ann_filters import CATEGORIES, FILTERS, TARGET_P50_MS, TARGET_RECALL, _ids, kept_table  # noqa: E402
+from bench.ann_filters import (  # noqa: E402
+    DEPTHS,
+    FILTERS,
+    TARGET_P50_MS,
+    TARGET_RECALL,
+    _ids,
+    kept_table,
+    shipped_table,
+)
 from bench.common import save  # noqa: E402
-from lake.search import FUSION_DEPTH  # noqa: E402
 
-DEPTHS = (10, FUSION_DEPTH)
 MODES = ("unfiltered", *FILTERS)
 #: (label, worker processes, request streams per process, Lance threads per process: None = the lake's).
 RUNS = (("alone", 1, 1, None), ("two workers", 2, 1, None), ("two workers, one thread each", 2, 1, 1),
@@ -64,17 +70,8 @@ def worker(table: Path, *, n: int, count: int, seed: int, part: int, parts: int,
     """Runs this process's share of the searches (every ``parts``-th query from ``part``) on ``streams``
     threads once the parent says go (a line on stdin), and returns each search's latency and ids."""
     default_lance_threads()  # a value the parent set is kept
-    import lancedb
-
-    from lake.vectors import ANN_SEARCH, ann_search_settings
-
-    tbl = lancedb.connect(str(table)).open_table("vectors")
-    settings = ann_search_settings(tbl)
-    assert settings[1:] == ANN_SEARCH[settings.index_type], "the table's index is not the one the lake ships settings for"
+    tbl, settings, wheres, shares = shipped_table(table)
     queries = queries_near(centres(), n=n, count=count, seed=seed)
-    wheres = {"unfiltered": None} | {m: f.lance_where(known_categories=CATEGORIES) for m, f in FILTERS.items()}
-    total = tbl.count_rows()
-    shares = {m: tbl.count_rows(w) / total if w else None for m, w in wheres.items()}
     mine = range(part, count, parts)
     for i in mine:  # the partitions these queries probe, loaded into this process's cache
         _ids(tbl, queries[i], settings=settings, limit=DEPTHS[0], where=None, share=None)

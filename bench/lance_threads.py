@@ -28,30 +28,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from atlas.environment import LANCE_THREADS_ENV, lance_threads, lances_own_threads, usable_cpus  # noqa: E402
 from bench.common import save  # noqa: E402
 
-DEPTHS = (10, 50)
 WARMUP = 5
 
 
 def worker(table: Path, n: int, count: int, seed: int) -> dict:
     """Times the shipped search in this process (its Lance threads set by the caller's environment)."""
-    import lancedb
-
     from bench.ann import centres, queries_near
-    from bench.ann_filters import CATEGORIES, FILTERS, _ids
-    from lake.vectors import ANN_SEARCH, ann_search_settings
+    from bench.ann_filters import DEPTHS, _ids, shipped_table
 
-    tbl = lancedb.connect(str(table)).open_table("vectors")
-    settings = ann_search_settings(tbl)
-    assert settings[1:] == ANN_SEARCH[settings.index_type]
+    tbl, settings, wheres, shares = shipped_table(table)
     queries = queries_near(centres(), n=n, count=count, seed=seed)[count // 2:]
-    wheres = {"unfiltered": None} | {m: f.lance_where(known_categories=CATEGORIES) for m, f in FILTERS.items()}
     for q in queries:  # the index's partitions these queries probe, loaded into Lance's cache: a server's steady state
         _ids(tbl, q, settings=settings, limit=DEPTHS[0], where=None, share=None)
     out = {}
     for mode, where in wheres.items():
-        share = tbl.count_rows(where) / tbl.count_rows() if where else None
         for depth in DEPTHS:
-            run = partial(_ids, tbl, settings=settings, limit=depth, where=where, share=share)
+            run = partial(_ids, tbl, settings=settings, limit=depth, where=where, share=shares[mode])
             for q in queries[:WARMUP]:
                 run(q)
             lat, ids = [], []
