@@ -1412,7 +1412,11 @@ def text_adaptation_section(r: dict) -> list[str]:
                 f"{v[f'{k} · held_out']['p10']} against {build[f'{app} · held_out']['p10']}). Dense alone, held out: "
                 f"{v['dense · held_out']['condensed']} against {build['dense · held_out']['condensed']} condensed. Text "
                 f"categories from its words, never-tuned labels: {v['categories self-trained words · never_tuned']} "
-                f"against {build['categories self-trained words · never_tuned']}."]
+                f"against {build['categories self-trained words · never_tuned']}. "
+                + ("The tuning set, which alone may choose, prefers it in the app's mode, so it is the candidate for the build."
+                   if v[f'{k} · tuning']['condensed'] > build[f'{app} · tuning']['condensed'] else
+                   "The tuning set, which alone may choose, does not prefer it in the app's mode, so search stays with "
+                   "the stock tower; what the never-tuned sets show is evidence for a larger tuning set, not a choice.")]
     return out + [""]
 
 
