@@ -9,7 +9,8 @@ on the collection's *own* text buys, before the build is asked to pay for it:
   the inverse cloze task of Lee, Chang & Toutanova 2019; the sentence is left in 10 % of the time);
 * **training**: both towers shared, in-batch negatives (InfoNCE both ways, scale 20, as
   sentence-transformers' MultipleNegativesRankingLoss), AdamW, linear warm-up over a tenth of the steps
-  then linear decay, batch 32, 128 word pieces, on the CPU, seeded;
+  then linear decay, batch 32, 128 word pieces, on the CPU, seeded; with ``:frozen`` the word-piece
+  embeddings (half the model's bytes) stay as shipped, so only the layers would need shipping;
 * **scoring**: the adapted model quantised and used exactly as the build uses MiniLM (int8, every
   entry's ``title. explanation``, batches of 64; a query alone), against the lake's stored vectors, every
   ranking made by the same code (:func:`bench.text_encoders.hybrid_rankings`: the app's hybrid mode,
@@ -156,6 +157,8 @@ def variant(work: Path, spec: str, titles: list[str], explanations: list[str], t
     ``frozen``: word-piece embeddings not trained), trained and encoded once into ``work``; its vectors
     (entries in date order) and training record."""
     kinds_text, steps_text, *extra = spec.split(":")
+    if extra not in ([], ["frozen"]):
+        raise SystemExit(f"--variant {spec!r}: expected KINDS:STEPS or KINDS:STEPS:frozen")
     frozen = extra == ["frozen"]
     kinds = tuple(kinds_text.split(","))
     pairs = training_pairs(titles, explanations, kinds=kinds, seed=seed)
