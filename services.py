@@ -335,7 +335,7 @@ WARM_QUERIES: Final = ("galaxy", "planetary nebula", "comet tail over the mounta
 #: loading) keeps the default.
 SERVING_TORCH_THREADS = 1
 #: BLAS threads of a serving process once warm (numpy's OpenBLAS): one, because its idle threads spin
-#: after each call on the core another worker needs (:func:`atlas.device.set_blas_threads`).
+#: after each call on the core another worker needs (:func:`atlas.device.cap_thread_pools`).
 SERVING_BLAS_THREADS = 1
 
 
@@ -345,11 +345,11 @@ def prepare_worker(service: LakeService) -> None:
     warm-up made (≈ 740,000 objects on the archive: models, cached views) moved out of the garbage
     collector's reach: a full collection walks every tracked object, a ≈ 0.4 s pause on 2 cores of
     whatever request triggered it (the slowest callbacks of bench/dashboard.py)."""
-    from atlas.device import set_blas_threads, set_threads
+    from atlas.device import cap_thread_pools, set_threads
 
     service.warm()
     set_threads(SERVING_TORCH_THREADS)
-    set_blas_threads(SERVING_BLAS_THREADS)
+    cap_thread_pools(SERVING_BLAS_THREADS, user_api="blas")
     freeze_warm_objects()
 
 

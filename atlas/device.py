@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 
 #: Thread-pool sizes of OpenMP (torch reads it too), BLAS and numba, read by each library as it loads.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: Those of them the BLAS libraries read.
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: glibc ``mallopt`` parameters (malloc.h) and the size under which freed memory stays in the process.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEPT_ALLOCATION_BYTES = 256 * 1024 * 1024
@@ -40,35 +42,27 @@ def set_threads(n: int) -> None:
         os.environ["OMP_NUM_THREADS"] = str(n)
 
 
-def set_blas_threads(n: int) -> None:
-    """The threads of the BLAS libraries this process has loaded (numpy's OpenBLAS), through threadpoolctl;
-    the environment (``OPENBLAS_NUM_THREADS``) for one loaded later.
+def cap_thread_pools(threads: int, *, user_api: str | None = None) -> None:
+    """Cap this process's OpenMP, BLAS, numba and torch thread pools at ``threads`` (``user_api="blas"``:
+    the BLAS pools only): through the environment for the libraries that load from now on, through
+    threadpoolctl for those loaded already (numpy's BLAS, or whatever a re-run ``__main__`` imported).
+    For a worker process that shares the CPUs with others, before it imports its work.
 
-    Why a serving process wants one: OpenBLAS's idle threads spin for a while after each call instead of
-    sleeping. The app's calls are single queries (an 11k × 384 matrix times one vector), too small to
-    split, and under the Procfile's two gunicorn workers on 2 cores, the threads of the worker that just
-    answered spin on the core the other worker needs for the next request. There one client's hybrid
-    search took p50 19.7 ms (9.8 ms on a one-worker server) and now takes 9.6 ms; four clients at once
-    get 185 requests/s instead of 79 (bench/search_latency.py, BENCHMARKS.md, *Search latency*). The
-    workers' CPU time for the same 96 requests fell from 3.7 s to 1.0 s (measured once, ad hoc)."""
-    n = max(1, n)
-    os.environ["OPENBLAS_NUM_THREADS"] = str(n)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(n, user_api="blas")
-
-
-def cap_thread_pools(threads: int) -> None:
-    """Cap this process's OpenMP, BLAS, numba and torch thread pools at ``threads``: through the
-    environment for the libraries that load from now on, through threadpoolctl for those loaded already
-    (numpy's BLAS, or whatever a re-run ``__main__`` imported). For a worker process that shares the
-    CPUs with others, before it imports its work."""
-    for name in THREAD_VARIABLES:
+    Why a serving process caps BLAS at one (``services.prepare_worker``): OpenBLAS's idle threads spin for
+    a while after each call instead of sleeping. The app's calls are single queries (an 11k × 384 matrix
+    times one vector), too small to split, and under the Procfile's two gunicorn workers on 2 cores, the
+    threads of the worker that just answered spin on the core the other worker needs for the next
+    request. There one client's hybrid search took p50 19.7 ms (9.8 ms on a one-worker server) and now
+    takes 9.6 ms; four clients at once get 185 requests/s instead of 79 (bench/search_latency.py,
+    BENCHMARKS.md, *Search latency*). The workers' CPU time for the same 96 requests fell from 3.7 s to
+    1.0 s (measured once, ad hoc)."""
+    threads = max(1, threads)
+    for name in BLAS_VARIABLES if user_api == "blas" else THREAD_VARIABLES:
         os.environ[name] = str(threads)
     with contextlib.suppress(Exception):  # threadpoolctl absent, or a library it cannot drive
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(threads)
+        threadpool_limits(threads, user_api=user_api)
 
 
 def keep_freed_memory(*, below: int = KEPT_ALLOCATION_BYTES) -> bool:

@@ -1403,8 +1403,9 @@ def text_adaptation_section(r: dict) -> list[str]:
         def best_app(v: dict) -> str:  # the app-mode ranking (keyword weight) the tuning set prefers
             keys = [k.rsplit(" · ", 1)[0] for k in v if k.startswith(app) and k.endswith(" · tuning")]
             return max(keys, key=lambda k: (v[f"{k} · tuning"]["condensed"], v[f"{k} · tuning"]["p10"]))
-        name = max(adapted, key=lambda n: adapted[n][f"{best_app(adapted[n])} · tuning"]["condensed"])
-        v, k = adapted[name], best_app(adapted[name])
+        chosen = {n: best_app(v) for n, v in adapted.items()}
+        name = max(adapted, key=lambda n: adapted[n][f"{chosen[n]} · tuning"]["condensed"])
+        v, k = adapted[name], chosen[name]
         out += ["", f"On the tuning set the best adapted tower in the app's mode is *{name}* ({k}): condensed P@10 "
                 f"{v[f'{k} · tuning']['condensed']} against the build's {build[f'{app} · tuning']['condensed']}; on the "
                 f"held-out set, which chose nothing, {v[f'{k} · held_out']['condensed']} against "

@@ -43,11 +43,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from atlas import environment  # noqa: E402
 from atlas.encoders import encoder_from_manifest, l2_normalise  # noqa: E402
-from atlas.encoders.offline import quantize_int8  # noqa: E402
+from atlas.encoders.offline import OfflineEncoder  # noqa: E402
 from bench.common import labelled_rows, lake_label, latency_stats, save  # noqa: E402
 from bench.search_quality import SETS, judged_pool, load_set  # noqa: E402
-from bench.text_encoders import (MiniLMQueries, category_scores, hybrid_rankings, keyword_weight,  # noqa: E402
-                                 score_rankings, top)
+from bench.text_encoders import (MiniLMQueries, category_scores, class_prompts, hybrid_rankings,  # noqa: E402
+                                 keyword_weight, score_rankings, top)
 from bench.text_vectors import archive_texts  # noqa: E402
 from lake import search  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
@@ -128,14 +128,7 @@ class AdaptedModel:
     """A saved adapted model used as the build uses MiniLM: int8, 128 word pieces."""
 
     def __init__(self, path: Path) -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        torch.set_num_threads(2)
-        model = SentenceTransformer(str(path), device="cpu")
-        model.max_seq_length = TOKENS
-        self.model = quantize_int8(model)
-        self.model.eval()
+        self.model = OfflineEncoder._load_model(path, quantize="int8", text_max_tokens=TOKENS)
 
     def queries(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -235,7 +228,8 @@ def main() -> None:
                     "keyword_weight": search.KEYWORD_WEIGHT, "encoders": {}}
     for name, enc in encoders.items():
         result["encoders"][name] = (enc["record"] | score_rankings(rankings[name], sets, pools, unjudged)
-                                    | category_scores(enc["vectors"], enc["queries"], texts, labels, scale=logit_scale(engine.encoder)))
+                                    | category_scores(enc["vectors"], class_prompts(enc["queries"]), texts, labels,
+                                                      scale=logit_scale(engine.encoder)))
         print(name, json.dumps(result["encoders"][name]), flush=True)
     result["unjudged_to_read"] = {q: sorted(v) for q, v in unjudged.items() if v}
     path = save("text_adaptation", result)

@@ -156,23 +156,24 @@ def class_prompts(queries) -> np.ndarray:
                                   for p in taxonomy.load(None).categories.values()]))
 
 
-def text_spread(vectors: np.ndarray, queries) -> float:
-    """The spread (standard deviation) of the texts' cosines to the adapted class vectors."""
+def text_spread(vectors: np.ndarray, prompts: np.ndarray) -> float:
+    """The spread (standard deviation) of the texts' cosines to the class vectors ``prompts`` adapted to them."""
     from pipeline.classify import adapt
 
-    return float((vectors @ adapt(class_prompts(queries), vectors).T).std())
+    return float((vectors @ adapt(prompts, vectors).T).std())
 
 
-def category_scores(vectors: np.ndarray, queries, texts: list[str], labels: dict, *, scale: float) -> dict[str, float]:
+def category_scores(vectors: np.ndarray, prompts: np.ndarray, texts: list[str], labels: dict, *,
+                    scale: float) -> dict[str, float]:
     """Zero-shot text top-1 on each label set (``labels``: :func:`bench.common.labelled_rows`) with the
-    taxonomy's prompts encoded by ``queries``: plain, adapted to ``vectors`` (:func:`pipeline.classify.adapt`,
-    softmax at ``scale``) and the build's self-trained word classifier on top of the adapted zero-shot."""
+    class vectors ``prompts`` (:func:`class_prompts`): plain, adapted to ``vectors``
+    (:func:`pipeline.classify.adapt`, softmax at ``scale``) and the build's self-trained word classifier
+    on top of the adapted zero-shot."""
     from atlas.encoders.align import class_probabilities
     from pipeline import taxonomy, text_classifier
     from pipeline.classify import adapt
 
     names = np.array(taxonomy.load(None).names)
-    prompts = class_prompts(queries)
     zero = class_probabilities(vectors, adapt(prompts, vectors), scale)
     _, words = text_classifier.fit(texts, zero, names=list(names), key="bench")
     out = {}
@@ -261,10 +262,11 @@ def main() -> None:
     for name, enc in encoders.items():
         # the build's softmax scale is MiniLM's; e5's cosines sit in a narrower band, so its scale is
         # MiniLM's times the ratio of the two spreads of text-to-class cosines (no label used)
-        spread[name] = text_spread(enc["vectors"], enc["queries"])
+        prompts = class_prompts(enc["queries"])
+        spread[name] = text_spread(enc["vectors"], prompts)
         scale = logit_scale(engine.encoder) * spread["MiniLM (build)"] / spread[name]
         result["encoders"][name]["softmax_scale"] = round(scale, 1)
-        result["encoders"][name] |= category_scores(enc["vectors"], enc["queries"], texts, labels, scale=scale)
+        result["encoders"][name] |= category_scores(enc["vectors"], prompts, texts, labels, scale=scale)
         print(name, result["encoders"][name], flush=True)
     path = save("text_encoders", result)
     print(f"unjudged: {sum(len(v) for v in unjudged.values())} entries over {len(result['unjudged_to_read'])} queries")
