@@ -225,6 +225,7 @@ def main() -> None:
     unjudged: dict[str, set[str]] = {}
     labels = labelled_rows(pos)
     result: dict = {"lake": lake_label(reader.layout.root), "entries": len(dates),
+                    "variants": args.variant or ["title,ict:400"],
                     "keyword_weight": search.KEYWORD_WEIGHT, "encoders": {}}
     for name, enc in encoders.items():
         result["encoders"][name] = (enc["record"] | score_rankings(rankings[name], sets, pools, unjudged)

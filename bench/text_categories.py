@@ -7,9 +7,10 @@ say what the *picture* shows, so text can only approach them).
 
 * plain prompts — the taxonomy's prompt vectors, nearest to each text;
 * adapted prompts — :func:`pipeline.classify.adapt` (the text categories before this change);
-* self-trained — :func:`pipeline.text_classifier.fit` at the build's settings (words, share 0.6, C 1),
-  and variants: other pseudo-label shares, word pairs (bigrams), a second round on its own guesses, and
-  the prompts put through templates (:data:`TEMPLATE_SETS`, each set's vectors averaged per category).
+* self-trained — :func:`pipeline.text_classifier.fit` at the build's settings (words, share 0.6, C 1,
+  the prompts through the build's templates), and variants: other pseudo-label shares, word pairs
+  (bigrams), a second round on its own guesses, and the prompts put through other templates
+  (:data:`TEMPLATE_SETS`, each set's vectors averaged per category).
 
 *By collection size*: the same on random samples of the archive (8 per size), each fitted on its own
 texts, scored on the labelled entries that fall in them: where the build's default ``--word-classifier-min``
@@ -37,10 +38,15 @@ from atlas import environment  # noqa: E402
 from lake.reader import LakeReader  # noqa: E402
 
 
-#: Prompt templates tried for the text categories (the build encodes the prompts as written, ``{}``).
-TEMPLATE_SETS = (("{}", "An astronomy picture of {}."), ("Astronomy Picture of the Day: {}.",),
+#: Prompt templates tried for the text categories (the build's are :func:`pipeline.classify.text_templates`;
+#: the prompts as written, ``{}``, were its rule until 2026-12-08).
+TEMPLATE_SETS = (("{}",), ("{}", "An astronomy picture of {}."), ("Astronomy Picture of the Day: {}.",),
                  ("{}", "This image shows {}.", "The picture features {}."),
                  ("{}.", "A picture of {}", "{} seen through a telescope"))
+
+
+def _through(templates: tuple[str, ...]) -> str:
+    return " + ".join(f"“{t}”" for t in templates)
 
 
 def main() -> None:
@@ -51,7 +57,7 @@ def main() -> None:
     from atlas.encoders import encoder_from_manifest
     from atlas.encoders.align import class_probabilities
     from pipeline import taxonomy, text_classifier
-    from pipeline.classify import adapt, class_vectors, logit_scale
+    from pipeline.classify import adapt, class_vectors, logit_scale, text_templates
     from pipeline.embed import text_input
 
     reader = LakeReader.open(args.lake or environment.lake_dir())
@@ -89,18 +95,23 @@ def main() -> None:
         print(label, rows[label], flush=True)
         return probs
 
-    built = self_trained("self-trained (build: words, share 0.6)", zero)
+    build_templates = text_templates(encoder)
+    build_prompts = class_vectors(encoder, tax, build_templates)
+    build_zero = class_probabilities(vecs, adapt(build_prompts, vecs), scale)
+    built = self_trained(f"self-trained (build: words, share 0.6, prompts through {_through(build_templates)})",
+                         build_zero)
     for share in (0.2, 0.4, 0.8, 1.0):
-        self_trained(f"self-trained, share {share}", zero, share=share)
-    self_trained("self-trained, words and word pairs", zero, ngrams=(1, 2))
+        self_trained(f"self-trained, share {share}", build_zero, share=share)
+    self_trained("self-trained, words and word pairs", build_zero, ngrams=(1, 2))
     self_trained("self-trained, second round on its own guesses", built)
     # prompt templates: each category's prompts through each template, all averaged (as CLIP prompts are)
     for templates in TEMPLATE_SETS:
-        templated = class_vectors(encoder, tax, templates)
-        self_trained("self-trained, prompts through " + " + ".join(f"“{t}”" for t in templates),
-                     class_probabilities(vecs, adapt(templated, vecs), scale))
+        if templates != build_templates:
+            templated = class_vectors(encoder, tax, templates)
+            self_trained(f"self-trained, prompts through {_through(templates)}",
+                         class_probabilities(vecs, adapt(templated, vecs), scale))
 
-    by_size = collection_sizes(words, vecs, prompts, scale, names, sets)
+    by_size = collection_sizes(words, vecs, build_prompts, scale, names, sets)
     stored = reader.query("SELECT strftime(date, '%Y-%m-%d') AS date, category FROM categories WHERE source = 'text'")
     lake_cat = dict(zip(stored.date, stored.category))
     lake_scores = {name: round(float(np.mean([lake_cat.get(dates[r]) == t for r, t in zip(rows_, truth)])), 3)

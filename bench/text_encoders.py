@@ -129,15 +129,17 @@ def hybrid_rankings(vectors: np.ndarray, qv: np.ndarray, dense: list[str], keywo
 def score_rankings(per_query: dict[str, dict[str, list[str]]], sets: dict[str, tuple[list[str], dict]],
                    pools: dict[str, set[str]], unjudged: dict[str, set[str]]) -> dict[str, dict[str, float]]:
     """``per_query``: query → ranking name → dates. Per ranking and set: mean P@10 (unjudged entries
-    count as misses), condensed P@10 (skipped) and the mean number of unjudged entries per top 10;
+    count as misses) and each query's (in the set's order, for paired comparisons), condensed P@10
+    (skipped) and the mean number of unjudged entries per top 10;
     every unjudged top-10 entry is added to ``unjudged`` (query → dates), to be read before quoting."""
     out: dict[str, dict[str, float]] = {}
     for set_name, (queries, judged) in sets.items():
         for ranking in per_query[queries[0]]:
             relevant = [set(judged[q]) for q in queries]
             tops = [per_query[q][ranking] for q in queries]
+            per = [sum(d in r for d in t[:10]) / 10 for r, t in zip(relevant, tops)]
             out[f"{ranking} · {set_name}"] = {
-                "p10": round(float(np.mean([sum(d in r for d in t[:10]) / 10 for r, t in zip(relevant, tops)])), 3),
+                "p10": round(float(np.mean(per)), 3), "per_query": per,
                 "condensed": round(float(np.mean([condensed_p_at_10(t, pools[q], r)
                                                   for q, r, t in zip(queries, relevant, tops)])), 3),
                 "unjudged": round(float(np.mean([sum(d not in pools[q] for d in t[:10])
@@ -148,12 +150,14 @@ def score_rankings(per_query: dict[str, dict[str, list[str]]], sets: dict[str, t
 
 
 def class_prompts(queries) -> np.ndarray:
-    """The taxonomy's prompt vectors as the build makes them (mean of each class's prompts), through
-    ``queries`` (an object with ``queries(texts)``)."""
+    """The taxonomy's prompt vectors as the offline build makes them (each class's prompts through
+    :data:`pipeline.classify.OFFLINE_TEXT_TEMPLATES`, averaged), through ``queries`` (an object with
+    ``queries(texts)``)."""
     from pipeline import taxonomy
+    from pipeline.classify import OFFLINE_TEXT_TEMPLATES
 
-    return l2_normalise(np.stack([queries.queries(list(p)).mean(axis=0)
-                                  for p in taxonomy.load(None).categories.values()]))
+    return l2_normalise(np.stack([queries.queries([t.format(p) for p in prompts for t in OFFLINE_TEXT_TEMPLATES])
+                                  .mean(axis=0) for prompts in taxonomy.load(None).categories.values()]))
 
 
 def text_spread(vectors: np.ndarray, prompts: np.ndarray) -> float:

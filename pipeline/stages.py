@@ -413,7 +413,7 @@ def _kept_head(ctx: BuildContext, fingerprint: str):
 def classify_stage(ctx: BuildContext) -> StageResult:
     import pyarrow.csv as pacsv
 
-    from pipeline.classify import ADAPT, ClassVectors, classify, text_probabilities
+    from pipeline.classify import ADAPT, ClassVectors, classify, text_probabilities, text_templates
 
     tax = _taxonomy(ctx)
     text, pictures = ctx.writer.read_vectors("text"), ctx.writer.read_vectors(ALIGNED_KIND)
@@ -424,7 +424,7 @@ def classify_stage(ctx: BuildContext) -> StageResult:
     words = [_texts(ctx)[d] for d in text[0]]
     probs, model, text_rule = text_probabilities(
         texts=words, vectors=text[1], classes=classes, kept=_kept_text_classifier(ctx),
-        key=f"{tax.fingerprint()}:{encoder.info.fingerprint()}:words-v1", refit=_refits(ctx),
+        key=f"{tax.fingerprint()}:{encoder.info.fingerprint()}:{text_templates(encoder)}:words-v1", refit=_refits(ctx),
         min_texts=ctx.cfg.word_classifier_min)
     if model is not None:
         ctx.writer.stage_file(ctx.layout.text_classifier, model.save)
@@ -448,8 +448,16 @@ def classify_stage(ctx: BuildContext) -> StageResult:
                     if classes.vote else {"method": "nearest prompt to the picture's text-space vector"})
     return StageResult(items=categories.num_rows, manifest={"taxonomy": {
         "source": tax.source, "categories": tax.names, "fingerprint": tax.fingerprint(),
-        "logit_scale": classes.scale, "adaptation": ADAPT, "text_categories": text_rule,
+        "logit_scale": classes.scale, "adaptation": ADAPT, "text_templates": list(text_templates(encoder)),
+        "text_categories": text_rule,
         "picture_categories": picture_rule}})
+
+
+def _class_templates() -> list[tuple[str, ...]]:
+    """The templates text classes are encoded through (both towers'): the categories change with them."""
+    from pipeline.classify import OFFLINE_TEXT_TEMPLATES, TEXT_TEMPLATES
+
+    return [TEXT_TEMPLATES, OFFLINE_TEXT_TEMPLATES]
 
 
 def _probe_settings(ctx: BuildContext) -> str:
@@ -945,7 +953,8 @@ STAGES: list[Stage] = [
     Stage("classify", classify_stage,
           # the entries' hash too: the categories CSV export carries each entry's url and media type
           lambda ctx: [ctx.hash("embed"), ctx.hash("align"), _taxonomy(ctx).fingerprint(),
-                       ctx.cfg.word_classifier_min, "self-trained-words-v7", _probe_settings(ctx),
+                       ctx.cfg.word_classifier_min, "self-trained-words-v7", _class_templates(),
+                       _probe_settings(ctx),
                        ctx.hash("entries")],
           lambda lo: [lo.staged_table("categories"), lo.staged(lo.categories_csv), lo.staged(lo.class_vectors),
                       lo.staged(lo.text_classifier)], rerun=_refit_asked),

@@ -387,6 +387,26 @@ def test_a_build_removes_prompt_vectors_it_no_longer_uses(offline, tmp_path):
     np.testing.assert_array_equal(class_vectors(offline, tax, cache=tmp_path), class_vectors(offline, tax))
 
 
+def test_offline_text_classes_go_through_the_chosen_templates(offline):
+    """Offline, each category's prompts are encoded as written and as a picture's caption, averaged (the
+    templates the tuning labels chose, bench/text_categories.py), and the text classes are those vectors
+    adapted to the collection; the prompts as written alone would give other classes."""
+    from pipeline import taxonomy
+    from pipeline.classify import (OFFLINE_TEXT_TEMPLATES, TEXT_TEMPLATES, ClassVectors, adapt, class_vectors,
+                                   picture_templates, text_templates)
+
+    tax = taxonomy.load(None)
+    assert text_templates(offline) == picture_templates(offline) == OFFLINE_TEXT_TEMPLATES != TEXT_TEMPLATES
+    texts = offline.encode_text(["A spiral galaxy in Virgo", "The Moon rises over the sea", "Aurora over Norway",
+                                 "Comet Hale-Bopp's blue ion tail", "The Crab Nebula, a supernova remnant"])
+    classes = ClassVectors.make(offline, tax, texts=texts)
+    np.testing.assert_allclose(classes.text, adapt(class_vectors(offline, tax, OFFLINE_TEXT_TEMPLATES), texts),
+                               atol=1e-6)
+    plain = adapt(class_vectors(offline, tax, TEXT_TEMPLATES), texts)
+    assert np.abs(classes.text - plain).max() > 0.01
+    np.testing.assert_array_equal(classes.picture, classes.text)  # pictures are aligned into the text space
+
+
 def test_the_encoder_host_encodes_as_the_encoder_in_this_process(offline, tmp_path):
     """A build's encoder lives in a process of its own (pipeline.encoder_host): what comes back is what
     the same encoder gives here, pictures included (sent as paths, read there), and the process that
