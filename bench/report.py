@@ -328,6 +328,20 @@ def search_quality_section(r: dict) -> list[str]:
                 f"{sets['tuning']['mean_p_at_10']['hybrid']}" + _convex_verdict(r, sets) + " (the held-out set, which "
                 f"chose nothing, scores it {_versus(sets, 'hybrid_convex', 'hybrid')}). Tuning P@10 per setting: "
                 + ", ".join(f"{k} {v}" for k, v in grid.items()) + "."]
+    if "fusion_grid" in r:
+        g = r["fusion_grid"]
+        tuning, held = g["p_at_10"]["tuning"], g["p_at_10"]["held_out"]
+        cur, cho, loo = g["current"], g["chosen"], g["tuning_p_at_10_leave_one_query_out"]
+        verdict = ("the build's own setting, so nothing changes" if cho == cur else
+                   f"over the build's {cur} ({tuning[cur]}); leave one query out it scores {loo}, "
+                   + ("above the build's, so the build takes it" if loo > tuning[cur] else
+                      "not above the build's, so the build keeps its setting"))
+        out += ["", "RRF's constant *k* and the keyword weight *w*, re-checked together in the app's mode (with the "
+                "feedback) on the tuning set (the weight had been chosen with k = 60 on 24 queries without "
+                f"feedback). Rule, written before the run: the build changes only if the tuning set's choice beats its "
+                f"setting leave-one-query-out. The tuning set chooses {cho} ({tuning[cho]}): {verdict} (held out, "
+                f"which chose nothing: {held[cho]} against {held[cur]}). Tuning / held-out P@10 per setting: "
+                + ", ".join(f"{name} {tuning[name]} / {held[name]}" for name in tuning) + "."]
     if "compared" in r:
         c = r["compared"]
         out += ["", f"**The same queries on the {c['label']}**, with this search code, same run (`--compare-lake`): "
