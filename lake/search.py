@@ -54,8 +54,10 @@ MODES = ("hybrid", "dense", "keyword")
 RRF_K = 60
 #: Weight of the keyword (BM25) list against 1 for the dense list in the hybrid fusion. Chosen on the
 #: tuning queries only (bench/data/search_queries.txt; RRF k = 60): P@10 0.621 / 0.675 / 0.671 / 0.637
-#: at weights 1 / 1.5 / 2 / 3, and k = 10 or 20 scored lower at every weight. The held-out queries never
-#: chose anything; BENCHMARKS.md (*Search quality*) scores both sets with this weight and with 1.
+#: at weights 1 / 1.5 / 2 / 3, and k = 10 or 20 scored lower at every weight. Re-checked with the feedback
+#: on the 60 tuning queries of 2026-12-08 over k 10 / 20 / 30 / 60 × weight 1 / 1.5 / 2: k = 60 and 1.5 still
+#: score best (0.543, tied with weight 2). The held-out queries never chose anything; BENCHMARKS.md
+#: (*Search quality*) scores both sets with this weight and with 1, and the whole grid.
 KEYWORD_WEIGHT = 1.5
 #: Pseudo-relevance feedback of hybrid text search: the query vector plus FEEDBACK_WEIGHT × the unit
 #: mean of the first fused list's top FEEDBACK_DOCS vectors (0 docs: none). Chosen on the tuning queries
