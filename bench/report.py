@@ -1321,6 +1321,15 @@ def _pre_freeze(r: dict) -> str:
             "could still join them: its P@10 are comparable within the section, not with *Search quality*.")
 
 
+def _before_sets_grew(r: dict) -> str:
+    """Said of a run made before the tuning sets grew (2026-12-08: 36 queries, 220 category labels)."""
+    if r.get("run_at", "") >= "2026-12-08":
+        return ""
+    return (" This run predates the tuning sets' growth on 2026-12-08: its tuning numbers are on the first 24 queries "
+            "and the first 172 labels, and its categories put the prompts through no template (the rule then), so they "
+            "are comparable within the section, not with the sections run since.")
+
+
 def text_vectors_section(r: dict) -> list[str]:
     sets = ("tuning", "held_out")
     out = ["## Text vectors: int8 batches, one text per pass, fp32", "",
@@ -1330,7 +1339,7 @@ def text_vectors_section(r: dict) -> list[str]:
            "63 batch-mates (int8 quantises each layer's input with one scale for the whole batch). Search "
            "P@10 counts unjudged results as misses, which favours the stored vectors the judges' pools came "
            "from; *condensed* P@10 skips unjudged entries instead; *unjudged* = mean unjudged entries in the "
-           f"top 10.{_pre_freeze(r)}", _machine(r), "",
+           f"top 10.{_pre_freeze(r)}{_before_sets_grew(r)}", _machine(r), "",
            "| vectors | texts/s | drift (mean / min cos) | " + " | ".join(
                f"{m} P@10 {s} (condensed, unjudged)" for m in ("dense", "hybrid") for s in sets)
            + " | zero-shot text top-1 tuning / never tuned |",
@@ -1356,7 +1365,7 @@ def passages_section(r: dict) -> list[str]:
            f"limit ({r['windows']:,} windows, {r['windows_per_entry']} per entry; encoding them took "
            f"{r['window_encoding_s']} s), an entry scored by its stored vector, its first window re-encoded, its "
            "best window (max) or the mean of its windows; hybrid = RRF with the keyword list (weight "
-           f"{r['keyword_weight']}). *condensed* and *unjudged* as in the section above.{_pre_freeze(r)}", _machine(r), "",
+           f"{r['keyword_weight']}). *condensed* and *unjudged* as in the section above.{_pre_freeze(r)}{_before_sets_grew(r)}", _machine(r), "",
            "| ranking | " + " | ".join(f"{s} P@10 | {s} condensed | {s} unjudged" for s in sets) + " |",
            "|---|" + "---:|---:|---:|" * len(sets)]
     for name in r["sets"][sets[0]]:
@@ -1390,7 +1399,7 @@ def text_encoders_section(r: dict) -> list[str]:
            f"keyword list ({r['entries']:,} entries; the emulated hybrid of MiniLM equals the app's own search "
            f"on {r['emulated_hybrid_matches_app']} queries). *both* = the two dense lists and the keyword list "
            "fused. P@10 counts unjudged results as misses; *condensed* skips them; *unjudged* = mean "
-           "unjudged entries per top 10.", _machine(r), ""]
+           "unjudged entries per top 10." + _before_sets_grew(r), _machine(r), ""]
     out += _ranking_rows(encoders, sets, first="encoder")
     rules = ("plain prompts", "adapted prompts", "self-trained words")
     out += ["", "| encoder | texts/s (same 256 texts) | texts/s (whole archive) | one query p50 ms | " + " | ".join(
