@@ -105,7 +105,7 @@ def main() -> None:
         variants[name] = {"vectors": vectors, "queries": encoder, "texts_per_s": round(len(texts) / seconds, 1),
                           "batch_drift": drift(encoder, texts, single)}
     from pipeline import taxonomy
-    from pipeline.classify import adapt, class_vectors
+    from pipeline.classify import OFFLINE_TEXT_TEMPLATES, adapt, class_vectors
 
     tax = taxonomy.load(None)
     labels = labelled_rows({d: i for i, d in enumerate(dates)})
@@ -133,8 +133,9 @@ def main() -> None:
                     p[f"{mode}_unjudged"].append(sum(d not in pool for d in ranking[:10]))
             for k, values in p.items():
                 out[f"{k}_{set_name}"] = round(float(np.mean(values)), 3)
-        # the build's class vectors, made the same way for each variant: prompts adapted to its vectors
-        classes = adapt(class_vectors(v["queries"], tax), v["vectors"])
+        # the build's class vectors, made the same way for each variant: prompts (through the offline build's
+        # templates) adapted to its vectors
+        classes = adapt(class_vectors(v["queries"], tax, OFFLINE_TEXT_TEMPLATES), v["vectors"])
         for label_set, (rows, truth) in labels.items():
             pred = np.array(tax.names)[(v["vectors"][rows] @ classes.T).argmax(axis=1)]
             out[f"zero_shot_top1_{label_set}"] = round(float(np.mean(pred == truth)), 3)
