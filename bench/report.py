@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import sys
 from functools import partial
@@ -1434,17 +1433,13 @@ def text_encoders_section(r: dict) -> list[str]:
 
 
 def _sign_test(new: list[float], old: list[float]) -> tuple[int, int, float]:
-    """Per-query wins and losses of one ranking against another, and the exact two-sided sign test's p."""
+    """Per-query wins and losses of one ranking against another, and the exact two-sided sign test's p (the
+    binomial test on the queries that differ, as :func:`bench.picture_feed.mcnemar` on paired pictures)."""
+    from scipy.stats import binomtest
+
     wins = sum(a > b for a, b in zip(new, old))
     losses = sum(a < b for a, b in zip(new, old))
-    n, low = wins + losses, min(wins, losses)
-    return wins, losses, min(1.0, 2 * sum(math.comb(n, i) for i in range(low + 1)) / 2 ** n) if n else 1.0
-
-
-def _paired(new: dict, old: dict, set_name: str) -> str:
-    wins, losses, p = _sign_test(new["per_query"], old["per_query"])
-    return (f"Per query on the {set_name.replace('_', '-')} set: better on {wins}, worse on {losses}, equal on "
-            f"{len(new['per_query']) - wins - losses} (sign test p = {p:.2f}). ")
+    return wins, losses, float(binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
 
 
 def text_adaptation_section(r: dict) -> list[str]:
@@ -1479,6 +1474,8 @@ def text_adaptation_section(r: dict) -> list[str]:
         chosen = {n: best_app(v) for n, v in adapted.items()}
         name = max(adapted, key=lambda n: adapted[n][f"{chosen[n]} · tuning"]["condensed"])
         v, k = adapted[name], chosen[name]
+        tests = {s: _sign_test(v[f"{k} · {s}"]["per_query"], build[f"{app} · {s}"]["per_query"]) for s in sets
+                 if "per_query" in v[f"{k} · {s}"] and "per_query" in build[f"{app} · {s}"]}
         out += ["", f"On the tuning set the best adapted tower in the app's mode is *{name}* ({k}): condensed P@10 "
                 f"{v[f'{k} · tuning']['condensed']} against the build's {build[f'{app} · tuning']['condensed']}; on the "
                 f"held-out set, which chose nothing, {v[f'{k} · held_out']['condensed']} against "
@@ -1487,11 +1484,11 @@ def text_adaptation_section(r: dict) -> list[str]:
                 f"{v['dense · held_out']['condensed']} against {build['dense · held_out']['condensed']} condensed. Text "
                 f"categories from its words, never-tuned labels: {v['categories self-trained words · never_tuned']} "
                 f"against {build['categories self-trained words · never_tuned']}. "
-                + "".join(_paired(v[f"{k} · {s}"], build[f"{app} · {s}"], s) for s in sets if
-                          "per_query" in v[f"{k} · {s}"] and "per_query" in build[f"{app} · {s}"])
+                + "".join(f"Per query on the {s.replace('_', '-')} set: better on {wins}, worse on {losses}, equal "
+                          f"on {len(v[f'{k} · {s}']['per_query']) - wins - losses} (sign test p = {pv:.2f}). "
+                          for s, (wins, losses, pv) in tests.items())
                 + (("The tuning set, which alone may choose, prefers it in the app's mode, so it is the candidate for "
-                    "the build" + ("." if _sign_test(v[f"{k} · tuning"].get("per_query", []),
-                                                     build[f"{app} · tuning"].get("per_query", []))[2] < 0.05 else
+                    "the build" + ("." if tests.get("tuning", (0, 0, 1.0))[2] < 0.05 else
                                    ", but per query its lead there is within chance (sign test above); it is not in "
                                    "the build yet: shipping it means shipping its weights (≈ 21 MB of fp16 layers "
                                    "for the frozen variant), a pipeline step that makes them and re-made shipped "
